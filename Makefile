@@ -1,0 +1,38 @@
+# Front door. `make demo` and `make test` are the README's two commands.
+BUILD     ?= build
+SANBUILD  ?= build-san
+MESON_OPTS ?=
+
+.PHONY: all deps build san demo test soak bench clean
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	@meson setup --werror $(MESON_OPTS) $(BUILD) >/dev/null
+
+$(SANBUILD)/build.ninja:
+	@CC=clang meson setup --werror -Db_sanitize=address,undefined -Db_lundef=false \
+	    -Dfuzz=true -Dguest=false $(SANBUILD) >/dev/null
+
+build: deps $(BUILD)/build.ninja
+	@ninja -C $(BUILD) >/dev/null
+
+san: deps $(SANBUILD)/build.ninja
+	@ninja -C $(SANBUILD) >/dev/null
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+test: build san
+	@scripts/run-tests.sh $(BUILD) $(SANBUILD)
+
+soak: build
+	@XKVM_SOAK=1 scripts/run-tests.sh $(BUILD) $(SANBUILD)
+
+bench: build
+	@scripts/bench.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(SANBUILD)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian packages xkvm needs. Idempotent and quiet when all are present.
+set -euo pipefail
+pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+      libjson-c-dev libxen-dev xen-doc xen-utils-4.17 xenstore-utils)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}"
+SUDO=
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

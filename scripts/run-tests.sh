@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Run every test suite and print one closing line: N passed, N failed[, N skipped].
+#   scripts/run-tests.sh BUILD SANBUILD
+# Suites: unit (normal and ASan+UBSan builds), fuzz (ASan+UBSan, bounded time),
+# kvm integration (normal build; skipped with a reason where /dev/kvm is absent).
+set -uo pipefail
+BUILD=${1:-build}
+SAN=${2:-build-san}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOG=$(mktemp -d /tmp/xkvm-test.XXXXXX)
+export XKVM_ROOT=$ROOT XKVM_BUILD=$ROOT/$BUILD
+FUZZ_SECONDS=${XKVM_FUZZ_SECONDS:-30}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+results=$LOG/results
+: > "$results"
+
+# run_suite LABEL CMD...: run a test program; its PASS/FAIL/SKIP lines are counted.
+# A program that dies without a result line, or exits non-zero with no FAIL line,
+# counts as one failure of its own.
+run_suite() {
+  local label=$1; shift
+  local out=$LOG/$(echo "$label" | tr '/ ' '__').log
+  "$@" > "$out" 2>&1
+  local rc=$?
+  grep -E '^(PASS|FAIL|SKIP): ' "$out" | sed "s|^\([A-Z]*\): |\1: $label: |" | tee -a "$results"
+  if [ $rc -ne 0 ] && ! grep -q '^FAIL: ' "$out"; then
+    echo "FAIL: $label: exited with status $rc (log: $out)" | tee -a "$results"
+    tail -20 "$out" | sed 's/^/    /'
+  fi
+  if grep -q '^FAIL: ' "$out"; then
+    echo "    (log: $out)"
+  fi
+}
+
+echo "== unit tests"
+for t in "$ROOT/$BUILD"/tests/unit/test-*; do
+  [ -x "$t" ] && run_suite "unit/$(basename "$t")" "$t"
+done
+echo "== unit tests under ASan+UBSan"
+for t in "$ROOT/$SAN"/tests/unit/test-*; do
+  [ -x "$t" ] && run_suite "san/$(basename "$t")" "$t"
+done
+
+echo "== fuzz targets (ASan+UBSan, ${FUZZ_SECONDS}s each)"
+for f in "$ROOT/$SAN"/tests/fuzz/fuzz-*; do
+  [ -x "$f" ] || continue
+  name=$(basename "$f")
+  corpus_src=$ROOT/tests/fuzz/corpus/${name#fuzz-}
+  work=$LOG/corpus-$name
+  mkdir -p "$work"
+  [ -d "$corpus_src" ] && cp -r "$corpus_src"/. "$work"/
+  run_suite "fuzz/$name" "$ROOT/scripts/run-fuzz.sh" "$f" "$work" "$FUZZ_SECONDS"
+done
+
+echo "== KVM integration tests"
+for t in "$ROOT"/tests/kvm/*.sh; do
+  [ -x "$t" ] && run_suite "kvm/$(basename "$t" .sh)" "$t"
+done
+
+pass=$(grep -c '^PASS: ' "$results")
+fail=$(grep -c '^FAIL: ' "$results")
+skip=$(grep -c '^SKIP: ' "$results")
+echo
+echo "logs: $LOG"
+if [ "$skip" -gt 0 ]; then
+  echo "$pass passed, $fail failed, $skip skipped"
+else
+  echo "$pass passed, $fail failed"
+fi
+[ "$fail" -eq 0 ]
