@@ -36,16 +36,16 @@ run_suite() {
 
 echo "== unit tests"
 for t in "$ROOT/$BUILD"/tests/unit/test-*; do
-  [ -x "$t" ] && run_suite "unit/$(basename "$t")" "$t"
+  [ -f "$t" ] && [ -x "$t" ] && run_suite "unit/$(basename "$t")" "$t"
 done
 echo "== unit tests under ASan+UBSan"
 for t in "$ROOT/$SAN"/tests/unit/test-*; do
-  [ -x "$t" ] && run_suite "san/$(basename "$t")" "$t"
+  [ -f "$t" ] && [ -x "$t" ] && run_suite "san/$(basename "$t")" "$t"
 done
 
 echo "== fuzz targets (ASan+UBSan, ${FUZZ_SECONDS}s each)"
 for f in "$ROOT/$SAN"/tests/fuzz/fuzz-*; do
-  [ -x "$f" ] || continue
+  [ -f "$f" ] && [ -x "$f" ] || continue
   name=$(basename "$f")
   corpus_src=$ROOT/tests/fuzz/corpus/${name#fuzz-}
   work=$LOG/corpus-$name
@@ -56,7 +56,7 @@ done
 
 echo "== KVM integration tests"
 for t in "$ROOT"/tests/kvm/*.sh; do
-  [ -x "$t" ] && run_suite "kvm/$(basename "$t" .sh)" "$t"
+  [ -f "$t" ] && [ -x "$t" ] && run_suite "kvm/$(basename "$t" .sh)" "$t"
 done
 
 pass=$(grep -c '^PASS: ' "$results")

@@ -1,1 +1,353 @@
-/* placeholder: being written */
+/*
+ * Domain configuration: defaults, validation and the JSON form the control protocol
+ * carries. domcfg_from_json() runs in xkvmd on bytes from any local client, so it
+ * checks every field's type, range and contents before anything is copied.
+ */
+#include "util/domcfg.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const action_names[] = {
+    [DOMCFG_DESTROY] = "destroy",
+    [DOMCFG_RESTART] = "restart",
+    [DOMCFG_PRESERVE] = "preserve",
+};
+#define NR_ACTIONS (sizeof(action_names) / sizeof(action_names[0]))
+
+/* xl accepts these too; xkvm does not implement them (yet). */
+static const char *const unsupported_actions[] = {
+    "coredump-destroy", "coredump-restart", "rename-restart", "soft-reset",
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -EINVAL;
+}
+
+void domcfg_defaults(struct domcfg *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->memory_mb = 32;
+    c->vcpus = 1;
+    c->on_poweroff = DOMCFG_DESTROY;
+    c->on_reboot = DOMCFG_RESTART;
+    c->on_crash = DOMCFG_DESTROY;
+}
+
+const char *domcfg_action_name(enum domcfg_action a)
+{
+    if ((unsigned)a < NR_ACTIONS)
+        return action_names[a];
+    return "invalid";
+}
+
+/* 0; -EOPNOTSUPP for xl actions xkvm does not implement; -EINVAL for anything else. */
+int domcfg_action_parse(const char *s, enum domcfg_action *out)
+{
+    if (!s)
+        return -EINVAL;
+    for (unsigned i = 0; i < NR_ACTIONS; i++) {
+        if (strcmp(s, action_names[i]) == 0) {
+            *out = (enum domcfg_action)i;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < sizeof(unsupported_actions) / sizeof(unsupported_actions[0]); i++)
+        if (strcmp(s, unsupported_actions[i]) == 0)
+            return -EOPNOTSUPP;
+    return -EINVAL;
+}
+
+/* Domain names become table keys and may appear in file names: keep them plain. */
+static bool name_char_ok(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.' ||
+           ch == ':' || ch == '+' || ch == '@';
+}
+
+static int check_name(const char *s, size_t len, char *err, size_t errlen)
+{
+    if (len == 0)
+        return fail(err, errlen, "name: must not be empty");
+    if (len >= DOMCFG_NAME_MAX)
+        return fail(err, errlen, "name: longer than %d characters", DOMCFG_NAME_MAX - 1);
+    bool all_digits = true;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!name_char_ok(ch))
+            return fail(err, errlen,
+                        "name: character 0x%02x at offset %zu not allowed "
+                        "(use letters, digits and _-.:+@)", ch, i);
+        if (ch < '0' || ch > '9')
+            all_digits = false;
+    }
+    if (all_digits)
+        return fail(err, errlen, "name: must not be all digits (it would read as a domid)");
+    if (s[0] == '-' || s[0] == '.')
+        return fail(err, errlen, "name: must not start with '%c'", s[0]);
+    return 0;
+}
+
+static int check_kernel(const char *s, size_t len, char *err, size_t errlen)
+{
+    if (len == 0)
+        return fail(err, errlen, "kernel: must not be empty");
+    if (len >= PATH_MAX)
+        return fail(err, errlen, "kernel: path longer than %d bytes", PATH_MAX - 1);
+    if (memchr(s, '\0', len))
+        return fail(err, errlen, "kernel: contains a NUL byte");
+    if (s[0] != '/')
+        return fail(err, errlen, "kernel: must be an absolute path");
+    return 0;
+}
+
+static int check_cmdline(const char *s, size_t len, char *err, size_t errlen)
+{
+    if (len >= DOMCFG_CMDLINE_MAX)
+        return fail(err, errlen, "cmdline: longer than %d bytes", DOMCFG_CMDLINE_MAX - 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f)
+            return fail(err, errlen,
+                        "cmdline: control character 0x%02x at offset %zu not allowed", ch, i);
+    }
+    return 0;
+}
+
+static int check_memory(uint64_t mb, char *err, size_t errlen)
+{
+    if (mb < DOMCFG_MEMORY_MB_MIN || mb > DOMCFG_MEMORY_MB_MAX)
+        return fail(err, errlen, "memory_mb: %" PRIu64 " out of range (%d to %d MiB)",
+                    mb, DOMCFG_MEMORY_MB_MIN, DOMCFG_MEMORY_MB_MAX);
+    return 0;
+}
+
+static int check_vcpus(uint64_t n, char *err, size_t errlen)
+{
+    if (n < 1 || n > DOMCFG_VCPUS_MAX)
+        return fail(err, errlen, "vcpus: %" PRIu64 " out of range (1 to %d)",
+                    n, DOMCFG_VCPUS_MAX);
+    return 0;
+}
+
+int domcfg_validate(const struct domcfg *c, char *err, size_t errlen)
+{
+    size_t len;
+    int r;
+
+    len = strnlen(c->name, sizeof(c->name));
+    if (len == sizeof(c->name))
+        return fail(err, errlen, "name: not terminated");
+    if ((r = check_name(c->name, len, err, errlen)) < 0)
+        return r;
+    if ((r = check_memory(c->memory_mb, err, errlen)) < 0)
+        return r;
+    if ((r = check_vcpus(c->vcpus, err, errlen)) < 0)
+        return r;
+    len = strnlen(c->kernel, sizeof(c->kernel));
+    if (len == sizeof(c->kernel))
+        return fail(err, errlen, "kernel: not terminated");
+    if ((r = check_kernel(c->kernel, len, err, errlen)) < 0)
+        return r;
+    len = strnlen(c->cmdline, sizeof(c->cmdline));
+    if (len == sizeof(c->cmdline))
+        return fail(err, errlen, "cmdline: not terminated");
+    if ((r = check_cmdline(c->cmdline, len, err, errlen)) < 0)
+        return r;
+    if ((unsigned)c->on_poweroff >= NR_ACTIONS)
+        return fail(err, errlen, "on_poweroff: invalid action %d", (int)c->on_poweroff);
+    if ((unsigned)c->on_reboot >= NR_ACTIONS)
+        return fail(err, errlen, "on_reboot: invalid action %d", (int)c->on_reboot);
+    if ((unsigned)c->on_crash >= NR_ACTIONS)
+        return fail(err, errlen, "on_crash: invalid action %d", (int)c->on_crash);
+    return 0;
+}
+
+struct json_object *domcfg_to_json(const struct domcfg *c)
+{
+    struct json_object *o = json_object_new_object();
+    if (!o)
+        return NULL;
+    int bad = 0;
+    bad |= json_object_object_add(o, "name", json_object_new_string(c->name));
+    bad |= json_object_object_add(o, "memory_mb", json_object_new_int64((int64_t)c->memory_mb));
+    bad |= json_object_object_add(o, "vcpus", json_object_new_int64(c->vcpus));
+    bad |= json_object_object_add(o, "kernel", json_object_new_string(c->kernel));
+    bad |= json_object_object_add(o, "cmdline", json_object_new_string(c->cmdline));
+    bad |= json_object_object_add(o, "on_poweroff",
+                                  json_object_new_string(domcfg_action_name(c->on_poweroff)));
+    bad |= json_object_object_add(o, "on_reboot",
+                                  json_object_new_string(domcfg_action_name(c->on_reboot)));
+    bad |= json_object_object_add(o, "on_crash",
+                                  json_object_new_string(domcfg_action_name(c->on_crash)));
+    if (bad) {
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Field names accepted in the JSON form; anything else is rejected as a typo guard. */
+static const char *const known_fields[] = {
+    "name", "memory_mb", "vcpus", "kernel", "cmdline",
+    "on_poweroff", "on_reboot", "on_crash",
+};
+
+/* A string field: its bytes and length (json-c strings may hold NULs). */
+static int get_string(struct json_object *o, const char *field, bool required,
+                      const char **s, size_t *len, char *err, size_t errlen)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, field, &v)) {
+        if (required)
+            return fail(err, errlen, "%s: missing", field);
+        *s = NULL;
+        return 0;
+    }
+    if (!json_object_is_type(v, json_type_string))
+        return fail(err, errlen, "%s: must be a string", field);
+    int n = json_object_get_string_len(v);
+    const char *p = json_object_get_string(v);
+    if (n < 0 || !p)
+        return fail(err, errlen, "%s: unreadable string", field);
+    if (memchr(p, '\0', (size_t)n))
+        return fail(err, errlen, "%s: contains a NUL byte", field);
+    *s = p;
+    *len = (size_t)n;
+    return 0;
+}
+
+/* An optional non-negative integer field; *present says whether it was there. */
+static int get_uint(struct json_object *o, const char *field, uint64_t *out, bool *present,
+                    char *err, size_t errlen)
+{
+    struct json_object *v;
+    *present = false;
+    if (!json_object_object_get_ex(o, field, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_int))
+        return fail(err, errlen, "%s: must be an integer", field);
+    /* json-c stores values above INT64_MAX as uint64: those are out of range anyway. */
+    int64_t n = json_object_get_int64(v);
+    if (n < 0)
+        return fail(err, errlen, "%s: must not be negative", field);
+    *out = (uint64_t)n;
+    *present = true;
+    return 0;
+}
+
+static int get_action(struct json_object *o, const char *field, enum domcfg_action *out,
+                      char *err, size_t errlen)
+{
+    const char *s;
+    size_t len = 0;
+    int r = get_string(o, field, false, &s, &len, err, errlen);
+    if (r < 0 || !s)
+        return r;
+    r = domcfg_action_parse(s, out);
+    if (r == -EOPNOTSUPP)
+        return fail(err, errlen, "%s: action \"%.32s\" is not supported by xkvm "
+                    "(use destroy, restart or preserve)", field, s);
+    if (r < 0)
+        return fail(err, errlen, "%s: unknown action \"%.32s%s\" "
+                    "(use destroy, restart or preserve)", field, s, len > 32 ? "..." : "");
+    return 0;
+}
+
+int domcfg_from_json(struct json_object *o, struct domcfg *c, char *err, size_t errlen)
+{
+    struct domcfg tmp;
+    const char *s;
+    size_t len = 0;
+    uint64_t n = 0;
+    bool present;
+    int r;
+
+    if (!o || !json_object_is_type(o, json_type_object))
+        return fail(err, errlen, "config: must be a JSON object");
+
+    json_object_object_foreach(o, key, val) {
+        (void)val;
+        bool known = false;
+        for (size_t i = 0; i < sizeof(known_fields) / sizeof(known_fields[0]); i++)
+            if (strcmp(key, known_fields[i]) == 0)
+                known = true;
+        if (!known) {
+            /* Keys may hold anything: print a bounded, sanitized prefix. */
+            char shown[33];
+            size_t i;
+            for (i = 0; i < sizeof(shown) - 1 && key[i]; i++)
+                shown[i] = (key[i] >= 0x20 && key[i] < 0x7f) ? key[i] : '?';
+            shown[i] = '\0';
+            return fail(err, errlen, "config: unknown field \"%s%s\"", shown,
+                        key[i] ? "..." : "");
+        }
+    }
+
+    domcfg_defaults(&tmp);
+
+    if ((r = get_string(o, "name", true, &s, &len, err, errlen)) < 0)
+        return r;
+    if ((r = check_name(s, len, err, errlen)) < 0)
+        return r;
+    memcpy(tmp.name, s, len);
+    tmp.name[len] = '\0';
+
+    if ((r = get_uint(o, "memory_mb", &n, &present, err, errlen)) < 0)
+        return r;
+    if (present) {
+        if ((r = check_memory(n, err, errlen)) < 0)
+            return r;
+        tmp.memory_mb = n;
+    }
+
+    if ((r = get_uint(o, "vcpus", &n, &present, err, errlen)) < 0)
+        return r;
+    if (present) {
+        if ((r = check_vcpus(n, err, errlen)) < 0)
+            return r;
+        tmp.vcpus = (unsigned)n;
+    }
+
+    if ((r = get_string(o, "kernel", true, &s, &len, err, errlen)) < 0)
+        return r;
+    if ((r = check_kernel(s, len, err, errlen)) < 0)
+        return r;
+    memcpy(tmp.kernel, s, len);
+    tmp.kernel[len] = '\0';
+
+    if ((r = get_string(o, "cmdline", false, &s, &len, err, errlen)) < 0)
+        return r;
+    if (s) {
+        if ((r = check_cmdline(s, len, err, errlen)) < 0)
+            return r;
+        memcpy(tmp.cmdline, s, len);
+        tmp.cmdline[len] = '\0';
+    }
+
+    if ((r = get_action(o, "on_poweroff", &tmp.on_poweroff, err, errlen)) < 0 ||
+        (r = get_action(o, "on_reboot", &tmp.on_reboot, err, errlen)) < 0 ||
+        (r = get_action(o, "on_crash", &tmp.on_crash, err, errlen)) < 0)
+        return r;
+
+    /* Belt and braces: the struct must satisfy the same rules as the CLI's. */
+    if ((r = domcfg_validate(&tmp, err, errlen)) < 0)
+        return r;
+    *c = tmp;
+    return 0;
+}

@@ -1,0 +1,72 @@
+/*
+ * hypercall-bad: hostile arguments must come back as errors, and the guest must
+ * keep running. Every call below must return < 0.
+ */
+#include "../xtest.h"
+
+#include <xen/errno.h>
+
+/* A guard page: GUARD_VA is mapped (to a page of our .bss), GUARD_VA + 4 KiB is not. */
+#define GUARD_VA     (1ULL << 40)
+#define UNMAPPED_VA  (GUARD_VA + PAGE_SIZE)
+
+static uint8_t guard_page[4096] __attribute__((aligned(4096)));
+static unsigned failures;
+
+static void expect_error(const char *what, long rc)
+{
+    printf("xkvm-guest: %-44s -> %ld%s\n", what, rc, rc < 0 ? "" : "  (NOT AN ERROR)");
+    if (rc >= 0)
+        failures++;
+}
+
+static void test_hypercall_bad(void)
+{
+    XTEST_NEED_XEN();
+    if (map_page(GUARD_VA, (uint64_t)(uintptr_t)guard_page, false))
+        xtest_fail("cannot map the guard page");
+
+    /* The last 8 bytes of the mapped page, then nothing. */
+    char *edge = (char *)(uintptr_t)(GUARD_VA + PAGE_SIZE - 8);
+    memcpy(edge, "hostile\n", 8);
+
+    expect_error("console_io(write, NULL)",
+                 HYPERVISOR_console_io(CONSOLEIO_write, 16, NULL));
+    expect_error("console_io(write, non-canonical)",
+                 HYPERVISOR_console_io(CONSOLEIO_write, 16,
+                                       (void *)0x8000000000001000ULL));
+    expect_error("console_io(write, unmapped)",
+                 HYPERVISOR_console_io(CONSOLEIO_write, 16, (void *)UNMAPPED_VA));
+    expect_error("console_io(write, huge length across a hole)",
+                 HYPERVISOR_console_io(CONSOLEIO_write, 0x7fffffff, edge));
+    expect_error("console_io(unknown cmd)",
+                 HYPERVISOR_console_io(0x7fff, 4, "bad\n"));
+    expect_error("sched_op(unknown cmd)", HYPERVISOR_sched_op(0xdead, NULL));
+    expect_error("sched_op(shutdown, unmapped)",
+                 HYPERVISOR_sched_op(SCHEDOP_shutdown, (void *)UNMAPPED_VA));
+    expect_error("hypercall 60 (unknown)", _hypercall5(60, 1, 2, 3, 4, 5));
+    expect_error("xen_version(extraversion, NULL)",
+                 HYPERVISOR_xen_version(XENVER_extraversion, NULL));
+    expect_error("xen_version(extraversion, unmapped)",
+                 HYPERVISOR_xen_version(XENVER_extraversion, (void *)UNMAPPED_VA));
+    expect_error("xen_version(unknown cmd)", HYPERVISOR_xen_version(0x7fff, NULL));
+
+    struct xen_hvm_param p = { .domid = DOMID_SELF, .index = 0xffff };
+    expect_error("hvm_op(get_param, index 0xffff)",
+                 HYPERVISOR_hvm_op(HVMOP_get_param, &p));
+    p.index = HVM_NR_PARAMS;
+    expect_error("hvm_op(get_param, HVM_NR_PARAMS)",
+                 HYPERVISOR_hvm_op(HVMOP_get_param, &p));
+    expect_error("hvm_op(get_param, unmapped)",
+                 HYPERVISOR_hvm_op(HVMOP_get_param, (void *)UNMAPPED_VA));
+    expect_error("memory_op(unknown cmd)", HYPERVISOR_memory_op(0x3fff, NULL));
+
+    /* Still alive: a good hypercall still works. */
+    long v = HYPERVISOR_xen_version(XENVER_version, NULL);
+    printf("xkvm-guest: still alive, XENVER_version = %#lx\n", v);
+    if (v <= 0)
+        xtest_fail("XENVER_version after the hostile calls returned %ld", v);
+    if (failures)
+        xtest_fail("%u hostile hypercall(s) did not return an error", failures);
+}
+XTEST("hypercall-bad", test_hypercall_bad);

@@ -1,0 +1,350 @@
+/*
+ * Domain context records (seed 004): the per-domain image of PV and hypervisor
+ * state that save, migration and live update carry. Format and compatibility rules:
+ * docs/domain-context.md.
+ *
+ * An image is a sequence of records, each
+ *     u32 type; u32 instance; u64 length; u8 body[length]; zero padding to 8 bytes
+ * in native endianness, starting with START and ending with END. Every record
+ * layout below is the public, versioned format: change it only by adding types.
+ *
+ * Reading never copies bodies: a record's body points into the caller's buffer,
+ * which must be 8-byte aligned (malloc'd memory is), so bodies can be cast to the
+ * record structs below.
+ */
+#ifndef XKVM_CTX_H
+#define XKVM_CTX_H
+
+#include <stdalign.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/uio.h>
+
+/* Records start, and bodies are padded, on this boundary. */
+#define XKVM_CTX_ALIGN          8u
+
+/*
+ * Record types. 0..0xff follow Xen's numbering (Xen defined END, START,
+ * SHARED_INFO and TSC_INFO; the rest of that range stays free for types Xen may
+ * define). Types xkvm defines itself start at XKVM_CTX_XKVM_BASE.
+ */
+enum xkvm_ctx_type {
+    XKVM_CTX_END            = 0,
+    XKVM_CTX_START          = 1,
+    XKVM_CTX_SHARED_INFO    = 2,
+    XKVM_CTX_TSC_INFO       = 3,
+
+    XKVM_CTX_XKVM_BASE      = 0x100,
+    /* xkvm types go here: event channels, grant table, vcpu_info, HVM params... */
+};
+
+struct xkvm_ctx_record_header {
+    uint32_t type;
+    uint32_t instance;
+    uint64_t length;            /* of the body, padding excluded */
+};
+_Static_assert(sizeof(struct xkvm_ctx_record_header) == 16, "record header layout");
+
+/* START (type 1, instance 0): the xkvm version that wrote the image. */
+struct xkvm_ctx_start {
+    uint32_t major;
+    uint32_t minor;
+};
+_Static_assert(sizeof(struct xkvm_ctx_start) == 8, "START layout");
+
+/* END (type 0, instance 0): empty body. */
+
+/*
+ * SHARED_INFO (type 2, instance 0): the domain's shared_info page.
+ * buffer_size bytes of page contents follow the fixed part; length is exactly
+ * 8 + buffer_size, buffer_size <= XKVM_CTX_SHARED_INFO_MAX.
+ */
+struct xkvm_ctx_shared_info {
+    uint32_t flags;             /* XKVM_CTX_SHARED_INFO_* */
+    uint32_t buffer_size;
+    uint8_t buffer[];
+};
+#define XKVM_CTX_SHARED_INFO_HAS_32BIT_LAYOUT   (1u << 0)
+#define XKVM_CTX_SHARED_INFO_MAX                4096u
+_Static_assert(sizeof(struct xkvm_ctx_shared_info) == 8, "SHARED_INFO layout");
+_Static_assert(offsetof(struct xkvm_ctx_shared_info, buffer) == 8, "SHARED_INFO layout");
+
+/* TSC_INFO (type 3, instance 0): the domain's TSC mode and scaling. */
+struct xkvm_ctx_tsc_info {
+    uint32_t mode;              /* XKVM_CTX_TSC_MODE_* */
+    uint32_t khz;
+    uint64_t nsec;              /* elapsed ns the guest TSC is offset by */
+    uint32_t incarnation;
+    uint32_t pad;               /* must be zero */
+};
+enum {
+    XKVM_CTX_TSC_MODE_DEFAULT        = 0,
+    XKVM_CTX_TSC_MODE_ALWAYS_EMULATE = 1,
+    XKVM_CTX_TSC_MODE_NEVER_EMULATE  = 2,
+};
+_Static_assert(sizeof(struct xkvm_ctx_tsc_info) == 24, "TSC_INFO layout");
+_Static_assert(offsetof(struct xkvm_ctx_tsc_info, nsec) == 8, "TSC_INFO layout");
+_Static_assert(alignof(struct xkvm_ctx_tsc_info) <= XKVM_CTX_ALIGN, "TSC_INFO alignment");
+
+/* Bytes a record with a body of `length` occupies, header and padding included. */
+static inline uint64_t xkvm_ctx_record_size(uint64_t length)
+{
+    return sizeof(struct xkvm_ctx_record_header) +
+           ((length + XKVM_CTX_ALIGN - 1) & ~(uint64_t)(XKVM_CTX_ALIGN - 1));
+}
+
+/* ---- Errors ------------------------------------------------------------------ */
+
+enum xkvm_ctx_errcode {
+    XKVM_CTX_OK = 0,
+    XKVM_CTX_ERR_MISALIGNED,        /* buffer not 8-byte aligned */
+    XKVM_CTX_ERR_TRUNCATED,         /* record header cut short */
+    XKVM_CTX_ERR_LENGTH_OVERFLOW,   /* length + padding overflows */
+    XKVM_CTX_ERR_LENGTH_PAST_END,   /* body or padding runs past the buffer */
+    XKVM_CTX_ERR_PADDING,           /* non-zero padding byte */
+    XKVM_CTX_ERR_UNKNOWN_TYPE,
+    XKVM_CTX_ERR_MISSING_START,
+    XKVM_CTX_ERR_START_NOT_FIRST,
+    XKVM_CTX_ERR_DUPLICATE_START,
+    XKVM_CTX_ERR_MISSING_END,
+    XKVM_CTX_ERR_AFTER_END,         /* writer: record after END */
+    XKVM_CTX_ERR_VERSION,           /* START major differs from ours */
+    XKVM_CTX_ERR_INSTANCE,          /* instance not allowed for this type */
+    XKVM_CTX_ERR_DUPLICATE,         /* a once-per-image type seen twice */
+    XKVM_CTX_ERR_BAD_LENGTH,        /* body length does not fit the type's layout */
+    XKVM_CTX_ERR_RESERVED,          /* reserved field or unknown flag bits set */
+    XKVM_CTX_ERR_BAD_VALUE,         /* field value out of range / type's own check */
+    XKVM_CTX_ERR_IO,                /* writer: sink failed (errno in err->sys_errno) */
+    XKVM_CTX_ERR_NOMEM,
+    XKVM_CTX_ERR_REGISTRY,          /* registry too large or unsorted */
+};
+
+struct xkvm_ctx_error {
+    enum xkvm_ctx_errcode code;
+    uint64_t offset;                /* of the record header (or of the end of the image) */
+    bool type_known;                /* false if the header was too short to hold a type */
+    uint32_t type;
+    int sys_errno;                  /* XKVM_CTX_ERR_IO only */
+    char reason[192];               /* e.g. "padding byte 13 is 0x01, must be zero" */
+    char msg[320];                  /* "offset 40, type 2 (SHARED_INFO): <reason>" */
+};
+
+/* Short stable identifier of a code, e.g. "padding" (used in JSON output). */
+const char *xkvm_ctx_errcode_name(enum xkvm_ctx_errcode code);
+
+/* ---- Record type registry ---------------------------------------------------- */
+
+/*
+ * Each type's body is a fixed part, optionally followed by an array of elements:
+ *   elem_size == 0: length == fixed_size exactly;
+ *   elem_size != 0: length == fixed_size + n * elem_size, n >= 0,
+ *                   and length <= max_length when max_length != 0.
+ * Fields describe both parts. Together they must cover every byte (the unit tests
+ * check that), so no byte of a record escapes validation and dump.
+ */
+enum xkvm_ctx_field_kind {
+    XKVM_CTX_FIELD_UINT,            /* unsigned, dumped in decimal */
+    XKVM_CTX_FIELD_HEX,             /* unsigned, dumped in hex */
+    XKVM_CTX_FIELD_FLAGS,           /* bits outside `allowed` must be zero */
+    XKVM_CTX_FIELD_ENUM,            /* value < nr_names; dumped with its name */
+    XKVM_CTX_FIELD_RESERVED,        /* any size; every byte must be zero */
+    XKVM_CTX_FIELD_BYTES,           /* any size; opaque, dumped as hex */
+};
+
+struct xkvm_ctx_field {
+    const char *name;
+    uint32_t offset;
+    uint32_t size;                  /* 1, 2, 4 or 8 for numeric kinds */
+    enum xkvm_ctx_field_kind kind;
+    uint64_t allowed;               /* FLAGS */
+    const char *const *names;       /* ENUM */
+    uint32_t nr_names;              /* ENUM */
+};
+
+#define XKVM_CTX_MEMBER_SIZE(st, m) ((uint32_t)sizeof(((st *)0)->m))
+#define XKVM_CTX_FIELD_OF(st, m, k) \
+    { .name = #m, .offset = offsetof(st, m), .size = XKVM_CTX_MEMBER_SIZE(st, m), .kind = (k) }
+#define XKVM_CTX_F_UINT(st, m)      XKVM_CTX_FIELD_OF(st, m, XKVM_CTX_FIELD_UINT)
+#define XKVM_CTX_F_HEX(st, m)       XKVM_CTX_FIELD_OF(st, m, XKVM_CTX_FIELD_HEX)
+#define XKVM_CTX_F_RESERVED(st, m)  XKVM_CTX_FIELD_OF(st, m, XKVM_CTX_FIELD_RESERVED)
+#define XKVM_CTX_F_BYTES(st, m)     XKVM_CTX_FIELD_OF(st, m, XKVM_CTX_FIELD_BYTES)
+#define XKVM_CTX_F_FLAGS(st, m, ok) \
+    { .name = #m, .offset = offsetof(st, m), .size = XKVM_CTX_MEMBER_SIZE(st, m), \
+      .kind = XKVM_CTX_FIELD_FLAGS, .allowed = (ok) }
+#define XKVM_CTX_F_ENUM(st, m, nm) \
+    { .name = #m, .offset = offsetof(st, m), .size = XKVM_CTX_MEMBER_SIZE(st, m), \
+      .kind = XKVM_CTX_FIELD_ENUM, .names = (nm), .nr_names = sizeof(nm) / sizeof((nm)[0]) }
+#define XKVM_CTX_FIELDS(arr)        (arr), (uint32_t)(sizeof(arr) / sizeof((arr)[0]))
+
+struct xkvm_ctx_record;
+struct xkvm_ctx_dumper;
+
+/* Type flags */
+#define XKVM_CTX_TYPE_ONCE  (1u << 0)   /* at most one per image, instance 0 */
+
+struct xkvm_ctx_type_desc {
+    uint32_t type;
+    const char *name;
+    uint32_t flags;                         /* XKVM_CTX_TYPE_* */
+    uint64_t fixed_size;
+    uint64_t elem_size;                     /* 0: fixed-size body */
+    uint64_t max_length;                    /* 0: no limit but the buffer */
+    const struct xkvm_ctx_field *fields;    /* of the fixed part */
+    uint32_t nr_fields;
+    const struct xkvm_ctx_field *elem_fields; /* of each element, offsets within it */
+    uint32_t nr_elem_fields;
+    /* Checks beyond the field table; NULL if none. Runs after the table checks. */
+    int (*validate)(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err);
+    /* Extra dump output beyond the fields (e.g. a digest of opaque data); NULL if none. */
+    void (*dump)(const struct xkvm_ctx_record *rec, struct xkvm_ctx_dumper *d);
+};
+
+/* A registry: types sorted by type number, at most XKVM_CTX_MAX_TYPES of them. */
+#define XKVM_CTX_MAX_TYPES 256
+struct xkvm_ctx_registry {
+    const struct xkvm_ctx_type_desc *types;
+    size_t nr_types;
+};
+
+/* The record types this build of xkvm knows. */
+extern const struct xkvm_ctx_registry xkvm_ctx_builtin_registry;
+
+const struct xkvm_ctx_type_desc *
+xkvm_ctx_lookup(const struct xkvm_ctx_registry *reg, uint32_t type);
+
+/*
+ * Check a record's body against its type: layout length, field table, the type's
+ * own validator. Returns 0, or -1 with err filled. rec->desc must be set.
+ */
+int xkvm_ctx_validate_body(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err);
+
+/* Fill err for a record (type validators use this). Always returns -1. */
+int xkvm_ctx_fail(struct xkvm_ctx_error *err, const struct xkvm_ctx_record *rec,
+                  enum xkvm_ctx_errcode code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- Reading ----------------------------------------------------------------- */
+
+struct xkvm_ctx_record {
+    uint64_t offset;                /* of the record header in the image */
+    uint32_t type;
+    uint32_t instance;
+    uint64_t length;
+    const void *body;               /* points into the image; 8-byte aligned */
+    const struct xkvm_ctx_type_desc *desc;
+};
+
+struct xkvm_ctx_reader {
+    const uint8_t *buf;
+    size_t size;
+    size_t pos;                     /* next record; after END: bytes the image occupied */
+    const struct xkvm_ctx_registry *registry;
+    uint32_t our_major;             /* START major that is accepted (ours by default) */
+    uint32_t major, minor;          /* from START, once read */
+    unsigned nr_records;
+    bool started, ended, failed;
+    uint64_t once_seen[XKVM_CTX_MAX_TYPES / 64];
+    struct xkvm_ctx_error err;
+};
+
+/* registry NULL: xkvm_ctx_builtin_registry. */
+void xkvm_ctx_reader_init(struct xkvm_ctx_reader *r, const void *buf, size_t size,
+                          const struct xkvm_ctx_registry *registry);
+
+/*
+ * Next record, START and END included. Returns 1 with *rec filled, 0 once END has
+ * been returned (r->pos is then the image's size; bytes after it are not looked
+ * at), -1 on a malformed image (r->err). Errors are sticky.
+ */
+int xkvm_ctx_next(struct xkvm_ctx_reader *r, struct xkvm_ctx_record *rec);
+
+struct xkvm_ctx_summary {
+    unsigned nr_records;            /* START and END included */
+    size_t used;                    /* bytes the image occupies (END included) */
+    uint32_t major, minor;          /* of the writer */
+};
+
+/* Walk and validate a whole image. 0 or -1 with err filled. */
+int xkvm_ctx_verify(const void *buf, size_t size, const struct xkvm_ctx_registry *registry,
+                    struct xkvm_ctx_summary *sum, struct xkvm_ctx_error *err);
+
+/* ---- Writing ----------------------------------------------------------------- */
+
+/* A sink takes bytes in order; returns 0 or a negative errno. */
+typedef int (*xkvm_ctx_sink_fn)(void *opaque, const struct iovec *iov, int iovcnt);
+
+struct xkvm_ctx_writer {
+    xkvm_ctx_sink_fn sink;
+    void *sink_opaque;
+    uint8_t *buf;                   /* buffer sink */
+    size_t len, cap;
+    int fd;                         /* fd sink */
+    uint64_t offset;                /* bytes written so far */
+    const struct xkvm_ctx_registry *registry;   /* builtin unless changed after init */
+    unsigned nr_records;
+    bool started, ended, failed;
+    uint64_t once_seen[XKVM_CTX_MAX_TYPES / 64];
+    struct xkvm_ctx_error err;
+};
+
+/* Build the image in a growable memory buffer. */
+void xkvm_ctx_writer_init_buffer(struct xkvm_ctx_writer *w);
+/* Write the image straight to fd (which stays the caller's). */
+void xkvm_ctx_writer_init_fd(struct xkvm_ctx_writer *w, int fd);
+/* Hand the bytes to the caller's sink (e.g. a migration stream writer). */
+void xkvm_ctx_writer_init_sink(struct xkvm_ctx_writer *w, xkvm_ctx_sink_fn sink, void *opaque);
+
+/* Buffer sink: make room for `bytes` more without reallocating. 0 or -1. */
+int xkvm_ctx_writer_reserve(struct xkvm_ctx_writer *w, size_t bytes);
+
+/*
+ * Append a record. The body is checked against its type exactly as the reader
+ * checks it, and START-first / END-last / once-per-image rules are enforced, so
+ * whatever a writer produces a reader accepts. 0, or -1 with w->err filled
+ * (sticky: later calls fail too).
+ */
+int xkvm_ctx_write(struct xkvm_ctx_writer *w, uint32_t type, uint32_t instance,
+                   const void *body, uint64_t length);
+/* START with this build's XKVM_VERSION_MAJOR/MINOR. */
+int xkvm_ctx_write_start(struct xkvm_ctx_writer *w);
+int xkvm_ctx_write_end(struct xkvm_ctx_writer *w);
+/* SHARED_INFO from a page (size <= XKVM_CTX_SHARED_INFO_MAX) and flags. */
+int xkvm_ctx_write_shared_info(struct xkvm_ctx_writer *w, uint32_t flags,
+                               const void *page, uint32_t size);
+
+/* Buffer sink: the image so far. */
+const uint8_t *xkvm_ctx_writer_data(const struct xkvm_ctx_writer *w, size_t *len);
+/* Buffer sink: take ownership of the image (free() it); the writer is left empty. */
+void *xkvm_ctx_writer_take(struct xkvm_ctx_writer *w, size_t *len);
+/* Start a new image on the same sink; a buffer sink keeps its memory. */
+void xkvm_ctx_writer_reset(struct xkvm_ctx_writer *w);
+void xkvm_ctx_writer_release(struct xkvm_ctx_writer *w);
+
+/* ---- Dumping ----------------------------------------------------------------- */
+
+enum xkvm_ctx_dump_format {
+    XKVM_CTX_DUMP_TEXT,             /* one line per record: offset name key=value... */
+    XKVM_CTX_DUMP_JSON,             /* one JSON object per record, one per line */
+};
+
+struct xkvm_ctx_dumper {
+    FILE *out;
+    enum xkvm_ctx_dump_format format;
+    unsigned nr_items;              /* in the current JSON object */
+};
+
+/* Print one record (validated by a reader) with its decoded fields. */
+void xkvm_ctx_dump_record(FILE *out, enum xkvm_ctx_dump_format format,
+                          const struct xkvm_ctx_record *rec);
+
+/* For a type's dump hook: add one item to the record's line / "fields" object. */
+void xkvm_ctx_dump_uint(struct xkvm_ctx_dumper *d, const char *name, uint64_t value);
+void xkvm_ctx_dump_hex(struct xkvm_ctx_dumper *d, const char *name, uint64_t value);
+void xkvm_ctx_dump_str(struct xkvm_ctx_dumper *d, const char *name, const char *value);
+
+/* Write s as a JSON string literal, quotes included. */
+void xkvm_ctx_json_string(FILE *out, const char *s);
+
+#endif /* XKVM_CTX_H */

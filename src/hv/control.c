@@ -1,0 +1,210 @@
+#include "hv/control.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hv/domain.h"
+#include "hv/hv.h"
+#include "hv/vcpu.h"
+#include "util/log.h"
+#include "xkvm/control.h"
+
+static struct json_object *reply_ok(void)
+{
+    struct json_object *r = json_object_new_object();
+    json_object_object_add(r, "ok", json_object_new_boolean(1));
+    return r;
+}
+
+static struct json_object *reply_err(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static struct json_object *reply_err(int err, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct json_object *r = json_object_new_object();
+    json_object_object_add(r, "ok", json_object_new_boolean(0));
+    json_object_object_add(r, "error", json_object_new_string(msg));
+    const char *name = strerrorname_np(err);
+    json_object_object_add(r, "errno", json_object_new_string(name ? name : "EIO"));
+    return r;
+}
+
+/* The request's "domid" as a live domain, or an error reply in *reply. */
+static struct domain *request_domain(struct json_object *req, struct json_object **reply)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(req, "domid", &v) || !json_object_is_type(v, json_type_int)) {
+        *reply = reply_err(EINVAL, "request needs an integer \"domid\"");
+        return NULL;
+    }
+    int64_t id = json_object_get_int64(v);
+    struct domain *d = (id > 0 && id < XKVM_DOMID_LIMIT) ? domain_find((unsigned)id) : NULL;
+    if (!d)
+        *reply = reply_err(ESRCH, "no domain with id %lld", (long long)id);
+    return d;
+}
+
+static struct json_object *cmd_create(struct json_object *req)
+{
+    struct json_object *cfgj, *pausedj;
+    if (!json_object_object_get_ex(req, "config", &cfgj))
+        return reply_err(EINVAL, "create needs a \"config\" object");
+    struct domcfg cfg;
+    char err[512] = "";
+    if (domcfg_from_json(cfgj, &cfg, err, sizeof(err)))
+        return reply_err(EINVAL, "bad config: %s", err);
+    bool paused = false;
+    if (json_object_object_get_ex(req, "start_paused", &pausedj)) {
+        if (!json_object_is_type(pausedj, json_type_boolean))
+            return reply_err(EINVAL, "\"start_paused\" must be true or false");
+        paused = json_object_get_boolean(pausedj);
+    }
+    uint16_t domid;
+    int rc = domain_create(&cfg, paused, &domid, err, sizeof(err));
+    if (rc)
+        return reply_err(-rc, "%s", err);
+    struct json_object *r = reply_ok();
+    json_object_object_add(r, "domid", json_object_new_int(domid));
+    return r;
+}
+
+static struct json_object *domain_json(struct domain *d)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "domid", json_object_new_int(d->domid));
+    json_object_object_add(o, "name", json_object_new_string(d->cfg.name));
+    json_object_object_add(o, "state", json_object_new_string(domain_state_name(d)));
+    json_object_object_add(o, "shutdown_reason",
+        d->shutdown_code >= 0 ? json_object_new_string(shutdown_reason_name(d->shutdown_code))
+                              : NULL);
+    json_object_object_add(o, "memory_kb", json_object_new_int64((int64_t)d->cfg.memory_mb * 1024));
+    json_object_object_add(o, "vcpus", json_object_new_int((int)d->nr_vcpus));
+    uint64_t exits = 0, hcalls = 0;
+    for (unsigned i = 0; i < d->nr_vcpus; i++) {
+        exits += d->vcpus[i].nr_exits;
+        hcalls += d->vcpus[i].nr_hypercalls;
+    }
+    json_object_object_add(o, "exits", json_object_new_int64((int64_t)exits));
+    /* Build time: from the create request to vCPU 0's first KVM_RUN (0: not yet). */
+    uint64_t first = d->nr_vcpus ? d->vcpus[0].first_run_ns : 0;
+    json_object_object_add(o, "create_to_first_run_us",
+        json_object_new_int64(first > d->created_ns ? (int64_t)(first - d->created_ns) / 1000 : 0));
+    json_object_object_add(o, "hypercalls", json_object_new_int64((int64_t)hcalls));
+    return o;
+}
+
+static struct json_object *cmd_list(void)
+{
+    struct json_object *arr = json_object_new_array();
+    for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
+        if (host.domains[id])
+            json_object_array_add(arr, domain_json(host.domains[id]));
+    struct json_object *r = reply_ok();
+    json_object_object_add(r, "domains", arr);
+    return r;
+}
+
+static struct json_object *cmd_info(void)
+{
+    struct json_object *r = reply_ok();
+    uint64_t total_kb = host.mm.nr_frames * (XKVM_PAGE_SIZE / 1024);
+    uint64_t free_kb = mm_free_frames(&host.mm) * (XKVM_PAGE_SIZE / 1024);
+    json_object_object_add(r, "version", json_object_new_string(XKVM_VERSION_STRING));
+    char xenver[16];
+    snprintf(xenver, sizeof(xenver), "%d.%d", XKVM_XEN_MAJOR, XKVM_XEN_MINOR);
+    json_object_object_add(r, "xen_version", json_object_new_string(xenver));
+    json_object_object_add(r, "machine_memory_kb", json_object_new_int64((int64_t)total_kb));
+    json_object_object_add(r, "free_memory_kb", json_object_new_int64((int64_t)free_kb));
+    json_object_object_add(r, "nr_domains", json_object_new_int((int)host.nr_domains));
+    json_object_object_add(r, "kvm_module", json_object_new_string(host.kvm_module));
+    json_object_object_add(r, "rundir", json_object_new_string(host.rundir));
+    json_object_object_add(r, "pid", json_object_new_int(getpid()));
+    return r;
+}
+
+static struct json_object *cmd_domain_op(struct json_object *req, const char *cmd)
+{
+    struct json_object *reply = NULL;
+    struct domain *d = request_domain(req, &reply);
+    if (!d)
+        return reply;
+    if (!strcmp(cmd, "pause")) {
+        if (d->shutdown_code >= 0)
+            return reply_err(EINVAL, "domain %u has shut down", d->domid);
+        domain_toolstack_pause(d);
+    } else if (!strcmp(cmd, "unpause")) {
+        if (d->shutdown_code >= 0)
+            return reply_err(EINVAL, "domain %u has shut down", d->domid);
+        if (domain_toolstack_unpause(d))
+            return reply_err(EINVAL, "domain %u is not paused", d->domid);
+    } else if (!strcmp(cmd, "destroy")) {
+        domain_destroy(d);
+    } else if (!strcmp(cmd, "console")) {
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.rundir, d->domid);
+        struct json_object *r = reply_ok();
+        json_object_object_add(r, "path", json_object_new_string(path));
+        return r;
+    }
+    return reply_ok();
+}
+
+struct json_object *control_handle(struct json_object *req)
+{
+    struct json_object *cmdj;
+    if (!json_object_is_type(req, json_type_object) ||
+        !json_object_object_get_ex(req, "cmd", &cmdj) ||
+        !json_object_is_type(cmdj, json_type_string))
+        return reply_err(EINVAL, "a request is a JSON object with a string \"cmd\"");
+    const char *cmd = json_object_get_string(cmdj);
+    if (!strcmp(cmd, "create"))
+        return cmd_create(req);
+    if (!strcmp(cmd, "list"))
+        return cmd_list();
+    if (!strcmp(cmd, "info"))
+        return cmd_info();
+    if (!strcmp(cmd, "pause") || !strcmp(cmd, "unpause") || !strcmp(cmd, "destroy") ||
+        !strcmp(cmd, "console"))
+        return cmd_domain_op(req, cmd);
+    if (!strcmp(cmd, "ping")) {
+        struct json_object *r = reply_ok();
+        json_object_object_add(r, "pid", json_object_new_int(getpid()));
+        return r;
+    }
+    return reply_err(EINVAL, "unknown command \"%.64s\"", cmd);
+}
+
+char *control_handle_line(const char *line, size_t len)
+{
+    struct json_tokener *tok = json_tokener_new_ex(32);
+    struct json_object *req = tok ? json_tokener_parse_ex(tok, line, (int)len) : NULL;
+    struct json_object *reply;
+    if (!req || json_tokener_get_error(tok) != json_tokener_success) {
+        reply = reply_err(EINVAL, "malformed request: %s",
+                          tok ? json_tokener_error_desc(json_tokener_get_error(tok)) : "no memory");
+    } else {
+        reply = control_handle(req);
+    }
+    if (tok)
+        json_tokener_free(tok);
+    json_object_put(req);
+    const char *s = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
+    size_t n = strlen(s);
+    char *out = malloc(n + 2);
+    if (out) {
+        memcpy(out, s, n);
+        out[n] = '\n';
+        out[n + 1] = '\0';
+    }
+    json_object_put(reply);
+    return out;
+}

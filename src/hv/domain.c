@@ -1,0 +1,467 @@
+#include "hv/domain.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xen/sched.h>
+
+#include "hv/hv.h"
+#include "hv/hypercall.h"
+#include "hv/pvh.h"
+#include "hv/vcpu.h"
+#include "util/log.h"
+#include "xkvm/control.h"
+
+#define KERNEL_MAX_SIZE (64u << 20)
+#define START_INFO_SPACE (64u << 10)
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct domain *domain_find(unsigned domid)
+{
+    if (domid == 0 || domid >= XKVM_DOMID_LIMIT)
+        return NULL;
+    return host.domains[domid];
+}
+
+bool domain_find_any(unsigned domid)
+{
+    if (domid == 0 || domid >= XKVM_DOMID_LIMIT)
+        return false;
+    pthread_mutex_lock(&host.lock);
+    bool found = host.domains[domid] != NULL;
+    pthread_mutex_unlock(&host.lock);
+    return found;
+}
+
+static int alloc_domid(void)
+{
+    for (unsigned i = 0; i < XKVM_DOMID_LIMIT - 1; i++) {
+        unsigned id = host.next_domid;
+        host.next_domid = host.next_domid + 1 >= XKVM_DOMID_LIMIT ? 1 : host.next_domid + 1;
+        if (!host.domains[id])
+            return (int)id;
+    }
+    return -ENOSPC;
+}
+
+static int read_kernel(const char *path, void **data, size_t *size, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open kernel %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+        st.st_size > KERNEL_MAX_SIZE) {
+        snprintf(err, errlen, "kernel %s: not a regular file of 1 byte to %u MiB", path,
+                 KERNEL_MAX_SIZE >> 20);
+        close(fd);
+        return -EINVAL;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "cannot map kernel %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    *data = p;
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+static int setup_vm(struct domain *d, char *err, size_t errlen)
+{
+    d->vm_fd = ioctl(host.kvm_fd, KVM_CREATE_VM, 0);
+    if (d->vm_fd < 0) {
+        snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+        return -errno;
+    }
+    fcntl(d->vm_fd, F_SETFD, FD_CLOEXEC);
+    /* Both addresses lie in the MMIO hole, clear of RAM and the special pages. */
+    if (ioctl(d->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ 0xfeffc000 }) < 0 ||
+        ioctl(d->vm_fd, KVM_SET_TSS_ADDR, 0xfeffd000ul) < 0 ||
+        ioctl(d->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+        snprintf(err, errlen, "KVM VM setup: %s", strerror(errno));
+        return -errno;
+    }
+    /* Trap the hypercall-page MSR to xkvmd; every other MSR stays KVM's. */
+    struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR };
+    cap.args[0] = KVM_MSR_EXIT_REASON_FILTER;
+    if (ioctl(d->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
+        snprintf(err, errlen, "KVM_CAP_X86_USER_SPACE_MSR: %s", strerror(errno));
+        return -errno;
+    }
+    static uint8_t deny_bitmap[1] = { 0 };
+    struct kvm_msr_filter filter = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
+    filter.ranges[0] = (struct kvm_msr_filter_range){
+        .flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE,
+        .nmsrs = 1, .base = XKVM_HYPERCALL_MSR, .bitmap = deny_bitmap,
+    };
+    if (ioctl(d->vm_fd, KVM_X86_SET_MSR_FILTER, &filter) < 0) {
+        snprintf(err, errlen, "KVM_X86_SET_MSR_FILTER: %s", strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+/* RAM below the MMIO hole, the rest above 4 GiB; special pages reserved. */
+static unsigned build_memmap(uint64_t ram_bytes, struct hvm_memmap_table_entry *map)
+{
+    unsigned n = 0;
+    uint64_t low = ram_bytes < GUEST_LOWMEM_END ? ram_bytes : GUEST_LOWMEM_END;
+    map[n++] = (struct hvm_memmap_table_entry){ .addr = 0, .size = low,
+                                                .type = XEN_HVM_MEMMAP_TYPE_RAM };
+    map[n++] = (struct hvm_memmap_table_entry){
+        .addr = GUEST_SPECIAL_GFN << XKVM_PAGE_SHIFT,
+        .size = GUEST_SPECIAL_PAGES * XKVM_PAGE_SIZE, .type = XEN_HVM_MEMMAP_TYPE_RESERVED };
+    if (ram_bytes > low)
+        map[n++] = (struct hvm_memmap_table_entry){
+            .addr = GUEST_HIGHMEM_START, .size = ram_bytes - low,
+            .type = XEN_HVM_MEMMAP_TYPE_RAM };
+    return n;
+}
+
+static int populate_memory(struct domain *d, char *err, size_t errlen)
+{
+    uint64_t ram = d->cfg.memory_mb << 20;
+    uint64_t low = ram < GUEST_LOWMEM_END ? ram : GUEST_LOWMEM_END;
+    uint64_t top = ram > low ? GUEST_HIGHMEM_START + (ram - low) : 1ULL << 32;
+    int rc = p2m_init(&d->p2m, d->vm_fd, d->domid, &host.mm, top >> XKVM_PAGE_SHIFT);
+    if (!rc)
+        rc = p2m_populate_ram(&d->p2m, 0, low >> XKVM_PAGE_SHIFT);
+    if (!rc && ram > low)
+        rc = p2m_populate_ram(&d->p2m, GUEST_HIGHMEM_START >> XKVM_PAGE_SHIFT,
+                              (ram - low) >> XKVM_PAGE_SHIFT);
+    if (rc)
+        snprintf(err, errlen, "populating %llu MiB of guest memory: %s",
+                 (unsigned long long)d->cfg.memory_mb, strerror(-rc));
+    d->ram_frames = ram >> XKVM_PAGE_SHIFT;
+    return rc;
+}
+
+static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
+                       char *err, size_t errlen)
+{
+    void *elf = NULL;
+    size_t size = 0;
+    int rc = read_kernel(d->cfg.kernel, &elf, &size, err, errlen);
+    if (rc)
+        return rc;
+    struct pvh_image img;
+    struct gphys g = p2m_gphys(&d->p2m);
+    char why[256] = "";
+    rc = pvh_parse(elf, size, &img, why, sizeof(why));
+    if (!rc)
+        rc = pvh_load(elf, size, &img, &g, why, sizeof(why));
+    munmap(elf, size);
+    if (rc) {
+        snprintf(err, errlen, "kernel %s: %s", d->cfg.kernel, why);
+        return rc;
+    }
+    struct hvm_memmap_table_entry map[4];
+    unsigned nr_map = build_memmap(d->cfg.memory_mb << 20, map);
+    uint64_t at = (img.load_hi + XKVM_PAGE_SIZE - 1) & ~(XKVM_PAGE_SIZE - 1);
+    uint64_t si;
+    rc = pvh_write_start_info(&g, at, at + START_INFO_SPACE, d->cfg.cmdline, map, nr_map,
+                              &si, why, sizeof(why));
+    if (rc) {
+        snprintf(err, errlen, "kernel %s: start_info: %s", d->cfg.kernel, why);
+        return rc;
+    }
+    *entry = img.entry;
+    *start_info = (uint32_t)si;
+    return 0;
+}
+
+static int open_console_log(struct domain *d)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.rundir, d->domid);
+    d->console_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    return d->console_fd < 0 ? -errno : 0;
+}
+
+/* Free everything a partly or fully built domain holds. Threads must be gone. */
+static void domain_free(struct domain *d)
+{
+    for (unsigned i = 0; i < d->nr_vcpus; i++)
+        vcpu_fini(&d->vcpus[i]);
+    free(d->vcpus);
+    p2m_fini(&d->p2m);
+    if (d->vm_fd >= 0)
+        close(d->vm_fd);
+    if (d->console_fd >= 0)
+        close(d->console_fd);
+    mm_free_owner(&host.mm, d->domid);
+    free(d);
+}
+
+int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_out,
+                  char *err, size_t errlen)
+{
+    int rc = domcfg_validate(cfg, err, errlen);
+    if (rc)
+        return rc;
+    for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
+        if (host.domains[id] && !strcmp(host.domains[id]->cfg.name, cfg->name)) {
+            snprintf(err, errlen, "a domain named '%s' already exists (domid %u)",
+                     cfg->name, id);
+            return -EEXIST;
+        }
+    uint64_t need = cfg->memory_mb << (20 - XKVM_PAGE_SHIFT);
+    uint64_t free_frames = mm_free_frames(&host.mm);
+    if (need > free_frames) {
+        snprintf(err, errlen, "not enough memory: domain needs %llu MiB, %llu MiB free",
+                 (unsigned long long)cfg->memory_mb,
+                 (unsigned long long)(free_frames >> (20 - XKVM_PAGE_SHIFT)));
+        return -ENOMEM;
+    }
+    int id = alloc_domid();
+    if (id < 0) {
+        snprintf(err, errlen, "no free domain id");
+        return id;
+    }
+    uint64_t t0 = now_ns();
+    struct domain *d = calloc(1, sizeof(*d));
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    d->domid = (uint16_t)id;
+    d->cfg = *cfg;
+    d->vm_fd = -1;
+    d->console_fd = -1;
+    d->shutdown_code = -1;
+    d->created_ns = t0;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+
+    uint32_t entry = 0, start_info = 0;
+    rc = setup_vm(d, err, errlen);
+    if (!rc)
+        rc = populate_memory(d, err, errlen);
+    if (!rc)
+        rc = load_kernel(d, &entry, &start_info, err, errlen);
+    if (!rc && (rc = open_console_log(d)))
+        snprintf(err, errlen, "console log: %s", strerror(-rc));
+    if (!rc) {
+        d->vcpus = calloc(cfg->vcpus, sizeof(*d->vcpus));
+        if (!d->vcpus) {
+            rc = -ENOMEM;
+            snprintf(err, errlen, "out of memory");
+        }
+    }
+    for (unsigned i = 0; !rc && i < cfg->vcpus; i++) {
+        d->vcpus[i].fd = -1;
+        rc = vcpu_init(&d->vcpus[i], d, i, err, errlen);
+        d->nr_vcpus = i + 1;
+    }
+    if (!rc && (rc = vcpu_set_pvh_entry(&d->vcpus[0], entry, start_info)))
+        snprintf(err, errlen, "setting boot registers: %s", strerror(-rc));
+    if (rc) {
+        domain_free(d);
+        return rc;
+    }
+
+    if (start_paused) {
+        d->pause_count = 1;
+        d->toolstack_pauses = 1;
+    }
+    pthread_mutex_lock(&host.lock);
+    host.domains[d->domid] = d;
+    host.nr_domains++;
+    pthread_mutex_unlock(&host.lock);
+    for (unsigned i = 0; i < d->nr_vcpus; i++) {
+        pthread_mutex_lock(&d->lock);
+        d->nr_threads++;
+        pthread_mutex_unlock(&d->lock);
+        if (vcpu_start(&d->vcpus[i]) < 0) {
+            pthread_mutex_lock(&d->lock);
+            d->nr_threads--;
+            pthread_mutex_unlock(&d->lock);
+            snprintf(err, errlen, "cannot start vCPU thread");
+            domain_destroy(d);
+            return -EAGAIN;
+        }
+    }
+    log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s, entry %#x, in %.3f ms",
+             d->domid, cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
+             cfg->kernel, entry, (double)(now_ns() - t0) / 1e6);
+    *domid_out = d->domid;
+    return 0;
+}
+
+/* Caller holds d->lock. Waits until every live vCPU thread is parked. */
+static void pause_locked(struct domain *d)
+{
+    d->pause_count++;
+    for (unsigned i = 0; i < d->nr_vcpus; i++)
+        vcpu_kick(&d->vcpus[i]);
+    while (d->nr_parked < d->nr_threads)
+        pthread_cond_wait(&d->cond, &d->lock);
+}
+
+void domain_pause(struct domain *d)
+{
+    pthread_mutex_lock(&d->lock);
+    pause_locked(d);
+    pthread_mutex_unlock(&d->lock);
+}
+
+void domain_unpause(struct domain *d)
+{
+    pthread_mutex_lock(&d->lock);
+    if (d->pause_count > 0 && --d->pause_count == 0)
+        pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+int domain_toolstack_pause(struct domain *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->toolstack_pauses++;
+    pause_locked(d);
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+int domain_toolstack_unpause(struct domain *d)
+{
+    pthread_mutex_lock(&d->lock);
+    int rc = -EINVAL;
+    if (d->toolstack_pauses > 0) {
+        d->toolstack_pauses--;
+        if (--d->pause_count == 0)
+            pthread_cond_broadcast(&d->cond);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+void domain_destroy(struct domain *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->dying = true;
+    d->pause_count++;
+    for (unsigned i = 0; i < d->nr_vcpus; i++)
+        vcpu_kick(&d->vcpus[i]);
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < d->nr_vcpus; i++)
+        if (d->vcpus[i].thread_started)
+            pthread_join(d->vcpus[i].thread, NULL);
+
+    pthread_mutex_lock(&host.lock);
+    host.domains[d->domid] = NULL;
+    host.nr_domains--;
+    pthread_mutex_unlock(&host.lock);
+    log_info("d%u: destroyed", d->domid);
+    domain_free(d);
+}
+
+void domain_shutdown(struct domain *d, unsigned reason)
+{
+    pthread_mutex_lock(&d->lock);
+    if (d->shutdown_code < 0) {
+        d->shutdown_code = (int)reason;
+        /* Every vCPU stops; the main loop then applies on_poweroff & co. */
+        d->pause_count++;
+        for (unsigned i = 0; i < d->nr_vcpus; i++)
+            if (!pthread_equal(d->vcpus[i].thread, pthread_self()))
+                vcpu_kick(&d->vcpus[i]);
+    }
+    pthread_mutex_unlock(&d->lock);
+    host_notify();
+}
+
+void domain_crash(struct domain *d, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    log_err("d%u: domain crashed: %s", d->domid, why);
+    domain_shutdown(d, SHUTDOWN_crash);
+}
+
+static enum domcfg_action action_for(const struct domain *d)
+{
+    switch (d->shutdown_code) {
+    case SHUTDOWN_poweroff: return d->cfg.on_poweroff;
+    case SHUTDOWN_reboot:   return d->cfg.on_reboot;
+    case SHUTDOWN_suspend:  return DOMCFG_PRESERVE;
+    default:                return d->cfg.on_crash;
+    }
+}
+
+void domains_handle_shutdowns(void)
+{
+    for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++) {
+        struct domain *d = host.domains[id];
+        if (!d)
+            continue;
+        pthread_mutex_lock(&d->lock);
+        bool act = d->shutdown_code >= 0 && !d->shutdown_handled;
+        d->shutdown_handled |= act;
+        pthread_mutex_unlock(&d->lock);
+        if (!act)
+            continue;
+        /* Wait for every vCPU to park, so the domain is quiet before we act. */
+        domain_pause(d);
+        enum domcfg_action a = action_for(d);
+        log_info("d%u: shut down (%s), action %s", d->domid,
+                 shutdown_reason_name(d->shutdown_code), domcfg_action_name(a));
+        if (a == DOMCFG_PRESERVE)
+            continue;
+        struct domcfg cfg = d->cfg;
+        domain_destroy(d);
+        if (a == DOMCFG_RESTART) {
+            char err[256];
+            uint16_t newid;
+            if (domain_create(&cfg, false, &newid, err, sizeof(err)))
+                log_err("restarting '%s': %s", cfg.name, err);
+            else
+                log_info("'%s' restarted as d%u", cfg.name, newid);
+        }
+    }
+}
+
+const char *shutdown_reason_name(int code)
+{
+    switch (code) {
+    case SHUTDOWN_poweroff:   return "poweroff";
+    case SHUTDOWN_reboot:     return "reboot";
+    case SHUTDOWN_suspend:    return "suspend";
+    case SHUTDOWN_crash:      return "crash";
+    case SHUTDOWN_watchdog:   return "watchdog";
+    case SHUTDOWN_soft_reset: return "soft_reset";
+    default:                  return "unknown";
+    }
+}
+
+const char *domain_state_name(const struct domain *d)
+{
+    if (d->shutdown_code >= 0)
+        return "shutdown";
+    if (d->toolstack_pauses > 0)
+        return "paused";
+    return "running";
+}

@@ -1,0 +1,80 @@
+/*
+ * A domain: one KVM VM, its p2m, its vCPU threads, and the Xen state xkvmd keeps for
+ * it. Pausing is counted (toolstack pauses and xkvmd's own holds add up); a paused
+ * domain's vCPUs are all parked at an instruction boundary with no hypercall or I/O
+ * exit half done.
+ */
+#ifndef XKVM_HV_DOMAIN_H
+#define XKVM_HV_DOMAIN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <xen/xen.h>
+#include <xen/hvm/params.h>
+
+#include "hv/p2m.h"
+#include "util/domcfg.h"
+
+struct vcpu;
+
+/* Guest-physical layout of a domain (PVH, as Xen's toolstack lays it out). */
+#define GUEST_LOWMEM_END        0xF0000000ULL   /* RAM below; MMIO hole above */
+#define GUEST_HIGHMEM_START     0x100000000ULL
+#define GUEST_SPECIAL_GFN       0xFEFF0ULL      /* toolstack pages (rings), reserved */
+#define GUEST_SPECIAL_PAGES     16
+
+struct domain {
+    uint16_t domid;
+    struct domcfg cfg;
+    int vm_fd;
+    struct p2m p2m;
+    unsigned nr_vcpus;
+    struct vcpu *vcpus;
+    uint64_t ram_frames;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned pause_count;       /* > 0: vCPUs park */
+    unsigned toolstack_pauses;  /* the part of pause_count that is xkvm pause */
+    unsigned nr_parked;
+    unsigned nr_threads;        /* vCPU threads alive */
+    bool dying;
+    int shutdown_code;          /* SHUTDOWN_* once shut down, else -1 */
+    bool shutdown_handled;      /* the main loop applied on_poweroff & co */
+
+    uint64_t hvm_params[HVM_NR_PARAMS];
+    int console_fd;
+    uint64_t created_ns;
+};
+
+/* Build and start a domain from a validated config. 0, or -errno with a message. */
+int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid,
+                  char *err, size_t errlen);
+/* Look up a live domain (main thread). NULL if none. */
+struct domain *domain_find(unsigned domid);
+/* From any thread: does a live domain with this id exist? */
+bool domain_find_any(unsigned domid);
+
+/* Counted pause: returns once every vCPU is parked. */
+void domain_pause(struct domain *d);
+void domain_unpause(struct domain *d);
+/* The toolstack's pause/unpause (xkvm pause): -EINVAL when not paused. */
+int domain_toolstack_pause(struct domain *d);
+int domain_toolstack_unpause(struct domain *d);
+
+/* Stop every vCPU, free every frame, remove the domain. Main thread only. */
+void domain_destroy(struct domain *d);
+
+/* From a vCPU thread: the guest shut down (SCHEDOP_shutdown) or crashed. */
+void domain_shutdown(struct domain *d, unsigned reason);
+void domain_crash(struct domain *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Main loop: apply on_poweroff/on_reboot/on_crash to domains that shut down. */
+void domains_handle_shutdowns(void);
+
+const char *domain_state_name(const struct domain *d);
+const char *shutdown_reason_name(int code);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * xkvmd's host-wide state: the one KVM handle, machine memory and the domain table.
+ * Everything the Xen hypervisor owns lives under here.
+ */
+#ifndef XKVM_HV_HV_H
+#define XKVM_HV_HV_H
+
+#include <limits.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hv/cpuid.h"
+#include "hv/machine_mem.h"
+
+/* Xen's DOMID_FIRST_RESERVED: domids 1..0x7FEF are for guests. */
+#define XKVM_DOMID_LIMIT 0x7FF0u
+
+
+struct domain;
+
+struct host {
+    char rundir[PATH_MAX];
+    int kvm_fd;
+    int vcpu_mmap_size;
+    struct kvm_cpuid2 *supported_cpuid;
+    bool has_sync_regs;
+    char kvm_module[16];            /* kvm_pvm, kvm_intel, kvm_amd */
+    uint32_t tsc_khz;
+
+    struct machine_mem mm;
+
+    /* The domain table. Domains are created and freed only by the main thread. */
+    pthread_mutex_t lock;
+    struct domain *domains[XKVM_DOMID_LIMIT];
+    unsigned nr_domains;
+    unsigned next_domid;
+
+    /* Written by vCPU threads when a domain needs the main loop (shut down, crashed). */
+    int notify_fd;
+};
+
+extern struct host host;
+
+int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t errlen);
+/* Wake the main loop: some domain changed state it must act on. */
+void host_notify(void);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * Machine memory: the host's one memfd that holds every frame a guest can see (guest
+ * RAM, shared_info, grant frames...). A frame number (mfn) is an offset / 4096. The
+ * frame table records each frame's owner and type; the allocator hands out contiguous
+ * runs so that a guest's memory maps with few mmaps. Freed frames are punched out of
+ * the memfd, so they return to the host and come back zeroed (Xen scrubs too).
+ */
+#ifndef XKVM_HV_MACHINE_MEM_H
+#define XKVM_HV_MACHINE_MEM_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define XKVM_PAGE_SHIFT 12
+#define XKVM_PAGE_SIZE  (1ULL << XKVM_PAGE_SHIFT)
+#define INVALID_MFN     UINT64_MAX
+#define DOMID_NONE      0xFFFFu     /* owner of a free frame */
+#define DOMID_HYPERVISOR 0x7FF0u    /* owner of frames xkvmd keeps for itself */
+
+enum frame_type {
+    FRAME_FREE = 0,
+    FRAME_RAM,          /* guest RAM */
+    FRAME_SHARED_INFO,  /* Xen-owned, mapped into its guest */
+    FRAME_GRANT,        /* grant-table frame */
+    FRAME_SPECIAL,      /* toolstack pages: store/console rings, start_info */
+    FRAME_TYPE_COUNT
+};
+
+struct frame {
+    uint16_t owner;     /* domid, or DOMID_NONE when free */
+    uint8_t type;       /* enum frame_type */
+    uint8_t flags;
+    uint32_t refs;      /* foreign mappings (dom0 services, grant maps) */
+};
+
+struct machine_mem {
+    int fd;                 /* the memfd */
+    uint64_t nr_frames;
+    uint64_t nr_free;
+    uint8_t *base;          /* xkvmd's own mapping of the whole memfd */
+    struct frame *frames;   /* the frame table, nr_frames entries */
+    uint64_t *free_bitmap;  /* bit set = frame free */
+    uint64_t search_hint;   /* word index to start the next search from */
+    pthread_mutex_t lock;
+};
+
+/* Create machine memory of `bytes` (rounded down to pages). 0 or -errno. */
+int mm_init(struct machine_mem *mm, uint64_t bytes);
+void mm_fini(struct machine_mem *mm);
+
+/*
+ * Allocate one contiguous run of at most `want` frames for `owner` (the longest run
+ * found at the first free frame from the search hint). Returns the run's length, 0 if
+ * no frame is free; *mfn is its first frame.
+ */
+uint64_t mm_alloc_run(struct machine_mem *mm, uint64_t want, uint16_t owner,
+                      enum frame_type type, uint64_t *mfn);
+/* Free frames [mfn, mfn + nr): their contents are discarded. */
+void mm_free_run(struct machine_mem *mm, uint64_t mfn, uint64_t nr);
+/* Free every frame owned by `owner`; returns how many. */
+uint64_t mm_free_owner(struct machine_mem *mm, uint16_t owner);
+/* Frames owned by `owner`. */
+uint64_t mm_count_owner(struct machine_mem *mm, uint16_t owner);
+
+static inline void *mm_frame_ptr(const struct machine_mem *mm, uint64_t mfn)
+{
+    return mm->base + (mfn << XKVM_PAGE_SHIFT);
+}
+
+static inline uint64_t mm_free_frames(struct machine_mem *mm)
+{
+    pthread_mutex_lock(&mm->lock);
+    uint64_t n = mm->nr_free;
+    pthread_mutex_unlock(&mm->lock);
+    return n;
+}
+
+#endif

@@ -1,0 +1,121 @@
+#include "hv/p2m.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+int p2m_init(struct p2m *p, int vm_fd, uint16_t domid, struct machine_mem *mm,
+             uint64_t nr_gfns)
+{
+    memset(p, 0, sizeof(*p));
+    p->vm_fd = vm_fd;
+    p->domid = domid;
+    p->mm = mm;
+    p->nr_gfns = nr_gfns;
+    p->gfn_to_mfn = malloc(nr_gfns * sizeof(uint64_t));
+    if (!p->gfn_to_mfn)
+        return -ENOMEM;
+    memset(p->gfn_to_mfn, 0xff, nr_gfns * sizeof(uint64_t));
+    /* Reserve the window; nothing is accessible until populated. */
+    void *w = mmap(NULL, nr_gfns << XKVM_PAGE_SHIFT, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (w == MAP_FAILED) {
+        free(p->gfn_to_mfn);
+        p->gfn_to_mfn = NULL;
+        return -errno;
+    }
+    p->window = w;
+    pthread_mutex_init(&p->lock, NULL);
+    return 0;
+}
+
+void p2m_fini(struct p2m *p)
+{
+    if (p->window)
+        munmap(p->window, p->nr_gfns << XKVM_PAGE_SHIFT);
+    free(p->gfn_to_mfn);
+    p->window = NULL;
+    p->gfn_to_mfn = NULL;
+}
+
+static int map_frames(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
+{
+    void *at = p->window + (gfn << XKVM_PAGE_SHIFT);
+    void *m = mmap(at, nr << XKVM_PAGE_SHIFT, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_FIXED, p->mm->fd, (off_t)(mfn << XKVM_PAGE_SHIFT));
+    if (m == MAP_FAILED)
+        return -errno;
+    for (uint64_t i = 0; i < nr; i++)
+        p->gfn_to_mfn[gfn + i] = mfn + i;
+    return 0;
+}
+
+static int add_memslot(struct p2m *p, uint64_t gfn, uint64_t nr)
+{
+    if (p->nr_slots == P2M_MAX_SLOTS)
+        return -ENOSPC;
+    struct kvm_userspace_memory_region r = {
+        .slot = p->nr_slots,
+        .guest_phys_addr = gfn << XKVM_PAGE_SHIFT,
+        .memory_size = nr << XKVM_PAGE_SHIFT,
+        .userspace_addr = (uint64_t)(uintptr_t)(p->window + (gfn << XKVM_PAGE_SHIFT)),
+    };
+    if (ioctl(p->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+        return -errno;
+    p->slots[p->nr_slots++] = (struct p2m_slot){ .gfn = gfn, .nr = nr };
+    return 0;
+}
+
+int p2m_populate_ram(struct p2m *p, uint64_t gfn, uint64_t nr)
+{
+    if (gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
+        return -EINVAL;
+    pthread_mutex_lock(&p->lock);
+    int rc = 0;
+    uint64_t done = 0;
+    while (done < nr) {
+        uint64_t mfn;
+        uint64_t got = mm_alloc_run(p->mm, nr - done, p->domid, FRAME_RAM, &mfn);
+        if (!got) {
+            rc = -ENOMEM;
+            break;
+        }
+        rc = map_frames(p, gfn + done, mfn, got);
+        if (rc) {
+            mm_free_run(p->mm, mfn, got);
+            break;
+        }
+        done += got;
+    }
+    if (!rc)
+        rc = add_memslot(p, gfn, nr);
+    pthread_mutex_unlock(&p->lock);
+    return rc;   /* on failure the caller destroys the domain, freeing its frames */
+}
+
+void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len)
+{
+    if (len == 0)
+        len = 1;
+    if (gpa >= (p->nr_gfns << XKVM_PAGE_SHIFT) ||
+        len > (p->nr_gfns << XKVM_PAGE_SHIFT) - gpa)
+        return NULL;
+    uint64_t first = gpa >> XKVM_PAGE_SHIFT, last = (gpa + len - 1) >> XKVM_PAGE_SHIFT;
+    for (uint64_t g = first; g <= last; g++)
+        if (p->gfn_to_mfn[g] == INVALID_MFN)
+            return NULL;
+    return p->window + gpa;
+}
+
+static void *gphys_p2m_ptr(void *opaque, uint64_t gpa, uint64_t len)
+{
+    return p2m_ptr(opaque, gpa, len);
+}
+
+struct gphys p2m_gphys(struct p2m *p)
+{
+    return (struct gphys){ .ptr = gphys_p2m_ptr, .opaque = p };
+}

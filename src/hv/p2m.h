@@ -1,0 +1,53 @@
+/*
+ * A domain's physical-to-machine map. Guest physical memory is one reserved range of
+ * xkvmd's address space (the window); each populated gfn is an mmap of the machine
+ * memory fd at its mfn, so changing the p2m is an mmap and KVM follows through its MMU
+ * notifier. KVM memslots cover populated ranges only, so an access to an unpopulated
+ * gfn reaches xkvmd as MMIO instead of failing the vCPU.
+ */
+#ifndef XKVM_HV_P2M_H
+#define XKVM_HV_P2M_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "hv/gphys.h"
+#include "hv/machine_mem.h"
+
+#define P2M_MAX_SLOTS 64
+
+struct p2m_slot {
+    uint64_t gfn, nr;
+};
+
+struct p2m {
+    int vm_fd;
+    uint16_t domid;
+    struct machine_mem *mm;
+    uint8_t *window;            /* host address of gpa 0 */
+    uint64_t nr_gfns;           /* size of the window in frames */
+    uint64_t *gfn_to_mfn;       /* INVALID_MFN where unpopulated */
+    struct p2m_slot slots[P2M_MAX_SLOTS];
+    unsigned nr_slots;
+    pthread_mutex_t lock;       /* changes to the map and memslots */
+};
+
+int p2m_init(struct p2m *p, int vm_fd, uint16_t domid, struct machine_mem *mm,
+             uint64_t nr_gfns);
+void p2m_fini(struct p2m *p);
+
+/* Allocate RAM frames for [gfn, gfn + nr) and map them (one memslot). 0 or -errno. */
+int p2m_populate_ram(struct p2m *p, uint64_t gfn, uint64_t nr);
+
+static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
+{
+    return gfn < p->nr_gfns ? p->gfn_to_mfn[gfn] : INVALID_MFN;
+}
+
+/* Host pointer to [gpa, gpa + len) if every page of it is populated, else NULL. */
+void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len);
+
+/* A gphys accessor over this p2m, for the loader and hypercall copies. */
+struct gphys p2m_gphys(struct p2m *p);
+
+#endif

@@ -1,0 +1,357 @@
+#include "hv/vcpu.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <xen/sched.h>
+
+#include "hv/boot_regs.h"
+#include "hv/cpuid.h"
+#include "hv/domain.h"
+#include "hv/hv.h"
+#include "hv/hypercall.h"
+#include "util/log.h"
+
+#define EFER_LMA (1ULL << 10)
+
+int vcpu_init(struct vcpu *v, struct domain *d, unsigned id, char *err, size_t errlen)
+{
+    memset(v, 0, sizeof(*v));
+    v->d = d;
+    v->id = id;
+    v->fd = ioctl(d->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+    if (v->fd < 0) {
+        snprintf(err, errlen, "KVM_CREATE_VCPU %u: %s", id, strerror(errno));
+        return -errno;
+    }
+    v->run = mmap(NULL, (size_t)host.vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                  v->fd, 0);
+    if (v->run == MAP_FAILED) {
+        v->run = NULL;
+        snprintf(err, errlen, "mmap of vCPU %u: %s", id, strerror(errno));
+        return -errno;
+    }
+    struct kvm_cpuid2 *cpuid = cpuid_build(host.supported_cpuid, id, d->domid, host.tsc_khz);
+    int rc = cpuid ? ioctl(v->fd, KVM_SET_CPUID2, cpuid) : -1;
+    free(cpuid);
+    if (rc < 0) {
+        snprintf(err, errlen, "KVM_SET_CPUID2 for vCPU %u: %s", id, strerror(errno));
+        return -errno;
+    }
+    if (host.has_sync_regs)
+        v->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
+    return 0;
+}
+
+void vcpu_fini(struct vcpu *v)
+{
+    if (v->run)
+        munmap(v->run, (size_t)host.vcpu_mmap_size);
+    if (v->fd >= 0)
+        close(v->fd);
+    v->run = NULL;
+    v->fd = -1;
+}
+
+int vcpu_set_pvh_entry(struct vcpu *v, uint32_t entry, uint32_t start_info)
+{
+    struct kvm_sregs s;
+    struct kvm_regs r;
+    if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+        return -errno;
+    pvh_boot_regs(&s, &r, entry, start_info);
+    if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0 || ioctl(v->fd, KVM_SET_REGS, &r) < 0)
+        return -errno;
+    return 0;
+}
+
+static int vcpu_regs(struct vcpu *v, struct kvm_regs **regs, struct kvm_sregs **sregs,
+                     struct kvm_regs *rbuf, struct kvm_sregs *sbuf)
+{
+    if (host.has_sync_regs) {
+        *regs = &v->run->s.regs.regs;
+        *sregs = &v->run->s.regs.sregs;
+        return 0;
+    }
+    if (ioctl(v->fd, KVM_GET_REGS, rbuf) < 0 || ioctl(v->fd, KVM_GET_SREGS, sbuf) < 0)
+        return -errno;
+    *regs = rbuf;
+    *sregs = sbuf;
+    return 0;
+}
+
+static int vcpu_put_regs(struct vcpu *v, struct kvm_regs *regs)
+{
+    if (host.has_sync_regs) {
+        v->run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+        return 0;
+    }
+    return ioctl(v->fd, KVM_SET_REGS, regs) < 0 ? -errno : 0;
+}
+
+int vcpu_get_paging(struct vcpu *v, struct guest_paging *pg)
+{
+    struct kvm_sregs s;
+    if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
+        return -errno;
+    *pg = (struct guest_paging){ .cr0 = s.cr0, .cr3 = s.cr3, .cr4 = s.cr4, .efer = s.efer };
+    return 0;
+}
+
+/* Let KVM finish the exit we handled (advance past the out, inject a #GP...). */
+static void complete_pending_exit(struct vcpu *v)
+{
+    v->run->immediate_exit = 1;
+    if (ioctl(v->fd, KVM_RUN, 0) < 0 && errno != EINTR)
+        log_warn("d%u v%u: completing exit: %s", v->d->domid, v->id, strerror(errno));
+    v->exit_incomplete = false;
+}
+
+static void handle_hypercall(struct vcpu *v)
+{
+    struct kvm_regs rbuf, *r = NULL;
+    struct kvm_sregs sbuf, *s = NULL;
+    if (vcpu_regs(v, &r, &s, &rbuf, &sbuf)) {
+        domain_crash(v->d, "v%u: cannot read registers", v->id);
+        return;
+    }
+    struct hcall hc = {
+        .v = v,
+        .d = v->d,
+        .nr = (unsigned)r->rax,
+        .is64 = (s->efer & EFER_LMA) && s->cs.l,
+        .paging = { .cr0 = s->cr0, .cr3 = s->cr3, .cr4 = s->cr4, .efer = s->efer },
+        .gphys = p2m_gphys(&v->d->p2m),
+    };
+    if (hc.is64) {
+        hc.arg[0] = r->rdi; hc.arg[1] = r->rsi; hc.arg[2] = r->rdx;
+        hc.arg[3] = r->r10; hc.arg[4] = r->r8;  hc.arg[5] = r->r9;
+    } else {
+        hc.arg[0] = (uint32_t)r->rbx; hc.arg[1] = (uint32_t)r->rcx;
+        hc.arg[2] = (uint32_t)r->rdx; hc.arg[3] = (uint32_t)r->rsi;
+        hc.arg[4] = (uint32_t)r->rdi; hc.arg[5] = (uint32_t)r->rbp;
+    }
+    v->nr_hypercalls++;
+    long ret = hypercall_dispatch(&hc);
+    if (!hc.continuation) {
+        r->rax = hc.is64 ? (uint64_t)ret : (uint32_t)ret;
+        vcpu_put_regs(v, r);
+        return;
+    }
+    /*
+     * Continuation: let KVM retire the out first (where RIP lands after it differs
+     * between KVM flavours), then step back onto it with RAX = the hypercall number
+     * and the updated arguments, as Xen does with its hypercall instruction.
+     */
+    if (host.has_sync_regs)
+        v->run->kvm_dirty_regs = 0;
+    complete_pending_exit(v);
+    struct kvm_regs now;
+    if (ioctl(v->fd, KVM_GET_REGS, &now) < 0) {
+        domain_crash(v->d, "v%u: cannot read registers", v->id);
+        return;
+    }
+    now.rip -= XKVM_HYPERCALL_OUT_LEN;
+    now.rax = hc.nr;
+    if (hc.is64) {
+        now.rdi = hc.arg[0]; now.rsi = hc.arg[1]; now.rdx = hc.arg[2];
+        now.r10 = hc.arg[3]; now.r8 = hc.arg[4];  now.r9 = hc.arg[5];
+    } else {
+        now.rbx = (uint32_t)hc.arg[0]; now.rcx = (uint32_t)hc.arg[1];
+        now.rdx = (uint32_t)hc.arg[2]; now.rsi = (uint32_t)hc.arg[3];
+        now.rdi = (uint32_t)hc.arg[4]; now.rbp = (uint32_t)hc.arg[5];
+    }
+    if (ioctl(v->fd, KVM_SET_REGS, &now) < 0)
+        domain_crash(v->d, "v%u: cannot write registers", v->id);
+    /* The sync-regs copy in kvm_run is stale now; KVM refreshes it on the next exit. */
+}
+
+static void handle_io(struct vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    uint8_t *data = (uint8_t *)run + run->io.data_offset;
+    v->exit_incomplete = true;
+    if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == XKVM_HYPERCALL_PORT &&
+        run->io.size == 4 && run->io.count == 1) {
+        handle_hypercall(v);
+        return;
+    }
+    if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == XKVM_DEBUGCON_PORT) {
+        /* Xen's HVM debug port: bytes go to the domain's console log. */
+        if (v->d->console_fd >= 0) {
+            ssize_t w = write(v->d->console_fd, data, (size_t)run->io.size * run->io.count);
+            (void)w;
+        }
+        return;
+    }
+    if (run->io.direction == KVM_EXIT_IO_IN)   /* no device: the bus floats high */
+        memset(data, 0xff, (size_t)run->io.size * run->io.count);
+}
+
+static void handle_mmio(struct vcpu *v)
+{
+    /* Unpopulated guest-physical memory: reads return all ones, writes are dropped. */
+    v->exit_incomplete = true;
+    if (!v->run->mmio.is_write)
+        memset(v->run->mmio.data, 0xff, sizeof(v->run->mmio.data));
+}
+
+static void handle_msr(struct vcpu *v, bool write)
+{
+    struct kvm_run *run = v->run;
+    v->exit_incomplete = true;
+    run->msr.error = 1;      /* #GP unless handled */
+    if (write && run->msr.index == XKVM_HYPERCALL_MSR) {
+        uint64_t val = run->msr.data;
+        /* The low 12 bits select the hypercall page; we have one. */
+        if ((val & 0xfff) == 0 && hypercall_page_fill(v->d, val & ~0xfffULL) == 0)
+            run->msr.error = 0;
+        else
+            log_warn("d%u v%u: bad hypercall page MSR write %#llx", v->d->domid, v->id,
+                     (unsigned long long)val);
+    }
+}
+
+/* Returns false when the vCPU can run no more (the domain crashed). */
+static bool handle_exit(struct vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    v->nr_exits++;
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        handle_io(v);
+        return true;
+    case KVM_EXIT_MMIO:
+        handle_mmio(v);
+        return true;
+    case KVM_EXIT_X86_RDMSR:
+        handle_msr(v, false);
+        return true;
+    case KVM_EXIT_X86_WRMSR:
+        handle_msr(v, true);
+        return true;
+    case KVM_EXIT_INTR:
+        return true;
+    case KVM_EXIT_SHUTDOWN:
+        domain_crash(v->d, "v%u: triple fault", v->id);
+        return false;
+    case KVM_EXIT_SYSTEM_EVENT:
+        if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+            domain_shutdown(v->d, SHUTDOWN_reboot);
+        else
+            domain_shutdown(v->d, SHUTDOWN_poweroff);
+        return false;
+    case KVM_EXIT_INTERNAL_ERROR:
+        domain_crash(v->d, "v%u: KVM internal error, suberror %u", v->id,
+                     run->internal.suberror);
+        return false;
+    case KVM_EXIT_FAIL_ENTRY:
+        domain_crash(v->d, "v%u: VM entry failed, reason %#llx", v->id,
+                     (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+        return false;
+    default:
+        domain_crash(v->d, "v%u: unexpected KVM exit %u", v->id, run->exit_reason);
+        return false;
+    }
+}
+
+/*
+ * Park while the domain is paused. Before parking, the exit last handled is completed
+ * so the parked vCPU sits at an instruction boundary with its state final.
+ * Returns false when the domain is dying.
+ */
+static bool vcpu_wait_runnable(struct vcpu *v)
+{
+    struct domain *d = v->d;
+    pthread_mutex_lock(&d->lock);
+    while (d->pause_count > 0 && !d->dying) {
+        if (v->exit_incomplete) {
+            pthread_mutex_unlock(&d->lock);
+            complete_pending_exit(v);
+            pthread_mutex_lock(&d->lock);
+            continue;
+        }
+        v->parked = true;
+        d->nr_parked++;
+        pthread_cond_broadcast(&d->cond);
+        while (d->pause_count > 0 && !d->dying)
+            pthread_cond_wait(&d->cond, &d->lock);
+        d->nr_parked--;
+        v->parked = false;
+    }
+    bool alive = !d->dying;
+    /* Cleared under the lock: a pauser sets it under the lock before kicking. */
+    v->run->immediate_exit = 0;
+    pthread_mutex_unlock(&d->lock);
+    return alive;
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vcpu *v = arg;
+    struct domain *d = v->d;
+    char name[16];
+    snprintf(name, sizeof(name), "d%uv%u", d->domid, v->id);
+    pthread_setname_np(pthread_self(), name);
+
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, VCPU_KICK_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+
+    bool runnable = true;
+    while (vcpu_wait_runnable(v)) {
+        if (!runnable) {
+            /* Crashed: stay parked until destroyed. */
+            pthread_mutex_lock(&d->lock);
+            while (!d->dying && d->pause_count == 0)
+                pthread_cond_wait(&d->cond, &d->lock);
+            pthread_mutex_unlock(&d->lock);
+            continue;
+        }
+        if (!v->first_run_ns) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            v->first_run_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        }
+        int rc = ioctl(v->fd, KVM_RUN, 0);
+        v->exit_incomplete = false;
+        if (rc < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            domain_crash(d, "v%u: KVM_RUN: %s", v->id, strerror(errno));
+            runnable = false;
+            continue;
+        }
+        runnable = handle_exit(v);
+    }
+
+    pthread_mutex_lock(&d->lock);
+    d->nr_threads--;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+int vcpu_start(struct vcpu *v)
+{
+    int rc = pthread_create(&v->thread, NULL, vcpu_thread, v);
+    if (rc)
+        return -rc;
+    v->thread_started = true;
+    return 0;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+    v->run->immediate_exit = 1;
+    if (v->thread_started)
+        pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}

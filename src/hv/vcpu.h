@@ -1,0 +1,43 @@
+/* A vCPU: one thread running KVM_RUN and handling its exits. */
+#ifndef XKVM_HV_VCPU_H
+#define XKVM_HV_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hv/guest_access.h"
+
+struct domain;
+
+struct vcpu {
+    struct domain *d;
+    unsigned id;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    bool thread_started;
+    bool parked;
+    bool exit_incomplete;   /* an I/O or MSR exit KVM finishes on the next KVM_RUN */
+    uint64_t first_run_ns;  /* CLOCK_MONOTONIC at the first KVM_RUN */
+    uint64_t nr_exits;
+    uint64_t nr_hypercalls;
+};
+
+/* Signal used to kick a vCPU thread out of KVM_RUN. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+int vcpu_init(struct vcpu *v, struct domain *d, unsigned id, char *err, size_t errlen);
+/* Registers for the PVH entry: 32-bit flat protected mode, EBX = start_info. */
+int vcpu_set_pvh_entry(struct vcpu *v, uint32_t entry, uint32_t start_info);
+int vcpu_start(struct vcpu *v);
+/* Make the vCPU leave KVM_RUN soon. Caller holds d->lock. */
+void vcpu_kick(struct vcpu *v);
+/* After the thread has exited. */
+void vcpu_fini(struct vcpu *v);
+
+/* The vCPU's current paging registers, for translating its linear addresses. */
+int vcpu_get_paging(struct vcpu *v, struct guest_paging *pg);
+
+#endif

@@ -1,0 +1,501 @@
+/*
+ * xkvmd: the hypervisor. One per host (run directory). Owns /dev/kvm, machine memory
+ * and the domains; serves the toolstack on RUNDIR/xkvmd.sock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "hv/control.h"
+#include "hv/domain.h"
+#include "hv/hv.h"
+#include "hv/vcpu.h"
+#include "util/log.h"
+#include "xkvm/control.h"
+
+struct host host;
+
+#define DEFAULT_MACHINE_MEMORY (4ULL << 30)
+#define MAX_CLIENTS 64
+
+struct client {
+    int fd;
+    char *buf;
+    size_t len;
+};
+
+static struct client clients[MAX_CLIENTS];
+static volatile sig_atomic_t stop_requested;
+
+void host_notify(void)
+{
+    uint64_t one = 1;
+    ssize_t r = write(host.notify_fd, &one, sizeof(one));
+    (void)r;
+}
+
+static void detect_kvm_module(void)
+{
+    static const char *const mods[] = { "kvm_pvm", "kvm_intel", "kvm_amd" };
+    snprintf(host.kvm_module, sizeof(host.kvm_module), "unknown");
+    for (size_t i = 0; i < sizeof(mods) / sizeof(mods[0]); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/sys/module/%s", mods[i]);
+        if (access(path, F_OK) == 0) {
+            snprintf(host.kvm_module, sizeof(host.kvm_module), "%s", mods[i]);
+            return;
+        }
+    }
+}
+
+static void kick_handler(int sig)
+{
+    (void)sig;   /* only interrupts KVM_RUN */
+}
+
+/* KVM_GET_TSC_KHZ is a vCPU ioctl: ask a throwaway vCPU. 0 if unknown. */
+static uint32_t probe_tsc_khz(void)
+{
+    int khz = -1;
+    int vm = ioctl(host.kvm_fd, KVM_CREATE_VM, 0);
+    int vcpu = vm >= 0 ? ioctl(vm, KVM_CREATE_VCPU, 0) : -1;
+    if (vcpu >= 0)
+        khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
+    if (vcpu >= 0)
+        close(vcpu);
+    if (vm >= 0)
+        close(vm);
+    return khz > 0 ? (uint32_t)khz : 0;
+}
+
+int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t errlen)
+{
+    snprintf(host.rundir, sizeof(host.rundir), "%s", rundir);
+    pthread_mutex_init(&host.lock, NULL);
+    host.next_domid = 1;
+    detect_kvm_module();
+
+    host.kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (host.kvm_fd < 0) {
+        snprintf(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
+        return -errno;
+    }
+    if (ioctl(host.kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+        snprintf(err, errlen, "unsupported KVM API version");
+        return -EINVAL;
+    }
+    static const struct { int cap; const char *name; } required[] = {
+        { KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+        { KVM_CAP_X86_USER_SPACE_MSR, "KVM_CAP_X86_USER_SPACE_MSR" },
+        { KVM_CAP_X86_MSR_FILTER, "KVM_CAP_X86_MSR_FILTER" },
+        { KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+        { KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+    };
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+        if (ioctl(host.kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
+            snprintf(err, errlen, "KVM lacks %s", required[i].name);
+            return -ENOTSUP;
+        }
+    int sync = ioctl(host.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+    host.has_sync_regs = sync > 0 && (sync & (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)) ==
+                                     (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS);
+    host.vcpu_mmap_size = ioctl(host.kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (host.vcpu_mmap_size <= 0) {
+        snprintf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed");
+        return -EINVAL;
+    }
+    unsigned nent = 256;
+    host.supported_cpuid = calloc(1, sizeof(struct kvm_cpuid2) +
+                                     nent * sizeof(struct kvm_cpuid_entry2));
+    host.supported_cpuid->nent = nent;
+    if (ioctl(host.kvm_fd, KVM_GET_SUPPORTED_CPUID, host.supported_cpuid) < 0) {
+        snprintf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+        return -errno;
+    }
+    host.tsc_khz = probe_tsc_khz();
+
+    int rc = mm_init(&host.mm, machine_memory);
+    if (rc) {
+        snprintf(err, errlen, "machine memory of %llu MiB: %s",
+                 (unsigned long long)(machine_memory >> 20), strerror(-rc));
+        return rc;
+    }
+    host.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+    struct sigaction sa = { .sa_handler = kick_handler };
+    sigemptyset(&sa.sa_mask);
+    sigaction(VCPU_KICK_SIGNAL, &sa, NULL);   /* no SA_RESTART: KVM_RUN returns EINTR */
+    return 0;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s)
+        return -EINVAL;
+    unsigned shift = 20;  /* bare numbers are MiB, as xl's memory= */
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    case '\0': break;
+    default: return -EINVAL;
+    }
+    if ((*end == 'b' || *end == 'B') && end[1] == '\0')
+        end++;
+    if (*end || v == 0 || v > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int listen_control(const char *rundir)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", rundir,
+                         XKVM_CONTROL_SOCKET) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    /* Not CLOEXEC: live update hands the listening socket to the next xkvmd. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    unlink(sa.sun_path);   /* we hold the pidfile lock: any socket here is stale */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    chmod(sa.sun_path, 0600);
+    return fd;
+}
+
+/* One xkvmd per run directory: hold an exclusive lock on its pidfile. */
+static int lock_pidfile(const char *rundir, char *err, size_t errlen)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/%s", rundir, XKVM_PIDFILE);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = read(fd, pid, sizeof(pid) - 1);
+        if (n > 0)
+            pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, errlen, "another xkvmd (pid %s) is running in %s", pid, rundir);
+        close(fd);
+        return -EBUSY;
+    }
+    return fd;
+}
+
+static void write_pidfile(int fd)
+{
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) == n)
+        return;
+}
+
+static void client_close(int epfd, struct client *c)
+{
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    free(c->buf);
+    *c = (struct client){ .fd = -1 };
+}
+
+static int write_all(int fd, const char *s, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN) {
+            /* Replies are small; a client that does not read gets a short wait. */
+            usleep(1000);
+            continue;
+        }
+        if (w <= 0)
+            return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Read what the client sent and answer every complete line. */
+static void client_readable(int epfd, struct client *c)
+{
+    char tmp[8192];
+    ssize_t n = read(c->fd, tmp, sizeof(tmp));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        client_close(epfd, c);
+        return;
+    }
+    if (n < 0)
+        return;
+    if (c->len + (size_t)n > XKVM_CONTROL_MAX_LINE) {
+        static const char msg[] = "{\"ok\":false,\"error\":\"request line too long\","
+                                  "\"errno\":\"E2BIG\"}\n";
+        write_all(c->fd, msg, sizeof(msg) - 1);
+        client_close(epfd, c);
+        return;
+    }
+    char *nb = realloc(c->buf, c->len + (size_t)n);
+    if (!nb) {
+        client_close(epfd, c);
+        return;
+    }
+    c->buf = nb;
+    memcpy(c->buf + c->len, tmp, (size_t)n);
+    c->len += (size_t)n;
+    size_t start = 0;
+    for (size_t i = 0; i < c->len; i++) {
+        if (c->buf[i] != '\n')
+            continue;
+        char *reply = control_handle_line(c->buf + start, i - start);
+        int wr = reply ? write_all(c->fd, reply, strlen(reply)) : -1;
+        free(reply);
+        start = i + 1;
+        if (wr < 0) {
+            client_close(epfd, c);
+            return;
+        }
+    }
+    memmove(c->buf, c->buf + start, c->len - start);
+    c->len -= start;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int serve(int listen_fd)
+{
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = listen_fd };
+    epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev);
+    ev.data.fd = host.notify_fd;
+    epoll_ctl(epfd, EPOLL_CTL_ADD, host.notify_fd, &ev);
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        clients[i].fd = -1;
+
+    while (!stop_requested) {
+        struct epoll_event evs[16];
+        int n = epoll_wait(epfd, evs, 16, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == host.notify_fd) {
+                uint64_t v;
+                while (read(host.notify_fd, &v, sizeof(v)) > 0)
+                    ;
+                domains_handle_shutdowns();
+            } else if (fd == listen_fd) {
+                int cfd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0)
+                    continue;
+                int slot = -1;
+                for (int k = 0; k < MAX_CLIENTS && slot < 0; k++)
+                    if (clients[k].fd < 0)
+                        slot = k;
+                if (slot < 0) {
+                    close(cfd);   /* too many clients */
+                    continue;
+                }
+                clients[slot] = (struct client){ .fd = cfd };
+                struct epoll_event cev = { .events = EPOLLIN, .data.fd = cfd };
+                epoll_ctl(epfd, EPOLL_CTL_ADD, cfd, &cev);
+            } else {
+                for (int k = 0; k < MAX_CLIENTS; k++)
+                    if (clients[k].fd == fd)
+                        client_readable(epfd, &clients[k]);
+            }
+        }
+    }
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--foreground] [--log FILE]\n"
+        "             [--verbose]\n"
+        "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
+        XKVM_RUNDIR_DEFAULT ")\n"
+        "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
+        "  --foreground          stay in the foreground, log to stderr\n"
+        "  --log FILE            log to FILE (default RUNDIR/" XKVM_LOGFILE " when detached)\n"
+        "  --verbose             debug logging\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *rundir = getenv(XKVM_RUNDIR_ENV);
+    const char *logpath = NULL;
+    uint64_t machine_memory = DEFAULT_MACHINE_MEMORY;
+    bool foreground = false, verbose = false;
+    static const struct option opts[] = {
+        { "rundir", required_argument, NULL, 'r' },
+        { "machine-memory", required_argument, NULL, 'm' },
+        { "foreground", no_argument, NULL, 'f' },
+        { "log", required_argument, NULL, 'l' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "r:m:fl:vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': rundir = optarg; break;
+        case 'm':
+            if (parse_size(optarg, &machine_memory) || machine_memory < (16ULL << 20)) {
+                fprintf(stderr, "xkvmd: bad --machine-memory '%s' (e.g. 512M, 4G; at least 16M)\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'f': foreground = true; break;
+        case 'l': logpath = optarg; break;
+        case 'v': verbose = true; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("xkvmd %s\n", XKVM_VERSION_STRING); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (!rundir || !*rundir)
+        rundir = XKVM_RUNDIR_DEFAULT;
+    if (mkdir(rundir, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "xkvmd: cannot create run directory %s: %s\n", rundir, strerror(errno));
+        return 1;
+    }
+    char absdir[PATH_MAX];
+    if (!realpath(rundir, absdir)) {
+        fprintf(stderr, "xkvmd: run directory %s: %s\n", rundir, strerror(errno));
+        return 1;
+    }
+
+    char err[512];
+    int lockfd = lock_pidfile(absdir, err, sizeof(err));
+    if (lockfd < 0) {
+        fprintf(stderr, "xkvmd: %s\n", err);
+        return 1;
+    }
+
+    /* Detach, but let the parent report start-up errors and exit only once we serve. */
+    int ready[2] = { -1, -1 };
+    if (!foreground) {
+        if (pipe2(ready, O_CLOEXEC) < 0) {
+            perror("xkvmd: pipe");
+            return 1;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("xkvmd: fork");
+            return 1;
+        }
+        if (pid > 0) {
+            close(ready[1]);
+            char msg[512];
+            ssize_t n = read(ready[0], msg, sizeof(msg) - 1);
+            if (n == 1 && msg[0] == 'O')
+                return 0;
+            if (n > 0) {
+                msg[n] = '\0';
+                fprintf(stderr, "xkvmd: %s\n", msg);
+            } else {
+                fprintf(stderr, "xkvmd: failed to start (see %s/%s)\n", absdir, XKVM_LOGFILE);
+            }
+            return 1;
+        }
+        close(ready[0]);
+        setsid();
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+            if (null > STDERR_FILENO)
+                close(null);
+        }
+        /* The lock belongs to the child now: flock locks follow the open file. */
+    }
+    char deflog[PATH_MAX + 32];
+    if (!logpath && !foreground) {
+        snprintf(deflog, sizeof(deflog), "%s/%s", absdir, XKVM_LOGFILE);
+        logpath = deflog;
+    }
+    log_open(logpath, "xkvmd", verbose ? LOG_DEBUG : LOG_INFO);
+    write_pidfile(lockfd);
+
+    /* vCPU threads unblock the kick signal themselves; everything else keeps it blocked. */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, VCPU_KICK_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    int rc = host_init(absdir, machine_memory, err, sizeof(err));
+    int listen_fd = rc ? rc : listen_control(absdir);
+    if (!rc && listen_fd < 0)
+        snprintf(err, sizeof(err), "control socket in %s: %s", absdir, strerror(-listen_fd));
+    if (rc || listen_fd < 0) {
+        log_err("%s", err);
+        if (ready[1] >= 0) {
+            ssize_t w = write(ready[1], err, strlen(err));
+            (void)w;
+        } else {
+            fprintf(stderr, "xkvmd: %s\n", err);
+        }
+        return 1;
+    }
+    log_info("xkvmd %s serving %s: %llu MiB machine memory, %s%s", XKVM_VERSION_STRING,
+             absdir, (unsigned long long)(machine_memory >> 20), host.kvm_module,
+             host.has_sync_regs ? ", sync regs" : "");
+    if (ready[1] >= 0) {
+        ssize_t w = write(ready[1], "O", 1);
+        (void)w;
+        close(ready[1]);
+    }
+
+    serve(listen_fd);
+
+    log_info("stopping: destroying %u domain(s)", host.nr_domains);
+    for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
+        if (host.domains[id])
+            domain_destroy(host.domains[id]);
+    char sock[PATH_MAX + 32];
+    snprintf(sock, sizeof(sock), "%s/%s", absdir, XKVM_CONTROL_SOCKET);
+    unlink(sock);
+    return 0;
+}

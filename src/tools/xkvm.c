@@ -1,0 +1,731 @@
+/*
+ * xkvm: the toolstack CLI, xl-like. Each command is one or a few requests on
+ * xkvmd's control socket (docs/control-api.md).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/control_client.h"
+#include "tools/xlcfg.h"
+#include "util/domcfg.h"
+#include "xkvm/control.h"
+
+#define EXIT_USAGE 2
+#define ERRLEN 1024
+/* Xen's DOMID_FIRST_RESERVED: ids from here on are not domains. */
+#define DOMID_LIMIT 0x7ff0u
+#define CTRL_RIGHT_BRACKET 0x1d
+#define CONSOLE_POLL_MS 200
+/* How long `console` keeps retrying while xkvmd is unreachable (e.g. live update). */
+#define CONSOLE_DAEMON_GRACE_S 10
+
+static const char *rundir;
+
+static const char usage_text[] =
+"Usage: xkvm [--rundir DIR] COMMAND [ARGS...]\n"
+"\n"
+"The toolstack for xkvmd, which runs Xen HVM/PVH guests on KVM.\n"
+"\n"
+"Commands:\n"
+"  create CFG [-p|--paused]      create a domain from an xl.cfg file and print its\n"
+"                                domid (-p: leave it paused)\n"
+"  list [--json]                 list the domains\n"
+"  info [--json]                 show information about the host and xkvmd\n"
+"  pause DOMAIN                  pause a domain\n"
+"  unpause DOMAIN                unpause a domain\n"
+"  destroy DOMAIN                destroy a domain\n"
+"  console DOMAIN [--no-follow]  print the domain's console output and follow it\n"
+"                                until the domain is gone (Ctrl-] detaches);\n"
+"                                --no-follow prints what is there and exits\n"
+"  help                          show this help\n"
+"\n"
+"DOMAIN is a domain id or a domain name.\n"
+"\n"
+"Options:\n"
+"  --rundir DIR   the host's run directory (default: $" XKVM_RUNDIR_ENV ", else "
+XKVM_RUNDIR_DEFAULT ")\n"
+"  -h, --help     show this help\n"
+"  --version      show the version\n"
+"\n"
+"Exit status: 0 success, 1 error, 2 usage error.\n";
+
+static void errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void errorf(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("xkvm: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("xkvm: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'xkvm help' for usage.\n", stderr);
+    return EXIT_USAGE;
+}
+
+static struct json_object *new_request(const char *cmd)
+{
+    struct json_object *o = json_object_new_object();
+    if (!o || json_object_object_add(o, "cmd", json_object_new_string(cmd)) < 0) {
+        errorf("out of memory");
+        exit(EXIT_FAILURE);
+    }
+    return o;
+}
+
+static void add_field(struct json_object *o, const char *key, struct json_object *v)
+{
+    if (!v || json_object_object_add(o, key, v) < 0) {
+        errorf("out of memory");
+        exit(EXIT_FAILURE);
+    }
+}
+
+/* One request; prints the error and returns the negative errno on failure. */
+static int call(struct json_object *req, struct json_object **reply)
+{
+    char err[ERRLEN];
+    int r = control_call(rundir, req, reply, err, sizeof(err));
+    json_object_put(req);
+    if (r < 0)
+        errorf("%s", err);
+    return r;
+}
+
+/* Same, but ESRCH from xkvmd becomes the CLI's own "no domain" message. */
+static int call_domain(struct json_object *req, const char *domain, struct json_object **reply)
+{
+    char err[ERRLEN];
+    int r = control_call(rundir, req, reply, err, sizeof(err));
+    json_object_put(req);
+    if (r == -ESRCH)
+        errorf("no domain with id or name %s", domain);
+    else if (r < 0)
+        errorf("%s", err);
+    return r;
+}
+
+static bool get_int_field(struct json_object *o, const char *key, int64_t *out)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+        return false;
+    *out = json_object_get_int64(v);
+    return true;
+}
+
+static const char *get_str_field(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+/* The "domains" array of a list reply, or NULL. */
+static struct json_object *list_domains(struct json_object *reply)
+{
+    struct json_object *d;
+    if (!json_object_object_get_ex(reply, "domains", &d) || !json_object_is_type(d, json_type_array))
+        return NULL;
+    return d;
+}
+
+static bool parse_domid(const char *s, uint32_t *domid)
+{
+    if (!*s)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    errno = 0;
+    unsigned long v = strtoul(s, NULL, 10);
+    if (errno || v >= DOMID_LIMIT)
+        return false;
+    *domid = (uint32_t)v;
+    return true;
+}
+
+/*
+ * DOMAIN argument -> domid. All digits means an id (as in xl; names cannot be all
+ * digits); anything else is looked up by name. 0, or 1 after printing the error.
+ */
+static int resolve_domain(const char *arg, uint32_t *domid)
+{
+    bool digits = *arg != '\0';
+    for (const char *p = arg; *p; p++)
+        if (*p < '0' || *p > '9')
+            digits = false;
+    if (digits) {
+        if (!parse_domid(arg, domid)) {
+            errorf("no domain with id or name %s", arg);
+            return 1;
+        }
+        return 0;
+    }
+
+    struct json_object *reply;
+    if (call(new_request("list"), &reply) < 0)
+        return 1;
+    struct json_object *doms = list_domains(reply);
+    if (!doms) {
+        errorf("xkvmd sent a list reply without \"domains\"");
+        json_object_put(reply);
+        return 1;
+    }
+    size_t n = json_object_array_length(doms);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *d = json_object_array_get_idx(doms, i);
+        const char *name = get_str_field(d, "name");
+        int64_t id;
+        if (name && strcmp(name, arg) == 0 && get_int_field(d, "domid", &id) &&
+            id >= 0 && id < DOMID_LIMIT) {
+            *domid = (uint32_t)id;
+            json_object_put(reply);
+            return 0;
+        }
+    }
+    json_object_put(reply);
+    errorf("no domain with id or name %s", arg);
+    return 1;
+}
+
+/* --- create --- */
+
+static int cmd_create(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "paused", no_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool paused = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "+ph", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'p': paused = true; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default: return usage_error("create: bad option");
+        }
+    }
+    /* Allow "create CFG -p" as well as "create -p CFG". */
+    const char *cfgpath = NULL;
+    for (; optind < argc; optind++) {
+        if (strcmp(argv[optind], "-p") == 0 || strcmp(argv[optind], "--paused") == 0)
+            paused = true;
+        else if (!cfgpath)
+            cfgpath = argv[optind];
+        else
+            return usage_error("create: unexpected argument '%s'", argv[optind]);
+    }
+    if (!cfgpath)
+        return usage_error("create: missing config file");
+
+    struct domcfg cfg;
+    char err[ERRLEN];
+    if (xlcfg_read_file(cfgpath, &cfg, stderr, err, sizeof(err)) < 0) {
+        errorf("%s", err);
+        return EXIT_FAILURE;
+    }
+
+    struct json_object *req = new_request("create");
+    add_field(req, "config", domcfg_to_json(&cfg));
+    if (paused)
+        add_field(req, "start_paused", json_object_new_boolean(1));
+    struct json_object *reply;
+    if (call(req, &reply) < 0)
+        return EXIT_FAILURE;
+    int64_t domid;
+    if (!get_int_field(reply, "domid", &domid) || domid < 0) {
+        errorf("xkvmd sent a create reply without a valid \"domid\"");
+        json_object_put(reply);
+        return EXIT_FAILURE;
+    }
+    printf("%" PRId64 "\n", domid);
+    json_object_put(reply);
+    return 0;
+}
+
+/* --- list, info --- */
+
+/* Parse "[--json]" for commands with no other arguments. */
+static int json_flag(const char *cmd, int argc, char **argv, bool *json)
+{
+    static const struct option opts[] = {
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    int ch;
+    *json = false;
+    while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'j': *json = true; break;
+        case 'h': fputs(usage_text, stdout); return -1;
+        default: return usage_error("%s: bad option", cmd);
+        }
+    }
+    if (optind < argc)
+        return usage_error("%s: unexpected argument '%s'", cmd, argv[optind]);
+    return 0;
+}
+
+static void print_json(struct json_object *o)
+{
+    puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                           JSON_C_TO_STRING_SPACED |
+                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    bool json;
+    int r = json_flag("list", argc, argv, &json);
+    if (r)
+        return r < 0 ? 0 : r;
+
+    struct json_object *reply;
+    if (call(new_request("list"), &reply) < 0)
+        return EXIT_FAILURE;
+    struct json_object *doms = list_domains(reply);
+    if (!doms) {
+        errorf("xkvmd sent a list reply without \"domains\"");
+        json_object_put(reply);
+        return EXIT_FAILURE;
+    }
+    if (json) {
+        print_json(doms);
+        json_object_put(reply);
+        return 0;
+    }
+
+    size_t n = json_object_array_length(doms);
+    int width = 20;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = get_str_field(json_object_array_get_idx(doms, i), "name");
+        if (name && (int)strlen(name) > width)
+            width = (int)strlen(name);
+    }
+    printf("%-*s %5s %9s %5s %-9s %s\n", width, "Name", "ID", "Mem(MiB)", "VCPUs",
+           "State", "Reason");
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *d = json_object_array_get_idx(doms, i);
+        const char *name = get_str_field(d, "name");
+        const char *state = get_str_field(d, "state");
+        const char *reason = get_str_field(d, "shutdown_reason");
+        int64_t id = -1, mem_kb = -1, vcpus = -1;
+        get_int_field(d, "domid", &id);
+        get_int_field(d, "memory_kb", &mem_kb);
+        get_int_field(d, "vcpus", &vcpus);
+        printf("%-*s %5" PRId64 " %9" PRId64 " %5" PRId64 " %-9s %s\n", width,
+               name ? name : "?", id, mem_kb >= 0 ? mem_kb / 1024 : -1, vcpus,
+               state ? state : "?", reason ? reason : "-");
+    }
+    json_object_put(reply);
+    return 0;
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    bool json;
+    int r = json_flag("info", argc, argv, &json);
+    if (r)
+        return r < 0 ? 0 : r;
+
+    struct json_object *reply;
+    if (call(new_request("info"), &reply) < 0)
+        return EXIT_FAILURE;
+    json_object_object_del(reply, "ok");
+    if (json) {
+        print_json(reply);
+    } else {
+        json_object_object_foreach(reply, key, val) {
+            const char *s = !val ? "-"
+                          : json_object_is_type(val, json_type_string) ? json_object_get_string(val)
+                          : json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN);
+            printf("%-20s: %s\n", key, s);
+        }
+    }
+    json_object_put(reply);
+    return 0;
+}
+
+/* --- pause, unpause, destroy --- */
+
+static int simple_domain_cmd(const char *cmd, int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (argc != 2)
+        return usage_error("%s: expected exactly one DOMAIN argument", cmd);
+    uint32_t domid;
+    if (resolve_domain(argv[1], &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request(cmd);
+    add_field(req, "domid", json_object_new_int64(domid));
+    struct json_object *reply;
+    if (call_domain(req, argv[1], &reply) < 0)
+        return EXIT_FAILURE;
+    json_object_put(reply);
+    return 0;
+}
+
+static int cmd_pause(int argc, char **argv)   { return simple_domain_cmd("pause", argc, argv); }
+static int cmd_unpause(int argc, char **argv) { return simple_domain_cmd("unpause", argc, argv); }
+static int cmd_destroy(int argc, char **argv) { return simple_domain_cmd("destroy", argc, argv); }
+
+/* --- console --- */
+
+static volatile sig_atomic_t got_signal;
+static struct termios saved_termios;
+static bool termios_changed;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+static void restore_terminal(void)
+{
+    if (termios_changed) {
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
+        termios_changed = false;
+    }
+}
+
+/* Keystrokes one at a time, unechoed, so Ctrl-] is seen; Ctrl-C still interrupts. */
+static void setup_terminal(void)
+{
+    struct termios t;
+    if (tcgetattr(STDIN_FILENO, &saved_termios) < 0)
+        return;
+    t = saved_termios;
+    t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0) {
+        termios_changed = true;
+        atexit(restore_terminal);
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+struct console_log {
+    const char *path;
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    off_t off;
+};
+
+/* Copy what is new in the log to stdout. Reopens a log that was replaced or created. */
+static int console_drain(struct console_log *log)
+{
+    char buf[16384];
+    struct stat st;
+
+    if (log->fd < 0) {
+        log->fd = open(log->path, O_RDONLY | O_CLOEXEC);
+        if (log->fd < 0)
+            return errno == ENOENT ? 0 : -errno;    /* not written yet */
+        if (fstat(log->fd, &st) == 0) {
+            log->dev = st.st_dev;
+            log->ino = st.st_ino;
+        }
+        log->off = 0;
+    }
+    for (;;) {
+        if (fstat(log->fd, &st) == 0 && st.st_size < log->off) {
+            /* truncated: start over */
+            log->off = 0;
+        }
+        ssize_t n = pread(log->fd, buf, sizeof(buf), log->off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        int r = write_all(STDOUT_FILENO, buf, (size_t)n);
+        if (r < 0)
+            return r;
+        log->off += n;
+    }
+    /* Replaced (rotated, or a new xkvmd recreated it)? Switch after draining the old one. */
+    if (stat(log->path, &st) == 0 && (st.st_dev != log->dev || st.st_ino != log->ino)) {
+        close(log->fd);
+        log->fd = -1;
+        return console_drain(log);
+    }
+    return 0;
+}
+
+/* 1 if domid is in xkvmd's list, 0 if not, negative errno if xkvmd cannot be asked. */
+static int domain_exists(struct control_client *c, bool *connected, uint32_t domid)
+{
+    char err[ERRLEN];
+    int r;
+    if (!*connected) {
+        if ((r = control_connect(c, rundir, err, sizeof(err))) < 0)
+            return r;
+        *connected = true;
+    }
+    struct json_object *req = new_request("list"), *reply;
+    r = control_request(c, req, &reply, err, sizeof(err));
+    json_object_put(req);
+    if (r < 0) {
+        control_close(c);
+        *connected = false;
+        return r;
+    }
+    int found = 0;
+    struct json_object *doms = list_domains(reply);
+    size_t n = doms ? json_object_array_length(doms) : 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t id;
+        if (get_int_field(json_object_array_get_idx(doms, i), "domid", &id) && id == domid)
+            found = 1;
+    }
+    json_object_put(reply);
+    return found;
+}
+
+static int cmd_console(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "no-follow", no_argument, NULL, 'n' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool follow = true;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'n': follow = false; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default: return usage_error("console: bad option");
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error("console: expected exactly one DOMAIN argument");
+    const char *domain = argv[optind];
+
+    uint32_t domid;
+    if (resolve_domain(domain, &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request("console"), *reply;
+    add_field(req, "domid", json_object_new_int64(domid));
+    if (call_domain(req, domain, &reply) < 0)
+        return EXIT_FAILURE;
+    const char *p = get_str_field(reply, "path");
+    if (!p || p[0] != '/') {
+        errorf("xkvmd sent a console reply without an absolute \"path\"");
+        json_object_put(reply);
+        return EXIT_FAILURE;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s", p);
+    json_object_put(reply);
+
+    struct console_log log = { .path = path, .fd = -1 };
+    int r = console_drain(&log);
+    if (r < 0 || !follow) {
+        if (r < 0)
+            errorf("console log %s: %s", path, strerror(-r));
+        if (log.fd >= 0)
+            close(log.fd);
+        return r < 0 ? EXIT_FAILURE : 0;
+    }
+
+    struct sigaction sa = { .sa_handler = on_signal };   /* no SA_RESTART: poll wakes */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    bool tty = isatty(STDIN_FILENO);
+    if (tty)
+        setup_terminal();
+
+    struct control_client client;
+    bool connected = false;
+    double last_check = 0, unreachable_since = 0;
+    int status = 0;
+    for (;;) {
+        struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+        int n = poll(&pfd, tty ? 1 : 0, CONSOLE_POLL_MS);
+        if (got_signal) {
+            status = 128 + got_signal;
+            break;
+        }
+        if (n > 0 && (pfd.revents & POLLIN)) {
+            char keys[64];
+            ssize_t k = read(STDIN_FILENO, keys, sizeof(keys));
+            if (k > 0 && memchr(keys, CTRL_RIGHT_BRACKET, (size_t)k))
+                break;
+            if (k == 0)
+                tty = false;         /* stdin closed: stop watching it */
+        } else if (n > 0 && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))) {
+            tty = false;
+        }
+
+        if ((r = console_drain(&log)) < 0) {
+            if (r != -EPIPE)
+                errorf("console log %s: %s", path, strerror(-r));
+            status = EXIT_FAILURE;
+            break;
+        }
+        double t = now_s();
+        if (t - last_check < CONSOLE_POLL_MS / 1000.0)
+            continue;
+        last_check = t;
+        r = domain_exists(&client, &connected, domid);
+        if (r == 0) {
+            console_drain(&log);     /* the last words */
+            break;
+        }
+        if (r > 0) {
+            unreachable_since = 0;
+            continue;
+        }
+        if (unreachable_since == 0)
+            unreachable_since = t;
+        else if (t - unreachable_since > CONSOLE_DAEMON_GRACE_S) {
+            console_drain(&log);
+            errorf("lost contact with xkvmd in %s", rundir);
+            status = EXIT_FAILURE;
+            break;
+        }
+    }
+    if (connected)
+        control_close(&client);
+    if (log.fd >= 0)
+        close(log.fd);
+    restore_terminal();
+    return status;
+}
+
+/* --- main --- */
+
+static int cmd_help(int argc, char **argv)
+{
+    fputs(usage_text, stdout);
+    return 0;
+}
+
+static const struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} commands[] = {
+    { "create", cmd_create },
+    { "list", cmd_list },
+    { "info", cmd_info },
+    { "pause", cmd_pause },
+    { "unpause", cmd_unpause },
+    { "destroy", cmd_destroy },
+    { "console", cmd_console },
+    { "help", cmd_help },
+};
+
+int main(int argc, char **argv)
+{
+    enum { OPT_RUNDIR = 256, OPT_VERSION };
+    static const struct option opts[] = {
+        { "rundir", required_argument, NULL, OPT_RUNDIR },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { 0 },
+    };
+    int ch;
+
+    rundir = getenv(XKVM_RUNDIR_ENV);
+    if (!rundir || !*rundir)
+        rundir = XKVM_RUNDIR_DEFAULT;
+
+    /* '+': stop at the command; its own options are parsed by the command. */
+    while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_RUNDIR:
+            if (!*optarg)
+                return usage_error("--rundir: empty directory name");
+            rundir = optarg;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("xkvm %s\n", XKVM_VERSION_STRING);
+            return 0;
+        default:
+            return usage_error("bad option");
+        }
+    }
+    if (optind >= argc)
+        return usage_error("missing command");
+
+    const char *name = argv[optind];
+    int status = -1;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(name, commands[i].name) == 0) {
+            int sub_argc = argc - optind;
+            char **sub_argv = argv + optind;
+            optind = 0;      /* glibc: full getopt reinitialisation */
+            status = commands[i].fn(sub_argc, sub_argv);
+            break;
+        }
+    }
+    if (status < 0)
+        return usage_error("unknown command '%s'", name);
+
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        errorf("writing output: %s", strerror(errno));
+        return EXIT_FAILURE;
+    }
+    return status;
+}

@@ -1,0 +1,597 @@
+/*
+ * xl.cfg -> struct domcfg. libxlutil does the parsing (so the syntax is exactly
+ * xl's); this file maps the keys xkvm supports, checks them, and warns about the
+ * rest. libxlutil cannot list the keys a file sets, so a small scanner walks the
+ * (already accepted) text for "KEY =" at statement starts and records each key's
+ * line for messages.
+ */
+#include "tools/xlcfg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <libxlutil.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Keys xkvm reads. */
+static const char *const handled_keys[] = {
+    "name", "type", "builder", "memory", "vcpus", "kernel", "cmdline", "extra", "root",
+    "on_poweroff", "on_reboot", "on_crash",
+};
+
+/* xl keys that xkvm recognises but does not implement yet: warned about, ignored. */
+static const char *const unsupported_keys[] = {
+    "disk", "vif", "vfb", "vkb", "vtpm", "vdispl", "vsnd", "p9", "pvcalls", "channel",
+    "usb", "usbctrl", "usbdev", "pci", "dtdev", "iomem", "ioports", "irqs", "rdm",
+    "maxmem", "maxvcpus", "ramdisk", "serial", "console", "uuid", "seclabel",
+    "init_seclabel", "pool", "cpus", "cpus_soft", "cpu_weight", "cap", "on_watchdog",
+    "on_soft_reset", "bootloader", "bootloader_args", "device_model_version",
+    "device_model_override", "device_model_args", "device_model_stubdomain_override",
+    "altp2m", "altp2mhvm", "nestedhvm", "hap", "shadow_memory", "viridian", "acpi",
+    "apic", "pae", "hpet", "firmware", "bios", "boot", "localtime", "rtc_timeoffset",
+    "tsc_mode", "timer_mode", "max_grant_frames", "max_maptrack_frames",
+    "max_event_channels", "max_grant_version", "e820_host", "xen_platform_pci",
+    "vnc", "vnclisten", "vncdisplay", "vncpasswd", "vncunused", "sdl", "vga",
+    "videoram", "stdvga", "keymap", "soundhw", "usbdevice", "cpuid", "driver_domain",
+    "device_tree", "mmio_hole", "smbios_firmware", "acpi_firmware", "gfx_passthru",
+    "vcpu_hard_affinity", "vcpu_soft_affinity", "dm_restrict", "passthrough",
+    "vpmu", "vuart", "nomigrate", "claim_mode", "vm_generationid", "pvh",
+};
+
+#define MAX_KEYS 256
+
+struct key_seen {
+    char name[64];
+    int line;            /* line of the last assignment (the one libxlutil uses) */
+};
+
+struct reader {
+    const char *filename;
+    struct key_seen keys[MAX_KEYS];
+    int nr_keys;
+    char *err;
+    size_t errlen;
+};
+
+static bool in_list(const char *s, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+#define IN_LIST(s, list) in_list((s), (list), sizeof(list) / sizeof((list)[0]))
+
+static int key_line(const struct reader *rd, const char *key)
+{
+    for (int i = 0; i < rd->nr_keys; i++)
+        if (strcmp(rd->keys[i].name, key) == 0)
+            return rd->keys[i].line;
+    return 0;
+}
+
+/* "FILE:LINE: key: why" (or "FILE: key: why" when the key has no line). */
+static int fail_key(struct reader *rd, const char *key, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail_key(struct reader *rd, const char *key, int rc, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    int line = key ? key_line(rd, key) : 0;
+    if (line > 0)
+        snprintf(rd->err, rd->errlen, "%s:%d: %s%s%s", rd->filename, line,
+                 key ? key : "", key ? ": " : "", why);
+    else
+        snprintf(rd->err, rd->errlen, "%s: %s%s%s", rd->filename,
+                 key ? key : "", key ? ": " : "", why);
+    return rc;
+}
+
+static void note_key(struct reader *rd, const char *name, size_t len, int line)
+{
+    char buf[sizeof(rd->keys[0].name)];
+    if (len >= sizeof(buf))
+        len = sizeof(buf) - 1;     /* such a key is unknown anyway; keep a prefix */
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    for (int i = 0; i < rd->nr_keys; i++) {
+        if (strcmp(rd->keys[i].name, buf) == 0) {
+            rd->keys[i].line = line;
+            return;
+        }
+    }
+    if (rd->nr_keys == MAX_KEYS)
+        return;
+    memcpy(rd->keys[rd->nr_keys].name, buf, len + 1);
+    rd->keys[rd->nr_keys].line = line;
+    rd->nr_keys++;
+}
+
+static bool ident_start(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
+}
+
+static bool ident_char(char ch)
+{
+    return ident_start(ch) || (ch >= '0' && ch <= '9') || ch == '.';
+}
+
+/*
+ * Record "KEY =" / "KEY +=" at statement starts. Statements end at a newline or ';'
+ * outside brackets; values are strings, numbers or bracketed lists; '#' starts a
+ * comment. Only called on text libxlutil accepted.
+ */
+static void scan_keys(struct reader *rd, const char *p, size_t len)
+{
+    const char *end = p + len;
+    int line = 1, depth = 0;
+    bool want_key = true;
+
+    while (p < end) {
+        char ch = *p;
+        if (ch == '\n') {
+            line++;
+            p++;
+            if (depth == 0)
+                want_key = true;
+        } else if (ch == '#') {
+            while (p < end && *p != '\n')
+                p++;
+        } else if (ch == '"' || ch == '\'') {
+            p++;
+            while (p < end && *p != ch && *p != '\n') {
+                if (*p == '\\' && p + 1 < end && p[1] != '\n')
+                    p++;
+                p++;
+            }
+            if (p < end && *p == ch)
+                p++;
+            want_key = false;
+        } else if (ch == '[') {
+            depth++;
+            p++;
+        } else if (ch == ']') {
+            if (depth > 0)
+                depth--;
+            p++;
+        } else if (ch == ';' && depth == 0) {
+            want_key = true;
+            p++;
+        } else if (want_key && ident_start(ch)) {
+            const char *start = p;
+            while (p < end && ident_char(*p))
+                p++;
+            note_key(rd, start, (size_t)(p - start), line);
+            want_key = false;
+        } else {
+            p++;
+        }
+    }
+}
+
+static void warn_keys(const struct reader *rd, FILE *warn)
+{
+    if (!warn)
+        return;
+    for (int i = 0; i < rd->nr_keys; i++) {
+        const char *k = rd->keys[i].name;
+        if (IN_LIST(k, handled_keys))
+            continue;
+        fprintf(warn, "%s:%d: warning: `%s' ignored (%s)\n", rd->filename,
+                rd->keys[i].line, k,
+                IN_LIST(k, unsupported_keys) ? "not yet supported" : "unknown key");
+    }
+}
+
+/* A string key: 0 (found), ESRCH (absent), or a negative errno with a message. */
+static int get_str(struct reader *rd, XLU_Config *x, const char *key, const char **out)
+{
+    int r = xlu_cfg_get_string(x, key, out, 1);
+    if (r == 0 || r == ESRCH)
+        return r;
+    if (r == EINVAL)
+        return fail_key(rd, key, -EINVAL, "must be a single value, not a list");
+    return fail_key(rd, key, -r, "cannot read value: %s", strerror(r));
+}
+
+static int get_num(struct reader *rd, XLU_Config *x, const char *key, long min, long max,
+                   const char *unit, long *out)
+{
+    const char *s = NULL;
+    int r = xlu_cfg_get_long(x, key, out, 1);
+    if (r == ESRCH)
+        return r;
+    if (r == ERANGE || (r == 0 && (*out < min || *out > max))) {
+        xlu_cfg_get_string(x, key, &s, 1);
+        return fail_key(rd, key, -ERANGE, "%s out of range (%ld to %ld%s)",
+                        s ? s : "value", min, max, unit);
+    }
+    if (r == EINVAL) {
+        if (xlu_cfg_get_string(x, key, &s, 1) != 0)
+            return fail_key(rd, key, -EINVAL, "must be a number, not a list");
+        return fail_key(rd, key, -EINVAL, "\"%.40s\" is not a number", s);
+    }
+    if (r)
+        return fail_key(rd, key, -r, "cannot read value: %s", strerror(r));
+    return 0;
+}
+
+static int get_action(struct reader *rd, XLU_Config *x, const char *key,
+                      enum domcfg_action *out)
+{
+    const char *s;
+    int r = get_str(rd, x, key, &s);
+    if (r == ESRCH)
+        return 0;
+    if (r)
+        return r;
+    r = domcfg_action_parse(s, out);
+    if (r == -EOPNOTSUPP)
+        return fail_key(rd, key, -EINVAL, "action \"%s\" is not supported by xkvm "
+                        "(use destroy, restart or preserve)", s);
+    if (r < 0)
+        return fail_key(rd, key, -EINVAL, "unknown action \"%.40s\" "
+                        "(use destroy, restart or preserve)", s);
+    return 0;
+}
+
+static int copy_str(struct reader *rd, const char *key, char *dst, size_t size,
+                    const char *src)
+{
+    size_t len = strlen(src);
+    if (len >= size)
+        return fail_key(rd, key, -ENAMETOOLONG, "longer than %zu characters", size - 1);
+    memcpy(dst, src, len + 1);
+    return 0;
+}
+
+/* xl's rules: the type key; else the legacy builder key; absent means PVH for us. */
+static int check_type(struct reader *rd, XLU_Config *x)
+{
+    const char *s;
+    int r = get_str(rd, x, "type", &s);
+    if (r == 0) {
+        if (strcmp(s, "pvh") == 0 || strcmp(s, "hvm") == 0)
+            return 0;
+        if (strcmp(s, "pv") == 0)
+            return fail_key(rd, "type", -EOPNOTSUPP, "PV guests are not supported "
+                            "(use type = \"pvh\")");
+        return fail_key(rd, "type", -EINVAL, "unknown type \"%.40s\" (use \"pvh\" or \"hvm\")",
+                        s);
+    }
+    if (r != ESRCH)
+        return r;
+    r = get_str(rd, x, "builder", &s);
+    if (r == 0) {
+        if (strcmp(s, "hvm") == 0)
+            return 0;
+        if (strcmp(s, "generic") == 0)
+            return fail_key(rd, "builder", -EOPNOTSUPP, "PV guests are not supported "
+                            "(use type = \"pvh\")");
+        return fail_key(rd, "builder", -EINVAL, "unknown builder \"%.40s\"", s);
+    }
+    return r == ESRCH ? 0 : r;
+}
+
+/* cmdline, or xl's legacy root + extra ("root=ROOT EXTRA"). */
+static int get_cmdline(struct reader *rd, XLU_Config *x, struct domcfg *cfg, FILE *warn)
+{
+    const char *cmdline = NULL, *root = NULL, *extra = NULL;
+    int r;
+
+    if ((r = get_str(rd, x, "cmdline", &cmdline)) != 0 && r != ESRCH)
+        return r;
+    if ((r = get_str(rd, x, "root", &root)) != 0 && r != ESRCH)
+        return r;
+    if ((r = get_str(rd, x, "extra", &extra)) != 0 && r != ESRCH)
+        return r;
+
+    if (cmdline) {
+        if ((root || extra) && warn)
+            fprintf(warn, "%s:%d: warning: root and extra ignored in favour of cmdline\n",
+                    rd->filename, key_line(rd, "cmdline"));
+        return copy_str(rd, "cmdline", cfg->cmdline, sizeof(cfg->cmdline), cmdline);
+    }
+    const char *key = extra ? "extra" : "root";
+    int n;
+    if (root)
+        n = snprintf(cfg->cmdline, sizeof(cfg->cmdline), "root=%s%s%s", root,
+                     extra ? " " : "", extra ? extra : "");
+    else
+        n = snprintf(cfg->cmdline, sizeof(cfg->cmdline), "%s", extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof(cfg->cmdline))
+        return fail_key(rd, key, -ENAMETOOLONG, "command line longer than %zu characters",
+                        sizeof(cfg->cmdline) - 1);
+    return 0;
+}
+
+static int resolve_kernel(struct reader *rd, const char *kernel, const char *basedir,
+                          unsigned flags, struct domcfg *cfg)
+{
+    char joined[PATH_MAX * 2 + 2];
+    char cwd[PATH_MAX];
+    int n;
+
+    if (kernel[0] == '\0')
+        return fail_key(rd, "kernel", -EINVAL, "must not be empty");
+    if (kernel[0] == '/') {
+        n = snprintf(joined, sizeof(joined), "%s", kernel);
+    } else {
+        const char *dir = basedir && basedir[0] ? basedir : ".";
+        if (dir[0] == '/') {
+            n = snprintf(joined, sizeof(joined), "%s/%s", dir, kernel);
+        } else {
+            if (!getcwd(cwd, sizeof(cwd)))
+                return fail_key(rd, "kernel", -errno, "cannot resolve \"%s\": getcwd: %s",
+                                kernel, strerror(errno));
+            n = snprintf(joined, sizeof(joined), "%s/%s/%s", cwd, dir, kernel);
+        }
+    }
+    if (n < 0 || (size_t)n >= sizeof(joined) || (size_t)n >= sizeof(cfg->kernel))
+        return fail_key(rd, "kernel", -ENAMETOOLONG, "path too long");
+
+    if (flags & XLCFG_NO_KERNEL_CHECK) {
+        memcpy(cfg->kernel, joined, (size_t)n + 1);
+        return 0;
+    }
+
+    int fd = open(joined, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail_key(rd, "kernel", -errno, "cannot read %s: %s", joined, strerror(errno));
+    struct stat st;
+    int r = fstat(fd, &st);
+    int saved = errno;
+    close(fd);
+    if (r < 0)
+        return fail_key(rd, "kernel", -saved, "cannot stat %s: %s", joined, strerror(saved));
+    if (!S_ISREG(st.st_mode))
+        return fail_key(rd, "kernel", -EINVAL, "%s is not a regular file", joined);
+    char *real = realpath(joined, NULL);
+    if (!real)
+        return fail_key(rd, "kernel", -errno, "cannot resolve %s: %s", joined, strerror(errno));
+    r = copy_str(rd, "kernel", cfg->kernel, sizeof(cfg->kernel), real);
+    free(real);
+    return r;
+}
+
+/* Map domcfg_validate's "FIELD: why" to the xl key that set FIELD. */
+static int validate(struct reader *rd, const struct domcfg *cfg, const char *cmdline_key)
+{
+    char why[256];
+    if (domcfg_validate(cfg, why, sizeof(why)) == 0)
+        return 0;
+    static const struct { const char *field, *key; } map[] = {
+        { "name", "name" }, { "memory_mb", "memory" }, { "vcpus", "vcpus" },
+        { "kernel", "kernel" }, { "on_poweroff", "on_poweroff" },
+        { "on_reboot", "on_reboot" }, { "on_crash", "on_crash" },
+    };
+    const char *key = NULL, *rest = why;
+    size_t flen = strcspn(why, ":");
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strlen(map[i].field) == flen && strncmp(why, map[i].field, flen) == 0)
+            key = map[i].key;
+    if (flen == strlen("cmdline") && strncmp(why, "cmdline", flen) == 0)
+        key = cmdline_key;
+    if (key && why[flen] == ':') {
+        rest = why + flen + 1;
+        while (*rest == ' ')
+            rest++;
+    }
+    return fail_key(rd, key, -EINVAL, "%s", rest);
+}
+
+static int read_config(struct reader *rd, XLU_Config *x, const char *basedir,
+                       unsigned flags, struct domcfg *cfg, FILE *warn)
+{
+    const char *s;
+    long n;
+    int r;
+
+    domcfg_defaults(cfg);
+
+    if ((r = check_type(rd, x)) != 0)
+        return r;
+
+    r = get_str(rd, x, "name", &s);
+    if (r == ESRCH)
+        return fail_key(rd, NULL, -EINVAL, "name: missing (every domain needs a name)");
+    if (r)
+        return r;
+    if ((r = copy_str(rd, "name", cfg->name, sizeof(cfg->name), s)) < 0)
+        return r;
+
+    r = get_num(rd, x, "memory", DOMCFG_MEMORY_MB_MIN, DOMCFG_MEMORY_MB_MAX, " MiB", &n);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        cfg->memory_mb = (uint64_t)n;
+
+    r = get_num(rd, x, "vcpus", 1, DOMCFG_VCPUS_MAX, "", &n);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        cfg->vcpus = (unsigned)n;
+
+    if ((r = get_cmdline(rd, x, cfg, warn)) < 0)
+        return r;
+
+    if ((r = get_action(rd, x, "on_poweroff", &cfg->on_poweroff)) < 0 ||
+        (r = get_action(rd, x, "on_reboot", &cfg->on_reboot)) < 0 ||
+        (r = get_action(rd, x, "on_crash", &cfg->on_crash)) < 0)
+        return r;
+
+    r = get_str(rd, x, "kernel", &s);
+    if (r == ESRCH)
+        return fail_key(rd, NULL, -EINVAL, "kernel: missing (xkvm boots a PVH kernel image)");
+    if (r)
+        return r;
+    if ((r = resolve_kernel(rd, s, basedir, flags, cfg)) < 0)
+        return r;
+
+    const char *cmdline_key = key_line(rd, "cmdline") ? "cmdline"
+                            : key_line(rd, "extra") ? "extra" : "root";
+    return validate(rd, cfg, cmdline_key);
+}
+
+/* libxlutil's report text, trimmed, as the error message (it carries FILE:LINE). */
+static void report_to_err(const char *report, const char *filename, int r,
+                          char *err, size_t errlen)
+{
+    size_t len = report ? strlen(report) : 0;
+    while (len && (report[len - 1] == '\n' || report[len - 1] == ' '))
+        len--;
+    if (len)
+        snprintf(err, errlen, "%.*s", (int)len, report);
+    else
+        snprintf(err, errlen, "%s: cannot parse: %s", filename, strerror(r));
+}
+
+int xlcfg_read_data(const char *data, size_t len, const char *filename,
+                    const char *basedir, unsigned flags, struct domcfg *cfg,
+                    FILE *warn, char *err, size_t errlen)
+{
+    struct reader *rd;
+    char *report = NULL;
+    size_t report_len = 0;
+    FILE *rep;
+    XLU_Config *x = NULL;
+    int r;
+
+    if (len > XLCFG_MAX_FILE) {
+        snprintf(err, errlen, "%s: larger than %d bytes", filename, XLCFG_MAX_FILE);
+        return -EFBIG;
+    }
+    /* libxlutil asserts (aborts) on a NUL inside a quoted string: refuse them first. */
+    const char *nul = memchr(data, '\0', len);
+    if (nul) {
+        int line = 1;
+        for (const char *p = data; p < nul; p++)
+            line += *p == '\n';
+        snprintf(err, errlen, "%s:%d: NUL byte in config file", filename, line);
+        return -EINVAL;
+    }
+    rd = calloc(1, sizeof(*rd));
+    if (!rd) {
+        snprintf(err, errlen, "%s: out of memory", filename);
+        return -ENOMEM;
+    }
+    rd->filename = filename;
+    rd->err = err;
+    rd->errlen = errlen;
+
+    rep = open_memstream(&report, &report_len);
+    if (!rep) {
+        r = -errno;
+        snprintf(err, errlen, "%s: open_memstream: %s", filename, strerror(errno));
+        goto out;
+    }
+    x = xlu_cfg_init(rep, filename);
+    if (!x) {
+        r = -ENOMEM;
+        snprintf(err, errlen, "%s: out of memory", filename);
+        goto out;
+    }
+    r = xlu_cfg_readdata(x, data, (int)len);
+    if (r) {
+        fflush(rep);
+        report_to_err(report, filename, r, err, errlen);
+        r = -r;
+        goto out;
+    }
+    scan_keys(rd, data, len);
+    warn_keys(rd, warn);    /* first: an unknown key is often the typo behind an error */
+    r = read_config(rd, x, basedir, flags, cfg, warn);
+
+out:
+    if (x)
+        xlu_cfg_destroy(x);
+    if (rep)
+        fclose(rep);
+    free(report);
+    free(rd);
+    return r < 0 ? r : 0;
+}
+
+int xlcfg_read_file(const char *path, struct domcfg *cfg, FILE *warn,
+                    char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot open config %s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -EINVAL;
+    }
+    if (st.st_size > XLCFG_MAX_FILE) {
+        snprintf(err, errlen, "%s: larger than %d bytes", path, XLCFG_MAX_FILE);
+        close(fd);
+        return -EFBIG;
+    }
+    size_t cap = (size_t)st.st_size + 1, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    for (;;) {
+        if (len == cap) {
+            /* the file grew under us: allow up to the limit */
+            if (cap > XLCFG_MAX_FILE) {
+                snprintf(err, errlen, "%s: larger than %d bytes", path, XLCFG_MAX_FILE);
+                free(buf);
+                close(fd);
+                return -EFBIG;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                snprintf(err, errlen, "%s: out of memory", path);
+                return -ENOMEM;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            snprintf(err, errlen, "cannot read config %s: %s", path, strerror(e));
+            free(buf);
+            close(fd);
+            return -e;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+
+    char *copy = strdup(path);
+    if (!copy) {
+        free(buf);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    int r = xlcfg_read_data(buf, len, path, dirname(copy), 0, cfg, warn, err, errlen);
+    free(copy);
+    free(buf);
+    return r;
+}

@@ -1,0 +1,151 @@
+# Shared helpers for the KVM integration tests. Source it; each test prints one
+# PASS/FAIL/SKIP line per check (the format scripts/run-tests.sh counts).
+set -u
+ROOT=${XKVM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BUILD=${XKVM_BUILD:-$ROOT/build}
+XKVMD=$BUILD/src/hv/xkvmd
+XKVM=$BUILD/src/tools/xkvm
+GUEST=$BUILD/guest/xkvm-guest
+SUITE=${SUITE:-$(basename "$0" .sh)}
+WORK=$(mktemp -d /tmp/xkvm-kvmtest.XXXXXX)
+HOSTS=()
+
+pass() { echo "PASS: $SUITE/$1"; }
+fail() { echo "FAIL: $SUITE/$1: $2"; }
+skip() { echo "SKIP: $SUITE/$1: $2"; }
+# check NAME COMMAND...: PASS if the command succeeds.
+check() { local n=$1; shift; if "$@" >/dev/null 2>&1; then pass "$n"; else fail "$n" "failed: $*"; fi; }
+
+# Everything here needs /dev/kvm; where it is absent, say so once and stop.
+require_kvm() {
+  if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm -a -w /dev/kvm ]; then
+    skip all "no usable /dev/kvm on this machine"
+    exit 0
+  fi
+  local flavour=unknown
+  for m in kvm_pvm kvm_intel kvm_amd; do [ -d /sys/module/$m ] && flavour=$m; done
+  echo "# KVM flavour: $flavour"
+}
+
+cleanup() {
+  for h in "${HOSTS[@]}"; do
+    [ -f "$h/xkvmd.pid" ] && kill "$(cat "$h/xkvmd.pid")" 2>/dev/null
+  done
+  sleep 0.2
+  for h in "${HOSTS[@]}"; do
+    [ -f "$h/xkvmd.pid" ] && kill -9 "$(cat "$h/xkvmd.pid")" 2>/dev/null
+  done
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# host_start NAME [xkvmd options]: start xkvmd in $WORK/NAME; sets RUNDIR.
+host_start() {
+  local name=$1; shift
+  RUNDIR=$WORK/$name
+  mkdir -p "$RUNDIR"
+  HOSTS+=("$RUNDIR")
+  "$XKVMD" --rundir "$RUNDIR" --machine-memory 1G "$@"
+}
+
+xk() { "$XKVM" --rundir "$RUNDIR" "$@"; }
+
+# make_cfg FILE NAME CMDLINE [MEMORY_MB] [VCPUS] [extra xl.cfg lines...]
+make_cfg() {
+  local file=$1 name=$2 cmdline=$3 mem=${4:-32} vcpus=${5:-1}
+  shift 5 2>/dev/null || shift $#
+  {
+    echo "name = \"$name\""
+    echo "memory = $mem"
+    echo "vcpus = $vcpus"
+    echo "kernel = \"$GUEST\""
+    echo "cmdline = \"$cmdline\""
+    echo 'on_poweroff = "preserve"'
+    echo 'on_crash = "preserve"'
+    for l in "$@"; do echo "$l"; done
+  } > "$file"
+}
+
+console_log() { echo "$RUNDIR/console-$1.log"; }
+
+# wait_result DOMID TEST [SECONDS]: wait for the test's result line; prints it.
+wait_result() {
+  local domid=$1 test=$2 secs=${3:-60} log
+  log=$(console_log "$domid")
+  for _ in $(seq $((secs * 10))); do
+    if grep -a -q "^xtest: $test: \(PASS\|FAIL\)" "$log" 2>/dev/null; then
+      grep -a "^xtest: $test: \(PASS\|FAIL\)" "$log" | head -1
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "timeout"
+  return 1
+}
+
+# dom_field DOMID FIELD: a field of the domain in `xkvm list --json`.
+dom_field() {
+  xk list --json | python3 -c '
+import json, sys
+doms = json.load(sys.stdin)
+doms = doms.get("domains", doms) if isinstance(doms, dict) else doms
+for d in doms:
+    if d["domid"] == int(sys.argv[1]):
+        v = d.get(sys.argv[2])
+        print("null" if v is None else v)
+' "$1" "$2"
+}
+
+# wait_state DOMID STATE [SECONDS]
+wait_state() {
+  local secs=${3:-30}
+  for _ in $(seq $((secs * 10))); do
+    [ "$(dom_field "$1" state)" = "$2" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+info_field() {
+  xk info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+# run_guest_test TEST [MEMORY] [VCPUS] [LABEL]: boot the guest with test=TEST, expect
+# PASS and a poweroff, destroy it.
+run_guest_test() {
+  local t=$1 mem=${2:-32} vcpus=${3:-1} label=${4:-$1}
+  make_cfg "$WORK/$label.cfg" "$label" "test=$t" "$mem" "$vcpus"
+  local domid res
+  if ! domid=$(xk create "$WORK/$label.cfg"); then
+    fail "$label" "xkvm create failed"
+    return
+  fi
+  res=$(wait_result "$domid" "$t" 120)
+  if [ "$res" != "xtest: $t: PASS" ]; then
+    fail "$label" "guest said: $res"
+  elif ! wait_state "$domid" shutdown 10 || [ "$(dom_field "$domid" shutdown_reason)" != poweroff ]; then
+    fail "$label" "guest passed but did not power off (state $(dom_field "$domid" state))"
+  else
+    pass "$label"
+  fi
+  xk destroy "$domid" >/dev/null 2>&1
+}
+
+# destroy_all: destroy every domain, straight on the control socket (fast enough to
+# catch a guest that reboots in a restart loop).
+destroy_all() {
+  python3 - "$RUNDIR/xkvmd.sock" <<'PY'
+import json, socket, sys, time
+def req(o):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+    s.sendall((json.dumps(o) + "\n").encode())
+    r = json.loads(s.makefile().readline()); s.close(); return r
+quiet = 0
+for _ in range(2000):
+    doms = req({"cmd": "list"})["domains"]
+    quiet = 0 if doms else quiet + 1
+    if quiet >= 3: break
+    for d in doms: req({"cmd": "destroy", "domid": d["domid"]})
+    time.sleep(0.05)
+PY
+}

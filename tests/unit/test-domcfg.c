@@ -1,0 +1,316 @@
+/* struct domcfg: defaults, actions, validation, and the JSON codec on hostile input. */
+#include <errno.h>
+#include <stddef.h>
+#include <json-c/json.h>
+
+#include "harness.h"
+#include "util/domcfg.h"
+
+HARNESS_MAIN_STATE("domcfg");
+
+static void fill(struct domcfg *c)
+{
+    domcfg_defaults(c);
+    strcpy(c->name, "guest-1");
+    c->memory_mb = 256;
+    c->vcpus = 4;
+    strcpy(c->kernel, "/boot/xkvm-guest");
+    strcpy(c->cmdline, "console=hvc0 test=\"quoted\" \\ back");
+    c->on_poweroff = DOMCFG_PRESERVE;
+    c->on_reboot = DOMCFG_DESTROY;
+    c->on_crash = DOMCFG_RESTART;
+}
+
+static struct json_object *parse(const char *text)
+{
+    return json_tokener_parse(text);
+}
+
+static void test_defaults(void)
+{
+    struct domcfg c;
+    domcfg_defaults(&c);
+    CHECK_EQ(c.memory_mb, 32);
+    CHECK_EQ(c.vcpus, 1);
+    CHECK_EQ(c.on_poweroff, DOMCFG_DESTROY);
+    CHECK_EQ(c.on_reboot, DOMCFG_RESTART);
+    CHECK_EQ(c.on_crash, DOMCFG_DESTROY);
+    CHECK_EQ(c.name[0], '\0');
+    char err[256] = "";
+    CHECK(domcfg_validate(&c, err, sizeof(err)) == -EINVAL);   /* no name */
+    CHECK_STR_CONTAINS(err, "name");
+}
+
+static void test_actions(void)
+{
+    enum domcfg_action a;
+    CHECK(domcfg_action_parse("destroy", &a) == 0 && a == DOMCFG_DESTROY);
+    CHECK(domcfg_action_parse("restart", &a) == 0 && a == DOMCFG_RESTART);
+    CHECK(domcfg_action_parse("preserve", &a) == 0 && a == DOMCFG_PRESERVE);
+    CHECK_EQ(domcfg_action_parse("coredump-destroy", &a), -EOPNOTSUPP);
+    CHECK_EQ(domcfg_action_parse("rename-restart", &a), -EOPNOTSUPP);
+    CHECK_EQ(domcfg_action_parse("Destroy", &a), -EINVAL);
+    CHECK_EQ(domcfg_action_parse("", &a), -EINVAL);
+    CHECK_EQ(domcfg_action_parse(NULL, &a), -EINVAL);
+    for (int i = DOMCFG_DESTROY; i <= DOMCFG_PRESERVE; i++) {
+        CHECK(domcfg_action_parse(domcfg_action_name((enum domcfg_action)i), &a) == 0);
+        CHECK_EQ(a, i);
+    }
+    CHECK(strcmp(domcfg_action_name((enum domcfg_action)99), "invalid") == 0);
+}
+
+static void test_round_trip(void)
+{
+    struct domcfg in, out;
+    char err[256] = "";
+    fill(&in);
+    REQUIRE(domcfg_validate(&in, err, sizeof(err)) == 0);
+    struct json_object *o = domcfg_to_json(&in);
+    REQUIRE(o);
+    /* Through text, as on the socket. */
+    struct json_object *back = parse(json_object_to_json_string(o));
+    json_object_put(o);
+    REQUIRE(back);
+    memset(&out, 0xa5, sizeof(out));
+    int r = domcfg_from_json(back, &out, err, sizeof(err));
+    json_object_put(back);
+    CHECK_MSG(r == 0, "from_json: %s", err);
+    CHECK(strcmp(out.name, in.name) == 0);
+    CHECK_EQ(out.memory_mb, in.memory_mb);
+    CHECK_EQ(out.vcpus, in.vcpus);
+    CHECK(strcmp(out.kernel, in.kernel) == 0);
+    CHECK(strcmp(out.cmdline, in.cmdline) == 0);
+    CHECK_EQ(out.on_poweroff, in.on_poweroff);
+    CHECK_EQ(out.on_reboot, in.on_reboot);
+    CHECK_EQ(out.on_crash, in.on_crash);
+}
+
+static void test_round_trip_limits(void)
+{
+    struct domcfg in, out;
+    char err[256] = "";
+    fill(&in);
+    memset(in.name, 'n', DOMCFG_NAME_MAX - 1);
+    in.name[DOMCFG_NAME_MAX - 1] = '\0';
+    in.memory_mb = DOMCFG_MEMORY_MB_MAX;
+    in.vcpus = DOMCFG_VCPUS_MAX;
+    in.kernel[0] = '/';
+    memset(in.kernel + 1, 'k', PATH_MAX - 2);
+    in.kernel[PATH_MAX - 1] = '\0';
+    memset(in.cmdline, 'c', DOMCFG_CMDLINE_MAX - 1);
+    in.cmdline[DOMCFG_CMDLINE_MAX - 1] = '\0';
+    REQUIRE(domcfg_validate(&in, err, sizeof(err)) == 0);
+    struct json_object *o = domcfg_to_json(&in);
+    REQUIRE(o);
+    int r = domcfg_from_json(o, &out, err, sizeof(err));
+    json_object_put(o);
+    CHECK_MSG(r == 0, "from_json: %s", err);
+    CHECK(memcmp(&in, &out, offsetof(struct domcfg, on_poweroff)) == 0);
+
+    in.memory_mb = DOMCFG_MEMORY_MB_MIN;
+    in.vcpus = 1;
+    in.cmdline[0] = '\0';
+    o = domcfg_to_json(&in);
+    REQUIRE(o);
+    r = domcfg_from_json(o, &out, err, sizeof(err));
+    json_object_put(o);
+    CHECK_MSG(r == 0, "from_json: %s", err);
+    CHECK_EQ(out.memory_mb, DOMCFG_MEMORY_MB_MIN);
+    CHECK_EQ(out.cmdline[0], '\0');
+}
+
+/* Only name and kernel are required; the rest take xl's defaults. */
+static void test_minimal(void)
+{
+    struct domcfg c;
+    char err[256] = "";
+    struct json_object *o = parse("{\"name\":\"m\",\"kernel\":\"/k\"}");
+    REQUIRE(o);
+    int r = domcfg_from_json(o, &c, err, sizeof(err));
+    json_object_put(o);
+    REQUIRE(r == 0);
+    CHECK_EQ(c.memory_mb, 32);
+    CHECK_EQ(c.vcpus, 1);
+    CHECK_EQ(c.cmdline[0], '\0');
+    CHECK_EQ(c.on_poweroff, DOMCFG_DESTROY);
+    CHECK_EQ(c.on_reboot, DOMCFG_RESTART);
+    CHECK_EQ(c.on_crash, DOMCFG_DESTROY);
+}
+
+/* Each bad document must be rejected with a message containing `want`, and the
+ * output config must be left alone. */
+static void reject(const char *text, const char *want)
+{
+    struct domcfg c;
+    char err[256] = "";
+    memset(&c, 0x5a, sizeof(c));
+    struct json_object *o = parse(text);
+    if (!o && strcmp(text, "null") != 0) {
+        harness_fail(__FILE__, __LINE__, "test JSON does not parse: %s", text);
+        return;
+    }
+    int r = domcfg_from_json(o, &c, err, sizeof(err));
+    json_object_put(o);
+    CHECK_MSG(r == -EINVAL, "accepted: %s", text);
+    CHECK_STR_CONTAINS(err, want);
+    CHECK_MSG((unsigned char)c.name[0] == 0x5a && c.memory_mb == 0x5a5a5a5a5a5a5a5aull,
+              "output modified on error: %s", text);
+}
+
+#define BASE_K "\"kernel\":\"/k\""
+#define BASE_N "\"name\":\"n\""
+
+static void test_reject_shape(void)
+{
+    reject("null", "config");
+    reject("[]", "config");
+    reject("\"name\"", "config");
+    reject("42", "config");
+    reject("{" BASE_N "," BASE_K ",\"memroy_mb\":32}", "memroy_mb");
+    reject("{" BASE_N "," BASE_K ",\"disk\":[]}", "unknown field");
+    reject("{" BASE_N "," BASE_K ",\"\\u0001evil\":1}", "unknown field");
+}
+
+static void test_reject_name(void)
+{
+    reject("{" BASE_K "}", "name: missing");
+    reject("{\"name\":null," BASE_K "}", "name: must be a string");
+    reject("{\"name\":42," BASE_K "}", "name: must be a string");
+    reject("{\"name\":[\"a\"]," BASE_K "}", "name: must be a string");
+    reject("{\"name\":\"\"," BASE_K "}", "name: must not be empty");
+    reject("{\"name\":\"a\\u0000b\"," BASE_K "}", "name: contains a NUL");
+    reject("{\"name\":\"a/b\"," BASE_K "}", "name");
+    reject("{\"name\":\"a b\"," BASE_K "}", "name");
+    reject("{\"name\":\"a\\nb\"," BASE_K "}", "name");
+    reject("{\"name\":\"\\u00e9\"," BASE_K "}", "name");
+    reject("{\"name\":\"123\"," BASE_K "}", "all digits");
+    reject("{\"name\":\"-x\"," BASE_K "}", "name");
+    char buf[512];
+    char longname[DOMCFG_NAME_MAX + 1];
+    memset(longname, 'a', DOMCFG_NAME_MAX);
+    longname[DOMCFG_NAME_MAX] = '\0';
+    snprintf(buf, sizeof(buf), "{\"name\":\"%s\"," BASE_K "}", longname);
+    reject(buf, "name: longer than");
+}
+
+static void test_reject_numbers(void)
+{
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":\"32\"}", "memory_mb: must be an integer");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":32.5}", "memory_mb: must be an integer");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":true}", "memory_mb: must be an integer");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":null}", "memory_mb: must be an integer");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":0}", "memory_mb");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":1}", "memory_mb");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":-32}", "memory_mb");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":1048577}", "memory_mb");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":9223372036854775807}", "memory_mb");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":18446744073709551615}", "memory_mb");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":99999999999999999999999}", "memory_mb");
+    reject("{" BASE_N "," BASE_K ",\"vcpus\":0}", "vcpus");
+    reject("{" BASE_N "," BASE_K ",\"vcpus\":129}", "vcpus");
+    reject("{" BASE_N "," BASE_K ",\"vcpus\":-1}", "vcpus");
+    reject("{" BASE_N "," BASE_K ",\"vcpus\":4294967297}", "vcpus");
+    reject("{" BASE_N "," BASE_K ",\"vcpus\":\"2\"}", "vcpus: must be an integer");
+    reject("{" BASE_N "," BASE_K ",\"vcpus\":1e2}", "vcpus: must be an integer");
+}
+
+static void test_reject_kernel(void)
+{
+    reject("{" BASE_N "}", "kernel: missing");
+    reject("{" BASE_N ",\"kernel\":7}", "kernel: must be a string");
+    reject("{" BASE_N ",\"kernel\":\"\"}", "kernel: must not be empty");
+    reject("{" BASE_N ",\"kernel\":\"boot/k\"}", "kernel: must be an absolute path");
+    reject("{" BASE_N ",\"kernel\":\"./k\"}", "kernel: must be an absolute path");
+    reject("{" BASE_N ",\"kernel\":\"/k\\u0000/etc/shadow\"}", "kernel: contains a NUL");
+    static char buf[PATH_MAX + 100];
+    char *p = buf + sprintf(buf, "{" BASE_N ",\"kernel\":\"/");
+    memset(p, 'k', PATH_MAX);
+    strcpy(p + PATH_MAX, "\"}");
+    reject(buf, "kernel: path longer than");
+}
+
+static void test_reject_cmdline(void)
+{
+    reject("{" BASE_N "," BASE_K ",\"cmdline\":1}", "cmdline: must be a string");
+    reject("{" BASE_N "," BASE_K ",\"cmdline\":[]}", "cmdline: must be a string");
+    reject("{" BASE_N "," BASE_K ",\"cmdline\":\"a\\u0000b\"}", "cmdline: contains a NUL");
+    reject("{" BASE_N "," BASE_K ",\"cmdline\":\"a\\nb\"}", "cmdline: control character");
+    reject("{" BASE_N "," BASE_K ",\"cmdline\":\"\\u007f\"}", "cmdline: control character");
+    static char buf[DOMCFG_CMDLINE_MAX + 100];
+    char *p = buf + sprintf(buf, "{" BASE_N "," BASE_K ",\"cmdline\":\"");
+    memset(p, 'c', DOMCFG_CMDLINE_MAX);
+    strcpy(p + DOMCFG_CMDLINE_MAX, "\"}");
+    reject(buf, "cmdline: longer than");
+}
+
+static void test_reject_actions(void)
+{
+    reject("{" BASE_N "," BASE_K ",\"on_poweroff\":\"explode\"}", "on_poweroff: unknown action");
+    reject("{" BASE_N "," BASE_K ",\"on_reboot\":\"rename-restart\"}",
+           "on_reboot: action \"rename-restart\" is not supported");
+    reject("{" BASE_N "," BASE_K ",\"on_crash\":\"coredump-destroy\"}", "on_crash");
+    reject("{" BASE_N "," BASE_K ",\"on_crash\":0}", "on_crash: must be a string");
+    reject("{" BASE_N "," BASE_K ",\"on_crash\":\"destroy\\u0000x\"}", "on_crash: contains a NUL");
+    reject("{" BASE_N "," BASE_K ",\"on_reboot\":null}", "on_reboot: must be a string");
+}
+
+static void test_validate(void)
+{
+    struct domcfg c;
+    char err[256];
+
+    fill(&c);
+    c.memory_mb = 0;
+    CHECK(domcfg_validate(&c, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "memory_mb");
+
+    fill(&c);
+    c.vcpus = DOMCFG_VCPUS_MAX + 1;
+    CHECK(domcfg_validate(&c, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "vcpus");
+
+    fill(&c);
+    strcpy(c.kernel, "relative");
+    CHECK(domcfg_validate(&c, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "kernel");
+
+    fill(&c);
+    memset(c.name, 'x', sizeof(c.name));      /* unterminated */
+    CHECK(domcfg_validate(&c, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "name");
+
+    fill(&c);
+    memset(c.cmdline, 'x', sizeof(c.cmdline));
+    CHECK(domcfg_validate(&c, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "cmdline");
+
+    fill(&c);
+    c.on_crash = (enum domcfg_action)7;
+    CHECK(domcfg_validate(&c, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "on_crash");
+
+    /* A tiny error buffer is truncated, never overrun; NULL is allowed. */
+    fill(&c);
+    c.vcpus = 0;
+    char tiny[4] = "zzz";
+    CHECK(domcfg_validate(&c, tiny, sizeof(tiny)) == -EINVAL);
+    CHECK(strcmp(tiny, "vcp") == 0);
+    CHECK(domcfg_validate(&c, NULL, 0) == -EINVAL);
+}
+
+int main(void)
+{
+    RUN_TEST(test_defaults);
+    RUN_TEST(test_actions);
+    RUN_TEST(test_round_trip);
+    RUN_TEST(test_round_trip_limits);
+    RUN_TEST(test_minimal);
+    RUN_TEST(test_reject_shape);
+    RUN_TEST(test_reject_name);
+    RUN_TEST(test_reject_numbers);
+    RUN_TEST(test_reject_kernel);
+    RUN_TEST(test_reject_cmdline);
+    RUN_TEST(test_reject_actions);
+    RUN_TEST(test_validate);
+    HARNESS_EXIT();
+}
