@@ -94,9 +94,16 @@ static int setup_vm(struct domain *d, char *err, size_t errlen)
     }
     fcntl(d->vm_fd, F_SETFD, FD_CLOEXEC);
     /* Both addresses lie in the MMIO hole, clear of RAM and the special pages. */
+    /*
+     * A PVH domain has a local APIC and nothing else (no PIC, IOAPIC or PIT), as on
+     * Xen: the split irqchip keeps the LAPIC in the kernel and leaves the rest out.
+     * It also lets xkvmd inject the event-channel callback vector as an external
+     * interrupt, which like Xen's callback needs no EOI.
+     */
+    struct kvm_enable_cap split = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 0 } };
     if (ioctl(d->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ 0xfeffc000 }) < 0 ||
         ioctl(d->vm_fd, KVM_SET_TSS_ADDR, 0xfeffd000ul) < 0 ||
-        ioctl(d->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+        ioctl(d->vm_fd, KVM_ENABLE_CAP, &split) < 0) {
         snprintf(err, errlen, "KVM VM setup: %s", strerror(errno));
         return -errno;
     }

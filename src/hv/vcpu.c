@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,17 @@ static bool vcpu_wait_runnable(struct vcpu *v)
     return alive;
 }
 
+/* Take a pending kick off the queue: it has done its job of interrupting KVM_RUN. */
+static void vcpu_eat_kicks(void)
+{
+    sigset_t kick;
+    sigemptyset(&kick);
+    sigaddset(&kick, VCPU_KICK_SIGNAL);
+    struct timespec zero = { 0, 0 };
+    while (sigtimedwait(&kick, NULL, &zero) > 0)
+        ;
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
@@ -301,10 +313,21 @@ static void *vcpu_thread(void *arg)
     snprintf(name, sizeof(name), "d%uv%u", d->domid, v->id);
     pthread_setname_np(pthread_self(), name);
 
-    sigset_t unblock;
-    sigemptyset(&unblock);
-    sigaddset(&unblock, VCPU_KICK_SIGNAL);
-    pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+    /*
+     * The kick signal stays blocked in user space and is unblocked only inside
+     * KVM_RUN: a kick sent while this thread handles an exit stays pending and makes
+     * the next KVM_RUN return at once, so no kick is ever lost.
+     */
+    struct {
+        struct kvm_signal_mask m;
+        uint8_t set[8];
+    } in_run = { .m.len = 8 };
+    sigset_t during;
+    pthread_sigmask(SIG_BLOCK, NULL, &during);
+    sigdelset(&during, VCPU_KICK_SIGNAL);
+    memcpy(in_run.set, &during, 8);
+    if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, &in_run) < 0)
+        log_err("d%u v%u: KVM_SET_SIGNAL_MASK: %s", d->domid, v->id, strerror(errno));
 
     bool runnable = true;
     while (vcpu_wait_runnable(v)) {
@@ -324,7 +347,11 @@ static void *vcpu_thread(void *arg)
         int rc = ioctl(v->fd, KVM_RUN, 0);
         v->exit_incomplete = false;
         if (rc < 0) {
-            if (errno == EINTR || errno == EAGAIN)
+            if (errno == EINTR) {
+                vcpu_eat_kicks();
+                continue;
+            }
+            if (errno == EAGAIN)
                 continue;
             domain_crash(d, "v%u: KVM_RUN: %s", v->id, strerror(errno));
             runnable = false;

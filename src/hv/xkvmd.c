@@ -97,7 +97,8 @@ int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t err
         return -EINVAL;
     }
     static const struct { int cap; const char *name; } required[] = {
-        { KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+        { KVM_CAP_SPLIT_IRQCHIP, "KVM_CAP_SPLIT_IRQCHIP" },
+        { KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI" },
         { KVM_CAP_X86_USER_SPACE_MSR, "KVM_CAP_X86_USER_SPACE_MSR" },
         { KVM_CAP_X86_MSR_FILTER, "KVM_CAP_X86_MSR_FILTER" },
         { KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
