@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <xen/sched.h>
 
+#include "hv/event.h"
+#include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/hypercall.h"
 #include "hv/pvh.h"
@@ -46,6 +48,28 @@ bool domain_find_any(unsigned domid)
     bool found = host.domains[domid] != NULL;
     pthread_mutex_unlock(&host.lock);
     return found;
+}
+
+struct domain *domain_get(unsigned domid)
+{
+    if (domid == 0 || domid >= XKVM_DOMID_LIMIT)
+        return NULL;
+    pthread_mutex_lock(&host.lock);
+    struct domain *d = host.domains[domid];
+    if (d && !d->dying)
+        __atomic_add_fetch(&d->refs, 1, __ATOMIC_ACQ_REL);
+    else
+        d = NULL;
+    pthread_mutex_unlock(&host.lock);
+    return d;
+}
+
+void domain_put(struct domain *d)
+{
+    pthread_mutex_lock(&host.lock);
+    __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_cond_broadcast(&host.refs_cond);
+    pthread_mutex_unlock(&host.lock);
 }
 
 static int alloc_domid(void)
@@ -128,8 +152,9 @@ static int setup_vm(struct domain *d, char *err, size_t errlen)
 }
 
 /* RAM below the MMIO hole, the rest above 4 GiB; special pages reserved. */
-static unsigned build_memmap(uint64_t ram_bytes, struct hvm_memmap_table_entry *map)
+unsigned domain_memmap(const struct domain *d, struct hvm_memmap_table_entry *map)
 {
+    uint64_t ram_bytes = d->cfg.memory_mb << 20;
     unsigned n = 0;
     uint64_t low = ram_bytes < GUEST_LOWMEM_END ? ram_bytes : GUEST_LOWMEM_END;
     map[n++] = (struct hvm_memmap_table_entry){ .addr = 0, .size = low,
@@ -181,8 +206,8 @@ static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
         snprintf(err, errlen, "kernel %s: %s", d->cfg.kernel, why);
         return rc;
     }
-    struct hvm_memmap_table_entry map[4];
-    unsigned nr_map = build_memmap(d->cfg.memory_mb << 20, map);
+    struct hvm_memmap_table_entry map[DOMAIN_MEMMAP_MAX];
+    unsigned nr_map = domain_memmap(d, map);
     uint64_t at = (img.load_hi + XKVM_PAGE_SIZE - 1) & ~(XKVM_PAGE_SIZE - 1);
     uint64_t si;
     rc = pvh_write_start_info(&g, at, at + START_INFO_SPACE, d->cfg.cmdline, map, nr_map,
@@ -207,8 +232,12 @@ static int open_console_log(struct domain *d)
 /* Free everything a partly or fully built domain holds. Threads must be gone. */
 static void domain_free(struct domain *d)
 {
-    for (unsigned i = 0; i < d->nr_vcpus; i++)
+    gnttab_domain_fini(d);
+    event_domain_fini(d);
+    for (unsigned i = 0; i < d->nr_vcpus; i++) {
+        event_vcpu_fini(&d->vcpus[i]);
         vcpu_fini(&d->vcpus[i]);
+    }
     free(d->vcpus);
     p2m_fini(&d->p2m);
     if (d->vm_fd >= 0)
@@ -274,10 +303,16 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
             snprintf(err, errlen, "out of memory");
         }
     }
+    if (!rc && (rc = event_domain_init(d)))
+        snprintf(err, errlen, "event channels: %s", strerror(-rc));
+    if (!rc && (rc = gnttab_domain_init(d)))
+        snprintf(err, errlen, "grant table: %s", strerror(-rc));
     for (unsigned i = 0; !rc && i < cfg->vcpus; i++) {
         d->vcpus[i].fd = -1;
         rc = vcpu_init(&d->vcpus[i], d, i, err, errlen);
         d->nr_vcpus = i + 1;
+        if (!rc && (rc = event_vcpu_init(&d->vcpus[i])))
+            snprintf(err, errlen, "vCPU %u events: %s", i, strerror(-rc));
     }
     if (!rc && (rc = vcpu_set_pvh_entry(&d->vcpus[0], entry, start_info)))
         snprintf(err, errlen, "setting boot registers: %s", strerror(-rc));
@@ -364,8 +399,10 @@ int domain_toolstack_unpause(struct domain *d)
 
 void domain_destroy(struct domain *d)
 {
+    pthread_mutex_lock(&host.lock);
     pthread_mutex_lock(&d->lock);
     d->dying = true;
+    pthread_mutex_unlock(&host.lock);
     d->pause_count++;
     for (unsigned i = 0; i < d->nr_vcpus; i++)
         vcpu_kick(&d->vcpus[i]);
@@ -378,6 +415,8 @@ void domain_destroy(struct domain *d)
     pthread_mutex_lock(&host.lock);
     host.domains[d->domid] = NULL;
     host.nr_domains--;
+    while (__atomic_load_n(&d->refs, __ATOMIC_ACQUIRE) > 0)
+        pthread_cond_wait(&host.refs_cond, &host.lock);
     pthread_mutex_unlock(&host.lock);
     log_info("d%u: destroyed", d->domid);
     domain_free(d);
@@ -449,6 +488,16 @@ void domains_handle_shutdowns(void)
                 log_info("'%s' restarted as d%u", cfg.name, newid);
         }
     }
+}
+
+uint64_t mm_count_owner_ram(const struct domain *d)
+{
+    uint64_t n = 0;
+    for (uint64_t g = 0; g < d->p2m.nr_gfns; g++) {
+        uint64_t m = d->p2m.gfn_to_mfn[g];
+        n += m != INVALID_MFN && host.mm.frames[m].type == FRAME_RAM;
+    }
+    return n;
 }
 
 const char *shutdown_reason_name(int code)

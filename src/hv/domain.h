@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <xen/xen.h>
 #include <xen/hvm/params.h>
+#include <xen/arch-x86/hvm/start_info.h>
 
 #include "hv/p2m.h"
 #include "util/domcfg.h"
@@ -46,7 +47,19 @@ struct domain {
     uint64_t hvm_params[HVM_NR_PARAMS];
     int console_fd;
     uint64_t created_ns;
+
+    /* References other threads hold (domain_get); destroy waits for them. */
+    unsigned refs;
+
+    struct event_domain *ev;    /* event.h: shared_info, event channels */
+    struct gnttab *gt;          /* gnttab.h: grant table */
 };
+
+/* The guest's memory map (as in its hvm_start_info and XENMEM_memory_map). */
+#define DOMAIN_MEMMAP_MAX 4
+unsigned domain_memmap(const struct domain *d, struct hvm_memmap_table_entry *map);
+/* RAM frames the domain holds now. */
+uint64_t mm_count_owner_ram(const struct domain *d);
 
 /* Build and start a domain from a validated config. 0, or -errno with a message. */
 int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid,
@@ -55,6 +68,13 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid,
 struct domain *domain_find(unsigned domid);
 /* From any thread: does a live domain with this id exist? */
 bool domain_find_any(unsigned domid);
+/*
+ * From any thread (a hypercall touching another domain): a reference to a live domain
+ * that is not being destroyed, or NULL. Drop it with domain_put, without holding
+ * locks of other domains while waiting for it.
+ */
+struct domain *domain_get(unsigned domid);
+void domain_put(struct domain *d);
 
 /* Counted pause: returns once every vCPU is parked. */
 void domain_pause(struct domain *d);

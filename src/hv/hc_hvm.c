@@ -5,6 +5,7 @@
 #include <xen/hvm/params.h>
 
 #include "hv/domain.h"
+#include "hv/event.h"
 #include "hv/hypercall.h"
 
 /* Parameters a guest may set on itself (Xen's hvm_allow_set_param). */
@@ -90,6 +91,8 @@ long do_hvm_op(struct hcall *hc)
         return hvm_param(hc, true);
     case HVMOP_get_param:
         return hvm_param(hc, false);
+    case HVMOP_set_evtchn_upcall_vector:
+        return do_set_evtchn_upcall_vector(hc);
     default:
         return -ENOSYS;
     }

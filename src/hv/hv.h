@@ -33,6 +33,7 @@ struct host {
 
     /* The domain table. Domains are created and freed only by the main thread. */
     pthread_mutex_t lock;
+    pthread_cond_t refs_cond;       /* a domain reference was dropped */
     struct domain *domains[XKVM_DOMID_LIMIT];
     unsigned nr_domains;
     unsigned next_domid;
@@ -42,6 +43,11 @@ struct host {
 };
 
 extern struct host host;
+
+static inline struct machine_mem *host_mm(void)
+{
+    return &host.mm;
+}
 
 int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t errlen);
 /* Wake the main loop: some domain changed state it must act on. */

@@ -6,6 +6,8 @@
 #include <xen/xen.h>
 
 #include "hv/domain.h"
+#include "hv/event.h"
+#include "hv/gnttab.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
 
@@ -20,6 +22,10 @@ static const struct hypercall_entry hypercall_table[] = {
     [__HYPERVISOR_console_io]  = { "console_io", do_console_io },
     [__HYPERVISOR_sched_op]    = { "sched_op", do_sched_op },
     [__HYPERVISOR_hvm_op]      = { "hvm_op", do_hvm_op },
+    [__HYPERVISOR_memory_op]   = { "memory_op", do_memory_op },
+    [__HYPERVISOR_event_channel_op] = { "event_channel_op", do_event_channel_op },
+    [__HYPERVISOR_vcpu_op]     = { "vcpu_op", do_vcpu_op },
+    [__HYPERVISOR_grant_table_op] = { "grant_table_op", do_grant_table_op },
 };
 
 #define NR_TABLE (sizeof(hypercall_table) / sizeof(hypercall_table[0]))

@@ -51,5 +51,6 @@ long do_console_io(struct hcall *hc);
 long do_xen_version(struct hcall *hc);
 long do_sched_op(struct hcall *hc);
 long do_hvm_op(struct hcall *hc);
+long do_memory_op(struct hcall *hc);
 
 #endif

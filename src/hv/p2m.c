@@ -53,19 +53,47 @@ static int map_frames(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
     return 0;
 }
 
-static int add_memslot(struct p2m *p, uint64_t gfn, uint64_t nr)
+static int set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr)
 {
-    if (p->nr_slots == P2M_MAX_SLOTS)
-        return -ENOSPC;
     struct kvm_userspace_memory_region r = {
-        .slot = p->nr_slots,
+        .slot = slot,
         .guest_phys_addr = gfn << XKVM_PAGE_SHIFT,
         .memory_size = nr << XKVM_PAGE_SHIFT,
         .userspace_addr = (uint64_t)(uintptr_t)(p->window + (gfn << XKVM_PAGE_SHIFT)),
     };
     if (ioctl(p->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
         return -errno;
-    p->slots[p->nr_slots++] = (struct p2m_slot){ .gfn = gfn, .nr = nr };
+    p->slots[slot] = (struct p2m_slot){ .gfn = gfn, .nr = nr };
+    return 0;
+}
+
+static int add_memslot(struct p2m *p, uint64_t gfn, uint64_t nr)
+{
+    for (unsigned i = 0; i < P2M_MAX_SLOTS; i++)
+        if (p->slots[i].nr == 0)
+            return set_memslot(p, i, gfn, nr);
+    return -ENOSPC;
+}
+
+static int slot_of(const struct p2m *p, uint64_t gfn)
+{
+    for (unsigned i = 0; i < P2M_MAX_SLOTS; i++)
+        if (p->slots[i].nr && gfn >= p->slots[i].gfn && gfn < p->slots[i].gfn + p->slots[i].nr)
+            return (int)i;
+    return -1;
+}
+
+/* Take gfn out of the memslot covering it: delete the slot, add back the two sides. */
+static int punch_memslot(struct p2m *p, unsigned slot, uint64_t gfn)
+{
+    struct p2m_slot old = p->slots[slot];
+    int rc = set_memslot(p, slot, old.gfn, 0);
+    if (rc)
+        return rc;
+    if (gfn > old.gfn && (rc = set_memslot(p, slot, old.gfn, gfn - old.gfn)))
+        return rc;
+    if (gfn + 1 < old.gfn + old.nr && (rc = add_memslot(p, gfn + 1, old.gfn + old.nr - gfn - 1)))
+        return rc;
     return 0;
 }
 
@@ -118,4 +146,31 @@ static void *gphys_p2m_ptr(void *opaque, uint64_t gpa, uint64_t len)
 struct gphys p2m_gphys(struct p2m *p)
 {
     return (struct gphys){ .ptr = gphys_p2m_ptr, .opaque = p };
+}
+
+int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
+{
+    if (gfn >= p->nr_gfns || (mfn != INVALID_MFN && mfn >= p->mm->nr_frames))
+        return -EINVAL;
+    pthread_mutex_lock(&p->lock);
+    int rc = 0;
+    *old = p->gfn_to_mfn[gfn];
+    if (mfn != INVALID_MFN) {
+        rc = map_frames(p, gfn, mfn, 1);
+        if (!rc && slot_of(p, gfn) < 0)
+            rc = add_memslot(p, gfn, 1);
+    } else if (*old != INVALID_MFN) {
+        int slot = slot_of(p, gfn);
+        if (slot >= 0)
+            rc = punch_memslot(p, (unsigned)slot, gfn);
+        /* A hole again: reserved address space, nothing behind it. */
+        void *at = p->window + (gfn << XKVM_PAGE_SHIFT);
+        if (!rc && mmap(at, XKVM_PAGE_SIZE, PROT_NONE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+            rc = -errno;
+        if (!rc)
+            p->gfn_to_mfn[gfn] = INVALID_MFN;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
 }

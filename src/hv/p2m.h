@@ -14,10 +14,10 @@
 #include "hv/gphys.h"
 #include "hv/machine_mem.h"
 
-#define P2M_MAX_SLOTS 64
+#define P2M_MAX_SLOTS 512
 
 struct p2m_slot {
-    uint64_t gfn, nr;
+    uint64_t gfn, nr;       /* nr == 0: slot id free */
 };
 
 struct p2m {
@@ -27,8 +27,7 @@ struct p2m {
     uint8_t *window;            /* host address of gpa 0 */
     uint64_t nr_gfns;           /* size of the window in frames */
     uint64_t *gfn_to_mfn;       /* INVALID_MFN where unpopulated */
-    struct p2m_slot slots[P2M_MAX_SLOTS];
-    unsigned nr_slots;
+    struct p2m_slot slots[P2M_MAX_SLOTS];   /* indexed by KVM slot id */
     pthread_mutex_t lock;       /* changes to the map and memslots */
 };
 
@@ -38,6 +37,13 @@ void p2m_fini(struct p2m *p);
 
 /* Allocate RAM frames for [gfn, gfn + nr) and map them (one memslot). 0 or -errno. */
 int p2m_populate_ram(struct p2m *p, uint64_t gfn, uint64_t nr);
+
+/*
+ * Put frame `mfn` at `gfn` (XENMEM_add_to_physmap and friends), or remove what is
+ * there when mfn is INVALID_MFN. Returns the frame that was there (INVALID_MFN if
+ * none) in *old; the caller decides what becomes of it. 0 or -errno.
+ */
+int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old);
 
 static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 {

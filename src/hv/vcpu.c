@@ -16,6 +16,7 @@
 #include "hv/boot_regs.h"
 #include "hv/cpuid.h"
 #include "hv/domain.h"
+#include "hv/event.h"
 #include "hv/hv.h"
 #include "hv/hypercall.h"
 #include "util/log.h"
@@ -344,6 +345,7 @@ static void *vcpu_thread(void *arg)
             clock_gettime(CLOCK_MONOTONIC, &ts);
             v->first_run_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
         }
+        event_before_run(v);
         int rc = ioctl(v->fd, KVM_RUN, 0);
         v->exit_incomplete = false;
         if (rc < 0) {

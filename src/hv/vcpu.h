@@ -23,6 +23,8 @@ struct vcpu {
     uint64_t first_run_ns;  /* CLOCK_MONOTONIC at the first KVM_RUN */
     uint64_t nr_exits;
     uint64_t nr_hypercalls;
+
+    struct vcpu_event *ev;      /* event.h: vcpu_info, upcall, timers */
 };
 
 /* Signal used to kick a vCPU thread out of KVM_RUN. */

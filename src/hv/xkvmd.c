@@ -84,6 +84,7 @@ int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t err
 {
     snprintf(host.rundir, sizeof(host.rundir), "%s", rundir);
     pthread_mutex_init(&host.lock, NULL);
+    pthread_cond_init(&host.refs_cond, NULL);
     host.next_domid = 1;
     detect_kvm_module();
 

@@ -1,0 +1,54 @@
+/*
+ * PV event delivery: shared_info, vcpu_info, event channels (2-level ABI), upcalls,
+ * Xen timers and VIRQs. All of it is "PV state" that save, migration and live update
+ * carry later: keep it in plain structures, listable by event_state_json().
+ * Implemented in evtchn.c (ports), shared_info.c (shared_info/vcpu_info/time),
+ * upcall.c (injection), vcpu_timer.c (timers), hc_evtchn.c and hc_vcpu.c.
+ */
+#ifndef XKVM_HV_EVENT_H
+#define XKVM_HV_EVENT_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct domain;
+struct vcpu;
+struct hcall;
+
+/* Per-domain and per-vCPU state; called from domain_create / domain_destroy. */
+int event_domain_init(struct domain *d);
+void event_domain_fini(struct domain *d);   /* closes channels, peers see them closed */
+int event_vcpu_init(struct vcpu *v);
+void event_vcpu_fini(struct vcpu *v);
+
+/* XENMAPSPACE_shared_info: map the domain's shared_info frame at gfn. */
+int shared_info_map(struct domain *d, uint64_t gfn);
+
+/* Raise `port` in domain d (any thread). 0, or -EINVAL for a bad port. */
+int evtchn_set_pending(struct domain *d, uint32_t port);
+/* Raise the port bound to `virq` on vCPU v, if any. */
+void evtchn_send_virq(struct vcpu *v, uint32_t virq);
+/* A global VIRQ (VIRQ_DOM_EXC, VIRQ_CONSOLE): raised on whichever vCPU it is bound. */
+void evtchn_send_global_virq(struct domain *d, uint32_t virq);
+
+/*
+ * The dom0 device interface: a dom0 service binds to `port`, which the guest allocated
+ * as unbound for domid 0. Writing to *to_guest raises the port in the guest; the
+ * guest's EVTCHNOP_send on it makes *from_guest readable. Both are eventfds owned by
+ * the caller afterwards (xkvmd keeps its own duplicates).
+ */
+int evtchn_dom0_bind(struct domain *d, uint32_t port, int *to_guest, int *from_guest);
+int evtchn_dom0_unbind(struct domain *d, uint32_t port);
+
+/* vcpu.c calls this before every KVM_RUN: inject a pending upcall if it can. */
+void event_before_run(struct vcpu *v);
+
+/* The whole PV event state of a domain, for `xkvm debug-state`. */
+struct json_object *event_state_json(struct domain *d);
+
+long do_event_channel_op(struct hcall *hc);
+long do_vcpu_op(struct hcall *hc);
+long do_set_evtchn_upcall_vector(struct hcall *hc);   /* HVMOP_set_evtchn_upcall_vector */
+
+#endif
