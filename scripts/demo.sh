@@ -37,8 +37,9 @@ run "$B/src/tools/xkvm" info
 
 step "Boot the test guest (PVH, Xen hypercall ABI) from examples/hello.cfg"
 cat examples/hello.cfg
-domid=$(run "$B/src/tools/xkvm" create examples/hello.cfg | tail -1)
-echo "created domain $domid"
+echo "\$ $B/src/tools/xkvm create examples/hello.cfg"
+domid=$("$B/src/tools/xkvm" create examples/hello.cfg)
+echo "$domid"
 run "$B/src/tools/xkvm" list
 step "Its console, followed until the guest powers off (on_poweroff = destroy)"
 run timeout 60 "$B/src/tools/xkvm" console "$domid" || true

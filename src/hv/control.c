@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include "hv/domain.h"
+#include "hv/event.h"
+#include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
+#include "util/text.h"
 #include "xkvm/control.h"
 
 static struct json_object *reply_ok(void)
@@ -68,7 +71,15 @@ static struct json_object *cmd_create(struct json_object *req)
             return reply_err(EINVAL, "\"start_paused\" must be true or false");
         paused = json_object_get_boolean(pausedj);
     }
-    uint16_t domid;
+    uint16_t domid = 0;
+    struct json_object *want;
+    if (json_object_object_get_ex(req, "domid", &want)) {
+        int64_t w = json_object_is_type(want, json_type_int) ? json_object_get_int64(want) : -1;
+        if (w < 1 || w >= XKVM_DOMID_LIMIT)
+            return reply_err(EINVAL, "\"domid\" must be an integer from 1 to %u",
+                             XKVM_DOMID_LIMIT - 1);
+        domid = (uint16_t)w;
+    }
     int rc = domain_create(&cfg, paused, &domid, err, sizeof(err));
     if (rc)
         return reply_err(-rc, "%s", err);
@@ -148,6 +159,23 @@ static struct json_object *cmd_domain_op(struct json_object *req, const char *cm
             return reply_err(EINVAL, "domain %u is not paused", d->domid);
     } else if (!strcmp(cmd, "destroy")) {
         domain_destroy(d);
+    } else if (!strcmp(cmd, "debug-state")) {
+        struct json_object *r = reply_ok();
+        struct json_object *st = json_object_new_object();
+        json_object_object_add(st, "domid", json_object_new_int(d->domid));
+        json_object_object_add(st, "events", event_state_json(d));
+        json_object_object_add(st, "grant_table", gnttab_state_json(d));
+        struct json_object *params = json_object_new_object();
+        for (unsigned i = 0; i < HVM_NR_PARAMS; i++) {
+            if (!d->hvm_params[i])
+                continue;
+            char name[16];
+            snprintf(name, sizeof(name), "%u", i);
+            json_object_object_add(params, name, json_object_new_int64((int64_t)d->hvm_params[i]));
+        }
+        json_object_object_add(st, "hvm_params", params);
+        json_object_object_add(r, "state", st);
+        return r;
     } else if (!strcmp(cmd, "console")) {
         char path[PATH_MAX + 32];
         snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.rundir, d->domid);
@@ -166,6 +194,8 @@ struct json_object *control_handle(struct json_object *req)
         !json_object_is_type(cmdj, json_type_string))
         return reply_err(EINVAL, "a request is a JSON object with a string \"cmd\"");
     const char *cmd = json_object_get_string(cmdj);
+    if (strlen(cmd) != (size_t)json_object_get_string_len(cmdj))
+        return reply_err(EINVAL, "\"cmd\" contains a NUL byte");
     if (!strcmp(cmd, "create"))
         return cmd_create(req);
     if (!strcmp(cmd, "list"))
@@ -173,29 +203,59 @@ struct json_object *control_handle(struct json_object *req)
     if (!strcmp(cmd, "info"))
         return cmd_info();
     if (!strcmp(cmd, "pause") || !strcmp(cmd, "unpause") || !strcmp(cmd, "destroy") ||
-        !strcmp(cmd, "console"))
+        !strcmp(cmd, "console") || !strcmp(cmd, "debug-state"))
         return cmd_domain_op(req, cmd);
     if (!strcmp(cmd, "ping")) {
         struct json_object *r = reply_ok();
         json_object_object_add(r, "pid", json_object_new_int(getpid()));
         return r;
     }
-    return reply_err(EINVAL, "unknown command \"%.64s\"", cmd);
+    char quoted[300];
+    return reply_err(EINVAL, "unknown command \"%s\"",
+                     text_excerpt(quoted, sizeof(quoted), cmd, 64));
+}
+
+/* Parse one line as exactly one JSON value, with nothing but white space after it. */
+static struct json_object *parse_request(const char *line, size_t len, char *err, size_t errlen)
+{
+    struct json_tokener *tok = json_tokener_new_ex(32);
+    if (!tok) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    struct json_object *obj = json_tokener_parse_ex(tok, line, (int)len);
+    enum json_tokener_error e = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (e == json_tokener_continue) {
+        snprintf(err, errlen, "incomplete JSON (a request is one JSON object on one line)");
+        return NULL;
+    }
+    if (e != json_tokener_success) {
+        snprintf(err, errlen, "malformed JSON: %s", json_tokener_error_desc(e));
+        return NULL;
+    }
+    while (end < len && (line[end] == ' ' || line[end] == '\t' || line[end] == '\r'))
+        end++;
+    if (end != len) {
+        json_object_put(obj);
+        snprintf(err, errlen, "unexpected data after the request object at byte %zu", end);
+        return NULL;
+    }
+    if (!json_object_is_type(obj, json_type_object)) {
+        json_object_put(obj);
+        snprintf(err, errlen, "a request is a JSON object with a string \"cmd\"");
+        return NULL;
+    }
+    return obj;
 }
 
 char *control_handle_line(const char *line, size_t len)
 {
-    struct json_tokener *tok = json_tokener_new_ex(32);
-    struct json_object *req = tok ? json_tokener_parse_ex(tok, line, (int)len) : NULL;
-    struct json_object *reply;
-    if (!req || json_tokener_get_error(tok) != json_tokener_success) {
-        reply = reply_err(EINVAL, "malformed request: %s",
-                          tok ? json_tokener_error_desc(json_tokener_get_error(tok)) : "no memory");
-    } else {
-        reply = control_handle(req);
-    }
-    if (tok)
-        json_tokener_free(tok);
+    char err[256];
+    struct json_object *req = parse_request(line, len, err, sizeof(err));
+    struct json_object *reply = req ? control_handle(req) : reply_err(EINVAL, "%s", err);
     json_object_put(req);
     const char *s = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
     size_t n = strlen(s);

@@ -83,29 +83,52 @@ static int alloc_domid(void)
     return -ENOSPC;
 }
 
+/* Read the kernel into memory: a file that changes under us must not hurt xkvmd. */
 static int read_kernel(const char *path, void **data, size_t *size, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not stall the daemon. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "cannot open kernel %s: %s", path, strerror(errno));
         return -errno;
     }
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
-        st.st_size > KERNEL_MAX_SIZE) {
-        snprintf(err, errlen, "kernel %s: not a regular file of 1 byte to %u MiB", path,
-                 KERNEL_MAX_SIZE >> 20);
-        close(fd);
-        return -EINVAL;
+    int rc = 0;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "kernel %s: not a regular file", path);
+        rc = -EINVAL;
+    } else if (st.st_size == 0) {
+        snprintf(err, errlen, "kernel %s: empty file", path);
+        rc = -EINVAL;
+    } else if (st.st_size > KERNEL_MAX_SIZE) {
+        snprintf(err, errlen, "kernel %s: larger than %u MiB", path, KERNEL_MAX_SIZE >> 20);
+        rc = -EFBIG;
     }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    uint8_t *buf = rc ? NULL : malloc((size_t)st.st_size);
+    if (!rc && !buf) {
+        snprintf(err, errlen, "out of memory reading kernel %s", path);
+        rc = -ENOMEM;
+    }
+    size_t got = 0;
+    while (!rc && got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "reading kernel %s: %s", path,
+                     n < 0 ? strerror(errno) : "file shrank while being read");
+            rc = -EIO;
+        } else {
+            got += (size_t)n;
+        }
+    }
     close(fd);
-    if (p == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map kernel %s: %s", path, strerror(errno));
-        return -errno;
+    if (rc) {
+        free(buf);
+        return rc;
     }
-    *data = p;
-    *size = (size_t)st.st_size;
+    *data = buf;
+    *size = got;
     return 0;
 }
 
@@ -201,7 +224,7 @@ static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
     rc = pvh_parse(elf, size, &img, why, sizeof(why));
     if (!rc)
         rc = pvh_load(elf, size, &img, &g, why, sizeof(why));
-    munmap(elf, size);
+    free(elf);
     if (rc) {
         snprintf(err, errlen, "kernel %s: %s", d->cfg.kernel, why);
         return rc;
@@ -268,8 +291,16 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
                  (unsigned long long)(free_frames >> (20 - XKVM_PAGE_SHIFT)));
         return -ENOMEM;
     }
-    int id = alloc_domid();
-    if (id < 0) {
+    int id;
+    if (*domid_out) {
+        /* A requested domid (restore, migration, tests): refuse clearly if taken. */
+        id = *domid_out;
+        if (host.domains[id]) {
+            snprintf(err, errlen, "domain id %d is taken (by '%s')", id,
+                     host.domains[id]->cfg.name);
+            return -EEXIST;
+        }
+    } else if ((id = alloc_domid()) < 0) {
         snprintf(err, errlen, "no free domain id");
         return id;
     }
@@ -481,7 +512,7 @@ void domains_handle_shutdowns(void)
         domain_destroy(d);
         if (a == DOMCFG_RESTART) {
             char err[256];
-            uint16_t newid;
+            uint16_t newid = 0;
             if (domain_create(&cfg, false, &newid, err, sizeof(err)))
                 log_err("restarting '%s': %s", cfg.name, err);
             else
@@ -494,7 +525,7 @@ uint64_t mm_count_owner_ram(const struct domain *d)
 {
     uint64_t n = 0;
     for (uint64_t g = 0; g < d->p2m.nr_gfns; g++) {
-        uint64_t m = d->p2m.gfn_to_mfn[g];
+        uint64_t m = p2m_lookup(&d->p2m, g);
         n += m != INVALID_MFN && host.mm.frames[m].type == FRAME_RAM;
     }
     return n;

@@ -61,7 +61,10 @@ unsigned domain_memmap(const struct domain *d, struct hvm_memmap_table_entry *ma
 /* RAM frames the domain holds now. */
 uint64_t mm_count_owner_ram(const struct domain *d);
 
-/* Build and start a domain from a validated config. 0, or -errno with a message. */
+/*
+ * Build and start a domain from a validated config. *domid in: the domid wanted, or 0
+ * for the next free one; out: the domid. 0, or -errno with a message.
+ */
 int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid,
                   char *err, size_t errlen);
 /* Look up a live domain (main thread). NULL if none. */

@@ -15,16 +15,15 @@ int p2m_init(struct p2m *p, int vm_fd, uint16_t domid, struct machine_mem *mm,
     p->domid = domid;
     p->mm = mm;
     p->nr_gfns = nr_gfns;
-    p->gfn_to_mfn = malloc(nr_gfns * sizeof(uint64_t));
-    if (!p->gfn_to_mfn)
+    p->gfn_to_mfn1 = calloc(nr_gfns, sizeof(uint64_t));
+    if (!p->gfn_to_mfn1)
         return -ENOMEM;
-    memset(p->gfn_to_mfn, 0xff, nr_gfns * sizeof(uint64_t));
     /* Reserve the window; nothing is accessible until populated. */
     void *w = mmap(NULL, nr_gfns << XKVM_PAGE_SHIFT, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (w == MAP_FAILED) {
-        free(p->gfn_to_mfn);
-        p->gfn_to_mfn = NULL;
+        free(p->gfn_to_mfn1);
+        p->gfn_to_mfn1 = NULL;
         return -errno;
     }
     p->window = w;
@@ -36,9 +35,9 @@ void p2m_fini(struct p2m *p)
 {
     if (p->window)
         munmap(p->window, p->nr_gfns << XKVM_PAGE_SHIFT);
-    free(p->gfn_to_mfn);
+    free(p->gfn_to_mfn1);
     p->window = NULL;
-    p->gfn_to_mfn = NULL;
+    p->gfn_to_mfn1 = NULL;
 }
 
 static int map_frames(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
@@ -49,7 +48,7 @@ static int map_frames(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
     if (m == MAP_FAILED)
         return -errno;
     for (uint64_t i = 0; i < nr; i++)
-        p->gfn_to_mfn[gfn + i] = mfn + i;
+        p->gfn_to_mfn1[gfn + i] = mfn + i + 1;
     return 0;
 }
 
@@ -133,7 +132,7 @@ void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len)
         return NULL;
     uint64_t first = gpa >> XKVM_PAGE_SHIFT, last = (gpa + len - 1) >> XKVM_PAGE_SHIFT;
     for (uint64_t g = first; g <= last; g++)
-        if (p->gfn_to_mfn[g] == INVALID_MFN)
+        if (p->gfn_to_mfn1[g] == 0)
             return NULL;
     return p->window + gpa;
 }
@@ -154,7 +153,7 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
         return -EINVAL;
     pthread_mutex_lock(&p->lock);
     int rc = 0;
-    *old = p->gfn_to_mfn[gfn];
+    *old = p2m_lookup(p, gfn);
     if (mfn != INVALID_MFN) {
         rc = map_frames(p, gfn, mfn, 1);
         if (!rc && slot_of(p, gfn) < 0)
@@ -169,7 +168,7 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
             rc = -errno;
         if (!rc)
-            p->gfn_to_mfn[gfn] = INVALID_MFN;
+            p->gfn_to_mfn1[gfn] = 0;
     }
     pthread_mutex_unlock(&p->lock);
     return rc;

@@ -26,7 +26,8 @@ struct p2m {
     struct machine_mem *mm;
     uint8_t *window;            /* host address of gpa 0 */
     uint64_t nr_gfns;           /* size of the window in frames */
-    uint64_t *gfn_to_mfn;       /* INVALID_MFN where unpopulated */
+    /* mfn + 1 per gfn, 0 where unpopulated: a fresh zeroed table is all holes. */
+    uint64_t *gfn_to_mfn1;
     struct p2m_slot slots[P2M_MAX_SLOTS];   /* indexed by KVM slot id */
     pthread_mutex_t lock;       /* changes to the map and memslots */
 };
@@ -47,7 +48,7 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old);
 
 static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 {
-    return gfn < p->nr_gfns ? p->gfn_to_mfn[gfn] : INVALID_MFN;
+    return gfn < p->nr_gfns ? p->gfn_to_mfn1[gfn] - 1 : INVALID_MFN;
 }
 
 /* Host pointer to [gpa, gpa + len) if every page of it is populated, else NULL. */

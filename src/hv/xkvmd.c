@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hv/control.h"
@@ -29,15 +30,32 @@ struct host host;
 
 #define DEFAULT_MACHINE_MEMORY (4ULL << 30)
 #define MAX_CLIENTS 64
+#define CLIENT_IDLE_MS 60000        /* a connection with nothing to do is closed after */
+#define CLIENT_OUT_MAX (1 << 20)    /* replies a client leaves unread before it is dropped */
 
+/*
+ * A control-socket connection. Requests are handled in order; a client that does not
+ * read its replies is not read from until it does, so it can stall only itself.
+ */
 struct client {
     int fd;
-    char *buf;
-    size_t len;
+    char *in;
+    size_t in_len;
+    char *out;
+    size_t out_len, out_off;
+    uint64_t last_active_ms;
 };
 
 static struct client clients[MAX_CLIENTS];
 static volatile sig_atomic_t stop_requested;
+static int epoll_fd;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 void host_notify(void)
 {
@@ -45,7 +63,6 @@ void host_notify(void)
     ssize_t r = write(host.notify_fd, &one, sizeof(one));
     (void)r;
 }
-
 static void detect_kvm_module(void)
 {
     static const char *const mods[] = { "kvm_pvm", "kvm_intel", "kvm_amd" };
@@ -216,74 +233,167 @@ static void write_pidfile(int fd)
         return;
 }
 
-static void client_close(int epfd, struct client *c)
+static void client_close(struct client *c)
 {
-    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
-    free(c->buf);
+    free(c->in);
+    free(c->out);
     *c = (struct client){ .fd = -1 };
 }
 
-static int write_all(int fd, const char *s, size_t n)
+static void client_watch(struct client *c)
 {
-    while (n) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && errno == EAGAIN) {
-            /* Replies are small; a client that does not read gets a short wait. */
-            usleep(1000);
-            continue;
-        }
-        if (w <= 0)
-            return -1;
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
+    bool pending = c->out_off < c->out_len;
+    struct epoll_event ev = { .events = pending ? EPOLLOUT : EPOLLIN, .data.fd = c->fd };
+    epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
-/* Read what the client sent and answer every complete line. */
-static void client_readable(int epfd, struct client *c)
+/* Send what is queued; false if the client is gone. */
+static bool client_flush(struct client *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t w = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            break;
+        if (w <= 0)
+            return false;
+        c->out_off += (size_t)w;
+    }
+    if (c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    client_watch(c);
+    return true;
+}
+
+static bool client_queue(struct client *c, const char *s, size_t n)
+{
+    if (c->out_len - c->out_off + n > CLIENT_OUT_MAX)
+        return false;
+    if (c->out_off) {
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+    }
+    char *nb = realloc(c->out, c->out_len + n);
+    if (!nb)
+        return false;
+    memcpy(nb + c->out_len, s, n);
+    c->out = nb;
+    c->out_len += n;
+    return true;
+}
+
+/* Answer complete request lines, stopping while replies wait to be read. */
+static void client_process(struct client *c)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < c->in_len && c->out_off == c->out_len; i++) {
+        if (c->in[i] != '\n')
+            continue;
+        char *reply = control_handle_line(c->in + start, i - start);
+        bool ok = reply && client_queue(c, reply, strlen(reply));
+        free(reply);
+        start = i + 1;
+        if (!ok || !client_flush(c)) {
+            client_close(c);
+            return;
+        }
+    }
+    memmove(c->in, c->in + start, c->in_len - start);
+    c->in_len -= start;
+}
+
+static void client_readable(struct client *c)
 {
     char tmp[8192];
     ssize_t n = read(c->fd, tmp, sizeof(tmp));
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        client_close(epfd, c);
+        client_close(c);
         return;
     }
     if (n < 0)
         return;
-    if (c->len + (size_t)n > XKVM_CONTROL_MAX_LINE) {
+    c->last_active_ms = now_ms();
+    if (c->in_len + (size_t)n > XKVM_CONTROL_MAX_LINE) {
         static const char msg[] = "{\"ok\":false,\"error\":\"request line too long\","
                                   "\"errno\":\"E2BIG\"}\n";
-        write_all(c->fd, msg, sizeof(msg) - 1);
-        client_close(epfd, c);
+        ssize_t w = write(c->fd, msg, sizeof(msg) - 1);
+        (void)w;
+        client_close(c);
         return;
     }
-    char *nb = realloc(c->buf, c->len + (size_t)n);
+    char *nb = realloc(c->in, c->in_len + (size_t)n);
     if (!nb) {
-        client_close(epfd, c);
+        client_close(c);
         return;
     }
-    c->buf = nb;
-    memcpy(c->buf + c->len, tmp, (size_t)n);
-    c->len += (size_t)n;
-    size_t start = 0;
-    for (size_t i = 0; i < c->len; i++) {
-        if (c->buf[i] != '\n')
-            continue;
-        char *reply = control_handle_line(c->buf + start, i - start);
-        int wr = reply ? write_all(c->fd, reply, strlen(reply)) : -1;
-        free(reply);
-        start = i + 1;
-        if (wr < 0) {
-            client_close(epfd, c);
-            return;
-        }
+    c->in = nb;
+    memcpy(c->in + c->in_len, tmp, (size_t)n);
+    c->in_len += (size_t)n;
+    client_process(c);
+}
+
+static void client_writable(struct client *c)
+{
+    c->last_active_ms = now_ms();
+    if (!client_flush(c)) {
+        client_close(c);
+        return;
     }
-    memmove(c->buf, c->buf + start, c->len - start);
-    c->len -= start;
+    if (c->out_off == c->out_len)
+        client_process(c);     /* requests that waited behind the replies */
+}
+
+/*
+ * A free slot. When all are taken, the longest-idle client with no request or reply
+ * in flight makes room: idle connections cannot lock the toolstack out.
+ */
+static struct client *client_slot(void)
+{
+    struct client *idlest = NULL;
+    for (int k = 0; k < MAX_CLIENTS; k++) {
+        struct client *c = &clients[k];
+        if (c->fd < 0)
+            return c;
+        if (c->in_len == 0 && c->out_len == 0 &&
+            (!idlest || c->last_active_ms < idlest->last_active_ms))
+            idlest = c;
+    }
+    if (idlest) {
+        client_close(idlest);
+        return idlest;
+    }
+    return NULL;
+}
+
+static void accept_client(int listen_fd)
+{
+    int cfd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0)
+        return;
+    struct client *c = client_slot();
+    if (!c) {
+        static const char msg[] = "{\"ok\":false,\"error\":\"too many clients, try again\","
+                                  "\"errno\":\"EAGAIN\"}\n";
+        ssize_t w = write(cfd, msg, sizeof(msg) - 1);
+        (void)w;
+        close(cfd);
+        return;
+    }
+    *c = (struct client){ .fd = cfd, .last_active_ms = now_ms() };
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = cfd };
+    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, cfd, &ev);
+}
+
+static void close_idle_clients(void)
+{
+    uint64_t now = now_ms();
+    for (int k = 0; k < MAX_CLIENTS; k++)
+        if (clients[k].fd >= 0 && now - clients[k].last_active_ms > CLIENT_IDLE_MS)
+            client_close(&clients[k]);
 }
 
 static void on_signal(int sig)
@@ -294,17 +404,17 @@ static void on_signal(int sig)
 
 static int serve(int listen_fd)
 {
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = { .events = EPOLLIN, .data.fd = listen_fd };
-    epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev);
+    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev);
     ev.data.fd = host.notify_fd;
-    epoll_ctl(epfd, EPOLL_CTL_ADD, host.notify_fd, &ev);
+    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, host.notify_fd, &ev);
     for (int i = 0; i < MAX_CLIENTS; i++)
         clients[i].fd = -1;
 
     while (!stop_requested) {
         struct epoll_event evs[16];
-        int n = epoll_wait(epfd, evs, 16, -1);
+        int n = epoll_wait(epoll_fd, evs, 16, 1000);
         if (n < 0 && errno == EINTR)
             continue;
         for (int i = 0; i < n; i++) {
@@ -315,26 +425,20 @@ static int serve(int listen_fd)
                     ;
                 domains_handle_shutdowns();
             } else if (fd == listen_fd) {
-                int cfd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (cfd < 0)
-                    continue;
-                int slot = -1;
-                for (int k = 0; k < MAX_CLIENTS && slot < 0; k++)
-                    if (clients[k].fd < 0)
-                        slot = k;
-                if (slot < 0) {
-                    close(cfd);   /* too many clients */
-                    continue;
-                }
-                clients[slot] = (struct client){ .fd = cfd };
-                struct epoll_event cev = { .events = EPOLLIN, .data.fd = cfd };
-                epoll_ctl(epfd, EPOLL_CTL_ADD, cfd, &cev);
+                accept_client(listen_fd);
             } else {
-                for (int k = 0; k < MAX_CLIENTS; k++)
-                    if (clients[k].fd == fd)
-                        client_readable(epfd, &clients[k]);
+                for (int k = 0; k < MAX_CLIENTS; k++) {
+                    if (clients[k].fd != fd)
+                        continue;
+                    if (evs[i].events & EPOLLOUT)
+                        client_writable(&clients[k]);
+                    else
+                        client_readable(&clients[k]);
+                    break;
+                }
             }
         }
+        close_idle_clients();
     }
     return 0;
 }

@@ -41,8 +41,9 @@ static const char usage_text[] =
 "The toolstack for xkvmd, which runs Xen HVM/PVH guests on KVM.\n"
 "\n"
 "Commands:\n"
-"  create CFG [-p|--paused]      create a domain from an xl.cfg file and print its\n"
-"                                domid (-p: leave it paused)\n"
+"  create CFG [-p|--paused] [--domid N]\n"
+"                                create a domain from an xl.cfg file and print its\n"
+"                                domid (-p: leave it paused; --domid: ask for N)\n"
 "  list [--json]                 list the domains\n"
 "  info [--json]                 show information about the host and xkvmd\n"
 "  pause DOMAIN                  pause a domain\n"
@@ -51,6 +52,8 @@ static const char usage_text[] =
 "  console DOMAIN [--no-follow]  print the domain's console output and follow it\n"
 "                                until the domain is gone (Ctrl-] detaches);\n"
 "                                --no-follow prints what is there and exits\n"
+"  debug-state DOMAIN            print the domain's PV state (event channels,\n"
+"                                grant table, shared_info, vcpu_info, timers) as JSON\n"
 "  help                          show this help\n"
 "\n"
 "DOMAIN is a domain id or a domain name.\n"
@@ -221,14 +224,23 @@ static int cmd_create(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "paused", no_argument, NULL, 'p' },
+        { "domid", required_argument, NULL, 'd' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     bool paused = false;
+    long want_domid = -1;
     int ch;
     while ((ch = getopt_long(argc, argv, "+ph", opts, NULL)) != -1) {
         switch (ch) {
         case 'p': paused = true; break;
+        case 'd': {
+            char *end;
+            want_domid = strtol(optarg, &end, 10);
+            if (*end || end == optarg || want_domid < 1 || want_domid > 0x7fef)
+                return usage_error("create: --domid takes a number from 1 to 32751");
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage_error("create: bad option");
         }
@@ -257,6 +269,8 @@ static int cmd_create(int argc, char **argv)
     add_field(req, "config", domcfg_to_json(&cfg));
     if (paused)
         add_field(req, "start_paused", json_object_new_boolean(1));
+    if (want_domid > 0)
+        add_field(req, "domid", json_object_new_int64(want_domid));
     struct json_object *reply;
     if (call(req, &reply) < 0)
         return EXIT_FAILURE;
@@ -393,6 +407,32 @@ static int simple_domain_cmd(const char *cmd, int argc, char **argv)
     struct json_object *reply;
     if (call_domain(req, argv[1], &reply) < 0)
         return EXIT_FAILURE;
+    json_object_put(reply);
+    return 0;
+}
+
+/* --- debug-state --- */
+
+/* The domain's whole PV state as xkvmd holds it (what a save encodes), as JSON. */
+static int cmd_debug_state(int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error("debug-state: expected exactly one DOMAIN argument");
+    uint32_t domid;
+    if (resolve_domain(argv[1], &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request("debug-state");
+    add_field(req, "domid", json_object_new_int64(domid));
+    struct json_object *reply;
+    if (call_domain(req, argv[1], &reply) < 0)
+        return EXIT_FAILURE;
+    struct json_object *state;
+    if (!json_object_object_get_ex(reply, "state", &state)) {
+        errorf("xkvmd sent a debug-state reply without \"state\"");
+        json_object_put(reply);
+        return EXIT_FAILURE;
+    }
+    puts(json_object_to_json_string_ext(state, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
     json_object_put(reply);
     return 0;
 }
@@ -670,6 +710,7 @@ static const struct command {
     { "unpause", cmd_unpause },
     { "destroy", cmd_destroy },
     { "console", cmd_console },
+    { "debug-state", cmd_debug_state },
     { "help", cmd_help },
 };
 

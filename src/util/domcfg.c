@@ -4,6 +4,7 @@
  * checks every field's type, range and contents before anything is copied.
  */
 #include "util/domcfg.h"
+#include "util/text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -260,12 +261,15 @@ static int get_action(struct json_object *o, const char *field, enum domcfg_acti
     if (r < 0 || !s)
         return r;
     r = domcfg_action_parse(s, out);
+    char quoted[160];
+    text_excerpt(quoted, sizeof(quoted), s, 32);
+    (void)len;
     if (r == -EOPNOTSUPP)
-        return fail(err, errlen, "%s: action \"%.32s\" is not supported by xkvm "
-                    "(use destroy, restart or preserve)", field, s);
+        return fail(err, errlen, "%s: action \"%s\" is not supported by xkvm "
+                    "(use destroy, restart or preserve)", field, quoted);
     if (r < 0)
-        return fail(err, errlen, "%s: unknown action \"%.32s%s\" "
-                    "(use destroy, restart or preserve)", field, s, len > 32 ? "..." : "");
+        return fail(err, errlen, "%s: unknown action \"%s\" "
+                    "(use destroy, restart or preserve)", field, quoted);
     return 0;
 }
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run every benchmark in bench/ and print their JSON lines (one figure per line, each
+# beside a reference measured in the same run). Diagnostics go to stderr.
+#   scripts/bench.sh BUILD [bench-hv options...]
+# Exits non-zero if any benchmark failed; the others still run.
+set -uo pipefail
+BUILD=${1:-build}
+shift $(( $# > 0 ? 1 : 0 ))
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+
+failed=0
+# run NAME CMD...: run one benchmark; a missing binary is reported, not fatal.
+run() {
+  local name=$1; shift
+  if [ ! -x "$1" ]; then
+    echo "bench.sh: $name: $1 not built, skipped" >&2
+    return
+  fi
+  if ! "$@"; then
+    echo "bench.sh: $name failed" >&2
+    failed=1
+  fi
+}
+
+run bench-ctx "$BUILD/bench/bench-ctx"
+run bench-hv "$BUILD/bench/bench-hv" \
+  --xkvmd "$BUILD/src/hv/xkvmd" --xkvm "$BUILD/src/tools/xkvm" \
+  --guest "$BUILD/guest/xkvm-guest" "$@"
+exit $failed
