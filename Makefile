@@ -17,10 +17,10 @@ $(SANBUILD)/build.ninja:
 	    -Dfuzz=true -Dguest=false $(SANBUILD) >/dev/null
 
 build: deps $(BUILD)/build.ninja
-	@ninja -C $(BUILD) >/dev/null
+	@ninja --quiet -C $(BUILD)
 
 san: deps $(SANBUILD)/build.ninja
-	@ninja -C $(SANBUILD) >/dev/null
+	@ninja --quiet -C $(SANBUILD)
 
 demo: build
 	@scripts/demo.sh $(BUILD)

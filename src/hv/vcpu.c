@@ -319,14 +319,15 @@ static void *vcpu_thread(void *arg)
      * KVM_RUN: a kick sent while this thread handles an exit stays pending and makes
      * the next KVM_RUN return at once, so no kick is ever lost.
      */
-    struct {
+    union {
         struct kvm_signal_mask m;
-        uint8_t set[8];
-    } in_run = { .m.len = 8 };
+        uint8_t bytes[sizeof(struct kvm_signal_mask) + 8];
+    } in_run;
     sigset_t during;
     pthread_sigmask(SIG_BLOCK, NULL, &during);
     sigdelset(&during, VCPU_KICK_SIGNAL);
-    memcpy(in_run.set, &during, 8);
+    in_run.m.len = 8;   /* the kernel's sigset: 64 bits */
+    memcpy(in_run.m.sigset, &during, 8);
     if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, &in_run) < 0)
         log_err("d%u v%u: KVM_SET_SIGNAL_MASK: %s", d->domid, v->id, strerror(errno));
 
