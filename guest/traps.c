@@ -1,9 +1,13 @@
 /*
  * IDT, TSS and the C side of every trap. Exceptions print the vector, RIP and
  * error code, fail the running test and crash the domain; #UD from CPL3 at
- * user_exit is run_user's way back; vectors >= 32 go to a registered handler.
+ * user_exit is run_user's way back; vectors >= 32 go to a registered handler
+ * (event-channel upcalls, the LAPIC watchdog and spurious vector: see pv.h), any
+ * other interrupt is a failure. Secondary vCPUs get their own GDT copy and TSS
+ * (trap_init_cpu) and share the IDT; GS base points at each CPU's struct cpu.
  */
 #include "guest.h"
+#include "pv.h"
 #include "segments.h"
 #include "xtest.h"
 
@@ -30,6 +34,13 @@ extern char user_exit[];
 
 static struct idt_entry idt[256] __attribute__((aligned(16)));
 static struct tss64 tss __attribute__((aligned(16)));
+
+/* Secondary CPUs: GDT copies (same layout as head.S's gdt), TSSs, #DF/NMI stacks. */
+#define GDT_ENTRIES (GDT_TSS / 8 + 2)
+static uint64_t cpu_gdt[MAX_CPUS][GDT_ENTRIES] __attribute__((aligned(16)));
+static struct tss64 cpu_tss[MAX_CPUS] __attribute__((aligned(16)));
+static uint8_t cpu_df_stack[MAX_CPUS][4096] __attribute__((aligned(16)));
+static uint8_t cpu_trap_stack[MAX_CPUS][8192] __attribute__((aligned(16)));
 static irq_handler_t irq_handlers[256];
 
 static const char *const exc_names[32] = {
@@ -48,6 +59,10 @@ void trap_init(void)
     gdt[GDT_TSS / 8] = (sizeof(tss) - 1) | ((base & 0xffffff) << 16) |
                        (0x89ULL << 40) | (((base >> 24) & 0xff) << 56);
     gdt[GDT_TSS / 8 + 1] = base >> 32;
+    cpus[0].self = &cpus[0];
+    cpus[0].id = 0;
+    cpus[0].online = 1;
+    wrmsr(MSR_GS_BASE, (uint64_t)(uintptr_t)&cpus[0]);
 
     for (unsigned v = 0; v < 256; v++) {
         uint64_t off = (uint64_t)(uintptr_t)(trap_stubs + v * 16);
@@ -68,6 +83,44 @@ void trap_init(void)
 
     asm volatile("lidt %0" :: "m"(idtr));
     asm volatile("ltr %w0" :: "r"(GDT_TSS));
+}
+
+/* On a secondary CPU, first thing: its GDT (with its own TSS), segments, IDT, GS. */
+void trap_init_cpu(unsigned id)
+{
+    uint64_t *g = cpu_gdt[id];
+    struct tss64 *t = &cpu_tss[id];
+    uint64_t base = (uint64_t)(uintptr_t)t;
+
+    for (unsigned i = 0; i < GDT_ENTRIES; i++)
+        g[i] = gdt[i];
+    t->rsp[0] = (uint64_t)(uintptr_t)(cpu_trap_stack[id] + sizeof(cpu_trap_stack[id]));
+    t->ist[0] = (uint64_t)(uintptr_t)(cpu_df_stack[id] + sizeof(cpu_df_stack[id]));
+    t->iomap_base = sizeof(*t);
+    g[GDT_TSS / 8] = (sizeof(*t) - 1) | ((base & 0xffffff) << 16) | (0x89ULL << 40) |
+                     (((base >> 24) & 0xff) << 56);
+    g[GDT_TSS / 8 + 1] = base >> 32;
+
+    struct {
+        uint16_t limit;
+        uint64_t base;
+    } __attribute__((packed)) gdtr = { sizeof(cpu_gdt[id]) - 1, (uint64_t)(uintptr_t)g },
+      idtr = { sizeof(idt) - 1, (uint64_t)(uintptr_t)idt };
+
+    asm volatile("lgdt %0\n\t"
+                 "pushq %1\n\t"
+                 "leaq 1f(%%rip), %%rax\n\t"
+                 "pushq %%rax\n\t"
+                 "lretq\n"
+                 "1:\n\t"
+                 "mov %2, %%eax\n\t"
+                 "mov %%eax, %%ds\n\t"
+                 "mov %%eax, %%es\n\t"
+                 "mov %%eax, %%ss"
+                 :: "m"(gdtr), "i"(GDT_KERNEL_CS), "i"(GDT_KERNEL_DS) : "rax", "memory");
+    asm volatile("lidt %0" :: "m"(idtr));
+    asm volatile("ltr %w0" :: "r"(GDT_TSS));
+    wrmsr(MSR_GS_BASE, (uint64_t)(uintptr_t)&cpus[id]);
 }
 
 void set_irq_handler(unsigned vector, irq_handler_t h)
@@ -91,9 +144,9 @@ void trap_handler(struct trap_frame *f)
 
     const char *name = f->vector < 32 && exc_names[f->vector] ? exc_names[f->vector]
                                                               : "interrupt";
-    printf("xkvm-guest: %s %s (vector %lu) at RIP=%#lx err=%#lx cr2=%#lx "
+    printf("xkvm-guest: vCPU %u: %s %s (vector %lu) at RIP=%#lx err=%#lx cr2=%#lx "
            "cs=%#lx rflags=%#lx rsp=%#lx\n",
-           from_user ? "user" : "kernel", name, f->vector, f->rip, f->error,
+           this_cpu()->id, from_user ? "user" : "kernel", name, f->vector, f->rip, f->error,
            read_cr2(), f->cs, f->rflags, f->rsp);
     printf("xkvm-guest: rax=%#lx rbx=%#lx rcx=%#lx rdx=%#lx rsi=%#lx rdi=%#lx\n",
            f->rax, f->rbx, f->rcx, f->rdx, f->rsi, f->rdi);

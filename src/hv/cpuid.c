@@ -49,7 +49,8 @@ struct kvm_cpuid2 *cpuid_build(const struct kvm_cpuid2 *sup, unsigned vcpu_id,
     set_leaf(x++, XEN_CPUID_BASE + 3, 1, 0, 0, 0, 0, true);
     set_leaf(x++, XEN_CPUID_BASE + 3, 2, tsc_khz, 0, 0, 0, true);
     set_leaf(x++, XEN_CPUID_BASE + 4, 0,
-             XEN_HVM_CPUID_VCPU_ID_PRESENT | XEN_HVM_CPUID_DOMID_PRESENT,
+             XEN_HVM_CPUID_VCPU_ID_PRESENT | XEN_HVM_CPUID_DOMID_PRESENT |
+             XEN_HVM_CPUID_UPCALL_VECTOR,
              vcpu_id, domid, 0, true);
     set_leaf(x++, XEN_CPUID_BASE + 5, 0, 0, 0, 0, 0, false);
     c->nent = (uint32_t)(x - c->entries);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <xen/sched.h>
 
+#include "hv/dom0.h"
 #include "hv/event.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
@@ -255,6 +256,7 @@ static int open_console_log(struct domain *d)
 /* Free everything a partly or fully built domain holds. Threads must be gone. */
 static void domain_free(struct domain *d)
 {
+    dom0_domain_gone(d);
     gnttab_domain_fini(d);
     event_domain_fini(d);
     for (unsigned i = 0; i < d->nr_vcpus; i++) {

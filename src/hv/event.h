@@ -3,7 +3,8 @@
  * Xen timers and VIRQs. All of it is "PV state" that save, migration and live update
  * carry later: keep it in plain structures, listable by event_state_json().
  * Implemented in evtchn.c (ports), shared_info.c (shared_info/vcpu_info/time),
- * upcall.c (injection), vcpu_timer.c (timers), hc_evtchn.c and hc_vcpu.c.
+ * upcall.c (injection, block/poll), vcpu_timer.c (timers and the event thread),
+ * hc_evtchn.c and hc_vcpu.c; the structures are in event_state.h.
  */
 #ifndef XKVM_HV_EVENT_H
 #define XKVM_HV_EVENT_H
@@ -15,6 +16,9 @@
 struct domain;
 struct vcpu;
 struct hcall;
+
+/* The host's event thread (timers, dom0 eventfds, upcall retries): at start-up. */
+int event_host_init(void);
 
 /* Per-domain and per-vCPU state; called from domain_create / domain_destroy. */
 int event_domain_init(struct domain *d);
@@ -43,6 +47,13 @@ int evtchn_dom0_unbind(struct domain *d, uint32_t port);
 
 /* vcpu.c calls this before every KVM_RUN: inject a pending upcall if it can. */
 void event_before_run(struct vcpu *v);
+
+/* SCHEDOP_block and SCHEDOP_poll (hc_sched.c). */
+long event_sched_block(struct hcall *hc);
+long event_sched_poll(struct hcall *hc);
+
+/* vcpu_kick (d->lock held) calls this: a vCPU waiting in xkvmd re-checks why it waits. */
+void event_vcpu_kicked(struct vcpu *v);
 
 /* The whole PV event state of a domain, for `xkvm debug-state`. */
 struct json_object *event_state_json(struct domain *d);

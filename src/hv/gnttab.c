@@ -1,12 +1,394 @@
-/* placeholder until the grant-table implementation lands */
-#include <errno.h>
+/* Grant table v1: the shared frames, active entries, pins and dom0 mappings. */
 #include "hv/gnttab.h"
-#include "hv/hypercall.h"
-#include "hv/machine_mem.h"
-int gnttab_domain_init(struct domain *d) { return 0; }
-void gnttab_domain_fini(struct domain *d) { }
-uint64_t gnttab_frame_mfn(struct domain *d, uint64_t idx) { return INVALID_MFN; }
-int gnttab_dom0_map(struct domain *d, uint32_t ref, bool readonly, uint64_t *mfn, uint32_t *handle) { return -ENOSYS; }
-int gnttab_dom0_unmap(struct domain *d, uint32_t handle) { return -ENOSYS; }
-struct json_object *gnttab_state_json(struct domain *d) { return json_object_new_object(); }
-long do_grant_table_op(struct hcall *hc) { return -ENOSYS; }
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <xen/grant_table.h>
+
+#include "hv/domain.h"
+#include "hv/hv.h"
+#include "hv/physmap.h"
+#include "util/log.h"
+
+/* Pins by other domains (copies) and dom0 services (maps) of one entry. */
+struct active_grant {
+    uint32_t readers;       /* read-only pins */
+    uint32_t writers;       /* writable pins */
+    uint32_t dom0_maps;     /* of the pins, how many are dom0 mappings */
+    uint16_t domid;         /* the domain holding the pins */
+    uint64_t gfn, mfn;      /* the frame, fixed at the first pin */
+};
+
+struct dom0_grant_map {
+    uint32_t ref;
+    bool readonly;
+    bool used;
+};
+
+struct gnttab {
+    pthread_mutex_t lock;
+    unsigned version;
+    unsigned nr_frames;
+    uint64_t mfn[GNTTAB_MAX_FRAMES];
+    uint64_t gfn[GNTTAB_MAX_FRAMES];        /* where last placed; checked on use */
+    struct active_grant *active[GNTTAB_MAX_FRAMES];
+    struct dom0_grant_map *maps;
+    uint32_t nr_maps;                       /* slots allocated in maps */
+};
+
+/* A pin count that cannot overflow even with every vCPU of every domain copying. */
+#define MAX_PINS (1u << 24)
+/* Frames a guest may grant: its RAM and the toolstack's pages, never Xen's own. */
+#define GRANTABLE_TYPES ((1u << FRAME_RAM) | (1u << FRAME_SPECIAL))
+
+static inline struct active_grant *active_of(struct gnttab *gt, uint32_t ref)
+{
+    return &gt->active[ref / GNTTAB_ENTRIES_PER_FRAME][ref % GNTTAB_ENTRIES_PER_FRAME];
+}
+
+/* The shared entry in machine memory; the guest writes it concurrently. */
+static inline grant_entry_v1_t *shared_of(struct gnttab *gt, uint32_t ref)
+{
+    grant_entry_v1_t *frame = mm_frame_ptr(host_mm(), gt->mfn[ref / GNTTAB_ENTRIES_PER_FRAME]);
+    return &frame[ref % GNTTAB_ENTRIES_PER_FRAME];
+}
+
+static int grow_locked(struct domain *d, struct gnttab *gt, unsigned nr)
+{
+    if (nr > GNTTAB_MAX_FRAMES)
+        return -EINVAL;
+    while (gt->nr_frames < nr) {
+        unsigned i = gt->nr_frames;
+        struct active_grant *act = calloc(GNTTAB_ENTRIES_PER_FRAME, sizeof(*act));
+        uint64_t mfn;
+        if (!act)
+            return -ENOMEM;
+        if (mm_alloc_run(host_mm(), 1, d->domid, FRAME_GRANT, &mfn) != 1) {
+            free(act);
+            return -ENOMEM;
+        }
+        gt->active[i] = act;
+        gt->mfn[i] = mfn;
+        gt->gfn[i] = INVALID_GFN;
+        gt->nr_frames = i + 1;
+    }
+    return 0;
+}
+
+int gnttab_domain_init(struct domain *d)
+{
+    struct gnttab *gt = calloc(1, sizeof(*gt));
+    if (!gt)
+        return -ENOMEM;
+    pthread_mutex_init(&gt->lock, NULL);
+    /* Version 1 from the start: Xen's default, and all xkvm offers. */
+    gt->version = 1;
+    d->gt = gt;
+    return grow_locked(d, gt, GNTTAB_INITIAL_FRAMES);
+}
+
+void gnttab_domain_fini(struct domain *d)
+{
+    struct gnttab *gt = d->gt;
+    if (!gt)
+        return;
+    /* Other domains' copies hold domain refs, so only dom0 maps can be left. */
+    for (unsigned f = 0; f < gt->nr_frames; f++) {
+        for (unsigned i = 0; i < GNTTAB_ENTRIES_PER_FRAME; i++) {
+            struct active_grant *act = &gt->active[f][i];
+            if (act->readers + act->writers)
+                mm_frame_put(host_mm(), act->mfn);
+        }
+        free(gt->active[f]);
+    }
+    /* The frames themselves are the domain's: mm_free_owner returns them. */
+    free(gt->maps);
+    pthread_mutex_destroy(&gt->lock);
+    free(gt);
+    d->gt = NULL;
+}
+
+uint64_t gnttab_frame_mfn(struct domain *d, uint64_t idx)
+{
+    struct gnttab *gt = d->gt;
+    if (idx >= GNTTAB_MAX_FRAMES)
+        return INVALID_MFN;
+    pthread_mutex_lock(&gt->lock);
+    uint64_t mfn = INVALID_MFN;
+    if (!grow_locked(d, gt, (unsigned)idx + 1))
+        mfn = gt->mfn[idx];
+    pthread_mutex_unlock(&gt->lock);
+    return mfn;
+}
+
+void gnttab_frame_placed(struct domain *d, uint64_t idx, uint64_t gfn)
+{
+    struct gnttab *gt = d->gt;
+    pthread_mutex_lock(&gt->lock);
+    if (idx < gt->nr_frames)
+        gt->gfn[idx] = gfn;
+    pthread_mutex_unlock(&gt->lock);
+}
+
+unsigned gnttab_nr_frames(struct domain *d)
+{
+    pthread_mutex_lock(&d->gt->lock);
+    unsigned n = d->gt->nr_frames;
+    pthread_mutex_unlock(&d->gt->lock);
+    return n;
+}
+
+int gnttab_grow(struct domain *d, unsigned nr)
+{
+    pthread_mutex_lock(&d->gt->lock);
+    int rc = grow_locked(d, d->gt, nr);
+    pthread_mutex_unlock(&d->gt->lock);
+    return rc;
+}
+
+static uint64_t frame_gfn_locked(struct domain *d, struct gnttab *gt, unsigned idx)
+{
+    if (idx >= gt->nr_frames || gt->gfn[idx] == INVALID_GFN)
+        return INVALID_GFN;
+    return p2m_lookup(&d->p2m, gt->gfn[idx]) == gt->mfn[idx] ? gt->gfn[idx] : INVALID_GFN;
+}
+
+uint64_t gnttab_frame_gfn(struct domain *d, unsigned idx)
+{
+    pthread_mutex_lock(&d->gt->lock);
+    uint64_t gfn = frame_gfn_locked(d, d->gt, idx);
+    pthread_mutex_unlock(&d->gt->lock);
+    return gfn;
+}
+
+/*
+ * Set GTF_reading (and GTF_writing) in the shared entry. The guest may rewrite the
+ * entry at any moment: flags and domid are one 32-bit word, updated by compare and
+ * swap and checked again on every retry, as Xen's _set_status does.
+ */
+static int set_status(grant_entry_v1_t *sha, bool pinned, uint16_t ldomid, bool readonly)
+{
+    uint32_t *word = (uint32_t *)sha;       /* flags in the low half, domid above */
+    uint32_t seen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    for (unsigned tries = 0;; tries++) {
+        uint16_t flags = (uint16_t)seen, domid = (uint16_t)(seen >> 16);
+        if (!pinned && ((flags & GTF_type_mask) != GTF_permit_access || domid != ldomid))
+            return GNTST_general_error;
+        uint32_t want = seen | GTF_reading;
+        if (!readonly) {
+            if (flags & GTF_readonly)
+                return GNTST_general_error;
+            want |= GTF_writing;
+        }
+        if (__atomic_compare_exchange_n(word, &seen, want, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return GNTST_okay;
+        if (tries == 4)
+            return GNTST_general_error;     /* the guest keeps changing it */
+    }
+}
+
+static void clear_flags(grant_entry_v1_t *sha, uint16_t bits)
+{
+    __atomic_fetch_and(&sha->flags, (uint16_t)~bits, __ATOMIC_RELEASE);
+}
+
+static int acquire_locked(struct domain *rd, struct gnttab *gt, uint32_t ref,
+                          uint16_t ldomid, bool readonly, uint64_t *mfn)
+{
+    if (ref >= gt->nr_frames * GNTTAB_ENTRIES_PER_FRAME)
+        return GNTST_bad_gntref;
+    struct active_grant *act = active_of(gt, ref);
+    grant_entry_v1_t *sha = shared_of(gt, ref);
+    uint32_t pins = act->readers + act->writers;
+    if (pins && (act->domid != ldomid || pins >= MAX_PINS))
+        return GNTST_general_error;
+    if (!pins || (!readonly && !act->writers)) {
+        int rc = set_status(sha, pins != 0, ldomid, readonly);
+        if (rc != GNTST_okay)
+            return rc;
+    }
+    if (!pins) {
+        /* The guest may not change the frame of an entry in use: read it once. */
+        uint64_t gfn = __atomic_load_n(&sha->frame, __ATOMIC_ACQUIRE);
+        uint64_t m = p2m_lookup(&rd->p2m, gfn);
+        if (m == INVALID_MFN || mm_frame_get(host_mm(), m, rd->domid, GRANTABLE_TYPES)) {
+            clear_flags(sha, readonly ? GTF_reading : GTF_reading | GTF_writing);
+            return GNTST_bad_page;
+        }
+        act->domid = ldomid;
+        act->gfn = gfn;
+        act->mfn = m;
+    }
+    if (readonly)
+        act->readers++;
+    else
+        act->writers++;
+    *mfn = act->mfn;
+    return GNTST_okay;
+}
+
+static void release_locked(struct gnttab *gt, uint32_t ref, bool readonly)
+{
+    struct active_grant *act = active_of(gt, ref);
+    grant_entry_v1_t *sha = shared_of(gt, ref);
+    if (readonly ? !act->readers : !act->writers)
+        return;
+    if (readonly)
+        act->readers--;
+    else
+        act->writers--;
+    if (!act->writers)
+        clear_flags(sha, GTF_writing);
+    if (!act->readers && !act->writers) {
+        clear_flags(sha, GTF_reading);
+        mm_frame_put(host_mm(), act->mfn);
+        act->mfn = act->gfn = 0;
+    }
+}
+
+int gnttab_acquire(struct domain *rd, uint32_t ref, uint16_t ldomid, bool readonly,
+                   uint64_t *mfn)
+{
+    pthread_mutex_lock(&rd->gt->lock);
+    int rc = acquire_locked(rd, rd->gt, ref, ldomid, readonly, mfn);
+    pthread_mutex_unlock(&rd->gt->lock);
+    return rc;
+}
+
+void gnttab_release(struct domain *rd, uint32_t ref, bool readonly)
+{
+    pthread_mutex_lock(&rd->gt->lock);
+    if (ref < rd->gt->nr_frames * GNTTAB_ENTRIES_PER_FRAME)
+        release_locked(rd->gt, ref, readonly);
+    pthread_mutex_unlock(&rd->gt->lock);
+}
+
+static int map_slot_locked(struct gnttab *gt)
+{
+    for (uint32_t h = 0; h < gt->nr_maps; h++)
+        if (!gt->maps[h].used)
+            return (int)h;
+    if (gt->nr_maps == GNTTAB_MAX_DOM0_MAPS)
+        return -ENOSPC;
+    uint32_t n = gt->nr_maps ? gt->nr_maps * 2 : 16;
+    struct dom0_grant_map *m = realloc(gt->maps, n * sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    for (uint32_t h = gt->nr_maps; h < n; h++)
+        m[h] = (struct dom0_grant_map){ 0 };
+    gt->maps = m;
+    int h = (int)gt->nr_maps;
+    gt->nr_maps = n;
+    return h;
+}
+
+int gnttab_dom0_map(struct domain *d, uint32_t ref, bool readonly, uint64_t *mfn,
+                    uint32_t *handle)
+{
+    struct gnttab *gt = d->gt;
+    pthread_mutex_lock(&gt->lock);
+    int rc, slot = map_slot_locked(gt);
+    if (slot < 0) {
+        rc = slot;
+        goto out;
+    }
+    switch (acquire_locked(d, gt, ref, 0, readonly, mfn)) {
+    case GNTST_okay:        rc = 0; break;
+    case GNTST_bad_gntref:  rc = -EINVAL; goto out;
+    case GNTST_bad_page:    rc = -EFAULT; goto out;
+    default:                rc = -EACCES; goto out;
+    }
+    /* The caller's own reference, which outlives the pin and the domain. */
+    if (mm_frame_get(host_mm(), *mfn, d->domid, GRANTABLE_TYPES)) {
+        release_locked(gt, ref, readonly);
+        rc = -EFAULT;
+        goto out;
+    }
+    active_of(gt, ref)->dom0_maps++;
+    gt->maps[slot] = (struct dom0_grant_map){ .ref = ref, .readonly = readonly, .used = true };
+    *handle = (uint32_t)slot;
+out:
+    pthread_mutex_unlock(&gt->lock);
+    return rc;
+}
+
+int gnttab_dom0_unmap(struct domain *d, uint32_t handle)
+{
+    struct gnttab *gt = d->gt;
+    pthread_mutex_lock(&gt->lock);
+    int rc = -EINVAL;
+    if (handle < gt->nr_maps && gt->maps[handle].used) {
+        struct dom0_grant_map *m = &gt->maps[handle];
+        active_of(gt, m->ref)->dom0_maps--;
+        release_locked(gt, m->ref, m->readonly);
+        *m = (struct dom0_grant_map){ 0 };
+        rc = 0;
+    }
+    pthread_mutex_unlock(&gt->lock);
+    return rc;
+}
+
+static struct json_object *u64_or_null(uint64_t v, uint64_t invalid)
+{
+    return v == invalid ? NULL : json_object_new_int64((int64_t)v);
+}
+
+struct json_object *gnttab_state_json(struct domain *d)
+{
+    struct gnttab *gt = d->gt;
+    struct json_object *o = json_object_new_object();
+    if (!gt)
+        return o;
+    pthread_mutex_lock(&gt->lock);
+    json_object_object_add(o, "version", json_object_new_int((int)gt->version));
+    json_object_object_add(o, "nr_frames", json_object_new_int((int)gt->nr_frames));
+    json_object_object_add(o, "max_frames", json_object_new_int(GNTTAB_MAX_FRAMES));
+    struct json_object *frames = json_object_new_array();
+    for (unsigned i = 0; i < gt->nr_frames; i++) {
+        struct json_object *f = json_object_new_object();
+        json_object_object_add(f, "idx", json_object_new_int((int)i));
+        json_object_object_add(f, "mfn", json_object_new_int64((int64_t)gt->mfn[i]));
+        json_object_object_add(f, "gfn", u64_or_null(frame_gfn_locked(d, gt, i), INVALID_GFN));
+        json_object_array_add(frames, f);
+    }
+    json_object_object_add(o, "frames", frames);
+    struct json_object *active = json_object_new_array();
+    for (uint32_t ref = 0; ref < gt->nr_frames * GNTTAB_ENTRIES_PER_FRAME; ref++) {
+        struct active_grant *act = active_of(gt, ref);
+        if (!act->readers && !act->writers)
+            continue;
+        grant_entry_v1_t *sha = shared_of(gt, ref);
+        struct json_object *a = json_object_new_object();
+        json_object_object_add(a, "ref", json_object_new_int64(ref));
+        json_object_object_add(a, "domid", json_object_new_int(act->domid));
+        json_object_object_add(a, "gfn", json_object_new_int64((int64_t)act->gfn));
+        json_object_object_add(a, "mfn", json_object_new_int64((int64_t)act->mfn));
+        json_object_object_add(a, "flags",
+            json_object_new_int(__atomic_load_n(&sha->flags, __ATOMIC_RELAXED)));
+        json_object_object_add(a, "readers", json_object_new_int64(act->readers));
+        json_object_object_add(a, "writers", json_object_new_int64(act->writers));
+        json_object_object_add(a, "dom0_maps", json_object_new_int64(act->dom0_maps));
+        json_object_array_add(active, a);
+    }
+    json_object_object_add(o, "active", active);
+    struct json_object *maps = json_object_new_array();
+    for (uint32_t h = 0; h < gt->nr_maps; h++) {
+        if (!gt->maps[h].used)
+            continue;
+        struct json_object *m = json_object_new_object();
+        json_object_object_add(m, "handle", json_object_new_int64(h));
+        json_object_object_add(m, "ref", json_object_new_int64(gt->maps[h].ref));
+        json_object_object_add(m, "readonly", json_object_new_boolean(gt->maps[h].readonly));
+        json_object_array_add(maps, m);
+    }
+    json_object_object_add(o, "dom0_maps", maps);
+    pthread_mutex_unlock(&gt->lock);
+    return o;
+}
+
+unsigned gnttab_version(struct domain *d)
+{
+    return d->gt->version;
+}

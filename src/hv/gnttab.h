@@ -3,6 +3,9 @@
  * shared entries live in Xen-owned frames of machine memory that the guest maps with
  * XENMAPSPACE_grant_table; xkvmd keeps the active-entry state (who has a grant mapped
  * or is copying from it) in plain structures, listable by gnttab_state_json().
+ *
+ * Locking: each table has its own lock, held only briefly and never two at once; a
+ * pinned grant keeps a reference on its frame (machine_mem.h), so copies run unlocked.
  */
 #ifndef XKVM_HV_GNTTAB_H
 #define XKVM_HV_GNTTAB_H
@@ -14,8 +17,15 @@
 struct domain;
 struct hcall;
 
+/* Xen's default max_grant_frames (4.17): 64 frames, 32768 v1 entries. */
+#define GNTTAB_MAX_FRAMES       64u
+#define GNTTAB_INITIAL_FRAMES   1u
+#define GNTTAB_ENTRIES_PER_FRAME 512u   /* 4096 / sizeof(grant_entry_v1_t) */
+/* dom0 mappings of one domain's grants at once. */
+#define GNTTAB_MAX_DOM0_MAPS    4096u
+
 int gnttab_domain_init(struct domain *d);
-/* Revokes what other domains and dom0 services still map, then frees the frames. */
+/* Drops the table's own pins and frees it. dom0 services keep their frame refs. */
 void gnttab_domain_fini(struct domain *d);
 
 /*
@@ -23,12 +33,33 @@ void gnttab_domain_fini(struct domain *d);
  * growing the table up to idx as Xen does; INVALID_MFN if idx is beyond the maximum.
  */
 uint64_t gnttab_frame_mfn(struct domain *d, uint64_t idx);
+/* add_to_physmap placed frame idx at gfn (for setup_table's frame list). */
+void gnttab_frame_placed(struct domain *d, uint64_t idx, uint64_t gfn);
+
+/* The version in effect: always 1 (set_version 2 is refused as with gnttab v2 off). */
+unsigned gnttab_version(struct domain *d);
+/* The table's size now; grow it to nr frames (0, or -EINVAL beyond the maximum). */
+unsigned gnttab_nr_frames(struct domain *d);
+int gnttab_grow(struct domain *d, unsigned nr);
+/* Where the guest mapped shared frame idx, or INVALID_GFN (Xen's M2P answer). */
+uint64_t gnttab_frame_gfn(struct domain *d, unsigned idx);
+
+/*
+ * Pin grant `ref` of domain rd for access by domain `ldomid` (a copy or a map), as
+ * Xen's acquire_grant_for_copy: sets GTF_reading (and GTF_writing) in the shared
+ * entry. GNTST_okay with the frame in *mfn, or a GNTST_* error. Release with
+ * gnttab_release and the same readonly.
+ */
+int gnttab_acquire(struct domain *rd, uint32_t ref, uint16_t ldomid, bool readonly,
+                   uint64_t *mfn);
+void gnttab_release(struct domain *rd, uint32_t ref, bool readonly);
 
 /*
  * The dom0 device interface: map grant `ref` of domain d for a dom0 service. On
  * success *mfn is the frame to mmap from the machine-memory fd and *handle names the
- * mapping for unmap. The grant stays mapped (its frame referenced) until unmapped or
- * the service disconnects.
+ * mapping for unmap; the caller also owns one reference on the frame (mm_frame_put
+ * when done), which outlives the domain. 0, or -EINVAL (bad ref), -EACCES (not
+ * granted to dom0, or read-only), -EFAULT (bad frame), -ENOSPC (too many maps).
  */
 int gnttab_dom0_map(struct domain *d, uint32_t ref, bool readonly, uint64_t *mfn,
                     uint32_t *handle);

@@ -68,7 +68,10 @@ static long add_to_physmap(struct hcall *hc)
         uint64_t mfn = gnttab_frame_mfn(d, x.idx);
         if (mfn == INVALID_MFN)
             return -EINVAL;
-        return physmap_place(d, x.gpfn, mfn, INVALID_GFN);
+        rc = physmap_place(d, x.gpfn, mfn, INVALID_GFN);
+        if (!rc)
+            gnttab_frame_placed(d, x.idx, x.gpfn);
+        return rc;
     }
     case XENMAPSPACE_gmfn: {
         /* Move the RAM page at gfn idx to gpfn. */

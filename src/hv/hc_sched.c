@@ -1,10 +1,11 @@
-/* sched_op: yield and shutdown. */
+/* sched_op: yield, shutdown, block and poll (the last two in upcall.c). */
 #include <errno.h>
 #include <stdint.h>
 #include <sched.h>
 #include <xen/sched.h>
 
 #include "hv/domain.h"
+#include "hv/event.h"
 #include "hv/hypercall.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
@@ -26,6 +27,10 @@ long do_sched_op(struct hcall *hc)
         domain_shutdown(hc->d, s.reason);
         return 0;
     }
+    case SCHEDOP_block:
+        return event_sched_block(hc);
+    case SCHEDOP_poll:
+        return event_sched_poll(hc);
     case SCHEDOP_remote_shutdown:
     case SCHEDOP_pin_override:
         return -EPERM;      /* control domain only */

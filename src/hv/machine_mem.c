@@ -113,16 +113,61 @@ static void discard_frames(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
         memset(mm_frame_ptr(mm, mfn), 0, nr << XKVM_PAGE_SHIFT);
 }
 
-static void free_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
+static void release_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 {
     discard_frames(mm, mfn, nr);
     for (uint64_t f = mfn; f < mfn + nr; f++) {
-        if (frame_is_free(mm, f))
-            continue;
         mm->frames[f] = (struct frame){ .owner = DOMID_NONE, .type = FRAME_FREE };
         mm->free_bitmap[f / BITS] |= 1ULL << (f % BITS);
         mm->nr_free++;
     }
+}
+
+/* Referenced frames become orphans, freed by their last mm_frame_put. */
+static void free_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
+{
+    for (uint64_t f = mfn; f < mfn + nr;) {
+        if (frame_is_free(mm, f) || mm->frames[f].refs) {
+            if (!frame_is_free(mm, f)) {
+                mm->frames[f].owner = DOMID_HYPERVISOR;
+                mm->frames[f].flags |= FRAME_ORPHAN;
+            }
+            f++;
+            continue;
+        }
+        uint64_t run = 1;
+        while (f + run < mfn + nr && !frame_is_free(mm, f + run) && !mm->frames[f + run].refs)
+            run++;
+        release_locked(mm, f, run);
+        f += run;
+    }
+}
+
+int mm_frame_get(struct machine_mem *mm, uint64_t mfn, uint16_t owner, unsigned type_mask)
+{
+    if (mfn >= mm->nr_frames)
+        return -EINVAL;
+    pthread_mutex_lock(&mm->lock);
+    struct frame *fr = &mm->frames[mfn];
+    int rc = -EINVAL;
+    if (!frame_is_free(mm, mfn) && fr->owner == owner && !(fr->flags & FRAME_ORPHAN) &&
+        ((1u << fr->type) & type_mask) && fr->refs < UINT32_MAX) {
+        fr->refs++;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&mm->lock);
+    return rc;
+}
+
+void mm_frame_put(struct machine_mem *mm, uint64_t mfn)
+{
+    if (mfn >= mm->nr_frames)
+        return;
+    pthread_mutex_lock(&mm->lock);
+    struct frame *fr = &mm->frames[mfn];
+    if (fr->refs && --fr->refs == 0 && (fr->flags & FRAME_ORPHAN))
+        release_locked(mm, mfn, 1);
+    pthread_mutex_unlock(&mm->lock);
 }
 
 void mm_free_run(struct machine_mem *mm, uint64_t mfn, uint64_t nr)

@@ -30,9 +30,15 @@ enum frame_type {
 struct frame {
     uint16_t owner;     /* domid, or DOMID_NONE when free */
     uint8_t type;       /* enum frame_type */
-    uint8_t flags;
+    uint8_t flags;      /* FRAME_ORPHAN */
     uint32_t refs;      /* foreign mappings (dom0 services, grant maps) */
 };
+
+/*
+ * Freed while referenced (its domain died under a dom0 mapping): owned by
+ * DOMID_HYPERVISOR, kept intact, and returned to the allocator on the last put.
+ */
+#define FRAME_ORPHAN 0x01
 
 struct machine_mem {
     int fd;                 /* the memfd */
@@ -60,6 +66,14 @@ uint64_t mm_alloc_run(struct machine_mem *mm, uint64_t want, uint16_t owner,
 void mm_free_run(struct machine_mem *mm, uint64_t mfn, uint64_t nr);
 /* Free every frame owned by `owner`; returns how many. */
 uint64_t mm_free_owner(struct machine_mem *mm, uint16_t owner);
+/*
+ * Take a reference on frame mfn if `owner` owns it and its type is in `type_mask`
+ * (bits 1 << FRAME_*): freeing it then leaves it intact until the last put. 0 or
+ * -EINVAL.
+ */
+int mm_frame_get(struct machine_mem *mm, uint64_t mfn, uint16_t owner, unsigned type_mask);
+void mm_frame_put(struct machine_mem *mm, uint64_t mfn);
+
 /* Frames owned by `owner`. */
 uint64_t mm_count_owner(struct machine_mem *mm, uint16_t owner);
 

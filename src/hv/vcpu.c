@@ -240,6 +240,7 @@ static bool handle_exit(struct vcpu *v)
         handle_msr(v, true);
         return true;
     case KVM_EXIT_INTR:
+    case KVM_EXIT_IRQ_WINDOW_OPEN:  /* event_before_run injects the upcall now */
         return true;
     case KVM_EXIT_SHUTDOWN:
         domain_crash(v->d, "v%u: triple fault", v->id);
@@ -384,4 +385,5 @@ void vcpu_kick(struct vcpu *v)
     v->run->immediate_exit = 1;
     if (v->thread_started)
         pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+    event_vcpu_kicked(v);   /* a vCPU waiting in xkvmd (SCHEDOP_poll, down) re-checks */
 }

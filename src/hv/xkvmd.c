@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include "hv/control.h"
+#include "hv/dom0.h"
 #include "hv/domain.h"
+#include "hv/event.h"
 #include "hv/hv.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
@@ -152,6 +154,10 @@ int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t err
         return rc;
     }
     host.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if ((rc = event_host_init())) {
+        snprintf(err, errlen, "starting the event thread: %s", strerror(-rc));
+        return rc;
+    }
 
     struct sigaction sa = { .sa_handler = kick_handler };
     sigemptyset(&sa.sa_mask);
@@ -409,6 +415,7 @@ static int serve(int listen_fd)
     epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev);
     ev.data.fd = host.notify_fd;
     epoll_ctl(epoll_fd, EPOLL_CTL_ADD, host.notify_fd, &ev);
+    dom0_attach(epoll_fd);
     for (int i = 0; i < MAX_CLIENTS; i++)
         clients[i].fd = -1;
 
@@ -426,6 +433,8 @@ static int serve(int listen_fd)
                 domains_handle_shutdowns();
             } else if (fd == listen_fd) {
                 accept_client(listen_fd);
+            } else if (dom0_handle_event(fd, evs[i].events)) {
+                /* the dom0 socket or one of its services */
             } else {
                 for (int k = 0; k < MAX_CLIENTS; k++) {
                     if (clients[k].fd != fd)
@@ -575,7 +584,10 @@ int main(int argc, char **argv)
     int listen_fd = rc ? rc : listen_control(absdir);
     if (!rc && listen_fd < 0)
         snprintf(err, sizeof(err), "control socket in %s: %s", absdir, strerror(-listen_fd));
-    if (rc || listen_fd < 0) {
+    int dom0_fd = rc || listen_fd < 0 ? -1 : dom0_listen(absdir);
+    if (!rc && listen_fd >= 0 && dom0_fd < 0)
+        snprintf(err, sizeof(err), "dom0 socket in %s: %s", absdir, strerror(-dom0_fd));
+    if (rc || listen_fd < 0 || dom0_fd < 0) {
         log_err("%s", err);
         if (ready[1] >= 0) {
             ssize_t w = write(ready[1], err, strlen(err));
@@ -600,6 +612,7 @@ int main(int argc, char **argv)
     for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
         if (host.domains[id])
             domain_destroy(host.domains[id]);
+    dom0_stop();
     char sock[PATH_MAX + 32];
     snprintf(sock, sizeof(sock), "%s/%s", absdir, XKVM_CONTROL_SOCKET);
     unlink(sock);

@@ -1,0 +1,511 @@
+/* The dom0 socket: connections, requests, and what each connection holds. */
+#include "hv/dom0.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <xen/hvm/params.h>
+
+#include "hv/dom0_msg.h"
+#include "hv/domain.h"
+#include "hv/event.h"
+#include "hv/gnttab.h"
+#include "hv/hv.h"
+#include "util/log.h"
+
+#define MAX_CONNS           32
+#define MAX_MAPS_PER_CONN   4096u
+#define MAX_BINDS_PER_CONN  1024u
+#define MAX_FDS_IN          8       /* fds a service sends us are closed unread */
+
+/* A frame a service maps: a pinned grant, or a foreign frame by gfn. */
+struct mapping {
+    bool used;
+    bool grant;
+    bool gone;              /* the domain was destroyed: only the frame ref is left */
+    uint16_t domid;
+    uint32_t gt_handle;     /* gnttab_dom0_map's handle, for grants */
+    uint64_t mfn;           /* one frame reference is held on it */
+};
+
+struct binding {
+    bool used;
+    bool gone;
+    uint16_t domid;
+    uint32_t port;
+};
+
+struct conn {
+    int fd;
+    bool hello;
+    bool refused;           /* not root: every request gets EACCES */
+    bool closing;
+    pid_t pid;
+    char name[XKVM_DOM0_NAME_MAX];
+    struct mapping *maps;
+    uint32_t nr_maps;
+    struct binding *binds;
+    uint32_t nr_binds;
+};
+
+static int listen_fd = -1;
+static int epoll_fd = -1;
+static char sock_path[PATH_MAX];
+static struct conn conns[MAX_CONNS];
+static int readonly_mem_fd = -1;
+
+int dom0_listen(const char *rundir)
+{
+    for (int i = 0; i < MAX_CONNS; i++)
+        conns[i].fd = -1;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", rundir,
+                         XKVM_DOM0_SOCKET) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    /* Not CLOEXEC: live update hands the listening socket to the next xkvmd. */
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    unlink(sa.sun_path);    /* the caller holds the pidfile lock: any socket is stale */
+    /* Created 0600 (no window in which others may connect), then checked per peer. */
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc < 0 || listen(fd, 16) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    snprintf(sock_path, sizeof(sock_path), "%s", sa.sun_path);
+    listen_fd = fd;
+    return fd;
+}
+
+void dom0_attach(int epfd)
+{
+    epoll_fd = epfd;
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = listen_fd };
+    epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev);
+}
+
+/* The machine-memory fd, reopened read-only for read-only mappings. */
+static int mem_fd(bool readonly)
+{
+    if (!readonly)
+        return host_mm()->fd;
+    if (readonly_mem_fd < 0) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", host_mm()->fd);
+        readonly_mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    return readonly_mem_fd;
+}
+
+/* ---- replies ---------------------------------------------------------------------- */
+
+static int send_reply(struct conn *c, uint32_t type, uint32_t seq, int error,
+                       const void *body, size_t blen, const int *fds, unsigned nfds)
+{
+    uint8_t buf[XKVM_DOM0_MAX_MSG];
+    struct xkvm_dom0_hdr h = { .type = type | XKVM_DOM0_REPLY, .seq = seq, .error = error,
+                               .len = (uint32_t)(sizeof(h) + (error ? 0 : blen)) };
+    memcpy(buf, &h, sizeof(h));
+    if (!error && blen)
+        memcpy(buf + sizeof(h), body, blen);
+    struct iovec iov = { .iov_base = buf, .iov_len = h.len };
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (!error && nfds) {
+        memset(&ctl, 0, sizeof(ctl));
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+    }
+    /* A service that does not read its replies loses its connection. */
+    if (sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)h.len)
+        return 0;
+    c->closing = true;
+    return -1;
+}
+
+static int reply_error(struct conn *c, uint32_t type, uint32_t seq, int error,
+                        const char *why)
+{
+    log_info("dom0: %s (pid %d): %s: %s (%s)", c->name[0] ? c->name : "service", c->pid,
+             dom0_msg_type_name(type), why, strerror(error));
+    return send_reply(c, type, seq, error, NULL, 0, NULL, 0);
+}
+
+/* ---- what a connection holds ------------------------------------------------------ */
+
+static struct mapping *new_mapping(struct conn *c, uint32_t *handle)
+{
+    for (uint32_t h = 0; h < c->nr_maps; h++)
+        if (!c->maps[h].used) {
+            *handle = h;
+            return &c->maps[h];
+        }
+    if (c->nr_maps == MAX_MAPS_PER_CONN)
+        return NULL;
+    uint32_t n = c->nr_maps ? c->nr_maps * 2 : 16;
+    struct mapping *m = realloc(c->maps, n * sizeof(*m));
+    if (!m)
+        return NULL;
+    memset(m + c->nr_maps, 0, (n - c->nr_maps) * sizeof(*m));
+    c->maps = m;
+    *handle = c->nr_maps;
+    c->nr_maps = n;
+    return &c->maps[*handle];
+}
+
+static void release_mapping(struct mapping *m)
+{
+    if (m->grant && !m->gone) {
+        struct domain *d = domain_find(m->domid);
+        if (d)
+            gnttab_dom0_unmap(d, m->gt_handle);
+    }
+    mm_frame_put(host_mm(), m->mfn);
+    *m = (struct mapping){ 0 };
+}
+
+static struct binding *find_binding(struct conn *c, uint32_t domid, uint32_t port)
+{
+    for (uint32_t i = 0; i < c->nr_binds; i++)
+        if (c->binds[i].used && !c->binds[i].gone && c->binds[i].domid == domid &&
+            c->binds[i].port == port)
+            return &c->binds[i];
+    return NULL;
+}
+
+static struct binding *new_binding(struct conn *c)
+{
+    for (uint32_t i = 0; i < c->nr_binds; i++)
+        if (!c->binds[i].used)
+            return &c->binds[i];
+    if (c->nr_binds == MAX_BINDS_PER_CONN)
+        return NULL;
+    uint32_t n = c->nr_binds ? c->nr_binds * 2 : 16;
+    struct binding *b = realloc(c->binds, n * sizeof(*b));
+    if (!b)
+        return NULL;
+    memset(b + c->nr_binds, 0, (n - c->nr_binds) * sizeof(*b));
+    c->binds = b;
+    struct binding *slot = &c->binds[c->nr_binds];
+    c->nr_binds = n;
+    return slot;
+}
+
+static void conn_close(struct conn *c)
+{
+    for (uint32_t h = 0; h < c->nr_maps; h++)
+        if (c->maps[h].used)
+            release_mapping(&c->maps[h]);
+    for (uint32_t i = 0; i < c->nr_binds; i++) {
+        struct binding *b = &c->binds[i];
+        struct domain *d = b->used && !b->gone ? domain_find(b->domid) : NULL;
+        if (d)
+            evtchn_dom0_unbind(d, b->port);
+    }
+    log_info("dom0: %s (pid %d) disconnected", c->name[0] ? c->name : "service", c->pid);
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    free(c->maps);
+    free(c->binds);
+    *c = (struct conn){ .fd = -1 };
+}
+
+void dom0_domain_gone(struct domain *d)
+{
+    for (int i = 0; i < MAX_CONNS; i++) {
+        struct conn *c = &conns[i];
+        if (c->fd < 0)
+            continue;
+        for (uint32_t h = 0; h < c->nr_maps; h++) {
+            struct mapping *m = &c->maps[h];
+            if (!m->used || m->gone || m->domid != d->domid)
+                continue;
+            if (m->grant)
+                gnttab_dom0_unmap(d, m->gt_handle);
+            m->gone = true;     /* the frame ref stays until the service unmaps */
+        }
+        for (uint32_t k = 0; k < c->nr_binds; k++)
+            if (c->binds[k].used && c->binds[k].domid == d->domid)
+                c->binds[k].gone = true;
+    }
+}
+
+/* ---- requests --------------------------------------------------------------------- */
+
+static int do_bind(struct conn *c, const struct dom0_request *r)
+{
+    struct domain *d = domain_find(r->u.evtchn.domid);
+    if (!d)
+        return reply_error(c, r->type, r->seq, ESRCH, "no such domain");
+    if (find_binding(c, r->u.evtchn.domid, r->u.evtchn.port))
+        return reply_error(c, r->type, r->seq, EBUSY, "port already bound here");
+    struct binding *b = new_binding(c);
+    if (!b)
+        return reply_error(c, r->type, r->seq, ENOSPC, "too many bindings");
+    int fds[2] = { -1, -1 };
+    int rc = evtchn_dom0_bind(d, r->u.evtchn.port, &fds[0], &fds[1]);
+    if (rc)
+        return reply_error(c, r->type, r->seq, -rc, "evtchn_dom0_bind");
+    *b = (struct binding){ .used = true, .domid = d->domid, .port = r->u.evtchn.port };
+    int sent = send_reply(c, r->type, r->seq, 0, NULL, 0, fds, 2);
+    close(fds[0]);
+    close(fds[1]);
+    return sent;
+}
+
+static int do_unbind(struct conn *c, const struct dom0_request *r)
+{
+    struct binding *b = find_binding(c, r->u.evtchn.domid, r->u.evtchn.port);
+    if (!b)
+        return reply_error(c, r->type, r->seq, ENOENT, "port not bound here");
+    struct domain *d = domain_find(b->domid);
+    int rc = d ? evtchn_dom0_unbind(d, b->port) : 0;
+    *b = (struct binding){ 0 };
+    if (rc)
+        return reply_error(c, r->type, r->seq, -rc, "evtchn_dom0_unbind");
+    return send_reply(c, r->type, r->seq, 0, NULL, 0, NULL, 0);
+}
+
+static int reply_mapped(struct conn *c, const struct dom0_request *r, uint64_t mfn,
+                         uint32_t handle, bool readonly)
+{
+    struct xkvm_dom0_map_reply rep = { .mfn = mfn, .handle = handle };
+    int fd = mem_fd(readonly);
+    if (fd < 0)
+        return reply_error(c, r->type, r->seq, EIO, "no read-only machine-memory fd");
+    return send_reply(c, r->type, r->seq, 0, &rep, sizeof(rep), &fd, 1);
+}
+
+static int do_map_grant(struct conn *c, const struct dom0_request *r)
+{
+    const struct xkvm_dom0_map_grant *q = &r->u.map_grant;
+    struct domain *d = domain_find(q->domid);
+    if (!d || !d->gt)
+        return reply_error(c, r->type, r->seq, ESRCH, "no such domain");
+    uint32_t handle;
+    struct mapping *m = new_mapping(c, &handle);
+    if (!m)
+        return reply_error(c, r->type, r->seq, ENOSPC, "too many mappings");
+    bool ro = q->flags & XKVM_DOM0_MAP_READONLY;
+    uint64_t mfn;
+    uint32_t gt_handle;
+    int rc = gnttab_dom0_map(d, q->ref, ro, &mfn, &gt_handle);
+    if (rc)
+        return reply_error(c, r->type, r->seq, -rc,
+                           rc == -EINVAL ? "no such grant reference" :
+                           rc == -EACCES ? "not granted to dom0 (or read-only)" :
+                           rc == -EFAULT ? "granted frame is not the domain's memory" :
+                                           "gnttab_dom0_map");
+    *m = (struct mapping){ .used = true, .grant = true, .domid = d->domid,
+                           .gt_handle = gt_handle, .mfn = mfn };
+    return reply_mapped(c, r, mfn, handle, ro);
+}
+
+static int do_map_foreign(struct conn *c, const struct dom0_request *r)
+{
+    const struct xkvm_dom0_map_foreign *q = &r->u.map_foreign;
+    struct domain *d = domain_find(q->domid);
+    if (!d)
+        return reply_error(c, r->type, r->seq, ESRCH, "no such domain");
+    uint32_t handle;
+    struct mapping *m = new_mapping(c, &handle);
+    if (!m)
+        return reply_error(c, r->type, r->seq, ENOSPC, "too many mappings");
+    uint64_t mfn = p2m_lookup(&d->p2m, q->gfn);
+    unsigned types = (1u << FRAME_RAM) | (1u << FRAME_SPECIAL) | (1u << FRAME_SHARED_INFO) |
+                     (1u << FRAME_GRANT);
+    if (mfn == INVALID_MFN || mm_frame_get(host_mm(), mfn, d->domid, types))
+        return reply_error(c, r->type, r->seq, EFAULT, "gfn not populated");
+    *m = (struct mapping){ .used = true, .domid = d->domid, .mfn = mfn };
+    return reply_mapped(c, r, mfn, handle, q->flags & XKVM_DOM0_MAP_READONLY);
+}
+
+static int do_unmap(struct conn *c, const struct dom0_request *r, bool grant)
+{
+    uint32_t h = r->u.unmap.handle;
+    if (h >= c->nr_maps || !c->maps[h].used || c->maps[h].grant != grant ||
+        c->maps[h].domid != r->u.unmap.domid)
+        return reply_error(c, r->type, r->seq, ENOENT, "no such mapping here");
+    release_mapping(&c->maps[h]);
+    return send_reply(c, r->type, r->seq, 0, NULL, 0, NULL, 0);
+}
+
+static int do_domain_info(struct conn *c, const struct dom0_request *r)
+{
+    struct domain *d = NULL;
+    unsigned id = r->u.query.domid;
+    if (r->u.query.flags & XKVM_DOM0_INFO_NEXT)
+        for (; id < XKVM_DOMID_LIMIT && !(d = domain_find(id)); id++)
+            ;
+    else
+        d = domain_find(id);
+    if (!d)
+        return reply_error(c, r->type, r->seq, ESRCH, "no such domain");
+    struct xkvm_dom0_domain_info info = {
+        .domid = d->domid,
+        .state = d->shutdown_code >= 0 ? XKVM_DOM0_SHUTDOWN :
+                 d->toolstack_pauses ? XKVM_DOM0_PAUSED : XKVM_DOM0_RUNNING,
+        .shutdown_reason = d->shutdown_code,
+        .vcpus = d->nr_vcpus,
+        .memory_kb = d->cfg.memory_mb * 1024,
+        .store_gfn = __atomic_load_n(&d->hvm_params[HVM_PARAM_STORE_PFN], __ATOMIC_RELAXED),
+        .console_gfn = __atomic_load_n(&d->hvm_params[HVM_PARAM_CONSOLE_PFN], __ATOMIC_RELAXED),
+        .store_evtchn = (uint32_t)__atomic_load_n(&d->hvm_params[HVM_PARAM_STORE_EVTCHN],
+                                                  __ATOMIC_RELAXED),
+        .console_evtchn = (uint32_t)__atomic_load_n(&d->hvm_params[HVM_PARAM_CONSOLE_EVTCHN],
+                                                    __ATOMIC_RELAXED),
+    };
+    snprintf(info.name, sizeof(info.name), "%s", d->cfg.name);
+    return send_reply(c, r->type, r->seq, 0, &info, sizeof(info), NULL, 0);
+}
+
+static int handle_request(struct conn *c, const struct dom0_request *r)
+{
+    if (r->type == XKVM_DOM0_HELLO) {
+        memcpy(c->name, r->u.hello.name, sizeof(c->name));
+        c->hello = true;
+        log_info("dom0: %s (pid %d) connected", c->name, c->pid);
+        struct xkvm_dom0_hello_reply rep = { .version = XKVM_DOM0_VERSION,
+                                             .page_size = XKVM_PAGE_SIZE };
+        return send_reply(c, r->type, r->seq, 0, &rep, sizeof(rep), NULL, 0);
+    }
+    if (!c->hello)
+        return reply_error(c, r->type, r->seq, EPROTO, "HELLO first");
+    switch (r->type) {
+    case XKVM_DOM0_BIND_EVTCHN:     return do_bind(c, r);
+    case XKVM_DOM0_UNBIND_EVTCHN:   return do_unbind(c, r);
+    case XKVM_DOM0_MAP_GRANT:       return do_map_grant(c, r);
+    case XKVM_DOM0_UNMAP_GRANT:     return do_unmap(c, r, true);
+    case XKVM_DOM0_MAP_FOREIGN:     return do_map_foreign(c, r);
+    case XKVM_DOM0_UNMAP_FOREIGN:   return do_unmap(c, r, false);
+    case XKVM_DOM0_GET_DOMAIN_INFO: return do_domain_info(c, r);
+    }
+    return reply_error(c, r->type, r->seq, EOPNOTSUPP, "unknown request");
+}
+
+static void conn_readable(struct conn *c)
+{
+    uint8_t buf[XKVM_DOM0_MAX_MSG];
+    union {
+        char buf[CMSG_SPACE(MAX_FDS_IN * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+    ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    /* 0 is also an empty packet, which no request is: either way the peer is done. */
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+            for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+                close(fd);
+            }
+    struct dom0_request req;
+    char why[160];
+    int e = (mh.msg_flags & MSG_TRUNC)
+        ? (snprintf(why, sizeof(why), "message longer than %u bytes", XKVM_DOM0_MAX_MSG), EMSGSIZE)
+        : dom0_msg_parse(buf, (size_t)n, &req, why, sizeof(why));
+    if (!e && c->refused) {
+        e = EACCES;
+        snprintf(why, sizeof(why), "peer is not root");
+    }
+    if (e) {
+        uint32_t type = 0;
+        if ((size_t)n >= sizeof(type))
+            memcpy(&type, buf, sizeof(type));
+        reply_error(c, type & ~XKVM_DOM0_REPLY, req.seq, e, why);
+    } else {
+        handle_request(c, &req);
+    }
+    if (c->closing)
+        conn_close(c);
+}
+
+static void accept_one(void)
+{
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct ucred cred;
+    socklen_t clen = sizeof(cred);
+    struct conn *c = NULL;
+    for (int i = 0; i < MAX_CONNS && !c; i++)
+        if (conns[i].fd < 0)
+            c = &conns[i];
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+        close(fd);
+        return;
+    }
+    if (!c) {
+        struct conn tmp = { .fd = fd, .pid = cred.pid };
+        reply_error(&tmp, XKVM_DOM0_HELLO, 0, EMFILE, "too many dom0 connections");
+        close(fd);
+        return;
+    }
+    /*
+     * dom0 is root; an xkvmd run by another user serves that user. Others stay
+     * connected only to be told so: closing at once would lose the reason.
+     */
+    *c = (struct conn){ .fd = fd, .pid = cred.pid,
+                        .refused = cred.uid != 0 && cred.uid != geteuid() };
+    if (c->refused)
+        log_warn("dom0: refusing pid %d: uid %u is not root", cred.pid, cred.uid);
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+bool dom0_handle_event(int fd, uint32_t events)
+{
+    if (fd < 0)
+        return false;
+    if (fd == listen_fd) {
+        accept_one();
+        return true;
+    }
+    for (int i = 0; i < MAX_CONNS; i++)
+        if (conns[i].fd == fd) {
+            conn_readable(&conns[i]);
+            return true;
+        }
+    return false;
+}
+
+void dom0_stop(void)
+{
+    for (int i = 0; i < MAX_CONNS; i++)
+        if (conns[i].fd >= 0)
+            conn_close(&conns[i]);
+    if (listen_fd >= 0) {
+        close(listen_fd);
+        unlink(sock_path);
+        listen_fd = -1;
+    }
+}

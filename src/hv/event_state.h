@@ -1,0 +1,178 @@
+/*
+ * The PV event state xkvmd keeps per domain and per vCPU (event.h is the interface).
+ * Plain structures: everything here can be listed (event_state_json) and is what save,
+ * migration and live update carry.
+ *
+ * Locking: ev->lock (one per domain) guards the port table, the vCPUs' VIRQ bindings,
+ * vcpu_info placement and timers. Taken before d->lock (kicks and wake-ups), never
+ * with another domain's ev->lock unless both are taken in domid order.
+ */
+#ifndef XKVM_HV_EVENT_STATE_H
+#define XKVM_HV_EVENT_STATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <xen/xen.h>
+#include <xen/event_channel.h>
+#include <xen/hvm/hvm_vcpu.h>
+
+#include "hv/vcpu.h"
+
+struct domain;
+
+#define EVTCHN_NR_PORTS     EVTCHN_2L_NR_CHANNELS   /* 4096 for 64-bit guests */
+#define EVTCHN_BUCKET       64      /* ports become valid in buckets, as on Xen */
+#define EVTCHN_WORD_BITS    64
+#define NR_VIRQS            24
+#define SCHED_POLL_MAX      128     /* Xen's limit on sched_poll.nr_ports */
+
+enum evtchn_state {
+    ECS_FREE = 0,
+    ECS_RESERVED,       /* port 0 */
+    ECS_UNBOUND,        /* waiting for remote_domid to bind */
+    ECS_INTERDOMAIN,    /* bound to remote_domid:remote_port (domid 0: a dom0 service) */
+    ECS_VIRQ,
+    ECS_IPI,
+};
+
+struct evtchn {
+    uint8_t state;              /* enum evtchn_state */
+    uint16_t notify_vcpu;
+    uint16_t remote_domid;      /* UNBOUND: who may bind; INTERDOMAIN: the peer */
+    uint32_t remote_port;       /* INTERDOMAIN */
+    uint32_t virq;              /* VIRQ */
+    /* A dom0 service bound to this port: xkvmd's own ends of the eventfds, or -1. */
+    int dom0_to_guest;          /* readable: raise the port */
+    int dom0_from_guest;        /* EVTCHNOP_send writes 1 */
+    int dom0_slot;              /* the to_guest fd's slot in the event thread */
+};
+
+struct event_domain {
+    struct domain *d;
+    pthread_mutex_t lock;
+
+    uint64_t shared_info_mfn;   /* Xen-owned, always present */
+    uint64_t shared_info_gfn;   /* where the guest mapped it; INVALID_GFN if not */
+    struct shared_info *shared_info;
+
+    unsigned valid_ports;       /* ports below this exist (grows by EVTCHN_BUCKET) */
+    struct evtchn ports[EVTCHN_NR_PORTS];
+
+    unsigned nr_polling;        /* vCPUs in SCHEDOP_poll (under d->lock) */
+};
+
+struct vcpu_event {
+    struct vcpu *v;
+
+    /* vcpu_info: the legacy slot in shared_info, or a registered gfn + offset. */
+    struct vcpu_info *vcpu_info;    /* NULL: none (id >= 32, not registered) */
+    uint64_t vcpu_info_gfn;         /* INVALID_GFN: the legacy slot */
+    uint32_t vcpu_info_offset;
+    uint64_t vcpu_info_mfn;         /* the frame we hold a reference on */
+
+    uint8_t upcall_vector;          /* HVMOP_set_evtchn_upcall_vector; 0: none */
+    uint32_t virq_port[NR_VIRQS];   /* 0: not bound (global VIRQs: on vCPU 0) */
+
+    /* Timers, in Xen system time (ns of the VM's KVM clock); 0 = not set. */
+    uint64_t singleshot_deadline;
+    uint64_t periodic_period;
+    uint64_t periodic_next;
+    uint64_t retry_at;              /* host CLOCK_MONOTONIC: re-try an upcall */
+    unsigned retries_in_row;        /* since the last injection */
+    int timer_fd;                   /* timerfd armed to the earliest of the above */
+    int timer_slot;
+
+    /* Waiting (guarded by d->lock; `wake` waits on it). */
+    pthread_cond_t wake;
+    bool polling;
+    bool poll_kicked;               /* an upcall, a polled port, or a pause */
+    uint32_t poll_port;             /* 0: any of several ports */
+    bool block_halted;              /* SCHEDOP_block put the vCPU in HLT state */
+    uint64_t block_exits;           /* v->nr_exits when it did */
+
+    /* Bring-up (VCPUOP_initialise/up/down). */
+    bool initialised;               /* has a context (vCPU 0, initialise, or ran) */
+    bool ran;                       /* seen running (a KVM exit) */
+    bool up;
+    bool down_requested;            /* VCPUOP_down: stop before the next KVM_RUN */
+    bool context_pending;           /* apply `context` on the vCPU's own thread */
+    struct vcpu_hvm_context context;
+
+    bool time_dirty;                /* refresh vcpu_time_info before the next run */
+    uint64_t nr_callbacks;          /* callback vectors injected */
+    uint64_t nr_timer_events;       /* VIRQ_TIMER raised */
+    uint64_t nr_retries;            /* callback not injectable yet: retried later */
+};
+
+/* ---- evtchn.c ---- */
+/* Raise port (ev->lock held): Xen's 2-level set_pending. */
+void evtchn_set_pending_locked(struct domain *d, uint32_t port);
+bool evtchn_port_valid(const struct event_domain *ev, uint32_t port);
+/* Lock two domains' event state in domid order (b may equal a or be NULL). */
+void evtchn_lock_pair(struct domain *a, struct domain *b);
+void evtchn_unlock_pair(struct domain *a, struct domain *b);
+int evtchn_get_free_port(struct event_domain *ev);
+/* Close a port: interdomain peers see it unbound again. 0 or -EINVAL. */
+int evtchn_close(struct domain *d, uint32_t port);
+int evtchn_send(struct domain *d, uint32_t port);
+int evtchn_unmask(struct domain *d, uint32_t port);
+/* The event thread: a dom0 service's to_guest eventfd (watch `slot`) was signalled. */
+void evtchn_dom0_raise(struct domain *d, uint32_t port, int slot);
+
+static inline bool bit_test(const volatile uint64_t *words, uint32_t bit)
+{
+    return (__atomic_load_n(&words[bit / 64], __ATOMIC_ACQUIRE) >> (bit % 64)) & 1;
+}
+static inline bool bit_test_and_set(volatile uint64_t *words, uint32_t bit)
+{
+    uint64_t m = 1ULL << (bit % 64);
+    return __atomic_fetch_or(&words[bit / 64], m, __ATOMIC_SEQ_CST) & m;
+}
+static inline bool bit_test_and_clear(volatile uint64_t *words, uint32_t bit)
+{
+    uint64_t m = 1ULL << (bit % 64);
+    return __atomic_fetch_and(&words[bit / 64], ~m, __ATOMIC_SEQ_CST) & m;
+}
+
+/* ---- shared_info.c ---- */
+int shared_info_init(struct domain *d);
+void shared_info_vcpu_init(struct vcpu *v);     /* point at the legacy slot */
+void shared_info_vcpu_fini(struct vcpu *v);     /* drop a registered frame */
+/* VCPUOP_register_vcpu_info (ev->lock held). */
+int vcpu_info_register(struct vcpu *v, uint64_t gfn, uint32_t offset);
+static inline struct vcpu_info *vcpu_info_of(struct vcpu *v)
+{
+    return __atomic_load_n(&v->ev->vcpu_info, __ATOMIC_ACQUIRE);
+}
+/* Xen system time: the VM's KVM clock, ns. */
+uint64_t xen_system_time(struct domain *d);
+/* Refresh v's vcpu_time_info. On v's own thread only (reads its TSC). */
+void vcpu_time_update(struct vcpu *v);
+void shared_info_update_wallclock(struct domain *d);
+
+/* ---- upcall.c ---- */
+/* evtchn_upcall_pending 0->1 on v and notify it (ev->lock held). */
+void upcall_mark_pending(struct vcpu *v);
+/* Make v look at its events now: wake it if blocked or polling, kick it out of KVM_RUN. */
+void upcall_notify(struct vcpu *v);
+/* Wake vCPUs polling on port (ev->lock held). */
+void upcall_wake_pollers(struct domain *d, uint32_t port);
+/* The callback vector if HVM_PARAM_CALLBACK_IRQ selects one, else 0. */
+uint8_t upcall_callback_vector(const struct domain *d);
+
+/* ---- vcpu_timer.c ---- */
+int vcpu_timer_init(struct vcpu *v);
+void vcpu_timer_fini(struct vcpu *v);
+/* Arm v's timerfd to its earliest deadline (ev->lock held). */
+void vcpu_timer_rearm(struct vcpu *v);
+/* Watch a dom0 service's to_guest eventfd: readable raises port. Slot or -errno. */
+int event_thread_watch_dom0(struct domain *d, uint32_t port, int fd);
+void event_thread_unwatch(int slot);
+uint64_t host_monotonic_ns(void);
+
+/* ---- hc_vcpu.c ---- */
+/* On v's own thread: apply a VCPUOP_initialise context, honour VCPUOP_down. */
+void vcpu_bringup_before_run(struct vcpu *v);
+
+#endif
