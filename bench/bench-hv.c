@@ -64,6 +64,7 @@ struct opts {
     unsigned exits;         /* out instructions per raw-exit run */
     bool keep;              /* keep the run directory */
     const char *only;       /* comma-separated benchmark names, NULL: all */
+    unsigned events;        /* round trips per event benchmark */
 };
 
 static int kvm_fd = -1;
@@ -282,8 +283,8 @@ static uint64_t ping(void)
     return rtt;
 }
 
-static int domain_create(const struct opts *o, const char *name, unsigned vcpus,
-                         const char *cmdline, uint64_t *rtt_ns)
+static int domain_create_as(const struct opts *o, int want_domid, const char *name,
+                            unsigned vcpus, const char *cmdline, uint64_t *rtt_ns)
 {
     struct json_object *cfg = json_object_new_object();
     json_object_object_add(cfg, "name", json_object_new_string(name));
@@ -297,12 +298,20 @@ static int domain_create(const struct opts *o, const char *name, unsigned vcpus,
     struct json_object *req = json_object_new_object();
     json_object_object_add(req, "cmd", json_object_new_string("create"));
     json_object_object_add(req, "config", cfg);
+    if (want_domid > 0)
+        json_object_object_add(req, "domid", json_object_new_int(want_domid));
     struct json_object *reply = request(req, rtt_ns), *id;
     if (!json_object_object_get_ex(reply, "domid", &id))
         die("create reply without domid");
     int domid = json_object_get_int(id);
     json_object_put(reply);
     return domid;
+}
+
+static int domain_create(const struct opts *o, const char *name, unsigned vcpus,
+                         const char *cmdline, uint64_t *rtt_ns)
+{
+    return domain_create_as(o, 0, name, vcpus, cmdline, rtt_ns);
 }
 
 /* The domain's entry in `list`, as a new reference; NULL if absent. */
@@ -852,6 +861,45 @@ static void bench_hypercall(const struct opts *o)
     munmap(elf, elf_size);
 }
 
+/*
+ * Event round trip between two domains: the guest's evtchn-interdomain ping-pong
+ * (send, upcall on the other side, send back, upcall), timed by the guests with Xen
+ * system time. Reference in the same run: one bare port-I/O exit.
+ */
+static void bench_events(const struct opts *o, const char *upcall)
+{
+    enum { SERVER = 7001, CLIENT = 7002 };
+    unsigned count = o->events;
+    char cmd[160], line[256];
+    snprintf(cmd, sizeof(cmd), "test=evtchn-interdomain role=server peer=%d count=%u upcall=%s",
+             CLIENT, count, upcall);
+    domain_create_as(o, SERVER, "bench-ev-server", 1, cmd, NULL);
+    wait_console(SERVER, "xtest: evtchn-interdomain: port=", line, sizeof(line), 60);
+    unsigned port = (unsigned)strtoul(strchr(line, '=') + 1, NULL, 10);
+    snprintf(cmd, sizeof(cmd),
+             "test=evtchn-interdomain role=client peer=%d port=%u count=%u upcall=%s",
+             SERVER, port, count, upcall);
+    domain_create_as(o, CLIENT, "bench-ev-client", 1, cmd, NULL);
+    unsigned timeout = 60 + count / 100;
+    wait_console(SERVER, "xtest: evtchn-interdomain: PASS", line, sizeof(line), timeout);
+    wait_console(CLIENT, "xtest: evtchn-interdomain: PASS", line, sizeof(line), timeout);
+    wait_console(CLIENT, "xkvm-guest: evtchn-interdomain: client sent", line, sizeof(line), 1);
+    const char *rate = strchr(line, '(');
+    double per_s = rate ? strtod(rate + 1, NULL) : 0;
+    if (per_s <= 0)
+        die("cannot parse \"%s\"", line);
+    domain_op("destroy", CLIENT);
+    domain_op("destroy", SERVER);
+    double raw = bare_raw_exits(o->exits);
+    double rt_ns = 1e9 / per_s;
+    printf("{\"bench\":\"event_round_trip\",\"guests\":\"evtchn-interdomain ping-pong\","
+           "\"upcall\":\"%s\",\"round_trips\":%u,\"round_trips_per_s\":%.0f,"
+           "\"us_per_round_trip\":%.1f,\"ref\":\"bare KVM port-I/O exit\","
+           "\"ref_us\":%.2f,\"ratio\":%.1f}\n",
+           upcall, count, per_s, rt_ns / 1000, raw / 1000, rt_ns / raw);
+    fflush(stdout);
+}
+
 /* ---- main -------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -863,9 +911,10 @@ static void usage(FILE *f)
         "  --pairs N    pause+unpause pairs per domain (default 50)\n"
         "  --hc-runs N  hcloop and raw-exit runs on each side (default 5)\n"
         "  --hc-n N     hypercalls per hcloop run (default 20000)\n"
+        "  --events N   event round trips per event benchmark (default 2000)\n"
         "  --exits N    out instructions per raw-exit run (default 100000)\n"
         "  --keep       keep xkvmd's run directory (logs, console logs)\n"
-        "  --only LIST  run only these of create,pause,hypercall (raw_exit comes with\n"
+        "  --only LIST  run only these of create,pause,events,hypercall (raw_exit comes with\n"
         "               hypercall)\n"
         "Prints one JSON line per figure. Needs /dev/kvm.\n");
 }
@@ -895,7 +944,8 @@ static unsigned parse_count(const char *s, const char *opt)
 
 int main(int argc, char **argv)
 {
-    struct opts o = { .runs = 10, .pairs = 50, .hc_runs = 5, .hc_n = 20000, .exits = 100000 };
+    struct opts o = { .runs = 10, .pairs = 50, .hc_runs = 5, .hc_n = 20000, .exits = 100000,
+                      .events = 2000 };
     static const struct option longopts[] = {
         { "xkvmd", required_argument, NULL, 'd' },
         { "xkvm", required_argument, NULL, 'x' },
@@ -905,6 +955,7 @@ int main(int argc, char **argv)
         { "hc-runs", required_argument, NULL, 'r' },
         { "hc-n", required_argument, NULL, 'c' },
         { "exits", required_argument, NULL, 'e' },
+        { "events", required_argument, NULL, 'v' },
         { "keep", no_argument, NULL, 'k' },
         { "only", required_argument, NULL, 'o' },
         { "help", no_argument, NULL, 'h' },
@@ -921,6 +972,7 @@ int main(int argc, char **argv)
         case 'r': o.hc_runs = parse_count(optarg, "--hc-runs"); break;
         case 'c': o.hc_n = parse_count(optarg, "--hc-n"); break;
         case 'e': o.exits = parse_count(optarg, "--exits"); break;
+        case 'v': o.events = parse_count(optarg, "--events"); break;
         case 'k': o.keep = true; break;
         case 'o': o.only = optarg; break;
         case 'h': usage(stdout); return 0;
@@ -930,7 +982,7 @@ int main(int argc, char **argv)
     for (const char *p = o.only ? o.only : ""; *p; p += strcspn(p, ","), p += *p == ',') {
         size_t n = strcspn(p, ",");
         if (!((n == 6 && !strncmp(p, "create", 6)) || (n == 5 && !strncmp(p, "pause", 5)) ||
-              (n == 9 && !strncmp(p, "hypercall", 9)))) {
+              (n == 9 && !strncmp(p, "hypercall", 9)) || (n == 6 && !strncmp(p, "events", 6)))) {
             fprintf(stderr, "bench-hv: --only: unknown benchmark '%.*s'\n", (int)n, p);
             return 2;
         }
@@ -971,6 +1023,10 @@ int main(int argc, char **argv)
     if (selected(&o, "pause")) {
         bench_pause(&o, 1);
         bench_pause(&o, 4);
+    }
+    if (selected(&o, "events")) {
+        bench_events(&o, "callback");
+        bench_events(&o, "vector");
     }
     if (selected(&o, "hypercall"))
         bench_hypercall(&o);
