@@ -19,6 +19,7 @@
 #include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/hypercall.h"
+#include "hv/physmap.h"
 #include "hv/pvh.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
@@ -26,6 +27,7 @@
 
 #define KERNEL_MAX_SIZE (64u << 20)
 #define START_INFO_SPACE (64u << 10)
+#define DOMAIN_XEN_FRAMES 8
 
 static uint64_t now_ns(void)
 {
@@ -245,6 +247,35 @@ static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
     return 0;
 }
 
+/*
+ * What Xen's domain builder sets up for the PV backends: the xenstore and console
+ * ring pages in the special region, and a port on each ring unbound for dom0, named
+ * to the guest by HVM params (and to dom0 by the toolstack, through xenstore).
+ */
+static int setup_toolstack_pages(struct domain *d, char *err, size_t errlen)
+{
+    static const struct { uint64_t gfn; unsigned pfn_param, evtchn_param; } rings[] = {
+        { GUEST_STORE_GFN, HVM_PARAM_STORE_PFN, HVM_PARAM_STORE_EVTCHN },
+        { GUEST_CONSOLE_GFN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_CONSOLE_EVTCHN },
+    };
+    for (size_t i = 0; i < sizeof(rings) / sizeof(rings[0]); i++) {
+        uint64_t mfn;
+        uint32_t port;
+        int rc;
+        if (mm_alloc_run(&host.mm, 1, d->domid, FRAME_SPECIAL, &mfn) != 1)
+            rc = -ENOMEM;
+        else if (!(rc = physmap_place(d, rings[i].gfn, mfn, INVALID_GFN)))
+            rc = evtchn_alloc_unbound_for(d, 0, &port);
+        if (rc) {
+            snprintf(err, errlen, "toolstack pages: %s", strerror(-rc));
+            return rc;
+        }
+        d->hvm_params[rings[i].pfn_param] = rings[i].gfn;
+        d->hvm_params[rings[i].evtchn_param] = port;
+    }
+    return 0;
+}
+
 static int open_console_log(struct domain *d)
 {
     char path[PATH_MAX + 32];
@@ -285,7 +316,8 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
                      cfg->name, id);
             return -EEXIST;
         }
-    uint64_t need = cfg->memory_mb << (20 - XKVM_PAGE_SHIFT);
+    /* RAM plus the Xen frames a domain starts with (shared_info, grant, rings). */
+    uint64_t need = (cfg->memory_mb << (20 - XKVM_PAGE_SHIFT)) + DOMAIN_XEN_FRAMES;
     uint64_t free_frames = mm_free_frames(&host.mm);
     if (need > free_frames) {
         snprintf(err, errlen, "not enough memory: domain needs %llu MiB, %llu MiB free",
@@ -340,6 +372,8 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
         snprintf(err, errlen, "event channels: %s", strerror(-rc));
     if (!rc && (rc = gnttab_domain_init(d)))
         snprintf(err, errlen, "grant table: %s", strerror(-rc));
+    if (!rc)
+        rc = setup_toolstack_pages(d, err, errlen);
     for (unsigned i = 0; !rc && i < cfg->vcpus; i++) {
         d->vcpus[i].fd = -1;
         rc = vcpu_init(&d->vcpus[i], d, i, err, errlen);

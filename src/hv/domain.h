@@ -24,6 +24,9 @@ struct vcpu;
 #define GUEST_HIGHMEM_START     0x100000000ULL
 #define GUEST_SPECIAL_GFN       0xFEFF0ULL      /* toolstack pages (rings), reserved */
 #define GUEST_SPECIAL_PAGES     16
+/* Toolstack pages in the special region, as HVM_PARAM_{STORE,CONSOLE}_PFN name them. */
+#define GUEST_STORE_GFN         (GUEST_SPECIAL_GFN + 0)
+#define GUEST_CONSOLE_GFN       (GUEST_SPECIAL_GFN + 1)
 
 struct domain {
     uint16_t domid;

@@ -29,6 +29,9 @@ void event_vcpu_fini(struct vcpu *v);
 /* XENMAPSPACE_shared_info: map the domain's shared_info frame at gfn. */
 int shared_info_map(struct domain *d, uint64_t gfn);
 
+/* The toolstack's EVTCHNOP_alloc_unbound on the guest's behalf (store, console). */
+int evtchn_alloc_unbound_for(struct domain *d, uint16_t remote, uint32_t *port);
+
 /* Raise `port` in domain d (any thread). 0, or -EINVAL for a bad port. */
 int evtchn_set_pending(struct domain *d, uint32_t port);
 /* Raise the port bound to `virq` on vCPU v, if any. */

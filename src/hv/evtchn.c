@@ -59,6 +59,21 @@ int evtchn_get_free_port(struct event_domain *ev)
     return p;
 }
 
+int evtchn_alloc_unbound_for(struct domain *d, uint16_t remote, uint32_t *port)
+{
+    pthread_mutex_lock(&d->ev->lock);
+    int p = evtchn_get_free_port(d->ev);
+    if (p > 0) {
+        struct evtchn *ch = &d->ev->ports[p];
+        ch->state = ECS_UNBOUND;
+        ch->notify_vcpu = 0;
+        ch->remote_domid = remote;
+        *port = (uint32_t)p;
+    }
+    pthread_mutex_unlock(&d->ev->lock);
+    return p < 0 ? p : 0;
+}
+
 static void reset_port(struct evtchn *ch)
 {
     *ch = (struct evtchn){ .state = ECS_FREE, .dom0_to_guest = -1, .dom0_from_guest = -1,

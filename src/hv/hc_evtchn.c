@@ -33,17 +33,8 @@ static long alloc_unbound(struct hcall *hc, struct evtchn_alloc_unbound *a)
     if (rc)
         return rc;
     struct domain *d = hc->d;
-    pthread_mutex_lock(&d->ev->lock);
-    int port = evtchn_get_free_port(d->ev);
-    if (port > 0) {
-        struct evtchn *ch = &d->ev->ports[port];
-        ch->state = ECS_UNBOUND;
-        ch->notify_vcpu = 0;
-        ch->remote_domid = a->remote_dom == DOMID_SELF ? d->domid : a->remote_dom;
-        a->port = (uint32_t)port;
-    }
-    pthread_mutex_unlock(&d->ev->lock);
-    return port < 0 ? port : 0;
+    return evtchn_alloc_unbound_for(d, a->remote_dom == DOMID_SELF ? d->domid : a->remote_dom,
+                                    &a->port);
 }
 
 static long bind_interdomain(struct hcall *hc, struct evtchn_bind_interdomain *b)
