@@ -30,6 +30,9 @@ enum xkvm_dom0_type {
     XKVM_DOM0_MAP_FOREIGN,          /* map_foreign -> map_reply, 1 fd: machine memory */
     XKVM_DOM0_UNMAP_FOREIGN,        /* unmap -> no body */
     XKVM_DOM0_GET_DOMAIN_INFO,      /* domain_query -> domain_info */
+    XKVM_DOM0_WATCH_DOMAINS,        /* no body -> no body, 1 fd: an eventfd that counts
+                                       domain changes (create, shutdown, destroy): dom0's
+                                       VIRQ_DOM_EXC. Once per connection. */
     XKVM_DOM0_TYPE_END
 };
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -54,6 +55,7 @@ struct conn {
     uint32_t nr_maps;
     struct binding *binds;
     uint32_t nr_binds;
+    int domains_fd;         /* WATCH_DOMAINS: xkvmd's end of the eventfd, or -1 */
 };
 
 static int listen_fd = -1;
@@ -65,7 +67,7 @@ static int readonly_mem_fd = -1;
 int dom0_listen(const char *rundir)
 {
     for (int i = 0; i < MAX_CONNS; i++)
-        conns[i].fd = -1;
+        conns[i] = (struct conn){ .fd = -1, .domains_fd = -1 };
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", rundir,
                          XKVM_DOM0_SOCKET) >= sizeof(sa.sun_path))
@@ -227,7 +229,9 @@ static void conn_close(struct conn *c)
     close(c->fd);
     free(c->maps);
     free(c->binds);
-    *c = (struct conn){ .fd = -1 };
+    if (c->domains_fd >= 0)
+        close(c->domains_fd);
+    *c = (struct conn){ .fd = -1, .domains_fd = -1 };
 }
 
 void dom0_domain_gone(struct domain *d)
@@ -379,6 +383,27 @@ static int do_domain_info(struct conn *c, const struct dom0_request *r)
     return send_reply(c, r->type, r->seq, 0, &info, sizeof(info), NULL, 0);
 }
 
+static int do_watch_domains(struct conn *c, const struct dom0_request *r)
+{
+    if (c->domains_fd >= 0)
+        return reply_error(c, r->type, r->seq, EEXIST, "already watching");
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return reply_error(c, r->type, r->seq, errno, "eventfd");
+    c->domains_fd = fd;
+    return send_reply(c, r->type, r->seq, 0, NULL, 0, &fd, 1);
+}
+
+void dom0_domains_changed(void)
+{
+    uint64_t one = 1;
+    for (int i = 0; i < MAX_CONNS; i++)
+        if (conns[i].fd >= 0 && conns[i].domains_fd >= 0) {
+            ssize_t w = write(conns[i].domains_fd, &one, sizeof(one));
+            (void)w;
+        }
+}
+
 static int handle_request(struct conn *c, const struct dom0_request *r)
 {
     if (r->type == XKVM_DOM0_HELLO) {
@@ -399,6 +424,7 @@ static int handle_request(struct conn *c, const struct dom0_request *r)
     case XKVM_DOM0_MAP_FOREIGN:     return do_map_foreign(c, r);
     case XKVM_DOM0_UNMAP_FOREIGN:   return do_unmap(c, r, false);
     case XKVM_DOM0_GET_DOMAIN_INFO: return do_domain_info(c, r);
+    case XKVM_DOM0_WATCH_DOMAINS:   return do_watch_domains(c, r);
     }
     return reply_error(c, r->type, r->seq, EOPNOTSUPP, "unknown request");
 }
@@ -474,7 +500,7 @@ static void accept_one(void)
      * dom0 is root; an xkvmd run by another user serves that user. Others stay
      * connected only to be told so: closing at once would lose the reason.
      */
-    *c = (struct conn){ .fd = fd, .pid = cred.pid,
+    *c = (struct conn){ .fd = fd, .pid = cred.pid, .domains_fd = -1,
                         .refused = cred.uid != 0 && cred.uid != geteuid() };
     if (c->refused)
         log_warn("dom0: refusing pid %d: uid %u is not root", cred.pid, cred.uid);

@@ -23,6 +23,8 @@ bool dom0_handle_event(int fd, uint32_t events);
  * its grants are unpinned, but frames that services map stay theirs until unmapped.
  */
 void dom0_domain_gone(struct domain *d);
+/* A domain was created, shut down or destroyed: signal WATCH_DOMAINS eventfds. */
+void dom0_domains_changed(void);
 /* Close every connection and remove the socket. */
 void dom0_stop(void);
 

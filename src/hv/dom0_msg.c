@@ -20,6 +20,7 @@ static const struct {
     [XKVM_DOM0_MAP_FOREIGN]     = { "map_foreign", sizeof(struct xkvm_dom0_map_foreign) },
     [XKVM_DOM0_UNMAP_FOREIGN]   = { "unmap_foreign", sizeof(struct xkvm_dom0_unmap) },
     [XKVM_DOM0_GET_DOMAIN_INFO] = { "get_domain_info", sizeof(struct xkvm_dom0_domain_query) },
+    [XKVM_DOM0_WATCH_DOMAINS] = { "watch_domains", 0 },
 };
 
 long dom0_msg_body_size(uint32_t type)
@@ -95,6 +96,8 @@ static int check_body(struct dom0_request *r, char *err, size_t errlen)
     case XKVM_DOM0_UNMAP_FOREIGN:
         domid = r->u.unmap.domid;
         break;
+    case XKVM_DOM0_WATCH_DOMAINS:
+        return 0;
     case XKVM_DOM0_GET_DOMAIN_INFO:
         if (r->u.query.flags & ~XKVM_DOM0_INFO_NEXT)
             return fail(err, errlen, EINVAL, "unknown flags %#x", r->u.query.flags);

@@ -409,6 +409,7 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
             return -EAGAIN;
         }
     }
+    dom0_domains_changed();
     log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s, entry %#x, in %.3f ms",
              d->domid, cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
              cfg->kernel, entry, (double)(now_ns() - t0) / 1e6);
@@ -487,6 +488,7 @@ void domain_destroy(struct domain *d)
     pthread_mutex_unlock(&host.lock);
     log_info("d%u: destroyed", d->domid);
     domain_free(d);
+    dom0_domains_changed();
 }
 
 void domain_shutdown(struct domain *d, unsigned reason)
@@ -539,6 +541,7 @@ void domains_handle_shutdowns(void)
             continue;
         /* Wait for every vCPU to park, so the domain is quiet before we act. */
         domain_pause(d);
+        dom0_domains_changed();
         enum domcfg_action a = action_for(d);
         log_info("d%u: shut down (%s), action %s", d->domid,
                  shutdown_reason_name(d->shutdown_code), domcfg_action_name(a));
