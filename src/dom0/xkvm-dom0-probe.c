@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,14 @@ static void *page;
 static uint32_t page_domid, page_handle;
 static bool page_is_grant;
 
+/* Event channels bound by this probe: the eventfds xkvmd gave for each. */
+#define MAX_BOUND 64
+static struct bound {
+    bool used;
+    uint32_t domid, port;
+    int to_guest, from_guest;
+} bound[MAX_BOUND];
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -31,6 +40,11 @@ static void usage(FILE *f)
         "  write TEXT                   write TEXT and a NUL at the start of the page\n"
         "  unmap                        unmap the current page\n"
         "  bind DOMID PORT              bind an event channel (and keep it)\n"
+        "  unbind DOMID PORT            unbind it (then signal its old fd: must be a no-op)\n"
+        "  evtchn-pingpong DOMID PORT COUNT [SECS]\n"
+        "                               (bind if not yet bound, keep it bound) COUNT times:\n"
+        "                               raise the port, wait up to SECS (default 5) for\n"
+        "                               the guest's send; print the us per round trip\n"
         "  raw HEX                      send HEX as one packet: xkvmd must refuse it\n"
         "  touch PATH                   create PATH (tells a test script where we are)\n"
         "  wait PATH [SECS]             wait until PATH exists (default 60 s)\n");
@@ -74,6 +88,85 @@ static int hexbytes(const char *s, uint8_t *out, size_t cap, size_t *len)
         out[i] = (uint8_t)v;
     }
     *len = n / 2;
+    return 0;
+}
+
+static struct bound *find_bound(uint32_t domid, uint32_t port)
+{
+    for (unsigned i = 0; i < MAX_BOUND; i++)
+        if (bound[i].used && bound[i].domid == domid && bound[i].port == port)
+            return &bound[i];
+    return NULL;
+}
+
+static int do_bind(uint32_t domid, uint32_t port, struct bound **out)
+{
+    struct bound *b = NULL;
+    for (unsigned i = 0; i < MAX_BOUND && !b; i++)
+        if (!bound[i].used)
+            b = &bound[i];
+    if (!b)
+        return -ENOSPC;
+    int rc = dom0_bind_evtchn(conn, domid, port, &b->to_guest, &b->from_guest);
+    if (rc)
+        return rc;
+    b->used = true;
+    b->domid = domid;
+    b->port = port;
+    printf("bound d%u port %u: fds %d %d\n", domid, port, b->to_guest, b->from_guest);
+    if (out)
+        *out = b;
+    return 0;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* COUNT round trips on a bound port: raise it, wait for the guest's send. */
+static int pingpong(struct bound *b, uint64_t count, uint64_t secs)
+{
+    uint64_t one = 1, v, t0 = now_ns(), worst = 0;
+    for (uint64_t i = 1; i <= count; i++) {
+        uint64_t s = now_ns();
+        if (write(b->to_guest, &one, sizeof(one)) != sizeof(one)) {
+            int e = errno;
+            fprintf(stderr, "xkvm-dom0-probe: round trip %llu: write to_guest: %s\n",
+                    (unsigned long long)i, strerror(e));
+            return -e;
+        }
+        struct pollfd p = { .fd = b->from_guest, .events = POLLIN };
+        int n;
+        do
+            n = poll(&p, 1, (int)(secs * 1000));
+        while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+            fprintf(stderr, "xkvm-dom0-probe: d%u port %u: round trip %llu of %llu: no "
+                    "event from the guest within %llu s\n", b->domid, b->port,
+                    (unsigned long long)i, (unsigned long long)count,
+                    (unsigned long long)secs);
+            return n < 0 ? -errno : -ETIMEDOUT;
+        }
+        ssize_t r = read(b->from_guest, &v, sizeof(v));
+        if (r != sizeof(v))
+            return r < 0 ? -errno : -EIO;
+        if (v != 1) {
+            fprintf(stderr, "xkvm-dom0-probe: round trip %llu: %llu sends from the guest, "
+                    "want 1 (not alternating)\n", (unsigned long long)i,
+                    (unsigned long long)v);
+            return -EPROTO;
+        }
+        uint64_t d = now_ns() - s;
+        worst = d > worst ? d : worst;
+    }
+    uint64_t ns = now_ns() - t0;
+    printf("pingpong d%u port %u: %llu round trips in %llu us: %.2f us per round trip "
+           "(worst %.1f us)\n", b->domid, b->port, (unsigned long long)count,
+           (unsigned long long)(ns / 1000), (double)ns / 1000.0 / (double)count,
+           (double)worst / 1000.0);
     return 0;
 }
 
@@ -148,11 +241,46 @@ static int step(char **argv, int argc, int *used)
         NEED(2);
         if (parse_u64(argv[1], &a) || parse_u64(argv[2], &b) || b > UINT32_MAX)
             return -EINVAL;
-        int to, from;
-        int rc = dom0_bind_evtchn(conn, (uint32_t)a, (uint32_t)b, &to, &from);
-        if (!rc)
-            printf("bound d%u port %u: fds %d %d\n", (unsigned)a, (unsigned)b, to, from);
-        return rc;
+        return do_bind((uint32_t)a, (uint32_t)b, NULL);
+    }
+    if (!strcmp(s, "unbind")) {
+        NEED(2);
+        if (parse_u64(argv[1], &a) || parse_u64(argv[2], &b) || b > UINT32_MAX)
+            return -EINVAL;
+        struct bound *e = find_bound((uint32_t)a, (uint32_t)b);
+        int rc = dom0_unbind_evtchn(conn, (uint32_t)a, (uint32_t)b);
+        if (rc || !e)
+            return rc;
+        /* xkvmd no longer watches it: raising the old fd must reach nobody. */
+        uint64_t one = 1;
+        ssize_t w = write(e->to_guest, &one, sizeof(one));
+        (void)w;
+        close(e->to_guest);
+        close(e->from_guest);
+        *e = (struct bound){ 0 };
+        printf("unbound d%u port %u\n", (unsigned)a, (unsigned)b);
+        return 0;
+    }
+    if (!strcmp(s, "evtchn-pingpong")) {
+        uint64_t n, secs = 5;
+        NEED(3);
+        if (parse_u64(argv[1], &a) || parse_u64(argv[2], &b) || b > UINT32_MAX ||
+            parse_u64(argv[3], &n) || !n)
+            return -EINVAL;
+        uint64_t t;
+        if (argc > 4 && !parse_u64(argv[4], &t)) {
+            if (!t || t > 3600)
+                return -EINVAL;
+            secs = t;
+            *used = 5;
+        }
+        struct bound *e = find_bound((uint32_t)a, (uint32_t)b);
+        if (!e) {
+            int rc = do_bind((uint32_t)a, (uint32_t)b, &e);
+            if (rc)
+                return rc;
+        }
+        return pingpong(e, n, secs);
     }
     if (!strcmp(s, "raw")) {
         NEED(1);

@@ -42,6 +42,7 @@ struct binding {
     bool gone;
     uint16_t domid;
     uint32_t port;
+    uint64_t cookie;        /* evtchn_dom0_bind's name for it */
 };
 
 struct conn {
@@ -222,7 +223,7 @@ static void conn_close(struct conn *c)
         struct binding *b = &c->binds[i];
         struct domain *d = b->used && !b->gone ? domain_find(b->domid) : NULL;
         if (d)
-            evtchn_dom0_unbind(d, b->port);
+            evtchn_dom0_unbind(d, b->port, b->cookie);
     }
     log_info("dom0: %s (pid %d) disconnected", c->name[0] ? c->name : "service", c->pid);
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -267,10 +268,12 @@ static int do_bind(struct conn *c, const struct dom0_request *r)
     if (!b)
         return reply_error(c, r->type, r->seq, ENOSPC, "too many bindings");
     int fds[2] = { -1, -1 };
-    int rc = evtchn_dom0_bind(d, r->u.evtchn.port, &fds[0], &fds[1]);
+    uint64_t cookie;
+    int rc = evtchn_dom0_bind(d, r->u.evtchn.port, &fds[0], &fds[1], &cookie);
     if (rc)
         return reply_error(c, r->type, r->seq, -rc, "evtchn_dom0_bind");
-    *b = (struct binding){ .used = true, .domid = d->domid, .port = r->u.evtchn.port };
+    *b = (struct binding){ .used = true, .domid = d->domid, .port = r->u.evtchn.port,
+                           .cookie = cookie };
     int sent = send_reply(c, r->type, r->seq, 0, NULL, 0, fds, 2);
     close(fds[0]);
     close(fds[1]);
@@ -283,7 +286,7 @@ static int do_unbind(struct conn *c, const struct dom0_request *r)
     if (!b)
         return reply_error(c, r->type, r->seq, ENOENT, "port not bound here");
     struct domain *d = domain_find(b->domid);
-    int rc = d ? evtchn_dom0_unbind(d, b->port) : 0;
+    int rc = d ? evtchn_dom0_unbind(d, b->port, b->cookie) : 0;
     *b = (struct binding){ 0 };
     if (rc)
         return reply_error(c, r->type, r->seq, -rc, "evtchn_dom0_unbind");

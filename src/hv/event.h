@@ -43,10 +43,12 @@ void evtchn_send_global_virq(struct domain *d, uint32_t virq);
  * The dom0 device interface: a dom0 service binds to `port`, which the guest allocated
  * as unbound for domid 0. Writing to *to_guest raises the port in the guest; the
  * guest's EVTCHNOP_send on it makes *from_guest readable. Both are eventfds owned by
- * the caller afterwards (xkvmd keeps its own duplicates).
+ * the caller afterwards (xkvmd keeps its own duplicates). *binding names the binding.
  */
-int evtchn_dom0_bind(struct domain *d, uint32_t port, int *to_guest, int *from_guest);
-int evtchn_dom0_unbind(struct domain *d, uint32_t port);
+int evtchn_dom0_bind(struct domain *d, uint32_t port, int *to_guest, int *from_guest,
+                     uint64_t *binding);
+/* Undo that binding; -EINVAL if the port no longer carries it. */
+int evtchn_dom0_unbind(struct domain *d, uint32_t port, uint64_t binding);
 
 /* vcpu.c calls this before every KVM_RUN: inject a pending upcall if it can. */
 void event_before_run(struct vcpu *v);

@@ -46,6 +46,7 @@ struct evtchn {
     int dom0_to_guest;          /* readable: raise the port */
     int dom0_from_guest;        /* EVTCHNOP_send writes 1 */
     int dom0_slot;              /* the to_guest fd's slot in the event thread */
+    uint64_t dom0_binding;      /* names this binding for unbind (ports get reused) */
 };
 
 struct event_domain {

@@ -293,8 +293,10 @@ int evtchn_close(struct domain *d, uint32_t port)
     }
 }
 
-int evtchn_dom0_bind(struct domain *d, uint32_t port, int *to_guest, int *from_guest)
+int evtchn_dom0_bind(struct domain *d, uint32_t port, int *to_guest, int *from_guest,
+                     uint64_t *binding)
 {
+    static uint64_t next_binding = 1;
     struct event_domain *ev = d->ev;
     if (!ev)
         return -EINVAL;
@@ -326,6 +328,8 @@ int evtchn_dom0_bind(struct domain *d, uint32_t port, int *to_guest, int *from_g
     ch->dom0_to_guest = my_to;
     ch->dom0_from_guest = my_from;
     ch->dom0_slot = slot;
+    ch->dom0_binding = __atomic_fetch_add(&next_binding, 1, __ATOMIC_RELAXED);
+    *binding = ch->dom0_binding;
     pthread_mutex_unlock(&ev->lock);
     *to_guest = to;
     *from_guest = from;
@@ -342,7 +346,7 @@ fail:
     return rc;
 }
 
-int evtchn_dom0_unbind(struct domain *d, uint32_t port)
+int evtchn_dom0_unbind(struct domain *d, uint32_t port, uint64_t binding)
 {
     struct event_domain *ev = d->ev;
     if (!ev)
@@ -350,7 +354,9 @@ int evtchn_dom0_unbind(struct domain *d, uint32_t port)
     pthread_mutex_lock(&ev->lock);
     struct evtchn *ch = evtchn_port_valid(ev, port) ? &ev->ports[port] : NULL;
     int rc = -EINVAL;
-    if (ch && ch->state == ECS_INTERDOMAIN && ch->dom0_to_guest >= 0) {
+    /* Only the binding the caller made: the port may have been closed and re-bound. */
+    if (ch && ch->state == ECS_INTERDOMAIN && ch->dom0_to_guest >= 0 &&
+        ch->dom0_binding == binding) {
         drop_dom0_binding(ch);
         ch->state = ECS_UNBOUND;    /* the guest's end waits for dom0 again */
         ch->remote_domid = 0;

@@ -2,7 +2,9 @@
 # The dom0 device interface (dom0.sock): a guest grants a page to dom0, a dom0 service
 # (xkvm-dom0-probe) maps it, reads the guest's pattern and answers; refusals (non-root
 # peers, garbage, grants not for dom0); a guest destroyed under a mapping; memory
-# returned once the mappings go.
+# returned once the mappings go. Event channels: a port the guest allocated unbound for
+# dom0 bound by the probe, a ping-pong of events both ways, refusals, UNBIND, and the
+# port back to unbound for dom0 once the service goes.
 source "$(dirname "$0")/lib.sh"
 require_kvm
 PROBE=$BUILD/src/dom0/xkvm-dom0-probe
@@ -129,4 +131,101 @@ if ! start_guest g3; then fail close-releases "no gref line from the guest"; els
   sleep 0.2
   check close-releases [ "$(info_field free_memory_kb)" = "$free0" ]
 fi
+
+# 4. Event channels (guest test evtchn-dom0): the guest allocates port EP unbound for
+# dom0 (and ESELF unbound for itself, EIDOM interdomain to itself) and answers every
+# event from dom0 with a send on EP, EVCOUNT times per round, 2 rounds.
+EVCOUNT=${EVCOUNT:-1000}
+# port_state DOMID PORT: "STATE REMOTE_DOMID DOM0_SERVICE" from xkvm debug-state.
+port_state() {
+  xk debug-state "$1" | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["events"]["ports"]:
+    if p["port"] == int(sys.argv[1]):
+        print(p["state"], p.get("remote_domid"), str(p.get("dom0_service", False)).lower())
+        break
+else:
+    print("free")
+' "$2"
+}
+wait_port_state() {  # DOMID PORT WANT
+  for _ in $(seq 50); do [ "$(port_state "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done
+  echo "port $2 of d$1: $(port_state "$1" "$2"), want $3" >&2; return 1
+}
+evline=""
+make_cfg "$WORK/e1.cfg" e1 "test=evtchn-dom0 count=$EVCOUNT rounds=2"
+if ID=$(xk create "$WORK/e1.cfg") && wait_console "$ID" "^xtest: evtchn-dom0: port="; then
+  evline=$(grep -a -m1 "^xtest: evtchn-dom0: port=" "$(console_log "$ID")")
+fi
+if [ -z "$evline" ]; then fail evtchn-guest-allocates "no port line from the guest"; else
+  eval "$(sed -E 's/.*port=([0-9]+) self-unbound=([0-9]+) interdomain=([0-9]+).*/EP=\1 ESELF=\2 EIDOM=\3/' <<<"$evline")"
+  pass evtchn-guest-allocates
+  check evtchn-unbound-before wait_port_state "$ID" "$EP" "unbound 0 false"
+  # Refusals: each a clear errno, and the guest's port untouched.
+  check evtchn-bind-never-allocated probe '!EINVAL' bind "$ID" 63
+  check evtchn-bind-beyond-ports probe '!EINVAL' bind "$ID" 4000
+  check evtchn-bind-port-0 probe '!EINVAL' bind "$ID" 0
+  check evtchn-bind-interdomain-port probe '!EINVAL' bind "$ID" "$EIDOM"
+  check evtchn-bind-unbound-for-self probe '!EINVAL' bind "$ID" "$ESELF"
+  check evtchn-bind-no-domain probe '!ESRCH' bind 999 "$EP"
+  check evtchn-unbind-not-bound probe '!ENOENT' unbind "$ID" "$EP"
+  check evtchn-bind-twice-same-conn probe bind "$ID" "$EP" '!EBUSY' bind "$ID" "$EP"
+  check evtchn-unbound-after-close-1 wait_port_state "$ID" "$EP" "unbound 0 false"
+  probe bind "$ID" "$EP" touch "$WORK/ebound" wait "$WORK/ego" > "$WORK/ehold.out" 2>&1 &
+  ph=$!
+  if wait_file "$WORK/ebound"; then
+    check evtchn-debug-state-bound wait_port_state "$ID" "$EP" "interdomain 0 true"
+    check evtchn-bind-twice-other-conn probe '!EINVAL' bind "$ID" "$EP"
+  else fail evtchn-bind-hold "$(cat "$WORK/ehold.out")"; fi
+  touch "$WORK/ego"; wait $ph
+  check evtchn-unbound-after-close-2 wait_port_state "$ID" "$EP" "unbound 0 false"
+  check evtchn-port-other-kinds-kept wait_port_state "$ID" "$EIDOM" "interdomain $ID false"
+
+  # Round 1: ping-pong, then an explicit UNBIND (and a write to the old fd after it).
+  out=$(probe evtchn-pingpong "$ID" "$EP" "$EVCOUNT" unbind "$ID" "$EP" \
+              touch "$WORK/eunbound" wait "$WORK/ego1" 2>&1 &
+        wait_file "$WORK/eunbound" && wait_port_state "$ID" "$EP" "unbound 0 false" &&
+        echo "state-after-unbind-ok"; touch "$WORK/ego1"; wait)
+  echo "$out" | grep -E '^pingpong|^unbound' | sed 's/^/# /'
+  grep -q "^pingpong d$ID port $EP: $EVCOUNT round trips" <<<"$out" &&
+    pass evtchn-pingpong-probe || fail evtchn-pingpong-probe "$out"
+  grep -q "^unbound d$ID port $EP" <<<"$out" && pass evtchn-unbind || fail evtchn-unbind "$out"
+  grep -q state-after-unbind-ok <<<"$out" && pass evtchn-debug-state-after-unbind ||
+    fail evtchn-debug-state-after-unbind "$out"
+  wait_console "$ID" "evtchn-dom0: round 1 unbound" && pass evtchn-guest-round-1 ||
+    fail evtchn-guest-round-1 "$(tail -3 "$(console_log "$ID")")"
+
+  # Round 2: ping-pong again on the same port; the probe just exits.
+  if out=$(probe evtchn-pingpong "$ID" "$EP" "$EVCOUNT" 2>&1); then
+    pass evtchn-pingpong-rebind; else fail evtchn-pingpong-rebind "$out"; fi
+  echo "$out" | grep '^pingpong' | sed 's/^/# /'
+  us=$(sed -nE 's/.*: ([0-9.]+) us per round trip.*/\1/p' <<<"$out")
+  echo "# dom0 event round trip: ${us:-?} us"
+  # The guest may have seen the close already and closed the port itself.
+  st=$(port_state "$ID" "$EP")
+  [ "$st" = "unbound 0 false" ] || [ "$st" = free ] && pass evtchn-unbound-after-exit ||
+    fail evtchn-unbound-after-exit "port $EP: $st"
+  res=$(wait_result "$ID" evtchn-dom0 30)
+  [ "$res" = "xtest: evtchn-dom0: PASS" ] && pass evtchn-guest-passes ||
+    fail evtchn-guest-passes "guest said: $res"
+  xk destroy "$ID"
+fi
+
+# 5. A guest destroyed while a service holds its port: the service's fds stay valid
+# (writes reach nobody), xkvmd stays up, and the memory comes back.
+make_cfg "$WORK/e2.cfg" e2 "test=evtchn-dom0 count=1"
+if ID=$(xk create "$WORK/e2.cfg") && wait_console "$ID" "^xtest: evtchn-dom0: port="; then
+  EP=$(sed -nE 's/^xtest: evtchn-dom0: port=([0-9]+).*/\1/p' "$(console_log "$ID")" | head -1)
+  probe evtchn-pingpong "$ID" "$EP" 1 touch "$WORK/e2bound" wait "$WORK/e2go" \
+        '!ETIMEDOUT' evtchn-pingpong "$ID" "$EP" 1 1 > "$WORK/e2.out" 2>&1 &
+  p5=$!
+  wait_file "$WORK/e2bound"
+  xk destroy "$ID"
+  check evtchn-xkvmd-alive-after-destroy xk info
+  touch "$WORK/e2go"
+  wait $p5 && pass evtchn-destroyed-under-binding ||
+    fail evtchn-destroyed-under-binding "$(cat "$WORK/e2.out")"
+else fail evtchn-destroyed-under-binding "no port line from the guest"; fi
+sleep 0.2
 check xkvmd-alive xk info
+check memory-returned-end [ "$(info_field free_memory_kb)" = "$free0" ]
