@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <xen/xen.h>
+#include <xen/vcpu.h>
 #include <xen/event_channel.h>
 #include <xen/hvm/hvm_vcpu.h>
 
@@ -101,6 +102,11 @@ struct vcpu_event {
     struct vcpu_hvm_context context;
 
     bool time_dirty;                /* refresh vcpu_time_info before the next run */
+
+    /* Runstate (runstate.c): accounting, and the guest's area (linear, 0: none). */
+    struct vcpu_runstate_info runstate;
+    uint64_t runstate_since;        /* Xen system time accounted up to; 0: not yet */
+    uint64_t runstate_gva;
     uint64_t nr_callbacks;          /* callback vectors injected */
     uint64_t nr_timer_events;       /* VIRQ_TIMER raised */
     uint64_t nr_retries;            /* callback not injectable yet: retried later */
@@ -171,6 +177,12 @@ void vcpu_timer_rearm(struct vcpu *v);
 int event_thread_watch_dom0(struct domain *d, uint32_t port, int fd);
 void event_thread_unwatch(int slot);
 uint64_t host_monotonic_ns(void);
+
+/* ---- runstate.c ---- */
+/* On v's own thread: write v's runstate to its registered area, if any. */
+void runstate_update_area(struct vcpu *v);
+long vcpu_register_runstate(struct hcall *hc, struct vcpu *v, uint64_t arg);
+long vcpu_get_runstate(struct hcall *hc, struct vcpu *v, uint64_t arg);
 
 /* ---- hc_vcpu.c ---- */
 /* On v's own thread: apply a VCPUOP_initialise context, honour VCPUOP_down. */

@@ -299,9 +299,11 @@ long do_vcpu_op(struct hcall *hc)
     case VCPUOP_stop_singleshot_timer:
     case VCPUOP_register_vcpu_info:
     case VCPUOP_get_physid:
+    case VCPUOP_get_runstate_info:
+    case VCPUOP_register_runstate_memory_area:
         break;
     default:
-        return -ENOSYS;     /* not for HVM guests, or not implemented (runstate) */
+        return -ENOSYS;     /* not for HVM guests */
     }
     struct domain *d = hc->d;
     uint64_t id = hc->is64 ? hc->arg[1] : (uint32_t)hc->arg[1];
@@ -332,6 +334,10 @@ long do_vcpu_op(struct hcall *hc)
         return stop_timer(hc, v, false);
     case VCPUOP_register_vcpu_info:
         return register_vcpu_info(hc, v, gva);
+    case VCPUOP_get_runstate_info:
+        return vcpu_get_runstate(hc, v, gva);
+    case VCPUOP_register_runstate_memory_area:
+        return vcpu_register_runstate(hc, v, gva);
     case VCPUOP_get_physid:
     default:
         return -EINVAL;     /* Xen: only for pinned vCPUs of the hardware domain */

@@ -182,8 +182,10 @@ void event_before_run(struct vcpu *v)
     vcpu_bringup_before_run(v);
     if (__atomic_load_n(&e->block_halted, __ATOMIC_ACQUIRE) && v->nr_exits != e->block_exits)
         __atomic_store_n(&e->block_halted, false, __ATOMIC_RELEASE);
-    if (__atomic_load_n(&e->time_dirty, __ATOMIC_ACQUIRE))
+    if (__atomic_load_n(&e->time_dirty, __ATOMIC_ACQUIRE)) {
         vcpu_time_update(v);
+        runstate_update_area(v);
+    }
     struct vcpu_info *vi = vcpu_info_of(v);
     if (!vi || !(__atomic_load_n(&vi->evtchn_upcall_pending, __ATOMIC_ACQUIRE) & 1)) {
         v->run->request_interrupt_window = 0;

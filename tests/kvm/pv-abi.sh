@@ -95,6 +95,8 @@ run_pv evtchn-ipi-vector evtchn-ipi "upcall=vector" 2
 run_pv vcpu-info-callback vcpu-info "upcall=callback" 2
 run_pv vcpu-info-vector-4vcpu vcpu-info "upcall=vector" 4
 run_pv abi-bad abi-bad "" 1
+run_pv runstate runstate "" 1
+run_pv runstate-2vcpu-vector runstate "upcall=vector" 2
 run_pv gnttab-self gnttab "" 1
 
 # ---- two guests: the first needs the second's domid -----------------------------
