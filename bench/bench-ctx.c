@@ -55,9 +55,9 @@ static const struct xkvm_ctx_field extent_fields[] = {
     XKVM_CTX_F_RESERVED(struct extent, pad),
 };
 
-enum { T_SMALL = 0x100, T_BLOB = 0x101, T_ARRAY = 0x102 };
+enum { T_SMALL = XKVM_CTX_TEST_BASE, T_BLOB = XKVM_CTX_TEST_BASE + 1, T_ARRAY = XKVM_CTX_TEST_BASE + 2 };
 
-static struct xkvm_ctx_type_desc types[16];
+static struct xkvm_ctx_type_desc types[XKVM_CTX_MAX_TYPES];
 static struct xkvm_ctx_registry registry;
 
 static void build_registry(void)

@@ -2,16 +2,20 @@
  * Console output and a small printf: %s %c %d %i %u %x %X %p %%, with l/ll/z/h
  * length modifiers, '-', '0' and '#' flags and a field width (or '*'). Each printf call
  * is formatted into a buffer and written with one HYPERVISOR_console_io (or to port
- * 0xE9 when there is no Xen).
+ * 0xE9 when there is no Xen), or to the PV console ring with console=ring
+ * (console_ring.c).
  */
 #include "guest.h"
 #include "hypercall.h"
+#include "pv.h"                 /* console_ring_write (console=ring) */
 
 #include <xen/xen.h>
 
 void console_write(const char *s, size_t len)
 {
     if (xen.present) {
+        if (console_ring_write(s, len))
+            return;
         while (len) {
             unsigned chunk = len > 4096 ? 4096 : (unsigned)len;
 

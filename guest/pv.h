@@ -9,9 +9,14 @@
  *                  Xen system time (vcpu_time_info), waiting (sti;hlt or SCHEDOP_block)
  *   smp.c          secondary vCPUs: VCPUOP_initialise (vcpu_hvm_context, 64-bit) + up
  *   gnttab.c       grant table v1 set-up (XENMAPSPACE_grant_table)
+ *   xenbus.c       xenstore client over the store ring (HVM_PARAM_STORE_PFN/EVTCHN)
+ *   console_ring.c PV console ring (HVM_PARAM_CONSOLE_PFN/EVTCHN), with console=ring
+ *   blkfront.c     block frontend: xenbus handshake, blkif ring, granted data pages
  *
  * Command-line words it reads: upcall=callback|vector (default callback),
- * wait=hlt|block (default hlt), apic=auto|xapic (default auto: x2APIC if CPUID has it).
+ * wait=hlt|block (default hlt), apic=auto|xapic (default auto: x2APIC if CPUID has it),
+ * console=hypercall|ring|both (default hypercall), xs_timeout=MS (default 30000),
+ * xs_reconnect=MS (default 5000).
  */
 #ifndef XKVM_GUEST_PV_H
 #define XKVM_GUEST_PV_H
@@ -155,5 +160,81 @@ unsigned smp_nr_vcpus(void);
  * Returns the shared entries, or NULL after printing why. */
 grant_entry_v1_t *gnttab_init(void);
 extern unsigned gnttab_nr_entries;
+
+/* ---- xenbus.c: xenstore client ---------------------------------------------------- */
+/* Every call returns >= 0 on success or a negative Xen errno: an XS_ERROR reply maps
+ * to its errno (-XEN_ENOENT, -XEN_EACCES, -XEN_EAGAIN ...), no reply within
+ * xs_timeout= ms to -XEN_ETIMEDOUT, no store ring to -XEN_ENODEV. Relative paths are
+ * relative to /local/domain/<own domid> (xenstored resolves them). tx 0: no
+ * transaction. One request at a time (the guest is single-threaded). */
+#define XS_VALUE_MAX 4096
+struct xs_watch_event {
+    char path[256];
+    char token[64];
+};
+typedef void (*xs_watch_fn)(const struct xs_watch_event *ev, void *arg);
+
+int xenbus_init(void);                  /* pv_init() + ring + port; 0 or -errno */
+bool xenbus_ready(void);
+uint32_t xenbus_port(void);
+/* Value NUL-terminated into buf (truncated to len-1); returns the value's length. */
+int xs_read(uint32_t tx, const char *path, char *buf, size_t len);
+int xs_read_u64(uint32_t tx, const char *path, uint64_t *v);
+int xs_write(uint32_t tx, const char *path, const char *val);
+int xs_printf(uint32_t tx, const char *path, const char *fmt, ...) printf_like(3, 4);
+int xs_mkdir(uint32_t tx, const char *path);
+int xs_rm(uint32_t tx, const char *path);
+/* Children as NUL-separated names into buf; returns their number. */
+int xs_directory(uint32_t tx, const char *path, char *buf, size_t len);
+int xs_transaction_start(uint32_t *tx);
+int xs_transaction_end(uint32_t tx, bool commit);    /* -XEN_EAGAIN: conflict, retry */
+/* Register a watch. With fn, xs_dispatch() hands it its events; without, they wait
+ * in the queue for xs_watch_next(). Xen fires one event right after registering. */
+int xs_watch(const char *path, const char *token, xs_watch_fn fn, void *arg);
+int xs_unwatch(const char *path, const char *token);
+/* Read whatever the ring holds (replies, watch events into the queue). */
+void xs_poll(void);
+/* Run the callbacks of queued events whose token has one; returns how many ran. */
+unsigned xs_dispatch(void);
+/* Take the oldest queued event for token (NULL: any), waiting up to timeout_ms. */
+bool xs_watch_next(const char *token, struct xs_watch_event *ev, uint64_t timeout_ms);
+extern uint64_t xs_events_dropped;      /* queue overflow */
+extern uint64_t xs_reconnects;          /* ring reconnections (xenstore-ring.txt) */
+const char *xs_errname(int err);        /* "EAGAIN" for -XEN_EAGAIN, etc. */
+
+/* ---- console_ring.c: PV console -------------------------------------------------------- */
+/* console=ring: printf output goes to the console ring (HVM_PARAM_CONSOLE_PFN) and
+ * the console port is notified, as hvc_xen does; console=both: ring and console_io;
+ * default (console=hypercall): console_io only. console.c calls console_ring_write
+ * first: true means the output is taken care of. */
+bool console_ring_write(const char *s, size_t len);
+bool console_ring_active(void);
+/* Bytes from the input ring (0 if none). */
+size_t console_ring_read(char *buf, size_t len);
+
+/* ---- blkfront.c: block frontend (one device) ------------------------------------------ */
+struct blkfront {
+    unsigned devid;                     /* 51712 = xvda */
+    char front[64];                     /* device/vbd/<devid> */
+    char back[160];                     /* its backend path */
+    domid_t backend_id;
+    uint32_t port;
+    uint32_t ring_ref;
+    uint64_t sectors;                   /* in 512-byte units, as the backend says */
+    uint32_t sector_size;
+    bool flush, persistent;
+    uint64_t nr_requests, nr_reconnects;
+};
+/* Handshake with the backend up to Connected (both sides); 0 or -errno. */
+int blkfront_connect(struct blkfront *bf, unsigned devid);
+/* The granted data buffer requests use, and its size in bytes. */
+void *blkfront_buffer(size_t *bytes);
+/* Read or write nr 512-byte sectors at sector from/to the data buffer (nr*512 must fit
+ * in it); split into requests, all in flight at once. 0 or -errno (-XEN_EIO when the
+ * backend answered BLKIF_RSP_ERROR). */
+int blkfront_io(struct blkfront *bf, bool write, uint64_t sector, unsigned nr);
+int blkfront_flush(struct blkfront *bf);        /* 0 also when not supported */
+/* Closing -> Closed, as a frontend does on shutdown (bounded wait). */
+void blkfront_disconnect(struct blkfront *bf);
 
 #endif

@@ -27,4 +27,6 @@ run bench-ctx "$BUILD/bench/bench-ctx"
 run bench-hv "$BUILD/bench/bench-hv" \
   --xkvmd "$BUILD/src/hv/xkvmd" --xkvm "$BUILD/src/tools/xkvm" \
   --guest "$BUILD/guest/xkvm-guest" "$@"
+run bench-xenstore "$BUILD/bench/bench-xenstore"
+[ -x "$BUILD/bench/bench-blk" ] && run bench-blk "$BUILD/bench/bench-blk"
 exit $failed

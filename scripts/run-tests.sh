@@ -59,6 +59,11 @@ for t in "$ROOT"/tests/kvm/*.sh; do
   [ -f "$t" ] && [ -x "$t" ] && run_suite "kvm/$(basename "$t" .sh)" "$t"
 done
 
+echo "== interop tests (Debian's Xen tools)"
+for t in "$ROOT"/tests/interop/*.sh; do
+  [ -f "$t" ] && [ -x "$t" ] && run_suite "interop/$(basename "$t" .sh)" "$t"
+done
+
 pass=$(grep -c '^PASS: ' "$results")
 fail=$(grep -c '^FAIL: ' "$results")
 skip=$(grep -c '^SKIP: ' "$results")

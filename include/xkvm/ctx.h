@@ -36,8 +36,33 @@ enum xkvm_ctx_type {
     XKVM_CTX_SHARED_INFO    = 2,
     XKVM_CTX_TSC_INFO       = 3,
 
+    /*
+     * xkvm's own types (docs/domain-context.md, "Numbering"):
+     *   0x100..0x17f  domain PV state, written by save, migration and live update;
+     *   0x180..0x1ff  reserved for live-update-only records (p2m extents, frame
+     *                 ownership, dom0 grant mappings, preserved fds): not defined yet;
+     *   0x200..       later groups (altp2m views, FIFO event channels...).
+     */
     XKVM_CTX_XKVM_BASE      = 0x100,
-    /* xkvm types go here: event channels, grant table, vcpu_info, HVM params... */
+    XKVM_CTX_DOMAIN         = 0x100,    /* once: domid, number of vCPUs */
+    XKVM_CTX_SHARED_INFO_GFN = 0x101,   /* once: where shared_info is mapped */
+    XKVM_CTX_EVTCHN_ABI     = 0x102,    /* once: 2-level (FIFO later) */
+    XKVM_CTX_EVTCHN_PORT    = 0x103,    /* per bound port */
+    XKVM_CTX_GNTTAB         = 0x104,    /* once: version, frames and their gfns */
+    XKVM_CTX_GNTTAB_FRAME   = 0x105,    /* per grant frame: its contents */
+    XKVM_CTX_HVM_PARAMS     = 0x106,    /* once: (index, value) pairs */
+    XKVM_CTX_VCPU_STATE     = 0x107,    /* per vCPU: initialised/up/halted */
+    XKVM_CTX_VCPU_INFO      = 0x108,    /* per vCPU: vcpu_info placement */
+    XKVM_CTX_UPCALL         = 0x109,    /* per vCPU: upcall vector */
+    XKVM_CTX_TIMER          = 0x10a,    /* per vCPU: singleshot and periodic timers */
+    XKVM_CTX_PV_LAST        = 0x17f,
+    XKVM_CTX_LIVE_UPDATE_BASE = 0x180,  /* reserved, see above */
+    XKVM_CTX_LIVE_UPDATE_LAST = 0x1ff,
+    /*
+     * Never in an image: tests, fuzzers and benchmarks that extend a registry with
+     * their own types number them from here, so they never collide with real ones.
+     */
+    XKVM_CTX_TEST_BASE      = 0x7fff0000,
 };
 
 struct xkvm_ctx_record_header {
@@ -88,6 +113,152 @@ _Static_assert(sizeof(struct xkvm_ctx_tsc_info) == 24, "TSC_INFO layout");
 _Static_assert(offsetof(struct xkvm_ctx_tsc_info, nsec) == 8, "TSC_INFO layout");
 _Static_assert(alignof(struct xkvm_ctx_tsc_info) <= XKVM_CTX_ALIGN, "TSC_INFO alignment");
 
+/* ---- xkvm PV state records (types 0x100..) -------------------------------------
+ * Minimal, version-independent state: what the guest can observe, never xkvmd's
+ * internal layouts. Per-vCPU types use instance = vCPU id; EVTCHN_PORT instance =
+ * port; GNTTAB_FRAME instance = frame index. Every field is checked on read and
+ * write by the field tables in src/ctx/ctx_types.c; the rules that span records are
+ * in xkvm_ctx_check_image().
+ */
+
+#define XKVM_CTX_PAGE_SIZE          4096u
+#define XKVM_CTX_GFN_NONE           UINT64_MAX          /* "not mapped" */
+#define XKVM_CTX_GFN_MAX            ((1ull << 40) - 1)  /* 52-bit guest-physical */
+#define XKVM_CTX_MAX_VCPUS          4096u               /* vCPU ids are below this */
+#define XKVM_CTX_DOMID_MAX          0x7fefu             /* DOMID_FIRST_RESERVED - 1 */
+#define XKVM_CTX_EVTCHN_2L_PORTS    4096u               /* 64-bit 2-level ABI */
+#define XKVM_CTX_NR_VIRQS           24u                 /* Xen's NR_VIRQS */
+#define XKVM_CTX_GNTTAB_MAX_FRAMES  4096u
+#define XKVM_CTX_HVM_NR_PARAMS      39u                 /* Xen's HVM_NR_PARAMS */
+#define XKVM_CTX_LEGACY_MAX_VCPUS   32u                 /* vcpu_info slots in shared_info */
+#define XKVM_CTX_VCPU_INFO_SIZE     64u                 /* sizeof(struct vcpu_info), x86-64 */
+
+/* DOMAIN (0x100, once): required in any image with another xkvm PV record. */
+struct xkvm_ctx_domain {
+    uint16_t domid;             /* 1..XKVM_CTX_DOMID_MAX (0 is dom0: the services) */
+    uint16_t pad;
+    uint32_t nr_vcpus;          /* 1..XKVM_CTX_MAX_VCPUS: per-vCPU instances are below */
+};
+_Static_assert(sizeof(struct xkvm_ctx_domain) == 8, "DOMAIN layout");
+
+/* SHARED_INFO_GFN (0x101, once): where the guest mapped shared_info. */
+struct xkvm_ctx_shared_info_gfn {
+    uint64_t gfn;               /* XKVM_CTX_GFN_NONE: not mapped */
+};
+_Static_assert(sizeof(struct xkvm_ctx_shared_info_gfn) == 8, "SHARED_INFO_GFN layout");
+
+/* EVTCHN_ABI (0x102, once): absent means 2-level, Xen's default. */
+struct xkvm_ctx_evtchn_abi {
+    uint32_t abi;               /* XKVM_CTX_EVTCHN_ABI_* */
+    uint32_t pad;
+};
+enum {
+    XKVM_CTX_EVTCHN_ABI_2L   = 0,
+    XKVM_CTX_EVTCHN_ABI_FIFO = 1,   /* reserved: rejected until its records exist */
+};
+_Static_assert(sizeof(struct xkvm_ctx_evtchn_abi) == 8, "EVTCHN_ABI layout");
+
+/*
+ * EVTCHN_PORT (0x103, instance = port, 1..4095): one bound port. Pending and mask
+ * bits are not here: they live where the ABI puts them (2-level: the shared_info
+ * page, carried by SHARED_INFO), so there is exactly one copy of them.
+ */
+struct xkvm_ctx_evtchn_port {
+    uint8_t state;              /* XKVM_CTX_EVTCHN_STATE_* */
+    uint8_t priority;           /* FIFO priority 0..15; 2-level: ..._PRIORITY_DEFAULT */
+    uint16_t notify_vcpu;
+    uint16_t remote_domid;      /* UNBOUND: who may bind; INTERDOMAIN: the peer (0: dom0 service) */
+    uint16_t pad;
+    uint32_t remote_port;       /* INTERDOMAIN only, else 0 */
+    uint32_t virq;              /* VIRQ only, else 0 */
+};
+enum {
+    XKVM_CTX_EVTCHN_STATE_UNBOUND     = 1,
+    XKVM_CTX_EVTCHN_STATE_INTERDOMAIN = 2,
+    XKVM_CTX_EVTCHN_STATE_VIRQ        = 3,
+    XKVM_CTX_EVTCHN_STATE_IPI         = 4,
+};
+#define XKVM_CTX_EVTCHN_PRIORITY_DEFAULT 7u     /* EVTCHN_FIFO_PRIORITY_DEFAULT */
+_Static_assert(sizeof(struct xkvm_ctx_evtchn_port) == 16, "EVTCHN_PORT layout");
+_Static_assert(offsetof(struct xkvm_ctx_evtchn_port, remote_port) == 8, "EVTCHN_PORT layout");
+
+/*
+ * GNTTAB (0x104, once): the grant table's version and its shared frames; frame i is
+ * mapped by the guest at frame_gfn[i] (XKVM_CTX_GFN_NONE: not mapped). Length is
+ * exactly 8 + 8 * nr_frames. Frame contents follow as GNTTAB_FRAME records.
+ */
+struct xkvm_ctx_gnttab {
+    uint32_t version;           /* 1 (v2 later) */
+    uint32_t nr_frames;         /* 1..XKVM_CTX_GNTTAB_MAX_FRAMES */
+    uint64_t frame_gfn[];
+};
+_Static_assert(sizeof(struct xkvm_ctx_gnttab) == 8, "GNTTAB layout");
+
+/* GNTTAB_FRAME (0x105, instance = frame index < nr_frames): one shared frame's bytes. */
+struct xkvm_ctx_gnttab_frame {
+    uint8_t data[XKVM_CTX_PAGE_SIZE];
+};
+
+/*
+ * HVM_PARAMS (0x106, once): the parameters a restore must set, as in the libxc
+ * stream's HVM_PARAMS record. Sorted by index, no duplicates, index < 39, retired
+ * parameters refused; length is exactly 8 + 16 * count.
+ */
+struct xkvm_ctx_hvm_param {
+    uint64_t index;
+    uint64_t value;
+};
+struct xkvm_ctx_hvm_params {
+    uint32_t count;
+    uint32_t pad;
+    struct xkvm_ctx_hvm_param params[];
+};
+_Static_assert(sizeof(struct xkvm_ctx_hvm_params) == 8, "HVM_PARAMS layout");
+
+/*
+ * VCPU_STATE (0x107, per vCPU): what Xen's HVM_CONTEXT does not carry. UP needs
+ * INITIALISED; HALTED (blocked in SCHEDOP_block: KVM's HLT state) needs UP.
+ */
+struct xkvm_ctx_vcpu_state {
+    uint32_t flags;             /* XKVM_CTX_VCPU_* */
+    uint32_t pad;
+};
+#define XKVM_CTX_VCPU_INITIALISED   (1u << 0)   /* has a context (VCPUOP_initialise...) */
+#define XKVM_CTX_VCPU_UP            (1u << 1)   /* runs (VCPUOP_up, not VCPUOP_down) */
+#define XKVM_CTX_VCPU_HALTED        (1u << 2)   /* blocked in SCHEDOP_block */
+_Static_assert(sizeof(struct xkvm_ctx_vcpu_state) == 8, "VCPU_STATE layout");
+
+/*
+ * VCPU_INFO (0x108, per vCPU): where the vCPU's vcpu_info lives. Its contents are
+ * not here: the legacy slot is in the shared_info page (SHARED_INFO), a registered
+ * one is in the frame at gfn (guest memory, or a shared_info/grant frame).
+ */
+struct xkvm_ctx_vcpu_info {
+    uint32_t placement;         /* XKVM_CTX_VCPU_INFO_* */
+    uint32_t offset;            /* REGISTERED: in the page, 8-aligned, <= 4096 - 64; else 0 */
+    uint64_t gfn;               /* REGISTERED: the page; else XKVM_CTX_GFN_NONE */
+};
+enum {
+    XKVM_CTX_VCPU_INFO_NONE       = 0,  /* vCPU id >= 32, never registered */
+    XKVM_CTX_VCPU_INFO_SHARED     = 1,  /* the legacy slot in shared_info (id < 32) */
+    XKVM_CTX_VCPU_INFO_REGISTERED = 2,  /* VCPUOP_register_vcpu_info */
+};
+_Static_assert(sizeof(struct xkvm_ctx_vcpu_info) == 16, "VCPU_INFO layout");
+
+/* UPCALL (0x109, per vCPU): HVMOP_set_evtchn_upcall_vector; 0 = none, else 16..255. */
+struct xkvm_ctx_upcall {
+    uint32_t vector;
+    uint32_t pad;
+};
+_Static_assert(sizeof(struct xkvm_ctx_upcall) == 8, "UPCALL layout");
+
+/* TIMER (0x10a, per vCPU): in Xen system time (ns); 0 = not set. */
+struct xkvm_ctx_timer {
+    uint64_t singleshot_deadline;
+    uint64_t periodic_period;   /* 0, or 1 ms .. 2^62 - 1 ns (VCPUOP_set_periodic_timer) */
+};
+_Static_assert(sizeof(struct xkvm_ctx_timer) == 16, "TIMER layout");
+
 /* Bytes a record with a body of `length` occupies, header and padding included. */
 static inline uint64_t xkvm_ctx_record_size(uint64_t length)
 {
@@ -119,6 +290,8 @@ enum xkvm_ctx_errcode {
     XKVM_CTX_ERR_IO,                /* writer: sink failed (errno in err->sys_errno) */
     XKVM_CTX_ERR_NOMEM,
     XKVM_CTX_ERR_REGISTRY,          /* registry too large or unsorted */
+    XKVM_CTX_ERR_MISSING_RECORD,    /* image check: a record another one needs is absent */
+    XKVM_CTX_ERR_INCONSISTENT,      /* image check: records contradict each other */
 };
 
 struct xkvm_ctx_error {
@@ -151,6 +324,8 @@ enum xkvm_ctx_field_kind {
     XKVM_CTX_FIELD_ENUM,            /* value < nr_names; dumped with its name */
     XKVM_CTX_FIELD_RESERVED,        /* any size; every byte must be zero */
     XKVM_CTX_FIELD_BYTES,           /* any size; opaque, dumped as hex */
+    XKVM_CTX_FIELD_RANGE,           /* unsigned, min <= value <= max; dumped in decimal */
+    XKVM_CTX_FIELD_GFN,             /* u64 frame number <= XKVM_CTX_GFN_MAX, or GFN_NONE */
 };
 
 struct xkvm_ctx_field {
@@ -159,8 +334,9 @@ struct xkvm_ctx_field {
     uint32_t size;                  /* 1, 2, 4 or 8 for numeric kinds */
     enum xkvm_ctx_field_kind kind;
     uint64_t allowed;               /* FLAGS */
-    const char *const *names;       /* ENUM */
-    uint32_t nr_names;              /* ENUM */
+    const char *const *names;       /* ENUM: value names; FLAGS: bit names (optional) */
+    uint32_t nr_names;              /* ENUM, FLAGS */
+    uint64_t min, max;              /* RANGE */
 };
 
 #define XKVM_CTX_MEMBER_SIZE(st, m) ((uint32_t)sizeof(((st *)0)->m))
@@ -173,9 +349,17 @@ struct xkvm_ctx_field {
 #define XKVM_CTX_F_FLAGS(st, m, ok) \
     { .name = #m, .offset = offsetof(st, m), .size = XKVM_CTX_MEMBER_SIZE(st, m), \
       .kind = XKVM_CTX_FIELD_FLAGS, .allowed = (ok) }
+#define XKVM_CTX_F_FLAGS_NAMED(st, m, ok, nm) \
+    { .name = #m, .offset = offsetof(st, m), .size = XKVM_CTX_MEMBER_SIZE(st, m), \
+      .kind = XKVM_CTX_FIELD_FLAGS, .allowed = (ok), .names = (nm), \
+      .nr_names = sizeof(nm) / sizeof((nm)[0]) }
 #define XKVM_CTX_F_ENUM(st, m, nm) \
     { .name = #m, .offset = offsetof(st, m), .size = XKVM_CTX_MEMBER_SIZE(st, m), \
       .kind = XKVM_CTX_FIELD_ENUM, .names = (nm), .nr_names = sizeof(nm) / sizeof((nm)[0]) }
+#define XKVM_CTX_F_RANGE(st, m, lo, hi) \
+    { .name = #m, .offset = offsetof(st, m), .size = XKVM_CTX_MEMBER_SIZE(st, m), \
+      .kind = XKVM_CTX_FIELD_RANGE, .min = (lo), .max = (hi) }
+#define XKVM_CTX_F_GFN(st, m)       XKVM_CTX_FIELD_OF(st, m, XKVM_CTX_FIELD_GFN)
 #define XKVM_CTX_FIELDS(arr)        (arr), (uint32_t)(sizeof(arr) / sizeof((arr)[0]))
 
 struct xkvm_ctx_record;
@@ -188,6 +372,9 @@ struct xkvm_ctx_type_desc {
     uint32_t type;
     const char *name;
     uint32_t flags;                         /* XKVM_CTX_TYPE_* */
+    /* Per-instance types: instance must be in [min_instance, max_instance] when
+     * max_instance != 0 (e.g. vCPU ids, port numbers). */
+    uint32_t min_instance, max_instance;
     uint64_t fixed_size;
     uint64_t elem_size;                     /* 0: fixed-size body */
     uint64_t max_length;                    /* 0: no limit but the buffer */
@@ -270,6 +457,45 @@ struct xkvm_ctx_summary {
 int xkvm_ctx_verify(const void *buf, size_t size, const struct xkvm_ctx_registry *registry,
                     struct xkvm_ctx_summary *sum, struct xkvm_ctx_error *err);
 
+/*
+ * xkvm_ctx_verify() plus the rules that span records (docs/domain-context.md,
+ * "Image-level rules"): no duplicate (type, instance); DOMAIN present when other PV
+ * records are, and vCPU ids below its nr_vcpus; SHARED_INFO (a full page) present
+ * when ports are; ports bound to their own domain paired both ways; a VIRQ bound
+ * once; every grant frame's contents present, and none beyond nr_frames. The error
+ * names the record that breaks a rule. Consumers restoring an image call this, not
+ * just xkvm_ctx_verify().
+ */
+int xkvm_ctx_check_image(const void *buf, size_t size,
+                         const struct xkvm_ctx_registry *registry,
+                         struct xkvm_ctx_summary *sum, struct xkvm_ctx_error *err);
+
+/*
+ * Typed access to a record's body: the body as its struct if rec has that type,
+ * else NULL. rec must come from a reader (so the body has been validated).
+ */
+#define XKVM_CTX_ACCESSOR(fn, TYPE, st)                                              \
+    static inline const st *fn(const struct xkvm_ctx_record *rec)                   \
+    {                                                                                \
+        return rec->type == (TYPE) ? (const st *)rec->body : NULL;                   \
+    }
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_tsc_info, XKVM_CTX_TSC_INFO, struct xkvm_ctx_tsc_info)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_shared_info, XKVM_CTX_SHARED_INFO, struct xkvm_ctx_shared_info)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_domain, XKVM_CTX_DOMAIN, struct xkvm_ctx_domain)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_shared_info_gfn, XKVM_CTX_SHARED_INFO_GFN,
+                  struct xkvm_ctx_shared_info_gfn)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_evtchn_abi, XKVM_CTX_EVTCHN_ABI, struct xkvm_ctx_evtchn_abi)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_evtchn_port, XKVM_CTX_EVTCHN_PORT, struct xkvm_ctx_evtchn_port)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_gnttab, XKVM_CTX_GNTTAB, struct xkvm_ctx_gnttab)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_gnttab_frame, XKVM_CTX_GNTTAB_FRAME,
+                  struct xkvm_ctx_gnttab_frame)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_hvm_params, XKVM_CTX_HVM_PARAMS, struct xkvm_ctx_hvm_params)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_vcpu_state, XKVM_CTX_VCPU_STATE, struct xkvm_ctx_vcpu_state)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_vcpu_info, XKVM_CTX_VCPU_INFO, struct xkvm_ctx_vcpu_info)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_upcall, XKVM_CTX_UPCALL, struct xkvm_ctx_upcall)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_timer, XKVM_CTX_TIMER, struct xkvm_ctx_timer)
+#undef XKVM_CTX_ACCESSOR
+
 /* ---- Writing ----------------------------------------------------------------- */
 
 /* A sink takes bytes in order; returns 0 or a negative errno. */
@@ -313,6 +539,31 @@ int xkvm_ctx_write_end(struct xkvm_ctx_writer *w);
 /* SHARED_INFO from a page (size <= XKVM_CTX_SHARED_INFO_MAX) and flags. */
 int xkvm_ctx_write_shared_info(struct xkvm_ctx_writer *w, uint32_t flags,
                                const void *page, uint32_t size);
+
+/*
+ * Typed writers for the xkvm PV records: the caller fills a struct, the writer
+ * frames it (copying into an aligned body where needed) and checks it like any
+ * record. instance arguments are the vCPU id, port number or frame index.
+ */
+int xkvm_ctx_write_domain(struct xkvm_ctx_writer *w, uint16_t domid, uint32_t nr_vcpus);
+int xkvm_ctx_write_shared_info_gfn(struct xkvm_ctx_writer *w, uint64_t gfn);
+int xkvm_ctx_write_evtchn_abi(struct xkvm_ctx_writer *w, uint32_t abi);
+int xkvm_ctx_write_evtchn_port(struct xkvm_ctx_writer *w, uint32_t port,
+                               const struct xkvm_ctx_evtchn_port *rec);
+/* frame_gfn[nr_frames]: where each frame is mapped (XKVM_CTX_GFN_NONE if not). */
+int xkvm_ctx_write_gnttab(struct xkvm_ctx_writer *w, uint32_t version,
+                          const uint64_t *frame_gfn, uint32_t nr_frames);
+/* One frame's XKVM_CTX_PAGE_SIZE bytes. */
+int xkvm_ctx_write_gnttab_frame(struct xkvm_ctx_writer *w, uint32_t idx, const void *page);
+/* params[count], sorted by index. */
+int xkvm_ctx_write_hvm_params(struct xkvm_ctx_writer *w,
+                              const struct xkvm_ctx_hvm_param *params, uint32_t count);
+int xkvm_ctx_write_vcpu_state(struct xkvm_ctx_writer *w, uint32_t vcpu, uint32_t flags);
+int xkvm_ctx_write_vcpu_info(struct xkvm_ctx_writer *w, uint32_t vcpu,
+                             const struct xkvm_ctx_vcpu_info *rec);
+int xkvm_ctx_write_upcall(struct xkvm_ctx_writer *w, uint32_t vcpu, uint32_t vector);
+int xkvm_ctx_write_timer(struct xkvm_ctx_writer *w, uint32_t vcpu,
+                         const struct xkvm_ctx_timer *rec);
 
 /* Buffer sink: the image so far. */
 const uint8_t *xkvm_ctx_writer_data(const struct xkvm_ctx_writer *w, size_t *len);

@@ -9,7 +9,7 @@
 
 #include "ctx_internal.h"
 
-/* Text output shows at most this many bytes of a BYTES field. */
+/* Text output shows BYTES fields up to this size; larger ones by their size only. */
 #define TEXT_BYTES_MAX 32
 
 void xkvm_ctx_json_string(FILE *out, const char *s)
@@ -75,10 +75,36 @@ static void dump_field(struct xkvm_ctx_dumper *d, const struct xkvm_ctx_field *f
     case XKVM_CTX_FIELD_RESERVED:
         return;                         /* validated to be zero */
     case XKVM_CTX_FIELD_UINT:
+    case XKVM_CTX_FIELD_RANGE:
         xkvm_ctx_dump_uint(d, f->name, ctx_load_uint(p, f->size));
         return;
-    case XKVM_CTX_FIELD_HEX:
+    case XKVM_CTX_FIELD_GFN:
+        v = ctx_load_uint(p, f->size);
+        if (v != XKVM_CTX_GFN_NONE) {
+            xkvm_ctx_dump_hex(d, f->name, v);
+        } else {
+            item(d, f->name);
+            fputs(d->format == XKVM_CTX_DUMP_JSON ? "null" : "none", d->out);
+        }
+        return;
     case XKVM_CTX_FIELD_FLAGS:
+        v = ctx_load_uint(p, f->size);
+        if (d->format == XKVM_CTX_DUMP_TEXT && f->nr_names) {
+            /* Text names the bits: flags=0x3(initialised|up) */
+            item(d, f->name);
+            fprintf(d->out, "0x%" PRIx64 "(", v);
+            bool first = true;
+            for (uint32_t b = 0; b < f->nr_names && b < 64; b++)
+                if ((v >> b) & 1 && f->names[b]) {
+                    fprintf(d->out, "%s%s", first ? "" : "|", f->names[b]);
+                    first = false;
+                }
+            fputc(')', d->out);
+            return;
+        }
+        xkvm_ctx_dump_hex(d, f->name, v);
+        return;
+    case XKVM_CTX_FIELD_HEX:
         xkvm_ctx_dump_hex(d, f->name, ctx_load_uint(p, f->size));
         return;
     case XKVM_CTX_FIELD_ENUM:
@@ -90,21 +116,20 @@ static void dump_field(struct xkvm_ctx_dumper *d, const struct xkvm_ctx_field *f
             xkvm_ctx_dump_uint(d, f->name, v);
         }
         return;
-    case XKVM_CTX_FIELD_BYTES: {
-        uint32_t shown = f->size;
-        if (d->format == XKVM_CTX_DUMP_TEXT && shown > TEXT_BYTES_MAX)
-            shown = TEXT_BYTES_MAX;
+    case XKVM_CTX_FIELD_BYTES:
         item(d, f->name);
+        if (d->format == XKVM_CTX_DUMP_TEXT && f->size > TEXT_BYTES_MAX) {
+            /* A page of hex helps nobody on a text line: the type's hook summarises. */
+            fprintf(d->out, "(%" PRIu32 " bytes)", f->size);
+            return;
+        }
         if (d->format == XKVM_CTX_DUMP_JSON)
             fputc('"', d->out);
-        for (uint32_t i = 0; i < shown; i++)
+        for (uint32_t i = 0; i < f->size; i++)
             fprintf(d->out, "%02x", p[i]);
-        if (shown < f->size)
-            fputs("...", d->out);
         if (d->format == XKVM_CTX_DUMP_JSON)
             fputc('"', d->out);
         return;
-    }
     }
 }
 
@@ -147,7 +172,7 @@ void xkvm_ctx_dump_record(FILE *out, enum xkvm_ctx_dump_format format,
         fprintf(out, ",\"instance\":%" PRIu32 ",\"length\":%" PRIu64 ",\"fields\":{",
                 rec->instance, rec->length);
     } else {
-        fprintf(out, "0x%06" PRIx64 " %-11s inst=%" PRIu32 " len=%" PRIu64,
+        fprintf(out, "0x%06" PRIx64 " %-15s inst=%" PRIu32 " len=%" PRIu64,
                 rec->offset, name, rec->instance, rec->length);
     }
     if (t) {

@@ -4,8 +4,16 @@
  * type order), document it in docs/domain-context.md.
  */
 #include <inttypes.h>
+#include <xen/xen.h>
+#include <xen/hvm/params.h>
 
 #include "ctx_internal.h"
+
+/* The format's limits are Xen's: if a newer Xen header moves them, look again. */
+_Static_assert(XKVM_CTX_HVM_NR_PARAMS == HVM_NR_PARAMS, "HVM_NR_PARAMS");
+_Static_assert(XKVM_CTX_DOMID_MAX == DOMID_FIRST_RESERVED - 1, "DOMID_FIRST_RESERVED");
+_Static_assert(XKVM_CTX_LEGACY_MAX_VCPUS == XEN_LEGACY_MAX_VCPUS, "XEN_LEGACY_MAX_VCPUS");
+_Static_assert(XKVM_CTX_VCPU_INFO_SIZE == sizeof(struct vcpu_info), "vcpu_info size");
 
 static const struct xkvm_ctx_field start_fields[] = {
     XKVM_CTX_F_UINT(struct xkvm_ctx_start, major),
@@ -61,6 +69,283 @@ static const struct xkvm_ctx_field tsc_info_fields[] = {
     XKVM_CTX_F_RESERVED(struct xkvm_ctx_tsc_info, pad),
 };
 
+/* ---- xkvm PV state (0x100..) ------------------------------------------------ */
+
+static const struct xkvm_ctx_field domain_fields[] = {
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_domain, domid, 1, XKVM_CTX_DOMID_MAX),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_domain, pad),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_domain, nr_vcpus, 1, XKVM_CTX_MAX_VCPUS),
+};
+
+static const struct xkvm_ctx_field shared_info_gfn_fields[] = {
+    XKVM_CTX_F_GFN(struct xkvm_ctx_shared_info_gfn, gfn),
+};
+
+static const char *const evtchn_abi_names[] = {
+    [XKVM_CTX_EVTCHN_ABI_2L] = "2l",
+    /* XKVM_CTX_EVTCHN_ABI_FIFO: named once its records (control blocks, event
+     * array pages) are defined; until then an image using it is refused. */
+};
+
+static const struct xkvm_ctx_field evtchn_abi_fields[] = {
+    XKVM_CTX_F_ENUM(struct xkvm_ctx_evtchn_abi, abi, evtchn_abi_names),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_evtchn_abi, pad),
+};
+
+static const char *const evtchn_state_names[] = {
+    [XKVM_CTX_EVTCHN_STATE_UNBOUND]     = "unbound",
+    [XKVM_CTX_EVTCHN_STATE_INTERDOMAIN] = "interdomain",
+    [XKVM_CTX_EVTCHN_STATE_VIRQ]        = "virq",
+    [XKVM_CTX_EVTCHN_STATE_IPI]         = "ipi",
+};
+
+static const struct xkvm_ctx_field evtchn_port_fields[] = {
+    XKVM_CTX_F_ENUM(struct xkvm_ctx_evtchn_port, state, evtchn_state_names),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, priority, 0, 15),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, notify_vcpu, 0, XKVM_CTX_MAX_VCPUS - 1),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, remote_domid, 0, XKVM_CTX_DOMID_MAX),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_evtchn_port, pad),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, remote_port, 0, XKVM_CTX_EVTCHN_2L_PORTS - 1),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, virq, 0, XKVM_CTX_NR_VIRQS - 1),
+};
+
+/* What each state uses; the fields it does not use must be 0. */
+static int evtchn_port_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    const struct xkvm_ctx_evtchn_port *p = rec->body;
+
+    switch (p->state) {
+    case XKVM_CTX_EVTCHN_STATE_UNBOUND:
+        if (p->remote_port || p->virq)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "unbound port with remote_port %" PRIu32 " / virq %" PRIu32
+                                 ", both must be 0", p->remote_port, p->virq);
+        return 0;
+    case XKVM_CTX_EVTCHN_STATE_INTERDOMAIN:
+        if (!p->remote_port)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "interdomain port with remote_port 0 (port 0 is reserved)");
+        if (p->virq)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "interdomain port with virq %" PRIu32 ", must be 0", p->virq);
+        return 0;
+    case XKVM_CTX_EVTCHN_STATE_VIRQ:
+        if (p->remote_domid || p->remote_port)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "virq port with remote_domid %" PRIu16 " / remote_port %"
+                                 PRIu32 ", both must be 0", p->remote_domid, p->remote_port);
+        return 0;
+    default:    /* IPI */
+        if (p->remote_domid || p->remote_port || p->virq)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "ipi port with remote_domid %" PRIu16 " / remote_port %"
+                                 PRIu32 " / virq %" PRIu32 ", all must be 0",
+                                 p->remote_domid, p->remote_port, p->virq);
+        return 0;
+    }
+}
+
+static const char *const gnttab_version_names[] = { [1] = "v1" };
+
+static const struct xkvm_ctx_field gnttab_fields[] = {
+    XKVM_CTX_F_ENUM(struct xkvm_ctx_gnttab, version, gnttab_version_names),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_gnttab, nr_frames, 1, XKVM_CTX_GNTTAB_MAX_FRAMES),
+};
+
+static const struct xkvm_ctx_field gnttab_elem_fields[] = {
+    { .name = "gfn", .offset = 0, .size = 8, .kind = XKVM_CTX_FIELD_GFN },
+};
+
+static int gnttab_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    const struct xkvm_ctx_gnttab *gt = rec->body;
+
+    if (rec->length != sizeof(*gt) + (uint64_t)gt->nr_frames * sizeof(uint64_t))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_LENGTH,
+                             "nr_frames %" PRIu32 " does not match length %" PRIu64
+                             " (expected 8 + 8 * nr_frames)", gt->nr_frames, rec->length);
+    return 0;
+}
+
+static const struct xkvm_ctx_field gnttab_frame_fields[] = {
+    XKVM_CTX_F_BYTES(struct xkvm_ctx_gnttab_frame, data),
+};
+
+/* FNV-1a over bytes: a digest to compare opaque contents by. */
+static void dump_digest(struct xkvm_ctx_dumper *d, const char *name, const uint8_t *p,
+                        size_t n)
+{
+    uint64_t hash = 0xcbf29ce484222325ull;
+    char hex[24];
+
+    for (size_t i = 0; i < n; i++)
+        hash = (hash ^ p[i]) * 0x100000001b3ull;
+    snprintf(hex, sizeof(hex), "%016" PRIx64, hash);
+    xkvm_ctx_dump_str(d, name, hex);
+}
+
+/* The frame is opaque to the format; as v1 entries, how many are in use. */
+static void gnttab_frame_dump(const struct xkvm_ctx_record *rec, struct xkvm_ctx_dumper *d)
+{
+    const uint8_t *data = ((const struct xkvm_ctx_gnttab_frame *)rec->body)->data;
+    uint64_t used = 0;
+
+    for (size_t i = 0; i < XKVM_CTX_PAGE_SIZE; i += 8) {
+        uint16_t flags;
+        memcpy(&flags, data + i, sizeof(flags));
+        used += (flags & 3) != 0;       /* GTF_type_mask: permit_access/transfer */
+    }
+    xkvm_ctx_dump_uint(d, "v1_entries_in_use", used);
+    dump_digest(d, "data_fnv1a64", data, XKVM_CTX_PAGE_SIZE);
+}
+
+static const struct xkvm_ctx_field hvm_params_fields[] = {
+    XKVM_CTX_F_UINT(struct xkvm_ctx_hvm_params, count),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_hvm_params, pad),
+};
+
+static const struct xkvm_ctx_field hvm_param_fields[] = {
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_hvm_param, index, 0, XKVM_CTX_HVM_NR_PARAMS - 1),
+    XKVM_CTX_F_HEX(struct xkvm_ctx_hvm_param, value),
+};
+
+/* Retired parameters (PAE_ENABLED, DM_DOMAIN, MEMORY_EVENT_*): nothing can set them. */
+static bool hvm_param_retired(uint64_t index)
+{
+    switch (index) {
+    case 4: case 13: case 20: case 21: case 22: case 23: case 25: case 30:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int hvm_params_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    const struct xkvm_ctx_hvm_params *hp = rec->body;
+
+    if (rec->length != sizeof(*hp) + (uint64_t)hp->count * sizeof(hp->params[0]))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_LENGTH,
+                             "count %" PRIu32 " does not match length %" PRIu64
+                             " (expected 8 + 16 * count)", hp->count, rec->length);
+    for (uint32_t i = 0; i < hp->count; i++) {
+        if (hvm_param_retired(hp->params[i].index))
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "element %" PRIu32 ": parameter %" PRIu64 " is retired",
+                                 i, hp->params[i].index);
+        if (i && hp->params[i].index <= hp->params[i - 1].index)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "element %" PRIu32 ": index %" PRIu64 " %s index %" PRIu64
+                                 " of element %" PRIu32 " (must be sorted, no duplicates)",
+                                 i, hp->params[i].index,
+                                 hp->params[i].index == hp->params[i - 1].index ?
+                                 "repeats" : "is below", hp->params[i - 1].index, i - 1);
+    }
+    return 0;
+}
+
+static const char *const vcpu_state_bits[] = { "initialised", "up", "halted" };
+
+static const struct xkvm_ctx_field vcpu_state_fields[] = {
+    XKVM_CTX_F_FLAGS_NAMED(struct xkvm_ctx_vcpu_state, flags,
+                           XKVM_CTX_VCPU_INITIALISED | XKVM_CTX_VCPU_UP | XKVM_CTX_VCPU_HALTED,
+                           vcpu_state_bits),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_vcpu_state, pad),
+};
+
+static int vcpu_state_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    uint32_t f = ((const struct xkvm_ctx_vcpu_state *)rec->body)->flags;
+
+    if ((f & XKVM_CTX_VCPU_UP) && !(f & XKVM_CTX_VCPU_INITIALISED))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                             "flags 0x%" PRIx32 ": UP without INITIALISED", f);
+    if ((f & XKVM_CTX_VCPU_HALTED) && !(f & XKVM_CTX_VCPU_UP))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                             "flags 0x%" PRIx32 ": HALTED without UP", f);
+    return 0;
+}
+
+static const char *const vcpu_info_placement_names[] = {
+    [XKVM_CTX_VCPU_INFO_NONE]       = "none",
+    [XKVM_CTX_VCPU_INFO_SHARED]     = "shared_info",
+    [XKVM_CTX_VCPU_INFO_REGISTERED] = "registered",
+};
+
+static const struct xkvm_ctx_field vcpu_info_fields[] = {
+    XKVM_CTX_F_ENUM(struct xkvm_ctx_vcpu_info, placement, vcpu_info_placement_names),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_vcpu_info, offset, 0,
+                     XKVM_CTX_PAGE_SIZE - XKVM_CTX_VCPU_INFO_SIZE),
+    XKVM_CTX_F_GFN(struct xkvm_ctx_vcpu_info, gfn),
+};
+
+static int vcpu_info_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    const struct xkvm_ctx_vcpu_info *vi = rec->body;
+
+    if (vi->placement == XKVM_CTX_VCPU_INFO_REGISTERED) {
+        if (vi->gfn == XKVM_CTX_GFN_NONE)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "registered vcpu_info without a gfn");
+        if (vi->offset % 8)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "registered vcpu_info at offset %" PRIu32
+                                 ", must be 8-byte aligned", vi->offset);
+        return 0;
+    }
+    if (vi->gfn != XKVM_CTX_GFN_NONE || vi->offset)
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                             "placement %s with gfn/offset set (only 'registered' has them)",
+                             vcpu_info_placement_names[vi->placement]);
+    if (vi->placement == XKVM_CTX_VCPU_INFO_SHARED &&
+        rec->instance >= XKVM_CTX_LEGACY_MAX_VCPUS)
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                             "vCPU %" PRIu32 " has no slot in shared_info (only vCPUs below %u)",
+                             rec->instance, XKVM_CTX_LEGACY_MAX_VCPUS);
+    if (vi->placement == XKVM_CTX_VCPU_INFO_NONE && rec->instance < XKVM_CTX_LEGACY_MAX_VCPUS)
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                             "vCPU %" PRIu32 " below %u always has a vcpu_info (its "
+                             "shared_info slot at least)", rec->instance,
+                             XKVM_CTX_LEGACY_MAX_VCPUS);
+    return 0;
+}
+
+static const struct xkvm_ctx_field upcall_fields[] = {
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_upcall, vector, 0, 255),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_upcall, pad),
+};
+
+static int upcall_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    uint32_t v = ((const struct xkvm_ctx_upcall *)rec->body)->vector;
+
+    if (v && v < 0x10)
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                             "upcall vector %" PRIu32 ", must be 0 (none) or 16..255", v);
+    return 0;
+}
+
+#define TIMER_PERIOD_MIN 1000000ull             /* 1 ms, as VCPUOP_set_periodic_timer */
+#define TIMER_PERIOD_MAX (UINT64_MAX >> 2)
+
+static const struct xkvm_ctx_field timer_fields[] = {
+    XKVM_CTX_F_UINT(struct xkvm_ctx_timer, singleshot_deadline),
+    XKVM_CTX_F_UINT(struct xkvm_ctx_timer, periodic_period),
+};
+
+static int timer_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    uint64_t p = ((const struct xkvm_ctx_timer *)rec->body)->periodic_period;
+
+    if (p && (p < TIMER_PERIOD_MIN || p > TIMER_PERIOD_MAX))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                             "periodic_period %" PRIu64 " ns, must be 0 (none) or %llu..%llu",
+                             p, TIMER_PERIOD_MIN, (unsigned long long)TIMER_PERIOD_MAX);
+    return 0;
+}
+
+#define PER_VCPU .min_instance = 0, .max_instance = XKVM_CTX_MAX_VCPUS - 1
+
 static const struct xkvm_ctx_type_desc builtin_types[] = {
     {
         .type = XKVM_CTX_END, .name = "END", .flags = XKVM_CTX_TYPE_ONCE,
@@ -84,6 +369,80 @@ static const struct xkvm_ctx_type_desc builtin_types[] = {
         .type = XKVM_CTX_TSC_INFO, .name = "TSC_INFO", .flags = XKVM_CTX_TYPE_ONCE,
         .fixed_size = sizeof(struct xkvm_ctx_tsc_info),
         .fields = XKVM_CTX_FIELDS(tsc_info_fields),
+    },
+    {
+        .type = XKVM_CTX_DOMAIN, .name = "DOMAIN", .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_domain),
+        .fields = XKVM_CTX_FIELDS(domain_fields),
+    },
+    {
+        .type = XKVM_CTX_SHARED_INFO_GFN, .name = "SHARED_INFO_GFN",
+        .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_shared_info_gfn),
+        .fields = XKVM_CTX_FIELDS(shared_info_gfn_fields),
+    },
+    {
+        .type = XKVM_CTX_EVTCHN_ABI, .name = "EVTCHN_ABI", .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_evtchn_abi),
+        .fields = XKVM_CTX_FIELDS(evtchn_abi_fields),
+    },
+    {
+        .type = XKVM_CTX_EVTCHN_PORT, .name = "EVTCHN_PORT",
+        .min_instance = 1, .max_instance = XKVM_CTX_EVTCHN_2L_PORTS - 1,
+        .fixed_size = sizeof(struct xkvm_ctx_evtchn_port),
+        .fields = XKVM_CTX_FIELDS(evtchn_port_fields),
+        .validate = evtchn_port_validate,
+    },
+    {
+        .type = XKVM_CTX_GNTTAB, .name = "GNTTAB", .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_gnttab),
+        .elem_size = sizeof(uint64_t),
+        .max_length = sizeof(struct xkvm_ctx_gnttab) +
+                      XKVM_CTX_GNTTAB_MAX_FRAMES * sizeof(uint64_t),
+        .fields = XKVM_CTX_FIELDS(gnttab_fields),
+        .elem_fields = XKVM_CTX_FIELDS(gnttab_elem_fields),
+        .validate = gnttab_validate,
+    },
+    {
+        .type = XKVM_CTX_GNTTAB_FRAME, .name = "GNTTAB_FRAME",
+        .min_instance = 0, .max_instance = XKVM_CTX_GNTTAB_MAX_FRAMES - 1,
+        .fixed_size = sizeof(struct xkvm_ctx_gnttab_frame),
+        .fields = XKVM_CTX_FIELDS(gnttab_frame_fields),
+        .dump = gnttab_frame_dump,
+    },
+    {
+        .type = XKVM_CTX_HVM_PARAMS, .name = "HVM_PARAMS", .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_hvm_params),
+        .elem_size = sizeof(struct xkvm_ctx_hvm_param),
+        .max_length = sizeof(struct xkvm_ctx_hvm_params) +
+                      XKVM_CTX_HVM_NR_PARAMS * sizeof(struct xkvm_ctx_hvm_param),
+        .fields = XKVM_CTX_FIELDS(hvm_params_fields),
+        .elem_fields = XKVM_CTX_FIELDS(hvm_param_fields),
+        .validate = hvm_params_validate,
+    },
+    {
+        .type = XKVM_CTX_VCPU_STATE, .name = "VCPU_STATE", PER_VCPU,
+        .fixed_size = sizeof(struct xkvm_ctx_vcpu_state),
+        .fields = XKVM_CTX_FIELDS(vcpu_state_fields),
+        .validate = vcpu_state_validate,
+    },
+    {
+        .type = XKVM_CTX_VCPU_INFO, .name = "VCPU_INFO", PER_VCPU,
+        .fixed_size = sizeof(struct xkvm_ctx_vcpu_info),
+        .fields = XKVM_CTX_FIELDS(vcpu_info_fields),
+        .validate = vcpu_info_validate,
+    },
+    {
+        .type = XKVM_CTX_UPCALL, .name = "UPCALL", PER_VCPU,
+        .fixed_size = sizeof(struct xkvm_ctx_upcall),
+        .fields = XKVM_CTX_FIELDS(upcall_fields),
+        .validate = upcall_validate,
+    },
+    {
+        .type = XKVM_CTX_TIMER, .name = "TIMER", PER_VCPU,
+        .fixed_size = sizeof(struct xkvm_ctx_timer),
+        .fields = XKVM_CTX_FIELDS(timer_fields),
+        .validate = timer_validate,
     },
 };
 

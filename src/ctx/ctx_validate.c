@@ -29,6 +29,8 @@ static const char *const errcode_names[] = {
     [XKVM_CTX_ERR_IO]               = "io",
     [XKVM_CTX_ERR_NOMEM]            = "nomem",
     [XKVM_CTX_ERR_REGISTRY]         = "registry",
+    [XKVM_CTX_ERR_MISSING_RECORD]   = "missing_record",
+    [XKVM_CTX_ERR_INCONSISTENT]     = "inconsistent",
 };
 
 const char *xkvm_ctx_errcode_name(enum xkvm_ctx_errcode code)
@@ -107,6 +109,20 @@ static int check_field(const struct xkvm_ctx_record *rec, const struct xkvm_ctx_
                                  "%sfield '%s' has unknown value %" PRIu64,
                                  where, f->name, v);
         return 0;
+    case XKVM_CTX_FIELD_RANGE:
+        v = ctx_load_uint(p, f->size);
+        if (v < f->min || v > f->max)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "%sfield '%s' is %" PRIu64 ", must be %" PRIu64 "..%" PRIu64,
+                                 where, f->name, v, f->min, f->max);
+        return 0;
+    case XKVM_CTX_FIELD_GFN:
+        v = ctx_load_uint(p, f->size);
+        if (v != XKVM_CTX_GFN_NONE && v > XKVM_CTX_GFN_MAX)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "%sfield '%s' is 0x%" PRIx64 ", beyond the largest gfn 0x%llx"
+                                 " (and not 'none')", where, f->name, v, XKVM_CTX_GFN_MAX);
+        return 0;
     default:
         return 0;
     }
@@ -115,13 +131,15 @@ static int check_field(const struct xkvm_ctx_record *rec, const struct xkvm_ctx_
 static bool field_needs_check(const struct xkvm_ctx_field *f)
 {
     return f->kind == XKVM_CTX_FIELD_RESERVED || f->kind == XKVM_CTX_FIELD_FLAGS ||
-           f->kind == XKVM_CTX_FIELD_ENUM;
+           f->kind == XKVM_CTX_FIELD_ENUM || f->kind == XKVM_CTX_FIELD_RANGE ||
+           f->kind == XKVM_CTX_FIELD_GFN;
 }
 
 /*
  * Elements are checked with a mask of the bits that must be zero, built from the
  * element's fields, so a large array costs one AND per word rather than one
- * table walk per field. ENUM fields need a range check: those go field by field.
+ * table walk per field. ENUM, RANGE and GFN fields need a range check: those go
+ * field by field.
  */
 #define ELEM_MASK_MAX 256
 
@@ -158,7 +176,8 @@ static int check_elements(const struct xkvm_ctx_record *rec, const uint8_t *elem
         return check_elements_slow(rec, elems, n, err);
     for (uint32_t j = 0; j < d->nr_elem_fields; j++) {
         const struct xkvm_ctx_field *f = &d->elem_fields[j];
-        if (f->kind == XKVM_CTX_FIELD_ENUM)
+        if (f->kind == XKVM_CTX_FIELD_ENUM || f->kind == XKVM_CTX_FIELD_RANGE ||
+            f->kind == XKVM_CTX_FIELD_GFN)
             return check_elements_slow(rec, elems, n, err);
         if (f->kind == XKVM_CTX_FIELD_RESERVED) {
             memset(mask + f->offset, 0xff, f->size);
@@ -215,6 +234,11 @@ int xkvm_ctx_validate_body(const struct xkvm_ctx_record *rec, struct xkvm_ctx_er
     const uint8_t *body = rec->body;
     uint64_t n = 0;
 
+    if (!(d->flags & XKVM_CTX_TYPE_ONCE) && d->max_instance &&
+        (rec->instance < d->min_instance || rec->instance > d->max_instance))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_INSTANCE,
+                             "instance %" PRIu32 ", must be %" PRIu32 "..%" PRIu32,
+                             rec->instance, d->min_instance, d->max_instance);
     if (!d->elem_size) {
         if (rec->length != d->fixed_size)
             return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_LENGTH,

@@ -21,6 +21,7 @@
 #include "hv/hypercall.h"
 #include "hv/physmap.h"
 #include "hv/pvh.h"
+#include "hv/toolstack_xs.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
 #include "xkvm/control.h"
@@ -392,6 +393,7 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
         d->pause_count = 1;
         d->toolstack_pauses = 1;
     }
+    d->pause_count++;   /* held until the toolstack wrote xenstore (toolstack_xs.c) */
     pthread_mutex_lock(&host.lock);
     host.domains[d->domid] = d;
     host.nr_domains++;
@@ -410,6 +412,7 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
         }
     }
     dom0_domains_changed();
+    toolstack_xs_domain_built(d);
     log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s, entry %#x, in %.3f ms",
              d->domid, cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
              cfg->kernel, entry, (double)(now_ns() - t0) / 1e6);
@@ -487,6 +490,7 @@ void domain_destroy(struct domain *d)
         pthread_cond_wait(&host.refs_cond, &host.lock);
     pthread_mutex_unlock(&host.lock);
     log_info("d%u: destroyed", d->domid);
+    toolstack_xs_domain_gone(d);
     domain_free(d);
     dom0_domains_changed();
 }

@@ -24,6 +24,8 @@
 #include "hv/domain.h"
 #include "hv/event.h"
 #include "hv/hv.h"
+#include "hv/services.h"
+#include "hv/toolstack_xs.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
 #include "xkvm/control.h"
@@ -408,6 +410,8 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
+static bool start_services = true;
+
 static int serve(int listen_fd)
 {
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -418,6 +422,8 @@ static int serve(int listen_fd)
     dom0_attach(epoll_fd);
     for (int i = 0; i < MAX_CLIENTS; i++)
         clients[i].fd = -1;
+    if (start_services)
+        services_start(host.rundir, epoll_fd);
 
     while (!stop_requested) {
         struct epoll_event evs[16];
@@ -435,6 +441,8 @@ static int serve(int listen_fd)
                 accept_client(listen_fd);
             } else if (dom0_handle_event(fd, evs[i].events)) {
                 /* the dom0 socket or one of its services */
+            } else if (services_handle_event(fd)) {
+                /* a dom0 service exited, or one is due to be restarted */
             } else {
                 for (int k = 0; k < MAX_CLIENTS; k++) {
                     if (clients[k].fd != fd)
@@ -456,13 +464,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--foreground] [--log FILE]\n"
-        "             [--verbose]\n"
+        "             [--verbose] [--no-dom0-services]\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
         "  --foreground          stay in the foreground, log to stderr\n"
         "  --log FILE            log to FILE (default RUNDIR/" XKVM_LOGFILE " when detached)\n"
-        "  --verbose             debug logging\n");
+        "  --verbose             debug logging\n"
+        "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n");
 }
 
 int main(int argc, char **argv)
@@ -477,6 +486,7 @@ int main(int argc, char **argv)
         { "foreground", no_argument, NULL, 'f' },
         { "log", required_argument, NULL, 'l' },
         { "verbose", no_argument, NULL, 'v' },
+        { "no-dom0-services", no_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { 0 },
@@ -495,6 +505,7 @@ int main(int argc, char **argv)
         case 'f': foreground = true; break;
         case 'l': logpath = optarg; break;
         case 'v': verbose = true; break;
+        case 'S': start_services = false; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("xkvmd %s\n", XKVM_VERSION_STRING); return 0;
         default: usage(stderr); return 2;
@@ -587,6 +598,8 @@ int main(int argc, char **argv)
     int dom0_fd = rc || listen_fd < 0 ? -1 : dom0_listen(absdir);
     if (!rc && listen_fd >= 0 && dom0_fd < 0)
         snprintf(err, sizeof(err), "dom0 socket in %s: %s", absdir, strerror(-dom0_fd));
+    if (!rc && listen_fd >= 0 && dom0_fd >= 0 && (rc = toolstack_xs_start(absdir)))
+        snprintf(err, sizeof(err), "starting the xenstore worker: %s", strerror(-rc));
     if (rc || listen_fd < 0 || dom0_fd < 0) {
         log_err("%s", err);
         if (ready[1] >= 0) {
@@ -612,6 +625,8 @@ int main(int argc, char **argv)
     for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
         if (host.domains[id])
             domain_destroy(host.domains[id]);
+    toolstack_xs_stop();
+    services_detach();     /* the services keep running for the next xkvmd */
     dom0_stop();
     char sock[PATH_MAX + 32];
     snprintf(sock, sizeof(sock), "%s/%s", absdir, XKVM_CONTROL_SOCKET);

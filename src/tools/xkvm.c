@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,7 +52,9 @@ static const char usage_text[] =
 "  unpause DOMAIN                unpause a domain\n"
 "  destroy DOMAIN                destroy a domain\n"
 "  console DOMAIN [--no-follow]  print the domain's console output and follow it\n"
-"                                until the domain is gone (Ctrl-] detaches);\n"
+"                                until the domain is gone (Ctrl-] detaches); on a\n"
+"                                terminal, what you type goes to the guest's PV\n"
+"                                console (through xkvm-consoled);\n"
 "                                --no-follow prints what is there and exits\n"
 "  debug-state DOMAIN            print the domain's PV state (event channels,\n"
 "                                grant table, shared_info, vcpu_info, timers) as JSON\n"
@@ -547,6 +551,57 @@ static int console_drain(struct console_log *log)
     return 0;
 }
 
+/*
+ * Keystrokes for the guest go to xkvm-consoled's socket beside the console log
+ * (RUNDIR/consoled.sock): the domid on the first line, then the bytes as typed.
+ */
+struct console_input {
+    char sock[PATH_MAX];
+    uint32_t domid;
+    int fd;
+    double next_try;
+};
+
+static void console_input_connect(struct console_input *in)
+{
+    double t = now_s();
+    if (in->fd >= 0 || t < in->next_try)
+        return;
+    in->next_try = t + 1.0;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(in->sock) >= sizeof(sa.sun_path))
+        return;
+    strcpy(sa.sun_path, in->sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    char hello[16];
+    int n = snprintf(hello, sizeof(hello), "%u\n", in->domid);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        send(fd, hello, (size_t)n, MSG_NOSIGNAL) != n) {
+        close(fd);
+        return;
+    }
+    /* Keys the guest does not take are dropped, never waited for. */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    in->fd = fd;
+}
+
+static void console_input_send(struct console_input *in, const char *keys, size_t n)
+{
+    console_input_connect(in);
+    if (in->fd < 0 || n == 0)
+        return;     /* no console backend (yet): keys are dropped, as on a dead line */
+    ssize_t w = send(in->fd, keys, n, MSG_NOSIGNAL);
+    if (w < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (w < 0) {
+        close(in->fd);
+        in->fd = -1;
+        in->next_try = 0;
+    }
+}
+
 /* 1 if domid is in xkvmd's list, 0 if not, negative errno if xkvmd cannot be asked. */
 static int domain_exists(struct control_client *c, bool *connected, uint32_t domid)
 {
@@ -632,6 +687,12 @@ static int cmd_console(int argc, char **argv)
     bool tty = isatty(STDIN_FILENO);
     if (tty)
         setup_terminal();
+    struct console_input input = { .domid = domid, .fd = -1 };
+    const char *slash = strrchr(path, '/');
+    snprintf(input.sock, sizeof(input.sock), "%.*s/consoled.sock",
+             (int)(slash ? slash - path : 1), slash ? path : "/");
+    if (tty)
+        console_input_connect(&input);
 
     struct control_client client;
     bool connected = false;
@@ -647,7 +708,10 @@ static int cmd_console(int argc, char **argv)
         if (n > 0 && (pfd.revents & POLLIN)) {
             char keys[64];
             ssize_t k = read(STDIN_FILENO, keys, sizeof(keys));
-            if (k > 0 && memchr(keys, CTRL_RIGHT_BRACKET, (size_t)k))
+            const char *detach = k > 0 ? memchr(keys, CTRL_RIGHT_BRACKET, (size_t)k) : NULL;
+            if (k > 0)
+                console_input_send(&input, keys, detach ? (size_t)(detach - keys) : (size_t)k);
+            if (detach)
                 break;
             if (k == 0)
                 tty = false;         /* stdin closed: stop watching it */
@@ -687,6 +751,8 @@ static int cmd_console(int argc, char **argv)
         control_close(&client);
     if (log.fd >= 0)
         close(log.fd);
+    if (input.fd >= 0)
+        close(input.fd);
     restore_terminal();
     return status;
 }

@@ -21,12 +21,12 @@
 /* Keys xkvm reads. */
 static const char *const handled_keys[] = {
     "name", "type", "builder", "memory", "vcpus", "kernel", "cmdline", "extra", "root",
-    "on_poweroff", "on_reboot", "on_crash",
+    "on_poweroff", "on_reboot", "on_crash", "disk",
 };
 
 /* xl keys that xkvm recognises but does not implement yet: warned about, ignored. */
 static const char *const unsupported_keys[] = {
-    "disk", "vif", "vfb", "vkb", "vtpm", "vdispl", "vsnd", "p9", "pvcalls", "channel",
+    "vif", "vfb", "vkb", "vtpm", "vdispl", "vsnd", "p9", "pvcalls", "channel",
     "usb", "usbctrl", "usbdev", "pci", "dtdev", "iomem", "ioports", "irqs", "rdm",
     "maxmem", "maxvcpus", "ramdisk", "serial", "console", "uuid", "seclabel",
     "init_seclabel", "pool", "cpus", "cpus_soft", "cpu_weight", "cap", "on_watchdog",
@@ -364,6 +364,117 @@ static int resolve_kernel(struct reader *rd, const char *kernel, const char *bas
     return r;
 }
 
+/* Free what xlu_disk_parse allocated in a libxl_device_disk (no libxl needed). */
+static void disk_strings_free(libxl_device_disk *d)
+{
+    free(d->backend_domname);
+    free(d->pdev_path);
+    free(d->vdev);
+    free(d->script);
+    free(d->colo_host);
+    free(d->colo_export);
+    free(d->active_disk);
+    free(d->hidden_disk);
+    memset(d, 0, sizeof(*d));
+}
+
+/* The image path: absolute, canonical unless XLCFG_NO_KERNEL_CHECK. */
+static int resolve_disk_path(struct reader *rd, const char *path, unsigned flags,
+                             struct domcfg_disk *dk)
+{
+    char joined[PATH_MAX * 2 + 2], cwd[PATH_MAX];
+    int n;
+    if (path[0] == '/') {
+        n = snprintf(joined, sizeof(joined), "%s", path);
+    } else {
+        if (!getcwd(cwd, sizeof(cwd)))
+            return fail_key(rd, "disk", -errno, "cannot resolve \"%s\": getcwd: %s", path,
+                            strerror(errno));
+        n = snprintf(joined, sizeof(joined), "%s/%s", cwd, path);
+    }
+    if (n < 0 || (size_t)n >= sizeof(dk->path))
+        return fail_key(rd, "disk", -ENAMETOOLONG, "path too long");
+    if (flags & XLCFG_NO_KERNEL_CHECK) {
+        memcpy(dk->path, joined, (size_t)n + 1);
+        return 0;
+    }
+    char *real = realpath(joined, NULL);
+    if (!real)
+        return fail_key(rd, "disk", -errno, "cannot use %s: %s", joined, strerror(errno));
+    struct stat st;
+    int r = 0;
+    if (stat(real, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+        r = fail_key(rd, "disk", -EINVAL, "%s is not a regular file or block device", real);
+    else
+        r = copy_str(rd, "disk", dk->path, sizeof(dk->path), real);
+    free(real);
+    return r;
+}
+
+/* disk = [ 'target,format,vdev,access', ... ] as xl reads it (xlu_disk_parse). */
+static int get_disks(struct reader *rd, XLU_Config *x, unsigned flags, struct domcfg *cfg)
+{
+    XLU_ConfigList *list;
+    int count = 0;
+    int r = xlu_cfg_get_list(x, "disk", &list, &count, 1);
+    if (r == ESRCH)
+        return 0;
+    if (r)
+        return fail_key(rd, "disk", -EINVAL, "must be a list of disk specifications, "
+                        "e.g. [ '/path/to/image,raw,xvda,rw' ]");
+    if (count > DOMCFG_DISKS_MAX)
+        return fail_key(rd, "disk", -E2BIG, "%d disks, at most %d are supported", count,
+                        DOMCFG_DISKS_MAX);
+    for (int i = 0; i < count; i++) {
+        const char *spec = xlu_cfg_get_listitem(list, i);
+        if (!spec)
+            return fail_key(rd, "disk", -EINVAL, "entry %d is not a string", i + 1);
+        libxl_device_disk d;
+        memset(&d, 0, sizeof(d));
+        r = xlu_disk_parse(x, 1, &spec, &d);
+        if (r) {
+            disk_strings_free(&d);
+            return fail_key(rd, "disk", -EINVAL, "entry %d \"%.80s\": cannot parse "
+                            "(xl-disk-configuration: target,format,vdev,access)", i + 1, spec);
+        }
+        struct domcfg_disk *dk = &cfg->disks[i];
+        if (d.format != LIBXL_DISK_FORMAT_RAW && d.format != LIBXL_DISK_FORMAT_UNKNOWN)
+            r = fail_key(rd, "disk", -EOPNOTSUPP, "entry %d: only raw images are supported",
+                         i + 1);
+        else if (d.is_cdrom)
+            r = fail_key(rd, "disk", -EOPNOTSUPP, "entry %d: CD-ROMs are not supported",
+                         i + 1);
+        else if (d.backend != LIBXL_DISK_BACKEND_UNKNOWN && d.backend != LIBXL_DISK_BACKEND_PHY)
+            r = fail_key(rd, "disk", -EOPNOTSUPP, "entry %d: only the phy (blkback) backend "
+                         "is supported", i + 1);
+        else if (d.script)
+            r = fail_key(rd, "disk", -EOPNOTSUPP, "entry %d: hotplug scripts are not "
+                         "supported", i + 1);
+        else if (!d.pdev_path || !d.pdev_path[0])
+            r = fail_key(rd, "disk", -EINVAL, "entry %d: no target (empty drives are not "
+                         "supported)", i + 1);
+        else if (!d.vdev || strlen(d.vdev) >= sizeof(dk->vdev) ||
+                 domcfg_vdev_to_devid(d.vdev, &dk->devid) < 0)
+            r = fail_key(rd, "disk", -EINVAL, "entry %d: vdev \"%.20s\" is not a Xen "
+                         "virtual device (xvda, xvdb1, hda, sdb...)", i + 1,
+                         d.vdev ? d.vdev : "");
+        if (!r) {
+            snprintf(dk->vdev, sizeof(dk->vdev), "%s", d.vdev);
+            dk->readonly = !d.readwrite;
+            r = resolve_disk_path(rd, d.pdev_path, flags, dk);
+        }
+        disk_strings_free(&d);
+        if (r)
+            return r;
+        for (int j = 0; j < i; j++)
+            if (cfg->disks[j].devid == dk->devid)
+                return fail_key(rd, "disk", -EINVAL, "entry %d: vdev %s is used twice",
+                                i + 1, dk->vdev);
+        cfg->nr_disks = (unsigned)i + 1;
+    }
+    return 0;
+}
+
 /* Map domcfg_validate's "FIELD: why" to the xl key that set FIELD. */
 static int validate(struct reader *rd, const struct domcfg *cfg, const char *cmdline_key)
 {
@@ -373,7 +484,7 @@ static int validate(struct reader *rd, const struct domcfg *cfg, const char *cmd
     static const struct { const char *field, *key; } map[] = {
         { "name", "name" }, { "memory_mb", "memory" }, { "vcpus", "vcpus" },
         { "kernel", "kernel" }, { "on_poweroff", "on_poweroff" },
-        { "on_reboot", "on_reboot" }, { "on_crash", "on_crash" },
+        { "on_reboot", "on_reboot" }, { "on_crash", "on_crash" }, { "disks", "disk" },
     };
     const char *key = NULL, *rest = why;
     size_t flen = strcspn(why, ":");
@@ -436,6 +547,9 @@ static int read_config(struct reader *rd, XLU_Config *x, const char *basedir,
     if (r)
         return r;
     if ((r = resolve_kernel(rd, s, basedir, flags, cfg)) < 0)
+        return r;
+
+    if ((r = get_disks(rd, x, flags, cfg)) < 0)
         return r;
 
     const char *cmdline_key = key_line(rd, "cmdline") ? "cmdline"

@@ -130,6 +130,131 @@ static int check_cmdline(const char *s, size_t len, char *err, size_t errlen)
     return 0;
 }
 
+/* "a".."z", "aa".."zz": a disk index (bijective base 26); its length in *len. */
+static int disk_letters(const char *s, unsigned *disk, size_t *len)
+{
+    size_t n = 0;
+    unsigned v = 0;
+    while (s[n] >= 'a' && s[n] <= 'z' && n < 3) {
+        v = v * 26 + (unsigned)(s[n] - 'a' + 1);
+        n++;
+    }
+    if (n == 0 || (s[n] >= 'a' && s[n] <= 'z'))
+        return -EINVAL;
+    *disk = v - 1;
+    *len = n;
+    return 0;
+}
+
+/* An optional decimal partition number without leading zeros. */
+static int partition_number(const char *s, unsigned max, unsigned *part)
+{
+    *part = 0;
+    if (!*s)
+        return 0;
+    if (s[0] == '0')
+        return -EINVAL;
+    unsigned v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -EINVAL;
+        v = v * 10 + (unsigned)(*s - '0');
+        if (v > max)
+            return -EINVAL;
+    }
+    *part = v;
+    return 0;
+}
+
+int domcfg_vdev_to_devid(const char *vdev, uint32_t *devid)
+{
+    unsigned disk, part;
+    size_t len;
+    if (!vdev || !*vdev)
+        return -EINVAL;
+    if (vdev[0] >= '1' && vdev[0] <= '9') {
+        uint64_t v = 0;
+        for (const char *p = vdev; *p; p++) {
+            if (*p < '0' || *p > '9')
+                return -EINVAL;
+            v = v * 10 + (unsigned)(*p - '0');
+            if (v >= (1u << 29))
+                return -EINVAL;
+        }
+        *devid = (uint32_t)v;
+        return 0;
+    }
+    if (strncmp(vdev, "xvd", 3) == 0) {
+        if (disk_letters(vdev + 3, &disk, &len))
+            return -EINVAL;
+        if (disk < 16) {
+            if (partition_number(vdev + 3 + len, 15, &part))
+                return -EINVAL;
+            *devid = (202u << 8) | (disk << 4) | part;
+        } else {
+            if (disk > 0xfffff || partition_number(vdev + 3 + len, 255, &part))
+                return -EINVAL;
+            *devid = (1u << 28) | (disk << 8) | part;
+        }
+        return 0;
+    }
+    if (strncmp(vdev, "sd", 2) == 0) {
+        if (disk_letters(vdev + 2, &disk, &len) || disk >= 16 ||
+            partition_number(vdev + 2 + len, 15, &part))
+            return -EINVAL;
+        *devid = (8u << 8) | (disk << 4) | part;
+        return 0;
+    }
+    if (strncmp(vdev, "hd", 2) == 0) {
+        static const uint32_t base[4] = { 3u << 8, (3u << 8) | 64, 22u << 8, (22u << 8) | 64 };
+        if (disk_letters(vdev + 2, &disk, &len) || disk >= 4 ||
+            partition_number(vdev + 2 + len, 63, &part))
+            return -EINVAL;
+        *devid = base[disk] | part;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static int check_disk(const struct domcfg_disk *dk, unsigned i, char *err, size_t errlen)
+{
+    size_t len = strnlen(dk->path, sizeof(dk->path));
+    if (len == sizeof(dk->path))
+        return fail(err, errlen, "disks[%u].path: not terminated", i);
+    if (len == 0 || dk->path[0] != '/')
+        return fail(err, errlen, "disks[%u].path: must be an absolute path", i);
+    for (size_t k = 0; k < len; k++)
+        if ((unsigned char)dk->path[k] < 0x20 || dk->path[k] == 0x7f)
+            return fail(err, errlen, "disks[%u].path: control character at offset %zu",
+                        i, k);
+    if (strnlen(dk->vdev, sizeof(dk->vdev)) == sizeof(dk->vdev))
+        return fail(err, errlen, "disks[%u].vdev: not terminated", i);
+    uint32_t devid;
+    if (domcfg_vdev_to_devid(dk->vdev, &devid) < 0)
+        return fail(err, errlen, "disks[%u].vdev: \"%s\" is not a Xen virtual device name "
+                    "(xvda, xvdb1, hda, sdb, or a number)", i, dk->vdev);
+    if (devid != dk->devid)
+        return fail(err, errlen, "disks[%u].devid: %u does not match vdev %s (%u)",
+                    i, dk->devid, dk->vdev, devid);
+    return 0;
+}
+
+static int check_disks(const struct domcfg *c, char *err, size_t errlen)
+{
+    if (c->nr_disks > DOMCFG_DISKS_MAX)
+        return fail(err, errlen, "disks: more than %d", DOMCFG_DISKS_MAX);
+    for (unsigned i = 0; i < c->nr_disks; i++) {
+        int r = check_disk(&c->disks[i], i, err, errlen);
+        if (r < 0)
+            return r;
+        for (unsigned j = 0; j < i; j++)
+            if (c->disks[j].devid == c->disks[i].devid)
+                return fail(err, errlen, "disks[%u].vdev: %s is used twice", i,
+                            c->disks[i].vdev);
+    }
+    return 0;
+}
+
 static int check_memory(uint64_t mb, char *err, size_t errlen)
 {
     if (mb < DOMCFG_MEMORY_MB_MIN || mb > DOMCFG_MEMORY_MB_MAX)
@@ -176,7 +301,7 @@ int domcfg_validate(const struct domcfg *c, char *err, size_t errlen)
         return fail(err, errlen, "on_reboot: invalid action %d", (int)c->on_reboot);
     if ((unsigned)c->on_crash >= NR_ACTIONS)
         return fail(err, errlen, "on_crash: invalid action %d", (int)c->on_crash);
-    return 0;
+    return check_disks(c, err, errlen);
 }
 
 struct json_object *domcfg_to_json(const struct domcfg *c)
@@ -196,6 +321,18 @@ struct json_object *domcfg_to_json(const struct domcfg *c)
                                   json_object_new_string(domcfg_action_name(c->on_reboot)));
     bad |= json_object_object_add(o, "on_crash",
                                   json_object_new_string(domcfg_action_name(c->on_crash)));
+    if (c->nr_disks) {
+        struct json_object *arr = json_object_new_array();
+        bad |= json_object_object_add(o, "disks", arr);
+        for (unsigned i = 0; arr && i < c->nr_disks && i < DOMCFG_DISKS_MAX; i++) {
+            const struct domcfg_disk *dk = &c->disks[i];
+            struct json_object *d = json_object_new_object();
+            bad |= json_object_array_add(arr, d);
+            bad |= json_object_object_add(d, "path", json_object_new_string(dk->path));
+            bad |= json_object_object_add(d, "vdev", json_object_new_string(dk->vdev));
+            bad |= json_object_object_add(d, "readonly", json_object_new_boolean(dk->readonly));
+        }
+    }
     if (bad) {
         json_object_put(o);
         return NULL;
@@ -206,7 +343,7 @@ struct json_object *domcfg_to_json(const struct domcfg *c)
 /* Field names accepted in the JSON form; anything else is rejected as a typo guard. */
 static const char *const known_fields[] = {
     "name", "memory_mb", "vcpus", "kernel", "cmdline",
-    "on_poweroff", "on_reboot", "on_crash",
+    "on_poweroff", "on_reboot", "on_crash", "disks",
 };
 
 /* A string field: its bytes and length (json-c strings may hold NULs). */
@@ -271,6 +408,59 @@ static int get_action(struct json_object *o, const char *field, enum domcfg_acti
         return fail(err, errlen, "%s: unknown action \"%s\" "
                     "(use destroy, restart or preserve)", field, quoted);
     return 0;
+}
+
+/* "disks": [{path, vdev, readonly?}], each checked before it is copied. */
+static int get_disks(struct json_object *o, struct domcfg *c, char *err, size_t errlen)
+{
+    struct json_object *arr;
+    if (!json_object_object_get_ex(o, "disks", &arr))
+        return 0;
+    if (!json_object_is_type(arr, json_type_array))
+        return fail(err, errlen, "disks: must be an array");
+    size_t n = json_object_array_length(arr);
+    if (n > DOMCFG_DISKS_MAX)
+        return fail(err, errlen, "disks: more than %d", DOMCFG_DISKS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *d = json_object_array_get_idx(arr, i), *v;
+        char field[32];
+        if (!json_object_is_type(d, json_type_object))
+            return fail(err, errlen, "disks[%zu]: must be an object", i);
+        json_object_object_foreach(d, key, val) {
+            (void)val;
+            if (strcmp(key, "path") && strcmp(key, "vdev") && strcmp(key, "readonly"))
+                return fail(err, errlen, "disks[%zu]: unknown field", i);
+        }
+        struct domcfg_disk *dk = &c->disks[i];
+        const char *s;
+        size_t len = 0;
+        int r;
+        snprintf(field, sizeof(field), "disks[%zu].path", i);
+        if ((r = get_string(d, "path", true, &s, &len, err, errlen)) < 0)
+            return fail(err, errlen, "%s: missing or not a string", field);
+        if (len >= sizeof(dk->path))
+            return fail(err, errlen, "%s: longer than %zu bytes", field, sizeof(dk->path) - 1);
+        memcpy(dk->path, s, len);
+        dk->path[len] = '\0';
+        snprintf(field, sizeof(field), "disks[%zu].vdev", i);
+        if ((r = get_string(d, "vdev", true, &s, &len, err, errlen)) < 0)
+            return fail(err, errlen, "%s: missing or not a string", field);
+        if (len >= sizeof(dk->vdev))
+            return fail(err, errlen, "%s: longer than %zu bytes", field, sizeof(dk->vdev) - 1);
+        memcpy(dk->vdev, s, len);
+        dk->vdev[len] = '\0';
+        if (domcfg_vdev_to_devid(dk->vdev, &dk->devid) < 0)
+            return fail(err, errlen, "%s: not a Xen virtual device name "
+                        "(xvda, xvdb1, hda, sdb, or a number)", field);
+        dk->readonly = false;
+        if (json_object_object_get_ex(d, "readonly", &v)) {
+            if (!json_object_is_type(v, json_type_boolean))
+                return fail(err, errlen, "disks[%zu].readonly: must be true or false", i);
+            dk->readonly = json_object_get_boolean(v);
+        }
+        c->nr_disks = (unsigned)i + 1;
+    }
+    return check_disks(c, err, errlen);
 }
 
 int domcfg_from_json(struct json_object *o, struct domcfg *c, char *err, size_t errlen)
@@ -347,6 +537,9 @@ int domcfg_from_json(struct json_object *o, struct domcfg *c, char *err, size_t 
     if ((r = get_action(o, "on_poweroff", &tmp.on_poweroff, err, errlen)) < 0 ||
         (r = get_action(o, "on_reboot", &tmp.on_reboot, err, errlen)) < 0 ||
         (r = get_action(o, "on_crash", &tmp.on_crash, err, errlen)) < 0)
+        return r;
+
+    if ((r = get_disks(o, &tmp, err, errlen)) < 0)
         return r;
 
     /* Belt and braces: the struct must satisfy the same rules as the CLI's. */

@@ -7,6 +7,7 @@
 #define XKVM_UTIL_DOMCFG_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <json-c/json.h>
 
@@ -15,6 +16,17 @@
 #define DOMCFG_VCPUS_MAX    128
 #define DOMCFG_MEMORY_MB_MIN 2
 #define DOMCFG_MEMORY_MB_MAX (1024 * 1024)
+
+#define DOMCFG_DISKS_MAX    16
+#define DOMCFG_VDEV_MAX     16
+
+/* A virtual disk: a raw image or block device, seen by the guest as a Xen vbd. */
+struct domcfg_disk {
+    char path[PATH_MAX];            /* absolute path of the image (backend "params") */
+    char vdev[DOMCFG_VDEV_MAX];     /* the guest's name for it, e.g. "xvda" */
+    uint32_t devid;                 /* Xen's virtual-device number, e.g. 51712 */
+    bool readonly;
+};
 
 enum domcfg_action {
     DOMCFG_DESTROY,     /* xl's default for on_poweroff and on_crash */
@@ -29,11 +41,20 @@ struct domcfg {
     char kernel[PATH_MAX];            /* absolute path */
     char cmdline[DOMCFG_CMDLINE_MAX];
     enum domcfg_action on_poweroff, on_reboot, on_crash;
+    unsigned nr_disks;
+    struct domcfg_disk disks[DOMCFG_DISKS_MAX];
 };
 
 void domcfg_defaults(struct domcfg *c);
 const char *domcfg_action_name(enum domcfg_action a);
 int domcfg_action_parse(const char *s, enum domcfg_action *out);
+
+/*
+ * Xen's virtual-device number for a vdev name (docs/misc/vbd-interface): xvdX[N]
+ * (202 << 8 | disk << 4 | partition, or 1 << 28 | disk << 8 | partition for disks
+ * beyond xvdp), hdX[N], sdX[N], or a plain number. 0 or -EINVAL.
+ */
+int domcfg_vdev_to_devid(const char *vdev, uint32_t *devid);
 
 /* Check ranges and strings; 0, or -EINVAL with a message naming the field. */
 int domcfg_validate(const struct domcfg *c, char *err, size_t errlen);

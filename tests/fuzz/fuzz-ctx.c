@@ -2,7 +2,9 @@
  * libFuzzer target for the domain context reader and dumper. Every accepted image
  * is re-encoded through the writer and must come out byte for byte the same.
  * Inputs are read twice: with the builtin registry and with one that adds array
- * types, so the element checks see hostile data too.
+ * types, so the element checks see hostile data too. Each accepted image also goes
+ * through the image-level check (cross-record rules), which must agree with the
+ * reader on everything the reader rejects.
  */
 #include <stdalign.h>
 #include <stdio.h>
@@ -33,7 +35,7 @@ static const struct xkvm_ctx_field odd_fields[] = {
     XKVM_CTX_F_BYTES(struct odd, data),
 };
 
-static struct xkvm_ctx_type_desc fuzz_types[16];
+static struct xkvm_ctx_type_desc fuzz_types[XKVM_CTX_MAX_TYPES];
 static struct xkvm_ctx_registry fuzz_registry;
 static FILE *devnull;
 
@@ -43,16 +45,16 @@ static void setup(void)
     size_t n = b->nr_types;
     memcpy(fuzz_types, b->types, n * sizeof(*fuzz_types));
     fuzz_types[n++] = (struct xkvm_ctx_type_desc) {
-        .type = 0x100, .name = "EXTENTS", .elem_size = sizeof(struct extent),
+        .type = XKVM_CTX_TEST_BASE, .name = "EXTENTS", .elem_size = sizeof(struct extent),
         .elem_fields = XKVM_CTX_FIELDS(extent_fields),
     };
     fuzz_types[n++] = (struct xkvm_ctx_type_desc) {
-        .type = 0x101, .name = "PORTS", .elem_size = sizeof(struct port),
+        .type = XKVM_CTX_TEST_BASE + 1, .name = "PORTS", .elem_size = sizeof(struct port),
         .max_length = 64 * sizeof(struct port),
         .elem_fields = XKVM_CTX_FIELDS(port_fields),
     };
     fuzz_types[n++] = (struct xkvm_ctx_type_desc) {
-        .type = 0x102, .name = "ODD", .flags = XKVM_CTX_TYPE_ONCE,
+        .type = XKVM_CTX_TEST_BASE + 2, .name = "ODD", .flags = XKVM_CTX_TYPE_ONCE,
         .elem_size = sizeof(struct odd), .elem_fields = XKVM_CTX_FIELDS(odd_fields),
     };
     fuzz_registry = (struct xkvm_ctx_registry) { .types = fuzz_types, .nr_types = n };
@@ -78,13 +80,23 @@ static void check_image(const uint8_t *img, size_t size, const struct xkvm_ctx_r
         if (xkvm_ctx_write(&w, rec.type, rec.instance, rec.body, rec.length))
             abort();
     }
+    struct xkvm_ctx_error e;
+    struct xkvm_ctx_summary sum;
+    int image_rc = xkvm_ctx_check_image(img, size, reg, &sum, &e);
     if (rc < 0) {
         if (r.err.offset > size || !r.err.msg[0] || r.err.code == XKVM_CTX_OK)
+            abort();
+        /* The image check starts with the same walk: it fails the same way. */
+        if (image_rc == 0 || e.code != r.err.code || e.offset != r.err.offset)
             abort();
     } else {
         size_t len;
         const uint8_t *out = xkvm_ctx_writer_data(&w, &len);
         if (r.pos > size || len != r.pos || memcmp(out, img, len))
+            abort();
+        if (image_rc == 0 && (sum.used != r.pos || sum.nr_records != r.nr_records))
+            abort();
+        if (image_rc != 0 && (e.offset >= r.pos || !e.msg[0] || e.code == XKVM_CTX_OK))
             abort();
     }
     xkvm_ctx_writer_release(&w);

@@ -27,25 +27,37 @@ require_kvm() {
   echo "# KVM flavour: $flavour"
 }
 
+# The pids of a host's xkvmd and of the dom0 services it started (they outlive it).
+host_pids() {
+  local h=$1 f
+  for f in "$h/xkvmd.pid" "$h"/services/*.pid; do
+    [ -s "$f" ] && cat "$f"
+  done
+}
+
 cleanup() {
   for h in "${HOSTS[@]}"; do
-    [ -f "$h/xkvmd.pid" ] && kill "$(cat "$h/xkvmd.pid")" 2>/dev/null
+    for p in $(host_pids "$h"); do kill "$p" 2>/dev/null; done
   done
   sleep 0.2
   for h in "${HOSTS[@]}"; do
-    [ -f "$h/xkvmd.pid" ] && kill -9 "$(cat "$h/xkvmd.pid")" 2>/dev/null
+    for p in $(host_pids "$h"); do kill -9 "$p" 2>/dev/null; done
   done
   [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# host_start NAME [xkvmd options]: start xkvmd in $WORK/NAME; sets RUNDIR.
+# host_start NAME [xkvmd options]: start xkvmd in $WORK/NAME; sets RUNDIR. xkvmd
+# starts the dom0 services (xkvm-xenstored, -consoled, -blkback) that are built, unless
+# DOM0_SERVICES=0.
 host_start() {
   local name=$1; shift
   RUNDIR=$WORK/$name
   mkdir -p "$RUNDIR"
   HOSTS+=("$RUNDIR")
-  "$XKVMD" --rundir "$RUNDIR" --machine-memory 1G "$@"
+  local svc=()
+  [ "${DOM0_SERVICES:-1}" = 0 ] && svc=(--no-dom0-services)
+  "$XKVMD" --rundir "$RUNDIR" --machine-memory 1G "${svc[@]}" "$@"
 }
 
 xk() { "$XKVM" --rundir "$RUNDIR" "$@"; }

@@ -336,9 +336,10 @@ static void test_reject_unknown_type(void)
 
     im.len = 0;
     img_start(&im);
-    off = img_rec(&im, XKVM_CTX_XKVM_BASE, 0, NULL, 0);
+    off = img_rec(&im, XKVM_CTX_LIVE_UPDATE_BASE, 0, NULL, 0);
     img_end(&im);
-    EXPECT_REJECT(im.buf, im.len, XKVM_CTX_ERR_UNKNOWN_TYPE, off, XKVM_CTX_XKVM_BASE,
+    /* Reserved numbers are not types yet. */
+    EXPECT_REJECT(im.buf, im.len, XKVM_CTX_ERR_UNKNOWN_TYPE, off, XKVM_CTX_LIVE_UPDATE_BASE,
                   "unknown");
 }
 
@@ -820,9 +821,10 @@ static const struct xkvm_ctx_field port_fields[] = {
     XKVM_CTX_F_RESERVED(struct port, pad),
 };
 
-enum { T_EXTENTS = 0x100, T_ODD = 0x101, T_PORTS = 0x102 };
+enum { T_EXTENTS = XKVM_CTX_TEST_BASE, T_ODD = XKVM_CTX_TEST_BASE + 1,
+       T_PORTS = XKVM_CTX_TEST_BASE + 2 };
 
-static struct xkvm_ctx_type_desc test_types[8];
+static struct xkvm_ctx_type_desc test_types[XKVM_CTX_MAX_TYPES];
 static struct xkvm_ctx_registry test_registry;
 
 static void build_test_registry(void)
@@ -888,7 +890,7 @@ static void test_element_validation(void)
     CHECK_EQ(write_one(&w, T_EXTENTS, &ext, sizeof(ext)), -1);
     CHECK_EQ(w.err.code, XKVM_CTX_ERR_RESERVED);
     CHECK_STR_CONTAINS(w.err.msg, "element 37: field 'flags' has unknown bits 0x18");
-    CHECK_STR_CONTAINS(w.err.msg, "type 256 (EXTENTS)");
+    CHECK_STR_CONTAINS(w.err.msg, "type 2147418112 (EXTENTS)");
     xkvm_ctx_writer_release(&w);
     ext.e[37].flags = 0;
     ext.e[50].pad = 1u << 24;
@@ -957,7 +959,7 @@ static void test_element_validation(void)
         xkvm_ctx_dump_record(f, XKVM_CTX_DUMP_JSON, &rec);
     }
     fclose(f);
-    CHECK_STR_CONTAINS(out, "PORTS       inst=5 len=24\n    [0] port=1 state=free(0)\n");
+    CHECK_STR_CONTAINS(out, "PORTS           inst=5 len=24\n    [0] port=1 state=free(0)\n");
     CHECK_STR_CONTAINS(out, "\"elements\":[{\"port\":1,\"state\":0},{\"port\":2,\"state\":2},"
                             "{\"port\":3,\"state\":1}]}");
     free(out);
@@ -1019,14 +1021,14 @@ static void test_dump_formats(void)
     fclose(ft);
     fclose(fj);
     char start[64];
-    snprintf(start, sizeof(start), "0x000000 START       inst=0 len=8 major=%d minor=%d\n",
+    snprintf(start, sizeof(start), "0x000000 START           inst=0 len=8 major=%d minor=%d\n",
              XKVM_VERSION_MAJOR, XKVM_VERSION_MINOR);
     CHECK_STR_CONTAINS(text, start);
-    CHECK_STR_CONTAINS(text, "SHARED_INFO inst=0 len=21 flags=0x1 buffer_size=13 "
+    CHECK_STR_CONTAINS(text, "SHARED_INFO     inst=0 len=21 flags=0x1 buffer_size=13 "
                              "(13 bytes of data) buffer_nonzero=13 buffer_fnv1a64=");
-    CHECK_STR_CONTAINS(text, "TSC_INFO    inst=0 len=24 mode=never_emulate(2) khz=2500000 "
+    CHECK_STR_CONTAINS(text, "TSC_INFO        inst=0 len=24 mode=never_emulate(2) khz=2500000 "
                              "nsec=42 incarnation=3\n");
-    CHECK_STR_CONTAINS(text, "END         inst=0 len=0\n");
+    CHECK_STR_CONTAINS(text, "END             inst=0 len=0\n");
     CHECK_STR_CONTAINS(json, "{\"offset\":24,\"type\":2,\"name\":\"SHARED_INFO\",\"instance\":0,"
                              "\"length\":21,\"fields\":{\"flags\":1,\"buffer_size\":13,");
     CHECK_STR_CONTAINS(json, "\"fields\":{\"mode\":2,\"khz\":2500000,\"nsec\":42,"

@@ -298,6 +298,99 @@ static void test_validate(void)
     CHECK(domcfg_validate(&c, NULL, 0) == -EINVAL);
 }
 
+/* Xen's virtual-device numbers (docs/misc/vbd-interface). */
+static void test_vdev_numbers(void)
+{
+    static const struct { const char *vdev; uint32_t devid; } good[] = {
+        { "xvda", 51712 }, { "xvdb", 51728 }, { "xvda1", 51713 }, { "xvdp15", 51967 },
+        { "xvdq", (1u << 28) | (16u << 8) }, { "xvdaa", (1u << 28) | (26u << 8) },
+        { "xvdq255", (1u << 28) | (16u << 8) | 255 }, { "hda", 768 }, { "hdb", 832 },
+        { "hdc", 5632 }, { "hdd1", 5697 }, { "sda", 2048 }, { "sdb2", 2066 },
+        { "51712", 51712 },
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint32_t id = 0;
+        int r = domcfg_vdev_to_devid(good[i].vdev, &id);
+        CHECK_MSG(r == 0 && id == good[i].devid, "%s: rc %d devid %u, want %u",
+                  good[i].vdev, r, id, good[i].devid);
+    }
+    static const char *const bad[] = {
+        "", "xvd", "xvdA", "xvda0", "xvda16", "xvda01", "xvdq256", "hde", "sdq", "sda16",
+        "vda", "0", "0123", "xvda-1", "xvdaaaa", "536870912", "xvda 1",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint32_t id;
+        CHECK_MSG(domcfg_vdev_to_devid(bad[i], &id) == -EINVAL, "accepted \"%s\"", bad[i]);
+    }
+}
+
+static void test_disks(void)
+{
+    struct domcfg in, out;
+    char err[256] = "";
+    fill(&in);
+    in.nr_disks = 2;
+    strcpy(in.disks[0].path, "/images/root.img");
+    strcpy(in.disks[0].vdev, "xvda");
+    in.disks[0].devid = 51712;
+    strcpy(in.disks[1].path, "/images/data with space.img");
+    strcpy(in.disks[1].vdev, "xvdb");
+    in.disks[1].devid = 51728;
+    in.disks[1].readonly = true;
+    REQUIRE(domcfg_validate(&in, err, sizeof(err)) == 0);
+    struct json_object *o = domcfg_to_json(&in);
+    REQUIRE(o);
+    struct json_object *back = parse(json_object_to_json_string(o));
+    json_object_put(o);
+    REQUIRE(back);
+    int r = domcfg_from_json(back, &out, err, sizeof(err));
+    json_object_put(back);
+    REQUIRE(r == 0 || (harness_fail(__FILE__, __LINE__, "%s", err), 0));
+    CHECK_EQ(out.nr_disks, 2);
+    CHECK(strcmp(out.disks[1].path, "/images/data with space.img") == 0);
+    CHECK(strcmp(out.disks[0].vdev, "xvda") == 0);
+    CHECK_EQ(out.disks[0].devid, 51712);
+    CHECK_EQ(out.disks[0].readonly, false);
+    CHECK_EQ(out.disks[1].devid, 51728);
+    CHECK_EQ(out.disks[1].readonly, true);
+
+    /* A devid that does not match its vdev, or a duplicate, fails validation. */
+    in.disks[1].devid = 1;
+    CHECK(domcfg_validate(&in, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "disks[1].devid");
+    in.disks[1].devid = 51712;
+    strcpy(in.disks[1].vdev, "xvda");
+    CHECK(domcfg_validate(&in, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "used twice");
+    in.nr_disks = DOMCFG_DISKS_MAX + 1;
+    CHECK(domcfg_validate(&in, err, sizeof(err)) == -EINVAL);
+
+#define D(x) "{" BASE_N "," BASE_K ",\"disks\":" x "}"
+    reject(D("{}"), "disks: must be an array");
+    reject(D("[1]"), "disks[0]: must be an object");
+    reject(D("[{\"path\":\"/a\"}]"), "disks[0].vdev");
+    reject(D("[{\"vdev\":\"xvda\"}]"), "disks[0].path");
+    reject(D("[{\"path\":\"rel\",\"vdev\":\"xvda\"}]"), "absolute");
+    reject(D("[{\"path\":\"/a\\n\",\"vdev\":\"xvda\"}]"), "control character");
+    reject(D("[{\"path\":\"/a\\u0000b\",\"vdev\":\"xvda\"}]"), "disks[0].path");
+    reject(D("[{\"path\":\"/a\",\"vdev\":\"vda\"}]"), "not a Xen virtual device");
+    reject(D("[{\"path\":\"/a\",\"vdev\":\"xvdaxvdaxvdaxvdaxvda\"}]"), "longer than");
+    reject(D("[{\"path\":\"/a\",\"vdev\":\"xvda\",\"readonly\":1}]"), "true or false");
+    reject(D("[{\"path\":\"/a\",\"vdev\":\"xvda\",\"devid\":5}]"), "unknown field");
+    reject(D("[{\"path\":\"/a\",\"vdev\":\"xvda\"},{\"path\":\"/b\",\"vdev\":\"51712\"}]"),
+           "used twice");
+    reject(D("[{\"path\":\"/a\",\"vdev\":\"xvda\"},{\"path\":\"/a\",\"vdev\":\"xvdb\"},"
+             "{\"path\":\"/a\",\"vdev\":\"xvdc\"},{\"path\":\"/a\",\"vdev\":\"xvdd\"},"
+             "{\"path\":\"/a\",\"vdev\":\"xvde\"},{\"path\":\"/a\",\"vdev\":\"xvdf\"},"
+             "{\"path\":\"/a\",\"vdev\":\"xvdg\"},{\"path\":\"/a\",\"vdev\":\"xvdh\"},"
+             "{\"path\":\"/a\",\"vdev\":\"xvdi\"},{\"path\":\"/a\",\"vdev\":\"xvdj\"},"
+             "{\"path\":\"/a\",\"vdev\":\"xvdk\"},{\"path\":\"/a\",\"vdev\":\"xvdl\"},"
+             "{\"path\":\"/a\",\"vdev\":\"xvdm\"},{\"path\":\"/a\",\"vdev\":\"xvdn\"},"
+             "{\"path\":\"/a\",\"vdev\":\"xvdo\"},{\"path\":\"/a\",\"vdev\":\"xvdp\"},"
+             "{\"path\":\"/a\",\"vdev\":\"xvdq\"}]"), "more than");
+#undef D
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults);
@@ -312,5 +405,7 @@ int main(void)
     RUN_TEST(test_reject_cmdline);
     RUN_TEST(test_reject_actions);
     RUN_TEST(test_validate);
+    RUN_TEST(test_vdev_numbers);
+    RUN_TEST(test_disks);
     HARNESS_EXIT();
 }

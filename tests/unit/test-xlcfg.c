@@ -172,16 +172,16 @@ static void test_warnings(void)
     char err[1024] = "";
     char *warn = NULL;
     int r = read_cfg("name = 'w'\n"
-                     "disk = [ 'phy:/dev/vg/a,xvda,w',\n"
-                     "         'file=x;y,xvdb' ]  # a ; in a string, a comment\n"
+                     "channel = [ 'name=a,connection=pty',\n"
+                     "         'name=x;y,connection=socket' ]  # a ; in a string, a comment\n"
                      KERNEL_REL
                      "frobnicate = 1; vif = []\n"
                      "memory = 64\n", &c, err, sizeof(err), &warn);
     REQUIRE(r == 0 || (harness_fail(__FILE__, __LINE__, "%s", err), 0));
-    CHECK_STR_CONTAINS(warn, "test.cfg:2: warning: `disk' ignored (not yet supported)");
+    CHECK_STR_CONTAINS(warn, "test.cfg:2: warning: `channel' ignored (not yet supported)");
     CHECK_STR_CONTAINS(warn, "test.cfg:5: warning: `frobnicate' ignored (unknown key)");
     CHECK_STR_CONTAINS(warn, "test.cfg:5: warning: `vif' ignored (not yet supported)");
-    CHECK_MSG(!strstr(warn, "`y") && !strstr(warn, "`xvdb") && !strstr(warn, "`memory"),
+    CHECK_MSG(!strstr(warn, "`y") && !strstr(warn, "`connection") && !strstr(warn, "`memory"),
               "spurious warning: %s", warn);
     CHECK_EQ(c.memory_mb, 64);
     free(warn);
@@ -296,6 +296,67 @@ static void test_read_data(void)
     CHECK_STR_CONTAINS(err, "huge.cfg");
 }
 
+/* disk = [...]: xl's disk specification syntax, raw images only. */
+static void test_disks(void)
+{
+    struct domcfg c;
+    char err[1024] = "";
+    char text[4 * PATH_MAX];
+    char *warn = NULL;
+    snprintf(text, sizeof(text),
+             "name = 'dk'\n" KERNEL_REL
+             "disk = [ '%s,raw,xvda,rw',\n"
+             "         'format=raw, vdev=xvdb, access=ro, target=%s',\n"
+             "         '%s,,hdc,r', '%s,raw,xvdq1,w' ]\n",
+             kernel_path, kernel_path, kernel_path, kernel_path);
+    int r = read_cfg(text, &c, err, sizeof(err), &warn);
+    REQUIRE(r == 0 || (harness_fail(__FILE__, __LINE__, "%s", err), 0));
+    CHECK_MSG(warn && warn[0] == '\0', "unexpected warnings: %s", warn);
+    free(warn);
+    CHECK_EQ(c.nr_disks, 4);
+    CHECK(strcmp(c.disks[0].path, kernel_path) == 0);
+    CHECK(strcmp(c.disks[0].vdev, "xvda") == 0);
+    CHECK_EQ(c.disks[0].devid, 51712);
+    CHECK_EQ(c.disks[0].readonly, false);
+    CHECK_EQ(c.disks[1].devid, 51728);
+    CHECK_EQ(c.disks[1].readonly, true);
+    CHECK_EQ(c.disks[2].devid, 5632);
+    CHECK_EQ(c.disks[2].readonly, true);
+    CHECK_EQ(c.disks[3].devid, (1u << 28) | (16u << 8) | 1);
+
+    /* A relative target is taken from the current directory, as xl does. */
+    char cwd[PATH_MAX];
+    REQUIRE(getcwd(cwd, sizeof(cwd)));
+    REQUIRE(chdir(tmpdir) == 0);
+    r = read_cfg("name='dk'\n" KERNEL_REL "disk=['guest/kernel,raw,xvda,rw']\n", &c, err,
+                 sizeof(err), NULL);
+    REQUIRE(chdir(cwd) == 0);
+    CHECK_MSG(r == 0, "%s", err);
+    CHECK(r != 0 || strcmp(c.disks[0].path, kernel_path) == 0);
+
+    BAD("name='x'\n" KERNEL_REL "disk = [ '/nonexistent/img,raw,xvda,rw' ]\n",
+        "test.cfg:3: disk", "/nonexistent/img");
+    BAD("name='x'\n" KERNEL_REL "disk = [ '/etc/passwd,qcow2,xvda,rw' ]\n", "disk",
+        "only raw");
+    BAD("name='x'\n" KERNEL_REL "disk = [ '/etc/passwd,raw,vda,rw' ]\n", "disk",
+        "not a Xen virtual device");
+    BAD("name='x'\n" KERNEL_REL "disk = [ '/etc/passwd,raw,xvda,rw', "
+        "'/etc/passwd,raw,51712,rw' ]\n", "disk", "used twice");
+    BAD("name='x'\n" KERNEL_REL "disk = [ ',raw,xvda,cdrom' ]\n", "disk", NULL);
+    BAD("name='x'\n" KERNEL_REL "disk = [ '/etc/passwd,raw,xvda,rw,script=block' ]\n",
+        "disk", "scripts");
+    BAD("name='x'\n" KERNEL_REL "disk = [ '/etc/passwd,raw,xvda,bogus' ]\n", "disk",
+        "cannot parse");
+    BAD("name='x'\n" KERNEL_REL "disk = 'not-a-list'\n", "disk", "list");
+    BAD("name='x'\n" KERNEL_REL "disk = [ '/etc/passwd,raw,xvda,rw', '/etc/passwd,raw,xvdb', "
+        "'/etc/passwd,raw,xvdc', '/etc/passwd,raw,xvdd', '/etc/passwd,raw,xvde', "
+        "'/etc/passwd,raw,xvdf', '/etc/passwd,raw,xvdg', '/etc/passwd,raw,xvdh', "
+        "'/etc/passwd,raw,xvdi', '/etc/passwd,raw,xvdj', '/etc/passwd,raw,xvdk', "
+        "'/etc/passwd,raw,xvdl', '/etc/passwd,raw,xvdm', '/etc/passwd,raw,xvdn', "
+        "'/etc/passwd,raw,xvdo', '/etc/passwd,raw,xvdp', '/etc/passwd,raw,xvdq' ]\n",
+        "disk", "at most");
+}
+
 int main(void)
 {
     setup();
@@ -308,6 +369,7 @@ int main(void)
     RUN_TEST(test_bad_values);
     RUN_TEST(test_missing);
     RUN_TEST(test_read_data);
+    RUN_TEST(test_disks);
     cleanup();
     HARNESS_EXIT();
 }

@@ -1,0 +1,298 @@
+/*
+ * Guests on the shared ring page (xs_wire.h struct xenstore_domain_interface,
+ * docs/misc/xenstore-ring.txt), mapped with libdom0's MAP_FOREIGN, notified through
+ * the store event channel bound with BIND_EVTCHN. Anything inconsistent from the
+ * guest (indexes beyond the ring, a payload over XENSTORE_PAYLOAD_MAX) stops the
+ * connection with the ring's error indicator set, as Xen's xenstored does; the guest
+ * may reset it with the reconnection feature.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include "xsd.h"
+#include "dom0/libdom0.h"
+
+struct ring {
+    struct xsd_ev ev;
+    struct xs_domain *d;
+    volatile struct xenstore_domain_interface *intf;
+    uint32_t handle;
+    int to_guest;
+    uint8_t in[XS_HDR_SIZE + XENSTORE_PAYLOAD_MAX];
+    size_t inlen;
+    uint8_t *out;
+    size_t outlen, outoff, outcap;
+    bool broken;
+};
+
+#define RD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define WR(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+
+static void notify(struct ring *r)
+{
+    uint64_t one = 1;
+    if (write(r->to_guest, &one, sizeof(one)) < 0) {
+        /* the eventfd counter cannot overflow in practice */
+    }
+}
+
+static struct ring *current;   /* the ring whose requests are being handled */
+static bool push_out(struct ring *r);
+
+static void ring_break(struct ring *r, uint32_t why)
+{
+    xsd_log("dom%u: ring error %u: connection stopped", r->d->domid, why);
+    r->broken = true;
+    WR(r->intf->error, why);
+    r->inlen = 0;
+    r->outlen = r->outoff = 0;
+    xs_conn_reset(r->d->conn, false);
+    notify(r);
+}
+
+static void ring_send(struct xs_conn *c, const struct xsd_sockmsg *h, const void *body)
+{
+    struct xs_domain *d = xs_domain_find(c->xs, c->domid);
+    struct ring *r = d ? d->ring : NULL;
+    if (!r || r->broken)
+        return;
+    size_t need = r->outlen + XS_HDR_SIZE + h->len;
+    if (need - r->outoff > c->xs->quota.outstanding) {
+        xsd_log("dom%u: %zu bytes of output not read: connection stopped", c->domid,
+                need - r->outoff);
+        ring_break(r, XENSTORE_ERROR_COMM);
+        return;
+    }
+    if (need > r->outcap) {
+        if (r->outoff) {
+            memmove(r->out, r->out + r->outoff, r->outlen - r->outoff);
+            r->outlen -= r->outoff;
+            r->outoff = 0;
+            need = r->outlen + XS_HDR_SIZE + h->len;
+        }
+        size_t cap = r->outcap ? r->outcap : 8192;
+        while (cap < need)
+            cap *= 2;
+        if (cap != r->outcap) {
+            uint8_t *o = realloc(r->out, cap);
+            if (!o)
+                abort();
+            r->out = o;
+            r->outcap = cap;
+        }
+    }
+    memcpy(r->out + r->outlen, h, XS_HDR_SIZE);
+    if (h->len)
+        memcpy(r->out + r->outlen + XS_HDR_SIZE, body, h->len);
+    r->outlen += XS_HDR_SIZE + h->len;
+    /* A watch event for a guest whose requests are not being handled: push it now. */
+    if (r != current && push_out(r))
+        notify(r);
+}
+
+/* Copy pending output into the rsp ring: true if anything moved. */
+static bool push_out(struct ring *r)
+{
+    volatile struct xenstore_domain_interface *i = r->intf;
+    bool moved = false;
+    while (r->outoff < r->outlen) {
+        uint32_t cons = RD(i->rsp_cons), prod = RD(i->rsp_prod);
+        if (prod - cons > XENSTORE_RING_SIZE) {
+            ring_break(r, XENSTORE_ERROR_RINGIDX);
+            return false;
+        }
+        uint32_t space = XENSTORE_RING_SIZE - (prod - cons);
+        if (!space)
+            break;
+        uint32_t idx = MASK_XENSTORE_IDX(prod);
+        uint32_t chunk = XENSTORE_RING_SIZE - idx;
+        if (chunk > space)
+            chunk = space;
+        if (chunk > r->outlen - r->outoff)
+            chunk = (uint32_t)(r->outlen - r->outoff);
+        memcpy((char *)i->rsp + idx, r->out + r->outoff, chunk);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        WR(i->rsp_prod, prod + chunk);
+        r->outoff += chunk;
+        moved = true;
+    }
+    if (r->outoff == r->outlen)
+        r->outoff = r->outlen = 0;
+    return moved;
+}
+
+/* Take request bytes from the req ring: true if anything was consumed. */
+static bool pull_in(struct ring *r)
+{
+    volatile struct xenstore_domain_interface *i = r->intf;
+    bool moved = false;
+    for (;;) {
+        uint32_t cons = RD(i->req_cons), prod = RD(i->req_prod);
+        if (prod - cons > XENSTORE_RING_SIZE) {
+            ring_break(r, XENSTORE_ERROR_RINGIDX);
+            return false;
+        }
+        uint32_t avail = prod - cons;
+        if (!avail)
+            break;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        /* Read the header first, then exactly the payload it announces. */
+        size_t want;
+        if (r->inlen < XS_HDR_SIZE) {
+            want = XS_HDR_SIZE - r->inlen;
+        } else {
+            struct xsd_sockmsg h;
+            memcpy(&h, r->in, XS_HDR_SIZE);
+            want = XS_HDR_SIZE + h.len - r->inlen;
+        }
+        uint32_t idx = MASK_XENSTORE_IDX(cons);
+        uint32_t chunk = XENSTORE_RING_SIZE - idx;
+        if (chunk > avail)
+            chunk = avail;
+        if (chunk > want)
+            chunk = (uint32_t)want;
+        memcpy(r->in + r->inlen, (const char *)i->req + idx, chunk);
+        r->inlen += chunk;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        WR(i->req_cons, cons + chunk);
+        moved = true;
+        if (r->inlen == XS_HDR_SIZE) {
+            struct xsd_sockmsg h;
+            memcpy(&h, r->in, XS_HDR_SIZE);
+            if (h.len > XENSTORE_PAYLOAD_MAX) {
+                ring_break(r, XENSTORE_ERROR_PROTO);
+                return false;
+            }
+        }
+        struct xsd_sockmsg h;
+        const uint8_t *body;
+        size_t used;
+        if (xs_wire_parse(r->in, r->inlen, &h, &body, &used) == 1) {
+            current = r;
+            xs_handle(r->d->conn, &h, body);
+            current = NULL;
+            r->inlen = 0;
+            if (r->broken)
+                return false;
+            /* Flow control: stop reading while the guest leaves replies unread. */
+            if (r->outlen - r->outoff > 64 * 1024)
+                break;
+        }
+    }
+    return moved;
+}
+
+void xsd_ring_kick(struct xs_domain *d)
+{
+    struct ring *r = d->ring;
+    if (!r)
+        return;
+    volatile struct xenstore_domain_interface *i = r->intf;
+    if (RD(i->connection) == XENSTORE_RECONNECT) {
+        xs_conn_reset(d->conn, true);
+        r->inlen = 0;
+        r->outlen = r->outoff = 0;
+        r->broken = false;
+        WR(i->req_cons, 0);
+        WR(i->req_prod, 0);
+        WR(i->rsp_cons, 0);
+        WR(i->rsp_prod, 0);
+        WR(i->error, XENSTORE_ERROR_NONE);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        WR(i->connection, XENSTORE_CONNECTED);
+        notify(r);
+        return;
+    }
+    if (r->broken)
+        return;
+    bool moved = false;
+    for (int round = 0; round < 64; round++) {
+        bool m = push_out(r);
+        m |= pull_in(r);
+        m |= push_out(r);
+        moved |= m;
+        if (!m || r->broken)
+            break;
+    }
+    if (moved)
+        notify(r);
+}
+
+static void ring_ev(struct xsd_ev *e, uint32_t events)
+{
+    struct ring *r = e->arg;
+    uint64_t v;
+    if (read(e->fd, &v, sizeof(v)) < 0) {
+        /* spurious */
+    }
+    if (r->d)
+        xsd_ring_kick(r->d);
+}
+
+int xsd_ring_attach(struct xs_domain *d)
+{
+    if (!xsd.dom0)
+        return 0;       /* later, when xkvmd is there */
+    if (d->ring)
+        return 0;
+    struct ring *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->d = d;
+    r->intf = dom0_map_foreign(xsd.dom0, d->domid, d->gfn, false, &r->handle);
+    if (!r->intf) {
+        int e = errno;
+        xsd_log("dom%u: cannot map store gfn %#llx: %s", d->domid,
+                (unsigned long long)d->gfn, strerror(e));
+        free(r);
+        return e == ESRCH ? ENOENT : EINVAL;
+    }
+    int from_guest;
+    int err = dom0_bind_evtchn(xsd.dom0, d->domid, d->port, &r->to_guest, &from_guest);
+    if (err) {
+        xsd_log("dom%u: cannot bind store port %u: %s", d->domid, d->port, strerror(-err));
+        dom0_unmap_foreign(xsd.dom0, d->domid, r->handle, (void *)r->intf);
+        free(r);
+        return EINVAL;
+    }
+    r->ev.fd = from_guest;
+    r->ev.fn = ring_ev;
+    r->ev.arg = r;
+    d->ring = r;
+    d->conn->send = ring_send;
+    xsd_ev_add(&r->ev, EPOLLIN);
+    WR(r->intf->server_features,
+       XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR | 4u);
+    xsd_log("dom%u: ring connected (gfn %#llx port %u)", d->domid,
+            (unsigned long long)d->gfn, d->port);
+    xsd_ring_kick(d);
+    notify(r);
+    return 0;
+}
+
+static void nosend(struct xs_conn *c, const struct xsd_sockmsg *h, const void *body)
+{
+}
+
+void xsd_ring_detach(struct xs_domain *d, bool unbind)
+{
+    struct ring *r = d->ring;
+    if (!r)
+        return;
+    d->ring = NULL;
+    d->conn->send = nosend;
+    xsd_ev_del(&r->ev);
+    close(r->ev.fd);
+    close(r->to_guest);
+    if (unbind && xsd.dom0) {
+        dom0_unbind_evtchn(xsd.dom0, d->domid, d->port);
+        dom0_unmap_foreign(xsd.dom0, d->domid, r->handle, (void *)r->intf);
+    } else {
+        munmap((void *)r->intf, (size_t)sysconf(_SC_PAGESIZE));
+    }
+    free(r->out);
+    r->d = NULL;
+    xsd_defer_free(r);
+}

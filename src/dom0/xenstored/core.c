@@ -1,0 +1,1001 @@
+/* Request handling: Xen's xenstore operations on the tree, with Xen's errors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "xs.h"
+
+struct op {
+    struct xs_conn *c;
+    struct xs_tree *t;
+    struct xs_txn *tx;      /* NULL: the main tree, changes visible and fired */
+};
+
+/* ---------------------------------------------------------------- setup */
+
+void xs_init(struct xs *xs)
+{
+    memset(xs, 0, sizeof(*xs));
+    xs->tree = xs_tree_new(&xs->gen);
+    xs_quota_defaults(&xs->quota);
+    for (int i = 0; i < 2; i++) {
+        xs->special_perms[i][0] = (struct xs_perm){ 0, XS_PERM_NONE };
+        xs->special_nperms[i] = 1;
+    }
+}
+
+void xs_fini(struct xs *xs)
+{
+    while (xs->domains) {
+        struct xs_domain *d = xs->domains;
+        xs->domains = d->next;
+        xs_conn_free(d->conn);
+        free(d);
+    }
+    while (xs->conns)
+        xs_conn_free(xs->conns);
+    xs_tree_free(xs->tree);
+    xs->tree = NULL;
+}
+
+struct xs_conn *xs_conn_new(struct xs *xs, uint32_t domid, bool is_domain)
+{
+    struct xs_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    c->xs = xs;
+    c->domid = domid;
+    c->is_domain = is_domain;
+    c->next_txid = 1;
+    c->next = xs->conns;
+    xs->conns = c;
+    return c;
+}
+
+void xs_conn_reset(struct xs_conn *c, bool watches)
+{
+    while (c->txns) {
+        struct xs_txn *t = c->txns;
+        c->txns = t->next;
+        xs_txn_free(t);
+    }
+    c->ntxns = 0;
+    if (!watches)
+        return;
+    while (c->watches) {
+        struct xs_watch *w = c->watches;
+        c->watches = w->next;
+        if (c->xs->ops.watch_changed)
+            c->xs->ops.watch_changed(c->xs, c, w, false);
+        xs_watch_free(w);
+    }
+    c->nwatches = 0;
+}
+
+void xs_conn_free(struct xs_conn *c)
+{
+    if (!c)
+        return;
+    for (struct xs_conn **pp = &c->xs->conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    /* Watches of a socket client go with it, unpersisted (they never were). */
+    void (*wc)(struct xs *, struct xs_conn *, const struct xs_watch *, bool) =
+        c->xs->ops.watch_changed;
+    if (!c->is_domain)
+        c->xs->ops.watch_changed = NULL;
+    xs_conn_reset(c, true);
+    c->xs->ops.watch_changed = wc;
+    free(c);
+}
+
+/* ---------------------------------------------------------------- domains */
+
+struct xs_domain *xs_domain_find(struct xs *xs, uint32_t domid)
+{
+    for (struct xs_domain *d = xs->domains; d; d = d->next)
+        if (d->domid == domid)
+            return d;
+    return NULL;
+}
+
+static void nosend(struct xs_conn *c, const struct xsd_sockmsg *h, const void *body)
+{
+}
+
+struct xs_domain *xs_domain_add(struct xs *xs, uint32_t domid)
+{
+    struct xs_domain *d = calloc(1, sizeof(*d));
+    if (!d)
+        abort();
+    d->domid = domid;
+    d->target = XS_NO_TARGET;
+    d->conn = xs_conn_new(xs, domid, true);
+    d->conn->send = nosend;
+    d->next = xs->domains;
+    xs->domains = d;
+    return d;
+}
+
+struct revoke { struct xs *xs; uint32_t domid; struct xs_node **list; size_t n, cap; };
+
+static void revoke_cb(void *ctx, const struct xs_node *n)
+{
+    struct revoke *r = ctx;
+    bool hit = false;
+    for (uint32_t i = 0; i < n->nperms; i++)
+        hit |= n->perms[i].domid == r->domid;
+    if (!hit)
+        return;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 16;
+        r->list = realloc(r->list, r->cap * sizeof(*r->list));
+        if (!r->list)
+            abort();
+    }
+    r->list[r->n++] = (struct xs_node *)n;
+}
+
+/* XSA-322: what a removed domain owned becomes dom0's, its other entries go. */
+static void revoke_perms(struct xs *xs, uint32_t domid)
+{
+    struct revoke r = { xs, domid, NULL, 0, 0 };
+    xs_tree_walk(xs->tree->root, revoke_cb, &r);
+    for (size_t i = 0; i < r.n; i++) {
+        struct xs_node *n = r.list[i];
+        struct xs_perm p[n->nperms];
+        uint32_t np = 0;
+        for (uint32_t k = 0; k < n->nperms; k++) {
+            if (k == 0) {
+                p[np] = n->perms[0];
+                if (p[np].domid == domid)
+                    p[np].domid = 0;
+                np++;
+            } else if (n->perms[k].domid != domid) {
+                p[np++] = n->perms[k];
+            }
+        }
+        xs_tree_set_perms(xs->tree, n, p, np);
+    }
+    free(r.list);
+}
+
+void xs_domain_gone(struct xs *xs, struct xs_domain *d, bool fire)
+{
+    uint32_t domid = d->domid;
+    if (xs->ops.release)
+        xs->ops.release(xs, d);
+    for (struct xs_domain **pp = &xs->domains; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    d->conn->dead = true;
+    xs_conn_free(d->conn);
+    d->conn = NULL;
+    if (xs->ops.domain_changed)
+        xs->ops.domain_changed(xs, d, true);
+    free(d);
+    revoke_perms(xs, domid);
+    if (fire)
+        xs_fire_special(xs, XS_SPECIAL_RELEASE, domid);
+}
+
+/* ---------------------------------------------------------------- paths */
+
+static bool valid_chars(const char *p)
+{
+    for (; *p; p++) {
+        char ch = *p;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '-' || ch == '/' || ch == '_' || ch == '@'))
+            return false;
+    }
+    return true;
+}
+
+int xs_canon(const struct xs_conn *c, const char *in, char *out, bool allow_special)
+{
+    size_t len;
+    if (in[0] == '@') {
+        if (!allow_special)
+            return EINVAL;
+        len = strlen(in);
+        if (len > XENSTORE_ABS_PATH_MAX)
+            return EINVAL;
+        memcpy(out, in, len + 1);
+        return 0;
+    }
+    if (in[0] == '/') {
+        len = strlen(in);
+        if (len > XENSTORE_ABS_PATH_MAX)
+            return EINVAL;
+        memcpy(out, in, len + 1);
+    } else {
+        int n = snprintf(out, XENSTORE_ABS_PATH_MAX + 1, "/local/domain/%u/%s", c->domid,
+                         in);
+        if (n < 0 || n > XENSTORE_ABS_PATH_MAX)
+            return EINVAL;
+        len = (size_t)n;
+    }
+    if (!valid_chars(out) || strstr(out, "//") || (len > 1 && out[len - 1] == '/'))
+        return EINVAL;
+    if (!xs_conn_priv(c)) {
+        /* A guest's own subtree may hold paths of XENSTORE_REL_PATH_MAX. */
+        char pre[32];
+        int n = snprintf(pre, sizeof(pre), "/local/domain/%u/", c->domid);
+        size_t base = strncmp(out, pre, (size_t)n) ? 0 : (size_t)n;
+        if (len - base > XENSTORE_REL_PATH_MAX && base)
+            return EINVAL;
+    }
+    return 0;
+}
+
+static void parent_path(const char *path, char *out)
+{
+    const char *s = strrchr(path, '/');
+    size_t n = (size_t)(s - path);
+    if (n == 0)
+        n = 1;
+    memcpy(out, path, n);
+    out[n] = '\0';
+}
+
+/* ---------------------------------------------------------------- node access */
+
+static int access_rec(struct op *o, const char *path, const struct xs_node *n)
+{
+    if (!o->tx)
+        return 0;
+    uint32_t lim = xs_conn_priv(o->c) ? 0 : o->c->xs->quota.trans_nodes;
+    return xs_txn_access(o->tx, path, n ? n->gen : 0, lim) ? 0 : ENOSPC;
+}
+
+/* Xen's errno_from_parents: not knowing a node below an unreadable one is EACCES. */
+static int err_from_parents(struct op *o, const char *path, int err)
+{
+    char p[XENSTORE_ABS_PATH_MAX + 2];
+    strcpy(p, path);
+    while (strcmp(p, "/")) {
+        char q[XENSTORE_ABS_PATH_MAX + 2];
+        parent_path(p, q);
+        strcpy(p, q);
+        struct xs_node *n = xs_tree_get(o->t, p);
+        if (n)
+            return (xs_perm_for(o->c, n->perms, n->nperms) & XS_PERM_READ) ? err : EACCES;
+    }
+    return err;
+}
+
+static int get_node(struct op *o, const char *path, unsigned perm, struct xs_node **out)
+{
+    struct xs_node *n = xs_tree_get(o->t, path);
+    int err = access_rec(o, path, n);
+    *out = NULL;
+    if (err)
+        return err;
+    if (!n)
+        return err_from_parents(o, path, ENOENT);
+    if ((xs_perm_for(o->c, n->perms, n->nperms) & perm) != perm)
+        return err_from_parents(o, path, EACCES);
+    *out = n;
+    return 0;
+}
+
+static bool unpriv(struct op *o)
+{
+    return !xs_conn_priv(o->c);
+}
+
+/* Create path (and missing parents) with value; perms inherited, guests own theirs. */
+static int create_node(struct op *o, const char *path, const void *val, uint32_t vlen,
+                       struct xs_node **out)
+{
+    struct xs *xs = o->c->xs;
+    char anc[XENSTORE_ABS_PATH_MAX + 2];
+    struct xs_node *a = NULL;
+    int missing = 1, err;
+    strcpy(anc, path);
+    for (;;) {
+        char q[XENSTORE_ABS_PATH_MAX + 2];
+        parent_path(anc, q);
+        strcpy(anc, q);
+        a = xs_tree_get(o->t, anc);
+        if ((err = access_rec(o, anc, a)))
+            return err;
+        if (a)
+            break;
+        missing++;
+    }
+    if (!(xs_perm_for(o->c, a->perms, a->nperms) & XS_PERM_WRITE))
+        return err_from_parents(o, path, EACCES);
+    struct xs_perm perms[a->nperms];
+    memcpy(perms, a->perms, sizeof(perms));
+    if (unpriv(o))
+        perms[0].domid = o->c->domid;
+    if (unpriv(o)) {
+        uint32_t q = xs->quota.nodes;
+        if (q && o->t->owned[perms[0].domid] + (uint32_t)missing > q)
+            return ENOSPC;
+        if (xs->quota.entry_size &&
+            xs_node_size(a->nperms, vlen, 0) >= xs->quota.entry_size)
+            return ENOSPC;
+    }
+    /* Create top-down: path components after anc. */
+    const char *rest = path + (strcmp(anc, "/") ? strlen(anc) : 0);
+    char cur[XENSTORE_ABS_PATH_MAX + 2];
+    size_t curlen = strcmp(anc, "/") ? strlen(anc) : 0;
+    memcpy(cur, path, curlen);
+    struct xs_node *parent = a, *n = NULL;
+    while (*rest) {
+        const char *next = strchr(rest + 1, '/');
+        size_t seg = next ? (size_t)(next - rest) : strlen(rest);
+        memcpy(cur + curlen, rest, seg);
+        curlen += seg;
+        cur[curlen] = '\0';
+        rest += seg;
+        if ((err = access_rec(o, cur, NULL)))
+            return err;
+        bool last = !*rest;
+        n = xs_tree_add(o->t, parent, cur, last ? val : NULL, last ? vlen : 0, perms,
+                        a->nperms);
+        parent = n;
+    }
+    *out = n;
+    return 0;
+}
+
+static void fire(struct op *o, const char *path, const struct xs_node *n, bool recurse)
+{
+    if (!o->tx)
+        xs_watch_fire(o->c->xs, path, n ? n->perms : NULL, n ? n->nperms : 0, recurse);
+}
+
+static int op_write(struct op *o, const char *path, const void *val, uint32_t vlen)
+{
+    struct xs_node *n;
+    int err = get_node(o, path, XS_PERM_WRITE, &n);
+    if (err && err != ENOENT)
+        return err;
+    if (!n) {
+        if ((err = create_node(o, path, val, vlen, &n)))
+            return err;
+    } else {
+        if (unpriv(o) && o->c->xs->quota.entry_size &&
+            xs_node_size(n->nperms, vlen, n->childlen) >= o->c->xs->quota.entry_size)
+            return ENOSPC;
+        xs_tree_set_value(o->t, n, val, vlen);
+    }
+    if (o->tx)
+        xs_txn_log(o->tx, XS_WRITE, path, val, vlen);
+    fire(o, path, n, false);
+    return 0;
+}
+
+static int op_mkdir(struct op *o, const char *path)
+{
+    struct xs_node *n;
+    int err = get_node(o, path, XS_PERM_WRITE, &n);
+    if (n)
+        return 0;
+    if (err != ENOENT)
+        return err;
+    if ((err = create_node(o, path, NULL, 0, &n)))
+        return err;
+    if (o->tx)
+        xs_txn_log(o->tx, XS_MKDIR, path, NULL, 0);
+    fire(o, path, n, false);
+    return 0;
+}
+
+static int op_rm(struct op *o, const char *path)
+{
+    struct xs_node *n;
+    int err = get_node(o, path, XS_PERM_WRITE, &n);
+    if (!n) {
+        if (err == ENOENT) {
+            char p[XENSTORE_ABS_PATH_MAX + 2];
+            parent_path(path, p);
+            struct xs_node *pn = xs_tree_get(o->t, p);
+            if ((err = access_rec(o, p, pn)))
+                return err;
+            return pn ? 0 : ENOENT;
+        }
+        return err;
+    }
+    if (!strcmp(path, "/"))
+        return EINVAL;
+    if (n->parent && (err = access_rec(o, n->parent->path, n->parent)))
+        return err;
+    struct xs_perm perms[n->nperms];
+    uint32_t np = n->nperms;
+    memcpy(perms, n->perms, sizeof(perms));
+    xs_tree_rm(o->t, n, NULL, NULL);
+    if (o->tx)
+        xs_txn_log(o->tx, XS_RM, path, NULL, 0);
+    else
+        xs_watch_fire(o->c->xs, path, perms, np, true);
+    return 0;
+}
+
+static int op_set_perms(struct op *o, const char *path, const struct xs_perm *p, uint32_t np)
+{
+    struct xs *xs = o->c->xs;
+    if (path[0] == '@') {
+        int w = !strcmp(path, "@introduceDomain") ? XS_SPECIAL_INTRODUCE :
+                !strcmp(path, "@releaseDomain") ? XS_SPECIAL_RELEASE : -1;
+        if (w < 0)
+            return ENOENT;
+        if (!(xs_perm_for(o->c, xs->special_perms[w], xs->special_nperms[w]) &
+              XS_PERM_OWNER))
+            return EACCES;
+        if (np > 8)
+            return ENOSPC;
+        memcpy(xs->special_perms[w], p, np * sizeof(*p));
+        xs->special_nperms[w] = np;
+        if (xs->ops.special_changed)
+            xs->ops.special_changed(xs, w);
+        return 0;
+    }
+    struct xs_node *n;
+    int err = get_node(o, path, XS_PERM_WRITE, &n);
+    if (err)
+        return err;
+    if (!(xs_perm_for(o->c, n->perms, n->nperms) & XS_PERM_OWNER))
+        return EACCES;
+    if (unpriv(o)) {
+        if (p[0].domid != n->perms[0].domid)
+            return EPERM;
+        if (xs->quota.perms && np > xs->quota.perms)
+            return ENOSPC;
+        if (xs->quota.entry_size &&
+            xs_node_size(np, n->vlen, n->childlen) >= xs->quota.entry_size)
+            return ENOSPC;
+    }
+    xs_tree_set_perms(o->t, n, p, np);
+    if (o->tx)
+        xs_txn_log(o->tx, XS_SET_PERMS, path, p, np * (uint32_t)sizeof(*p));
+    fire(o, path, n, false);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static void reply(struct xs_conn *c, const struct xsd_sockmsg *req, uint32_t type,
+                  const void *body, size_t len);
+
+static void reply_err(struct xs_conn *c, const struct xsd_sockmsg *req, int err)
+{
+    const char *s = xs_errno_name(err);
+    reply(c, req, XS_ERROR, s, strlen(s) + 1);
+}
+
+static void reply(struct xs_conn *c, const struct xsd_sockmsg *req, uint32_t type,
+                  const void *body, size_t len)
+{
+    if (len > XENSTORE_PAYLOAD_MAX) {
+        reply_err(c, req, E2BIG);
+        return;
+    }
+    struct xsd_sockmsg h = { .type = type, .req_id = req->req_id, .tx_id = req->tx_id,
+                             .len = (uint32_t)len };
+    c->send(c, &h, body);
+}
+
+static void reply_ok(struct xs_conn *c, const struct xsd_sockmsg *req)
+{
+    reply(c, req, req->type, "OK", 3);
+}
+
+static void reply_str(struct xs_conn *c, const struct xsd_sockmsg *req, const char *s)
+{
+    reply(c, req, req->type, s, strlen(s) + 1);
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+static int perms_string(const struct xs_perm *p, uint32_t np, char *buf, size_t sz)
+{
+    size_t off = 0;
+    for (uint32_t i = 0; i < np; i++) {
+        int n = snprintf(buf + off, sz - off, "%c%u", xs_perm_char(p[i].perm), p[i].domid);
+        if (n < 0 || (size_t)n + 1 >= sz - off)
+            return -1;
+        off += (size_t)n + 1;
+    }
+    return (int)off;
+}
+
+static int do_get_perms(struct op *o, const char *path, const struct xsd_sockmsg *req)
+{
+    struct xs *xs = o->c->xs;
+    char buf[XENSTORE_PAYLOAD_MAX + 64];
+    const struct xs_perm *p;
+    uint32_t np;
+    if (path[0] == '@') {
+        int w = !strcmp(path, "@introduceDomain") ? XS_SPECIAL_INTRODUCE :
+                !strcmp(path, "@releaseDomain") ? XS_SPECIAL_RELEASE : -1;
+        if (w < 0)
+            return ENOENT;
+        p = xs->special_perms[w];
+        np = xs->special_nperms[w];
+        if (!(xs_perm_for(o->c, p, np) & XS_PERM_READ))
+            return EACCES;
+    } else {
+        struct xs_node *n;
+        int err = get_node(o, path, XS_PERM_READ, &n);
+        if (err)
+            return err;
+        p = n->perms;
+        np = n->nperms;
+    }
+    int len = perms_string(p, np, buf, sizeof(buf));
+    if (len < 0)
+        return E2BIG;
+    reply(o->c, req, XS_GET_PERMS, buf, (size_t)len);
+    return 0;
+}
+
+static int do_directory(struct op *o, const char *path, const struct xsd_sockmsg *req,
+                        const char *offstr)
+{
+    struct xs_node *n;
+    int err = get_node(o, path, XS_PERM_READ, &n);
+    if (err)
+        return err;
+    char *buf = malloc(n->childlen + 64);
+    if (!buf)
+        return ENOMEM;
+    size_t off = 0;
+    if (!offstr) {
+        for (uint32_t i = 0; i < n->nkids; i++) {
+            size_t l = strlen(n->kids[i]->name) + 1;
+            memcpy(buf + off, n->kids[i]->name, l);
+            off += l;
+        }
+        reply(o->c, req, XS_DIRECTORY, buf, off);
+        free(buf);
+        return 0;
+    }
+    unsigned long start;
+    if (!xs_parse_uint(offstr, UINT32_MAX, &start) || start > n->childlen) {
+        free(buf);
+        return EINVAL;
+    }
+    off = (size_t)snprintf(buf, 64, "%llu", (unsigned long long)n->gen) + 1;
+    size_t genlen = off, pos = 0;
+    uint32_t i = 0;
+    for (; i < n->nkids && pos < start; i++)
+        pos += strlen(n->kids[i]->name) + 1;
+    if (pos != start) {
+        free(buf);
+        return EINVAL;
+    }
+    for (; i < n->nkids; i++) {
+        size_t l = strlen(n->kids[i]->name) + 1;
+        if (off + l + 1 > XENSTORE_PAYLOAD_MAX)
+            break;
+        memcpy(buf + off, n->kids[i]->name, l);
+        off += l;
+    }
+    if (i == n->nkids)
+        buf[off++] = '\0';      /* the end of the list: an empty name */
+    (void)genlen;
+    reply(o->c, req, XS_DIRECTORY_PART, buf, off);
+    free(buf);
+    return 0;
+}
+
+static struct xs_txn *find_txn(struct xs_conn *c, uint32_t id)
+{
+    for (struct xs_txn *t = c->txns; t; t = t->next)
+        if (t->id == id)
+            return t;
+    return NULL;
+}
+
+static int do_txn_end(struct xs_conn *c, const struct xsd_sockmsg *req, const char *arg)
+{
+    struct xs_txn **pp = &c->txns;
+    for (; *pp && (*pp)->id != req->tx_id; pp = &(*pp)->next)
+        ;
+    if (!*pp)
+        return c->lost_txns ? EAGAIN : ENOENT;
+    bool commit;
+    if (!strcmp(arg, "T"))
+        commit = true;
+    else if (!strcmp(arg, "F"))
+        commit = false;
+    else
+        return EINVAL;
+    struct xs_txn *t = *pp;
+    *pp = t->next;
+    c->ntxns--;
+    int err = 0;
+    if (commit) {
+        if (xs_txn_conflicts(t, c->xs->tree)) {
+            err = EAGAIN;
+        } else {
+            struct op o = { c, c->xs->tree, NULL };
+            for (struct xs_txop *op = t->ops; op; op = op->next) {
+                switch (op->type) {
+                case XS_WRITE: op_write(&o, op->path, op->data, op->len); break;
+                case XS_MKDIR: op_mkdir(&o, op->path); break;
+                case XS_RM: op_rm(&o, op->path); break;
+                case XS_SET_PERMS:
+                    op_set_perms(&o, op->path, (const struct xs_perm *)op->data,
+                                 op->len / (uint32_t)sizeof(struct xs_perm));
+                    break;
+                }
+            }
+        }
+    }
+    xs_txn_free(t);
+    return err;
+}
+
+static bool parse_domid(const char *s, uint32_t *domid)
+{
+    unsigned long v;
+    if (!xs_parse_uint(s, 0xFFFF, &v))
+        return false;
+    *domid = (uint32_t)v;
+    return true;
+}
+
+static int do_introduce(struct xs_conn *c, const struct xsd_sockmsg *req, const char **v,
+                        int n)
+{
+    struct xs *xs = c->xs;
+    uint32_t domid, port;
+    if (!xs_conn_priv(c))
+        return EACCES;
+    if (n < 3 || !parse_domid(v[0], &domid) || domid == 0 || domid > XS_MAX_DOMID)
+        return EINVAL;
+    char *end;
+    errno = 0;
+    long long gfn = strtoll(v[1], &end, 10);
+    if (errno || *end || end == v[1])
+        return EINVAL;
+    unsigned long p;
+    if (!xs_parse_uint(v[2], UINT32_MAX, &p))
+        return EINVAL;
+    port = (uint32_t)p;
+    struct xs_domain *d = xs_domain_find(xs, domid);
+    if (d && d->introduced) {
+        reply_ok(c, req);
+        return 0;
+    }
+    bool fresh = !d;
+    if (!d)
+        d = xs_domain_add(xs, domid);
+    d->gfn = (uint64_t)gfn;
+    d->port = port;
+    d->shutdown = false;
+    if (xs->ops.introduce) {
+        int err = xs->ops.introduce(xs, d);
+        if (err) {
+            if (fresh) {
+                for (struct xs_domain **pp = &xs->domains; *pp; pp = &(*pp)->next)
+                    if (*pp == d) {
+                        *pp = d->next;
+                        break;
+                    }
+                xs_conn_free(d->conn);
+                free(d);
+            }
+            return err;
+        }
+    }
+    d->introduced = true;
+    if (xs->ops.domain_changed)
+        xs->ops.domain_changed(xs, d, false);
+    reply_ok(c, req);
+    xs_fire_special(xs, XS_SPECIAL_INTRODUCE, domid);
+    return 0;
+}
+
+static int do_control(struct xs_conn *c, const struct xsd_sockmsg *req, const char **v,
+                      int n)
+{
+    struct xs *xs = c->xs;
+    if (!xs_conn_priv(c))
+        return EACCES;
+    if (n < 1)
+        return EINVAL;
+    if (!strcmp(v[0], "check")) {
+        reply_str(c, req, "OK");
+        return 0;
+    }
+    if (!strcmp(v[0], "log")) {
+        if (n < 2)
+            return EINVAL;
+        if (!strcmp(v[1], "on"))
+            xs->log_requests = true;
+        else if (!strcmp(v[1], "off"))
+            xs->log_requests = false;
+        else
+            return EINVAL;
+        reply_str(c, req, "OK");
+        return 0;
+    }
+    if (!strcmp(v[0], "print")) {
+        if (n < 2)
+            return EINVAL;
+        if (xs->log)
+            xs->log("control print: %s", v[1]);
+        reply_str(c, req, "OK");
+        return 0;
+    }
+    if (!strcmp(v[0], "help")) {
+        reply_str(c, req, "check\nlog\nprint\nquota\nhelp\nexport\nimport\n");
+        return 0;
+    }
+    if (!strcmp(v[0], "quota")) {
+        char buf[512];
+        if (n >= 2 && strlen(v[1])) {
+            uint32_t domid;
+            if (!parse_domid(v[1], &domid) || domid > XS_MAX_DOMID)
+                return EINVAL;
+            struct xs_domain *d = xs_domain_find(xs, domid);
+            if (!d)
+                return ENOENT;
+            snprintf(buf, sizeof(buf), "Domain %u:\nnodes: %u\nwatches: %u\n"
+                     "transactions: %u\n", domid, xs->tree->owned[domid],
+                     d->conn->nwatches, d->conn->ntxns);
+        } else {
+            snprintf(buf, sizeof(buf), "Nodes per domain: %u\nEntry size: %u\n"
+                     "Watches per domain: %u\nTransactions per domain: %u\n"
+                     "Permissions per node: %u\nNodes per transaction: %u\n",
+                     xs->quota.nodes, xs->quota.entry_size, xs->quota.watches,
+                     xs->quota.transactions, xs->quota.perms, xs->quota.trans_nodes);
+        }
+        reply_str(c, req, buf);
+        return 0;
+    }
+    if (xs->ops.control) {
+        static char out[XENSTORE_PAYLOAD_MAX];
+        size_t outlen = 0;
+        int err = xs->ops.control(xs, c, v, n, out, sizeof(out), &outlen);
+        if (err != ENOSYS) {
+            if (!err)
+                reply(c, req, XS_CONTROL, out, outlen);
+            return err;
+        }
+    }
+    return EINVAL;
+}
+
+static void log_req(struct xs_conn *c, const struct xsd_sockmsg *h, const uint8_t *body)
+{
+    if (!c->xs->log_requests || !c->xs->log)
+        return;
+    char s[81];
+    uint32_t n = h->len < 80 ? h->len : 80;
+    for (uint32_t i = 0; i < n; i++)
+        s[i] = body[i] >= 0x20 && body[i] < 0x7f ? (char)body[i] : ' ';
+    s[n] = '\0';
+    c->xs->log("dom%u %s tx %u \"%s\"", c->domid, xs_type_name(h->type), h->tx_id, s);
+}
+
+void xs_handle(struct xs_conn *c, const struct xsd_sockmsg *h, const uint8_t *body)
+{
+    struct xs *xs = c->xs;
+    const char *v[8];
+    int n = xs_wire_split(body, h->len, v, 8);
+    char path[XENSTORE_ABS_PATH_MAX + 2];
+    struct op o = { c, xs->tree, NULL };
+    int err = 0;
+    uint32_t domid;
+
+    log_req(c, h, body);
+    switch (h->type) {
+    case XS_READ: case XS_WRITE: case XS_MKDIR: case XS_RM: case XS_DIRECTORY:
+    case XS_DIRECTORY_PART: case XS_GET_PERMS: case XS_SET_PERMS:
+        if (h->tx_id) {
+            o.tx = find_txn(c, h->tx_id);
+            if (!o.tx) {
+                /* A guest's transaction lost in a restart: retry it, as after a conflict. */
+                reply_err(c, h, c->lost_txns ? EAGAIN : ENOENT);
+                return;
+            }
+            if (!o.tx->tree)
+                o.tx->tree = xs_tree_copy(xs->tree);
+            o.t = o.tx->tree;
+        }
+        if (n < 1) {
+            reply_err(c, h, EINVAL);
+            return;
+        }
+        err = xs_canon(c, v[0], path, h->type == XS_GET_PERMS || h->type == XS_SET_PERMS);
+        if (err) {
+            reply_err(c, h, err);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+
+    switch (h->type) {
+    case XS_READ: {
+        struct xs_node *nd;
+        if (!(err = get_node(&o, path, XS_PERM_READ, &nd)))
+            reply(c, h, XS_READ, nd->val, nd->vlen);
+        break;
+    }
+    case XS_WRITE: {
+        size_t off = strlen(v[0]) + 1;
+        if (!(err = op_write(&o, path, body + off, h->len - (uint32_t)off)))
+            reply_ok(c, h);
+        break;
+    }
+    case XS_MKDIR:
+        if (!(err = op_mkdir(&o, path)))
+            reply_ok(c, h);
+        break;
+    case XS_RM:
+        if (!(err = op_rm(&o, path)))
+            reply_ok(c, h);
+        break;
+    case XS_DIRECTORY:
+        err = do_directory(&o, path, h, NULL);
+        break;
+    case XS_DIRECTORY_PART:
+        err = n < 2 ? EINVAL : do_directory(&o, path, h, v[1]);
+        break;
+    case XS_GET_PERMS:
+        err = do_get_perms(&o, path, h);
+        break;
+    case XS_SET_PERMS: {
+        struct xs_perm p[XENSTORE_PAYLOAD_MAX / 2];
+        uint32_t np = 0;
+        if (n < 2) {
+            err = EINVAL;
+            break;
+        }
+        const char *all[XENSTORE_PAYLOAD_MAX / 2];
+        int na = xs_wire_split(body, h->len, all, XENSTORE_PAYLOAD_MAX / 2);
+        for (int i = 1; i < na && !err; i++)
+            if (!xs_perm_parse(all[i], &p[np++]))
+                err = EINVAL;
+        if (!err && !(err = op_set_perms(&o, path, p, np)))
+            reply_ok(c, h);
+        break;
+    }
+    case XS_WATCH: {
+        int depth = -1;
+        if (n < 2) {
+            err = EINVAL;
+            break;
+        }
+        if (n >= 3 && v[2][0]) {
+            unsigned long dv;
+            if (!xs_parse_uint(v[2], 65535, &dv)) {
+                err = EINVAL;
+                break;
+            }
+            depth = (int)dv;
+        }
+        if (!(err = xs_watch_add(c, v[0], v[1], depth, false))) {
+            reply_ok(c, h);
+            xs_watch_initial(c, v[0], v[1]);
+        }
+        break;
+    }
+    case XS_UNWATCH:
+        if (n < 2)
+            err = EINVAL;
+        else if (!(err = xs_watch_del(c, v[0], v[1])))
+            reply_ok(c, h);
+        break;
+    case XS_RESET_WATCHES:
+        xs_conn_reset(c, true);
+        reply_ok(c, h);
+        break;
+    case XS_TRANSACTION_START: {
+        if (h->tx_id) {
+            err = EBUSY;
+            break;
+        }
+        if (!xs_conn_priv(c) && xs->quota.transactions &&
+            c->ntxns >= xs->quota.transactions) {
+            err = ENOSPC;
+            break;
+        }
+        uint32_t id;
+        do {
+            id = c->next_txid++;
+        } while (id == 0 || find_txn(c, id));
+        struct xs_txn *t = xs_txn_new(xs->tree, id);
+        t->next = c->txns;
+        c->txns = t;
+        c->ntxns++;
+        char buf[16];
+        snprintf(buf, sizeof(buf), "%u", id);
+        reply_str(c, h, buf);
+        break;
+    }
+    case XS_TRANSACTION_END:
+        if (n < 1)
+            err = EINVAL;
+        else if (!(err = do_txn_end(c, h, v[0])))
+            reply_ok(c, h);
+        break;
+    case XS_INTRODUCE:
+        err = do_introduce(c, h, v, n);
+        break;
+    case XS_RELEASE: {
+        struct xs_domain *d;
+        if (!xs_conn_priv(c))
+            err = EACCES;
+        else if (n < 1 || !parse_domid(v[0], &domid) || domid == 0)
+            err = EINVAL;
+        else if (!(d = xs_domain_find(xs, domid)))
+            err = ENOENT;
+        else {
+            xs_domain_gone(xs, d, true);
+            reply_ok(c, h);
+        }
+        break;
+    }
+    case XS_GET_DOMAIN_PATH:
+        if (n < 1 || !parse_domid(v[0], &domid)) {
+            err = EINVAL;
+        } else {
+            char buf[40];
+            snprintf(buf, sizeof(buf), "/local/domain/%u", domid);
+            reply_str(c, h, buf);
+        }
+        break;
+    case XS_IS_DOMAIN_INTRODUCED: {
+        struct xs_domain *d;
+        if (n < 1 || !parse_domid(v[0], &domid))
+            err = EINVAL;
+        else
+            reply_str(c, h, domid == 0 || ((d = xs_domain_find(xs, domid)) &&
+                                             d->introduced) ? "T" : "F");
+        break;
+    }
+    case XS_RESUME: {
+        struct xs_domain *d;
+        if (!xs_conn_priv(c))
+            err = EACCES;
+        else if (n < 1 || !parse_domid(v[0], &domid))
+            err = EINVAL;
+        else if (!(d = xs_domain_find(xs, domid)))
+            err = ENOENT;
+        else {
+            d->shutdown = false;
+            reply_ok(c, h);
+        }
+        break;
+    }
+    case XS_SET_TARGET: {
+        struct xs_domain *d;
+        uint32_t tdomid;
+        if (!xs_conn_priv(c))
+            err = EACCES;
+        else if (n < 2 || !parse_domid(v[0], &domid) || !parse_domid(v[1], &tdomid))
+            err = EINVAL;
+        else if (!(d = xs_domain_find(xs, domid)))
+            err = ENOENT;
+        else {
+            d->target = tdomid;
+            if (xs->ops.domain_changed)
+                xs->ops.domain_changed(xs, d, false);
+            reply_ok(c, h);
+        }
+        break;
+    }
+    case XS_CONTROL:
+        err = do_control(c, h, v, n);
+        break;
+    default:
+        err = EINVAL;
+        break;
+    }
+    if (err)
+        reply_err(c, h, err);
+}

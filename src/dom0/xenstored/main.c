@@ -1,0 +1,303 @@
+/*
+ * xkvm-xenstored --rundir DIR [--foreground]
+ * xkvm-xenstored --rundir DIR export DOMID FILE | import FILE   (via the running daemon)
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include "xsd.h"
+
+struct xsd xsd;
+static FILE *log_file;
+static void **graveyard;
+static size_t ngrave, capgrave;
+
+void xsd_log(const char *fmt, ...)
+{
+    FILE *f = log_file ? log_file : stderr;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    fprintf(f, "%02d:%02d:%02d.%03ld xenstored: ", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fflush(f);
+}
+
+int xsd_ev_add(struct xsd_ev *e, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = e };
+    return epoll_ctl(xsd.epfd, EPOLL_CTL_ADD, e->fd, &ev) < 0 ? -errno : 0;
+}
+
+void xsd_ev_mod(struct xsd_ev *e, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = e };
+    epoll_ctl(xsd.epfd, EPOLL_CTL_MOD, e->fd, &ev);
+}
+
+void xsd_ev_del(struct xsd_ev *e)
+{
+    epoll_ctl(xsd.epfd, EPOLL_CTL_DEL, e->fd, NULL);
+    e->fn = NULL;
+}
+
+void xsd_defer_free(void *p)
+{
+    if (ngrave == capgrave) {
+        capgrave = capgrave ? capgrave * 2 : 16;
+        graveyard = realloc(graveyard, capgrave * sizeof(*graveyard));
+        if (!graveyard)
+            abort();
+    }
+    graveyard[ngrave++] = p;
+}
+
+/* ---------------------------------------------------------------- export/import */
+
+static int ctl_file(const char *path, uint8_t **buf, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size > (64 << 20)) {
+        close(fd);
+        return EINVAL;
+    }
+    *buf = malloc((size_t)st.st_size + 1);
+    ssize_t n = read(fd, *buf, (size_t)st.st_size);
+    close(fd);
+    if (n != st.st_size) {
+        free(*buf);
+        return EIO;
+    }
+    *len = (size_t)n;
+    return 0;
+}
+
+/* CONTROL export|DOMID|FILE and import|FILE: the file is written/read by the daemon. */
+static int control(struct xs *xs, struct xs_conn *c, const char **v, int n, char *out,
+                   size_t outsz, size_t *outlen)
+{
+    if (!strcmp(v[0], "export")) {
+        unsigned long domid;
+        if (n < 3 || !xs_parse_uint(v[1], XS_MAX_DOMID, &domid) || v[2][0] != '/')
+            return EINVAL;
+        size_t len;
+        uint8_t *b = xs_migrate_export(xs, (uint32_t)domid, &len);
+        if (!b)
+            return ENOENT;
+        int fd = open(v[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int err = 0;
+        if (fd < 0 || write(fd, b, len) != (ssize_t)len)
+            err = EIO;
+        if (fd >= 0)
+            close(fd);
+        free(b);
+        if (!err)
+            *outlen = (size_t)snprintf(out, outsz, "OK") + 1;
+        return err;
+    }
+    if (!strcmp(v[0], "import")) {
+        uint8_t *b = NULL;
+        size_t len = 0;
+        if (n < 2 || v[1][0] != '/')
+            return EINVAL;
+        int err = ctl_file(v[1], &b, &len);
+        if (err)
+            return err == ENOENT ? ENOENT : EIO;
+        err = xs_migrate_import(xs, b, len);
+        free(b);
+        if (!err)
+            *outlen = (size_t)snprintf(out, outsz, "OK") + 1;
+        return err;
+    }
+    return ENOSYS;
+}
+
+/* The CLI side: one CONTROL request on the socket. */
+static int client_control(const char *sock, const char **args, int nargs)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        fprintf(stderr, "xkvm-xenstored: cannot connect to %s: %s\n", sock, strerror(errno));
+        return 1;
+    }
+    uint8_t buf[XS_HDR_SIZE + XENSTORE_PAYLOAD_MAX];
+    size_t off = XS_HDR_SIZE;
+    for (int i = 0; i < nargs; i++) {
+        size_t l = strlen(args[i]) + 1;
+        if (off + l > sizeof(buf))
+            return 1;
+        memcpy(buf + off, args[i], l);
+        off += l;
+    }
+    struct xsd_sockmsg h = { .type = XS_CONTROL, .req_id = 1, .len = (uint32_t)(off - XS_HDR_SIZE) };
+    memcpy(buf, &h, sizeof(h));
+    if (write(fd, buf, off) != (ssize_t)off)
+        return 1;
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + got, sizeof(buf) - got);
+        if (n <= 0)
+            return 1;
+        got += (size_t)n;
+        const uint8_t *body;
+        size_t used;
+        int r = xs_wire_parse(buf, got, &h, &body, &used);
+        if (r < 0)
+            return 1;
+        if (r == 0)
+            continue;
+        if (h.type == XS_ERROR) {
+            fprintf(stderr, "xkvm-xenstored: %s: %.*s\n", args[0], (int)h.len, body);
+            return 1;
+        }
+        return 0;
+    }
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: xkvm-xenstored --rundir DIR [--foreground]\n"
+                    "       xkvm-xenstored --rundir DIR export DOMID FILE\n"
+                    "       xkvm-xenstored --rundir DIR import FILE\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "rundir", required_argument, NULL, 'r' },
+        { "foreground", no_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 }
+    };
+    bool fg = false;
+    int o;
+    xsd.rundir = getenv("XKVM_RUNDIR");
+    while ((o = getopt_long(argc, argv, "r:fh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'r': xsd.rundir = optarg; break;
+        case 'f': fg = true; break;
+        default: usage();
+        }
+    }
+    if (!xsd.rundir)
+        xsd.rundir = "/run/xkvm";
+    snprintf(xsd.dir, sizeof(xsd.dir), "%s/xenstored", xsd.rundir);
+    char sock[4200];
+    snprintf(sock, sizeof(sock), "%s/socket", xsd.dir);
+
+    if (optind < argc) {
+        char absf[4200];
+        const char *args[3];
+        int n = 0;
+        if (!strcmp(argv[optind], "export") && argc - optind == 3) {
+            args[0] = "export";
+            args[1] = argv[optind + 1];
+            args[2] = realpath(argv[optind + 2], absf) ? absf : argv[optind + 2];
+            if (argv[optind + 2][0] != '/' && args[2] != absf) {
+                char cwd[4096];
+                snprintf(absf, sizeof(absf), "%s/%s", getcwd(cwd, sizeof(cwd)) ? cwd : ".",
+                         argv[optind + 2]);
+                args[2] = absf;
+            }
+            n = 3;
+        } else if (!strcmp(argv[optind], "import") && argc - optind == 2) {
+            args[0] = "import";
+            args[1] = realpath(argv[optind + 1], absf) ? absf : argv[optind + 1];
+            n = 2;
+        } else {
+            usage();
+        }
+        return client_control(sock, args, n);
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    mkdir(xsd.rundir, 0700);
+    if (mkdir(xsd.dir, 0700) < 0 && errno != EEXIST) {
+        fprintf(stderr, "xkvm-xenstored: %s: %s\n", xsd.dir, strerror(errno));
+        return 1;
+    }
+    if (!fg) {
+        char lp[4200];
+        snprintf(lp, sizeof(lp), "%s/xenstored.log", xsd.dir);
+        log_file = fopen(lp, "ae");
+    }
+    xsd.epfd = epoll_create1(EPOLL_CLOEXEC);
+    xs_init(&xsd.xs);
+    xsd.xs.log = xsd_log;
+    xsd.xs.ops.control = control;
+    xsd_persist_hooks();
+    int r = xsd_persist_open();
+    if (r < 0) {
+        xsd_log("cannot write state in %s: %s", xsd.dir, strerror(-r));
+        return 1;
+    }
+    r = xsd_socket_listen(sock);
+    if (r < 0) {
+        xsd_log("cannot listen on %s: %s", sock, strerror(-r));
+        return 1;
+    }
+    xsd_domain_init();
+    if (!fg) {
+        pid_t pid = fork();
+        if (pid < 0)
+            return 1;
+        if (pid > 0)
+            return 0;
+        setsid();
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+            dup2(nul, 2);
+            if (nul > 2)
+                close(nul);
+        }
+    }
+    char pidp[4200];
+    snprintf(pidp, sizeof(pidp), "%s/xenstored.pid", xsd.dir);
+    FILE *pf = fopen(pidp, "we");
+    if (pf) {
+        fprintf(pf, "%d\n", (int)getpid());
+        fclose(pf);
+    }
+    xsd_log("ready on %s (%zu nodes)", sock, xsd.xs.tree->count);
+    for (;;) {
+        struct epoll_event evs[64];
+        int n = epoll_wait(xsd.epfd, evs, 64, -1);
+        if (n < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < n; i++) {
+            struct xsd_ev *e = evs[i].data.ptr;
+            if (e->fn)
+                e->fn(e, evs[i].events);
+        }
+        for (size_t i = 0; i < ngrave; i++)
+            free(graveyard[i]);
+        ngrave = 0;
+    }
+    return 1;
+}

@@ -1,0 +1,238 @@
+/*
+ * xkvm-xenstored: a xenstore daemon speaking Xen's wire protocol (xs_wire.h).
+ * The core (tree, permissions, transactions, watches, quotas, request handling) is a
+ * library without I/O so that unit tests and the fuzzer can drive it; main.c adds the
+ * UNIX socket, the guests' rings (through libdom0) and persistence.
+ * Documented in docs/xenstored.md.
+ */
+#ifndef XKVM_XS_H
+#define XKVM_XS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <xen/io/xs_wire.h>
+
+#define XS_HDR_SIZE ((uint32_t)sizeof(struct xsd_sockmsg))
+#define XS_NO_TARGET 0xFFFFFFFFu
+#define XS_MAX_DOMID 0x7FEFu
+
+/* ---- wire.c: pure parsing and formatting ---- */
+/* Parse one request from buf: 1 and *used if complete, 0 if more bytes are needed,
+ * -1 if the header is bad (payload over XENSTORE_PAYLOAD_MAX). */
+int xs_wire_parse(const uint8_t *buf, size_t len, struct xsd_sockmsg *hdr,
+                  const uint8_t **body, size_t *used);
+/* Split a payload into NUL-terminated strings: returns how many (up to max) were
+ * complete; trailing bytes without a NUL are not counted. */
+int xs_wire_split(const uint8_t *body, uint32_t len, const char **v, int max);
+const char *xs_errno_name(int err);     /* "EINVAL" etc.; unknown -> "EIO" as Xen */
+int xs_errno_from_name(const char *s);  /* for tests */
+const char *xs_type_name(uint32_t type);
+/* Parse a decimal number fully (no sign, no junk); false on error or overflow of max. */
+bool xs_parse_uint(const char *s, unsigned long max, unsigned long *out);
+
+/* ---- perms.c ---- */
+#define XS_PERM_NONE  0
+#define XS_PERM_READ  1
+#define XS_PERM_WRITE 2
+#define XS_PERM_OWNER 4
+struct xs_perm { uint32_t domid; uint8_t perm; /* XS_PERM_READ|WRITE */ };
+/* "b0" etc. -> perm; false on a bad string. */
+bool xs_perm_parse(const char *s, struct xs_perm *p);
+char xs_perm_char(uint8_t perm);
+struct xs_conn;
+/* Xen's perm_for_conn: what the connection may do on a node with these perms. */
+unsigned xs_perm_for(const struct xs_conn *c, const struct xs_perm *p, uint32_t n);
+
+/* ---- tree.c ---- */
+struct xs_node {
+    char *path;                 /* absolute, canonical */
+    const char *name;           /* last component (inside path) */
+    uint8_t *val;
+    uint32_t vlen;
+    struct xs_perm *perms;
+    uint32_t nperms;
+    uint64_t gen;               /* changes on every change of the node or its children list */
+    struct xs_node *parent;
+    struct xs_node **kids;
+    uint32_t nkids, capkids;
+    uint32_t childlen;          /* sum of (strlen(name)+1) of kids */
+    struct xs_node *hnext;
+};
+
+enum xs_change { XS_CHG_NODE, XS_CHG_RM };
+struct xs_tree {
+    struct xs_node **buckets;
+    size_t nbuckets, count;
+    struct xs_node *root;
+    uint64_t *gen;              /* shared generation counter */
+    uint32_t *owned;            /* nodes owned per domid, [XS_MAX_DOMID + 1] */
+    /* Called for every change of this tree (the main tree only): persistence. */
+    void (*changed)(void *ctx, enum xs_change what, const struct xs_node *n);
+    void *changed_ctx;
+};
+
+struct xs_tree *xs_tree_new(uint64_t *gen);
+void xs_tree_free(struct xs_tree *t);
+struct xs_tree *xs_tree_copy(const struct xs_tree *t);
+struct xs_node *xs_tree_get(const struct xs_tree *t, const char *path);
+/* Create path under its existing parent, with the given value and perms (copied). */
+struct xs_node *xs_tree_add(struct xs_tree *t, struct xs_node *parent, const char *path,
+                            const void *val, uint32_t vlen,
+                            const struct xs_perm *perms, uint32_t nperms);
+int xs_tree_set_value(struct xs_tree *t, struct xs_node *n, const void *val, uint32_t vlen);
+int xs_tree_set_perms(struct xs_tree *t, struct xs_node *n, const struct xs_perm *p,
+                      uint32_t np);
+/* Remove n and its subtree; cb is called for each removed node before it is freed. */
+void xs_tree_rm(struct xs_tree *t, struct xs_node *n,
+                void (*cb)(void *ctx, const struct xs_node *n), void *ctx);
+/* Preorder walk (parents before children, children in creation order). */
+void xs_tree_walk(const struct xs_node *n, void (*cb)(void *ctx, const struct xs_node *n),
+                  void *ctx);
+bool xs_is_child(const char *child, const char *parent);   /* Xen's is_child */
+
+/* ---- quota.c ---- */
+struct xs_quota {
+    uint32_t nodes;         /* nodes owned per domain: 1000 */
+    uint32_t entry_size;    /* node size: 2048 */
+    uint32_t watches;       /* watches per domain: 128 */
+    uint32_t transactions;  /* open transactions per connection: 10 */
+    uint32_t perms;         /* permissions per node: 5 */
+    uint32_t trans_nodes;   /* nodes accessed by one transaction: 1024 */
+    uint32_t outstanding;   /* queued output bytes before a guest is dropped */
+};
+void xs_quota_defaults(struct xs_quota *q);
+/* Xen's node size accounting: header + perms + value + children names. */
+uint32_t xs_node_size(uint32_t nperms, uint32_t vlen, uint32_t childlen);
+
+/* ---- txn.c ---- */
+struct xs_access { char *path; uint64_t gen; struct xs_access *next; };
+struct xs_txop { uint32_t type; char *path; uint8_t *data; uint32_t len;
+                 struct xs_txop *next; };
+struct xs_txn {
+    uint32_t id;
+    struct xs_tree *tree;           /* the transaction's copy, NULL before an access */
+    struct xs_access **acc;         /* hash set of accessed paths */
+    size_t nacc_buckets, nacc;
+    struct xs_txop *ops, **ops_tail;
+    struct xs_txn *next;
+};
+struct xs_txn *xs_txn_new(const struct xs_tree *main, uint32_t id);
+void xs_txn_free(struct xs_txn *t);
+/* Record an access of path (gen 0: absent) unless already recorded: false if the
+ * transaction now exceeds limit (0: unlimited). */
+bool xs_txn_access(struct xs_txn *t, const char *path, uint64_t gen, uint32_t limit);
+void xs_txn_log(struct xs_txn *t, uint32_t type, const char *path, const void *data,
+                uint32_t len);
+/* Has any accessed node changed in main since? */
+bool xs_txn_conflicts(const struct xs_txn *t, const struct xs_tree *main);
+
+/* ---- watch.c ---- */
+struct xs_watch {
+    char *path;         /* as given (relative or absolute or @special) */
+    char *abs;          /* canonical absolute (or the special) */
+    char *token;
+    int depth;          /* -1 unlimited */
+    bool relative;
+    struct xs_watch *next;
+};
+
+/* ---- connections and the server ---- */
+struct xs;
+struct xs_conn {
+    struct xs *xs;
+    uint32_t domid;             /* 0: dom0 socket client */
+    bool is_domain;             /* a guest (ring) connection */
+    struct xs_watch *watches;
+    uint32_t nwatches;
+    struct xs_txn *txns;
+    uint32_t ntxns, next_txid;
+    /* Queue one message (header + body) to the client. */
+    void (*send)(struct xs_conn *c, const struct xsd_sockmsg *h, const void *body);
+    void *io;                   /* the transport's */
+    bool dead;                  /* set by the core when the connection must be dropped */
+    bool lost_txns;             /* restored after a restart: its transactions are gone */
+    struct xs_conn *next;       /* in xs->conns */
+};
+
+struct xs_domain {
+    uint32_t domid;
+    uint64_t gfn;
+    uint32_t port;
+    uint32_t target;            /* XS_NO_TARGET or the domain it may act for */
+    bool shutdown;              /* @releaseDomain already sent for its shutdown */
+    bool introduced;            /* false: known from an import only */
+    struct xs_conn *conn;       /* always there: holds the domain's watches */
+    void *ring;                 /* conn_ring.c's state while the ring is connected */
+    struct xs_domain *next;
+};
+
+/* Hooks to the outside world; any may be NULL (unit tests, the fuzzer). */
+struct xs_ops {
+    /* INTRODUCE: connect the ring; 0 or an errno. */
+    int (*introduce)(struct xs *xs, struct xs_domain *d);
+    /* RELEASE or a dead domain: disconnect the ring. */
+    void (*release)(struct xs *xs, struct xs_domain *d);
+    /* Persistence of what is not in the tree. */
+    void (*domain_changed)(struct xs *xs, struct xs_domain *d, bool gone);
+    void (*watch_changed)(struct xs *xs, struct xs_conn *c, const struct xs_watch *w,
+                          bool added);
+    void (*special_changed)(struct xs *xs, int which);
+    /* CONTROL commands the daemon adds (export/import): reply payload or errno. */
+    int (*control)(struct xs *xs, struct xs_conn *c, const char **v, int n,
+                   char *out, size_t outsz, size_t *outlen);
+    void *ctx;
+};
+
+#define XS_SPECIAL_INTRODUCE 0
+#define XS_SPECIAL_RELEASE   1
+struct xs {
+    struct xs_tree *tree;
+    uint64_t gen;
+    struct xs_conn *conns;
+    struct xs_domain *domains;
+    struct xs_perm special_perms[2][8];
+    uint32_t special_nperms[2];
+    struct xs_quota quota;
+    struct xs_ops ops;
+    bool log_requests;
+    void (*log)(const char *fmt, ...);
+};
+
+void xs_init(struct xs *xs);
+void xs_fini(struct xs *xs);
+struct xs_conn *xs_conn_new(struct xs *xs, uint32_t domid, bool is_domain);
+void xs_conn_free(struct xs_conn *c);
+/* Drop the connection's transactions (and watches if watches). */
+void xs_conn_reset(struct xs_conn *c, bool watches);
+/* Handle one complete request (body is hdr->len bytes). */
+void xs_handle(struct xs_conn *c, const struct xsd_sockmsg *hdr, const uint8_t *body);
+struct xs_domain *xs_domain_find(struct xs *xs, uint32_t domid);
+struct xs_domain *xs_domain_add(struct xs *xs, uint32_t domid);
+/* The domain is gone (RELEASE or destroyed): @releaseDomain, drop it. */
+void xs_domain_gone(struct xs *xs, struct xs_domain *d, bool fire);
+/* Fire @releaseDomain (domain shut down) / @introduceDomain. */
+void xs_fire_special(struct xs *xs, int which, uint32_t domid);
+/* Add a watch without the initial event (restore, import): 0 or errno. */
+int xs_watch_add(struct xs_conn *c, const char *path, const char *token, int depth,
+                 bool fire_now);
+int xs_watch_del(struct xs_conn *c, const char *path, const char *token);
+void xs_watch_free(struct xs_watch *w);
+void xs_watch_initial(struct xs_conn *c, const char *path, const char *token);
+void xs_watch_fire(struct xs *xs, const char *path, const struct xs_perm *perms,
+                   uint32_t nperms, bool recurse);
+/* Canonical absolute path for the connection: 0 or EINVAL. out has room for
+ * XENSTORE_ABS_PATH_MAX + 1. */
+int xs_canon(const struct xs_conn *c, const char *in, char *out, bool allow_special);
+bool xs_conn_priv(const struct xs_conn *c);
+uint32_t xs_conn_target(const struct xs_conn *c);
+
+/* ---- migrate.c: designs/xenstore-migration ---- */
+/* Export a domain's nodes (under /local/domain/DOMID), perms and watches. Returns a
+ * malloc'd stream and its size, or NULL. */
+uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len);
+/* Import such a stream: 0 or an errno. */
+int xs_migrate_import(struct xs *xs, const uint8_t *buf, size_t len);
+
+#endif

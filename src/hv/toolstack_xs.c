@@ -1,0 +1,524 @@
+/*
+ * The toolstack's xenstore writes (libxl's layout, docs/dom0-services.md), done by one
+ * worker thread in queue order: the main loop only queues jobs.
+ */
+#include "hv/toolstack_xs.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+#include "hv/domain.h"
+#include "hv/hv.h"
+#include "hv/services.h"
+#include "util/log.h"
+
+#define XS_WAIT_MS          5000    /* how long a new domain waits for xenstored */
+#define XS_RETRY_MS         100
+#define TXN_ATTEMPTS        8
+#define STOP_WAIT_MS        2000
+
+enum job_kind { JOB_BUILT, JOB_GONE };
+
+struct job {
+    struct job *next;
+    enum job_kind kind;
+    uint16_t domid;
+    uint64_t created_ns;        /* which domain of that id (domids are reused) */
+    struct domcfg cfg;          /* JOB_BUILT */
+    uint64_t store_gfn, console_gfn;
+    uint32_t store_port, console_port;
+};
+
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t q_idle = PTHREAD_COND_INITIALIZER;
+static struct job *q_head, *q_tail;
+static bool q_busy, q_stop, started;
+static pthread_t worker_thread;
+static char socket_path[PATH_MAX + 32];
+
+/* Worker-only state. */
+static struct xs_handle *xsh;
+static bool warned_absent;
+static char vm_uuids[XKVM_DOMID_LIMIT][37];     /* /vm/<uuid> of each domain written */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+    nanosleep(&ts, NULL);
+}
+
+/* A handle on xenstored, waiting up to wait_ms for it to come up; NULL if none. */
+static struct xs_handle *xs_get(unsigned wait_ms)
+{
+    if (xsh)
+        return xsh;
+    uint64_t deadline = now_ms() + wait_ms;
+    for (;;) {
+        struct stat st;
+        /* Only our socket: libxenstore would fall back to a real Xen's xenbus device. */
+        if (stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            xsh = xs_open(0);
+            if (xsh) {
+                if (warned_absent)
+                    log_info("xenstored at %s is up: writing domains to xenstore",
+                             socket_path);
+                warned_absent = false;
+                return xsh;
+            }
+        }
+        if (now_ms() >= deadline)
+            break;
+        sleep_ms(XS_RETRY_MS);
+    }
+    if (!warned_absent)
+        log_warn("no xenstored answering at %s: domains run without xenstore",
+                 socket_path);
+    warned_absent = true;
+    return NULL;
+}
+
+static void xs_drop(void)
+{
+    if (xsh)
+        xs_close(xsh);
+    xsh = NULL;
+}
+
+/* ---- writing a layout ------------------------------------------------------------ */
+
+struct txn {
+    struct xs_handle *h;
+    xs_transaction_t t;
+    bool failed;
+    char failed_path[256];
+    int failed_errno;
+};
+
+enum perms {
+    PERM_DOM0,          /* dom0 only */
+    PERM_GUEST_READ,    /* dom0 owns, the guest reads (libxl's read-only nodes) */
+    PERM_GUEST_OWNS,    /* the guest owns (libxl's writable nodes) */
+    PERM_FRONTEND,      /* the guest owns, the backend (dom0) reads */
+};
+
+static void set_perms(struct txn *x, const char *path, enum perms p, unsigned domid)
+{
+    struct xs_permissions perms[2];
+    unsigned n = 1;
+    switch (p) {
+    case PERM_DOM0:
+        perms[0] = (struct xs_permissions){ .id = 0, .perms = XS_PERM_NONE };
+        break;
+    case PERM_GUEST_READ:
+        perms[0] = (struct xs_permissions){ .id = 0, .perms = XS_PERM_NONE };
+        perms[1] = (struct xs_permissions){ .id = domid, .perms = XS_PERM_READ };
+        n = 2;
+        break;
+    case PERM_GUEST_OWNS:
+        perms[0] = (struct xs_permissions){ .id = domid, .perms = XS_PERM_NONE };
+        break;
+    case PERM_FRONTEND:
+        perms[0] = (struct xs_permissions){ .id = domid, .perms = XS_PERM_NONE };
+        perms[1] = (struct xs_permissions){ .id = 0, .perms = XS_PERM_READ };
+        n = 2;
+        break;
+    }
+    if (!x->failed && !xs_set_permissions(x->h, x->t, path, perms, n)) {
+        x->failed = true;
+        x->failed_errno = errno;
+        snprintf(x->failed_path, sizeof(x->failed_path), "%s (permissions)", path);
+    }
+}
+
+static void put(struct txn *x, const char *path, const char *value)
+{
+    if (!x->failed && !xs_write(x->h, x->t, path, value, strlen(value))) {
+        x->failed = true;
+        x->failed_errno = errno;
+        snprintf(x->failed_path, sizeof(x->failed_path), "%s", path);
+    }
+}
+
+/* Write PATH = a printf-formatted value. */
+static void putf(struct txn *x, const char *path, const char *value_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void putf(struct txn *x, const char *path, const char *value_fmt, ...)
+{
+    char value[PATH_MAX + 64];
+    va_list ap;
+    va_start(ap, value_fmt);
+    vsnprintf(value, sizeof(value), value_fmt, ap);
+    va_end(ap);
+    put(x, path, value);
+}
+
+static void node(struct txn *x, const char *path, const char *value, enum perms p,
+                 unsigned domid)
+{
+    put(x, path, value);
+    set_perms(x, path, p, domid);
+}
+
+static void make_uuid(char out[37])
+{
+    uint8_t b[16];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        for (size_t i = 0; i < sizeof(b); i++)
+            b[i] = (uint8_t)rand();
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+             b[12], b[13], b[14], b[15]);
+}
+
+static void write_disk(struct txn *x, const struct job *j, const struct domcfg_disk *dk)
+{
+    unsigned id = j->domid;
+    char fe[128], be[128], lx[128], p[256];
+    snprintf(fe, sizeof(fe), "/local/domain/%u/device/vbd/%" PRIu32, id, dk->devid);
+    snprintf(be, sizeof(be), "/local/domain/0/backend/vbd/%u/%" PRIu32, id, dk->devid);
+    snprintf(lx, sizeof(lx), "/libxl/%u/device/vbd/%" PRIu32, id, dk->devid);
+
+    /* The backend: dom0's, the guest may read it. */
+    node(x, be, "", PERM_GUEST_READ, id);
+    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, fe);
+    snprintf(p, sizeof(p), "%s/frontend-id", be);   putf(x, p, "%u", id);
+    snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/state", be);         put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/params", be);        put(x, p, dk->path);
+    snprintf(p, sizeof(p), "%s/type", be);          put(x, p, "phy");
+    snprintf(p, sizeof(p), "%s/format", be);        put(x, p, "raw");
+    snprintf(p, sizeof(p), "%s/mode", be);          put(x, p, dk->readonly ? "r" : "w");
+    snprintf(p, sizeof(p), "%s/removable", be);     put(x, p, "0");
+    snprintf(p, sizeof(p), "%s/bootable", be);      put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/device-type", be);   put(x, p, "disk");
+    snprintf(p, sizeof(p), "%s/dev", be);           put(x, p, dk->vdev);
+
+    /* The frontend: the guest's, the backend may read it. */
+    node(x, fe, "", PERM_FRONTEND, id);
+    snprintf(p, sizeof(p), "%s/backend", fe);         put(x, p, be);
+    snprintf(p, sizeof(p), "%s/backend-id", fe);      put(x, p, "0");
+    snprintf(p, sizeof(p), "%s/state", fe);           put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/virtual-device", fe);  putf(x, p, "%" PRIu32, dk->devid);
+    snprintf(p, sizeof(p), "%s/device-type", fe);     put(x, p, "disk");
+
+    /* libxl's own trustworthy copy. */
+    snprintf(p, sizeof(p), "%s/frontend", lx);  put(x, p, fe);
+    snprintf(p, sizeof(p), "%s/backend", lx);   put(x, p, be);
+    snprintf(p, sizeof(p), "%s/params", lx);    put(x, p, dk->path);
+    snprintf(p, sizeof(p), "%s/mode", lx);      put(x, p, dk->readonly ? "r" : "w");
+}
+
+static void write_layout(struct txn *x, const struct job *j, const char *uuid)
+{
+    unsigned id = j->domid;
+    char dom[64], vm[64], lx[64], p[256];
+    snprintf(dom, sizeof(dom), "/local/domain/%u", id);
+    snprintf(vm, sizeof(vm), "/vm/%s", uuid);
+    snprintf(lx, sizeof(lx), "/libxl/%u", id);
+
+    /* Start clean: a crashed earlier xkvmd may have left a domain of this id behind. */
+    xs_rm(x->h, x->t, dom);
+    xs_rm(x->h, x->t, lx);
+    char bep[96];
+    snprintf(bep, sizeof(bep), "/local/domain/0/backend/vbd/%u", id);
+    xs_rm(x->h, x->t, bep);
+    snprintf(bep, sizeof(bep), "/local/domain/0/backend/console/%u", id);
+    xs_rm(x->h, x->t, bep);
+
+    node(x, dom, "", PERM_GUEST_READ, id);
+    node(x, vm, "", PERM_GUEST_READ, id);
+    node(x, lx, "", PERM_DOM0, id);
+
+    snprintf(p, sizeof(p), "%s/uuid", vm);          put(x, p, uuid);
+    snprintf(p, sizeof(p), "%s/name", vm);          put(x, p, j->cfg.name);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(p, sizeof(p), "%s/start_time", vm);
+    putf(x, p, "%lld.%02ld", (long long)ts.tv_sec, ts.tv_nsec / 10000000);
+
+    snprintf(p, sizeof(p), "%s/vm", dom);           put(x, p, vm);
+    snprintf(p, sizeof(p), "%s/name", dom);         put(x, p, j->cfg.name);
+    snprintf(p, sizeof(p), "%s/domid", dom);        putf(x, p, "%u", id);
+    uint64_t kb = j->cfg.memory_mb * 1024;
+    snprintf(p, sizeof(p), "%s/memory/static-max", dom); putf(x, p, "%" PRIu64, kb);
+    snprintf(p, sizeof(p), "%s/memory/target", dom);     putf(x, p, "%" PRIu64, kb);
+    snprintf(p, sizeof(p), "%s/memory/videoram", dom);   put(x, p, "0");
+    for (unsigned v = 0; v < j->cfg.vcpus; v++) {
+        snprintf(p, sizeof(p), "%s/cpu/%u/availability", dom, v);
+        put(x, p, "online");
+    }
+
+    snprintf(p, sizeof(p), "%s/store/port", dom);     putf(x, p, "%" PRIu32, j->store_port);
+    snprintf(p, sizeof(p), "%s/store/ring-ref", dom); putf(x, p, "%" PRIu64, j->store_gfn);
+
+    /* The primary console (console.txt), served by xkvm-consoled. */
+    char cbe[96];
+    snprintf(cbe, sizeof(cbe), "/local/domain/0/backend/console/%u/0", id);
+    snprintf(p, sizeof(p), "%s/console/backend", dom);    put(x, p, cbe);
+    snprintf(p, sizeof(p), "%s/console/backend-id", dom); put(x, p, "0");
+    snprintf(p, sizeof(p), "%s/console/ring-ref", dom);   putf(x, p, "%" PRIu64, j->console_gfn);
+    snprintf(p, sizeof(p), "%s/console/port", dom);       putf(x, p, "%" PRIu32, j->console_port);
+    snprintf(p, sizeof(p), "%s/console/limit", dom);      put(x, p, "1048576");
+    snprintf(p, sizeof(p), "%s/console/type", dom);       put(x, p, "xenconsoled");
+    snprintf(p, sizeof(p), "%s/console/output", dom);     put(x, p, "pty");
+    node(x, cbe, "", PERM_GUEST_READ, id);
+    snprintf(p, sizeof(p), "%s/frontend", cbe);    putf(x, p, "%s/console", dom);
+    snprintf(p, sizeof(p), "%s/frontend-id", cbe); putf(x, p, "%u", id);
+    snprintf(p, sizeof(p), "%s/online", cbe);      put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/state", cbe);       put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/protocol", cbe);    put(x, p, "vt100");
+
+    /* control/: read-only but for the nodes the guest answers in. */
+    snprintf(p, sizeof(p), "%s/control", dom);      node(x, p, "", PERM_GUEST_READ, id);
+    static const char *const guest_control[] = {
+        "shutdown", "feature-poweroff", "feature-reboot", "feature-suspend", "sysrq",
+    };
+    for (size_t i = 0; i < sizeof(guest_control) / sizeof(guest_control[0]); i++) {
+        snprintf(p, sizeof(p), "%s/control/%s", dom, guest_control[i]);
+        node(x, p, "", PERM_GUEST_OWNS, id);
+    }
+    snprintf(p, sizeof(p), "%s/control/platform-feature-multiprocessor-suspend", dom);
+    put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/control/platform-feature-xs_reset_watches", dom);
+    put(x, p, "1");
+
+    /* The guest's own directories. */
+    static const char *const guest_dirs[] = { "data", "drivers", "feature", "attr", "error" };
+    for (size_t i = 0; i < sizeof(guest_dirs) / sizeof(guest_dirs[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dom, guest_dirs[i]);
+        node(x, p, "", PERM_GUEST_OWNS, id);
+    }
+    snprintf(p, sizeof(p), "%s/device", dom);       node(x, p, "", PERM_GUEST_READ, id);
+    snprintf(p, sizeof(p), "%s/device/suspend/event-channel", dom);
+    node(x, p, "", PERM_GUEST_OWNS, id);
+
+    snprintf(p, sizeof(p), "%s/type", lx);          put(x, p, "pvh");
+    snprintf(p, sizeof(p), "%s/device/console/0/frontend", lx); putf(x, p, "%s/console", dom);
+    snprintf(p, sizeof(p), "%s/device/console/0/backend", lx);  put(x, p, cbe);
+
+    for (unsigned i = 0; i < j->cfg.nr_disks && i < DOMCFG_DISKS_MAX; i++)
+        write_disk(x, j, &j->cfg.disks[i]);
+}
+
+/* One transaction, retried while xenstored reports a conflict. true if committed. */
+static bool run_txn(struct xs_handle *h, const struct job *j, const char *uuid,
+                    bool remove)
+{
+    for (int attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
+        struct txn x = { .h = h };
+        x.t = xs_transaction_start(h);
+        if (x.t == XBT_NULL) {
+            log_warn("d%u: xenstore transaction: %s", j->domid, strerror(errno));
+            return false;
+        }
+        if (remove) {
+            char p[96];
+            snprintf(p, sizeof(p), "/local/domain/%u", j->domid);
+            xs_rm(h, x.t, p);
+            snprintf(p, sizeof(p), "/local/domain/0/backend/vbd/%u", j->domid);
+            xs_rm(h, x.t, p);
+            snprintf(p, sizeof(p), "/local/domain/0/backend/console/%u", j->domid);
+            xs_rm(h, x.t, p);
+            snprintf(p, sizeof(p), "/libxl/%u", j->domid);
+            xs_rm(h, x.t, p);
+            if (uuid && *uuid) {
+                snprintf(p, sizeof(p), "/vm/%s", uuid);
+                xs_rm(h, x.t, p);
+            }
+        } else {
+            write_layout(&x, j, uuid);
+        }
+        if (x.failed) {
+            xs_transaction_end(h, x.t, true);
+            log_warn("d%u: xenstore write of %s: %s", j->domid, x.failed_path,
+                     strerror(x.failed_errno));
+            return false;
+        }
+        if (xs_transaction_end(h, x.t, false))
+            return true;
+        if (errno != EAGAIN) {
+            log_warn("d%u: xenstore commit: %s", j->domid, strerror(errno));
+            return false;
+        }
+    }
+    log_warn("d%u: xenstore transaction kept conflicting", j->domid);
+    return false;
+}
+
+static void do_built(const struct job *j)
+{
+    /* While xenstored is supervised but not answering yet, the domain waits for it. */
+    unsigned wait = services_xenstored_expected() ? XS_WAIT_MS : 0;
+    struct xs_handle *h = xs_get(warned_absent ? 0 : wait);
+    if (h) {
+        char *uuid = vm_uuids[j->domid];
+        make_uuid(uuid);
+        bool ok = run_txn(h, j, uuid, false);
+        if (ok && !xs_introduce_domain(h, j->domid, j->store_gfn, j->store_port)) {
+            log_warn("d%u: xenstore introduce: %s", j->domid, strerror(errno));
+            ok = false;
+        }
+        if (ok)
+            log_info("d%u: xenstore layout written, introduced (store gfn %#" PRIx64
+                     " port %" PRIu32 ")", j->domid, j->store_gfn, j->store_port);
+        else
+            xs_drop();      /* maybe xenstored went away: reconnect next time */
+    }
+    struct domain *d = domain_get(j->domid);
+    if (d) {
+        if (d->created_ns == j->created_ns)
+            domain_unpause(d);
+        domain_put(d);
+    }
+}
+
+static void do_gone(const struct job *j)
+{
+    char *uuid = vm_uuids[j->domid];
+    struct xs_handle *h = xs_get(0);
+    if (h) {
+        bool ok = run_txn(h, j, uuid, true);
+        if (ok && !xs_release_domain(h, j->domid) && errno != ENOENT && errno != EINVAL)
+            log_warn("d%u: xenstore release: %s", j->domid, strerror(errno));
+        if (!ok)
+            xs_drop();
+    }
+    uuid[0] = '\0';
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&q_lock);
+    for (;;) {
+        while (!q_head && !q_stop)
+            pthread_cond_wait(&q_cond, &q_lock);
+        if (!q_head)
+            break;
+        struct job *j = q_head;
+        q_head = j->next;
+        if (!q_head)
+            q_tail = NULL;
+        q_busy = true;
+        pthread_mutex_unlock(&q_lock);
+        if (j->kind == JOB_BUILT)
+            do_built(j);
+        else
+            do_gone(j);
+        free(j);
+        pthread_mutex_lock(&q_lock);
+        if (!q_head)
+            xs_drop();      /* idle: hold no connection (xenstored may restart meanwhile) */
+        q_busy = false;
+        pthread_cond_broadcast(&q_idle);
+    }
+    pthread_mutex_unlock(&q_lock);
+    xs_drop();
+    return NULL;
+}
+
+int toolstack_xs_start(const char *rundir)
+{
+    snprintf(socket_path, sizeof(socket_path), "%s/xenstored/socket", rundir);
+    /* Before any other thread exists: libxenstore reads it at every xs_open. */
+    setenv("XENSTORED_PATH", socket_path, 1);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);     /* signals are for the main loop */
+    int rc = pthread_create(&worker_thread, NULL, worker, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc)
+        return -rc;
+    started = true;
+    return 0;
+}
+
+static void enqueue(struct job *j)
+{
+    pthread_mutex_lock(&q_lock);
+    if (q_tail)
+        q_tail->next = j;
+    else
+        q_head = j;
+    q_tail = j;
+    pthread_cond_signal(&q_cond);
+    pthread_mutex_unlock(&q_lock);
+}
+
+void toolstack_xs_domain_built(struct domain *d)
+{
+    struct job *j = started ? calloc(1, sizeof(*j)) : NULL;
+    if (!j) {
+        domain_unpause(d);
+        return;
+    }
+    j->kind = JOB_BUILT;
+    j->domid = d->domid;
+    j->created_ns = d->created_ns;
+    j->cfg = d->cfg;
+    j->store_gfn = d->hvm_params[HVM_PARAM_STORE_PFN];
+    j->store_port = (uint32_t)d->hvm_params[HVM_PARAM_STORE_EVTCHN];
+    j->console_gfn = d->hvm_params[HVM_PARAM_CONSOLE_PFN];
+    j->console_port = (uint32_t)d->hvm_params[HVM_PARAM_CONSOLE_EVTCHN];
+    enqueue(j);
+}
+
+void toolstack_xs_domain_gone(const struct domain *d)
+{
+    struct job *j = started ? calloc(1, sizeof(*j)) : NULL;
+    if (!j)
+        return;
+    j->kind = JOB_GONE;
+    j->domid = d->domid;
+    j->created_ns = d->created_ns;
+    enqueue(j);
+}
+
+void toolstack_xs_stop(void)
+{
+    if (!started)
+        return;
+    uint64_t deadline = now_ms() + STOP_WAIT_MS;
+    pthread_mutex_lock(&q_lock);
+    while ((q_head || q_busy) && now_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&q_idle, &q_lock, &ts);
+    }
+    bool done = !q_head && !q_busy;
+    q_stop = true;
+    pthread_cond_signal(&q_cond);
+    pthread_mutex_unlock(&q_lock);
+    if (done)
+        pthread_join(worker_thread, NULL);
+    else
+        log_warn("xenstore worker still busy at exit: leaving it");
+    started = false;
+}

@@ -1,0 +1,25 @@
+/*
+ * The libxl half of the toolstack, in xkvmd: a domain's xenstore layout
+ * (docs/dom0-services.md). A worker thread talks to xenstored through libxenstore so
+ * the main loop never waits on it: after domain_create the domain is held paused
+ * until its layout is written and it is introduced to xenstored; on destroy its
+ * layout is removed and it is released. Without a xenstored the domain runs anyway.
+ */
+#ifndef XKVM_HV_TOOLSTACK_XS_H
+#define XKVM_HV_TOOLSTACK_XS_H
+
+struct domain;
+
+/* Point libxenstore at RUNDIR/xenstored/socket and start the worker. 0 or -errno. */
+int toolstack_xs_start(const char *rundir);
+/*
+ * Main thread, after domain_create registered d with one extra pause held for us:
+ * write d's layout, introduce it, then drop that pause.
+ */
+void toolstack_xs_domain_built(struct domain *d);
+/* Main thread, d is being destroyed: remove its layout and release it. */
+void toolstack_xs_domain_gone(const struct domain *d);
+/* Let the worker finish what is queued (bounded wait), then stop it. */
+void toolstack_xs_stop(void);
+
+#endif

@@ -1,0 +1,490 @@
+/*
+ * xenstored's core driven directly: requests as dom0 and as guests (domids 5 and 6)
+ * against an in-memory tree. Permissions, quotas and transactions with Xen's errors;
+ * the migration stream round trip.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "harness.h"
+#include "xs.h"
+
+HARNESS_MAIN_STATE("xs-core");
+
+/* Everything a connection was sent, as a list of messages. */
+struct msg { struct xsd_sockmsg h; char body[XENSTORE_PAYLOAD_MAX + 1]; };
+struct sink { struct msg m[256]; int n; };
+
+static void sink_send(struct xs_conn *c, const struct xsd_sockmsg *h, const void *body)
+{
+    struct sink *s = c->io;
+    if (s->n == 256)
+        return;
+    s->m[s->n].h = *h;
+    memcpy(s->m[s->n].body, body, h->len);
+    s->m[s->n].body[h->len] = '\0';
+    s->n++;
+}
+
+static struct xs xs;
+static struct sink sinks[4];
+
+static struct xs_conn *mk(struct xs_conn *c, struct sink *s)
+{
+    memset(s, 0, sizeof(*s));
+    c->send = sink_send;
+    c->io = s;
+    return c;
+}
+
+static struct xs_conn *dom0(void)
+{
+    return mk(xs_conn_new(&xs, 0, false), &sinks[0]);
+}
+
+/* Introduce domid through dom0 (no ring: the core has no introduce hook here). */
+static struct xs_conn *guest(struct xs_conn *d0, uint32_t domid, struct sink *s);
+
+/* One request: returns the reply (the first message that is not a watch event). */
+static struct msg *rq(struct xs_conn *c, uint32_t type, uint32_t tx, const char *a,
+                      const char *b, size_t blen)
+{
+    static struct msg none;
+    uint8_t buf[XENSTORE_PAYLOAD_MAX + 64];
+    size_t len = 0;
+    if (a) {
+        memcpy(buf, a, strlen(a) + 1);
+        len = strlen(a) + 1;
+    }
+    if (b) {
+        memcpy(buf + len, b, blen);
+        len += blen;
+    }
+    struct xsd_sockmsg h = { .type = type, .req_id = 7, .tx_id = tx, .len = (uint32_t)len };
+    struct sink *s = c->io;
+    if (s->n > 200)
+        s->n = 0;       /* keep room: tests look at recent messages only */
+    int first = s->n;
+    xs_handle(c, &h, buf);
+    for (int i = first; i < s->n; i++)
+        if (s->m[i].h.type != XS_WATCH_EVENT)
+            return &s->m[i];
+    memset(&none, 0, sizeof(none));
+    none.h.type = XS_INVALID;
+    return &none;
+}
+
+static const char *err_of(struct msg *m)
+{
+    return m->h.type == XS_ERROR ? m->body : "OK";
+}
+
+#define W(c, p, v) rq(c, XS_WRITE, 0, p, v, strlen(v))
+#define R(c, p) rq(c, XS_READ, 0, p, NULL, 0)
+#define WTX(c, tx, p, v) rq(c, XS_WRITE, tx, p, v, strlen(v))
+#define RTX(c, tx, p) rq(c, XS_READ, tx, p, NULL, 0)
+
+static struct xs_conn *guest(struct xs_conn *d0, uint32_t domid, struct sink *s)
+{
+    char id[16], args[64];
+    snprintf(id, sizeof(id), "%u", domid);
+    int n = snprintf(args, sizeof(args), "%u%c4096%c3", domid, 0, 0);
+    rq(d0, XS_INTRODUCE, 0, NULL, args, (size_t)n + 1);
+    struct xs_domain *d = xs_domain_find(&xs, domid);
+    if (!d)
+        return NULL;
+    return mk(d->conn, s);
+}
+
+static void setup(void)
+{
+    xs_fini(&xs);
+    xs_init(&xs);
+}
+
+static void test_basic(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    CHECK_STR_CONTAINS(err_of(W(c, "/a/b/c", "v")), "OK");
+    struct msg *m = R(c, "/a/b/c");
+    CHECK_EQ(m->h.type, XS_READ);
+    CHECK_EQ(m->h.req_id, 7);
+    CHECK(!strcmp(m->body, "v"));
+    CHECK(!strcmp(err_of(R(c, "/a/x")), "ENOENT"));
+    CHECK(!strcmp(err_of(R(c, "/a//b")), "EINVAL"));
+    CHECK(!strcmp(err_of(R(c, "/a/b/")), "EINVAL"));
+    CHECK(!strcmp(err_of(R(c, "/a/b c")), "EINVAL"));
+    m = rq(c, XS_DIRECTORY, 0, "/a/b", NULL, 0);
+    CHECK_EQ(m->h.len, 2);
+    CHECK(!strcmp(err_of(rq(c, XS_RM, 0, "/a/nothere", NULL, 0)), "OK"));
+    CHECK(!strcmp(err_of(rq(c, XS_RM, 0, "/x/y", NULL, 0)), "ENOENT"));
+    CHECK(!strcmp(err_of(rq(c, XS_RM, 0, "/", NULL, 0)), "EINVAL"));
+    CHECK(!strcmp(err_of(rq(c, XS_RM, 0, "/a", NULL, 0)), "OK"));
+    CHECK(!strcmp(err_of(R(c, "/a/b/c")), "ENOENT"));
+    /* Relative paths of dom0: /local/domain/0 */
+    W(c, "rel", "1");
+    CHECK(!strcmp(R(c, "/local/domain/0/rel")->body, "1"));
+    m = rq(c, XS_GET_DOMAIN_PATH, 0, "7", NULL, 0);
+    CHECK(!strcmp(m->body, "/local/domain/7"));
+    /* Unknown type */
+    CHECK(!strcmp(err_of(rq(c, 999, 0, "x", NULL, 0)), "EINVAL"));
+    CHECK(!strcmp(err_of(rq(c, XS_CONTROL, 0, "check", NULL, 0)), "OK"));
+}
+
+static void test_directory_part(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    char p[64];
+    for (int i = 0; i < 400; i++) {
+        snprintf(p, sizeof(p), "/d/child-with-a-long-name-%03d", i);
+        W(c, p, "");
+    }
+    CHECK(!strcmp(err_of(rq(c, XS_DIRECTORY, 0, "/d", NULL, 0)), "E2BIG"));
+    /* Walk the parts the way libxenstore does. */
+    unsigned off = 0, total = 0;
+    for (int guard = 0; guard < 20; guard++) {
+        char o[16];
+        int n = snprintf(o, sizeof(o), "%u", off);
+        struct msg *m = rq(c, XS_DIRECTORY_PART, 0, "/d", o, (size_t)n + 1);
+        REQUIRE(m->h.type == XS_DIRECTORY_PART);
+        size_t pos = strlen(m->body) + 1;
+        bool end = false;
+        while (pos < m->h.len) {
+            size_t l = strlen(m->body + pos);
+            if (!l) {
+                end = true;
+                break;
+            }
+            total++;
+            off += (unsigned)l + 1;
+            pos += l + 1;
+        }
+        if (end)
+            break;
+    }
+    CHECK_EQ(total, 400);
+}
+
+static void test_perms(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    struct xs_conn *g5 = guest(c, 5, &sinks[1]), *g6 = guest(c, 6, &sinks[2]);
+    REQUIRE(g5 && g6);
+    /* The toolstack's layout: /local/domain/N owned by N. */
+    W(c, "/local/domain/5/x", "five");
+    W(c, "/local/domain/6/x", "six");
+    CHECK(!strcmp(err_of(rq(c, XS_SET_PERMS, 0, "/local/domain/5", "n5\0", 3)), "OK"));
+    CHECK(!strcmp(err_of(rq(c, XS_SET_PERMS, 0, "/local/domain/6", "n6\0r5\0", 6)), "OK"));
+    /* Guests' nodes inherit from the parent when created by dom0: /x is n0 */
+    CHECK(!strcmp(err_of(R(g5, "/local/domain/5/x")), "EACCES"));
+    /* What 5 creates, 5 owns */
+    CHECK(!strcmp(err_of(W(g5, "/local/domain/5/mine", "m")), "OK"));
+    CHECK(!strcmp(R(g5, "mine")->body, "m"));
+    struct msg *m = rq(g5, XS_GET_PERMS, 0, "mine", NULL, 0);
+    CHECK(!memcmp(m->body, "n5\0", 3));
+    /* 6 cannot read or write 5's nodes */
+    CHECK(!strcmp(err_of(R(g6, "/local/domain/5/mine")), "EACCES"));
+    CHECK(!strcmp(err_of(W(g6, "/local/domain/5/mine", "x")), "EACCES"));
+    CHECK(!strcmp(err_of(W(g6, "/local/domain/5/new", "x")), "EACCES"));
+    /* ENOENT vs EACCES: a missing node under an unreadable parent is EACCES */
+    CHECK(!strcmp(err_of(R(g6, "/local/domain/5/nothere")), "EACCES"));
+    CHECK(!strcmp(err_of(R(g5, "/local/domain/5/nothere")), "ENOENT"));
+    /* 5 may read 6's directory node (r5) but not write it */
+    CHECK(!strcmp(err_of(rq(g5, XS_DIRECTORY, 0, "/local/domain/6", NULL, 0)), "DIRECTORY") ||
+          rq(g5, XS_DIRECTORY, 0, "/local/domain/6", NULL, 0)->h.type == XS_DIRECTORY);
+    CHECK(!strcmp(err_of(W(g5, "/local/domain/6/y", "x")), "EACCES"));
+    /* A guest cannot give its node away */
+    CHECK(!strcmp(err_of(rq(g5, XS_SET_PERMS, 0, "mine", "b6\0", 3)), "EPERM"));
+    CHECK(!strcmp(err_of(rq(g5, XS_SET_PERMS, 0, "mine", "n5\0r6\0", 6)), "OK"));
+    CHECK(!strcmp(R(g6, "/local/domain/5/mine")->body, "m"));
+    CHECK(!strcmp(err_of(W(g6, "/local/domain/5/mine", "x")), "EACCES"));
+    /* Privileged operations */
+    CHECK(!strcmp(err_of(rq(g5, XS_INTRODUCE, 0, NULL, "9\0001\0002\0", 7)), "EACCES"));
+    CHECK(!strcmp(err_of(rq(g5, XS_RELEASE, 0, "6", NULL, 0)), "EACCES"));
+    CHECK(!strcmp(err_of(rq(g5, XS_CONTROL, 0, "check", NULL, 0)), "EACCES"));
+    /* Relative paths of a guest */
+    CHECK(!strcmp(err_of(W(g5, "rel/a", "1")), "OK"));
+    CHECK(!strcmp(R(c, "/local/domain/5/rel/a")->body, "1"));
+    /* SET_TARGET: 6 becomes privileged over what 5 owns */
+    CHECK(!strcmp(err_of(R(g6, "/local/domain/5/rel/a")), "EACCES"));
+    CHECK(!strcmp(err_of(rq(c, XS_SET_TARGET, 0, NULL, "6\0005\0", 4)), "OK"));
+    CHECK(!strcmp(R(g6, "/local/domain/5/rel/a")->body, "1"));
+    CHECK(!strcmp(err_of(W(g6, "/local/domain/5/rel/a", "2")), "OK"));
+    /* Release: 5's nodes become dom0's */
+    CHECK(!strcmp(err_of(rq(c, XS_RELEASE, 0, "5", NULL, 0)), "OK"));
+    m = rq(c, XS_GET_PERMS, 0, "/local/domain/5/mine", NULL, 0);
+    CHECK(!memcmp(m->body, "n0\0r6\0", 6));
+    CHECK(!strcmp(rq(c, XS_IS_DOMAIN_INTRODUCED, 0, "5", NULL, 0)->body, "F"));
+    CHECK(!strcmp(rq(c, XS_IS_DOMAIN_INTRODUCED, 0, "6", NULL, 0)->body, "T"));
+}
+
+static void test_quota(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    struct xs_conn *g = guest(c, 5, &sinks[1]);
+    REQUIRE(g);
+    W(c, "/local/domain/5", "");
+    rq(c, XS_SET_PERMS, 0, "/local/domain/5", "n5\0", 3);
+    /* Nodes: 1000 per domain (the directory it owns counts) -> ENOSPC */
+    char p[64];
+    int ok = 0;
+    const char *last = "OK";
+    for (int i = 0; i < 1100; i++) {
+        snprintf(p, sizeof(p), "n/%d", i);
+        last = err_of(W(g, p, "x"));
+        if (strcmp(last, "OK"))
+            break;
+        ok++;
+    }
+    CHECK(!strcmp(last, "ENOSPC"));
+    CHECK_MSG(ok >= 990 && ok < 1000, "%d nodes created", ok);
+    rq(g, XS_RM, 0, "n", NULL, 0);
+    /* Entry size: 2048 -> ENOSPC; dom0 is not limited */
+    static char big[3000];
+    memset(big, 'x', sizeof(big) - 1);
+    CHECK(!strcmp(err_of(W(g, "big", big)), "ENOSPC"));
+    CHECK(!strcmp(err_of(W(c, "/local/domain/5/big", big)), "OK"));
+    /* Watches: 128 -> E2BIG */
+    last = "OK";
+    ok = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(p, sizeof(p), "t%d", i);
+        last = err_of(rq(g, XS_WATCH, 0, "w", p, strlen(p) + 1));
+        if (strcmp(last, "OK"))
+            break;
+        ok++;
+    }
+    CHECK(!strcmp(last, "E2BIG"));
+    CHECK_EQ(ok, 128);
+    CHECK(!strcmp(err_of(rq(g, XS_WATCH, 0, "w", "t1", 3)), "EEXIST"));
+    CHECK(!strcmp(err_of(rq(g, XS_RESET_WATCHES, 0, "", NULL, 0)), "OK"));
+    CHECK(!strcmp(err_of(rq(g, XS_WATCH, 0, "w", "t1", 3)), "OK"));
+    /* Transactions: 10 -> ENOSPC */
+    last = "OK";
+    ok = 0;
+    for (int i = 0; i < 20; i++) {
+        last = err_of(rq(g, XS_TRANSACTION_START, 0, "", NULL, 0));
+        if (strcmp(last, "TRANSACTION_START") && strcmp(last, "OK"))
+            break;
+        ok++;
+    }
+    CHECK(!strcmp(last, "ENOSPC"));
+    CHECK_EQ(ok, 10);
+    /* Permissions per node: 5 -> ENOSPC */
+    W(g, "pp", "");
+    CHECK(!strcmp(err_of(rq(g, XS_SET_PERMS, 0, "pp", "n5\0r1\0r2\0r3\0r4\0", 15)), "OK"));
+    CHECK(!strcmp(err_of(rq(g, XS_SET_PERMS, 0, "pp", "n5\0r1\0r2\0r3\0r4\0r6\0", 18)),
+                  "ENOSPC"));
+    /* Path length */
+    static char lp[3100];
+    memset(lp, 'a', sizeof(lp) - 1);
+    lp[0] = '/';
+    CHECK(!strcmp(err_of(R(c, lp)), "EINVAL"));
+}
+
+static void test_txn(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    struct xs_conn *c2 = mk(xs_conn_new(&xs, 0, false), &sinks[3]);
+    W(c, "/t/a", "1");
+    W(c, "/t/b", "1");
+    struct msg *m = rq(c, XS_TRANSACTION_START, 0, "", NULL, 0);
+    REQUIRE(m->h.type == XS_TRANSACTION_START);
+    uint32_t tx = (uint32_t)atoi(m->body);
+    CHECK(tx != 0);
+    CHECK(!strcmp(RTX(c, tx, "/t/a")->body, "1"));
+    WTX(c, tx, "/t/a", "2");
+    /* Not visible outside before commit */
+    CHECK(!strcmp(R(c2, "/t/a")->body, "1"));
+    CHECK(!strcmp(RTX(c, tx, "/t/a")->body, "2"));
+    /* Someone else changes a node the transaction read: EAGAIN */
+    W(c2, "/t/a", "3");
+    CHECK(!strcmp(err_of(rq(c, XS_TRANSACTION_END, tx, "T", NULL, 0)), "EAGAIN"));
+    CHECK(!strcmp(R(c, "/t/a")->body, "3"));
+    /* A retry without interference commits */
+    m = rq(c, XS_TRANSACTION_START, 0, "", NULL, 0);
+    tx = (uint32_t)atoi(m->body);
+    RTX(c, tx, "/t/a");
+    WTX(c, tx, "/t/a", "4");
+    W(c2, "/t/b", "other");     /* not accessed by the transaction: no conflict */
+    CHECK(!strcmp(err_of(rq(c, XS_TRANSACTION_END, tx, "T", NULL, 0)), "OK"));
+    CHECK(!strcmp(R(c, "/t/a")->body, "4"));
+    /* Abort discards */
+    m = rq(c, XS_TRANSACTION_START, 0, "", NULL, 0);
+    tx = (uint32_t)atoi(m->body);
+    WTX(c, tx, "/t/new", "x");
+    CHECK(!strcmp(err_of(rq(c, XS_TRANSACTION_END, tx, "F", NULL, 0)), "OK"));
+    CHECK(!strcmp(err_of(R(c, "/t/new")), "ENOENT"));
+    /* A stale or unknown transaction */
+    CHECK(!strcmp(err_of(RTX(c, tx, "/t/a")), "ENOENT"));
+    CHECK(!strcmp(err_of(rq(c, XS_TRANSACTION_END, 4242, "T", NULL, 0)), "ENOENT"));
+    /* A read-only transaction conflicts too */
+    m = rq(c, XS_TRANSACTION_START, 0, "", NULL, 0);
+    tx = (uint32_t)atoi(m->body);
+    CHECK(!strcmp(RTX(c, tx, "/t/a")->body, "4"));
+    W(c2, "/t/a", "5");
+    CHECK(!strcmp(err_of(rq(c, XS_TRANSACTION_END, tx, "T", NULL, 0)), "EAGAIN"));
+    m = rq(c, XS_TRANSACTION_START, 0, "", NULL, 0);
+    tx = (uint32_t)atoi(m->body);
+    CHECK(!strcmp(RTX(c, tx, "/t/a")->body, "5"));
+    W(c2, "/t/a", "6");
+    /* A snapshot: the transaction still sees its value (Xen's test-xenstore "ta err") */
+    CHECK(!strcmp(RTX(c, tx, "/t/a")->body, "5"));
+    WTX(c, tx, "/t/a", "7");
+    CHECK(!strcmp(RTX(c, tx, "/t/a")->body, "7"));
+    CHECK(!strcmp(err_of(rq(c, XS_TRANSACTION_END, tx, "T", NULL, 0)), "EAGAIN"));
+    CHECK(!strcmp(R(c, "/t/a")->body, "6"));
+    /* A conflicting creation of a node the transaction found absent */
+    m = rq(c, XS_TRANSACTION_START, 0, "", NULL, 0);
+    tx = (uint32_t)atoi(m->body);
+    CHECK(!strcmp(err_of(RTX(c, tx, "/t/c")), "ENOENT"));
+    WTX(c, tx, "/t/d", "1");
+    W(c2, "/t/c", "now");
+    CHECK(!strcmp(err_of(rq(c, XS_TRANSACTION_END, tx, "T", NULL, 0)), "EAGAIN"));
+    CHECK(!strcmp(err_of(R(c, "/t/d")), "ENOENT"));
+}
+
+static int count_events(struct sink *s, const char *path, const char *token)
+{
+    int n = 0;
+    for (int i = 0; i < s->n; i++)
+        if (s->m[i].h.type == XS_WATCH_EVENT && !strcmp(s->m[i].body, path) &&
+            !strcmp(s->m[i].body + strlen(path) + 1, token))
+            n++;
+    return n;
+}
+
+static void test_watch(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    struct xs_conn *c2 = mk(xs_conn_new(&xs, 0, false), &sinks[3]);
+    struct msg *m = rq(c2, XS_WATCH, 0, "/w", "tok", 4);
+    CHECK_EQ(m->h.type, XS_WATCH);
+    /* OK first, then the initial event */
+    CHECK_EQ(sinks[3].n, 2);
+    CHECK_EQ(sinks[3].m[1].h.type, XS_WATCH_EVENT);
+    CHECK_EQ(count_events(&sinks[3], "/w", "tok"), 1);
+    W(c, "/w/x/y", "1");
+    CHECK_EQ(count_events(&sinks[3], "/w/x/y", "tok"), 1);
+    W(c, "/other", "1");
+    CHECK_EQ(count_events(&sinks[3], "/other", "tok"), 0);
+    rq(c, XS_RM, 0, "/w", NULL, 0);
+    CHECK_EQ(count_events(&sinks[3], "/w", "tok"), 2);
+    /* A watch below a removed node fires with its own path */
+    rq(c2, XS_WATCH, 0, "/r/s/t", "deep", 5);
+    W(c, "/r/s/t/u", "1");
+    rq(c, XS_RM, 0, "/r", NULL, 0);
+    CHECK_EQ(count_events(&sinks[3], "/r/s/t", "deep"), 2);
+    /* Transactions fire at commit only */
+    m = rq(c, XS_TRANSACTION_START, 0, "", NULL, 0);
+    uint32_t tx = (uint32_t)atoi(m->body);
+    WTX(c, tx, "/w/t", "1");
+    CHECK_EQ(count_events(&sinks[3], "/w/t", "tok"), 0);
+    rq(c, XS_TRANSACTION_END, tx, "T", NULL, 0);
+    CHECK_EQ(count_events(&sinks[3], "/w/t", "tok"), 1);
+    CHECK(!strcmp(err_of(rq(c2, XS_UNWATCH, 0, "/w", "tok", 4)), "OK"));
+    CHECK(!strcmp(err_of(rq(c2, XS_UNWATCH, 0, "/w", "tok", 4)), "ENOENT"));
+    /* Special watches; a guest needs the special node's read permission */
+    struct xs_conn *g = guest(c, 5, &sinks[1]);
+    REQUIRE(g);
+    rq(c2, XS_WATCH, 0, "@introduceDomain", "i", 2);
+    rq(c2, XS_WATCH, 0, "@releaseDomain", "r", 2);
+    rq(g, XS_WATCH, 0, "@releaseDomain", "gr", 3);
+    guest(c, 7, &sinks[2]);
+    CHECK_EQ(count_events(&sinks[3], "@introduceDomain", "i"), 2);
+    rq(c, XS_RELEASE, 0, "7", NULL, 0);
+    CHECK_EQ(count_events(&sinks[3], "@releaseDomain", "r"), 2);
+    CHECK_EQ(count_events(&sinks[1], "@releaseDomain", "gr"), 1);   /* initial only */
+    rq(c, XS_SET_PERMS, 0, "@releaseDomain", "n0\0r5\0", 6);
+    guest(c, 8, &sinks[2]);
+    rq(c, XS_RELEASE, 0, "8", NULL, 0);
+    CHECK_EQ(count_events(&sinks[1], "@releaseDomain", "gr"), 2);
+    /* A guest's relative watch reports relative paths; it cannot see what it cannot read */
+    W(c, "/local/domain/5/data", "");
+    rq(c, XS_SET_PERMS, 0, "/local/domain/5/data", "n5\0", 3);
+    rq(g, XS_WATCH, 0, "data", "rel", 4);
+    W(c, "/local/domain/5/data/k", "v");
+    CHECK_EQ(count_events(&sinks[1], "data/k", "rel"), 1);
+    rq(g, XS_WATCH, 0, "/secret", "s", 2);
+    W(c, "/secret/k", "v");
+    CHECK_EQ(count_events(&sinks[1], "/secret/k", "s"), 0);
+    /* Depth */
+    rq(c2, XS_WATCH, 0, NULL, "/dep\0d\0" "1\0", 9);
+    W(c, "/dep/a", "1");
+    W(c, "/dep/a/b", "1");
+    CHECK_EQ(count_events(&sinks[3], "/dep/a", "d"), 1);
+    CHECK_EQ(count_events(&sinks[3], "/dep/a/b", "d"), 0);
+}
+
+static void test_migrate(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    struct xs_conn *g = guest(c, 5, &sinks[1]);
+    REQUIRE(g);
+    W(c, "/local/domain/5/name", "vm5");
+    W(c, "/local/domain/5/device/vbd/768/state", "4");
+    rq(c, XS_SET_PERMS, 0, "/local/domain/5/device", "n5\0r0\0", 6);
+    rq(c, XS_WRITE, 0, "/local/domain/5/bin", "a\0b", 3);
+    rq(g, XS_WATCH, 0, "device", "tok", 4);
+    rq(g, XS_WATCH, 0, NULL, "/local/domain/5/name\0t2\0" "0\0", 26);
+    size_t len;
+    uint8_t *s = xs_migrate_export(&xs, 5, &len);
+    REQUIRE(s);
+    CHECK(!memcmp(s, "xenstore\0\0\0\2\0\0\0\0", 16));
+
+    struct xs other;
+    xs_init(&other);
+    CHECK_EQ(xs_migrate_import(&other, s, len), EINVAL);   /* /local/domain: unknown parent */
+    xs_fini(&other);
+    xs_init(&other);
+    struct xs_perm p0 = { 0, 0 };
+    struct xs_node *l = xs_tree_add(other.tree, other.tree->root, "/local", NULL, 0, &p0, 1);
+    xs_tree_add(other.tree, l, "/local/domain", NULL, 0, &p0, 1);
+    CHECK_EQ(xs_migrate_import(&other, s, len), 0);
+    struct xs_node *n = xs_tree_get(other.tree, "/local/domain/5/device/vbd/768/state");
+    CHECK(n && n->vlen == 1 && n->val[0] == '4');
+    n = xs_tree_get(other.tree, "/local/domain/5/bin");
+    CHECK(n && n->vlen == 3 && !memcmp(n->val, "a\0b", 3));
+    n = xs_tree_get(other.tree, "/local/domain/5/device");
+    CHECK(n && n->nperms == 2 && n->perms[0].domid == 5 && n->perms[1].perm == XS_PERM_READ);
+    struct xs_domain *d = xs_domain_find(&other, 5);
+    REQUIRE(d);
+    CHECK_EQ(d->conn->nwatches, 2);
+    CHECK(d->conn->watches && !strcmp(d->conn->watches->path, "device"));
+    CHECK(d->conn->watches->next && d->conn->watches->next->depth == 0);
+    /* Exporting the import gives the same stream */
+    size_t len2;
+    uint8_t *s2 = xs_migrate_export(&other, 5, &len2);
+    CHECK(s2 && len2 == len && !memcmp(s, s2, len));
+    /* Truncations and garbage are refused without crashing */
+    for (size_t cut = 0; cut < len; cut += 7) {
+        struct xs t;
+        xs_init(&t);
+        xs_migrate_import(&t, s, cut);
+        xs_fini(&t);
+    }
+    free(s);
+    free(s2);
+    xs_fini(&other);
+}
+
+int main(void)
+{
+    xs_init(&xs);
+    RUN_TEST(test_basic);
+    RUN_TEST(test_directory_part);
+    RUN_TEST(test_perms);
+    RUN_TEST(test_quota);
+    RUN_TEST(test_txn);
+    RUN_TEST(test_watch);
+    RUN_TEST(test_migrate);
+    xs_fini(&xs);
+    HARNESS_EXIT();
+}
