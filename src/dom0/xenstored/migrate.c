@@ -181,10 +181,10 @@ int xs_migrate_import(struct xs *xs, const uint8_t *buf, size_t len)
         case MR_END:
             return 0;
         case MR_CONN: {
-            if (rlen < 8 || get16(b + 4) != 0)
+            if (rlen < 16 || get16(b + 4) != 0)
                 return EINVAL;
             uint32_t domid = get16(b + 8), tdomid = get16(b + 10);
-            if (rlen < 16 || domid == 0 || domid > XS_MAX_DOMID)
+            if (domid == 0 || domid > XS_MAX_DOMID)
                 return EINVAL;
             conn_id = get32(b);
             d = xs_domain_find(xs, domid);
