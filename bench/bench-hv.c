@@ -65,6 +65,7 @@ struct opts {
     bool keep;              /* keep the run directory */
     const char *only;       /* comma-separated benchmark names, NULL: all */
     unsigned events;        /* round trips per event benchmark */
+    unsigned xs_ops;        /* xenstore operations from the guest */
 };
 
 static int kvm_fd = -1;
@@ -133,6 +134,31 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path) < 0 ? -1 : 0;
 }
 
+static int read_pidfile(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return pid;
+}
+
+/* The dom0 services outlive xkvmd by design: stop the ones this run started. */
+static void stop_services(void)
+{
+    static const char *const names[] = { "xkvm-xenstored", "xkvm-consoled", "xkvm-blkback" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char path[PATH_MAX + 64];
+        snprintf(path, sizeof(path), "%s/services/%s.pid", host.dir, names[i]);
+        int pid = read_pidfile(path);
+        if (pid > 1)
+            kill(pid, SIGKILL);
+    }
+}
+
 static void host_stop(void)
 {
     if (host.sock >= 0)
@@ -142,13 +168,7 @@ static void host_stop(void)
         return;
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/%s", host.dir, XKVM_PIDFILE);
-    FILE *f = fopen(path, "r");
-    int pid = 0;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1)
-            pid = 0;
-        fclose(f);
-    }
+    int pid = read_pidfile(path);
     if (pid > 1 && kill(pid, SIGTERM) == 0) {
         for (int i = 0; i < 500 && kill(pid, 0) == 0; i++)
             usleep(10000);
@@ -157,6 +177,7 @@ static void host_stop(void)
             kill(pid, SIGKILL);
         }
     }
+    stop_services();
     if (host.keep)
         fprintf(stderr, "bench-hv: run directory kept: %s\n", host.dir);
     else
@@ -900,6 +921,30 @@ static void bench_events(const struct opts *o, const char *upcall)
     fflush(stdout);
 }
 
+/*
+ * xenstore operations from a guest: the test guest's xenstore-bench (writes and reads
+ * over its store ring, served by xkvm-xenstored through the dom0 interface), timed by
+ * the guest. Reference in the same run: one bare port-I/O exit.
+ */
+static void bench_xenstore_ring(const struct opts *o)
+{
+    char cmd[64], line[256];
+    snprintf(cmd, sizeof(cmd), "test=xenstore-bench n=%u", o->xs_ops / 2);
+    int domid = domain_create(o, "bench-xenstore", 1, cmd, NULL);
+    wait_console(domid, "xtest: xenstore-bench: PASS", line, sizeof(line), 120);
+    wait_console(domid, "xtest: xenstore-bench: ops=", line, sizeof(line), 1);
+    const char *p = strstr(line, "ns_per_op=");
+    double ns = p ? strtod(p + 10, NULL) : 0;
+    if (ns <= 0)
+        die("cannot parse \"%s\"", line);
+    domain_op("destroy", domid);
+    double raw = bare_raw_exits(o->exits);
+    printf("{\"bench\":\"xenstore_ring\",\"guest\":\"%s\",\"ops_per_s\":%.0f,"
+           "\"us_per_op\":%.1f,\"ref\":\"bare KVM port-I/O exit\",\"ref_us\":%.2f,"
+           "\"ratio\":%.1f}\n", cmd, 1e9 / ns, ns / 1000, raw / 1000, ns / raw);
+    fflush(stdout);
+}
+
 /* ---- main -------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -914,7 +959,7 @@ static void usage(FILE *f)
         "  --events N   event round trips per event benchmark (default 2000)\n"
         "  --exits N    out instructions per raw-exit run (default 100000)\n"
         "  --keep       keep xkvmd's run directory (logs, console logs)\n"
-        "  --only LIST  run only these of create,pause,events,hypercall (raw_exit comes with\n"
+        "  --only LIST  run only these of create,pause,events,xenstore,hypercall (raw_exit comes with\n"
         "               hypercall)\n"
         "Prints one JSON line per figure. Needs /dev/kvm.\n");
 }
@@ -945,7 +990,7 @@ static unsigned parse_count(const char *s, const char *opt)
 int main(int argc, char **argv)
 {
     struct opts o = { .runs = 10, .pairs = 50, .hc_runs = 5, .hc_n = 20000, .exits = 100000,
-                      .events = 2000 };
+                      .events = 2000, .xs_ops = 2000 };
     static const struct option longopts[] = {
         { "xkvmd", required_argument, NULL, 'd' },
         { "xkvm", required_argument, NULL, 'x' },
@@ -982,7 +1027,8 @@ int main(int argc, char **argv)
     for (const char *p = o.only ? o.only : ""; *p; p += strcspn(p, ","), p += *p == ',') {
         size_t n = strcspn(p, ",");
         if (!((n == 6 && !strncmp(p, "create", 6)) || (n == 5 && !strncmp(p, "pause", 5)) ||
-              (n == 9 && !strncmp(p, "hypercall", 9)) || (n == 6 && !strncmp(p, "events", 6)))) {
+              (n == 9 && !strncmp(p, "hypercall", 9)) || (n == 6 && !strncmp(p, "events", 6)) ||
+              (n == 8 && !strncmp(p, "xenstore", 8)))) {
             fprintf(stderr, "bench-hv: --only: unknown benchmark '%.*s'\n", (int)n, p);
             return 2;
         }
@@ -1028,6 +1074,8 @@ int main(int argc, char **argv)
         bench_events(&o, "callback");
         bench_events(&o, "vector");
     }
+    if (selected(&o, "xenstore"))
+        bench_xenstore_ring(&o);
     if (selected(&o, "hypercall"))
         bench_hypercall(&o);
     host_stop();

@@ -12,6 +12,10 @@ work=$(mktemp -d /tmp/xkvm-demo.XXXXXX)
 rundir=$work/host1
 cleanup() {
   [ -f "$rundir/xkvmd.pid" ] && kill "$(cat "$rundir/xkvmd.pid")" 2>/dev/null || true
+  # The dom0 services outlive xkvmd by design; the demo's host goes away whole.
+  for p in "$rundir"/services/*.pid; do
+    [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -222,3 +222,31 @@ static void test_console_ring(void)
     printf("xkvm-guest: console-ring: %zu input bytes \"%s\"\n", got, in);
 }
 XTEST("console-ring", test_console_ring);
+
+/*
+ * xenstore-bench: xenstore operations per second over the guest's store ring, the way
+ * a PV driver makes them: `n=` (default 1000) pairs of write data/bench/k and read it
+ * back, timed with Xen system time. Prints "xtest: xenstore-bench: ops=N ns_per_op=T".
+ */
+static void test_xenstore_bench(void)
+{
+    XTEST_NEED_XEN();
+    int rc = xenbus_init();
+    if (rc)
+        xtest_fail("xenbus_init = %d", rc);
+    uint64_t n = cmdline_get_u64("n", 1000);
+    if (n == 0)
+        xtest_fail("n must be at least 1");
+    uint64_t t0 = xen_time_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        if ((rc = xs_printf(0, "data/bench", "%lu", (unsigned long)i)) < 0)
+            xtest_fail("write %lu = %d", (unsigned long)i, rc);
+        uint64_t v;
+        if ((rc = xs_read_u64(0, "data/bench", &v)) < 0 || v != i)
+            xtest_fail("read %lu = %d (value %lu)", (unsigned long)i, rc, (unsigned long)v);
+    }
+    uint64_t t1 = xen_time_ns();
+    printf("xtest: xenstore-bench: ops=%lu ns_per_op=%lu\n", (unsigned long)(2 * n),
+           (unsigned long)((t1 - t0) / (2 * n)));
+}
+XTEST("xenstore-bench", test_xenstore_bench);
