@@ -25,7 +25,8 @@
 
 #define XS_WAIT_MS          5000    /* how long a new domain waits for xenstored */
 #define XS_RETRY_MS         100
-#define TXN_ATTEMPTS        8
+/* libxl retries a conflicting transaction until it commits; so do we, for a while. */
+#define TXN_ATTEMPTS        100
 #define STOP_WAIT_MS        2000
 
 enum job_kind { JOB_BUILT, JOB_GONE };
@@ -362,6 +363,8 @@ static bool run_txn(struct xs_handle *h, const struct job *j, const char *uuid,
             log_warn("d%u: xenstore commit: %s", j->domid, strerror(errno));
             return false;
         }
+        /* Another writer touched a node we read (a parent, say): let it finish. */
+        usleep(1000 + (unsigned)(rand() % 4000) * (unsigned)(attempt < 10 ? 1 : 4));
     }
     log_warn("d%u: xenstore transaction kept conflicting", j->domid);
     return false;
