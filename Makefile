@@ -28,7 +28,7 @@ demo: build
 test: build san
 	@scripts/run-tests.sh $(BUILD) $(SANBUILD)
 
-soak: build
+soak: build san
 	@XKVM_SOAK=1 scripts/run-tests.sh $(BUILD) $(SANBUILD)
 
 bench: build

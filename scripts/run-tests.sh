@@ -9,7 +9,13 @@ SAN=${2:-build-san}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOG=$(mktemp -d /tmp/xkvm-test.XXXXXX)
 export XKVM_ROOT=$ROOT XKVM_BUILD=$ROOT/$BUILD
-FUZZ_SECONDS=${XKVM_FUZZ_SECONDS:-30}
+# `make soak` (XKVM_SOAK=1): the same suites with the long counts the issues ask for.
+if [ -n "${XKVM_SOAK:-}" ]; then
+  FUZZ_SECONDS=${XKVM_FUZZ_SECONDS:-120}
+  export XS_RANDOM_SECONDS=${XS_RANDOM_SECONDS:-30}
+else
+  FUZZ_SECONDS=${XKVM_FUZZ_SECONDS:-30}
+fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
