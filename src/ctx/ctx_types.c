@@ -103,7 +103,8 @@ static const struct xkvm_ctx_field evtchn_port_fields[] = {
     XKVM_CTX_F_ENUM(struct xkvm_ctx_evtchn_port, state, evtchn_state_names),
     XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, priority, 0, 15),
     XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, notify_vcpu, 0, XKVM_CTX_MAX_VCPUS - 1),
-    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, remote_domid, 0, XKVM_CTX_DOMID_MAX),
+    /* Any domid: Xen lets a guest allocate an unbound port for any remote_dom. */
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, remote_domid, 0, 0xffff),
     XKVM_CTX_F_RESERVED(struct xkvm_ctx_evtchn_port, pad),
     XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, remote_port, 0, XKVM_CTX_EVTCHN_2L_PORTS - 1),
     XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_port, virq, 0, XKVM_CTX_NR_VIRQS - 1),
@@ -122,6 +123,10 @@ static int evtchn_port_validate(const struct xkvm_ctx_record *rec, struct xkvm_c
                                  ", both must be 0", p->remote_port, p->virq);
         return 0;
     case XKVM_CTX_EVTCHN_STATE_INTERDOMAIN:
+        if (p->remote_domid > XKVM_CTX_DOMID_MAX)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "interdomain port to domid %" PRIu16 ", not a domain's",
+                                 p->remote_domid);
         if (!p->remote_port)
             return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
                                  "interdomain port with remote_port 0 (port 0 is reserved)");

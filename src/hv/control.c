@@ -12,8 +12,10 @@
 #include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/vcpu.h"
+#include "migrate/pv_save.h"
 #include "util/log.h"
 #include "util/text.h"
+#include "xkvm/ctx.h"
 #include "xkvm/control.h"
 
 static struct json_object *reply_ok(void)
@@ -186,6 +188,77 @@ static struct json_object *cmd_domain_op(struct json_object *req, const char *cm
     return reply_ok();
 }
 
+/* Standard base64 (RFC 4648, with padding) of len bytes; NULL if out of memory. */
+static char *base64_encode(const uint8_t *in, size_t len)
+{
+    static const char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+    if (!out)
+        return NULL;
+    size_t i = 0;
+    for (; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        *o++ = tbl[v >> 18];
+        *o++ = tbl[(v >> 12) & 63];
+        *o++ = tbl[(v >> 6) & 63];
+        *o++ = tbl[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
+        *o++ = tbl[v >> 18];
+        *o++ = tbl[(v >> 12) & 63];
+        *o++ = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Room the reply's other members take on its line, generously. */
+#define CONTEXT_REPLY_OVERHEAD 256
+
+/*
+ * domain-context: pause the domain, encode its PV state as a domain context image
+ * (docs/domain-context.md), unpause, and reply with the image in base64.
+ */
+static struct json_object *cmd_domain_context(struct json_object *req)
+{
+    struct json_object *reply = NULL;
+    struct domain *d = request_domain(req, &reply);
+    if (!d)
+        return reply;
+    struct xkvm_ctx_writer w;
+    xkvm_ctx_writer_init_buffer(&w);
+    char err[512] = "";
+    domain_pause(d);
+    int rc = pv_save_context(d, &w, err, sizeof(err));
+    domain_unpause(d);
+    if (rc) {
+        xkvm_ctx_writer_release(&w);
+        return reply_err(-rc, "%s", err);
+    }
+    size_t len;
+    const uint8_t *img = xkvm_ctx_writer_data(&w, &len);
+    size_t b64len = (len + 2) / 3 * 4;
+    if (b64len + CONTEXT_REPLY_OVERHEAD > XKVM_CONTROL_MAX_LINE) {
+        xkvm_ctx_writer_release(&w);
+        return reply_err(E2BIG, "domain %u's context image (%zu bytes) does not fit in a "
+                         "control reply (%d bytes of base64 at most)", d->domid, len,
+                         XKVM_CONTROL_MAX_LINE - CONTEXT_REPLY_OVERHEAD);
+    }
+    char *b64 = base64_encode(img, len);
+    xkvm_ctx_writer_release(&w);
+    if (!b64)
+        return reply_err(ENOMEM, "out of memory");
+    struct json_object *r = reply_ok();
+    json_object_object_add(r, "domid", json_object_new_int(d->domid));
+    json_object_object_add(r, "size", json_object_new_int64((int64_t)len));
+    json_object_object_add(r, "image", json_object_new_string_len(b64, (int)b64len));
+    free(b64);
+    return r;
+}
+
 struct json_object *control_handle(struct json_object *req)
 {
     struct json_object *cmdj;
@@ -205,6 +278,8 @@ struct json_object *control_handle(struct json_object *req)
     if (!strcmp(cmd, "pause") || !strcmp(cmd, "unpause") || !strcmp(cmd, "destroy") ||
         !strcmp(cmd, "console") || !strcmp(cmd, "debug-state"))
         return cmd_domain_op(req, cmd);
+    if (!strcmp(cmd, "domain-context"))
+        return cmd_domain_context(req);
     if (!strcmp(cmd, "ping")) {
         struct json_object *r = reply_ok();
         json_object_object_add(r, "pid", json_object_new_int(getpid()));

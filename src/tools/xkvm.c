@@ -58,6 +58,9 @@ static const char usage_text[] =
 "                                --no-follow prints what is there and exits\n"
 "  debug-state DOMAIN            print the domain's PV state (event channels,\n"
 "                                grant table, shared_info, vcpu_info, timers) as JSON\n"
+"  save-context DOMAIN FILE      pause the domain briefly and write its PV state\n"
+"                                (a domain context image, docs/domain-context.md)\n"
+"                                to FILE; check it with xkvm-ctx verify\n"
 "  help                          show this help\n"
 "\n"
 "DOMAIN is a domain id or a domain name.\n"
@@ -441,6 +444,98 @@ static int cmd_debug_state(int argc, char **argv)
     return 0;
 }
 
+/* --- save-context --- */
+
+static int write_all(int fd, const char *p, size_t len);
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Decode padded base64 into a new buffer; NULL if malformed or out of memory. */
+static uint8_t *b64_decode(const char *in, size_t len, size_t *outlen)
+{
+    if (len % 4)
+        return NULL;
+    uint8_t *out = malloc(len / 4 * 3 + 1);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        bool last = i + 4 == len;
+        for (int k = 0; k < 4; k++) {
+            v[k] = b64_value((unsigned char)in[i + k]);
+            if (v[k] < 0 && !(last && k >= 2 && in[i + k] == '=' &&
+                              (k == 3 || in[i + 3] == '='))) {
+                free(out);
+                return NULL;
+            }
+        }
+        out[n++] = (uint8_t)(v[0] << 2 | v[1] >> 4);
+        if (v[2] >= 0)
+            out[n++] = (uint8_t)(v[1] << 4 | v[2] >> 2);
+        if (v[2] >= 0 && v[3] >= 0)
+            out[n++] = (uint8_t)(v[2] << 6 | v[3]);
+    }
+    *outlen = n;
+    return out;
+}
+
+static int cmd_save_context(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (argc != 3)
+        return usage_error("save-context: expected DOMAIN and FILE");
+    uint32_t domid;
+    if (resolve_domain(argv[1], &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request("domain-context");
+    add_field(req, "domid", json_object_new_int64(domid));
+    struct json_object *reply;
+    if (call_domain(req, argv[1], &reply) < 0)
+        return EXIT_FAILURE;
+    struct json_object *img;
+    int64_t size;
+    if (!json_object_object_get_ex(reply, "image", &img) ||
+        !json_object_is_type(img, json_type_string) || !get_int_field(reply, "size", &size)) {
+        errorf("xkvmd sent a domain-context reply without \"image\" and \"size\"");
+        json_object_put(reply);
+        return EXIT_FAILURE;
+    }
+    size_t len = 0;
+    uint8_t *buf = b64_decode(json_object_get_string(img), (size_t)json_object_get_string_len(img),
+                              &len);
+    json_object_put(reply);
+    if (!buf || (int64_t)len != size) {
+        errorf("xkvmd sent a malformed context image");
+        free(buf);
+        return EXIT_FAILURE;
+    }
+    int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        errorf("%s: %s", argv[2], strerror(errno));
+        free(buf);
+        return EXIT_FAILURE;
+    }
+    int rc = write_all(fd, (const char *)buf, len);
+    free(buf);
+    if (rc < 0 || close(fd) < 0) {
+        errorf("writing %s: %s", argv[2], strerror(errno));
+        return EXIT_FAILURE;
+    }
+    return 0;
+}
+
 static int cmd_pause(int argc, char **argv)   { return simple_domain_cmd("pause", argc, argv); }
 static int cmd_unpause(int argc, char **argv) { return simple_domain_cmd("unpause", argc, argv); }
 static int cmd_destroy(int argc, char **argv) { return simple_domain_cmd("destroy", argc, argv); }
@@ -777,6 +872,7 @@ static const struct command {
     { "destroy", cmd_destroy },
     { "console", cmd_console },
     { "debug-state", cmd_debug_state },
+    { "save-context", cmd_save_context },
     { "help", cmd_help },
 };
 

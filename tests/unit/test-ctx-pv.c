@@ -418,7 +418,7 @@ static void test_evtchn_port_rules(void)
         { 0, 1, 5, XKVM_CTX_ERR_BAD_VALUE, "field 'state' has unknown value 5" },
         { 1, 1, 16, XKVM_CTX_ERR_BAD_VALUE, "field 'priority' is 16, must be 0..15" },
         { 2, 2, 4096, XKVM_CTX_ERR_BAD_VALUE, "field 'notify_vcpu' is 4096" },
-        { 4, 2, 0x7ff0, XKVM_CTX_ERR_BAD_VALUE, "field 'remote_domid' is 32752" },
+        { 4, 2, 0x7ff0, XKVM_CTX_ERR_BAD_VALUE, "ipi port with remote_domid 32752" },
         { 6, 2, 1, XKVM_CTX_ERR_RESERVED, "reserved field 'pad'" },
         { 8, 4, 4096, XKVM_CTX_ERR_BAD_VALUE, "field 'remote_port' is 4096, must be 0..4095" },
         { 12, 4, 24, XKVM_CTX_ERR_BAD_VALUE, "field 'virq' is 24, must be 0..23" },
@@ -440,6 +440,8 @@ static void test_evtchn_port_rules(void)
           "interdomain port with remote_port 0" },
         { { .state = XKVM_CTX_EVTCHN_STATE_INTERDOMAIN, .remote_port = 2, .virq = 1 },
           "interdomain port with virq 1" },
+        { { .state = XKVM_CTX_EVTCHN_STATE_INTERDOMAIN, .remote_domid = 0x7ff0, .remote_port = 2 },
+          "interdomain port to domid 32752, not a domain's" },
         { { .state = XKVM_CTX_EVTCHN_STATE_VIRQ, .remote_domid = 1 },
           "virq port with remote_domid 1" },
         { { .state = XKVM_CTX_EVTCHN_STATE_VIRQ, .remote_port = 1 }, "virq port with" },
@@ -458,6 +460,10 @@ static void test_evtchn_port_rules(void)
                                         .remote_domid = 0x7fef, .notify_vcpu = 4095 };
     BODY_ACCEPT(XKVM_CTX_EVTCHN_PORT, 7, &p, sizeof(p));
     p = (struct xkvm_ctx_evtchn_port) { .state = XKVM_CTX_EVTCHN_STATE_VIRQ, .virq = 23 };
+    BODY_ACCEPT(XKVM_CTX_EVTCHN_PORT, 7, &p, sizeof(p));
+    /* Xen lets a guest leave a port unbound for any remote_dom: its save must not fail. */
+    p = (struct xkvm_ctx_evtchn_port) { .state = XKVM_CTX_EVTCHN_STATE_UNBOUND,
+                                        .remote_domid = 0xfff0 };
     BODY_ACCEPT(XKVM_CTX_EVTCHN_PORT, 7, &p, sizeof(p));
 }
 
