@@ -201,29 +201,6 @@ static void *map_reply(struct dom0_conn *c, struct reply *r,
     return p;
 }
 
-void *dom0_map_grant(struct dom0_conn *c, uint32_t domid, uint32_t ref, bool readonly,
-                     uint32_t *handle)
-{
-    struct xkvm_dom0_map_grant q = { .domid = domid, .ref = ref,
-                                     .flags = readonly ? XKVM_DOM0_MAP_READONLY : 0 };
-    struct xkvm_dom0_map_reply rep;
-    struct reply r = { .body = &rep, .cap = sizeof(rep) };
-    int rc = exchange(c, XKVM_DOM0_MAP_GRANT, &q, sizeof(q), &r);
-    if (rc) {
-        errno = -rc;
-        return NULL;
-    }
-    void *p = map_reply(c, &r, &rep, readonly);
-    if (!p) {
-        int e = errno;
-        dom0_unmap_grant(c, domid, rep.handle, NULL);
-        errno = e;
-        return NULL;
-    }
-    *handle = rep.handle;
-    return p;
-}
-
 static int unmap(struct dom0_conn *c, uint32_t type, uint32_t domid, uint32_t handle,
                  void *page)
 {
@@ -232,6 +209,37 @@ static int unmap(struct dom0_conn *c, uint32_t type, uint32_t domid, uint32_t ha
     struct xkvm_dom0_unmap q = { .domid = domid, .handle = handle };
     struct reply r = { 0 };
     return exchange(c, type, &q, sizeof(q), &r);
+}
+
+/* Send a MAP_GRANT or MAP_FOREIGN request and map the frame it names. */
+static void *map_request(struct dom0_conn *c, uint32_t type, const void *q, size_t qlen,
+                         uint32_t domid, bool readonly, uint32_t *handle)
+{
+    struct xkvm_dom0_map_reply rep;
+    struct reply r = { .body = &rep, .cap = sizeof(rep) };
+    int rc = exchange(c, type, q, qlen, &r);
+    if (rc) {
+        errno = -rc;
+        return NULL;
+    }
+    void *p = map_reply(c, &r, &rep, readonly);
+    if (!p) {
+        int e = errno;
+        unmap(c, type == XKVM_DOM0_MAP_GRANT ? XKVM_DOM0_UNMAP_GRANT : XKVM_DOM0_UNMAP_FOREIGN,
+              domid, rep.handle, NULL);
+        errno = e;
+        return NULL;
+    }
+    *handle = rep.handle;
+    return p;
+}
+
+void *dom0_map_grant(struct dom0_conn *c, uint32_t domid, uint32_t ref, bool readonly,
+                     uint32_t *handle)
+{
+    struct xkvm_dom0_map_grant q = { .domid = domid, .ref = ref,
+                                     .flags = readonly ? XKVM_DOM0_MAP_READONLY : 0 };
+    return map_request(c, XKVM_DOM0_MAP_GRANT, &q, sizeof(q), domid, readonly, handle);
 }
 
 int dom0_unmap_grant(struct dom0_conn *c, uint32_t domid, uint32_t handle, void *page)
@@ -244,22 +252,7 @@ void *dom0_map_foreign(struct dom0_conn *c, uint32_t domid, uint64_t gfn, bool r
 {
     struct xkvm_dom0_map_foreign q = { .domid = domid, .gfn = gfn,
                                        .flags = readonly ? XKVM_DOM0_MAP_READONLY : 0 };
-    struct xkvm_dom0_map_reply rep;
-    struct reply r = { .body = &rep, .cap = sizeof(rep) };
-    int rc = exchange(c, XKVM_DOM0_MAP_FOREIGN, &q, sizeof(q), &r);
-    if (rc) {
-        errno = -rc;
-        return NULL;
-    }
-    void *p = map_reply(c, &r, &rep, readonly);
-    if (!p) {
-        int e = errno;
-        dom0_unmap_foreign(c, domid, rep.handle, NULL);
-        errno = e;
-        return NULL;
-    }
-    *handle = rep.handle;
-    return p;
+    return map_request(c, XKVM_DOM0_MAP_FOREIGN, &q, sizeof(q), domid, readonly, handle);
 }
 
 int dom0_unmap_foreign(struct dom0_conn *c, uint32_t domid, uint32_t handle, void *page)

@@ -161,3 +161,18 @@ for _ in range(2000):
     time.sleep(0.05)
 PY
 }
+
+# wait_line DOMID REGEX [SECONDS]: wait for a console line matching REGEX; print it.
+# Fails at once if the guest has already given its result line without printing it.
+wait_line() {
+  local log; log=$(console_log "$1")
+  for _ in $(seq $((${3:-60} * 10))); do
+    if grep -a -q -E "$2" "$log" 2>/dev/null; then
+      grep -a -E "$2" "$log" | head -1
+      return 0
+    fi
+    grep -a -q '^xtest: [^:]*: \(PASS\|FAIL\)' "$log" 2>/dev/null && return 1
+    sleep 0.1
+  done
+  return 1
+}

@@ -41,21 +41,6 @@ show_log() {
   [ -f "$log" ] && tail -n "${2:-12}" "$log" | sed 's/^/#   /'
 }
 
-# wait_line DOMID REGEX [SECONDS]: the first console line matching REGEX.
-wait_line() {
-  local log i; log=$(console_log "$1")
-  for i in $(seq $((${3:-60} * 10))); do
-    if grep -a -q -E "$2" "$log" 2>/dev/null; then
-      grep -a -E "$2" "$log" | head -1
-      return 0
-    fi
-    # a guest that already gave its result will not print the line any more
-    grep -a -q '^xtest: [^:]*: \(PASS\|FAIL\)' "$log" 2>/dev/null && return 1
-    sleep 0.1
-  done
-  return 1
-}
-
 # check_result LABEL DOMID TEST [SECONDS]: PASS and poweroff.
 check_result() {
   local label=$1 id=$2 t=$3 secs=${4:-120} res

@@ -16,19 +16,6 @@ show_log() {
   [ -f "$log" ] && tail -n "${2:-12}" "$log" | sed 's/^/#   /'
 }
 
-# wait_line DOMID REGEX [SECONDS]: the first console line matching REGEX.
-wait_line() {
-  local log; log=$(console_log "$1")
-  for _ in $(seq $((${3:-60} * 10))); do
-    if grep -a -q -E "$2" "$log" 2>/dev/null; then
-      grep -a -E "$2" "$log" | head -1
-      return 0
-    fi
-    grep -a -q '^xtest: [^:]*: \(PASS\|FAIL\)' "$log" 2>/dev/null && return 1
-    sleep 0.1
-  done
-  return 1
-}
 
 # compare CTX_JSON DEBUG_JSON READY_LINE: the image against debug-state.
 compare() {
