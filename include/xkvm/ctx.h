@@ -55,6 +55,7 @@ enum xkvm_ctx_type {
     XKVM_CTX_VCPU_INFO      = 0x108,    /* per vCPU: vcpu_info placement */
     XKVM_CTX_UPCALL         = 0x109,    /* per vCPU: upcall vector */
     XKVM_CTX_TIMER          = 0x10a,    /* per vCPU: singleshot and periodic timers */
+    XKVM_CTX_TIME           = 0x10b,    /* once: system time and wall clock at save */
     XKVM_CTX_PV_LAST        = 0x17f,
     XKVM_CTX_LIVE_UPDATE_BASE = 0x180,  /* reserved, see above */
     XKVM_CTX_LIVE_UPDATE_LAST = 0x1ff,
@@ -258,6 +259,19 @@ struct xkvm_ctx_timer {
     uint64_t periodic_period;   /* 0, or 1 ms .. 2^62 - 1 ns (VCPUOP_set_periodic_timer) */
 };
 _Static_assert(sizeof(struct xkvm_ctx_timer) == 16, "TIMER layout");
+
+/*
+ * TIME (0x10b, once): the instant the image was taken, in the guest's Xen system
+ * time and the host's wall clock (CLOCK_REALTIME, ns since the epoch). A restore
+ * starts the guest's system time at system_time_ns plus the wall-clock time that
+ * passed since (never less), so guest time never goes backwards and timers keep
+ * their deadlines.
+ */
+struct xkvm_ctx_time {
+    uint64_t system_time_ns;
+    uint64_t wallclock_ns;
+};
+_Static_assert(sizeof(struct xkvm_ctx_time) == 16, "TIME layout");
 
 /* Bytes a record with a body of `length` occupies, header and padding included. */
 static inline uint64_t xkvm_ctx_record_size(uint64_t length)
@@ -494,6 +508,7 @@ XKVM_CTX_ACCESSOR(xkvm_ctx_get_vcpu_state, XKVM_CTX_VCPU_STATE, struct xkvm_ctx_
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_vcpu_info, XKVM_CTX_VCPU_INFO, struct xkvm_ctx_vcpu_info)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_upcall, XKVM_CTX_UPCALL, struct xkvm_ctx_upcall)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_timer, XKVM_CTX_TIMER, struct xkvm_ctx_timer)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_time, XKVM_CTX_TIME, struct xkvm_ctx_time)
 #undef XKVM_CTX_ACCESSOR
 
 /* ---- Writing ----------------------------------------------------------------- */
@@ -562,6 +577,7 @@ int xkvm_ctx_write_vcpu_state(struct xkvm_ctx_writer *w, uint32_t vcpu, uint32_t
 int xkvm_ctx_write_vcpu_info(struct xkvm_ctx_writer *w, uint32_t vcpu,
                              const struct xkvm_ctx_vcpu_info *rec);
 int xkvm_ctx_write_upcall(struct xkvm_ctx_writer *w, uint32_t vcpu, uint32_t vector);
+int xkvm_ctx_write_time(struct xkvm_ctx_writer *w, const struct xkvm_ctx_time *rec);
 int xkvm_ctx_write_timer(struct xkvm_ctx_writer *w, uint32_t vcpu,
                          const struct xkvm_ctx_timer *rec);
 

@@ -67,6 +67,7 @@ enum xkvm_stream_rec_type {
     XKVM_STREAM_REC_XKVM_BASE           = 0x7F584B00,
     XKVM_STREAM_REC_DOMAIN_CONTEXT      = 0x7F584B01,   /* src/ctx image */
     XKVM_STREAM_REC_XENSTORE_STATE      = 0x7F584B02,   /* designs/xenstore-migration */
+    XKVM_STREAM_REC_DOMAIN_CONFIG       = 0x7F584B03,   /* JSON: domid + config (static) */
 };
 /* Bit 31 set: optional record; a reader that does not know it skips it. */
 #define XKVM_STREAM_REC_OPTIONAL    0x80000000u
@@ -312,6 +313,8 @@ int xkvm_stream_write_hvm_context(struct xkvm_stream_writer *w, const void *blob
 /* Extensions: ERR_COMPAT in compat mode. */
 int xkvm_stream_write_domain_context(struct xkvm_stream_writer *w, const void *img, uint32_t len);
 int xkvm_stream_write_xenstore_state(struct xkvm_stream_writer *w, const void *blob, uint32_t len);
+int xkvm_stream_write_domain_config(struct xkvm_stream_writer *w, const char *json, uint32_t len);
+#define XKVM_STREAM_CONFIG_MAX      (256u << 10)
 /* Flushes pending pages, writes END. */
 int xkvm_stream_write_end(struct xkvm_stream_writer *w);
 

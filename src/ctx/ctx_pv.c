@@ -123,6 +123,11 @@ int xkvm_ctx_write_timer(struct xkvm_ctx_writer *w, uint32_t vcpu,
     WRITE_COPY(w, XKVM_CTX_TIMER, vcpu, struct xkvm_ctx_timer, rec);
 }
 
+int xkvm_ctx_write_time(struct xkvm_ctx_writer *w, const struct xkvm_ctx_time *rec)
+{
+    WRITE_COPY(w, XKVM_CTX_TIME, 0, struct xkvm_ctx_time, rec);
+}
+
 /* ---- image-level check ------------------------------------------------------- */
 
 struct rec_ref {

@@ -338,6 +338,11 @@ static const struct xkvm_ctx_field timer_fields[] = {
     XKVM_CTX_F_UINT(struct xkvm_ctx_timer, periodic_period),
 };
 
+static const struct xkvm_ctx_field time_fields[] = {
+    XKVM_CTX_F_UINT(struct xkvm_ctx_time, system_time_ns),
+    XKVM_CTX_F_UINT(struct xkvm_ctx_time, wallclock_ns),
+};
+
 static int timer_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
 {
     uint64_t p = ((const struct xkvm_ctx_timer *)rec->body)->periodic_period;
@@ -448,6 +453,11 @@ static const struct xkvm_ctx_type_desc builtin_types[] = {
         .fixed_size = sizeof(struct xkvm_ctx_timer),
         .fields = XKVM_CTX_FIELDS(timer_fields),
         .validate = timer_validate,
+    },
+    {
+        .type = XKVM_CTX_TIME, .name = "TIME", .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_time),
+        .fields = XKVM_CTX_FIELDS(time_fields),
     },
 };
 

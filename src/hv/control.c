@@ -12,23 +12,21 @@
 #include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/vcpu.h"
+#include "migrate/migrate_job.h"
 #include "migrate/pv_save.h"
 #include "util/log.h"
 #include "util/text.h"
 #include "xkvm/ctx.h"
 #include "xkvm/control.h"
 
-static struct json_object *reply_ok(void)
+struct json_object *control_reply_ok(void)
 {
     struct json_object *r = json_object_new_object();
     json_object_object_add(r, "ok", json_object_new_boolean(1));
     return r;
 }
 
-static struct json_object *reply_err(int err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static struct json_object *reply_err(int err, const char *fmt, ...)
+struct json_object *control_reply_err(int err, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -42,6 +40,9 @@ static struct json_object *reply_err(int err, const char *fmt, ...)
     json_object_object_add(r, "errno", json_object_new_string(name ? name : "EIO"));
     return r;
 }
+
+#define reply_ok control_reply_ok
+#define reply_err control_reply_err
 
 /* The request's "domid" as a live domain, or an error reply in *reply. */
 static struct domain *request_domain(struct json_object *req, struct json_object **reply)
@@ -160,6 +161,8 @@ static struct json_object *cmd_domain_op(struct json_object *req, const char *cm
         if (domain_toolstack_unpause(d))
             return reply_err(EINVAL, "domain %u is not paused", d->domid);
     } else if (!strcmp(cmd, "destroy")) {
+        if (d->migrating)
+            return reply_err(EBUSY, "domain %u is being saved or migrated", d->domid);
         domain_destroy(d);
     } else if (!strcmp(cmd, "debug-state")) {
         struct json_object *r = reply_ok();
@@ -328,9 +331,29 @@ static struct json_object *parse_request(const char *line, size_t len, char *err
 
 char *control_handle_line(const char *line, size_t len)
 {
+    bool detached;
+    return control_handle_line_fd(line, len, -1, &detached);
+}
+
+char *control_handle_line_fd(const char *line, size_t len, int fd, bool *detached)
+{
     char err[256];
+    *detached = false;
     struct json_object *req = parse_request(line, len, err, sizeof(err));
-    struct json_object *reply = req ? control_handle(req) : reply_err(EINVAL, "%s", err);
+    struct json_object *reply = NULL, *cmdj;
+    if (req && fd >= 0 && json_object_object_get_ex(req, "cmd", &cmdj) &&
+        json_object_is_type(cmdj, json_type_string)) {
+        const char *cmd = json_object_get_string(cmdj);
+        if (!strcmp(cmd, "save") || !strcmp(cmd, "restore") || !strcmp(cmd, "migrate")) {
+            reply = migrate_job_start(req, cmd, fd, detached);
+            if (*detached) {
+                json_object_put(req);
+                return NULL;
+            }
+        }
+    }
+    if (!reply)
+        reply = req ? control_handle(req) : reply_err(EINVAL, "%s", err);
     json_object_put(req);
     const char *s = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
     size_t n = strlen(s);

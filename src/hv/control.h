@@ -12,5 +12,15 @@ struct json_object *control_handle(struct json_object *req);
 
 /* Parse one request line and handle it; returns the reply as a newly allocated line. */
 char *control_handle_line(const char *line, size_t len);
+/*
+ * The same for a client on fd. A long job (save, restore, migrate) takes the fd over:
+ * then *detached is set, NULL is returned, and the job answers on its own thread.
+ */
+#include <stdbool.h>
+char *control_handle_line_fd(const char *line, size_t len, int fd, bool *detached);
+
+struct json_object *control_reply_ok(void);
+struct json_object *control_reply_err(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif

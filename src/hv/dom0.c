@@ -17,6 +17,7 @@
 
 #include "hv/dom0_msg.h"
 #include "hv/domain.h"
+#include "hv/event_state.h"
 #include "hv/event.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
@@ -35,6 +36,8 @@ struct mapping {
     uint16_t domid;
     uint32_t gt_handle;     /* gnttab_dom0_map's handle, for grants */
     uint64_t mfn;           /* one frame reference is held on it */
+    uint64_t gfn;           /* foreign maps: where it was mapped from */
+    bool writable;
 };
 
 struct binding {
@@ -182,6 +185,10 @@ static void release_mapping(struct mapping *m)
         struct domain *d = domain_find(m->domid);
         if (d)
             gnttab_dom0_unmap(d, m->gt_handle);
+    } else if (!m->gone && m->writable) {
+        struct domain *d = domain_find(m->domid);
+        if (d)
+            p2m_mark_dirty(&d->p2m, m->gfn, 1);     /* log-dirty: it may have written */
     }
     mm_frame_put(host_mm(), m->mfn);
     *m = (struct mapping){ 0 };
@@ -343,8 +350,12 @@ static int do_map_foreign(struct conn *c, const struct dom0_request *r)
                      (1u << FRAME_GRANT);
     if (mfn == INVALID_MFN || mm_frame_get(host_mm(), mfn, d->domid, types))
         return reply_error(c, r->type, r->seq, EFAULT, "gfn not populated");
-    *m = (struct mapping){ .used = true, .domid = d->domid, .mfn = mfn };
-    return reply_mapped(c, r, mfn, handle, q->flags & XKVM_DOM0_MAP_READONLY);
+    bool ro = q->flags & XKVM_DOM0_MAP_READONLY;
+    *m = (struct mapping){ .used = true, .domid = d->domid, .mfn = mfn, .gfn = q->gfn,
+                           .writable = !ro };
+    if (!ro)
+        p2m_mark_dirty(&d->p2m, q->gfn, 1);
+    return reply_mapped(c, r, mfn, handle, ro);
 }
 
 static int do_unmap(struct conn *c, const struct dom0_request *r, bool grant)
@@ -419,6 +430,16 @@ static int handle_request(struct conn *c, const struct dom0_request *r)
     }
     if (!c->hello)
         return reply_error(c, r->type, r->seq, EPROTO, "HELLO first");
+    if (r->type != XKVM_DOM0_GET_DOMAIN_INFO && r->type != XKVM_DOM0_WATCH_DOMAINS) {
+        /* A service touching a domain's memory or channels (migration waits for quiet). */
+        struct domain *ad = domain_find(r->type == XKVM_DOM0_MAP_GRANT ? r->u.map_grant.domid :
+                                        r->type == XKVM_DOM0_MAP_FOREIGN ? r->u.map_foreign.domid :
+                                        r->type == XKVM_DOM0_UNMAP_GRANT ||
+                                        r->type == XKVM_DOM0_UNMAP_FOREIGN ? r->u.unmap.domid :
+                                        r->u.evtchn.domid);
+        if (ad)
+            ad->dom0_activity_ns = host_monotonic_ns();
+    }
     switch (r->type) {
     case XKVM_DOM0_BIND_EVTCHN:     return do_bind(c, r);
     case XKVM_DOM0_UNBIND_EVTCHN:   return do_unbind(c, r);

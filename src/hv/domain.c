@@ -152,6 +152,13 @@ static int setup_vm(struct domain *d, char *err, size_t errlen)
      * interrupt, which like Xen's callback needs no EOI.
      */
     struct kvm_enable_cap split = { .cap = KVM_CAP_SPLIT_IRQCHIP, .args = { 0 } };
+    /* Log-dirty with KVM_CLEAR_DIRTY_LOG (migration re-arms in chunks it chooses). */
+    struct kvm_enable_cap manual = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+                                     .args = { KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE } };
+    if (ioctl(d->vm_fd, KVM_ENABLE_CAP, &manual) < 0) {
+        snprintf(err, errlen, "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: %s", strerror(errno));
+        return -errno;
+    }
     if (ioctl(d->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ 0xfeffc000 }) < 0 ||
         ioctl(d->vm_fd, KVM_SET_TSS_ADDR, 0xfeffd000ul) < 0 ||
         ioctl(d->vm_fd, KVM_ENABLE_CAP, &split) < 0) {
@@ -305,8 +312,13 @@ static void domain_free(struct domain *d)
     free(d);
 }
 
-int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_out,
-                  char *err, size_t errlen)
+/*
+ * Build a domain. A fresh one boots its kernel; one built for restore gets its memory,
+ * special pages and state from a stream (src/migrate/restore.c) and stays paused
+ * (one pause held for the restorer) until the restorer lets it go.
+ */
+static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_restore,
+                        uint16_t *domid_out, struct domain **out, char *err, size_t errlen)
 {
     int rc = domcfg_validate(cfg, err, errlen);
     if (rc)
@@ -317,15 +329,6 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
                      cfg->name, id);
             return -EEXIST;
         }
-    /* RAM plus the Xen frames a domain starts with (shared_info, grant, rings). */
-    uint64_t need = (cfg->memory_mb << (20 - XKVM_PAGE_SHIFT)) + DOMAIN_XEN_FRAMES;
-    uint64_t free_frames = mm_free_frames(&host.mm);
-    if (need > free_frames) {
-        snprintf(err, errlen, "not enough memory: domain needs %llu MiB, %llu MiB free",
-                 (unsigned long long)cfg->memory_mb,
-                 (unsigned long long)(free_frames >> (20 - XKVM_PAGE_SHIFT)));
-        return -ENOMEM;
-    }
     int id;
     if (*domid_out) {
         /* A requested domid (restore, migration, tests): refuse clearly if taken. */
@@ -338,6 +341,15 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
     } else if ((id = alloc_domid()) < 0) {
         snprintf(err, errlen, "no free domain id");
         return id;
+    }
+    /* RAM plus the Xen frames a domain starts with (shared_info, grant, rings). */
+    uint64_t need = (cfg->memory_mb << (20 - XKVM_PAGE_SHIFT)) + DOMAIN_XEN_FRAMES;
+    uint64_t free_frames = mm_free_frames(&host.mm);
+    if (need > free_frames) {
+        snprintf(err, errlen, "not enough memory: domain needs %llu MiB, %llu MiB free",
+                 (unsigned long long)cfg->memory_mb,
+                 (unsigned long long)(free_frames >> (20 - XKVM_PAGE_SHIFT)));
+        return -ENOMEM;
     }
     uint64_t t0 = now_ns();
     struct domain *d = calloc(1, sizeof(*d));
@@ -358,7 +370,7 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
     rc = setup_vm(d, err, errlen);
     if (!rc)
         rc = populate_memory(d, err, errlen);
-    if (!rc)
+    if (!rc && !for_restore)
         rc = load_kernel(d, &entry, &start_info, err, errlen);
     if (!rc && (rc = open_console_log(d)))
         snprintf(err, errlen, "console log: %s", strerror(-rc));
@@ -373,7 +385,7 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
         snprintf(err, errlen, "event channels: %s", strerror(-rc));
     if (!rc && (rc = gnttab_domain_init(d)))
         snprintf(err, errlen, "grant table: %s", strerror(-rc));
-    if (!rc)
+    if (!rc && !for_restore)
         rc = setup_toolstack_pages(d, err, errlen);
     for (unsigned i = 0; !rc && i < cfg->vcpus; i++) {
         d->vcpus[i].fd = -1;
@@ -382,7 +394,7 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
         if (!rc && (rc = event_vcpu_init(&d->vcpus[i])))
             snprintf(err, errlen, "vCPU %u events: %s", i, strerror(-rc));
     }
-    if (!rc && (rc = vcpu_set_pvh_entry(&d->vcpus[0], entry, start_info)))
+    if (!rc && !for_restore && (rc = vcpu_set_pvh_entry(&d->vcpus[0], entry, start_info)))
         snprintf(err, errlen, "setting boot registers: %s", strerror(-rc));
     if (rc) {
         domain_free(d);
@@ -393,7 +405,8 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
         d->pause_count = 1;
         d->toolstack_pauses = 1;
     }
-    d->pause_count++;   /* held until the toolstack wrote xenstore (toolstack_xs.c) */
+    /* Held until the toolstack wrote xenstore (toolstack_xs.c), or the restore ends. */
+    d->pause_count++;
     pthread_mutex_lock(&host.lock);
     host.domains[d->domid] = d;
     host.nr_domains++;
@@ -412,12 +425,37 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_o
         }
     }
     dom0_domains_changed();
-    toolstack_xs_domain_built(d);
-    log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s, entry %#x, in %.3f ms",
-             d->domid, cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
-             cfg->kernel, entry, (double)(now_ns() - t0) / 1e6);
+    if (for_restore) {
+        log_info("d%u: built '%s' for restore: %llu MiB, %u vCPU(s), in %.3f ms", d->domid,
+                 cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
+                 (double)(now_ns() - t0) / 1e6);
+    } else {
+        toolstack_xs_domain_built(d);
+        log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s, entry %#x, in %.3f ms",
+                 d->domid, cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
+                 cfg->kernel, entry, (double)(now_ns() - t0) / 1e6);
+    }
     *domid_out = d->domid;
+    if (out)
+        *out = d;
     return 0;
+}
+
+int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_out,
+                  char *err, size_t errlen)
+{
+    return domain_build(cfg, start_paused, false, domid_out, NULL, err, errlen);
+}
+
+int domain_create_for_restore(const struct domcfg *cfg, uint16_t domid, struct domain **out,
+                              char *err, size_t errlen)
+{
+    if (domid == 0 || domid >= XKVM_DOMID_LIMIT) {
+        snprintf(err, errlen, "domain id %u is not a guest's (1..%u)", domid,
+                 XKVM_DOMID_LIMIT - 1);
+        return -EINVAL;
+    }
+    return domain_build(cfg, false, true, &domid, out, err, errlen);
 }
 
 /* Caller holds d->lock. Waits until every live vCPU thread is parked. */
@@ -543,6 +581,13 @@ void domains_handle_shutdowns(void)
         pthread_mutex_unlock(&d->lock);
         if (!act)
             continue;
+        if (__atomic_load_n(&d->migrating, __ATOMIC_ACQUIRE)) {
+            /* The migration ends first (it holds a reference) and notifies again. */
+            pthread_mutex_lock(&d->lock);
+            d->shutdown_handled = false;
+            pthread_mutex_unlock(&d->lock);
+            continue;
+        }
         /* Wait for every vCPU to park, so the domain is quiet before we act. */
         domain_pause(d);
         dom0_domains_changed();

@@ -54,6 +54,9 @@ struct domain {
     /* References other threads hold (domain_get); destroy waits for them. */
     unsigned refs;
 
+    bool migrating;             /* saved or migrated now: not destroyed under it */
+    uint64_t dom0_activity_ns;  /* last map/unmap/bind by a dom0 service, or its event */
+
     struct event_domain *ev;    /* event.h: shared_info, event channels */
     struct gnttab *gt;          /* gnttab.h: grant table */
 };
@@ -70,6 +73,13 @@ uint64_t mm_count_owner_ram(const struct domain *d);
  */
 int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid,
                   char *err, size_t errlen);
+/*
+ * Build a domain to restore into (main thread): VM, RAM, vCPUs, empty PV state, no
+ * kernel and no toolstack pages (the stream brings them). It is registered under
+ * `domid` and held paused; the restorer unpauses it (domain_unpause) or destroys it.
+ */
+int domain_create_for_restore(const struct domcfg *cfg, uint16_t domid, struct domain **out,
+                              char *err, size_t errlen);
 /* Look up a live domain (main thread). NULL if none. */
 struct domain *domain_find(unsigned domid);
 /* From any thread: does a live domain with this id exist? */

@@ -38,6 +38,8 @@ int evtchn_set_pending(struct domain *d, uint32_t port);
 void evtchn_send_virq(struct vcpu *v, uint32_t virq);
 /* A global VIRQ (VIRQ_DOM_EXC, VIRQ_CONSOLE): raised on whichever vCPU it is bound. */
 void evtchn_send_global_virq(struct domain *d, uint32_t virq);
+/* Xen's virq_is_global(): all but TIMER, DEBUG, XENOPROF and XENPMU (bound on vCPU 0). */
+bool evtchn_virq_is_global(uint32_t virq);
 
 /*
  * The dom0 device interface: a dom0 service binds to `port`, which the guest allocated

@@ -21,6 +21,7 @@
 #include "hv/vcpu.h"
 
 struct domain;
+struct hcall;
 
 #define EVTCHN_NR_PORTS     EVTCHN_2L_NR_CHANNELS   /* 4096 for 64-bit guests */
 #define EVTCHN_BUCKET       64      /* ports become valid in buckets, as on Xen */
@@ -148,6 +149,8 @@ void shared_info_vcpu_init(struct vcpu *v);     /* point at the legacy slot */
 void shared_info_vcpu_fini(struct vcpu *v);     /* drop a registered frame */
 /* VCPUOP_register_vcpu_info (ev->lock held). */
 int vcpu_info_register(struct vcpu *v, uint64_t gfn, uint32_t offset);
+/* Restore: the vcpu_info already in guest memory at gfn + offset (its contents kept). */
+int vcpu_info_restore(struct vcpu *v, uint64_t gfn, uint32_t offset);
 static inline struct vcpu_info *vcpu_info_of(struct vcpu *v)
 {
     return __atomic_load_n(&v->ev->vcpu_info, __ATOMIC_ACQUIRE);

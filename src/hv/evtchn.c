@@ -370,6 +370,7 @@ int evtchn_dom0_unbind(struct domain *d, uint32_t port, uint64_t binding)
 /* A dom0 service signalled its to_guest eventfd (the event thread calls this). */
 void evtchn_dom0_raise(struct domain *d, uint32_t port, int slot)
 {
+    __atomic_store_n(&d->dom0_activity_ns, host_monotonic_ns(), __ATOMIC_RELAXED);
     pthread_mutex_lock(&d->ev->lock);
     if (evtchn_port_valid(d->ev, port) && d->ev->ports[port].dom0_slot == slot &&
         d->ev->ports[port].state == ECS_INTERDOMAIN)

@@ -308,6 +308,8 @@ int gnttab_dom0_map(struct domain *d, uint32_t ref, bool readonly, uint64_t *mfn
     }
     active_of(gt, ref)->dom0_maps++;
     gt->maps[slot] = (struct dom0_grant_map){ .ref = ref, .readonly = readonly, .used = true };
+    if (!readonly)
+        p2m_mark_dirty(&d->p2m, active_of(gt, ref)->gfn, 1);
     *handle = (uint32_t)slot;
 out:
     pthread_mutex_unlock(&gt->lock);
@@ -321,6 +323,9 @@ int gnttab_dom0_unmap(struct domain *d, uint32_t handle)
     int rc = -EINVAL;
     if (handle < gt->nr_maps && gt->maps[handle].used) {
         struct dom0_grant_map *m = &gt->maps[handle];
+        /* The service may have written the page while it had it (log-dirty). */
+        if (!m->readonly)
+            p2m_mark_dirty(&d->p2m, active_of(gt, m->ref)->gfn, 1);
         active_of(gt, m->ref)->dom0_maps--;
         release_locked(gt, m->ref, m->readonly);
         *m = (struct dom0_grant_map){ 0 };
@@ -328,6 +333,20 @@ int gnttab_dom0_unmap(struct domain *d, uint32_t handle)
     }
     pthread_mutex_unlock(&gt->lock);
     return rc;
+}
+
+void gnttab_dom0_mapped_gfns(struct domain *d, uint64_t *bitmap)
+{
+    struct gnttab *gt = d->gt;
+    pthread_mutex_lock(&gt->lock);
+    for (uint32_t h = 0; h < gt->nr_maps; h++) {
+        if (!gt->maps[h].used || gt->maps[h].readonly)
+            continue;
+        uint64_t gfn = active_of(gt, gt->maps[h].ref)->gfn;
+        if (gfn < d->p2m.nr_gfns)
+            bitmap[gfn / 64] |= 1ull << (gfn % 64);
+    }
+    pthread_mutex_unlock(&gt->lock);
 }
 
 static struct json_object *u64_or_null(uint64_t v, uint64_t invalid)

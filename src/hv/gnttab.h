@@ -65,6 +65,9 @@ int gnttab_dom0_map(struct domain *d, uint32_t ref, bool readonly, uint64_t *mfn
                     uint32_t *handle);
 int gnttab_dom0_unmap(struct domain *d, uint32_t handle);
 
+/* Set the bit of every gfn a dom0 service has mapped writable now (migration). */
+void gnttab_dom0_mapped_gfns(struct domain *d, uint64_t *bitmap);
+
 struct json_object *gnttab_state_json(struct domain *d);
 
 long do_grant_table_op(struct hcall *hc);

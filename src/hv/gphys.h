@@ -15,12 +15,20 @@ struct gphys {
      * any gpa and len, including hostile ones.
      */
     void *(*ptr)(void *opaque, uint64_t gpa, uint64_t len);
+    /* Optional: [gpa, gpa + len) was written through ptr (log-dirty while migrating). */
+    void (*written)(void *opaque, uint64_t gpa, uint64_t len);
     void *opaque;
 };
 
 static inline void *gphys_ptr(const struct gphys *g, uint64_t gpa, uint64_t len)
 {
     return g->ptr(g->opaque, gpa, len);
+}
+
+static inline void gphys_written(const struct gphys *g, uint64_t gpa, uint64_t len)
+{
+    if (g->written)
+        g->written(g->opaque, gpa, len);
 }
 
 #endif

@@ -205,9 +205,10 @@ static int copy_guest(const struct gphys *g, const struct guest_paging *pg,
         uint8_t *p = gphys_ptr(g, gpa, chunk);
         if (!p)
             return -EFAULT;
-        if (to_guest)
+        if (to_guest) {
             memcpy(p, host, chunk);
-        else
+            gphys_written(g, gpa, chunk);
+        } else
             memcpy(host, p, chunk);
         host += chunk;
         len -= chunk;

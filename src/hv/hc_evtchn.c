@@ -13,7 +13,7 @@
 #include "hv/vcpu.h"
 
 /* Xen's per-vCPU VIRQs; every other one is global (bound on vCPU 0). */
-static bool virq_is_global(uint32_t virq)
+bool evtchn_virq_is_global(uint32_t virq)
 {
     return !(virq == VIRQ_TIMER || virq == VIRQ_DEBUG || virq == VIRQ_XENOPROF ||
              virq == VIRQ_XENPMU);
@@ -77,7 +77,7 @@ static long bind_virq(struct hcall *hc, struct evtchn_bind_virq *b)
     struct domain *d = hc->d;
     if (b->virq >= NR_VIRQS)
         return -EINVAL;
-    if (virq_is_global(b->virq) && b->vcpu != 0)
+    if (evtchn_virq_is_global(b->virq) && b->vcpu != 0)
         return -EINVAL;
     if (b->vcpu >= d->nr_vcpus || !d->vcpus[b->vcpu].ev)
         return -ENOENT;
@@ -167,7 +167,7 @@ static long bind_vcpu(struct hcall *hc, struct evtchn_bind_vcpu *b)
     if (!ch)
         rc = -EINVAL;
     else if (ch->state == ECS_UNBOUND || ch->state == ECS_INTERDOMAIN ||
-             (ch->state == ECS_VIRQ && virq_is_global(ch->virq)))
+             (ch->state == ECS_VIRQ && evtchn_virq_is_global(ch->virq)))
         ch->notify_vcpu = (uint16_t)b->vcpu;
     else
         rc = -EINVAL;   /* IPIs and per-vCPU VIRQs stay where they were bound */

@@ -52,5 +52,9 @@ static inline struct machine_mem *host_mm(void)
 int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t errlen);
 /* Wake the main loop: some domain changed state it must act on. */
 void host_notify(void);
+/* main_call.c: run fn(arg) on the main thread and wait for it (or run it, if there). */
+void host_call_main(void (*fn)(void *), void *arg);
+void host_set_main_thread(void);
+void host_run_main_calls(void);     /* the main loop, on host.notify_fd */
 
 #endif

@@ -45,6 +45,7 @@ int hypercall_page_fill(struct domain *d, uint64_t gpa)
     if (!page)
         return -EFAULT;
     hypercall_page_write(page);
+    p2m_mark_dirty(&d->p2m, gpa >> XKVM_PAGE_SHIFT, 1);
     log_info("d%u: hypercall page at gpa %#llx", d->domid, (unsigned long long)gpa);
     return 0;
 }

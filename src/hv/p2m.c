@@ -36,6 +36,8 @@ void p2m_fini(struct p2m *p)
     if (p->window)
         munmap(p->window, p->nr_gfns << XKVM_PAGE_SHIFT);
     free(p->gfn_to_mfn1);
+    free(p->sw_dirty);
+    p->sw_dirty = NULL;
     p->window = NULL;
     p->gfn_to_mfn1 = NULL;
 }
@@ -52,10 +54,11 @@ static int map_frames(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
     return 0;
 }
 
-static int set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr)
+int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr)
 {
     struct kvm_userspace_memory_region r = {
         .slot = slot,
+        .flags = p->log_dirty && nr ? KVM_MEM_LOG_DIRTY_PAGES : 0,
         .guest_phys_addr = gfn << XKVM_PAGE_SHIFT,
         .memory_size = nr << XKVM_PAGE_SHIFT,
         .userspace_addr = (uint64_t)(uintptr_t)(p->window + (gfn << XKVM_PAGE_SHIFT)),
@@ -70,7 +73,7 @@ static int add_memslot(struct p2m *p, uint64_t gfn, uint64_t nr)
 {
     for (unsigned i = 0; i < P2M_MAX_SLOTS; i++)
         if (p->slots[i].nr == 0)
-            return set_memslot(p, i, gfn, nr);
+            return p2m_set_memslot(p, i, gfn, nr);
     return -ENOSPC;
 }
 
@@ -86,10 +89,12 @@ static int slot_of(const struct p2m *p, uint64_t gfn)
 static int punch_memslot(struct p2m *p, unsigned slot, uint64_t gfn)
 {
     struct p2m_slot old = p->slots[slot];
-    int rc = set_memslot(p, slot, old.gfn, 0);
+    /* Deleting a slot drops its dirty log: count the whole range as written. */
+    p2m_mark_dirty(p, old.gfn, old.nr);
+    int rc = p2m_set_memslot(p, slot, old.gfn, 0);
     if (rc)
         return rc;
-    if (gfn > old.gfn && (rc = set_memslot(p, slot, old.gfn, gfn - old.gfn)))
+    if (gfn > old.gfn && (rc = p2m_set_memslot(p, slot, old.gfn, gfn - old.gfn)))
         return rc;
     if (gfn + 1 < old.gfn + old.nr && (rc = add_memslot(p, gfn + 1, old.gfn + old.nr - gfn - 1)))
         return rc;
@@ -142,9 +147,16 @@ static void *gphys_p2m_ptr(void *opaque, uint64_t gpa, uint64_t len)
     return p2m_ptr(opaque, gpa, len);
 }
 
+static void gphys_p2m_written(void *opaque, uint64_t gpa, uint64_t len)
+{
+    if (len)
+        p2m_mark_dirty(opaque, gpa >> XKVM_PAGE_SHIFT,
+                       ((gpa + len - 1) >> XKVM_PAGE_SHIFT) - (gpa >> XKVM_PAGE_SHIFT) + 1);
+}
+
 struct gphys p2m_gphys(struct p2m *p)
 {
-    return (struct gphys){ .ptr = gphys_p2m_ptr, .opaque = p };
+    return (struct gphys){ .ptr = gphys_p2m_ptr, .written = gphys_p2m_written, .opaque = p };
 }
 
 int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)

@@ -9,6 +9,7 @@
 #define XKVM_HV_P2M_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hv/gphys.h"
@@ -30,6 +31,14 @@ struct p2m {
     uint64_t *gfn_to_mfn1;
     struct p2m_slot slots[P2M_MAX_SLOTS];   /* indexed by KVM slot id */
     pthread_mutex_t lock;       /* changes to the map and memslots */
+
+    /*
+     * Log-dirty (migration): KVM logs the guest's own writes per memslot; writes xkvmd
+     * and dom0 services make through their own mappings are marked in sw_dirty
+     * (a bit per gfn), which lives as long as the p2m once allocated.
+     */
+    bool log_dirty;
+    uint64_t *sw_dirty;
 };
 
 int p2m_init(struct p2m *p, int vm_fd, uint16_t domid, struct machine_mem *mm,
@@ -53,6 +62,21 @@ static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 
 /* Host pointer to [gpa, gpa + len) if every page of it is populated, else NULL. */
 void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len);
+
+/* (Re)define KVM memslot `slot` as [gfn, gfn + nr); nr 0 deletes it. p->lock held. */
+int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr);
+
+/* ---- Log-dirty (src/hv/p2m_logdirty.c) ---- */
+/* Start or stop logging writes to every memslot (manual clear: KVM_CLEAR_DIRTY_LOG). */
+int p2m_log_dirty_enable(struct p2m *p);
+void p2m_log_dirty_disable(struct p2m *p);
+/* Writes made outside the guest's own vCPUs (xkvmd, dom0 services) while logging. */
+void p2m_mark_dirty(struct p2m *p, uint64_t gfn, uint64_t nr);
+/*
+ * OR the gfns written since the last call into `bitmap` (a bit per gfn, nr_gfns bits)
+ * and re-arm logging for them, in chunks. Returns how many bits it set, or -errno.
+ */
+int64_t p2m_collect_dirty(struct p2m *p, uint64_t *bitmap);
 
 /* A gphys accessor over this p2m, for the loader and hypercall copies. */
 struct gphys p2m_gphys(struct p2m *p);

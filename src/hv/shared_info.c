@@ -133,6 +133,28 @@ int vcpu_info_register(struct vcpu *v, uint64_t gfn, uint32_t offset)
     return 0;
 }
 
+int vcpu_info_restore(struct vcpu *v, uint64_t gfn, uint32_t offset)
+{
+    struct vcpu_event *e = v->ev;
+    struct domain *d = v->d;
+    if (offset > XKVM_PAGE_SIZE - sizeof(struct vcpu_info) || (offset & 7) ||
+        e->vcpu_info_gfn != INVALID_GFN)
+        return -EINVAL;
+    uint64_t mfn = p2m_lookup(&d->p2m, gfn);
+    unsigned types = (1u << FRAME_RAM) | (1u << FRAME_SHARED_INFO) | (1u << FRAME_GRANT) |
+                     (1u << FRAME_SPECIAL);
+    if (mfn == INVALID_MFN || mm_frame_get(host_mm(), mfn, d->domid, types))
+        return -EINVAL;
+    e->vcpu_info_gfn = gfn;
+    e->vcpu_info_offset = offset;
+    e->vcpu_info_mfn = mfn;
+    __atomic_store_n(&e->vcpu_info,
+                     (struct vcpu_info *)((uint8_t *)mm_frame_ptr(host_mm(), mfn) + offset),
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&e->time_dirty, true, __ATOMIC_RELEASE);
+    return 0;
+}
+
 /* tsc_to_system_mul and tsc_shift for the host TSC rate: ns = (tsc << shift) * mul >> 32. */
 static void tsc_scale(uint32_t *mul, int8_t *shift)
 {

@@ -5,6 +5,7 @@
 #include "hv/toolstack_xs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -524,4 +525,94 @@ void toolstack_xs_stop(void)
     else
         log_warn("xenstore worker still busy at exit: leaving it");
     started = false;
+}
+
+/* ---- Migration: a domain's xenstore state out of and into xenstored ---------- */
+
+/* One CONTROL request on a connection of our own (xenstored reads/writes the file). */
+static int xs_control_file(const char *cmd, const char *arg1, const char *path,
+                           char *err, size_t errlen)
+{
+    struct xs_handle *h = xs_open(0);
+    if (!h) {
+        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
+        return -EIO;
+    }
+    char data[PATH_MAX + 64];
+    size_t n = 0;
+    if (arg1) {
+        n = (size_t)snprintf(data, sizeof(data), "%s", arg1) + 1;
+    }
+    n += (size_t)snprintf(data + n, sizeof(data) - n, "%s", path) + 1;
+    char *r = xs_control_command(h, cmd, data, (unsigned)n);
+    int rc = r ? 0 : -errno;
+    if (!r)
+        snprintf(err, errlen, "xenstored %s: %s", cmd, strerror(errno));
+    free(r);
+    xs_close(h);
+    return rc;
+}
+
+int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, size_t errlen)
+{
+    char path[PATH_MAX + 64], id[16];
+    snprintf(path, sizeof(path), "%s/xenstored/export-%u.xsm", host.rundir, domid);
+    snprintf(id, sizeof(id), "%u", domid);
+    int rc = xs_control_file("export", id, path, err, errlen);
+    if (rc)
+        return rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    rc = fd < 0 || fstat(fd, &st) < 0 ? -errno : 0;
+    uint8_t *b = rc ? NULL : malloc((size_t)st.st_size + 1);
+    if (!rc && (!b || read(fd, b, (size_t)st.st_size) != st.st_size))
+        rc = -EIO;
+    if (fd >= 0)
+        close(fd);
+    unlink(path);
+    if (rc) {
+        free(b);
+        snprintf(err, errlen, "reading xenstored's export of d%u: %s", domid, strerror(-rc));
+        return rc;
+    }
+    *buf = b;
+    *len = (size_t)st.st_size;
+    return 0;
+}
+
+int toolstack_xs_import(struct domain *d, const uint8_t *buf, size_t len, char *err,
+                        size_t errlen)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/xenstored/import-%u.xsm", host.rundir, d->domid);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, buf, len) != (ssize_t)len) {
+        snprintf(err, errlen, "writing %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -EIO;
+    }
+    close(fd);
+    int rc = xs_control_file("import", NULL, path, err, errlen);
+    unlink(path);
+    if (rc)
+        return rc;
+    struct xs_handle *h = xs_open(0);
+    if (!h) {
+        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
+        return -EIO;
+    }
+    char p[64];
+    snprintf(p, sizeof(p), "/local/domain/%u/vm", d->domid);
+    unsigned vlen = 0;
+    char *vm = xs_read(h, XBT_NULL, p, &vlen);
+    if (vm && vlen == 4 + 36 && !strncmp(vm, "/vm/", 4))
+        snprintf(vm_uuids[d->domid], sizeof(vm_uuids[0]), "%s", vm + 4);
+    free(vm);
+    bool ok = xs_introduce_domain(h, d->domid, d->hvm_params[HVM_PARAM_STORE_PFN],
+                                  (unsigned)d->hvm_params[HVM_PARAM_STORE_EVTCHN]);
+    if (!ok)
+        snprintf(err, errlen, "xenstore introduce of d%u: %s", d->domid, strerror(errno));
+    xs_close(h);
+    return ok ? 0 : -EIO;
 }

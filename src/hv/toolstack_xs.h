@@ -22,4 +22,12 @@ void toolstack_xs_domain_gone(const struct domain *d);
 /* Let the worker finish what is queued (bounded wait), then stop it. */
 void toolstack_xs_stop(void);
 
+/* Migration (any thread): a domain's xenstore state in designs/xenstore-migration's
+ * format, from xenstored's export; and into xenstored, then INTRODUCE on its ring. */
+#include <stddef.h>
+#include <stdint.h>
+int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, size_t errlen);
+int toolstack_xs_import(struct domain *d, const uint8_t *buf, size_t len, char *err,
+                        size_t errlen);
+
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "hv/control.h"
+#include "migrate/migrate_job.h"
 #include "hv/dom0.h"
 #include "hv/domain.h"
 #include "hv/event.h"
@@ -301,7 +302,13 @@ static void client_process(struct client *c)
     for (size_t i = 0; i < c->in_len && c->out_off == c->out_len; i++) {
         if (c->in[i] != '\n')
             continue;
-        char *reply = control_handle_line(c->in + start, i - start);
+        bool detached = false;
+        char *reply = control_handle_line_fd(c->in + start, i - start, c->fd, &detached);
+        if (detached) {
+            /* A job thread owns the connection now (it got its own dup of the fd). */
+            client_close(c);
+            return;
+        }
         bool ok = reply && client_queue(c, reply, strlen(reply));
         free(reply);
         start = i + 1;
@@ -411,15 +418,22 @@ static void on_signal(int sig)
 }
 
 static bool start_services = true;
+static const char *migrate_addr;
+static int migrate_fd = -1;
 
 static int serve(int listen_fd)
 {
+    host_set_main_thread();
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = { .events = EPOLLIN, .data.fd = listen_fd };
     epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev);
     ev.data.fd = host.notify_fd;
     epoll_ctl(epoll_fd, EPOLL_CTL_ADD, host.notify_fd, &ev);
     dom0_attach(epoll_fd);
+    if (migrate_fd >= 0) {
+        ev.data.fd = migrate_fd;
+        epoll_ctl(epoll_fd, EPOLL_CTL_ADD, migrate_fd, &ev);
+    }
     for (int i = 0; i < MAX_CLIENTS; i++)
         clients[i].fd = -1;
     if (start_services)
@@ -436,9 +450,12 @@ static int serve(int listen_fd)
                 uint64_t v;
                 while (read(host.notify_fd, &v, sizeof(v)) > 0)
                     ;
+                host_run_main_calls();
                 domains_handle_shutdowns();
             } else if (fd == listen_fd) {
                 accept_client(listen_fd);
+            } else if (fd == migrate_fd) {
+                migrate_accept(migrate_fd);
             } else if (dom0_handle_event(fd, evs[i].events)) {
                 /* the dom0 socket or one of its services */
             } else if (services_handle_event(fd)) {
@@ -464,14 +481,15 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--foreground] [--log FILE]\n"
-        "             [--verbose] [--no-dom0-services]\n"
+        "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
         "  --foreground          stay in the foreground, log to stderr\n"
         "  --log FILE            log to FILE (default RUNDIR/" XKVM_LOGFILE " when detached)\n"
         "  --verbose             debug logging\n"
-        "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n");
+        "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n"
+        "  --migrate-listen ADDR:PORT  accept incoming live migrations there\n");
 }
 
 int main(int argc, char **argv)
@@ -487,6 +505,7 @@ int main(int argc, char **argv)
         { "log", required_argument, NULL, 'l' },
         { "verbose", no_argument, NULL, 'v' },
         { "no-dom0-services", no_argument, NULL, 'S' },
+        { "migrate-listen", required_argument, NULL, 'M' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { 0 },
@@ -506,6 +525,7 @@ int main(int argc, char **argv)
         case 'l': logpath = optarg; break;
         case 'v': verbose = true; break;
         case 'S': start_services = false; break;
+        case 'M': migrate_addr = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("xkvmd %s\n", XKVM_VERSION_STRING); return 0;
         default: usage(stderr); return 2;
@@ -600,6 +620,9 @@ int main(int argc, char **argv)
         snprintf(err, sizeof(err), "dom0 socket in %s: %s", absdir, strerror(-dom0_fd));
     if (!rc && listen_fd >= 0 && dom0_fd >= 0 && (rc = toolstack_xs_start(absdir)))
         snprintf(err, sizeof(err), "starting the xenstore worker: %s", strerror(-rc));
+    if (!rc && listen_fd >= 0 && dom0_fd >= 0 && migrate_addr &&
+        (migrate_fd = migrate_listen(migrate_addr, err, sizeof(err))) < 0)
+        rc = migrate_fd;
     if (rc || listen_fd < 0 || dom0_fd < 0) {
         log_err("%s", err);
         if (ready[1] >= 0) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hv/domain.h"
 #include "hv/event.h"
@@ -14,6 +15,7 @@
 #include "hv/hv.h"
 #include "hv/physmap.h"
 #include "hv/vcpu.h"
+#include "migrate/arch_state.h"
 #include "xkvm/ctx.h"
 
 /* Retired HVM params (Xen's params.h): never written (docs/domain-context.md). */
@@ -128,15 +130,14 @@ static void write_hvm_params(struct domain *d, struct xkvm_ctx_writer *w)
     xkvm_ctx_write_hvm_params(w, params, n);
 }
 
-/* One vCPU's records (ev->lock held; d->lock taken inside for the halted state). */
+/* One vCPU's records (ev->lock held). */
 static void write_vcpu(struct domain *d, struct vcpu *v, struct xkvm_ctx_writer *w)
 {
     struct vcpu_event *e = v->ev;
     uint32_t flags = 0;
     if (e) {
-        pthread_mutex_lock(&d->lock);
-        bool halted = e->block_halted;
-        pthread_mutex_unlock(&d->lock);
+        /* Halted in KVM: by SCHEDOP_block or by the guest's own HLT. */
+        bool halted = arch_vcpu_halted(v) > 0;
         if (e->initialised) {
             flags |= XKVM_CTX_VCPU_INITIALISED;
             if (e->up && !e->down_requested) {
@@ -182,6 +183,13 @@ int pv_save_context(struct domain *d, struct xkvm_ctx_writer *w, char *err, size
     }
     xkvm_ctx_write_start(w);
     xkvm_ctx_write_domain(w, d->domid, d->nr_vcpus);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct xkvm_ctx_time t = {
+        .system_time_ns = xen_system_time(d),
+        .wallclock_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec,
+    };
+    xkvm_ctx_write_time(w, &t);
 
     /*
      * ev->lock for the event state (ports, vcpu_info, timers), as debug-state reads

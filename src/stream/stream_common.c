@@ -62,6 +62,8 @@ const char *xkvm_stream_rec_name(uint32_t type)
         return "DOMAIN_CONTEXT";
     if (type == XKVM_STREAM_REC_XENSTORE_STATE)
         return "XENSTORE_STATE";
+    if (type == XKVM_STREAM_REC_DOMAIN_CONFIG)
+        return "DOMAIN_CONFIG";
     return NULL;
 }
 

@@ -181,6 +181,7 @@ static int write_raw(struct xkvm_stream_writer *w, uint32_t type, const void *bo
         return wfail(w, XKVM_STREAM_ERR_ARG, true, type, "body is NULL");
     if (w->opts.compat != XKVM_STREAM_COMPAT_NONE &&
         (type == XKVM_STREAM_REC_DOMAIN_CONTEXT || type == XKVM_STREAM_REC_XENSTORE_STATE ||
+         type == XKVM_STREAM_REC_DOMAIN_CONFIG ||
          (type & XKVM_STREAM_REC_OPTIONAL)))
         return wfail(w, XKVM_STREAM_ERR_COMPAT, true, type,
                      "xkvm extension records are not written in --compat xen-4.17 mode");
@@ -341,6 +342,19 @@ int xkvm_stream_write_domain_context(struct xkvm_stream_writer *w, const void *i
 int xkvm_stream_write_xenstore_state(struct xkvm_stream_writer *w, const void *blob, uint32_t len)
 {
     return xkvm_stream_write_record(w, XKVM_STREAM_REC_XENSTORE_STATE, blob, len);
+}
+
+int xkvm_stream_write_domain_config(struct xkvm_stream_writer *w, const char *json, uint32_t len)
+{
+    /* The body must be 8-byte aligned for the check; json may not be. */
+    void *b = len ? malloc(len) : NULL;
+    if (len && !b)
+        return -1;
+    if (len)
+        memcpy(b, json, len);
+    int rc = xkvm_stream_write_record(w, XKVM_STREAM_REC_DOMAIN_CONFIG, b, len);
+    free(b);
+    return rc;
 }
 
 int xkvm_stream_write_end(struct xkvm_stream_writer *w)

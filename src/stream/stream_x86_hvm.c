@@ -195,6 +195,15 @@ static int check_xenstore_state(struct xkvm_stream_state *st, const struct xkvm_
     return 0;
 }
 
+/* JSON text from the toolstack: no NUL bytes (its parser takes the rest as untrusted). */
+static int check_domain_config(struct xkvm_stream_state *st, const struct xkvm_stream_record *rec,
+                               struct xkvm_stream_error *err)
+{
+    if (memchr(rec->body, 0, rec->length))
+        return FAIL(XKVM_STREAM_ERR_BAD_VALUE, "domain config contains a NUL byte");
+    return 0;
+}
+
 static const char pv_only[] = "x86 PV record, not valid in an x86 HVM stream";
 static const char no_checkpoint[] = "checkpointed streams (Remus/COLO) are not supported";
 
@@ -228,6 +237,8 @@ static const struct stream_rec_desc hvm_recs[] = {
       NULL, check_domain_context },
     { XKVM_STREAM_REC_XENSTORE_STATE, RD_ONCE | RD_DYNAMIC | RD_EXT, 16, XKVM_STREAM_RECORD_MAX,
       NULL, check_xenstore_state },
+    { XKVM_STREAM_REC_DOMAIN_CONFIG, RD_ONCE | RD_STATIC | RD_EXT, 2, XKVM_STREAM_CONFIG_MAX,
+      NULL, check_domain_config },
 };
 _Static_assert(sizeof(hvm_recs) / sizeof(hvm_recs[0]) <= 32, "once_seen bits");
 

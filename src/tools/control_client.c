@@ -131,6 +131,13 @@ static void consume(struct control_client *c, size_t line_len)
 int control_request(struct control_client *c, struct json_object *req,
                     struct json_object **reply, char *err, size_t errlen)
 {
+    return control_request_ex(c, req, reply, NULL, NULL, NULL, err, errlen);
+}
+
+int control_request_ex(struct control_client *c, struct json_object *req,
+                       struct json_object **reply, control_progress_fn progress, void *arg,
+                       struct json_object **failed, char *err, size_t errlen)
+{
     *reply = NULL;
     if (c->fd < 0) {
         snprintf(err, errlen, "not connected to xkvmd");
@@ -156,6 +163,9 @@ int control_request(struct control_client *c, struct json_object *req,
         return r;
     }
 
+    if (failed)
+        *failed = NULL;
+next_line:;
     char *line = NULL;
     size_t line_len = 0;
     if ((r = read_line(c, &line, &line_len, err, errlen)) < 0)
@@ -179,7 +189,14 @@ int control_request(struct control_client *c, struct json_object *req,
         return -EPROTO;
     }
 
-    struct json_object *ok;
+    struct json_object *ok, *prog;
+    if (json_object_is_type(o, json_type_object) && !json_object_object_get_ex(o, "ok", &ok) &&
+        json_object_object_get_ex(o, "progress", &prog)) {
+        if (progress)
+            progress(arg, prog);
+        json_object_put(o);
+        goto next_line;     /* a long job reports progress before its reply */
+    }
     if (!json_object_is_type(o, json_type_object) ||
         !json_object_object_get_ex(o, "ok", &ok) || !json_object_is_type(ok, json_type_boolean)) {
         json_object_put(o);
@@ -200,7 +217,10 @@ int control_request(struct control_client *c, struct json_object *req,
         ename = json_object_get_string(eno);
     snprintf(err, errlen, "%s", text_err);
     int e = control_errno_from_name(ename);
-    json_object_put(o);
+    if (failed)
+        *failed = o;
+    else
+        json_object_put(o);
     return e ? -e : -EIO;
 }
 

@@ -29,6 +29,16 @@ int control_connect(struct control_client *c, const char *rundir, char *err, siz
 int control_request(struct control_client *c, struct json_object *req,
                     struct json_object **reply, char *err, size_t errlen);
 
+/*
+ * The same for a long job (save, restore, migrate): lines {"progress": {...}} before
+ * the reply go to progress(arg, obj); on failure the whole reply is in *failed (if not
+ * NULL) for its report.
+ */
+typedef void (*control_progress_fn)(void *arg, struct json_object *progress);
+int control_request_ex(struct control_client *c, struct json_object *req,
+                       struct json_object **reply, control_progress_fn progress, void *arg,
+                       struct json_object **failed, char *err, size_t errlen);
+
 void control_close(struct control_client *c);
 
 /* Connect, one request, close. */

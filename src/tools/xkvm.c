@@ -61,6 +61,15 @@ static const char usage_text[] =
 "  save-context DOMAIN FILE      pause the domain briefly and write its PV state\n"
 "                                (a domain context image, docs/domain-context.md)\n"
 "                                to FILE; check it with xkvm-ctx verify\n"
+"  save DOMAIN FILE [--keep] [--compat xen-4.17]\n"
+"                                save the domain to FILE (a libxc migration stream,\n"
+"                                docs/stream.md) and destroy it (--keep: let it run\n"
+"                                on; --compat: a plain Xen 4.17 stream, needs --keep)\n"
+"  restore FILE                  restore a saved domain under its old domid\n"
+"  migrate DOMAIN HOST:PORT [--downtime-ms N] [--max-iters N] [--non-live]\n"
+"          [--report FILE]       live-migrate the domain to the xkvmd listening at\n"
+"                                HOST:PORT (xkvmd --migrate-listen); progress on a\n"
+"                                terminal, a JSON report with --report\n"
 "  help                          show this help\n"
 "\n"
 "DOMAIN is a domain id or a domain name.\n"
@@ -536,6 +545,206 @@ static int cmd_save_context(int argc, char **argv)
     return 0;
 }
 
+/* ---- save, restore, migrate -------------------------------------------------- */
+
+static int long_job(struct json_object *req, control_progress_fn progress, void *arg,
+                    struct json_object **reply, struct json_object **failed)
+{
+    char err[ERRLEN];
+    struct control_client c;
+    int r = control_connect(&c, rundir, err, sizeof(err));
+    if (r == 0) {
+        r = control_request_ex(&c, req, reply, progress, arg, failed, err, sizeof(err));
+        control_close(&c);
+    }
+    json_object_put(req);
+    if (r < 0)
+        errorf("%s", err);
+    return r;
+}
+
+static int absolute_path(const char *in, char *out, size_t len)
+{
+    if (in[0] == '/') {
+        snprintf(out, len, "%s", in);
+        return 0;
+    }
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof(cwd)))
+        return -errno;
+    if ((size_t)snprintf(out, len, "%s/%s", cwd, in) >= len)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+static int cmd_save(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "keep", no_argument, NULL, 'k' },
+        { "compat", required_argument, NULL, 'c' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool keep = false;
+    const char *compat = NULL;
+    int o;
+    optind = 0;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'k': keep = true; break;
+        case 'c': compat = optarg; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default: return usage_error("save: bad option");
+        }
+    }
+    if (argc - optind != 2)
+        return usage_error("save: expected DOMAIN and FILE");
+    uint32_t domid;
+    if (resolve_domain(argv[optind], &domid))
+        return EXIT_FAILURE;
+    char path[PATH_MAX];
+    if (absolute_path(argv[optind + 1], path, sizeof(path))) {
+        errorf("save: bad path %s", argv[optind + 1]);
+        return EXIT_FAILURE;
+    }
+    struct json_object *req = new_request("save"), *reply = NULL;
+    add_field(req, "domid", json_object_new_int((int)domid));
+    add_field(req, "path", json_object_new_string(path));
+    add_field(req, "keep", json_object_new_boolean(keep));
+    if (compat)
+        add_field(req, "compat", json_object_new_string(compat));
+    if (long_job(req, NULL, NULL, &reply, NULL) < 0)
+        return EXIT_FAILURE;
+    json_object_put(reply);
+    return 0;
+}
+
+static int cmd_restore(int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-')
+        return usage_error("restore: expected FILE");
+    char path[PATH_MAX];
+    if (absolute_path(argv[1], path, sizeof(path))) {
+        errorf("restore: bad path %s", argv[1]);
+        return EXIT_FAILURE;
+    }
+    struct json_object *req = new_request("restore"), *reply = NULL;
+    add_field(req, "path", json_object_new_string(path));
+    if (long_job(req, NULL, NULL, &reply, NULL) < 0)
+        return EXIT_FAILURE;
+    int64_t id = 0;
+    get_int_field(reply, "domid", &id);
+    printf("%lld\n", (long long)id);
+    json_object_put(reply);
+    return 0;
+}
+
+static double num_field(struct json_object *o, const char *key)
+{
+    struct json_object *v;
+    return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
+}
+
+struct migrate_view {
+    bool tty;
+    double t0;
+};
+
+static void show_progress(void *arg, struct json_object *p)
+{
+    struct migrate_view *mv = arg;
+    if (!mv->tty)
+        return;
+    struct json_object *f;
+    bool final = json_object_object_get_ex(p, "final", &f) && json_object_get_boolean(f);
+    fprintf(stderr, "\r\033[K%s iteration %d: %.0f/%.0f dirty pages sent, %.0f MB/s, "
+            "%.0f remaining, ETA %.1f s", final ? "final" : "pre-copy",
+            (int)num_field(p, "iteration"), num_field(p, "sent"), num_field(p, "dirty"),
+            num_field(p, "rate_mbs"), num_field(p, "remaining"), num_field(p, "eta_s"));
+    fflush(stderr);
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "downtime-ms", required_argument, NULL, 'd' },
+        { "max-iters", required_argument, NULL, 'i' },
+        { "non-live", no_argument, NULL, 'n' },
+        { "report", required_argument, NULL, 'r' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    long downtime = -1, iters = -1;
+    bool live = true;
+    const char *report = NULL;
+    int o;
+    char *end;
+    optind = 0;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd':
+            downtime = strtol(optarg, &end, 10);
+            if (*end || downtime < 1 || downtime > 60000)
+                return usage_error("migrate: --downtime-ms takes 1..60000");
+            break;
+        case 'i':
+            iters = strtol(optarg, &end, 10);
+            if (*end || iters < 0 || iters > 1000)
+                return usage_error("migrate: --max-iters takes 0..1000");
+            break;
+        case 'n': live = false; break;
+        case 'r': report = optarg; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default: return usage_error("migrate: bad option");
+        }
+    }
+    if (argc - optind != 2)
+        return usage_error("migrate: expected DOMAIN and HOST:PORT");
+    uint32_t domid;
+    if (resolve_domain(argv[optind], &domid))
+        return EXIT_FAILURE;
+    const char *hp = argv[optind + 1], *colon = strrchr(hp, ':');
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || colon == hp || *end || port < 1 || port > 65535)
+        return usage_error("migrate: HOST:PORT expected, got '%s'", hp);
+    struct json_object *req = new_request("migrate"), *reply = NULL, *failed = NULL;
+    add_field(req, "domid", json_object_new_int((int)domid));
+    add_field(req, "host", json_object_new_string_len(hp, (int)(colon - hp)));
+    add_field(req, "port", json_object_new_int((int)port));
+    add_field(req, "live", json_object_new_boolean(live));
+    if (downtime > 0)
+        add_field(req, "downtime_ms", json_object_new_int((int)downtime));
+    if (iters >= 0)
+        add_field(req, "max_iters", json_object_new_int((int)iters));
+    struct migrate_view mv = { .tty = isatty(STDERR_FILENO) };
+    int r = long_job(req, show_progress, &mv, &reply, &failed);
+    if (mv.tty)
+        fputs("\r\033[K", stderr);
+    struct json_object *res = r < 0 ? failed : reply, *rep = NULL;
+    if (res)
+        json_object_object_get_ex(res, "report", &rep);
+    if (rep) {
+        printf("migrated d%u to %s: %s, %d iteration(s), %.0f pages, %.1f MB, "
+               "total %.1f ms, downtime %.2f ms\n", domid, hp,
+               json_object_get_string(json_object_object_get(rep, "outcome")),
+               (int)num_field(rep, "iterations"), num_field(rep, "pages_sent"),
+               num_field(rep, "bytes") / 1e6, num_field(rep, "total_ms"),
+               num_field(rep, "downtime_ms"));
+        if (report) {
+            FILE *f = fopen(report, "w");
+            if (f) {
+                fprintf(f, "%s\n", json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PLAIN));
+                fclose(f);
+            } else {
+                errorf("cannot write report %s: %s", report, strerror(errno));
+            }
+        }
+    }
+    json_object_put(reply);
+    json_object_put(failed);
+    return r < 0 ? EXIT_FAILURE : 0;
+}
+
 static int cmd_pause(int argc, char **argv)   { return simple_domain_cmd("pause", argc, argv); }
 static int cmd_unpause(int argc, char **argv) { return simple_domain_cmd("unpause", argc, argv); }
 static int cmd_destroy(int argc, char **argv) { return simple_domain_cmd("destroy", argc, argv); }
@@ -873,6 +1082,9 @@ static const struct command {
     { "console", cmd_console },
     { "debug-state", cmd_debug_state },
     { "save-context", cmd_save_context },
+    { "save", cmd_save },
+    { "restore", cmd_restore },
+    { "migrate", cmd_migrate },
     { "help", cmd_help },
 };
 

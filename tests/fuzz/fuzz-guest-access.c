@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     size_t img = size - pos < GUEST_SIZE ? size - pos : GUEST_SIZE;
     memcpy(f.mem, data + pos, img);
-    const struct gphys g = { flat_ptr, &f };
+    const struct gphys g = { .ptr = flat_ptr, .opaque = &f };
 
     for (unsigned i = 0; i < nops; i++) {
         const uint8_t *op = ops + (size_t)i * OP_SIZE;

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!guest && !(guest = malloc(GUEST_SIZE)))
         abort();
-    const struct gphys g = { flat_ptr, NULL };
+    const struct gphys g = { .ptr = flat_ptr, .opaque = NULL };
     char err[256];
     struct pvh_image img;
 

@@ -19,7 +19,7 @@ static void *flat_ptr(void *opaque, uint64_t gpa, uint64_t len)
     return mem + gpa;
 }
 
-static const struct gphys g = { flat_ptr, NULL };
+static const struct gphys g = { .ptr = flat_ptr, .opaque = NULL };
 
 #define CR0_PE   (1ull << 0)
 #define CR0_WP   (1ull << 16)

@@ -36,7 +36,7 @@ static void *flat_ptr(void *opaque, uint64_t gpa, uint64_t len)
 #define MEM_SIZE 0x10000u
 static uint8_t guest_mem[MEM_SIZE];
 static struct flat flat_mem = { guest_mem, MEM_BASE, MEM_SIZE };
-static const struct gphys gmem = { flat_ptr, &flat_mem };
+static const struct gphys gmem = { .ptr = flat_ptr, .opaque = &flat_mem };
 
 /* ---- in-memory ELF builder ---- */
 
@@ -876,7 +876,7 @@ static void check_real_kernel(const char *path)
                       (unsigned long long)span);
             struct flat fm = { span <= (64 << 20) ? calloc(1, span) : NULL,
                                out.load_lo, span };
-            struct gphys g = { flat_ptr, &fm };
+            struct gphys g = { .ptr = flat_ptr, .opaque = &fm };
             if (fm.mem) {
                 r = pvh_load(data, n, &out, &g, errbuf, sizeof(errbuf));
                 CHECK_MSG(r == 0, "%s: %s", path, errbuf);

@@ -107,6 +107,33 @@ uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len)
     }
     if (top)
         xs_tree_walk(top, node_cb, &o);
+    /*
+     * What the toolstack keeps about the domain elsewhere: its backends' directories
+     * under dom0, /libxl/DOMID and its /vm entry. A non-cooperative migration moves
+     * them too, so backends on the destination find them exactly as they were.
+     */
+    char p[XENSTORE_ABS_PATH_MAX + 1];
+    struct xs_node *be = xs_tree_get(xs->tree, "/local/domain/0/backend");
+    for (uint32_t i = 0; be && i < be->nkids; i++) {
+        snprintf(p, sizeof(p), "%s/%u", be->kids[i]->path, domid);
+        struct xs_node *n = xs_tree_get(xs->tree, p);
+        if (n)
+            xs_tree_walk(n, node_cb, &o);
+    }
+    snprintf(p, sizeof(p), "/libxl/%u", domid);
+    struct xs_node *lx = xs_tree_get(xs->tree, p);
+    if (lx)
+        xs_tree_walk(lx, node_cb, &o);
+    snprintf(p, sizeof(p), "%s/vm", base);
+    struct xs_node *vm = xs_tree_get(xs->tree, p);
+    if (vm && vm->vlen > 4 && vm->vlen < sizeof(p) && !memcmp(vm->val, "/vm/", 4) &&
+        !memchr(vm->val, 0, vm->vlen)) {
+        memcpy(p, vm->val, vm->vlen);
+        p[vm->vlen] = '\0';
+        struct xs_node *v = xs_tree_get(xs->tree, p);
+        if (v)
+            xs_tree_walk(v, node_cb, &o);
+    }
     rec_start(&o, MR_END);
     *len = o.len;
     return o.p;
@@ -149,8 +176,40 @@ static int import_node(struct xs *xs, const uint8_t *b, uint32_t len)
     memcpy(parent, path, pl ? pl : 1);
     parent[pl ? pl : 1] = '\0';
     struct xs_node *pn = xs_tree_get(xs->tree, parent);
-    if (!pn)
-        return EINVAL;                          /* "parent must be known" */
+    if (!pn) {
+        /*
+         * The format wants parents known; the toolstack directories a domain and its
+         * backends live under (/local/domain, /local/domain/0/backend/vbd...) may not
+         * exist yet on a fresh host: create them as dom0's, as xenstored's mkdir would.
+         */
+        if (strncmp(path, "/local/domain/", 14) && strncmp(path, "/libxl/", 7) &&
+            strncmp(path, "/vm/", 4))
+            return EINVAL;
+        struct xs_perm dom0 = { .perm = 0, .domid = 0 };
+        for (char *c = parent + 1; ; c++) {
+            if (*c != '/' && *c != '\0')
+                continue;
+            char save = *c;
+            *c = '\0';
+            struct xs_node *a = xs_tree_get(xs->tree, parent);
+            if (!a) {
+                const char *up = strrchr(parent, '/');
+                char upath[XENSTORE_ABS_PATH_MAX + 2];
+                size_t ul = (size_t)(up - parent);
+                memcpy(upath, parent, ul ? ul : 1);
+                upath[ul ? ul : 1] = '\0';
+                struct xs_node *ap = xs_tree_get(xs->tree, upath);
+                if (!ap || !xs_tree_add(xs->tree, ap, parent, "", 0, &dom0, 1))
+                    return EINVAL;
+            }
+            *c = save;
+            if (!save)
+                break;
+        }
+        pn = xs_tree_get(xs->tree, parent);
+        if (!pn)
+            return EINVAL;
+    }
     xs_tree_add(xs->tree, pn, path, val, vlen, p, np);
     xs_watch_fire(xs, path, p, np, false);
     return 0;

@@ -1,0 +1,91 @@
+/*
+ * Save, restore and live migration of a domain (docs/migration.md). The sender
+ * (save.c) writes a libxc migration stream (include/xkvm/stream.h) to an fd: a file,
+ * or a socket to a destination xkvmd; the receiver (restore.c) builds the domain from
+ * one and resumes it only once every record has been read and checked.
+ *
+ * Over a socket the destination answers on the same connection with text lines
+ * (MIGRATE_MSG_*): READY once it has accepted the domain's config (domid free,
+ * memory enough), RESTORED once the domain is rebuilt and paused, and after the
+ * source's GO, RUNNING with the time it resumed it. Until GO the source can take the
+ * guest back; after GO without RUNNING it leaves its copy paused (never both run).
+ */
+#ifndef XKVM_MIGRATE_MIGRATE_H
+#define XKVM_MIGRATE_MIGRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "xkvm/stream.h"
+
+struct domain;
+
+#define MIGRATE_MSG_READY       "READY"
+#define MIGRATE_MSG_RESTORED    "RESTORED"
+#define MIGRATE_MSG_GO          "GO"
+#define MIGRATE_MSG_RUNNING     "RUNNING"     /* RUNNING <realtime ns it resumed> */
+#define MIGRATE_MSG_ERROR       "ERROR"       /* ERROR <message> */
+#define MIGRATE_MSG_MAX         512
+
+struct migrate_opts {
+    bool live;                  /* pre-copy while the guest runs */
+    bool peer;                  /* fd is a connection to a destination xkvmd */
+    uint32_t downtime_ms;       /* live: stop iterating when the rest fits this */
+    uint32_t max_iters;         /* live: iterations at most */
+    uint32_t max_factor;        /* live: stop after sending this many times the RAM */
+    enum xkvm_stream_compat compat;
+};
+#define MIGRATE_DEFAULT_DOWNTIME_MS 5
+#define MIGRATE_DEFAULT_MAX_ITERS   30
+#define MIGRATE_DEFAULT_MAX_FACTOR  3
+
+struct migrate_progress {
+    unsigned iteration;         /* 0: first full pass */
+    uint64_t dirty;             /* pages to send this iteration */
+    uint64_t sent;              /* of them, sent so far */
+    uint64_t remaining;         /* dirty pages known right now */
+    double rate_mbs;            /* measured MB/s */
+    double eta_s;
+    bool final;                 /* the stop-and-copy phase */
+};
+typedef void (*migrate_progress_fn)(void *arg, const struct migrate_progress *p);
+
+enum migrate_outcome {
+    MIGRATE_DONE,               /* destination runs it (or the file is complete) */
+    MIGRATE_RESUMED,            /* failed before the hand-over: the source runs it again */
+    MIGRATE_LEFT_PAUSED,        /* hand-over state unknown: source copy kept paused */
+};
+
+struct migrate_report {
+    enum migrate_outcome outcome;
+    unsigned iterations;
+    uint64_t pages_sent, zero_pages, bytes;
+    uint64_t final_pages;
+    double total_ms, downtime_ms, final_ms;
+    double rate_mbs;
+};
+
+/*
+ * Send domain d (a reference held, d->migrating set) to fd. Without opts->live the
+ * domain is paused first. On success (MIGRATE_DONE) the domain is left paused: the
+ * caller destroys it (or unpauses it for save --keep). 0 or -errno with a message;
+ * report->outcome says where the guest is.
+ */
+int migrate_send(struct domain *d, int fd, const struct migrate_opts *opts,
+                 migrate_progress_fn progress, void *arg, struct migrate_report *report,
+                 char *err, size_t errlen);
+
+/*
+ * Receive a domain from fd (peer: a source xkvmd on the other end, answered as
+ * above). On success the domain runs under the domid in the stream and *domid says
+ * which. On any failure every trace of it is gone. 0 or -errno with a message.
+ */
+int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen);
+
+/* Line I/O on a migration connection (fd blocking). */
+int migrate_send_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line without its newline; timeout_ms 0: none. 0, -ETIMEDOUT, -EPIPE (closed). */
+int migrate_read_line(int fd, char *buf, size_t len, unsigned timeout_ms);
+
+#endif

@@ -1,0 +1,414 @@
+/* Save, restore and migrate jobs, and the incoming-migration listener: migrate_job.h. */
+#include "migrate/migrate_job.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hv/control.h"
+#include "hv/domain.h"
+#include "hv/hv.h"
+#include "migrate/migrate.h"
+#include "util/log.h"
+
+enum job_kind { JOB_SAVE, JOB_RESTORE, JOB_MIGRATE };
+
+struct job {
+    enum job_kind kind;
+    int fd;                     /* the client's connection (ours) */
+    struct domain *d;           /* save/migrate: referenced, d->migrating set */
+    char path[4096];
+    char host[256];
+    int port;
+    bool keep;
+    struct migrate_opts opts;
+};
+
+/* ---- replies on the job's connection ---- */
+
+static void send_json(int fd, struct json_object *o)
+{
+    const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    size_t n = strlen(s);
+    char *line = malloc(n + 1);
+    if (line) {
+        memcpy(line, s, n);
+        line[n] = '\n';
+        for (size_t off = 0; off <= n;) {
+            ssize_t w = write(fd, line + off, n + 1 - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;      /* the client went away: the job goes on regardless */
+            off += (size_t)w;
+        }
+        free(line);
+    }
+    json_object_put(o);
+}
+
+static void on_progress(void *arg, const struct migrate_progress *p)
+{
+    struct job *j = arg;
+    struct json_object *o = json_object_new_object(), *q = json_object_new_object();
+    json_object_object_add(q, "iteration", json_object_new_int((int)p->iteration));
+    json_object_object_add(q, "dirty", json_object_new_int64((int64_t)p->dirty));
+    json_object_object_add(q, "sent", json_object_new_int64((int64_t)p->sent));
+    json_object_object_add(q, "remaining", json_object_new_int64((int64_t)p->remaining));
+    json_object_object_add(q, "rate_mbs", json_object_new_double(p->rate_mbs));
+    json_object_object_add(q, "eta_s", json_object_new_double(p->eta_s));
+    json_object_object_add(q, "final", json_object_new_boolean(p->final));
+    json_object_object_add(o, "progress", q);
+    send_json(j->fd, o);
+}
+
+static struct json_object *report_json(const struct migrate_report *r)
+{
+    static const char *const names[] = { "done", "resumed", "left-paused" };
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "outcome", json_object_new_string(names[r->outcome]));
+    json_object_object_add(o, "iterations", json_object_new_int((int)r->iterations));
+    json_object_object_add(o, "pages_sent", json_object_new_int64((int64_t)r->pages_sent));
+    json_object_object_add(o, "final_pages", json_object_new_int64((int64_t)r->final_pages));
+    json_object_object_add(o, "bytes", json_object_new_int64((int64_t)r->bytes));
+    json_object_object_add(o, "total_ms", json_object_new_double(r->total_ms));
+    json_object_object_add(o, "downtime_ms", json_object_new_double(r->downtime_ms));
+    json_object_object_add(o, "final_ms", json_object_new_double(r->final_ms));
+    json_object_object_add(o, "rate_mbs", json_object_new_double(r->rate_mbs));
+    return o;
+}
+
+/* ---- main-thread steps ---- */
+
+static void finish_on_main(void *arg)
+{
+    struct job *j = arg;
+    struct domain *d = j->d;
+    d->migrating = false;
+    domain_put(d);
+    if (j->kind == JOB_SAVE && j->keep)
+        domain_unpause(d);
+    else
+        domain_destroy(d);
+}
+
+static void release_on_main(void *arg)
+{
+    struct job *j = arg;
+    j->d->migrating = false;
+    domain_put(j->d);
+    host_notify();      /* a shutdown that waited for the job */
+}
+
+static int connect_to(const char *hostname, int port, char *err, size_t errlen)
+{
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+    int g = getaddrinfo(hostname, ps, &hints, &ai);
+    if (g) {
+        snprintf(err, errlen, "%s: %s", hostname, gai_strerror(g));
+        return -EHOSTUNREACH;
+    }
+    int fd = -1, e = ECONNREFUSED;
+    for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+            e = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        snprintf(err, errlen, "connecting to %s:%d: %s", hostname, port, strerror(e));
+        return -e;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+static void *job_thread(void *arg)
+{
+    struct job *j = arg;
+    char err[1024] = "";
+    struct json_object *reply;
+    pthread_setname_np(pthread_self(), j->kind == JOB_RESTORE ? "restore" :
+                                       j->kind == JOB_SAVE ? "save" : "migrate");
+    if (j->kind == JOB_RESTORE) {
+        int fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        uint16_t domid = 0;
+        int rc = fd < 0 ? -errno : 0;
+        if (fd >= 0)
+            fcntl(fd, F_SETFL, 0);
+        if (rc)
+            snprintf(err, sizeof(err), "cannot open %s: %s", j->path, strerror(-rc));
+        else
+            rc = migrate_receive(fd, false, &domid, err, sizeof(err));
+        if (fd >= 0)
+            close(fd);
+        if (rc) {
+            reply = control_reply_err(-rc, "restore from %s: %s", j->path, err);
+        } else {
+            reply = control_reply_ok();
+            json_object_object_add(reply, "domid", json_object_new_int(domid));
+        }
+        send_json(j->fd, reply);
+        goto out;
+    }
+
+    struct migrate_report rep;
+    int out = -1, rc;
+    if (j->kind == JOB_SAVE) {
+        out = open(j->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600);
+        rc = out < 0 ? -errno : 0;
+        if (rc)
+            snprintf(err, sizeof(err), "cannot create %s: %s", j->path, strerror(-rc));
+    } else {
+        out = connect_to(j->host, j->port, err, sizeof(err));
+        rc = out < 0 ? out : 0;
+    }
+    memset(&rep, 0, sizeof(rep));
+    rep.outcome = MIGRATE_RESUMED;
+    if (!rc)
+        rc = migrate_send(j->d, out, &j->opts, j->kind == JOB_MIGRATE ? on_progress : NULL, j,
+                          &rep, err, sizeof(err));
+    if (out >= 0)
+        close(out);
+    if (rc && j->kind == JOB_SAVE && out >= 0)
+        unlink(j->path);    /* never leave a partial image behind */
+    unsigned domid = j->d->domid;
+    if (!rc) {
+        host_call_main(finish_on_main, j);
+        reply = control_reply_ok();
+        log_info("d%u: %s: %.1f ms, downtime %.2f ms, %llu pages, %llu bytes", domid,
+                 j->kind == JOB_SAVE ? "saved" : "migrated", rep.total_ms, rep.downtime_ms,
+                 (unsigned long long)rep.pages_sent, (unsigned long long)rep.bytes);
+    } else {
+        host_call_main(release_on_main, j);
+        reply = control_reply_err(-rc, "%s d%u: %s%s", j->kind == JOB_SAVE ? "save of" :
+                                  "migration of", domid, err,
+                                  rep.outcome == MIGRATE_RESUMED ? " (the guest runs here)" :
+                                  rep.outcome == MIGRATE_LEFT_PAUSED ?
+                                  " (the guest is paused here; the destination may run it)" : "");
+    }
+    json_object_object_add(reply, "report", report_json(&rep));
+    send_json(j->fd, reply);
+out:
+    close(j->fd);
+    free(j);
+    return NULL;
+}
+
+static bool get_string(struct json_object *req, const char *key, char *out, size_t len)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(req, key, &v) || !json_object_is_type(v, json_type_string))
+        return false;
+    const char *s = json_object_get_string(v);
+    if (strlen(s) != (size_t)json_object_get_string_len(v) || strlen(s) >= len || !*s)
+        return false;
+    snprintf(out, len, "%s", s);
+    return true;
+}
+
+/* An optional integer in [lo, hi]; false if present and bad. */
+static bool get_int(struct json_object *req, const char *key, int64_t lo, int64_t hi, int64_t *out)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(req, key, &v))
+        return true;
+    if (!json_object_is_type(v, json_type_int))
+        return false;
+    int64_t x = json_object_get_int64(v);
+    if (x < lo || x > hi)
+        return false;
+    *out = x;
+    return true;
+}
+
+static bool get_bool(struct json_object *req, const char *key, bool *out)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(req, key, &v))
+        return true;
+    if (!json_object_is_type(v, json_type_boolean))
+        return false;
+    *out = json_object_get_boolean(v);
+    return true;
+}
+
+struct json_object *migrate_job_start(struct json_object *req, const char *cmd, int fd,
+                                      bool *detached)
+{
+    *detached = false;
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return control_reply_err(ENOMEM, "out of memory");
+    j->kind = !strcmp(cmd, "save") ? JOB_SAVE : !strcmp(cmd, "restore") ? JOB_RESTORE : JOB_MIGRATE;
+    j->opts.live = j->kind == JOB_MIGRATE;
+    j->opts.peer = j->kind == JOB_MIGRATE;
+    struct json_object *bad = NULL;
+    int64_t v;
+    if (j->kind != JOB_MIGRATE && (!get_string(req, "path", j->path, sizeof(j->path)) ||
+                                   j->path[0] != '/'))
+        bad = control_reply_err(EINVAL, "%s needs an absolute \"path\"", cmd);
+    if (!bad && j->kind == JOB_MIGRATE) {
+        v = 0;
+        if (!get_string(req, "host", j->host, sizeof(j->host)) ||
+            !get_int(req, "port", 1, 65535, &v) || !v)
+            bad = control_reply_err(EINVAL, "migrate needs \"host\" and \"port\" (1..65535)");
+        j->port = (int)v;
+        v = MIGRATE_DEFAULT_DOWNTIME_MS;
+        if (!bad && !get_int(req, "downtime_ms", 1, 60000, &v))
+            bad = control_reply_err(EINVAL, "\"downtime_ms\" must be 1..60000");
+        j->opts.downtime_ms = (uint32_t)v;
+        v = MIGRATE_DEFAULT_MAX_ITERS;
+        if (!bad && !get_int(req, "max_iters", 0, 1000, &v))
+            bad = control_reply_err(EINVAL, "\"max_iters\" must be 0..1000");
+        j->opts.max_iters = (uint32_t)v;
+        if (!bad && !get_bool(req, "live", &j->opts.live))
+            bad = control_reply_err(EINVAL, "\"live\" must be true or false");
+    }
+    if (!bad && j->kind == JOB_SAVE) {
+        char compat[32] = "none";
+        struct json_object *cv;
+        if (json_object_object_get_ex(req, "compat", &cv) &&
+            (!get_string(req, "compat", compat, sizeof(compat)) ||
+             xkvm_stream_compat_parse(compat) < 0))
+            bad = control_reply_err(EINVAL, "\"compat\" must be \"xen-4.17\" or \"none\"");
+        else
+            j->opts.compat = (enum xkvm_stream_compat)xkvm_stream_compat_parse(compat);
+        if (!bad && !get_bool(req, "keep", &j->keep))
+            bad = control_reply_err(EINVAL, "\"keep\" must be true or false");
+        if (!bad && j->opts.compat != XKVM_STREAM_COMPAT_NONE && !j->keep)
+            bad = control_reply_err(EINVAL, "a --compat image cannot be restored by xkvm: "
+                                    "it needs --keep");
+    }
+    if (!bad && j->kind != JOB_RESTORE) {
+        struct json_object *idv;
+        int64_t id = -1;
+        if (json_object_object_get_ex(req, "domid", &idv) && json_object_is_type(idv, json_type_int))
+            id = json_object_get_int64(idv);
+        struct domain *d = id > 0 && id < XKVM_DOMID_LIMIT ? domain_find((unsigned)id) : NULL;
+        if (!d)
+            bad = control_reply_err(ESRCH, "no domain with id %lld", (long long)id);
+        else if (d->migrating)
+            bad = control_reply_err(EBUSY, "domain %u is already being saved or migrated",
+                                    d->domid);
+        else if (d->shutdown_code >= 0)
+            bad = control_reply_err(EINVAL, "domain %u has shut down", d->domid);
+        else if (!(d = domain_get(d->domid)))
+            bad = control_reply_err(ESRCH, "domain %lld is going away", (long long)id);
+        else {
+            d->migrating = true;
+            j->d = d;
+        }
+    }
+    if (!bad) {
+        j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (j->fd >= 0)
+            fcntl(j->fd, F_SETFL, fcntl(j->fd, F_GETFL) & ~O_NONBLOCK);
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int rc = j->fd < 0 ? errno : pthread_create(&t, &a, job_thread, j);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&a);
+        if (!rc) {
+            *detached = true;
+            return NULL;
+        }
+        if (j->fd >= 0)
+            close(j->fd);
+        if (j->d) {
+            j->d->migrating = false;
+            domain_put(j->d);
+        }
+        bad = control_reply_err(rc, "cannot start the %s job", cmd);
+    }
+    free(j);
+    return bad;
+}
+
+/* ---- incoming migrations ---- */
+
+int migrate_listen(const char *addrport, char *err, size_t errlen)
+{
+    char addr[256];
+    const char *colon = strrchr(addrport, ':');
+    if (!colon || colon == addrport || (size_t)(colon - addrport) >= sizeof(addr) || !colon[1]) {
+        snprintf(err, errlen, "--migrate-listen wants ADDR:PORT, got '%s'", addrport);
+        return -EINVAL;
+    }
+    memcpy(addr, addrport, (size_t)(colon - addrport));
+    addr[colon - addrport] = '\0';
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai;
+    int g = getaddrinfo(addr, colon + 1, &hints, &ai);
+    if (g) {
+        snprintf(err, errlen, "--migrate-listen %s: %s", addrport, gai_strerror(g));
+        return -EINVAL;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 8) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "--migrate-listen %s: %s", addrport, strerror(e));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -e;
+    }
+    freeaddrinfo(ai);
+    log_info("accepting migrations on %s", addrport);
+    return fd;
+}
+
+static void *receive_thread(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    pthread_setname_np(pthread_self(), "migrate-in");
+    char err[1024] = "";
+    uint16_t domid = 0;
+    if (migrate_receive(fd, true, &domid, err, sizeof(err)))
+        log_warn("incoming migration failed: %s", err);
+    close(fd);
+    return NULL;
+}
+
+void migrate_accept(int listen_fd)
+{
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (pthread_create(&t, &a, receive_thread, (void *)(intptr_t)fd))
+        close(fd);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+}

@@ -1,0 +1,275 @@
+/* Apply a domain context image to a domain being restored: see pv_restore.h. */
+#include "migrate/pv_restore.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <xen/grant_table.h>
+
+#include "hv/domain.h"
+#include "hv/event.h"
+#include "hv/event_state.h"
+#include "hv/gnttab.h"
+#include "hv/hv.h"
+#include "hv/physmap.h"
+#include "hv/vcpu.h"
+#include "xkvm/ctx.h"
+
+int pv_restore_check(struct domain *d, const void *img, size_t len, char *err, size_t errlen)
+{
+    struct xkvm_ctx_error cerr;
+    if (xkvm_ctx_check_image(img, len, NULL, NULL, &cerr)) {
+        snprintf(err, errlen, "domain context: %s", cerr.msg);
+        return -EINVAL;
+    }
+    struct xkvm_ctx_reader r;
+    struct xkvm_ctx_record rec;
+    xkvm_ctx_reader_init(&r, img, len, NULL);
+    bool have_domain = false, have_time = false;
+    while (xkvm_ctx_next(&r, &rec) > 0) {
+        const struct xkvm_ctx_domain *dom = xkvm_ctx_get_domain(&rec);
+        const struct xkvm_ctx_gnttab *gt = xkvm_ctx_get_gnttab(&rec);
+        const struct xkvm_ctx_evtchn_abi *abi = xkvm_ctx_get_evtchn_abi(&rec);
+        if (dom) {
+            have_domain = true;
+            if (dom->domid != d->domid || dom->nr_vcpus != d->nr_vcpus) {
+                snprintf(err, errlen, "domain context is of d%u with %u vCPUs, restoring "
+                         "d%u with %u", dom->domid, dom->nr_vcpus, d->domid, d->nr_vcpus);
+                return -EINVAL;
+            }
+        } else if (gt) {
+            if (gt->version != 1 || gt->nr_frames > GNTTAB_MAX_FRAMES) {
+                snprintf(err, errlen, "grant table v%u with %u frames: this host takes v1 "
+                         "with up to %u", gt->version, gt->nr_frames, GNTTAB_MAX_FRAMES);
+                return -EINVAL;
+            }
+            for (uint32_t i = 0; i < gt->nr_frames; i++)
+                if (gt->frame_gfn[i] != XKVM_CTX_GFN_NONE && gt->frame_gfn[i] >= d->p2m.nr_gfns) {
+                    snprintf(err, errlen, "grant frame %u at gfn %#llx, beyond the domain's "
+                             "address space", i, (unsigned long long)gt->frame_gfn[i]);
+                    return -EINVAL;
+                }
+        } else if (abi && abi->abi != XKVM_CTX_EVTCHN_ABI_2L) {
+            snprintf(err, errlen, "event channel ABI %u is not supported", abi->abi);
+            return -EINVAL;
+        } else if (rec.type == XKVM_CTX_SHARED_INFO_GFN) {
+            uint64_t g = xkvm_ctx_get_shared_info_gfn(&rec)->gfn;
+            if (g != XKVM_CTX_GFN_NONE && g >= d->p2m.nr_gfns) {
+                snprintf(err, errlen, "shared_info at gfn %#llx, beyond the address space",
+                         (unsigned long long)g);
+                return -EINVAL;
+            }
+        } else if (rec.type == XKVM_CTX_TIME) {
+            have_time = true;
+        }
+    }
+    if (!have_domain || !have_time) {
+        snprintf(err, errlen, "domain context lacks its %s record",
+                 have_domain ? "TIME" : "DOMAIN");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static uint64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The VM's clock (Xen system time) continues where the image left it. */
+static int restore_time(struct domain *d, const struct xkvm_ctx_time *t, uint64_t *advance,
+                        char *err, size_t errlen)
+{
+    uint64_t now = realtime_ns();
+    *advance = now > t->wallclock_ns ? now - t->wallclock_ns : 0;
+    struct kvm_clock_data c = { .clock = t->system_time_ns + *advance };
+    if (ioctl(d->vm_fd, KVM_SET_CLOCK, &c) < 0) {
+        snprintf(err, errlen, "KVM_SET_CLOCK: %s", strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static int restore_gnttab(struct domain *d, const struct xkvm_ctx_gnttab *gt,
+                          const struct xkvm_ctx_gnttab_frame **frames, char *err, size_t errlen)
+{
+    int rc = gnttab_grow(d, gt->nr_frames);
+    if (rc) {
+        snprintf(err, errlen, "growing the grant table to %u frames", gt->nr_frames);
+        return rc;
+    }
+    for (uint32_t i = 0; i < gt->nr_frames; i++) {
+        uint64_t mfn = gnttab_frame_mfn(d, i);
+        if (mfn == INVALID_MFN || !frames[i]) {
+            snprintf(err, errlen, "grant frame %u", i);
+            return -EINVAL;
+        }
+        grant_entry_v1_t *e = mm_frame_ptr(host_mm(), mfn);
+        memcpy(e, frames[i]->data, XKVM_CTX_PAGE_SIZE);
+        /* Nothing has the grants pinned here: mappings and copies stayed behind. */
+        for (unsigned k = 0; k < GNTTAB_ENTRIES_PER_FRAME; k++)
+            e[k].flags &= (uint16_t)~(GTF_reading | GTF_writing);
+        uint64_t gfn = gt->frame_gfn[i];
+        if (gfn == XKVM_CTX_GFN_NONE)
+            continue;
+        if ((rc = physmap_place(d, gfn, mfn, INVALID_GFN))) {
+            snprintf(err, errlen, "placing grant frame %u at gfn %#llx: %s", i,
+                     (unsigned long long)gfn, strerror(-rc));
+            return rc;
+        }
+        gnttab_frame_placed(d, i, gfn);
+    }
+    return 0;
+}
+
+/* One port (ev->lock held). */
+static void restore_port(struct domain *d, uint32_t port, const struct xkvm_ctx_evtchn_port *p)
+{
+    struct event_domain *ev = d->ev;
+    struct evtchn *ch = &ev->ports[port];
+    ch->notify_vcpu = p->notify_vcpu < d->nr_vcpus ? p->notify_vcpu : 0;
+    switch (p->state) {
+    case XKVM_CTX_EVTCHN_STATE_UNBOUND:
+        ch->state = ECS_UNBOUND;
+        ch->remote_domid = p->remote_domid;
+        break;
+    case XKVM_CTX_EVTCHN_STATE_INTERDOMAIN:
+        /*
+         * The peer did not come along: a dom0 service re-binds its port (as after a
+         * restart of the service); a guest peer may bind it again.
+         */
+        ch->state = ECS_UNBOUND;
+        ch->remote_domid = p->remote_domid;
+        break;
+    case XKVM_CTX_EVTCHN_STATE_VIRQ: {
+        ch->state = ECS_VIRQ;
+        ch->virq = p->virq;
+        unsigned owner = evtchn_virq_is_global(p->virq) ? 0 : ch->notify_vcpu;
+        if (p->virq < NR_VIRQS)
+            d->vcpus[owner].ev->virq_port[p->virq] = port;
+        break;
+    }
+    case XKVM_CTX_EVTCHN_STATE_IPI:
+        ch->state = ECS_IPI;
+        break;
+    }
+    while (ev->valid_ports <= port)
+        ev->valid_ports += EVTCHN_BUCKET;
+}
+
+int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *advance_ns,
+                       char *err, size_t errlen)
+{
+    struct event_domain *ev = d->ev;
+    const struct xkvm_ctx_time *time = NULL;
+    const struct xkvm_ctx_shared_info *si = NULL;
+    uint64_t si_gfn = XKVM_CTX_GFN_NONE;
+    const struct xkvm_ctx_gnttab *gt = NULL;
+    const struct xkvm_ctx_gnttab_frame *frames[GNTTAB_MAX_FRAMES] = { 0 };
+    const struct xkvm_ctx_hvm_params *params = NULL;
+    struct xkvm_ctx_reader r;
+    struct xkvm_ctx_record rec;
+
+    xkvm_ctx_reader_init(&r, img, len, NULL);
+    while (xkvm_ctx_next(&r, &rec) > 0) {
+        switch (rec.type) {
+        case XKVM_CTX_TIME: time = xkvm_ctx_get_time(&rec); break;
+        case XKVM_CTX_SHARED_INFO: si = xkvm_ctx_get_shared_info(&rec); break;
+        case XKVM_CTX_SHARED_INFO_GFN: si_gfn = xkvm_ctx_get_shared_info_gfn(&rec)->gfn; break;
+        case XKVM_CTX_GNTTAB: gt = xkvm_ctx_get_gnttab(&rec); break;
+        case XKVM_CTX_GNTTAB_FRAME:
+            if (rec.instance < GNTTAB_MAX_FRAMES)
+                frames[rec.instance] = xkvm_ctx_get_gnttab_frame(&rec);
+            break;
+        case XKVM_CTX_HVM_PARAMS: params = xkvm_ctx_get_hvm_params(&rec); break;
+        default: break;
+        }
+    }
+    int rc = restore_time(d, time, advance_ns, err, errlen);
+    if (rc)
+        return rc;
+    if (si && rec.length >= 8) {
+        pthread_mutex_lock(&ev->lock);
+        memcpy(ev->shared_info, si->buffer, XKVM_CTX_PAGE_SIZE);
+        pthread_mutex_unlock(&ev->lock);
+    }
+    if (si_gfn != XKVM_CTX_GFN_NONE && (rc = shared_info_map(d, si_gfn))) {
+        snprintf(err, errlen, "mapping shared_info at gfn %#llx: %s",
+                 (unsigned long long)si_gfn, strerror(-rc));
+        return rc;
+    }
+    shared_info_update_wallclock(d);
+    if (gt && (rc = restore_gnttab(d, gt, frames, err, errlen)))
+        return rc;
+    for (uint32_t i = 0; params && i < params->count; i++)
+        if (params->params[i].index < HVM_NR_PARAMS)
+            d->hvm_params[params->params[i].index] = params->params[i].value;
+
+    /* Ports and per-vCPU state, in a second pass now that the frames are in place. */
+    uint64_t now_sys = time->system_time_ns + *advance_ns;
+    xkvm_ctx_reader_init(&r, img, len, NULL);
+    pthread_mutex_lock(&ev->lock);
+    while (!rc && xkvm_ctx_next(&r, &rec) > 0) {
+        struct vcpu *v = rec.instance < d->nr_vcpus ? &d->vcpus[rec.instance] : NULL;
+        struct vcpu_event *e = v ? v->ev : NULL;
+        switch (rec.type) {
+        case XKVM_CTX_EVTCHN_PORT:
+            if (rec.instance > 0 && rec.instance < EVTCHN_NR_PORTS)
+                restore_port(d, rec.instance, xkvm_ctx_get_evtchn_port(&rec));
+            break;
+        case XKVM_CTX_VCPU_STATE: {
+            uint32_t f = xkvm_ctx_get_vcpu_state(&rec)->flags;
+            e->initialised = f & XKVM_CTX_VCPU_INITIALISED;
+            e->up = f & XKVM_CTX_VCPU_UP;
+            /* HALTED comes back runnable: a spurious wake-up from HLT or
+             * SCHEDOP_block, which both allow (the guest re-checks and waits again). */
+            break;
+        }
+        case XKVM_CTX_VCPU_INFO: {
+            const struct xkvm_ctx_vcpu_info *vi = xkvm_ctx_get_vcpu_info(&rec);
+            if (vi->placement == XKVM_CTX_VCPU_INFO_REGISTERED &&
+                (rc = vcpu_info_restore(v, vi->gfn, vi->offset)))
+                snprintf(err, errlen, "v%u: vcpu_info at gfn %#llx offset %u is not in "
+                         "the domain's memory", v->id, (unsigned long long)vi->gfn, vi->offset);
+            break;
+        }
+        case XKVM_CTX_UPCALL:
+            e->upcall_vector = (uint8_t)xkvm_ctx_get_upcall(&rec)->vector;
+            break;
+        case XKVM_CTX_TIMER: {
+            const struct xkvm_ctx_timer *t = xkvm_ctx_get_timer(&rec);
+            e->singleshot_deadline = t->singleshot_deadline;
+            e->periodic_period = t->periodic_period;
+            e->periodic_next = t->periodic_period ? now_sys + t->periodic_period : 0;
+            vcpu_timer_rearm(v);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ev->lock);
+    return rc;
+}
+
+void pv_restore_kick_events(struct domain *d)
+{
+    struct event_domain *ev = d->ev;
+    pthread_mutex_lock(&ev->lock);
+    for (unsigned i = 0; i < d->nr_vcpus; i++) {
+        struct vcpu *v = &d->vcpus[i];
+        struct vcpu_info *vi = vcpu_info_of(v);
+        __atomic_store_n(&v->ev->time_dirty, true, __ATOMIC_RELEASE);
+        if (!vi)
+            continue;
+        __atomic_store_n(&vi->evtchn_pending_sel, ~(xen_ulong_t)0, __ATOMIC_SEQ_CST);
+        upcall_mark_pending(v);
+    }
+    pthread_mutex_unlock(&ev->lock);
+}

@@ -1,0 +1,281 @@
+/*
+ * The receiving side of restore and live migration: see migrate.h. Every record is
+ * validated by the stream reader before it is applied; the domain is built paused
+ * from DOMAIN_CONFIG, filled from PAGE_DATA, given its state at the end, and runs
+ * only after END (and, from a peer, after GO). Any failure destroys it.
+ */
+#include "migrate/migrate.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <json-c/json.h>
+
+#include "hv/domain.h"
+#include "hv/event_state.h"
+#include "hv/hv.h"
+#include "hv/physmap.h"
+#include "hv/toolstack_xs.h"
+#include "migrate/arch_state.h"
+#include "migrate/pv_restore.h"
+#include "util/domcfg.h"
+#include "util/log.h"
+
+#define GO_TIMEOUT_MS 60000u
+
+struct receiver {
+    int fd;
+    bool peer;
+    struct domain *d;
+    char *err;
+    size_t errlen;
+    /* Records kept until END (the reader reuses its buffer per record). */
+    void *hvm_ctx, *dom_ctx, *xs_state;
+    size_t hvm_len, dom_len, xs_len;
+    struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
+    uint32_t nr_params;
+};
+
+/* ---- main-thread steps ---- */
+
+struct build_call {
+    struct domcfg cfg;
+    uint16_t domid;
+    struct domain *d;
+    int rc;
+    char err[512];
+};
+
+static void build_on_main(void *arg)
+{
+    struct build_call *c = arg;
+    c->rc = domain_create_for_restore(&c->cfg, c->domid, &c->d, c->err, sizeof(c->err));
+    if (!c->rc) {
+        c->d->migrating = true;
+        __atomic_add_fetch(&c->d->refs, 1, __ATOMIC_ACQ_REL);
+    }
+}
+
+static void destroy_on_main(void *arg)
+{
+    struct domain *d = arg;
+    d->migrating = false;
+    domain_destroy(d);
+}
+
+static void drop_ref(struct domain *d)
+{
+    d->migrating = false;
+    domain_put(d);
+    host_notify();
+}
+
+static int fail(struct receiver *r, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct receiver *r, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, r->errlen, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
+{
+    char *text = strndup((const char *)rec->body, rec->length);
+    struct json_object *o = text ? json_tokener_parse(text) : NULL;
+    free(text);
+    struct json_object *jid, *jcfg;
+    struct build_call *c = calloc(1, sizeof(*c));
+    int rc = 0;
+    if (!c)
+        rc = fail(r, -ENOMEM, "out of memory");
+    else if (!o || !json_object_object_get_ex(o, "domid", &jid) ||
+             !json_object_is_type(jid, json_type_int) ||
+             !json_object_object_get_ex(o, "config", &jcfg))
+        rc = fail(r, -EINVAL, "DOMAIN_CONFIG is not {\"domid\": N, \"config\": {...}}");
+    else if (json_object_get_int64(jid) < 1 || json_object_get_int64(jid) >= XKVM_DOMID_LIMIT)
+        rc = fail(r, -EINVAL, "DOMAIN_CONFIG: domid %lld is not a guest's",
+                  (long long)json_object_get_int64(jid));
+    else if (domcfg_from_json(jcfg, &c->cfg, c->err, sizeof(c->err)))
+        rc = fail(r, -EINVAL, "DOMAIN_CONFIG: %s", c->err);
+    if (!rc) {
+        c->domid = (uint16_t)json_object_get_int64(jid);
+        host_call_main(build_on_main, c);
+        if (c->rc)
+            rc = fail(r, c->rc, "%s", c->err);
+        else
+            r->d = c->d;
+    }
+    json_object_put(o);
+    free(c);
+    return rc;
+}
+
+static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
+{
+    struct domain *d = r->d;
+    struct xkvm_stream_page_iter it;
+    struct xkvm_stream_page pg;
+    xkvm_stream_page_iter_init(&it, rec);
+    while (xkvm_stream_page_next(&it, &pg)) {
+        if (pg.pfn >= d->p2m.nr_gfns)
+            return fail(r, -EINVAL, "page %#llx is beyond the domain's memory",
+                        (unsigned long long)pg.pfn);
+        uint64_t mfn = p2m_lookup(&d->p2m, pg.pfn);
+        bool special = pg.pfn >= GUEST_SPECIAL_GFN &&
+                       pg.pfn < GUEST_SPECIAL_GFN + GUEST_SPECIAL_PAGES;
+        if (pg.type == XKVM_STREAM_PAGE_XTAB || pg.type == XKVM_STREAM_PAGE_BROKEN) {
+            if (mfn != INVALID_MFN && physmap_place(d, pg.pfn, INVALID_MFN, INVALID_GFN))
+                return fail(r, -EIO, "removing page %#llx", (unsigned long long)pg.pfn);
+            continue;
+        }
+        if (mfn == INVALID_MFN) {
+            if (!special)
+                return fail(r, -EINVAL, "page %#llx is not in the domain's memory map",
+                            (unsigned long long)pg.pfn);
+            /* A toolstack page (xenstore or console ring): the stream brings it. */
+            if (mm_alloc_run(host_mm(), 1, d->domid, FRAME_SPECIAL, &mfn) != 1)
+                return fail(r, -ENOMEM, "out of memory for page %#llx",
+                            (unsigned long long)pg.pfn);
+            memset(mm_frame_ptr(host_mm(), mfn), 0, XKVM_PAGE_SIZE);
+            if (physmap_place(d, pg.pfn, mfn, INVALID_GFN))
+                return fail(r, -EIO, "placing page %#llx", (unsigned long long)pg.pfn);
+        }
+        uint8_t *dst = mm_frame_ptr(host_mm(), mfn);
+        if (pg.data)
+            memcpy(dst, pg.data, XKVM_PAGE_SIZE);
+        else if (pg.type == XKVM_STREAM_PAGE_XALLOC)
+            memset(dst, 0, XKVM_PAGE_SIZE);     /* fresh frames are zero; a re-send is not */
+    }
+    return 0;
+}
+
+static int keep(void **dst, size_t *len, const struct xkvm_stream_record *rec)
+{
+    free(*dst);
+    *dst = malloc(rec->length ? rec->length : 1);
+    if (!*dst)
+        return -ENOMEM;
+    memcpy(*dst, rec->body, rec->length);
+    *len = rec->length;
+    return 0;
+}
+
+/* END: everything has been read and checked; apply the state. */
+static int finish(struct receiver *r)
+{
+    struct domain *d = r->d;
+    if (!r->dom_ctx || !r->xs_state)
+        return fail(r, -EINVAL, "stream lacks its DOMAIN_CONTEXT or XENSTORE_STATE record "
+                    "(a --compat stream cannot be restored)");
+    int rc = pv_restore_check(d, r->dom_ctx, r->dom_len, r->err, r->errlen);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < r->nr_params; i++)
+        d->hvm_params[r->params[i].index] = r->params[i].value;
+    uint64_t advance = 0;
+    rc = pv_restore_context(d, r->dom_ctx, r->dom_len, &advance, r->err, r->errlen);
+    if (!rc)
+        rc = arch_restore_domain(d, r->hvm_ctx, r->hvm_len, advance, r->err, r->errlen);
+    if (!rc)
+        rc = toolstack_xs_import(d, r->xs_state, r->xs_len, r->err, r->errlen);
+    return rc;
+}
+
+int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen)
+{
+    struct receiver r = { .fd = fd, .peer = peer, .err = err, .errlen = errlen };
+    struct xkvm_stream_reader rd;
+    struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS };
+    int rc = 0;
+    if (xkvm_stream_reader_init_fd(&rd, fd, &lim))
+        return fail(&r, -ENOMEM, "out of memory");
+    struct xkvm_stream_record rec;
+    int n;
+    bool ended = false;
+    while (!rc && (n = xkvm_stream_next(&rd, &rec)) > 0) {
+        if (!r.d && rec.type != XKVM_STREAM_REC_DOMAIN_CONFIG && rec.type != XKVM_STREAM_REC_END &&
+            rec.type != XKVM_STREAM_REC_STATIC_DATA_END && !rec.skipped &&
+            rec.type != XKVM_STREAM_REC_X86_CPUID_POLICY && rec.type != XKVM_STREAM_REC_X86_MSR_POLICY) {
+            rc = fail(&r, -EINVAL, "stream has no DOMAIN_CONFIG before its %s record "
+                      "(not an xkvm save, or a --compat one)",
+                      xkvm_stream_rec_name(rec.type) ? xkvm_stream_rec_name(rec.type) : "first");
+            break;
+        }
+        switch (rec.type) {
+        case XKVM_STREAM_REC_DOMAIN_CONFIG:
+            rc = on_config(&r, &rec);
+            if (!rc && peer && migrate_send_line(fd, MIGRATE_MSG_READY))
+                rc = fail(&r, -EPIPE, "source went away");
+            break;
+        case XKVM_STREAM_REC_PAGE_DATA:
+            rc = on_pages(&r, &rec);
+            break;
+        case XKVM_STREAM_REC_HVM_CONTEXT:
+            rc = keep(&r.hvm_ctx, &r.hvm_len, &rec);
+            break;
+        case XKVM_STREAM_REC_DOMAIN_CONTEXT:
+            rc = keep(&r.dom_ctx, &r.dom_len, &rec);
+            break;
+        case XKVM_STREAM_REC_XENSTORE_STATE:
+            rc = keep(&r.xs_state, &r.xs_len, &rec);
+            break;
+        case XKVM_STREAM_REC_HVM_PARAMS:
+            r.nr_params = xkvm_stream_hvm_params_count(&rec);
+            for (uint32_t i = 0; i < r.nr_params && i < HVM_NR_PARAMS; i++)
+                xkvm_stream_hvm_param_get(&rec, i, &r.params[i]);
+            break;
+        case XKVM_STREAM_REC_END:
+            ended = true;
+            rc = finish(&r);
+            break;
+        default:
+            break;      /* TSC_INFO (time is in DOMAIN_CONTEXT), policies, optional */
+        }
+        if (rc == -ENOMEM && !err[0])
+            fail(&r, rc, "out of memory");
+    }
+    if (!rc && !ended)
+        rc = fail(&r, -EINVAL, "stream: %s", rd.err.msg);
+    xkvm_stream_reader_release(&rd);
+    free(r.hvm_ctx);
+    free(r.dom_ctx);
+    free(r.xs_state);
+
+    if (!rc && peer) {
+        char line[MIGRATE_MSG_MAX];
+        if (migrate_send_line(fd, MIGRATE_MSG_RESTORED))
+            rc = fail(&r, -EPIPE, "source went away before the hand-over");
+        else if (migrate_read_line(fd, line, sizeof(line), GO_TIMEOUT_MS) ||
+                 strcmp(line, MIGRATE_MSG_GO))
+            rc = fail(&r, -EPIPE, "source did not hand the guest over");
+    }
+    if (rc) {
+        if (peer)
+            migrate_send_line(fd, MIGRATE_MSG_ERROR " %s", err);
+        if (r.d) {
+            uint16_t id = r.d->domid;
+            domain_put(r.d);
+            host_call_main(destroy_on_main, r.d);
+            log_warn("d%u: incoming domain removed: %s", id, err);
+        }
+        return rc;
+    }
+    struct domain *d = r.d;
+    pv_restore_kick_events(d);
+    domain_unpause(d);          /* the hold domain_create_for_restore took */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (peer)
+        migrate_send_line(fd, MIGRATE_MSG_RUNNING " %llu",
+                          (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
+    *domid = d->domid;
+    log_info("d%u: restored and running", d->domid);
+    drop_ref(d);
+    return 0;
+}

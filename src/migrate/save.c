@@ -1,0 +1,497 @@
+/*
+ * The sending side of save and live migration: see migrate.h and docs/migration.md.
+ *
+ *   DOMAIN_CONFIG, STATIC_DATA_END            -> (peer) READY
+ *   pass 0: every page; passes 1..n: pages KVM and xkvmd logged dirty since
+ *   pause; quiet dom0; last dirty pages, rings, vcpu_info and dom0-mapped pages
+ *   X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT, DOMAIN_CONTEXT, XENSTORE_STATE, END
+ *                                             -> (peer) RESTORED, GO, RUNNING
+ */
+#include "migrate/migrate.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <json-c/json.h>
+
+#include "hv/domain.h"
+#include "hv/event_state.h"
+#include "hv/gnttab.h"
+#include "hv/hv.h"
+#include "hv/physmap.h"
+#include "hv/toolstack_xs.h"
+#include "hv/vcpu.h"
+#include "migrate/arch_state.h"
+#include "migrate/pv_save.h"
+#include "util/log.h"
+#include "xkvm/ctx.h"
+
+/* dom0 services quiet for this long before the last copy (see wait_dom0_quiet). */
+#define DOM0_QUIET_NS       (2 * 1000 * 1000ull)
+#define DOM0_QUIET_MAX_NS   (200 * 1000 * 1000ull)
+#define PEER_TIMEOUT_MS     60000u
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int migrate_send_line(int fd, const char *fmt, ...)
+{
+    char buf[MIGRATE_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    if (n > (int)sizeof(buf) - 2)
+        n = (int)sizeof(buf) - 2;
+    for (int i = 0; i < n; i++)
+        if (buf[i] == '\n')
+            buf[i] = ' ';
+    buf[n++] = '\n';
+    for (int off = 0; off < n;) {
+        ssize_t w = write(fd, buf + off, (size_t)(n - off));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -EPIPE;
+        off += (int)w;
+    }
+    return 0;
+}
+
+int migrate_read_line(int fd, char *buf, size_t len, unsigned timeout_ms)
+{
+    size_t n = 0;
+    uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (n + 1 < len) {
+        if (timeout_ms) {
+            uint64_t now = mono_ns();
+            if (now >= end)
+                return -ETIMEDOUT;
+            struct pollfd p = { .fd = fd, .events = POLLIN };
+            int r = poll(&p, 1, (int)((end - now) / 1000000ull) + 1);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r == 0)
+                return -ETIMEDOUT;
+        }
+        char c;
+        ssize_t r = read(fd, &c, 1);      /* lines are rare and short */
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -EPIPE;
+        if (c == '\n') {
+            buf[n] = '\0';
+            return 0;
+        }
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    return 0;
+}
+
+/* Wait for `want` from the destination; its ERROR, or silence, becomes err. */
+static int expect(int fd, const char *want, char *line, size_t linelen, char *err, size_t errlen)
+{
+    int rc = migrate_read_line(fd, line, linelen, PEER_TIMEOUT_MS);
+    if (rc) {
+        snprintf(err, errlen, "destination %s before %s", rc == -ETIMEDOUT ?
+                 "did not answer in time" : "closed the connection", want);
+        return rc;
+    }
+    size_t wl = strlen(want);
+    if (!strncmp(line, want, wl) && (line[wl] == '\0' || line[wl] == ' '))
+        return 0;
+    if (!strncmp(line, MIGRATE_MSG_ERROR " ", 6))
+        snprintf(err, errlen, "destination: %s", line + 6);
+    else
+        snprintf(err, errlen, "destination sent \"%.100s\", expected %s", line, want);
+    return -EPROTO;
+}
+
+struct sender {
+    struct domain *d;
+    struct xkvm_stream_writer w;
+    const struct migrate_opts *o;
+    migrate_progress_fn progress;
+    void *arg;
+    struct migrate_report *rep;
+    uint64_t *dirty;            /* pages still to send, a bit per gfn */
+    uint64_t nr_gfns;
+    uint64_t bytes_before;
+};
+
+static inline bool bit(const uint64_t *bm, uint64_t i)
+{
+    return bm[i / 64] >> (i % 64) & 1;
+}
+
+/* Is gfn one of the domain's pages that travel as memory (RAM, toolstack pages)? */
+static bool sendable(struct domain *d, uint64_t gfn)
+{
+    uint64_t mfn = p2m_lookup(&d->p2m, gfn);
+    if (mfn == INVALID_MFN || mfn >= host_mm()->nr_frames)
+        return false;
+    uint8_t t = host_mm()->frames[mfn].type;
+    return t == FRAME_RAM || t == FRAME_SPECIAL;
+}
+
+static bool in_ram_map(struct domain *d, uint64_t gfn)
+{
+    struct hvm_memmap_table_entry map[DOMAIN_MEMMAP_MAX];
+    unsigned n = domain_memmap(d, map);
+    for (unsigned i = 0; i < n; i++)
+        if (map[i].type == XEN_HVM_MEMMAP_TYPE_RAM && gfn >= map[i].addr >> 12 &&
+            gfn < (map[i].addr + map[i].size) >> 12)
+            return true;
+    return false;
+}
+
+static uint64_t writer_bytes(const struct sender *s)
+{
+    return s->w.info.bytes;
+}
+
+/* Send the pages marked in s->dirty (clearing them); pass 0 also sends holes. */
+static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_t count,
+                       uint64_t *sent_out)
+{
+    struct domain *d = s->d;
+    uint64_t sent = 0, t0 = mono_ns(), b0 = writer_bytes(s);
+    for (uint64_t w = 0; w < (s->nr_gfns + 63) / 64; w++) {
+        uint64_t v = s->dirty[w];
+        if (!v)
+            continue;
+        s->dirty[w] = 0;
+        while (v) {
+            uint64_t g = w * 64 + (uint64_t)__builtin_ctzll(v);
+            v &= v - 1;
+            int rc;
+            if (sendable(d, g)) {
+                const uint8_t *page = d->p2m.window + (g << XKVM_PAGE_SHIFT);
+                rc = xkvm_stream_add_page(&s->w, g, page);
+            } else if (iteration == 0 && in_ram_map(d, g) && p2m_lookup(&d->p2m, g) == INVALID_MFN) {
+                rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XTAB);   /* ballooned */
+            } else {
+                continue;       /* a Xen frame (shared_info, grants): in DOMAIN_CONTEXT */
+            }
+            if (rc)
+                return -1;
+            sent++;
+            if (s->progress && (sent & 0x3fff) == 0) {
+                double secs = (double)(mono_ns() - t0) / 1e9;
+                double mbs = secs > 0 ? (double)(writer_bytes(s) - b0) / 1e6 / secs : 0;
+                struct migrate_progress p = {
+                    .iteration = iteration, .dirty = count, .sent = sent,
+                    .remaining = count > sent ? count - sent : 0, .rate_mbs = mbs,
+                    .eta_s = mbs > 0 ? (double)(count - sent) * 4096 / 1e6 / mbs : 0,
+                    .final = final,
+                };
+                s->progress(s->arg, &p);
+            }
+        }
+    }
+    if (xkvm_stream_flush_pages(&s->w))
+        return -1;
+    double secs = (double)(mono_ns() - t0) / 1e9;
+    if (secs > 0.001 && writer_bytes(s) > b0)
+        s->rep->rate_mbs = (double)(writer_bytes(s) - b0) / 1e6 / secs;
+    s->rep->pages_sent += sent;
+    *sent_out = sent;
+    return 0;
+}
+
+static uint64_t popcount_bm(const uint64_t *bm, uint64_t nbits)
+{
+    uint64_t n = 0;
+    for (uint64_t w = 0; w < (nbits + 63) / 64; w++)
+        n += (uint64_t)__builtin_popcountll(bm[w]);
+    return n;
+}
+
+/*
+ * dom0 services finish what the guest asked of them before the last copy: wait until
+ * none has mapped, unmapped or signalled for this domain for DOM0_QUIET_NS (its vCPUs
+ * are paused, so no new request arrives). Requests still unanswered in a ring are
+ * served again by the backend on the destination, from the ring's rsp_prod.
+ */
+static void wait_dom0_quiet(struct domain *d)
+{
+    uint64_t start = mono_ns();
+    for (;;) {
+        uint64_t now = mono_ns();
+        uint64_t last = __atomic_load_n(&d->dom0_activity_ns, __ATOMIC_RELAXED);
+        if (now - last >= DOM0_QUIET_NS || now - start >= DOM0_QUIET_MAX_NS)
+            return;
+        usleep(200);
+    }
+}
+
+/* Pages written behind KVM's back that the final copy always includes. */
+static void mark_final_extras(struct sender *s)
+{
+    struct domain *d = s->d;
+    for (uint64_t g = GUEST_SPECIAL_GFN; g < GUEST_SPECIAL_GFN + GUEST_SPECIAL_PAGES; g++)
+        if (g < s->nr_gfns && sendable(d, g))
+            s->dirty[g / 64] |= 1ull << (g % 64);
+    pthread_mutex_lock(&d->ev->lock);
+    for (unsigned i = 0; i < d->nr_vcpus; i++) {
+        uint64_t g = d->vcpus[i].ev->vcpu_info_gfn;
+        if (g != INVALID_GFN && g < s->nr_gfns)
+            s->dirty[g / 64] |= 1ull << (g % 64);
+    }
+    pthread_mutex_unlock(&d->ev->lock);
+    gnttab_dom0_mapped_gfns(d, s->dirty);
+}
+
+static int send_state(struct sender *s, char *err, size_t errlen)
+{
+    struct domain *d = s->d;
+    struct xkvm_stream_tsc_info tsc = { .mode = 0, .khz = host.tsc_khz,
+                                        .nsec = xen_system_time(d), .incarnation = 0 };
+    struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
+    uint32_t np = 0;
+    for (unsigned i = 0; i < HVM_NR_PARAMS; i++) {
+        uint64_t v = __atomic_load_n(&d->hvm_params[i], __ATOMIC_RELAXED);
+        bool retired = i == 4 || i == 13 || (i >= 20 && i <= 23) || i == 25 || i == 30;
+        if (v && !retired)
+            params[np++] = (struct xkvm_stream_hvm_param){ .index = i, .value = v };
+    }
+    struct xkvm_hvmctx_builder b;
+    if (xkvm_hvmctx_builder_init(&b, d->nr_vcpus, 0, 0, host.tsc_khz)) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = arch_save_domain(d, &b, err, errlen);
+    if (!rc && xkvm_hvmctx_finish(&b)) {
+        snprintf(err, errlen, "HVM context: %s", b.err.msg);
+        rc = -EINVAL;
+    }
+    size_t hlen = 0;
+    void *hvm = rc ? NULL : xkvm_hvmctx_take(&b, &hlen);
+    xkvm_hvmctx_builder_release(&b);
+    if (rc)
+        return rc;
+
+    struct xkvm_ctx_writer cw;
+    xkvm_ctx_writer_init_buffer(&cw);
+    uint8_t *xs = NULL;
+    size_t xslen = 0;
+    bool ext = s->o->compat == XKVM_STREAM_COMPAT_NONE;
+    if (ext) {
+        rc = pv_save_context(d, &cw, err, errlen);
+        if (!rc)
+            rc = toolstack_xs_export(d->domid, &xs, &xslen, err, errlen);
+    }
+    if (!rc) {
+        size_t clen = 0;
+        const uint8_t *img = ext ? xkvm_ctx_writer_data(&cw, &clen) : NULL;
+        if (xkvm_stream_write_tsc_info(&s->w, &tsc) ||
+            xkvm_stream_write_hvm_params(&s->w, params, np) ||
+            xkvm_stream_write_hvm_context(&s->w, hvm, (uint32_t)hlen) ||
+            (ext && xkvm_stream_write_domain_context(&s->w, img, (uint32_t)clen)) ||
+            (ext && xkvm_stream_write_xenstore_state(&s->w, xs, (uint32_t)xslen)) ||
+            xkvm_stream_write_end(&s->w)) {
+            snprintf(err, errlen, "stream: %s", s->w.err.msg);
+            rc = s->w.err.code == XKVM_STREAM_ERR_IO ? -EPIPE : -EINVAL;
+        }
+    }
+    xkvm_ctx_writer_release(&cw);
+    free(xs);
+    free(hvm);
+    return rc;
+}
+
+static int send_config(struct sender *s, char *err, size_t errlen)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "domid", json_object_new_int(s->d->domid));
+    json_object_object_add(o, "config", domcfg_to_json(&s->d->cfg));
+    const char *j = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    int rc = 0;
+    if (s->o->compat == XKVM_STREAM_COMPAT_NONE &&
+        xkvm_stream_write_domain_config(&s->w, j, (uint32_t)strlen(j)))
+        rc = -1;
+    json_object_put(o);
+    if (!rc && xkvm_stream_write_static_data_end(&s->w))
+        rc = -1;
+    if (rc) {
+        snprintf(err, errlen, "stream: %s", s->w.err.msg);
+        return s->w.err.code == XKVM_STREAM_ERR_IO ? -EPIPE : -EINVAL;
+    }
+    return 0;
+}
+
+static int precopy(struct sender *s, char *err, size_t errlen)
+{
+    struct domain *d = s->d;
+    int rc = p2m_log_dirty_enable(&d->p2m);
+    if (rc) {
+        snprintf(err, errlen, "enabling dirty logging: %s", strerror(-rc));
+        return rc;
+    }
+    uint64_t ram = d->ram_frames ? d->ram_frames : 1;
+    uint64_t cap = (uint64_t)(s->o->max_factor ? s->o->max_factor : MIGRATE_DEFAULT_MAX_FACTOR) * ram;
+    unsigned max_iters = s->o->max_iters ? s->o->max_iters : MIGRATE_DEFAULT_MAX_ITERS;
+    uint32_t target_ms = s->o->downtime_ms ? s->o->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
+    for (unsigned it = 1; ; it++) {
+        int64_t n = p2m_collect_dirty(&d->p2m, s->dirty);
+        if (n < 0) {
+            snprintf(err, errlen, "reading the dirty log: %s", strerror((int)-n));
+            return (int)n;
+        }
+        /* What the stop-and-copy would take at the rate measured so far. */
+        double rate = s->rep->rate_mbs > 1 ? s->rep->rate_mbs : 100;
+        double est_ms = (double)n * 4096 / 1e3 / rate;
+        if (est_ms <= target_ms || it > max_iters || s->rep->pages_sent >= cap) {
+            log_info("d%u: pre-copy ends after %u iteration(s): %lld dirty pages, about "
+                     "%.2f ms at %.0f MB/s", d->domid, it - 1, (long long)n, est_ms, rate);
+            return 0;       /* the marked pages go in the final copy */
+        }
+        uint64_t sent;
+        if (send_marked(s, it, false, (uint64_t)n, &sent)) {
+            snprintf(err, errlen, "stream: %s", s->w.err.msg);
+            return -EPIPE;
+        }
+        s->rep->iterations = it;
+        if (s->progress) {
+            struct migrate_progress p = { .iteration = it, .dirty = (uint64_t)n, .sent = sent,
+                                          .rate_mbs = s->rep->rate_mbs };
+            s->progress(s->arg, &p);
+        }
+    }
+}
+
+int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
+                 migrate_progress_fn progress, void *arg, struct migrate_report *rep,
+                 char *err, size_t errlen)
+{
+    memset(rep, 0, sizeof(*rep));
+    rep->outcome = MIGRATE_RESUMED;
+    uint64_t t_start = mono_ns();
+    struct sender s = { .d = d, .o = o, .progress = progress, .arg = arg, .rep = rep,
+                        .nr_gfns = d->p2m.nr_gfns };
+    s.dirty = calloc((s.nr_gfns + 63) / 64, sizeof(uint64_t));
+    struct xkvm_stream_writer_opts wo = { .compat = o->compat, .skip_zero = true,
+                                          .limits = { .max_pfn = s.nr_gfns,
+                                                      .max_vcpus = d->nr_vcpus } };
+    if (!s.dirty || xkvm_stream_writer_init_fd(&s.w, fd, &wo)) {
+        free(s.dirty);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    char line[MIGRATE_MSG_MAX];
+    bool paused = false, logging = false;
+    int rc = send_config(&s, err, errlen);
+    if (!rc && o->peer)
+        rc = expect(fd, MIGRATE_MSG_READY, line, sizeof(line), err, errlen);
+    if (!rc && !o->live) {
+        domain_pause(d);
+        paused = true;
+    }
+    /* Pass 0: every page the domain has. */
+    if (!rc) {
+        for (uint64_t g = 0; g < s.nr_gfns; g++)
+            if (sendable(d, g) || (in_ram_map(d, g) && p2m_lookup(&d->p2m, g) == INVALID_MFN))
+                s.dirty[g / 64] |= 1ull << (g % 64);
+    }
+    if (!rc && o->live) {
+        logging = true;
+        rc = p2m_log_dirty_enable(&d->p2m);
+        if (rc)
+            snprintf(err, errlen, "enabling dirty logging: %s", strerror(-rc));
+    }
+    uint64_t sent;
+    if (!rc && send_marked(&s, 0, !o->live, popcount_bm(s.dirty, s.nr_gfns), &sent)) {
+        snprintf(err, errlen, "stream: %s", s.w.err.msg);
+        rc = -EPIPE;
+    }
+    if (!rc && o->live)
+        rc = precopy(&s, err, errlen);
+
+    uint64_t t_pause = 0, t_pause_real = 0;
+    if (!rc) {
+        if (!paused) {
+            t_pause = mono_ns();
+            t_pause_real = real_ns();
+            domain_pause(d);
+            paused = true;
+        } else {
+            t_pause = mono_ns();
+            t_pause_real = real_ns();
+        }
+        wait_dom0_quiet(d);
+        if (logging) {
+            int64_t n = p2m_collect_dirty(&d->p2m, s.dirty);
+            if (n < 0) {
+                rc = (int)n;
+                snprintf(err, errlen, "reading the dirty log: %s", strerror(-rc));
+            }
+        }
+        if (!rc) {
+            mark_final_extras(&s);
+            uint64_t n = popcount_bm(s.dirty, s.nr_gfns);
+            if (send_marked(&s, rep->iterations + 1, true, n, &sent)) {
+                snprintf(err, errlen, "stream: %s", s.w.err.msg);
+                rc = -EPIPE;
+            }
+            rep->final_pages = sent;
+        }
+        if (!rc)
+            rc = send_state(&s, err, errlen);
+        rep->final_ms = (double)(mono_ns() - t_pause) / 1e6;
+    }
+    if (!rc && o->peer)
+        rc = expect(fd, MIGRATE_MSG_RESTORED, line, sizeof(line), err, errlen);
+    if (!rc && o->peer) {
+        /* The hand-over: from here the source never runs the guest again. */
+        if (migrate_send_line(fd, MIGRATE_MSG_GO)) {
+            rc = -EPIPE;
+            snprintf(err, errlen, "connection lost before the hand-over");
+        } else if (expect(fd, MIGRATE_MSG_RUNNING, line, sizeof(line), err, errlen)) {
+            rep->outcome = MIGRATE_LEFT_PAUSED;
+            log_err("d%u: %s after GO: the destination may run the guest; this copy stays "
+                    "paused", d->domid, err);
+            rc = -EIO;
+        } else {
+            uint64_t resumed = strtoull(line + strlen(MIGRATE_MSG_RUNNING), NULL, 10);
+            rep->downtime_ms = resumed > t_pause_real ?
+                               (double)(resumed - t_pause_real) / 1e6 : 0;
+        }
+    } else if (!rc) {
+        rep->downtime_ms = rep->final_ms;
+    }
+    if (logging)
+        p2m_log_dirty_disable(&d->p2m);
+    if (!rc) {
+        rep->outcome = MIGRATE_DONE;
+    } else if (rep->outcome == MIGRATE_RESUMED && paused) {
+        domain_unpause(d);
+        log_warn("d%u: migration failed (%s): the guest runs here again", d->domid, err);
+    } else if (rep->outcome == MIGRATE_RESUMED) {
+        log_warn("d%u: migration failed (%s): the guest kept running here", d->domid, err);
+    }
+    rep->bytes = s.w.info.bytes;
+    rep->total_ms = (double)(mono_ns() - t_start) / 1e6;
+    xkvm_stream_writer_release(&s.w);
+    free(s.dirty);
+    return rc;
+}
