@@ -71,6 +71,12 @@ enum xkvm_stream_rec_type {
 };
 /* Bit 31 set: optional record; a reader that does not know it skips it. */
 #define XKVM_STREAM_REC_OPTIONAL    0x80000000u
+/*
+ * Live migration only (optional, empty): "answer when you have read up to here". The
+ * destination says SYNCED on its back channel; the source pauses the guest only once
+ * the destination has caught up, so the downtime never includes a backlog.
+ */
+#define XKVM_STREAM_REC_SYNC        0xFF584B10u
 
 /* PAGE_DATA pfn entries: bits 63-60 page type, 59-52 reserved, 51-0 pfn. */
 #define XKVM_STREAM_PFN_MASK        ((1ull << 52) - 1)

@@ -23,6 +23,7 @@ struct domain;
 
 #define MIGRATE_MSG_READY       "READY"
 #define MIGRATE_MSG_RESTORED    "RESTORED"
+#define MIGRATE_MSG_SYNCED      "SYNCED"      /* read up to a SYNC record */
 #define MIGRATE_MSG_GO          "GO"
 #define MIGRATE_MSG_RUNNING     "RUNNING"     /* RUNNING <realtime ns it resumed> */
 #define MIGRATE_MSG_ERROR       "ERROR"       /* ERROR <message> */
@@ -63,6 +64,9 @@ struct migrate_report {
     uint64_t pages_sent, zero_pages, bytes;
     uint64_t final_pages;
     double total_ms, downtime_ms, final_ms;
+    double pause_ms;                /* parking the vCPUs (part of final_ms) */
+    double quiet_ms, state_ms;      /* parts of final_ms: dom0 quiet wait, state records */
+    double dest_ms;                 /* END sent to RESTORED received */
     double rate_mbs;
 };
 

@@ -84,6 +84,10 @@ static struct json_object *report_json(const struct migrate_report *r)
     json_object_object_add(o, "total_ms", json_object_new_double(r->total_ms));
     json_object_object_add(o, "downtime_ms", json_object_new_double(r->downtime_ms));
     json_object_object_add(o, "final_ms", json_object_new_double(r->final_ms));
+    json_object_object_add(o, "pause_ms", json_object_new_double(r->pause_ms));
+    json_object_object_add(o, "quiet_ms", json_object_new_double(r->quiet_ms));
+    json_object_object_add(o, "dest_ms", json_object_new_double(r->dest_ms));
+    json_object_object_add(o, "state_ms", json_object_new_double(r->state_ms));
     json_object_object_add(o, "rate_mbs", json_object_new_double(r->rate_mbs));
     return o;
 }

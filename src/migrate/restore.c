@@ -167,9 +167,17 @@ static int keep(void **dst, size_t *len, const struct xkvm_stream_record *rec)
 }
 
 /* END: everything has been read and checked; apply the state. */
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static int finish(struct receiver *r)
 {
     struct domain *d = r->d;
+    uint64_t t0 = mono_ns();
     if (!r->dom_ctx || !r->xs_state)
         return fail(r, -EINVAL, "stream lacks its DOMAIN_CONTEXT or XENSTORE_STATE record "
                     "(a --compat stream cannot be restored)");
@@ -180,10 +188,14 @@ static int finish(struct receiver *r)
         d->hvm_params[r->params[i].index] = r->params[i].value;
     uint64_t advance = 0;
     rc = pv_restore_context(d, r->dom_ctx, r->dom_len, &advance, r->err, r->errlen);
+    uint64_t t1 = mono_ns();
     if (!rc)
         rc = arch_restore_domain(d, r->hvm_ctx, r->hvm_len, advance, r->err, r->errlen);
+    uint64_t t2 = mono_ns();
     if (!rc)
         rc = toolstack_xs_import(d, r->xs_state, r->xs_len, r->err, r->errlen);
+    log_info("d%u: state applied: PV %.2f ms, vCPUs %.2f ms, xenstore %.2f ms", d->domid,
+             (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6, (double)(mono_ns() - t2) / 1e6);
     return rc;
 }
 
@@ -233,6 +245,10 @@ int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen
         case XKVM_STREAM_REC_END:
             ended = true;
             rc = finish(&r);
+            break;
+        case XKVM_STREAM_REC_SYNC:
+            if (peer && migrate_send_line(fd, MIGRATE_MSG_SYNCED))
+                rc = fail(&r, -EPIPE, "source went away");
             break;
         default:
             break;      /* TSC_INFO (time is in DOMAIN_CONTEXT), policies, optional */

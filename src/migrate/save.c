@@ -426,6 +426,15 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
     }
     if (!rc && o->live)
         rc = precopy(&s, err, errlen);
+    if (!rc && o->live && o->peer) {
+        /* Let the destination drain what is in flight before the guest stops. */
+        if (xkvm_stream_write_record(&s.w, XKVM_STREAM_REC_SYNC, NULL, 0)) {
+            snprintf(err, errlen, "stream: %s", s.w.err.msg);
+            rc = -EPIPE;
+        } else {
+            rc = expect(fd, MIGRATE_MSG_SYNCED, line, sizeof(line), err, errlen);
+        }
+    }
 
     uint64_t t_pause = 0, t_pause_real = 0;
     if (!rc) {
@@ -434,11 +443,14 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
             t_pause_real = real_ns();
             domain_pause(d);
             paused = true;
+            rep->pause_ms = (double)(mono_ns() - t_pause) / 1e6;
         } else {
             t_pause = mono_ns();
             t_pause_real = real_ns();
         }
+        uint64_t t_q = mono_ns();
         wait_dom0_quiet(d);
+        rep->quiet_ms = (double)(mono_ns() - t_q) / 1e6;
         if (logging) {
             int64_t n = p2m_collect_dirty(&d->p2m, s.dirty);
             if (n < 0) {
@@ -455,12 +467,16 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
             }
             rep->final_pages = sent;
         }
+        uint64_t t_s = mono_ns();
         if (!rc)
             rc = send_state(&s, err, errlen);
+        rep->state_ms = (double)(mono_ns() - t_s) / 1e6;
         rep->final_ms = (double)(mono_ns() - t_pause) / 1e6;
     }
+    uint64_t t_wait = mono_ns();
     if (!rc && o->peer)
         rc = expect(fd, MIGRATE_MSG_RESTORED, line, sizeof(line), err, errlen);
+    rep->dest_ms = (double)(mono_ns() - t_wait) / 1e6;
     if (!rc && o->peer) {
         /* The hand-over: from here the source never runs the guest again. */
         if (migrate_send_line(fd, MIGRATE_MSG_GO)) {
