@@ -372,11 +372,12 @@ static int do_domain_info(struct conn *c, const struct dom0_request *r)
 {
     struct domain *d = NULL;
     unsigned id = r->u.query.domid;
+    /* A domain being restored appears to the services once it is whole. */
     if (r->u.query.flags & XKVM_DOM0_INFO_NEXT)
-        for (; id < XKVM_DOMID_LIMIT && !(d = domain_find(id)); id++)
+        for (; id < XKVM_DOMID_LIMIT && (!(d = domain_find(id)) || d->restoring); id++)
             ;
-    else
-        d = domain_find(id);
+    else if ((d = domain_find(id)) && d->restoring)
+        d = NULL;
     if (!d)
         return reply_error(c, r->type, r->seq, ESRCH, "no such domain");
     struct xkvm_dom0_domain_info info = {

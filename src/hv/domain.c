@@ -323,6 +323,12 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     int rc = domcfg_validate(cfg, err, errlen);
     if (rc)
         return rc;
+    /* A requested domid (restore, migration, tests): refuse clearly if taken. */
+    if (*domid_out && host.domains[*domid_out]) {
+        snprintf(err, errlen, "domain id %u is taken (by '%s')", *domid_out,
+                 host.domains[*domid_out]->cfg.name);
+        return -EEXIST;
+    }
     for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
         if (host.domains[id] && !strcmp(host.domains[id]->cfg.name, cfg->name)) {
             snprintf(err, errlen, "a domain named '%s' already exists (domid %u)",
@@ -331,13 +337,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
         }
     int id;
     if (*domid_out) {
-        /* A requested domid (restore, migration, tests): refuse clearly if taken. */
         id = *domid_out;
-        if (host.domains[id]) {
-            snprintf(err, errlen, "domain id %d is taken (by '%s')", id,
-                     host.domains[id]->cfg.name);
-            return -EEXIST;
-        }
     } else if ((id = alloc_domid()) < 0) {
         snprintf(err, errlen, "no free domain id");
         return id;
@@ -363,6 +363,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     d->console_fd = -1;
     d->shutdown_code = -1;
     d->created_ns = t0;
+    d->restoring = for_restore;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
 
@@ -424,7 +425,8 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
             return -EAGAIN;
         }
     }
-    dom0_domains_changed();
+    if (!for_restore)
+        dom0_domains_changed();
     if (for_restore) {
         log_info("d%u: built '%s' for restore: %llu MiB, %u vCPU(s), in %.3f ms", d->domid,
                  cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,

@@ -55,6 +55,7 @@ struct domain {
     unsigned refs;
 
     bool migrating;             /* saved or migrated now: not destroyed under it */
+    bool restoring;             /* being restored: dom0 services do not see it yet */
     uint64_t dom0_activity_ns;  /* last map/unmap/bind by a dom0 service, or its event */
 
     struct event_domain *ev;    /* event.h: shared_info, event channels */

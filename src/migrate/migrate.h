@@ -7,8 +7,9 @@
  * Over a socket the destination answers on the same connection with text lines
  * (MIGRATE_MSG_*): READY once it has accepted the domain's config (domid free,
  * memory enough), RESTORED once the domain is rebuilt and paused, and after the
- * source's GO, RUNNING with the time it resumed it. Until GO the source can take the
- * guest back; after GO without RUNNING it leaves its copy paused (never both run).
+ * source's GO, RUNNING with the time it resumed it. Until the source has read
+ * RUNNING it takes the guest back on any failure; the destination resumes only on GO
+ * and destroys its copy if it cannot say RUNNING.
  */
 #ifndef XKVM_MIGRATE_MIGRATE_H
 #define XKVM_MIGRATE_MIGRATE_H
@@ -54,8 +55,7 @@ typedef void (*migrate_progress_fn)(void *arg, const struct migrate_progress *p)
 
 enum migrate_outcome {
     MIGRATE_DONE,               /* destination runs it (or the file is complete) */
-    MIGRATE_RESUMED,            /* failed before the hand-over: the source runs it again */
-    MIGRATE_LEFT_PAUSED,        /* hand-over state unknown: source copy kept paused */
+    MIGRATE_RESUMED,            /* failed: the source runs it again */
 };
 
 struct migrate_report {

@@ -74,7 +74,7 @@ static void on_progress(void *arg, const struct migrate_progress *p)
 
 static struct json_object *report_json(const struct migrate_report *r)
 {
-    static const char *const names[] = { "done", "resumed", "left-paused" };
+    static const char *const names[] = { "done", "resumed" };
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "outcome", json_object_new_string(names[r->outcome]));
     json_object_object_add(o, "iterations", json_object_new_int((int)r->iterations));
@@ -203,9 +203,7 @@ static void *job_thread(void *arg)
         host_call_main(release_on_main, j);
         reply = control_reply_err(-rc, "%s d%u: %s%s", j->kind == JOB_SAVE ? "save of" :
                                   "migration of", domid, err,
-                                  rep.outcome == MIGRATE_RESUMED ? " (the guest runs here)" :
-                                  rep.outcome == MIGRATE_LEFT_PAUSED ?
-                                  " (the guest is paused here; the destination may run it)" : "");
+                                  rep.outcome == MIGRATE_RESUMED ? " (the guest runs here)" : "");
     }
     json_object_object_add(reply, "report", report_json(&rep));
     send_json(j->fd, reply);

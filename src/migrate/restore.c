@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <json-c/json.h>
 
+#include "hv/dom0.h"
 #include "hv/domain.h"
 #include "hv/event_state.h"
 #include "hv/hv.h"
@@ -25,6 +27,19 @@
 #include "util/log.h"
 
 #define GO_TIMEOUT_MS 60000u
+
+/*
+ * Fault injection for the test suite (tests/kvm/migrate.sh): with XKVM_TEST_FAULT set
+ * to a phase name, the receiving xkvmd dies there, as a crash would.
+ */
+static void fault_point(const char *phase)
+{
+    const char *f = getenv("XKVM_TEST_FAULT");
+    if (f && !strcmp(f, phase)) {
+        log_err("XKVM_TEST_FAULT=%s: exiting here", phase);
+        _exit(70);
+    }
+}
 
 struct receiver {
     int fd;
@@ -167,6 +182,14 @@ static int keep(void **dst, size_t *len, const struct xkvm_stream_record *rec)
 }
 
 /* END: everything has been read and checked; apply the state. */
+/* The domain is whole: dom0 services may see it (and re-attach to its rings). */
+static void reveal_on_main(void *arg)
+{
+    struct domain *d = arg;
+    d->restoring = false;
+    dom0_domains_changed();
+}
+
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
@@ -192,6 +215,9 @@ static int finish(struct receiver *r)
     if (!rc)
         rc = arch_restore_domain(d, r->hvm_ctx, r->hvm_len, advance, r->err, r->errlen);
     uint64_t t2 = mono_ns();
+    /* Visible to xenstored before INTRODUCE, so it never takes the domain for gone. */
+    if (!rc)
+        host_call_main(reveal_on_main, d);
     if (!rc)
         rc = toolstack_xs_import(d, r->xs_state, r->xs_len, r->err, r->errlen);
     log_info("d%u: state applied: PV %.2f ms, vCPUs %.2f ms, xenstore %.2f ms", d->domid,
@@ -222,10 +248,12 @@ int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen
         switch (rec.type) {
         case XKVM_STREAM_REC_DOMAIN_CONFIG:
             rc = on_config(&r, &rec);
+            fault_point("recv-config");
             if (!rc && peer && migrate_send_line(fd, MIGRATE_MSG_READY))
                 rc = fail(&r, -EPIPE, "source went away");
             break;
         case XKVM_STREAM_REC_PAGE_DATA:
+            fault_point("recv-pages");
             rc = on_pages(&r, &rec);
             break;
         case XKVM_STREAM_REC_HVM_CONTEXT:
@@ -243,6 +271,7 @@ int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen
                 xkvm_stream_hvm_param_get(&rec, i, &r.params[i]);
             break;
         case XKVM_STREAM_REC_END:
+            fault_point("recv-end");
             ended = true;
             rc = finish(&r);
             break;
@@ -265,11 +294,14 @@ int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen
 
     if (!rc && peer) {
         char line[MIGRATE_MSG_MAX];
-        if (migrate_send_line(fd, MIGRATE_MSG_RESTORED))
+        if (migrate_send_line(fd, MIGRATE_MSG_RESTORED)) {
             rc = fail(&r, -EPIPE, "source went away before the hand-over");
-        else if (migrate_read_line(fd, line, sizeof(line), GO_TIMEOUT_MS) ||
-                 strcmp(line, MIGRATE_MSG_GO))
-            rc = fail(&r, -EPIPE, "source did not hand the guest over");
+        } else {
+            fault_point("recv-restored");
+            if (migrate_read_line(fd, line, sizeof(line), GO_TIMEOUT_MS) ||
+                strcmp(line, MIGRATE_MSG_GO))
+                rc = fail(&r, -EPIPE, "source did not hand the guest over");
+        }
     }
     if (rc) {
         if (peer)
@@ -287,9 +319,18 @@ int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen
     domain_unpause(d);          /* the hold domain_create_for_restore took */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (peer)
-        migrate_send_line(fd, MIGRATE_MSG_RUNNING " %llu",
-                          (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
+    if (peer && migrate_send_line(fd, MIGRATE_MSG_RUNNING " %llu",
+                                  (unsigned long long)ts.tv_sec * 1000000000ull +
+                                  (unsigned long long)ts.tv_nsec)) {
+        /* The source cannot learn that we run it, so it takes the guest back. */
+        snprintf(err, errlen, "the source went away before it heard RUNNING");
+        uint16_t id = d->domid;
+        domain_pause(d);
+        domain_put(d);
+        host_call_main(destroy_on_main, d);
+        log_warn("d%u: incoming domain removed: %s", id, err);
+        return -EPIPE;
+    }
     *domid = d->domid;
     log_info("d%u: restored and running", d->domid);
     drop_ref(d);

@@ -478,15 +478,16 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
         rc = expect(fd, MIGRATE_MSG_RESTORED, line, sizeof(line), err, errlen);
     rep->dest_ms = (double)(mono_ns() - t_wait) / 1e6;
     if (!rc && o->peer) {
-        /* The hand-over: from here the source never runs the guest again. */
+        /*
+         * The hand-over. Until the destination says RUNNING, any failure means it does
+         * not run the guest (it resumes only on GO and, should it fail to say RUNNING,
+         * destroys its copy), so the source takes the guest back.
+         */
         if (migrate_send_line(fd, MIGRATE_MSG_GO)) {
             rc = -EPIPE;
             snprintf(err, errlen, "connection lost before the hand-over");
-        } else if (expect(fd, MIGRATE_MSG_RUNNING, line, sizeof(line), err, errlen)) {
-            rep->outcome = MIGRATE_LEFT_PAUSED;
-            log_err("d%u: %s after GO: the destination may run the guest; this copy stays "
-                    "paused", d->domid, err);
-            rc = -EIO;
+        } else if ((rc = expect(fd, MIGRATE_MSG_RUNNING, line, sizeof(line), err, errlen))) {
+            log_err("d%u: %s after GO: the guest runs here again", d->domid, err);
         } else {
             uint64_t resumed = strtoull(line + strlen(MIGRATE_MSG_RUNNING), NULL, 10);
             rep->downtime_ms = resumed > t_pause_real ?

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""A TCP proxy for migration fault tests: listen on PORT, forward one connection to
+TARGET_PORT on 127.0.0.1, and in the source->destination direction either close both
+sides after N bytes (drop:N) or flip the byte at offset N (flip:N). Prints READY."""
+import socket, sys, threading
+
+port, target, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+kind, n = mode.split(':')
+n = int(n)
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(('127.0.0.1', port))
+ls.listen(1)
+print('READY', flush=True)
+ls.settimeout(60)
+try:
+    a, _ = ls.accept()
+except OSError:
+    sys.exit(1)
+b = socket.create_connection(('127.0.0.1', target))
+
+def back():
+    try:
+        while True:
+            d = b.recv(65536)
+            if not d:
+                break
+            a.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+threading.Thread(target=back, daemon=True).start()
+seen = 0
+try:
+    while True:
+        d = a.recv(65536)
+        if not d:
+            break
+        if kind == 'drop' and seen + len(d) >= n:
+            b.sendall(d[:n - seen])
+            break
+        if kind == 'flip' and seen <= n < seen + len(d):
+            d = bytearray(d)
+            d[n - seen] ^= 0xFF
+            d = bytes(d)
+        b.sendall(d)
+        seen += len(d)
+except OSError:
+    pass
+for s in (a, b):
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+        s.close()
+    except OSError:
+        pass
