@@ -32,6 +32,7 @@ soak: build san
 	@XKVM_SOAK=1 scripts/run-tests.sh $(BUILD) $(SANBUILD)
 
 bench: build
+	@scripts/deps.sh --bench
 	@scripts/bench.sh $(BUILD)
 
 clean:

@@ -131,11 +131,32 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
     return rc;
 }
 
+/* Write n consecutive pages of data to machine frames mfn.. (one syscall, no faults). */
+static int write_frames(uint64_t mfn, const uint8_t *data, uint64_t n)
+{
+    size_t len = (size_t)(n << XKVM_PAGE_SHIFT);
+    off_t off = (off_t)(mfn << XKVM_PAGE_SHIFT);
+    while (len) {
+        ssize_t w = pwrite(host_mm()->fd, data, len, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -EIO;
+        data += w;
+        len -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
 static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
 {
     struct domain *d = r->d;
     struct xkvm_stream_page_iter it;
     struct xkvm_stream_page pg;
+    /* A run of data pages going to consecutive frames, written at once. */
+    uint64_t run_mfn = 0, run_n = 0;
+    const uint8_t *run_data = NULL;
     xkvm_stream_page_iter_init(&it, rec);
     while (xkvm_stream_page_next(&it, &pg)) {
         if (pg.pfn >= d->p2m.nr_gfns)
@@ -157,16 +178,28 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
             if (mm_alloc_run(host_mm(), 1, d->domid, FRAME_SPECIAL, &mfn) != 1)
                 return fail(r, -ENOMEM, "out of memory for page %#llx",
                             (unsigned long long)pg.pfn);
-            memset(mm_frame_ptr(host_mm(), mfn), 0, XKVM_PAGE_SIZE);
             if (physmap_place(d, pg.pfn, mfn, INVALID_GFN))
                 return fail(r, -EIO, "placing page %#llx", (unsigned long long)pg.pfn);
         }
-        uint8_t *dst = mm_frame_ptr(host_mm(), mfn);
-        if (pg.data)
-            memcpy(dst, pg.data, XKVM_PAGE_SIZE);
-        else if (pg.type == XKVM_STREAM_PAGE_XALLOC)
-            memset(dst, 0, XKVM_PAGE_SIZE);     /* fresh frames are zero; a re-send is not */
+        /*
+         * XALLOC: a zero page. Frames come zeroed and the sender never sends XALLOC
+         * for a page it sent with data before, so there is nothing to write.
+         */
+        if (!pg.data)
+            continue;
+        if (run_n && mfn == run_mfn + run_n && (const uint8_t *)pg.data == run_data +
+            (run_n << XKVM_PAGE_SHIFT)) {
+            run_n++;
+            continue;
+        }
+        if (run_n && write_frames(run_mfn, run_data, run_n))
+            return fail(r, -EIO, "writing guest memory: %s", strerror(errno));
+        run_mfn = mfn;
+        run_data = pg.data;
+        run_n = 1;
     }
+    if (run_n && write_frames(run_mfn, run_data, run_n))
+        return fail(r, -EIO, "writing guest memory: %s", strerror(errno));
     return 0;
 }
 

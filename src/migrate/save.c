@@ -135,6 +135,7 @@ struct sender {
     void *arg;
     struct migrate_report *rep;
     uint64_t *dirty;            /* pages still to send, a bit per gfn */
+    uint64_t *backed;           /* pass 0: machine frames the memfd has pages for */
     uint64_t nr_gfns;
     uint64_t bytes_before;
 };
@@ -170,6 +171,37 @@ static uint64_t writer_bytes(const struct sender *s)
     return s->w.info.bytes;
 }
 
+/*
+ * Which machine frames have memory behind them (SEEK_DATA/SEEK_HOLE on the memfd).
+ * A frame without is all zeros: pass 0 sends it as XALLOC without reading it, which
+ * would allocate it. NULL if the file system cannot tell (everything is read then).
+ */
+static uint64_t *backed_frames(void)
+{
+    struct machine_mem *mm = host_mm();
+    uint64_t *bm = calloc((mm->nr_frames + 63) / 64, sizeof(uint64_t));
+    if (!bm)
+        return NULL;
+    off_t end = (off_t)(mm->nr_frames << XKVM_PAGE_SHIFT), off = 0;
+    while (off < end) {
+        off_t data = lseek(mm->fd, off, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO)
+                break;
+            free(bm);
+            return NULL;
+        }
+        off_t hole = lseek(mm->fd, data, SEEK_HOLE);
+        if (hole < 0)
+            hole = end;
+        for (uint64_t f = (uint64_t)data >> XKVM_PAGE_SHIFT;
+             f < ((uint64_t)hole + XKVM_PAGE_SIZE - 1) >> XKVM_PAGE_SHIFT && f < mm->nr_frames; f++)
+            bm[f / 64] |= 1ull << (f % 64);
+        off = hole;
+    }
+    return bm;
+}
+
 /* Send the pages marked in s->dirty (clearing them); pass 0 also sends holes. */
 static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_t count,
                        uint64_t *sent_out)
@@ -186,8 +218,12 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
             v &= v - 1;
             int rc;
             if (sendable(d, g)) {
+                uint64_t mfn = p2m_lookup(&d->p2m, g);
                 const uint8_t *page = d->p2m.window + (g << XKVM_PAGE_SHIFT);
-                rc = xkvm_stream_add_page(&s->w, g, page);
+                if (iteration == 0 && s->backed && !bit(s->backed, mfn))
+                    rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XALLOC);
+                else
+                    rc = xkvm_stream_add_page(&s->w, g, page);
             } else if (iteration == 0 && in_ram_map(d, g) && p2m_lookup(&d->p2m, g) == INVALID_MFN) {
                 rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XTAB);   /* ballooned */
             } else {
@@ -420,6 +456,7 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
             snprintf(err, errlen, "enabling dirty logging: %s", strerror(-rc));
     }
     uint64_t sent;
+    s.backed = rc ? NULL : backed_frames();     /* after logging started: see above */
     if (!rc && send_marked(&s, 0, !o->live, popcount_bm(s.dirty, s.nr_gfns), &sent)) {
         snprintf(err, errlen, "stream: %s", s.w.err.msg);
         rc = -EPIPE;
@@ -510,5 +547,6 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
     rep->total_ms = (double)(mono_ns() - t_start) / 1e6;
     xkvm_stream_writer_release(&s.w);
     free(s.dirty);
+    free(s.backed);
     return rc;
 }

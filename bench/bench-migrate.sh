@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Live migration on loopback, xkvm beside QEMU in the same run (JSON lines on stdout).
+#
+#   bench/bench-migrate.sh BUILD [RUNS]
+#
+# Both guests have 1 GiB of RAM of which 256 MiB hold random data (xkvm: the guest's
+# test=fill writes xorshift64 output at 64 MiB; QEMU: 256 MiB from /dev/urandom loaded
+# at 64 MiB with -device loader, in a guest with no firmware work left: it idles in
+# SeaBIOS). Each is migrated RUNS times (default 3) between two hosts (xkvmd
+# --migrate-listen; qemu -incoming) and the median run is reported:
+#   {"bench":"migrate","system":"xkvm","guest":"idle-1g-256m-random",...}
+#   {"bench":"migrate","system":"qemu-default",...}      QEMU 7.2's default settings
+#   {"bench":"migrate","system":"qemu-unthrottled",...}  max-bandwidth raised to 100 GB/s
+#   {"bench":"migrate","ratio":...}                      QEMU total time / xkvm's
+# and xkvm with a guest that keeps dirtying memory (dirty_mb per 100 ms) against the
+# 5 ms downtime target. Needs /dev/kvm and qemu-system-x86_64 (scripts/deps.sh --bench).
+set -uo pipefail
+BUILD=${1:-build}
+RUNS=${2:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+XKVMD=$BUILD/src/hv/xkvmd XKVM=$BUILD/src/tools/xkvm GUEST=$BUILD/guest/xkvm-guest
+QEMU=${QEMU:-qemu-system-x86_64}
+W=$(mktemp -d /tmp/xkvm-bench-migrate.XXXXXX)
+PORT=$((30000 + RANDOM % 20000))
+cleanup() {
+  for h in "$W"/h1 "$W"/h2; do
+    for f in "$h/xkvmd.pid" "$h"/services/*.pid; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  done
+  pkill -f "$W/q" 2>/dev/null
+  sleep 0.3
+  rm -rf "$W"
+}
+trap cleanup EXIT
+log() { echo "bench-migrate: $*" >&2; }
+[ -c /dev/kvm ] || { log "no /dev/kvm"; exit 1; }
+
+# median: of JSON lines, the one with the median total_ms.
+median() {
+  python3 -c 'import sys,json; v=sorted((json.loads(l) for l in sys.stdin if l.strip()), key=lambda r: r["total_ms"] or 0); print(json.dumps(v[len(v)//2]))'
+}
+
+# ---- xkvm ----
+"$XKVMD" --rundir "$W/h1" --machine-memory 2G --migrate-listen 127.0.0.1:$PORT || exit 1
+"$XKVMD" --rundir "$W/h2" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 1)) || exit 1
+xk() { local h=$1; shift; "$XKVM" --rundir "$W/$h" "$@"; }
+
+# xkvm_case NAME CMDLINE: boot, wait for the fill, migrate RUNS times; prints JSON lines.
+xkvm_case() {
+  local name=$1 cmdline=$2 d src=h1 dst=h2 dport=$((PORT + 1))
+  cat > "$W/$name.cfg" <<CFG
+name = "$name"
+memory = 1024
+vcpus = 1
+kernel = "$GUEST"
+cmdline = "$cmdline"
+CFG
+  d=$(xk h1 create "$W/$name.cfg") || return 1
+  for _ in $(seq 600); do grep -q "xtest: fill: ready" "$W/h1/console-$d.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q "xtest: fill: ready" "$W/h1/console-$d.log" || { log "$name: guest not ready"; return 1; }
+  sleep 1
+  for i in $(seq "$RUNS"); do
+    xk $src migrate "$d" 127.0.0.1:$dport --report "$W/r.json" >/dev/null || { log "$name: migrate failed"; return 1; }
+    cat "$W/r.json"
+    if [ $src = h1 ]; then src=h2; dst=h1; dport=$PORT; else src=h1; dst=h2; dport=$((PORT + 1)); fi
+    sleep 1
+  done
+  xk $src destroy "$d"
+}
+
+xkvm_json=$(xkvm_case idle "test=fill mb=256 at=64" | median) || exit 1
+echo "$xkvm_json" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "idle-1g-256m-random",
+                  "total_ms": round(r["total_ms"], 2), "downtime_ms": round(r["downtime_ms"], 3),
+                  "bytes": r["bytes"], "iterations": r["iterations"], "rate_mbs": round(r["rate_mbs"])}))'
+dirty_json=$(xkvm_case dirty "test=fill mb=256 at=64 dirty_mb=8 period_ms=100" | median) || exit 1
+echo "$dirty_json" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "dirtying-80mbs-1g-256m-random",
+                  "downtime_target_ms": 5, "total_ms": round(r["total_ms"], 2),
+                  "downtime_ms": round(r["downtime_ms"], 3), "bytes": r["bytes"],
+                  "iterations": r["iterations"], "final_pages": r["final_pages"]}))'
+
+# ---- QEMU ----
+if ! command -v "$QEMU" >/dev/null; then
+  log "no $QEMU: install qemu-system-x86 (scripts/deps.sh --bench)"
+  exit 1
+fi
+head -c 256M /dev/urandom > "$W/rand.bin"
+qmp() {     # qmp SOCKET COMMAND-JSON...: run commands, print the last reply
+  python3 - "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile('rw')
+json.loads(f.readline())
+def cmd(c):
+    f.write(json.dumps(c) + '\n'); f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if 'return' in r or 'error' in r:
+            return r
+cmd({'execute': 'qmp_capabilities'})
+for c in sys.argv[2:]:
+    r = cmd(json.loads(c))
+print(json.dumps(r))
+PY
+}
+qemu_case() {
+  local sys=$1 bw=$2 i
+  for i in $(seq "$RUNS"); do
+    rm -f "$W"/q*.sock
+    "$QEMU" -accel kvm -m 1024 -display none -nodefaults -serial none \
+      -device loader,file="$W/rand.bin",addr=0x4000000,force-raw=on \
+      -qmp unix:"$W/qs.sock",server=on,wait=off -name "$W/qs" -daemonize || return 1
+    "$QEMU" -accel kvm -m 1024 -display none -nodefaults -serial none \
+      -incoming tcp:127.0.0.1:$((PORT + 2)) \
+      -qmp unix:"$W/qd.sock",server=on,wait=off -name "$W/qd" -daemonize || return 1
+    sleep 1
+    local set='{"execute":"query-status"}'
+    [ "$bw" != default ] && set="{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":$bw}}"
+    qmp "$W/qs.sock" "$set" \
+      "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:127.0.0.1:$((PORT + 2))\"}}" >/dev/null
+    for _ in $(seq 1200); do
+      r=$(qmp "$W/qs.sock" '{"execute":"query-migrate"}')
+      st=$(echo "$r" | python3 -c 'import json,sys; print(json.load(sys.stdin)["return"].get("status"))')
+      [ "$st" = completed ] || [ "$st" = failed ] && break
+      sleep 0.05
+    done
+    echo "$r" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["return"]
+print(json.dumps({"total_ms": r.get("total-time"), "downtime_ms": r.get("downtime"),
+                  "bytes": r["ram"]["transferred"], "status": r["status"]}))'
+    qmp "$W/qs.sock" '{"execute":"quit"}' >/dev/null 2>&1
+    qmp "$W/qd.sock" '{"execute":"quit"}' >/dev/null 2>&1
+    sleep 0.5
+  done | median | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+r.update({"bench": "migrate", "system": sys.argv[1], "guest": "idle-1g-256m-random"})
+print(json.dumps(r))' "$sys"
+}
+qd=$(qemu_case qemu-default default) || exit 1
+echo "$qd"
+qu=$(qemu_case qemu-unthrottled 100000000000) || exit 1
+echo "$qu"
+python3 - "$xkvm_json" "$qd" "$qu" <<'PY'
+import json, sys
+x, d, u = (json.loads(a) for a in sys.argv[1:])
+print(json.dumps({"bench": "migrate", "ratio": "qemu_total/xkvm_total",
+                  "vs_qemu_default": round(d["total_ms"] / x["total_ms"], 2),
+                  "vs_qemu_unthrottled": round(u["total_ms"] / x["total_ms"], 2),
+                  "bytes_xkvm": x["bytes"], "bytes_qemu": d["bytes"]}))
+PY
