@@ -2,7 +2,10 @@
 # The main job on its embedded default (`make demo`):
 #  1. build, verify and dump a sample domain context image with xkvm-ctx;
 #  2. start a host (xkvmd in a fresh run directory), boot the test guest from
-#     examples/hello.cfg and follow its console until it powers off.
+#     examples/hello.cfg and follow its console until it powers off;
+#  3. start a second host, boot a guest that keeps busy (test=soak: memory, block
+#     I/O, xenstore, clock), live-migrate it there and back, show the downtime and
+#     total time of each move and the guest's own verdict.
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,11 +13,14 @@ cd "$ROOT"
 B=$ROOT/$BUILD
 work=$(mktemp -d /tmp/xkvm-demo.XXXXXX)
 rundir=$work/host1
+rundir2=$work/host2
 cleanup() {
-  [ -f "$rundir/xkvmd.pid" ] && kill "$(cat "$rundir/xkvmd.pid")" 2>/dev/null || true
-  # The dom0 services outlive xkvmd by design; the demo's host goes away whole.
-  for p in "$rundir"/services/*.pid; do
-    [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true
+  for h in "$rundir" "$rundir2"; do
+    [ -f "$h/xkvmd.pid" ] && kill "$(cat "$h/xkvmd.pid")" 2>/dev/null || true
+    # The dom0 services outlive xkvmd by design; the demo's hosts go away whole.
+    for p in "$h"/services/*.pid; do
+      [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true
+    done
   done
   rm -rf "$work"
 }
@@ -35,8 +41,9 @@ if [ ! -c /dev/kvm ]; then
 fi
 
 export XKVM_RUNDIR=$rundir
+port1=$((20000 + RANDOM % 20000)); port2=$((port1 + 1))
 step "Start a host: xkvmd in $rundir"
-run "$B/src/hv/xkvmd" --rundir "$rundir" --machine-memory 1G
+run "$B/src/hv/xkvmd" --rundir "$rundir" --machine-memory 1G --migrate-listen 127.0.0.1:$port1
 run "$B/src/tools/xkvm" info
 
 step "Boot the test guest (PVH, Xen hypercall ABI) from examples/hello.cfg"
@@ -50,3 +57,34 @@ run timeout 60 "$B/src/tools/xkvm" console "$domid" || true
 run "$B/src/tools/xkvm" list
 echo
 grep -h "d$domid:" "$rundir/xkvmd.log" | sed 's/^/xkvmd.log: /'
+
+step "Live migration: a second host, and a guest that keeps busy (test=soak)"
+run "$B/src/hv/xkvmd" --rundir "$rundir2" --machine-memory 1G --migrate-listen 127.0.0.1:$port2
+truncate -s 16M "$work/disk.img"
+sed -e "s|@DISK@|$work/disk.img|" -e "s|@GUEST@|$B/guest/xkvm-guest|" examples/soak.cfg.in > "$work/soak.cfg"
+cat "$work/soak.cfg"
+domid=$("$B/src/tools/xkvm" create "$work/soak.cfg")
+echo "\$ xkvm create $work/soak.cfg"; echo "$domid"
+for _ in $(seq 100); do grep -q "round 1 ok" "$rundir/console-$domid.log" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+tail -n 2 "$rundir/console-$domid.log"
+report() {
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("  downtime %.2f ms, total %.1f ms, %d pre-copy iteration(s), %.1f MB sent" % (r["downtime_ms"], r["total_ms"], r["iterations"], r["bytes"] / 1e6))' "$1"
+}
+step "Migrate it to the second host (memory, block I/O, xenstore, events in flight)"
+run "$B/src/tools/xkvm" migrate "$domid" 127.0.0.1:$port2 --report "$work/there.json"
+report "$work/there.json"
+run "$B/src/tools/xkvm" --rundir "$rundir2" list
+for _ in $(seq 100); do grep -q "round" "$rundir2/console-$domid.log" 2>/dev/null && break; sleep 0.1; done
+echo "host2 console:"; tail -n 1 "$rundir2/console-$domid.log"
+step "And back"
+run "$B/src/tools/xkvm" --rundir "$rundir2" migrate "$domid" 127.0.0.1:$port1 --report "$work/back.json"
+report "$work/back.json"
+run "$B/src/tools/xkvm" list
+sleep 2
+step "The guest's verdict: it checks its memory, disk, xenstore and clock every round"
+XENSTORED_PATH=$rundir/xenstored/socket xenstore-write "/local/domain/$domid/data/soak-ctl" go
+sleep 0.5
+XENSTORED_PATH=$rundir/xenstored/socket xenstore-write "/local/domain/$domid/data/soak-stop" 1
+for _ in $(seq 300); do grep -q "xtest: soak: \(PASS\|FAIL\)" "$rundir/console-$domid.log" && break; sleep 0.1; done
+tail -n 3 "$rundir/console-$domid.log"

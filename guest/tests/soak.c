@@ -9,7 +9,7 @@
  *   - writes data/soak-round in xenstore and reads it back (events with xenstored);
  * and it keeps a watch on data/soak-ctl. It stops when data/soak-stop exists, or
  * rounds= rounds (0: no limit) were done, and passes if nothing went wrong:
- *     xtest: soak: round N ok (every 100 rounds, and the first)
+ *     xtest: soak: round N ok (every 50 rounds, and the first)
  *     xtest: soak: PASS            or      xtest: soak: FAIL: what went wrong
  */
 #include "../pv.h"
@@ -156,7 +156,7 @@ static void test_soak(void)
         struct xs_watch_event ev;
         while (xs_watch_next("soak", &ev, 0))
             watch_events++;
-        if (k == 1 || k % 100 == 0)
+        if (k == 1 || k % 50 == 0)
             printf("xtest: soak: round %lu ok (max gap %lu us, %lu watch events)\n",
                    (unsigned long)k, (unsigned long)(max_gap / 1000),
                    (unsigned long)watch_events);
