@@ -995,6 +995,66 @@ static void test_reject_extensions(void)
     free(r.b);
 }
 
+/* DOMAIN_CONFIG (static, once, no NUL) and SYNC (optional: skipped, framing checked). */
+static void test_config_and_sync(void)
+{
+    static const char cfg[] = "{\"domid\":3,\"config\":{}}";
+    struct raw r;
+    memset(&r, 0, sizeof(r));
+    raw_headers(&r, 3);
+    raw_rec(&r, XKVM_STREAM_REC_DOMAIN_CONFIG, cfg, sizeof(cfg) - 1);
+    raw_rec(&r, XKVM_STREAM_REC_STATIC_DATA_END, NULL, 0);
+    raw_rec(&r, XKVM_STREAM_REC_SYNC, NULL, 0);
+    raw_finish(&r);
+    EXPECT_ACCEPT(&r, NULL);
+
+    struct xkvm_stream_reader rd;
+    struct xkvm_stream_record rec;
+    bool saw_cfg = false, saw_sync = false;
+    REQUIRE(xkvm_stream_reader_init_buffer(&rd, r.b, r.len, NULL) == 0);
+    while (xkvm_stream_next(&rd, &rec) > 0) {
+        if (rec.type == XKVM_STREAM_REC_DOMAIN_CONFIG)
+            saw_cfg = rec.length == sizeof(cfg) - 1 && !memcmp(rec.body, cfg, rec.length);
+        if (rec.type == XKVM_STREAM_REC_SYNC)
+            saw_sync = rec.skipped;
+    }
+    CHECK(saw_cfg);
+    CHECK(saw_sync);
+    xkvm_stream_reader_release(&rd);
+    free(r.b);
+
+    raw_start(&r);      /* after STATIC_DATA_END */
+    raw_rec(&r, XKVM_STREAM_REC_DOMAIN_CONFIG, cfg, sizeof(cfg) - 1);
+    EXPECT_REJECT(&r, NULL, XKVM_STREAM_ERR_ORDER, "STATIC_DATA_END");
+    free(r.b);
+
+    memset(&r, 0, sizeof(r));
+    raw_headers(&r, 3);
+    raw_rec(&r, XKVM_STREAM_REC_DOMAIN_CONFIG, cfg, sizeof(cfg));   /* with its NUL */
+    EXPECT_REJECT(&r, NULL, XKVM_STREAM_ERR_BAD_VALUE, "NUL");
+    free(r.b);
+
+    memset(&r, 0, sizeof(r));
+    raw_headers(&r, 3);
+    raw_rec(&r, XKVM_STREAM_REC_DOMAIN_CONFIG, cfg, sizeof(cfg) - 1);
+    raw_rec(&r, XKVM_STREAM_REC_DOMAIN_CONFIG, cfg, sizeof(cfg) - 1);
+    EXPECT_REJECT(&r, NULL, XKVM_STREAM_ERR_DUPLICATE, "only one");
+    free(r.b);
+
+    /* The writer: in order, and never in compat mode. */
+    struct xkvm_stream_writer w;
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, NULL) == 0);
+    CHECK_EQ(xkvm_stream_write_domain_config(&w, cfg, sizeof(cfg) - 1), 0);
+    CHECK_EQ(xkvm_stream_write_static_data_end(&w), 0);
+    CHECK_EQ(xkvm_stream_write_domain_config(&w, cfg, sizeof(cfg) - 1), -1);
+    xkvm_stream_writer_release(&w);
+    struct xkvm_stream_writer_opts o = { .compat = XKVM_STREAM_COMPAT_XEN_4_17 };
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+    CHECK_EQ(xkvm_stream_write_domain_config(&w, cfg, sizeof(cfg) - 1), -1);
+    CHECK_EQ(w.err.code, XKVM_STREAM_ERR_COMPAT);
+    xkvm_stream_writer_release(&w);
+}
+
 /* ---- HVM context blob --------------------------------------------------------- */
 
 struct blob {
@@ -1206,6 +1266,7 @@ int main(void)
     RUN_TEST(test_reject_page_data);
     RUN_TEST(test_reject_small_records);
     RUN_TEST(test_reject_extensions);
+    RUN_TEST(test_config_and_sync);
     RUN_TEST(test_hvmctx);
     RUN_TEST(test_hvmctx_builder);
     RUN_TEST(test_names);
