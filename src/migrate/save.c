@@ -376,41 +376,64 @@ static int send_config(struct sender *s, char *err, size_t errlen)
     return 0;
 }
 
-static int precopy(struct sender *s, char *err, size_t errlen)
+/* SYNC: wait until the destination has read everything sent so far (peer only). */
+static int sync_peer(struct sender *s, int fd, char *err, size_t errlen)
+{
+    char line[MIGRATE_MSG_MAX];
+    if (!s->o->peer)
+        return 0;
+    if (xkvm_stream_write_record(&s->w, XKVM_STREAM_REC_SYNC, NULL, 0)) {
+        snprintf(err, errlen, "stream: %s", s->w.err.msg);
+        return -EPIPE;
+    }
+    return expect(fd, MIGRATE_MSG_SYNCED, line, sizeof(line), err, errlen);
+}
+
+/*
+ * Iterate while the guest runs (log-dirty is on, pass 0 sent). Each iteration sends
+ * what was written since the last one and waits for the destination to catch up, so
+ * the rate it measures is end to end. It stops when the dirty set would go in half
+ * the downtime target (the other half is for the state and the hand-over), or at the
+ * iteration or volume cap; the set then left goes in the final copy.
+ */
+static int precopy(struct sender *s, int fd, uint64_t t_start, char *err, size_t errlen)
 {
     struct domain *d = s->d;
-    int rc = p2m_log_dirty_enable(&d->p2m);
-    if (rc) {
-        snprintf(err, errlen, "enabling dirty logging: %s", strerror(-rc));
-        return rc;
-    }
     uint64_t ram = d->ram_frames ? d->ram_frames : 1;
     uint64_t cap = (uint64_t)(s->o->max_factor ? s->o->max_factor : MIGRATE_DEFAULT_MAX_FACTOR) * ram;
     unsigned max_iters = s->o->max_iters ? s->o->max_iters : MIGRATE_DEFAULT_MAX_ITERS;
     uint32_t target_ms = s->o->downtime_ms ? s->o->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
+    int rc = sync_peer(s, fd, err, errlen);
+    if (rc)
+        return rc;
+    double secs = (double)(mono_ns() - t_start) / 1e9;
+    double rate = secs > 0 ? (double)writer_bytes(s) / 1e6 / secs : 100;   /* MB/s */
     for (unsigned it = 1; ; it++) {
         int64_t n = p2m_collect_dirty(&d->p2m, s->dirty);
         if (n < 0) {
             snprintf(err, errlen, "reading the dirty log: %s", strerror((int)-n));
             return (int)n;
         }
-        /* What the stop-and-copy would take at the rate measured so far. */
-        double rate = s->rep->rate_mbs > 1 ? s->rep->rate_mbs : 100;
-        double est_ms = (double)n * 4096 / 1e3 / rate;
-        if (est_ms <= target_ms || it > max_iters || s->rep->pages_sent >= cap) {
+        double est_ms = (double)n * 4096 / 1e3 / (rate > 1 ? rate : 1);
+        if (est_ms <= target_ms / 2.0 || it > max_iters || s->rep->pages_sent >= cap) {
             log_info("d%u: pre-copy ends after %u iteration(s): %lld dirty pages, about "
                      "%.2f ms at %.0f MB/s", d->domid, it - 1, (long long)n, est_ms, rate);
             return 0;       /* the marked pages go in the final copy */
         }
-        uint64_t sent;
+        uint64_t sent, t0 = mono_ns(), b0 = writer_bytes(s);
         if (send_marked(s, it, false, (uint64_t)n, &sent)) {
             snprintf(err, errlen, "stream: %s", s->w.err.msg);
             return -EPIPE;
         }
+        if ((rc = sync_peer(s, fd, err, errlen)))
+            return rc;
+        secs = (double)(mono_ns() - t0) / 1e9;
+        if (secs > 0.0005)
+            rate = (double)(writer_bytes(s) - b0) / 1e6 / secs;
         s->rep->iterations = it;
         if (s->progress) {
             struct migrate_progress p = { .iteration = it, .dirty = (uint64_t)n, .sent = sent,
-                                          .rate_mbs = s->rep->rate_mbs };
+                                          .rate_mbs = rate };
             s->progress(s->arg, &p);
         }
     }
@@ -462,16 +485,7 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
         rc = -EPIPE;
     }
     if (!rc && o->live)
-        rc = precopy(&s, err, errlen);
-    if (!rc && o->live && o->peer) {
-        /* Let the destination drain what is in flight before the guest stops. */
-        if (xkvm_stream_write_record(&s.w, XKVM_STREAM_REC_SYNC, NULL, 0)) {
-            snprintf(err, errlen, "stream: %s", s.w.err.msg);
-            rc = -EPIPE;
-        } else {
-            rc = expect(fd, MIGRATE_MSG_SYNCED, line, sizeof(line), err, errlen);
-        }
-    }
+        rc = precopy(&s, fd, t_start, err, errlen);
 
     uint64_t t_pause = 0, t_pause_real = 0;
     if (!rc) {
