@@ -119,10 +119,14 @@ static bool kvm_has_msr(uint32_t index)
     return false;
 }
 
+/* struct kvm_msrs with room for every slot (its entries[] is a flexible array). */
 struct msr_set {
-    struct kvm_msrs hdr;
-    struct kvm_msr_entry e[M_COUNT];
+    union {
+        struct kvm_msrs hdr;
+        uint8_t bytes[sizeof(struct kvm_msrs) + M_COUNT * sizeof(struct kvm_msr_entry)];
+    };
 };
+#define MSR_E(s) ((s)->hdr.entries)
 
 /* The slots KVM can save, in order; *have gets a bit per slot present. */
 static void msr_set_init(struct msr_set *s, uint64_t *have)
@@ -134,7 +138,7 @@ static void msr_set_init(struct msr_set *s, uint64_t *have)
         bool needed = i < M_TSC_ADJUST;
         if (!needed && !kvm_has_msr(idx))
             continue;
-        s->e[s->hdr.nmsrs++].index = idx;
+        MSR_E(s)[s->hdr.nmsrs++].index = idx;
         *have |= 1ull << i;
     }
 }
@@ -143,8 +147,8 @@ static uint64_t msr_get(const struct msr_set *s, unsigned slot)
 {
     uint32_t idx = msr_index(slot);
     for (uint32_t i = 0; i < s->hdr.nmsrs; i++)
-        if (s->e[i].index == idx)
-            return s->e[i].data;
+        if (MSR_E(s)[i].index == idx)
+            return MSR_E(s)[i].data;
     return 0;
 }
 
@@ -152,8 +156,8 @@ static void msr_put(struct msr_set *s, unsigned slot, uint64_t v)
 {
     uint32_t idx = msr_index(slot);
     for (uint32_t i = 0; i < s->hdr.nmsrs; i++)
-        if (s->e[i].index == idx) {
-            s->e[i].data = v;
+        if (MSR_E(s)[i].index == idx) {
+            MSR_E(s)[i].data = v;
             return;
         }
 }
@@ -448,8 +452,8 @@ static int load_vcpu(struct vcpu *v, const struct vcpu_blob *vb, uint64_t tsc_ad
     }
     /* MTRRcap is read-only: KVM refuses a write of it. */
     for (uint32_t i = 0; i < m.hdr.nmsrs; i++)
-        if (m.e[i].index == MSR_MTRRcap) {
-            m.e[i] = m.e[--m.hdr.nmsrs];
+        if (MSR_E(&m)[i].index == MSR_MTRRcap) {
+            MSR_E(&m)[i] = MSR_E(&m)[--m.hdr.nmsrs];
             break;
         }
     if (vb->tsc_adjust) {
@@ -473,8 +477,8 @@ static int load_vcpu(struct vcpu *v, const struct vcpu_blob *vb, uint64_t tsc_ad
     /* The deadline goes in after the LAPIC (its timer mode decides if it counts). */
     uint64_t deadline = hl.tdt_msr;
     for (uint32_t i = 0; i < m.hdr.nmsrs; i++)
-        if (m.e[i].index == MSR_IA32_TSC_DEADLINE) {
-            m.e[i] = m.e[--m.hdr.nmsrs];
+        if (MSR_E(&m)[i].index == MSR_IA32_TSC_DEADLINE) {
+            MSR_E(&m)[i] = MSR_E(&m)[--m.hdr.nmsrs];
             break;
         }
 
@@ -503,9 +507,10 @@ static int load_vcpu(struct vcpu *v, const struct vcpu_blob *vb, uint64_t tsc_ad
     else if (ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0) what = "KVM_SET_LAPIC";
     else if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0) what = "KVM_SET_VCPU_EVENTS";
     if (!what && (have & (1ull << M_TSC_DEADLINE))) {
-        struct { struct kvm_msrs hdr; struct kvm_msr_entry e; } dl = {
-            .hdr = { .nmsrs = 1 }, .e = { .index = MSR_IA32_TSC_DEADLINE, .data = deadline },
-        };
+        struct msr_set dl;
+        memset(&dl, 0, sizeof(dl));
+        dl.hdr.nmsrs = 1;
+        MSR_E(&dl)[0] = (struct kvm_msr_entry){ .index = MSR_IA32_TSC_DEADLINE, .data = deadline };
         if (ioctl(v->fd, KVM_SET_MSRS, &dl) != 1)
             what = "KVM_SET_MSRS (TSC deadline)";
     }
