@@ -7,6 +7,8 @@
  *   - with blk=1, writes, flushes and reads back blk_kb= KiB (default 64) at a
  *     round-dependent place of xvda through blkfront and xkvm-blkback;
  *   - writes data/soak-round in xenstore and reads it back (events with xenstored);
+ *   - with cpus=N (N > 1; the domain needs N vCPUs), has each secondary vCPU count
+ *     the round and check its own Xen system time (an IPI event channel wakes it);
  * and it keeps a watch on data/soak-ctl. It stops when data/soak-stop exists, or
  * rounds= rounds (0: no limit) were done, and passes if nothing went wrong:
  *     xtest: soak: round N ok (every 50 rounds, and the first)
@@ -77,6 +79,22 @@ static uint64_t blk_check(uint64_t arg)
     return 0;
 }
 
+/* Work for a secondary vCPU: count the round, check its clock. */
+struct cpu_tick {
+    volatile uint64_t round, last_time, backwards;
+};
+static struct cpu_tick ticks[MAX_CPUS];
+
+static void cpu_tick(void *arg)
+{
+    struct cpu_tick *t = arg;
+    uint64_t now = xen_time_ns();
+    if (now < t->last_time)
+        t->backwards++;
+    t->last_time = now;
+    t->round++;
+}
+
 static void test_soak(void)
 {
     XTEST_NEED_XEN();
@@ -102,7 +120,16 @@ static void test_soak(void)
         if (bsectors * 512 > bsz)
             bsectors = bsz / 512;
     }
-    printf("xtest: soak: running (mb=%lu blk=%d)\n", (unsigned long)mb, use_blk);
+    uint64_t cpus = cmdline_get_u64("cpus", 1);
+    if (cpus < 1 || cpus > MAX_CPUS)
+        xtest_fail("cpus=%lu: 1..%u", (unsigned long)cpus, MAX_CPUS);
+    for (unsigned c = 1; c < cpus; c++) {
+        long e = smp_bringup(c);
+        if (e)
+            xtest_fail("bringing up vCPU %u: %ld", c, e);
+    }
+    printf("xtest: soak: running (mb=%lu blk=%d cpus=%lu)\n", (unsigned long)mb, use_blk,
+           (unsigned long)cpus);
 
     struct mem_job mj = { .buf = soak_mem, .words = mb << 17 };
     uint64_t last_time = xen_time_ns(), max_gap = 0, watch_events = 0;
@@ -147,6 +174,14 @@ static void test_soak(void)
                            (unsigned long)(sector + bad - 1));
         }
 
+        for (unsigned c = 1; c < cpus; c++) {
+            if (!smp_call(c, cpu_tick, &ticks[c], 10000))
+                xtest_fail("round %lu: vCPU %u did not answer in 10 s", (unsigned long)k, c);
+            if (ticks[c].round != k || ticks[c].backwards)
+                xtest_fail("round %lu: vCPU %u counted %lu, its clock went back %lu times",
+                           (unsigned long)k, c, (unsigned long)ticks[c].round,
+                           (unsigned long)ticks[c].backwards);
+        }
         if ((rc = xs_printf(0, "data/soak-round", "%lu", (unsigned long)k)))
             xtest_fail("round %lu: xenstore write: %s", (unsigned long)k, xs_errname(rc));
         uint64_t back = 0;

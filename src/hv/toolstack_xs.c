@@ -580,10 +580,33 @@ int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, s
     return 0;
 }
 
+/*
+ * xkvmd is the authority on which domains exist: whatever xenstored still holds for
+ * this domid (a domain of an xkvmd that died without cleaning up) goes first.
+ */
+static void forget_stale(unsigned domid)
+{
+    struct xs_handle *h = xs_open(0);
+    if (!h)
+        return;
+    static const char *const fmts[] = {
+        "/local/domain/%u", "/local/domain/0/backend/vbd/%u",
+        "/local/domain/0/backend/console/%u", "/libxl/%u",
+    };
+    for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+        char p[96];
+        snprintf(p, sizeof(p), fmts[i], domid);
+        xs_rm(h, XBT_NULL, p);
+    }
+    xs_release_domain(h, domid);
+    xs_close(h);
+}
+
 int toolstack_xs_import(struct domain *d, const uint8_t *buf, size_t len, char *err,
                         size_t errlen)
 {
     char path[PATH_MAX + 64];
+    forget_stale(d->domid);
     snprintf(path, sizeof(path), "%s/xenstored/import-%u.xsm", host.rundir, d->domid);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, buf, len) != (ssize_t)len) {

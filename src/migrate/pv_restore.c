@@ -227,6 +227,15 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
             uint32_t f = xkvm_ctx_get_vcpu_state(&rec)->flags;
             e->initialised = f & XKVM_CTX_VCPU_INITIALISED;
             e->up = f & XKVM_CTX_VCPU_UP;
+            /*
+             * KVM starts every vCPU but the first waiting for INIT/SIPI; one that runs
+             * must be runnable (VCPUOP_up does the same).
+             */
+            struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+            if (e->up && ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0) {
+                rc = -errno;
+                snprintf(err, errlen, "v%u: KVM_SET_MP_STATE: %s", v->id, strerror(errno));
+            }
             /* HALTED comes back runnable: a spurious wake-up from HLT or
              * SCHEDOP_block, which both allow (the guest re-checks and waits again). */
             break;

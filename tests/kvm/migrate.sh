@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Save, restore and live migration without the guest's help (docs/migration.md).
 #
-# A test=soak guest (memory pattern, block I/O through xkvm-blkback, xenstore writes
+# A 2-vCPU test=soak guest (memory pattern, block I/O through xkvm-blkback, IPIs to
+# its second vCPU, xenstore writes
 # and a watch, time that must never go back) is migrated between two hosts
 # MIGRATIONS times back and forth (make test: 6; make soak: 20) and saved and restored
 # SAVES times (2; soak: 5). After each move: the same domid, the same event channel
@@ -33,7 +34,7 @@ on() { RUNDIR=$1; }     # on HOST: the following xk commands go to HOST
 
 DISK=$WORK/disk.img
 truncate -s 32M "$DISK"
-make_cfg "$WORK/soak.cfg" soak "test=soak mb=4 blk=1" 64 1 "disk = [ '$DISK,raw,xvda,rw' ]"
+make_cfg "$WORK/soak.cfg" soak "test=soak mb=4 blk=1 cpus=2" 64 2 "disk = [ '$DISK,raw,xvda,rw' ]"
 on "$H1"
 D=$(xk create "$WORK/soak.cfg") || { fail create "xkvm create failed"; exit 1; }
 if wait_line "$D" "xtest: soak: round 1 ok" 60 >/dev/null; then
