@@ -355,7 +355,14 @@ char *control_handle_line_fd(const char *line, size_t len, int fd, bool *detache
     if (!reply)
         reply = req ? control_handle(req) : reply_err(EINVAL, "%s", err);
     json_object_put(req);
-    const char *s = json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN);
+    char *out = control_json_line(reply);
+    json_object_put(reply);
+    return out;
+}
+
+char *control_json_line(struct json_object *o)
+{
+    const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
     size_t n = strlen(s);
     char *out = malloc(n + 2);
     if (out) {
@@ -363,6 +370,5 @@ char *control_handle_line_fd(const char *line, size_t len, int fd, bool *detache
         out[n] = '\n';
         out[n + 1] = '\0';
     }
-    json_object_put(reply);
     return out;
 }

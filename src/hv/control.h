@@ -19,6 +19,9 @@ char *control_handle_line(const char *line, size_t len);
 #include <stdbool.h>
 char *control_handle_line_fd(const char *line, size_t len, int fd, bool *detached);
 
+/* o as one protocol line: plain JSON (no raw newline) and '\n'; NULL if out of memory. */
+char *control_json_line(struct json_object *o);
+
 struct json_object *control_reply_ok(void);
 struct json_object *control_reply_err(int err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,37 +39,67 @@ struct job {
 
 static void send_json(int fd, struct json_object *o)
 {
-    const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-    size_t n = strlen(s);
-    char *line = malloc(n + 1);
-    if (line) {
-        memcpy(line, s, n);
-        line[n] = '\n';
-        for (size_t off = 0; off <= n;) {
-            ssize_t w = write(fd, line + off, n + 1 - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                break;      /* the client went away: the job goes on regardless */
-            off += (size_t)w;
-        }
-        free(line);
+    char *line = control_json_line(o);
+    size_t n = line ? strlen(line) : 0;
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, line + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;      /* the client went away: the job goes on regardless */
+        off += (size_t)w;
     }
+    free(line);
     json_object_put(o);
+}
+
+/* The progress and report objects, declared once as tables of their members. */
+enum field_kind { FK_UINT, FK_U64, FK_DOUBLE, FK_BOOL };
+struct field {
+    const char *name;
+    size_t off;
+    enum field_kind kind;
+};
+#define FIELD(st, m, k) { #m, offsetof(struct st, m), k }
+
+static const struct field progress_fields[] = {
+    FIELD(migrate_progress, iteration, FK_UINT), FIELD(migrate_progress, dirty, FK_U64),
+    FIELD(migrate_progress, sent, FK_U64), FIELD(migrate_progress, remaining, FK_U64),
+    FIELD(migrate_progress, rate_mbs, FK_DOUBLE), FIELD(migrate_progress, eta_s, FK_DOUBLE),
+    FIELD(migrate_progress, final, FK_BOOL),
+};
+static const struct field report_fields[] = {
+    FIELD(migrate_report, iterations, FK_UINT), FIELD(migrate_report, pages_sent, FK_U64),
+    FIELD(migrate_report, final_pages, FK_U64), FIELD(migrate_report, bytes, FK_U64),
+    FIELD(migrate_report, total_ms, FK_DOUBLE), FIELD(migrate_report, downtime_ms, FK_DOUBLE),
+    FIELD(migrate_report, final_ms, FK_DOUBLE), FIELD(migrate_report, pause_ms, FK_DOUBLE),
+    FIELD(migrate_report, quiet_ms, FK_DOUBLE), FIELD(migrate_report, state_ms, FK_DOUBLE),
+    FIELD(migrate_report, dest_ms, FK_DOUBLE), FIELD(migrate_report, rate_mbs, FK_DOUBLE),
+};
+
+static struct json_object *fields_json(struct json_object *o, const void *st,
+                                       const struct field *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = (const uint8_t *)st + f[i].off;
+        struct json_object *v;
+        switch (f[i].kind) {
+        case FK_UINT: v = json_object_new_int64(*(const unsigned *)p); break;
+        case FK_U64: v = json_object_new_int64((int64_t)*(const uint64_t *)p); break;
+        case FK_DOUBLE: v = json_object_new_double(*(const double *)p); break;
+        default: v = json_object_new_boolean(*(const bool *)p); break;
+        }
+        json_object_object_add(o, f[i].name, v);
+    }
+    return o;
 }
 
 static void on_progress(void *arg, const struct migrate_progress *p)
 {
     struct job *j = arg;
-    struct json_object *o = json_object_new_object(), *q = json_object_new_object();
-    json_object_object_add(q, "iteration", json_object_new_int((int)p->iteration));
-    json_object_object_add(q, "dirty", json_object_new_int64((int64_t)p->dirty));
-    json_object_object_add(q, "sent", json_object_new_int64((int64_t)p->sent));
-    json_object_object_add(q, "remaining", json_object_new_int64((int64_t)p->remaining));
-    json_object_object_add(q, "rate_mbs", json_object_new_double(p->rate_mbs));
-    json_object_object_add(q, "eta_s", json_object_new_double(p->eta_s));
-    json_object_object_add(q, "final", json_object_new_boolean(p->final));
-    json_object_object_add(o, "progress", q);
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "progress", fields_json(json_object_new_object(), p,
+                           progress_fields, sizeof(progress_fields) / sizeof(progress_fields[0])));
     send_json(j->fd, o);
 }
 
@@ -77,19 +108,7 @@ static struct json_object *report_json(const struct migrate_report *r)
     static const char *const names[] = { "done", "resumed" };
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "outcome", json_object_new_string(names[r->outcome]));
-    json_object_object_add(o, "iterations", json_object_new_int((int)r->iterations));
-    json_object_object_add(o, "pages_sent", json_object_new_int64((int64_t)r->pages_sent));
-    json_object_object_add(o, "final_pages", json_object_new_int64((int64_t)r->final_pages));
-    json_object_object_add(o, "bytes", json_object_new_int64((int64_t)r->bytes));
-    json_object_object_add(o, "total_ms", json_object_new_double(r->total_ms));
-    json_object_object_add(o, "downtime_ms", json_object_new_double(r->downtime_ms));
-    json_object_object_add(o, "final_ms", json_object_new_double(r->final_ms));
-    json_object_object_add(o, "pause_ms", json_object_new_double(r->pause_ms));
-    json_object_object_add(o, "quiet_ms", json_object_new_double(r->quiet_ms));
-    json_object_object_add(o, "dest_ms", json_object_new_double(r->dest_ms));
-    json_object_object_add(o, "state_ms", json_object_new_double(r->state_ms));
-    json_object_object_add(o, "rate_mbs", json_object_new_double(r->rate_mbs));
-    return o;
+    return fields_json(o, r, report_fields, sizeof(report_fields) / sizeof(report_fields[0]));
 }
 
 /* ---- main-thread steps ---- */
