@@ -7,6 +7,8 @@
  *   - with blk=1, writes, flushes and reads back blk_kb= KiB (default 64) at a
  *     round-dependent place of xvda through blkfront and xkvm-blkback;
  *   - writes data/soak-round in xenstore and reads it back (events with xenstored);
+ *   - checks that the running time in its runstate area (registered at start) never
+ *     goes back and keeps being updated;
  *   - with cpus=N (N > 1; the domain needs N vCPUs), has each secondary vCPU count
  *     the round and check its own Xen system time (an IPI event channel wakes it);
  * and it keeps a watch on data/soak-ctl. It stops when data/soak-stop exists, or
@@ -84,6 +86,7 @@ struct cpu_tick {
     volatile uint64_t round, last_time, backwards;
 };
 static struct cpu_tick ticks[MAX_CPUS];
+static struct vcpu_runstate_info rs_area __attribute__((aligned(64)));
 
 static void cpu_tick(void *arg)
 {
@@ -131,6 +134,12 @@ static void test_soak(void)
     printf("xtest: soak: running (mb=%lu blk=%d cpus=%lu)\n", (unsigned long)mb, use_blk,
            (unsigned long)cpus);
 
+    struct vcpu_register_runstate_memory_area reg = { .addr.v = &rs_area };
+    long hrc = HYPERVISOR_vcpu_op(VCPUOP_register_runstate_memory_area, 0, &reg);
+    if (hrc)
+        xtest_fail("register_runstate_memory_area = %ld", hrc);
+    uint64_t last_running = 0, runstate_moves = 0;
+
     struct mem_job mj = { .buf = soak_mem, .words = mb << 17 };
     uint64_t last_time = xen_time_ns(), max_gap = 0, watch_events = 0;
     char tmp[32];
@@ -153,6 +162,12 @@ static void test_soak(void)
         if (now - last_time > max_gap)
             max_gap = now - last_time;
         last_time = now;
+        uint64_t running = __atomic_load_n(&rs_area.time[RUNSTATE_running], __ATOMIC_RELAXED);
+        if (running < last_running)
+            xtest_fail("round %lu: runstate running time went back from %lu to %lu ns",
+                       (unsigned long)k, (unsigned long)last_running, (unsigned long)running);
+        runstate_moves += running > last_running;
+        last_running = running;
 
         if (use_blk) {
             uint64_t sector = (k * 37) % 2048 * 8;
@@ -200,6 +215,8 @@ static void test_soak(void)
     }
     if (watch_events == 0)
         xtest_fail("the xenstore watch on data/soak-ctl never fired");
+    if (runstate_moves == 0)
+        xtest_fail("the runstate area was never updated");
     if (use_blk)
         blkfront_disconnect(&bf);
 }

@@ -56,6 +56,7 @@ enum xkvm_ctx_type {
     XKVM_CTX_UPCALL         = 0x109,    /* per vCPU: upcall vector */
     XKVM_CTX_TIMER          = 0x10a,    /* per vCPU: singleshot and periodic timers */
     XKVM_CTX_TIME           = 0x10b,    /* once: system time and wall clock at save */
+    XKVM_CTX_RUNSTATE       = 0x10c,    /* per vCPU: runstate area and accounting */
     XKVM_CTX_PV_LAST        = 0x17f,
     XKVM_CTX_LIVE_UPDATE_BASE = 0x180,  /* reserved, see above */
     XKVM_CTX_LIVE_UPDATE_LAST = 0x1ff,
@@ -272,6 +273,20 @@ struct xkvm_ctx_time {
     uint64_t wallclock_ns;
 };
 _Static_assert(sizeof(struct xkvm_ctx_time) == 16, "TIME layout");
+
+/*
+ * RUNSTATE (0x10c, per vCPU): VCPUOP_register_runstate_memory_area's guest-linear
+ * address (0: none) and the accounting so far, in Xen system time, so that the times
+ * the guest reads keep growing from where they were.
+ */
+struct xkvm_ctx_runstate {
+    uint64_t area;              /* guest-linear address of the area, 0 none */
+    uint32_t state;             /* RUNSTATE_running..offline: 0..3 */
+    uint32_t pad;
+    uint64_t state_entry_time;
+    uint64_t time[4];           /* ns running, runnable, blocked, offline */
+};
+_Static_assert(sizeof(struct xkvm_ctx_runstate) == 56, "RUNSTATE layout");
 
 /* Bytes a record with a body of `length` occupies, header and padding included. */
 static inline uint64_t xkvm_ctx_record_size(uint64_t length)
@@ -509,6 +524,7 @@ XKVM_CTX_ACCESSOR(xkvm_ctx_get_vcpu_info, XKVM_CTX_VCPU_INFO, struct xkvm_ctx_vc
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_upcall, XKVM_CTX_UPCALL, struct xkvm_ctx_upcall)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_timer, XKVM_CTX_TIMER, struct xkvm_ctx_timer)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_time, XKVM_CTX_TIME, struct xkvm_ctx_time)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_runstate, XKVM_CTX_RUNSTATE, struct xkvm_ctx_runstate)
 #undef XKVM_CTX_ACCESSOR
 
 /* ---- Writing ----------------------------------------------------------------- */
@@ -578,6 +594,8 @@ int xkvm_ctx_write_vcpu_info(struct xkvm_ctx_writer *w, uint32_t vcpu,
                              const struct xkvm_ctx_vcpu_info *rec);
 int xkvm_ctx_write_upcall(struct xkvm_ctx_writer *w, uint32_t vcpu, uint32_t vector);
 int xkvm_ctx_write_time(struct xkvm_ctx_writer *w, const struct xkvm_ctx_time *rec);
+int xkvm_ctx_write_runstate(struct xkvm_ctx_writer *w, uint32_t vcpu,
+                            const struct xkvm_ctx_runstate *rec);
 int xkvm_ctx_write_timer(struct xkvm_ctx_writer *w, uint32_t vcpu,
                          const struct xkvm_ctx_timer *rec);
 

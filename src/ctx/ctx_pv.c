@@ -123,6 +123,12 @@ int xkvm_ctx_write_timer(struct xkvm_ctx_writer *w, uint32_t vcpu,
     WRITE_COPY(w, XKVM_CTX_TIMER, vcpu, struct xkvm_ctx_timer, rec);
 }
 
+int xkvm_ctx_write_runstate(struct xkvm_ctx_writer *w, uint32_t vcpu,
+                            const struct xkvm_ctx_runstate *rec)
+{
+    WRITE_COPY(w, XKVM_CTX_RUNSTATE, vcpu, struct xkvm_ctx_runstate, rec);
+}
+
 int xkvm_ctx_write_time(struct xkvm_ctx_writer *w, const struct xkvm_ctx_time *rec)
 {
     WRITE_COPY(w, XKVM_CTX_TIME, 0, struct xkvm_ctx_time, rec);
@@ -151,7 +157,7 @@ static int cmp_type_instance(const void *a, const void *b)
 static bool per_vcpu_type(uint32_t type)
 {
     return type == XKVM_CTX_VCPU_STATE || type == XKVM_CTX_VCPU_INFO ||
-           type == XKVM_CTX_UPCALL || type == XKVM_CTX_TIMER;
+           type == XKVM_CTX_UPCALL || type == XKVM_CTX_TIMER || type == XKVM_CTX_RUNSTATE;
 }
 
 /* Xen's virq_is_global(): VIRQs marked "V." in xen.h are per vCPU. */

@@ -343,6 +343,14 @@ static const struct xkvm_ctx_field time_fields[] = {
     XKVM_CTX_F_UINT(struct xkvm_ctx_time, wallclock_ns),
 };
 
+static const struct xkvm_ctx_field runstate_fields[] = {
+    XKVM_CTX_F_HEX(struct xkvm_ctx_runstate, area),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_runstate, state, 0, 3),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_runstate, pad),
+    XKVM_CTX_F_UINT(struct xkvm_ctx_runstate, state_entry_time),
+    XKVM_CTX_F_BYTES(struct xkvm_ctx_runstate, time),
+};
+
 static int timer_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
 {
     uint64_t p = ((const struct xkvm_ctx_timer *)rec->body)->periodic_period;
@@ -458,6 +466,11 @@ static const struct xkvm_ctx_type_desc builtin_types[] = {
         .type = XKVM_CTX_TIME, .name = "TIME", .flags = XKVM_CTX_TYPE_ONCE,
         .fixed_size = sizeof(struct xkvm_ctx_time),
         .fields = XKVM_CTX_FIELDS(time_fields),
+    },
+    {
+        .type = XKVM_CTX_RUNSTATE, .name = "RUNSTATE", PER_VCPU,
+        .fixed_size = sizeof(struct xkvm_ctx_runstate),
+        .fields = XKVM_CTX_FIELDS(runstate_fields),
     },
 };
 

@@ -182,6 +182,8 @@ void event_thread_unwatch(int slot);
 uint64_t host_monotonic_ns(void);
 
 /* ---- runstate.c ---- */
+/* Bring v's runstate accounting up to Xen system time `now` (ev->lock held). */
+void runstate_account(struct vcpu *v, uint64_t now);
 /* On v's own thread: write v's runstate to its registered area, if any. */
 void runstate_update_area(struct vcpu *v);
 long vcpu_register_runstate(struct hcall *hc, struct vcpu *v, uint64_t arg);

@@ -20,7 +20,7 @@
 #include "hv/vcpu.h"
 
 /* Bring the accounting up to `now` (ev->lock held). */
-static void runstate_account(struct vcpu *v, uint64_t now)
+void runstate_account(struct vcpu *v, uint64_t now)
 {
     struct vcpu_event *e = v->ev;
     struct vcpu_runstate_info *rs = &e->runstate;

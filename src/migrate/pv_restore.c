@@ -251,6 +251,15 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
         case XKVM_CTX_UPCALL:
             e->upcall_vector = (uint8_t)xkvm_ctx_get_upcall(&rec)->vector;
             break;
+        case XKVM_CTX_RUNSTATE: {
+            const struct xkvm_ctx_runstate *rs = xkvm_ctx_get_runstate(&rec);
+            e->runstate.state = (int)rs->state;
+            e->runstate.state_entry_time = rs->state_entry_time;
+            memcpy(e->runstate.time, rs->time, sizeof(rs->time));
+            e->runstate_since = now_sys;        /* accounting goes on from here */
+            __atomic_store_n(&e->runstate_gva, rs->area, __ATOMIC_RELEASE);
+            break;
+        }
         case XKVM_CTX_TIMER: {
             const struct xkvm_ctx_timer *t = xkvm_ctx_get_timer(&rec);
             e->singleshot_deadline = t->singleshot_deadline;

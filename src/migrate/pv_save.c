@@ -168,6 +168,15 @@ static void write_vcpu(struct domain *d, struct vcpu *v, struct xkvm_ctx_writer 
         t.periodic_period = e->periodic_period;
     }
     xkvm_ctx_write_timer(w, v->id, &t);
+    if (e) {
+        runstate_account(v, xen_system_time(d));
+        struct xkvm_ctx_runstate rs = {
+            .area = e->runstate_gva, .state = (uint32_t)e->runstate.state,
+            .state_entry_time = e->runstate.state_entry_time,
+        };
+        memcpy(rs.time, e->runstate.time, sizeof(rs.time));
+        xkvm_ctx_write_runstate(w, v->id, &rs);
+    }
 }
 
 int pv_save_context(struct domain *d, struct xkvm_ctx_writer *w, char *err, size_t errlen)
