@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* ---- Stream layout ----------------------------------------------------------- */
 
@@ -266,6 +267,12 @@ struct xkvm_stream_writer_opts {
     uint32_t xen_major, xen_minor;  /* domain header; 0/0: 4.17 */
     uint32_t batch;                 /* pages per PAGE_DATA, 1..1024; 0: 1024 */
     bool skip_zero;                 /* zero pages never sent with data: XALLOC */
+    /*
+     * Pages are referenced, not copied, until their PAGE_DATA record is written (at
+     * the latest on flush): the caller keeps them mapped. What a page holds when the
+     * record is written is what goes out (live migration resends what changes).
+     */
+    bool reference_pages;
     struct xkvm_stream_limits limits; /* what the records are checked against */
 };
 
@@ -277,6 +284,8 @@ struct xkvm_stream_writer {
     struct xkvm_stream_info info;
     struct xkvm_stream_state *st;
     uint8_t *batch;                 /* pending PAGE_DATA: header, pfns, pages */
+    const uint8_t **refs;           /* reference_pages: the pending pages */
+    struct iovec *iov;              /* reference_pages: scratch for writev */
     uint32_t nr_batch, nr_batch_data;
     uint64_t *sent;                 /* skip_zero: bitmap of pfns sent with data */
     bool headers_done, ended, failed;

@@ -219,7 +219,11 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
             int rc;
             if (sendable(d, g)) {
                 uint64_t mfn = p2m_lookup(&d->p2m, g);
-                const uint8_t *page = d->p2m.window + (g << XKVM_PAGE_SHIFT);
+                /*
+                 * Read through xkvmd's own mapping of the frame: the writer keeps the
+                 * pointer until the batch goes out, and the guest may remap the gfn.
+                 */
+                const uint8_t *page = mm_frame_ptr(host_mm(), mfn);
                 if (iteration == 0 && s->backed && !bit(s->backed, mfn))
                     rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XALLOC);
                 else
@@ -450,6 +454,7 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
                         .nr_gfns = d->p2m.nr_gfns };
     s.dirty = calloc((s.nr_gfns + 63) / 64, sizeof(uint64_t));
     struct xkvm_stream_writer_opts wo = { .compat = o->compat, .skip_zero = true,
+                                          .reference_pages = true,
                                           .limits = { .max_pfn = s.nr_gfns,
                                                       .max_vcpus = d->nr_vcpus } };
     if (!s.dirty || xkvm_stream_writer_init_fd(&s.w, fd, &wo)) {

@@ -75,6 +75,10 @@ void xkvm_stream_writer_release(struct xkvm_stream_writer *w)
 {
     free(w->buf);
     free(w->batch);
+    free(w->refs);
+    free(w->iov);
+    w->refs = NULL;
+    w->iov = NULL;
     free(w->sent);
     free(w->st);
     w->buf = w->batch = NULL;
@@ -122,7 +126,7 @@ static int emit(struct xkvm_stream_writer *w, struct iovec *iov, int n)
         return 0;
     }
     while (n > 0) {
-        ssize_t k = writev(w->fd, iov, n);
+        ssize_t k = writev(w->fd, iov, n > 1024 ? 1024 : n);     /* IOV_MAX */
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0) {
@@ -167,7 +171,13 @@ static int write_headers(struct xkvm_stream_writer *w)
     return 0;
 }
 
-static int write_raw(struct xkvm_stream_writer *w, uint32_t type, const void *body, uint32_t length)
+/*
+ * Check and write one record. The body is `body` (length bytes), or, for a page batch
+ * whose pages are referenced (opts.reference_pages), `body` holds the head the checks
+ * read (count, pfns) and `tail` the pages, `length` counting both.
+ */
+static int write_raw_tail(struct xkvm_stream_writer *w, uint32_t type, const void *body,
+                          uint32_t length, struct iovec *tail, int ntail, uint32_t head_len)
 {
     const struct stream_rec_desc *desc;
     uint8_t hdr[XKVM_STREAM_RHDR_SIZE];
@@ -187,7 +197,7 @@ static int write_raw(struct xkvm_stream_writer *w, uint32_t type, const void *bo
                      "xkvm extension records are not written in --compat xen-4.17 mode");
     if (!w->headers_done && write_headers(w) < 0)
         return -1;
-    if (body && (uintptr_t)body % XKVM_STREAM_ALIGN) {
+    if (body && !tail && (uintptr_t)body % XKVM_STREAM_ALIGN) {
         /* Bodies are checked where the reader sees them: 8-byte aligned. */
         copy = malloc(length);
         if (!copy)
@@ -206,16 +216,49 @@ static int write_raw(struct xkvm_stream_writer *w, uint32_t type, const void *bo
     }
     st_le32(hdr, type);
     st_le32(hdr + 4, length);
-    struct iovec iov[3] = {
-        { hdr, sizeof(hdr) },
-        { (void *)body, length },
-        { (void *)zeros, (size_t)(stream_padded(length) - length) },
-    };
-    int rc = emit(w, iov, 3);
+    int rc;
+    if (tail) {
+        /* tail[0..1] are free for the header and the head. */
+        tail[0] = (struct iovec){ hdr, sizeof(hdr) };
+        tail[1] = (struct iovec){ (void *)body, head_len };
+        rc = emit(w, tail, ntail);
+    } else {
+        struct iovec iov[3] = {
+            { hdr, sizeof(hdr) },
+            { (void *)body, length },
+            { (void *)zeros, (size_t)(stream_padded(length) - length) },
+        };
+        rc = emit(w, iov, 3);
+    }
     free(copy);
     if (rc == 0 && type == XKVM_STREAM_REC_END)
         w->ended = true;
     return rc;
+}
+
+static int write_raw(struct xkvm_stream_writer *w, uint32_t type, const void *body, uint32_t length)
+{
+    return write_raw_tail(w, type, body, length, NULL, 0, 0);
+}
+
+/* A batch of referenced pages: the head, then the pages straight from where they are. */
+static int flush_page_refs(struct xkvm_stream_writer *w)
+{
+    uint32_t n = w->nr_batch, nd = w->nr_batch_data;
+    uint8_t *p = w->batch;
+    st_le32(p, n);
+    st_le32(p + 4, 0);
+    uint32_t head = 8 + 8 * n, len = head + XKVM_STREAM_PAGE_SIZE * nd;
+    struct iovec *iov = w->iov;
+    int k = 2;      /* header and head */
+    for (uint32_t i = 0; i < nd; i++) {
+        if (k > 2 && (const uint8_t *)iov[k - 1].iov_base + iov[k - 1].iov_len == w->refs[i])
+            iov[k - 1].iov_len += XKVM_STREAM_PAGE_SIZE;    /* contiguous: one iovec */
+        else
+            iov[k++] = (struct iovec){ (void *)w->refs[i], XKVM_STREAM_PAGE_SIZE };
+    }
+    w->nr_batch = w->nr_batch_data = 0;
+    return write_raw_tail(w, XKVM_STREAM_REC_PAGE_DATA, p, len, iov, k, head);
 }
 
 int xkvm_stream_flush_pages(struct xkvm_stream_writer *w)
@@ -224,6 +267,8 @@ int xkvm_stream_flush_pages(struct xkvm_stream_writer *w)
         return -1;
     if (w->nr_batch == 0)
         return 0;
+    if (w->opts.reference_pages)
+        return flush_page_refs(w);
     uint32_t n = w->nr_batch, b = w->opts.batch;
     uint8_t *p = w->batch;
     st_le32(p, n);
@@ -252,13 +297,20 @@ static int queue(struct xkvm_stream_writer *w, uint64_t pfn, unsigned type, cons
                      "pfn 0x%llx is beyond the limit 0x%llx", (unsigned long long)pfn,
                      (unsigned long long)w->opts.limits.max_pfn);
     if (!w->batch) {
-        w->batch = malloc(8 + (8 + (size_t)XKVM_STREAM_PAGE_SIZE) * w->opts.batch);
-        if (!w->batch)
+        bool refs = w->opts.reference_pages;
+        w->batch = malloc(8 + (8 + (refs ? 0 : (size_t)XKVM_STREAM_PAGE_SIZE)) * w->opts.batch);
+        if (refs) {
+            w->refs = calloc(w->opts.batch, sizeof(*w->refs));
+            w->iov = calloc(2 + (size_t)w->opts.batch, sizeof(*w->iov));
+        }
+        if (!w->batch || (refs && (!w->refs || !w->iov)))
             return wfail(w, XKVM_STREAM_ERR_NOMEM, true, XKVM_STREAM_REC_PAGE_DATA, "out of memory");
     }
     st_le64(w->batch + 8 + 8ull * w->nr_batch, pfn | (uint64_t)type << XKVM_STREAM_PFN_TYPE_SHIFT);
     w->nr_batch++;
-    if (data) {
+    if (data && w->opts.reference_pages) {
+        w->refs[w->nr_batch_data++] = data;
+    } else if (data) {
         memcpy(w->batch + 8 + 8ull * w->opts.batch +
                (size_t)w->nr_batch_data * XKVM_STREAM_PAGE_SIZE, data, XKVM_STREAM_PAGE_SIZE);
         w->nr_batch_data++;

@@ -292,6 +292,57 @@ static void test_roundtrip_buffer(void)
     xkvm_stream_writer_release(&w);
 }
 
+/* reference_pages: pages go out from where they are, contiguous ones in one iovec. */
+static void test_roundtrip_page_refs(void)
+{
+    static uint8_t pages[6][4096] __attribute__((aligned(4096)));
+    for (int i = 0; i < 6; i++)
+        memset(pages[i], 0x10 + i, sizeof(pages[i]));
+    memset(pages[2], 0, sizeof(pages[2]));
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    struct xkvm_stream_writer w;
+    struct xkvm_stream_writer_opts o = { .batch = 4, .skip_zero = true, .reference_pages = true,
+                                         .limits = { .max_pfn = 64 } };
+    REQUIRE(xkvm_stream_writer_init_fd(&w, fds[1], &o) == 0);
+    int rc = xkvm_stream_write_static_data_end(&w);
+    static const unsigned pfns[6] = { 7, 8, 9, 20, 3, 4 };     /* page i goes to pfns[i] */
+    for (int i = 0; i < 6; i++)
+        rc |= xkvm_stream_add_page(&w, pfns[i], pages[i]);
+    rc |= xkvm_stream_flush_pages(&w);
+    CHECK_MSG(rc == 0, "%s", w.err.msg);
+    xkvm_stream_writer_release(&w);
+    close(fds[1]);
+
+    struct xkvm_stream_reader r;
+    struct xkvm_stream_record rec;
+    struct xkvm_stream_limits lim = { .max_pfn = 64 };
+    REQUIRE(xkvm_stream_reader_init_fd(&r, fds[0], &lim) == 0);
+    unsigned seen = 0;
+    while (xkvm_stream_next(&r, &rec) > 0) {
+        if (rec.type != XKVM_STREAM_REC_PAGE_DATA)
+            continue;
+        struct xkvm_stream_page_iter it;
+        struct xkvm_stream_page pg;
+        xkvm_stream_page_iter_init(&it, &rec);
+        while (xkvm_stream_page_next(&it, &pg)) {
+            int i = 0;
+            while (i < 6 && pfns[i] != pg.pfn)
+                i++;
+            REQUIRE(i < 6);
+            if (i == 2) {
+                CHECK_EQ(pg.type, XKVM_STREAM_PAGE_XALLOC);
+            } else {
+                CHECK(pg.data && !memcmp(pg.data, pages[i], 4096));
+            }
+            seen++;
+        }
+    }
+    CHECK_EQ(seen, 6u);
+    xkvm_stream_reader_release(&r);
+    close(fds[0]);
+}
+
 static void test_roundtrip_no_skip_zero(void)
 {
     struct xkvm_stream_writer w;
@@ -1252,6 +1303,7 @@ int main(void)
 {
     RUN_TEST(test_roundtrip_buffer);
     RUN_TEST(test_roundtrip_no_skip_zero);
+    RUN_TEST(test_roundtrip_page_refs);
     RUN_TEST(test_roundtrip_fd_incremental);
     RUN_TEST(test_fd_truncated);
     RUN_TEST(test_compat);
