@@ -323,10 +323,14 @@ static int queue(struct xkvm_stream_writer *w, uint64_t pfn, unsigned type, cons
 static bool page_is_zero(const void *data)
 {
     const uint64_t *q = data;       /* callers pass guest pages: 8-byte aligned */
-    uint64_t acc = 0;
-    for (size_t i = 0; i < XKVM_STREAM_PAGE_SIZE / 8; i++)
-        acc |= q[i];
-    return acc == 0;
+    /* A cache line at a time: a page with data (the common case) stops at once. */
+    for (size_t i = 0; i < XKVM_STREAM_PAGE_SIZE / 8; i += 8) {
+        uint64_t acc = q[i] | q[i + 1] | q[i + 2] | q[i + 3] | q[i + 4] | q[i + 5] |
+                       q[i + 6] | q[i + 7];
+        if (acc)
+            return false;
+    }
+    return true;
 }
 
 int xkvm_stream_add_page(struct xkvm_stream_writer *w, uint64_t pfn, const void *data)
