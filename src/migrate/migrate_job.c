@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "hv/control.h"
@@ -402,6 +403,10 @@ int migrate_listen(const char *addrport, char *err, size_t errlen)
     return fd;
 }
 
+/* Incoming migrations at once: a peer cannot make xkvmd start threads without end. */
+#define MAX_INCOMING 4
+static unsigned nr_incoming;
+
 static void *receive_thread(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -411,6 +416,7 @@ static void *receive_thread(void *arg)
     if (migrate_receive(fd, true, &domid, err, sizeof(err)))
         log_warn("incoming migration failed: %s", err);
     close(fd);
+    __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
     return NULL;
 }
 
@@ -419,8 +425,18 @@ void migrate_accept(int listen_fd)
     int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
         return;
+    if (__atomic_add_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL) > MAX_INCOMING) {
+        __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
+        log_warn("incoming migration refused: %d already in progress", MAX_INCOMING);
+        migrate_send_line(fd, MIGRATE_MSG_ERROR " too many incoming migrations");
+        close(fd);
+        return;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* A peer that stops sending is given up on (its half-built domain removed). */
+    struct timeval tmo = { .tv_sec = 60 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
     pthread_t t;
     pthread_attr_t a;
     pthread_attr_init(&a);
@@ -428,8 +444,10 @@ void migrate_accept(int listen_fd)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (pthread_create(&t, &a, receive_thread, (void *)(intptr_t)fd))
+    if (pthread_create(&t, &a, receive_thread, (void *)(intptr_t)fd)) {
         close(fd);
+        __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&a);
 }

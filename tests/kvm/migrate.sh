@@ -211,6 +211,24 @@ for mode in drop:3000000 flip:40; do
   fi
 done
 
+# garbage on the migration port: refused, the host stays up, nothing is built
+python3 - "$OPORT" <<'PY'
+import os, socket, sys
+for payload in (os.urandom(100000), b"\xff" * 8 + b"XENF" + os.urandom(5000), b""):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    try:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(10)
+        s.recv(4096)
+    except OSError:
+        pass
+    s.close()
+PY
+sleep 0.5
+if RUNDIR=$OTHER xk list >/dev/null 2>&1 && [ -z "$(RUNDIR=$OTHER dom_field "$D" state 2>/dev/null)" ] &&
+   running_on "$HERE" "$D"; then pass fault-garbage; else fail fault-garbage "destination or guest hurt"; fi
+
 # broken save files: nothing is left behind
 on "$HERE"
 head -c 3000000 "$WORK/keep.img" > "$WORK/trunc.img"
