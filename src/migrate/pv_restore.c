@@ -65,6 +65,10 @@ int pv_restore_check(struct domain *d, const void *img, size_t len, char *err, s
             }
         } else if (rec.type == XKVM_CTX_TIME) {
             have_time = true;
+        } else if (rec.type == XKVM_CTX_SHARED_INFO &&
+                   (xkvm_ctx_get_shared_info(&rec)->flags & XKVM_CTX_SHARED_INFO_HAS_32BIT_LAYOUT)) {
+            snprintf(err, errlen, "a 32-bit guest's shared_info layout is not supported");
+            return -EINVAL;
         }
     }
     if (!have_domain || !have_time) {
@@ -194,9 +198,12 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
     int rc = restore_time(d, time, advance_ns, err, errlen);
     if (rc)
         return rc;
-    if (si && rec.length >= 8) {
+    if (si) {
+        /* buffer_size was checked against the record's length: copy what is there. */
+        uint32_t n = si->buffer_size < XKVM_CTX_PAGE_SIZE ? si->buffer_size : XKVM_CTX_PAGE_SIZE;
         pthread_mutex_lock(&ev->lock);
-        memcpy(ev->shared_info, si->buffer, XKVM_CTX_PAGE_SIZE);
+        memcpy(ev->shared_info, si->buffer, n);
+        memset((uint8_t *)ev->shared_info + n, 0, XKVM_CTX_PAGE_SIZE - n);
         pthread_mutex_unlock(&ev->lock);
     }
     if (si_gfn != XKVM_CTX_GFN_NONE && (rc = shared_info_map(d, si_gfn))) {

@@ -45,6 +45,7 @@ struct receiver {
     int fd;
     bool peer;
     struct domain *d;
+    bool paused;                /* arrives paused (xkvm pause on the source) */
     char *err;
     size_t errlen;
     /* Records kept until END (the reader reuses its buffer per record). */
@@ -118,6 +119,13 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
                   (long long)json_object_get_int64(jid));
     else if (domcfg_from_json(jcfg, &c->cfg, c->err, sizeof(c->err)))
         rc = fail(r, -EINVAL, "DOMAIN_CONFIG: %s", c->err);
+    struct json_object *jp;
+    if (!rc && json_object_object_get_ex(o, "paused", &jp)) {
+        if (!json_object_is_type(jp, json_type_boolean))
+            rc = fail(r, -EINVAL, "DOMAIN_CONFIG: \"paused\" must be true or false");
+        else
+            r->paused = json_object_get_boolean(jp);
+    }
     if (!rc) {
         c->domid = (uint16_t)json_object_get_int64(jid);
         host_call_main(build_on_main, c);
@@ -349,6 +357,8 @@ int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen
     }
     struct domain *d = r.d;
     pv_restore_kick_events(d);
+    if (r.paused)
+        domain_toolstack_pause(d);      /* stays paused, as it was */
     domain_unpause(d);          /* the hold domain_create_for_restore took */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

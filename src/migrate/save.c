@@ -365,6 +365,11 @@ static int send_config(struct sender *s, char *err, size_t errlen)
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "domid", json_object_new_int(s->d->domid));
     json_object_object_add(o, "config", domcfg_to_json(&s->d->cfg));
+    /* Paused by the toolstack (xkvm pause): it arrives paused too. */
+    pthread_mutex_lock(&s->d->lock);
+    bool paused = s->d->toolstack_pauses > 0;
+    pthread_mutex_unlock(&s->d->lock);
+    json_object_object_add(o, "paused", json_object_new_boolean(paused));
     const char *j = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
     int rc = 0;
     if (s->o->compat == XKVM_STREAM_COMPAT_NONE &&

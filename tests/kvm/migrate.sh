@@ -150,6 +150,17 @@ out=$(xk restore "$WORK/keep.img" 2>&1)
 if [ $? -ne 0 ] && echo "$out" | grep -q "taken"; then pass restore-domid-taken; else
   fail restore-domid-taken "$out"; fi
 
+# A paused domain comes back paused, and runs on when unpaused.
+on "$HERE"
+xk pause "$D"
+if xk save "$D" "$WORK/paused.img" >/dev/null 2>&1 && [ "$(xk restore "$WORK/paused.img" 2>&1)" = "$D" ] &&
+   [ "$(dom_field "$D" state)" = paused ] && xk unpause "$D" && running_on "$HERE" "$D"; then
+  pass restore-keeps-paused
+else
+  fail restore-keeps-paused "state $(dom_field "$D" state 2>&1)"
+  xk unpause "$D" >/dev/null 2>&1
+fi
+
 # ---- faults: the guest must stay on the source, running ----
 OTHER=$([ "$HERE" = "$H1" ] && echo "$H2" || echo "$H1")
 OPORT=$([ "$HERE" = "$H1" ] && echo "$P2" || echo "$P1")
