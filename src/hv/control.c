@@ -12,6 +12,7 @@
 #include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/vcpu.h"
+#include "migrate/live_update.h"
 #include "migrate/migrate_job.h"
 #include "migrate/pv_save.h"
 #include "util/log.h"
@@ -350,6 +351,8 @@ char *control_handle_line_fd(const char *line, size_t len, int fd, bool *detache
                 json_object_put(req);
                 return NULL;
             }
+        } else if (!strcmp(cmd, "live-update")) {
+            reply = live_update_request(req, fd);   /* returns only if it failed */
         }
     }
     if (!reply)

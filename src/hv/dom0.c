@@ -95,6 +95,17 @@ int dom0_listen(const char *rundir)
     return fd;
 }
 
+int dom0_listen_inherited(int fd, const char *rundir)
+{
+    for (int i = 0; i < MAX_CONNS; i++)
+        conns[i] = (struct conn){ .fd = -1, .domains_fd = -1 };
+    if ((size_t)snprintf(sock_path, sizeof(sock_path), "%s/%s", rundir, XKVM_DOM0_SOCKET) >=
+        sizeof(sock_path))
+        return -ENAMETOOLONG;
+    listen_fd = fd;
+    return fd;
+}
+
 void dom0_attach(int epfd)
 {
     epoll_fd = epfd;

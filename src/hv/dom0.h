@@ -14,6 +14,8 @@ struct domain;
 
 /* Listen on RUNDIR/dom0.sock (not close-on-exec: live update hands it on). fd or -errno. */
 int dom0_listen(const char *rundir);
+/* Live update: serve the listening socket the previous xkvmd handed on. */
+int dom0_listen_inherited(int fd, const char *rundir);
 /* Serve the socket from the main loop's epoll set. */
 void dom0_attach(int epfd);
 /* An epoll event on fd: true if fd was the dom0 socket or one of its connections. */

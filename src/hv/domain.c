@@ -221,6 +221,36 @@ static int populate_memory(struct domain *d, char *err, size_t errlen)
     return rc;
 }
 
+/* Live update: the memory is already there, in the frames the image names. */
+static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *err,
+                        size_t errlen)
+{
+    uint64_t ram = d->cfg.memory_mb << 20;
+    uint64_t low = ram < GUEST_LOWMEM_END ? ram : GUEST_LOWMEM_END;
+    uint64_t top = ram > low ? GUEST_HIGHMEM_START + (ram - low) : 1ULL << 32;
+    int rc = p2m_init(&d->p2m, d->vm_fd, d->domid, &host.mm, top >> XKVM_PAGE_SHIFT);
+    d->ram_frames = ram >> XKVM_PAGE_SHIFT;
+    for (size_t i = 0; !rc && i < a->nr_extents; i++) {
+        const struct domain_extent *x = &a->extents[i];
+        rc = mm_claim(&host.mm, x->mfn, x->nr, d->domid, x->type);
+        if (rc) {
+            snprintf(err, errlen, "frames %#llx+%llu: already taken",
+                     (unsigned long long)x->mfn, (unsigned long long)x->nr);
+            break;
+        }
+        if ((rc = p2m_adopt(&d->p2m, x->gfn, x->mfn, x->nr))) {
+            /* Not yet in the p2m: give them back here, domain_free frees the rest. */
+            mm_free_run(&host.mm, x->mfn, x->nr);
+            snprintf(err, errlen, "gfns %#llx+%llu: %s", (unsigned long long)x->gfn,
+                     (unsigned long long)x->nr, rc == -EEXIST ? "mapped twice" :
+                     rc == -EINVAL ? "beyond the domain's memory" : strerror(-rc));
+        }
+    }
+    if (!rc && (rc = p2m_build_memslots(&d->p2m)))
+        snprintf(err, errlen, "memslots: %s", strerror(-rc));
+    return rc;
+}
+
 static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
                        char *err, size_t errlen)
 {
@@ -284,11 +314,13 @@ static int setup_toolstack_pages(struct domain *d, char *err, size_t errlen)
     return 0;
 }
 
-static int open_console_log(struct domain *d)
+/* A domain that lives on (live update) keeps its log; others start a new one. */
+static int open_console_log(struct domain *d, bool keep)
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.rundir, d->domid);
-    d->console_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    d->console_fd = open(path, O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_APPEND |
+                         O_CLOEXEC, 0644);
     return d->console_fd < 0 ? -errno : 0;
 }
 
@@ -318,7 +350,8 @@ static void domain_free(struct domain *d)
  * (one pause held for the restorer) until the restorer lets it go.
  */
 static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_restore,
-                        uint16_t *domid_out, struct domain **out, char *err, size_t errlen)
+                        const struct domain_adopt *adopt, uint16_t *domid_out,
+                        struct domain **out, char *err, size_t errlen)
 {
     int rc = domcfg_validate(cfg, err, errlen);
     if (rc)
@@ -345,7 +378,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     /* RAM plus the Xen frames a domain starts with (shared_info, grant, rings). */
     uint64_t need = (cfg->memory_mb << (20 - XKVM_PAGE_SHIFT)) + DOMAIN_XEN_FRAMES;
     uint64_t free_frames = mm_free_frames(&host.mm);
-    if (need > free_frames) {
+    if (!adopt && need > free_frames) {
         snprintf(err, errlen, "not enough memory: domain needs %llu MiB, %llu MiB free",
                  (unsigned long long)cfg->memory_mb,
                  (unsigned long long)(free_frames >> (20 - XKVM_PAGE_SHIFT)));
@@ -370,10 +403,10 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     uint32_t entry = 0, start_info = 0;
     rc = setup_vm(d, err, errlen);
     if (!rc)
-        rc = populate_memory(d, err, errlen);
+        rc = adopt ? adopt_memory(d, adopt, err, errlen) : populate_memory(d, err, errlen);
     if (!rc && !for_restore)
         rc = load_kernel(d, &entry, &start_info, err, errlen);
-    if (!rc && (rc = open_console_log(d)))
+    if (!rc && (rc = open_console_log(d, adopt != NULL)))
         snprintf(err, errlen, "console log: %s", strerror(-rc));
     if (!rc) {
         d->vcpus = calloc(cfg->vcpus, sizeof(*d->vcpus));
@@ -446,7 +479,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
 int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid_out,
                   char *err, size_t errlen)
 {
-    return domain_build(cfg, start_paused, false, domid_out, NULL, err, errlen);
+    return domain_build(cfg, start_paused, false, NULL, domid_out, NULL, err, errlen);
 }
 
 int domain_create_for_restore(const struct domcfg *cfg, uint16_t domid, struct domain **out,
@@ -457,7 +490,18 @@ int domain_create_for_restore(const struct domcfg *cfg, uint16_t domid, struct d
                  XKVM_DOMID_LIMIT - 1);
         return -EINVAL;
     }
-    return domain_build(cfg, false, true, &domid, out, err, errlen);
+    return domain_build(cfg, false, true, NULL, &domid, out, err, errlen);
+}
+
+int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,
+                                  const struct domain_adopt *adopt, struct domain **out,
+                                  char *err, size_t errlen)
+{
+    if (domid == 0 || domid >= XKVM_DOMID_LIMIT) {
+        snprintf(err, errlen, "domain id %u is not a guest's", domid);
+        return -EINVAL;
+    }
+    return domain_build(cfg, false, true, adopt, &domid, out, err, errlen);
 }
 
 /* Caller holds d->lock. Waits until every live vCPU thread is parked. */
@@ -474,6 +518,23 @@ void domain_pause(struct domain *d)
 {
     pthread_mutex_lock(&d->lock);
     pause_locked(d);
+    pthread_mutex_unlock(&d->lock);
+}
+
+void domain_pause_begin(struct domain *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->pause_count++;
+    for (unsigned i = 0; i < d->nr_vcpus; i++)
+        vcpu_kick(&d->vcpus[i]);
+    pthread_mutex_unlock(&d->lock);
+}
+
+void domain_pause_wait(struct domain *d)
+{
+    pthread_mutex_lock(&d->lock);
+    while (d->nr_parked < d->nr_threads)
+        pthread_cond_wait(&d->cond, &d->lock);
     pthread_mutex_unlock(&d->lock);
 }
 

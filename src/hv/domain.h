@@ -29,6 +29,10 @@ struct vcpu;
 #define GUEST_CONSOLE_GFN       (GUEST_SPECIAL_GFN + 1)
 
 struct domain {
+#ifdef XKVM_LU_TEST_NEXT
+    /* The cross-version test's changed internal structure: images never depend on it. */
+    uint64_t lu_test_next[3];
+#endif
     uint16_t domid;
     struct domcfg cfg;
     int vm_fd;
@@ -81,6 +85,23 @@ int domain_create(const struct domcfg *cfg, bool start_paused, uint16_t *domid,
  */
 int domain_create_for_restore(const struct domcfg *cfg, uint16_t domid, struct domain **out,
                               char *err, size_t errlen);
+/* Live update: frames of machine memory a domain already has, and where. */
+struct domain_extent {
+    uint64_t gfn, mfn, nr;
+    enum frame_type type;       /* FRAME_RAM or FRAME_SPECIAL */
+};
+struct domain_adopt {
+    const struct domain_extent *extents;
+    size_t nr_extents;
+};
+/*
+ * As domain_create_for_restore, but the memory is adopted in place (claimed in the
+ * frame table and mapped) instead of allocated: src/migrate/lu_restore.c. Safe to
+ * call for different domains from several threads while nothing else runs.
+ */
+int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,
+                                  const struct domain_adopt *adopt, struct domain **out,
+                                  char *err, size_t errlen);
 /* Look up a live domain (main thread). NULL if none. */
 struct domain *domain_find(unsigned domid);
 /* From any thread: does a live domain with this id exist? */
@@ -96,6 +117,9 @@ void domain_put(struct domain *d);
 /* Counted pause: returns once every vCPU is parked. */
 void domain_pause(struct domain *d);
 void domain_unpause(struct domain *d);
+/* domain_pause in two halves, to pause many domains at once: ask, then wait. */
+void domain_pause_begin(struct domain *d);
+void domain_pause_wait(struct domain *d);
 /* The toolstack's pause/unpause (xkvm pause): -EINVAL when not paused. */
 int domain_toolstack_pause(struct domain *d);
 int domain_toolstack_unpause(struct domain *d);

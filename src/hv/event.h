@@ -19,6 +19,11 @@ struct hcall;
 
 /* The host's event thread (timers, dom0 eventfds, upcall retries): at start-up. */
 int event_host_init(void);
+/*
+ * Live update: stop (true) delivering timer and dom0 events until thawed (false);
+ * returns once the event thread is idle, so nothing writes guest state after it.
+ */
+void event_thread_freeze(bool frozen);
 
 /* Per-domain and per-vCPU state; called from domain_create / domain_destroy. */
 int event_domain_init(struct domain *d);

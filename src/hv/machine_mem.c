@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define BITS 64
@@ -22,6 +23,18 @@ static void mark_range(struct machine_mem *mm, uint64_t mfn, uint64_t nr, int fr
         else
             mm->free_bitmap[f / BITS] &= ~(1ULL << (f % BITS));
     }
+}
+
+/* The live-update region: MM_LU_REGION_FRAMES (at most an eighth) at the top. */
+static void set_lu_region_top(struct machine_mem *mm)
+{
+    uint64_t nr = MM_LU_REGION_FRAMES;
+    if (nr > mm->nr_frames / 8)
+        nr = mm->nr_frames / 8 & ~(uint64_t)(BITS - 1);
+    mm->lu_nr = nr;
+    mm->lu_mfn = (mm->nr_frames - nr) & ~(uint64_t)(BITS - 1);
+    if (mm->lu_mfn + nr > mm->nr_frames)
+        mm->lu_nr = 0;
 }
 
 int mm_init(struct machine_mem *mm, uint64_t bytes)
@@ -56,6 +69,7 @@ int mm_init(struct machine_mem *mm, uint64_t bytes)
     mark_range(mm, 0, mm->nr_frames, 1);
     mm->nr_free = mm->nr_frames;
     pthread_mutex_init(&mm->lock, NULL);
+    set_lu_region_top(mm);
     return 0;
 fail:;
     int err = -errno;
@@ -77,6 +91,22 @@ void mm_fini(struct machine_mem *mm)
     mm->fd = -1;
 }
 
+/*
+ * Where a search may look: the live-update region alone while restoring from an
+ * image, everything but it otherwise. [lo, hi) in frames for the word at w.
+ */
+static bool alloc_window(const struct machine_mem *mm, uint64_t w, uint64_t *hi)
+{
+    uint64_t f = w * BITS, lu_end = mm->lu_mfn + mm->lu_nr;
+    bool in_lu = mm->lu_nr && f >= mm->lu_mfn && f < lu_end;
+    if (mm->lu_only) {
+        *hi = lu_end;
+        return in_lu;
+    }
+    *hi = mm->lu_nr && f < mm->lu_mfn ? mm->lu_mfn : mm->nr_frames;
+    return !in_lu;
+}
+
 uint64_t mm_alloc_run(struct machine_mem *mm, uint64_t want, uint16_t owner,
                       enum frame_type type, uint64_t *mfn)
 {
@@ -84,13 +114,13 @@ uint64_t mm_alloc_run(struct machine_mem *mm, uint64_t want, uint16_t owner,
         return 0;
     pthread_mutex_lock(&mm->lock);
     uint64_t words = (mm->nr_frames + BITS - 1) / BITS;
-    uint64_t got = 0, start = 0;
+    uint64_t got = 0, start = 0, hi = 0;
     for (uint64_t i = 0; i < words && got == 0; i++) {
         uint64_t w = (mm->search_hint + i) % words;
-        if (!mm->free_bitmap[w])
+        if (!mm->free_bitmap[w] || !alloc_window(mm, w, &hi))
             continue;
         start = w * BITS + (uint64_t)__builtin_ctzll(mm->free_bitmap[w]);
-        while (got < want && start + got < mm->nr_frames && frame_is_free(mm, start + got))
+        while (got < want && start + got < hi && frame_is_free(mm, start + got))
             got++;
     }
     if (got) {
@@ -115,7 +145,12 @@ static void discard_frames(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 
 static void release_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 {
-    discard_frames(mm, mfn, nr);
+    /*
+     * A live-update restore that fails frees what it built, but the frames it adopted
+     * are the guests' memory, which the rollback needs: keep contents until then.
+     */
+    if (!mm->lu_only)
+        discard_frames(mm, mfn, nr);
     for (uint64_t f = mfn; f < mfn + nr; f++) {
         mm->frames[f] = (struct frame){ .owner = DOMID_NONE, .type = FRAME_FREE };
         mm->free_bitmap[f / BITS] |= 1ULL << (f % BITS);
@@ -208,4 +243,104 @@ uint64_t mm_count_owner(struct machine_mem *mm, uint16_t owner)
         n += mm->frames[f].owner == owner && !frame_is_free(mm, f);
     pthread_mutex_unlock(&mm->lock);
     return n;
+}
+
+/* ---- Live update ---- */
+
+int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
+                      uint64_t lu_mfn, uint64_t lu_nr)
+{
+    memset(mm, 0, sizeof(*mm));
+    mm->fd = -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (nr_frames == 0 || (uint64_t)st.st_size != nr_frames << XKVM_PAGE_SHIFT ||
+        lu_mfn % BITS || lu_mfn > nr_frames || lu_nr > nr_frames - lu_mfn)
+        return -EINVAL;
+    mm->fd = fd;
+    mm->nr_frames = nr_frames;
+    mm->base = mmap(NULL, nr_frames << XKVM_PAGE_SHIFT, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (mm->base == MAP_FAILED) {
+        mm->base = NULL;
+        mm->fd = -1;
+        return -errno;
+    }
+    mm->frames = calloc(nr_frames, sizeof(*mm->frames));
+    mm->free_bitmap = calloc((nr_frames + BITS - 1) / BITS, sizeof(uint64_t));
+    if (!mm->frames || !mm->free_bitmap) {
+        mm->fd = -1;        /* still the caller's: rollback needs it */
+        munmap(mm->base, nr_frames << XKVM_PAGE_SHIFT);
+        mm->base = NULL;
+        free(mm->frames);
+        free(mm->free_bitmap);
+        return -ENOMEM;
+    }
+    for (uint64_t f = 0; f < nr_frames; f++)
+        mm->frames[f].owner = DOMID_NONE;
+    mark_range(mm, 0, nr_frames, 1);
+    mm->nr_free = nr_frames;
+    mm->lu_mfn = lu_mfn;
+    mm->lu_nr = lu_nr;
+    mm->lu_only = true;
+    mm->search_hint = lu_mfn / BITS;
+    /* Whatever a failed restore wrote there, the region must read as zero. */
+    if (lu_nr)
+        discard_frames(mm, lu_mfn, lu_nr);
+    pthread_mutex_init(&mm->lock, NULL);
+    return 0;
+}
+
+int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+             enum frame_type type)
+{
+    if (mfn >= mm->nr_frames || nr > mm->nr_frames - mfn)
+        return -EINVAL;
+    pthread_mutex_lock(&mm->lock);
+    for (uint64_t f = mfn; f < mfn + nr; f++)
+        if (!frame_is_free(mm, f)) {
+            pthread_mutex_unlock(&mm->lock);
+            return -EEXIST;
+        }
+    mark_range(mm, mfn, nr, 0);
+    for (uint64_t f = mfn; f < mfn + nr; f++)
+        mm->frames[f] = (struct frame){ .owner = owner, .type = (uint8_t)type };
+    mm->nr_free -= nr;
+    pthread_mutex_unlock(&mm->lock);
+    return 0;
+}
+
+void mm_lu_finish(struct machine_mem *mm)
+{
+    pthread_mutex_lock(&mm->lock);
+    for (uint64_t f = 0; f < mm->nr_frames;) {
+        if (!frame_is_free(mm, f)) {
+            f++;
+            continue;
+        }
+        uint64_t run = 1;
+        while (f + run < mm->nr_frames && frame_is_free(mm, f + run))
+            run++;
+        discard_frames(mm, f, run);
+        f += run;
+    }
+    /* The next region: the highest aligned free run of the same size. */
+    uint64_t want = mm->lu_nr ? mm->lu_nr : MM_LU_REGION_FRAMES, found = 0;
+    bool ok = false;
+    for (uint64_t end = mm->nr_frames & ~(uint64_t)(BITS - 1); end >= want && !ok;
+         end -= BITS) {
+        uint64_t start = end - want, f = start;
+        while (f < end && frame_is_free(mm, f))
+            f++;
+        if (f == end) {
+            found = start;
+            ok = true;
+        }
+    }
+    mm->lu_mfn = ok ? found : 0;
+    mm->lu_nr = ok ? want : 0;      /* none free: no reserve, live update refuses */
+    mm->lu_only = false;
+    mm->search_hint = 0;
+    pthread_mutex_unlock(&mm->lock);
 }

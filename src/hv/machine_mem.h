@@ -9,6 +9,7 @@
 #define XKVM_HV_MACHINE_MEM_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,12 +49,38 @@ struct machine_mem {
     struct frame *frames;   /* the frame table, nr_frames entries */
     uint64_t *free_bitmap;  /* bit set = frame free */
     uint64_t search_hint;   /* word index to start the next search from */
+    /*
+     * The live-update region (seed 002's "live update bootmem"): frames kept free
+     * for the next xkvmd, which allocates only from them (lu_only) until it has
+     * adopted every frame the image names. 64-frame aligned.
+     */
+    uint64_t lu_mfn, lu_nr;
+    bool lu_only;
     pthread_mutex_t lock;
 };
 
 /* Create machine memory of `bytes` (rounded down to pages). 0 or -errno. */
 int mm_init(struct machine_mem *mm, uint64_t bytes);
 void mm_fini(struct machine_mem *mm);
+
+/* ---- Live update ---- */
+/* Frames set aside for the next xkvmd's live-update restore. */
+#define MM_LU_REGION_FRAMES 1024u
+/*
+ * Take over machine memory from a previous xkvmd (fd inherited across exec): every
+ * frame starts free and the allocator hands out only the region [lu_mfn, +lu_nr)
+ * until mm_lu_finish. 0 or -errno (-EINVAL if the fd's size is not nr_frames).
+ */
+int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
+                      uint64_t lu_mfn, uint64_t lu_nr);
+/* Mark [mfn, mfn + nr) as owner's, of type (they must be free). 0 or -EEXIST. */
+int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+             enum frame_type type);
+/*
+ * The image is consumed: punch every free frame (what the previous xkvmd used and
+ * nobody adopted reads as zero again), set aside a new region, allocate anywhere.
+ */
+void mm_lu_finish(struct machine_mem *mm);
 
 /*
  * Allocate one contiguous run of at most `want` frames for `owner` (the longest run
@@ -82,10 +109,11 @@ static inline void *mm_frame_ptr(const struct machine_mem *mm, uint64_t mfn)
     return mm->base + (mfn << XKVM_PAGE_SHIFT);
 }
 
+/* Free frames a domain can be given (the live-update region excluded). */
 static inline uint64_t mm_free_frames(struct machine_mem *mm)
 {
     pthread_mutex_lock(&mm->lock);
-    uint64_t n = mm->nr_free;
+    uint64_t n = mm->lu_only ? mm->nr_free : mm->nr_free - mm->lu_nr;
     pthread_mutex_unlock(&mm->lock);
     return n;
 }

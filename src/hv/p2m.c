@@ -185,3 +185,35 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
     pthread_mutex_unlock(&p->lock);
     return rc;
 }
+
+int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
+{
+    if (gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
+        return -EINVAL;
+    for (uint64_t g = gfn; g < gfn + nr; g++)
+        if (p->gfn_to_mfn1[g])
+            return -EEXIST;
+    pthread_mutex_lock(&p->lock);
+    int rc = map_frames(p, gfn, mfn, nr);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+int p2m_build_memslots(struct p2m *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int rc = 0;
+    for (uint64_t g = 0; g < p->nr_gfns && !rc;) {
+        if (!p->gfn_to_mfn1[g]) {
+            g++;
+            continue;
+        }
+        uint64_t n = 1;
+        while (g + n < p->nr_gfns && p->gfn_to_mfn1[g + n])
+            n++;
+        rc = add_memslot(p, g, n);
+        g += n;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}

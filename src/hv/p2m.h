@@ -60,6 +60,14 @@ static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
     return gfn < p->nr_gfns ? p->gfn_to_mfn1[gfn] - 1 : INVALID_MFN;
 }
 
+/*
+ * Live update: map frames the image says are already the domain's at [gfn, gfn + nr)
+ * (claimed in machine memory by the caller), without memslots; then one memslot per
+ * run of populated gfns. 0 or -errno.
+ */
+int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr);
+int p2m_build_memslots(struct p2m *p);
+
 /* Host pointer to [gpa, gpa + len) if every page of it is populated, else NULL. */
 void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len);
 

@@ -448,6 +448,9 @@ int toolstack_xs_start(const char *rundir)
     snprintf(socket_path, sizeof(socket_path), "%s/xenstored/socket", rundir);
     /* Before any other thread exists: libxenstore reads it at every xs_open. */
     setenv("XENSTORED_PATH", socket_path, 1);
+    pthread_mutex_lock(&q_lock);
+    q_stop = false;     /* started again after a live update that did not happen */
+    pthread_mutex_unlock(&q_lock);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);     /* signals are for the main loop */

@@ -41,7 +41,21 @@ static struct {
     pthread_mutex_t lock;
     struct watch_slot *slots;
     unsigned nr_slots;
-} et = { .once = PTHREAD_ONCE_INIT, .epfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+    /* Live update: while frozen the thread delivers nothing (timers, dom0 events). */
+    bool frozen, busy;
+    pthread_cond_t changed;
+} et = { .once = PTHREAD_ONCE_INIT, .epfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER,
+         .changed = PTHREAD_COND_INITIALIZER };
+
+void event_thread_freeze(bool frozen)
+{
+    pthread_mutex_lock(&et.lock);
+    et.frozen = frozen;
+    pthread_cond_broadcast(&et.changed);
+    while (frozen && et.busy)
+        pthread_cond_wait(&et.changed, &et.lock);
+    pthread_mutex_unlock(&et.lock);
+}
 
 uint64_t host_monotonic_ns(void)
 {
@@ -182,6 +196,11 @@ static void *event_thread(void *arg)
                 log_err("event thread: epoll_wait: %s", strerror(errno));
             continue;
         }
+        pthread_mutex_lock(&et.lock);
+        while (et.frozen)
+            pthread_cond_wait(&et.changed, &et.lock);
+        et.busy = true;
+        pthread_mutex_unlock(&et.lock);
         for (int i = 0; i < n; i++) {
             unsigned s = (unsigned)evs[i].data.u64;
             struct watch_slot w = { 0 };
@@ -205,6 +224,10 @@ static void *event_thread(void *arg)
                 evtchn_dom0_raise(d, w.idx, (int)s);
             domain_put(d);
         }
+        pthread_mutex_lock(&et.lock);
+        et.busy = false;
+        pthread_cond_broadcast(&et.changed);
+        pthread_mutex_unlock(&et.lock);
     }
     return NULL;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "hv/control.h"
+#include "migrate/live_update.h"
 #include "migrate/migrate_job.h"
 #include "hv/dom0.h"
 #include "hv/domain.h"
@@ -30,6 +31,7 @@
 #include "hv/vcpu.h"
 #include "util/log.h"
 #include "xkvm/control.h"
+#include "xkvm/live_update.h"
 
 struct host host;
 
@@ -150,7 +152,8 @@ int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t err
     }
     host.tsc_khz = probe_tsc_khz();
 
-    int rc = mm_init(&host.mm, machine_memory);
+    /* 0: live update, which takes over the previous xkvmd's machine memory. */
+    int rc = machine_memory ? mm_init(&host.mm, machine_memory) : 0;
     if (rc) {
         snprintf(err, errlen, "machine memory of %llu MiB: %s",
                  (unsigned long long)(machine_memory >> 20), strerror(-rc));
@@ -489,8 +492,40 @@ static void usage(FILE *f)
         "  --log FILE            log to FILE (default RUNDIR/" XKVM_LOGFILE " when detached)\n"
         "  --verbose             debug logging\n"
         "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n"
-        "  --migrate-listen ADDR:PORT  accept incoming live migrations there\n");
+        "  --migrate-listen ADDR:PORT  accept incoming live migrations there\n"
+        "  --lu-accepts MAJOR.MINOR    say whether this binary takes a live-update image\n"
+        "                        of that version (exit status 0: yes)\n");
 }
+
+/* Where this binary was started from ("xkvm live-update" without --binary). */
+static void self_binary(struct lu_daemon *dm)
+{
+    ssize_t n = readlink("/proc/self/exe", dm->self_path, sizeof(dm->self_path) - 1);
+    dm->self_path[n > 0 ? n : 0] = '\0';
+    char *del = strstr(dm->self_path, " (deleted)");
+    if (del && del[10] == '\0')
+        *del = '\0';       /* replaced on disk: the new file is the default */
+    dm->self_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+}
+
+static void install_signals(void)
+{
+    /* vCPU threads unblock the kick signal themselves; everything else keeps it blocked. */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, VCPU_KICK_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static int resume_after_live_update(const char *fds, const char *rollback, const char *absdir,
+                                    const char *logpath, bool foreground, bool verbose,
+                                    int argc, char **argv, struct lu_daemon *dm);
+static int shut_down(const char *absdir);
 
 int main(int argc, char **argv)
 {
@@ -498,6 +533,19 @@ int main(int argc, char **argv)
     const char *logpath = NULL;
     uint64_t machine_memory = DEFAULT_MACHINE_MEMORY;
     bool foreground = false, verbose = false;
+    const char *lu_resume = NULL, *lu_rollback = NULL;
+    /* Our arguments without the --lu-* ones: a live update exec's the next binary with them. */
+    struct lu_daemon dm = { .control_listen_fd = -1, .dom0_listen_fd = -1,
+                            .migrate_listen_fd = -1, .pidfile_fd = -1, .self_fd = -1 };
+    dm.argv = calloc((size_t)argc + 1, sizeof(char *));
+    for (int i = 0; dm.argv && i < argc; i++) {
+        if (!strncmp(argv[i], "--lu-", 5)) {
+            if (!strchr(argv[i], '=') && i + 1 < argc)
+                i++;
+            continue;
+        }
+        dm.argv[dm.argc++] = argv[i];
+    }
     static const struct option opts[] = {
         { "rundir", required_argument, NULL, 'r' },
         { "machine-memory", required_argument, NULL, 'm' },
@@ -506,6 +554,9 @@ int main(int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "no-dom0-services", no_argument, NULL, 'S' },
         { "migrate-listen", required_argument, NULL, 'M' },
+        { "lu-accepts", required_argument, NULL, 'A' },
+        { "lu-resume", required_argument, NULL, 'R' },
+        { "lu-rollback", required_argument, NULL, 'B' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { 0 },
@@ -526,6 +577,9 @@ int main(int argc, char **argv)
         case 'v': verbose = true; break;
         case 'S': start_services = false; break;
         case 'M': migrate_addr = optarg; break;
+        case 'A': return live_update_accepts_main(optarg);
+        case 'R': lu_resume = optarg; break;
+        case 'B': lu_rollback = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("xkvmd %s\n", XKVM_VERSION_STRING); return 0;
         default: usage(stderr); return 2;
@@ -548,6 +602,9 @@ int main(int argc, char **argv)
     }
 
     char err[512];
+    if (lu_resume)
+        return resume_after_live_update(lu_resume, lu_rollback, absdir, logpath, foreground,
+                                        verbose, argc, argv, &dm);
     int lockfd = lock_pidfile(absdir, err, sizeof(err));
     if (lockfd < 0) {
         fprintf(stderr, "xkvmd: %s\n", err);
@@ -600,16 +657,7 @@ int main(int argc, char **argv)
     log_open(logpath, "xkvmd", verbose ? LOG_DEBUG : LOG_INFO);
     write_pidfile(lockfd);
 
-    /* vCPU threads unblock the kick signal themselves; everything else keeps it blocked. */
-    sigset_t block;
-    sigemptyset(&block);
-    sigaddset(&block, VCPU_KICK_SIGNAL);
-    pthread_sigmask(SIG_BLOCK, &block, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = { .sa_handler = on_signal };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    install_signals();
 
     int rc = host_init(absdir, machine_memory, err, sizeof(err));
     int listen_fd = rc ? rc : listen_control(absdir);
@@ -641,9 +689,61 @@ int main(int argc, char **argv)
         (void)w;
         close(ready[1]);
     }
+    self_binary(&dm);
+    dm.control_listen_fd = listen_fd;
+    dm.dom0_listen_fd = dom0_fd;
+    dm.migrate_listen_fd = migrate_fd;
+    dm.pidfile_fd = lockfd;
+    live_update_init(&dm);
 
     serve(listen_fd);
+    return shut_down(absdir);
+}
 
+/*
+ * Started by a live update (--lu-resume): the previous xkvmd's process, fds and
+ * domains become ours; then serve as usual.
+ */
+static int resume_after_live_update(const char *fds, const char *rollback, const char *absdir,
+                                    const char *logpath, bool foreground, bool verbose,
+                                    int argc, char **argv, struct lu_daemon *dm)
+{
+    char deflog[PATH_MAX + 32];
+    if (!logpath && !foreground) {
+        snprintf(deflog, sizeof(deflog), "%s/%s", absdir, XKVM_LOGFILE);
+        logpath = deflog;
+    }
+    log_open(logpath, "xkvmd", verbose ? LOG_DEBUG : LOG_INFO);
+    install_signals();
+    self_binary(dm);
+    int rc = live_update_resume(fds, rollback, absdir, argc, argv, dm);
+    if (rc) {
+        log_err("live update: giving up (%s)", strerror(-rc));
+        return 1;
+    }
+    char err[512];
+    if (dm->control_listen_fd < 0 || dm->dom0_listen_fd < 0 || dm->pidfile_fd < 0) {
+        log_err("live update: the control, dom0 or pidfile fd did not survive exec");
+        return 1;
+    }
+    fcntl(dm->pidfile_fd, F_SETFD, FD_CLOEXEC);
+    write_pidfile(dm->pidfile_fd);
+    dom0_listen_inherited(dm->dom0_listen_fd, absdir);
+    migrate_fd = dm->migrate_listen_fd;
+    if ((rc = toolstack_xs_start(absdir))) {
+        snprintf(err, sizeof(err), "starting the xenstore worker: %s", strerror(-rc));
+        log_err("%s", err);
+    }
+    log_info("xkvmd %s (live-update image %u.%u) serving %s: %llu MiB machine memory, %u "
+             "domain(s)", XKVM_VERSION_STRING, XKVM_LU_MAJOR, XKVM_LU_MINOR, absdir,
+             (unsigned long long)(host.mm.nr_frames >> (20 - XKVM_PAGE_SHIFT)), host.nr_domains);
+    live_update_init(dm);
+    serve(dm->control_listen_fd);
+    return shut_down(absdir);
+}
+
+static int shut_down(const char *absdir)
+{
     log_info("stopping: destroying %u domain(s)", host.nr_domains);
     for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
         if (host.domains[id])

@@ -87,6 +87,11 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *opts,
  */
 int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen);
 
+/* The HVM params a stream carries (non-zero, not retired); returns how many. */
+uint32_t migrate_hvm_params(struct domain *d, struct xkvm_stream_hvm_param *out);
+/* Every vCPU's HVM_CONTEXT blob (domain paused), malloc'd. 0 or -errno with a message. */
+int migrate_hvm_context(struct domain *d, void **blob, size_t *len, char *err, size_t errlen);
+
 /* Line I/O on a migration connection (fd blocking). */
 int migrate_send_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* One line without its newline; timeout_ms 0: none. 0, -ETIMEDOUT, -EPIPE (closed). */

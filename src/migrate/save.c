@@ -302,19 +302,21 @@ static void mark_final_extras(struct sender *s)
     gnttab_dom0_mapped_gfns(d, s->dirty);
 }
 
-static int send_state(struct sender *s, char *err, size_t errlen)
+uint32_t migrate_hvm_params(struct domain *d, struct xkvm_stream_hvm_param *out)
 {
-    struct domain *d = s->d;
-    struct xkvm_stream_tsc_info tsc = { .mode = 0, .khz = host.tsc_khz,
-                                        .nsec = xen_system_time(d), .incarnation = 0 };
-    struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
-    uint32_t np = 0;
+    uint32_t n = 0;
     for (unsigned i = 0; i < HVM_NR_PARAMS; i++) {
         uint64_t v = __atomic_load_n(&d->hvm_params[i], __ATOMIC_RELAXED);
+        /* Indices Xen retired (params.h leaves them unused): never carried. */
         bool retired = i == 4 || i == 13 || (i >= 20 && i <= 23) || i == 25 || i == 30;
         if (v && !retired)
-            params[np++] = (struct xkvm_stream_hvm_param){ .index = i, .value = v };
+            out[n++] = (struct xkvm_stream_hvm_param){ .index = i, .value = v };
     }
+    return n;
+}
+
+int migrate_hvm_context(struct domain *d, void **blob, size_t *len, char *err, size_t errlen)
+{
     struct xkvm_hvmctx_builder b;
     if (xkvm_hvmctx_builder_init(&b, d->nr_vcpus, 0, 0, host.tsc_khz)) {
         snprintf(err, errlen, "out of memory");
@@ -325,9 +327,21 @@ static int send_state(struct sender *s, char *err, size_t errlen)
         snprintf(err, errlen, "HVM context: %s", b.err.msg);
         rc = -EINVAL;
     }
-    size_t hlen = 0;
-    void *hvm = rc ? NULL : xkvm_hvmctx_take(&b, &hlen);
+    *blob = rc ? NULL : xkvm_hvmctx_take(&b, len);
     xkvm_hvmctx_builder_release(&b);
+    return rc;
+}
+
+static int send_state(struct sender *s, char *err, size_t errlen)
+{
+    struct domain *d = s->d;
+    struct xkvm_stream_tsc_info tsc = { .mode = 0, .khz = host.tsc_khz,
+                                        .nsec = xen_system_time(d), .incarnation = 0 };
+    struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
+    uint32_t np = migrate_hvm_params(d, params);
+    size_t hlen = 0;
+    void *hvm = NULL;
+    int rc = migrate_hvm_context(d, &hvm, &hlen, err, errlen);
     if (rc)
         return rc;
 

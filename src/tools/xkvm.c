@@ -70,6 +70,14 @@ static const char usage_text[] =
 "          [--report FILE]       live-migrate the domain to the xkvmd listening at\n"
 "                                HOST:PORT (xkvmd --migrate-listen); progress on a\n"
 "                                terminal, a JSON report with --report\n"
+"  live-update [--binary PATH] [--verify-memory]\n"
+"                                replace the running xkvmd with PATH (default: the\n"
+"                                binary it was started from) while every domain stays\n"
+"                                alive; prints the downtime and its phases.\n"
+"                                --verify-memory: check that no guest frame changed\n"
+"                                (slower). --inject-fault PHASE (tests): make the new\n"
+"                                binary fail there (startup, bad-image, pass0, crash,\n"
+"                                pass1, pass2, before-unpause) and roll back\n"
 "  help                          show this help\n"
 "\n"
 "DOMAIN is a domain id or a domain name.\n"
@@ -745,6 +753,80 @@ static int cmd_migrate(int argc, char **argv)
     return r < 0 ? EXIT_FAILURE : 0;
 }
 
+/* ---- live update ---- */
+
+static void print_phases(struct json_object *r)
+{
+    struct json_object *ph;
+    if (!json_object_object_get_ex(r, "phases_ms", &ph))
+        return;
+    printf("  downtime %.2f ms: save %.2f, exec %.2f, validate %.2f, pass0 %.2f, "
+           "pass1 %.2f, pass2 %.2f (pausing took %.2f%s)\n", num_field(r, "downtime_ms"),
+           num_field(ph, "save"), num_field(ph, "exec_prep") + num_field(ph, "exec"),
+           num_field(ph, "validate"), num_field(ph, "pass0"), num_field(ph, "pass1"),
+           num_field(ph, "pass2"), num_field(ph, "pause"),
+           num_field(ph, "verify") > 0 ? ", memory check excluded" : "");
+}
+
+static int cmd_live_update(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "binary", required_argument, NULL, 'b' },
+        { "verify-memory", no_argument, NULL, 'v' },
+        { "inject-fault", required_argument, NULL, 'f' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    const char *binary = NULL, *fault = NULL;
+    bool verify = false, as_json = false;
+    int o;
+    optind = 0;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'b': binary = optarg; break;
+        case 'v': verify = true; break;
+        case 'f': fault = optarg; break;
+        case 'j': as_json = true; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default: return usage_error("live-update: bad option");
+        }
+    }
+    if (optind != argc)
+        return usage_error("live-update: unexpected argument '%s'", argv[optind]);
+    char path[PATH_MAX];
+    if (binary && absolute_path(binary, path, sizeof(path))) {
+        errorf("live-update: bad path %s", binary);
+        return EXIT_FAILURE;
+    }
+    struct json_object *req = new_request("live-update"), *reply = NULL, *failed = NULL;
+    if (binary)
+        add_field(req, "binary", json_object_new_string(path));
+    if (verify)
+        add_field(req, "verify_memory", json_object_new_boolean(true));
+    if (fault)
+        add_field(req, "inject_fault", json_object_new_string(fault));
+    int r = long_job(req, NULL, NULL, &reply, &failed);
+    struct json_object *res = r < 0 ? failed : reply;
+    if (res && as_json)
+        printf("%s\n", json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN));
+    else if (res && json_object_object_get_ex(res, "phases_ms", &(struct json_object *){ 0 })) {
+        struct json_object *rb;
+        bool rolled = json_object_object_get_ex(res, "rolled_back", &rb) &&
+                      json_object_get_boolean(rb);
+        printf("live update %s -> %s: %d domain(s) %s, xkvmd pid %d\n",
+               json_object_get_string(json_object_object_get(res, "from")),
+               json_object_get_string(json_object_object_get(res, "to")),
+               (int)num_field(res, "domains"),
+               rolled ? "rolled back to the old binary" : "carried over",
+               (int)num_field(res, "pid"));
+        print_phases(res);
+    }
+    json_object_put(reply);
+    json_object_put(failed);
+    return r < 0 ? EXIT_FAILURE : 0;
+}
+
 static int cmd_pause(int argc, char **argv)   { return simple_domain_cmd("pause", argc, argv); }
 static int cmd_unpause(int argc, char **argv) { return simple_domain_cmd("unpause", argc, argv); }
 static int cmd_destroy(int argc, char **argv) { return simple_domain_cmd("destroy", argc, argv); }
@@ -1085,6 +1167,7 @@ static const struct command {
     { "save", cmd_save },
     { "restore", cmd_restore },
     { "migrate", cmd_migrate },
+    { "live-update", cmd_live_update },
     { "help", cmd_help },
 };
 

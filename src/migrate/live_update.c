@@ -1,0 +1,532 @@
+/*
+ * Live update, the old binary's half: check the new binary, pause, serialise every
+ * domain into the image, and exec. See live_update.h and docs/live-update.md.
+ */
+#include "migrate/live_update.h"
+
+#include <dirent.h>
+#include <stddef.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <json-c/json.h>
+
+#include "hv/control.h"
+#include "hv/domain.h"
+#include "hv/event.h"
+#include "hv/hv.h"
+#include "hv/toolstack_xs.h"
+#include "migrate/lu_internal.h"
+#include "migrate/migrate.h"
+#include "migrate/pv_save.h"
+#include "util/log.h"
+#include "xkvm/ctx.h"
+#include "xkvm/live_update.h"
+
+#define ACCEPTS_TIMEOUT_MS  10000
+#define DOM0_QUIET_NS       (2 * 1000 * 1000ull)
+#define DOM0_QUIET_MAX_NS   (200 * 1000 * 1000ull)
+
+static struct lu_daemon daemon_info = { .control_listen_fd = -1, .dom0_listen_fd = -1,
+                                        .migrate_listen_fd = -1, .pidfile_fd = -1,
+                                        .self_fd = -1 };
+
+void live_update_init(const struct lu_daemon *dm)
+{
+    daemon_info = *dm;
+}
+
+uint64_t lu_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int live_update_accepts_main(const char *version)
+{
+    unsigned major, minor;
+    char tail, why[200];
+    if (sscanf(version, "%u.%u%c", &major, &minor, &tail) != 2) {
+        printf("no: '%s' is not MAJOR.MINOR\n", version);
+        return 2;
+    }
+    bool ok = xkvm_lu_accepts(major, minor, why, sizeof(why));
+    printf("%s: %s\n", ok ? "yes" : "no", why);
+    return ok ? 0 : 1;
+}
+
+/*
+ * Run `binary --lu-accepts M.m` and wait for its verdict (bounded). 0 if it accepts;
+ * otherwise -errno with its answer in err.
+ */
+static int ask_binary(const char *binary, char *err, size_t errlen)
+{
+    if (access(binary, X_OK) < 0) {
+        snprintf(err, errlen, "%s: %s", binary, strerror(errno));
+        return -errno;
+    }
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return -errno;
+    }
+    char ver[32];
+    snprintf(ver, sizeof(ver), "%u.%u", XKVM_LU_MAJOR, XKVM_LU_MINOR);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(out[1], STDOUT_FILENO);
+        dup2(out[1], STDERR_FILENO);
+        execl(binary, binary, "--lu-accepts", ver, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    if (pid < 0) {
+        close(out[0]);
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        return -EAGAIN;
+    }
+    char answer[256] = "";
+    size_t n = 0;
+    uint64_t end = lu_now_ns() + ACCEPTS_TIMEOUT_MS * 1000000ull;
+    for (;;) {
+        uint64_t now = lu_now_ns();
+        struct pollfd p = { .fd = out[0], .events = POLLIN };
+        if (now >= end || poll(&p, 1, (int)((end - now) / 1000000) + 1) == 0) {
+            kill(pid, SIGKILL);
+            snprintf(answer, sizeof(answer), "(no answer in %u s)", ACCEPTS_TIMEOUT_MS / 1000);
+            break;
+        }
+        ssize_t r = read(out[0], answer + n, sizeof(answer) - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || (n += (size_t)r) == sizeof(answer) - 1)
+            break;
+    }
+    answer[n] = '\0';
+    answer[strcspn(answer, "\n")] = '\0';
+    close(out[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+        snprintf(err, errlen, "%s cannot be run", binary);
+    else
+        snprintf(err, errlen, "%s refuses this xkvmd's image (version %s): %s", binary, ver,
+                 answer[0] ? answer : "no reason given");
+    return -EPROTO;
+}
+
+/* ---- serialising one domain (on a thread of its own) ---- */
+
+/* Read with pread, so holes in the memfd are not faulted in. */
+int lu_memory_checksum(struct domain *d, uint64_t *sum)
+{
+    static const size_t chunk = 1u << 20;
+    uint64_t *buf = malloc(chunk);
+    if (!buf)
+        return -ENOMEM;
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    uint64_t gfn = 0;
+    int rc = 0;
+    while (!rc && gfn < d->p2m.nr_gfns) {
+        uint64_t mfn = p2m_lookup(&d->p2m, gfn);
+        uint8_t t = mfn != INVALID_MFN ? host_mm()->frames[mfn].type : FRAME_FREE;
+        if (t != FRAME_RAM && t != FRAME_SPECIAL) {
+            gfn++;
+            continue;
+        }
+        uint64_t n = 1;
+        while (n < chunk / XKVM_PAGE_SIZE && gfn + n < d->p2m.nr_gfns &&
+               p2m_lookup(&d->p2m, gfn + n) == mfn + n &&
+               host_mm()->frames[mfn + n].type == t)
+            n++;
+        size_t len = (size_t)(n << XKVM_PAGE_SHIFT);
+        if (pread(host_mm()->fd, buf, len, (off_t)(mfn << XKVM_PAGE_SHIFT)) != (ssize_t)len) {
+            rc = -EIO;
+            break;
+        }
+        h ^= gfn * 0xff51afd7ed558ccdull;
+        for (size_t i = 0; i < len / 8; i++) {
+            h ^= buf[i];
+            h *= 0x100000001B3ull;
+            h ^= h >> 29;
+        }
+        gfn += n;
+    }
+    free(buf);
+    *sum = h;
+    return rc;
+}
+
+/* RAM and toolstack pages, as runs that are contiguous in both gfn and mfn. */
+static int p2m_extents(struct domain *d, struct xkvm_lu_extent **out, size_t *nr)
+{
+    size_t n = 0, cap = 16;
+    struct xkvm_lu_extent *x = malloc(cap * sizeof(*x));
+    if (!x)
+        return -ENOMEM;
+    for (uint64_t g = 0; g < d->p2m.nr_gfns; g++) {
+        uint64_t mfn = p2m_lookup(&d->p2m, g);
+        if (mfn == INVALID_MFN)
+            continue;
+        uint8_t t = host_mm()->frames[mfn].type;
+        uint32_t lt = t == FRAME_RAM ? XKVM_LU_FRAME_RAM :
+                      t == FRAME_SPECIAL ? XKVM_LU_FRAME_SPECIAL : 0;
+        if (!lt)
+            continue;       /* shared_info, grant frames: in the domain context */
+        if (n && x[n - 1].gfn + x[n - 1].nr == g && x[n - 1].mfn + x[n - 1].nr == mfn &&
+            x[n - 1].type == lt) {
+            x[n - 1].nr++;
+            continue;
+        }
+        if (n == cap) {
+            struct xkvm_lu_extent *nx = realloc(x, (cap *= 2) * sizeof(*x));
+            if (!nx) {
+                free(x);
+                return -ENOMEM;
+            }
+            x = nx;
+        }
+        x[n++] = (struct xkvm_lu_extent){ .gfn = g, .mfn = mfn, .nr = 1, .type = lt };
+    }
+    *out = x;
+    *nr = n;
+    return 0;
+}
+
+struct save_job {
+    struct domain *d;
+    bool verify;
+    struct xkvm_lu_writer w;
+    int rc;
+    char err[256];
+};
+
+static int save_domain(struct save_job *j)
+{
+    struct domain *d = j->d;
+    struct xkvm_lu_writer *w = &j->w;
+    w->len = 0;
+    /* DOMAIN: the config, and how it stands (paused by the toolstack, shut down). */
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "config", domcfg_to_json(&d->cfg));
+    pthread_mutex_lock(&d->lock);
+    bool paused = d->toolstack_pauses > 0;
+    int shutdown = d->shutdown_code;
+    pthread_mutex_unlock(&d->lock);
+    json_object_object_add(o, "paused", json_object_new_boolean(paused));
+    json_object_object_add(o, "shutdown_code", json_object_new_int(shutdown));
+    const char *js = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    xkvm_lu_write(w, XKVM_LU_REC_DOMAIN, d->domid, js, strlen(js));
+    json_object_put(o);
+
+    struct xkvm_lu_extent *x = NULL;
+    size_t nx = 0;
+    int rc = p2m_extents(d, &x, &nx);
+    if (rc)
+        return rc;
+    xkvm_lu_write(w, XKVM_LU_REC_P2M, d->domid, x, nx * sizeof(*x));
+    free(x);
+
+    struct xkvm_stream_hvm_param sp[HVM_NR_PARAMS];
+    struct xkvm_lu_hvm_param lp[HVM_NR_PARAMS];
+    uint32_t np = migrate_hvm_params(d, sp);
+    for (uint32_t i = 0; i < np; i++)
+        lp[i] = (struct xkvm_lu_hvm_param){ .index = (uint32_t)sp[i].index, .value = sp[i].value };
+    xkvm_lu_write(w, XKVM_LU_REC_HVM_PARAMS, d->domid, lp, np * sizeof(lp[0]));
+
+    void *hvm = NULL;
+    size_t hlen = 0;
+    if ((rc = migrate_hvm_context(d, &hvm, &hlen, j->err, sizeof(j->err))))
+        return rc;
+    xkvm_lu_write(w, XKVM_LU_REC_HVM_CONTEXT, d->domid, hvm, hlen);
+    free(hvm);
+
+    struct xkvm_ctx_writer cw;
+    xkvm_ctx_writer_init_buffer(&cw);
+    rc = pv_save_context(d, &cw, j->err, sizeof(j->err));
+    if (!rc) {
+        size_t clen = 0;
+        const uint8_t *img = xkvm_ctx_writer_data(&cw, &clen);
+        xkvm_lu_write(w, XKVM_LU_REC_DOMAIN_CONTEXT, d->domid, img, clen);
+    }
+    xkvm_ctx_writer_release(&cw);
+    if (!rc && j->verify) {
+        uint64_t sum;
+        if ((rc = lu_memory_checksum(d, &sum)))
+            snprintf(j->err, sizeof(j->err), "checksumming memory: %s", strerror(-rc));
+        else
+            xkvm_lu_write(w, XKVM_LU_REC_MEM_CHECKSUM, d->domid, &sum, sizeof(sum));
+    }
+    if (!rc && w->failed)
+        rc = -ENOMEM;
+    return rc;
+}
+
+static void run_save_job(void *arg)
+{
+    struct save_job *j = arg;
+    j->rc = save_domain(j);
+    if (j->rc && !j->err[0])
+        snprintf(j->err, sizeof(j->err), "%s", strerror(-j->rc));
+}
+
+/* ---- the hand-over ---- */
+
+/* Close-on-exec every fd but those in keep[]; clear it on those. */
+static void mark_fds_for_exec(const int *keep, unsigned nkeep)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return;
+    int dfd = dirfd(dir);
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end || fd <= STDERR_FILENO || fd == dfd)
+            continue;
+        bool kept = false;
+        for (unsigned i = 0; i < nkeep; i++)
+            kept |= keep[i] == fd;
+        int fl = fcntl((int)fd, F_GETFD);
+        if (fl >= 0)
+            fcntl((int)fd, F_SETFD, kept ? fl & ~FD_CLOEXEC : fl | FD_CLOEXEC);
+    }
+    closedir(dir);
+}
+
+static void resume_all(struct domain **doms, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        domain_unpause(doms[i]);
+}
+
+/* Wait until no dom0 service touched any of the domains for DOM0_QUIET_NS. */
+static void wait_dom0_quiet(struct domain **doms, unsigned n)
+{
+    uint64_t start = lu_now_ns();
+    for (;;) {
+        uint64_t now = lu_now_ns(), last = 0;
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t a = __atomic_load_n(&doms[i]->dom0_activity_ns, __ATOMIC_RELAXED);
+            last = a > last ? a : last;
+        }
+        if (now - last >= DOM0_QUIET_NS || now - start >= DOM0_QUIET_MAX_NS)
+            return;
+        usleep(200);
+    }
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+struct json_object *live_update_request(struct json_object *req, int client_fd)
+{
+    struct xkvm_lu_host hr = { .t_request = lu_now_ns() };
+    char err[512] = "";
+    struct json_object *v;
+    const char *binary = daemon_info.self_path;
+    const char *fault = NULL;
+    bool verify = false;
+    if (json_object_object_get_ex(req, "binary", &v) && json_object_is_type(v, json_type_string))
+        binary = json_object_get_string(v);
+    if (json_object_object_get_ex(req, "verify_memory", &v))
+        verify = json_object_get_boolean(v);
+    if (json_object_object_get_ex(req, "inject_fault", &v) &&
+        json_object_is_type(v, json_type_string))
+        fault = json_object_get_string(v);
+    if (daemon_info.self_fd < 0 || !binary[0])
+        return control_reply_err(ENOTSUP, "live update is not set up in this xkvmd");
+    if (binary[0] != '/')
+        return control_reply_err(EINVAL, "--binary needs an absolute path, got '%s'", binary);
+
+    /* Every domain must be at rest: nothing half built, moving, or held. */
+    struct domain **doms = calloc(XKVM_DOMID_LIMIT, sizeof(*doms));
+    if (!doms)
+        return control_reply_err(ENOMEM, "out of memory");
+    unsigned n = 0;
+    for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++) {
+        struct domain *d = host.domains[id];
+        if (!d)
+            continue;
+        pthread_mutex_lock(&d->lock);
+        bool held = d->pause_count > d->toolstack_pauses + (d->shutdown_code >= 0);
+        pthread_mutex_unlock(&d->lock);
+        if (d->migrating || d->restoring || held) {
+            free(doms);
+            return control_reply_err(EBUSY, "domain %u is being %s: try again when it is done",
+                                     id, d->migrating || d->restoring ? "saved, restored or migrated"
+                                                                      : "built or shut down");
+        }
+        doms[n++] = d;
+    }
+    if (host.mm.lu_nr < (uint64_t)n * 64 + 64) {
+        free(doms);
+        return control_reply_err(ENOSPC, "the live-update region (%llu frames) is too small "
+                                 "for %u domains", (unsigned long long)host.mm.lu_nr, n);
+    }
+    int rc = ask_binary(binary, err, sizeof(err));
+    if (rc) {
+        free(doms);
+        log_warn("live update refused: %s", err);
+        return control_reply_err(-rc, "%s", err);
+    }
+    log_info("live update to %s: %u domain(s)", binary, n);
+
+    /* The worker finishes what it has queued: it must not die halfway in xenstored. */
+    toolstack_xs_stop();
+
+    hr.t_pausing = lu_now_ns();
+    for (unsigned i = 0; i < n; i++)
+        domain_pause_begin(doms[i]);
+    for (unsigned i = 0; i < n; i++)
+        domain_pause_wait(doms[i]);
+    hr.t_paused = lu_now_ns();
+    wait_dom0_quiet(doms, n);
+    /* From here nothing writes guest state: timers fire again in the new binary. */
+    event_thread_freeze(true);
+
+    struct save_job *jobs = calloc(n ? n : 1, sizeof(*jobs));
+    int img_fd = -1;
+    struct xkvm_lu_writer w;
+    xkvm_lu_writer_init(&w, 0);
+    if (!jobs) {
+        rc = -ENOMEM;
+        snprintf(err, sizeof(err), "out of memory");
+    }
+    for (unsigned i = 0; jobs && i < n; i++)
+        jobs[i] = (struct save_job){ .d = doms[i], .verify = verify };
+    if (!rc)
+        lu_parallel(n, sizeof(*jobs), jobs, run_save_job);
+    for (unsigned i = 0; !rc && i < n; i++)
+        if (jobs[i].rc) {
+            rc = jobs[i].rc;
+            snprintf(err, sizeof(err), "d%u: %s", doms[i]->domid, jobs[i].err);
+        }
+
+    /* The image: HOST, the fds, our arguments, the domains, END. */
+    if (!rc) {
+        img_fd = memfd_create("xkvm-live-update", 0);
+        if (img_fd < 0) {
+            rc = -errno;
+            snprintf(err, sizeof(err), "memfd: %s", strerror(errno));
+        }
+    }
+    const struct { uint32_t role; int fd; } fds[] = {
+        { XKVM_LU_FD_MACHINE_MEMORY, host.mm.fd },
+        { XKVM_LU_FD_CONTROL_LISTEN, daemon_info.control_listen_fd },
+        { XKVM_LU_FD_DOM0_LISTEN, daemon_info.dom0_listen_fd },
+        { XKVM_LU_FD_MIGRATE_LISTEN, daemon_info.migrate_listen_fd },
+        { XKVM_LU_FD_PIDFILE, daemon_info.pidfile_fd },
+        { XKVM_LU_FD_CLIENT, client_fd },
+        { XKVM_LU_FD_OLD_BINARY, daemon_info.self_fd },
+    };
+    int keep[sizeof(fds) / sizeof(fds[0]) + 1];
+    unsigned nkeep = 0;
+    hr.nr_frames = host.mm.nr_frames;
+    hr.lu_region_mfn = host.mm.lu_mfn;
+    hr.lu_region_nr = host.mm.lu_nr;
+    hr.nr_domains = n;
+    hr.flags = verify ? XKVM_LU_HOST_VERIFY_MEMORY : 0;
+    hr.t_saved = lu_now_ns();
+    xkvm_lu_write(&w, XKVM_LU_REC_HOST, 0, &hr, sizeof(hr));
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i].fd >= 0) {
+            int32_t f = fds[i].fd;
+            xkvm_lu_write(&w, XKVM_LU_REC_FD, fds[i].role, &f, sizeof(f));
+            keep[nkeep++] = fds[i].fd;
+        }
+    keep[nkeep++] = img_fd;
+    size_t alen = 0;
+    for (int i = 0; i < daemon_info.argc; i++)
+        alen += strlen(daemon_info.argv[i]) + 1;
+    char *args = malloc(alen ? alen : 1), *ap = args;
+    for (int i = 0; args && i < daemon_info.argc; i++)
+        ap = stpcpy(ap, daemon_info.argv[i]) + 1;
+    if (args)
+        xkvm_lu_write(&w, XKVM_LU_REC_ARGV, 0, args, alen);
+    free(args);
+    for (unsigned i = 0; jobs && i < n; i++)
+        xkvm_lu_append_records(&w, &jobs[i].w);
+#ifdef XKVM_LU_TEST_NEXT
+    uint64_t next[2] = { 0x4e455854u, n };
+    xkvm_lu_write(&w, XKVM_LU_REC_TEST_NEXT, 0, next, sizeof(next));
+#endif
+    if (!rc && (!args || xkvm_lu_finish(&w))) {
+        rc = -ENOMEM;
+        snprintf(err, sizeof(err), "out of memory for the image");
+    }
+    if (!rc && (rc = write_all(img_fd, w.buf, w.len)))
+        snprintf(err, sizeof(err), "writing the image: %s", strerror(-rc));
+    size_t img_len = w.len;
+    xkvm_lu_writer_release(&w);
+    for (unsigned i = 0; jobs && i < n; i++)
+        xkvm_lu_writer_release(&jobs[i].w);
+    free(jobs);
+
+    if (!rc) {
+        char fdarg[64];
+        snprintf(fdarg, sizeof(fdarg), "%d,%d", img_fd, daemon_info.self_fd);
+        char **argv = calloc((size_t)daemon_info.argc + 3, sizeof(*argv));
+        if (argv) {
+            for (int i = 0; i < daemon_info.argc; i++)
+                argv[i] = daemon_info.argv[i];
+            argv[daemon_info.argc] = "--lu-resume";
+            argv[daemon_info.argc + 1] = fdarg;
+            argv[0] = (char *)binary;
+            if (fault)
+                setenv("XKVM_LU_FAULT", fault, 1);
+            else
+                unsetenv("XKVM_LU_FAULT");
+            mark_fds_for_exec(keep, nkeep);
+            log_info("live update: %u domain(s) paused in %.2f ms, image of %zu bytes in "
+                     "%.2f ms; exec %s", n, (double)(hr.t_paused - hr.t_pausing) / 1e6,
+                     img_len, (double)(hr.t_saved - hr.t_paused) / 1e6, binary);
+            /* t_exec, in place in the HOST record (the first one). */
+            uint64_t t_exec = lu_now_ns();
+            (void)!pwrite(img_fd, &t_exec, sizeof(t_exec), XKVM_LU_HDR_SIZE + XKVM_LU_RHDR_SIZE +
+                   offsetof(struct xkvm_lu_host, t_exec));
+            execv(binary, argv);
+            rc = -errno;
+            snprintf(err, sizeof(err), "exec %s: %s", binary, strerror(errno));
+            unsetenv("XKVM_LU_FAULT");
+            free(argv);
+        } else {
+            rc = -ENOMEM;
+            snprintf(err, sizeof(err), "out of memory");
+        }
+    }
+    /* Still here: nothing was handed over. Everything runs on as before. */
+    if (img_fd >= 0)
+        close(img_fd);
+    event_thread_freeze(false);
+    resume_all(doms, n);
+    free(doms);
+    toolstack_xs_start(host.rundir);
+    log_err("live update failed, every domain runs on here: %s", err);
+    return control_reply_err(-rc, "live update failed (nothing changed): %s", err);
+}

@@ -1,0 +1,42 @@
+/* lu_parallel: per-domain work of a live update, spread over the CPUs. */
+#include "migrate/lu_internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct pool {
+    unsigned n, next;
+    size_t size;
+    uint8_t *items;
+    void (*fn)(void *item);
+};
+
+static void *worker(void *arg)
+{
+    struct pool *p = arg;
+    for (;;) {
+        unsigned i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+        if (i >= p->n)
+            return NULL;
+        p->fn(p->items + (size_t)i * p->size);
+    }
+}
+
+void lu_parallel(unsigned n, size_t size, void *items, void (*fn)(void *item))
+{
+    struct pool p = { .n = n, .size = size, .items = items, .fn = fn };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned nt = cpus > 0 ? (unsigned)cpus : 1;
+    if (nt > n)
+        nt = n;
+    pthread_t *t = nt > 1 ? calloc(nt - 1, sizeof(*t)) : NULL;
+    unsigned started = 0;
+    for (unsigned i = 0; t && i + 1 < nt; i++)
+        if (pthread_create(&t[i], NULL, worker, &p) == 0)
+            started++;
+    worker(&p);     /* this thread works too: with no extra threads, it does it all */
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    free(t);
+}

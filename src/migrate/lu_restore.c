@@ -1,0 +1,477 @@
+/*
+ * Live update, the new binary's half: validate the image, rebuild every domain on
+ * the memory it already has, resume, answer; or hand back to the old binary. See
+ * live_update.h and docs/live-update.md.
+ */
+#include "migrate/live_update.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <json-c/json.h>
+
+#include "hv/control.h"
+#include "hv/dom0.h"
+#include "hv/domain.h"
+#include "hv/hv.h"
+#include "migrate/arch_state.h"
+#include "migrate/lu_internal.h"
+#include "migrate/pv_restore.h"
+#include "util/domcfg.h"
+#include "util/log.h"
+#include "xkvm/live_update.h"
+
+extern char **environ;
+
+/* ---- rollback: exec the old binary with the same image ---- */
+
+static int old_binary_fd = -1;
+static char **rollback_argv;
+static char rollback_reason[512];
+
+static void exec_old_binary(void)
+{
+    syscall(SYS_execveat, old_binary_fd, "", rollback_argv, environ, AT_EMPTY_PATH);
+}
+
+/* Not async-signal-safe parts are avoided: the reason is a fixed text. */
+static void crash_handler(int sig)
+{
+    static const char msg[] = "the new xkvmd crashed (signal ";
+    size_t n = sizeof(msg) - 1;
+    memcpy(rollback_reason, msg, n);
+    if (sig >= 10)
+        rollback_reason[n++] = (char)('0' + sig / 10);
+    rollback_reason[n++] = (char)('0' + sig % 10);
+    rollback_reason[n++] = ')';
+    rollback_reason[n] = '\0';
+    exec_old_binary();
+    _exit(128 + sig);
+}
+
+static const int crash_signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+
+static void crash_handlers(bool on)
+{
+    struct sigaction sa = { .sa_handler = on ? crash_handler : SIG_DFL };
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+        sigaction(crash_signals[i], &sa, NULL);
+}
+
+static void __attribute__((noreturn)) roll_back(const char *why)
+{
+    snprintf(rollback_reason, sizeof(rollback_reason), "%s", why);
+    log_err("live update: %s: rolling back to the old xkvmd", why);
+    exec_old_binary();
+    log_err("live update: cannot exec the old xkvmd: %s", strerror(errno));
+    _exit(70);
+}
+
+/* XKVM_LU_FAULT: the test suite's injected failures, each in the new binary only. */
+static const char *fault;
+
+static void fault_point(const char *phase)
+{
+    if (!fault || strcmp(fault, phase))
+        return;
+    if (!strcmp(phase, "crash")) {
+        log_err("XKVM_LU_FAULT=crash: crashing here");
+            raise(SIGSEGV);
+    }
+    roll_back("injected fault (XKVM_LU_FAULT)");
+}
+
+/* ---- per-domain passes ---- */
+
+struct lu_dom {
+    const struct xkvm_lu_domain *rec;
+    struct domain *d;
+    struct domcfg cfg;
+    bool paused;
+    int shutdown_code;
+    uint64_t advance;
+    int rc;
+    char err[320];
+};
+
+static void lu_fail(struct lu_dom *ld, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void lu_fail(struct lu_dom *ld, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ld->err, sizeof(ld->err), fmt, ap);
+    va_end(ap);
+    ld->rc = rc;
+}
+
+/* The DOMAIN record's JSON (the image check left its contents to us). */
+static int parse_domain(struct lu_dom *ld)
+{
+    char *text = strndup(ld->rec->config_json, ld->rec->config_len);
+    struct json_object *o = text ? json_tokener_parse(text) : NULL, *c, *p, *s;
+    free(text);
+    char why[256];
+    int rc = 0;
+    if (!o || !json_object_object_get_ex(o, "config", &c) ||
+        !json_object_object_get_ex(o, "paused", &p) || !json_object_is_type(p, json_type_boolean) ||
+        !json_object_object_get_ex(o, "shutdown_code", &s) || !json_object_is_type(s, json_type_int)) {
+        lu_fail(ld, -EINVAL, "DOMAIN record is not {config, paused, shutdown_code}");
+        rc = -EINVAL;
+    } else if (domcfg_from_json(c, &ld->cfg, why, sizeof(why))) {
+        lu_fail(ld, -EINVAL, "DOMAIN record: %s", why);
+        rc = -EINVAL;
+    } else {
+        ld->paused = json_object_get_boolean(p);
+        int64_t sc = json_object_get_int64(s);
+        ld->shutdown_code = sc >= 0 && sc <= 255 ? (int)sc : -1;
+    }
+    json_object_put(o);
+    return rc;
+}
+
+static void pass0(void *arg)
+{
+    struct lu_dom *ld = arg;
+    const struct xkvm_lu_domain *r = ld->rec;
+    if (parse_domain(ld))
+        return;
+    struct domain_extent *x = calloc(r->nr_extents ? r->nr_extents : 1, sizeof(*x));
+    if (!x) {
+        lu_fail(ld, -ENOMEM, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < r->nr_extents; i++) {
+        struct xkvm_lu_extent e;
+        memcpy(&e, &r->extents[i], sizeof(e));
+        x[i] = (struct domain_extent){ .gfn = e.gfn, .mfn = e.mfn, .nr = e.nr,
+                                       .type = e.type == XKVM_LU_FRAME_RAM ? FRAME_RAM
+                                                                          : FRAME_SPECIAL };
+    }
+    struct domain_adopt a = { .extents = x, .nr_extents = r->nr_extents };
+    char why[512];
+    int rc = domain_create_for_live_update(&ld->cfg, r->domid, &a, &ld->d, why, sizeof(why));
+    free(x);
+    if (rc)
+        lu_fail(ld, rc, "%s", why);
+    fault_point("pass0");
+}
+
+/* --verify-memory: the frames must hold exactly what they held when paused. */
+static void verify_memory(void *arg)
+{
+    struct lu_dom *ld = arg;
+    uint64_t sum = 0;
+    int rc = lu_memory_checksum(ld->d, &sum);
+    if (rc)
+        lu_fail(ld, rc, "checksumming memory: %s", strerror(-rc));
+    else if (sum != ld->rec->checksum)
+        lu_fail(ld, -EIO, "memory changed across the update: checksum %016llx, was %016llx",
+                (unsigned long long)sum, (unsigned long long)ld->rec->checksum);
+}
+
+static void pass1(void *arg)
+{
+    struct lu_dom *ld = arg;
+    struct domain *d = ld->d;
+    const struct xkvm_lu_domain *r = ld->rec;
+    int rc = pv_restore_check(d, r->dom_ctx, r->dom_len, ld->err, sizeof(ld->err));
+    for (size_t i = 0; !rc && i < r->nr_params; i++) {
+        struct xkvm_lu_hvm_param p;
+        memcpy(&p, &r->params[i], sizeof(p));
+        d->hvm_params[p.index] = p.value;       /* index < HVM_NR_PARAMS: checked */
+    }
+    fault_point("crash");
+    if (!rc)
+        rc = pv_restore_context(d, r->dom_ctx, r->dom_len, &ld->advance, ld->err,
+                                sizeof(ld->err));
+    ld->rc = rc;
+    fault_point("pass1");
+}
+
+static void pass2(void *arg)
+{
+    struct lu_dom *ld = arg;
+    struct domain *d = ld->d;
+    ld->rc = arch_restore_domain(d, ld->rec->hvm_ctx, ld->rec->hvm_len, ld->advance,
+                                 ld->err, sizeof(ld->err));
+    if (!ld->rc) {
+        pv_restore_kick_events(d);
+        if (ld->shutdown_code >= 0) {
+            /* Shut down and kept (on_poweroff=preserve & co): stays stopped. */
+            pthread_mutex_lock(&d->lock);
+            d->shutdown_code = ld->shutdown_code;
+            d->shutdown_handled = true;
+            d->pause_count++;
+            pthread_mutex_unlock(&d->lock);
+        }
+        if (ld->paused)
+            domain_toolstack_pause(d);
+    }
+    fault_point("pass2");
+}
+
+/* Run one pass over every domain; the first failure (by domid order) wins. */
+static int run_pass(const char *name, struct lu_dom *doms, unsigned n, void (*fn)(void *),
+                    char *err, size_t errlen)
+{
+    lu_parallel(n, sizeof(*doms), doms, fn);
+    for (unsigned i = 0; i < n; i++)
+        if (doms[i].rc) {
+            snprintf(err, errlen, "%s, d%u: %s", name, doms[i].rec->domid, doms[i].err);
+            return doms[i].rc;
+        }
+    return 0;
+}
+
+/* ---- the answer to the client that asked ---- */
+
+struct phases {
+    double pause, save, exec_prep, exec, validate, pass0, verify, pass1, pass2, unpause;
+};
+
+static void answer_client(int fd, bool ok, const char *rollback, const char *err,
+                          const struct xkvm_lu_image *img, const struct phases *ph,
+                          double downtime_ms, unsigned ndom)
+{
+    if (fd < 0)
+        return;
+    struct json_object *r;
+    if (ok) {
+        r = control_reply_ok();
+    } else {
+        r = control_reply_err(EIO, "%s", err);
+    }
+    char from[32], to[32];
+    snprintf(from, sizeof(from), "%u.%u", img->major, img->minor);
+    snprintf(to, sizeof(to), "%u.%u", XKVM_LU_MAJOR, XKVM_LU_MINOR);
+    json_object_object_add(r, "from", json_object_new_string(from));
+    json_object_object_add(r, "to", json_object_new_string(to));
+    json_object_object_add(r, "domains", json_object_new_int((int)ndom));
+    json_object_object_add(r, "pid", json_object_new_int(getpid()));
+    json_object_object_add(r, "rolled_back", json_object_new_boolean(rollback != NULL));
+    if (rollback)
+        json_object_object_add(r, "rollback_reason", json_object_new_string(rollback));
+    json_object_object_add(r, "downtime_ms", json_object_new_double(downtime_ms));
+    struct json_object *p = json_object_new_object();
+    static const struct { const char *name; size_t off; } fields[] = {
+        { "pause", offsetof(struct phases, pause) },
+        { "save", offsetof(struct phases, save) },
+        { "exec_prep", offsetof(struct phases, exec_prep) },
+        { "exec", offsetof(struct phases, exec) },
+        { "validate", offsetof(struct phases, validate) },
+        { "pass0", offsetof(struct phases, pass0) },
+        { "verify", offsetof(struct phases, verify) },
+        { "pass1", offsetof(struct phases, pass1) },
+        { "pass2", offsetof(struct phases, pass2) },
+        { "unpause", offsetof(struct phases, unpause) },
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        double v;
+        memcpy(&v, (const char *)ph + fields[i].off, sizeof(v));
+        json_object_object_add(p, fields[i].name, json_object_new_double(v));
+    }
+    json_object_object_add(r, "phases_ms", p);
+    char *line = control_json_line(r);
+    json_object_put(r);
+    for (size_t off = 0, len = line ? strlen(line) : 0; off < len;) {
+        ssize_t w = write(fd, line + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    free(line);
+}
+
+static double ms(uint64_t a, uint64_t b)
+{
+    return b > a ? (double)(b - a) / 1e6 : 0;
+}
+
+/* Find the role's fd in the image; it must be open here. */
+static int image_fd(const struct xkvm_lu_image *img, unsigned role)
+{
+    int fd = img->fds[role];
+    return fd >= 0 && fcntl(fd, F_GETFD) >= 0 ? fd : -1;
+}
+
+int live_update_resume(const char *fdspec, const char *rollback, const char *rundir,
+                       int argc, char **argv, struct lu_daemon *dm)
+{
+    uint64_t t_start = lu_now_ns();
+    int img_fd = -1;
+    char tail;
+    if (sscanf(fdspec, "%d,%d%c", &img_fd, &old_binary_fd, &tail) != 2 || img_fd < 0 ||
+        old_binary_fd < 0) {
+        log_err("--lu-resume %s: expected IMAGE_FD,OLD_BINARY_FD", fdspec);
+        return -EINVAL;
+    }
+    fcntl(img_fd, F_SETFD, FD_CLOEXEC);
+    /* The rollback's argv: ours, without any earlier --lu-rollback, plus the reason. */
+    rollback_argv = calloc((size_t)argc + 3, sizeof(*rollback_argv));
+    int k = 0;
+    for (int i = 0; rollback_argv && i < argc; i++) {
+        if (!strcmp(argv[i], "--lu-rollback") && i + 1 < argc) {
+            i++;
+            continue;
+        }
+        rollback_argv[k++] = argv[i];
+    }
+    if (rollback_argv) {
+        rollback_argv[k++] = "--lu-rollback";
+        rollback_argv[k++] = rollback_reason;
+    }
+    const char *f = getenv("XKVM_LU_FAULT");
+    fault = f && *f ? strdup(f) : NULL;
+    unsetenv("XKVM_LU_FAULT");      /* never for the rollback */
+    if (!rollback && rollback_argv)
+        crash_handlers(true);
+    else
+        fault = NULL;
+    if (rollback)
+        log_warn("live update rolled back: %s; restoring the domains here", rollback);
+    fault_point("startup");
+
+    char err[512] = "";
+    struct stat st;
+    uint8_t *buf = MAP_FAILED;
+    if (fstat(img_fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size <= XKVM_LU_MAX_IMAGE)
+        buf = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, img_fd, 0);
+    if (buf == MAP_FAILED) {
+        if (!rollback)
+            roll_back("cannot read the live-update image");
+        log_err("live update: cannot read the image");
+        return -EIO;
+    }
+    size_t len = (size_t)st.st_size;
+    if (fault && !strcmp(fault, "bad-image")) {
+        uint16_t minor = 0xFFFF;        /* an image "from the future": refused */
+        memcpy(buf + 10, &minor, sizeof(minor));
+    }
+    struct xkvm_lu_image img;
+    int rc = xkvm_lu_check(buf, len, &img, err, sizeof(err));
+    if (rc) {
+        char why[600];
+        snprintf(why, sizeof(why), "bad live-update image: %s", err);
+        if (!rollback)
+            roll_back(why);
+        log_err("live update: %s", why);
+        return rc;
+    }
+    uint64_t t_valid = lu_now_ns();
+    int client = image_fd(&img, XKVM_LU_FD_CLIENT);
+    int memfd = image_fd(&img, XKVM_LU_FD_MACHINE_MEMORY);
+    if (memfd < 0) {
+        if (!rollback)
+            roll_back("the machine-memory fd did not survive exec");
+        return -EBADF;
+    }
+
+    rc = host_init(rundir, 0, err, sizeof(err));
+    if (!rc && (rc = mm_init_inherited(&host.mm, memfd, img.host.nr_frames,
+                                       img.host.lu_region_mfn, img.host.lu_region_nr)))
+        snprintf(err, sizeof(err), "machine memory: %s", strerror(-rc));
+    if (rc) {
+        char why[600];
+        snprintf(why, sizeof(why), "start-up: %s", err);
+        if (!rollback)
+            roll_back(why);
+        return rc;
+    }
+
+    unsigned n = img.nr_domains;
+    struct lu_dom *doms = calloc(n ? n : 1, sizeof(*doms));
+    if (!doms) {
+        if (!rollback)
+            roll_back("out of memory");
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < n; i++)
+        doms[i] = (struct lu_dom){ .rec = &img.domains[i], .shutdown_code = -1 };
+    uint64_t t[5];
+    t[0] = lu_now_ns();
+    rc = run_pass("pass 0 (VM, p2m, vCPUs)", doms, n, pass0, err, sizeof(err));
+    t[1] = lu_now_ns();
+    if (!rc && (img.host.flags & XKVM_LU_HOST_VERIFY_MEMORY)) {
+        rc = run_pass("memory check", doms, n, verify_memory, err, sizeof(err));
+        if (rc && rollback) {
+            /* Restoring the guests beats refusing them: say it loudly and go on. */
+            log_err("live update rollback: %s", err);
+            rc = 0;
+        }
+    }
+    t[2] = lu_now_ns();
+    if (!rc)
+        rc = run_pass("pass 1 (Xen frames, event channels, grants)", doms, n, pass1, err,
+                      sizeof(err));
+    t[3] = lu_now_ns();
+    if (!rc)
+        rc = run_pass("pass 2 (vCPU and interrupt state)", doms, n, pass2, err, sizeof(err));
+    t[4] = lu_now_ns();
+    if (rc) {
+        if (!rollback)
+            roll_back(err);
+        /* The rollback failed too: say so; whatever was restored stays paused. */
+        log_err("live update rollback failed: %s", err);
+        struct phases ph = { 0 };
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "the new xkvmd failed (%s) and so did the rollback: %s",
+                 rollback, err);
+        answer_client(client, false, rollback, msg, &img, &ph, 0, n);
+        return rc;
+    }
+    fault_point("before-unpause");
+    crash_handlers(false);
+
+    /* Every domain is whole: they run again, those that ran before. */
+    uint64_t t_resume = lu_now_ns();
+    for (unsigned i = 0; i < n; i++) {
+        doms[i].d->restoring = false;
+        domain_unpause(doms[i].d);      /* the hold domain_build took */
+    }
+    uint64_t t_resumed = lu_now_ns();
+    mm_lu_finish(&host.mm);
+
+    const struct xkvm_lu_host *h = &img.host;
+    struct phases ph = {
+        .pause = ms(h->t_pausing, h->t_paused), .save = ms(h->t_paused, h->t_saved),
+        .exec_prep = ms(h->t_saved, h->t_exec), .exec = ms(h->t_exec, t_start),
+        .validate = ms(t_start, t_valid), .pass0 = ms(t[0], t[1]), .verify = ms(t[1], t[2]),
+        .pass1 = ms(t[2], t[3]), .pass2 = ms(t[3], t[4]), .unpause = ms(t_resume, t_resumed),
+    };
+    double downtime = ms(h->t_paused, t_resume);
+    log_info("live update %u.%u -> %u.%u%s: %u domain(s), downtime %.2f ms (pause %.2f, "
+             "save %.2f, exec %.2f, validate %.2f, pass0 %.2f, pass1 %.2f, pass2 %.2f)",
+             img.major, img.minor, XKVM_LU_MAJOR, XKVM_LU_MINOR, rollback ? " (rolled back)" : "",
+             n, downtime, ph.pause, ph.save, ph.exec_prep + ph.exec, ph.validate, ph.pass0,
+             ph.pass1, ph.pass2);
+    char msg[700];
+    snprintf(msg, sizeof(msg), "the new xkvmd failed: %s; rolled back, every domain runs on "
+             "the old xkvmd", rollback ? rollback : "");
+    answer_client(client, !rollback, rollback, msg, &img, &ph, downtime, n);
+    if (client >= 0)
+        close(client);
+
+    dm->control_listen_fd = image_fd(&img, XKVM_LU_FD_CONTROL_LISTEN);
+    dm->dom0_listen_fd = image_fd(&img, XKVM_LU_FD_DOM0_LISTEN);
+    dm->migrate_listen_fd = image_fd(&img, XKVM_LU_FD_MIGRATE_LISTEN);
+    dm->pidfile_fd = image_fd(&img, XKVM_LU_FD_PIDFILE);
+    close(old_binary_fd);
+    old_binary_fd = -1;
+    free(doms);
+    xkvm_lu_image_release(&img);
+    munmap(buf, len);
+    close(img_fd);
+    return 0;
+}
