@@ -82,6 +82,12 @@ run "$B/src/tools/xkvm" --rundir "$rundir2" migrate "$domid" 127.0.0.1:$port1 --
 report "$work/back.json"
 run "$B/src/tools/xkvm" list
 sleep 2
+step "Live update: replace this host's xkvmd while the guest runs (memory stays in place)"
+run cat "$rundir/xkvmd.pid"
+run "$B/src/tools/xkvm" live-update --verify-memory
+run cat "$rundir/xkvmd.pid"
+sleep 2
+echo "console (the guest counts on):"; tail -n 1 "$rundir/console-$domid.log"
 step "The guest's verdict: it checks its memory, disk, xenstore and clock every round"
 XENSTORED_PATH=$rundir/xenstored/socket xenstore-write "/local/domain/$domid/data/soak-ctl" go
 sleep 0.5

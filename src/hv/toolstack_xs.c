@@ -402,6 +402,16 @@ static void do_gone(const struct job *j)
 {
     char *uuid = vm_uuids[j->domid];
     struct xs_handle *h = xs_get(0);
+    if (h && !uuid[0]) {
+        /* Written by an earlier xkvmd (live update): the domain's node names it. */
+        char p[64];
+        unsigned vlen = 0;
+        snprintf(p, sizeof(p), "/local/domain/%u/vm", j->domid);
+        char *vm = xs_read(h, XBT_NULL, p, &vlen);
+        if (vm && vlen == 4 + 36 && !strncmp(vm, "/vm/", 4))
+            snprintf(uuid, sizeof(vm_uuids[0]), "%s", vm + 4);
+        free(vm);
+    }
     if (h) {
         bool ok = run_txn(h, j, uuid, true);
         if (ok && !xs_release_domain(h, j->domid) && errno != ENOENT && errno != EINVAL)
@@ -503,10 +513,10 @@ void toolstack_xs_domain_gone(const struct domain *d)
     enqueue(j);
 }
 
-void toolstack_xs_stop(void)
+bool toolstack_xs_stop(void)
 {
     if (!started)
-        return;
+        return true;
     uint64_t deadline = now_ms() + STOP_WAIT_MS;
     pthread_mutex_lock(&q_lock);
     while ((q_head || q_busy) && now_ms() < deadline) {
@@ -520,14 +530,18 @@ void toolstack_xs_stop(void)
         pthread_cond_timedwait(&q_idle, &q_lock, &ts);
     }
     bool done = !q_head && !q_busy;
-    q_stop = true;
-    pthread_cond_signal(&q_cond);
+    if (done) {
+        q_stop = true;
+        pthread_cond_signal(&q_cond);
+    }
     pthread_mutex_unlock(&q_lock);
-    if (done)
-        pthread_join(worker_thread, NULL);
-    else
-        log_warn("xenstore worker still busy at exit: leaving it");
+    if (!done) {
+        log_warn("xenstore worker still busy: left running");
+        return false;
+    }
+    pthread_join(worker_thread, NULL);
     started = false;
+    return true;
 }
 
 /* ---- Migration: a domain's xenstore state out of and into xenstored ---------- */

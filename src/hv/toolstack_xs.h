@@ -19,8 +19,12 @@ int toolstack_xs_start(const char *rundir);
 void toolstack_xs_domain_built(struct domain *d);
 /* Main thread, d is being destroyed: remove its layout and release it. */
 void toolstack_xs_domain_gone(const struct domain *d);
-/* Let the worker finish what is queued (bounded wait), then stop it. */
-void toolstack_xs_stop(void);
+/*
+ * Let the worker finish what is queued (bounded wait), then stop it. False if it is
+ * still busy: it is left running (live update then refuses).
+ */
+#include <stdbool.h>
+bool toolstack_xs_stop(void);
 
 /* Migration (any thread): a domain's xenstore state in designs/xenstore-migration's
  * format, from xenstored's export; and into xenstored, then INTRODUCE on its ring. */

@@ -722,10 +722,6 @@ static int resume_after_live_update(const char *fds, const char *rollback, const
         return 1;
     }
     char err[512];
-    if (dm->control_listen_fd < 0 || dm->dom0_listen_fd < 0 || dm->pidfile_fd < 0) {
-        log_err("live update: the control, dom0 or pidfile fd did not survive exec");
-        return 1;
-    }
     fcntl(dm->pidfile_fd, F_SETFD, FD_CLOEXEC);
     write_pidfile(dm->pidfile_fd);
     dom0_listen_inherited(dm->dom0_listen_fd, absdir);

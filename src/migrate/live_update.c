@@ -27,6 +27,7 @@
 #include "hv/toolstack_xs.h"
 #include "migrate/lu_internal.h"
 #include "migrate/migrate.h"
+#include "migrate/migrate_job.h"
 #include "migrate/pv_save.h"
 #include "util/log.h"
 #include "xkvm/ctx.h"
@@ -225,9 +226,11 @@ static int save_domain(struct save_job *j)
     pthread_mutex_lock(&d->lock);
     bool paused = d->toolstack_pauses > 0;
     int shutdown = d->shutdown_code;
+    bool handled = d->shutdown_handled;
     pthread_mutex_unlock(&d->lock);
     json_object_object_add(o, "paused", json_object_new_boolean(paused));
     json_object_object_add(o, "shutdown_code", json_object_new_int(shutdown));
+    json_object_object_add(o, "shutdown_handled", json_object_new_boolean(handled));
     const char *js = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
     xkvm_lu_write(w, XKVM_LU_REC_DOMAIN, d->domid, js, strlen(js));
     json_object_put(o);
@@ -285,27 +288,43 @@ static void run_save_job(void *arg)
 
 /* ---- the hand-over ---- */
 
-/* Close-on-exec every fd but those in keep[]; clear it on those. */
-static void mark_fds_for_exec(const int *keep, unsigned nkeep)
+/*
+ * Close-on-exec every fd but those in keep[]; clear it on those, and check that it is
+ * clear: an fd lost at exec would lose the hand-over. 0 or -errno.
+ */
+static int mark_fds_for_exec(const int *keep, unsigned nkeep)
 {
     DIR *dir = opendir("/proc/self/fd");
-    if (!dir)
-        return;
-    int dfd = dirfd(dir);
-    struct dirent *e;
-    while ((e = readdir(dir))) {
-        char *end;
-        long fd = strtol(e->d_name, &end, 10);
-        if (*end || fd <= STDERR_FILENO || fd == dfd)
-            continue;
-        bool kept = false;
-        for (unsigned i = 0; i < nkeep; i++)
-            kept |= keep[i] == fd;
-        int fl = fcntl((int)fd, F_GETFD);
-        if (fl >= 0)
-            fcntl((int)fd, F_SETFD, kept ? fl & ~FD_CLOEXEC : fl | FD_CLOEXEC);
+    if (dir) {
+        int dfd = dirfd(dir);
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            char *end;
+            long fd = strtol(e->d_name, &end, 10);
+            if (*end || fd <= STDERR_FILENO || fd == dfd)
+                continue;
+            int fl = fcntl((int)fd, F_GETFD);
+            if (fl >= 0)
+                fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
+        }
+        closedir(dir);
     }
-    closedir(dir);
+    for (unsigned i = 0; i < nkeep; i++) {
+        int fl = fcntl(keep[i], F_GETFD);
+        if (fl < 0 || fcntl(keep[i], F_SETFD, fl & ~FD_CLOEXEC) < 0 ||
+            (fcntl(keep[i], F_GETFD) & FD_CLOEXEC))
+            return fl < 0 ? -EBADF : -errno;
+    }
+    return 0;
+}
+
+/*
+ * Pauses a shut-down domain holds: one from the shutdown, one more once the main loop
+ * handled it (it pauses the domain to act on it). d->lock held.
+ */
+static unsigned shutdown_pauses(const struct domain *d)
+{
+    return d->shutdown_code < 0 ? 0 : d->shutdown_handled ? 2 : 1;
 }
 
 static void resume_all(struct domain **doms, unsigned n)
@@ -364,6 +383,9 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
     if (binary[0] != '/')
         return control_reply_err(EINVAL, "--binary needs an absolute path, got '%s'", binary);
 
+    if (migrate_jobs_running())
+        return control_reply_err(EBUSY, "a save, restore or migration is running: try again "
+                                 "when it is done");
     /* Every domain must be at rest: nothing half built, moving, or held. */
     struct domain **doms = calloc(XKVM_DOMID_LIMIT, sizeof(*doms));
     if (!doms)
@@ -374,7 +396,7 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
         if (!d)
             continue;
         pthread_mutex_lock(&d->lock);
-        bool held = d->pause_count > d->toolstack_pauses + (d->shutdown_code >= 0);
+        bool held = d->pause_count > d->toolstack_pauses + shutdown_pauses(d);
         pthread_mutex_unlock(&d->lock);
         if (d->migrating || d->restoring || held) {
             free(doms);
@@ -398,7 +420,10 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
     log_info("live update to %s: %u domain(s)", binary, n);
 
     /* The worker finishes what it has queued: it must not die halfway in xenstored. */
-    toolstack_xs_stop();
+    if (!toolstack_xs_stop()) {
+        free(doms);
+        return control_reply_err(EBUSY, "the xenstore worker is busy: try again");
+    }
 
     hr.t_pausing = lu_now_ns();
     for (unsigned i = 0; i < n; i++)
@@ -480,6 +505,11 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
         rc = -ENOMEM;
         snprintf(err, sizeof(err), "out of memory for the image");
     }
+    if (!rc) {
+        hr.t_saved = lu_now_ns();       /* in place in HOST, the first record */
+        memcpy(w.buf + XKVM_LU_HDR_SIZE + XKVM_LU_RHDR_SIZE +
+               offsetof(struct xkvm_lu_host, t_saved), &hr.t_saved, sizeof(hr.t_saved));
+    }
     if (!rc && (rc = write_all(img_fd, w.buf, w.len)))
         snprintf(err, sizeof(err), "writing the image: %s", strerror(-rc));
     size_t img_len = w.len;
@@ -502,7 +532,11 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
                 setenv("XKVM_LU_FAULT", fault, 1);
             else
                 unsetenv("XKVM_LU_FAULT");
-            mark_fds_for_exec(keep, nkeep);
+            if ((rc = mark_fds_for_exec(keep, nkeep))) {
+                snprintf(err, sizeof(err), "keeping the fds across exec: %s", strerror(-rc));
+                free(argv);
+                goto not_handed_over;
+            }
             log_info("live update: %u domain(s) paused in %.2f ms, image of %zu bytes in "
                      "%.2f ms; exec %s", n, (double)(hr.t_paused - hr.t_pausing) / 1e6,
                      img_len, (double)(hr.t_saved - hr.t_paused) / 1e6, binary);
@@ -520,6 +554,7 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
             snprintf(err, sizeof(err), "out of memory");
         }
     }
+not_handed_over:
     /* Still here: nothing was handed over. Everything runs on as before. */
     if (img_fd >= 0)
         close(img_fd);

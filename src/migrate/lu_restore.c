@@ -53,15 +53,30 @@ static void crash_handler(int sig)
     rollback_reason[n++] = (char)('0' + sig % 10);
     rollback_reason[n++] = ')';
     rollback_reason[n] = '\0';
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
     exec_old_binary();
     _exit(128 + sig);
 }
 
 static const int crash_signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
 
+/*
+ * On an alternate stack (a stack overflow must roll back too; worker threads have
+ * none, so a pass's overflow there is fatal), without blocking the signal, so that
+ * the old binary does not start with it blocked.
+ */
 static void crash_handlers(bool on)
 {
-    struct sigaction sa = { .sa_handler = on ? crash_handler : SIG_DFL };
+    static uint8_t altstack[64 * 1024];
+    if (on) {
+        stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
+        sigaltstack(&ss, NULL);
+    }
+    struct sigaction sa = { .sa_handler = on ? crash_handler : SIG_DFL,
+                            .sa_flags = on ? SA_ONSTACK | SA_NODEFER : 0 };
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
         sigaction(crash_signals[i], &sa, NULL);
@@ -98,6 +113,7 @@ struct lu_dom {
     struct domcfg cfg;
     bool paused;
     int shutdown_code;
+    bool shutdown_handled;
     uint64_t advance;
     int rc;
     char err[320];
@@ -118,14 +134,17 @@ static void lu_fail(struct lu_dom *ld, int rc, const char *fmt, ...)
 static int parse_domain(struct lu_dom *ld)
 {
     char *text = strndup(ld->rec->config_json, ld->rec->config_len);
-    struct json_object *o = text ? json_tokener_parse(text) : NULL, *c, *p, *s;
+    struct json_object *o = text ? json_tokener_parse(text) : NULL, *c, *p, *s, *hd;
     free(text);
     char why[256];
     int rc = 0;
     if (!o || !json_object_object_get_ex(o, "config", &c) ||
         !json_object_object_get_ex(o, "paused", &p) || !json_object_is_type(p, json_type_boolean) ||
-        !json_object_object_get_ex(o, "shutdown_code", &s) || !json_object_is_type(s, json_type_int)) {
-        lu_fail(ld, -EINVAL, "DOMAIN record is not {config, paused, shutdown_code}");
+        !json_object_object_get_ex(o, "shutdown_code", &s) || !json_object_is_type(s, json_type_int) ||
+        !json_object_object_get_ex(o, "shutdown_handled", &hd) ||
+        !json_object_is_type(hd, json_type_boolean)) {
+        lu_fail(ld, -EINVAL, "DOMAIN record is not {config, paused, shutdown_code, "
+                "shutdown_handled}");
         rc = -EINVAL;
     } else if (domcfg_from_json(c, &ld->cfg, why, sizeof(why))) {
         lu_fail(ld, -EINVAL, "DOMAIN record: %s", why);
@@ -134,6 +153,7 @@ static int parse_domain(struct lu_dom *ld)
         ld->paused = json_object_get_boolean(p);
         int64_t sc = json_object_get_int64(s);
         ld->shutdown_code = sc >= 0 && sc <= 255 ? (int)sc : -1;
+        ld->shutdown_handled = json_object_get_boolean(hd);
     }
     json_object_put(o);
     return rc;
@@ -206,12 +226,17 @@ static void pass2(void *arg)
                                  ld->err, sizeof(ld->err));
     if (!ld->rc) {
         pv_restore_kick_events(d);
+        pv_restore_raise_dom0_ports(d);
         if (ld->shutdown_code >= 0) {
-            /* Shut down and kept (on_poweroff=preserve & co): stays stopped. */
+            /*
+             * Shut down: stopped as it was. Handled (on_poweroff=preserve & co) it
+             * holds two pauses, as domains_handle_shutdowns leaves it; otherwise one,
+             * and the main loop acts on it once serving.
+             */
             pthread_mutex_lock(&d->lock);
             d->shutdown_code = ld->shutdown_code;
-            d->shutdown_handled = true;
-            d->pause_count++;
+            d->shutdown_handled = ld->shutdown_handled;
+            d->pause_count += ld->shutdown_handled ? 2 : 1;
             pthread_mutex_unlock(&d->lock);
         }
         if (ld->paused)
@@ -317,7 +342,7 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
         log_err("--lu-resume %s: expected IMAGE_FD,OLD_BINARY_FD", fdspec);
         return -EINVAL;
     }
-    fcntl(img_fd, F_SETFD, FD_CLOEXEC);
+    /* The image fd stays open across a rollback's exec: the old binary reads it too. */
     /* The rollback's argv: ours, without any earlier --lu-rollback, plus the reason. */
     rollback_argv = calloc((size_t)argc + 3, sizeof(*rollback_argv));
     int k = 0;
@@ -372,9 +397,16 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     uint64_t t_valid = lu_now_ns();
     int client = image_fd(&img, XKVM_LU_FD_CLIENT);
     int memfd = image_fd(&img, XKVM_LU_FD_MACHINE_MEMORY);
-    if (memfd < 0) {
+    dm->control_listen_fd = image_fd(&img, XKVM_LU_FD_CONTROL_LISTEN);
+    dm->dom0_listen_fd = image_fd(&img, XKVM_LU_FD_DOM0_LISTEN);
+    dm->migrate_listen_fd = image_fd(&img, XKVM_LU_FD_MIGRATE_LISTEN);
+    dm->pidfile_fd = image_fd(&img, XKVM_LU_FD_PIDFILE);
+    if (memfd < 0 || dm->control_listen_fd < 0 || dm->dom0_listen_fd < 0 ||
+        dm->pidfile_fd < 0 ||
+        (img.fds[XKVM_LU_FD_MIGRATE_LISTEN] >= 0 && dm->migrate_listen_fd < 0)) {
         if (!rollback)
-            roll_back("the machine-memory fd did not survive exec");
+            roll_back("an fd the image names did not survive exec");
+        log_err("live update: an fd the image names did not survive exec");
         return -EBADF;
     }
 
@@ -422,14 +454,26 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     if (rc) {
         if (!rollback)
             roll_back(err);
-        /* The rollback failed too: say so; whatever was restored stays paused. */
+        /*
+         * The rollback failed too (the binary that wrote the image cannot read it
+         * back: a bug). Say so, and serve on with what was built kept paused and
+         * hidden: the guests' memory stays in this process for whoever can help.
+         */
         log_err("live update rollback failed: %s", err);
         struct phases ph = { 0 };
         char msg[1200];
         snprintf(msg, sizeof(msg), "the new xkvmd failed (%s) and so did the rollback: %s",
                  rollback, err);
         answer_client(client, false, rollback, msg, &img, &ph, 0, n);
-        return rc;
+        if (client >= 0)
+            close(client);
+        crash_handlers(false);
+        close(old_binary_fd);
+        free(doms);
+        xkvm_lu_image_release(&img);
+        munmap(buf, len);
+        close(img_fd);
+        return 0;
     }
     fault_point("before-unpause");
     crash_handlers(false);
@@ -442,6 +486,13 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     }
     uint64_t t_resumed = lu_now_ns();
     mm_lu_finish(&host.mm);
+    /* New domids go on after the restored ones, as they would have. */
+    for (unsigned i = 0; i < n; i++)
+        if (doms[i].rec->domid >= host.next_domid)
+            host.next_domid = doms[i].rec->domid + 1u < XKVM_DOMID_LIMIT ?
+                              doms[i].rec->domid + 1u : 1;
+    dom0_domains_changed();
+    host_notify();      /* shutdowns not yet acted on: the main loop acts once serving */
 
     const struct xkvm_lu_host *h = &img.host;
     struct phases ph = {
@@ -463,10 +514,6 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     if (client >= 0)
         close(client);
 
-    dm->control_listen_fd = image_fd(&img, XKVM_LU_FD_CONTROL_LISTEN);
-    dm->dom0_listen_fd = image_fd(&img, XKVM_LU_FD_DOM0_LISTEN);
-    dm->migrate_listen_fd = image_fd(&img, XKVM_LU_FD_MIGRATE_LISTEN);
-    dm->pidfile_fd = image_fd(&img, XKVM_LU_FD_PIDFILE);
     close(old_binary_fd);
     old_binary_fd = -1;
     free(doms);

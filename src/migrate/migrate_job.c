@@ -163,6 +163,15 @@ static int connect_to(const char *hostname, int port, char *err, size_t errlen)
     return fd;
 }
 
+/* Jobs and incoming migrations running now (live update waits for none). */
+static unsigned nr_jobs, nr_incoming;
+
+unsigned migrate_jobs_running(void)
+{
+    return __atomic_load_n(&nr_jobs, __ATOMIC_ACQUIRE) +
+           __atomic_load_n(&nr_incoming, __ATOMIC_ACQUIRE);
+}
+
 static void *job_thread(void *arg)
 {
     struct job *j = arg;
@@ -230,6 +239,7 @@ static void *job_thread(void *arg)
 out:
     close(j->fd);
     free(j);
+    __atomic_sub_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
     return NULL;
 }
 
@@ -349,9 +359,12 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
+        __atomic_add_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
         int rc = j->fd < 0 ? errno : pthread_create(&t, &a, job_thread, j);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&a);
+        if (rc)
+            __atomic_sub_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
         if (!rc) {
             *detached = true;
             return NULL;
@@ -405,7 +418,6 @@ int migrate_listen(const char *addrport, char *err, size_t errlen)
 
 /* Incoming migrations at once: a peer cannot make xkvmd start threads without end. */
 #define MAX_INCOMING 4
-static unsigned nr_incoming;
 
 static void *receive_thread(void *arg)
 {

@@ -18,6 +18,9 @@
 struct json_object *migrate_job_start(struct json_object *req, const char *cmd, int fd,
                                       bool *detached);
 
+/* Save, restore and migrate jobs and incoming migrations running now. */
+unsigned migrate_jobs_running(void);
+
 /* Listen for incoming migrations on "ADDR:PORT". The socket, or -errno with a message. */
 int migrate_listen(const char *addrport, char *err, size_t errlen);
 /* The listening socket is readable: take one connection and receive on a thread. */

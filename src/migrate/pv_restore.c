@@ -298,3 +298,13 @@ void pv_restore_kick_events(struct domain *d)
     }
     pthread_mutex_unlock(&ev->lock);
 }
+
+void pv_restore_raise_dom0_ports(struct domain *d)
+{
+    struct event_domain *ev = d->ev;
+    pthread_mutex_lock(&ev->lock);
+    for (uint32_t p = 1; p < EVTCHN_NR_PORTS; p++)
+        if (ev->ports[p].state == ECS_UNBOUND && ev->ports[p].remote_domid == 0)
+            evtchn_set_pending_locked(d, p);
+    pthread_mutex_unlock(&ev->lock);
+}

@@ -34,4 +34,11 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
  * raised while the domain moved is never lost (guests rescan; Xen allows it). */
 void pv_restore_kick_events(struct domain *d);
 
+/*
+ * Live update: a notification a dom0 service sent just before the hand-over may not
+ * have reached the guest. Mark every port waiting for dom0 pending (a spurious event
+ * the guest's handler takes as a cue to look at its ring).
+ */
+void pv_restore_raise_dom0_ports(struct domain *d);
+
 #endif

@@ -147,7 +147,7 @@ static int check_extents(struct xkvm_lu_image *img, char *err, size_t errlen)
                 rc = bad(err, errlen, "d%u: extent %zu: frame type %u", d->domid, e, x->type);
             else if (x->pad)
                 rc = bad(err, errlen, "d%u: extent %zu: non-zero padding", d->domid, e);
-            else if (x->mfn < h->lu_region_mfn + h->lu_region_nr &&
+            else if (h->lu_region_nr && x->mfn < h->lu_region_mfn + h->lu_region_nr &&
                      h->lu_region_mfn < x->mfn + x->nr)
                 rc = bad(err, errlen, "d%u: extent %zu overlaps the live-update region",
                          d->domid, e);
@@ -242,9 +242,17 @@ int xkvm_lu_check(const void *buf, size_t len, struct xkvm_lu_image *img,
         bool per_domain = false;
         for (unsigned i = 0; i < DOMAIN_RECS; i++)
             per_domain |= type == domain_order[i];
-        if (step && (!per_domain || type != domain_order[step])) {
+        if (step && type != domain_order[step]) {
             rc = bad(err, errlen, "d%u: record %#x where %#x was due", cur->domid, type,
                      domain_order[step]);
+            break;
+        }
+        if (per_domain && type != domain_order[step]) {
+            rc = bad(err, errlen, "record %#x outside a domain's records", type);
+            break;
+        }
+        if ((type == XKVM_LU_REC_FD || type == XKVM_LU_REC_ARGV) && img->nr_domains) {
+            rc = bad(err, errlen, "record %#x after the first domain", type);
             break;
         }
         switch (type) {
@@ -275,8 +283,12 @@ int xkvm_lu_check(const void *buf, size_t len, struct xkvm_lu_image *img,
                 break;
             }
             memcpy(&fd, b, 4);
-            if (fd < 0 || img->fds[inst] >= 0)
-                rc = bad(err, errlen, "FD record: role %u given twice or fd %d", inst, fd);
+            bool dup = img->fds[inst] >= 0;
+            for (unsigned r = 1; r <= XKVM_LU_FD_ROLE_MAX; r++)
+                dup |= img->fds[r] == fd;
+            if (fd < 0 || dup)
+                rc = bad(err, errlen, "FD record: role %u or fd %d given twice, or fd < 0",
+                         inst, fd);
             else
                 img->fds[inst] = fd;
             break;
@@ -325,9 +337,14 @@ int xkvm_lu_check(const void *buf, size_t len, struct xkvm_lu_image *img,
             }
             cur->params = (const struct xkvm_lu_hvm_param *)b;
             cur->nr_params = (size_t)rlen / sizeof(struct xkvm_lu_hvm_param);
-            for (size_t i = 0; i < cur->nr_params && !rc; i++)
-                if (cur->params[i].index >= 64 || cur->params[i].pad)   /* HVM_NR_PARAMS */
+            for (size_t i = 0; i < cur->nr_params && !rc; i++) {
+                if (cur->params[i].index >= XKVM_CTX_HVM_NR_PARAMS || cur->params[i].pad)
                     rc = bad(err, errlen, "d%u: HVM param %u", cur->domid, cur->params[i].index);
+                for (size_t j = 0; j < i && !rc; j++)
+                    if (cur->params[j].index == cur->params[i].index)
+                        rc = bad(err, errlen, "d%u: HVM param %u twice", cur->domid,
+                                 cur->params[i].index);
+            }
             break;
         case XKVM_LU_REC_HVM_CONTEXT: {
             struct xkvm_stream_error serr;
@@ -392,6 +409,12 @@ int xkvm_lu_check(const void *buf, size_t len, struct xkvm_lu_image *img,
     if (!rc && img->nr_domains != img->host.nr_domains)
         rc = bad(err, errlen, "HOST says %u domains, image has %u", img->host.nr_domains,
                  img->nr_domains);
+#ifdef XKVM_LU_TEST_NEXT
+    /* The minor bump's own record: its images must carry it, older ones cannot. */
+    if (!rc && img->minor == XKVM_LU_MINOR && !img->has_test_next)
+        rc = bad(err, errlen, "image of version %u.%u lacks its TEST_NEXT record",
+                 img->major, img->minor);
+#endif
     if (!rc && img->fds[XKVM_LU_FD_MACHINE_MEMORY] < 0)
         rc = bad(err, errlen, "no machine-memory fd");
     if (!rc && (img->host.flags & XKVM_LU_HOST_VERIFY_MEMORY))

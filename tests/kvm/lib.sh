@@ -176,3 +176,22 @@ wait_line() {
   done
   return 1
 }
+
+# pv_snapshot RUNDIR DOMID: what must not change when a guest moves or its xkvmd is
+# replaced: its event channel ports and its xenstore nodes (the soak's round counter
+# aside).
+pv_snapshot() {
+  local h=$1 d=$2
+  RUNDIR=$h xk debug-state "$d" | python3 -c '
+import json, sys
+st = json.load(sys.stdin)
+for p in st["events"]["ports"]:
+    print("port", p["port"], p["state"], p["vcpu"], p.get("remote_domid"), p.get("remote_port"), p.get("virq"))
+' || return 1
+  local xs=(env XENSTORED_PATH="$h/xenstored/socket")
+  { "${xs[@]}" xenstore-ls -f -p "/local/domain/$d"
+    for be in $("${xs[@]}" xenstore-list /local/domain/0/backend 2>/dev/null); do
+      "${xs[@]}" xenstore-ls -f -p "/local/domain/0/backend/$be/$d" 2>/dev/null
+    done
+  } | grep -v "/data/soak-round = " | sed 's/^/xs /'
+}

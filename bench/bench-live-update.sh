@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Live update's guest-visible downtime, beside save-to-file plus restore of the same
+# domains in the same run (JSON lines on stdout).
+#
+#   bench/bench-live-update.sh BUILD [RUNS]
+#
+# Cases: 1, 8 and 32 domains of 256 MiB (each with 16 MiB of random data written by
+# test=fill), and one domain of 4 GiB (256 MiB of random data). Each case boots its
+# domains on a fresh host, live-updates it RUNS times (default 5; the same binary) and
+# reports the median run by downtime, with its phases:
+#   {"bench":"live-update","domains":8,"mem_mb":256,"downtime_ms":...,"phases_ms":{...}}
+# then saves every domain to a file and restores it (xkvm save / xkvm restore, one after
+# the other) as the reference: the time each domain was gone, and the whole job:
+#   {"bench":"live-update-reference","domains":8,...,"per_domain_ms":...,"total_ms":...}
+# Needs /dev/kvm.
+set -uo pipefail
+BUILD=${1:-build}
+RUNS=${2:-5}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+XKVMD=$BUILD/src/hv/xkvmd XKVM=$BUILD/src/tools/xkvm GUEST=$BUILD/guest/xkvm-guest
+W=$(mktemp -d /tmp/xkvm-bench-lu.XXXXXX)
+stop_host() {
+  local h=$1 f
+  for f in "$h/xkvmd.pid" "$h"/services/*.pid; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  sleep 0.5
+}
+cleanup() { for h in "$W"/h*; do [ -d "$h" ] && stop_host "$h"; done; rm -rf "$W"; }
+trap cleanup EXIT
+log() { echo "bench-live-update: $*" >&2; }
+[ -c /dev/kvm ] || { log "no /dev/kvm"; exit 1; }
+
+# case NDOMS MEM_MB FILL_MB MACHINE_MEMORY
+run_case() {
+  local n=$1 mem=$2 fill=$3 mm=$4 h=$W/h$1-$2 ids=() d i
+  xk() { "$XKVM" --rundir "$h" "$@"; }
+  "$XKVMD" --rundir "$h" --machine-memory "$mm" || return 1
+  for i in $(seq "$n"); do
+    cat > "$W/d$n-$i.cfg" <<CFG
+name = "lu$n-$i"
+memory = $mem
+vcpus = 1
+kernel = "$GUEST"
+cmdline = "test=fill mb=$fill at=16"
+CFG
+    d=$(xk create "$W/d$n-$i.cfg") || { log "create failed"; return 1; }
+    ids+=("$d")
+  done
+  for d in "${ids[@]}"; do
+    for _ in $(seq 1800); do grep -q "xtest: fill: ready" "$h/console-$d.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q "xtest: fill: ready" "$h/console-$d.log" || { log "d$d not ready"; return 1; }
+  done
+  sleep 1
+  : > "$W/runs"
+  for i in $(seq "$RUNS"); do
+    xk live-update --json >> "$W/runs" || { log "live update failed"; return 1; }
+    sleep 0.5
+  done
+  python3 - "$W/runs" "$n" "$mem" "$fill" <<'PY'
+import json, sys
+runs = sorted((json.loads(l) for l in open(sys.argv[1]) if l.strip()), key=lambda r: r["downtime_ms"])
+r = runs[len(runs) // 2]
+print(json.dumps({"bench": "live-update", "domains": int(sys.argv[2]), "mem_mb": int(sys.argv[3]),
+                  "random_mb": int(sys.argv[4]), "downtime_ms": round(r["downtime_ms"], 3),
+                  "downtime_min_ms": round(runs[0]["downtime_ms"], 3),
+                  "downtime_max_ms": round(runs[-1]["downtime_ms"], 3),
+                  "phases_ms": {k: round(v, 3) for k, v in r["phases_ms"].items()}}))
+PY
+  # The reference: each domain saved to a file and restored, one after the other.
+  local t0 t1 t2 worst=0 sum=0 start end
+  start=$(date +%s%N)
+  for d in "${ids[@]}"; do
+    t0=$(date +%s%N)
+    xk save "$d" "$W/save.img" >/dev/null || { log "save d$d failed"; return 1; }
+    t1=$(date +%s%N)
+    xk restore "$W/save.img" >/dev/null || { log "restore d$d failed"; return 1; }
+    t2=$(date +%s%N)
+    rm -f "$W/save.img"
+    local gone=$(( (t2 - t0) / 1000 ))
+    sum=$((sum + gone)); [ $gone -gt $worst ] && worst=$gone
+  done
+  end=$(date +%s%N)
+  python3 -c 'import json,sys; n,mem,s,w,t=map(int,sys.argv[1:]); print(json.dumps({"bench":"live-update-reference","system":"save+restore","domains":n,"mem_mb":mem,"per_domain_ms":round(s/n/1000,2),"worst_domain_ms":round(w/1000,2),"total_ms":round(t/1e6,2)}))' \
+    "$n" "$mem" "$sum" "$worst" "$(( end - start ))"
+  stop_host "$h"
+}
+
+run_case 1 256 16 1G || exit 1
+run_case 8 256 16 3G || exit 1
+run_case 32 256 16 9G || exit 1
+run_case 1 4096 256 5G || exit 1

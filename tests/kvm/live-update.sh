@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Live update (issue 7, docs/live-update.md): replace xkvmd in place while guests run.
+#
+#   lu-accepts          xkvmd --lu-accepts says yes to its own version, no to a newer
+#                       minor or another major (no KVM needed)
+#   boot                NDOMS domains run test=soak (memory pattern, block I/O with
+#                       verification, a xenstore watch, events, time checks)
+#   updates-N           N live updates in a row (make test: 3; make soak: 20), each with
+#                       --verify-memory (every guest frame hashed while paused, before
+#                       and after: identical): same xkvmd pid, every domid, port and
+#                       xenstore node unchanged, dom0 services never restarted, every
+#                       soak counting rounds again
+#   keeps-paused        a domain paused by the toolstack comes out paused
+#   rollback-PHASE      the new binary fails at PHASE (startup, bad-image, pass0, crash,
+#                       pass1, pass2, before-unpause): the old one restores the domains,
+#                       the CLI says what failed, the guests go on
+#   cross-version       old -> xkvmd-lu-next (minor + 1, a record type and an internal
+#                       structure of its own) -> the same again
+#   refuse-major        an xkvmd of a newer major version hands over to an older one:
+#                       refused before anything is paused
+#   soak-verdict        every guest says PASS at the end: no anomaly
+source "$(dirname "$0")/lib.sh"
+UPDATES=${UPDATES:-3}
+NDOMS=${NDOMS:-4}
+[ "${XKVM_SOAK:-0}" = 1 ] && UPDATES=20
+NEXT=$BUILD/src/hv/xkvmd-lu-next
+MAJOR=$BUILD/src/hv/xkvmd-lu-major
+
+# ---- the version handshake (no KVM) ----
+ver=$("$XKVMD" --version | awk '{print $2}')
+maj=${ver%%.*}; rest=${ver#*.}; min=${rest%%.*}
+if "$XKVMD" --lu-accepts "$maj.$min" >/dev/null &&
+   ! "$XKVMD" --lu-accepts "$maj.$((min + 1))" >/dev/null &&
+   ! "$XKVMD" --lu-accepts "$((maj + 1)).0" >/dev/null &&
+   "$NEXT" --lu-accepts "$maj.$min" >/dev/null &&
+   ! "$MAJOR" --lu-accepts "$maj.$min" >/dev/null; then
+  pass lu-accepts
+else
+  fail lu-accepts "xkvmd --lu-accepts gave the wrong verdicts"
+fi
+
+require_kvm
+
+host_start h1 || { fail start "h1 did not start"; exit 1; }
+H=$RUNDIR
+DOMS=()
+for i in $(seq "$NDOMS"); do
+  truncate -s 16M "$WORK/disk$i.img"
+  make_cfg "$WORK/soak$i.cfg" "soak$i" "test=soak mb=2 blk=1 cpus=2" 48 2 \
+    "disk = [ '$WORK/disk$i.img,raw,xvda,rw' ]"
+  d=$(xk create "$WORK/soak$i.cfg") || { fail boot "xkvm create soak$i failed"; exit 1; }
+  DOMS+=("$d")
+done
+booted=1
+for d in "${DOMS[@]}"; do
+  wait_line "$d" "xtest: soak: round 1 ok" 90 >/dev/null || { booted=0; echo "# d$d: $(tail -2 "$(console_log "$d")")"; }
+done
+[ $booted = 1 ] && pass boot || { fail boot "not every soak reached round 1"; exit 1; }
+
+rounds() { grep -a -o "round [0-9]* ok" "$H/console-$1.log" 2>/dev/null | tail -1 | awk '{print $2}'; }
+
+# snapshot: every domain's ports and xenstore nodes (as migrate.sh takes them).
+snapshot() {
+  local d
+  for d in "${DOMS[@]}"; do pv_snapshot "$H" "$d" | sed "s/^/$d /" || return 1; done
+}
+
+# settled: the snapshot equals $1 (backends re-attach within moments of the update).
+settled() {
+  local now
+  for _ in $(seq 100); do
+    now=$(snapshot 2>/dev/null)
+    [ "$now" = "$1" ] && return 0
+    sleep 0.1
+  done
+  diff <(echo "$1") <(echo "$now") | head -8 | sed 's/^/#   /'
+  return 1
+}
+
+# all_counting: every domain (but those in $1, a space-separated list) counts rounds.
+all_counting() {
+  local d r0 r1 ok
+  for d in "${DOMS[@]}"; do
+    case " ${1:-} " in *" $d "*) continue ;; esac
+    r0=$(rounds "$d"); ok=0
+    for _ in $(seq 300); do
+      r1=$(rounds "$d")
+      [ -n "$r1" ] && [ "$r1" != "$r0" ] && { ok=1; break; }
+      sleep 0.1
+    done
+    [ $ok = 1 ] || { echo "# d$d stopped at round $r0: $(tail -1 "$(console_log "$d")")"; return 1; }
+  done
+}
+
+no_anomaly() { ! grep -a -q "^xtest: soak: FAIL" "$H"/console-*.log; }
+
+sleep 1
+BASELINE=$(snapshot)
+SERVICES=$(cat "$H"/services/*.pid 2>/dev/null | sort | tr '\n' ' ')
+PID=$(cat "$H/xkvmd.pid")
+[ -n "$BASELINE" ] && echo "$BASELINE" | grep -q " port " && echo "$BASELINE" | grep -q " xs " \
+  && pass baseline || fail baseline "no ports or nodes: $BASELINE"
+
+# one_update LABEL [xkvm live-update options]: one update that must carry everything over.
+one_update() {
+  local label=$1; shift
+  local out
+  if ! out=$(xk live-update --verify-memory "$@" 2>&1); then
+    echo "$out" | sed 's/^/#   /'; return 1
+  fi
+  echo "# $label: $(echo "$out" | tail -1 | sed 's/^ *//')"
+  echo "$out" | grep -q "carried over" || { echo "# not carried over: $out"; return 1; }
+  [ "$(cat "$H/xkvmd.pid")" = "$PID" ] || { echo "# xkvmd pid changed"; return 1; }
+  kill -0 "$PID" 2>/dev/null || { echo "# xkvmd is gone"; return 1; }
+  [ "$(cat "$H"/services/*.pid 2>/dev/null | sort | tr '\n' ' ')" = "$SERVICES" ] ||
+    { echo "# a dom0 service was restarted"; return 1; }
+  all_counting "${SKIP_COUNT:-}" || return 1
+  settled "$BASELINE" || { echo "# ports or xenstore nodes changed (above)"; return 1; }
+  no_anomaly || { echo "# a soak reported an anomaly"; return 1; }
+}
+
+# ---- N updates in a row ----
+ok=0
+for i in $(seq "$UPDATES"); do
+  one_update "update $i" || { fail "updates-$UPDATES" "update $i (see above)"; break; }
+  ok=$((ok + 1))
+done
+[ $ok = "$UPDATES" ] && pass "updates-$UPDATES"
+
+# ---- a paused domain stays paused ----
+P=${DOMS[0]}
+xk pause "$P"
+if SKIP_COUNT=$P one_update "update with d$P paused" &&
+   [ "$(dom_field "$P" state)" = paused ] && xk unpause "$P" && all_counting; then
+  pass keeps-paused
+else
+  fail keeps-paused "state $(dom_field "$P" state) after the update"
+  xk unpause "$P" >/dev/null 2>&1
+fi
+
+# ---- rollback from every phase of the new binary ----
+for phase in startup bad-image pass0 crash pass1 pass2 before-unpause; do
+  out=$(xk live-update --verify-memory --inject-fault "$phase" 2>&1)
+  rc=$?
+  if [ $rc != 0 ] && echo "$out" | grep -q "rolled back" &&
+     [ "$(cat "$H/xkvmd.pid")" = "$PID" ] && kill -0 "$PID" 2>/dev/null &&
+     all_counting && settled "$BASELINE" && no_anomaly; then
+    pass "rollback-$phase"
+    echo "# $phase: $(echo "$out" | grep -o 'failed: .*' | head -1 | cut -c1-150)"
+  else
+    fail "rollback-$phase" "exit $rc: $(echo "$out" | tr '\n' ' ' | cut -c1-300)"
+  fi
+done
+
+# ---- cross-version: old -> next -> same ----
+if [ ! -x "$NEXT" ]; then
+  skip cross-version "no $NEXT in this build"
+elif one_update "to xkvmd-lu-next" --binary "$NEXT" &&
+     xk info --json >/dev/null && one_update "next again (the default binary now)"; then
+  pass cross-version
+else
+  fail cross-version "see above"
+fi
+
+# ---- the guests' verdict ----
+for d in "${DOMS[@]}"; do
+  XENSTORED_PATH="$H/xenstored/socket" xenstore-write "/local/domain/$d/data/soak-ctl" go
+done
+sleep 0.5
+verdict=1
+for d in "${DOMS[@]}"; do
+  XENSTORED_PATH="$H/xenstored/socket" xenstore-write "/local/domain/$d/data/soak-stop" 1
+done
+for d in "${DOMS[@]}"; do
+  res=$(wait_result "$d" soak 120)
+  [ "$res" = "xtest: soak: PASS" ] || { verdict=0; echo "# d$d said: $res"; }
+done
+[ $verdict = 1 ] && pass soak-verdict || fail soak-verdict "see above"
+
+# ---- a newer major hands over to an older binary: refused before any pause ----
+if [ ! -x "$MAJOR" ]; then
+  skip refuse-major "no $MAJOR in this build"
+else
+  RUNDIR=$WORK/h2; mkdir -p "$RUNDIR"; HOSTS+=("$RUNDIR")
+  "$MAJOR" --rundir "$RUNDIR" --machine-memory 256M --no-dom0-services
+  make_cfg "$WORK/idle.cfg" idle "test=soak mb=1" 32 1
+  d=$(xk create "$WORK/idle.cfg")
+  wait_line "$d" "xtest: soak: round 1 ok" 60 >/dev/null
+  p2=$(cat "$RUNDIR/xkvmd.pid")
+  out=$(xk live-update --binary "$XKVMD" 2>&1)
+  if [ $? != 0 ] && echo "$out" | grep -q "refuses" && [ "$(cat "$RUNDIR/xkvmd.pid")" = "$p2" ] &&
+     [ "$(dom_field "$d" state)" = running ] && ! grep -q "paused in" "$RUNDIR/xkvmd.log"; then
+    pass refuse-major
+  else
+    fail refuse-major "$(echo "$out" | tr '\n' ' ' | cut -c1-300)"
+  fi
+fi
