@@ -21,9 +21,16 @@ case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 XKVMD=$BUILD/src/hv/xkvmd XKVM=$BUILD/src/tools/xkvm GUEST=$BUILD/guest/xkvm-guest
 W=$(mktemp -d /tmp/xkvm-bench-lu.XXXXXX)
 stop_host() {
-  local h=$1 f
-  for f in "$h/xkvmd.pid" "$h"/services/*.pid; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-  sleep 0.5
+  local h=$1 f p pids=()
+  for f in "$h/xkvmd.pid" "$h"/services/*.pid; do
+    [ -s "$f" ] && p=$(cat "$f") && kill "$p" 2>/dev/null && pids+=("$p")
+  done
+  for _ in $(seq 100); do      # until they are gone: the next case needs the memory
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && return
+    sleep 0.1
+  done
 }
 cleanup() { for h in "$W"/h*; do [ -d "$h" ] && stop_host "$h"; done; rm -rf "$W"; }
 trap cleanup EXIT
@@ -67,7 +74,7 @@ print(json.dumps({"bench": "live-update", "domains": int(sys.argv[2]), "mem_mb":
                   "phases_ms": {k: round(v, 3) for k, v in r["phases_ms"].items()}}))
 PY
   # The reference: each domain saved to a file and restored, one after the other.
-  local t0 t1 t2 worst=0 sum=0 start end
+  local t0 t1 t2 worst=0 sum=0 save=0 start end gone
   start=$(date +%s%N)
   for d in "${ids[@]}"; do
     t0=$(date +%s%N)
@@ -76,16 +83,19 @@ PY
     xk restore "$W/save.img" >/dev/null || { log "restore d$d failed"; return 1; }
     t2=$(date +%s%N)
     rm -f "$W/save.img"
-    local gone=$(( (t2 - t0) / 1000 ))
+    gone=$(( (t2 - t0) / 1000 ))
+    save=$((save + (t1 - t0) / 1000))
     sum=$((sum + gone)); [ $gone -gt $worst ] && worst=$gone
   done
   end=$(date +%s%N)
-  python3 -c 'import json,sys; n,mem,s,w,t=map(int,sys.argv[1:]); print(json.dumps({"bench":"live-update-reference","system":"save+restore","domains":n,"mem_mb":mem,"per_domain_ms":round(s/n/1000,2),"worst_domain_ms":round(w/1000,2),"total_ms":round(t/1e6,2)}))' \
-    "$n" "$mem" "$sum" "$worst" "$(( end - start ))"
+  python3 -c 'import json,sys; n,mem,s,sv,w,t=map(int,sys.argv[1:]); print(json.dumps({"bench":"live-update-reference","system":"save+restore","domains":n,"mem_mb":mem,"per_domain_ms":round(s/n/1000,2),"save_ms":round(sv/n/1000,2),"restore_ms":round((s-sv)/n/1000,2),"worst_domain_ms":round(w/1000,2),"total_ms":round(t/1e6,2)}))' \
+    "$n" "$mem" "$sum" "$save" "$worst" "$(( end - start ))"
   stop_host "$h"
 }
 
-run_case 1 256 16 1G || exit 1
-run_case 8 256 16 3G || exit 1
-run_case 32 256 16 9G || exit 1
-run_case 1 4096 256 5G || exit 1
+failed=0
+run_case 1 256 16 1G || failed=1
+run_case 8 256 16 3G || failed=1
+run_case 32 256 16 9G || failed=1
+run_case 1 4096 256 5G || failed=1
+exit $failed

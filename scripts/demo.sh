@@ -5,7 +5,9 @@
 #     examples/hello.cfg and follow its console until it powers off;
 #  3. start a second host, boot a guest that keeps busy (test=soak: memory, block
 #     I/O, xenstore, clock), live-migrate it there and back, show the downtime and
-#     total time of each move and the guest's own verdict.
+#     total time of each move;
+#  4. live-update that host's xkvmd under the running guest (same process, memory left
+#     in place), show the downtime and its phases, and the guest's own verdict.
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,11 +85,11 @@ report "$work/back.json"
 run "$B/src/tools/xkvm" list
 sleep 2
 step "Live update: replace this host's xkvmd while the guest runs (memory stays in place)"
-run cat "$rundir/xkvmd.pid"
+lastround() { grep -a -o "round [0-9]* ok" "$rundir/console-$domid.log" | tail -1; }
+echo "xkvmd pid $(cat "$rundir/xkvmd.pid"), guest at $(lastround)"
 run "$B/src/tools/xkvm" live-update --verify-memory
-run cat "$rundir/xkvmd.pid"
-sleep 2
-echo "console (the guest counts on):"; tail -n 1 "$rundir/console-$domid.log"
+sleep 3
+echo "xkvmd pid $(cat "$rundir/xkvmd.pid") (the same process, a new binary), guest at $(lastround)"
 step "The guest's verdict: it checks its memory, disk, xenstore and clock every round"
 XENSTORED_PATH=$rundir/xenstored/socket xenstore-write "/local/domain/$domid/data/soak-ctl" go
 sleep 0.5

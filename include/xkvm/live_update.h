@@ -54,7 +54,7 @@ enum xkvm_lu_rec_type {
     XKVM_LU_REC_HVM_PARAMS      = 0x12,     /* struct xkvm_lu_hvm_param[] */
     XKVM_LU_REC_HVM_CONTEXT     = 0x13,     /* Xen HVM context blob */
     XKVM_LU_REC_DOMAIN_CONTEXT  = 0x14,     /* domain context image */
-    XKVM_LU_REC_MEM_CHECKSUM    = 0x15,     /* u64: --verify-memory, taken paused */
+    XKVM_LU_REC_MEM_CHECKSUM    = 0x15,     /* u64 hash, u64 gfns left out[] (--verify-memory) */
     /* Added by the minor bump the test suite builds (xkvmd-lu-next). */
     XKVM_LU_REC_TEST_NEXT       = 0x20,     /* u64 magic, u64 nr_domains */
     XKVM_LU_REC_END             = 0xFFFFFFFFu & ~XKVM_LU_OPTIONAL,   /* 0x7FFFFFFF */
@@ -134,6 +134,8 @@ struct xkvm_lu_domain {
     size_t hvm_len, dom_len;
     bool has_checksum;
     uint64_t checksum;
+    const uint64_t *checksum_skip;          /* gfns dom0 had mapped: not hashed */
+    size_t nr_checksum_skip;
 };
 
 struct xkvm_lu_image {

@@ -315,6 +315,10 @@ void mm_lu_finish(struct machine_mem *mm)
 {
     pthread_mutex_lock(&mm->lock);
     for (uint64_t f = 0; f < mm->nr_frames;) {
+        if (f % BITS == 0 && mm->free_bitmap[f / BITS] == 0) {
+            f += BITS;      /* all in use */
+            continue;
+        }
         if (!frame_is_free(mm, f)) {
             f++;
             continue;
@@ -325,21 +329,20 @@ void mm_lu_finish(struct machine_mem *mm)
         discard_frames(mm, f, run);
         f += run;
     }
-    /* The next region: the highest aligned free run of the same size. */
-    uint64_t want = mm->lu_nr ? mm->lu_nr : MM_LU_REGION_FRAMES, found = 0;
+    /* The next region: the highest run of whole free words, as large as the last. */
+    uint64_t want = (mm->lu_nr ? mm->lu_nr : MM_LU_REGION_FRAMES) / BITS, have = 0;
+    uint64_t full_words = mm->nr_frames / BITS;     /* a partial last word is not used */
     bool ok = false;
-    for (uint64_t end = mm->nr_frames & ~(uint64_t)(BITS - 1); end >= want && !ok;
-         end -= BITS) {
-        uint64_t start = end - want, f = start;
-        while (f < end && frame_is_free(mm, f))
-            f++;
-        if (f == end) {
-            found = start;
+    for (uint64_t w = full_words; w-- > 0 && !ok;) {
+        have = mm->free_bitmap[w] == ~0ULL ? have + 1 : 0;
+        if (have == want) {
+            mm->lu_mfn = w * BITS;
             ok = true;
         }
     }
-    mm->lu_mfn = ok ? found : 0;
-    mm->lu_nr = ok ? want : 0;      /* none free: no reserve, live update refuses */
+    mm->lu_nr = ok ? want * BITS : 0;   /* none free: no reserve, live update refuses */
+    if (!ok)
+        mm->lu_mfn = 0;
     mm->lu_only = false;
     mm->search_hint = 0;
     pthread_mutex_unlock(&mm->lock);

@@ -65,7 +65,7 @@ void mm_fini(struct machine_mem *mm);
 
 /* ---- Live update ---- */
 /* Frames set aside for the next xkvmd's live-update restore. */
-#define MM_LU_REGION_FRAMES 1024u
+#define MM_LU_REGION_FRAMES 4096u      /* 16 MiB, or an eighth of machine memory */
 /*
  * Take over machine memory from a previous xkvmd (fd inherited across exec): every
  * frame starts free and the allocator hands out only the region [lu_mfn, +lu_nr)

@@ -722,8 +722,7 @@ static int resume_after_live_update(const char *fds, const char *rollback, const
         return 1;
     }
     char err[512];
-    fcntl(dm->pidfile_fd, F_SETFD, FD_CLOEXEC);
-    write_pidfile(dm->pidfile_fd);
+    fcntl(dm->pidfile_fd, F_SETFD, FD_CLOEXEC);     /* same pid: the file stays as it is */
     dom0_listen_inherited(dm->dom0_listen_fd, absdir);
     migrate_fd = dm->migrate_listen_fd;
     if ((rc = toolstack_xs_start(absdir))) {

@@ -131,8 +131,22 @@ static int ask_binary(const char *binary, char *err, size_t errlen)
 
 /* ---- serialising one domain (on a thread of its own) ---- */
 
+/* Is frame mfn's page hashed: RAM or a toolstack page of the p2m, not left out? */
+static bool hashed(struct domain *d, uint64_t gfn, uint64_t mfn, const uint64_t *skip,
+                   size_t nskip, size_t *k)
+{
+    if (mfn == INVALID_MFN)
+        return false;
+    uint8_t t = host_mm()->frames[mfn].type;
+    if (t != FRAME_RAM && t != FRAME_SPECIAL)
+        return false;
+    while (*k < nskip && skip[*k] < gfn)
+        (*k)++;
+    return !(*k < nskip && skip[*k] == gfn);
+}
+
 /* Read with pread, so holes in the memfd are not faulted in. */
-int lu_memory_checksum(struct domain *d, uint64_t *sum)
+int lu_memory_checksum(struct domain *d, const uint64_t *skip, size_t nskip, uint64_t *sum)
 {
     static const size_t chunk = 1u << 20;
     uint64_t *buf = malloc(chunk);
@@ -140,18 +154,20 @@ int lu_memory_checksum(struct domain *d, uint64_t *sum)
         return -ENOMEM;
     uint64_t h = 0x9E3779B97F4A7C15ull;
     uint64_t gfn = 0;
+    size_t k = 0;
     int rc = 0;
     while (!rc && gfn < d->p2m.nr_gfns) {
         uint64_t mfn = p2m_lookup(&d->p2m, gfn);
-        uint8_t t = mfn != INVALID_MFN ? host_mm()->frames[mfn].type : FRAME_FREE;
-        if (t != FRAME_RAM && t != FRAME_SPECIAL) {
+        if (!hashed(d, gfn, mfn, skip, nskip, &k)) {
             gfn++;
             continue;
         }
         uint64_t n = 1;
+        size_t k2 = k;
         while (n < chunk / XKVM_PAGE_SIZE && gfn + n < d->p2m.nr_gfns &&
                p2m_lookup(&d->p2m, gfn + n) == mfn + n &&
-               host_mm()->frames[mfn + n].type == t)
+               host_mm()->frames[mfn + n].type == host_mm()->frames[mfn].type &&
+               hashed(d, gfn + n, mfn + n, skip, nskip, &k2))
             n++;
         size_t len = (size_t)(n << XKVM_PAGE_SHIFT);
         if (pread(host_mm()->fd, buf, len, (off_t)(mfn << XKVM_PAGE_SHIFT)) != (ssize_t)len) {
@@ -169,6 +185,31 @@ int lu_memory_checksum(struct domain *d, uint64_t *sum)
     free(buf);
     *sum = h;
     return rc;
+}
+
+int lu_dom0_mapped_gfns(struct domain *d, uint64_t **gfns, size_t *n)
+{
+    size_t cap = 64, k = 0;
+    uint64_t *g = malloc(cap * sizeof(*g));
+    if (!g)
+        return -ENOMEM;
+    for (uint64_t gfn = 0; gfn < d->p2m.nr_gfns; gfn++) {
+        uint64_t mfn = p2m_lookup(&d->p2m, gfn);
+        if (mfn == INVALID_MFN || !__atomic_load_n(&host_mm()->frames[mfn].refs, __ATOMIC_RELAXED))
+            continue;
+        if (k == cap) {
+            uint64_t *ng = realloc(g, (cap *= 2) * sizeof(*g));
+            if (!ng) {
+                free(g);
+                return -ENOMEM;
+            }
+            g = ng;
+        }
+        g[k++] = gfn;
+    }
+    *gfns = g;
+    *n = k;
+    return 0;
 }
 
 /* RAM and toolstack pages, as runs that are contiguous in both gfn and mfn. */
@@ -267,11 +308,21 @@ static int save_domain(struct save_job *j)
     }
     xkvm_ctx_writer_release(&cw);
     if (!rc && j->verify) {
-        uint64_t sum;
-        if ((rc = lu_memory_checksum(d, &sum)))
+        uint64_t *skip = NULL;
+        size_t nskip = 0;
+        rc = lu_dom0_mapped_gfns(d, &skip, &nskip);
+        uint64_t *body = rc ? NULL : malloc((nskip + 1) * sizeof(uint64_t));
+        if (!rc && !body)
+            rc = -ENOMEM;
+        if (!rc && !(rc = lu_memory_checksum(d, skip, nskip, &body[0]))) {
+            memcpy(body + 1, skip, nskip * sizeof(uint64_t));
+            xkvm_lu_write(w, XKVM_LU_REC_MEM_CHECKSUM, d->domid, body,
+                          (nskip + 1) * sizeof(uint64_t));
+        }
+        if (rc)
             snprintf(j->err, sizeof(j->err), "checksumming memory: %s", strerror(-rc));
-        else
-            xkvm_lu_write(w, XKVM_LU_REC_MEM_CHECKSUM, d->domid, &sum, sizeof(sum));
+        free(body);
+        free(skip);
     }
     if (!rc && w->failed)
         rc = -ENOMEM;
@@ -316,6 +367,20 @@ static int mark_fds_for_exec(const int *keep, unsigned nkeep)
             return fl < 0 ? -EBADF : -errno;
     }
     return 0;
+}
+
+/* Frames Xen owns for its domains (shared_info, grant tables): rebuilt, not adopted. */
+static uint64_t xen_frames_in_use(void)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&host.mm.lock);
+    for (uint64_t f = 0; f < host.mm.nr_frames; f++) {
+        uint8_t t = host.mm.frames[f].type;
+        n += (t == FRAME_SHARED_INFO || t == FRAME_GRANT) &&
+             host.mm.frames[f].owner < XKVM_DOMID_LIMIT;
+    }
+    pthread_mutex_unlock(&host.mm.lock);
+    return n;
 }
 
 /*
@@ -406,10 +471,13 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
         }
         doms[n++] = d;
     }
-    if (host.mm.lu_nr < (uint64_t)n * 64 + 64) {
+    /* The next binary rebuilds each domain's Xen frames in the region (and a margin). */
+    uint64_t need = xen_frames_in_use() + 64;
+    if (host.mm.lu_nr < need) {
         free(doms);
-        return control_reply_err(ENOSPC, "the live-update region (%llu frames) is too small "
-                                 "for %u domains", (unsigned long long)host.mm.lu_nr, n);
+        return control_reply_err(ENOSPC, "the live-update region (%llu frames) is too small: "
+                                 "%u domains need %llu", (unsigned long long)host.mm.lu_nr, n,
+                                 (unsigned long long)need);
     }
     int rc = ask_binary(binary, err, sizeof(err));
     if (rc) {
@@ -556,6 +624,13 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
     }
 not_handed_over:
     /* Still here: nothing was handed over. Everything runs on as before. */
+    {
+        /* Those that are not meant to be inherited by children (the services) again. */
+        const int again[] = { client_fd, daemon_info.pidfile_fd, daemon_info.self_fd };
+        for (size_t i = 0; i < sizeof(again) / sizeof(again[0]); i++)
+            if (again[i] >= 0)
+                fcntl(again[i], F_SETFD, FD_CLOEXEC);
+    }
     if (img_fd >= 0)
         close(img_fd);
     event_thread_freeze(false);

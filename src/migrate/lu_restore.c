@@ -191,7 +191,8 @@ static void verify_memory(void *arg)
 {
     struct lu_dom *ld = arg;
     uint64_t sum = 0;
-    int rc = lu_memory_checksum(ld->d, &sum);
+    const struct xkvm_lu_domain *r = ld->rec;
+    int rc = lu_memory_checksum(ld->d, r->checksum_skip, r->nr_checksum_skip, &sum);
     if (rc)
         lu_fail(ld, rc, "checksumming memory: %s", strerror(-rc));
     else if (sum != ld->rec->checksum)

@@ -364,12 +364,19 @@ int xkvm_lu_check(const void *buf, size_t len, struct xkvm_lu_image *img,
             break;
         }
         case XKVM_LU_REC_MEM_CHECKSUM:
-            if (!cur || step || inst != cur->domid || rlen != 8 || cur->has_checksum) {
-                rc = bad(err, errlen, "MEM_CHECKSUM record out of place");
+            if (!cur || step || inst != cur->domid || rlen < 8 || rlen % 8 || cur->has_checksum) {
+                rc = bad(err, errlen, "MEM_CHECKSUM record out of place or of %llu bytes",
+                         (unsigned long long)rlen);
                 break;
             }
             memcpy(&cur->checksum, b, 8);
+            cur->checksum_skip = (const uint64_t *)(b + 8);     /* 8-aligned in buf */
+            cur->nr_checksum_skip = (size_t)(rlen - 8) / 8;
             cur->has_checksum = true;
+            for (size_t i = 1; i < cur->nr_checksum_skip && !rc; i++)
+                if (cur->checksum_skip[i] <= cur->checksum_skip[i - 1])
+                    rc = bad(err, errlen, "d%u: MEM_CHECKSUM: gfns left out not ascending",
+                             cur->domid);
             break;
 #ifdef XKVM_LU_TEST_NEXT
         case XKVM_LU_REC_TEST_NEXT: {

@@ -27,16 +27,20 @@ NEXT=$BUILD/src/hv/xkvmd-lu-next
 MAJOR=$BUILD/src/hv/xkvmd-lu-major
 
 # ---- the version handshake (no KVM) ----
-ver=$("$XKVMD" --version | awk '{print $2}')
-maj=${ver%%.*}; rest=${ver#*.}; min=${rest%%.*}
-if "$XKVMD" --lu-accepts "$maj.$min" >/dev/null &&
-   ! "$XKVMD" --lu-accepts "$maj.$((min + 1))" >/dev/null &&
-   ! "$XKVMD" --lu-accepts "$((maj + 1)).0" >/dev/null &&
-   "$NEXT" --lu-accepts "$maj.$min" >/dev/null &&
-   ! "$MAJOR" --lu-accepts "$maj.$min" >/dev/null; then
-  pass lu-accepts
-else
+# This build's image version, as xkvmd says it ("... (is M.m)").
+ver=$("$XKVMD" --lu-accepts 0.0 | sed -n 's/.*(is \([0-9]*\.[0-9]*\)).*/\1/p')
+maj=${ver%%.*}; min=${ver#*.}
+if [ -z "$ver" ]; then
+  fail lu-accepts "xkvmd --lu-accepts did not say its version"
+elif ! "$XKVMD" --lu-accepts "$maj.$min" >/dev/null ||
+     "$XKVMD" --lu-accepts "$maj.$((min + 1))" >/dev/null ||
+     "$XKVMD" --lu-accepts "$((maj + 1)).0" >/dev/null; then
   fail lu-accepts "xkvmd --lu-accepts gave the wrong verdicts"
+elif [ -x "$NEXT" ] && [ -x "$MAJOR" ] &&
+     { ! "$NEXT" --lu-accepts "$maj.$min" >/dev/null || "$MAJOR" --lu-accepts "$maj.$min" >/dev/null; }; then
+  fail lu-accepts "xkvmd-lu-next or xkvmd-lu-major gave the wrong verdicts"
+else
+  pass lu-accepts
 fi
 
 require_kvm
@@ -61,8 +65,11 @@ rounds() { grep -a -o "round [0-9]* ok" "$H/console-$1.log" 2>/dev/null | tail -
 
 # snapshot: every domain's ports and xenstore nodes (as migrate.sh takes them).
 snapshot() {
-  local d
-  for d in "${DOMS[@]}"; do pv_snapshot "$H" "$d" | sed "s/^/$d /" || return 1; done
+  local d out
+  for d in "${DOMS[@]}"; do
+    out=$(pv_snapshot "$H" "$d") || return 1
+    echo "$out" | sed "s/^/$d /"
+  done
 }
 
 # settled: the snapshot equals $1 (backends re-attach within moments of the update).
@@ -110,6 +117,7 @@ one_update() {
   fi
   echo "# $label: $(echo "$out" | tail -1 | sed 's/^ *//')"
   echo "$out" | grep -q "carried over" || { echo "# not carried over: $out"; return 1; }
+  echo "$out" | grep -q -- "-> ${LU_TO:-$maj.$min}:" || { echo "# not to version ${LU_TO:-$maj.$min}: $out"; return 1; }
   [ "$(cat "$H/xkvmd.pid")" = "$PID" ] || { echo "# xkvmd pid changed"; return 1; }
   kill -0 "$PID" 2>/dev/null || { echo "# xkvmd is gone"; return 1; }
   [ "$(cat "$H"/services/*.pid 2>/dev/null | sort | tr '\n' ' ')" = "$SERVICES" ] ||
@@ -155,8 +163,8 @@ done
 # ---- cross-version: old -> next -> same ----
 if [ ! -x "$NEXT" ]; then
   skip cross-version "no $NEXT in this build"
-elif one_update "to xkvmd-lu-next" --binary "$NEXT" &&
-     xk info --json >/dev/null && one_update "next again (the default binary now)"; then
+elif LU_TO=$maj.$((min + 1)) one_update "to xkvmd-lu-next" --binary "$NEXT" &&
+     LU_TO=$maj.$((min + 1)) one_update "next again (the default binary now)"; then
   pass cross-version
 else
   fail cross-version "see above"
@@ -182,14 +190,17 @@ if [ ! -x "$MAJOR" ]; then
   skip refuse-major "no $MAJOR in this build"
 else
   RUNDIR=$WORK/h2; mkdir -p "$RUNDIR"; HOSTS+=("$RUNDIR")
-  "$MAJOR" --rundir "$RUNDIR" --machine-memory 256M --no-dom0-services
+  "$MAJOR" --rundir "$RUNDIR" --machine-memory 256M
   make_cfg "$WORK/idle.cfg" idle "test=soak mb=1" 32 1
   d=$(xk create "$WORK/idle.cfg")
-  wait_line "$d" "xtest: soak: round 1 ok" 60 >/dev/null
   p2=$(cat "$RUNDIR/xkvmd.pid")
-  out=$(xk live-update --binary "$XKVMD" 2>&1)
-  if [ $? != 0 ] && echo "$out" | grep -q "refuses" && [ "$(cat "$RUNDIR/xkvmd.pid")" = "$p2" ] &&
-     [ "$(dom_field "$d" state)" = running ] && ! grep -q "paused in" "$RUNDIR/xkvmd.log"; then
+  if ! wait_line "$d" "xtest: soak: round 1 ok" 60 >/dev/null; then
+    fail refuse-major "the guest on the newer-major xkvmd did not start"
+  elif out=$(xk live-update --binary "$XKVMD" 2>&1); then
+    fail refuse-major "the older binary took the newer image: $out"
+  elif echo "$out" | grep -q "refuses" && [ "$(cat "$RUNDIR/xkvmd.pid")" = "$p2" ] &&
+       [ "$(dom_field "$d" state)" = running ] && [ -f "$RUNDIR/xkvmd.log" ] &&
+       ! grep -q "paused in" "$RUNDIR/xkvmd.log"; then
     pass refuse-major
   else
     fail refuse-major "$(echo "$out" | tr '\n' ' ' | cut -c1-300)"

@@ -230,6 +230,28 @@ static void domains(void)
     xkvm_lu_finish(&w);
     refused(&w, "was due");
 
+    /* MEM_CHECKSUM: right after its domain, with the gfns left out ascending. */
+    uint64_t sum[3] = { 0x1234, 3, 5 };
+    build(&w, two, 2);
+    xkvm_lu_write(&w, XKVM_LU_REC_MEM_CHECKSUM, 7, sum, sizeof(sum));
+    xkvm_lu_finish(&w);
+    char err[512];
+    struct xkvm_lu_image img;
+    CHECK_MSG(xkvm_lu_check(w.buf, w.len, &img, err, sizeof(err)) == 0, "%s", err);
+    CHECK_EQ(img.domains[1].nr_checksum_skip, 2);
+    CHECK_EQ(img.domains[1].checksum_skip[1], 5);
+    xkvm_lu_image_release(&img);
+    xkvm_lu_writer_release(&w);
+    sum[1] = 9;
+    build(&w, two, 2);
+    xkvm_lu_write(&w, XKVM_LU_REC_MEM_CHECKSUM, 7, sum, sizeof(sum));
+    xkvm_lu_finish(&w);
+    refused(&w, "not ascending");
+    build(&w, two, 2);
+    xkvm_lu_write(&w, XKVM_LU_REC_MEM_CHECKSUM, 1, sum, sizeof(sum));
+    xkvm_lu_finish(&w);
+    refused(&w, "out of place");
+
     /* A damaged domain context image. */
     build(&w, two, 2);
     xkvm_lu_finish(&w);

@@ -90,13 +90,20 @@ static void watch_fn(struct xsd_ev *e, uint32_t events)
 }
 
 static void dom0_lost(void);
+static void try_connect(void);
 
 static void hup_fn(struct xsd_ev *e, uint32_t events)
 {
     char b[XKVM_DOM0_MAX_MSG];
     ssize_t n = recv(e->fd, b, sizeof(b), MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN) || (events & (EPOLLHUP | EPOLLERR)))
+    if (n == 0 || (n < 0 && errno != EAGAIN) || (events & (EPOLLHUP | EPOLLERR))) {
         dom0_lost();
+        /*
+         * At once, not at the next tick: after a live update the same listening
+         * socket is there, and the new xkvmd answers as soon as it serves.
+         */
+        try_connect();
+    }
 }
 
 static void dom0_lost(void)
