@@ -94,6 +94,11 @@ bad:
     return -EPROTO;
 }
 
+int dom0_fileno(const struct dom0_conn *c)
+{
+    return c ? c->fd : -1;
+}
+
 struct dom0_conn *dom0_connect(const char *rundir, const char *service)
 {
     if (!rundir || !*rundir)

@@ -22,6 +22,8 @@ struct dom0_conn *dom0_connect(const char *rundir, const char *service);
 void dom0_close(struct dom0_conn *c);
 /* The reason of the last failed request, as xkvmd's errno (0 if none). */
 int dom0_last_error(const struct dom0_conn *c);
+/* The connection's socket, to poll for POLLRDHUP: xkvmd went away (or exec'd). */
+int dom0_fileno(const struct dom0_conn *c);
 
 /* Writing 1 (8 bytes) to *to_guest raises the port; *from_guest reads guest sends. */
 int dom0_bind_evtchn(struct dom0_conn *c, uint32_t domid, uint32_t port,

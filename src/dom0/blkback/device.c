@@ -124,15 +124,26 @@ static void *ring_thread(void *arg)
         }
         if (st == BLK_RING_MORE)
             continue;
-        struct pollfd pf[2] = { { .fd = d->from_guest, .events = POLLIN },
-                                { .fd = d->stop_fd, .events = POLLIN } };
-        int n = poll(pf, 2, BLK_LIVENESS_MS);
+        /*
+         * The dom0 socket's hang-up too: the eventfds do not tell when xkvmd goes
+         * (a live update exec's it), and the guest's I/O waits until we re-attach.
+         */
+        struct pollfd pf[3] = { { .fd = d->from_guest, .events = POLLIN },
+                                { .fd = d->stop_fd, .events = POLLIN },
+                                { .fd = dom0_fileno(d->conn), .events = POLLRDHUP } };
+        int n = poll(pf, 3, BLK_LIVENESS_MS);
         if (n < 0 && errno != EINTR) {
             stop_with(d, BLK_STOP_LOST);
             return NULL;
         }
         if (pf[1].revents)
             return NULL;
+        if (pf[2].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+            log_info("blkback: %u/%u: xkvmd went away: re-attaching when it is back",
+                     d->domid, d->devid);
+            stop_with(d, BLK_STOP_LOST);
+            return NULL;
+        }
         if (pf[0].revents & POLLIN) {
             log_debug("blkback: %u/%u: event", d->domid, d->devid);
             uint64_t cnt;
