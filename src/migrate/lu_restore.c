@@ -98,7 +98,7 @@ static void fault_point(const char *phase)
 {
     if (!fault || strcmp(fault, phase))
         return;
-    if (!strcmp(phase, "crash")) {
+    if (strstr(phase, "crash")) {
         log_err("XKVM_LU_FAULT=crash: crashing here");
             raise(SIGSEGV);
     }
@@ -368,6 +368,7 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     if (rollback)
         log_warn("live update rolled back: %s; restoring the domains here", rollback);
     fault_point("startup");
+    fault_point("startup-crash");
 
     char err[512] = "";
     struct stat st;

@@ -3,6 +3,11 @@
 #
 #   lu-accepts          xkvmd --lu-accepts says yes to its own version, no to a newer
 #                       minor or another major (no KVM needed)
+#   rollback-exec-*     (no KVM needed) a new xkvmd given a bad image, an image whose
+#                       fds did not survive, an injected fault or a crash at start-up
+#                       exec's the old binary with --lu-rollback and the reason, without
+#                       the fault variable; one that already is the rollback gives up
+#                       instead of looping
 #   boot                NDOMS domains run test=soak (memory pattern, block I/O with
 #                       verification, a xenstore watch, events, time checks)
 #   updates-N           N live updates in a row (make test: 3; make soak: 20), each with
@@ -41,6 +46,43 @@ elif [ -x "$NEXT" ] && [ -x "$MAJOR" ] &&
   fail lu-accepts "xkvmd-lu-next or xkvmd-lu-major gave the wrong verdicts"
 else
   pass lu-accepts
+fi
+
+# ---- the rollback's exec (no KVM): the new binary hands back before touching KVM ----
+# A stand-in for the old binary records how it was exec'd; fd 5 is the image, fd 6
+# the "old binary", as xkvmd passes them (--lu-resume IMAGE_FD,OLD_BINARY_FD).
+printf '#!/bin/sh\n{ printf "%%s\\n" "$@"; env | grep "^XKVM_LU_FAULT=" ; } > "%s"\n' \
+  "$WORK/rollback-args" > "$WORK/old-xkvmd"
+chmod +x "$WORK/old-xkvmd"
+printf 'garbage' > "$WORK/bad.img"
+SEED=$ROOT/tests/fuzz/corpus/lu-image/two.bin   # a valid image naming fds it does not have
+# rollback_exec NAME IMAGE WANT [ENV...]: the new xkvmd must exec the old one with
+# --lu-rollback and a reason containing WANT, and without XKVM_LU_FAULT.
+rollback_exec() {
+  local name=$1 img=$2 want=$3; shift 3
+  rm -f "$WORK/rollback-args"
+  ( exec 5<"$img" 6<"$WORK/old-xkvmd"
+    env "$@" "$XKVMD" --foreground --rundir "$WORK/hx" --lu-resume 5,6 ) 2>"$WORK/$name.log"
+  if [ -f "$WORK/rollback-args" ] && grep -q -- "^--lu-rollback$" "$WORK/rollback-args" &&
+     grep -q -- "$want" "$WORK/rollback-args" && grep -q -- "^--lu-resume$" "$WORK/rollback-args" &&
+     ! grep -q "^XKVM_LU_FAULT=" "$WORK/rollback-args"; then
+    pass "$name"
+  else
+    fail "$name" "$(tr '\n' ' ' < "$WORK/rollback-args" 2>/dev/null) / $(tail -2 "$WORK/$name.log" | tr '\n' ' ')"
+  fi
+}
+rollback_exec rollback-exec-bad-image "$WORK/bad.img" "not a live-update image"
+rollback_exec rollback-exec-lost-fds "$SEED" "did not survive exec"
+rollback_exec rollback-exec-fault "$SEED" "injected fault" XKVM_LU_FAULT=startup
+rollback_exec rollback-exec-crash "$SEED" "crashed (signal 11)" XKVM_LU_FAULT=startup-crash
+# Already the rollback: no second one (no loop); it gives up with a message.
+rm -f "$WORK/rollback-args"
+( exec 5<"$WORK/bad.img" 6<"$WORK/old-xkvmd"
+  "$XKVMD" --foreground --rundir "$WORK/hx" --lu-resume 5,6 --lu-rollback earlier ) 2>"$WORK/rb2.log"
+if [ $? != 0 ] && [ ! -f "$WORK/rollback-args" ] && grep -q "giving up" "$WORK/rb2.log"; then
+  pass rollback-exec-no-loop
+else
+  fail rollback-exec-no-loop "$(tail -2 "$WORK/rb2.log" | tr '\n' ' ')"
 fi
 
 require_kvm
