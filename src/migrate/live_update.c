@@ -33,7 +33,7 @@
 #include "xkvm/ctx.h"
 #include "xkvm/live_update.h"
 
-#define ACCEPTS_TIMEOUT_MS  10000
+#define ACCEPTS_TIMEOUT_MS  10000u
 #define DOM0_QUIET_NS       (2 * 1000 * 1000ull)
 #define DOM0_QUIET_MAX_NS   (200 * 1000 * 1000ull)
 
