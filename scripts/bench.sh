@@ -24,6 +24,7 @@ run() {
 }
 
 run bench-ctx "$BUILD/bench/bench-ctx"
+run bench-lu-image "$BUILD/bench/bench-lu-image"
 run bench-hv "$BUILD/bench/bench-hv" \
   --xkvmd "$BUILD/src/hv/xkvmd" --xkvm "$BUILD/src/tools/xkvm" \
   --guest "$BUILD/guest/xkvm-guest" "$@"
