@@ -203,12 +203,21 @@ unsigned domain_memmap(const struct domain *d, struct hvm_memmap_table_entry *ma
     return n;
 }
 
-static int populate_memory(struct domain *d, char *err, size_t errlen)
+/* The p2m's window: RAM below the MMIO hole, the rest above 4 GiB. */
+static int init_p2m(struct domain *d)
 {
     uint64_t ram = d->cfg.memory_mb << 20;
     uint64_t low = ram < GUEST_LOWMEM_END ? ram : GUEST_LOWMEM_END;
     uint64_t top = ram > low ? GUEST_HIGHMEM_START + (ram - low) : 1ULL << 32;
-    int rc = p2m_init(&d->p2m, d->vm_fd, d->domid, &host.mm, top >> XKVM_PAGE_SHIFT);
+    d->ram_frames = ram >> XKVM_PAGE_SHIFT;
+    return p2m_init(&d->p2m, d->vm_fd, d->domid, &host.mm, top >> XKVM_PAGE_SHIFT);
+}
+
+static int populate_memory(struct domain *d, char *err, size_t errlen)
+{
+    uint64_t ram = d->cfg.memory_mb << 20;
+    uint64_t low = ram < GUEST_LOWMEM_END ? ram : GUEST_LOWMEM_END;
+    int rc = init_p2m(d);
     if (!rc)
         rc = p2m_populate_ram(&d->p2m, 0, low >> XKVM_PAGE_SHIFT);
     if (!rc && ram > low)
@@ -217,7 +226,6 @@ static int populate_memory(struct domain *d, char *err, size_t errlen)
     if (rc)
         snprintf(err, errlen, "populating %llu MiB of guest memory: %s",
                  (unsigned long long)d->cfg.memory_mb, strerror(-rc));
-    d->ram_frames = ram >> XKVM_PAGE_SHIFT;
     return rc;
 }
 
@@ -225,11 +233,7 @@ static int populate_memory(struct domain *d, char *err, size_t errlen)
 static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *err,
                         size_t errlen)
 {
-    uint64_t ram = d->cfg.memory_mb << 20;
-    uint64_t low = ram < GUEST_LOWMEM_END ? ram : GUEST_LOWMEM_END;
-    uint64_t top = ram > low ? GUEST_HIGHMEM_START + (ram - low) : 1ULL << 32;
-    int rc = p2m_init(&d->p2m, d->vm_fd, d->domid, &host.mm, top >> XKVM_PAGE_SHIFT);
-    d->ram_frames = ram >> XKVM_PAGE_SHIFT;
+    int rc = init_p2m(d);
     for (size_t i = 0; !rc && i < a->nr_extents; i++) {
         const struct domain_extent *x = &a->extents[i];
         rc = mm_claim(&host.mm, x->mfn, x->nr, d->domid, x->type);
@@ -504,14 +508,25 @@ int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,
     return domain_build(cfg, false, true, adopt, &domid, out, err, errlen);
 }
 
-/* Caller holds d->lock. Waits until every live vCPU thread is parked. */
-static void pause_locked(struct domain *d)
+/* Caller holds d->lock: ask every vCPU to park. */
+static void ask_pause_locked(struct domain *d)
 {
     d->pause_count++;
     for (unsigned i = 0; i < d->nr_vcpus; i++)
         vcpu_kick(&d->vcpus[i]);
+}
+
+/* Caller holds d->lock. Waits until every live vCPU thread is parked. */
+static void wait_parked_locked(struct domain *d)
+{
     while (d->nr_parked < d->nr_threads)
         pthread_cond_wait(&d->cond, &d->lock);
+}
+
+static void pause_locked(struct domain *d)
+{
+    ask_pause_locked(d);
+    wait_parked_locked(d);
 }
 
 void domain_pause(struct domain *d)
@@ -524,17 +539,14 @@ void domain_pause(struct domain *d)
 void domain_pause_begin(struct domain *d)
 {
     pthread_mutex_lock(&d->lock);
-    d->pause_count++;
-    for (unsigned i = 0; i < d->nr_vcpus; i++)
-        vcpu_kick(&d->vcpus[i]);
+    ask_pause_locked(d);
     pthread_mutex_unlock(&d->lock);
 }
 
 void domain_pause_wait(struct domain *d)
 {
     pthread_mutex_lock(&d->lock);
-    while (d->nr_parked < d->nr_threads)
-        pthread_cond_wait(&d->cond, &d->lock);
+    wait_parked_locked(d);
     pthread_mutex_unlock(&d->lock);
 }
 

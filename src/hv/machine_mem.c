@@ -37,6 +37,38 @@ static void set_lu_region_top(struct machine_mem *mm)
         mm->lu_nr = 0;
 }
 
+/*
+ * Map mm->fd (mm->nr_frames frames) and start a frame table with every frame free.
+ * 0, or -errno with everything undone but the fd, which is the caller's.
+ */
+static int map_all_free(struct machine_mem *mm)
+{
+    uint64_t size = mm->nr_frames << XKVM_PAGE_SHIFT;
+    mm->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+                    mm->fd, 0);
+    if (mm->base == MAP_FAILED) {
+        mm->base = NULL;
+        return -errno;
+    }
+    mm->frames = calloc(mm->nr_frames, sizeof(*mm->frames));
+    mm->free_bitmap = calloc((mm->nr_frames + BITS - 1) / BITS, sizeof(uint64_t));
+    if (!mm->frames || !mm->free_bitmap) {
+        munmap(mm->base, size);
+        free(mm->frames);
+        free(mm->free_bitmap);
+        mm->base = NULL;
+        mm->frames = NULL;
+        mm->free_bitmap = NULL;
+        return -ENOMEM;
+    }
+    for (uint64_t f = 0; f < mm->nr_frames; f++)
+        mm->frames[f].owner = DOMID_NONE;
+    mark_range(mm, 0, mm->nr_frames, 1);
+    mm->nr_free = mm->nr_frames;
+    pthread_mutex_init(&mm->lock, NULL);
+    return 0;
+}
+
 int mm_init(struct machine_mem *mm, uint64_t bytes)
 {
     memset(mm, 0, sizeof(*mm));
@@ -44,37 +76,19 @@ int mm_init(struct machine_mem *mm, uint64_t bytes)
     mm->nr_frames = bytes >> XKVM_PAGE_SHIFT;
     if (mm->nr_frames == 0)
         return -EINVAL;
-    uint64_t size = mm->nr_frames << XKVM_PAGE_SHIFT;
     /* Not CLOEXEC: live update hands this fd to the next xkvmd. */
     mm->fd = memfd_create("xkvm-machine-memory", 0);
     if (mm->fd < 0)
         return -errno;
-    if (ftruncate(mm->fd, (off_t)size) < 0)
-        goto fail;
-    mm->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                    mm->fd, 0);
-    if (mm->base == MAP_FAILED) {
-        mm->base = NULL;
-        goto fail;
+    int rc = ftruncate(mm->fd, (off_t)(mm->nr_frames << XKVM_PAGE_SHIFT)) < 0 ? -errno
+                                                                               : map_all_free(mm);
+    if (rc) {
+        close(mm->fd);
+        mm->fd = -1;
+        return rc;
     }
-    mm->frames = calloc(mm->nr_frames, sizeof(*mm->frames));
-    uint64_t words = (mm->nr_frames + BITS - 1) / BITS;
-    mm->free_bitmap = calloc(words, sizeof(uint64_t));
-    if (!mm->frames || !mm->free_bitmap) {
-        errno = ENOMEM;
-        goto fail;
-    }
-    for (uint64_t f = 0; f < mm->nr_frames; f++)
-        mm->frames[f].owner = DOMID_NONE;
-    mark_range(mm, 0, mm->nr_frames, 1);
-    mm->nr_free = mm->nr_frames;
-    pthread_mutex_init(&mm->lock, NULL);
     set_lu_region_top(mm);
     return 0;
-fail:;
-    int err = -errno;
-    mm_fini(mm);
-    return err;
 }
 
 void mm_fini(struct machine_mem *mm)
@@ -91,9 +105,20 @@ void mm_fini(struct machine_mem *mm)
     mm->fd = -1;
 }
 
+/* Free frames [mfn, mfn + nr) become owner's, of type. mm->lock held. */
+static void take_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+                        enum frame_type type)
+{
+    mark_range(mm, mfn, nr, 0);
+    for (uint64_t f = mfn; f < mfn + nr; f++)
+        mm->frames[f] = (struct frame){ .owner = owner, .type = (uint8_t)type };
+    mm->nr_free -= nr;
+}
+
 /*
  * Where a search may look: the live-update region alone while restoring from an
- * image, everything but it otherwise. [lo, hi) in frames for the word at w.
+ * image, everything but it otherwise. Whether the word at w may be searched, and in
+ * *hi the frame a run found there must stop before.
  */
 static bool alloc_window(const struct machine_mem *mm, uint64_t w, uint64_t *hi)
 {
@@ -124,10 +149,7 @@ uint64_t mm_alloc_run(struct machine_mem *mm, uint64_t want, uint16_t owner,
             got++;
     }
     if (got) {
-        mark_range(mm, start, got, 0);
-        for (uint64_t f = start; f < start + got; f++)
-            mm->frames[f] = (struct frame){ .owner = owner, .type = (uint8_t)type };
-        mm->nr_free -= got;
+        take_locked(mm, start, got, owner, type);
         mm->search_hint = (start + got) / BITS;
         *mfn = start;
     }
@@ -260,27 +282,11 @@ int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
         return -EINVAL;
     mm->fd = fd;
     mm->nr_frames = nr_frames;
-    mm->base = mmap(NULL, nr_frames << XKVM_PAGE_SHIFT, PROT_READ | PROT_WRITE,
-                    MAP_SHARED | MAP_NORESERVE, fd, 0);
-    if (mm->base == MAP_FAILED) {
-        mm->base = NULL;
-        mm->fd = -1;
-        return -errno;
-    }
-    mm->frames = calloc(nr_frames, sizeof(*mm->frames));
-    mm->free_bitmap = calloc((nr_frames + BITS - 1) / BITS, sizeof(uint64_t));
-    if (!mm->frames || !mm->free_bitmap) {
+    int rc = map_all_free(mm);
+    if (rc) {
         mm->fd = -1;        /* still the caller's: rollback needs it */
-        munmap(mm->base, nr_frames << XKVM_PAGE_SHIFT);
-        mm->base = NULL;
-        free(mm->frames);
-        free(mm->free_bitmap);
-        return -ENOMEM;
+        return rc;
     }
-    for (uint64_t f = 0; f < nr_frames; f++)
-        mm->frames[f].owner = DOMID_NONE;
-    mark_range(mm, 0, nr_frames, 1);
-    mm->nr_free = nr_frames;
     mm->lu_mfn = lu_mfn;
     mm->lu_nr = lu_nr;
     mm->lu_only = true;
@@ -288,7 +294,6 @@ int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
     /* Whatever a failed restore wrote there, the region must read as zero. */
     if (lu_nr)
         discard_frames(mm, lu_mfn, lu_nr);
-    pthread_mutex_init(&mm->lock, NULL);
     return 0;
 }
 
@@ -303,10 +308,7 @@ int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
             pthread_mutex_unlock(&mm->lock);
             return -EEXIST;
         }
-    mark_range(mm, mfn, nr, 0);
-    for (uint64_t f = mfn; f < mfn + nr; f++)
-        mm->frames[f] = (struct frame){ .owner = owner, .type = (uint8_t)type };
-    mm->nr_free -= nr;
+    take_locked(mm, mfn, nr, owner, type);
     pthread_mutex_unlock(&mm->lock);
     return 0;
 }

@@ -508,6 +508,17 @@ static void self_binary(struct lu_daemon *dm)
     dm->self_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 }
 
+/* Log to FILE, or RUNDIR/xkvmd.log when detached, or stderr in the foreground. */
+static void open_log(const char *absdir, const char *logpath, bool foreground, bool verbose)
+{
+    char deflog[PATH_MAX + 32];
+    if (!logpath && !foreground) {
+        snprintf(deflog, sizeof(deflog), "%s/%s", absdir, XKVM_LOGFILE);
+        logpath = deflog;
+    }
+    log_open(logpath, "xkvmd", verbose ? LOG_DEBUG : LOG_INFO);
+}
+
 static void install_signals(void)
 {
     /* vCPU threads unblock the kick signal themselves; everything else keeps it blocked. */
@@ -649,12 +660,7 @@ int main(int argc, char **argv)
         }
         /* The lock belongs to the child now: flock locks follow the open file. */
     }
-    char deflog[PATH_MAX + 32];
-    if (!logpath && !foreground) {
-        snprintf(deflog, sizeof(deflog), "%s/%s", absdir, XKVM_LOGFILE);
-        logpath = deflog;
-    }
-    log_open(logpath, "xkvmd", verbose ? LOG_DEBUG : LOG_INFO);
+    open_log(absdir, logpath, foreground, verbose);
     write_pidfile(lockfd);
 
     install_signals();
@@ -708,12 +714,7 @@ static int resume_after_live_update(const char *fds, const char *rollback, const
                                     const char *logpath, bool foreground, bool verbose,
                                     int argc, char **argv, struct lu_daemon *dm)
 {
-    char deflog[PATH_MAX + 32];
-    if (!logpath && !foreground) {
-        snprintf(deflog, sizeof(deflog), "%s/%s", absdir, XKVM_LOGFILE);
-        logpath = deflog;
-    }
-    log_open(logpath, "xkvmd", verbose ? LOG_DEBUG : LOG_INFO);
+    open_log(absdir, logpath, foreground, verbose);
     install_signals();
     self_binary(dm);
     int rc = live_update_resume(fds, rollback, absdir, argc, argv, dm);
@@ -721,14 +722,11 @@ static int resume_after_live_update(const char *fds, const char *rollback, const
         log_err("live update: giving up (%s)", strerror(-rc));
         return 1;
     }
-    char err[512];
     fcntl(dm->pidfile_fd, F_SETFD, FD_CLOEXEC);     /* same pid: the file stays as it is */
     dom0_listen_inherited(dm->dom0_listen_fd, absdir);
     migrate_fd = dm->migrate_listen_fd;
-    if ((rc = toolstack_xs_start(absdir))) {
-        snprintf(err, sizeof(err), "starting the xenstore worker: %s", strerror(-rc));
-        log_err("%s", err);
-    }
+    if ((rc = toolstack_xs_start(absdir)))
+        log_err("starting the xenstore worker: %s", strerror(-rc));
     log_info("xkvmd %s (live-update image %u.%u) serving %s: %llu MiB machine memory, %u "
              "domain(s)", XKVM_VERSION_STRING, XKVM_LU_MAJOR, XKVM_LU_MINOR, absdir,
              (unsigned long long)(host.mm.nr_frames >> (20 - XKVM_PAGE_SHIFT)), host.nr_domains);

@@ -545,7 +545,6 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
     hr.lu_region_nr = host.mm.lu_nr;
     hr.nr_domains = n;
     hr.flags = verify ? XKVM_LU_HOST_VERIFY_MEMORY : 0;
-    hr.t_saved = lu_now_ns();
     xkvm_lu_write(&w, XKVM_LU_REC_HOST, 0, &hr, sizeof(hr));
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i].fd >= 0) {
