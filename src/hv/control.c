@@ -375,3 +375,19 @@ char *control_json_line(struct json_object *o)
     }
     return out;
 }
+
+void control_write_json(int fd, struct json_object *o)
+{
+    char *line = control_json_line(o);
+    size_t n = line ? strlen(line) : 0;
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, line + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;      /* the client went away: what it asked for goes on regardless */
+        off += (size_t)w;
+    }
+    free(line);
+    json_object_put(o);
+}

@@ -21,6 +21,11 @@ char *control_handle_line_fd(const char *line, size_t len, int fd, bool *detache
 
 /* o as one protocol line: plain JSON (no raw newline) and '\n'; NULL if out of memory. */
 char *control_json_line(struct json_object *o);
+/*
+ * Write o as one line to a client's fd (blocking writes; a client gone is ignored) and
+ * drop the reference: the answers of jobs that took the connection over.
+ */
+void control_write_json(int fd, struct json_object *o);
 
 struct json_object *control_reply_ok(void);
 struct json_object *control_reply_err(int err, const char *fmt, ...)

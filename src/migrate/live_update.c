@@ -23,6 +23,7 @@
 #include "hv/control.h"
 #include "hv/domain.h"
 #include "hv/event.h"
+#include "hv/event_state.h"
 #include "hv/hv.h"
 #include "hv/toolstack_xs.h"
 #include "migrate/lu_internal.h"
@@ -34,8 +35,6 @@
 #include "xkvm/live_update.h"
 
 #define ACCEPTS_TIMEOUT_MS  10000u
-#define DOM0_QUIET_NS       (2 * 1000 * 1000ull)
-#define DOM0_QUIET_MAX_NS   (200 * 1000 * 1000ull)
 
 static struct lu_daemon daemon_info = { .control_listen_fd = -1, .dom0_listen_fd = -1,
                                         .migrate_listen_fd = -1, .pidfile_fd = -1,
@@ -44,13 +43,6 @@ static struct lu_daemon daemon_info = { .control_listen_fd = -1, .dom0_listen_fd
 void live_update_init(const struct lu_daemon *dm)
 {
     daemon_info = *dm;
-}
-
-uint64_t lu_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 int live_update_accepts_main(const char *version)
@@ -98,9 +90,9 @@ static int ask_binary(const char *binary, char *err, size_t errlen)
     }
     char answer[256] = "";
     size_t n = 0;
-    uint64_t end = lu_now_ns() + ACCEPTS_TIMEOUT_MS * 1000000ull;
+    uint64_t end = host_monotonic_ns() + ACCEPTS_TIMEOUT_MS * 1000000ull;
     for (;;) {
-        uint64_t now = lu_now_ns();
+        uint64_t now = host_monotonic_ns();
         struct pollfd p = { .fd = out[0], .events = POLLIN };
         if (now >= end || poll(&p, 1, (int)((end - now) / 1000000) + 1) == 0) {
             kill(pid, SIGKILL);
@@ -398,22 +390,6 @@ static void resume_all(struct domain **doms, unsigned n)
         domain_unpause(doms[i]);
 }
 
-/* Wait until no dom0 service touched any of the domains for DOM0_QUIET_NS. */
-static void wait_dom0_quiet(struct domain **doms, unsigned n)
-{
-    uint64_t start = lu_now_ns();
-    for (;;) {
-        uint64_t now = lu_now_ns(), last = 0;
-        for (unsigned i = 0; i < n; i++) {
-            uint64_t a = __atomic_load_n(&doms[i]->dom0_activity_ns, __ATOMIC_RELAXED);
-            last = a > last ? a : last;
-        }
-        if (now - last >= DOM0_QUIET_NS || now - start >= DOM0_QUIET_MAX_NS)
-            return;
-        usleep(200);
-    }
-}
-
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
     while (n) {
@@ -430,7 +406,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 
 struct json_object *live_update_request(struct json_object *req, int client_fd)
 {
-    struct xkvm_lu_host hr = { .t_request = lu_now_ns() };
+    struct xkvm_lu_host hr = { .t_request = host_monotonic_ns() };
     char err[512] = "";
     struct json_object *v;
     const char *binary = daemon_info.self_path;
@@ -493,13 +469,13 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
         return control_reply_err(EBUSY, "the xenstore worker is busy: try again");
     }
 
-    hr.t_pausing = lu_now_ns();
+    hr.t_pausing = host_monotonic_ns();
     for (unsigned i = 0; i < n; i++)
         domain_pause_begin(doms[i]);
     for (unsigned i = 0; i < n; i++)
         domain_pause_wait(doms[i]);
-    hr.t_paused = lu_now_ns();
-    wait_dom0_quiet(doms, n);
+    hr.t_paused = host_monotonic_ns();
+    migrate_wait_dom0_quiet(doms, n);
     /* From here nothing writes guest state: timers fire again in the new binary. */
     event_thread_freeze(true);
 
@@ -573,7 +549,7 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
         snprintf(err, sizeof(err), "out of memory for the image");
     }
     if (!rc) {
-        hr.t_saved = lu_now_ns();       /* in place in HOST, the first record */
+        hr.t_saved = host_monotonic_ns();       /* in place in HOST, the first record */
         memcpy(w.buf + XKVM_LU_HDR_SIZE + XKVM_LU_RHDR_SIZE +
                offsetof(struct xkvm_lu_host, t_saved), &hr.t_saved, sizeof(hr.t_saved));
     }
@@ -608,7 +584,7 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
                      "%.2f ms; exec %s", n, (double)(hr.t_paused - hr.t_pausing) / 1e6,
                      img_len, (double)(hr.t_saved - hr.t_paused) / 1e6, binary);
             /* t_exec, in place in the HOST record (the first one). */
-            uint64_t t_exec = lu_now_ns();
+            uint64_t t_exec = host_monotonic_ns();
             (void)!pwrite(img_fd, &t_exec, sizeof(t_exec), XKVM_LU_HDR_SIZE + XKVM_LU_RHDR_SIZE +
                    offsetof(struct xkvm_lu_host, t_exec));
             execv(binary, argv);

@@ -5,9 +5,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* CLOCK_MONOTONIC in ns: one clock for both binaries, so phases add up across exec. */
-uint64_t lu_now_ns(void);
-
 /*
  * fn(item) for each of n items of `size` bytes at items, on as many threads as there
  * are CPUs (at most n); returns when all are done.

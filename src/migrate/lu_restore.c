@@ -21,6 +21,7 @@
 #include "hv/control.h"
 #include "hv/dom0.h"
 #include "hv/domain.h"
+#include "hv/event_state.h"
 #include "hv/hv.h"
 #include "migrate/arch_state.h"
 #include "migrate/lu_internal.h"
@@ -307,17 +308,7 @@ static void answer_client(int fd, bool ok, const char *rollback, const char *err
         json_object_object_add(p, fields[i].name, json_object_new_double(v));
     }
     json_object_object_add(r, "phases_ms", p);
-    char *line = control_json_line(r);
-    json_object_put(r);
-    for (size_t off = 0, len = line ? strlen(line) : 0; off < len;) {
-        ssize_t w = write(fd, line + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    free(line);
+    control_write_json(fd, r);
 }
 
 static double ms(uint64_t a, uint64_t b)
@@ -335,7 +326,7 @@ static int image_fd(const struct xkvm_lu_image *img, unsigned role)
 int live_update_resume(const char *fdspec, const char *rollback, const char *rundir,
                        int argc, char **argv, struct lu_daemon *dm)
 {
-    uint64_t t_start = lu_now_ns();
+    uint64_t t_start = host_monotonic_ns();
     int img_fd = -1;
     char tail;
     if (sscanf(fdspec, "%d,%d%c", &img_fd, &old_binary_fd, &tail) != 2 || img_fd < 0 ||
@@ -396,7 +387,7 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
         log_err("live update: %s", why);
         return rc;
     }
-    uint64_t t_valid = lu_now_ns();
+    uint64_t t_valid = host_monotonic_ns();
     int client = image_fd(&img, XKVM_LU_FD_CLIENT);
     int memfd = image_fd(&img, XKVM_LU_FD_MACHINE_MEMORY);
     dm->control_listen_fd = image_fd(&img, XKVM_LU_FD_CONTROL_LISTEN);
@@ -434,9 +425,9 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     for (unsigned i = 0; i < n; i++)
         doms[i] = (struct lu_dom){ .rec = &img.domains[i], .shutdown_code = -1 };
     uint64_t t[5];
-    t[0] = lu_now_ns();
+    t[0] = host_monotonic_ns();
     rc = run_pass("pass 0 (VM, p2m, vCPUs)", doms, n, pass0, err, sizeof(err));
-    t[1] = lu_now_ns();
+    t[1] = host_monotonic_ns();
     if (!rc && (img.host.flags & XKVM_LU_HOST_VERIFY_MEMORY)) {
         rc = run_pass("memory check", doms, n, verify_memory, err, sizeof(err));
         if (rc && rollback) {
@@ -445,14 +436,14 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
             rc = 0;
         }
     }
-    t[2] = lu_now_ns();
+    t[2] = host_monotonic_ns();
     if (!rc)
         rc = run_pass("pass 1 (Xen frames, event channels, grants)", doms, n, pass1, err,
                       sizeof(err));
-    t[3] = lu_now_ns();
+    t[3] = host_monotonic_ns();
     if (!rc)
         rc = run_pass("pass 2 (vCPU and interrupt state)", doms, n, pass2, err, sizeof(err));
-    t[4] = lu_now_ns();
+    t[4] = host_monotonic_ns();
     if (rc) {
         if (!rollback)
             roll_back(err);
@@ -481,12 +472,12 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     crash_handlers(false);
 
     /* Every domain is whole: they run again, those that ran before. */
-    uint64_t t_resume = lu_now_ns();
+    uint64_t t_resume = host_monotonic_ns();
     for (unsigned i = 0; i < n; i++) {
         doms[i].d->restoring = false;
         domain_unpause(doms[i].d);      /* the hold domain_build took */
     }
-    uint64_t t_resumed = lu_now_ns();
+    uint64_t t_resumed = host_monotonic_ns();
     mm_lu_finish(&host.mm);
     /* New domids go on after the restored ones, as they would have. */
     for (unsigned i = 0; i < n; i++)

@@ -92,6 +92,12 @@ uint32_t migrate_hvm_params(struct domain *d, struct xkvm_stream_hvm_param *out)
 /* Every vCPU's HVM_CONTEXT blob (domain paused), malloc'd. 0 or -errno with a message. */
 int migrate_hvm_context(struct domain *d, void **blob, size_t *len, char *err, size_t errlen);
 
+/*
+ * With the domains paused: wait until no dom0 service has touched any of them for
+ * 2 ms (200 ms at most), so requests they were serving are finished (save.c).
+ */
+void migrate_wait_dom0_quiet(struct domain *const *doms, unsigned n);
+
 /* Line I/O on a migration connection (fd blocking). */
 int migrate_send_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* One line without its newline; timeout_ms 0: none. 0, -ETIMEDOUT, -EPIPE (closed). */

@@ -38,22 +38,6 @@ struct job {
 
 /* ---- replies on the job's connection ---- */
 
-static void send_json(int fd, struct json_object *o)
-{
-    char *line = control_json_line(o);
-    size_t n = line ? strlen(line) : 0;
-    for (size_t off = 0; off < n;) {
-        ssize_t w = write(fd, line + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;      /* the client went away: the job goes on regardless */
-        off += (size_t)w;
-    }
-    free(line);
-    json_object_put(o);
-}
-
 /* The progress and report objects, declared once as tables of their members. */
 enum field_kind { FK_UINT, FK_U64, FK_DOUBLE, FK_BOOL };
 struct field {
@@ -101,7 +85,7 @@ static void on_progress(void *arg, const struct migrate_progress *p)
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "progress", fields_json(json_object_new_object(), p,
                            progress_fields, sizeof(progress_fields) / sizeof(progress_fields[0])));
-    send_json(j->fd, o);
+    control_write_json(j->fd, o);
 }
 
 static struct json_object *report_json(const struct migrate_report *r)
@@ -197,7 +181,7 @@ static void *job_thread(void *arg)
             reply = control_reply_ok();
             json_object_object_add(reply, "domid", json_object_new_int(domid));
         }
-        send_json(j->fd, reply);
+        control_write_json(j->fd, reply);
         goto out;
     }
 
@@ -235,7 +219,7 @@ static void *job_thread(void *arg)
                                   rep.outcome == MIGRATE_RESUMED ? " (the guest runs here)" : "");
     }
     json_object_object_add(reply, "report", report_json(&rep));
-    send_json(j->fd, reply);
+    control_write_json(j->fd, reply);
 out:
     close(j->fd);
     free(j);

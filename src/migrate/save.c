@@ -31,7 +31,7 @@
 #include "util/log.h"
 #include "xkvm/ctx.h"
 
-/* dom0 services quiet for this long before the last copy (see wait_dom0_quiet). */
+/* dom0 services quiet for this long before the last copy (migrate_wait_dom0_quiet). */
 #define DOM0_QUIET_NS       (2 * 1000 * 1000ull)
 #define DOM0_QUIET_MAX_NS   (200 * 1000 * 1000ull)
 #define PEER_TIMEOUT_MS     60000u
@@ -269,16 +269,19 @@ static uint64_t popcount_bm(const uint64_t *bm, uint64_t nbits)
 
 /*
  * dom0 services finish what the guest asked of them before the last copy: wait until
- * none has mapped, unmapped or signalled for this domain for DOM0_QUIET_NS (its vCPUs
- * are paused, so no new request arrives). Requests still unanswered in a ring are
- * served again by the backend on the destination, from the ring's rsp_prod.
+ * none has mapped, unmapped or signalled for these domains for DOM0_QUIET_NS (their
+ * vCPUs are paused, so no new request arrives). Requests still unanswered in a ring
+ * are served again by the backend on the destination, from the ring's rsp_prod.
  */
-static void wait_dom0_quiet(struct domain *d)
+void migrate_wait_dom0_quiet(struct domain *const *doms, unsigned n)
 {
     uint64_t start = mono_ns();
     for (;;) {
-        uint64_t now = mono_ns();
-        uint64_t last = __atomic_load_n(&d->dom0_activity_ns, __ATOMIC_RELAXED);
+        uint64_t now = mono_ns(), last = 0;
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t a = __atomic_load_n(&doms[i]->dom0_activity_ns, __ATOMIC_RELAXED);
+            last = a > last ? a : last;
+        }
         if (now - last >= DOM0_QUIET_NS || now - start >= DOM0_QUIET_MAX_NS)
             return;
         usleep(200);
@@ -524,7 +527,7 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
             t_pause_real = real_ns();
         }
         uint64_t t_q = mono_ns();
-        wait_dom0_quiet(d);
+        migrate_wait_dom0_quiet(&d, 1);
         rep->quiet_ms = (double)(mono_ns() - t_q) / 1e6;
         if (logging) {
             int64_t n = p2m_collect_dirty(&d->p2m, s.dirty);
