@@ -252,7 +252,6 @@ static int save_domain(struct save_job *j)
 {
     struct domain *d = j->d;
     struct xkvm_lu_writer *w = &j->w;
-    w->len = 0;
     /* DOMAIN: the config, and how it stands (paused by the toolstack, shut down). */
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "config", domcfg_to_json(&d->cfg));

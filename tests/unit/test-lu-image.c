@@ -122,6 +122,15 @@ static void refused(struct xkvm_lu_writer *w, const char *want)
     xkvm_lu_writer_release(w);
 }
 
+/* The two-domain image of d, finished, must be refused with `want` in the message. */
+static void refused_spec(const struct dom_spec d[2], const char *want)
+{
+    struct xkvm_lu_writer w;
+    build(&w, d, 2);
+    xkvm_lu_finish(&w);
+    refused(&w, want);
+}
+
 static void versions(void)
 {
     struct xkvm_lu_writer w;
@@ -185,33 +194,25 @@ static void domains(void)
 
     /* A frame in two domains. */
     d[1].ext[0].mfn = 1000;
-    build(&w, d, 2);
-    xkvm_lu_finish(&w);
-    refused(&w, "in two extents");
+    refused_spec(d, "in two extents");
 
     /* A frame in the reserved region. */
     memcpy(d, two, sizeof(d));
     d[1].ext[0].mfn = 3960;
     d[1].ext[0].nr = 16;
-    build(&w, d, 2);
-    xkvm_lu_finish(&w);
-    refused(&w, "live-update region");
+    refused_spec(d, "live-update region");
 
     /* Beyond machine memory. */
     memcpy(d, two, sizeof(d));
     d[1].ext[0].mfn = 4000;
     d[1].ext[0].nr = 1u << 20;
-    build(&w, d, 2);
-    xkvm_lu_finish(&w);
-    refused(&w, "outside machine memory");
+    refused_spec(d, "outside machine memory");
 
     /* The same domid twice. */
     memcpy(d, two, sizeof(d));
     d[1].domid = 1;
     d[1].ext[0].mfn = 2048;
-    build(&w, d, 2);
-    xkvm_lu_finish(&w);
-    refused(&w, "appears twice");
+    refused_spec(d, "appears twice");
 
     /* HOST promises more domains than come. */
     build(&w, two, 1);
