@@ -3,7 +3,7 @@ BUILD     ?= build
 SANBUILD  ?= build-san
 MESON_OPTS ?=
 
-.PHONY: all deps build san demo test soak bench clean
+.PHONY: all deps build san demo test soak bench kvm-vm clean
 all: build
 
 deps:
@@ -34,6 +34,10 @@ soak: build san
 bench: build
 	@scripts/deps.sh --bench
 	@scripts/bench.sh $(BUILD)
+
+# KVM suites inside a nested VM, for machines without /dev/kvm (docs/testing.md).
+kvm-vm: build
+	@scripts/kvm-vm.sh $(BUILD) $(SUITES)
 
 clean:
 	rm -rf $(BUILD) $(SANBUILD)

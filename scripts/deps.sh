@@ -5,6 +5,8 @@ pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libjson-c-dev libxen-dev xen-doc xen-utils-4.17 xenstore-utils)
 # --bench: also what the benchmarks compare against (QEMU's migration).
 [ "${1:-}" = --bench ] && pkgs+=(qemu-system-x86)
+# --nested-vm: what scripts/kvm-vm.sh boots (a Debian kernel with kvm_amd, busybox).
+[ "${1:-}" = --nested-vm ] && pkgs+=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

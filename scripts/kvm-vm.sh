@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Run KVM integration suites inside a QEMU VM on a machine without /dev/kvm.
+#
+#   scripts/kvm-vm.sh BUILD [SUITE...]      (default: every tests/kvm/*.sh)
+#
+# The VM is QEMU's software emulator (TCG) with AMD SVM and nested paging emulated,
+# running Debian's kernel with kvm_amd: inside it, /dev/kvm is real KVM and the suites
+# run unchanged against the binaries built here. It sees this machine's root file
+# system read-only over 9p, so nothing needs copying; /tmp inside is its own tmpfs.
+# Output: each suite's lines, as if run here; the VM's console goes to $OUT/console.log.
+#
+# Why: some machines of this project's kind are themselves kvm-pvm guests and have no
+# /dev/kvm (docs/testing.md). Everything is emulated, so it is slow (a suite takes 5-30x
+# its native time) and timings mean nothing; behaviour is what it checks. One vCPU by
+# default: with two (multi-threaded TCG), nested guests were seen to triple-fault and
+# the VM's kernel to panic, with no xkvm code involved.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(cd "${1:?usage: scripts/kvm-vm.sh BUILD [SUITE...]}" && pwd); shift
+case $BUILD in "$ROOT"/*) ;; *) echo "kvm-vm: BUILD must be inside $ROOT"; exit 1 ;; esac
+SUITES=("$@")
+[ ${#SUITES[@]} -eq 0 ] && for t in "$ROOT"/tests/kvm/*.sh; do
+  [ -x "$t" ] && SUITES+=("$(basename "$t" .sh)")
+done
+"$ROOT/scripts/deps.sh" --nested-vm || exit 1
+KVER=$(ls /lib/modules | sort -V | grep -- '-amd64$' | tail -1)
+KERNEL=/boot/vmlinuz-$KVER
+[ -n "$KVER" ] && [ -r "$KERNEL" ] || { echo "kvm-vm: no Debian amd64 kernel in /boot"; exit 1; }
+OUT=$(mktemp -d /tmp/xkvm-vm.XXXXXX)
+MEM=${XKVM_VM_MEM:-8G}
+SMP=${XKVM_VM_SMP:-1}
+
+# ---- the initramfs: busybox, the modules for 9p and kvm_amd, an init that mounts
+# the host's root and runs $OUT/inner.sh in it ----
+INITRD=$OUT/initrd
+mkdir -p "$INITRD"/{bin,proc,sys,dev,newroot,lib/modules}
+cp /bin/busybox "$INITRD/bin/busybox"
+MODS=()
+for m in 9pnet_virtio virtio_pci 9p kvm_amd; do
+  while read -r _ path; do
+    name=$(basename "$path")
+    [ -f "$INITRD/lib/modules/$name" ] && continue
+    cp "$path" "$INITRD/lib/modules/$name"
+    MODS+=("$name")
+  done < <(modprobe -S "$KVER" --show-depends "$m" | grep '^insmod ')
+done
+cat > "$INITRD/init" <<INIT
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in ${MODS[*]}; do
+  case \$m in kvm-amd.ko) p="vgif=0 vls=0" ;; *) p= ;; esac
+  insmod /lib/modules/\$m \$p || echo "kvm-vm: insmod \$m failed"
+done
+O=trans=virtio,version=9p2000.L,msize=1048576,cache=none
+mount -t 9p -o \$O,ro hostroot /newroot || { echo "kvm-vm: cannot mount the host's root"; poweroff -f; }
+mount -t 9p -o \$O out /newroot/mnt
+for d in tmp run var/tmp root; do mount -t tmpfs tmpfs /newroot/\$d; done
+# The repository at its own path, also where that is under /tmp.
+mkdir -p /newroot$ROOT 2>/dev/null; mount -t 9p -o \$O,ro repo /newroot$ROOT
+mount --move /proc /newroot/proc; mount --move /sys /newroot/sys; mount --move /dev /newroot/dev
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+ln -s /proc/self/fd /newroot/dev/fd
+for i in 0 1 2; do ln -s /proc/self/fd/\$i /newroot/dev/\$(echo stdin stdout stderr | cut -d' ' -f\$((i + 1))); done
+exec switch_root /newroot /bin/sh /mnt/inner.sh
+INIT
+chmod +x "$INITRD/init"
+(cd "$INITRD" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$OUT/initrd.gz"
+
+# ---- what runs inside ----
+cat > "$OUT/inner.sh" <<INNER
+#!/bin/sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+export XKVM_ROOT=$ROOT XKVM_BUILD=$BUILD XKVM_SOAK=${XKVM_SOAK:-}
+mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
+ip link set lo up
+if [ -c /dev/kvm ]; then
+  for s in ${SUITES[*]}; do
+    bash $ROOT/tests/kvm/\$s.sh > /mnt/\$s.log 2>&1
+    echo \$? > /mnt/\$s.rc
+  done
+else
+  echo "no /dev/kvm in the VM: \$(dmesg | grep -iE 'kvm|svm' | tail -2 | tr '\n' ' ')" > /mnt/no-kvm
+fi
+echo o > /proc/sysrq-trigger
+sleep 10
+INNER
+
+timeout "${XKVM_VM_TIMEOUT:-5400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
+  -smp "$SMP" -m "$MEM" -nographic -no-reboot -kernel "$KERNEL" -initrd "$OUT/initrd.gz" \
+  -append "console=ttyS0 panic=-1 quiet" \
+  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs local,path="$OUT",mount_tag=out,security_model=none \
+  -virtfs local,path="$ROOT",mount_tag=repo,security_model=none,readonly=on \
+  > "$OUT/console.log" 2>&1
+vm_rc=$?
+
+rc=0
+if [ -f "$OUT/no-kvm" ]; then
+  echo "SKIP: kvm-vm/all: $(cat "$OUT/no-kvm")"
+  exit 0
+fi
+for s in "${SUITES[@]}"; do
+  if [ -f "$OUT/$s.log" ]; then
+    cat "$OUT/$s.log"
+  fi
+  if [ ! -f "$OUT/$s.rc" ]; then
+    echo "FAIL: $s/vm: the VM ended (status $vm_rc) before the suite did; console: $OUT/console.log"
+    rc=1
+  elif [ "$(cat "$OUT/$s.rc")" != 0 ]; then
+    rc=1
+  fi
+done
+grep -a -q -E 'Kernel panic|BUG:' "$OUT/console.log" &&
+  echo "# kvm-vm: the VM's kernel complained; see $OUT/console.log"
+exit $rc
