@@ -19,7 +19,7 @@ check() { local n=$1; shift; if "$@" >/dev/null 2>&1; then pass "$n"; else fail 
 # Everything here needs /dev/kvm; where it is absent, say so once and stop.
 require_kvm() {
   if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm -a -w /dev/kvm ]; then
-    skip all "no usable /dev/kvm on this machine"
+    skip all "no usable /dev/kvm on this machine (make kvm-vm runs this suite in a nested VM)"
     exit 0
   fi
   local flavour=unknown
