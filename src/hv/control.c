@@ -60,6 +60,20 @@ static struct domain *request_domain(struct json_object *req, struct json_object
     return d;
 }
 
+/* The p2m's use of its budgets, and whether it agrees with machine memory. */
+static struct json_object *p2m_state_json(struct p2m *p)
+{
+    char why[160] = "";
+    struct json_object *o = json_object_new_object();
+    int rc = p2m_audit(p, why, sizeof(why));
+    json_object_object_add(o, "memslots", json_object_new_int((int)p->nr_slots));
+    json_object_object_add(o, "memslots_max", json_object_new_int(P2M_MAX_SLOTS));
+    json_object_object_add(o, "breaks", json_object_new_int64((int64_t)p->nr_breaks));
+    json_object_object_add(o, "breaks_max", json_object_new_int(P2M_MAX_BREAKS));
+    json_object_object_add(o, "audit", json_object_new_string(rc ? why : "ok"));
+    return o;
+}
+
 static struct json_object *cmd_create(struct json_object *req)
 {
     struct json_object *cfgj, *pausedj;
@@ -180,6 +194,7 @@ static struct json_object *cmd_domain_op(struct json_object *req, const char *cm
             json_object_object_add(params, name, json_object_new_int64((int64_t)d->hvm_params[i]));
         }
         json_object_object_add(st, "hvm_params", params);
+        json_object_object_add(st, "p2m", p2m_state_json(&d->p2m));
         json_object_object_add(r, "state", st);
         return r;
     } else if (!strcmp(cmd, "console")) {

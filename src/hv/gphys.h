@@ -6,6 +6,7 @@
 #ifndef XKVM_HV_GPHYS_H
 #define XKVM_HV_GPHYS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct gphys {
@@ -17,8 +18,20 @@ struct gphys {
     void *(*ptr)(void *opaque, uint64_t gpa, uint64_t len);
     /* Optional: [gpa, gpa + len) was written through ptr (log-dirty while migrating). */
     void (*written)(void *opaque, uint64_t gpa, uint64_t len);
+    /*
+     * Optional: hold (true) or let go (false) of the memory map, so that pointers ptr
+     * returns stay valid in between: another vCPU may change the map concurrently.
+     * Not nested.
+     */
+    void (*hold)(void *opaque, bool hold);
     void *opaque;
 };
+
+static inline void gphys_hold(const struct gphys *g, bool hold)
+{
+    if (g->hold)
+        g->hold(g->opaque, hold);
+}
 
 static inline void *gphys_ptr(const struct gphys *g, uint64_t gpa, uint64_t len)
 {

@@ -147,8 +147,9 @@ static int walk_32bit(const struct gphys *g, const struct guest_paging *pg, uint
     return 0;
 }
 
-int guest_translate(const struct gphys *g, const struct guest_paging *pg,
-                    uint64_t gva, int write, uint64_t *gpa)
+/* guest_translate with the map already held by the caller. */
+static int translate_held(const struct gphys *g, const struct guest_paging *pg,
+                          uint64_t gva, int write, uint64_t *gpa)
 {
     uint64_t out;
     int r;
@@ -187,6 +188,41 @@ int guest_translate(const struct gphys *g, const struct guest_paging *pg,
     return 0;
 }
 
+int guest_translate(const struct gphys *g, const struct guest_paging *pg,
+                    uint64_t gva, int write, uint64_t *gpa)
+{
+    if (!g)
+        return -EFAULT;
+    gphys_hold(g, true);
+    int rc = translate_held(g, pg, gva, write, gpa);
+    gphys_hold(g, false);
+    return rc;
+}
+
+/*
+ * One chunk inside one page: translate and copy with the map held, so that another
+ * vCPU cannot take the page away between the walk and the copy.
+ */
+static int copy_chunk(const struct gphys *g, const struct guest_paging *pg,
+                      uint64_t gva, uint8_t *host, uint64_t chunk, bool to_guest)
+{
+    uint64_t gpa;
+    int rc = -EFAULT;
+    gphys_hold(g, true);
+    uint8_t *p = translate_held(g, pg, gva, to_guest, &gpa) < 0 ? NULL
+                                                                 : gphys_ptr(g, gpa, chunk);
+    if (p) {
+        if (to_guest) {
+            memcpy(p, host, chunk);
+            gphys_written(g, gpa, chunk);
+        } else
+            memcpy(host, p, chunk);
+        rc = 0;
+    }
+    gphys_hold(g, false);
+    return rc;
+}
+
 /* Copy page by page; each chunk stays inside one 4 KiB page of the linear address. */
 static int copy_guest(const struct gphys *g, const struct guest_paging *pg,
                       uint64_t gva, uint8_t *host, size_t len, bool to_guest)
@@ -199,17 +235,8 @@ static int copy_guest(const struct gphys *g, const struct guest_paging *pg,
         uint64_t chunk = PAGE_SIZE - (gva & PAGE_MASK);
         if (chunk > len)
             chunk = len;
-        uint64_t gpa;
-        if (guest_translate(g, pg, gva, to_guest, &gpa) < 0)
+        if (copy_chunk(g, pg, gva, host, chunk, to_guest))
             return -EFAULT;
-        uint8_t *p = gphys_ptr(g, gpa, chunk);
-        if (!p)
-            return -EFAULT;
-        if (to_guest) {
-            memcpy(p, host, chunk);
-            gphys_written(g, gpa, chunk);
-        } else
-            memcpy(host, p, chunk);
         host += chunk;
         len -= chunk;
         gva += chunk;                 /* may wrap to 0 only when len reached 0 */

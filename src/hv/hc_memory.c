@@ -12,20 +12,35 @@
 #include "hv/physmap.h"
 #include "util/log.h"
 
+/* A RAM frame of the domain that a gfn no longer maps goes back, as on Xen. */
+static void release_displaced(struct domain *d, uint64_t old, uint64_t placed)
+{
+    struct machine_mem *mm = host_mm();
+    if (old != INVALID_MFN && old != placed && old < mm->nr_frames &&
+        mm->frames[old].owner == d->domid && mm->frames[old].type == FRAME_RAM)
+        mm_free_run(mm, old, 1);    /* kept, as an orphan, while anything names it */
+}
+
 int physmap_place(struct domain *d, uint64_t gfn, uint64_t mfn, uint64_t prev_gfn)
 {
     uint64_t old;
-    int rc = p2m_set_frame(&d->p2m, gfn, mfn, &old);
-    if (rc)
-        return rc;
-    if (old != INVALID_MFN && old != mfn && old < host_mm()->nr_frames &&
-        host_mm()->frames[old].owner == d->domid && host_mm()->frames[old].type == FRAME_RAM)
-        mm_free_run(host_mm(), old, 1);
-    if (prev_gfn != INVALID_GFN && prev_gfn != gfn && p2m_lookup(&d->p2m, prev_gfn) == mfn) {
-        uint64_t ignored;
-        p2m_set_frame(&d->p2m, prev_gfn, INVALID_MFN, &ignored);
-    }
-    return 0;
+    int rc = -ESRCH;
+    if (prev_gfn != INVALID_GFN && prev_gfn != gfn)
+        rc = p2m_move_frame(&d->p2m, prev_gfn, gfn, mfn, &old);
+    if (rc == -ESRCH)       /* not where it was last put: the guest moved it since */
+        rc = p2m_set_frame(&d->p2m, gfn, mfn, &old);
+    if (!rc)
+        release_displaced(d, old, mfn);
+    return rc;
+}
+
+int physmap_move(struct domain *d, uint64_t from, uint64_t to)
+{
+    uint64_t old;
+    int rc = p2m_move_frame(&d->p2m, from, to, INVALID_MFN, &old);
+    if (!rc)
+        release_displaced(d, old, p2m_lookup(&d->p2m, to));
+    return rc;
 }
 
 /* The 64-bit and 32-bit (compat) layouts of struct xen_add_to_physmap. */
@@ -73,13 +88,9 @@ static long add_to_physmap(struct hcall *hc)
             gnttab_frame_placed(d, x.idx, x.gpfn);
         return rc;
     }
-    case XENMAPSPACE_gmfn: {
-        /* Move the RAM page at gfn idx to gpfn. */
-        uint64_t mfn = p2m_lookup(&d->p2m, x.idx);
-        if (mfn == INVALID_MFN)
-            return -EINVAL;
-        return physmap_place(d, x.gpfn, mfn, x.idx);
-    }
+    case XENMAPSPACE_gmfn:
+        /* Move the page at gfn idx to gpfn. */
+        return physmap_move(d, x.idx, x.gpfn);
     default:
         return -EINVAL;
     }

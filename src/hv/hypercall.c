@@ -41,11 +41,15 @@ long hypercall_dispatch(struct hcall *hc)
 
 int hypercall_page_fill(struct domain *d, uint64_t gpa)
 {
+    p2m_hold(&d->p2m);
     uint8_t *page = p2m_ptr(&d->p2m, gpa, XKVM_PAGE_SIZE);
+    if (page) {
+        hypercall_page_write(page);
+        p2m_mark_dirty(&d->p2m, gpa >> XKVM_PAGE_SHIFT, 1);
+    }
+    p2m_release(&d->p2m);
     if (!page)
         return -EFAULT;
-    hypercall_page_write(page);
-    p2m_mark_dirty(&d->p2m, gpa >> XKVM_PAGE_SHIFT, 1);
     log_info("d%u: hypercall page at gpa %#llx", d->domid, (unsigned long long)gpa);
     return 0;
 }

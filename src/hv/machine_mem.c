@@ -1,6 +1,7 @@
 #include "hv/machine_mem.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,8 +166,16 @@ static void discard_frames(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
         memset(mm_frame_ptr(mm, mfn), 0, nr << XKVM_PAGE_SHIFT);
 }
 
+static inline bool frame_named(const struct frame *fr)
+{
+    return fr->refs || fr->maps;
+}
+
 static void release_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 {
+    for (uint64_t f = mfn; f < mfn + nr; f++)
+        if (frame_named(&mm->frames[f]))
+            abort();    /* the invariant above broken: never hand out a named frame */
     /*
      * A live-update restore that fails frees what it built, but the frames it adopted
      * are the guests' memory, which the rollback needs: keep contents until then.
@@ -184,7 +193,7 @@ static void release_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 static void free_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 {
     for (uint64_t f = mfn; f < mfn + nr;) {
-        if (frame_is_free(mm, f) || mm->frames[f].refs) {
+        if (frame_is_free(mm, f) || frame_named(&mm->frames[f])) {
             if (!frame_is_free(mm, f)) {
                 mm->frames[f].owner = DOMID_HYPERVISOR;
                 mm->frames[f].flags |= FRAME_ORPHAN;
@@ -193,7 +202,8 @@ static void free_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
             continue;
         }
         uint64_t run = 1;
-        while (f + run < mfn + nr && !frame_is_free(mm, f + run) && !mm->frames[f + run].refs)
+        while (f + run < mfn + nr && !frame_is_free(mm, f + run) &&
+               !frame_named(&mm->frames[f + run]))
             run++;
         release_locked(mm, f, run);
         f += run;
@@ -222,9 +232,53 @@ void mm_frame_put(struct machine_mem *mm, uint64_t mfn)
         return;
     pthread_mutex_lock(&mm->lock);
     struct frame *fr = &mm->frames[mfn];
-    if (fr->refs && --fr->refs == 0 && (fr->flags & FRAME_ORPHAN))
+    if (fr->refs && --fr->refs == 0 && !fr->maps && (fr->flags & FRAME_ORPHAN))
         release_locked(mm, mfn, 1);
     pthread_mutex_unlock(&mm->lock);
+}
+
+int mm_map_get(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner)
+{
+    if (mfn >= mm->nr_frames || nr > mm->nr_frames - mfn)
+        return -EINVAL;
+    pthread_mutex_lock(&mm->lock);
+    int rc = 0;
+    for (uint64_t f = mfn; f < mfn + nr && !rc; f++) {
+        const struct frame *fr = &mm->frames[f];
+        if (frame_is_free(mm, f) || fr->owner != owner || (fr->flags & FRAME_ORPHAN))
+            rc = -EINVAL;
+        else if (fr->maps == FRAME_MAPS_MAX)
+            rc = -EBUSY;
+    }
+    for (uint64_t f = mfn; f < mfn + nr && !rc; f++)
+        mm->frames[f].maps++;
+    pthread_mutex_unlock(&mm->lock);
+    return rc;
+}
+
+void mm_map_put(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
+{
+    if (mfn >= mm->nr_frames || nr > mm->nr_frames - mfn)
+        return;
+    pthread_mutex_lock(&mm->lock);
+    for (uint64_t f = mfn; f < mfn + nr; f++) {
+        struct frame *fr = &mm->frames[f];
+        if (frame_is_free(mm, f) || !fr->maps)
+            abort();    /* a p2m dropping a name it never took */
+        if (--fr->maps == 0 && !fr->refs && (fr->flags & FRAME_ORPHAN))
+            release_locked(mm, f, 1);
+    }
+    pthread_mutex_unlock(&mm->lock);
+}
+
+unsigned mm_frame_maps(struct machine_mem *mm, uint64_t mfn)
+{
+    if (mfn >= mm->nr_frames)
+        return 0;
+    pthread_mutex_lock(&mm->lock);
+    unsigned n = mm->frames[mfn].maps;
+    pthread_mutex_unlock(&mm->lock);
+    return n;
 }
 
 void mm_free_run(struct machine_mem *mm, uint64_t mfn, uint64_t nr)

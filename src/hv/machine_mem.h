@@ -28,16 +28,24 @@ enum frame_type {
     FRAME_TYPE_COUNT
 };
 
+/*
+ * The invariant this table keeps: a frame goes back to the allocator only when nothing
+ * names it any more, neither a p2m (maps) nor a foreign mapping (refs). A frame freed
+ * while named becomes an orphan and is released by whichever drops the last name.
+ */
 struct frame {
     uint16_t owner;     /* domid, or DOMID_NONE when free */
-    uint8_t type;       /* enum frame_type */
-    uint8_t flags;      /* FRAME_ORPHAN */
-    uint32_t refs;      /* foreign mappings (dom0 services, grant maps) */
+    uint8_t type : 4;   /* enum frame_type */
+    uint8_t flags : 4;  /* FRAME_ORPHAN */
+    uint8_t maps;       /* gfns that map it in its owner's p2m */
+    uint32_t refs;      /* foreign mappings (dom0 services, grant maps, vcpu_info) */
 };
+#define FRAME_MAPS_MAX UINT8_MAX
 
 /*
- * Freed while referenced (its domain died under a dom0 mapping): owned by
- * DOMID_HYPERVISOR, kept intact, and returned to the allocator on the last put.
+ * Freed while named (a p2m still maps it, or its domain died under a dom0 mapping):
+ * owned by DOMID_HYPERVISOR, kept intact, and returned to the allocator on the last
+ * put.
  */
 #define FRAME_ORPHAN 0x01
 
@@ -100,6 +108,16 @@ uint64_t mm_free_owner(struct machine_mem *mm, uint16_t owner);
  */
 int mm_frame_get(struct machine_mem *mm, uint64_t mfn, uint16_t owner, unsigned type_mask);
 void mm_frame_put(struct machine_mem *mm, uint64_t mfn);
+
+/*
+ * A p2m names frames [mfn, mfn + nr) (each must be owner's, allocated, not an orphan,
+ * and named fewer than FRAME_MAPS_MAX times): all or none. 0 or -EINVAL / -EBUSY.
+ */
+int mm_map_get(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner);
+/* A p2m no longer names [mfn, mfn + nr): an orphan nobody names is released. */
+void mm_map_put(struct machine_mem *mm, uint64_t mfn, uint64_t nr);
+/* How many p2m mappings name frame mfn (tests and audits). */
+unsigned mm_frame_maps(struct machine_mem *mm, uint64_t mfn);
 
 /* Frames owned by `owner`. */
 uint64_t mm_count_owner(struct machine_mem *mm, uint16_t owner);

@@ -4,18 +4,33 @@
  * memory fd at its mfn, so changing the p2m is an mmap and KVM follows through its MMU
  * notifier. KVM memslots cover populated ranges only, so an access to an unpopulated
  * gfn reaches xkvmd as MMIO instead of failing the vCPU.
+ *
+ * Every change is a transaction (docs/security.md): what it needs (a memslot, room in
+ * the window's mapping budget, a name on the frame) is reserved first, and a failure
+ * at any step undoes the steps before it, so the map, the window and the memslots
+ * always agree. Each populated gfn names its frame in machine memory (mm_map_get), so
+ * a frame is never given back while a gfn still maps it. Readers that copy through the
+ * window (hypercall arguments) hold the lock shared for the length of the copy.
  */
 #ifndef XKVM_HV_P2M_H
 #define XKVM_HV_P2M_H
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hv/gphys.h"
 #include "hv/machine_mem.h"
 
 #define P2M_MAX_SLOTS 512
+/*
+ * Places where the window's mapping is not one run of consecutive frames (a hole next
+ * to RAM, a moved frame): each costs xkvmd a mapping (a VMA) of its own, a per-process
+ * resource (vm.max_map_count) that all domains share. A guest's own layout uses a few
+ * hundred at most; changes that would pass this are refused with -ENOMEM.
+ */
+#define P2M_MAX_BREAKS 2048
 
 struct p2m_slot {
     uint64_t gfn, nr;       /* nr == 0: slot id free */
@@ -30,7 +45,10 @@ struct p2m {
     /* mfn + 1 per gfn, 0 where unpopulated: a fresh zeroed table is all holes. */
     uint64_t *gfn_to_mfn1;
     struct p2m_slot slots[P2M_MAX_SLOTS];   /* indexed by KVM slot id */
-    pthread_mutex_t lock;       /* changes to the map and memslots */
+    unsigned nr_slots;          /* slots in use */
+    uint64_t nr_breaks;         /* see P2M_MAX_BREAKS */
+    /* Held exclusive by changes to the map and memslots, shared by window copies. */
+    pthread_rwlock_t lock;
 
     /*
      * Log-dirty (migration): KVM logs the guest's own writes per memslot; writes xkvmd
@@ -51,9 +69,26 @@ int p2m_populate_ram(struct p2m *p, uint64_t gfn, uint64_t nr);
 /*
  * Put frame `mfn` at `gfn` (XENMEM_add_to_physmap and friends), or remove what is
  * there when mfn is INVALID_MFN. Returns the frame that was there (INVALID_MFN if
- * none) in *old; the caller decides what becomes of it. 0 or -errno.
+ * none) in *old; the p2m no longer names it, the caller decides what becomes of it.
+ * 0, or -errno with nothing changed: -EINVAL (gfn outside the window, mfn not the
+ * domain's), -ENOMEM (no memslot or mapping budget left), -EBUSY.
  */
 int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old);
+/*
+ * Move the frame at `from` to `to` (XENMAPSPACE_gmfn): `from` becomes a hole. With
+ * `expect` other than INVALID_MFN, only if `from` holds that frame. Returns the frame
+ * `to` held before in *old, as p2m_set_frame. 0, or -errno with nothing changed
+ * (-EINVAL if `from` is a hole, -ESRCH if it holds another frame than `expect`).
+ */
+int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
+                   uint64_t *old);
+
+/*
+ * Check that the map, the window and machine memory agree: every populated gfn names
+ * a frame that is allocated and named at least once; the slot and break counts are
+ * right. 0, or -EUCLEAN with a description in `why`.
+ */
+int p2m_audit(struct p2m *p, char *why, size_t whylen);
 
 static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 {
@@ -68,10 +103,16 @@ static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr);
 int p2m_build_memslots(struct p2m *p);
 
-/* Host pointer to [gpa, gpa + len) if every page of it is populated, else NULL. */
+/*
+ * Host pointer to [gpa, gpa + len) if every page of it is populated, else NULL. Valid
+ * only while nothing changes the map: at build time, or between p2m_hold and
+ * p2m_release.
+ */
 void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len);
+void p2m_hold(struct p2m *p);
+void p2m_release(struct p2m *p);
 
-/* (Re)define KVM memslot `slot` as [gfn, gfn + nr); nr 0 deletes it. p->lock held. */
+/* (Re)define KVM memslot `slot` as [gfn, gfn + nr); nr 0 deletes it. Lock held. */
 int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr);
 
 /* ---- Log-dirty (src/hv/p2m_logdirty.c) ---- */

@@ -45,7 +45,7 @@ static int reflag_slots(struct p2m *p)
 int p2m_log_dirty_enable(struct p2m *p)
 {
     size_t words = (p->nr_gfns + 63) / 64;
-    pthread_mutex_lock(&p->lock);
+    pthread_rwlock_wrlock(&p->lock);
     int rc = 0;
     if (!p->sw_dirty && !(p->sw_dirty = calloc(words, sizeof(uint64_t))))
         rc = -ENOMEM;
@@ -58,16 +58,16 @@ int p2m_log_dirty_enable(struct p2m *p)
             reflag_slots(p);
         }
     }
-    pthread_mutex_unlock(&p->lock);
+    pthread_rwlock_unlock(&p->lock);
     return rc;
 }
 
 void p2m_log_dirty_disable(struct p2m *p)
 {
-    pthread_mutex_lock(&p->lock);
+    pthread_rwlock_wrlock(&p->lock);
     __atomic_store_n(&p->log_dirty, false, __ATOMIC_RELEASE);
     reflag_slots(p);
-    pthread_mutex_unlock(&p->lock);
+    pthread_rwlock_unlock(&p->lock);
 }
 
 static int clear_chunked(struct p2m *p, unsigned slot, uint64_t nr, uint64_t *bm)
@@ -95,7 +95,7 @@ int64_t p2m_collect_dirty(struct p2m *p, uint64_t *bitmap)
     uint64_t *bm = NULL;
     size_t bm_words = 0;
     int rc = 0;
-    pthread_mutex_lock(&p->lock);
+    pthread_rwlock_rdlock(&p->lock);
     for (unsigned i = 0; i < P2M_MAX_SLOTS && !rc; i++) {
         struct p2m_slot s = p->slots[i];
         if (!s.nr)
@@ -131,7 +131,7 @@ int64_t p2m_collect_dirty(struct p2m *p, uint64_t *bitmap)
             }
         }
     }
-    pthread_mutex_unlock(&p->lock);
+    pthread_rwlock_unlock(&p->lock);
     free(bm);
     if (rc)
         return rc;

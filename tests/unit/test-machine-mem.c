@@ -111,6 +111,64 @@ static void live_update_takeover(void)
     mm_fini(&old);
 }
 
+/*
+ * The invariant of docs/security.md: a frame is handed out again only when no p2m
+ * (maps) and no foreign mapping (refs) names it. Freed while named, it stays the
+ * hypervisor's, intact, until the last name goes.
+ */
+static void named_frames_outlive_free(void)
+{
+    struct machine_mem mm;
+    REQUIRE(mm_init(&mm, 1024 * XKVM_PAGE_SIZE) == 0);
+    uint64_t mfn;
+    REQUIRE(mm_alloc_run(&mm, 4, 7, FRAME_RAM, &mfn) == 4);
+    memset(mm_frame_ptr(&mm, mfn), 0x41, 4 * XKVM_PAGE_SIZE);
+    CHECK_EQ(mm_map_get(&mm, mfn, 2, 7), 0);           /* two gfns map frames 0, 1 */
+    CHECK_EQ(mm_map_get(&mm, mfn, 1, 8), -EINVAL);     /* not domain 8's */
+    CHECK_EQ(mm_map_get(&mm, mfn, 1, 7), 0);           /* frame 0 at a second gfn */
+    CHECK_EQ(mm_frame_get(&mm, mfn + 2, 7, 1u << FRAME_RAM), 0);   /* a dom0 mapping */
+    uint64_t before = mm_free_frames(&mm);
+
+    mm_free_run(&mm, mfn, 4);       /* the domain gives them all back */
+    CHECK_EQ(mm_free_frames(&mm), before + 1);          /* only the unnamed frame 3 */
+    for (unsigned i = 0; i < 3; i++) {
+        CHECK_EQ(mm.frames[mfn + i].owner, DOMID_HYPERVISOR);
+        CHECK(mm.frames[mfn + i].flags & FRAME_ORPHAN);
+        CHECK_EQ(((uint8_t *)mm_frame_ptr(&mm, mfn + i))[0], 0x41);    /* intact */
+    }
+    CHECK_EQ(mm_map_get(&mm, mfn + 1, 1, 7), -EINVAL);  /* an orphan takes no new name */
+    uint64_t again;
+    for (uint64_t n; (n = mm_alloc_run(&mm, 1024, 9, FRAME_RAM, &again));)
+        for (uint64_t f = again; f < again + n; f++)
+            CHECK(f < mfn || f > mfn + 2);              /* never a named frame */
+    mm_free_owner(&mm, 9);
+
+    mm_map_put(&mm, mfn, 1);        /* frame 0: one name left */
+    CHECK_EQ(mm.frames[mfn].owner, DOMID_HYPERVISOR);
+    mm_map_put(&mm, mfn, 2);        /* frame 0's last name, frame 1's only one */
+    CHECK_EQ(mm.frames[mfn].owner, DOMID_NONE);
+    CHECK_EQ(mm.frames[mfn + 1].owner, DOMID_NONE);
+    CHECK_EQ(((uint8_t *)mm_frame_ptr(&mm, mfn))[0], 0);           /* scrubbed */
+    mm_frame_put(&mm, mfn + 2);
+    CHECK_EQ(mm.frames[mfn + 2].owner, DOMID_NONE);
+    CHECK_EQ(mm_free_frames(&mm), before + 4);
+    mm_fini(&mm);
+}
+
+static void map_names_are_bounded(void)
+{
+    struct machine_mem mm;
+    REQUIRE(mm_init(&mm, 1024 * XKVM_PAGE_SIZE) == 0);
+    uint64_t mfn;
+    REQUIRE(mm_alloc_run(&mm, 2, 3, FRAME_GRANT, &mfn) == 2);
+    for (unsigned i = 0; i < FRAME_MAPS_MAX; i++)
+        REQUIRE(mm_map_get(&mm, mfn + 1, 1, 3) == 0);
+    CHECK_EQ(mm_map_get(&mm, mfn, 2, 3), -EBUSY);       /* all or none */
+    CHECK_EQ(mm_frame_maps(&mm, mfn), 0);
+    CHECK_EQ(mm_frame_maps(&mm, mfn + 1), FRAME_MAPS_MAX);
+    mm_fini(&mm);
+}
+
 static void rejects_empty(void)
 {
     struct machine_mem mm;
@@ -123,6 +181,8 @@ int main(void)
     RUN_TEST(runs_and_fragmentation);
     RUN_TEST(freed_frames_read_zero);
     RUN_TEST(live_update_takeover);
+    RUN_TEST(named_frames_outlive_free);
+    RUN_TEST(map_names_are_bounded);
     RUN_TEST(rejects_empty);
     HARNESS_EXIT();
 }
