@@ -199,10 +199,27 @@ static void handle_io(struct vcpu *v)
 
 static void handle_mmio(struct vcpu *v)
 {
-    /* Unpopulated guest-physical memory: reads return all ones, writes are dropped. */
+    struct kvm_run *run = v->run;
+    struct p2m *p = &v->d->p2m;
     v->exit_incomplete = true;
-    if (!v->run->mmio.is_write)
-        memset(v->run->mmio.data, 0xff, sizeof(v->run->mmio.data));
+    /*
+     * RAM whose memslot another vCPU is splitting this instant (p2m changes delete
+     * and re-add a slot): do the access the slot would have done. Anything else is
+     * unpopulated guest-physical memory: reads return all ones, writes are dropped.
+     */
+    uint32_t len = run->mmio.len <= sizeof(run->mmio.data) ? run->mmio.len : 0;
+    p2m_hold(p);
+    uint8_t *ram = len ? p2m_ptr(p, run->mmio.phys_addr, len) : NULL;
+    if (ram && run->mmio.is_write) {
+        memcpy(ram, run->mmio.data, len);
+        uint64_t first = run->mmio.phys_addr >> XKVM_PAGE_SHIFT;
+        p2m_mark_dirty(p, first, ((run->mmio.phys_addr + len - 1) >> XKVM_PAGE_SHIFT) - first + 1);
+    } else if (ram) {
+        memcpy(run->mmio.data, ram, len);
+    } else if (!run->mmio.is_write) {
+        memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+    }
+    p2m_release(p);
 }
 
 static void handle_msr(struct vcpu *v, bool write)

@@ -202,12 +202,22 @@ static uint64_t *backed_frames(void)
     return bm;
 }
 
-/* Send the pages marked in s->dirty (clearing them); pass 0 also sends holes. */
+/*
+ * Send the pages marked in s->dirty (clearing them); pass 0 also sends holes.
+ *
+ * The writer sends pages from where they are, after add_page returns: the p2m is held
+ * (shared) from a page's lookup until its batch has gone out, so that the guest cannot
+ * give the frame back meanwhile and another domain's data take its place in the
+ * stream. Between batches the hold is let go, so the guest's own physmap changes wait
+ * at most one batch.
+ */
 static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_t count,
                        uint64_t *sent_out)
 {
     struct domain *d = s->d;
     uint64_t sent = 0, t0 = mono_ns(), b0 = writer_bytes(s);
+    int rc = 0;
+    p2m_hold(&d->p2m);
     for (uint64_t w = 0; w < (s->nr_gfns + 63) / 64; w++) {
         uint64_t v = s->dirty[w];
         if (!v)
@@ -216,7 +226,6 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
         while (v) {
             uint64_t g = w * 64 + (uint64_t)__builtin_ctzll(v);
             v &= v - 1;
-            int rc;
             if (sendable(d, g)) {
                 uint64_t mfn = p2m_lookup(&d->p2m, g);
                 /*
@@ -234,8 +243,13 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
                 continue;       /* a Xen frame (shared_info, grants): in DOMAIN_CONTEXT */
             }
             if (rc)
-                return -1;
-            sent++;
+                goto out;
+            if ((++sent % XKVM_STREAM_BATCH_MAX) == 0) {
+                if ((rc = xkvm_stream_flush_pages(&s->w)))
+                    goto out;
+                p2m_release(&d->p2m);
+                p2m_hold(&d->p2m);
+            }
             if (s->progress && (sent & 0x3fff) == 0) {
                 double secs = (double)(mono_ns() - t0) / 1e9;
                 double mbs = secs > 0 ? (double)(writer_bytes(s) - b0) / 1e6 / secs : 0;
@@ -249,7 +263,10 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
             }
         }
     }
-    if (xkvm_stream_flush_pages(&s->w))
+    rc = xkvm_stream_flush_pages(&s->w);
+out:
+    p2m_release(&d->p2m);
+    if (rc)
         return -1;
     double secs = (double)(mono_ns() - t0) / 1e9;
     if (secs > 0.001 && writer_bytes(s) > b0)
