@@ -3,7 +3,8 @@
  * transactions"), as a guest would make them. tests/kvm/physmap-hostile.sh drives them.
  *
  * physmap-exhaust: move RAM frames out of the middle of RAM into far holes until the
- *   hypervisor refuses (every move splits one memslot and adds another). The refusal
+ *   hypervisor refuses (every move adds a memslot and breaks the window's mapping in
+ *   four places; it used to split a memslot too). The refusal
  *   must be clean: an error, the source frame still in place, the destination still a
  *   hole. Then the use-after-free sequence that worked when a refused move left the
  *   frame at both gfns: move a frame over the refused source (freeing what is there),
@@ -26,7 +27,7 @@
 
 #define MARKER       0x4141414141414141ULL
 #define FAR_HOLE_GFN 0x10000ULL         /* 256 MiB: beyond the guest's RAM */
-#define MAX_MOVES    400
+#define MAX_MOVES    1200
 
 static long move_gfn(uint64_t from, uint64_t to)
 {
@@ -120,7 +121,7 @@ static void test_physmap_exhaust(void)
         xtest_fail("a move from a hole (gfn %#lx) succeeded", (unsigned long)dst_of(done));
 
     /* Hold on to what we have and watch it while a victim runs. */
-    uint64_t held[MAX_MOVES];
+    static uint64_t held[MAX_MOVES];
     unsigned n = 0;
     held[n++] = dst_of(1);
     for (unsigned k = 3; k + 1 < done && n < MAX_MOVES; k += 2)

@@ -7,6 +7,13 @@
  *   apply   - window first (a new frame is named and mapped before any memslot shows
  *             it), memslots next, the table last;
  *   undo    - a failing step puts back what the steps before it did.
+ *
+ * A memslot is never split or shrunk: KVM cannot resize one in place, and deleting and
+ * re-adding it would take the guest's RAM away from its other vCPUs for that moment.
+ * A gfn that becomes a hole inside a slot maps the domain's scratch frame instead (one
+ * frame per domain, never migrated): the guest reads there what it wrote there, and
+ * nothing of any other domain. Only single-gfn slots (frames placed outside RAM) are
+ * ever deleted, and no vCPU but the one that asked can be using them.
  */
 #include "hv/p2m.h"
 
@@ -26,6 +33,7 @@ int p2m_init(struct p2m *p, int vm_fd, uint16_t domid, struct machine_mem *mm,
     p->domid = domid;
     p->mm = mm;
     p->nr_gfns = nr_gfns;
+    p->scratch_mfn = INVALID_MFN;
     p->gfn_to_mfn1 = calloc(nr_gfns, sizeof(uint64_t));
     if (!p->gfn_to_mfn1)
         return -ENOMEM;
@@ -68,6 +76,9 @@ void p2m_fini(struct p2m *p)
 {
     if (p->gfn_to_mfn1)
         put_all_frames(p);
+    if (p->scratch_mfn != INVALID_MFN)
+        mm_map_put(p->mm, p->scratch_mfn, 1);
+    p->scratch_mfn = INVALID_MFN;
     if (p->window)
         munmap(p->window, p->nr_gfns << XKVM_PAGE_SHIFT);
     free(p->gfn_to_mfn1);
@@ -105,6 +116,23 @@ static int window_hole(struct p2m *p, uint64_t gfn)
     void *m = mmap(at, XKVM_PAGE_SIZE, PROT_NONE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     return m == MAP_FAILED ? -errno : 0;
+}
+
+/* The scratch frame a hole inside a memslot maps; allocated on first need. */
+static int scratch_frame(struct p2m *p, uint64_t *mfn)
+{
+    if (p->scratch_mfn == INVALID_MFN) {
+        uint64_t m;
+        if (mm_alloc_run(p->mm, 1, p->domid, FRAME_SPECIAL, &m) != 1)
+            return -ENOMEM;
+        if (mm_map_get(p->mm, m, 1, p->domid)) {
+            mm_free_run(p->mm, m, 1);
+            return -ENOMEM;
+        }
+        p->scratch_mfn = m;
+    }
+    *mfn = p->scratch_mfn;
+    return 0;
 }
 
 /* Name, map and enter frames [mfn, mfn + nr) at gfn, whose entries are holes. */
@@ -159,62 +187,75 @@ static int slot_of(const struct p2m *p, uint64_t gfn)
     return -1;
 }
 
-/* Memslots that making gfn a hole adds (1: split in two), or frees (-1). */
+/* Memslots that making populated gfn a hole frees: its own single-gfn slot, or none. */
 static int hole_slot_cost(const struct p2m *p, uint64_t gfn)
 {
     int s = slot_of(p, gfn);
-    if (s < 0)
-        return 0;
-    const struct p2m_slot *sl = &p->slots[s];
-    if (sl->nr == 1)
-        return -1;
-    return gfn == sl->gfn || gfn == sl->gfn + sl->nr - 1 ? 0 : 1;
-}
-
-/*
- * Take gfn out of the memslot covering it: the slot shrinks, or is split in two, or
- * goes. On failure the slot is as it was.
- */
-static int punch_memslot(struct p2m *p, uint64_t gfn)
-{
-    int s = slot_of(p, gfn);
-    if (s < 0)
-        return 0;
-    unsigned slot = (unsigned)s;
-    struct p2m_slot old = p->slots[slot];
-    uint64_t left = gfn - old.gfn, right = old.gfn + old.nr - gfn - 1;
-    /* Deleting a slot drops its dirty log: count the whole range as written. */
-    p2m_mark_dirty(p, old.gfn, old.nr);
-    int rc = p2m_set_memslot(p, slot, old.gfn, 0);
-    if (rc)
-        return rc;
-    if (left && (rc = p2m_set_memslot(p, slot, old.gfn, left)))
-        goto undo;
-    if (right && (rc = add_memslot(p, gfn + 1, right))) {
-        p2m_set_memslot(p, slot, old.gfn, 0);
-        goto undo;
-    }
-    return 0;
-undo:
-    p2m_set_memslot(p, slot, old.gfn, old.nr);
-    return rc;
+    return s >= 0 && p->slots[s].nr == 1 ? -1 : 0;
 }
 
 /* ---- the mapping budget ---- */
 
-/* Whether the window's mapping breaks between gfn a and a + 1, given their entries. */
-static bool is_break(uint64_t e_a, uint64_t e_b)
+/*
+ * What backs gfn in the window, as a key where consecutive gfns with consecutive keys
+ * share one mapping: the frame (mfn + 1), 0 for a hole outside every memslot (the
+ * reserved range), or UINT64_MAX for a hole inside one (a scratch mapping of its own).
+ */
+static uint64_t backing_key(const struct p2m *p, uint64_t gfn, uint64_t e)
 {
-    if (!e_a || !e_b)
-        return e_a != e_b;
-    return e_b != e_a + 1;
+    if (e)
+        return e;
+    return slot_of(p, gfn) >= 0 ? UINT64_MAX : 0;
+}
+
+static bool is_break(uint64_t k_a, uint64_t k_b)
+{
+    if (k_a == UINT64_MAX || k_b == UINT64_MAX)
+        return true;
+    if (!k_a || !k_b)
+        return k_a != k_b;
+    return k_b != k_a + 1;
+}
+
+/* The memslots in gfn order, to answer "in a slot?" for increasing gfns cheaply. */
+struct slot_sweep {
+    struct p2m_slot s[P2M_MAX_SLOTS];
+    unsigned n, at;
+};
+
+static void sweep_init(const struct p2m *p, struct slot_sweep *w)
+{
+    w->n = w->at = 0;
+    for (unsigned i = 0; i < P2M_MAX_SLOTS; i++) {
+        if (!p->slots[i].nr)
+            continue;
+        unsigned j = w->n++;
+        for (; j > 0 && w->s[j - 1].gfn > p->slots[i].gfn; j--)
+            w->s[j] = w->s[j - 1];
+        w->s[j] = p->slots[i];
+    }
+}
+
+/* gfn must not decrease from one call to the next. */
+static bool sweep_in_slot(struct slot_sweep *w, uint64_t gfn)
+{
+    while (w->at < w->n && w->s[w->at].gfn + w->s[w->at].nr <= gfn)
+        w->at++;
+    return w->at < w->n && gfn >= w->s[w->at].gfn;
 }
 
 static uint64_t count_breaks(const struct p2m *p)
 {
-    uint64_t n = 0;
-    for (uint64_t g = 0; g + 1 < p->nr_gfns; g++)
-        n += is_break(p->gfn_to_mfn1[g], p->gfn_to_mfn1[g + 1]);
+    static __thread struct slot_sweep w;
+    sweep_init(p, &w);
+    uint64_t n = 0, prev = 0;
+    for (uint64_t g = 0; g < p->nr_gfns; g++) {
+        uint64_t e = p->gfn_to_mfn1[g];
+        uint64_t k = e ? e : sweep_in_slot(&w, g) ? UINT64_MAX : 0;
+        if (g > 0)
+            n += is_break(prev, k);
+        prev = k;
+    }
     return n;
 }
 
@@ -223,84 +264,134 @@ static uint64_t breaks_at(const struct p2m *p, const uint64_t *b, unsigned n)
 {
     uint64_t sum = 0;
     for (unsigned i = 0; i < n; i++)
-        sum += is_break(p->gfn_to_mfn1[b[i]], p->gfn_to_mfn1[b[i] + 1]);
+        sum += is_break(backing_key(p, b[i], p->gfn_to_mfn1[b[i]]),
+                        backing_key(p, b[i] + 1, p->gfn_to_mfn1[b[i] + 1]));
     return sum;
 }
 
 /*
- * The change of entries `g[i]` to `e[i]` (one or two gfns): does it fit in the
- * memslots (`slots` more) and the mapping budget? Evaluated on the table itself,
- * which is put back before returning. Lock held exclusive.
+ * A change of one or two gfns, planned: the window boundaries it touches, the breaks
+ * at them before, and the budgets it needs.
  */
-static int plan_fits(struct p2m *p, const uint64_t *g, const uint64_t *e, unsigned n,
-                     int slots, uint64_t *breaks_after)
+struct plan {
+    uint64_t b[4];      /* boundary b lies between gfns b and b + 1 */
+    unsigned nb;
+    uint64_t before;
+};
+
+/*
+ * Will entries `g[i]` becoming `e[i]` fit in the memslots (`slots` more) and the
+ * mapping budget? Estimated on the table itself, put back before returning; holes
+ * are counted as if they stayed inside their slots, which can only overestimate.
+ * Lock held exclusive. 0 or -ENOMEM.
+ */
+static int plan_change(struct p2m *p, struct plan *pl, const uint64_t *g,
+                       const uint64_t *e, unsigned n, int slots)
 {
-    uint64_t b[4], saved[2];
-    unsigned nb = 0;
+    uint64_t saved[2];
+    pl->nb = 0;
     for (unsigned i = 0; i < n; i++) {
         uint64_t cand[2] = { g[i] - 1, g[i] };      /* boundaries left and right */
         for (unsigned k = 0; k < 2; k++) {
             bool dup = (k == 0 && g[i] == 0) || cand[k] + 1 >= p->nr_gfns;
-            for (unsigned j = 0; j < nb && !dup; j++)
-                dup = b[j] == cand[k];
+            for (unsigned j = 0; j < pl->nb && !dup; j++)
+                dup = pl->b[j] == cand[k];
             if (!dup)
-                b[nb++] = cand[k];
+                pl->b[pl->nb++] = cand[k];
         }
     }
-    uint64_t before = breaks_at(p, b, nb);
+    pl->before = breaks_at(p, pl->b, pl->nb);
     for (unsigned i = 0; i < n; i++) {
         saved[i] = p->gfn_to_mfn1[g[i]];
         p->gfn_to_mfn1[g[i]] = e[i];
     }
-    uint64_t after = breaks_at(p, b, nb);
+    uint64_t after = breaks_at(p, pl->b, pl->nb);
     for (unsigned i = n; i-- > 0;)
         p->gfn_to_mfn1[g[i]] = saved[i];
-    *breaks_after = p->nr_breaks + after - before;
     if (slots > 0 && p->nr_slots + (unsigned)slots > P2M_MAX_SLOTS)
         return -ENOMEM;
-    if (after > before && *breaks_after > P2M_MAX_BREAKS)
+    if (after > pl->before && p->nr_breaks + after - pl->before > P2M_MAX_BREAKS)
         return -ENOMEM;
     return 0;
+}
+
+/* The change is applied: count the breaks it really left. */
+static void plan_commit(struct p2m *p, const struct plan *pl)
+{
+    p->nr_breaks = p->nr_breaks - pl->before + breaks_at(p, pl->b, pl->nb);
 }
 
 /* ---- the two changes ---- */
 
 /*
- * gfn's entry becomes mfn (a frame the domain owns) or a hole (INVALID_MFN). Does not
- * touch the name on the frame that was there. Lock held exclusive, plan checked.
+ * Best effort after a failed mmap over gfn (it may have taken the old mapping with
+ * it): back to what the table says; failing that, a reserved hole, never a stale
+ * frame. A hole inside a slot maps the scratch frame.
  */
-static int apply_entry(struct p2m *p, uint64_t gfn, uint64_t mfn)
+static void window_restore(struct p2m *p, uint64_t gfn)
 {
-    uint64_t old = p2m_lookup(p, gfn);
+    uint64_t mfn = p2m_lookup(p, gfn), scratch;
     int rc;
-    if (mfn != INVALID_MFN) {
-        if ((rc = mm_map_get(p->mm, mfn, 1, p->domid)))
-            return rc;
-        if ((rc = window_map(p, gfn, mfn, 1)))
-            goto undo_name;
-        if (old == INVALID_MFN && slot_of(p, gfn) < 0 && (rc = add_memslot(p, gfn, 1)))
-            goto undo_window;
-        p->gfn_to_mfn1[gfn] = mfn + 1;
-        return 0;
-undo_window:
-        /* Back to what was there; a failure here leaves a hole, never a stale frame. */
-        if (old != INVALID_MFN ? window_map(p, gfn, old, 1) : window_hole(p, gfn))
-            window_hole(p, gfn);
-undo_name:
+    if (mfn != INVALID_MFN)
+        rc = window_map(p, gfn, mfn, 1);
+    else if (slot_of(p, gfn) >= 0)
+        rc = scratch_frame(p, &scratch) ? -ENOMEM : window_map(p, gfn, scratch, 1);
+    else
+        rc = window_hole(p, gfn);
+    if (rc)
+        window_hole(p, gfn);
+}
+
+/* Put frame mfn at gfn: named, mapped, in a slot (a single-gfn one if need be). */
+static int apply_place(struct p2m *p, uint64_t gfn, uint64_t mfn)
+{
+    int rc = mm_map_get(p->mm, mfn, 1, p->domid);
+    if (rc)
+        return rc;
+    if ((rc = window_map(p, gfn, mfn, 1)) ||
+        (slot_of(p, gfn) < 0 && (rc = add_memslot(p, gfn, 1)))) {
+        window_restore(p, gfn);
         mm_map_put(p->mm, mfn, 1);
         return rc;
     }
-    if (old == INVALID_MFN)
-        return 0;
-    if ((rc = punch_memslot(p, gfn)))
-        return rc;
-    if ((rc = window_hole(p, gfn))) {
-        /* Still mapped in the window: put the slot back around it. */
-        add_memslot(p, gfn, 1);
+    p->gfn_to_mfn1[gfn] = mfn + 1;
+    return 0;
+}
+
+/*
+ * Make populated gfn a hole: a single-gfn slot goes (with its mapping), inside a larger
+ * slot the scratch frame takes the frame's place.
+ */
+static int apply_hole(struct p2m *p, uint64_t gfn)
+{
+    int slot = slot_of(p, gfn), rc;
+    uint64_t scratch;
+    if (slot >= 0 && p->slots[slot].nr == 1) {
+        p2m_mark_dirty(p, gfn, 1);      /* a deleted slot's dirty log goes with it */
+        if ((rc = p2m_set_memslot(p, (unsigned)slot, gfn, 0)))
+            return rc;
+        if ((rc = window_hole(p, gfn))) {
+            p2m_set_memslot(p, (unsigned)slot, gfn, 1);
+            return rc;
+        }
+    } else if ((rc = scratch_frame(p, &scratch)) || (rc = window_map(p, gfn, scratch, 1))) {
+        window_restore(p, gfn);
         return rc;
     }
     p->gfn_to_mfn1[gfn] = 0;
     return 0;
+}
+
+/*
+ * gfn's entry becomes mfn (a frame the domain owns) or a hole (INVALID_MFN). The name
+ * on the frame that was there stays: the caller drops it once the whole change stands.
+ * Lock held exclusive, plan checked.
+ */
+static int apply_entry(struct p2m *p, uint64_t gfn, uint64_t mfn)
+{
+    if (mfn != INVALID_MFN)
+        return apply_place(p, gfn, mfn);
+    return p2m_lookup(p, gfn) == INVALID_MFN ? 0 : apply_hole(p, gfn);
 }
 
 static bool valid_gfn(const struct p2m *p, uint64_t gfn)
@@ -314,15 +405,16 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
     if (!valid_gfn(p, gfn) || (mfn != INVALID_MFN && mfn >= p->mm->nr_frames))
         return -EINVAL;
     pthread_rwlock_wrlock(&p->lock);
-    uint64_t was = p2m_lookup(p, gfn), breaks;
+    uint64_t was = p2m_lookup(p, gfn);
     uint64_t e = mfn == INVALID_MFN ? 0 : mfn + 1;
     int slots = mfn == INVALID_MFN ? hole_slot_cost(p, gfn) : slot_of(p, gfn) < 0;
+    struct plan pl;
     int rc = 0;
     if (was == mfn)
         goto out;
-    if ((rc = plan_fits(p, &gfn, &e, 1, slots, &breaks)) || (rc = apply_entry(p, gfn, mfn)))
+    if ((rc = plan_change(p, &pl, &gfn, &e, 1, slots)) || (rc = apply_entry(p, gfn, mfn)))
         goto out;
-    p->nr_breaks = breaks;
+    plan_commit(p, &pl);
     if (was != INVALID_MFN)
         mm_map_put(p->mm, was, 1);
     *old = was;
@@ -338,7 +430,8 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
     if (!valid_gfn(p, from) || !valid_gfn(p, to))
         return -EINVAL;
     pthread_rwlock_wrlock(&p->lock);
-    uint64_t mfn = p2m_lookup(p, from), was = p2m_lookup(p, to), breaks;
+    uint64_t mfn = p2m_lookup(p, from), was = p2m_lookup(p, to);
+    struct plan pl;
     int rc = 0;
     if (mfn == INVALID_MFN || (expect != INVALID_MFN && mfn != expect)) {
         rc = mfn == INVALID_MFN ? -EINVAL : -ESRCH;
@@ -347,8 +440,7 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
     if (from == to)
         goto out;
     uint64_t g[2] = { to, from }, e[2] = { mfn + 1, 0 };
-    int cost = slot_of(p, to) < 0, freed = hole_slot_cost(p, from);
-    if ((rc = plan_fits(p, g, e, 2, cost + (freed > 0 ? freed : 0), &breaks)))
+    if ((rc = plan_change(p, &pl, g, e, 2, slot_of(p, to) < 0)))
         goto out;
     /* The frame is named at both gfns for a moment, so it is never unnamed. */
     if ((rc = apply_entry(p, to, mfn)))
@@ -361,11 +453,11 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
         } else if (was != INVALID_MFN) {
             /* Half done but consistent: both gfns map the frame; `was` is unmapped. */
             mm_map_put(p->mm, was, 1);
-            p->nr_breaks = count_breaks(p);
         }
+        p->nr_breaks = count_breaks(p);
         goto out;
     }
-    p->nr_breaks = breaks;
+    plan_commit(p, &pl);
     mm_map_put(p->mm, mfn, 1);              /* the name `from` held */
     if (was != INVALID_MFN)
         mm_map_put(p->mm, was, 1);
@@ -418,6 +510,22 @@ int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
     return rc;
 }
 
+/*
+ * Live update: one memslot per cluster of populated runs, runs less than
+ * P2M_BUILD_GAP_MAX gfns apart sharing one slot with the scratch frame in the gaps (the
+ * holes a guest made inside its RAM must not cost a slot each).
+ */
+#define P2M_BUILD_GAP_MAX 16
+
+static int fill_gap(struct p2m *p, uint64_t from, uint64_t to)
+{
+    uint64_t scratch;
+    int rc = scratch_frame(p, &scratch);
+    for (uint64_t g = from; g < to && !rc; g++)
+        rc = window_map(p, g, scratch, 1);
+    return rc;
+}
+
 int p2m_build_memslots(struct p2m *p)
 {
     pthread_rwlock_wrlock(&p->lock);
@@ -427,11 +535,16 @@ int p2m_build_memslots(struct p2m *p)
             g++;
             continue;
         }
-        uint64_t n = 1;
-        while (g + n < p->nr_gfns && p->gfn_to_mfn1[g + n])
-            n++;
-        rc = add_memslot(p, g, n);
-        g += n;
+        uint64_t end = g + 1;       /* one past the cluster's last populated gfn */
+        for (uint64_t h = end; h < p->nr_gfns && h < end + P2M_BUILD_GAP_MAX; h++)
+            if (p->gfn_to_mfn1[h]) {
+                if (h > end && (rc = fill_gap(p, end, h)))
+                    break;
+                end = h + 1;
+            }
+        if (!rc)
+            rc = add_memslot(p, g, end - g);
+        g = end;
     }
     p->nr_breaks = count_breaks(p);
     pthread_rwlock_unlock(&p->lock);
@@ -484,20 +597,22 @@ struct gphys p2m_gphys(struct p2m *p)
 
 int p2m_audit(struct p2m *p, char *why, size_t whylen)
 {
+    static __thread struct slot_sweep w;
     int rc = 0;
     pthread_rwlock_rdlock(&p->lock);
     unsigned slots = 0;
     for (unsigned i = 0; i < P2M_MAX_SLOTS; i++)
         slots += p->slots[i].nr != 0;
+    sweep_init(p, &w);
     for (uint64_t g = 0; g < p->nr_gfns && !rc; g++) {
         uint64_t mfn = p2m_lookup(p, g);
-        bool in_slot = slot_of(p, g) >= 0;
-        if (mfn == INVALID_MFN ? in_slot : !in_slot) {
-            snprintf(why, whylen, "gfn %#llx: %s", (unsigned long long)g,
-                     in_slot ? "a hole inside a memslot" : "populated but in no memslot");
+        if (mfn == INVALID_MFN)
+            continue;
+        if (!sweep_in_slot(&w, g)) {
+            snprintf(why, whylen, "gfn %#llx: populated but in no memslot",
+                     (unsigned long long)g);
             rc = -EUCLEAN;
-        } else if (mfn != INVALID_MFN && (mfn >= p->mm->nr_frames ||
-                                          mm_frame_maps(p->mm, mfn) == 0)) {
+        } else if (mfn >= p->mm->nr_frames || mm_frame_maps(p->mm, mfn) == 0) {
             snprintf(why, whylen, "gfn %#llx: frame %#llx is not named by the map",
                      (unsigned long long)g, (unsigned long long)mfn);
             rc = -EUCLEAN;
@@ -507,9 +622,10 @@ int p2m_audit(struct p2m *p, char *why, size_t whylen)
         snprintf(why, whylen, "%u memslots in use, %u counted", slots, p->nr_slots);
         rc = -EUCLEAN;
     }
-    if (!rc && count_breaks(p) != p->nr_breaks) {
+    uint64_t breaks = rc ? 0 : count_breaks(p);
+    if (!rc && breaks != p->nr_breaks) {
         snprintf(why, whylen, "%llu mapping breaks, %llu counted",
-                 (unsigned long long)count_breaks(p), (unsigned long long)p->nr_breaks);
+                 (unsigned long long)breaks, (unsigned long long)p->nr_breaks);
         rc = -EUCLEAN;
     }
     pthread_rwlock_unlock(&p->lock);

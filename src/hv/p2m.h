@@ -46,6 +46,7 @@ struct p2m {
     uint64_t *gfn_to_mfn1;
     struct p2m_slot slots[P2M_MAX_SLOTS];   /* indexed by KVM slot id */
     unsigned nr_slots;          /* slots in use */
+    uint64_t scratch_mfn;       /* mapped at holes inside slots; INVALID_MFN: none yet */
     uint64_t nr_breaks;         /* see P2M_MAX_BREAKS */
     /* Held exclusive by changes to the map and memslots, shared by window copies. */
     pthread_rwlock_t lock;
