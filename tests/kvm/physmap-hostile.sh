@@ -3,6 +3,8 @@
 # xkvmd down (docs/security.md, "p2m changes are transactions").
 #   exhaust-refused   - moving frames until memslots run out ends in a clean refusal,
 #                       the map audit agrees with machine memory
+#   live-update       - xkvmd replaced under the hostile guest (its holes and 500 placed
+#                       frames rebuilt from the image): memory verified, audit agrees
 #   victim-untouched  - a second domain built from the frames the hostile one gave back
 #                       passes its memory test while the hostile one keeps writing a
 #                       marker into everything it can still reach (and sees only that)
@@ -29,6 +31,11 @@ if ready=$(wait_line "$hostile" '^xtest: physmap-exhaust: ready' 60); then
   else
     fail exhaust-refused "p2m audit: $audit"
   fi
+  if out=$(xk live-update --verify-memory 2>&1) && [ "$(p2m_audit "$hostile")" = ok ]; then
+    pass live-update
+  else
+    fail live-update "$(echo "$out" | tail -1); audit: $(p2m_audit "$hostile")"
+  fi
   victim=$(xk create "$WORK/victim.cfg")
   vres=$(wait_result "$victim" memory 60)
   hres=$(wait_result "$hostile" physmap-exhaust 60)
@@ -40,6 +47,7 @@ if ready=$(wait_line "$hostile" '^xtest: physmap-exhaust: ready' 60); then
   [ "$(p2m_audit "$hostile")" = ok ] || fail victim-untouched "p2m audit after: $(p2m_audit "$hostile")"
 else
   fail exhaust-refused "guest said: $(grep -a '^xtest:' "$(console_log "$hostile")" | tail -1)"
+  fail live-update "not run: the hostile guest did not get ready"
   fail victim-untouched "not run: the hostile guest did not get ready"
 fi
 destroy_all
