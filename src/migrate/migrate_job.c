@@ -215,6 +215,21 @@ out:
     return NULL;
 }
 
+int migrate_start_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&t, &a, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+    return rc;
+}
+
 static bool get_string(struct json_object *req, const char *key, char *out, size_t len)
 {
     struct json_object *v;
@@ -346,17 +361,8 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (j->fd >= 0)
             fcntl(j->fd, F_SETFL, fcntl(j->fd, F_GETFL) & ~O_NONBLOCK);
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
         __atomic_add_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
-        int rc = j->fd < 0 ? errno : pthread_create(&t, &a, job_thread, j);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&a);
+        int rc = j->fd < 0 ? errno : migrate_start_thread(job_thread, j);
         if (rc)
             __atomic_sub_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
         if (!rc) {

@@ -23,6 +23,11 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
 
 /* Save, restore and migrate jobs and incoming migrations running now. */
 unsigned migrate_jobs_running(void);
+/*
+ * Run fn(arg) on a detached thread with every signal blocked (they belong to the main
+ * loop and the vCPU threads). 0 or an errno.
+ */
+int migrate_start_thread(void *(*fn)(void *), void *arg);
 
 /* ---- incoming.c: the listener and the limits peers live under ---- */
 
