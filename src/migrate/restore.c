@@ -1,8 +1,9 @@
 /*
  * The receiving side of restore and live migration: see migrate.h. Every record is
  * validated by the stream reader before it is applied; the domain is built paused
- * from DOMAIN_CONFIG, filled from PAGE_DATA, given its state at the end, and runs
- * only after END (and, from a peer, after GO). Any failure destroys it.
+ * from DOMAIN_CONFIG once the gate admitted it (nothing is allocated before), filled
+ * from PAGE_DATA, given its state at the end, published to the toolstack and run only
+ * after END (and, from a peer, after GO). Any failure destroys it unseen.
  */
 #include "migrate/migrate.h"
 
