@@ -54,7 +54,7 @@ static struct domain *request_domain(struct json_object *req, struct json_object
         return NULL;
     }
     int64_t id = json_object_get_int64(v);
-    struct domain *d = (id > 0 && id < XKVM_DOMID_LIMIT) ? domain_find((unsigned)id) : NULL;
+    struct domain *d = (id > 0 && id < XKVM_DOMID_LIMIT) ? domain_lookup((unsigned)id) : NULL;
     if (!d)
         *reply = reply_err(ESRCH, "no domain with id %lld", (long long)id);
     return d;
@@ -135,7 +135,7 @@ static struct json_object *cmd_list(void)
 {
     struct json_object *arr = json_object_new_array();
     for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
-        if (host.domains[id])
+        if (domain_listed(host.domains[id]))
             json_object_array_add(arr, domain_json(host.domains[id]));
     struct json_object *r = reply_ok();
     json_object_object_add(r, "domains", arr);
@@ -153,7 +153,10 @@ static struct json_object *cmd_info(void)
     json_object_object_add(r, "xen_version", json_object_new_string(xenver));
     json_object_object_add(r, "machine_memory_kb", json_object_new_int64((int64_t)total_kb));
     json_object_object_add(r, "free_memory_kb", json_object_new_int64((int64_t)free_kb));
-    json_object_object_add(r, "nr_domains", json_object_new_int((int)host.nr_domains));
+    unsigned listed = 0;
+    for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
+        listed += domain_listed(host.domains[id]);
+    json_object_object_add(r, "nr_domains", json_object_new_int((int)listed));
     json_object_object_add(r, "kvm_module", json_object_new_string(host.kvm_module));
     json_object_object_add(r, "rundir", json_object_new_string(host.rundir));
     json_object_object_add(r, "pid", json_object_new_int(getpid()));
@@ -348,10 +351,12 @@ static struct json_object *parse_request(const char *line, size_t len, char *err
 char *control_handle_line(const char *line, size_t len)
 {
     bool detached;
-    return control_handle_line_fd(line, len, -1, &detached);
+    int no_file = -1;
+    return control_handle_line_fd(line, len, -1, &no_file, &detached);
 }
 
-char *control_handle_line_fd(const char *line, size_t len, int fd, bool *detached)
+char *control_handle_line_fd(const char *line, size_t len, int fd, int *file_fd,
+                             bool *detached)
 {
     char err[256];
     *detached = false;
@@ -361,7 +366,7 @@ char *control_handle_line_fd(const char *line, size_t len, int fd, bool *detache
         json_object_is_type(cmdj, json_type_string)) {
         const char *cmd = json_object_get_string(cmdj);
         if (!strcmp(cmd, "save") || !strcmp(cmd, "restore") || !strcmp(cmd, "migrate")) {
-            reply = migrate_job_start(req, cmd, fd, detached);
+            reply = migrate_job_start(req, cmd, fd, file_fd, detached);
             if (*detached) {
                 json_object_put(req);
                 return NULL;

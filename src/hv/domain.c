@@ -44,6 +44,35 @@ struct domain *domain_find(unsigned domid)
     return host.domains[domid];
 }
 
+struct domain *domain_lookup(unsigned domid)
+{
+    struct domain *d = domain_find(domid);
+    return domain_listed(d) ? d : NULL;
+}
+
+/* A listed domain (other than self) with this name, or NULL. Main thread. */
+static struct domain *domain_named(const char *name, const struct domain *self)
+{
+    for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++) {
+        struct domain *d = host.domains[id];
+        if (d != self && domain_listed(d) && !strcmp(d->cfg.name, name))
+            return d;
+    }
+    return NULL;
+}
+
+int domain_publish(struct domain *d, char *err, size_t errlen)
+{
+    struct domain *other = domain_named(d->cfg.name, d);
+    if (other) {
+        snprintf(err, errlen, "a domain named '%s' was created meanwhile (domid %u)",
+                 d->cfg.name, other->domid);
+        return -EEXIST;
+    }
+    d->incoming = false;
+    return 0;
+}
+
 bool domain_find_any(unsigned domid)
 {
     if (domid == 0 || domid >= XKVM_DOMID_LIMIT)
@@ -324,8 +353,11 @@ static int open_console_log(struct domain *d, bool keep)
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.rundir, d->domid);
     d->console_fd = open(path, O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_APPEND |
-                         O_CLOEXEC, 0644);
-    return d->console_fd < 0 ? -errno : 0;
+                         O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (d->console_fd < 0)
+        return -errno;
+    fchmod(d->console_fd, 0600);    /* one left by an older xkvmd may be 0644 */
+    return 0;
 }
 
 /* Free everything a partly or fully built domain holds. Threads must be gone. */
@@ -361,17 +393,22 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     if (rc)
         return rc;
     /* A requested domid (restore, migration, tests): refuse clearly if taken. */
-    if (*domid_out && host.domains[*domid_out]) {
-        snprintf(err, errlen, "domain id %u is taken (by '%s')", *domid_out,
-                 host.domains[*domid_out]->cfg.name);
+    struct domain *other = *domid_out ? host.domains[*domid_out] : NULL;
+    if (other) {
+        if (domain_listed(other))
+            snprintf(err, errlen, "domain id %u is taken (by '%s')", other->domid,
+                     other->cfg.name);
+        else
+            snprintf(err, errlen, "domain id %u is taken (by a domain arriving)",
+                     other->domid);
         return -EEXIST;
     }
-    for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
-        if (host.domains[id] && !strcmp(host.domains[id]->cfg.name, cfg->name)) {
-            snprintf(err, errlen, "a domain named '%s' already exists (domid %u)",
-                     cfg->name, id);
-            return -EEXIST;
-        }
+    /* Incoming domains have no name yet: they take it when published, if it is free. */
+    if ((other = domain_named(cfg->name, NULL))) {
+        snprintf(err, errlen, "a domain named '%s' already exists (domid %u)", cfg->name,
+                 other->domid);
+        return -EEXIST;
+    }
     int id;
     if (*domid_out) {
         id = *domid_out;
@@ -401,6 +438,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     d->shutdown_code = -1;
     d->created_ns = t0;
     d->restoring = for_restore;
+    d->incoming = for_restore && !adopt;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
 

@@ -60,6 +60,12 @@ struct domain {
 
     bool migrating;             /* saved or migrated now: not destroyed under it */
     bool restoring;             /* being restored: dom0 services do not see it yet */
+    /*
+     * Arriving (restore, migration) and not yet whole: the toolstack does not see it
+     * (not listed, not addressable, not counted) and its name is not taken, until
+     * domain_publish just before it first runs. Its domid is held meanwhile.
+     */
+    bool incoming;
     uint64_t dom0_activity_ns;  /* last map/unmap/bind by a dom0 service, or its event */
 
     struct event_domain *ev;    /* event.h: shared_info, event channels */
@@ -104,6 +110,17 @@ int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,
                                   char *err, size_t errlen);
 /* Look up a live domain (main thread). NULL if none. */
 struct domain *domain_find(unsigned domid);
+/* The toolstack's view (main thread): a live domain that is not incoming, or NULL. */
+struct domain *domain_lookup(unsigned domid);
+static inline bool domain_listed(const struct domain *d)
+{
+    return d && !d->incoming;
+}
+/*
+ * An incoming domain is whole (main thread): it takes its name, now, if no listed
+ * domain has it, and becomes visible. 0, or -EEXIST with a message.
+ */
+int domain_publish(struct domain *d, char *err, size_t errlen);
 /* From any thread: does a live domain with this id exist? */
 bool domain_find_any(unsigned domid);
 /*

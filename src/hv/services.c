@@ -192,7 +192,9 @@ static void launch(struct service *s)
             signal(sig, SIG_DFL);
         setsid();
         int null = open("/dev/null", O_RDONLY);
-        int log = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int log = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (log >= 0)
+            fchmod(log, 0600);
         if (null >= 0)
             dup2(null, STDIN_FILENO);
         if (log >= 0) {
@@ -228,7 +230,7 @@ void services_start(const char *rundir, int epfd)
     epoll_ctl(epfd, EPOLL_CTL_ADD, timer_fd, &ev);
     char dir[PATH_MAX + 16];
     snprintf(dir, sizeof(dir), "%s/services", rundir);
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         log_warn("cannot create %s: %s", dir, strerror(errno));
 
     char self[PATH_MAX];

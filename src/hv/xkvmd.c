@@ -46,6 +46,7 @@ struct host host;
  */
 struct client {
     int fd;
+    int passed_fd;              /* a descriptor that came with the request (save, restore) */
     char *in;
     size_t in_len;
     char *out;
@@ -206,13 +207,72 @@ static int listen_control(const char *rundir)
     if (fd < 0)
         return -errno;
     unlink(sa.sun_path);   /* we hold the pidfile lock: any socket here is stale */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+    /* Created 0600: no window in which another user may connect. */
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc < 0 || listen(fd, 16) < 0) {
         int e = -errno;
         close(fd);
         return e;
     }
-    chmod(sa.sun_path, 0600);
     return fd;
+}
+
+/*
+ * The run directory holds guests' consoles and the sockets that control them: ours
+ * alone (0700). An existing one is tightened; a shared one (world-writable, sticky,
+ * or another user's) is refused rather than taken over.
+ */
+static int prepare_rundir(const char *rundir, char *err, size_t errlen)
+{
+    if (mkdir(rundir, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create run directory %s: %s", rundir, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(rundir, &st) < 0) {
+        snprintf(err, errlen, "run directory %s: %s", rundir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "run directory %s: not a directory", rundir);
+        return -1;
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & (S_ISVTX | S_IWOTH))) {
+        snprintf(err, errlen, "run directory %s is shared (%s): give xkvmd one of its own",
+                 rundir, st.st_uid != geteuid() ? "another user's" : "world-writable or sticky");
+        return -1;
+    }
+    if ((st.st_mode & 077) && chmod(rundir, 0700) < 0) {
+        snprintf(err, errlen, "run directory %s: chmod 0700: %s", rundir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* --migrate-timeout, --migrate-max-memory, --migrate-max-total. 0, or -1 (said why). */
+static int parse_incoming_limit(int opt, const char *arg, struct migrate_incoming_limits *l)
+{
+    if (opt == 'T') {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(arg, &end, 10);
+        if (errno || end == arg || *end || v < 1 || v > 7 * 86400) {
+            fprintf(stderr, "xkvmd: bad --migrate-timeout '%s' (1 to 604800 seconds)\n", arg);
+            return -1;
+        }
+        l->timeout_s = (unsigned)v;
+        return 0;
+    }
+    uint64_t bytes;
+    if (parse_size(arg, &bytes) || bytes < (1ULL << 20)) {
+        fprintf(stderr, "xkvmd: bad --migrate-max-%s '%s' (e.g. 512M, 4G)\n",
+                opt == 'X' ? "memory" : "total", arg);
+        return -1;
+    }
+    *(opt == 'X' ? &l->max_memory_mb : &l->max_total_mb) = bytes >> 20;
+    return 0;
 }
 
 /* One xkvmd per run directory: hold an exclusive lock on its pidfile. */
@@ -249,9 +309,11 @@ static void client_close(struct client *c)
 {
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
+    if (c->passed_fd >= 0)
+        close(c->passed_fd);
     free(c->in);
     free(c->out);
-    *c = (struct client){ .fd = -1 };
+    *c = (struct client){ .fd = -1, .passed_fd = -1 };
 }
 
 static void client_watch(struct client *c)
@@ -306,7 +368,12 @@ static void client_process(struct client *c)
         if (c->in[i] != '\n')
             continue;
         bool detached = false;
-        char *reply = control_handle_line_fd(c->in + start, i - start, c->fd, &detached);
+        char *reply = control_handle_line_fd(c->in + start, i - start, c->fd,
+                                             &c->passed_fd, &detached);
+        if (c->passed_fd >= 0) {
+            close(c->passed_fd);    /* the request did not take it: it was not for it */
+            c->passed_fd = -1;
+        }
         if (detached) {
             /* A job thread owns the connection now (it got its own dup of the fd). */
             client_close(c);
@@ -324,10 +391,45 @@ static void client_process(struct client *c)
     c->in_len -= start;
 }
 
+/*
+ * Read what the client sent, and a descriptor that came with it (the file of a save
+ * or restore; any further ones are closed). A new one replaces one not yet taken.
+ */
+static ssize_t client_recv(struct client *c, char *buf, size_t len)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(4 * sizeof(int))];
+    } ctl;
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space,
+                          .msg_controllen = sizeof(ctl.space) };
+    ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+    bool got = false;
+    for (struct cmsghdr *h = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; h; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfds = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t k = 0; k < nfds; k++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof(fd));
+            if (got) {
+                close(fd);
+                continue;
+            }
+            if (c->passed_fd >= 0)
+                close(c->passed_fd);
+            c->passed_fd = fd;
+            got = true;
+        }
+    }
+    return n;
+}
+
 static void client_readable(struct client *c)
 {
     char tmp[8192];
-    ssize_t n = read(c->fd, tmp, sizeof(tmp));
+    ssize_t n = client_recv(c, tmp, sizeof(tmp));
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         client_close(c);
         return;
@@ -401,7 +503,7 @@ static void accept_client(int listen_fd)
         close(cfd);
         return;
     }
-    *c = (struct client){ .fd = cfd, .last_active_ms = now_ms() };
+    *c = (struct client){ .fd = cfd, .passed_fd = -1, .last_active_ms = now_ms() };
     struct epoll_event ev = { .events = EPOLLIN, .data.fd = cfd };
     epoll_ctl(epoll_fd, EPOLL_CTL_ADD, cfd, &ev);
 }
@@ -438,7 +540,7 @@ static int serve(int listen_fd)
         epoll_ctl(epoll_fd, EPOLL_CTL_ADD, migrate_fd, &ev);
     }
     for (int i = 0; i < MAX_CLIENTS; i++)
-        clients[i].fd = -1;
+        clients[i] = (struct client){ .fd = -1, .passed_fd = -1 };
     if (start_services)
         services_start(host.rundir, epoll_fd);
 
@@ -476,6 +578,7 @@ static int serve(int listen_fd)
             }
         }
         close_idle_clients();
+        migrate_incoming_watchdog();
     }
     return 0;
 }
@@ -485,6 +588,8 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--foreground] [--log FILE]\n"
         "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
+        "             [--migrate-timeout SECONDS] [--migrate-max-memory SIZE]\n"
+        "             [--migrate-max-total SIZE]\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
@@ -493,8 +598,15 @@ static void usage(FILE *f)
         "  --verbose             debug logging\n"
         "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n"
         "  --migrate-listen ADDR:PORT  accept incoming live migrations there\n"
+        "  --migrate-timeout SECONDS   an incoming migration must be done within this\n"
+        "                        (default %u)\n"
+        "  --migrate-max-memory SIZE   memory one incoming domain may have (default: the\n"
+        "                        total)\n"
+        "  --migrate-max-total SIZE    memory all incoming domains may hold at once\n"
+        "                        (default %u%% of the machine memory)\n"
         "  --lu-accepts MAJOR.MINOR    say whether this binary takes a live-update image\n"
-        "                        of that version (exit status 0: yes)\n");
+        "                        of that version (exit status 0: yes)\n",
+        MIGRATE_DEFAULT_TIMEOUT_S, MIGRATE_DEFAULT_TOTAL_PERCENT);
 }
 
 /* Where this binary was started from ("xkvm live-update" without --binary). */
@@ -543,6 +655,7 @@ int main(int argc, char **argv)
     const char *rundir = getenv(XKVM_RUNDIR_ENV);
     const char *logpath = NULL;
     uint64_t machine_memory = DEFAULT_MACHINE_MEMORY;
+    struct migrate_incoming_limits incoming = { 0 };
     bool foreground = false, verbose = false;
     const char *lu_resume = NULL, *lu_rollback = NULL;
     /* Our arguments without the --lu-* ones: a live update exec's the next binary with them. */
@@ -565,6 +678,9 @@ int main(int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "no-dom0-services", no_argument, NULL, 'S' },
         { "migrate-listen", required_argument, NULL, 'M' },
+        { "migrate-timeout", required_argument, NULL, 'T' },
+        { "migrate-max-memory", required_argument, NULL, 'X' },
+        { "migrate-max-total", required_argument, NULL, 'Y' },
         { "lu-accepts", required_argument, NULL, 'A' },
         { "lu-resume", required_argument, NULL, 'R' },
         { "lu-rollback", required_argument, NULL, 'B' },
@@ -588,6 +704,10 @@ int main(int argc, char **argv)
         case 'v': verbose = true; break;
         case 'S': start_services = false; break;
         case 'M': migrate_addr = optarg; break;
+        case 'T': case 'X': case 'Y':
+            if (parse_incoming_limit(c, optarg, &incoming))
+                return 2;
+            break;
         case 'A': return live_update_accepts_main(optarg);
         case 'R': lu_resume = optarg; break;
         case 'B': lu_rollback = optarg; break;
@@ -602,8 +722,10 @@ int main(int argc, char **argv)
     }
     if (!rundir || !*rundir)
         rundir = XKVM_RUNDIR_DEFAULT;
-    if (mkdir(rundir, 0755) < 0 && errno != EEXIST) {
-        fprintf(stderr, "xkvmd: cannot create run directory %s: %s\n", rundir, strerror(errno));
+    migrate_incoming_configure(&incoming);
+    char err[512];
+    if (prepare_rundir(rundir, err, sizeof(err))) {
+        fprintf(stderr, "xkvmd: %s\n", err);
         return 1;
     }
     char absdir[PATH_MAX];
@@ -612,7 +734,6 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    char err[512];
     if (lu_resume)
         return resume_after_live_update(lu_resume, lu_rollback, absdir, logpath, foreground,
                                         verbose, argc, argv, &dm);

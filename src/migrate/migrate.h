@@ -81,11 +81,25 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *opts,
                  char *err, size_t errlen);
 
 /*
+ * What a receiver must pass before it builds anything for a stream: admit() sees the
+ * DOMAIN_CONFIG, parsed and well-formed, and says 0 to go on or -errno with a message
+ * (sent to the peer as its ERROR line). incoming.c's gate caps a peer's memory; NULL:
+ * a local restore, which the toolstack asked for.
+ */
+struct domcfg;
+struct migrate_gate {
+    int (*admit)(struct migrate_gate *g, const struct domcfg *cfg, char *err, size_t errlen);
+};
+
+/*
  * Receive a domain from fd (peer: a source xkvmd on the other end, answered as
- * above). On success the domain runs under the domid in the stream and *domid says
+ * above). The domain is built only once the gate admitted its config, and stays
+ * invisible to the toolstack and unnamed (domain.h: incoming) until it is whole and
+ * about to run. On success it runs under the domid in the stream and *domid says
  * which. On any failure every trace of it is gone. 0 or -errno with a message.
  */
-int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen);
+int migrate_receive(int fd, bool peer, struct migrate_gate *gate, uint16_t *domid,
+                    char *err, size_t errlen);
 
 /* The HVM params a stream carries (non-zero, not retired); returns how many. */
 uint32_t migrate_hvm_params(struct domain *d, struct xkvm_stream_hvm_param *out);

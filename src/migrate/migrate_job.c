@@ -28,8 +28,9 @@ enum job_kind { JOB_SAVE, JOB_RESTORE, JOB_MIGRATE };
 struct job {
     enum job_kind kind;
     int fd;                     /* the client's connection (ours) */
+    int file_fd;                /* save, restore: the file the client opened (ours) */
     struct domain *d;           /* save/migrate: referenced, d->migrating set */
-    char path[4096];
+    char path[4096];            /* save, restore: its name, for messages only */
     char host[256];
     int port;
     bool keep;
@@ -147,13 +148,12 @@ static int connect_to(const char *hostname, int port, char *err, size_t errlen)
     return fd;
 }
 
-/* Jobs and incoming migrations running now (live update waits for none). */
-static unsigned nr_jobs, nr_incoming;
+/* Jobs running now (live update waits for none, nor for incoming migrations). */
+static unsigned nr_jobs;
 
 unsigned migrate_jobs_running(void)
 {
-    return __atomic_load_n(&nr_jobs, __ATOMIC_ACQUIRE) +
-           __atomic_load_n(&nr_incoming, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&nr_jobs, __ATOMIC_ACQUIRE) + migrate_incoming_running();
 }
 
 static void *job_thread(void *arg)
@@ -164,17 +164,9 @@ static void *job_thread(void *arg)
     pthread_setname_np(pthread_self(), j->kind == JOB_RESTORE ? "restore" :
                                        j->kind == JOB_SAVE ? "save" : "migrate");
     if (j->kind == JOB_RESTORE) {
-        int fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         uint16_t domid = 0;
-        int rc = fd < 0 ? -errno : 0;
-        if (fd >= 0)
-            fcntl(fd, F_SETFL, 0);
-        if (rc)
-            snprintf(err, sizeof(err), "cannot open %s: %s", j->path, strerror(-rc));
-        else
-            rc = migrate_receive(fd, false, &domid, err, sizeof(err));
-        if (fd >= 0)
-            close(fd);
+        int rc = migrate_receive(j->file_fd, false, NULL, &domid, err, sizeof(err));
+        close(j->file_fd);
         if (rc) {
             reply = control_reply_err(-rc, "restore from %s: %s", j->path, err);
         } else {
@@ -188,10 +180,8 @@ static void *job_thread(void *arg)
     struct migrate_report rep;
     int out = -1, rc;
     if (j->kind == JOB_SAVE) {
-        out = open(j->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600);
-        rc = out < 0 ? -errno : 0;
-        if (rc)
-            snprintf(err, sizeof(err), "cannot create %s: %s", j->path, strerror(-rc));
+        out = j->file_fd;   /* the client created it, with its own rights */
+        rc = 0;
     } else {
         out = connect_to(j->host, j->port, err, sizeof(err));
         rc = out < 0 ? out : 0;
@@ -202,9 +192,7 @@ static void *job_thread(void *arg)
         rc = migrate_send(j->d, out, &j->opts, j->kind == JOB_MIGRATE ? on_progress : NULL, j,
                           &rep, err, sizeof(err));
     if (out >= 0)
-        close(out);
-    if (rc && j->kind == JOB_SAVE && out >= 0)
-        unlink(j->path);    /* never leave a partial image behind */
+        close(out);         /* a partial image: the client that created it removes it */
     unsigned domid = j->d->domid;
     if (!rc) {
         host_call_main(finish_on_main, j);
@@ -225,6 +213,21 @@ out:
     free(j);
     __atomic_sub_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
     return NULL;
+}
+
+int migrate_start_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&t, &a, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+    return rc;
 }
 
 static bool get_string(struct json_object *req, const char *key, char *out, size_t len)
@@ -265,21 +268,43 @@ static bool get_bool(struct json_object *req, const char *key, bool *out)
     return true;
 }
 
+/*
+ * Save and restore: the file comes as a descriptor the client opened with its own
+ * rights and passed with the request; xkvmd opens no path for a client.
+ */
+static struct json_object *take_file(struct job *j, struct json_object *req, const char *cmd,
+                                     int *file_fd)
+{
+    if (!get_string(req, "path", j->path, sizeof(j->path)))
+        snprintf(j->path, sizeof(j->path), "the file passed");
+    if (*file_fd < 0)
+        return control_reply_err(EINVAL, "%s needs the file's descriptor passed with the "
+                                 "request (SCM_RIGHTS): xkvmd does not open paths", cmd);
+    int mode = fcntl(*file_fd, F_GETFL) & O_ACCMODE;
+    if (j->kind == JOB_SAVE ? mode == O_RDONLY : mode == O_WRONLY)
+        return control_reply_err(EBADF, "%s: the descriptor passed is not open for %s", cmd,
+                                 j->kind == JOB_SAVE ? "writing" : "reading");
+    j->file_fd = *file_fd;
+    *file_fd = -1;
+    fcntl(j->file_fd, F_SETFL, fcntl(j->file_fd, F_GETFL) & ~O_NONBLOCK);
+    return NULL;
+}
+
 struct json_object *migrate_job_start(struct json_object *req, const char *cmd, int fd,
-                                      bool *detached)
+                                      int *file_fd, bool *detached)
 {
     *detached = false;
     struct job *j = calloc(1, sizeof(*j));
     if (!j)
         return control_reply_err(ENOMEM, "out of memory");
+    j->file_fd = -1;
     j->kind = !strcmp(cmd, "save") ? JOB_SAVE : !strcmp(cmd, "restore") ? JOB_RESTORE : JOB_MIGRATE;
     j->opts.live = j->kind == JOB_MIGRATE;
     j->opts.peer = j->kind == JOB_MIGRATE;
     struct json_object *bad = NULL;
     int64_t v;
-    if (j->kind != JOB_MIGRATE && (!get_string(req, "path", j->path, sizeof(j->path)) ||
-                                   j->path[0] != '/'))
-        bad = control_reply_err(EINVAL, "%s needs an absolute \"path\"", cmd);
+    if (j->kind != JOB_MIGRATE)
+        bad = take_file(j, req, cmd, file_fd);
     if (!bad && j->kind == JOB_MIGRATE) {
         v = 0;
         if (!get_string(req, "host", j->host, sizeof(j->host)) ||
@@ -317,7 +342,7 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         int64_t id = -1;
         if (json_object_object_get_ex(req, "domid", &idv) && json_object_is_type(idv, json_type_int))
             id = json_object_get_int64(idv);
-        struct domain *d = id > 0 && id < XKVM_DOMID_LIMIT ? domain_find((unsigned)id) : NULL;
+        struct domain *d = id > 0 && id < XKVM_DOMID_LIMIT ? domain_lookup((unsigned)id) : NULL;
         if (!d)
             bad = control_reply_err(ESRCH, "no domain with id %lld", (long long)id);
         else if (d->migrating)
@@ -336,17 +361,8 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         j->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (j->fd >= 0)
             fcntl(j->fd, F_SETFL, fcntl(j->fd, F_GETFL) & ~O_NONBLOCK);
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
         __atomic_add_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
-        int rc = j->fd < 0 ? errno : pthread_create(&t, &a, job_thread, j);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&a);
+        int rc = j->fd < 0 ? errno : migrate_start_thread(job_thread, j);
         if (rc)
             __atomic_sub_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
         if (!rc) {
@@ -361,89 +377,8 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         }
         bad = control_reply_err(rc, "cannot start the %s job", cmd);
     }
+    if (j->file_fd >= 0)
+        close(j->file_fd);
     free(j);
     return bad;
-}
-
-/* ---- incoming migrations ---- */
-
-int migrate_listen(const char *addrport, char *err, size_t errlen)
-{
-    char addr[256];
-    const char *colon = strrchr(addrport, ':');
-    if (!colon || colon == addrport || (size_t)(colon - addrport) >= sizeof(addr) || !colon[1]) {
-        snprintf(err, errlen, "--migrate-listen wants ADDR:PORT, got '%s'", addrport);
-        return -EINVAL;
-    }
-    memcpy(addr, addrport, (size_t)(colon - addrport));
-    addr[colon - addrport] = '\0';
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai;
-    int g = getaddrinfo(addr, colon + 1, &hints, &ai);
-    if (g) {
-        snprintf(err, errlen, "--migrate-listen %s: %s", addrport, gai_strerror(g));
-        return -EINVAL;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1;
-    if (fd >= 0)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 8) < 0) {
-        int e = errno;
-        snprintf(err, errlen, "--migrate-listen %s: %s", addrport, strerror(e));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(ai);
-        return -e;
-    }
-    freeaddrinfo(ai);
-    log_info("accepting migrations on %s", addrport);
-    return fd;
-}
-
-/* Incoming migrations at once: a peer cannot make xkvmd start threads without end. */
-#define MAX_INCOMING 4
-
-static void *receive_thread(void *arg)
-{
-    int fd = (int)(intptr_t)arg;
-    pthread_setname_np(pthread_self(), "migrate-in");
-    char err[1024] = "";
-    uint16_t domid = 0;
-    if (migrate_receive(fd, true, &domid, err, sizeof(err)))
-        log_warn("incoming migration failed: %s", err);
-    close(fd);
-    __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
-    return NULL;
-}
-
-void migrate_accept(int listen_fd)
-{
-    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (__atomic_add_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL) > MAX_INCOMING) {
-        __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
-        log_warn("incoming migration refused: %d already in progress", MAX_INCOMING);
-        migrate_send_line(fd, MIGRATE_MSG_ERROR " too many incoming migrations");
-        close(fd);
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /* A peer that stops sending is given up on (its half-built domain removed). */
-    struct timeval tmo = { .tv_sec = 60 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (pthread_create(&t, &a, receive_thread, (void *)(intptr_t)fd)) {
-        close(fd);
-        __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&a);
 }

@@ -1,7 +1,8 @@
 /*
  * xkvmd's save, restore and migrate jobs (each on a thread of its own, answering on
- * the control connection it took over) and its listener for incoming migrations
- * (xkvmd --migrate-listen ADDR:PORT). Protocol: docs/control-api.md.
+ * the control connection it took over) and, in incoming.c, its listener for incoming
+ * migrations (xkvmd --migrate-listen ADDR:PORT) with the limits peers live under.
+ * Protocol: docs/control-api.md.
  */
 #ifndef XKVM_MIGRATE_MIGRATE_JOB_H
 #define XKVM_MIGRATE_MIGRATE_JOB_H
@@ -9,21 +10,44 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /*
- * Start the job for a "save", "restore" or "migrate" request from the client on fd.
- * Returns an error reply (not detached) if the request is bad; otherwise NULL with
- * *detached set: the job dup'ed fd and answers there.
+ * Start the job for a "save", "restore" or "migrate" request from the client on fd;
+ * *file_fd is the descriptor that came with the request (-1: none), which a save or
+ * restore takes (setting it to -1). Returns an error reply (not detached) if the
+ * request is bad; otherwise NULL with *detached set: the job dup'ed fd and answers there.
  */
 struct json_object *migrate_job_start(struct json_object *req, const char *cmd, int fd,
-                                      bool *detached);
+                                      int *file_fd, bool *detached);
 
 /* Save, restore and migrate jobs and incoming migrations running now. */
 unsigned migrate_jobs_running(void);
+/*
+ * Run fn(arg) on a detached thread with every signal blocked (they belong to the main
+ * loop and the vCPU threads). 0 or an errno.
+ */
+int migrate_start_thread(void *(*fn)(void *), void *arg);
 
+/* ---- incoming.c: the listener and the limits peers live under ---- */
+
+struct migrate_incoming_limits {
+    uint64_t max_memory_mb;     /* one incoming domain at most; 0: the total */
+    uint64_t max_total_mb;      /* all incoming domains at once; 0: a share of the machine */
+    unsigned timeout_s;         /* a whole incoming migration; 0: the default */
+};
+/* Default total: this share of machine memory may be claimed by incoming migrations. */
+#define MIGRATE_DEFAULT_TOTAL_PERCENT 50
+/* An hour: a 16 GiB guest's first pass takes some 23 min over 100 Mbit/s. */
+#define MIGRATE_DEFAULT_TIMEOUT_S 3600u
+
+void migrate_incoming_configure(const struct migrate_incoming_limits *l);
 /* Listen for incoming migrations on "ADDR:PORT". The socket, or -errno with a message. */
 int migrate_listen(const char *addrport, char *err, size_t errlen);
 /* The listening socket is readable: take one connection and receive on a thread. */
 void migrate_accept(int listen_fd);
+/* Main loop, at least once a second: shut down peers past their deadlines. */
+void migrate_incoming_watchdog(void);
+unsigned migrate_incoming_running(void);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * The receiving side of restore and live migration: see migrate.h. Every record is
  * validated by the stream reader before it is applied; the domain is built paused
- * from DOMAIN_CONFIG, filled from PAGE_DATA, given its state at the end, and runs
- * only after END (and, from a peer, after GO). Any failure destroys it.
+ * from DOMAIN_CONFIG once the gate admitted it (nothing is allocated before), filled
+ * from PAGE_DATA, given its state at the end, published to the toolstack and run only
+ * after END (and, from a peer, after GO). Any failure destroys it unseen.
  */
 #include "migrate/migrate.h"
 
@@ -44,6 +45,7 @@ static void fault_point(const char *phase)
 struct receiver {
     int fd;
     bool peer;
+    struct migrate_gate *gate;  /* NULL: a local restore */
     struct domain *d;
     bool paused;                /* arrives paused (xkvm pause on the source) */
     char *err;
@@ -80,6 +82,19 @@ static void destroy_on_main(void *arg)
     struct domain *d = arg;
     d->migrating = false;
     domain_destroy(d);
+}
+
+/* Whole and about to run: the toolstack may see it, under its name. */
+struct publish_call {
+    struct domain *d;
+    int rc;
+    char err[256];
+};
+
+static void publish_on_main(void *arg)
+{
+    struct publish_call *c = arg;
+    c->rc = domain_publish(c->d, c->err, sizeof(c->err));
 }
 
 static void drop_ref(struct domain *d)
@@ -126,6 +141,9 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
         else
             r->paused = json_object_get_boolean(jp);
     }
+    /* Nothing is allocated for the stream before this. */
+    if (!rc && r->gate)
+        rc = r->gate->admit(r->gate, &c->cfg, r->err, r->errlen);
     if (!rc) {
         c->domid = (uint16_t)json_object_get_int64(jid);
         host_call_main(build_on_main, c);
@@ -266,9 +284,10 @@ static int finish(struct receiver *r)
     return rc;
 }
 
-int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen)
+int migrate_receive(int fd, bool peer, struct migrate_gate *gate, uint16_t *domid,
+                    char *err, size_t errlen)
 {
-    struct receiver r = { .fd = fd, .peer = peer, .err = err, .errlen = errlen };
+    struct receiver r = { .fd = fd, .peer = peer, .gate = gate, .err = err, .errlen = errlen };
     struct xkvm_stream_reader rd;
     struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS };
     int rc = 0;
@@ -343,6 +362,12 @@ int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen
                 strcmp(line, MIGRATE_MSG_GO))
                 rc = fail(&r, -EPIPE, "source did not hand the guest over");
         }
+    }
+    if (!rc) {
+        struct publish_call pc = { .d = r.d };
+        host_call_main(publish_on_main, &pc);
+        if ((rc = pc.rc))
+            snprintf(err, errlen, "%s", pc.err);
     }
     if (rc) {
         if (peer)

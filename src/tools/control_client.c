@@ -30,6 +30,7 @@ int control_connect(struct control_client *c, const char *rundir, char *err, siz
     c->fd = -1;
     c->buf = NULL;
     c->len = 0;
+    c->pass_fd = -1;
 
     int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", rundir, XKVM_CONTROL_SOCKET);
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
@@ -85,6 +86,28 @@ static int send_all(int fd, const char *p, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+/* The request's first byte with the descriptor to pass (the rest goes by send_all). */
+static int send_with_fd(int fd, const char *p, int pass_fd)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct iovec iov = { .iov_base = (void *)p, .iov_len = 1 };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space,
+                          .msg_controllen = sizeof(ctl.space) };
+    struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &pass_fd, sizeof(int));
+    ssize_t n;
+    while ((n = sendmsg(fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    return n == 1 ? 0 : n < 0 ? -errno : -EIO;
 }
 
 /* One reply line (without its newline) into *line, NUL-terminated, in c->buf. */
@@ -155,7 +178,15 @@ int control_request_ex(struct control_client *c, struct json_object *req,
         return -EMSGSIZE;
     }
     /* PLAIN output has no raw newlines (json-c escapes them in strings). */
-    int r = send_all(c->fd, text, len);
+    int r = 0;
+    if (c->pass_fd >= 0) {
+        r = send_with_fd(c->fd, text, c->pass_fd);
+        c->pass_fd = -1;
+        text++;
+        len--;
+    }
+    if (r == 0)
+        r = send_all(c->fd, text, len);
     if (r == 0)
         r = send_all(c->fd, "\n", 1);
     if (r < 0) {

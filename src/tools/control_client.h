@@ -12,6 +12,7 @@ struct control_client {
     int fd;
     char *buf;          /* received bytes not yet consumed */
     size_t len;
+    int pass_fd;        /* >= 0: sent with the next request (SCM_RIGHTS), then -1 */
 };
 
 /*

@@ -64,7 +64,8 @@ static const char usage_text[] =
 "  save DOMAIN FILE [--keep] [--compat xen-4.17]\n"
 "                                save the domain to FILE (a libxc migration stream,\n"
 "                                docs/stream.md) and destroy it (--keep: let it run\n"
-"                                on; --compat: a plain Xen 4.17 stream, needs --keep)\n"
+"                                on; --compat: a plain Xen 4.17 stream, needs --keep);\n"
+"                                FILE is created, mode 0600, and must not exist\n"
 "  restore FILE                  restore a saved domain under its old domid\n"
 "  migrate DOMAIN HOST:PORT [--downtime-ms N] [--max-iters N] [--non-live]\n"
 "          [--report FILE]       live-migrate the domain to the xkvmd listening at\n"
@@ -555,13 +556,15 @@ static int cmd_save_context(int argc, char **argv)
 
 /* ---- save, restore, migrate -------------------------------------------------- */
 
-static int long_job(struct json_object *req, control_progress_fn progress, void *arg,
-                    struct json_object **reply, struct json_object **failed)
+/* A job on a file the client opened: file_fd goes with the request (-1: none). */
+static int long_job_fd(struct json_object *req, int file_fd, control_progress_fn progress,
+                       void *arg, struct json_object **reply, struct json_object **failed)
 {
     char err[ERRLEN];
     struct control_client c;
     int r = control_connect(&c, rundir, err, sizeof(err));
     if (r == 0) {
+        c.pass_fd = file_fd;
         r = control_request_ex(&c, req, reply, progress, arg, failed, err, sizeof(err));
         control_close(&c);
     }
@@ -569,6 +572,37 @@ static int long_job(struct json_object *req, control_progress_fn progress, void 
     if (r < 0)
         errorf("%s", err);
     return r;
+}
+
+static int long_job(struct json_object *req, control_progress_fn progress, void *arg,
+                    struct json_object **reply, struct json_object **failed)
+{
+    return long_job_fd(req, -1, progress, arg, reply, failed);
+}
+
+/*
+ * A save image is created by the client, with its own rights: never through a
+ * symlink, never over an existing file (O_EXCL), readable by its owner alone.
+ * xkvmd writes to the descriptor and opens no path.
+ */
+static int create_image(const char *path, struct stat *st)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0) {
+        errorf("save: cannot create %s: %s%s", path, strerror(errno),
+               errno == EEXIST ? " (save never overwrites a file: remove it first)" : "");
+        return -1;
+    }
+    fstat(fd, st);
+    return fd;
+}
+
+/* A failed save: remove the partial image, if the path still names the file we made. */
+static void remove_image(const char *path, const struct stat *made)
+{
+    struct stat now;
+    if (lstat(path, &now) == 0 && now.st_dev == made->st_dev && now.st_ino == made->st_ino)
+        unlink(path);
 }
 
 static int absolute_path(const char *in, char *out, size_t len)
@@ -615,14 +649,22 @@ static int cmd_save(int argc, char **argv)
         errorf("save: bad path %s", argv[optind + 1]);
         return EXIT_FAILURE;
     }
+    struct stat made;
+    int fd = create_image(path, &made);
+    if (fd < 0)
+        return EXIT_FAILURE;
     struct json_object *req = new_request("save"), *reply = NULL;
     add_field(req, "domid", json_object_new_int((int)domid));
     add_field(req, "path", json_object_new_string(path));
     add_field(req, "keep", json_object_new_boolean(keep));
     if (compat)
         add_field(req, "compat", json_object_new_string(compat));
-    if (long_job(req, NULL, NULL, &reply, NULL) < 0)
+    int r = long_job_fd(req, fd, NULL, NULL, &reply, NULL);
+    close(fd);
+    if (r < 0) {
+        remove_image(path, &made);
         return EXIT_FAILURE;
+    }
     json_object_put(reply);
     return 0;
 }
@@ -636,9 +678,17 @@ static int cmd_restore(int argc, char **argv)
         errorf("restore: bad path %s", argv[1]);
         return EXIT_FAILURE;
     }
+    /* Read with the client's own rights: xkvmd opens no path for it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        errorf("restore: cannot open %s: %s", path, strerror(errno));
+        return EXIT_FAILURE;
+    }
     struct json_object *req = new_request("restore"), *reply = NULL;
     add_field(req, "path", json_object_new_string(path));
-    if (long_job(req, NULL, NULL, &reply, NULL) < 0)
+    int r = long_job_fd(req, fd, NULL, NULL, &reply, NULL);
+    close(fd);
+    if (r < 0)
         return EXIT_FAILURE;
     int64_t id = 0;
     get_int_field(reply, "domid", &id);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int log_fd = STDERR_FILENO;
@@ -19,9 +20,10 @@ int log_open(const char *path, const char *ident, enum log_level max_level)
     log_max = max_level;
     if (!path)
         return 0;
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
+    fchmod(fd, 0600);   /* logs name guests and what they do: one left 0644 is tightened */
     log_fd = fd;
     return 0;
 }

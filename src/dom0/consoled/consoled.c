@@ -249,7 +249,9 @@ static void attach(struct dom *d)
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, rundir, d->domid);
         d->log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-                         0644);
+                         0600);
+        if (d->log_fd >= 0)
+            fchmod(d->log_fd, 0600);    /* the guest's console is for root alone */
         if (d->log_fd < 0)
             log_warn("d%u: %s: %s", d->domid, path, strerror(errno));
     }

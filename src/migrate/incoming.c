@@ -1,0 +1,271 @@
+/*
+ * Incoming live migrations (xkvmd --migrate-listen): the listener, and the limits a
+ * peer lives under. Peers are not authenticated yet, so each is held to what a
+ * stranger may take: one of MAX_INCOMING slots; its DOMAIN_CONFIG admitted within
+ * ADMIT_DEADLINE_S of connecting, and the whole migration done within
+ * --migrate-timeout, or the main loop's watchdog shuts the connection down (its
+ * half-built domain is then removed); and its domain's memory within
+ * --migrate-max-memory and, with every other incoming migration's, within
+ * --migrate-max-total, checked before anything is built for it (restore.c asks
+ * the slot's gate). docs/migration.md.
+ */
+#include "migrate/migrate_job.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hv/hv.h"
+#include "migrate/migrate.h"
+#include "util/domcfg.h"
+#include "util/log.h"
+
+/* Incoming migrations at once: a peer cannot make xkvmd start threads without end. */
+#define MAX_INCOMING 4
+/* A peer must have its domain admitted this soon, whatever --migrate-timeout says. */
+#define ADMIT_DEADLINE_S 30u
+/* A peer that sends nothing for this long is given up on even before its deadline. */
+#define READ_TIMEOUT_S 60
+
+/*
+ * One incoming migration. The gate comes first: restore.c sees only it. fd, the
+ * deadlines and cut_off are under slots_lock (the watchdog reads them); fd -1: free.
+ */
+struct slot {
+    struct migrate_gate gate;
+    int fd;
+    char peer[INET6_ADDRSTRLEN + 8];
+    uint64_t admit_by_ns, deadline_ns;
+    uint64_t claimed_mb;        /* admitted: counted in claimed_total_mb */
+    unsigned admit_s;           /* the admission deadline, in seconds from accept */
+    bool admitted;
+    char cut_off[96];           /* why the watchdog shut it down; "": it did not */
+};
+
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slot slots[MAX_INCOMING] = {
+    [0 ... MAX_INCOMING - 1] = { .fd = -1 },
+};
+static unsigned nr_incoming;
+static uint64_t claimed_total_mb;
+static struct migrate_incoming_limits limits = { .timeout_s = MIGRATE_DEFAULT_TIMEOUT_S };
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void migrate_incoming_configure(const struct migrate_incoming_limits *l)
+{
+    pthread_mutex_lock(&slots_lock);
+    limits = *l;
+    if (!limits.timeout_s)
+        limits.timeout_s = MIGRATE_DEFAULT_TIMEOUT_S;
+    pthread_mutex_unlock(&slots_lock);
+}
+
+unsigned migrate_incoming_running(void)
+{
+    return __atomic_load_n(&nr_incoming, __ATOMIC_ACQUIRE);
+}
+
+/* The caps in MiB; unset ones follow from the machine memory (slots_lock held). */
+static uint64_t total_cap_mb(void)
+{
+    uint64_t machine_mb = host.mm.nr_frames >> (20 - XKVM_PAGE_SHIFT);
+    return limits.max_total_mb ? limits.max_total_mb
+                               : machine_mb * MIGRATE_DEFAULT_TOTAL_PERCENT / 100;
+}
+
+static uint64_t one_cap_mb(void)
+{
+    uint64_t total = total_cap_mb();
+    return limits.max_memory_mb && limits.max_memory_mb < total ? limits.max_memory_mb : total;
+}
+
+/*
+ * The gate: the peer's DOMAIN_CONFIG is well-formed (restore.c parsed it); may its
+ * domain claim this much memory? Reserves it against the total if so.
+ */
+static int admit(struct migrate_gate *g, const struct domcfg *cfg, char *err, size_t errlen)
+{
+    struct slot *s = (struct slot *)g;
+    int rc = 0;
+    pthread_mutex_lock(&slots_lock);
+    uint64_t one = one_cap_mb(), total = total_cap_mb();
+    if (s->admitted) {
+        rc = -EINVAL;
+        snprintf(err, errlen, "a second DOMAIN_CONFIG");
+    } else if (cfg->memory_mb > one) {
+        rc = -EFBIG;
+        snprintf(err, errlen, "refused: the domain's %llu MiB exceed the %llu MiB one "
+                 "incoming migration may claim here (--migrate-max-memory)",
+                 (unsigned long long)cfg->memory_mb, (unsigned long long)one);
+    } else if (claimed_total_mb + cfg->memory_mb > total) {
+        rc = -EBUSY;
+        snprintf(err, errlen, "refused: the domain's %llu MiB and the %llu MiB other "
+                 "incoming migrations hold exceed the %llu MiB all may claim here "
+                 "(--migrate-max-total); try again later",
+                 (unsigned long long)cfg->memory_mb, (unsigned long long)claimed_total_mb,
+                 (unsigned long long)total);
+    } else {
+        s->admitted = true;
+        s->claimed_mb = cfg->memory_mb;
+        claimed_total_mb += cfg->memory_mb;
+    }
+    pthread_mutex_unlock(&slots_lock);
+    return rc;
+}
+
+void migrate_incoming_watchdog(void)
+{
+    uint64_t now = mono_ns();
+    pthread_mutex_lock(&slots_lock);
+    for (unsigned i = 0; i < MAX_INCOMING; i++) {
+        struct slot *s = &slots[i];
+        if (s->fd < 0 || s->cut_off[0])
+            continue;
+        if (now >= s->deadline_ns)
+            snprintf(s->cut_off, sizeof(s->cut_off), "not complete within "
+                     "--migrate-timeout (%u s)", limits.timeout_s);
+        else if (!s->admitted && now >= s->admit_by_ns)
+            snprintf(s->cut_off, sizeof(s->cut_off), "no acceptable DOMAIN_CONFIG within "
+                     "%u s of connecting", s->admit_s);
+        if (s->cut_off[0])
+            shutdown(s->fd, SHUT_RDWR);     /* the receiver's next read or write fails */
+    }
+    pthread_mutex_unlock(&slots_lock);
+}
+
+/* Give the slot back: its memory claim ends (its domain runs here or is gone). */
+static void slot_release(struct slot *s, char *cut_off, size_t len)
+{
+    pthread_mutex_lock(&slots_lock);
+    snprintf(cut_off, len, "%s", s->cut_off);
+    claimed_total_mb -= s->claimed_mb;
+    int fd = s->fd;
+    *s = (struct slot){ .fd = -1 };
+    pthread_mutex_unlock(&slots_lock);
+    close(fd);      /* only now: the watchdog must never shut down a reused fd */
+    __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
+}
+
+static void *receive_thread(void *arg)
+{
+    struct slot *s = arg;
+    pthread_setname_np(pthread_self(), "migrate-in");
+    char err[1024] = "";
+    uint16_t domid = 0;
+    /*
+     * Authentication of the peer (the migration-transport issue) goes here, before
+     * the first byte of the stream is read: until then the peer holds this slot and
+     * nothing else. Unauthenticated (--migrate-insecure) peers keep the limits above.
+     */
+    int rc = migrate_receive(s->fd, true, &s->gate, &domid, err, sizeof(err));
+    char peer[sizeof(s->peer)], cut_off[sizeof(s->cut_off)];
+    snprintf(peer, sizeof(peer), "%s", s->peer);
+    slot_release(s, cut_off, sizeof(cut_off));
+    if (rc && cut_off[0])
+        log_warn("incoming migration from %s cut off: %s", peer, cut_off);
+    else if (rc)
+        log_warn("incoming migration from %s failed: %s", peer, err);
+    return NULL;
+}
+
+/* A free slot for fd, its deadlines set; NULL if all are taken. */
+static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen_t salen)
+{
+    struct slot *s = NULL;
+    uint64_t now = mono_ns();
+    pthread_mutex_lock(&slots_lock);
+    for (unsigned i = 0; i < MAX_INCOMING && !s; i++)
+        if (slots[i].fd < 0)
+            s = &slots[i];
+    if (s) {
+        unsigned admit_s = limits.timeout_s < ADMIT_DEADLINE_S ? limits.timeout_s
+                                                                : ADMIT_DEADLINE_S;
+        *s = (struct slot){ .gate = { .admit = admit }, .fd = fd, .admit_s = admit_s,
+                            .admit_by_ns = now + admit_s * 1000000000ull,
+                            .deadline_ns = now + limits.timeout_s * 1000000000ull };
+        char addr[INET6_ADDRSTRLEN], port[8];
+        if (getnameinfo((const struct sockaddr *)sa, salen, addr, sizeof(addr), port,
+                        sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
+            snprintf(s->peer, sizeof(s->peer), "?");
+        else
+            snprintf(s->peer, sizeof(s->peer), "%s:%s", addr, port);
+        __atomic_add_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_mutex_unlock(&slots_lock);
+    return s;
+}
+
+void migrate_accept(int listen_fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    int fd = accept4(listen_fd, (struct sockaddr *)&sa, &salen, SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct slot *s = slot_take(fd, &sa, salen);
+    if (!s) {
+        log_warn("incoming migration refused: %d already in progress", MAX_INCOMING);
+        migrate_send_line(fd, MIGRATE_MSG_ERROR " too many incoming migrations: %d in "
+                          "progress, each cut off after %u s at most; try again later",
+                          MAX_INCOMING, limits.timeout_s);
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct timeval tmo = { .tv_sec = READ_TIMEOUT_S };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+    if (migrate_start_thread(receive_thread, s)) {
+        char unused[sizeof(s->cut_off)];
+        slot_release(s, unused, sizeof(unused));
+    }
+}
+
+int migrate_listen(const char *addrport, char *err, size_t errlen)
+{
+    char addr[256];
+    const char *colon = strrchr(addrport, ':');
+    if (!colon || colon == addrport || (size_t)(colon - addrport) >= sizeof(addr) || !colon[1]) {
+        snprintf(err, errlen, "--migrate-listen wants ADDR:PORT, got '%s'", addrport);
+        return -EINVAL;
+    }
+    memcpy(addr, addrport, (size_t)(colon - addrport));
+    addr[colon - addrport] = '\0';
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai;
+    int g = getaddrinfo(addr, colon + 1, &hints, &ai);
+    if (g) {
+        snprintf(err, errlen, "--migrate-listen %s: %s", addrport, gai_strerror(g));
+        return -EINVAL;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 8) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "--migrate-listen %s: %s", addrport, strerror(e));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -e;
+    }
+    freeaddrinfo(ai);
+    log_info("accepting migrations on %s", addrport);
+    return fd;
+}
