@@ -205,10 +205,13 @@ static void write_disk(struct txn *x, const struct job *j, const struct domcfg_d
 
     /* The backend: dom0's, the guest may read it. */
     node(x, be, "", PERM_GUEST_READ, id);
-    if (!j->backends_unlinked) {
-        snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, fe);
-        snprintf(p, sizeof(p), "%s/frontend-id", be);   putf(x, p, "%u", id);
-    }
+    /* Restore: empty until write_backend_links (blkback waits), in their usual place. */
+    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, j->backends_unlinked ? "" : fe);
+    snprintf(p, sizeof(p), "%s/frontend-id", be);
+    if (j->backends_unlinked)
+        put(x, p, "");
+    else
+        putf(x, p, "%u", id);
     snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/state", be);         put(x, p, "1");
     snprintf(p, sizeof(p), "%s/params", be);        put(x, p, dk->path);
@@ -422,20 +425,26 @@ static void do_built(const struct job *j)
     }
 }
 
+/* A layout written by an earlier xkvmd (live update): the domain's node names its uuid. */
+static void learn_uuid(struct xs_handle *h, unsigned domid)
+{
+    char p[64];
+    unsigned vlen = 0;
+    if (vm_uuids[domid][0])
+        return;
+    snprintf(p, sizeof(p), "/local/domain/%u/vm", domid);
+    char *vm = xs_read(h, XBT_NULL, p, &vlen);
+    if (vm && vlen == 4 + 36 && !strncmp(vm, "/vm/", 4))
+        snprintf(vm_uuids[domid], sizeof(vm_uuids[0]), "%s", vm + 4);
+    free(vm);
+}
+
 static void do_gone(const struct job *j)
 {
     char *uuid = vm_uuids[j->domid];
     struct xs_handle *h = xs_get(0);
-    if (h && !uuid[0]) {
-        /* Written by an earlier xkvmd (live update): the domain's node names it. */
-        char p[64];
-        unsigned vlen = 0;
-        snprintf(p, sizeof(p), "/local/domain/%u/vm", j->domid);
-        char *vm = xs_read(h, XBT_NULL, p, &vlen);
-        if (vm && vlen == 4 + 36 && !strncmp(vm, "/vm/", 4))
-            snprintf(uuid, sizeof(vm_uuids[0]), "%s", vm + 4);
-        free(vm);
-    }
+    if (h)
+        learn_uuid(h, j->domid);
     if (h) {
         bool ok = run_txn(h, j, uuid, write_removal);
         if (ok && !xs_release_domain(h, j->domid) && errno != ENOENT && errno != EINVAL)
@@ -672,8 +681,33 @@ static int import_state(const struct domain *d, const uint8_t *buf, size_t len, 
  * nodes come from the stream (xenstored applies them as the guest's writes); then the
  * backends are linked to their frontends and the domain is introduced.
  */
-int toolstack_xs_import(struct domain *d, const uint8_t *buf, size_t len, char *err,
-                        size_t errlen)
+bool toolstack_xs_uuid_valid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return s[36] == '\0';
+}
+
+bool toolstack_xs_uuid(unsigned domid, char out[37])
+{
+    if (domid >= XKVM_DOMID_LIMIT)
+        return false;
+    if (!vm_uuids[domid][0]) {
+        struct xs_handle *h = xs_open(0);
+        if (h) {
+            learn_uuid(h, domid);
+            xs_close(h);
+        }
+    }
+    snprintf(out, 37, "%s", vm_uuids[domid]);
+    return toolstack_xs_uuid_valid(out);
+}
+
+int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *buf, size_t len,
+                        char *err, size_t errlen)
 {
     struct xs_handle *h = xs_open(0);
     if (!h) {
@@ -685,6 +719,15 @@ int toolstack_xs_import(struct domain *d, const uint8_t *buf, size_t len, char *
     job_for(&j, d);
     char *uuid = vm_uuids[d->domid];
     make_uuid(uuid);
+    if (src_uuid && toolstack_xs_uuid_valid(src_uuid)) {
+        char p[64];
+        snprintf(p, sizeof(p), "/vm/%s", src_uuid);
+        unsigned vlen;
+        char *taken = xs_read(h, XBT_NULL, p, &vlen);
+        if (!taken)
+            snprintf(uuid, sizeof(vm_uuids[0]), "%s", src_uuid);
+        free(taken);
+    }
     char why[1024] = "";
     int rc = run_txn(h, &j, uuid, write_layout) ? 0 : -EIO;
     if (rc)

@@ -21,6 +21,7 @@
 
 #include "hv/control.h"
 #include "migrate/live_update.h"
+#include "migrate/migrate.h"
 #include "migrate/migrate_job.h"
 #include "hv/dom0.h"
 #include "hv/domain.h"
@@ -485,6 +486,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--foreground] [--log FILE]\n"
         "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
+        "             [--disk-root DIR]... [--kernel-root DIR]...\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
@@ -493,6 +495,10 @@ static void usage(FILE *f)
         "  --verbose             debug logging\n"
         "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n"
         "  --migrate-listen ADDR:PORT  accept incoming live migrations there\n"
+        "  --disk-root DIR       a restore or incoming migration may name disk images\n"
+        "                        inside DIR (repeatable; default: none)\n"
+        "  --kernel-root DIR     ...and a kernel to restart the guest with (repeatable;\n"
+        "                        without, a restored guest's restart becomes destroy)\n"
         "  --lu-accepts MAJOR.MINOR    say whether this binary takes a live-update image\n"
         "                        of that version (exit status 0: yes)\n");
 }
@@ -565,6 +571,8 @@ int main(int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "no-dom0-services", no_argument, NULL, 'S' },
         { "migrate-listen", required_argument, NULL, 'M' },
+        { "disk-root", required_argument, NULL, 'D' },
+        { "kernel-root", required_argument, NULL, 'K' },
         { "lu-accepts", required_argument, NULL, 'A' },
         { "lu-resume", required_argument, NULL, 'R' },
         { "lu-rollback", required_argument, NULL, 'B' },
@@ -573,6 +581,7 @@ int main(int argc, char **argv)
         { 0 },
     };
     int c;
+    char err[512];
     while ((c = getopt_long(argc, argv, "r:m:fl:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'r': rundir = optarg; break;
@@ -588,6 +597,13 @@ int main(int argc, char **argv)
         case 'v': verbose = true; break;
         case 'S': start_services = false; break;
         case 'M': migrate_addr = optarg; break;
+        case 'D':
+        case 'K':
+            if (migrate_allow_root(c == 'K', optarg, err, sizeof(err))) {
+                fprintf(stderr, "xkvmd: --%s-root %s\n", c == 'K' ? "kernel" : "disk", err);
+                return 2;
+            }
+            break;
         case 'A': return live_update_accepts_main(optarg);
         case 'R': lu_resume = optarg; break;
         case 'B': lu_rollback = optarg; break;
@@ -612,7 +628,6 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    char err[512];
     if (lu_resume)
         return resume_after_live_update(lu_resume, lu_rollback, absdir, logpath, foreground,
                                         verbose, argc, argv, &dm);

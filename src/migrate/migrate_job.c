@@ -21,6 +21,7 @@
 #include "hv/domain.h"
 #include "hv/hv.h"
 #include "migrate/migrate.h"
+#include "util/domcfg.h"
 #include "util/log.h"
 
 enum job_kind { JOB_SAVE, JOB_RESTORE, JOB_MIGRATE };
@@ -34,6 +35,8 @@ struct job {
     int port;
     bool keep;
     struct migrate_opts opts;
+    bool has_local;             /* restore: the client sent the host's config for it */
+    struct domcfg local;
 };
 
 /* ---- replies on the job's connection ---- */
@@ -172,7 +175,8 @@ static void *job_thread(void *arg)
         if (rc)
             snprintf(err, sizeof(err), "cannot open %s: %s", j->path, strerror(-rc));
         else
-            rc = migrate_receive(fd, false, &domid, err, sizeof(err));
+            rc = migrate_receive(fd, false, j->has_local ? &j->local : NULL, &domid, err,
+                                 sizeof(err));
         if (fd >= 0)
             close(fd);
         if (rc) {
@@ -280,6 +284,13 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
     if (j->kind != JOB_MIGRATE && (!get_string(req, "path", j->path, sizeof(j->path)) ||
                                    j->path[0] != '/'))
         bad = control_reply_err(EINVAL, "%s needs an absolute \"path\"", cmd);
+    struct json_object *jcfg;
+    if (!bad && j->kind == JOB_RESTORE && json_object_object_get_ex(req, "config", &jcfg)) {
+        char why[512];
+        if (domcfg_from_json(jcfg, &j->local, why, sizeof(why)))
+            bad = control_reply_err(EINVAL, "restore: \"config\": %s", why);
+        j->has_local = true;
+    }
     if (!bad && j->kind == JOB_MIGRATE) {
         v = 0;
         if (!get_string(req, "host", j->host, sizeof(j->host)) ||
@@ -409,7 +420,7 @@ static void *receive_thread(void *arg)
     pthread_setname_np(pthread_self(), "migrate-in");
     char err[1024] = "";
     uint16_t domid = 0;
-    if (migrate_receive(fd, true, &domid, err, sizeof(err)))
+    if (migrate_receive(fd, true, NULL, &domid, err, sizeof(err)))
         log_warn("incoming migration failed: %s", err);
     close(fd);
     __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);

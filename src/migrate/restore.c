@@ -24,6 +24,7 @@
 #include "migrate/arch_state.h"
 #include "migrate/pv_restore.h"
 #include "util/domcfg.h"
+#include "util/hostpath.h"
 #include "util/log.h"
 
 #define GO_TIMEOUT_MS 60000u
@@ -44,6 +45,7 @@ static void fault_point(const char *phase)
 struct receiver {
     int fd;
     bool peer;
+    const struct domcfg *local;     /* the host's config for the guest, or NULL */
     struct domain *d;
     bool paused;                /* arrives paused (xkvm pause on the source) */
     char *err;
@@ -53,7 +55,16 @@ struct receiver {
     size_t hvm_len, dom_len, xs_len;
     struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
     uint32_t nr_params;
+    char uuid[37];              /* the source's /vm name for the guest, or "" */
 };
+
+/* Where a stream's host paths may lie (xkvmd --disk-root, --kernel-root). */
+static struct hostpath_roots disk_roots, kernel_roots;
+
+int migrate_allow_root(bool kernel, const char *dir, char *err, size_t errlen)
+{
+    return hostpath_roots_add(kernel ? &kernel_roots : &disk_roots, dir, err, errlen);
+}
 
 /* ---- main-thread steps ---- */
 
@@ -119,6 +130,21 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
                   (long long)json_object_get_int64(jid));
     else if (domcfg_from_json(jcfg, &c->cfg, c->err, sizeof(c->err)))
         rc = fail(r, -EINVAL, "DOMAIN_CONFIG: %s", c->err);
+    struct json_object *ju;
+    if (!rc && json_object_object_get_ex(o, "uuid", &ju)) {
+        if (!json_object_is_type(ju, json_type_string) ||
+            !toolstack_xs_uuid_valid(json_object_get_string(ju)))
+            rc = fail(r, -EINVAL, "DOMAIN_CONFIG: \"uuid\" is not a UUID");
+        else
+            snprintf(r->uuid, sizeof(r->uuid), "%s", json_object_get_string(ju));
+    }
+    bool kernel_dropped = false;
+    if (!rc && hostpath_apply(&c->cfg, r->local, &disk_roots, &kernel_roots, &kernel_dropped,
+                              c->err, sizeof(c->err)))
+        rc = fail(r, -EPERM, "DOMAIN_CONFIG: %s", c->err);
+    if (!rc && kernel_dropped)
+        log_warn("restore: the stream's kernel %s is not under any --kernel-root: never read; "
+                 "the domain's restart actions become destroy", c->cfg.kernel);
     struct json_object *jp;
     if (!rc && json_object_object_get_ex(o, "paused", &jp)) {
         if (!json_object_is_type(jp, json_type_boolean))
@@ -260,15 +286,18 @@ static int finish(struct receiver *r)
     if (!rc)
         host_call_main(reveal_on_main, d);
     if (!rc)
-        rc = toolstack_xs_import(d, r->xs_state, r->xs_len, r->err, r->errlen);
+        rc = toolstack_xs_import(d, r->uuid[0] ? r->uuid : NULL, r->xs_state, r->xs_len,
+                                 r->err, r->errlen);
     log_info("d%u: state applied: PV %.2f ms, vCPUs %.2f ms, xenstore %.2f ms", d->domid,
              (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6, (double)(mono_ns() - t2) / 1e6);
     return rc;
 }
 
-int migrate_receive(int fd, bool peer, uint16_t *domid, char *err, size_t errlen)
+int migrate_receive(int fd, bool peer, const struct domcfg *local, uint16_t *domid,
+                    char *err, size_t errlen)
 {
-    struct receiver r = { .fd = fd, .peer = peer, .err = err, .errlen = errlen };
+    struct receiver r = { .fd = fd, .peer = peer, .local = local, .err = err,
+                          .errlen = errlen };
     struct xkvm_stream_reader rd;
     struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS };
     int rc = 0;
