@@ -141,7 +141,6 @@ sleep 0.5
 # ---- a host that allows no stream paths; a CONFIG from the operator ----
 refused no-disk-root "$H2" "unless allowed with --disk-root DIR"
 on "$H2"
-before=$(tree "$H2")
 if out=$(xk restore "$WORK/a.img" "$WORK/a.cfg" 2>&1) && [ "$out" = "$A" ] &&
    [ "$(xsr "$H2" "$BE/$A/51712/params")" = "$IMAGES/a.img" ]; then
   pass restore-with-config
@@ -150,6 +149,7 @@ else
 fi
 xk destroy "$A" >/dev/null 2>&1
 sleep 0.5
+before=$(tree "$H2")
 make_cfg "$WORK/other.cfg" a "test=soak" 32 1 "disk = [ '$IMAGES/a.img,raw,xvdb,rw' ]"
 if out=$(xk restore "$WORK/a.img" "$WORK/other.cfg" 2>&1); then
   fail restore-config-mismatch "restore succeeded: $out"
@@ -164,20 +164,26 @@ unchanged restore-config "$H2" "$before"
 # send_stream PORT FILE: the destination's answer lines.
 send_stream() {
   python3 - "$1" "$2" <<'PY'
-import socket, sys
+import socket, sys, threading
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.settimeout(30)
+def send():
+    # The destination answers ERROR and closes as soon as it refuses: keep reading.
+    try:
+        s.sendall(open(sys.argv[2], "rb").read())
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=send, daemon=True).start()
+out = b""
 try:
-    s.sendall(open(sys.argv[2], "rb").read())
-    s.shutdown(socket.SHUT_WR)
-    out = b""
     while True:
         b = s.recv(4096)
         if not b:
             break
         out += b
 except OSError as e:
-    out = ("# %s" % e).encode()
+    out += ("# %s" % e).encode()
 print(out.decode(errors="replace"))
 PY
 }

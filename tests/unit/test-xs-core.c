@@ -429,7 +429,8 @@ struct xsm { uint8_t b[1 << 17]; size_t len; };
 
 static void xsm_put(struct xsm *m, const void *d, size_t n)
 {
-    memcpy(m->b + m->len, d, n);
+    if (n)
+        memcpy(m->b + m->len, d, n);
     m->len += n;
 }
 
