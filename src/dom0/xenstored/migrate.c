@@ -84,18 +84,19 @@ uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len)
         return NULL;
     put(&o, ident, 8);
     put(&o, ver, 8);
+    /* Always one: it names the domain (not yet introduced: port 0, no watches). */
+    size_t s = rec_start(&o, MR_CONN);
+    put32(&o, 1);                               /* conn-id */
+    put16(&o, 0);                               /* shared ring */
+    put16(&o, 0);
+    put16(&o, (uint16_t)domid);
+    put16(&o, (uint16_t)(!d || d->target == XS_NO_TARGET ? 0x7FF4 : d->target));
+    put32(&o, d ? d->port : 0);
+    put16(&o, 0);                               /* in-data-len */
+    put16(&o, 0);                               /* out-resp-len */
+    put32(&o, 0);                               /* out-data-len */
+    rec_finish(&o, s);
     if (d) {
-        size_t s = rec_start(&o, MR_CONN);
-        put32(&o, 1);                           /* conn-id */
-        put16(&o, 0);                           /* shared ring */
-        put16(&o, 0);
-        put16(&o, (uint16_t)domid);
-        put16(&o, (uint16_t)(d->target == XS_NO_TARGET ? 0x7FF4 : d->target));
-        put32(&o, d->port);
-        put16(&o, 0);                           /* in-data-len */
-        put16(&o, 0);                           /* out-resp-len */
-        put32(&o, 0);                           /* out-data-len */
-        rec_finish(&o, s);
         for (struct xs_watch *w = d->conn->watches; w; w = w->next) {
             s = rec_start(&o, MR_WATCH_EXT);
             put32(&o, 1);
