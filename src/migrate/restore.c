@@ -111,6 +111,39 @@ static int fail(struct receiver *r, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* DOMAIN_CONFIG's optional members: "paused", "uuid" (the source's /vm name). */
+static int config_extras(struct receiver *r, struct json_object *o)
+{
+    struct json_object *ju, *jp;
+    if (json_object_object_get_ex(o, "uuid", &ju)) {
+        if (!json_object_is_type(ju, json_type_string) ||
+            !toolstack_xs_uuid_valid(json_object_get_string(ju)))
+            return fail(r, -EINVAL, "DOMAIN_CONFIG: \"uuid\" is not a UUID");
+        snprintf(r->uuid, sizeof(r->uuid), "%s", json_object_get_string(ju));
+    }
+    if (json_object_object_get_ex(o, "paused", &jp)) {
+        if (!json_object_is_type(jp, json_type_boolean))
+            return fail(r, -EINVAL, "DOMAIN_CONFIG: \"paused\" must be true or false");
+        r->paused = json_object_get_boolean(jp);
+    }
+    return 0;
+}
+
+/* The host resources of the guest: the local config's, or the stream's if allowed. */
+static int host_resources(struct receiver *r, struct domcfg *cfg)
+{
+    char why[512];
+    bool kernel_dropped = false;
+    int rc = hostpath_apply(cfg, r->local, &disk_roots, &kernel_roots, &kernel_dropped, why,
+                            sizeof(why));
+    if (rc)
+        return fail(r, rc, "DOMAIN_CONFIG: %s", why);
+    if (kernel_dropped)
+        log_warn("restore: the stream's kernel %s is not under any --kernel-root: never read; "
+                 "the domain's restart actions become destroy", cfg->kernel);
+    return 0;
+}
+
 static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
 {
     char *text = strndup((const char *)rec->body, rec->length);
@@ -130,28 +163,10 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
                   (long long)json_object_get_int64(jid));
     else if (domcfg_from_json(jcfg, &c->cfg, c->err, sizeof(c->err)))
         rc = fail(r, -EINVAL, "DOMAIN_CONFIG: %s", c->err);
-    struct json_object *ju;
-    if (!rc && json_object_object_get_ex(o, "uuid", &ju)) {
-        if (!json_object_is_type(ju, json_type_string) ||
-            !toolstack_xs_uuid_valid(json_object_get_string(ju)))
-            rc = fail(r, -EINVAL, "DOMAIN_CONFIG: \"uuid\" is not a UUID");
-        else
-            snprintf(r->uuid, sizeof(r->uuid), "%s", json_object_get_string(ju));
-    }
-    bool kernel_dropped = false;
-    if (!rc && hostpath_apply(&c->cfg, r->local, &disk_roots, &kernel_roots, &kernel_dropped,
-                              c->err, sizeof(c->err)))
-        rc = fail(r, -EPERM, "DOMAIN_CONFIG: %s", c->err);
-    if (!rc && kernel_dropped)
-        log_warn("restore: the stream's kernel %s is not under any --kernel-root: never read; "
-                 "the domain's restart actions become destroy", c->cfg.kernel);
-    struct json_object *jp;
-    if (!rc && json_object_object_get_ex(o, "paused", &jp)) {
-        if (!json_object_is_type(jp, json_type_boolean))
-            rc = fail(r, -EINVAL, "DOMAIN_CONFIG: \"paused\" must be true or false");
-        else
-            r->paused = json_object_get_boolean(jp);
-    }
+    if (!rc)
+        rc = config_extras(r, o);
+    if (!rc)
+        rc = host_resources(r, &c->cfg);
     if (!rc) {
         c->domid = (uint16_t)json_object_get_int64(jid);
         host_call_main(build_on_main, c);
