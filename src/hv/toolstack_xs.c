@@ -40,6 +40,7 @@ struct job {
     struct domcfg cfg;          /* JOB_BUILT */
     uint64_t store_gfn, console_gfn;
     uint32_t store_port, console_port;
+    bool backends_unlinked;     /* restore: backends name their frontend only later */
 };
 
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -204,8 +205,13 @@ static void write_disk(struct txn *x, const struct job *j, const struct domcfg_d
 
     /* The backend: dom0's, the guest may read it. */
     node(x, be, "", PERM_GUEST_READ, id);
-    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, fe);
-    snprintf(p, sizeof(p), "%s/frontend-id", be);   putf(x, p, "%u", id);
+    /* Restore: empty until write_backend_links (blkback waits), in their usual place. */
+    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, j->backends_unlinked ? "" : fe);
+    snprintf(p, sizeof(p), "%s/frontend-id", be);
+    if (j->backends_unlinked)
+        put(x, p, "");
+    else
+        putf(x, p, "%u", id);
     snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/state", be);         put(x, p, "1");
     snprintf(p, sizeof(p), "%s/params", be);        put(x, p, dk->path);
@@ -324,9 +330,46 @@ static void write_layout(struct txn *x, const struct job *j, const char *uuid)
         write_disk(x, j, &j->cfg.disks[i]);
 }
 
+/*
+ * The last step of a restore: each vbd backend learns its frontend, so blkback takes
+ * the device up only once the imported state is in place (blkback waits for these).
+ */
+static void write_backend_links(struct txn *x, const struct job *j, const char *uuid)
+{
+    (void)uuid;
+    for (unsigned i = 0; i < j->cfg.nr_disks && i < DOMCFG_DISKS_MAX; i++) {
+        char be[128], p[192];
+        uint32_t devid = j->cfg.disks[i].devid;
+        snprintf(be, sizeof(be), "/local/domain/0/backend/vbd/%u/%" PRIu32, j->domid, devid);
+        snprintf(p, sizeof(p), "%s/frontend", be);
+        putf(x, p, "/local/domain/%u/device/vbd/%" PRIu32, j->domid, devid);
+        snprintf(p, sizeof(p), "%s/frontend-id", be);
+        putf(x, p, "%u", j->domid);
+    }
+}
+
+static void write_removal(struct txn *x, const struct job *j, const char *uuid)
+{
+    static const char *const fmts[] = {
+        "/local/domain/%u", "/local/domain/0/backend/vbd/%u",
+        "/local/domain/0/backend/console/%u", "/libxl/%u",
+    };
+    char p[96];
+    for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+        snprintf(p, sizeof(p), fmts[i], j->domid);
+        xs_rm(x->h, x->t, p);
+    }
+    if (uuid && *uuid) {
+        snprintf(p, sizeof(p), "/vm/%s", uuid);
+        xs_rm(x->h, x->t, p);
+    }
+}
+
+typedef void txn_body(struct txn *x, const struct job *j, const char *uuid);
+
 /* One transaction, retried while xenstored reports a conflict. true if committed. */
 static bool run_txn(struct xs_handle *h, const struct job *j, const char *uuid,
-                    bool remove)
+                    txn_body *body)
 {
     for (int attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
         struct txn x = { .h = h };
@@ -335,23 +378,7 @@ static bool run_txn(struct xs_handle *h, const struct job *j, const char *uuid,
             log_warn("d%u: xenstore transaction: %s", j->domid, strerror(errno));
             return false;
         }
-        if (remove) {
-            char p[96];
-            snprintf(p, sizeof(p), "/local/domain/%u", j->domid);
-            xs_rm(h, x.t, p);
-            snprintf(p, sizeof(p), "/local/domain/0/backend/vbd/%u", j->domid);
-            xs_rm(h, x.t, p);
-            snprintf(p, sizeof(p), "/local/domain/0/backend/console/%u", j->domid);
-            xs_rm(h, x.t, p);
-            snprintf(p, sizeof(p), "/libxl/%u", j->domid);
-            xs_rm(h, x.t, p);
-            if (uuid && *uuid) {
-                snprintf(p, sizeof(p), "/vm/%s", uuid);
-                xs_rm(h, x.t, p);
-            }
-        } else {
-            write_layout(&x, j, uuid);
-        }
+        body(&x, j, uuid);
         if (x.failed) {
             xs_transaction_end(h, x.t, true);
             log_warn("d%u: xenstore write of %s: %s", j->domid, x.failed_path,
@@ -379,7 +406,7 @@ static void do_built(const struct job *j)
     if (h) {
         char *uuid = vm_uuids[j->domid];
         make_uuid(uuid);
-        bool ok = run_txn(h, j, uuid, false);
+        bool ok = run_txn(h, j, uuid, write_layout);
         if (ok && !xs_introduce_domain(h, j->domid, j->store_gfn, j->store_port)) {
             log_warn("d%u: xenstore introduce: %s", j->domid, strerror(errno));
             ok = false;
@@ -398,22 +425,28 @@ static void do_built(const struct job *j)
     }
 }
 
+/* A layout written by an earlier xkvmd (live update): the domain's node names its uuid. */
+static void learn_uuid(struct xs_handle *h, unsigned domid)
+{
+    char p[64];
+    unsigned vlen = 0;
+    if (vm_uuids[domid][0])
+        return;
+    snprintf(p, sizeof(p), "/local/domain/%u/vm", domid);
+    char *vm = xs_read(h, XBT_NULL, p, &vlen);
+    if (vm && vlen == 4 + 36 && !strncmp(vm, "/vm/", 4))
+        snprintf(vm_uuids[domid], sizeof(vm_uuids[0]), "%s", vm + 4);
+    free(vm);
+}
+
 static void do_gone(const struct job *j)
 {
     char *uuid = vm_uuids[j->domid];
     struct xs_handle *h = xs_get(0);
-    if (h && !uuid[0]) {
-        /* Written by an earlier xkvmd (live update): the domain's node names it. */
-        char p[64];
-        unsigned vlen = 0;
-        snprintf(p, sizeof(p), "/local/domain/%u/vm", j->domid);
-        char *vm = xs_read(h, XBT_NULL, p, &vlen);
-        if (vm && vlen == 4 + 36 && !strncmp(vm, "/vm/", 4))
-            snprintf(uuid, sizeof(vm_uuids[0]), "%s", vm + 4);
-        free(vm);
-    }
+    if (h)
+        learn_uuid(h, j->domid);
     if (h) {
-        bool ok = run_txn(h, j, uuid, true);
+        bool ok = run_txn(h, j, uuid, write_removal);
         if (ok && !xs_release_domain(h, j->domid) && errno != ENOENT && errno != EINVAL)
             log_warn("d%u: xenstore release: %s", j->domid, strerror(errno));
         if (!ok)
@@ -484,13 +517,9 @@ static void enqueue(struct job *j)
     pthread_mutex_unlock(&q_lock);
 }
 
-void toolstack_xs_domain_built(struct domain *d)
+/* What the layout of d is written from: its (local) configuration and its rings. */
+static void job_for(struct job *j, const struct domain *d)
 {
-    struct job *j = started ? calloc(1, sizeof(*j)) : NULL;
-    if (!j) {
-        domain_unpause(d);
-        return;
-    }
     j->kind = JOB_BUILT;
     j->domid = d->domid;
     j->created_ns = d->created_ns;
@@ -499,6 +528,16 @@ void toolstack_xs_domain_built(struct domain *d)
     j->store_port = (uint32_t)d->hvm_params[HVM_PARAM_STORE_EVTCHN];
     j->console_gfn = d->hvm_params[HVM_PARAM_CONSOLE_PFN];
     j->console_port = (uint32_t)d->hvm_params[HVM_PARAM_CONSOLE_EVTCHN];
+}
+
+void toolstack_xs_domain_built(struct domain *d)
+{
+    struct job *j = started ? calloc(1, sizeof(*j)) : NULL;
+    if (!j) {
+        domain_unpause(d);
+        return;
+    }
+    job_for(j, d);
     enqueue(j);
 }
 
@@ -546,9 +585,12 @@ bool toolstack_xs_stop(void)
 
 /* ---- Migration: a domain's xenstore state out of and into xenstored ---------- */
 
-/* One CONTROL request on a connection of our own (xenstored reads/writes the file). */
+/*
+ * One CONTROL request on a connection of our own (xenstored reads/writes the file);
+ * xenstored's reply text, if wanted, in reply.
+ */
 static int xs_control_file(const char *cmd, const char *arg1, const char *path,
-                           char *err, size_t errlen)
+                           char *reply, size_t replylen, char *err, size_t errlen)
 {
     struct xs_handle *h = xs_open(0);
     if (!h) {
@@ -565,6 +607,8 @@ static int xs_control_file(const char *cmd, const char *arg1, const char *path,
     int rc = r ? 0 : -errno;
     if (!r)
         snprintf(err, errlen, "xenstored %s: %s", cmd, strerror(errno));
+    else if (reply)
+        snprintf(reply, replylen, "%s", r);
     free(r);
     xs_close(h);
     return rc;
@@ -575,7 +619,7 @@ int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, s
     char path[PATH_MAX + 64], id[16];
     snprintf(path, sizeof(path), "%s/xenstored/export-%u.xsm", host.rundir, domid);
     snprintf(id, sizeof(id), "%u", domid);
-    int rc = xs_control_file("export", id, path, err, errlen);
+    int rc = xs_control_file("export", id, path, NULL, 0, err, errlen);
     if (rc)
         return rc;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -599,32 +643,24 @@ int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, s
 
 /*
  * xkvmd is the authority on which domains exist: whatever xenstored still holds for
- * this domid (a domain of an xkvmd that died without cleaning up) goes first.
+ * this domid (a domain of an xkvmd that died without cleaning up, or a refused
+ * import's layout) goes.
  */
-static void forget_stale(unsigned domid)
+static void forget_domain(struct xs_handle *h, unsigned domid)
 {
-    struct xs_handle *h = xs_open(0);
-    if (!h)
-        return;
-    static const char *const fmts[] = {
-        "/local/domain/%u", "/local/domain/0/backend/vbd/%u",
-        "/local/domain/0/backend/console/%u", "/libxl/%u",
-    };
-    for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
-        char p[96];
-        snprintf(p, sizeof(p), fmts[i], domid);
-        xs_rm(h, XBT_NULL, p);
-    }
+    struct job j = { .domid = (uint16_t)domid };
+    run_txn(h, &j, vm_uuids[domid], write_removal);
+    vm_uuids[domid][0] = '\0';
     xs_release_domain(h, domid);
-    xs_close(h);
 }
 
-int toolstack_xs_import(struct domain *d, const uint8_t *buf, size_t len, char *err,
-                        size_t errlen)
+/* Hand xenstored the stream for domain d: "" if it took it, else why not (in why). */
+static int import_state(const struct domain *d, const uint8_t *buf, size_t len, char *why,
+                        size_t whylen, char *err, size_t errlen)
 {
-    char path[PATH_MAX + 64];
-    forget_stale(d->domid);
+    char path[PATH_MAX + 64], id[16], reply[1024] = "";
     snprintf(path, sizeof(path), "%s/xenstored/import-%u.xsm", host.rundir, d->domid);
+    snprintf(id, sizeof(id), "%u", d->domid);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, buf, len) != (ssize_t)len) {
         snprintf(err, errlen, "writing %s: %s", path, strerror(errno));
@@ -633,26 +669,87 @@ int toolstack_xs_import(struct domain *d, const uint8_t *buf, size_t len, char *
         return -EIO;
     }
     close(fd);
-    int rc = xs_control_file("import", NULL, path, err, errlen);
+    int rc = xs_control_file("import", id, path, reply, sizeof(reply), err, errlen);
     unlink(path);
-    if (rc)
-        return rc;
+    snprintf(why, whylen, "%s", strcmp(reply, "OK") && !rc ? reply : "");
+    return rc;
+}
+
+/*
+ * Restore: the destination's toolstack writes the layout from the local configuration
+ * (d->cfg, whose host paths restore.c checked) and d's rings; then the guest's own
+ * nodes come from the stream (xenstored applies them as the guest's writes); then the
+ * backends are linked to their frontends and the domain is introduced.
+ */
+bool toolstack_xs_uuid_valid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return s[36] == '\0';
+}
+
+bool toolstack_xs_uuid(unsigned domid, char out[37])
+{
+    if (domid >= XKVM_DOMID_LIMIT)
+        return false;
+    if (!vm_uuids[domid][0]) {
+        struct xs_handle *h = xs_open(0);
+        if (h) {
+            learn_uuid(h, domid);
+            xs_close(h);
+        }
+    }
+    snprintf(out, 37, "%s", vm_uuids[domid]);
+    return toolstack_xs_uuid_valid(out);
+}
+
+int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *buf, size_t len,
+                        char *err, size_t errlen)
+{
     struct xs_handle *h = xs_open(0);
     if (!h) {
         snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
         return -EIO;
     }
-    char p[64];
-    snprintf(p, sizeof(p), "/local/domain/%u/vm", d->domid);
-    unsigned vlen = 0;
-    char *vm = xs_read(h, XBT_NULL, p, &vlen);
-    if (vm && vlen == 4 + 36 && !strncmp(vm, "/vm/", 4))
-        snprintf(vm_uuids[d->domid], sizeof(vm_uuids[0]), "%s", vm + 4);
-    free(vm);
-    bool ok = xs_introduce_domain(h, d->domid, d->hvm_params[HVM_PARAM_STORE_PFN],
-                                  (unsigned)d->hvm_params[HVM_PARAM_STORE_EVTCHN]);
-    if (!ok)
+    forget_domain(h, d->domid);
+    struct job j = { .backends_unlinked = true };
+    job_for(&j, d);
+    char *uuid = vm_uuids[d->domid];
+    make_uuid(uuid);
+    if (src_uuid && toolstack_xs_uuid_valid(src_uuid)) {
+        char p[64];
+        snprintf(p, sizeof(p), "/vm/%s", src_uuid);
+        unsigned vlen;
+        char *taken = xs_read(h, XBT_NULL, p, &vlen);
+        if (!taken)
+            snprintf(uuid, sizeof(vm_uuids[0]), "%s", src_uuid);
+        free(taken);
+    }
+    char why[1024] = "";
+    int rc = run_txn(h, &j, uuid, write_layout) ? 0 : -EIO;
+    if (rc)
+        snprintf(err, errlen, "writing the xenstore layout of d%u failed", d->domid);
+    if (!rc)
+        rc = import_state(d, buf, len, why, sizeof(why), err, errlen);
+    if (!rc && why[0]) {
+        snprintf(err, errlen, "XENSTORE_STATE refused: %s", why + (strncmp(why, "ERROR: ", 7)
+                                                                   ? 0 : 7));
+        rc = -EPERM;
+    }
+    if (!rc && !run_txn(h, &j, uuid, write_backend_links)) {
+        snprintf(err, errlen, "linking the backends of d%u failed", d->domid);
+        rc = -EIO;
+    }
+    if (!rc && !xs_introduce_domain(h, d->domid, d->hvm_params[HVM_PARAM_STORE_PFN],
+                                    (unsigned)d->hvm_params[HVM_PARAM_STORE_EVTCHN])) {
         snprintf(err, errlen, "xenstore introduce of d%u: %s", d->domid, strerror(errno));
+        rc = -EIO;
+    }
+    if (rc)
+        forget_domain(h, d->domid);
     xs_close(h);
-    return ok ? 0 : -EIO;
+    return rc;
 }

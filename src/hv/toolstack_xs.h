@@ -31,7 +31,17 @@ bool toolstack_xs_stop(void);
 #include <stddef.h>
 #include <stdint.h>
 int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, size_t errlen);
-int toolstack_xs_import(struct domain *d, const uint8_t *buf, size_t len, char *err,
-                        size_t errlen);
+/*
+ * The import writes d's layout from d->cfg (whose host paths the caller checked) and
+ * d's rings, then has xenstored apply the stream as the guest's own writes, then
+ * links the backends and introduces d. uuid: the source's /vm name for the guest, kept
+ * unless malformed or taken here (NULL: a new one). A refusal leaves nothing behind.
+ */
+int toolstack_xs_import(struct domain *d, const char *uuid, const uint8_t *buf, size_t len,
+                        char *err, size_t errlen);
+/* The /vm/<uuid> name of the domain's layout: true and out if known. */
+bool toolstack_xs_uuid(unsigned domid, char out[37]);
+/* Is s a lower-case textual UUID (8-4-4-4-12 hex digits)? */
+bool toolstack_xs_uuid_valid(const char *s);
 
 #endif

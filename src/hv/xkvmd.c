@@ -21,6 +21,7 @@
 
 #include "hv/control.h"
 #include "migrate/live_update.h"
+#include "migrate/migrate.h"
 #include "migrate/migrate_job.h"
 #include "hv/dom0.h"
 #include "hv/domain.h"
@@ -589,7 +590,7 @@ static void usage(FILE *f)
         "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--foreground] [--log FILE]\n"
         "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
         "             [--migrate-timeout SECONDS] [--migrate-max-memory SIZE]\n"
-        "             [--migrate-max-total SIZE]\n"
+        "             [--migrate-max-total SIZE] [--disk-root DIR]... [--kernel-root DIR]...\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
@@ -604,6 +605,10 @@ static void usage(FILE *f)
         "                        total)\n"
         "  --migrate-max-total SIZE    memory all incoming domains may hold at once\n"
         "                        (default %u%% of the machine memory)\n"
+        "  --disk-root DIR       a restore or incoming migration may name disk images\n"
+        "                        inside DIR (repeatable; default: none)\n"
+        "  --kernel-root DIR     ...and a kernel to restart the guest with (repeatable;\n"
+        "                        without, a restored guest's restart becomes destroy)\n"
         "  --lu-accepts MAJOR.MINOR    say whether this binary takes a live-update image\n"
         "                        of that version (exit status 0: yes)\n",
         MIGRATE_DEFAULT_TIMEOUT_S, MIGRATE_DEFAULT_TOTAL_PERCENT);
@@ -681,6 +686,8 @@ int main(int argc, char **argv)
         { "migrate-timeout", required_argument, NULL, 'T' },
         { "migrate-max-memory", required_argument, NULL, 'X' },
         { "migrate-max-total", required_argument, NULL, 'Y' },
+        { "disk-root", required_argument, NULL, 'D' },
+        { "kernel-root", required_argument, NULL, 'K' },
         { "lu-accepts", required_argument, NULL, 'A' },
         { "lu-resume", required_argument, NULL, 'R' },
         { "lu-rollback", required_argument, NULL, 'B' },
@@ -689,6 +696,7 @@ int main(int argc, char **argv)
         { 0 },
     };
     int c;
+    char err[512];
     while ((c = getopt_long(argc, argv, "r:m:fl:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'r': rundir = optarg; break;
@@ -708,6 +716,13 @@ int main(int argc, char **argv)
             if (parse_incoming_limit(c, optarg, &incoming))
                 return 2;
             break;
+        case 'D':
+        case 'K':
+            if (migrate_allow_root(c == 'K', optarg, err, sizeof(err))) {
+                fprintf(stderr, "xkvmd: --%s-root %s\n", c == 'K' ? "kernel" : "disk", err);
+                return 2;
+            }
+            break;
         case 'A': return live_update_accepts_main(optarg);
         case 'R': lu_resume = optarg; break;
         case 'B': lu_rollback = optarg; break;
@@ -723,7 +738,6 @@ int main(int argc, char **argv)
     if (!rundir || !*rundir)
         rundir = XKVM_RUNDIR_DEFAULT;
     migrate_incoming_configure(&incoming);
-    char err[512];
     if (prepare_rundir(rundir, err, sizeof(err))) {
         fprintf(stderr, "xkvmd: %s\n", err);
         return 1;

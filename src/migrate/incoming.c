@@ -172,7 +172,7 @@ static void *receive_thread(void *arg)
      * the first byte of the stream is read: until then the peer holds this slot and
      * nothing else. Unauthenticated (--migrate-insecure) peers keep the limits above.
      */
-    int rc = migrate_receive(s->fd, true, &s->gate, &domid, err, sizeof(err));
+    int rc = migrate_receive(s->fd, true, &s->gate, NULL, &domid, err, sizeof(err));
     char peer[sizeof(s->peer)], cut_off[sizeof(s->cut_off)];
     snprintf(peer, sizeof(peer), "%s", s->peer);
     slot_release(s, cut_off, sizeof(cut_off));

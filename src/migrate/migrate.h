@@ -20,6 +20,8 @@
 
 #include "xkvm/stream.h"
 
+struct domcfg;
+
 struct domain;
 
 #define MIGRATE_MSG_READY       "READY"
@@ -93,13 +95,21 @@ struct migrate_gate {
 
 /*
  * Receive a domain from fd (peer: a source xkvmd on the other end, answered as
- * above). The domain is built only once the gate admitted its config, and stays
- * invisible to the toolstack and unnamed (domain.h: incoming) until it is whole and
- * about to run. On success it runs under the domid in the stream and *domid says
- * which. On any failure every trace of it is gone. 0 or -errno with a message.
+ * above; local: a configuration read on this host, or NULL). The domain is built only
+ * once the gate admitted its config, and stays invisible to the toolstack and unnamed
+ * (domain.h: incoming) until it is whole and about to run. On success it runs under
+ * the domid in the stream and *domid says which. On any failure every trace of it is
+ * gone. 0 or -errno with a message.
  */
-int migrate_receive(int fd, bool peer, struct migrate_gate *gate, uint16_t *domid,
-                    char *err, size_t errlen);
+int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct domcfg *local,
+                    uint16_t *domid, char *err, size_t errlen);
+
+/*
+ * The host resources a stream may name (util/hostpath.h): xkvmd --disk-root and
+ * --kernel-root add directories; a restore with a local config (local above) takes its
+ * disks and kernel from that instead. 0, or -errno with a message.
+ */
+int migrate_allow_root(bool kernel, const char *dir, char *err, size_t errlen);
 
 /* The HVM params a stream carries (non-zero, not retired); returns how many. */
 uint32_t migrate_hvm_params(struct domain *d, struct xkvm_stream_hvm_param *out);

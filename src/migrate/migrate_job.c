@@ -21,6 +21,7 @@
 #include "hv/domain.h"
 #include "hv/hv.h"
 #include "migrate/migrate.h"
+#include "util/domcfg.h"
 #include "util/log.h"
 
 enum job_kind { JOB_SAVE, JOB_RESTORE, JOB_MIGRATE };
@@ -35,6 +36,8 @@ struct job {
     int port;
     bool keep;
     struct migrate_opts opts;
+    bool has_local;             /* restore: the client sent the host's config for it */
+    struct domcfg local;
 };
 
 /* ---- replies on the job's connection ---- */
@@ -165,7 +168,8 @@ static void *job_thread(void *arg)
                                        j->kind == JOB_SAVE ? "save" : "migrate");
     if (j->kind == JOB_RESTORE) {
         uint16_t domid = 0;
-        int rc = migrate_receive(j->file_fd, false, NULL, &domid, err, sizeof(err));
+        int rc = migrate_receive(j->file_fd, false, NULL, j->has_local ? &j->local : NULL,
+                                 &domid, err, sizeof(err));
         close(j->file_fd);
         if (rc) {
             reply = control_reply_err(-rc, "restore from %s: %s", j->path, err);
@@ -305,6 +309,13 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
     int64_t v;
     if (j->kind != JOB_MIGRATE)
         bad = take_file(j, req, cmd, file_fd);
+    struct json_object *jcfg;
+    if (!bad && j->kind == JOB_RESTORE && json_object_object_get_ex(req, "config", &jcfg)) {
+        char why[512];
+        if (domcfg_from_json(jcfg, &j->local, why, sizeof(why)))
+            bad = control_reply_err(EINVAL, "restore: \"config\": %s", why);
+        j->has_local = true;
+    }
     if (!bad && j->kind == JOB_MIGRATE) {
         v = 0;
         if (!get_string(req, "host", j->host, sizeof(j->host)) ||

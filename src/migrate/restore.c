@@ -25,6 +25,7 @@
 #include "migrate/arch_state.h"
 #include "migrate/pv_restore.h"
 #include "util/domcfg.h"
+#include "util/hostpath.h"
 #include "util/log.h"
 
 #define GO_TIMEOUT_MS 60000u
@@ -45,7 +46,8 @@ static void fault_point(const char *phase)
 struct receiver {
     int fd;
     bool peer;
-    struct migrate_gate *gate;  /* NULL: a local restore */
+    struct migrate_gate *gate;      /* NULL: a local restore */
+    const struct domcfg *local;     /* the host's config for the guest, or NULL */
     struct domain *d;
     bool paused;                /* arrives paused (xkvm pause on the source) */
     char *err;
@@ -55,7 +57,16 @@ struct receiver {
     size_t hvm_len, dom_len, xs_len;
     struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
     uint32_t nr_params;
+    char uuid[37];              /* the source's /vm name for the guest, or "" */
 };
+
+/* Where a stream's host paths may lie (xkvmd --disk-root, --kernel-root). */
+static struct hostpath_roots disk_roots, kernel_roots;
+
+int migrate_allow_root(bool kernel, const char *dir, char *err, size_t errlen)
+{
+    return hostpath_roots_add(kernel ? &kernel_roots : &disk_roots, dir, err, errlen);
+}
 
 /* ---- main-thread steps ---- */
 
@@ -115,6 +126,39 @@ static int fail(struct receiver *r, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* DOMAIN_CONFIG's optional members: "paused", "uuid" (the source's /vm name). */
+static int config_extras(struct receiver *r, struct json_object *o)
+{
+    struct json_object *ju, *jp;
+    if (json_object_object_get_ex(o, "uuid", &ju)) {
+        if (!json_object_is_type(ju, json_type_string) ||
+            !toolstack_xs_uuid_valid(json_object_get_string(ju)))
+            return fail(r, -EINVAL, "DOMAIN_CONFIG: \"uuid\" is not a UUID");
+        snprintf(r->uuid, sizeof(r->uuid), "%s", json_object_get_string(ju));
+    }
+    if (json_object_object_get_ex(o, "paused", &jp)) {
+        if (!json_object_is_type(jp, json_type_boolean))
+            return fail(r, -EINVAL, "DOMAIN_CONFIG: \"paused\" must be true or false");
+        r->paused = json_object_get_boolean(jp);
+    }
+    return 0;
+}
+
+/* The host resources of the guest: the local config's, or the stream's if allowed. */
+static int host_resources(struct receiver *r, struct domcfg *cfg)
+{
+    char why[512];
+    bool kernel_dropped = false;
+    int rc = hostpath_apply(cfg, r->local, &disk_roots, &kernel_roots, &kernel_dropped, why,
+                            sizeof(why));
+    if (rc)
+        return fail(r, rc, "DOMAIN_CONFIG: %s", why);
+    if (kernel_dropped)
+        log_warn("restore: the stream's kernel %s is not under any --kernel-root: never read; "
+                 "the domain's restart actions become destroy", cfg->kernel);
+    return 0;
+}
+
 static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
 {
     char *text = strndup((const char *)rec->body, rec->length);
@@ -134,13 +178,10 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
                   (long long)json_object_get_int64(jid));
     else if (domcfg_from_json(jcfg, &c->cfg, c->err, sizeof(c->err)))
         rc = fail(r, -EINVAL, "DOMAIN_CONFIG: %s", c->err);
-    struct json_object *jp;
-    if (!rc && json_object_object_get_ex(o, "paused", &jp)) {
-        if (!json_object_is_type(jp, json_type_boolean))
-            rc = fail(r, -EINVAL, "DOMAIN_CONFIG: \"paused\" must be true or false");
-        else
-            r->paused = json_object_get_boolean(jp);
-    }
+    if (!rc)
+        rc = config_extras(r, o);
+    if (!rc)
+        rc = host_resources(r, &c->cfg);
     /* Nothing is allocated for the stream before this. */
     if (!rc && r->gate)
         rc = r->gate->admit(r->gate, &c->cfg, r->err, r->errlen);
@@ -278,16 +319,18 @@ static int finish(struct receiver *r)
     if (!rc)
         host_call_main(reveal_on_main, d);
     if (!rc)
-        rc = toolstack_xs_import(d, r->xs_state, r->xs_len, r->err, r->errlen);
+        rc = toolstack_xs_import(d, r->uuid[0] ? r->uuid : NULL, r->xs_state, r->xs_len,
+                                 r->err, r->errlen);
     log_info("d%u: state applied: PV %.2f ms, vCPUs %.2f ms, xenstore %.2f ms", d->domid,
              (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6, (double)(mono_ns() - t2) / 1e6);
     return rc;
 }
 
-int migrate_receive(int fd, bool peer, struct migrate_gate *gate, uint16_t *domid,
-                    char *err, size_t errlen)
+int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct domcfg *local,
+                    uint16_t *domid, char *err, size_t errlen)
 {
-    struct receiver r = { .fd = fd, .peer = peer, .gate = gate, .err = err, .errlen = errlen };
+    struct receiver r = { .fd = fd, .peer = peer, .gate = gate, .local = local, .err = err,
+                          .errlen = errlen };
     struct xkvm_stream_reader rd;
     struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS };
     int rc = 0;

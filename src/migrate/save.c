@@ -404,6 +404,9 @@ static int send_config(struct sender *s, char *err, size_t errlen)
     bool paused = s->d->toolstack_pauses > 0;
     pthread_mutex_unlock(&s->d->lock);
     json_object_object_add(o, "paused", json_object_new_boolean(paused));
+    char uuid[37];
+    if (toolstack_xs_uuid(s->d->domid, uuid))
+        json_object_object_add(o, "uuid", json_object_new_string(uuid));
     const char *j = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
     int rc = 0;
     if (s->o->compat == XKVM_STREAM_COMPAT_NONE &&

@@ -66,7 +66,9 @@ static const char usage_text[] =
 "                                docs/stream.md) and destroy it (--keep: let it run\n"
 "                                on; --compat: a plain Xen 4.17 stream, needs --keep);\n"
 "                                FILE is created, mode 0600, and must not exist\n"
-"  restore FILE                  restore a saved domain under its old domid\n"
+"  restore FILE [CONFIG]         restore a saved domain under its old domid; its disks\n"
+"                                and kernel are CONFIG's (an xl.cfg), else the save's\n"
+"                                if inside an xkvmd --disk-root/--kernel-root\n"
 "  migrate DOMAIN HOST:PORT [--downtime-ms N] [--max-iters N] [--non-live]\n"
 "          [--report FILE]       live-migrate the domain to the xkvmd listening at\n"
 "                                HOST:PORT (xkvmd --migrate-listen); progress on a\n"
@@ -669,13 +671,20 @@ static int cmd_save(int argc, char **argv)
     return 0;
 }
 
+/* restore FILE [CONFIG]: the guest's disks and kernel on this host are CONFIG's. */
 static int cmd_restore(int argc, char **argv)
 {
-    if (argc != 2 || argv[1][0] == '-')
-        return usage_error("restore: expected FILE");
+    if (argc < 2 || argc > 3 || argv[1][0] == '-')
+        return usage_error("restore: expected FILE [CONFIG]");
     char path[PATH_MAX];
     if (absolute_path(argv[1], path, sizeof(path))) {
         errorf("restore: bad path %s", argv[1]);
+        return EXIT_FAILURE;
+    }
+    struct domcfg cfg;
+    char err[ERRLEN];
+    if (argc == 3 && xlcfg_read_file(argv[2], &cfg, stderr, err, sizeof(err)) < 0) {
+        errorf("%s", err);
         return EXIT_FAILURE;
     }
     /* Read with the client's own rights: xkvmd opens no path for it. */
@@ -686,6 +695,8 @@ static int cmd_restore(int argc, char **argv)
     }
     struct json_object *req = new_request("restore"), *reply = NULL;
     add_field(req, "path", json_object_new_string(path));
+    if (argc == 3)
+        add_field(req, "config", domcfg_to_json(&cfg));
     int r = long_job_fd(req, fd, NULL, NULL, &reply, NULL);
     close(fd);
     if (r < 0)

@@ -1,19 +1,41 @@
-/* xenstored's import of a migration stream (designs/xenstore-migration). */
+/*
+ * xenstored's import of a migration stream (designs/xenstore-migration) for domain 7,
+ * into a store holding the toolstack's layout of 7 (its own subtree, a control
+ * directory the guest may only read, one vbd backend) and another domain, 6.
+ */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "xs.h"
+
+static struct xs_node *add(struct xs *xs, const char *path, uint32_t owner, uint32_t reader)
+{
+    char parent[128];
+    snprintf(parent, sizeof(parent), "%s", path);
+    *strrchr(parent, '/') = '\0';
+    struct xs_node *pn = xs_tree_get(xs->tree, parent[0] ? parent : "/");
+    struct xs_perm p[2] = { { owner, XS_PERM_NONE }, { reader, XS_PERM_READ } };
+    return xs_tree_add(xs->tree, pn, path, "1", 1, p, 2);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static const struct { const char *path; uint32_t owner, reader; } layout[] = {
+        { "/local", 0, 0 }, { "/local/domain", 0, 0 }, { "/local/domain/7", 0, 7 },
+        { "/local/domain/7/control", 0, 7 }, { "/local/domain/7/data", 7, 0 },
+        { "/local/domain/6", 0, 6 }, { "/local/domain/0", 0, 0 },
+        { "/local/domain/0/backend", 0, 0 }, { "/local/domain/0/backend/vbd", 0, 0 },
+        { "/local/domain/0/backend/vbd/7", 0, 7 },
+        { "/local/domain/0/backend/vbd/7/768", 0, 7 },
+    };
     struct xs xs;
     xs_init(&xs);
-    struct xs_perm p = { 0, 0 };
-    struct xs_node *l = xs_tree_add(xs.tree, xs.tree->root, "/local", NULL, 0, &p, 1);
-    xs_tree_add(xs.tree, l, "/local/domain", NULL, 0, &p, 1);
-    if (xs_migrate_import(&xs, data, size) == 0) {
-        for (struct xs_domain *d = xs.domains; d; d = d->next) {
-            size_t len;
-            free(xs_migrate_export(&xs, d->domid, &len));
-        }
+    for (size_t i = 0; i < sizeof(layout) / sizeof(layout[0]); i++)
+        add(&xs, layout[i].path, layout[i].owner, layout[i].reader);
+    char err[256];
+    if (xs_migrate_import_domain(&xs, data, size, 7, err, sizeof(err)) == 0) {
+        size_t len;
+        free(xs_migrate_export(&xs, 7, &len));
     }
     xs_fini(&xs);
     return 0;

@@ -78,16 +78,29 @@ except ConnectionResetError:
 PY
 check huge-request-others-unaffected test "$(xenstore-read /vm/d)" = "with space"
 
-# --- export/import of one domain (designs/xenstore-migration stream)
+# --- export/import of one domain (designs/xenstore-migration stream). The import is
+# for a domain whose top directory the toolstack wrote; it applies the stream's
+# nodes there as the guest's own writes (docs/xenstored.md).
+toolstack_dir() { xenstore-write "/local/domain/$1" "" && xenstore-chmod "/local/domain/$1" "n$1" r0; }
+toolstack_dir 9
 xenstore-write /local/domain/9/name vm9 /local/domain/9/device/vbd/768/state 4
-xenstore-chmod /local/domain/9 n9 r0
 before=$(xenstore-ls -p /local/domain/9)
 if "$XSD" --rundir "$RD" export 9 "$WORK/dom9.xs" && [ "$(head -c 8 "$WORK/dom9.xs")" = xenstore ]; then
   pass export
   xenstore-rm /local/domain/9
-  if "$XSD" --rundir "$RD" import "$WORK/dom9.xs" && [ "$(xenstore-ls -p /local/domain/9)" = "$before" ]; then
+  toolstack_dir 9
+  if "$XSD" --rundir "$RD" import 9 "$WORK/dom9.xs" && [ "$(xenstore-ls -p /local/domain/9)" = "$before" ]; then
     pass import
   else fail import "tree differs after import"; fi
+  toolstack_dir 10
+  if "$XSD" --rundir "$RD" import 10 "$WORK/dom9.xs" && [ "$(xenstore-read /local/domain/10/name)" = vm9 ] &&
+     [ "$(xenstore-ls -p /local/domain/10 | sed 's/10/9/g')" = "$before" ]; then
+    pass import-other-domid
+  else fail import-other-domid "$(xenstore-ls -p /local/domain/10 | head -3)"; fi
+  if ! out=$("$XSD" --rundir "$RD" import 11 "$WORK/dom9.xs" 2>&1) && echo "$out" | grep -q "may not write" &&
+     ! xenstore-exists /local/domain/11; then
+    pass import-refused
+  else fail import-refused "$out"; fi
 else fail export "no stream"; fi
 
 # --- kill -9 and restart: nothing lost

@@ -1,10 +1,19 @@
-/* struct domcfg: defaults, actions, validation, and the JSON codec on hostile input. */
+/*
+ * struct domcfg: defaults, actions, validation, and the JSON codec on hostile input;
+ * the host paths a restore stream may name (util/hostpath.h).
+ */
 #include <errno.h>
 #include <stddef.h>
 #include <json-c/json.h>
 
 #include "harness.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "util/domcfg.h"
+#include "util/hostpath.h"
 
 HARNESS_MAIN_STATE("domcfg");
 
@@ -391,6 +400,87 @@ static void test_disks(void)
 #undef D
 }
 
+static void add_disk(struct domcfg *c, const char *path, const char *vdev)
+{
+    struct domcfg_disk *dk = &c->disks[c->nr_disks++];
+    snprintf(dk->path, sizeof(dk->path), "%s", path);
+    snprintf(dk->vdev, sizeof(dk->vdev), "%s", vdev);
+    domcfg_vdev_to_devid(vdev, &dk->devid);
+}
+
+static void test_hostpath(void)
+{
+    CHECK(hostpath_within("/srv/img/a.img", "/srv/img"));
+    CHECK(!hostpath_within("/srv/img2/a.img", "/srv/img"));
+    CHECK(!hostpath_within("/srv/img", "/srv/img"));
+    CHECK(hostpath_within("/a", "/"));
+
+    char dir[] = "/tmp/xkvm-hostpath.XXXXXX", sub[64], img[96], outside[96], link[96];
+    char err[512], out[4096];
+    REQUIRE(mkdtemp(dir));
+    snprintf(sub, sizeof(sub), "%s/root", dir);
+    snprintf(img, sizeof(img), "%s/a.img", sub);
+    snprintf(outside, sizeof(outside), "%s/secret.img", dir);
+    snprintf(link, sizeof(link), "%s/link.img", sub);
+    REQUIRE(mkdir(sub, 0700) == 0);
+    fclose(fopen(img, "w"));
+    fclose(fopen(outside, "w"));
+    REQUIRE(symlink(outside, link) == 0);
+    struct hostpath_roots none = { 0 }, roots = { 0 };
+    CHECK_EQ(hostpath_roots_add(&roots, sub, err, sizeof(err)), 0);
+    CHECK(hostpath_roots_add(&roots, img, err, sizeof(err)) < 0);      /* not a directory */
+
+    CHECK_EQ(hostpath_check(&roots, "disk", img, true, out, sizeof(out), err, sizeof(err)), 0);
+    CHECK_EQ(hostpath_check(&none, "disk", img, true, out, sizeof(out), err, sizeof(err)),
+             -EPERM);
+    CHECK_STR_CONTAINS(err, "--disk-root DIR");
+    CHECK_EQ(hostpath_check(&roots, "disk", outside, true, out, sizeof(out), err, sizeof(err)),
+             -EPERM);
+    CHECK_STR_CONTAINS(err, "outside every --disk-root");
+    CHECK_EQ(hostpath_check(&roots, "disk", link, true, out, sizeof(out), err, sizeof(err)),
+             -EPERM);
+    CHECK_STR_CONTAINS(err, "symbolic link");
+    char dotdot[128];
+    snprintf(dotdot, sizeof(dotdot), "%s/../secret.img", sub);
+    CHECK_EQ(hostpath_check(&roots, "disk", dotdot, true, out, sizeof(out), err, sizeof(err)),
+             -EPERM);
+    CHECK_EQ(hostpath_check(&roots, "disk", sub, true, out, sizeof(out), err, sizeof(err)),
+             -EPERM);                                               /* a directory */
+
+    /* A local config: its disks replace the stream's, matched by vdev. */
+    struct domcfg stream, local;
+    bool dropped;
+    fill(&stream);
+    stream.nr_disks = 0;
+    add_disk(&stream, outside, "xvda");
+    stream.on_reboot = DOMCFG_RESTART;
+    local = stream;
+    local.nr_disks = 0;
+    add_disk(&local, img, "xvda");
+    local.disks[0].readonly = true;
+    struct domcfg c = stream;
+    CHECK_EQ(hostpath_apply(&c, &local, &none, &none, &dropped, err, sizeof(err)), 0);
+    CHECK(!strcmp(c.disks[0].path, img) && c.disks[0].readonly && !dropped);
+    CHECK_EQ(c.on_reboot, DOMCFG_RESTART);
+    local.nr_disks = 0;
+    add_disk(&local, img, "xvdb");
+    c = stream;
+    CHECK_EQ(hostpath_apply(&c, &local, &none, &none, &dropped, err, sizeof(err)), -EINVAL);
+    CHECK_STR_CONTAINS(err, "xvda is not in the config");
+    /* Without: the roots decide; a kernel outside them is dropped, restarts with it. */
+    c = stream;
+    CHECK_EQ(hostpath_apply(&c, NULL, &roots, &none, &dropped, err, sizeof(err)), -EPERM);
+    snprintf(c.disks[0].path, sizeof(c.disks[0].path), "%s", img);
+    CHECK_EQ(hostpath_apply(&c, NULL, &roots, &none, &dropped, err, sizeof(err)), 0);
+    CHECK(dropped && c.on_reboot == DOMCFG_DESTROY && c.on_poweroff == DOMCFG_PRESERVE);
+
+    unlink(link);
+    unlink(img);
+    unlink(outside);
+    rmdir(sub);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults);
@@ -407,5 +497,6 @@ int main(void)
     RUN_TEST(test_validate);
     RUN_TEST(test_vdev_numbers);
     RUN_TEST(test_disks);
+    RUN_TEST(test_hostpath);
     HARNESS_EXIT();
 }

@@ -1,7 +1,7 @@
 /*
  * xenstored's core driven directly: requests as dom0 and as guests (domids 5 and 6)
  * against an in-memory tree. Permissions, quotas and transactions with Xen's errors;
- * the migration stream round trip.
+ * the migration stream round trip, and the import's refusal of what is not the guest's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -422,6 +422,125 @@ static void test_watch(void)
     CHECK_EQ(count_events(&sinks[3], "/dep/a/b", "d"), 0);
 }
 
+/* ---- migration: export, and the import of a stream as the guest's own data ---- */
+
+/* A xenstore stream built by hand: header, CONNECTION for src, NODEs, WATCHes, END. */
+struct xsm { uint8_t b[1 << 17]; size_t len; };
+
+static void xsm_put(struct xsm *m, const void *d, size_t n)
+{
+    if (n)
+        memcpy(m->b + m->len, d, n);
+    m->len += n;
+}
+
+static void xsm_rec(struct xsm *m, uint32_t type, const void *body, uint32_t len)
+{
+    static const uint8_t zero[8];
+    xsm_put(m, &type, 4);
+    xsm_put(m, &len, 4);
+    xsm_put(m, body, len);
+    xsm_put(m, zero, (8 - (len & 7)) & 7);
+}
+
+static void xsm_start(struct xsm *m, uint16_t src, uint16_t target)
+{
+    m->len = 0;
+    xsm_put(m, "xenstore\0\0\0\2\0\0\0\0", 16);
+    uint8_t c[20] = { 1, 0, 0, 0, 0, 0, 0, 0 };
+    memcpy(c + 8, &src, 2);
+    memcpy(c + 10, &target, 2);
+    xsm_rec(m, 2, c, 20);
+}
+
+/* perms: "n0" style, one entry. */
+static void xsm_node(struct xsm *m, const char *path, const char *val, char perm, uint16_t id)
+{
+    uint8_t r[4096] = { 0 };
+    uint16_t pl = (uint16_t)(strlen(path) + 1), vl = (uint16_t)strlen(val), np = 1;
+    memcpy(r + 8, &pl, 2);
+    memcpy(r + 10, &vl, 2);
+    memcpy(r + 14, &np, 2);
+    r[16] = (uint8_t)perm;
+    memcpy(r + 18, &id, 2);
+    memcpy(r + 20, path, pl);
+    memcpy(r + 20 + pl, val, vl);
+    xsm_rec(m, 5, r, 20u + pl + vl);
+}
+
+static void xsm_watch(struct xsm *m, const char *path, const char *token)
+{
+    uint8_t r[512] = { 1, 0, 0, 0 };
+    uint16_t pl = (uint16_t)(strlen(path) + 1), tl = (uint16_t)(strlen(token) + 1);
+    memcpy(r + 4, &pl, 2);
+    memcpy(r + 6, &tl, 2);
+    memcpy(r + 8, path, pl);
+    memcpy(r + 8 + pl, token, tl);
+    xsm_rec(m, 3, r, 8u + pl + tl);
+}
+
+static void xsm_end(struct xsm *m)
+{
+    xsm_rec(m, 0, NULL, 0);
+}
+
+/* Write path (a format with domid) as dom0, owned by owner, readable by reader. */
+static void layout_node(struct xs_conn *d0, const char *fmt, uint32_t domid, const char *val,
+                        uint32_t owner, uint32_t reader)
+{
+    char p[128], perms[32];
+    snprintf(p, sizeof(p), fmt, domid);
+    W(d0, p, val);
+    int n = snprintf(perms, sizeof(perms), "n%u", owner) + 1;
+    if (reader != owner)
+        n += snprintf(perms + n, sizeof(perms) - (size_t)n, "r%u", reader) + 1;
+    rq(d0, XS_SET_PERMS, 0, p, perms, (size_t)n);
+}
+
+/* What the destination's toolstack writes for domid before the import (toolstack_xs.c). */
+static void dest_layout(struct xs *x, uint32_t domid)
+{
+    struct xs_conn *d0 = mk(xs_conn_new(x, 0, false), &sinks[2]);
+    layout_node(d0, "/local/domain/%u", domid, "", 0, domid);
+    layout_node(d0, "/local/domain/%u/name", domid, "local-name", 0, domid);
+    layout_node(d0, "/local/domain/%u/control", domid, "", 0, domid);
+    layout_node(d0, "/local/domain/%u/data", domid, "", domid, domid);
+    layout_node(d0, "/local/domain/%u/device", domid, "", 0, domid);
+    layout_node(d0, "/local/domain/%u/device/vbd/768", domid, "", domid, 0);
+    layout_node(d0, "/local/domain/%u/device/vbd/768/state", domid, "1", domid, 0);
+    layout_node(d0, "/local/domain/0/backend/vbd/%u/768", domid, "", 0, domid);
+    layout_node(d0, "/local/domain/0/backend/vbd/%u/768/params", domid, "/images/local.img",
+                0, domid);
+    layout_node(d0, "/local/domain/0/backend/vbd/%u/768/state", domid, "1", 0, domid);
+    xs_conn_free(d0);
+}
+
+/* The whole tree, as text: a refused import must leave it as it was. */
+struct dump { char s[1 << 16]; size_t len; };
+static void dump_cb(void *ctx, const struct xs_node *n)
+{
+    struct dump *d = ctx;
+    d->len += (size_t)snprintf(d->s + d->len, sizeof(d->s) - d->len, "%s=%.*s/%u:%u\n",
+                               n->path, (int)n->vlen, (const char *)n->val, n->nperms,
+                               n->nperms ? n->perms[0].domid : 0);
+}
+static void dump_tree(struct xs *x, struct dump *d)
+{
+    d->len = 0;
+    d->s[0] = '\0';
+    xs_tree_walk(x->tree->root, dump_cb, d);
+}
+
+static const char *val_of(struct xs *x, const char *path)
+{
+    static char v[256];
+    struct xs_node *n = xs_tree_get(x->tree, path);
+    if (!n)
+        return "(none)";
+    snprintf(v, sizeof(v), "%.*s", (int)n->vlen, (const char *)n->val);
+    return v;
+}
+
 static void test_migrate(void)
 {
     setup();
@@ -431,52 +550,208 @@ static void test_migrate(void)
     W(c, "/local/domain/5/name", "vm5");
     W(c, "/local/domain/5/device/vbd/768/state", "4");
     rq(c, XS_SET_PERMS, 0, "/local/domain/5/device", "n5\0r0\0", 6);
-    rq(c, XS_WRITE, 0, "/local/domain/5/bin", "a\0b", 3);
+    W(c, "/local/domain/5/data", "");
+    rq(c, XS_SET_PERMS, 0, "/local/domain/5/data", "n5\0", 3);
+    rq(g, XS_WRITE, 0, "/local/domain/5/data/bin", "a\0b", 3);
+    W(c, "/local/domain/0/backend/vbd/5/768/params", "/images/source.img");
+    W(c, "/local/domain/0/backend/vbd/5/768/state", "4");
+    W(c, "/local/domain/0/backend/vbd/5/768/sectors", "2048");
+    W(c, "/libxl/5/type", "pvh");
     rq(g, XS_WATCH, 0, "device", "tok", 4);
     rq(g, XS_WATCH, 0, NULL, "/local/domain/5/name\0t2\0" "0\0", 26);
+    xs_domain_find(&xs, 5)->target = 6;
     size_t len;
     uint8_t *s = xs_migrate_export(&xs, 5, &len);
     REQUIRE(s);
     CHECK(!memcmp(s, "xenstore\0\0\0\2\0\0\0\0", 16));
 
+    /* Into domain 7 of a host whose toolstack wrote 7's layout from its own config. */
     struct xs other;
+    char err[256];
     xs_init(&other);
-    /* A fresh store: the toolstack directories it needs are created as dom0's. */
-    CHECK_EQ(xs_migrate_import(&other, s, len), 0);
-    struct xs_node *ld = xs_tree_get(other.tree, "/local/domain");
-    CHECK(ld && ld->nperms == 1 && ld->perms[0].domid == 0 && ld->perms[0].perm == 0);
-    CHECK(xs_tree_get(other.tree, "/local/domain/5/device/vbd/768/state") != NULL);
-    xs_fini(&other);
-    xs_init(&other);
-    struct xs_perm p0 = { 0, 0 };
-    struct xs_node *l = xs_tree_add(other.tree, other.tree->root, "/local", NULL, 0, &p0, 1);
-    xs_tree_add(other.tree, l, "/local/domain", NULL, 0, &p0, 1);
-    CHECK_EQ(xs_migrate_import(&other, s, len), 0);
-    struct xs_node *n = xs_tree_get(other.tree, "/local/domain/5/device/vbd/768/state");
-    CHECK(n && n->vlen == 1 && n->val[0] == '4');
-    n = xs_tree_get(other.tree, "/local/domain/5/bin");
-    CHECK(n && n->vlen == 3 && !memcmp(n->val, "a\0b", 3));
-    n = xs_tree_get(other.tree, "/local/domain/5/device");
-    CHECK(n && n->nperms == 2 && n->perms[0].domid == 5 && n->perms[1].perm == XS_PERM_READ);
-    struct xs_domain *d = xs_domain_find(&other, 5);
+    dest_layout(&other, 7);
+    CHECK_MSG(xs_migrate_import_domain(&other, s, len, 7, err, sizeof(err)) == 0, "%s", err);
+    CHECK(!strcmp(val_of(&other, "/local/domain/7/device/vbd/768/state"), "4"));
+    struct xs_node *n = xs_tree_get(other.tree, "/local/domain/7/data/bin");
+    CHECK(n && n->vlen == 3 && !memcmp(n->val, "a\0b", 3) && n->perms[0].domid == 7);
+    /* The toolstack's nodes keep its values; of the backend only its own state comes. */
+    CHECK(!strcmp(val_of(&other, "/local/domain/7/name"), "local-name"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vbd/7/768/params"),
+                  "/images/local.img"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vbd/7/768/state"), "4"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vbd/7/768/sectors"), "2048"));
+    CHECK(!xs_tree_get(other.tree, "/local/domain/5"));
+    CHECK(!xs_tree_get(other.tree, "/local/domain/0/backend/vbd/5"));
+    CHECK(!xs_tree_get(other.tree, "/libxl"));
+    struct xs_domain *d = xs_domain_find(&other, 7);
     REQUIRE(d);
+    CHECK_EQ(d->target, XS_NO_TARGET);      /* the source's target: not taken */
     CHECK_EQ(d->conn->nwatches, 2);
     CHECK(d->conn->watches && !strcmp(d->conn->watches->path, "device"));
-    CHECK(d->conn->watches->next && d->conn->watches->next->depth == 0);
-    /* Exporting the import gives the same stream */
-    size_t len2;
-    uint8_t *s2 = xs_migrate_export(&other, 5, &len2);
-    CHECK(s2 && len2 == len && !memcmp(s, s2, len));
-    /* Truncations and garbage are refused without crashing */
-    for (size_t cut = 0; cut < len; cut += 7) {
-        struct xs t;
-        xs_init(&t);
-        xs_migrate_import(&t, s, cut);
-        xs_fini(&t);
-    }
-    free(s);
-    free(s2);
+    CHECK(d->conn->watches->next && d->conn->watches->next->depth == 0 &&
+          !strcmp(d->conn->watches->next->path, "/local/domain/7/name"));
+    /* A second import for a connected domain is refused. */
+    d->introduced = true;
+    CHECK_EQ(xs_migrate_import_domain(&other, s, len, 7, err, sizeof(err)), EEXIST);
+    /* Truncations and garbage are refused without crashing, and change nothing. */
     xs_fini(&other);
+    xs_init(&other);
+    dest_layout(&other, 7);
+    struct dump before, after;
+    dump_tree(&other, &before);
+    for (size_t cut = 0; cut < len; cut += 7) {
+        CHECK(xs_migrate_import_domain(&other, s, cut, 7, err, sizeof(err)) != 0);
+        CHECK(err[0] != '\0');
+    }
+    dump_tree(&other, &after);
+    CHECK(!strcmp(before.s, after.s));
+    CHECK(!xs_domain_find(&other, 7));
+    free(s);
+    xs_fini(&other);
+}
+
+/* Import one crafted stream into a fresh destination: its error, the tree unchanged if so. */
+static int import_crafted(const struct xsm *m, struct xs *dst, char *err, size_t errlen)
+{
+    xs_fini(dst);
+    xs_init(dst);
+    dest_layout(dst, 7);
+    dest_layout(dst, 6);        /* another running domain */
+    struct dump before, after;
+    dump_tree(dst, &before);
+    int rc = xs_migrate_import_domain(dst, m->b, m->len, 7, err, errlen);
+    dump_tree(dst, &after);
+    if (rc) {
+        CHECK_MSG(!strcmp(before.s, after.s), "refused import changed the tree: %s", err);
+        CHECK(!xs_domain_find(dst, 7));
+        CHECK(err[0] != '\0');
+    }
+    return rc;
+}
+
+static void test_migrate_refusals(void)
+{
+    static struct xsm m;
+    struct xs dst;
+    char err[256];
+    xs_init(&dst);
+    /* The four injections of the report: three refused, one not taken. */
+    static const char *const foreign[] = {
+        "/evil", "/local/domain/6/evil", "/local/domain/0/backend/vbd/6/768/params",
+        "/local/domain/0/backend/vbd/6/999/params", "/libxl/6/x", "/local/domain/0/x",
+        "/local/domain", "/tool/x",
+    };
+    for (size_t i = 0; i < sizeof(foreign) / sizeof(*foreign); i++) {
+        xsm_start(&m, 5, 0x7FF4);
+        xsm_node(&m, "/local/domain/5/data/ok", "1", 'n', 5);    /* applied first... */
+        xsm_node(&m, foreign[i], "x", 'n', 0);                   /* ...then refused */
+        xsm_end(&m);
+        CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), EPERM);
+        CHECK_STR_CONTAINS(err, "outside the domain's own subtree");
+    }
+    xsm_start(&m, 5, 0x7FF4);
+    xsm_node(&m, "/local/domain/0/backend/vbd/5/768/params", "/root/secret", 'n', 0);
+    xsm_node(&m, "/local/domain/0/backend/vbd/5/768/mode", "w", 'n', 0);
+    xsm_node(&m, "/local/domain/0/backend/vbd/5/768/state", "4", 'n', 0);
+    xsm_node(&m, "/local/domain/0/backend/vbd/5/2048/state", "4", 'n', 0);
+    xsm_node(&m, "/vm/0000/name", "x", 'n', 0);
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), 0);
+    CHECK(!strcmp(val_of(&dst, "/local/domain/0/backend/vbd/7/768/params"),
+                  "/images/local.img"));
+    CHECK(!strcmp(val_of(&dst, "/local/domain/0/backend/vbd/7/768/mode"), "(none)"));
+    CHECK(!strcmp(val_of(&dst, "/local/domain/0/backend/vbd/7/768/state"), "4"));
+    CHECK(!xs_tree_get(dst.tree, "/local/domain/0/backend/vbd/7/2048"));
+    CHECK(!xs_tree_get(dst.tree, "/vm"));
+
+    /* The guest's own subtree: as its writes. */
+    xsm_start(&m, 5, 6);                            /* a target: never taken */
+    xsm_node(&m, "/local/domain/5/name", "evil", 'b', 5);    /* the toolstack's: kept */
+    xsm_node(&m, "/local/domain/5/data/x", "v", 'r', 0);     /* owner forced to 7 */
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), 0);
+    CHECK(!strcmp(val_of(&dst, "/local/domain/7/name"), "local-name"));
+    struct xs_node *n = xs_tree_get(dst.tree, "/local/domain/7/data/x");
+    CHECK(n && n->perms[0].domid == 7 && n->perms[0].perm == XS_PERM_READ);
+    CHECK_EQ(xs_domain_find(&dst, 7)->target, XS_NO_TARGET);
+
+    static const struct { const char *path, *why; } own_bad[] = {
+        { "/local/domain/5/control/new", "may not write" },   /* parent is dom0's */
+        { "/local/domain/5/newdir", "may not write" },
+        { "/local/domain/0/backend/vbd/5/768/state", "not a number" },
+        { "/local/domain/5/data/a//b", "not a valid path" },
+    };
+    for (size_t i = 0; i < sizeof(own_bad) / sizeof(*own_bad); i++) {
+        xsm_start(&m, 5, 0x7FF4);
+        xsm_node(&m, "/local/domain/5/data/ok", "1", 'n', 5);
+        xsm_node(&m, own_bad[i].path, "x", 'n', 5);
+        xsm_end(&m);
+        CHECK(import_crafted(&m, &dst, err, sizeof(err)) != 0);
+        CHECK_STR_CONTAINS(err, own_bad[i].why);
+    }
+
+    /* Quotas: nodes, value size, watches. */
+    xsm_start(&m, 5, 0x7FF4);
+    for (int i = 0; i < 1001; i++) {
+        char p[64];
+        snprintf(p, sizeof(p), "/local/domain/5/data/n%d", i);
+        xsm_node(&m, p, "", 'n', 5);
+    }
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), ENOSPC);
+    static char big[3000];
+    memset(big, 'x', sizeof(big) - 1);
+    xsm_start(&m, 5, 0x7FF4);
+    xsm_node(&m, "/local/domain/5/data/big", big, 'n', 5);
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), ENOSPC);
+    xsm_start(&m, 5, 0x7FF4);
+    for (int i = 0; i < 129; i++) {
+        char t[16];
+        snprintf(t, sizeof(t), "t%d", i);
+        xsm_watch(&m, "data", t);
+    }
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), E2BIG);
+    /* No CONNECTION record, or one naming dom0. */
+    xsm_start(&m, 0, 0x7FF4);
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), EINVAL);
+    xs_fini(&dst);
+}
+
+static void test_import_classify(void)
+{
+    char out[XENSTORE_ABS_PATH_MAX + 2];
+    CHECK_EQ(xs_import_classify("/local/domain/5", 5, 9, out, sizeof(out)), XS_IMPORT_GUEST);
+    CHECK(!strcmp(out, "/local/domain/9"));
+    CHECK_EQ(xs_import_classify("/local/domain/5/a/b", 5, 9, out, sizeof(out)),
+             XS_IMPORT_GUEST);
+    CHECK(!strcmp(out, "/local/domain/9/a/b"));
+    CHECK_EQ(xs_import_classify("/local/domain/55/a", 5, 9, out, sizeof(out)),
+             XS_IMPORT_FOREIGN);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/5/51712/state", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_BACKEND_STATE);
+    CHECK(!strcmp(out, "/local/domain/0/backend/vbd/9/51712/state"));
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/5/51712/params", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/5/51712/x/state", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/console/5/0/state", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/6/51712/state", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_FOREIGN);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/55", 5, 9, out, sizeof(out)),
+             XS_IMPORT_FOREIGN);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend", 5, 9, out, sizeof(out)),
+             XS_IMPORT_FOREIGN);
+    CHECK_EQ(xs_import_classify("/libxl/5/device", 5, 9, out, sizeof(out)),
+             XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/libxl/6", 5, 9, out, sizeof(out)), XS_IMPORT_FOREIGN);
+    CHECK_EQ(xs_import_classify("/vm/abc/name", 5, 9, out, sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/vmx", 5, 9, out, sizeof(out)), XS_IMPORT_FOREIGN);
+    CHECK_EQ(xs_import_classify("/", 5, 9, out, sizeof(out)), XS_IMPORT_FOREIGN);
+    CHECK_EQ(xs_import_classify("/local/domain/0", 5, 9, out, sizeof(out)), XS_IMPORT_FOREIGN);
 }
 
 int main(void)
@@ -489,6 +764,8 @@ int main(void)
     RUN_TEST(test_txn);
     RUN_TEST(test_watch);
     RUN_TEST(test_migrate);
+    RUN_TEST(test_migrate_refusals);
+    RUN_TEST(test_import_classify);
     xs_fini(&xs);
     HARNESS_EXIT();
 }

@@ -25,7 +25,8 @@ int image_open(struct blk_image *img, const char *path, bool readonly)
     img->fd = -1;
     if (snprintf(img->path, sizeof(img->path), "%s", path) >= (int)sizeof(img->path))
         return -ENAMETOOLONG;
-    int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    /* The toolstack writes a resolved path: a symlink there was put in after the fact. */
+    int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     if (fd < 0)
         return -errno;
     struct stat st;

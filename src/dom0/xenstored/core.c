@@ -8,6 +8,7 @@ struct op {
     struct xs_conn *c;
     struct xs_tree *t;
     struct xs_txn *tx;      /* NULL: the main tree, changes visible and fired */
+    bool quiet;             /* fire no watches (a trial run on a copy of the tree) */
 };
 
 /* ---------------------------------------------------------------- setup */
@@ -348,7 +349,7 @@ static int create_node(struct op *o, const char *path, const void *val, uint32_t
 
 static void fire(struct op *o, const char *path, const struct xs_node *n, bool recurse)
 {
-    if (!o->tx)
+    if (!o->tx && !o->quiet)
         xs_watch_fire(o->c->xs, path, n ? n->perms : NULL, n ? n->nperms : 0, recurse);
 }
 
@@ -458,6 +459,23 @@ static int op_set_perms(struct op *o, const char *path, const struct xs_perm *p,
         xs_txn_log(o->tx, XS_SET_PERMS, path, p, np * (uint32_t)sizeof(*p));
     fire(o, path, n, false);
     return 0;
+}
+
+/* A write made on a connection's behalf (migrate.c's import): every check of its own. */
+int xs_write_as(struct xs_conn *c, struct xs_tree *t, bool fire_watches, const char *path,
+                const void *val, uint32_t vlen)
+{
+    struct op o = { c, t, NULL, !fire_watches };
+    return op_write(&o, path, val, vlen);
+}
+
+int xs_set_perms_as(struct xs_conn *c, struct xs_tree *t, bool fire_watches, const char *path,
+                    const struct xs_perm *p, uint32_t np)
+{
+    if (np == 0 || path[0] != '/')
+        return EINVAL;
+    struct op o = { c, t, NULL, !fire_watches };
+    return op_set_perms(&o, path, p, np);
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -617,7 +635,7 @@ static int do_txn_end(struct xs_conn *c, const struct xsd_sockmsg *req, const ch
         if (xs_txn_conflicts(t, c->xs->tree)) {
             err = EAGAIN;
         } else {
-            struct op o = { c, c->xs->tree, NULL };
+            struct op o = { c, c->xs->tree, NULL, false };
             for (struct xs_txop *op = t->ops; op; op = op->next) {
                 switch (op->type) {
                 case XS_WRITE: op_write(&o, op->path, op->data, op->len); break;
@@ -785,7 +803,7 @@ void xs_handle(struct xs_conn *c, const struct xsd_sockmsg *h, const uint8_t *bo
     const char *v[8];
     int n = xs_wire_split(body, h->len, v, 8);
     char path[XENSTORE_ABS_PATH_MAX + 2];
-    struct op o = { c, xs->tree, NULL };
+    struct op o = { c, xs->tree, NULL, false };
     int err = 0;
     uint32_t domid;
 

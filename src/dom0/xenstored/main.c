@@ -1,6 +1,6 @@
 /*
  * xkvm-xenstored --rundir DIR [--foreground]
- * xkvm-xenstored --rundir DIR export DOMID FILE | import FILE   (via the running daemon)
+ * xkvm-xenstored --rundir DIR export DOMID FILE | import DOMID FILE  (via the running daemon)
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -115,18 +115,22 @@ static int control(struct xs *xs, struct xs_conn *c, const char **v, int n, char
         return err;
     }
     if (!strcmp(v[0], "import")) {
+        /* The verdict is the reply ("OK" or "ERROR: why"), so the toolstack can say why. */
+        unsigned long domid;
         uint8_t *b = NULL;
         size_t len = 0;
-        if (n < 2 || v[1][0] != '/')
+        if (n < 3 || !xs_parse_uint(v[1], XS_MAX_DOMID, &domid) || v[2][0] != '/')
             return EINVAL;
-        int err = ctl_file(v[1], &b, &len);
+        int err = ctl_file(v[2], &b, &len);
         if (err)
             return err == ENOENT ? ENOENT : EIO;
-        err = xs_migrate_import(xs, b, len);
+        char why[512];
+        err = xs_migrate_import_domain(xs, b, len, (uint32_t)domid, why, sizeof(why));
         free(b);
-        if (!err)
-            *outlen = (size_t)snprintf(out, outsz, "OK") + 1;
-        return err;
+        if (err)
+            xsd_log("import for d%lu refused: %s", domid, why);
+        *outlen = (size_t)snprintf(out, outsz, err ? "ERROR: %s" : "OK", why) + 1;
+        return 0;
     }
     return ENOSYS;
 }
@@ -171,6 +175,10 @@ static int client_control(const char *sock, const char **args, int nargs)
             fprintf(stderr, "xkvm-xenstored: %s: %.*s\n", args[0], (int)h.len, body);
             return 1;
         }
+        if (h.len > 6 && !memcmp(body, "ERROR:", 6)) {
+            fprintf(stderr, "xkvm-xenstored: %s: %.*s\n", args[0], (int)h.len - 7, body + 7);
+            return 1;
+        }
         return 0;
     }
 }
@@ -181,7 +189,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: xkvm-xenstored --rundir DIR [--foreground]\n"
                     "       xkvm-xenstored --rundir DIR export DOMID FILE\n"
-                    "       xkvm-xenstored --rundir DIR import FILE\n");
+                    "       xkvm-xenstored --rundir DIR import DOMID FILE\n");
     exit(2);
 }
 
@@ -224,10 +232,11 @@ int main(int argc, char **argv)
                 args[2] = absf;
             }
             n = 3;
-        } else if (!strcmp(argv[optind], "import") && argc - optind == 2) {
+        } else if (!strcmp(argv[optind], "import") && argc - optind == 3) {
             args[0] = "import";
-            args[1] = realpath(argv[optind + 1], absf) ? absf : argv[optind + 1];
-            n = 2;
+            args[1] = argv[optind + 1];
+            args[2] = realpath(argv[optind + 2], absf) ? absf : argv[optind + 2];
+            n = 3;
         } else {
             usage();
         }

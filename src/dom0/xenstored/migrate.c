@@ -2,8 +2,11 @@
  * One domain's xenstore state in Xen's migration stream format
  * (docs/designs/xenstore-migration.md, version 2, little endian): a CONNECTION_DATA
  * record for the domain's ring, WATCH_DATA_EXTENDED for its watches, NODE_DATA for the
- * nodes under /local/domain/DOMID (committed ones: conn-id 0), END.
+ * nodes under /local/domain/DOMID (committed ones: conn-id 0), END. The export also
+ * carries the toolstack's directories of the domain; the import takes none of them but
+ * the backends' own state (docs/xenstored.md, "Migration").
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,18 +84,19 @@ uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len)
         return NULL;
     put(&o, ident, 8);
     put(&o, ver, 8);
+    /* Always one: it names the domain (not yet introduced: port 0, no watches). */
+    size_t s = rec_start(&o, MR_CONN);
+    put32(&o, 1);                               /* conn-id */
+    put16(&o, 0);                               /* shared ring */
+    put16(&o, 0);
+    put16(&o, (uint16_t)domid);
+    put16(&o, (uint16_t)(!d || d->target == XS_NO_TARGET ? 0x7FF4 : d->target));
+    put32(&o, d ? d->port : 0);
+    put16(&o, 0);                               /* in-data-len */
+    put16(&o, 0);                               /* out-resp-len */
+    put32(&o, 0);                               /* out-data-len */
+    rec_finish(&o, s);
     if (d) {
-        size_t s = rec_start(&o, MR_CONN);
-        put32(&o, 1);                           /* conn-id */
-        put16(&o, 0);                           /* shared ring */
-        put16(&o, 0);
-        put16(&o, (uint16_t)domid);
-        put16(&o, (uint16_t)(d->target == XS_NO_TARGET ? 0x7FF4 : d->target));
-        put32(&o, d->port);
-        put16(&o, 0);                           /* in-data-len */
-        put16(&o, 0);                           /* out-resp-len */
-        put32(&o, 0);                           /* out-data-len */
-        rec_finish(&o, s);
         for (struct xs_watch *w = d->conn->watches; w; w = w->next) {
             s = rec_start(&o, MR_WATCH_EXT);
             put32(&o, 1);
@@ -139,98 +143,235 @@ uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len)
     return o.p;
 }
 
+/* ---- import: the stream is the guest's data, applied as the guest's own writes ---- */
+
 static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
-static int import_node(struct xs *xs, const uint8_t *b, uint32_t len)
+/*
+ * The nodes a backend publishes about itself (blkback's state machine and features):
+ * carried so that a Connected frontend finds its backend as it left it. Nothing that
+ * names a host resource or another end (params, type, mode, frontend...) is here.
+ */
+static const char *const backend_state_keys[] = {
+    "state", "feature-flush-cache", "feature-barrier", "feature-persistent",
+    "feature-discard", "discard-granularity", "discard-alignment", "discard-secure",
+    "feature-max-indirect-segments", "max-ring-page-order", "sectors", "info",
+    "sector-size", "physical-sector-size",
+};
+
+/* Does path start with the directory dir (equal to it, or dir + '/')? Rest in *rest. */
+static bool under(const char *path, const char *dir, const char **rest)
 {
-    if (len < 16)
-        return EINVAL;
-    if (get32(b) != 0)
-        return 0;                               /* pending transactions: not migrated */
-    uint32_t plen = get16(b + 8), vlen = get16(b + 10), np = get16(b + 14);
-    if (np == 0 || np > 1024 || 16 + 4ull * np + plen + vlen > len || plen < 2)
-        return EINVAL;
-    struct xs_perm p[np];
-    for (uint32_t i = 0; i < np; i++) {
-        char s[2] = { (char)b[16 + 4 * i], 0 };
-        p[i].perm = s[0] == 'b' ? 3 : s[0] == 'w' ? 2 : s[0] == 'r' ? 1 : 0;
-        p[i].domid = get16(b + 18 + 4 * i);
+    size_t n = strlen(dir);
+    if (strncmp(path, dir, n) || (path[n] != '\0' && path[n] != '/'))
+        return false;
+    *rest = path + n;
+    return true;
+}
+
+enum xs_import_class xs_import_classify(const char *path, uint32_t src, uint32_t dst,
+                                        char *out, size_t outsz)
+{
+    char dir[64];
+    const char *rest;
+    snprintf(dir, sizeof(dir), "/local/domain/%u", src);
+    if (under(path, dir, &rest)) {
+        int n = snprintf(out, outsz, "/local/domain/%u%s", dst, rest);
+        return n > 0 && (size_t)n < outsz ? XS_IMPORT_GUEST : XS_IMPORT_FOREIGN;
     }
-    const char *path = (const char *)b + 16 + 4 * np;
-    const uint8_t *val = b + 16 + 4 * np + plen;
-    if (path[plen - 1] != '\0' || strlen(path) != plen - 1 || path[0] != '/')
-        return EINVAL;
-    struct xs_node *n = xs_tree_get(xs->tree, path);
-    if (n) {
-        xs_tree_set_value(xs->tree, n, val, vlen);
-        xs_tree_set_perms(xs->tree, n, p, np);
-        xs_watch_fire(xs, path, p, np, false);
-        return 0;
-    }
-    const char *slash = strrchr(path, '/');
-    char parent[XENSTORE_ABS_PATH_MAX + 2];
-    size_t pl = (size_t)(slash - path);
-    if (pl > XENSTORE_ABS_PATH_MAX)
-        return EINVAL;
-    memcpy(parent, path, pl ? pl : 1);
-    parent[pl ? pl : 1] = '\0';
-    struct xs_node *pn = xs_tree_get(xs->tree, parent);
-    if (!pn) {
-        /*
-         * The format wants parents known; the toolstack directories a domain and its
-         * backends live under (/local/domain, /local/domain/0/backend/vbd...) may not
-         * exist yet on a fresh host: create them as dom0's, as xenstored's mkdir would.
-         */
-        if (strncmp(path, "/local/domain/", 14) && strncmp(path, "/libxl/", 7) &&
-            strncmp(path, "/vm/", 4))
-            return EINVAL;
-        struct xs_perm dom0 = { .perm = 0, .domid = 0 };
-        for (char *c = parent + 1; ; c++) {
-            if (*c != '/' && *c != '\0')
-                continue;
-            char save = *c;
-            *c = '\0';
-            struct xs_node *a = xs_tree_get(xs->tree, parent);
-            if (!a) {
-                const char *up = strrchr(parent, '/');
-                char upath[XENSTORE_ABS_PATH_MAX + 2];
-                size_t ul = (size_t)(up - parent);
-                memcpy(upath, parent, ul ? ul : 1);
-                upath[ul ? ul : 1] = '\0';
-                struct xs_node *ap = xs_tree_get(xs->tree, upath);
-                if (!ap || !xs_tree_add(xs->tree, ap, parent, "", 0, &dom0, 1))
-                    return EINVAL;
+    if (under(path, "/local/domain/0/backend", &rest) && rest[0] == '/') {
+        /* /local/domain/0/backend/TYPE/SRC[/DEVID[/KEY]] */
+        const char *type = rest + 1, *slash = strchr(type, '/');
+        if (!slash || slash == type)
+            return XS_IMPORT_FOREIGN;
+        char *end;
+        unsigned long id = strtoul(slash + 1, &end, 10);
+        if (end == slash + 1 || id != src || (*end && *end != '/'))
+            return XS_IMPORT_FOREIGN;
+        unsigned long devid;
+        char *kend;
+        const char *key = *end ? end + 1 : NULL;
+        if (key && (devid = strtoul(key, &kend, 10), kend != key) && *kend == '/' &&
+            !strncmp(type, "vbd/", 4) && !strchr(kend + 1, '/')) {
+            for (size_t i = 0; i < sizeof(backend_state_keys) / sizeof(*backend_state_keys);
+                 i++) {
+                if (strcmp(kend + 1, backend_state_keys[i]))
+                    continue;
+                int n = snprintf(out, outsz, "/local/domain/0/backend/vbd/%u/%lu/%s", dst,
+                                 devid, backend_state_keys[i]);
+                return n > 0 && (size_t)n < outsz ? XS_IMPORT_BACKEND_STATE
+                                                  : XS_IMPORT_FOREIGN;
             }
-            *c = save;
-            if (!save)
-                break;
         }
-        pn = xs_tree_get(xs->tree, parent);
-        if (!pn)
-            return EINVAL;
+        return XS_IMPORT_TOOLSTACK;
     }
-    xs_tree_add(xs->tree, pn, path, val, vlen, p, np);
-    xs_watch_fire(xs, path, p, np, false);
+    snprintf(dir, sizeof(dir), "/libxl/%u", src);
+    if (under(path, dir, &rest) || under(path, "/vm", &rest))
+        return XS_IMPORT_TOOLSTACK;
+    return XS_IMPORT_FOREIGN;
+}
+
+struct imp_node {
+    enum xs_import_class cls;
+    char path[XENSTORE_ABS_PATH_MAX + 2];       /* rewritten to the target domain */
+    const uint8_t *val;
+    uint32_t vlen, nperms;
+    struct xs_perm *perms;                      /* owner forced to the target */
+};
+
+struct imp_watch {
+    char path[XENSTORE_ABS_PATH_MAX + 2];
+    const char *token;
+    int depth;
+};
+
+struct import {
+    uint32_t src, dst;
+    bool have_conn;
+    struct imp_node *nodes;
+    struct imp_watch *watches;
+    size_t nnodes, nwatches, cap_nodes, cap_watches;
+    char *err;
+    size_t errlen;
+};
+
+static int refuse(struct import *im, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int refuse(struct import *im, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(im->err, im->errlen, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+static void *grow(void *p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return p;
+    *cap = *cap ? *cap * 2 : 64;
+    p = realloc(p, *cap * size);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void import_free(struct import *im)
+{
+    for (size_t i = 0; i < im->nnodes; i++)
+        free(im->nodes[i].perms);
+    free(im->nodes);
+    free(im->watches);
+}
+
+/* CONNECTION_DATA: only the stream's name for the domain is taken from it. */
+static int parse_conn(struct import *im, const uint8_t *b, uint32_t len)
+{
+    if (len < 16 || get16(b + 4) != 0)
+        return refuse(im, EINVAL, "CONNECTION record is malformed or not a shared ring");
+    if (im->have_conn)
+        return refuse(im, EINVAL, "more than one CONNECTION record");
+    uint32_t domid = get16(b + 8);
+    if (domid == 0 || domid > XS_MAX_DOMID)
+        return refuse(im, EINVAL, "CONNECTION record names domain %u", domid);
+    im->src = domid;
+    im->have_conn = true;
     return 0;
 }
 
-int xs_migrate_import(struct xs *xs, const uint8_t *buf, size_t len)
+static int parse_watch(struct import *im, uint32_t type, const uint8_t *b, uint32_t len)
+{
+    uint32_t hl = type == MR_WATCH ? 8 : 12;
+    if (!im->have_conn || len < hl)
+        return refuse(im, EINVAL, "WATCH record before CONNECTION, or malformed");
+    uint32_t pl = get16(b + 4), tl = get16(b + 6);
+    int depth = -1;
+    if (type == MR_WATCH_EXT && get16(b + 8) != 0xFFFF)
+        depth = get16(b + 8);
+    const char *p = (const char *)b + hl, *t = p + pl;
+    if (hl + pl + tl > len || !pl || !tl || p[pl - 1] || t[tl - 1] ||
+        strlen(p) != pl - 1 || strlen(t) != tl - 1)
+        return refuse(im, EINVAL, "WATCH record is malformed");
+    im->watches = grow(im->watches, &im->cap_watches, im->nwatches, sizeof(*im->watches));
+    struct imp_watch *w = &im->watches[im->nwatches++];
+    char own[64];
+    const char *rest;
+    snprintf(own, sizeof(own), "/local/domain/%u", im->src);
+    int n = under(p, own, &rest)
+        ? snprintf(w->path, sizeof(w->path), "/local/domain/%u%s", im->dst, rest)
+        : snprintf(w->path, sizeof(w->path), "%s", p);
+    if (n < 0 || (size_t)n >= sizeof(w->path))
+        return refuse(im, EINVAL, "watch path %.64s... is too long", p);
+    w->token = t;
+    w->depth = depth;
+    return 0;
+}
+
+/* Perms as the guest may set them: it owns what it writes; src's entries become dst's. */
+static struct xs_perm *guest_perms(const struct import *im, const uint8_t *b, uint32_t np)
+{
+    struct xs_perm *p = calloc(np, sizeof(*p));
+    if (!p)
+        abort();
+    for (uint32_t i = 0; i < np; i++) {
+        uint8_t c = b[4 * i];
+        p[i].perm = c == 'b' ? XS_PERM_READ | XS_PERM_WRITE : c == 'w' ? XS_PERM_WRITE :
+                    c == 'r' ? XS_PERM_READ : XS_PERM_NONE;
+        p[i].domid = get16(b + 4 * i + 2);
+        if (p[i].domid == im->src)
+            p[i].domid = im->dst;
+    }
+    p[0].domid = im->dst;
+    return p;
+}
+
+static int parse_node(struct import *im, const uint8_t *b, uint32_t len)
+{
+    if (len < 16)
+        return refuse(im, EINVAL, "NODE record is malformed");
+    if (get32(b) != 0)
+        return 0;                               /* pending transactions: not migrated */
+    if (!im->have_conn)
+        return refuse(im, EINVAL, "NODE record before the CONNECTION record");
+    uint32_t plen = get16(b + 8), vlen = get16(b + 10), np = get16(b + 14);
+    if (np == 0 || 16 + 4ull * np + plen + vlen > len || plen < 2)
+        return refuse(im, EINVAL, "NODE record is malformed");
+    const char *path = (const char *)b + 16 + 4 * np;
+    if (path[plen - 1] != '\0' || strlen(path) != plen - 1 || path[0] != '/')
+        return refuse(im, EINVAL, "NODE record's path is malformed");
+    im->nodes = grow(im->nodes, &im->cap_nodes, im->nnodes, sizeof(*im->nodes));
+    struct imp_node *n = &im->nodes[im->nnodes];
+    n->cls = xs_import_classify(path, im->src, im->dst, n->path, sizeof(n->path));
+    if (n->cls == XS_IMPORT_FOREIGN)
+        return refuse(im, EPERM, "node %.200s is outside the domain's own subtree "
+                      "/local/domain/%u", path, im->src);
+    if (n->cls == XS_IMPORT_TOOLSTACK)
+        return 0;                               /* the destination's toolstack writes it */
+    n->val = b + 16 + 4 * np + plen;
+    n->vlen = vlen;
+    n->nperms = np;
+    n->perms = guest_perms(im, b + 16, np);
+    im->nnodes++;
+    return 0;
+}
+
+static int parse_stream(struct import *im, const uint8_t *buf, size_t len)
 {
     if (len < 16 || memcmp(buf, "xenstore", 8))
-        return EINVAL;
+        return refuse(im, EINVAL, "XENSTORE_STATE is not a xenstore migration stream");
     uint32_t ver = (uint32_t)buf[8] << 24 | (uint32_t)buf[9] << 16 | buf[10] << 8 | buf[11];
     uint32_t flags = (uint32_t)buf[12] << 24 | (uint32_t)buf[13] << 16 | buf[14] << 8 | buf[15];
     if ((ver != 1 && ver != 2) || flags != 0)
-        return EINVAL;                          /* big-endian streams: not supported */
-    struct xs_domain *d = NULL;
-    uint32_t conn_id = 0;
+        return refuse(im, EINVAL, "xenstore stream version %u flags %#x: not supported",
+                      ver, flags);
     size_t off = 16;
     while (len - off >= 8) {
         uint32_t type = get32(buf + off), rlen = get32(buf + off + 4);
         off += 8;
         if (rlen > len - off)
-            return EINVAL;
+            return refuse(im, EINVAL, "xenstore record overruns the stream");
         const uint8_t *b = buf + off;
         off += rlen + ((8 - (rlen & 7)) & 7);
         if (off > len)
@@ -238,51 +379,136 @@ int xs_migrate_import(struct xs *xs, const uint8_t *buf, size_t len)
         int err = 0;
         switch (type) {
         case MR_END:
-            return 0;
-        case MR_CONN: {
-            if (rlen < 16 || get16(b + 4) != 0)
-                return EINVAL;
-            uint32_t domid = get16(b + 8), tdomid = get16(b + 10);
-            if (domid == 0 || domid > XS_MAX_DOMID)
-                return EINVAL;
-            conn_id = get32(b);
-            d = xs_domain_find(xs, domid);
-            if (!d) {
-                d = xs_domain_add(xs, domid);
-                d->port = get32(b + 12);
-            }
-            d->target = tdomid <= XS_MAX_DOMID ? tdomid : XS_NO_TARGET;
-            if (xs->ops.domain_changed)
-                xs->ops.domain_changed(xs, d, false);
-            break;
-        }
+            return im->have_conn ? 0 : refuse(im, EINVAL, "no CONNECTION record");
+        case MR_CONN:       err = parse_conn(im, b, rlen); break;
         case MR_WATCH:
-        case MR_WATCH_EXT: {
-            uint32_t hl = type == MR_WATCH ? 8 : 12;
-            if (rlen < hl || !d || get32(b) != conn_id)
-                return EINVAL;
-            uint32_t pl = get16(b + 4), tl = get16(b + 6);
-            int depth = -1;
-            if (type == MR_WATCH_EXT && get16(b + 8) != 0xFFFF)
-                depth = get16(b + 8);
-            if (hl + pl + tl > rlen || !pl || !tl)
-                return EINVAL;
-            const char *p = (const char *)b + hl, *t = p + pl;
-            if (p[pl - 1] || t[tl - 1] || strlen(p) != pl - 1 || strlen(t) != tl - 1)
-                return EINVAL;
-            err = xs_watch_add(d->conn, p, t, depth, false);
-            if (err == EEXIST)
-                err = 0;
-            break;
-        }
-        case MR_NODE:
-            err = import_node(xs, b, rlen);
-            break;
-        default:
-            break;                              /* not for a domain's migration */
+        case MR_WATCH_EXT:  err = parse_watch(im, type, b, rlen); break;
+        case MR_NODE:       err = parse_node(im, b, rlen); break;
+        default:            break;              /* not for a domain's migration */
         }
         if (err)
             return err;
     }
-    return EINVAL;                              /* no END */
+    return refuse(im, EINVAL, "xenstore stream has no END record");
+}
+
+/* A backend's own node of a device the local configuration defines, written as dom0's. */
+static int apply_backend_state(struct import *im, struct xs *xs, struct xs_tree *t, bool live,
+                               const struct imp_node *n)
+{
+    bool numeric = n->vlen >= 1 && n->vlen <= 20;
+    for (uint32_t i = 0; numeric && i < n->vlen; i++)
+        numeric = n->val[i] >= '0' && n->val[i] <= '9';
+    if (!numeric)
+        return refuse(im, EINVAL, "backend node %s: value is not a number", n->path);
+    char dir[XENSTORE_ABS_PATH_MAX + 2];
+    snprintf(dir, sizeof(dir), "%s", n->path);
+    *strrchr(dir, '/') = '\0';
+    struct xs_node *dn = xs_tree_get(t, dir);
+    if (!dn)
+        return 0;                       /* a device the local configuration does not have */
+    struct xs_node *x = xs_tree_get(t, n->path);
+    if (x)
+        xs_tree_set_value(t, x, n->val, n->vlen);
+    else
+        x = xs_tree_add(t, dn, n->path, n->val, n->vlen, dn->perms, dn->nperms);
+    if (live)
+        xs_watch_fire(xs, n->path, x->perms, x->nperms, false);
+    return 0;
+}
+
+static bool same_perms(const struct xs_node *x, const struct imp_node *n)
+{
+    return x->nperms == n->nperms && !memcmp(x->perms, n->perms, n->nperms * sizeof(*n->perms));
+}
+
+/* A node of the domain's own subtree, as the guest would write it over connection c. */
+static int apply_guest_node(struct import *im, struct xs_conn *c, struct xs_tree *t, bool live,
+                            const struct imp_node *n)
+{
+    char canon[XENSTORE_ABS_PATH_MAX + 2];
+    if (xs_canon(c, n->path, canon, false) || strcmp(canon, n->path))
+        return refuse(im, EINVAL, "node %.200s: not a valid path", n->path);
+    struct xs_node *x = xs_tree_get(t, n->path);
+    if (x && !(xs_perm_for(c, x->perms, x->nperms) & XS_PERM_WRITE))
+        return 0;                       /* the toolstack's node: its value stays */
+    int err = xs_write_as(c, t, live, n->path, n->val, n->vlen);
+    if (err)
+        return refuse(im, err, "node %s: the guest may not write it (%s)", n->path,
+                      xs_errno_name(err));
+    x = xs_tree_get(t, n->path);
+    if (x && !same_perms(x, n) &&
+        (err = xs_set_perms_as(c, t, live, n->path, n->perms, n->nperms)))
+        return refuse(im, err, "node %s: the guest may not set its permissions (%s)",
+                      n->path, xs_errno_name(err));
+    return 0;
+}
+
+static int apply_watches(struct import *im, struct xs_conn *c, bool live)
+{
+    uint32_t quota = c->xs->quota.watches;
+    if (quota && c->nwatches + im->nwatches > quota)
+        return refuse(im, E2BIG, "%zu watches: over the quota of %u", im->nwatches, quota);
+    for (size_t i = 0; i < im->nwatches; i++) {
+        const struct imp_watch *w = &im->watches[i];
+        char abs[XENSTORE_ABS_PATH_MAX + 2];
+        int err = live ? xs_watch_add(c, w->path, w->token, w->depth, false)
+                       : xs_canon(c, w->path, abs, true);
+        if (err && err != EEXIST)
+            return refuse(im, err, "watch %.200s: %s", w->path, xs_errno_name(err));
+    }
+    return 0;
+}
+
+/* Every node and watch, on tree t as connection c; live: t is the main tree. */
+static int apply_all(struct import *im, struct xs *xs, struct xs_conn *c, struct xs_tree *t,
+                     bool live)
+{
+    for (size_t i = 0; i < im->nnodes; i++) {
+        const struct imp_node *n = &im->nodes[i];
+        int err = n->cls == XS_IMPORT_GUEST ? apply_guest_node(im, c, t, live, n)
+                                            : apply_backend_state(im, xs, t, live, n);
+        if (err)
+            return err;
+    }
+    return apply_watches(im, c, live);
+}
+
+/* A trial run on a copy of the tree, with a connection of the target's: the verdict. */
+static int trial_run(struct import *im, struct xs *xs)
+{
+    struct xs_domain *d = xs_domain_find(xs, im->dst);
+    struct xs_conn *c = d ? d->conn : xs_conn_new(xs, im->dst, true);
+    struct xs_tree *copy = xs_tree_copy(xs->tree);
+    int err = apply_all(im, xs, c, copy, false);
+    xs_tree_free(copy);
+    if (!d)
+        xs_conn_free(c);
+    return err;
+}
+
+int xs_migrate_import_domain(struct xs *xs, const uint8_t *buf, size_t len, uint32_t domid,
+                             char *err, size_t errlen)
+{
+    struct import im = { .dst = domid, .err = err, .errlen = errlen };
+    if (errlen)
+        err[0] = '\0';
+    if (domid == 0 || domid > XS_MAX_DOMID)
+        return refuse(&im, EINVAL, "domain %u is not a guest", domid);
+    struct xs_domain *d = xs_domain_find(xs, domid);
+    if (d && d->introduced)
+        return refuse(&im, EEXIST, "domain %u is already connected to xenstored", domid);
+    int rc = parse_stream(&im, buf, len);
+    if (!rc)
+        rc = trial_run(&im, xs);
+    if (!rc) {
+        if (!d)
+            d = xs_domain_add(xs, domid);
+        d->target = XS_NO_TARGET;       /* never from the stream: xkvm has no stub domains */
+        if (xs->ops.domain_changed)
+            xs->ops.domain_changed(xs, d, false);
+        rc = apply_all(&im, xs, d->conn, xs->tree, true);
+    }
+    import_free(&im);
+    return rc;
 }
