@@ -202,6 +202,11 @@ int xkvm_stream_reader_init_buffer(struct xkvm_stream_reader *r, const void *buf
 int xkvm_stream_reader_init_fd(struct xkvm_stream_reader *r, int fd,
                                const struct xkvm_stream_limits *limits);
 void xkvm_stream_reader_release(struct xkvm_stream_reader *r);
+/*
+ * Change the cap on record bodies from the next record on (0: the default,
+ * XKVM_STREAM_RECORD_MAX): a receiver keeps it low until it has admitted the peer.
+ */
+void xkvm_stream_reader_set_record_max(struct xkvm_stream_reader *r, uint32_t record_max);
 
 /*
  * Read and check the image and domain headers (done by the first next() if not

@@ -12,12 +12,19 @@
 #include "hv/physmap.h"
 #include "util/log.h"
 
-/* A RAM frame of the domain that a gfn no longer maps goes back, as on Xen. */
+/*
+ * A page of the domain (RAM, or a toolstack page) that a gfn no longer maps goes back,
+ * as on Xen; Xen's own frames (shared_info, grant frames) stay, the domain holds them
+ * elsewhere. A restore that drops a page it was sent (XTAB) frees it the same way, so a
+ * stream cannot pile up frames by dropping and re-adding pages.
+ */
 static void release_displaced(struct domain *d, uint64_t old, uint64_t placed)
 {
     struct machine_mem *mm = host_mm();
-    if (old != INVALID_MFN && old != placed && old < mm->nr_frames &&
-        mm->frames[old].owner == d->domid && mm->frames[old].type == FRAME_RAM)
+    if (old == INVALID_MFN || old == placed || old >= mm->nr_frames)
+        return;
+    uint8_t type = mm->frames[old].type;
+    if (mm->frames[old].owner == d->domid && (type == FRAME_RAM || type == FRAME_SPECIAL))
         mm_free_run(mm, old, 1);    /* kept, as an orphan, while anything names it */
 }
 

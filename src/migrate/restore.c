@@ -332,7 +332,9 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
     struct receiver r = { .fd = fd, .peer = peer, .gate = gate, .local = local, .err = err,
                           .errlen = errlen };
     struct xkvm_stream_reader rd;
-    struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS };
+    /* Until a peer's config is admitted, no record may make us buffer more than it. */
+    struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS,
+                                      .record_max = peer ? XKVM_STREAM_CONFIG_MAX : 0 };
     int rc = 0;
     if (xkvm_stream_reader_init_fd(&rd, fd, &lim))
         return fail(&r, -ENOMEM, "out of memory");
@@ -351,6 +353,8 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
         switch (rec.type) {
         case XKVM_STREAM_REC_DOMAIN_CONFIG:
             rc = on_config(&r, &rec);
+            if (!rc)
+                xkvm_stream_reader_set_record_max(&rd, 0);
             fault_point("recv-config");
             if (!rc && peer && migrate_send_line(fd, MIGRATE_MSG_READY))
                 rc = fail(&r, -EPIPE, "source went away");

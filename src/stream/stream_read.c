@@ -59,6 +59,15 @@ void xkvm_stream_reader_release(struct xkvm_stream_reader *r)
     r->rcap = 0;
 }
 
+void xkvm_stream_reader_set_record_max(struct xkvm_stream_reader *r, uint32_t record_max)
+{
+    if (record_max == 0 || record_max > XKVM_STREAM_RECORD_MAX)
+        record_max = XKVM_STREAM_RECORD_MAX;
+    r->limits.record_max = record_max;
+    if (r->st)
+        r->st->limits.record_max = record_max;
+}
+
 /*
  * Make `len` bytes at the current position available at *out and advance.
  * Buffer: a pointer into it. Fd: read into r->rbuf (at `at`, growing it).

@@ -10,6 +10,9 @@
 #   built, but those domains are not listed, not addressable and not counted; a fifth
 #   peer is refused clearly; all four are cut off at the deadline and every frame
 #   comes back;
+# - a peer that drops and re-adds toolstack pages (XTAB / XALLOC) 20,000 times holds no
+#   more than its admitted claim; one that sends a 16 MiB record before its config is
+#   refused before xkvmd buffers it;
 # - a real live migration (of a guest named as the squatters' were) then succeeds.
 source "$(dirname "$0")/lib.sh"
 require_kvm
@@ -44,6 +47,30 @@ if echo "$out" | grep -q "^LINE ERROR .*--migrate-max-memory" && echo "$out" | g
   pass over-cap-refused
 else
   fail over-cap-refused "peer saw: $(echo "$out" | tr '\n' '|'); free $FREE0 -> $(info_field free_memory_kb) KiB"
+fi
+
+# ---- page churn: frames dropped with XTAB go back; no pile-up beyond the claim ----
+peer --domid 160 --memory 32 --churn 20000 --max $((TIMEOUT + 5)) > "$WORK/churn.out" &
+for _ in $(seq 100); do grep -q '^CHURNED' "$WORK/churn.out" 2>/dev/null && break; sleep 0.1; done
+FREEC=$FREE0      # the lowest free memory seen while the records are worked through
+for _ in $(seq 30); do
+  f=$(info_field free_memory_kb); [ "$f" -lt "$FREEC" ] && FREEC=$f; sleep 0.2
+done
+wait
+used=$((FREE0 - FREEC))
+if grep -q '^CHURNED' "$WORK/churn.out" && [ $used -le $(((32 + 1) * 1024)) ]; then
+  pass churn-bounded
+else
+  fail churn-bounded "a 32 MiB claim holds $used KiB after 20000 drop/re-add records ($(tr '\n' '|' < "$WORK/churn.out"))"
+fi
+for _ in $(seq 50); do [ "$(info_field free_memory_kb)" = "$FREE0" ] && break; sleep 0.1; done
+
+# ---- a big record before the config: refused, not buffered ----
+out=$(peer --domid 170 --memory 16 --big-optional 16 --max 10)
+if echo "$out" | grep -q "^CLOSED" && grep -q "exceeds the cap" "$DST/xkvmd.log"; then
+  pass big-record-before-config
+else
+  fail big-record-before-config "peer saw: $(echo "$out" | tr '\n' '|'); log: $(grep -a 'incoming' "$DST/xkvmd.log" | tail -1)"
 fi
 
 # ---- squatters: config, then a byte a second ----

@@ -2,7 +2,10 @@
 """A hostile migration source for tests/kvm/incoming-limits.sh: connect to 127.0.0.1:PORT
 and send a save IMAGE's headers and records up to its DOMAIN_CONFIG (domid and memory_mb
 rewritten as asked), then print each line the destination answers ("LINE <text>").
-With --trickle S, go on sending the image's next bytes one every S seconds. Ends with
+With --trickle S, go on sending the image's next bytes one every S seconds. With
+--churn N, send N PAGE_DATA records instead that drop and re-add two toolstack pages
+(XTAB one, XALLOC the other, in turn). With --big-optional MIB, send an optional record
+of that size before the config. Ends with
 "CLOSED <seconds since connecting>" when the destination closes, or "OPEN <seconds>"
 when --max seconds have passed with the connection still open."""
 import argparse, json, select, socket, struct, sys, time
@@ -16,6 +19,8 @@ p.add_argument('port', type=int)
 p.add_argument('--domid', type=int)
 p.add_argument('--memory', type=int, help='memory_mb to claim')
 p.add_argument('--trickle', type=float, help='seconds between single bytes after the config')
+p.add_argument('--churn', type=int, help='PAGE_DATA records dropping and re-adding pages')
+p.add_argument('--big-optional', type=int, help='MiB of an optional record before the config')
 p.add_argument('--max', type=float, default=30)
 a = p.parse_args()
 
@@ -29,6 +34,9 @@ while True:
     if rtype != DOMAIN_CONFIG:
         out += img[off - 8 - padded:off]
         continue
+    if a.big_optional:
+        big = a.big_optional << 20
+        out += struct.pack('<II', 0x80000000 | 0x7F584BFF, big) + b'\0' * big
     cfg = json.loads(body)
     if a.domid is not None:
         cfg['domid'] = a.domid
@@ -39,10 +47,33 @@ while True:
     break
 rest = img[off:]
 
+PAGE_DATA, XTAB, XALLOC, SPECIAL = 0x01, 0xF, 0xE, 0xFEFF0
+
+
+def churn(n):
+    """PAGE_DATA records that drop one toolstack page and re-add the other, in turn."""
+    a_pfn, b_pfn = SPECIAL + 4, SPECIAL + 5
+    recs = bytearray(struct.pack('<II', 0x10, 0))     # STATIC_DATA_END first
+    for k in range(n):
+        drop, add = (a_pfn, b_pfn) if k % 2 == 0 else (b_pfn, a_pfn)
+        body = struct.pack('<IIQQ', 2, 0, drop | XTAB << 60, add | XALLOC << 60)
+        recs += struct.pack('<II', PAGE_DATA, len(body)) + body
+    return bytes(recs)
+
 t0 = time.monotonic()
 s = socket.create_connection(('127.0.0.1', a.port))
-s.sendall(bytes(out))
 buf, sent, closed = b'', 0, False
+try:
+    s.sendall(bytes(out))
+except OSError:                         # refused and closed while we were still sending
+    closed = True
+if a.churn and not closed:
+    time.sleep(0.5)                     # after READY: the domain is being built
+    try:
+        s.sendall(churn(a.churn))
+    except OSError:
+        closed = True
+    print('CHURNED', a.churn, flush=True)
 next_byte = t0 + (a.trickle or 0)
 while time.monotonic() - t0 < a.max and not closed:
     r, _, _ = select.select([s], [], [], 0.2)
