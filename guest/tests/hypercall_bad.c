@@ -2,6 +2,7 @@
  * hypercall-bad: hostile arguments must come back as errors, and the guest must
  * keep running. Every call below must return < 0.
  */
+#include "../pv.h"
 #include "../xtest.h"
 
 #include <xen/errno.h>
@@ -70,3 +71,30 @@ static void test_hypercall_bad(void)
         xtest_fail("%u hostile hypercall(s) did not return an error", failures);
 }
 XTEST("hypercall-bad", test_hypercall_bad);
+
+/*
+ * console-flood: write `mb=` MiB (default 8) to the hypervisor console as fast as
+ * console_io takes it, through the debug port too, then wait 2 s for the host's rate
+ * limit to let the result line through. The host must keep its log bounded.
+ */
+static void test_console_flood(void)
+{
+    XTEST_NEED_XEN();
+    pv_init();                                  /* for the clock */
+    static char line[4096];
+    memset(line, 'x', sizeof(line));
+    line[sizeof(line) - 1] = '\n';
+    uint64_t lines = cmdline_get_u64("mb", 8) * 256;
+    for (uint64_t i = 0; i < lines; i++) {
+        long rc = HYPERVISOR_console_io(CONSOLEIO_write, sizeof(line), line);
+        if (rc < 0)
+            xtest_fail("console_io write %lu returned %ld", (unsigned long)i, rc);
+    }
+    for (unsigned i = 0; i < 64 * 1024; i++)
+        outb(0xe9, 'y');
+    uint64_t until = xen_time_ns() + 2000000000ULL;
+    while (xen_time_ns() < until)
+        cpu_relax();
+    printf("\nxkvm-guest: console-flood: wrote %lu KiB\n", (unsigned long)(lines * 4));
+}
+XTEST("console-flood", test_console_flood);

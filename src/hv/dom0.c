@@ -311,14 +311,19 @@ static int do_unbind(struct conn *c, const struct dom0_request *r)
     return send_reply(c, r->type, r->seq, 0, NULL, 0, NULL, 0);
 }
 
+/* The reply to a map: the fd was checked before anything was mapped (map_fd_ready). */
 static int reply_mapped(struct conn *c, const struct dom0_request *r, uint64_t mfn,
                          uint32_t handle, bool readonly)
 {
     struct xkvm_dom0_map_reply rep = { .mfn = mfn, .handle = handle };
     int fd = mem_fd(readonly);
-    if (fd < 0)
-        return reply_error(c, r->type, r->seq, EIO, "no read-only machine-memory fd");
     return send_reply(c, r->type, r->seq, 0, &rep, sizeof(rep), &fd, 1);
+}
+
+/* Whether a map can be answered: checked first, so that no mapping outlives a refusal. */
+static bool map_fd_ready(bool readonly)
+{
+    return mem_fd(readonly) >= 0;
 }
 
 static int do_map_grant(struct conn *c, const struct dom0_request *r)
@@ -327,11 +332,13 @@ static int do_map_grant(struct conn *c, const struct dom0_request *r)
     struct domain *d = domain_find(q->domid);
     if (!d || !d->gt)
         return reply_error(c, r->type, r->seq, ESRCH, "no such domain");
+    bool ro = q->flags & XKVM_DOM0_MAP_READONLY;
+    if (!map_fd_ready(ro))
+        return reply_error(c, r->type, r->seq, EIO, "no read-only machine-memory fd");
     uint32_t handle;
     struct mapping *m = new_mapping(c, &handle);
     if (!m)
         return reply_error(c, r->type, r->seq, ENOSPC, "too many mappings");
-    bool ro = q->flags & XKVM_DOM0_MAP_READONLY;
     uint64_t mfn;
     uint32_t gt_handle;
     int rc = gnttab_dom0_map(d, q->ref, ro, &mfn, &gt_handle);
@@ -352,6 +359,9 @@ static int do_map_foreign(struct conn *c, const struct dom0_request *r)
     struct domain *d = domain_find(q->domid);
     if (!d)
         return reply_error(c, r->type, r->seq, ESRCH, "no such domain");
+    bool ro = q->flags & XKVM_DOM0_MAP_READONLY;
+    if (!map_fd_ready(ro))
+        return reply_error(c, r->type, r->seq, EIO, "no read-only machine-memory fd");
     uint32_t handle;
     struct mapping *m = new_mapping(c, &handle);
     if (!m)
@@ -361,7 +371,6 @@ static int do_map_foreign(struct conn *c, const struct dom0_request *r)
                      (1u << FRAME_GRANT);
     if (mfn == INVALID_MFN || mm_frame_get(host_mm(), mfn, d->domid, types))
         return reply_error(c, r->type, r->seq, EFAULT, "gfn not populated");
-    bool ro = q->flags & XKVM_DOM0_MAP_READONLY;
     *m = (struct mapping){ .used = true, .domid = d->domid, .mfn = mfn, .gfn = q->gfn,
                            .writable = !ro };
     if (!ro)

@@ -435,6 +435,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     d->cfg = *cfg;
     d->vm_fd = -1;
     d->console_fd = -1;
+    console_log_init(d);
     d->shutdown_code = -1;
     d->created_ns = t0;
     d->restoring = for_restore;

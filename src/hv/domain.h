@@ -53,6 +53,10 @@ struct domain {
 
     uint64_t hvm_params[HVM_NR_PARAMS];
     int console_fd;
+    struct {                    /* console_log.c: the rate limit on console_fd */
+        pthread_mutex_t lock;
+        uint64_t tokens, refilled_ns, dropped;
+    } console;
     uint64_t created_ns;
 
     /* References other threads hold (domain_get); destroy waits for them. */
@@ -154,5 +158,12 @@ void domains_handle_shutdowns(void);
 
 const char *domain_state_name(const struct domain *d);
 const char *shutdown_reason_name(int code);
+
+/*
+ * The domain's hypervisor console log (console_io, the debug port): written at most at
+ * a fixed rate, the rest dropped and counted (console_log.c).
+ */
+void console_log_init(struct domain *d);
+void console_log_write(struct domain *d, const void *buf, size_t len);
 
 #endif

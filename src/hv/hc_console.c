@@ -1,7 +1,6 @@
 /* console_io: a guest's writes to the hypervisor console go to its console log. */
 #include <errno.h>
 #include <stdint.h>
-#include <unistd.h>
 #include <xen/xen.h>
 
 #include "hv/domain.h"
@@ -26,10 +25,7 @@ static long console_write(struct hcall *hc)
         size_t n = count - done < sizeof(chunk) ? (size_t)(count - done) : sizeof(chunk);
         if (hc_copy_from(hc, chunk, buf + done, n))
             return -EFAULT;
-        if (hc->d->console_fd >= 0) {
-            ssize_t w = write(hc->d->console_fd, chunk, n);
-            (void)w;
-        }
+        console_log_write(hc->d, chunk, n);
         done += n;
     }
     return 0;

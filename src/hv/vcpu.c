@@ -187,10 +187,7 @@ static void handle_io(struct vcpu *v)
     }
     if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == XKVM_DEBUGCON_PORT) {
         /* Xen's HVM debug port: bytes go to the domain's console log. */
-        if (v->d->console_fd >= 0) {
-            ssize_t w = write(v->d->console_fd, data, (size_t)run->io.size * run->io.count);
-            (void)w;
-        }
+        console_log_write(v->d, data, (size_t)run->io.size * run->io.count);
         return;
     }
     if (run->io.direction == KVM_EXIT_IO_IN)   /* no device: the bus floats high */

@@ -9,5 +9,18 @@ for t in hello cpuid memory hypercall-bad; do
   run_guest_test "$t"
 done
 run_guest_test memory 64 2 memory-64m-2vcpu
+# A guest flooding the hypervisor console (console_io, debug port) gets a bounded log:
+# 8 MiB written, at most the burst and the rate for the seconds it ran kept.
+t0=$(date +%s)
+run_guest_test console-flood
+secs=$(( $(date +%s) - t0 + 1 ))
+log=$(ls -t "$RUNDIR"/console-*.log | head -1)
+size=$(stat -c %s "$log")
+if [ "$size" -le $(( 256 * 1024 + secs * 64 * 1024 + 4096 )) ] &&
+   grep -a -q "bytes of console output dropped" "$log"; then
+  pass console-flood-bounded
+else
+  fail console-flood-bounded "$size bytes kept in $secs s, or no drop noted"
+fi
 check memory-returned [ "$(info_field free_memory_kb)" = "$free0" ]
 check xkvmd-alive xk info
