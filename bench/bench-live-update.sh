@@ -18,7 +18,7 @@ BUILD=${1:-build}
 RUNS=${2:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-XKVMD=$BUILD/src/hv/xkvmd XKVM=$BUILD/src/tools/xkvm GUEST=$BUILD/guest/xkvm-guest
+XKVMD=$BUILD/src/daemon/xkvmd XKVM=$BUILD/src/tools/xkvm GUEST=$BUILD/guest/xkvm-guest
 W=$(mktemp -d /tmp/xkvm-bench-lu.XXXXXX)
 stop_host() {
   local h=$1 f p pids=()

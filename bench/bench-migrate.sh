@@ -19,7 +19,7 @@ BUILD=${1:-build}
 RUNS=${2:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-XKVMD=$BUILD/src/hv/xkvmd XKVM=$BUILD/src/tools/xkvm GUEST=$BUILD/guest/xkvm-guest
+XKVMD=$BUILD/src/daemon/xkvmd XKVM=$BUILD/src/tools/xkvm GUEST=$BUILD/guest/xkvm-guest
 QEMU=${QEMU:-qemu-system-x86_64}
 W=$(mktemp -d /tmp/xkvm-bench-migrate.XXXXXX)
 PORT=$((30000 + RANDOM % 20000))

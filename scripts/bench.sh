@@ -26,11 +26,11 @@ run() {
 run bench-ctx "$BUILD/bench/bench-ctx"
 run bench-lu-image "$BUILD/bench/bench-lu-image"
 run bench-hv "$BUILD/bench/bench-hv" \
-  --xkvmd "$BUILD/src/hv/xkvmd" --xkvm "$BUILD/src/tools/xkvm" \
+  --xkvmd "$BUILD/src/daemon/xkvmd" --xkvm "$BUILD/src/tools/xkvm" \
   --guest "$BUILD/guest/xkvm-guest" "$@"
 run bench-xenstore "$BUILD/bench/bench-xenstore"
 run bench-migrate "$ROOT/bench/bench-migrate.sh" "$BUILD"
 run bench-live-update "$ROOT/bench/bench-live-update.sh" "$BUILD"
 [ -x "$BUILD/bench/bench-blk" ] && run bench-blk "$BUILD/bench/bench-blk" \
-  --xkvmd "$BUILD/src/hv/xkvmd" --xkvm "$BUILD/src/tools/xkvm" --guest "$BUILD/guest/xkvm-guest"
+  --xkvmd "$BUILD/src/daemon/xkvmd" --xkvm "$BUILD/src/tools/xkvm" --guest "$BUILD/guest/xkvm-guest"
 exit $failed

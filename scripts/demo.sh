@@ -45,7 +45,7 @@ fi
 export XKVM_RUNDIR=$rundir
 port1=$((20000 + RANDOM % 20000)); port2=$((port1 + 1))
 step "Start a host: xkvmd in $rundir"
-run "$B/src/hv/xkvmd" --rundir "$rundir" --machine-memory 1G --migrate-listen 127.0.0.1:$port1 \
+run "$B/src/daemon/xkvmd" --rundir "$rundir" --machine-memory 1G --migrate-listen 127.0.0.1:$port1 \
     --disk-root "$work"
 run "$B/src/tools/xkvm" info
 
@@ -63,7 +63,7 @@ grep -h "d$domid:" "$rundir/xkvmd.log" | sed 's/^/xkvmd.log: /'
 
 step "Live migration: a second host, and a guest that keeps busy (test=soak)"
 # A stream names no host path on trust: the destination allows disks under $work.
-run "$B/src/hv/xkvmd" --rundir "$rundir2" --machine-memory 1G --migrate-listen 127.0.0.1:$port2 \
+run "$B/src/daemon/xkvmd" --rundir "$rundir2" --machine-memory 1G --migrate-listen 127.0.0.1:$port2 \
     --disk-root "$work"
 truncate -s 16M "$work/disk.img"
 sed -e "s|@DISK@|$work/disk.img|" -e "s|@GUEST@|$B/guest/xkvm-guest|" examples/soak.cfg.in > "$work/soak.cfg"

@@ -575,6 +575,23 @@ void domain_pause(struct domain *d)
     pthread_mutex_unlock(&d->lock);
 }
 
+/*
+ * Pauses a shut-down domain holds: one from the shutdown, one more once the main loop
+ * handled it (it pauses the domain to act on it). d->lock held.
+ */
+static unsigned shutdown_pauses(const struct domain *d)
+{
+    return d->shutdown_code < 0 ? 0 : d->shutdown_handled ? 2 : 1;
+}
+
+bool domain_at_rest(struct domain *d)
+{
+    pthread_mutex_lock(&d->lock);
+    bool held = d->pause_count > d->toolstack_pauses + shutdown_pauses(d);
+    pthread_mutex_unlock(&d->lock);
+    return !held;
+}
+
 void domain_pause_begin(struct domain *d)
 {
     pthread_mutex_lock(&d->lock);

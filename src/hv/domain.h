@@ -138,6 +138,11 @@ void domain_put(struct domain *d);
 /* Counted pause: returns once every vCPU is parked. */
 void domain_pause(struct domain *d);
 void domain_unpause(struct domain *d);
+/*
+ * Held by nobody but the toolstack and its own shutdown: no build, save or other
+ * hold of xkvmd's is under way (live update takes only domains at rest).
+ */
+bool domain_at_rest(struct domain *d);
 /* domain_pause in two halves, to pause many domains at once: ask, then wait. */
 void domain_pause_begin(struct domain *d);
 void domain_pause_wait(struct domain *d);

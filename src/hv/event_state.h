@@ -192,5 +192,8 @@ long vcpu_get_runstate(struct hcall *hc, struct vcpu *v, uint64_t arg);
 /* ---- hc_vcpu.c ---- */
 /* On v's own thread: apply a VCPUOP_initialise context, honour VCPUOP_down. */
 void vcpu_bringup_before_run(struct vcpu *v);
+/* vcpu_bringup.c: can KVM enter this VCPUOP_initialise context? 0 or -EINVAL. */
+struct vcpu_hvm_context;
+int vcpu_context_valid(const struct vcpu_hvm_context *c);
 
 #endif

@@ -21,6 +21,13 @@
 #include "hv/vcpu.h"
 #include "util/log.h"
 
+/* Xen's per-vCPU VIRQs; every other one is global (bound on vCPU 0). */
+bool evtchn_virq_is_global(uint32_t virq)
+{
+    return !(virq == VIRQ_TIMER || virq == VIRQ_DEBUG || virq == VIRQ_XENOPROF ||
+             virq == VIRQ_XENPMU);
+}
+
 bool evtchn_port_valid(const struct event_domain *ev, uint32_t port)
 {
     return port < ev->valid_ports;

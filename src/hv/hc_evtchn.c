@@ -12,13 +12,6 @@
 #include "hv/hypercall.h"
 #include "hv/vcpu.h"
 
-/* Xen's per-vCPU VIRQs; every other one is global (bound on vCPU 0). */
-bool evtchn_virq_is_global(uint32_t virq)
-{
-    return !(virq == VIRQ_TIMER || virq == VIRQ_DEBUG || virq == VIRQ_XENOPROF ||
-             virq == VIRQ_XENPMU);
-}
-
 /* A domid argument: ourselves, or -EPERM for another domain, -ESRCH for none. */
 static long only_self(struct hcall *hc, domid_t dom)
 {

@@ -342,6 +342,19 @@ uint64_t mm_count_owner(struct machine_mem *mm, uint16_t owner)
     return n;
 }
 
+uint64_t mm_count_xen_frames(struct machine_mem *mm)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&mm->lock);
+    for (uint64_t f = 0; f < mm->nr_frames; f++) {
+        const struct frame *fr = &mm->frames[f];
+        n += (fr->type == FRAME_SHARED_INFO || fr->type == FRAME_GRANT) &&
+             fr->owner < DOMID_HYPERVISOR;
+    }
+    pthread_mutex_unlock(&mm->lock);
+    return n;
+}
+
 /* ---- Live update ---- */
 
 int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,

@@ -119,6 +119,8 @@ void mm_map_put(struct machine_mem *mm, uint64_t mfn, uint64_t nr);
 /* How many p2m mappings name frame mfn (tests and audits). */
 unsigned mm_frame_maps(struct machine_mem *mm, uint64_t mfn);
 
+/* Frames Xen keeps for guests (shared_info, grant frames): rebuilt by live update. */
+uint64_t mm_count_xen_frames(struct machine_mem *mm);
 /* Frames owned by `owner`. */
 uint64_t mm_count_owner(struct machine_mem *mm, uint16_t owner);
 

@@ -21,7 +21,6 @@
 
 #include "hv/domain.h"
 #include "hv/hv.h"
-#include "hv/services.h"
 #include "util/log.h"
 
 #define XS_WAIT_MS          5000    /* how long a new domain waits for xenstored */
@@ -398,10 +397,18 @@ static bool run_txn(struct xs_handle *h, const struct job *j, const char *uuid,
     return false;
 }
 
+/* Set by the daemon: xenstored is supervised, so worth waiting for while it comes up. */
+static bool xenstored_expected;
+
+void toolstack_xs_expect_xenstored(bool expected)
+{
+    __atomic_store_n(&xenstored_expected, expected, __ATOMIC_RELEASE);
+}
+
 static void do_built(const struct job *j)
 {
     /* While xenstored is supervised but not answering yet, the domain waits for it. */
-    unsigned wait = services_xenstored_expected() ? XS_WAIT_MS : 0;
+    unsigned wait = __atomic_load_n(&xenstored_expected, __ATOMIC_ACQUIRE) ? XS_WAIT_MS : 0;
     struct xs_handle *h = xs_get(warned_absent ? 0 : wait);
     if (h) {
         char *uuid = vm_uuids[j->domid];

@@ -8,10 +8,16 @@
 #ifndef XKVM_HV_TOOLSTACK_XS_H
 #define XKVM_HV_TOOLSTACK_XS_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 struct domain;
 
 /* Point libxenstore at RUNDIR/xenstored/socket and start the worker. 0 or -errno. */
 int toolstack_xs_start(const char *rundir);
+/* xenstored is supervised on this host: a domain's layout waits for it to come up. */
+void toolstack_xs_expect_xenstored(bool expected);
 /*
  * Main thread, after domain_create registered d with one extra pause held for us:
  * write d's layout, introduce it, then drop that pause.
@@ -23,13 +29,10 @@ void toolstack_xs_domain_gone(const struct domain *d);
  * Let the worker finish what is queued (bounded wait), then stop it. False if it is
  * still busy: it is left running (live update then refuses).
  */
-#include <stdbool.h>
 bool toolstack_xs_stop(void);
 
 /* Migration (any thread): a domain's xenstore state in designs/xenstore-migration's
  * format, from xenstored's export; and into xenstored, then INTRODUCE on its ring. */
-#include <stddef.h>
-#include <stdint.h>
 int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, size_t errlen);
 /*
  * The import writes d's layout from d->cfg (whose host paths the caller checked) and

@@ -18,9 +18,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <json-c/json.h>
 
-#include "hv/control.h"
 #include "hv/domain.h"
 #include "hv/event.h"
 #include "hv/event_state.h"
@@ -28,13 +26,14 @@
 #include "hv/toolstack_xs.h"
 #include "migrate/lu_internal.h"
 #include "migrate/migrate.h"
-#include "migrate/migrate_job.h"
 #include "migrate/pv_save.h"
 #include "util/log.h"
 #include "xkvm/ctx.h"
 #include "xkvm/live_update.h"
 
 #define ACCEPTS_TIMEOUT_MS  10000u
+/* The fds a live update keeps across exec: its FD records and the image. */
+#define LU_KEPT_FDS_MAX 8
 
 static struct lu_daemon daemon_info = { .control_listen_fd = -1, .dom0_listen_fd = -1,
                                         .migrate_listen_fd = -1, .pidfile_fd = -1,
@@ -43,6 +42,11 @@ static struct lu_daemon daemon_info = { .control_listen_fd = -1, .dom0_listen_fd
 void live_update_init(const struct lu_daemon *dm)
 {
     daemon_info = *dm;
+}
+
+const char *live_update_self_path(void)
+{
+    return daemon_info.self_path;
 }
 
 int live_update_accepts_main(const char *version)
@@ -360,29 +364,6 @@ static int mark_fds_for_exec(const int *keep, unsigned nkeep)
     return 0;
 }
 
-/* Frames Xen owns for its domains (shared_info, grant tables): rebuilt, not adopted. */
-static uint64_t xen_frames_in_use(void)
-{
-    uint64_t n = 0;
-    pthread_mutex_lock(&host.mm.lock);
-    for (uint64_t f = 0; f < host.mm.nr_frames; f++) {
-        uint8_t t = host.mm.frames[f].type;
-        n += (t == FRAME_SHARED_INFO || t == FRAME_GRANT) &&
-             host.mm.frames[f].owner < XKVM_DOMID_LIMIT;
-    }
-    pthread_mutex_unlock(&host.mm.lock);
-    return n;
-}
-
-/*
- * Pauses a shut-down domain holds: one from the shutdown, one more once the main loop
- * handled it (it pauses the domain to act on it). d->lock held.
- */
-static unsigned shutdown_pauses(const struct domain *d)
-{
-    return d->shutdown_code < 0 ? 0 : d->shutdown_handled ? 2 : 1;
-}
-
 static void resume_all(struct domain **doms, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
@@ -403,131 +384,122 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-struct json_object *live_update_request(struct json_object *req, int client_fd)
-{
-    struct xkvm_lu_host hr = { .t_request = host_monotonic_ns() };
-    char err[512] = "";
-    struct json_object *v;
-    const char *binary = daemon_info.self_path;
-    const char *fault = NULL;
-    bool verify = false;
-    if (json_object_object_get_ex(req, "binary", &v) && json_object_is_type(v, json_type_string))
-        binary = json_object_get_string(v);
-    if (json_object_object_get_ex(req, "verify_memory", &v))
-        verify = json_object_get_boolean(v);
-    if (json_object_object_get_ex(req, "inject_fault", &v) &&
-        json_object_is_type(v, json_type_string))
-        fault = json_object_get_string(v);
-    if (daemon_info.self_fd < 0 || !binary[0])
-        return control_reply_err(ENOTSUP, "live update is not set up in this xkvmd");
-    if (binary[0] != '/')
-        return control_reply_err(EINVAL, "--binary needs an absolute path, got '%s'", binary);
+/* The domains of a live update: every one, each at rest. */
+struct lu_run {
+    const struct live_update_request *rq;
+    struct domain **doms;
+    unsigned n;
+    struct xkvm_lu_host hr;
+    struct save_job *jobs;
+    int img_fd;
+    size_t img_len;
+    int keep[LU_KEPT_FDS_MAX];
+    unsigned nkeep;
+    char *err;
+    size_t errlen;
+};
 
-    if (migrate_jobs_running())
-        return control_reply_err(EBUSY, "a save, restore or migration is running: try again "
-                                 "when it is done");
-    /* Every domain must be at rest: nothing half built, moving, or held. */
-    struct domain **doms = calloc(XKVM_DOMID_LIMIT, sizeof(*doms));
-    if (!doms)
-        return control_reply_err(ENOMEM, "out of memory");
-    unsigned n = 0;
+/* Every domain, if each is at rest (nothing half built, moving or held). 0 or -EBUSY. */
+static int collect_domains(struct lu_run *r)
+{
     for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++) {
         struct domain *d = host.domains[id];
         if (!d)
             continue;
-        pthread_mutex_lock(&d->lock);
-        bool held = d->pause_count > d->toolstack_pauses + shutdown_pauses(d);
-        pthread_mutex_unlock(&d->lock);
-        if (d->migrating || d->restoring || held) {
-            free(doms);
-            return control_reply_err(EBUSY, "domain %u is being %s: try again when it is done",
-                                     id, d->migrating || d->restoring ? "saved, restored or migrated"
-                                                                      : "built or shut down");
+        if (d->migrating || d->restoring || !domain_at_rest(d)) {
+            snprintf(r->err, r->errlen, "domain %u is being %s: try again when it is done", id,
+                     d->migrating || d->restoring ? "saved, restored or migrated"
+                                                  : "built or shut down");
+            return -EBUSY;
         }
-        doms[n++] = d;
+        r->doms[r->n++] = d;
     }
-    /* The next binary rebuilds each domain's Xen frames in the region (and a margin). */
-    uint64_t need = xen_frames_in_use() + 64;
-    if (host.mm.lu_nr < need) {
-        free(doms);
-        return control_reply_err(ENOSPC, "the live-update region (%llu frames) is too small: "
-                                 "%u domains need %llu", (unsigned long long)host.mm.lu_nr, n,
-                                 (unsigned long long)need);
-    }
-    int rc = ask_binary(binary, err, sizeof(err));
-    if (rc) {
-        free(doms);
-        log_warn("live update refused: %s", err);
-        return control_reply_err(-rc, "%s", err);
-    }
-    log_info("live update to %s: %u domain(s)", binary, n);
+    return 0;
+}
 
+/* What must hold before anything is paused. 0, or -errno with r->err. */
+static int check_preconditions(struct lu_run *r)
+{
+    int rc = collect_domains(r);
+    if (rc)
+        return rc;
+    /* The next binary rebuilds each domain's Xen frames in the region (and a margin). */
+    uint64_t need = mm_count_xen_frames(&host.mm) + 64;
+    if (host.mm.lu_nr < need) {
+        snprintf(r->err, r->errlen, "the live-update region (%llu frames) is too small: "
+                 "%u domains need %llu", (unsigned long long)host.mm.lu_nr, r->n,
+                 (unsigned long long)need);
+        return -ENOSPC;
+    }
+    if ((rc = ask_binary(r->rq->binary, r->err, r->errlen))) {
+        log_warn("live update refused: %s", r->err);
+        return rc;
+    }
+    log_info("live update to %s: %u domain(s)", r->rq->binary, r->n);
     /* The worker finishes what it has queued: it must not die halfway in xenstored. */
     if (!toolstack_xs_stop()) {
-        free(doms);
-        return control_reply_err(EBUSY, "the xenstore worker is busy: try again");
+        snprintf(r->err, r->errlen, "the xenstore worker is busy: try again");
+        return -EBUSY;
     }
+    return 0;
+}
 
-    hr.t_pausing = host_monotonic_ns();
-    for (unsigned i = 0; i < n; i++)
-        domain_pause_begin(doms[i]);
-    for (unsigned i = 0; i < n; i++)
-        domain_pause_wait(doms[i]);
-    hr.t_paused = host_monotonic_ns();
-    migrate_wait_dom0_quiet(doms, n);
+static void pause_all(struct lu_run *r)
+{
+    r->hr.t_pausing = host_monotonic_ns();
+    for (unsigned i = 0; i < r->n; i++)
+        domain_pause_begin(r->doms[i]);
+    for (unsigned i = 0; i < r->n; i++)
+        domain_pause_wait(r->doms[i]);
+    r->hr.t_paused = host_monotonic_ns();
+    migrate_wait_dom0_quiet(r->doms, r->n);
     /* From here nothing writes guest state: timers fire again in the new binary. */
     event_thread_freeze(true);
+}
 
-    struct save_job *jobs = calloc(n ? n : 1, sizeof(*jobs));
-    int img_fd = -1;
-    struct xkvm_lu_writer w;
-    xkvm_lu_writer_init(&w, 0);
-    if (!jobs) {
-        rc = -ENOMEM;
-        snprintf(err, sizeof(err), "out of memory");
+/* Serialise every domain, in parallel. 0 or -errno with r->err. */
+static int save_all(struct lu_run *r)
+{
+    r->jobs = calloc(r->n ? r->n : 1, sizeof(*r->jobs));
+    if (!r->jobs) {
+        snprintf(r->err, r->errlen, "out of memory");
+        return -ENOMEM;
     }
-    for (unsigned i = 0; jobs && i < n; i++)
-        jobs[i] = (struct save_job){ .d = doms[i], .verify = verify };
-    if (!rc)
-        lu_parallel(n, sizeof(*jobs), jobs, run_save_job);
-    for (unsigned i = 0; !rc && i < n; i++)
-        if (jobs[i].rc) {
-            rc = jobs[i].rc;
-            snprintf(err, sizeof(err), "d%u: %s", doms[i]->domid, jobs[i].err);
+    for (unsigned i = 0; i < r->n; i++)
+        r->jobs[i] = (struct save_job){ .d = r->doms[i], .verify = r->rq->verify_memory };
+    lu_parallel(r->n, sizeof(*r->jobs), r->jobs, run_save_job);
+    for (unsigned i = 0; i < r->n; i++)
+        if (r->jobs[i].rc) {
+            snprintf(r->err, r->errlen, "d%u: %s", r->doms[i]->domid, r->jobs[i].err);
+            return r->jobs[i].rc;
         }
+    return 0;
+}
 
-    /* The image: HOST, the fds, our arguments, the domains, END. */
-    if (!rc) {
-        img_fd = memfd_create("xkvm-live-update", 0);
-        if (img_fd < 0) {
-            rc = -errno;
-            snprintf(err, sizeof(err), "memfd: %s", strerror(errno));
-        }
-    }
+/* The fds the next binary inherits, as FD records, and in r->keep. */
+static void write_fd_records(struct lu_run *r, struct xkvm_lu_writer *w)
+{
     const struct { uint32_t role; int fd; } fds[] = {
         { XKVM_LU_FD_MACHINE_MEMORY, host.mm.fd },
         { XKVM_LU_FD_CONTROL_LISTEN, daemon_info.control_listen_fd },
         { XKVM_LU_FD_DOM0_LISTEN, daemon_info.dom0_listen_fd },
         { XKVM_LU_FD_MIGRATE_LISTEN, daemon_info.migrate_listen_fd },
         { XKVM_LU_FD_PIDFILE, daemon_info.pidfile_fd },
-        { XKVM_LU_FD_CLIENT, client_fd },
+        { XKVM_LU_FD_CLIENT, r->rq->client_fd },
         { XKVM_LU_FD_OLD_BINARY, daemon_info.self_fd },
     };
-    int keep[sizeof(fds) / sizeof(fds[0]) + 1];
-    unsigned nkeep = 0;
-    hr.nr_frames = host.mm.nr_frames;
-    hr.lu_region_mfn = host.mm.lu_mfn;
-    hr.lu_region_nr = host.mm.lu_nr;
-    hr.nr_domains = n;
-    hr.flags = verify ? XKVM_LU_HOST_VERIFY_MEMORY : 0;
-    xkvm_lu_write(&w, XKVM_LU_REC_HOST, 0, &hr, sizeof(hr));
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i].fd >= 0) {
             int32_t f = fds[i].fd;
-            xkvm_lu_write(&w, XKVM_LU_REC_FD, fds[i].role, &f, sizeof(f));
-            keep[nkeep++] = fds[i].fd;
+            xkvm_lu_write(w, XKVM_LU_REC_FD, fds[i].role, &f, sizeof(f));
+            r->keep[r->nkeep++] = fds[i].fd;
         }
-    keep[nkeep++] = img_fd;
+    r->keep[r->nkeep++] = r->img_fd;
+}
+
+/* xkvmd's own arguments, NUL-separated, for the next binary. false if out of memory. */
+static bool write_argv_record(struct xkvm_lu_writer *w)
+{
     size_t alen = 0;
     for (int i = 0; i < daemon_info.argc; i++)
         alen += strlen(daemon_info.argv[i]) + 1;
@@ -535,82 +507,138 @@ struct json_object *live_update_request(struct json_object *req, int client_fd)
     for (int i = 0; args && i < daemon_info.argc; i++)
         ap = stpcpy(ap, daemon_info.argv[i]) + 1;
     if (args)
-        xkvm_lu_write(&w, XKVM_LU_REC_ARGV, 0, args, alen);
+        xkvm_lu_write(w, XKVM_LU_REC_ARGV, 0, args, alen);
     free(args);
-    for (unsigned i = 0; jobs && i < n; i++)
-        xkvm_lu_append_records(&w, &jobs[i].w);
+    return args != NULL;
+}
+
+/* The image (HOST, the fds, our arguments, the domains, END) in a memfd. */
+static int write_image(struct lu_run *r)
+{
+    r->img_fd = memfd_create("xkvm-live-update", 0);
+    if (r->img_fd < 0) {
+        snprintf(r->err, r->errlen, "memfd: %s", strerror(errno));
+        return -errno;
+    }
+    struct xkvm_lu_writer w;
+    xkvm_lu_writer_init(&w, 0);
+    r->hr.nr_frames = host.mm.nr_frames;
+    r->hr.lu_region_mfn = host.mm.lu_mfn;
+    r->hr.lu_region_nr = host.mm.lu_nr;
+    r->hr.nr_domains = r->n;
+    r->hr.flags = r->rq->verify_memory ? XKVM_LU_HOST_VERIFY_MEMORY : 0;
+    xkvm_lu_write(&w, XKVM_LU_REC_HOST, 0, &r->hr, sizeof(r->hr));
+    write_fd_records(r, &w);
+    bool args_ok = write_argv_record(&w);
+    for (unsigned i = 0; i < r->n; i++)
+        xkvm_lu_append_records(&w, &r->jobs[i].w);
 #ifdef XKVM_LU_TEST_NEXT
-    uint64_t next[2] = { 0x4e455854u, n };
+    uint64_t next[2] = { 0x4e455854u, r->n };
     xkvm_lu_write(&w, XKVM_LU_REC_TEST_NEXT, 0, next, sizeof(next));
 #endif
-    if (!rc && (!args || xkvm_lu_finish(&w))) {
+    int rc = 0;
+    if (!args_ok || xkvm_lu_finish(&w)) {
         rc = -ENOMEM;
-        snprintf(err, sizeof(err), "out of memory for the image");
+        snprintf(r->err, r->errlen, "out of memory for the image");
     }
     if (!rc) {
-        hr.t_saved = host_monotonic_ns();       /* in place in HOST, the first record */
+        r->hr.t_saved = host_monotonic_ns();       /* in place in HOST, the first record */
         memcpy(w.buf + XKVM_LU_HDR_SIZE + XKVM_LU_RHDR_SIZE +
-               offsetof(struct xkvm_lu_host, t_saved), &hr.t_saved, sizeof(hr.t_saved));
+               offsetof(struct xkvm_lu_host, t_saved), &r->hr.t_saved, sizeof(r->hr.t_saved));
+        if ((rc = write_all(r->img_fd, w.buf, w.len)))
+            snprintf(r->err, r->errlen, "writing the image: %s", strerror(-rc));
     }
-    if (!rc && (rc = write_all(img_fd, w.buf, w.len)))
-        snprintf(err, sizeof(err), "writing the image: %s", strerror(-rc));
-    size_t img_len = w.len;
+    r->img_len = w.len;
     xkvm_lu_writer_release(&w);
-    for (unsigned i = 0; jobs && i < n; i++)
-        xkvm_lu_writer_release(&jobs[i].w);
-    free(jobs);
+    return rc;
+}
 
-    if (!rc) {
-        char fdarg[64];
-        snprintf(fdarg, sizeof(fdarg), "%d,%d", img_fd, daemon_info.self_fd);
-        char **argv = calloc((size_t)daemon_info.argc + 3, sizeof(*argv));
-        if (argv) {
-            for (int i = 0; i < daemon_info.argc; i++)
-                argv[i] = daemon_info.argv[i];
-            argv[daemon_info.argc] = "--lu-resume";
-            argv[daemon_info.argc + 1] = fdarg;
-            argv[0] = (char *)binary;
-            if (fault)
-                setenv("XKVM_LU_FAULT", fault, 1);
-            else
-                unsetenv("XKVM_LU_FAULT");
-            if ((rc = mark_fds_for_exec(keep, nkeep))) {
-                snprintf(err, sizeof(err), "keeping the fds across exec: %s", strerror(-rc));
-                free(argv);
-                goto not_handed_over;
-            }
-            log_info("live update: %u domain(s) paused in %.2f ms, image of %zu bytes in "
-                     "%.2f ms; exec %s", n, (double)(hr.t_paused - hr.t_pausing) / 1e6,
-                     img_len, (double)(hr.t_saved - hr.t_paused) / 1e6, binary);
-            /* t_exec, in place in the HOST record (the first one). */
-            uint64_t t_exec = host_monotonic_ns();
-            (void)!pwrite(img_fd, &t_exec, sizeof(t_exec), XKVM_LU_HDR_SIZE + XKVM_LU_RHDR_SIZE +
-                   offsetof(struct xkvm_lu_host, t_exec));
-            execv(binary, argv);
-            rc = -errno;
-            snprintf(err, sizeof(err), "exec %s: %s", binary, strerror(errno));
-            unsetenv("XKVM_LU_FAULT");
-            free(argv);
-        } else {
-            rc = -ENOMEM;
-            snprintf(err, sizeof(err), "out of memory");
-        }
+/* exec the next binary with the image. Returns only if that failed: -errno. */
+static int exec_next(struct lu_run *r)
+{
+    char fdarg[64];
+    snprintf(fdarg, sizeof(fdarg), "%d,%d", r->img_fd, daemon_info.self_fd);
+    char **argv = calloc((size_t)daemon_info.argc + 3, sizeof(*argv));
+    if (!argv) {
+        snprintf(r->err, r->errlen, "out of memory");
+        return -ENOMEM;
     }
-not_handed_over:
-    /* Still here: nothing was handed over. Everything runs on as before. */
-    {
-        /* Those that are not meant to be inherited by children (the services) again. */
-        const int again[] = { client_fd, daemon_info.pidfile_fd, daemon_info.self_fd };
-        for (size_t i = 0; i < sizeof(again) / sizeof(again[0]); i++)
-            if (again[i] >= 0)
-                fcntl(again[i], F_SETFD, FD_CLOEXEC);
+    for (int i = 0; i < daemon_info.argc; i++)
+        argv[i] = daemon_info.argv[i];
+    argv[daemon_info.argc] = "--lu-resume";
+    argv[daemon_info.argc + 1] = fdarg;
+    argv[0] = (char *)r->rq->binary;
+    if (r->rq->inject_fault)
+        setenv("XKVM_LU_FAULT", r->rq->inject_fault, 1);
+    else
+        unsetenv("XKVM_LU_FAULT");
+    int rc = mark_fds_for_exec(r->keep, r->nkeep);
+    if (rc) {
+        snprintf(r->err, r->errlen, "keeping the fds across exec: %s", strerror(-rc));
+    } else {
+        log_info("live update: %u domain(s) paused in %.2f ms, image of %zu bytes in "
+                 "%.2f ms; exec %s", r->n, (double)(r->hr.t_paused - r->hr.t_pausing) / 1e6,
+                 r->img_len, (double)(r->hr.t_saved - r->hr.t_paused) / 1e6, r->rq->binary);
+        /* t_exec, in place in the HOST record (the first one). */
+        uint64_t t_exec = host_monotonic_ns();
+        (void)!pwrite(r->img_fd, &t_exec, sizeof(t_exec), XKVM_LU_HDR_SIZE +
+                      XKVM_LU_RHDR_SIZE + offsetof(struct xkvm_lu_host, t_exec));
+        execv(r->rq->binary, argv);
+        rc = -errno;
+        snprintf(r->err, r->errlen, "exec %s: %s", r->rq->binary, strerror(errno));
+        unsetenv("XKVM_LU_FAULT");
     }
-    if (img_fd >= 0)
-        close(img_fd);
+    free(argv);
+    return rc;
+}
+
+/* Still here after the pause: nothing was handed over. Everything runs on as before. */
+static void undo_pause(struct lu_run *r)
+{
+    /* Those that are not meant to be inherited by children (the services) again. */
+    const int again[] = { r->rq->client_fd, daemon_info.pidfile_fd, daemon_info.self_fd };
+    for (size_t i = 0; i < sizeof(again) / sizeof(again[0]); i++)
+        if (again[i] >= 0)
+            fcntl(again[i], F_SETFD, FD_CLOEXEC);
+    if (r->img_fd >= 0)
+        close(r->img_fd);
     event_thread_freeze(false);
-    resume_all(doms, n);
-    free(doms);
+    resume_all(r->doms, r->n);
     toolstack_xs_start(host.rundir);
-    log_err("live update failed, every domain runs on here: %s", err);
-    return control_reply_err(-rc, "live update failed (nothing changed): %s", err);
+}
+
+int live_update_run(const struct live_update_request *rq, char *err, size_t errlen)
+{
+    struct lu_run r = { .rq = rq, .img_fd = -1, .err = err, .errlen = errlen,
+                        .hr = { .t_request = host_monotonic_ns() } };
+    if (daemon_info.self_fd < 0 || !rq->binary || !rq->binary[0]) {
+        snprintf(err, errlen, "live update is not set up in this xkvmd");
+        return -ENOTSUP;
+    }
+    if (rq->binary[0] != '/') {
+        snprintf(err, errlen, "--binary needs an absolute path, got '%s'", rq->binary);
+        return -EINVAL;
+    }
+    if (!(r.doms = calloc(XKVM_DOMID_LIMIT, sizeof(*r.doms)))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = check_preconditions(&r);
+    if (rc) {
+        free(r.doms);
+        return rc;
+    }
+    pause_all(&r);
+    if (!(rc = save_all(&r)) && !(rc = write_image(&r)))
+        rc = exec_next(&r);
+    for (unsigned i = 0; r.jobs && i < r.n; i++)
+        xkvm_lu_writer_release(&r.jobs[i].w);
+    free(r.jobs);
+    undo_pause(&r);
+    free(r.doms);
+    char why[512];
+    snprintf(why, sizeof(why), "%s", err);
+    log_err("live update failed, every domain runs on here: %s", why);
+    snprintf(err, errlen, "live update failed (nothing changed): %s", why);
+    return rc;
 }

@@ -26,8 +26,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
-
-struct json_object;
+#include <stddef.h>
 
 /* What xkvmd started with, and the fds a live update hands on. */
 struct lu_daemon {
@@ -44,12 +43,23 @@ struct lu_daemon {
 /* xkvmd main, once it serves (or has resumed): remember how to hand over. */
 void live_update_init(const struct lu_daemon *dm);
 
+/* What the toolstack asked for (xkvm live-update; the daemon parses the request). */
+struct live_update_request {
+    const char *binary;         /* absolute path of the next xkvmd */
+    bool verify_memory;         /* hash every guest frame before and after */
+    const char *inject_fault;   /* tests: the phase the new binary fails at, or NULL */
+    int client_fd;              /* the client's connection: the new xkvmd answers there */
+};
+
+/* The default next binary: the one this xkvmd was started from. */
+const char *live_update_self_path(void);
+
 /*
- * The "live-update" control request from the client on client_fd (main thread).
- * On success it does not return: the new xkvmd answers the client. Otherwise the
- * error reply, with every domain running as before.
+ * Run a live update (main thread; the caller made sure no save, restore or migration
+ * job runs). On success it does not return: the new xkvmd answers the client.
+ * Otherwise -errno and a message, with every domain running as before.
  */
-struct json_object *live_update_request(struct json_object *req, int client_fd);
+int live_update_run(const struct live_update_request *rq, char *err, size_t errlen);
 
 /* xkvmd --lu-accepts MAJOR.MINOR: print the verdict; the exit status (0 = yes). */
 int live_update_accepts_main(const char *version);

@@ -18,7 +18,7 @@
 #include <unistd.h>
 #include <json-c/json.h>
 
-#include "hv/control.h"
+#include "util/control_reply.h"
 #include "hv/dom0.h"
 #include "hv/domain.h"
 #include "hv/event_state.h"

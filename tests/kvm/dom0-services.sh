@@ -20,13 +20,13 @@
 #
 # A check whose service is not built (build/src/dom0/<dir>/<binary>) is SKIPped with
 # the reason; with DOM0_SERVICES=0 (lib.sh: xkvmd --no-dom0-services) all are
-# SKIPped. xkvmd finds the services itself (src/hv/services.c); they log to
+# SKIPped. xkvmd finds the services itself (src/daemon/services.c); they log to
 # RUNDIR/<name>.log and keep their pids in RUNDIR/services/<name>.pid.
 source "$(dirname "$0")/lib.sh"
 require_kvm
 
 svc_bin() { echo "$BUILD/src/dom0/$2/$1"; }
-have_svc() { [ -x "$(svc_bin "$1" "$2")" ] || [ -x "$BUILD/src/hv/$1" ]; }
+have_svc() { [ -x "$(svc_bin "$1" "$2")" ] || [ -x "$BUILD/src/daemon/$1" ]; }
 HAVE_XS=0; HAVE_CONS=0; HAVE_BLK=0
 have_svc xkvm-xenstored xenstored && HAVE_XS=1
 have_svc xkvm-consoled consoled && HAVE_CONS=1

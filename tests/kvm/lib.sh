@@ -3,7 +3,7 @@
 set -u
 ROOT=${XKVM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 BUILD=${XKVM_BUILD:-$ROOT/build}
-XKVMD=$BUILD/src/hv/xkvmd
+XKVMD=$BUILD/src/daemon/xkvmd
 XKVM=$BUILD/src/tools/xkvm
 GUEST=$BUILD/guest/xkvm-guest
 SUITE=${SUITE:-$(basename "$0" .sh)}

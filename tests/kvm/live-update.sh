@@ -28,8 +28,8 @@ source "$(dirname "$0")/lib.sh"
 UPDATES=${UPDATES:-3}
 NDOMS=${NDOMS:-4}
 [ "${XKVM_SOAK:-0}" = 1 ] && UPDATES=20
-NEXT=$BUILD/src/hv/xkvmd-lu-next
-MAJOR=$BUILD/src/hv/xkvmd-lu-major
+NEXT=$BUILD/src/daemon/xkvmd-lu-next
+MAJOR=$BUILD/src/daemon/xkvmd-lu-major
 
 # ---- the version handshake (no KVM) ----
 # This build's image version, as xkvmd says it ("... (is M.m)").

@@ -1,5 +1,5 @@
 /* Supervision of the dom0 services: start, adopt, notice deaths, restart with backoff. */
-#include "hv/services.h"
+#include "daemon/services.h"
 
 #include <errno.h>
 #include <fcntl.h>

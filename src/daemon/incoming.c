@@ -9,7 +9,7 @@
  * --migrate-max-total, checked before anything is built for it (restore.c asks
  * the slot's gate). docs/migration.md.
  */
-#include "migrate/migrate_job.h"
+#include "daemon/migrate_job.h"
 
 #include <errno.h>
 #include <netdb.h>

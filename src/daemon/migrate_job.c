@@ -1,5 +1,5 @@
 /* Save, restore and migrate jobs, and the incoming-migration listener: migrate_job.h. */
-#include "migrate/migrate_job.h"
+#include "daemon/migrate_job.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "hv/control.h"
+#include "util/control_reply.h"
 #include "hv/domain.h"
 #include "hv/hv.h"
 #include "migrate/migrate.h"

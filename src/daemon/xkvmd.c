@@ -19,22 +19,22 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hv/control.h"
+#include "daemon/control.h"
+#include "daemon/lu_command.h"
+#include "util/control_reply.h"
 #include "migrate/live_update.h"
 #include "migrate/migrate.h"
-#include "migrate/migrate_job.h"
+#include "daemon/migrate_job.h"
 #include "hv/dom0.h"
 #include "hv/domain.h"
 #include "hv/event.h"
 #include "hv/hv.h"
-#include "hv/services.h"
+#include "daemon/services.h"
 #include "hv/toolstack_xs.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
 #include "xkvm/control.h"
 #include "xkvm/live_update.h"
-
-struct host host;
 
 #define DEFAULT_MACHINE_MEMORY (4ULL << 30)
 #define MAX_CLIENTS 64
@@ -64,113 +64,6 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void host_notify(void)
-{
-    uint64_t one = 1;
-    ssize_t r = write(host.notify_fd, &one, sizeof(one));
-    (void)r;
-}
-static void detect_kvm_module(void)
-{
-    static const char *const mods[] = { "kvm_pvm", "kvm_intel", "kvm_amd" };
-    snprintf(host.kvm_module, sizeof(host.kvm_module), "unknown");
-    for (size_t i = 0; i < sizeof(mods) / sizeof(mods[0]); i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/sys/module/%s", mods[i]);
-        if (access(path, F_OK) == 0) {
-            snprintf(host.kvm_module, sizeof(host.kvm_module), "%s", mods[i]);
-            return;
-        }
-    }
-}
-
-static void kick_handler(int sig)
-{
-    (void)sig;   /* only interrupts KVM_RUN */
-}
-
-/* KVM_GET_TSC_KHZ is a vCPU ioctl: ask a throwaway vCPU. 0 if unknown. */
-static uint32_t probe_tsc_khz(void)
-{
-    int khz = -1;
-    int vm = ioctl(host.kvm_fd, KVM_CREATE_VM, 0);
-    int vcpu = vm >= 0 ? ioctl(vm, KVM_CREATE_VCPU, 0) : -1;
-    if (vcpu >= 0)
-        khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
-    if (vcpu >= 0)
-        close(vcpu);
-    if (vm >= 0)
-        close(vm);
-    return khz > 0 ? (uint32_t)khz : 0;
-}
-
-int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t errlen)
-{
-    snprintf(host.rundir, sizeof(host.rundir), "%s", rundir);
-    pthread_mutex_init(&host.lock, NULL);
-    pthread_cond_init(&host.refs_cond, NULL);
-    host.next_domid = 1;
-    detect_kvm_module();
-
-    host.kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (host.kvm_fd < 0) {
-        snprintf(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
-        return -errno;
-    }
-    if (ioctl(host.kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
-        snprintf(err, errlen, "unsupported KVM API version");
-        return -EINVAL;
-    }
-    static const struct { int cap; const char *name; } required[] = {
-        { KVM_CAP_SPLIT_IRQCHIP, "KVM_CAP_SPLIT_IRQCHIP" },
-        { KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI" },
-        { KVM_CAP_X86_USER_SPACE_MSR, "KVM_CAP_X86_USER_SPACE_MSR" },
-        { KVM_CAP_X86_MSR_FILTER, "KVM_CAP_X86_MSR_FILTER" },
-        { KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
-        { KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
-    };
-    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
-        if (ioctl(host.kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
-            snprintf(err, errlen, "KVM lacks %s", required[i].name);
-            return -ENOTSUP;
-        }
-    int sync = ioctl(host.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
-    host.has_sync_regs = sync > 0 && (sync & (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS)) ==
-                                     (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS);
-    host.vcpu_mmap_size = ioctl(host.kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-    if (host.vcpu_mmap_size <= 0) {
-        snprintf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed");
-        return -EINVAL;
-    }
-    unsigned nent = 256;
-    host.supported_cpuid = calloc(1, sizeof(struct kvm_cpuid2) +
-                                     nent * sizeof(struct kvm_cpuid_entry2));
-    host.supported_cpuid->nent = nent;
-    if (ioctl(host.kvm_fd, KVM_GET_SUPPORTED_CPUID, host.supported_cpuid) < 0) {
-        snprintf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
-        return -errno;
-    }
-    host.tsc_khz = probe_tsc_khz();
-
-    /* 0: live update, which takes over the previous xkvmd's machine memory. */
-    int rc = machine_memory ? mm_init(&host.mm, machine_memory) : 0;
-    if (rc) {
-        snprintf(err, errlen, "machine memory of %llu MiB: %s",
-                 (unsigned long long)(machine_memory >> 20), strerror(-rc));
-        return rc;
-    }
-    host.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if ((rc = event_host_init())) {
-        snprintf(err, errlen, "starting the event thread: %s", strerror(-rc));
-        return rc;
-    }
-
-    struct sigaction sa = { .sa_handler = kick_handler };
-    sigemptyset(&sa.sa_mask);
-    sigaction(VCPU_KICK_SIGNAL, &sa, NULL);   /* no SA_RESTART: KVM_RUN returns EINTR */
-    return 0;
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -542,8 +435,10 @@ static int serve(int listen_fd)
     }
     for (int i = 0; i < MAX_CLIENTS; i++)
         clients[i] = (struct client){ .fd = -1, .passed_fd = -1 };
-    if (start_services)
+    if (start_services) {
         services_start(host.rundir, epoll_fd);
+        toolstack_xs_expect_xenstored(services_xenstored_expected());
+    }
 
     while (!stop_requested) {
         struct epoll_event evs[16];

@@ -1,49 +1,42 @@
-#include "hv/control.h"
+/*
+ * The control socket's commands (docs/control-api.md): one table, name -> handler and
+ * what the handler needs (a domain named by "domid", the client's connection). The
+ * plumbing below the table never names a command.
+ */
+#include "daemon/control.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/lu_command.h"
+#include "daemon/migrate_job.h"
 #include "hv/domain.h"
 #include "hv/event.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/vcpu.h"
-#include "migrate/live_update.h"
-#include "migrate/migrate_job.h"
 #include "migrate/pv_save.h"
+#include "util/control_reply.h"
 #include "util/log.h"
 #include "util/text.h"
 #include "xkvm/ctx.h"
 #include "xkvm/control.h"
 
-struct json_object *control_reply_ok(void)
-{
-    struct json_object *r = json_object_new_object();
-    json_object_object_add(r, "ok", json_object_new_boolean(1));
-    return r;
-}
-
-struct json_object *control_reply_err(int err, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    struct json_object *r = json_object_new_object();
-    json_object_object_add(r, "ok", json_object_new_boolean(0));
-    json_object_object_add(r, "error", json_object_new_string(msg));
-    const char *name = strerrorname_np(err);
-    json_object_object_add(r, "errno", json_object_new_string(name ? name : "EIO"));
-    return r;
-}
-
 #define reply_ok control_reply_ok
 #define reply_err control_reply_err
+
+/* One request as a handler sees it. */
+struct request {
+    struct json_object *req;
+    const char *cmd;
+    struct domain *d;           /* CMD_DOMAIN: the live domain "domid" names */
+    int client_fd;              /* the client's connection, or -1 */
+    int *file_fd;               /* a descriptor passed with the request, or -1 */
+    bool *detached;             /* set by a handler that took the connection over */
+};
 
 /* The request's "domid" as a live domain, or an error reply in *reply. */
 static struct domain *request_domain(struct json_object *req, struct json_object **reply)
@@ -74,8 +67,9 @@ static struct json_object *p2m_state_json(struct p2m *p)
     return o;
 }
 
-static struct json_object *cmd_create(struct json_object *req)
+static struct json_object *cmd_create(struct request *rq)
 {
+    struct json_object *req = rq->req;
     struct json_object *cfgj, *pausedj;
     if (!json_object_object_get_ex(req, "config", &cfgj))
         return reply_err(EINVAL, "create needs a \"config\" object");
@@ -131,8 +125,9 @@ static struct json_object *domain_json(struct domain *d)
     return o;
 }
 
-static struct json_object *cmd_list(void)
+static struct json_object *cmd_list(struct request *rq)
 {
+    (void)rq;
     struct json_object *arr = json_object_new_array();
     for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
         if (domain_listed(host.domains[id]))
@@ -142,8 +137,9 @@ static struct json_object *cmd_list(void)
     return r;
 }
 
-static struct json_object *cmd_info(void)
+static struct json_object *cmd_info(struct request *rq)
 {
+    (void)rq;
     struct json_object *r = reply_ok();
     uint64_t total_kb = host.mm.nr_frames * (XKVM_PAGE_SIZE / 1024);
     uint64_t free_kb = mm_free_frames(&host.mm) * (XKVM_PAGE_SIZE / 1024);
@@ -163,51 +159,73 @@ static struct json_object *cmd_info(void)
     return r;
 }
 
-static struct json_object *cmd_domain_op(struct json_object *req, const char *cmd)
+static struct json_object *cmd_ping(struct request *rq)
 {
-    struct json_object *reply = NULL;
-    struct domain *d = request_domain(req, &reply);
-    if (!d)
-        return reply;
-    if (!strcmp(cmd, "pause")) {
-        if (d->shutdown_code >= 0)
-            return reply_err(EINVAL, "domain %u has shut down", d->domid);
-        domain_toolstack_pause(d);
-    } else if (!strcmp(cmd, "unpause")) {
-        if (d->shutdown_code >= 0)
-            return reply_err(EINVAL, "domain %u has shut down", d->domid);
-        if (domain_toolstack_unpause(d))
-            return reply_err(EINVAL, "domain %u is not paused", d->domid);
-    } else if (!strcmp(cmd, "destroy")) {
-        if (d->migrating)
-            return reply_err(EBUSY, "domain %u is being saved or migrated", d->domid);
-        domain_destroy(d);
-    } else if (!strcmp(cmd, "debug-state")) {
-        struct json_object *r = reply_ok();
-        struct json_object *st = json_object_new_object();
-        json_object_object_add(st, "domid", json_object_new_int(d->domid));
-        json_object_object_add(st, "events", event_state_json(d));
-        json_object_object_add(st, "grant_table", gnttab_state_json(d));
-        struct json_object *params = json_object_new_object();
-        for (unsigned i = 0; i < HVM_NR_PARAMS; i++) {
-            if (!d->hvm_params[i])
-                continue;
-            char name[16];
-            snprintf(name, sizeof(name), "%u", i);
-            json_object_object_add(params, name, json_object_new_int64((int64_t)d->hvm_params[i]));
-        }
-        json_object_object_add(st, "hvm_params", params);
-        json_object_object_add(st, "p2m", p2m_state_json(&d->p2m));
-        json_object_object_add(r, "state", st);
-        return r;
-    } else if (!strcmp(cmd, "console")) {
-        char path[PATH_MAX + 32];
-        snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.rundir, d->domid);
-        struct json_object *r = reply_ok();
-        json_object_object_add(r, "path", json_object_new_string(path));
-        return r;
-    }
+    (void)rq;
+    struct json_object *r = reply_ok();
+    json_object_object_add(r, "pid", json_object_new_int(getpid()));
+    return r;
+}
+
+static struct json_object *cmd_pause(struct request *rq)
+{
+    if (rq->d->shutdown_code >= 0)
+        return reply_err(EINVAL, "domain %u has shut down", rq->d->domid);
+    domain_toolstack_pause(rq->d);
     return reply_ok();
+}
+
+static struct json_object *cmd_unpause(struct request *rq)
+{
+    if (rq->d->shutdown_code >= 0)
+        return reply_err(EINVAL, "domain %u has shut down", rq->d->domid);
+    if (domain_toolstack_unpause(rq->d))
+        return reply_err(EINVAL, "domain %u is not paused", rq->d->domid);
+    return reply_ok();
+}
+
+static struct json_object *cmd_destroy(struct request *rq)
+{
+    if (rq->d->migrating)
+        return reply_err(EBUSY, "domain %u is being saved or migrated", rq->d->domid);
+    domain_destroy(rq->d);
+    return reply_ok();
+}
+
+static struct json_object *cmd_console(struct request *rq)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.rundir, rq->d->domid);
+    struct json_object *r = reply_ok();
+    json_object_object_add(r, "path", json_object_new_string(path));
+    return r;
+}
+
+static struct json_object *hvm_params_json(const struct domain *d)
+{
+    struct json_object *params = json_object_new_object();
+    for (unsigned i = 0; i < HVM_NR_PARAMS; i++) {
+        if (!d->hvm_params[i])
+            continue;
+        char name[16];
+        snprintf(name, sizeof(name), "%u", i);
+        json_object_object_add(params, name, json_object_new_int64((int64_t)d->hvm_params[i]));
+    }
+    return params;
+}
+
+static struct json_object *cmd_debug_state(struct request *rq)
+{
+    struct domain *d = rq->d;
+    struct json_object *r = reply_ok();
+    struct json_object *st = json_object_new_object();
+    json_object_object_add(st, "domid", json_object_new_int(d->domid));
+    json_object_object_add(st, "events", event_state_json(d));
+    json_object_object_add(st, "grant_table", gnttab_state_json(d));
+    json_object_object_add(st, "hvm_params", hvm_params_json(d));
+    json_object_object_add(st, "p2m", p2m_state_json(&d->p2m));
+    json_object_object_add(r, "state", st);
+    return r;
 }
 
 /* Standard base64 (RFC 4648, with padding) of len bytes; NULL if out of memory. */
@@ -244,12 +262,9 @@ static char *base64_encode(const uint8_t *in, size_t len)
  * domain-context: pause the domain, encode its PV state as a domain context image
  * (docs/domain-context.md), unpause, and reply with the image in base64.
  */
-static struct json_object *cmd_domain_context(struct json_object *req)
+static struct json_object *cmd_domain_context(struct request *rq)
 {
-    struct json_object *reply = NULL;
-    struct domain *d = request_domain(req, &reply);
-    if (!d)
-        return reply;
+    struct domain *d = rq->d;
     struct xkvm_ctx_writer w;
     xkvm_ctx_writer_init_buffer(&w);
     char err[512] = "";
@@ -281,35 +296,73 @@ static struct json_object *cmd_domain_context(struct json_object *req)
     return r;
 }
 
-struct json_object *control_handle(struct json_object *req)
+/* save, restore, migrate: a job on its own thread, which may take the connection. */
+static struct json_object *cmd_job(struct request *rq)
 {
-    struct json_object *cmdj;
-    if (!json_object_is_type(req, json_type_object) ||
-        !json_object_object_get_ex(req, "cmd", &cmdj) ||
+    return migrate_job_start(rq->req, rq->cmd, rq->client_fd, rq->file_fd, rq->detached);
+}
+
+/* live-update: returns only if the update failed (else the new binary answers). */
+static struct json_object *cmd_live_update(struct request *rq)
+{
+    return lu_command(rq->req, rq->client_fd);
+}
+
+/* What a command needs before its handler runs. */
+enum {
+    CMD_DOMAIN = 1u << 0,       /* a live domain named by "domid" (else ESRCH) */
+    CMD_CONNECTION = 1u << 1,   /* a client connection (not there: unknown command) */
+};
+
+static const struct command {
+    const char *name;
+    struct json_object *(*fn)(struct request *rq);
+    unsigned flags;
+} commands[] = {
+    { "create",         cmd_create,         0 },
+    { "list",           cmd_list,           0 },
+    { "info",           cmd_info,           0 },
+    { "ping",           cmd_ping,           0 },
+    { "pause",          cmd_pause,          CMD_DOMAIN },
+    { "unpause",        cmd_unpause,        CMD_DOMAIN },
+    { "destroy",        cmd_destroy,        CMD_DOMAIN },
+    { "console",        cmd_console,        CMD_DOMAIN },
+    { "debug-state",    cmd_debug_state,    CMD_DOMAIN },
+    { "domain-context", cmd_domain_context, CMD_DOMAIN },
+    { "save",           cmd_job,            CMD_CONNECTION },
+    { "restore",        cmd_job,            CMD_CONNECTION },
+    { "migrate",        cmd_job,            CMD_CONNECTION },
+    { "live-update",    cmd_live_update,    CMD_CONNECTION },
+};
+
+static const struct command *find_command(const char *name, bool connected)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(commands[i].name, name) &&
+            (connected || !(commands[i].flags & CMD_CONNECTION)))
+            return &commands[i];
+    return NULL;
+}
+
+static struct json_object *dispatch(struct request *rq)
+{
+    struct json_object *cmdj, *reply = NULL;
+    if (!json_object_is_type(rq->req, json_type_object) ||
+        !json_object_object_get_ex(rq->req, "cmd", &cmdj) ||
         !json_object_is_type(cmdj, json_type_string))
         return reply_err(EINVAL, "a request is a JSON object with a string \"cmd\"");
-    const char *cmd = json_object_get_string(cmdj);
-    if (strlen(cmd) != (size_t)json_object_get_string_len(cmdj))
+    rq->cmd = json_object_get_string(cmdj);
+    if (strlen(rq->cmd) != (size_t)json_object_get_string_len(cmdj))
         return reply_err(EINVAL, "\"cmd\" contains a NUL byte");
-    if (!strcmp(cmd, "create"))
-        return cmd_create(req);
-    if (!strcmp(cmd, "list"))
-        return cmd_list();
-    if (!strcmp(cmd, "info"))
-        return cmd_info();
-    if (!strcmp(cmd, "pause") || !strcmp(cmd, "unpause") || !strcmp(cmd, "destroy") ||
-        !strcmp(cmd, "console") || !strcmp(cmd, "debug-state"))
-        return cmd_domain_op(req, cmd);
-    if (!strcmp(cmd, "domain-context"))
-        return cmd_domain_context(req);
-    if (!strcmp(cmd, "ping")) {
-        struct json_object *r = reply_ok();
-        json_object_object_add(r, "pid", json_object_new_int(getpid()));
-        return r;
+    const struct command *c = find_command(rq->cmd, rq->client_fd >= 0);
+    if (!c) {
+        char quoted[300];
+        return reply_err(EINVAL, "unknown command \"%s\"",
+                         text_excerpt(quoted, sizeof(quoted), rq->cmd, 64));
     }
-    char quoted[300];
-    return reply_err(EINVAL, "unknown command \"%s\"",
-                     text_excerpt(quoted, sizeof(quoted), cmd, 64));
+    if ((c->flags & CMD_DOMAIN) && !(rq->d = request_domain(rq->req, &reply)))
+        return reply;
+    return c->fn(rq);
 }
 
 /* Parse one line as exactly one JSON value, with nothing but white space after it. */
@@ -348,66 +401,23 @@ static struct json_object *parse_request(const char *line, size_t len, char *err
     return obj;
 }
 
-char *control_handle_line(const char *line, size_t len)
-{
-    bool detached;
-    int no_file = -1;
-    return control_handle_line_fd(line, len, -1, &no_file, &detached);
-}
-
 char *control_handle_line_fd(const char *line, size_t len, int fd, int *file_fd,
                              bool *detached)
 {
     char err[256];
     *detached = false;
-    struct json_object *req = parse_request(line, len, err, sizeof(err));
-    struct json_object *reply = NULL, *cmdj;
-    if (req && fd >= 0 && json_object_object_get_ex(req, "cmd", &cmdj) &&
-        json_object_is_type(cmdj, json_type_string)) {
-        const char *cmd = json_object_get_string(cmdj);
-        if (!strcmp(cmd, "save") || !strcmp(cmd, "restore") || !strcmp(cmd, "migrate")) {
-            reply = migrate_job_start(req, cmd, fd, file_fd, detached);
-            if (*detached) {
-                json_object_put(req);
-                return NULL;
-            }
-        } else if (!strcmp(cmd, "live-update")) {
-            reply = live_update_request(req, fd);   /* returns only if it failed */
-        }
+    struct json_object *req = parse_request(line, len, err, sizeof(err)), *reply;
+    if (req) {
+        struct request rq = { .req = req, .client_fd = fd, .file_fd = file_fd,
+                              .detached = detached };
+        reply = dispatch(&rq);
+    } else {
+        reply = reply_err(EINVAL, "%s", err);
     }
-    if (!reply)
-        reply = req ? control_handle(req) : reply_err(EINVAL, "%s", err);
     json_object_put(req);
+    if (*detached)
+        return NULL;    /* the job answers on its own thread */
     char *out = control_json_line(reply);
     json_object_put(reply);
     return out;
-}
-
-char *control_json_line(struct json_object *o)
-{
-    const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-    size_t n = strlen(s);
-    char *out = malloc(n + 2);
-    if (out) {
-        memcpy(out, s, n);
-        out[n] = '\n';
-        out[n + 1] = '\0';
-    }
-    return out;
-}
-
-void control_write_json(int fd, struct json_object *o)
-{
-    char *line = control_json_line(o);
-    size_t n = line ? strlen(line) : 0;
-    for (size_t off = 0; off < n;) {
-        ssize_t w = write(fd, line + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;      /* the client went away: what it asked for goes on regardless */
-        off += (size_t)w;
-    }
-    free(line);
-    json_object_put(o);
 }
