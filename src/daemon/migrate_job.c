@@ -106,8 +106,7 @@ static void finish_on_main(void *arg)
 {
     struct job *j = arg;
     struct domain *d = j->d;
-    d->migrating = false;
-    domain_put(d);
+    domain_job_release(d);
     if (j->kind == JOB_SAVE && j->keep)
         domain_unpause(d);
     else
@@ -117,8 +116,7 @@ static void finish_on_main(void *arg)
 static void release_on_main(void *arg)
 {
     struct job *j = arg;
-    j->d->migrating = false;
-    domain_put(j->d);
+    domain_job_release(j->d);
     host_notify();      /* a shutdown that waited for the job */
 }
 
@@ -361,10 +359,9 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
                                     d->domid);
         else if (d->shutdown_code >= 0)
             bad = control_reply_err(EINVAL, "domain %u has shut down", d->domid);
-        else if (!(d = domain_get(d->domid)))
+        else if (!domain_job_claim(d))
             bad = control_reply_err(ESRCH, "domain %lld is going away", (long long)id);
         else {
-            d->migrating = true;
             j->d = d;
         }
     }
@@ -382,10 +379,8 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         }
         if (j->fd >= 0)
             close(j->fd);
-        if (j->d) {
-            j->d->migrating = false;
-            domain_put(j->d);
-        }
+        if (j->d)
+            domain_job_release(j->d);
         bad = control_reply_err(rc, "cannot start the %s job", cmd);
     }
     if (j->file_fd >= 0)

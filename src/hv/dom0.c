@@ -68,8 +68,14 @@ static char sock_path[PATH_MAX];
 static struct conn conns[MAX_CONNS];
 static int readonly_mem_fd = -1;
 
+static const struct domain_observer dom0_observer = {
+    .changed = dom0_domains_changed,
+    .freeing = dom0_domain_gone,
+};
+
 int dom0_listen(const char *rundir)
 {
+    domain_observe(&dom0_observer);
     for (int i = 0; i < MAX_CONNS; i++)
         conns[i] = (struct conn){ .fd = -1, .domains_fd = -1 };
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -97,6 +103,7 @@ int dom0_listen(const char *rundir)
 
 int dom0_listen_inherited(int fd, const char *rundir)
 {
+    domain_observe(&dom0_observer);
     for (int i = 0; i < MAX_CONNS; i++)
         conns[i] = (struct conn){ .fd = -1, .domains_fd = -1 };
     if ((size_t)snprintf(sock_path, sizeof(sock_path), "%s/%s", rundir, XKVM_DOM0_SOCKET) >=

@@ -14,14 +14,12 @@
 #include <unistd.h>
 #include <xen/sched.h>
 
-#include "hv/dom0.h"
 #include "hv/event.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/hypercall.h"
 #include "hv/physmap.h"
 #include "hv/pvh.h"
-#include "hv/toolstack_xs.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
 #include "xkvm/control.h"
@@ -35,6 +33,35 @@ static uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- observers ---- */
+
+#define DOMAIN_OBSERVERS_MAX 4
+static const struct domain_observer *observers[DOMAIN_OBSERVERS_MAX];
+static unsigned nr_observers;
+
+void domain_observe(const struct domain_observer *o)
+{
+    for (unsigned i = 0; i < nr_observers; i++)
+        if (observers[i] == o)
+            return;
+    if (nr_observers < DOMAIN_OBSERVERS_MAX)
+        observers[nr_observers++] = o;
+    else
+        log_err("domain observers: no room for another one");
+}
+
+#define NOTIFY(event, ...)                                                              \
+    do {                                                                                \
+        for (unsigned i_ = 0; i_ < nr_observers; i_++)                                  \
+            if (observers[i_]->event)                                                   \
+                observers[i_]->event(__VA_ARGS__);                                      \
+    } while (0)
+
+void domains_changed(void)
+{
+    NOTIFY(changed);
 }
 
 struct domain *domain_find(unsigned domid)
@@ -103,6 +130,31 @@ void domain_put(struct domain *d)
     __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL);
     pthread_cond_broadcast(&host.refs_cond);
     pthread_mutex_unlock(&host.lock);
+}
+
+bool domain_job_claim(struct domain *d)
+{
+    if (d->migrating || !domain_get(d->domid))
+        return false;
+    d->migrating = true;
+    return true;
+}
+
+void domain_job_release(struct domain *d)
+{
+    d->migrating = false;
+    domain_put(d);
+}
+
+void domain_set_shutdown_state(struct domain *d, int code, bool handled)
+{
+    /* As domains_handle_shutdowns leaves it: one pause from the shutdown, one more once
+     * handled. */
+    pthread_mutex_lock(&d->lock);
+    d->shutdown_code = code;
+    d->shutdown_handled = handled;
+    d->pause_count += handled ? 2 : 1;
+    pthread_mutex_unlock(&d->lock);
 }
 
 static int alloc_domid(void)
@@ -363,7 +415,7 @@ static int open_console_log(struct domain *d, bool keep)
 /* Free everything a partly or fully built domain holds. Threads must be gone. */
 static void domain_free(struct domain *d)
 {
-    dom0_domain_gone(d);
+    NOTIFY(freeing, d);
     gnttab_domain_fini(d);
     event_domain_fini(d);
     for (unsigned i = 0; i < d->nr_vcpus; i++) {
@@ -482,7 +534,8 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
         d->pause_count = 1;
         d->toolstack_pauses = 1;
     }
-    /* Held until the toolstack wrote xenstore (toolstack_xs.c), or the restore ends. */
+    /* Held until the observers had their say (the toolstack holds it longer), or the
+     * restore ends. */
     d->pause_count++;
     pthread_mutex_lock(&host.lock);
     host.domains[d->domid] = d;
@@ -502,13 +555,14 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
         }
     }
     if (!for_restore)
-        dom0_domains_changed();
+        NOTIFY(changed);
     if (for_restore) {
         log_info("d%u: built '%s' for restore: %llu MiB, %u vCPU(s), in %.3f ms", d->domid,
                  cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
                  (double)(now_ns() - t0) / 1e6);
     } else {
-        toolstack_xs_domain_built(d);
+        NOTIFY(built, d);
+        domain_unpause(d);
         log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s, entry %#x, in %.3f ms",
                  d->domid, cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
                  cfg->kernel, entry, (double)(now_ns() - t0) / 1e6);
@@ -592,6 +646,13 @@ bool domain_at_rest(struct domain *d)
     return !held;
 }
 
+void domain_hold(struct domain *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->pause_count++;
+    pthread_mutex_unlock(&d->lock);
+}
+
 void domain_pause_begin(struct domain *d)
 {
     pthread_mutex_lock(&d->lock);
@@ -659,9 +720,9 @@ void domain_destroy(struct domain *d)
         pthread_cond_wait(&host.refs_cond, &host.lock);
     pthread_mutex_unlock(&host.lock);
     log_info("d%u: destroyed", d->domid);
-    toolstack_xs_domain_gone(d);
+    NOTIFY(gone, d);
     domain_free(d);
-    dom0_domains_changed();
+    NOTIFY(changed);
 }
 
 void domain_shutdown(struct domain *d, unsigned reason)
@@ -721,7 +782,7 @@ void domains_handle_shutdowns(void)
         }
         /* Wait for every vCPU to park, so the domain is quiet before we act. */
         domain_pause(d);
-        dom0_domains_changed();
+        NOTIFY(changed);
         enum domcfg_action a = action_for(d);
         log_info("d%u: shut down (%s), action %s", d->domid,
                  shutdown_reason_name(d->shutdown_code), domcfg_action_name(a));

@@ -112,6 +112,30 @@ struct domain_adopt {
 int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,
                                   const struct domain_adopt *adopt, struct domain **out,
                                   char *err, size_t errlen);
+/*
+ * Who wants to know when domains come and go (the dom0 bridge, the toolstack's
+ * xenstore half): each registers itself once, on the main thread, and domain.c calls
+ * them without naming them. Any member may be NULL.
+ */
+struct domain_observer {
+    /*
+     * A domain was created (not restored) and its vCPUs wait: an observer that must
+     * act before the guest runs holds it with domain_hold and unpauses it when done.
+     */
+    void (*built)(struct domain *d);
+    /* The set of domains, or a domain's state, changed (main thread). */
+    void (*changed)(void);
+    /* d is being freed: drop whatever names it (main thread). */
+    void (*freeing)(struct domain *d);
+    /* d was destroyed, its threads are gone (main thread). */
+    void (*gone)(const struct domain *d);
+};
+void domain_observe(const struct domain_observer *o);
+/* Tell the observers the domains changed (a restore made one whole, say). */
+void domains_changed(void);
+/* One more pause on d, without waiting for its vCPUs to park (domain_unpause drops it). */
+void domain_hold(struct domain *d);
+
 /* Look up a live domain (main thread). NULL if none. */
 struct domain *domain_find(unsigned domid);
 /* The toolstack's view (main thread): a live domain that is not incoming, or NULL. */
@@ -134,6 +158,16 @@ bool domain_find_any(unsigned domid);
  */
 struct domain *domain_get(unsigned domid);
 void domain_put(struct domain *d);
+/*
+ * Main thread: take d for a save, restore or migration job: a reference (destroy
+ * waits for it) and the mark (d->migrating) that keeps a second job and the toolstack's
+ * destroy away. false if d is taken already or going away.
+ */
+bool domain_job_claim(struct domain *d);
+/* The job is done with d (main thread, or before d was published): both go. */
+void domain_job_release(struct domain *d);
+/* Restore (live update): d was shut down, as code says, and handled or not yet. */
+void domain_set_shutdown_state(struct domain *d, int code, bool handled);
 
 /* Counted pause: returns once every vCPU is parked. */
 void domain_pause(struct domain *d);

@@ -124,6 +124,18 @@ uint64_t mm_count_xen_frames(struct machine_mem *mm);
 /* Frames owned by `owner`. */
 uint64_t mm_count_owner(struct machine_mem *mm, uint16_t owner);
 
+/* What frame mfn is (FRAME_FREE beyond machine memory); a snapshot, without the lock. */
+static inline enum frame_type mm_frame_type(const struct machine_mem *mm, uint64_t mfn)
+{
+    return mfn < mm->nr_frames ? (enum frame_type)mm->frames[mfn].type : FRAME_FREE;
+}
+
+/* Whether anything outside the owner's p2m maps frame mfn now (dom0, grants). */
+static inline bool mm_frame_foreign_mapped(const struct machine_mem *mm, uint64_t mfn)
+{
+    return mfn < mm->nr_frames && __atomic_load_n(&mm->frames[mfn].refs, __ATOMIC_RELAXED);
+}
+
 static inline void *mm_frame_ptr(const struct machine_mem *mm, uint64_t mfn)
 {
     return mm->base + (mfn << XKVM_PAGE_SHIFT);

@@ -493,8 +493,14 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static void on_built(struct domain *d);
+static void on_gone(const struct domain *d);
+static const struct domain_observer toolstack_observer = { .built = on_built,
+                                                           .gone = on_gone };
+
 int toolstack_xs_start(const char *rundir)
 {
+    domain_observe(&toolstack_observer);
     snprintf(socket_path, sizeof(socket_path), "%s/xenstored/socket", rundir);
     /* Before any other thread exists: libxenstore reads it at every xs_open. */
     setenv("XENSTORED_PATH", socket_path, 1);
@@ -537,18 +543,18 @@ static void job_for(struct job *j, const struct domain *d)
     j->console_port = (uint32_t)d->hvm_params[HVM_PARAM_CONSOLE_EVTCHN];
 }
 
-void toolstack_xs_domain_built(struct domain *d)
+/* The guest waits for its layout: held until the worker wrote it (or gave up). */
+static void on_built(struct domain *d)
 {
     struct job *j = started ? calloc(1, sizeof(*j)) : NULL;
-    if (!j) {
-        domain_unpause(d);
+    if (!j)
         return;
-    }
+    domain_hold(d);
     job_for(j, d);
     enqueue(j);
 }
 
-void toolstack_xs_domain_gone(const struct domain *d)
+static void on_gone(const struct domain *d)
 {
     struct job *j = started ? calloc(1, sizeof(*j)) : NULL;
     if (!j)

@@ -14,17 +14,14 @@
 
 struct domain;
 
-/* Point libxenstore at RUNDIR/xenstored/socket and start the worker. 0 or -errno. */
+/*
+ * Point libxenstore at RUNDIR/xenstored/socket and start the worker, which from then
+ * on writes each created domain's layout (the guest waits for it) and removes a
+ * destroyed one's (a domain observer, domain.h). 0 or -errno.
+ */
 int toolstack_xs_start(const char *rundir);
 /* xenstored is supervised on this host: a domain's layout waits for it to come up. */
 void toolstack_xs_expect_xenstored(bool expected);
-/*
- * Main thread, after domain_create registered d with one extra pause held for us:
- * write d's layout, introduce it, then drop that pause.
- */
-void toolstack_xs_domain_built(struct domain *d);
-/* Main thread, d is being destroyed: remove its layout and release it. */
-void toolstack_xs_domain_gone(const struct domain *d);
 /*
  * Let the worker finish what is queued (bounded wait), then stop it. False if it is
  * still busy: it is left running (live update then refuses).

@@ -133,7 +133,7 @@ static bool hashed(struct domain *d, uint64_t gfn, uint64_t mfn, const uint64_t 
 {
     if (mfn == INVALID_MFN)
         return false;
-    uint8_t t = host_mm()->frames[mfn].type;
+    uint8_t t = mm_frame_type(host_mm(), mfn);
     if (t != FRAME_RAM && t != FRAME_SPECIAL)
         return false;
     while (*k < nskip && skip[*k] < gfn)
@@ -162,7 +162,7 @@ int lu_memory_checksum(struct domain *d, const uint64_t *skip, size_t nskip, uin
         size_t k2 = k;
         while (n < chunk / XKVM_PAGE_SIZE && gfn + n < d->p2m.nr_gfns &&
                p2m_lookup(&d->p2m, gfn + n) == mfn + n &&
-               host_mm()->frames[mfn + n].type == host_mm()->frames[mfn].type &&
+               mm_frame_type(host_mm(), mfn + n) == mm_frame_type(host_mm(), mfn) &&
                hashed(d, gfn + n, mfn + n, skip, nskip, &k2))
             n++;
         size_t len = (size_t)(n << XKVM_PAGE_SHIFT);
@@ -191,7 +191,7 @@ int lu_dom0_mapped_gfns(struct domain *d, uint64_t **gfns, size_t *n)
         return -ENOMEM;
     for (uint64_t gfn = 0; gfn < d->p2m.nr_gfns; gfn++) {
         uint64_t mfn = p2m_lookup(&d->p2m, gfn);
-        if (mfn == INVALID_MFN || !__atomic_load_n(&host_mm()->frames[mfn].refs, __ATOMIC_RELAXED))
+        if (mfn == INVALID_MFN || !mm_frame_foreign_mapped(host_mm(), mfn))
             continue;
         if (k == cap) {
             uint64_t *ng = realloc(g, (cap *= 2) * sizeof(*g));
@@ -219,7 +219,7 @@ static int p2m_extents(struct domain *d, struct xkvm_lu_extent **out, size_t *nr
         uint64_t mfn = p2m_lookup(&d->p2m, g);
         if (mfn == INVALID_MFN)
             continue;
-        uint8_t t = host_mm()->frames[mfn].type;
+        uint8_t t = mm_frame_type(host_mm(), mfn);
         uint32_t lt = t == FRAME_RAM ? XKVM_LU_FRAME_RAM :
                       t == FRAME_SPECIAL ? XKVM_LU_FRAME_SPECIAL : 0;
         if (!lt)

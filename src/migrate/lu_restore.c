@@ -235,11 +235,7 @@ static void pass2(void *arg)
              * holds two pauses, as domains_handle_shutdowns leaves it; otherwise one,
              * and the main loop acts on it once serving.
              */
-            pthread_mutex_lock(&d->lock);
-            d->shutdown_code = ld->shutdown_code;
-            d->shutdown_handled = ld->shutdown_handled;
-            d->pause_count += ld->shutdown_handled ? 2 : 1;
-            pthread_mutex_unlock(&d->lock);
+            domain_set_shutdown_state(d, ld->shutdown_code, ld->shutdown_handled);
         }
         if (ld->paused)
             domain_toolstack_pause(d);
@@ -484,7 +480,7 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
         if (doms[i].rec->domid >= host.next_domid)
             host.next_domid = doms[i].rec->domid + 1u < XKVM_DOMID_LIMIT ?
                               doms[i].rec->domid + 1u : 1;
-    dom0_domains_changed();
+    domains_changed();
     host_notify();      /* shutdowns not yet acted on: the main loop acts once serving */
 
     const struct xkvm_lu_host *h = &img.host;

@@ -16,7 +16,6 @@
 #include <unistd.h>
 #include <json-c/json.h>
 
-#include "hv/dom0.h"
 #include "hv/domain.h"
 #include "hv/event_state.h"
 #include "hv/hv.h"
@@ -82,16 +81,14 @@ static void build_on_main(void *arg)
 {
     struct build_call *c = arg;
     c->rc = domain_create_for_restore(&c->cfg, c->domid, &c->d, c->err, sizeof(c->err));
-    if (!c->rc) {
-        c->d->migrating = true;
-        __atomic_add_fetch(&c->d->refs, 1, __ATOMIC_ACQ_REL);
-    }
+    if (!c->rc)
+        domain_job_claim(c->d);     /* new, not yet published: cannot fail */
 }
 
 static void destroy_on_main(void *arg)
 {
     struct domain *d = arg;
-    d->migrating = false;
+    domain_job_release(d);
     domain_destroy(d);
 }
 
@@ -108,11 +105,10 @@ static void publish_on_main(void *arg)
     c->rc = domain_publish(c->d, c->err, sizeof(c->err));
 }
 
-static void drop_ref(struct domain *d)
+static void release_on_main(void *arg)
 {
-    d->migrating = false;
-    domain_put(d);
-    host_notify();
+    domain_job_release(arg);
+    host_notify();      /* a shutdown that waited for the restore */
 }
 
 static int fail(struct receiver *r, int rc, const char *fmt, ...)
@@ -287,7 +283,7 @@ static void reveal_on_main(void *arg)
 {
     struct domain *d = arg;
     d->restoring = false;
-    dom0_domains_changed();
+    domains_changed();
 }
 
 static uint64_t mono_ns(void)
@@ -421,7 +417,6 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
             migrate_send_line(fd, MIGRATE_MSG_ERROR " %s", err);
         if (r.d) {
             uint16_t id = r.d->domid;
-            domain_put(r.d);
             host_call_main(destroy_on_main, r.d);
             log_warn("d%u: incoming domain removed: %s", id, err);
         }
@@ -441,13 +436,12 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
         snprintf(err, errlen, "the source went away before it heard RUNNING");
         uint16_t id = d->domid;
         domain_pause(d);
-        domain_put(d);
         host_call_main(destroy_on_main, d);
         log_warn("d%u: incoming domain removed: %s", id, err);
         return -EPIPE;
     }
     *domid = d->domid;
     log_info("d%u: restored and running", d->domid);
-    drop_ref(d);
+    host_call_main(release_on_main, d);
     return 0;
 }

@@ -151,7 +151,7 @@ static bool sendable(struct domain *d, uint64_t gfn)
     uint64_t mfn = p2m_lookup(&d->p2m, gfn);
     if (mfn == INVALID_MFN || mfn >= host_mm()->nr_frames)
         return false;
-    uint8_t t = host_mm()->frames[mfn].type;
+    uint8_t t = mm_frame_type(host_mm(), mfn);
     return t == FRAME_RAM || t == FRAME_SPECIAL;
 }
 
