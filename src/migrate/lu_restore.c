@@ -319,19 +319,21 @@ static int image_fd(const struct xkvm_lu_image *img, unsigned role)
     return fd >= 0 && fcntl(fd, F_GETFD) >= 0 ? fd : -1;
 }
 
-int live_update_resume(const char *fdspec, const char *rollback, const char *rundir,
-                       int argc, char **argv, struct lu_daemon *dm)
+/*
+ * A failure before any domain ran again: the first time, exec the old binary (does not
+ * return); already the rollback, say why and return rc.
+ */
+static int resume_failed(const char *rollback, int rc, const char *why)
 {
-    uint64_t t_start = host_monotonic_ns();
-    int img_fd = -1;
-    char tail;
-    if (sscanf(fdspec, "%d,%d%c", &img_fd, &old_binary_fd, &tail) != 2 || img_fd < 0 ||
-        old_binary_fd < 0) {
-        log_err("--lu-resume %s: expected IMAGE_FD,OLD_BINARY_FD", fdspec);
-        return -EINVAL;
-    }
-    /* The image fd stays open across a rollback's exec: the old binary reads it too. */
-    /* The rollback's argv: ours, without any earlier --lu-rollback, plus the reason. */
+    if (!rollback)
+        roll_back(why);
+    log_err("live update: %s", why);
+    return rc;
+}
+
+/* The rollback's argv: ours, without any earlier --lu-rollback, plus the reason. */
+static void prepare_rollback(const char *rollback, int argc, char **argv)
+{
     rollback_argv = calloc((size_t)argc + 3, sizeof(*rollback_argv));
     int k = 0;
     for (int i = 0; rollback_argv && i < argc; i++) {
@@ -354,78 +356,73 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
         fault = NULL;
     if (rollback)
         log_warn("live update rolled back: %s; restoring the domains here", rollback);
-    fault_point("startup");
-    fault_point("startup-crash");
+}
 
-    char err[512] = "";
+/* The image, mapped and checked whole. 0, or -errno with why. */
+static int read_image(int img_fd, uint8_t **buf, size_t *len, struct xkvm_lu_image *img,
+                      char *why, size_t whylen)
+{
     struct stat st;
-    uint8_t *buf = MAP_FAILED;
+    *buf = MAP_FAILED;
     if (fstat(img_fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size <= XKVM_LU_MAX_IMAGE)
-        buf = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, img_fd, 0);
-    if (buf == MAP_FAILED) {
-        if (!rollback)
-            roll_back("cannot read the live-update image");
-        log_err("live update: cannot read the image");
+        *buf = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, img_fd, 0);
+    if (*buf == MAP_FAILED) {
+        snprintf(why, whylen, "cannot read the live-update image");
         return -EIO;
     }
-    size_t len = (size_t)st.st_size;
+    *len = (size_t)st.st_size;
     if (fault && !strcmp(fault, "bad-image")) {
         uint16_t minor = 0xFFFF;        /* an image "from the future": refused */
-        memcpy(buf + 10, &minor, sizeof(minor));
+        memcpy(*buf + 10, &minor, sizeof(minor));
     }
-    struct xkvm_lu_image img;
-    int rc = xkvm_lu_check(buf, len, &img, err, sizeof(err));
+    char err[512] = "";
+    int rc = xkvm_lu_check(*buf, *len, img, err, sizeof(err));
     if (rc) {
-        char why[600];
-        snprintf(why, sizeof(why), "bad live-update image: %s", err);
-        if (!rollback)
-            roll_back(why);
-        log_err("live update: %s", why);
-        return rc;
+        snprintf(why, whylen, "bad live-update image: %s", err);
+        munmap(*buf, *len);
+        *buf = MAP_FAILED;
     }
-    uint64_t t_valid = host_monotonic_ns();
-    int client = image_fd(&img, XKVM_LU_FD_CLIENT);
-    int memfd = image_fd(&img, XKVM_LU_FD_MACHINE_MEMORY);
-    dm->control_listen_fd = image_fd(&img, XKVM_LU_FD_CONTROL_LISTEN);
-    dm->dom0_listen_fd = image_fd(&img, XKVM_LU_FD_DOM0_LISTEN);
-    dm->migrate_listen_fd = image_fd(&img, XKVM_LU_FD_MIGRATE_LISTEN);
-    dm->pidfile_fd = image_fd(&img, XKVM_LU_FD_PIDFILE);
-    if (memfd < 0 || dm->control_listen_fd < 0 || dm->dom0_listen_fd < 0 ||
+    return rc;
+}
+
+/* The fds the image names, which must have survived exec. 0 or -EBADF. */
+static int take_fds(const struct xkvm_lu_image *img, struct lu_daemon *dm, int *memfd)
+{
+    *memfd = image_fd(img, XKVM_LU_FD_MACHINE_MEMORY);
+    dm->control_listen_fd = image_fd(img, XKVM_LU_FD_CONTROL_LISTEN);
+    dm->dom0_listen_fd = image_fd(img, XKVM_LU_FD_DOM0_LISTEN);
+    dm->migrate_listen_fd = image_fd(img, XKVM_LU_FD_MIGRATE_LISTEN);
+    dm->pidfile_fd = image_fd(img, XKVM_LU_FD_PIDFILE);
+    if (*memfd < 0 || dm->control_listen_fd < 0 || dm->dom0_listen_fd < 0 ||
         dm->pidfile_fd < 0 ||
-        (img.fds[XKVM_LU_FD_MIGRATE_LISTEN] >= 0 && dm->migrate_listen_fd < 0)) {
-        if (!rollback)
-            roll_back("an fd the image names did not survive exec");
-        log_err("live update: an fd the image names did not survive exec");
+        (img->fds[XKVM_LU_FD_MIGRATE_LISTEN] >= 0 && dm->migrate_listen_fd < 0))
         return -EBADF;
-    }
+    return 0;
+}
 
-    rc = host_init(rundir, 0, err, sizeof(err));
-    if (!rc && (rc = mm_init_inherited(&host.mm, memfd, img.host.nr_frames,
-                                       img.host.lu_region_mfn, img.host.lu_region_nr)))
+/* The host, over the machine memory the image names. 0, or -errno with why. */
+static int start_host(const char *rundir, int memfd, const struct xkvm_lu_image *img,
+                      char *why, size_t whylen)
+{
+    char err[512] = "";
+    int rc = host_init(rundir, 0, err, sizeof(err));
+    if (!rc && (rc = mm_init_inherited(&host.mm, memfd, img->host.nr_frames,
+                                       img->host.lu_region_mfn, img->host.lu_region_nr)))
         snprintf(err, sizeof(err), "machine memory: %s", strerror(-rc));
-    if (rc) {
-        char why[600];
-        snprintf(why, sizeof(why), "start-up: %s", err);
-        if (!rollback)
-            roll_back(why);
-        return rc;
-    }
+    if (rc)
+        snprintf(why, whylen, "start-up: %s", err);
+    return rc;
+}
 
-    unsigned n = img.nr_domains;
-    struct lu_dom *doms = calloc(n ? n : 1, sizeof(*doms));
-    if (!doms) {
-        if (!rollback)
-            roll_back("out of memory");
-        return -ENOMEM;
-    }
-    for (unsigned i = 0; i < n; i++)
-        doms[i] = (struct lu_dom){ .rec = &img.domains[i], .shutdown_code = -1 };
-    uint64_t t[5];
+/* Passes 0, (memory check,) 1 and 2 over every domain, timed into t[0..4]. */
+static int run_passes(struct lu_dom *doms, unsigned n, const struct xkvm_lu_image *img,
+                      const char *rollback, uint64_t t[5], char *err, size_t errlen)
+{
     t[0] = host_monotonic_ns();
-    rc = run_pass("pass 0 (VM, p2m, vCPUs)", doms, n, pass0, err, sizeof(err));
+    int rc = run_pass("pass 0 (VM, p2m, vCPUs)", doms, n, pass0, err, errlen);
     t[1] = host_monotonic_ns();
-    if (!rc && (img.host.flags & XKVM_LU_HOST_VERIFY_MEMORY)) {
-        rc = run_pass("memory check", doms, n, verify_memory, err, sizeof(err));
+    if (!rc && (img->host.flags & XKVM_LU_HOST_VERIFY_MEMORY)) {
+        rc = run_pass("memory check", doms, n, verify_memory, err, errlen);
         if (rc && rollback) {
             /* Restoring the guests beats refusing them: say it loudly and go on. */
             log_err("live update rollback: %s", err);
@@ -435,45 +432,22 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     t[2] = host_monotonic_ns();
     if (!rc)
         rc = run_pass("pass 1 (Xen frames, event channels, grants)", doms, n, pass1, err,
-                      sizeof(err));
+                      errlen);
     t[3] = host_monotonic_ns();
     if (!rc)
-        rc = run_pass("pass 2 (vCPU and interrupt state)", doms, n, pass2, err, sizeof(err));
+        rc = run_pass("pass 2 (vCPU and interrupt state)", doms, n, pass2, err, errlen);
     t[4] = host_monotonic_ns();
-    if (rc) {
-        if (!rollback)
-            roll_back(err);
-        /*
-         * The rollback failed too (the binary that wrote the image cannot read it
-         * back: a bug). Say so, and serve on with what was built kept paused and
-         * hidden: the guests' memory stays in this process for whoever can help.
-         */
-        log_err("live update rollback failed: %s", err);
-        struct phases ph = { 0 };
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "the new xkvmd failed (%s) and so did the rollback: %s",
-                 rollback, err);
-        answer_client(client, false, rollback, msg, &img, &ph, 0, n);
-        if (client >= 0)
-            close(client);
-        crash_handlers(false);
-        close(old_binary_fd);
-        free(doms);
-        xkvm_lu_image_release(&img);
-        munmap(buf, len);
-        close(img_fd);
-        return 0;
-    }
-    fault_point("before-unpause");
-    crash_handlers(false);
+    return rc;
+}
 
-    /* Every domain is whole: they run again, those that ran before. */
-    uint64_t t_resume = host_monotonic_ns();
+/* Every domain is whole: they run again, those that ran before (by *t_resumed). */
+static void resume_domains(struct lu_dom *doms, unsigned n, uint64_t *t_resumed)
+{
     for (unsigned i = 0; i < n; i++) {
         doms[i].d->restoring = false;
         domain_unpause(doms[i].d);      /* the hold domain_build took */
     }
-    uint64_t t_resumed = host_monotonic_ns();
+    *t_resumed = host_monotonic_ns();
     mm_lu_finish(&host.mm);
     /* New domids go on after the restored ones, as they would have. */
     for (unsigned i = 0; i < n; i++)
@@ -482,8 +456,14 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
                               doms[i].rec->domid + 1u : 1;
     domains_changed();
     host_notify();      /* shutdowns not yet acted on: the main loop acts once serving */
+}
 
-    const struct xkvm_lu_host *h = &img.host;
+/* The log line and the client's answer, with the phases of the downtime. */
+static void report_resumed(int client, const char *rollback, const struct xkvm_lu_image *img,
+                           unsigned n, uint64_t t_start, uint64_t t_valid, const uint64_t t[5],
+                           uint64_t t_resume, uint64_t t_resumed)
+{
+    const struct xkvm_lu_host *h = &img->host;
     struct phases ph = {
         .pause = ms(h->t_pausing, h->t_paused), .save = ms(h->t_paused, h->t_saved),
         .exec_prep = ms(h->t_saved, h->t_exec), .exec = ms(h->t_exec, t_start),
@@ -493,16 +473,81 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     double downtime = ms(h->t_paused, t_resume);
     log_info("live update %u.%u -> %u.%u%s: %u domain(s), downtime %.2f ms (pause %.2f, "
              "save %.2f, exec %.2f, validate %.2f, pass0 %.2f, pass1 %.2f, pass2 %.2f)",
-             img.major, img.minor, XKVM_LU_MAJOR, XKVM_LU_MINOR, rollback ? " (rolled back)" : "",
-             n, downtime, ph.pause, ph.save, ph.exec_prep + ph.exec, ph.validate, ph.pass0,
-             ph.pass1, ph.pass2);
+             img->major, img->minor, XKVM_LU_MAJOR, XKVM_LU_MINOR,
+             rollback ? " (rolled back)" : "", n, downtime, ph.pause, ph.save,
+             ph.exec_prep + ph.exec, ph.validate, ph.pass0, ph.pass1, ph.pass2);
     char msg[700];
     snprintf(msg, sizeof(msg), "the new xkvmd failed: %s; rolled back, every domain runs on "
              "the old xkvmd", rollback ? rollback : "");
-    answer_client(client, !rollback, rollback, msg, &img, &ph, downtime, n);
+    answer_client(client, !rollback, rollback, msg, img, &ph, downtime, n);
+}
+
+/*
+ * The rollback failed too (the binary that wrote the image cannot read it back: a
+ * bug). Say so, and serve on with what was built kept paused and hidden: the guests'
+ * memory stays in this process for whoever can help.
+ */
+static void report_unrestorable(int client, const char *rollback, const char *err,
+                                const struct xkvm_lu_image *img, unsigned n)
+{
+    log_err("live update rollback failed: %s", err);
+    struct phases ph = { 0 };
+    char msg[1200];
+    snprintf(msg, sizeof(msg), "the new xkvmd failed (%s) and so did the rollback: %s",
+             rollback, err);
+    answer_client(client, false, rollback, msg, img, &ph, 0, n);
+}
+
+int live_update_resume(const char *fdspec, const char *rollback, const char *rundir,
+                       int argc, char **argv, struct lu_daemon *dm)
+{
+    uint64_t t_start = host_monotonic_ns();
+    int img_fd = -1, memfd = -1, rc;
+    char tail, why[640] = "";
+    if (sscanf(fdspec, "%d,%d%c", &img_fd, &old_binary_fd, &tail) != 2 || img_fd < 0 ||
+        old_binary_fd < 0) {
+        log_err("--lu-resume %s: expected IMAGE_FD,OLD_BINARY_FD", fdspec);
+        return -EINVAL;
+    }
+    /* The image fd stays open across a rollback's exec: the old binary reads it too. */
+    prepare_rollback(rollback, argc, argv);
+    fault_point("startup");
+    fault_point("startup-crash");
+
+    uint8_t *buf;
+    size_t len = 0;
+    struct xkvm_lu_image img;
+    if ((rc = read_image(img_fd, &buf, &len, &img, why, sizeof(why))))
+        return resume_failed(rollback, rc, why);
+    uint64_t t_valid = host_monotonic_ns();
+    int client = image_fd(&img, XKVM_LU_FD_CLIENT);
+    if ((rc = take_fds(&img, dm, &memfd)))
+        return resume_failed(rollback, rc, "an fd the image names did not survive exec");
+    if ((rc = start_host(rundir, memfd, &img, why, sizeof(why))))
+        return resume_failed(rollback, rc, why);
+    unsigned n = img.nr_domains;
+    struct lu_dom *doms = calloc(n ? n : 1, sizeof(*doms));
+    if (!doms)
+        return resume_failed(rollback, -ENOMEM, "out of memory");
+    for (unsigned i = 0; i < n; i++)
+        doms[i] = (struct lu_dom){ .rec = &img.domains[i], .shutdown_code = -1 };
+
+    uint64_t t[5];
+    char err[512] = "";
+    if ((rc = run_passes(doms, n, &img, rollback, t, err, sizeof(err)))) {
+        if (!rollback)
+            roll_back(err);
+        report_unrestorable(client, rollback, err, &img, n);
+    } else {
+        fault_point("before-unpause");
+        crash_handlers(false);
+        uint64_t t_resume = host_monotonic_ns(), t_resumed;
+        resume_domains(doms, n, &t_resumed);
+        report_resumed(client, rollback, &img, n, t_start, t_valid, t, t_resume, t_resumed);
+    }
+    crash_handlers(false);      /* (again, on the success path: harmless) */
     if (client >= 0)
         close(client);
-
     close(old_binary_fd);
     old_binary_fd = -1;
     free(doms);
