@@ -581,6 +581,22 @@ static void test_txn_commit_quota(void)
     CHECK_EQ(xs.tree->owned[5], 14);
     CHECK_EQ(count_events(&sinks[3], "/local/domain/5/n/6", "tok"), 1);
     CHECK_EQ(g->txn_bytes, 0);
+    /* The commit counts against the tree as it is: a removal below a path the
+     * transaction removed (no conflict) frees nothing more for it */
+    rq(g, XS_RM, 0, "n", NULL, 0);
+    rq(g, XS_RM, 0, "other", NULL, 0);
+    W(g, "d/x/y", "");                                     /* owned: 4 */
+    xs.quota.nodes = 8;
+    tx = tx_start(g);
+    CHECK(!strcmp(err_of(rq(g, XS_RM, tx, "d", NULL, 0)), "OK"));
+    rq(g, XS_RM, 0, "d/x/y", NULL, 0);                      /* owned: 3 */
+    for (int i = 0; i < 8; i++) {       /* as requests go: 3 - 3 + 8 */
+        snprintf(p, sizeof(p), "m%d", i);
+        CHECK(!strcmp(err_of(WTX(g, tx, p, "x")), "OK"));
+    }
+    CHECK(!strcmp(tx_end(g, tx, "T"), "ENOSPC"));          /* 3 - 2 + 8 > 8 */
+    CHECK_EQ(xs.tree->owned[5], 3);
+    CHECK(!strcmp(err_of(R(g, "d/x")), "OK"));
 }
 
 /* What a guest's open transactions hold is bounded (trans_memory, trans_nodes). */

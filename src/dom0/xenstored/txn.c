@@ -448,15 +448,48 @@ static struct change *changes(const struct xs_txn *t, size_t *count)
     return c;
 }
 
-/* Would applying them succeed? The conflict check passed: main is as the view saw it. */
+static uint32_t owned_subtree(const struct xs_node *m, uint32_t d)
+{
+    uint32_t n = owned_by(m->perms, m->nperms, d);
+    for (uint32_t i = 0; i < m->nkids; i++)
+        n += owned_subtree(m->kids[i], d);
+    return n;
+}
+
+/* How many more nodes d owns once the changes are applied to main as it is now
+ * (exact: the main tree may have changed below a removed path without a conflict). */
+static int64_t owned_change(const struct xs_txn *t, const struct xs_tree *main,
+                            const struct change *c, size_t n, uint32_t d)
+{
+    int64_t delta = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct xs_txent *e = c[i].e;
+        const struct xs_node *m = xs_tree_get(main, e->path);
+        if ((!e->present || e->fresh) && m && !hidden(t, e->path))
+            delta -= owned_subtree(m, d);       /* a topmost removal */
+        if (!e->present)
+            continue;
+        if (e->fresh)
+            delta += owned_by(e->perms, e->nperms, d);
+        else if (e->set_perms && m)
+            delta += (int)owned_by(e->perms, e->nperms, d) -
+                     (int)owned_by(m->perms, m->nperms, d);
+    }
+    return delta;
+}
+
+/* Would applying them succeed? The conflict check passed: main is as the view saw it
+ * wherever the transaction looked. */
 static int check_changes(const struct xs_txn *t, const struct xs_tree *main,
                          const struct change *c, size_t n, uint32_t node_quota,
                          uint32_t entry_quota)
 {
     uint32_t d = t->quota_domid;
-    if (node_quota && d <= XS_MAX_DOMID && t->owned_delta > 0 &&
-        (int64_t)main->owned[d] + t->owned_delta > (int64_t)node_quota)
-        return ENOSPC;
+    if (node_quota && d <= XS_MAX_DOMID) {
+        int64_t delta = owned_change(t, main, c, n, d);
+        if (delta > 0 && (int64_t)main->owned[d] + delta > (int64_t)node_quota)
+            return ENOSPC;
+    }
     for (size_t i = 0; i < n; i++) {
         const struct xs_txent *e = c[i].e;
         const struct xs_perm *pp;

@@ -132,7 +132,8 @@ struct xs_txent {
 struct xs_txn {
     uint32_t id;
     uint32_t quota_domid;       /* the guest whose created/removed nodes owned_delta
-                                 * counts; XS_NO_TARGET: none (dom0) */
+                                 * counts as requests go (the commit recounts);
+                                 * XS_NO_TARGET: none (dom0) */
     int64_t owned_delta;
     struct xs_txent **buckets;
     size_t nbuckets, count;
