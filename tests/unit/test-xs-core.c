@@ -1,6 +1,7 @@
 /*
  * xenstored's core driven directly: requests as dom0 and as guests (domids 5 and 6)
- * against an in-memory tree. Permissions, quotas and transactions with Xen's errors;
+ * against an in-memory tree. Permissions, quotas and transactions with Xen's errors
+ * (the overlay view, all-or-nothing commits, what a transaction costs and holds);
  * the migration stream round trip, and the import's refusal of what is not the guest's.
  */
 #include <stdio.h>
@@ -422,6 +423,261 @@ static void test_watch(void)
     CHECK_EQ(count_events(&sinks[3], "/dep/a/b", "d"), 0);
 }
 
+/* ---- transactions: an overlay of what they touch on the main tree ---- */
+
+static uint32_t tx_start(struct xs_conn *c)
+{
+    struct msg *m = rq(c, XS_TRANSACTION_START, 0, "", NULL, 0);
+    return m->h.type == XS_TRANSACTION_START ? (uint32_t)atoi(m->body) : 0;
+}
+
+static const char *tx_end(struct xs_conn *c, uint32_t tx, const char *how)
+{
+    return err_of(rq(c, XS_TRANSACTION_END, tx, how, NULL, 0));
+}
+
+/* A DIRECTORY reply as "a b c" (or the error). */
+static const char *dir_of(struct xs_conn *c, uint32_t tx, const char *path)
+{
+    static char out[XENSTORE_PAYLOAD_MAX + 1];
+    struct msg *m = rq(c, XS_DIRECTORY, tx, path, NULL, 0);
+    if (m->h.type != XS_DIRECTORY)
+        return err_of(m);
+    size_t o = 0;
+    for (uint32_t pos = 0; pos < m->h.len; pos += (uint32_t)strlen(m->body + pos) + 1)
+        o += (size_t)snprintf(out + o, sizeof(out) - o, "%s%s", o ? " " : "", m->body + pos);
+    out[o] = '\0';
+    return out;
+}
+
+static void test_txn_overlay(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    struct xs_conn *w = mk(xs_conn_new(&xs, 0, false), &sinks[3]);
+    W(c, "/o/a", "1");
+    W(c, "/o/b", "2");
+    W(c, "/o/c/d", "3");
+    rq(w, XS_WATCH, 0, "/o", "tok", 4);
+    uint32_t tx = tx_start(c);
+    REQUIRE(tx);
+    /* A removal is a tombstone hiding the subtree, in the transaction only */
+    CHECK(!strcmp(err_of(rq(c, XS_RM, tx, "/o/c", NULL, 0)), "OK"));
+    CHECK(!strcmp(err_of(RTX(c, tx, "/o/c/d")), "ENOENT"));
+    CHECK(!strcmp(dir_of(c, tx, "/o"), "a b"));
+    CHECK(!strcmp(dir_of(c, 0, "/o"), "a b c"));
+    CHECK(!strcmp(R(c, "/o/c/d")->body, "3"));
+    /* Creations show in the transaction's directories */
+    CHECK(!strcmp(err_of(WTX(c, tx, "/o/new/x", "v")), "OK"));
+    CHECK(!strcmp(dir_of(c, tx, "/o"), "a b new"));
+    CHECK(!strcmp(dir_of(c, tx, "/o/new"), "x"));
+    CHECK(!strcmp(err_of(R(c, "/o/new")), "ENOENT"));
+    /* Re-created: the old subtree stays hidden */
+    CHECK(!strcmp(err_of(WTX(c, tx, "/o/c", "r")), "OK"));
+    CHECK(!strcmp(dir_of(c, tx, "/o/c"), ""));
+    CHECK(!strcmp(err_of(RTX(c, tx, "/o/c/d")), "ENOENT"));
+    CHECK(!strcmp(dir_of(c, tx, "/o"), "a b c new"));
+    /* Permissions through the overlay */
+    CHECK(!strcmp(err_of(rq(c, XS_SET_PERMS, tx, "/o/new/x", "n0\0r5\0", 6)), "OK"));
+    struct msg *m = rq(c, XS_GET_PERMS, tx, "/o/new/x", NULL, 0);
+    CHECK(m->h.type == XS_GET_PERMS && !memcmp(m->body, "n0\0r5\0", 6));
+    CHECK(!strcmp(err_of(rq(c, XS_GET_PERMS, 0, "/o/new/x", NULL, 0)), "ENOENT"));
+    m = rq(c, XS_DIRECTORY_PART, tx, "/o", "0", 2);
+    CHECK(m->h.type == XS_DIRECTORY_PART);
+    size_t g = strlen(m->body) + 1;
+    CHECK(m->h.len == g + 11 && !memcmp(m->body + g, "a\0b\0c\0new\0\0", 11));
+    /* Nothing fired before the commit; the changes fire at it, in the same order */
+    CHECK_EQ(count_events(&sinks[3], "/o/c", "tok"), 0);
+    CHECK(!strcmp(tx_end(c, tx, "T"), "OK"));
+    CHECK(!strcmp(dir_of(c, 0, "/o"), "a b c new"));
+    CHECK(!strcmp(R(c, "/o/c")->body, "r"));
+    CHECK(!strcmp(err_of(R(c, "/o/c/d")), "ENOENT"));
+    CHECK(!strcmp(R(c, "/o/new/x")->body, "v"));
+    CHECK_EQ(count_events(&sinks[3], "/o/c", "tok"), 2);     /* removed, re-created */
+    CHECK_EQ(count_events(&sinks[3], "/o/new/x", "tok"), 1);
+    CHECK_EQ(c->txn_bytes, 0);
+}
+
+/* A guest's transaction uses its own view for permissions; a change of what it read
+ * is a conflict. */
+static void test_txn_view_perms(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    struct xs_conn *g = guest(c, 5, &sinks[1]);
+    REQUIRE(g);
+    W(c, "/local/domain/5", "");
+    rq(c, XS_SET_PERMS, 0, "/local/domain/5", "n5\0", 3);
+    W(c, "/pub/k", "v");
+    rq(c, XS_SET_PERMS, 0, "/pub/k", "n0\0r5\0", 6);
+    W(g, "d/old", "1");
+    uint32_t tx = tx_start(g);
+    CHECK(!strcmp(RTX(g, tx, "/pub/k")->body, "v"));
+    rq(c, XS_SET_PERMS, 0, "/pub/k", "n0\0", 3);
+    CHECK(!strcmp(err_of(R(g, "/pub/k")), "EACCES"));
+    CHECK(!strcmp(RTX(g, tx, "/pub/k")->body, "v"));       /* as it saw it */
+    CHECK(!strcmp(err_of(rq(g, XS_RM, tx, "d", NULL, 0)), "OK"));
+    CHECK(!strcmp(err_of(WTX(g, tx, "d/e", "2")), "OK"));
+    CHECK(!strcmp(err_of(RTX(g, tx, "d/old")), "ENOENT"));
+    struct msg *m = rq(g, XS_GET_PERMS, tx, "d/e", NULL, 0);
+    CHECK(m->h.type == XS_GET_PERMS && !strcmp(m->body, "n5"));
+    CHECK(!strcmp(tx_end(g, tx, "T"), "EAGAIN"));
+    CHECK(!strcmp(R(g, "d/old")->body, "1"));
+    CHECK(!strcmp(err_of(R(g, "d/e")), "ENOENT"));
+    /* A conflict through a parent: the transaction created /t/x, someone else too */
+    tx = tx_start(c);
+    WTX(c, tx, "/t/x/y", "1");
+    W(c, "/t/x", "other");
+    CHECK(!strcmp(tx_end(c, tx, "T"), "EAGAIN"));
+    CHECK(!strcmp(err_of(R(c, "/t/x/y")), "ENOENT"));
+    CHECK_EQ(g->txn_bytes, 0);
+}
+
+/* TRANSACTION_END applies everything or nothing: a commit the node quota refuses
+ * changes nothing and fires nothing. */
+static void test_txn_commit_quota(void)
+{
+    setup();
+    xs.quota.nodes = 20;
+    struct xs_conn *c = dom0();
+    struct xs_conn *w = mk(xs_conn_new(&xs, 0, false), &sinks[3]);
+    struct xs_conn *g = guest(c, 5, &sinks[1]);
+    REQUIRE(g);
+    W(c, "/local/domain/5", "");
+    rq(c, XS_SET_PERMS, 0, "/local/domain/5", "n5\0", 3);  /* owned: 1 */
+    W(g, "n", "");
+    W(g, "other", "");                                      /* owned: 3 */
+    rq(w, XS_WATCH, 0, "/local/domain/5/n", "tok", 4);
+    uint32_t tx = tx_start(g);
+    char p[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof(p), "n/%d", i);
+        CHECK(!strcmp(err_of(WTX(g, tx, p, "x")), "OK"));  /* 5 nodes */
+    }
+    /* 14 more outside, not touching what the transaction accessed */
+    for (int i = 0; i < 14; i++) {
+        snprintf(p, sizeof(p), "other/o%d", i);
+        CHECK(!strcmp(err_of(W(g, p, "x")), "OK"));
+    }
+    CHECK_EQ(xs.tree->owned[5], 17);
+    int before = count_events(&sinks[3], "/local/domain/5/n", "tok");
+    CHECK(!strcmp(tx_end(g, tx, "T"), "ENOSPC"));
+    CHECK(!strcmp(err_of(R(g, "n/0")), "ENOENT"));
+    CHECK_EQ(xs.tree->owned[5], 17);
+    CHECK_EQ(count_events(&sinks[3], "/local/domain/5/n", "tok"), before);
+    CHECK(!strcmp(tx_end(g, tx, "T"), "ENOENT"));              /* gone */
+    /* Removals in the transaction make room: remove 10, create 7 */
+    tx = tx_start(g);
+    for (int i = 0; i < 10; i++) {
+        snprintf(p, sizeof(p), "other/o%d", i);
+        CHECK(!strcmp(err_of(rq(g, XS_RM, tx, p, NULL, 0)), "OK"));
+    }
+    for (int i = 0; i < 7; i++) {
+        snprintf(p, sizeof(p), "n/%d", i);
+        CHECK(!strcmp(err_of(WTX(g, tx, p, "x")), "OK"));
+    }
+    CHECK(!strcmp(err_of(WTX(g, tx, "n/a/b/c/d/e/f/g", "x")), "ENOSPC"));
+    CHECK(!strcmp(tx_end(g, tx, "T"), "OK"));
+    CHECK_EQ(xs.tree->owned[5], 14);
+    CHECK_EQ(count_events(&sinks[3], "/local/domain/5/n/6", "tok"), 1);
+    CHECK_EQ(g->txn_bytes, 0);
+    /* The commit counts against the tree as it is: a removal below a path the
+     * transaction removed (no conflict) frees nothing more for it */
+    rq(g, XS_RM, 0, "n", NULL, 0);
+    rq(g, XS_RM, 0, "other", NULL, 0);
+    W(g, "d/x/y", "");                                     /* owned: 4 */
+    xs.quota.nodes = 8;
+    tx = tx_start(g);
+    CHECK(!strcmp(err_of(rq(g, XS_RM, tx, "d", NULL, 0)), "OK"));
+    rq(g, XS_RM, 0, "d/x/y", NULL, 0);                      /* owned: 3 */
+    for (int i = 0; i < 8; i++) {       /* as requests go: 3 - 3 + 8 */
+        snprintf(p, sizeof(p), "m%d", i);
+        CHECK(!strcmp(err_of(WTX(g, tx, p, "x")), "OK"));
+    }
+    CHECK(!strcmp(tx_end(g, tx, "T"), "ENOSPC"));          /* 3 - 2 + 8 > 8 */
+    CHECK_EQ(xs.tree->owned[5], 3);
+    CHECK(!strcmp(err_of(R(g, "d/x")), "OK"));
+}
+
+/* What a guest's open transactions hold is bounded (trans_memory, trans_nodes). */
+static void test_txn_memory(void)
+{
+    setup();
+    xs.quota.trans_memory = 8192;
+    struct xs_conn *c = dom0();
+    struct xs_conn *g = guest(c, 5, &sinks[1]);
+    REQUIRE(g);
+    W(c, "/local/domain/5", "");
+    rq(c, XS_SET_PERMS, 0, "/local/domain/5", "n5\0", 3);
+    static char big[1500];
+    memset(big, 'x', sizeof(big) - 1);
+    uint32_t t1 = tx_start(g), t2 = tx_start(g);
+    const char *last = "OK";
+    int ok = 0;
+    char p[32];
+    for (int i = 0; i < 20 && !strcmp(last, "OK"); i++) {
+        snprintf(p, sizeof(p), "b%d", i);
+        last = err_of(WTX(g, i % 2 ? t2 : t1, p, big));
+        ok += !strcmp(last, "OK");
+    }
+    CHECK(!strcmp(last, "ENOSPC"));
+    CHECK_MSG(ok >= 3 && ok <= 5, "%d big writes", ok);
+    CHECK(g->txn_bytes <= 8192);
+    CHECK(!strcmp(tx_end(g, t1, "F"), "OK"));
+    CHECK(!strcmp(tx_end(g, t2, "F"), "OK"));
+    CHECK_EQ(g->txn_bytes, 0);
+    /* Accessed nodes per transaction */
+    xs.quota.trans_memory = 0;
+    xs.quota.trans_nodes = 50;
+    t1 = tx_start(g);
+    last = "OK";
+    for (int i = 0; i < 60 && strcmp(last, "ENOSPC"); i++) {
+        snprintf(p, sizeof(p), "r%d", i);
+        last = err_of(RTX(g, t1, p));
+    }
+    CHECK(!strcmp(last, "ENOSPC"));
+    CHECK(!strcmp(tx_end(g, t1, "F"), "OK"));
+}
+
+/* A transaction costs what it touches: 1,000 of them on a 20,000-node tree allocate
+ * no tree node and a few entries each. */
+static void test_txn_no_copy(void)
+{
+    setup();
+    struct xs_conn *c = dom0();
+    struct xs_conn *g = guest(c, 5, &sinks[1]);
+    REQUIRE(g);
+    char p[64];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(p, sizeof(p), "/big/%d/%d", i / 100, i % 100);
+        W(c, p, "v");
+    }
+    W(c, "/local/domain/5/k", "0");
+    rq(c, XS_SET_PERMS, 0, "/local/domain/5", "n5\0", 3);
+    rq(c, XS_SET_PERMS, 0, "/local/domain/5/k", "n5\0", 3);
+    struct xs_alloc_stats before = xs_alloc_stats;
+    uint32_t held[10];
+    for (int i = 0; i < 10; i++) {          /* the guest's quota of open ones */
+        held[i] = tx_start(g);
+        CHECK(!strcmp(RTX(g, held[i], "k")->body, "0"));
+    }
+    int commits = 0;
+    for (int i = 0; i < 1000; i++) {
+        uint32_t tx = tx_start(c);
+        snprintf(p, sizeof(p), "/big/%d/%d", i % 200, i % 100);
+        RTX(c, tx, p);
+        WTX(c, tx, "/big/0/0", "w");
+        commits += !strcmp(tx_end(c, tx, i % 2 ? "T" : "F"), "OK");
+    }
+    CHECK_EQ(commits, 1000);
+    for (int i = 0; i < 10; i++)
+        CHECK(!strcmp(tx_end(g, held[i], "T"), "OK"));
+    CHECK_EQ(xs_alloc_stats.tree_nodes - before.tree_nodes, 0);
+    CHECK_MSG(xs_alloc_stats.txn_entries - before.txn_entries <= 2010, "%llu entries",
+              (unsigned long long)(xs_alloc_stats.txn_entries - before.txn_entries));
+    CHECK_EQ(c->txn_bytes + g->txn_bytes, 0);
+}
+
 /* ---- migration: export, and the import of a stream as the guest's own data ---- */
 
 /* A xenstore stream built by hand: header, CONNECTION for src, NODEs, WATCHes, END. */
@@ -763,6 +1019,11 @@ int main(void)
     RUN_TEST(test_quota);
     RUN_TEST(test_txn);
     RUN_TEST(test_watch);
+    RUN_TEST(test_txn_overlay);
+    RUN_TEST(test_txn_view_perms);
+    RUN_TEST(test_txn_commit_quota);
+    RUN_TEST(test_txn_memory);
+    RUN_TEST(test_txn_no_copy);
     RUN_TEST(test_migrate);
     RUN_TEST(test_migrate_refusals);
     RUN_TEST(test_import_classify);

@@ -245,42 +245,107 @@ static void parent_path(const char *path, char *out)
 
 /* ---------------------------------------------------------------- node access */
 
-static int access_rec(struct op *o, const char *path, const struct xs_node *n)
+/* A node as a request sees it: a node of o->t, or in a transaction, its entry (the
+ * transaction's view; the main tree for paths it has not touched). */
+struct view {
+    bool present;
+    struct xs_node *node;       /* outside a transaction */
+    struct xs_txent *ent;       /* inside one */
+    const uint8_t *val;
+    uint32_t vlen;
+    const struct xs_perm *perms;
+    uint32_t nperms;
+};
+
+static void view_set(struct view *v, struct xs_node *n, struct xs_txent *e)
 {
-    if (!o->tx)
+    memset(v, 0, sizeof(*v));
+    v->node = n;
+    v->ent = e;
+    if (n) {
+        v->present = true;
+        v->val = n->val;
+        v->vlen = n->vlen;
+        v->perms = n->perms;
+        v->nperms = n->nperms;
+    } else if (e && e->present) {
+        v->present = true;
+        v->val = e->val;
+        v->vlen = e->vlen;
+        v->perms = e->perms;
+        v->nperms = e->nperms;
+    }
+}
+
+/* Look path up; in a transaction this records the access (ENOSPC over its limits). */
+static int look(struct op *o, const char *path, struct view *v)
+{
+    struct xs_txent *e;
+    if (!o->tx) {
+        view_set(v, xs_tree_get(o->t, path), NULL);
         return 0;
-    uint32_t lim = xs_conn_priv(o->c) ? 0 : o->c->xs->quota.trans_nodes;
-    return xs_txn_access(o->tx, path, n ? n->gen : 0, lim) ? 0 : ENOSPC;
+    }
+    int err = xs_txn_get(o->tx, o->t, path, &e);
+    if (err)
+        return err;
+    view_set(v, NULL, e);
+    return 0;
+}
+
+/* The permissions of path if present, without recording an access. */
+static bool peek(struct op *o, const char *path, const struct xs_perm **p, uint32_t *np)
+{
+    if (o->tx)
+        return xs_txn_peek(o->tx, o->t, path, p, np);
+    struct xs_node *n = xs_tree_get(o->t, path);
+    if (n) {
+        *p = n->perms;
+        *np = n->nperms;
+    }
+    return n != NULL;
+}
+
+static void sum_len(void *ctx, const char *name)
+{
+    *(uint32_t *)ctx += (uint32_t)strlen(name) + 1;
+}
+
+static uint32_t view_childlen(struct op *o, const struct view *v)
+{
+    uint32_t len = 0;
+    if (!o->tx)
+        return v->node->childlen;
+    xs_txn_each_child(o->tx, o->t, v->ent, sum_len, &len);
+    return len;
 }
 
 /* Xen's errno_from_parents: not knowing a node below an unreadable one is EACCES. */
 static int err_from_parents(struct op *o, const char *path, int err)
 {
     char p[XENSTORE_ABS_PATH_MAX + 2];
+    const struct xs_perm *perms;
+    uint32_t np;
     strcpy(p, path);
     while (strcmp(p, "/")) {
         char q[XENSTORE_ABS_PATH_MAX + 2];
         parent_path(p, q);
         strcpy(p, q);
-        struct xs_node *n = xs_tree_get(o->t, p);
-        if (n)
-            return (xs_perm_for(o->c, n->perms, n->nperms) & XS_PERM_READ) ? err : EACCES;
+        if (peek(o, p, &perms, &np))
+            return (xs_perm_for(o->c, perms, np) & XS_PERM_READ) ? err : EACCES;
     }
     return err;
 }
 
-static int get_node(struct op *o, const char *path, unsigned perm, struct xs_node **out)
+/* 0 if path is present and the connection has perm on it; else ENOENT, EACCES... */
+static int get_node(struct op *o, const char *path, unsigned perm, struct view *v)
 {
-    struct xs_node *n = xs_tree_get(o->t, path);
-    int err = access_rec(o, path, n);
-    *out = NULL;
+    int err = look(o, path, v);
     if (err)
         return err;
-    if (!n)
+    if (!v->present)
         return err_from_parents(o, path, ENOENT);
-    if ((xs_perm_for(o->c, n->perms, n->nperms) & perm) != perm)
+    if ((xs_perm_for(o->c, v->perms, v->nperms) & perm) != perm)
         return err_from_parents(o, path, EACCES);
-    *out = n;
     return 0;
 }
 
@@ -289,38 +354,73 @@ static bool unpriv(struct op *o)
     return !xs_conn_priv(o->c);
 }
 
-/* Create path (and missing parents) with value; perms inherited, guests own theirs. */
-static int create_node(struct op *o, const char *path, const void *val, uint32_t vlen,
-                       struct xs_node **out)
+/* The nearest present ancestor of path (recorded in a transaction); *missing counts
+ * the nodes a creation of path adds. */
+static int nearest_present(struct op *o, const char *path, char *anc, struct view *a,
+                           int *missing)
 {
-    struct xs *xs = o->c->xs;
-    char anc[XENSTORE_ABS_PATH_MAX + 2];
-    struct xs_node *a = NULL;
-    int missing = 1, err;
+    int err;
+    *missing = 1;
     strcpy(anc, path);
     for (;;) {
         char q[XENSTORE_ABS_PATH_MAX + 2];
         parent_path(anc, q);
         strcpy(anc, q);
-        a = xs_tree_get(o->t, anc);
-        if ((err = access_rec(o, anc, a)))
+        if ((err = look(o, anc, a)))
             return err;
-        if (a)
-            break;
-        missing++;
+        if (a->present)
+            return 0;
+        (*missing)++;
     }
-    if (!(xs_perm_for(o->c, a->perms, a->nperms) & XS_PERM_WRITE))
+}
+
+/* Nodes the domain owns, in the request's view. */
+static int64_t owned_now(struct op *o, uint32_t domid)
+{
+    int64_t n = o->t->owned[domid];
+    if (o->tx && o->tx->quota_domid == domid)
+        n += o->tx->owned_delta;
+    return n;
+}
+
+/* Add one node under parent (the view of it) with value and perms. */
+static int add_node(struct op *o, struct view *parent, const char *path, const void *val,
+                    uint32_t vlen, const struct xs_perm *perms, uint32_t np,
+                    struct view *out)
+{
+    if (!o->tx) {
+        view_set(out, xs_tree_add(o->t, parent->node, path, val, vlen, perms, np), NULL);
+        return 0;
+    }
+    int err = look(o, path, out);
+    if (!err)
+        err = xs_txn_create(o->tx, o->t, out->ent, val, vlen, perms, np);
+    if (!err)
+        view_set(out, NULL, out->ent);
+    return err;
+}
+
+/* Create path (and missing parents) with value; perms inherited, guests own theirs. */
+static int create_node(struct op *o, const char *path, const void *val, uint32_t vlen,
+                       struct view *out)
+{
+    struct xs *xs = o->c->xs;
+    char anc[XENSTORE_ABS_PATH_MAX + 2];
+    struct view a;
+    int missing, err;
+    if ((err = nearest_present(o, path, anc, &a, &missing)))
+        return err;
+    if (!(xs_perm_for(o->c, a.perms, a.nperms) & XS_PERM_WRITE))
         return err_from_parents(o, path, EACCES);
-    struct xs_perm perms[a->nperms];
-    memcpy(perms, a->perms, sizeof(perms));
-    if (unpriv(o))
-        perms[0].domid = o->c->domid;
+    uint32_t np = a.nperms;
+    struct xs_perm perms[np];
+    memcpy(perms, a.perms, sizeof(perms));
     if (unpriv(o)) {
+        perms[0].domid = o->c->domid;
         uint32_t q = xs->quota.nodes;
-        if (q && o->t->owned[perms[0].domid] + (uint32_t)missing > q)
+        if (q && owned_now(o, perms[0].domid) + missing > q)
             return ENOSPC;
-        if (xs->quota.entry_size &&
-            xs_node_size(a->nperms, vlen, 0) >= xs->quota.entry_size)
+        if (xs->quota.entry_size && xs_node_size(np, vlen, 0) >= xs->quota.entry_size)
             return ENOSPC;
     }
     /* Create top-down: path components after anc. */
@@ -328,7 +428,7 @@ static int create_node(struct op *o, const char *path, const void *val, uint32_t
     char cur[XENSTORE_ABS_PATH_MAX + 2];
     size_t curlen = strcmp(anc, "/") ? strlen(anc) : 0;
     memcpy(cur, path, curlen);
-    struct xs_node *parent = a, *n = NULL;
+    struct view parent = a;
     while (*rest) {
         const char *next = strchr(rest + 1, '/');
         size_t seg = next ? (size_t)(next - rest) : strlen(rest);
@@ -336,128 +436,145 @@ static int create_node(struct op *o, const char *path, const void *val, uint32_t
         curlen += seg;
         cur[curlen] = '\0';
         rest += seg;
-        if ((err = access_rec(o, cur, NULL)))
-            return err;
         bool last = !*rest;
-        n = xs_tree_add(o->t, parent, cur, last ? val : NULL, last ? vlen : 0, perms,
-                        a->nperms);
-        parent = n;
+        if ((err = add_node(o, &parent, cur, last ? val : NULL, last ? vlen : 0, perms, np,
+                            out)))
+            return err;
+        parent = *out;
     }
-    *out = n;
     return 0;
 }
 
-static void fire(struct op *o, const char *path, const struct xs_node *n, bool recurse)
+static void fire(struct op *o, const char *path, const struct view *v, bool recurse)
 {
     if (!o->tx && !o->quiet)
-        xs_watch_fire(o->c->xs, path, n ? n->perms : NULL, n ? n->nperms : 0, recurse);
+        xs_watch_fire(o->c->xs, path, v->perms, v->nperms, recurse);
 }
 
 static int op_write(struct op *o, const char *path, const void *val, uint32_t vlen)
 {
-    struct xs_node *n;
-    int err = get_node(o, path, XS_PERM_WRITE, &n);
-    if (err && err != ENOENT)
-        return err;
-    if (!n) {
-        if ((err = create_node(o, path, val, vlen, &n)))
+    struct view v;
+    struct xs *xs = o->c->xs;
+    int err = get_node(o, path, XS_PERM_WRITE, &v);
+    if (err == ENOENT) {
+        if ((err = create_node(o, path, val, vlen, &v)))
             return err;
+    } else if (err) {
+        return err;
     } else {
-        if (unpriv(o) && o->c->xs->quota.entry_size &&
-            xs_node_size(n->nperms, vlen, n->childlen) >= o->c->xs->quota.entry_size)
+        if (unpriv(o) && xs->quota.entry_size &&
+            xs_node_size(v.nperms, vlen, view_childlen(o, &v)) >= xs->quota.entry_size)
             return ENOSPC;
-        xs_tree_set_value(o->t, n, val, vlen);
+        if (o->tx)
+            err = xs_txn_set_value(o->tx, o->t, v.ent, val, vlen);
+        else
+            xs_tree_set_value(o->t, v.node, val, vlen);
+        if (err)
+            return err;
+        view_set(&v, v.node, v.ent);
     }
-    if (o->tx)
-        xs_txn_log(o->tx, XS_WRITE, path, val, vlen);
-    fire(o, path, n, false);
+    fire(o, path, &v, false);
     return 0;
 }
 
 static int op_mkdir(struct op *o, const char *path)
 {
-    struct xs_node *n;
-    int err = get_node(o, path, XS_PERM_WRITE, &n);
-    if (n)
-        return 0;
+    struct view v;
+    int err = get_node(o, path, XS_PERM_WRITE, &v);
     if (err != ENOENT)
+        return err;         /* 0: it exists */
+    if ((err = create_node(o, path, NULL, 0, &v)))
         return err;
-    if ((err = create_node(o, path, NULL, 0, &n)))
-        return err;
-    if (o->tx)
-        xs_txn_log(o->tx, XS_MKDIR, path, NULL, 0);
-    fire(o, path, n, false);
+    fire(o, path, &v, false);
     return 0;
+}
+
+/* RM of a missing node: fine if its parent exists (Xen), else ENOENT. */
+static int rm_missing(struct op *o, const char *path)
+{
+    char p[XENSTORE_ABS_PATH_MAX + 2];
+    struct view pv;
+    parent_path(path, p);
+    int err = look(o, p, &pv);
+    if (err)
+        return err;
+    return pv.present ? 0 : ENOENT;
 }
 
 static int op_rm(struct op *o, const char *path)
 {
-    struct xs_node *n;
-    int err = get_node(o, path, XS_PERM_WRITE, &n);
-    if (!n) {
-        if (err == ENOENT) {
-            char p[XENSTORE_ABS_PATH_MAX + 2];
-            parent_path(path, p);
-            struct xs_node *pn = xs_tree_get(o->t, p);
-            if ((err = access_rec(o, p, pn)))
-                return err;
-            return pn ? 0 : ENOENT;
-        }
-        return err;
-    }
+    struct view v, pv;
+    char p[XENSTORE_ABS_PATH_MAX + 2];
+    int err = get_node(o, path, XS_PERM_WRITE, &v);
+    if (err)
+        return err == ENOENT ? rm_missing(o, path) : err;
     if (!strcmp(path, "/"))
         return EINVAL;
-    if (n->parent && (err = access_rec(o, n->parent->path, n->parent)))
-        return err;
-    struct xs_perm perms[n->nperms];
-    uint32_t np = n->nperms;
-    memcpy(perms, n->perms, sizeof(perms));
-    xs_tree_rm(o->t, n, NULL, NULL);
-    if (o->tx)
-        xs_txn_log(o->tx, XS_RM, path, NULL, 0);
-    else
+    if (o->tx) {
+        /* The parent's children change: its generation is checked at commit. */
+        parent_path(path, p);
+        if ((err = look(o, p, &pv)))
+            return err;
+        xs_txn_remove(o->tx, o->t, v.ent);
+        return 0;
+    }
+    struct xs_perm perms[v.nperms];
+    uint32_t np = v.nperms;
+    memcpy(perms, v.perms, sizeof(perms));
+    xs_tree_rm(o->t, v.node, NULL, NULL);
+    if (!o->quiet)
         xs_watch_fire(o->c->xs, path, perms, np, true);
+    return 0;
+}
+
+/* SET_PERMS of @introduceDomain / @releaseDomain. */
+static int set_special_perms(struct op *o, const char *path, const struct xs_perm *p,
+                             uint32_t np)
+{
+    struct xs *xs = o->c->xs;
+    int w = !strcmp(path, "@introduceDomain") ? XS_SPECIAL_INTRODUCE :
+            !strcmp(path, "@releaseDomain") ? XS_SPECIAL_RELEASE : -1;
+    if (w < 0)
+        return ENOENT;
+    if (!(xs_perm_for(o->c, xs->special_perms[w], xs->special_nperms[w]) & XS_PERM_OWNER))
+        return EACCES;
+    if (np > 8)
+        return ENOSPC;
+    memcpy(xs->special_perms[w], p, np * sizeof(*p));
+    xs->special_nperms[w] = np;
+    if (xs->ops.special_changed)
+        xs->ops.special_changed(xs, w);
     return 0;
 }
 
 static int op_set_perms(struct op *o, const char *path, const struct xs_perm *p, uint32_t np)
 {
     struct xs *xs = o->c->xs;
-    if (path[0] == '@') {
-        int w = !strcmp(path, "@introduceDomain") ? XS_SPECIAL_INTRODUCE :
-                !strcmp(path, "@releaseDomain") ? XS_SPECIAL_RELEASE : -1;
-        if (w < 0)
-            return ENOENT;
-        if (!(xs_perm_for(o->c, xs->special_perms[w], xs->special_nperms[w]) &
-              XS_PERM_OWNER))
-            return EACCES;
-        if (np > 8)
-            return ENOSPC;
-        memcpy(xs->special_perms[w], p, np * sizeof(*p));
-        xs->special_nperms[w] = np;
-        if (xs->ops.special_changed)
-            xs->ops.special_changed(xs, w);
-        return 0;
-    }
-    struct xs_node *n;
-    int err = get_node(o, path, XS_PERM_WRITE, &n);
+    struct view v;
+    if (path[0] == '@')
+        return set_special_perms(o, path, p, np);
+    int err = get_node(o, path, XS_PERM_WRITE, &v);
     if (err)
         return err;
-    if (!(xs_perm_for(o->c, n->perms, n->nperms) & XS_PERM_OWNER))
+    if (!(xs_perm_for(o->c, v.perms, v.nperms) & XS_PERM_OWNER))
         return EACCES;
     if (unpriv(o)) {
-        if (p[0].domid != n->perms[0].domid)
+        if (p[0].domid != v.perms[0].domid)
             return EPERM;
         if (xs->quota.perms && np > xs->quota.perms)
             return ENOSPC;
         if (xs->quota.entry_size &&
-            xs_node_size(np, n->vlen, n->childlen) >= xs->quota.entry_size)
+            xs_node_size(np, v.vlen, view_childlen(o, &v)) >= xs->quota.entry_size)
             return ENOSPC;
     }
-    xs_tree_set_perms(o->t, n, p, np);
     if (o->tx)
-        xs_txn_log(o->tx, XS_SET_PERMS, path, p, np * (uint32_t)sizeof(*p));
-    fire(o, path, n, false);
+        err = xs_txn_set_perms(o->tx, o->t, v.ent, p, np);
+    else
+        xs_tree_set_perms(o->t, v.node, p, np);
+    if (err)
+        return err;
+    view_set(&v, v.node, v.ent);
+    fire(o, path, &v, false);
     return 0;
 }
 
@@ -541,12 +658,12 @@ static int do_get_perms(struct op *o, const char *path, const struct xsd_sockmsg
         if (!(xs_perm_for(o->c, p, np) & XS_PERM_READ))
             return EACCES;
     } else {
-        struct xs_node *n;
-        int err = get_node(o, path, XS_PERM_READ, &n);
+        struct view v;
+        int err = get_node(o, path, XS_PERM_READ, &v);
         if (err)
             return err;
-        p = n->perms;
-        np = n->nperms;
+        p = v.perms;
+        np = v.nperms;
     }
     int len = perms_string(p, np, buf, sizeof(buf));
     if (len < 0)
@@ -555,54 +672,79 @@ static int do_get_perms(struct op *o, const char *path, const struct xsd_sockmsg
     return 0;
 }
 
+/* The names of a node's children, each NUL-terminated, as the request sees them. */
+struct names { char *buf; size_t len, cap; };
+
+static void names_add(void *ctx, const char *name)
+{
+    struct names *nm = ctx;
+    size_t l = strlen(name) + 1;
+    if (nm->len + l > nm->cap) {
+        nm->cap = (nm->len + l) * 2;
+        nm->buf = realloc(nm->buf, nm->cap);
+        if (!nm->buf)
+            abort();
+    }
+    memcpy(nm->buf + nm->len, name, l);
+    nm->len += l;
+}
+
+static void list_children(struct op *o, const struct view *v, struct names *nm)
+{
+    memset(nm, 0, sizeof(*nm));
+    names_add(nm, "");          /* a buffer even for no child */
+    nm->len = 0;
+    if (o->tx) {
+        xs_txn_each_child(o->tx, o->t, v->ent, names_add, nm);
+        return;
+    }
+    for (uint32_t i = 0; i < v->node->nkids; i++)
+        names_add(nm, v->node->kids[i]->name);
+}
+
+/* DIRECTORY_PART: the generation, then the names from offset start that fit, then an
+ * empty name if that is the end of the list. */
+static int directory_part(struct op *o, const struct view *v, const struct names *nm,
+                          const struct xsd_sockmsg *req, const char *offstr)
+{
+    unsigned long start;
+    if (!xs_parse_uint(offstr, UINT32_MAX, &start) || start > nm->len)
+        return EINVAL;
+    if (start && nm->buf[start - 1] != '\0')
+        return EINVAL;      /* not at the start of a name */
+    uint64_t gen = o->tx ? xs_txn_view_gen(o->tx, o->t, v->ent) : v->node->gen;
+    char buf[XENSTORE_PAYLOAD_MAX + 1];
+    size_t off = (size_t)snprintf(buf, 64, "%llu", (unsigned long long)gen) + 1;
+    size_t pos = start;
+    while (pos < nm->len) {
+        size_t l = strlen(nm->buf + pos) + 1;
+        if (off + l + 1 > XENSTORE_PAYLOAD_MAX)
+            break;
+        memcpy(buf + off, nm->buf + pos, l);
+        off += l;
+        pos += l;
+    }
+    if (pos == nm->len)
+        buf[off++] = '\0';      /* the end of the list: an empty name */
+    reply(o->c, req, XS_DIRECTORY_PART, buf, off);
+    return 0;
+}
+
 static int do_directory(struct op *o, const char *path, const struct xsd_sockmsg *req,
                         const char *offstr)
 {
-    struct xs_node *n;
-    int err = get_node(o, path, XS_PERM_READ, &n);
+    struct view v;
+    struct names nm;
+    int err = get_node(o, path, XS_PERM_READ, &v);
     if (err)
         return err;
-    char *buf = malloc(n->childlen + 64);
-    if (!buf)
-        return ENOMEM;
-    size_t off = 0;
-    if (!offstr) {
-        for (uint32_t i = 0; i < n->nkids; i++) {
-            size_t l = strlen(n->kids[i]->name) + 1;
-            memcpy(buf + off, n->kids[i]->name, l);
-            off += l;
-        }
-        reply(o->c, req, XS_DIRECTORY, buf, off);
-        free(buf);
-        return 0;
-    }
-    unsigned long start;
-    if (!xs_parse_uint(offstr, UINT32_MAX, &start) || start > n->childlen) {
-        free(buf);
-        return EINVAL;
-    }
-    off = (size_t)snprintf(buf, 64, "%llu", (unsigned long long)n->gen) + 1;
-    size_t genlen = off, pos = 0;
-    uint32_t i = 0;
-    for (; i < n->nkids && pos < start; i++)
-        pos += strlen(n->kids[i]->name) + 1;
-    if (pos != start) {
-        free(buf);
-        return EINVAL;
-    }
-    for (; i < n->nkids; i++) {
-        size_t l = strlen(n->kids[i]->name) + 1;
-        if (off + l + 1 > XENSTORE_PAYLOAD_MAX)
-            break;
-        memcpy(buf + off, n->kids[i]->name, l);
-        off += l;
-    }
-    if (i == n->nkids)
-        buf[off++] = '\0';      /* the end of the list: an empty name */
-    (void)genlen;
-    reply(o->c, req, XS_DIRECTORY_PART, buf, off);
-    free(buf);
-    return 0;
+    list_children(o, &v, &nm);
+    if (!offstr)
+        reply(o->c, req, XS_DIRECTORY, nm.buf, nm.len);
+    else
+        err = directory_part(o, &v, &nm, req, offstr);
+    free(nm.buf);
+    return err;
 }
 
 static struct xs_txn *find_txn(struct xs_conn *c, uint32_t id)
@@ -613,6 +755,13 @@ static struct xs_txn *find_txn(struct xs_conn *c, uint32_t id)
     return NULL;
 }
 
+static void commit_fire(void *ctx, const char *path, const struct xs_perm *p, uint32_t np,
+                        bool recurse)
+{
+    xs_watch_fire(ctx, path, p, np, recurse);
+}
+
+/* TRANSACTION_END: "T" commits (all of it or nothing), "F" drops. */
 static int do_txn_end(struct xs_conn *c, const struct xsd_sockmsg *req, const char *arg)
 {
     struct xs_txn **pp = &c->txns;
@@ -632,22 +781,10 @@ static int do_txn_end(struct xs_conn *c, const struct xsd_sockmsg *req, const ch
     c->ntxns--;
     int err = 0;
     if (commit) {
-        if (xs_txn_conflicts(t, c->xs->tree)) {
-            err = EAGAIN;
-        } else {
-            struct op o = { c, c->xs->tree, NULL, false };
-            for (struct xs_txop *op = t->ops; op; op = op->next) {
-                switch (op->type) {
-                case XS_WRITE: op_write(&o, op->path, op->data, op->len); break;
-                case XS_MKDIR: op_mkdir(&o, op->path); break;
-                case XS_RM: op_rm(&o, op->path); break;
-                case XS_SET_PERMS:
-                    op_set_perms(&o, op->path, (const struct xs_perm *)op->data,
-                                 op->len / (uint32_t)sizeof(struct xs_perm));
-                    break;
-                }
-            }
-        }
+        struct xs *xs = c->xs;
+        bool guest = !xs_conn_priv(c);
+        err = xs_txn_commit(t, xs->tree, guest ? xs->quota.nodes : 0,
+                            guest ? xs->quota.entry_size : 0, commit_fire, xs);
     }
     xs_txn_free(t);
     return err;
@@ -760,14 +897,17 @@ static int do_control(struct xs_conn *c, const struct xsd_sockmsg *req, const ch
             if (!d)
                 return ENOENT;
             snprintf(buf, sizeof(buf), "Domain %u:\nnodes: %u\nwatches: %u\n"
-                     "transactions: %u\n", domid, xs->tree->owned[domid],
-                     d->conn->nwatches, d->conn->ntxns);
+                     "transactions: %u\ntransaction memory: %zu\n", domid,
+                     xs->tree->owned[domid], d->conn->nwatches, d->conn->ntxns,
+                     d->conn->txn_bytes);
         } else {
             snprintf(buf, sizeof(buf), "Nodes per domain: %u\nEntry size: %u\n"
                      "Watches per domain: %u\nTransactions per domain: %u\n"
-                     "Permissions per node: %u\nNodes per transaction: %u\n",
+                     "Permissions per node: %u\nNodes per transaction: %u\n"
+                     "Transaction memory per domain: %u\n",
                      xs->quota.nodes, xs->quota.entry_size, xs->quota.watches,
-                     xs->quota.transactions, xs->quota.perms, xs->quota.trans_nodes);
+                     xs->quota.transactions, xs->quota.perms, xs->quota.trans_nodes,
+                     xs->quota.trans_memory);
         }
         reply_str(c, req, buf);
         return 0;
@@ -818,9 +958,6 @@ void xs_handle(struct xs_conn *c, const struct xsd_sockmsg *h, const uint8_t *bo
                 reply_err(c, h, c->lost_txns ? EAGAIN : ENOENT);
                 return;
             }
-            if (!o.tx->tree)
-                o.tx->tree = xs_tree_copy(xs->tree);
-            o.t = o.tx->tree;
         }
         if (n < 1) {
             reply_err(c, h, EINVAL);
@@ -838,9 +975,9 @@ void xs_handle(struct xs_conn *c, const struct xsd_sockmsg *h, const uint8_t *bo
 
     switch (h->type) {
     case XS_READ: {
-        struct xs_node *nd;
+        struct view nd;
         if (!(err = get_node(&o, path, XS_PERM_READ, &nd)))
-            reply(c, h, XS_READ, nd->val, nd->vlen);
+            reply(c, h, XS_READ, nd.val, nd.vlen);
         break;
     }
     case XS_WRITE: {
@@ -926,7 +1063,10 @@ void xs_handle(struct xs_conn *c, const struct xsd_sockmsg *h, const uint8_t *bo
         do {
             id = c->next_txid++;
         } while (id == 0 || find_txn(c, id));
-        struct xs_txn *t = xs_txn_new(xs->tree, id);
+        bool guest = !xs_conn_priv(c);
+        struct xs_txn *t = xs_txn_new(id, guest ? c->domid : XS_NO_TARGET,
+                                      guest ? xs->quota.trans_nodes : 0, &c->txn_bytes,
+                                      guest ? xs->quota.trans_memory : 0);
         t->next = c->txns;
         c->txns = t;
         c->ntxns++;

@@ -9,6 +9,8 @@ void xs_quota_defaults(struct xs_quota *q)
     q->transactions = 10;   /* quota_max_transaction -> ENOSPC */
     q->perms = 5;           /* quota_nb_perms_per_node -> ENOSPC */
     q->trans_nodes = 1024;  /* quota_trans_nodes -> ENOSPC */
+    /* What a guest's open transactions may hold: as much as it may own in the tree. */
+    q->trans_memory = q->nodes * q->entry_size;
     q->outstanding = 1u << 20;
 }
 

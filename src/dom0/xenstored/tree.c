@@ -80,12 +80,15 @@ static void owned_adj(struct xs_tree *t, const struct xs_node *n, int d)
         t->owned[n->perms[0].domid] += (uint32_t)d;
 }
 
+struct xs_alloc_stats xs_alloc_stats;
+
 static struct xs_node *node_new(const char *path, const void *val, uint32_t vlen,
                                 const struct xs_perm *perms, uint32_t np)
 {
     struct xs_node *n = calloc(1, sizeof(*n));
     if (!n)
         abort();
+    xs_alloc_stats.tree_nodes++;
     n->path = strdup(path);
     if (!n->path)
         abort();

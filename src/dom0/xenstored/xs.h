@@ -75,6 +75,7 @@ struct xs_tree {
 
 struct xs_tree *xs_tree_new(uint64_t *gen);
 void xs_tree_free(struct xs_tree *t);
+/* A deep copy (migrate.c's trial import only: O(nodes)). */
 struct xs_tree *xs_tree_copy(const struct xs_tree *t);
 struct xs_node *xs_tree_get(const struct xs_tree *t, const char *path);
 /* Create path under its existing parent, with the given value and perms (copied). */
@@ -100,33 +101,85 @@ struct xs_quota {
     uint32_t transactions;  /* open transactions per connection: 10 */
     uint32_t perms;         /* permissions per node: 5 */
     uint32_t trans_nodes;   /* nodes accessed by one transaction: 1024 */
+    uint32_t trans_memory;  /* bytes held by a domain's open transactions: nodes x entry_size */
     uint32_t outstanding;   /* queued output bytes before a guest is dropped */
 };
 void xs_quota_defaults(struct xs_quota *q);
 /* Xen's node size accounting: header + perms + value + children names. */
 uint32_t xs_node_size(uint32_t nperms, uint32_t vlen, uint32_t childlen);
 
-/* ---- txn.c ---- */
-struct xs_access { char *path; uint64_t gen; struct xs_access *next; };
-struct xs_txop { uint32_t type; char *path; uint8_t *data; uint32_t len;
-                 struct xs_txop *next; };
+/* ---- txn.c: transactions as an overlay on the main tree (no copy of it) ---- */
+/* One path a transaction touched: the main tree's generation then (for the conflict
+ * check) and the node as the transaction sees it. */
+struct xs_txent {
+    char *path;
+    size_t plen, hash;
+    uint64_t base_gen;          /* the main tree's generation at the first access; 0: absent */
+    bool checked;               /* base_gen is checked at commit (false below a path the
+                                 * transaction removed or created: that path's check covers it) */
+    bool present;               /* the node exists in the transaction's view */
+    bool fresh;                 /* the main tree's subtree here is hidden: the transaction
+                                 * removed (tombstone) or created the node */
+    bool set_val, set_perms;    /* written by the transaction */
+    uint8_t *val;               /* the view's value and permissions (present only) */
+    uint32_t vlen;
+    struct xs_perm *perms;
+    uint32_t nperms;
+    uint64_t gen;               /* changes with the node or its children in the view */
+    size_t bytes;               /* what the entry holds, charged to the connection */
+    struct xs_txent *hnext, *next;      /* hash chain; order of first access */
+};
 struct xs_txn {
     uint32_t id;
-    struct xs_tree *tree;           /* the transaction's copy, NULL before an access */
-    struct xs_access **acc;         /* hash set of accessed paths */
-    size_t nacc_buckets, nacc;
-    struct xs_txop *ops, **ops_tail;
+    uint32_t quota_domid;       /* the guest whose created/removed nodes owned_delta
+                                 * counts as requests go (the commit recounts);
+                                 * XS_NO_TARGET: none (dom0) */
+    int64_t owned_delta;
+    struct xs_txent **buckets;
+    size_t nbuckets, count;
+    struct xs_txent *first, **tail;
+    uint32_t max_entries;       /* nodes accessed by one transaction; 0: unlimited */
+    size_t *held, max_held;     /* bytes held by the connection's transactions, its limit */
     struct xs_txn *next;
 };
-struct xs_txn *xs_txn_new(const struct xs_tree *main, uint32_t id);
+/* Counters of what was allocated, for tests: nodes of trees, transaction entries. */
+struct xs_alloc_stats { uint64_t tree_nodes, txn_entries; };
+extern struct xs_alloc_stats xs_alloc_stats;
+
+struct xs_txn *xs_txn_new(uint32_t id, uint32_t quota_domid, uint32_t max_entries,
+                          size_t *held, size_t max_held);
 void xs_txn_free(struct xs_txn *t);
-/* Record an access of path (gen 0: absent) unless already recorded: false if the
- * transaction now exceeds limit (0: unlimited). */
-bool xs_txn_access(struct xs_txn *t, const char *path, uint64_t gen, uint32_t limit);
-void xs_txn_log(struct xs_txn *t, uint32_t type, const char *path, const void *data,
-                uint32_t len);
-/* Has any accessed node changed in main since? */
-bool xs_txn_conflicts(const struct xs_txn *t, const struct xs_tree *main);
+/* The transaction's entry for path, made at the first access from the main tree (a copy
+ * of the node, or absent if it or a path the transaction removed hides it). ENOSPC over
+ * the transaction's limits. */
+int xs_txn_get(struct xs_txn *t, const struct xs_tree *main, const char *path,
+               struct xs_txent **out);
+/* The view of path without recording an access: present? and its permissions. */
+bool xs_txn_peek(const struct xs_txn *t, const struct xs_tree *main, const char *path,
+                 const struct xs_perm **perms, uint32_t *nperms);
+/* Changes of the view; 0 or ENOSPC (the connection's transaction memory). */
+int xs_txn_create(struct xs_txn *t, const struct xs_tree *main, struct xs_txent *e,
+                  const void *val, uint32_t vlen, const struct xs_perm *p, uint32_t np);
+int xs_txn_set_value(struct xs_txn *t, const struct xs_tree *main, struct xs_txent *e,
+                     const void *val, uint32_t vlen);
+int xs_txn_set_perms(struct xs_txn *t, const struct xs_tree *main, struct xs_txent *e,
+                     const struct xs_perm *p, uint32_t np);
+void xs_txn_remove(struct xs_txn *t, const struct xs_tree *main, struct xs_txent *e);
+/* The children of a present entry as the transaction sees them, in order. */
+void xs_txn_each_child(const struct xs_txn *t, const struct xs_tree *main,
+                       const struct xs_txent *e,
+                       void (*cb)(void *ctx, const char *name), void *ctx);
+/* DIRECTORY_PART's generation of a present entry. */
+uint64_t xs_txn_view_gen(const struct xs_txn *t, const struct xs_tree *main,
+                         const struct xs_txent *e);
+/* Commit: EAGAIN if anything accessed changed in main; else ENOSPC if the changes would
+ * exceed node_quota (nodes owned by quota_domid) or entry_quota (0: no limit), or EAGAIN
+ * if a created node lacks its parent; only if all is well are they applied to main, and
+ * fire is called for each change applied. */
+typedef void xs_txn_fire_fn(void *ctx, const char *path, const struct xs_perm *p,
+                            uint32_t np, bool recurse);
+int xs_txn_commit(struct xs_txn *t, struct xs_tree *main, uint32_t node_quota,
+                  uint32_t entry_quota, xs_txn_fire_fn *fire, void *ctx);
 
 /* ---- watch.c ---- */
 struct xs_watch {
@@ -148,6 +201,7 @@ struct xs_conn {
     uint32_t nwatches;
     struct xs_txn *txns;
     uint32_t ntxns, next_txid;
+    size_t txn_bytes;           /* held by its open transactions (xs_txn.held) */
     /* Queue one message (header + body) to the client. */
     void (*send)(struct xs_conn *c, const struct xsd_sockmsg *h, const void *body);
     void *io;                   /* the transport's */
