@@ -275,7 +275,11 @@ static int save_domain(struct save_job *j)
     xkvm_lu_write(w, XKVM_LU_REC_P2M, d->domid, x, nx * sizeof(*x));
     free(x);
 
-    struct xkvm_stream_hvm_param sp[HVM_NR_PARAMS];
+    /*
+     * HVM_PARAMS: a copy of DOMAIN_CONTEXT's, which is the one a restore applies;
+     * written because every reader of this major requires the record.
+     */
+    struct xkvm_ctx_hvm_param sp[HVM_NR_PARAMS];
     struct xkvm_lu_hvm_param lp[HVM_NR_PARAMS];
     uint32_t np = migrate_hvm_params(d, sp);
     for (uint32_t i = 0; i < np; i++)

@@ -206,12 +206,9 @@ static void pass1(void *arg)
     struct lu_dom *ld = arg;
     struct domain *d = ld->d;
     const struct xkvm_lu_domain *r = ld->rec;
+    /* The HVM params are DOMAIN_CONTEXT's (pv_restore_context sets them); the image's
+     * HVM_PARAMS record is a copy for readers that require it, checked, not applied. */
     int rc = pv_restore_check(d, r->dom_ctx, r->dom_len, ld->err, sizeof(ld->err));
-    for (size_t i = 0; !rc && i < r->nr_params; i++) {
-        struct xkvm_lu_hvm_param p;
-        memcpy(&p, &r->params[i], sizeof(p));
-        d->hvm_params[p.index] = p.value;       /* index < HVM_NR_PARAMS: checked */
-    }
     fault_point("crash");
     if (!rc)
         rc = pv_restore_context(d, r->dom_ctx, r->dom_len, &ld->advance, ld->err,

@@ -55,8 +55,6 @@ struct receiver {
     /* Records kept until END (the reader reuses its buffer per record). */
     void *hvm_ctx, *dom_ctx, *xs_state;
     size_t hvm_len, dom_len, xs_len;
-    struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
-    uint32_t nr_params;
     char uuid[37];              /* the source's /vm name for the guest, or "" */
 };
 
@@ -307,8 +305,6 @@ static int finish(struct receiver *r)
     int rc = pv_restore_check(d, r->dom_ctx, r->dom_len, r->err, r->errlen);
     if (rc)
         return rc;
-    for (uint32_t i = 0; i < r->nr_params; i++)
-        d->hvm_params[r->params[i].index] = r->params[i].value;
     uint64_t advance = 0;
     rc = pv_restore_context(d, r->dom_ctx, r->dom_len, &advance, r->err, r->errlen);
     uint64_t t1 = mono_ns();
@@ -372,11 +368,6 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
         case XKVM_STREAM_REC_XENSTORE_STATE:
             rc = keep(&r.xs_state, &r.xs_len, &rec);
             break;
-        case XKVM_STREAM_REC_HVM_PARAMS:
-            r.nr_params = xkvm_stream_hvm_params_count(&rec);
-            for (uint32_t i = 0; i < r.nr_params && i < HVM_NR_PARAMS; i++)
-                xkvm_stream_hvm_param_get(&rec, i, &r.params[i]);
-            break;
         case XKVM_STREAM_REC_END:
             fault_point("recv-end");
             ended = true;
@@ -387,7 +378,9 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
                 rc = fail(&r, -EPIPE, "source went away");
             break;
         default:
-            break;      /* TSC_INFO (time is in DOMAIN_CONTEXT), policies, optional */
+            /* TSC_INFO (time is in DOMAIN_CONTEXT), HVM_PARAMS (a Xen reader's copy of
+             * DOMAIN_CONTEXT's, which pv_restore_context applies), policies, optional */
+            break;
         }
         if (rc == -ENOMEM && !err[0])
             fail(&r, rc, "out of memory");

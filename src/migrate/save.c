@@ -322,15 +322,15 @@ static void mark_final_extras(struct sender *s)
     gnttab_dom0_mapped_gfns(d, s->dirty);
 }
 
-uint32_t migrate_hvm_params(struct domain *d, struct xkvm_stream_hvm_param *out)
+_Static_assert(HVM_NR_PARAMS == XKVM_CTX_HVM_NR_PARAMS, "one HVM param numbering");
+
+uint32_t migrate_hvm_params(struct domain *d, struct xkvm_ctx_hvm_param *out)
 {
     uint32_t n = 0;
     for (unsigned i = 0; i < HVM_NR_PARAMS; i++) {
         uint64_t v = __atomic_load_n(&d->hvm_params[i], __ATOMIC_RELAXED);
-        /* Indices Xen retired (params.h leaves them unused): never carried. */
-        bool retired = i == 4 || i == 13 || (i >= 20 && i <= 23) || i == 25 || i == 30;
-        if (v && !retired)
-            out[n++] = (struct xkvm_stream_hvm_param){ .index = i, .value = v };
+        if (v && !xkvm_ctx_hvm_param_retired(i))
+            out[n++] = (struct xkvm_ctx_hvm_param){ .index = i, .value = v };
     }
     return n;
 }
@@ -357,8 +357,12 @@ static int send_state(struct sender *s, char *err, size_t errlen)
     struct domain *d = s->d;
     struct xkvm_stream_tsc_info tsc = { .mode = 0, .khz = host.tsc_khz,
                                         .nsec = xen_system_time(d), .incarnation = 0 };
+    /* The libxc record a Xen reader needs; an xkvm restore applies DOMAIN_CONTEXT's. */
+    struct xkvm_ctx_hvm_param cp[HVM_NR_PARAMS];
     struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
-    uint32_t np = migrate_hvm_params(d, params);
+    uint32_t np = migrate_hvm_params(d, cp);
+    for (uint32_t i = 0; i < np; i++)
+        params[i] = (struct xkvm_stream_hvm_param){ .index = cp[i].index, .value = cp[i].value };
     size_t hlen = 0;
     void *hvm = NULL;
     int rc = migrate_hvm_context(d, &hvm, &hlen, err, errlen);
