@@ -124,24 +124,6 @@ static int fail(struct receiver *r, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* DOMAIN_CONFIG's optional members: "paused", "uuid" (the source's /vm name). */
-static int config_extras(struct receiver *r, struct json_object *o)
-{
-    struct json_object *ju, *jp;
-    if (json_object_object_get_ex(o, "uuid", &ju)) {
-        if (!json_object_is_type(ju, json_type_string) ||
-            !toolstack_xs_uuid_valid(json_object_get_string(ju)))
-            return fail(r, -EINVAL, "DOMAIN_CONFIG: \"uuid\" is not a UUID");
-        snprintf(r->uuid, sizeof(r->uuid), "%s", json_object_get_string(ju));
-    }
-    if (json_object_object_get_ex(o, "paused", &jp)) {
-        if (!json_object_is_type(jp, json_type_boolean))
-            return fail(r, -EINVAL, "DOMAIN_CONFIG: \"paused\" must be true or false");
-        r->paused = json_object_get_boolean(jp);
-    }
-    return 0;
-}
-
 /* The host resources of the guest: the local config's, or the stream's if allowed. */
 static int host_resources(struct receiver *r, struct domcfg *cfg)
 {
@@ -157,41 +139,39 @@ static int host_resources(struct receiver *r, struct domcfg *cfg)
     return 0;
 }
 
+_Static_assert(XKVM_DOMID_LIMIT == DOMREC_DOMID_LIMIT, "one guest domid range");
+
 static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
 {
-    char *text = strndup((const char *)rec->body, rec->length);
-    struct json_object *o = text ? json_tokener_parse(text) : NULL;
-    free(text);
-    struct json_object *jid, *jcfg;
     struct build_call *c = calloc(1, sizeof(*c));
+    struct domrec dr = { .cfg = c ? &c->cfg : NULL };
     int rc = 0;
     if (!c)
         rc = fail(r, -ENOMEM, "out of memory");
-    else if (!o || !json_object_object_get_ex(o, "domid", &jid) ||
-             !json_object_is_type(jid, json_type_int) ||
-             !json_object_object_get_ex(o, "config", &jcfg))
-        rc = fail(r, -EINVAL, "DOMAIN_CONFIG is not {\"domid\": N, \"config\": {...}}");
-    else if (json_object_get_int64(jid) < 1 || json_object_get_int64(jid) >= XKVM_DOMID_LIMIT)
-        rc = fail(r, -EINVAL, "DOMAIN_CONFIG: domid %lld is not a guest's",
-                  (long long)json_object_get_int64(jid));
-    else if (domcfg_from_json(jcfg, &c->cfg, c->err, sizeof(c->err)))
-        rc = fail(r, -EINVAL, "DOMAIN_CONFIG: %s", c->err);
-    if (!rc)
-        rc = config_extras(r, o);
+    else
+        rc = domrec_from_json((const char *)rec->body, rec->length, DOMREC_DOMID | DOMREC_CONFIG,
+                              DOMREC_PAUSED | DOMREC_UUID, "DOMAIN_CONFIG",
+                              "{\"domid\": N, \"config\": {...}}", &dr, r->err, r->errlen);
+    if (!rc) {
+        /* The optional members: "paused", "uuid" (the source's /vm name). */
+        if (dr.members & DOMREC_UUID)
+            snprintf(r->uuid, sizeof(r->uuid), "%s", dr.uuid);
+        if (dr.members & DOMREC_PAUSED)
+            r->paused = dr.paused;
+    }
     if (!rc)
         rc = host_resources(r, &c->cfg);
     /* Nothing is allocated for the stream before this. */
     if (!rc && r->gate)
         rc = r->gate->admit(r->gate, &c->cfg, r->err, r->errlen);
     if (!rc) {
-        c->domid = (uint16_t)json_object_get_int64(jid);
+        c->domid = (uint16_t)dr.domid;
         host_call_main(build_on_main, c);
         if (c->rc)
             rc = fail(r, c->rc, "%s", c->err);
         else
             r->d = c->d;
     }
-    json_object_put(o);
     free(c);
     return rc;
 }

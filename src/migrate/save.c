@@ -28,6 +28,7 @@
 #include "hv/vcpu.h"
 #include "migrate/arch_state.h"
 #include "migrate/pv_save.h"
+#include "util/domcfg.h"
 #include "util/log.h"
 #include "xkvm/ctx.h"
 
@@ -400,23 +401,24 @@ static int send_state(struct sender *s, char *err, size_t errlen)
 
 static int send_config(struct sender *s, char *err, size_t errlen)
 {
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "domid", json_object_new_int(s->d->domid));
-    json_object_object_add(o, "config", domcfg_to_json(&s->d->cfg));
     /* Paused by the toolstack (xkvm pause): it arrives paused too. */
+    struct domrec dr = { .members = DOMREC_DOMID | DOMREC_CONFIG | DOMREC_PAUSED,
+                         .domid = s->d->domid, .cfg = &s->d->cfg };
     pthread_mutex_lock(&s->d->lock);
-    bool paused = s->d->toolstack_pauses > 0;
+    dr.paused = s->d->toolstack_pauses > 0;
     pthread_mutex_unlock(&s->d->lock);
-    json_object_object_add(o, "paused", json_object_new_boolean(paused));
-    char uuid[37];
-    if (toolstack_xs_uuid(s->d->domid, uuid))
-        json_object_object_add(o, "uuid", json_object_new_string(uuid));
-    const char *j = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    if (toolstack_xs_uuid(s->d->domid, dr.uuid))
+        dr.members |= DOMREC_UUID;
+    char *j = domrec_to_json(&dr);
+    if (!j) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     int rc = 0;
     if (s->o->compat == XKVM_STREAM_COMPAT_NONE &&
         xkvm_stream_write_domain_config(&s->w, j, (uint32_t)strlen(j)))
         rc = -1;
-    json_object_put(o);
+    free(j);
     if (!rc && xkvm_stream_write_static_data_end(&s->w))
         rc = -1;
     if (rc) {
