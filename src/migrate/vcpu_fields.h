@@ -60,8 +60,8 @@ struct vcpu_kvm_state {
     struct kvm_debugregs dbg;
     struct kvm_vcpu_events events;
     struct kvm_lapic_state lapic;
-    struct msr_set msrs;
     uint8_t *xsave;             /* KVM's XSAVE image, the legacy FXSAVE region first */
+    struct msr_set msrs;        /* last: struct kvm_msrs ends in a flexible array */
 };
 
 /* What a load needs beyond the records. */
