@@ -218,6 +218,22 @@ struct xkvm_ctx_hvm_params {
 _Static_assert(sizeof(struct xkvm_ctx_hvm_params) == 8, "HVM_PARAMS layout");
 
 /*
+ * The parameters Xen retired (params.h: 4 PAE_ENABLED, 13 DM_DOMAIN, 20-23, 25 and 30
+ * MEMORY_EVENT_*, kept only under __XEN_TOOLS__ for old tools): nothing sets them, no image
+ * or stream carries them, a reader refuses them. The one list: the ctx checker and
+ * xkvmd's savers (stream, live update, domain context) all ask here.
+ */
+static inline bool xkvm_ctx_hvm_param_retired(uint64_t index)
+{
+    switch (index) {
+    case 4: case 13: case 20: case 21: case 22: case 23: case 25: case 30:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/*
  * VCPU_STATE (0x107, per vCPU): what Xen's HVM_CONTEXT does not carry. UP needs
  * INITIALISED; HALTED (blocked in SCHEDOP_block: KVM's HLT state) needs UP.
  */

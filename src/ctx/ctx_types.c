@@ -214,17 +214,6 @@ static const struct xkvm_ctx_field hvm_param_fields[] = {
     XKVM_CTX_F_HEX(struct xkvm_ctx_hvm_param, value),
 };
 
-/* Retired parameters (PAE_ENABLED, DM_DOMAIN, MEMORY_EVENT_*): nothing can set them. */
-static bool hvm_param_retired(uint64_t index)
-{
-    switch (index) {
-    case 4: case 13: case 20: case 21: case 22: case 23: case 25: case 30:
-        return true;
-    default:
-        return false;
-    }
-}
-
 static int hvm_params_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
 {
     const struct xkvm_ctx_hvm_params *hp = rec->body;
@@ -234,7 +223,7 @@ static int hvm_params_validate(const struct xkvm_ctx_record *rec, struct xkvm_ct
                              "count %" PRIu32 " does not match length %" PRIu64
                              " (expected 8 + 16 * count)", hp->count, rec->length);
     for (uint32_t i = 0; i < hp->count; i++) {
-        if (hvm_param_retired(hp->params[i].index))
+        if (xkvm_ctx_hvm_param_retired(hp->params[i].index))
             return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
                                  "element %" PRIu32 ": parameter %" PRIu64 " is retired",
                                  i, hp->params[i].index);

@@ -694,16 +694,6 @@ static int import_state(const struct domain *d, const uint8_t *buf, size_t len, 
  * nodes come from the stream (xenstored applies them as the guest's writes); then the
  * backends are linked to their frontends and the domain is introduced.
  */
-bool toolstack_xs_uuid_valid(const char *s)
-{
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    }
-    return s[36] == '\0';
-}
-
 bool toolstack_xs_uuid(unsigned domid, char out[37])
 {
     if (domid >= XKVM_DOMID_LIMIT)
@@ -716,7 +706,7 @@ bool toolstack_xs_uuid(unsigned domid, char out[37])
         }
     }
     snprintf(out, 37, "%s", vm_uuids[domid]);
-    return toolstack_xs_uuid_valid(out);
+    return domrec_uuid_valid(out);
 }
 
 int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *buf, size_t len,
@@ -732,7 +722,7 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
     job_for(&j, d);
     char *uuid = vm_uuids[d->domid];
     make_uuid(uuid);
-    if (src_uuid && toolstack_xs_uuid_valid(src_uuid)) {
+    if (src_uuid && domrec_uuid_valid(src_uuid)) {
         char p[64];
         snprintf(p, sizeof(p), "/vm/%s", src_uuid);
         unsigned vlen;

@@ -41,7 +41,5 @@ int toolstack_xs_import(struct domain *d, const char *uuid, const uint8_t *buf, 
                         char *err, size_t errlen);
 /* The /vm/<uuid> name of the domain's layout: true and out if known. */
 bool toolstack_xs_uuid(unsigned domid, char out[37]);
-/* Is s a lower-case textual UUID (8-4-4-4-12 hex digits)? */
-bool toolstack_xs_uuid_valid(const char *s);
 
 #endif

@@ -27,6 +27,7 @@
 #include "migrate/lu_internal.h"
 #include "migrate/migrate.h"
 #include "migrate/pv_save.h"
+#include "util/domcfg.h"
 #include "util/log.h"
 #include "xkvm/ctx.h"
 #include "xkvm/live_update.h"
@@ -257,19 +258,18 @@ static int save_domain(struct save_job *j)
     struct domain *d = j->d;
     struct xkvm_lu_writer *w = &j->w;
     /* DOMAIN: the config, and how it stands (paused by the toolstack, shut down). */
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "config", domcfg_to_json(&d->cfg));
+    struct domrec dr = { .members = DOMREC_CONFIG | DOMREC_PAUSED | DOMREC_SHUTDOWN,
+                         .cfg = &d->cfg };
     pthread_mutex_lock(&d->lock);
-    bool paused = d->toolstack_pauses > 0;
-    int shutdown = d->shutdown_code;
-    bool handled = d->shutdown_handled;
+    dr.paused = d->toolstack_pauses > 0;
+    dr.shutdown_code = d->shutdown_code;
+    dr.shutdown_handled = d->shutdown_handled;
     pthread_mutex_unlock(&d->lock);
-    json_object_object_add(o, "paused", json_object_new_boolean(paused));
-    json_object_object_add(o, "shutdown_code", json_object_new_int(shutdown));
-    json_object_object_add(o, "shutdown_handled", json_object_new_boolean(handled));
-    const char *js = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    char *js = domrec_to_json(&dr);
+    if (!js)
+        return -ENOMEM;
     xkvm_lu_write(w, XKVM_LU_REC_DOMAIN, d->domid, js, strlen(js));
-    json_object_put(o);
+    free(js);
 
     struct xkvm_lu_extent *x = NULL;
     size_t nx = 0;
@@ -279,7 +279,11 @@ static int save_domain(struct save_job *j)
     xkvm_lu_write(w, XKVM_LU_REC_P2M, d->domid, x, nx * sizeof(*x));
     free(x);
 
-    struct xkvm_stream_hvm_param sp[HVM_NR_PARAMS];
+    /*
+     * HVM_PARAMS: a copy of DOMAIN_CONTEXT's, which is the one a restore applies;
+     * written because every reader of this major requires the record.
+     */
+    struct xkvm_ctx_hvm_param sp[HVM_NR_PARAMS];
     struct xkvm_lu_hvm_param lp[HVM_NR_PARAMS];
     uint32_t np = migrate_hvm_params(d, sp);
     for (uint32_t i = 0; i < np; i++)

@@ -134,30 +134,19 @@ static void lu_fail(struct lu_dom *ld, int rc, const char *fmt, ...)
 /* The DOMAIN record's JSON (the image check left its contents to us). */
 static int parse_domain(struct lu_dom *ld)
 {
-    char *text = strndup(ld->rec->config_json, ld->rec->config_len);
-    struct json_object *o = text ? json_tokener_parse(text) : NULL, *c, *p, *s, *hd;
-    free(text);
-    char why[256];
-    int rc = 0;
-    if (!o || !json_object_object_get_ex(o, "config", &c) ||
-        !json_object_object_get_ex(o, "paused", &p) || !json_object_is_type(p, json_type_boolean) ||
-        !json_object_object_get_ex(o, "shutdown_code", &s) || !json_object_is_type(s, json_type_int) ||
-        !json_object_object_get_ex(o, "shutdown_handled", &hd) ||
-        !json_object_is_type(hd, json_type_boolean)) {
-        lu_fail(ld, -EINVAL, "DOMAIN record is not {config, paused, shutdown_code, "
-                "shutdown_handled}");
-        rc = -EINVAL;
-    } else if (domcfg_from_json(c, &ld->cfg, why, sizeof(why))) {
-        lu_fail(ld, -EINVAL, "DOMAIN record: %s", why);
-        rc = -EINVAL;
-    } else {
-        ld->paused = json_object_get_boolean(p);
-        int64_t sc = json_object_get_int64(s);
-        ld->shutdown_code = sc >= 0 && sc <= 255 ? (int)sc : -1;
-        ld->shutdown_handled = json_object_get_boolean(hd);
+    const unsigned members = DOMREC_CONFIG | DOMREC_PAUSED | DOMREC_SHUTDOWN;
+    struct domrec dr = { .cfg = &ld->cfg };
+    int rc = domrec_from_json(ld->rec->config_json, ld->rec->config_len, members, 0,
+                              "DOMAIN record", "{config, paused, shutdown_code, shutdown_handled}",
+                              &dr, ld->err, sizeof(ld->err));
+    if (rc) {
+        ld->rc = rc;
+        return rc;
     }
-    json_object_put(o);
-    return rc;
+    ld->paused = dr.paused;
+    ld->shutdown_code = dr.shutdown_code;
+    ld->shutdown_handled = dr.shutdown_handled;
+    return 0;
 }
 
 static void pass0(void *arg)
@@ -206,12 +195,9 @@ static void pass1(void *arg)
     struct lu_dom *ld = arg;
     struct domain *d = ld->d;
     const struct xkvm_lu_domain *r = ld->rec;
+    /* The HVM params are DOMAIN_CONTEXT's (pv_restore_context sets them); the image's
+     * HVM_PARAMS record is a copy for readers that require it, checked, not applied. */
     int rc = pv_restore_check(d, r->dom_ctx, r->dom_len, ld->err, sizeof(ld->err));
-    for (size_t i = 0; !rc && i < r->nr_params; i++) {
-        struct xkvm_lu_hvm_param p;
-        memcpy(&p, &r->params[i], sizeof(p));
-        d->hvm_params[p.index] = p.value;       /* index < HVM_NR_PARAMS: checked */
-    }
     fault_point("crash");
     if (!rc)
         rc = pv_restore_context(d, r->dom_ctx, r->dom_len, &ld->advance, ld->err,

@@ -23,6 +23,7 @@
 struct domcfg;
 
 struct domain;
+struct xkvm_ctx_hvm_param;
 
 #define MIGRATE_MSG_READY       "READY"
 #define MIGRATE_MSG_RESTORED    "RESTORED"
@@ -111,8 +112,12 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
  */
 int migrate_allow_root(bool kernel, const char *dir, char *err, size_t errlen);
 
-/* The HVM params a stream carries (non-zero, not retired); returns how many. */
-uint32_t migrate_hvm_params(struct domain *d, struct xkvm_stream_hvm_param *out);
+/*
+ * The HVM params a domain carries (non-zero, not retired), sorted; returns how many.
+ * The one list: DOMAIN_CONTEXT's HVM_PARAMS (the record a restore applies), the
+ * stream's libxc HVM_PARAMS and the live-update image's HVM_PARAMS are all copies of it.
+ */
+uint32_t migrate_hvm_params(struct domain *d, struct xkvm_ctx_hvm_param *out);
 /* Every vCPU's HVM_CONTEXT blob (domain paused), malloc'd. 0 or -errno with a message. */
 int migrate_hvm_context(struct domain *d, void **blob, size_t *len, char *err, size_t errlen);
 

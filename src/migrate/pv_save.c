@@ -16,13 +16,8 @@
 #include "hv/physmap.h"
 #include "hv/vcpu.h"
 #include "migrate/arch_state.h"
+#include "migrate/migrate.h"
 #include "xkvm/ctx.h"
-
-/* Retired HVM params (Xen's params.h): never written (docs/domain-context.md). */
-static bool param_retired(unsigned i)
-{
-    return i == 4 || i == 13 || (i >= 20 && i <= 23) || i == 25 || i == 30;
-}
 
 static uint8_t port_state(uint8_t s)
 {
@@ -118,16 +113,7 @@ static int write_gnttab(struct domain *d, struct xkvm_ctx_writer *w, char *err, 
 static void write_hvm_params(struct domain *d, struct xkvm_ctx_writer *w)
 {
     struct xkvm_ctx_hvm_param params[XKVM_CTX_HVM_NR_PARAMS];
-    uint32_t n = 0;
-    for (unsigned i = 0; i < HVM_NR_PARAMS && i < XKVM_CTX_HVM_NR_PARAMS; i++) {
-        uint64_t v = __atomic_load_n(&d->hvm_params[i], __ATOMIC_RELAXED);
-        if (!v || param_retired(i))
-            continue;
-        params[n].index = i;
-        params[n].value = v;
-        n++;
-    }
-    xkvm_ctx_write_hvm_params(w, params, n);
+    xkvm_ctx_write_hvm_params(w, params, migrate_hvm_params(d, params));
 }
 
 /* One vCPU's records (ev->lock held). */

@@ -54,8 +54,6 @@ struct receiver {
     /* Records kept until END (the reader reuses its buffer per record). */
     void *hvm_ctx, *dom_ctx, *xs_state;
     size_t hvm_len, dom_len, xs_len;
-    struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
-    uint32_t nr_params;
     char uuid[37];              /* the source's /vm name for the guest, or "" */
 };
 
@@ -122,24 +120,6 @@ static int fail(struct receiver *r, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* DOMAIN_CONFIG's optional members: "paused", "uuid" (the source's /vm name). */
-static int config_extras(struct receiver *r, struct json_object *o)
-{
-    struct json_object *ju, *jp;
-    if (json_object_object_get_ex(o, "uuid", &ju)) {
-        if (!json_object_is_type(ju, json_type_string) ||
-            !toolstack_xs_uuid_valid(json_object_get_string(ju)))
-            return fail(r, -EINVAL, "DOMAIN_CONFIG: \"uuid\" is not a UUID");
-        snprintf(r->uuid, sizeof(r->uuid), "%s", json_object_get_string(ju));
-    }
-    if (json_object_object_get_ex(o, "paused", &jp)) {
-        if (!json_object_is_type(jp, json_type_boolean))
-            return fail(r, -EINVAL, "DOMAIN_CONFIG: \"paused\" must be true or false");
-        r->paused = json_object_get_boolean(jp);
-    }
-    return 0;
-}
-
 /* The host resources of the guest: the local config's, or the stream's if allowed. */
 static int host_resources(struct receiver *r, struct domcfg *cfg)
 {
@@ -155,41 +135,39 @@ static int host_resources(struct receiver *r, struct domcfg *cfg)
     return 0;
 }
 
+_Static_assert(XKVM_DOMID_LIMIT == DOMREC_DOMID_LIMIT, "one guest domid range");
+
 static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
 {
-    char *text = strndup((const char *)rec->body, rec->length);
-    struct json_object *o = text ? json_tokener_parse(text) : NULL;
-    free(text);
-    struct json_object *jid, *jcfg;
     struct build_call *c = calloc(1, sizeof(*c));
+    struct domrec dr = { .cfg = c ? &c->cfg : NULL };
     int rc = 0;
     if (!c)
         rc = fail(r, -ENOMEM, "out of memory");
-    else if (!o || !json_object_object_get_ex(o, "domid", &jid) ||
-             !json_object_is_type(jid, json_type_int) ||
-             !json_object_object_get_ex(o, "config", &jcfg))
-        rc = fail(r, -EINVAL, "DOMAIN_CONFIG is not {\"domid\": N, \"config\": {...}}");
-    else if (json_object_get_int64(jid) < 1 || json_object_get_int64(jid) >= XKVM_DOMID_LIMIT)
-        rc = fail(r, -EINVAL, "DOMAIN_CONFIG: domid %lld is not a guest's",
-                  (long long)json_object_get_int64(jid));
-    else if (domcfg_from_json(jcfg, &c->cfg, c->err, sizeof(c->err)))
-        rc = fail(r, -EINVAL, "DOMAIN_CONFIG: %s", c->err);
-    if (!rc)
-        rc = config_extras(r, o);
+    else
+        rc = domrec_from_json((const char *)rec->body, rec->length, DOMREC_DOMID | DOMREC_CONFIG,
+                              DOMREC_PAUSED | DOMREC_UUID, "DOMAIN_CONFIG",
+                              "{\"domid\": N, \"config\": {...}}", &dr, r->err, r->errlen);
+    if (!rc) {
+        /* The optional members: "paused", "uuid" (the source's /vm name). */
+        if (dr.members & DOMREC_UUID)
+            snprintf(r->uuid, sizeof(r->uuid), "%s", dr.uuid);
+        if (dr.members & DOMREC_PAUSED)
+            r->paused = dr.paused;
+    }
     if (!rc)
         rc = host_resources(r, &c->cfg);
     /* Nothing is allocated for the stream before this. */
     if (!rc && r->gate)
         rc = r->gate->admit(r->gate, &c->cfg, r->err, r->errlen);
     if (!rc) {
-        c->domid = (uint16_t)json_object_get_int64(jid);
+        c->domid = (uint16_t)dr.domid;
         host_call_main(build_on_main, c);
         if (c->rc)
             rc = fail(r, c->rc, "%s", c->err);
         else
             r->d = c->d;
     }
-    json_object_put(o);
     free(c);
     return rc;
 }
@@ -303,8 +281,6 @@ static int finish(struct receiver *r)
     int rc = pv_restore_check(d, r->dom_ctx, r->dom_len, r->err, r->errlen);
     if (rc)
         return rc;
-    for (uint32_t i = 0; i < r->nr_params; i++)
-        d->hvm_params[r->params[i].index] = r->params[i].value;
     uint64_t advance = 0;
     rc = pv_restore_context(d, r->dom_ctx, r->dom_len, &advance, r->err, r->errlen);
     uint64_t t1 = mono_ns();
@@ -368,11 +344,6 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
         case XKVM_STREAM_REC_XENSTORE_STATE:
             rc = keep(&r.xs_state, &r.xs_len, &rec);
             break;
-        case XKVM_STREAM_REC_HVM_PARAMS:
-            r.nr_params = xkvm_stream_hvm_params_count(&rec);
-            for (uint32_t i = 0; i < r.nr_params && i < HVM_NR_PARAMS; i++)
-                xkvm_stream_hvm_param_get(&rec, i, &r.params[i]);
-            break;
         case XKVM_STREAM_REC_END:
             fault_point("recv-end");
             ended = true;
@@ -383,7 +354,9 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
                 rc = fail(&r, -EPIPE, "source went away");
             break;
         default:
-            break;      /* TSC_INFO (time is in DOMAIN_CONTEXT), policies, optional */
+            /* TSC_INFO (time is in DOMAIN_CONTEXT), HVM_PARAMS (a Xen reader's copy of
+             * DOMAIN_CONTEXT's, which pv_restore_context applies), policies, optional */
+            break;
         }
         if (rc == -ENOMEM && !err[0])
             fail(&r, rc, "out of memory");

@@ -28,6 +28,7 @@
 #include "hv/vcpu.h"
 #include "migrate/arch_state.h"
 #include "migrate/pv_save.h"
+#include "util/domcfg.h"
 #include "util/log.h"
 #include "xkvm/ctx.h"
 
@@ -322,15 +323,15 @@ static void mark_final_extras(struct sender *s)
     gnttab_dom0_mapped_gfns(d, s->dirty);
 }
 
-uint32_t migrate_hvm_params(struct domain *d, struct xkvm_stream_hvm_param *out)
+_Static_assert(HVM_NR_PARAMS == XKVM_CTX_HVM_NR_PARAMS, "one HVM param numbering");
+
+uint32_t migrate_hvm_params(struct domain *d, struct xkvm_ctx_hvm_param *out)
 {
     uint32_t n = 0;
     for (unsigned i = 0; i < HVM_NR_PARAMS; i++) {
         uint64_t v = __atomic_load_n(&d->hvm_params[i], __ATOMIC_RELAXED);
-        /* Indices Xen retired (params.h leaves them unused): never carried. */
-        bool retired = i == 4 || i == 13 || (i >= 20 && i <= 23) || i == 25 || i == 30;
-        if (v && !retired)
-            out[n++] = (struct xkvm_stream_hvm_param){ .index = i, .value = v };
+        if (v && !xkvm_ctx_hvm_param_retired(i))
+            out[n++] = (struct xkvm_ctx_hvm_param){ .index = i, .value = v };
     }
     return n;
 }
@@ -357,8 +358,12 @@ static int send_state(struct sender *s, char *err, size_t errlen)
     struct domain *d = s->d;
     struct xkvm_stream_tsc_info tsc = { .mode = 0, .khz = host.tsc_khz,
                                         .nsec = xen_system_time(d), .incarnation = 0 };
+    /* The libxc record a Xen reader needs; an xkvm restore applies DOMAIN_CONTEXT's. */
+    struct xkvm_ctx_hvm_param cp[HVM_NR_PARAMS];
     struct xkvm_stream_hvm_param params[HVM_NR_PARAMS];
-    uint32_t np = migrate_hvm_params(d, params);
+    uint32_t np = migrate_hvm_params(d, cp);
+    for (uint32_t i = 0; i < np; i++)
+        params[i] = (struct xkvm_stream_hvm_param){ .index = cp[i].index, .value = cp[i].value };
     size_t hlen = 0;
     void *hvm = NULL;
     int rc = migrate_hvm_context(d, &hvm, &hlen, err, errlen);
@@ -396,23 +401,24 @@ static int send_state(struct sender *s, char *err, size_t errlen)
 
 static int send_config(struct sender *s, char *err, size_t errlen)
 {
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "domid", json_object_new_int(s->d->domid));
-    json_object_object_add(o, "config", domcfg_to_json(&s->d->cfg));
     /* Paused by the toolstack (xkvm pause): it arrives paused too. */
+    struct domrec dr = { .members = DOMREC_DOMID | DOMREC_CONFIG | DOMREC_PAUSED,
+                         .domid = s->d->domid, .cfg = &s->d->cfg };
     pthread_mutex_lock(&s->d->lock);
-    bool paused = s->d->toolstack_pauses > 0;
+    dr.paused = s->d->toolstack_pauses > 0;
     pthread_mutex_unlock(&s->d->lock);
-    json_object_object_add(o, "paused", json_object_new_boolean(paused));
-    char uuid[37];
-    if (toolstack_xs_uuid(s->d->domid, uuid))
-        json_object_object_add(o, "uuid", json_object_new_string(uuid));
-    const char *j = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    if (toolstack_xs_uuid(s->d->domid, dr.uuid))
+        dr.members |= DOMREC_UUID;
+    char *j = domrec_to_json(&dr);
+    if (!j) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     int rc = 0;
     if (s->o->compat == XKVM_STREAM_COMPAT_NONE &&
         xkvm_stream_write_domain_config(&s->w, j, (uint32_t)strlen(j)))
         rc = -1;
-    json_object_put(o);
+    free(j);
     if (!rc && xkvm_stream_write_static_data_end(&s->w))
         rc = -1;
     if (rc) {

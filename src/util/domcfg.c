@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const action_names[] = {
@@ -547,4 +548,117 @@ int domcfg_from_json(struct json_object *o, struct domcfg *c, char *err, size_t 
         return r;
     *c = tmp;
     return 0;
+}
+
+/* ---- The domain record (stream DOMAIN_CONFIG, live-update DOMAIN) ---- */
+
+bool domrec_uuid_valid(const char *s)
+{
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return s[36] == '\0';
+}
+
+char *domrec_to_json(const struct domrec *r)
+{
+    struct json_object *o = json_object_new_object();
+    if (r->members & DOMREC_DOMID)
+        json_object_object_add(o, "domid", json_object_new_int((int)r->domid));
+    if (r->members & DOMREC_CONFIG)
+        json_object_object_add(o, "config", domcfg_to_json(r->cfg));
+    if (r->members & DOMREC_PAUSED)
+        json_object_object_add(o, "paused", json_object_new_boolean(r->paused));
+    if (r->members & DOMREC_SHUTDOWN) {
+        json_object_object_add(o, "shutdown_code", json_object_new_int(r->shutdown_code));
+        json_object_object_add(o, "shutdown_handled",
+                               json_object_new_boolean(r->shutdown_handled));
+    }
+    if (r->members & DOMREC_UUID)
+        json_object_object_add(o, "uuid", json_object_new_string(r->uuid));
+    char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+    return text;
+}
+
+/* Member key of type t in o (json_type_null: any type). */
+static bool has(struct json_object *o, const char *key, json_type t, struct json_object **v)
+{
+    struct json_object *tmp;
+    if (!v)
+        v = &tmp;
+    return json_object_object_get_ex(o, key, v) && (t == json_type_null || json_object_is_type(*v, t));
+}
+
+/* Every required member there, of its type. */
+static bool domrec_shape(struct json_object *o, unsigned required)
+{
+    return o && (!(required & DOMREC_DOMID) || has(o, "domid", json_type_int, NULL)) &&
+           (!(required & DOMREC_CONFIG) || has(o, "config", json_type_null, NULL)) &&
+           (!(required & DOMREC_PAUSED) || has(o, "paused", json_type_boolean, NULL)) &&
+           (!(required & DOMREC_SHUTDOWN) ||
+            (has(o, "shutdown_code", json_type_int, NULL) &&
+             has(o, "shutdown_handled", json_type_boolean, NULL))) &&
+           (!(required & DOMREC_UUID) || has(o, "uuid", json_type_string, NULL));
+}
+
+/* The members after the shape: domid's range, the config, then the optional ones. */
+static int domrec_members(struct json_object *o, unsigned want, const char *what,
+                          struct domrec *r, char *err, size_t errlen)
+{
+    struct json_object *v;
+    char why[512];
+    if ((want & DOMREC_DOMID) && has(o, "domid", json_type_int, &v)) {
+        int64_t id = json_object_get_int64(v);
+        if (id < 1 || id >= DOMREC_DOMID_LIMIT)
+            return fail(err, errlen, "%s: domid %lld is not a guest's", what, (long long)id);
+        r->domid = (unsigned)id;
+        r->members |= DOMREC_DOMID;
+    }
+    if ((want & DOMREC_CONFIG) && has(o, "config", json_type_null, &v)) {
+        if (domcfg_from_json(v, r->cfg, why, sizeof(why)))
+            return fail(err, errlen, "%s: %s", what, why);
+        r->members |= DOMREC_CONFIG;
+    }
+    if ((want & DOMREC_UUID) && json_object_object_get_ex(o, "uuid", &v)) {
+        if (!json_object_is_type(v, json_type_string) ||
+            !domrec_uuid_valid(json_object_get_string(v)))
+            return fail(err, errlen, "%s: \"uuid\" is not a UUID", what);
+        snprintf(r->uuid, sizeof(r->uuid), "%s", json_object_get_string(v));
+        r->members |= DOMREC_UUID;
+    }
+    if ((want & DOMREC_PAUSED) && json_object_object_get_ex(o, "paused", &v)) {
+        if (!json_object_is_type(v, json_type_boolean))
+            return fail(err, errlen, "%s: \"paused\" must be true or false", what);
+        r->paused = json_object_get_boolean(v);
+        r->members |= DOMREC_PAUSED;
+    }
+    struct json_object *h;
+    if ((want & DOMREC_SHUTDOWN) && has(o, "shutdown_code", json_type_int, &v) &&
+        has(o, "shutdown_handled", json_type_boolean, &h)) {
+        int64_t sc = json_object_get_int64(v);
+        r->shutdown_code = sc >= 0 && sc <= 255 ? (int)sc : -1;
+        r->shutdown_handled = json_object_get_boolean(h);
+        r->members |= DOMREC_SHUTDOWN;
+    }
+    return 0;
+}
+
+int domrec_from_json(const char *text, size_t len, unsigned required, unsigned optional,
+                     const char *what, const char *shape, struct domrec *r, char *err,
+                     size_t errlen)
+{
+    struct domcfg *cfg = r->cfg;
+    memset(r, 0, sizeof(*r));
+    r->cfg = cfg;
+    r->shutdown_code = -1;
+    char *s = strndup(text, len);
+    struct json_object *o = s ? json_tokener_parse(s) : NULL;
+    free(s);
+    int rc = domrec_shape(o, required) ? domrec_members(o, required | optional, what, r, err, errlen)
+                                       : fail(err, errlen, "%s is not %s", what, shape);
+    json_object_put(o);
+    return rc;
 }

@@ -63,4 +63,42 @@ struct json_object *domcfg_to_json(const struct domcfg *c);
 /* Untrusted JSON -> validated config. 0, or -EINVAL with a message. */
 int domcfg_from_json(struct json_object *o, struct domcfg *c, char *err, size_t errlen);
 
+/*
+ * A domain record: a config and how the domain stands, as one JSON object. The one
+ * codec for the migration stream's DOMAIN_CONFIG ({domid, config, paused?, uuid?}) and
+ * the live-update image's DOMAIN ({config, paused, shutdown_code, shutdown_handled}):
+ * each is a set of these members, always written in this order.
+ */
+enum domrec_member {
+    DOMREC_DOMID    = 1u << 0,  /* "domid": a guest's, 1 .. DOMREC_DOMID_LIMIT - 1 */
+    DOMREC_CONFIG   = 1u << 1,  /* "config": domcfg_to_json's object */
+    DOMREC_PAUSED   = 1u << 2,  /* "paused": paused by the toolstack */
+    DOMREC_SHUTDOWN = 1u << 3,  /* "shutdown_code" (-1: none), "shutdown_handled" */
+    DOMREC_UUID     = 1u << 4,  /* "uuid": the /vm name, lower-case 8-4-4-4-12 hex */
+};
+#define DOMREC_DOMID_LIMIT  0x7FF0u
+
+struct domrec {
+    unsigned members;           /* enum domrec_member: present (read) or to write */
+    unsigned domid;
+    struct domcfg *cfg;         /* DOMREC_CONFIG: written from, or read into */
+    bool paused;
+    int shutdown_code;          /* 0..255, or -1 */
+    bool shutdown_handled;
+    char uuid[37];
+};
+
+/* Is s a lower-case textual UUID (8-4-4-4-12 hex digits)? */
+bool domrec_uuid_valid(const char *s);
+/* The record's members as compact JSON, malloc'd (NULL: out of memory). */
+char *domrec_to_json(const struct domrec *r);
+/*
+ * Untrusted JSON text of len bytes -> r, with every member of required and any of
+ * optional (others are ignored); r->cfg points at where the config goes. 0, or -EINVAL
+ * with a message that begins with what ("DOMAIN_CONFIG is not {shape}", "DOMAIN_CONFIG: ...").
+ */
+int domrec_from_json(const char *text, size_t len, unsigned required, unsigned optional,
+                     const char *what, const char *shape, struct domrec *r, char *err,
+                     size_t errlen);
+
 #endif

@@ -481,6 +481,68 @@ static void test_hostpath(void)
     rmdir(dir);
 }
 
+/* The domain record: the stream's and the live-update image's members, in one order. */
+static void test_domrec(void)
+{
+    static struct domcfg cfg, back;
+    char err[256] = "";
+    fill(&cfg);
+    struct json_object *co = domcfg_to_json(&cfg);
+    char cfg_json[4096];
+    snprintf(cfg_json, sizeof(cfg_json), "%s", json_object_to_json_string_ext(co, JSON_C_TO_STRING_PLAIN));
+    json_object_put(co);
+
+    struct domrec st = { .members = DOMREC_DOMID | DOMREC_CONFIG | DOMREC_PAUSED | DOMREC_UUID,
+                         .domid = 7, .cfg = &cfg, .paused = true,
+                         .uuid = "0123abcd-0000-4000-8000-00000000beef" };
+    char *j = domrec_to_json(&st), want[8192];
+    REQUIRE(j);
+    snprintf(want, sizeof(want), "{\"domid\":7,\"config\":%s,\"paused\":true,"
+             "\"uuid\":\"0123abcd-0000-4000-8000-00000000beef\"}", cfg_json);
+    CHECK_MSG(!strcmp(j, want), "%s", j);
+    struct domrec r = { .cfg = &back };
+    CHECK_EQ(domrec_from_json(j, strlen(j), DOMREC_DOMID | DOMREC_CONFIG,
+                              DOMREC_PAUSED | DOMREC_UUID, "DOMAIN_CONFIG", "{...}", &r, err,
+                              sizeof(err)), 0);
+    CHECK_EQ(r.members, st.members);
+    CHECK_EQ(r.domid, 7);
+    CHECK(r.paused && !strcmp(r.uuid, st.uuid) && !strcmp(back.cmdline, cfg.cmdline));
+    free(j);
+
+    struct domrec lu = { .members = DOMREC_CONFIG | DOMREC_PAUSED | DOMREC_SHUTDOWN,
+                         .cfg = &cfg, .shutdown_code = 2, .shutdown_handled = true };
+    j = domrec_to_json(&lu);
+    REQUIRE(j);
+    snprintf(want, sizeof(want), "{\"config\":%s,\"paused\":false,\"shutdown_code\":2,"
+             "\"shutdown_handled\":true}", cfg_json);
+    CHECK_MSG(!strcmp(j, want), "%s", j);
+    const unsigned all = DOMREC_CONFIG | DOMREC_PAUSED | DOMREC_SHUTDOWN;
+    CHECK_EQ(domrec_from_json(j, strlen(j), all, 0, "DOMAIN record", "{...}", &r, err,
+                              sizeof(err)), 0);
+    CHECK(r.shutdown_code == 2 && r.shutdown_handled && !r.paused);
+    free(j);
+
+    /* Refusals name the record. */
+    const char *no_domid = "{\"config\":{}}";
+    CHECK_EQ(domrec_from_json(no_domid, strlen(no_domid), DOMREC_DOMID | DOMREC_CONFIG, 0,
+                              "DOMAIN_CONFIG", "{\"domid\": N, \"config\": {...}}", &r, err,
+                              sizeof(err)), -EINVAL);
+    CHECK(!strcmp(err, "DOMAIN_CONFIG is not {\"domid\": N, \"config\": {...}}"));
+    const char *dom0 = "{\"domid\":0,\"config\":{}}";
+    CHECK_EQ(domrec_from_json(dom0, strlen(dom0), DOMREC_DOMID | DOMREC_CONFIG, 0,
+                              "DOMAIN_CONFIG", "{...}", &r, err, sizeof(err)), -EINVAL);
+    CHECK(!strcmp(err, "DOMAIN_CONFIG: domid 0 is not a guest's"));
+    snprintf(want, sizeof(want), "{\"domid\":1,\"config\":%s,\"uuid\":\"X\"}", cfg_json);
+    CHECK_EQ(domrec_from_json(want, strlen(want), DOMREC_DOMID | DOMREC_CONFIG, DOMREC_UUID,
+                              "DOMAIN_CONFIG", "{...}", &r, err, sizeof(err)), -EINVAL);
+    CHECK(!strcmp(err, "DOMAIN_CONFIG: \"uuid\" is not a UUID"));
+    snprintf(want, sizeof(want), "{\"config\":%s,\"paused\":1,\"shutdown_code\":-1,"
+             "\"shutdown_handled\":false}", cfg_json);
+    CHECK_EQ(domrec_from_json(want, strlen(want), all, 0, "DOMAIN record", "{shape}", &r, err,
+                              sizeof(err)), -EINVAL);
+    CHECK(!strcmp(err, "DOMAIN record is not {shape}"));
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults);
@@ -497,6 +559,7 @@ int main(void)
     RUN_TEST(test_validate);
     RUN_TEST(test_vdev_numbers);
     RUN_TEST(test_disks);
+    RUN_TEST(test_domrec);
     RUN_TEST(test_hostpath);
     HARNESS_EXIT();
 }
