@@ -937,222 +937,304 @@ static void log_req(struct xs_conn *c, const struct xsd_sockmsg *h, const uint8_
     c->xs->log("dom%u %s tx %u \"%s\"", c->domid, xs_type_name(h->type), h->tx_id, s);
 }
 
+/* ---------------------------------------------------------------- requests */
+
+/* One request being handled: its words, and for node operations its path and view. */
+struct req {
+    struct xs_conn *c;
+    const struct xsd_sockmsg *h;
+    const uint8_t *body;
+    const char *v[8];
+    int n;                                  /* words in v */
+    char path[XENSTORE_ABS_PATH_MAX + 2];   /* OP_NODE: v[0], canonical */
+    struct op o;                            /* OP_NODE: the tree or transaction it sees */
+};
+
+/* Each handler answers the request itself and returns 0, or returns the errno to answer. */
+
+static int handle_read(struct req *r)
+{
+    struct view nd;
+    int err = get_node(&r->o, r->path, XS_PERM_READ, &nd);
+    if (!err)
+        reply(r->c, r->h, XS_READ, nd.val, nd.vlen);
+    return err;
+}
+
+static int handle_write(struct req *r)
+{
+    size_t off = strlen(r->v[0]) + 1;
+    int err = op_write(&r->o, r->path, r->body + off, r->h->len - (uint32_t)off);
+    if (!err)
+        reply_ok(r->c, r->h);
+    return err;
+}
+
+static int handle_mkdir(struct req *r)
+{
+    int err = op_mkdir(&r->o, r->path);
+    if (!err)
+        reply_ok(r->c, r->h);
+    return err;
+}
+
+static int handle_rm(struct req *r)
+{
+    int err = op_rm(&r->o, r->path);
+    if (!err)
+        reply_ok(r->c, r->h);
+    return err;
+}
+
+static int handle_directory(struct req *r)
+{
+    return do_directory(&r->o, r->path, r->h, NULL);
+}
+
+static int handle_directory_part(struct req *r)
+{
+    return r->n < 2 ? EINVAL : do_directory(&r->o, r->path, r->h, r->v[1]);
+}
+
+static int handle_get_perms(struct req *r)
+{
+    return do_get_perms(&r->o, r->path, r->h);
+}
+
+static int handle_set_perms(struct req *r)
+{
+    struct xs_perm p[XENSTORE_PAYLOAD_MAX / 2];
+    uint32_t np = 0;
+    if (r->n < 2)
+        return EINVAL;
+    const char *all[XENSTORE_PAYLOAD_MAX / 2];
+    int na = xs_wire_split(r->body, r->h->len, all, XENSTORE_PAYLOAD_MAX / 2);
+    for (int i = 1; i < na; i++)
+        if (!xs_perm_parse(all[i], &p[np++]))
+            return EINVAL;
+    int err = op_set_perms(&r->o, r->path, p, np);
+    if (!err)
+        reply_ok(r->c, r->h);
+    return err;
+}
+
+static int handle_watch(struct req *r)
+{
+    int depth = -1;
+    if (r->n < 2)
+        return EINVAL;
+    if (r->n >= 3 && r->v[2][0]) {
+        unsigned long dv;
+        if (!xs_parse_uint(r->v[2], 65535, &dv))
+            return EINVAL;
+        depth = (int)dv;
+    }
+    int err = xs_watch_add(r->c, r->v[0], r->v[1], depth, false);
+    if (!err) {
+        reply_ok(r->c, r->h);
+        xs_watch_initial(r->c, r->v[0], r->v[1]);
+    }
+    return err;
+}
+
+static int handle_unwatch(struct req *r)
+{
+    if (r->n < 2)
+        return EINVAL;
+    int err = xs_watch_del(r->c, r->v[0], r->v[1]);
+    if (!err)
+        reply_ok(r->c, r->h);
+    return err;
+}
+
+static int handle_reset_watches(struct req *r)
+{
+    xs_conn_reset(r->c, true);
+    reply_ok(r->c, r->h);
+    return 0;
+}
+
+static int handle_transaction_start(struct req *r)
+{
+    struct xs_conn *c = r->c;
+    struct xs *xs = c->xs;
+    if (r->h->tx_id)
+        return EBUSY;
+    bool guest = !xs_conn_priv(c);
+    if (guest && xs->quota.transactions && c->ntxns >= xs->quota.transactions)
+        return ENOSPC;
+    uint32_t id;
+    do {
+        id = c->next_txid++;
+    } while (id == 0 || find_txn(c, id));
+    struct xs_txn *t = xs_txn_new(id, guest ? c->domid : XS_NO_TARGET,
+                                  guest ? xs->quota.trans_nodes : 0, &c->txn_bytes,
+                                  guest ? xs->quota.trans_memory : 0);
+    t->next = c->txns;
+    c->txns = t;
+    c->ntxns++;
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%u", id);
+    reply_str(c, r->h, buf);
+    return 0;
+}
+
+static int handle_transaction_end(struct req *r)
+{
+    if (r->n < 1)
+        return EINVAL;
+    int err = do_txn_end(r->c, r->h, r->v[0]);
+    if (!err)
+        reply_ok(r->c, r->h);
+    return err;
+}
+
+static int handle_introduce(struct req *r)
+{
+    return do_introduce(r->c, r->h, r->v, r->n);
+}
+
+/* The domain the request's first word names (privileged requests). 0 or an errno. */
+static int request_domain(struct req *r, struct xs_domain **d)
+{
+    uint32_t domid;
+    if (!xs_conn_priv(r->c))
+        return EACCES;
+    if (r->n < 1 || !parse_domid(r->v[0], &domid))
+        return EINVAL;
+    if (!(*d = xs_domain_find(r->c->xs, domid)))
+        return ENOENT;
+    return 0;
+}
+
+static int handle_release(struct req *r)
+{
+    struct xs_domain *d;
+    uint32_t domid;
+    if (xs_conn_priv(r->c) && r->n >= 1 && parse_domid(r->v[0], &domid) && domid == 0)
+        return EINVAL;
+    int err = request_domain(r, &d);
+    if (!err) {
+        xs_domain_gone(r->c->xs, d, true);
+        reply_ok(r->c, r->h);
+    }
+    return err;
+}
+
+static int handle_get_domain_path(struct req *r)
+{
+    uint32_t domid;
+    if (r->n < 1 || !parse_domid(r->v[0], &domid))
+        return EINVAL;
+    char buf[40];
+    snprintf(buf, sizeof(buf), "/local/domain/%u", domid);
+    reply_str(r->c, r->h, buf);
+    return 0;
+}
+
+static int handle_is_domain_introduced(struct req *r)
+{
+    struct xs_domain *d;
+    uint32_t domid;
+    if (r->n < 1 || !parse_domid(r->v[0], &domid))
+        return EINVAL;
+    reply_str(r->c, r->h, domid == 0 || ((d = xs_domain_find(r->c->xs, domid)) &&
+                                           d->introduced) ? "T" : "F");
+    return 0;
+}
+
+static int handle_resume(struct req *r)
+{
+    struct xs_domain *d;
+    int err = request_domain(r, &d);
+    if (!err) {
+        d->shutdown = false;
+        reply_ok(r->c, r->h);
+    }
+    return err;
+}
+
+static int handle_set_target(struct req *r)
+{
+    struct xs_domain *d;
+    uint32_t tdomid = 0;
+    if (xs_conn_priv(r->c) && (r->n < 2 || !parse_domid(r->v[1], &tdomid)))
+        return EINVAL;
+    int err = request_domain(r, &d);
+    if (!err) {
+        d->target = tdomid;
+        if (r->c->xs->ops.domain_changed)
+            r->c->xs->ops.domain_changed(r->c->xs, d, false);
+        reply_ok(r->c, r->h);
+    }
+    return err;
+}
+
+static int handle_control(struct req *r)
+{
+    return do_control(r->c, r->h, r->v, r->n);
+}
+
+/* What a request needs before its handler runs. */
+enum {
+    OP_NODE = 1u << 0,      /* v[0] is a node's path, seen through its transaction */
+    OP_SPECIAL = 1u << 1,   /* ...which may also be a special @path */
+};
+
+/*
+ * The wire protocol's requests (xen/io/xs_wire.h), by type. To add one: a handle_*
+ * above and its row here; a type without a row is answered EINVAL.
+ */
+static const struct {
+    int (*handle)(struct req *r);
+    unsigned flags;
+} requests[] = {
+    [XS_READ]                 = { handle_read,                 OP_NODE },
+    [XS_WRITE]                = { handle_write,                OP_NODE },
+    [XS_MKDIR]                = { handle_mkdir,                OP_NODE },
+    [XS_RM]                   = { handle_rm,                   OP_NODE },
+    [XS_DIRECTORY]            = { handle_directory,            OP_NODE },
+    [XS_DIRECTORY_PART]       = { handle_directory_part,       OP_NODE },
+    [XS_GET_PERMS]            = { handle_get_perms,            OP_NODE | OP_SPECIAL },
+    [XS_SET_PERMS]            = { handle_set_perms,            OP_NODE | OP_SPECIAL },
+    [XS_WATCH]                = { handle_watch,                0 },
+    [XS_UNWATCH]              = { handle_unwatch,              0 },
+    [XS_RESET_WATCHES]        = { handle_reset_watches,        0 },
+    [XS_TRANSACTION_START]    = { handle_transaction_start,    0 },
+    [XS_TRANSACTION_END]      = { handle_transaction_end,      0 },
+    [XS_INTRODUCE]            = { handle_introduce,            0 },
+    [XS_RELEASE]              = { handle_release,              0 },
+    [XS_GET_DOMAIN_PATH]      = { handle_get_domain_path,      0 },
+    [XS_IS_DOMAIN_INTRODUCED] = { handle_is_domain_introduced, 0 },
+    [XS_RESUME]               = { handle_resume,               0 },
+    [XS_SET_TARGET]           = { handle_set_target,           0 },
+    [XS_CONTROL]              = { handle_control,              0 },
+};
+
+/* A node request: its transaction (if any) and its canonical path. 0 or an errno. */
+static int prepare_node_request(struct req *r, unsigned flags)
+{
+    if (r->h->tx_id) {
+        r->o.tx = find_txn(r->c, r->h->tx_id);
+        if (!r->o.tx)   /* a guest's transaction lost in a restart: retry, as after a conflict */
+            return r->c->lost_txns ? EAGAIN : ENOENT;
+    }
+    if (r->n < 1)
+        return EINVAL;
+    return xs_canon(r->c, r->v[0], r->path, (flags & OP_SPECIAL) != 0);
+}
+
 void xs_handle(struct xs_conn *c, const struct xsd_sockmsg *h, const uint8_t *body)
 {
-    struct xs *xs = c->xs;
-    const char *v[8];
-    int n = xs_wire_split(body, h->len, v, 8);
-    char path[XENSTORE_ABS_PATH_MAX + 2];
-    struct op o = { c, xs->tree, NULL, false };
-    int err = 0;
-    uint32_t domid;
-
+    struct req r = { .c = c, .h = h, .body = body, .o = { c, c->xs->tree, NULL, false } };
+    r.n = xs_wire_split(body, h->len, r.v, 8);
     log_req(c, h, body);
-    switch (h->type) {
-    case XS_READ: case XS_WRITE: case XS_MKDIR: case XS_RM: case XS_DIRECTORY:
-    case XS_DIRECTORY_PART: case XS_GET_PERMS: case XS_SET_PERMS:
-        if (h->tx_id) {
-            o.tx = find_txn(c, h->tx_id);
-            if (!o.tx) {
-                /* A guest's transaction lost in a restart: retry it, as after a conflict. */
-                reply_err(c, h, c->lost_txns ? EAGAIN : ENOENT);
-                return;
-            }
-        }
-        if (n < 1) {
-            reply_err(c, h, EINVAL);
-            return;
-        }
-        err = xs_canon(c, v[0], path, h->type == XS_GET_PERMS || h->type == XS_SET_PERMS);
-        if (err) {
-            reply_err(c, h, err);
-            return;
-        }
-        break;
-    default:
-        break;
-    }
-
-    switch (h->type) {
-    case XS_READ: {
-        struct view nd;
-        if (!(err = get_node(&o, path, XS_PERM_READ, &nd)))
-            reply(c, h, XS_READ, nd.val, nd.vlen);
-        break;
-    }
-    case XS_WRITE: {
-        size_t off = strlen(v[0]) + 1;
-        if (!(err = op_write(&o, path, body + off, h->len - (uint32_t)off)))
-            reply_ok(c, h);
-        break;
-    }
-    case XS_MKDIR:
-        if (!(err = op_mkdir(&o, path)))
-            reply_ok(c, h);
-        break;
-    case XS_RM:
-        if (!(err = op_rm(&o, path)))
-            reply_ok(c, h);
-        break;
-    case XS_DIRECTORY:
-        err = do_directory(&o, path, h, NULL);
-        break;
-    case XS_DIRECTORY_PART:
-        err = n < 2 ? EINVAL : do_directory(&o, path, h, v[1]);
-        break;
-    case XS_GET_PERMS:
-        err = do_get_perms(&o, path, h);
-        break;
-    case XS_SET_PERMS: {
-        struct xs_perm p[XENSTORE_PAYLOAD_MAX / 2];
-        uint32_t np = 0;
-        if (n < 2) {
-            err = EINVAL;
-            break;
-        }
-        const char *all[XENSTORE_PAYLOAD_MAX / 2];
-        int na = xs_wire_split(body, h->len, all, XENSTORE_PAYLOAD_MAX / 2);
-        for (int i = 1; i < na && !err; i++)
-            if (!xs_perm_parse(all[i], &p[np++]))
-                err = EINVAL;
-        if (!err && !(err = op_set_perms(&o, path, p, np)))
-            reply_ok(c, h);
-        break;
-    }
-    case XS_WATCH: {
-        int depth = -1;
-        if (n < 2) {
-            err = EINVAL;
-            break;
-        }
-        if (n >= 3 && v[2][0]) {
-            unsigned long dv;
-            if (!xs_parse_uint(v[2], 65535, &dv)) {
-                err = EINVAL;
-                break;
-            }
-            depth = (int)dv;
-        }
-        if (!(err = xs_watch_add(c, v[0], v[1], depth, false))) {
-            reply_ok(c, h);
-            xs_watch_initial(c, v[0], v[1]);
-        }
-        break;
-    }
-    case XS_UNWATCH:
-        if (n < 2)
-            err = EINVAL;
-        else if (!(err = xs_watch_del(c, v[0], v[1])))
-            reply_ok(c, h);
-        break;
-    case XS_RESET_WATCHES:
-        xs_conn_reset(c, true);
-        reply_ok(c, h);
-        break;
-    case XS_TRANSACTION_START: {
-        if (h->tx_id) {
-            err = EBUSY;
-            break;
-        }
-        if (!xs_conn_priv(c) && xs->quota.transactions &&
-            c->ntxns >= xs->quota.transactions) {
-            err = ENOSPC;
-            break;
-        }
-        uint32_t id;
-        do {
-            id = c->next_txid++;
-        } while (id == 0 || find_txn(c, id));
-        bool guest = !xs_conn_priv(c);
-        struct xs_txn *t = xs_txn_new(id, guest ? c->domid : XS_NO_TARGET,
-                                      guest ? xs->quota.trans_nodes : 0, &c->txn_bytes,
-                                      guest ? xs->quota.trans_memory : 0);
-        t->next = c->txns;
-        c->txns = t;
-        c->ntxns++;
-        char buf[16];
-        snprintf(buf, sizeof(buf), "%u", id);
-        reply_str(c, h, buf);
-        break;
-    }
-    case XS_TRANSACTION_END:
-        if (n < 1)
-            err = EINVAL;
-        else if (!(err = do_txn_end(c, h, v[0])))
-            reply_ok(c, h);
-        break;
-    case XS_INTRODUCE:
-        err = do_introduce(c, h, v, n);
-        break;
-    case XS_RELEASE: {
-        struct xs_domain *d;
-        if (!xs_conn_priv(c))
-            err = EACCES;
-        else if (n < 1 || !parse_domid(v[0], &domid) || domid == 0)
-            err = EINVAL;
-        else if (!(d = xs_domain_find(xs, domid)))
-            err = ENOENT;
-        else {
-            xs_domain_gone(xs, d, true);
-            reply_ok(c, h);
-        }
-        break;
-    }
-    case XS_GET_DOMAIN_PATH:
-        if (n < 1 || !parse_domid(v[0], &domid)) {
-            err = EINVAL;
-        } else {
-            char buf[40];
-            snprintf(buf, sizeof(buf), "/local/domain/%u", domid);
-            reply_str(c, h, buf);
-        }
-        break;
-    case XS_IS_DOMAIN_INTRODUCED: {
-        struct xs_domain *d;
-        if (n < 1 || !parse_domid(v[0], &domid))
-            err = EINVAL;
-        else
-            reply_str(c, h, domid == 0 || ((d = xs_domain_find(xs, domid)) &&
-                                             d->introduced) ? "T" : "F");
-        break;
-    }
-    case XS_RESUME: {
-        struct xs_domain *d;
-        if (!xs_conn_priv(c))
-            err = EACCES;
-        else if (n < 1 || !parse_domid(v[0], &domid))
-            err = EINVAL;
-        else if (!(d = xs_domain_find(xs, domid)))
-            err = ENOENT;
-        else {
-            d->shutdown = false;
-            reply_ok(c, h);
-        }
-        break;
-    }
-    case XS_SET_TARGET: {
-        struct xs_domain *d;
-        uint32_t tdomid;
-        if (!xs_conn_priv(c))
-            err = EACCES;
-        else if (n < 2 || !parse_domid(v[0], &domid) || !parse_domid(v[1], &tdomid))
-            err = EINVAL;
-        else if (!(d = xs_domain_find(xs, domid)))
-            err = ENOENT;
-        else {
-            d->target = tdomid;
-            if (xs->ops.domain_changed)
-                xs->ops.domain_changed(xs, d, false);
-            reply_ok(c, h);
-        }
-        break;
-    }
-    case XS_CONTROL:
-        err = do_control(c, h, v, n);
-        break;
-    default:
-        err = EINVAL;
-        break;
+    int err = EINVAL;
+    if (h->type < sizeof(requests) / sizeof(requests[0]) && requests[h->type].handle) {
+        unsigned flags = requests[h->type].flags;
+        err = flags & OP_NODE ? prepare_node_request(&r, flags) : 0;
+        if (!err)
+            err = requests[h->type].handle(&r);
     }
     if (err)
         reply_err(c, h, err);
