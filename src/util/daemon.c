@@ -138,6 +138,20 @@ int daemon_rundir(struct daemon *dm, bool create, char *err, size_t errlen)
     return 0;
 }
 
+int daemon_begin(struct daemon *dm, const struct daemon_cli *cli, int argc, char **argv,
+                 bool create_rundir)
+{
+    int rc = daemon_parse(dm, cli, argc, argv);
+    if (rc != DAEMON_CONTINUE)
+        return rc;
+    char err[512];
+    if (daemon_rundir(dm, create_rundir, err, sizeof(err))) {
+        fprintf(stderr, "%s: %s\n", dm->name, err);
+        return 1;
+    }
+    return DAEMON_CONTINUE;
+}
+
 /* ---- files -------------------------------------------------------------------------- */
 
 int daemon_open_private(const char *path, int flags)

@@ -67,6 +67,13 @@ struct daemon {
  */
 int daemon_parse(struct daemon *dm, const struct daemon_cli *cli, int argc, char **argv);
 
+/*
+ * daemon_parse, then daemon_rundir; a run directory refused is said on stderr
+ * ("NAME: why") and is status 1.
+ */
+int daemon_begin(struct daemon *dm, const struct daemon_cli *cli, int argc, char **argv,
+                 bool create_rundir);
+
 /* --rundir if given (even empty), else the environment's; NULL or empty: the default. */
 const char *daemon_rundir_choose(const char *opt, const char *env);
 

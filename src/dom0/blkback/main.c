@@ -41,14 +41,9 @@ static const struct daemon_cli cli = {
 /* Options, the run directory, where xenstored is, detaching, the log, the signals. */
 static int start(struct daemon *dm, int argc, char **argv)
 {
-    int rc = daemon_parse(dm, &cli, argc, argv);
+    int rc = daemon_begin(dm, &cli, argc, argv, false);
     if (rc != DAEMON_CONTINUE)
         return rc;
-    char err[512];
-    if (daemon_rundir(dm, false, err, sizeof(err))) {
-        fprintf(stderr, "%s: %s\n", dm->name, err);
-        return 1;
-    }
     /* libxenstore finds the daemon through XENSTORED_PATH. */
     char xspath[PATH_MAX + 32];
     snprintf(xspath, sizeof(xspath), "%s/xenstored/socket", dm->absdir);

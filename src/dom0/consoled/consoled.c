@@ -525,15 +525,11 @@ static const struct daemon_cli cli = {
 /* Options, the run directory, detaching, the log, the one-per-host lock. */
 static int start(struct daemon *dm, int argc, char **argv)
 {
-    int rc = daemon_parse(dm, &cli, argc, argv);
+    int rc = daemon_begin(dm, &cli, argc, argv, false);
     if (rc != DAEMON_CONTINUE)
         return rc;
-    char err[512];
-    if (daemon_rundir(dm, false, err, sizeof(err))) {
-        fprintf(stderr, "%s: %s\n", dm->name, err);
-        return 1;
-    }
     rundir = dm->absdir;
+    char err[512];
     if ((rc = daemon_detach(dm, 0)) != DAEMON_CONTINUE)
         return rc;
     daemon_open_log(dm);
