@@ -30,6 +30,9 @@ enum {
     DAEMON_OPT_VERSION    = 1 << 5,   /* --version: "NAME VERSION" on stdout, status 0 */
     DAEMON_OPT_OPERANDS   = 1 << 6,   /* arguments after the options are the daemon's */
 };
+/* What a dom0 service takes: --rundir, --foreground, --verbose, --help. */
+#define DAEMON_OPTS_SERVICE \
+    (DAEMON_OPT_RUNDIR | DAEMON_OPT_FOREGROUND | DAEMON_OPT_VERBOSE | DAEMON_OPT_HELP)
 /* The getopt value of --version (the others are their short letters). */
 #define DAEMON_OPTVAL_VERSION 0x1000
 

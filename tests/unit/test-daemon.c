@@ -72,9 +72,7 @@ static const struct daemon_cli xkvmd_like = {
               DAEMON_OPT_VERBOSE | DAEMON_OPT_HELP | DAEMON_OPT_VERSION,
 };
 static const struct daemon_cli service_like = {
-    .usage = usage,
-    .common = DAEMON_OPT_RUNDIR | DAEMON_OPT_FOREGROUND | DAEMON_OPT_VERBOSE |
-              DAEMON_OPT_HELP,
+    .usage = usage, .common = DAEMON_OPTS_SERVICE,
 };
 
 static void test_common_and_own_options(void)

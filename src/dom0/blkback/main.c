@@ -32,11 +32,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: xkvm-blkback --rundir DIR [--foreground] [--verbose]\n");
 }
 
-static const struct daemon_cli cli = {
-    .common = DAEMON_OPT_RUNDIR | DAEMON_OPT_FOREGROUND | DAEMON_OPT_VERBOSE |
-              DAEMON_OPT_HELP,
-    .usage = usage,
-};
+static const struct daemon_cli cli = { .common = DAEMON_OPTS_SERVICE, .usage = usage };
 
 /* Options, the run directory, where xenstored is, detaching, the log, the signals. */
 static int start(struct daemon *dm, int argc, char **argv)

@@ -516,11 +516,7 @@ static void usage(FILE *f)
                " or " XKVM_RUNDIR_DEFAULT ")\n");
 }
 
-static const struct daemon_cli cli = {
-    .common = DAEMON_OPT_RUNDIR | DAEMON_OPT_FOREGROUND | DAEMON_OPT_VERBOSE |
-              DAEMON_OPT_HELP,
-    .usage = usage,
-};
+static const struct daemon_cli cli = { .common = DAEMON_OPTS_SERVICE, .usage = usage };
 
 /* Options, the run directory, detaching, the log, the one-per-host lock. */
 static int start(struct daemon *dm, int argc, char **argv)
