@@ -10,6 +10,7 @@
  * the slot's gate). docs/migration.md.
  */
 #include "daemon/migrate_job.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -58,13 +59,6 @@ static struct slot slots[MAX_INCOMING] = {
 static unsigned nr_incoming;
 static uint64_t claimed_total_mb;
 static struct migrate_incoming_limits limits = { .timeout_s = MIGRATE_DEFAULT_TIMEOUT_S };
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void migrate_incoming_configure(const struct migrate_incoming_limits *l)
 {

@@ -1,5 +1,6 @@
 /* Supervision of the dom0 services: start, adopt, notice deaths, restart with backoff. */
 #include "daemon/services.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,13 +47,6 @@ static struct service services[] = {
 static char svc_rundir[PATH_MAX];
 static int svc_epfd = -1;
 static int timer_fd = -1;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int open_pidfd(pid_t pid)
 {
@@ -108,7 +102,7 @@ static void arm_timer(void)
             next = services[i].restart_at_ms;
     struct itimerspec its = { 0 };
     if (next) {
-        uint64_t now = now_ms();
+        uint64_t now = mono_ms();
         uint64_t in = next > now ? next - now : 1;
         its.it_value.tv_sec = (time_t)(in / 1000);
         its.it_value.tv_nsec = (long)(in % 1000) * 1000000;
@@ -130,7 +124,7 @@ static void watch(struct service *s)
 
 static void schedule_restart(struct service *s)
 {
-    uint64_t now = now_ms();
+    uint64_t now = mono_ms();
     if (now - s->started_ms >= STABLE_AFTER_MS)
         s->backoff_ms = BACKOFF_MIN_MS;
     s->restart_at_ms = now + s->backoff_ms;
@@ -161,7 +155,7 @@ static void launch(struct service *s)
         if (pid > 1) {
             s->pid = (pid_t)pid;
             s->child = false;
-            s->started_ms = now_ms();
+            s->started_ms = mono_ms();
             watch(s);
             if (s->pidfd >= 0) {
                 log_info("%s already running (pid %ld): adopted", s->name, pid);
@@ -216,7 +210,7 @@ static void launch(struct service *s)
     close(fd);      /* the child's copy keeps the lock */
     s->pid = pid;
     s->child = true;
-    s->started_ms = now_ms();
+    s->started_ms = mono_ms();
     watch(s);
     log_info("started %s (pid %d)", s->name, (int)pid);
 }
@@ -288,7 +282,7 @@ bool services_handle_event(int fd)
         uint64_t v;
         ssize_t r = read(timer_fd, &v, sizeof(v));
         (void)r;
-        uint64_t now = now_ms();
+        uint64_t now = mono_ms();
         for (size_t i = 0; i < NR_SERVICES; i++) {
             struct service *s = &services[i];
             if (s->restart_at_ms && s->restart_at_ms <= now) {

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "dom0/libdom0.h"
 
 static struct dom0_conn *conn;
@@ -119,19 +120,12 @@ static int do_bind(uint32_t domid, uint32_t port, struct bound **out)
     return 0;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* COUNT round trips on a bound port: raise it, wait for the guest's send. */
 static int pingpong(struct bound *b, uint64_t count, uint64_t secs)
 {
-    uint64_t one = 1, v, t0 = now_ns(), worst = 0;
+    uint64_t one = 1, v, t0 = mono_ns(), worst = 0;
     for (uint64_t i = 1; i <= count; i++) {
-        uint64_t s = now_ns();
+        uint64_t s = mono_ns();
         if (write(b->to_guest, &one, sizeof(one)) != sizeof(one)) {
             int e = errno;
             fprintf(stderr, "xkvm-dom0-probe: round trip %llu: write to_guest: %s\n",
@@ -159,10 +153,10 @@ static int pingpong(struct bound *b, uint64_t count, uint64_t secs)
                     (unsigned long long)v);
             return -EPROTO;
         }
-        uint64_t d = now_ns() - s;
+        uint64_t d = mono_ns() - s;
         worst = d > worst ? d : worst;
     }
-    uint64_t ns = now_ns() - t0;
+    uint64_t ns = mono_ns() - t0;
     printf("pingpong d%u port %u: %llu round trips in %llu us: %.2f us per round trip "
            "(worst %.1f us)\n", b->domid, b->port, (unsigned long long)count,
            (unsigned long long)(ns / 1000), (double)ns / 1000.0 / (double)count,

@@ -21,19 +21,13 @@
 #include "hv/physmap.h"
 #include "hv/pvh.h"
 #include "hv/vcpu.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "xkvm/control.h"
 
 #define KERNEL_MAX_SIZE (64u << 20)
 #define START_INFO_SPACE (64u << 10)
 #define DOMAIN_XEN_FRAMES 8
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- observers ---- */
 
@@ -477,7 +471,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
                  (unsigned long long)(free_frames >> (20 - XKVM_PAGE_SHIFT)));
         return -ENOMEM;
     }
-    uint64_t t0 = now_ns();
+    uint64_t t0 = mono_ns();
     struct domain *d = calloc(1, sizeof(*d));
     if (!d) {
         snprintf(err, errlen, "out of memory");
@@ -559,13 +553,13 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     if (for_restore) {
         log_info("d%u: built '%s' for restore: %llu MiB, %u vCPU(s), in %.3f ms", d->domid,
                  cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
-                 (double)(now_ns() - t0) / 1e6);
+                 (double)(mono_ns() - t0) / 1e6);
     } else {
         NOTIFY(built, d);
         domain_unpause(d);
         log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s, entry %#x, in %.3f ms",
                  d->domid, cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
-                 cfg->kernel, entry, (double)(now_ns() - t0) / 1e6);
+                 cfg->kernel, entry, (double)(mono_ns() - t0) / 1e6);
     }
     *domid_out = d->domid;
     if (out)

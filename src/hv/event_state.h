@@ -18,6 +18,7 @@
 #include <xen/event_channel.h>
 #include <xen/hvm/hvm_vcpu.h>
 
+#include "util/clock.h"
 #include "hv/vcpu.h"
 
 struct domain;
@@ -179,7 +180,11 @@ void vcpu_timer_rearm(struct vcpu *v);
 /* Watch a dom0 service's to_guest eventfd: readable raises port. Slot or -errno. */
 int event_thread_watch_dom0(struct domain *d, uint32_t port, int fd);
 void event_thread_unwatch(int slot);
-uint64_t host_monotonic_ns(void);
+/* The host's CLOCK_MONOTONIC in ns (util/clock.h). */
+static inline uint64_t host_monotonic_ns(void)
+{
+    return mono_ns();
+}
 
 /* ---- runstate.c ---- */
 /* Bring v's runstate accounting up to Xen system time `now` (ev->lock held). */

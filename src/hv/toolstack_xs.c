@@ -2,6 +2,7 @@
  * The toolstack's xenstore writes (libxl's layout, docs/dom0-services.md), done by one
  * worker thread in queue order: the main loop only queues jobs.
  */
+#include "util/clock.h"
 #include "hv/toolstack_xs.h"
 
 #include <errno.h>
@@ -55,13 +56,6 @@ static struct xs_handle *xsh;
 static bool warned_absent;
 static char vm_uuids[XKVM_DOMID_LIMIT][37];     /* /vm/<uuid> of each domain written */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(unsigned ms)
 {
     struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
@@ -73,7 +67,7 @@ static struct xs_handle *xs_get(unsigned wait_ms)
 {
     if (xsh)
         return xsh;
-    uint64_t deadline = now_ms() + wait_ms;
+    uint64_t deadline = mono_ms() + wait_ms;
     for (;;) {
         struct stat st;
         /* Only our socket: libxenstore would fall back to a real Xen's xenbus device. */
@@ -87,7 +81,7 @@ static struct xs_handle *xs_get(unsigned wait_ms)
                 return xsh;
             }
         }
-        if (now_ms() >= deadline)
+        if (mono_ms() >= deadline)
             break;
         sleep_ms(XS_RETRY_MS);
     }
@@ -569,9 +563,9 @@ bool toolstack_xs_stop(void)
 {
     if (!started)
         return true;
-    uint64_t deadline = now_ms() + STOP_WAIT_MS;
+    uint64_t deadline = mono_ms() + STOP_WAIT_MS;
     pthread_mutex_lock(&q_lock);
-    while ((q_head || q_busy) && now_ms() < deadline) {
+    while ((q_head || q_busy) && mono_ms() < deadline) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 50 * 1000000;

@@ -1,3 +1,4 @@
+#include "util/clock.h"
 #include "hv/vcpu.h"
 
 #include <errno.h>
@@ -356,11 +357,8 @@ static void *vcpu_thread(void *arg)
             pthread_mutex_unlock(&d->lock);
             continue;
         }
-        if (!v->first_run_ns) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            v->first_run_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-        }
+        if (!v->first_run_ns)
+            v->first_run_ns = mono_ns();
         event_before_run(v);
         int rc = ioctl(v->fd, KVM_RUN, 0);
         v->exit_incomplete = false;

@@ -57,13 +57,6 @@ void event_thread_freeze(bool frozen)
     pthread_mutex_unlock(&et.lock);
 }
 
-uint64_t host_monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int watch(uint8_t kind, uint16_t domid, uint32_t idx, int fd)
 {
     pthread_mutex_lock(&et.lock);

@@ -5,6 +5,7 @@
  * from PAGE_DATA, given its state at the end, published to the toolstack and run only
  * after END (and, from a peer, after GO). Any failure destroys it unseen.
  */
+#include "util/clock.h"
 #include "migrate/migrate.h"
 
 #include <errno.h>
@@ -262,13 +263,6 @@ static void reveal_on_main(void *arg)
     struct domain *d = arg;
     d->restoring = false;
     domains_changed();
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static int finish(struct receiver *r)

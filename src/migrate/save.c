@@ -7,6 +7,7 @@
  *   X86_TSC_INFO, HVM_PARAMS, HVM_CONTEXT, DOMAIN_CONTEXT, XENSTORE_STATE, END
  *                                             -> (peer) RESTORED, GO, RUNNING
  */
+#include "util/clock.h"
 #include "migrate/migrate.h"
 
 #include <errno.h>
@@ -36,13 +37,6 @@
 #define DOM0_QUIET_NS       (2 * 1000 * 1000ull)
 #define DOM0_QUIET_MAX_NS   (200 * 1000 * 1000ull)
 #define PEER_TIMEOUT_MS     60000u
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t real_ns(void)
 {

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "tools/control_client.h"
 #include "tools/xlcfg.h"
 #include "util/domcfg.h"
@@ -929,13 +930,6 @@ static void setup_terminal(void)
     }
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int write_all(int fd, const char *p, size_t len)
 {
     while (len) {
@@ -1013,7 +1007,7 @@ struct console_input {
 
 static void console_input_connect(struct console_input *in)
 {
-    double t = now_s();
+    double t = (double)mono_ns() / 1e9;
     if (in->fd >= 0 || t < in->next_try)
         return;
     in->next_try = t + 1.0;
@@ -1174,7 +1168,7 @@ static int cmd_console(int argc, char **argv)
             status = EXIT_FAILURE;
             break;
         }
-        double t = now_s();
+        double t = (double)mono_ns() / 1e9;
         if (t - last_check < CONSOLE_POLL_MS / 1000.0)
             continue;
         last_check = t;

@@ -28,6 +28,14 @@ int log_open(const char *path, const char *ident, enum log_level max_level)
     return 0;
 }
 
+void log_open_fd(int fd, const char *ident, enum log_level max_level)
+{
+    log_ident = ident;
+    log_max = max_level;
+    if (fd >= 0)
+        log_fd = fd;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     static const char *const names[] = { "error", "warning", "info", "debug" };

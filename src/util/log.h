@@ -6,6 +6,8 @@ enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /* Log to `path` (appending), or to stderr when path is NULL. 0 or -errno. */
 int log_open(const char *path, const char *ident, enum log_level max_level);
+/* Log to fd, already open (taken over); fd < 0: stderr. */
+void log_open_fd(int fd, const char *ident, enum log_level max_level);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -1,4 +1,5 @@
 /* A device's connection and ring thread: see device.h. */
+#include "util/clock.h"
 #include "device.h"
 
 #include <errno.h>
@@ -16,13 +17,6 @@
 #define BLK_BUDGET 64
 /* How often an idle thread checks that xkvmd and the domain are still there (ms). */
 #define BLK_LIVENESS_MS 1000
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void *op_map(void *ctx, grant_ref_t ref, bool ro, uint64_t *cookie)
 {
@@ -98,12 +92,12 @@ static void *ring_thread(void *arg)
         bool kick = first;
         first = false;
         uint64_t before = d->ring.rsp_prod_pvt;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = mono_ns();
         enum blk_ring_state st = blk_ring_process(&d->ring, d->work, &d->lim, &ops,
                                                   BLK_BUDGET, &kick);
         d->requests += d->ring.rsp_prod_pvt - before;
         if (d->ring.rsp_prod_pvt != before)
-            d->busy_ns += now_ns() - t0;
+            d->busy_ns += mono_ns() - t0;
         if (kick)
             notify(d);
         if (d->ring.rsp_prod_pvt != before)

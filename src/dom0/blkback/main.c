@@ -9,7 +9,6 @@
  * rings that are already connected without writing to xenstore.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 #include <xenstore.h>
 
+#include "util/daemon.h"
 #include "util/log.h"
 #include "xenbus.h"
 #include "xkvm/control.h"
@@ -27,78 +27,41 @@
 /* Rescan period: retries (xenstored, xkvmd, re-attach) happen at this pace (ms). */
 #define BLK_TICK_MS 1000
 
-static volatile sig_atomic_t quit;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    quit = 1;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: xkvm-blkback --rundir DIR [--foreground] [--verbose]\n");
 }
 
-int main(int argc, char **argv)
+static const struct daemon_cli cli = { .common = DAEMON_OPTS_SERVICE, .usage = usage };
+
+/* Options, the run directory, where xenstored is, detaching, the log, the signals. */
+static int start(struct daemon *dm, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "rundir", required_argument, NULL, 'r' },
-        { "foreground", no_argument, NULL, 'f' },
-        { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *rundir = NULL;
-    bool foreground = false, verbose = false;
-    int c;
-    while ((c = getopt_long(argc, argv, "r:fvh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r': rundir = optarg; break;
-        case 'f': foreground = true; break;
-        case 'v': verbose = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (!rundir || !*rundir)
-        rundir = getenv(XKVM_RUNDIR_ENV);
-    if (!rundir || !*rundir)
-        rundir = XKVM_RUNDIR_DEFAULT;
-    char absdir[PATH_MAX];
-    if (!realpath(rundir, absdir)) {
-        fprintf(stderr, "xkvm-blkback: %s: %s\n", rundir, strerror(errno));
-        return 1;
-    }
+    int rc = daemon_begin(dm, &cli, argc, argv, false);
+    if (rc != DAEMON_CONTINUE)
+        return rc;
     /* libxenstore finds the daemon through XENSTORED_PATH. */
     char xspath[PATH_MAX + 32];
-    snprintf(xspath, sizeof(xspath), "%s/xenstored/socket", absdir);
+    snprintf(xspath, sizeof(xspath), "%s/xenstored/socket", dm->absdir);
     setenv("XENSTORED_PATH", getenv("XENSTORED_PATH") ? getenv("XENSTORED_PATH") : xspath,
            1);
+    if ((rc = daemon_detach(dm, DAEMON_CHDIR_ROOT)) != DAEMON_CONTINUE)
+        return rc;
+    daemon_open_log(dm);
+    daemon_signals();
+    return DAEMON_CONTINUE;
+}
 
-    char logpath[PATH_MAX + 32] = "";
-    if (!foreground) {
-        snprintf(logpath, sizeof(logpath), "%s/xkvm-blkback.log", absdir);
-        if (daemon(0, 0) < 0) {
-            perror("xkvm-blkback: daemon");
-            return 1;
-        }
-    }
-    log_open(logpath[0] ? logpath : NULL, "xkvm-blkback", verbose ? LOG_DEBUG : LOG_INFO);
-
-    struct sigaction sa = { .sa_handler = on_signal };
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+int main(int argc, char **argv)
+{
+    static struct daemon dm = DAEMON_INIT("xkvm-blkback", "xkvm-blkback.log");
+    int status = start(&dm, argc, argv);
+    if (status != DAEMON_CONTINUE)
+        return status;
+    const char *absdir = dm.absdir;
     /* Device threads take no signals: the main thread sees them (poll returns EINTR). */
     sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
+    daemon_stop_sigset(&block);
 
     struct blkback b = { .rundir = absdir };
     b.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -108,7 +71,7 @@ int main(int argc, char **argv)
     }
     log_info("blkback: starting (rundir %s, xenstore %s)", absdir, getenv("XENSTORED_PATH"));
     bool said_waiting = false;
-    while (!quit) {
+    while (!daemon_stopping()) {
         if (!b.xs) {
             int rc = xb_open(&b);
             if (rc) {
@@ -132,7 +95,7 @@ int main(int argc, char **argv)
             log_err("blkback: poll: %m");
             break;
         }
-        if (quit)
+        if (daemon_stopping())
             break;
         /* New threads inherit this mask: keep termination signals for this thread. */
         pthread_sigmask(SIG_BLOCK, &block, &old);

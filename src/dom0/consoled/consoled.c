@@ -9,26 +9,24 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 #include <xen/xen.h>
 #include <xen/io/console.h>
 
 #include "dom0/libdom0.h"
+#include "util/clock.h"
+#include "util/daemon.h"
 #include "util/log.h"
 #include "xkvm/control.h"
 
@@ -82,14 +80,6 @@ static int watch_conn = -1, watch_fd = -1;
 static bool rescan;
 static struct dom doms[MAX_DOMAINS];
 static struct client clients[MAX_CLIENTS];
-static volatile sig_atomic_t stop;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void notify(struct dom *d)
 {
@@ -248,12 +238,11 @@ static void attach(struct dom *d)
     if (d->log_fd < 0) {
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, rundir, d->domid);
-        d->log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-                         0600);
-        if (d->log_fd >= 0)
-            fchmod(d->log_fd, 0600);    /* the guest's console is for root alone */
-        if (d->log_fd < 0)
-            log_warn("d%u: %s: %s", d->domid, path, strerror(errno));
+        /* The guest's console is for root alone. */
+        int fd = daemon_open_private(path, O_WRONLY | O_APPEND);
+        d->log_fd = fd < 0 ? -1 : fd;
+        if (fd < 0)
+            log_warn("d%u: %s: %s", d->domid, path, strerror(-fd));
     }
     if (!d->bound) {
         int rc = dom0_bind_evtchn(conn, d->domid, d->port, &d->to_guest, &d->from_guest);
@@ -446,27 +435,6 @@ static void tick(void)
 
 /* ---- the input socket ------------------------------------------------------------- */
 
-static int listen_socket(void)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", rundir,
-                         CONSOLED_SOCKET) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    unlink(sa.sun_path);    /* we hold the lock: a socket here is stale */
-    mode_t old = umask(0177);
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (rc < 0 || listen(fd, 16) < 0) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    return fd;
-}
-
 static void client_close(struct client *c)
 {
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -541,12 +509,6 @@ static void client_readable(struct client *c)
 
 /* ---- main ------------------------------------------------------------------------- */
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop = 1;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: xkvm-consoled [--rundir DIR] [--foreground] [--verbose]\n"
@@ -554,159 +516,134 @@ static void usage(FILE *f)
                " or " XKVM_RUNDIR_DEFAULT ")\n");
 }
 
-int main(int argc, char **argv)
+static const struct daemon_cli cli = { .common = DAEMON_OPTS_SERVICE, .usage = usage };
+
+/* Options, the run directory, detaching, the log, the one-per-host lock. */
+static int start(struct daemon *dm, int argc, char **argv)
 {
-    bool foreground = false, verbose = false;
-    rundir = getenv(XKVM_RUNDIR_ENV);
-    static const struct option opts[] = {
-        { "rundir", required_argument, NULL, 'r' },
-        { "foreground", no_argument, NULL, 'f' },
-        { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'h' },
-        { 0 },
-    };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "r:fvh", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'r': rundir = optarg; break;
-        case 'f': foreground = true; break;
-        case 'v': verbose = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (!rundir || !*rundir)
-        rundir = XKVM_RUNDIR_DEFAULT;
-    static char absdir[PATH_MAX];
-    if (!realpath(rundir, absdir)) {
-        fprintf(stderr, "xkvm-consoled: run directory %s: %s\n", rundir, strerror(errno));
+    int rc = daemon_begin(dm, &cli, argc, argv, false);
+    if (rc != DAEMON_CONTINUE)
+        return rc;
+    rundir = dm->absdir;
+    char err[512];
+    if ((rc = daemon_detach(dm, 0)) != DAEMON_CONTINUE)
+        return rc;
+    daemon_open_log(dm);
+    /* One consoled per host: a second one waits for the first to go. */
+    if (daemon_lock(dm, CONSOLED_LOCK, 0600, true, err, sizeof(err)) < 0) {
+        log_err("%s", err);
         return 1;
     }
-    rundir = absdir;
+    daemon_signals();
+    return DAEMON_CONTINUE;
+}
 
-    char path[PATH_MAX + 32];
-    if (!foreground) {
-        pid_t pid = fork();
-        if (pid < 0) {
-            perror("xkvm-consoled: fork");
-            return 1;
-        }
-        if (pid > 0)
-            return 0;
-        setsid();
-        int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, STDIN_FILENO);
-            dup2(null, STDOUT_FILENO);
-            dup2(null, STDERR_FILENO);
-            if (null > STDERR_FILENO)
-                close(null);
-        }
-        snprintf(path, sizeof(path), "%s/xkvm-consoled.log", rundir);
-        log_open(path, "xkvm-consoled", verbose ? LOG_DEBUG : LOG_INFO);
-    } else {
-        log_open(NULL, "xkvm-consoled", verbose ? LOG_DEBUG : LOG_INFO);
-    }
-
-    /* One consoled per host: a second one waits for the first to go. */
-    snprintf(path, sizeof(path), "%s/%s", rundir, CONSOLED_LOCK);
-    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
-        if (lock < 0) {
-            log_err("%s: %s", path, strerror(errno));
-            return 1;
-        }
-        log_info("another xkvm-consoled serves %s: waiting for it to exit", rundir);
-        if (flock(lock, LOCK_EX) < 0) {
-            log_err("%s: %s", path, strerror(errno));
-            return 1;
-        }
-    }
-
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = { .sa_handler = on_signal };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
+/* No domains, no clients; the epoll set with the input socket in it. fd or -1. */
+static int serve_setup(void)
+{
     for (int i = 0; i < MAX_DOMAINS; i++)
         doms[i] = (struct dom){ .log_fd = -1, .to_guest = -1, .from_guest = -1 };
     for (int i = 0; i < MAX_CLIENTS; i++)
         clients[i].fd = -1;
     epfd = epoll_create1(EPOLL_CLOEXEC);
-    int lfd = listen_socket();
+    int lfd = daemon_listen(rundir, CONSOLED_SOCKET, SOCK_NONBLOCK | SOCK_CLOEXEC, 16);
     if (epfd < 0 || lfd < 0) {
         log_err("%s/%s: %s", rundir, CONSOLED_SOCKET, strerror(lfd < 0 ? -lfd : errno));
-        return 1;
+        return -1;
     }
     struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG(TAG_LISTEN, 0) };
     epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);
     log_info("serving consoles of %s", rundir);
+    return lfd;
+}
 
-    uint64_t last_tick = 0, last_connect = 0, last_scan = 0;
-    bool warned = false;
-    while (!stop) {
-        uint64_t now = now_ms();
-        if (!conn && now - last_connect >= RECONNECT_MS) {
-            last_connect = now;
-            conn = dom0_connect(rundir, "consoled");
-            if (conn) {
-                log_info("connected to xkvmd");
-                warned = false;
-                watch_open();
-                rescan = true;
-            } else if (!warned) {
-                log_info("xkvmd not reachable (%s): retrying", strerror(errno));
-                warned = true;
-            }
-        }
-        if (now - last_tick >= TICK_MS) {
-            last_tick = now;
-            struct stat st;
-            if (stat(rundir, &st) < 0 && errno == ENOENT) {
-                log_info("run directory %s is gone: exiting", rundir);
-                break;
-            }
-            if (conn && (rescan || (watch_fd < 0 && now - last_scan >= RESCAN_MS))) {
-                rescan = false;
-                last_scan = now;
-                scan();
-            }
-            tick();
-        }
+/* While xkvmd is away: try its dom0 socket every RECONNECT_MS, saying so once. */
+static void maybe_connect(uint64_t now)
+{
+    static uint64_t last_connect;
+    static bool warned;
+    if (conn || now - last_connect < RECONNECT_MS)
+        return;
+    last_connect = now;
+    conn = dom0_connect(rundir, "consoled");
+    if (conn) {
+        log_info("connected to xkvmd");
+        warned = false;
+        watch_open();
+        rescan = true;
+    } else if (!warned) {
+        log_info("xkvmd not reachable (%s): retrying", strerror(errno));
+        warned = true;
+    }
+}
+
+/* Every TICK_MS: rescan when due, refill and drain. false: the run directory is gone. */
+static bool maybe_tick(uint64_t now)
+{
+    static uint64_t last_tick, last_scan;
+    if (now - last_tick < TICK_MS)
+        return true;
+    last_tick = now;
+    struct stat st;
+    if (stat(rundir, &st) < 0 && errno == ENOENT) {
+        log_info("run directory %s is gone: exiting", rundir);
+        return false;
+    }
+    if (conn && (rescan || (watch_fd < 0 && now - last_scan >= RESCAN_MS))) {
+        rescan = false;
+        last_scan = now;
+        scan();
+    }
+    tick();
+    return true;
+}
+
+static void handle_event(const struct epoll_event *e, int lfd)
+{
+    uint32_t kind = (uint32_t)(e->data.u64 >> 32);
+    uint32_t idx = (uint32_t)e->data.u64;
+    uint64_t v;
+    if (kind == TAG_WATCH) {
+        ssize_t r = read(watch_fd, &v, sizeof(v));
+        (void)r;
+        if (conn)
+            scan();
+    } else if (kind == TAG_WATCH_CONN) {
+        if (conn)
+            lose_connection("its dom0 socket hung up");
+        else
+            watch_close();
+    } else if (kind == TAG_LISTEN) {
+        accept_client(lfd);
+    } else if (kind == TAG_CLIENT && idx < MAX_CLIENTS && clients[idx].fd >= 0) {
+        client_readable(&clients[idx]);
+    } else if (kind == TAG_DOMAIN && idx < MAX_DOMAINS && doms[idx].bound) {
+        struct dom *d = &doms[idx];
+        ssize_t r = read(d->from_guest, &v, sizeof(v));
+        (void)r;
+        drain_output(d);
+        push_all_input(d->domid);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon dm = DAEMON_INIT("xkvm-consoled", "xkvm-consoled.log");
+    int rc = start(&dm, argc, argv);
+    if (rc != DAEMON_CONTINUE)
+        return rc;
+    int lfd = serve_setup();
+    if (lfd < 0)
+        return 1;
+    while (!daemon_stopping()) {
+        uint64_t now = mono_ms();
+        maybe_connect(now);
+        if (!maybe_tick(now))
+            break;
         struct epoll_event evs[32];
         int n = epoll_wait(epfd, evs, 32, TICK_MS);
-        for (int i = 0; i < n; i++) {
-            uint32_t kind = (uint32_t)(evs[i].data.u64 >> 32);
-            uint32_t idx = (uint32_t)evs[i].data.u64;
-            if (kind == TAG_WATCH) {
-                uint64_t v;
-                ssize_t r = read(watch_fd, &v, sizeof(v));
-                (void)r;
-                if (conn)
-                    scan();
-            } else if (kind == TAG_WATCH_CONN) {
-                if (conn)
-                    lose_connection("its dom0 socket hung up");
-                else
-                    watch_close();
-            } else if (kind == TAG_LISTEN) {
-                accept_client(lfd);
-            } else if (kind == TAG_CLIENT && idx < MAX_CLIENTS && clients[idx].fd >= 0) {
-                client_readable(&clients[idx]);
-            } else if (kind == TAG_DOMAIN && idx < MAX_DOMAINS && doms[idx].bound) {
-                struct dom *d = &doms[idx];
-                uint64_t v;
-                ssize_t r = read(d->from_guest, &v, sizeof(v));
-                (void)r;
-                drain_output(d);
-                push_all_input(d->domid);
-            }
-        }
+        for (int i = 0; i < n; i++)
+            handle_event(&evs[i], lfd);
     }
     log_info("exiting");
     if (conn) {

@@ -1,9 +1,9 @@
 /*
- * xkvm-xenstored --rundir DIR [--foreground]
+ * xkvm-xenstored --rundir DIR [--foreground]: the xenstore daemon (docs/dom0-services.md)
  * xkvm-xenstored --rundir DIR export DOMID FILE | import DOMID FILE  (via the running daemon)
  */
 #include <fcntl.h>
-#include <getopt.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include "util/daemon.h"
 #include "xsd.h"
 
 struct xsd xsd;
@@ -185,75 +186,87 @@ static int client_control(const char *sock, const char **args, int nargs)
 
 /* ---------------------------------------------------------------- main */
 
-static void usage(void)
+static void usage(FILE *f)
 {
-    fprintf(stderr, "usage: xkvm-xenstored --rundir DIR [--foreground]\n"
-                    "       xkvm-xenstored --rundir DIR export DOMID FILE\n"
-                    "       xkvm-xenstored --rundir DIR import DOMID FILE\n");
-    exit(2);
+    fprintf(f, "usage: xkvm-xenstored --rundir DIR [--foreground]\n"
+               "       xkvm-xenstored --rundir DIR export DOMID FILE\n"
+               "       xkvm-xenstored --rundir DIR import DOMID FILE\n");
+}
+
+static const struct daemon_cli cli = {
+    .common = DAEMON_OPT_RUNDIR | DAEMON_OPT_FOREGROUND | DAEMON_OPT_HELP |
+              DAEMON_OPT_OPERANDS,
+    .usage = usage,
+};
+
+/* export DOMID FILE | import DOMID FILE: one CONTROL request to the running daemon. */
+static int client_main(const char *sock, int argc, char **argv, int i)
+{
+    char absf[4200];
+    const char *args[3];
+    if (argc - i != 3 || (strcmp(argv[i], "export") && strcmp(argv[i], "import"))) {
+        usage(stderr);
+        return 2;
+    }
+    args[0] = argv[i];
+    args[1] = argv[i + 1];
+    args[2] = realpath(argv[i + 2], absf) ? absf : argv[i + 2];
+    if (!strcmp(argv[i], "export") && argv[i + 2][0] != '/' && args[2] != absf) {
+        char cwd[4096];
+        snprintf(absf, sizeof(absf), "%s/%s", getcwd(cwd, sizeof(cwd)) ? cwd : ".",
+                 argv[i + 2]);
+        args[2] = absf;
+    }
+    return client_control(sock, args, 3);
+}
+
+/*
+ * The run directory (ours, 0700) and RUNDIR/xenstored in it; one xenstored per run
+ * directory (the lock on xenstored/xenstored.pid, fd in *lockfd); the log when detached.
+ */
+static int prepare_dirs(struct daemon *dm, int *lockfd)
+{
+    char err[512];
+    if (daemon_rundir(dm, true, err, sizeof(err))) {
+        fprintf(stderr, "%s: %s\n", dm->name, err);
+        return 1;
+    }
+    xsd.rundir = dm->absdir;
+    snprintf(xsd.dir, sizeof(xsd.dir), "%s/xenstored", xsd.rundir);
+    if (mkdir(xsd.dir, 0700) < 0 && errno != EEXIST) {
+        fprintf(stderr, "%s: %s: %s\n", dm->name, xsd.dir, strerror(errno));
+        return 1;
+    }
+    if ((*lockfd = daemon_lock(dm, "xenstored/xenstored.pid", 0644, false, err,
+                               sizeof(err))) < 0) {
+        fprintf(stderr, "%s: %s\n", dm->name, err);
+        return 1;
+    }
+    if (!dm->foreground) {
+        char lp[4200];
+        snprintf(lp, sizeof(lp), "%s/xenstored.log", xsd.dir);
+        int fd = daemon_open_private(lp, O_WRONLY | O_APPEND);
+        log_file = fd >= 0 ? fdopen(fd, "a") : NULL;
+    }
+    return DAEMON_CONTINUE;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "rundir", required_argument, NULL, 'r' },
-        { "foreground", no_argument, NULL, 'f' },
-        { "help", no_argument, NULL, 'h' },
-        { 0 }
-    };
-    bool fg = false;
-    int o;
-    xsd.rundir = getenv("XKVM_RUNDIR");
-    while ((o = getopt_long(argc, argv, "r:fh", opts, NULL)) != -1) {
-        switch (o) {
-        case 'r': xsd.rundir = optarg; break;
-        case 'f': fg = true; break;
-        default: usage();
-        }
-    }
-    if (!xsd.rundir)
-        xsd.rundir = "/run/xkvm";
-    snprintf(xsd.dir, sizeof(xsd.dir), "%s/xenstored", xsd.rundir);
+    struct daemon dm = DAEMON_INIT("xkvm-xenstored", "xenstored/xenstored.log");
+    int rc = daemon_parse(&dm, &cli, argc, argv);
+    if (rc != DAEMON_CONTINUE)
+        return rc;
     char sock[4200];
-    snprintf(sock, sizeof(sock), "%s/socket", xsd.dir);
-
-    if (optind < argc) {
-        char absf[4200];
-        const char *args[3];
-        int n = 0;
-        if (!strcmp(argv[optind], "export") && argc - optind == 3) {
-            args[0] = "export";
-            args[1] = argv[optind + 1];
-            args[2] = realpath(argv[optind + 2], absf) ? absf : argv[optind + 2];
-            if (argv[optind + 2][0] != '/' && args[2] != absf) {
-                char cwd[4096];
-                snprintf(absf, sizeof(absf), "%s/%s", getcwd(cwd, sizeof(cwd)) ? cwd : ".",
-                         argv[optind + 2]);
-                args[2] = absf;
-            }
-            n = 3;
-        } else if (!strcmp(argv[optind], "import") && argc - optind == 3) {
-            args[0] = "import";
-            args[1] = argv[optind + 1];
-            args[2] = realpath(argv[optind + 2], absf) ? absf : argv[optind + 2];
-            n = 3;
-        } else {
-            usage();
-        }
-        return client_control(sock, args, n);
-    }
+    snprintf(sock, sizeof(sock), "%s/xenstored/socket", dm.rundir);
+    if (dm.operand < argc)
+        return client_main(sock, argc, argv, dm.operand);
 
     signal(SIGPIPE, SIG_IGN);
-    mkdir(xsd.rundir, 0700);
-    if (mkdir(xsd.dir, 0700) < 0 && errno != EEXIST) {
-        fprintf(stderr, "xkvm-xenstored: %s: %s\n", xsd.dir, strerror(errno));
-        return 1;
-    }
-    if (!fg) {
-        char lp[4200];
-        snprintf(lp, sizeof(lp), "%s/xenstored.log", xsd.dir);
-        log_file = fopen(lp, "ae");
-    }
+    int lockfd;
+    if ((rc = prepare_dirs(&dm, &lockfd)) != DAEMON_CONTINUE)
+        return rc;
+    snprintf(sock, sizeof(sock), "%s/socket", xsd.dir);
     xsd.epfd = epoll_create1(EPOLL_CLOEXEC);
     xs_init(&xsd.xs);
     xsd.xs.log = xsd_log;
@@ -270,29 +283,10 @@ int main(int argc, char **argv)
         return 1;
     }
     xsd_domain_init();
-    if (!fg) {
-        pid_t pid = fork();
-        if (pid < 0)
-            return 1;
-        if (pid > 0)
-            return 0;
-        setsid();
-        int nul = open("/dev/null", O_RDWR);
-        if (nul >= 0) {
-            dup2(nul, 0);
-            dup2(nul, 1);
-            dup2(nul, 2);
-            if (nul > 2)
-                close(nul);
-        }
-    }
-    char pidp[4200];
-    snprintf(pidp, sizeof(pidp), "%s/xenstored.pid", xsd.dir);
-    FILE *pf = fopen(pidp, "we");
-    if (pf) {
-        fprintf(pf, "%d\n", (int)getpid());
-        fclose(pf);
-    }
+    /* Detached only now: when the parent returns, the socket is there. */
+    if ((rc = daemon_detach(&dm, 0)) != DAEMON_CONTINUE)
+        return rc;
+    daemon_write_pid(lockfd);
     xsd_log("ready on %s (%zu nodes)", sock, xsd.xs.tree->count);
     for (;;) {
         struct epoll_event evs[64];
