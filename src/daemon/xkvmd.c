@@ -32,6 +32,8 @@
 #include "daemon/services.h"
 #include "hv/toolstack_xs.h"
 #include "hv/vcpu.h"
+#include "util/clock.h"
+#include "util/daemon.h"
 #include "util/log.h"
 #include "xkvm/control.h"
 #include "xkvm/live_update.h"
@@ -56,15 +58,7 @@ struct client {
 };
 
 static struct client clients[MAX_CLIENTS];
-static volatile sig_atomic_t stop_requested;
 static int epoll_fd;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int parse_size(const char *s, uint64_t *out)
 {
@@ -90,62 +84,6 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-static int listen_control(const char *rundir)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", rundir,
-                         XKVM_CONTROL_SOCKET) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    /* Not CLOEXEC: live update hands the listening socket to the next xkvmd. */
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    unlink(sa.sun_path);   /* we hold the pidfile lock: any socket here is stale */
-    /* Created 0600: no window in which another user may connect. */
-    mode_t old = umask(0177);
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (rc < 0 || listen(fd, 16) < 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    return fd;
-}
-
-/*
- * The run directory holds guests' consoles and the sockets that control them: ours
- * alone (0700). An existing one is tightened; a shared one (world-writable, sticky,
- * or another user's) is refused rather than taken over.
- */
-static int prepare_rundir(const char *rundir, char *err, size_t errlen)
-{
-    if (mkdir(rundir, 0700) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create run directory %s: %s", rundir, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (stat(rundir, &st) < 0) {
-        snprintf(err, errlen, "run directory %s: %s", rundir, strerror(errno));
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "run directory %s: not a directory", rundir);
-        return -1;
-    }
-    if (st.st_uid != geteuid() || (st.st_mode & (S_ISVTX | S_IWOTH))) {
-        snprintf(err, errlen, "run directory %s is shared (%s): give xkvmd one of its own",
-                 rundir, st.st_uid != geteuid() ? "another user's" : "world-writable or sticky");
-        return -1;
-    }
-    if ((st.st_mode & 077) && chmod(rundir, 0700) < 0) {
-        snprintf(err, errlen, "run directory %s: chmod 0700: %s", rundir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/* --migrate-timeout, --migrate-max-memory, --migrate-max-total. 0, or -1 (said why). */
 static int parse_incoming_limit(int opt, const char *arg, struct migrate_incoming_limits *l)
 {
     if (opt == 'T') {
@@ -170,35 +108,6 @@ static int parse_incoming_limit(int opt, const char *arg, struct migrate_incomin
 }
 
 /* One xkvmd per run directory: hold an exclusive lock on its pidfile. */
-static int lock_pidfile(const char *rundir, char *err, size_t errlen)
-{
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/%s", rundir, XKVM_PIDFILE);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        char pid[32] = "";
-        ssize_t n = read(fd, pid, sizeof(pid) - 1);
-        if (n > 0)
-            pid[strcspn(pid, "\n")] = '\0';
-        snprintf(err, errlen, "another xkvmd (pid %s) is running in %s", pid, rundir);
-        close(fd);
-        return -EBUSY;
-    }
-    return fd;
-}
-
-static void write_pidfile(int fd)
-{
-    char pid[32];
-    int n = snprintf(pid, sizeof(pid), "%d\n", getpid());
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) == n)
-        return;
-}
-
 static void client_close(struct client *c)
 {
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -330,7 +239,7 @@ static void client_readable(struct client *c)
     }
     if (n < 0)
         return;
-    c->last_active_ms = now_ms();
+    c->last_active_ms = mono_ms();
     if (c->in_len + (size_t)n > XKVM_CONTROL_MAX_LINE) {
         static const char msg[] = "{\"ok\":false,\"error\":\"request line too long\","
                                   "\"errno\":\"E2BIG\"}\n";
@@ -352,7 +261,7 @@ static void client_readable(struct client *c)
 
 static void client_writable(struct client *c)
 {
-    c->last_active_ms = now_ms();
+    c->last_active_ms = mono_ms();
     if (!client_flush(c)) {
         client_close(c);
         return;
@@ -397,23 +306,17 @@ static void accept_client(int listen_fd)
         close(cfd);
         return;
     }
-    *c = (struct client){ .fd = cfd, .passed_fd = -1, .last_active_ms = now_ms() };
+    *c = (struct client){ .fd = cfd, .passed_fd = -1, .last_active_ms = mono_ms() };
     struct epoll_event ev = { .events = EPOLLIN, .data.fd = cfd };
     epoll_ctl(epoll_fd, EPOLL_CTL_ADD, cfd, &ev);
 }
 
 static void close_idle_clients(void)
 {
-    uint64_t now = now_ms();
+    uint64_t now = mono_ms();
     for (int k = 0; k < MAX_CLIENTS; k++)
         if (clients[k].fd >= 0 && now - clients[k].last_active_ms > CLIENT_IDLE_MS)
             client_close(&clients[k]);
-}
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
 }
 
 static bool start_services = true;
@@ -440,7 +343,7 @@ static int serve(int listen_fd)
         toolstack_xs_expect_xenstored(services_xenstored_expected());
     }
 
-    while (!stop_requested) {
+    while (!daemon_stopping()) {
         struct epoll_event evs[16];
         int n = epoll_wait(epoll_fd, evs, 16, 1000);
         if (n < 0 && errno == EINTR)
@@ -521,16 +424,6 @@ static void self_binary(struct lu_daemon *dm)
 }
 
 /* Log to FILE, or RUNDIR/xkvmd.log when detached, or stderr in the foreground. */
-static void open_log(const char *absdir, const char *logpath, bool foreground, bool verbose)
-{
-    char deflog[PATH_MAX + 32];
-    if (!logpath && !foreground) {
-        snprintf(deflog, sizeof(deflog), "%s/%s", absdir, XKVM_LOGFILE);
-        logpath = deflog;
-    }
-    log_open(logpath, "xkvmd", verbose ? LOG_DEBUG : LOG_INFO);
-}
-
 static void install_signals(void)
 {
     /* vCPU threads unblock the kick signal themselves; everything else keeps it blocked. */
@@ -538,230 +431,187 @@ static void install_signals(void)
     sigemptyset(&block);
     sigaddset(&block, VCPU_KICK_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &block, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = { .sa_handler = on_signal };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    daemon_signals();
 }
 
-static int resume_after_live_update(const char *fds, const char *rollback, const char *absdir,
-                                    const char *logpath, bool foreground, bool verbose,
-                                    int argc, char **argv, struct lu_daemon *dm);
-static int shut_down(const char *absdir);
+/* ---- start-up ---- */
 
-int main(int argc, char **argv)
+/* xkvmd's own options (the common ones are the daemon skeleton's). */
+struct xkvmd_options {
+    uint64_t machine_memory;
+    struct migrate_incoming_limits incoming;
+    const char *lu_resume, *lu_rollback;
+};
+
+static const struct option own_options[] = {
+    { "machine-memory", required_argument, NULL, 'm' },
+    { "no-dom0-services", no_argument, NULL, 'S' },
+    { "migrate-listen", required_argument, NULL, 'M' },
+    { "migrate-timeout", required_argument, NULL, 'T' },
+    { "migrate-max-memory", required_argument, NULL, 'X' },
+    { "migrate-max-total", required_argument, NULL, 'Y' },
+    { "disk-root", required_argument, NULL, 'D' },
+    { "kernel-root", required_argument, NULL, 'K' },
+    { "lu-accepts", required_argument, NULL, 'A' },
+    { "lu-resume", required_argument, NULL, 'R' },
+    { "lu-rollback", required_argument, NULL, 'B' },
+    { 0 },
+};
+
+static int own_option(int opt, const char *arg, void *ctx)
 {
-    const char *rundir = getenv(XKVM_RUNDIR_ENV);
-    const char *logpath = NULL;
-    uint64_t machine_memory = DEFAULT_MACHINE_MEMORY;
-    struct migrate_incoming_limits incoming = { 0 };
-    bool foreground = false, verbose = false;
-    const char *lu_resume = NULL, *lu_rollback = NULL;
-    /* Our arguments without the --lu-* ones: a live update exec's the next binary with them. */
-    struct lu_daemon dm = { .control_listen_fd = -1, .dom0_listen_fd = -1,
-                            .migrate_listen_fd = -1, .pidfile_fd = -1, .self_fd = -1 };
-    dm.argv = calloc((size_t)argc + 1, sizeof(char *));
-    for (int i = 0; dm.argv && i < argc; i++) {
+    struct xkvmd_options *o = ctx;
+    char err[512];
+    switch (opt) {
+    case 'm':
+        if (parse_size(arg, &o->machine_memory) || o->machine_memory < (16ULL << 20)) {
+            fprintf(stderr, "xkvmd: bad --machine-memory '%s' (e.g. 512M, 4G; at least 16M)\n",
+                    arg);
+            return 2;
+        }
+        break;
+    case 'S': start_services = false; break;
+    case 'M': migrate_addr = arg; break;
+    case 'T': case 'X': case 'Y':
+        if (parse_incoming_limit(opt, arg, &o->incoming))
+            return 2;
+        break;
+    case 'D': case 'K':
+        if (migrate_allow_root(opt == 'K', arg, err, sizeof(err))) {
+            fprintf(stderr, "xkvmd: --%s-root %s\n", opt == 'K' ? "kernel" : "disk", err);
+            return 2;
+        }
+        break;
+    case 'A': return live_update_accepts_main(arg);
+    case 'R': o->lu_resume = arg; break;
+    case 'B': o->lu_rollback = arg; break;
+    default: return 2;
+    }
+    return DAEMON_CONTINUE;
+}
+
+/* Our arguments without the --lu-* ones: a live update exec's the next binary with them. */
+static void lu_arguments(struct lu_daemon *lu, int argc, char **argv)
+{
+    lu->argv = calloc((size_t)argc + 1, sizeof(char *));
+    for (int i = 0; lu->argv && i < argc; i++) {
         if (!strncmp(argv[i], "--lu-", 5)) {
             if (!strchr(argv[i], '=') && i + 1 < argc)
                 i++;
             continue;
         }
-        dm.argv[dm.argc++] = argv[i];
+        lu->argv[lu->argc++] = argv[i];
     }
-    static const struct option opts[] = {
-        { "rundir", required_argument, NULL, 'r' },
-        { "machine-memory", required_argument, NULL, 'm' },
-        { "foreground", no_argument, NULL, 'f' },
-        { "log", required_argument, NULL, 'l' },
-        { "verbose", no_argument, NULL, 'v' },
-        { "no-dom0-services", no_argument, NULL, 'S' },
-        { "migrate-listen", required_argument, NULL, 'M' },
-        { "migrate-timeout", required_argument, NULL, 'T' },
-        { "migrate-max-memory", required_argument, NULL, 'X' },
-        { "migrate-max-total", required_argument, NULL, 'Y' },
-        { "disk-root", required_argument, NULL, 'D' },
-        { "kernel-root", required_argument, NULL, 'K' },
-        { "lu-accepts", required_argument, NULL, 'A' },
-        { "lu-resume", required_argument, NULL, 'R' },
-        { "lu-rollback", required_argument, NULL, 'B' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { 0 },
-    };
-    int c;
-    char err[512];
-    while ((c = getopt_long(argc, argv, "r:m:fl:vh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r': rundir = optarg; break;
-        case 'm':
-            if (parse_size(optarg, &machine_memory) || machine_memory < (16ULL << 20)) {
-                fprintf(stderr, "xkvmd: bad --machine-memory '%s' (e.g. 512M, 4G; at least 16M)\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case 'f': foreground = true; break;
-        case 'l': logpath = optarg; break;
-        case 'v': verbose = true; break;
-        case 'S': start_services = false; break;
-        case 'M': migrate_addr = optarg; break;
-        case 'T': case 'X': case 'Y':
-            if (parse_incoming_limit(c, optarg, &incoming))
-                return 2;
-            break;
-        case 'D':
-        case 'K':
-            if (migrate_allow_root(c == 'K', optarg, err, sizeof(err))) {
-                fprintf(stderr, "xkvmd: --%s-root %s\n", c == 'K' ? "kernel" : "disk", err);
-                return 2;
-            }
-            break;
-        case 'A': return live_update_accepts_main(optarg);
-        case 'R': lu_resume = optarg; break;
-        case 'B': lu_rollback = optarg; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("xkvmd %s\n", XKVM_VERSION_STRING); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (!rundir || !*rundir)
-        rundir = XKVM_RUNDIR_DEFAULT;
-    migrate_incoming_configure(&incoming);
-    if (prepare_rundir(rundir, err, sizeof(err))) {
-        fprintf(stderr, "xkvmd: %s\n", err);
-        return 1;
-    }
-    char absdir[PATH_MAX];
-    if (!realpath(rundir, absdir)) {
-        fprintf(stderr, "xkvmd: run directory %s: %s\n", rundir, strerror(errno));
-        return 1;
-    }
+}
 
-    if (lu_resume)
-        return resume_after_live_update(lu_resume, lu_rollback, absdir, logpath, foreground,
-                                        verbose, argc, argv, &dm);
-    int lockfd = lock_pidfile(absdir, err, sizeof(err));
+/* The host, then its sockets and the xenstore worker. 0, or -errno with err. */
+static int start_host(const char *absdir, uint64_t machine_memory, int *listen_fd,
+                      int *dom0_fd, char *err, size_t errlen)
+{
+    int rc = host_init(absdir, machine_memory, err, errlen);
+    if (rc)
+        return rc;
+    /* Not CLOEXEC: live update hands the listening socket to the next xkvmd. */
+    if ((*listen_fd = daemon_listen(absdir, XKVM_CONTROL_SOCKET, SOCK_NONBLOCK, 16)) < 0) {
+        snprintf(err, errlen, "control socket in %s: %s", absdir, strerror(-*listen_fd));
+        return *listen_fd;
+    }
+    if ((*dom0_fd = dom0_listen(absdir)) < 0) {
+        snprintf(err, errlen, "dom0 socket in %s: %s", absdir, strerror(-*dom0_fd));
+        return *dom0_fd;
+    }
+    if ((rc = toolstack_xs_start(absdir))) {
+        snprintf(err, errlen, "starting the xenstore worker: %s", strerror(-rc));
+        return rc;
+    }
+    if (migrate_addr && (migrate_fd = migrate_listen(migrate_addr, err, errlen)) < 0)
+        return migrate_fd;
+    return 0;
+}
+
+static int resume_after_live_update(struct daemon *dm, const struct xkvmd_options *o,
+                                    int argc, char **argv, struct lu_daemon *lu);
+static int shut_down(const char *absdir);
+
+int main(int argc, char **argv)
+{
+    struct xkvmd_options o = { .machine_memory = DEFAULT_MACHINE_MEMORY };
+    struct lu_daemon lu = { .control_listen_fd = -1, .dom0_listen_fd = -1,
+                            .migrate_listen_fd = -1, .pidfile_fd = -1, .self_fd = -1 };
+    lu_arguments(&lu, argc, argv);
+    struct daemon dm = DAEMON_INIT("xkvmd", XKVM_LOGFILE);
+    const struct daemon_cli cli = {
+        .version = XKVM_VERSION_STRING,
+        .common = DAEMON_OPT_RUNDIR | DAEMON_OPT_FOREGROUND | DAEMON_OPT_LOG |
+                  DAEMON_OPT_VERBOSE | DAEMON_OPT_HELP | DAEMON_OPT_VERSION,
+        .options = own_options, .shortopts = "m:", .option = own_option, .ctx = &o,
+        .usage = usage,
+    };
+    int st = daemon_begin(&dm, &cli, argc, argv, true);
+    if (st != DAEMON_CONTINUE)
+        return st;
+    migrate_incoming_configure(&o.incoming);
+    if (o.lu_resume)
+        return resume_after_live_update(&dm, &o, argc, argv, &lu);
+
+    char err[512];
+    int lockfd = daemon_lock(&dm, XKVM_PIDFILE, 0644, false, err, sizeof(err));
     if (lockfd < 0) {
         fprintf(stderr, "xkvmd: %s\n", err);
         return 1;
     }
-
     /* Detach, but let the parent report start-up errors and exit only once we serve. */
-    int ready[2] = { -1, -1 };
-    if (!foreground) {
-        if (pipe2(ready, O_CLOEXEC) < 0) {
-            perror("xkvmd: pipe");
-            return 1;
-        }
-        pid_t pid = fork();
-        if (pid < 0) {
-            perror("xkvmd: fork");
-            return 1;
-        }
-        if (pid > 0) {
-            close(ready[1]);
-            char msg[512];
-            ssize_t n = read(ready[0], msg, sizeof(msg) - 1);
-            if (n == 1 && msg[0] == 'O')
-                return 0;
-            if (n > 0) {
-                msg[n] = '\0';
-                fprintf(stderr, "xkvmd: %s\n", msg);
-            } else {
-                fprintf(stderr, "xkvmd: failed to start (see %s/%s)\n", absdir, XKVM_LOGFILE);
-            }
-            return 1;
-        }
-        close(ready[0]);
-        setsid();
-        int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, STDIN_FILENO);
-            dup2(null, STDOUT_FILENO);
-            dup2(null, STDERR_FILENO);
-            if (null > STDERR_FILENO)
-                close(null);
-        }
-        /* The lock belongs to the child now: flock locks follow the open file. */
-    }
-    open_log(absdir, logpath, foreground, verbose);
-    write_pidfile(lockfd);
-
+    if ((st = daemon_detach(&dm, DAEMON_WAIT_READY)) != DAEMON_CONTINUE)
+        return st;
+    daemon_open_log(&dm);
+    daemon_write_pid(lockfd);
     install_signals();
-
-    int rc = host_init(absdir, machine_memory, err, sizeof(err));
-    int listen_fd = rc ? rc : listen_control(absdir);
-    if (!rc && listen_fd < 0)
-        snprintf(err, sizeof(err), "control socket in %s: %s", absdir, strerror(-listen_fd));
-    int dom0_fd = rc || listen_fd < 0 ? -1 : dom0_listen(absdir);
-    if (!rc && listen_fd >= 0 && dom0_fd < 0)
-        snprintf(err, sizeof(err), "dom0 socket in %s: %s", absdir, strerror(-dom0_fd));
-    if (!rc && listen_fd >= 0 && dom0_fd >= 0 && (rc = toolstack_xs_start(absdir)))
-        snprintf(err, sizeof(err), "starting the xenstore worker: %s", strerror(-rc));
-    if (!rc && listen_fd >= 0 && dom0_fd >= 0 && migrate_addr &&
-        (migrate_fd = migrate_listen(migrate_addr, err, sizeof(err))) < 0)
-        rc = migrate_fd;
-    if (rc || listen_fd < 0 || dom0_fd < 0) {
-        log_err("%s", err);
-        if (ready[1] >= 0) {
-            ssize_t w = write(ready[1], err, strlen(err));
-            (void)w;
-        } else {
-            fprintf(stderr, "xkvmd: %s\n", err);
-        }
+    int listen_fd = -1, dom0_fd = -1;
+    if (start_host(dm.absdir, o.machine_memory, &listen_fd, &dom0_fd, err, sizeof(err))) {
+        daemon_failed(&dm, err);
         return 1;
     }
     log_info("xkvmd %s serving %s: %llu MiB machine memory, %s%s", XKVM_VERSION_STRING,
-             absdir, (unsigned long long)(machine_memory >> 20), host.kvm_module,
+             dm.absdir, (unsigned long long)(o.machine_memory >> 20), host.kvm_module,
              host.has_sync_regs ? ", sync regs" : "");
-    if (ready[1] >= 0) {
-        ssize_t w = write(ready[1], "O", 1);
-        (void)w;
-        close(ready[1]);
-    }
-    self_binary(&dm);
-    dm.control_listen_fd = listen_fd;
-    dm.dom0_listen_fd = dom0_fd;
-    dm.migrate_listen_fd = migrate_fd;
-    dm.pidfile_fd = lockfd;
-    live_update_init(&dm);
+    daemon_ready(&dm);
+    self_binary(&lu);
+    lu.control_listen_fd = listen_fd;
+    lu.dom0_listen_fd = dom0_fd;
+    lu.migrate_listen_fd = migrate_fd;
+    lu.pidfile_fd = lockfd;
+    live_update_init(&lu);
 
     serve(listen_fd);
-    return shut_down(absdir);
+    return shut_down(dm.absdir);
 }
 
 /*
  * Started by a live update (--lu-resume): the previous xkvmd's process, fds and
  * domains become ours; then serve as usual.
  */
-static int resume_after_live_update(const char *fds, const char *rollback, const char *absdir,
-                                    const char *logpath, bool foreground, bool verbose,
-                                    int argc, char **argv, struct lu_daemon *dm)
+static int resume_after_live_update(struct daemon *dm, const struct xkvmd_options *o,
+                                    int argc, char **argv, struct lu_daemon *lu)
 {
-    open_log(absdir, logpath, foreground, verbose);
+    const char *absdir = dm->absdir;
+    daemon_open_log(dm);
     install_signals();
-    self_binary(dm);
-    int rc = live_update_resume(fds, rollback, absdir, argc, argv, dm);
+    self_binary(lu);
+    int rc = live_update_resume(o->lu_resume, o->lu_rollback, absdir, argc, argv, lu);
     if (rc) {
         log_err("live update: giving up (%s)", strerror(-rc));
         return 1;
     }
-    fcntl(dm->pidfile_fd, F_SETFD, FD_CLOEXEC);     /* same pid: the file stays as it is */
-    dom0_listen_inherited(dm->dom0_listen_fd, absdir);
-    migrate_fd = dm->migrate_listen_fd;
+    fcntl(lu->pidfile_fd, F_SETFD, FD_CLOEXEC);     /* same pid: the file stays as it is */
+    dom0_listen_inherited(lu->dom0_listen_fd, absdir);
+    migrate_fd = lu->migrate_listen_fd;
     if ((rc = toolstack_xs_start(absdir)))
         log_err("starting the xenstore worker: %s", strerror(-rc));
     log_info("xkvmd %s (live-update image %u.%u) serving %s: %llu MiB machine memory, %u "
              "domain(s)", XKVM_VERSION_STRING, XKVM_LU_MAJOR, XKVM_LU_MINOR, absdir,
              (unsigned long long)(host.mm.nr_frames >> (20 - XKVM_PAGE_SHIFT)), host.nr_domains);
-    live_update_init(dm);
-    serve(dm->control_listen_fd);
+    live_update_init(lu);
+    serve(lu->control_listen_fd);
     return shut_down(absdir);
 }
 
