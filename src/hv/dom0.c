@@ -177,6 +177,23 @@ static int reply_error(struct conn *c, uint32_t type, uint32_t seq, int error,
 
 /* ---- what a connection holds ------------------------------------------------------ */
 
+/*
+ * Double a connection's table of n entries of `size` bytes (16 at first, max at most),
+ * the new ones zeroed. The new table with *n updated, or NULL (the old one stays).
+ */
+static void *grow_table(void *tab, uint32_t *n, size_t size, uint32_t max)
+{
+    if (*n == max)
+        return NULL;
+    uint32_t nn = *n ? *n * 2 : 16;
+    uint8_t *t = realloc(tab, nn * size);
+    if (!t)
+        return NULL;
+    memset(t + *n * size, 0, (nn - *n) * size);
+    *n = nn;
+    return t;
+}
+
 static struct mapping *new_mapping(struct conn *c, uint32_t *handle)
 {
     for (uint32_t h = 0; h < c->nr_maps; h++)
@@ -184,17 +201,13 @@ static struct mapping *new_mapping(struct conn *c, uint32_t *handle)
             *handle = h;
             return &c->maps[h];
         }
-    if (c->nr_maps == MAX_MAPS_PER_CONN)
-        return NULL;
-    uint32_t n = c->nr_maps ? c->nr_maps * 2 : 16;
-    struct mapping *m = realloc(c->maps, n * sizeof(*m));
+    uint32_t old = c->nr_maps;
+    struct mapping *m = grow_table(c->maps, &c->nr_maps, sizeof(*m), MAX_MAPS_PER_CONN);
     if (!m)
         return NULL;
-    memset(m + c->nr_maps, 0, (n - c->nr_maps) * sizeof(*m));
     c->maps = m;
-    *handle = c->nr_maps;
-    c->nr_maps = n;
-    return &c->maps[*handle];
+    *handle = old;
+    return &c->maps[old];
 }
 
 static void release_mapping(struct mapping *m)
@@ -226,17 +239,12 @@ static struct binding *new_binding(struct conn *c)
     for (uint32_t i = 0; i < c->nr_binds; i++)
         if (!c->binds[i].used)
             return &c->binds[i];
-    if (c->nr_binds == MAX_BINDS_PER_CONN)
-        return NULL;
-    uint32_t n = c->nr_binds ? c->nr_binds * 2 : 16;
-    struct binding *b = realloc(c->binds, n * sizeof(*b));
+    uint32_t old = c->nr_binds;
+    struct binding *b = grow_table(c->binds, &c->nr_binds, sizeof(*b), MAX_BINDS_PER_CONN);
     if (!b)
         return NULL;
-    memset(b + c->nr_binds, 0, (n - c->nr_binds) * sizeof(*b));
     c->binds = b;
-    struct binding *slot = &c->binds[c->nr_binds];
-    c->nr_binds = n;
-    return slot;
+    return &c->binds[old];
 }
 
 static void conn_close(struct conn *c)

@@ -5,13 +5,10 @@
 
 static size_t hash_path(const char *s)
 {
-    size_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return xs_hash_n(s, strlen(s));
 }
 
-static void *xmalloc(size_t n)
+void *xs_xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (!p)
@@ -94,11 +91,11 @@ static struct xs_node *node_new(const char *path, const void *val, uint32_t vlen
         abort();
     const char *slash = strrchr(n->path, '/');
     n->name = slash ? slash + 1 : n->path;
-    n->val = xmalloc(vlen);
+    n->val = xs_xmalloc(vlen);
     if (vlen)
         memcpy(n->val, val, vlen);
     n->vlen = vlen;
-    n->perms = xmalloc(np * sizeof(*perms));
+    n->perms = xs_xmalloc(np * sizeof(*perms));
     memcpy(n->perms, perms, np * sizeof(*perms));
     n->nperms = np;
     return n;
@@ -160,7 +157,7 @@ static void copy_rec(struct xs_tree *t, struct xs_node *parent, const struct xs_
     dst->parent = parent;
     dst->childlen = src->childlen;
     dst->nkids = dst->capkids = src->nkids;
-    dst->kids = xmalloc(src->nkids * sizeof(*dst->kids));
+    dst->kids = xs_xmalloc(src->nkids * sizeof(*dst->kids));
     for (uint32_t i = 0; i < src->nkids; i++) {
         const struct xs_node *k = src->kids[i];
         struct xs_node *c = node_new(k->path, k->val, k->vlen, k->perms, k->nperms);
@@ -178,7 +175,7 @@ struct xs_tree *xs_tree_copy(const struct xs_tree *src)
     t->gen = src->gen;
     t->nbuckets = src->nbuckets;
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-    t->owned = xmalloc((XS_MAX_DOMID + 1) * sizeof(*t->owned));
+    t->owned = xs_xmalloc((XS_MAX_DOMID + 1) * sizeof(*t->owned));
     if (!t->buckets)
         abort();
     memcpy(t->owned, src->owned, (XS_MAX_DOMID + 1) * sizeof(*t->owned));
@@ -215,7 +212,7 @@ struct xs_node *xs_tree_add(struct xs_tree *t, struct xs_node *parent, const cha
 
 int xs_tree_set_value(struct xs_tree *t, struct xs_node *n, const void *val, uint32_t vlen)
 {
-    uint8_t *v = xmalloc(vlen);
+    uint8_t *v = xs_xmalloc(vlen);
     if (vlen)
         memcpy(v, val, vlen);
     free(n->val);
@@ -230,7 +227,7 @@ int xs_tree_set_value(struct xs_tree *t, struct xs_node *n, const void *val, uin
 int xs_tree_set_perms(struct xs_tree *t, struct xs_node *n, const struct xs_perm *p,
                       uint32_t np)
 {
-    struct xs_perm *np2 = xmalloc(np * sizeof(*p));
+    struct xs_perm *np2 = xs_xmalloc(np * sizeof(*p));
     memcpy(np2, p, np * sizeof(*p));
     owned_adj(t, n, -1);
     free(n->perms);

@@ -14,29 +14,6 @@
 #include <string.h>
 #include "xs.h"
 
-#define FNV_OFFSET 1469598103934665603ull
-#define FNV_PRIME 1099511628211ull
-
-static size_t hash_step(size_t h, char ch)
-{
-    return (h ^ (unsigned char)ch) * FNV_PRIME;
-}
-
-static size_t hash_n(const char *s, size_t len)
-{
-    size_t h = FNV_OFFSET;
-    for (size_t i = 0; i < len; i++)
-        h = hash_step(h, s[i]);
-    return h;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        abort();
-    return p;
-}
 
 /* ---------------------------------------------------------------- the overlay table */
 
@@ -53,7 +30,7 @@ static struct xs_txent *find_n(const struct xs_txn *t, const char *path, size_t 
 static struct xs_txent *find(const struct xs_txn *t, const char *path)
 {
     size_t len = strlen(path);
-    return find_n(t, path, len, hash_n(path, len));
+    return find_n(t, path, len, xs_hash_n(path, len));
 }
 
 static void table_grow(struct xs_txn *t)
@@ -87,13 +64,13 @@ static void table_insert(struct xs_txn *t, struct xs_txent *e)
 static const struct xs_txent *nearest_ancestor(const struct xs_txn *t, const char *path)
 {
     const struct xs_txent *best = NULL, *e;
-    size_t h = FNV_OFFSET;
+    size_t h = XS_HASH_START;
     for (size_t i = 0; path[i]; i++) {
         if (i == 1 || (i > 1 && path[i] == '/')) {
             if ((e = find_n(t, path, i, h)))
                 best = e;
         }
-        h = hash_step(h, path[i]);
+        h = xs_hash_step(h, path[i]);
     }
     return best;
 }
@@ -167,8 +144,8 @@ static int ent_fill(struct xs_txn *t, struct xs_txent *e, const void *val, uint3
     size_t size = ent_size(e->plen, vlen, np);
     if (!charge(t, e->bytes, size))
         return ENOSPC;
-    uint8_t *v = xmalloc(vlen);
-    struct xs_perm *pp = xmalloc(np * sizeof(*p));
+    uint8_t *v = xs_xmalloc(vlen);
+    struct xs_perm *pp = xs_xmalloc(np * sizeof(*p));
     if (vlen)
         memcpy(v, val, vlen);
     if (np)
@@ -192,7 +169,7 @@ static void ent_clear(struct xs_txn *t, struct xs_txent *e)
 int xs_txn_get(struct xs_txn *t, const struct xs_tree *main, const char *path,
                struct xs_txent **out)
 {
-    size_t len = strlen(path), h = hash_n(path, len);
+    size_t len = strlen(path), h = xs_hash_n(path, len);
     struct xs_txent *e = find_n(t, path, len, h);
     if (e) {
         *out = e;
@@ -214,8 +191,8 @@ int xs_txn_get(struct xs_txn *t, const struct xs_tree *main, const char *path,
     e->checked = !below;
     e->base_gen = e->gen = n ? n->gen : 0;
     e->present = n != NULL;
-    e->val = xmalloc(n ? n->vlen : 0);
-    e->perms = xmalloc(n ? n->nperms * sizeof(*n->perms) : 0);
+    e->val = xs_xmalloc(n ? n->vlen : 0);
+    e->perms = xs_xmalloc(n ? n->nperms * sizeof(*n->perms) : 0);
     if (n) {
         memcpy(e->val, n->val, n->vlen);
         memcpy(e->perms, n->perms, n->nperms * sizeof(*n->perms));
@@ -303,7 +280,7 @@ int xs_txn_set_perms(struct xs_txn *t, const struct xs_tree *main, struct xs_txe
                      const struct xs_perm *p, uint32_t np)
 {
     bool was = owned_by(e->perms, e->nperms, t->quota_domid);
-    uint8_t *v = xmalloc(e->vlen);
+    uint8_t *v = xs_xmalloc(e->vlen);
     memcpy(v, e->val, e->vlen);
     int err = ent_fill(t, e, v, e->vlen, p, np);
     free(v);
@@ -432,7 +409,7 @@ static int by_depth(const void *a, const void *b)
 /* The entries that change the main tree, parents before children. */
 static struct change *changes(const struct xs_txn *t, size_t *count)
 {
-    struct change *c = xmalloc(t->count * sizeof(*c));
+    struct change *c = xs_xmalloc(t->count * sizeof(*c));
     size_t n = 0;
     uint32_t seq = 0;
     for (struct xs_txent *e = t->first; e; e = e->next, seq++) {

@@ -46,6 +46,21 @@ struct xs_conn;
 unsigned xs_perm_for(const struct xs_conn *c, const struct xs_perm *p, uint32_t n);
 
 /* ---- tree.c ---- */
+/* FNV-1a over paths, step by step (txn.c hashes every prefix of a path as it goes). */
+#define XS_HASH_START 1469598103934665603ull
+static inline size_t xs_hash_step(size_t h, char ch)
+{
+    return (h ^ (unsigned char)ch) * 1099511628211ull;
+}
+static inline size_t xs_hash_n(const char *s, size_t len)
+{
+    size_t h = XS_HASH_START;
+    for (size_t i = 0; i < len; i++)
+        h = xs_hash_step(h, s[i]);
+    return h;
+}
+/* malloc that never returns NULL (xenstored stops on exhaustion; n 0 is 1 byte). */
+void *xs_xmalloc(size_t n);
 struct xs_node {
     char *path;                 /* absolute, canonical */
     const char *name;           /* last component (inside path) */
