@@ -90,7 +90,7 @@ int domain_publish(struct domain *d, char *err, size_t errlen)
                  d->cfg.name, other->domid);
         return -EEXIST;
     }
-    d->incoming = false;
+    __atomic_store_n(&d->incoming, false, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -104,18 +104,29 @@ bool domain_find_any(unsigned domid)
     return found;
 }
 
-struct domain *domain_get(unsigned domid)
+/* A reference on a live domain; for a peer, only on one that is whole (not incoming). */
+static struct domain *get_ref(unsigned domid, bool peer)
 {
     if (domid == 0 || domid >= XKVM_DOMID_LIMIT)
         return NULL;
     pthread_mutex_lock(&host.lock);
     struct domain *d = host.domains[domid];
-    if (d && !d->dying)
+    if (d && !d->dying && !(peer && __atomic_load_n(&d->incoming, __ATOMIC_ACQUIRE)))
         __atomic_add_fetch(&d->refs, 1, __ATOMIC_ACQ_REL);
     else
         d = NULL;
     pthread_mutex_unlock(&host.lock);
     return d;
+}
+
+struct domain *domain_get(unsigned domid)
+{
+    return get_ref(domid, false);
+}
+
+struct domain *domain_get_peer(unsigned domid)
+{
+    return get_ref(domid, true);
 }
 
 void domain_put(struct domain *d)

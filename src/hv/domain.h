@@ -157,6 +157,11 @@ bool domain_find_any(unsigned domid);
  * locks of other domains while waiting for it.
  */
 struct domain *domain_get(unsigned domid);
+/*
+ * domain_get for a domid another guest names (an interdomain event channel, a grant
+ * copy): an incoming domain, still being restored, is not there yet for it.
+ */
+struct domain *domain_get_peer(unsigned domid);
 void domain_put(struct domain *d);
 /*
  * Main thread: take d for a save, restore or migration job: a reference (destroy

@@ -34,7 +34,7 @@ static long bind_interdomain(struct hcall *hc, struct evtchn_bind_interdomain *b
 {
     struct domain *ld = hc->d;
     domid_t rid = b->remote_dom == DOMID_SELF ? ld->domid : b->remote_dom;
-    struct domain *rd = rid == ld->domid ? ld : domain_get(rid);
+    struct domain *rd = rid == ld->domid ? ld : domain_get_peer(rid);
     if (!rd)
         return -ESRCH;
     evtchn_lock_pair(ld, rd);

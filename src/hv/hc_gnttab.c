@@ -171,7 +171,7 @@ static int16_t lock_domain(struct hcall *hc, const struct copy_ptr *p, bool is_g
     if (p->domid == DOMID_SELF || p->domid == hc->d->domid) {
         b->d = hc->d;
     } else {
-        b->d = domain_get(p->domid);
+        b->d = domain_get_peer(p->domid);
         if (!b->d)
             return GNTST_bad_domain;
         b->domain_ref = true;
