@@ -3,7 +3,7 @@ BUILD     ?= build
 SANBUILD  ?= build-san
 MESON_OPTS ?=
 
-.PHONY: all deps build san demo test soak bench kvm-vm clean
+.PHONY: all deps build san demo test soak bench kvm-vm install clean
 all: build
 
 deps:
@@ -34,6 +34,13 @@ soak: build san
 bench: build
 	@scripts/deps.sh --bench
 	@scripts/bench.sh $(BUILD)
+
+# Install into PREFIX (the build's, /usr/local unless set) under DESTDIR (meson install).
+PREFIX ?=
+DESTDIR ?=
+install: build
+	@if [ -n "$(PREFIX)" ]; then meson configure -Dprefix=$(PREFIX) $(BUILD) >/dev/null && ninja --quiet -C $(BUILD); fi
+	@meson install --quiet -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir "$(DESTDIR)")
 
 # KVM suites inside a nested VM, for machines without /dev/kvm (docs/testing.md).
 kvm-vm: build

@@ -16,7 +16,10 @@
 /* Per-domain console log written by xkvmd (console_io) and later xkvm-consoled. */
 #define XKVM_CONSOLE_LOG_FMT    "console-%u.log"
 #define XKVM_RUNDIR_ENV         "XKVM_RUNDIR"
+/* The build's run directory (meson option rundir, -DXKVM_RUNDIR_DEFAULT=...). */
+#ifndef XKVM_RUNDIR_DEFAULT
 #define XKVM_RUNDIR_DEFAULT     "/run/xkvm"
+#endif
 
 /* Longest request line xkvmd accepts; longer ones are rejected and the peer dropped. */
 #define XKVM_CONTROL_MAX_LINE   (64 * 1024)

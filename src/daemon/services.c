@@ -80,8 +80,27 @@ static void find_binary(struct service *s, const char *selfdir)
         if (executable(cand))
             goto found;
     }
+#if defined(XKVM_BINDIR) && defined(XKVM_SERVICES_INSTALL_DIR)
+    /* Installed: BINDIR/xkvmd runs LIBEXECDIR/xkvm/NAME; also when the whole tree was
+     * moved (meson install --destdir D: D/BINDIR/xkvmd finds D/LIBEXECDIR/xkvm/NAME). */
+    if (selfdir) {
+        size_t sl = strlen(selfdir), bl = strlen(XKVM_BINDIR);
+        if (sl >= bl && !strcmp(selfdir + sl - bl, XKVM_BINDIR)) {
+            snprintf(cand, sizeof(cand), "%.*s%s/%s", (int)(sl - bl), selfdir,
+                     XKVM_SERVICES_INSTALL_DIR, s->name);
+            if (executable(cand))
+                goto found;
+        }
+    }
+    snprintf(cand, sizeof(cand), "%s/%s", XKVM_SERVICES_INSTALL_DIR, s->name);
+    if (executable(cand))
+        goto found;
+#else
+#define XKVM_SERVICES_INSTALL_DIR "(not configured)"
+#endif
     log_warn("dom0 service %s not found (XKVM_SERVICES_DIR, next to xkvmd, "
-             "../dom0/%s/): running without it", s->name, s->subdir);
+             "../dom0/%s/, " XKVM_SERVICES_INSTALL_DIR "): running without it",
+             s->name, s->subdir);
     return;
 found:;
     char *real = realpath(cand, NULL);
