@@ -2,7 +2,8 @@
 # Install the Debian packages xkvm needs. Idempotent and quiet when all are present.
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
-      libjson-c-dev libxen-dev xen-doc xen-utils-4.17 xenstore-utils)
+      libjson-c-dev libxen-dev xen-doc xen-utils-4.17 xenstore-utils
+      libsystemd-dev)
 # --bench: also what the benchmarks compare against (QEMU's migration).
 [ "${1:-}" = --bench ] && pkgs+=(qemu-system-x86)
 # --nested-vm: what scripts/kvm-vm.sh boots (a Debian kernel with kvm_amd, busybox).
