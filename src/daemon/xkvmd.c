@@ -35,6 +35,7 @@
 #include "util/clock.h"
 #include "util/daemon.h"
 #include "util/log.h"
+#include "util/notify.h"
 #include "xkvm/control.h"
 #include "xkvm/live_update.h"
 
@@ -342,6 +343,13 @@ static int serve(int listen_fd)
         services_start(host.rundir, epoll_fd);
         toolstack_xs_expect_xenstored(services_xenstored_expected());
     }
+    /*
+     * Under systemd (Type=notify): ready now, with the control socket served from the
+     * next epoll_wait. After a live update this is the new binary in the same pid,
+     * which tells systemd it is ready again after the RELOADING=1 the old one sent.
+     */
+    notify_sendf("READY=1\nMAINPID=%d\nSTATUS=serving %s: %u domain(s)", (int)getpid(),
+                 host.rundir, host.nr_domains);
 
     while (!daemon_stopping()) {
         struct epoll_event evs[16];
@@ -618,6 +626,7 @@ static int resume_after_live_update(struct daemon *dm, const struct xkvmd_option
 static int shut_down(const char *absdir)
 {
     log_info("stopping: destroying %u domain(s)", host.nr_domains);
+    notify_sendf("STOPPING=1\nSTATUS=stopping: destroying %u domain(s)", host.nr_domains);
     for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
         if (host.domains[id])
             domain_destroy(host.domains[id]);

@@ -29,6 +29,7 @@
 #include "migrate/pv_save.h"
 #include "util/domcfg.h"
 #include "util/log.h"
+#include "util/notify.h"
 #include "xkvm/ctx.h"
 #include "xkvm/live_update.h"
 
@@ -587,6 +588,9 @@ static int exec_next(struct lu_run *r)
         uint64_t t_exec = host_monotonic_ns();
         (void)!pwrite(r->img_fd, &t_exec, sizeof(t_exec), XKVM_LU_HDR_SIZE +
                       XKVM_LU_RHDR_SIZE + offsetof(struct xkvm_lu_host, t_exec));
+        /* Under systemd: reloading until the new binary (this pid) says READY=1. */
+        notify_sendf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=live update: exec %s",
+                     (unsigned long long)(host_monotonic_ns() / 1000), r->rq->binary);
         execv(r->rq->binary, argv);
         rc = -errno;
         snprintf(r->err, r->errlen, "exec %s: %s", r->rq->binary, strerror(errno));
@@ -643,6 +647,7 @@ int live_update_run(const struct live_update_request *rq, char *err, size_t errl
     char why[512];
     snprintf(why, sizeof(why), "%s", err);
     log_err("live update failed, every domain runs on here: %s", why);
+    notify_sendf("READY=1\nSTATUS=serving; live update failed, nothing changed");
     snprintf(err, errlen, "live update failed (nothing changed): %s", why);
     return rc;
 }

@@ -1,0 +1,98 @@
+/* The service manager's readiness protocol: notify.h. */
+#include "util/notify.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+int notify_socket_addr(const char *value, struct sockaddr_un *sa, socklen_t *len)
+{
+    if (!value || !*value)
+        return -EINVAL;
+    if (!strncmp(value, "vsock:", 6))
+        return -EAFNOSUPPORT;
+    if (value[0] != '/' && value[0] != '@')
+        return -EINVAL;
+    size_t n = strlen(value);
+    if (n >= sizeof(sa->sun_path))
+        return -EINVAL;
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    memcpy(sa->sun_path, value, n);
+    if (value[0] == '@')
+        sa->sun_path[0] = '\0';     /* abstract: the name is the bytes after the NUL */
+    /* A path counts its terminating NUL; an abstract name is exactly its bytes. */
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (value[0] == '/'));
+    return 0;
+}
+
+bool notify_enabled(void)
+{
+    const char *v = getenv("NOTIFY_SOCKET");
+    return v && *v;
+}
+
+int notify_send_raw(const char *msg)
+{
+    const char *v = getenv("NOTIFY_SOCKET");
+    if (!v || !*v)
+        return 0;
+    struct sockaddr_un sa;
+    socklen_t len;
+    int rc = notify_socket_addr(v, &sa, &len);
+    if (rc)
+        return rc;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    ssize_t w;
+    do
+        w = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, len);
+    while (w < 0 && errno == EINTR);
+    rc = w < 0 ? -errno : 1;
+    close(fd);
+    return rc;
+}
+
+bool notify_uses_libsystemd(void)
+{
+#ifdef HAVE_LIBSYSTEMD
+    return true;
+#else
+    return false;
+#endif
+}
+
+int notify_send(const char *msg)
+{
+#ifdef HAVE_LIBSYSTEMD
+    /* unset_environment 0: a live update's exec keeps NOTIFY_SOCKET. */
+    return sd_notify(0, msg);
+#else
+    return notify_send_raw(msg);
+#endif
+}
+
+int notify_sendf(const char *fmt, ...)
+{
+    if (!notify_enabled())
+        return 0;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    /* A newline in a value would start a new assignment: values are one line each. */
+    if ((size_t)n >= sizeof(buf))
+        buf[sizeof(buf) - 1] = '\0';
+    return notify_send(buf);
+}
