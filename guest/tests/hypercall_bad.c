@@ -98,3 +98,38 @@ static void test_console_flood(void)
     printf("\nxkvm-guest: console-flood: wrote %lu KiB\n", (unsigned long)(lines * 4));
 }
 XTEST("console-flood", test_console_flood);
+
+/*
+ * console-lines: n= numbered lines (default 2000), "xkvm-guest: line K" for K = 1..n,
+ * each in one console_io write, as fast as the host takes them; then spin= seconds
+ * (default 0) of CPU work for `xkvm top`. tests/kvm/log-rotation.sh checks that every
+ * line is in the rotated console logs exactly once.
+ */
+static void test_console_lines(void)
+{
+    XTEST_NEED_XEN();
+    pv_init();                                  /* for the clock */
+    uint64_t n = cmdline_get_u64("n", 2000);
+    char line[48];
+    for (uint64_t k = 1; k <= n; k++) {
+        /* "xkvm-guest: line " then K in decimal, then a newline. */
+        static const char head[] = "xkvm-guest: line ";
+        size_t len = sizeof(head) - 1;
+        for (size_t i = 0; i < len; i++)
+            line[i] = head[i];
+        char digits[24];
+        size_t nd = 0;
+        for (uint64_t v = k; v; v /= 10)
+            digits[nd++] = (char)('0' + v % 10);
+        while (nd)
+            line[len++] = digits[--nd];
+        line[len++] = '\n';
+        long rc = HYPERVISOR_console_io(CONSOLEIO_write, (int)len, line);
+        if (rc < 0)
+            xtest_fail("console_io write %lu returned %ld", (unsigned long)k, rc);
+    }
+    uint64_t until = xen_time_ns() + cmdline_get_u64("spin", 0) * 1000000000ULL;
+    while (xen_time_ns() < until)
+        cpu_relax();
+}
+XTEST("console-lines", test_console_lines);

@@ -15,6 +15,7 @@
 #include "daemon/migrate_job.h"
 #include "hv/domain.h"
 #include "hv/event.h"
+#include "hv/event_state.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/vcpu.h"
@@ -122,6 +123,16 @@ static struct json_object *domain_json(struct domain *d)
     json_object_object_add(o, "create_to_first_run_us",
         json_object_new_int64(first > d->created_ns ? (int64_t)(first - d->created_ns) / 1000 : 0));
     json_object_object_add(o, "hypercalls", json_object_new_int64((int64_t)hcalls));
+    /* For `xkvm top`: counters since the domain was built here; rates are the CLI's. */
+    uint64_t cpu_ns = 0, upcalls = 0;
+    for (unsigned i = 0; i < d->nr_vcpus; i++) {
+        cpu_ns += vcpu_cpu_ns(&d->vcpus[i]);
+        upcalls += d->vcpus[i].ev ? d->vcpus[i].ev->nr_callbacks : 0;
+    }
+    json_object_object_add(o, "cpu_ns", json_object_new_int64((int64_t)cpu_ns));
+    json_object_object_add(o, "events",
+        json_object_new_int64(d->ev ? (int64_t)__atomic_load_n(&d->ev->nr_events, __ATOMIC_RELAXED) : 0));
+    json_object_object_add(o, "upcalls", json_object_new_int64((int64_t)upcalls));
     return o;
 }
 

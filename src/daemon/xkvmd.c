@@ -35,6 +35,7 @@
 #include "util/clock.h"
 #include "util/daemon.h"
 #include "util/log.h"
+#include "util/logrot.h"
 #include "util/notify.h"
 #include "xkvm/control.h"
 #include "xkvm/live_update.h"
@@ -397,12 +398,16 @@ static void usage(FILE *f)
         "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
         "             [--migrate-timeout SECONDS] [--migrate-max-memory SIZE]\n"
         "             [--migrate-max-total SIZE] [--disk-root DIR]... [--kernel-root DIR]...\n"
+        "             [--log-max-size SIZE] [--log-keep N]\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
         "  --foreground          stay in the foreground, log to stderr\n"
         "  --log FILE            log to FILE (default RUNDIR/" XKVM_LOGFILE " when detached)\n"
         "  --verbose             debug logging\n"
+        "  --log-max-size SIZE   rotate logs (ours, consoles, services') past SIZE, e.g. 16M\n"
+        "                        (default 16M; 0: never)\n"
+        "  --log-keep N          rotated generations kept: FILE.1 ... FILE.N (default 3)\n"
         "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n"
         "  --migrate-listen ADDR:PORT  accept incoming live migrations there\n"
         "  --migrate-timeout SECONDS   an incoming migration must be done within this\n"
@@ -463,6 +468,7 @@ static const struct option own_options[] = {
     { "lu-accepts", required_argument, NULL, 'A' },
     { "lu-resume", required_argument, NULL, 'R' },
     { "lu-rollback", required_argument, NULL, 'B' },
+    { "log-max-size", required_argument, NULL, 'L' }, { "log-keep", required_argument, NULL, 'G' },
     { 0 },
 };
 
@@ -493,6 +499,13 @@ static int own_option(int opt, const char *arg, void *ctx)
     case 'A': return live_update_accepts_main(arg);
     case 'R': o->lu_resume = arg; break;
     case 'B': o->lu_rollback = arg; break;
+    case 'L': case 'G':     /* through the environment to our logs and the services' */
+        if (opt == 'L' ? logrot_parse_size(arg, &(uint64_t){0}) : logrot_parse_keep(arg, &(unsigned){0})) {
+            fprintf(stderr, "xkvmd: bad --log-%s '%s'\n", opt == 'L' ? "max-size" : "keep", arg);
+            return 2;
+        }
+        setenv(opt == 'L' ? LOGROT_ENV_MAX : LOGROT_ENV_KEEP, arg, 1);
+        break;
     default: return 2;
     }
     return DAEMON_CONTINUE;

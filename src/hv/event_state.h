@@ -64,6 +64,7 @@ struct event_domain {
     struct evtchn ports[EVTCHN_NR_PORTS];
 
     unsigned nr_polling;        /* vCPUs in SCHEDOP_poll (under d->lock) */
+    uint64_t nr_events;         /* ports raised (set pending when they were not) */
 };
 
 struct vcpu_event {

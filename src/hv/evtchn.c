@@ -123,6 +123,7 @@ void evtchn_set_pending_locked(struct domain *d, uint32_t port)
     struct evtchn *ch = &ev->ports[port];
     if (bit_test_and_set(si->evtchn_pending, port))
         return;
+    ev->nr_events++;
     if (ch->notify_vcpu < d->nr_vcpus) {
         struct vcpu *v = &d->vcpus[ch->notify_vcpu];
         struct vcpu_info *vi = v->ev ? vcpu_info_of(v) : NULL;

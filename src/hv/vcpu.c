@@ -329,6 +329,7 @@ static void *vcpu_thread(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "d%uv%u", d->domid, v->id);
     pthread_setname_np(pthread_self(), name);
+    __atomic_store_n(&v->tid, (int)gettid(), __ATOMIC_RELEASE);
 
     /*
      * The kick signal stays blocked in user space and is unblocked only inside
@@ -376,11 +377,34 @@ static void *vcpu_thread(void *arg)
         runnable = handle_exit(v);
     }
 
+    struct timespec cpu;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
     pthread_mutex_lock(&d->lock);
+    v->cpu_ns_done += (uint64_t)cpu.tv_sec * 1000000000ull + (uint64_t)cpu.tv_nsec;
+    __atomic_store_n(&v->tid, 0, __ATOMIC_RELEASE);
     d->nr_threads--;
     pthread_cond_broadcast(&d->cond);
     pthread_mutex_unlock(&d->lock);
     return NULL;
+}
+
+uint64_t vcpu_cpu_ns(const struct vcpu *v)
+{
+    uint64_t done = __atomic_load_n(&v->cpu_ns_done, __ATOMIC_RELAXED);
+    int tid = __atomic_load_n(&v->tid, __ATOMIC_ACQUIRE);
+    if (!tid)
+        return done;
+    /* schedstat's first field: time on a CPU, in ns (what CLOCK_THREAD_CPUTIME_ID says). */
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
+    FILE *f = fopen(path, "re");
+    unsigned long long ns = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &ns) != 1)
+            ns = 0;
+        fclose(f);
+    }
+    return done + ns;
 }
 
 int vcpu_start(struct vcpu *v)

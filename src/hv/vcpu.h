@@ -23,6 +23,8 @@ struct vcpu {
     uint64_t first_run_ns;  /* CLOCK_MONOTONIC at the first KVM_RUN */
     uint64_t nr_exits;
     uint64_t nr_hypercalls;
+    int tid;                /* the vCPU thread's, while it runs; 0: none */
+    uint64_t cpu_ns_done;   /* CPU time of this vCPU's threads that have ended */
 
     struct vcpu_event *ev;      /* event.h: vcpu_info, upcall, timers */
 };
@@ -36,6 +38,8 @@ int vcpu_set_pvh_entry(struct vcpu *v, uint32_t entry, uint32_t start_info);
 int vcpu_start(struct vcpu *v);
 /* Make the vCPU leave KVM_RUN soon. Caller holds d->lock. */
 void vcpu_kick(struct vcpu *v);
+/* CPU time the vCPU's threads have used (host nanoseconds, user and system). */
+uint64_t vcpu_cpu_ns(const struct vcpu *v);
 /* After the thread has exited. */
 void vcpu_fini(struct vcpu *v);
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/logrot.h"
 #include "xkvm/control.h"
 
 /* ---- options ------------------------------------------------------------------------ */
@@ -172,12 +173,23 @@ void daemon_open_log(struct daemon *dm)
     enum log_level level = dm->verbose ? LOG_DEBUG : LOG_INFO;
     if (dm->logpath || dm->foreground) {
         log_open(dm->logpath, dm->name, level);     /* a file named by the admin, or stderr */
+        if (dm->logpath) {
+            struct logrot_limits l;
+            logrot_limits_from_env(&l);
+            log_rotate_at(dm->logpath, &l);
+        }
         return;
     }
     char path[PATH_MAX + 64];
     snprintf(path, sizeof(path), "%s/%s", dm->absdir, dm->logname);
     int fd = daemon_open_private(path, O_WRONLY | O_APPEND);
     log_open_fd(fd, dm->name, level);
+    if (fd >= 0) {
+        /* Sizes from $XKVM_LOG_MAX_SIZE and $XKVM_LOG_KEEP (xkvmd's options set them). */
+        struct logrot_limits l;
+        logrot_limits_from_env(&l);
+        log_rotate_at(path, &l);
+    }
 }
 
 int daemon_lock(struct daemon *dm, const char *file, mode_t mode, bool wait, char *err,

@@ -1,10 +1,12 @@
 #include "util/log.h"
+#include "util/logrot.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
@@ -13,6 +15,20 @@
 static int log_fd = STDERR_FILENO;
 static const char *log_ident = "xkvm";
 static enum log_level log_max = LOG_INFO;
+/* Rotation (util/logrot.h): the log's path, or NULL (stderr, or not rotated). */
+static char *log_path;
+static struct logrot_limits log_limits;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void log_rotate_at(const char *path, const struct logrot_limits *l)
+{
+    pthread_mutex_lock(&log_lock);
+    free(log_path);
+    log_path = path ? strdup(path) : NULL;
+    if (l)
+        log_limits = *l;
+    pthread_mutex_unlock(&log_lock);
+}
 
 int log_open(const char *path, const char *ident, enum log_level max_level)
 {
@@ -60,6 +76,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
         n = sizeof(line) - 2;
     line[n++] = '\n';
     /* One write per line keeps lines whole when several threads log. */
+    if (log_path) {
+        pthread_mutex_lock(&log_lock);
+        logrot_write(&log_fd, log_path, &log_limits, line, (size_t)n);
+        pthread_mutex_unlock(&log_lock);
+        return;
+    }
     ssize_t r = write(log_fd, line, (size_t)n);
     (void)r;
 }

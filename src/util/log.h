@@ -8,6 +8,12 @@ enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 int log_open(const char *path, const char *ident, enum log_level max_level);
 /* Log to fd, already open (taken over); fd < 0: stderr. */
 void log_open_fd(int fd, const char *ident, enum log_level max_level);
+struct logrot_limits;
+/*
+ * Rotate the log file at path (the one log_open or log_open_fd writes to) by
+ * util/logrot.h's protocol within limits l; path NULL: no rotation.
+ */
+void log_rotate_at(const char *path, const struct logrot_limits *l);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -28,6 +28,7 @@
 #include "util/clock.h"
 #include "util/daemon.h"
 #include "util/log.h"
+#include "util/logrot.h"
 #include "xkvm/control.h"
 
 #define CONSOLED_SOCKET     "consoled.sock"
@@ -73,6 +74,7 @@ struct client {
 };
 
 static const char *rundir;
+static struct logrot_limits log_limits;   /* console logs' rotation: from the environment */
 static int epfd = -1;
 static struct dom0_conn *conn;
 /* WATCH_DOMAINS (dom0's VIRQ_DOM_EXC) on a connection of its own: libdom0 has no call. */
@@ -88,19 +90,6 @@ static void notify(struct dom *d)
     uint64_t one = 1;
     ssize_t r = write(d->to_guest, &one, sizeof(one));
     (void)r;
-}
-
-static void write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
 }
 
 /* ---- the output ring -------------------------------------------------------------- */
@@ -130,8 +119,12 @@ static void drain_output(struct dom *d)
     size_t n = avail < d->tokens ? avail : (size_t)d->tokens;
     for (size_t i = 0; i < n; i++)
         buf[i] = r->out[MASK_XENCONS_IDX(cons + (XENCONS_RING_IDX)i, r->out)];
-    if (d->log_fd >= 0)
-        write_all(d->log_fd, buf, n);
+    if (d->log_fd >= 0) {
+        /* Rotated under util/logrot.h's protocol, which xkvmd's writes follow too. */
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, rundir, d->domid);
+        logrot_write(&d->log_fd, path, &log_limits, buf, n);
+    }
     /* The bytes are in the log before the guest may overwrite them. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     __atomic_store_n(&r->out_cons, cons + (XENCONS_RING_IDX)n, __ATOMIC_RELEASE);
@@ -525,6 +518,7 @@ static int start(struct daemon *dm, int argc, char **argv)
     if (rc != DAEMON_CONTINUE)
         return rc;
     rundir = dm->absdir;
+    logrot_limits_from_env(&log_limits);
     char err[512];
     if ((rc = daemon_detach(dm, 0)) != DAEMON_CONTINUE)
         return rc;
