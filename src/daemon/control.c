@@ -5,7 +5,9 @@
  */
 #include "daemon/control.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +103,36 @@ static struct json_object *cmd_create(struct request *rq)
     return r;
 }
 
+/*
+ * A domain's disk I/O so far, as its blkback devices count it (RUNDIR/stats/vbd-D-N,
+ * "BYTES REQUESTS" each): summed over its devices; 0 where there are none.
+ */
+static void disk_stats(unsigned domid, uint64_t *bytes, uint64_t *requests)
+{
+    *bytes = *requests = 0;
+    char dir[PATH_MAX + 8], prefix[32];
+    snprintf(dir, sizeof(dir), "%s/stats", host.rundir);
+    int n = snprintf(prefix, sizeof(prefix), "vbd-%u-", domid);
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return;
+    for (struct dirent *e; (e = readdir(dp));) {
+        if (strncmp(e->d_name, prefix, (size_t)n))
+            continue;
+        int fd = openat(dirfd(dp), e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        char line[64] = "";
+        ssize_t got = fd >= 0 ? read(fd, line, sizeof(line) - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        unsigned long long b, r;
+        if (got > 0 && sscanf(line, "%llu %llu", &b, &r) == 2) {
+            *bytes += b;
+            *requests += r;
+        }
+    }
+    closedir(dp);
+}
+
 static struct json_object *domain_json(struct domain *d)
 {
     struct json_object *o = json_object_new_object();
@@ -123,6 +155,10 @@ static struct json_object *domain_json(struct domain *d)
     json_object_object_add(o, "create_to_first_run_us",
         json_object_new_int64(first > d->created_ns ? (int64_t)(first - d->created_ns) / 1000 : 0));
     json_object_object_add(o, "hypercalls", json_object_new_int64((int64_t)hcalls));
+    uint64_t disk_bytes, disk_requests;
+    disk_stats(d->domid, &disk_bytes, &disk_requests);
+    json_object_object_add(o, "disk_bytes", json_object_new_int64((int64_t)disk_bytes));
+    json_object_object_add(o, "disk_requests", json_object_new_int64((int64_t)disk_requests));
     /* For `xkvm top`: counters since the domain was built here; rates are the CLI's. */
     uint64_t cpu_ns = 0, upcalls = 0;
     for (unsigned i = 0; i < d->nr_vcpus; i++) {

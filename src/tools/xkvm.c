@@ -427,7 +427,7 @@ static int cmd_info(int argc, char **argv)
 
 /* One domain's counters from a list reply. */
 struct top_sample {
-    int64_t domid, cpu_ns, events, hypercalls, exits;
+    int64_t domid, cpu_ns, events, hypercalls, exits, disk_bytes;
 };
 
 static struct top_sample top_sample_of(struct json_object *d)
@@ -438,6 +438,7 @@ static struct top_sample top_sample_of(struct json_object *d)
     get_int_field(d, "events", &t.events);
     get_int_field(d, "hypercalls", &t.hypercalls);
     get_int_field(d, "exits", &t.exits);
+    get_int_field(d, "disk_bytes", &t.disk_bytes);
     return t;
 }
 
@@ -500,9 +501,9 @@ static struct json_object *top_row(struct json_object *d, const struct top_sampl
         json_object_new_double(top_rate(now.hypercalls, before->hypercalls, secs)));
     json_object_object_add(o, "exits_per_s",
         json_object_new_double(top_rate(now.exits, before->exits, secs)));
-    /* Not measured yet: blkback keeps no per-domain byte counts xkvmd sees, and there
-     * is no network backend (issue 17). null, "-" in the table. */
-    json_object_object_add(o, "disk_bytes_per_s", NULL);
+    json_object_object_add(o, "disk_bytes_per_s",
+        json_object_new_double(top_rate(now.disk_bytes, before->disk_bytes, secs)));
+    /* No network backend yet (issue 17): null, "-" in the table. */
     json_object_object_add(o, "net_bytes_per_s", NULL);
     return o;
 }
@@ -517,21 +518,24 @@ static void top_print_table(struct json_object *rows, double secs, bool tty)
     printf("xkvm top - %02d:%02d:%02d  %zu domains, interval %.1fs\n", tm.tm_hour, tm.tm_min,
            tm.tm_sec, json_object_array_length(rows), secs);
     printf("%-20s %5s %-9s %7s %9s %5s %10s %10s %10s %8s %8s\n", "NAME", "ID", "STATE",
-           "CPU(%)", "MEM(MiB)", "VCPUS", "EVENTS/s", "HCALLS/s", "EXITS/s", "DISK", "NET");
+           "CPU(%)", "MEM(MiB)", "VCPUS", "EVENTS/s", "HCALLS/s", "EXITS/s", "DISK/s", "NET");
     for (size_t i = 0; i < json_object_array_length(rows); i++) {
         struct json_object *r = json_object_array_get_idx(rows, i), *v;
         int64_t id = 0, mem = 0, vcpus = 0;
         get_int_field(r, "domid", &id);
         get_int_field(r, "memory_kb", &mem);
         get_int_field(r, "vcpus", &vcpus);
-        double cpu = 0, ev = 0, hc = 0, ex = 0;
+        double cpu = 0, ev = 0, hc = 0, ex = 0, disk = 0;
         if (json_object_object_get_ex(r, "cpu_percent", &v)) cpu = json_object_get_double(v);
         if (json_object_object_get_ex(r, "events_per_s", &v)) ev = json_object_get_double(v);
         if (json_object_object_get_ex(r, "hypercalls_per_s", &v)) hc = json_object_get_double(v);
         if (json_object_object_get_ex(r, "exits_per_s", &v)) ex = json_object_get_double(v);
+        if (json_object_object_get_ex(r, "disk_bytes_per_s", &v)) disk = json_object_get_double(v);
+        char dcol[16];
+        snprintf(dcol, sizeof(dcol), "%.0fK", disk / 1024);
         printf("%-20.20s %5" PRId64 " %-9s %7.1f %9" PRId64 " %5" PRId64 " %10.0f %10.0f %10.0f "
                "%8s %8s\n", get_str_field(r, "name"), id, get_str_field(r, "state"), cpu,
-               mem / 1024, vcpus, ev, hc, ex, "-", "-");
+               mem / 1024, vcpus, ev, hc, ex, dcol, "-");
     }
     fflush(stdout);
 }

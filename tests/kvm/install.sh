@@ -5,7 +5,9 @@
 #                       expected set: xkvmd, xkvm, xkvm-ctx in bindir; the three dom0
 #                       services in libexecdir/xkvm; the test guest and examples/hello.cfg
 #                       in datadir/xkvm; README and docs in datadir/doc/xkvm; the four man
-#                       pages; the bash completion. No test binaries.
+#                       pages; the bash completion; xkvmd.service and xkvm-domains.service
+#                       in systemd's unit directory, its script in libexecdir/xkvm. No
+#                       test binaries.
 #   man-PAGE            `man -l` and `groff -ww` render the page without a warning
 #   completion-commands sourcing the installed completion, `xkvm ` offers every command
 #   (no KVM needed for the above)
@@ -37,7 +39,11 @@ for k in ("bindir", "libexecdir", "datadir", "mandir"):
 sed 's/^/# installed: /' "$WORK/installed"
 {
   for f in xkvmd xkvm xkvm-ctx; do echo "$BINDIR/$f"; done
-  for f in xkvm-xenstored xkvm-consoled xkvm-blkback; do echo "$LIBEXECDIR/xkvm/$f"; done
+  for f in xkvm-xenstored xkvm-consoled xkvm-blkback xkvm-domains; do echo "$LIBEXECDIR/xkvm/$f"; done
+  # The units go to systemd's unit directory under the prefix, wherever that is here.
+  units=$(grep -E '(^|/)systemd/system/(xkvmd|xkvm-domains)\.service$' "$WORK/installed")
+  if [ "$(echo "$units" | grep -c .)" = 2 ]; then echo "$units"
+  else echo "systemd/system/xkvmd.service"; echo "systemd/system/xkvm-domains.service"; fi
   echo "$DATADIR/xkvm/xkvm-guest"
   echo "$DATADIR/xkvm/examples/hello.cfg"
   echo "$DATADIR/doc/xkvm/README.md"

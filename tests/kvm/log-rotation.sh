@@ -15,6 +15,8 @@
 #                          non-negative, a spinning guest's CPU% > 0
 #   top-tty                `xkvm top -n 2 -d 0.3` on a pseudo-terminal: two redraws
 #   top-pipe               `xkvm top -n 2 -d 0.3 | cat`: two tables, no escapes
+#   top-disk               a guest with a disk writing and reading it in a loop
+#                          (test=blk loop=0): `xkvm top --json` shows its disk bytes/s > 0
 source "$(dirname "$0")/lib.sh"
 require_kvm
 
@@ -188,3 +190,24 @@ for f in (log + ".2", log + ".1", log):
 print(f"{n} whole lines")
 PY
 ); then pass daemon-log-rotated; echo "# $why"; else fail daemon-log-rotated "$why"; fi
+
+# ---- top-disk: blkback's per-device counters reach `xkvm top` ----
+host_start disk || { fail top-disk "xkvmd did not start"; exit 0; }
+truncate -s 16M "$WORK/disk.img"
+make_cfg "$WORK/disk.cfg" diskio "test=blk mb=4 loop=0" 32 1 "disk = [ '$WORK/disk.img,raw,xvda,rw' ]"
+if id=$(xk create "$WORK/disk.cfg") && wait_line "$id" '^xtest: blk: loop 1 ' 90 >/dev/null; then
+  out=$(xk top --json -d 1)
+  if echo "$out" | python3 -c '
+import json, sys
+doms = json.load(sys.stdin)["domains"]
+d = [x for x in doms if x["domid"] == int(sys.argv[1])][0]
+rate = d["disk_bytes_per_s"]
+print(rate)
+sys.exit(0 if rate and rate > 0 else 1)' "$id" >"$WORK/disk.out" 2>&1; then
+    pass top-disk; echo "# disk $(cat "$WORK/disk.out") bytes/s"
+  else
+    fail top-disk "$(cat "$WORK/disk.out") $(echo "$out" | head -c 300)"
+  fi
+else
+  fail top-disk "the blk guest did not start looping: $(tail -3 "$(console_log "${id:-0}")" 2>/dev/null)"
+fi

@@ -3,6 +3,9 @@
 #include "device.h"
 
 #include <errno.h>
+#include <sys/stat.h>
+#include <limits.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/daemon.h"
 #include "util/log.h"
 
 /* Requests served before looking at stop requests again. */
@@ -77,6 +81,49 @@ static void stop_with(struct blk_dev *d, int why)
         log_warn("blkback: wake main thread: %m");
 }
 
+/*
+ * The device's I/O so far, for `xkvm top` (xkvmd sums a domain's files into its list
+ * reply): RUNDIR/stats/vbd-DOMID-DEVID holds "BYTES REQUESTS", rewritten in place at
+ * most once a second while requests are served, and removed at disconnect.
+ */
+#define STATS_EVERY_NS 1000000000ull
+
+static void stats_open(struct blk_dev *d)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/stats", d->rundir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/stats/vbd-%u-%u", d->rundir, d->domid, d->devid);
+    d->stats_fd = daemon_open_private(path, O_WRONLY);
+    if (d->stats_fd < 0)
+        d->stats_fd = -1;       /* statistics only: serve on without */
+    d->stats_at_ns = 0;
+}
+
+static void stats_write(struct blk_dev *d, bool now)
+{
+    uint64_t t = mono_ns();
+    if (d->stats_fd < 0 || (!now && t - d->stats_at_ns < STATS_EVERY_NS))
+        return;
+    char line[64];
+    int n = snprintf(line, sizeof(line), "%20llu %20llu\n",
+                     (unsigned long long)(d->work ? d->work->bytes : 0),
+                     (unsigned long long)d->requests);
+    if (pwrite(d->stats_fd, line, (size_t)n, 0) == n)
+        d->stats_at_ns = t;
+}
+
+static void stats_close(struct blk_dev *d)
+{
+    if (d->stats_fd < 0)
+        return;
+    close(d->stats_fd);
+    d->stats_fd = -1;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/stats/vbd-%u-%u", d->rundir, d->domid, d->devid);
+    unlink(path);
+}
+
 static void *ring_thread(void *arg)
 {
     struct blk_dev *d = arg;
@@ -100,6 +147,8 @@ static void *ring_thread(void *arg)
             d->busy_ns += mono_ns() - t0;
         if (kick)
             notify(d);
+        if (d->ring.rsp_prod_pvt != before)
+            stats_write(d, false);
         if (d->ring.rsp_prod_pvt != before)
             log_debug("blkback: %u/%u: %u served, notify %d", d->domid, d->devid,
                       (unsigned)(d->ring.rsp_prod_pvt - before), kick);
@@ -165,7 +214,7 @@ int dev_connect(struct blk_dev *d, const struct blk_ring_params *rp)
     if (d->connected)
         return 0;
     int rc;
-    d->to_guest = d->from_guest = d->stop_fd = -1;
+    d->to_guest = d->from_guest = d->stop_fd = d->stats_fd = -1;
     d->sring = NULL;
     atomic_store(&d->stop_reason, BLK_STOP_NONE);
     d->rp = *rp;
@@ -202,6 +251,8 @@ int dev_connect(struct blk_dev *d, const struct blk_ring_params *rp)
     blkif_sring_t *s = d->sring;
     RING_IDX at = __atomic_load_n(&s->rsp_prod, __ATOMIC_ACQUIRE);
     BACK_RING_ATTACH(&d->ring, s, at, (size_t)rp->nr_pages * BLK_PAGE_SIZE);
+    stats_open(d);
+    stats_write(d, true);
     if ((rc = -pthread_create(&d->thread, NULL, ring_thread, d)))
         goto fail;
     d->has_thread = true;
@@ -231,6 +282,7 @@ void dev_disconnect(struct blk_dev *d)
         pthread_join(d->thread, NULL);
         d->has_thread = false;
     }
+    stats_close(d);
     if (served)
         log_info("blkback: %u/%u: disconnected (%llu requests, %llu KiB in %llu ms busy, "
                  "%llu notifies, %llu grant maps, %llu persistent hits)", d->domid,

@@ -63,6 +63,8 @@ struct blk_dev {
     struct blk_work *work;
     uint64_t requests, notifies;
     uint64_t busy_ns;               /* time spent serving the ring */
+    int stats_fd;                   /* RUNDIR/stats/vbd-DOMID-DEVID, or -1 */
+    uint64_t stats_at_ns;           /* when it was last written */
     const char *fail_step;          /* what dev_connect failed to do */
     int last_fail;                  /* the last failure logged (logged once per kind) */
 };

@@ -363,7 +363,7 @@ bool xb_scan(struct blkback *b)
                 d->domid = domid;
                 d->devid = devid;
                 d->img.fd = -1;
-                d->to_guest = d->from_guest = d->stop_fd = -1;
+                d->to_guest = d->from_guest = d->stop_fd = d->stats_fd = -1;
                 snprintf(d->be, sizeof(d->be), "%s/%u", dir, devid);
                 d->next = b->devs;
                 b->devs = d;
