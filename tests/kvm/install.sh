@@ -15,8 +15,10 @@
 #   hello               the installed examples/hello.cfg boots the installed guest: PASS
 #   completion-domain   `xkvm pause ` offers the running domain's name
 #   save-restore        a soak guest saved and restored by the installed binaries
-#   live-update         `xkvm live-update` (default: the running binary, D's xkvmd) keeps
-#                       the pid and the domain; the soak then says PASS
+#   migrate             a second installed xkvmd (--migrate-listen on 127.0.0.1): the soak
+#                       guest live-migrates there and keeps running
+#   live-update         there, `xkvm live-update` (default: the running binary, D's xkvmd)
+#                       keeps the pid and the domain; the soak then says PASS
 source "$(dirname "$0")/lib.sh"
 
 D=$WORK/destdir
@@ -146,6 +148,22 @@ if xk save "$D1" "$WORK/soak.img" >/dev/null 2>"$WORK/save.err" &&
   pass save-restore
 else
   fail save-restore "$(cat "$WORK/save.err" "$WORK/restore.err" 2>/dev/null | tr '\n' ' ')"
+fi
+
+H1=$RUNDIR
+PORT=$((20000 + RANDOM % 20000))
+if host_start h2 --migrate-listen 127.0.0.1:$PORT >/dev/null 2>&1; then
+  H2=$RUNDIR
+  RUNDIR=$H1
+  if out=$(xk migrate "$D1" 127.0.0.1:$PORT 2>&1) && RUNDIR=$H2 wait_state "$D1" running 10; then
+    pass migrate
+  else
+    fail migrate "$out"
+  fi
+  RUNDIR=$H2
+else
+  fail migrate "the second installed xkvmd did not start"
+  RUNDIR=$H1
 fi
 
 pid=$(cat "$RUNDIR/xkvmd.pid")
