@@ -523,6 +523,7 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     if ((rc = run_passes(doms, n, &img, rollback, t, err, sizeof(err)))) {
         if (!rollback)
             roll_back(err);
+        crash_handlers(false);
         report_unrestorable(client, rollback, err, &img, n);
     } else {
         fault_point("before-unpause");
@@ -531,7 +532,6 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
         resume_domains(doms, n, &t_resumed);
         report_resumed(client, rollback, &img, n, t_start, t_valid, t, t_resume, t_resumed);
     }
-    crash_handlers(false);      /* (again, on the success path: harmless) */
     if (client >= 0)
         close(client);
     close(old_binary_fd);
