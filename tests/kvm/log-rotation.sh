@@ -196,7 +196,9 @@ host_start disk || { fail top-disk "xkvmd did not start"; exit 0; }
 truncate -s 16M "$WORK/disk.img"
 make_cfg "$WORK/disk.cfg" diskio "test=blk mb=4 loop=0" 32 1 "disk = [ '$WORK/disk.img,raw,xvda,rw' ]"
 if id=$(xk create "$WORK/disk.cfg") && wait_line "$id" '^xtest: blk: loop 1 ' 90 >/dev/null; then
-  out=$(xk top --json -d 1)
+  # blkback rewrites its counters at most once a second: sample over 3 s so that
+  # at least one rewrite falls between the two samples even on a loaded host.
+  out=$(xk top --json -d 3)
   if echo "$out" | python3 -c '
 import json, sys
 doms = json.load(sys.stdin)["domains"]
