@@ -116,13 +116,14 @@ host_start h || { fail start "the installed xkvmd did not start"; exit 1; }
 
 ok=1
 for s in xkvm-xenstored xkvm-consoled xkvm-blkback; do
-  pid=
-  for _ in $(seq 50); do
+  # The pid file is written between fork and exec: wait for the exec too.
+  pid= exe=
+  for _ in $(seq 100); do
     pid=$(cat "$RUNDIR/services/$s.pid" 2>/dev/null)
-    [ -n "$pid" ] && [ -e "/proc/$pid" ] && break
+    exe=$( [ -n "$pid" ] && readlink "/proc/$pid/exe" 2>/dev/null)
+    [ "$exe" = "$D/$LIBEXECDIR/xkvm/$s" ] && break
     sleep 0.1
   done
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null)
   [ "$exe" = "$D/$LIBEXECDIR/xkvm/$s" ] || { ok=0; fail services "$s: pid '${pid}' runs '${exe}'"; }
 done
 [ $ok = 1 ] && pass services
