@@ -495,6 +495,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     console_log_init(d);
     d->shutdown_code = -1;
     d->created_ns = t0;
+    d->tsc_khz = host.tsc_khz;  /* a restore may bring another (domain_set_tsc_khz) */
     d->restoring = for_restore;
     d->incoming = for_restore && !adopt;
     pthread_mutex_init(&d->lock, NULL);

@@ -28,6 +28,8 @@ struct vcpu;
 #define GUEST_STORE_GFN         (GUEST_SPECIAL_GFN + 0)
 #define GUEST_CONSOLE_GFN       (GUEST_SPECIAL_GFN + 1)
 
+#define DOMAIN_UNIMPL_SLOTS     64
+
 struct domain {
 #ifdef XKVM_LU_TEST_NEXT
     /* The cross-version test's changed internal structure: images never depend on it. */
@@ -74,6 +76,11 @@ struct domain {
 
     struct event_domain *ev;    /* event.h: shared_info, event channels */
     struct gnttab *gt;          /* gnttab.h: grant table */
+
+    /* Hypercalls and sub-ops already logged as unimplemented (hypercall.c). */
+    uint64_t unimpl_seen[DOMAIN_UNIMPL_SLOTS];
+    uint32_t vm_assist;         /* VMASST_TYPE_* bits the guest enabled (hc_sched.c) */
+    uint32_t tsc_khz;           /* the guest's TSC rate: the host's where it was built */
 };
 
 /* The guest's memory map (as in its hvm_start_info and XENMEM_memory_map). */

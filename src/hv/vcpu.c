@@ -41,7 +41,7 @@ int vcpu_init(struct vcpu *v, struct domain *d, unsigned id, char *err, size_t e
         snprintf(err, errlen, "mmap of vCPU %u: %s", id, strerror(errno));
         return -errno;
     }
-    struct kvm_cpuid2 *cpuid = cpuid_build(host.supported_cpuid, id, d->domid, host.tsc_khz);
+    struct kvm_cpuid2 *cpuid = cpuid_build(host.supported_cpuid, id, d->domid, d->tsc_khz);
     int rc = cpuid ? ioctl(v->fd, KVM_SET_CPUID2, cpuid) : -1;
     free(cpuid);
     if (rc < 0) {
