@@ -27,6 +27,16 @@ struct vcpu;
 /* Toolstack pages in the special region, as HVM_PARAM_{STORE,CONSOLE}_PFN name them. */
 #define GUEST_STORE_GFN         (GUEST_SPECIAL_GFN + 0)
 #define GUEST_CONSOLE_GFN       (GUEST_SPECIAL_GFN + 1)
+/* ACPI tables (acpi.h), where libxl puts a PVH guest's: at most this many pages. */
+#define GUEST_ACPI_GFN          0xFC000ULL
+#define GUEST_ACPI_MAX_PAGES    16
+
+/* Pages outside RAM that xkvmd populates and a stream may bring (toolstack, ACPI). */
+static inline bool guest_gfn_is_special(uint64_t gfn)
+{
+    return (gfn >= GUEST_SPECIAL_GFN && gfn < GUEST_SPECIAL_GFN + GUEST_SPECIAL_PAGES) ||
+           (gfn >= GUEST_ACPI_GFN && gfn < GUEST_ACPI_GFN + GUEST_ACPI_MAX_PAGES);
+}
 
 #define DOMAIN_UNIMPL_SLOTS     64
 
@@ -84,8 +94,10 @@ struct domain {
 };
 
 /* The guest's memory map (as in its hvm_start_info and XENMEM_memory_map). */
-#define DOMAIN_MEMMAP_MAX 4
+#define DOMAIN_MEMMAP_MAX 5
 unsigned domain_memmap(const struct domain *d, struct hvm_memmap_table_entry *map);
+/* Pages the domain's ACPI tables take at GUEST_ACPI_GFN (from its config). */
+unsigned domain_acpi_pages(const struct domcfg *cfg);
 /* RAM frames the domain holds now. */
 uint64_t mm_count_owner_ram(const struct domain *d);
 

@@ -20,6 +20,7 @@
 #include "hv/event.h"
 #include "hv/hv.h"
 #include "hv/hypercall.h"
+#include "hv/platform_io.h"
 #include "util/log.h"
 
 #define EFER_LMA (1ULL << 10)
@@ -191,6 +192,9 @@ static void handle_io(struct vcpu *v)
         console_log_write(v->d, data, (size_t)run->io.size * run->io.count);
         return;
     }
+    if (platform_io(v, run->io.direction == KVM_EXIT_IO_OUT, run->io.port, data,
+                    run->io.size, run->io.count))
+        return;
     if (run->io.direction == KVM_EXIT_IO_IN)   /* no device: the bus floats high */
         memset(data, 0xff, (size_t)run->io.size * run->io.count);
 }
