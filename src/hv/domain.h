@@ -193,6 +193,12 @@ void domain_job_release(struct domain *d);
 /* Restore (live update): d was shut down, as code says, and handled or not yet. */
 void domain_set_shutdown_state(struct domain *d, int code, bool handled);
 
+/*
+ * Restore: the guest's TSC runs at khz (tsc_rate.c). Scaled where KVM can; -EOPNOTSUPP
+ * with a message where the rates differ and it cannot. Before the vCPUs first run.
+ */
+int domain_set_tsc_khz(struct domain *d, uint32_t khz, char *err, size_t errlen);
+
 /* Counted pause: returns once every vCPU is parked. */
 void domain_pause(struct domain *d);
 void domain_unpause(struct domain *d);

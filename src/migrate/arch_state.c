@@ -77,6 +77,14 @@ static int get_xsave(struct vcpu *v, void *buf, int size)
     return ioctl(v->fd, req, buf);
 }
 
+int arch_vcpu_mp_state(struct vcpu *v)
+{
+    struct kvm_mp_state mp;
+    if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0)
+        return -errno;
+    return (int)mp.mp_state;
+}
+
 int arch_vcpu_halted(struct vcpu *v)
 {
     struct kvm_mp_state mp;
@@ -366,7 +374,7 @@ int arch_restore_domain(struct domain *d, const void *blob, size_t len,
         rc = -ENOMEM;
     }
     struct vcpu_load_ctx ctx = { .tsc_advance_ns = tsc_advance_ns,
-                                 .tsc_khz = host.tsc_khz ? host.tsc_khz : 1000000 };
+                                 .tsc_khz = d->tsc_khz ? d->tsc_khz : 1000000 };
     for (unsigned i = 0; !rc && i < d->nr_vcpus; i++)
         rc = load_vcpu(&d->vcpus[i], &vb[i], &ctx, xs_size, xs, err, errlen);
     free(xs);
