@@ -93,4 +93,42 @@ if guest sipi-saved "test=sipi delay_ms=6000 hold_ms=6000" 2; then
   fi
   xk destroy "$DOMID" >/dev/null 2>&1
 fi
+# ---- TSC rate ---------------------------------------------------------------------
+# A save file whose guest calibrated a TSC 1.5 times this host's: where KVM can scale
+# the guest's TSC the restore keeps that rate and the guest runs on; where it cannot
+# (kvm-pvm) the restore is refused, naming both rates, and nothing is left behind.
+tsc_control=$(python3 -c '
+import fcntl, os
+fd = os.open("/dev/kvm", os.O_RDWR)
+print(1 if fcntl.ioctl(fd, 0xAE03, 60) > 0 else 0)')
+make_cfg "$WORK/tsc.cfg" tsc "test=spin" 32 1
+if D=$(xk create "$WORK/tsc.cfg") && wait_line "$D" '^xtest: spin: tick' 60 >/dev/null &&
+   xk save "$D" "$WORK/tsc.img" >/dev/null 2>&1; then
+  python3 "$(dirname "$0")/stream-edit.py" "$WORK/tsc.img" "$WORK/tsc-fast.img" --tsc-khz-times 1.5
+  if [ "$tsc_control" = 1 ]; then
+    if [ "$(xk restore "$WORK/tsc-fast.img" 2>"$WORK/tsc.err")" = "$D" ] &&
+       wait_state "$D" running 20 && grep -q "d$D: guest TSC scaled to" "$LOG"; then
+      pass tsc-rate-scaled-on-restore
+    else
+      fail tsc-rate-scaled-on-restore "$(cat "$WORK/tsc.err")"
+    fi
+  elif ! xk restore "$WORK/tsc-fast.img" >/dev/null 2>"$WORK/tsc.err" &&
+       grep -q "cannot scale a guest's TSC" "$WORK/tsc.err" &&
+       [ -z "$(dom_field "$D" state)" ]; then
+    pass tsc-rate-refused-without-scaling
+    sed 's/^/#   /' "$WORK/tsc.err"
+  else
+    fail tsc-rate-refused-without-scaling "restore: $(cat "$WORK/tsc.err"), state $(dom_field "$D" state)"
+  fi
+  xk destroy "$D" >/dev/null 2>&1
+  # The unedited image still restores here (same rate): nothing changed for it.
+  if [ "$(xk restore "$WORK/tsc.img" 2>"$WORK/tsc.err")" = "$D" ] && wait_state "$D" running 20; then
+    pass tsc-rate-same-host-restores
+  else
+    fail tsc-rate-same-host-restores "$(cat "$WORK/tsc.err")"
+  fi
+  xk destroy "$D" >/dev/null 2>&1
+else
+  fail tsc-rate "could not boot and save a spinning guest"
+fi
 check xkvmd-alive xk info
