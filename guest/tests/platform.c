@@ -159,6 +159,7 @@ static void test_sipi(void)
     if (delay)
         spin_ns(delay * 1000000ull);
     lapic_send_icr(1, 0x4600 | (TRAMPOLINE >> 12));  /* STARTUP */
+    printf("xtest: sipi: sipi sent\n");
     if (!wait_u32_change(AP_APIC_ID, 0xffffffffu, 20000))
         xtest_fail("vCPU 1 did not run the trampoline within 20 s of the SIPI");
     if (*AP_APIC_ID != 1)
