@@ -91,6 +91,7 @@ struct domain {
     uint64_t unimpl_seen[DOMAIN_UNIMPL_SLOTS];
     uint32_t vm_assist;         /* VMASST_TYPE_* bits the guest enabled (hc_sched.c) */
     uint32_t tsc_khz;           /* the guest's TSC rate: the host's where it was built */
+    bool tsc_scaled;            /* KVM scales the guest's TSC to tsc_khz (tsc_rate.c) */
 };
 
 /* The guest's memory map (as in its hvm_start_info and XENMEM_memory_map). */

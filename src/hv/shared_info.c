@@ -197,13 +197,25 @@ static void time_area_write(struct vcpu *v, const struct vcpu_time_info *t)
     copy_to_guest(&g, &pg, gva, &copy.version, sizeof(copy.version));
 }
 
+/*
+ * Host TSC ticks as the guest's TSC counts them: the same where KVM does not scale
+ * it, else in the ratio of the two rates (tsc_rate.c). For the microseconds between
+ * two readings, so no overflow.
+ */
+static int64_t guest_ticks(const struct domain *d, int64_t host_ticks)
+{
+    if (!host.tsc_khz || !d->tsc_khz || d->tsc_khz == host.tsc_khz || !d->tsc_scaled)
+        return host_ticks;
+    return host_ticks * (int64_t)d->tsc_khz / (int64_t)host.tsc_khz;
+}
+
 void vcpu_time_update(struct vcpu *v)
 {
     struct vcpu_info *vi = vcpu_info_of(v);
     __atomic_store_n(&v->ev->time_dirty, false, __ATOMIC_RELEASE);
     if (!vi)
         return;
-    /* The guest TSC's offset from ours: read it on this (the vCPU's own) thread. */
+    /* The guest's TSC against ours at one instant: read it on this (the vCPU's own) thread. */
     union {
         struct kvm_msrs hdr;
         uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
@@ -214,7 +226,8 @@ void vcpu_time_update(struct vcpu *v)
     uint64_t h0 = __rdtsc();
     int n = ioctl(v->fd, KVM_GET_MSRS, &msr);
     uint64_t h1 = __rdtsc();
-    int64_t offset = n == 1 ? (int64_t)(msr.hdr.entries[0].data - (h0 + (h1 - h0) / 2)) : 0;
+    uint64_t host_mid = h0 + (h1 - h0) / 2;
+    uint64_t guest_tsc = n == 1 ? msr.hdr.entries[0].data : host_mid;
 
     struct kvm_clock_data c = { 0 };
     uint64_t c0 = __rdtsc();
@@ -230,7 +243,7 @@ void vcpu_time_update(struct vcpu *v)
     uint32_t odd = (__atomic_load_n(&t->version, __ATOMIC_RELAXED) + 1) | 1;
     __atomic_store_n(&t->version, odd, __ATOMIC_RELEASE);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    t->tsc_timestamp = host_tsc + (uint64_t)offset;
+    t->tsc_timestamp = guest_tsc + (uint64_t)guest_ticks(v->d, (int64_t)(host_tsc - host_mid));
     t->system_time = c.clock;
     t->tsc_to_system_mul = mul;
     t->tsc_shift = shift;

@@ -55,6 +55,7 @@ int domain_set_tsc_khz(struct domain *d, uint32_t khz, char *err, size_t errlen)
             return rc;
         }
     d->tsc_khz = khz;
+    d->tsc_scaled = true;
     for (unsigned i = 0; i < d->nr_vcpus; i++) {
         int rc = set_cpuid(d, &d->vcpus[i]);
         if (rc) {
