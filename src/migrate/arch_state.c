@@ -98,8 +98,15 @@ static int read_vcpu(struct vcpu *v, struct vcpu_kvm_state *k, struct kvm_xcrs *
                      int xs_size, char *err, size_t errlen)
 {
     const char *what = NULL;
+    struct kvm_mp_state mp;
     memset(xcrs, 0, sizeof(*xcrs));
-    if (ioctl(v->fd, KVM_GET_REGS, &k->regs) < 0) what = "KVM_GET_REGS";
+    /*
+     * First: reading the mp_state makes KVM act on an INIT or SIPI it has not yet
+     * (a vCPU paused right after another sent them), so the registers read below are
+     * the ones the mp_state saved with DOMAIN_CONTEXT (pv_save.c) goes with.
+     */
+    if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0) what = "KVM_GET_MP_STATE";
+    else if (ioctl(v->fd, KVM_GET_REGS, &k->regs) < 0) what = "KVM_GET_REGS";
     else if (ioctl(v->fd, KVM_GET_SREGS, &k->sregs) < 0) what = "KVM_GET_SREGS";
     else if (get_xsave(v, k->xsave, xs_size) < 0) what = "KVM_GET_XSAVE";
     else if (ioctl(v->fd, KVM_GET_XCRS, xcrs) < 0) what = "KVM_GET_XCRS";
