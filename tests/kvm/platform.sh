@@ -3,7 +3,9 @@
 # "SMP", "The hypercall transport"): the test guest reads the ACPI tables from
 # start_info's RSDP and powers off through the FADT's sleep register (the domain must
 # end as poweroff, by that path); starts vCPU 1 with LAPIC INIT/SIPI, also with a
-# save/restore between INIT and SIPI and another while the started vCPU runs; and uses
+# save/restore (and, on another guest, a live update of xkvmd) between INIT and SIPI
+# and another while the started vCPU runs; keeps a saved guest's TSC rate or refuses
+# a host that cannot; and uses
 # the hypercalls Linux needs (set_timer_op, vm_assist, pagetable_dying, XENMEM
 # queries, the vcpu_time area), unimplemented ones being logged once per domain.
 source "$(dirname "$0")/lib.sh"
@@ -102,6 +104,36 @@ if guest sipi-saved "test=sipi delay_ms=20000 hold_ms=20000" 2; then
   fi
   xk destroy "$DOMID" >/dev/null 2>&1
 fi
+# The same across live updates of xkvmd (the image keeps the console log, so line
+# numbers tell whether the SIPI came after the first update).
+if guest sipi-lu "test=sipi delay_ms=20000 hold_ms=20000" 2; then
+  clog=$(console_log "$DOMID")
+  if wait_line "$DOMID" '^xtest: sipi: init sent' 120 >/dev/null &&
+     xk live-update >/dev/null 2>"$WORK/lu1.err"; then
+    pass sipi-live-update-between-init-and-sipi
+    upto=$(wc -l < "$clog")
+    if wait_line "$DOMID" '^xtest: sipi: ap running' 120 >/dev/null; then
+      at=$(grep -a -n '^xtest: sipi: sipi sent' "$clog" | head -1 | cut -d: -f1)
+      if [ "${at:-0}" -gt "$upto" ]; then
+        pass sipi-live-updated-before-the-sipi
+      else
+        skip sipi-live-updated-before-the-sipi "the update ended after the SIPI (this host is too slow for the guest's 20 s window)"
+      fi
+      if xk live-update >/dev/null 2>"$WORK/lu2.err"; then
+        pass sipi-live-update-while-ap-runs
+        passed sipi-across-live-update sipi
+      else
+        fail sipi-live-update-while-ap-runs "$(cat "$WORK/lu2.err")"
+      fi
+    else
+      fail sipi-across-live-update "vCPU 1 never ran"; show_log "$DOMID"
+    fi
+  else
+    fail sipi-live-update-between-init-and-sipi "no init line, or: $(cat "$WORK/lu1.err")"
+  fi
+  xk destroy "$DOMID" >/dev/null 2>&1
+fi
+
 # ---- TSC rate ---------------------------------------------------------------------
 # A save file whose guest calibrated a TSC 1.5 times this host's: where KVM can scale
 # the guest's TSC the restore keeps that rate and the guest runs on; where it cannot
