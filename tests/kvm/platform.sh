@@ -5,9 +5,9 @@
 # end as poweroff, by that path); starts vCPU 1 with LAPIC INIT/SIPI, also with a
 # save/restore (and, on another guest, a live update of xkvmd) between INIT and SIPI
 # and another while the started vCPU runs; keeps a saved guest's TSC rate or refuses
-# a host that cannot; and uses
-# the hypercalls Linux needs (set_timer_op, vm_assist, pagetable_dying, XENMEM
-# queries, the vcpu_time area), unimplemented ones being logged once per domain.
+# a host that cannot; and uses the hypercalls Linux needs (set_timer_op, vm_assist,
+# pagetable_dying, XENMEM queries, the vcpu_time area), unimplemented ones being
+# logged once per domain.
 source "$(dirname "$0")/lib.sh"
 require_kvm
 host_start h1 || { fail start "xkvmd did not start"; exit 1; }
