@@ -45,6 +45,17 @@ static uint32_t apic_read(unsigned off)
     return *(volatile uint32_t *)(uintptr_t)(APIC_MMIO + off);
 }
 
+/* Send an IPI: ICR low word (vector, delivery mode, level) to APIC ID dest. */
+void lapic_send_icr(uint32_t dest, uint32_t lo)
+{
+    if (use_x2apic == 1) {
+        wrmsr(0x830, ((uint64_t)dest << 32) | lo);
+        return;
+    }
+    apic_write(0x310, dest << 24);
+    apic_write(0x300, lo);
+}
+
 void lapic_eoi(void)
 {
     apic_write(APIC_EOI, 0);

@@ -92,6 +92,7 @@ void lapic_init(void);                          /* this CPU: enable (SVR), handl
 void lapic_eoi(void);
 bool lapic_x2apic(void);
 uint32_t lapic_id(void);
+void lapic_send_icr(uint32_t dest, uint32_t lo);    /* raw IPI: INIT, SIPI... */
 /* One-shot watchdog on this CPU: sets this_cpu()->watchdog_fired after ~ms. */
 void watchdog_arm(uint64_t ms);
 void watchdog_stop(void);

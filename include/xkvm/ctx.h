@@ -57,6 +57,8 @@ enum xkvm_ctx_type {
     XKVM_CTX_TIMER          = 0x10a,    /* per vCPU: singleshot and periodic timers */
     XKVM_CTX_TIME           = 0x10b,    /* once: system time and wall clock at save */
     XKVM_CTX_RUNSTATE       = 0x10c,    /* per vCPU: runstate area and accounting */
+    XKVM_CTX_VM_ASSIST      = 0x110,    /* once: vm_assist types the guest enabled */
+    XKVM_CTX_VCPU_PLATFORM  = 0x111,    /* per vCPU: KVM mp_state, time area */
     XKVM_CTX_PV_LAST        = 0x17f,
     XKVM_CTX_LIVE_UPDATE_BASE = 0x180,  /* reserved, see above */
     XKVM_CTX_LIVE_UPDATE_LAST = 0x1ff,
@@ -407,6 +409,37 @@ struct xkvm_ctx_field {
 #define XKVM_CTX_F_GFN(st, m)       XKVM_CTX_FIELD_OF(st, m, XKVM_CTX_FIELD_GFN)
 #define XKVM_CTX_FIELDS(arr)        (arr), (uint32_t)(sizeof(arr) / sizeof((arr)[0]))
 
+/*
+ * VM_ASSIST (0x110, once): the vm_assist types the guest turned on (bit n: type n).
+ * An HVM guest may only have VMASST_TYPE_runstate_update_flag (5). Absent: none.
+ */
+struct xkvm_ctx_vm_assist {
+    uint32_t types;
+    uint32_t pad;
+};
+#define XKVM_CTX_VMASST_RUNSTATE_UPDATE_FLAG (1u << 5)
+_Static_assert(sizeof(struct xkvm_ctx_vm_assist) == 8, "VM_ASSIST layout");
+
+/*
+ * VCPU_PLATFORM (0x111, per vCPU): what KVM's INIT/SIPI bring-up and Linux's vDSO
+ * leave per vCPU. mp_state in KVM's numbering: a secondary vCPU still waiting for
+ * INIT/SIPI (UNINITIALIZED, INIT_RECEIVED) must come back waiting; one started by SIPI
+ * runs on. time_area: VCPUOP_register_vcpu_time_memory_area's guest-linear address,
+ * 0 none. Absent (older images): mp_state follows VCPU_STATE, no time area.
+ */
+struct xkvm_ctx_vcpu_platform {
+    uint32_t mp_state;          /* XKVM_CTX_MP_* */
+    uint32_t pad;
+    uint64_t time_area;
+};
+enum {
+    XKVM_CTX_MP_RUNNABLE      = 0,
+    XKVM_CTX_MP_UNINITIALIZED = 1,
+    XKVM_CTX_MP_INIT_RECEIVED = 2,
+    XKVM_CTX_MP_HALTED        = 3,
+};
+_Static_assert(sizeof(struct xkvm_ctx_vcpu_platform) == 16, "VCPU_PLATFORM layout");
+
 struct xkvm_ctx_record;
 struct xkvm_ctx_dumper;
 
@@ -541,6 +574,9 @@ XKVM_CTX_ACCESSOR(xkvm_ctx_get_upcall, XKVM_CTX_UPCALL, struct xkvm_ctx_upcall)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_timer, XKVM_CTX_TIMER, struct xkvm_ctx_timer)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_time, XKVM_CTX_TIME, struct xkvm_ctx_time)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_runstate, XKVM_CTX_RUNSTATE, struct xkvm_ctx_runstate)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_vm_assist, XKVM_CTX_VM_ASSIST, struct xkvm_ctx_vm_assist)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_vcpu_platform, XKVM_CTX_VCPU_PLATFORM,
+                  struct xkvm_ctx_vcpu_platform)
 #undef XKVM_CTX_ACCESSOR
 
 /* ---- Writing ----------------------------------------------------------------- */
@@ -614,6 +650,10 @@ int xkvm_ctx_write_runstate(struct xkvm_ctx_writer *w, uint32_t vcpu,
                             const struct xkvm_ctx_runstate *rec);
 int xkvm_ctx_write_timer(struct xkvm_ctx_writer *w, uint32_t vcpu,
                          const struct xkvm_ctx_timer *rec);
+int xkvm_ctx_write_vm_assist(struct xkvm_ctx_writer *w, uint32_t types);
+int xkvm_ctx_write_vcpu_platform(struct xkvm_ctx_writer *w, uint32_t vcpu,
+                                 const struct xkvm_ctx_vcpu_platform *rec);
+int xkvm_ctx_write_tsc_info(struct xkvm_ctx_writer *w, const struct xkvm_ctx_tsc_info *rec);
 
 /* Buffer sink: the image so far. */
 const uint8_t *xkvm_ctx_writer_data(const struct xkvm_ctx_writer *w, size_t *len);

@@ -134,6 +134,23 @@ int xkvm_ctx_write_time(struct xkvm_ctx_writer *w, const struct xkvm_ctx_time *r
     WRITE_COPY(w, XKVM_CTX_TIME, 0, struct xkvm_ctx_time, rec);
 }
 
+int xkvm_ctx_write_vm_assist(struct xkvm_ctx_writer *w, uint32_t types)
+{
+    struct xkvm_ctx_vm_assist a = { .types = types };
+    WRITE_COPY(w, XKVM_CTX_VM_ASSIST, 0, struct xkvm_ctx_vm_assist, &a);
+}
+
+int xkvm_ctx_write_vcpu_platform(struct xkvm_ctx_writer *w, uint32_t vcpu,
+                                 const struct xkvm_ctx_vcpu_platform *rec)
+{
+    WRITE_COPY(w, XKVM_CTX_VCPU_PLATFORM, vcpu, struct xkvm_ctx_vcpu_platform, rec);
+}
+
+int xkvm_ctx_write_tsc_info(struct xkvm_ctx_writer *w, const struct xkvm_ctx_tsc_info *rec)
+{
+    WRITE_COPY(w, XKVM_CTX_TSC_INFO, 0, struct xkvm_ctx_tsc_info, rec);
+}
+
 /* ---- image-level check ------------------------------------------------------- */
 
 struct rec_ref {
@@ -157,7 +174,8 @@ static int cmp_type_instance(const void *a, const void *b)
 static bool per_vcpu_type(uint32_t type)
 {
     return type == XKVM_CTX_VCPU_STATE || type == XKVM_CTX_VCPU_INFO ||
-           type == XKVM_CTX_UPCALL || type == XKVM_CTX_TIMER || type == XKVM_CTX_RUNSTATE;
+           type == XKVM_CTX_UPCALL || type == XKVM_CTX_TIMER || type == XKVM_CTX_RUNSTATE ||
+           type == XKVM_CTX_VCPU_PLATFORM;
 }
 
 /* Xen's virq_is_global(): VIRQs marked "V." in xen.h are per vCPU. */

@@ -340,6 +340,22 @@ static const struct xkvm_ctx_field runstate_fields[] = {
     XKVM_CTX_F_BYTES(struct xkvm_ctx_runstate, time),
 };
 
+static const struct xkvm_ctx_field vm_assist_fields[] = {
+    XKVM_CTX_F_FLAGS(struct xkvm_ctx_vm_assist, types, XKVM_CTX_VMASST_RUNSTATE_UPDATE_FLAG),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_vm_assist, pad),
+};
+
+static const char *const mp_state_names[] = {
+    [XKVM_CTX_MP_RUNNABLE] = "runnable", [XKVM_CTX_MP_UNINITIALIZED] = "uninitialized",
+    [XKVM_CTX_MP_INIT_RECEIVED] = "init_received", [XKVM_CTX_MP_HALTED] = "halted",
+};
+
+static const struct xkvm_ctx_field vcpu_platform_fields[] = {
+    XKVM_CTX_F_ENUM(struct xkvm_ctx_vcpu_platform, mp_state, mp_state_names),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_vcpu_platform, pad),
+    XKVM_CTX_F_HEX(struct xkvm_ctx_vcpu_platform, time_area),
+};
+
 static int timer_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
 {
     uint64_t p = ((const struct xkvm_ctx_timer *)rec->body)->periodic_period;
@@ -460,6 +476,16 @@ static const struct xkvm_ctx_type_desc builtin_types[] = {
         .type = XKVM_CTX_RUNSTATE, .name = "RUNSTATE", PER_VCPU,
         .fixed_size = sizeof(struct xkvm_ctx_runstate),
         .fields = XKVM_CTX_FIELDS(runstate_fields),
+    },
+    {
+        .type = XKVM_CTX_VM_ASSIST, .name = "VM_ASSIST", .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_vm_assist),
+        .fields = XKVM_CTX_FIELDS(vm_assist_fields),
+    },
+    {
+        .type = XKVM_CTX_VCPU_PLATFORM, .name = "VCPU_PLATFORM", PER_VCPU,
+        .fixed_size = sizeof(struct xkvm_ctx_vcpu_platform),
+        .fields = XKVM_CTX_FIELDS(vcpu_platform_fields),
     },
 };
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <xen/sched.h>
 
+#include "hv/acpi.h"
 #include "hv/event.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
@@ -271,7 +272,27 @@ static int setup_vm(struct domain *d, char *err, size_t errlen)
     return 0;
 }
 
-/* RAM below the MMIO hole, the rest above 4 GiB; special pages reserved. */
+/*
+ * The vCPUs the ACPI tables describe: online at boot, and possible. Until the config
+ * has maxvcpus, both are vcpus.
+ */
+static void acpi_vcpus(const struct domcfg *cfg, unsigned *online, unsigned *max)
+{
+    *online = cfg->vcpus;
+    *max = cfg->vcpus;
+}
+
+unsigned domain_acpi_pages(const struct domcfg *cfg)
+{
+    unsigned online, max;
+    acpi_vcpus(cfg, &online, &max);
+    return (unsigned)((acpi_tables_size(max) + XKVM_PAGE_SIZE - 1) >> XKVM_PAGE_SHIFT);
+}
+
+/*
+ * RAM below the MMIO hole, the rest above 4 GiB; the ACPI tables (E820 ACPI, as libxl
+ * marks them) and the special pages (reserved) in the hole.
+ */
 unsigned domain_memmap(const struct domain *d, struct hvm_memmap_table_entry *map)
 {
     uint64_t ram_bytes = d->cfg.memory_mb << 20;
@@ -279,6 +300,10 @@ unsigned domain_memmap(const struct domain *d, struct hvm_memmap_table_entry *ma
     uint64_t low = ram_bytes < GUEST_LOWMEM_END ? ram_bytes : GUEST_LOWMEM_END;
     map[n++] = (struct hvm_memmap_table_entry){ .addr = 0, .size = low,
                                                 .type = XEN_HVM_MEMMAP_TYPE_RAM };
+    map[n++] = (struct hvm_memmap_table_entry){
+        .addr = GUEST_ACPI_GFN << XKVM_PAGE_SHIFT,
+        .size = (uint64_t)domain_acpi_pages(&d->cfg) << XKVM_PAGE_SHIFT,
+        .type = XEN_HVM_MEMMAP_TYPE_ACPI };
     map[n++] = (struct hvm_memmap_table_entry){
         .addr = GUEST_SPECIAL_GFN << XKVM_PAGE_SHIFT,
         .size = GUEST_SPECIAL_PAGES * XKVM_PAGE_SIZE, .type = XEN_HVM_MEMMAP_TYPE_RESERVED };
@@ -373,6 +398,38 @@ static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
     *entry = img.entry;
     *start_info = (uint32_t)si;
     return 0;
+}
+
+/*
+ * The ACPI tables (acpi.h) in pages of their own at GUEST_ACPI_GFN, and the RSDP's
+ * address in the hvm_start_info at gpa start_info (version 1's rsdp_paddr).
+ */
+static int setup_acpi(struct domain *d, uint64_t start_info, char *err, size_t errlen)
+{
+    unsigned online, max, pages = domain_acpi_pages(&d->cfg);
+    acpi_vcpus(&d->cfg, &online, &max);
+    uint64_t gpa = GUEST_ACPI_GFN << XKVM_PAGE_SHIFT, mfn;
+    int rc = pages > GUEST_ACPI_MAX_PAGES ? -E2BIG : 0;
+    for (unsigned i = 0; !rc && i < pages; i++) {
+        if (mm_alloc_run(&host.mm, 1, d->domid, FRAME_SPECIAL, &mfn) != 1)
+            rc = -ENOMEM;
+        else
+            rc = physmap_place(d, GUEST_ACPI_GFN + i, mfn, INVALID_GFN);
+    }
+    struct acpi_built built = { 0 };
+    p2m_hold(&d->p2m);
+    uint8_t *tables = rc ? NULL : p2m_ptr(&d->p2m, gpa, (uint64_t)pages << XKVM_PAGE_SHIFT);
+    struct hvm_start_info *si = p2m_ptr(&d->p2m, start_info, sizeof(*si));
+    if (!rc && (!tables || !si))
+        rc = -EFAULT;
+    if (!rc)
+        rc = acpi_build(tables, (size_t)pages << XKVM_PAGE_SHIFT, gpa, online, max, &built);
+    if (!rc)
+        si->rsdp_paddr = built.rsdp_gpa;
+    p2m_release(&d->p2m);
+    if (rc)
+        snprintf(err, errlen, "ACPI tables: %s", strerror(-rc));
+    return rc;
 }
 
 /*
@@ -474,7 +531,8 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
         return id;
     }
     /* RAM plus the Xen frames a domain starts with (shared_info, grant, rings). */
-    uint64_t need = (cfg->memory_mb << (20 - XKVM_PAGE_SHIFT)) + DOMAIN_XEN_FRAMES;
+    uint64_t need = (cfg->memory_mb << (20 - XKVM_PAGE_SHIFT)) + DOMAIN_XEN_FRAMES +
+                    domain_acpi_pages(cfg);
     uint64_t free_frames = mm_free_frames(&host.mm);
     if (!adopt && need > free_frames) {
         snprintf(err, errlen, "not enough memory: domain needs %llu MiB, %llu MiB free",
@@ -495,6 +553,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     console_log_init(d);
     d->shutdown_code = -1;
     d->created_ns = t0;
+    d->tsc_khz = host.tsc_khz;  /* a restore may bring another (domain_set_tsc_khz) */
     d->restoring = for_restore;
     d->incoming = for_restore && !adopt;
     pthread_mutex_init(&d->lock, NULL);
@@ -521,6 +580,8 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
         snprintf(err, errlen, "grant table: %s", strerror(-rc));
     if (!rc && !for_restore)
         rc = setup_toolstack_pages(d, err, errlen);
+    if (!rc && !for_restore)
+        rc = setup_acpi(d, start_info, err, errlen);
     for (unsigned i = 0; !rc && i < cfg->vcpus; i++) {
         d->vcpus[i].fd = -1;
         rc = vcpu_init(&d->vcpus[i], d, i, err, errlen);

@@ -27,6 +27,18 @@ struct vcpu;
 /* Toolstack pages in the special region, as HVM_PARAM_{STORE,CONSOLE}_PFN name them. */
 #define GUEST_STORE_GFN         (GUEST_SPECIAL_GFN + 0)
 #define GUEST_CONSOLE_GFN       (GUEST_SPECIAL_GFN + 1)
+/* ACPI tables (acpi.h), where libxl puts a PVH guest's: at most this many pages. */
+#define GUEST_ACPI_GFN          0xFC000ULL
+#define GUEST_ACPI_MAX_PAGES    16
+
+/* Pages outside RAM that xkvmd populates and a stream may bring (toolstack, ACPI). */
+static inline bool guest_gfn_is_special(uint64_t gfn)
+{
+    return (gfn >= GUEST_SPECIAL_GFN && gfn < GUEST_SPECIAL_GFN + GUEST_SPECIAL_PAGES) ||
+           (gfn >= GUEST_ACPI_GFN && gfn < GUEST_ACPI_GFN + GUEST_ACPI_MAX_PAGES);
+}
+
+#define DOMAIN_UNIMPL_SLOTS     64
 
 struct domain {
 #ifdef XKVM_LU_TEST_NEXT
@@ -74,11 +86,19 @@ struct domain {
 
     struct event_domain *ev;    /* event.h: shared_info, event channels */
     struct gnttab *gt;          /* gnttab.h: grant table */
+
+    /* Hypercalls and sub-ops already logged as unimplemented (hypercall.c). */
+    uint64_t unimpl_seen[DOMAIN_UNIMPL_SLOTS];
+    uint32_t vm_assist;         /* VMASST_TYPE_* bits the guest enabled (hc_sched.c) */
+    uint32_t tsc_khz;           /* the guest's TSC rate: the host's where it was built */
+    bool tsc_scaled;            /* KVM scales the guest's TSC to tsc_khz (tsc_rate.c) */
 };
 
 /* The guest's memory map (as in its hvm_start_info and XENMEM_memory_map). */
-#define DOMAIN_MEMMAP_MAX 4
+#define DOMAIN_MEMMAP_MAX 5
 unsigned domain_memmap(const struct domain *d, struct hvm_memmap_table_entry *map);
+/* Pages the domain's ACPI tables take at GUEST_ACPI_GFN (from its config). */
+unsigned domain_acpi_pages(const struct domcfg *cfg);
 /* RAM frames the domain holds now. */
 uint64_t mm_count_owner_ram(const struct domain *d);
 
@@ -173,6 +193,12 @@ bool domain_job_claim(struct domain *d);
 void domain_job_release(struct domain *d);
 /* Restore (live update): d was shut down, as code says, and handled or not yet. */
 void domain_set_shutdown_state(struct domain *d, int code, bool handled);
+
+/*
+ * Restore: the guest's TSC runs at khz (tsc_rate.c). Scaled where KVM can; -EOPNOTSUPP
+ * with a message where the rates differ and it cannot. Before the vCPUs first run.
+ */
+int domain_set_tsc_khz(struct domain *d, uint32_t khz, char *err, size_t errlen);
 
 /* Counted pause: returns once every vCPU is parked. */
 void domain_pause(struct domain *d);

@@ -110,6 +110,7 @@ struct vcpu_event {
     struct vcpu_runstate_info runstate;
     uint64_t runstate_since;        /* Xen system time accounted up to; 0: not yet */
     uint64_t runstate_gva;
+    uint64_t time_area_gva;         /* secondary vcpu_time_info (linear, 0: none) */
     uint64_t nr_callbacks;          /* callback vectors injected */
     uint64_t nr_timer_events;       /* VIRQ_TIMER raised */
     uint64_t nr_retries;            /* callback not injectable yet: retried later */

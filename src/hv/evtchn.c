@@ -546,7 +546,9 @@ struct json_object *event_state_json(struct domain *d)
             J_INT(vi, "pending_sel", e->vcpu_info->evtchn_pending_sel);
             J_INT(vi, "time_version", e->vcpu_info->time.version);
             J_INT(vi, "system_time", e->vcpu_info->time.system_time);
+            J_INT(vi, "time_flags", e->vcpu_info->time.flags);
         }
+        J_INT(vi, "time_area", __atomic_load_n(&e->time_area_gva, __ATOMIC_ACQUIRE));
         json_object_object_add(j, "vcpu_info", vi);
         J_INT(j, "upcall_vector", e->upcall_vector);
         struct json_object *virqs = json_object_new_object();
@@ -574,6 +576,8 @@ struct json_object *event_state_json(struct domain *d)
         json_object_array_add(vcpus, j);
     }
     json_object_object_add(o, "vcpus", vcpus);
+    J_INT(o, "vm_assist", __atomic_load_n(&d->vm_assist, __ATOMIC_ACQUIRE));
+    J_INT(o, "tsc_khz", d->tsc_khz);
     pthread_mutex_unlock(&ev->lock);
     return o;
 }

@@ -39,6 +39,6 @@ long do_console_io(struct hcall *hc)
     case CONSOLEIO_read:
         return -EPERM;      /* only the control domain reads Xen's console ring */
     default:
-        return -ENOSYS;
+        return hc_unimplemented(hc, "console_io", (unsigned long)hc->arg[0]);
     }
 }

@@ -239,6 +239,6 @@ long do_event_channel_op(struct hcall *hc)
     case EVTCHNOP_expand_array:
     case EVTCHNOP_set_priority:
     default:
-        return -ENOSYS;
+        return hc_unimplemented(hc, "event_channel_op", (unsigned long)hc->arg[0]);
     }
 }

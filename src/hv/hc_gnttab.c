@@ -282,7 +282,7 @@ long do_grant_table_op(struct hcall *hc)
          * map/unmap (a domU mapping another domU's grant), transfer (PV only),
          * unmap_and_replace, swap_grant_ref, v2's status frames and cache_flush.
          */
-        return -ENOSYS;
+        return hc_unimplemented(hc, "grant_table_op", cmd);
     }
     switch (cmd) {
     case GNTTABOP_setup_table:  return setup_table(hc, uop);

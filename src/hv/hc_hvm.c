@@ -84,6 +84,20 @@ static long hvm_param(struct hcall *hc, bool set)
     return hc_copy_to(hc, hc->arg[1], &p, sizeof(p)) ? -EFAULT : 0;
 }
 
+/*
+ * A guest says a page table is about to die: only shadow paging cares, so Xen (and
+ * xkvm, which has none) just checks the argument and accepts it. On oneself only.
+ */
+static long pagetable_dying(struct hcall *hc)
+{
+    struct xen_hvm_pagetable_dying a;
+    if (hc_copy_from(hc, &a, hc->arg[1], sizeof(a)))
+        return -EFAULT;
+    if (a.domid != DOMID_SELF && a.domid != hc->d->domid)
+        return domain_find_any(a.domid) ? -EINVAL : -ESRCH;
+    return 0;
+}
+
 long do_hvm_op(struct hcall *hc)
 {
     switch (hc->arg[0]) {
@@ -93,7 +107,9 @@ long do_hvm_op(struct hcall *hc)
         return hvm_param(hc, false);
     case HVMOP_set_evtchn_upcall_vector:
         return do_set_evtchn_upcall_vector(hc);
+    case HVMOP_pagetable_dying:
+        return pagetable_dying(hc);
     default:
-        return -ENOSYS;
+        return hc_unimplemented(hc, "hvm_op", (unsigned long)hc->arg[0]);
     }
 }

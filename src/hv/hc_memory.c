@@ -97,6 +97,25 @@ static long reservation(struct hcall *hc, bool maximum)
     return maximum ? (long)hc->d->ram_frames : (long)mm_count_owner_ram(hc->d);
 }
 
+static long maximum_gpfn(struct hcall *hc)
+{
+    domid_t domid;
+    if (hc_copy_from(hc, &domid, hc->arg[1], sizeof(domid)))
+        return -EFAULT;
+    long rc = self_or_error(hc, domid);
+    return rc ? rc : (long)(hc->d->p2m.nr_gfns - 1);
+}
+
+/* A domain without vNUMA (all of xkvm's): Xen answers -EOPNOTSUPP. */
+static long vnuma_info(struct hcall *hc)
+{
+    domid_t domid;
+    if (hc_copy_from(hc, &domid, hc->arg[1], sizeof(domid)))
+        return -EFAULT;
+    long rc = self_or_error(hc, domid);
+    return rc ? rc : -EOPNOTSUPP;
+}
+
 long do_memory_op(struct hcall *hc)
 {
     /* The top bits of cmd carry a continuation start extent, as on Xen. */
@@ -110,8 +129,16 @@ long do_memory_op(struct hcall *hc)
     case XENMEM_maximum_reservation:
         return reservation(hc, true);
     case XENMEM_maximum_gpfn:
-        return (long)(hc->d->p2m.nr_gfns - 1);
+        return maximum_gpfn(hc);
+    case XENMEM_maximum_ram_page:
+        /* Xen: the host's highest machine frame (max_page), to any domain. */
+        return (long)host.mm.nr_frames;
+    case XENMEM_get_vnumainfo:
+        return vnuma_info(hc);
+    case XENMEM_machine_memory_map:
+    case XENMEM_set_memory_map:
+        return -EPERM;      /* control domain only */
     default:
-        return -ENOSYS;
+        return hc_unimplemented(hc, "memory_op", (unsigned long)(hc->arg[0] & 0x3f));
     }
 }

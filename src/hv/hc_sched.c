@@ -1,4 +1,8 @@
-/* sched_op: yield, shutdown, block and poll (the last two in upcall.c). */
+/*
+ * sched_op: yield, shutdown, block and poll (the last two in upcall.c); and vm_assist,
+ * the per-domain assists an HVM guest may turn on (Xen's HVM_VM_ASSIST_MASK: only
+ * runstate_update_flag, which runstate.c honours).
+ */
 #include <errno.h>
 #include <stdint.h>
 #include <sched.h>
@@ -35,6 +39,25 @@ long do_sched_op(struct hcall *hc)
     case SCHEDOP_pin_override:
         return -EPERM;      /* control domain only */
     default:
-        return -ENOSYS;
+        return hc_unimplemented(hc, "sched_op", (unsigned long)hc->arg[0]);
+    }
+}
+
+#define HVM_VM_ASSIST_MASK (1u << VMASST_TYPE_runstate_update_flag)
+
+long do_vm_assist(struct hcall *hc)
+{
+    uint64_t cmd = hc->arg[0], type = hc->arg[1];
+    if (type >= 32 || !((HVM_VM_ASSIST_MASK >> type) & 1))
+        return -EINVAL;
+    switch (cmd) {
+    case VMASST_CMD_enable:
+        __atomic_fetch_or(&hc->d->vm_assist, 1u << type, __ATOMIC_ACQ_REL);
+        return 0;
+    case VMASST_CMD_disable:
+        __atomic_fetch_and(&hc->d->vm_assist, ~(1u << type), __ATOMIC_ACQ_REL);
+        return 0;
+    default:
+        return hc_unimplemented(hc, "vm_assist", (unsigned long)cmd);
     }
 }

@@ -1,6 +1,7 @@
 /*
  * vcpu_op: the VCPUOP_* an HVM guest may use (Xen's hvm_vcpu_op list): timers,
- * vcpu_info placement, and bringing vCPUs up and down with a vcpu_hvm_context.
+ * vcpu_info placement, the secondary vcpu_time_info (vDSO), and bringing vCPUs up and
+ * down with a vcpu_hvm_context. Also set_timer_op, the older singleshot timer call.
  *
  * A vCPU's KVM state belongs to its own thread: VCPUOP_initialise only records the
  * context; the target thread applies it (registers, then RUNNABLE) in event_before_run
@@ -129,6 +130,46 @@ static long set_singleshot(struct hcall *hc, struct vcpu *v, uint64_t gva)
     return 0;
 }
 
+/*
+ * set_timer_op: the calling vCPU's singleshot timer at an absolute system time, 0
+ * cancels. Xen's workaround for old Linux kept: a deadline wrapped negative or more
+ * than 2^50 ns (13 days) ahead fires in 100 ms instead.
+ */
+long do_set_timer_op(struct hcall *hc)
+{
+    struct vcpu *v = hc->v;
+    uint64_t timeout = hc->is64 ? hc->arg[0] : (hc->arg[0] & 0xffffffffu) | (hc->arg[1] << 32);
+    uint64_t now = xen_system_time(v->d);
+    int64_t offset = (int64_t)(timeout - now);
+    if (timeout && ((int64_t)timeout < 0 || (offset > 0 && (offset >> 50) != 0)))
+        timeout = now + MILLISECS(100);
+    struct event_domain *ev = v->d->ev;
+    if (!ev)
+        return -EINVAL;
+    pthread_mutex_lock(&ev->lock);
+    v->ev->singleshot_deadline = timeout;
+    vcpu_timer_rearm(v);
+    pthread_mutex_unlock(&ev->lock);
+    return 0;
+}
+
+/*
+ * A second copy of the vCPU's vcpu_time_info at a guest-linear address (Linux maps it
+ * for its vDSO), written wherever the vcpu_info copy is (vcpu_time_update). 0 stops.
+ */
+static long register_time_area(struct hcall *hc, struct vcpu *v, uint64_t gva)
+{
+    struct vcpu_register_time_memory_area area;
+    if (hc_copy_from(hc, &area, gva, sizeof(area)))
+        return -EFAULT;
+    uint64_t at = hc->is64 ? area.addr.p : (uint32_t)area.addr.p;
+    __atomic_store_n(&v->ev->time_area_gva, at, __ATOMIC_RELEASE);
+    __atomic_store_n(&v->ev->time_dirty, true, __ATOMIC_RELEASE);
+    if (at && v == hc->v)
+        vcpu_time_update(v);    /* Linux reads it right after registering */
+    return 0;
+}
+
 static long stop_timer(struct hcall *hc, struct vcpu *v, bool periodic)
 {
     if (!periodic && v != hc->v)
@@ -181,9 +222,10 @@ long do_vcpu_op(struct hcall *hc)
     case VCPUOP_get_physid:
     case VCPUOP_get_runstate_info:
     case VCPUOP_register_runstate_memory_area:
+    case VCPUOP_register_vcpu_time_memory_area:
         break;
     default:
-        return -ENOSYS;     /* not for HVM guests */
+        return hc_unimplemented(hc, "vcpu_op", cmd);     /* not for HVM guests */
     }
     struct domain *d = hc->d;
     uint64_t id = hc->is64 ? hc->arg[1] : (uint32_t)hc->arg[1];
@@ -218,6 +260,8 @@ long do_vcpu_op(struct hcall *hc)
         return vcpu_get_runstate(hc, v, gva);
     case VCPUOP_register_runstate_memory_area:
         return vcpu_register_runstate(hc, v, gva);
+    case VCPUOP_register_vcpu_time_memory_area:
+        return register_time_area(hc, v, gva);
     case VCPUOP_get_physid:
     default:
         return -EINVAL;     /* Xen: only for pinned vCPUs of the hardware domain */

@@ -10,11 +10,21 @@
 #include "hv/hv.h"
 #include "hv/hypercall.h"
 
-static uint32_t feature_submap(unsigned idx)
+/*
+ * What Xen 4.17 offers an HVM/PVH domU (xen/common/kernel.c): a translated guest with
+ * writable page tables, pvclock safe to use, the callback vector (HVM_PARAM_CALLBACK_IRQ
+ * type vector: upcall.c), vNUMA queries (XENMEM_get_vnumainfo answers -EOPNOTSUPP
+ * without vNUMA, as there), not direct-mapped. No hvm_pirqs: there are no physical
+ * IRQs here. Any other index: -EINVAL, as on Xen.
+ */
+static int feature_submap(unsigned idx, uint32_t *submap)
 {
     if (idx != 0)
-        return 0;
-    return (1u << XENFEAT_auto_translated_physmap) | (1u << XENFEAT_supervisor_mode_kernel);
+        return -EINVAL;
+    *submap = (1u << XENFEAT_writable_page_tables) | (1u << XENFEAT_auto_translated_physmap) |
+              (1u << XENFEAT_hvm_callback_vector) | (1u << XENFEAT_hvm_safe_pvclock) |
+              (1u << XENFEAT_memory_op_vnode_supported) | (1u << XENFEAT_not_direct_mapped);
+    return 0;
 }
 
 long do_xen_version(struct hcall *hc)
@@ -57,7 +67,8 @@ long do_xen_version(struct hcall *hc)
         struct xen_feature_info fi;
         if (hc_copy_from(hc, &fi, arg, sizeof(fi)))
             return -EFAULT;
-        fi.submap = feature_submap(fi.submap_idx);
+        if (feature_submap(fi.submap_idx, &fi.submap))
+            return -EINVAL;
         return hc_copy_to(hc, arg, &fi, sizeof(fi)) ? -EFAULT : 0;
     }
     case XENVER_pagesize:
@@ -71,6 +82,6 @@ long do_xen_version(struct hcall *hc)
     case XENVER_build_id:
         return -EPERM;      /* control domain only */
     default:
-        return -ENOSYS;
+        return hc_unimplemented(hc, "xen_version", (unsigned long)hc->arg[0]);
     }
 }

@@ -106,6 +106,7 @@ int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t err
         return -errno;
     }
     host.tsc_khz = probe_tsc_khz();
+    host.has_tsc_control = ioctl(host.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
 
     /* 0: live update, which takes over the previous xkvmd's machine memory. */
     int rc = machine_memory ? mm_init(&host.mm, machine_memory) : 0;

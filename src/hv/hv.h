@@ -28,6 +28,7 @@ struct host {
     bool has_sync_regs;
     char kvm_module[16];            /* kvm_pvm, kvm_intel, kvm_amd */
     uint32_t tsc_khz;
+    bool has_tsc_control;           /* KVM can scale a guest's TSC (KVM_SET_TSC_KHZ) */
 
     struct machine_mem mm;
 

@@ -1,3 +1,9 @@
+/*
+ * The hypercall table: dispatch by Xen's number, and the one place that logs what a
+ * guest asked for and xkvm does not implement (once per domain per hypercall and
+ * sub-op, so that the next gap a guest runs into is visible in the log).
+ * docs/hypervisor.md, "The hypercall transport".
+ */
 #include "hv/hypercall.h"
 
 #include <errno.h>
@@ -26,16 +32,64 @@ static const struct hypercall_entry hypercall_table[] = {
     [__HYPERVISOR_event_channel_op] = { "event_channel_op", do_event_channel_op },
     [__HYPERVISOR_vcpu_op]     = { "vcpu_op", do_vcpu_op },
     [__HYPERVISOR_grant_table_op] = { "grant_table_op", do_grant_table_op },
+    [__HYPERVISOR_set_timer_op] = { "set_timer_op", do_set_timer_op },
+    [__HYPERVISOR_vm_assist]   = { "vm_assist", do_vm_assist },
+};
+
+/* Xen's names for the hypercalls xkvm does not implement, for the log. */
+static const char *const hypercall_names[] = {
+    [0] = "set_trap_table", [1] = "mmu_update", [2] = "set_gdt",
+    [3] = "stack_switch", [4] = "set_callbacks", [5] = "fpu_taskswitch",
+    [6] = "sched_op_compat", [7] = "platform_op", [8] = "set_debugreg",
+    [9] = "get_debugreg", [10] = "update_descriptor", [12] = "memory_op",
+    [13] = "multicall", [14] = "update_va_mapping", [15] = "set_timer_op",
+    [16] = "event_channel_op_compat", [17] = "xen_version", [18] = "console_io",
+    [19] = "physdev_op_compat", [20] = "grant_table_op", [21] = "vm_assist",
+    [22] = "update_va_mapping_otherdomain", [23] = "iret", [24] = "vcpu_op",
+    [25] = "set_segment_base", [26] = "mmuext_op", [27] = "xsm_op", [28] = "nmi_op",
+    [29] = "sched_op", [30] = "callback_op", [31] = "xenoprof_op",
+    [32] = "event_channel_op", [33] = "physdev_op", [34] = "hvm_op", [35] = "sysctl",
+    [36] = "domctl", [37] = "kexec_op", [38] = "tmem_op", [39] = "argo_op",
+    [40] = "xenpmu_op", [41] = "dm_op", [42] = "hypfs_op",
 };
 
 #define NR_TABLE (sizeof(hypercall_table) / sizeof(hypercall_table[0]))
 
+/* First time this domain asks for (nr, cmd)? Lock-free: vCPU threads race here. */
+static bool unimplemented_first_time(struct domain *d, unsigned nr, uint64_t cmd)
+{
+    uint64_t key = (((uint64_t)nr << 32) | (cmd & 0xffffffffu)) + 1;
+    for (unsigned i = 0; i < DOMAIN_UNIMPL_SLOTS; i++) {
+        uint64_t seen = __atomic_load_n(&d->unimpl_seen[i], __ATOMIC_ACQUIRE);
+        if (seen == key)
+            return false;
+        if (seen == 0 && __atomic_compare_exchange_n(&d->unimpl_seen[i], &seen, key, false,
+                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return true;
+        if (seen == key)
+            return false;
+    }
+    return false;   /* a guest probing this many gaps has had its share of the log */
+}
+
+long hc_unimplemented(struct hcall *hc, const char *family, unsigned long cmd)
+{
+    if (!unimplemented_first_time(hc->d, hc->nr, cmd))
+        return -ENOSYS;
+    if (family)
+        log_info("d%u: unimplemented %s (hypercall %u) sub-op %lu: -ENOSYS", hc->d->domid,
+                 family, hc->nr, cmd);
+    else
+        log_info("d%u: unimplemented hypercall %u (%s): -ENOSYS", hc->d->domid, hc->nr,
+                 hc->nr < sizeof(hypercall_names) / sizeof(hypercall_names[0]) &&
+                 hypercall_names[hc->nr] ? hypercall_names[hc->nr] : "unknown");
+    return -ENOSYS;
+}
+
 long hypercall_dispatch(struct hcall *hc)
 {
-    if (hc->nr >= NR_TABLE || !hypercall_table[hc->nr].fn) {
-        log_debug("d%u: unimplemented hypercall %u", hc->d->domid, hc->nr);
-        return -ENOSYS;
-    }
+    if (hc->nr >= NR_TABLE || !hypercall_table[hc->nr].fn)
+        return hc_unimplemented(hc, NULL, HC_NO_SUBOP);
     return hypercall_table[hc->nr].fn(hc);
 }
 

@@ -46,11 +46,21 @@ int hypercall_page_fill(struct domain *d, uint64_t gpa);
 int hc_copy_from(struct hcall *hc, void *dst, uint64_t gva, size_t len);
 int hc_copy_to(struct hcall *hc, uint64_t gva, const void *src, size_t len);
 
+/*
+ * A hypercall or sub-op xkvm does not implement: logged once per domain (family: the
+ * hypercall's name, cmd: the sub-op; family NULL and cmd HC_NO_SUBOP for a hypercall
+ * missing from the table). Returns -ENOSYS.
+ */
+#define HC_NO_SUBOP (~0ul)
+long hc_unimplemented(struct hcall *hc, const char *family, unsigned long cmd);
+
 /* Handlers, one file per hypercall family. */
 long do_console_io(struct hcall *hc);
 long do_xen_version(struct hcall *hc);
 long do_sched_op(struct hcall *hc);
 long do_hvm_op(struct hcall *hc);
 long do_memory_op(struct hcall *hc);
+long do_set_timer_op(struct hcall *hc);     /* hc_vcpu.c: the vCPU's singleshot timer */
+long do_vm_assist(struct hcall *hc);        /* hc_sched.c */
 
 #endif

@@ -6,9 +6,13 @@
  * xkvmd does not see the time a vCPU spends halted inside KVM, so a vCPU that is up is
  * accounted as running and one that is down as offline; runnable and blocked stay 0
  * (no steal time is reported). The area is a guest-linear address, as on Xen for HVM
- * guests, written through the vCPU's own page tables on its own thread.
+ * guests, written through the vCPU's own page tables on its own thread. With
+ * vm_assist(VMASST_TYPE_runstate_update_flag) on, XEN_RUNSTATE_UPDATE is set in
+ * state_entry_time while the area changes, as Xen does, so a reader on another vCPU
+ * can tell a torn copy.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <xen/vcpu.h>
@@ -63,7 +67,22 @@ static int runstate_copy_out(struct vcpu *v, const struct gphys *g,
     runstate_account(v, xen_system_time(d));
     size_t n = runstate_layout(&v->ev->runstate, is64, buf);
     pthread_mutex_unlock(&d->ev->lock);
-    return copy_to_guest(g, pg, gva, buf, n);
+    if (!(__atomic_load_n(&d->vm_assist, __ATOMIC_ACQUIRE) &
+          (1u << VMASST_TYPE_runstate_update_flag)))
+        return copy_to_guest(g, pg, gva, buf, n);
+    size_t at = is64 ? offsetof(struct vcpu_runstate_info, state_entry_time) : 4;
+    uint64_t entry;
+    memcpy(&entry, buf + at, sizeof(entry));
+    uint64_t updating = entry | XEN_RUNSTATE_UPDATE;
+    memcpy(buf + at, &updating, sizeof(updating));
+    int rc = copy_to_guest(g, pg, gva + at, &updating, sizeof(updating));
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!rc)
+        rc = copy_to_guest(g, pg, gva, buf, n);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!rc)
+        rc = copy_to_guest(g, pg, gva + at, &entry, sizeof(entry));
+    return rc;
 }
 
 void runstate_update_area(struct vcpu *v)

@@ -5,7 +5,11 @@
  * wall clock, and each vCPU's vcpu_time_info.
  *
  * Xen system time is the VM's KVM clock (KVM_GET_CLOCK, ns). vcpu_time_info pairs a
- * reading of it with the guest's TSC at the same instant, scaled by the host TSC rate.
+ * reading of it with the guest's TSC at the same instant, scaled by the guest's TSC
+ * rate (d->tsc_khz). XEN_PVCLOCK_TSC_STABLE_BIT is set while KVM says its clock runs
+ * off a stable host TSC (KVM_CLOCK_TSC_STABLE): every vCPU's copy then agrees, and
+ * Linux may use it from its vDSO through the secondary copy the guest registered
+ * (VCPUOP_register_vcpu_time_memory_area), which is written along with this one.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -155,10 +159,10 @@ int vcpu_info_restore(struct vcpu *v, uint64_t gfn, uint32_t offset)
     return 0;
 }
 
-/* tsc_to_system_mul and tsc_shift for the host TSC rate: ns = (tsc << shift) * mul >> 32. */
-static void tsc_scale(uint32_t *mul, int8_t *shift)
+/* tsc_to_system_mul and tsc_shift for a TSC rate: ns = (tsc << shift) * mul >> 32. */
+static void tsc_scale(uint32_t tsc_khz, uint32_t *mul, int8_t *shift)
 {
-    uint64_t khz = host.tsc_khz ? host.tsc_khz : 1000000;
+    uint64_t khz = tsc_khz ? tsc_khz : 1000000;
     uint64_t m = (1000000ull << 32) / khz;
     int s = 0;
     while (m >= (1ull << 32)) {
@@ -173,13 +177,45 @@ static void tsc_scale(uint32_t *mul, int8_t *shift)
     *shift = (int8_t)s;
 }
 
+/* The secondary copy, with the same version protocol, through v's page tables. */
+static void time_area_write(struct vcpu *v, const struct vcpu_time_info *t)
+{
+    uint64_t gva = __atomic_load_n(&v->ev->time_area_gva, __ATOMIC_ACQUIRE);
+    struct guest_paging pg;
+    if (!gva || vcpu_get_paging(v, &pg))
+        return;
+    struct gphys g = p2m_gphys(&v->d->p2m);
+    struct vcpu_time_info copy = *t;
+    copy.version = t->version | 1;      /* odd while it changes */
+    /* As on Xen, an area the guest unmapped is silently not updated. */
+    if (copy_to_guest(&g, &pg, gva, &copy.version, sizeof(copy.version)))
+        return;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    copy_to_guest(&g, &pg, gva, &copy, sizeof(copy));
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    copy.version = (t->version | 1) + 1;
+    copy_to_guest(&g, &pg, gva, &copy.version, sizeof(copy.version));
+}
+
+/*
+ * Host TSC ticks as the guest's TSC counts them: the same where KVM does not scale
+ * it, else in the ratio of the two rates (tsc_rate.c). For the microseconds between
+ * two readings, so no overflow.
+ */
+static int64_t guest_ticks(const struct domain *d, int64_t host_ticks)
+{
+    if (!host.tsc_khz || !d->tsc_khz || d->tsc_khz == host.tsc_khz || !d->tsc_scaled)
+        return host_ticks;
+    return host_ticks * (int64_t)d->tsc_khz / (int64_t)host.tsc_khz;
+}
+
 void vcpu_time_update(struct vcpu *v)
 {
     struct vcpu_info *vi = vcpu_info_of(v);
     __atomic_store_n(&v->ev->time_dirty, false, __ATOMIC_RELEASE);
     if (!vi)
         return;
-    /* The guest TSC's offset from ours: read it on this (the vCPU's own) thread. */
+    /* The guest's TSC against ours at one instant: read it on this (the vCPU's own) thread. */
     union {
         struct kvm_msrs hdr;
         uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
@@ -190,7 +226,8 @@ void vcpu_time_update(struct vcpu *v)
     uint64_t h0 = __rdtsc();
     int n = ioctl(v->fd, KVM_GET_MSRS, &msr);
     uint64_t h1 = __rdtsc();
-    int64_t offset = n == 1 ? (int64_t)(msr.hdr.entries[0].data - (h0 + (h1 - h0) / 2)) : 0;
+    uint64_t host_mid = h0 + (h1 - h0) / 2;
+    uint64_t guest_tsc = n == 1 ? msr.hdr.entries[0].data : host_mid;
 
     struct kvm_clock_data c = { 0 };
     uint64_t c0 = __rdtsc();
@@ -201,16 +238,17 @@ void vcpu_time_update(struct vcpu *v)
 
     uint32_t mul;
     int8_t shift;
-    tsc_scale(&mul, &shift);
+    tsc_scale(v->d->tsc_khz, &mul, &shift);
     struct vcpu_time_info *t = &vi->time;
     uint32_t odd = (__atomic_load_n(&t->version, __ATOMIC_RELAXED) + 1) | 1;
     __atomic_store_n(&t->version, odd, __ATOMIC_RELEASE);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    t->tsc_timestamp = host_tsc + (uint64_t)offset;
+    t->tsc_timestamp = guest_tsc + (uint64_t)guest_ticks(v->d, (int64_t)(host_tsc - host_mid));
     t->system_time = c.clock;
     t->tsc_to_system_mul = mul;
     t->tsc_shift = shift;
-    t->flags = 0;
+    t->flags = (c.flags & KVM_CLOCK_TSC_STABLE) ? XEN_PVCLOCK_TSC_STABLE_BIT : 0;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     __atomic_store_n(&t->version, odd + 1, __ATOMIC_RELEASE);
+    time_area_write(v, t);
 }

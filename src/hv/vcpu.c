@@ -20,6 +20,7 @@
 #include "hv/event.h"
 #include "hv/hv.h"
 #include "hv/hypercall.h"
+#include "hv/platform_io.h"
 #include "util/log.h"
 
 #define EFER_LMA (1ULL << 10)
@@ -41,7 +42,7 @@ int vcpu_init(struct vcpu *v, struct domain *d, unsigned id, char *err, size_t e
         snprintf(err, errlen, "mmap of vCPU %u: %s", id, strerror(errno));
         return -errno;
     }
-    struct kvm_cpuid2 *cpuid = cpuid_build(host.supported_cpuid, id, d->domid, host.tsc_khz);
+    struct kvm_cpuid2 *cpuid = cpuid_build(host.supported_cpuid, id, d->domid, d->tsc_khz);
     int rc = cpuid ? ioctl(v->fd, KVM_SET_CPUID2, cpuid) : -1;
     free(cpuid);
     if (rc < 0) {
@@ -191,6 +192,9 @@ static void handle_io(struct vcpu *v)
         console_log_write(v->d, data, (size_t)run->io.size * run->io.count);
         return;
     }
+    if (platform_io(v, run->io.direction == KVM_EXIT_IO_OUT, run->io.port, data,
+                    run->io.size, run->io.count))
+        return;
     if (run->io.direction == KVM_EXIT_IO_IN)   /* no device: the bus floats high */
         memset(data, 0xff, (size_t)run->io.size * run->io.count);
 }

@@ -77,6 +77,14 @@ static int get_xsave(struct vcpu *v, void *buf, int size)
     return ioctl(v->fd, req, buf);
 }
 
+int arch_vcpu_mp_state(struct vcpu *v)
+{
+    struct kvm_mp_state mp;
+    if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0)
+        return -errno;
+    return (int)mp.mp_state;
+}
+
 int arch_vcpu_halted(struct vcpu *v)
 {
     struct kvm_mp_state mp;
@@ -90,8 +98,15 @@ static int read_vcpu(struct vcpu *v, struct vcpu_kvm_state *k, struct kvm_xcrs *
                      int xs_size, char *err, size_t errlen)
 {
     const char *what = NULL;
+    struct kvm_mp_state mp;
     memset(xcrs, 0, sizeof(*xcrs));
-    if (ioctl(v->fd, KVM_GET_REGS, &k->regs) < 0) what = "KVM_GET_REGS";
+    /*
+     * First: reading the mp_state makes KVM act on an INIT or SIPI it has not yet
+     * (a vCPU paused right after another sent them), so the registers read below are
+     * the ones the mp_state saved with DOMAIN_CONTEXT (pv_save.c) goes with.
+     */
+    if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0) what = "KVM_GET_MP_STATE";
+    else if (ioctl(v->fd, KVM_GET_REGS, &k->regs) < 0) what = "KVM_GET_REGS";
     else if (ioctl(v->fd, KVM_GET_SREGS, &k->sregs) < 0) what = "KVM_GET_SREGS";
     else if (get_xsave(v, k->xsave, xs_size) < 0) what = "KVM_GET_XSAVE";
     else if (ioctl(v->fd, KVM_GET_XCRS, xcrs) < 0) what = "KVM_GET_XCRS";
@@ -366,7 +381,7 @@ int arch_restore_domain(struct domain *d, const void *blob, size_t len,
         rc = -ENOMEM;
     }
     struct vcpu_load_ctx ctx = { .tsc_advance_ns = tsc_advance_ns,
-                                 .tsc_khz = host.tsc_khz ? host.tsc_khz : 1000000 };
+                                 .tsc_khz = d->tsc_khz ? d->tsc_khz : 1000000 };
     for (unsigned i = 0; !rc && i < d->nr_vcpus; i++)
         rc = load_vcpu(&d->vcpus[i], &vb[i], &ctx, xs_size, xs, err, errlen);
     free(xs);

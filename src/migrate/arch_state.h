@@ -33,5 +33,7 @@ int arch_restore_domain(struct domain *d, const void *blob, size_t len,
 /* Whether vCPU v is halted (HLT or SCHEDOP_block) in KVM. */
 struct vcpu;
 int arch_vcpu_halted(struct vcpu *v);
+/* v's KVM_GET_MP_STATE (KVM_MP_STATE_*), or -errno. */
+int arch_vcpu_mp_state(struct vcpu *v);
 
 #endif

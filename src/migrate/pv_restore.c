@@ -167,6 +167,32 @@ static void restore_port(struct domain *d, uint32_t port, const struct xkvm_ctx_
         ev->valid_ports += EVTCHN_BUCKET;
 }
 
+/*
+ * A vCPU's KVM mp_state and time area. One that waited for INIT/SIPI waits again (a
+ * fresh vCPU other than the first is UNINITIALIZED already; INIT_RECEIVED must be
+ * set, or the SIPI to come would be ignored); one that runs or halted runs (HALTED
+ * comes back runnable, as with VCPU_STATE).
+ */
+static int restore_vcpu_platform(struct vcpu *v, const struct xkvm_ctx_vcpu_platform *p,
+                                 char *err, size_t errlen)
+{
+    __atomic_store_n(&v->ev->time_area_gva, p->time_area, __ATOMIC_RELEASE);
+    struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+    if (p->mp_state == XKVM_CTX_MP_UNINITIALIZED)
+        mp.mp_state = KVM_MP_STATE_UNINITIALIZED;
+    else if (p->mp_state == XKVM_CTX_MP_INIT_RECEIVED)
+        mp.mp_state = KVM_MP_STATE_INIT_RECEIVED;
+    if (mp.mp_state == KVM_MP_STATE_UNINITIALIZED && v->id != 0)
+        return 0;
+    if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0) {
+        int rc = -errno;
+        snprintf(err, errlen, "v%u: KVM_SET_MP_STATE %u: %s", v->id, mp.mp_state,
+                 strerror(errno));
+        return rc;
+    }
+    return 0;
+}
+
 int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *advance_ns,
                        char *err, size_t errlen)
 {
@@ -177,6 +203,7 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
     const struct xkvm_ctx_gnttab *gt = NULL;
     const struct xkvm_ctx_gnttab_frame *frames[GNTTAB_MAX_FRAMES] = { 0 };
     const struct xkvm_ctx_hvm_params *params = NULL;
+    uint32_t tsc_khz = 0;       /* absent (older images): this host's rate */
     struct xkvm_ctx_reader r;
     struct xkvm_ctx_record rec;
 
@@ -192,10 +219,18 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
                 frames[rec.instance] = xkvm_ctx_get_gnttab_frame(&rec);
             break;
         case XKVM_CTX_HVM_PARAMS: params = xkvm_ctx_get_hvm_params(&rec); break;
+        case XKVM_CTX_TSC_INFO: tsc_khz = xkvm_ctx_get_tsc_info(&rec)->khz; break;
+        case XKVM_CTX_VM_ASSIST:
+            __atomic_store_n(&d->vm_assist, xkvm_ctx_get_vm_assist(&rec)->types,
+                             __ATOMIC_RELEASE);
+            break;
         default: break;
         }
     }
-    int rc = restore_time(d, time, advance_ns, err, errlen);
+    int rc = domain_set_tsc_khz(d, tsc_khz, err, errlen);
+    if (rc)
+        return rc;
+    rc = restore_time(d, time, advance_ns, err, errlen);
     if (rc)
         return rc;
     if (si) {
@@ -267,6 +302,9 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
             __atomic_store_n(&e->runstate_gva, rs->area, __ATOMIC_RELEASE);
             break;
         }
+        case XKVM_CTX_VCPU_PLATFORM:
+            rc = restore_vcpu_platform(v, xkvm_ctx_get_vcpu_platform(&rec), err, errlen);
+            break;
         case XKVM_CTX_TIMER: {
             const struct xkvm_ctx_timer *t = xkvm_ctx_get_timer(&rec);
             e->singleshot_deadline = t->singleshot_deadline;

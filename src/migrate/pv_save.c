@@ -2,6 +2,7 @@
 #include "migrate/pv_save.h"
 
 #include <errno.h>
+#include <linux/kvm.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,14 +117,36 @@ static void write_hvm_params(struct domain *d, struct xkvm_ctx_writer *w)
     xkvm_ctx_write_hvm_params(w, params, migrate_hvm_params(d, params));
 }
 
+/* KVM's mp_state in the image's numbering; a pending SIPI was applied by reading it. */
+static uint32_t ctx_mp_state(int mp)
+{
+    switch (mp) {
+    case KVM_MP_STATE_UNINITIALIZED: return XKVM_CTX_MP_UNINITIALIZED;
+    case KVM_MP_STATE_INIT_RECEIVED: return XKVM_CTX_MP_INIT_RECEIVED;
+    case KVM_MP_STATE_HALTED:        return XKVM_CTX_MP_HALTED;
+    default:                         return XKVM_CTX_MP_RUNNABLE;
+    }
+}
+
 /* One vCPU's records (ev->lock held). */
 static void write_vcpu(struct domain *d, struct vcpu *v, struct xkvm_ctx_writer *w)
 {
     struct vcpu_event *e = v->ev;
     uint32_t flags = 0;
+    int mp = arch_vcpu_mp_state(v);
+    uint32_t mp_state = ctx_mp_state(mp);
     if (e) {
         /* Halted in KVM: by SCHEDOP_block or by the guest's own HLT. */
-        bool halted = arch_vcpu_halted(v) > 0;
+        bool halted = mp == KVM_MP_STATE_HALTED;
+        /*
+         * Started through LAPIC INIT/SIPI and not yet seen by xkvmd (its code may
+         * never have exited to user space): it runs, as if VCPUOP_up had started it.
+         */
+        bool started = mp >= 0 && (mp_state == XKVM_CTX_MP_RUNNABLE ||
+                                    mp_state == XKVM_CTX_MP_HALTED);
+        if (started && !e->initialised)
+            flags |= XKVM_CTX_VCPU_INITIALISED | XKVM_CTX_VCPU_UP |
+                     (halted ? XKVM_CTX_VCPU_HALTED : 0);
         if (e->initialised) {
             flags |= XKVM_CTX_VCPU_INITIALISED;
             if (e->up && !e->down_requested) {
@@ -163,6 +186,11 @@ static void write_vcpu(struct domain *d, struct vcpu *v, struct xkvm_ctx_writer 
         memcpy(rs.time, e->runstate.time, sizeof(rs.time));
         xkvm_ctx_write_runstate(w, v->id, &rs);
     }
+    struct xkvm_ctx_vcpu_platform p = {
+        .mp_state = mp_state,
+        .time_area = e ? __atomic_load_n(&e->time_area_gva, __ATOMIC_ACQUIRE) : 0,
+    };
+    xkvm_ctx_write_vcpu_platform(w, v->id, &p);
 }
 
 int pv_save_context(struct domain *d, struct xkvm_ctx_writer *w, char *err, size_t errlen)
@@ -185,6 +213,12 @@ int pv_save_context(struct domain *d, struct xkvm_ctx_writer *w, char *err, size
         .wallclock_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec,
     };
     xkvm_ctx_write_time(w, &t);
+    /* The TSC rate the guest calibrated, which the next host must keep (tsc_rate.c). */
+    struct xkvm_ctx_tsc_info tsc = { .mode = XKVM_CTX_TSC_MODE_DEFAULT, .khz = d->tsc_khz };
+    xkvm_ctx_write_tsc_info(w, &tsc);
+    uint32_t assists = __atomic_load_n(&d->vm_assist, __ATOMIC_ACQUIRE);
+    if (assists)
+        xkvm_ctx_write_vm_assist(w, assists);
 
     /*
      * ev->lock for the event state (ports, vcpu_info, timers), as debug-state reads

@@ -205,8 +205,7 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
             return fail(r, -EINVAL, "page %#llx is beyond the domain's memory",
                         (unsigned long long)pg.pfn);
         uint64_t mfn = p2m_lookup(&d->p2m, pg.pfn);
-        bool special = pg.pfn >= GUEST_SPECIAL_GFN &&
-                       pg.pfn < GUEST_SPECIAL_GFN + GUEST_SPECIAL_PAGES;
+        bool special = guest_gfn_is_special(pg.pfn);
         if (pg.type == XKVM_STREAM_PAGE_XTAB || pg.type == XKVM_STREAM_PAGE_BROKEN) {
             if (mfn != INVALID_MFN && physmap_place(d, pg.pfn, INVALID_MFN, INVALID_GFN))
                 return fail(r, -EIO, "removing page %#llx", (unsigned long long)pg.pfn);
@@ -216,7 +215,7 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
             if (!special)
                 return fail(r, -EINVAL, "page %#llx is not in the domain's memory map",
                             (unsigned long long)pg.pfn);
-            /* A toolstack page (xenstore or console ring): the stream brings it. */
+            /* A toolstack page (xenstore or console ring) or ACPI: the stream brings it. */
             if (mm_alloc_run(host_mm(), 1, d->domid, FRAME_SPECIAL, &mfn) != 1)
                 return fail(r, -ENOMEM, "out of memory for page %#llx",
                             (unsigned long long)pg.pfn);

@@ -333,7 +333,7 @@ uint32_t migrate_hvm_params(struct domain *d, struct xkvm_ctx_hvm_param *out)
 int migrate_hvm_context(struct domain *d, void **blob, size_t *len, char *err, size_t errlen)
 {
     struct xkvm_hvmctx_builder b;
-    if (xkvm_hvmctx_builder_init(&b, d->nr_vcpus, 0, 0, host.tsc_khz)) {
+    if (xkvm_hvmctx_builder_init(&b, d->nr_vcpus, 0, 0, d->tsc_khz)) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -350,7 +350,7 @@ int migrate_hvm_context(struct domain *d, void **blob, size_t *len, char *err, s
 static int send_state(struct sender *s, char *err, size_t errlen)
 {
     struct domain *d = s->d;
-    struct xkvm_stream_tsc_info tsc = { .mode = 0, .khz = host.tsc_khz,
+    struct xkvm_stream_tsc_info tsc = { .mode = 0, .khz = d->tsc_khz,
                                         .nsec = xen_system_time(d), .incarnation = 0 };
     /* The libxc record a Xen reader needs; an xkvm restore applies DOMAIN_CONTEXT's. */
     struct xkvm_ctx_hvm_param cp[HVM_NR_PARAMS];

@@ -4,10 +4,11 @@
 A crafting tool for tests/kvm/stream-trust.sh: it copies a save file (a libxc
 migration stream, docs/stream.md) and changes its XENSTORE_STATE record (the
 xenstore migration stream of designs/xenstore-migration: NODE records) or its
-DOMAIN_CONFIG record (JSON) as told; every other record is copied as it is.
+DOMAIN_CONFIG record (JSON) as told, or the guest's TSC rate (X86_TSC_INFO and the
+DOMAIN_CONTEXT image's TSC_INFO); every other record is copied as it is.
 
   stream-edit.py IN OUT [--xs-set PATH=VALUE]... [--disk-path PATH] [--kernel PATH]
-                        [--xs-conn-domid N]
+                        [--xs-conn-domid N] [--tsc-khz-times F]
 
 --xs-set changes the value of the node at PATH, or adds a node there (owned by the
 stream's domain), --disk-path the first disk's path, --kernel the kernel.
@@ -17,6 +18,9 @@ import json
 import struct
 import sys
 
+REC_X86_TSC_INFO = 0x08
+REC_DOMAIN_CONTEXT = 0x7F584B01
+CTX_TSC_INFO = 3
 REC_XENSTORE_STATE = 0x7F584B02
 REC_DOMAIN_CONFIG = 0x7F584B03
 XS_END, XS_CONN, XS_NODE = 0, 2, 5
@@ -86,6 +90,27 @@ def edit_config(body, disk_path, kernel):
     return json.dumps(cfg, separators=(",", ":")).encode()
 
 
+def scale_khz(body, at, times):
+    """body with the u32 kHz at offset `at` multiplied by `times`."""
+    khz, = struct.unpack_from("<I", body, at)
+    b = bytearray(body)
+    struct.pack_into("<I", b, at, int(khz * times))
+    return bytes(b)
+
+
+def edit_context_tsc(img, times):
+    """A domain context image (docs/domain-context.md) with TSC_INFO's khz scaled."""
+    out, off = bytearray(img), 0
+    while off + 16 <= len(img):
+        rtype, _inst, rlen = struct.unpack_from("<IIQ", img, off)
+        if rtype == CTX_TSC_INFO:
+            out[off + 16:off + 16 + rlen] = scale_khz(img[off + 16:off + 16 + rlen], 4, times)
+        if rtype == 0 and off:
+            break
+        off += 16 + rlen + pad8(rlen)
+    return bytes(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("infile")
@@ -94,6 +119,7 @@ def main():
     ap.add_argument("--xs-conn-domid", type=int)
     ap.add_argument("--disk-path")
     ap.add_argument("--kernel")
+    ap.add_argument("--tsc-khz-times", type=float)
     a = ap.parse_args()
     sets = dict(s.split("=", 1) for s in a.xs_set)
     data = open(a.infile, "rb").read()
@@ -103,6 +129,10 @@ def main():
             body = edit_xenstore(body, sets, a.xs_conn_domid)
         elif rtype == REC_DOMAIN_CONFIG:
             body = edit_config(body, a.disk_path, a.kernel)
+        elif rtype == REC_X86_TSC_INFO and a.tsc_khz_times:
+            body = scale_khz(body, 4, a.tsc_khz_times)
+        elif rtype == REC_DOMAIN_CONTEXT and a.tsc_khz_times:
+            body = edit_context_tsc(body, a.tsc_khz_times)
         out.append(record(rtype, body))
     open(a.outfile, "wb").write(b"".join(out))
     return 0

@@ -651,6 +651,84 @@ static void test_timer_rules(void)
     BODY_REJECT(XKVM_CTX_TIMER, 0, &t, 8, XKVM_CTX_ERR_BAD_LENGTH, "exactly 16");
 }
 
+static void test_vm_assist_rules(void)
+{
+    struct xkvm_ctx_vm_assist a = { XKVM_CTX_VMASST_RUNSTATE_UPDATE_FLAG, 0 };
+    BODY_ACCEPT(XKVM_CTX_VM_ASSIST, 0, &a, sizeof(a));
+    a.types = 0;
+    BODY_ACCEPT(XKVM_CTX_VM_ASSIST, 0, &a, sizeof(a));
+    a.types = 1u << 2;      /* writable_pagetables: PV only */
+    BODY_REJECT(XKVM_CTX_VM_ASSIST, 0, &a, sizeof(a), XKVM_CTX_ERR_RESERVED, "'types'");
+    a.types = 0;
+    a.pad = 1;
+    BODY_REJECT(XKVM_CTX_VM_ASSIST, 0, &a, sizeof(a), XKVM_CTX_ERR_RESERVED, "'pad'");
+    a.pad = 0;
+    BODY_REJECT(XKVM_CTX_VM_ASSIST, 1, &a, sizeof(a), XKVM_CTX_ERR_INSTANCE, "");
+}
+
+static void test_vcpu_platform_rules(void)
+{
+    struct xkvm_ctx_vcpu_platform p = { XKVM_CTX_MP_INIT_RECEIVED, 0, 0xffffffff80001000ull };
+    BODY_ACCEPT(XKVM_CTX_VCPU_PLATFORM, 3, &p, sizeof(p));
+    p.mp_state = XKVM_CTX_MP_HALTED;
+    BODY_ACCEPT(XKVM_CTX_VCPU_PLATFORM, 0, &p, sizeof(p));
+    p.mp_state = 4;         /* SIPI_RECEIVED is never saved: KVM applies it on reading */
+    BODY_REJECT(XKVM_CTX_VCPU_PLATFORM, 0, &p, sizeof(p), XKVM_CTX_ERR_BAD_VALUE,
+                "'mp_state'");
+    p.mp_state = 0;
+    p.pad = 2;
+    BODY_REJECT(XKVM_CTX_VCPU_PLATFORM, 0, &p, sizeof(p), XKVM_CTX_ERR_RESERVED, "'pad'");
+    p.pad = 0;
+    BODY_REJECT(XKVM_CTX_VCPU_PLATFORM, 0, &p, 8, XKVM_CTX_ERR_BAD_LENGTH, "16");
+}
+
+/* The typed writers and accessors of the platform records, and TSC_INFO's writer. */
+static void test_platform_roundtrip(void)
+{
+    struct xkvm_ctx_writer w;
+    xkvm_ctx_writer_init_buffer(&w);
+    struct xkvm_ctx_tsc_info tsc = { .mode = XKVM_CTX_TSC_MODE_DEFAULT, .khz = 2899999 };
+    struct xkvm_ctx_vcpu_platform p = { XKVM_CTX_MP_UNINITIALIZED, 0, 0x7000 };
+    CHECK_EQ(xkvm_ctx_write_start(&w), 0);
+    CHECK_EQ(xkvm_ctx_write_domain(&w, 5, 2), 0);
+    CHECK_EQ(xkvm_ctx_write_tsc_info(&w, &tsc), 0);
+    CHECK_EQ(xkvm_ctx_write_vm_assist(&w, XKVM_CTX_VMASST_RUNSTATE_UPDATE_FLAG), 0);
+    CHECK_EQ(xkvm_ctx_write_vcpu_platform(&w, 1, &p), 0);
+    CHECK_EQ(xkvm_ctx_write_end(&w), 0);
+    size_t len;
+    const uint8_t *img = xkvm_ctx_writer_data(&w, &len);
+    struct xkvm_ctx_error e;
+    CHECK_MSG(xkvm_ctx_check_image(img, len, NULL, NULL, &e) == 0, "%s", e.msg);
+    struct xkvm_ctx_reader r;
+    struct xkvm_ctx_record rec;
+    unsigned found = 0;
+    xkvm_ctx_reader_init(&r, img, len, NULL);
+    while (xkvm_ctx_next(&r, &rec) > 0) {
+        const struct xkvm_ctx_vcpu_platform *vp = xkvm_ctx_get_vcpu_platform(&rec);
+        const struct xkvm_ctx_vm_assist *va = xkvm_ctx_get_vm_assist(&rec);
+        const struct xkvm_ctx_tsc_info *ti = xkvm_ctx_get_tsc_info(&rec);
+        if (vp && rec.instance == 1 && vp->mp_state == XKVM_CTX_MP_UNINITIALIZED &&
+            vp->time_area == 0x7000)
+            found |= 1;
+        if (va && va->types == XKVM_CTX_VMASST_RUNSTATE_UPDATE_FLAG)
+            found |= 2;
+        if (ti && ti->khz == 2899999)
+            found |= 4;
+    }
+    CHECK_EQ(found, 7);
+    xkvm_ctx_writer_release(&w);
+
+    /* A vCPU id beyond the domain's is an image-level error, as for the other types. */
+    xkvm_ctx_writer_init_buffer(&w);
+    xkvm_ctx_write_start(&w);
+    xkvm_ctx_write_domain(&w, 5, 2);
+    xkvm_ctx_write_vcpu_platform(&w, 2, &p);
+    xkvm_ctx_write_end(&w);
+    img = xkvm_ctx_writer_data(&w, &len);
+    CHECK_EQ(xkvm_ctx_check_image(img, len, NULL, NULL, &e), -1);
+    xkvm_ctx_writer_release(&w);
+}
+
 /* ---- image-level rules ------------------------------------------------------------- */
 
 static void test_image_duplicate_instance(void)
@@ -943,6 +1021,9 @@ int main(void)
     RUN_TEST(test_vcpu_info_rules);
     RUN_TEST(test_upcall_rules);
     RUN_TEST(test_timer_rules);
+    RUN_TEST(test_vm_assist_rules);
+    RUN_TEST(test_vcpu_platform_rules);
+    RUN_TEST(test_platform_roundtrip);
     RUN_TEST(test_image_duplicate_instance);
     RUN_TEST(test_image_domain_rules);
     RUN_TEST(test_image_port_rules);
