@@ -18,6 +18,7 @@
 #include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/hypercall.h"
+#include "hv/kimage.h"
 #include "hv/physmap.h"
 #include "hv/pvh.h"
 #include "hv/vcpu.h"
@@ -25,7 +26,8 @@
 #include "util/log.h"
 #include "xkvm/control.h"
 
-#define KERNEL_MAX_SIZE (64u << 20)
+/* The kernel file: a bzImage or a bare vmlinux (Debian's unpacks to 51 MiB). */
+#define KERNEL_MAX_SIZE KIMAGE_ELF_MAX
 #define START_INFO_SPACE (64u << 10)
 #define DOMAIN_XEN_FRAMES 8
 
@@ -344,18 +346,27 @@ static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *er
 static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
                        char *err, size_t errlen)
 {
-    void *elf = NULL;
+    void *file = NULL;
     size_t size = 0;
-    int rc = read_kernel(d->cfg.kernel, &elf, &size, err, errlen);
+    int rc = read_kernel(d->cfg.kernel, &file, &size, err, errlen);
     if (rc)
         return rc;
+    struct kimage k;
     struct pvh_image img;
     struct gphys g = p2m_gphys(&d->p2m);
     char why[256] = "";
-    rc = pvh_parse(elf, size, &img, why, sizeof(why));
-    if (!rc)
-        rc = pvh_load(elf, size, &img, &g, why, sizeof(why));
-    free(elf);
+    rc = kimage_extract(file, size, KIMAGE_ELF_MAX, &k, why, sizeof(why));
+    if (!rc) {
+        rc = pvh_parse(k.elf, k.size, &img, why, sizeof(why));
+        if (!rc)
+            rc = pvh_load(k.elf, k.size, &img, &g, why, sizeof(why));
+        if (!rc)
+            log_info("d%u: kernel %s: %s, ELF of %zu bytes, PVH entry %#x, loaded at "
+                     "%#llx-%#llx", d->domid, d->cfg.kernel, k.format, k.size, img.entry,
+                     (unsigned long long)img.load_lo, (unsigned long long)img.load_hi);
+        kimage_free(&k);
+    }
+    free(file);
     if (rc) {
         snprintf(err, errlen, "kernel %s: %s", d->cfg.kernel, why);
         return rc;
