@@ -570,7 +570,8 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
                      other->domid);
         return -EEXIST;
     }
-    if (cfg->uuid[0] && (other = domain_with_uuid(cfg->uuid))) {
+    /* As names: an arriving domain's uuid is the xenstore import's to check. */
+    if (cfg->uuid[0] && !for_restore && (other = domain_with_uuid(cfg->uuid))) {
         snprintf(err, errlen, "a domain with uuid %s already exists ('%s', domid %u)",
                  cfg->uuid, other->cfg.name, other->domid);
         return -EEXIST;
