@@ -607,12 +607,10 @@ bool toolstack_xs_known_uuid(unsigned domid, char out[37])
     return domrec_uuid_valid(out);
 }
 
-bool toolstack_xs_stop(void)
+/* Wait (bounded) until the worker has nothing queued or running; q_lock held. */
+static bool wait_idle_locked(void)
 {
-    if (!started)
-        return true;
     uint64_t deadline = mono_ms() + STOP_WAIT_MS;
-    pthread_mutex_lock(&q_lock);
     while ((q_head || q_busy) && mono_ms() < deadline) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -623,7 +621,15 @@ bool toolstack_xs_stop(void)
         }
         pthread_cond_timedwait(&q_idle, &q_lock, &ts);
     }
-    bool done = !q_head && !q_busy;
+    return !q_head && !q_busy;
+}
+
+bool toolstack_xs_stop(void)
+{
+    if (!started)
+        return true;
+    pthread_mutex_lock(&q_lock);
+    bool done = wait_idle_locked();
     if (done) {
         q_stop = true;
         pthread_cond_signal(&q_cond);
@@ -759,6 +765,12 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
         snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
         return -EIO;
     }
+    /* A removal still queued for this domid (the saved domain, destroyed just before
+     * a restore on this host) must not run over the layout written here. */
+    pthread_mutex_lock(&q_lock);
+    if (started && !wait_idle_locked())
+        log_warn("d%u: xenstore worker still busy before the import", d->domid);
+    pthread_mutex_unlock(&q_lock);
     forget_domain(h, d->domid);
     struct job j = { .backends_unlinked = true };
     job_for(&j, d);

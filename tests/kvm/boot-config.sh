@@ -4,7 +4,8 @@
 # else this host's /boot/vmlinuz-$(uname -r), else the newest /boot/vmlinuz-*) loads and its PVH entry is found;
 # `ramdisk` arrives intact as hvm_start_info module 0; `root`/`extra` make the command
 # line; `maxvcpus` vCPUs exist and `xkvm vcpu-set` moves cpu/N/availability;
-# `uuid` names /vm and shows in `xkvm list --json`; `cpus` pins the vCPU threads.
+# `uuid` names /vm and shows in `xkvm list --json`; `cpus` pins the vCPU threads; a
+# save/restore and a live update keep all of it.
 source "$(dirname "$0")/lib.sh"
 require_kvm
 host_start h1 || { fail start "xkvmd did not start"; exit 1; }
@@ -127,4 +128,22 @@ if [ "$(nproc)" -lt 2 ]; then
   skip cpus-pinned "one CPU here: pinning cannot be told from no pinning"
 elif [ "$pinned" = 4 ] && [ "$on0" -ge 4 ]; then pass cpus-pinned
 else fail cpus-pinned "$pinned pin log lines, $on0 xkvmd threads on CPU 0 alone"; fi
+
+# Saved and restored (its kernel from the config): uuid, vcpus as vcpu-set left them,
+# maxvcpus and the pinning come back.
+if xk save "$id" "$WORK/sp.img" >/dev/null 2>&1 && xk restore "$WORK/sp.img" "$WORK/sp.cfg" >/dev/null 2>&1; then
+  check restore-keeps-vcpus [ "$(dom_field "$id" vcpus)/$(dom_field "$id" max_vcpus)" = 1/4 ]
+  check restore-keeps-uuid [ "$(dom_field "$id" uuid)" = "$uuid" ]
+  check restore-keeps-availability wait_avail "online offline offline offline"
+  check restore-repins [ "$(grep -a -c "d$id: vCPU [0-9]* pinned to CPUs 0$" "$RUNDIR/xkvmd.log")" = 8 ]
+  # A live update carries the config over and pins the threads again.
+  if xk live-update >/dev/null 2>&1; then
+    check live-update-repins [ "$(grep -a -c "d$id: vCPU [0-9]* pinned to CPUs 0$" "$RUNDIR/xkvmd.log")" = 12 ]
+    check live-update-keeps-config [ "$(dom_field "$id" vcpus)/$(dom_field "$id" max_vcpus)/$(dom_field "$id" uuid)" = "1/4/$uuid" ]
+  else
+    fail live-update-repins "xkvm live-update failed"
+  fi
+else
+  fail restore-keeps-vcpus "save or restore failed"
+fi
 xk destroy "$id" >/dev/null 2>&1
