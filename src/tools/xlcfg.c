@@ -491,7 +491,10 @@ static int get_uuid(struct reader *rd, XLU_Config *x, struct domcfg *cfg)
     return 0;
 }
 
-/* cpus = "CPULIST" (every vCPU) or [ "CPULIST", ... ] (vCPU 0, 1, ...), as xl. */
+/*
+ * cpus = "CPULIST" (every vCPU) or [ "CPULIST", ... ] (vCPU 0, 1, ...), as xl. The
+ * parser's messages begin "cpus: ", which fail_key writes itself: skipped (+ 6).
+ */
 static int get_cpus(struct reader *rd, XLU_Config *x, struct domcfg *cfg)
 {
     XLU_ConfigList *list;
