@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libjson-c-dev libxen-dev xen-doc xen-utils-4.17 xenstore-utils
-      scdoc man-db groff-base libsystemd-dev acpica-tools)
+      scdoc man-db groff-base libsystemd-dev acpica-tools
+      zlib1g-dev liblzma-dev libzstd-dev liblz4-dev)
 # --bench: also what the benchmarks compare against (QEMU's migration).
 [ "${1:-}" = --bench ] && pkgs+=(qemu-system-x86)
 # --nested-vm: what scripts/kvm-vm.sh boots (a Debian kernel with kvm_amd, busybox).

@@ -20,6 +20,7 @@
 #include "hv/event_state.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
+#include "hv/toolstack_xs.h"
 #include "hv/vcpu.h"
 #include "migrate/pv_save.h"
 #include "util/control_reply.h"
@@ -143,7 +144,16 @@ static struct json_object *domain_json(struct domain *d)
         d->shutdown_code >= 0 ? json_object_new_string(shutdown_reason_name(d->shutdown_code))
                               : NULL);
     json_object_object_add(o, "memory_kb", json_object_new_int64((int64_t)d->cfg.memory_mb * 1024));
-    json_object_object_add(o, "vcpus", json_object_new_int((int)d->nr_vcpus));
+    /* As xl list: the vCPUs online (vcpus, moved by vcpu-set), of max_vcpus. */
+    json_object_object_add(o, "vcpus", json_object_new_int((int)d->cfg.vcpus));
+    json_object_object_add(o, "max_vcpus", json_object_new_int((int)d->nr_vcpus));
+    char uuid[DOMCFG_UUID_LEN + 1];
+    if (d->cfg.uuid[0])
+        json_object_object_add(o, "uuid", json_object_new_string(d->cfg.uuid));
+    else if (toolstack_xs_known_uuid(d->domid, uuid))
+        json_object_object_add(o, "uuid", json_object_new_string(uuid));
+    else
+        json_object_object_add(o, "uuid", NULL);
     uint64_t exits = 0, hcalls = 0;
     for (unsigned i = 0; i < d->nr_vcpus; i++) {
         exits += d->vcpus[i].nr_exits;
@@ -228,6 +238,27 @@ static struct json_object *cmd_unpause(struct request *rq)
         return reply_err(EINVAL, "domain %u has shut down", rq->d->domid);
     if (domain_toolstack_unpause(rq->d))
         return reply_err(EINVAL, "domain %u is not paused", rq->d->domid);
+    return reply_ok();
+}
+
+/* xl vcpu-set: vCPUs 0..N-1 online, the rest offline, in xenstore's cpu/N/availability. */
+static struct json_object *cmd_vcpu_set(struct request *rq)
+{
+    struct json_object *v;
+    struct domain *d = rq->d;
+    if (!json_object_object_get_ex(rq->req, "vcpus", &v) || !json_object_is_type(v, json_type_int))
+        return reply_err(EINVAL, "vcpu-set needs an integer \"vcpus\"");
+    int64_t n = json_object_get_int64(v);
+    if (n < 1 || n > (int64_t)d->nr_vcpus)
+        return reply_err(EINVAL, "domain %u has %u vCPUs (maxvcpus): %lld is out of range "
+                         "(1 to %u)", d->domid, d->nr_vcpus, (long long)n, d->nr_vcpus);
+    if (d->shutdown_code >= 0)
+        return reply_err(EINVAL, "domain %u has shut down", d->domid);
+    if (d->migrating)
+        return reply_err(EBUSY, "domain %u is being saved or migrated", d->domid);
+    d->cfg.vcpus = (unsigned)n;
+    toolstack_xs_vcpus(d);
+    log_info("d%u: vcpu-set %lld of %u", d->domid, (long long)n, d->nr_vcpus);
     return reply_ok();
 }
 
@@ -373,6 +404,7 @@ static const struct command {
     { "pause",          cmd_pause,          CMD_DOMAIN },
     { "unpause",        cmd_unpause,        CMD_DOMAIN },
     { "destroy",        cmd_destroy,        CMD_DOMAIN },
+    { "vcpu-set",       cmd_vcpu_set,       CMD_DOMAIN },
     { "console",        cmd_console,        CMD_DOMAIN },
     { "debug-state",    cmd_debug_state,    CMD_DOMAIN },
     { "domain-context", cmd_domain_context, CMD_DOMAIN },

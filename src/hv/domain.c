@@ -1,6 +1,8 @@
 #include "hv/domain.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include "hv/gnttab.h"
 #include "hv/hv.h"
 #include "hv/hypercall.h"
+#include "hv/kimage.h"
 #include "hv/physmap.h"
 #include "hv/pvh.h"
 #include "hv/vcpu.h"
@@ -26,7 +29,8 @@
 #include "util/log.h"
 #include "xkvm/control.h"
 
-#define KERNEL_MAX_SIZE (64u << 20)
+/* The kernel file: a bzImage or a bare vmlinux (Debian's unpacks to 51 MiB). */
+#define KERNEL_MAX_SIZE KIMAGE_ELF_MAX
 #define START_INFO_SPACE (64u << 10)
 #define DOMAIN_XEN_FRAMES 8
 
@@ -174,30 +178,35 @@ static int alloc_domid(void)
     return -ENOSPC;
 }
 
-/* Read the kernel into memory: a file that changes under us must not hurt xkvmd. */
-static int read_kernel(const char *path, void **data, size_t *size, char *err, size_t errlen)
+/*
+ * Read a boot file (what: "kernel", "ramdisk") of at most max bytes into memory: a
+ * file that changes under us must not hurt xkvmd.
+ */
+static int read_boot_file(const char *what, const char *path, uint64_t max, void **data,
+                          size_t *size, char *err, size_t errlen)
 {
     /* O_NONBLOCK: opening a FIFO must not stall the daemon. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot open kernel %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot open %s %s: %s", what, path, strerror(errno));
         return -errno;
     }
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "kernel %s: not a regular file", path);
+        snprintf(err, errlen, "%s %s: not a regular file", what, path);
         rc = -EINVAL;
     } else if (st.st_size == 0) {
-        snprintf(err, errlen, "kernel %s: empty file", path);
+        snprintf(err, errlen, "%s %s: empty file", what, path);
         rc = -EINVAL;
-    } else if (st.st_size > KERNEL_MAX_SIZE) {
-        snprintf(err, errlen, "kernel %s: larger than %u MiB", path, KERNEL_MAX_SIZE >> 20);
+    } else if ((uint64_t)st.st_size > max) {
+        snprintf(err, errlen, "%s %s: larger than %llu MiB", what, path,
+                 (unsigned long long)(max >> 20));
         rc = -EFBIG;
     }
     uint8_t *buf = rc ? NULL : malloc((size_t)st.st_size);
     if (!rc && !buf) {
-        snprintf(err, errlen, "out of memory reading kernel %s", path);
+        snprintf(err, errlen, "out of memory reading %s %s", what, path);
         rc = -ENOMEM;
     }
     size_t got = 0;
@@ -206,7 +215,7 @@ static int read_kernel(const char *path, void **data, size_t *size, char *err, s
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            snprintf(err, errlen, "reading kernel %s: %s", path,
+            snprintf(err, errlen, "reading %s %s: %s", what, path,
                      n < 0 ? strerror(errno) : "file shrank while being read");
             rc = -EIO;
         } else {
@@ -279,7 +288,7 @@ static int setup_vm(struct domain *d, char *err, size_t errlen)
 static void acpi_vcpus(const struct domcfg *cfg, unsigned *online, unsigned *max)
 {
     *online = cfg->vcpus;
-    *max = cfg->vcpus;
+    *max = domcfg_max_vcpus(cfg);
 }
 
 unsigned domain_acpi_pages(const struct domcfg *cfg)
@@ -366,21 +375,78 @@ static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *er
     return rc;
 }
 
+/*
+ * xl's `ramdisk`, as Xen's domain builder places a PVH module: in RAM after the kernel
+ * and start_info (its list page first, then the bytes, page-aligned), below 4 GiB,
+ * named by hvm_start_info's module 0.
+ */
+static int load_ramdisk(struct domain *d, uint64_t at, uint64_t start_info_gpa, char *err,
+                        size_t errlen)
+{
+    uint64_t ram = d->cfg.memory_mb << 20;
+    uint64_t top = ram < GUEST_LOWMEM_END ? ram : GUEST_LOWMEM_END;
+    uint64_t list = (at + XKVM_PAGE_SIZE - 1) & ~(uint64_t)(XKVM_PAGE_SIZE - 1);
+    uint64_t base = list + XKVM_PAGE_SIZE;
+    if (base >= top) {
+        snprintf(err, errlen, "ramdisk %s: no guest memory left after the kernel",
+                 d->cfg.ramdisk);
+        return -ENOSPC;
+    }
+    void *data = NULL;
+    size_t size = 0;
+    int rc = read_boot_file("ramdisk", d->cfg.ramdisk, top - base, &data, &size, err, errlen);
+    if (rc == -EFBIG)
+        snprintf(err, errlen, "ramdisk %s: does not fit in the guest's memory below 4 GiB "
+                 "after the kernel (%llu MiB free there)", d->cfg.ramdisk,
+                 (unsigned long long)((top - base) >> 20));
+    if (rc)
+        return rc;
+    struct gphys g = p2m_gphys(&d->p2m);
+    struct hvm_modlist_entry mod = { .paddr = base, .size = size };
+    uint8_t *dst = gphys_ptr(&g, base, size);
+    char why[256] = "";
+    if (!dst) {
+        snprintf(why, sizeof(why), "0x%llx-0x%llx is not in guest memory",
+                 (unsigned long long)base, (unsigned long long)(base + size));
+        rc = -EFAULT;
+    } else {
+        memcpy(dst, data, size);
+        rc = pvh_write_modules(&g, start_info_gpa, list, &mod, 1, why, sizeof(why));
+    }
+    free(data);
+    if (rc)
+        snprintf(err, errlen, "ramdisk %s: %s", d->cfg.ramdisk, why);
+    else
+        log_info("d%u: ramdisk %s: %zu bytes at %#llx (module 0)", d->domid,
+                 d->cfg.ramdisk, size, (unsigned long long)base);
+    return rc;
+}
+
 static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
                        char *err, size_t errlen)
 {
-    void *elf = NULL;
+    void *file = NULL;
     size_t size = 0;
-    int rc = read_kernel(d->cfg.kernel, &elf, &size, err, errlen);
+    int rc = read_boot_file("kernel", d->cfg.kernel, KERNEL_MAX_SIZE, &file, &size, err,
+                            errlen);
     if (rc)
         return rc;
+    struct kimage k;
     struct pvh_image img;
     struct gphys g = p2m_gphys(&d->p2m);
     char why[256] = "";
-    rc = pvh_parse(elf, size, &img, why, sizeof(why));
-    if (!rc)
-        rc = pvh_load(elf, size, &img, &g, why, sizeof(why));
-    free(elf);
+    rc = kimage_extract(file, size, KIMAGE_ELF_MAX, &k, why, sizeof(why));
+    if (!rc) {
+        rc = pvh_parse(k.elf, k.size, &img, why, sizeof(why));
+        if (!rc)
+            rc = pvh_load(k.elf, k.size, &img, &g, why, sizeof(why));
+        if (!rc)
+            log_info("d%u: kernel %s: %s, ELF of %zu bytes, PVH entry %#x, loaded at "
+                     "%#llx-%#llx", d->domid, d->cfg.kernel, k.format, k.size, img.entry,
+                     (unsigned long long)img.load_lo, (unsigned long long)img.load_hi);
+        kimage_free(&k);
+    }
+    free(file);
     if (rc) {
         snprintf(err, errlen, "kernel %s: %s", d->cfg.kernel, why);
         return rc;
@@ -395,6 +461,8 @@ static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
         snprintf(err, errlen, "kernel %s: start_info: %s", d->cfg.kernel, why);
         return rc;
     }
+    if (d->cfg.ramdisk[0] && (rc = load_ramdisk(d, at + START_INFO_SPACE, si, err, errlen)))
+        return rc;
     *entry = img.entry;
     *start_info = (uint32_t)si;
     return 0;
@@ -494,6 +562,48 @@ static void domain_free(struct domain *d)
     free(d);
 }
 
+static struct domain *domain_with_uuid(const char *uuid)
+{
+    for (unsigned id = 1; id < XKVM_DOMID_LIMIT; id++)
+        if (host.domains[id] && strcmp(host.domains[id]->cfg.uuid, uuid) == 0)
+            return host.domains[id];
+    return NULL;
+}
+
+/*
+ * xl's `cpus`: each vCPU thread on its set of host CPUs, those of them xkvmd may use
+ * (a restored or live-updated domain gets the same on whatever CPUs this host has).
+ */
+void domain_pin_vcpus(struct domain *d)
+{
+    cpu_set_t allowed;
+    if (!d->cfg.nr_cpus || sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+        return;
+    for (unsigned i = 0; i < d->nr_vcpus; i++) {
+        if (!d->vcpus[i].thread_started || (d->cfg.nr_cpus > 1 && i >= d->cfg.nr_cpus))
+            continue;
+        const struct domcfg_cpuset *want = &d->cfg.cpus[d->cfg.nr_cpus > 1 ? i : 0];
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        unsigned n = 0;
+        for (unsigned c = 0; c < CPU_SETSIZE && c < DOMCFG_HOST_CPUS; c++)
+            if (domcfg_cpuset_has(want, c) && CPU_ISSET(c, &allowed)) {
+                CPU_SET(c, &set);
+                n++;
+            }
+        char text[256];
+        domcfg_cpuset_format(want, text, sizeof(text));
+        int rc = n ? pthread_setaffinity_np(d->vcpus[i].thread, sizeof(set), &set) : 0;
+        if (!n)
+            log_warn("d%u: vCPU %u: none of CPUs %s is available here: not pinned",
+                     d->domid, i, text);
+        else if (rc)
+            log_warn("d%u: vCPU %u: pinning to CPUs %s: %s", d->domid, i, text, strerror(rc));
+        else
+            log_info("d%u: vCPU %u pinned to CPUs %s", d->domid, i, text);
+    }
+}
+
 /*
  * Build a domain. A fresh one boots its kernel; one built for restore gets its memory,
  * special pages and state from a stream (src/migrate/restore.c) and stays paused
@@ -515,6 +625,12 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
         else
             snprintf(err, errlen, "domain id %u is taken (by a domain arriving)",
                      other->domid);
+        return -EEXIST;
+    }
+    /* As names: an arriving domain's uuid is the xenstore import's to check. */
+    if (cfg->uuid[0] && !for_restore && (other = domain_with_uuid(cfg->uuid))) {
+        snprintf(err, errlen, "a domain with uuid %s already exists ('%s', domid %u)",
+                 cfg->uuid, other->cfg.name, other->domid);
         return -EEXIST;
     }
     /* Incoming domains have no name yet: they take it when published, if it is free. */
@@ -568,7 +684,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     if (!rc && (rc = open_console_log(d, adopt != NULL)))
         snprintf(err, errlen, "console log: %s", strerror(-rc));
     if (!rc) {
-        d->vcpus = calloc(cfg->vcpus, sizeof(*d->vcpus));
+        d->vcpus = calloc(domcfg_max_vcpus(cfg), sizeof(*d->vcpus));
         if (!d->vcpus) {
             rc = -ENOMEM;
             snprintf(err, errlen, "out of memory");
@@ -582,7 +698,8 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
         rc = setup_toolstack_pages(d, err, errlen);
     if (!rc && !for_restore)
         rc = setup_acpi(d, start_info, err, errlen);
-    for (unsigned i = 0; !rc && i < cfg->vcpus; i++) {
+    /* maxvcpus of them: those past vcpus wait, as secondary vCPUs do, to be brought up. */
+    for (unsigned i = 0; !rc && i < domcfg_max_vcpus(cfg); i++) {
         d->vcpus[i].fd = -1;
         rc = vcpu_init(&d->vcpus[i], d, i, err, errlen);
         d->nr_vcpus = i + 1;
@@ -620,6 +737,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
             return -EAGAIN;
         }
     }
+    domain_pin_vcpus(d);
     if (!for_restore)
         NOTIFY(changed);
     if (for_restore) {

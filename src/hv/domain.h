@@ -102,6 +102,9 @@ unsigned domain_acpi_pages(const struct domcfg *cfg);
 /* RAM frames the domain holds now. */
 uint64_t mm_count_owner_ram(const struct domain *d);
 
+/* Pin each vCPU thread as the config's `cpus` says (domain_build does it). */
+void domain_pin_vcpus(struct domain *d);
+
 /*
  * Build and start a domain from a validated config. *domid in: the domid wanted, or 0
  * for the next free one; out: the domid. 0, or -errno with a message.

@@ -541,3 +541,69 @@ int pvh_write_start_info(const struct gphys *g, uint64_t at, uint64_t limit,
         *start_info_gpa = si;
     return 0;
 }
+
+/* The modules themselves are the caller's to copy; this checks where they are. */
+static int check_modules(const struct gphys *g, uint64_t tab, uint64_t tab_end,
+                         const struct hvm_modlist_entry *mods, unsigned nr,
+                         char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < nr; i++) {
+        uint64_t a = mods[i].paddr, n = mods[i].size;
+        if (n == 0 || a >= PVH_4G || n > PVH_4G - a) {
+            seterr(err, errlen, "module %u (%llu bytes at 0x%llx) is not below 4 GiB", i,
+                   (unsigned long long)n, (unsigned long long)a);
+            return -EINVAL;
+        }
+        if (a < tab_end && tab < a + n) {
+            seterr(err, errlen, "module %u overlaps the module list at 0x%llx", i,
+                   (unsigned long long)tab);
+            return -EINVAL;
+        }
+        if (!gphys_ptr(g, a, n)) {
+            seterr(err, errlen, "module %u (0x%llx-0x%llx) is not in guest memory", i,
+                   (unsigned long long)a, (unsigned long long)(a + n));
+            return -EFAULT;
+        }
+    }
+    return 0;
+}
+
+int pvh_write_modules(const struct gphys *g, uint64_t start_info_gpa, uint64_t at,
+                      const struct hvm_modlist_entry *mods, unsigned nr,
+                      char *err, size_t errlen)
+{
+    struct hvm_start_info info;
+    uint8_t *si = gphys_ptr(g, start_info_gpa, sizeof(info));
+    if (!si || (memcpy(&info, si, sizeof(info)), info.magic != XEN_HVM_START_MAGIC_VALUE)) {
+        seterr(err, errlen, "no hvm_start_info at 0x%llx", (unsigned long long)start_info_gpa);
+        return -EINVAL;
+    }
+    if (nr == 0 || !mods || nr > 64) {
+        seterr(err, errlen, "%u modules: 1 to 64 supported", nr);
+        return -EINVAL;
+    }
+    uint64_t tab = align8(at), size = (uint64_t)nr * sizeof(struct hvm_modlist_entry);
+    if (at >= PVH_4G || tab + size > PVH_4G) {
+        seterr(err, errlen, "module list at 0x%llx is not below 4 GiB",
+               (unsigned long long)at);
+        return -ENOSPC;
+    }
+    int r = check_modules(g, tab, tab + size, mods, nr, err, errlen);
+    if (r < 0)
+        return r;
+    uint8_t *dst = gphys_ptr(g, tab, size);
+    if (!dst) {
+        seterr(err, errlen, "module list 0x%llx-0x%llx is not in guest memory",
+               (unsigned long long)tab, (unsigned long long)(tab + size));
+        return -EFAULT;
+    }
+    for (unsigned i = 0; i < nr; i++) {
+        struct hvm_modlist_entry e = mods[i];
+        e.reserved = 0;
+        memcpy(dst + (uint64_t)i * sizeof(e), &e, sizeof(e));
+    }
+    info.nr_modules = nr;
+    info.modlist_paddr = tab;
+    memcpy(si, &info, sizeof(info));
+    return 0;
+}

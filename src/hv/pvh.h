@@ -46,4 +46,14 @@ int pvh_write_start_info(const struct gphys *g, uint64_t at, uint64_t limit,
                          const struct hvm_memmap_table_entry *map, unsigned nr_map,
                          uint64_t *start_info_gpa, char *err, size_t errlen);
 
+/*
+ * The module list (xl's `ramdisk` is module 0): write nr entries of mods at gpa `at`
+ * (8-byte aligned upwards, below 4 GiB) and point the hvm_start_info at start_info_gpa
+ * (pvh_write_start_info's) to them: nr_modules, modlist_paddr. Each module must lie in
+ * guest memory below 4 GiB, outside the table. 0, -EINVAL, -ENOSPC or -EFAULT.
+ */
+int pvh_write_modules(const struct gphys *g, uint64_t start_info_gpa, uint64_t at,
+                      const struct hvm_modlist_entry *mods, unsigned nr,
+                      char *err, size_t errlen);
+
 #endif

@@ -30,7 +30,7 @@
 #define TXN_ATTEMPTS        100
 #define STOP_WAIT_MS        2000
 
-enum job_kind { JOB_BUILT, JOB_GONE };
+enum job_kind { JOB_BUILT, JOB_GONE, JOB_VCPUS };
 
 struct job {
     struct job *next;
@@ -188,6 +188,15 @@ static void make_uuid(char out[37])
              b[12], b[13], b[14], b[15]);
 }
 
+/* The config's `uuid`, else a new random one. */
+static void config_uuid(const struct domcfg *cfg, char out[37])
+{
+    if (domrec_uuid_valid(cfg->uuid))
+        snprintf(out, 37, "%s", cfg->uuid);
+    else
+        make_uuid(out);
+}
+
 static void write_disk(struct txn *x, const struct job *j, const struct domcfg_disk *dk)
 {
     unsigned id = j->domid;
@@ -231,6 +240,17 @@ static void write_disk(struct txn *x, const struct job *j, const struct domcfg_d
     snprintf(p, sizeof(p), "%s/mode", lx);      put(x, p, dk->readonly ? "r" : "w");
 }
 
+/* cpu/N/availability for every vCPU, as libxl: vcpus of them online, the rest not. */
+static void write_vcpus(struct txn *x, const struct job *j, const char *uuid)
+{
+    (void)uuid;
+    char p[96];
+    for (unsigned v = 0; v < domcfg_max_vcpus(&j->cfg); v++) {
+        snprintf(p, sizeof(p), "/local/domain/%u/cpu/%u/availability", j->domid, v);
+        put(x, p, v < j->cfg.vcpus ? "online" : "offline");
+    }
+}
+
 static void write_layout(struct txn *x, const struct job *j, const char *uuid)
 {
     unsigned id = j->domid;
@@ -266,10 +286,7 @@ static void write_layout(struct txn *x, const struct job *j, const char *uuid)
     snprintf(p, sizeof(p), "%s/memory/static-max", dom); putf(x, p, "%" PRIu64, kb);
     snprintf(p, sizeof(p), "%s/memory/target", dom);     putf(x, p, "%" PRIu64, kb);
     snprintf(p, sizeof(p), "%s/memory/videoram", dom);   put(x, p, "0");
-    for (unsigned v = 0; v < j->cfg.vcpus; v++) {
-        snprintf(p, sizeof(p), "%s/cpu/%u/availability", dom, v);
-        put(x, p, "online");
-    }
+    write_vcpus(x, j, uuid);
 
     snprintf(p, sizeof(p), "%s/store/port", dom);     putf(x, p, "%" PRIu32, j->store_port);
     snprintf(p, sizeof(p), "%s/store/ring-ref", dom); putf(x, p, "%" PRIu64, j->store_gfn);
@@ -406,7 +423,7 @@ static void do_built(const struct job *j)
     struct xs_handle *h = xs_get(warned_absent ? 0 : wait);
     if (h) {
         char *uuid = vm_uuids[j->domid];
-        make_uuid(uuid);
+        config_uuid(&j->cfg, uuid);
         bool ok = run_txn(h, j, uuid, write_layout);
         if (ok && !xs_introduce_domain(h, j->domid, j->store_gfn, j->store_port)) {
             log_warn("d%u: xenstore introduce: %s", j->domid, strerror(errno));
@@ -456,6 +473,16 @@ static void do_gone(const struct job *j)
     uuid[0] = '\0';
 }
 
+static void do_vcpus(const struct job *j)
+{
+    struct xs_handle *h = xs_get(0);
+    if (h && run_txn(h, j, vm_uuids[j->domid], write_vcpus))
+        log_info("d%u: %u of %u vCPUs online in xenstore", j->domid, j->cfg.vcpus,
+                 domcfg_max_vcpus(&j->cfg));
+    else
+        log_warn("d%u: cannot write the vCPUs' availability to xenstore", j->domid);
+}
+
 static void *worker(void *arg)
 {
     (void)arg;
@@ -473,6 +500,8 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&q_lock);
         if (j->kind == JOB_BUILT)
             do_built(j);
+        else if (j->kind == JOB_VCPUS)
+            do_vcpus(j);
         else
             do_gone(j);
         free(j);
@@ -559,12 +588,29 @@ static void on_gone(const struct domain *d)
     enqueue(j);
 }
 
-bool toolstack_xs_stop(void)
+void toolstack_xs_vcpus(const struct domain *d)
 {
-    if (!started)
-        return true;
+    struct job *j = started ? calloc(1, sizeof(*j)) : NULL;
+    if (!j)
+        return;
+    job_for(j, d);
+    j->kind = JOB_VCPUS;
+    enqueue(j);
+}
+
+bool toolstack_xs_known_uuid(unsigned domid, char out[37])
+{
+    if (domid >= XKVM_DOMID_LIMIT)
+        return false;
+    memcpy(out, vm_uuids[domid], 37);
+    out[36] = '\0';
+    return domrec_uuid_valid(out);
+}
+
+/* Wait (bounded) until the worker has nothing queued or running; q_lock held. */
+static bool wait_idle_locked(void)
+{
     uint64_t deadline = mono_ms() + STOP_WAIT_MS;
-    pthread_mutex_lock(&q_lock);
     while ((q_head || q_busy) && mono_ms() < deadline) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -575,7 +621,15 @@ bool toolstack_xs_stop(void)
         }
         pthread_cond_timedwait(&q_idle, &q_lock, &ts);
     }
-    bool done = !q_head && !q_busy;
+    return !q_head && !q_busy;
+}
+
+bool toolstack_xs_stop(void)
+{
+    if (!started)
+        return true;
+    pthread_mutex_lock(&q_lock);
+    bool done = wait_idle_locked();
     if (done) {
         q_stop = true;
         pthread_cond_signal(&q_cond);
@@ -711,11 +765,17 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
         snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
         return -EIO;
     }
+    /* A removal still queued for this domid (the saved domain, destroyed just before
+     * a restore on this host) must not run over the layout written here. */
+    pthread_mutex_lock(&q_lock);
+    if (started && !wait_idle_locked())
+        log_warn("d%u: xenstore worker still busy before the import", d->domid);
+    pthread_mutex_unlock(&q_lock);
     forget_domain(h, d->domid);
     struct job j = { .backends_unlinked = true };
     job_for(&j, d);
     char *uuid = vm_uuids[d->domid];
-    make_uuid(uuid);
+    config_uuid(&d->cfg, uuid);
     if (src_uuid && domrec_uuid_valid(src_uuid)) {
         char p[64];
         snprintf(p, sizeof(p), "/vm/%s", src_uuid);

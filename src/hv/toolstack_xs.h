@@ -39,6 +39,10 @@ int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, s
  */
 int toolstack_xs_import(struct domain *d, const char *uuid, const uint8_t *buf, size_t len,
                         char *err, size_t errlen);
+/* `xkvm vcpu-set`: rewrite cpu/N/availability from d->cfg.vcpus (queued, as libxl). */
+void toolstack_xs_vcpus(const struct domain *d);
+/* The /vm/<uuid> name written for domid, without asking xenstored (main loop). */
+bool toolstack_xs_known_uuid(unsigned domid, char out[37]);
 /* The /vm/<uuid> name of the domain's layout: true and out if known. */
 bool toolstack_xs_uuid(unsigned domid, char out[37]);
 

@@ -58,6 +58,9 @@ static const char usage_text[] =
 "  pause DOMAIN                  pause a domain\n"
 "  unpause DOMAIN                unpause a domain\n"
 "  destroy DOMAIN                destroy a domain\n"
+"  vcpu-set DOMAIN N             set the domain's online vCPUs to N (1 to its\n"
+"                                maxvcpus): cpu/I/availability in xenstore says\n"
+"                                online for I < N, offline above, as xl vcpu-set\n"
 "  console DOMAIN [--no-follow]  print the domain's console output and follow it\n"
 "                                until the domain is gone (Ctrl-] detaches); on a\n"
 "                                terminal, what you type goes to the guest's PV\n"
@@ -647,6 +650,33 @@ static int simple_domain_cmd(const char *cmd, int argc, char **argv)
         return EXIT_FAILURE;
     struct json_object *req = new_request(cmd);
     add_field(req, "domid", json_object_new_int64(domid));
+    struct json_object *reply;
+    if (call_domain(req, argv[1], &reply) < 0)
+        return EXIT_FAILURE;
+    json_object_put(reply);
+    return 0;
+}
+
+/* vcpu-set DOMAIN N: as xl vcpu-set, through xenstore's cpu/I/availability. */
+static int cmd_vcpu_set(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (argc != 3)
+        return usage_error("vcpu-set: expected DOMAIN and a number of vCPUs");
+    char *end;
+    errno = 0;
+    long n = strtol(argv[2], &end, 10);
+    if (errno || end == argv[2] || *end || n < 1 || n > 128)
+        return usage_error("vcpu-set: \"%s\" is not a number of vCPUs (1 to 128)", argv[2]);
+    uint32_t domid;
+    if (resolve_domain(argv[1], &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request("vcpu-set");
+    add_field(req, "domid", json_object_new_int64(domid));
+    add_field(req, "vcpus", json_object_new_int64(n));
     struct json_object *reply;
     if (call_domain(req, argv[1], &reply) < 0)
         return EXIT_FAILURE;
@@ -1434,6 +1464,7 @@ static const struct command {
     { "pause", cmd_pause },
     { "unpause", cmd_unpause },
     { "destroy", cmd_destroy },
+    { "vcpu-set", cmd_vcpu_set },
     { "console", cmd_console },
     { "debug-state", cmd_debug_state },
     { "save-context", cmd_save_context },

@@ -21,15 +21,15 @@
 /* Keys xkvm reads. */
 static const char *const handled_keys[] = {
     "name", "type", "builder", "memory", "vcpus", "kernel", "cmdline", "extra", "root",
-    "on_poweroff", "on_reboot", "on_crash", "disk",
+    "on_poweroff", "on_reboot", "on_crash", "disk", "ramdisk", "maxvcpus", "uuid", "cpus",
 };
 
 /* xl keys that xkvm recognises but does not implement yet: warned about, ignored. */
 static const char *const unsupported_keys[] = {
     "vif", "vfb", "vkb", "vtpm", "vdispl", "vsnd", "p9", "pvcalls", "channel",
     "usb", "usbctrl", "usbdev", "pci", "dtdev", "iomem", "ioports", "irqs", "rdm",
-    "maxmem", "maxvcpus", "ramdisk", "serial", "console", "uuid", "seclabel",
-    "init_seclabel", "pool", "cpus", "cpus_soft", "cpu_weight", "cap", "on_watchdog",
+    "maxmem", "serial", "console", "seclabel",
+    "init_seclabel", "pool", "cpus_soft", "cpu_weight", "cap", "on_watchdog",
     "on_soft_reset", "bootloader", "bootloader_args", "device_model_version",
     "device_model_override", "device_model_args", "device_model_stubdomain_override",
     "altp2m", "altp2mhvm", "nestedhvm", "hap", "shadow_memory", "viridian", "acpi",
@@ -315,51 +315,52 @@ static int get_cmdline(struct reader *rd, XLU_Config *x, struct domcfg *cfg, FIL
     return 0;
 }
 
-static int resolve_kernel(struct reader *rd, const char *kernel, const char *basedir,
-                          unsigned flags, struct domcfg *cfg)
+/* A boot file (kernel, ramdisk): relative to basedir, must be a readable file. */
+static int resolve_boot_file(struct reader *rd, const char *key, const char *path,
+                             const char *basedir, unsigned flags, char *dst, size_t dstsize)
 {
     char joined[PATH_MAX * 2 + 2];
     char cwd[PATH_MAX];
     int n;
 
-    if (kernel[0] == '\0')
-        return fail_key(rd, "kernel", -EINVAL, "must not be empty");
-    if (kernel[0] == '/') {
-        n = snprintf(joined, sizeof(joined), "%s", kernel);
+    if (path[0] == '\0')
+        return fail_key(rd, key, -EINVAL, "must not be empty");
+    if (path[0] == '/') {
+        n = snprintf(joined, sizeof(joined), "%s", path);
     } else {
         const char *dir = basedir && basedir[0] ? basedir : ".";
         if (dir[0] == '/') {
-            n = snprintf(joined, sizeof(joined), "%s/%s", dir, kernel);
+            n = snprintf(joined, sizeof(joined), "%s/%s", dir, path);
         } else {
             if (!getcwd(cwd, sizeof(cwd)))
-                return fail_key(rd, "kernel", -errno, "cannot resolve \"%s\": getcwd: %s",
-                                kernel, strerror(errno));
-            n = snprintf(joined, sizeof(joined), "%s/%s/%s", cwd, dir, kernel);
+                return fail_key(rd, key, -errno, "cannot resolve \"%s\": getcwd: %s",
+                                path, strerror(errno));
+            n = snprintf(joined, sizeof(joined), "%s/%s/%s", cwd, dir, path);
         }
     }
-    if (n < 0 || (size_t)n >= sizeof(joined) || (size_t)n >= sizeof(cfg->kernel))
-        return fail_key(rd, "kernel", -ENAMETOOLONG, "path too long");
+    if (n < 0 || (size_t)n >= sizeof(joined) || (size_t)n >= dstsize)
+        return fail_key(rd, key, -ENAMETOOLONG, "path too long");
 
     if (flags & XLCFG_NO_KERNEL_CHECK) {
-        memcpy(cfg->kernel, joined, (size_t)n + 1);
+        memcpy(dst, joined, (size_t)n + 1);
         return 0;
     }
 
     int fd = open(joined, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fail_key(rd, "kernel", -errno, "cannot read %s: %s", joined, strerror(errno));
+        return fail_key(rd, key, -errno, "cannot read %s: %s", joined, strerror(errno));
     struct stat st;
     int r = fstat(fd, &st);
     int saved = errno;
     close(fd);
     if (r < 0)
-        return fail_key(rd, "kernel", -saved, "cannot stat %s: %s", joined, strerror(saved));
+        return fail_key(rd, key, -saved, "cannot stat %s: %s", joined, strerror(saved));
     if (!S_ISREG(st.st_mode))
-        return fail_key(rd, "kernel", -EINVAL, "%s is not a regular file", joined);
+        return fail_key(rd, key, -EINVAL, "%s is not a regular file", joined);
     char *real = realpath(joined, NULL);
     if (!real)
-        return fail_key(rd, "kernel", -errno, "cannot resolve %s: %s", joined, strerror(errno));
-    r = copy_str(rd, "kernel", cfg->kernel, sizeof(cfg->kernel), real);
+        return fail_key(rd, key, -errno, "cannot resolve %s: %s", joined, strerror(errno));
+    r = copy_str(rd, key, dst, dstsize, real);
     free(real);
     return r;
 }
@@ -475,6 +476,76 @@ static int get_disks(struct reader *rd, XLU_Config *x, unsigned flags, struct do
     return 0;
 }
 
+/* uuid: xl's libxl_uuid_from_string (either case). */
+static int get_uuid(struct reader *rd, XLU_Config *x, struct domcfg *cfg)
+{
+    const char *s;
+    int r = get_str(rd, x, "uuid", &s);
+    if (r == ESRCH)
+        return 0;
+    if (r)
+        return r;
+    if (domcfg_uuid_parse(s, cfg->uuid) < 0)
+        return fail_key(rd, "uuid", -EINVAL, "\"%.40s\" is not a UUID "
+                        "(8-4-4-4-12 hex digits)", s);
+    return 0;
+}
+
+/*
+ * cpus = "CPULIST" (every vCPU) or [ "CPULIST", ... ] (vCPU 0, 1, ...), as xl. The
+ * parser's messages begin "cpus: ", which fail_key writes itself: skipped (+ 6).
+ */
+static int get_cpus(struct reader *rd, XLU_Config *x, struct domcfg *cfg)
+{
+    XLU_ConfigList *list;
+    int count = 0;
+    char why[256];
+    const char *s;
+    if (xlu_cfg_get_list(x, "cpus", &list, &count, 1) == 0) {
+        if (count < 1)
+            return fail_key(rd, "cpus", -EINVAL, "empty list");
+        if ((unsigned)count > domcfg_max_vcpus(cfg))
+            return fail_key(rd, "cpus", -EINVAL, "%d entries for %u vCPUs", count,
+                            domcfg_max_vcpus(cfg));
+        for (int i = 0; i < count; i++) {
+            s = xlu_cfg_get_listitem(list, i);
+            if (!s)
+                return fail_key(rd, "cpus", -EINVAL, "entry %d is not a string", i + 1);
+            if (domcfg_cpuset_parse(s, &cfg->cpus[i], why, sizeof(why)) < 0)
+                return fail_key(rd, "cpus", -EINVAL, "entry %d: %s", i + 1, why + 6);
+        }
+        cfg->nr_cpus = (unsigned)count;
+        return 0;
+    }
+    int r = get_str(rd, x, "cpus", &s);
+    if (r == ESRCH)
+        return 0;
+    if (r)
+        return r;
+    if (domcfg_cpuset_parse(s, &cfg->cpus[0], why, sizeof(why)) < 0)
+        return fail_key(rd, "cpus", -EINVAL, "%s", why + 6);
+    cfg->nr_cpus = 1;
+    return 0;
+}
+
+/* maxvcpus (at least vcpus), uuid and cpus pinning. */
+static int get_vcpu_keys(struct reader *rd, XLU_Config *x, struct domcfg *cfg)
+{
+    long n;
+    int r = get_num(rd, x, "maxvcpus", 1, DOMCFG_VCPUS_MAX, "", &n);
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        if ((unsigned long)n < cfg->vcpus)
+            return fail_key(rd, "maxvcpus", -EINVAL, "%ld is less than vcpus (%u)", n,
+                            cfg->vcpus);
+        cfg->maxvcpus = (unsigned)n;
+    }
+    if ((r = get_uuid(rd, x, cfg)) < 0)
+        return r;
+    return get_cpus(rd, x, cfg);
+}
+
 /* Map domcfg_validate's "FIELD: why" to the xl key that set FIELD. */
 static int validate(struct reader *rd, const struct domcfg *cfg, const char *cmdline_key)
 {
@@ -485,6 +556,8 @@ static int validate(struct reader *rd, const struct domcfg *cfg, const char *cmd
         { "name", "name" }, { "memory_mb", "memory" }, { "vcpus", "vcpus" },
         { "kernel", "kernel" }, { "on_poweroff", "on_poweroff" },
         { "on_reboot", "on_reboot" }, { "on_crash", "on_crash" }, { "disks", "disk" },
+        { "ramdisk", "ramdisk" }, { "maxvcpus", "maxvcpus" }, { "uuid", "uuid" },
+        { "cpus", "cpus" },
     };
     const char *key = NULL, *rest = why;
     size_t flen = strcspn(why, ":");
@@ -546,7 +619,16 @@ static int read_config(struct reader *rd, XLU_Config *x, const char *basedir,
         return fail_key(rd, NULL, -EINVAL, "kernel: missing (xkvm boots a PVH kernel image)");
     if (r)
         return r;
-    if ((r = resolve_kernel(rd, s, basedir, flags, cfg)) < 0)
+    if ((r = resolve_boot_file(rd, "kernel", s, basedir, flags, cfg->kernel,
+                               sizeof(cfg->kernel))) < 0)
+        return r;
+    r = get_str(rd, x, "ramdisk", &s);
+    if (r != 0 && r != ESRCH)
+        return r;
+    if (r == 0 && (r = resolve_boot_file(rd, "ramdisk", s, basedir, flags, cfg->ramdisk,
+                                         sizeof(cfg->ramdisk))) < 0)
+        return r;
+    if ((r = get_vcpu_keys(rd, x, cfg)) < 0)
         return r;
 
     if ((r = get_disks(rd, x, flags, cfg)) < 0)

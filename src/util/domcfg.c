@@ -272,6 +272,176 @@ static int check_vcpus(uint64_t n, char *err, size_t errlen)
     return 0;
 }
 
+
+unsigned domcfg_max_vcpus(const struct domcfg *c)
+{
+    return c->maxvcpus ? c->maxvcpus : c->vcpus;
+}
+
+/* An optional absolute path ("" for none), as the kernel's. */
+static int check_opt_path(const char *field, const char *s, size_t size, char *err,
+                          size_t errlen)
+{
+    size_t len = strnlen(s, size);
+    if (len == size)
+        return fail(err, errlen, "%s: not terminated", field);
+    if (len == 0)
+        return 0;
+    if (s[0] != '/')
+        return fail(err, errlen, "%s: must be an absolute path", field);
+    for (size_t k = 0; k < len; k++)
+        if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f)
+            return fail(err, errlen, "%s: control character at offset %zu", field, k);
+    return 0;
+}
+
+/* ramdisk, maxvcpus, uuid, cpus: the keys a Linux guest's config adds. */
+static int check_boot_extras(const struct domcfg *c, char *err, size_t errlen)
+{
+    int r = check_opt_path("ramdisk", c->ramdisk, sizeof(c->ramdisk), err, errlen);
+    if (r < 0)
+        return r;
+    if (c->maxvcpus && (c->maxvcpus < c->vcpus || c->maxvcpus > DOMCFG_VCPUS_MAX))
+        return fail(err, errlen, "maxvcpus: %u out of range (vcpus %u to %d)", c->maxvcpus,
+                    c->vcpus, DOMCFG_VCPUS_MAX);
+    if (strnlen(c->uuid, sizeof(c->uuid)) == sizeof(c->uuid))
+        return fail(err, errlen, "uuid: not terminated");
+    if (c->uuid[0] && !domrec_uuid_valid(c->uuid))
+        return fail(err, errlen, "uuid: not a lower-case 8-4-4-4-12 UUID");
+    if (c->nr_cpus > domcfg_max_vcpus(c))
+        return fail(err, errlen, "cpus: %u entries for %u vCPUs", c->nr_cpus,
+                    domcfg_max_vcpus(c));
+    for (unsigned i = 0; i < c->nr_cpus; i++)
+        if (domcfg_cpuset_empty(&c->cpus[i]))
+            return fail(err, errlen, "cpus: entry %u names no CPU", i);
+    return 0;
+}
+
+bool domcfg_cpuset_empty(const struct domcfg_cpuset *set)
+{
+    for (size_t i = 0; i < sizeof(set->bits) / sizeof(set->bits[0]); i++)
+        if (set->bits[i])
+            return false;
+    return true;
+}
+
+static void cpuset_range(struct domcfg_cpuset *set, unsigned lo, unsigned hi, bool on)
+{
+    for (unsigned c = lo; c <= hi; c++) {
+        if (on)
+            set->bits[c / 64] |= UINT64_C(1) << (c % 64);
+        else
+            set->bits[c / 64] &= ~(UINT64_C(1) << (c % 64));
+    }
+}
+
+/* A decimal CPU number below DOMCFG_HOST_CPUS at *p; advances *p. */
+static int cpu_number(const char **p, unsigned *out)
+{
+    unsigned v = 0;
+    const char *s = *p;
+    if (*s < '0' || *s > '9')
+        return -EINVAL;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        v = v * 10 + (unsigned)(*s - '0');
+        if (v >= DOMCFG_HOST_CPUS)
+            return -ERANGE;
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+/* One comma-separated element: [^](all | N | N-M). */
+static int cpuset_element(const char *s, size_t len, struct domcfg_cpuset *set, char *err,
+                          size_t errlen)
+{
+    char el[32];
+    if (len == 0 || len >= sizeof(el))
+        return fail(err, errlen, "cpus: \"%.*s\" is not a CPU, range or \"all\"",
+                    (int)(len < 32 ? len : 32), s);
+    memcpy(el, s, len);
+    el[len] = '\0';
+    const char *p = el;
+    bool on = *p != '^';
+    if (!on)
+        p++;
+    if (strcmp(p, "all") == 0) {
+        cpuset_range(set, 0, DOMCFG_HOST_CPUS - 1, on);
+        return 0;
+    }
+    if (strncmp(p, "nodes:", 6) == 0 || strncmp(p, "node:", 5) == 0)
+        return fail(err, errlen, "cpus: \"%s\": NUMA node placement is not supported", el);
+    unsigned lo, hi;
+    int r = cpu_number(&p, &lo);
+    hi = lo;
+    if (!r && *p == '-') {
+        p++;
+        r = cpu_number(&p, &hi);
+    }
+    if (r == -ERANGE)
+        return fail(err, errlen, "cpus: \"%s\": CPU numbers go up to %d", el,
+                    DOMCFG_HOST_CPUS - 1);
+    if (r || *p || hi < lo)
+        return fail(err, errlen, "cpus: \"%s\" is not a CPU, range or \"all\"", el);
+    cpuset_range(set, lo, hi, on);
+    return 0;
+}
+
+int domcfg_cpuset_parse(const char *spec, struct domcfg_cpuset *set, char *err,
+                        size_t errlen)
+{
+    memset(set, 0, sizeof(*set));
+    if (!spec)
+        return fail(err, errlen, "cpus: missing");
+    for (const char *p = spec;;) {
+        size_t len = strcspn(p, ",");
+        int r = cpuset_element(p, len, set, err, errlen);
+        if (r < 0)
+            return r;
+        if (!p[len])
+            break;
+        p += len + 1;
+    }
+    if (domcfg_cpuset_empty(set))
+        return fail(err, errlen, "cpus: \"%.40s\" leaves no CPU", spec);
+    return 0;
+}
+
+void domcfg_cpuset_format(const struct domcfg_cpuset *set, char *out, size_t outlen)
+{
+    size_t n = 0;
+    if (outlen)
+        out[0] = '\0';
+    for (unsigned c = 0; c < DOMCFG_HOST_CPUS; c++) {
+        if (!domcfg_cpuset_has(set, c))
+            continue;
+        unsigned hi = c;
+        while (hi + 1 < DOMCFG_HOST_CPUS && domcfg_cpuset_has(set, hi + 1))
+            hi++;
+        int w = hi == c ? snprintf(out + n, outlen - n, "%s%u", n ? "," : "", c)
+                        : snprintf(out + n, outlen - n, "%s%u-%u", n ? "," : "", c, hi);
+        if (w < 0 || (size_t)w >= outlen - n)
+            return;
+        n += (size_t)w;
+        c = hi;
+    }
+}
+
+int domcfg_uuid_parse(const char *s, char out[DOMCFG_UUID_LEN + 1])
+{
+    char tmp[DOMCFG_UUID_LEN + 1];
+    if (!s || strlen(s) != DOMCFG_UUID_LEN)
+        return -EINVAL;
+    for (int i = 0; i < DOMCFG_UUID_LEN; i++)
+        tmp[i] = (s[i] >= 'A' && s[i] <= 'F') ? (char)(s[i] - 'A' + 'a') : s[i];
+    tmp[DOMCFG_UUID_LEN] = '\0';
+    if (!domrec_uuid_valid(tmp))
+        return -EINVAL;
+    memcpy(out, tmp, sizeof(tmp));
+    return 0;
+}
+
 int domcfg_validate(const struct domcfg *c, char *err, size_t errlen)
 {
     size_t len;
@@ -302,7 +472,31 @@ int domcfg_validate(const struct domcfg *c, char *err, size_t errlen)
         return fail(err, errlen, "on_reboot: invalid action %d", (int)c->on_reboot);
     if ((unsigned)c->on_crash >= NR_ACTIONS)
         return fail(err, errlen, "on_crash: invalid action %d", (int)c->on_crash);
+    if ((r = check_boot_extras(c, err, errlen)) < 0)
+        return r;
     return check_disks(c, err, errlen);
+}
+
+/* The newer members, each only where set: a config without them reads on older peers. */
+static int extras_to_json(struct json_object *o, const struct domcfg *c)
+{
+    int bad = 0;
+    if (c->ramdisk[0])
+        bad |= json_object_object_add(o, "ramdisk", json_object_new_string(c->ramdisk));
+    if (c->maxvcpus)
+        bad |= json_object_object_add(o, "maxvcpus", json_object_new_int64(c->maxvcpus));
+    if (c->uuid[0])
+        bad |= json_object_object_add(o, "uuid", json_object_new_string(c->uuid));
+    if (c->nr_cpus) {
+        struct json_object *arr = json_object_new_array();
+        bad |= json_object_object_add(o, "cpus", arr);
+        for (unsigned i = 0; arr && i < c->nr_cpus && i < DOMCFG_VCPUS_MAX; i++) {
+            char text[DOMCFG_HOST_CPUS * 5];
+            domcfg_cpuset_format(&c->cpus[i], text, sizeof(text));
+            bad |= json_object_array_add(arr, json_object_new_string(text));
+        }
+    }
+    return bad;
 }
 
 struct json_object *domcfg_to_json(const struct domcfg *c)
@@ -334,6 +528,7 @@ struct json_object *domcfg_to_json(const struct domcfg *c)
             bad |= json_object_object_add(d, "readonly", json_object_new_boolean(dk->readonly));
         }
     }
+    bad |= extras_to_json(o, c);
     if (bad) {
         json_object_put(o);
         return NULL;
@@ -344,7 +539,7 @@ struct json_object *domcfg_to_json(const struct domcfg *c)
 /* Field names accepted in the JSON form; anything else is rejected as a typo guard. */
 static const char *const known_fields[] = {
     "name", "memory_mb", "vcpus", "kernel", "cmdline",
-    "on_poweroff", "on_reboot", "on_crash", "disks",
+    "on_poweroff", "on_reboot", "on_crash", "disks", "ramdisk", "maxvcpus", "uuid", "cpus",
 };
 
 /* A string field: its bytes and length (json-c strings may hold NULs). */
@@ -464,6 +659,62 @@ static int get_disks(struct json_object *o, struct domcfg *c, char *err, size_t 
     return check_disks(c, err, errlen);
 }
 
+/* "cpus": [CPULIST, ...], one per vCPU from 0, or one for all. */
+static int get_cpus(struct json_object *o, struct domcfg *c, char *err, size_t errlen)
+{
+    struct json_object *arr;
+    if (!json_object_object_get_ex(o, "cpus", &arr))
+        return 0;
+    if (!json_object_is_type(arr, json_type_array))
+        return fail(err, errlen, "cpus: must be an array");
+    size_t n = json_object_array_length(arr);
+    if (n > DOMCFG_VCPUS_MAX)
+        return fail(err, errlen, "cpus: more than %d entries", DOMCFG_VCPUS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *v = json_object_array_get_idx(arr, i);
+        if (!json_object_is_type(v, json_type_string) ||
+            memchr(json_object_get_string(v), '\0', (size_t)json_object_get_string_len(v)))
+            return fail(err, errlen, "cpus[%zu]: must be a string", i);
+        int r = domcfg_cpuset_parse(json_object_get_string(v), &c->cpus[i], err, errlen);
+        if (r < 0)
+            return r;
+    }
+    c->nr_cpus = (unsigned)n;
+    return 0;
+}
+
+/* ramdisk, maxvcpus, uuid, cpus: optional (older peers do not write them). */
+static int get_extras(struct json_object *o, struct domcfg *c, char *err, size_t errlen)
+{
+    const char *s;
+    size_t len = 0;
+    uint64_t n = 0;
+    bool present;
+    int r;
+    if ((r = get_string(o, "ramdisk", false, &s, &len, err, errlen)) < 0)
+        return r;
+    if (s) {
+        if (len >= sizeof(c->ramdisk))
+            return fail(err, errlen, "ramdisk: path longer than %zu bytes",
+                        sizeof(c->ramdisk) - 1);
+        memcpy(c->ramdisk, s, len);
+        c->ramdisk[len] = '\0';
+    }
+    if ((r = get_uint(o, "maxvcpus", &n, &present, err, errlen)) < 0)
+        return r;
+    if (present) {
+        if (n < 1 || n > DOMCFG_VCPUS_MAX)
+            return fail(err, errlen, "maxvcpus: %" PRIu64 " out of range (1 to %d)", n,
+                        DOMCFG_VCPUS_MAX);
+        c->maxvcpus = (unsigned)n;
+    }
+    if ((r = get_string(o, "uuid", false, &s, &len, err, errlen)) < 0)
+        return r;
+    if (s && (len != DOMCFG_UUID_LEN || domcfg_uuid_parse(s, c->uuid) < 0))
+        return fail(err, errlen, "uuid: not an 8-4-4-4-12 UUID");
+    return get_cpus(o, c, err, errlen);
+}
+
 int domcfg_from_json(struct json_object *o, struct domcfg *c, char *err, size_t errlen)
 {
     struct domcfg tmp;
@@ -541,6 +792,8 @@ int domcfg_from_json(struct json_object *o, struct domcfg *c, char *err, size_t 
         return r;
 
     if ((r = get_disks(o, &tmp, err, errlen)) < 0)
+        return r;
+    if ((r = get_extras(o, &tmp, err, errlen)) < 0)
         return r;
 
     /* Belt and braces: the struct must satisfy the same rules as the CLI's. */

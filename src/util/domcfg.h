@@ -19,6 +19,14 @@
 
 #define DOMCFG_DISKS_MAX    16
 #define DOMCFG_VDEV_MAX     16
+/* Host CPUs a `cpus` pinning can name (0 .. DOMCFG_HOST_CPUS - 1). */
+#define DOMCFG_HOST_CPUS    1024
+#define DOMCFG_UUID_LEN     36
+
+/* A set of host CPUs (xl's CPULIST: "all", "2", "0-3,5", "0-7,^1"). */
+struct domcfg_cpuset {
+    uint64_t bits[DOMCFG_HOST_CPUS / 64];
+};
 
 /* A virtual disk: a raw image or block device, seen by the guest as a Xen vbd. */
 struct domcfg_disk {
@@ -43,7 +51,35 @@ struct domcfg {
     enum domcfg_action on_poweroff, on_reboot, on_crash;
     unsigned nr_disks;
     struct domcfg_disk disks[DOMCFG_DISKS_MAX];
+    /* xl's `ramdisk`: absolute path, "" for none; the first hvm_start_info module. */
+    char ramdisk[PATH_MAX];
+    /* xl's `maxvcpus`: vCPUs created (0: as many as vcpus); those past vcpus start
+     * offline and come up with `xkvm vcpu-set`, which also changes vcpus. */
+    unsigned maxvcpus;
+    /* xl's `uuid`: lower-case 8-4-4-4-12, "" to have one made up. */
+    char uuid[DOMCFG_UUID_LEN + 1];
+    /* xl's `cpus`: 0 (no pinning), 1 (every vCPU on cpus[0]), or one set per vCPU
+     * from vCPU 0 up (the rest unpinned). */
+    unsigned nr_cpus;
+    struct domcfg_cpuset cpus[DOMCFG_VCPUS_MAX];
 };
+
+/* The vCPUs a domain has: maxvcpus, or vcpus where maxvcpus is 0. */
+unsigned domcfg_max_vcpus(const struct domcfg *c);
+/*
+ * xl's CPULIST syntax into *set, as xl's parse_cpurange reads it: comma-separated
+ * "all", "N", "N-M", each negated with a leading '^'; the set starts empty. "nodes:"
+ * is refused (no NUMA placement). 0, or -EINVAL with a message.
+ */
+int domcfg_cpuset_parse(const char *spec, struct domcfg_cpuset *set, char *err,
+                        size_t errlen);
+/* The set as "0-3,5" ("" if empty), into out (truncated to outlen). */
+void domcfg_cpuset_format(const struct domcfg_cpuset *set, char *out, size_t outlen);
+bool domcfg_cpuset_empty(const struct domcfg_cpuset *set);
+static inline bool domcfg_cpuset_has(const struct domcfg_cpuset *s, unsigned cpu)
+{
+    return cpu < DOMCFG_HOST_CPUS && (s->bits[cpu / 64] >> (cpu % 64)) & 1;
+}
 
 void domcfg_defaults(struct domcfg *c);
 const char *domcfg_action_name(enum domcfg_action a);
@@ -90,6 +126,11 @@ struct domrec {
 
 /* Is s a lower-case textual UUID (8-4-4-4-12 hex digits)? */
 bool domrec_uuid_valid(const char *s);
+/*
+ * A UUID as xl reads one (libxl_uuid_from_string: 8-4-4-4-12 hex digits, either case)
+ * into lower case. 0 or -EINVAL.
+ */
+int domcfg_uuid_parse(const char *s, char out[DOMCFG_UUID_LEN + 1]);
 /* The record's members as compact JSON, malloc'd (NULL: out of memory). */
 char *domrec_to_json(const struct domrec *r);
 /*

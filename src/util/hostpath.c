@@ -116,6 +116,7 @@ int hostpath_apply(struct domcfg *cfg, const struct domcfg *local,
     *kernel_dropped = false;
     if (local) {
         snprintf(cfg->kernel, sizeof(cfg->kernel), "%s", local->kernel);
+        snprintf(cfg->ramdisk, sizeof(cfg->ramdisk), "%s", local->ramdisk);
         return take_local_disks(cfg, local, err, errlen);
     }
     for (unsigned i = 0; i < cfg->nr_disks; i++) {
@@ -134,6 +135,15 @@ int hostpath_apply(struct domcfg *cfg, const struct domcfg *local,
         never_restart(cfg);
     } else {
         memcpy(cfg->kernel, kernel, sizeof(cfg->kernel));
+    }
+    /* The ramdisk goes with the kernel: the same roots, the same consequence. */
+    if (cfg->ramdisk[0] && hostpath_check(kernel_roots, "kernel", cfg->ramdisk, false, kernel,
+                                          sizeof(kernel), why, sizeof(why))) {
+        cfg->ramdisk[0] = '\0';
+        *kernel_dropped = true;
+        never_restart(cfg);
+    } else if (cfg->ramdisk[0]) {
+        memcpy(cfg->ramdisk, kernel, sizeof(cfg->ramdisk));
     }
     return 0;
 }

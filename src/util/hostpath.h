@@ -38,9 +38,10 @@ bool hostpath_within(const char *resolved, const char *dir);
 /*
  * Give a stream's configuration its host resources. With local (a configuration read
  * on this host), its disks must be the stream's (same vdevs and devids) and their
- * paths and modes, and the kernel, are local's. Without, each disk must pass
- * hostpath_check against disk_roots and the kernel against kernel_roots; a kernel
- * that does not is never read, and the domain's restart actions become destroy
+ * paths and modes, and the kernel and ramdisk, are local's. Without, each disk must
+ * pass hostpath_check against disk_roots and the kernel and ramdisk against
+ * kernel_roots; a kernel or ramdisk that does not is never read (a ramdisk is
+ * dropped), and the domain's restart actions become destroy
  * (*kernel_dropped set). 0, or -EPERM / -EINVAL with a message.
  */
 int hostpath_apply(struct domcfg *cfg, const struct domcfg *local,

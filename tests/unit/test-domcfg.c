@@ -408,6 +408,116 @@ static void add_disk(struct domcfg *c, const char *path, const char *vdev)
     domcfg_vdev_to_devid(vdev, &dk->devid);
 }
 
+/* ramdisk, maxvcpus, uuid, cpus: through JSON and back; absent when unset. */
+static void test_boot_extras_round_trip(void)
+{
+    struct domcfg in, out;
+    char err[256] = "";
+    fill(&in);
+    strcpy(in.ramdisk, "/boot/initrd.img");
+    in.maxvcpus = 8;
+    strcpy(in.uuid, "5f2e8a10-0c3b-4d2e-9a7f-1b2c3d4e5f60");
+    REQUIRE(domcfg_cpuset_parse("0-3,^2,7", &in.cpus[0], err, sizeof(err)) == 0);
+    REQUIRE(domcfg_cpuset_parse("all,^1-1022", &in.cpus[1], err, sizeof(err)) == 0);
+    in.nr_cpus = 2;
+    REQUIRE(domcfg_validate(&in, err, sizeof(err)) == 0);
+    struct json_object *o = domcfg_to_json(&in);
+    REQUIRE(o);
+    struct json_object *back = parse(json_object_to_json_string(o));
+    json_object_put(o);
+    int r = domcfg_from_json(back, &out, err, sizeof(err));
+    json_object_put(back);
+    REQUIRE(r == 0);
+    CHECK(strcmp(out.ramdisk, in.ramdisk) == 0);
+    CHECK_EQ(out.maxvcpus, 8);
+    CHECK(strcmp(out.uuid, in.uuid) == 0);
+    CHECK_EQ(out.nr_cpus, 2);
+    CHECK(memcmp(out.cpus, in.cpus, 2 * sizeof(in.cpus[0])) == 0);
+    char text[64];
+    domcfg_cpuset_format(&out.cpus[0], text, sizeof(text));
+    CHECK(strcmp(text, "0-1,3,7") == 0);
+    domcfg_cpuset_format(&out.cpus[1], text, sizeof(text));
+    CHECK(strcmp(text, "0,1023") == 0);
+
+    /* Unset, they are not written: older peers (which refuse unknown members) read it. */
+    fill(&in);
+    o = domcfg_to_json(&in);
+    REQUIRE(o);
+    const char *t = json_object_to_json_string(o);
+    CHECK(!strstr(t, "ramdisk") && !strstr(t, "maxvcpus") && !strstr(t, "uuid") &&
+          !strstr(t, "\"cpus\""));
+    json_object_put(o);
+    CHECK_EQ(domcfg_max_vcpus(&in), 4);
+}
+
+static void test_cpuset_parse(void)
+{
+    struct domcfg_cpuset s;
+    char err[256], text[64];
+    static const struct { const char *in, *out; } ok[] = {
+        { "2", "2" }, { "0-3,5", "0-3,5" }, { "0-3,^1", "0,2-3" }, { "all,^0", "1-1023" },
+        { "5,1,3-4", "1,3-5" }, { "1023", "1023" }, { "0-0", "0" },
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        CHECK_MSG(domcfg_cpuset_parse(ok[i].in, &s, err, sizeof(err)) == 0, "%s: %s",
+                  ok[i].in, err);
+        domcfg_cpuset_format(&s, text, sizeof(text));
+        CHECK_MSG(strcmp(text, ok[i].out) == 0, "%s -> %s", ok[i].in, text);
+    }
+    static const char *const bad[] = {
+        "", ",", "1,", "a", "1-", "-1", "3-1", "1024", "99999999999", "^1", "0,^0",
+        "nodes:0", "1 ", " 1", "1--2", "0x1", "all,",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_MSG(domcfg_cpuset_parse(bad[i], &s, err, sizeof(err)) == -EINVAL,
+                  "accepted \"%s\"", bad[i]);
+        CHECK_STR_CONTAINS(err, "cpus: ");
+    }
+}
+
+static void test_uuid_parse(void)
+{
+    char u[DOMCFG_UUID_LEN + 1];
+    CHECK_EQ(domcfg_uuid_parse("5F2E8A10-0C3B-4D2E-9A7F-1B2C3D4E5F60", u), 0);
+    CHECK(strcmp(u, "5f2e8a10-0c3b-4d2e-9a7f-1b2c3d4e5f60") == 0);
+    CHECK_EQ(domcfg_uuid_parse("5f2e8a10-0c3b-4d2e-9a7f-1b2c3d4e5f6", u), -EINVAL);
+    CHECK_EQ(domcfg_uuid_parse("5f2e8a10-0c3b-4d2e-9a7f-1b2c3d4e5f600", u), -EINVAL);
+    CHECK_EQ(domcfg_uuid_parse("5f2e8a100c3b-4d2e-9a7f-1b2c3d4e5f60-", u), -EINVAL);
+    CHECK_EQ(domcfg_uuid_parse("gf2e8a10-0c3b-4d2e-9a7f-1b2c3d4e5f60", u), -EINVAL);
+    CHECK_EQ(domcfg_uuid_parse(NULL, u), -EINVAL);
+}
+
+static void test_reject_boot_extras(void)
+{
+    reject("{" BASE_N "," BASE_K ",\"ramdisk\":\"initrd\"}", "ramdisk: must be an absolute");
+    reject("{" BASE_N "," BASE_K ",\"ramdisk\":\"/a\\nb\"}", "ramdisk: control character");
+    reject("{" BASE_N "," BASE_K ",\"ramdisk\":5}", "ramdisk: must be a string");
+    reject("{" BASE_N "," BASE_K ",\"maxvcpus\":0}", "maxvcpus: 0 out of range");
+    reject("{" BASE_N "," BASE_K ",\"maxvcpus\":129}", "maxvcpus: 129 out of range");
+    reject("{" BASE_N "," BASE_K ",\"vcpus\":4,\"maxvcpus\":2}", "maxvcpus: 2 out of range");
+    reject("{" BASE_N "," BASE_K ",\"maxvcpus\":\"2\"}", "maxvcpus: must be an integer");
+    reject("{" BASE_N "," BASE_K ",\"uuid\":\"x\"}", "uuid: not an 8-4-4-4-12 UUID");
+    reject("{" BASE_N "," BASE_K ",\"uuid\":7}", "uuid: must be a string");
+    reject("{" BASE_N "," BASE_K ",\"cpus\":\"0\"}", "cpus: must be an array");
+    reject("{" BASE_N "," BASE_K ",\"cpus\":[1]}", "cpus[0]: must be a string");
+    reject("{" BASE_N "," BASE_K ",\"cpus\":[\"0\",\"1\"]}", "cpus: 2 entries for 1 vCPUs");
+    reject("{" BASE_N "," BASE_K ",\"cpus\":[\"^0\"]}", "cpus: \"^0\" leaves no CPU");
+
+    struct domcfg c;
+    char err[256];
+    fill(&c);
+    c.maxvcpus = 2;
+    CHECK_EQ(domcfg_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_STR_CONTAINS(err, "maxvcpus");
+    fill(&c);
+    strcpy(c.uuid, "5F2E8A10-0C3B-4D2E-9A7F-1B2C3D4E5F60");
+    CHECK_EQ(domcfg_validate(&c, err, sizeof(err)), -EINVAL);
+    fill(&c);
+    c.nr_cpus = 1;          /* an empty set */
+    CHECK_EQ(domcfg_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_STR_CONTAINS(err, "names no CPU");
+}
+
 static void test_hostpath(void)
 {
     CHECK(hostpath_within("/srv/img/a.img", "/srv/img"));
@@ -543,6 +653,44 @@ static void test_domrec(void)
     CHECK(!strcmp(err, "DOMAIN record is not {shape}"));
 }
 
+/* The ramdisk follows the kernel: the local config's, else inside a --kernel-root. */
+static void test_hostpath_ramdisk(void)
+{
+    char dir[] = "/tmp/xkvm-hostpath-rd.XXXXXX", k[96], rd[96], err[512];
+    REQUIRE(mkdtemp(dir));
+    snprintf(k, sizeof(k), "%s/vmlinuz", dir);
+    snprintf(rd, sizeof(rd), "%s/initrd.img", dir);
+    fclose(fopen(k, "w"));
+    fclose(fopen(rd, "w"));
+    struct hostpath_roots none = { 0 }, roots = { 0 };
+    REQUIRE(hostpath_roots_add(&roots, dir, err, sizeof(err)) == 0);
+    struct domcfg stream, local, c;
+    bool dropped;
+    fill(&stream);
+    strcpy(stream.kernel, k);
+    strcpy(stream.ramdisk, rd);
+    stream.on_reboot = DOMCFG_RESTART;
+    c = stream;
+    CHECK_EQ(hostpath_apply(&c, NULL, &none, &roots, &dropped, err, sizeof(err)), 0);
+    CHECK(!dropped && strcmp(c.ramdisk, rd) == 0 && c.on_reboot == DOMCFG_RESTART);
+    strcpy(stream.ramdisk, "/etc/shadow");      /* outside: dropped, never read */
+    c = stream;
+    CHECK_EQ(hostpath_apply(&c, NULL, &none, &roots, &dropped, err, sizeof(err)), 0);
+    CHECK(dropped && c.ramdisk[0] == '\0' && c.on_reboot == DOMCFG_DESTROY);
+    local = stream;
+    strcpy(local.ramdisk, rd);
+    c = stream;
+    CHECK_EQ(hostpath_apply(&c, &local, &none, &none, &dropped, err, sizeof(err)), 0);
+    CHECK(strcmp(c.ramdisk, rd) == 0);
+    local.ramdisk[0] = '\0';                    /* the local config has none */
+    c = stream;
+    CHECK_EQ(hostpath_apply(&c, &local, &none, &none, &dropped, err, sizeof(err)), 0);
+    CHECK(c.ramdisk[0] == '\0');
+    unlink(k);
+    unlink(rd);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults);
@@ -561,5 +709,10 @@ int main(void)
     RUN_TEST(test_disks);
     RUN_TEST(test_domrec);
     RUN_TEST(test_hostpath);
+    RUN_TEST(test_boot_extras_round_trip);
+    RUN_TEST(test_cpuset_parse);
+    RUN_TEST(test_uuid_parse);
+    RUN_TEST(test_reject_boot_extras);
+    RUN_TEST(test_hostpath_ramdisk);
     HARNESS_EXIT();
 }

@@ -357,6 +357,60 @@ static void test_disks(void)
         "disk", "at most");
 }
 
+/* ramdisk (relative to the config's directory, like kernel), maxvcpus, uuid, cpus. */
+static void test_linux_keys(void)
+{
+    struct domcfg c;
+    char err[1024] = "";
+    char *warn = NULL;
+    int r = read_cfg("name='l'\n" KERNEL_REL "vcpus = 2\nmaxvcpus = 4\n"
+                     "ramdisk = '../guest/kernel'\n"
+                     "uuid = '5F2E8A10-0c3b-4d2e-9a7f-1b2c3d4e5f60'\n"
+                     "cpus = [ '0-1', '^1,all', '3' ]\n", &c, err, sizeof(err), &warn);
+    REQUIRE(r == 0 || (harness_fail(__FILE__, __LINE__, "%s", err), 0));
+    CHECK_MSG(strcmp(c.ramdisk, kernel_path) == 0, "ramdisk %s", c.ramdisk);
+    CHECK_EQ(c.vcpus, 2);
+    CHECK_EQ(c.maxvcpus, 4);
+    CHECK(strcmp(c.uuid, "5f2e8a10-0c3b-4d2e-9a7f-1b2c3d4e5f60") == 0);
+    CHECK_EQ(c.nr_cpus, 3);
+    char text[64];
+    domcfg_cpuset_format(&c.cpus[1], text, sizeof(text));
+    CHECK(strcmp(text, "0-1023") == 0);
+    domcfg_cpuset_format(&c.cpus[2], text, sizeof(text));
+    CHECK(strcmp(text, "3") == 0);
+    CHECK_MSG(warn && warn[0] == '\0', "unexpected warnings: %s", warn);
+    free(warn);
+
+    CHECK(read_cfg("name='l'\n" KERNEL_REL "cpus = '0-3,^1'\n", &c, err, sizeof(err),
+                   NULL) == 0);
+    CHECK_EQ(c.nr_cpus, 1);
+    domcfg_cpuset_format(&c.cpus[0], text, sizeof(text));
+    CHECK(strcmp(text, "0,2-3") == 0);
+    CHECK_EQ(c.maxvcpus, 0);
+    CHECK_EQ(domcfg_max_vcpus(&c), 1);
+    CHECK(c.ramdisk[0] == '\0' && c.uuid[0] == '\0');
+}
+
+static void test_bad_linux_keys(void)
+{
+    BAD("name='x'\n" KERNEL_REL "ramdisk = 'nonexistent'\n", "test.cfg:3: ramdisk:",
+        "No such file");
+    BAD("name='x'\n" KERNEL_REL "ramdisk = ''\n", "test.cfg:3: ramdisk:", "empty");
+    BAD("name='x'\n" KERNEL_REL "ramdisk = ['a']\n", "test.cfg:3: ramdisk:", "list");
+    BAD("name='x'\n" KERNEL_REL "vcpus = 4\nmaxvcpus = 2\n", "test.cfg:4: maxvcpus:",
+        "less than vcpus");
+    BAD("name='x'\n" KERNEL_REL "maxvcpus = 129\n", "test.cfg:3: maxvcpus:", "out of range");
+    BAD("name='x'\n" KERNEL_REL "uuid = 'not-a-uuid'\n", "test.cfg:3: uuid:", "not a UUID");
+    BAD("name='x'\n" KERNEL_REL "cpus = '0-'\n", "test.cfg:3: cpus:", "not a CPU");
+    BAD("name='x'\n" KERNEL_REL "cpus = '^0'\n", "test.cfg:3: cpus:", "leaves no CPU");
+    BAD("name='x'\n" KERNEL_REL "cpus = 'nodes:0'\n", "test.cfg:3: cpus:", "NUMA");
+    BAD("name='x'\n" KERNEL_REL "cpus = [ '0', '1' ]\n", "test.cfg:3: cpus:",
+        "2 entries for 1 vCPUs");
+    BAD("name='x'\n" KERNEL_REL "cpus = [ ]\n", "test.cfg:3: cpus:", NULL);
+    BAD("name='x'\n" KERNEL_REL "vcpus = 2\ncpus = [ '0', 'x' ]\n", "test.cfg:4: cpus:",
+        "entry 2");
+}
+
 int main(void)
 {
     setup();
@@ -370,6 +424,8 @@ int main(void)
     RUN_TEST(test_missing);
     RUN_TEST(test_read_data);
     RUN_TEST(test_disks);
+    RUN_TEST(test_linux_keys);
+    RUN_TEST(test_bad_linux_keys);
     cleanup();
     HARNESS_EXIT();
 }
