@@ -9,7 +9,7 @@ pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
 # --nested-vm: what scripts/kvm-vm.sh boots (a Debian kernel with kvm_amd, busybox).
 # Debian 12's 6.12 kernel: its KVM has the Xen intercept (CONFIG_KVM_XEN), which the
 # 6.1 kernels lack and stock Linux guests need (docs/testing.md).
-[ "${1:-}" = --nested-vm ] && pkgs+=(qemu-system-x86 linux-image-6.12-amd64 busybox-static cpio)
+[ "${1:-}" = --nested-vm ] && pkgs+=(qemu-system-x86 linux-image-6.12-amd64 busybox-static cpio xz-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
