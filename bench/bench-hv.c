@@ -652,7 +652,7 @@ static void bare_hcloop(const void *elf, size_t elf_size, const char *cmdline, u
             if (run->msr.index == XKVM_HYPERCALL_MSR && !(run->msr.data & 0xfff)) {
                 uint8_t *page = flat_ptr(&b, run->msr.data, 4096);
                 if (page) {
-                    hypercall_page_write(page);
+                    hypercall_page_write(page, HYPERCALL_STUB_PORT_IO);
                     run->msr.error = 0;
                 }
             }
