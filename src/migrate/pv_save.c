@@ -185,6 +185,8 @@ int pv_save_context(struct domain *d, struct xkvm_ctx_writer *w, char *err, size
         .wallclock_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec,
     };
     xkvm_ctx_write_time(w, &t);
+    if (__atomic_load_n(&d->guest_vmcall, __ATOMIC_RELAXED))
+        xkvm_ctx_write_hypercall(w, XKVM_CTX_HYPERCALL_VMCALL);
 
     /*
      * ev->lock for the event state (ports, vcpu_info, timers), as debug-state reads
