@@ -126,7 +126,7 @@ intercept_checks() {
   ticking "$H1" "$id" || { fail vmcall-refused "the vmcall guest does not tick"; return; }
   local out; out=$(xk migrate "$id" "127.0.0.1:$P2" 2>&1)
   if [ $? -ne 0 ] && echo "$out" | grep -q "the guest issues VMCALL hypercalls; this host's KVM ($flavour) cannot intercept them"; then
-    pass vmcall-refused; echo "#   $out" | head -2
+    pass vmcall-refused; echo "$out" | head -2 | sed "s/^/#   /"
   else
     fail vmcall-refused "migrate said: $out"
   fi
