@@ -11,7 +11,8 @@
 # With it (kvm_amd/kvm_intel, `make kvm-vm`): the page holds the native VMCALL/VMMCALL
 # stubs; a page guest moves from a port-I/O host (xkvmd --hypercall-transport port-io)
 # to the intercept host and back; a guest that has issued VMCALL is refused by the
-# port-I/O host, at migration and at restore, and keeps running on its source.
+# port-I/O host, at migration and at restore, and keeps running on its source; on the
+# intercept host it survives a live update and a save and restore, still a VMCALL guest.
 # (guest-tests.sh and pv-abi.sh run the guest's tests in vmcall mode there.)
 source "$(dirname "$0")/lib.sh"
 require_kvm
@@ -131,13 +132,25 @@ intercept_checks() {
     fail vmcall-refused "migrate said: $out"
   fi
   if ticking "$H1" "$id"; then pass vmcall-stays-on-source; else fail vmcall-stays-on-source "state $(dom_field "$id" state)"; fi
-  if xk save "$id" "$WORK/vm.img" >/dev/null 2>&1; then
+  if xk save "$id" "$WORK/vm.img" --keep >/dev/null 2>&1; then
     on "$H2"; out=$(xk restore "$WORK/vm.img" 2>&1)
     if [ $? -ne 0 ] && echo "$out" | grep -q "cannot intercept them" && [ -z "$(xk list --json | grep domid)" ]
     then pass vmcall-restore-refused; else fail vmcall-restore-refused "restore said: $out"; fi
     on "$H1"
   else
     fail vmcall-restore-refused "xkvm save failed"
+  fi
+  # On its own (intercept) host it is saved and restored, and survives a live update,
+  # still a VMCALL guest.
+  on "$H1"
+  if xk live-update >/dev/null 2>&1 && ticking "$H1" "$id" && [ "$(dom_field "$id" guest_vmcall)" = True ]
+  then pass vmcall-live-update; else fail vmcall-live-update "state $(dom_field "$id" state), guest_vmcall $(dom_field "$id" guest_vmcall)"; fi
+  xk destroy "$id" >/dev/null 2>&1
+  if [ -s "$WORK/vm.img" ] && xk restore "$WORK/vm.img" >/dev/null 2>&1 && ticking "$H1" "$id" &&
+     [ "$(dom_field "$id" guest_vmcall)" = True ]; then
+    pass vmcall-restore-intercept
+  else
+    fail vmcall-restore-intercept "restored guest $id: state $(dom_field "$id" state), guest_vmcall $(dom_field "$id" guest_vmcall)"
   fi
   xk destroy "$id" >/dev/null 2>&1
 }
