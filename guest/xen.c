@@ -35,7 +35,7 @@ static void write_direct_stubs(void)
         memcpy(&stub[1], &nr, 4);
         stub[5] = 0x0f;                         /* vmcall / vmmcall */
         stub[6] = 0x01;
-        stub[7] = xen.hcall_insn[1] == 'm' ? 0xd9 : 0xc1;
+        stub[7] = strcmp(xen.hcall_insn, "vmmcall") ? 0xc1 : 0xd9;
         stub[8] = 0xc3;                         /* ret */
     }
 }
