@@ -11,6 +11,10 @@
  *                 and cmdline on a bare KVM loop in this program that does nothing per
  *                 hypercall exit but set RAX (goal: ratio <= 1.2).
  *   raw_exit      a 32-bit protected-mode loop of `out` in a bare VM: ns per exit.
+ *   hypercall_intercept  where KVM intercepts Xen hypercalls (KVM_CAP_XEN_HVM): hcloop
+ *                 with hypercall=vmcall under xkvmd, beside the same guest on a bare
+ *                 KVM_EXIT_XEN loop here and a bare `vmcall; jmp` loop (ns per
+ *                 KVM_EXIT_XEN); elsewhere one line saying why it was skipped.
  *
  * xkvmd runs in a temporary run directory of its own, stopped and removed at the end.
  */
@@ -571,16 +575,58 @@ static bool parse_hcloop(const char *text, struct hcloop_result *res)
     return true;
 }
 
+/* KVM's Xen intercept on a bare VM, as xkvmd sets it: VMCALL/VMMCALL -> KVM_EXIT_XEN. */
+static void bare_xen_intercept(struct bare_vm *b)
+{
+    struct kvm_xen_hvm_config xc = { .flags = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
+                                     .msr = XKVM_HYPERCALL_MSR };
+    if (ioctl(b->vm, KVM_XEN_HVM_CONFIG, &xc) < 0)
+        die("KVM_XEN_HVM_CONFIG: %s", strerror(errno));
+}
+
+/*
+ * A KVM_EXIT_XEN hypercall on the bare loop: as the port-I/O one below, result
+ * xen_version's answer, console_io buffered, sched_op ends the run (returns true).
+ */
+static bool bare_xen_hcall(struct bare_vm *b, const struct gphys *g, char *console,
+                           size_t size, size_t *clen)
+{
+    struct kvm_xen_exit *x = &b->run->xen;
+    if (x->type != KVM_EXIT_XEN_HCALL)
+        die("bare hcloop: Xen exit of type %u", x->type);
+    uint64_t nr = x->u.hcall.input, a0 = x->u.hcall.params[0];
+    x->u.hcall.result = XENVER_RESULT;
+    if (nr == __HYPERVISOR_sched_op) {
+        x->u.hcall.result = 0;
+        return a0 == SCHEDOP_shutdown;
+    }
+    if (nr == __HYPERVISOR_console_io) {
+        x->u.hcall.result = 0;
+        struct kvm_sregs s;
+        if (ioctl(b->vcpu, KVM_GET_SREGS, &s) < 0)
+            die("KVM_GET_SREGS: %s", strerror(errno));
+        struct guest_paging pg = { s.cr0, s.cr3, s.cr4, s.efer };
+        uint64_t len = x->u.hcall.params[1];
+        size_t n = len < size - 1 - *clen ? len : size - 1 - *clen;
+        if (a0 == CONSOLEIO_write && n &&
+            copy_from_guest(g, &pg, console + *clen, x->u.hcall.params[2], n) == 0)
+            *clen += n;
+    }
+    return false;
+}
+
 /*
  * The guest under a VMM that does the least possible per exit: hypercall exits get
  * RAX = xen_version's answer, except console_io (buffered for the result line) and
  * sched_op (shutdown ends the run). `sync` is what KVM copies to kvm_run per exit.
  */
 static void bare_hcloop(const void *elf, size_t elf_size, const char *cmdline, uint64_t sync,
-                        struct hcloop_result *res, uint64_t *exits_out)
+                        bool intercept, struct hcloop_result *res, uint64_t *exits_out)
 {
     struct bare_vm b;
     bare_vm_create(&b, GUEST_MEM, sync);
+    if (intercept)
+        bare_xen_intercept(&b);
     struct gphys g = { .ptr = flat_ptr, .opaque = &b };
     struct pvh_image img;
     char why[256] = "";
@@ -647,12 +693,15 @@ static void bare_hcloop(const void *elf, size_t elf_size, const char *cmdline, u
                 die("KVM_SET_REGS: %s", strerror(errno));
             break;
         }
+        case KVM_EXIT_XEN:
+            done = bare_xen_hcall(&b, &g, console, sizeof(console), &clen);
+            break;
         case KVM_EXIT_X86_WRMSR:
             run->msr.error = 1;
             if (run->msr.index == XKVM_HYPERCALL_MSR && !(run->msr.data & 0xfff)) {
                 uint8_t *page = flat_ptr(&b, run->msr.data, 4096);
                 if (page) {
-                    hypercall_page_write(page);
+                    hypercall_page_write(page, HYPERCALL_STUB_PORT_IO);
                     run->msr.error = 0;
                 }
             }
@@ -696,6 +745,45 @@ static double bare_raw_exits(unsigned count)
         bare_run(&b, "raw exit loop");
         if (b.run->exit_reason != KVM_EXIT_IO || b.run->io.port != RAW_EXIT_PORT)
             die("raw exit loop: unexpected exit %u", b.run->exit_reason);
+    }
+    uint64_t t = now_ns() - t0;
+    alarm(0);
+    bare_vm_destroy(&b);
+    return (double)t / count;
+}
+
+/* Does the host's CPU (as KVM reports it) call with VMMCALL (AMD, Hygon)? */
+static bool host_vmmcall(void)
+{
+    for (unsigned i = 0; i < supported_cpuid->nent; i++) {
+        const struct kvm_cpuid_entry2 *e = &supported_cpuid->entries[i];
+        if (e->function == 0)
+            return (e->ebx == 0x68747541 && e->ecx == 0x444d4163) ||   /* AuthenticAMD */
+                   (e->ebx == 0x6f677948 && e->ecx == 0x656e6975);     /* HygonGenuine */
+    }
+    return false;
+}
+
+/* `vmcall; jmp .-5` (or vmmcall) at gpa 0x1000 in 32-bit protected mode: ns per exit. */
+static double bare_raw_vmcalls(unsigned count)
+{
+    struct bare_vm b;
+    bare_vm_create(&b, 2u << 20, 0);
+    bare_xen_intercept(&b);
+    const uint8_t code[] = { 0x0f, 0x01, host_vmmcall() ? 0xd9 : 0xc1, 0xeb, 0xfb };
+    memcpy(b.mem + 0x1000, code, sizeof(code));
+    bare_set_entry(&b, 0x1000, 0);
+    bare_timed_out = 0;
+    alarm(BARE_TIMEOUT_S);
+    uint64_t t0 = 0;
+    const unsigned warmup = 1000;
+    for (unsigned i = 0; i < warmup + count; i++) {
+        if (i == warmup)
+            t0 = now_ns();
+        bare_run(&b, "raw vmcall loop");
+        if (b.run->exit_reason != KVM_EXIT_XEN)
+            die("raw vmcall loop: unexpected exit %u", b.run->exit_reason);
+        b.run->xen.u.hcall.result = 0;
     }
     uint64_t t = now_ns() - t0;
     alarm(0);
@@ -849,9 +937,9 @@ static void bench_hypercall(const struct opts *o)
         }
         domain_op("destroy", domid);
 
-        bare_hcloop(elf, elf_size, cmdline, KVM_SYNC_X86_REGS, &r, &bare_exits);
+        bare_hcloop(elf, elf_size, cmdline, KVM_SYNC_X86_REGS, false, &r, &bare_exits);
         bare[i] = r.ns_per_call;
-        bare_hcloop(elf, elf_size, cmdline, KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS, &r,
+        bare_hcloop(elf, elf_size, cmdline, KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS, false, &r,
                     &bare_exits);
         bare_sregs[i] = r.ns_per_call;
         raw[i] = bare_raw_exits(o->exits);
@@ -878,6 +966,71 @@ static void bench_hypercall(const struct opts *o)
     free(xk);
     free(bare);
     free(bare_sregs);
+    free(raw);
+    munmap(elf, elf_size);
+}
+
+/*
+ * The intercept transport: hcloop calling with VMCALL/VMMCALL directly under xkvmd,
+ * beside the same guest on a bare KVM_EXIT_XEN loop and a bare `vmcall` loop.
+ */
+static void bench_hypercall_intercept(const struct opts *o)
+{
+    int cap = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XEN_HVM);
+    if (cap <= 0 || !(cap & KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL)) {
+        printf("{\"bench\":\"hypercall_intercept\",\"skipped\":\"this host's KVM has no Xen "
+               "hypercall intercept (KVM_CAP_XEN_HVM = %d): guests call through the port-I/O "
+               "page here\"}\n", cap < 0 ? 0 : cap);
+        fflush(stdout);
+        return;
+    }
+    size_t elf_size;
+    void *elf = read_file(o->guest, &elf_size);
+    char cmdline[80];
+    snprintf(cmdline, sizeof(cmdline), "test=hcloop n=%u hypercall=vmcall", o->hc_n);
+    unsigned n = o->hc_runs;
+    double *xk = calloc(n, sizeof(double)), *bare = calloc(n, sizeof(double));
+    double *raw = calloc(n, sizeof(double));
+    if (!xk || !bare || !raw)
+        die("out of memory");
+    int64_t xk_exits = 0, xk_hcalls = 0;
+    uint64_t bare_exits = 0;
+    for (unsigned i = 0; i < n; i++) {
+        char name[32], line[256];
+        snprintf(name, sizeof(name), "bench-vmcall-%u", i);
+        int domid = domain_create(o, name, 1, cmdline, NULL);
+        wait_console(domid, "xtest: hcloop: PASS", line, sizeof(line), BARE_TIMEOUT_S);
+        wait_console(domid, "xtest: hcloop: n=", line, sizeof(line), 1);
+        struct hcloop_result r;
+        if (!parse_hcloop(line, &r))
+            die("d%d: cannot parse \"%s\"", domid, line);
+        xk[i] = r.ns_per_call;
+        struct json_object *d = domain_entry(domid);
+        if (d) {
+            xk_exits = entry_int(d, "exits");
+            xk_hcalls = entry_int(d, "hypercalls");
+            const char *tr = entry_str(d, "hypercall_transport");
+            if (!tr || strcmp(tr, "kvm-intercept"))
+                die("xkvmd's transport is %s, not kvm-intercept", tr ? tr : "not named");
+            json_object_put(d);
+        }
+        domain_op("destroy", domid);
+        bare_hcloop(elf, elf_size, cmdline, KVM_SYNC_X86_REGS, true, &r, &bare_exits);
+        bare[i] = r.ns_per_call;
+        raw[i] = bare_raw_vmcalls(o->exits);
+    }
+    double xk_med = median_d(xk, n), bare_med = median_d(bare, n), raw_med = median_d(raw, n);
+    printf("{\"bench\":\"hypercall_intercept\",\"guest\":\"%s\",\"insn\":\"%s\",\"runs\":%u,"
+           "\"xkvm_ns_per_call\":%.0f,\"xkvm_ns_per_call_min\":%.0f,\"xkvm_ns_per_call_max\":%.0f,"
+           "\"xkvm_exits\":%" PRId64 ",\"xkvm_hypercalls\":%" PRId64 ","
+           "\"ref\":\"same guest on a bare KVM_EXIT_XEN loop\",\"ref_ns_per_call\":%.0f,"
+           "\"ref_exits\":%" PRIu64 ",\"ratio\":%.3f,"
+           "\"raw_ns_per_exit\":%.0f,\"raw\":\"32-bit protected mode: vmcall; jmp (%u exits)\"}\n",
+           cmdline, host_vmmcall() ? "vmmcall" : "vmcall", n, xk_med, xk[0], xk[n - 1],
+           xk_exits, xk_hcalls, bare_med, bare_exits, xk_med / bare_med, raw_med, o->exits);
+    fflush(stdout);
+    free(xk);
+    free(bare);
     free(raw);
     munmap(elf, elf_size);
 }
@@ -959,8 +1112,8 @@ static void usage(FILE *f)
         "  --events N   event round trips per event benchmark (default 2000)\n"
         "  --exits N    out instructions per raw-exit run (default 100000)\n"
         "  --keep       keep xkvmd's run directory (logs, console logs)\n"
-        "  --only LIST  run only these of create,pause,events,xenstore,hypercall (raw_exit comes with\n"
-        "               hypercall)\n"
+        "  --only LIST  run only these of create,pause,events,xenstore,hypercall (raw_exit and\n"
+        "               hypercall_intercept come with hypercall)\n"
         "Prints one JSON line per figure. Needs /dev/kvm.\n");
 }
 
@@ -1076,8 +1229,10 @@ int main(int argc, char **argv)
     }
     if (selected(&o, "xenstore"))
         bench_xenstore_ring(&o);
-    if (selected(&o, "hypercall"))
+    if (selected(&o, "hypercall")) {
         bench_hypercall(&o);
+        bench_hypercall_intercept(&o);
+    }
     host_stop();
     return 0;
 }

@@ -79,10 +79,13 @@ struct xen_info {
     uint32_t version;       /* EAX of base+1: major << 16 | minor */
     uint32_t nr_hcall_pages;/* EAX of base+2 */
     uint32_t hcall_msr;     /* EBX of base+2 */
+    bool direct;            /* hypercall=vmcall: VMCALL/VMMCALL, the MSR never written */
+    const char *hcall_insn; /* what the stubs call with: out, vmcall, vmmcall */
 };
 extern struct xen_info xen;
 extern uint8_t hypercall_page[4096];
-/* Scan CPUID for Xen; if found, write the hypercall page MSR. */
+/* Scan CPUID for Xen; if found, write the hypercall page MSR (or, with
+ * hypercall=vmcall on the command line, the VMCALL/VMMCALL stubs). Needs boot.cmdline. */
 void xen_init(void);
 /* Shut down (Xen: SCHEDOP_shutdown; bare: QEMU isa-debug-exit / ACPI). */
 noreturn void shutdown(unsigned reason);

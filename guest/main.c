@@ -155,6 +155,7 @@ void guest_main(uint32_t si_pa)
     char name[64];
 
     trap_init();
+    const char *err = parse_start_info(si_pa);     /* no hypercall: xen_init reads it */
     xen_init();
     if (!xen.present) {
         /* Bare QEMU: mask the legacy PIC so firmware timers cannot interrupt us. */
@@ -162,15 +163,17 @@ void guest_main(uint32_t si_pa)
         outb(0xa1, 0xff);
     }
 
-    const char *err = parse_start_info(si_pa);
-
     mm_init();      /* start_info may live in page 0 (QEMU): parsed and copied first */
 
     printf("xkvm-guest: booting, cmdline \"%s\"\n", boot.cmdline);
-    if (xen.present)
-        printf("xkvm-guest: Xen %u.%u at CPUID %#x, hypercall page %p via MSR %#x\n",
+    if (xen.present && xen.direct)
+        printf("xkvm-guest: Xen %u.%u at CPUID %#x, hypercalls by %s directly "
+               "(hypercall=vmcall)\n", xen.version >> 16, xen.version & 0xffff, xen.base,
+               xen.hcall_insn);
+    else if (xen.present)
+        printf("xkvm-guest: Xen %u.%u at CPUID %#x, hypercall page %p via MSR %#x (%s)\n",
                xen.version >> 16, xen.version & 0xffff, xen.base, hypercall_page,
-               xen.hcall_msr);
+               xen.hcall_msr, xen.hcall_insn);
     else
         printf("xkvm-guest: no Xen CPUID leaves; console on port 0xe9\n");
     if (err)

@@ -2,14 +2,58 @@
  * Finding Xen the way an HVM/PVH guest does: scan the hypervisor CPUID range for
  * "XenVMMXenVMM", read the hypercall-page MSR index from leaf base+2 and write the
  * page's guest-physical address to it; Xen (or xkvmd) fills it with 32-byte stubs.
+ *
+ * With `hypercall=vmcall` on the command line the guest calls Xen as current Linux
+ * does (xen_hypercall_intel/_amd): VMCALL on Intel, VMMCALL on AMD and Hygon, chosen
+ * by the CPUID vendor, with the Xen register convention, and never writes the MSR.
+ * It writes those instructions into its own page, laid out as Xen's stubs, so every
+ * caller's `call hypercall_page + nr*32` issues them directly.
  */
 #include "guest.h"
 #include "hypercall.h"
 
 struct xen_info xen;
 
+/* AMD and Hygon have VMMCALL, everyone else VMCALL (Linux: xen_hypercall_setfunc). */
+static bool cpu_is_amd(void)
+{
+    uint32_t a, b, c, d;
+
+    cpuid(0, &a, &b, &c, &d);
+    return (b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163) ||  /* AuthenticAMD */
+           (b == 0x6f677948 && d == 0x6e65476e && c == 0x656e6975);    /* HygonGenuine */
+}
+
+static void write_direct_stubs(void)
+{
+    xen.hcall_insn = cpu_is_amd() ? "vmmcall" : "vmcall";
+    for (uint32_t nr = 0; nr < 4096 / 32; nr++) {
+        uint8_t *stub = hypercall_page + nr * 32;
+
+        memset(stub, 0xcc, 32);
+        stub[0] = 0xb8;                         /* mov $nr, %eax */
+        memcpy(&stub[1], &nr, 4);
+        stub[5] = 0x0f;                         /* vmcall / vmmcall */
+        stub[6] = 0x01;
+        stub[7] = strcmp(xen.hcall_insn, "vmmcall") ? 0xc1 : 0xd9;
+        stub[8] = 0xc3;                         /* ret */
+    }
+}
+
+/* What the page's first stub calls with: the hypervisor chose it. */
+static const char *page_insn(void)
+{
+    if (hypercall_page[5] == 0xe7)
+        return "out";
+    if (hypercall_page[5] == 0x0f && hypercall_page[6] == 0x01)
+        return hypercall_page[7] == 0xd9 ? "vmmcall" : hypercall_page[7] == 0xc1 ? "vmcall" : "?";
+    return "?";
+}
+
 void xen_init(void)
 {
+    char mode[16];
+
     for (uint32_t base = 0x40000000; base < 0x40010000; base += 0x100) {
         uint32_t a, b, c, d;
 
@@ -29,6 +73,13 @@ void xen_init(void)
     }
     if (!xen.base || !xen.nr_hcall_pages)
         return;
+    if (cmdline_get("hypercall", mode, sizeof(mode)) && !strcmp(mode, "vmcall")) {
+        xen.direct = true;
+        write_direct_stubs();
+        barrier();
+        xen.present = true;
+        return;
+    }
 
     /* The page index goes in the low 12 bits: page 0 is all we use. */
     wrmsr(xen.hcall_msr, (uint64_t)(uintptr_t)hypercall_page);
@@ -45,6 +96,7 @@ void xen_init(void)
             outb(0xe9, (uint8_t)msg[i]);
         return;
     }
+    xen.hcall_insn = page_insn();
     xen.present = true;
 }
 

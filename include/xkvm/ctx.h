@@ -57,6 +57,7 @@ enum xkvm_ctx_type {
     XKVM_CTX_TIMER          = 0x10a,    /* per vCPU: singleshot and periodic timers */
     XKVM_CTX_TIME           = 0x10b,    /* once: system time and wall clock at save */
     XKVM_CTX_RUNSTATE       = 0x10c,    /* per vCPU: runstate area and accounting */
+    XKVM_CTX_HYPERCALL      = 0x10d,    /* once, optional: how the guest calls Xen */
     XKVM_CTX_VM_ASSIST      = 0x110,    /* once: vm_assist types the guest enabled */
     XKVM_CTX_VCPU_PLATFORM  = 0x111,    /* per vCPU: KVM mp_state, time area */
     XKVM_CTX_PV_LAST        = 0x17f,
@@ -305,6 +306,19 @@ struct xkvm_ctx_runstate {
     uint64_t time[4];           /* ns running, runnable, blocked, offline */
 };
 _Static_assert(sizeof(struct xkvm_ctx_runstate) == 56, "RUNSTATE layout");
+
+/*
+ * HYPERCALL (0x10d, once, optional): how the guest has called Xen. Written only when
+ * a flag is set (absent: none), so an image of a guest that never used VMCALL still
+ * loads on a reader that predates the type.
+ */
+struct xkvm_ctx_hypercall {
+    uint32_t flags;             /* XKVM_CTX_HYPERCALL_* */
+    uint32_t pad;
+};
+_Static_assert(sizeof(struct xkvm_ctx_hypercall) == 8, "HYPERCALL layout");
+/* The guest has issued VMCALL/VMMCALL: it runs only where KVM intercepts them. */
+#define XKVM_CTX_HYPERCALL_VMCALL   (1u << 0)
 
 /* Bytes a record with a body of `length` occupies, header and padding included. */
 static inline uint64_t xkvm_ctx_record_size(uint64_t length)
@@ -577,6 +591,7 @@ XKVM_CTX_ACCESSOR(xkvm_ctx_get_runstate, XKVM_CTX_RUNSTATE, struct xkvm_ctx_runs
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_vm_assist, XKVM_CTX_VM_ASSIST, struct xkvm_ctx_vm_assist)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_vcpu_platform, XKVM_CTX_VCPU_PLATFORM,
                   struct xkvm_ctx_vcpu_platform)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_hypercall, XKVM_CTX_HYPERCALL, struct xkvm_ctx_hypercall)
 #undef XKVM_CTX_ACCESSOR
 
 /* ---- Writing ----------------------------------------------------------------- */
@@ -646,6 +661,7 @@ int xkvm_ctx_write_vcpu_info(struct xkvm_ctx_writer *w, uint32_t vcpu,
                              const struct xkvm_ctx_vcpu_info *rec);
 int xkvm_ctx_write_upcall(struct xkvm_ctx_writer *w, uint32_t vcpu, uint32_t vector);
 int xkvm_ctx_write_time(struct xkvm_ctx_writer *w, const struct xkvm_ctx_time *rec);
+int xkvm_ctx_write_hypercall(struct xkvm_ctx_writer *w, uint32_t flags);
 int xkvm_ctx_write_runstate(struct xkvm_ctx_writer *w, uint32_t vcpu,
                             const struct xkvm_ctx_runstate *rec);
 int xkvm_ctx_write_timer(struct xkvm_ctx_writer *w, uint32_t vcpu,

@@ -151,6 +151,12 @@ int xkvm_ctx_write_tsc_info(struct xkvm_ctx_writer *w, const struct xkvm_ctx_tsc
     WRITE_COPY(w, XKVM_CTX_TSC_INFO, 0, struct xkvm_ctx_tsc_info, rec);
 }
 
+int xkvm_ctx_write_hypercall(struct xkvm_ctx_writer *w, uint32_t flags)
+{
+    struct xkvm_ctx_hypercall h = { .flags = flags };
+    WRITE_COPY(w, XKVM_CTX_HYPERCALL, 0, struct xkvm_ctx_hypercall, &h);
+}
+
 /* ---- image-level check ------------------------------------------------------- */
 
 struct rec_ref {

@@ -367,6 +367,14 @@ static int timer_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_err
     return 0;
 }
 
+static const char *const hypercall_bits[] = { "vmcall" };
+
+static const struct xkvm_ctx_field hypercall_fields[] = {
+    XKVM_CTX_F_FLAGS_NAMED(struct xkvm_ctx_hypercall, flags, XKVM_CTX_HYPERCALL_VMCALL,
+                           hypercall_bits),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_hypercall, pad),
+};
+
 #define PER_VCPU .min_instance = 0, .max_instance = XKVM_CTX_MAX_VCPUS - 1
 
 static const struct xkvm_ctx_type_desc builtin_types[] = {
@@ -476,6 +484,11 @@ static const struct xkvm_ctx_type_desc builtin_types[] = {
         .type = XKVM_CTX_RUNSTATE, .name = "RUNSTATE", PER_VCPU,
         .fixed_size = sizeof(struct xkvm_ctx_runstate),
         .fields = XKVM_CTX_FIELDS(runstate_fields),
+    },
+    {
+        .type = XKVM_CTX_HYPERCALL, .name = "HYPERCALL", .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_hypercall),
+        .fields = XKVM_CTX_FIELDS(hypercall_fields),
     },
     {
         .type = XKVM_CTX_VM_ASSIST, .name = "VM_ASSIST", .flags = XKVM_CTX_TYPE_ONCE,

@@ -143,6 +143,14 @@ static struct json_object *domain_json(struct domain *d)
     json_object_object_add(o, "shutdown_reason",
         d->shutdown_code >= 0 ? json_object_new_string(shutdown_reason_name(d->shutdown_code))
                               : NULL);
+    pthread_mutex_lock(&d->lock);
+    json_object_object_add(o, "crash_reason",
+        d->crash_reason[0] ? json_object_new_string(d->crash_reason) : NULL);
+    pthread_mutex_unlock(&d->lock);
+    /* The host's transport, and whether this guest has called by VMCALL/VMMCALL. */
+    json_object_object_add(o, "hypercall_transport", json_object_new_string(host_transport_name()));
+    json_object_object_add(o, "guest_vmcall",
+        json_object_new_boolean(__atomic_load_n(&d->guest_vmcall, __ATOMIC_RELAXED)));
     json_object_object_add(o, "memory_kb", json_object_new_int64((int64_t)d->cfg.memory_mb * 1024));
     /* As xl list: the vCPUs online (vcpus, moved by vcpu-set), of max_vcpus. */
     json_object_object_add(o, "vcpus", json_object_new_int((int)d->cfg.vcpus));
@@ -211,6 +219,7 @@ static struct json_object *cmd_info(struct request *rq)
         listed += domain_listed(host.domains[id]);
     json_object_object_add(r, "nr_domains", json_object_new_int((int)listed));
     json_object_object_add(r, "kvm_module", json_object_new_string(host.kvm_module));
+    json_object_object_add(r, "hypercall_transport", json_object_new_string(host_transport_name()));
     json_object_object_add(r, "rundir", json_object_new_string(host.rundir));
     json_object_object_add(r, "pid", json_object_new_int(getpid()));
     return r;

@@ -390,7 +390,7 @@ static void usage(FILE *f)
         "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
         "             [--migrate-timeout SECONDS] [--migrate-max-memory SIZE]\n"
         "             [--migrate-max-total SIZE] [--disk-root DIR]... [--kernel-root DIR]...\n"
-        "             [--log-max-size SIZE] [--log-keep N]\n"
+        "             [--log-max-size SIZE] [--log-keep N] [--hypercall-transport auto|port-io]\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
@@ -400,6 +400,8 @@ static void usage(FILE *f)
         "  --log-max-size SIZE   rotate logs (ours, consoles, services') past SIZE, e.g. 16M\n"
         "                        (default 16M; 0: never)\n"
         "  --log-keep N          rotated generations kept: FILE.1 ... FILE.N (default 3)\n"
+        "  --hypercall-transport auto|port-io  VMCALL through KVM's Xen intercept where\n"
+        "                        KVM has it (auto, the default), or only the port-I/O page\n"
         "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n"
         "  --migrate-listen ADDR:PORT  accept incoming live migrations there\n"
         "  --migrate-timeout SECONDS   an incoming migration must be done within this\n"
@@ -461,6 +463,7 @@ static const struct option own_options[] = {
     { "lu-resume", required_argument, NULL, 'R' },
     { "lu-rollback", required_argument, NULL, 'B' },
     { "log-max-size", required_argument, NULL, 'L' }, { "log-keep", required_argument, NULL, 'G' },
+    { "hypercall-transport", required_argument, NULL, 'H' },
     { 0 },
 };
 
@@ -487,6 +490,13 @@ static int own_option(int opt, const char *arg, void *ctx)
             fprintf(stderr, "xkvmd: --%s-root %s\n", opt == 'K' ? "kernel" : "disk", err);
             return 2;
         }
+        break;
+    case 'H':   /* auto: KVM's intercept where it has one; port-io: never */
+        if (strcmp(arg, "auto") && strcmp(arg, "port-io")) {
+            fprintf(stderr, "xkvmd: bad --hypercall-transport '%s' (auto or port-io)\n", arg);
+            return 2;
+        }
+        host.transport_port_io_only = !strcmp(arg, "port-io");
         break;
     case 'A': return live_update_accepts_main(arg);
     case 'R': o->lu_resume = arg; break;
@@ -584,9 +594,9 @@ int main(int argc, char **argv)
         daemon_failed(&dm, err);
         return 1;
     }
-    log_info("xkvmd %s serving %s: %llu MiB machine memory, %s%s", XKVM_VERSION_STRING,
-             dm.absdir, (unsigned long long)(o.machine_memory >> 20), host.kvm_module,
-             host.has_sync_regs ? ", sync regs" : "");
+    log_info("xkvmd %s serving %s: %llu MiB machine memory, %s%s, hypercalls by %s",
+             XKVM_VERSION_STRING, dm.absdir, (unsigned long long)(o.machine_memory >> 20),
+             host.kvm_module, host.has_sync_regs ? ", sync regs" : "", host_transport_name());
     daemon_ready(&dm);
     self_binary(&lu);
     lu.control_listen_fd = listen_fd;

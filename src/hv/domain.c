@@ -232,6 +232,28 @@ static int read_boot_file(const char *what, const char *path, uint64_t max, void
     return 0;
 }
 
+/*
+ * Where KVM intercepts Xen hypercalls, VMCALL/VMMCALL come to xkvmd as KVM_EXIT_XEN.
+ * KVM wants the hypercall-page MSR named (the intercept is off without it); the MSR
+ * filter still sends the MSR write to xkvmd, which writes the page itself (KVM would
+ * write the same native stubs). Nothing else of KVM's Xen support is used: shared_info,
+ * event channels and timers stay xkvmd's, so KVM holds no Xen state to save.
+ */
+static int setup_xen_intercept(struct domain *d, char *err, size_t errlen)
+{
+    if (host.transport != HCALL_TRANSPORT_INTERCEPT)
+        return 0;
+    struct kvm_xen_hvm_config xc = {
+        .flags = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL,
+        .msr = XKVM_HYPERCALL_MSR,
+    };
+    if (ioctl(d->vm_fd, KVM_XEN_HVM_CONFIG, &xc) < 0) {
+        snprintf(err, errlen, "KVM_XEN_HVM_CONFIG: %s", strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
 static int setup_vm(struct domain *d, char *err, size_t errlen)
 {
     d->vm_fd = ioctl(host.kvm_fd, KVM_CREATE_VM, 0);
@@ -278,7 +300,7 @@ static int setup_vm(struct domain *d, char *err, size_t errlen)
         snprintf(err, errlen, "KVM_X86_SET_MSR_FILTER: %s", strerror(errno));
         return -errno;
     }
-    return 0;
+    return setup_xen_intercept(d, err, errlen);
 }
 
 /*
@@ -932,6 +954,10 @@ void domain_crash(struct domain *d, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     log_err("d%u: domain crashed: %s", d->domid, why);
+    pthread_mutex_lock(&d->lock);
+    if (d->shutdown_code < 0 && !d->crash_reason[0])
+        snprintf(d->crash_reason, sizeof(d->crash_reason), "%s", why);
+    pthread_mutex_unlock(&d->lock);
     domain_shutdown(d, SHUTDOWN_crash);
 }
 

@@ -84,6 +84,13 @@ struct domain {
     bool incoming;
     uint64_t dom0_activity_ns;  /* last map/unmap/bind by a dom0 service, or its event */
 
+    /*
+     * The guest has called Xen with VMCALL/VMMCALL (KVM's intercept): it can run only
+     * where KVM intercepts them. Carried by save, migration and live update.
+     */
+    bool guest_vmcall;
+    char crash_reason[256];     /* domain_crash's first reason, "" if none */
+
     struct event_domain *ev;    /* event.h: shared_info, event channels */
     struct gnttab *gt;          /* gnttab.h: grant table */
 

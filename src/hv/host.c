@@ -16,6 +16,7 @@
 #include "hv/event.h"
 #include "hv/hv.h"
 #include "hv/vcpu.h"
+#include "hv/vmcall_watch.h"
 
 struct host host;
 
@@ -57,6 +58,37 @@ static uint32_t probe_tsc_khz(void)
     if (vm >= 0)
         close(vm);
     return khz > 0 ? (uint32_t)khz : 0;
+}
+
+const char *host_transport_name(void)
+{
+    return host.transport == HCALL_TRANSPORT_INTERCEPT ? "kvm-intercept" : "port-io";
+}
+
+/* CPUID vendor of the host (as KVM reports it): AMD and Hygon call with VMMCALL. */
+static bool host_vendor_vmmcall(const struct kvm_cpuid2 *c)
+{
+    for (unsigned i = 0; i < c->nent; i++) {
+        const struct kvm_cpuid_entry2 *e = &c->entries[i];
+        if (e->function != 0)
+            continue;
+        return (e->ebx == 0x68747541 && e->edx == 0x69746e65 && e->ecx == 0x444d4163) ||
+               (e->ebx == 0x6f677948 && e->edx == 0x6e65476e && e->ecx == 0x656e6975);
+    }
+    return false;
+}
+
+/*
+ * The intercept where KVM has it (KVM_CAP_XEN_HVM reports the flag), unless told
+ * to keep to the port-I/O page.
+ */
+static void choose_transport(void)
+{
+    int xen = ioctl(host.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XEN_HVM);
+    host.native_vmmcall = host_vendor_vmmcall(host.supported_cpuid);
+    host.transport = HCALL_TRANSPORT_PORT_IO;
+    if (xen > 0 && (xen & KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL) && !host.transport_port_io_only)
+        host.transport = HCALL_TRANSPORT_INTERCEPT;
 }
 
 int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t errlen)
@@ -107,6 +139,7 @@ int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t err
     }
     host.tsc_khz = probe_tsc_khz();
     host.has_tsc_control = ioctl(host.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
+    choose_transport();
 
     /* 0: live update, which takes over the previous xkvmd's machine memory. */
     int rc = machine_memory ? mm_init(&host.mm, machine_memory) : 0;
@@ -118,6 +151,10 @@ int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t err
     host.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if ((rc = event_host_init())) {
         snprintf(err, errlen, "starting the event thread: %s", strerror(-rc));
+        return rc;
+    }
+    if ((rc = vmcall_watch_start())) {
+        snprintf(err, errlen, "starting the VMCALL watch: %s", strerror(-rc));
         return rc;
     }
 

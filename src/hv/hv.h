@@ -20,6 +20,16 @@
 
 struct domain;
 
+/*
+ * How guests' hypercalls reach xkvmd (docs/hypervisor.md, "The hypercall transport"):
+ * the port-I/O hypercall page everywhere, and where KVM intercepts Xen hypercalls
+ * (KVM_CAP_XEN_HVM with KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL) also VMCALL/VMMCALL.
+ */
+enum hcall_transport {
+    HCALL_TRANSPORT_PORT_IO,
+    HCALL_TRANSPORT_INTERCEPT,
+};
+
 struct host {
     char rundir[PATH_MAX];
     int kvm_fd;
@@ -29,6 +39,9 @@ struct host {
     char kvm_module[16];            /* kvm_pvm, kvm_intel, kvm_amd */
     uint32_t tsc_khz;
     bool has_tsc_control;           /* KVM can scale a guest's TSC (KVM_SET_TSC_KHZ) */
+    enum hcall_transport transport;  /* chosen by host_init */
+    bool transport_port_io_only;    /* set before host_init: never the intercept */
+    bool native_vmmcall;            /* AMD/Hygon: VMMCALL is the native instruction */
 
     struct machine_mem mm;
 
@@ -51,6 +64,8 @@ static inline struct machine_mem *host_mm(void)
 }
 
 int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t errlen);
+/* "port-io" or "kvm-intercept": the name xkvm info and list --json show. */
+const char *host_transport_name(void);
 /* Wake the main loop: some domain changed state it must act on. */
 void host_notify(void);
 /* main_call.c: run fn(arg) on the main thread and wait for it (or run it, if there). */

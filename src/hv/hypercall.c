@@ -14,6 +14,7 @@
 #include "hv/domain.h"
 #include "hv/event.h"
 #include "hv/gnttab.h"
+#include "hv/hv.h"
 #include "hv/vcpu.h"
 #include "util/log.h"
 
@@ -93,18 +94,29 @@ long hypercall_dispatch(struct hcall *hc)
     return hypercall_table[hc->nr].fn(hc);
 }
 
+/* The stubs this host's transport takes: the native instruction where KVM intercepts it. */
+static enum hypercall_stub host_stub(void)
+{
+    if (host.transport != HCALL_TRANSPORT_INTERCEPT)
+        return HYPERCALL_STUB_PORT_IO;
+    return host.native_vmmcall ? HYPERCALL_STUB_VMMCALL : HYPERCALL_STUB_VMCALL;
+}
+
 int hypercall_page_fill(struct domain *d, uint64_t gpa)
 {
+    enum hypercall_stub kind = host_stub();
     p2m_hold(&d->p2m);
     uint8_t *page = p2m_ptr(&d->p2m, gpa, XKVM_PAGE_SIZE);
     if (page) {
-        hypercall_page_write(page);
+        hypercall_page_write(page, kind);
         p2m_mark_dirty(&d->p2m, gpa >> XKVM_PAGE_SHIFT, 1);
     }
     p2m_release(&d->p2m);
     if (!page)
         return -EFAULT;
-    log_info("d%u: hypercall page at gpa %#llx", d->domid, (unsigned long long)gpa);
+    log_info("d%u: hypercall page at gpa %#llx (%s stubs)", d->domid, (unsigned long long)gpa,
+             kind == HYPERCALL_STUB_PORT_IO ? "port-I/O" :
+             kind == HYPERCALL_STUB_VMMCALL ? "VMMCALL" : "VMCALL");
     return 0;
 }
 

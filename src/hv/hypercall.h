@@ -1,11 +1,12 @@
 /*
  * The hypercall transport. A guest enables the hypercall page by writing its address
  * to the MSR named in CPUID leaf 0x40000002; xkvmd fills it (hypercall_page.h). The
- * stub's port write exits to xkvmd, which reads the arguments from the guest's
- * registers (64-bit or 32-bit ABI), runs the handler, and puts the result in RAX.
+ * stub's port write (or, where KVM intercepts it, VMCALL/VMMCALL: KVM_EXIT_XEN) exits
+ * to xkvmd, which reads the arguments from the guest's registers (64-bit or 32-bit
+ * ABI), runs the handler, and puts the result in RAX.
  *
  * A handler that has more work than it should do at once asks for a continuation:
- * the guest re-executes the `out` with updated arguments (as Xen re-executes the
+ * the guest re-executes the `out` (or VMCALL) with updated arguments (as Xen re-executes the
  * hypercall instruction), so a vCPU can always be paused between two pieces.
  */
 #ifndef XKVM_HV_HYPERCALL_H

@@ -21,6 +21,7 @@
 #include "hv/hv.h"
 #include "hv/hypercall.h"
 #include "hv/platform_io.h"
+#include "hv/vmcall_watch.h"
 #include "util/log.h"
 
 #define EFER_LMA (1ULL << 10)
@@ -118,15 +119,21 @@ static void complete_pending_exit(struct vcpu *v)
     v->exit_incomplete = false;
 }
 
-static void handle_hypercall(struct vcpu *v)
+/*
+ * The call a hypercall instruction makes, from the guest's registers: number in RAX,
+ * arguments in the 64-bit (RDI RSI RDX R10 R8 R9) or 32-bit (EBX ECX EDX ESI EDI EBP)
+ * registers. false if the registers cannot be read (the domain crashed).
+ */
+static bool hcall_from_regs(struct vcpu *v, struct hcall *hc, struct kvm_regs **regs,
+                            struct kvm_regs *rbuf)
 {
-    struct kvm_regs rbuf, *r = NULL;
+    struct kvm_regs *r = NULL;
     struct kvm_sregs sbuf, *s = NULL;
-    if (vcpu_regs(v, &r, &s, &rbuf, &sbuf)) {
+    if (vcpu_regs(v, &r, &s, rbuf, &sbuf)) {
         domain_crash(v->d, "v%u: cannot read registers", v->id);
-        return;
+        return false;
     }
-    struct hcall hc = {
+    *hc = (struct hcall){
         .v = v,
         .d = v->d,
         .nr = (unsigned)r->rax,
@@ -134,26 +141,26 @@ static void handle_hypercall(struct vcpu *v)
         .paging = { .cr0 = s->cr0, .cr3 = s->cr3, .cr4 = s->cr4, .efer = s->efer },
         .gphys = p2m_gphys(&v->d->p2m),
     };
-    if (hc.is64) {
-        hc.arg[0] = r->rdi; hc.arg[1] = r->rsi; hc.arg[2] = r->rdx;
-        hc.arg[3] = r->r10; hc.arg[4] = r->r8;  hc.arg[5] = r->r9;
+    if (hc->is64) {
+        hc->arg[0] = r->rdi; hc->arg[1] = r->rsi; hc->arg[2] = r->rdx;
+        hc->arg[3] = r->r10; hc->arg[4] = r->r8;  hc->arg[5] = r->r9;
     } else {
-        hc.arg[0] = (uint32_t)r->rbx; hc.arg[1] = (uint32_t)r->rcx;
-        hc.arg[2] = (uint32_t)r->rdx; hc.arg[3] = (uint32_t)r->rsi;
-        hc.arg[4] = (uint32_t)r->rdi; hc.arg[5] = (uint32_t)r->rbp;
+        hc->arg[0] = (uint32_t)r->rbx; hc->arg[1] = (uint32_t)r->rcx;
+        hc->arg[2] = (uint32_t)r->rdx; hc->arg[3] = (uint32_t)r->rsi;
+        hc->arg[4] = (uint32_t)r->rdi; hc->arg[5] = (uint32_t)r->rbp;
     }
-    v->nr_hypercalls++;
-    long ret = hypercall_dispatch(&hc);
-    if (!hc.continuation) {
-        r->rax = hc.is64 ? (uint64_t)ret : (uint32_t)ret;
-        vcpu_put_regs(v, r);
-        return;
-    }
-    /*
-     * Continuation: let KVM retire the out first (where RIP lands after it differs
-     * between KVM flavours), then step back onto it with RAX = the hypercall number
-     * and the updated arguments, as Xen does with its hypercall instruction.
-     */
+    *regs = r;
+    return true;
+}
+
+/*
+ * Continuation: let KVM retire the hypercall instruction first (where RIP lands after
+ * it differs between KVM flavours), then step back onto it, insn_len bytes, with
+ * RAX = the hypercall number and the updated arguments, as Xen does with its
+ * hypercall instruction.
+ */
+static void hcall_continue(struct vcpu *v, const struct hcall *hc, unsigned insn_len)
+{
     if (host.has_sync_regs)
         v->run->kvm_dirty_regs = 0;
     complete_pending_exit(v);
@@ -162,19 +169,71 @@ static void handle_hypercall(struct vcpu *v)
         domain_crash(v->d, "v%u: cannot read registers", v->id);
         return;
     }
-    now.rip -= XKVM_HYPERCALL_OUT_LEN;
-    now.rax = hc.nr;
-    if (hc.is64) {
-        now.rdi = hc.arg[0]; now.rsi = hc.arg[1]; now.rdx = hc.arg[2];
-        now.r10 = hc.arg[3]; now.r8 = hc.arg[4];  now.r9 = hc.arg[5];
+    now.rip -= insn_len;
+    now.rax = hc->nr;
+    if (hc->is64) {
+        now.rdi = hc->arg[0]; now.rsi = hc->arg[1]; now.rdx = hc->arg[2];
+        now.r10 = hc->arg[3]; now.r8 = hc->arg[4];  now.r9 = hc->arg[5];
     } else {
-        now.rbx = (uint32_t)hc.arg[0]; now.rcx = (uint32_t)hc.arg[1];
-        now.rdx = (uint32_t)hc.arg[2]; now.rsi = (uint32_t)hc.arg[3];
-        now.rdi = (uint32_t)hc.arg[4]; now.rbp = (uint32_t)hc.arg[5];
+        now.rbx = (uint32_t)hc->arg[0]; now.rcx = (uint32_t)hc->arg[1];
+        now.rdx = (uint32_t)hc->arg[2]; now.rsi = (uint32_t)hc->arg[3];
+        now.rdi = (uint32_t)hc->arg[4]; now.rbp = (uint32_t)hc->arg[5];
     }
     if (ioctl(v->fd, KVM_SET_REGS, &now) < 0)
         domain_crash(v->d, "v%u: cannot write registers", v->id);
     /* The sync-regs copy in kvm_run is stale now; KVM refreshes it on the next exit. */
+}
+
+/* The port-I/O page's `out`: the result goes to RAX, nothing else changes. */
+static void handle_hypercall(struct vcpu *v)
+{
+    struct kvm_regs rbuf, *r = NULL;
+    struct hcall hc;
+    if (!hcall_from_regs(v, &hc, &r, &rbuf))
+        return;
+    v->nr_hypercalls++;
+    long ret = hypercall_dispatch(&hc);
+    if (hc.continuation) {
+        hcall_continue(v, &hc, XKVM_HYPERCALL_OUT_LEN);
+        return;
+    }
+    r->rax = hc.is64 ? (uint64_t)ret : (uint32_t)ret;
+    vcpu_put_regs(v, r);
+}
+
+/*
+ * VMCALL/VMMCALL through KVM's Xen intercept (KVM_EXIT_XEN_HCALL): KVM read the
+ * number and the arguments for us; the result goes back in the exit, and KVM puts it
+ * in RAX and skips the instruction on the next KVM_RUN. As on Xen, only the guest's
+ * kernel (CPL 0) may call.
+ */
+static void handle_xen_hcall(struct vcpu *v)
+{
+    struct kvm_xen_exit *x = &v->run->xen;
+    v->exit_incomplete = true;
+    if (x->type != KVM_EXIT_XEN_HCALL) {
+        log_warn("d%u v%u: KVM Xen exit of type %u ignored", v->d->domid, v->id, x->type);
+        return;
+    }
+    if (!__atomic_load_n(&v->d->guest_vmcall, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&v->d->guest_vmcall, true, __ATOMIC_RELAXED);
+        log_info("d%u: the guest calls Xen with %s", v->d->domid,
+                 host.native_vmmcall ? "VMMCALL" : "VMCALL");
+    }
+    struct kvm_regs rbuf, *r = NULL;
+    struct hcall hc;
+    if (!hcall_from_regs(v, &hc, &r, &rbuf))
+        return;
+    /* KVM's decoding is the one the instruction was made with. */
+    hc.is64 = x->u.hcall.longmode;
+    hc.nr = (unsigned)x->u.hcall.input;
+    for (unsigned i = 0; i < 6; i++)
+        hc.arg[i] = hc.is64 ? x->u.hcall.params[i] : (uint32_t)x->u.hcall.params[i];
+    v->nr_hypercalls++;
+    long ret = x->u.hcall.cpl ? -EPERM : hypercall_dispatch(&hc);
+    x->u.hcall.result = hc.is64 ? (uint64_t)ret : (uint32_t)ret;
+    if (hc.continuation)
+        hcall_continue(v, &hc, XKVM_HYPERCALL_VMCALL_LEN);
 }
 
 static void handle_io(struct vcpu *v)
@@ -252,6 +311,9 @@ static bool handle_exit(struct vcpu *v)
     case KVM_EXIT_MMIO:
         handle_mmio(v);
         return true;
+    case KVM_EXIT_XEN:
+        handle_xen_hcall(v);
+        return true;
     case KVM_EXIT_X86_RDMSR:
         handle_msr(v, false);
         return true;
@@ -262,7 +324,8 @@ static bool handle_exit(struct vcpu *v)
     case KVM_EXIT_IRQ_WINDOW_OPEN:  /* event_before_run injects the upcall now */
         return true;
     case KVM_EXIT_SHUTDOWN:
-        domain_crash(v->d, "v%u: triple fault", v->id);
+        if (!vmcall_verdict_at_rip(v))
+            domain_crash(v->d, "v%u: triple fault", v->id);
         return false;
     case KVM_EXIT_SYSTEM_EVENT:
         if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
@@ -271,6 +334,8 @@ static bool handle_exit(struct vcpu *v)
             domain_shutdown(v->d, SHUTDOWN_poweroff);
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
+        if (vmcall_verdict_at_rip(v))
+            return false;
         domain_crash(v->d, "v%u: KVM internal error, suberror %u", v->id,
                      run->internal.suberror);
         return false;
@@ -370,6 +435,10 @@ static void *vcpu_thread(void *arg)
         if (rc < 0) {
             if (errno == EINTR) {
                 vcpu_eat_kicks();
+                /* The VMCALL watch asked where a vCPU that makes no exits is. */
+                if (__atomic_exchange_n(&v->probe_rip, false, __ATOMIC_ACQ_REL) &&
+                    vmcall_verdict_at_rip(v))
+                    runnable = false;
                 continue;
             }
             if (errno == EAGAIN)

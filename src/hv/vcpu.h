@@ -25,6 +25,9 @@ struct vcpu {
     uint64_t nr_hypercalls;
     int tid;                /* the vCPU thread's, while it runs; 0: none */
     uint64_t cpu_ns_done;   /* CPU time of this vCPU's threads that have ended */
+    /* vmcall_watch.c: the exit count last seen, since when, and its request to look. */
+    uint64_t watch_exits, watch_since_ns;
+    bool probe_rip;
 
     struct vcpu_event *ev;      /* event.h: vcpu_info, upcall, timers */
 };

@@ -65,6 +65,13 @@ int pv_restore_check(struct domain *d, const void *img, size_t len, char *err, s
             }
         } else if (rec.type == XKVM_CTX_TIME) {
             have_time = true;
+        } else if (rec.type == XKVM_CTX_HYPERCALL &&
+                   (xkvm_ctx_get_hypercall(&rec)->flags & XKVM_CTX_HYPERCALL_VMCALL) &&
+                   host.transport != HCALL_TRANSPORT_INTERCEPT) {
+            snprintf(err, errlen, "the guest issues VMCALL hypercalls; this host's KVM (%s) "
+                     "cannot intercept them%s", host.kvm_module, host.transport_port_io_only ?
+                     " (xkvmd --hypercall-transport port-io)" : "");
+            return -EOPNOTSUPP;
         } else if (rec.type == XKVM_CTX_SHARED_INFO &&
                    (xkvm_ctx_get_shared_info(&rec)->flags & XKVM_CTX_SHARED_INFO_HAS_32BIT_LAYOUT)) {
             snprintf(err, errlen, "a 32-bit guest's shared_info layout is not supported");
@@ -223,6 +230,9 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
         case XKVM_CTX_VM_ASSIST:
             __atomic_store_n(&d->vm_assist, xkvm_ctx_get_vm_assist(&rec)->types,
                              __ATOMIC_RELEASE);
+        case XKVM_CTX_HYPERCALL:
+            if (xkvm_ctx_get_hypercall(&rec)->flags & XKVM_CTX_HYPERCALL_VMCALL)
+                __atomic_store_n(&d->guest_vmcall, true, __ATOMIC_RELAXED);
             break;
         default: break;
         }

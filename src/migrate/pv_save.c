@@ -219,6 +219,8 @@ int pv_save_context(struct domain *d, struct xkvm_ctx_writer *w, char *err, size
     uint32_t assists = __atomic_load_n(&d->vm_assist, __ATOMIC_ACQUIRE);
     if (assists)
         xkvm_ctx_write_vm_assist(w, assists);
+    if (__atomic_load_n(&d->guest_vmcall, __ATOMIC_RELAXED))
+        xkvm_ctx_write_hypercall(w, XKVM_CTX_HYPERCALL_VMCALL);
 
     /*
      * ev->lock for the event state (ports, vcpu_info, timers), as debug-state reads

@@ -147,7 +147,7 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
         rc = fail(r, -ENOMEM, "out of memory");
     else
         rc = domrec_from_json((const char *)rec->body, rec->length, DOMREC_DOMID | DOMREC_CONFIG,
-                              DOMREC_PAUSED | DOMREC_UUID, "DOMAIN_CONFIG",
+                              DOMREC_PAUSED | DOMREC_UUID | DOMREC_VMCALL, "DOMAIN_CONFIG",
                               "{\"domid\": N, \"config\": {...}}", &dr, r->err, r->errlen);
     if (!rc) {
         /* The optional members: "paused", "uuid" (the source's /vm name). */
@@ -156,6 +156,10 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
         if (dr.members & DOMREC_PAUSED)
             r->paused = dr.paused;
     }
+    if (!rc && dr.vmcall && host.transport != HCALL_TRANSPORT_INTERCEPT)
+        rc = fail(r, -EOPNOTSUPP, "DOMAIN_CONFIG: the guest issues VMCALL hypercalls; this "
+                  "host's KVM (%s) cannot intercept them%s", host.kvm_module,
+                  host.transport_port_io_only ? " (xkvmd --hypercall-transport port-io)" : "");
     if (!rc)
         rc = host_resources(r, &c->cfg);
     /* Nothing is allocated for the stream before this. */

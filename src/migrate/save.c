@@ -403,6 +403,11 @@ static int send_config(struct sender *s, char *err, size_t errlen)
     pthread_mutex_unlock(&s->d->lock);
     if (toolstack_xs_uuid(s->d->domid, dr.uuid))
         dr.members |= DOMREC_UUID;
+    /* Said up front so that a host without KVM's intercept refuses before any page. */
+    if (__atomic_load_n(&s->d->guest_vmcall, __ATOMIC_RELAXED)) {
+        dr.members |= DOMREC_VMCALL;
+        dr.vmcall = true;
+    }
     char *j = domrec_to_json(&dr);
     if (!j) {
         snprintf(err, errlen, "out of memory");

@@ -389,13 +389,14 @@ static int cmd_list(int argc, char **argv)
         const char *name = get_str_field(d, "name");
         const char *state = get_str_field(d, "state");
         const char *reason = get_str_field(d, "shutdown_reason");
+        const char *why = get_str_field(d, "crash_reason");
         int64_t id = -1, mem_kb = -1, vcpus = -1;
         get_int_field(d, "domid", &id);
         get_int_field(d, "memory_kb", &mem_kb);
         get_int_field(d, "vcpus", &vcpus);
-        printf("%-*s %5" PRId64 " %9" PRId64 " %5" PRId64 " %-9s %s\n", width,
+        printf("%-*s %5" PRId64 " %9" PRId64 " %5" PRId64 " %-9s %s%s%s\n", width,
                name ? name : "?", id, mem_kb >= 0 ? mem_kb / 1024 : -1, vcpus,
-               state ? state : "?", reason ? reason : "-");
+               state ? state : "?", reason ? reason : "-", why ? ": " : "", why ? why : "");
     }
     json_object_put(reply);
     return 0;

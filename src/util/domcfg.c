@@ -831,6 +831,8 @@ char *domrec_to_json(const struct domrec *r)
     }
     if (r->members & DOMREC_UUID)
         json_object_object_add(o, "uuid", json_object_new_string(r->uuid));
+    if (r->members & DOMREC_VMCALL)
+        json_object_object_add(o, "vmcall", json_object_new_boolean(r->vmcall));
     char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
     json_object_put(o);
     return text;
@@ -854,7 +856,8 @@ static bool domrec_shape(struct json_object *o, unsigned required)
            (!(required & DOMREC_SHUTDOWN) ||
             (has(o, "shutdown_code", json_type_int, NULL) &&
              has(o, "shutdown_handled", json_type_boolean, NULL))) &&
-           (!(required & DOMREC_UUID) || has(o, "uuid", json_type_string, NULL));
+           (!(required & DOMREC_UUID) || has(o, "uuid", json_type_string, NULL)) &&
+           (!(required & DOMREC_VMCALL) || has(o, "vmcall", json_type_boolean, NULL));
 }
 
 /* The members after the shape: domid's range, the config, then the optional ones. */
@@ -887,6 +890,12 @@ static int domrec_members(struct json_object *o, unsigned want, const char *what
             return fail(err, errlen, "%s: \"paused\" must be true or false", what);
         r->paused = json_object_get_boolean(v);
         r->members |= DOMREC_PAUSED;
+    }
+    if ((want & DOMREC_VMCALL) && json_object_object_get_ex(o, "vmcall", &v)) {
+        if (!json_object_is_type(v, json_type_boolean))
+            return fail(err, errlen, "%s: \"vmcall\" must be true or false", what);
+        r->vmcall = json_object_get_boolean(v);
+        r->members |= DOMREC_VMCALL;
     }
     struct json_object *h;
     if ((want & DOMREC_SHUTDOWN) && has(o, "shutdown_code", json_type_int, &v) &&

@@ -101,7 +101,8 @@ int domcfg_from_json(struct json_object *o, struct domcfg *c, char *err, size_t 
 
 /*
  * A domain record: a config and how the domain stands, as one JSON object. The one
- * codec for the migration stream's DOMAIN_CONFIG ({domid, config, paused?, uuid?}) and
+ * codec for the migration stream's DOMAIN_CONFIG ({domid, config, paused?, uuid?,
+ * vmcall?}) and
  * the live-update image's DOMAIN ({config, paused, shutdown_code, shutdown_handled}):
  * each is a set of these members, always written in this order.
  */
@@ -111,6 +112,7 @@ enum domrec_member {
     DOMREC_PAUSED   = 1u << 2,  /* "paused": paused by the toolstack */
     DOMREC_SHUTDOWN = 1u << 3,  /* "shutdown_code" (-1: none), "shutdown_handled" */
     DOMREC_UUID     = 1u << 4,  /* "uuid": the /vm name, lower-case 8-4-4-4-12 hex */
+    DOMREC_VMCALL   = 1u << 5,  /* "vmcall": the guest has called Xen by VMCALL/VMMCALL */
 };
 #define DOMREC_DOMID_LIMIT  0x7FF0u
 
@@ -122,6 +124,7 @@ struct domrec {
     int shutdown_code;          /* 0..255, or -1 */
     bool shutdown_handled;
     char uuid[37];
+    bool vmcall;
 };
 
 /* Is s a lower-case textual UUID (8-4-4-4-12 hex digits)? */

@@ -22,5 +22,13 @@ if [ "$size" -le $(( 256 * 1024 + secs * 64 * 1024 + 4096 )) ] &&
 else
   fail console-flood-bounded "$size bytes kept in $secs s, or no drop noted"
 fi
+# The same guest calling Xen with VMCALL/VMMCALL directly (hypercall=vmcall), where KVM
+# intercepts it; console-flood's long console_io writes are continuations.
+if vmcall_mode_or_skip vmcall-mode; then
+  for t in hello cpuid memory hypercall-bad console-flood; do
+    run_guest_test "$t" 32 1 "$t-vmcall" hypercall=vmcall
+  done
+  run_guest_test memory 64 2 memory-64m-2vcpu-vmcall hypercall=vmcall
+fi
 check memory-returned [ "$(info_field free_memory_kb)" = "$free0" ]
 check xkvmd-alive xk info

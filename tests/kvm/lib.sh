@@ -119,14 +119,25 @@ wait_state() {
 }
 
 info_field() {
-  xk info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+  xk info --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1]))' "$1"
 }
 
-# run_guest_test TEST [MEMORY] [VCPUS] [LABEL]: boot the guest with test=TEST, expect
-# PASS and a poweroff, destroy it.
+# vmcall_mode_or_skip LABEL: true where KVM intercepts VMCALL (the guest's
+# hypercall=vmcall mode can run); elsewhere prints the SKIP line and is false.
+vmcall_mode_or_skip() {
+  local tr; tr=$(info_field hypercall_transport)
+  [ "$tr" = kvm-intercept ] && return 0
+  local m=unknown f
+  for f in kvm_pvm kvm_intel kvm_amd; do [ -d /sys/module/$f ] && m=$f; done
+  skip "$1" "hypercall transport '$tr': this host's KVM ($m) cannot intercept VMCALL (make kvm-vm runs these; transport.sh checks the verdict here)"
+  return 1
+}
+
+# run_guest_test TEST [MEMORY] [VCPUS] [LABEL] [EXTRA CMDLINE]: boot the guest with
+# test=TEST, expect PASS and a poweroff, destroy it.
 run_guest_test() {
-  local t=$1 mem=${2:-32} vcpus=${3:-1} label=${4:-$1}
-  make_cfg "$WORK/$label.cfg" "$label" "test=$t" "$mem" "$vcpus"
+  local t=$1 mem=${2:-32} vcpus=${3:-1} label=${4:-$1} extra=${5:-}
+  make_cfg "$WORK/$label.cfg" "$label" "test=$t${extra:+ $extra}" "$mem" "$vcpus"
   local domid res
   if ! domid=$(xk create "$WORK/$label.cfg"); then
     fail "$label" "xkvm create failed"

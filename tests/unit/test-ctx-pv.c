@@ -726,6 +726,35 @@ static void test_platform_roundtrip(void)
     xkvm_ctx_write_end(&w);
     img = xkvm_ctx_writer_data(&w, &len);
     CHECK_EQ(xkvm_ctx_check_image(img, len, NULL, NULL, &e), -1);
+}
+
+static void test_hypercall_rules(void)
+{
+    struct xkvm_ctx_hypercall h = { XKVM_CTX_HYPERCALL_VMCALL, 0 };
+    BODY_ACCEPT(XKVM_CTX_HYPERCALL, 0, &h, sizeof(h));
+    BODY_REJECT(XKVM_CTX_HYPERCALL, 1, &h, sizeof(h), XKVM_CTX_ERR_INSTANCE, "");
+    h.flags = 2;
+    BODY_REJECT(XKVM_CTX_HYPERCALL, 0, &h, sizeof(h), XKVM_CTX_ERR_RESERVED, "flags");
+    h.flags = XKVM_CTX_HYPERCALL_VMCALL;
+    h.pad = 1;
+    BODY_REJECT(XKVM_CTX_HYPERCALL, 0, &h, sizeof(h), XKVM_CTX_ERR_RESERVED, "'pad'");
+    BODY_REJECT(XKVM_CTX_HYPERCALL, 0, &h, 4, XKVM_CTX_ERR_BAD_LENGTH, "exactly 8");
+    /* The typed writer and accessor agree. */
+    struct xkvm_ctx_writer w;
+    xkvm_ctx_writer_init_buffer(&w);
+    xkvm_ctx_write_start(&w);
+    xkvm_ctx_write_hypercall(&w, XKVM_CTX_HYPERCALL_VMCALL);
+    CHECK_EQ(xkvm_ctx_write_end(&w), 0);
+    size_t len;
+    const uint8_t *img = xkvm_ctx_writer_data(&w, &len);
+    struct xkvm_ctx_reader r;
+    struct xkvm_ctx_record rec;
+    xkvm_ctx_reader_init(&r, img, len, NULL);
+    bool seen = false;
+    while (xkvm_ctx_next(&r, &rec) > 0)
+        if (xkvm_ctx_get_hypercall(&rec))
+            seen = xkvm_ctx_get_hypercall(&rec)->flags == XKVM_CTX_HYPERCALL_VMCALL;
+    CHECK(seen);
     xkvm_ctx_writer_release(&w);
 }
 
@@ -1024,6 +1053,7 @@ int main(void)
     RUN_TEST(test_vm_assist_rules);
     RUN_TEST(test_vcpu_platform_rules);
     RUN_TEST(test_platform_roundtrip);
+    RUN_TEST(test_hypercall_rules);
     RUN_TEST(test_image_duplicate_instance);
     RUN_TEST(test_image_domain_rules);
     RUN_TEST(test_image_port_rules);

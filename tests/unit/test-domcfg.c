@@ -691,9 +691,36 @@ static void test_hostpath_ramdisk(void)
     rmdir(dir);
 }
 
+/* "vmcall" (the guest has called by VMCALL): written only when set, read as optional. */
+static void test_domrec_vmcall(void)
+{
+    static struct domcfg cfg, back;
+    char err[256] = "";
+    fill(&cfg);
+    struct domrec st = { .members = DOMREC_DOMID | DOMREC_CONFIG | DOMREC_VMCALL,
+                         .domid = 3, .cfg = &cfg, .vmcall = true };
+    char *j = domrec_to_json(&st);
+    REQUIRE(j);
+    CHECK_MSG(strstr(j, ",\"vmcall\":true}") != NULL, "%s", j);
+    struct domrec r = { .cfg = &back };
+    CHECK_EQ(domrec_from_json(j, strlen(j), DOMREC_DOMID | DOMREC_CONFIG, DOMREC_VMCALL,
+                              "DOMAIN_CONFIG", "{...}", &r, err, sizeof(err)), 0);
+    CHECK(r.vmcall && (r.members & DOMREC_VMCALL));
+    /* A reader that does not ask for it ignores it, as an older xkvmd does. */
+    CHECK_EQ(domrec_from_json(j, strlen(j), DOMREC_DOMID | DOMREC_CONFIG, 0,
+                              "DOMAIN_CONFIG", "{...}", &r, err, sizeof(err)), 0);
+    CHECK(!r.vmcall && !(r.members & DOMREC_VMCALL));
+    free(j);
+    const char *bad = "{\"domid\":1,\"config\":{},\"vmcall\":1}";
+    CHECK_EQ(domrec_from_json(bad, strlen(bad), DOMREC_DOMID, DOMREC_VMCALL,
+                              "DOMAIN_CONFIG", "{...}", &r, err, sizeof(err)), -EINVAL);
+    CHECK_MSG(!strcmp(err, "DOMAIN_CONFIG: \"vmcall\" must be true or false"), "%s", err);
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults);
+    RUN_TEST(test_domrec_vmcall);
     RUN_TEST(test_actions);
     RUN_TEST(test_round_trip);
     RUN_TEST(test_round_trip_limits);
