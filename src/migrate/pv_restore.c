@@ -230,6 +230,7 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
         case XKVM_CTX_VM_ASSIST:
             __atomic_store_n(&d->vm_assist, xkvm_ctx_get_vm_assist(&rec)->types,
                              __ATOMIC_RELEASE);
+            break;
         case XKVM_CTX_HYPERCALL:
             if (xkvm_ctx_get_hypercall(&rec)->flags & XKVM_CTX_HYPERCALL_VMCALL)
                 __atomic_store_n(&d->guest_vmcall, true, __ATOMIC_RELAXED);
