@@ -20,6 +20,7 @@
 #include "hv/event_state.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
+#include "hv/toolstack_xs.h"
 #include "hv/vcpu.h"
 #include "migrate/pv_save.h"
 #include "util/control_reply.h"
@@ -248,6 +249,92 @@ static struct json_object *cmd_console(struct request *rq)
     return r;
 }
 
+static struct json_object *cmd_dmesg(struct request *rq)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/" XKVM_DMESG_LOG_FMT, host.rundir, rq->d->domid);
+    struct json_object *r = reply_ok();
+    json_object_object_add(r, "path", json_object_new_string(path));
+    return r;
+}
+
+/* A non-negative integer member; false (and *reply) if missing or out of range. */
+static bool request_u64(struct json_object *req, const char *name, uint64_t *out,
+                        struct json_object **reply)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(req, name, &v) || !json_object_is_type(v, json_type_int) ||
+        json_object_get_int64(v) < 0) {
+        *reply = reply_err(EINVAL, "request needs a non-negative integer \"%s\"", name);
+        return false;
+    }
+    *out = (uint64_t)json_object_get_int64(v);
+    return true;
+}
+
+/* dmesg-clear: drop what `xkvm dmesg -c` printed (size bytes of the file inode). */
+static struct json_object *cmd_dmesg_clear(struct request *rq)
+{
+    uint64_t size, inode;
+    struct json_object *reply = NULL;
+    if (!request_u64(rq->req, "size", &size, &reply) ||
+        !request_u64(rq->req, "inode", &inode, &reply))
+        return reply;
+    int rc = console_log_clear(rq->d, size, inode);
+    if (rc)
+        return reply_err(-rc, "clearing domain %u's dmesg log: %s", rq->d->domid,
+                         strerror(-rc));
+    return reply_ok();
+}
+
+/* A guest that can still be asked: not shut down, not leaving. */
+static struct json_object *control_refusal(struct domain *d)
+{
+    if (d->shutdown_code >= 0)
+        return reply_err(EINVAL, "domain %u has shut down", d->domid);
+    if (d->migrating)
+        return reply_err(EBUSY, "domain %u is being saved or migrated", d->domid);
+    return NULL;
+}
+
+/*
+ * shutdown: ask the guest to power off or reboot, as libxl_domain_shutdown/reboot
+ * do: write control/shutdown. For a PVH guest libxl writes it without looking for
+ * the guest's control/feature-* nodes (its PV-control check is for HVM only).
+ */
+static struct json_object *cmd_shutdown(struct request *rq)
+{
+    struct json_object *v, *refused = control_refusal(rq->d);
+    if (refused)
+        return refused;
+    const char *reason = "poweroff";
+    if (json_object_object_get_ex(rq->req, "reason", &v)) {
+        reason = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        if (strcmp(reason, "poweroff") && strcmp(reason, "reboot"))
+            return reply_err(EINVAL, "\"reason\" must be \"poweroff\" or \"reboot\"");
+    }
+    char err[256];
+    int rc = toolstack_xs_control(rq->d, "shutdown", reason, err, sizeof(err));
+    return rc ? reply_err(-rc, "%s", err) : reply_ok();
+}
+
+/* sysrq: control/sysrq = the key, as libxl_send_sysrq. */
+static struct json_object *cmd_sysrq(struct request *rq)
+{
+    struct json_object *v, *refused = control_refusal(rq->d);
+    if (refused)
+        return refused;
+    const char *key = NULL;
+    if (json_object_object_get_ex(rq->req, "key", &v) && json_object_is_type(v, json_type_string))
+        key = json_object_get_string(v);
+    if (!key || strlen(key) != 1 || key[0] <= ' ' || key[0] > '~' ||
+        json_object_get_string_len(v) != 1)
+        return reply_err(EINVAL, "\"key\" must be one printable character");
+    char err[256];
+    int rc = toolstack_xs_control(rq->d, "sysrq", key, err, sizeof(err));
+    return rc ? reply_err(-rc, "%s", err) : reply_ok();
+}
+
 static struct json_object *hvm_params_json(const struct domain *d)
 {
     struct json_object *params = json_object_new_object();
@@ -374,6 +461,10 @@ static const struct command {
     { "unpause",        cmd_unpause,        CMD_DOMAIN },
     { "destroy",        cmd_destroy,        CMD_DOMAIN },
     { "console",        cmd_console,        CMD_DOMAIN },
+    { "dmesg",          cmd_dmesg,          CMD_DOMAIN },
+    { "dmesg-clear",    cmd_dmesg_clear,    CMD_DOMAIN },
+    { "shutdown",       cmd_shutdown,       CMD_DOMAIN },
+    { "sysrq",          cmd_sysrq,          CMD_DOMAIN },
     { "debug-state",    cmd_debug_state,    CMD_DOMAIN },
     { "domain-context", cmd_domain_context, CMD_DOMAIN },
     { "save",           cmd_job,            CMD_CONNECTION },

@@ -404,17 +404,22 @@ static int setup_toolstack_pages(struct domain *d, char *err, size_t errlen)
     return 0;
 }
 
-/* A domain that lives on (live update) keeps its log; others start a new one. */
-static int open_console_log(struct domain *d, bool keep)
+/*
+ * A domain that lives on (live update) keeps its logs; others start new ones: the
+ * console log (xkvm-consoled writes it; xkvmd only starts it afresh) and the
+ * hypervisor-console log (console_log.c).
+ */
+static int open_logs(struct domain *d, bool keep)
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.rundir, d->domid);
-    d->console_fd = open(path, O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_APPEND |
-                         O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (d->console_fd < 0)
+    int fd = open(path, O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_APPEND |
+                  O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
         return -errno;
-    fchmod(d->console_fd, 0600);    /* one left by an older xkvmd may be 0644 */
-    return 0;
+    fchmod(fd, 0600);    /* one left by an older xkvmd may be 0644 */
+    close(fd);
+    return console_log_open(d, keep);
 }
 
 /* Free everything a partly or fully built domain holds. Threads must be gone. */
@@ -431,8 +436,8 @@ static void domain_free(struct domain *d)
     p2m_fini(&d->p2m);
     if (d->vm_fd >= 0)
         close(d->vm_fd);
-    if (d->console_fd >= 0)
-        close(d->console_fd);
+    if (d->dmesg_fd >= 0)
+        close(d->dmesg_fd);
     mm_free_owner(&host.mm, d->domid);
     free(d);
 }
@@ -491,8 +496,11 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     d->domid = (uint16_t)id;
     d->cfg = *cfg;
     d->vm_fd = -1;
-    d->console_fd = -1;
+    d->dmesg_fd = -1;
     console_log_init(d);
+    /* Xen's hvm_domain_initialise: a triple fault reboots unless the toolstack says
+     * otherwise (xl never does; a restore or live update brings the source's value). */
+    d->hvm_params[HVM_PARAM_TRIPLE_FAULT_REASON] = SHUTDOWN_reboot;
     d->shutdown_code = -1;
     d->created_ns = t0;
     d->restoring = for_restore;
@@ -506,8 +514,8 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
         rc = adopt ? adopt_memory(d, adopt, err, errlen) : populate_memory(d, err, errlen);
     if (!rc && !for_restore)
         rc = load_kernel(d, &entry, &start_info, err, errlen);
-    if (!rc && (rc = open_console_log(d, adopt != NULL)))
-        snprintf(err, errlen, "console log: %s", strerror(-rc));
+    if (!rc && (rc = open_logs(d, adopt != NULL)))
+        snprintf(err, errlen, "console logs: %s", strerror(-rc));
     if (!rc) {
         d->vcpus = calloc(cfg->vcpus, sizeof(*d->vcpus));
         if (!d->vcpus) {
@@ -754,6 +762,15 @@ void domain_crash(struct domain *d, const char *fmt, ...)
     va_end(ap);
     log_err("d%u: domain crashed: %s", d->domid, why);
     domain_shutdown(d, SHUTDOWN_crash);
+}
+
+void domain_triple_fault(struct domain *d, unsigned vcpu)
+{
+    unsigned reason = (uint8_t)__atomic_load_n(&d->hvm_params[HVM_PARAM_TRIPLE_FAULT_REASON],
+                                               __ATOMIC_RELAXED);
+    log_warn("d%u v%u: triple fault: invoking HVM shutdown action %u (%s)", d->domid, vcpu,
+             reason, shutdown_reason_name((int)reason));
+    domain_shutdown(d, reason);
 }
 
 static enum domcfg_action action_for(const struct domain *d)

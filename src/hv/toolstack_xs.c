@@ -30,7 +30,7 @@
 #define TXN_ATTEMPTS        100
 #define STOP_WAIT_MS        2000
 
-enum job_kind { JOB_BUILT, JOB_GONE };
+enum job_kind { JOB_BUILT, JOB_GONE, JOB_CONTROL };
 
 struct job {
     struct job *next;
@@ -41,6 +41,8 @@ struct job {
     uint64_t store_gfn, console_gfn;
     uint32_t store_port, console_port;
     bool backends_unlinked;     /* restore: backends name their frontend only later */
+    char control_node[16];      /* JOB_CONTROL: control/NODE = value */
+    char control_value[16];
 };
 
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -456,6 +458,26 @@ static void do_gone(const struct job *j)
     uuid[0] = '\0';
 }
 
+/* The toolstack asks the guest (xl shutdown, reboot, sysrq): control/NODE = value. */
+static void do_control(const struct job *j)
+{
+    struct xs_handle *h = xs_get(0);
+    struct domain *d = domain_get(j->domid);
+    bool same = d && d->created_ns == j->created_ns;
+    if (d)
+        domain_put(d);
+    if (!h || !same)
+        return;
+    char p[96];
+    snprintf(p, sizeof(p), "/local/domain/%u/control/%s", j->domid, j->control_node);
+    if (!xs_write(h, XBT_NULL, p, j->control_value, strlen(j->control_value))) {
+        log_warn("d%u: writing %s: %s", j->domid, p, strerror(errno));
+        xs_drop();
+        return;
+    }
+    log_info("d%u: control/%s = \"%s\"", j->domid, j->control_node, j->control_value);
+}
+
 static void *worker(void *arg)
 {
     (void)arg;
@@ -473,6 +495,8 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&q_lock);
         if (j->kind == JOB_BUILT)
             do_built(j);
+        else if (j->kind == JOB_CONTROL)
+            do_control(j);
         else
             do_gone(j);
         free(j);
@@ -546,6 +570,28 @@ static void on_built(struct domain *d)
     domain_hold(d);
     job_for(j, d);
     enqueue(j);
+}
+
+int toolstack_xs_control(const struct domain *d, const char *node, const char *value,
+                         char *err, size_t errlen)
+{
+    struct stat st;
+    if (!started || stat(socket_path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "no xenstored on this host: the guest cannot be asked");
+        return -ENOTCONN;
+    }
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    j->kind = JOB_CONTROL;
+    j->domid = d->domid;
+    j->created_ns = d->created_ns;
+    snprintf(j->control_node, sizeof(j->control_node), "%s", node);
+    snprintf(j->control_value, sizeof(j->control_value), "%s", value);
+    enqueue(j);
+    return 0;
 }
 
 static void on_gone(const struct domain *d)

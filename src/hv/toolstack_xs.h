@@ -39,6 +39,12 @@ int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, s
  */
 int toolstack_xs_import(struct domain *d, const char *uuid, const uint8_t *buf, size_t len,
                         char *err, size_t errlen);
+/*
+ * Main thread: write the guest's control/NODE = value (xl's shutdown, reboot, sysrq),
+ * queued behind the domain's layout. 0, or -ENOTCONN without a xenstored.
+ */
+int toolstack_xs_control(const struct domain *d, const char *node, const char *value,
+                         char *err, size_t errlen);
 /* The /vm/<uuid> name of the domain's layout: true and out if known. */
 bool toolstack_xs_uuid(unsigned domid, char out[37]);
 
