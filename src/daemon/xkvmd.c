@@ -24,6 +24,7 @@
 #include "hv/vcpu.h"
 #include "migrate/live_update.h"
 #include "migrate/migrate.h"
+#include "util/bootloader.h"
 #include "util/clock.h"
 #include "util/daemon.h"
 #include "util/log.h"
@@ -390,7 +391,7 @@ static void usage(FILE *f)
         "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
         "             [--migrate-timeout SECONDS] [--migrate-max-memory SIZE]\n"
         "             [--migrate-max-total SIZE] [--disk-root DIR]... [--kernel-root DIR]...\n"
-        "             [--log-max-size SIZE] [--log-keep N]\n"
+        "             [--log-max-size SIZE] [--log-keep N] [--bootloader-user USER]\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
@@ -412,6 +413,8 @@ static void usage(FILE *f)
         "                        inside DIR (repeatable; default: none)\n"
         "  --kernel-root DIR     ...and a kernel to restart the guest with (repeatable;\n"
         "                        without, a restored guest's restart becomes destroy)\n"
+        "  --bootloader-user USER  whom pygrub runs as (bootloader = \"pygrub\"; default\n"
+        "                        " BOOTLOADER_USER_DEFAULT "); it must be able to read the disk\n"
         "  --lu-accepts MAJOR.MINOR    say whether this binary takes a live-update image\n"
         "                        of that version (exit status 0: yes)\n",
         MIGRATE_DEFAULT_TIMEOUT_S, MIGRATE_DEFAULT_TOTAL_PERCENT);
@@ -461,6 +464,7 @@ static const struct option own_options[] = {
     { "lu-resume", required_argument, NULL, 'R' },
     { "lu-rollback", required_argument, NULL, 'B' },
     { "log-max-size", required_argument, NULL, 'L' }, { "log-keep", required_argument, NULL, 'G' },
+    { "bootloader-user", required_argument, NULL, 'U' },
     { 0 },
 };
 
@@ -485,6 +489,12 @@ static int own_option(int opt, const char *arg, void *ctx)
     case 'D': case 'K':
         if (migrate_allow_root(opt == 'K', arg, err, sizeof(err))) {
             fprintf(stderr, "xkvmd: --%s-root %s\n", opt == 'K' ? "kernel" : "disk", err);
+            return 2;
+        }
+        break;
+    case 'U':
+        if (bootloader_set_user(arg, err, sizeof(err))) {
+            fprintf(stderr, "xkvmd: --bootloader-user: %s\n", err);
             return 2;
         }
         break;

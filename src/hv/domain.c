@@ -21,6 +21,7 @@
 #include "hv/physmap.h"
 #include "hv/pvh.h"
 #include "hv/vcpu.h"
+#include "util/bootloader.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "xkvm/control.h"
@@ -376,6 +377,45 @@ static int load_kernel(struct domain *d, uint32_t *entry, uint32_t *start_info,
 }
 
 /*
+ * bootloader = "pygrub" (util/bootloader.h): the kernel and command line come from the
+ * guest's first disk, at every build (a restart reads grub.cfg again, as xl reruns
+ * its bootloader). Loaded as if the config had named them, then deleted; d->cfg keeps
+ * the bootloader, so a restart or a migration carries the config, not the files.
+ */
+static int load_kernel_from_disk(struct domain *d, uint32_t *entry, uint32_t *start_info,
+                                 char *err, size_t errlen)
+{
+    struct bootloader_result *boot = calloc(1, sizeof(*boot));
+    struct domcfg *saved = malloc(sizeof(*saved));
+    int rc = boot && saved ? 0 : -ENOMEM;
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    if (!rc)
+        rc = bootloader_run(&d->cfg, host.rundir, boot, err, errlen);
+    if (!rc) {
+        log_info("d%u: pygrub found kernel, %s, args \"%s\"", d->domid,
+                 boot->ramdisk[0] ? "ramdisk" : "no ramdisk", boot->cmdline);
+        *saved = d->cfg;
+        snprintf(d->cfg.kernel, sizeof(d->cfg.kernel), "%s", boot->kernel);
+        snprintf(d->cfg.cmdline, sizeof(d->cfg.cmdline), "%s", boot->cmdline);
+        /*
+         * MERGE (issue 15, kimage): once struct domcfg has `ramdisk`, pass it here:
+         * snprintf(d->cfg.ramdisk, sizeof(d->cfg.ramdisk), "%s", boot->ramdisk);
+         */
+        if (boot->ramdisk[0])
+            log_warn("d%u: the disk's initrd is not loaded: no ramdisk support yet",
+                     d->domid);
+        rc = load_kernel(d, entry, start_info, err, errlen);
+        d->cfg = *saved;
+    }
+    if (boot)
+        bootloader_cleanup(boot);
+    free(boot);
+    free(saved);
+    return rc;
+}
+
+/*
  * What Xen's domain builder sets up for the PV backends: the xenstore and console
  * ring pages in the special region, and a port on each ring unbound for dom0, named
  * to the guest by HVM params (and to dom0 by the toolstack, through xenstore).
@@ -513,7 +553,8 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     if (!rc)
         rc = adopt ? adopt_memory(d, adopt, err, errlen) : populate_memory(d, err, errlen);
     if (!rc && !for_restore)
-        rc = load_kernel(d, &entry, &start_info, err, errlen);
+        rc = d->cfg.bootloader[0] ? load_kernel_from_disk(d, &entry, &start_info, err, errlen)
+                                  : load_kernel(d, &entry, &start_info, err, errlen);
     if (!rc && (rc = open_logs(d, adopt != NULL)))
         snprintf(err, errlen, "console logs: %s", strerror(-rc));
     if (!rc) {
@@ -576,9 +617,10 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     } else {
         NOTIFY(built, d);
         domain_unpause(d);
-        log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s, entry %#x, in %.3f ms",
+        log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s%s, entry %#x, in %.3f ms",
                  d->domid, cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
-                 cfg->kernel, entry, (double)(mono_ns() - t0) / 1e6);
+                 cfg->bootloader[0] ? "from pygrub " : "", cfg->kernel, entry,
+                 (double)(mono_ns() - t0) / 1e6);
     }
     *domid_out = d->domid;
     if (out)
