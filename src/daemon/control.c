@@ -249,10 +249,22 @@ static struct json_object *cmd_console(struct request *rq)
     return r;
 }
 
+/*
+ * dmesg: the hypervisor-console log of a live domain, or of one that is gone but whose
+ * log is still there (it is kept until the domid is used again).
+ */
 static struct json_object *cmd_dmesg(struct request *rq)
 {
+    struct json_object *v;
+    if (!json_object_object_get_ex(rq->req, "domid", &v) || !json_object_is_type(v, json_type_int))
+        return reply_err(EINVAL, "request needs an integer \"domid\"");
+    int64_t id = json_object_get_int64(v);
+    if (id <= 0 || id >= XKVM_DOMID_LIMIT)
+        return reply_err(ESRCH, "no domain with id %lld", (long long)id);
     char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/" XKVM_DMESG_LOG_FMT, host.rundir, rq->d->domid);
+    snprintf(path, sizeof(path), "%s/" XKVM_DMESG_LOG_FMT, host.rundir, (unsigned)id);
+    if (!domain_lookup((unsigned)id) && access(path, F_OK) < 0)
+        return reply_err(ESRCH, "no domain with id %lld, and no log of one", (long long)id);
     struct json_object *r = reply_ok();
     json_object_object_add(r, "path", json_object_new_string(path));
     return r;
@@ -461,7 +473,7 @@ static const struct command {
     { "unpause",        cmd_unpause,        CMD_DOMAIN },
     { "destroy",        cmd_destroy,        CMD_DOMAIN },
     { "console",        cmd_console,        CMD_DOMAIN },
-    { "dmesg",          cmd_dmesg,          CMD_DOMAIN },
+    { "dmesg",          cmd_dmesg,          0 },
     { "dmesg-clear",    cmd_dmesg_clear,    CMD_DOMAIN },
     { "shutdown",       cmd_shutdown,       CMD_DOMAIN },
     { "sysrq",          cmd_sysrq,          CMD_DOMAIN },

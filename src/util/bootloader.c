@@ -394,8 +394,8 @@ int bootloader_run(const struct domcfg *cfg, const char *workdir,
     buf = malloc(BOOTLOADER_OUTPUT_MAX + 1);
     ssize_t got = buf ? read_output(out, buf) : -ENOMEM;
     if (got == 0) {
-        rc = fail(err, errlen, -ENOENT, "bootloader: pygrub found no kernel on %s (%s): %s",
-                  disk, WIFEXITED(status) ? "it exited" : "it was killed", last_line(tail));
+        rc = fail(err, errlen, -ENOENT, "bootloader: pygrub found no kernel on %s%s: %s",
+                  disk, WIFSIGNALED(status) ? " (it was killed)" : "", last_line(tail));
         goto fail;
     }
     if (got < 0) {
