@@ -27,6 +27,8 @@
 #include "util/domcfg.h"
 #include "xkvm/control.h"
 
+#include <xenstore.h>
+
 #define EXIT_USAGE 2
 #define ERRLEN 1024
 /* Xen's DOMID_FIRST_RESERVED: ids from here on are not domains. */
@@ -67,11 +69,14 @@ static const char usage_text[] =
 "                                wrote with console_io or to port 0xE9, as xl dmesg\n"
 "                                shows it, \"(dN) text\"; a gone domain's log is kept\n"
 "                                until its id is reused (-c: then clear it)\n"
-"  shutdown DOMAIN [-w|--wait]   ask the guest to power off (control/shutdown in\n"
-"                                xenstore, as xl shutdown); -w: wait until it has\n"
-"                                shut down and its on_poweroff action was taken\n"
-"  reboot DOMAIN [-w|--wait]     ask the guest to reboot (control/shutdown = reboot);\n"
-"                                -w: wait until it has shut down\n"
+"  shutdown DOMAIN [-w|--wait] [--timeout SECONDS]\n"
+"                                ask the guest to power off (control/shutdown in\n"
+"                                xenstore, as xl shutdown) and wait for it to\n"
+"                                acknowledge (--timeout, default 60 s); -w: then wait\n"
+"                                until it has shut down and its on_poweroff action\n"
+"                                was taken\n"
+"  reboot DOMAIN [-w|--wait] [--timeout SECONDS]\n"
+"                                the same, to reboot (control/shutdown = reboot)\n"
 "  sysrq DOMAIN KEY              send the guest a magic SysRq key (control/sysrq)\n"
 "  debug-state DOMAIN            print the domain's PV state (event channels,\n"
 "                                grant table, shared_info, vcpu_info, timers) as JSON\n"
@@ -1302,8 +1307,9 @@ static int domain_exists(struct control_client *c, bool *connected, uint32_t dom
 
 /* --- shutdown, reboot, sysrq: asking the guest through xenstore, as xl does --- */
 
-/* Poll interval while `shutdown -w` waits. */
+/* Poll interval while `shutdown` waits; how long for the guest's answer (libxl's). */
 #define WAIT_POLL_MS 100
+#define ACK_TIMEOUT_S 60
 
 /* The domain's state and shutdown reason in a list reply; false if it is not there. */
 static bool domain_status(struct json_object *reply, uint32_t domid, char *state,
@@ -1354,18 +1360,73 @@ static int wait_shut_down(uint32_t domid)
     }
 }
 
+/*
+ * libxl_domain_shutdown/reboot wait for the guest to acknowledge the request (the node
+ * read back as "" or gone) for 60 s; so do we, reading the guest's node from the
+ * host's xenstored as xl does. 0 acknowledged (or shut down meanwhile), 1 not.
+ */
+static int wait_ack(uint32_t domid, const char *reason, unsigned timeout_s)
+{
+    char sock[PATH_MAX + 32], node[64];
+    snprintf(sock, sizeof(sock), "%s/xenstored/socket", rundir);
+    setenv("XENSTORED_PATH", sock, 1);      /* only ours, never a real Xen's xenbus */
+    struct xs_handle *xs = access(sock, F_OK) == 0 ? xs_open(0) : NULL;
+    if (!xs) {
+        errorf("cannot reach xenstored at %s to see the guest's answer", sock);
+        return 1;
+    }
+    snprintf(node, sizeof(node), "/local/domain/%u/control/shutdown", domid);
+    uint64_t deadline = mono_ms() + timeout_s * 1000ull;
+    int rc = 1;
+    for (;;) {
+        unsigned len = 0;
+        char *v = xs_read(xs, XBT_NULL, node, &len);
+        bool acked = !v || len == 0;
+        free(v);
+        char state[32] = "", why[32] = "";
+        struct json_object *reply;
+        bool gone = false;
+        if (call(new_request("list"), &reply) == 0) {
+            gone = !domain_status(reply, domid, state, sizeof(state), why, sizeof(why)) ||
+                   !strcmp(state, "shutdown");
+            json_object_put(reply);
+        }
+        if (acked || gone) {
+            rc = 0;
+            break;
+        }
+        if (mono_ms() >= deadline) {
+            errorf("domain %u did not acknowledge the %s request within %u s (no PV "
+                   "control driver watching control/shutdown?)", domid, reason, timeout_s);
+            break;
+        }
+        struct timespec ts = { .tv_nsec = WAIT_POLL_MS * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    xs_close(xs);
+    return rc;
+}
+
 static int shutdown_cmd(const char *reason, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "wait", no_argument, NULL, 'w' },
+        { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     bool wait = false;
+    unsigned long timeout_s = ACK_TIMEOUT_S;
+    char *end;
     int ch;
     while ((ch = getopt_long(argc, argv, "wh", opts, NULL)) != -1) {
         switch (ch) {
         case 'w': wait = true; break;
+        case 't':
+            timeout_s = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || timeout_s > 86400)
+                return usage_error("%s: bad --timeout '%s'", argv[0], optarg);
+            break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage_error("%s: bad option", argv[0]);
         }
@@ -1382,6 +1443,8 @@ static int shutdown_cmd(const char *reason, int argc, char **argv)
     if (call_domain(req, domain, &reply) < 0)
         return EXIT_FAILURE;
     json_object_put(reply);
+    if (wait_ack(domid, reason, (unsigned)timeout_s))
+        return EXIT_FAILURE;
     return wait ? wait_shut_down(domid) : 0;
 }
 

@@ -244,7 +244,7 @@ else
 fi
 xenstore-write "/local/domain/$D/data/blk-stop" 1
 res=$(wait_result "$D" blk 120)
-last=$(grep -a 'xtest: blk: loop [0-9]* seed' "$(console_log "$D")" | tail -1 | awk '{print $6}')
+last=$(grep -a 'xtest: blk: loop [0-9]* seed' "$(console_log "$D")" | tail -1 | strip_dmesg | awk '{print $6}')
 if [ "$res" != "xtest: blk: PASS" ]; then
   fail kill9-data "guest said: $res"; glog "$D"
 elif ! out=$(check_image "$IMG2" "$last" 4096); then

@@ -10,7 +10,8 @@
 #                           the name runs again under a new one
 #   sysrq                   `xkvm sysrq D h`: the guest sees 'h' and acknowledges it
 #   shutdown-unanswered     a guest without a control watch: control/shutdown is written
-#                           (as libxl does for PVH, no feature check), the guest runs on
+#                           (as libxl does for PVH, no feature check), the CLI gives up
+#                           after --timeout without an acknowledgement, the guest runs on
 #   verbs-refused           a shut-down domain, a bad key, a bad reason, no such domain
 #   dmesg-lines             the guest's console_io output is in `xkvm dmesg` as "(dN) text"
 #                           lines, and not in the console (ring) log
@@ -107,12 +108,13 @@ fi
 make_cfg "$WORK/spin.cfg" spin "test=spin tick=20000" 32 1
 S=$(xk create "$WORK/spin.cfg")
 wait_line "$S" "spin: tick 1" 30 >/dev/null
-if xk shutdown "$S" && sleep 1 &&
+out=$(xk shutdown --timeout 2 "$S" 2>&1); st=$?
+if [ $st = 1 ] && grep -q "did not acknowledge the poweroff request within 2 s" <<<"$out" &&
    [ "$("${XS[@]}" xenstore-read "/local/domain/$S/control/shutdown" 2>&1)" = poweroff ] &&
    [ "$(dom_field "$S" state)" = running ]; then
   pass shutdown-unanswered
 else
-  fail shutdown-unanswered "node: $("${XS[@]}" xenstore-read "/local/domain/$S/control/shutdown" 2>&1), state $(dom_field "$S" state)"
+  fail shutdown-unanswered "exit $st ($out), node: $("${XS[@]}" xenstore-read "/local/domain/$S/control/shutdown" 2>&1), state $(dom_field "$S" state)"
 fi
 
 # --- refusals ---
@@ -129,6 +131,7 @@ bad=""
 [ "${s1:-0}" != 0 ] && grep -q "has shut down" <<<"${r1:-}" || bad+=" shutdown-of-shut-down(${r1:-})"
 [ "${s2:-0}" != 0 ] || bad+=" sysrq-of-shut-down"
 xk sysrq "$S" hh >/dev/null 2>&1; [ $? = 2 ] || bad+=" two-char-key"
+xk shutdown --timeout x "$S" >/dev/null 2>&1; [ $? = 2 ] || bad+=" bad-timeout"
 [ "$(sock_req "{\"cmd\":\"sysrq\",\"domid\":$S,\"key\":\"\\n\"}")" = EINVAL ] || bad+=" newline-key"
 [ "$(sock_req "{\"cmd\":\"sysrq\",\"domid\":$S}")" = EINVAL ] || bad+=" no-key"
 [ "$(sock_req "{\"cmd\":\"shutdown\",\"domid\":$S,\"reason\":\"suspend\"}")" = EINVAL ] || bad+=" suspend"
