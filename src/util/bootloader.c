@@ -224,8 +224,15 @@ static int wait_pygrub(pid_t pid, int err_fd, char *tail, size_t tailsz)
     int status;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid)
+        if (w == pid) {
+            /* Its last words may still be in the pipe. */
+            struct pollfd p = { .fd = err_fd, .events = POLLIN };
+            char buf[512];
+            ssize_t n;
+            while (open && poll(&p, 1, 0) > 0 && (n = read(err_fd, buf, sizeof(buf))) > 0)
+                keep_tail(tail, tailsz, &kept, buf, (size_t)n);
             return status;
+        }
         uint64_t now = mono_ms();
         if (now >= deadline || (w < 0 && errno != EINTR))
             break;
