@@ -344,6 +344,9 @@ int bootloader_run(const struct domcfg *cfg, const char *workdir,
     int rc;
     if (as_root && !run_uid && (rc = bootloader_set_user(BOOTLOADER_USER_DEFAULT, err, errlen)))
         return rc;
+    if (access(BOOTLOADER_PYGRUB_PATH, X_OK) < 0)
+        return fail(err, errlen, -ENOENT, "bootloader: no %s (Debian: xen-utils-4.17)",
+                    BOOTLOADER_PYGRUB_PATH);
     if ((rc = check_disk(disk, as_root, err, errlen)))
         return rc;
     char *buf = NULL;
