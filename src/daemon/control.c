@@ -310,6 +310,26 @@ static struct json_object *control_refusal(struct domain *d)
 }
 
 /*
+ * Queue control/NODE = value and hand the connection to the xenstore worker, which
+ * answers once it is written (a client then sees the guest's answer, not our delay).
+ */
+static struct json_object *ask_guest(struct request *rq, const char *node, const char *value)
+{
+    int fd = fcntl(rq->client_fd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        return reply_err(errno, "cannot keep the connection: %s", strerror(errno));
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    char err[256];
+    int rc = toolstack_xs_control(rq->d, node, value, fd, err, sizeof(err));
+    if (rc) {
+        close(fd);
+        return reply_err(-rc, "%s", err);
+    }
+    *rq->detached = true;
+    return NULL;
+}
+
+/*
  * shutdown: ask the guest to power off or reboot, as libxl_domain_shutdown/reboot
  * do: write control/shutdown. For a PVH guest libxl writes it without looking for
  * the guest's control/feature-* nodes (its PV-control check is for HVM only).
@@ -325,9 +345,7 @@ static struct json_object *cmd_shutdown(struct request *rq)
         if (strcmp(reason, "poweroff") && strcmp(reason, "reboot"))
             return reply_err(EINVAL, "\"reason\" must be \"poweroff\" or \"reboot\"");
     }
-    char err[256];
-    int rc = toolstack_xs_control(rq->d, "shutdown", reason, err, sizeof(err));
-    return rc ? reply_err(-rc, "%s", err) : reply_ok();
+    return ask_guest(rq, "shutdown", reason);
 }
 
 /* sysrq: control/sysrq = the key, as libxl_send_sysrq. */
@@ -342,9 +360,7 @@ static struct json_object *cmd_sysrq(struct request *rq)
     if (!key || strlen(key) != 1 || key[0] <= ' ' || key[0] > '~' ||
         json_object_get_string_len(v) != 1)
         return reply_err(EINVAL, "\"key\" must be one printable character");
-    char err[256];
-    int rc = toolstack_xs_control(rq->d, "sysrq", key, err, sizeof(err));
-    return rc ? reply_err(-rc, "%s", err) : reply_ok();
+    return ask_guest(rq, "sysrq", key);
 }
 
 static struct json_object *hvm_params_json(const struct domain *d)
@@ -475,8 +491,8 @@ static const struct command {
     { "console",        cmd_console,        CMD_DOMAIN },
     { "dmesg",          cmd_dmesg,          0 },
     { "dmesg-clear",    cmd_dmesg_clear,    CMD_DOMAIN },
-    { "shutdown",       cmd_shutdown,       CMD_DOMAIN },
-    { "sysrq",          cmd_sysrq,          CMD_DOMAIN },
+    { "shutdown",       cmd_shutdown,       CMD_DOMAIN | CMD_CONNECTION },
+    { "sysrq",          cmd_sysrq,          CMD_DOMAIN | CMD_CONNECTION },
     { "debug-state",    cmd_debug_state,    CMD_DOMAIN },
     { "domain-context", cmd_domain_context, CMD_DOMAIN },
     { "save",           cmd_job,            CMD_CONNECTION },
