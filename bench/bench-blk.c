@@ -268,7 +268,7 @@ static void bench_guest(const char *dir, unsigned mb, unsigned loops, const char
     }
     double t0 = 0, t1 = 0;
     char console[PATH_MAX + 32];
-    snprintf(console, sizeof(console), "%s/console-%d.log", rundir, domid);
+    snprintf(console, sizeof(console), "%s/dmesg-%d.log", rundir, domid);
     double loop_ms[64];
     unsigned nloops = 0;
     unsigned long long sectors = 0, reqs = 0;
@@ -303,6 +303,9 @@ static void bench_guest(const char *dir, unsigned mb, unsigned loops, const char
         char line[512];
         nloops = 0;
         while (fgets(line, sizeof(line), c)) {
+            /* The dmesg log's "(dN) " before the guest's text. */
+            char *l = line[0] == '(' && strchr(line, ' ') ? strchr(line, ' ') + 1 : line;
+            memmove(line, l, strlen(l) + 1);
             unsigned long k, s, n, ms;
             if (sscanf(line, "xtest: blk: loop %lu seed %lu ok (%lu sectors, %lu ms)",
                        &k, &s, &n, &ms) == 4 && nloops < 64) {

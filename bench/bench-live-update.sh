@@ -54,8 +54,8 @@ CFG
     ids+=("$d")
   done
   for d in "${ids[@]}"; do
-    for _ in $(seq 1800); do grep -q "xtest: fill: ready" "$h/console-$d.log" 2>/dev/null && break; sleep 0.1; done
-    grep -q "xtest: fill: ready" "$h/console-$d.log" || { log "d$d not ready"; return 1; }
+    for _ in $(seq 1800); do grep -q "xtest: fill: ready" "$h/dmesg-$d.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q "xtest: fill: ready" "$h/dmesg-$d.log" || { log "d$d not ready"; return 1; }
   done
   sleep 1
   : > "$W/runs"

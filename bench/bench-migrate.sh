@@ -56,8 +56,8 @@ kernel = "$GUEST"
 cmdline = "$cmdline"
 CFG
   d=$(xk h1 create "$W/$name.cfg") || return 1
-  for _ in $(seq 600); do grep -q "xtest: fill: ready" "$W/h1/console-$d.log" 2>/dev/null && break; sleep 0.1; done
-  grep -q "xtest: fill: ready" "$W/h1/console-$d.log" || { log "$name: guest not ready"; return 1; }
+  for _ in $(seq 600); do grep -q "xtest: fill: ready" "$W/h1/dmesg-$d.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q "xtest: fill: ready" "$W/h1/dmesg-$d.log" || { log "$name: guest not ready"; return 1; }
   sleep 1
   for i in $(seq "$RUNS"); do
     xk $src migrate "$d" 127.0.0.1:$dport --report "$W/r.json" >/dev/null || { log "$name: migrate failed"; return 1; }

@@ -5,9 +5,9 @@
  * in[] between in_cons and in_prod.
  *
  * A Xen guest uses the ring whenever it is there. Here it is opt-in (console=ring, or
- * console=both for ring and console_io): the test scripts read RUNDIR/console-N.log,
- * which xkvmd fills from console_io and xkvm-consoled from the ring, and ring output
- * without a running consoled would be lost. Chosen lazily on the first write once the
+ * console=both for ring and console_io): the test scripts read RUNDIR/dmesg-N.log,
+ * which xkvmd fills from console_io (xkvm-consoled fills console-N.log from the ring),
+ * and ring output without a running consoled would be lost. Chosen lazily on the first write once the
  * command line is known; lines printed before that go to console_io.
  *
  * A full ring: notify and yield until there is room, but give up after 20000 yields

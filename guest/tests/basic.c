@@ -1,5 +1,5 @@
 /* Small tests the hypervisor's integration tests drive: hello, list, crash, reboot,
- * spin, busy-user. */
+ * triple-fault, spin, busy-user. */
 #include "../xtest.h"
 
 static void test_hello(void)
@@ -29,6 +29,17 @@ static void test_reboot(void)
     shutdown(SHUTDOWN_reboot);
 }
 XTEST("reboot", test_reboot);
+
+/* A triple fault: an empty IDT, then #UD, which cannot be delivered, nor the #DF. */
+static void test_triple_fault(void)
+{
+    struct { uint16_t limit; uint64_t base; } __attribute__((packed)) idtr = { 0, 0 };
+
+    printf("xkvm-guest: triple-fault: empty IDT, then ud2\n");
+    asm volatile("lidt %0\n\tud2" : : "m"(idtr) : "memory");
+    xtest_fail("ud2 with an empty IDT returned");
+}
+XTEST("triple-fault", test_triple_fault);
 
 /*
  * spin: kernel-mode busy loop printing "xtest: spin: tick K" every `tick=` loop

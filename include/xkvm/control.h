@@ -13,8 +13,11 @@
 #define XKVM_CONTROL_SOCKET     "xkvmd.sock"
 #define XKVM_PIDFILE            "xkvmd.pid"
 #define XKVM_LOGFILE            "xkvmd.log"
-/* Per-domain console log written by xkvmd (console_io) and later xkvm-consoled. */
+/* Per-domain console log: the PV console ring, written by xkvm-consoled. */
 #define XKVM_CONSOLE_LOG_FMT    "console-%u.log"
+/* Per-domain hypervisor-console log (console_io, port 0xE9), written by xkvmd:
+ * Xen's `xl dmesg` lines for the guest, "(dN) text". */
+#define XKVM_DMESG_LOG_FMT      "dmesg-%u.log"
 #define XKVM_RUNDIR_ENV         "XKVM_RUNDIR"
 /* The build's run directory (meson option rundir, -DXKVM_RUNDIR_DEFAULT=...). */
 #ifndef XKVM_RUNDIR_DEFAULT
@@ -39,6 +42,10 @@
  *   "unpause"  domid -> {}
  *   "destroy"  domid -> {}
  *   "console"  domid -> {path}          the console log to follow
+ *   "dmesg"    domid -> {path}          the hypervisor-console log
+ *   "dmesg-clear" domid, size, inode -> {}  drop what `xkvm dmesg -c` printed
+ *   "shutdown" domid, reason ("poweroff"|"reboot") -> {}  ask the guest (control/shutdown)
+ *   "sysrq"    domid, key -> {}         control/sysrq
  *   "ping"     -> {pid}
  */
 

@@ -288,6 +288,120 @@ static struct json_object *cmd_console(struct request *rq)
     return r;
 }
 
+/*
+ * dmesg: the hypervisor-console log of a live domain, or of one that is gone but whose
+ * log is still there (it is kept until the domid is used again).
+ */
+static struct json_object *cmd_dmesg(struct request *rq)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(rq->req, "domid", &v) || !json_object_is_type(v, json_type_int))
+        return reply_err(EINVAL, "request needs an integer \"domid\"");
+    int64_t id = json_object_get_int64(v);
+    if (id <= 0 || id >= XKVM_DOMID_LIMIT)
+        return reply_err(ESRCH, "no domain with id %lld", (long long)id);
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/" XKVM_DMESG_LOG_FMT, host.rundir, (unsigned)id);
+    if (!domain_lookup((unsigned)id) && access(path, F_OK) < 0)
+        return reply_err(ESRCH, "no domain with id %lld, and no log of one", (long long)id);
+    struct json_object *r = reply_ok();
+    json_object_object_add(r, "path", json_object_new_string(path));
+    return r;
+}
+
+/* A non-negative integer member; false (and *reply) if missing or out of range. */
+static bool request_u64(struct json_object *req, const char *name, uint64_t *out,
+                        struct json_object **reply)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(req, name, &v) || !json_object_is_type(v, json_type_int) ||
+        json_object_get_int64(v) < 0) {
+        *reply = reply_err(EINVAL, "request needs a non-negative integer \"%s\"", name);
+        return false;
+    }
+    *out = (uint64_t)json_object_get_int64(v);
+    return true;
+}
+
+/* dmesg-clear: drop what `xkvm dmesg -c` printed (size bytes of the file inode). */
+static struct json_object *cmd_dmesg_clear(struct request *rq)
+{
+    uint64_t size, inode;
+    struct json_object *reply = NULL;
+    if (!request_u64(rq->req, "size", &size, &reply) ||
+        !request_u64(rq->req, "inode", &inode, &reply))
+        return reply;
+    int rc = console_log_clear(rq->d, size, inode);
+    if (rc)
+        return reply_err(-rc, "clearing domain %u's dmesg log: %s", rq->d->domid,
+                         strerror(-rc));
+    return reply_ok();
+}
+
+/* A guest that can still be asked: not shut down, not leaving. */
+static struct json_object *control_refusal(struct domain *d)
+{
+    if (d->shutdown_code >= 0)
+        return reply_err(EINVAL, "domain %u has shut down", d->domid);
+    if (d->migrating)
+        return reply_err(EBUSY, "domain %u is being saved or migrated", d->domid);
+    return NULL;
+}
+
+/*
+ * Queue control/NODE = value and hand the connection to the xenstore worker, which
+ * answers once it is written (a client then sees the guest's answer, not our delay).
+ */
+static struct json_object *ask_guest(struct request *rq, const char *node, const char *value)
+{
+    int fd = fcntl(rq->client_fd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        return reply_err(errno, "cannot keep the connection: %s", strerror(errno));
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    char err[256];
+    int rc = toolstack_xs_control(rq->d, node, value, fd, err, sizeof(err));
+    if (rc) {
+        close(fd);
+        return reply_err(-rc, "%s", err);
+    }
+    *rq->detached = true;
+    return NULL;
+}
+
+/*
+ * shutdown: ask the guest to power off or reboot, as libxl_domain_shutdown/reboot
+ * do: write control/shutdown. For a PVH guest libxl writes it without looking for
+ * the guest's control/feature-* nodes (its PV-control check is for HVM only).
+ */
+static struct json_object *cmd_shutdown(struct request *rq)
+{
+    struct json_object *v, *refused = control_refusal(rq->d);
+    if (refused)
+        return refused;
+    const char *reason = "poweroff";
+    if (json_object_object_get_ex(rq->req, "reason", &v)) {
+        reason = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        if (strcmp(reason, "poweroff") && strcmp(reason, "reboot"))
+            return reply_err(EINVAL, "\"reason\" must be \"poweroff\" or \"reboot\"");
+    }
+    return ask_guest(rq, "shutdown", reason);
+}
+
+/* sysrq: control/sysrq = the key, as libxl_send_sysrq. */
+static struct json_object *cmd_sysrq(struct request *rq)
+{
+    struct json_object *v, *refused = control_refusal(rq->d);
+    if (refused)
+        return refused;
+    const char *key = NULL;
+    if (json_object_object_get_ex(rq->req, "key", &v) && json_object_is_type(v, json_type_string))
+        key = json_object_get_string(v);
+    if (!key || strlen(key) != 1 || key[0] <= ' ' || key[0] > '~' ||
+        json_object_get_string_len(v) != 1)
+        return reply_err(EINVAL, "\"key\" must be one printable character");
+    return ask_guest(rq, "sysrq", key);
+}
+
 static struct json_object *hvm_params_json(const struct domain *d)
 {
     struct json_object *params = json_object_new_object();
@@ -415,6 +529,10 @@ static const struct command {
     { "destroy",        cmd_destroy,        CMD_DOMAIN },
     { "vcpu-set",       cmd_vcpu_set,       CMD_DOMAIN },
     { "console",        cmd_console,        CMD_DOMAIN },
+    { "dmesg",          cmd_dmesg,          0 },
+    { "dmesg-clear",    cmd_dmesg_clear,    CMD_DOMAIN },
+    { "shutdown",       cmd_shutdown,       CMD_DOMAIN | CMD_CONNECTION },
+    { "sysrq",          cmd_sysrq,          CMD_DOMAIN | CMD_CONNECTION },
     { "debug-state",    cmd_debug_state,    CMD_DOMAIN },
     { "domain-context", cmd_domain_context, CMD_DOMAIN },
     { "save",           cmd_job,            CMD_CONNECTION },

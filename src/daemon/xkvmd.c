@@ -24,6 +24,7 @@
 #include "hv/vcpu.h"
 #include "migrate/live_update.h"
 #include "migrate/migrate.h"
+#include "util/bootloader.h"
 #include "util/clock.h"
 #include "util/daemon.h"
 #include "util/log.h"
@@ -391,6 +392,7 @@ static void usage(FILE *f)
         "             [--migrate-timeout SECONDS] [--migrate-max-memory SIZE]\n"
         "             [--migrate-max-total SIZE] [--disk-root DIR]... [--kernel-root DIR]...\n"
         "             [--log-max-size SIZE] [--log-keep N] [--hypercall-transport auto|port-io]\n"
+        "             [--bootloader-user USER]\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
@@ -414,6 +416,8 @@ static void usage(FILE *f)
         "                        inside DIR (repeatable; default: none)\n"
         "  --kernel-root DIR     ...and a kernel to restart the guest with (repeatable;\n"
         "                        without, a restored guest's restart becomes destroy)\n"
+        "  --bootloader-user USER  whom pygrub runs as (bootloader = \"pygrub\"; default\n"
+        "                        " BOOTLOADER_USER_DEFAULT "); it must be able to read the disk\n"
         "  --lu-accepts MAJOR.MINOR    say whether this binary takes a live-update image\n"
         "                        of that version (exit status 0: yes)\n",
         MIGRATE_DEFAULT_TIMEOUT_S, MIGRATE_DEFAULT_TOTAL_PERCENT);
@@ -464,6 +468,7 @@ static const struct option own_options[] = {
     { "lu-rollback", required_argument, NULL, 'B' },
     { "log-max-size", required_argument, NULL, 'L' }, { "log-keep", required_argument, NULL, 'G' },
     { "hypercall-transport", required_argument, NULL, 'H' },
+    { "bootloader-user", required_argument, NULL, 'U' },
     { 0 },
 };
 
@@ -497,6 +502,12 @@ static int own_option(int opt, const char *arg, void *ctx)
             return 2;
         }
         host.transport_port_io_only = !strcmp(arg, "port-io");
+        break;
+    case 'U':
+        if (bootloader_set_user(arg, err, sizeof(err))) {
+            fprintf(stderr, "xkvmd: --bootloader-user: %s\n", err);
+            return 2;
+        }
         break;
     case 'A': return live_update_accepts_main(arg);
     case 'R': o->lu_resume = arg; break;

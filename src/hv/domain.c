@@ -25,6 +25,7 @@
 #include "hv/physmap.h"
 #include "hv/pvh.h"
 #include "hv/vcpu.h"
+#include "util/bootloader.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "xkvm/control.h"
@@ -523,6 +524,39 @@ static int setup_acpi(struct domain *d, uint64_t start_info, char *err, size_t e
 }
 
 /*
+ * bootloader = "pygrub" (util/bootloader.h): the kernel and command line come from the
+ * guest's first disk, at every build (a restart reads grub.cfg again, as xl reruns
+ * its bootloader). Loaded as if the config had named them, then deleted; d->cfg keeps
+ * the bootloader, so a restart or a migration carries the config, not the files.
+ */
+static int load_kernel_from_disk(struct domain *d, uint32_t *entry, uint32_t *start_info,
+                                 char *err, size_t errlen)
+{
+    struct bootloader_result *boot = calloc(1, sizeof(*boot));
+    struct domcfg *saved = malloc(sizeof(*saved));
+    int rc = boot && saved ? 0 : -ENOMEM;
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    if (!rc)
+        rc = bootloader_run(&d->cfg, host.rundir, boot, err, errlen);
+    if (!rc) {
+        log_info("d%u: pygrub found kernel, %s, args \"%s\"", d->domid,
+                 boot->ramdisk[0] ? "ramdisk" : "no ramdisk", boot->cmdline);
+        *saved = d->cfg;
+        snprintf(d->cfg.kernel, sizeof(d->cfg.kernel), "%s", boot->kernel);
+        snprintf(d->cfg.cmdline, sizeof(d->cfg.cmdline), "%s", boot->cmdline);
+        snprintf(d->cfg.ramdisk, sizeof(d->cfg.ramdisk), "%s", boot->ramdisk);
+        rc = load_kernel(d, entry, start_info, err, errlen);
+        d->cfg = *saved;
+    }
+    if (boot)
+        bootloader_cleanup(boot);
+    free(boot);
+    free(saved);
+    return rc;
+}
+
+/*
  * What Xen's domain builder sets up for the PV backends: the xenstore and console
  * ring pages in the special region, and a port on each ring unbound for dom0, named
  * to the guest by HVM params (and to dom0 by the toolstack, through xenstore).
@@ -551,17 +585,22 @@ static int setup_toolstack_pages(struct domain *d, char *err, size_t errlen)
     return 0;
 }
 
-/* A domain that lives on (live update) keeps its log; others start a new one. */
-static int open_console_log(struct domain *d, bool keep)
+/*
+ * A domain that lives on (live update) keeps its logs; others start new ones: the
+ * console log (xkvm-consoled writes it; xkvmd only starts it afresh) and the
+ * hypervisor-console log (console_log.c).
+ */
+static int open_logs(struct domain *d, bool keep)
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.rundir, d->domid);
-    d->console_fd = open(path, O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_APPEND |
-                         O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (d->console_fd < 0)
+    int fd = open(path, O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_APPEND |
+                  O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
         return -errno;
-    fchmod(d->console_fd, 0600);    /* one left by an older xkvmd may be 0644 */
-    return 0;
+    fchmod(fd, 0600);    /* one left by an older xkvmd may be 0644 */
+    close(fd);
+    return console_log_open(d, keep);
 }
 
 /* Free everything a partly or fully built domain holds. Threads must be gone. */
@@ -578,8 +617,8 @@ static void domain_free(struct domain *d)
     p2m_fini(&d->p2m);
     if (d->vm_fd >= 0)
         close(d->vm_fd);
-    if (d->console_fd >= 0)
-        close(d->console_fd);
+    if (d->dmesg_fd >= 0)
+        close(d->dmesg_fd);
     mm_free_owner(&host.mm, d->domid);
     free(d);
 }
@@ -687,8 +726,11 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     d->domid = (uint16_t)id;
     d->cfg = *cfg;
     d->vm_fd = -1;
-    d->console_fd = -1;
+    d->dmesg_fd = -1;
     console_log_init(d);
+    /* Xen's hvm_domain_initialise: a triple fault reboots unless the toolstack says
+     * otherwise (xl never does; a restore or live update brings the source's value). */
+    d->hvm_params[HVM_PARAM_TRIPLE_FAULT_REASON] = SHUTDOWN_reboot;
     d->shutdown_code = -1;
     d->created_ns = t0;
     d->tsc_khz = host.tsc_khz;  /* a restore may bring another (domain_set_tsc_khz) */
@@ -702,9 +744,10 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     if (!rc)
         rc = adopt ? adopt_memory(d, adopt, err, errlen) : populate_memory(d, err, errlen);
     if (!rc && !for_restore)
-        rc = load_kernel(d, &entry, &start_info, err, errlen);
-    if (!rc && (rc = open_console_log(d, adopt != NULL)))
-        snprintf(err, errlen, "console log: %s", strerror(-rc));
+        rc = d->cfg.bootloader[0] ? load_kernel_from_disk(d, &entry, &start_info, err, errlen)
+                                  : load_kernel(d, &entry, &start_info, err, errlen);
+    if (!rc && (rc = open_logs(d, adopt != NULL)))
+        snprintf(err, errlen, "console logs: %s", strerror(-rc));
     if (!rc) {
         d->vcpus = calloc(domcfg_max_vcpus(cfg), sizeof(*d->vcpus));
         if (!d->vcpus) {
@@ -769,9 +812,10 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     } else {
         NOTIFY(built, d);
         domain_unpause(d);
-        log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s, entry %#x, in %.3f ms",
+        log_info("d%u: created '%s': %llu MiB, %u vCPU(s), kernel %s%s, entry %#x, in %.3f ms",
                  d->domid, cfg->name, (unsigned long long)cfg->memory_mb, cfg->vcpus,
-                 cfg->kernel, entry, (double)(mono_ns() - t0) / 1e6);
+                 cfg->bootloader[0] ? "from pygrub " : "", cfg->kernel, entry,
+                 (double)(mono_ns() - t0) / 1e6);
     }
     *domid_out = d->domid;
     if (out)
@@ -959,6 +1003,15 @@ void domain_crash(struct domain *d, const char *fmt, ...)
         snprintf(d->crash_reason, sizeof(d->crash_reason), "%s", why);
     pthread_mutex_unlock(&d->lock);
     domain_shutdown(d, SHUTDOWN_crash);
+}
+
+void domain_triple_fault(struct domain *d, unsigned vcpu)
+{
+    unsigned reason = (uint8_t)__atomic_load_n(&d->hvm_params[HVM_PARAM_TRIPLE_FAULT_REASON],
+                                               __ATOMIC_RELAXED);
+    log_warn("d%u v%u: triple fault: invoking HVM shutdown action %u (%s)", d->domid, vcpu,
+             reason, shutdown_reason_name((int)reason));
+    domain_shutdown(d, reason);
 }
 
 static enum domcfg_action action_for(const struct domain *d)

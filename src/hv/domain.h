@@ -40,6 +40,9 @@ static inline bool guest_gfn_is_special(uint64_t gfn)
 
 #define DOMAIN_UNIMPL_SLOTS     64
 
+/* A guest's hypervisor-console line is cut here, as Xen's DOMAIN_PBUF_SIZE does. */
+#define DMESG_LINE_MAX          200
+
 struct domain {
 #ifdef XKVM_LU_TEST_NEXT
     /* The cross-version test's changed internal structure: images never depend on it. */
@@ -64,11 +67,13 @@ struct domain {
     bool shutdown_handled;      /* the main loop applied on_poweroff & co */
 
     uint64_t hvm_params[HVM_NR_PARAMS];
-    int console_fd;
-    struct {                    /* console_log.c: the rate limit on console_fd */
+    int dmesg_fd;               /* the hypervisor-console log, RUNDIR/dmesg-N.log */
+    struct {                    /* console_log.c: its line buffer and rate limit */
         pthread_mutex_t lock;
         uint64_t tokens, refilled_ns, dropped;
-    } console;
+        unsigned line_len;
+        char line[DMESG_LINE_MAX];
+    } dmesg;
     uint64_t created_ns;
 
     /* References other threads hold (domain_get); destroy waits for them. */
@@ -232,6 +237,12 @@ void domain_destroy(struct domain *d);
 void domain_shutdown(struct domain *d, unsigned reason);
 void domain_crash(struct domain *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/*
+ * From a vCPU thread: a triple fault, as Xen's hvm_triple_fault: a shutdown with the
+ * reason in HVM_PARAM_TRIPLE_FAULT_REASON (SHUTDOWN_reboot unless the toolstack set
+ * it), so on_reboot applies, not on_crash.
+ */
+void domain_triple_fault(struct domain *d, unsigned vcpu);
 
 /* Main loop: apply on_poweroff/on_reboot/on_crash to domains that shut down. */
 void domains_handle_shutdowns(void);
@@ -240,10 +251,18 @@ const char *domain_state_name(const struct domain *d);
 const char *shutdown_reason_name(int code);
 
 /*
- * The domain's hypervisor console log (console_io, the debug port): written at most at
- * a fixed rate, the rest dropped and counted (console_log.c).
+ * The domain's hypervisor-console log, RUNDIR/dmesg-N.log (console_io, the debug
+ * port): Xen's "(dN) text" lines, written at most at a fixed rate, the rest dropped
+ * and counted (console_log.c).
  */
 void console_log_init(struct domain *d);
+/* Open (keep: append to what a live-updated domain had; else start afresh). 0/-errno. */
+int console_log_open(struct domain *d, bool keep);
 void console_log_write(struct domain *d, const void *buf, size_t len);
+/*
+ * `xkvm dmesg -c`: drop the older generations and the first `size` bytes of the log if
+ * it is still the file `inode` the client read (else it was rotated away: keep it all).
+ */
+int console_log_clear(struct domain *d, uint64_t size, uint64_t inode);
 
 #endif

@@ -22,6 +22,7 @@
 
 #include "hv/domain.h"
 #include "hv/hv.h"
+#include "util/control_reply.h"
 #include "util/log.h"
 
 #define XS_WAIT_MS          5000    /* how long a new domain waits for xenstored */
@@ -30,7 +31,7 @@
 #define TXN_ATTEMPTS        100
 #define STOP_WAIT_MS        2000
 
-enum job_kind { JOB_BUILT, JOB_GONE, JOB_VCPUS };
+enum job_kind { JOB_BUILT, JOB_GONE, JOB_VCPUS, JOB_CONTROL };
 
 struct job {
     struct job *next;
@@ -41,6 +42,9 @@ struct job {
     uint64_t store_gfn, console_gfn;
     uint32_t store_port, console_port;
     bool backends_unlinked;     /* restore: backends name their frontend only later */
+    char control_node[16];      /* JOB_CONTROL: control/NODE = value, answered on */
+    char control_value[16];
+    int reply_fd;               /* the client's connection */
 };
 
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -483,6 +487,37 @@ static void do_vcpus(const struct job *j)
         log_warn("d%u: cannot write the vCPUs' availability to xenstore", j->domid);
 }
 
+/*
+ * The toolstack asks the guest (xl shutdown, reboot, sysrq): control/NODE = value,
+ * then the client's reply, so that it can watch for the guest's answer from then on.
+ */
+static void do_control(const struct job *j)
+{
+    struct xs_handle *h = xs_get(0);
+    struct domain *d = domain_get(j->domid);
+    bool same = d && d->created_ns == j->created_ns;
+    if (d)
+        domain_put(d);
+    char p[96];
+    snprintf(p, sizeof(p), "/local/domain/%u/control/%s", j->domid, j->control_node);
+    struct json_object *reply;
+    if (!same) {
+        reply = control_reply_err(ESRCH, "domain %u is gone", j->domid);
+    } else if (!h) {
+        reply = control_reply_err(ENOTCONN, "no xenstored: the guest cannot be asked");
+    } else if (!xs_write(h, XBT_NULL, p, j->control_value, strlen(j->control_value))) {
+        int e = errno;
+        log_warn("d%u: writing %s: %s", j->domid, p, strerror(e));
+        reply = control_reply_err(EIO, "writing %s: %s", p, strerror(e));
+        xs_drop();
+    } else {
+        log_info("d%u: control/%s = \"%s\"", j->domid, j->control_node, j->control_value);
+        reply = control_reply_ok();
+    }
+    control_write_json(j->reply_fd, reply);
+    close(j->reply_fd);
+}
+
 static void *worker(void *arg)
 {
     (void)arg;
@@ -502,6 +537,8 @@ static void *worker(void *arg)
             do_built(j);
         else if (j->kind == JOB_VCPUS)
             do_vcpus(j);
+        else if (j->kind == JOB_CONTROL)
+            do_control(j);
         else
             do_gone(j);
         free(j);
@@ -575,6 +612,29 @@ static void on_built(struct domain *d)
     domain_hold(d);
     job_for(j, d);
     enqueue(j);
+}
+
+int toolstack_xs_control(const struct domain *d, const char *node, const char *value,
+                         int reply_fd, char *err, size_t errlen)
+{
+    struct stat st;
+    if (!started || stat(socket_path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "no xenstored on this host: the guest cannot be asked");
+        return -ENOTCONN;
+    }
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    j->kind = JOB_CONTROL;
+    j->domid = d->domid;
+    j->created_ns = d->created_ns;
+    snprintf(j->control_node, sizeof(j->control_node), "%s", node);
+    snprintf(j->control_value, sizeof(j->control_value), "%s", value);
+    j->reply_fd = reply_fd;
+    enqueue(j);
+    return 0;
 }
 
 static void on_gone(const struct domain *d)

@@ -43,6 +43,15 @@ int toolstack_xs_import(struct domain *d, const char *uuid, const uint8_t *buf, 
 void toolstack_xs_vcpus(const struct domain *d);
 /* The /vm/<uuid> name written for domid, without asking xenstored (main loop). */
 bool toolstack_xs_known_uuid(unsigned domid, char out[37]);
+
+/*
+ * Main thread: write the guest's control/NODE = value (xl's shutdown, reboot, sysrq),
+ * queued behind the domain's layout; the worker answers the client on reply_fd (a
+ * control reply line, once the node is written) and closes it. 0 (reply_fd is the
+ * worker's now), or -ENOTCONN without a xenstored.
+ */
+int toolstack_xs_control(const struct domain *d, const char *node, const char *value,
+                         int reply_fd, char *err, size_t errlen);
 /* The /vm/<uuid> name of the domain's layout: true and out if known. */
 bool toolstack_xs_uuid(unsigned domid, char out[37]);
 

@@ -247,7 +247,7 @@ static void handle_io(struct vcpu *v)
         return;
     }
     if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == XKVM_DEBUGCON_PORT) {
-        /* Xen's HVM debug port: bytes go to the domain's console log. */
+        /* Xen's HVM debug port: bytes go to the hypervisor-console (dmesg) log. */
         console_log_write(v->d, data, (size_t)run->io.size * run->io.count);
         return;
     }
@@ -325,7 +325,7 @@ static bool handle_exit(struct vcpu *v)
         return true;
     case KVM_EXIT_SHUTDOWN:
         if (!vmcall_verdict_at_rip(v))
-            domain_crash(v->d, "v%u: triple fault", v->id);
+            domain_triple_fault(v->d, v->id);
         return false;
     case KVM_EXIT_SYSTEM_EVENT:
         if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)

@@ -27,6 +27,8 @@
 #include "util/domcfg.h"
 #include "xkvm/control.h"
 
+#include <xenstore.h>
+
 #define EXIT_USAGE 2
 #define ERRLEN 1024
 /* Xen's DOMID_FIRST_RESERVED: ids from here on are not domains. */
@@ -66,6 +68,19 @@ static const char usage_text[] =
 "                                terminal, what you type goes to the guest's PV\n"
 "                                console (through xkvm-consoled);\n"
 "                                --no-follow prints what is there and exits\n"
+"  dmesg DOMAIN [-c|--clear]     print the domain's hypervisor-console log: what it\n"
+"                                wrote with console_io or to port 0xE9, as xl dmesg\n"
+"                                shows it, \"(dN) text\"; a gone domain's log is kept\n"
+"                                until its id is reused (-c: then clear it)\n"
+"  shutdown DOMAIN [-w|--wait] [--timeout SECONDS]\n"
+"                                ask the guest to power off (control/shutdown in\n"
+"                                xenstore, as xl shutdown) and wait for it to\n"
+"                                acknowledge (--timeout, default 60 s); -w: then wait\n"
+"                                until it has shut down and its on_poweroff action\n"
+"                                was taken\n"
+"  reboot DOMAIN [-w|--wait] [--timeout SECONDS]\n"
+"                                the same, to reboot (control/shutdown = reboot)\n"
+"  sysrq DOMAIN KEY              send the guest a magic SysRq key (control/sysrq)\n"
 "  debug-state DOMAIN            print the domain's PV state (event channels,\n"
 "                                grant table, shared_info, vcpu_info, timers) as JSON\n"
 "  save-context DOMAIN FILE      pause the domain briefly and write its PV state\n"
@@ -1321,6 +1336,256 @@ static int domain_exists(struct control_client *c, bool *connected, uint32_t dom
     return found;
 }
 
+/* --- shutdown, reboot, sysrq: asking the guest through xenstore, as xl does --- */
+
+/* Poll interval while `shutdown` waits; how long for the guest's answer (libxl's). */
+#define WAIT_POLL_MS 100
+#define ACK_TIMEOUT_S 60
+
+/* The domain's state and shutdown reason in a list reply; false if it is not there. */
+static bool domain_status(struct json_object *reply, uint32_t domid, char *state,
+                          size_t slen, char *reason, size_t rlen)
+{
+    struct json_object *doms = list_domains(reply);
+    size_t n = doms ? json_object_array_length(doms) : 0;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *d = json_object_array_get_idx(doms, i);
+        int64_t id;
+        if (!get_int_field(d, "domid", &id) || id != domid)
+            continue;
+        const char *st = get_str_field(d, "state"), *why = get_str_field(d, "shutdown_reason");
+        snprintf(state, slen, "%s", st ? st : "");
+        snprintf(reason, rlen, "%s", why ? why : "");
+        return true;
+    }
+    return false;
+}
+
+/*
+ * -w: wait until the domain has shut down and xkvmd acted on it (on_poweroff &
+ * co.): it is gone (destroyed, or restarted under a new domid) or stays shut down
+ * (preserve). As xl's wait_for_domain_deaths, without a time limit.
+ */
+static int wait_shut_down(uint32_t domid)
+{
+    char state[32] = "", reason[32] = "", last_reason[32] = "";
+    for (;;) {
+        struct json_object *reply;
+        if (call(new_request("list"), &reply) < 0)
+            return EXIT_FAILURE;
+        bool there = domain_status(reply, domid, state, sizeof(state), reason, sizeof(reason));
+        json_object_put(reply);
+        if (there && reason[0])
+            snprintf(last_reason, sizeof(last_reason), "%s", reason);
+        if (!there) {
+            printf("Domain %u has been destroyed%s%s.\n", domid,
+                   last_reason[0] ? " after shutting down: " : "", last_reason);
+            return 0;
+        }
+        if (!strcmp(state, "shutdown")) {
+            printf("Domain %u has been shut down, reason: %s.\n", domid, reason);
+            return 0;
+        }
+        struct timespec ts = { .tv_nsec = WAIT_POLL_MS * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
+/*
+ * libxl_domain_shutdown/reboot wait for the guest to acknowledge the request (the node
+ * read back as "" or gone) for 60 s; so do we, reading the guest's node from the
+ * host's xenstored as xl does. 0 acknowledged (or shut down meanwhile), 1 not.
+ */
+static int wait_ack(uint32_t domid, const char *reason, unsigned timeout_s)
+{
+    char sock[PATH_MAX + 32], node[64];
+    snprintf(sock, sizeof(sock), "%s/xenstored/socket", rundir);
+    setenv("XENSTORED_PATH", sock, 1);      /* only ours, never a real Xen's xenbus */
+    struct xs_handle *xs = access(sock, F_OK) == 0 ? xs_open(0) : NULL;
+    if (!xs) {
+        errorf("cannot reach xenstored at %s to see the guest's answer", sock);
+        return 1;
+    }
+    snprintf(node, sizeof(node), "/local/domain/%u/control/shutdown", domid);
+    uint64_t deadline = mono_ms() + timeout_s * 1000ull;
+    int rc = 1;
+    for (;;) {
+        unsigned len = 0;
+        char *v = xs_read(xs, XBT_NULL, node, &len);
+        bool acked = !v || len == 0;
+        free(v);
+        char state[32] = "", why[32] = "";
+        struct json_object *reply;
+        bool gone = false;
+        if (call(new_request("list"), &reply) == 0) {
+            gone = !domain_status(reply, domid, state, sizeof(state), why, sizeof(why)) ||
+                   !strcmp(state, "shutdown");
+            json_object_put(reply);
+        }
+        if (acked || gone) {
+            rc = 0;
+            break;
+        }
+        if (mono_ms() >= deadline) {
+            errorf("domain %u did not acknowledge the %s request within %u s (no PV "
+                   "control driver watching control/shutdown?)", domid, reason, timeout_s);
+            break;
+        }
+        struct timespec ts = { .tv_nsec = WAIT_POLL_MS * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    xs_close(xs);
+    return rc;
+}
+
+static int shutdown_cmd(const char *reason, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "wait", no_argument, NULL, 'w' },
+        { "timeout", required_argument, NULL, 't' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool wait = false;
+    unsigned long timeout_s = ACK_TIMEOUT_S;
+    char *end;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "wh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'w': wait = true; break;
+        case 't':
+            timeout_s = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || timeout_s > 86400)
+                return usage_error("%s: bad --timeout '%s'", argv[0], optarg);
+            break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default: return usage_error("%s: bad option", argv[0]);
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error("%s: expected exactly one DOMAIN argument", argv[0]);
+    const char *domain = argv[optind];
+    uint32_t domid;
+    if (resolve_domain(domain, &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request("shutdown"), *reply;
+    add_field(req, "domid", json_object_new_int64(domid));
+    add_field(req, "reason", json_object_new_string(reason));
+    if (call_domain(req, domain, &reply) < 0)
+        return EXIT_FAILURE;
+    json_object_put(reply);
+    if (wait_ack(domid, reason, (unsigned)timeout_s))
+        return EXIT_FAILURE;
+    return wait ? wait_shut_down(domid) : 0;
+}
+
+static int cmd_shutdown(int argc, char **argv) { return shutdown_cmd("poweroff", argc, argv); }
+static int cmd_reboot(int argc, char **argv)   { return shutdown_cmd("reboot", argc, argv); }
+
+static int cmd_sysrq(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (argc != 3)
+        return usage_error("sysrq: expected DOMAIN and KEY");
+    if (strlen(argv[2]) != 1)
+        return usage_error("sysrq: KEY is one character");
+    uint32_t domid;
+    if (resolve_domain(argv[1], &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request("sysrq"), *reply;
+    add_field(req, "domid", json_object_new_int64(domid));
+    add_field(req, "key", json_object_new_string(argv[2]));
+    if (call_domain(req, argv[1], &reply) < 0)
+        return EXIT_FAILURE;
+    json_object_put(reply);
+    return 0;
+}
+
+/* --- dmesg: the domain's hypervisor-console log --- */
+
+/* Copy the file at path to stdout; its inode and the bytes copied. -errno (ENOENT ok). */
+static int print_file(const char *path, uint64_t *inode, uint64_t *size)
+{
+    *inode = *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) == 0)
+        *inode = (uint64_t)st.st_ino;
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        fwrite(buf, 1, (size_t)n, stdout);
+        *size += (uint64_t)n;
+    }
+    int rc = n < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+static int cmd_dmesg(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "clear", no_argument, NULL, 'c' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool clear = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "ch", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': clear = true; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default: return usage_error("dmesg: bad option");
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error("dmesg: expected exactly one DOMAIN argument");
+    const char *domain = argv[optind];
+    uint32_t domid;
+    if (resolve_domain(domain, &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request("dmesg"), *reply;
+    add_field(req, "domid", json_object_new_int64(domid));
+    if (call_domain(req, domain, &reply) < 0)
+        return EXIT_FAILURE;
+    const char *p = get_str_field(reply, "path");
+    if (!p || p[0] != '/') {
+        errorf("xkvmd sent a dmesg reply without an absolute \"path\"");
+        json_object_put(reply);
+        return EXIT_FAILURE;
+    }
+    char path[PATH_MAX], gen[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s", p);
+    json_object_put(reply);
+    uint64_t inode, size;
+    /* The rotated generations first, oldest first (logrot.h: PATH.1 is the newest). */
+    for (int g = 99; g >= 1; g--) {
+        snprintf(gen, sizeof(gen), "%s.%d", path, g);
+        print_file(gen, &inode, &size);
+    }
+    int r = print_file(path, &inode, &size);
+    fflush(stdout);
+    if (r < 0 && r != -ENOENT) {
+        errorf("dmesg log %s: %s", path, strerror(-r));
+        return EXIT_FAILURE;
+    }
+    if (!clear || r < 0)
+        return 0;
+    req = new_request("dmesg-clear");
+    add_field(req, "domid", json_object_new_int64(domid));
+    add_field(req, "size", json_object_new_int64((int64_t)size));
+    add_field(req, "inode", json_object_new_int64((int64_t)inode));
+    if (call_domain(req, domain, &reply) < 0)
+        return EXIT_FAILURE;
+    json_object_put(reply);
+    return 0;
+}
+
 static int cmd_console(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1467,6 +1732,10 @@ static const struct command {
     { "destroy", cmd_destroy },
     { "vcpu-set", cmd_vcpu_set },
     { "console", cmd_console },
+    { "dmesg", cmd_dmesg },
+    { "shutdown", cmd_shutdown },
+    { "reboot", cmd_reboot },
+    { "sysrq", cmd_sysrq },
     { "debug-state", cmd_debug_state },
     { "save-context", cmd_save_context },
     { "save", cmd_save },

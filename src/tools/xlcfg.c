@@ -22,6 +22,7 @@
 static const char *const handled_keys[] = {
     "name", "type", "builder", "memory", "vcpus", "kernel", "cmdline", "extra", "root",
     "on_poweroff", "on_reboot", "on_crash", "disk", "ramdisk", "maxvcpus", "uuid", "cpus",
+    "bootloader",
 };
 
 /* xl keys that xkvm recognises but does not implement yet: warned about, ignored. */
@@ -30,7 +31,7 @@ static const char *const unsupported_keys[] = {
     "usb", "usbctrl", "usbdev", "pci", "dtdev", "iomem", "ioports", "irqs", "rdm",
     "maxmem", "serial", "console", "seclabel",
     "init_seclabel", "pool", "cpus_soft", "cpu_weight", "cap", "on_watchdog",
-    "on_soft_reset", "bootloader", "bootloader_args", "device_model_version",
+    "on_soft_reset", "bootloader_args", "device_model_version",
     "device_model_override", "device_model_args", "device_model_stubdomain_override",
     "altp2m", "altp2mhvm", "nestedhvm", "hap", "shadow_memory", "viridian", "acpi",
     "apic", "pae", "hpet", "firmware", "bios", "boot", "localtime", "rtc_timeoffset",
@@ -558,6 +559,7 @@ static int validate(struct reader *rd, const struct domcfg *cfg, const char *cmd
         { "on_reboot", "on_reboot" }, { "on_crash", "on_crash" }, { "disks", "disk" },
         { "ramdisk", "ramdisk" }, { "maxvcpus", "maxvcpus" }, { "uuid", "uuid" },
         { "cpus", "cpus" },
+        { "bootloader", "bootloader" },
     };
     const char *key = NULL, *rest = why;
     size_t flen = strcspn(why, ":");
@@ -572,6 +574,25 @@ static int validate(struct reader *rd, const struct domcfg *cfg, const char *cmd
             rest++;
     }
     return fail_key(rd, key, -EINVAL, "%s", rest);
+}
+
+/*
+ * bootloader: "pygrub", or a path to it (as xl.cfg files name it, e.g.
+ * "/usr/lib/xen-4.17/bin/pygrub"): xkvmd runs Xen's own pygrub either way.
+ */
+static int get_bootloader(struct reader *rd, XLU_Config *x, struct domcfg *cfg)
+{
+    const char *s;
+    int r = get_str(rd, x, "bootloader", &s);
+    if (r == ESRCH)
+        return 0;
+    if (r)
+        return r;
+    const char *base = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
+    if (strcmp(base, DOMCFG_BOOTLOADER_PYGRUB))
+        return fail_key(rd, "bootloader", -EINVAL, "\"%s\": only pygrub is supported", s);
+    return copy_str(rd, "bootloader", cfg->bootloader, sizeof(cfg->bootloader),
+                    DOMCFG_BOOTLOADER_PYGRUB);
 }
 
 static int read_config(struct reader *rd, XLU_Config *x, const char *basedir,
@@ -614,19 +635,33 @@ static int read_config(struct reader *rd, XLU_Config *x, const char *basedir,
         (r = get_action(rd, x, "on_crash", &cfg->on_crash)) < 0)
         return r;
 
-    r = get_str(rd, x, "kernel", &s);
-    if (r == ESRCH)
-        return fail_key(rd, NULL, -EINVAL, "kernel: missing (xkvm boots a PVH kernel image)");
-    if (r)
+    if ((r = get_bootloader(rd, x, cfg)) < 0)
         return r;
-    if ((r = resolve_boot_file(rd, "kernel", s, basedir, flags, cfg->kernel,
-                               sizeof(cfg->kernel))) < 0)
+    r = get_str(rd, x, "kernel", &s);
+    if (r == ESRCH && !cfg->bootloader[0])
+        return fail_key(rd, NULL, -EINVAL, "kernel: missing (xkvm boots a PVH kernel image)");
+    if (r && r != ESRCH)
+        return r;
+    /*
+     * With a bootloader, kernel and ramdisk are paths inside the guest's disk (libxl's
+     * --kernel and --ramdisk for pygrub); without, files on this host.
+     */
+    if (!r && cfg->bootloader[0])
+        r = copy_str(rd, "kernel", cfg->kernel, sizeof(cfg->kernel), s);
+    else if (!r)
+        r = resolve_boot_file(rd, "kernel", s, basedir, flags, cfg->kernel,
+                              sizeof(cfg->kernel));
+    if (r < 0)
         return r;
     r = get_str(rd, x, "ramdisk", &s);
     if (r != 0 && r != ESRCH)
         return r;
-    if (r == 0 && (r = resolve_boot_file(rd, "ramdisk", s, basedir, flags, cfg->ramdisk,
-                                         sizeof(cfg->ramdisk))) < 0)
+    if (r == 0 && cfg->bootloader[0])
+        r = copy_str(rd, "ramdisk", cfg->ramdisk, sizeof(cfg->ramdisk), s);
+    else if (r == 0)
+        r = resolve_boot_file(rd, "ramdisk", s, basedir, flags, cfg->ramdisk,
+                              sizeof(cfg->ramdisk));
+    if (r < 0)
         return r;
     if ((r = get_vcpu_keys(rd, x, cfg)) < 0)
         return r;

@@ -118,6 +118,20 @@ static int check_kernel(const char *s, size_t len, char *err, size_t errlen)
     return 0;
 }
 
+/* "" or "pygrub"; a bootloader reads the guest's first disk, so there must be one. */
+static int check_bootloader(const char *s, size_t len, unsigned nr_disks, char *err,
+                            size_t errlen)
+{
+    if (len == 0)
+        return 0;
+    if (len != strlen(DOMCFG_BOOTLOADER_PYGRUB) || memcmp(s, DOMCFG_BOOTLOADER_PYGRUB, len))
+        return fail(err, errlen, "bootloader: only \"" DOMCFG_BOOTLOADER_PYGRUB "\" is "
+                    "supported");
+    if (nr_disks == 0)
+        return fail(err, errlen, "bootloader: needs a disk to boot from");
+    return 0;
+}
+
 static int check_cmdline(const char *s, size_t len, char *err, size_t errlen)
 {
     if (len >= DOMCFG_CMDLINE_MAX)
@@ -456,10 +470,16 @@ int domcfg_validate(const struct domcfg *c, char *err, size_t errlen)
         return r;
     if ((r = check_vcpus(c->vcpus, err, errlen)) < 0)
         return r;
+    len = strnlen(c->bootloader, sizeof(c->bootloader));
+    if (len == sizeof(c->bootloader))
+        return fail(err, errlen, "bootloader: not terminated");
+    if ((r = check_bootloader(c->bootloader, len, c->nr_disks, err, errlen)) < 0)
+        return r;
+    bool kernel_optional = len > 0;
     len = strnlen(c->kernel, sizeof(c->kernel));
     if (len == sizeof(c->kernel))
         return fail(err, errlen, "kernel: not terminated");
-    if ((r = check_kernel(c->kernel, len, err, errlen)) < 0)
+    if ((len || !kernel_optional) && (r = check_kernel(c->kernel, len, err, errlen)) < 0)
         return r;
     len = strnlen(c->cmdline, sizeof(c->cmdline));
     if (len == sizeof(c->cmdline))
@@ -509,6 +529,8 @@ struct json_object *domcfg_to_json(const struct domcfg *c)
     bad |= json_object_object_add(o, "memory_mb", json_object_new_int64((int64_t)c->memory_mb));
     bad |= json_object_object_add(o, "vcpus", json_object_new_int64(c->vcpus));
     bad |= json_object_object_add(o, "kernel", json_object_new_string(c->kernel));
+    if (c->bootloader[0])   /* only then: a config without one reads as before */
+        bad |= json_object_object_add(o, "bootloader", json_object_new_string(c->bootloader));
     bad |= json_object_object_add(o, "cmdline", json_object_new_string(c->cmdline));
     bad |= json_object_object_add(o, "on_poweroff",
                                   json_object_new_string(domcfg_action_name(c->on_poweroff)));
@@ -540,6 +562,7 @@ struct json_object *domcfg_to_json(const struct domcfg *c)
 static const char *const known_fields[] = {
     "name", "memory_mb", "vcpus", "kernel", "cmdline",
     "on_poweroff", "on_reboot", "on_crash", "disks", "ramdisk", "maxvcpus", "uuid", "cpus",
+    "bootloader",
 };
 
 /* A string field: its bytes and length (json-c strings may hold NULs). */
@@ -770,12 +793,23 @@ int domcfg_from_json(struct json_object *o, struct domcfg *c, char *err, size_t 
         tmp.vcpus = (unsigned)n;
     }
 
-    if ((r = get_string(o, "kernel", true, &s, &len, err, errlen)) < 0)
+    /* The bootloader's disk is checked with the disks, by domcfg_validate below. */
+    if ((r = get_string(o, "bootloader", false, &s, &len, err, errlen)) < 0)
         return r;
-    if ((r = check_kernel(s, len, err, errlen)) < 0)
+    if (s) {
+        if ((r = check_bootloader(s, len, 1, err, errlen)) < 0)
+            return r;
+        memcpy(tmp.bootloader, s, len);
+        tmp.bootloader[len] = '\0';
+    }
+    if ((r = get_string(o, "kernel", !tmp.bootloader[0], &s, &len, err, errlen)) < 0)
         return r;
-    memcpy(tmp.kernel, s, len);
-    tmp.kernel[len] = '\0';
+    if (s && (len || !tmp.bootloader[0]) && (r = check_kernel(s, len, err, errlen)) < 0)
+        return r;
+    if (s) {
+        memcpy(tmp.kernel, s, len);
+        tmp.kernel[len] = '\0';
+    }
 
     if ((r = get_string(o, "cmdline", false, &s, &len, err, errlen)) < 0)
         return r;

@@ -18,6 +18,8 @@
 #define DOMCFG_MEMORY_MB_MAX (1024 * 1024)
 
 #define DOMCFG_DISKS_MAX    16
+/* The one bootloader xkvm runs (xl.cfg bootloader = "pygrub"; docs/config.md). */
+#define DOMCFG_BOOTLOADER_PYGRUB "pygrub"
 #define DOMCFG_VDEV_MAX     16
 /* Host CPUs a `cpus` pinning can name (0 .. DOMCFG_HOST_CPUS - 1). */
 #define DOMCFG_HOST_CPUS    1024
@@ -46,7 +48,12 @@ struct domcfg {
     char name[DOMCFG_NAME_MAX];
     uint64_t memory_mb;
     unsigned vcpus;
-    char kernel[PATH_MAX];            /* absolute path */
+    /*
+     * Absolute path. With a bootloader: a path inside the guest's first disk, or ""
+     * (the bootloader's choice), as libxl passes it to pygrub (--kernel).
+     */
+    char kernel[PATH_MAX];
+    char bootloader[16];              /* "" or DOMCFG_BOOTLOADER_PYGRUB */
     char cmdline[DOMCFG_CMDLINE_MAX];
     enum domcfg_action on_poweroff, on_reboot, on_crash;
     unsigned nr_disks;

@@ -117,6 +117,7 @@ int hostpath_apply(struct domcfg *cfg, const struct domcfg *local,
     if (local) {
         snprintf(cfg->kernel, sizeof(cfg->kernel), "%s", local->kernel);
         snprintf(cfg->ramdisk, sizeof(cfg->ramdisk), "%s", local->ramdisk);
+        snprintf(cfg->bootloader, sizeof(cfg->bootloader), "%s", local->bootloader);
         return take_local_disks(cfg, local, err, errlen);
     }
     for (unsigned i = 0; i < cfg->nr_disks; i++) {
@@ -128,6 +129,9 @@ int hostpath_apply(struct domcfg *cfg, const struct domcfg *local,
             return rc;
         memcpy(dk->path, resolved, sizeof(dk->path));
     }
+    /* With a bootloader the kernel is a path inside the first disk, checked above. */
+    if (cfg->bootloader[0])
+        return 0;
     char kernel[PATH_MAX], why[256];
     if (hostpath_check(kernel_roots, "kernel", cfg->kernel, false, kernel, sizeof(kernel),
                        why, sizeof(why))) {

@@ -331,7 +331,7 @@ expect("sock-nul-after-object", b'{"cmd":"info"}\x00garbage\n', "EINVAL")
 expect("sock-escaped-nul-in-cmd", b'{"cmd":"info\\u0000x"}\n', "EINVAL", ["NUL"])
 
 # domid of every wrong type and value, aimed at the victim where it could be confused.
-for cmd in ("pause", "unpause", "destroy", "console"):
+for cmd in ("pause", "unpause", "destroy", "console", "dmesg", "dmesg-clear", "shutdown", "sysrq"):
     expect("sock-%s-no-domid" % cmd, req({"cmd": cmd}), "EINVAL", ["domid"])
     expect("sock-%s-domid-string" % cmd, req({"cmd": cmd, "domid": str(VICTIM)}), "EINVAL", ["domid"])
 for label, v in [("float", float(VICTIM)), ("bool", True), ("null", None), ("array", [VICTIM]),

@@ -96,11 +96,11 @@ new_blk_dom() {
   xk unpause "$DOMID" >/dev/null
 }
 
-loops_done() { grep -a -c '^xtest: blk: loop [0-9]* seed' "$(console_log "$1")" 2>/dev/null; }
+loops_done() { grep -a -c 'xtest: blk: loop [0-9]* seed' "$(console_log "$1")" 2>/dev/null; }
 wait_loops() {   # DOMID N SECONDS
   for _ in $(seq $(($3 * 10))); do
     [ "$(loops_done "$1")" -ge "$2" ] && return 0
-    grep -a -q '^xtest: blk: \(PASS\|FAIL\)' "$(console_log "$1")" 2>/dev/null && return 1
+    grep -a -q 'xtest: blk: \(PASS\|FAIL\)' "$(console_log "$1")" 2>/dev/null && return 1
     sleep 0.1
   done
   return 1
@@ -120,7 +120,7 @@ else
   hs=""
   for _ in $(seq 300); do
     [ "$(xsr "$BE/state")" = 4 ] && [ "$(xsr "$FE/state")" = 4 ] && { hs=ok; break; }
-    grep -a -q '^xtest: blk: \(PASS\|FAIL\)' "$(console_log "$DOMID")" 2>/dev/null && break
+    grep -a -q 'xtest: blk: \(PASS\|FAIL\)' "$(console_log "$DOMID")" 2>/dev/null && break
     sleep 0.1
   done
   want="feature-flush-cache=1 feature-persistent=1 feature-max-indirect-segments=256 \
@@ -244,7 +244,7 @@ else
 fi
 xenstore-write "/local/domain/$D/data/blk-stop" 1
 res=$(wait_result "$D" blk 120)
-last=$(grep -a '^xtest: blk: loop [0-9]* seed' "$(console_log "$D")" | tail -1 | awk '{print $6}')
+last=$(grep -a 'xtest: blk: loop [0-9]* seed' "$(console_log "$D")" | tail -1 | strip_dmesg | awk '{print $6}')
 if [ "$res" != "xtest: blk: PASS" ]; then
   fail kill9-data "guest said: $res"; glog "$D"
 elif ! out=$(check_image "$IMG2" "$last" 4096); then

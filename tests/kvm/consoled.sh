@@ -68,7 +68,7 @@ truncate -s 1M "$WORK/disk.img"
 if ! id=$(xk create -p "$WORK/echo.cfg"); then
   fail output-complete "xkvm create failed"; exit 1
 fi
-LOG=$(console_log "$id")
+LOG=$(ring_log "$id")
 send_input "$id" "hello-from-host" 30 &
 inp=$!
 sleep 0.3
@@ -102,7 +102,7 @@ else
   fail output-complete "$why"
 fi
 if grep -a -q "^ring: echo hello-from-host$" "$LOG" &&
-   grep -a -q "console-echo: got hello-from-host$" "$LOG"; then
+   grep -a -q "console-echo: got hello-from-host$" "$(console_log "$id")"; then
   pass input-reaches-guest
 else
   fail input-reaches-guest "no echo of the input in $LOG"
@@ -162,7 +162,7 @@ make_cfg "$WORK/hostile.cfg" hostile "test=console-hostile"
 idh=$(xk create "$WORK/hostile.cfg")
 res=$(wait_result "$idh" console-hostile 30)
 if [ "$res" != "xtest: console-hostile: PASS" ]; then fail hostile-ring "guest said: $res"
-elif ! grep -a -q "^ring: after reset$" "$(console_log "$idh")"; then
+elif ! grep -a -q "^ring: after reset$" "$(ring_log "$idh")"; then
   fail hostile-ring "no output after the reset"
 elif [ "$(cat "$PIDF")" != "$new" ]; then fail hostile-ring "consoled restarted"
 else pass hostile-ring; fi
@@ -184,12 +184,12 @@ resq=$(wait_result "$idq" console-echo 30)
 tq=$(python3 -c "import time; print(round(time.time() - $t0, 2))")
 resf=$(wait_result "$idf" console-echo 120)
 kill $inpf $inpq 2>/dev/null; wait $inpf $inpq 2>/dev/null
-flood_done=$(grep -a -c '^ring: line' "$(console_log "$idf")")
+flood_done=$(grep -a -c '^ring: line' "$(ring_log "$idf")")
 echo "# quiet guest done in ${tq}s while the flood guest wrote $FLOOD lines"
 if [ "$resq" != "xtest: console-echo: PASS" ]; then fail flood-no-stall "quiet guest: $resq"
-elif ! why=$(check_lines "$(console_log "$idq")" 100); then fail flood-no-stall "quiet guest: $why"
+elif ! why=$(check_lines "$(ring_log "$idq")" 100); then fail flood-no-stall "quiet guest: $why"
 elif [ "$resf" != "xtest: console-echo: PASS" ]; then fail flood-no-stall "flood guest: $resf ($flood_done lines)"
-elif ! why=$(check_lines "$(console_log "$idf")" $FLOOD); then fail flood-no-stall "flood guest: $why"
+elif ! why=$(check_lines "$(ring_log "$idf")" $FLOOD); then fail flood-no-stall "flood guest: $why"
 else pass flood-no-stall; fi
 xk destroy "$idf" 2>/dev/null; xk destroy "$idq" 2>/dev/null
 
@@ -211,9 +211,9 @@ def pump(secs, until=None):
             try: out += os.read(fd, 4096)
             except OSError: return
         if until and until in out: return
-pump(20, b"waiting for input")
+pump(20, b"ring: line 000010 of 000010")
 os.write(fd, b"typed-at-the-cli\r")
-pump(20, b"got typed-at-the-cli")
+pump(20, b"ring: echo typed-at-the-cli")
 os.write(fd, b"\x1d")
 pump(3)
 os.waitpid(pid, 0)
@@ -253,5 +253,5 @@ kill $inp 2>/dev/null; wait $inp 2>/dev/null
 if [ $alive != 1 ]; then fail services-survive-xkvmd "a service died with xkvmd ($before)"
 elif [ "$before" != "$after" ]; then fail services-survive-xkvmd "services $before -> $after"
 elif [ "$res" != "xtest: console-echo: PASS" ]; then fail services-survive-xkvmd "guest said: $res"
-elif ! why=$(check_lines "$(console_log "$id3")" 50); then fail services-survive-xkvmd "$why"
+elif ! why=$(check_lines "$(ring_log "$id3")" 50); then fail services-survive-xkvmd "$why"
 else pass services-survive-xkvmd; fi

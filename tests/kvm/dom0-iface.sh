@@ -71,7 +71,7 @@ start_guest() {
   ID=$(xk create "$WORK/$1.cfg") || return 1
   local line=""
   for _ in $(seq 300); do
-    line=$(grep -a -m1 "^xtest: gnttab-dom0: gref=" "$(console_log "$ID")" 2>/dev/null) && break
+    line=$(grep -a -m1 "xtest: gnttab-dom0: gref=" "$(console_log "$ID")" 2>/dev/null) && break
     sleep 0.1
   done
   [ -n "$line" ] || return 1
@@ -155,8 +155,8 @@ wait_port_state() {  # DOMID PORT WANT
 }
 evline=""
 make_cfg "$WORK/e1.cfg" e1 "test=evtchn-dom0 count=$EVCOUNT rounds=2"
-if ID=$(xk create "$WORK/e1.cfg") && wait_console "$ID" "^xtest: evtchn-dom0: port="; then
-  evline=$(grep -a -m1 "^xtest: evtchn-dom0: port=" "$(console_log "$ID")")
+if ID=$(xk create "$WORK/e1.cfg") && wait_console "$ID" "xtest: evtchn-dom0: port="; then
+  evline=$(grep -a -m1 "xtest: evtchn-dom0: port=" "$(console_log "$ID")")
 fi
 if [ -z "$evline" ]; then fail evtchn-guest-allocates "no port line from the guest"; else
   eval "$(sed -E 's/.*port=([0-9]+) self-unbound=([0-9]+) interdomain=([0-9]+).*/EP=\1 ESELF=\2 EIDOM=\3/' <<<"$evline")"
@@ -215,8 +215,8 @@ fi
 # 5. A guest destroyed while a service holds its port: the service's fds stay valid
 # (writes reach nobody), xkvmd stays up, and the memory comes back.
 make_cfg "$WORK/e2.cfg" e2 "test=evtchn-dom0 count=1"
-if ID=$(xk create "$WORK/e2.cfg") && wait_console "$ID" "^xtest: evtchn-dom0: port="; then
-  EP=$(sed -nE 's/^xtest: evtchn-dom0: port=([0-9]+).*/\1/p' "$(console_log "$ID")" | head -1)
+if ID=$(xk create "$WORK/e2.cfg") && wait_console "$ID" "xtest: evtchn-dom0: port="; then
+  EP=$(sed -nE 's/^\(d[0-9]+\) xtest: evtchn-dom0: port=([0-9]+).*/\1/p' "$(console_log "$ID")" | head -1)
   probe evtchn-pingpong "$ID" "$EP" 1 touch "$WORK/e2bound" wait "$WORK/e2go" \
         '!ETIMEDOUT' evtchn-pingpong "$ID" "$EP" 1 1 > "$WORK/e2.out" 2>&1 &
   p5=$!

@@ -113,14 +113,14 @@ print(f"{nsect} sectors ok")
 PY
 }
 
-loops_done() { grep -a -c '^xtest: blk: loop [0-9]* seed' "$(console_log "$1")" 2>/dev/null; }
+loops_done() { grep -a -c 'xtest: blk: loop [0-9]* seed' "$(console_log "$1")" 2>/dev/null; }
 
 # wait_loops DOMID N SECONDS: until the guest has finished N blk loops.
 wait_loops() {
   local i
   for i in $(seq $(($3 * 10))); do
     [ "$(loops_done "$1")" -ge "$2" ] && return 0
-    grep -a -q '^xtest: blk: \(PASS\|FAIL\)' "$(console_log "$1")" 2>/dev/null && return 1
+    grep -a -q 'xtest: blk: \(PASS\|FAIL\)' "$(console_log "$1")" 2>/dev/null && return 1
     sleep 0.1
   done
   return 1
@@ -149,10 +149,11 @@ done
 if [ $HAVE_CONS = 0 ]; then
   skip console-ring "xkvm-consoled not built ($(svc_bin xkvm-consoled consoled))"
 else
-  make_cfg "$WORK/cons.cfg" cons "test=console-ring console=ring lines=200"
+  # console=both: the lines in the ring (console log) and in console_io (dmesg log).
+  make_cfg "$WORK/cons.cfg" cons "test=console-ring console=both lines=200"
   if new_dom "$WORK/cons.cfg"; then
     if expect_pass console-ring "$DOMID" console-ring 60; then
-      n=$(grep -a -c '^xtest: console-ring: line [0-9]* of 200$' "$(console_log "$DOMID")")
+      n=$(grep -a -c '^xtest: console-ring: line [0-9]* of 200$' "$(ring_log "$DOMID")")
       if [ "$n" = 200 ]; then pass console-ring
       else fail console-ring "$n of 200 lines reached the log"; show_log "$DOMID"; fi
     fi
@@ -172,7 +173,7 @@ else
   make_cfg "$WORK/blk.cfg" blk "test=blk mb=0 seed=7" 32 1 "disk = [ '$IMG,raw,xvda,rw' ]"
   if new_dom "$WORK/blk.cfg"; then
     if expect_pass blk "$DOMID" blk 300; then
-      sectors=$(grep -a -o '^xtest: blk: sectors=[0-9]*' "$(console_log "$DOMID")" | head -1 | cut -d= -f2)
+      sectors=$(grep -a -o 'xtest: blk: sectors=[0-9]*' "$(console_log "$DOMID")" | head -1 | cut -d= -f2)
       if [ "$sectors" != 32768 ]; then
         fail blk "guest saw sectors=$sectors, want 32768 (16 MiB)"
       elif ! out=$(check_image "$IMG" 7 32768); then
@@ -271,7 +272,7 @@ if ! xswrite "/local/domain/$LD/data/blk-stop" 1 2>/dev/null; then
   exit 0
 fi
 if expect_pass restart-blk "$LD" blk 180; then
-  last=$(grep -a '^xtest: blk: loop [0-9]* seed' "$(console_log "$LD")" | tail -1)
+  last=$(grep -a 'xtest: blk: loop [0-9]* seed' "$(console_log "$LD")" | tail -1)
   seed=$(echo "$last" | sed 's/.* seed \([0-9]*\) ok.*/\1/')
   if ! out=$(check_image "$IMG2" "$seed" 4096); then
     fail restart-blk "image does not hold the last loop's pattern (seed $seed): $out"

@@ -14,7 +14,7 @@ run_guest_test memory 64 2 memory-64m-2vcpu
 t0=$(date +%s)
 run_guest_test console-flood
 secs=$(( $(date +%s) - t0 + 1 ))
-log=$(ls -t "$RUNDIR"/console-*.log | head -1)
+log=$(ls -t "$RUNDIR"/dmesg-*.log | head -1)
 size=$(stat -c %s "$log")
 if [ "$size" -le $(( 256 * 1024 + secs * 64 * 1024 + 4096 )) ] &&
    grep -a -q "bytes of console output dropped" "$log"; then

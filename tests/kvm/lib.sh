@@ -78,15 +78,21 @@ make_cfg() {
   } > "$file"
 }
 
-console_log() { echo "$RUNDIR/console-$1.log"; }
+# Where the test guest's output is: it prints with console_io, which goes to the
+# domain's hypervisor-console log (xkvm dmesg), one "(dN) text" line each.
+console_log() { echo "$RUNDIR/dmesg-$1.log"; }
+# The PV console ring's log (xkvm console), which xkvm-consoled writes.
+ring_log() { echo "$RUNDIR/console-$1.log"; }
+# strip_dmesg: the guest's own text of dmesg lines on stdin.
+strip_dmesg() { sed 's/^(d[0-9]*) //'; }
 
 # wait_result DOMID TEST [SECONDS]: wait for the test's result line; prints it.
 wait_result() {
   local domid=$1 test=$2 secs=${3:-60} log
   log=$(console_log "$domid")
   for _ in $(seq $((secs * 10))); do
-    if grep -a -q "^xtest: $test: \(PASS\|FAIL\)" "$log" 2>/dev/null; then
-      grep -a "^xtest: $test: \(PASS\|FAIL\)" "$log" | head -1
+    if grep -a -q "^(d[0-9]*) xtest: $test: \(PASS\|FAIL\)" "$log" 2>/dev/null; then
+      grep -a "^(d[0-9]*) xtest: $test: \(PASS\|FAIL\)" "$log" | head -1 | strip_dmesg
       return 0
     fi
     sleep 0.1
@@ -173,16 +179,17 @@ for _ in range(2000):
 PY
 }
 
-# wait_line DOMID REGEX [SECONDS]: wait for a console line matching REGEX; print it.
-# Fails at once if the guest has already given its result line without printing it.
+# wait_line DOMID REGEX [SECONDS]: wait for a line of the guest's (dmesg log) matching
+# REGEX (ERE, on the guest's text: "(dN) " taken off); print it. Fails at once if the
+# guest has already given its result line without printing it.
 wait_line() {
   local log; log=$(console_log "$1")
   for _ in $(seq $((${3:-60} * 10))); do
-    if grep -a -q -E "$2" "$log" 2>/dev/null; then
-      grep -a -E "$2" "$log" | head -1
+    if strip_dmesg < "$log" 2>/dev/null | grep -a -q -E "$2"; then
+      strip_dmesg < "$log" | grep -a -E "$2" | head -1
       return 0
     fi
-    grep -a -q '^xtest: [^:]*: \(PASS\|FAIL\)' "$log" 2>/dev/null && return 1
+    grep -a -q '^(d[0-9]*) xtest: [^:]*: \(PASS\|FAIL\)' "$log" 2>/dev/null && return 1
     sleep 0.1
   done
   return 1

@@ -7,7 +7,7 @@ host_start h1 || { fail start "xkvmd did not start"; exit 1; }
 free0=$(info_field free_memory_kb)
 
 log_size() { stat -c %s "$(console_log "$1")"; }
-ticks() { grep -a -c "^xtest: spin: tick" "$(console_log "$1")"; }
+ticks() { grep -a -c "xtest: spin: tick" "$(console_log "$1")"; }
 
 # Four spinning domains at once, one of them with 4 vCPUs.
 ids=()

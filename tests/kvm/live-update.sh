@@ -143,7 +143,7 @@ all_counting() {
   done
 }
 
-no_anomaly() { ! grep -a -q "^xtest: soak: FAIL" "$H"/console-*.log; }
+no_anomaly() { ! grep -a -q "xtest: soak: FAIL" "$H"/dmesg-*.log; }
 
 sleep 1
 BASELINE=$(snapshot)

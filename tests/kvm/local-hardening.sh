@@ -27,7 +27,7 @@ wait_line "$D" "xtest: soak: round 1 ok" 60 >/dev/null || fail boot "guest did n
 bad=""
 [ "$(mode "$RUNDIR")" = 700 ] || bad+=" rundir=$(mode "$RUNDIR")"
 [ "$(mode "$RUNDIR/xkvmd.sock")" = 600 ] || bad+=" xkvmd.sock=$(mode "$RUNDIR/xkvmd.sock")"
-for f in "$RUNDIR/xkvmd.log" "$RUNDIR/console-$D.log" "$RUNDIR"/xkvm-*.log; do
+for f in "$RUNDIR/xkvmd.log" "$RUNDIR/console-$D.log" "$RUNDIR/dmesg-$D.log" "$RUNDIR"/xkvm-*.log; do
   [ "$(mode "$f")" = 600 ] || bad+=" $(basename "$f")=$(mode "$f")"
 done
 [ -z "$bad" ] && pass modes || fail modes "$bad"

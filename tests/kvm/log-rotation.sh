@@ -55,8 +55,8 @@ PY
 wait_result_any() {
   local log; log=$(console_log "$1")
   for _ in $(seq $((${3:-60} * 10))); do
-    if cat "$log".* "$log" 2>/dev/null | grep -a -q "^xtest: $2: \(PASS\|FAIL\)"; then
-      cat "$log".* "$log" | grep -a "^xtest: $2: \(PASS\|FAIL\)" | head -1
+    if cat "$log".* "$log" 2>/dev/null | grep -a -q "xtest: $2: \(PASS\|FAIL\)"; then
+      cat "$log".* "$log" | grep -a "xtest: $2: \(PASS\|FAIL\)" | head -1 | strip_dmesg
       return 0
     fi
     sleep 0.1
@@ -123,7 +123,7 @@ else fail top-pipe "$(head -5 "$WORK/pipe.out")"; fi
 res=$(wait_result_any "$id" console-lines 60)
 if [ "$res" != "xtest: console-lines: PASS" ]; then
   fail console-io-lines "guest said: $res"
-elif why=$(check_files "$(console_log "$id")" '^xkvm-guest: line (\d+)$' "$N" 40 16384 all); then
+elif why=$(check_files "$(console_log "$id")" 'xkvm-guest: line (\d+)$' "$N" 40 16384 all); then
   pass console-io-lines; echo "# $why"
 else
   fail console-io-lines "$why"
@@ -149,7 +149,7 @@ PY
   kill "$inp" 2>/dev/null; wait "$inp" 2>/dev/null
   if [ "$res" != "xtest: console-echo: PASS" ]; then
     fail console-ring-lines "guest said: $res"
-  elif why=$(check_files "$(console_log "$id")" "^ring: line (\d+) of 0*$RL$" "$RL" 40 16384 all); then
+  elif why=$(check_files "$(ring_log "$id")" "^ring: line (\d+) of 0*$RL$" "$RL" 40 16384 all); then
     pass console-ring-lines; echo "# $why"
   else
     fail console-ring-lines "$why"
@@ -167,7 +167,7 @@ res=$(wait_result_any "$id" console-lines 60)
 # The result line comes after the numbered ones: count up to the last numbered line.
 if [ "$res" != "xtest: console-lines: PASS" ]; then
   fail generations-capped "guest said: $res"
-elif why=$(check_files "$(console_log "$id")" '^xkvm-guest: line (\d+)$' 3000 2 1024 tail); then
+elif why=$(check_files "$(console_log "$id")" 'xkvm-guest: line (\d+)$' 3000 2 1024 tail); then
   pass generations-capped; echo "# $why"
 else
   fail generations-capped "$why"
@@ -195,7 +195,7 @@ PY
 host_start disk || { fail top-disk "xkvmd did not start"; exit 0; }
 truncate -s 16M "$WORK/disk.img"
 make_cfg "$WORK/disk.cfg" diskio "test=blk mb=4 loop=0" 32 1 "disk = [ '$WORK/disk.img,raw,xvda,rw' ]"
-if id=$(xk create "$WORK/disk.cfg") && wait_line "$id" '^xtest: blk: loop 1 ' 90 >/dev/null; then
+if id=$(xk create "$WORK/disk.cfg") && wait_line "$id" 'xtest: blk: loop 1 ' 90 >/dev/null; then
   # blkback rewrites its counters at most once a second: sample over 3 s so that
   # at least one rewrite falls between the two samples even on a loaded host.
   out=$(xk top --json -d 3)

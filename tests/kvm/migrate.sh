@@ -61,7 +61,7 @@ settled() {
 }
 
 # rounds HOST DOMID: the last round the guest reported.
-rounds() { grep -a -o "round [0-9]* ok" "$1/console-$2.log" 2>/dev/null | tail -1 | awk '{print $2}'; }
+rounds() { grep -a -o "round [0-9]* ok" "$1/dmesg-$2.log" 2>/dev/null | tail -1 | awk '{print $2}'; }
 
 # running_on HOST DOMID: listed there as running, and counting rounds.
 running_on() {
@@ -98,7 +98,7 @@ for i in $(seq "$MIGRATIONS"); do
     break
   fi
   if ! running_on "$DST" "$D"; then
-    fail "migrate-$i" "not running on the destination: $(tail -2 "$DST/console-$D.log")"
+    fail "migrate-$i" "not running on the destination: $(tail -2 "$DST/dmesg-$D.log")"
     break
   fi
   if ! settled "$DST" "$D" "$BASELINE"; then

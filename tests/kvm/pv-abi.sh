@@ -63,7 +63,7 @@ run_pv() {
   local id=$DOMID
   check_result "$label" "$id" "$t" "$secs"
   # one diagnostic line worth keeping in the log
-  grep -a -E "^xkvm-guest: (evtchn-|vcpu-info|periodic|singleshot|abi-bad)" \
+  grep -a -E "xkvm-guest: (evtchn-|vcpu-info|periodic|singleshot|abi-bad)" \
     "$(console_log "$id")" 2>/dev/null | tail -n 3 | sed 's/^/#   /'
   xk destroy "$id" >/dev/null 2>&1
 }
@@ -112,7 +112,7 @@ make_cfg "$WORK/ev-server.cfg" ev-server \
 if new_dom "$WORK/ev-server.cfg" "$first"; then
   sid=$DOMID
   prediction_ok interdomain-server-domid "$first" "$sid"
-  if line=$(wait_line "$sid" '^xtest: evtchn-interdomain: port=[0-9]+' 60); then
+  if line=$(wait_line "$sid" 'xtest: evtchn-interdomain: port=[0-9]+' 60); then
     port=${line##*port=}
     make_cfg "$WORK/ev-client.cfg" ev-client \
       "test=evtchn-interdomain role=client peer=$sid port=$port" 32 1
@@ -122,7 +122,7 @@ if new_dom "$WORK/ev-server.cfg" "$first"; then
       check_result evtchn-interdomain-client "$cid" evtchn-interdomain 300
       check_result evtchn-interdomain-server "$sid" evtchn-interdomain 30
       for id in "$sid" "$cid"; do
-        grep -a "^xkvm-guest: evtchn-interdomain: .*sent" "$(console_log "$id")" | sed 's/^/#   /'
+        grep -a "xkvm-guest: evtchn-interdomain: .*sent" "$(console_log "$id")" | sed 's/^/#   /'
       done
       xk destroy "$cid" >/dev/null 2>&1
     else
@@ -144,8 +144,8 @@ make_cfg "$WORK/gt-granter.cfg" gt-granter "test=gnttab-peer role=granter peer=$
 if new_dom "$WORK/gt-granter.cfg" "$first"; then
   gid=$DOMID
   prediction_ok gnttab-peer-granter-domid "$first" "$gid"
-  gref=$(wait_line "$gid" '^xtest: gnttab-peer: gref=[0-9]+' 60) && gref=${gref##*gref=}
-  dport=$(wait_line "$gid" '^xtest: gnttab-peer: done-port=[0-9]+' 10) && dport=${dport##*done-port=}
+  gref=$(wait_line "$gid" 'xtest: gnttab-peer: gref=[0-9]+' 60) && gref=${gref##*gref=}
+  dport=$(wait_line "$gid" 'xtest: gnttab-peer: done-port=[0-9]+' 10) && dport=${dport##*done-port=}
   if [ -n "$gref" ] && [ -n "$dport" ]; then
     make_cfg "$WORK/gt-copier.cfg" gt-copier \
       "test=gnttab-peer role=copier peer=$gid gref=$gref done_port=$dport" 32 1
@@ -154,7 +154,7 @@ if new_dom "$WORK/gt-granter.cfg" "$first"; then
       prediction_ok gnttab-peer-copier-domid "$second" "$cid"
       check_result gnttab-peer-copier "$cid" gnttab-peer 120
       check_result gnttab-peer-granter "$gid" gnttab-peer 30
-      grep -a "^xkvm-guest: gnttab-peer: " "$(console_log "$cid")" | sed 's/^/#   /'
+      grep -a "xkvm-guest: gnttab-peer: " "$(console_log "$cid")" | sed 's/^/#   /'
       xk destroy "$cid" >/dev/null 2>&1
     else
       fail gnttab-peer "creating the copier failed"
@@ -172,7 +172,7 @@ fi
 make_cfg "$WORK/hold.cfg" hold "test=evtchn-hold" 32 2
 if new_dom "$WORK/hold.cfg"; then
   hid=$DOMID
-  if ready=$(wait_line "$hid" '^xkvm-guest: evtchn-hold: ready' 60); then
+  if ready=$(wait_line "$hid" 'xkvm-guest: evtchn-hold: ready' 60); then
     if ! out=$(xk debug-state "$hid" 2>&1); then
       if echo "$out" | grep -q -i -E 'unknown|usage|not implemented|unsupported'; then
         skip debug-state "xkvm debug-state is not available yet: $(echo "$out" | head -1)"

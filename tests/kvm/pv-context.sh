@@ -152,7 +152,7 @@ PY
 # ---- a guest holding one port of each kind, two vCPUs -----------------------------
 make_cfg "$WORK/hold.cfg" hold "test=evtchn-hold hold_ms=15000" 32 2
 if hid=$(xk create "$WORK/hold.cfg"); then
-  if ready=$(wait_line "$hid" '^xkvm-guest: evtchn-hold: ready' 60); then
+  if ready=$(wait_line "$hid" 'xkvm-guest: evtchn-hold: ready' 60); then
     if out=$(xk save-context "$hid" "$WORK/hold.ctx" 2>&1); then
       pass save-context
       xk debug-state "$hid" > "$WORK/hold-debug.json" 2>&1

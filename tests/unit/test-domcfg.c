@@ -717,6 +717,50 @@ static void test_domrec_vmcall(void)
     CHECK_MSG(!strcmp(err, "DOMAIN_CONFIG: \"vmcall\" must be true or false"), "%s", err);
 }
 
+/* "bootloader": only pygrub, only with a disk; then the kernel may be empty. */
+static void test_bootloader(void)
+{
+    static const char disk[] = ",\"disks\":[{\"path\":\"/i\",\"vdev\":\"xvda\"}]";
+    struct domcfg c;
+    char err[256] = "";
+    char text[512];
+    snprintf(text, sizeof(text), "{" BASE_N ",\"bootloader\":\"pygrub\"%s}", disk);
+    struct json_object *o = parse(text);
+    REQUIRE(o);
+    CHECK_MSG(domcfg_from_json(o, &c, err, sizeof(err)) == 0, "%s", err);
+    json_object_put(o);
+    CHECK(!strcmp(c.bootloader, "pygrub") && c.kernel[0] == '\0');
+    /* Round trip: the member is written only when set. */
+    o = domcfg_to_json(&c);
+    struct domcfg back;
+    CHECK(o && domcfg_from_json(o, &back, err, sizeof(err)) == 0 &&
+          !strcmp(back.bootloader, "pygrub"));
+    json_object_put(o);
+    fill(&c);
+    o = domcfg_to_json(&c);
+    CHECK(o && !json_object_object_get_ex(o, "bootloader", NULL));
+    json_object_put(o);
+    snprintf(text, sizeof(text), "{" BASE_N ",\"bootloader\":\"pygrub\",\"kernel\":\"/boot/vmlinuz\"%s}", disk);
+    o = parse(text);
+    CHECK(o && domcfg_from_json(o, &c, err, sizeof(err)) == 0 && !strcmp(c.kernel, "/boot/vmlinuz"));
+    json_object_put(o);
+    reject("{" BASE_N ",\"bootloader\":\"pygrub\"}", "bootloader: needs a disk");
+    snprintf(text, sizeof(text), "{" BASE_N ",\"bootloader\":\"/bin/sh\"%s}", disk);
+    reject(text, "bootloader: only \"pygrub\"");
+    snprintf(text, sizeof(text), "{" BASE_N ",\"bootloader\":7%s}", disk);
+    reject(text, "bootloader: must be a string");
+    snprintf(text, sizeof(text), "{" BASE_N ",\"bootloader\":\"pygrub\",\"kernel\":\"k\"%s}", disk);
+    reject(text, "kernel: must be an absolute path");
+    /* Without a bootloader the kernel stays required. */
+    snprintf(text, sizeof(text), "{" BASE_N "%s}", disk);
+    reject(text, "kernel: missing");
+    /* validate() on a struct: the bootloader's disk. */
+    fill(&c);
+    strcpy(c.bootloader, "pygrub");
+    CHECK(domcfg_validate(&c, err, sizeof(err)) < 0);
+    CHECK_STR_CONTAINS(err, "needs a disk");
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults);
@@ -741,5 +785,6 @@ int main(void)
     RUN_TEST(test_uuid_parse);
     RUN_TEST(test_reject_boot_extras);
     RUN_TEST(test_hostpath_ramdisk);
+    RUN_TEST(test_bootloader);
     HARNESS_EXIT();
 }

@@ -411,6 +411,40 @@ static void test_bad_linux_keys(void)
         "entry 2");
 }
 
+/* bootloader = "pygrub": no host kernel needed; a kernel is a path in the guest's disk. */
+static void test_bootloader(void)
+{
+    struct domcfg c;
+    char err[1024] = "";
+    char text[4 * PATH_MAX];
+    snprintf(text, sizeof(text), "name = 'b'\nbootloader = 'pygrub'\ncmdline = 'x=1'\n"
+             "disk = [ '%s,raw,xvda,rw' ]\n", kernel_path);
+    REQUIRE(read_cfg(text, &c, err, sizeof(err), NULL) == 0 ||
+            (harness_fail(__FILE__, __LINE__, "%s", err), 0));
+    CHECK(!strcmp(c.bootloader, "pygrub"));
+    CHECK(!strcmp(c.kernel, ""));
+    CHECK(!strcmp(c.cmdline, "x=1"));
+    snprintf(text, sizeof(text), "name = 'b'\nbootloader = '/usr/lib/xen-4.17/bin/pygrub'\n"
+             "kernel = '/boot/vmlinuz-not-on-this-host'\ndisk = [ '%s,raw,xvda,rw' ]\n",
+             kernel_path);
+    REQUIRE(read_cfg(text, &c, err, sizeof(err), NULL) == 0 ||
+            (harness_fail(__FILE__, __LINE__, "%s", err), 0));
+    CHECK(!strcmp(c.bootloader, "pygrub"));
+    CHECK(!strcmp(c.kernel, "/boot/vmlinuz-not-on-this-host"));
+    snprintf(text, sizeof(text), "name = 'b'\nbootloader = 'grub2'\ndisk = [ '%s,raw,xvda,rw' ]\n",
+             kernel_path);
+    CHECK(read_cfg(text, &c, err, sizeof(err), NULL) < 0);
+    CHECK_STR_CONTAINS(err, "test.cfg:2: bootloader:");
+    CHECK_STR_CONTAINS(err, "only pygrub");
+    CHECK(read_cfg("name = 'b'\nbootloader = 'pygrub'\n", &c, err, sizeof(err), NULL) < 0);
+    CHECK_STR_CONTAINS(err, "bootloader:");
+    CHECK_STR_CONTAINS(err, "needs a disk");
+    snprintf(text, sizeof(text), "name = 'b'\nbootloader = 'pygrub'\nkernel = 'boot/vmlinuz'\n"
+             "disk = [ '%s,raw,xvda,rw' ]\n", kernel_path);
+    CHECK(read_cfg(text, &c, err, sizeof(err), NULL) < 0);
+    CHECK_STR_CONTAINS(err, "kernel: must be an absolute path");
+}
+
 int main(void)
 {
     setup();
@@ -426,6 +460,7 @@ int main(void)
     RUN_TEST(test_disks);
     RUN_TEST(test_linux_keys);
     RUN_TEST(test_bad_linux_keys);
+    RUN_TEST(test_bootloader);
     cleanup();
     HARNESS_EXIT();
 }
