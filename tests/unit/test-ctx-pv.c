@@ -726,6 +726,7 @@ static void test_platform_roundtrip(void)
     xkvm_ctx_write_end(&w);
     img = xkvm_ctx_writer_data(&w, &len);
     CHECK_EQ(xkvm_ctx_check_image(img, len, NULL, NULL, &e), -1);
+    xkvm_ctx_writer_release(&w);
 }
 
 static void test_hypercall_rules(void)
