@@ -46,13 +46,13 @@ for n in 1 3; do
       fail "acpi-${n}vcpu-poweroff-via-s5" "xkvmd did not log the ACPI power-off"
     fi
   fi
-  grep -a "^xkvm-guest: acpi:" "$(console_log "$DOMID")" | sed 's/^/#   /'
+  strip_dmesg < "$(console_log "$DOMID")" | grep -a "^xkvm-guest: acpi:" | sed 's/^/#   /'
   xk destroy "$DOMID" >/dev/null 2>&1
 done
 
 # ---- hypercalls --------------------------------------------------------------------
 if guest platform-hc "test=platform-hc" 1 && passed platform-hc platform-hc; then
-  grep -a "^xkvm-guest: platform-hc:" "$(console_log "$DOMID")" | sed 's/^/#   /'
+  strip_dmesg < "$(console_log "$DOMID")" | grep -a "^xkvm-guest: platform-hc:" | sed 's/^/#   /'
   a=$(grep -c "d$DOMID: unimplemented hypercall 1 (mmu_update): -ENOSYS" "$LOG")
   b=$(grep -c "d$DOMID: unimplemented vcpu_op (hypercall 24) sub-op 99: -ENOSYS" "$LOG")
   if [ "$a" = 1 ] && [ "$b" = 1 ]; then
@@ -65,7 +65,7 @@ xk destroy "$DOMID" >/dev/null 2>&1
 
 # ---- INIT/SIPI --------------------------------------------------------------------
 if guest sipi "test=sipi" 2 && passed sipi sipi; then
-  grep -a "^xkvm-guest: sipi:" "$(console_log "$DOMID")" | sed 's/^/#   /'
+  strip_dmesg < "$(console_log "$DOMID")" | grep -a "^xkvm-guest: sipi:" | sed 's/^/#   /'
 fi
 xk destroy "$DOMID" >/dev/null 2>&1
 
@@ -89,13 +89,13 @@ if guest sipi-saved "test=sipi delay_ms=20000 hold_ms=20000" 2; then
   if wait_line "$DOMID" '^xtest: sipi: init sent' 120 >/dev/null &&
      save_restore sipi-save-between-init-and-sipi &&
      wait_line "$DOMID" '^xtest: sipi: ap running' 120 >/dev/null; then
-    if grep -a -q '^xtest: sipi: sipi sent' "$(console_log "$DOMID")"; then
+    if grep -a -q '^(d[0-9]*) xtest: sipi: sipi sent' "$(console_log "$DOMID")"; then
       pass sipi-saved-before-the-sipi
     else
       skip sipi-saved-before-the-sipi "the save came after the SIPI (this host is too slow for the guest's 20 s window)"
     fi
   fi
-  if grep -a -q '^xtest: sipi: ap running' "$(console_log "$DOMID")" &&
+  if grep -a -q '^(d[0-9]*) xtest: sipi: ap running' "$(console_log "$DOMID")" &&
      save_restore sipi-save-while-ap-runs; then
     passed sipi-across-save-restore sipi
   else
@@ -113,7 +113,7 @@ if guest sipi-lu "test=sipi delay_ms=20000 hold_ms=20000" 2; then
     pass sipi-live-update-between-init-and-sipi
     upto=$(wc -l < "$clog")
     if wait_line "$DOMID" '^xtest: sipi: ap running' 120 >/dev/null; then
-      at=$(grep -a -n '^xtest: sipi: sipi sent' "$clog" | head -1 | cut -d: -f1)
+      at=$(grep -a -n '^(d[0-9]*) xtest: sipi: sipi sent' "$clog" | head -1 | cut -d: -f1)
       if [ "${at:-0}" -gt "$upto" ]; then
         pass sipi-live-updated-before-the-sipi
       else
