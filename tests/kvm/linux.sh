@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# The Linux suite: Debian's stock cloud kernel as a PVH guest (issue 15, item 4;
+# docs/testing.md, "The Linux suite").
+#
+# The kernel and a busybox initramfs come from scripts/linux-guest.sh (or the
+# directory $XKVM_LINUX_GUEST names: the nested VM of scripts/kvm-vm.sh gets it
+# prepared). The guest's /init (tests/linux/init.sh) prints one "linux-check: NAME:
+# PASS|FAIL" line per check on hvc0 and answers requests the suite writes to xenstore.
+#
+# Where xkvm's host has the intercept transport (KVM_CAP_XEN_HVM: VMCALL reaches
+# xkvmd):
+#   boot            kernel + ramdisk, 2 vCPUs of maxvcpus 4, 384 MiB, a scratch disk:
+#                   every boot check passes (clocksource xen, time, xenstore,
+#                   xen-blkfront, a 1 MiB pattern written and read back with O_DIRECT)
+#   disk-image      the pattern the guest wrote is in the host's disk image
+#   xenstore-host   the node the guest wrote reads the same from the host
+#   vcpu-online     xkvm vcpu-set 3, then the guest brings cpu2 online
+#   migrate-N       live migration to the other host while the guest's disk loop
+#                   runs; after it the guest answers, its checks pass
+#   save-restore    (full form) save, restore, checks pass
+#   live-update     xkvm live-update under the guest: same xkvmd pid, checks pass
+#   dmesg-*         after each step, the kernel log the guest prints shows no Xen
+#                   error or warning
+#   poweroff        the guest powers off: state shutdown, reason poweroff
+#   pygrub-*        (full form) the same kernel booted through bootloader = "pygrub"
+#                   from an ext4 image holding /boot and /boot/grub/grub.cfg
+# Short form (make test): boot, disk, vcpu-online, one migration, one live update,
+# poweroff. Full form (XKVM_SOAK=1, make soak): 6 migrations (there and back 3
+# times), save/restore, live update, and the pygrub boot.
+#
+# Where the host has no intercept (kvm-pvm): the same kernel booted natively must be
+# stopped within 60 s with the "cannot intercept VMCALL" reason, shown by xkvm list
+# (native-verdict); the rest skips, saying so.
+source "$(dirname "$0")/lib.sh"
+require_kvm
+FULL=0
+[ "${XKVM_SOAK:-0}" = 1 ] && FULL=1
+MIGRATIONS=$([ $FULL = 1 ] && echo 6 || echo 1)
+# How long the guest may take to boot and to answer: generous, since in the nested VM
+# (make kvm-vm) everything is emulated; a timeout is a FAIL that says so.
+BOOT_SECS=${XKVM_LINUX_BOOT_SECS:-900}
+REPLY_SECS=${XKVM_LINUX_REPLY_SECS:-300}
+
+if [ -n "${XKVM_LINUX_GUEST:-}" ]; then
+  LG=$XKVM_LINUX_GUEST
+elif ! LG=$("$ROOT/scripts/linux-guest.sh" 2> "$WORK/linux-guest.err"); then
+  fail fetch "scripts/linux-guest.sh: $(tail -1 "$WORK/linux-guest.err")"
+  exit 1
+fi
+for f in vmlinux vmlinuz initrd.img release; do
+  [ -r "$LG/$f" ] || { fail fetch "$LG/$f missing (scripts/linux-guest.sh prepares it)"; exit 1; }
+done
+echo "# stock kernel: $(cat "$LG/release") from $LG"
+
+BASE=$((20000 + RANDOM % 20000))
+P1=$BASE; P2=$((BASE + 1))
+host_start h1 --migrate-listen 127.0.0.1:$P1 --disk-root "$WORK" --machine-memory 2G ||
+  { fail start "h1 did not start"; exit 1; }
+H1=$RUNDIR
+on() { RUNDIR=$1; }
+
+# The host's hypercall transport as xkvm info names it; "intercept" where VMCALL comes
+# to xkvmd through KVM's Xen support.
+TRANSPORT=$(xk info --json | python3 -c '
+import json, sys
+info = json.load(sys.stdin)
+print(next((str(v) for k, v in info.items() if "transport" in k), ""))')
+echo "# hypercall transport: ${TRANSPORT:-(not named by xkvm info)}"
+
+# ---- no intercept: the verdict, and nothing else ----
+native_verdict() {
+  local cfg=$WORK/verdict.cfg d t0 row
+  cat > "$cfg" <<EOF
+name = "linux-native"
+type = "pvh"
+memory = 256
+vcpus = 1
+kernel = "$LG/vmlinux"
+cmdline = "console=hvc0 earlyprintk=xen"
+on_crash = "preserve"
+on_poweroff = "preserve"
+EOF
+  d=$(xk create "$cfg") || { fail native-verdict "xkvm create failed"; return; }
+  t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt 60 ]; do
+    row=$(xk list | awk -v d="$d" '$2 == d')
+    grep -qi vmcall <<< "$row" && break
+    sleep 1
+  done
+  if grep -qi vmcall <<< "$row" && [ "$(dom_field "$d" state)" != running ]; then
+    pass native-verdict
+    echo "# after $((SECONDS - t0)) s: $row"
+    grep -i vmcall "$H1/xkvmd.log" | tail -1 | sed 's/^/# log: /'
+  else
+    fail native-verdict "after 60 s the guest is '$(dom_field "$d" state)', xkvm list: $row"
+  fi
+  xk destroy "$d" >/dev/null 2>&1
+}
+case $TRANSPORT in
+  *intercept*|*kvm-xen*|*kvm_xen*) ;;
+  "")
+    skip all "xkvm info names no hypercall transport: this xkvm has only the port-I/O page, which no current Linux uses (issue 15)"
+    exit 0 ;;
+  *)
+    native_verdict
+    skip all "this host's KVM ($(info_field kvm_module)) cannot intercept VMCALL, which a stock Linux uses for every hypercall; make kvm-vm SUITES=linux runs this suite in a nested VM whose KVM can"
+    exit 0 ;;
+esac
+
+host_start h2 --migrate-listen 127.0.0.1:$P2 --disk-root "$WORK" --machine-memory 2G ||
+  { fail start "h2 did not start"; exit 1; }
+H2=$RUNDIR
+on "$H1"
+
+# ---- talking to the guest ----
+SEQ=0
+# ask DOMID COMMAND [ARG]: write the request, wait for the guest's reply line; the
+# guest's check lines since the request go to $WORK/last-reply. Succeeds on PASS.
+ask() {
+  local d=$1 log from reply
+  SEQ=$((SEQ + 1))
+  log=$(console_log "$d")
+  from=$(wc -l < "$log" 2>/dev/null || echo 0)
+  XENSTORED_PATH=$RUNDIR/xenstored/socket xenstore-write \
+    "/local/domain/$d/data/xkvm-test/request" "$SEQ $2${3:+ $3}" || return 1
+  for _ in $(seq $((REPLY_SECS * 5))); do
+    reply=$(tail -n +$((from + 1)) "$log" | grep -a -m1 "^linux-reply: $SEQ ")
+    [ -n "$reply" ] && break
+    sleep 0.2
+  done
+  tail -n +$((from + 1)) "$log" | tr -d '\r' > "$WORK/last-reply"
+  [ "$reply" = "linux-reply: $SEQ PASS" ]
+}
+# failed_checks: the FAIL lines of the last reply, on one line.
+failed_checks() {
+  local f; f=$(grep -a '^linux-check: .*: FAIL' "$WORK/last-reply" | tr '\n' ';')
+  echo "${f:-no reply within $REPLY_SECS s; console: $(tail -2 "$WORK/last-reply" | tr '\n' ' ')}"
+}
+# step_ok NAME DOMID: the guest answers a ping with every check passing.
+step_ok() {
+  if ask "$2" ping "$(date +%s)"; then pass "$1"; else fail "$1" "$(failed_checks)"; fi
+}
+# Xen errors or warnings in a kernel log (one line each).
+XEN_TROUBLE='(xen|xenbus|blkfront|blkif|evtchn|grant|gnttab|hvc|pvclock|vcpu)[^:]*:.*(error|warn|fail|unable|cannot|invalid|bug)|WARNING:|BUG:|Oops|Call Trace|Kernel panic|xen.*(error|fail)'
+# dmesg_clean NAME DOMID: the guest's kernel log since the last one shows no Xen trouble.
+dmesg_clean() {
+  local bad
+  if ! ask "$2" dmesg; then fail "$1" "no kernel log from the guest: $(failed_checks)"; return; fi
+  bad=$(grep -a '^linux-dmesg: ' "$WORK/last-reply" | sed 's/^linux-dmesg: //' | grep -a -i -E "$XEN_TROUBLE")
+  if [ -n "$bad" ]; then fail "$1" "$(echo "$bad" | head -3 | tr '\n' ';')"; else pass "$1"; fi
+}
+# wait_boot NAME DOMID: the boot checks, one PASS/FAIL per check, then the verdict.
+wait_boot() {
+  local name=$1 d=$2 log line
+  log=$(console_log "$d")
+  if ! line=$(wait_line "$d" '^linux-boot-done:' "$BOOT_SECS"); then
+    fail "$name" "no linux-boot-done within $BOOT_SECS s (state $(dom_field "$d" state) $(dom_field "$d" shutdown_reason)); console: $(tail -3 "$log" | tr '\n' ' ')"
+    return 1
+  fi
+  grep -a '^linux-check: ' "$log" | tr -d '\r' | sed 's/^/# /'
+  if [[ $line == *"all PASS"* ]]; then pass "$name"; else fail "$name" "failed:${line#linux-boot-done:}"; fi
+}
+
+# ---- boot with kernel and ramdisk ----
+SCRATCH=$WORK/scratch.img
+truncate -s 64M "$SCRATCH"
+cat > "$WORK/linux.cfg" <<EOF
+name = "linux"
+type = "pvh"
+memory = 384
+vcpus = 2
+maxvcpus = 4
+kernel = "$LG/vmlinux"
+ramdisk = "$LG/initrd.img"
+cmdline = "console=hvc0 linuxcheck.disk=xvda"
+disk = [ '$SCRATCH,raw,xvda,rw' ]
+on_poweroff = "preserve"
+on_crash = "preserve"
+on_reboot = "preserve"
+EOF
+T0=$SECONDS
+D=$(xk create "$WORK/linux.cfg") || { fail boot "xkvm create failed"; exit 1; }
+if ! wait_boot boot "$D"; then
+  sed 's/^/#   /' "$(console_log "$D")" | tail -40
+  exit 1
+fi
+echo "# booted to its checks in $((SECONDS - T0)) s"
+LOG=$(console_log "$D")
+if grep -a -q '^linux-info: cpus online=0-1 possible=0-3' "$LOG"; then pass cpus-at-boot; else
+  fail cpus-at-boot "$(grep -a '^linux-info: cpus' "$LOG")"; fi
+
+# The pattern the guest wrote and the node it set, seen from the host.
+sum=$(grep -a -o '^linux-check: disk: PASS sha256 [0-9a-f]*' "$LOG" | awk '{print $NF}')
+if [ -n "$sum" ] && [ "$(head -c 1048576 "$SCRATCH" | sha256sum | cut -d' ' -f1)" = "$sum" ]; then
+  pass disk-image
+else
+  fail disk-image "the image's first MiB is not what the guest wrote ($sum)"
+fi
+want=$(grep -a -o '^linux-check: xenstore: PASS data/linux-check=[^ ]*' "$LOG" | sed 's/.*=//' | tr -d '\r')
+got=$(XENSTORED_PATH=$RUNDIR/xenstored/socket xenstore-read "/local/domain/$D/data/linux-check" 2>&1)
+if [ -n "$want" ] && [ "$got" = "$want" ]; then pass xenstore-host; else
+  fail xenstore-host "the guest wrote '$want', the host reads '$got'"; fi
+dmesg_clean dmesg-boot "$D"
+
+# ---- a vCPU brought online ----
+if ! out=$(xk vcpu-set "$D" 3 2>&1); then
+  fail vcpu-online "xkvm vcpu-set $D 3: $out"
+elif ask "$D" cpu-online 2; then
+  pass vcpu-online
+else
+  fail vcpu-online "$(failed_checks)"
+fi
+
+# ---- live migration, there and back, the disk loop running ----
+SRC=$H1; DST=$H2; DPORT=$P2
+for i in $(seq "$MIGRATIONS"); do
+  on "$SRC"
+  if ! out=$(xk migrate "$D" "127.0.0.1:$DPORT" --report "$WORK/report-$i.json" 2>&1); then
+    fail "migrate-$i" "$out"
+    break
+  fi
+  on "$DST"
+  step_ok "migrate-$i" "$D" || true
+  echo "# migration $i: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("total %.0f ms, downtime %.1f ms" % (r["total_ms"], r["downtime_ms"]))' "$WORK/report-$i.json" 2>/dev/null)"
+  if [ "$SRC" = "$H1" ]; then SRC=$H2; DST=$H1; DPORT=$P1; else SRC=$H1; DST=$H2; DPORT=$P2; fi
+done
+HERE=$([ -n "$(RUNDIR=$H2 dom_field "$D" state 2>/dev/null)" ] && echo "$H2" || echo "$H1")
+on "$HERE"
+dmesg_clean dmesg-migrate "$D"
+
+# ---- save and restore (full form) ----
+if [ $FULL = 1 ]; then
+  if ! out=$(xk save "$D" "$WORK/linux.save" 2>&1); then
+    fail save-restore "save: $out"
+  elif ! id=$(xk restore "$WORK/linux.save" "$WORK/linux.cfg" 2>&1) || [ "$id" != "$D" ]; then
+    fail save-restore "restore: $id"
+  else
+    step_ok save-restore "$D"
+    dmesg_clean dmesg-save-restore "$D"
+  fi
+  rm -f "$WORK/linux.save"
+fi
+
+# ---- live update of the host under the guest ----
+pid0=$(info_field pid)
+if ! out=$(xk live-update 2>&1); then
+  fail live-update "$out"
+elif [ "$(info_field pid)" != "$pid0" ]; then
+  fail live-update "xkvmd's pid changed ($pid0 -> $(info_field pid))"
+else
+  step_ok live-update "$D"
+  dmesg_clean dmesg-live-update "$D"
+fi
+
+# ---- poweroff ----
+ask "$D" poweroff >/dev/null
+if wait_state "$D" shutdown 120 && [ "$(dom_field "$D" shutdown_reason)" = poweroff ]; then
+  pass poweroff
+else
+  fail poweroff "state $(dom_field "$D" state), reason $(dom_field "$D" shutdown_reason)"
+fi
+xk destroy "$D" >/dev/null 2>&1
+echo "# the kernel's boot log (kernel + ramdisk boot):"
+grep -a -v '^linux-\(dmesg\|check\|reply\|info\)' "$LOG" | tr -d '\r' | head -400 | sed 's/^/#   /'
+
+[ $FULL = 1 ] || exit 0
+
+# ---- pygrub: kernel, initrd and command line from the guest's own ext4 image ----
+BOOTFS=$WORK/bootfs
+mkdir -p "$BOOTFS/boot/grub"
+rel=$(cat "$LG/release")
+cp "$LG/vmlinuz" "$BOOTFS/boot/vmlinuz-$rel"
+cp "$LG/initrd.img" "$BOOTFS/boot/initrd.img-$rel"
+cat > "$BOOTFS/boot/grub/grub.cfg" <<EOF
+set default=0
+set timeout=0
+menuentry 'Debian GNU/Linux (xkvm linux suite)' {
+  linux /boot/vmlinuz-$rel console=hvc0 linuxcheck.disk=xvdb linuxcheck.boot=pygrub
+  initrd /boot/initrd.img-$rel
+}
+EOF
+BOOTIMG=$WORK/boot.img
+if ! mkfs.ext4 -q -F -L boot -d "$BOOTFS" "$BOOTIMG" 96M >/dev/null 2>&1; then
+  fail pygrub-image "mkfs.ext4 -d failed"
+  exit 1
+fi
+truncate -s 64M "$WORK/scratch2.img"
+cat > "$WORK/pygrub.cfg" <<EOF
+name = "linux-pygrub"
+type = "pvh"
+memory = 384
+vcpus = 2
+maxvcpus = 4
+bootloader = "pygrub"
+disk = [ '$BOOTIMG,raw,xvda,ro', '$WORK/scratch2.img,raw,xvdb,rw' ]
+on_poweroff = "preserve"
+on_crash = "preserve"
+on_reboot = "preserve"
+EOF
+on "$H1"
+if ! D=$(xk create "$WORK/pygrub.cfg" 2>&1); then
+  fail pygrub-boot "xkvm create: $D"
+  exit 1
+fi
+if wait_boot pygrub-boot "$D"; then
+  if grep -a -q '^linux-info: kernel .*linuxcheck.boot=pygrub' "$(console_log "$D")"; then
+    pass pygrub-cmdline
+  else
+    fail pygrub-cmdline "the guest's command line is not grub.cfg's: $(grep -a '^linux-info: kernel' "$(console_log "$D")")"
+  fi
+  step_ok pygrub-ping "$D"
+  dmesg_clean dmesg-pygrub "$D"
+fi
+xk destroy "$D" >/dev/null 2>&1
