@@ -14,6 +14,13 @@
 # its native time) and timings mean nothing; behaviour is what it checks. One vCPU by
 # default: with two (multi-threaded TCG), nested guests were seen to triple-fault and
 # the VM's kernel to panic, with no xkvm code involved.
+#
+# The VM boots the newest Debian kernel built with CONFIG_KVM_XEN (6.12, from deps.sh
+# --nested-vm), so that its KVM intercepts a guest's VMCALL for xkvm (KVM_CAP_XEN_HVM,
+# printed as "# kvm-vm: ... KVM_CAP_XEN_HVM ..."): the Linux suite needs it. For that
+# suite the stock guest kernel is prepared here first (scripts/linux-guest.sh).
+# XKVM_VM_TIMEOUT (seconds, default 5400) stops the VM; a suite it cuts short FAILs
+# saying so.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:?usage: scripts/kvm-vm.sh BUILD [SUITE...]}" && pwd); shift
@@ -23,10 +30,27 @@ SUITES=("$@")
   [ -x "$t" ] && SUITES+=("$(basename "$t" .sh)")
 done
 "$ROOT/scripts/deps.sh" --nested-vm || exit 1
-KVER=$(ls /lib/modules | sort -V | grep -- '-amd64$' | tail -1)
+# The newest Debian amd64 kernel whose KVM has the Xen intercept (CONFIG_KVM_XEN: the
+# Linux suite needs it; deps.sh --nested-vm installs 6.12), else the newest at all.
+KVER=
+for k in $(ls /lib/modules | sort -V | grep -- '-amd64$'); do
+  [ -r "/boot/vmlinuz-$k" ] || continue
+  if grep -q '^CONFIG_KVM_XEN=y' "/boot/config-$k" 2>/dev/null; then KVER=$k; XEN_KVER=$k
+  elif [ -z "${XEN_KVER:-}" ]; then KVER=$k; fi
+done
 KERNEL=/boot/vmlinuz-$KVER
 [ -n "$KVER" ] && [ -r "$KERNEL" ] || { echo "kvm-vm: no Debian amd64 kernel in /boot"; exit 1; }
+[ -n "${XEN_KVER:-}" ] || echo "# kvm-vm: $KVER has no CONFIG_KVM_XEN: stock Linux guests cannot run in this VM"
 OUT=$(mktemp -d /tmp/xkvm-vm.XXXXXX)
+TIMEOUT=${XKVM_VM_TIMEOUT:-5400}
+
+# The Linux suite's stock kernel and initramfs: prepared here (the VM has no network
+# and sees this root read-only); the suite inside finds them through XKVM_LINUX_GUEST.
+LINUX_GUEST=
+if [[ " ${SUITES[*]} " == *" linux "* ]]; then
+  LINUX_GUEST=$("$ROOT/scripts/linux-guest.sh") ||
+    echo "# kvm-vm: scripts/linux-guest.sh failed; the linux suite will say why"
+fi
 MEM=${XKVM_VM_MEM:-8G}
 SMP=${XKVM_VM_SMP:-1}
 
@@ -76,6 +100,7 @@ cat > "$OUT/inner.sh" <<INNER
 #!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 export XKVM_ROOT=$ROOT XKVM_BUILD=$BUILD XKVM_SOAK=${XKVM_SOAK:-}
+[ -n "$LINUX_GUEST" ] && export XKVM_LINUX_GUEST=$LINUX_GUEST
 mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
 ip link set lo up
 if [ -c /dev/kvm ]; then
@@ -92,7 +117,7 @@ echo o > /proc/sysrq-trigger
 sleep 10
 INNER
 
-timeout "${XKVM_VM_TIMEOUT:-5400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
+timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
   -smp "$SMP" -m "$MEM" -nographic -no-reboot -kernel "$KERNEL" -initrd "$OUT/initrd.gz" \
   -append "console=ttyS0 panic=-1 quiet" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
@@ -112,7 +137,11 @@ for s in "${SUITES[@]}"; do
     cat "$OUT/$s.log"
   fi
   if [ ! -f "$OUT/$s.rc" ]; then
-    echo "FAIL: $s/vm: the VM ended (status $vm_rc) before the suite did; console: $OUT/console.log"
+    if [ $vm_rc = 124 ]; then
+      echo "FAIL: $s/vm: the VM was stopped after its $TIMEOUT s (XKVM_VM_TIMEOUT) before the suite ended; console: $OUT/console.log"
+    else
+      echo "FAIL: $s/vm: the VM ended (status $vm_rc) before the suite did; console: $OUT/console.log"
+    fi
     rc=1
   elif [ "$(cat "$OUT/$s.rc")" != 0 ]; then
     rc=1
