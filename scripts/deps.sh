@@ -6,13 +6,13 @@ pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       scdoc man-db groff-base libsystemd-dev)
 # --bench: also what the benchmarks compare against (QEMU's migration).
 [ "${1:-}" = --bench ] && pkgs+=(qemu-system-x86)
+# The Linux suite's guest (scripts/linux-guest.sh): vmlinux out of the vmlinuz, a
+# busybox initramfs with a static xenstore client, the pygrub boot image.
+pkgs+=(lz4 busybox-static cpio kmod libc6-dev e2fsprogs)
 # --nested-vm: what scripts/kvm-vm.sh boots (a Debian kernel with kvm_amd, busybox).
 # Debian 12's 6.12 kernel: its KVM has the Xen intercept (CONFIG_KVM_XEN), which the
 # 6.1 kernels lack and stock Linux guests need (docs/testing.md).
 [ "${1:-}" = --nested-vm ] && pkgs+=(qemu-system-x86 linux-image-6.12-amd64 busybox-static cpio xz-utils)
-# The Linux suite's guest (scripts/linux-guest.sh): vmlinux out of the vmlinuz, a
-# busybox initramfs with a static xenstore client, the pygrub boot image.
-pkgs+=(lz4 busybox-static cpio kmod libc6-dev e2fsprogs)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
