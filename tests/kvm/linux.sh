@@ -52,6 +52,19 @@ for f in vmlinux vmlinuz initrd.img release; do
 done
 echo "# stock kernel: $(cat "$LG/release") from $LG"
 
+# XKVM_LINUX_LOGDIR: where the guests' console logs are copied at the end (kvm-vm.sh
+# sets its output directory, so that they outlive the VM).
+keep_logs() {
+  [ -n "${XKVM_LINUX_LOGDIR:-}" ] || return 0
+  local h f
+  for h in "${HOSTS[@]}"; do
+    for f in "$h"/console-*.log "$h"/xkvmd.log "$h"/hvc-*.log "$h"/dmesg-*.log; do
+      [ -f "$f" ] && cp "$f" "$XKVM_LINUX_LOGDIR/linux-$(basename "$h")-$(basename "$f")"
+    done
+  done
+}
+trap 'keep_logs; cleanup' EXIT
+
 BASE=$((20000 + RANDOM % 20000))
 P1=$BASE; P2=$((BASE + 1))
 host_start h1 --migrate-listen 127.0.0.1:$P1 --disk-root "$WORK" --machine-memory 2G ||
