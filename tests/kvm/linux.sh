@@ -137,7 +137,7 @@ ask() {
   XENSTORED_PATH=$RUNDIR/xenstored/socket xenstore-write \
     "/local/domain/$d/data/xkvm-test/request" "$SEQ $2${3:+ $3}" || return 1
   for _ in $(seq $((REPLY_SECS * 5))); do
-    reply=$(tail -n +$((from + 1)) "$log" | grep -a -m1 "^linux-reply: $SEQ ")
+    reply=$(tail -n +$((from + 1)) "$log" | grep -a -m1 "^linux-reply: $SEQ " | tr -d '\r')
     [ -n "$reply" ] && break
     sleep 0.2
   done
