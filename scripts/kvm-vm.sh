@@ -101,7 +101,7 @@ cat > "$OUT/inner.sh" <<INNER
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 export XKVM_ROOT=$ROOT XKVM_BUILD=$BUILD XKVM_SOAK=${XKVM_SOAK:-}
 [ -n "$LINUX_GUEST" ] && export XKVM_LINUX_GUEST=$LINUX_GUEST XKVM_LINUX_LOGDIR=/mnt
-$(for v in XKVM_LINUX_BOOT_SECS XKVM_LINUX_REPLY_SECS KEEP_WORK; do [ -n "${!v:-}" ] && echo "export $v=${!v}"; done)
+$(for v in XKVM_LINUX_BOOT_SECS XKVM_LINUX_REPLY_SECS XKVM_LINUX_CMDLINE_EXTRA; do [ -n "${!v:-}" ] && echo "export $v='${!v}'"; done)
 mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
 ip link set lo up
 if [ -c /dev/kvm ]; then

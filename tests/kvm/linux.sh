@@ -28,6 +28,9 @@
 # poweroff. Full form (XKVM_SOAK=1, make soak): 6 migrations (there and back 3
 # times), save/restore, live update, and the pygrub boot.
 #
+# XKVM_LINUX_BOOT_SECS (900) and XKVM_LINUX_REPLY_SECS (300) bound the waits for the
+# guest; XKVM_LINUX_CMDLINE_EXTRA is appended to its command line (diagnosis: nosmp).
+#
 # Where the host has no intercept (kvm-pvm): the same kernel booted natively must be
 # stopped within 60 s with the "cannot intercept VMCALL" reason, shown by xkvm list
 # (native-verdict); the rest skips, saying so.
@@ -194,7 +197,7 @@ vcpus = 2
 maxvcpus = 4
 kernel = "$LG/vmlinux"
 ramdisk = "$LG/initrd.img"
-cmdline = "console=hvc0 linuxcheck.disk=xvda"
+cmdline = "console=hvc0 linuxcheck.disk=xvda${XKVM_LINUX_CMDLINE_EXTRA:+ $XKVM_LINUX_CMDLINE_EXTRA}"
 disk = [ '$SCRATCH,raw,xvda,rw' ]
 on_poweroff = "preserve"
 on_crash = "preserve"
@@ -204,6 +207,7 @@ T0=$SECONDS
 D=$(xk create "$WORK/linux.cfg") || { fail boot "xkvm create failed"; exit 1; }
 if ! wait_boot boot "$D"; then
   tr -d '\r' < "$(console_log "$D")" | tail -60 | sed 's/^/#   /'
+  [ -n "${XKVM_LINUX_LOGDIR:-}" ] && xk debug-state "$D" > "$XKVM_LINUX_LOGDIR/linux-debug-state.json" 2>&1
   grep -a -i -E 'xkvmd|error|warn|crash' "$H1/xkvmd.log" | tail -20 | sed 's/^/# xkvmd.log: /'
   exit 1
 fi
