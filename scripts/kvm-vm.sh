@@ -148,6 +148,7 @@ for s in "${SUITES[@]}"; do
     rc=1
   fi
 done
+[ $rc = 0 ] || echo "# kvm-vm: the VM's output (suites' logs, the Linux suite's guest and xkvmd logs): $OUT"
 grep -a -q -E 'Kernel panic|BUG:' "$OUT/console.log" &&
   echo "# kvm-vm: the VM's kernel complained; see $OUT/console.log"
 exit $rc
