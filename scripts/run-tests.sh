@@ -78,7 +78,11 @@ sys.exit(0 if fcntl.ioctl(os.open("/dev/kvm", os.O_RDWR), 0xAE03, 38) & 2 else 1
 if ! native_has_intercept; then
   echo "== the Linux suite in a nested VM (this machine's KVM cannot intercept VMCALL)"
   vm_timeout=${XKVM_LINUX_VM_TIMEOUT:-$([ -n "${XKVM_SOAK:-}" ] && echo 5400 || echo 900)}
-  XKVM_VM_TIMEOUT=$vm_timeout run_suite kvm-vm/linux "$ROOT/scripts/kvm-vm.sh" "$ROOT/$BUILD" linux
+  # The guest's own bounds inside, so that a stuck guest is reported by the suite (its
+  # console and xkvmd's log) before the VM's bound cuts everything short.
+  XKVM_VM_TIMEOUT=$vm_timeout XKVM_LINUX_BOOT_SECS=${XKVM_LINUX_BOOT_SECS:-$((vm_timeout / 2))} \
+    XKVM_LINUX_REPLY_SECS=${XKVM_LINUX_REPLY_SECS:-$((vm_timeout / 6))} \
+    run_suite kvm-vm/linux "$ROOT/scripts/kvm-vm.sh" "$ROOT/$BUILD" linux
 fi
 
 echo "== interop tests (Debian's Xen tools)"
