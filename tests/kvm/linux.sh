@@ -165,12 +165,14 @@ step_ok() {
 # the kernel that complains, a WARN in Xen code, and whatever is fatal anywhere. (In
 # the nested VM, a WARN from fpu__init_system_xstate about CPUID 0xD's sizes is the
 # emulated SVM's, not Xen's: it does not count.)
-XEN_TROUBLE='(xen|xenbus|blkfront|blkif|evtchn|grant|gnttab|hvc|pvclock|balloon)[^ ]*:.*(error|warn|fail|unable|cannot|invalid|bug)|WARNING:.*/xen/|BUG:|Oops|Kernel panic|xen.*(error|fail)'
+XEN_TROUBLE='(xen|xenbus|blkfront|blkif|evtchn|grant|gnttab|hvc|pvclock|balloon)[^ ]*:.*(error|warn|fail|unable|cannot|invalid|bug)|xen.*(error|fail)'
+FATAL='BUG:|Oops|Kernel panic|WARNING:.*/xen/'   # (case matters: not "loops_per_jiffy")
 # dmesg_clean NAME DOMID: the guest's kernel log since the last one shows no Xen trouble.
 dmesg_clean() {
   local bad
   if ! ask "$2" dmesg; then fail "$1" "no kernel log from the guest: $(failed_checks)"; return; fi
-  bad=$(grep -a '^linux-dmesg: ' "$WORK/last-reply" | sed 's/^linux-dmesg: //' | grep -a -i -E "$XEN_TROUBLE")
+  local klog; klog=$(grep -a '^linux-dmesg: ' "$WORK/last-reply" | sed 's/^linux-dmesg: //')
+  bad=$(grep -a -i -E "$XEN_TROUBLE" <<< "$klog"; grep -a -E "$FATAL" <<< "$klog")
   if [ -n "$bad" ]; then fail "$1" "$(echo "$bad" | head -3 | tr '\n' ';')"; else pass "$1"; fi
 }
 # wait_boot NAME DOMID: the boot checks, one PASS/FAIL per check, then the verdict.
