@@ -129,13 +129,17 @@ H2=$RUNDIR
 on "$H1"
 
 # ---- talking to the guest ----
+# The guest's hvc0, as xkvm-consoled logs it (RUNDIR/console-DOMID.log): where Linux
+# and its /init write. (Not lib.sh's console_log, which names the log of the test
+# guest's output, wherever that goes.)
+hvc_log() { echo "$RUNDIR/console-$1.log"; }
 SEQ=0
 # ask DOMID COMMAND [ARG]: write the request, wait for the guest's reply line; the
 # guest's check lines since the request go to $WORK/last-reply. Succeeds on PASS.
 ask() {
   local d=$1 log from reply
   SEQ=$((SEQ + 1))
-  log=$(console_log "$d")
+  log=$(hvc_log "$d")
   from=$(wc -l < "$log" 2>/dev/null || echo 0)
   XENSTORED_PATH=$RUNDIR/xenstored/socket xenstore-write \
     "/local/domain/$d/data/xkvm-test/request" "$SEQ $2${3:+ $3}" || return 1
@@ -161,18 +165,20 @@ step_ok() {
 # the kernel that complains, a WARN in Xen code, and whatever is fatal anywhere. (In
 # the nested VM, a WARN from fpu__init_system_xstate about CPUID 0xD's sizes is the
 # emulated SVM's, not Xen's: it does not count.)
-XEN_TROUBLE='(xen|xenbus|blkfront|blkif|evtchn|grant|gnttab|hvc|pvclock|balloon)[^ ]*:.*(error|warn|fail|unable|cannot|invalid|bug)|WARNING:.*/xen/|BUG:|Oops|Kernel panic|xen.*(error|fail)'
+XEN_TROUBLE='(xen|xenbus|blkfront|blkif|evtchn|grant|gnttab|hvc|pvclock|balloon)[^ ]*:.*(error|warn|fail|unable|cannot|invalid|bug)|xen.*(error|fail)'
+FATAL='BUG:|Oops|Kernel panic|WARNING:.*/xen/'   # (case matters: not "loops_per_jiffy")
 # dmesg_clean NAME DOMID: the guest's kernel log since the last one shows no Xen trouble.
 dmesg_clean() {
   local bad
   if ! ask "$2" dmesg; then fail "$1" "no kernel log from the guest: $(failed_checks)"; return; fi
-  bad=$(grep -a '^linux-dmesg: ' "$WORK/last-reply" | sed 's/^linux-dmesg: //' | grep -a -i -E "$XEN_TROUBLE")
+  local klog; klog=$(grep -a '^linux-dmesg: ' "$WORK/last-reply" | sed 's/^linux-dmesg: //')
+  bad=$(grep -a -i -E "$XEN_TROUBLE" <<< "$klog"; grep -a -E "$FATAL" <<< "$klog")
   if [ -n "$bad" ]; then fail "$1" "$(echo "$bad" | head -3 | tr '\n' ';')"; else pass "$1"; fi
 }
 # wait_boot NAME DOMID: the boot checks, one PASS/FAIL per check, then the verdict.
 wait_boot() {
   local name=$1 d=$2 log line=
-  log=$(console_log "$d")
+  log=$(hvc_log "$d")
   local t0=$SECONDS
   while [ $((SECONDS - t0)) -lt "$BOOT_SECS" ]; do
     line=$(grep -a -m1 '^linux-boot-done:' "$log" 2>/dev/null | tr -d '\r')
@@ -209,13 +215,13 @@ EOF
 T0=$SECONDS
 D=$(xk create "$WORK/linux.cfg") || { fail boot "xkvm create failed"; exit 1; }
 if ! wait_boot boot "$D"; then
-  tr -d '\r' < "$(console_log "$D")" | tail -60 | sed 's/^/#   /'
+  tr -d '\r' < "$(hvc_log "$D")" | tail -60 | sed 's/^/#   /'
   [ -n "${XKVM_LINUX_LOGDIR:-}" ] && xk debug-state "$D" > "$XKVM_LINUX_LOGDIR/linux-debug-state.json" 2>&1
   grep -a -i -E 'xkvmd|error|warn|crash' "$H1/xkvmd.log" | tail -20 | sed 's/^/# xkvmd.log: /'
   exit 1
 fi
 echo "# booted to its checks in $((SECONDS - T0)) s"
-LOG=$(console_log "$D")
+LOG=$(hvc_log "$D")
 if grep -a -q '^linux-info: cpus online=0-1 possible=0-3' "$LOG"; then pass cpus-at-boot; else
   fail cpus-at-boot "$(grep -a '^linux-info: cpus' "$LOG")"; fi
 
@@ -333,10 +339,10 @@ if ! D=$(xk create "$WORK/pygrub.cfg" 2>&1); then
   exit 1
 fi
 if wait_boot pygrub-boot "$D"; then
-  if grep -a -q '^linux-info: kernel .*linuxcheck.boot=pygrub' "$(console_log "$D")"; then
+  if grep -a -q '^linux-info: kernel .*linuxcheck.boot=pygrub' "$(hvc_log "$D")"; then
     pass pygrub-cmdline
   else
-    fail pygrub-cmdline "the guest's command line is not grub.cfg's: $(grep -a '^linux-info: kernel' "$(console_log "$D")")"
+    fail pygrub-cmdline "the guest's command line is not grub.cfg's: $(grep -a '^linux-info: kernel' "$(hvc_log "$D")")"
   fi
   step_ok pygrub-ping "$D"
   dmesg_clean dmesg-pygrub "$D"
