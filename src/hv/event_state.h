@@ -84,6 +84,7 @@ struct vcpu_event {
     uint64_t periodic_period;
     uint64_t periodic_next;
     uint64_t retry_at;              /* host CLOCK_MONOTONIC: re-try an upcall */
+    uint64_t vector_sent_ns;        /* host CLOCK_MONOTONIC: the LAPIC vector last sent */
     unsigned retries_in_row;        /* since the last injection */
     int timer_fd;                   /* timerfd armed to the earliest of the above */
     int timer_slot;

@@ -209,13 +209,20 @@ static int64_t guest_ticks(const struct domain *d, int64_t host_ticks)
     return host_ticks * (int64_t)d->tsc_khz / (int64_t)host.tsc_khz;
 }
 
-void vcpu_time_update(struct vcpu *v)
+/*
+ * The guest's TSC at host TSC h: h plus KVM's own offset where KVM tells it
+ * (KVM_VCPU_TSC_OFFSET, Linux 5.16) and does not scale; else estimated from a read of
+ * the guest's TSC between two host readings. The estimate may be ahead of the guest's
+ * TSC by up to half that read, which a guest without TSC_STABLE sees as a negative
+ * delta: its clock leaps ~2^64 ticks ahead and stands there (seen in the nested VM).
+ */
+static uint64_t guest_tsc_at(struct vcpu *v, uint64_t h)
 {
-    struct vcpu_info *vi = vcpu_info_of(v);
-    __atomic_store_n(&v->ev->time_dirty, false, __ATOMIC_RELEASE);
-    if (!vi)
-        return;
-    /* The guest's TSC against ours at one instant: read it on this (the vCPU's own) thread. */
+    uint64_t offset = 0;
+    struct kvm_device_attr attr = { .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET,
+                                    .addr = (uint64_t)(uintptr_t)&offset };
+    if (!v->d->tsc_scaled && ioctl(v->fd, KVM_GET_DEVICE_ATTR, &attr) == 0)
+        return h + offset;
     union {
         struct kvm_msrs hdr;
         uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
@@ -228,13 +235,23 @@ void vcpu_time_update(struct vcpu *v)
     uint64_t h1 = __rdtsc();
     uint64_t host_mid = h0 + (h1 - h0) / 2;
     uint64_t guest_tsc = n == 1 ? msr.hdr.entries[0].data : host_mid;
+    return guest_tsc + (uint64_t)guest_ticks(v->d, (int64_t)(h - host_mid));
+}
 
+void vcpu_time_update(struct vcpu *v)
+{
+    struct vcpu_info *vi = vcpu_info_of(v);
+    __atomic_store_n(&v->ev->time_dirty, false, __ATOMIC_RELEASE);
+    if (!vi)
+        return;
+    /* The guest's TSC against the clock at one instant, on this (the vCPU's own) thread. */
     struct kvm_clock_data c = { 0 };
     uint64_t c0 = __rdtsc();
     if (ioctl(v->d->vm_fd, KVM_GET_CLOCK, &c) < 0)
         return;
     uint64_t c1 = __rdtsc();
     uint64_t host_tsc = (c.flags & KVM_CLOCK_HOST_TSC) ? c.host_tsc : c0 + (c1 - c0) / 2;
+    uint64_t tsc_timestamp = guest_tsc_at(v, host_tsc);
 
     uint32_t mul;
     int8_t shift;
@@ -243,7 +260,7 @@ void vcpu_time_update(struct vcpu *v)
     uint32_t odd = (__atomic_load_n(&t->version, __ATOMIC_RELAXED) + 1) | 1;
     __atomic_store_n(&t->version, odd, __ATOMIC_RELEASE);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    t->tsc_timestamp = guest_tsc + (uint64_t)guest_ticks(v->d, (int64_t)(host_tsc - host_mid));
+    t->tsc_timestamp = tsc_timestamp;
     t->system_time = c.clock;
     t->tsc_to_system_mul = mul;
     t->tsc_shift = shift;

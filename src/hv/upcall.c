@@ -33,6 +33,8 @@
 #define UPCALL_RETRY_FAST_NS 50000ull
 #define UPCALL_RETRY_FAST    40
 #define UPCALL_RETRY_NS      1000000ull
+/* A LAPIC upcall vector still pending is sent again at most this often (below). */
+#define UPCALL_RESEND_NS     1000000ull
 
 uint8_t upcall_callback_vector(const struct domain *d)
 {
@@ -58,8 +60,10 @@ void upcall_notify(struct vcpu *v)
     struct domain *d = v->d;
     struct vcpu_event *e = v->ev;
     uint8_t vector = __atomic_load_n(&e->upcall_vector, __ATOMIC_ACQUIRE);
-    if (vector)
+    if (vector) {
         signal_upcall_vector(v, vector);
+        __atomic_store_n(&e->vector_sent_ns, host_monotonic_ns(), __ATOMIC_RELAXED);
+    }
     pthread_mutex_lock(&d->lock);
     if (!d->dying) {
         if (e->polling) {
@@ -174,6 +178,26 @@ static void inject_callback(struct vcpu *v, uint8_t vector)
     set_runnable(v);
 }
 
+/*
+ * KVM drops a fixed interrupt sent to a software-disabled LAPIC, where Xen's vlapic
+ * keeps it pending. Linux binds its timer VIRQ before it enables its LAPIC, so the
+ * vector for that first event was lost for good: the upcall stayed pending, so no
+ * later event sent it again, and the guest's clock and SMP bring-up stood still
+ * (seen with Debian's kernel in the nested VM). While the upcall stays pending, the
+ * vector goes again at most every UPCALL_RESEND_NS: one already in IRR is not
+ * doubled, and one in service comes once more, an upcall with nothing new.
+ */
+static void resend_lapic_vector(struct vcpu *v, uint8_t vector)
+{
+    struct vcpu_event *e = v->ev;
+    uint64_t now = host_monotonic_ns();
+    if (now - __atomic_load_n(&e->vector_sent_ns, __ATOMIC_RELAXED) >= UPCALL_RESEND_NS) {
+        signal_upcall_vector(v, vector);
+        __atomic_store_n(&e->vector_sent_ns, now, __ATOMIC_RELAXED);
+    }
+    retry_later(v);
+}
+
 void event_before_run(struct vcpu *v)
 {
     struct vcpu_event *e = v->ev;
@@ -194,10 +218,14 @@ void event_before_run(struct vcpu *v)
     /* An event for a vCPU in SCHEDOP_block ends the block, whatever its IF says. */
     if (__atomic_exchange_n(&e->block_halted, false, __ATOMIC_ACQ_REL))
         set_runnable(v);
+    uint8_t lapic_vector = __atomic_load_n(&e->upcall_vector, __ATOMIC_ACQUIRE);
+    if (lapic_vector) {
+        resend_lapic_vector(v, lapic_vector);
+        return;
+    }
     uint8_t vector = upcall_callback_vector(v->d);
-    if (e->upcall_vector || !vector)
-        return;     /* LAPIC delivery, or none */
-    inject_callback(v, vector);
+    if (vector)
+        inject_callback(v, vector);
 }
 
 long do_set_evtchn_upcall_vector(struct hcall *hc)

@@ -183,6 +183,7 @@ static void test_flush_barrier_discard(void)
     memset(f.s->page[1], 0x5A, BLK_PAGE_SIZE);
     blkif_request_t *r = fe_next(&f);
     rw(r, BLKIF_OP_FLUSH_DISKCACHE, 1, 0);
+    r->sector_number = UINT64_MAX;  /* Linux's empty flush: the block layer's (sector_t)-1 */
     r = fe_next(&f);
     rw(r, BLKIF_OP_WRITE_BARRIER, 2, 0);
     seg(r, 1, 0, 0);

@@ -92,6 +92,12 @@ void blk_load_indirect(struct blk_req *r, unsigned idx, const void *page)
 
 int blk_check_segs(const struct blk_req *r, const struct blk_limits *lim)
 {
+    /*
+     * No data, no range: Linux's block layer leaves an empty flush's sector at
+     * (sector_t)-1, which blkfront passes on (Xen's blkback does not look at it).
+     */
+    if (r->nr_segs == 0)
+        return BLKIF_RSP_OKAY;
     uint64_t total = 0;
     for (unsigned i = 0; i < r->nr_segs; i++) {
         if (r->segs[i].first > r->segs[i].last ||
