@@ -305,13 +305,18 @@ static int setup_vm(struct domain *d, char *err, size_t errlen)
 }
 
 /*
- * The vCPUs the ACPI tables describe: online at boot, and possible. Until the config
- * has maxvcpus, both are vcpus.
+ * The vCPUs the ACPI tables describe: enabled in the MADT, and possible. All maxvcpus
+ * are enabled. libxl marks those past vcpus disabled and has Xen emulate ACPI CPU
+ * hotplug to add them later; xkvm has no ACPI CPU hotplug yet, and Linux cannot start
+ * a CPU whose APIC ID no enabled MADT entry gave it ("native_cpu_up: bad cpu").
+ * So Linux brings every vCPU up at boot, and its Xen CPU-hotplug watcher
+ * (drivers/xen/cpu_hotplug.c, PV and PVH) then takes those whose
+ * cpu/N/availability is "offline" down again; `xkvm vcpu-set` brings them back.
  */
 static void acpi_vcpus(const struct domcfg *cfg, unsigned *online, unsigned *max)
 {
-    *online = cfg->vcpus;
     *max = domcfg_max_vcpus(cfg);
+    *online = *max;
 }
 
 unsigned domain_acpi_pages(const struct domcfg *cfg)
