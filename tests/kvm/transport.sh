@@ -34,7 +34,8 @@ got=$(info_field hypercall_transport)
 if [ "$got" = "$want" ]; then pass transport-named; else fail transport-named "xkvm info says '$got', KVM allows '$want'"; fi
 
 # ticks HOST DOMID: the spin guest's last tick.
-ticks() { grep -a -o "spin: tick [0-9]*" "$1/console-$2.log" 2>/dev/null | tail -1 | awk '{print $3}'; }
+# (the guest prints its ticks with console_io: the hypervisor-console log, dmesg-N.log)
+ticks() { grep -a -o "spin: tick [0-9]*" "$1/dmesg-$2.log" 2>/dev/null | tail -1 | awk '{print $3}'; }
 # ticking HOST DOMID: running there, and its tick count grows.
 ticking() {
   local t0 t1
