@@ -351,13 +351,17 @@ unsigned domain_memmap(const struct domain *d, struct hvm_memmap_table_entry *ma
     return n;
 }
 
-/* The p2m's window: RAM below the MMIO hole, the rest above 4 GiB. */
+/*
+ * The p2m's window: RAM below the MMIO hole, the rest above 4 GiB, laid out for maxmem
+ * (gfns past `memory` start as holes a balloon driver may populate).
+ */
 static int init_p2m(struct domain *d)
 {
-    uint64_t ram = d->cfg.memory_mb << 20;
+    uint64_t ram = domcfg_max_mb(&d->cfg) << 20;
     uint64_t low = ram < GUEST_LOWMEM_END ? ram : GUEST_LOWMEM_END;
     uint64_t top = ram > low ? GUEST_HIGHMEM_START + (ram - low) : 1ULL << 32;
-    d->ram_frames = ram >> XKVM_PAGE_SHIFT;
+    d->ram_frames = (d->cfg.memory_mb << 20) >> XKVM_PAGE_SHIFT;
+    d->max_frames = ram >> XKVM_PAGE_SHIFT;
     return p2m_init(&d->p2m, d->vm_fd, d->domid, &host.mm, top >> XKVM_PAGE_SHIFT);
 }
 
@@ -743,6 +747,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     d->incoming = for_restore && !adopt;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
+    pthread_mutex_init(&d->reservation_lock, NULL);
 
     uint32_t entry = 0, start_info = 0;
     rc = setup_vm(d, err, errlen);

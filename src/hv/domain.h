@@ -55,6 +55,15 @@ struct domain {
     unsigned nr_vcpus;
     struct vcpu *vcpus;
     uint64_t ram_frames;
+    /*
+     * Memory reservation (reservation.c): the most RAM frames the domain may hold
+     * (Xen's max_pages, from maxmem), the frames XENMEM_increase_reservation gave it
+     * outside its p2m (Xen's way for a translated guest; not carried by a move), and
+     * the lock that orders reservation changes against each other.
+     */
+    uint64_t max_frames;
+    uint64_t unmapped_frames;
+    pthread_mutex_t reservation_lock;
 
     pthread_mutex_t lock;
     pthread_cond_t cond;

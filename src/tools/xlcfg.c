@@ -22,14 +22,14 @@
 static const char *const handled_keys[] = {
     "name", "type", "builder", "memory", "vcpus", "kernel", "cmdline", "extra", "root",
     "on_poweroff", "on_reboot", "on_crash", "disk", "ramdisk", "maxvcpus", "uuid", "cpus",
-    "bootloader",
+    "bootloader", "maxmem",
 };
 
 /* xl keys that xkvm recognises but does not implement yet: warned about, ignored. */
 static const char *const unsupported_keys[] = {
     "vif", "vfb", "vkb", "vtpm", "vdispl", "vsnd", "p9", "pvcalls", "channel",
     "usb", "usbctrl", "usbdev", "pci", "dtdev", "iomem", "ioports", "irqs", "rdm",
-    "maxmem", "serial", "console", "seclabel",
+    "serial", "console", "seclabel",
     "init_seclabel", "pool", "cpus_soft", "cpu_weight", "cap", "on_watchdog",
     "on_soft_reset", "bootloader_args", "device_model_version",
     "device_model_override", "device_model_args", "device_model_stubdomain_override",
@@ -559,7 +559,7 @@ static int validate(struct reader *rd, const struct domcfg *cfg, const char *cmd
         { "on_reboot", "on_reboot" }, { "on_crash", "on_crash" }, { "disks", "disk" },
         { "ramdisk", "ramdisk" }, { "maxvcpus", "maxvcpus" }, { "uuid", "uuid" },
         { "cpus", "cpus" },
-        { "bootloader", "bootloader" },
+        { "bootloader", "bootloader" }, { "maxmem_mb", "maxmem" },
     };
     const char *key = NULL, *rest = why;
     size_t flen = strcspn(why, ":");
@@ -620,6 +620,13 @@ static int read_config(struct reader *rd, XLU_Config *x, const char *basedir,
         return r;
     if (r == 0)
         cfg->memory_mb = (uint64_t)n;
+
+    /* xl: maxmem below memory is an error (domcfg_validate says so). */
+    r = get_num(rd, x, "maxmem", DOMCFG_MEMORY_MB_MIN, DOMCFG_MEMORY_MB_MAX, " MiB", &n);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        cfg->maxmem_mb = (uint64_t)n;
 
     r = get_num(rd, x, "vcpus", 1, DOMCFG_VCPUS_MAX, "", &n);
     if (r < 0)

@@ -287,6 +287,16 @@ static int check_vcpus(uint64_t n, char *err, size_t errlen)
 }
 
 
+uint64_t domcfg_max_mb(const struct domcfg *c)
+{
+    return c->maxmem_mb > c->memory_mb ? c->maxmem_mb : c->memory_mb;
+}
+
+uint64_t domcfg_target_kb(const struct domcfg *c)
+{
+    return c->target_kb ? c->target_kb : c->memory_mb * 1024;
+}
+
 unsigned domcfg_max_vcpus(const struct domcfg *c)
 {
     return c->maxvcpus ? c->maxvcpus : c->vcpus;
@@ -309,11 +319,23 @@ static int check_opt_path(const char *field, const char *s, size_t size, char *e
     return 0;
 }
 
-/* ramdisk, maxvcpus, uuid, cpus: the keys a Linux guest's config adds. */
+/* maxmem as xl checks it (not below memory); the target within [1 MiB, maxmem]. */
+static int check_maxmem(const struct domcfg *c, char *err, size_t errlen)
+{
+    if (c->maxmem_mb && (c->maxmem_mb < c->memory_mb || c->maxmem_mb > DOMCFG_MEMORY_MB_MAX))
+        return fail(err, errlen, "maxmem_mb: %" PRIu64 " out of range (memory %" PRIu64
+                    " to %d MiB)", c->maxmem_mb, c->memory_mb, DOMCFG_MEMORY_MB_MAX);
+    if (c->target_kb && (c->target_kb < 1024 || c->target_kb > domcfg_max_mb(c) * 1024))
+        return fail(err, errlen, "target_kb: %" PRIu64 " out of range (1024 to %" PRIu64
+                    " KiB)", c->target_kb, domcfg_max_mb(c) * 1024);
+    return 0;
+}
+
+/* ramdisk, maxvcpus, uuid, cpus, maxmem: the keys a Linux guest's config adds. */
 static int check_boot_extras(const struct domcfg *c, char *err, size_t errlen)
 {
     int r = check_opt_path("ramdisk", c->ramdisk, sizeof(c->ramdisk), err, errlen);
-    if (r < 0)
+    if (r < 0 || (r = check_maxmem(c, err, errlen)) < 0)
         return r;
     if (c->maxvcpus && (c->maxvcpus < c->vcpus || c->maxvcpus > DOMCFG_VCPUS_MAX))
         return fail(err, errlen, "maxvcpus: %u out of range (vcpus %u to %d)", c->maxvcpus,
@@ -505,6 +527,10 @@ static int extras_to_json(struct json_object *o, const struct domcfg *c)
         bad |= json_object_object_add(o, "ramdisk", json_object_new_string(c->ramdisk));
     if (c->maxvcpus)
         bad |= json_object_object_add(o, "maxvcpus", json_object_new_int64(c->maxvcpus));
+    if (c->maxmem_mb)
+        bad |= json_object_object_add(o, "maxmem_mb", json_object_new_int64((int64_t)c->maxmem_mb));
+    if (c->target_kb)
+        bad |= json_object_object_add(o, "target_kb", json_object_new_int64((int64_t)c->target_kb));
     if (c->uuid[0])
         bad |= json_object_object_add(o, "uuid", json_object_new_string(c->uuid));
     if (c->nr_cpus) {
@@ -562,7 +588,7 @@ struct json_object *domcfg_to_json(const struct domcfg *c)
 static const char *const known_fields[] = {
     "name", "memory_mb", "vcpus", "kernel", "cmdline",
     "on_poweroff", "on_reboot", "on_crash", "disks", "ramdisk", "maxvcpus", "uuid", "cpus",
-    "bootloader",
+    "bootloader", "maxmem_mb", "target_kb",
 };
 
 /* A string field: its bytes and length (json-c strings may hold NULs). */
@@ -731,6 +757,15 @@ static int get_extras(struct json_object *o, struct domcfg *c, char *err, size_t
                         DOMCFG_VCPUS_MAX);
         c->maxvcpus = (unsigned)n;
     }
+    /* Their ranges against memory_mb: domcfg_validate, once everything is read. */
+    if ((r = get_uint(o, "maxmem_mb", &n, &present, err, errlen)) < 0)
+        return r;
+    if (present)
+        c->maxmem_mb = n;
+    if ((r = get_uint(o, "target_kb", &n, &present, err, errlen)) < 0)
+        return r;
+    if (present)
+        c->target_kb = n;
     if ((r = get_string(o, "uuid", false, &s, &len, err, errlen)) < 0)
         return r;
     if (s && (len != DOMCFG_UUID_LEN || domcfg_uuid_parse(s, c->uuid) < 0))

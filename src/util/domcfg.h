@@ -60,6 +60,14 @@ struct domcfg {
     struct domcfg_disk disks[DOMCFG_DISKS_MAX];
     /* xl's `ramdisk`: absolute path, "" for none; the first hvm_start_info module. */
     char ramdisk[PATH_MAX];
+    /*
+     * xl's `maxmem` (MiB, 0: as memory): the most RAM the guest may hold (Xen's
+     * max_pages, memory/static-max); ballooning beyond `memory` populates gfns above
+     * its RAM up to this. target_kb: the balloon target (memory/target, KiB; 0: as
+     * memory), moved by `xkvm mem-set` and carried with the config.
+     */
+    uint64_t maxmem_mb;
+    uint64_t target_kb;
     /* xl's `maxvcpus`: vCPUs created (0: as many as vcpus); those past vcpus start
      * offline and come up with `xkvm vcpu-set`, which also changes vcpus. */
     unsigned maxvcpus;
@@ -71,6 +79,10 @@ struct domcfg {
     struct domcfg_cpuset cpus[DOMCFG_VCPUS_MAX];
 };
 
+/* The most RAM a domain may hold, in MiB: maxmem, or memory where maxmem is 0. */
+uint64_t domcfg_max_mb(const struct domcfg *c);
+/* Its balloon target in KiB: target_kb, or memory where target_kb is 0. */
+uint64_t domcfg_target_kb(const struct domcfg *c);
 /* The vCPUs a domain has: maxvcpus, or vcpus where maxvcpus is 0. */
 unsigned domcfg_max_vcpus(const struct domcfg *c);
 /*

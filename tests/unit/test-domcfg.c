@@ -450,6 +450,49 @@ static void test_boot_extras_round_trip(void)
     CHECK_EQ(domcfg_max_vcpus(&in), 4);
 }
 
+/* maxmem and the balloon target: through JSON and back, absent when unset, ranges. */
+static void test_maxmem(void)
+{
+    struct domcfg in, out;
+    char err[256] = "";
+    fill(&in);
+    CHECK_EQ(domcfg_max_mb(&in), in.memory_mb);
+    CHECK_EQ(domcfg_target_kb(&in), in.memory_mb * 1024);
+    struct json_object *o = domcfg_to_json(&in);
+    REQUIRE(o);
+    CHECK(!strstr(json_object_to_json_string(o), "maxmem") &&
+          !strstr(json_object_to_json_string(o), "target"));
+    json_object_put(o);
+    in.maxmem_mb = in.memory_mb + 16;
+    in.target_kb = 3000;
+    REQUIRE(domcfg_validate(&in, err, sizeof(err)) == 0);
+    o = domcfg_to_json(&in);
+    REQUIRE(o);
+    struct json_object *back = parse(json_object_to_json_string(o));
+    json_object_put(o);
+    int r = domcfg_from_json(back, &out, err, sizeof(err));
+    json_object_put(back);
+    REQUIRE(r == 0);
+    CHECK_EQ(out.maxmem_mb, in.memory_mb + 16);
+    CHECK_EQ(domcfg_max_mb(&out), in.memory_mb + 16);
+    CHECK_EQ(domcfg_target_kb(&out), 3000);
+
+    fill(&in);
+    in.maxmem_mb = in.memory_mb - 1;
+    CHECK_EQ(domcfg_validate(&in, err, sizeof(err)), -EINVAL);
+    CHECK_STR_CONTAINS(err, "maxmem_mb");
+    fill(&in);
+    in.target_kb = (in.memory_mb + 1) * 1024;
+    CHECK_EQ(domcfg_validate(&in, err, sizeof(err)), -EINVAL);
+    CHECK_STR_CONTAINS(err, "target_kb");
+    fill(&in);
+    in.maxmem_mb = UINT64_MAX;
+    CHECK_EQ(domcfg_validate(&in, err, sizeof(err)), -EINVAL);
+    reject("{" BASE_N "," BASE_K ",\"maxmem_mb\":\"64\"}", "maxmem_mb: must be an integer");
+    reject("{" BASE_N "," BASE_K ",\"memory_mb\":64,\"maxmem_mb\":32}", "maxmem_mb: 32 out of range");
+    reject("{" BASE_N "," BASE_K ",\"target_kb\":5}", "target_kb: 5 out of range");
+}
+
 static void test_cpuset_parse(void)
 {
     struct domcfg_cpuset s;
@@ -786,5 +829,6 @@ int main(void)
     RUN_TEST(test_reject_boot_extras);
     RUN_TEST(test_hostpath_ramdisk);
     RUN_TEST(test_bootloader);
+    RUN_TEST(test_maxmem);
     HARNESS_EXIT();
 }

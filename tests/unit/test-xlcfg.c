@@ -371,6 +371,7 @@ static void test_linux_keys(void)
     CHECK_MSG(strcmp(c.ramdisk, kernel_path) == 0, "ramdisk %s", c.ramdisk);
     CHECK_EQ(c.vcpus, 2);
     CHECK_EQ(c.maxvcpus, 4);
+    CHECK_EQ(c.maxmem_mb, 0);
     CHECK(strcmp(c.uuid, "5f2e8a10-0c3b-4d2e-9a7f-1b2c3d4e5f60") == 0);
     CHECK_EQ(c.nr_cpus, 3);
     char text[64];
@@ -388,11 +389,18 @@ static void test_linux_keys(void)
     CHECK(strcmp(text, "0,2-3") == 0);
     CHECK_EQ(c.maxvcpus, 0);
     CHECK_EQ(domcfg_max_vcpus(&c), 1);
+    CHECK(read_cfg("name='l'\n" KERNEL_REL "memory = 64\nmaxmem = 96\n", &c, err,
+                   sizeof(err), NULL) == 0);
+    CHECK_EQ(c.memory_mb, 64);
+    CHECK_EQ(c.maxmem_mb, 96);
     CHECK(c.ramdisk[0] == '\0' && c.uuid[0] == '\0');
 }
 
 static void test_bad_linux_keys(void)
 {
+    BAD("name='x'\n" KERNEL_REL "memory = 64\nmaxmem = 32\n", "test.cfg:4: maxmem:",
+        "out of range");
+    BAD("name='x'\n" KERNEL_REL "maxmem = 'lots'\n", "test.cfg:3: maxmem:", NULL);
     BAD("name='x'\n" KERNEL_REL "ramdisk = 'nonexistent'\n", "test.cfg:3: ramdisk:",
         "No such file");
     BAD("name='x'\n" KERNEL_REL "ramdisk = ''\n", "test.cfg:3: ramdisk:", "empty");
