@@ -20,6 +20,7 @@
 #include "hv/event_state.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
+#include "hv/reservation.h"
 #include "hv/toolstack_xs.h"
 #include "hv/vcpu.h"
 #include "migrate/pv_save.h"
@@ -151,7 +152,12 @@ static struct json_object *domain_json(struct domain *d)
     json_object_object_add(o, "hypercall_transport", json_object_new_string(host_transport_name()));
     json_object_object_add(o, "guest_vmcall",
         json_object_new_boolean(__atomic_load_n(&d->guest_vmcall, __ATOMIC_RELAXED)));
-    json_object_object_add(o, "memory_kb", json_object_new_int64((int64_t)d->cfg.memory_mb * 1024));
+    /* As xl list: the memory the domain holds now (ballooning moves it); its target, max. */
+    json_object_object_add(o, "memory_kb",
+        json_object_new_int64((int64_t)reservation_current(d) << (XKVM_PAGE_SHIFT - 10)));
+    json_object_object_add(o, "target_kb", json_object_new_int64((int64_t)domcfg_target_kb(&d->cfg)));
+    json_object_object_add(o, "max_memory_kb",
+        json_object_new_int64((int64_t)reservation_maximum(d) << (XKVM_PAGE_SHIFT - 10)));
     /* As xl list: the vCPUs online (vcpus, moved by vcpu-set), of max_vcpus. */
     json_object_object_add(o, "vcpus", json_object_new_int((int)d->cfg.vcpus));
     json_object_object_add(o, "max_vcpus", json_object_new_int((int)d->nr_vcpus));
@@ -268,6 +274,32 @@ static struct json_object *cmd_vcpu_set(struct request *rq)
     d->cfg.vcpus = (unsigned)n;
     toolstack_xs_vcpus(d);
     log_info("d%u: vcpu-set %lld of %u", d->domid, (long long)n, d->nr_vcpus);
+    return reply_ok();
+}
+
+/*
+ * xl mem-set: the balloon target (KiB), at most the domain's maximum, written to
+ * memory/target, which the guest's balloon driver follows; kept in the config, so a
+ * migration or live update carries it.
+ */
+static struct json_object *cmd_mem_set(struct request *rq)
+{
+    struct json_object *v;
+    struct domain *d = rq->d;
+    if (!json_object_object_get_ex(rq->req, "target_kb", &v) ||
+        !json_object_is_type(v, json_type_int))
+        return reply_err(EINVAL, "mem-set needs an integer \"target_kb\"");
+    int64_t kb = json_object_get_int64(v), max_kb = (int64_t)domcfg_max_mb(&d->cfg) * 1024;
+    if (kb < 1024 || kb > max_kb)
+        return reply_err(EINVAL, "domain %u: a target of %lld KiB is out of range (1024 to "
+                         "%lld KiB, its maxmem)", d->domid, (long long)kb, (long long)max_kb);
+    if (d->shutdown_code >= 0)
+        return reply_err(EINVAL, "domain %u has shut down", d->domid);
+    if (d->migrating)
+        return reply_err(EBUSY, "domain %u is being saved or migrated", d->domid);
+    d->cfg.target_kb = (uint64_t)kb;
+    toolstack_xs_mem_target(d);
+    log_info("d%u: mem-set %lld KiB", d->domid, (long long)kb);
     return reply_ok();
 }
 
@@ -528,6 +560,7 @@ static const struct command {
     { "unpause",        cmd_unpause,        CMD_DOMAIN },
     { "destroy",        cmd_destroy,        CMD_DOMAIN },
     { "vcpu-set",       cmd_vcpu_set,       CMD_DOMAIN },
+    { "mem-set",        cmd_mem_set,        CMD_DOMAIN },
     { "console",        cmd_console,        CMD_DOMAIN },
     { "dmesg",          cmd_dmesg,          0 },
     { "dmesg-clear",    cmd_dmesg_clear,    CMD_DOMAIN },

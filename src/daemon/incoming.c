@@ -98,25 +98,26 @@ static int admit(struct migrate_gate *g, const struct domcfg *cfg, char *err, si
     int rc = 0;
     pthread_mutex_lock(&slots_lock);
     uint64_t one = one_cap_mb(), total = total_cap_mb();
+    uint64_t mb = domcfg_max_mb(cfg);       /* a balloon driver may grow it to maxmem */
     if (s->admitted) {
         rc = -EINVAL;
         snprintf(err, errlen, "a second DOMAIN_CONFIG");
-    } else if (cfg->memory_mb > one) {
+    } else if (mb > one) {
         rc = -EFBIG;
         snprintf(err, errlen, "refused: the domain's %llu MiB exceed the %llu MiB one "
                  "incoming migration may claim here (--migrate-max-memory)",
-                 (unsigned long long)cfg->memory_mb, (unsigned long long)one);
-    } else if (claimed_total_mb + cfg->memory_mb > total) {
+                 (unsigned long long)mb, (unsigned long long)one);
+    } else if (claimed_total_mb + mb > total) {
         rc = -EBUSY;
         snprintf(err, errlen, "refused: the domain's %llu MiB and the %llu MiB other "
                  "incoming migrations hold exceed the %llu MiB all may claim here "
                  "(--migrate-max-total); try again later",
-                 (unsigned long long)cfg->memory_mb, (unsigned long long)claimed_total_mb,
+                 (unsigned long long)mb, (unsigned long long)claimed_total_mb,
                  (unsigned long long)total);
     } else {
         s->admitted = true;
-        s->claimed_mb = cfg->memory_mb;
-        claimed_total_mb += cfg->memory_mb;
+        s->claimed_mb = mb;
+        claimed_total_mb += mb;
     }
     pthread_mutex_unlock(&slots_lock);
     return rc;

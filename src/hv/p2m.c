@@ -415,6 +415,7 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
     if ((rc = plan_change(p, &pl, &gfn, &e, 1, slots)) || (rc = apply_entry(p, gfn, mfn)))
         goto out;
     plan_commit(p, &pl);
+    p2m_mark_dirty(p, gfn, 1);      /* a migration sends the new page, or the hole */
     if (was != INVALID_MFN)
         mm_map_put(p->mm, was, 1);
     *old = was;
@@ -458,6 +459,8 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
         goto out;
     }
     plan_commit(p, &pl);
+    p2m_mark_dirty(p, from, 1);
+    p2m_mark_dirty(p, to, 1);
     mm_map_put(p->mm, mfn, 1);              /* the name `from` held */
     if (was != INVALID_MFN)
         mm_map_put(p->mm, was, 1);

@@ -31,7 +31,7 @@
 #define TXN_ATTEMPTS        100
 #define STOP_WAIT_MS        2000
 
-enum job_kind { JOB_BUILT, JOB_GONE, JOB_VCPUS, JOB_CONTROL };
+enum job_kind { JOB_BUILT, JOB_GONE, JOB_VCPUS, JOB_CONTROL, JOB_MEM_TARGET };
 
 struct job {
     struct job *next;
@@ -286,9 +286,11 @@ static void write_layout(struct txn *x, const struct job *j, const char *uuid)
     snprintf(p, sizeof(p), "%s/vm", dom);           put(x, p, vm);
     snprintf(p, sizeof(p), "%s/name", dom);         put(x, p, j->cfg.name);
     snprintf(p, sizeof(p), "%s/domid", dom);        putf(x, p, "%u", id);
-    uint64_t kb = j->cfg.memory_mb * 1024;
-    snprintf(p, sizeof(p), "%s/memory/static-max", dom); putf(x, p, "%" PRIu64, kb);
-    snprintf(p, sizeof(p), "%s/memory/target", dom);     putf(x, p, "%" PRIu64, kb);
+    /* As libxl: KiB, the most the guest may hold and what its balloon aims at. */
+    snprintf(p, sizeof(p), "%s/memory/static-max", dom);
+    putf(x, p, "%" PRIu64, domcfg_max_mb(&j->cfg) * 1024);
+    snprintf(p, sizeof(p), "%s/memory/target", dom);
+    putf(x, p, "%" PRIu64, domcfg_target_kb(&j->cfg));
     snprintf(p, sizeof(p), "%s/memory/videoram", dom);   put(x, p, "0");
     write_vcpus(x, j, uuid);
 
@@ -487,6 +489,24 @@ static void do_vcpus(const struct job *j)
         log_warn("d%u: cannot write the vCPUs' availability to xenstore", j->domid);
 }
 
+static void write_mem_target(struct txn *x, const struct job *j, const char *uuid)
+{
+    (void)uuid;
+    char p[96];
+    snprintf(p, sizeof(p), "/local/domain/%u/memory/target", j->domid);
+    putf(x, p, "%" PRIu64, domcfg_target_kb(&j->cfg));
+}
+
+/* xl mem-set: memory/target, which the guest's balloon driver watches. */
+static void do_mem_target(const struct job *j)
+{
+    struct xs_handle *h = xs_get(0);
+    if (h && run_txn(h, j, vm_uuids[j->domid], write_mem_target))
+        log_info("d%u: memory/target = %" PRIu64 " KiB", j->domid, domcfg_target_kb(&j->cfg));
+    else
+        log_warn("d%u: cannot write memory/target to xenstore", j->domid);
+}
+
 /*
  * The toolstack asks the guest (xl shutdown, reboot, sysrq): control/NODE = value,
  * then the client's reply, so that it can watch for the guest's answer from then on.
@@ -539,6 +559,8 @@ static void *worker(void *arg)
             do_vcpus(j);
         else if (j->kind == JOB_CONTROL)
             do_control(j);
+        else if (j->kind == JOB_MEM_TARGET)
+            do_mem_target(j);
         else
             do_gone(j);
         free(j);
@@ -655,6 +677,16 @@ void toolstack_xs_vcpus(const struct domain *d)
         return;
     job_for(j, d);
     j->kind = JOB_VCPUS;
+    enqueue(j);
+}
+
+void toolstack_xs_mem_target(const struct domain *d)
+{
+    struct job *j = started ? calloc(1, sizeof(*j)) : NULL;
+    if (!j)
+        return;
+    job_for(j, d);
+    j->kind = JOB_MEM_TARGET;
     enqueue(j);
 }
 

@@ -41,6 +41,8 @@ int toolstack_xs_import(struct domain *d, const char *uuid, const uint8_t *buf, 
                         char *err, size_t errlen);
 /* `xkvm vcpu-set`: rewrite cpu/N/availability from d->cfg.vcpus (queued, as libxl). */
 void toolstack_xs_vcpus(const struct domain *d);
+/* `xkvm mem-set`: rewrite memory/target from d->cfg's target (queued, as libxl). */
+void toolstack_xs_mem_target(const struct domain *d);
 /* The /vm/<uuid> name written for domid, without asking xenstored (main loop). */
 bool toolstack_xs_known_uuid(unsigned domid, char out[37]);
 

@@ -56,6 +56,7 @@ struct receiver {
     void *hvm_ctx, *dom_ctx, *xs_state;
     size_t hvm_len, dom_len, xs_len;
     char uuid[37];              /* the source's /vm name for the guest, or "" */
+    uint64_t ram_held;          /* RAM frames the domain holds: at most its maximum */
 };
 
 /* Where a stream's host paths may lie (xkvmd --disk-root, --kernel-root). */
@@ -172,6 +173,8 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
             rc = fail(r, c->rc, "%s", c->err);
         else
             r->d = c->d;
+        if (r->d)
+            r->ram_held = mm_count_owner_ram(r->d);     /* its RAM, as laid out */
     }
     free(c);
     return rc;
@@ -195,8 +198,30 @@ static int write_frames(uint64_t mfn, const uint8_t *data, uint64_t n)
     return 0;
 }
 
+/*
+ * A page where the domain has a hole: a toolstack page (xenstore or console ring) or
+ * ACPI, or RAM the guest populated (ballooned in) after its memory was laid out, up to
+ * its maximum. Outside the MMIO hole only, as a guest may populate.
+ */
+static int place_new_page(struct receiver *r, uint64_t gfn, bool special, uint64_t *mfn)
+{
+    struct domain *d = r->d;
+    bool mmio = gfn >= (GUEST_LOWMEM_END >> XKVM_PAGE_SHIFT) &&
+                gfn < (GUEST_HIGHMEM_START >> XKVM_PAGE_SHIFT);
+    if (!special && (mmio || r->ram_held >= d->max_frames))
+        return fail(r, -EINVAL, "page %#llx is not in the domain's memory map%s",
+                    (unsigned long long)gfn, mmio ? "" : " and past its maximum");
+    if (mm_alloc_run(host_mm(), 1, d->domid, special ? FRAME_SPECIAL : FRAME_RAM, mfn) != 1)
+        return fail(r, -ENOMEM, "out of memory for page %#llx", (unsigned long long)gfn);
+    if (physmap_place(d, gfn, *mfn, INVALID_GFN))
+        return fail(r, -EIO, "placing page %#llx", (unsigned long long)gfn);
+    r->ram_held += !special;
+    return 0;
+}
+
 static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
 {
+    int rc;
     struct domain *d = r->d;
     struct xkvm_stream_page_iter it;
     struct xkvm_stream_page pg;
@@ -211,21 +236,16 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
         uint64_t mfn = p2m_lookup(&d->p2m, pg.pfn);
         bool special = guest_gfn_is_special(pg.pfn);
         if (pg.type == XKVM_STREAM_PAGE_XTAB || pg.type == XKVM_STREAM_PAGE_BROKEN) {
-            if (mfn != INVALID_MFN && physmap_place(d, pg.pfn, INVALID_MFN, INVALID_GFN))
+            if (mfn == INVALID_MFN)
+                continue;
+            bool ram = mm_frame_type(host_mm(), mfn) == FRAME_RAM;
+            if (physmap_place(d, pg.pfn, INVALID_MFN, INVALID_GFN))
                 return fail(r, -EIO, "removing page %#llx", (unsigned long long)pg.pfn);
+            r->ram_held -= ram && r->ram_held;
             continue;
         }
-        if (mfn == INVALID_MFN) {
-            if (!special)
-                return fail(r, -EINVAL, "page %#llx is not in the domain's memory map",
-                            (unsigned long long)pg.pfn);
-            /* A toolstack page (xenstore or console ring) or ACPI: the stream brings it. */
-            if (mm_alloc_run(host_mm(), 1, d->domid, FRAME_SPECIAL, &mfn) != 1)
-                return fail(r, -ENOMEM, "out of memory for page %#llx",
-                            (unsigned long long)pg.pfn);
-            if (physmap_place(d, pg.pfn, mfn, INVALID_GFN))
-                return fail(r, -EIO, "placing page %#llx", (unsigned long long)pg.pfn);
-        }
+        if (mfn == INVALID_MFN && (rc = place_new_page(r, pg.pfn, special, &mfn)))
+            return rc;
         /*
          * XALLOC: a zero page. Frames come zeroed and the sender never sends XALLOC
          * for a page it sent with data before, so there is nothing to write.

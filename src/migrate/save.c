@@ -232,8 +232,10 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
                     rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XALLOC);
                 else
                     rc = xkvm_stream_add_page(&s->w, g, page);
-            } else if (iteration == 0 && in_ram_map(d, g) && p2m_lookup(&d->p2m, g) == INVALID_MFN) {
-                rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XTAB);   /* ballooned */
+            } else if (p2m_lookup(&d->p2m, g) == INVALID_MFN &&
+                       (iteration > 0 || in_ram_map(d, g))) {
+                /* Ballooned out: before pass 0, or since (the p2m marked it dirty). */
+                rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XTAB);
             } else {
                 continue;       /* a Xen frame (shared_info, grants): in DOMAIN_CONTEXT */
             }

@@ -63,6 +63,9 @@ static const char usage_text[] =
 "  vcpu-set DOMAIN N             set the domain's online vCPUs to N (1 to its\n"
 "                                maxvcpus): cpu/I/availability in xenstore says\n"
 "                                online for I < N, offline above, as xl vcpu-set\n"
+"  mem-set DOMAIN MEM            set the domain's balloon target to MEM (MiB, or\n"
+"                                with a suffix k, m or g; at most its maxmem):\n"
+"                                memory/target in xenstore, as xl mem-set\n"
 "  console DOMAIN [--no-follow]  print the domain's console output and follow it\n"
 "                                until the domain is gone (Ctrl-] detaches); on a\n"
 "                                terminal, what you type goes to the guest's PV\n"
@@ -693,6 +696,50 @@ static int cmd_vcpu_set(int argc, char **argv)
     struct json_object *req = new_request("vcpu-set");
     add_field(req, "domid", json_object_new_int64(domid));
     add_field(req, "vcpus", json_object_new_int64(n));
+    struct json_object *reply;
+    if (call_domain(req, argv[1], &reply) < 0)
+        return EXIT_FAILURE;
+    json_object_put(reply);
+    return 0;
+}
+
+/* "512", "512m", "1g", "262144k": KiB, or -1. MiB without a suffix. */
+static long long parse_mem_kb(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(s, &end, 10);
+    if (errno || end == s || n < 0 || n > (1LL << 40))
+        return -1;
+    int shift = 10;
+    if (*end == 'k' || *end == 'K')
+        shift = 0, end++;
+    else if (*end == 'm' || *end == 'M')
+        end++;
+    else if (*end == 'g' || *end == 'G')
+        shift = 20, end++;
+    return *end ? -1 : n << shift;
+}
+
+/* mem-set DOMAIN MEM: as xl mem-set, through xenstore's memory/target. */
+static int cmd_mem_set(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (argc != 3)
+        return usage_error("mem-set: expected DOMAIN and an amount of memory");
+    long long kb = parse_mem_kb(argv[2]);
+    if (kb < 0)
+        return usage_error("mem-set: \"%s\" is not an amount of memory (MiB, or with a "
+                           "suffix k, m or g)", argv[2]);
+    uint32_t domid;
+    if (resolve_domain(argv[1], &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request("mem-set");
+    add_field(req, "domid", json_object_new_int64(domid));
+    add_field(req, "target_kb", json_object_new_int64(kb));
     struct json_object *reply;
     if (call_domain(req, argv[1], &reply) < 0)
         return EXIT_FAILURE;
@@ -1731,6 +1778,7 @@ static const struct command {
     { "unpause", cmd_unpause },
     { "destroy", cmd_destroy },
     { "vcpu-set", cmd_vcpu_set },
+    { "mem-set", cmd_mem_set },
     { "console", cmd_console },
     { "dmesg", cmd_dmesg },
     { "shutdown", cmd_shutdown },
