@@ -1,0 +1,310 @@
+/*
+ * Memory reservation and ballooning, as a balloon driver uses them (docs/hypervisor.md,
+ * "Memory reservation"; tests/kvm/balloon.sh drives them).
+ *
+ * balloon: give back `pages=` (default 320) pages near the top of RAM with one
+ *   XENMEM_decrease_reservation (more than one invocation's worth: a continuation);
+ *   current_reservation drops by as many and the hypervisor no longer reaches them
+ *   (a copy to them fails). Hostile requests then change nothing and return Xen's
+ *   answer, the number of extents done (0): a hole given back again, shared_info's and
+ *   the grant table's gfns, 2^30 extents, orders past 9, gfns past the address space,
+ *   an extent list in unmapped memory, another domain, populate-on-demand, a 5-bit
+ *   address width, a gfn in the MMIO hole, a gfn already populated. The pages come back
+ *   with one populate_physmap: zero, writable, counted. Then RAM up to the maximum above
+ *   the guest's memory (maxmem), one page more refused, and given back; an order-2
+ *   extent out and in; increase_reservation takes the last frame of the maximum, after
+ *   which a populate is refused.
+ *   With hold=1 it stops after giving the pages back ("xtest: balloon: out") and after
+ *   taking them again ("xtest: balloon: in") until the host writes 1, then 2, to
+ *   data/balloon-go, so that the host can look at its machine memory meanwhile.
+ *
+ * balloon-move: give back region A and stop ("xtest: balloon-move: out1", go=1: the
+ *   host migrates the guest meanwhile); the count and the holes must still be there;
+ *   take A again (zero), give back region B ("out2", go=2: the host live-updates
+ *   xkvmd); the same checks; take B again ("in2", go=3).
+ */
+#include "../pv.h"
+#include "../xtest.h"
+
+#define MARKER      0x42414c4c4f4f4e21ULL       /* "BALLOON!" */
+#define FAR_GFN     0x10000ULL                  /* 256 MiB: beyond the guest's RAM */
+#define MAX_PAGES   1024
+#define HOSTILE_GFN (1ULL << 40)
+
+static xen_pfn_t list[MAX_PAGES];
+
+static long memop(int cmd, const xen_pfn_t *extents, unsigned long nr, unsigned order,
+                  unsigned flags, domid_t domid)
+{
+    struct xen_memory_reservation r = {
+        .nr_extents = nr, .extent_order = order, .mem_flags = flags, .domid = domid,
+    };
+    set_xen_guest_handle(r.extent_start, (xen_pfn_t *)extents);
+    return HYPERVISOR_memory_op(cmd, &r);
+}
+
+static long reservation(int cmd)
+{
+    domid_t self = DOMID_SELF;
+    long rc = HYPERVISOR_memory_op(cmd, &self);
+    if (rc <= 0)
+        xtest_fail("memory_op(%d) = %ld", cmd, rc);
+    return rc;
+}
+
+static long current(void) { return reservation(XENMEM_current_reservation); }
+
+/* Whether the hypervisor reaches gfn as memory: extraversion copied there. */
+static bool hv_can_write(uint64_t gfn)
+{
+    return HYPERVISOR_xen_version(XENVER_extraversion, (void *)(uintptr_t)(gfn << 12)) >= 0;
+}
+
+static volatile uint64_t *page_at(uint64_t gfn)
+{
+    return (volatile uint64_t *)(uintptr_t)(gfn << 12);
+}
+
+/* The first RAM gfn past the memory map's RAM below 4 GiB. */
+static uint64_t ram_top(void)
+{
+    uint64_t top = 0;
+    for (unsigned i = 0; i < boot.memmap_entries; i++)
+        if (boot.memmap[i].type == XEN_HVM_MEMMAP_TYPE_RAM &&
+            boot.memmap[i].addr + boot.memmap[i].size <= 1ULL << 32)
+            top = (boot.memmap[i].addr + boot.memmap[i].size) >> 12;
+    return top;
+}
+
+static void fill_list(uint64_t first, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        list[i] = first + i;
+}
+
+/* Give back [first, first + n) in one request: all of it. */
+static void give_back(uint64_t first, unsigned n)
+{
+    fill_list(first, n);
+    long rc = memop(XENMEM_decrease_reservation, list, n, 0, 0, DOMID_SELF);
+    if (rc != (long)n)
+        xtest_fail("decrease_reservation of %u pages at %#lx: %ld", n, (unsigned long)first,
+                   rc);
+    for (unsigned i = 0; i < n; i++)
+        if (hv_can_write(first + i))
+            xtest_fail("gfn %#lx given back, still memory to the hypervisor",
+                       (unsigned long)(first + i));
+}
+
+/* Take [first, first + n) again: all of it, zeroed, writable. */
+static void take_again(uint64_t first, unsigned n)
+{
+    fill_list(first, n);
+    long rc = memop(XENMEM_populate_physmap, list, n, 0, 0, DOMID_SELF);
+    if (rc != (long)n)
+        xtest_fail("populate_physmap of %u pages at %#lx: %ld", n, (unsigned long)first, rc);
+    for (unsigned i = 0; i < n; i++) {
+        volatile uint64_t *p = page_at(first + i);
+        for (unsigned w = 0; w < 512; w += 61)
+            if (p[w])
+                xtest_fail("populated gfn %#lx word %u holds %#lx, not 0",
+                           (unsigned long)(first + i), w, (unsigned long)p[w]);
+        p[0] = p[511] = MARKER ^ (first + i);
+        if (p[0] != (MARKER ^ (first + i)) || !hv_can_write(first + i))
+            xtest_fail("populated gfn %#lx is not writable memory", (unsigned long)(first + i));
+    }
+}
+
+static void expect_count(const char *when, long want)
+{
+    long cur = current();
+    if (cur != want)
+        xtest_fail("%s: current_reservation %ld, want %ld", when, cur, want);
+}
+
+/* A request that must do nothing: Xen answers the extents done, 0 here. */
+static void refused(const char *what, long rc, long cur)
+{
+    if (rc != 0)
+        xtest_fail("%s: answered %ld, want 0 (nothing done)", what, rc);
+    expect_count(what, cur);
+}
+
+/* With hold=1 (balloon) or always (balloon-move): say where we are, wait for go >= k. */
+static void phase(const char *name, unsigned k, bool hold)
+{
+    printf("xtest: %s: %s\n", xtest_name, name);
+    if (!hold)
+        return;
+    xs_write(0, "data/balloon-state", name);
+    xs_watch("data/balloon-go", "go", NULL, NULL);
+    for (;;) {
+        uint64_t go = 0;
+        if (xs_read_u64(0, "data/balloon-go", &go) >= 0 && go >= k)
+            break;
+        struct xs_watch_event ev;
+        xs_watch_next("go", &ev, 1000);
+    }
+    xs_unwatch("data/balloon-go", "go");
+}
+
+static void hostile(uint64_t hole, uint64_t populated, long cur)
+{
+    xen_pfn_t one = hole;
+    refused("a hole given back", memop(XENMEM_decrease_reservation, &one, 1, 0, 0,
+                                       DOMID_SELF), cur);
+    one = (uintptr_t)shinfo >> 12;
+    refused("shared_info given back", memop(XENMEM_decrease_reservation, &one, 1, 0, 0,
+                                            DOMID_SELF), cur);
+    if (!hv_can_write(one))
+        xtest_fail("shared_info's gfn %#lx is gone after a refused decrease", (unsigned long)one);
+    grant_entry_v1_t *gt = gnttab_init();
+    if (!gt)
+        xtest_fail("no grant table");
+    one = (uintptr_t)gt >> 12;
+    refused("a grant frame given back", memop(XENMEM_decrease_reservation, &one, 1, 0, 0,
+                                              DOMID_SELF), cur);
+    one = hole;
+    refused("2^30 extents", memop(XENMEM_populate_physmap, &one, 1UL << 30, 0, 0,
+                                  DOMID_SELF), cur);
+    refused("order 10 populate", memop(XENMEM_populate_physmap, &one, 1, 10, 0, DOMID_SELF), cur);
+    refused("order 10 decrease", memop(XENMEM_decrease_reservation, &one, 1, 10, 0,
+                                       DOMID_SELF), cur);
+    refused("order 2^32-1", memop(XENMEM_populate_physmap, &one, 1, ~0u, 0, DOMID_SELF), cur);
+    one = HOSTILE_GFN;
+    refused("gfn 2^40 populated", memop(XENMEM_populate_physmap, &one, 1, 0, 0, DOMID_SELF), cur);
+    refused("gfn 2^40 given back", memop(XENMEM_decrease_reservation, &one, 1, 0, 0,
+                                         DOMID_SELF), cur);
+    refused("extent list unmapped", memop(XENMEM_populate_physmap,
+                                          (const xen_pfn_t *)(1ULL << 45), 4, 0, 0,
+                                          DOMID_SELF), cur);
+    refused("extent list unmapped (decrease)", memop(XENMEM_decrease_reservation,
+                                                     (const xen_pfn_t *)(1ULL << 45), 4, 0,
+                                                     0, DOMID_SELF), cur);
+    one = hole;
+    refused("domain 0", memop(XENMEM_populate_physmap, &one, 1, 0, 0, 0), cur);
+    refused("domain 0x7fef", memop(XENMEM_populate_physmap, &one, 1, 0, 0, 0x7fef), cur);
+    refused("populate-on-demand", memop(XENMEM_populate_physmap, &one, 1, 0,
+                                        XENMEMF_populate_on_demand, DOMID_SELF), cur);
+    refused("5 address bits", memop(XENMEM_populate_physmap, &one, 1, 0,
+                                    XENMEMF_address_bits(5), DOMID_SELF), cur);
+    one = 0xFEE00;
+    refused("the MMIO hole (LAPIC)", memop(XENMEM_populate_physmap, &one, 1, 0, 0,
+                                           DOMID_SELF), cur);
+    one = populated;
+    refused("a populated gfn", memop(XENMEM_populate_physmap, &one, 1, 0, 0, DOMID_SELF), cur);
+    if (page_at(populated)[0] != MARKER)
+        xtest_fail("a refused populate changed gfn %#lx", (unsigned long)populated);
+}
+
+/* RAM above the guest's memory up to its maximum; one page more is refused. */
+static void up_to_maximum(long cur)
+{
+    long max = reservation(XENMEM_maximum_reservation);
+    if (max - cur > MAX_PAGES || FAR_GFN <= ram_top())
+        xtest_fail("maximum %ld, current %ld: run with maxmem at most 4 MiB over memory",
+                   max, cur);
+    unsigned room = (unsigned)(max - cur);
+    if (room)
+        take_again(FAR_GFN, room);
+    expect_count("at the maximum", max);
+    xen_pfn_t one = FAR_GFN + room;
+    refused("past the maximum", memop(XENMEM_populate_physmap, &one, 1, 0, 0, DOMID_SELF), max);
+    if (room)
+        give_back(FAR_GFN, room);
+    expect_count("back from the maximum", cur);
+    printf("xkvm-guest: balloon: %u pages up to the maximum (%ld) and back\n", room, max);
+}
+
+static void test_balloon(void)
+{
+    XTEST_NEED_XEN();
+    int rc = xenbus_init();
+    bool hold = cmdline_get_u64("hold", 0);
+    if (rc && hold)
+        xtest_fail("xenbus_init: %s", xs_errname(rc));
+    unsigned n = (unsigned)cmdline_get_u64("pages", 320);
+    uint64_t top = ram_top();
+    if (n == 0 || n > MAX_PAGES || top < 2 * n + 256)
+        xtest_fail("pages=%u: 1 to %u, and RAM for it", n, MAX_PAGES);
+    uint64_t a = top - 64 - n, kept = a - 8, quad = (a - 16) & ~3ULL;
+    long cur0 = current();
+    page_at(kept)[0] = MARKER;
+
+    give_back(a, n);
+    expect_count("after giving back", cur0 - n);
+    phase("out", 1, hold);
+    hostile(a, kept, cur0 - n);
+    take_again(a, n);
+    expect_count("after taking back", cur0);
+    phase("in", 2, hold);
+
+    up_to_maximum(cur0);
+    xen_pfn_t q = quad;
+    if (memop(XENMEM_decrease_reservation, &q, 1, 2, 0, DOMID_SELF) != 1 || hv_can_write(quad + 3))
+        xtest_fail("order-2 extent at %#lx not given back", (unsigned long)quad);
+    expect_count("order 2 given back", cur0 - 4);
+    if (memop(XENMEM_populate_physmap, &q, 1, 2, 0, DOMID_SELF) != 1 || !hv_can_write(quad + 3))
+        xtest_fail("order-2 extent at %#lx not taken back", (unsigned long)quad);
+    expect_count("order 2 taken back", cur0);
+
+    /* increase_reservation: frames without a gfn, counted; the maximum then binds. */
+    long max = reservation(XENMEM_maximum_reservation);
+    give_back(a, 1);
+    unsigned more = (unsigned)(max - cur0) + 1;
+    long got = memop(XENMEM_increase_reservation, NULL, more, 0, 0, DOMID_SELF);
+    if (got != (long)more)
+        xtest_fail("increase_reservation of %u pages: %ld", more, got);
+    expect_count("after increase_reservation", max);
+    xen_pfn_t one = a;
+    refused("populate after increase_reservation took the maximum",
+            memop(XENMEM_populate_physmap, &one, 1, 0, 0, DOMID_SELF), max);
+    refused("increase_reservation past the maximum",
+            memop(XENMEM_increase_reservation, NULL, 1, 0, 0, DOMID_SELF), max);
+    if (page_at(kept)[0] != MARKER)
+        xtest_fail("a page the guest kept lost its contents");
+    printf("xkvm-guest: balloon: %u pages out and in, maximum %ld, current %ld\n", n, max,
+           current());
+}
+XTEST("balloon", test_balloon);
+
+static void check_moved(const char *when, uint64_t hole, unsigned n, uint64_t kept,
+                        unsigned nk, long want)
+{
+    expect_count(when, want);
+    for (unsigned i = 0; i < n; i++)
+        if (hv_can_write(hole + i))
+            xtest_fail("%s: gfn %#lx, given back, is memory again", when,
+                       (unsigned long)(hole + i));
+    for (unsigned i = 0; i < nk; i++)
+        if (page_at(kept + i)[0] != (MARKER ^ (kept + i)))
+            xtest_fail("%s: gfn %#lx lost its contents", when, (unsigned long)(kept + i));
+}
+
+static void test_balloon_move(void)
+{
+    XTEST_NEED_XEN();
+    int rc = xenbus_init();
+    if (rc)
+        xtest_fail("xenbus_init: %s", xs_errname(rc));
+    unsigned n = (unsigned)cmdline_get_u64("pages", 256);
+    uint64_t top = ram_top();
+    if (n == 0 || n > MAX_PAGES || top < 2 * n + 256)
+        xtest_fail("pages=%u: 1 to %u, and RAM for it", n, MAX_PAGES);
+    uint64_t a = top - 64 - n, b = a - n;
+    long cur0 = current();
+    for (unsigned i = 0; i < n; i++)
+        page_at(b + i)[0] = MARKER ^ (b + i);
+
+    give_back(a, n);
+    phase("out1", 1, true);
+    check_moved("after the first move", a, n, b, n, cur0 - n);
+    take_again(a, n);
+    give_back(b, n);
+    phase("out2", 2, true);
+    check_moved("after the second move", b, n, a, n, cur0 - n);
+    take_again(b, n);
+    expect_count("all back", cur0);
+    phase("in2", 3, true);
+}
+XTEST("balloon-move", test_balloon_move);
