@@ -99,6 +99,9 @@ static void give_back(uint64_t first, unsigned n)
 /* Take [first, first + n) again: all of it, zeroed, writable. */
 static void take_again(uint64_t first, unsigned n)
 {
+    static char extra[XEN_EXTRAVERSION_LEN];
+    if (HYPERVISOR_xen_version(XENVER_extraversion, extra) < 0)
+        xtest_fail("XENVER_extraversion");
     fill_list(first, n);
     long rc = memop(XENMEM_populate_physmap, list, n, 0, 0, DOMID_SELF);
     if (rc != (long)n)
@@ -110,8 +113,14 @@ static void take_again(uint64_t first, unsigned n)
                 xtest_fail("populated gfn %#lx word %u holds %#lx, not 0",
                            (unsigned long)(first + i), w, (unsigned long)p[w]);
         p[0] = p[511] = MARKER ^ (first + i);
-        if (p[0] != (MARKER ^ (first + i)) || !hv_can_write(first + i))
+        if (p[0] != (MARKER ^ (first + i)))
             xtest_fail("populated gfn %#lx is not writable memory", (unsigned long)(first + i));
+        /* The hypervisor writes there now; the guest must see that very frame. */
+        if (!hv_can_write(first + i) || memcmp((const void *)p, extra, 16) ||
+            p[511] != (MARKER ^ (first + i)))
+            xtest_fail("populated gfn %#lx: the guest does not see the frame the hypervisor "
+                       "writes to (%#lx)", (unsigned long)(first + i), (unsigned long)p[0]);
+        p[0] = MARKER ^ (first + i);
     }
 }
 
@@ -130,7 +139,17 @@ static void refused(const char *what, long rc, long cur)
     expect_count(what, cur);
 }
 
-/* With hold=1 (balloon) or always (balloon-move): say where we are, wait for go >= k. */
+static void give_back(uint64_t first, unsigned n);
+static void take_again(uint64_t first, unsigned n);
+
+/* While balloon-move waits: give pages back and take them again, round after round. */
+static uint64_t churn_gfn;
+static unsigned churn_pages, churn_rounds;
+
+/*
+ * With hold=1 (balloon) or always (balloon-move): say where we are, wait for go >= k,
+ * churning meanwhile if asked to (a migration then copies a p2m that keeps changing).
+ */
 static void phase(const char *name, unsigned k, bool hold)
 {
     printf("xtest: %s: %s\n", xtest_name, name);
@@ -142,11 +161,19 @@ static void phase(const char *name, unsigned k, bool hold)
         uint64_t go = 0;
         if (xs_read_u64(0, "data/balloon-go", &go) >= 0 && go >= k)
             break;
+        if (churn_pages) {
+            give_back(churn_gfn, churn_pages);
+            take_again(churn_gfn, churn_pages);
+            churn_rounds++;
+            continue;
+        }
         struct xs_watch_event ev;
         xs_watch_next("go", &ev, 1000);
     }
     xs_unwatch("data/balloon-go", "go");
 }
+
+static grant_entry_v1_t *gt;
 
 static void hostile(uint64_t hole, uint64_t populated, long cur)
 {
@@ -158,9 +185,6 @@ static void hostile(uint64_t hole, uint64_t populated, long cur)
                                             DOMID_SELF), cur);
     if (!hv_can_write(one))
         xtest_fail("shared_info's gfn %#lx is gone after a refused decrease", (unsigned long)one);
-    grant_entry_v1_t *gt = gnttab_init();
-    if (!gt)
-        xtest_fail("no grant table");
     one = (uintptr_t)gt >> 12;
     refused("a grant frame given back", memop(XENMEM_decrease_reservation, &one, 1, 0, 0,
                                               DOMID_SELF), cur);
@@ -228,6 +252,9 @@ static void test_balloon(void)
     if (n == 0 || n > MAX_PAGES || top < 2 * n + 256)
         xtest_fail("pages=%u: 1 to %u, and RAM for it", n, MAX_PAGES);
     uint64_t a = top - 64 - n, kept = a - 8, quad = (a - 16) & ~3ULL;
+    /* Mapped over RAM gfns, shared_info and the grant frame give those pages back. */
+    if (!(gt = gnttab_init()))
+        xtest_fail("no grant table");
     long cur0 = current();
     page_at(kept)[0] = MARKER;
 
@@ -268,6 +295,13 @@ static void test_balloon(void)
 }
 XTEST("balloon", test_balloon);
 
+/* Pages the guest holds get take_again's marks, so that check_moved can check them. */
+static void take_again_marks(uint64_t first, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        page_at(first + i)[0] = MARKER ^ (first + i);
+}
+
 static void check_moved(const char *when, uint64_t hole, unsigned n, uint64_t kept,
                         unsigned nk, long want)
 {
@@ -296,9 +330,16 @@ static void test_balloon_move(void)
     for (unsigned i = 0; i < n; i++)
         page_at(b + i)[0] = MARKER ^ (b + i);
 
+    churn_gfn = b - 64;
+    churn_pages = 32;
+    take_again_marks(churn_gfn, churn_pages);
     give_back(a, n);
     phase("out1", 1, true);
     check_moved("after the first move", a, n, b, n, cur0 - n);
+    check_moved("churned", a, 0, churn_gfn, churn_pages, cur0 - n);
+    printf("xkvm-guest: balloon-move: %u rounds of %u pages out and in across the move\n",
+           churn_rounds, churn_pages);
+    churn_pages = 0;
     take_again(a, n);
     give_back(b, n);
     phase("out2", 2, true);

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Memory reservation and ballooning (docs/hypervisor.md, "Memory reservation").
+#   guest                 - test=balloon: pages out and in, Xen's answers to hostile
+#                           requests, RAM up to maxmem and not past it, an order-2
+#                           extent, increase_reservation (guest/tests/balloon.c)
+#   xenstore-nodes        - memory/static-max and memory/target as libxl writes them (KiB)
+#   mem-set               - xkvm mem-set writes memory/target; past maxmem refused
+#   frames-returned       - machine memory in use drops by the pages given back and
+#                           rises again when they are taken back; list's Mem follows
+#   migrate-holes         - pages given back stay holes across a live migration, and the
+#                           guest takes them back and gives others on the destination;
+#                           meanwhile it gives 32 pages back and takes them again round
+#                           after round, so the copy sees a p2m that keeps changing
+#   live-update-holes     - the same across a live update of the destination's xkvmd
+set -u
+. "$(dirname "$0")/lib.sh"
+require_kvm
+BASE=$((20000 + RANDOM % 20000))
+N=320
+
+host_start h1 --migrate-listen 127.0.0.1:$BASE || { fail start "h1 did not start"; exit 0; }
+H1=$RUNDIR
+host_start h2 --migrate-listen 127.0.0.1:$((BASE + 1)) || { fail start "h2 did not start"; exit 0; }
+H2=$RUNDIR
+on() { RUNDIR=$1; }
+xs() { XENSTORED_PATH="$RUNDIR/xenstored/socket" "$@"; }
+go() { xs xenstore-write "/local/domain/$1/data/balloon-go" "$2"; }
+p2m_audit() {
+  xk debug-state "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["p2m"]["audit"])'
+}
+
+# ---- the guest test, with the host watching machine memory ----
+on "$H1"
+make_cfg "$WORK/b.cfg" b "test=balloon hold=1 pages=$N" 32 1 "maxmem = 33"
+D=$(xk create "$WORK/b.cfg") || { fail guest "create failed"; exit 0; }
+for _ in $(seq 50); do
+  xs xenstore-read "/local/domain/$D/memory/target" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+smax=$(xs xenstore-read "/local/domain/$D/memory/static-max" 2>&1)
+target=$(xs xenstore-read "/local/domain/$D/memory/target" 2>&1)
+if [ "$smax" = 33792 ] && [ "$target" = 32768 ]; then
+  pass xenstore-nodes
+else
+  fail xenstore-nodes "static-max '$smax' (want 33792), target '$target' (want 32768)"
+fi
+if wait_line "$D" "xtest: balloon: out$" 60 >/dev/null; then
+  free_out=$(info_field free_memory_kb); mem_out=$(dom_field "$D" memory_kb)
+  go "$D" 1
+  if wait_line "$D" "xtest: balloon: in$" 60 >/dev/null; then
+    free_in=$(info_field free_memory_kb); mem_in=$(dom_field "$D" memory_kb)
+    diff=$((free_out - free_in))
+    if [ $((mem_in - mem_out)) = $((N * 4)) ] &&
+       [ "$diff" -ge $(((N - 2) * 4)) ] && [ "$diff" -le $(((N + 2) * 4)) ]; then
+      pass frames-returned
+    else
+      fail frames-returned "Mem $mem_out -> $mem_in KiB, free machine memory $free_out -> $free_in KiB (want $((N * 4)) KiB less)"
+    fi
+  else
+    fail frames-returned "the guest did not take its pages back: $(tail -2 "$(console_log "$D")")"
+  fi
+  go "$D" 2
+else
+  fail frames-returned "the guest did not give pages back: $(tail -2 "$(console_log "$D")")"
+fi
+res=$(wait_result "$D" balloon 60)
+if [ "$res" = "xtest: balloon: PASS" ] && [ "$(p2m_audit "$D")" = ok ]; then
+  pass guest
+  grep -a 'xkvm-guest: balloon:' "$(console_log "$D")" | strip_dmesg | sed 's/^/# /'
+else
+  fail guest "guest said: $res; p2m audit: $(p2m_audit "$D")"
+fi
+xk destroy "$D" >/dev/null 2>&1
+
+# ---- mem-set ----
+make_cfg "$WORK/m.cfg" m "test=spin" 32 1 "maxmem = 48"
+D=$(xk create "$WORK/m.cfg") || { fail mem-set "create failed"; exit 0; }
+ok=1
+xk mem-set "$D" 24 || ok=0
+for _ in $(seq 50); do
+  [ "$(xs xenstore-read "/local/domain/$D/memory/target" 2>/dev/null)" = 24576 ] && break
+  sleep 0.1
+done
+t1=$(xs xenstore-read "/local/domain/$D/memory/target" 2>&1)
+xk mem-set "$D" 40960k || ok=0
+for _ in $(seq 50); do
+  [ "$(xs xenstore-read "/local/domain/$D/memory/target" 2>/dev/null)" = 40960 ] && break
+  sleep 0.1
+done
+t2=$(xs xenstore-read "/local/domain/$D/memory/target" 2>&1)
+err=$(xk mem-set "$D" 49 2>&1) && ok=0
+if [ $ok = 1 ] && [ "$t1" = 24576 ] && [ "$t2" = 40960 ] && [ "$(dom_field "$D" target_kb)" = 40960 ] &&
+   echo "$err" | grep -q "out of range"; then
+  pass mem-set
+else
+  fail mem-set "targets '$t1' '$t2' (want 24576 40960), list target $(dom_field "$D" target_kb), past maxmem: $err"
+fi
+xk destroy "$D" >/dev/null 2>&1
+
+# ---- across a migration and a live update ----
+on "$H1"
+make_cfg "$WORK/mv.cfg" mv "test=balloon-move pages=256" 32 1
+D=$(xk create "$WORK/mv.cfg") || { fail migrate-holes "create failed"; exit 0; }
+if ! wait_line "$D" "xtest: balloon-move: out1" 60 >/dev/null; then
+  fail migrate-holes "the guest did not give pages back: $(tail -2 "$(console_log "$D")")"
+  fail live-update-holes "not run"
+  exit 0
+fi
+xk mem-set "$D" 30 >/dev/null
+if out=$(xk migrate "$D" 127.0.0.1:$((BASE + 1)) 2>&1); then
+  on "$H2"
+  go "$D" 1
+  # The guest checks its count against the source's, its holes and its pages itself.
+  if wait_line "$D" "xtest: balloon-move: out2" 60 >/dev/null &&
+     grep -a 'rounds of' "$H2/dmesg-$D.log" | strip_dmesg | sed 's/^/# /' &&
+     [ "$(xs xenstore-read "/local/domain/$D/memory/target")" = 30720 ] && [ "$(p2m_audit "$D")" = ok ]; then
+    pass migrate-holes
+  else
+    fail migrate-holes "target $(xs xenstore-read "/local/domain/$D/memory/target"), audit $(p2m_audit "$D"): $(grep -a 'xtest:' "$(console_log "$D")" | tail -1)"
+  fi
+else
+  fail migrate-holes "migration failed: $(echo "$out" | tail -1)"
+  fail live-update-holes "not run"
+  exit 0
+fi
+mem0=$(dom_field "$D" memory_kb)
+if out=$(xk live-update --verify-memory 2>&1) && [ "$(p2m_audit "$D")" = ok ] &&
+   [ "$(dom_field "$D" memory_kb)" = "$mem0" ]; then
+  go "$D" 2
+  if wait_line "$D" "xtest: balloon-move: in2" 60 >/dev/null && [ "$(dom_field "$D" memory_kb)" = $((mem0 + 256 * 4)) ]; then
+    go "$D" 3
+    res=$(wait_result "$D" balloon-move 60)
+    if [ "$res" = "xtest: balloon-move: PASS" ]; then
+      pass live-update-holes
+    else
+      fail live-update-holes "guest said: $res"
+    fi
+  else
+    fail live-update-holes "Mem $(dom_field "$D" memory_kb) KiB: $(grep -a 'xtest:' "$(console_log "$D")" | tail -1)"
+  fi
+else
+  fail live-update-holes "live update: $(echo "$out" | tail -1); audit $(p2m_audit "$D"); Mem $(dom_field "$D" memory_kb) KiB, $mem0 before"
+fi
