@@ -20,7 +20,7 @@
 #define MEMOP_EXTENT_SHIFT 6
 #define MEMOP_CMD_MASK     ((1u << MEMOP_EXTENT_SHIFT) - 1)
 /* Pages changed per invocation before a continuation (Xen preempts similarly). */
-#define MEMOP_PAGE_BUDGET  2048
+#define MEMOP_PAGE_BUDGET  256
 
 /* The 64-bit and 32-bit (compat) layouts of struct xen_add_to_physmap. */
 static int read_add_to_physmap(struct hcall *hc, struct xen_add_to_physmap *x)
@@ -111,7 +111,7 @@ static long reservation(struct hcall *hc, bool maximum)
 
 /* struct xen_memory_reservation in the 64-bit and the 32-bit (compat) layouts. */
 struct memop_args {
-    uint64_t extent_list;       /* guest-linear; 0 allowed for increase_reservation */
+    uint64_t extent_list;       /* guest-linear; unused by increase_reservation */
     uint64_t nr_extents;
     uint32_t extent_order, mem_flags;
     domid_t domid;
@@ -178,10 +178,9 @@ static long run_extents(struct hcall *hc, unsigned op, const struct memop_args *
             hc->continuation = true;
             break;
         }
-        if (op != XENMEM_increase_reservation || a->extent_list) {
-            if (read_extent(hc, a, i, &gfn))
-                break;
-        }
+        /* increase_reservation's list is for guests without a p2m: not read here. */
+        if (op != XENMEM_increase_reservation && read_extent(hc, a, i, &gfn))
+            break;
         int rc = op == XENMEM_decrease_reservation ? decrease_extent(&r, gfn, a->extent_order)
                : op == XENMEM_populate_physmap ? reservation_populate(&r, gfn, a->extent_order)
                : reservation_increase(&r, a->extent_order);
