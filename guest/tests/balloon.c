@@ -14,9 +14,10 @@
  *   the guest's memory (maxmem), one page more refused, and given back; an order-2
  *   extent out and in; increase_reservation takes the last frame of the maximum, after
  *   which a populate is refused.
- *   With hold=1 it stops after giving the pages back ("xtest: balloon: out") and after
- *   taking them again ("xtest: balloon: in") until the host writes 1, then 2, to
- *   data/balloon-go, so that the host can look at its machine memory meanwhile.
+ *   With hold=1 it stops before giving the pages back ("xtest: balloon: ready", the
+ *   first holding "balloon-page"), after ("out") and after taking them again ("in")
+ *   until the host writes 1, 2, then 3 to data/balloon-go, so that the host can map a
+ *   page as a dom0 service would and look at its machine memory meanwhile.
  *
  * balloon-move: give back region A and stop ("xtest: balloon-move: out1", go=1: the
  *   host migrates the guest meanwhile); the count and the holes must still be there;
@@ -257,14 +258,17 @@ static void test_balloon(void)
         xtest_fail("no grant table");
     long cur0 = current();
     page_at(kept)[0] = MARKER;
+    /* What a dom0 service that maps this page before it is given back must still read. */
+    memcpy((void *)page_at(a), "balloon-page", 13);
 
+    phase("ready", 1, hold);
     give_back(a, n);
     expect_count("after giving back", cur0 - n);
-    phase("out", 1, hold);
+    phase("out", 2, hold);
     hostile(a, kept, cur0 - n);
     take_again(a, n);
     expect_count("after taking back", cur0);
-    phase("in", 2, hold);
+    phase("in", 3, hold);
 
     up_to_maximum(cur0);
     xen_pfn_t q = quad;

@@ -5,6 +5,9 @@
 #                           extent, increase_reservation (guest/tests/balloon.c)
 #   xenstore-nodes        - memory/static-max and memory/target as libxl writes them (KiB)
 #   mem-set               - xkvm mem-set writes memory/target; past maxmem refused
+#   named-frame-kept      - a page a dom0 service maps (xkvm-dom0-probe) and the guest
+#                           then gives back stays as it was, readable and writable by
+#                           the service, and is freed when the service unmaps it
 #   frames-returned       - machine memory in use drops by the pages given back and
 #                           rises again when they are taken back; list's Mem follows
 #   migrate-holes         - pages given back stay holes across a live migration, and the
@@ -44,24 +47,48 @@ if [ "$smax" = 33792 ] && [ "$target" = 32768 ]; then
 else
   fail xenstore-nodes "static-max '$smax' (want 33792), target '$target' (want 32768)"
 fi
-if wait_line "$D" "xtest: balloon: out$" 60 >/dev/null; then
-  free_out=$(info_field free_memory_kb); mem_out=$(dom_field "$D" memory_kb)
+# A dom0 service maps the first page before the guest gives it back: the frame must stay
+# as it was (not freed, not handed out) until the service lets go, then be freed.
+PROBE=$BUILD/src/dom0/xkvm-dom0-probe
+if wait_line "$D" "xtest: balloon: ready$" 60 >/dev/null; then
+  top=$((32 * 256)); A=$((top - 64 - N))       # guest/tests/balloon.c: a = top - 64 - n
+  "$PROBE" --rundir "$RUNDIR" map-foreign "$D" "$A" rw expect balloon-page touch "$WORK/mapped" \
+    wait "$WORK/check" expect balloon-page write probe-was-here unmap touch "$WORK/unmapped" \
+    > "$WORK/probe.out" 2>&1 &
+  for _ in $(seq 100); do [ -e "$WORK/mapped" ] && break; sleep 0.1; done
   go "$D" 1
-  if wait_line "$D" "xtest: balloon: in$" 60 >/dev/null; then
-    free_in=$(info_field free_memory_kb); mem_in=$(dom_field "$D" memory_kb)
-    diff=$((free_out - free_in))
-    if [ $((mem_in - mem_out)) = $((N * 4)) ] &&
-       [ "$diff" -ge $(((N - 2) * 4)) ] && [ "$diff" -le $(((N + 2) * 4)) ]; then
-      pass frames-returned
+  if wait_line "$D" "xtest: balloon: out$" 60 >/dev/null; then
+    free_out=$(info_field free_memory_kb); mem_out=$(dom_field "$D" memory_kb)
+    touch "$WORK/check"
+    for _ in $(seq 100); do [ -e "$WORK/unmapped" ] && break; sleep 0.1; done
+    wait
+    free_unmapped=$(info_field free_memory_kb)
+    if [ -e "$WORK/unmapped" ] && [ "$free_unmapped" = $((free_out + 4)) ]; then
+      pass named-frame-kept
     else
-      fail frames-returned "Mem $mem_out -> $mem_in KiB, free machine memory $free_out -> $free_in KiB (want $((N * 4)) KiB less)"
+      fail named-frame-kept "probe: $(tr '\n' '|' < "$WORK/probe.out"); free machine memory $free_out -> $free_unmapped KiB at the unmap (want 4 KiB more)"
     fi
+    go "$D" 2
+    if wait_line "$D" "xtest: balloon: in$" 60 >/dev/null; then
+      free_in=$(info_field free_memory_kb); mem_in=$(dom_field "$D" memory_kb)
+      diff=$((free_unmapped - free_in))
+      if [ $((mem_in - mem_out)) = $((N * 4)) ] &&
+         [ "$diff" -ge $(((N - 2) * 4)) ] && [ "$diff" -le $(((N + 2) * 4)) ]; then
+        pass frames-returned
+      else
+        fail frames-returned "Mem $mem_out -> $mem_in KiB, free machine memory $free_unmapped -> $free_in KiB (want $((N * 4)) KiB less)"
+      fi
+    else
+      fail frames-returned "the guest did not take its pages back: $(tail -2 "$(console_log "$D")")"
+    fi
+    go "$D" 3
   else
-    fail frames-returned "the guest did not take its pages back: $(tail -2 "$(console_log "$D")")"
+    fail named-frame-kept "the guest did not give pages back: $(tail -2 "$(console_log "$D")")"
+    fail frames-returned "not run"
   fi
-  go "$D" 2
 else
-  fail frames-returned "the guest did not give pages back: $(tail -2 "$(console_log "$D")")"
+  fail named-frame-kept "the guest did not get ready: $(tail -2 "$(console_log "$D")")"
+  fail frames-returned "not run"
 fi
 res=$(wait_result "$D" balloon 60)
 if [ "$res" = "xtest: balloon: PASS" ] && [ "$(p2m_audit "$D")" = ok ]; then
