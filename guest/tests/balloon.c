@@ -19,8 +19,9 @@
  *   until the host writes 1, 2, then 3 to data/balloon-go, so that the host can map a
  *   page as a dom0 service would and look at its machine memory meanwhile.
  *
- * balloon-move: give back region A and stop ("xtest: balloon-move: out1", go=1: the
- *   host migrates the guest meanwhile); the count and the holes must still be there;
+ * balloon-move: populate up to 16 pages above its memory (as maxmem allows), give back
+ *   region A and stop ("xtest: balloon-move: out1", go=1: the host migrates the guest
+ *   meanwhile); the count, the holes and the pages above memory must still be there;
  *   take A again (zero), give back region B ("out2", go=2: the host live-updates
  *   xkvmd); the same checks; take B again ("in2", go=3).
  */
@@ -330,6 +331,11 @@ static void test_balloon_move(void)
     if (n == 0 || n > MAX_PAGES || top < 2 * n + 256)
         xtest_fail("pages=%u: 1 to %u, and RAM for it", n, MAX_PAGES);
     uint64_t a = top - 64 - n, b = a - n;
+    /* RAM above the memory map, up to maxmem: it must move too. */
+    long room = reservation(XENMEM_maximum_reservation) - current();
+    unsigned far = room > 16 ? 16 : room > 0 ? (unsigned)room : 0;
+    if (far)
+        take_again(FAR_GFN, far);
     long cur0 = current();
     for (unsigned i = 0; i < n; i++)
         page_at(b + i)[0] = MARKER ^ (b + i);
@@ -341,6 +347,7 @@ static void test_balloon_move(void)
     phase("out1", 1, true);
     check_moved("after the first move", a, n, b, n, cur0 - n);
     check_moved("churned", a, 0, churn_gfn, churn_pages, cur0 - n);
+    check_moved("above memory", a, 0, FAR_GFN, far, cur0 - n);
     printf("xkvm-guest: balloon-move: %u rounds of %u pages out and in across the move\n",
            churn_rounds, churn_pages);
     churn_pages = 0;
@@ -348,6 +355,7 @@ static void test_balloon_move(void)
     give_back(b, n);
     phase("out2", 2, true);
     check_moved("after the second move", b, n, a, n, cur0 - n);
+    check_moved("above memory, again", b, 0, FAR_GFN, far, cur0 - n);
     take_again(b, n);
     expect_count("all back", cur0);
     phase("in2", 3, true);

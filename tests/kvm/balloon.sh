@@ -13,7 +13,8 @@
 #   migrate-holes         - pages given back stay holes across a live migration, and the
 #                           guest takes them back and gives others on the destination;
 #                           meanwhile it gives 32 pages back and takes them again round
-#                           after round, so the copy sees a p2m that keeps changing
+#                           after round, so the copy sees a p2m that keeps changing; 16
+#                           pages it populated above its memory (maxmem) move with it
 #   live-update-holes     - the same across a live update of the destination's xkvmd
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -126,7 +127,7 @@ xk destroy "$D" >/dev/null 2>&1
 
 # ---- across a migration and a live update ----
 on "$H1"
-make_cfg "$WORK/mv.cfg" mv "test=balloon-move pages=256" 32 1
+make_cfg "$WORK/mv.cfg" mv "test=balloon-move pages=256" 32 1 "maxmem = 33"
 D=$(xk create "$WORK/mv.cfg") || { fail migrate-holes "create failed"; exit 0; }
 if ! wait_line "$D" "xtest: balloon-move: out1" 60 >/dev/null; then
   fail migrate-holes "the guest did not give pages back: $(tail -2 "$(console_log "$D")")"
