@@ -567,12 +567,22 @@ static int resume_after_live_update(struct daemon *dm, const struct xkvmd_option
                                     int argc, char **argv, struct lu_daemon *lu);
 static int shut_down(const char *absdir);
 
+static int run(int argc, char **argv, struct lu_daemon *lu);
+
 int main(int argc, char **argv)
 {
-    struct xkvmd_options o = { .machine_memory = DEFAULT_MACHINE_MEMORY };
     struct lu_daemon lu = { .control_listen_fd = -1, .dom0_listen_fd = -1,
                             .migrate_listen_fd = -1, .pidfile_fd = -1, .self_fd = -1 };
     lu_arguments(&lu, argc, argv);
+    int rc = run(argc, argv, &lu);
+    free(lu.argv);
+    return rc;
+}
+
+/* Parse, then serve: as a new daemon, or as the one a live update started. */
+static int run(int argc, char **argv, struct lu_daemon *lu)
+{
+    struct xkvmd_options o = { .machine_memory = DEFAULT_MACHINE_MEMORY };
     struct daemon dm = DAEMON_INIT("xkvmd", XKVM_LOGFILE);
     const struct daemon_cli cli = {
         .version = XKVM_VERSION_STRING,
@@ -586,7 +596,7 @@ int main(int argc, char **argv)
         return st;
     migrate_incoming_configure(&o.incoming);
     if (o.lu_resume)
-        return resume_after_live_update(&dm, &o, argc, argv, &lu);
+        return resume_after_live_update(&dm, &o, argc, argv, lu);
 
     char err[512];
     int lockfd = daemon_lock(&dm, XKVM_PIDFILE, 0644, false, err, sizeof(err));
@@ -609,12 +619,12 @@ int main(int argc, char **argv)
              XKVM_VERSION_STRING, dm.absdir, (unsigned long long)(o.machine_memory >> 20),
              host.kvm_module, host.has_sync_regs ? ", sync regs" : "", host_transport_name());
     daemon_ready(&dm);
-    self_binary(&lu);
-    lu.control_listen_fd = listen_fd;
-    lu.dom0_listen_fd = dom0_fd;
-    lu.migrate_listen_fd = migrate_fd;
-    lu.pidfile_fd = lockfd;
-    live_update_init(&lu);
+    self_binary(lu);
+    lu->control_listen_fd = listen_fd;
+    lu->dom0_listen_fd = dom0_fd;
+    lu->migrate_listen_fd = migrate_fd;
+    lu->pidfile_fd = lockfd;
+    live_update_init(lu);
 
     serve(listen_fd);
     return shut_down(dm.absdir);
