@@ -1,7 +1,8 @@
 /*
- * Incoming live migrations (xkvmd --migrate-listen): the listener, and the limits a
- * peer lives under. Peers are not authenticated yet, so each is held to what a
- * stranger may take: one of MAX_INCOMING slots; its DOMAIN_CONFIG admitted within
+ * Incoming live migrations (xkvmd --migrate-listen): the listener, the TLS handshake
+ * that authenticates a peer before the first byte of its stream is read (with
+ * --migrate-tls-dir or --migrate-psk; plain only with --migrate-insecure), and the
+ * limits a peer lives under, authenticated or not: one of MAX_INCOMING slots; its DOMAIN_CONFIG admitted within
  * ADMIT_DEADLINE_S of connecting, and the whole migration done within
  * --migrate-timeout, or the main loop's watchdog shuts the connection down (its
  * half-built domain is then removed); and its domain's memory within
@@ -29,6 +30,8 @@
 #include "migrate/migrate.h"
 #include "util/domcfg.h"
 #include "util/log.h"
+#include "util/tls.h"
+#include "util/transport.h"
 
 /* Incoming migrations at once: a peer cannot make xkvmd start threads without end. */
 #define MAX_INCOMING 4
@@ -155,18 +158,55 @@ static void slot_release(struct slot *s, char *cut_off, size_t len)
     __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
 }
 
+/*
+ * The peer proves who it is before the first byte of its stream is read, within what
+ * is left of its admission deadline: until then it holds this slot and nothing else.
+ * A peer that speaks plain text is told so in plain text. NULL with err if refused.
+ */
+static struct transport *authenticate(struct slot *s, struct tls_creds *c, char *err,
+                                      size_t errlen)
+{
+    uint64_t now = mono_ns();
+    unsigned ms = s->admit_by_ns > now ? (unsigned)((s->admit_by_ns - now) / 1000000u) + 1 : 1;
+    int tls = tls_peek_is_tls(s->fd, ms);
+    if (tls == 0) {
+        struct transport plain;
+        transport_plain(&plain, s->fd);
+        snprintf(err, errlen, "refused: it sent plain text, this host takes migrations "
+                 "only over TLS (%s)", tls_creds_kind(c));
+        migrate_send_line(&plain, MIGRATE_MSG_ERROR " %s: give the source's xkvmd "
+                          "--migrate-tls-dir or --migrate-psk", err);
+        return NULL;
+    }
+    if (tls < 0) {
+        snprintf(err, errlen, "refused: nothing received: %s", strerror(-tls));
+        return NULL;
+    }
+    char why[900];
+    struct transport *t = tls_open(c, s->fd, true, NULL, ms, why, sizeof(why));
+    if (!t)
+        snprintf(err, errlen, "refused: %s", why);
+    else
+        log_info("incoming migration from %s over %s", s->peer, t->name);
+    return t;
+}
+
 static void *receive_thread(void *arg)
 {
     struct slot *s = arg;
     pthread_setname_np(pthread_self(), "migrate-in");
     char err[1024] = "";
     uint16_t domid = 0;
-    /*
-     * Authentication of the peer (the migration-transport issue) goes here, before
-     * the first byte of the stream is read: until then the peer holds this slot and
-     * nothing else. Unauthenticated (--migrate-insecure) peers keep the limits above.
-     */
-    int rc = migrate_receive(s->fd, true, &s->gate, NULL, &domid, err, sizeof(err));
+    struct tls_creds *c = migrate_credentials();
+    struct transport plain, *t = &plain;
+    transport_plain(&plain, s->fd);
+    int rc = 0;
+    if (c && !(t = authenticate(s, c, err, sizeof(err))))
+        rc = -EACCES;
+    if (!rc)
+        rc = migrate_receive(t, true, &s->gate, NULL, &domid, err, sizeof(err));
+    if (t)
+        transport_release(t);
     char peer[sizeof(s->peer)], cut_off[sizeof(s->cut_off)];
     snprintf(peer, sizeof(peer), "%s", s->peer);
     slot_release(s, cut_off, sizeof(cut_off));
@@ -214,9 +254,12 @@ void migrate_accept(int listen_fd)
     struct slot *s = slot_take(fd, &sa, salen);
     if (!s) {
         log_warn("incoming migration refused: %d already in progress", MAX_INCOMING);
-        migrate_send_line(fd, MIGRATE_MSG_ERROR " too many incoming migrations: %d in "
-                          "progress, each cut off after %u s at most; try again later",
-                          MAX_INCOMING, limits.timeout_s);
+        struct transport plain;
+        transport_plain(&plain, fd);
+        if (!migrate_credentials())     /* a TLS peer could not read it: it sees the close */
+            migrate_send_line(&plain, MIGRATE_MSG_ERROR " too many incoming migrations: %d "
+                              "in progress, each cut off after %u s at most; try again later",
+                              MAX_INCOMING, limits.timeout_s);
         close(fd);
         return;
     }

@@ -23,6 +23,8 @@
 #include "migrate/migrate.h"
 #include "util/domcfg.h"
 #include "util/log.h"
+#include "util/tls.h"
+#include "util/transport.h"
 
 enum job_kind { JOB_SAVE, JOB_RESTORE, JOB_MIGRATE };
 
@@ -33,6 +35,7 @@ struct job {
     struct domain *d;           /* save/migrate: referenced, d->migrating set */
     char path[4096];            /* save, restore: its name, for messages only */
     char host[256];
+    char tls_hostname[256];     /* migrate: the name the destination's certificate has */
     int port;
     bool keep;
     struct migrate_opts opts;
@@ -92,11 +95,13 @@ static void on_progress(void *arg, const struct migrate_progress *p)
     control_write_json(j->fd, o);
 }
 
-static struct json_object *report_json(const struct migrate_report *r)
+static struct json_object *report_json(const struct migrate_report *r, const char *transport)
 {
     static const char *const names[] = { "done", "resumed" };
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "outcome", json_object_new_string(names[r->outcome]));
+    if (transport)
+        json_object_object_add(o, "transport", json_object_new_string(transport));
     return fields_json(o, r, report_fields, sizeof(report_fields) / sizeof(report_fields[0]));
 }
 
@@ -149,6 +154,39 @@ static int connect_to(const char *hostname, int port, char *err, size_t errlen)
     return fd;
 }
 
+static struct tls_creds *creds;
+
+void migrate_set_credentials(struct tls_creds *c)
+{
+    creds = c;
+}
+
+struct tls_creds *migrate_credentials(void)
+{
+    return creds;
+}
+
+/*
+ * The migration's transport on the connected socket fd: TLS when this host has
+ * credentials (the destination must prove it is j->tls_hostname, or the host we
+ * connected to), else plain. NULL with err if the handshake failed.
+ */
+static struct transport *outgoing_transport(struct job *j, int fd, struct transport *plain,
+                                            char *err, size_t errlen)
+{
+    transport_plain(plain, fd);
+    if (!creds)
+        return plain;
+    char why[900];
+    struct transport *t = tls_open(creds, fd, false, j->tls_hostname[0] ? j->tls_hostname : j->host,
+                                   MIGRATE_TLS_CONNECT_TIMEOUT_MS, why, sizeof(why));
+    if (!t)
+        snprintf(err, errlen, "%s:%d: %s", j->host, j->port, why);
+    else
+        log_info("d%u: migrating to %s:%d over %s", j->d->domid, j->host, j->port, t->name);
+    return t;
+}
+
 /* Jobs running now (live update waits for none, nor for incoming migrations). */
 static unsigned nr_jobs;
 
@@ -166,7 +204,9 @@ static void *job_thread(void *arg)
                                        j->kind == JOB_SAVE ? "save" : "migrate");
     if (j->kind == JOB_RESTORE) {
         uint16_t domid = 0;
-        int rc = migrate_receive(j->file_fd, false, NULL, j->has_local ? &j->local : NULL,
+        struct transport file;
+        transport_plain(&file, j->file_fd);
+        int rc = migrate_receive(&file, false, NULL, j->has_local ? &j->local : NULL,
                                  &domid, err, sizeof(err));
         close(j->file_fd);
         if (rc) {
@@ -180,19 +220,28 @@ static void *job_thread(void *arg)
     }
 
     struct migrate_report rep;
+    struct transport plain, *t = NULL;
     int out = -1, rc;
     if (j->kind == JOB_SAVE) {
         out = j->file_fd;   /* the client created it, with its own rights */
+        transport_plain(&plain, out);
+        t = &plain;
         rc = 0;
     } else {
         out = connect_to(j->host, j->port, err, sizeof(err));
         rc = out < 0 ? out : 0;
+        if (!rc && !(t = outgoing_transport(j, out, &plain, err, sizeof(err))))
+            rc = -EACCES;
     }
     memset(&rep, 0, sizeof(rep));
     rep.outcome = MIGRATE_RESUMED;
     if (!rc)
-        rc = migrate_send(j->d, out, &j->opts, j->kind == JOB_MIGRATE ? on_progress : NULL, j,
+        rc = migrate_send(j->d, t, &j->opts, j->kind == JOB_MIGRATE ? on_progress : NULL, j,
                           &rep, err, sizeof(err));
+    char transport_name[400];
+    snprintf(transport_name, sizeof(transport_name), "%s", t ? t->name : "none");
+    if (t)
+        transport_release(t);
     if (out >= 0)
         close(out);         /* a partial image: the client that created it removes it */
     unsigned domid = j->d->domid;
@@ -208,7 +257,8 @@ static void *job_thread(void *arg)
                                   "migration of", domid, err,
                                   rep.outcome == MIGRATE_RESUMED ? " (the guest runs here)" : "");
     }
-    json_object_object_add(reply, "report", report_json(&rep));
+    json_object_object_add(reply, "report", report_json(&rep, j->kind == JOB_MIGRATE ?
+                                                          transport_name : NULL));
     control_write_json(j->fd, reply);
 out:
     close(j->fd);
@@ -330,6 +380,10 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         j->opts.max_iters = (uint32_t)v;
         if (!bad && !get_bool(req, "live", &j->opts.live))
             bad = control_reply_err(EINVAL, "\"live\" must be true or false");
+        struct json_object *hv;
+        if (!bad && json_object_object_get_ex(req, "tls_hostname", &hv) &&
+            !get_string(req, "tls_hostname", j->tls_hostname, sizeof(j->tls_hostname)))
+            bad = control_reply_err(EINVAL, "\"tls_hostname\" must be a name");
     }
     if (!bad && j->kind == JOB_SAVE) {
         char compat[32] = "none";

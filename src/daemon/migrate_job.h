@@ -29,6 +29,19 @@ unsigned migrate_jobs_running(void);
  */
 int migrate_start_thread(void *(*fn)(void *), void *arg);
 
+/* ---- the transport (docs/migration.md, "Transport") ---- */
+
+struct tls_creds;
+/*
+ * Credentials from xkvmd --migrate-tls-dir or --migrate-psk (taken): every migration
+ * out and every one in goes through TLS 1.3 with them. NULL (the default): plain TCP,
+ * which a listener accepts only with --migrate-insecure.
+ */
+void migrate_set_credentials(struct tls_creds *c);
+struct tls_creds *migrate_credentials(void);
+/* The source's handshake with the destination must end within this. */
+#define MIGRATE_TLS_CONNECT_TIMEOUT_MS 30000u
+
 /* ---- incoming.c: the listener and the limits peers live under ---- */
 
 struct migrate_incoming_limits {

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/transport.h"
 #include "xkvm/stream.h"
 
 struct domcfg;
@@ -74,12 +75,13 @@ struct migrate_report {
 };
 
 /*
- * Send domain d (a reference held, d->migrating set) to fd. Without opts->live the
+ * Send domain d (a reference held, d->migrating set) through t (a file, a socket, a
+ * TLS session: util/transport.h). Without opts->live the
  * domain is paused first. On success (MIGRATE_DONE) the domain is left paused: the
  * caller destroys it (or unpauses it for save --keep). 0 or -errno with a message;
  * report->outcome says where the guest is.
  */
-int migrate_send(struct domain *d, int fd, const struct migrate_opts *opts,
+int migrate_send(struct domain *d, struct transport *t, const struct migrate_opts *opts,
                  migrate_progress_fn progress, void *arg, struct migrate_report *report,
                  char *err, size_t errlen);
 
@@ -95,14 +97,14 @@ struct migrate_gate {
 };
 
 /*
- * Receive a domain from fd (peer: a source xkvmd on the other end, answered as
+ * Receive a domain through t (peer: a source xkvmd on the other end, answered as
  * above; local: a configuration read on this host, or NULL). The domain is built only
  * once the gate admitted its config, and stays invisible to the toolstack and unnamed
  * (domain.h: incoming) until it is whole and about to run. On success it runs under
  * the domid in the stream and *domid says which. On any failure every trace of it is
  * gone. 0 or -errno with a message.
  */
-int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct domcfg *local,
+int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate, const struct domcfg *local,
                     uint16_t *domid, char *err, size_t errlen);
 
 /*
@@ -127,9 +129,10 @@ int migrate_hvm_context(struct domain *d, void **blob, size_t *len, char *err, s
  */
 void migrate_wait_dom0_quiet(struct domain *const *doms, unsigned n);
 
-/* Line I/O on a migration connection (fd blocking). */
-int migrate_send_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Line I/O on a migration connection (blocking). */
+int migrate_send_line(struct transport *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* One line without its newline; timeout_ms 0: none. 0, -ETIMEDOUT, -EPIPE (closed). */
-int migrate_read_line(int fd, char *buf, size_t len, unsigned timeout_ms);
+int migrate_read_line(struct transport *t, char *buf, size_t len, unsigned timeout_ms);
 
 #endif

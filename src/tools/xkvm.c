@@ -95,9 +95,13 @@ static const char usage_text[] =
 "                                and kernel are CONFIG's (an xl.cfg), else the save's\n"
 "                                if inside an xkvmd --disk-root/--kernel-root\n"
 "  migrate DOMAIN HOST:PORT [--downtime-ms N] [--max-iters N] [--non-live]\n"
-"          [--report FILE]       live-migrate the domain to the xkvmd listening at\n"
+"          [--report FILE] [--tls-hostname NAME]\n"
+"                                live-migrate the domain to the xkvmd listening at\n"
 "                                HOST:PORT (xkvmd --migrate-listen); progress on a\n"
-"                                terminal, a JSON report with --report\n"
+"                                terminal, a JSON report with --report. Over TLS when\n"
+"                                this host's xkvmd has --migrate-tls-dir/--migrate-psk;\n"
+"                                the destination's certificate must name NAME (default\n"
+"                                HOST)\n"
 "  live-update [--binary PATH] [--verify-memory]\n"
 "                                replace the running xkvmd with PATH (default: the\n"
 "                                binary it was started from) while every domain stays\n"
@@ -1002,12 +1006,13 @@ static int cmd_migrate(int argc, char **argv)
         { "max-iters", required_argument, NULL, 'i' },
         { "non-live", no_argument, NULL, 'n' },
         { "report", required_argument, NULL, 'r' },
+        { "tls-hostname", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     long downtime = -1, iters = -1;
     bool live = true;
-    const char *report = NULL;
+    const char *report = NULL, *tls_hostname = NULL;
     int o;
     char *end;
     optind = 0;
@@ -1025,6 +1030,11 @@ static int cmd_migrate(int argc, char **argv)
             break;
         case 'n': live = false; break;
         case 'r': report = optarg; break;
+        case 't':
+            if (!*optarg || strlen(optarg) > 253)
+                return usage_error("migrate: --tls-hostname takes a name of 1..253 characters");
+            tls_hostname = optarg;
+            break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage_error("migrate: bad option");
         }
@@ -1047,6 +1057,8 @@ static int cmd_migrate(int argc, char **argv)
         add_field(req, "downtime_ms", json_object_new_int((int)downtime));
     if (iters >= 0)
         add_field(req, "max_iters", json_object_new_int((int)iters));
+    if (tls_hostname)
+        add_field(req, "tls_hostname", json_object_new_string(tls_hostname));
     struct migrate_view mv = { .tty = isatty(STDERR_FILENO) };
     int r = long_job(req, show_progress, &mv, &reply, &failed);
     if (mv.tty)
@@ -1055,8 +1067,10 @@ static int cmd_migrate(int argc, char **argv)
     if (res)
         json_object_object_get_ex(res, "report", &rep);
     if (rep) {
-        printf("migrated d%u to %s: %s, %d iteration(s), %.0f pages, %.1f MB, "
+        struct json_object *tr = json_object_object_get(rep, "transport");
+        printf("migrated d%u to %s (%s): %s, %d iteration(s), %.0f pages, %.1f MB, "
                "total %.1f ms, downtime %.2f ms\n", domid, hp,
+               tr ? json_object_get_string(tr) : "plain",
                json_object_get_string(json_object_object_get(rep, "outcome")),
                (int)num_field(rep, "iterations"), num_field(rep, "pages_sent"),
                num_field(rep, "bytes") / 1e6, num_field(rep, "total_ms"),
