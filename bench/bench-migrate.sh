@@ -41,8 +41,8 @@ median() {
 }
 
 # ---- xkvm ----
-"$XKVMD" --rundir "$W/h1" --machine-memory 2G --migrate-listen 127.0.0.1:$PORT || exit 1
-"$XKVMD" --rundir "$W/h2" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 1)) || exit 1
+"$XKVMD" --rundir "$W/h1" --machine-memory 2G --migrate-listen 127.0.0.1:$PORT --migrate-insecure || exit 1
+"$XKVMD" --rundir "$W/h2" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 1)) --migrate-insecure || exit 1
 xk() { local h=$1; shift; "$XKVM" --rundir "$W/$h" "$@"; }
 
 # xkvm_case NAME CMDLINE: boot, wait for the fill, migrate RUNS times; prints JSON lines.
