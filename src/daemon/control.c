@@ -503,6 +503,12 @@ static struct json_object *cmd_job(struct request *rq)
     return migrate_job_start(rq->req, rq->cmd, rq->client_fd, rq->file_fd, rq->detached);
 }
 
+/* migrate-receive: an incoming migration through a channel the client passed. */
+static struct json_object *cmd_receive(struct request *rq)
+{
+    return migrate_receive_start(rq->client_fd, rq->file_fd, rq->detached);
+}
+
 /* live-update: returns only if the update failed (else the new binary answers). */
 static struct json_object *cmd_live_update(struct request *rq)
 {
@@ -538,6 +544,7 @@ static const struct command {
     { "save",           cmd_job,            CMD_CONNECTION },
     { "restore",        cmd_job,            CMD_CONNECTION },
     { "migrate",        cmd_job,            CMD_CONNECTION },
+    { "migrate-receive", cmd_receive,       CMD_CONNECTION },
     { "live-update",    cmd_live_update,    CMD_CONNECTION },
 };
 

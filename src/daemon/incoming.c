@@ -14,6 +14,7 @@
 #include "util/clock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,6 +29,7 @@
 
 #include "hv/hv.h"
 #include "migrate/migrate.h"
+#include "util/control_reply.h"
 #include "util/domcfg.h"
 #include "util/log.h"
 #include "util/tls.h"
@@ -53,11 +55,12 @@ struct slot {
     unsigned admit_s;           /* the admission deadline, in seconds from accept */
     bool admitted;
     char cut_off[96];           /* why the watchdog shut it down; "": it did not */
+    int reply_fd;               /* migrate-receive: its client's connection; else -1 */
 };
 
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot slots[MAX_INCOMING] = {
-    [0 ... MAX_INCOMING - 1] = { .fd = -1 },
+    [0 ... MAX_INCOMING - 1] = { .fd = -1, .reply_fd = -1 },
 };
 static unsigned nr_incoming;
 static uint64_t claimed_total_mb;
@@ -152,7 +155,7 @@ static void slot_release(struct slot *s, char *cut_off, size_t len)
     snprintf(cut_off, len, "%s", s->cut_off);
     claimed_total_mb -= s->claimed_mb;
     int fd = s->fd;
-    *s = (struct slot){ .fd = -1 };
+    *s = (struct slot){ .fd = -1, .reply_fd = -1 };
     pthread_mutex_unlock(&slots_lock);
     close(fd);      /* only now: the watchdog must never shut down a reused fd */
     __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
@@ -191,13 +194,28 @@ static struct transport *authenticate(struct slot *s, struct tls_creds *c, char 
     return t;
 }
 
+/* migrate-receive: the outcome, to the client that passed the channel. */
+static void reply_to_client(int fd, int rc, uint16_t domid, const char *err)
+{
+    struct json_object *r;
+    if (rc) {
+        r = control_reply_err(-rc, "incoming migration: %s", err);
+    } else {
+        r = control_reply_ok();
+        json_object_object_add(r, "domid", json_object_new_int(domid));
+    }
+    control_write_json(fd, r);
+    close(fd);
+}
+
 static void *receive_thread(void *arg)
 {
     struct slot *s = arg;
     pthread_setname_np(pthread_self(), "migrate-in");
     char err[1024] = "";
     uint16_t domid = 0;
-    struct tls_creds *c = migrate_credentials();
+    /* A channel a local client passed (migrate-receive) was authenticated by it (ssh). */
+    struct tls_creds *c = s->reply_fd < 0 ? migrate_credentials() : NULL;
     struct transport plain, *t = &plain;
     transport_plain(&plain, s->fd);
     int rc = 0;
@@ -209,7 +227,10 @@ static void *receive_thread(void *arg)
         transport_release(t);
     char peer[sizeof(s->peer)], cut_off[sizeof(s->cut_off)];
     snprintf(peer, sizeof(peer), "%s", s->peer);
+    int reply_fd = s->reply_fd;
     slot_release(s, cut_off, sizeof(cut_off));
+    if (reply_fd >= 0)
+        reply_to_client(reply_fd, rc, domid, cut_off[0] ? cut_off : err);
     if (rc && cut_off[0])
         log_warn("incoming migration from %s cut off: %s", peer, cut_off);
     else if (rc)
@@ -217,7 +238,7 @@ static void *receive_thread(void *arg)
     return NULL;
 }
 
-/* A free slot for fd, its deadlines set; NULL if all are taken. */
+/* A free slot for fd, its deadlines set (peer: a socket address, or NULL); NULL if full. */
 static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen_t salen)
 {
     struct slot *s = NULL;
@@ -233,8 +254,10 @@ static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen
                             .admit_by_ns = now + admit_s * 1000000000ull,
                             .deadline_ns = now + limits.timeout_s * 1000000000ull };
         char addr[INET6_ADDRSTRLEN], port[8];
-        if (getnameinfo((const struct sockaddr *)sa, salen, addr, sizeof(addr), port,
-                        sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
+        if (!sa)
+            snprintf(s->peer, sizeof(s->peer), "migrate-receive");
+        else if (getnameinfo((const struct sockaddr *)sa, salen, addr, sizeof(addr), port,
+                             sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
             snprintf(s->peer, sizeof(s->peer), "?");
         else
             snprintf(s->peer, sizeof(s->peer), "%s:%s", addr, port);
@@ -242,6 +265,52 @@ static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen
     }
     pthread_mutex_unlock(&slots_lock);
     return s;
+}
+
+/* Socket timeouts and no Nagle, as for every incoming connection. */
+static void incoming_sockopts(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct timeval tmo = { .tv_sec = READ_TIMEOUT_S };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+}
+
+struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool *detached)
+{
+    *detached = false;
+    int type = 0;
+    socklen_t tl = sizeof(type);
+    if (*file_fd < 0 || getsockopt(*file_fd, SOL_SOCKET, SO_TYPE, &type, &tl) ||
+        type != SOCK_STREAM)
+        return control_reply_err(EINVAL, "migrate-receive needs the channel's stream socket "
+                                 "passed with the request (SCM_RIGHTS)");
+    int reply_fd = fcntl(client_fd, F_DUPFD_CLOEXEC, 3);
+    if (reply_fd < 0)
+        return control_reply_err(errno, "migrate-receive: %s", strerror(errno));
+    fcntl(reply_fd, F_SETFL, fcntl(reply_fd, F_GETFL) & ~O_NONBLOCK);
+    struct slot *s = slot_take(*file_fd, NULL, 0);
+    if (!s) {
+        close(reply_fd);
+        return control_reply_err(EBUSY, "too many incoming migrations: %d in progress",
+                                 MAX_INCOMING);
+    }
+    int fd = *file_fd;
+    *file_fd = -1;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    incoming_sockopts(fd);
+    s->reply_fd = reply_fd;
+    if (migrate_start_thread(receive_thread, s)) {
+        char unused[sizeof(s->cut_off)];
+        s->reply_fd = -1;
+        slot_release(s, unused, sizeof(unused));
+        close(reply_fd);
+        return control_reply_err(EAGAIN, "cannot start the receiver");
+    }
+    log_info("incoming migration through a channel a local client passed (migrate-receive)");
+    *detached = true;
+    return NULL;
 }
 
 void migrate_accept(int listen_fd)
@@ -263,11 +332,7 @@ void migrate_accept(int listen_fd)
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct timeval tmo = { .tv_sec = READ_TIMEOUT_S };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+    incoming_sockopts(fd);
     if (migrate_start_thread(receive_thread, s)) {
         char unused[sizeof(s->cut_off)];
         slot_release(s, unused, sizeof(unused));

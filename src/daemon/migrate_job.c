@@ -34,7 +34,7 @@ struct job {
     int file_fd;                /* save, restore: the file the client opened (ours) */
     struct domain *d;           /* save/migrate: referenced, d->migrating set */
     char path[4096];            /* save, restore: its name, for messages only */
-    char host[256];
+    char host[256];             /* migrate: HOST, or the "via" URL (ssh://...) */
     char tls_hostname[256];     /* migrate: the name the destination's certificate has */
     int port;
     bool keep;
@@ -227,6 +227,13 @@ static void *job_thread(void *arg)
         transport_plain(&plain, out);
         t = &plain;
         rc = 0;
+    } else if (j->file_fd >= 0) {
+        out = j->file_fd;   /* "via": the client's channel to the far end (ssh) */
+        transport_plain(&plain, out);
+        plain.name = "ssh";
+        t = &plain;
+        rc = 0;
+        log_info("d%u: migrating through %s", j->d->domid, j->host);
     } else {
         out = connect_to(j->host, j->port, err, sizeof(err));
         rc = out < 0 ? out : 0;
@@ -342,6 +349,33 @@ static struct json_object *take_file(struct job *j, struct json_object *req, con
     return NULL;
 }
 
+/*
+ * migrate with "via" (e.g. "ssh://host"): the client runs the channel (xkvm migrate
+ * ssh://...: ssh to `xkvm migrate-receive`) and passes its end as a socket. True if
+ * the request has "via" (*bad set if it is unusable).
+ */
+static bool take_channel(struct job *j, struct json_object *req, int *file_fd,
+                         struct json_object **bad)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(req, "via", &v))
+        return false;
+    int type = 0;
+    socklen_t tl = sizeof(type);
+    if (!get_string(req, "via", j->host, sizeof(j->host)))
+        *bad = control_reply_err(EINVAL, "\"via\" must name the channel");
+    else if (*file_fd < 0 || getsockopt(*file_fd, SOL_SOCKET, SO_TYPE, &type, &tl) ||
+             type != SOCK_STREAM)
+        *bad = control_reply_err(EINVAL, "migrate via %s needs the channel's stream socket "
+                                 "passed with the request (SCM_RIGHTS)", j->host);
+    if (*bad)
+        return true;
+    j->file_fd = *file_fd;
+    *file_fd = -1;
+    fcntl(j->file_fd, F_SETFL, fcntl(j->file_fd, F_GETFL) & ~O_NONBLOCK);
+    return true;
+}
+
 struct json_object *migrate_job_start(struct json_object *req, const char *cmd, int fd,
                                       int *file_fd, bool *detached)
 {
@@ -364,12 +398,16 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
             bad = control_reply_err(EINVAL, "restore: \"config\": %s", why);
         j->has_local = true;
     }
-    if (!bad && j->kind == JOB_MIGRATE) {
+    if (!bad && j->kind == JOB_MIGRATE && take_channel(j, req, file_fd, &bad)) {
+        /* "via": the stream goes through the descriptor passed (taken or refused) */
+    } else if (!bad && j->kind == JOB_MIGRATE) {
         v = 0;
         if (!get_string(req, "host", j->host, sizeof(j->host)) ||
             !get_int(req, "port", 1, 65535, &v) || !v)
             bad = control_reply_err(EINVAL, "migrate needs \"host\" and \"port\" (1..65535)");
         j->port = (int)v;
+    }
+    if (!bad && j->kind == JOB_MIGRATE) {
         v = MIGRATE_DEFAULT_DOWNTIME_MS;
         if (!bad && !get_int(req, "downtime_ms", 1, 60000, &v))
             bad = control_reply_err(EINVAL, "\"downtime_ms\" must be 1..60000");

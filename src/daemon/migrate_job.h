@@ -57,6 +57,13 @@ struct migrate_incoming_limits {
 void migrate_incoming_configure(const struct migrate_incoming_limits *l);
 /* Listen for incoming migrations on "ADDR:PORT". The socket, or -errno with a message. */
 int migrate_listen(const char *addrport, char *err, size_t errlen);
+/*
+ * "migrate-receive" (xkvm migrate-receive, at the far end of xkvm migrate ssh://...):
+ * receive on the stream socket the client passed (*file_fd, taken), under the same
+ * limits as a network peer; the outcome ({"ok", "domid"} or the error) goes to the
+ * client's connection fd, which is dup'ed (*detached). An error reply if it cannot start.
+ */
+struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool *detached);
 /* The listening socket is readable: take one connection and receive on a thread. */
 void migrate_accept(int listen_fd);
 /* Main loop, at least once a second: shut down peers past their deadlines. */

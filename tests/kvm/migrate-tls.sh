@@ -13,6 +13,11 @@
 #   client certificate is from another CA, one whose client certificate expired, a
 #   wrong pre-shared key, a plain-text source (told so in plain text), and a peer that
 #   starts a handshake and stalls (dropped at the admission deadline, its slot freed).
+# - Xen's way, ssh: `xkvm migrate DOMAIN ssh://root@HOST:2222` runs `ssh -p 2222
+#   root@HOST xkvm migrate-receive` and streams through it. There is no sshd here:
+#   tests/kvm/fake-ssh.sh stands in for ssh (--ssh-command), running the command
+#   locally against the far host's run directory. The guest moves; to a far end whose
+#   xkvmd is not running, the migration fails and the guest runs on.
 # - xkvmd --migrate-listen without credentials or --migrate-insecure refuses to start,
 #   as it does with a PSK file others can read.
 source "$(dirname "$0")/lib.sh"
@@ -177,6 +182,33 @@ source_host SP --migrate-psk "$C/good.psk"
 migrated psk "$SP" "$DP" $PP 1 "TLS 1.3 psk"
 grep -a -q "incoming migration from .* over TLS 1.3 psk identity xkvm" "$DP/xkvmd.log" &&
   pass psk-identity-named || fail psk-identity-named "destination's log does not name the identity"
+
+# ---- through ssh (a stand-in: fake-ssh.sh; see the top) ----
+FAKE="$(cd "$(dirname "$0")" && pwd)/fake-ssh.sh"
+via_ssh() {    # SRC FAR_RUNDIR: xkvm migrate 1 ssh://root@far.example:2222 from SRC
+  FAKE_SSH_RUNDIR=$2 FAKE_SSH_LOG=$WORK/ssh.log RUNDIR=$1 \
+    xk migrate 1 ssh://root@far.example:2222 --ssh-command "$FAKE" --remote-xkvm "$XKVM" \
+    --report "$WORK/r.json" 2>&1
+}
+if ! out=$(via_ssh "$DP" "$SX"); then
+  fail ssh "migration failed: $out"
+elif ! grep -q '"transport":"ssh"' "$WORK/r.json" || ! runs_on "$SX" 1 || [ "$(ndoms "$DP")" != 0 ]; then
+  fail ssh "report $(cat "$WORK/r.json"); on SX: $(ndoms "$SX"), on DP: $(ndoms "$DP")"
+elif ! grep -q -- "-p 2222 root@far.example $XKVM migrate-receive" "$WORK/ssh.log"; then
+  fail ssh "ssh was run as: $(cat "$WORK/ssh.log")"
+else
+  pass ssh
+  echo "#   $out"
+fi
+mkdir -p "$WORK/nohost"
+if out=$(via_ssh "$SX" "$WORK/nohost"); then
+  fail ssh-far-end-down "migration succeeded: $out"
+elif ! echo "$out" | grep -q "the guest runs here" || ! runs_on "$SX" 1; then
+  fail ssh-far-end-down "the guest does not run on at the source: $out"
+else
+  pass ssh-far-end-down
+  echo "#   $(echo "$out" | grep -v "^migrated" | tr '\n' ' ' | cut -c1-300)"
+fi
 
 # ---- start-up refusals ----
 mkdir -p "$WORK/nocreds"
