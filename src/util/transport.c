@@ -68,9 +68,10 @@ int transport_wait_readable(struct transport *t, unsigned timeout_ms)
 
 void transport_release(struct transport *t)
 {
-    if (t->release)
-        t->release(t);
+    void (*release)(struct transport *) = t->release;
     t->release = NULL;
+    if (release)
+        release(t);     /* a TLS transport frees itself: t is gone after this */
 }
 
 static ssize_t io_read(void *ctx, void *buf, size_t len)
