@@ -250,7 +250,8 @@ static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen
     if (s) {
         unsigned admit_s = limits.timeout_s < ADMIT_DEADLINE_S ? limits.timeout_s
                                                                 : ADMIT_DEADLINE_S;
-        *s = (struct slot){ .gate = { .admit = admit }, .fd = fd, .admit_s = admit_s,
+        *s = (struct slot){ .gate = { .admit = admit }, .fd = fd, .reply_fd = -1,
+                            .admit_s = admit_s,
                             .admit_by_ns = now + admit_s * 1000000000ull,
                             .deadline_ns = now + limits.timeout_s * 1000000000ull };
         char addr[INET6_ADDRSTRLEN], port[8];
