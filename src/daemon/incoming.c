@@ -18,6 +18,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -208,6 +209,31 @@ static void reply_to_client(int fd, int rc, uint16_t domid, const char *err)
     close(fd);
 }
 
+/*
+ * After refusing a peer: end our side and read what it still sends (at most
+ * LINGER_BYTES, LINGER_MS) before the close, so that the close does not reset the
+ * connection and throw away the refusal (our ERROR line or TLS alert) before the peer
+ * has read it.
+ */
+#define LINGER_MS    2000u
+#define LINGER_BYTES (4u << 20)
+static void linger_after_refusal(int fd)
+{
+    shutdown(fd, SHUT_WR);
+    uint64_t end = mono_ns() + LINGER_MS * 1000000ull;
+    char buf[16384];
+    for (size_t got = 0; got < LINGER_BYTES;) {
+        uint64_t now = mono_ns();
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (now >= end || poll(&p, 1, (int)((end - now) / 1000000u) + 1) <= 0)
+            break;
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN)))
+            break;
+        got += n > 0 ? (size_t)n : 0;
+    }
+}
+
 static void *receive_thread(void *arg)
 {
     struct slot *s = arg;
@@ -219,8 +245,10 @@ static void *receive_thread(void *arg)
     struct transport plain, *t = &plain;
     transport_plain(&plain, s->fd);
     int rc = 0;
-    if (c && !(t = authenticate(s, c, err, sizeof(err))))
+    if (c && !(t = authenticate(s, c, err, sizeof(err)))) {
         rc = -EACCES;
+        linger_after_refusal(s->fd);
+    }
     if (!rc)
         rc = migrate_receive(t, true, &s->gate, NULL, &domid, err, sizeof(err));
     if (t)

@@ -170,7 +170,7 @@ migrated() {   # NAME SRC DST PORT DOMID WANT_TRANSPORT
     fail "$1" "the source still lists it"
   else
     pass "$1"
-    echo "#   $out"
+    echo "$out" | sed 's/^/#   /'
   fi
 }
 migrated x509-there "$SX" "$DX" $PX 1 "TLS 1.3 x509 CN=localhost"
@@ -198,7 +198,7 @@ elif ! grep -q -- "-p 2222 root@far.example $XKVM migrate-receive" "$WORK/ssh.lo
   fail ssh "ssh was run as: $(cat "$WORK/ssh.log")"
 else
   pass ssh
-  echo "#   $out"
+  echo "$out" | sed 's/^/#   /'
 fi
 mkdir -p "$WORK/nohost"
 if out=$(via_ssh "$SX" "$WORK/nohost"); then
@@ -207,7 +207,7 @@ elif ! echo "$out" | grep -q "the guest runs here" || ! runs_on "$SX" 1; then
   fail ssh-far-end-down "the guest does not run on at the source: $out"
 else
   pass ssh-far-end-down
-  echo "#   $(echo "$out" | grep -v "^migrated" | tr '\n' ' ' | cut -c1-300)"
+  echo "$out" | grep -v "^migrated" | sed 's/^/#   /'
 fi
 
 # ---- start-up refusals ----
