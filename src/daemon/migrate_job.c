@@ -41,7 +41,43 @@ struct job {
     struct migrate_opts opts;
     bool has_local;             /* restore: the client sent the host's config for it */
     struct domcfg local;
+    struct migrate_cancel cancel;   /* migrate: xkvm migrate-cancel */
+    struct job *next;           /* migrate: in the list of running migrations */
 };
+
+/* Running migrations, for migrate-cancel (a job leaves the list before it is freed). */
+static pthread_mutex_t migrations_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct job *migrations;
+
+static void migration_list(struct job *j, bool add)
+{
+    pthread_mutex_lock(&migrations_lock);
+    struct job **p = &migrations;
+    while (*p && *p != j)
+        p = &(*p)->next;
+    if (add && !*p)
+        *p = j;
+    else if (!add && *p)
+        *p = j->next;
+    pthread_mutex_unlock(&migrations_lock);
+}
+
+struct json_object *migrate_cancel_domain(unsigned domid)
+{
+    int rc = -ESRCH;
+    pthread_mutex_lock(&migrations_lock);
+    for (struct job *j = migrations; j; j = j->next)
+        if (j->d->domid == domid)
+            rc = migrate_cancel_request(&j->cancel);
+    pthread_mutex_unlock(&migrations_lock);
+    if (rc == -ESRCH)
+        return control_reply_err(ESRCH, "no migration of domain %u is running here", domid);
+    if (rc == -EBUSY)
+        return control_reply_err(EBUSY, "too late: the migration of domain %u is handing the "
+                                 "guest over (it completes, or the guest runs on here)", domid);
+    log_info("d%u: migration cancelled (xkvm migrate-cancel)", domid);
+    return control_reply_ok();
+}
 
 /* ---- replies on the job's connection ---- */
 
@@ -229,6 +265,7 @@ static void *job_thread(void *arg)
         rc = 0;
     } else if (j->file_fd >= 0) {
         out = j->file_fd;   /* "via": the client's channel to the far end (ssh) */
+        migrate_cancel_set_fd(&j->cancel, out);
         transport_plain(&plain, out);
         plain.name = "ssh";
         t = &plain;
@@ -237,6 +274,8 @@ static void *job_thread(void *arg)
     } else {
         out = connect_to(j->host, j->port, err, sizeof(err));
         rc = out < 0 ? out : 0;
+        if (!rc)
+            migrate_cancel_set_fd(&j->cancel, out);
         if (!rc && !(t = outgoing_transport(j, out, &plain, err, sizeof(err))))
             rc = -EACCES;
     }
@@ -245,6 +284,12 @@ static void *job_thread(void *arg)
     if (!rc)
         rc = migrate_send(j->d, t, &j->opts, j->kind == JOB_MIGRATE ? on_progress : NULL, j,
                           &rep, err, sizeof(err));
+    if (j->kind == JOB_MIGRATE) {
+        migration_list(j, false);
+        pthread_mutex_lock(&j->cancel.lock);
+        j->cancel.fd = -1;      /* closed below: a late cancel must not shut down a reused fd */
+        pthread_mutex_unlock(&j->cancel.lock);
+    }
     char transport_name[400];
     snprintf(transport_name, sizeof(transport_name), "%s", t ? t->name : "none");
     if (t)
@@ -387,6 +432,9 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
     j->kind = !strcmp(cmd, "save") ? JOB_SAVE : !strcmp(cmd, "restore") ? JOB_RESTORE : JOB_MIGRATE;
     j->opts.live = j->kind == JOB_MIGRATE;
     j->opts.peer = j->kind == JOB_MIGRATE;
+    migrate_cancel_init(&j->cancel);
+    if (j->kind == JOB_MIGRATE)
+        j->opts.cancel = &j->cancel;
     struct json_object *bad = NULL;
     int64_t v;
     if (j->kind != JOB_MIGRATE)
@@ -462,9 +510,13 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         if (j->fd >= 0)
             fcntl(j->fd, F_SETFL, fcntl(j->fd, F_GETFL) & ~O_NONBLOCK);
         __atomic_add_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
+        if (j->kind == JOB_MIGRATE)
+            migration_list(j, true);
         int rc = j->fd < 0 ? errno : migrate_start_thread(job_thread, j);
-        if (rc)
+        if (rc) {
             __atomic_sub_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
+            migration_list(j, false);
+        }
         if (!rc) {
             *detached = true;
             return NULL;

@@ -21,6 +21,12 @@
 struct json_object *migrate_job_start(struct json_object *req, const char *cmd, int fd,
                                       int *file_fd, bool *detached);
 
+/*
+ * migrate-cancel: stop the running migration of domain domid before its hand-over
+ * (migrate.h, struct migrate_cancel). The reply: ok, ESRCH (none), EBUSY (too late).
+ */
+struct json_object *migrate_cancel_domain(unsigned domid);
+
 /* Save, restore and migrate jobs and incoming migrations running now. */
 unsigned migrate_jobs_running(void);
 /*

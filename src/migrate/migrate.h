@@ -14,6 +14,7 @@
 #ifndef XKVM_MIGRATE_MIGRATE_H
 #define XKVM_MIGRATE_MIGRATE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,8 +35,27 @@ struct xkvm_ctx_hvm_param;
 #define MIGRATE_MSG_ERROR       "ERROR"       /* ERROR <message> */
 #define MIGRATE_MSG_MAX         512
 
+/*
+ * Cancelling a migration from another thread (xkvm migrate-cancel), up to the
+ * hand-over: migrate_cancel_request shuts the connection down, so the sender's next
+ * read or write fails, the guest runs on at the source and the destination, which
+ * sees the connection end, removes what it built. Once the sender is about to send GO
+ * it is too late (-EBUSY): the migration then completes or fails on its own.
+ */
+struct migrate_cancel {
+    pthread_mutex_t lock;
+    int fd;                     /* the connection to shut down; -1: not connected yet */
+    bool cancelled, handover;
+};
+void migrate_cancel_init(struct migrate_cancel *c);
+/* The connection is fd (shut down at once if a cancel came first). */
+void migrate_cancel_set_fd(struct migrate_cancel *c, int fd);
+/* 0: cancelled (or already); -EBUSY: the hand-over has begun. */
+int migrate_cancel_request(struct migrate_cancel *c);
+
 struct migrate_opts {
     bool live;                  /* pre-copy while the guest runs */
+    struct migrate_cancel *cancel;  /* NULL: not cancellable */
     bool peer;                  /* fd is a connection to a destination xkvmd */
     uint32_t downtime_ms;       /* live: stop iterating when the rest fits this */
     uint32_t max_iters;         /* live: iterations at most */

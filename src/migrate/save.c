@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,56 @@ int migrate_read_line(struct transport *t, char *buf, size_t len, unsigned timeo
     }
     buf[n] = '\0';
     return 0;
+}
+
+void migrate_cancel_init(struct migrate_cancel *c)
+{
+    *c = (struct migrate_cancel){ .fd = -1 };
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+void migrate_cancel_set_fd(struct migrate_cancel *c, int fd)
+{
+    pthread_mutex_lock(&c->lock);
+    c->fd = fd;
+    if (c->cancelled)
+        shutdown(fd, SHUT_RDWR);
+    pthread_mutex_unlock(&c->lock);
+}
+
+int migrate_cancel_request(struct migrate_cancel *c)
+{
+    pthread_mutex_lock(&c->lock);
+    int rc = c->handover ? -EBUSY : 0;
+    if (!rc) {
+        c->cancelled = true;
+        if (c->fd >= 0)
+            shutdown(c->fd, SHUT_RDWR);     /* the sender's next read or write fails */
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+/* Before GO: from here on a cancel is refused. False if one came first. */
+static bool begin_handover(struct migrate_cancel *c)
+{
+    if (!c)
+        return true;
+    pthread_mutex_lock(&c->lock);
+    bool ok = !c->cancelled;
+    c->handover = ok;
+    pthread_mutex_unlock(&c->lock);
+    return ok;
+}
+
+static bool was_cancelled(struct migrate_cancel *c)
+{
+    if (!c)
+        return false;
+    pthread_mutex_lock(&c->lock);
+    bool v = c->cancelled;
+    pthread_mutex_unlock(&c->lock);
+    return v;
 }
 
 /* Wait for `want` from the destination; its ERROR, or silence, becomes err. */
@@ -574,7 +625,9 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
          * not run the guest (it resumes only on GO and, should it fail to say RUNNING,
          * destroys its copy), so the source takes the guest back.
          */
-        if (migrate_send_line(t, MIGRATE_MSG_GO)) {
+        if (!begin_handover(o->cancel)) {
+            rc = -ECANCELED;
+        } else if (migrate_send_line(t, MIGRATE_MSG_GO)) {
             rc = -EPIPE;
             snprintf(err, errlen, "connection lost before the hand-over");
         } else if ((rc = expect(t, MIGRATE_MSG_RUNNING, line, sizeof(line), err, errlen))) {
@@ -589,7 +642,11 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     }
     if (logging)
         p2m_log_dirty_disable(&d->p2m);
-    if (rc && t->why[0] && !strstr(err, t->why)) {
+    if (rc && was_cancelled(o->cancel)) {
+        rc = -ECANCELED;        /* whatever failed, it failed because of the cancel */
+        snprintf(err, errlen, "cancelled (xkvm migrate-cancel) %s", paused ?
+                 "during the stop-and-copy" : "while the guest ran");
+    } else if (rc && t->why[0] && !strstr(err, t->why)) {
         size_t l = strlen(err);
         snprintf(err + l, errlen - l, " (%s)", t->why);   /* what the transport knows */
     }

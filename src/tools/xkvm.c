@@ -106,6 +106,8 @@ static const char usage_text[] =
 "                                the destination's certificate must name NAME (default\n"
 "                                HOST). ssh://: through ssh (CMD, default $XKVM_SSH or\n"
 "                                ssh) running `PATH migrate-receive` there (default xkvm)\n"
+"  migrate-cancel DOMAIN         stop the domain's running migration before the\n"
+"                                hand-over: it runs on here, the destination cleans up\n"
 "  migrate-receive               receive a migration on stdin/stdout into this host's\n"
 "                                xkvmd (what xkvm migrate ssh:// runs at the far end)\n"
 "  live-update [--binary PATH] [--verify-memory]\n"
@@ -1327,6 +1329,10 @@ static int cmd_live_update(int argc, char **argv)
 static int cmd_pause(int argc, char **argv)   { return simple_domain_cmd("pause", argc, argv); }
 static int cmd_unpause(int argc, char **argv) { return simple_domain_cmd("unpause", argc, argv); }
 static int cmd_destroy(int argc, char **argv) { return simple_domain_cmd("destroy", argc, argv); }
+static int cmd_migrate_cancel(int argc, char **argv)
+{
+    return simple_domain_cmd("migrate-cancel", argc, argv);
+}
 
 /* --- console --- */
 
@@ -1914,6 +1920,7 @@ static const struct command {
     { "restore", cmd_restore },
     { "migrate", cmd_migrate },
     { "migrate-receive", cmd_migrate_receive },
+    { "migrate-cancel", cmd_migrate_cancel },
     { "live-update", cmd_live_update },
     { "help", cmd_help },
 };
