@@ -64,14 +64,14 @@ static void migration_list(struct job *j, bool add)
 
 struct json_object *migrate_cancel_domain(unsigned domid)
 {
-    int rc = -ESRCH;
+    int rc = -ENOENT;
     pthread_mutex_lock(&migrations_lock);
     for (struct job *j = migrations; j; j = j->next)
         if (j->d->domid == domid)
             rc = migrate_cancel_request(&j->cancel);
     pthread_mutex_unlock(&migrations_lock);
-    if (rc == -ESRCH)
-        return control_reply_err(ESRCH, "no migration of domain %u is running here", domid);
+    if (rc == -ENOENT)
+        return control_reply_err(ENOENT, "no migration of domain %u is running here", domid);
     if (rc == -EBUSY)
         return control_reply_err(EBUSY, "too late: the migration of domain %u is handing the "
                                  "guest over (it completes, or the guest runs on here)", domid);

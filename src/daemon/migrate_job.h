@@ -23,7 +23,7 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
 
 /*
  * migrate-cancel: stop the running migration of domain domid before its hand-over
- * (migrate.h, struct migrate_cancel). The reply: ok, ESRCH (none), EBUSY (too late).
+ * (migrate.h, struct migrate_cancel). The reply: ok, ENOENT (none running), EBUSY (too late).
  */
 struct json_object *migrate_cancel_domain(unsigned domid);
 

@@ -3,7 +3,7 @@
 # proxy (tests/kvm/tcp-fault-proxy.py rate:N, a 1 MB/s link) is cancelled from another
 # shell once the destination has built its copy. The migrate command fails saying so,
 # the guest runs on at the source, the destination removes its copy (nothing listed,
-# free memory back); a cancel with no migration running is refused (ESRCH); the same
+# free memory back); a cancel with no migration running is refused (ENOENT); the same
 # guest then migrates normally.
 source "$(dirname "$0")/lib.sh"
 require_kvm
