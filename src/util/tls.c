@@ -19,9 +19,16 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
-/* Only TLS 1.3; with a PSK only the modes with an (EC)DHE exchange (forward secrecy). */
-#define PRIO_X509 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
-#define PRIO_PSK  "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK"
+/*
+ * Only TLS 1.3; with a PSK only the modes with an (EC)DHE exchange (forward secrecy).
+ * AES-GCM first: GnuTLS moves CHACHA20 ahead where it believes the CPU lacks AES
+ * instructions, and on a kvm-pvm guest it does so although AES-NI works (measured: 55
+ * MB/s with CHACHA20 against GBs with AES-GCM, bench-stream-floor).
+ */
+#define PRIO_BASE "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:" \
+                  "+CHACHA20-POLY1305"
+#define PRIO_X509 PRIO_BASE
+#define PRIO_PSK  PRIO_BASE ":-KX-ALL:+ECDHE-PSK:+DHE-PSK"
 /* Corked bytes sent as one batch of records by a writev. */
 #define CORK_BYTES (256u << 10)
 
