@@ -1,14 +1,14 @@
 /*
- * Incoming live migrations (xkvmd --migrate-listen): the listener, the TLS handshake
- * that authenticates a peer before the first byte of its stream is read (with
- * --migrate-tls-dir or --migrate-psk; plain only with --migrate-insecure), and the
- * limits a peer lives under, authenticated or not: one of MAX_INCOMING slots; its DOMAIN_CONFIG admitted within
- * ADMIT_DEADLINE_S of connecting, and the whole migration done within
- * --migrate-timeout, or the main loop's watchdog shuts the connection down (its
- * half-built domain is then removed); and its domain's memory within
- * --migrate-max-memory and, with every other incoming migration's, within
- * --migrate-max-total, checked before anything is built for it (restore.c asks
- * the slot's gate). docs/migration.md.
+ * Incoming live migrations (xkvmd --migrate-listen, and channels xkvm migrate-receive
+ * passes): the listener, the TLS handshake that authenticates a peer before the first
+ * byte of its stream is read (with --migrate-tls-dir or --migrate-psk; plain only with
+ * --migrate-insecure), and the limits a peer lives under, authenticated or not: one of
+ * MAX_INCOMING slots; its DOMAIN_CONFIG admitted within ADMIT_DEADLINE_S of
+ * connecting, and the whole migration done within --migrate-timeout, or the main
+ * loop's watchdog shuts the connection down (its half-built domain is then removed);
+ * and its domain's memory within --migrate-max-memory and, with every other incoming
+ * migration's, within --migrate-max-total, checked before anything is built for it
+ * (restore.c asks the slot's gate). docs/migration.md.
  */
 #include "daemon/migrate_job.h"
 #include "util/clock.h"

@@ -124,8 +124,8 @@ struct migrate_gate {
  * the domid in the stream and *domid says which. On any failure every trace of it is
  * gone. 0 or -errno with a message.
  */
-int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate, const struct domcfg *local,
-                    uint16_t *domid, char *err, size_t errlen);
+int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
+                    const struct domcfg *local, uint16_t *domid, char *err, size_t errlen);
 
 /*
  * The host resources a stream may name (util/hostpath.h): xkvmd --disk-root and

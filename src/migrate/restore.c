@@ -294,8 +294,8 @@ static int finish(struct receiver *r)
     return rc;
 }
 
-int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate, const struct domcfg *local,
-                    uint16_t *domid, char *err, size_t errlen)
+int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
+                    const struct domcfg *local, uint16_t *domid, char *err, size_t errlen)
 {
     struct receiver r = { .peer = peer, .gate = gate, .local = local, .err = err,
                           .errlen = errlen };

@@ -13,10 +13,10 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
-#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <json-c/json.h>
@@ -142,7 +142,8 @@ static bool was_cancelled(struct migrate_cancel *c)
 }
 
 /* Wait for `want` from the destination; its ERROR, or silence, becomes err. */
-static int expect(struct transport *t, const char *want, char *line, size_t linelen, char *err, size_t errlen)
+static int expect(struct transport *t, const char *want, char *line, size_t linelen,
+                  char *err, size_t errlen)
 {
     int rc = migrate_read_line(t, line, linelen, PEER_TIMEOUT_MS);
     if (rc) {
@@ -485,7 +486,8 @@ static int sync_peer(struct sender *s, struct transport *t, char *err, size_t er
  * the downtime target (the other half is for the state and the hand-over), or at the
  * iteration or volume cap; the set then left goes in the final copy.
  */
-static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char *err, size_t errlen)
+static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char *err,
+                   size_t errlen)
 {
     struct domain *d = s->d;
     uint64_t ram = d->ram_frames ? d->ram_frames : 1;

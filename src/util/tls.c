@@ -535,7 +535,8 @@ struct transport *tls_open(const struct tls_creds *c, int fd, bool server, const
     int g = session_setup(tt->s, c, server, hostname ? hostname : "");
     if (!g) {
         gnutls_transport_set_int(tt->s, fd);
-        gnutls_handshake_set_timeout(tt->s, timeout_ms ? timeout_ms : GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT);
+        gnutls_handshake_set_timeout(tt->s, timeout_ms ? timeout_ms
+                                                       : GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT);
         do
             g = gnutls_handshake(tt->s);
         while (g == GNUTLS_E_INTERRUPTED);
