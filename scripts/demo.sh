@@ -78,7 +78,7 @@ for _ in $(seq 100); do grep -q "round 1 ok" "$rundir/dmesg-$domid.log" 2>/dev/n
 sleep 1
 tail -n 2 "$rundir/dmesg-$domid.log"
 report() {
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("  downtime %.2f ms, total %.1f ms, %d pre-copy iteration(s), %.1f MB sent" % (r["downtime_ms"], r["total_ms"], r["iterations"], r["bytes"] / 1e6))' "$1"
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("  over %s: downtime %.2f ms, total %.1f ms, %d pre-copy iteration(s), %.1f MB sent" % (r.get("transport", "?"), r["downtime_ms"], r["total_ms"], r["iterations"], r["bytes"] / 1e6))' "$1"
 }
 step "Migrate it to the second host (memory, block I/O, xenstore, events in flight)"
 run "$B/src/tools/xkvm" migrate "$domid" 127.0.0.1:$port2 --report "$work/there.json"
