@@ -65,9 +65,9 @@ xk() { "$XKVM" --rundir "$RUNDIR" "$@"; }
 # migrate_auth: the migration options for a host of a suite whose peers are all xkvmd
 # (use it unquoted: host_start h1 --migrate-listen ADDR:PORT $(migrate_auth)).
 # --migrate-insecure by default; XKVM_MIGRATE_TRANSPORT=x509 or psk: credentials made
-# once in $WORK (tests/kvm/tls-creds.sh), so the suite's migrations go over TLS 1.3.
+# once in $WORK (tests/kvm/tls-creds), so the suite's migrations go over TLS 1.3.
 migrate_auth() {
-  local mk="$ROOT/tests/kvm/tls-creds.sh"
+  local mk="$ROOT/tests/kvm/tls-creds"
   case "${XKVM_MIGRATE_TRANSPORT:-plain}" in
   x509)
     [ -s "$WORK/migrate-x509/client-cert.pem" ] || "$mk" x509 "$WORK/migrate-x509" >&2

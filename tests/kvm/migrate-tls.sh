@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Migration over TLS 1.3 (docs/migration.md, "Transport"; docs/security.md). Credentials
-# are made here with GnuTLS's certtool and psktool (tests/kvm/tls-creds.sh): a CA A
+# are made here with GnuTLS's certtool and psktool (tests/kvm/tls-creds): a CA A
 # with server and client pairs, another CA B, pairs of A's that expired two days ago,
 # two PSK files with the same identity and different keys.
 #
@@ -15,7 +15,7 @@
 #   starts a handshake and stalls (dropped at the admission deadline, its slot freed).
 # - Xen's way, ssh: `xkvm migrate DOMAIN ssh://root@HOST:2222` runs `ssh -p 2222
 #   root@HOST xkvm migrate-receive` and streams through it. There is no sshd here:
-#   tests/kvm/fake-ssh.sh stands in for ssh (--ssh-command), running the command
+#   tests/kvm/fake-ssh stands in for ssh (--ssh-command), running the command
 #   locally against the far host's run directory. The guest moves; to a far end whose
 #   xkvmd is not running, the migration fails and the guest runs on.
 # - xkvmd --migrate-listen without credentials or --migrate-insecure refuses to start,
@@ -24,7 +24,7 @@ source "$(dirname "$0")/lib.sh"
 require_kvm
 command -v certtool >/dev/null && command -v psktool >/dev/null ||
   { skip all "certtool/psktool missing (gnutls-bin; scripts/deps.sh installs it)"; exit 0; }
-MK="$(dirname "$0")/tls-creds.sh"
+MK="$(dirname "$0")/tls-creds"
 PEER="$(dirname "$0")/migrate-peer.py"
 BASE=$((20000 + RANDOM % 20000))
 PX=$BASE; PB=$((BASE + 1)); PE=$((BASE + 2)); PP=$((BASE + 3)); PS=$((BASE + 4))
@@ -183,8 +183,8 @@ migrated psk "$SP" "$DP" $PP 1 "TLS 1.3 psk"
 grep -a -q "incoming migration from .* over TLS 1.3 psk identity xkvm" "$DP/xkvmd.log" &&
   pass psk-identity-named || fail psk-identity-named "destination's log does not name the identity"
 
-# ---- through ssh (a stand-in: fake-ssh.sh; see the top) ----
-FAKE="$(cd "$(dirname "$0")" && pwd)/fake-ssh.sh"
+# ---- through ssh (a stand-in: fake-ssh; see the top) ----
+FAKE="$(cd "$(dirname "$0")" && pwd)/fake-ssh"
 via_ssh() {    # SRC FAR_RUNDIR: xkvm migrate 1 ssh://root@far.example:2222 from SRC
   FAKE_SSH_RUNDIR=$2 FAKE_SSH_LOG=$WORK/ssh.log RUNDIR=$1 \
     xk migrate 1 ssh://root@far.example:2222 --ssh-command "$FAKE" --remote-xkvm "$XKVM" \
