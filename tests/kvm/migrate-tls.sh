@@ -4,7 +4,8 @@
 # with server and client pairs, another CA B, pairs of A's that expired two days ago,
 # two PSK files with the same identity and different keys.
 #
-# - x509: a test=soak guest moves A -> A and back, both ends verified; PSK likewise.
+# - x509: a test=soak guest moves A -> A and back, both ends verified (to a destination
+#   live-updated just before: it loads its credentials again); PSK likewise.
 #   The report names the transport and the peer the destination's log names.
 # - Refused, each with a clear reason on the side that refused, nothing built on the
 #   destination (nothing listed, free memory unchanged) and the guest running on at its
@@ -173,6 +174,13 @@ migrated() {   # NAME SRC DST PORT DOMID WANT_TRANSPORT
     echo "$out" | sed 's/^/#   /'
   fi
 }
+# A live update keeps the listener; the new binary loads the credentials again.
+pid0=$(cat "$DX/xkvmd.pid")
+if out=$(RUNDIR=$DX xk live-update 2>&1) && [ "$(cat "$DX/xkvmd.pid")" = "$pid0" ]; then
+  pass live-update-keeps-tls
+else
+  fail live-update-keeps-tls "live update: $out"
+fi
 migrated x509-there "$SX" "$DX" $PX 1 "TLS 1.3 x509 CN=localhost"
 grep -a -q "incoming migration from .* over TLS 1.3 x509 CN=xkvm migration source" "$DX/xkvmd.log" &&
   pass x509-source-named || fail x509-source-named "destination's log does not name the client"
