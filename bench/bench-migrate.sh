@@ -12,6 +12,9 @@
 #   {"bench":"migrate","system":"qemu-default",...}      QEMU 7.2's default settings
 #   {"bench":"migrate","system":"qemu-unthrottled",...}  max-bandwidth raised to 100 GB/s
 #   {"bench":"migrate","ratio":...}                      QEMU total time / xkvm's
+#   {"bench":"migrate","system":"xkvm-tls-psk",...}      xkvm over TLS 1.3 (PSK)
+#   {"bench":"stream-floor","transport":"plain"|"tls-psk",...}  the floor: the idle
+#       case's bytes through one loopback socket / one TLS session (bench-stream-floor)
 # and xkvm with a guest that keeps dirtying memory (dirty_mb per 100 ms) against the
 # 5 ms downtime target. Needs /dev/kvm and qemu-system-x86_64 (scripts/deps.sh --bench).
 set -uo pipefail
@@ -24,7 +27,7 @@ QEMU=${QEMU:-qemu-system-x86_64}
 W=$(mktemp -d /tmp/xkvm-bench-migrate.XXXXXX)
 PORT=$((30000 + RANDOM % 20000))
 cleanup() {
-  for h in "$W"/h1 "$W"/h2; do
+  for h in "$W"/h1 "$W"/h2 "$W"/h3 "$W"/h4; do
     for f in "$h/xkvmd.pid" "$h"/services/*.pid; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
   done
   pkill -f "$W/q" 2>/dev/null
@@ -41,13 +44,19 @@ median() {
 }
 
 # ---- xkvm ----
-"$XKVMD" --rundir "$W/h1" --machine-memory 2G --migrate-listen 127.0.0.1:$PORT || exit 1
-"$XKVMD" --rundir "$W/h2" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 1)) || exit 1
+"$XKVMD" --rundir "$W/h1" --machine-memory 2G --migrate-listen 127.0.0.1:$PORT --migrate-insecure || exit 1
+"$XKVMD" --rundir "$W/h2" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 1)) --migrate-insecure || exit 1
+# The same over TLS 1.3 with a pre-shared key (docs/migration.md, "Transport").
+(umask 077; psktool -u bench -p "$W/migrate.psk" >/dev/null) || exit 1
+"$XKVMD" --rundir "$W/h3" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 3)) --migrate-psk "$W/migrate.psk" || exit 1
+"$XKVMD" --rundir "$W/h4" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 4)) --migrate-psk "$W/migrate.psk" || exit 1
 xk() { local h=$1; shift; "$XKVM" --rundir "$W/$h" "$@"; }
+# The hosts a case migrates between, and their ports: plain by default.
+A=h1 B=h2 PA=$PORT PB=$((PORT + 1))
 
 # xkvm_case NAME CMDLINE: boot, wait for the fill, migrate RUNS times; prints JSON lines.
 xkvm_case() {
-  local name=$1 cmdline=$2 d src=h1 dst=h2 dport=$((PORT + 1))
+  local name=$1 cmdline=$2 d src=$A dst=$B dport=$PB
   cat > "$W/$name.cfg" <<CFG
 name = "$name"
 memory = 1024
@@ -55,14 +64,14 @@ vcpus = 1
 kernel = "$GUEST"
 cmdline = "$cmdline"
 CFG
-  d=$(xk h1 create "$W/$name.cfg") || return 1
-  for _ in $(seq 600); do grep -q "xtest: fill: ready" "$W/h1/dmesg-$d.log" 2>/dev/null && break; sleep 0.1; done
-  grep -q "xtest: fill: ready" "$W/h1/dmesg-$d.log" || { log "$name: guest not ready"; return 1; }
+  d=$(xk $A create "$W/$name.cfg") || return 1
+  for _ in $(seq 600); do grep -q "xtest: fill: ready" "$W/$A/dmesg-$d.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q "xtest: fill: ready" "$W/$A/dmesg-$d.log" || { log "$name: guest not ready"; return 1; }
   sleep 1
   for i in $(seq "$RUNS"); do
     xk $src migrate "$d" 127.0.0.1:$dport --report "$W/r.json" >/dev/null || { log "$name: migrate failed"; return 1; }
     cat "$W/r.json"
-    if [ $src = h1 ]; then src=h2; dst=h1; dport=$PORT; else src=h1; dst=h2; dport=$((PORT + 1)); fi
+    if [ $src = $A ]; then src=$B; dst=$A; dport=$PA; else src=$A; dst=$B; dport=$PB; fi
     sleep 1
   done
   xk $src destroy "$d"
@@ -75,6 +84,17 @@ r = json.load(sys.stdin)
 print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "idle-1g-256m-random",
                   "total_ms": round(r["total_ms"], 2), "downtime_ms": round(r["downtime_ms"], 3),
                   "bytes": r["bytes"], "iterations": r["iterations"], "rate_mbs": round(r["rate_mbs"])}))'
+A=h3 B=h4 PA=$((PORT + 3)) PB=$((PORT + 4))
+tls_json=$(xkvm_case idle-tls "test=fill mb=256 at=64" | median) || exit 1
+A=h1 B=h2 PA=$PORT PB=$((PORT + 1))
+echo "$tls_json" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(json.dumps({"bench": "migrate", "system": "xkvm-tls-psk", "guest": "idle-1g-256m-random",
+                  "transport": r.get("transport"), "total_ms": round(r["total_ms"], 2),
+                  "downtime_ms": round(r["downtime_ms"], 3), "bytes": r["bytes"],
+                  "iterations": r["iterations"], "rate_mbs": round(r["rate_mbs"])}))'
+"$BUILD/bench/bench-stream-floor" "$(echo "$xkvm_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')" || exit 1
 dirty_json=$(xkvm_case dirty "test=fill mb=256 at=64 dirty_mb=8 period_ms=100" | median) || exit 1
 echo "$dirty_json" | python3 -c '
 import json, sys

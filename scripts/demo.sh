@@ -45,8 +45,11 @@ fi
 export XKVM_RUNDIR=$rundir
 port1=$((20000 + RANDOM % 20000)); port2=$((port1 + 1))
 step "Start a host: xkvmd in $rundir"
+# Migrations between the two hosts go over TLS 1.3 with a pre-shared key both share
+# (GnuTLS's psktool makes one: identity:hexkey); x509: --migrate-tls-dir DIR.
+(umask 077; psktool -u demo -p "$work/migrate.psk" >/dev/null)
 run "$B/src/daemon/xkvmd" --rundir "$rundir" --machine-memory 1G --migrate-listen 127.0.0.1:$port1 \
-    --disk-root "$work"
+    --migrate-psk "$work/migrate.psk" --disk-root "$work"
 run "$B/src/tools/xkvm" info
 
 step "Boot the test guest (PVH, Xen hypercall ABI) from examples/hello.cfg"
@@ -65,7 +68,7 @@ grep -h "d$domid:" "$rundir/xkvmd.log" | sed 's/^/xkvmd.log: /'
 step "Live migration: a second host, and a guest that keeps busy (test=soak)"
 # A stream names no host path on trust: the destination allows disks under $work.
 run "$B/src/daemon/xkvmd" --rundir "$rundir2" --machine-memory 1G --migrate-listen 127.0.0.1:$port2 \
-    --disk-root "$work"
+    --migrate-psk "$work/migrate.psk" --disk-root "$work"
 truncate -s 16M "$work/disk.img"
 sed -e "s|@DISK@|$work/disk.img|" -e "s|@GUEST@|$B/guest/xkvm-guest|" examples/soak.cfg.in > "$work/soak.cfg"
 cat "$work/soak.cfg"
@@ -75,7 +78,7 @@ for _ in $(seq 100); do grep -q "round 1 ok" "$rundir/dmesg-$domid.log" 2>/dev/n
 sleep 1
 tail -n 2 "$rundir/dmesg-$domid.log"
 report() {
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("  downtime %.2f ms, total %.1f ms, %d pre-copy iteration(s), %.1f MB sent" % (r["downtime_ms"], r["total_ms"], r["iterations"], r["bytes"] / 1e6))' "$1"
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("  over %s: downtime %.2f ms, total %.1f ms, %d pre-copy iteration(s), %.1f MB sent" % (r.get("transport", "?"), r["downtime_ms"], r["total_ms"], r["iterations"], r["bytes"] / 1e6))' "$1"
 }
 step "Migrate it to the second host (memory, block I/O, xenstore, events in flight)"
 run "$B/src/tools/xkvm" migrate "$domid" 127.0.0.1:$port2 --report "$work/there.json"

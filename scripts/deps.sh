@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libjson-c-dev libxen-dev xen-doc xen-utils-4.17 xenstore-utils
       scdoc man-db groff-base libsystemd-dev acpica-tools
-      zlib1g-dev liblzma-dev libzstd-dev liblz4-dev)
+      zlib1g-dev liblzma-dev libzstd-dev liblz4-dev
+      libgnutls28-dev gnutls-bin)   # TLS for migrations; certtool/psktool for its tests
 # --bench: also what the benchmarks compare against (QEMU's migration).
 [ "${1:-}" = --bench ] && pkgs+=(qemu-system-x86)
 # The Linux suite's guest (scripts/linux-guest.sh): vmlinux out of the vmlinuz, a

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 /* ---- Stream layout ----------------------------------------------------------- */
@@ -176,11 +177,23 @@ struct xkvm_stream_info {
 
 struct xkvm_stream_state;           /* order rules, shared by reader and writer */
 
+/*
+ * Where an fd reader's bytes come from and an fd writer's go: read(2) and writev(2)
+ * on the fd unless a transport (a TLS session) gives its own, which behave the same
+ * way (-1 with errno, 0 at the end).
+ */
+struct xkvm_stream_io {
+    ssize_t (*read)(void *ctx, void *buf, size_t len);
+    ssize_t (*writev)(void *ctx, const struct iovec *iov, int iovcnt);
+    void *ctx;
+};
+
 struct xkvm_stream_reader {
     /* source */
     const uint8_t *buf;             /* buffer reader */
     size_t size;
     int fd;                         /* fd reader, -1 for buffers */
+    struct xkvm_stream_io io;       /* fd reader: NULL members: read(2) on fd */
     uint8_t *rbuf;                  /* fd reader: current record */
     size_t rcap;
     uint64_t pos;                   /* stream offset of the next byte */
@@ -200,6 +213,9 @@ struct xkvm_stream_reader {
 int xkvm_stream_reader_init_buffer(struct xkvm_stream_reader *r, const void *buf,
                                    size_t size, const struct xkvm_stream_limits *limits);
 int xkvm_stream_reader_init_fd(struct xkvm_stream_reader *r, int fd,
+                               const struct xkvm_stream_limits *limits);
+/* An fd reader whose bytes come through io (a transport), not read(2). */
+int xkvm_stream_reader_init_io(struct xkvm_stream_reader *r, const struct xkvm_stream_io *io,
                                const struct xkvm_stream_limits *limits);
 void xkvm_stream_reader_release(struct xkvm_stream_reader *r);
 /*
@@ -283,6 +299,7 @@ struct xkvm_stream_writer_opts {
 
 struct xkvm_stream_writer {
     int fd;                         /* -1: buffer */
+    struct xkvm_stream_io io;       /* fd writer: NULL members: writev(2) on fd */
     uint8_t *buf;                   /* buffer sink */
     size_t len, cap;
     struct xkvm_stream_writer_opts opts;
@@ -299,6 +316,9 @@ struct xkvm_stream_writer {
 
 /* opts NULL: defaults. 0 or -1 with w->err (ARG, NOMEM). */
 int xkvm_stream_writer_init_fd(struct xkvm_stream_writer *w, int fd,
+                               const struct xkvm_stream_writer_opts *opts);
+/* An fd writer whose bytes go through io (a transport), not writev(2). */
+int xkvm_stream_writer_init_io(struct xkvm_stream_writer *w, const struct xkvm_stream_io *io,
                                const struct xkvm_stream_writer_opts *opts);
 int xkvm_stream_writer_init_buffer(struct xkvm_stream_writer *w,
                                    const struct xkvm_stream_writer_opts *opts);

@@ -535,6 +535,18 @@ static struct json_object *cmd_job(struct request *rq)
     return migrate_job_start(rq->req, rq->cmd, rq->client_fd, rq->file_fd, rq->detached);
 }
 
+/* migrate-cancel: stop a running outgoing migration before its hand-over. */
+static struct json_object *cmd_migrate_cancel(struct request *rq)
+{
+    return migrate_cancel_domain(rq->d->domid);
+}
+
+/* migrate-receive: an incoming migration through a channel the client passed. */
+static struct json_object *cmd_receive(struct request *rq)
+{
+    return migrate_receive_start(rq->client_fd, rq->file_fd, rq->detached);
+}
+
 /* live-update: returns only if the update failed (else the new binary answers). */
 static struct json_object *cmd_live_update(struct request *rq)
 {
@@ -571,6 +583,8 @@ static const struct command {
     { "save",           cmd_job,            CMD_CONNECTION },
     { "restore",        cmd_job,            CMD_CONNECTION },
     { "migrate",        cmd_job,            CMD_CONNECTION },
+    { "migrate-receive", cmd_receive,       CMD_CONNECTION },
+    { "migrate-cancel", cmd_migrate_cancel, CMD_DOMAIN },
     { "live-update",    cmd_live_update,    CMD_CONNECTION },
 };
 

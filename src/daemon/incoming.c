@@ -1,21 +1,24 @@
 /*
- * Incoming live migrations (xkvmd --migrate-listen): the listener, and the limits a
- * peer lives under. Peers are not authenticated yet, so each is held to what a
- * stranger may take: one of MAX_INCOMING slots; its DOMAIN_CONFIG admitted within
- * ADMIT_DEADLINE_S of connecting, and the whole migration done within
- * --migrate-timeout, or the main loop's watchdog shuts the connection down (its
- * half-built domain is then removed); and its domain's memory within
- * --migrate-max-memory and, with every other incoming migration's, within
- * --migrate-max-total, checked before anything is built for it (restore.c asks
- * the slot's gate). docs/migration.md.
+ * Incoming live migrations (xkvmd --migrate-listen, and channels xkvm migrate-receive
+ * passes): the listener, the TLS handshake that authenticates a peer before the first
+ * byte of its stream is read (with --migrate-tls-dir or --migrate-psk; plain only with
+ * --migrate-insecure), and the limits a peer lives under, authenticated or not: one of
+ * MAX_INCOMING slots; its DOMAIN_CONFIG admitted within ADMIT_DEADLINE_S of
+ * connecting, and the whole migration done within --migrate-timeout, or the main
+ * loop's watchdog shuts the connection down (its half-built domain is then removed);
+ * and its domain's memory within --migrate-max-memory and, with every other incoming
+ * migration's, within --migrate-max-total, checked before anything is built for it
+ * (restore.c asks the slot's gate). docs/migration.md.
  */
 #include "daemon/migrate_job.h"
 #include "util/clock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,8 +30,11 @@
 
 #include "hv/hv.h"
 #include "migrate/migrate.h"
+#include "util/control_reply.h"
 #include "util/domcfg.h"
 #include "util/log.h"
+#include "util/tls.h"
+#include "util/transport.h"
 
 /* Incoming migrations at once: a peer cannot make xkvmd start threads without end. */
 #define MAX_INCOMING 4
@@ -50,11 +56,12 @@ struct slot {
     unsigned admit_s;           /* the admission deadline, in seconds from accept */
     bool admitted;
     char cut_off[96];           /* why the watchdog shut it down; "": it did not */
+    int reply_fd;               /* migrate-receive: its client's connection; else -1 */
 };
 
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot slots[MAX_INCOMING] = {
-    [0 ... MAX_INCOMING - 1] = { .fd = -1 },
+    [0 ... MAX_INCOMING - 1] = { .fd = -1, .reply_fd = -1 },
 };
 static unsigned nr_incoming;
 static uint64_t claimed_total_mb;
@@ -150,10 +157,82 @@ static void slot_release(struct slot *s, char *cut_off, size_t len)
     snprintf(cut_off, len, "%s", s->cut_off);
     claimed_total_mb -= s->claimed_mb;
     int fd = s->fd;
-    *s = (struct slot){ .fd = -1 };
+    *s = (struct slot){ .fd = -1, .reply_fd = -1 };
     pthread_mutex_unlock(&slots_lock);
     close(fd);      /* only now: the watchdog must never shut down a reused fd */
     __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
+}
+
+/*
+ * The peer proves who it is before the first byte of its stream is read, within what
+ * is left of its admission deadline: until then it holds this slot and nothing else.
+ * A peer that speaks plain text is told so in plain text. NULL with err if refused.
+ */
+static struct transport *authenticate(struct slot *s, struct tls_creds *c, char *err,
+                                      size_t errlen)
+{
+    uint64_t now = mono_ns();
+    unsigned ms = s->admit_by_ns > now ? (unsigned)((s->admit_by_ns - now) / 1000000u) + 1 : 1;
+    int tls = tls_peek_is_tls(s->fd, ms);
+    if (tls == 0) {
+        struct transport plain;
+        transport_plain(&plain, s->fd);
+        snprintf(err, errlen, "refused: it sent plain text, this host takes migrations "
+                 "only over TLS (%s)", tls_creds_kind(c));
+        migrate_send_line(&plain, MIGRATE_MSG_ERROR " %s: give the source's xkvmd "
+                          "--migrate-tls-dir or --migrate-psk", err);
+        return NULL;
+    }
+    if (tls < 0) {
+        snprintf(err, errlen, "refused: nothing received: %s", strerror(-tls));
+        return NULL;
+    }
+    char why[900];
+    struct transport *t = tls_open(c, s->fd, true, NULL, ms, why, sizeof(why));
+    if (!t)
+        snprintf(err, errlen, "refused: %s", why);
+    else
+        log_info("incoming migration from %s over %s", s->peer, t->name);
+    return t;
+}
+
+/* migrate-receive: the outcome, to the client that passed the channel. */
+static void reply_to_client(int fd, int rc, uint16_t domid, const char *err)
+{
+    struct json_object *r;
+    if (rc) {
+        r = control_reply_err(-rc, "incoming migration: %s", err);
+    } else {
+        r = control_reply_ok();
+        json_object_object_add(r, "domid", json_object_new_int(domid));
+    }
+    control_write_json(fd, r);
+    close(fd);
+}
+
+/*
+ * After refusing a peer: end our side and read what it still sends (at most
+ * LINGER_BYTES, LINGER_MS) before the close, so that the close does not reset the
+ * connection and throw away the refusal (our ERROR line or TLS alert) before the peer
+ * has read it.
+ */
+#define LINGER_MS    2000u
+#define LINGER_BYTES (4u << 20)
+static void linger_after_refusal(int fd)
+{
+    shutdown(fd, SHUT_WR);
+    uint64_t end = mono_ns() + LINGER_MS * 1000000ull;
+    char buf[16384];
+    for (size_t got = 0; got < LINGER_BYTES;) {
+        uint64_t now = mono_ns();
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (now >= end || poll(&p, 1, (int)((end - now) / 1000000u) + 1) <= 0)
+            break;
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN)))
+            break;
+        got += n > 0 ? (size_t)n : 0;
+    }
 }
 
 static void *receive_thread(void *arg)
@@ -162,15 +241,25 @@ static void *receive_thread(void *arg)
     pthread_setname_np(pthread_self(), "migrate-in");
     char err[1024] = "";
     uint16_t domid = 0;
-    /*
-     * Authentication of the peer (the migration-transport issue) goes here, before
-     * the first byte of the stream is read: until then the peer holds this slot and
-     * nothing else. Unauthenticated (--migrate-insecure) peers keep the limits above.
-     */
-    int rc = migrate_receive(s->fd, true, &s->gate, NULL, &domid, err, sizeof(err));
+    /* A channel a local client passed (migrate-receive) was authenticated by it (ssh). */
+    struct tls_creds *c = s->reply_fd < 0 ? migrate_credentials() : NULL;
+    struct transport plain, *t = &plain;
+    transport_plain(&plain, s->fd);
+    int rc = 0;
+    if (c && !(t = authenticate(s, c, err, sizeof(err)))) {
+        rc = -EACCES;
+        linger_after_refusal(s->fd);
+    }
+    if (!rc)
+        rc = migrate_receive(t, true, &s->gate, NULL, &domid, err, sizeof(err));
+    if (t)
+        transport_release(t);
     char peer[sizeof(s->peer)], cut_off[sizeof(s->cut_off)];
     snprintf(peer, sizeof(peer), "%s", s->peer);
+    int reply_fd = s->reply_fd;
     slot_release(s, cut_off, sizeof(cut_off));
+    if (reply_fd >= 0)
+        reply_to_client(reply_fd, rc, domid, cut_off[0] ? cut_off : err);
     if (rc && cut_off[0])
         log_warn("incoming migration from %s cut off: %s", peer, cut_off);
     else if (rc)
@@ -178,7 +267,7 @@ static void *receive_thread(void *arg)
     return NULL;
 }
 
-/* A free slot for fd, its deadlines set; NULL if all are taken. */
+/* A free slot for fd, its deadlines set (peer: a socket address, or NULL); NULL if full. */
 static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen_t salen)
 {
     struct slot *s = NULL;
@@ -190,12 +279,15 @@ static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen
     if (s) {
         unsigned admit_s = limits.timeout_s < ADMIT_DEADLINE_S ? limits.timeout_s
                                                                 : ADMIT_DEADLINE_S;
-        *s = (struct slot){ .gate = { .admit = admit }, .fd = fd, .admit_s = admit_s,
+        *s = (struct slot){ .gate = { .admit = admit }, .fd = fd, .reply_fd = -1,
+                            .admit_s = admit_s,
                             .admit_by_ns = now + admit_s * 1000000000ull,
                             .deadline_ns = now + limits.timeout_s * 1000000000ull };
         char addr[INET6_ADDRSTRLEN], port[8];
-        if (getnameinfo((const struct sockaddr *)sa, salen, addr, sizeof(addr), port,
-                        sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
+        if (!sa)
+            snprintf(s->peer, sizeof(s->peer), "migrate-receive");
+        else if (getnameinfo((const struct sockaddr *)sa, salen, addr, sizeof(addr), port,
+                             sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
             snprintf(s->peer, sizeof(s->peer), "?");
         else
             snprintf(s->peer, sizeof(s->peer), "%s:%s", addr, port);
@@ -203,6 +295,52 @@ static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen
     }
     pthread_mutex_unlock(&slots_lock);
     return s;
+}
+
+/* Socket timeouts and no Nagle, as for every incoming connection. */
+static void incoming_sockopts(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct timeval tmo = { .tv_sec = READ_TIMEOUT_S };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+}
+
+struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool *detached)
+{
+    *detached = false;
+    int type = 0;
+    socklen_t tl = sizeof(type);
+    if (*file_fd < 0 || getsockopt(*file_fd, SOL_SOCKET, SO_TYPE, &type, &tl) ||
+        type != SOCK_STREAM)
+        return control_reply_err(EINVAL, "migrate-receive needs the channel's stream socket "
+                                 "passed with the request (SCM_RIGHTS)");
+    int reply_fd = fcntl(client_fd, F_DUPFD_CLOEXEC, 3);
+    if (reply_fd < 0)
+        return control_reply_err(errno, "migrate-receive: %s", strerror(errno));
+    fcntl(reply_fd, F_SETFL, fcntl(reply_fd, F_GETFL) & ~O_NONBLOCK);
+    struct slot *s = slot_take(*file_fd, NULL, 0);
+    if (!s) {
+        close(reply_fd);
+        return control_reply_err(EBUSY, "too many incoming migrations: %d in progress",
+                                 MAX_INCOMING);
+    }
+    int fd = *file_fd;
+    *file_fd = -1;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    incoming_sockopts(fd);
+    s->reply_fd = reply_fd;
+    if (migrate_start_thread(receive_thread, s)) {
+        char unused[sizeof(s->cut_off)];
+        s->reply_fd = -1;
+        slot_release(s, unused, sizeof(unused));
+        close(reply_fd);
+        return control_reply_err(EAGAIN, "cannot start the receiver");
+    }
+    log_info("incoming migration through a channel a local client passed (migrate-receive)");
+    *detached = true;
+    return NULL;
 }
 
 void migrate_accept(int listen_fd)
@@ -215,17 +353,16 @@ void migrate_accept(int listen_fd)
     struct slot *s = slot_take(fd, &sa, salen);
     if (!s) {
         log_warn("incoming migration refused: %d already in progress", MAX_INCOMING);
-        migrate_send_line(fd, MIGRATE_MSG_ERROR " too many incoming migrations: %d in "
-                          "progress, each cut off after %u s at most; try again later",
-                          MAX_INCOMING, limits.timeout_s);
+        struct transport plain;
+        transport_plain(&plain, fd);
+        if (!migrate_credentials())     /* a TLS peer could not read it: it sees the close */
+            migrate_send_line(&plain, MIGRATE_MSG_ERROR " too many incoming migrations: %d "
+                              "in progress, each cut off after %u s at most; try again later",
+                              MAX_INCOMING, limits.timeout_s);
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct timeval tmo = { .tv_sec = READ_TIMEOUT_S };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+    incoming_sockopts(fd);
     if (migrate_start_thread(receive_thread, s)) {
         char unused[sizeof(s->cut_off)];
         slot_release(s, unused, sizeof(unused));

@@ -23,6 +23,8 @@
 #include "migrate/migrate.h"
 #include "util/domcfg.h"
 #include "util/log.h"
+#include "util/tls.h"
+#include "util/transport.h"
 
 enum job_kind { JOB_SAVE, JOB_RESTORE, JOB_MIGRATE };
 
@@ -32,13 +34,50 @@ struct job {
     int file_fd;                /* save, restore: the file the client opened (ours) */
     struct domain *d;           /* save/migrate: referenced, d->migrating set */
     char path[4096];            /* save, restore: its name, for messages only */
-    char host[256];
+    char host[256];             /* migrate: HOST, or the "via" URL (ssh://...) */
+    char tls_hostname[256];     /* migrate: the name the destination's certificate has */
     int port;
     bool keep;
     struct migrate_opts opts;
     bool has_local;             /* restore: the client sent the host's config for it */
     struct domcfg local;
+    struct migrate_cancel cancel;   /* migrate: xkvm migrate-cancel */
+    struct job *next;           /* migrate: in the list of running migrations */
 };
+
+/* Running migrations, for migrate-cancel (a job leaves the list before it is freed). */
+static pthread_mutex_t migrations_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct job *migrations;
+
+static void migration_list(struct job *j, bool add)
+{
+    pthread_mutex_lock(&migrations_lock);
+    struct job **p = &migrations;
+    while (*p && *p != j)
+        p = &(*p)->next;
+    if (add && !*p)
+        *p = j;
+    else if (!add && *p)
+        *p = j->next;
+    pthread_mutex_unlock(&migrations_lock);
+}
+
+struct json_object *migrate_cancel_domain(unsigned domid)
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&migrations_lock);
+    for (struct job *j = migrations; j; j = j->next)
+        if (j->d->domid == domid)
+            rc = migrate_cancel_request(&j->cancel);
+    pthread_mutex_unlock(&migrations_lock);
+    if (rc == -ENOENT)
+        return control_reply_err(ENOENT, "no migration of domain %u is running here", domid);
+    if (rc == -EBUSY)
+        return control_reply_err(EBUSY, "too late: the migration of domain %u is handing the "
+                                 "guest over (it completes, or the guest runs on here)", domid);
+    log_info("d%u: migration cancelled (xkvm migrate-cancel)", domid);
+    return control_reply_ok();
+}
 
 /* ---- replies on the job's connection ---- */
 
@@ -92,11 +131,13 @@ static void on_progress(void *arg, const struct migrate_progress *p)
     control_write_json(j->fd, o);
 }
 
-static struct json_object *report_json(const struct migrate_report *r)
+static struct json_object *report_json(const struct migrate_report *r, const char *transport)
 {
     static const char *const names[] = { "done", "resumed" };
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "outcome", json_object_new_string(names[r->outcome]));
+    if (transport)
+        json_object_object_add(o, "transport", json_object_new_string(transport));
     return fields_json(o, r, report_fields, sizeof(report_fields) / sizeof(report_fields[0]));
 }
 
@@ -149,6 +190,39 @@ static int connect_to(const char *hostname, int port, char *err, size_t errlen)
     return fd;
 }
 
+static struct tls_creds *creds;
+
+void migrate_set_credentials(struct tls_creds *c)
+{
+    creds = c;
+}
+
+struct tls_creds *migrate_credentials(void)
+{
+    return creds;
+}
+
+/*
+ * The migration's transport on the connected socket fd: TLS when this host has
+ * credentials (the destination must prove it is j->tls_hostname, or the host we
+ * connected to), else plain. NULL with err if the handshake failed.
+ */
+static struct transport *outgoing_transport(struct job *j, int fd, struct transport *plain,
+                                            char *err, size_t errlen)
+{
+    transport_plain(plain, fd);
+    if (!creds)
+        return plain;
+    char why[900];
+    struct transport *t = tls_open(creds, fd, false, j->tls_hostname[0] ? j->tls_hostname : j->host,
+                                   MIGRATE_TLS_CONNECT_TIMEOUT_MS, why, sizeof(why));
+    if (!t)
+        snprintf(err, errlen, "%s:%d: %s", j->host, j->port, why);
+    else
+        log_info("d%u: migrating to %s:%d over %s", j->d->domid, j->host, j->port, t->name);
+    return t;
+}
+
 /* Jobs running now (live update waits for none, nor for incoming migrations). */
 static unsigned nr_jobs;
 
@@ -166,7 +240,9 @@ static void *job_thread(void *arg)
                                        j->kind == JOB_SAVE ? "save" : "migrate");
     if (j->kind == JOB_RESTORE) {
         uint16_t domid = 0;
-        int rc = migrate_receive(j->file_fd, false, NULL, j->has_local ? &j->local : NULL,
+        struct transport file;
+        transport_plain(&file, j->file_fd);
+        int rc = migrate_receive(&file, false, NULL, j->has_local ? &j->local : NULL,
                                  &domid, err, sizeof(err));
         close(j->file_fd);
         if (rc) {
@@ -180,19 +256,44 @@ static void *job_thread(void *arg)
     }
 
     struct migrate_report rep;
+    struct transport plain, *t = NULL;
     int out = -1, rc;
     if (j->kind == JOB_SAVE) {
         out = j->file_fd;   /* the client created it, with its own rights */
+        transport_plain(&plain, out);
+        t = &plain;
         rc = 0;
+    } else if (j->file_fd >= 0) {
+        out = j->file_fd;   /* "via": the client's channel to the far end (ssh) */
+        migrate_cancel_set_fd(&j->cancel, out);
+        transport_plain(&plain, out);
+        plain.name = "ssh";
+        t = &plain;
+        rc = 0;
+        log_info("d%u: migrating through %s", j->d->domid, j->host);
     } else {
         out = connect_to(j->host, j->port, err, sizeof(err));
         rc = out < 0 ? out : 0;
+        if (!rc)
+            migrate_cancel_set_fd(&j->cancel, out);
+        if (!rc && !(t = outgoing_transport(j, out, &plain, err, sizeof(err))))
+            rc = -EACCES;
     }
     memset(&rep, 0, sizeof(rep));
     rep.outcome = MIGRATE_RESUMED;
     if (!rc)
-        rc = migrate_send(j->d, out, &j->opts, j->kind == JOB_MIGRATE ? on_progress : NULL, j,
+        rc = migrate_send(j->d, t, &j->opts, j->kind == JOB_MIGRATE ? on_progress : NULL, j,
                           &rep, err, sizeof(err));
+    if (j->kind == JOB_MIGRATE) {
+        migration_list(j, false);
+        pthread_mutex_lock(&j->cancel.lock);
+        j->cancel.fd = -1;      /* closed below: a late cancel must not shut down a reused fd */
+        pthread_mutex_unlock(&j->cancel.lock);
+    }
+    char transport_name[400];
+    snprintf(transport_name, sizeof(transport_name), "%s", t ? t->name : "none");
+    if (t)
+        transport_release(t);
     if (out >= 0)
         close(out);         /* a partial image: the client that created it removes it */
     unsigned domid = j->d->domid;
@@ -208,7 +309,8 @@ static void *job_thread(void *arg)
                                   "migration of", domid, err,
                                   rep.outcome == MIGRATE_RESUMED ? " (the guest runs here)" : "");
     }
-    json_object_object_add(reply, "report", report_json(&rep));
+    json_object_object_add(reply, "report", report_json(&rep, j->kind == JOB_MIGRATE ?
+                                                          transport_name : NULL));
     control_write_json(j->fd, reply);
 out:
     close(j->fd);
@@ -292,6 +394,33 @@ static struct json_object *take_file(struct job *j, struct json_object *req, con
     return NULL;
 }
 
+/*
+ * migrate with "via" (e.g. "ssh://host"): the client runs the channel (xkvm migrate
+ * ssh://...: ssh to `xkvm migrate-receive`) and passes its end as a socket. True if
+ * the request has "via" (*bad set if it is unusable).
+ */
+static bool take_channel(struct job *j, struct json_object *req, int *file_fd,
+                         struct json_object **bad)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(req, "via", &v))
+        return false;
+    int type = 0;
+    socklen_t tl = sizeof(type);
+    if (!get_string(req, "via", j->host, sizeof(j->host)))
+        *bad = control_reply_err(EINVAL, "\"via\" must name the channel");
+    else if (*file_fd < 0 || getsockopt(*file_fd, SOL_SOCKET, SO_TYPE, &type, &tl) ||
+             type != SOCK_STREAM)
+        *bad = control_reply_err(EINVAL, "migrate via %s needs the channel's stream socket "
+                                 "passed with the request (SCM_RIGHTS)", j->host);
+    if (*bad)
+        return true;
+    j->file_fd = *file_fd;
+    *file_fd = -1;
+    fcntl(j->file_fd, F_SETFL, fcntl(j->file_fd, F_GETFL) & ~O_NONBLOCK);
+    return true;
+}
+
 struct json_object *migrate_job_start(struct json_object *req, const char *cmd, int fd,
                                       int *file_fd, bool *detached)
 {
@@ -303,6 +432,9 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
     j->kind = !strcmp(cmd, "save") ? JOB_SAVE : !strcmp(cmd, "restore") ? JOB_RESTORE : JOB_MIGRATE;
     j->opts.live = j->kind == JOB_MIGRATE;
     j->opts.peer = j->kind == JOB_MIGRATE;
+    migrate_cancel_init(&j->cancel);
+    if (j->kind == JOB_MIGRATE)
+        j->opts.cancel = &j->cancel;
     struct json_object *bad = NULL;
     int64_t v;
     if (j->kind != JOB_MIGRATE)
@@ -314,12 +446,16 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
             bad = control_reply_err(EINVAL, "restore: \"config\": %s", why);
         j->has_local = true;
     }
-    if (!bad && j->kind == JOB_MIGRATE) {
+    if (!bad && j->kind == JOB_MIGRATE && take_channel(j, req, file_fd, &bad)) {
+        /* "via": the stream goes through the descriptor passed (taken or refused) */
+    } else if (!bad && j->kind == JOB_MIGRATE) {
         v = 0;
         if (!get_string(req, "host", j->host, sizeof(j->host)) ||
             !get_int(req, "port", 1, 65535, &v) || !v)
             bad = control_reply_err(EINVAL, "migrate needs \"host\" and \"port\" (1..65535)");
         j->port = (int)v;
+    }
+    if (!bad && j->kind == JOB_MIGRATE) {
         v = MIGRATE_DEFAULT_DOWNTIME_MS;
         if (!bad && !get_int(req, "downtime_ms", 1, 60000, &v))
             bad = control_reply_err(EINVAL, "\"downtime_ms\" must be 1..60000");
@@ -330,6 +466,10 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         j->opts.max_iters = (uint32_t)v;
         if (!bad && !get_bool(req, "live", &j->opts.live))
             bad = control_reply_err(EINVAL, "\"live\" must be true or false");
+        struct json_object *hv;
+        if (!bad && json_object_object_get_ex(req, "tls_hostname", &hv) &&
+            !get_string(req, "tls_hostname", j->tls_hostname, sizeof(j->tls_hostname)))
+            bad = control_reply_err(EINVAL, "\"tls_hostname\" must be a name");
     }
     if (!bad && j->kind == JOB_SAVE) {
         char compat[32] = "none";
@@ -370,9 +510,13 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         if (j->fd >= 0)
             fcntl(j->fd, F_SETFL, fcntl(j->fd, F_GETFL) & ~O_NONBLOCK);
         __atomic_add_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
+        if (j->kind == JOB_MIGRATE)
+            migration_list(j, true);
         int rc = j->fd < 0 ? errno : migrate_start_thread(job_thread, j);
-        if (rc)
+        if (rc) {
             __atomic_sub_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
+            migration_list(j, false);
+        }
         if (!rc) {
             *detached = true;
             return NULL;

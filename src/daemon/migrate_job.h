@@ -21,6 +21,12 @@
 struct json_object *migrate_job_start(struct json_object *req, const char *cmd, int fd,
                                       int *file_fd, bool *detached);
 
+/*
+ * migrate-cancel: stop the running migration of domain domid before its hand-over
+ * (migrate.h, struct migrate_cancel). The reply: ok, ENOENT (none running), EBUSY (too late).
+ */
+struct json_object *migrate_cancel_domain(unsigned domid);
+
 /* Save, restore and migrate jobs and incoming migrations running now. */
 unsigned migrate_jobs_running(void);
 /*
@@ -28,6 +34,19 @@ unsigned migrate_jobs_running(void);
  * loop and the vCPU threads). 0 or an errno.
  */
 int migrate_start_thread(void *(*fn)(void *), void *arg);
+
+/* ---- the transport (docs/migration.md, "Transport") ---- */
+
+struct tls_creds;
+/*
+ * Credentials from xkvmd --migrate-tls-dir or --migrate-psk (taken): every migration
+ * out and every one in goes through TLS 1.3 with them. NULL (the default): plain TCP,
+ * which a listener accepts only with --migrate-insecure.
+ */
+void migrate_set_credentials(struct tls_creds *c);
+struct tls_creds *migrate_credentials(void);
+/* The source's handshake with the destination must end within this. */
+#define MIGRATE_TLS_CONNECT_TIMEOUT_MS 30000u
 
 /* ---- incoming.c: the listener and the limits peers live under ---- */
 
@@ -44,6 +63,13 @@ struct migrate_incoming_limits {
 void migrate_incoming_configure(const struct migrate_incoming_limits *l);
 /* Listen for incoming migrations on "ADDR:PORT". The socket, or -errno with a message. */
 int migrate_listen(const char *addrport, char *err, size_t errlen);
+/*
+ * "migrate-receive" (xkvm migrate-receive, at the far end of xkvm migrate ssh://...):
+ * receive on the stream socket the client passed (*file_fd, taken), under the same
+ * limits as a network peer; the outcome ({"ok", "domid"} or the error) goes to the
+ * client's connection fd, which is dup'ed (*detached). An error reply if it cannot start.
+ */
+struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool *detached);
 /* The listening socket is readable: take one connection and receive on a thread. */
 void migrate_accept(int listen_fd);
 /* Main loop, at least once a second: shut down peers past their deadlines. */

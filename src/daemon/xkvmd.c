@@ -30,6 +30,7 @@
 #include "util/log.h"
 #include "util/logrot.h"
 #include "util/notify.h"
+#include "util/tls.h"
 #include "xkvm/control.h"
 #include "xkvm/live_update.h"
 
@@ -316,6 +317,7 @@ static void close_idle_clients(void)
 
 static bool start_services = true;
 static const char *migrate_addr;
+static bool migrate_insecure;
 static int migrate_fd = -1;
 
 static int serve(int listen_fd)
@@ -389,6 +391,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--foreground] [--log FILE]\n"
         "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
+        "             [--migrate-tls-dir DIR | --migrate-psk FILE | --migrate-insecure]\n"
         "             [--migrate-timeout SECONDS] [--migrate-max-memory SIZE]\n"
         "             [--migrate-max-total SIZE] [--disk-root DIR]... [--kernel-root DIR]...\n"
         "             [--log-max-size SIZE] [--log-keep N] [--hypercall-transport auto|port-io]\n"
@@ -405,7 +408,15 @@ static void usage(FILE *f)
         "  --hypercall-transport auto|port-io  VMCALL through KVM's Xen intercept where\n"
         "                        KVM has it (auto, the default), or only the port-I/O page\n"
         "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n"
-        "  --migrate-listen ADDR:PORT  accept incoming live migrations there\n"
+        "  --migrate-listen ADDR:PORT  accept incoming live migrations there; needs one of:\n"
+        "  --migrate-tls-dir DIR       TLS 1.3 with x509 certificates, both ends verified:\n"
+        "                        DIR has ca-cert.pem, server-cert.pem and server-key.pem\n"
+        "                        (to accept), client-cert.pem and client-key.pem (to send);\n"
+        "                        migrations out go over TLS too\n"
+        "  --migrate-psk FILE    TLS 1.3 with a pre-shared key: lines identity:hexkey\n"
+        "                        (psktool's format), the first one used to send\n"
+        "  --migrate-insecure    accept migrations unauthenticated and unencrypted from\n"
+        "                        anyone who can reach ADDR:PORT\n"
         "  --migrate-timeout SECONDS   an incoming migration must be done within this\n"
         "                        (default %u)\n"
         "  --migrate-max-memory SIZE   memory one incoming domain may have (default: the\n"
@@ -447,6 +458,48 @@ static void install_signals(void)
 
 /* ---- start-up ---- */
 
+/* --migrate-tls-dir DIR or --migrate-psk FILE: loaded now, so a bad one stops the start. */
+static int set_credentials(int opt, const char *arg)
+{
+    char err[1024];
+    if (migrate_credentials()) {
+        fprintf(stderr, "xkvmd: give one of --migrate-tls-dir and --migrate-psk, once\n");
+        return 2;
+    }
+    struct tls_creds *c = opt == 'C' ? tls_creds_x509(arg, err, sizeof(err))
+                                     : tls_creds_psk(arg, err, sizeof(err));
+    if (!c) {
+        fprintf(stderr, "xkvmd: --migrate-%s: %s\n", opt == 'C' ? "tls-dir" : "psk", err);
+        return 2;
+    }
+    migrate_set_credentials(c);
+    return DAEMON_CONTINUE;
+}
+
+/* A listener authenticates its peers, or is told explicitly not to. 0 or 2 (usage). */
+static int check_listener(void)
+{
+    char err[1024];
+    struct tls_creds *c = migrate_credentials();
+    if (migrate_addr && c && tls_creds_check(c, true, err, sizeof(err))) {
+        fprintf(stderr, "xkvmd: --migrate-listen %s: --migrate-tls-dir %s\n", migrate_addr, err);
+        return 2;
+    }
+    if (migrate_addr && c && migrate_insecure) {
+        fprintf(stderr, "xkvmd: --migrate-insecure and credentials: give one or the other\n");
+        return 2;
+    }
+    if (migrate_addr && !c && !migrate_insecure) {
+        fprintf(stderr, "xkvmd: --migrate-listen %s refused: without credentials anyone who "
+                "can reach it could create a domain here and run code in it. Give "
+                "--migrate-tls-dir DIR (x509, both ends verified) or --migrate-psk FILE "
+                "(a pre-shared key), or --migrate-insecure to accept unauthenticated, "
+                "unencrypted migrations (a trusted network only)\n", migrate_addr);
+        return 2;
+    }
+    return 0;
+}
+
 /* xkvmd's own options (the common ones are the daemon skeleton's). */
 struct xkvmd_options {
     uint64_t machine_memory;
@@ -458,6 +511,9 @@ static const struct option own_options[] = {
     { "machine-memory", required_argument, NULL, 'm' },
     { "no-dom0-services", no_argument, NULL, 'S' },
     { "migrate-listen", required_argument, NULL, 'M' },
+    { "migrate-tls-dir", required_argument, NULL, 'C' },
+    { "migrate-psk", required_argument, NULL, 'P' },
+    { "migrate-insecure", no_argument, NULL, 'I' },
     { "migrate-timeout", required_argument, NULL, 'T' },
     { "migrate-max-memory", required_argument, NULL, 'X' },
     { "migrate-max-total", required_argument, NULL, 'Y' },
@@ -486,6 +542,9 @@ static int own_option(int opt, const char *arg, void *ctx)
         break;
     case 'S': start_services = false; break;
     case 'M': migrate_addr = arg; break;
+    case 'C': case 'P':
+        return set_credentials(opt, arg);
+    case 'I': migrate_insecure = true; break;
     case 'T': case 'X': case 'Y':
         if (parse_incoming_limit(opt, arg, &o->incoming))
             return 2;
@@ -593,6 +652,8 @@ static int run(int argc, char **argv, struct lu_daemon *lu)
     };
     int st = daemon_begin(&dm, &cli, argc, argv, true);
     if (st != DAEMON_CONTINUE)
+        return st;
+    if ((st = check_listener()))
         return st;
     migrate_incoming_configure(&o.incoming);
     if (o.lu_resume)

@@ -14,10 +14,12 @@
 #ifndef XKVM_MIGRATE_MIGRATE_H
 #define XKVM_MIGRATE_MIGRATE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/transport.h"
 #include "xkvm/stream.h"
 
 struct domcfg;
@@ -33,8 +35,27 @@ struct xkvm_ctx_hvm_param;
 #define MIGRATE_MSG_ERROR       "ERROR"       /* ERROR <message> */
 #define MIGRATE_MSG_MAX         512
 
+/*
+ * Cancelling a migration from another thread (xkvm migrate-cancel), up to the
+ * hand-over: migrate_cancel_request shuts the connection down, so the sender's next
+ * read or write fails, the guest runs on at the source and the destination, which
+ * sees the connection end, removes what it built. Once the sender is about to send GO
+ * it is too late (-EBUSY): the migration then completes or fails on its own.
+ */
+struct migrate_cancel {
+    pthread_mutex_t lock;
+    int fd;                     /* the connection to shut down; -1: not connected yet */
+    bool cancelled, handover;
+};
+void migrate_cancel_init(struct migrate_cancel *c);
+/* The connection is fd (shut down at once if a cancel came first). */
+void migrate_cancel_set_fd(struct migrate_cancel *c, int fd);
+/* 0: cancelled (or already); -EBUSY: the hand-over has begun. */
+int migrate_cancel_request(struct migrate_cancel *c);
+
 struct migrate_opts {
     bool live;                  /* pre-copy while the guest runs */
+    struct migrate_cancel *cancel;  /* NULL: not cancellable */
     bool peer;                  /* fd is a connection to a destination xkvmd */
     uint32_t downtime_ms;       /* live: stop iterating when the rest fits this */
     uint32_t max_iters;         /* live: iterations at most */
@@ -74,12 +95,13 @@ struct migrate_report {
 };
 
 /*
- * Send domain d (a reference held, d->migrating set) to fd. Without opts->live the
+ * Send domain d (a reference held, d->migrating set) through t (a file, a socket, a
+ * TLS session: util/transport.h). Without opts->live the
  * domain is paused first. On success (MIGRATE_DONE) the domain is left paused: the
  * caller destroys it (or unpauses it for save --keep). 0 or -errno with a message;
  * report->outcome says where the guest is.
  */
-int migrate_send(struct domain *d, int fd, const struct migrate_opts *opts,
+int migrate_send(struct domain *d, struct transport *t, const struct migrate_opts *opts,
                  migrate_progress_fn progress, void *arg, struct migrate_report *report,
                  char *err, size_t errlen);
 
@@ -95,15 +117,15 @@ struct migrate_gate {
 };
 
 /*
- * Receive a domain from fd (peer: a source xkvmd on the other end, answered as
+ * Receive a domain through t (peer: a source xkvmd on the other end, answered as
  * above; local: a configuration read on this host, or NULL). The domain is built only
  * once the gate admitted its config, and stays invisible to the toolstack and unnamed
  * (domain.h: incoming) until it is whole and about to run. On success it runs under
  * the domid in the stream and *domid says which. On any failure every trace of it is
  * gone. 0 or -errno with a message.
  */
-int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct domcfg *local,
-                    uint16_t *domid, char *err, size_t errlen);
+int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
+                    const struct domcfg *local, uint16_t *domid, char *err, size_t errlen);
 
 /*
  * The host resources a stream may name (util/hostpath.h): xkvmd --disk-root and
@@ -127,9 +149,10 @@ int migrate_hvm_context(struct domain *d, void **blob, size_t *len, char *err, s
  */
 void migrate_wait_dom0_quiet(struct domain *const *doms, unsigned n);
 
-/* Line I/O on a migration connection (fd blocking). */
-int migrate_send_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Line I/O on a migration connection (blocking). */
+int migrate_send_line(struct transport *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* One line without its newline; timeout_ms 0: none. 0, -ETIMEDOUT, -EPIPE (closed). */
-int migrate_read_line(int fd, char *buf, size_t len, unsigned timeout_ms);
+int migrate_read_line(struct transport *t, char *buf, size_t len, unsigned timeout_ms);
 
 #endif

@@ -44,7 +44,6 @@ static void fault_point(const char *phase)
 }
 
 struct receiver {
-    int fd;
     bool peer;
     struct migrate_gate *gate;      /* NULL: a local restore */
     const struct domcfg *local;     /* the host's config for the guest, or NULL */
@@ -315,17 +314,18 @@ static int finish(struct receiver *r)
     return rc;
 }
 
-int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct domcfg *local,
-                    uint16_t *domid, char *err, size_t errlen)
+int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
+                    const struct domcfg *local, uint16_t *domid, char *err, size_t errlen)
 {
-    struct receiver r = { .fd = fd, .peer = peer, .gate = gate, .local = local, .err = err,
+    struct receiver r = { .peer = peer, .gate = gate, .local = local, .err = err,
                           .errlen = errlen };
     struct xkvm_stream_reader rd;
     /* Until a peer's config is admitted, no record may make us buffer more than it. */
     struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS,
                                       .record_max = peer ? XKVM_STREAM_CONFIG_MAX : 0 };
     int rc = 0;
-    if (xkvm_stream_reader_init_fd(&rd, fd, &lim))
+    struct xkvm_stream_io io = transport_stream_io(t);
+    if (xkvm_stream_reader_init_io(&rd, &io, &lim))
         return fail(&r, -ENOMEM, "out of memory");
     struct xkvm_stream_record rec;
     int n;
@@ -345,7 +345,7 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
             if (!rc)
                 xkvm_stream_reader_set_record_max(&rd, 0);
             fault_point("recv-config");
-            if (!rc && peer && migrate_send_line(fd, MIGRATE_MSG_READY))
+            if (!rc && peer && migrate_send_line(t, MIGRATE_MSG_READY))
                 rc = fail(&r, -EPIPE, "source went away");
             break;
         case XKVM_STREAM_REC_PAGE_DATA:
@@ -367,7 +367,7 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
             rc = finish(&r);
             break;
         case XKVM_STREAM_REC_SYNC:
-            if (peer && migrate_send_line(fd, MIGRATE_MSG_SYNCED))
+            if (peer && migrate_send_line(t, MIGRATE_MSG_SYNCED))
                 rc = fail(&r, -EPIPE, "source went away");
             break;
         default:
@@ -387,11 +387,11 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
 
     if (!rc && peer) {
         char line[MIGRATE_MSG_MAX];
-        if (migrate_send_line(fd, MIGRATE_MSG_RESTORED)) {
+        if (migrate_send_line(t, MIGRATE_MSG_RESTORED)) {
             rc = fail(&r, -EPIPE, "source went away before the hand-over");
         } else {
             fault_point("recv-restored");
-            if (migrate_read_line(fd, line, sizeof(line), GO_TIMEOUT_MS) ||
+            if (migrate_read_line(t, line, sizeof(line), GO_TIMEOUT_MS) ||
                 strcmp(line, MIGRATE_MSG_GO))
                 rc = fail(&r, -EPIPE, "source did not hand the guest over");
         }
@@ -402,9 +402,13 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
         if ((rc = pc.rc))
             snprintf(err, errlen, "%s", pc.err);
     }
+    if (rc && t->why[0] && !strstr(err, t->why)) {
+        size_t l = strlen(err);
+        snprintf(err + l, errlen - l, " (%s)", t->why);   /* what the transport knows */
+    }
     if (rc) {
         if (peer)
-            migrate_send_line(fd, MIGRATE_MSG_ERROR " %s", err);
+            migrate_send_line(t, MIGRATE_MSG_ERROR " %s", err);
         if (r.d) {
             uint16_t id = r.d->domid;
             host_call_main(destroy_on_main, r.d);
@@ -419,7 +423,7 @@ int migrate_receive(int fd, bool peer, struct migrate_gate *gate, const struct d
     domain_unpause(d);          /* the hold domain_create_for_restore took */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (peer && migrate_send_line(fd, MIGRATE_MSG_RUNNING " %llu",
+    if (peer && migrate_send_line(t, MIGRATE_MSG_RUNNING " %llu",
                                   (unsigned long long)ts.tv_sec * 1000000000ull +
                                   (unsigned long long)ts.tv_nsec)) {
         /* The source cannot learn that we run it, so it takes the guest back. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <json-c/json.h>
@@ -45,7 +46,7 @@ static uint64_t real_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int migrate_send_line(int fd, const char *fmt, ...)
+int migrate_send_line(struct transport *t, const char *fmt, ...)
 {
     char buf[MIGRATE_MSG_MAX];
     va_list ap;
@@ -60,18 +61,10 @@ int migrate_send_line(int fd, const char *fmt, ...)
         if (buf[i] == '\n')
             buf[i] = ' ';
     buf[n++] = '\n';
-    for (int off = 0; off < n;) {
-        ssize_t w = write(fd, buf + off, (size_t)(n - off));
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -EPIPE;
-        off += (int)w;
-    }
-    return 0;
+    return transport_write_all(t, buf, (size_t)n) ? -EPIPE : 0;
 }
 
-int migrate_read_line(int fd, char *buf, size_t len, unsigned timeout_ms)
+int migrate_read_line(struct transport *t, char *buf, size_t len, unsigned timeout_ms)
 {
     size_t n = 0;
     uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
@@ -80,17 +73,12 @@ int migrate_read_line(int fd, char *buf, size_t len, unsigned timeout_ms)
             uint64_t now = mono_ns();
             if (now >= end)
                 return -ETIMEDOUT;
-            struct pollfd p = { .fd = fd, .events = POLLIN };
-            int r = poll(&p, 1, (int)((end - now) / 1000000ull) + 1);
-            if (r < 0 && errno == EINTR)
-                continue;
+            int r = transport_wait_readable(t, (unsigned)((end - now) / 1000000ull) + 1);
             if (r == 0)
                 return -ETIMEDOUT;
         }
         char c;
-        ssize_t r = read(fd, &c, 1);      /* lines are rare and short */
-        if (r < 0 && errno == EINTR)
-            continue;
+        ssize_t r = transport_read(t, &c, 1);      /* lines are rare and short */
         if (r <= 0)
             return -EPIPE;
         if (c == '\n') {
@@ -103,10 +91,61 @@ int migrate_read_line(int fd, char *buf, size_t len, unsigned timeout_ms)
     return 0;
 }
 
-/* Wait for `want` from the destination; its ERROR, or silence, becomes err. */
-static int expect(int fd, const char *want, char *line, size_t linelen, char *err, size_t errlen)
+void migrate_cancel_init(struct migrate_cancel *c)
 {
-    int rc = migrate_read_line(fd, line, linelen, PEER_TIMEOUT_MS);
+    *c = (struct migrate_cancel){ .fd = -1 };
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+void migrate_cancel_set_fd(struct migrate_cancel *c, int fd)
+{
+    pthread_mutex_lock(&c->lock);
+    c->fd = fd;
+    if (c->cancelled)
+        shutdown(fd, SHUT_RDWR);
+    pthread_mutex_unlock(&c->lock);
+}
+
+int migrate_cancel_request(struct migrate_cancel *c)
+{
+    pthread_mutex_lock(&c->lock);
+    int rc = c->handover ? -EBUSY : 0;
+    if (!rc) {
+        c->cancelled = true;
+        if (c->fd >= 0)
+            shutdown(c->fd, SHUT_RDWR);     /* the sender's next read or write fails */
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+/* Before GO: from here on a cancel is refused. False if one came first. */
+static bool begin_handover(struct migrate_cancel *c)
+{
+    if (!c)
+        return true;
+    pthread_mutex_lock(&c->lock);
+    bool ok = !c->cancelled;
+    c->handover = ok;
+    pthread_mutex_unlock(&c->lock);
+    return ok;
+}
+
+static bool was_cancelled(struct migrate_cancel *c)
+{
+    if (!c)
+        return false;
+    pthread_mutex_lock(&c->lock);
+    bool v = c->cancelled;
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+/* Wait for `want` from the destination; its ERROR, or silence, becomes err. */
+static int expect(struct transport *t, const char *want, char *line, size_t linelen,
+                  char *err, size_t errlen)
+{
+    int rc = migrate_read_line(t, line, linelen, PEER_TIMEOUT_MS);
     if (rc) {
         snprintf(err, errlen, "destination %s before %s", rc == -ETIMEDOUT ?
                  "did not answer in time" : "closed the connection", want);
@@ -430,7 +469,7 @@ static int send_config(struct sender *s, char *err, size_t errlen)
 }
 
 /* SYNC: wait until the destination has read everything sent so far (peer only). */
-static int sync_peer(struct sender *s, int fd, char *err, size_t errlen)
+static int sync_peer(struct sender *s, struct transport *t, char *err, size_t errlen)
 {
     char line[MIGRATE_MSG_MAX];
     if (!s->o->peer)
@@ -439,7 +478,7 @@ static int sync_peer(struct sender *s, int fd, char *err, size_t errlen)
         snprintf(err, errlen, "stream: %s", s->w.err.msg);
         return -EPIPE;
     }
-    return expect(fd, MIGRATE_MSG_SYNCED, line, sizeof(line), err, errlen);
+    return expect(t, MIGRATE_MSG_SYNCED, line, sizeof(line), err, errlen);
 }
 
 /*
@@ -449,14 +488,15 @@ static int sync_peer(struct sender *s, int fd, char *err, size_t errlen)
  * the downtime target (the other half is for the state and the hand-over), or at the
  * iteration or volume cap; the set then left goes in the final copy.
  */
-static int precopy(struct sender *s, int fd, uint64_t t_start, char *err, size_t errlen)
+static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char *err,
+                   size_t errlen)
 {
     struct domain *d = s->d;
     uint64_t ram = d->ram_frames ? d->ram_frames : 1;
     uint64_t cap = (uint64_t)(s->o->max_factor ? s->o->max_factor : MIGRATE_DEFAULT_MAX_FACTOR) * ram;
     unsigned max_iters = s->o->max_iters ? s->o->max_iters : MIGRATE_DEFAULT_MAX_ITERS;
     uint32_t target_ms = s->o->downtime_ms ? s->o->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
-    int rc = sync_peer(s, fd, err, errlen);
+    int rc = sync_peer(s, t, err, errlen);
     if (rc)
         return rc;
     double secs = (double)(mono_ns() - t_start) / 1e9;
@@ -478,7 +518,7 @@ static int precopy(struct sender *s, int fd, uint64_t t_start, char *err, size_t
             snprintf(err, errlen, "stream: %s", s->w.err.msg);
             return -EPIPE;
         }
-        if ((rc = sync_peer(s, fd, err, errlen)))
+        if ((rc = sync_peer(s, t, err, errlen)))
             return rc;
         secs = (double)(mono_ns() - t0) / 1e9;
         if (secs > 0.0005)
@@ -492,7 +532,7 @@ static int precopy(struct sender *s, int fd, uint64_t t_start, char *err, size_t
     }
 }
 
-int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
+int migrate_send(struct domain *d, struct transport *t, const struct migrate_opts *o,
                  migrate_progress_fn progress, void *arg, struct migrate_report *rep,
                  char *err, size_t errlen)
 {
@@ -506,7 +546,8 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
                                           .reference_pages = true,
                                           .limits = { .max_pfn = s.nr_gfns,
                                                       .max_vcpus = d->nr_vcpus } };
-    if (!s.dirty || xkvm_stream_writer_init_fd(&s.w, fd, &wo)) {
+    struct xkvm_stream_io io = transport_stream_io(t);
+    if (!s.dirty || xkvm_stream_writer_init_io(&s.w, &io, &wo)) {
         free(s.dirty);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -515,7 +556,7 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
     bool paused = false, logging = false;
     int rc = send_config(&s, err, errlen);
     if (!rc && o->peer)
-        rc = expect(fd, MIGRATE_MSG_READY, line, sizeof(line), err, errlen);
+        rc = expect(t, MIGRATE_MSG_READY, line, sizeof(line), err, errlen);
     if (!rc && !o->live) {
         domain_pause(d);
         paused = true;
@@ -539,7 +580,7 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
         rc = -EPIPE;
     }
     if (!rc && o->live)
-        rc = precopy(&s, fd, t_start, err, errlen);
+        rc = precopy(&s, t, t_start, err, errlen);
 
     uint64_t t_pause = 0, t_pause_real = 0;
     if (!rc) {
@@ -580,7 +621,7 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
     }
     uint64_t t_wait = mono_ns();
     if (!rc && o->peer)
-        rc = expect(fd, MIGRATE_MSG_RESTORED, line, sizeof(line), err, errlen);
+        rc = expect(t, MIGRATE_MSG_RESTORED, line, sizeof(line), err, errlen);
     rep->dest_ms = (double)(mono_ns() - t_wait) / 1e6;
     if (!rc && o->peer) {
         /*
@@ -588,10 +629,12 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
          * not run the guest (it resumes only on GO and, should it fail to say RUNNING,
          * destroys its copy), so the source takes the guest back.
          */
-        if (migrate_send_line(fd, MIGRATE_MSG_GO)) {
+        if (!begin_handover(o->cancel)) {
+            rc = -ECANCELED;
+        } else if (migrate_send_line(t, MIGRATE_MSG_GO)) {
             rc = -EPIPE;
             snprintf(err, errlen, "connection lost before the hand-over");
-        } else if ((rc = expect(fd, MIGRATE_MSG_RUNNING, line, sizeof(line), err, errlen))) {
+        } else if ((rc = expect(t, MIGRATE_MSG_RUNNING, line, sizeof(line), err, errlen))) {
             log_err("d%u: %s after GO: the guest runs here again", d->domid, err);
         } else {
             uint64_t resumed = strtoull(line + strlen(MIGRATE_MSG_RUNNING), NULL, 10);
@@ -603,6 +646,14 @@ int migrate_send(struct domain *d, int fd, const struct migrate_opts *o,
     }
     if (logging)
         p2m_log_dirty_disable(&d->p2m);
+    if (rc && was_cancelled(o->cancel)) {
+        rc = -ECANCELED;        /* whatever failed, it failed because of the cancel */
+        snprintf(err, errlen, "cancelled (xkvm migrate-cancel) %s", paused ?
+                 "during the stop-and-copy" : "while the guest ran");
+    } else if (rc && t->why[0] && !strstr(err, t->why)) {
+        size_t l = strlen(err);
+        snprintf(err + l, errlen - l, " (%s)", t->why);   /* what the transport knows */
+    }
     if (!rc) {
         rep->outcome = MIGRATE_DONE;
     } else if (rep->outcome == MIGRATE_RESUMED && paused) {

@@ -50,6 +50,15 @@ int xkvm_stream_reader_init_fd(struct xkvm_stream_reader *r, int fd,
     return reader_init(r, limits);
 }
 
+int xkvm_stream_reader_init_io(struct xkvm_stream_reader *r, const struct xkvm_stream_io *io,
+                               const struct xkvm_stream_limits *limits)
+{
+    memset(r, 0, sizeof(*r));
+    r->fd = 0;          /* not a buffer reader; the bytes come through io */
+    r->io = *io;
+    return reader_init(r, limits);
+}
+
 void xkvm_stream_reader_release(struct xkvm_stream_reader *r)
 {
     free(r->rbuf);
@@ -97,7 +106,8 @@ static int fetch(struct xkvm_stream_reader *r, size_t at, size_t len, const uint
     }
     size_t got = 0;
     while (got < len) {
-        ssize_t n = read(r->fd, r->rbuf + at + got, len - got);
+        ssize_t n = r->io.read ? r->io.read(r->io.ctx, r->rbuf + at + got, len - got)
+                               : read(r->fd, r->rbuf + at + got, len - got);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {

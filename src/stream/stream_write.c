@@ -65,6 +65,14 @@ int xkvm_stream_writer_init_fd(struct xkvm_stream_writer *w, int fd,
     return writer_init(w, fd, opts);
 }
 
+int xkvm_stream_writer_init_io(struct xkvm_stream_writer *w, const struct xkvm_stream_io *io,
+                               const struct xkvm_stream_writer_opts *opts)
+{
+    int rc = writer_init(w, 0, opts);   /* not a buffer writer: the bytes go through io */
+    w->io = *io;
+    return rc;
+}
+
 int xkvm_stream_writer_init_buffer(struct xkvm_stream_writer *w,
                                    const struct xkvm_stream_writer_opts *opts)
 {
@@ -126,7 +134,8 @@ static int emit(struct xkvm_stream_writer *w, struct iovec *iov, int n)
         return 0;
     }
     while (n > 0) {
-        ssize_t k = writev(w->fd, iov, n > 1024 ? 1024 : n);     /* IOV_MAX */
+        int cnt = n > 1024 ? 1024 : n;     /* IOV_MAX */
+        ssize_t k = w->io.writev ? w->io.writev(w->io.ctx, iov, cnt) : writev(w->fd, iov, cnt);
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0) {

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,10 +99,20 @@ static const char usage_text[] =
 "  restore FILE [CONFIG]         restore a saved domain under its old domid; its disks\n"
 "                                and kernel are CONFIG's (an xl.cfg), else the save's\n"
 "                                if inside an xkvmd --disk-root/--kernel-root\n"
-"  migrate DOMAIN HOST:PORT [--downtime-ms N] [--max-iters N] [--non-live]\n"
-"          [--report FILE]       live-migrate the domain to the xkvmd listening at\n"
+"  migrate DOMAIN HOST:PORT|ssh://[USER@]HOST[:PORT] [--downtime-ms N] [--max-iters N]\n"
+"          [--non-live] [--report FILE] [--tls-hostname NAME] [--ssh-command CMD]\n"
+"          [--remote-xkvm PATH]\n"
+"                                live-migrate the domain to the xkvmd listening at\n"
 "                                HOST:PORT (xkvmd --migrate-listen); progress on a\n"
-"                                terminal, a JSON report with --report\n"
+"                                terminal, a JSON report with --report. Over TLS when\n"
+"                                this host's xkvmd has --migrate-tls-dir/--migrate-psk;\n"
+"                                the destination's certificate must name NAME (default\n"
+"                                HOST). ssh://: through ssh (CMD, default $XKVM_SSH or\n"
+"                                ssh) running `PATH migrate-receive` there (default xkvm)\n"
+"  migrate-cancel DOMAIN         stop the domain's running migration before the\n"
+"                                hand-over: it runs on here, the destination cleans up\n"
+"  migrate-receive               receive a migration on stdin/stdout into this host's\n"
+"                                xkvmd (what xkvm migrate ssh:// runs at the far end)\n"
 "  live-update [--binary PATH] [--verify-memory]\n"
 "                                replace the running xkvmd with PATH (default: the\n"
 "                                binary it was started from) while every domain stays\n"
@@ -1042,6 +1054,131 @@ static void show_progress(void *arg, struct json_object *p)
     fflush(stderr);
 }
 
+/* ---- migration through ssh (xl migrate's way) --------------------------------- */
+
+/* "ssh://[user@]host[:port]" -> dest "[user@]host", port ("" if none). 0 or -1. */
+static int parse_ssh_url(const char *url, char *dest, size_t dl, char *port, size_t pl)
+{
+    const char *p = url + strlen("ssh://");
+    const char *colon = strrchr(p, ':');
+    size_t hl = colon ? (size_t)(colon - p) : strlen(p);
+    if (!hl || hl >= dl || strchr(p, '/') || p[0] == '-')
+        return -1;
+    memcpy(dest, p, hl);
+    dest[hl] = '\0';
+    snprintf(port, pl, "%s", colon ? colon + 1 : "");
+    char *end;
+    long n = colon ? strtol(colon + 1, &end, 10) : 1;
+    return colon && (*end || n < 1 || n > 65535) ? -1 : 0;
+}
+
+/*
+ * Run `CMD [-p PORT] DEST REMOTE migrate-receive` (CMD split at spaces) with its stdin
+ * and stdout on one end of a socketpair; the other end in *chan. The pid, or -1.
+ */
+static pid_t spawn_ssh(const char *cmd, const char *dest, const char *port, const char *remote,
+                       int *chan)
+{
+    char *words = strdup(cmd), *argv[40], *save = NULL;
+    int n = 0, sv[2];
+    for (char *w = strtok_r(words, " ", &save); w && n < 32; w = strtok_r(NULL, " ", &save))
+        argv[n++] = w;
+    if (!n || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+        free(words);
+        return -1;
+    }
+    if (port[0]) {
+        argv[n++] = "-p";
+        argv[n++] = (char *)port;
+    }
+    argv[n++] = (char *)dest;
+    argv[n++] = (char *)remote;
+    argv[n++] = "migrate-receive";
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(sv[1], STDIN_FILENO);
+        dup2(sv[1], STDOUT_FILENO);
+        execvp(argv[0], argv);
+        fprintf(stderr, "xkvm: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(sv[1]);
+    free(words);
+    if (pid < 0) {
+        close(sv[0]);
+        return -1;
+    }
+    *chan = sv[0];
+    return pid;
+}
+
+/* One direction of migrate-receive's relay: from -> to until the end, then pass it on. */
+struct relay {
+    int from, to;
+    bool to_socket;         /* the end: shutdown(to, SHUT_WR); else close(to) */
+};
+
+static void *relay_thread(void *arg)
+{
+    struct relay *r = arg;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(r->from, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(r->to, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                goto out;
+            off += w;
+        }
+    }
+out:
+    if (r->to_socket)
+        shutdown(r->to, SHUT_WR);
+    else
+        close(r->to);
+    return NULL;
+}
+
+/*
+ * The far end of `xkvm migrate DOMAIN ssh://...`: stdin and stdout are the stream;
+ * xkvmd receives through a socket passed to it, which this relays to and from them.
+ */
+static int cmd_migrate_receive(int argc, char **argv)
+{
+    if (argc > 1)
+        return usage_error("migrate-receive takes no arguments (the stream is on stdin/stdout)");
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
+        errorf("socketpair: %s", strerror(errno));
+        return EXIT_FAILURE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct relay in = { .from = STDIN_FILENO, .to = sp[0], .to_socket = true };
+    struct relay out = { .from = sp[0], .to = STDOUT_FILENO };
+    pthread_t tin, tout;
+    if (pthread_create(&tin, NULL, relay_thread, &in) ||
+        pthread_create(&tout, NULL, relay_thread, &out)) {
+        errorf("cannot start the relay");
+        return EXIT_FAILURE;
+    }
+    struct json_object *reply = NULL;
+    int r = long_job_fd(new_request("migrate-receive"), sp[1], NULL, NULL, &reply, NULL);
+    close(sp[1]);       /* xkvmd closed its copy: the relay sees the end and flushes */
+    pthread_join(tout, NULL);
+    if (r == 0)
+        fprintf(stderr, "xkvm migrate-receive: domain %d runs here\n",
+                (int)num_field(reply, "domid"));
+    json_object_put(reply);
+    return r < 0 ? EXIT_FAILURE : 0;
+}
+
 static int cmd_migrate(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1049,12 +1186,16 @@ static int cmd_migrate(int argc, char **argv)
         { "max-iters", required_argument, NULL, 'i' },
         { "non-live", no_argument, NULL, 'n' },
         { "report", required_argument, NULL, 'r' },
+        { "tls-hostname", required_argument, NULL, 't' },
+        { "ssh-command", required_argument, NULL, 's' },
+        { "remote-xkvm", required_argument, NULL, 'x' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     long downtime = -1, iters = -1;
     bool live = true;
-    const char *report = NULL;
+    const char *report = NULL, *tls_hostname = NULL, *remote = "xkvm";
+    const char *ssh = getenv("XKVM_SSH") && *getenv("XKVM_SSH") ? getenv("XKVM_SSH") : "ssh";
     int o;
     char *end;
     optind = 0;
@@ -1072,6 +1213,13 @@ static int cmd_migrate(int argc, char **argv)
             break;
         case 'n': live = false; break;
         case 'r': report = optarg; break;
+        case 't':
+            if (!*optarg || strlen(optarg) > 253)
+                return usage_error("migrate: --tls-hostname takes a name of 1..253 characters");
+            tls_hostname = optarg;
+            break;
+        case 's': ssh = optarg; break;
+        case 'x': remote = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage_error("migrate: bad option");
         }
@@ -1082,28 +1230,54 @@ static int cmd_migrate(int argc, char **argv)
     if (resolve_domain(argv[optind], &domid))
         return EXIT_FAILURE;
     const char *hp = argv[optind + 1], *colon = strrchr(hp, ':');
+    char dest[256], sport[16];
+    bool via_ssh = !strncmp(hp, "ssh://", 6);
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
-    if (!colon || colon == hp || *end || port < 1 || port > 65535)
+    if (via_ssh && parse_ssh_url(hp, dest, sizeof(dest), sport, sizeof(sport)))
+        return usage_error("migrate: ssh://[USER@]HOST[:PORT] expected, got '%s'", hp);
+    if (!via_ssh && (!colon || colon == hp || *end || port < 1 || port > 65535))
         return usage_error("migrate: HOST:PORT expected, got '%s'", hp);
+    int chan = -1;
+    pid_t ssh_pid = via_ssh ? spawn_ssh(ssh, dest, sport, remote, &chan) : 0;
+    if (ssh_pid < 0) {
+        errorf("migrate: cannot start '%s': %s", ssh, strerror(errno));
+        return EXIT_FAILURE;
+    }
     struct json_object *req = new_request("migrate"), *reply = NULL, *failed = NULL;
     add_field(req, "domid", json_object_new_int((int)domid));
-    add_field(req, "host", json_object_new_string_len(hp, (int)(colon - hp)));
-    add_field(req, "port", json_object_new_int((int)port));
+    if (via_ssh) {
+        add_field(req, "via", json_object_new_string(hp));
+    } else {
+        add_field(req, "host", json_object_new_string_len(hp, (int)(colon - hp)));
+        add_field(req, "port", json_object_new_int((int)port));
+    }
     add_field(req, "live", json_object_new_boolean(live));
     if (downtime > 0)
         add_field(req, "downtime_ms", json_object_new_int((int)downtime));
     if (iters >= 0)
         add_field(req, "max_iters", json_object_new_int((int)iters));
+    if (tls_hostname)
+        add_field(req, "tls_hostname", json_object_new_string(tls_hostname));
     struct migrate_view mv = { .tty = isatty(STDERR_FILENO) };
-    int r = long_job(req, show_progress, &mv, &reply, &failed);
+    int r = long_job_fd(req, chan, show_progress, &mv, &reply, &failed);
     if (mv.tty)
         fputs("\r\033[K", stderr);
+    if (via_ssh) {
+        close(chan);        /* ssh sees the end of its input and exits */
+        int st = 0;
+        waitpid(ssh_pid, &st, 0);
+        if (r < 0 && (!WIFEXITED(st) || WEXITSTATUS(st)))
+            errorf("migrate: %s to %s ended with status %d", ssh, dest,
+                   WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
     struct json_object *res = r < 0 ? failed : reply, *rep = NULL;
     if (res)
         json_object_object_get_ex(res, "report", &rep);
     if (rep) {
-        printf("migrated d%u to %s: %s, %d iteration(s), %.0f pages, %.1f MB, "
+        struct json_object *tr = json_object_object_get(rep, "transport");
+        printf("migrated d%u to %s (%s): %s, %d iteration(s), %.0f pages, %.1f MB, "
                "total %.1f ms, downtime %.2f ms\n", domid, hp,
+               tr ? json_object_get_string(tr) : "plain",
                json_object_get_string(json_object_object_get(rep, "outcome")),
                (int)num_field(rep, "iterations"), num_field(rep, "pages_sent"),
                num_field(rep, "bytes") / 1e6, num_field(rep, "total_ms"),
@@ -1202,6 +1376,10 @@ static int cmd_live_update(int argc, char **argv)
 static int cmd_pause(int argc, char **argv)   { return simple_domain_cmd("pause", argc, argv); }
 static int cmd_unpause(int argc, char **argv) { return simple_domain_cmd("unpause", argc, argv); }
 static int cmd_destroy(int argc, char **argv) { return simple_domain_cmd("destroy", argc, argv); }
+static int cmd_migrate_cancel(int argc, char **argv)
+{
+    return simple_domain_cmd("migrate-cancel", argc, argv);
+}
 
 /* --- console --- */
 
@@ -1789,6 +1967,8 @@ static const struct command {
     { "save", cmd_save },
     { "restore", cmd_restore },
     { "migrate", cmd_migrate },
+    { "migrate-receive", cmd_migrate_receive },
+    { "migrate-cancel", cmd_migrate_cancel },
     { "live-update", cmd_live_update },
     { "help", cmd_help },
 };

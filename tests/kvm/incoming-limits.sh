@@ -21,9 +21,9 @@ BASE=$((20000 + RANDOM % 20000))
 P1=$BASE; P2=$((BASE + 1))
 TIMEOUT=10
 
-host_start src --migrate-listen 127.0.0.1:$P1 || { fail start "source did not start"; exit 1; }
+host_start src --migrate-listen 127.0.0.1:$P1 --migrate-insecure || { fail start "source did not start"; exit 1; }
 SRC=$RUNDIR
-host_start dst --migrate-listen 127.0.0.1:$P2 --migrate-timeout $TIMEOUT \
+host_start dst --migrate-listen 127.0.0.1:$P2 --migrate-insecure --migrate-timeout $TIMEOUT \
   --migrate-max-memory 128M --migrate-max-total 280M ||
   { fail start "destination did not start with the incoming limits"; exit 1; }
 DST=$RUNDIR

@@ -153,7 +153,7 @@ fi
 
 H1=$RUNDIR
 PORT=$((20000 + RANDOM % 20000))
-if host_start h2 --migrate-listen 127.0.0.1:$PORT >/dev/null 2>&1; then
+if host_start h2 --migrate-listen 127.0.0.1:$PORT $(migrate_auth) >/dev/null 2>&1; then
   H2=$RUNDIR
   RUNDIR=$H1
   if out=$(xk migrate "$D1" 127.0.0.1:$PORT 2>&1) && RUNDIR=$H2 wait_state "$D1" running 10; then

@@ -62,6 +62,23 @@ host_start() {
 
 xk() { "$XKVM" --rundir "$RUNDIR" "$@"; }
 
+# migrate_auth: the migration options for a host of a suite whose peers are all xkvmd
+# (use it unquoted: host_start h1 --migrate-listen ADDR:PORT $(migrate_auth)).
+# --migrate-insecure by default; XKVM_MIGRATE_TRANSPORT=x509 or psk: credentials made
+# once in $WORK (tests/kvm/tls-creds), so the suite's migrations go over TLS 1.3.
+migrate_auth() {
+  local mk="$ROOT/tests/kvm/tls-creds"
+  case "${XKVM_MIGRATE_TRANSPORT:-plain}" in
+  x509)
+    [ -s "$WORK/migrate-x509/client-cert.pem" ] || "$mk" x509 "$WORK/migrate-x509" >&2
+    echo "--migrate-tls-dir $WORK/migrate-x509" ;;
+  psk)
+    [ -s "$WORK/migrate.psk" ] || "$mk" psk "$WORK/migrate.psk" >&2
+    echo "--migrate-psk $WORK/migrate.psk" ;;
+  *) echo "--migrate-insecure" ;;
+  esac
+}
+
 # make_cfg FILE NAME CMDLINE [MEMORY_MB] [VCPUS] [extra xl.cfg lines...]
 make_cfg() {
   local file=$1 name=$2 cmdline=$3 mem=${4:-32} vcpus=${5:-1}

@@ -70,7 +70,7 @@ trap 'keep_logs; cleanup' EXIT
 
 BASE=$((20000 + RANDOM % 20000))
 P1=$BASE; P2=$((BASE + 1))
-host_start h1 --migrate-listen 127.0.0.1:$P1 --disk-root "$WORK" --machine-memory 2G ||
+host_start h1 --migrate-listen 127.0.0.1:$P1 $(migrate_auth) --disk-root "$WORK" --machine-memory 2G ||
   { fail start "h1 did not start"; exit 1; }
 H1=$RUNDIR
 on() { RUNDIR=$1; }
@@ -123,7 +123,7 @@ case $TRANSPORT in
     exit 0 ;;
 esac
 
-host_start h2 --migrate-listen 127.0.0.1:$P2 --disk-root "$WORK" --machine-memory 2G ||
+host_start h2 --migrate-listen 127.0.0.1:$P2 $(migrate_auth) --disk-root "$WORK" --machine-memory 2G ||
   { fail start "h2 did not start"; exit 1; }
 H2=$RUNDIR
 on "$H1"

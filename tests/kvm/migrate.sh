@@ -26,9 +26,9 @@ PROXY="$(dirname "$0")/tcp-fault-proxy.py"
 BASE=$((20000 + RANDOM % 20000))
 P1=$BASE; P2=$((BASE + 1)); P3=$((BASE + 2)); PX=$((BASE + 3))
 
-host_start h1 --migrate-listen 127.0.0.1:$P1 --disk-root "$WORK" || { fail start "h1 did not start"; exit 1; }
+host_start h1 --migrate-listen 127.0.0.1:$P1 $(migrate_auth) --disk-root "$WORK" || { fail start "h1 did not start"; exit 1; }
 H1=$RUNDIR
-host_start h2 --migrate-listen 127.0.0.1:$P2 --disk-root "$WORK" || { fail start "h2 did not start"; exit 1; }
+host_start h2 --migrate-listen 127.0.0.1:$P2 $(migrate_auth) --disk-root "$WORK" || { fail start "h2 did not start"; exit 1; }
 H2=$RUNDIR
 on() { RUNDIR=$1; }     # on HOST: the following xk commands go to HOST
 
@@ -170,7 +170,7 @@ on "$HERE"; out=$(xk migrate "$D" "127.0.0.1:$P3" 2>&1)
 [ $? -ne 0 ] && survives fault-refused "$out" || fail fault-refused "migration did not fail"
 
 # destination short of memory (its incoming caps raised: the build itself must refuse)
-host_start h3 --migrate-listen 127.0.0.1:$P3 --disk-root "$WORK" --machine-memory 32M \
+host_start h3 --migrate-listen 127.0.0.1:$P3 $(migrate_auth) --disk-root "$WORK" --machine-memory 32M \
   --migrate-max-total 1G >/dev/null 2>&1 || true
 H3=$RUNDIR
 on "$HERE"; out=$(xk migrate "$D" "127.0.0.1:$P3" 2>&1)
@@ -182,7 +182,7 @@ sleep 0.5
 # the destination dies at each phase
 for phase in recv-config recv-pages recv-end recv-restored; do
   rm -rf "$WORK/f-$phase"
-  XKVM_TEST_FAULT=$phase host_start "f-$phase" --migrate-listen 127.0.0.1:$P3 --disk-root "$WORK" >/dev/null 2>&1
+  XKVM_TEST_FAULT=$phase host_start "f-$phase" --migrate-listen 127.0.0.1:$P3 $(migrate_auth) --disk-root "$WORK" >/dev/null 2>&1
   FH=$RUNDIR
   on "$HERE"; out=$(xk migrate "$D" "127.0.0.1:$P3" 2>&1)
   if [ $? -ne 0 ]; then
@@ -205,7 +205,7 @@ for mode in drop:3000000 flip:40; do
   name=fault-${mode%%:*}
   if [ $rc -ne 0 ]; then survives "$name" "$out"; else fail "$name" "migration succeeded: $out"; fi
   if [ "$mode" = flip:40 ] && ! echo "$out" | grep -qi "record\|stream"; then
-    echo "# $name: $out"
+    echo "$out" | sed "s/^/# $name: /"      # (over TLS the flip breaks the handshake)
   fi
 done
 

@@ -26,10 +26,10 @@ PORT=$((20000 + RANDOM % 20000))
 
 IMAGES=$WORK/images
 mkdir -p "$IMAGES" "$WORK/kernels"
-host_start h1 --disk-root "$IMAGES" --migrate-listen 127.0.0.1:$PORT ||
+host_start h1 --disk-root "$IMAGES" --migrate-listen 127.0.0.1:$PORT --migrate-insecure ||
   { fail start "h1 did not start"; exit 1; }
 H1=$RUNDIR
-host_start h2 --migrate-listen 127.0.0.1:$((PORT + 1)) ||
+host_start h2 --migrate-listen 127.0.0.1:$((PORT + 1)) --migrate-insecure ||
   { fail start "h2 did not start"; exit 1; }
 H2=$RUNDIR
 on() { RUNDIR=$1; }

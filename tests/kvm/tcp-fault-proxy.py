@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A TCP proxy for migration fault tests: listen on PORT, forward one connection to
 TARGET_PORT on 127.0.0.1, and in the source->destination direction either close both
-sides after N bytes (drop:N) or flip the byte at offset N (flip:N). Prints READY."""
-import socket, sys, threading
+sides after N bytes (drop:N), flip the byte at offset N (flip:N), or pass at most N
+bytes a second (rate:N, a slow link). Prints READY."""
+import socket, sys, threading, time
 
 port, target, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 kind, n = mode.split(':')
@@ -44,6 +45,8 @@ try:
         if kind == 'drop' and seen + len(d) >= n:
             b.sendall(d[:n - seen])
             break
+        if kind == 'rate':
+            time.sleep(len(d) / n)
         if kind == 'flip' and seen <= n < seen + len(d):
             d = bytearray(d)
             d[n - seen] ^= 0xFF

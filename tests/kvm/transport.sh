@@ -27,7 +27,7 @@ want=port-io
 [ $(( ${cap:-0} & 2 )) -ne 0 ] && want=kvm-intercept
 echo "# KVM_CAP_XEN_HVM = $cap"
 
-host_start h1 --migrate-listen 127.0.0.1:$P1 || { fail start "xkvmd did not start"; exit 1; }
+host_start h1 --migrate-listen 127.0.0.1:$P1 $(migrate_auth) || { fail start "xkvmd did not start"; exit 1; }
 H1=$RUNDIR
 on() { RUNDIR=$1; }
 got=$(info_field hypercall_transport)
@@ -102,7 +102,7 @@ intercept_checks() {
   then pass native-page-runs; else fail native-page-runs "cpuid test, guest_vmcall $(dom_field "$id" guest_vmcall)"; fi
   xk destroy "$id" >/dev/null 2>&1
 
-  host_start h2 --migrate-listen 127.0.0.1:$P2 --hypercall-transport port-io ||
+  host_start h2 --migrate-listen 127.0.0.1:$P2 $(migrate_auth) --hypercall-transport port-io ||
     { fail start-h2 "the port-io xkvmd did not start"; return; }
   H2=$RUNDIR
   check h2-transport [ "$(info_field hypercall_transport)" = port-io ]

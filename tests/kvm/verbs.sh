@@ -27,7 +27,7 @@
 source "$(dirname "$0")/lib.sh"
 require_kvm
 P2=$((20000 + RANDOM % 20000))
-host_start h1 || { fail start "xkvmd did not start"; exit 1; }
+host_start h1 $(migrate_auth) || { fail start "xkvmd did not start"; exit 1; }
 H1=$RUNDIR
 XS=(env XENSTORED_PATH="$H1/xenstored/socket")
 
@@ -180,7 +180,7 @@ else
 fi
 
 # Migration: the source keeps its log, the destination starts its own.
-host_start h2 --migrate-listen 127.0.0.1:$P2 || { fail dmesg-migration "h2 did not start"; }
+host_start h2 --migrate-listen 127.0.0.1:$P2 $(migrate_auth) || { fail dmesg-migration "h2 did not start"; }
 H2=$RUNDIR
 RUNDIR=$H1
 if xk migrate "$S" 127.0.0.1:$P2 >/dev/null 2>&1; then
