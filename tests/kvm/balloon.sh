@@ -22,9 +22,9 @@ require_kvm
 BASE=$((20000 + RANDOM % 20000))
 N=320
 
-host_start h1 --migrate-listen 127.0.0.1:$BASE || { fail start "h1 did not start"; exit 0; }
+host_start h1 --migrate-listen 127.0.0.1:$BASE $(migrate_auth) || { fail start "h1 did not start"; exit 0; }
 H1=$RUNDIR
-host_start h2 --migrate-listen 127.0.0.1:$((BASE + 1)) || { fail start "h2 did not start"; exit 0; }
+host_start h2 --migrate-listen 127.0.0.1:$((BASE + 1)) $(migrate_auth) || { fail start "h2 did not start"; exit 0; }
 H2=$RUNDIR
 on() { RUNDIR=$1; }
 xs() { XENSTORED_PATH="$RUNDIR/xenstored/socket" "$@"; }
