@@ -457,6 +457,16 @@ static struct json_object *cmd_debug_state(struct request *rq)
     json_object_object_add(st, "grant_table", gnttab_state_json(d));
     json_object_object_add(st, "hvm_params", hvm_params_json(d));
     json_object_object_add(st, "p2m", p2m_state_json(&d->p2m));
+    /* KVM's side of each vCPU, when none is in KVM_RUN (xkvm pause first). */
+    /* (d->lock held: no vCPU leaves its parking while KVM is asked.) */
+    pthread_mutex_lock(&d->lock);
+    if (d->pause_count > 0 && d->nr_threads && d->nr_parked >= d->nr_threads) {
+        struct json_object *vk = json_object_new_array();
+        for (unsigned i = 0; i < d->nr_vcpus; i++)
+            json_object_array_add(vk, vcpu_kvm_state_json(&d->vcpus[i]));
+        json_object_object_add(st, "vcpus_kvm", vk);
+    }
+    pthread_mutex_unlock(&d->lock);
     json_object_object_add(r, "state", st);
     return r;
 }

@@ -578,6 +578,7 @@ struct json_object *event_state_json(struct domain *d)
     json_object_object_add(o, "vcpus", vcpus);
     J_INT(o, "vm_assist", __atomic_load_n(&d->vm_assist, __ATOMIC_ACQUIRE));
     J_INT(o, "tsc_khz", d->tsc_khz);
+    J_INT(o, "system_time_ns", xen_system_time(d));   /* to set the deadlines beside */
     pthread_mutex_unlock(&ev->lock);
     return o;
 }

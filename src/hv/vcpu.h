@@ -46,6 +46,10 @@ uint64_t vcpu_cpu_ns(const struct vcpu *v);
 /* After the thread has exited. */
 void vcpu_fini(struct vcpu *v);
 
+/* vcpu_debug.c: KVM's view of a vCPU (mp_state, RIP, IF, LAPIC vectors) as JSON.
+ * Only while the domain is paused and every vCPU thread is parked. */
+struct json_object *vcpu_kvm_state_json(struct vcpu *v);
+
 /* The vCPU's current paging registers, for translating its linear addresses. */
 int vcpu_get_paging(struct vcpu *v, struct guest_paging *pg);
 

@@ -61,7 +61,7 @@ keep_logs() {
   [ -n "${XKVM_LINUX_LOGDIR:-}" ] || return 0
   local h f
   for h in "${HOSTS[@]}"; do
-    for f in "$h"/console-*.log "$h"/xkvmd.log "$h"/hvc-*.log "$h"/dmesg-*.log; do
+    for f in "$h"/console-*.log "$h"/xkvmd.log "$h"/xkvm-*.log "$h"/hvc-*.log "$h"/dmesg-*.log; do
       [ -f "$f" ] && cp "$f" "$XKVM_LINUX_LOGDIR/linux-$(basename "$h")-$(basename "$f")"
     done
   done
@@ -157,9 +157,38 @@ failed_checks() {
   local f; f=$(grep -a '^linux-check: .*: FAIL' "$WORK/last-reply" | tr '\n' ';')
   echo "${f:-no reply within $REPLY_SECS s; console: $(tail -2 "$WORK/last-reply" | tr '\n' ' ')}"
 }
+# snap NAME DOMID: for a step that failed, what xkvmd and KVM hold for the guest, three
+# times 3 s apart (paused for each look: KVM shows a vCPU only out of KVM_RUN), and the
+# logs so far, into $XKVM_LINUX_LOGDIR.
+snap() {
+  [ -n "${XKVM_LINUX_LOGDIR:-}" ] || return 0
+  local n
+  for n in 1 2 3; do
+    xk pause "$2" >/dev/null 2>&1
+    xk debug-state "$2" > "$XKVM_LINUX_LOGDIR/linux-$1-debug-$n.json" 2>&1
+    xk unpause "$2" >/dev/null 2>&1
+    sleep 3
+  done
+  keep_logs
+  # The last look, one line per vCPU, for the suite's own log.
+  python3 - "$XKVM_LINUX_LOGDIR/linux-$1-debug-3.json" <<'PY' 2>&1 | sed 's/^/# /'
+import json, sys
+d = json.load(open(sys.argv[1])); st = d.get("state", d)
+ev = {v.get("id", i): v for i, v in enumerate(st.get("events", {}).get("vcpus", []))}
+print("system time %s ns" % st.get("events", {}).get("system_time_ns"))
+for k in st.get("vcpus_kvm", []):
+    e = ev.get(k["id"], {})
+    vi, t = e.get("vcpu_info", {}), e.get("timers", {})
+    print("v%d: mp_state %s rip %s if %s irr %s isr %s ppr %s; upcall_pending %s vector %s "
+          "deadline %s timer_events %s" % (k["id"], k.get("mp_state"), k.get("rip"), k.get("if"),
+          k.get("lapic", {}).get("irr"), k.get("lapic", {}).get("isr"), k.get("lapic", {}).get("ppr"),
+          vi.get("upcall_pending"), e.get("upcall_vector"), t.get("singleshot_deadline_ns"),
+          e.get("counters", {}).get("timer_events")))
+PY
+}
 # step_ok NAME DOMID: the guest answers a ping with every check passing.
 step_ok() {
-  if ask "$2" ping "$(date +%s)"; then pass "$1"; else fail "$1" "$(failed_checks)"; fi
+  if ask "$2" ping "$(date +%s)"; then pass "$1"; else fail "$1" "$(failed_checks)"; snap "$1" "$2"; fi
 }
 # Xen errors or warnings in a kernel log (one line each): a message of a Xen part of
 # the kernel that complains, a WARN in Xen code, and whatever is fatal anywhere. (In
