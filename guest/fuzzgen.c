@@ -7,6 +7,10 @@ struct fz_layout fz;
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
 
 #define SCRATCH_BYTES ((uint64_t)FZ_SCRATCH_PAGES * PAGE_SIZE)
+#define ARENA_BYTES   (128 * 1024)
+
+static uint8_t arena[ARENA_BYTES] __attribute__((aligned(4096)));
+static size_t arena_used;
 
 static bool overlaps_reserved(uint64_t start, uint64_t end)
 {
@@ -40,7 +44,7 @@ const char *fz_layout_init(void)
         if (boot.reserved[i].start >= PAGE_SIZE && boot.reserved[i].start < low)
             low = boot.reserved[i].start;
     fz.low_gfn_end = low >> 12;
-    if (map_page(FZ_GUARD_VA, at + SCRATCH_BYTES - PAGE_SIZE, false))
+    if (map_page(FZ_GUARD_VA, at + SCRATCH_BYTES - PAGE_SIZE, true))
         return "cannot map the guard page";
     return NULL;
 }
@@ -121,6 +125,9 @@ bool fz_writable(uint64_t p, size_t len)
     uint64_t s = fz.scratch_gfn << 12;
     if (p >= s && p + len <= s + SCRATCH_BYTES && p + len >= p)
         return true;
+    uint64_t a = (uint64_t)(uintptr_t)arena;
+    if (p >= a && p + len <= a + ARENA_BYTES && p + len >= p)
+        return true;
     return p >= FZ_GUARD_VA && p + len <= FZ_GUARD_VA + PAGE_SIZE;
 }
 
@@ -157,14 +164,28 @@ uint64_t fz_ptr(size_t len)
     }
 }
 
+void fz_arena_reset(void)
+{
+    arena_used = 0;
+}
+
+size_t fz_arena_room(void)
+{
+    return ARENA_BYTES - arena_used;
+}
+
 void *fz_buf(size_t len)
 {
-    uint64_t s = fz.scratch_gfn << 12;
     if (len > 8192)
         len = 8192;
-    uint8_t *p = (uint8_t *)(uintptr_t)(s + fz_below((SCRATCH_BYTES - len) / 8) * 8);
-    fz_fill(p, len);
-    return p;
+    size_t at = (arena_used + 7) & ~(size_t)7;
+    if (fz_chance(10))          /* misaligned, across a page boundary */
+        at = ((at + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) + PAGE_SIZE - (len / 2 | 1);
+    if (at + len > ARENA_BYTES)     /* the caller ran out of room: reuse the start */
+        at = 0;
+    arena_used = at + len;
+    fz_fill(arena + at, len);
+    return arena + at;
 }
 
 void fz_fill(void *p, size_t len)

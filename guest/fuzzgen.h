@@ -2,6 +2,9 @@
  * The hypercall fuzzer's generator (guest/tests/hcfuzz.c; docs/testing.md, "The
  * hypercall fuzzer"): a seeded PRNG and the pools its arguments come from.
  *
+ * Everything here runs at CPL3 too (run_user: native speed under kvm-pvm), as
+ * hcfuzz.c builds its calls in batches there.
+ *
  * The rule that keeps the fuzzing guest alive: every value a hypervisor may take as a
  * guest-physical frame or a guest-linear pointer is drawn from a pool that never names
  * the guest's own image (code, data, stacks, page tables), start_info or command line.
@@ -46,9 +49,20 @@ static inline uint8_t *fz_scratch(void)
 uint64_t fz_gfn(unsigned order);
 /* A pointer for an object of len bytes, from the pointer pool. */
 uint64_t fz_ptr(size_t len);
-/* A pointer into scratch memory for len bytes (len <= 8 KiB), filled with fz_word()s. */
+/*
+ * Room for len bytes (at most 8 KiB) in the arena, filled with fz_word()s: where a
+ * call's own argument structures are built. The arena is part of the image, so no
+ * pool value ever names it and the hypervisor writes there only while a call it was
+ * handed runs (a registered area in scratch memory is rewritten at any time: a
+ * structure built there could change between building and issuing). Mostly 8-byte
+ * aligned, sometimes misaligned across a page boundary. fz_arena_reset() starts a
+ * batch; fz_arena_room() is what is left.
+ */
 void *fz_buf(size_t len);
-/* Whether [p, p + len) is memory the guest itself may write (scratch or guard page). */
+void fz_arena_reset(void);
+size_t fz_arena_room(void);
+/* Whether [p, p + len) is memory the guest itself may write (scratch, guard page,
+ * arena). */
 bool fz_writable(uint64_t p, size_t len);
 /* A domid: 0, the other guests, ourselves, DOMID_SELF/IO/XEN/..., absurd ones. */
 uint16_t fz_domid(void);

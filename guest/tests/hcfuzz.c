@@ -134,6 +134,12 @@ static uint64_t sub_op(uint64_t nr_ops)
     return fz_chance(90) ? fz_below(nr_ops) : fz_word();
 }
 
+/* A sub-op: often one of those xkvm implements (hot), else any (sub_op). */
+static uint64_t hot_op(const uint8_t *hot, size_t n, uint64_t nr_ops)
+{
+    return fz_chance(60) ? hot[fz_below(n)] : sub_op(nr_ops);
+}
+
 /* ---- per family ----------------------------------------------------------------------- */
 
 static void build_generic(struct call *c)
@@ -294,7 +300,14 @@ static void build_add_to_physmap(struct xen_add_to_physmap *x)
 
 static void build_memory(struct call *c)
 {
-    uint64_t cmd = sub_op(32);
+    static const uint8_t hot[] = {
+        XENMEM_add_to_physmap, XENMEM_add_to_physmap, XENMEM_add_to_physmap,
+        XENMEM_increase_reservation, XENMEM_decrease_reservation, XENMEM_populate_physmap,
+        XENMEM_memory_map, XENMEM_current_reservation, XENMEM_maximum_reservation,
+        XENMEM_maximum_gpfn, XENMEM_maximum_ram_page, XENMEM_get_vnumainfo,
+        XENMEM_exchange, XENMEM_add_to_physmap_batch, XENMEM_remove_from_physmap,
+    };
+    uint64_t cmd = hot_op(hot, sizeof(hot), 32);
     if (fz_chance(5))
         cmd = (cmd & 0x3f) | (fz_below(1u << 20) << 6);     /* continuation bits */
     uint8_t *p = fz_buf(128);
@@ -369,7 +382,13 @@ static void fill_copy_end(struct gnttab_copy_ptr *e, bool is_gref)
 
 static void build_gnttab(struct call *c)
 {
-    uint64_t cmd = sub_op(13), count = fz_chance(70) ? 1 : count_arg(80);
+    static const uint8_t hot[] = {
+        GNTTABOP_copy, GNTTABOP_copy, GNTTABOP_copy, GNTTABOP_setup_table,
+        GNTTABOP_query_size, GNTTABOP_set_version, GNTTABOP_get_version,
+        GNTTABOP_dump_table, GNTTABOP_map_grant_ref, GNTTABOP_unmap_grant_ref,
+        GNTTABOP_get_status_frames,
+    };
+    uint64_t cmd = hot_op(hot, sizeof(hot), 13), count = fz_chance(70) ? 1 : count_arg(80);
     uint64_t n = count <= 80 ? count : 3;     /* entries filled */
     bool at_guard = count > 80;
     void *p = NULL;
@@ -503,7 +522,9 @@ static void build_sched(struct call *c)
 
 static void build_hvm(struct call *c)
 {
-    uint64_t cmd = sub_op(32);
+    static const uint8_t hot[] = { HVMOP_set_param, HVMOP_get_param, HVMOP_get_param,
+                                   HVMOP_set_evtchn_upcall_vector, HVMOP_pagetable_dying };
+    uint64_t cmd = hot_op(hot, sizeof(hot), 32);
     uint8_t *p = fz_buf(64);
     switch (cmd) {
     case HVMOP_set_param: case HVMOP_get_param: {
@@ -595,7 +616,7 @@ static void build(struct call *c)
     }
     case __HYPERVISOR_xen_version:
         c->a[0] = sub_op(16);
-        c->a[1] = ptr_arg(sizeof(struct xen_compile_info));
+        c->a[1] = ptr_arg(sizeof(xen_capabilities_info_t));    /* the largest answer */
         break;
     case 6:     /* sched_op_compat: its cmd 1 blocks, 2 shuts down, 3 polls */
         build_generic(c);
@@ -650,60 +671,106 @@ static void count_rc(struct tally *t, long rc)
         t->other++;
 }
 
+/* Calls are built in batches at CPL3 (native speed under kvm-pvm, where kernel code is
+ * emulated), each with its structures in its own part of the arena, then issued. */
+#define BATCH 32
+
+struct batch {
+    unsigned n;
+    struct call calls[BATCH];
+};
+
+static uint64_t build_batch(uint64_t arg)
+{
+    struct batch *b = (struct batch *)(uintptr_t)arg;
+    fz_arena_reset();
+    for (b->n = 0; b->n < BATCH && fz_arena_room() >= 16384; b->n++) {
+        if (fz_chance(5))
+            scribble_grant();
+        build(&b->calls[b->n]);
+    }
+    return 0;
+}
+
+struct run {
+    uint64_t max_calls, end_ns, verbose_from, progress_ns, next_progress, sum;
+    struct tally t;
+};
+
+/* Issue a batch; false once the time or count is up. */
+static bool issue_batch(struct run *r, const struct batch *b)
+{
+    for (unsigned i = 0; i < b->n; i++) {
+        if (r->max_calls ? r->t.calls >= r->max_calls : elapsed_ns() >= r->end_ns)
+            return false;
+        const struct call *c = &b->calls[i];
+        if (r->t.calls >= r->verbose_from)
+            printf("xkvm-guest: hcfuzz: call %lu: nr %#lx (%#lx, %#lx, %#lx, %#lx, %#lx)\n",
+                   (unsigned long)r->t.calls, (unsigned long)c->nr, (unsigned long)c->a[0],
+                   (unsigned long)c->a[1], (unsigned long)c->a[2], (unsigned long)c->a[3],
+                   (unsigned long)c->a[4]);
+        if (r->t.calls >= r->verbose_from && fz_writable(c->a[1], 24))
+            printf("xkvm-guest: hcfuzz:   *a1 = %#lx %#lx %#lx (now %#lx)\n",
+                   (unsigned long)((uint64_t *)(uintptr_t)c->a[1])[0],
+                   (unsigned long)((uint64_t *)(uintptr_t)c->a[1])[1],
+                   (unsigned long)((uint64_t *)(uintptr_t)c->a[1])[2],
+                   (unsigned long)xen_now());
+        long rc = issue(c);
+        irq_disable();          /* whatever the hypervisor did to our flags */
+        if (c->nr == __HYPERVISOR_event_channel_op)
+            note_evtchn(c, rc);
+        count_rc(&r->t, rc);
+        r->sum = fz_mix(fz_mix(fz_mix(r->sum, c->nr), c->a[0]), (uint64_t)rc);
+    }
+    if (elapsed_ns() >= r->next_progress) {
+        printf("xkvm-guest: hcfuzz: progress: %lu hypercalls\n", (unsigned long)r->t.calls);
+        r->next_progress += r->progress_ns;
+    }
+    return true;
+}
+
+static struct batch batch;
+
 static void test_hcfuzz(void)
 {
     XTEST_NEED_XEN();
     irq_disable();
+    run_user_rflags = 0x2;      /* the batches are built with interrupts off too */
     const char *err = fz_layout_init();
     if (err)
         xtest_fail("%s", err);
     uint64_t seed = cmdline_get_u64("seed", 1), seconds = cmdline_get_u64("seconds", 10);
-    uint64_t max_calls = cmdline_get_u64("count", 0);
-    uint64_t verbose_from = cmdline_get_u64("verbose", ~0ULL);
-    uint64_t progress_ns = cmdline_get_u64("progress", 5) * 1000000000ULL;
+    struct run r = {
+        .max_calls = cmdline_get_u64("count", 0),
+        .end_ns = seconds * 1000000000ULL,
+        .verbose_from = cmdline_get_u64("verbose", ~0ULL),
+        .progress_ns = cmdline_get_u64("progress", 5) * 1000000000ULL,
+        .sum = fz_mix(0xcbf29ce484222325ULL, seed),
+    };
+    r.next_progress = r.progress_ns;
     clock_init();
     fz_seed(seed);
     gtab_init();
     printf("xkvm-guest: hcfuzz: seed %lu, %s %lu, scratch gfns %#lx+%u, RAM to gfn %#lx\n",
-           (unsigned long)seed, max_calls ? "calls" : "seconds",
-           (unsigned long)(max_calls ? max_calls : seconds), (unsigned long)fz.scratch_gfn,
-           FZ_SCRATCH_PAGES, (unsigned long)fz.ram_top_gfn);
+           (unsigned long)seed, r.max_calls ? "calls" : "seconds",
+           (unsigned long)(r.max_calls ? r.max_calls : seconds),
+           (unsigned long)fz.scratch_gfn, FZ_SCRATCH_PAGES, (unsigned long)fz.ram_top_gfn);
+    bool in_kernel = cmdline_get("gen", NULL, 0);    /* gen=kernel: build at CPL0 */
+    do
+        in_kernel ? build_batch((uint64_t)(uintptr_t)&batch) :
+                    run_user(build_batch, (uint64_t)(uintptr_t)&batch);
+    while (issue_batch(&r, &batch));
 
-    struct tally t = { 0 };
-    uint64_t sum = fz_mix(0xcbf29ce484222325ULL, seed), next_progress = progress_ns;
-    uint64_t end_ns = seconds * 1000000000ULL;
-    for (;;) {
-        if (max_calls ? t.calls >= max_calls : elapsed_ns() >= end_ns)
-            break;
-        if (fz_chance(5))
-            scribble_grant();
-        struct call c;
-        build(&c);
-        if (t.calls >= verbose_from)
-            printf("xkvm-guest: hcfuzz: call %lu: nr %#lx (%#lx, %#lx, %#lx, %#lx, %#lx)\n",
-                   (unsigned long)t.calls, (unsigned long)c.nr, (unsigned long)c.a[0],
-                   (unsigned long)c.a[1], (unsigned long)c.a[2], (unsigned long)c.a[3],
-                   (unsigned long)c.a[4]);
-        long rc = issue(&c);
-        irq_disable();          /* whatever the hypervisor did to our flags */
-        if (c.nr == __HYPERVISOR_event_channel_op)
-            note_evtchn(&c, rc);
-        count_rc(&t, rc);
-        sum = fz_mix(fz_mix(fz_mix(sum, c.nr), c.a[0]), (uint64_t)rc);
-        if (elapsed_ns() >= next_progress) {
-            printf("xkvm-guest: hcfuzz: progress: %lu hypercalls\n", (unsigned long)t.calls);
-            next_progress += progress_ns;
-        }
-    }
     uint64_t ms = elapsed_ns() / 1000000;
     /* Let the console's rate limit (64 KiB/s) recover from what the fuzzer wrote. */
     uint64_t quiet_until = elapsed_ns() + 2000000000ULL;
     while (elapsed_ns() < quiet_until)
         cpu_relax();
     printf("xkvm-guest: hcfuzz: results: %lu ok, %lu -ENOSYS, %lu -EFAULT, %lu other errors\n",
-           (unsigned long)t.ok, (unsigned long)t.enosys, (unsigned long)t.efault,
-           (unsigned long)t.other);
+           (unsigned long)r.t.ok, (unsigned long)r.t.enosys, (unsigned long)r.t.efault,
+           (unsigned long)r.t.other);
     printf("xkvm-guest: hcfuzz: seed %lu: %lu hypercalls in %lu ms, checksum %#lx\n",
-           (unsigned long)seed, (unsigned long)t.calls, (unsigned long)ms, (unsigned long)sum);
+           (unsigned long)seed, (unsigned long)r.t.calls, (unsigned long)ms,
+           (unsigned long)r.sum);
 }
 XTEST("hcfuzz", test_hcfuzz);
