@@ -134,6 +134,8 @@ bool fz_writable(uint64_t p, size_t len)
 uint64_t fz_ptr(size_t len)
 {
     uint64_t s = fz.scratch_gfn << 12;
+    if (len > 65536)    /* a huge count: where it starts is what matters */
+        len = 65536;
     switch (fz_below(20)) {
     case 0: case 1: case 2: case 3: case 4: case 5: case 6: case 7: {
         /* scratch, 8-aligned, fitting */
