@@ -766,7 +766,7 @@ static void test_hcfuzz(void)
     uint64_t quiet_until = elapsed_ns() + 2000000000ULL;
     while (elapsed_ns() < quiet_until)
         cpu_relax();
-    printf("xkvm-guest: hcfuzz: results: %lu ok, %lu -ENOSYS, %lu -EFAULT, %lu other errors\n",
+    printf("\nxkvm-guest: hcfuzz: results: %lu ok, %lu -ENOSYS, %lu -EFAULT, %lu other errors\n",
            (unsigned long)r.t.ok, (unsigned long)r.t.enosys, (unsigned long)r.t.efault,
            (unsigned long)r.t.other);
     printf("xkvm-guest: hcfuzz: seed %lu: %lu hypercalls in %lu ms, checksum %#lx\n",

@@ -294,7 +294,8 @@ static void handle_msr(struct vcpu *v, bool write)
         if ((val & 0xfff) == 0 && hypercall_page_fill(v->d, val & ~0xfffULL) == 0)
             run->msr.error = 0;
         else
-            log_warn("d%u v%u: bad hypercall page MSR write %#llx", v->d->domid, v->id,
+            log_guest_at(v->d, LOG_WARN, "d%u v%u: bad hypercall page MSR write %#llx",
+                         v->d->domid, v->id,
                      (unsigned long long)val);
     }
 }

@@ -11,6 +11,9 @@
 #   victim-unaffected the blk guest went on looping while the fuzzers ran and, stopped
 #                     through xenstore after they were destroyed, passes; a fresh
 #                     test=memory guest (made of the frames they gave back) passes too
+#   log-bounded       what the fuzzers made xkvmd log stays within its rate limit (10 lines a
+#                     second per domain, plus each unimplemented call once): they could
+#                     flood it, one line per grant-table dump or upcall vector
 #   no-leak           with the fuzzers destroyed, xkvmd's open fds, threads and free
 #                     machine memory are back to their values before they started, and
 #                     its anonymous memory (RssAnon) within XKVM_HCFUZZ_RSS_SLACK_KB
@@ -74,6 +77,14 @@ for d in $fa $fb; do
 done
 [ $ok = 1 ] && pass fuzzers-finish
 LOOPS1=$(loops_done)
+bound=$((64 + 11 * (SECS + 15)))
+over=""
+for d in $fa $fb; do
+  n=$(grep -a -c "d$d[: ]" "$RUNDIR/xkvmd.log")
+  echo "# xkvmd logged $n lines about d$d"
+  [ "$n" -le $bound ] || over="$over d$d: $n lines (at most $bound);"
+done
+[ -z "$over" ] && pass log-bounded || fail log-bounded "$over"
 echo "# the blk guest did $((LOOPS1 - LOOPS0)) loops while the fuzzers ran"
 xk destroy "$fa" >/dev/null 2>&1; xk destroy "$fb" >/dev/null 2>&1
 sleep 1
