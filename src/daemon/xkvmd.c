@@ -570,8 +570,10 @@ static int shut_down(const char *absdir);
 int main(int argc, char **argv)
 {
     struct xkvmd_options o = { .machine_memory = DEFAULT_MACHINE_MEMORY };
-    struct lu_daemon lu = { .control_listen_fd = -1, .dom0_listen_fd = -1,
-                            .migrate_listen_fd = -1, .pidfile_fd = -1, .self_fd = -1 };
+    /* Static: its argv lives as long as the process (LSan saw the parent that detaches
+     * return from main with it). */
+    static struct lu_daemon lu = { .control_listen_fd = -1, .dom0_listen_fd = -1,
+                                   .migrate_listen_fd = -1, .pidfile_fd = -1, .self_fd = -1 };
     lu_arguments(&lu, argc, argv);
     struct daemon dm = DAEMON_INIT("xkvmd", XKVM_LOGFILE);
     const struct daemon_cli cli = {
