@@ -4,6 +4,8 @@
 # while a third guest runs test=blk loop=0 console=both: a pattern written to its disk,
 # flushed and read back, round after round, through xenstore, grants, events and
 # xkvm-blkback, its output through the console ring too (xkvm-consoled). Checks:
+#   destroyed-while-fuzzing  a third fuzzer, destroyed halfway through (the other two may
+#                     hold its grants and event channels then)
 #   fuzzers-finish    both fuzzing guests run their time and print their count (a crash
 #                     of one is a finding: the hypervisor wrote where it was not pointed)
 #   host-up           xkvmd and every dom0 service it started have the pids they had
@@ -63,7 +65,17 @@ echo "# before: xkvmd and services $PIDS0; fds $FDS0, threads $THR0, RssAnon ${R
 make_cfg "$WORK/fz-a.cfg" fz-a "test=hcfuzz seed=$SEED_A seconds=$SECS" 32 1
 make_cfg "$WORK/fz-b.cfg" fz-b "test=hcfuzz seed=$SEED_B seconds=$SECS" 32 2
 LOOPS0=$(loops_done)
-fa=$(xk create "$WORK/fz-a.cfg"); fb=$(xk create "$WORK/fz-b.cfg")
+# A third one is destroyed halfway, while the others may hold its grants and channels.
+make_cfg "$WORK/fz-c.cfg" fz-c "test=hcfuzz seed=$((SEED_A + SEED_B)) seconds=$SECS progress=1" 32 1
+fa=$(xk create "$WORK/fz-a.cfg"); fb=$(xk create "$WORK/fz-b.cfg"); fc=$(xk create "$WORK/fz-c.cfg")
+sleep $((SECS / 2))
+if [ "$(dom_field "$fc" state)" = running ] && xk destroy "$fc" >/dev/null 2>&1; then
+  line=$(grep -a -o 'hcfuzz: progress: [0-9]* hypercalls' "$(console_log "$fc")" | tail -1)
+  echo "# d$fc (seed $((SEED_A + SEED_B))) destroyed while fuzzing, after ${line#hcfuzz: progress: }"
+  pass destroyed-while-fuzzing
+else
+  fail destroyed-while-fuzzing "d$fc: state $(dom_field "$fc" state) $(dom_field "$fc" shutdown_reason), not destroyed"
+fi
 ok=1
 for d in $fa $fb; do
   res=$(wait_result "$d" hcfuzz $((SECS + 120)))
