@@ -319,6 +319,32 @@ static void check_time_area(void)
            (time_area.flags & XEN_PVCLOCK_TSC_STABLE_BIT) ? "set" : "clear");
 }
 
+/*
+ * Arguments Xen declares int or unsigned int take the low 32 bits of their register,
+ * whatever the upper half holds (xen/include/hypercall-defs.c: sched_op, xen_version,
+ * event_channel_op, console_io, vm_assist's cmd and type, vcpu_op's cmd and vCPU id).
+ */
+static void check_wide_args(void)
+{
+    const uint64_t hi = 0xdead000000000000ULL;
+    long rc;
+    if ((rc = _hypercall2(__HYPERVISOR_sched_op, hi | SCHEDOP_yield, 0)))
+        xtest_fail("sched_op(2^63.. | yield) = %ld, want 0", rc);
+    if ((rc = _hypercall2(__HYPERVISOR_xen_version, hi | XENVER_version, 0)) !=
+        HYPERVISOR_xen_version(XENVER_version, NULL))
+        xtest_fail("xen_version(2^63.. | version) = %ld", rc);
+    if ((rc = _hypercall3(__HYPERVISOR_vcpu_op, hi | VCPUOP_is_up, hi | 0, 0)) != 1)
+        xtest_fail("vcpu_op(is_up, vCPU 2^63.. | 0) = %ld, want 1", rc);
+    struct evtchn_status st = { .dom = DOMID_SELF, .port = 0 };
+    if ((rc = _hypercall2(__HYPERVISOR_event_channel_op, hi | EVTCHNOP_status, &st)))
+        xtest_fail("event_channel_op(2^63.. | status) = %ld, want 0", rc);
+    if ((rc = _hypercall2(__HYPERVISOR_vm_assist, hi | VMASST_CMD_enable,
+                          hi | VMASST_TYPE_runstate_update_flag)))
+        xtest_fail("vm_assist(2^63.. | enable, 2^63.. | runstate_update_flag) = %ld", rc);
+    if ((rc = _hypercall3(__HYPERVISOR_console_io, hi | CONSOLEIO_write, hi | 1, "\n")))
+        xtest_fail("console_io(2^63.. | write, 2^63.. | 1) = %ld, want 0", rc);
+}
+
 static void check_unimplemented(void)
 {
     for (int i = 0; i < 2; i++) {
@@ -336,6 +362,7 @@ static void test_platform_hc(void)
     pv_init();
     check_features();
     check_set_timer_op();
+    check_wide_args();
     check_vm_assist();
     check_queries();
     check_time_area();
