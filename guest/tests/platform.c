@@ -194,6 +194,38 @@ static void check_features(void)
         xtest_fail("get_features(1) = %ld, want -EINVAL", rc);
 }
 
+static long set_timer_op(uint64_t deadline)
+{
+    return _hypercall1(__HYPERVISOR_set_timer_op, deadline);
+}
+
+/* set_timer_op(deadline, or now + ahead_ns): one timer event must arrive (in 2 s). */
+static void timer_fires(uint32_t port, const char *name, uint64_t deadline, uint64_t ahead_ns)
+{
+    uint64_t n = evtchn_count[port];
+    long rc = set_timer_op(ahead_ns ? xen_time_ns() + ahead_ns : deadline);
+    if (rc)
+        xtest_fail("%s = %ld", name, rc);
+    if (!wait_ge(&evtchn_count[port], n + 1, 2000))
+        xtest_fail("%s: no timer event", name);
+}
+
+/* No timer event for 300 ms: the timer was cancelled. */
+static void timer_quiet(uint32_t port, const char *name)
+{
+    uint64_t n = evtchn_count[port];
+    spin_ns(300000000);
+    if (evtchn_count[port] != n)
+        xtest_fail("%s did not cancel the timer", name);
+}
+
+/*
+ * set_timer_op (hypercall 15) as Xen 4.17's do_set_timer_op: the caller's singleshot
+ * timer at an absolute system time; 0 cancels; a deadline in the past fires at once; one
+ * wrapped negative or more than 2^50 ns ahead fires 100 ms later (Xen's workaround for
+ * old Linux) rather than never. It is the same timer as VCPUOP_set_singleshot_timer:
+ * either call cancels or replaces what the other armed.
+ */
 static void check_set_timer_op(void)
 {
     uint32_t port;
@@ -201,18 +233,27 @@ static void check_set_timer_op(void)
     if (rc)
         xtest_fail("bind_virq(TIMER) = %ld", rc);
     evtchn_attach(port, 0, NULL, NULL);
-    uint64_t n = evtchn_count[port];
-    if ((rc = _hypercall1(__HYPERVISOR_set_timer_op, xen_time_ns() + 20000000)))
-        xtest_fail("set_timer_op = %ld", rc);
-    if (!wait_ge(&evtchn_count[port], n + 1, 2000))
-        xtest_fail("set_timer_op: no timer event");
-    n = evtchn_count[port];
-    _hypercall1(__HYPERVISOR_set_timer_op, xen_time_ns() + 50000000);
-    if ((rc = _hypercall1(__HYPERVISOR_set_timer_op, 0)))
+    timer_fires(port, "set_timer_op(now + 20 ms)", 0, 20000000);
+    timer_fires(port, "set_timer_op(1 ms ago)", 0, -1000000ULL);
+    timer_fires(port, "set_timer_op(wrapped negative)", 1ULL << 63 | 12345, 0);
+    timer_fires(port, "set_timer_op(now + 2^51 ns)", 0, 1ULL << 51);
+
+    set_timer_op(xen_time_ns() + 50000000);
+    if ((rc = set_timer_op(0)))
         xtest_fail("set_timer_op(0) = %ld", rc);
-    spin_ns(300000000);
-    if (evtchn_count[port] != n)
-        xtest_fail("set_timer_op(0) did not cancel the timer");
+    timer_quiet(port, "set_timer_op(0)");
+
+    set_timer_op(xen_time_ns() + 50000000);
+    if ((rc = HYPERVISOR_vcpu_op(VCPUOP_stop_singleshot_timer, 0, NULL)))
+        xtest_fail("stop_singleshot_timer = %ld", rc);
+    timer_quiet(port, "VCPUOP_stop_singleshot_timer after set_timer_op");
+
+    struct vcpu_set_singleshot_timer st = { .timeout_abs_ns = xen_time_ns() + 50000000 };
+    if ((rc = HYPERVISOR_vcpu_op(VCPUOP_set_singleshot_timer, 0, &st)))
+        xtest_fail("set_singleshot_timer = %ld", rc);
+    set_timer_op(0);
+    timer_quiet(port, "set_timer_op(0) after VCPUOP_set_singleshot_timer");
+    evtchn_close(port);
 }
 
 static void check_vm_assist(void)
@@ -278,6 +319,32 @@ static void check_time_area(void)
            (time_area.flags & XEN_PVCLOCK_TSC_STABLE_BIT) ? "set" : "clear");
 }
 
+/*
+ * Arguments Xen declares int or unsigned int take the low 32 bits of their register,
+ * whatever the upper half holds (xen/include/hypercall-defs.c: sched_op, xen_version,
+ * event_channel_op, console_io, vm_assist's cmd and type, vcpu_op's cmd and vCPU id).
+ */
+static void check_wide_args(void)
+{
+    const uint64_t hi = 0xdead000000000000ULL;
+    long rc;
+    if ((rc = _hypercall2(__HYPERVISOR_sched_op, hi | SCHEDOP_yield, 0)))
+        xtest_fail("sched_op(2^63.. | yield) = %ld, want 0", rc);
+    if ((rc = _hypercall2(__HYPERVISOR_xen_version, hi | XENVER_version, 0)) !=
+        HYPERVISOR_xen_version(XENVER_version, NULL))
+        xtest_fail("xen_version(2^63.. | version) = %ld", rc);
+    if ((rc = _hypercall3(__HYPERVISOR_vcpu_op, hi | VCPUOP_is_up, hi | 0, 0)) != 1)
+        xtest_fail("vcpu_op(is_up, vCPU 2^63.. | 0) = %ld, want 1", rc);
+    struct evtchn_status st = { .dom = DOMID_SELF, .port = 0 };
+    if ((rc = _hypercall2(__HYPERVISOR_event_channel_op, hi | EVTCHNOP_status, &st)))
+        xtest_fail("event_channel_op(2^63.. | status) = %ld, want 0", rc);
+    if ((rc = _hypercall2(__HYPERVISOR_vm_assist, hi | VMASST_CMD_enable,
+                          hi | VMASST_TYPE_runstate_update_flag)))
+        xtest_fail("vm_assist(2^63.. | enable, 2^63.. | runstate_update_flag) = %ld", rc);
+    if ((rc = _hypercall3(__HYPERVISOR_console_io, hi | CONSOLEIO_write, hi | 1, "\n")))
+        xtest_fail("console_io(2^63.. | write, 2^63.. | 1) = %ld, want 0", rc);
+}
+
 static void check_unimplemented(void)
 {
     for (int i = 0; i < 2; i++) {
@@ -295,6 +362,7 @@ static void test_platform_hc(void)
     pv_init();
     check_features();
     check_set_timer_op();
+    check_wide_args();
     check_vm_assist();
     check_queries();
     check_time_area();

@@ -15,7 +15,10 @@
 #include <xen/arch-x86/hvm/start_info.h>
 
 #include "hv/p2m.h"
+#include "util/clock.h"
 #include "util/domcfg.h"
+#include "util/log.h"
+#include "util/ratelimit.h"
 
 struct vcpu;
 
@@ -110,6 +113,7 @@ struct domain {
 
     /* Hypercalls and sub-ops already logged as unimplemented (hypercall.c). */
     uint64_t unimpl_seen[DOMAIN_UNIMPL_SLOTS];
+    struct ratelimit guest_log; /* log_guest's */
     uint32_t vm_assist;         /* VMASST_TYPE_* bits the guest enabled (hc_sched.c) */
     uint32_t tsc_khz;           /* the guest's TSC rate: the host's where it was built */
     bool tsc_scaled;            /* KVM scales the guest's TSC to tsc_khz (tsc_rate.c) */
@@ -273,5 +277,26 @@ void console_log_write(struct domain *d, const void *buf, size_t len);
  * it is still the file `inode` the client read (else it was rotated away: keep it all).
  */
 int console_log_clear(struct domain *d, uint64_t size, uint64_t inode);
+
+/*
+ * An info line a guest's own requests cause (a hypercall it may repeat at will: a
+ * grant-table dump, a new upcall vector, its hypercall page): at most
+ * DOMAIN_GUEST_LOG_PER_SEC a second per domain, and how many were dropped is said once
+ * the next second starts. Found by the hypercall fuzzer: without it a guest wrote
+ * xkvmd's log as fast as it could call.
+ */
+#define DOMAIN_GUEST_LOG_PER_SEC 10
+#define log_guest(d, ...) log_guest_at(d, LOG_INFO, __VA_ARGS__)
+#define log_guest_at(d, level, ...)                                                     \
+    do {                                                                                \
+        uint64_t dropped_;                                                              \
+        if (ratelimit_allow(&(d)->guest_log, mono_ns(), DOMAIN_GUEST_LOG_PER_SEC,       \
+                            &dropped_)) {                                               \
+            if (dropped_)                                                               \
+                log_info("d%u: %llu more lines the guest caused were not logged",       \
+                         (d)->domid, (unsigned long long)dropped_);                      \
+            log_msg(level, __VA_ARGS__);                                                \
+        }                                                                               \
+    } while (0)
 
 #endif

@@ -33,7 +33,7 @@ static long console_write(struct hcall *hc)
 
 long do_console_io(struct hcall *hc)
 {
-    switch (hc->arg[0]) {
+    switch ((uint32_t)hc->arg[0]) {    /* Xen: unsigned int cmd */
     case CONSOLEIO_write:
         return console_write(hc);
     case CONSOLEIO_read:

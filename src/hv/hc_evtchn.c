@@ -213,7 +213,7 @@ long do_event_channel_op(struct hcall *hc)
 {
     if (!hc->d->ev)
         return -ENOSYS;
-    switch (hc->arg[0]) {
+    switch ((uint32_t)hc->arg[0]) {    /* Xen: int cmd */
     case EVTCHNOP_alloc_unbound:
         EVTCHN_OP(struct evtchn_alloc_unbound, alloc_unbound, true);
     case EVTCHNOP_bind_interdomain:

@@ -78,7 +78,7 @@ static long dump_table(struct hcall *hc, uint64_t uop)
         return -EFAULT;
     op.status = self_only(hc, op.dom);
     if (op.status == GNTST_okay)
-        log_info("d%u: grant table: version %u, %u frame(s)", hc->d->domid,
+        log_guest(hc->d, "d%u: grant table: version %u, %u frame(s)", hc->d->domid,
                  gnttab_version(hc->d), gnttab_nr_frames(hc->d));
     return hc_copy_to(hc, uop, &op, sizeof(op)) ? -EFAULT : 0;
 }

@@ -16,7 +16,7 @@
 
 long do_sched_op(struct hcall *hc)
 {
-    switch (hc->arg[0]) {
+    switch ((uint32_t)hc->arg[0]) {    /* Xen: int cmd */
     case SCHEDOP_yield:
         sched_yield();
         return 0;
@@ -47,7 +47,7 @@ long do_sched_op(struct hcall *hc)
 
 long do_vm_assist(struct hcall *hc)
 {
-    uint64_t cmd = hc->arg[0], type = hc->arg[1];
+    uint32_t cmd = (uint32_t)hc->arg[0], type = (uint32_t)hc->arg[1];  /* unsigned ints */
     if (type >= 32 || !((HVM_VM_ASSIST_MASK >> type) & 1))
         return -EINVAL;
     switch (cmd) {

@@ -228,7 +228,7 @@ long do_vcpu_op(struct hcall *hc)
         return hc_unimplemented(hc, "vcpu_op", cmd);     /* not for HVM guests */
     }
     struct domain *d = hc->d;
-    uint64_t id = hc->is64 ? hc->arg[1] : (uint32_t)hc->arg[1];
+    uint32_t id = (uint32_t)hc->arg[1];     /* Xen: unsigned int vcpuid */
     if (id >= d->nr_vcpus || !d->vcpus[id].ev || !d->ev)
         return -ENOENT;
     struct vcpu *v = &d->vcpus[id];

@@ -30,7 +30,7 @@ static int feature_submap(unsigned idx, uint32_t *submap)
 long do_xen_version(struct hcall *hc)
 {
     uint64_t arg = hc->arg[1];
-    switch (hc->arg[0]) {
+    switch ((uint32_t)hc->arg[0]) {    /* Xen: int cmd */
     case XENVER_version:
         return (XKVM_XEN_MAJOR << 16) | XKVM_XEN_MINOR;
     case XENVER_extraversion: {

@@ -114,7 +114,7 @@ int hypercall_page_fill(struct domain *d, uint64_t gpa)
     p2m_release(&d->p2m);
     if (!page)
         return -EFAULT;
-    log_info("d%u: hypercall page at gpa %#llx (%s stubs)", d->domid, (unsigned long long)gpa,
+    log_guest(d, "d%u: hypercall page at gpa %#llx (%s stubs)", d->domid, (unsigned long long)gpa,
              kind == HYPERCALL_STUB_PORT_IO ? "port-I/O" :
              kind == HYPERCALL_STUB_VMMCALL ? "VMMCALL" : "VMCALL");
     return 0;

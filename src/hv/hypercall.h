@@ -37,6 +37,19 @@ struct hcall {
 
 typedef long (*hypercall_fn)(struct hcall *hc);
 
+/*
+ * The hypercall number in RAX: in 64-bit mode all of it, as Xen reads it (a number
+ * past 32 bits is no hypercall: -ENOSYS, never the one its low half names), in 32-bit
+ * mode EAX.
+ */
+#define HYPERCALL_NR_INVALID (~0u)
+static inline unsigned hypercall_nr(uint64_t rax, bool is64)
+{
+    if (!is64)
+        return (uint32_t)rax;
+    return rax > UINT32_MAX - 1 ? HYPERCALL_NR_INVALID : (unsigned)rax;
+}
+
 /* Run hypercall hc->nr; returns the value for RAX. */
 long hypercall_dispatch(struct hcall *hc);
 

@@ -77,7 +77,7 @@ int shared_info_map(struct domain *d, uint64_t gfn)
     int rc = physmap_place(d, gfn, ev->shared_info_mfn, ev->shared_info_gfn);
     if (!rc) {
         ev->shared_info_gfn = gfn;
-        log_info("d%u: shared_info at gfn %#llx", d->domid, (unsigned long long)gfn);
+        log_guest(d, "d%u: shared_info at gfn %#llx", d->domid, (unsigned long long)gfn);
     }
     pthread_mutex_unlock(&ev->lock);
     if (!rc)

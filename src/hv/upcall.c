@@ -244,7 +244,7 @@ long do_set_evtchn_upcall_vector(struct hcall *hc)
     struct vcpu_info *vi = vcpu_info_of(v);
     bool pending = vi && (vi->evtchn_upcall_pending & 1);
     pthread_mutex_unlock(&d->ev->lock);
-    log_info("d%u v%u: upcall vector %#x", d->domid, v->id, op.vector);
+    log_guest(d, "d%u v%u: upcall vector %#x", d->domid, v->id, op.vector);
     if (pending)
         signal_upcall_vector(v, op.vector);
     return 0;

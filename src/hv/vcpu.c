@@ -136,11 +136,11 @@ static bool hcall_from_regs(struct vcpu *v, struct hcall *hc, struct kvm_regs **
     *hc = (struct hcall){
         .v = v,
         .d = v->d,
-        .nr = (unsigned)r->rax,
         .is64 = (s->efer & EFER_LMA) && s->cs.l,
         .paging = { .cr0 = s->cr0, .cr3 = s->cr3, .cr4 = s->cr4, .efer = s->efer },
         .gphys = p2m_gphys(&v->d->p2m),
     };
+    hc->nr = hypercall_nr(r->rax, hc->is64);
     if (hc->is64) {
         hc->arg[0] = r->rdi; hc->arg[1] = r->rsi; hc->arg[2] = r->rdx;
         hc->arg[3] = r->r10; hc->arg[4] = r->r8;  hc->arg[5] = r->r9;
@@ -226,7 +226,7 @@ static void handle_xen_hcall(struct vcpu *v)
         return;
     /* KVM's decoding is the one the instruction was made with. */
     hc.is64 = x->u.hcall.longmode;
-    hc.nr = (unsigned)x->u.hcall.input;
+    hc.nr = hypercall_nr(x->u.hcall.input, hc.is64);
     for (unsigned i = 0; i < 6; i++)
         hc.arg[i] = hc.is64 ? x->u.hcall.params[i] : (uint32_t)x->u.hcall.params[i];
     v->nr_hypercalls++;
@@ -294,7 +294,8 @@ static void handle_msr(struct vcpu *v, bool write)
         if ((val & 0xfff) == 0 && hypercall_page_fill(v->d, val & ~0xfffULL) == 0)
             run->msr.error = 0;
         else
-            log_warn("d%u v%u: bad hypercall page MSR write %#llx", v->d->domid, v->id,
+            log_guest_at(v->d, LOG_WARN, "d%u v%u: bad hypercall page MSR write %#llx",
+                         v->d->domid, v->id,
                      (unsigned long long)val);
     }
 }

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "hv/hypercall.h"
 #include "hv/hypercall_page.h"
 
 HARNESS_MAIN_STATE("hypercall-page");
@@ -67,8 +68,22 @@ static void insn_recognised(void)
         CHECK(!hypercall_insn_is_vmcall(no[i]));
 }
 
+/* The number in RAX: all 64 bits in long mode (as Xen), EAX in 32-bit mode. Found by
+ * the hypercall fuzzer: 0x10000001d ran sched_op. */
+static void number_from_rax(void)
+{
+    CHECK_EQ(hypercall_nr(29, true), 29u);
+    CHECK_EQ(hypercall_nr(0x10000001dull, true), HYPERCALL_NR_INVALID);
+    CHECK_EQ(hypercall_nr(0xffffffff0000000cull, true), HYPERCALL_NR_INVALID);
+    CHECK_EQ(hypercall_nr(0xffffffffull, true), HYPERCALL_NR_INVALID);
+    CHECK_EQ(hypercall_nr(0x80000000ull, true), 0x80000000u);
+    CHECK_EQ(hypercall_nr(0x10000001dull, false), 29u);    /* EAX */
+    CHECK_EQ(hypercall_nr(0xdeadbeef00000011ull, false), 17u);
+}
+
 int main(void)
 {
+    RUN_TEST(number_from_rax);
     RUN_TEST(port_io_stubs);
     RUN_TEST(vmcall_stubs);
     RUN_TEST(vmmcall_stubs);
