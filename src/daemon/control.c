@@ -152,6 +152,8 @@ static struct json_object *domain_json(struct domain *d)
     json_object_object_add(o, "hypercall_transport", json_object_new_string(host_transport_name()));
     json_object_object_add(o, "guest_vmcall",
         json_object_new_boolean(__atomic_load_n(&d->guest_vmcall, __ATOMIC_RELAXED)));
+    /* Auto-converge's vCPU throttle (percent; 0 unless a migration is slowing it). */
+    json_object_object_add(o, "throttle_pct", json_object_new_int((int)domain_throttle(d)));
     /* As xl list: the memory the domain holds now (ballooning moves it); its target, max. */
     json_object_object_add(o, "memory_kb",
         json_object_new_int64((int64_t)reservation_current(d) << (XKVM_PAGE_SHIFT - 10)));

@@ -82,7 +82,7 @@ struct json_object *migrate_cancel_domain(unsigned domid)
 /* ---- replies on the job's connection ---- */
 
 /* The progress and report objects, declared once as tables of their members. */
-enum field_kind { FK_UINT, FK_U64, FK_DOUBLE, FK_BOOL };
+enum field_kind { FK_UINT, FK_U64, FK_DOUBLE, FK_BOOL, FK_STR };
 struct field {
     const char *name;
     size_t off;
@@ -94,7 +94,7 @@ static const struct field progress_fields[] = {
     FIELD(migrate_progress, iteration, FK_UINT), FIELD(migrate_progress, dirty, FK_U64),
     FIELD(migrate_progress, sent, FK_U64), FIELD(migrate_progress, remaining, FK_U64),
     FIELD(migrate_progress, rate_mbs, FK_DOUBLE), FIELD(migrate_progress, eta_s, FK_DOUBLE),
-    FIELD(migrate_progress, final, FK_BOOL),
+    FIELD(migrate_progress, final, FK_BOOL), FIELD(migrate_progress, throttle_pct, FK_UINT),
 };
 static const struct field report_fields[] = {
     FIELD(migrate_report, iterations, FK_UINT), FIELD(migrate_report, pages_sent, FK_U64),
@@ -103,6 +103,9 @@ static const struct field report_fields[] = {
     FIELD(migrate_report, final_ms, FK_DOUBLE), FIELD(migrate_report, pause_ms, FK_DOUBLE),
     FIELD(migrate_report, quiet_ms, FK_DOUBLE), FIELD(migrate_report, state_ms, FK_DOUBLE),
     FIELD(migrate_report, dest_ms, FK_DOUBLE), FIELD(migrate_report, rate_mbs, FK_DOUBLE),
+    FIELD(migrate_report, downtime_target_ms, FK_UINT),
+    FIELD(migrate_report, throttle_pct, FK_UINT),
+    FIELD(migrate_report, est_downtime_ms, FK_DOUBLE), FIELD(migrate_report, stop, FK_STR),
 };
 
 static struct json_object *fields_json(struct json_object *o, const void *st,
@@ -115,6 +118,11 @@ static struct json_object *fields_json(struct json_object *o, const void *st,
         case FK_UINT: v = json_object_new_int64(*(const unsigned *)p); break;
         case FK_U64: v = json_object_new_int64((int64_t)*(const uint64_t *)p); break;
         case FK_DOUBLE: v = json_object_new_double(*(const double *)p); break;
+        case FK_STR: {
+            const char *str = *(const char *const *)p;
+            v = str ? json_object_new_string(str) : NULL;
+            break;
+        }
         default: v = json_object_new_boolean(*(const bool *)p); break;
         }
         json_object_object_add(o, f[i].name, v);
@@ -466,6 +474,12 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         j->opts.max_iters = (uint32_t)v;
         if (!bad && !get_bool(req, "live", &j->opts.live))
             bad = control_reply_err(EINVAL, "\"live\" must be true or false");
+        bool converge = true;
+        if (!bad && !get_bool(req, "auto_converge", &converge))
+            bad = control_reply_err(EINVAL, "\"auto_converge\" must be true or false");
+        j->opts.no_auto_converge = !converge;
+        if (!bad && !get_bool(req, "downtime_strict", &j->opts.downtime_strict))
+            bad = control_reply_err(EINVAL, "\"downtime_strict\" must be true or false");
         struct json_object *hv;
         if (!bad && json_object_object_get_ex(req, "tls_hostname", &hv) &&
             !get_string(req, "tls_hostname", j->tls_hostname, sizeof(j->tls_hostname)))

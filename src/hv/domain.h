@@ -74,6 +74,7 @@ struct domain {
     unsigned toolstack_pauses;  /* the part of pause_count that is xkvm pause */
     unsigned nr_parked;
     unsigned nr_threads;        /* vCPU threads alive */
+    unsigned throttle_pct;      /* vcpu_throttle.c: auto-converge's, 0: off */
     bool dying;
     int shutdown_code;          /* SHUTDOWN_* once shut down, else -1 */
     bool shutdown_handled;      /* the main loop applied on_poweroff & co */

@@ -428,6 +428,10 @@ static void *vcpu_thread(void *arg)
             pthread_mutex_unlock(&d->lock);
             continue;
         }
+        if (__builtin_expect(v->throttle_timer_on ||
+                             __atomic_load_n(&d->throttle_pct, __ATOMIC_RELAXED), 0) &&
+            vcpu_throttle_point(v))
+            continue;       /* slept: a pause may have come meanwhile */
         if (!v->first_run_ns)
             v->first_run_ns = mono_ns();
         event_before_run(v);
@@ -451,6 +455,7 @@ static void *vcpu_thread(void *arg)
         runnable = handle_exit(v);
     }
 
+    vcpu_throttle_stop(v);
     struct timespec cpu;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
     pthread_mutex_lock(&d->lock);

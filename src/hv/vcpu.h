@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "hv/guest_access.h"
 
@@ -28,6 +29,10 @@ struct vcpu {
     /* vmcall_watch.c: the exit count last seen, since when, and its request to look. */
     uint64_t watch_exits, watch_since_ns;
     bool probe_rip;
+    /* vcpu_throttle.c: the thread's kick timer, the end of its slice, time held out. */
+    timer_t throttle_timer;
+    bool throttle_timer_on;
+    uint64_t throttle_run_until, throttled_ns;
 
     struct vcpu_event *ev;      /* event.h: vcpu_info, upcall, timers */
 };
@@ -45,6 +50,19 @@ void vcpu_kick(struct vcpu *v);
 uint64_t vcpu_cpu_ns(const struct vcpu *v);
 /* After the thread has exited. */
 void vcpu_fini(struct vcpu *v);
+
+/*
+ * vcpu_throttle.c: auto-converge's throttle. domain_set_throttle(d, P): each vCPU
+ * thread stays out of KVM_RUN for P% of the time (0: off, at most
+ * VCPU_THROTTLE_MAX_PCT). vcpu_throttle_point runs on the vCPU thread before KVM_RUN
+ * while the throttle is on or its timer armed; true if it slept.
+ */
+#define VCPU_THROTTLE_MAX_PCT 99
+void domain_set_throttle(struct domain *d, unsigned pct);
+unsigned domain_throttle(struct domain *d);
+bool vcpu_throttle_point(struct vcpu *v);
+/* On the vCPU thread as it ends: the timer goes. */
+void vcpu_throttle_stop(struct vcpu *v);
 
 /* vcpu_debug.c: KVM's view of a vCPU (mp_state, RIP, IF, LAPIC vectors) as JSON.
  * Only while the domain is paused and every vCPU thread is parked. */

@@ -60,11 +60,19 @@ struct migrate_opts {
     uint32_t downtime_ms;       /* live: stop iterating when the rest fits this */
     uint32_t max_iters;         /* live: iterations at most */
     uint32_t max_factor;        /* live: stop after sending this many times the RAM */
+    bool no_auto_converge;      /* live: never throttle the vCPUs */
+    bool downtime_strict;       /* live: fail (the guest runs on here) if the rest
+                                   does not fit downtime_ms when pre-copy stops */
     enum xkvm_stream_compat compat;
 };
 #define MIGRATE_DEFAULT_DOWNTIME_MS 5
 #define MIGRATE_DEFAULT_MAX_ITERS   30
 #define MIGRATE_DEFAULT_MAX_FACTOR  3
+/* Auto-converge: the first throttle, each step up (percent); the top is VCPU_THROTTLE_MAX_PCT. */
+#define MIGRATE_THROTTLE_INITIAL    20
+#define MIGRATE_THROTTLE_STEP       10
+/* Iterations at the top throttle before pre-copy gives up on the target. */
+#define MIGRATE_THROTTLE_MAX_ITERS  2
 
 struct migrate_progress {
     unsigned iteration;         /* 0: first full pass */
@@ -74,6 +82,7 @@ struct migrate_progress {
     double rate_mbs;            /* measured MB/s */
     double eta_s;
     bool final;                 /* the stop-and-copy phase */
+    unsigned throttle_pct;      /* auto-converge's vCPU throttle now */
 };
 typedef void (*migrate_progress_fn)(void *arg, const struct migrate_progress *p);
 
@@ -92,6 +101,16 @@ struct migrate_report {
     double quiet_ms, state_ms;      /* parts of final_ms: dom0 quiet wait, state records */
     double dest_ms;                 /* END sent to RESTORED received */
     double rate_mbs;
+    /*
+     * Convergence: the target, the throttle when pre-copy stopped, the final copy's
+     * pages at the rate measured then, and why pre-copy stopped: "converged" (the rest
+     * fit half the target), "max-throttle", "max-iters", "max-volume", "non-live";
+     * NULL if it did not get that far.
+     */
+    unsigned downtime_target_ms;
+    unsigned throttle_pct;
+    double est_downtime_ms;
+    const char *stop;
 };
 
 /*

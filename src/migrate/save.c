@@ -172,6 +172,8 @@ struct sender {
     uint64_t *backed;           /* pass 0: machine frames the memfd has pages for */
     uint64_t nr_gfns;
     uint64_t bytes_before;
+    unsigned throttle;          /* auto-converge's vCPU throttle now (percent) */
+    unsigned at_max_throttle;   /* iterations at the top throttle */
 };
 
 static inline bool bit(const uint64_t *bm, uint64_t i)
@@ -293,7 +295,7 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
                     .iteration = iteration, .dirty = count, .sent = sent,
                     .remaining = count > sent ? count - sent : 0, .rate_mbs = mbs,
                     .eta_s = mbs > 0 ? (double)(count - sent) * 4096 / 1e6 / mbs : 0,
-                    .final = final,
+                    .final = final, .throttle_pct = s->throttle,
                 };
                 s->progress(s->arg, &p);
             }
@@ -482,25 +484,63 @@ static int sync_peer(struct sender *s, struct transport *t, char *err, size_t er
 }
 
 /*
+ * Auto-converge (docs/migration.md, "Convergence"): after an iteration whose rest does
+ * not fit, if the guest dirtied more than half of what the last iteration sent (it
+ * dirties faster than the link drains), throttle its vCPUs a step more: 20%, then
+ * +10% up to VCPU_THROTTLE_MAX_PCT. False once the top has been tried for
+ * MIGRATE_THROTTLE_MAX_ITERS iterations: the target cannot be met by throttling.
+ */
+static bool converge_step(struct sender *s, uint64_t dirty, uint64_t last_sent)
+{
+    if (s->o->no_auto_converge || dirty * 2 <= last_sent)
+        return true;
+    if (s->throttle >= VCPU_THROTTLE_MAX_PCT)
+        return ++s->at_max_throttle < MIGRATE_THROTTLE_MAX_ITERS;
+    unsigned pct = s->throttle ? s->throttle + MIGRATE_THROTTLE_STEP : MIGRATE_THROTTLE_INITIAL;
+    s->throttle = pct > VCPU_THROTTLE_MAX_PCT ? VCPU_THROTTLE_MAX_PCT : pct;
+    domain_set_throttle(s->d, s->throttle);
+    return true;
+}
+
+/* Why pre-copy stops now (a rest of n pages, about est_ms), or NULL to go on. */
+static const char *precopy_stop(struct sender *s, unsigned it, uint64_t n, double est_ms,
+                                uint64_t last_sent)
+{
+    uint64_t ram = s->d->ram_frames ? s->d->ram_frames : 1;
+    uint64_t cap = (uint64_t)(s->o->max_factor ? s->o->max_factor : MIGRATE_DEFAULT_MAX_FACTOR) * ram;
+    unsigned max_iters = s->o->max_iters ? s->o->max_iters : MIGRATE_DEFAULT_MAX_ITERS;
+    if (est_ms <= s->rep->downtime_target_ms / 2.0)
+        return "converged";
+    if (it > max_iters)
+        return "max-iters";
+    /* The volume cap waits while auto-converge is still raising the throttle. */
+    bool throttling = !s->o->no_auto_converge && s->throttle &&
+                      s->throttle < VCPU_THROTTLE_MAX_PCT;
+    if (s->rep->pages_sent >= cap && !throttling)
+        return "max-volume";
+    if (!converge_step(s, n, last_sent))
+        return "max-throttle";
+    return NULL;
+}
+
+/*
  * Iterate while the guest runs (log-dirty is on, pass 0 sent). Each iteration sends
  * what was written since the last one and waits for the destination to catch up, so
  * the rate it measures is end to end. It stops when the dirty set would go in half
  * the downtime target (the other half is for the state and the hand-over), or at the
- * iteration or volume cap; the set then left goes in the final copy.
+ * iteration, volume or throttle cap; the set then left goes in the final copy (or,
+ * with downtime_strict and a set that does not fit, the migration fails).
  */
 static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char *err,
                    size_t errlen)
 {
     struct domain *d = s->d;
-    uint64_t ram = d->ram_frames ? d->ram_frames : 1;
-    uint64_t cap = (uint64_t)(s->o->max_factor ? s->o->max_factor : MIGRATE_DEFAULT_MAX_FACTOR) * ram;
-    unsigned max_iters = s->o->max_iters ? s->o->max_iters : MIGRATE_DEFAULT_MAX_ITERS;
-    uint32_t target_ms = s->o->downtime_ms ? s->o->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
     int rc = sync_peer(s, t, err, errlen);
     if (rc)
         return rc;
     double secs = (double)(mono_ns() - t_start) / 1e9;
     double rate = secs > 0 ? (double)writer_bytes(s) / 1e6 / secs : 100;   /* MB/s */
+    uint64_t last_sent = s->rep->pages_sent;
     for (unsigned it = 1; ; it++) {
         int64_t n = p2m_collect_dirty(&d->p2m, s->dirty);
         if (n < 0) {
@@ -508,9 +548,21 @@ static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char
             return (int)n;
         }
         double est_ms = (double)n * 4096 / 1e3 / (rate > 1 ? rate : 1);
-        if (est_ms <= target_ms / 2.0 || it > max_iters || s->rep->pages_sent >= cap) {
-            log_info("d%u: pre-copy ends after %u iteration(s): %lld dirty pages, about "
-                     "%.2f ms at %.0f MB/s", d->domid, it - 1, (long long)n, est_ms, rate);
+        const char *stop = precopy_stop(s, it, (uint64_t)n, est_ms, last_sent);
+        if (stop) {
+            s->rep->stop = stop;
+            s->rep->throttle_pct = s->throttle;
+            s->rep->est_downtime_ms = est_ms;
+            log_info("d%u: pre-copy ends after %u iteration(s) (%s): %lld dirty pages, about "
+                     "%.2f ms at %.1f MB/s, throttle %u%%", d->domid, it - 1, stop,
+                     (long long)n, est_ms, rate, s->throttle);
+            if (strcmp(stop, "converged") && s->o->downtime_strict) {
+                snprintf(err, errlen, "the downtime target of %u ms cannot be met (%s, "
+                         "throttle %u%%): %lld dirty pages need about %.0f ms at %.1f MB/s "
+                         "(--downtime-strict)", s->rep->downtime_target_ms, stop,
+                         s->throttle, (long long)n, est_ms, rate);
+                return -ETIME;
+            }
             return 0;       /* the marked pages go in the final copy */
         }
         uint64_t sent, t0 = mono_ns(), b0 = writer_bytes(s);
@@ -523,10 +575,11 @@ static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char
         secs = (double)(mono_ns() - t0) / 1e9;
         if (secs > 0.0005)
             rate = (double)(writer_bytes(s) - b0) / 1e6 / secs;
+        last_sent = sent;
         s->rep->iterations = it;
         if (s->progress) {
             struct migrate_progress p = { .iteration = it, .dirty = (uint64_t)n, .sent = sent,
-                                          .rate_mbs = rate };
+                                          .rate_mbs = rate, .throttle_pct = s->throttle };
             s->progress(s->arg, &p);
         }
     }
@@ -538,6 +591,9 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
 {
     memset(rep, 0, sizeof(*rep));
     rep->outcome = MIGRATE_RESUMED;
+    rep->downtime_target_ms = o->downtime_ms ? o->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
+    if (!o->live)
+        rep->stop = "non-live";
     uint64_t t_start = mono_ns();
     struct sender s = { .d = d, .o = o, .progress = progress, .arg = arg, .rep = rep,
                         .nr_gfns = d->p2m.nr_gfns };
@@ -590,6 +646,8 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             domain_pause(d);
             paused = true;
             rep->pause_ms = (double)(mono_ns() - t_pause) / 1e6;
+            if (s.throttle)
+                domain_set_throttle(d, 0);  /* paused: lifting it costs no downtime */
         } else {
             t_pause = mono_ns();
             t_pause_real = real_ns();
@@ -646,6 +704,8 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     }
     if (logging)
         p2m_log_dirty_disable(&d->p2m);
+    if (s.throttle)
+        domain_set_throttle(d, 0);      /* every path: the guest runs at full speed here */
     if (rc && was_cancelled(o->cancel)) {
         rc = -ECANCELED;        /* whatever failed, it failed because of the cancel */
         snprintf(err, errlen, "cancelled (xkvm migrate-cancel) %s", paused ?

@@ -100,15 +100,18 @@ static const char usage_text[] =
 "                                and kernel are CONFIG's (an xl.cfg), else the save's\n"
 "                                if inside an xkvmd --disk-root/--kernel-root\n"
 "  migrate DOMAIN HOST:PORT|ssh://[USER@]HOST[:PORT] [--downtime-ms N] [--max-iters N]\n"
-"          [--non-live] [--report FILE] [--tls-hostname NAME] [--ssh-command CMD]\n"
-"          [--remote-xkvm PATH]\n"
+"          [--non-live] [--no-auto-converge] [--downtime-strict] [--report FILE]\n"
+"          [--tls-hostname NAME] [--ssh-command CMD] [--remote-xkvm PATH]\n"
 "                                live-migrate the domain to the xkvmd listening at\n"
 "                                HOST:PORT (xkvmd --migrate-listen); progress on a\n"
 "                                terminal, a JSON report with --report. Over TLS when\n"
 "                                this host's xkvmd has --migrate-tls-dir/--migrate-psk;\n"
 "                                the destination's certificate must name NAME (default\n"
 "                                HOST). ssh://: through ssh (CMD, default $XKVM_SSH or\n"
-"                                ssh) running `PATH migrate-receive` there (default xkvm)\n"
+"                                ssh) running `PATH migrate-receive` there (default xkvm).\n"
+"                                A guest that dirties faster than the link is slowed\n"
+"                                (vCPU throttle) until the rest fits --downtime-ms;\n"
+"                                --downtime-strict: fail if it cannot\n"
 "  migrate-cancel DOMAIN         stop the domain's running migration before the\n"
 "                                hand-over: it runs on here, the destination cleans up\n"
 "  migrate-receive               receive a migration on stdin/stdout into this host's\n"
@@ -1048,9 +1051,10 @@ static void show_progress(void *arg, struct json_object *p)
     struct json_object *f;
     bool final = json_object_object_get_ex(p, "final", &f) && json_object_get_boolean(f);
     fprintf(stderr, "\r\033[K%s iteration %d: %.0f/%.0f dirty pages sent, %.0f MB/s, "
-            "%.0f remaining, ETA %.1f s", final ? "final" : "pre-copy",
+            "%.0f remaining, ETA %.1f s, throttle %d%%", final ? "final" : "pre-copy",
             (int)num_field(p, "iteration"), num_field(p, "sent"), num_field(p, "dirty"),
-            num_field(p, "rate_mbs"), num_field(p, "remaining"), num_field(p, "eta_s"));
+            num_field(p, "rate_mbs"), num_field(p, "remaining"), num_field(p, "eta_s"),
+            (int)num_field(p, "throttle_pct"));
     fflush(stderr);
 }
 
@@ -1185,6 +1189,8 @@ static int cmd_migrate(int argc, char **argv)
         { "downtime-ms", required_argument, NULL, 'd' },
         { "max-iters", required_argument, NULL, 'i' },
         { "non-live", no_argument, NULL, 'n' },
+        { "no-auto-converge", no_argument, NULL, 'c' },
+        { "downtime-strict", no_argument, NULL, 'S' },
         { "report", required_argument, NULL, 'r' },
         { "tls-hostname", required_argument, NULL, 't' },
         { "ssh-command", required_argument, NULL, 's' },
@@ -1193,7 +1199,7 @@ static int cmd_migrate(int argc, char **argv)
         { 0 },
     };
     long downtime = -1, iters = -1;
-    bool live = true;
+    bool live = true, converge = true, strict = false;
     const char *report = NULL, *tls_hostname = NULL, *remote = "xkvm";
     const char *ssh = getenv("XKVM_SSH") && *getenv("XKVM_SSH") ? getenv("XKVM_SSH") : "ssh";
     int o;
@@ -1212,6 +1218,8 @@ static int cmd_migrate(int argc, char **argv)
                 return usage_error("migrate: --max-iters takes 0..1000");
             break;
         case 'n': live = false; break;
+        case 'c': converge = false; break;
+        case 'S': strict = true; break;
         case 'r': report = optarg; break;
         case 't':
             if (!*optarg || strlen(optarg) > 253)
@@ -1256,6 +1264,10 @@ static int cmd_migrate(int argc, char **argv)
         add_field(req, "downtime_ms", json_object_new_int((int)downtime));
     if (iters >= 0)
         add_field(req, "max_iters", json_object_new_int((int)iters));
+    if (!converge)
+        add_field(req, "auto_converge", json_object_new_boolean(false));
+    if (strict)
+        add_field(req, "downtime_strict", json_object_new_boolean(true));
     if (tls_hostname)
         add_field(req, "tls_hostname", json_object_new_string(tls_hostname));
     struct migrate_view mv = { .tty = isatty(STDERR_FILENO) };
@@ -1275,13 +1287,16 @@ static int cmd_migrate(int argc, char **argv)
         json_object_object_get_ex(res, "report", &rep);
     if (rep) {
         struct json_object *tr = json_object_object_get(rep, "transport");
+        struct json_object *stop = json_object_object_get(rep, "stop");
         printf("migrated d%u to %s (%s): %s, %d iteration(s), %.0f pages, %.1f MB, "
-               "total %.1f ms, downtime %.2f ms\n", domid, hp,
-               tr ? json_object_get_string(tr) : "plain",
+               "total %.1f ms, downtime %.2f ms (target %d ms, throttle %d%%, %s)\n",
+               domid, hp, tr ? json_object_get_string(tr) : "plain",
                json_object_get_string(json_object_object_get(rep, "outcome")),
                (int)num_field(rep, "iterations"), num_field(rep, "pages_sent"),
                num_field(rep, "bytes") / 1e6, num_field(rep, "total_ms"),
-               num_field(rep, "downtime_ms"));
+               num_field(rep, "downtime_ms"), (int)num_field(rep, "downtime_target_ms"),
+               (int)num_field(rep, "throttle_pct"),
+               stop ? json_object_get_string(stop) : "stopped before pre-copy ended");
         if (report) {
             FILE *f = fopen(report, "w");
             if (f) {
