@@ -867,6 +867,8 @@ static void ask_pause_locked(struct domain *d)
     d->pause_count++;
     for (unsigned i = 0; i < d->nr_vcpus; i++)
         vcpu_kick(&d->vcpus[i]);
+    if (d->throttle_pct)
+        pthread_cond_broadcast(&d->cond);   /* a vCPU the throttle holds out wakes to park */
 }
 
 /* Caller holds d->lock. Waits until every live vCPU thread is parked. */

@@ -72,7 +72,7 @@ struct migrate_opts {
 #define MIGRATE_THROTTLE_INITIAL    20
 #define MIGRATE_THROTTLE_STEP       10
 /* Iterations at the top throttle before pre-copy gives up on the target. */
-#define MIGRATE_THROTTLE_MAX_ITERS  2
+#define MIGRATE_THROTTLE_MAX_ITERS  3
 
 struct migrate_progress {
     unsigned iteration;         /* 0: first full pass */

@@ -498,6 +498,7 @@ static bool converge_step(struct sender *s, uint64_t dirty, uint64_t last_sent)
         return ++s->at_max_throttle < MIGRATE_THROTTLE_MAX_ITERS;
     unsigned pct = s->throttle ? s->throttle + MIGRATE_THROTTLE_STEP : MIGRATE_THROTTLE_INITIAL;
     s->throttle = pct > VCPU_THROTTLE_MAX_PCT ? VCPU_THROTTLE_MAX_PCT : pct;
+    s->rep->throttle_pct = s->throttle;
     domain_set_throttle(s->d, s->throttle);
     return true;
 }
