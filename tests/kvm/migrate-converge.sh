@@ -6,8 +6,8 @@
 # above 0 and an estimate within the target, and the guest runs on the destination,
 # unthrottled. --no-auto-converge stops at the iteration cap without throttling.
 # (The check is on the report's estimate, not on the wall-clock downtime it measured.)
-# --downtime-strict fails when the cap comes first, and a destination killed while the
-# guest is throttled fails the migration: either way the guest runs on at the source
+# --downtime-strict fails when the cap comes first; a destination killed while the
+# guest is throttled fails the migration, and so does a cancel: each way the guest runs on at the source
 # with the throttle lifted.
 source "$(dirname "$0")/lib.sh"
 require_kvm
@@ -82,6 +82,27 @@ else
   fail killed-destination "throttle seen: '${seen}', rc $rc: $(cat "$WORK/killed.out")"
 fi
 source_ok killed-destination-lifted
+
+# Cancelled while the guest is throttled.
+proxy $PX $PB
+RUNDIR=$A xk migrate "$D" 127.0.0.1:$PX --downtime-ms 1 > "$WORK/cancel.out" 2>&1 &
+MIG=$!
+seen=
+for _ in $(seq 300); do
+  th=$(RUNDIR=$A dom_field "$D" throttle_pct)
+  [ "$th" != 0 ] && [ "$th" != null ] && { seen=$th; break; }
+  sleep 0.1
+done
+out=$(RUNDIR=$A xk migrate-cancel "$D" 2>&1)
+wait $MIG
+rc=$?
+if [ -n "$seen" ] && [ $rc != 0 ] && grep -q "cancelled (xkvm migrate-cancel)" "$WORK/cancel.out"; then
+  pass cancelled
+  echo "#   throttled at $seen% when cancelled"
+else
+  fail cancelled "throttle seen: '${seen}', migrate-cancel: $out, rc $rc: $(cat "$WORK/cancel.out")"
+fi
+source_ok cancelled-lifted
 
 # --no-auto-converge: the old behaviour, a second such guest stops at the iteration cap
 # unthrottled and pauses for as long as the rest takes.
