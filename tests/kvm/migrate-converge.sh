@@ -7,8 +7,8 @@
 # unthrottled. --no-auto-converge stops at the iteration cap without throttling.
 # (The check is on the report's estimate, not on the wall-clock downtime it measured.)
 # --downtime-strict fails when the cap comes first; a destination killed while the
-# guest is throttled fails the migration, and so does a cancel: each way the guest runs on at the source
-# with the throttle lifted.
+# guest is throttled fails the migration, and so does a cancel: each way the guest
+# runs on at the source with the throttle lifted.
 source "$(dirname "$0")/lib.sh"
 require_kvm
 PROXY="$(dirname "$0")/tcp-fault-proxy.py"
