@@ -31,7 +31,7 @@ struct vcpu {
     bool probe_rip;
     /* vcpu_throttle.c: the thread's kick timer, the end of its slice, time held out. */
     timer_t throttle_timer;
-    bool throttle_timer_on;
+    bool throttle_timer_on, throttle_timer_failed;
     uint64_t throttle_run_until, throttled_ns;
 
     struct vcpu_event *ev;      /* event.h: vcpu_info, upcall, timers */

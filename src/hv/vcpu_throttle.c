@@ -55,7 +55,10 @@ static void timer_arm(struct vcpu *v)
     sev.sigev_signo = VCPU_KICK_SIGNAL;
     sev._sigev_un._tid = gettid();     /* sigev_notify_thread_id: glibc 2.36 has no name */
     if (timer_create(CLOCK_MONOTONIC, &sev, &v->throttle_timer)) {
-        log_warn("d%u v%u: throttle timer: %s", v->d->domid, v->id, strerror(errno));
+        /* Once: the throttle then acts only at the exits the vCPU makes. */
+        if (!v->throttle_timer_failed)
+            log_warn("d%u v%u: throttle timer: %s", v->d->domid, v->id, strerror(errno));
+        v->throttle_timer_failed = true;
         return;
     }
     struct itimerspec its = {
@@ -100,7 +103,7 @@ bool vcpu_throttle_point(struct vcpu *v)
         vcpu_throttle_stop(v);
         return false;
     }
-    if (!v->throttle_timer_on)
+    if (!v->throttle_timer_on && !v->throttle_timer_failed)
         timer_arm(v);
     uint64_t now = mono_ns();
     if (!v->throttle_run_until)
