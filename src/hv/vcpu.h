@@ -28,6 +28,8 @@ struct vcpu {
     /* vmcall_watch.c: the exit count last seen, since when, and its request to look. */
     uint64_t watch_exits, watch_since_ns;
     bool probe_rip;
+    /* migrate: VCPU_PLATFORM's intr_state, held from the PV restore to the arch one. */
+    uint32_t restore_intr_state;
 
     struct vcpu_event *ev;      /* event.h: vcpu_info, upcall, timers */
 };
