@@ -108,7 +108,8 @@ uint32_t arch_vcpu_intr_state(struct vcpu *v)
 /*
  * Back into KVM: the shadow, or an interrupt may be taken between a restored `sti` and
  * its `hlt`, and the vCPU then sleeps through the wake-up it was about to wait for
- * (seen as a stock Linux whose CPU 0 idled for good after a live update).
+ * (the likeliest cause of a stock Linux whose CPU 0 once idled for good after a live
+ * update in the nested VM).
  */
 static void intr_state_load(uint32_t s, struct kvm_vcpu_events *ev)
 {
