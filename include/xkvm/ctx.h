@@ -443,9 +443,18 @@ _Static_assert(sizeof(struct xkvm_ctx_vm_assist) == 8, "VM_ASSIST layout");
  */
 struct xkvm_ctx_vcpu_platform {
     uint32_t mp_state;          /* XKVM_CTX_MP_* */
-    uint32_t pad;
+    uint32_t intr_state;        /* XKVM_CTX_INTR_*: what blocks or awaits delivery */
     uint64_t time_area;
 };
+/* intr_state: the interrupt shadow (one instruction after STI or MOV SS during which
+ * no interrupt is taken: `sti; hlt` relies on it) and the NMI state, which Xen's CPU
+ * record does not carry. */
+#define XKVM_CTX_INTR_SHADOW_STI    (1u << 0)
+#define XKVM_CTX_INTR_SHADOW_MOV_SS (1u << 1)
+#define XKVM_CTX_INTR_NMI_MASKED    (1u << 2)   /* in an NMI handler, before its IRET */
+#define XKVM_CTX_INTR_NMI_PENDING   (1u << 3)
+#define XKVM_CTX_INTR_NMI_INJECTED  (1u << 4)
+#define XKVM_CTX_INTR_ALL           0x1fu
 enum {
     XKVM_CTX_MP_RUNNABLE      = 0,
     XKVM_CTX_MP_UNINITIALIZED = 1,

@@ -350,9 +350,14 @@ static const char *const mp_state_names[] = {
     [XKVM_CTX_MP_INIT_RECEIVED] = "init_received", [XKVM_CTX_MP_HALTED] = "halted",
 };
 
+static const char *const intr_state_names[] = {
+    "shadow_sti", "shadow_mov_ss", "nmi_masked", "nmi_pending", "nmi_injected",
+};
+
 static const struct xkvm_ctx_field vcpu_platform_fields[] = {
     XKVM_CTX_F_ENUM(struct xkvm_ctx_vcpu_platform, mp_state, mp_state_names),
-    XKVM_CTX_F_RESERVED(struct xkvm_ctx_vcpu_platform, pad),
+    XKVM_CTX_F_FLAGS_NAMED(struct xkvm_ctx_vcpu_platform, intr_state, XKVM_CTX_INTR_ALL,
+                           intr_state_names),
     XKVM_CTX_F_HEX(struct xkvm_ctx_vcpu_platform, time_area),
 };
 

@@ -33,6 +33,8 @@ struct vcpu {
     timer_t throttle_timer;
     bool throttle_timer_on, throttle_timer_failed;
     uint64_t throttle_run_until, throttled_ns;
+    /* migrate: VCPU_PLATFORM's intr_state, held from the PV restore to the arch one. */
+    uint32_t restore_intr_state;
 
     struct vcpu_event *ev;      /* event.h: vcpu_info, upcall, timers */
 };

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <xen/hvm/save.h>
+#include <xkvm/ctx.h>
 
 #include "hv/domain.h"
 #include "hv/hv.h"
@@ -83,6 +84,43 @@ int arch_vcpu_mp_state(struct vcpu *v)
     if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0)
         return -errno;
     return (int)mp.mp_state;
+}
+
+uint32_t arch_vcpu_intr_state(struct vcpu *v)
+{
+    struct kvm_vcpu_events ev;
+    if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+        return 0;
+    uint32_t s = 0;
+    if (ev.interrupt.shadow & KVM_X86_SHADOW_INT_STI)
+        s |= XKVM_CTX_INTR_SHADOW_STI;
+    if (ev.interrupt.shadow & KVM_X86_SHADOW_INT_MOV_SS)
+        s |= XKVM_CTX_INTR_SHADOW_MOV_SS;
+    if (ev.nmi.masked)
+        s |= XKVM_CTX_INTR_NMI_MASKED;
+    if (ev.nmi.pending)
+        s |= XKVM_CTX_INTR_NMI_PENDING;
+    if (ev.nmi.injected)
+        s |= XKVM_CTX_INTR_NMI_INJECTED;
+    return s;
+}
+
+/*
+ * Back into KVM: the shadow, or an interrupt may be taken between a restored `sti` and
+ * its `hlt`, and the vCPU then sleeps through the wake-up it was about to wait for
+ * (the likeliest cause of a stock Linux whose CPU 0 once idled for good after a live
+ * update in the nested VM).
+ */
+static void intr_state_load(uint32_t s, struct kvm_vcpu_events *ev)
+{
+    if (!s)
+        return;     /* a new vCPU's own state: nothing to say (and no flag KVM may lack) */
+    ev->flags |= KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_NMI_PENDING;
+    ev->interrupt.shadow = (uint8_t)((s & XKVM_CTX_INTR_SHADOW_STI ? KVM_X86_SHADOW_INT_STI : 0) |
+                                     (s & XKVM_CTX_INTR_SHADOW_MOV_SS ? KVM_X86_SHADOW_INT_MOV_SS : 0));
+    ev->nmi.masked = !!(s & XKVM_CTX_INTR_NMI_MASKED);
+    ev->nmi.pending = !!(s & XKVM_CTX_INTR_NMI_PENDING);
+    ev->nmi.injected = !!(s & XKVM_CTX_INTR_NMI_INJECTED);
 }
 
 int arch_vcpu_halted(struct vcpu *v)
@@ -309,6 +347,8 @@ static int load_vcpu(struct vcpu *v, const struct vcpu_blob *vb, const struct vc
     }
     memset(k.sregs.interrupt_bitmap, 0, sizeof(k.sregs.interrupt_bitmap));
     vcpu_fields_load(&x, &k, ctx);
+    intr_state_load(v->restore_intr_state, &k.events);
+    v->restore_intr_state = 0;
 
     struct kvm_xcrs xcrs;
     load_xsave(vb, &xcrs, xs, xs_size);

@@ -35,5 +35,8 @@ struct vcpu;
 int arch_vcpu_halted(struct vcpu *v);
 /* v's KVM_GET_MP_STATE (KVM_MP_STATE_*), or -errno. */
 int arch_vcpu_mp_state(struct vcpu *v);
+/* v's interrupt shadow and NMI state as VCPU_PLATFORM's intr_state (XKVM_CTX_INTR_*);
+ * restored by arch_restore_domain from v->restore_intr_state. */
+uint32_t arch_vcpu_intr_state(struct vcpu *v);
 
 #endif

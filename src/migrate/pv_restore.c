@@ -184,6 +184,7 @@ static int restore_vcpu_platform(struct vcpu *v, const struct xkvm_ctx_vcpu_plat
                                  char *err, size_t errlen)
 {
     __atomic_store_n(&v->ev->time_area_gva, p->time_area, __ATOMIC_RELEASE);
+    v->restore_intr_state = p->intr_state;     /* for arch_restore_domain, which follows */
     struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
     if (p->mp_state == XKVM_CTX_MP_UNINITIALIZED)
         mp.mp_state = KVM_MP_STATE_UNINITIALIZED;

@@ -188,6 +188,7 @@ static void write_vcpu(struct domain *d, struct vcpu *v, struct xkvm_ctx_writer 
     }
     struct xkvm_ctx_vcpu_platform p = {
         .mp_state = mp_state,
+        .intr_state = arch_vcpu_intr_state(v),
         .time_area = e ? __atomic_load_n(&e->time_area_gva, __ATOMIC_ACQUIRE) : 0,
     };
     xkvm_ctx_write_vcpu_platform(w, v->id, &p);

@@ -5,10 +5,11 @@ A crafting tool for tests/kvm/stream-trust.sh: it copies a save file (a libxc
 migration stream, docs/stream.md) and changes its XENSTORE_STATE record (the
 xenstore migration stream of designs/xenstore-migration: NODE records) or its
 DOMAIN_CONFIG record (JSON) as told, or the guest's TSC rate (X86_TSC_INFO and the
-DOMAIN_CONTEXT image's TSC_INFO); every other record is copied as it is.
+DOMAIN_CONTEXT image's TSC_INFO), or a vCPU's interrupt state (VCPU_PLATFORM's
+intr_state: tests/kvm/platform.sh); every other record is copied as it is.
 
   stream-edit.py IN OUT [--xs-set PATH=VALUE]... [--disk-path PATH] [--kernel PATH]
-                        [--xs-conn-domid N] [--tsc-khz-times F]
+                        [--xs-conn-domid N] [--tsc-khz-times F] [--intr-state VCPU=FLAGS]
 
 --xs-set changes the value of the node at PATH, or adds a node there (owned by the
 stream's domain), --disk-path the first disk's path, --kernel the kernel.
@@ -21,6 +22,7 @@ import sys
 REC_X86_TSC_INFO = 0x08
 REC_DOMAIN_CONTEXT = 0x7F584B01
 CTX_TSC_INFO = 3
+CTX_VCPU_PLATFORM = 0x111
 REC_XENSTORE_STATE = 0x7F584B02
 REC_DOMAIN_CONFIG = 0x7F584B03
 XS_END, XS_CONN, XS_NODE = 0, 2, 5
@@ -98,13 +100,16 @@ def scale_khz(body, at, times):
     return bytes(b)
 
 
-def edit_context_tsc(img, times):
-    """A domain context image (docs/domain-context.md) with TSC_INFO's khz scaled."""
+def edit_context(img, times, intr):
+    """A domain context image (docs/domain-context.md) with TSC_INFO's khz scaled by
+    times (if set) and VCPU_PLATFORM's intr_state set as intr ({vcpu: flags}) says."""
     out, off = bytearray(img), 0
     while off + 16 <= len(img):
-        rtype, _inst, rlen = struct.unpack_from("<IIQ", img, off)
-        if rtype == CTX_TSC_INFO:
+        rtype, inst, rlen = struct.unpack_from("<IIQ", img, off)
+        if rtype == CTX_TSC_INFO and times:
             out[off + 16:off + 16 + rlen] = scale_khz(img[off + 16:off + 16 + rlen], 4, times)
+        if rtype == CTX_VCPU_PLATFORM and inst in intr:
+            struct.pack_into("<I", out, off + 16 + 4, intr[inst])
         if rtype == 0 and off:
             break
         off += 16 + rlen + pad8(rlen)
@@ -120,7 +125,9 @@ def main():
     ap.add_argument("--disk-path")
     ap.add_argument("--kernel")
     ap.add_argument("--tsc-khz-times", type=float)
+    ap.add_argument("--intr-state", action="append", default=[])
     a = ap.parse_args()
+    intr = {int(v): int(f, 0) for v, f in (x.split("=", 1) for x in a.intr_state)}
     sets = dict(s.split("=", 1) for s in a.xs_set)
     data = open(a.infile, "rb").read()
     out = [data[:STREAM_HEADERS]]
@@ -131,8 +138,8 @@ def main():
             body = edit_config(body, a.disk_path, a.kernel)
         elif rtype == REC_X86_TSC_INFO and a.tsc_khz_times:
             body = scale_khz(body, 4, a.tsc_khz_times)
-        elif rtype == REC_DOMAIN_CONTEXT and a.tsc_khz_times:
-            body = edit_context_tsc(body, a.tsc_khz_times)
+        elif rtype == REC_DOMAIN_CONTEXT and (a.tsc_khz_times or intr):
+            body = edit_context(body, a.tsc_khz_times, intr)
         out.append(record(rtype, body))
     open(a.outfile, "wb").write(b"".join(out))
     return 0

@@ -676,9 +676,12 @@ static void test_vcpu_platform_rules(void)
     BODY_REJECT(XKVM_CTX_VCPU_PLATFORM, 0, &p, sizeof(p), XKVM_CTX_ERR_BAD_VALUE,
                 "'mp_state'");
     p.mp_state = 0;
-    p.pad = 2;
-    BODY_REJECT(XKVM_CTX_VCPU_PLATFORM, 0, &p, sizeof(p), XKVM_CTX_ERR_RESERVED, "'pad'");
-    p.pad = 0;
+    p.intr_state = XKVM_CTX_INTR_SHADOW_STI | XKVM_CTX_INTR_NMI_MASKED;
+    BODY_ACCEPT(XKVM_CTX_VCPU_PLATFORM, 0, &p, sizeof(p));
+    p.intr_state = XKVM_CTX_INTR_ALL + 1;       /* a bit no version defines */
+    BODY_REJECT(XKVM_CTX_VCPU_PLATFORM, 0, &p, sizeof(p), XKVM_CTX_ERR_RESERVED,
+                "'intr_state'");
+    p.intr_state = 0;
     BODY_REJECT(XKVM_CTX_VCPU_PLATFORM, 0, &p, 8, XKVM_CTX_ERR_BAD_LENGTH, "16");
 }
 
@@ -688,7 +691,8 @@ static void test_platform_roundtrip(void)
     struct xkvm_ctx_writer w;
     xkvm_ctx_writer_init_buffer(&w);
     struct xkvm_ctx_tsc_info tsc = { .mode = XKVM_CTX_TSC_MODE_DEFAULT, .khz = 2899999 };
-    struct xkvm_ctx_vcpu_platform p = { XKVM_CTX_MP_UNINITIALIZED, 0, 0x7000 };
+    struct xkvm_ctx_vcpu_platform p = { XKVM_CTX_MP_UNINITIALIZED, XKVM_CTX_INTR_SHADOW_STI,
+                                        0x7000 };
     CHECK_EQ(xkvm_ctx_write_start(&w), 0);
     CHECK_EQ(xkvm_ctx_write_domain(&w, 5, 2), 0);
     CHECK_EQ(xkvm_ctx_write_tsc_info(&w, &tsc), 0);
@@ -708,7 +712,7 @@ static void test_platform_roundtrip(void)
         const struct xkvm_ctx_vm_assist *va = xkvm_ctx_get_vm_assist(&rec);
         const struct xkvm_ctx_tsc_info *ti = xkvm_ctx_get_tsc_info(&rec);
         if (vp && rec.instance == 1 && vp->mp_state == XKVM_CTX_MP_UNINITIALIZED &&
-            vp->time_area == 0x7000)
+            vp->intr_state == XKVM_CTX_INTR_SHADOW_STI && vp->time_area == 0x7000)
             found |= 1;
         if (va && va->types == XKVM_CTX_VMASST_RUNSTATE_UPDATE_FLAG)
             found |= 2;
