@@ -720,6 +720,20 @@ void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len)
     return p->window + gpa;
 }
 
+void *p2m_ptr_guest(const struct p2m *p, uint64_t gpa, uint64_t len, bool write)
+{
+    if (len == 0)
+        len = 1;
+    if (gpa >= (p->nr_gfns << XKVM_PAGE_SHIFT) ||
+        len > (p->nr_gfns << XKVM_PAGE_SHIFT) - gpa)
+        return NULL;
+    uint64_t first = gpa >> XKVM_PAGE_SHIFT, last = (gpa + len - 1) >> XKVM_PAGE_SHIFT;
+    for (uint64_t g = first; g <= last; g++)
+        if (p->gfn_to_mfn1[g] == 0 || (write && test_bit64(foreign_ro(p), g)))
+            return NULL;
+    return p->window + gpa;
+}
+
 static void *gphys_p2m_ptr(void *opaque, uint64_t gpa, uint64_t len)
 {
     return p2m_ptr(opaque, gpa, len);

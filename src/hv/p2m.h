@@ -140,6 +140,11 @@ int p2m_build_memslots(struct p2m *p);
  * p2m_release.
  */
 void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len);
+/*
+ * The same for an access the guest itself made (an MMIO exit on RAM): grant mappings
+ * included, but a write to a read-only one is refused (NULL).
+ */
+void *p2m_ptr_guest(const struct p2m *p, uint64_t gpa, uint64_t len, bool write);
 void p2m_hold(struct p2m *p);
 void p2m_release(struct p2m *p);
 
