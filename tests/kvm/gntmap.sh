@@ -8,6 +8,8 @@
 #   flags-while-mapped - GTF_reading/GTF_writing set in the granter's entries and the
 #                      mapper's maptrack holds both while mapped; p2m audits agree
 #   save-refused     - a domain holding a mapping is not saved (the error says why)
+#   migrate-refused  - nor migrated: nothing arrives at the destination, the guest runs
+#                      on at its source (and passes)
 #   live-update-refused - nor live-updated; both work again after the unmap
 #   granter-dies     - the granter destroyed while mapped: the mapper still reads both
 #                      pages, unmaps, and every frame is back once both are gone
@@ -20,7 +22,10 @@ set -u
 . "$(dirname "$0")/lib.sh"
 require_kvm
 
-host_start h1 || { fail start "xkvmd did not start"; exit 0; }
+BASE=$((20000 + RANDOM % 20000))
+host_start h2 --migrate-listen 127.0.0.1:$((BASE + 1)) $(migrate_auth) || { fail start "h2 did not start"; exit 0; }
+H2=$RUNDIR
+host_start h1 --migrate-listen 127.0.0.1:$BASE $(migrate_auth) || { fail start "h1 did not start"; exit 0; }
 xs() { XENSTORED_PATH="$RUNDIR/xenstored/socket" "$@"; }
 go() { xs xenstore-write "/local/domain/$1/data/gntmap-go" 1; }
 state() { xk debug-state "$1"; }
@@ -69,6 +74,14 @@ print(" ".join("%d:%s" % (m["domid"], m["readonly"]) for m in json.load(sys.stdi
     echo "# $out" | tail -1
   else
     fail save-refused "unexpected error: $out"
+  fi
+  if out=$(xk migrate 2 127.0.0.1:$((BASE + 1)) 2>&1); then
+    fail migrate-refused "migrated a domain holding grant mappings"
+  elif echo "$out" | grep -q "maps 2 grant" &&
+       [ "$(RUNDIR=$H2 info_field nr_domains)" = 0 ] && [ "$(dom_field 2 state)" != null ]; then
+    pass migrate-refused
+  else
+    fail migrate-refused "error: $out; domains at the destination: $(RUNDIR=$H2 info_field nr_domains); state $(dom_field 2 state)"
   fi
   if out=$(xk live-update --binary "$XKVMD" 2>&1); then
     fail live-update-refused "live update went ahead with grant mappings"
