@@ -26,6 +26,17 @@ struct dom0_grant_map {
     bool used;
 };
 
+/* One grant mapping this domain holds of another domain's grant (its maptrack). */
+enum maptrack_state { MT_FREE = 0, MT_BUSY, MT_MAPPED };
+struct maptrack {
+    uint8_t state;          /* MT_BUSY: being mapped or unmapped, not usable */
+    bool readonly;
+    uint16_t domid;         /* the granting domain */
+    uint32_t ref;
+    uint64_t serial;        /* the granting table's serial: domids are reused */
+    uint64_t gfn, mfn;      /* where in this domain's p2m, and the frame */
+};
+
 struct gnttab {
     pthread_mutex_t lock;
     unsigned version;
@@ -35,7 +46,12 @@ struct gnttab {
     struct active_grant *active[GNTTAB_MAX_FRAMES];
     struct dom0_grant_map *maps;
     uint32_t nr_maps;                       /* slots allocated in maps */
+    uint64_t serial;                        /* unique per table, never reused */
+    struct maptrack *mt;                    /* this domain's mappings of others' grants */
+    uint32_t nr_mt, mt_used;                /* allocated, not MT_FREE */
 };
+
+static uint64_t next_serial = 1;
 
 /* A pin count that cannot overflow even with every vCPU of every domain copying. */
 #define MAX_PINS (1u << 24)
@@ -84,16 +100,24 @@ int gnttab_domain_init(struct domain *d)
     pthread_mutex_init(&gt->lock, NULL);
     /* Version 1 from the start: Xen's default, and all xkvm offers. */
     gt->version = 1;
+    gt->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
     d->gt = gt;
     return grow_locked(d, gt, GNTTAB_INITIAL_FRAMES);
 }
+
+static void maptrack_fini(struct domain *d);
 
 void gnttab_domain_fini(struct domain *d)
 {
     struct gnttab *gt = d->gt;
     if (!gt)
         return;
-    /* Other domains' copies hold domain refs, so only dom0 maps can be left. */
+    maptrack_fini(d);
+    /*
+     * Other domains' copies hold domain refs, so only maps can be left: dom0's and
+     * other guests'. Each keeps its own reference on the frame, so what it maps
+     * lives on as an orphan until it unmaps; the pin's reference goes now.
+     */
     for (unsigned f = 0; f < gt->nr_frames; f++) {
         for (unsigned i = 0; i < GNTTAB_ENTRIES_PER_FRAME; i++) {
             struct active_grant *act = &gt->active[f][i];
@@ -104,6 +128,7 @@ void gnttab_domain_fini(struct domain *d)
     }
     /* The frames themselves are the domain's: mm_free_owner returns them. */
     free(gt->maps);
+    free(gt->mt);
     pthread_mutex_destroy(&gt->lock);
     free(gt);
     d->gt = NULL;
@@ -339,14 +364,159 @@ void gnttab_dom0_mapped_gfns(struct domain *d, uint64_t *bitmap)
 {
     struct gnttab *gt = d->gt;
     pthread_mutex_lock(&gt->lock);
-    for (uint32_t h = 0; h < gt->nr_maps; h++) {
-        if (!gt->maps[h].used || gt->maps[h].readonly)
-            continue;
-        uint64_t gfn = active_of(gt, gt->maps[h].ref)->gfn;
-        if (gfn < d->p2m.nr_gfns)
-            bitmap[gfn / 64] |= 1ull << (gfn % 64);
+    for (uint32_t ref = 0; ref < gt->nr_frames * GNTTAB_ENTRIES_PER_FRAME; ref++) {
+        struct active_grant *act = active_of(gt, ref);
+        if (act->writers && act->gfn < d->p2m.nr_gfns)
+            bitmap[act->gfn / 64] |= 1ull << (act->gfn % 64);
     }
     pthread_mutex_unlock(&gt->lock);
+}
+
+/* ---- grant mappings between guests ---------------------------------------------- */
+
+/* A free maptrack entry of gt, marked busy: its handle, or -1 at the limit. Locked. */
+static int64_t maptrack_get_locked(struct gnttab *gt)
+{
+    if (gt->mt_used < gt->nr_mt)
+        for (uint32_t h = 0; h < gt->nr_mt; h++)
+            if (gt->mt[h].state == MT_FREE) {
+                gt->mt[h].state = MT_BUSY;
+                gt->mt_used++;
+                return h;
+            }
+    if (gt->nr_mt == GNTTAB_MAX_MAPTRACK)
+        return -1;
+    uint32_t n = gt->nr_mt ? gt->nr_mt * 2 : 64;
+    if (n > GNTTAB_MAX_MAPTRACK)
+        n = GNTTAB_MAX_MAPTRACK;
+    struct maptrack *m = realloc(gt->mt, n * sizeof(*m));
+    if (!m)
+        return -1;
+    for (uint32_t h = gt->nr_mt; h < n; h++)
+        m[h] = (struct maptrack){ 0 };
+    gt->mt = m;
+    uint32_t h = gt->nr_mt;
+    gt->nr_mt = n;
+    gt->mt[h].state = MT_BUSY;
+    gt->mt_used++;
+    return h;
+}
+
+static void maptrack_put(struct gnttab *gt, uint32_t h)
+{
+    pthread_mutex_lock(&gt->lock);
+    gt->mt[h] = (struct maptrack){ 0 };
+    gt->mt_used--;
+    pthread_mutex_unlock(&gt->lock);
+}
+
+/*
+ * The granting side of a mapping going away: unpin in rd's table if rd is still the
+ * domain that granted it (written pages marked dirty for its migration), then drop
+ * the mapper's reference on the frame (an orphan's last one frees it).
+ */
+static void unpin_granter(const struct maptrack *m)
+{
+    struct domain *rd = domain_get_peer(m->domid);
+    if (rd && rd->gt && rd->gt->serial == m->serial) {
+        pthread_mutex_lock(&rd->gt->lock);
+        if (m->ref < rd->gt->nr_frames * GNTTAB_ENTRIES_PER_FRAME) {
+            struct active_grant *act = active_of(rd->gt, m->ref);
+            if (!m->readonly)
+                p2m_mark_dirty(&rd->p2m, act->gfn, 1);
+            release_locked(rd->gt, m->ref, m->readonly);
+        }
+        pthread_mutex_unlock(&rd->gt->lock);
+    }
+    if (rd)
+        domain_put(rd);
+    mm_frame_put(host_mm(), m->mfn);
+}
+
+int gnttab_map_foreign(struct domain *ld, struct domain *rd, uint32_t ref, uint64_t gfn,
+                       bool readonly, uint32_t *handle)
+{
+    struct gnttab *lgt = ld->gt;
+    pthread_mutex_lock(&lgt->lock);
+    int64_t h = maptrack_get_locked(lgt);
+    pthread_mutex_unlock(&lgt->lock);
+    if (h < 0)
+        return GNTST_no_device_space;
+    struct maptrack m = { .state = MT_MAPPED, .readonly = readonly, .domid = rd->domid,
+                          .ref = ref, .gfn = gfn, .serial = rd->gt->serial };
+    int rc = gnttab_acquire(rd, ref, ld->domid, readonly, &m.mfn);
+    if (rc != GNTST_okay) {
+        maptrack_put(lgt, (uint32_t)h);
+        return rc;
+    }
+    /* The mapper's own reference, which outlives the pin and the granting domain. */
+    uint64_t old;
+    bool got = !mm_frame_get(host_mm(), m.mfn, rd->domid, GRANTABLE_TYPES);
+    if (!got || p2m_map_foreign(&ld->p2m, gfn, m.mfn, readonly, &old)) {
+        if (got)
+            mm_frame_put(host_mm(), m.mfn);
+        gnttab_release(rd, ref, readonly);
+        maptrack_put(lgt, (uint32_t)h);
+        return GNTST_general_error;
+    }
+    /* As Xen, a RAM page that was at gfn stays the domain's, unreachable (hypervisor.md). */
+    if (!readonly)
+        p2m_mark_dirty(&rd->p2m, active_of(rd->gt, ref)->gfn, 1);
+    pthread_mutex_lock(&lgt->lock);
+    lgt->mt[h] = m;
+    pthread_mutex_unlock(&lgt->lock);
+    *handle = (uint32_t)h;
+    return GNTST_okay;
+}
+
+int gnttab_unmap_foreign(struct domain *ld, uint32_t handle, uint64_t gfn)
+{
+    struct gnttab *lgt = ld->gt;
+    pthread_mutex_lock(&lgt->lock);
+    if (handle >= lgt->nr_mt || lgt->mt[handle].state != MT_MAPPED) {
+        pthread_mutex_unlock(&lgt->lock);
+        return GNTST_bad_handle;
+    }
+    struct maptrack m = lgt->mt[handle];
+    if (gfn != INVALID_GFN && gfn != m.gfn) {
+        pthread_mutex_unlock(&lgt->lock);
+        return GNTST_general_error;
+    }
+    lgt->mt[handle].state = MT_BUSY;
+    pthread_mutex_unlock(&lgt->lock);
+    if (p2m_unmap_foreign(&ld->p2m, m.gfn, m.mfn)) {
+        pthread_mutex_lock(&lgt->lock);
+        lgt->mt[handle].state = MT_MAPPED;
+        pthread_mutex_unlock(&lgt->lock);
+        return GNTST_general_error;
+    }
+    unpin_granter(&m);
+    maptrack_put(lgt, handle);
+    return GNTST_okay;
+}
+
+uint32_t gnttab_foreign_maps(struct domain *ld)
+{
+    pthread_mutex_lock(&ld->gt->lock);
+    uint32_t n = ld->gt->mt_used;
+    pthread_mutex_unlock(&ld->gt->lock);
+    return n;
+}
+
+/*
+ * The mapping domain is going (its threads are gone): every mapping it holds is
+ * released, the granters' entries unpinned. Its p2m holds no name on these frames.
+ */
+static void maptrack_fini(struct domain *d)
+{
+    struct gnttab *gt = d->gt;
+    for (uint32_t h = 0; h < gt->nr_mt; h++)
+        if (gt->mt[h].state == MT_MAPPED) {
+            struct maptrack m = gt->mt[h];
+            gt->mt[h] = (struct maptrack){ 0 };
+            gt->mt_used--;
+            unpin_granter(&m);
+        }
 }
 
 static struct json_object *u64_or_null(uint64_t v, uint64_t invalid)
@@ -403,6 +573,20 @@ struct json_object *gnttab_state_json(struct domain *d)
         json_object_array_add(maps, m);
     }
     json_object_object_add(o, "dom0_maps", maps);
+    struct json_object *mt = json_object_new_array();
+    for (uint32_t h = 0; h < gt->nr_mt; h++) {
+        if (gt->mt[h].state != MT_MAPPED)
+            continue;
+        struct json_object *m = json_object_new_object();
+        json_object_object_add(m, "handle", json_object_new_int64(h));
+        json_object_object_add(m, "domid", json_object_new_int(gt->mt[h].domid));
+        json_object_object_add(m, "ref", json_object_new_int64(gt->mt[h].ref));
+        json_object_object_add(m, "gfn", json_object_new_int64((int64_t)gt->mt[h].gfn));
+        json_object_object_add(m, "mfn", json_object_new_int64((int64_t)gt->mt[h].mfn));
+        json_object_object_add(m, "readonly", json_object_new_boolean(gt->mt[h].readonly));
+        json_object_array_add(mt, m);
+    }
+    json_object_object_add(o, "maptrack", mt);
     pthread_mutex_unlock(&gt->lock);
     return o;
 }

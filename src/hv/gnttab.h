@@ -65,8 +65,31 @@ int gnttab_dom0_map(struct domain *d, uint32_t ref, bool readonly, uint64_t *mfn
                     uint32_t *handle);
 int gnttab_dom0_unmap(struct domain *d, uint32_t handle);
 
-/* Set the bit of every gfn a dom0 service has mapped writable now (migration). */
+/*
+ * Set the bit of every gfn mapped writable now, by a dom0 service or another guest
+ * (migration sends them at the end: the mapper may write them until it unmaps).
+ */
 void gnttab_dom0_mapped_gfns(struct domain *d, uint64_t *bitmap);
+
+/*
+ * Grant mappings between guests (GNTTABOP_map_grant_ref with GNTMAP_host_map from an
+ * HVM/PVH guest, hypervisor.md "Grant mapping"). Domain ld maps grant `ref` of rd at
+ * its gfn: the grant is pinned in rd's table (GTF_reading/GTF_writing set), ld's
+ * maptrack holds a reference on the frame, which outlives rd (an orphan until the last
+ * unmap), and ld's p2m maps it at gfn (p2m_map_foreign). GNTST_okay with the handle in
+ * *handle, or a GNTST_* code with nothing changed.
+ */
+/* Xen 4.17's default max_maptrack_frames (1024) x 256 entries of 16 bytes a frame. */
+#define GNTTAB_MAX_MAPTRACK     (1024u * 256u)
+int gnttab_map_foreign(struct domain *ld, struct domain *rd, uint32_t ref, uint64_t gfn,
+                       bool readonly, uint32_t *handle);
+/*
+ * Unmap ld's handle; gfn must be where it is mapped unless INVALID_GFN (host_addr 0).
+ * gfn becomes a hole. GNTST_okay, GNTST_bad_handle, or GNTST_general_error.
+ */
+int gnttab_unmap_foreign(struct domain *ld, uint32_t handle, uint64_t gfn);
+/* Grant mappings of other domains' frames ld holds now. */
+uint32_t gnttab_foreign_maps(struct domain *ld);
 
 struct json_object *gnttab_state_json(struct domain *d);
 

@@ -259,6 +259,86 @@ static long grant_copy(struct hcall *hc, uint64_t uop, uint32_t count)
     return 0;
 }
 
+/* ---- map_grant_ref, unmap_grant_ref (HVM/PVH: host_addr is a gpa) ------------------ */
+
+/*
+ * One map, checked in Xen's order (map_grant_ref): flags, the HVM refusals, the
+ * domain, the maptrack handle, the ref, the entry, the frame, the p2m. The layout is
+ * the same for 64-bit and compat callers.
+ */
+static int16_t map_one(struct hcall *hc, struct gnttab_map_grant_ref *op)
+{
+    if (!(op->flags & (GNTMAP_device_map | GNTMAP_host_map)))
+        return GNTST_bad_gntref;
+    /* A translated guest has no device mappings, PTE or application maps. */
+    if (op->flags & (GNTMAP_device_map | GNTMAP_application_map | GNTMAP_contains_pte))
+        return GNTST_general_error;
+    struct domain *rd = op->dom == DOMID_SELF || op->dom == hc->d->domid ? hc->d
+                        : domain_get_peer(op->dom);
+    if (!rd)
+        return GNTST_bad_domain;
+    uint64_t gfn = op->host_addr >> XKVM_PAGE_SHIFT;
+    int16_t rc;
+    if (gfn >= (GUEST_LOWMEM_END >> XKVM_PAGE_SHIFT) &&
+        gfn < (GUEST_HIGHMEM_START >> XKVM_PAGE_SHIFT))
+        rc = GNTST_general_error;       /* the MMIO hole is the device model's */
+    else
+        rc = (int16_t)gnttab_map_foreign(hc->d, rd, op->ref, gfn,
+                                         op->flags & GNTMAP_readonly, &op->handle);
+    if (rd != hc->d)
+        domain_put(rd);
+    return rc;
+}
+
+static long map_grant_ref(struct hcall *hc, uint64_t uop, uint32_t count)
+{
+    const size_t sz = sizeof(struct gnttab_map_grant_ref);
+    for (uint32_t i = 0; i < count; i++) {
+        if (i == COPY_BATCH) {
+            hc->arg[1] = uop + i * sz;
+            hc->arg[2] = count - i;
+            hc->continuation = true;
+            return 0;
+        }
+        struct gnttab_map_grant_ref op;
+        if (hc_copy_from(hc, &op, uop + i * sz, sz))
+            return -EFAULT;
+        op.status = map_one(hc, &op);
+        op.dev_bus_addr = 0;
+        /* status, handle and dev_bus_addr go back (offsets 18..31). */
+        if (hc_copy_to(hc, uop + i * sz + offsetof(struct gnttab_map_grant_ref, status),
+                       &op.status, sz - offsetof(struct gnttab_map_grant_ref, status))) {
+            if (op.status == GNTST_okay)        /* the guest cannot learn its handle */
+                gnttab_unmap_foreign(hc->d, op.handle, INVALID_GFN);
+            return -EFAULT;
+        }
+    }
+    return 0;
+}
+
+static long unmap_grant_ref(struct hcall *hc, uint64_t uop, uint32_t count)
+{
+    const size_t sz = sizeof(struct gnttab_unmap_grant_ref);
+    for (uint32_t i = 0; i < count; i++) {
+        if (i == COPY_BATCH) {
+            hc->arg[1] = uop + i * sz;
+            hc->arg[2] = count - i;
+            hc->continuation = true;
+            return 0;
+        }
+        struct gnttab_unmap_grant_ref op;
+        if (hc_copy_from(hc, &op, uop + i * sz, sz))
+            return -EFAULT;
+        /* Xen: host_addr 0 (no host mapping named) unmaps by handle alone. */
+        op.status = (int16_t)gnttab_unmap_foreign(hc->d, op.handle, op.host_addr ?
+                                                  op.host_addr >> XKVM_PAGE_SHIFT : INVALID_GFN);
+        if (hc_copy_to(hc, uop + i * sz + offsetof(struct gnttab_unmap_grant_ref, status),
+                       &op.status, sizeof(op.status)))
+            return -EFAULT;
+    }
+    return 0;
+}
+
 long do_grant_table_op(struct hcall *hc)
 {
     uint32_t cmd = (uint32_t)hc->arg[0];
@@ -269,6 +349,10 @@ long do_grant_table_op(struct hcall *hc)
     switch (cmd) {
     case GNTTABOP_copy:
         return grant_copy(hc, uop, count);
+    case GNTTABOP_map_grant_ref:
+        return map_grant_ref(hc, uop, count);
+    case GNTTABOP_unmap_grant_ref:
+        return unmap_grant_ref(hc, uop, count);
     case GNTTABOP_setup_table:
     case GNTTABOP_query_size:
     case GNTTABOP_dump_table:
@@ -279,7 +363,7 @@ long do_grant_table_op(struct hcall *hc)
         break;
     default:
         /*
-         * map/unmap (a domU mapping another domU's grant), transfer (PV only),
+         * transfer (PV only),
          * unmap_and_replace, swap_grant_ref, v2's status frames and cache_flush.
          */
         return hc_unimplemented(hc, "grant_table_op", cmd);

@@ -55,17 +55,42 @@ int p2m_init(struct p2m *p, int vm_fd, uint16_t domid, struct machine_mem *mm,
     return 0;
 }
 
-/* Drop the names the map holds on its frames, run by run. */
+/* Foreign entries (grant mappings): a bit per gfn, and beside it whether read-only. */
+static inline bool test_bit64(const uint64_t *bm, uint64_t bit)
+{
+    return bm && (bm[bit / 64] >> (bit % 64)) & 1;
+}
+
+static inline void put_bit64(uint64_t *bm, uint64_t bit, bool on)
+{
+    if (on)
+        bm[bit / 64] |= 1ull << (bit % 64);
+    else
+        bm[bit / 64] &= ~(1ull << (bit % 64));
+}
+
+static inline uint64_t *foreign_ro(const struct p2m *p)
+{
+    return p->foreign ? p->foreign + (p->nr_gfns + 63) / 64 : NULL;
+}
+
+bool p2m_is_foreign(const struct p2m *p, uint64_t gfn)
+{
+    return gfn < p->nr_gfns && test_bit64(p->foreign, gfn);
+}
+
+/* Drop the names the map holds on its frames, run by run (foreign entries hold none). */
 static void put_all_frames(struct p2m *p)
 {
     for (uint64_t g = 0; g < p->nr_gfns;) {
         uint64_t mfn = p2m_lookup(p, g);
-        if (mfn == INVALID_MFN) {
+        if (mfn == INVALID_MFN || p2m_is_foreign(p, g)) {
             g++;
             continue;
         }
         uint64_t n = 1;
-        while (g + n < p->nr_gfns && p2m_lookup(p, g + n) == mfn + n)
+        while (g + n < p->nr_gfns && p2m_lookup(p, g + n) == mfn + n &&
+               !p2m_is_foreign(p, g + n))
             n++;
         mm_map_put(p->mm, mfn, n);
         g += n;
@@ -84,6 +109,9 @@ void p2m_fini(struct p2m *p)
     free(p->gfn_to_mfn1);
     free(p->sw_dirty);
     p->sw_dirty = NULL;
+    free(p->foreign);
+    p->foreign = NULL;
+    p->nr_foreign = 0;
     p->window = NULL;
     p->gfn_to_mfn1 = NULL;
 }
@@ -100,13 +128,18 @@ void p2m_release(struct p2m *p)
 
 /* ---- the window ---- */
 
-/* Map frames [mfn, mfn + nr) at gfn in the window (no names, no table). */
-static int window_map(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
+/* Map frames [mfn, mfn + nr) at gfn in the window with `prot` (no names, no table). */
+static int window_map_prot(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr, int prot)
 {
     void *at = p->window + (gfn << XKVM_PAGE_SHIFT);
-    void *m = mmap(at, nr << XKVM_PAGE_SHIFT, PROT_READ | PROT_WRITE,
+    void *m = mmap(at, nr << XKVM_PAGE_SHIFT, prot,
                    MAP_SHARED | MAP_FIXED, p->mm->fd, (off_t)(mfn << XKVM_PAGE_SHIFT));
     return m == MAP_FAILED ? -errno : 0;
+}
+
+static int window_map(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
+{
+    return window_map_prot(p, gfn, mfn, nr, PROT_READ | PROT_WRITE);
 }
 
 /* A hole again: reserved address space, nothing behind it. */
@@ -154,9 +187,11 @@ static int map_frames(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
 
 int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr)
 {
+    bool ro = nr && p->slots[slot].readonly;
     struct kvm_userspace_memory_region r = {
         .slot = slot,
-        .flags = p->log_dirty && nr ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+        /* KVM refuses dirty logging on a read-only slot; nothing writes it anyway. */
+        .flags = ro ? KVM_MEM_READONLY : p->log_dirty && nr ? KVM_MEM_LOG_DIRTY_PAGES : 0,
         .guest_phys_addr = gfn << XKVM_PAGE_SHIFT,
         .memory_size = nr << XKVM_PAGE_SHIFT,
         .userspace_addr = (uint64_t)(uintptr_t)(p->window + (gfn << XKVM_PAGE_SHIFT)),
@@ -167,16 +202,26 @@ int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr)
         p->nr_slots++;
     else if (p->slots[slot].nr && !nr)
         p->nr_slots--;
-    p->slots[slot] = (struct p2m_slot){ .gfn = gfn, .nr = nr };
+    p->slots[slot] = (struct p2m_slot){ .gfn = gfn, .nr = nr, .readonly = ro };
     return 0;
+}
+
+static int add_memslot_flags(struct p2m *p, uint64_t gfn, uint64_t nr, bool readonly)
+{
+    for (unsigned i = 0; i < P2M_MAX_SLOTS; i++)
+        if (p->slots[i].nr == 0) {
+            p->slots[i].readonly = readonly;
+            int rc = p2m_set_memslot(p, i, gfn, nr);
+            if (rc)
+                p->slots[i].readonly = false;
+            return rc;
+        }
+    return -ENOMEM;
 }
 
 static int add_memslot(struct p2m *p, uint64_t gfn, uint64_t nr)
 {
-    for (unsigned i = 0; i < P2M_MAX_SLOTS; i++)
-        if (p->slots[i].nr == 0)
-            return p2m_set_memslot(p, i, gfn, nr);
-    return -ENOMEM;
+    return add_memslot_flags(p, gfn, nr, false);
 }
 
 static int slot_of(const struct p2m *p, uint64_t gfn)
@@ -333,7 +378,8 @@ static void window_restore(struct p2m *p, uint64_t gfn)
     uint64_t mfn = p2m_lookup(p, gfn), scratch;
     int rc;
     if (mfn != INVALID_MFN)
-        rc = window_map(p, gfn, mfn, 1);
+        rc = window_map_prot(p, gfn, mfn, 1, test_bit64(foreign_ro(p), gfn) ?
+                             PROT_READ : PROT_READ | PROT_WRITE);
     else if (slot_of(p, gfn) >= 0)
         rc = scratch_frame(p, &scratch) ? -ENOMEM : window_map(p, gfn, scratch, 1);
     else
@@ -367,10 +413,12 @@ static int apply_hole(struct p2m *p, uint64_t gfn)
     int slot = slot_of(p, gfn), rc;
     uint64_t scratch;
     if (slot >= 0 && p->slots[slot].nr == 1) {
+        bool ro = p->slots[slot].readonly;
         p2m_mark_dirty(p, gfn, 1);      /* a deleted slot's dirty log goes with it */
         if ((rc = p2m_set_memslot(p, (unsigned)slot, gfn, 0)))
             return rc;
         if ((rc = window_hole(p, gfn))) {
+            p->slots[slot].readonly = ro;
             p2m_set_memslot(p, (unsigned)slot, gfn, 1);
             return rc;
         }
@@ -410,6 +458,10 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
     int slots = mfn == INVALID_MFN ? hole_slot_cost(p, gfn) : slot_of(p, gfn) < 0;
     struct plan pl;
     int rc = 0;
+    if (p2m_is_foreign(p, gfn)) {
+        rc = -EBUSY;            /* a grant mapping: only its unmap removes it */
+        goto out;
+    }
     if (was == mfn)
         goto out;
     if ((rc = plan_change(p, &pl, &gfn, &e, 1, slots)) || (rc = apply_entry(p, gfn, mfn)))
@@ -434,6 +486,10 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
     uint64_t mfn = p2m_lookup(p, from), was = p2m_lookup(p, to);
     struct plan pl;
     int rc = 0;
+    if (p2m_is_foreign(p, from) || p2m_is_foreign(p, to)) {
+        rc = -EBUSY;
+        goto out;
+    }
     if (mfn == INVALID_MFN || (expect != INVALID_MFN && mfn != expect)) {
         rc = mfn == INVALID_MFN ? -EINVAL : -ESRCH;
         goto out;
@@ -466,6 +522,100 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
         mm_map_put(p->mm, was, 1);
     *old = was;
 out:
+    pthread_rwlock_unlock(&p->lock);
+    return rc;
+}
+
+/* ---- grant mappings ---- */
+
+static int foreign_alloc(struct p2m *p)
+{
+    if (!p->foreign && !(p->foreign = calloc(2 * ((p->nr_gfns + 63) / 64), sizeof(uint64_t))))
+        return -ENOMEM;
+    return 0;
+}
+
+/* What may be replaced by a grant mapping: a hole, or one of the domain's RAM frames. */
+static int foreign_target_ok(const struct p2m *p, uint64_t gfn)
+{
+    uint64_t was = p2m_lookup(p, gfn);
+    if (p2m_is_foreign(p, gfn))
+        return -EBUSY;
+    if (was == INVALID_MFN)
+        return 0;
+    if (was >= p->mm->nr_frames || mm_frame_type(p->mm, was) != FRAME_RAM ||
+        p->mm->frames[was].owner != p->domid || was == p->scratch_mfn)
+        return -EPERM;
+    return 0;
+}
+
+/* Map mfn at gfn in the window and a memslot: read-only as asked. Lock held. */
+static int apply_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn, bool readonly)
+{
+    int slot = slot_of(p, gfn), rc;
+    rc = window_map_prot(p, gfn, mfn, 1, readonly ? PROT_READ : PROT_READ | PROT_WRITE);
+    if (!rc && slot < 0)
+        rc = add_memslot_flags(p, gfn, 1, readonly);
+    if (rc) {
+        window_restore(p, gfn);
+        return rc;
+    }
+    p->gfn_to_mfn1[gfn] = mfn + 1;
+    put_bit64(p->foreign, gfn, true);
+    put_bit64(foreign_ro(p), gfn, readonly);
+    p->nr_foreign++;
+    return 0;
+}
+
+int p2m_map_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn, bool readonly, uint64_t *old)
+{
+    *old = INVALID_MFN;
+    if (!valid_gfn(p, gfn) || mfn >= p->mm->nr_frames)
+        return -EINVAL;
+    pthread_rwlock_wrlock(&p->lock);
+    uint64_t was = p2m_lookup(p, gfn), e = mfn + 1;
+    struct plan pl;
+    int rc = foreign_target_ok(p, gfn);
+    if (!rc)
+        rc = foreign_alloc(p);
+    if (!rc)
+        rc = plan_change(p, &pl, &gfn, &e, 1, slot_of(p, gfn) < 0);
+    if (!rc)
+        rc = apply_foreign(p, gfn, mfn, readonly);
+    if (!rc) {
+        plan_commit(p, &pl);
+        p2m_mark_dirty(p, gfn, 1);
+        if (was != INVALID_MFN)
+            mm_map_put(p->mm, was, 1);
+        *old = was;
+    }
+    pthread_rwlock_unlock(&p->lock);
+    return rc;
+}
+
+int p2m_unmap_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn)
+{
+    if (!valid_gfn(p, gfn))
+        return -EINVAL;
+    pthread_rwlock_wrlock(&p->lock);
+    uint64_t e = 0;
+    struct plan pl;
+    int rc = 0;
+    if (!p2m_is_foreign(p, gfn) || p2m_lookup(p, gfn) != mfn)
+        rc = -EINVAL;
+    if (!rc)
+        rc = plan_change(p, &pl, &gfn, &e, 1, hole_slot_cost(p, gfn));
+    if (!rc) {
+        /* A read-only slot of its own goes with the mapping (apply_hole deletes it). */
+        rc = apply_hole(p, gfn);
+    }
+    if (!rc) {
+        put_bit64(p->foreign, gfn, false);
+        put_bit64(foreign_ro(p), gfn, false);
+        p->nr_foreign--;
+        plan_commit(p, &pl);
+        p2m_mark_dirty(p, gfn, 1);
+    }
     pthread_rwlock_unlock(&p->lock);
     return rc;
 }
@@ -565,7 +715,21 @@ void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len)
         return NULL;
     uint64_t first = gpa >> XKVM_PAGE_SHIFT, last = (gpa + len - 1) >> XKVM_PAGE_SHIFT;
     for (uint64_t g = first; g <= last; g++)
-        if (p->gfn_to_mfn1[g] == 0)
+        if (p->gfn_to_mfn1[g] == 0 || test_bit64(p->foreign, g))
+            return NULL;
+    return p->window + gpa;
+}
+
+void *p2m_ptr_guest(const struct p2m *p, uint64_t gpa, uint64_t len, bool write)
+{
+    if (len == 0)
+        len = 1;
+    if (gpa >= (p->nr_gfns << XKVM_PAGE_SHIFT) ||
+        len > (p->nr_gfns << XKVM_PAGE_SHIFT) - gpa)
+        return NULL;
+    uint64_t first = gpa >> XKVM_PAGE_SHIFT, last = (gpa + len - 1) >> XKVM_PAGE_SHIFT;
+    for (uint64_t g = first; g <= last; g++)
+        if (p->gfn_to_mfn1[g] == 0 || (write && test_bit64(foreign_ro(p), g)))
             return NULL;
     return p->window + gpa;
 }
@@ -615,6 +779,12 @@ int p2m_audit(struct p2m *p, char *why, size_t whylen)
             snprintf(why, whylen, "gfn %#llx: populated but in no memslot",
                      (unsigned long long)g);
             rc = -EUCLEAN;
+        } else if (p2m_is_foreign(p, g)) {
+            if (!mm_frame_foreign_mapped(p->mm, mfn) || mfn >= p->mm->nr_frames) {
+                snprintf(why, whylen, "gfn %#llx: foreign frame %#llx is not referenced",
+                         (unsigned long long)g, (unsigned long long)mfn);
+                rc = -EUCLEAN;
+            }
         } else if (mfn >= p->mm->nr_frames || mm_frame_maps(p->mm, mfn) == 0) {
             snprintf(why, whylen, "gfn %#llx: frame %#llx is not named by the map",
                      (unsigned long long)g, (unsigned long long)mfn);

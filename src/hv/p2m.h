@@ -34,6 +34,7 @@
 
 struct p2m_slot {
     uint64_t gfn, nr;       /* nr == 0: slot id free */
+    bool readonly;          /* KVM_MEM_READONLY: a read-only grant mapping's own slot */
 };
 
 struct p2m {
@@ -58,6 +59,17 @@ struct p2m {
      */
     bool log_dirty;
     uint64_t *sw_dirty;
+
+    /*
+     * Foreign entries: gfns where another domain's frame is mapped by a grant
+     * (GNTTABOP_map_grant_ref, p2m_map_foreign). The frame is not named by this map
+     * (it is not this domain's) but referenced by the grant mapping (mm_frame_get);
+     * hypercall copies never go through it (p2m_ptr answers NULL, as Xen's
+     * __hvm_copy refuses grant p2m types) and other changes refuse it (-EBUSY).
+     * A bit per gfn, allocated at the first one.
+     */
+    uint64_t *foreign;
+    uint64_t nr_foreign;
 };
 
 int p2m_init(struct p2m *p, int vm_fd, uint16_t domid, struct machine_mem *mm,
@@ -85,6 +97,24 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
                    uint64_t *old);
 
 /*
+ * Grant mappings (Xen's create_grant_p2m_mapping / replace_grant_p2m_mapping): put
+ * another domain's frame `mfn` (the caller holds a reference on it) at gfn, read-only
+ * or writable, replacing what was there. Refused (-EPERM) over anything but a hole or
+ * one of the domain's RAM frames (shared_info, grant frames, toolstack pages), -EBUSY
+ * over another foreign entry; the RAM frame it displaces is returned in *old, no longer
+ * named (as Xen, it stays the domain's). Read-only: a gfn outside every memslot gets a
+ * single-gfn KVM_MEM_READONLY slot; inside a RAM slot (which is never split) the
+ * window's page is mapped PROT_READ, so a guest write faults in KVM and crashes the
+ * writer (Xen injects #GP). 0, or -errno with nothing changed.
+ */
+int p2m_map_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn, bool readonly,
+                    uint64_t *old);
+/* Make foreign entry gfn (which must map mfn) a hole again. 0, -EINVAL or -errno. */
+int p2m_unmap_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn);
+/* Whether gfn is a foreign entry now (a snapshot). */
+bool p2m_is_foreign(const struct p2m *p, uint64_t gfn);
+
+/*
  * Check that the map, the window and machine memory agree: every populated gfn names
  * a frame that is allocated and named at least once; the slot and break counts are
  * right. 0, or -EUCLEAN with a description in `why`.
@@ -110,6 +140,11 @@ int p2m_build_memslots(struct p2m *p);
  * p2m_release.
  */
 void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len);
+/*
+ * The same for an access the guest itself made (an MMIO exit on RAM): grant mappings
+ * included, but a write to a read-only one is refused (NULL).
+ */
+void *p2m_ptr_guest(const struct p2m *p, uint64_t gpa, uint64_t len, bool write);
 void p2m_hold(struct p2m *p);
 void p2m_release(struct p2m *p);
 

@@ -267,10 +267,11 @@ static void handle_mmio(struct vcpu *v)
      * RAM whose memslot another vCPU is splitting this instant (p2m changes delete
      * and re-add a slot): do the access the slot would have done. Anything else is
      * unpopulated guest-physical memory: reads return all ones, writes are dropped.
+     * So is a write to a read-only grant mapping (its KVM_MEM_READONLY slot exits).
      */
     uint32_t len = run->mmio.len <= sizeof(run->mmio.data) ? run->mmio.len : 0;
     p2m_hold(p);
-    uint8_t *ram = len ? p2m_ptr(p, run->mmio.phys_addr, len) : NULL;
+    uint8_t *ram = len ? p2m_ptr_guest(p, run->mmio.phys_addr, len, run->mmio.is_write) : NULL;
     if (ram && run->mmio.is_write) {
         memcpy(ram, run->mmio.data, len);
         uint64_t first = run->mmio.phys_addr >> XKVM_PAGE_SHIFT;

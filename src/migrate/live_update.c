@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "hv/domain.h"
+#include "hv/gnttab.h"
 #include "hv/event.h"
 #include "hv/event_state.h"
 #include "hv/hv.h"
@@ -404,6 +405,25 @@ struct lu_run {
     size_t errlen;
 };
 
+/*
+ * Grant mappings between guests are not carried: the next xkvmd rebuilds each p2m
+ * from the domain's own frames, and a mapping names another domain's. Checked before
+ * the pause and again once every domain is paused (one could map in between).
+ */
+static int refuse_grant_maps(struct lu_run *r)
+{
+    for (unsigned i = 0; i < r->n; i++) {
+        uint32_t maps = gnttab_foreign_maps(r->doms[i]);
+        if (maps) {
+            snprintf(r->err, r->errlen, "domain %u maps %u grant(s) of other domains "
+                     "(GNTTABOP_map_grant_ref), which live update cannot carry: "
+                     "try again when they are unmapped", r->doms[i]->domid, maps);
+            return -EBUSY;
+        }
+    }
+    return 0;
+}
+
 /* Every domain, if each is at rest (nothing half built, moving or held). 0 or -EBUSY. */
 static int collect_domains(struct lu_run *r)
 {
@@ -419,7 +439,7 @@ static int collect_domains(struct lu_run *r)
         }
         r->doms[r->n++] = d;
     }
-    return 0;
+    return refuse_grant_maps(r);
 }
 
 /* What must hold before anything is paused. 0, or -errno with r->err. */
@@ -637,7 +657,7 @@ int live_update_run(const struct live_update_request *rq, char *err, size_t errl
         return rc;
     }
     pause_all(&r);
-    if (!(rc = save_all(&r)) && !(rc = write_image(&r)))
+    if (!(rc = refuse_grant_maps(&r)) && !(rc = save_all(&r)) && !(rc = write_image(&r)))
         rc = exec_next(&r);
     for (unsigned i = 0; r.jobs && i < r.n; i++)
         xkvm_lu_writer_release(&r.jobs[i].w);

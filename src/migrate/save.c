@@ -185,7 +185,7 @@ static inline bool bit(const uint64_t *bm, uint64_t i)
 static bool sendable(struct domain *d, uint64_t gfn)
 {
     uint64_t mfn = p2m_lookup(&d->p2m, gfn);
-    if (mfn == INVALID_MFN || mfn >= host_mm()->nr_frames)
+    if (mfn == INVALID_MFN || mfn >= host_mm()->nr_frames || p2m_is_foreign(&d->p2m, gfn))
         return false;
     uint8_t t = mm_frame_type(host_mm(), mfn);
     return t == FRAME_RAM || t == FRAME_SPECIAL;
@@ -586,6 +586,21 @@ static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char
     }
 }
 
+/*
+ * A domain that maps other domains' grants cannot be carried: the frames are the
+ * granters', which stay on this host (migration.md, "Grant mappings between guests").
+ */
+static int refuse_foreign_maps(struct domain *d, char *err, size_t errlen)
+{
+    uint32_t n = gnttab_foreign_maps(d);
+    if (!n)
+        return 0;
+    snprintf(err, errlen, "domain %u maps %u grant(s) of other domains "
+             "(GNTTABOP_map_grant_ref): it cannot be saved or migrated until it unmaps them",
+             d->domid, n);
+    return -EBUSY;
+}
+
 int migrate_send(struct domain *d, struct transport *t, const struct migrate_opts *o,
                  migrate_progress_fn progress, void *arg, struct migrate_report *rep,
                  char *err, size_t errlen)
@@ -611,7 +626,9 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     }
     char line[MIGRATE_MSG_MAX];
     bool paused = false, logging = false;
-    int rc = send_config(&s, err, errlen);
+    int rc = refuse_foreign_maps(d, err, errlen);
+    if (!rc)
+        rc = send_config(&s, err, errlen);
     if (!rc && o->peer)
         rc = expect(t, MIGRATE_MSG_READY, line, sizeof(line), err, errlen);
     if (!rc && !o->live) {
@@ -663,6 +680,8 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
                 snprintf(err, errlen, "reading the dirty log: %s", strerror(-rc));
             }
         }
+        if (!rc)
+            rc = refuse_foreign_maps(d, err, errlen);   /* mapped while it was sent */
         if (!rc) {
             mark_final_extras(&s);
             uint64_t n = popcount_bm(s.dirty, s.nr_gfns);
