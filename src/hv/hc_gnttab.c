@@ -238,17 +238,24 @@ static int16_t copy_one(struct hcall *hc, const struct copy_op *op)
     return rc;
 }
 
+/* After COPY_BATCH ops, the rest (from op i) in a continuation, as Xen preempts. */
+static bool batch_done(struct hcall *hc, uint64_t uop, uint32_t i, size_t sz, uint32_t count)
+{
+    if (i < COPY_BATCH)
+        return false;
+    hc->arg[1] = uop + i * sz;
+    hc->arg[2] = count - i;
+    hc->continuation = true;
+    return true;
+}
+
 static long grant_copy(struct hcall *hc, uint64_t uop, uint32_t count)
 {
     size_t sz = copy_op_size(hc);
     size_t status_at = hc->is64 ? offsetof(struct gnttab_copy, status) : 20;
     for (uint32_t i = 0; i < count; i++) {
-        if (i == COPY_BATCH) {
-            hc->arg[1] = uop + i * sz;
-            hc->arg[2] = count - i;
-            hc->continuation = true;
+        if (batch_done(hc, uop, i, sz, count))
             return 0;
-        }
         struct copy_op op;
         if (read_copy_op(hc, uop + i * sz, &op))
             return -EFAULT;
@@ -294,12 +301,8 @@ static long map_grant_ref(struct hcall *hc, uint64_t uop, uint32_t count)
 {
     const size_t sz = sizeof(struct gnttab_map_grant_ref);
     for (uint32_t i = 0; i < count; i++) {
-        if (i == COPY_BATCH) {
-            hc->arg[1] = uop + i * sz;
-            hc->arg[2] = count - i;
-            hc->continuation = true;
+        if (batch_done(hc, uop, i, sz, count))
             return 0;
-        }
         struct gnttab_map_grant_ref op;
         if (hc_copy_from(hc, &op, uop + i * sz, sz))
             return -EFAULT;
@@ -320,12 +323,8 @@ static long unmap_grant_ref(struct hcall *hc, uint64_t uop, uint32_t count)
 {
     const size_t sz = sizeof(struct gnttab_unmap_grant_ref);
     for (uint32_t i = 0; i < count; i++) {
-        if (i == COPY_BATCH) {
-            hc->arg[1] = uop + i * sz;
-            hc->arg[2] = count - i;
-            hc->continuation = true;
+        if (batch_done(hc, uop, i, sz, count))
             return 0;
-        }
         struct gnttab_unmap_grant_ref op;
         if (hc_copy_from(hc, &op, uop + i * sz, sz))
             return -EFAULT;

@@ -706,14 +706,26 @@ int p2m_build_memslots(struct p2m *p)
 
 /* ---- reading ---- */
 
-void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len)
+/* The gfns [*first, *last] that gpa..gpa+len (at least a byte) covers; false if past
+ * the address space. */
+static bool gfn_range(const struct p2m *p, uint64_t gpa, uint64_t len, uint64_t *first,
+                      uint64_t *last)
 {
     if (len == 0)
         len = 1;
     if (gpa >= (p->nr_gfns << XKVM_PAGE_SHIFT) ||
         len > (p->nr_gfns << XKVM_PAGE_SHIFT) - gpa)
+        return false;
+    *first = gpa >> XKVM_PAGE_SHIFT;
+    *last = (gpa + len - 1) >> XKVM_PAGE_SHIFT;
+    return true;
+}
+
+void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len)
+{
+    uint64_t first, last;
+    if (!gfn_range(p, gpa, len, &first, &last))
         return NULL;
-    uint64_t first = gpa >> XKVM_PAGE_SHIFT, last = (gpa + len - 1) >> XKVM_PAGE_SHIFT;
     for (uint64_t g = first; g <= last; g++)
         if (p->gfn_to_mfn1[g] == 0 || test_bit64(p->foreign, g))
             return NULL;
@@ -722,12 +734,9 @@ void *p2m_ptr(const struct p2m *p, uint64_t gpa, uint64_t len)
 
 void *p2m_ptr_guest(const struct p2m *p, uint64_t gpa, uint64_t len, bool write)
 {
-    if (len == 0)
-        len = 1;
-    if (gpa >= (p->nr_gfns << XKVM_PAGE_SHIFT) ||
-        len > (p->nr_gfns << XKVM_PAGE_SHIFT) - gpa)
+    uint64_t first, last;
+    if (!gfn_range(p, gpa, len, &first, &last))
         return NULL;
-    uint64_t first = gpa >> XKVM_PAGE_SHIFT, last = (gpa + len - 1) >> XKVM_PAGE_SHIFT;
     for (uint64_t g = first; g <= last; g++)
         if (p->gfn_to_mfn1[g] == 0 || (write && test_bit64(foreign_ro(p), g)))
             return NULL;
