@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/text.h"
 
 /* Kept of pygrub's stderr: its last words (a Python traceback ends with the error). */
 #define STDERR_KEEP     1024
@@ -32,18 +32,6 @@
 static uid_t run_uid;
 static gid_t run_gid;
 static char run_user[64];
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 int bootloader_set_user(const char *user, char *err, size_t errlen)
 {
@@ -59,10 +47,10 @@ int bootloader_set_user(const char *user, char *err, size_t errlen)
         run_uid = pw->pw_uid;
         run_gid = pw->pw_gid;
     } else {
-        return fail(err, errlen, -EINVAL, "no user \"%.40s\"", user);
+        return text_err(err, errlen, -EINVAL, "no user \"%.40s\"", user);
     }
     if (run_uid == 0)
-        return fail(err, errlen, -EINVAL, "the bootloader must not run as root");
+        return text_err(err, errlen, -EINVAL, "the bootloader must not run as root");
     snprintf(run_user, sizeof(run_user), "%.40s", user);
     return 0;
 }
@@ -87,9 +75,9 @@ static int take_path(char *dst, const char *v, size_t vlen, const char *dir,
                      const char *prefix, const char *what, char *err, size_t errlen)
 {
     if (dst[0])
-        return fail(err, errlen, -EINVAL, "bootloader output: two %s entries", what);
+        return text_err(err, errlen, -EINVAL, "bootloader output: two %s entries", what);
     if (!made_by_pygrub(v, vlen, dir, prefix))
-        return fail(err, errlen, -EINVAL, "bootloader output: %s is not a file pygrub "
+        return text_err(err, errlen, -EINVAL, "bootloader output: %s is not a file pygrub "
                     "extracted into its directory", what);
     memcpy(dst, v, vlen);
     dst[vlen] = '\0';
@@ -105,7 +93,7 @@ int bootloader_parse_simple0(const char *buf, size_t len, const char *dir,
     for (;;) {
         const char *e = at < len ? memchr(buf + at, '\0', len - at) : NULL;
         if (!e)
-            return fail(err, errlen, -EINVAL, "bootloader output: not terminated "
+            return text_err(err, errlen, -EINVAL, "bootloader output: not terminated "
                         "(simple0: entries end with NUL, the list with an empty one)");
         size_t elen = (size_t)(e - (buf + at));
         const char *v = buf + at;
@@ -121,27 +109,27 @@ int bootloader_parse_simple0(const char *buf, size_t len, const char *dir,
                            err, errlen);
         } else if (elen >= 5 && !memcmp(v, "args ", 5)) {
             if (have_args)
-                return fail(err, errlen, -EINVAL, "bootloader output: two args entries");
+                return text_err(err, errlen, -EINVAL, "bootloader output: two args entries");
             if (elen - 5 >= DOMCFG_CMDLINE_MAX)
-                return fail(err, errlen, -EINVAL, "bootloader output: args longer than %d "
+                return text_err(err, errlen, -EINVAL, "bootloader output: args longer than %d "
                             "bytes", DOMCFG_CMDLINE_MAX - 1);
             for (size_t i = 5; i < elen; i++)
                 if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
-                    return fail(err, errlen, -EINVAL, "bootloader output: args hold a "
+                    return text_err(err, errlen, -EINVAL, "bootloader output: args hold a "
                                 "control character");
             memcpy(r->cmdline, v + 5, elen - 5);
             r->cmdline[elen - 5] = '\0';
             have_args = true;
         } else {
-            return fail(err, errlen, -EINVAL, "bootloader output: unknown entry");
+            return text_err(err, errlen, -EINVAL, "bootloader output: unknown entry");
         }
         if (rc)
             return rc;
     }
     if (at != len)
-        return fail(err, errlen, -EINVAL, "bootloader output: data after the end");
+        return text_err(err, errlen, -EINVAL, "bootloader output: data after the end");
     if (!r->kernel[0])
-        return fail(err, errlen, -EINVAL, "bootloader output: no kernel");
+        return text_err(err, errlen, -EINVAL, "bootloader output: no kernel");
     return 0;
 }
 
@@ -289,10 +277,10 @@ static int check_extracted(const char *path, const char *what, char *err, size_t
 {
     struct stat st;
     if (lstat(path, &st) < 0)
-        return fail(err, errlen, -errno, "bootloader: the extracted %s: %s", what,
+        return text_err(err, errlen, -errno, "bootloader: the extracted %s: %s", what,
                     strerror(errno));
     if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || (uint64_t)st.st_size > FILE_SIZE_MAX)
-        return fail(err, errlen, -EINVAL, "bootloader: the extracted %s is not a plain "
+        return text_err(err, errlen, -EINVAL, "bootloader: the extracted %s is not a plain "
                     "file of at most %llu bytes", what, (unsigned long long)FILE_SIZE_MAX);
     return 0;
 }
@@ -304,16 +292,16 @@ static int make_dir(const char *workdir, struct bootloader_result *r, char *out,
     char base[PATH_MAX];
     snprintf(base, sizeof(base), "%s/bootloader", workdir);
     if (mkdir(base, 0700) < 0 && errno != EEXIST)
-        return fail(err, errlen, -errno, "bootloader: %s: %s", base, strerror(errno));
+        return text_err(err, errlen, -errno, "bootloader: %s: %s", base, strerror(errno));
     int n = snprintf(r->dir, sizeof(r->dir), "%s/pygrub.XXXXXX", base);
     if (n < 0 || (size_t)n >= sizeof(r->dir) - 64 || !mkdtemp(r->dir)) {
         r->dir[0] = '\0';
-        return fail(err, errlen, -EIO, "bootloader: cannot make a directory in %s", base);
+        return text_err(err, errlen, -EIO, "bootloader: cannot make a directory in %s", base);
     }
     snprintf(out, outlen, "%s/output", r->dir);
     int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
-        return fail(err, errlen, -errno, "bootloader: %s: %s", out, strerror(errno));
+        return text_err(err, errlen, -errno, "bootloader: %s: %s", out, strerror(errno));
     close(fd);
     return 0;
 }
@@ -323,9 +311,9 @@ static int check_disk(const char *disk, bool as_root, char *err, size_t errlen)
 {
     struct stat st;
     if (stat(disk, &st) < 0)
-        return fail(err, errlen, -errno, "bootloader: disk %s: %s", disk, strerror(errno));
+        return text_err(err, errlen, -errno, "bootloader: disk %s: %s", disk, strerror(errno));
     if (as_root && !readable_by(&st, run_uid, run_gid))
-        return fail(err, errlen, -EACCES, "bootloader: pygrub runs as user %s (uid %u, "
+        return text_err(err, errlen, -EACCES, "bootloader: pygrub runs as user %s (uid %u, "
                     "xkvmd --bootloader-user) and cannot read %s (mode %03o, owner "
                     "%u:%u); give that user read access to the image",
                     run_user, (unsigned)run_uid, disk, (unsigned)(st.st_mode & 0777),
@@ -338,14 +326,14 @@ int bootloader_run(const struct domcfg *cfg, const char *workdir,
 {
     memset(r, 0, sizeof(*r));
     if (!cfg->nr_disks)
-        return fail(err, errlen, -EINVAL, "bootloader: the config has no disk");
+        return text_err(err, errlen, -EINVAL, "bootloader: the config has no disk");
     const char *disk = cfg->disks[0].path;
     bool as_root = geteuid() == 0;
     int rc;
     if (as_root && !run_uid && (rc = bootloader_set_user(BOOTLOADER_USER_DEFAULT, err, errlen)))
         return rc;
     if (access(BOOTLOADER_PYGRUB_PATH, X_OK) < 0)
-        return fail(err, errlen, -ENOENT, "bootloader: no %s (Debian: xen-utils-4.17)",
+        return text_err(err, errlen, -ENOENT, "bootloader: no %s (Debian: xen-utils-4.17)",
                     BOOTLOADER_PYGRUB_PATH);
     if ((rc = check_disk(disk, as_root, err, errlen)))
         return rc;
@@ -385,7 +373,7 @@ int bootloader_run(const struct domcfg *cfg, const char *workdir,
 
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        rc = fail(err, errlen, -errno, "bootloader: pipe: %s", strerror(errno));
+        rc = text_err(err, errlen, -errno, "bootloader: pipe: %s", strerror(errno));
         goto fail;
     }
     pid_t pid = fork();
@@ -394,14 +382,14 @@ int bootloader_run(const struct domcfg *cfg, const char *workdir,
     close(pipefd[1]);
     if (pid < 0) {
         close(pipefd[0]);
-        rc = fail(err, errlen, -errno, "bootloader: fork: %s", strerror(errno));
+        rc = text_err(err, errlen, -errno, "bootloader: fork: %s", strerror(errno));
         goto fail;
     }
     char tail[STDERR_KEEP];
     int status = wait_pygrub(pid, pipefd[0], tail, sizeof(tail));
     close(pipefd[0]);
     if (status == -ETIMEDOUT) {
-        rc = fail(err, errlen, -ETIMEDOUT, "bootloader: pygrub did not finish in %d s on %s",
+        rc = text_err(err, errlen, -ETIMEDOUT, "bootloader: pygrub did not finish in %d s on %s",
                   BOOTLOADER_TIMEOUT_S, disk);
         goto fail;
     }
@@ -409,12 +397,12 @@ int bootloader_run(const struct domcfg *cfg, const char *workdir,
     buf = malloc(BOOTLOADER_OUTPUT_MAX + 1);
     ssize_t got = buf ? read_output(out, buf) : -ENOMEM;
     if (got == 0) {
-        rc = fail(err, errlen, -ENOENT, "bootloader: pygrub found no kernel on %s%s: %s",
+        rc = text_err(err, errlen, -ENOENT, "bootloader: pygrub found no kernel on %s%s: %s",
                   disk, WIFSIGNALED(status) ? " (it was killed)" : "", last_line(tail));
         goto fail;
     }
     if (got < 0) {
-        rc = fail(err, errlen, (int)got, "bootloader: pygrub's output: %s",
+        rc = text_err(err, errlen, (int)got, "bootloader: pygrub's output: %s",
                   got == -E2BIG ? "too long" : strerror((int)-got));
         goto fail;
     }

@@ -1,34 +1,23 @@
 /* Host resources named by a stream: checked against the operator's roots. See hostpath.h. */
 #include "util/hostpath.h"
+#include "util/text.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 int hostpath_roots_add(struct hostpath_roots *r, const char *dir, char *err, size_t errlen)
 {
     char resolved[PATH_MAX];
     struct stat st;
     if (r->n == HOSTPATH_ROOTS_MAX)
-        return fail(err, errlen, -E2BIG, "at most %d such directories", HOSTPATH_ROOTS_MAX);
+        return text_err(err, errlen, -E2BIG, "at most %d such directories", HOSTPATH_ROOTS_MAX);
     if (!realpath(dir, resolved) || stat(resolved, &st) < 0)
-        return fail(err, errlen, -errno, "%s: %s", dir, strerror(errno));
+        return text_err(err, errlen, -errno, "%s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return fail(err, errlen, -ENOTDIR, "%s: not a directory", dir);
+        return text_err(err, errlen, -ENOTDIR, "%s: not a directory", dir);
     snprintf(r->dirs[r->n++], sizeof(r->dirs[0]), "%s", resolved);
     return 0;
 }
@@ -46,30 +35,30 @@ int hostpath_check(const struct hostpath_roots *r, const char *what, const char 
 {
     const char *opt = !strcmp(what, "kernel") ? "--kernel-root" : "--disk-root";
     if (!r->n)
-        return fail(err, errlen, -EPERM, "the stream names the %s %s: xkvmd takes no host "
+        return text_err(err, errlen, -EPERM, "the stream names the %s %s: xkvmd takes no host "
                     "path from a stream unless allowed with %s DIR (or give xkvm restore "
                     "a CONFIG)", what, path, opt);
     struct stat st;
     char resolved[PATH_MAX];
     if (path[0] != '/')
-        return fail(err, errlen, -EPERM, "%s %s: not an absolute path", what, path);
+        return text_err(err, errlen, -EPERM, "%s %s: not an absolute path", what, path);
     if (lstat(path, &st) < 0)
-        return fail(err, errlen, -errno, "%s %s: %s", what, path, strerror(errno));
+        return text_err(err, errlen, -errno, "%s %s: %s", what, path, strerror(errno));
     if (S_ISLNK(st.st_mode))
-        return fail(err, errlen, -EPERM, "%s %s: is a symbolic link", what, path);
+        return text_err(err, errlen, -EPERM, "%s %s: is a symbolic link", what, path);
     if (!realpath(path, resolved) || stat(resolved, &st) < 0)
-        return fail(err, errlen, -errno, "%s %s: %s", what, path, strerror(errno));
+        return text_err(err, errlen, -errno, "%s %s: %s", what, path, strerror(errno));
     if (!S_ISREG(st.st_mode) && !(block_ok && S_ISBLK(st.st_mode)))
-        return fail(err, errlen, -EPERM, "%s %s: not a regular file%s", what, path,
+        return text_err(err, errlen, -EPERM, "%s %s: not a regular file%s", what, path,
                     block_ok ? " or block device" : "");
     for (unsigned i = 0; i < r->n; i++) {
         if (hostpath_within(resolved, r->dirs[i])) {
             if (snprintf(out, outsz, "%s", resolved) >= (int)outsz)
-                return fail(err, errlen, -ENAMETOOLONG, "%s %s: too long", what, path);
+                return text_err(err, errlen, -ENAMETOOLONG, "%s %s: too long", what, path);
             return 0;
         }
     }
-    return fail(err, errlen, -EPERM, "%s %s (%s) is outside every %s directory", what, path,
+    return text_err(err, errlen, -EPERM, "%s %s (%s) is outside every %s directory", what, path,
                 resolved, opt);
 }
 
@@ -86,13 +75,13 @@ static int take_local_disks(struct domcfg *cfg, const struct domcfg *local, char
                             size_t errlen)
 {
     if (cfg->nr_disks != local->nr_disks)
-        return fail(err, errlen, -EINVAL, "the stream has %u disks, the config %u",
+        return text_err(err, errlen, -EINVAL, "the stream has %u disks, the config %u",
                     cfg->nr_disks, local->nr_disks);
     for (unsigned i = 0; i < cfg->nr_disks; i++) {
         struct domcfg_disk *dk = &cfg->disks[i];
         const struct domcfg_disk *l = disk_by_vdev(local, dk->vdev);
         if (!l || l->devid != dk->devid)
-            return fail(err, errlen, -EINVAL, "the stream's disk %s is not in the config",
+            return text_err(err, errlen, -EINVAL, "the stream's disk %s is not in the config",
                         dk->vdev);
         snprintf(dk->path, sizeof(dk->path), "%s", l->path);
         dk->readonly = l->readonly;

@@ -1,7 +1,19 @@
 #include "util/text.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+int text_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
 
 char *text_excerpt(char *dst, size_t dstlen, const char *src, size_t max_in)
 {
