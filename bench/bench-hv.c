@@ -367,23 +367,29 @@ static const char *entry_str(struct json_object *d, const char *key)
     return json_object_object_get_ex(d, key, &v) && v ? json_object_get_string(v) : "";
 }
 
-/* Wait until a line of the domain's console log starts with `prefix`; copy it out. */
+/*
+ * Wait until a line the test guest printed (console_io: the domain's dmesg log, each
+ * line "(dN) text") starts with `prefix`; copy the text out.
+ */
 static void wait_console(int domid, const char *prefix, char *line, size_t linelen,
                          unsigned timeout_s)
 {
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/" XKVM_CONSOLE_LOG_FMT, host.dir, (unsigned)domid);
+    char path[PATH_MAX + 32], tag[16];
+    snprintf(path, sizeof(path), "%s/" XKVM_DMESG_LOG_FMT, host.dir, (unsigned)domid);
+    int taglen = snprintf(tag, sizeof(tag), "(d%d) ", domid);
     uint64_t deadline = now_ns() + timeout_s * 1000000000ull;
     while (now_ns() < deadline) {
         FILE *f = fopen(path, "r");
         char buf[1024];
-        while (f && fgets(buf, sizeof(buf), f))
-            if (!strncmp(buf, prefix, strlen(prefix))) {
+        while (f && fgets(buf, sizeof(buf), f)) {
+            const char *text = strncmp(buf, tag, (size_t)taglen) ? buf : buf + taglen;
+            if (!strncmp(text, prefix, strlen(prefix))) {
                 buf[strcspn(buf, "\n")] = '\0';
-                snprintf(line, linelen, "%s", buf);
+                snprintf(line, linelen, "%s", text);
                 fclose(f);
                 return;
             }
+        }
         if (f)
             fclose(f);
         usleep(10000);
@@ -905,6 +911,34 @@ static void *read_file(const char *path, size_t *size)
     return p;
 }
 
+/*
+ * One hcloop guest under xkvmd: created, its result line parsed, its exit and
+ * hypercall counters read, destroyed; the ns per call. want_transport, if set, is the
+ * transport xkvmd must name for it.
+ */
+static double run_hcloop_domain(const struct opts *o, const char *name, const char *cmdline,
+                                int64_t *exits, int64_t *hcalls, const char *want_transport)
+{
+    char line[256];
+    int domid = domain_create(o, name, 1, cmdline, NULL);
+    wait_console(domid, "xtest: hcloop: PASS", line, sizeof(line), BARE_TIMEOUT_S);
+    wait_console(domid, "xtest: hcloop: n=", line, sizeof(line), 1);
+    struct hcloop_result r;
+    if (!parse_hcloop(line, &r))
+        die("d%d: cannot parse \"%s\"", domid, line);
+    struct json_object *d = domain_entry(domid);
+    if (d) {
+        *exits = entry_int(d, "exits");
+        *hcalls = entry_int(d, "hypercalls");
+        const char *tr = entry_str(d, "hypercall_transport");
+        if (want_transport && (!tr || strcmp(tr, want_transport)))
+            die("xkvmd's transport is %s, not %s", tr ? tr : "not named", want_transport);
+        json_object_put(d);
+    }
+    domain_op("destroy", domid);
+    return r.ns_per_call;
+}
+
 static void bench_hypercall(const struct opts *o)
 {
     size_t elf_size;
@@ -920,23 +954,10 @@ static void bench_hypercall(const struct opts *o)
     uint64_t bare_exits = 0;
     for (unsigned i = 0; i < n; i++) {
         /* Alternate the sides so drift in the machine's speed hits both. */
-        char name[32], line[256];
+        char name[32];
         snprintf(name, sizeof(name), "bench-hcloop-%u", i);
-        int domid = domain_create(o, name, 1, cmdline, NULL);
-        wait_console(domid, "xtest: hcloop: PASS", line, sizeof(line), BARE_TIMEOUT_S);
-        wait_console(domid, "xtest: hcloop: n=", line, sizeof(line), 1);
+        xk[i] = run_hcloop_domain(o, name, cmdline, &xk_exits, &xk_hcalls, NULL);
         struct hcloop_result r;
-        if (!parse_hcloop(line, &r))
-            die("d%d: cannot parse \"%s\"", domid, line);
-        xk[i] = r.ns_per_call;
-        struct json_object *d = domain_entry(domid);
-        if (d) {
-            xk_exits = entry_int(d, "exits");
-            xk_hcalls = entry_int(d, "hypercalls");
-            json_object_put(d);
-        }
-        domain_op("destroy", domid);
-
         bare_hcloop(elf, elf_size, cmdline, KVM_SYNC_X86_REGS, false, &r, &bare_exits);
         bare[i] = r.ns_per_call;
         bare_hcloop(elf, elf_size, cmdline, KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS, false, &r,
@@ -996,25 +1017,10 @@ static void bench_hypercall_intercept(const struct opts *o)
     int64_t xk_exits = 0, xk_hcalls = 0;
     uint64_t bare_exits = 0;
     for (unsigned i = 0; i < n; i++) {
-        char name[32], line[256];
+        char name[32];
         snprintf(name, sizeof(name), "bench-vmcall-%u", i);
-        int domid = domain_create(o, name, 1, cmdline, NULL);
-        wait_console(domid, "xtest: hcloop: PASS", line, sizeof(line), BARE_TIMEOUT_S);
-        wait_console(domid, "xtest: hcloop: n=", line, sizeof(line), 1);
+        xk[i] = run_hcloop_domain(o, name, cmdline, &xk_exits, &xk_hcalls, "kvm-intercept");
         struct hcloop_result r;
-        if (!parse_hcloop(line, &r))
-            die("d%d: cannot parse \"%s\"", domid, line);
-        xk[i] = r.ns_per_call;
-        struct json_object *d = domain_entry(domid);
-        if (d) {
-            xk_exits = entry_int(d, "exits");
-            xk_hcalls = entry_int(d, "hypercalls");
-            const char *tr = entry_str(d, "hypercall_transport");
-            if (!tr || strcmp(tr, "kvm-intercept"))
-                die("xkvmd's transport is %s, not kvm-intercept", tr ? tr : "not named");
-            json_object_put(d);
-        }
-        domain_op("destroy", domid);
         bare_hcloop(elf, elf_size, cmdline, KVM_SYNC_X86_REGS, true, &r, &bare_exits);
         bare[i] = r.ns_per_call;
         raw[i] = bare_raw_vmcalls(o->exits);
