@@ -648,6 +648,18 @@ struct json_object *gnttab_state_json(struct domain *d)
         json_object_array_add(frames, f);
     }
     json_object_object_add(o, "frames", frames);
+    struct json_object *status = json_object_new_array();
+    for (unsigned i = 0; i < gt->nr_status; i++) {
+        uint64_t g = gt->status_gfn[i];
+        if (g != INVALID_GFN && p2m_lookup(&d->p2m, g) != gt->status_mfn[i])
+            g = INVALID_GFN;
+        struct json_object *f = json_object_new_object();
+        json_object_object_add(f, "idx", json_object_new_int((int)i));
+        json_object_object_add(f, "mfn", json_object_new_int64((int64_t)gt->status_mfn[i]));
+        json_object_object_add(f, "gfn", u64_or_null(g, INVALID_GFN));
+        json_object_array_add(status, f);
+    }
+    json_object_object_add(o, "status_frames", status);
     struct json_object *active = json_object_new_array();
     for (uint32_t ref = 0; ref < nr_entries(gt); ref++) {
         struct active_grant *act = active_of(gt, ref);
