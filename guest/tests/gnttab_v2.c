@@ -5,8 +5,10 @@
  * frames placed with XENMAPSPACE_grant_table | XENMAPIDX_grant_table_status and listed
  * by get_status_frames, v2 entries used by grant copy and by map_grant_ref, with
  * GTF_reading/GTF_writing in the status frame, never in the entry. With hold=1 it stops
- * ("xtest: gnttab-v2: hold", data/gntv2-go >= 1 resumes) for the host to save and
- * restore, migrate or live-update it, then checks the v2 state came back and works.
+ * ("xtest: gnttab-v2: hold", data/gntv2-go >= 1 resumes), with ref 20 granted to dom0
+ * for a dom0 service to map and write, for the host to save and restore, migrate or
+ * live-update it, then checks the service's write and that the v2 state came back and
+ * works.
  */
 #include <xen/arch-x86/cpuid.h>
 
@@ -17,6 +19,7 @@ static uint8_t v1_page[4096] __attribute__((aligned(4096)));   /* shared frame 0
 static uint8_t status_page[4096] __attribute__((aligned(4096)));
 static uint8_t page_a[4096] __attribute__((aligned(4096)));
 static uint8_t page_b[4096] __attribute__((aligned(4096)));
+static char page_c[4096] __attribute__((aligned(4096)));   /* granted to dom0 (hold=1) */
 /* RAM given over to a mapping of our own grant (a hole after each unmap). */
 static uint8_t win[2][4096] __attribute__((aligned(4096)));
 
@@ -240,7 +243,13 @@ static void test_gnttab_v2(void)
     expect_eq("status 2 after its unmap", status[2], 0);
     use_v2("before");
     if (cmdline_get_u64("hold", 0)) {
+        /* For a dom0 service (xkvm-dom0-probe) to map and write while we hold. */
+        memcpy(page_c, "gnttab-v2 to dom0", sizeof("gnttab-v2 to dom0"));
+        grant_v2(20, page_c, 0, 0);
         hold();
+        if (strcmp(page_c, "dom0-was-here"))
+            xtest_fail("page granted to dom0 (v2 ref 20) holds '%.20s'", page_c);
+        expect_eq("status 20 after dom0's unmap", status[20], 0);
         expect_eq("get_version after the move", get_version(), 2);
         uint64_t gfn = 0;
         expect_eq("get_status_frames(1) after the move", status_frames(1, &gfn), GNTST_okay);

@@ -6,6 +6,9 @@
 #                       with GTF_reading/GTF_writing in the status frame, the way back to v1
 #                       (guest/tests/gnttab_v2.c)
 #   state-v2          - xkvmd's state of the held guest: version 2, status frame placed
+#   dom0-map          - a dom0 service (xkvm-dom0-probe) maps the held guest's v2 grant
+#                       ref 20, reads and writes it; xkvmd's state shows GTF_reading|writing
+#                       (from the status frame) while mapped; the guest checks the write
 #   save-restore      - the guest in v2, saved and restored: its version and status frame
 #                       come back (checked by xkvmd's state)
 #   migrate           - then live-migrated to a second host
@@ -53,6 +56,22 @@ case "$st0" in
   "2 "[0-9]*) pass state-v2; echo "# version and status frame gfn: $st0" ;;
   *) fail state-v2 "state '$st0' (want version 2 and a placed status frame)" ;;
 esac
+PROBE=$BUILD/src/dom0/xkvm-dom0-probe
+"$PROBE" --rundir "$RUNDIR" map-grant "$D" 20 rw expect "gnttab-v2 to dom0" write dom0-was-here \
+  touch "$WORK/mapped" wait "$WORK/check" unmap > "$WORK/probe.out" 2>&1 &
+for _ in $(seq 100); do [ -e "$WORK/mapped" ] && break; sleep 0.1; done
+act=$(xk debug-state "$D" | python3 -c '
+import json, sys
+print(" ".join("%d:%d:%d" % (a["ref"], a["flags"], a["domid"]) for a in json.load(sys.stdin)["grant_table"]["active"]))')
+touch "$WORK/check"
+wait
+# GTF_reading 8 | GTF_writing 16, pinned by domid 0; the probe succeeded in every step.
+if [ -e "$WORK/mapped" ] && [ "$act" = "20:24:0" ] && grep -q "mapped d$D ref" "$WORK/probe.out" &&
+   ! grep -q "failed\|error" "$WORK/probe.out"; then
+  pass dom0-map
+else
+  fail dom0-map "active entries '$act' (want 20:24:0); probe: $(tr '\n' '|' < "$WORK/probe.out")"
+fi
 if xk save "$D" "$WORK/h.img" >/dev/null 2>&1 && xk restore "$WORK/h.img" "$WORK/h.cfg" >/dev/null 2>&1 &&
    [ "$(gt_state "$D")" = "$st0" ]; then
   pass save-restore
