@@ -775,7 +775,9 @@ static int set_version_locked(struct domain *d, struct gnttab *gt, unsigned vers
         for (unsigned i = 0; i < gt->nr_status; i++)
             if (gt->status_gfn[i] != INVALID_GFN &&
                 p2m_lookup(&d->p2m, gt->status_gfn[i]) == gt->status_mfn[i])
-                p2m_set_frame(&d->p2m, gt->status_gfn[i], INVALID_MFN, &(uint64_t){ 0 });
+                if (p2m_set_frame(&d->p2m, gt->status_gfn[i], INVALID_MFN, &(uint64_t){ 0 }))
+                    log_warn("d%u: grant status frame %u stays at gfn %#llx", d->domid, i,
+                             (unsigned long long)gt->status_gfn[i]);
         gt->nr_status = 0;
     }
     for (unsigned f = 0; f < gt->nr_frames; f++)
@@ -823,10 +825,11 @@ uint64_t gnttab_status_mfn(struct domain *d, uint64_t idx)
         return INVALID_MFN;
     pthread_mutex_lock(&gt->lock);
     uint64_t mfn = INVALID_MFN;
-    /* Xen grows the table until status frame idx exists. */
-    if (gt->version == 2 && (idx < gt->nr_status ||
-        !grow_locked(d, gt, (unsigned)(idx + 1) * GNTTAB_STATUS_PER_FRAME /
-                            GNTTAB_V2_ENTRIES_PER_FRAME)) && idx < gt->nr_status)
+    /* As Xen: grow the table (shared frames, then status) until status frame idx exists. */
+    unsigned need = (unsigned)(idx + 1) * GNTTAB_STATUS_PER_FRAME / GNTTAB_V2_ENTRIES_PER_FRAME;
+    if (gt->version == 2 && idx >= gt->nr_status)
+        grow_locked(d, gt, need < GNTTAB_MAX_FRAMES ? need : GNTTAB_MAX_FRAMES);
+    if (gt->version == 2 && idx < gt->nr_status)
         mfn = gt->status_mfn[idx];
     pthread_mutex_unlock(&gt->lock);
     return mfn;

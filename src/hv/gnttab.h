@@ -24,7 +24,9 @@ struct hcall;
 #define GNTTAB_V2_ENTRIES_PER_FRAME 256u /* 4096 / sizeof(grant_entry_v2_t) */
 #define GNTTAB_STATUS_PER_FRAME 2048u   /* 4096 / sizeof(grant_status_t) */
 /* v2 status frames for GNTTAB_MAX_FRAMES shared frames (Xen: grant_to_status_frames). */
-#define GNTTAB_MAX_STATUS_FRAMES 8u
+#define GNTTAB_MAX_STATUS_FRAMES \
+    ((GNTTAB_MAX_FRAMES * GNTTAB_V2_ENTRIES_PER_FRAME + GNTTAB_STATUS_PER_FRAME - 1) / \
+     GNTTAB_STATUS_PER_FRAME)
 /* dom0 mappings of one domain's grants at once. */
 #define GNTTAB_MAX_DOM0_MAPS    4096u
 
