@@ -17,6 +17,7 @@
 
 static uint8_t v1_page[4096] __attribute__((aligned(4096)));   /* shared frame 0 */
 static uint8_t status_page[4096] __attribute__((aligned(4096)));
+static uint8_t status_page1[4096] __attribute__((aligned(4096)));
 static uint8_t page_a[4096] __attribute__((aligned(4096)));
 static uint8_t page_b[4096] __attribute__((aligned(4096)));
 static char page_c[4096] __attribute__((aligned(4096)));   /* granted to dom0 (hold=1) */
@@ -168,6 +169,14 @@ static void check_v2_layout(void)
     expect_eq("get_status_frames(9)", status_frames(9, NULL), GNTST_general_error);
     expect_eq("status frame 8 placed (max 8)",
               place(8 | XENMAPIDX_grant_table_status, page_b), -XEN_EINVAL);
+    /* Status frame 1 covers v2 entries 2048..4095: the table grows to 16 frames. */
+    expect_eq("status frame 1 placed", place(1 | XENMAPIDX_grant_table_status, status_page1), 0);
+    struct gnttab_query_size q = { .dom = DOMID_SELF };
+    if (gnttab_op(GNTTABOP_query_size, &q) || q.status)
+        xtest_fail("query_size: status %d", q.status);
+    expect_eq("shared frames after status frame 1", q.nr_frames, 16);
+    expect_eq("get_status_frames(2)", status_frames(2, NULL), GNTST_okay);
+    expect_eq("get_status_frames(3)", status_frames(3, NULL), GNTST_general_error);
     expect_eq("entry 1 flags (converted)", gt2[1].hdr.flags, GTF_permit_access);
     expect_eq("entry 1 domid", gt2[1].hdr.domid, 0);
     expect_eq("entry 1 frame", (long)gt2[1].full_page.frame, (long)gfn_of(page_a));
@@ -197,7 +206,8 @@ static void use_v2(const char *when)
     __atomic_store_n(&gt2[13].hdr.flags, GTF_transitive, __ATOMIC_RELEASE);
     gt2[13].hdr.domid = self;
     expect_eq("copy from a transitive grant (refused)", copy_ref(13, 10, 8), GNTST_general_error);
-    expect_eq("copy from ref 256 (beyond 1 v2 frame)", copy_ref(256, 11, 8), GNTST_bad_gntref);
+    expect_eq("copy from ref 4096 (beyond 16 v2 frames)", copy_ref(4096, 11, 8),
+              GNTST_bad_gntref);
 
     grant_handle_t h;
     expect_eq("map of v2 entry 11", map_own(11, win[0], &h), GNTST_okay);
