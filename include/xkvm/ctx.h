@@ -189,11 +189,15 @@ _Static_assert(offsetof(struct xkvm_ctx_evtchn_port, remote_port) == 8, "EVTCHN_
 
 /*
  * GNTTAB (0x104, once): the grant table's version and its shared frames; frame i is
- * mapped by the guest at frame_gfn[i] (XKVM_CTX_GFN_NONE: not mapped). Length is
- * exactly 8 + 8 * nr_frames. Frame contents follow as GNTTAB_FRAME records.
+ * mapped by the guest at frame_gfn[i] (XKVM_CTX_GFN_NONE: not mapped). In version 2
+ * the gfns of the XKVM_CTX_GNTTAB_STATUS_FRAMES(nr_frames) status frames follow
+ * (frame_gfn[nr_frames + j] for status frame j); their contents are not carried (no
+ * grant is pinned on arrival). Length is exactly 8 + 8 * (nr_frames + status frames).
+ * Frame contents follow as GNTTAB_FRAME records.
  */
+#define XKVM_CTX_GNTTAB_STATUS_FRAMES(nr_frames) (((nr_frames) * 256u + 2047u) / 2048u)
 struct xkvm_ctx_gnttab {
-    uint32_t version;           /* 1 (v2 later) */
+    uint32_t version;           /* 1 or 2 */
     uint32_t nr_frames;         /* 1..XKVM_CTX_GNTTAB_MAX_FRAMES */
     uint64_t frame_gfn[];
 };
@@ -657,7 +661,10 @@ int xkvm_ctx_write_shared_info_gfn(struct xkvm_ctx_writer *w, uint64_t gfn);
 int xkvm_ctx_write_evtchn_abi(struct xkvm_ctx_writer *w, uint32_t abi);
 int xkvm_ctx_write_evtchn_port(struct xkvm_ctx_writer *w, uint32_t port,
                                const struct xkvm_ctx_evtchn_port *rec);
-/* frame_gfn[nr_frames]: where each frame is mapped (XKVM_CTX_GFN_NONE if not). */
+/*
+ * frame_gfn[nr_frames] (v2: then the status frames', XKVM_CTX_GNTTAB_STATUS_FRAMES of
+ * them): where each frame is mapped (XKVM_CTX_GFN_NONE if not).
+ */
 int xkvm_ctx_write_gnttab(struct xkvm_ctx_writer *w, uint32_t version,
                           const uint64_t *frame_gfn, uint32_t nr_frames);
 /* One frame's XKVM_CTX_PAGE_SIZE bytes. */

@@ -49,6 +49,8 @@ int xkvm_ctx_write_gnttab(struct xkvm_ctx_writer *w, uint32_t version,
         return -1;
     /* Bound the allocation; the validator reports the range error properly. */
     uint32_t n = nr_frames <= XKVM_CTX_GNTTAB_MAX_FRAMES ? nr_frames : 0;
+    if (version == 2)
+        n += XKVM_CTX_GNTTAB_STATUS_FRAMES(n);
     size_t len = sizeof(struct xkvm_ctx_gnttab) + (size_t)n * sizeof(uint64_t);
     struct xkvm_ctx_gnttab *gt = malloc(len);
     if (!gt) {

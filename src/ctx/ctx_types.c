@@ -150,7 +150,7 @@ static int evtchn_port_validate(const struct xkvm_ctx_record *rec, struct xkvm_c
     }
 }
 
-static const char *const gnttab_version_names[] = { [1] = "v1" };
+static const char *const gnttab_version_names[] = { [1] = "v1", [2] = "v2" };
 
 static const struct xkvm_ctx_field gnttab_fields[] = {
     XKVM_CTX_F_ENUM(struct xkvm_ctx_gnttab, version, gnttab_version_names),
@@ -164,11 +164,15 @@ static const struct xkvm_ctx_field gnttab_elem_fields[] = {
 static int gnttab_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
 {
     const struct xkvm_ctx_gnttab *gt = rec->body;
+    uint64_t gfns = gt->nr_frames;
 
-    if (rec->length != sizeof(*gt) + (uint64_t)gt->nr_frames * sizeof(uint64_t))
+    if (gt->version == 2)
+        gfns += XKVM_CTX_GNTTAB_STATUS_FRAMES((uint64_t)gt->nr_frames);
+    if (rec->length != sizeof(*gt) + gfns * sizeof(uint64_t))
         return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_LENGTH,
-                             "nr_frames %" PRIu32 " does not match length %" PRIu64
-                             " (expected 8 + 8 * nr_frames)", gt->nr_frames, rec->length);
+                             "nr_frames %" PRIu32 " (v%" PRIu32 ") does not match length %"
+                             PRIu64 " (expected 8 + 8 * (nr_frames + v2 status frames))",
+                             gt->nr_frames, gt->version, rec->length);
     return 0;
 }
 
@@ -434,7 +438,9 @@ static const struct xkvm_ctx_type_desc builtin_types[] = {
         .fixed_size = sizeof(struct xkvm_ctx_gnttab),
         .elem_size = sizeof(uint64_t),
         .max_length = sizeof(struct xkvm_ctx_gnttab) +
-                      XKVM_CTX_GNTTAB_MAX_FRAMES * sizeof(uint64_t),
+                      (XKVM_CTX_GNTTAB_MAX_FRAMES +
+                       XKVM_CTX_GNTTAB_STATUS_FRAMES(XKVM_CTX_GNTTAB_MAX_FRAMES)) *
+                      sizeof(uint64_t),
         .fields = XKVM_CTX_FIELDS(gnttab_fields),
         .elem_fields = XKVM_CTX_FIELDS(gnttab_elem_fields),
         .validate = gnttab_validate,

@@ -1,6 +1,6 @@
 /*
- * Grant tables, version 1 (xen/grant_table.h, Xen's misc/grant-tables.txt). The
- * shared entries live in Xen-owned frames of machine memory that the guest maps with
+ * Grant tables, versions 1 and 2 (xen/grant_table.h, Xen's misc/grant-tables.txt). The
+ * shared entries (and v2's status words) live in Xen-owned frames of machine memory that the guest maps with
  * XENMAPSPACE_grant_table; xkvmd keeps the active-entry state (who has a grant mapped
  * or is copying from it) in plain structures, listable by gnttab_state_json().
  *
@@ -21,6 +21,12 @@ struct hcall;
 #define GNTTAB_MAX_FRAMES       64u
 #define GNTTAB_INITIAL_FRAMES   1u
 #define GNTTAB_ENTRIES_PER_FRAME 512u   /* 4096 / sizeof(grant_entry_v1_t) */
+#define GNTTAB_V2_ENTRIES_PER_FRAME 256u /* 4096 / sizeof(grant_entry_v2_t) */
+#define GNTTAB_STATUS_PER_FRAME 2048u   /* 4096 / sizeof(grant_status_t) */
+/* v2 status frames for GNTTAB_MAX_FRAMES shared frames (Xen: grant_to_status_frames). */
+#define GNTTAB_MAX_STATUS_FRAMES \
+    ((GNTTAB_MAX_FRAMES * GNTTAB_V2_ENTRIES_PER_FRAME + GNTTAB_STATUS_PER_FRAME - 1) / \
+     GNTTAB_STATUS_PER_FRAME)
 /* dom0 mappings of one domain's grants at once. */
 #define GNTTAB_MAX_DOM0_MAPS    4096u
 
@@ -36,8 +42,24 @@ uint64_t gnttab_frame_mfn(struct domain *d, uint64_t idx);
 /* add_to_physmap placed frame idx at gfn (for setup_table's frame list). */
 void gnttab_frame_placed(struct domain *d, uint64_t idx, uint64_t gfn);
 
-/* The version in effect: always 1 (set_version 2 is refused as with gnttab v2 off). */
+/* The version in effect: 1 (Xen's default) or 2. */
 unsigned gnttab_version(struct domain *d);
+/*
+ * GNTTABOP_set_version as Xen 4.17: -EINVAL unless 1 or 2; -EBUSY while an entry
+ * beyond the reserved ones is pinned; else every shared frame is cleared and the
+ * reserved entries are converted (their pins carried), v2 gets its status frames and
+ * v1 takes them out of the guest's physmap. 0 when already at that version.
+ */
+int gnttab_set_version(struct domain *d, unsigned version);
+/* Restore: set the version of a fresh table (status frames allocated, zeroed). */
+int gnttab_restore_version(struct domain *d, unsigned version);
+/* v2: status frames now (0 in v1); the mfn of status frame idx, growing the table as
+ * XENMAPSPACE_grant_table with XENMAPIDX_grant_table_status does, or INVALID_MFN. */
+unsigned gnttab_nr_status_frames(struct domain *d);
+uint64_t gnttab_status_mfn(struct domain *d, uint64_t idx);
+void gnttab_status_placed(struct domain *d, uint64_t idx, uint64_t gfn);
+/* Where the guest mapped status frame idx, or INVALID_GFN. */
+uint64_t gnttab_status_gfn(struct domain *d, unsigned idx);
 /* The table's size now; grow it to nr frames (0, or -EINVAL beyond the maximum). */
 unsigned gnttab_nr_frames(struct domain *d);
 int gnttab_grow(struct domain *d, unsigned nr);

@@ -1,5 +1,5 @@
 /*
- * grant_table_op: the guest's side of grant tables v1 (xen/grant_table.h), with
+ * grant_table_op: the guest's side of grant tables v1 and v2 (xen/grant_table.h), with
  * Xen's status codes. Both the 64-bit and the 32-bit (compat) layouts are read.
  */
 #include <errno.h>
@@ -90,11 +90,10 @@ static long set_version(struct hcall *hc, uint64_t uop)
     struct gnttab_set_version op;
     if (hc_copy_from(hc, &op, uop, sizeof(op)))
         return -EFAULT;
-    long rc = 0;
-    if (op.version != 1 && op.version != 2)
-        rc = -EINVAL;
-    else if (op.version == 2)
-        rc = -ENOSYS;   /* as Xen with max_grant_version=1 */
+    long rc = gnttab_set_version(hc->d, op.version);
+    if (rc == -EBUSY)
+        log_guest(hc->d, "d%u: grant table version %u -> %u refused: grants in use",
+                  hc->d->domid, gnttab_version(hc->d), op.version);
     /* Like Xen, the version in effect is written back whatever the outcome. */
     op.version = gnttab_version(hc->d);
     return hc_copy_to(hc, uop, &op, sizeof(op)) ? -EFAULT : rc;
@@ -112,6 +111,28 @@ static long get_version(struct hcall *hc, uint64_t uop)
     }
     op.version = gnttab_version(hc->d);
     return hc_copy_to(hc, uop, &op, sizeof(op)) ? -EFAULT : 0;
+}
+
+/* Status frames' gfns (v2); the list is of uint64_t in both ABIs. */
+static long get_status_frames(struct hcall *hc, uint64_t uop)
+{
+    /* nr_frames@0 dom@4 status@6 frame_list@8 (a handle: 8 or 4 bytes). */
+    struct { uint32_t nr_frames; uint16_t dom; int16_t status; } op;
+    uint64_t list = 0;
+    if (hc_copy_from(hc, &op, uop, sizeof(op)) ||
+        hc_copy_from(hc, &list, uop + 8, hc->is64 ? 8 : 4))
+        return -EFAULT;
+    op.status = self_only(hc, op.dom);
+    if (op.status == GNTST_okay && op.nr_frames > gnttab_nr_status_frames(hc->d))
+        op.status = GNTST_general_error;
+    for (uint32_t i = 0; op.status == GNTST_okay && i < op.nr_frames; i++) {
+        uint64_t gfn = gnttab_status_gfn(hc->d, i);
+        if (gfn == INVALID_GFN)
+            gfn = UINT64_MAX;
+        if (hc_copy_to(hc, list + i * 8ull, &gfn, 8))
+            op.status = GNTST_bad_virt_addr;
+    }
+    return hc_copy_to(hc, uop + 6, &op.status, 2) ? -EFAULT : 0;
 }
 
 /* ---- copy ------------------------------------------------------------------------ */
@@ -357,13 +378,14 @@ long do_grant_table_op(struct hcall *hc)
     case GNTTABOP_dump_table:
     case GNTTABOP_set_version:
     case GNTTABOP_get_version:
+    case GNTTABOP_get_status_frames:
         if (count != 1)
             return -EINVAL;
         break;
     default:
         /*
          * transfer (PV only),
-         * unmap_and_replace, swap_grant_ref, v2's status frames and cache_flush.
+         * unmap_and_replace, swap_grant_ref and cache_flush.
          */
         return hc_unimplemented(hc, "grant_table_op", cmd);
     }
@@ -372,6 +394,7 @@ long do_grant_table_op(struct hcall *hc)
     case GNTTABOP_query_size:   return query_size(hc, uop);
     case GNTTABOP_dump_table:   return dump_table(hc, uop);
     case GNTTABOP_set_version:  return set_version(hc, uop);
+    case GNTTABOP_get_status_frames: return get_status_frames(hc, uop);
     default:                    return get_version(hc, uop);
     }
 }

@@ -57,14 +57,17 @@ static long add_to_physmap(struct hcall *hc)
             return -EINVAL;
         return shared_info_map(d, x.gpfn);
     case XENMAPSPACE_grant_table: {
-        if (x.idx & XENMAPIDX_grant_table_status)
-            return -EINVAL;     /* status frames exist in grant table v2 only */
-        uint64_t mfn = gnttab_frame_mfn(d, x.idx);
+        /* Status frames exist in v2 only; in v1 the bit makes idx out of range. */
+        bool status = gnttab_version(d) == 2 && (x.idx & XENMAPIDX_grant_table_status);
+        uint64_t idx = status ? x.idx & ~(uint64_t)XENMAPIDX_grant_table_status : x.idx;
+        uint64_t mfn = status ? gnttab_status_mfn(d, idx) : gnttab_frame_mfn(d, idx);
         if (mfn == INVALID_MFN)
             return -EINVAL;
         rc = physmap_place(d, x.gpfn, mfn, INVALID_GFN);
-        if (!rc)
-            gnttab_frame_placed(d, x.idx, x.gpfn);
+        if (!rc && status)
+            gnttab_status_placed(d, idx, x.gpfn);
+        else if (!rc)
+            gnttab_frame_placed(d, idx, x.gpfn);
         return rc;
     }
     case XENMAPSPACE_gmfn:

@@ -42,12 +42,14 @@ int pv_restore_check(struct domain *d, const void *img, size_t len, char *err, s
                 return -EINVAL;
             }
         } else if (gt) {
-            if (gt->version != 1 || gt->nr_frames > GNTTAB_MAX_FRAMES) {
+            if ((gt->version != 1 && gt->version != 2) || gt->nr_frames > GNTTAB_MAX_FRAMES) {
                 snprintf(err, errlen, "grant table v%u with %u frames: this host takes v1 "
-                         "with up to %u", gt->version, gt->nr_frames, GNTTAB_MAX_FRAMES);
+                         "or v2 with up to %u", gt->version, gt->nr_frames, GNTTAB_MAX_FRAMES);
                 return -EINVAL;
             }
-            for (uint32_t i = 0; i < gt->nr_frames; i++)
+            uint32_t nr_gfns = gt->nr_frames +
+                (gt->version == 2 ? XKVM_CTX_GNTTAB_STATUS_FRAMES(gt->nr_frames) : 0);
+            for (uint32_t i = 0; i < nr_gfns; i++)
                 if (gt->frame_gfn[i] != XKVM_CTX_GFN_NONE && gt->frame_gfn[i] >= d->p2m.nr_gfns) {
                     snprintf(err, errlen, "grant frame %u at gfn %#llx, beyond the domain's "
                              "address space", i, (unsigned long long)gt->frame_gfn[i]);
@@ -107,10 +109,37 @@ static int restore_time(struct domain *d, const struct xkvm_ctx_time *t, uint64_
     return 0;
 }
 
+/* v2: the status frames (zeroed) at the gfns the guest had them. */
+static int restore_status_frames(struct domain *d, const struct xkvm_ctx_gnttab *gt,
+                                 char *err, size_t errlen)
+{
+    uint32_t nr_status = gt->version == 2 ? XKVM_CTX_GNTTAB_STATUS_FRAMES(gt->nr_frames) : 0;
+    if (gnttab_nr_status_frames(d) != nr_status) {
+        snprintf(err, errlen, "grant table v2: %u status frames, %u expected",
+                 gnttab_nr_status_frames(d), nr_status);
+        return -EINVAL;
+    }
+    for (uint32_t j = 0; j < nr_status; j++) {
+        uint64_t gfn = gt->frame_gfn[gt->nr_frames + j], mfn = gnttab_status_mfn(d, j);
+        if (gfn == XKVM_CTX_GFN_NONE)
+            continue;
+        int rc = mfn == INVALID_MFN ? -EINVAL : physmap_place(d, gfn, mfn, INVALID_GFN);
+        if (rc) {
+            snprintf(err, errlen, "placing grant status frame %u at gfn %#llx: %s", j,
+                     (unsigned long long)gfn, strerror(-rc));
+            return rc;
+        }
+        gnttab_status_placed(d, j, gfn);
+    }
+    return 0;
+}
+
 static int restore_gnttab(struct domain *d, const struct xkvm_ctx_gnttab *gt,
                           const struct xkvm_ctx_gnttab_frame **frames, char *err, size_t errlen)
 {
-    int rc = gnttab_grow(d, gt->nr_frames);
+    int rc = gnttab_restore_version(d, gt->version);
+    if (!rc)
+        rc = gnttab_grow(d, gt->nr_frames);
     if (rc) {
         snprintf(err, errlen, "growing the grant table to %u frames", gt->nr_frames);
         return rc;
@@ -123,8 +152,11 @@ static int restore_gnttab(struct domain *d, const struct xkvm_ctx_gnttab *gt,
         }
         grant_entry_v1_t *e = mm_frame_ptr(host_mm(), mfn);
         memcpy(e, frames[i]->data, XKVM_CTX_PAGE_SIZE);
-        /* Nothing has the grants pinned here: mappings and copies stayed behind. */
-        for (unsigned k = 0; k < GNTTAB_ENTRIES_PER_FRAME; k++)
+        /*
+         * Nothing has the grants pinned here: mappings and copies stayed behind. (v2
+         * keeps these bits in the status frames, which start zeroed.)
+         */
+        for (unsigned k = 0; gt->version == 1 && k < GNTTAB_ENTRIES_PER_FRAME; k++)
             e[k].flags &= (uint16_t)~(GTF_reading | GTF_writing);
         uint64_t gfn = gt->frame_gfn[i];
         if (gfn == XKVM_CTX_GFN_NONE)
@@ -136,7 +168,7 @@ static int restore_gnttab(struct domain *d, const struct xkvm_ctx_gnttab *gt,
         }
         gnttab_frame_placed(d, i, gfn);
     }
-    return 0;
+    return restore_status_frames(d, gt, err, errlen);
 }
 
 /* One port (ev->lock held). */

@@ -90,14 +90,23 @@ static int write_gnttab(struct domain *d, struct xkvm_ctx_writer *w, char *err, 
         snprintf(err, errlen, "d%u: grant table has %u frames", d->domid, nr);
         return -EINVAL;
     }
-    uint64_t *gfns = calloc(nr, sizeof(*gfns));
+    /* v2: the status frames' gfns follow the shared frames' (domain-context.md). */
+    unsigned version = gnttab_version(d), nr_status = gnttab_nr_status_frames(d);
+    if (version == 2 && nr_status != XKVM_CTX_GNTTAB_STATUS_FRAMES(nr)) {
+        snprintf(err, errlen, "d%u: grant table v2 with %u frames has %u status frames",
+                 d->domid, nr, nr_status);
+        return -EINVAL;
+    }
+    uint64_t *gfns = calloc(nr + nr_status, sizeof(*gfns));
     if (!gfns) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     for (unsigned i = 0; i < nr; i++)
         gfns[i] = gfn_or_none(gnttab_frame_gfn(d, i));
-    xkvm_ctx_write_gnttab(w, gnttab_version(d), gfns, nr);
+    for (unsigned j = 0; j < nr_status; j++)
+        gfns[nr + j] = gfn_or_none(gnttab_status_gfn(d, j));
+    xkvm_ctx_write_gnttab(w, version, gfns, nr);
     free(gfns);
     for (unsigned i = 0; i < nr; i++) {
         /* i < nr_frames: no growth, just the frame (the domain is paused). */

@@ -479,13 +479,21 @@ static void test_gnttab_rules(void)
     gt->version = 0;
     BODY_REJECT(XKVM_CTX_GNTTAB, 0, b, sizeof(b), XKVM_CTX_ERR_BAD_VALUE,
                 "field 'version' has unknown value 0");
-    gt->version = 2;
+    gt->version = 3;
     BODY_REJECT(XKVM_CTX_GNTTAB, 0, b, sizeof(b), XKVM_CTX_ERR_BAD_VALUE,
-                "field 'version' has unknown value 2");
-    gt->version = 1;
-    gt->nr_frames = 3;
+                "field 'version' has unknown value 3");
+    /* v2: one status frame's gfn follows 1..8 shared frames'. */
+    gt->version = 2;
     BODY_REJECT(XKVM_CTX_GNTTAB, 0, b, sizeof(b), XKVM_CTX_ERR_BAD_LENGTH,
-                "nr_frames 3 does not match length 40");
+                "nr_frames 4 (v2) does not match length 40");
+    gt->nr_frames = 3;
+    BODY_ACCEPT(XKVM_CTX_GNTTAB, 0, b, sizeof(b));
+    CHECK_EQ(XKVM_CTX_GNTTAB_STATUS_FRAMES(8), 1u);
+    CHECK_EQ(XKVM_CTX_GNTTAB_STATUS_FRAMES(9), 2u);
+    CHECK_EQ(XKVM_CTX_GNTTAB_STATUS_FRAMES(64), 8u);
+    gt->version = 1;
+    BODY_REJECT(XKVM_CTX_GNTTAB, 0, b, sizeof(b), XKVM_CTX_ERR_BAD_LENGTH,
+                "nr_frames 3 (v1) does not match length 40");
     gt->nr_frames = 0;
     BODY_REJECT(XKVM_CTX_GNTTAB, 0, b, 8, XKVM_CTX_ERR_BAD_VALUE,
                 "field 'nr_frames' is 0, must be 1..4096");
@@ -496,11 +504,13 @@ static void test_gnttab_rules(void)
     gt->frame_gfn[3] = 0;
     BODY_REJECT(XKVM_CTX_GNTTAB, 0, b, sizeof(b) - 4, XKVM_CTX_ERR_BAD_LENGTH,
                 "(8 + n * 8 bytes)");
-    /* Past the maximum table: checked on the length alone. */
-    size_t big = 8 + 8 * (XKVM_CTX_GNTTAB_MAX_FRAMES + 1);
+    /* Past the maximum table (v2 with its status frames): checked on the length alone. */
+#define GNTTAB_MAX_GFNS (XKVM_CTX_GNTTAB_MAX_FRAMES + \
+                         XKVM_CTX_GNTTAB_STATUS_FRAMES(XKVM_CTX_GNTTAB_MAX_FRAMES))
+    size_t big = 8 + 8 * (GNTTAB_MAX_GFNS + 1);
     uint8_t *huge = calloc(1, big + 64);
     REQUIRE(huge);
-    alignas(8) static uint8_t img[8 + 8 * (XKVM_CTX_GNTTAB_MAX_FRAMES + 1) + 64];
+    alignas(8) static uint8_t img[8 + 8 * (GNTTAB_MAX_GFNS + 1) + 64];
     struct xkvm_ctx_gnttab *hg = (void *)huge;
     hg->version = 1;
     hg->nr_frames = XKVM_CTX_GNTTAB_MAX_FRAMES + 1;
@@ -508,7 +518,7 @@ static void test_gnttab_rules(void)
     struct xkvm_ctx_error e;
     CHECK_EQ(xkvm_ctx_verify(img, n, NULL, NULL, &e), -1);
     CHECK_EQ(e.code, XKVM_CTX_ERR_BAD_LENGTH);
-    CHECK_STR_CONTAINS(e.msg, "exceeds the maximum 32776");
+    CHECK_STR_CONTAINS(e.msg, "exceeds the maximum 36872");
     free(huge);
 }
 
