@@ -733,13 +733,19 @@ static void bare_hcloop(const void *elf, size_t elf_size, const char *cmdline, u
     *exits_out = exits;
 }
 
-/* `out %al, $RAW_EXIT_PORT; jmp .-2` at gpa 0x1000 in 32-bit protected mode. */
-static double bare_raw_exits(unsigned count)
+/*
+ * `code` at gpa 0x1000 in 32-bit protected mode, a loop that exits each time round:
+ * after 1000 warm-up exits, ns per exit over `count`. Every exit must be `want`
+ * (for KVM_EXIT_IO, on RAW_EXIT_PORT); a Xen hypercall exit is answered 0.
+ */
+static double bare_timed_exits(const uint8_t *code, size_t len, bool xen, uint32_t want,
+                               unsigned count, const char *what)
 {
     struct bare_vm b;
     bare_vm_create(&b, 2u << 20, 0);
-    static const uint8_t code[] = { 0xe6, RAW_EXIT_PORT, 0xeb, 0xfc };
-    memcpy(b.mem + 0x1000, code, sizeof(code));
+    if (xen)
+        bare_xen_intercept(&b);
+    memcpy(b.mem + 0x1000, code, len);
     bare_set_entry(&b, 0x1000, 0);
     bare_timed_out = 0;
     alarm(BARE_TIMEOUT_S);
@@ -748,14 +754,24 @@ static double bare_raw_exits(unsigned count)
     for (unsigned i = 0; i < warmup + count; i++) {
         if (i == warmup)
             t0 = now_ns();
-        bare_run(&b, "raw exit loop");
-        if (b.run->exit_reason != KVM_EXIT_IO || b.run->io.port != RAW_EXIT_PORT)
-            die("raw exit loop: unexpected exit %u", b.run->exit_reason);
+        bare_run(&b, what);
+        if (b.run->exit_reason != want ||
+            (want == KVM_EXIT_IO && b.run->io.port != RAW_EXIT_PORT))
+            die("%s: unexpected exit %u", what, b.run->exit_reason);
+        if (want == KVM_EXIT_XEN)
+            b.run->xen.u.hcall.result = 0;
     }
     uint64_t t = now_ns() - t0;
     alarm(0);
     bare_vm_destroy(&b);
     return (double)t / count;
+}
+
+/* `out %al, $RAW_EXIT_PORT; jmp .-2`: ns per exit. */
+static double bare_raw_exits(unsigned count)
+{
+    static const uint8_t code[] = { 0xe6, RAW_EXIT_PORT, 0xeb, 0xfc };
+    return bare_timed_exits(code, sizeof(code), false, KVM_EXIT_IO, count, "raw exit loop");
 }
 
 /* Does the host's CPU (as KVM reports it) call with VMMCALL (AMD, Hygon)? */
@@ -770,31 +786,11 @@ static bool host_vmmcall(void)
     return false;
 }
 
-/* `vmcall; jmp .-5` (or vmmcall) at gpa 0x1000 in 32-bit protected mode: ns per exit. */
+/* `vmcall; jmp .-5` (or vmmcall), through KVM's Xen intercept: ns per exit. */
 static double bare_raw_vmcalls(unsigned count)
 {
-    struct bare_vm b;
-    bare_vm_create(&b, 2u << 20, 0);
-    bare_xen_intercept(&b);
     const uint8_t code[] = { 0x0f, 0x01, host_vmmcall() ? 0xd9 : 0xc1, 0xeb, 0xfb };
-    memcpy(b.mem + 0x1000, code, sizeof(code));
-    bare_set_entry(&b, 0x1000, 0);
-    bare_timed_out = 0;
-    alarm(BARE_TIMEOUT_S);
-    uint64_t t0 = 0;
-    const unsigned warmup = 1000;
-    for (unsigned i = 0; i < warmup + count; i++) {
-        if (i == warmup)
-            t0 = now_ns();
-        bare_run(&b, "raw vmcall loop");
-        if (b.run->exit_reason != KVM_EXIT_XEN)
-            die("raw vmcall loop: unexpected exit %u", b.run->exit_reason);
-        b.run->xen.u.hcall.result = 0;
-    }
-    uint64_t t = now_ns() - t0;
-    alarm(0);
-    bare_vm_destroy(&b);
-    return (double)t / count;
+    return bare_timed_exits(code, sizeof(code), true, KVM_EXIT_XEN, count, "raw vmcall loop");
 }
 
 /* ---- the benchmarks ---------------------------------------------------------------- */
