@@ -165,6 +165,10 @@ wait_node "$SBE/state" 2 || st="$st no-InitWait-after-reconnect"
 xenstore-write "$SFE/state" 3      # domain 77 does not exist: mapping fails, retried
 sleep 3
 [ "$(xsr "$SBE/state")" = 2 ] || st="$st unmappable-ring-changed-state($(xsr "$SBE/state"))"
+# A removal racing a step: blkback must not bring back a node the toolstack removed
+# (Linux's xenbus_switch_state checks the node first). The map retry steps it each second.
+xenstore-rm "$SBE/state"; sleep 2.5
+[ -z "$(xsr "$SBE/state")" ] || st="$st removed-state-rewritten($(xsr "$SBE/state"))"
 xenstore-rm "$SBE"; xenstore-rm "$SFE"
 # Removal is noticed by a watch or the 1 s rescan, after any map retry in flight: allow a loaded machine time.
 for _ in $(seq 150); do grep -q "$SD/51712: device removed" "$RUNDIR/xkvm-blkback.log" && break; sleep 0.1; done

@@ -55,14 +55,53 @@ static bool wr(struct blkback *b, xs_transaction_t t, const char *dir, const cha
     return true;
 }
 
+/* Is the backend's state node still there, read inside t? */
+static bool be_present(struct blkback *b, struct blk_dev *d, xs_transaction_t t)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/state", d->be);
+    unsigned len;
+    char *s = xs_read(b->xs, t, path, &len);
+    free(s);
+    return s != NULL;
+}
+
+typedef bool (*be_fill_fn)(struct blkback *b, struct blk_dev *d, xs_transaction_t t,
+                           const void *arg);
+
+/*
+ * Write the backend's nodes (fill, may be NULL) and its state in one transaction that
+ * first checks the state node exists, as Linux's xenbus_switch_state does: a device the
+ * toolstack removes while we step it is not brought back by our writes, and the next
+ * scan forgets it. False if nothing was written.
+ */
+static bool be_update(struct blkback *b, struct blk_dev *d, be_fill_fn fill,
+                      const void *arg, int state)
+{
+    for (int tries = 0; tries < 10; tries++) {
+        xs_transaction_t t = xs_transaction_start(b->xs);
+        if (t == XBT_NULL)
+            return false;
+        bool ok = be_present(b, d, t) && (!fill || fill(b, d, t, arg)) &&
+                  wr(b, t, d->be, "state", "%d", state);
+        if (xs_transaction_end(b->xs, t, !ok)) {
+            if (ok && d->be_state != state) {
+                log_info("blkback: %u/%u: backend state %d -> %d", d->domid, d->devid,
+                         d->be_state, state);
+                d->be_state = state;
+            }
+            return ok;
+        }
+        if (errno != EAGAIN)
+            return false;
+    }
+    return false;
+}
+
 static void switch_state(struct blkback *b, struct blk_dev *d, int state)
 {
-    if (d->be_state == state)
-        return;
-    log_info("blkback: %u/%u: backend state %d -> %d", d->domid, d->devid,
-             d->be_state, state);
-    if (wr(b, XBT_NULL, d->be, "state", "%d", state))
-        d->be_state = state;
+    if (d->be_state != state)
+        be_update(b, d, NULL, NULL, state);
 }
 
 /*
@@ -70,8 +109,10 @@ static void switch_state(struct blkback *b, struct blk_dev *d, int state)
  * before Connected; the frontend reads them once the backend is Connected. Written
  * early too: a frontend that looks at InitWait sees the same values.
  */
-static bool write_features(struct blkback *b, struct blk_dev *d, xs_transaction_t t)
+static bool write_features(struct blkback *b, struct blk_dev *d, xs_transaction_t t,
+                           const void *unused)
 {
+    (void)unused;
     /* Discard punches holes in a file image (Linux: only if the device can discard). */
     if (d->lim.discard &&
         !(wr(b, t, d->be, "feature-discard", "1") &&
@@ -90,32 +131,23 @@ static bool write_features(struct blkback *b, struct blk_dev *d, xs_transaction_
            wr(b, t, d->be, "physical-sector-size", "%u", BLK_SECTOR_SIZE);
 }
 
-/* Linux's connect(): the disk's features in one transaction, then Connected. */
+/* Linux's connect(): the disk's features and Connected, in one transaction. */
 static bool announce_connected(struct blkback *b, struct blk_dev *d)
 {
-    for (int tries = 0; tries < 10; tries++) {
-        xs_transaction_t t = xs_transaction_start(b->xs);
-        if (t == XBT_NULL)
-            return false;
-        bool ok = write_features(b, d, t);
-        if (xs_transaction_end(b->xs, t, !ok) && ok) {
-            switch_state(b, d, XenbusStateConnected);
-            return true;
-        }
-        if (ok && errno != EAGAIN)
-            return false;
-        if (!ok)
-            return false;
-    }
-    return false;
+    return be_update(b, d, write_features, NULL, XenbusStateConnected);
+}
+
+static bool write_error(struct blkback *b, struct blk_dev *d, xs_transaction_t t,
+                        const void *why)
+{
+    return wr(b, t, d->be, "error", "%s", (const char *)why);
 }
 
 /* Xenbus's dev_fatal: say why in the backend's error node and go Closing. */
 static void fatal(struct blkback *b, struct blk_dev *d, const char *why)
 {
     log_err("blkback: %u/%u: %s", d->domid, d->devid, why);
-    wr(b, XBT_NULL, d->be, "error", "%s", why);
-    switch_state(b, d, XenbusStateClosing);
+    be_update(b, d, write_error, why, XenbusStateClosing);
 }
 
 /*
@@ -247,9 +279,8 @@ static void dev_step(struct blkback *b, struct blk_dev *d)
 
     /* Probe: a new device offers its features and waits for the frontend. */
     if (bs == XenbusStateUnknown || bs == XenbusStateInitialising) {
-        if (!write_features(b, d, XBT_NULL))
-            return;
-        switch_state(b, d, XenbusStateInitWait);
+        if (!be_update(b, d, write_features, NULL, XenbusStateInitWait))
+            return;             /* being written, or being removed */
     }
 
     long long fs = rd_uint(b, d->fe, "state", XenbusStateUnknown);
