@@ -24,6 +24,10 @@
  *   meanwhile); the count, the holes and the pages above memory must still be there;
  *   take A again (zero), give back region B ("out2", go=2: the host live-updates
  *   xkvmd); the same checks; take B again ("in2", go=3).
+ *
+ * balloon-big: 64 MiB out and in twice in Linux-sized batches, across a migration and
+ *   a live update, then a fragmenting decrease that must stop at the mapping budget
+ *   (below, before test_balloon_big).
  */
 #include "../pv.h"
 #include "../xtest.h"
