@@ -9,7 +9,7 @@
  *   answer, the number of extents done (0): a hole given back again, shared_info's and
  *   the grant table's gfns, 2^30 extents, orders past 9, gfns past the address space,
  *   an extent list in unmapped memory, another domain, populate-on-demand, a 5-bit
- *   address width, a gfn in the MMIO hole, a gfn already populated. The pages come back
+ *   address width, a gfn in the MMIO hole. The pages come back
  *   with one populate_physmap: zero, writable, counted. Then RAM up to the maximum above
  *   the guest's memory (maxmem), one page more refused, and given back; an order-2
  *   extent out and in; increase_reservation takes the last frame of the maximum, after
@@ -26,8 +26,8 @@
  *   xkvmd); the same checks; take B again ("in2", go=3).
  *
  * balloon-big: 64 MiB out and in twice in Linux-sized batches, across a migration and
- *   a live update, then a fragmenting decrease that must stop at the mapping budget
- *   (below, before test_balloon_big).
+ *   a live update, then a fragmenting decrease that must stop at the mapping budget,
+ *   and a populate over a page the guest holds (below, before test_balloon_big).
  */
 #include "../pv.h"
 #include "../xtest.h"
@@ -221,10 +221,8 @@ static void hostile(uint64_t hole, uint64_t populated, long cur)
     one = 0xFEE00;
     refused("the MMIO hole (LAPIC)", memop(XENMEM_populate_physmap, &one, 1, 0, 0,
                                            DOMID_SELF), cur);
-    one = populated;
-    refused("a populated gfn", memop(XENMEM_populate_physmap, &one, 1, 0, 0, DOMID_SELF), cur);
     if (page_at(populated)[0] != MARKER)
-        xtest_fail("a refused populate changed gfn %#lx", (unsigned long)populated);
+        xtest_fail("a refused request changed gfn %#lx", (unsigned long)populated);
 }
 
 /* RAM above the guest's memory up to its maximum; one page more is refused. */
@@ -376,6 +374,9 @@ XTEST("balloon-move", test_balloon_move);
  * then the fragmentation attack: every other page of a region given back in one
  * request must stop at the p2m's mapping budget with the count done (Xen's partial
  * answer), leaving the pages not given back intact; they all come back afterwards.
+ * Last, populate_physmap over a page the guest holds (run with maxmem a page or more
+ * over memory): as on Xen, a fresh zero page takes its place and the old one stays
+ * counted; over shared_info it is refused.
  */
 #define BIG_BATCH 512
 #define FRAG_PAGES 8192         /* every other one of 2 * FRAG_PAGES pages */
@@ -488,6 +489,21 @@ static long frag_attack(uint64_t first, long cur)
     return done;
 }
 
+/* A populate over a page the guest holds replaces it (Xen's p2m_add_page). */
+static void populate_over_page(uint64_t gfn, long cur)
+{
+    page_at(gfn)[0] = MARKER;
+    xen_pfn_t one = gfn;
+    long rc = memop(XENMEM_populate_physmap, &one, 1, 0, 0, DOMID_SELF);
+    if (rc != 1 || page_at(gfn)[0] != 0 || !hv_can_write(gfn))
+        xtest_fail("populate over held gfn %#lx: %ld, reads %#lx (want 1, a fresh page)",
+                   (unsigned long)gfn, rc, (unsigned long)page_at(gfn)[0]);
+    expect_count("after a populate over a held page", cur + 1);
+    one = (uintptr_t)shinfo >> 12;
+    refused("populate over shared_info", memop(XENMEM_populate_physmap, &one, 1, 0, 0,
+                                               DOMID_SELF), cur + 1);
+}
+
 static void test_balloon_big(void)
 {
     XTEST_NEED_XEN();
@@ -522,6 +538,7 @@ static void test_balloon_big(void)
     big_check_pages("taken back again", a, n, false);
     phase("in2", 5, true);
     long done = frag_attack(frag, cur0);
+    populate_over_page(frag, cur0);
     printf("xkvm-guest: balloon-big: %u pages out and in twice in batches of %u; the "
            "fragmenting decrease stopped at %ld of %u pages\n", n, BIG_BATCH, done, FRAG_PAGES);
 }

@@ -27,7 +27,8 @@
 #                           memory in use rises by the 16384 pages again
 #   big-fragmentation     - every other page of 16384 in one decrease: it stops at the
 #                           mapping budget with the count done (Xen's partial answer),
-#                           the p2m whole (audit), the pages not given back intact
+#                           the p2m whole (audit), the pages not given back intact; then
+#                           a populate over a page it holds replaces it (as Xen)
 set -u
 . "$(dirname "$0")/lib.sh"
 require_kvm
@@ -151,7 +152,7 @@ big_wait() {
 }
 big_suite() {
   on "$H1"
-  make_cfg "$WORK/big.cfg" big "test=balloon-big pages=$BIG" 256 1
+  make_cfg "$WORK/big.cfg" big "test=balloon-big pages=$BIG" 256 1 "maxmem = 257"
   local D free0 vma0 br0 free1 vma1 br1 mem1 free2 res
   D=$(xk create "$WORK/big.cfg") || { fail big-out "create failed"; return; }
   big_wait "$D" ready big-out || return
