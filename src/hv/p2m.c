@@ -324,8 +324,9 @@ struct plan {
  * Will entries `g[i]` becoming `e[i]` fit in the memslots (`slots` more) and the
  * mapping budget? Estimated on the table itself, put back before returning; a hole
  * is counted as if it stayed inside its slot, so a single-gfn slot that goes with it
- * can be off by a break at each side (plan_commit then counts the real ones; no
- * change that adds a break passes the budget unchecked). Lock held exclusive.
+ * can be off by a break at each side (next to a hole inside a neighbouring slot);
+ * plan_commit counts the real ones, and the next change that adds any is refused, so
+ * the count passes the budget by those two at most. Lock held exclusive.
  * 0 or -ENOMEM.
  */
 static int plan_change(struct p2m *p, struct plan *pl, const uint64_t *g,
