@@ -325,3 +325,11 @@ int netfront_recv(struct netfront *nf, void *buf, size_t len, uint64_t timeout_m
         wait_ge(&evtchn_count[nf->rx_port], seen + 1, 50);
     }
 }
+
+/* Hostile: publish a tx producer index further ahead than the ring is large. */
+void netfront_break_tx(struct netfront *nf)
+{
+    txr.sring->req_prod = txr.req_prod_pvt + 2 * RING_SIZE(&txr);
+    xen_mb();
+    evtchn_send(nf->tx_port);
+}

@@ -255,5 +255,7 @@ int netfront_connect(struct netfront *nf, unsigned handle, bool split);
 int netfront_send(struct netfront *nf, const void *frame, size_t len);
 /* The next received frame into buf (truncated to len): its length, 0 on timeout. */
 int netfront_recv(struct netfront *nf, void *buf, size_t len, uint64_t timeout_ms);
+/* Hostile (test=net hostile=1): a tx req_prod beyond the ring, and a notification. */
+void netfront_break_tx(struct netfront *nf);
 
 #endif

@@ -6,12 +6,15 @@
  * `xtest: net: mac=...`, then per round sends count= frames (default 200) of size=
  * bytes (default 128, 60..1514) to the broadcast address, ethertype 0x88B5, in
  * bursts of 8, and after each burst collects the echoes (the responder swaps the
- * addresses and sends the frame back) for up to wait= ms (default 500). Each echo
- * must come to our MAC and carry the payload we sent: a frame that does not is
- * counted bad. Prints `xtest: net: round K sent S received R lost L bad B` per round.
+ * addresses and sends the frame back) for up to echo_wait= ms (default 500). Each echo
+ * carry the payload we sent: a frame to our MAC of ethertype 0x88B5 that does not
+ * is counted bad (other frames, e.g. other guests' broadcasts, are ignored). Prints `xtest: net: round K sent S received R lost L bad B` per round.
  * loop=N rounds (default 1); loop=0 repeats until the node data/net-stop exists.
  * Passes if nothing was bad and at most max_lost= (default 0) frames were lost in
  * all; prints `xtest: net: total sent S received R lost L bad B` first.
+ * hostile=1: then break the tx ring (a req_prod beyond the ring's size, notified),
+ * print `xtest: net: broke the tx ring`, wait a second and pass (the suite checks
+ * that netback halted only this vif).
  *
  * Payload: "XKVMNET" NUL, round (u32 LE), seq (u32 LE), then byte i (from 16) =
  * (seq * 31 + i * 7 + round) mod 256. Filled and checked at CPL3 (run_user).
@@ -106,8 +109,10 @@ static void run_round(struct netfront *nf, uint32_t round, uint64_t count, size_
             struct net_job j = { echo, (size_t)len, round, 0, nf->mac };
             uint64_t v = (size_t)len == size ? run_user(check, (uint64_t)(uintptr_t)&j) : 0;
             if (v == 0 || v - 1 >= count || got[v - 1]) {
-                /* Not ours (the host's own traffic) is ignored; ours but wrong is bad. */
-                if (len >= 14 && echo[12] == (ETHERTYPE >> 8) && echo[13] == (ETHERTYPE & 0xff))
+                /* Not for us (the host's, other guests' broadcasts) is ignored; an
+                 * echo to us that is wrong, or twice, is bad. */
+                if (len >= 14 && echo[12] == (ETHERTYPE >> 8) &&
+                    echo[13] == (ETHERTYPE & 0xff) && !memcmp(echo, nf->mac, 6))
                     r.bad++;
                 continue;
             }
@@ -137,7 +142,7 @@ static void test_net(void)
     uint64_t count = cmdline_get_u64("count", 200);
     uint64_t size = cmdline_get_u64("size", 128);
     uint64_t loops = cmdline_get_u64("loop", 1);
-    uint64_t wait_ms = cmdline_get_u64("wait", 500);
+    uint64_t wait_ms = cmdline_get_u64("echo_wait", 500);
     uint64_t max_lost = cmdline_get_u64("max_lost", 0);
 
     if (size < 60 || size > 1514)
@@ -157,6 +162,13 @@ static void test_net(void)
            (unsigned long)nf.rx_errors);
     if (t.bad)
         xtest_fail("%lu bad echoes", (unsigned long)t.bad);
+    if (cmdline_get_u64("hostile", 0)) {
+        netfront_break_tx(&nf);
+        printf("xtest: net: broke the tx ring\n");
+        uint64_t until = xen_time_ns() + 1000000000ULL;
+        while (xen_time_ns() < until)
+            netfront_recv(&nf, tmp, sizeof(tmp), 100);
+    }
     if (t.lost > max_lost)
         xtest_fail("%lu frames lost (max_lost=%lu)", (unsigned long)t.lost,
                    (unsigned long)max_lost);

@@ -79,12 +79,18 @@ make_cfg "$WORK/net.cfg" net "test=net count=200" 32 1 "vif = [ 'mac=$MAC,bridge
 D=$(xk create "$WORK/net.cfg") || { fail net "xkvm create failed"; exit 1; }
 BE=/local/domain/0/backend/vif/$D/0
 FE=/local/domain/$D/device/vif/0
-if [ "$(xsr $BE/mac)" = $MAC ] && [ "$(xsr $BE/bridge)" = xkbr0 ] && [ "$(xsr $BE/handle)" = 0 ] &&
-   [ "$(xsr $BE/type)" = vif ] && [ "$(xsr $BE/frontend)" = "$FE" ] && [ "$(xsr $BE/frontend-id)" = "$D" ] &&
-   [ "$(xsr $FE/mac)" = $MAC ] && [ "$(xsr $FE/backend)" = "$BE" ] && [ "$(xsr $FE/backend-id)" = 0 ]; then
+layout_ok() {
+  [ "$(xsr $BE/mac)" = $MAC ] && [ "$(xsr $BE/bridge)" = xkbr0 ] && [ "$(xsr $BE/handle)" = 0 ] &&
+  [ "$(xsr $BE/type)" = vif ] && [ "$(xsr $BE/frontend)" = "$FE" ] && [ "$(xsr $BE/frontend-id)" = "$D" ] &&
+  [ "$(xsr $FE/mac)" = $MAC ] && [ "$(xsr $FE/backend)" = "$BE" ] && [ "$(xsr $FE/backend-id)" = 0 ] &&
+  [ "$(xsr $FE/handle)" = 0 ]
+}
+# The toolstack's worker writes the layout just after the domain is created.
+for _ in $(seq 50); do layout_ok && break; sleep 0.1; done
+if layout_ok; then
   pass layout
 else
-  fail layout "$(xenstore-ls -f "$BE" 2>&1 | head -12 | tr '\n' ';')"
+  fail layout "$( { xenstore-ls -f "$BE"; xenstore-ls -f "$FE"; } 2>&1 | head -20 | tr '\n' ';')"
 fi
 res=$(wait_result "$D" net 120)
 if [ "$res" = "xtest: net: PASS" ] && [ "$(echoed)" -ge 200 ]; then
@@ -116,3 +122,115 @@ else
   fail split "guest said: $res"; glog "$D" 8; nlog 8
 fi
 xk destroy "$D" >/dev/null 2>&1
+
+# ---- a looping guest: netback killed, the guest moved, xkvmd replaced -------------
+# last_round HOST D: the guest's last "round K" line there (0 if none yet).
+last_round() {
+  strip_dmesg < "$1/dmesg-$2.log" 2>/dev/null | grep -a -o "xtest: net: round [0-9]*" |
+    tail -1 | awk '{ print $4 }' | grep . || echo 0
+}
+# rounds_go_on HOST D: a round after the current one ends there within 30 s.
+rounds_go_on() {
+  local r0; r0=$(last_round "$1" "$2")
+  for _ in $(seq 300); do
+    [ "$(last_round "$1" "$2")" -gt "$r0" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# lost_since HOST D: frames lost in the rounds logged there.
+lost_on() {
+  strip_dmesg < "$1/dmesg-$2.log" 2>/dev/null | awk '/xtest: net: round/ { l += $10 } END { print l + 0 }'
+}
+vif_tree() { { xenstore-ls -f "/local/domain/0/backend/vif/$1"; xenstore-ls -f "/local/domain/$1/device/vif"; } 2>&1; }
+
+LMAC=00:16:3e:4e:42:02
+make_cfg "$WORK/loop.cfg" loop "test=net loop=0 count=50 echo_wait=300 max_lost=1000000" 32 1 \
+  "vif = [ 'mac=$LMAC,bridge=xkbr0' ]"
+on "$H1"
+D=$(xk create "$WORK/loop.cfg") || { fail kill9 "xkvm create failed"; exit 1; }
+if ! rounds_go_on "$H1" "$D"; then
+  fail kill9 "the looping guest does not get going"; glog "$D" 10; nlog 10
+else
+  before=$(vif_tree "$D"); pid0=$(netback_pid "$H1"); r0=$(rarp_count $LMAC); ok=1
+  for k in 1 2; do
+    pid=$(netback_pid "$H1")
+    kill -9 "$pid"
+    for _ in $(seq 100); do
+      p=$(netback_pid "$H1"); [ -n "$p" ] && [ "$p" != "$pid" ] && kill -0 "$p" 2>/dev/null && break
+      sleep 0.1
+    done
+    rounds_go_on "$H1" "$D" && rounds_go_on "$H1" "$D" || { ok=0; echo "# rounds stopped after kill $k"; }
+  done
+  grep -q "re-attached to the existing rings" "$H1/xkvm-netback.log" || { ok=0; echo "# no re-attach in the log"; }
+  after=$(vif_tree "$D")
+  [ "$before" = "$after" ] || { ok=0; echo "# the vif's xenstore nodes changed"; diff <(echo "$before") <(echo "$after") | head; }
+  [ "$(rarp_count $LMAC)" -gt "$r0" ] || { ok=0; echo "# no announce after the restart"; }
+  if [ $ok = 1 ]; then
+    pass kill9; echo "# kill9: $(lost_on "$H1" "$D") frames lost so far (netback killed twice)"
+  else
+    fail kill9 "see above"; nlog 10
+  fi
+fi
+
+# Three migrations there and back (a move takes the domain to the other host's
+# netback: the source's TAP device goes with the source domain, the destination's
+# appears and joins xkbr0), then three live updates where it ends.
+SRC=$H1; DST=$H2; DPORT=$P2
+for i in 1 2 3; do
+  r0=$(rarp_count $LMAC)
+  on "$SRC"
+  lost_before=$(lost_on "$SRC" "$D")
+  if ! out=$(xk migrate "$D" "127.0.0.1:$DPORT" 2>&1); then
+    fail "migrate-$i" "$out"; break
+  fi
+  on "$DST"
+  if rounds_go_on "$DST" "$D" && rounds_go_on "$DST" "$D" && [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ]; then
+    pass "migrate-$i"
+    echo "# migration $i: $(lost_on "$DST" "$D") frames lost in the rounds since (source's last rounds: $lost_before)"
+  else
+    fail "migrate-$i" "rounds $(last_round "$DST" "$D"), RARPs $(rarp_count $LMAC) (were $r0)"
+    glog "$D" 6; nlog 10; break
+  fi
+  if [ "$SRC" = "$H1" ]; then SRC=$H2; DST=$H1; DPORT=$P1; else SRC=$H1; DST=$H2; DPORT=$P2; fi
+done
+on "$SRC"
+HERE=$SRC
+lu_lost0=$(lost_on "$HERE" "$D")
+for i in 1 2 3; do
+  pid=$(netback_pid "$HERE")
+  if ! out=$(xk live-update 2>&1); then
+    fail "live-update-$i" "$(echo "$out" | tail -2 | tr '\n' ' ')"; continue
+  fi
+  if rounds_go_on "$HERE" "$D" && rounds_go_on "$HERE" "$D" && [ "$(netback_pid "$HERE")" = "$pid" ]; then
+    pass "live-update-$i"
+  else
+    fail "live-update-$i" "rounds $(last_round "$HERE" "$D"), netback pid $(netback_pid "$HERE") (was $pid)"
+    nlog 8
+  fi
+done
+echo "# live updates: $(( $(lost_on "$HERE" "$D") - lu_lost0 )) frames lost in the rounds during and after 3 updates"
+xenstore-write "/local/domain/$D/data/net-stop" 1
+res=$(wait_result "$D" net 60)
+if [ "$res" = "xtest: net: PASS" ]; then
+  pass loop-end
+  echo "# $(strip_dmesg < "$(console_log "$D")" | grep -a "xtest: net: total" | tail -1) (on the last host)"
+else
+  fail loop-end "guest said: $res"; glog "$D" 8
+fi
+xk destroy "$D" >/dev/null 2>&1
+
+# ---- hostile: one guest breaks its ring, another keeps working ---------------------
+make_cfg "$WORK/bad.cfg" bad "test=net count=20 hostile=1" 32 1 "vif = [ 'bridge=xkbr0' ]"
+make_cfg "$WORK/good.cfg" good "test=net count=200" 32 1 "vif = [ 'bridge=xkbr0' ]"
+pid=$(netback_pid "$RUNDIR")
+BAD=$(xk create "$WORK/bad.cfg") && GOOD=$(xk create "$WORK/good.cfg")
+rb=$(wait_result "$BAD" net 120); rg=$(wait_result "$GOOD" net 120)
+if [ "$rb" = "xtest: net: PASS" ] && [ "$rg" = "xtest: net: PASS" ] &&
+   grep -q "$BAD/0: frontend broke the ring" "$RUNDIR/xkvm-netback.log" &&
+   [ "$(netback_pid "$RUNDIR")" = "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  pass hostile
+else
+  fail hostile "bad: $rb; good: $rg; netback pid $(netback_pid "$RUNDIR") (was $pid)"; nlog 10
+fi
+xk destroy "$BAD" >/dev/null 2>&1; xk destroy "$GOOD" >/dev/null 2>&1

@@ -294,7 +294,7 @@ static void dev_step(struct netback *b, struct nb_dev *d)
              * without touching xenstore and without the guest doing anything.
              */
             if (!d->connected && attach(b, d, false) == 0)
-                log_info("netback: %u/%u: re-attached to the existing ring",
+                log_info("netback: %u/%u: re-attached to the existing rings",
                          d->domid, d->handle);
             break;
         }
