@@ -180,22 +180,25 @@ SRC=$H1; DST=$H2; DPORT=$P2
 for i in 1 2 3; do
   r0=$(rarp_count $LMAC)
   on "$SRC"
-  lost_before=$(lost_on "$SRC" "$D")
+  lost_before=$(lost_on "$SRC" "$D"); rounds_before=$(last_round "$SRC" "$D")
   if ! out=$(xk migrate "$D" "127.0.0.1:$DPORT" 2>&1); then
     fail "migrate-$i" "$out"; break
   fi
   on "$DST"
-  if rounds_go_on "$DST" "$D" && rounds_go_on "$DST" "$D" && [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ]; then
+  going=0; rounds_go_on "$DST" "$D" && rounds_go_on "$DST" "$D" && going=1
+  for _ in $(seq 30); do [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ] && break; sleep 0.1; done
+  if [ $going = 1 ] && [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ]; then
     pass "migrate-$i"
-    echo "# migration $i: $(lost_on "$DST" "$D") frames lost in the rounds since (source's last rounds: $lost_before)"
+    echo "# migration $i: $(lost_on "$DST" "$D") frames lost in the rounds since (before it: $lost_before in $rounds_before rounds)"
   else
     fail "migrate-$i" "rounds $(last_round "$DST" "$D"), RARPs $(rarp_count $LMAC) (were $r0)"
     glog "$D" 6; nlog 10; break
   fi
   if [ "$SRC" = "$H1" ]; then SRC=$H2; DST=$H1; DPORT=$P1; else SRC=$H1; DST=$H2; DPORT=$P2; fi
 done
-on "$SRC"
-HERE=$SRC
+# Where the guest is now (the loop above may have stopped early).
+HERE=$H1; [ "$(RUNDIR=$H2 dom_field "$D" state 2>/dev/null)" = running ] && HERE=$H2
+on "$HERE"
 lu_lost0=$(lost_on "$HERE" "$D")
 for i in 1 2 3; do
   pid=$(netback_pid "$HERE")

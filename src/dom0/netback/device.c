@@ -18,7 +18,7 @@
 #define NB_BUDGET 64
 /* How often an idle thread checks that xkvmd and the domain are still there (ms). */
 #define NB_LIVENESS_MS 1000
-/* QEMU's announce-self: 3 RARPs, 50 ms apart and growing by 50 ms (50, 100, 150). */
+/* QEMU's announce-self: 3 RARPs, 50 ms after connecting, then 100 and 150 ms apart. */
 #define NB_ANNOUNCES 3
 #define NB_ANNOUNCE_FIRST_MS 50
 #define NB_ANNOUNCE_STEP_MS 50
@@ -192,7 +192,7 @@ static void *packet_thread(void *arg)
     const struct nb_ops ops = { .ctx = d, .map = op_map, .unmap = op_unmap, .lost = op_lost };
     bool rx_full = false;
     unsigned announced = 0;
-    uint64_t next_announce = mono_ns();
+    uint64_t next_announce = mono_ns() + NB_ANNOUNCE_FIRST_MS * 1000000ull;
     /* Requests produced while nobody served the rings are served now; kick once. */
     kick(d->tx_to);
     if (d->rx_to != d->tx_to)
@@ -291,13 +291,17 @@ int dev_connect(struct nb_dev *d, const struct nb_ring_params *rp)
     d->tx_to = d->tx_from = d->rx_to = d->rx_from = d->stop_fd = -1;
     d->tx_sring = d->rx_sring = NULL;
     d->map_lost = false;
-    d->rx_pending = 0;
+    /* A TAP frame read but not yet put in the ring when the connection was lost
+     * (xkvmd live-updated) stays pending: it goes in first after re-attaching. */
     atomic_store(&d->stop_reason, NB_STOP_NONE);
     d->rp = *rp;
     if (!d->txbuf && !(d->txbuf = malloc(NB_FRAME_BUF)))
         return -ENOMEM;
-    if (!d->rxbuf && !(d->rxbuf = malloc(NB_FRAME_BUF)))
-        return -ENOMEM;
+    if (!d->rxbuf) {
+        if (!(d->rxbuf = malloc(NB_FRAME_BUF)))
+            return -ENOMEM;
+        d->rx_pending = 0;
+    }
     char name[32];
     snprintf(name, sizeof(name), "netback-%u-%u", d->domid, d->handle);
     d->fail_step = "connect to xkvmd";
