@@ -116,7 +116,7 @@ static double tx_run(size_t size, double secs, uint64_t *n_out)
         (void)notify;
         bool ntf = false;
         const char *why;
-        nb_tx_process(&s->tx, &ops, s->buf, 64, to_tap, NULL, &st, &ntf, &why);
+        nb_tx_process(&s->tx, &ops, s->buf, 64, to_tap, NULL, &st, NULL, &ntf, &why);
         s->txf.rsp_cons = s->txf.sring->rsp_prod;
         t = now_s();
     } while (t - t0 < secs);

@@ -273,6 +273,10 @@ static void write_vif(struct txn *x, const struct job *j, unsigned handle,
     snprintf(p, sizeof(p), "%s/handle", be);        putf(x, p, "%u", handle);
     snprintf(p, sizeof(p), "%s/type", be);          put(x, p, "vif");
     snprintf(p, sizeof(p), "%s/mtu", be);           put(x, p, "1500");
+    if (v->rate_usec) {     /* libxl: bytes per interval, interval in microseconds */
+        snprintf(p, sizeof(p), "%s/rate", be);
+        putf(x, p, "%" PRIu64 ",%" PRIu32, v->rate_bytes, v->rate_usec);
+    }
 
     node(x, fe, "", PERM_FRONTEND, id);
     snprintf(p, sizeof(p), "%s/backend", fe);       put(x, p, be);

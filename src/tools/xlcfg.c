@@ -495,13 +495,13 @@ static void vif_random_mac(uint8_t mac[6])
 
 /* Keys of xl's vif spec (xl-network-configuration) that xkvm reads past, with a note. */
 static const char *const vif_ignored_keys[] = {
-    "rate", "script", "ip", "vifname", "type", "model", "mtu", "gatewaydev", "accel",
+    "script", "ip", "vifname", "type", "model", "mtu", "gatewaydev", "accel",
     "powerlevel", "devid",
 };
 
 /* One "key=value" of a vif spec into v; 0, or a negative errno with a message. */
-static int vif_option(struct reader *rd, int i, const char *opt, struct domcfg_vif *v,
-                      bool *have_mac, FILE *warn)
+static int vif_option(struct reader *rd, XLU_Config *x, int i, const char *opt,
+                      struct domcfg_vif *v, bool *have_mac, FILE *warn)
 {
     const char *eq = strchr(opt, '=');
     size_t klen = eq ? (size_t)(eq - opt) : strlen(opt);
@@ -518,6 +518,17 @@ static int vif_option(struct reader *rd, int i, const char *opt, struct domcfg_v
             return fail_key(rd, "vif", -EINVAL, "entry %d: bridge \"%.20s\" is not an "
                             "interface name", i + 1, val);
         snprintf(v->bridge, sizeof(v->bridge), "%s", val);
+        return 0;
+    }
+    if (klen == 4 && !strncmp(opt, "rate", 4)) {
+        /* xl's RATE[@INTERVAL] ("10Mb/s", "1MB/s@20ms"), by libxlutil itself. */
+        libxl_device_nic nic;
+        memset(&nic, 0, sizeof(nic));
+        if (xlu_vif_parse_rate(x, val, &nic) || !nic.rate_interval_usecs)
+            return fail_key(rd, "vif", -EINVAL, "entry %d: rate \"%.30s\" is not "
+                            "RATE[@INTERVAL] (e.g. 10Mb/s@20ms)", i + 1, val);
+        v->rate_bytes = nic.rate_bytes_per_interval;
+        v->rate_usec = nic.rate_interval_usecs;
         return 0;
     }
     if (klen == 7 && !strncmp(opt, "backend", 7)) {
@@ -573,7 +584,7 @@ static int get_vifs(struct reader *rd, XLU_Config *x, struct domcfg *cfg, FILE *
                 opt[--len] = '\0';
             if (!*opt)
                 continue;
-            if ((r = vif_option(rd, i, opt, v, &have_mac, warn)) < 0)
+            if ((r = vif_option(rd, x, i, opt, v, &have_mac, warn)) < 0)
                 return r;
         }
         if (!have_mac)

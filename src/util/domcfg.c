@@ -321,6 +321,8 @@ static int check_vifs(const struct domcfg *c, char *err, size_t errlen)
         if (v->bridge[0] && !domcfg_ifname_valid(v->bridge))
             return fail(err, errlen, "vifs[%u].bridge: not an interface name "
                         "(1 to 15 of A-Z a-z 0-9 _ . -)", i);
+        if ((v->rate_bytes == 0) != (v->rate_usec == 0))
+            return fail(err, errlen, "vifs[%u].rate: bytes and interval go together", i);
     }
     return 0;
 }
@@ -611,6 +613,12 @@ static int extras_to_json(struct json_object *o, const struct domcfg *c)
             if (c->vifs[i].bridge[0])
                 bad |= json_object_object_add(v, "bridge",
                                               json_object_new_string(c->vifs[i].bridge));
+            if (c->vifs[i].rate_usec) {
+                bad |= json_object_object_add(v, "rate_bytes",
+                    json_object_new_int64((int64_t)(c->vifs[i].rate_bytes & INT64_MAX)));
+                bad |= json_object_object_add(v, "rate_usec",
+                                              json_object_new_int64(c->vifs[i].rate_usec));
+            }
         }
     }
     return bad;
@@ -803,7 +811,7 @@ static int get_cpus(struct json_object *o, struct domcfg *c, char *err, size_t e
     return 0;
 }
 
-/* "vifs": [{mac, bridge?}]; checked whole by domcfg_validate. */
+/* "vifs": [{mac, bridge?, rate_bytes?, rate_usec?}]; checked whole by domcfg_validate. */
 static int get_vifs(struct json_object *o, struct domcfg *c, char *err, size_t errlen)
 {
     struct json_object *arr;
@@ -820,7 +828,8 @@ static int get_vifs(struct json_object *o, struct domcfg *c, char *err, size_t e
             return fail(err, errlen, "vifs[%zu]: must be an object", i);
         json_object_object_foreach(v, key, val) {
             (void)val;
-            if (strcmp(key, "mac") && strcmp(key, "bridge"))
+            if (strcmp(key, "mac") && strcmp(key, "bridge") && strcmp(key, "rate_bytes") &&
+                strcmp(key, "rate_usec"))
                 return fail(err, errlen, "vifs[%zu]: unknown field", i);
         }
         struct domcfg_vif *vif = &c->vifs[i];
@@ -838,6 +847,15 @@ static int get_vifs(struct json_object *o, struct domcfg *c, char *err, size_t e
             memcpy(vif->bridge, s, len);
             vif->bridge[len] = '\0';
         }
+        uint64_t num = 0;
+        bool present;
+        if (get_uint(v, "rate_bytes", &num, &present, err, errlen) < 0)
+            return fail(err, errlen, "vifs[%zu].rate_bytes: not a number", i);
+        vif->rate_bytes = present ? num : 0;
+        num = 0;
+        if (get_uint(v, "rate_usec", &num, &present, err, errlen) < 0 || num > UINT32_MAX)
+            return fail(err, errlen, "vifs[%zu].rate_usec: not a 32-bit number", i);
+        vif->rate_usec = present ? (uint32_t)num : 0;
         c->nr_vifs = (unsigned)i + 1;
     }
     return 0;

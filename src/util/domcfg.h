@@ -48,6 +48,9 @@ struct domcfg_disk {
 struct domcfg_vif {
     uint8_t mac[6];                 /* unicast; made up with libxl's 00:16:3e if unset */
     char bridge[DOMCFG_IFNAME_MAX]; /* "" or the host bridge the TAP joins */
+    /* xl's rate=: the guest may send rate_bytes per rate_usec (0, 0: unlimited). */
+    uint64_t rate_bytes;
+    uint32_t rate_usec;
 };
 
 enum domcfg_action {

@@ -5,7 +5,7 @@
  * fake frontend (netsim.h) aborts on unbalanced map/unmap and refuses writable maps
  * of read-only grants; ASan catches any access outside a page or a buffer.
  * Input: 16 header bytes (tx req_prod, rx req_prod, frontend features, budget,
- * read-only grants, host frame length), the tx ring page, the rx ring page, the host
+ * read-only grants, host frame length, a rate limit), the tx ring page, the rx ring page, the host
  * frame, then page contents.
  */
 #include <stddef.h>
@@ -62,6 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct nb_features f = { .sg = hdr[8] & 1, .gso_tcpv4 = hdr[8] & 2,
                              .gso_tcpv6 = hdr[8] & 4, .csum = hdr[8] & 8 };
     unsigned budget = 1 + hdr[9] % 64;
+    struct nb_credit credit;                    /* hdr[15]: a rate limit, bytes/ms */
+    nb_credit_init(&credit, (uint64_t)hdr[15] * 64, 1000, 0);
 
     /* Attach as a restarted backend does: where the shared rings say they were. */
     BACK_RING_ATTACH(&s->tx, ts, ts->rsp_prod, NB_PAGE_SIZE);
@@ -73,7 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why;
     for (int round = 0; round < 4; round++) {
         enum nb_ring_state t = nb_tx_process(&s->tx, &ops, s->buf, budget, ns_deliver, s,
-                                             &st, &notify, &why);
+                                             &st, hdr[15] ? &credit : NULL, &notify, &why);
+        nb_credit_refill(&credit, (uint64_t)(round + 1) * 1000000);
         check_tx(s, tx_start);
         if (t == NB_RING_BROKEN && !why)
             __builtin_trap();
@@ -82,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             rs->rsp_prod != s->rx.rsp_prod_pvt ||
             s->rx.rsp_prod_pvt - rx_start > NB_RX_MAX_SLOTS * 4)
             __builtin_trap();
-        if (t != NB_RING_MORE && r != NB_RING_MORE)
+        if (t != NB_RING_MORE && t != NB_RING_CREDIT && r != NB_RING_MORE)
             break;
     }
     ns_free(s);

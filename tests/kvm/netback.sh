@@ -11,6 +11,8 @@
 #                 the responder echoed them
 #   announce      netback announced the guest's MAC (3 RARPs) on the bridge
 #   split         the same with split event channels (event-channel-tx/-rx)
+#   rate          rate=200Kb/s: the backend's rate node as libxl writes it; the guest's
+#                 frames all go, and netback held some back (its rate waits > 0)
 #   kill9         kill -9 of xkvm-netback while the guest loops: xkvmd restarts it, it
 #                 re-attaches (its log says so), the guest's rounds go on, the
 #                 xenstore tree is unchanged, the MAC is announced again
@@ -21,7 +23,7 @@
 #   hostile       a guest breaking its tx ring (test=net hostile=1): netback halts that
 #                 vif only, stays up (same pid), and another guest's vif still works
 source "$(dirname "$0")/lib.sh"
-CHECKS="layout handshake net announce split kill9 migrate-1 migrate-2 migrate-3
+CHECKS="layout handshake net announce split rate kill9 migrate-1 migrate-2 migrate-3
         live-update-1 live-update-2 live-update-3 loop-end hostile"
 skip_all() { for c in $CHECKS; do skip "$c" "$1"; done; exit 0; }
 
@@ -122,6 +124,19 @@ else
   fail split "guest said: $res"; glog "$D" 8; nlog 8
 fi
 xk destroy "$D" >/dev/null 2>&1
+
+make_cfg "$WORK/rate.cfg" rate "test=net count=200" 32 1 "vif = [ 'bridge=xkbr0,rate=200Kb/s' ]"
+D=$(xk create "$WORK/rate.cfg") || fail rate "xkvm create failed"
+res=$(wait_result "$D" net 120)
+rate_node=$(xsr /local/domain/0/backend/vif/$D/0/rate)
+xk destroy "$D" >/dev/null 2>&1
+for _ in $(seq 50); do grep -q "netback: $D/0: disconnected" "$RUNDIR/xkvm-netback.log" && break; sleep 0.1; done
+waits=$(grep "netback: $D/0: disconnected" "$RUNDIR/xkvm-netback.log" | grep -o "[0-9]* rate waits" | awk '{ print $1 }')
+if [ "$res" = "xtest: net: PASS" ] && [ "$rate_node" = "1250,50000" ] && [ "${waits:-0}" -gt 0 ]; then
+  pass rate; echo "# rate: netback held the next frame back $waits times"
+else
+  fail rate "guest said: $res; rate node '$rate_node'; rate waits '${waits:-}'"; nlog 4
+fi
 
 # ---- a looping guest: netback killed, the guest moved, xkvmd replaced -------------
 # last_round HOST D: the guest's last "round K" line there (0 if none yet).

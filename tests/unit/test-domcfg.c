@@ -816,6 +816,8 @@ static void test_vifs(void)
     strcpy(in.vifs[0].bridge, "xkbr0");
     memcpy(in.vifs[1].mac, m0, 6);
     in.vifs[1].mac[5] = 1;
+    in.vifs[1].rate_bytes = 62500;
+    in.vifs[1].rate_usec = 50000;
     REQUIRE(domcfg_validate(&in, err, sizeof(err)) == 0);
     struct json_object *o = domcfg_to_json(&in);
     REQUIRE(o);
@@ -830,6 +832,13 @@ static void test_vifs(void)
     CHECK(memcmp(out.vifs[0].mac, m0, 6) == 0);
     CHECK(strcmp(out.vifs[0].bridge, "xkbr0") == 0);
     CHECK(out.vifs[1].bridge[0] == '\0' && out.vifs[1].mac[5] == 1);
+    CHECK_EQ(out.vifs[1].rate_bytes, 62500);
+    CHECK_EQ(out.vifs[1].rate_usec, 50000);
+    CHECK_EQ(out.vifs[0].rate_usec, 0);
+    in.vifs[1].rate_usec = 0;
+    CHECK(domcfg_validate(&in, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "vifs[1].rate");
+    in.vifs[1].rate_bytes = 0;
 
     in.vifs[1].mac[5] = 0xab;
     CHECK(domcfg_validate(&in, err, sizeof(err)) == -EINVAL);
@@ -851,6 +860,8 @@ static void test_vifs(void)
     reject(V("[{\"mac\":\"00:16:3e:00:00:01\",\"x\":1}]"), "vifs[0]: unknown field");
     reject(V("[{\"mac\":\"00:16:3e:00:00:01\",\"bridge\":\"a b\"}]"), "vifs[0].bridge");
     reject(V("[{\"mac\":\"00:00:00:00:00:00\"}]"), "all zero");
+    reject(V("[{\"mac\":\"00:16:3e:00:00:01\",\"rate_usec\":-1}]"), "vifs[0].rate_usec");
+    reject(V("[{\"mac\":\"00:16:3e:00:00:01\",\"rate_bytes\":5}]"), "vifs[0].rate");
 #undef V
 }
 

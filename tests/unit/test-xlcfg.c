@@ -378,8 +378,11 @@ static void test_vifs(void)
         CHECK(c.vifs[i].mac[0] == 0x00 && c.vifs[i].mac[1] == 0x16 &&
               c.vifs[i].mac[2] == 0x3e && c.vifs[i].mac[3] < 0x80);
     }
-    CHECK_STR_CONTAINS(warn, "test.cfg:3: warning: vif entry 2: `rate' ignored");
     CHECK_STR_CONTAINS(warn, "vif entry 3: `script' ignored");
+    /* rate= by libxlutil: 10 Mbit/s in 50 ms intervals (its default). */
+    CHECK_EQ(c.vifs[1].rate_usec, 50000);
+    CHECK_EQ(c.vifs[1].rate_bytes, 10000000 / 8 / 20);
+    CHECK_EQ(c.vifs[0].rate_usec, 0);
     CHECK_MSG(!strstr(warn, "`vif' ignored"), "vif reported as unsupported: %s", warn);
     free(warn);
 
@@ -390,6 +393,7 @@ static void test_vifs(void)
     BAD("name='x'\n" KERNEL_REL "vif = [ 'bridge=abcdefghijklmnop' ]\n", "vif",
         "interface name");
     BAD("name='x'\n" KERNEL_REL "vif = [ 'frob=1' ]\n", "vif", "unknown option");
+    BAD("name='x'\n" KERNEL_REL "vif = [ 'rate=fast' ]\n", "vif", "entry 1: rate");
     BAD("name='x'\n" KERNEL_REL "vif = [ 'backend=2' ]\n", "vif", "dom0");
     BAD("name='x'\n" KERNEL_REL "vif = 'mac=00:16:3e:00:00:01'\n", "vif", "list");
     BAD("name='x'\n" KERNEL_REL "vif = [ 'mac=00:16:3e:00:00:01', "

@@ -110,16 +110,20 @@ static void stop_with(struct nb_dev *d, int why)
 }
 
 /* One round of both directions. Returns the ring state that ends the thread, or
- * NB_RING_IDLE / NB_RING_MORE; *rx_full while the frontend has no buffers. */
-static enum nb_ring_state pump(struct nb_dev *d, const struct nb_ops *ops, bool *rx_full)
+ * NB_RING_IDLE / NB_RING_MORE; *rx_full while the frontend has no buffers,
+ * *tx_wait while the rate limit holds the next packet back. */
+static enum nb_ring_state pump(struct nb_dev *d, const struct nb_ops *ops, bool *rx_full,
+                               bool *tx_wait)
 {
     bool ntf_tx = false, ntf_rx = false, busy = false;
     const char *why = NULL;
+    nb_credit_refill(&d->credit, mono_ns());
     enum nb_ring_state st = nb_tx_process(&d->tx, ops, d->txbuf, NB_BUDGET, to_tap, d,
-                                          &d->stats, &ntf_tx, &why);
+                                          &d->stats, &d->credit, &ntf_tx, &why);
     if (st == NB_RING_BROKEN || st == NB_RING_LOST)
         goto out;
     busy = st == NB_RING_MORE;
+    *tx_wait = st == NB_RING_CREDIT;
     for (unsigned n = 0; n < NB_BUDGET; n++) {
         if (!d->rx_pending) {
             ssize_t r = read(d->tap_fd, d->rxbuf, NB_FRAME_BUF);
@@ -190,7 +194,7 @@ static void *packet_thread(void *arg)
 {
     struct nb_dev *d = arg;
     const struct nb_ops ops = { .ctx = d, .map = op_map, .unmap = op_unmap, .lost = op_lost };
-    bool rx_full = false;
+    bool rx_full = false, tx_wait = false;
     unsigned announced = 0;
     uint64_t next_announce = mono_ns() + NB_ANNOUNCE_FIRST_MS * 1000000ull;
     /* Requests produced while nobody served the rings are served now; kick once. */
@@ -200,7 +204,7 @@ static void *packet_thread(void *arg)
     for (;;) {
         if (atomic_load(&d->stop_reason) != NB_STOP_NONE)
             return NULL;
-        enum nb_ring_state st = pump(d, &ops, &rx_full);
+        enum nb_ring_state st = pump(d, &ops, &rx_full, &tx_wait);
         if (st == NB_RING_BROKEN) {
             stop_with(d, NB_STOP_BROKEN);
             return NULL;
@@ -214,10 +218,19 @@ static void *packet_thread(void *arg)
         int timeout = announce_due(d, &announced, &next_announce);
         if (st == NB_RING_MORE)
             continue;
+        bool liveness = timeout == NB_LIVENESS_MS;
+        if (tx_wait) {                  /* back when the rate limit refills */
+            uint64_t now = mono_ns(), at = d->credit.next_refill_ns;
+            int ms = at > now ? (int)((at - now + 999999) / 1000000) : 0;
+            if (ms < timeout) {
+                timeout = ms;
+                liveness = false;
+            }
+        }
         struct pollfd pf[5] = {
             { .fd = d->stop_fd, .events = POLLIN },
             { .fd = dom0_fileno(d->conn), .events = POLLRDHUP },
-            { .fd = d->tx_from, .events = POLLIN },
+            { .fd = tx_wait ? -1 : d->tx_from, .events = POLLIN },
             { .fd = d->rx_from != d->tx_from ? d->rx_from : -1, .events = POLLIN },
             { .fd = rx_full ? -1 : d->tap_fd, .events = POLLIN },
         };
@@ -242,7 +255,7 @@ static void *packet_thread(void *arg)
             drain(d->rx_from);
             rx_full = false;
         }
-        if (n == 0 && timeout == NB_LIVENESS_MS && !still_there(d))
+        if (n == 0 && liveness && !still_there(d))
             return NULL;
     }
 }
@@ -315,6 +328,7 @@ int dev_connect(struct nb_dev *d, const struct nb_ring_params *rp)
     if ((rc = tap_set_offload(d->tap_fd, rp->f.csum, rp->f.gso_tcpv4 && rp->f.sg,
                               rp->f.gso_tcpv6 && rp->f.sg)))
         goto fail;
+    nb_credit_init(&d->credit, rp->rate_bytes, rp->rate_usec, mono_ns());
     if ((d->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
         rc = -errno;
         goto fail;
@@ -323,9 +337,10 @@ int dev_connect(struct nb_dev *d, const struct nb_ring_params *rp)
         goto fail;
     d->has_thread = true;
     log_info("netback: %u/%u: connected: tx at %u, rx at %u, port%s %u/%u, sg %d, "
-             "gso %d/%d, csum %d", d->domid, d->handle, d->tx.rsp_prod_pvt,
-             d->rx.rsp_prod_pvt, rp->split ? "s" : "", rp->tx_port, rp->rx_port, rp->f.sg,
-             rp->f.gso_tcpv4, rp->f.gso_tcpv6, rp->f.csum);
+             "gso %d/%d, csum %d, rate %llu bytes per %u us", d->domid, d->handle,
+             d->tx.rsp_prod_pvt, d->rx.rsp_prod_pvt, rp->split ? "s" : "", rp->tx_port,
+             rp->rx_port, rp->f.sg, rp->f.gso_tcpv4, rp->f.gso_tcpv6, rp->f.csum,
+             (unsigned long long)rp->rate_bytes, rp->rate_usec);
     return 0;
 fail:
     dev_disconnect(d);
@@ -346,13 +361,15 @@ void dev_disconnect(struct nb_dev *d)
     }
     if (served)
         log_info("netback: %u/%u: disconnected (tx %llu packets %llu bytes %llu dropped, "
-                 "rx %llu packets %llu bytes %llu dropped, %llu announces)", d->domid,
+                 "rx %llu packets %llu bytes %llu dropped, %llu announces, %llu rate "
+                 "waits)", d->domid,
                  d->handle, (unsigned long long)d->stats.tx_packets,
                  (unsigned long long)d->stats.tx_bytes,
                  (unsigned long long)d->stats.tx_dropped,
                  (unsigned long long)d->stats.rx_packets,
                  (unsigned long long)d->stats.rx_bytes,
-                 (unsigned long long)d->stats.rx_dropped, (unsigned long long)d->announces);
+                 (unsigned long long)d->stats.rx_dropped, (unsigned long long)d->announces,
+                 (unsigned long long)d->credit.waits);
     if (d->conn) {
         if (d->tx_sring)
             dom0_unmap_grant(d->conn, d->domid, d->tx_handle, d->tx_sring);

@@ -20,6 +20,8 @@ struct nb_ring_params {
     uint32_t tx_port, rx_port;      /* equal unless split event channels */
     bool split;
     struct nb_features f;
+    uint64_t rate_bytes;            /* the backend's `rate` (0: unlimited) */
+    uint32_t rate_usec;
 };
 
 enum nb_dev_stop {
@@ -61,6 +63,7 @@ struct nb_dev {
     uint8_t *txbuf, *rxbuf;
     size_t rx_pending;              /* a TAP frame in rxbuf waiting for rx buffers */
     struct nb_stats stats;
+    struct nb_credit credit;        /* rate=: what the guest may still send */
     uint64_t announces;
     const char *fail_step;
     int last_fail;

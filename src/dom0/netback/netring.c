@@ -264,10 +264,46 @@ static void tx_respond(netif_tx_back_ring_t *ring, const struct nb_tx_pkt *p, bo
         *notify = true;
 }
 
+#define NB_CREDIT_MAX_BURST 131072u
+
+void nb_credit_init(struct nb_credit *c, uint64_t bytes, uint64_t usecs, uint64_t now_ns)
+{
+    c->per_interval = usecs ? bytes : 0;
+    c->interval_ns = usecs * 1000;
+    c->remaining = c->per_interval;
+    c->next_refill_ns = now_ns + c->interval_ns;
+    c->waits = 0;
+}
+
+void nb_credit_refill(struct nb_credit *c, uint64_t now_ns)
+{
+    if (!c->per_interval || now_ns < c->next_refill_ns)
+        return;
+    uint64_t cap = c->per_interval > NB_CREDIT_MAX_BURST ? c->per_interval
+                                                         : NB_CREDIT_MAX_BURST;
+    uint64_t intervals = (now_ns - c->next_refill_ns) / c->interval_ns + 1;
+    uint64_t add = intervals > cap / c->per_interval + 1 ? cap : intervals * c->per_interval;
+    c->remaining = c->remaining + add > cap ? cap : c->remaining + add;
+    c->next_refill_ns += intervals * c->interval_ns;
+}
+
+/* May the packet go now? Takes its bytes from the credit if so. */
+static bool credit_take(struct nb_credit *c, uint32_t bytes)
+{
+    if (!c || !c->per_interval)
+        return true;
+    if (bytes > c->remaining) {
+        c->waits++;
+        return false;
+    }
+    c->remaining -= bytes;
+    return true;
+}
+
 enum nb_ring_state nb_tx_process(netif_tx_back_ring_t *ring, const struct nb_ops *ops,
                                  uint8_t *buf, unsigned budget, nb_deliver_fn *deliver,
-                                 void *dctx, struct nb_stats *st, bool *notify,
-                                 const char **why)
+                                 void *dctx, struct nb_stats *st,
+                                 struct nb_credit *credit, bool *notify, const char **why)
 {
     struct nb_tx_pkt p;
     *why = NULL;
@@ -282,13 +318,18 @@ enum nb_ring_state nb_tx_process(netif_tx_back_ring_t *ring, const struct nb_ops
                 return NB_RING_IDLE;
             continue;
         }
+        if (v == NB_PKT_OK && !credit_take(credit, p.total))
+            return NB_RING_CREDIT;          /* nothing consumed: sent after the refill */
         n++;
         bool ok = v == NB_PKT_OK;
         uint8_t *frame = buf + NB_VNET_HDR_LEN;
         if (ok) {
             int c = tx_copy(&p, ops, frame);
-            if (c < 0)
+            if (c < 0) {
+                if (credit && credit->per_interval)
+                    credit->remaining += p.total;
                 return NB_RING_LOST;        /* nothing consumed: done again later */
+            }
             ok = c == 1;
         }
         struct virtio_net_hdr h;

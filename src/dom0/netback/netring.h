@@ -92,7 +92,27 @@ enum nb_ring_state {
     NB_RING_FULL,       /* rx: not enough buffers posted for the frame; wait */
     NB_RING_BROKEN,     /* the frontend broke the protocol: stop the ring */
     NB_RING_LOST,       /* ops->lost(): stopped before answering the current packet */
+    NB_RING_CREDIT,     /* tx: the next packet waits for the rate limit's next refill */
 };
+
+/*
+ * xl's rate= on a vif (the backend's `rate` node, "BYTES,USECS"), as Linux's netback
+ * applies it to what the guest sends: a packet goes when it fits in the remaining
+ * credit; every interval adds per_interval, up to max(per_interval, 128 KiB) so a
+ * burst of jumbo frames still passes. The caller refills with its clock.
+ */
+struct nb_credit {
+    uint64_t per_interval;      /* bytes; 0: unlimited */
+    uint64_t interval_ns;
+    uint64_t remaining;
+    uint64_t next_refill_ns;
+    uint64_t waits;             /* times a packet had to wait */
+};
+
+/* Start a limit (full credit for one interval) at now_ns. */
+void nb_credit_init(struct nb_credit *c, uint64_t bytes, uint64_t usecs, uint64_t now_ns);
+/* Add the intervals' credit that is due at now_ns. */
+void nb_credit_refill(struct nb_credit *c, uint64_t now_ns);
 
 /* A transmitted frame leaves: hdr then len bytes of frame, contiguous in buf. */
 typedef void nb_deliver_fn(void *ctx, const uint8_t *buf, size_t len);
@@ -106,11 +126,12 @@ struct nb_stats {
  * Take up to budget packets off the tx ring: each is copied into buf (at least
  * NB_FRAME_BUF bytes; virtio-net header first) and delivered, or dropped, and its
  * slots answered (pushed packet by packet; *notify when the frontend wants an event).
+ * credit (NULL: none) limits what is delivered: NB_RING_CREDIT, nothing consumed.
  */
 enum nb_ring_state nb_tx_process(netif_tx_back_ring_t *ring, const struct nb_ops *ops,
                                  uint8_t *buf, unsigned budget, nb_deliver_fn *deliver,
-                                 void *dctx, struct nb_stats *st, bool *notify,
-                                 const char **why);
+                                 void *dctx, struct nb_stats *st,
+                                 struct nb_credit *credit, bool *notify, const char **why);
 
 /*
  * Put one host frame (virtio-net header then the frame, len bytes in all; the frame

@@ -191,6 +191,19 @@ static int read_ring_params(struct netback *b, struct nb_dev *d,
     rp->f.gso_tcpv4 = fe_flag(b, d, "feature-gso-tcpv4");
     rp->f.gso_tcpv6 = fe_flag(b, d, "feature-gso-tcpv6");
     rp->f.csum = !fe_flag(b, d, "feature-no-csum-offload");
+    /* The toolstack's rate= (Linux's xen_net_read_rate): "BYTES,USECS"; bad is none. */
+    char *rate = rd(b, d->be, "rate");
+    unsigned long long bytes = 0;
+    unsigned long usec = 0;
+    if (rate && (sscanf(rate, "%llu,%lu", &bytes, &usec) != 2 || !bytes || !usec ||
+                 usec > UINT32_MAX)) {
+        log_warn("netback: %u/%u: bad rate \"%.40s\": not limited", d->domid, d->handle,
+                 rate);
+        bytes = usec = 0;
+    }
+    free(rate);
+    rp->rate_bytes = bytes;
+    rp->rate_usec = (uint32_t)usec;
     return 0;
 }
 
