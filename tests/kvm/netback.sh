@@ -141,7 +141,7 @@ fi
 # ---- a looping guest: netback killed, the guest moved, xkvmd replaced -------------
 # last_round HOST D: the guest's last "round K" line there (0 if none yet).
 last_round() {
-  strip_dmesg < "$1/dmesg-$2.log" 2>/dev/null | grep -a -o "xtest: net: round [0-9]*" |
+  strip_dmesg 2>/dev/null < "$1/dmesg-$2.log" | grep -a -o "xtest: net: round [0-9]*" |
     tail -1 | awk '{ print $4 }' | grep . || echo 0
 }
 # rounds_go_on HOST D: a round after the current one ends there within 30 s.
@@ -153,9 +153,10 @@ rounds_go_on() {
   done
   return 1
 }
-# lost_since HOST D: frames lost in the rounds logged there.
+# lost_on HOST D: frames lost in the rounds logged there (the log starts afresh each
+# time the domain arrives on a host).
 lost_on() {
-  strip_dmesg < "$1/dmesg-$2.log" 2>/dev/null | awk '/xtest: net: round/ { l += $10 } END { print l + 0 }'
+  strip_dmesg 2>/dev/null < "$1/dmesg-$2.log" | awk '/xtest: net: round/ { l += $10 } END { print l + 0 }'
 }
 vif_tree() { { xenstore-ls -f "/local/domain/0/backend/vif/$1"; xenstore-ls -f "/local/domain/$1/device/vif"; } 2>&1; }
 
@@ -195,7 +196,7 @@ SRC=$H1; DST=$H2; DPORT=$P2
 for i in 1 2 3; do
   r0=$(rarp_count $LMAC)
   on "$SRC"
-  lost_before=$(lost_on "$SRC" "$D"); rounds_before=$(last_round "$SRC" "$D")
+  lost_src0=$(lost_on "$SRC" "$D")
   if ! out=$(xk migrate "$D" "127.0.0.1:$DPORT" 2>&1); then
     fail "migrate-$i" "$out"; break
   fi
@@ -204,7 +205,7 @@ for i in 1 2 3; do
   for _ in $(seq 30); do [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ] && break; sleep 0.1; done
   if [ $going = 1 ] && [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ]; then
     pass "migrate-$i"
-    echo "# migration $i: $(lost_on "$DST" "$D") frames lost in the rounds since (before it: $lost_before in $rounds_before rounds)"
+    echo "# migration $i: $(( $(lost_on "$SRC" "$D") - lost_src0 + $(lost_on "$DST" "$D") )) frames lost in the rounds around the move"
   else
     fail "migrate-$i" "rounds $(last_round "$DST" "$D"), RARPs $(rarp_count $LMAC) (were $r0)"
     glog "$D" 6; nlog 10; break
