@@ -33,6 +33,10 @@ if [ -z "${XKVM_NETBACK_NS:-}" ]; then
   command -v ip >/dev/null || skip_all "no ip (iproute2)"
   NS=xkvm-nb-$$-$RANDOM
   ip netns add "$NS" 2>/dev/null || skip_all "cannot create a network namespace"
+  if ! ip netns exec "$NS" true 2>/dev/null; then
+    ip netns del "$NS"
+    skip_all "cannot enter a network namespace (ip netns exec)"
+  fi
   trap - EXIT
   rm -rf "$WORK"
   XKVM_NETBACK_NS=$NS ip netns exec "$NS" "$0" "$@"
