@@ -129,6 +129,24 @@ long fifo_init_control(unsigned cpu, uint64_t gfn, uint32_t offset)
     return rc;
 }
 
+void fifo_forget(void)
+{
+    evtchn_fifo = false;
+    fifo_nr_pages = 0;
+    memset(fifo_cb_pages, 0, sizeof(fifo_cb_pages));
+    memset(fifo_local_head, 0, sizeof(fifo_local_head));
+}
+
+void fifo_clear_queues(unsigned cpu)
+{
+    for (unsigned n = 0; n < fifo_nr_pages; n++)
+        for (unsigned i = 0; i < 1024; i++)
+            __atomic_fetch_and(&fifo_array[n][i], ~(W_LINKED | W_BUSY | EVTCHN_FIFO_LINK_MASK),
+                               __ATOMIC_SEQ_CST);
+    memset(fifo_cb_pages[cpu], 0, sizeof(fifo_cb_pages[cpu]));
+    memset(fifo_local_head[cpu], 0, sizeof(fifo_local_head[cpu]));
+}
+
 static void fifo_init_cpu(unsigned cpu)
 {
     memset(fifo_cb_pages[cpu], 0, sizeof(fifo_cb_pages[cpu]));
@@ -139,7 +157,7 @@ static void fifo_init_cpu(unsigned cpu)
 }
 
 /* The event array reaches port (pages added as needed, every word MASKED first). */
-static void fifo_cover(uint32_t port)
+void fifo_cover(uint32_t port)
 {
     while (port / 1024 >= fifo_nr_pages) {
         if (fifo_nr_pages >= FIFO_PAGES)

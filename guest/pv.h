@@ -141,6 +141,9 @@ extern volatile uint64_t fifo_handled_order[64];    /* ports, in the order handl
 extern volatile uint64_t fifo_nr_handled;
 struct evtchn_fifo_control_block *fifo_cb(unsigned cpu);
 long fifo_init_control(unsigned cpu, uint64_t gfn, uint32_t offset);
+void fifo_cover(uint32_t port);         /* expand the array (words MASKED) to reach port */
+void fifo_forget(void);                 /* after EVTCHNOP_reset: back to 2-level, locally */
+void fifo_clear_queues(unsigned cpu);   /* unlink every word, empty cpu's control block */
 
 /* Xen system time in ns from this CPU's vcpu_time_info; 0 if Xen gives none. */
 uint64_t xen_time_ns(void);

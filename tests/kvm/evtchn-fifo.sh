@@ -20,3 +20,4 @@ run_fifo fifo-loopback-block evtchn-loopback "upcall=callback wait=block"
 run_fifo fifo-virq-timer evtchn-virq-timer "upcall=vector"
 run_fifo fifo-ipi-callback evtchn-ipi "upcall=callback" 2
 run_fifo fifo-ipi-vector evtchn-ipi "upcall=vector" 2
+run_guest_test evtchn-fifo 32 1 fifo-abi ""
