@@ -41,7 +41,8 @@ enum xkvm_ctx_type {
      *   0x100..0x17f  domain PV state, written by save, migration and live update;
      *   0x180..0x1ff  reserved for live-update-only records (p2m extents, frame
      *                 ownership, dom0 grant mappings, preserved fds): not defined yet;
-     *   0x200..       later groups (altp2m views, FIFO event channels...).
+     *   0x200..0x2ff  FIFO event channels;
+     *   0x300..       later groups (altp2m views...).
      */
     XKVM_CTX_XKVM_BASE      = 0x100,
     XKVM_CTX_DOMAIN         = 0x100,    /* once: domid, number of vCPUs */
