@@ -83,9 +83,11 @@ int evtchn_alloc_unbound_for(struct domain *d, uint16_t remote, uint32_t *port)
 
 static void reset_port(struct evtchn *ch)
 {
+    /* FIFO: where it was last linked outlives the port, as in Xen (it may be a tail). */
     *ch = (struct evtchn){ .state = ECS_FREE, .dom0_to_guest = -1, .dom0_from_guest = -1,
                            .dom0_slot = -1, .priority = EVTCHN_FIFO_PRIORITY_DEFAULT,
-                           .fifo_last_priority = EVTCHN_FIFO_PRIORITY_DEFAULT };
+                           .fifo_last_vcpu = ch->fifo_last_vcpu,
+                           .fifo_last_priority = ch->fifo_last_priority };
 }
 
 static void drop_dom0_binding(struct evtchn *ch)
@@ -414,8 +416,10 @@ int event_domain_init(struct domain *d)
         return -ENOMEM;
     ev->d = d;
     pthread_mutex_init(&ev->lock, NULL);
-    for (uint32_t p = 0; p < EVTCHN_NR_PORTS; p++)
+    for (uint32_t p = 0; p < EVTCHN_NR_PORTS; p++) {
+        ev->ports[p].fifo_last_priority = EVTCHN_FIFO_PRIORITY_DEFAULT;
         reset_port(&ev->ports[p]);
+    }
     ev->ports[0].state = ECS_RESERVED;
     ev->valid_ports = EVTCHN_BUCKET;
     d->ev = ev;
