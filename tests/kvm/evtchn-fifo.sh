@@ -36,6 +36,13 @@ run_fifo fifo-virq-timer evtchn-virq-timer "upcall=vector"
 run_fifo fifo-ipi-callback evtchn-ipi "upcall=callback" 2
 run_fifo fifo-ipi-vector evtchn-ipi "upcall=vector" 2
 
+# Calling Xen with VMCALL/VMMCALL directly, as Linux does, where KVM intercepts it.
+if vmcall_mode_or_skip fifo-vmcall; then
+  run_fifo fifo-loopback-vmcall evtchn-loopback "upcall=vector hypercall=vmcall"
+  run_fifo fifo-ipi-vmcall evtchn-ipi "upcall=vector hypercall=vmcall" 2
+  run_guest_test evtchn-fifo 32 1 fifo-abi-vmcall "hypercall=vmcall"
+fi
+
 # The ABI's own rules and hostile inputs (bad init_control, expand_array past 128
 # pages, priorities out of range, a LINK loop); xkvmd stays up through them.
 run_guest_test evtchn-fifo 32 1 fifo-abi ""
