@@ -47,7 +47,7 @@ enum xkvm_ctx_type {
     XKVM_CTX_XKVM_BASE      = 0x100,
     XKVM_CTX_DOMAIN         = 0x100,    /* once: domid, number of vCPUs */
     XKVM_CTX_SHARED_INFO_GFN = 0x101,   /* once: where shared_info is mapped */
-    XKVM_CTX_EVTCHN_ABI     = 0x102,    /* once: 2-level (FIFO later) */
+    XKVM_CTX_EVTCHN_ABI     = 0x102,    /* once: 2-level or FIFO */
     XKVM_CTX_EVTCHN_PORT    = 0x103,    /* per bound port */
     XKVM_CTX_GNTTAB         = 0x104,    /* once: version, frames and their gfns */
     XKVM_CTX_GNTTAB_FRAME   = 0x105,    /* per grant frame: its contents */

@@ -192,7 +192,6 @@ static long reset(struct hcall *hc, struct evtchn_reset *r)
     return rc ? rc : reset_self(hc->d);
 }
 
-
 static long init_control(struct hcall *hc, struct evtchn_init_control *c)
 {
     struct domain *d = hc->d;
