@@ -1,8 +1,8 @@
 /*
  * Event channels, FIFO ABI (Xen 4.17's event_channel.h; docs/hypervisor.md, "FIFO
  * event channels"): the per-vCPU control blocks and the event array pages in guest
- * memory, priority queues linked through the event words' LINK fields, and the
- * switch from 2-level. Written after Xen's semantics (xen/common/event_fifo.c), not
+ * memory, priority queues linked through the event words' LINK fields
+ * (evtchn_fifo_words.c does the word operations), and the switch from 2-level. Written after Xen's semantics (xen/common/event_fifo.c), not
  * its code.
  *
  * The guest is hostile: every event word and control block field may change under
@@ -23,6 +23,7 @@
 #include "hv/domain.h"
 #include "hv/event.h"
 #include "hv/event_state.h"
+#include "hv/evtchn_fifo_words.h"
 #include "hv/hv.h"
 #include "hv/physmap.h"
 #include "hv/vcpu.h"
@@ -31,9 +32,10 @@
 #define W_PENDING   (1u << EVTCHN_FIFO_PENDING)
 #define W_MASKED    (1u << EVTCHN_FIFO_MASKED)
 #define W_LINKED    (1u << EVTCHN_FIFO_LINKED)
-#define W_BUSY      (1u << EVTCHN_FIFO_BUSY)
-#define LINK_TRIES  4   /* compare-and-swap attempts before (and after) BUSY, as Xen */
 
+_Static_assert(FIFO_W_PENDING == W_PENDING && FIFO_W_MASKED == W_MASKED &&
+               FIFO_W_LINKED == W_LINKED && FIFO_W_BUSY == (1u << EVTCHN_FIFO_BUSY) &&
+               FIFO_LINK_MASK == EVTCHN_FIFO_LINK_MASK, "evtchn_fifo_words.h's bits");
 _Static_assert(EVTCHN_FIFO_MAX_PAGES == 128, "Xen's EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES");
 
 event_word_t *evtchn_fifo_word(struct event_domain *ev, uint32_t port)
@@ -68,39 +70,6 @@ void evtchn_fifo_clear_pending(struct event_domain *ev, uint32_t port)
         __atomic_fetch_and(w, ~W_PENDING, __ATOMIC_SEQ_CST);
 }
 
-/*
- * Point the tail's LINK at port, if the tail is still LINKED (the guest has not
- * consumed it). True if linked. A guest changing the word all the time gets it held
- * with BUSY for a few more tries (its own cmpxchg loops wait for BUSY to clear), and
- * after that, as Xen, the event is reported linked and a warning logged: it is the
- * guest that lost it.
- */
-static bool set_link(struct domain *d, event_word_t *word, uint32_t port)
-{
-    uint32_t w = word_load(word);
-    for (int round = 0; round < 2; round++) {
-        for (int i = 0; i < LINK_TRIES; i++) {
-            if (!(w & W_LINKED)) {
-                if (round)
-                    __atomic_fetch_and(word, ~W_BUSY, __ATOMIC_SEQ_CST);
-                return false;
-            }
-            uint32_t nw = (w & ~(W_BUSY | EVTCHN_FIFO_LINK_MASK)) | port;
-            if (__atomic_compare_exchange_n(word, &w, nw, false, __ATOMIC_SEQ_CST,
-                                            __ATOMIC_SEQ_CST))
-                return true;
-        }
-        if (!round) {
-            __atomic_fetch_or(word, W_BUSY, __ATOMIC_SEQ_CST);
-            w = word_load(word);
-        }
-    }
-    __atomic_fetch_and(word, ~W_BUSY, __ATOMIC_SEQ_CST);
-    log_guest(d, "d%u: FIFO port %u not linked: the guest keeps changing its queue's tail",
-              d->domid, port);
-    return true;
-}
-
 /* Link port at the tail of v's queue for its priority; flag the queue READY. */
 static void link_port(struct domain *d, struct vcpu *v, uint32_t port, event_word_t *word)
 {
@@ -118,18 +87,14 @@ static void link_port(struct domain *d, struct vcpu *v, uint32_t port, event_wor
     ch->fifo_last_vcpu = (uint16_t)v->id;
     ch->fifo_last_priority = prio;
 
-    if (__atomic_fetch_or(word, W_LINKED, __ATOMIC_SEQ_CST) & W_LINKED)
-        return;
-    bool linked = false;
     uint32_t tail = e->fifo_tail[prio];
-    event_word_t *tw = tail ? evtchn_fifo_word(ev, tail) : NULL;
-    if (tw)
-        linked = set_link(d, tw, port);
-    if (!linked)
-        __atomic_store_n(&e->fifo_cb->head[prio], port, __ATOMIC_SEQ_CST);
-    e->fifo_tail[prio] = port;
-    if (!linked &&
-        !(__atomic_fetch_or(&e->fifo_cb->ready, 1u << prio, __ATOMIC_SEQ_CST) & (1u << prio)))
+    struct fifo_link r = fifo_queue_link(word, port, prio, &e->fifo_tail[prio],
+                                         tail ? evtchn_fifo_word(ev, tail) : NULL,
+                                         &e->fifo_cb->head[prio], &e->fifo_cb->ready);
+    if (r.gave_up)
+        log_guest(d, "d%u: FIFO port %u not linked: the guest keeps changing its queue's "
+                  "tail (port %u)", d->domid, port, tail);
+    if (r.raise)
         upcall_mark_pending(v);
 }
 
