@@ -441,6 +441,19 @@ static int fifo_vcpu_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx
     return 0;
 }
 
+/* The tails as numbers, the queues that have one. */
+static void fifo_vcpu_dump(const struct xkvm_ctx_record *rec, struct xkvm_ctx_dumper *d)
+{
+    const struct xkvm_ctx_evtchn_fifo_vcpu *v = rec->body;
+    char name[16];
+
+    for (unsigned q = 0; q < XKVM_CTX_FIFO_QUEUES; q++)
+        if (v->tail[q]) {
+            snprintf(name, sizeof(name), "tail_%u", q);
+            xkvm_ctx_dump_uint(d, name, v->tail[q]);
+        }
+}
+
 static const struct xkvm_ctx_field fifo_held_fields[] = {
     XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_fifo_held, nr_ports, 1,
                      XKVM_CTX_EVTCHN_2L_PORTS - 1),
@@ -611,6 +624,7 @@ static const struct xkvm_ctx_type_desc builtin_types[] = {
         .fixed_size = sizeof(struct xkvm_ctx_evtchn_fifo_vcpu),
         .fields = XKVM_CTX_FIELDS(fifo_vcpu_fields),
         .validate = fifo_vcpu_validate,
+        .dump = fifo_vcpu_dump,
     },
     {
         .type = XKVM_CTX_EVTCHN_FIFO_HELD, .name = "EVTCHN_FIFO_HELD",
