@@ -1,9 +1,9 @@
 /*
  * Event channels, FIFO ABI (Xen 4.17's event_channel.h; docs/hypervisor.md, "FIFO
  * event channels"): the per-vCPU control blocks and the event array pages in guest
- * memory, priority queues linked through the event words' LINK fields
- * (evtchn_fifo_words.c does the word operations), and the switch from 2-level. Written after Xen's semantics (xen/common/event_fifo.c), not
- * its code.
+ * memory, priority queues linked through the event words' LINK fields (the word
+ * operations are evtchn_fifo_words.c's), and the switch from 2-level. Written after
+ * Xen's semantics (xen/common/event_fifo.c), not its code.
  *
  * The guest is hostile: every event word and control block field may change under
  * us. Words are only ever changed with atomic operations, links with a bounded
