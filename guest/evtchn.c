@@ -578,7 +578,8 @@ void pv_init(void)
            (unsigned long)xatp.gpfn, upcall_mode_name(),
            upcall_mode == UPCALL_VECTOR ? VEC_UPCALL_PERCPU : VEC_UPCALL_CALLBACK,
            lapic_x2apic() ? "x2APIC" : "xAPIC", wait_mode == WAIT_BLOCK ? "block" : "hlt",
-           evtchn_fifo ? "fifo" : "2l", self_domid == DOMID_SELF ? -1 : (int)self_domid, (unsigned long)t);
+           evtchn_fifo ? "fifo" : "2l", self_domid == DOMID_SELF ? -1 : (int)self_domid,
+           (unsigned long)t);
     irq_enable();
     pv_ready = true;
 }
