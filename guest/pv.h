@@ -16,7 +16,7 @@
  *
  * Command-line words it reads: upcall=callback|vector (default callback),
  * wait=hlt|block (default hlt), apic=auto|xapic (default auto: x2APIC if CPUID has it),
- * console=hypercall|ring|both (default hypercall), xs_timeout=MS (default 30000),
+ * evtchn=2l|fifo (default 2l), console=hypercall|ring|both (default hypercall), xs_timeout=MS (default 30000),
  * xs_reconnect=MS (default 5000).
  */
 #ifndef XKVM_GUEST_PV_H
@@ -134,6 +134,17 @@ void evtchn_mask(uint32_t port);                /* local: set the mask bit */
 bool evtchn_pending(uint32_t port);
 bool evtchn_masked(uint32_t port);
 const char *evtchn_status_name(uint32_t s);
+/* FIFO ABI (evtchn=fifo): set by pv_init; the array pages added so far. */
+extern bool evtchn_fifo;
+extern unsigned fifo_nr_pages;
+extern volatile event_word_t fifo_array[EVTCHN_NR_PORTS / 1024][1024];
+extern volatile uint64_t fifo_handled_order[64];    /* ports, in the order handled */
+extern volatile uint64_t fifo_nr_handled;
+struct evtchn_fifo_control_block *fifo_cb(unsigned cpu);
+long fifo_init_control(unsigned cpu, uint64_t gfn, uint32_t offset);
+void fifo_cover(uint32_t port);         /* expand the array (words MASKED) to reach port */
+void fifo_forget(void);                 /* after EVTCHNOP_reset: back to 2-level, locally */
+void fifo_clear_queues(unsigned cpu);   /* unlink every word, empty cpu's control block */
 
 /* Xen system time in ns from this CPU's vcpu_time_info; 0 if Xen gives none. */
 uint64_t xen_time_ns(void);
