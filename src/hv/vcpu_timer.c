@@ -155,9 +155,10 @@ static void vcpu_timer_fire(struct vcpu *v)
     }
     if (e->periodic_period && now >= e->periodic_next) {
         fire = true;
-        e->periodic_next += e->periodic_period;
-        if (e->periodic_next <= now)    /* missed ticks are not made up, as on Xen */
-            e->periodic_next = now + e->periodic_period;
+        /* As Xen's vcpu_periodic_timer_work: the next tick is a period after this
+         * one fired, so a late tick never brings the next one closer (nor are missed
+         * ticks made up). */
+        e->periodic_next = now + e->periodic_period;
     }
     if (e->retry_at && host_monotonic_ns() >= e->retry_at) {
         e->retry_at = 0;
