@@ -381,11 +381,21 @@ static int populate_memory(struct domain *d, char *err, size_t errlen)
     return rc;
 }
 
+static int run_by_gfn(const void *a, const void *b)
+{
+    uint64_t x = ((const struct p2m_run *)a)->gfn, y = ((const struct p2m_run *)b)->gfn;
+    return x < y ? -1 : x > y;
+}
+
 /* Live update: the memory is already there, in the frames the image names. */
 static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *err,
                         size_t errlen)
 {
     int rc = init_p2m(d);
+    struct p2m_run *runs = rc ? NULL : calloc(a->nr_extents ? a->nr_extents : 1,
+                                               sizeof(*runs));
+    if (!rc && !runs)
+        rc = -ENOMEM;
     for (size_t i = 0; !rc && i < a->nr_extents; i++) {
         const struct domain_extent *x = &a->extents[i];
         rc = mm_claim(&host.mm, x->mfn, x->nr, d->domid, x->type);
@@ -401,9 +411,14 @@ static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *er
                      (unsigned long long)x->nr, rc == -EEXIST ? "mapped twice" :
                      rc == -EINVAL ? "beyond the domain's memory" : strerror(-rc));
         }
+        runs[i] = (struct p2m_run){ .gfn = x->gfn, .nr = x->nr };
     }
-    if (!rc && (rc = p2m_build_memslots(&d->p2m)))
-        snprintf(err, errlen, "memslots: %s", strerror(-rc));
+    if (!rc) {
+        qsort(runs, a->nr_extents, sizeof(*runs), run_by_gfn);
+        if ((rc = p2m_build_memslots(&d->p2m, runs, a->nr_extents)))
+            snprintf(err, errlen, "memslots: %s", strerror(-rc));
+    }
+    free(runs);
     return rc;
 }
 

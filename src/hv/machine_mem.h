@@ -34,7 +34,7 @@ enum frame_type {
  * while named becomes an orphan and is released by whichever drops the last name.
  */
 struct frame {
-    uint16_t owner;     /* domid, or DOMID_NONE when free */
+    uint16_t owner;     /* domid; when free (the bitmap says), DOMID_NONE or 0 */
     uint8_t type : 4;   /* enum frame_type */
     uint8_t flags : 4;  /* FRAME_ORPHAN */
     uint8_t maps;       /* gfns that map it in its owner's p2m */

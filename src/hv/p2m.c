@@ -666,7 +666,9 @@ int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
 /*
  * Live update: one memslot per cluster of populated runs, runs less than
  * P2M_BUILD_GAP_MAX gfns apart sharing one slot with the scratch frame in the gaps (the
- * holes a guest made inside its RAM must not cost a slot each).
+ * holes a guest made inside its RAM must not cost a slot each). Built from the runs the
+ * caller adopted, never by walking the whole table: the downtime must not grow with the
+ * window (a 256 MiB domain's window spans 4 GiB of gfns).
  */
 #define P2M_BUILD_GAP_MAX 16
 
@@ -679,27 +681,56 @@ static int fill_gap(struct p2m *p, uint64_t from, uint64_t to)
     return rc;
 }
 
-int p2m_build_memslots(struct p2m *p)
+/*
+ * The breaks count_breaks would find around and inside cluster runs[a..b), built: one
+ * at each edge that is not the window's, none inside a run (its frames are contiguous),
+ * one per boundary in a gap (each gap gfn maps the scratch frame on its own), and where
+ * two runs touch, one unless their frames continue.
+ */
+static uint64_t cluster_breaks(const struct p2m *p, const struct p2m_run *runs, size_t a,
+                               size_t b)
 {
+    uint64_t n = (runs[a].gfn > 0) + (runs[b - 1].gfn + runs[b - 1].nr < p->nr_gfns);
+    for (size_t i = a + 1; i < b; i++) {
+        uint64_t last = runs[i - 1].gfn + runs[i - 1].nr - 1, gap = runs[i].gfn - last - 1;
+        n += gap ? gap + 1 : is_break(p->gfn_to_mfn1[last], p->gfn_to_mfn1[runs[i].gfn]);
+    }
+    return n;
+}
+
+/* runs[] ascending, disjoint, each adopted whole. */
+static bool runs_ok(const struct p2m *p, const struct p2m_run *runs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!runs[i].nr || runs[i].gfn >= p->nr_gfns || runs[i].nr > p->nr_gfns - runs[i].gfn ||
+            (i && runs[i].gfn < runs[i - 1].gfn + runs[i - 1].nr) ||
+            !p->gfn_to_mfn1[runs[i].gfn] || !p->gfn_to_mfn1[runs[i].gfn + runs[i].nr - 1])
+            return false;
+    return true;
+}
+
+int p2m_build_memslots(struct p2m *p, const struct p2m_run *runs, size_t n)
+{
+    if (!runs_ok(p, runs, n))
+        return -EINVAL;
     pthread_rwlock_wrlock(&p->lock);
     int rc = 0;
-    for (uint64_t g = 0; g < p->nr_gfns && !rc;) {
-        if (!p->gfn_to_mfn1[g]) {
-            g++;
-            continue;
+    uint64_t breaks = 0;
+    for (size_t a = 0; a < n && !rc;) {
+        size_t b = a + 1;           /* the cluster is runs[a..b) */
+        uint64_t end = runs[a].gfn + runs[a].nr;
+        while (b < n && runs[b].gfn < end + P2M_BUILD_GAP_MAX) {
+            if (runs[b].gfn > end && (rc = fill_gap(p, end, runs[b].gfn)))
+                break;
+            end = runs[b].gfn + runs[b].nr;
+            b++;
         }
-        uint64_t end = g + 1;       /* one past the cluster's last populated gfn */
-        for (uint64_t h = end; h < p->nr_gfns && h < end + P2M_BUILD_GAP_MAX; h++)
-            if (p->gfn_to_mfn1[h]) {
-                if (h > end && (rc = fill_gap(p, end, h)))
-                    break;
-                end = h + 1;
-            }
         if (!rc)
-            rc = add_memslot(p, g, end - g);
-        g = end;
+            rc = add_memslot(p, runs[a].gfn, end - runs[a].gfn);
+        breaks += cluster_breaks(p, runs, a, b);
+        a = b;
     }
-    p->nr_breaks = count_breaks(p);
+    p->nr_breaks = rc ? count_breaks(p) : breaks;
     pthread_rwlock_unlock(&p->lock);
     return rc;
 }

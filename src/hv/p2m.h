@@ -129,10 +129,14 @@ static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 /*
  * Live update: map frames the image says are already the domain's at [gfn, gfn + nr)
  * (claimed in machine memory by the caller), without memslots; then one memslot per
- * run of populated gfns. 0 or -errno.
+ * cluster of the runs adopted, given in gfn order (-EINVAL if they are not ascending,
+ * disjoint and adopted). Neither walks the whole table. 0 or -errno.
  */
+struct p2m_run {
+    uint64_t gfn, nr;
+};
 int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr);
-int p2m_build_memslots(struct p2m *p);
+int p2m_build_memslots(struct p2m *p, const struct p2m_run *runs, size_t n);
 
 /*
  * Host pointer to [gpa, gpa + len) if every page of it is populated, else NULL. Valid
