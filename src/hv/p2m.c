@@ -126,6 +126,13 @@ void p2m_release(struct p2m *p)
     pthread_rwlock_unlock(&p->lock);
 }
 
+/* The lock held exclusive, for a change to the map. */
+static void change_lock(struct p2m *p)
+{
+    pthread_rwlock_wrlock(&p->lock);
+    p->gen++;
+}
+
 /* ---- the window ---- */
 
 /* Map frames [mfn, mfn + nr) at gfn in the window with `prot` (no names, no table). */
@@ -452,7 +459,7 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
     *old = INVALID_MFN;
     if (!valid_gfn(p, gfn) || (mfn != INVALID_MFN && mfn >= p->mm->nr_frames))
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     uint64_t was = p2m_lookup(p, gfn);
     uint64_t e = mfn == INVALID_MFN ? 0 : mfn + 1;
     int slots = mfn == INVALID_MFN ? hole_slot_cost(p, gfn) : slot_of(p, gfn) < 0;
@@ -482,7 +489,7 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
     *old = INVALID_MFN;
     if (!valid_gfn(p, from) || !valid_gfn(p, to))
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     uint64_t mfn = p2m_lookup(p, from), was = p2m_lookup(p, to);
     struct plan pl;
     int rc = 0;
@@ -572,7 +579,7 @@ int p2m_map_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn, bool readonly, ui
     *old = INVALID_MFN;
     if (!valid_gfn(p, gfn) || mfn >= p->mm->nr_frames)
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     uint64_t was = p2m_lookup(p, gfn), e = mfn + 1;
     struct plan pl;
     int rc = foreign_target_ok(p, gfn);
@@ -597,7 +604,7 @@ int p2m_unmap_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn)
 {
     if (!valid_gfn(p, gfn))
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     uint64_t e = 0;
     struct plan pl;
     int rc = 0;
@@ -626,7 +633,7 @@ int p2m_populate_ram(struct p2m *p, uint64_t gfn, uint64_t nr)
 {
     if (gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     int rc = 0;
     uint64_t done = 0;
     while (done < nr) {
@@ -657,7 +664,7 @@ int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
     for (uint64_t g = gfn; g < gfn + nr; g++)
         if (p->gfn_to_mfn1[g])
             return -EEXIST;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     int rc = map_frames(p, gfn, mfn, nr);
     pthread_rwlock_unlock(&p->lock);
     return rc;
@@ -713,7 +720,7 @@ int p2m_build_memslots(struct p2m *p, const struct p2m_run *runs, size_t n)
 {
     if (!runs_ok(p, runs, n))
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     int rc = 0;
     uint64_t breaks = 0;
     for (size_t a = 0; a < n && !rc;) {

@@ -51,6 +51,9 @@ struct p2m {
     uint64_t nr_breaks;         /* see P2M_MAX_BREAKS */
     /* Held exclusive by changes to the map and memslots, shared by window copies. */
     pthread_rwlock_t lock;
+    /* Bumped by every change to the map (under the lock held exclusive): what a live
+     * update prepared before the pause is still right while this has not moved. */
+    uint64_t gen;
 
     /*
      * Log-dirty (migration): KVM logs the guest's own writes per memslot; writes xkvmd
