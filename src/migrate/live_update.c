@@ -36,7 +36,7 @@
 
 #define ACCEPTS_TIMEOUT_MS  10000u
 /* The fds a live update keeps across exec: its FD records and the image. */
-#define LU_KEPT_FDS_MAX 8
+#define LU_KEPT_FDS_MAX 9
 
 static struct lu_daemon daemon_info = { .control_listen_fd = -1, .dom0_listen_fd = -1,
                                         .migrate_listen_fd = -1, .pidfile_fd = -1,
@@ -610,6 +610,33 @@ static int write_image(struct lu_run *r)
     return rc;
 }
 
+/*
+ * The holder of this address space across the exec (lu_holder.c), given every KVM fd;
+ * its pipe joins the fds kept. -1 if there is none.
+ */
+static int start_holder(struct lu_run *r)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->n; i++)
+        n += 1 + r->doms[i]->nr_vcpus;
+    int *fds = malloc((n ? n : 1) * sizeof(*fds)), wfd = -1;
+    if (!fds)
+        return -1;
+    n = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        struct domain *d = r->doms[i];
+        if (d->vm_fd >= 0)
+            fds[n++] = d->vm_fd;
+        for (unsigned v = 0; v < d->nr_vcpus; v++)
+            if (d->vcpus[v].fd >= 0)
+                fds[n++] = d->vcpus[v].fd;
+    }
+    if ((wfd = lu_holder_start(fds, n)) >= 0)
+        r->keep[r->nkeep++] = wfd;
+    free(fds);
+    return wfd;
+}
+
 /* exec the next binary with the image. Returns only if that failed: -errno. */
 static int exec_next(struct lu_run *r)
 {
@@ -629,6 +656,7 @@ static int exec_next(struct lu_run *r)
         setenv("XKVM_LU_FAULT", r->rq->inject_fault, 1);
     else
         unsetenv("XKVM_LU_FAULT");
+    int holder = start_holder(r);
     int rc = mark_fds_for_exec(r->keep, r->nkeep);
     if (rc) {
         snprintf(r->err, r->errlen, "keeping the fds across exec: %s", strerror(-rc));
@@ -647,6 +675,10 @@ static int exec_next(struct lu_run *r)
         rc = -errno;
         snprintf(r->err, r->errlen, "exec %s: %s", r->rq->binary, strerror(errno));
         unsetenv("XKVM_LU_FAULT");
+    }
+    if (holder >= 0) {
+        r->nkeep--;
+        lu_holder_cancel(holder);
     }
     free(argv);
     return rc;

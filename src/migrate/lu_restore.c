@@ -539,6 +539,8 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
         resume_domains(doms, n, &t_resumed);
         report_resumed(client, rollback, &img, n, t_start, t_valid, t, t_resume, t_resumed);
     }
+    /* The guests run (or never will here): the old address space may go now. */
+    lu_holder_release();
     if (client >= 0)
         close(client);
     close(old_binary_fd);
