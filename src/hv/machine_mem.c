@@ -398,11 +398,21 @@ int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
     return 0;
 }
 
+void mm_prefault(void *p, size_t len)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(page - 1), b = ((uintptr_t)p + len) & ~(page - 1);
+    /* Whole pages inside [p, p + len) and the one p starts in; the last part faults. */
+    if (b > a)
+        madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+}
+
 int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
              enum frame_type type)
 {
     if (mfn >= mm->nr_frames || nr > mm->nr_frames - mfn)
         return -EINVAL;
+    mm_prefault(&mm->frames[mfn], nr * sizeof(mm->frames[0]));
     pthread_mutex_lock(&mm->lock);
     for (uint64_t f = mfn; f < mfn + nr; f++)
         if (!frame_is_free(mm, f)) {

@@ -81,6 +81,12 @@ void mm_fini(struct machine_mem *mm);
  */
 int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
                       uint64_t lu_mfn, uint64_t lu_nr);
+/*
+ * Fault in, in one call, the pages of [p, p + len) that a loop is about to write (a
+ * table untouched since calloc): where a page fault is costly (a host under kvm-pvm),
+ * thousands of them add up. Best effort, nothing changes but the timing.
+ */
+void mm_prefault(void *p, size_t len);
 /* Mark [mfn, mfn + nr) as owner's, of type (they must be free). 0 or -EEXIST. */
 int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
              enum frame_type type);

@@ -661,6 +661,7 @@ int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
 {
     if (gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
         return -EINVAL;
+    mm_prefault(&p->gfn_to_mfn1[gfn], nr * sizeof(uint64_t));
     for (uint64_t g = gfn; g < gfn + nr; g++)
         if (p->gfn_to_mfn1[g])
             return -EEXIST;
