@@ -711,6 +711,7 @@ int live_update_run(const struct live_update_request *rq, char *err, size_t errl
         snprintf(err, errlen, "--binary needs an absolute path, got '%s'", rq->binary);
         return -EINVAL;
     }
+    lu_holder_reap_previous();
     if (!(r.doms = calloc(XKVM_DOMID_LIMIT, sizeof(*r.doms)))) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ static struct holder_args {
     int keep[HOLDER_KEEP_MAX];      /* ascending, pipe_rd among them */
 } hargs;
 static uint8_t holder_stack[HOLDER_STACK] __attribute__((aligned(16)));
+static pid_t holder_pid = -1;   /* ours: the one started, or the one released */
 
 static long raw3(long nr, long a, long b, long c)
 {
@@ -127,6 +129,7 @@ int lu_holder_start(const int *kvm_fds, unsigned n)
         close(pfd[1]);
         return -1;
     }
+    holder_pid = pid;
     char v[32];
     snprintf(v, sizeof(v), "%d,%d", pfd[1], (int)pid);
     setenv(HOLDER_ENV, v, 1);
@@ -137,15 +140,31 @@ void lu_holder_cancel(int wfd)
 {
     unsetenv(HOLDER_ENV);
     if (wfd >= 0)
-        close(wfd);
+        close(wfd);         /* the holder sees the pipe close and exits at once */
+    reap(holder_pid);
+    holder_pid = -1;
+}
+
+static void reap(pid_t pid)
+{
+    while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
 }
 
 static void *reap_holder(void *arg)
 {
     pid_t pid = (pid_t)(intptr_t)arg;
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
+    reap(pid);
+    /* Reaped: its pid may be anyone's now. */
+    __atomic_compare_exchange_n(&holder_pid, &pid, -1, false, __ATOMIC_SEQ_CST,
+                                __ATOMIC_SEQ_CST);
     return NULL;
+}
+
+void lu_holder_reap_previous(void)
+{
+    /* Released, so gone or going; its reaper thread may not have outlived an exec. */
+    reap(__atomic_exchange_n(&holder_pid, -1, __ATOMIC_SEQ_CST));
 }
 
 void lu_holder_release(void)
@@ -155,6 +174,7 @@ void lu_holder_release(void)
     char tail;
     if (v && sscanf(v, "%d,%d%c", &fd, &pid, &tail) == 2 && fd > STDERR_FILENO && pid > 0) {
         close(fd);
+        __atomic_store_n(&holder_pid, pid, __ATOMIC_SEQ_CST);
         pthread_t t;
         pthread_attr_t a;
         pthread_attr_init(&a);

@@ -19,6 +19,9 @@
 #   rollback-PHASE      the new binary fails at PHASE (startup, bad-image, pass0, crash,
 #                       pass1, pass2, before-unpause): the old one restores the domains,
 #                       the CLI says what failed, the guests go on
+#   holder              the process holding the old address space across each exec is
+#                       released by the new binary and reaped, also after two updates
+#                       back to back (none left behind, none failed to start)
 #   cross-version       old -> xkvmd-lu-next (minor + 1, a record type and an internal
 #                       structure of its own) -> the same again
 #   refuse-major        an xkvmd of a newer major version hands over to an older one:
@@ -203,6 +206,24 @@ for phase in startup bad-image pass0 crash pass1 pass2 before-unpause; do
     fail "rollback-$phase" "exit $rc: $(echo "$out" | tr '\n' ' ' | cut -c1-300)"
   fi
 done
+
+# ---- the holder of the old address space (docs/live-update.md, "The holder") ----
+# Every update and rollback above started one; each new binary released it once its
+# guests ran, and it was reaped. Two updates back to back: the second reaps the first's
+# holder even if the exec killed the thread reaping it. Released (not left to its 10 s
+# fallback): gone within 5 s; none failed to start.
+holders() { ps -o stat=,comm= --ppid "$PID" | grep -c ' xkvmd$'; }
+if xk live-update >/dev/null && xk live-update >/dev/null; then
+  n=$(holders)
+  for _ in $(seq 50); do [ "$n" = 0 ] && break; sleep 0.1; n=$(holders); done
+  if [ "$n" = 0 ] && ! grep -q "no holder for the old address space" "$H/xkvmd.log"; then
+    pass holder
+  else
+    fail holder "$n holder(s) left: $(ps -o pid=,stat=,comm= --ppid "$PID" | tr '\n' ' ')"
+  fi
+else
+  fail holder "a live update failed"
+fi
 
 # ---- cross-version: old -> next -> same ----
 if [ ! -x "$NEXT" ]; then
