@@ -95,6 +95,12 @@ static int holder_main(void *unused)
     return 0;       /* not reached; glibc's clone would exit the same way */
 }
 
+static void reap(pid_t pid)
+{
+    while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
 static int cmp_int(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;
@@ -143,12 +149,6 @@ void lu_holder_cancel(int wfd)
         close(wfd);         /* the holder sees the pipe close and exits at once */
     reap(holder_pid);
     holder_pid = -1;
-}
-
-static void reap(pid_t pid)
-{
-    while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
 }
 
 static void *reap_holder(void *arg)
