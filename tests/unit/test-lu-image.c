@@ -312,11 +312,16 @@ static void prebuild_times(void)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2) {
-        /* The fuzz corpus's seed: test-lu-image tests/fuzz/corpus/lu-image/two.bin */
+    if (argc == 2 || argc == 3) {
+        /* The fuzz corpus's seeds: test-lu-image tests/fuzz/corpus/lu-image/two.bin,
+         * and with "times" (times.bin) the TIMES record too. */
         struct xkvm_lu_writer w;
-        build(&w, two, 2);
-        xkvm_lu_finish(&w);
+        if (argc == 3)
+            build_times(&w, 100, 250, 1, false);
+        else
+            build(&w, two, 2);
+        if (argc == 2)
+            xkvm_lu_finish(&w);
         FILE *f = fopen(argv[1], "wb");
         if (!f || fwrite(w.buf, 1, w.len, f) != w.len || fclose(f))
             return 1;
