@@ -387,37 +387,58 @@ static int run_by_gfn(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Live update: the memory is already there, in the frames the image names. */
+/* The extents' gfn runs, ascending; -EEXIST (with err) if two overlap. */
+static int sorted_runs(const struct domain_adopt *a, struct p2m_run **out, char *err,
+                       size_t errlen)
+{
+    struct p2m_run *runs = calloc(a->nr_extents ? a->nr_extents : 1, sizeof(*runs));
+    if (!runs)
+        return -ENOMEM;
+    for (size_t i = 0; i < a->nr_extents; i++)
+        runs[i] = (struct p2m_run){ .gfn = a->extents[i].gfn, .nr = a->extents[i].nr };
+    qsort(runs, a->nr_extents, sizeof(*runs), run_by_gfn);
+    for (size_t i = 1; i < a->nr_extents; i++)
+        if (runs[i].gfn < runs[i - 1].gfn + runs[i - 1].nr) {
+            snprintf(err, errlen, "gfns %#llx+%llu: mapped twice",
+                     (unsigned long long)runs[i].gfn, (unsigned long long)runs[i].nr);
+            free(runs);
+            return -EEXIST;
+        }
+    *out = runs;
+    return 0;
+}
+
+/*
+ * Live update: the memory is already there, in the frames the image names. Each
+ * extent's frames are claimed with the p2m's name on them and mapped in one go: no
+ * per-frame pass beyond writing the frame table and the gfn table once.
+ */
 static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *err,
                         size_t errlen)
 {
+    struct p2m_run *runs = NULL;
     int rc = init_p2m(d);
-    struct p2m_run *runs = rc ? NULL : calloc(a->nr_extents ? a->nr_extents : 1,
-                                               sizeof(*runs));
-    if (!rc && !runs)
-        rc = -ENOMEM;
+    if (!rc && (rc = sorted_runs(a, &runs, err, errlen)) == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
     for (size_t i = 0; !rc && i < a->nr_extents; i++) {
         const struct domain_extent *x = &a->extents[i];
-        rc = mm_claim(&host.mm, x->mfn, x->nr, d->domid, x->type);
+        rc = mm_claim_named(&host.mm, x->mfn, x->nr, d->domid, x->type);
         if (rc) {
             snprintf(err, errlen, "frames %#llx+%llu: already taken",
                      (unsigned long long)x->mfn, (unsigned long long)x->nr);
             break;
         }
         if ((rc = p2m_adopt(&d->p2m, x->gfn, x->mfn, x->nr))) {
-            /* Not yet in the p2m: give them back here, domain_free frees the rest. */
+            /* Not in the p2m: its name goes, then the frames (domain_free does the rest). */
+            mm_map_put(&host.mm, x->mfn, x->nr);
             mm_free_run(&host.mm, x->mfn, x->nr);
             snprintf(err, errlen, "gfns %#llx+%llu: %s", (unsigned long long)x->gfn,
                      (unsigned long long)x->nr, rc == -EEXIST ? "mapped twice" :
                      rc == -EINVAL ? "beyond the domain's memory" : strerror(-rc));
         }
-        runs[i] = (struct p2m_run){ .gfn = x->gfn, .nr = x->nr };
     }
-    if (!rc) {
-        qsort(runs, a->nr_extents, sizeof(*runs), run_by_gfn);
-        if ((rc = p2m_build_memslots(&d->p2m, runs, a->nr_extents)))
-            snprintf(err, errlen, "memslots: %s", strerror(-rc));
-    }
+    if (!rc && (rc = p2m_build_memslots(&d->p2m, runs, a->nr_extents)))
+        snprintf(err, errlen, "memslots: %s", strerror(-rc));
     free(runs);
     return rc;
 }

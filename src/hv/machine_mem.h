@@ -91,6 +91,13 @@ void mm_prefault(void *p, size_t len);
 int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
              enum frame_type type);
 /*
+ * As mm_claim, with one name already taken on each frame (as mm_map_get would): for a
+ * p2m that maps them at once (p2m_adopt). A failed adoption drops it (mm_map_put)
+ * before freeing them.
+ */
+int mm_claim_named(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+                   enum frame_type type);
+/*
  * The image is consumed: punch every free frame (what the previous xkvmd used and
  * nobody adopted reads as zero again), set aside a new region, allocate anywhere.
  */

@@ -661,12 +661,15 @@ int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
 {
     if (gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
         return -EINVAL;
+    /* Its first and last gfns: the caller checked that the runs it adopts are disjoint. */
+    if (nr && (p->gfn_to_mfn1[gfn] || p->gfn_to_mfn1[gfn + nr - 1]))
+        return -EEXIST;
     mm_prefault(&p->gfn_to_mfn1[gfn], nr * sizeof(uint64_t));
-    for (uint64_t g = gfn; g < gfn + nr; g++)
-        if (p->gfn_to_mfn1[g])
-            return -EEXIST;
     change_lock(p);
-    int rc = map_frames(p, gfn, mfn, nr);
+    /* The frames carry the p2m's name already (mm_claim_named). */
+    int rc = window_map(p, gfn, mfn, nr);
+    for (uint64_t i = 0; !rc && i < nr; i++)
+        p->gfn_to_mfn1[gfn + i] = mfn + i + 1;
     pthread_rwlock_unlock(&p->lock);
     return rc;
 }

@@ -131,7 +131,8 @@ static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 
 /*
  * Live update: map frames the image says are already the domain's at [gfn, gfn + nr)
- * (claimed in machine memory by the caller), without memslots; then one memslot per
+ * (claimed by the caller with mm_claim_named, so already named once; the runs it adopts
+ * must not overlap, which the caller checks), without memslots; then one memslot per
  * cluster of the runs adopted, given in gfn order (-EINVAL if they are not ascending,
  * disjoint and adopted). Neither walks the whole table. 0 or -errno.
  */

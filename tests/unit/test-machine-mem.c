@@ -188,6 +188,26 @@ static void claims_across_bitmap_words(void)
     mm_fini(&mm);
 }
 
+/* mm_claim_named: the frames come named once, as if mm_map_get had run. */
+static void claim_named(void)
+{
+    struct machine_mem mm;
+    REQUIRE(mm_init(&mm, 2 * MB) == 0);
+    uint64_t before = mm_free_frames(&mm);
+    REQUIRE(mm_claim_named(&mm, 10, 100, 6, FRAME_RAM) == 0);
+    CHECK_EQ(mm.frames[10].maps, 1);
+    CHECK_EQ(mm.frames[109].maps, 1);
+    CHECK_EQ(mm.frames[110].maps, 0);
+    CHECK_EQ(mm_claim_named(&mm, 109, 2, 6, FRAME_RAM), -EEXIST);
+    CHECK_EQ(mm.frames[110].maps, 0);           /* a refused claim takes nothing */
+    /* Named, freeing keeps them (orphans); the name dropped first, they go. */
+    mm_map_put(&mm, 10, 100);
+    CHECK_EQ(mm.frames[50].maps, 0);
+    mm_free_run(&mm, 10, 100);
+    CHECK_EQ(mm_free_frames(&mm), before);
+    mm_fini(&mm);
+}
+
 static void rejects_empty(void)
 {
     struct machine_mem mm;
@@ -203,6 +223,7 @@ int main(void)
     RUN_TEST(named_frames_outlive_free);
     RUN_TEST(map_names_are_bounded);
     RUN_TEST(claims_across_bitmap_words);
+    RUN_TEST(claim_named);
     RUN_TEST(rejects_empty);
     HARNESS_EXIT();
 }
