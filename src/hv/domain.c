@@ -365,16 +365,34 @@ static int init_p2m(struct domain *d)
     return p2m_init(&d->p2m, d->vm_fd, d->domid, &host.mm, top >> XKVM_PAGE_SHIFT);
 }
 
-static int populate_memory(struct domain *d, char *err, size_t errlen)
+/* The memory map's RAM ranges, one memslot each: fn(p2m, gfn, nr) for each. */
+/* The memory map's RAM ranges as {gfn, nr}: how many (1 or 2). */
+static unsigned ram_ranges(const struct domain *d, uint64_t r[2][2])
 {
     uint64_t ram = d->cfg.memory_mb << 20;
     uint64_t low = ram < GUEST_LOWMEM_END ? ram : GUEST_LOWMEM_END;
+    r[0][0] = 0;
+    r[0][1] = low >> XKVM_PAGE_SHIFT;
+    r[1][0] = GUEST_HIGHMEM_START >> XKVM_PAGE_SHIFT;
+    r[1][1] = (ram - low) >> XKVM_PAGE_SHIFT;
+    return ram > low ? 2 : 1;
+}
+
+static int for_ram_ranges(struct domain *d, int (*fn)(struct p2m *, uint64_t, uint64_t))
+{
+    uint64_t r[2][2];
+    unsigned n = ram_ranges(d, r);
+    int rc = 0;
+    for (unsigned i = 0; !rc && i < n; i++)
+        rc = fn(&d->p2m, r[i][0], r[i][1]);
+    return rc;
+}
+
+static int populate_memory(struct domain *d, char *err, size_t errlen)
+{
     int rc = init_p2m(d);
     if (!rc)
-        rc = p2m_populate_ram(&d->p2m, 0, low >> XKVM_PAGE_SHIFT);
-    if (!rc && ram > low)
-        rc = p2m_populate_ram(&d->p2m, GUEST_HIGHMEM_START >> XKVM_PAGE_SHIFT,
-                              (ram - low) >> XKVM_PAGE_SHIFT);
+        rc = for_ram_ranges(d, p2m_populate_ram);
     if (rc)
         snprintf(err, errlen, "populating %llu MiB of guest memory: %s",
                  (unsigned long long)d->cfg.memory_mb, strerror(-rc));
@@ -437,6 +455,12 @@ static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *er
                      rc == -EINVAL ? "beyond the domain's memory" : strerror(-rc));
         }
     }
+    /* The memslots as they were: one per RAM range, then the rest (p2m.h). */
+    uint64_t r[2][2];
+    unsigned nr = rc ? 0 : ram_ranges(d, r);
+    for (unsigned i = 0; !rc && i < nr; i++)
+        if ((rc = p2m_cover_ram(&d->p2m, r[i][0], r[i][1], runs, a->nr_extents)))
+            snprintf(err, errlen, "memslots: %s", strerror(-rc));
     if (!rc && (rc = p2m_build_memslots(&d->p2m, runs, a->nr_extents)))
         snprintf(err, errlen, "memslots: %s", strerror(-rc));
     free(runs);

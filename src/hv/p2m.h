@@ -27,8 +27,10 @@
 /*
  * Places where the window's mapping is not one run of consecutive frames (a hole next
  * to RAM, a moved frame): each costs xkvmd a mapping (a VMA) of its own, a per-process
- * resource (vm.max_map_count) that all domains share. A guest's own layout uses a few
- * hundred at most; changes that would pass this are refused with -ENOMEM.
+ * resource (vm.max_map_count) that all domains share. A run of holes inside a memslot
+ * is one mapping whatever its length, so a balloon costs two breaks per run of pages
+ * given back, not per page. A guest's own layout uses a few hundred at most; changes
+ * that would pass this are refused with -ENOMEM.
  */
 #define P2M_MAX_BREAKS 2048
 
@@ -47,7 +49,6 @@ struct p2m {
     uint64_t *gfn_to_mfn1;
     struct p2m_slot slots[P2M_MAX_SLOTS];   /* indexed by KVM slot id */
     unsigned nr_slots;          /* slots in use */
-    uint64_t scratch_mfn;       /* mapped at holes inside slots; INVALID_MFN: none yet */
     uint64_t nr_breaks;         /* see P2M_MAX_BREAKS */
     /* Held exclusive by changes to the map and memslots, shared by window copies. */
     pthread_rwlock_t lock;
@@ -132,14 +133,19 @@ static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 /*
  * Live update: map frames the image says are already the domain's at [gfn, gfn + nr)
  * (claimed by the caller with mm_claim_named, so already named once; the runs it adopts
- * must not overlap, which the caller checks), without memslots; then one memslot per
- * cluster of the runs adopted, given in gfn order (-EINVAL if they are not ascending,
- * disjoint and adopted). Neither walks the whole table. 0 or -errno.
+ * must not overlap, which the caller checks), without memslots; then one memslot over
+ * each RAM range of the memory map (p2m_cover_ram: its holes stay holes inside the
+ * slot, as before the update); then one memslot per cluster of populated gfns that no
+ * slot covers yet (p2m_build_memslots, last: it counts the mapping breaks). Both take
+ * the runs adopted, in gfn order (-EINVAL if they are not ascending, disjoint and
+ * adopted), and neither walks the whole table. 0 or -errno.
  */
 struct p2m_run {
     uint64_t gfn, nr;
 };
 int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr);
+int p2m_cover_ram(struct p2m *p, uint64_t gfn, uint64_t nr, const struct p2m_run *runs,
+                  size_t n);
 int p2m_build_memslots(struct p2m *p, const struct p2m_run *runs, size_t n);
 
 /*

@@ -449,7 +449,9 @@ static void *vcpu_thread(void *arg)
             }
             if (errno == EAGAIN)
                 continue;
-            domain_crash(d, "v%u: KVM_RUN: %s", v->id, strerror(errno));
+            /* EFAULT: KVM could not map a page writable (docs/hypervisor.md). */
+            domain_crash(d, "v%u: KVM_RUN: %s%s", v->id, strerror(errno), errno != EFAULT ? "" :
+                         " (a write to a page given back or a read-only grant mapping?)");
             runnable = false;
             continue;
         }
