@@ -14,7 +14,7 @@
 #                       --verify-memory (every guest frame hashed while paused, before
 #                       and after: identical): same xkvmd pid, every domid, port and
 #                       xenstore node unchanged, dom0 services never restarted, every
-#                       soak counting rounds again
+#                       soak counting rounds again, every p2m passing its audit
 #   keeps-paused        a domain paused by the toolstack comes out paused
 #   rollback-PHASE      the new binary fails at PHASE (startup, bad-image, pass0, crash,
 #                       pass1, pass2, before-unpause): the old one restores the domains,
@@ -172,6 +172,12 @@ one_update() {
   all_counting "${SKIP_COUNT:-}" || return 1
   settled "$BASELINE" || { echo "# ports or xenstore nodes changed (above)"; return 1; }
   no_anomaly || { echo "# a soak reported an anomaly"; return 1; }
+  # The rebuilt p2m agrees with machine memory, its memslots and its break count.
+  local d a
+  for d in "${DOMS[@]}"; do
+    a=$(xk debug-state "$d" | python3 -c 'import json,sys; print(json.load(sys.stdin)["p2m"]["audit"])')
+    [ "$a" = ok ] || { echo "# d$d: p2m audit: $a"; return 1; }
+  done
 }
 
 # ---- N updates in a row ----
