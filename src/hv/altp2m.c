@@ -177,6 +177,23 @@ int altp2m_change_gfn(struct altp2m *a, unsigned view, uint64_t gfn, uint64_t ta
     return 0;
 }
 
+bool altp2m_forget_gfn(struct altp2m *a, uint64_t gfn)
+{
+    bool any = false;
+    for (unsigned i = 0; i < ALTP2M_MAX_VIEWS; i++) {
+        struct altp2m_view *v = &a->views[i];
+        unsigned k = 0;
+        for (unsigned j = 0; j < v->nr_remaps; j++) {
+            if (v->remaps[j].gfn == gfn || v->remaps[j].target == gfn)
+                any = true;
+            else
+                v->remaps[k++] = v->remaps[j];
+        }
+        v->nr_remaps = k;
+    }
+    return any;
+}
+
 bool altp2m_view_is_identity(const struct altp2m *a, unsigned view)
 {
     if (altp2m_check_view(a, view))

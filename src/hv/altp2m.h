@@ -96,6 +96,9 @@ unsigned altp2m_access(const struct altp2m *a, unsigned view, uint64_t gfn);
  */
 int altp2m_change_gfn(struct altp2m *a, unsigned view, uint64_t gfn, uint64_t target,
                       uint64_t *prev);
+/* The host map changed at gfn: remappings from or to it go, in every view (as Xen
+ * resets what a host change invalidates). Whether any went. */
+bool altp2m_forget_gfn(struct altp2m *a, uint64_t gfn);
 /* The gfn whose host frame the view shows at gfn (gfn itself unless remapped). */
 uint64_t altp2m_target(const struct altp2m *a, unsigned view, uint64_t gfn);
 

@@ -47,6 +47,11 @@ int p2m_log_dirty_enable(struct p2m *p)
     size_t words = (p->nr_gfns + 63) / 64;
     pthread_rwlock_wrlock(&p->lock);
     int rc = 0;
+    if (p->alt_realised) {
+        /* KVM logs a view's memslots, not the host's: docs/altp2m.md */
+        pthread_rwlock_unlock(&p->lock);
+        return -EOPNOTSUPP;
+    }
     if (!p->sw_dirty && !(p->sw_dirty = calloc(words, sizeof(uint64_t))))
         rc = -ENOMEM;
     if (!rc) {
