@@ -51,7 +51,7 @@ static int set_domain_state(struct domain *d, bool on)
         p2m_altp2m_off(p);
         return 0;
     }
-    if (p->log_dirty)
+    if (p->log_dirty || d->migrating)
         return -EBUSY;      /* being saved or migrated */
     struct altp2m *a = malloc(sizeof(*a));
     if (!a || altp2m_init(a, p->nr_gfns)) {
