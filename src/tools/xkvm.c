@@ -2076,35 +2076,31 @@ static int monitor_call(uint32_t domid, const char *op, int64_t vcpu, const char
 
 static int cmd_altp2m_monitor(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "json", no_argument, NULL, 'j' },
-        { "answer", required_argument, NULL, 'a' },
-        { "count", required_argument, NULL, 'c' },
-        { "help", no_argument, NULL, 'h' },
-        { 0 },
-    };
     bool json = false;
-    const char *answer = "resume";
+    const char *answer = "resume", *domain = NULL;
     long count = -1;
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (ch == 'j')
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--json")) {
             json = true;
-        else if (ch == 'a' && (!strcmp(optarg, "resume") || !strcmp(optarg, "keep")))
-            answer = optarg;
-        else if (ch == 'c' && atol(optarg) > 0)
-            count = atol(optarg);
-        else if (ch == 'h') {
+        } else if (!strcmp(a, "--answer") && i + 1 < argc &&
+                   (!strcmp(argv[i + 1], "resume") || !strcmp(argv[i + 1], "keep"))) {
+            answer = argv[++i];
+        } else if (!strcmp(a, "--count") && i + 1 < argc && atol(argv[i + 1]) > 0) {
+            count = atol(argv[++i]);
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_text, stdout);
             return 0;
-        } else
-            return usage_error("altp2m-monitor: bad option");
+        } else if (a[0] != '-' && !domain) {
+            domain = a;
+        } else {
+            return usage_error("altp2m-monitor: bad argument \"%s\"", a);
+        }
     }
-    if (optind != argc - 1)
+    if (!domain)
         return usage_error("altp2m-monitor: expected one DOMAIN");
     uint32_t domid;
-    if (resolve_domain(argv[optind], &domid))
+    if (resolve_domain(domain, &domid))
         return EXIT_FAILURE;
     signal(SIGINT, monitor_on_signal);
     signal(SIGTERM, monitor_on_signal);
