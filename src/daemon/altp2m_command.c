@@ -118,7 +118,7 @@ static struct json_object *set_access(struct domain *d, struct json_object *req,
     if (!rc && acc > 0xff)
         rc = -EINVAL;
     if (!rc)
-        rc = domain_altp2m_set_access_multi(d, view, gfns, accs, n);
+        rc = domain_altp2m_set_access_multi(d, view, gfns, accs, n, NULL);
     free(gfns);
     free(accs);
     return op_reply(rc, "set-access");
@@ -235,7 +235,7 @@ static struct json_object *hvmop(struct domain *d, struct json_object *req, cons
     } else {
         return control_reply_err(EINVAL, "altp2m: unknown op \"%.64s\"", op);
     }
-    int rc = domain_altp2m_op(d, &a, false);
+    int rc = domain_altp2m_op(d, &a, false, NULL);
     struct json_object *r = op_reply(rc, op);
     if (rc)
         return r;

@@ -57,6 +57,7 @@ struct altp2m_kslot {
     uint64_t gfn, nr;
     uint64_t hva_gfn;               /* window frame behind gfn (gfn itself unless remapped) */
     bool readonly;
+    unsigned id;                    /* KVM slot id (p2m_altp2m.c's; 0 from altp2m_layout) */
 };
 
 /* Host memslots as the p2m keeps them. */

@@ -89,7 +89,7 @@ bool altp2m_violation_wait(struct vcpu *v, uint64_t gpa, bool write, bool *reche
         struct xen_hvm_altp2m_op a = { .version = HVMOP_ALTP2M_INTERFACE_VERSION,
                                        .cmd = HVMOP_altp2m_switch_p2m,
                                        .u.view.view = (uint16_t)to };
-        int rc = domain_altp2m_op(d, &a, false);
+        int rc = domain_altp2m_op(d, &a, false, v);
         if (rc)
             log_warn("d%u v%u: altp2m: the monitor's switch to view %u: %d", d->domid,
                      v->id, to, rc);

@@ -121,6 +121,7 @@ struct domain {
      * (NULL: off); the monitor holds a lease it renews by polling, and while it holds
      * one a vCPU whose access a view forbids waits for its answer.
      */
+    pthread_mutex_t altp2m_lock;    /* one view change at a time (hc_altp2m.c) */
     uint64_t altp2m_lease_until_ns;
     uint64_t altp2m_next_seq;
     uint64_t altp2m_violations;
@@ -136,10 +137,14 @@ struct xen_hvm_altp2m_op;
  * set_mem_access_multi's lists come through domain_altp2m_set_access_multi.
  * 0 or -errno, Xen's codes.
  */
-int domain_altp2m_op(struct domain *d, struct xen_hvm_altp2m_op *a, bool from_guest);
-/* Access for gfns[i] = access[i] in a view, all or none. 0 or -errno. */
+int domain_altp2m_op(struct domain *d, struct xen_hvm_altp2m_op *a, bool from_guest,
+                     struct vcpu *self);
+/*
+ * Access for gfns[i] = access[i] in a view, all or none. self: the calling vCPU (its
+ * own thread), NULL from the toolstack. 0 or -errno.
+ */
 int domain_altp2m_set_access_multi(struct domain *d, unsigned view, const uint64_t *gfns,
-                                   const uint8_t *access, unsigned n);
+                                   const uint8_t *access, unsigned n, struct vcpu *self);
 /* The active view now (0 when altp2m is off). */
 unsigned domain_altp2m_view(struct domain *d);
 
@@ -279,6 +284,13 @@ void domain_unpause(struct domain *d);
  * hold of xkvmd's is under way (live update takes only domains at rest).
  */
 bool domain_at_rest(struct domain *d);
+/*
+ * Pause every vCPU but self (NULL: all), as Xen's domain_pause_except_self; undone by
+ * domain_unpause. From a vCPU thread, self is that vCPU.
+ */
+void domain_pause_others(struct domain *d, struct vcpu *self);
+/* On self's thread: count as parked for a moment (at most 10 ms), so a pauser can go on. */
+void domain_park_self_briefly(struct domain *d, struct vcpu *self);
 /* domain_pause in two halves, to pause many domains at once: ask, then wait. */
 void domain_pause_begin(struct domain *d);
 void domain_pause_wait(struct domain *d);

@@ -110,15 +110,38 @@ static int set_access_locked(struct p2m *p, unsigned view, const uint64_t *gfns,
     return rc;
 }
 
+/*
+ * A view change runs alone and with the domain's other vCPUs paused: memslots are
+ * swapped under it (p2m_altp2m.c). A vCPU waiting for another's change counts as
+ * parked meanwhile, so two vCPUs changing views never wait for each other.
+ */
+static void change_begin(struct domain *d, struct vcpu *self)
+{
+    if (!self)
+        pthread_mutex_lock(&d->altp2m_lock);
+    else
+        while (pthread_mutex_trylock(&d->altp2m_lock))
+            domain_park_self_briefly(d, self);
+    domain_pause_others(d, self);
+}
+
+static void change_end(struct domain *d)
+{
+    domain_unpause(d);
+    pthread_mutex_unlock(&d->altp2m_lock);
+}
+
 int domain_altp2m_set_access_multi(struct domain *d, unsigned view, const uint64_t *gfns,
-                                   const uint8_t *access, unsigned n)
+                                   const uint8_t *access, unsigned n, struct vcpu *self)
 {
     struct p2m *p = &d->p2m;
+    change_begin(d, self);
     pthread_rwlock_wrlock(&p->lock);
     int rc = !p->alt ? -EOPNOTSUPP : altp2m_check_view(p->alt, view);
     if (!rc)
         rc = set_access_locked(p, view, gfns, access, n);
     pthread_rwlock_unlock(&p->lock);
+    change_end(d);
     return rc;
 }
 
@@ -245,7 +268,8 @@ static int other_op(struct domain *d, struct xen_hvm_altp2m_op *a)
     }
 }
 
-int domain_altp2m_op(struct domain *d, struct xen_hvm_altp2m_op *a, bool from_guest)
+int domain_altp2m_op(struct domain *d, struct xen_hvm_altp2m_op *a, bool from_guest,
+                     struct vcpu *self)
 {
     if (a->version != HVMOP_ALTP2M_INTERFACE_VERSION || !known_cmd(a->cmd))
         return -EOPNOTSUPP;
@@ -262,12 +286,14 @@ int domain_altp2m_op(struct domain *d, struct xen_hvm_altp2m_op *a, bool from_gu
         return rc;
     if ((rc = other_op(d, a)) <= 0)
         return rc;
+    change_begin(d, self);
     pthread_rwlock_wrlock(&d->p2m.lock);
     if (a->cmd == HVMOP_altp2m_set_domain_state)
         rc = set_domain_state(d, a->u.domain_state.state != 0);
     else
         rc = view_op_locked(d, a, from_guest);
     pthread_rwlock_unlock(&d->p2m.lock);
+    change_end(d);
     return rc;
 }
 
@@ -291,7 +317,7 @@ static long guest_access_multi(struct hcall *hc, struct xen_hvm_altp2m_op *a)
     if (n && (hc_copy_from(hc, gfns, gfn_at, n * sizeof(uint64_t)) ||
               hc_copy_from(hc, acc, acc_at, n)))
         return -EFAULT;
-    int rc = domain_altp2m_set_access_multi(hc->d, m->view, gfns, acc, n);
+    int rc = domain_altp2m_set_access_multi(hc->d, m->view, gfns, acc, n, hc->v);
     if (rc)
         return rc;
     m->opaque += n;
@@ -324,7 +350,7 @@ long do_altp2m_op(struct hcall *hc)
             return -EPERM;
         return guest_access_multi(hc, &a);
     }
-    long rc = domain_altp2m_op(hc->d, &a, true);
+    long rc = domain_altp2m_op(hc->d, &a, true, hc->v);
     if (!rc && hc_copy_to(hc, hc->arg[1], &a, sizeof(a)))
         return -EFAULT;
     return rc;

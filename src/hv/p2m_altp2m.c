@@ -1,11 +1,17 @@
 /*
  * altp2m views put into KVM (docs/altp2m.md). altp2m.c works out the memslots that
- * realise the active view over the host's; this file swaps KVM's memslots to them and
- * back, as one transaction: the new layout is computed and checked against
- * ALTP2M_MAX_KSLOTS before KVM is touched, and a failing step puts back the layout KVM
- * held. While the swap runs a vCPU may find RAM without a memslot: its access exits as
- * MMIO and handle_mmio does it through p2m_ptr_view, which checks the view, so no
- * moment lets the guest past a restriction.
+ * realise the active view over the host's; this file changes KVM's memslots from the
+ * layout they hold to that one, as one transaction: the new layout is computed and
+ * checked against ALTP2M_MAX_KSLOTS before KVM is touched, only the memslots that
+ * differ are deleted and added, and a failing step puts back what was. A memslot the
+ * view leaves as the host has it keeps the host's slot id, so going back to the host
+ * layout touches only what the view changed.
+ *
+ * Deleting a memslot takes RAM from running vCPUs for a moment, and KVM cannot walk
+ * page tables or fetch instructions from outside memslots (the guest faults): view
+ * changes run with the domain's other vCPUs paused (hc_altp2m.c), as Xen pauses the
+ * domain to switch views. Host changes while a view is realised (a frame placed
+ * outside RAM, its single-gfn slot) differ only at that gfn.
  */
 #include "hv/p2m.h"
 
@@ -15,92 +21,118 @@
 
 #include "util/log.h"
 
-static void kvm_drop(struct p2m *p, const struct altp2m_kslot *ks, unsigned n, unsigned base)
+/* KVM slot ids for view pieces that are not a host slot as it is. */
+#define KSLOT_ID_BASE P2M_MAX_SLOTS
+#define KSLOT_ID_END  (P2M_MAX_SLOTS + ALTP2M_MAX_KSLOTS)
+
+static bool same_slot(const struct altp2m_kslot *a, const struct altp2m_kslot *b)
 {
-    for (unsigned i = 0; i < n; i++)
-        p2m_kvm_memslot(p, base + i, ks[i].gfn, 0, ks[i].gfn, false);
+    return a->gfn == b->gfn && a->nr == b->nr && a->hva_gfn == b->hva_gfn &&
+           a->readonly == b->readonly;
 }
 
-static int kvm_add(struct p2m *p, const struct altp2m_kslot *ks, unsigned n, unsigned base)
+/* The host's memslots as a layout (ids = host slot ids), sorted by gfn. */
+static unsigned host_layout(const struct p2m *p, struct altp2m_kslot *out)
 {
-    for (unsigned i = 0; i < n; i++) {
-        int rc = p2m_kvm_memslot(p, base + i, ks[i].gfn, ks[i].nr, ks[i].hva_gfn,
-                                 ks[i].readonly);
-        if (rc) {
-            kvm_drop(p, ks, i, base);
-            return rc;
-        }
-    }
-    return 0;
-}
-
-static void host_drop(struct p2m *p)
-{
-    for (unsigned i = 0; i < P2M_MAX_SLOTS; i++)
-        if (p->slots[i].nr)
-            p2m_kvm_memslot(p, i, p->slots[i].gfn, 0, p->slots[i].gfn, false);
-}
-
-static int host_add(struct p2m *p)
-{
+    unsigned n = 0;
     for (unsigned i = 0; i < P2M_MAX_SLOTS; i++) {
         if (!p->slots[i].nr)
             continue;
-        int rc = p2m_kvm_memslot(p, i, p->slots[i].gfn, p->slots[i].nr, p->slots[i].gfn,
-                                 p->slots[i].readonly);
-        if (rc) {
-            for (unsigned j = 0; j < i; j++)
-                if (p->slots[j].nr)
-                    p2m_kvm_memslot(p, j, p->slots[j].gfn, 0, p->slots[j].gfn, false);
-            return rc;
-        }
+        unsigned j = n++;
+        for (; j > 0 && out[j - 1].gfn > p->slots[i].gfn; j--)
+            out[j] = out[j - 1];
+        out[j] = (struct altp2m_kslot){ .gfn = p->slots[i].gfn, .nr = p->slots[i].nr,
+                                        .hva_gfn = p->slots[i].gfn,
+                                        .readonly = p->slots[i].readonly, .id = i };
     }
-    return 0;
-}
-
-/* What KVM held goes; `next` (NULL: the host's) comes; on failure the old comes back. */
-static int swap_layout(struct p2m *p, struct altp2m_kslot *next, unsigned n)
-{
-    bool was_view = p->alt_realised;
-    if (was_view)
-        kvm_drop(p, p->kslots, p->nr_kslots, P2M_MAX_SLOTS);
-    else
-        host_drop(p);
-    int rc = next ? kvm_add(p, next, n, P2M_MAX_SLOTS) : host_add(p);
-    if (rc) {
-        /* Put back what was: the same layout KVM took a moment ago. */
-        if (was_view)
-            kvm_add(p, p->kslots, p->nr_kslots, P2M_MAX_SLOTS);
-        else
-            host_add(p);
-        return rc;
-    }
-    if (next) {
-        free(p->kslots);
-        p->kslots = next;
-        p->nr_kslots = n;
-        p->alt_realised = true;
-    } else {
-        free(p->kslots);
-        p->kslots = NULL;
-        p->nr_kslots = 0;
-        p->alt_realised = false;
-    }
-    return 0;
-}
-
-static unsigned host_slots(const struct p2m *p, struct altp2m_hslot *hs)
-{
-    unsigned n = 0;
-    for (unsigned i = 0; i < P2M_MAX_SLOTS; i++)
-        if (p->slots[i].nr) {
-            unsigned j = n++;
-            for (; j > 0 && hs[j - 1].gfn > p->slots[i].gfn; j--)
-                hs[j] = hs[j - 1];
-            hs[j] = (struct altp2m_hslot){ .gfn = p->slots[i].gfn, .nr = p->slots[i].nr,
-                                           .readonly = p->slots[i].readonly };
-        }
     return n;
+}
+
+static int kvm_put(struct p2m *p, const struct altp2m_kslot *k, bool on)
+{
+    return p2m_kvm_memslot(p, k->id, k->gfn, on ? k->nr : 0, k->hva_gfn, k->readonly);
+}
+
+/*
+ * Ids for `next` (sorted by gfn): a piece equal to one KVM holds keeps its id; one
+ * equal to a host slot takes that slot's id; the rest take free ids from KSLOT_ID_BASE.
+ */
+static int assign_ids(const struct altp2m_kslot *cur, unsigned nc,
+                      const struct altp2m_kslot *host, unsigned nh,
+                      struct altp2m_kslot *next, unsigned nn, bool *keep)
+{
+    static __thread uint8_t used[KSLOT_ID_END];
+    memset(used, 0, sizeof(used));
+    unsigned c = 0, h = 0;
+    for (unsigned i = 0; i < nn; i++) {
+        next[i].id = UINT32_MAX;
+        while (c < nc && cur[c].gfn < next[i].gfn)
+            c++;
+        while (h < nh && host[h].gfn < next[i].gfn)
+            h++;
+        keep[i] = c < nc && same_slot(&cur[c], &next[i]);
+        if (keep[i])
+            next[i].id = cur[c].id;
+        else if (h < nh && same_slot(&host[h], &next[i]))
+            next[i].id = host[h].id;
+        if (next[i].id != UINT32_MAX)
+            used[next[i].id] = 1;
+    }
+    /* Ids cur holds stay taken until deleted: a new piece never reuses one mid-change. */
+    for (unsigned i = 0; i < nc; i++)
+        used[cur[i].id] = 1;
+    unsigned free_id = KSLOT_ID_BASE;
+    for (unsigned i = 0; i < nn; i++) {
+        if (next[i].id != UINT32_MAX)
+            continue;
+        while (free_id < KSLOT_ID_END && used[free_id])
+            free_id++;
+        if (free_id == KSLOT_ID_END)
+            return -ENOMEM;
+        next[i].id = free_id;
+        used[free_id] = 1;
+    }
+    return 0;
+}
+
+/* Whether cur[i] is among the kept pieces of next. */
+static bool kept(const struct altp2m_kslot *c, const struct altp2m_kslot *next, unsigned nn,
+                 const bool *keep)
+{
+    unsigned lo = 0, hi = nn;
+    while (lo < hi) {       /* next is sorted by gfn and its pieces do not overlap */
+        unsigned mid = lo + (hi - lo) / 2;
+        if (next[mid].gfn < c->gfn)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < nn && keep[lo] && next[lo].id == c->id && same_slot(&next[lo], c);
+}
+
+/* KVM goes from cur to next: deletions first (slots may not overlap), then additions. */
+static int apply_diff(struct p2m *p, const struct altp2m_kslot *cur, unsigned nc,
+                      const struct altp2m_kslot *next, unsigned nn, const bool *keep)
+{
+    unsigned deleted = 0, added = 0;    /* cur[0..deleted), next[0..added) done */
+    int rc = 0;
+    for (; deleted < nc; deleted++)
+        if (!kept(&cur[deleted], next, nn, keep) && (rc = kvm_put(p, &cur[deleted], false)))
+            break;
+    if (!rc)
+        for (; added < nn; added++)
+            if (!keep[added] && (rc = kvm_put(p, &next[added], true)))
+                break;
+    if (!rc)
+        return 0;
+    /* Undo: what was added goes, what was deleted comes back. */
+    for (unsigned i = 0; i < added; i++)
+        if (!keep[i])
+            kvm_put(p, &next[i], false);
+    for (unsigned i = 0; i < deleted; i++)
+        if (!kept(&cur[i], next, nn, keep))
+            kvm_put(p, &cur[i], true);
+    return rc;
 }
 
 int p2m_altp2m_realise(struct p2m *p)
@@ -108,20 +140,42 @@ int p2m_altp2m_realise(struct p2m *p)
     if (!p->alt)
         return 0;
     bool identity = altp2m_view_is_identity(p->alt, p->alt->active);
-    if (identity)
-        return p->alt_realised ? swap_layout(p, NULL, 0) : 0;
-    if (p->log_dirty)
+    if (identity && !p->alt_realised)
+        return 0;
+    if (!identity && p->log_dirty)
         return -EBUSY;      /* dirty logs are kept per host slot: docs/altp2m.md */
     static __thread struct altp2m_hslot hs[P2M_MAX_SLOTS];
-    unsigned nh = host_slots(p, hs);
+    static __thread struct altp2m_kslot host[P2M_MAX_SLOTS];
+    unsigned nh = host_layout(p, host);
+    for (unsigned i = 0; i < nh; i++)
+        hs[i] = (struct altp2m_hslot){ .gfn = host[i].gfn, .nr = host[i].nr,
+                                       .readonly = host[i].readonly };
     struct altp2m_kslot *next = calloc(ALTP2M_MAX_KSLOTS, sizeof(*next));
-    if (!next)
-        return -ENOMEM;
-    int n = altp2m_layout(p->alt, p->alt->active, hs, nh, next, ALTP2M_MAX_KSLOTS);
-    int rc = n < 0 ? n : swap_layout(p, next, (unsigned)n);
-    if (rc)
+    bool *keep = calloc(ALTP2M_MAX_KSLOTS, sizeof(*keep));
+    int n = next && keep ? 0 : -ENOMEM, rc;
+    if (!n && identity) {
+        memcpy(next, host, nh * sizeof(*next));
+        n = (int)nh;
+    } else if (!n) {
+        n = altp2m_layout(p->alt, p->alt->active, hs, nh, next, ALTP2M_MAX_KSLOTS);
+    }
+    const struct altp2m_kslot *cur = p->alt_realised ? p->kslots : host;
+    unsigned nc = p->alt_realised ? p->nr_kslots : nh;
+    rc = n < 0 ? n : assign_ids(cur, nc, host, nh, next, (unsigned)n, keep);
+    if (!rc)
+        rc = apply_diff(p, cur, nc, next, (unsigned)n, keep);
+    free(keep);
+    if (rc) {
         free(next);
-    return rc;
+        return rc;
+    }
+    free(p->kslots);
+    p->kslots = identity ? NULL : next;
+    p->nr_kslots = identity ? 0 : (unsigned)n;
+    p->alt_realised = !identity;
+    if (identity)
+        free(next);
+    return 0;
 }
 
 void p2m_altp2m_host_changed(struct p2m *p, uint64_t gfn)
@@ -138,8 +192,8 @@ void p2m_altp2m_off(struct p2m *p)
     p->alt->active = 0;
     altp2m_fini(p->alt);
     altp2m_init(p->alt, p->nr_gfns);    /* view 0 only: the identity */
-    if (p->alt_realised)
-        swap_layout(p, NULL, 0);
+    if (p->alt_realised && p2m_altp2m_realise(p))
+        log_warn("d%u: altp2m: the host's memslots did not come back", p->domid);
     free(p->alt);
     p->alt = NULL;
 }
