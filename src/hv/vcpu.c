@@ -270,7 +270,7 @@ static void handle_mmio(struct vcpu *v)
      * So is a write to a read-only grant mapping (its KVM_MEM_READONLY slot exits).
      */
     uint32_t len = run->mmio.len <= sizeof(run->mmio.data) ? run->mmio.len : 0;
-    bool write = run->mmio.is_write, violation, once = false;
+    bool write = run->mmio.is_write, violation = false, once = false;
     p2m_hold(p);
     /* Through the active altp2m view: an access it forbids is a violation (docs/altp2m.md). */
     uint8_t *ram = len ? p2m_ptr_view(p, run->mmio.phys_addr, len, write, &violation) : NULL;
