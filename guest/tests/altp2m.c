@@ -14,6 +14,12 @@
  *
  * altp2m-limited (mode limited; the suite turned altp2m on): every sub-op but the #VE
  * notifications is the toolstack's (-EPERM); those are refused (-EOPNOTSUPP).
+ *
+ * altp2m-soak (mode mixed): the view of altp2m (A read-only, C showing B's frame),
+ * switched to, then checked once a second for `seconds=` (60) while the suite saves,
+ * migrates and live-updates the domain: the active view, A's access, C reading B's
+ * bytes; each round writes A once (a violation the monitor hears of, wherever the
+ * domain is) and prints "xtest: altp2m-soak: round N ok".
  */
 #include "../pv.h"
 #include "../xtest.h"
@@ -220,3 +226,36 @@ static void test_altp2m_limited(void)
     EXPECT(altp2m(HVMOP_altp2m_vcpu_enable_notify, &n), -XEN_EOPNOTSUPP);
 }
 XTEST("altp2m-limited", test_altp2m_limited);
+
+static void test_altp2m_soak(void)
+{
+    XTEST_NEED_XEN();
+    pv_init();                                  /* for the clock */
+    uint16_t v, acc;
+    memset(pages[1], 0xbb, 4096);
+    memset(pages[2], 0xcc, 4096);
+    EXPECT(set_state(true), 0);
+    EXPECT(create_view(ACC_RWX, &v), 0);
+    EXPECT(set_access(v, gfn_of(pages[0]), ACC_RX), 0);
+    EXPECT(change_gfn(v, gfn_of(pages[2]), gfn_of(pages[1])), 0);
+    EXPECT(view_op(HVMOP_altp2m_switch_p2m, v), 0);
+    printf("xtest: altp2m-soak: ready view=%u gfn=%#lx\n", v, (unsigned long)gfn_of(pages[0]));
+    uint64_t end = xen_time_ns() + cmdline_get_u64("seconds", 60) * 1000000000ULL;
+    for (unsigned round = 1; xen_time_ns() < end; round++) {
+        uint64_t next = xen_time_ns() + 1000000000ULL;
+        if (get_idx() != v)
+            xtest_fail("round %u: active view %ld, expected %u", round, get_idx(), v);
+        EXPECT(get_access(v, gfn_of(pages[0]), &acc), 0);
+        if (acc != ACC_RX)
+            xtest_fail("round %u: access of A %u, expected rx", round, acc);
+        check_fill(pages[2], 0xbb, "C through the view");
+        ((volatile uint8_t *)pages[0])[round % 4096] = (uint8_t)round;   /* a violation */
+        printf("xtest: altp2m-soak: round %u ok\n", round);
+        while (xen_time_ns() < next)
+            HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
+    }
+    EXPECT(view_op(HVMOP_altp2m_switch_p2m, 0), 0);
+    check_fill(pages[2], 0xcc, "C through view 0");
+    EXPECT(set_state(false), 0);
+}
+XTEST("altp2m-soak", test_altp2m_soak);

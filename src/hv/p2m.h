@@ -176,6 +176,12 @@ int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr);
 int p2m_altp2m_realise(struct p2m *p);
 /* The host map changed at gfn (lock held): remaps through it go, the view follows. */
 void p2m_altp2m_host_changed(struct p2m *p, uint64_t gfn);
+/*
+ * A restored domain's views (not running yet): a's remappings are checked against this
+ * p2m (the domain's own RAM at both ends), then a becomes p->alt and is realised.
+ * 0, or -EINVAL/-ENOMEM/-errno with p unchanged (a stays the caller's).
+ */
+int p2m_altp2m_install(struct p2m *p, struct altp2m *a);
 /* Back to the host layout and no views (altp2m off). Lock held exclusive. */
 void p2m_altp2m_off(struct p2m *p);
 /*

@@ -50,6 +50,8 @@ static unsigned host_layout(const struct p2m *p, struct altp2m_kslot *out)
 
 static int kvm_put(struct p2m *p, const struct altp2m_kslot *k, bool on)
 {
+    if (!on && !k->readonly)
+        p2m_mark_dirty(p, k->hva_gfn, k->nr);   /* a deleted slot's dirty log goes with it */
     return p2m_kvm_memslot(p, k->id, k->gfn, on ? k->nr : 0, k->hva_gfn, k->readonly);
 }
 
@@ -142,8 +144,6 @@ int p2m_altp2m_realise(struct p2m *p)
     bool identity = altp2m_view_is_identity(p->alt, p->alt->active);
     if (identity && !p->alt_realised)
         return 0;
-    if (!identity && p->log_dirty)
-        return -EBUSY;      /* dirty logs are kept per host slot: docs/altp2m.md */
     static __thread struct altp2m_hslot hs[P2M_MAX_SLOTS];
     static __thread struct altp2m_kslot host[P2M_MAX_SLOTS];
     unsigned nh = host_layout(p, host);
@@ -183,6 +183,33 @@ void p2m_altp2m_host_changed(struct p2m *p, uint64_t gfn)
     if (p->alt && altp2m_forget_gfn(p->alt, gfn) && p2m_altp2m_realise(p))
         log_warn("d%u: altp2m: view not realised again after a change at gfn %#llx",
                  p->domid, (unsigned long long)gfn);
+}
+
+static bool own_ram(const struct p2m *p, uint64_t gfn)
+{
+    uint64_t mfn = p2m_lookup(p, gfn);
+    return mfn != INVALID_MFN && !p2m_is_foreign(p, gfn) && mfn < p->mm->nr_frames &&
+           mm_frame_type(p->mm, mfn) == FRAME_RAM && p->mm->frames[mfn].owner == p->domid;
+}
+
+int p2m_altp2m_install(struct p2m *p, struct altp2m *a)
+{
+    if (a->nr_gfns != p->nr_gfns)
+        return -EINVAL;
+    pthread_rwlock_wrlock(&p->lock);
+    int rc = p->alt ? -EEXIST : 0;
+    for (unsigned i = 0; i < ALTP2M_MAX_VIEWS && !rc; i++)
+        for (unsigned r = 0; r < a->views[i].nr_remaps && !rc; r++)
+            if (!own_ram(p, a->views[i].remaps[r].gfn) ||
+                !own_ram(p, a->views[i].remaps[r].target))
+                rc = -EINVAL;
+    if (!rc) {
+        p->alt = a;
+        if ((rc = p2m_altp2m_realise(p)))
+            p->alt = NULL;
+    }
+    pthread_rwlock_unlock(&p->lock);
+    return rc;
 }
 
 void p2m_altp2m_off(struct p2m *p)

@@ -413,12 +413,6 @@ struct lu_run {
 static int refuse_grant_maps(struct lu_run *r)
 {
     for (unsigned i = 0; i < r->n; i++) {
-        if (r->doms[i]->p2m.alt) {
-            /* Views are not in the image yet: refused, never dropped (docs/altp2m.md). */
-            snprintf(r->err, r->errlen, "domain %u has altp2m on, whose views live update "
-                     "cannot carry yet: turn it off first", r->doms[i]->domid);
-            return -EOPNOTSUPP;
-        }
         uint32_t maps = gnttab_foreign_maps(r->doms[i]);
         if (maps) {
             snprintf(r->err, r->errlen, "domain %u maps %u grant(s) of other domains "

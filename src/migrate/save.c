@@ -438,12 +438,6 @@ static int send_state(struct sender *s, char *err, size_t errlen)
 
 static int send_config(struct sender *s, char *err, size_t errlen)
 {
-    if (s->d->p2m.alt) {
-        /* Views are not in the stream yet: refused, never dropped (docs/altp2m.md). */
-        snprintf(err, errlen, "domain %u has altp2m on, whose views a stream cannot carry "
-                 "yet: turn it off first", s->d->domid);
-        return -EOPNOTSUPP;
-    }
     /* Paused by the toolstack (xkvm pause): it arrives paused too. */
     struct domrec dr = { .members = DOMREC_DOMID | DOMREC_CONFIG | DOMREC_PAUSED,
                          .domid = s->d->domid, .cfg = &s->d->cfg };
