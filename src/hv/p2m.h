@@ -171,7 +171,7 @@ int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr);
 /*
  * Put the active view of p->alt into KVM (or the host's layout back where it restricts
  * nothing). Lock held exclusive. 0, or -ENOMEM (more than ALTP2M_MAX_KSLOTS memslots;
- * what KVM held before is left), -EBUSY while logging dirty pages, -errno.
+ * what KVM held before is left), -errno.
  */
 int p2m_altp2m_realise(struct p2m *p);
 /* The host map changed at gfn (lock held): remaps through it go, the view follows. */
