@@ -740,6 +740,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     /* Xen's hvm_domain_initialise: a triple fault reboots unless the toolstack says
      * otherwise (xl never does; a restore or live update brings the source's value). */
     d->hvm_params[HVM_PARAM_TRIPLE_FAULT_REASON] = SHUTDOWN_reboot;
+    d->hvm_params[HVM_PARAM_ALTP2M] = d->cfg.altp2m;   /* xl.cfg's altp2m (docs/altp2m.md) */
     d->shutdown_code = -1;
     d->created_ns = t0;
     d->tsc_khz = host.tsc_khz;  /* a restore may bring another (domain_set_tsc_khz) */

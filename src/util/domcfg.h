@@ -77,7 +77,14 @@ struct domcfg {
      * from vCPU 0 up (the rest unpinned). */
     unsigned nr_cpus;
     struct domcfg_cpuset cpus[DOMCFG_VCPUS_MAX];
+    /* xl's `altp2m`: HVM_PARAM_ALTP2M's mode, DOMCFG_ALTP2M_* (docs/altp2m.md). */
+    unsigned altp2m;
 };
+enum { DOMCFG_ALTP2M_DISABLED, DOMCFG_ALTP2M_MIXED, DOMCFG_ALTP2M_EXTERNAL,
+       DOMCFG_ALTP2M_LIMITED, DOMCFG_ALTP2M_NR };
+/* "disabled", "mixed", "external", "limited" -> DOMCFG_ALTP2M_*; -EINVAL if none. */
+int domcfg_altp2m_parse(const char *s);
+const char *domcfg_altp2m_name(unsigned mode);
 
 /* The most RAM a domain may hold, in MiB: maxmem, or memory where maxmem is 0. */
 uint64_t domcfg_max_mb(const struct domcfg *c);
