@@ -6,8 +6,10 @@
  * where that fails. docs/altp2m.md says what is refused and why.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <xen/hvm/hvm_op.h>
 #include <xen/hvm/params.h>
 
@@ -300,6 +302,8 @@ int domain_altp2m_op(struct domain *d, struct xen_hvm_altp2m_op *a, bool from_gu
 /* ---- the guest's hypercall ---- */
 
 #define MULTI_CHUNK 256u
+_Static_assert(offsetof(struct xen_hvm_altp2m_set_mem_access_multi, pfn_list) == 16,
+               "set_mem_access_multi layout");
 
 /* set_mem_access_multi: MULTI_CHUNK entries a call, the rest by continuation. */
 static long guest_access_multi(struct hcall *hc, struct xen_hvm_altp2m_op *a)
@@ -312,8 +316,16 @@ static long guest_access_multi(struct hcall *hc, struct xen_hvm_altp2m_op *a)
     unsigned n = m->nr - (uint32_t)m->opaque;
     if (n > MULTI_CHUNK)
         n = MULTI_CHUNK;
-    uint64_t gfn_at = (uint64_t)(uintptr_t)m->pfn_list.p + m->opaque * sizeof(uint64_t);
-    uint64_t acc_at = (uint64_t)(uintptr_t)m->access_list.p + m->opaque;
+    uint64_t pfns = (uint64_t)(uintptr_t)m->pfn_list.p, accs = (uint64_t)(uintptr_t)m->access_list.p;
+    if (!hc->is64) {
+        /* The compat layout: two 32-bit handles at offsets 16 and 20 of the sub-op. */
+        uint32_t h[2];
+        memcpy(h, (const uint8_t *)m + 16, sizeof(h));
+        pfns = h[0];
+        accs = h[1];
+    }
+    uint64_t gfn_at = pfns + m->opaque * sizeof(uint64_t);
+    uint64_t acc_at = accs + m->opaque;
     if (n && (hc_copy_from(hc, gfns, gfn_at, n * sizeof(uint64_t)) ||
               hc_copy_from(hc, acc, acc_at, n)))
         return -EFAULT;
