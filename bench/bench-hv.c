@@ -69,6 +69,7 @@ struct opts {
     bool keep;              /* keep the run directory */
     const char *only;       /* comma-separated benchmark names, NULL: all */
     unsigned events;        /* round trips per event benchmark */
+    const char *evtchn;     /* event channel ABIs the event benchmark runs: 2l,fifo */
     unsigned xs_ops;        /* xenstore operations from the guest */
 };
 
@@ -1042,19 +1043,20 @@ static void bench_hypercall_intercept(const struct opts *o)
  * (send, upcall on the other side, send back, upcall), timed by the guests with Xen
  * system time. Reference in the same run: one bare port-I/O exit.
  */
-static void bench_events(const struct opts *o, const char *upcall)
+static void bench_events(const struct opts *o, const char *upcall, const char *abi)
 {
     enum { SERVER = 7001, CLIENT = 7002 };
     unsigned count = o->events;
-    char cmd[160], line[256];
-    snprintf(cmd, sizeof(cmd), "test=evtchn-interdomain role=server peer=%d count=%u upcall=%s",
-             CLIENT, count, upcall);
+    char cmd[192], line[256];
+    snprintf(cmd, sizeof(cmd),
+             "test=evtchn-interdomain role=server peer=%d count=%u upcall=%s evtchn=%s",
+             CLIENT, count, upcall, abi);
     domain_create_as(o, SERVER, "bench-ev-server", 1, cmd, NULL);
     wait_console(SERVER, "xtest: evtchn-interdomain: port=", line, sizeof(line), 60);
     unsigned port = (unsigned)strtoul(strchr(line, '=') + 1, NULL, 10);
     snprintf(cmd, sizeof(cmd),
-             "test=evtchn-interdomain role=client peer=%d port=%u count=%u upcall=%s",
-             SERVER, port, count, upcall);
+             "test=evtchn-interdomain role=client peer=%d port=%u count=%u upcall=%s evtchn=%s",
+             SERVER, port, count, upcall, abi);
     domain_create_as(o, CLIENT, "bench-ev-client", 1, cmd, NULL);
     unsigned timeout = 60 + count / 100;
     wait_console(SERVER, "xtest: evtchn-interdomain: PASS", line, sizeof(line), timeout);
@@ -1069,10 +1071,10 @@ static void bench_events(const struct opts *o, const char *upcall)
     double raw = bare_raw_exits(o->exits);
     double rt_ns = 1e9 / per_s;
     printf("{\"bench\":\"event_round_trip\",\"guests\":\"evtchn-interdomain ping-pong\","
-           "\"upcall\":\"%s\",\"round_trips\":%u,\"round_trips_per_s\":%.0f,"
+           "\"upcall\":\"%s\",\"evtchn_abi\":\"%s\",\"round_trips\":%u,\"round_trips_per_s\":%.0f,"
            "\"us_per_round_trip\":%.1f,\"ref\":\"bare KVM port-I/O exit\","
            "\"ref_us\":%.2f,\"ratio\":%.1f}\n",
-           upcall, count, per_s, rt_ns / 1000, raw / 1000, rt_ns / raw);
+           upcall, abi, count, per_s, rt_ns / 1000, raw / 1000, rt_ns / raw);
     fflush(stdout);
 }
 
@@ -1112,11 +1114,20 @@ static void usage(FILE *f)
         "  --hc-runs N  hcloop and raw-exit runs on each side (default 5)\n"
         "  --hc-n N     hypercalls per hcloop run (default 20000)\n"
         "  --events N   event round trips per event benchmark (default 2000)\n"
+        "  --evtchn L   event channel ABIs the events benchmark runs in, of 2l,fifo\n"
+        "               (default both, one after the other in the same run)\n"
         "  --exits N    out instructions per raw-exit run (default 100000)\n"
         "  --keep       keep xkvmd's run directory (logs, console logs)\n"
         "  --only LIST  run only these of create,pause,events,xenstore,hypercall (raw_exit and\n"
         "               hypercall_intercept come with hypercall)\n"
         "Prints one JSON line per figure. Needs /dev/kvm.\n");
+}
+
+/* The ABI named by the first n bytes of s (one item of --evtchn), or NULL. */
+static const char *evtchn_abi_name(const char *s, size_t n)
+{
+    return n == 2 && !strncmp(s, "2l", 2) ? "2l" : n == 4 && !strncmp(s, "fifo", 4) ? "fifo"
+                                                                               : NULL;
 }
 
 static bool selected(const struct opts *o, const char *name)
@@ -1145,7 +1156,7 @@ static unsigned parse_count(const char *s, const char *opt)
 int main(int argc, char **argv)
 {
     struct opts o = { .runs = 10, .pairs = 50, .hc_runs = 5, .hc_n = 20000, .exits = 100000,
-                      .events = 2000, .xs_ops = 2000 };
+                      .events = 2000, .xs_ops = 2000, .evtchn = "2l,fifo" };
     static const struct option longopts[] = {
         { "xkvmd", required_argument, NULL, 'd' },
         { "xkvm", required_argument, NULL, 'x' },
@@ -1156,6 +1167,7 @@ int main(int argc, char **argv)
         { "hc-n", required_argument, NULL, 'c' },
         { "exits", required_argument, NULL, 'e' },
         { "events", required_argument, NULL, 'v' },
+        { "evtchn", required_argument, NULL, 'a' },
         { "keep", no_argument, NULL, 'k' },
         { "only", required_argument, NULL, 'o' },
         { "help", no_argument, NULL, 'h' },
@@ -1173,6 +1185,12 @@ int main(int argc, char **argv)
         case 'c': o.hc_n = parse_count(optarg, "--hc-n"); break;
         case 'e': o.exits = parse_count(optarg, "--exits"); break;
         case 'v': o.events = parse_count(optarg, "--events"); break;
+        case 'a':
+            o.evtchn = optarg;
+            for (const char *a = optarg; *a; a += strcspn(a, ","), a += *a == ',')
+                if (!evtchn_abi_name(a, strcspn(a, ",")))
+                    die("--evtchn: unknown ABI '%.*s' (2l, fifo)", (int)strcspn(a, ","), a);
+            break;
         case 'k': o.keep = true; break;
         case 'o': o.only = optarg; break;
         case 'h': usage(stdout); return 0;
@@ -1226,8 +1244,11 @@ int main(int argc, char **argv)
         bench_pause(&o, 4);
     }
     if (selected(&o, "events")) {
-        bench_events(&o, "callback");
-        bench_events(&o, "vector");
+        for (const char *abi = o.evtchn; *abi; abi += strcspn(abi, ","), abi += *abi == ',') {
+            const char *name = evtchn_abi_name(abi, strcspn(abi, ","));
+            bench_events(&o, "callback", name);
+            bench_events(&o, "vector", name);
+        }
     }
     if (selected(&o, "xenstore"))
         bench_xenstore_ring(&o);

@@ -14,6 +14,14 @@
  *   pending bit before its handler runs; again while upcall_pending was set meanwhile.
  * - Xen system time from the CPU's vcpu_time_info (version / tsc_timestamp /
  *   system_time / tsc_to_system_mul / tsc_shift).
+ *
+ * With evtchn=fifo on the command line the FIFO ABI instead, as Linux's
+ * events_fifo.c uses it: EVTCHNOP_init_control per CPU (a control block page each),
+ * event array pages added with EVTCHNOP_expand_array as ports need them (every word
+ * starts MASKED), and the upcall takes the control block's READY bits, walks each
+ * ready queue from HEAD (or from where it stopped) through the LINK fields, clearing
+ * LINKED with compare-and-swap, and handles a port that is pending and not masked
+ * (PENDING cleared first). A walk is bounded: a queue that loops fails the test.
  */
 #include "pv.h"
 #include "xtest.h"
@@ -86,10 +94,166 @@ void spin_ns(uint64_t ns)
         cpu_relax();
 }
 
+/* ---- FIFO ABI --------------------------------------------------------------------- */
+#define FIFO_PAGES (EVTCHN_NR_PORTS / 1024)
+#define W_PENDING (1u << EVTCHN_FIFO_PENDING)
+#define W_MASKED  (1u << EVTCHN_FIFO_MASKED)
+#define W_LINKED  (1u << EVTCHN_FIFO_LINKED)
+#define W_BUSY    (1u << EVTCHN_FIFO_BUSY)
+
+bool evtchn_fifo;
+unsigned fifo_nr_pages;
+volatile event_word_t fifo_array[FIFO_PAGES][1024] __attribute__((aligned(4096)));
+static uint8_t fifo_cb_pages[MAX_CPUS][4096] __attribute__((aligned(4096)));
+static uint32_t fifo_local_head[MAX_CPUS][EVTCHN_FIFO_MAX_QUEUES];
+volatile uint64_t fifo_handled_order[64];       /* ports in the order handled */
+volatile uint64_t fifo_nr_handled;
+
+struct evtchn_fifo_control_block *fifo_cb(unsigned cpu)
+{
+    return (struct evtchn_fifo_control_block *)fifo_cb_pages[cpu];
+}
+
+static volatile event_word_t *fifo_word(uint32_t port)
+{
+    return port / 1024 < fifo_nr_pages ? &fifo_array[port / 1024][port % 1024] : NULL;
+}
+
+long fifo_init_control(unsigned cpu, uint64_t gfn, uint32_t offset)
+{
+    struct evtchn_init_control ic = { .control_gfn = gfn, .offset = offset, .vcpu = cpu };
+    long rc = HYPERVISOR_event_channel_op(EVTCHNOP_init_control, &ic);
+
+    if (!rc && ic.link_bits != EVTCHN_FIFO_LINK_BITS)
+        xtest_fail("init_control: link_bits %u, want %u", ic.link_bits, EVTCHN_FIFO_LINK_BITS);
+    return rc;
+}
+
+void fifo_forget(void)
+{
+    evtchn_fifo = false;
+    fifo_nr_pages = 0;
+    memset(fifo_cb_pages, 0, sizeof(fifo_cb_pages));
+    memset(fifo_local_head, 0, sizeof(fifo_local_head));
+}
+
+void fifo_clear_queues(unsigned cpu)
+{
+    for (unsigned n = 0; n < fifo_nr_pages; n++)
+        for (unsigned i = 0; i < 1024; i++)
+            __atomic_fetch_and(&fifo_array[n][i], ~(W_LINKED | W_BUSY | EVTCHN_FIFO_LINK_MASK),
+                               __ATOMIC_SEQ_CST);
+    memset(fifo_cb_pages[cpu], 0, sizeof(fifo_cb_pages[cpu]));
+    memset(fifo_local_head[cpu], 0, sizeof(fifo_local_head[cpu]));
+}
+
+static void fifo_init_cpu(unsigned cpu)
+{
+    memset(fifo_cb_pages[cpu], 0, sizeof(fifo_cb_pages[cpu]));
+    memset(fifo_local_head[cpu], 0, sizeof(fifo_local_head[cpu]));
+    long rc = fifo_init_control(cpu, (uint64_t)(uintptr_t)fifo_cb_pages[cpu] >> 12, 0);
+    if (rc)
+        xtest_fail("EVTCHNOP_init_control(vcpu %u) = %ld", cpu, rc);
+}
+
+/* The event array reaches port (pages added as needed, every word MASKED first). */
+void fifo_cover(uint32_t port)
+{
+    while (port / 1024 >= fifo_nr_pages) {
+        if (fifo_nr_pages >= FIFO_PAGES)
+            xtest_crash("FIFO: port %u beyond the array", port);
+        unsigned n = fifo_nr_pages;
+        for (unsigned i = 0; i < 1024; i++)
+            fifo_array[n][i] = W_MASKED;
+        struct evtchn_expand_array ea = { .array_gfn = (uint64_t)(uintptr_t)fifo_array[n] >> 12 };
+        long rc = HYPERVISOR_event_channel_op(EVTCHNOP_expand_array, &ea);
+        if (rc)
+            xtest_fail("EVTCHNOP_expand_array(page %u) = %ld", n, rc);
+        fifo_nr_pages = n + 1;
+    }
+}
+
+/* Clear LINKED (and LINK), waiting out BUSY a bounded while: the next port or 0. */
+static uint32_t fifo_clear_linked(volatile event_word_t *w)
+{
+    event_word_t old = *w;
+
+    for (unsigned tries = 0; tries < 1000000; tries++) {
+        old &= ~W_BUSY;
+        event_word_t nw = old & ~(W_LINKED | EVTCHN_FIFO_LINK_MASK);
+        if (__atomic_compare_exchange_n(w, &old, nw, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            return old & EVTCHN_FIFO_LINK_MASK;
+        cpu_relax();
+    }
+    xtest_fail("FIFO: event word stays BUSY (%#x)", old);
+}
+
+static void handle_port(struct cpu *c, uint32_t port);
+
+/* One event from queue q: take it off, handle it if pending and not masked. */
+static void fifo_consume_one(struct cpu *c, unsigned q, uint32_t *ready)
+{
+    struct evtchn_fifo_control_block *cb = fifo_cb(c->id);
+    uint32_t head = fifo_local_head[c->id][q];
+
+    if (!head)
+        head = __atomic_load_n(&cb->head[q], __ATOMIC_ACQUIRE);
+    volatile event_word_t *w = head < EVTCHN_NR_PORTS ? fifo_word(head) : NULL;
+    if (!head || !w)
+        xtest_fail("FIFO: queue %u on CPU %u is ready but its head is port %u", q, c->id,
+                   head);
+    uint32_t next = fifo_clear_linked(w);
+    if (!next)
+        *ready &= ~(1u << q);
+    event_word_t v = *w;
+    if ((v & W_PENDING) && !(v & W_MASKED)) {
+        __atomic_fetch_and(w, ~W_PENDING, __ATOMIC_SEQ_CST);
+        uint64_t n = fifo_nr_handled;
+        if (n < ARRAY_SIZE(fifo_handled_order))
+            fifo_handled_order[n] = head;
+        fifo_nr_handled = n + 1;
+        handle_port(c, head);
+    }
+    fifo_local_head[c->id][q] = next;
+}
+
+static void fifo_scan(struct cpu *c)
+{
+    struct evtchn_fifo_control_block *cb = fifo_cb(c->id);
+    uint32_t ready = __atomic_exchange_n(&cb->ready, 0, __ATOMIC_SEQ_CST);
+    unsigned budget = 4 * EVTCHN_NR_PORTS;      /* more than every port once: a loop */
+
+    while (ready) {
+        if (!budget--)
+            xtest_fail("FIFO: CPU %u's queues do not end (ready %#x): a LINK loop?",
+                       c->id, ready);
+        fifo_consume_one(c, (unsigned)__builtin_ctz(ready), &ready);
+        ready |= __atomic_exchange_n(&cb->ready, 0, __ATOMIC_SEQ_CST);
+    }
+}
+
 /* ---- the upcall ------------------------------------------------------------------- */
+static void handle_port(struct cpu *c, uint32_t port)
+{
+    evtchn_count[port]++;
+    evtchn_last_cpu[port] = (uint8_t)c->id;
+    if (handlers[port])
+        handlers[port](port, handler_args[port]);
+}
+
 static void evtchn_scan(struct cpu *c)
 {
     struct vcpu_info *vi = c->vi;
+
+    if (evtchn_fifo) {
+        do {
+            vi->evtchn_upcall_pending = 0;
+            barrier();
+            fifo_scan(c);
+        } while (vi->evtchn_upcall_pending);
+        return;
+    }
 
     do {
         vi->evtchn_upcall_pending = 0;
@@ -108,10 +272,7 @@ static void evtchn_scan(struct cpu *c)
 
                 bits &= bits - 1;
                 clear_bit64(&shinfo->evtchn_pending[w], b);
-                evtchn_count[port]++;
-                evtchn_last_cpu[port] = (uint8_t)c->id;
-                if (handlers[port])
-                    handlers[port](port, handler_args[port]);
+                handle_port(c, port);
             }
         }
     } while (vi->evtchn_upcall_pending);
@@ -214,16 +375,30 @@ long evtchn_status(uint32_t port, struct evtchn_status *st)
 
 void evtchn_mask(uint32_t port)
 {
+    if (evtchn_fifo) {
+        volatile event_word_t *w = fifo_word(port);
+        if (w)
+            __atomic_fetch_or(w, W_MASKED, __ATOMIC_SEQ_CST);
+        return;
+    }
     set_bit64(&shinfo->evtchn_mask[port / 64], port % 64);
 }
 
 bool evtchn_pending(uint32_t port)
 {
+    if (evtchn_fifo) {
+        volatile event_word_t *w = fifo_word(port);
+        return w && (*w & W_PENDING);
+    }
     return test_bit64(&shinfo->evtchn_pending[port / 64], port % 64);
 }
 
 bool evtchn_masked(uint32_t port)
 {
+    if (evtchn_fifo) {
+        volatile event_word_t *w = fifo_word(port);
+        return !w || (*w & W_MASKED);
+    }
     return test_bit64(&shinfo->evtchn_mask[port / 64], port % 64);
 }
 
@@ -246,6 +421,10 @@ void evtchn_attach(uint32_t port, unsigned cpu, evtchn_handler_t h, void *arg)
     for (unsigned i = 0; i < MAX_CPUS; i++)
         clear_bit64(&cpus[i].port_mask[port / 64], port % 64);
     set_bit64(&cpus[cpu].port_mask[port / 64], port % 64);
+    if (evtchn_fifo) {      /* as Linux: the guest clears MASKED, Xen links if pending */
+        fifo_cover(port);
+        __atomic_fetch_and(fifo_word(port), ~W_MASKED, __ATOMIC_SEQ_CST);
+    }
     long rc = evtchn_unmask(port);
     if (rc)
         xtest_fail("EVTCHNOP_unmask(%u) = %ld", port, rc);
@@ -318,6 +497,8 @@ static long set_percpu_vector(unsigned id)
 int pv_init_cpu(void)
 {
     lapic_init();
+    if (evtchn_fifo && this_cpu()->id)
+        fifo_init_cpu(this_cpu()->id);
     if (upcall_mode == UPCALL_VECTOR)
         return (int)set_percpu_vector(this_cpu()->id);
     return 0;
@@ -342,6 +523,12 @@ void pv_init(void)
         else if (strcmp(buf, "hlt"))
             xtest_fail("wait=%s: want hlt or block", buf);
     }
+    if (cmdline_get("evtchn", buf, sizeof(buf))) {
+        if (!strcmp(buf, "fifo"))
+            evtchn_fifo = true;
+        else if (strcmp(buf, "2l"))
+            xtest_fail("evtchn=%s: want 2l or fifo", buf);
+    }
     if (xen.max_leaf >= xen.base + 4) {
         uint32_t a, b, c, d;
 
@@ -365,6 +552,10 @@ void pv_init(void)
     for (unsigned w = 0; w < EVTCHN_WORDS; w++)
         __atomic_store_n(&shinfo->evtchn_mask[w], ~0ULL, __ATOMIC_SEQ_CST);
 
+    /* FIFO: CPU 0's control block before any port is bound, as Linux does. */
+    if (evtchn_fifo)
+        fifo_init_cpu(0);
+
     if (upcall_mode == UPCALL_CALLBACK) {
         set_irq_handler(VEC_UPCALL_CALLBACK, upcall_callback);
         rc = hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
@@ -383,11 +574,12 @@ void pv_init(void)
 
     uint64_t t = xen_time_ns();
     printf("xkvm-guest: pv: shared_info at gfn %#lx, upcall %s (vector %#x), %s, "
-           "wait %s, domid %d, Xen time %lu ns\n",
+           "wait %s, events %s, domid %d, Xen time %lu ns\n",
            (unsigned long)xatp.gpfn, upcall_mode_name(),
            upcall_mode == UPCALL_VECTOR ? VEC_UPCALL_PERCPU : VEC_UPCALL_CALLBACK,
            lapic_x2apic() ? "x2APIC" : "xAPIC", wait_mode == WAIT_BLOCK ? "block" : "hlt",
-           self_domid == DOMID_SELF ? -1 : (int)self_domid, (unsigned long)t);
+           evtchn_fifo ? "fifo" : "2l", self_domid == DOMID_SELF ? -1 : (int)self_domid,
+           (unsigned long)t);
     irq_enable();
     pv_ready = true;
 }

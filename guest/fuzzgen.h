@@ -21,7 +21,7 @@
 
 /* The scratch region: identity-mapped free RAM, FZ_SCRATCH_PAGES pages. */
 #define FZ_SCRATCH_PAGES 256
-/* A mapped page (the last scratch page) whose next page is unmapped. */
+/* A mapped page (an image page of its own) whose next page is unmapped. */
 #define FZ_GUARD_VA      (1ULL << 40)
 #define FZ_UNMAPPED_VA   (1ULL << 41)
 

@@ -12,10 +12,11 @@
  *   xenbus.c       xenstore client over the store ring (HVM_PARAM_STORE_PFN/EVTCHN)
  *   console_ring.c PV console ring (HVM_PARAM_CONSOLE_PFN/EVTCHN), with console=ring
  *   blkfront.c     block frontend: xenbus handshake, blkif ring, granted data pages
+ *   netfront.c     network frontend: xenbus handshake, netif tx/rx rings, granted buffers
  *
  * Command-line words it reads: upcall=callback|vector (default callback),
  * wait=hlt|block (default hlt), apic=auto|xapic (default auto: x2APIC if CPUID has it),
- * console=hypercall|ring|both (default hypercall), xs_timeout=MS (default 30000),
+ * evtchn=2l|fifo (default 2l), console=hypercall|ring|both (default hypercall), xs_timeout=MS (default 30000),
  * xs_reconnect=MS (default 5000).
  */
 #ifndef XKVM_GUEST_PV_H
@@ -133,6 +134,17 @@ void evtchn_mask(uint32_t port);                /* local: set the mask bit */
 bool evtchn_pending(uint32_t port);
 bool evtchn_masked(uint32_t port);
 const char *evtchn_status_name(uint32_t s);
+/* FIFO ABI (evtchn=fifo): set by pv_init; the array pages added so far. */
+extern bool evtchn_fifo;
+extern unsigned fifo_nr_pages;
+extern volatile event_word_t fifo_array[EVTCHN_NR_PORTS / 1024][1024];
+extern volatile uint64_t fifo_handled_order[64];    /* ports, in the order handled */
+extern volatile uint64_t fifo_nr_handled;
+struct evtchn_fifo_control_block *fifo_cb(unsigned cpu);
+long fifo_init_control(unsigned cpu, uint64_t gfn, uint32_t offset);
+void fifo_cover(uint32_t port);         /* expand the array (words MASKED) to reach port */
+void fifo_forget(void);                 /* after EVTCHNOP_reset: back to 2-level, locally */
+void fifo_clear_queues(unsigned cpu);   /* unlink every word, empty cpu's control block */
 
 /* Xen system time in ns from this CPU's vcpu_time_info; 0 if Xen gives none. */
 uint64_t xen_time_ns(void);
@@ -237,5 +249,24 @@ int blkfront_io(struct blkfront *bf, bool write, uint64_t sector, unsigned nr);
 int blkfront_flush(struct blkfront *bf);        /* 0 also when not supported */
 /* Closing -> Closed, as a frontend does on shutdown (bounded wait). */
 void blkfront_disconnect(struct blkfront *bf);
+
+/* ---- netfront.c: network frontend (one vif) ------------------------------------------- */
+struct netfront {
+    unsigned handle;                    /* device/vif/<handle> */
+    char front[64], back[160];
+    domid_t backend_id;
+    bool split;                         /* event-channel-tx/-rx instead of one */
+    uint32_t tx_port, rx_port;
+    uint8_t mac[6];
+    uint64_t tx_packets, rx_packets, tx_errors, rx_errors, stray;
+};
+/* Handshake up to Connected, rx buffers posted; 0 or -errno. */
+int netfront_connect(struct netfront *nf, unsigned handle, bool split);
+/* Queue one frame (14 .. 4096 bytes) for the backend; 0 or -errno. */
+int netfront_send(struct netfront *nf, const void *frame, size_t len);
+/* The next received frame into buf (truncated to len): its length, 0 on timeout. */
+int netfront_recv(struct netfront *nf, void *buf, size_t len, uint64_t timeout_ms);
+/* Hostile (test=net hostile=1): a tx req_prod beyond the ring, and a notification. */
+void netfront_break_tx(struct netfront *nf);
 
 #endif

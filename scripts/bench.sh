@@ -34,4 +34,5 @@ run bench-migrate "$ROOT/bench/bench-migrate.sh" "$BUILD"
 run bench-live-update "$ROOT/bench/bench-live-update.sh" "$BUILD"
 [ -x "$BUILD/bench/bench-blk" ] && run bench-blk "$BUILD/bench/bench-blk" \
   --xkvmd "$BUILD/src/daemon/xkvmd" --xkvm "$BUILD/src/tools/xkvm" --guest "$BUILD/guest/xkvm-guest"
+[ -x "$BUILD/bench/bench-net" ] && run bench-net "$BUILD/bench/bench-net"
 exit $failed

@@ -11,6 +11,8 @@ pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
 # The Linux suite's guest (scripts/linux-guest.sh): vmlinux out of the vmlinuz, a
 # busybox initramfs with a static xenstore client, the pygrub boot image.
 pkgs+=(lz4 busybox-static cpio kmod libc6-dev e2fsprogs)
+# tests/kvm/netback.sh: its network namespace, bridge and TAP devices (ip).
+pkgs+=(iproute2)
 # --nested-vm: what scripts/kvm-vm.sh boots (a Debian kernel with kvm_amd, busybox).
 # Debian 12's 6.12 kernel: its KVM has the Xen intercept (CONFIG_KVM_XEN), which the
 # 6.1 kernels lack and stock Linux guests need (docs/testing.md).

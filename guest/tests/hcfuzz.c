@@ -455,12 +455,18 @@ static void build_gnttab(struct call *c)
     c->a[2] = count;
 }
 
-/* Our own grant table, frame 0, mapped into the scratch region: entries the other
- * fuzzing guests may copy from and to (frames from the pool, any domid). */
+/*
+ * Our own grant table, frame 0, mapped into the scratch region: entries the other
+ * fuzzing guests may copy from and to (frames from the pool, any domid). The fuzzer's
+ * own calls may move it away or give its gfn back, and the CPL3 code that scribbles on
+ * it runs natively, where a write to a page given back fails the vCPU
+ * (docs/hypervisor.md, "Holes inside RAM"): so it goes back there before each batch.
+ */
 static grant_entry_v1_t *gtab;
 
-static void gtab_init(void)
+static void gtab_place(void)
 {
+    gtab = NULL;
     struct xen_add_to_physmap x = {
         .domid = DOMID_SELF, .space = XENMAPSPACE_grant_table, .idx = 0,
         .gpfn = fz.scratch_gfn,
@@ -750,16 +756,16 @@ static void test_hcfuzz(void)
     r.next_progress = r.progress_ns;
     clock_init();
     fz_seed(seed);
-    gtab_init();
     printf("xkvm-guest: hcfuzz: seed %lu, %s %lu, scratch gfns %#lx+%u, RAM to gfn %#lx\n",
            (unsigned long)seed, r.max_calls ? "calls" : "seconds",
            (unsigned long)(r.max_calls ? r.max_calls : seconds),
            (unsigned long)fz.scratch_gfn, FZ_SCRATCH_PAGES, (unsigned long)fz.ram_top_gfn);
     bool in_kernel = cmdline_get("gen", NULL, 0);    /* gen=kernel: build at CPL0 */
-    do
+    do {
+        gtab_place();
         in_kernel ? build_batch((uint64_t)(uintptr_t)&batch) :
                     run_user(build_batch, (uint64_t)(uintptr_t)&batch);
-    while (issue_batch(&r, &batch));
+    } while (issue_batch(&r, &batch));
 
     uint64_t ms = elapsed_ns() / 1000000;
     /* Let the console's rate limit (64 KiB/s) recover from what the fuzzer wrote. */

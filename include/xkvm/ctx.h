@@ -41,12 +41,13 @@ enum xkvm_ctx_type {
      *   0x100..0x17f  domain PV state, written by save, migration and live update;
      *   0x180..0x1ff  reserved for live-update-only records (p2m extents, frame
      *                 ownership, dom0 grant mappings, preserved fds): not defined yet;
-     *   0x200..       later groups (altp2m views, FIFO event channels...).
+     *   0x200..0x2ff  FIFO event channels;
+     *   0x300..       later groups (altp2m views...).
      */
     XKVM_CTX_XKVM_BASE      = 0x100,
     XKVM_CTX_DOMAIN         = 0x100,    /* once: domid, number of vCPUs */
     XKVM_CTX_SHARED_INFO_GFN = 0x101,   /* once: where shared_info is mapped */
-    XKVM_CTX_EVTCHN_ABI     = 0x102,    /* once: 2-level (FIFO later) */
+    XKVM_CTX_EVTCHN_ABI     = 0x102,    /* once: 2-level or FIFO */
     XKVM_CTX_EVTCHN_PORT    = 0x103,    /* per bound port */
     XKVM_CTX_GNTTAB         = 0x104,    /* once: version, frames and their gfns */
     XKVM_CTX_GNTTAB_FRAME   = 0x105,    /* per grant frame: its contents */
@@ -65,6 +66,11 @@ enum xkvm_ctx_type {
     XKVM_CTX_PV_LAST        = 0x17f,
     XKVM_CTX_LIVE_UPDATE_BASE = 0x180,  /* reserved, see above */
     XKVM_CTX_LIVE_UPDATE_LAST = 0x1ff,
+    /* FIFO event channels (docs/domain-context.md): with EVTCHN_ABI 1 only. */
+    XKVM_CTX_EVTCHN_FIFO_ARRAY = 0x200, /* once: the event array pages' gfns */
+    XKVM_CTX_EVTCHN_FIFO_VCPU  = 0x201, /* per vCPU with a control block: it, queue tails */
+    XKVM_CTX_EVTCHN_FIFO_HELD  = 0x202, /* once, optional: ports pending with no word */
+    XKVM_CTX_FIFO_LAST         = 0x2ff,
     /*
      * Never in an image: tests, fuzzers and benchmarks that extend a registry with
      * their own types number them from here, so they never collide with real ones.
@@ -161,7 +167,7 @@ struct xkvm_ctx_evtchn_abi {
 };
 enum {
     XKVM_CTX_EVTCHN_ABI_2L   = 0,
-    XKVM_CTX_EVTCHN_ABI_FIFO = 1,   /* reserved: rejected until its records exist */
+    XKVM_CTX_EVTCHN_ABI_FIFO = 1,   /* with EVTCHN_FIFO_* records */
 };
 _Static_assert(sizeof(struct xkvm_ctx_evtchn_abi) == 8, "EVTCHN_ABI layout");
 
@@ -325,6 +331,40 @@ struct xkvm_ctx_hypercall {
 _Static_assert(sizeof(struct xkvm_ctx_hypercall) == 8, "HYPERCALL layout");
 /* The guest has issued VMCALL/VMMCALL: it runs only where KVM intercepts them. */
 #define XKVM_CTX_HYPERCALL_VMCALL   (1u << 0)
+
+/*
+ * FIFO event channels (EVTCHN_ABI 1). The event words and the control blocks are guest
+ * RAM and travel with it; these records hold where they are and what Xen keeps in the
+ * hypervisor: each queue's tail, and ports raised before their event word existed.
+ */
+#define XKVM_CTX_FIFO_MAX_PAGES     128u    /* EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES */
+#define XKVM_CTX_FIFO_QUEUES        16u     /* EVTCHN_FIFO_MAX_QUEUES */
+#define XKVM_CTX_FIFO_CB_SIZE       72u     /* sizeof(struct evtchn_fifo_control_block) */
+
+/* EVTCHN_FIFO_ARRAY (0x200, once): length exactly 8 + 8 * nr_pages. */
+struct xkvm_ctx_evtchn_fifo_array {
+    uint32_t nr_pages;          /* 0..XKVM_CTX_FIFO_MAX_PAGES, in EXPAND_ARRAY order */
+    uint32_t pad;
+    uint64_t page_gfn[];        /* page i holds the words of ports 1024 i .. 1024 i + 1023 */
+};
+_Static_assert(sizeof(struct xkvm_ctx_evtchn_fifo_array) == 8, "EVTCHN_FIFO_ARRAY layout");
+
+/* EVTCHN_FIFO_VCPU (0x201, instance = vCPU id): EVTCHNOP_init_control's block. */
+struct xkvm_ctx_evtchn_fifo_vcpu {
+    uint64_t control_gfn;
+    uint32_t offset;            /* 8-aligned, <= 4096 - 72 */
+    uint32_t pad;
+    uint32_t tail[XKVM_CTX_FIFO_QUEUES];    /* per priority: last port linked, 0 none */
+};
+_Static_assert(sizeof(struct xkvm_ctx_evtchn_fifo_vcpu) == 80, "EVTCHN_FIFO_VCPU layout");
+
+/* EVTCHN_FIFO_HELD (0x202, once): length exactly 8 + 4 * nr_ports, padded to 8. */
+struct xkvm_ctx_evtchn_fifo_held {
+    uint32_t nr_ports;
+    uint32_t pad;
+    uint32_t port[];            /* ascending, each bound and beyond the event array */
+};
+_Static_assert(sizeof(struct xkvm_ctx_evtchn_fifo_held) == 8, "EVTCHN_FIFO_HELD layout");
 
 /* Bytes a record with a body of `length` occupies, header and padding included. */
 static inline uint64_t xkvm_ctx_record_size(uint64_t length)
@@ -645,6 +685,12 @@ XKVM_CTX_ACCESSOR(xkvm_ctx_get_altp2m_view, XKVM_CTX_ALTP2M_VIEW, struct xkvm_ct
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_vcpu_platform, XKVM_CTX_VCPU_PLATFORM,
                   struct xkvm_ctx_vcpu_platform)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_hypercall, XKVM_CTX_HYPERCALL, struct xkvm_ctx_hypercall)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_evtchn_fifo_array, XKVM_CTX_EVTCHN_FIFO_ARRAY,
+                  struct xkvm_ctx_evtchn_fifo_array)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_evtchn_fifo_vcpu, XKVM_CTX_EVTCHN_FIFO_VCPU,
+                  struct xkvm_ctx_evtchn_fifo_vcpu)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_evtchn_fifo_held, XKVM_CTX_EVTCHN_FIFO_HELD,
+                  struct xkvm_ctx_evtchn_fifo_held)
 #undef XKVM_CTX_ACCESSOR
 
 /* ---- Writing ----------------------------------------------------------------- */
@@ -730,6 +776,12 @@ int xkvm_ctx_write_altp2m(struct xkvm_ctx_writer *w, const struct xkvm_ctx_altp2
 /* body: a whole ALTP2M_VIEW body, 16 + 16 * (nr_access + nr_remaps) bytes. */
 int xkvm_ctx_write_altp2m_view(struct xkvm_ctx_writer *w, uint32_t view,
                                const struct xkvm_ctx_altp2m_view *body);
+int xkvm_ctx_write_evtchn_fifo_array(struct xkvm_ctx_writer *w, const uint64_t *page_gfn,
+                                     uint32_t nr_pages);
+int xkvm_ctx_write_evtchn_fifo_vcpu(struct xkvm_ctx_writer *w, uint32_t vcpu,
+                                    const struct xkvm_ctx_evtchn_fifo_vcpu *rec);
+int xkvm_ctx_write_evtchn_fifo_held(struct xkvm_ctx_writer *w, const uint32_t *ports,
+                                    uint32_t nr_ports);
 
 /* Buffer sink: the image so far. */
 const uint8_t *xkvm_ctx_writer_data(const struct xkvm_ctx_writer *w, size_t *len);

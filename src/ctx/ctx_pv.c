@@ -159,6 +159,49 @@ int xkvm_ctx_write_hypercall(struct xkvm_ctx_writer *w, uint32_t flags)
     WRITE_COPY(w, XKVM_CTX_HYPERCALL, 0, struct xkvm_ctx_hypercall, &h);
 }
 
+int xkvm_ctx_write_evtchn_fifo_vcpu(struct xkvm_ctx_writer *w, uint32_t vcpu,
+                                    const struct xkvm_ctx_evtchn_fifo_vcpu *rec)
+{
+    WRITE_COPY(w, XKVM_CTX_EVTCHN_FIFO_VCPU, vcpu, struct xkvm_ctx_evtchn_fifo_vcpu, rec);
+}
+
+/* A fixed 8-byte head (count, pad) and n elements of `elem` bytes, through a copy. */
+static int write_counted(struct xkvm_ctx_writer *w, uint32_t type, const char *name,
+                         uint32_t n, uint32_t max, const void *elems, size_t elem)
+{
+    if (w->failed)
+        return -1;
+    uint32_t k = n <= max ? n : 0;  /* bound the copy; the validator reports the count */
+    size_t len = 8 + (size_t)k * elem;
+    uint64_t *body = calloc(1, len + 8);
+    if (!body) {
+        ctx_set_error(&w->err, XKVM_CTX_ERR_NOMEM, w->offset, true, type, name,
+                      "no memory for a %zu-byte body", len);
+        w->failed = true;
+        return -1;
+    }
+    memcpy(body, &n, sizeof(n));
+    if (k)
+        memcpy((uint8_t *)body + 8, elems, (size_t)k * elem);
+    int rc = xkvm_ctx_write(w, type, 0, body, len);
+    free(body);
+    return rc;
+}
+
+int xkvm_ctx_write_evtchn_fifo_array(struct xkvm_ctx_writer *w, const uint64_t *page_gfn,
+                                     uint32_t nr_pages)
+{
+    return write_counted(w, XKVM_CTX_EVTCHN_FIFO_ARRAY, "EVTCHN_FIFO_ARRAY", nr_pages,
+                         XKVM_CTX_FIFO_MAX_PAGES, page_gfn, sizeof(uint64_t));
+}
+
+int xkvm_ctx_write_evtchn_fifo_held(struct xkvm_ctx_writer *w, const uint32_t *ports,
+                                    uint32_t nr_ports)
+{
+    return write_counted(w, XKVM_CTX_EVTCHN_FIFO_HELD, "EVTCHN_FIFO_HELD", nr_ports,
+                         XKVM_CTX_EVTCHN_2L_PORTS - 1, ports, sizeof(uint32_t));
+}
+
 /* ---- image-level check ------------------------------------------------------- */
 
 struct rec_ref {
@@ -183,7 +226,7 @@ static bool per_vcpu_type(uint32_t type)
 {
     return type == XKVM_CTX_VCPU_STATE || type == XKVM_CTX_VCPU_INFO ||
            type == XKVM_CTX_UPCALL || type == XKVM_CTX_TIMER || type == XKVM_CTX_RUNSTATE ||
-           type == XKVM_CTX_VCPU_PLATFORM;
+           type == XKVM_CTX_VCPU_PLATFORM || type == XKVM_CTX_EVTCHN_FIFO_VCPU;
 }
 
 /* Xen's virq_is_global(): VIRQs marked "V." in xen.h are per vCPU. */
@@ -196,7 +239,8 @@ static bool virq_per_vcpu(uint32_t virq)
 struct image {
     struct rec_ref *recs;           /* image order */
     size_t n;
-    const struct rec_ref *domain, *abi, *shared_info, *gnttab;
+    const struct rec_ref *domain, *abi, *shared_info, *gnttab, *fifo_array, *fifo_held,
+                         *fifo_vcpu;    /* the first */
     const struct rec_ref **port;    /* [XKVM_CTX_EVTCHN_2L_PORTS] */
     const struct xkvm_ctx_registry *reg;
     struct xkvm_ctx_error *err;
@@ -214,6 +258,44 @@ static int image_fail(struct image *im, const struct rec_ref *r, enum xkvm_ctx_e
     ctx_set_verror(im->err, code, r->offset, true, r->type, d ? d->name : NULL, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+static bool image_is_fifo(const struct image *im)
+{
+    return im->abi &&
+           ((const struct xkvm_ctx_evtchn_abi *)im->abi->body)->abi == XKVM_CTX_EVTCHN_ABI_FIFO;
+}
+
+/* FIFO: its records only with EVTCHN_ABI 1, which needs a control block; held ports. */
+static int check_fifo(struct image *im)
+{
+    const struct rec_ref *any = im->fifo_array ? im->fifo_array :
+                                im->fifo_vcpu ? im->fifo_vcpu : im->fifo_held;
+    if (!image_is_fifo(im)) {
+        if (any)
+            return image_fail(im, any, XKVM_CTX_ERR_INCONSISTENT,
+                              "FIFO event channel state without EVTCHN_ABI fifo");
+        return 0;
+    }
+    if (!im->fifo_vcpu)
+        return image_fail(im, im->abi, XKVM_CTX_ERR_MISSING_RECORD,
+                          "the FIFO ABI without any vCPU's EVTCHN_FIFO_VCPU (control block)");
+    if (!im->fifo_held)
+        return 0;
+    const struct xkvm_ctx_evtchn_fifo_held *h = im->fifo_held->body;
+    uint64_t words = im->fifo_array ?
+        (uint64_t)((const struct xkvm_ctx_evtchn_fifo_array *)im->fifo_array->body)->nr_pages *
+        1024 : 0;
+    for (uint32_t i = 0; i < h->nr_ports; i++) {
+        if (!im->port[h->port[i]])
+            return image_fail(im, im->fifo_held, XKVM_CTX_ERR_INCONSISTENT,
+                              "port %" PRIu32 " is held pending but not bound", h->port[i]);
+        if (h->port[i] < words)
+            return image_fail(im, im->fifo_held, XKVM_CTX_ERR_INCONSISTENT,
+                              "port %" PRIu32 " is held pending but has an event word "
+                              "(the array has %" PRIu64 ")", h->port[i], words);
+    }
+    return 0;
 }
 
 static int check_port(struct image *im, const struct rec_ref *r, uint32_t nr_vcpus,
@@ -236,7 +318,7 @@ static int check_port(struct image *im, const struct rec_ref *r, uint32_t nr_vcp
                           "port %" PRIu32 " but SHARED_INFO holds %" PRIu32 " bytes, not the "
                           "whole page with its pending and mask bits", r->instance,
                           si->buffer_size);
-    if (p->priority != XKVM_CTX_EVTCHN_PRIORITY_DEFAULT)
+    if (!image_is_fifo(im) && p->priority != XKVM_CTX_EVTCHN_PRIORITY_DEFAULT)
         return image_fail(im, r, XKVM_CTX_ERR_INCONSISTENT,
                           "port %" PRIu32 " has priority %" PRIu8 " under the 2-level ABI "
                           "(must be %u)", r->instance, p->priority,
@@ -282,9 +364,17 @@ static int check_rules(struct image *im)
         case XKVM_CTX_SHARED_INFO:  im->shared_info = r; break;
         case XKVM_CTX_GNTTAB:       im->gnttab = r; break;
         case XKVM_CTX_EVTCHN_PORT:  im->port[r->instance] = r; break;
+        case XKVM_CTX_EVTCHN_FIFO_ARRAY: im->fifo_array = r; break;
+        case XKVM_CTX_EVTCHN_FIFO_HELD:  im->fifo_held = r; break;
+        case XKVM_CTX_EVTCHN_FIFO_VCPU:
+            if (!im->fifo_vcpu)
+                im->fifo_vcpu = r;
+            break;
         default: break;
         }
-        if (!first_pv && r->kind > XKVM_CTX_DOMAIN && r->kind <= XKVM_CTX_PV_LAST)
+        if (!first_pv && ((r->kind > XKVM_CTX_DOMAIN && r->kind <= XKVM_CTX_PV_LAST) ||
+                          (r->kind >= XKVM_CTX_EVTCHN_FIFO_ARRAY &&
+                           r->kind <= XKVM_CTX_FIFO_LAST)))
             first_pv = r;
     }
     if (!first_pv)
@@ -322,6 +412,8 @@ static int check_rules(struct image *im)
         else if (r->kind == XKVM_CTX_GNTTAB_FRAME)
             frame_seen[r->instance] = 1;
     }
+    if (!rc)
+        rc = check_fifo(im);
     /* Grant frames are Xen's, not guest memory: their contents must all be here. */
     for (uint32_t f = 0; gt && !rc && f < gt->nr_frames; f++)
         if (!frame_seen[f])

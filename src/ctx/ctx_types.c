@@ -5,6 +5,7 @@
  */
 #include <inttypes.h>
 #include <xen/xen.h>
+#include <xen/event_channel.h>
 #include <xen/hvm/params.h>
 
 #include "ctx_internal.h"
@@ -14,6 +15,11 @@ _Static_assert(XKVM_CTX_HVM_NR_PARAMS == HVM_NR_PARAMS, "HVM_NR_PARAMS");
 _Static_assert(XKVM_CTX_DOMID_MAX == DOMID_FIRST_RESERVED - 1, "DOMID_FIRST_RESERVED");
 _Static_assert(XKVM_CTX_LEGACY_MAX_VCPUS == XEN_LEGACY_MAX_VCPUS, "XEN_LEGACY_MAX_VCPUS");
 _Static_assert(XKVM_CTX_VCPU_INFO_SIZE == sizeof(struct vcpu_info), "vcpu_info size");
+_Static_assert(XKVM_CTX_FIFO_QUEUES == EVTCHN_FIFO_MAX_QUEUES, "EVTCHN_FIFO_MAX_QUEUES");
+_Static_assert(XKVM_CTX_FIFO_CB_SIZE == sizeof(struct evtchn_fifo_control_block),
+               "FIFO control block size");
+_Static_assert(XKVM_CTX_FIFO_MAX_PAGES == EVTCHN_FIFO_NR_CHANNELS / 1024,
+               "EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES");
 
 static const struct xkvm_ctx_field start_fields[] = {
     XKVM_CTX_F_UINT(struct xkvm_ctx_start, major),
@@ -83,8 +89,7 @@ static const struct xkvm_ctx_field shared_info_gfn_fields[] = {
 
 static const char *const evtchn_abi_names[] = {
     [XKVM_CTX_EVTCHN_ABI_2L] = "2l",
-    /* XKVM_CTX_EVTCHN_ABI_FIFO: named once its records (control blocks, event
-     * array pages) are defined; until then an image using it is refused. */
+    [XKVM_CTX_EVTCHN_ABI_FIFO] = "fifo",
 };
 
 static const struct xkvm_ctx_field evtchn_abi_fields[] = {
@@ -455,6 +460,98 @@ static int altp2m_view_validate(const struct xkvm_ctx_record *rec, struct xkvm_c
     return rc;
 }
 
+/* ---- FIFO event channels (0x200..) ------------------------------------------- */
+
+static const struct xkvm_ctx_field fifo_array_fields[] = {
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_fifo_array, nr_pages, 0, XKVM_CTX_FIFO_MAX_PAGES),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_evtchn_fifo_array, pad),
+};
+
+static const struct xkvm_ctx_field fifo_array_elem_fields[] = {
+    { .name = "page_gfn", .offset = 0, .size = 8, .kind = XKVM_CTX_FIELD_GFN },
+};
+
+static int fifo_array_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    const struct xkvm_ctx_evtchn_fifo_array *a = rec->body;
+
+    if (rec->length != sizeof(*a) + (uint64_t)a->nr_pages * sizeof(uint64_t))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_LENGTH,
+                             "nr_pages %" PRIu32 " does not match length %" PRIu64
+                             " (expected 8 + 8 * nr_pages)", a->nr_pages, rec->length);
+    for (uint32_t i = 0; i < a->nr_pages; i++)
+        if (a->page_gfn[i] == XKVM_CTX_GFN_NONE)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "event array page %" PRIu32 " has no gfn", i);
+    return 0;
+}
+
+static const struct xkvm_ctx_field fifo_vcpu_fields[] = {
+    XKVM_CTX_F_GFN(struct xkvm_ctx_evtchn_fifo_vcpu, control_gfn),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_fifo_vcpu, offset, 0,
+                     XKVM_CTX_PAGE_SIZE - XKVM_CTX_FIFO_CB_SIZE),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_evtchn_fifo_vcpu, pad),
+    XKVM_CTX_F_BYTES(struct xkvm_ctx_evtchn_fifo_vcpu, tail),
+};
+
+static int fifo_vcpu_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    const struct xkvm_ctx_evtchn_fifo_vcpu *v = rec->body;
+
+    if (v->control_gfn == XKVM_CTX_GFN_NONE)
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE, "control block without a gfn");
+    if (v->offset % 8)
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                             "control block at offset %" PRIu32 ", must be 8-byte aligned",
+                             v->offset);
+    for (unsigned q = 0; q < XKVM_CTX_FIFO_QUEUES; q++)
+        if (v->tail[q] >= XKVM_CTX_EVTCHN_2L_PORTS)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "queue %u's tail is port %" PRIu32 ", ports are below %u",
+                                 q, v->tail[q], XKVM_CTX_EVTCHN_2L_PORTS);
+    return 0;
+}
+
+/* The tails as numbers, the queues that have one. */
+static void fifo_vcpu_dump(const struct xkvm_ctx_record *rec, struct xkvm_ctx_dumper *d)
+{
+    const struct xkvm_ctx_evtchn_fifo_vcpu *v = rec->body;
+    char name[16];
+
+    for (unsigned q = 0; q < XKVM_CTX_FIFO_QUEUES; q++)
+        if (v->tail[q]) {
+            snprintf(name, sizeof(name), "tail_%u", q);
+            xkvm_ctx_dump_uint(d, name, v->tail[q]);
+        }
+}
+
+static const struct xkvm_ctx_field fifo_held_fields[] = {
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_evtchn_fifo_held, nr_ports, 1,
+                     XKVM_CTX_EVTCHN_2L_PORTS - 1),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_evtchn_fifo_held, pad),
+};
+
+static const struct xkvm_ctx_field fifo_held_elem_fields[] = {
+    { .name = "port", .offset = 0, .size = 4, .kind = XKVM_CTX_FIELD_RANGE,
+      .min = 1, .max = XKVM_CTX_EVTCHN_2L_PORTS - 1 },
+};
+
+static int fifo_held_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    const struct xkvm_ctx_evtchn_fifo_held *h = rec->body;
+
+    if (rec->length != sizeof(*h) + (uint64_t)h->nr_ports * sizeof(uint32_t))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_LENGTH,
+                             "nr_ports %" PRIu32 " does not match length %" PRIu64
+                             " (expected 8 + 4 * nr_ports)", h->nr_ports, rec->length);
+    for (uint32_t i = 1; i < h->nr_ports; i++)
+        if (h->port[i] <= h->port[i - 1])
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "element %" PRIu32 ": port %" PRIu32 " after %" PRIu32
+                                 " (must ascend)", i, h->port[i], h->port[i - 1]);
+    return 0;
+}
+
 #define PER_VCPU .min_instance = 0, .max_instance = XKVM_CTX_MAX_VCPUS - 1
 
 static const struct xkvm_ctx_type_desc builtin_types[] = {
@@ -598,6 +695,35 @@ static const struct xkvm_ctx_type_desc builtin_types[] = {
         .fields = XKVM_CTX_FIELDS(altp2m_view_fields),
         .elem_fields = XKVM_CTX_FIELDS(altp2m_entry_fields),
         .validate = altp2m_view_validate,
+    },
+    {
+        .type = XKVM_CTX_EVTCHN_FIFO_ARRAY, .name = "EVTCHN_FIFO_ARRAY",
+        .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_evtchn_fifo_array),
+        .elem_size = sizeof(uint64_t),
+        .max_length = sizeof(struct xkvm_ctx_evtchn_fifo_array) +
+                      XKVM_CTX_FIFO_MAX_PAGES * sizeof(uint64_t),
+        .fields = XKVM_CTX_FIELDS(fifo_array_fields),
+        .elem_fields = XKVM_CTX_FIELDS(fifo_array_elem_fields),
+        .validate = fifo_array_validate,
+    },
+    {
+        .type = XKVM_CTX_EVTCHN_FIFO_VCPU, .name = "EVTCHN_FIFO_VCPU", PER_VCPU,
+        .fixed_size = sizeof(struct xkvm_ctx_evtchn_fifo_vcpu),
+        .fields = XKVM_CTX_FIELDS(fifo_vcpu_fields),
+        .validate = fifo_vcpu_validate,
+        .dump = fifo_vcpu_dump,
+    },
+    {
+        .type = XKVM_CTX_EVTCHN_FIFO_HELD, .name = "EVTCHN_FIFO_HELD",
+        .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_evtchn_fifo_held),
+        .elem_size = sizeof(uint32_t),
+        .max_length = sizeof(struct xkvm_ctx_evtchn_fifo_held) +
+                      (XKVM_CTX_EVTCHN_2L_PORTS - 1) * sizeof(uint32_t),
+        .fields = XKVM_CTX_FIELDS(fifo_held_fields),
+        .elem_fields = XKVM_CTX_FIELDS(fifo_held_elem_fields),
+        .validate = fifo_held_validate,
     },
 };
 

@@ -41,6 +41,7 @@ static struct service services[] = {
     { .name = "xkvm-xenstored", .subdir = "xenstored" },
     { .name = "xkvm-consoled", .subdir = "consoled" },
     { .name = "xkvm-blkback", .subdir = "blkback" },
+    { .name = "xkvm-netback", .subdir = "netback" },
 };
 #define NR_SERVICES (sizeof(services) / sizeof(services[0]))
 

@@ -407,7 +407,7 @@ static void usage(FILE *f)
         "  --log-keep N          rotated generations kept: FILE.1 ... FILE.N (default 3)\n"
         "  --hypercall-transport auto|port-io  VMCALL through KVM's Xen intercept where\n"
         "                        KVM has it (auto, the default), or only the port-I/O page\n"
-        "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback\n"
+        "  --no-dom0-services    do not start xkvm-xenstored, xkvm-consoled, xkvm-blkback, xkvm-netback\n"
         "  --migrate-listen ADDR:PORT  accept incoming live migrations there; needs one of:\n"
         "  --migrate-tls-dir DIR       TLS 1.3 with x509 certificates, both ends verified:\n"
         "                        DIR has ca-cert.pem, server-cert.pem and server-key.pem\n"

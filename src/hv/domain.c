@@ -365,16 +365,22 @@ static int init_p2m(struct domain *d)
     return p2m_init(&d->p2m, d->vm_fd, d->domid, &host.mm, top >> XKVM_PAGE_SHIFT);
 }
 
-static int populate_memory(struct domain *d, char *err, size_t errlen)
+/* The memory map's RAM ranges, one memslot each: fn(p2m, gfn, nr) for each. */
+static int for_ram_ranges(struct domain *d, int (*fn)(struct p2m *, uint64_t, uint64_t))
 {
     uint64_t ram = d->cfg.memory_mb << 20;
     uint64_t low = ram < GUEST_LOWMEM_END ? ram : GUEST_LOWMEM_END;
+    int rc = fn(&d->p2m, 0, low >> XKVM_PAGE_SHIFT);
+    if (!rc && ram > low)
+        rc = fn(&d->p2m, GUEST_HIGHMEM_START >> XKVM_PAGE_SHIFT, (ram - low) >> XKVM_PAGE_SHIFT);
+    return rc;
+}
+
+static int populate_memory(struct domain *d, char *err, size_t errlen)
+{
     int rc = init_p2m(d);
     if (!rc)
-        rc = p2m_populate_ram(&d->p2m, 0, low >> XKVM_PAGE_SHIFT);
-    if (!rc && ram > low)
-        rc = p2m_populate_ram(&d->p2m, GUEST_HIGHMEM_START >> XKVM_PAGE_SHIFT,
-                              (ram - low) >> XKVM_PAGE_SHIFT);
+        rc = for_ram_ranges(d, p2m_populate_ram);
     if (rc)
         snprintf(err, errlen, "populating %llu MiB of guest memory: %s",
                  (unsigned long long)d->cfg.memory_mb, strerror(-rc));
@@ -402,7 +408,7 @@ static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *er
                      rc == -EINVAL ? "beyond the domain's memory" : strerror(-rc));
         }
     }
-    if (!rc && (rc = p2m_build_memslots(&d->p2m)))
+    if (!rc && ((rc = for_ram_ranges(d, p2m_cover_ram)) || (rc = p2m_build_memslots(&d->p2m))))
         snprintf(err, errlen, "memslots: %s", strerror(-rc));
     return rc;
 }

@@ -30,6 +30,15 @@ struct hcall;
 #define NR_VIRQS            24
 #define SCHED_POLL_MAX      128     /* Xen's limit on sched_poll.nr_ports */
 
+/* FIFO ABI (evtchn_fifo.c): Xen's EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES, 1024 words a page. */
+#define EVTCHN_FIFO_WORDS_PER_PAGE  (4096 / sizeof(event_word_t))
+#define EVTCHN_FIFO_MAX_PAGES       (EVTCHN_FIFO_NR_CHANNELS / EVTCHN_FIFO_WORDS_PER_PAGE)
+
+enum evtchn_abi {
+    EVTCHN_ABI_2L = 0,  /* pending and mask bits in shared_info */
+    EVTCHN_ABI_FIFO,    /* event words in the guest's array pages, queues per vCPU */
+};
+
 enum evtchn_state {
     ECS_FREE = 0,
     ECS_RESERVED,       /* port 0 */
@@ -50,6 +59,11 @@ struct evtchn {
     int dom0_from_guest;        /* EVTCHNOP_send writes 1 */
     int dom0_slot;              /* the to_guest fd's slot in the event thread */
     uint64_t dom0_binding;      /* names this binding for unbind (ports get reused) */
+    /* FIFO ABI: the queue the port is linked on, and what Xen keeps per port. */
+    uint8_t priority;           /* 0..15, EVTCHN_FIFO_PRIORITY_DEFAULT when allocated */
+    uint8_t fifo_last_priority; /* the queue it was last linked on: */
+    uint16_t fifo_last_vcpu;    /*   its tail is forgotten when the port moves */
+    bool fifo_held;             /* pending, but no event word yet (Xen's evtchn->pending) */
 };
 
 struct event_domain {
@@ -59,6 +73,13 @@ struct event_domain {
     uint64_t shared_info_mfn;   /* Xen-owned, always present */
     uint64_t shared_info_gfn;   /* where the guest mapped it; INVALID_GFN if not */
     struct shared_info *shared_info;
+
+    uint8_t abi;                /* enum evtchn_abi */
+    /* FIFO: the event array, held by frame (a reference each), as vcpu_info is. */
+    unsigned fifo_nr_pages;
+    uint64_t fifo_page_gfn[EVTCHN_FIFO_MAX_PAGES];
+    uint64_t fifo_page_mfn[EVTCHN_FIFO_MAX_PAGES];
+    event_word_t *fifo_page[EVTCHN_FIFO_MAX_PAGES];
 
     unsigned valid_ports;       /* ports below this exist (grows by EVTCHN_BUCKET) */
     struct evtchn ports[EVTCHN_NR_PORTS];
@@ -75,6 +96,13 @@ struct vcpu_event {
     uint64_t vcpu_info_gfn;         /* INVALID_GFN: the legacy slot */
     uint32_t vcpu_info_offset;
     uint64_t vcpu_info_mfn;         /* the frame we hold a reference on */
+
+    /* FIFO: the control block (EVTCHNOP_init_control), held by frame; queue tails. */
+    struct evtchn_fifo_control_block *fifo_cb;     /* NULL: not initialised */
+    uint64_t fifo_cb_gfn;
+    uint64_t fifo_cb_mfn;
+    uint32_t fifo_cb_offset;
+    uint32_t fifo_tail[EVTCHN_FIFO_MAX_QUEUES];    /* 0: the queue is empty */
 
     uint8_t upcall_vector;          /* HVMOP_set_evtchn_upcall_vector; 0: none */
     uint32_t virq_port[NR_VIRQS];   /* 0: not bound (global VIRQs: on vCPU 0) */
@@ -146,6 +174,30 @@ static inline bool bit_test_and_clear(volatile uint64_t *words, uint32_t bit)
     uint64_t m = 1ULL << (bit % 64);
     return __atomic_fetch_and(&words[bit / 64], ~m, __ATOMIC_SEQ_CST) & m;
 }
+
+/* Is port pending, under the domain's ABI (ev->lock held)? */
+bool evtchn_is_pending(struct event_domain *ev, uint32_t port);
+
+/* ---- evtchn_fifo.c (ev->lock held for all) ---- */
+void evtchn_fifo_set_pending(struct domain *d, uint32_t port);
+void evtchn_fifo_unmask(struct domain *d, uint32_t port);
+bool evtchn_fifo_is_pending(struct event_domain *ev, uint32_t port);
+void evtchn_fifo_clear_pending(struct event_domain *ev, uint32_t port);
+/* The port's event word, or NULL if the array does not reach it yet. */
+event_word_t *evtchn_fifo_word(struct event_domain *ev, uint32_t port);
+/* EVTCHNOP_init_control, _expand_array, _set_priority: Xen's checks and codes. */
+int evtchn_fifo_init_control(struct vcpu *v, uint64_t gfn, uint32_t offset);
+int evtchn_fifo_expand_array(struct domain *d, uint64_t gfn);
+int evtchn_fifo_set_priority(struct domain *d, uint32_t port, uint32_t priority);
+/* Back to 2-level (EVTCHNOP_reset, domain destroy): drop every frame held. */
+void evtchn_fifo_destroy(struct domain *d);
+/* Restore: adopt the FIFO state an image names (its words already in guest RAM). */
+int evtchn_fifo_restore_vcpu(struct vcpu *v, uint64_t gfn, uint32_t offset,
+                             const uint32_t tail[EVTCHN_FIFO_MAX_QUEUES]);
+int evtchn_fifo_restore_page(struct domain *d, uint64_t gfn);
+struct json_object;
+struct json_object *evtchn_fifo_vcpu_json(struct vcpu *v);
+struct json_object *evtchn_fifo_port_json(struct event_domain *ev, uint32_t port);
 
 /* ---- shared_info.c ---- */
 int shared_info_init(struct domain *d);

@@ -83,8 +83,11 @@ int evtchn_alloc_unbound_for(struct domain *d, uint16_t remote, uint32_t *port)
 
 static void reset_port(struct evtchn *ch)
 {
+    /* FIFO: where it was last linked outlives the port, as in Xen (it may be a tail). */
     *ch = (struct evtchn){ .state = ECS_FREE, .dom0_to_guest = -1, .dom0_from_guest = -1,
-                           .dom0_slot = -1 };
+                           .dom0_slot = -1, .priority = EVTCHN_FIFO_PRIORITY_DEFAULT,
+                           .fifo_last_vcpu = ch->fifo_last_vcpu,
+                           .fifo_last_priority = ch->fifo_last_priority };
 }
 
 static void drop_dom0_binding(struct evtchn *ch)
@@ -112,15 +115,30 @@ static void free_port(struct domain *d, uint32_t port)
         d->vcpus[0].ev->virq_port[ch->virq] == port)
         d->vcpus[0].ev->virq_port[ch->virq] = 0;
     drop_dom0_binding(ch);
-    bit_test_and_clear(ev->shared_info->evtchn_pending, port);
+    if (ev->abi == EVTCHN_ABI_FIFO)
+        evtchn_fifo_clear_pending(ev, port);
+    else
+        bit_test_and_clear(ev->shared_info->evtchn_pending, port);
     reset_port(ch);
 }
 
+bool evtchn_is_pending(struct event_domain *ev, uint32_t port)
+{
+    if (ev->abi == EVTCHN_ABI_FIFO)
+        return evtchn_fifo_is_pending(ev, port);
+    return bit_test(ev->shared_info->evtchn_pending, port);
+}
+
+/* Every event a domain gets comes through here: under FIFO, never a 2-level bit. */
 void evtchn_set_pending_locked(struct domain *d, uint32_t port)
 {
     struct event_domain *ev = d->ev;
     struct shared_info *si = ev->shared_info;
     struct evtchn *ch = &ev->ports[port];
+    if (ev->abi == EVTCHN_ABI_FIFO) {
+        evtchn_fifo_set_pending(d, port);
+        return;
+    }
     if (bit_test_and_set(si->evtchn_pending, port))
         return;
     ev->nr_events++;
@@ -155,6 +173,11 @@ int evtchn_unmask(struct domain *d, uint32_t port)
     if (!evtchn_port_valid(ev, port)) {
         pthread_mutex_unlock(&ev->lock);
         return -EINVAL;
+    }
+    if (ev->abi == EVTCHN_ABI_FIFO) {
+        evtchn_fifo_unmask(d, port);
+        pthread_mutex_unlock(&ev->lock);
+        return 0;
     }
     struct shared_info *si = ev->shared_info;
     uint16_t vid = ev->ports[port].notify_vcpu;
@@ -393,8 +416,10 @@ int event_domain_init(struct domain *d)
         return -ENOMEM;
     ev->d = d;
     pthread_mutex_init(&ev->lock, NULL);
-    for (uint32_t p = 0; p < EVTCHN_NR_PORTS; p++)
+    for (uint32_t p = 0; p < EVTCHN_NR_PORTS; p++) {
+        ev->ports[p].fifo_last_priority = EVTCHN_FIFO_PRIORITY_DEFAULT;
         reset_port(&ev->ports[p]);
+    }
     ev->ports[0].state = ECS_RESERVED;
     ev->valid_ports = EVTCHN_BUCKET;
     d->ev = ev;
@@ -409,6 +434,9 @@ void event_domain_fini(struct domain *d)
     for (uint32_t p = 1; p < ev->valid_ports; p++)
         if (ev->ports[p].state != ECS_FREE)
             evtchn_close(d, p);
+    pthread_mutex_lock(&ev->lock);
+    evtchn_fifo_destroy(d);     /* the references on the guest's FIFO frames */
+    pthread_mutex_unlock(&ev->lock);
     /* The shared_info frame is the domain's: mm_free_owner returns it. */
     pthread_mutex_destroy(&ev->lock);
     free(ev);
@@ -423,6 +451,8 @@ int event_vcpu_init(struct vcpu *v)
     e->v = v;
     e->timer_fd = -1;
     e->timer_slot = -1;
+    e->fifo_cb_gfn = INVALID_GFN;
+    e->fifo_cb_mfn = INVALID_MFN;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -488,7 +518,14 @@ struct json_object *event_state_json(struct domain *d)
     struct shared_info *si = ev->shared_info;
     J_INT(o, "shared_info_mfn", ev->shared_info_mfn);
     json_object_object_add(o, "shared_info_gfn", gfn_json(ev->shared_info_gfn));
-    json_object_object_add(o, "abi", json_object_new_string("2-level"));
+    bool fifo = ev->abi == EVTCHN_ABI_FIFO;
+    json_object_object_add(o, "abi", json_object_new_string(fifo ? "fifo" : "2-level"));
+    if (fifo) {
+        struct json_object *pages = json_object_new_array();
+        for (unsigned n = 0; n < ev->fifo_nr_pages; n++)
+            json_object_array_add(pages, json_object_new_int64((int64_t)ev->fifo_page_gfn[n]));
+        json_object_object_add(o, "fifo_array_gfns", pages);
+    }
     uint64_t cb = d->hvm_params[HVM_PARAM_CALLBACK_IRQ];
     struct json_object *up = json_object_new_object();
     J_INT(up, "callback_param", cb);
@@ -518,8 +555,15 @@ struct json_object *event_state_json(struct domain *d)
             J_BOOL(j, "dom0_service", ch->dom0_to_guest >= 0);
         if (ch->state == ECS_VIRQ)
             J_INT(j, "virq", ch->virq);
-        J_BOOL(j, "pending", bit_test(si->evtchn_pending, p));
-        J_BOOL(j, "masked", bit_test(si->evtchn_mask, p));
+        J_BOOL(j, "pending", evtchn_is_pending(ev, p));
+        if (fifo) {
+            event_word_t *w = evtchn_fifo_word(ev, p);
+            J_BOOL(j, "masked", w && (__atomic_load_n(w, __ATOMIC_ACQUIRE) >>
+                                      EVTCHN_FIFO_MASKED) & 1);
+            json_object_object_add(j, "fifo", evtchn_fifo_port_json(ev, p));
+        } else {
+            J_BOOL(j, "masked", bit_test(si->evtchn_mask, p));
+        }
         json_object_array_add(ports, j);
     }
     json_object_object_add(o, "ports", ports);
@@ -550,6 +594,8 @@ struct json_object *event_state_json(struct domain *d)
         }
         J_INT(vi, "time_area", __atomic_load_n(&e->time_area_gva, __ATOMIC_ACQUIRE));
         json_object_object_add(j, "vcpu_info", vi);
+        if (fifo)
+            json_object_object_add(j, "fifo_control_block", evtchn_fifo_vcpu_json(&d->vcpus[i]));
         J_INT(j, "upcall_vector", e->upcall_vector);
         struct json_object *virqs = json_object_new_object();
         for (unsigned q = 0; q < NR_VIRQS; q++)

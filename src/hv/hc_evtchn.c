@@ -12,6 +12,10 @@
 #include "hv/hypercall.h"
 #include "hv/vcpu.h"
 
+#ifndef EVTCHNOP_reset_cont     /* the public header has it under __XEN__ only */
+#define EVTCHNOP_reset_cont 14
+#endif
+
 /* A domid argument: ourselves, or -EPERM for another domain, -ESRCH for none. */
 static long only_self(struct hcall *hc, domid_t dom)
 {
@@ -168,18 +172,52 @@ static long bind_vcpu(struct hcall *hc, struct evtchn_bind_vcpu *b)
     return rc;
 }
 
-static long reset(struct hcall *hc, struct evtchn_reset *r)
+/* Close every port; a FIFO domain goes back to 2-level (Xen's evtchn_reset). */
+static long reset_self(struct domain *d)
 {
-    long rc = only_self(hc, r->dom);
-    if (rc)
-        return rc;
-    struct domain *d = hc->d;
     pthread_mutex_lock(&d->ev->lock);
     unsigned valid = d->ev->valid_ports;
     pthread_mutex_unlock(&d->ev->lock);
     for (uint32_t p = 1; p < valid; p++)
         evtchn_close(d, p);
+    pthread_mutex_lock(&d->ev->lock);
+    evtchn_fifo_destroy(d);
+    pthread_mutex_unlock(&d->ev->lock);
     return 0;
+}
+
+static long reset(struct hcall *hc, struct evtchn_reset *r)
+{
+    long rc = only_self(hc, r->dom);
+    return rc ? rc : reset_self(hc->d);
+}
+
+static long init_control(struct hcall *hc, struct evtchn_init_control *c)
+{
+    struct domain *d = hc->d;
+    if (c->vcpu >= d->nr_vcpus || !d->vcpus[c->vcpu].ev)
+        return -ENOENT;
+    pthread_mutex_lock(&d->ev->lock);
+    int rc = evtchn_fifo_init_control(&d->vcpus[c->vcpu], c->control_gfn, c->offset);
+    pthread_mutex_unlock(&d->ev->lock);
+    c->link_bits = EVTCHN_FIFO_LINK_BITS;
+    return rc;
+}
+
+static long expand_array(struct hcall *hc, struct evtchn_expand_array *a)
+{
+    pthread_mutex_lock(&hc->d->ev->lock);
+    int rc = evtchn_fifo_expand_array(hc->d, a->array_gfn);
+    pthread_mutex_unlock(&hc->d->ev->lock);
+    return rc;
+}
+
+static long set_priority(struct hcall *hc, struct evtchn_set_priority *s)
+{
+    pthread_mutex_lock(&hc->d->ev->lock);
+    int rc = evtchn_fifo_set_priority(hc->d, s->port, s->priority);
+    pthread_mutex_unlock(&hc->d->ev->lock);
+    return rc;
 }
 
 /* Copy the argument in, run op, copy it back if op succeeded and wants that. */
@@ -234,10 +272,15 @@ long do_event_channel_op(struct hcall *hc)
         EVTCHN_OP(struct evtchn_unmask, unmask_op, false);
     case EVTCHNOP_reset:
         EVTCHN_OP(struct evtchn_reset, reset, false);
-    case EVTCHNOP_bind_pirq:        /* no physical IRQs in a PVH domain */
-    case EVTCHNOP_init_control:     /* FIFO ABI: later; guests fall back to 2-level */
+    case EVTCHNOP_reset_cont:       /* continues a preempted reset on Xen; ours is whole */
+        EVTCHN_OP(struct evtchn_reset, reset, false);
+    case EVTCHNOP_init_control:
+        EVTCHN_OP(struct evtchn_init_control, init_control, true);
     case EVTCHNOP_expand_array:
+        EVTCHN_OP(struct evtchn_expand_array, expand_array, false);
     case EVTCHNOP_set_priority:
+        EVTCHN_OP(struct evtchn_set_priority, set_priority, false);
+    case EVTCHNOP_bind_pirq:        /* no physical IRQs in a PVH domain */
     default:
         return hc_unimplemented(hc, "event_channel_op", (unsigned long)hc->arg[0]);
     }

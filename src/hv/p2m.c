@@ -10,10 +10,11 @@
  *
  * A memslot is never split or shrunk: KVM cannot resize one in place, and deleting and
  * re-adding it would take the guest's RAM away from its other vCPUs for that moment.
- * A gfn that becomes a hole inside a slot maps the domain's scratch frame instead (one
- * frame per domain, never migrated): the guest reads there what it wrote there, and
- * nothing of any other domain. Only single-gfn slots (frames placed outside RAM) are
- * ever deleted, and no vCPU but the one that asked can be using them.
+ * A gfn that becomes a hole inside a slot maps anonymous read-only memory instead (the
+ * kernel's zero page: no frame, nothing of any other domain), and neighbouring holes
+ * share one such mapping, so a run of holes costs the mapping budget what one hole
+ * does (docs/hypervisor.md, "Holes inside RAM"). Only single-gfn slots (frames placed
+ * outside RAM) are ever deleted, and no vCPU but the one that asked can be using them.
  */
 #include "hv/p2m.h"
 
@@ -33,7 +34,6 @@ int p2m_init(struct p2m *p, int vm_fd, uint16_t domid, struct machine_mem *mm,
     p->domid = domid;
     p->mm = mm;
     p->nr_gfns = nr_gfns;
-    p->scratch_mfn = INVALID_MFN;
     p->gfn_to_mfn1 = calloc(nr_gfns, sizeof(uint64_t));
     if (!p->gfn_to_mfn1)
         return -ENOMEM;
@@ -101,9 +101,6 @@ void p2m_fini(struct p2m *p)
 {
     if (p->gfn_to_mfn1)
         put_all_frames(p);
-    if (p->scratch_mfn != INVALID_MFN)
-        mm_map_put(p->mm, p->scratch_mfn, 1);
-    p->scratch_mfn = INVALID_MFN;
     if (p->window)
         munmap(p->window, p->nr_gfns << XKVM_PAGE_SHIFT);
     free(p->gfn_to_mfn1);
@@ -158,21 +155,19 @@ static int window_hole(struct p2m *p, uint64_t gfn)
     return m == MAP_FAILED ? -errno : 0;
 }
 
-/* The scratch frame a hole inside a memslot maps; allocated on first need. */
-static int scratch_frame(struct p2m *p, uint64_t *mfn)
+/*
+ * Holes [gfn, gfn + nr) inside a memslot: anonymous, private, read-only. The guest reads
+ * zeros (the kernel's zero page backs every such page: no memory, nothing of any
+ * domain); a write can reach nothing (KVM emulates it as MMIO, which drops it, or fails
+ * the vCPU's run, which crashes the writer). Neighbouring hole mappings have the same
+ * flags, so the kernel merges them into one mapping: a run of holes is one VMA.
+ */
+static int window_hole_ro(struct p2m *p, uint64_t gfn, uint64_t nr)
 {
-    if (p->scratch_mfn == INVALID_MFN) {
-        uint64_t m;
-        if (mm_alloc_run(p->mm, 1, p->domid, FRAME_SPECIAL, &m) != 1)
-            return -ENOMEM;
-        if (mm_map_get(p->mm, m, 1, p->domid)) {
-            mm_free_run(p->mm, m, 1);
-            return -ENOMEM;
-        }
-        p->scratch_mfn = m;
-    }
-    *mfn = p->scratch_mfn;
-    return 0;
+    void *at = p->window + (gfn << XKVM_PAGE_SHIFT);
+    void *m = mmap(at, nr << XKVM_PAGE_SHIFT, PROT_READ,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    return m == MAP_FAILED ? -errno : 0;
 }
 
 /* Name, map and enter frames [mfn, mfn + nr) at gfn, whose entries are holes. */
@@ -269,7 +264,8 @@ static int hole_slot_cost(const struct p2m *p, uint64_t gfn)
 /*
  * What backs gfn in the window, as a key where consecutive gfns with consecutive keys
  * share one mapping: the frame (mfn + 1), 0 for a hole outside every memslot (the
- * reserved range), or UINT64_MAX for a hole inside one (a scratch mapping of its own).
+ * reserved range), or UINT64_MAX for a hole inside one (read-only anonymous memory,
+ * which neighbouring holes inside slots share: window_hole_ro).
  */
 static uint64_t backing_key(const struct p2m *p, uint64_t gfn, uint64_t e)
 {
@@ -281,7 +277,7 @@ static uint64_t backing_key(const struct p2m *p, uint64_t gfn, uint64_t e)
 static bool is_break(uint64_t k_a, uint64_t k_b)
 {
     if (k_a == UINT64_MAX || k_b == UINT64_MAX)
-        return true;
+        return k_a != k_b;
     if (!k_a || !k_b)
         return k_a != k_b;
     return k_b != k_a + 1;
@@ -351,9 +347,12 @@ struct plan {
 
 /*
  * Will entries `g[i]` becoming `e[i]` fit in the memslots (`slots` more) and the
- * mapping budget? Estimated on the table itself, put back before returning; holes
- * are counted as if they stayed inside their slots, which can only overestimate.
- * Lock held exclusive. 0 or -ENOMEM.
+ * mapping budget? Estimated on the table itself, put back before returning; a hole
+ * is counted as if it stayed inside its slot, so a single-gfn slot that goes with it
+ * can be off by a break at each side (next to a hole inside a neighbouring slot);
+ * plan_commit counts the real ones, and the next change that adds any is refused, so
+ * the count passes the budget by those two at most. Lock held exclusive.
+ * 0 or -ENOMEM.
  */
 static int plan_change(struct p2m *p, struct plan *pl, const uint64_t *g,
                        const uint64_t *e, unsigned n, int slots)
@@ -396,17 +395,17 @@ static void plan_commit(struct p2m *p, const struct plan *pl)
 /*
  * Best effort after a failed mmap over gfn (it may have taken the old mapping with
  * it): back to what the table says; failing that, a reserved hole, never a stale
- * frame. A hole inside a slot maps the scratch frame.
+ * frame. A hole inside a slot is read-only anonymous memory.
  */
 static void window_restore(struct p2m *p, uint64_t gfn)
 {
-    uint64_t mfn = p2m_lookup(p, gfn), scratch;
+    uint64_t mfn = p2m_lookup(p, gfn);
     int rc;
     if (mfn != INVALID_MFN)
         rc = window_map_prot(p, gfn, mfn, 1, test_bit64(foreign_ro(p), gfn) ?
                              PROT_READ : PROT_READ | PROT_WRITE);
     else if (slot_of(p, gfn) >= 0)
-        rc = scratch_frame(p, &scratch) ? -ENOMEM : window_map(p, gfn, scratch, 1);
+        rc = window_hole_ro(p, gfn, 1);
     else
         rc = window_hole(p, gfn);
     if (rc)
@@ -431,12 +430,11 @@ static int apply_place(struct p2m *p, uint64_t gfn, uint64_t mfn)
 
 /*
  * Make populated gfn a hole: a single-gfn slot goes (with its mapping), inside a larger
- * slot the scratch frame takes the frame's place.
+ * slot read-only anonymous memory takes the frame's place (window_hole_ro).
  */
 static int apply_hole(struct p2m *p, uint64_t gfn)
 {
     int slot = slot_of(p, gfn), rc;
-    uint64_t scratch;
     if (slot >= 0 && p->slots[slot].nr == 1) {
         bool ro = p->slots[slot].readonly;
         p2m_mark_dirty(p, gfn, 1);      /* a deleted slot's dirty log goes with it */
@@ -447,7 +445,7 @@ static int apply_hole(struct p2m *p, uint64_t gfn)
             p2m_set_memslot(p, (unsigned)slot, gfn, 1);
             return rc;
         }
-    } else if ((rc = scratch_frame(p, &scratch)) || (rc = window_map(p, gfn, scratch, 1))) {
+    } else if ((rc = window_hole_ro(p, gfn, 1))) {
         window_restore(p, gfn);
         return rc;
     }
@@ -572,7 +570,7 @@ static int foreign_target_ok(const struct p2m *p, uint64_t gfn)
     if (was == INVALID_MFN)
         return 0;
     if (was >= p->mm->nr_frames || mm_frame_type(p->mm, was) != FRAME_RAM ||
-        p->mm->frames[was].owner != p->domid || was == p->scratch_mfn)
+        p->mm->frames[was].owner != p->domid)
         return -EPERM;
     return 0;
 }
@@ -694,19 +692,43 @@ int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
 }
 
 /*
- * Live update: one memslot per cluster of populated runs, runs less than
- * P2M_BUILD_GAP_MAX gfns apart sharing one slot with the scratch frame in the gaps (the
- * holes a guest made inside its RAM must not cost a slot each).
+ * Live update: the memslots the domain had. First one over each RAM range of its
+ * memory map (p2m_cover_ram, as p2m_populate_ram made them: the holes a guest made
+ * inside its RAM stay holes inside a slot, and a populate fills them without a slot of
+ * its own); then p2m_build_memslots gives the populated gfns no slot covers one memslot
+ * per cluster of runs less than P2M_BUILD_GAP_MAX gfns apart, with holes in the gaps.
  */
 #define P2M_BUILD_GAP_MAX 16
 
-static int fill_gap(struct p2m *p, uint64_t from, uint64_t to)
+int p2m_cover_ram(struct p2m *p, uint64_t gfn, uint64_t nr)
 {
-    uint64_t scratch;
-    int rc = scratch_frame(p, &scratch);
-    for (uint64_t g = from; g < to && !rc; g++)
-        rc = window_map(p, g, scratch, 1);
+    if (!nr || gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
+        return -EINVAL;
+    pthread_rwlock_wrlock(&p->lock);
+    int rc = 0;
+    for (uint64_t g = gfn; g < gfn + nr && !rc;) {
+        uint64_t n = 0;
+        while (g + n < gfn + nr && !p->gfn_to_mfn1[g + n])
+            n++;
+        if (n)
+            rc = window_hole_ro(p, g, n);
+        g += n ? n : 1;
+    }
+    if (!rc)
+        rc = add_memslot(p, gfn, nr);
+    p->nr_breaks = count_breaks(p);
+    pthread_rwlock_unlock(&p->lock);
     return rc;
+}
+
+/* The first gfn at or after `gfn` that a memslot starts at (nr_gfns: none). */
+static uint64_t next_slot_start(const struct p2m *p, uint64_t gfn)
+{
+    uint64_t next = p->nr_gfns;
+    for (unsigned i = 0; i < P2M_MAX_SLOTS; i++)
+        if (p->slots[i].nr && p->slots[i].gfn >= gfn && p->slots[i].gfn < next)
+            next = p->slots[i].gfn;
+    return next;
 }
 
 int p2m_build_memslots(struct p2m *p)
@@ -718,10 +740,16 @@ int p2m_build_memslots(struct p2m *p)
             g++;
             continue;
         }
+        int s = slot_of(p, g);
+        if (s >= 0) {               /* a RAM range p2m_cover_ram covered */
+            g = p->slots[s].gfn + p->slots[s].nr;
+            continue;
+        }
+        uint64_t limit = next_slot_start(p, g);
         uint64_t end = g + 1;       /* one past the cluster's last populated gfn */
-        for (uint64_t h = end; h < p->nr_gfns && h < end + P2M_BUILD_GAP_MAX; h++)
+        for (uint64_t h = end; h < limit && h < end + P2M_BUILD_GAP_MAX; h++)
             if (p->gfn_to_mfn1[h]) {
-                if (h > end && (rc = fill_gap(p, end, h)))
+                if (h > end && (rc = window_hole_ro(p, end, h - end)))
                     break;
                 end = h + 1;
             }

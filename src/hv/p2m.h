@@ -28,8 +28,10 @@
 /*
  * Places where the window's mapping is not one run of consecutive frames (a hole next
  * to RAM, a moved frame): each costs xkvmd a mapping (a VMA) of its own, a per-process
- * resource (vm.max_map_count) that all domains share. A guest's own layout uses a few
- * hundred at most; changes that would pass this are refused with -ENOMEM.
+ * resource (vm.max_map_count) that all domains share. A run of holes inside a memslot
+ * is one mapping whatever its length, so a balloon costs two breaks per run of pages
+ * given back, not per page. A guest's own layout uses a few hundred at most; changes
+ * that would pass this are refused with -ENOMEM.
  */
 #define P2M_MAX_BREAKS 2048
 
@@ -48,7 +50,6 @@ struct p2m {
     uint64_t *gfn_to_mfn1;
     struct p2m_slot slots[P2M_MAX_SLOTS];   /* indexed by KVM slot id */
     unsigned nr_slots;          /* slots in use */
-    uint64_t scratch_mfn;       /* mapped at holes inside slots; INVALID_MFN: none yet */
     uint64_t nr_breaks;         /* see P2M_MAX_BREAKS */
     /* Held exclusive by changes to the map and memslots, shared by window copies. */
     pthread_rwlock_t lock;
@@ -141,10 +142,13 @@ static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 
 /*
  * Live update: map frames the image says are already the domain's at [gfn, gfn + nr)
- * (claimed in machine memory by the caller), without memslots; then one memslot per
- * run of populated gfns. 0 or -errno.
+ * (claimed in machine memory by the caller), without memslots; then one memslot over
+ * each RAM range of the memory map (p2m_cover_ram: its holes stay holes inside the
+ * slot, as before the update); then one memslot per cluster of populated gfns that no
+ * slot covers yet (p2m_build_memslots). 0 or -errno.
  */
 int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr);
+int p2m_cover_ram(struct p2m *p, uint64_t gfn, uint64_t nr);
 int p2m_build_memslots(struct p2m *p);
 
 /*

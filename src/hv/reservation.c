@@ -80,47 +80,77 @@ static int alloc_frames(struct domain *d, uint64_t *mfns, uint64_t n)
     return 0;
 }
 
+/* What a populate may put a fresh page over: a hole, or a RAM page of the domain's. */
+static bool populate_target_ok(struct domain *d, uint64_t gfn)
+{
+    uint64_t mfn = p2m_lookup(&d->p2m, gfn);
+    if (in_mmio_hole(gfn))
+        return false;
+    return mfn == INVALID_MFN || (!p2m_is_foreign(&d->p2m, gfn) &&
+                                  mm_frame_type(host_mm(), mfn) == FRAME_RAM &&
+                                  host_mm()->frames[mfn].owner == d->domid);
+}
+
 static int check_populate(struct reservation *r, uint64_t gfn, uint64_t n)
 {
     struct domain *d = r->d;
     if (gfn >= d->p2m.nr_gfns || n > d->p2m.nr_gfns - gfn)
         return -EINVAL;
     for (uint64_t i = 0; i < n; i++)
-        if (in_mmio_hole(gfn + i) || p2m_lookup(&d->p2m, gfn + i) != INVALID_MFN)
+        if (!populate_target_ok(d, gfn + i))
             return -EINVAL;
     if (r->held + n > d->max_frames)
         return -ENOMEM;     /* Xen: "Over-allocation", the extent fails */
     return 0;
 }
 
-int reservation_populate(struct reservation *r, uint64_t gfn, unsigned order)
+/*
+ * Undo the first `placed` pages of a populate that failed: each gfn gets back what it
+ * held (old[i]: a hole or the page replaced). A step that fails leaves the fresh page
+ * the guest's, counted; the fresh frames not in the p2m are freed.
+ */
+static void undo_populate(struct reservation *r, uint64_t gfn, const uint64_t *mfns,
+                          const uint64_t *olds, uint64_t placed, uint64_t n)
 {
-    static __thread uint64_t mfns[1u << RESERVATION_MAX_ORDER];
-    if (order > RESERVATION_MAX_ORDER)
-        return -EINVAL;
-    uint64_t n = 1ull << order, placed = 0, old;
-    int rc = check_populate(r, gfn, n);
-    if (rc || (rc = alloc_frames(r->d, mfns, n)))
-        return rc;
-    for (; placed < n && !rc; placed++)
-        rc = p2m_set_frame(&r->d->p2m, gfn + placed, mfns[placed], &old);
-    if (!rc) {
-        r->held += n;
-        return 0;
-    }
-    /*
-     * Undo: the pages placed become holes again. Making a hole can itself run into the
-     * p2m's budgets; a page that cannot be taken back stays the guest's, counted.
-     */
-    placed--;                                   /* the failed one was not placed */
+    struct domain *d = r->d;
+    uint64_t was;
     for (uint64_t i = 0; i < n; i++) {
-        if (i < placed && p2m_set_frame(&r->d->p2m, gfn + i, INVALID_MFN, &old)) {
+        if (i < placed && p2m_set_frame(&d->p2m, gfn + i, olds[i], &was)) {
             r->held++;
+            if (olds[i] != INVALID_MFN)     /* the page it replaced stays, unmapped */
+                __atomic_add_fetch(&d->unmapped_frames, 1, __ATOMIC_RELAXED);
             continue;
         }
         mm_free_run(host_mm(), mfns[i], 1);
     }
-    return rc;
+}
+
+int reservation_populate(struct reservation *r, uint64_t gfn, unsigned order)
+{
+    static __thread uint64_t mfns[1u << RESERVATION_MAX_ORDER];
+    static __thread uint64_t olds[1u << RESERVATION_MAX_ORDER];
+    if (order > RESERVATION_MAX_ORDER)
+        return -EINVAL;
+    uint64_t n = 1ull << order, placed = 0, replaced = 0;
+    int rc = check_populate(r, gfn, n);
+    if (rc || (rc = alloc_frames(r->d, mfns, n)))
+        return rc;
+    for (; placed < n && !rc; placed++)
+        rc = p2m_set_frame(&r->d->p2m, gfn + placed, mfns[placed], &olds[placed]);
+    if (rc) {
+        undo_populate(r, gfn, mfns, olds, placed - 1, n);   /* the failed one was not placed */
+        return rc;
+    }
+    /*
+     * As Xen (p2m_add_page): a page that was there leaves the p2m but stays the
+     * domain's, counted, as increase_reservation's frames without a gfn.
+     */
+    for (uint64_t i = 0; i < n; i++)
+        replaced += olds[i] != INVALID_MFN;
+    if (replaced)
+        __atomic_add_fetch(&r->d->unmapped_frames, replaced, __ATOMIC_RELAXED);
+    r->held += n;
+    return 0;
 }
 
 int reservation_increase(struct reservation *r, unsigned order)

@@ -39,9 +39,12 @@ void reservation_end(struct reservation *r);
  */
 int reservation_remove_page(struct reservation *r, uint64_t gfn);
 /*
- * Populate the 2^order gfns from gfn with fresh (zeroed) frames, all or none. 0, or
- * -ENOMEM (past the domain's maximum, machine memory or the p2m's budgets short),
- * -EINVAL (a gfn beyond the domain's memory, in the MMIO hole, or not a hole).
+ * Populate the 2^order gfns from gfn with fresh (zeroed) frames, all or none. A gfn
+ * may be a hole or hold one of the domain's RAM pages: as on Xen, that page leaves the
+ * p2m and stays the domain's, counted, without a gfn (as increase_reservation's). 0,
+ * or -ENOMEM (past the domain's maximum, machine memory or the p2m's budgets short),
+ * -EINVAL (a gfn beyond the domain's memory, in the MMIO hole, or holding what is not
+ * the domain's RAM: shared_info, a grant frame, a toolstack page, a grant mapping).
  */
 int reservation_populate(struct reservation *r, uint64_t gfn, unsigned order);
 /*

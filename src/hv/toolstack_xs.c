@@ -244,6 +244,52 @@ static void write_disk(struct txn *x, const struct job *j, const struct domcfg_d
     snprintf(p, sizeof(p), "%s/mode", lx);      put(x, p, dk->readonly ? "r" : "w");
 }
 
+/*
+ * A vif as libxl 4.17 writes it (libxl__device_nic_add), without the hotplug script:
+ * xkvm-netback makes the TAP device vif<domid>.<handle> and joins the bridge itself.
+ */
+static void write_vif(struct txn *x, const struct job *j, unsigned handle,
+                      const struct domcfg_vif *v)
+{
+    unsigned id = j->domid;
+    char fe[128], be[128], lx[128], p[256], mac[18];
+    domcfg_mac_format(v->mac, mac);
+    snprintf(fe, sizeof(fe), "/local/domain/%u/device/vif/%u", id, handle);
+    snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%u/%u", id, handle);
+    snprintf(lx, sizeof(lx), "/libxl/%u/device/vif/%u", id, handle);
+
+    node(x, be, "", PERM_GUEST_READ, id);
+    /* Restore: empty until write_backend_links (netback waits), as for vbds. */
+    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, j->backends_unlinked ? "" : fe);
+    snprintf(p, sizeof(p), "%s/frontend-id", be);
+    if (j->backends_unlinked)
+        put(x, p, "");
+    else
+        putf(x, p, "%u", id);
+    snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/state", be);         put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/mac", be);           put(x, p, mac);
+    snprintf(p, sizeof(p), "%s/bridge", be);        put(x, p, v->bridge);
+    snprintf(p, sizeof(p), "%s/handle", be);        putf(x, p, "%u", handle);
+    snprintf(p, sizeof(p), "%s/type", be);          put(x, p, "vif");
+    snprintf(p, sizeof(p), "%s/mtu", be);           put(x, p, "1500");
+    if (v->rate_usec) {     /* libxl: bytes per interval, interval in microseconds */
+        snprintf(p, sizeof(p), "%s/rate", be);
+        putf(x, p, "%" PRIu64 ",%" PRIu32, v->rate_bytes, v->rate_usec);
+    }
+
+    node(x, fe, "", PERM_FRONTEND, id);
+    snprintf(p, sizeof(p), "%s/backend", fe);       put(x, p, be);
+    snprintf(p, sizeof(p), "%s/backend-id", fe);    put(x, p, "0");
+    snprintf(p, sizeof(p), "%s/state", fe);         put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/handle", fe);        putf(x, p, "%u", handle);
+    snprintf(p, sizeof(p), "%s/mac", fe);           put(x, p, mac);
+    snprintf(p, sizeof(p), "%s/mtu", fe);           put(x, p, "1500");
+
+    snprintf(p, sizeof(p), "%s/frontend", lx);      put(x, p, fe);
+    snprintf(p, sizeof(p), "%s/backend", lx);       put(x, p, be);
+}
+
 /* cpu/N/availability for every vCPU, as libxl: vcpus of them online, the rest not. */
 static void write_vcpus(struct txn *x, const struct job *j, const char *uuid)
 {
@@ -270,6 +316,8 @@ static void write_layout(struct txn *x, const struct job *j, const char *uuid)
     snprintf(bep, sizeof(bep), "/local/domain/0/backend/vbd/%u", id);
     xs_rm(x->h, x->t, bep);
     snprintf(bep, sizeof(bep), "/local/domain/0/backend/console/%u", id);
+    xs_rm(x->h, x->t, bep);
+    snprintf(bep, sizeof(bep), "/local/domain/0/backend/vif/%u", id);
     xs_rm(x->h, x->t, bep);
 
     node(x, dom, "", PERM_GUEST_READ, id);
@@ -344,6 +392,8 @@ static void write_layout(struct txn *x, const struct job *j, const char *uuid)
 
     for (unsigned i = 0; i < j->cfg.nr_disks && i < DOMCFG_DISKS_MAX; i++)
         write_disk(x, j, &j->cfg.disks[i]);
+    for (unsigned i = 0; i < j->cfg.nr_vifs && i < DOMCFG_VIFS_MAX; i++)
+        write_vif(x, j, i, &j->cfg.vifs[i]);
 }
 
 /*
@@ -362,13 +412,22 @@ static void write_backend_links(struct txn *x, const struct job *j, const char *
         snprintf(p, sizeof(p), "%s/frontend-id", be);
         putf(x, p, "%u", j->domid);
     }
+    for (unsigned i = 0; i < j->cfg.nr_vifs && i < DOMCFG_VIFS_MAX; i++) {
+        char be[128], p[192];
+        snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%u/%u", j->domid, i);
+        snprintf(p, sizeof(p), "%s/frontend", be);
+        putf(x, p, "/local/domain/%u/device/vif/%u", j->domid, i);
+        snprintf(p, sizeof(p), "%s/frontend-id", be);
+        putf(x, p, "%u", j->domid);
+    }
 }
 
 static void write_removal(struct txn *x, const struct job *j, const char *uuid)
 {
     static const char *const fmts[] = {
         "/local/domain/%u", "/local/domain/0/backend/vbd/%u",
-        "/local/domain/0/backend/console/%u", "/libxl/%u",
+        "/local/domain/0/backend/vif/%u", "/local/domain/0/backend/console/%u",
+        "/libxl/%u",
     };
     char p[96];
     for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {

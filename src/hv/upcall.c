@@ -278,7 +278,7 @@ long event_sched_block(struct hcall *hc)
 static bool any_port_pending(struct event_domain *ev, const uint32_t *ports, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
-        if (bit_test(ev->shared_info->evtchn_pending, ports[i]))
+        if (evtchn_is_pending(ev, ports[i]))
             return true;
     return false;
 }

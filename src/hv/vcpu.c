@@ -287,8 +287,10 @@ static void handle_mmio(struct vcpu *v)
     }
     if (ram && run->mmio.is_write) {
         memcpy(ram, run->mmio.data, len);
-        uint64_t first = run->mmio.phys_addr >> XKVM_PAGE_SHIFT;
-        p2m_mark_dirty(p, first, ((run->mmio.phys_addr + len - 1) >> XKVM_PAGE_SHIFT) - first + 1);
+        /* The frame written: through an altp2m remapping, the target's. */
+        uint64_t at = (uint64_t)(ram - p->window);
+        uint64_t first = at >> XKVM_PAGE_SHIFT;
+        p2m_mark_dirty(p, first, ((at + len - 1) >> XKVM_PAGE_SHIFT) - first + 1);
     } else if (ram) {
         memcpy(run->mmio.data, ram, len);
     } else if (!run->mmio.is_write) {
@@ -462,7 +464,9 @@ static void *vcpu_thread(void *arg)
             }
             if (errno == EAGAIN)
                 continue;
-            domain_crash(d, "v%u: KVM_RUN: %s", v->id, strerror(errno));
+            /* EFAULT: KVM could not map a page writable (docs/hypervisor.md). */
+            domain_crash(d, "v%u: KVM_RUN: %s%s", v->id, strerror(errno), errno != EFAULT ? "" :
+                         " (a write to a page given back or a read-only grant mapping?)");
             runnable = false;
             continue;
         }

@@ -20,6 +20,26 @@
 #include "hv/vcpu.h"
 #include "xkvm/ctx.h"
 
+/* A FIFO record's gfns must be in the domain's address space. */
+static int fifo_check(struct domain *d, const struct xkvm_ctx_record *rec, char *err,
+                      size_t errlen)
+{
+    const struct xkvm_ctx_evtchn_fifo_array *a = xkvm_ctx_get_evtchn_fifo_array(rec);
+    const struct xkvm_ctx_evtchn_fifo_vcpu *v = xkvm_ctx_get_evtchn_fifo_vcpu(rec);
+    for (uint32_t i = 0; a && i < a->nr_pages; i++)
+        if (a->page_gfn[i] >= d->p2m.nr_gfns) {
+            snprintf(err, errlen, "FIFO event array page %u at gfn %#llx, beyond the "
+                     "address space", i, (unsigned long long)a->page_gfn[i]);
+            return -1;
+        }
+    if (v && v->control_gfn >= d->p2m.nr_gfns) {
+        snprintf(err, errlen, "v%u's FIFO control block at gfn %#llx, beyond the address "
+                 "space", rec->instance, (unsigned long long)v->control_gfn);
+        return -1;
+    }
+    return 0;
+}
+
 int pv_restore_check(struct domain *d, const void *img, size_t len, char *err, size_t errlen)
 {
     struct xkvm_ctx_error cerr;
@@ -56,8 +76,11 @@ int pv_restore_check(struct domain *d, const void *img, size_t len, char *err, s
                              "address space", i, (unsigned long long)gt->frame_gfn[i]);
                     return -EINVAL;
                 }
-        } else if (abi && abi->abi != XKVM_CTX_EVTCHN_ABI_2L) {
+        } else if (abi && abi->abi != XKVM_CTX_EVTCHN_ABI_2L &&
+                   abi->abi != XKVM_CTX_EVTCHN_ABI_FIFO) {
             snprintf(err, errlen, "event channel ABI %u is not supported", abi->abi);
+            return -EINVAL;
+        } else if (fifo_check(d, &rec, err, errlen)) {
             return -EINVAL;
         } else if (rec.type == XKVM_CTX_SHARED_INFO_GFN) {
             uint64_t g = xkvm_ctx_get_shared_info_gfn(&rec)->gfn;
@@ -172,12 +195,46 @@ static int restore_gnttab(struct domain *d, const struct xkvm_ctx_gnttab *gt,
     return restore_status_frames(d, gt, err, errlen);
 }
 
+/*
+ * The FIFO ABI, before any port (seed 003): array pages, control blocks with their
+ * queue tails, held ports (ev->lock held). The words are in the guest's RAM, already
+ * restored; the frames are held again as EVTCHNOP_init_control/expand_array hold them.
+ */
+static int restore_fifo(struct domain *d, const void *img, size_t len, char *err,
+                        size_t errlen)
+{
+    struct xkvm_ctx_reader r;
+    struct xkvm_ctx_record rec;
+    int rc = 0;
+    xkvm_ctx_reader_init(&r, img, len, NULL);
+    while (!rc && xkvm_ctx_next(&r, &rec) > 0) {
+        const struct xkvm_ctx_evtchn_fifo_array *a = xkvm_ctx_get_evtchn_fifo_array(&rec);
+        const struct xkvm_ctx_evtchn_fifo_vcpu *v = xkvm_ctx_get_evtchn_fifo_vcpu(&rec);
+        const struct xkvm_ctx_evtchn_fifo_held *h = xkvm_ctx_get_evtchn_fifo_held(&rec);
+        for (uint32_t i = 0; a && !rc && i < a->nr_pages; i++)
+            if ((rc = evtchn_fifo_restore_page(d, a->page_gfn[i])))
+                snprintf(err, errlen, "FIFO event array page %u at gfn %#llx: not the "
+                         "domain's RAM", i, (unsigned long long)a->page_gfn[i]);
+        if (v && rec.instance < d->nr_vcpus &&
+            (rc = evtchn_fifo_restore_vcpu(&d->vcpus[rec.instance], v->control_gfn,
+                                           v->offset, v->tail)))
+            snprintf(err, errlen, "v%u: FIFO control block at gfn %#llx + %u: not the "
+                     "domain's RAM", rec.instance, (unsigned long long)v->control_gfn,
+                     v->offset);
+        for (uint32_t i = 0; h && i < h->nr_ports; i++)
+            if (h->port[i] < EVTCHN_NR_PORTS)
+                d->ev->ports[h->port[i]].fifo_held = true;
+    }
+    return rc;
+}
+
 /* One port (ev->lock held). */
 static void restore_port(struct domain *d, uint32_t port, const struct xkvm_ctx_evtchn_port *p)
 {
     struct event_domain *ev = d->ev;
     struct evtchn *ch = &ev->ports[port];
     ch->notify_vcpu = p->notify_vcpu < d->nr_vcpus ? p->notify_vcpu : 0;
+    ch->priority = p->priority;
     switch (p->state) {
     case XKVM_CTX_EVTCHN_STATE_UNBOUND:
         ch->state = ECS_UNBOUND;
@@ -300,8 +357,9 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
 
     /* Ports and per-vCPU state, in a second pass now that the frames are in place. */
     uint64_t now_sys = time->system_time_ns + *advance_ns;
-    xkvm_ctx_reader_init(&r, img, len, NULL);
     pthread_mutex_lock(&ev->lock);
+    rc = restore_fifo(d, img, len, err, errlen);
+    xkvm_ctx_reader_init(&r, img, len, NULL);
     while (!rc && xkvm_ctx_next(&r, &rec) > 0) {
         struct vcpu *v = rec.instance < d->nr_vcpus ? &d->vcpus[rec.instance] : NULL;
         struct vcpu_event *e = v ? v->ev : NULL;

@@ -49,7 +49,8 @@ static void write_shared_info(struct domain *d, struct xkvm_ctx_writer *w)
 static int write_ports(struct domain *d, struct xkvm_ctx_writer *w, char *err, size_t errlen)
 {
     struct event_domain *ev = d->ev;
-    xkvm_ctx_write_evtchn_abi(w, XKVM_CTX_EVTCHN_ABI_2L);
+    bool fifo = ev->abi == EVTCHN_ABI_FIFO;
+    xkvm_ctx_write_evtchn_abi(w, fifo ? XKVM_CTX_EVTCHN_ABI_FIFO : XKVM_CTX_EVTCHN_ABI_2L);
     for (uint32_t p = 1; p < ev->valid_ports && p < EVTCHN_NR_PORTS; p++) {
         const struct evtchn *ch = &ev->ports[p];
         uint8_t st = port_state(ch->state);
@@ -57,7 +58,7 @@ static int write_ports(struct domain *d, struct xkvm_ctx_writer *w, char *err, s
             continue;
         struct xkvm_ctx_evtchn_port rec = {
             .state = st,
-            .priority = XKVM_CTX_EVTCHN_PRIORITY_DEFAULT,
+            .priority = fifo ? ch->priority : XKVM_CTX_EVTCHN_PRIORITY_DEFAULT,
             .notify_vcpu = ch->notify_vcpu,
         };
         if (ch->state == ECS_UNBOUND) {
@@ -82,6 +83,35 @@ static int write_ports(struct domain *d, struct xkvm_ctx_writer *w, char *err, s
         xkvm_ctx_write_evtchn_port(w, p, &rec);
     }
     return 0;
+}
+
+/*
+ * FIFO (ev->lock held): the array pages, each vCPU's control block and queue tails,
+ * and the ports held pending for want of an event word. The words themselves are in
+ * guest RAM and travel with it.
+ */
+static void write_fifo(struct domain *d, struct xkvm_ctx_writer *w)
+{
+    struct event_domain *ev = d->ev;
+    if (ev->abi != EVTCHN_ABI_FIFO)
+        return;
+    for (unsigned i = 0; i < d->nr_vcpus; i++) {
+        struct vcpu_event *e = d->vcpus[i].ev;
+        if (!e || !e->fifo_cb)
+            continue;
+        struct xkvm_ctx_evtchn_fifo_vcpu f = { .control_gfn = e->fifo_cb_gfn,
+                                               .offset = e->fifo_cb_offset };
+        memcpy(f.tail, e->fifo_tail, sizeof(f.tail));
+        xkvm_ctx_write_evtchn_fifo_vcpu(w, i, &f);
+    }
+    xkvm_ctx_write_evtchn_fifo_array(w, ev->fifo_page_gfn, ev->fifo_nr_pages);
+    uint32_t held[EVTCHN_NR_PORTS];
+    uint32_t n = 0;
+    for (uint32_t p = 1; p < ev->valid_ports && p < EVTCHN_NR_PORTS; p++)
+        if (ev->ports[p].fifo_held && port_state(ev->ports[p].state))
+            held[n++] = p;
+    if (n)
+        xkvm_ctx_write_evtchn_fifo_held(w, held, n);
 }
 
 static int write_gnttab(struct domain *d, struct xkvm_ctx_writer *w, char *err, size_t errlen)
@@ -240,6 +270,8 @@ int pv_save_context(struct domain *d, struct xkvm_ctx_writer *w, char *err, size
     pthread_mutex_lock(&ev->lock);
     write_shared_info(d, w);
     int rc = write_ports(d, w, err, errlen);
+    if (!rc)
+        write_fifo(d, w);
     pthread_mutex_unlock(&ev->lock);
     if (rc)
         return rc;

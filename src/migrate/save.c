@@ -355,6 +355,15 @@ static void mark_final_extras(struct sender *s)
         uint64_t g = d->vcpus[i].ev->vcpu_info_gfn;
         if (g != INVALID_GFN && g < s->nr_gfns)
             s->dirty[g / 64] |= 1ull << (g % 64);
+        /* FIFO: the control block's READY bits and HEADs, written by xkvmd. */
+        g = d->vcpus[i].ev->fifo_cb ? d->vcpus[i].ev->fifo_cb_gfn : INVALID_GFN;
+        if (g != INVALID_GFN && g < s->nr_gfns)
+            s->dirty[g / 64] |= 1ull << (g % 64);
+    }
+    for (unsigned n = 0; n < d->ev->fifo_nr_pages; n++) {   /* FIFO event words */
+        uint64_t g = d->ev->fifo_page_gfn[n];
+        if (g < s->nr_gfns)
+            s->dirty[g / 64] |= 1ull << (g % 64);
     }
     pthread_mutex_unlock(&d->ev->lock);
     gnttab_dom0_mapped_gfns(d, s->dirty);

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,12 +23,12 @@
 static const char *const handled_keys[] = {
     "name", "type", "builder", "memory", "vcpus", "kernel", "cmdline", "extra", "root",
     "on_poweroff", "on_reboot", "on_crash", "disk", "ramdisk", "maxvcpus", "uuid", "cpus",
-    "bootloader", "maxmem", "altp2m",
+    "bootloader", "maxmem", "vif", "altp2m",
 };
 
 /* xl keys that xkvm recognises but does not implement yet: warned about, ignored. */
 static const char *const unsupported_keys[] = {
-    "vif", "vfb", "vkb", "vtpm", "vdispl", "vsnd", "p9", "pvcalls", "channel",
+    "vfb", "vkb", "vtpm", "vdispl", "vsnd", "p9", "pvcalls", "channel",
     "usb", "usbctrl", "usbdev", "pci", "dtdev", "iomem", "ioports", "irqs", "rdm",
     "serial", "console", "seclabel",
     "init_seclabel", "pool", "cpus_soft", "cpu_weight", "cap", "on_watchdog",
@@ -477,6 +478,122 @@ static int get_disks(struct reader *rd, XLU_Config *x, unsigned flags, struct do
     return 0;
 }
 
+/* libxl's default MAC: Xen's OUI 00:16:3e, then three random bytes, the first < 0x80. */
+static void vif_random_mac(uint8_t mac[6])
+{
+    uint8_t r[3];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        for (int i = 0; i < 3; i++)
+            r[i] = (uint8_t)rand();
+    mac[0] = 0x00;
+    mac[1] = 0x16;
+    mac[2] = 0x3e;
+    mac[3] = r[0] & 0x7f;
+    mac[4] = r[1];
+    mac[5] = r[2];
+}
+
+/* Keys of xl's vif spec (xl-network-configuration) that xkvm reads past, with a note. */
+static const char *const vif_ignored_keys[] = {
+    "script", "ip", "vifname", "type", "model", "mtu", "gatewaydev", "accel",
+    "powerlevel", "devid",
+};
+
+/* One "key=value" of a vif spec into v; 0, or a negative errno with a message. */
+static int vif_option(struct reader *rd, XLU_Config *x, int i, const char *opt,
+                      struct domcfg_vif *v, bool *have_mac, FILE *warn)
+{
+    const char *eq = strchr(opt, '=');
+    size_t klen = eq ? (size_t)(eq - opt) : strlen(opt);
+    const char *val = eq ? eq + 1 : "";
+    if (klen == 3 && !strncmp(opt, "mac", 3)) {
+        if (domcfg_mac_parse(val, v->mac) < 0)
+            return fail_key(rd, "vif", -EINVAL, "entry %d: mac \"%.20s\" is not "
+                            "xx:xx:xx:xx:xx:xx", i + 1, val);
+        *have_mac = true;
+        return 0;
+    }
+    if (klen == 6 && !strncmp(opt, "bridge", 6)) {
+        if (!domcfg_ifname_valid(val))
+            return fail_key(rd, "vif", -EINVAL, "entry %d: bridge \"%.20s\" is not an "
+                            "interface name", i + 1, val);
+        snprintf(v->bridge, sizeof(v->bridge), "%s", val);
+        return 0;
+    }
+    if (klen == 4 && !strncmp(opt, "rate", 4)) {
+        /* xl's RATE[@INTERVAL] ("10Mb/s", "1MB/s@20ms"), by libxlutil itself. */
+        libxl_device_nic nic;
+        memset(&nic, 0, sizeof(nic));
+        if (xlu_vif_parse_rate(x, val, &nic) || !nic.rate_interval_usecs)
+            return fail_key(rd, "vif", -EINVAL, "entry %d: rate \"%.30s\" is not "
+                            "RATE[@INTERVAL] (e.g. 10Mb/s@20ms)", i + 1, val);
+        v->rate_bytes = nic.rate_bytes_per_interval;
+        v->rate_usec = nic.rate_interval_usecs;
+        return 0;
+    }
+    if (klen == 7 && !strncmp(opt, "backend", 7)) {
+        if (strcmp(val, "0") && strcmp(val, "Domain-0"))
+            return fail_key(rd, "vif", -EOPNOTSUPP, "entry %d: only dom0 backends are "
+                            "supported", i + 1);
+        return 0;
+    }
+    for (size_t k = 0; k < sizeof(vif_ignored_keys) / sizeof(vif_ignored_keys[0]); k++) {
+        if (strlen(vif_ignored_keys[k]) == klen && !strncmp(opt, vif_ignored_keys[k], klen)) {
+            if (warn)
+                fprintf(warn, "%s:%d: warning: vif entry %d: `%.*s' ignored (not yet "
+                        "supported)\n", rd->filename, key_line(rd, "vif"), i + 1,
+                        (int)klen, opt);
+            return 0;
+        }
+    }
+    return fail_key(rd, "vif", -EINVAL, "entry %d: unknown option \"%.*s\"", i + 1,
+                    (int)(klen > 32 ? 32 : klen), opt);
+}
+
+/* vif = [ 'mac=00:16:3e:01:02:03,bridge=xenbr0', ... ] as xl reads it. */
+static int get_vifs(struct reader *rd, XLU_Config *x, struct domcfg *cfg, FILE *warn)
+{
+    XLU_ConfigList *list;
+    int count = 0;
+    int r = xlu_cfg_get_list(x, "vif", &list, &count, 1);
+    if (r == ESRCH)
+        return 0;
+    if (r)
+        return fail_key(rd, "vif", -EINVAL, "must be a list of network interfaces, "
+                        "e.g. [ 'mac=00:16:3e:00:00:01,bridge=xenbr0' ]");
+    if (count > DOMCFG_VIFS_MAX)
+        return fail_key(rd, "vif", -E2BIG, "%d interfaces, at most %d are supported",
+                        count, DOMCFG_VIFS_MAX);
+    for (int i = 0; i < count; i++) {
+        const char *spec = xlu_cfg_get_listitem(list, i);
+        if (!spec)
+            return fail_key(rd, "vif", -EINVAL, "entry %d is not a string", i + 1);
+        char buf[512];
+        if (strlen(spec) >= sizeof(buf))
+            return fail_key(rd, "vif", -EINVAL, "entry %d is too long", i + 1);
+        snprintf(buf, sizeof(buf), "%s", spec);
+        struct domcfg_vif *v = &cfg->vifs[i];
+        memset(v, 0, sizeof(*v));
+        bool have_mac = false;
+        char *save = NULL;
+        for (char *opt = strtok_r(buf, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+            while (*opt == ' ' || *opt == '\t')
+                opt++;
+            size_t len = strlen(opt);
+            while (len && (opt[len - 1] == ' ' || opt[len - 1] == '\t'))
+                opt[--len] = '\0';
+            if (!*opt)
+                continue;
+            if ((r = vif_option(rd, x, i, opt, v, &have_mac, warn)) < 0)
+                return r;
+        }
+        if (!have_mac)
+            vif_random_mac(v->mac);
+        cfg->nr_vifs = (unsigned)i + 1;
+    }
+    return 0;
+}
+
 /* uuid: xl's libxl_uuid_from_string (either case). */
 static int get_uuid(struct reader *rd, XLU_Config *x, struct domcfg *cfg)
 {
@@ -559,7 +676,7 @@ static int validate(struct reader *rd, const struct domcfg *cfg, const char *cmd
         { "on_reboot", "on_reboot" }, { "on_crash", "on_crash" }, { "disks", "disk" },
         { "ramdisk", "ramdisk" }, { "maxvcpus", "maxvcpus" }, { "uuid", "uuid" },
         { "cpus", "cpus" },
-        { "bootloader", "bootloader" }, { "maxmem_mb", "maxmem" },
+        { "bootloader", "bootloader" }, { "maxmem_mb", "maxmem" }, { "vifs", "vif" },
     };
     const char *key = NULL, *rest = why;
     size_t flen = strcspn(why, ":");
@@ -684,6 +801,8 @@ static int read_config(struct reader *rd, XLU_Config *x, const char *basedir,
         return r;
 
     if ((r = get_disks(rd, x, flags, cfg)) < 0)
+        return r;
+    if ((r = get_vifs(rd, x, cfg, warn)) < 0)
         return r;
 
     const char *cmdline_key = key_line(rd, "cmdline") ? "cmdline"

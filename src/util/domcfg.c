@@ -6,6 +6,7 @@
 #include "util/domcfg.h"
 #include "util/text.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -266,6 +267,62 @@ static int check_disks(const struct domcfg *c, char *err, size_t errlen)
             if (c->disks[j].devid == c->disks[i].devid)
                 return fail(err, errlen, "disks[%u].vdev: %s is used twice", i,
                             c->disks[i].vdev);
+    }
+    return 0;
+}
+
+int domcfg_mac_parse(const char *s, uint8_t mac[6])
+{
+    for (int i = 0; i < 6; i++) {
+        const char *p = s + i * 3;
+        if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) ||
+            p[2] != (i == 5 ? '\0' : ':'))
+            return -EINVAL;
+        char hex[3] = { p[0], p[1], '\0' };
+        mac[i] = (uint8_t)strtoul(hex, NULL, 16);
+    }
+    return 0;
+}
+
+void domcfg_mac_format(const uint8_t mac[6], char out[18])
+{
+    snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
+             mac[4], mac[5]);
+}
+
+bool domcfg_ifname_valid(const char *s)
+{
+    size_t len = strnlen(s, DOMCFG_IFNAME_MAX);
+    if (len == 0 || len >= DOMCFG_IFNAME_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+            return false;
+    return true;
+}
+
+/* vifs: a unicast MAC each, used once; a bridge name Linux would accept, or none. */
+static int check_vifs(const struct domcfg *c, char *err, size_t errlen)
+{
+    if (c->nr_vifs > DOMCFG_VIFS_MAX)
+        return fail(err, errlen, "vifs: more than %d", DOMCFG_VIFS_MAX);
+    for (unsigned i = 0; i < c->nr_vifs; i++) {
+        const struct domcfg_vif *v = &c->vifs[i];
+        if (v->mac[0] & 1)
+            return fail(err, errlen, "vifs[%u].mac: a multicast address", i);
+        static const uint8_t zero[6];
+        if (!memcmp(v->mac, zero, 6))
+            return fail(err, errlen, "vifs[%u].mac: all zero", i);
+        for (unsigned j = 0; j < i; j++)
+            if (!memcmp(c->vifs[j].mac, v->mac, 6))
+                return fail(err, errlen, "vifs[%u].mac: used twice", i);
+        if (strnlen(v->bridge, sizeof(v->bridge)) == sizeof(v->bridge))
+            return fail(err, errlen, "vifs[%u].bridge: not terminated", i);
+        if (v->bridge[0] && !domcfg_ifname_valid(v->bridge))
+            return fail(err, errlen, "vifs[%u].bridge: not an interface name "
+                        "(1 to 15 of A-Z a-z 0-9 _ . -)", i);
+        if ((v->rate_bytes == 0) != (v->rate_usec == 0))
+            return fail(err, errlen, "vifs[%u].rate: bytes and interval go together", i);
     }
     return 0;
 }
@@ -535,6 +592,8 @@ int domcfg_validate(const struct domcfg *c, char *err, size_t errlen)
         return fail(err, errlen, "on_crash: invalid action %d", (int)c->on_crash);
     if ((r = check_boot_extras(c, err, errlen)) < 0)
         return r;
+    if ((r = check_vifs(c, err, errlen)) < 0)
+        return r;
     return check_disks(c, err, errlen);
 }
 
@@ -562,6 +621,26 @@ static int extras_to_json(struct json_object *o, const struct domcfg *c)
             char text[DOMCFG_HOST_CPUS * 5];
             domcfg_cpuset_format(&c->cpus[i], text, sizeof(text));
             bad |= json_object_array_add(arr, json_object_new_string(text));
+        }
+    }
+    if (c->nr_vifs) {
+        struct json_object *arr = json_object_new_array();
+        bad |= json_object_object_add(o, "vifs", arr);
+        for (unsigned i = 0; arr && i < c->nr_vifs && i < DOMCFG_VIFS_MAX; i++) {
+            struct json_object *v = json_object_new_object();
+            char mac[18];
+            domcfg_mac_format(c->vifs[i].mac, mac);
+            bad |= json_object_array_add(arr, v);
+            bad |= json_object_object_add(v, "mac", json_object_new_string(mac));
+            if (c->vifs[i].bridge[0])
+                bad |= json_object_object_add(v, "bridge",
+                                              json_object_new_string(c->vifs[i].bridge));
+            if (c->vifs[i].rate_usec) {
+                bad |= json_object_object_add(v, "rate_bytes",
+                    json_object_new_int64((int64_t)(c->vifs[i].rate_bytes & INT64_MAX)));
+                bad |= json_object_object_add(v, "rate_usec",
+                                              json_object_new_int64(c->vifs[i].rate_usec));
+            }
         }
     }
     return bad;
@@ -610,7 +689,7 @@ struct json_object *domcfg_to_json(const struct domcfg *c)
 static const char *const known_fields[] = {
     "name", "memory_mb", "vcpus", "kernel", "cmdline",
     "on_poweroff", "on_reboot", "on_crash", "disks", "ramdisk", "maxvcpus", "uuid", "cpus",
-    "bootloader", "maxmem_mb", "target_kb", "altp2m",
+    "bootloader", "maxmem_mb", "target_kb", "vifs", "altp2m",
 };
 
 /* A string field: its bytes and length (json-c strings may hold NULs). */
@@ -754,7 +833,57 @@ static int get_cpus(struct json_object *o, struct domcfg *c, char *err, size_t e
     return 0;
 }
 
-/* ramdisk, maxvcpus, uuid, cpus: optional (older peers do not write them). */
+/* "vifs": [{mac, bridge?, rate_bytes?, rate_usec?}]; checked whole by domcfg_validate. */
+static int get_vifs(struct json_object *o, struct domcfg *c, char *err, size_t errlen)
+{
+    struct json_object *arr;
+    if (!json_object_object_get_ex(o, "vifs", &arr))
+        return 0;
+    if (!json_object_is_type(arr, json_type_array))
+        return fail(err, errlen, "vifs: must be an array");
+    size_t n = json_object_array_length(arr);
+    if (n > DOMCFG_VIFS_MAX)
+        return fail(err, errlen, "vifs: more than %d", DOMCFG_VIFS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *v = json_object_array_get_idx(arr, i);
+        if (!json_object_is_type(v, json_type_object))
+            return fail(err, errlen, "vifs[%zu]: must be an object", i);
+        json_object_object_foreach(v, key, val) {
+            (void)val;
+            if (strcmp(key, "mac") && strcmp(key, "bridge") && strcmp(key, "rate_bytes") &&
+                strcmp(key, "rate_usec"))
+                return fail(err, errlen, "vifs[%zu]: unknown field", i);
+        }
+        struct domcfg_vif *vif = &c->vifs[i];
+        const char *s;
+        size_t len = 0;
+        if (get_string(v, "mac", true, &s, &len, err, errlen) < 0 ||
+            domcfg_mac_parse(s, vif->mac) < 0)
+            return fail(err, errlen, "vifs[%zu].mac: missing or not xx:xx:xx:xx:xx:xx", i);
+        if (get_string(v, "bridge", false, &s, &len, err, errlen) < 0)
+            return fail(err, errlen, "vifs[%zu].bridge: not a string", i);
+        if (s && len >= sizeof(vif->bridge))
+            return fail(err, errlen, "vifs[%zu].bridge: longer than %zu bytes", i,
+                        sizeof(vif->bridge) - 1);
+        if (s) {
+            memcpy(vif->bridge, s, len);
+            vif->bridge[len] = '\0';
+        }
+        uint64_t num = 0;
+        bool present;
+        if (get_uint(v, "rate_bytes", &num, &present, err, errlen) < 0)
+            return fail(err, errlen, "vifs[%zu].rate_bytes: not a number", i);
+        vif->rate_bytes = present ? num : 0;
+        num = 0;
+        if (get_uint(v, "rate_usec", &num, &present, err, errlen) < 0 || num > UINT32_MAX)
+            return fail(err, errlen, "vifs[%zu].rate_usec: not a 32-bit number", i);
+        vif->rate_usec = present ? (uint32_t)num : 0;
+        c->nr_vifs = (unsigned)i + 1;
+    }
+    return 0;
+}
+
+/* ramdisk, maxvcpus, uuid, cpus, vifs: optional (older peers do not write them). */
 static int get_extras(struct json_object *o, struct domcfg *c, char *err, size_t errlen)
 {
     const char *s;
@@ -800,6 +929,8 @@ static int get_extras(struct json_object *o, struct domcfg *c, char *err, size_t
         return r;
     if (s && (len != DOMCFG_UUID_LEN || domcfg_uuid_parse(s, c->uuid) < 0))
         return fail(err, errlen, "uuid: not an 8-4-4-4-12 UUID");
+    if ((r = get_vifs(o, c, err, errlen)) < 0)
+        return r;
     return get_cpus(o, c, err, errlen);
 }
 

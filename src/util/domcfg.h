@@ -21,6 +21,9 @@
 /* The one bootloader xkvm runs (xl.cfg bootloader = "pygrub"; docs/config.md). */
 #define DOMCFG_BOOTLOADER_PYGRUB "pygrub"
 #define DOMCFG_VDEV_MAX     16
+#define DOMCFG_VIFS_MAX     8
+/* A host interface name: Linux's IFNAMSIZ, with its NUL. */
+#define DOMCFG_IFNAME_MAX   16
 /* Host CPUs a `cpus` pinning can name (0 .. DOMCFG_HOST_CPUS - 1). */
 #define DOMCFG_HOST_CPUS    1024
 #define DOMCFG_UUID_LEN     36
@@ -36,6 +39,18 @@ struct domcfg_disk {
     char vdev[DOMCFG_VDEV_MAX];     /* the guest's name for it, e.g. "xvda" */
     uint32_t devid;                 /* Xen's virtual-device number, e.g. 51712 */
     bool readonly;
+};
+
+/*
+ * A network interface (xl's vif): handle N is its index in the list, the guest sees
+ * device/vif/N; the backend is the TAP device vif<domid>.<N> (docs/netback.md).
+ */
+struct domcfg_vif {
+    uint8_t mac[6];                 /* unicast; made up with libxl's 00:16:3e if unset */
+    char bridge[DOMCFG_IFNAME_MAX]; /* "" or the host bridge the TAP joins */
+    /* xl's rate=: the guest may send rate_bytes per rate_usec (0, 0: unlimited). */
+    uint64_t rate_bytes;
+    uint32_t rate_usec;
 };
 
 enum domcfg_action {
@@ -77,6 +92,9 @@ struct domcfg {
      * from vCPU 0 up (the rest unpinned). */
     unsigned nr_cpus;
     struct domcfg_cpuset cpus[DOMCFG_VCPUS_MAX];
+    /* xl's `vif`: network interfaces, handles 0 .. nr_vifs - 1. */
+    unsigned nr_vifs;
+    struct domcfg_vif vifs[DOMCFG_VIFS_MAX];
     /* xl's `altp2m`: HVM_PARAM_ALTP2M's mode, DOMCFG_ALTP2M_* (docs/altp2m.md). */
     unsigned altp2m;
 };
@@ -117,6 +135,15 @@ int domcfg_action_parse(const char *s, enum domcfg_action *out);
  * beyond xvdp), hdX[N], sdX[N], or a plain number. 0 or -EINVAL.
  */
 int domcfg_vdev_to_devid(const char *vdev, uint32_t *devid);
+
+/*
+ * A MAC address "xx:xx:xx:xx:xx:xx" (hex, either case) into mac; 0 or -EINVAL.
+ * domcfg_mac_format writes the lower-case form (18 bytes with the NUL).
+ */
+int domcfg_mac_parse(const char *s, uint8_t mac[6]);
+void domcfg_mac_format(const uint8_t mac[6], char out[18]);
+/* A name Linux accepts for an interface: 1..15 of [A-Za-z0-9_.-]. */
+bool domcfg_ifname_valid(const char *s);
 
 /* Check ranges and strings; 0, or -EINVAL with a message naming the field. */
 int domcfg_validate(const struct domcfg *c, char *err, size_t errlen);

@@ -2,7 +2,7 @@
 # The installed tree (issue 21): `meson install --destdir D`, then run from D, not build/.
 #
 #   files               every installed file (listed as "# installed: ..."), exactly the
-#                       expected set: xkvmd, xkvm, xkvm-ctx in bindir; the three dom0
+#                       expected set: xkvmd, xkvm, xkvm-ctx in bindir; the four dom0
 #                       services in libexecdir/xkvm; the test guest and examples/hello.cfg
 #                       in datadir/xkvm; README and docs in datadir/doc/xkvm; the four man
 #                       pages; the bash completion; xkvmd.service and xkvm-domains.service
@@ -41,7 +41,7 @@ for k in ("bindir", "libexecdir", "datadir", "mandir"):
 sed 's/^/# installed: /' "$WORK/installed"
 {
   for f in xkvmd xkvm xkvm-ctx; do echo "$BINDIR/$f"; done
-  for f in xkvm-xenstored xkvm-consoled xkvm-blkback xkvm-domains; do echo "$LIBEXECDIR/xkvm/$f"; done
+  for f in xkvm-xenstored xkvm-consoled xkvm-blkback xkvm-netback xkvm-domains; do echo "$LIBEXECDIR/xkvm/$f"; done
   # The units go to systemd's unit directory under the prefix, wherever that is here.
   units=$(grep -E '(^|/)systemd/system/(xkvmd|xkvm-domains)\.service$' "$WORK/installed")
   if [ "$(echo "$units" | grep -c .)" = 2 ]; then echo "$units"
@@ -115,7 +115,7 @@ unset XKVM_SERVICES_DIR
 host_start h || { fail start "the installed xkvmd did not start"; exit 1; }
 
 ok=1
-for s in xkvm-xenstored xkvm-consoled xkvm-blkback; do
+for s in xkvm-xenstored xkvm-consoled xkvm-blkback xkvm-netback; do
   # The pid file is written between fork and exec: wait for the exec too.
   pid= exe=
   for _ in $(seq 100); do

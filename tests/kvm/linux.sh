@@ -14,6 +14,8 @@
 #                   xen-blkfront, a 1 MiB pattern written and read back with O_DIRECT)
 #   disk-image      the pattern the guest wrote is in the host's disk image
 #   xenstore-host   the node the guest wrote reads the same from the host
+#   events-fifo     the kernel uses FIFO event channels (debug-state: ABI fifo,
+#                   control blocks on vCPUs 0 and 1 at least)
 #   vcpu-online     xkvm vcpu-set 3, then the guest brings cpu2 online
 #   migrate-N       live migration to the other host while the guest's disk loop
 #                   runs; after it the guest answers, its checks pass
@@ -253,6 +255,19 @@ echo "# booted to its checks in $((SECONDS - T0)) s"
 LOG=$(hvc_log "$D")
 if grep -a -q '^linux-info: cpus online=0-1 possible=0-3' "$LOG"; then pass cpus-at-boot; else
   fail cpus-at-boot "$(grep -a '^linux-info: cpus' "$LOG")"; fi
+
+# FIFO event channels: Linux takes them whenever Xen offers them (events_fifo.c), one
+# control block per vCPU it brought up; everything after runs on them.
+fifo=$(xk debug-state "$D" 2>/dev/null | python3 -c '
+import json, sys
+ev = json.load(sys.stdin)["events"]
+cbs = [v["id"] for v in ev["vcpus"] if v.get("fifo_control_block")]
+print(ev["abi"], "control-blocks=" + ",".join(map(str, cbs)))' 2>&1)
+if [[ $fifo == "fifo control-blocks=0,1"* ]]; then
+  pass events-fifo
+else
+  fail events-fifo "debug-state: '$fifo'; kernel: '$(grep -a -m1 'xen:events' "$LOG" | tr -d '\r')'"
+fi
 
 # The pattern the guest wrote and the node it set, seen from the host.
 sum=$(grep -a -o '^linux-check: disk: PASS sha256 [0-9a-f]*' "$LOG" | awk '{print $NF}')

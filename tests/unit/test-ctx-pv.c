@@ -92,6 +92,10 @@ struct domain_spec {
     struct { uint32_t port; struct xkvm_ctx_evtchn_port p; } ports[16];
     unsigned nr_ports;
     uint32_t extra_timer_vcpu;              /* also a TIMER for this vCPU, if != 0 */
+    /* FIFO: abi (EVTCHN_ABI value), control blocks on vCPUs below fifo_vcpus, pages. */
+    uint32_t abi, fifo_vcpus, fifo_pages;
+    uint32_t held[4];
+    unsigned nr_held;
 };
 
 static void spec_default(struct domain_spec *s)
@@ -138,7 +142,18 @@ static uint8_t *write_domain(const struct domain_spec *s, size_t *len)
     if (!s->no_shared_info)
         xkvm_ctx_write_shared_info(&w, 0, shinfo_page, s->short_shared_info ? 3072 : 4096);
     xkvm_ctx_write_shared_info_gfn(&w, 0xfefff);
-    xkvm_ctx_write_evtchn_abi(&w, XKVM_CTX_EVTCHN_ABI_2L);
+    xkvm_ctx_write_evtchn_abi(&w, s->abi);
+    for (uint32_t v = 0; v < s->fifo_vcpus; v++) {
+        struct xkvm_ctx_evtchn_fifo_vcpu f = { .control_gfn = 0x200 + v, .offset = 8 * v };
+        f.tail[7] = v ? 0 : 1;
+        xkvm_ctx_write_evtchn_fifo_vcpu(&w, v, &f);
+    }
+    if (s->fifo_pages) {
+        uint64_t pg[4] = { 0x300, 0x301, 0x302, 0x303 };
+        xkvm_ctx_write_evtchn_fifo_array(&w, pg, s->fifo_pages);
+    }
+    if (s->nr_held)
+        xkvm_ctx_write_evtchn_fifo_held(&w, s->held, s->nr_held);
     if (!s->no_gnttab)
         xkvm_ctx_write_gnttab(&w, 1, gfns, s->nr_frames);
     for (uint32_t f = 0; f < s->frames_written; f++)
@@ -394,8 +409,10 @@ static void test_evtchn_abi_rules(void)
     struct xkvm_ctx_evtchn_abi a = { XKVM_CTX_EVTCHN_ABI_2L, 0 };
     BODY_ACCEPT(XKVM_CTX_EVTCHN_ABI, 0, &a, sizeof(a));
     a.abi = XKVM_CTX_EVTCHN_ABI_FIFO;
+    BODY_ACCEPT(XKVM_CTX_EVTCHN_ABI, 0, &a, sizeof(a));
+    a.abi = 2;
     BODY_REJECT(XKVM_CTX_EVTCHN_ABI, 0, &a, sizeof(a), XKVM_CTX_ERR_BAD_VALUE,
-                "field 'abi' has unknown value 1");
+                "field 'abi' has unknown value 2");
     a.abi = 0;
     a.pad = 0x80000000u;
     BODY_REJECT(XKVM_CTX_EVTCHN_ABI, 0, &a, sizeof(a), XKVM_CTX_ERR_RESERVED, "'pad'");
@@ -934,6 +951,91 @@ static void test_image_port_rules(void)
     free(img);
 }
 
+static void test_evtchn_fifo_rules(void)
+{
+    struct xkvm_ctx_evtchn_fifo_vcpu v = { .control_gfn = 0x100, .offset = 4096 - 72 };
+    v.tail[15] = 4095;
+    BODY_ACCEPT(XKVM_CTX_EVTCHN_FIFO_VCPU, 7, &v, sizeof(v));
+    v.offset = 4096 - 64;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_VCPU, 7, &v, sizeof(v), XKVM_CTX_ERR_BAD_VALUE,
+                "field 'offset'");
+    v.offset = 12;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_VCPU, 7, &v, sizeof(v), XKVM_CTX_ERR_BAD_VALUE,
+                "must be 8-byte aligned");
+    v.offset = 0;
+    v.tail[3] = 4096;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_VCPU, 7, &v, sizeof(v), XKVM_CTX_ERR_BAD_VALUE,
+                "queue 3's tail is port 4096");
+    v.tail[3] = 0;
+    v.control_gfn = XKVM_CTX_GFN_NONE;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_VCPU, 7, &v, sizeof(v), XKVM_CTX_ERR_BAD_VALUE,
+                "control block without a gfn");
+    v.control_gfn = 1;
+    v.pad = 1;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_VCPU, 7, &v, sizeof(v), XKVM_CTX_ERR_RESERVED, "'pad'");
+
+    uint64_t a[1 + 129] = { 2, 0x10, 0x11 };
+    BODY_ACCEPT(XKVM_CTX_EVTCHN_FIFO_ARRAY, 0, a, 8 + 16);
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_ARRAY, 0, a, 8 + 8, XKVM_CTX_ERR_BAD_LENGTH,
+                "nr_pages 2 does not match length 16");
+    a[2] = XKVM_CTX_GFN_NONE;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_ARRAY, 0, a, 8 + 16, XKVM_CTX_ERR_BAD_VALUE,
+                "event array page 1 has no gfn");
+    a[0] = 129;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_ARRAY, 0, a, 8 + 129 * 8, XKVM_CTX_ERR_BAD_LENGTH, "");
+
+    uint32_t h[6] = { 3, 0, 5, 1030, 4095 };
+    BODY_ACCEPT(XKVM_CTX_EVTCHN_FIFO_HELD, 0, h, 8 + 12);
+    h[3] = 5;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_HELD, 0, h, 8 + 12, XKVM_CTX_ERR_BAD_VALUE,
+                "must ascend");
+    h[2] = 0;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_HELD, 0, h, 8 + 12, XKVM_CTX_ERR_BAD_VALUE, "'port'");
+    h[0] = 0;
+    BODY_REJECT(XKVM_CTX_EVTCHN_FIFO_HELD, 0, h, 8, XKVM_CTX_ERR_BAD_VALUE, "'nr_ports'");
+}
+
+static void test_image_fifo_rules(void)
+{
+    struct domain_spec s;
+    struct xkvm_ctx_error e;
+    size_t len;
+
+    /* A FIFO domain: any priority, held ports past the array. */
+    spec_default(&s);
+    s.abi = XKVM_CTX_EVTCHN_ABI_FIFO;
+    s.fifo_vcpus = 2;
+    s.fifo_pages = 1;
+    s.ports[3].p.priority = 3;
+    s.held[0] = 4095;
+    s.nr_held = 1;
+    uint8_t *img = write_domain(&s, &len);
+    REQUIRE(img);
+    CHECK_MSG(xkvm_ctx_check_image(img, len, NULL, NULL, &e) == 0, "%s", e.msg);
+    free(img);
+
+    s.abi = XKVM_CTX_EVTCHN_ABI_2L;
+    IMAGE_REJECT(&s, XKVM_CTX_ERR_INCONSISTENT, XKVM_CTX_EVTCHN_PORT, 4,
+                 "priority 3 under the 2-level ABI");
+    s.ports[3].p.priority = 7;
+    IMAGE_REJECT(&s, XKVM_CTX_ERR_INCONSISTENT, XKVM_CTX_EVTCHN_FIFO_ARRAY, 0,
+                 "FIFO event channel state without EVTCHN_ABI fifo");
+    s.abi = XKVM_CTX_EVTCHN_ABI_FIFO;
+    s.fifo_vcpus = 0;
+    IMAGE_REJECT(&s, XKVM_CTX_ERR_MISSING_RECORD, XKVM_CTX_EVTCHN_ABI, 0,
+                 "without any vCPU's EVTCHN_FIFO_VCPU");
+    s.fifo_vcpus = 3;
+    IMAGE_REJECT(&s, XKVM_CTX_ERR_INCONSISTENT, XKVM_CTX_EVTCHN_FIFO_VCPU, 2,
+                 "vCPU 2, the domain has 2");
+    s.fifo_vcpus = 1;
+    s.held[0] = 7;      /* bound, but port 7 has a word in page 0 */
+    IMAGE_REJECT(&s, XKVM_CTX_ERR_INCONSISTENT, XKVM_CTX_EVTCHN_FIFO_HELD, 0,
+                 "port 7 is held pending but has an event word");
+    s.held[0] = 2000;   /* past the array, not bound */
+    IMAGE_REJECT(&s, XKVM_CTX_ERR_INCONSISTENT, XKVM_CTX_EVTCHN_FIFO_HELD, 0,
+                 "port 2000 is held pending but not bound");
+}
+
 static void test_image_virq_rules(void)
 {
     struct domain_spec s;
@@ -1117,6 +1219,8 @@ int main(void)
     RUN_TEST(test_image_duplicate_instance);
     RUN_TEST(test_image_domain_rules);
     RUN_TEST(test_image_port_rules);
+    RUN_TEST(test_evtchn_fifo_rules);
+    RUN_TEST(test_image_fifo_rules);
     RUN_TEST(test_image_virq_rules);
     RUN_TEST(test_image_gnttab_rules);
     RUN_TEST(test_image_check_includes_verify);

@@ -804,6 +804,67 @@ static void test_bootloader(void)
     CHECK_STR_CONTAINS(err, "needs a disk");
 }
 
+/* vifs: round trip, validation, the JSON shape refused where it is wrong. */
+static void test_vifs(void)
+{
+    struct domcfg in, out;
+    char err[256] = "";
+    fill(&in);
+    in.nr_vifs = 2;
+    static const uint8_t m0[6] = { 0x00, 0x16, 0x3e, 0x7f, 0x00, 0xab };
+    memcpy(in.vifs[0].mac, m0, 6);
+    strcpy(in.vifs[0].bridge, "xkbr0");
+    memcpy(in.vifs[1].mac, m0, 6);
+    in.vifs[1].mac[5] = 1;
+    in.vifs[1].rate_bytes = 62500;
+    in.vifs[1].rate_usec = 50000;
+    REQUIRE(domcfg_validate(&in, err, sizeof(err)) == 0);
+    struct json_object *o = domcfg_to_json(&in);
+    REQUIRE(o);
+    CHECK_STR_CONTAINS(json_object_to_json_string(o), "\"00:16:3e:7f:00:ab\"");
+    struct json_object *back = parse(json_object_to_json_string(o));
+    json_object_put(o);
+    REQUIRE(back);
+    int r = domcfg_from_json(back, &out, err, sizeof(err));
+    json_object_put(back);
+    REQUIRE(r == 0 || (harness_fail(__FILE__, __LINE__, "%s", err), 0));
+    CHECK_EQ(out.nr_vifs, 2);
+    CHECK(memcmp(out.vifs[0].mac, m0, 6) == 0);
+    CHECK(strcmp(out.vifs[0].bridge, "xkbr0") == 0);
+    CHECK(out.vifs[1].bridge[0] == '\0' && out.vifs[1].mac[5] == 1);
+    CHECK_EQ(out.vifs[1].rate_bytes, 62500);
+    CHECK_EQ(out.vifs[1].rate_usec, 50000);
+    CHECK_EQ(out.vifs[0].rate_usec, 0);
+    in.vifs[1].rate_usec = 0;
+    CHECK(domcfg_validate(&in, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "vifs[1].rate");
+    in.vifs[1].rate_bytes = 0;
+
+    in.vifs[1].mac[5] = 0xab;
+    CHECK(domcfg_validate(&in, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "vifs[1].mac: used twice");
+    in.vifs[1].mac[0] = 1;
+    CHECK(domcfg_validate(&in, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "multicast");
+    in.vifs[1].mac[0] = 0;
+    in.vifs[1].mac[5] = 2;
+    strcpy(in.vifs[1].bridge, "../x");
+    CHECK(domcfg_validate(&in, err, sizeof(err)) == -EINVAL);
+    CHECK_STR_CONTAINS(err, "vifs[1].bridge");
+
+#define V(x) "{" BASE_N "," BASE_K ",\"vifs\":" x "}"
+    reject(V("{}"), "vifs: must be an array");
+    reject(V("[1]"), "vifs[0]: must be an object");
+    reject(V("[{\"bridge\":\"b\"}]"), "vifs[0].mac");
+    reject(V("[{\"mac\":\"00:16:3e:00:00:0g\"}]"), "vifs[0].mac");
+    reject(V("[{\"mac\":\"00:16:3e:00:00:01\",\"x\":1}]"), "vifs[0]: unknown field");
+    reject(V("[{\"mac\":\"00:16:3e:00:00:01\",\"bridge\":\"a b\"}]"), "vifs[0].bridge");
+    reject(V("[{\"mac\":\"00:00:00:00:00:00\"}]"), "all zero");
+    reject(V("[{\"mac\":\"00:16:3e:00:00:01\",\"rate_usec\":-1}]"), "vifs[0].rate_usec");
+    reject(V("[{\"mac\":\"00:16:3e:00:00:01\",\"rate_bytes\":5}]"), "vifs[0].rate");
+#undef V
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults);
@@ -821,6 +882,7 @@ int main(void)
     RUN_TEST(test_validate);
     RUN_TEST(test_vdev_numbers);
     RUN_TEST(test_disks);
+    RUN_TEST(test_vifs);
     RUN_TEST(test_domrec);
     RUN_TEST(test_hostpath);
     RUN_TEST(test_boot_extras_round_trip);

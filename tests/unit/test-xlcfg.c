@@ -175,12 +175,12 @@ static void test_warnings(void)
                      "channel = [ 'name=a,connection=pty',\n"
                      "         'name=x;y,connection=socket' ]  # a ; in a string, a comment\n"
                      KERNEL_REL
-                     "frobnicate = 1; vif = []\n"
+                     "frobnicate = 1; vfb = []\n"
                      "memory = 64\n", &c, err, sizeof(err), &warn);
     REQUIRE(r == 0 || (harness_fail(__FILE__, __LINE__, "%s", err), 0));
     CHECK_STR_CONTAINS(warn, "test.cfg:2: warning: `channel' ignored (not yet supported)");
     CHECK_STR_CONTAINS(warn, "test.cfg:5: warning: `frobnicate' ignored (unknown key)");
-    CHECK_STR_CONTAINS(warn, "test.cfg:5: warning: `vif' ignored (not yet supported)");
+    CHECK_STR_CONTAINS(warn, "test.cfg:5: warning: `vfb' ignored (not yet supported)");
     CHECK_MSG(!strstr(warn, "`y") && !strstr(warn, "`connection") && !strstr(warn, "`memory"),
               "spurious warning: %s", warn);
     CHECK_EQ(c.memory_mb, 64);
@@ -357,6 +357,50 @@ static void test_disks(void)
         "disk", "at most");
 }
 
+/* vif = [...]: mac and bridge read, libxl's MAC made up, the rest noted or refused. */
+static void test_vifs(void)
+{
+    struct domcfg c;
+    char err[1024] = "";
+    char *warn = NULL;
+    int r = read_cfg("name='v'\n" KERNEL_REL
+                     "vif = [ ' mac=00:16:3E:0a:0b:0c , bridge=xkbr0 ', 'bridge=br-1,rate=10Mb/s',"
+                     " 'script=vif-bridge' ]\n", &c, err, sizeof(err), &warn);
+    REQUIRE(r == 0 || (harness_fail(__FILE__, __LINE__, "%s", err), 0));
+    CHECK_EQ(c.nr_vifs, 3);
+    static const uint8_t mac0[6] = { 0x00, 0x16, 0x3e, 0x0a, 0x0b, 0x0c };
+    CHECK(memcmp(c.vifs[0].mac, mac0, 6) == 0);
+    CHECK(strcmp(c.vifs[0].bridge, "xkbr0") == 0);
+    CHECK(strcmp(c.vifs[1].bridge, "br-1") == 0);
+    CHECK(c.vifs[2].bridge[0] == '\0');
+    /* Generated: Xen's OUI, the first random byte below 0x80, two different MACs. */
+    for (int i = 1; i < 3; i++) {
+        CHECK(c.vifs[i].mac[0] == 0x00 && c.vifs[i].mac[1] == 0x16 &&
+              c.vifs[i].mac[2] == 0x3e && c.vifs[i].mac[3] < 0x80);
+    }
+    CHECK_STR_CONTAINS(warn, "vif entry 3: `script' ignored");
+    /* rate= by libxlutil: 10 Mbit/s in 50 ms intervals (its default). */
+    CHECK_EQ(c.vifs[1].rate_usec, 50000);
+    CHECK_EQ(c.vifs[1].rate_bytes, 10000000 / 8 / 20);
+    CHECK_EQ(c.vifs[0].rate_usec, 0);
+    CHECK_MSG(!strstr(warn, "`vif' ignored"), "vif reported as unsupported: %s", warn);
+    free(warn);
+
+    BAD("name='x'\n" KERNEL_REL "vif = [ 'mac=00:16:3e:0a:0b' ]\n", "test.cfg:3: vif",
+        "entry 1: mac");
+    BAD("name='x'\n" KERNEL_REL "vif = [ 'mac=01:16:3e:0a:0b:0c' ]\n", "vif", "multicast");
+    BAD("name='x'\n" KERNEL_REL "vif = [ 'bridge=a/b' ]\n", "vif", "interface name");
+    BAD("name='x'\n" KERNEL_REL "vif = [ 'bridge=abcdefghijklmnop' ]\n", "vif",
+        "interface name");
+    BAD("name='x'\n" KERNEL_REL "vif = [ 'frob=1' ]\n", "vif", "unknown option");
+    BAD("name='x'\n" KERNEL_REL "vif = [ 'rate=fast' ]\n", "vif", "entry 1: rate");
+    BAD("name='x'\n" KERNEL_REL "vif = [ 'backend=2' ]\n", "vif", "dom0");
+    BAD("name='x'\n" KERNEL_REL "vif = 'mac=00:16:3e:00:00:01'\n", "vif", "list");
+    BAD("name='x'\n" KERNEL_REL "vif = [ 'mac=00:16:3e:00:00:01', "
+        "'mac=00:16:3e:00:00:01' ]\n", "vif", "used twice");
+    BAD("name='x'\n" KERNEL_REL "vif = [ '','','','','','','','','' ]\n", "vif", "at most");
+}
+
 /* ramdisk (relative to the config's directory, like kernel), maxvcpus, uuid, cpus. */
 static void test_linux_keys(void)
 {
@@ -492,6 +536,7 @@ int main(void)
     RUN_TEST(test_missing);
     RUN_TEST(test_read_data);
     RUN_TEST(test_disks);
+    RUN_TEST(test_vifs);
     RUN_TEST(test_linux_keys);
     RUN_TEST(test_altp2m_key);
     RUN_TEST(test_bad_linux_keys);

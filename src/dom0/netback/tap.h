@@ -1,0 +1,27 @@
+/*
+ * The host side of a vif: a persistent TAP device vif<domid>.<handle> opened with a
+ * virtio-net header (IFF_VNET_HDR), brought up and joined to a bridge (docs/netback.md).
+ * Persistent so that a restarted netback opens the same device again.
+ */
+#ifndef XKVM_NETBACK_TAP_H
+#define XKVM_NETBACK_TAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Open (creating it if need be) the TAP device name, non-blocking. fd or -errno. */
+int tap_open(const char *name);
+/* What the kernel may hand us: checksum offload, TSO for IPv4/IPv6. 0 or -errno. */
+int tap_set_offload(int fd, bool csum, bool tso4, bool tso6);
+/* Bring the device up and, if bridge is not "", join it. 0, or -errno (-ENODEV: no bridge). */
+int tap_up(const char *name, const char *bridge);
+/* Drop persistence and close: the device disappears. */
+void tap_destroy(int fd);
+/*
+ * Announce mac on the device's network as QEMU's announce-self does: one RARP
+ * (ethertype 0x8035, "reverse request", sender and target the MAC), written as if the
+ * guest sent it. 0 or -errno.
+ */
+int tap_announce(int fd, const uint8_t mac[6]);
+
+#endif
