@@ -29,6 +29,7 @@ run bench-hv "$BUILD/bench/bench-hv" \
   --xkvmd "$BUILD/src/daemon/xkvmd" --xkvm "$BUILD/src/tools/xkvm" \
   --guest "$BUILD/guest/xkvm-guest" "$@"
 run bench-xenstore "$BUILD/bench/bench-xenstore"
+run bench-altp2m "$BUILD/bench/bench-altp2m"
 run bench-migrate "$ROOT/bench/bench-migrate.sh" "$BUILD"
 run bench-live-update "$ROOT/bench/bench-live-update.sh" "$BUILD"
 [ -x "$BUILD/bench/bench-blk" ] && run bench-blk "$BUILD/bench/bench-blk" \

@@ -61,6 +61,8 @@ enum xkvm_ctx_type {
     XKVM_CTX_HYPERCALL      = 0x10d,    /* once, optional: how the guest calls Xen */
     XKVM_CTX_VM_ASSIST      = 0x110,    /* once: vm_assist types the guest enabled */
     XKVM_CTX_VCPU_PLATFORM  = 0x111,    /* per vCPU: KVM mp_state, time area */
+    XKVM_CTX_ALTP2M         = 0x112,    /* once, optional: altp2m mode, state, view */
+    XKVM_CTX_ALTP2M_VIEW    = 0x113,    /* per altp2m view: its differences */
     XKVM_CTX_PV_LAST        = 0x17f,
     XKVM_CTX_LIVE_UPDATE_BASE = 0x180,  /* reserved, see above */
     XKVM_CTX_LIVE_UPDATE_LAST = 0x1ff,
@@ -479,6 +481,42 @@ struct xkvm_ctx_vm_assist {
 _Static_assert(sizeof(struct xkvm_ctx_vm_assist) == 8, "VM_ASSIST layout");
 
 /*
+ * ALTP2M (0x112, once, optional; docs/altp2m.md): HVM_PARAM_ALTP2M's mode (0..3), whether
+ * altp2m is on, and the active view (domain-wide: every vCPU's). Absent: off.
+ */
+struct xkvm_ctx_altp2m {
+    uint8_t mode;
+    uint8_t state;
+    uint16_t active;
+    uint32_t pad;
+};
+_Static_assert(sizeof(struct xkvm_ctx_altp2m) == 8, "ALTP2M layout");
+#define XKVM_CTX_ALTP2M_MAX_VIEWS   10u
+#define XKVM_CTX_ALTP2M_MAX_REMAPS  1024u
+#define XKVM_CTX_ALTP2M_MAX_ACCESS  (1u << 22)
+
+/*
+ * ALTP2M_VIEW (0x113, instance = view index 0..9): a view as it differs from the host
+ * p2m. nr_access (gfn, access) entries, sorted by gfn, for the gfns whose access is not
+ * the view's default; then nr_remaps (gfn, target gfn) entries, sorted by gfn: the view
+ * shows target's host frame at gfn. Accesses are xenmem_access_t values 0 (n), 5 (rx),
+ * 7 (rwx); no suppress-#VE bits (KVM has no #VE: they are all Xen's default, set).
+ */
+struct xkvm_ctx_altp2m_entry {
+    uint64_t gfn;
+    uint64_t value;
+};
+struct xkvm_ctx_altp2m_view {
+    uint8_t default_access;
+    uint8_t visible;
+    uint16_t pad;
+    uint32_t nr_remaps;
+    uint64_t nr_access;
+    struct xkvm_ctx_altp2m_entry entries[];
+};
+_Static_assert(sizeof(struct xkvm_ctx_altp2m_view) == 16, "ALTP2M_VIEW layout");
+
+/*
  * VCPU_PLATFORM (0x111, per vCPU): what KVM's INIT/SIPI bring-up and Linux's vDSO
  * leave per vCPU. mp_state in KVM's numbering: a secondary vCPU still waiting for
  * INIT/SIPI (UNINITIALIZED, INIT_RECEIVED) must come back waiting; one started by SIPI
@@ -642,6 +680,8 @@ XKVM_CTX_ACCESSOR(xkvm_ctx_get_timer, XKVM_CTX_TIMER, struct xkvm_ctx_timer)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_time, XKVM_CTX_TIME, struct xkvm_ctx_time)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_runstate, XKVM_CTX_RUNSTATE, struct xkvm_ctx_runstate)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_vm_assist, XKVM_CTX_VM_ASSIST, struct xkvm_ctx_vm_assist)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_altp2m, XKVM_CTX_ALTP2M, struct xkvm_ctx_altp2m)
+XKVM_CTX_ACCESSOR(xkvm_ctx_get_altp2m_view, XKVM_CTX_ALTP2M_VIEW, struct xkvm_ctx_altp2m_view)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_vcpu_platform, XKVM_CTX_VCPU_PLATFORM,
                   struct xkvm_ctx_vcpu_platform)
 XKVM_CTX_ACCESSOR(xkvm_ctx_get_hypercall, XKVM_CTX_HYPERCALL, struct xkvm_ctx_hypercall)
@@ -732,6 +772,10 @@ int xkvm_ctx_write_vm_assist(struct xkvm_ctx_writer *w, uint32_t types);
 int xkvm_ctx_write_vcpu_platform(struct xkvm_ctx_writer *w, uint32_t vcpu,
                                  const struct xkvm_ctx_vcpu_platform *rec);
 int xkvm_ctx_write_tsc_info(struct xkvm_ctx_writer *w, const struct xkvm_ctx_tsc_info *rec);
+int xkvm_ctx_write_altp2m(struct xkvm_ctx_writer *w, const struct xkvm_ctx_altp2m *rec);
+/* body: a whole ALTP2M_VIEW body, 16 + 16 * (nr_access + nr_remaps) bytes. */
+int xkvm_ctx_write_altp2m_view(struct xkvm_ctx_writer *w, uint32_t view,
+                               const struct xkvm_ctx_altp2m_view *body);
 int xkvm_ctx_write_evtchn_fifo_array(struct xkvm_ctx_writer *w, const uint64_t *page_gfn,
                                      uint32_t nr_pages);
 int xkvm_ctx_write_evtchn_fifo_vcpu(struct xkvm_ctx_writer *w, uint32_t vcpu,

@@ -502,3 +502,16 @@ out:
     free(im.recs);
     return rc < 0 ? -1 : 0;
 }
+
+int xkvm_ctx_write_altp2m(struct xkvm_ctx_writer *w, const struct xkvm_ctx_altp2m *rec)
+{
+    WRITE_COPY(w, XKVM_CTX_ALTP2M, 0, struct xkvm_ctx_altp2m, rec);
+}
+
+int xkvm_ctx_write_altp2m_view(struct xkvm_ctx_writer *w, uint32_t view,
+                               const struct xkvm_ctx_altp2m_view *body)
+{
+    return xkvm_ctx_write(w, XKVM_CTX_ALTP2M_VIEW, view, body,
+                          sizeof(*body) + (body->nr_access + body->nr_remaps) *
+                          sizeof(body->entries[0]));
+}

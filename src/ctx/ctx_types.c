@@ -389,6 +389,77 @@ static const struct xkvm_ctx_field hypercall_fields[] = {
     XKVM_CTX_F_RESERVED(struct xkvm_ctx_hypercall, pad),
 };
 
+static const char *const altp2m_modes[] = { "disabled", "mixed", "external", "limited" };
+
+static const struct xkvm_ctx_field altp2m_fields[] = {
+    XKVM_CTX_F_ENUM(struct xkvm_ctx_altp2m, mode, altp2m_modes),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_altp2m, state, 0, 1),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_altp2m, active, 0, XKVM_CTX_ALTP2M_MAX_VIEWS - 1),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_altp2m, pad),
+};
+
+static const struct xkvm_ctx_field altp2m_view_fields[] = {
+    XKVM_CTX_F_UINT(struct xkvm_ctx_altp2m_view, default_access),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_altp2m_view, visible, 0, 1),
+    XKVM_CTX_F_RESERVED(struct xkvm_ctx_altp2m_view, pad),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_altp2m_view, nr_remaps, 0, XKVM_CTX_ALTP2M_MAX_REMAPS),
+    XKVM_CTX_F_RANGE(struct xkvm_ctx_altp2m_view, nr_access, 0, XKVM_CTX_ALTP2M_MAX_ACCESS),
+};
+
+static const struct xkvm_ctx_field altp2m_entry_fields[] = {
+    XKVM_CTX_F_HEX(struct xkvm_ctx_altp2m_entry, gfn),
+    XKVM_CTX_F_HEX(struct xkvm_ctx_altp2m_entry, value),
+};
+
+/* The accesses a view may hold on KVM: n, rx, rwx (docs/altp2m.md). */
+static bool altp2m_access_ok(uint64_t a)
+{
+    return a == 0 || a == 5 || a == 7;
+}
+
+/* Sorted, no duplicates, within [0, 2^52); accesses valid, targets gfns. */
+static int altp2m_entries_check(const struct xkvm_ctx_record *rec,
+                                const struct xkvm_ctx_altp2m_entry *e, uint64_t n,
+                                bool access, uint64_t base, struct xkvm_ctx_error *err)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        if (e[i].gfn >> 52 || (!access && e[i].value >> 52))
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "element %" PRIu64 ": gfn beyond 2^52", base + i);
+        if (access && !altp2m_access_ok(e[i].value))
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "element %" PRIu64 ": access %" PRIu64
+                                 " is not n (0), rx (5) or rwx (7)", base + i, e[i].value);
+        if (i && e[i].gfn <= e[i - 1].gfn)
+            return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                                 "element %" PRIu64 ": gfn %#" PRIx64
+                                 " not above the one before (must be sorted, no duplicates)",
+                                 base + i, e[i].gfn);
+    }
+    return 0;
+}
+
+static int altp2m_view_validate(const struct xkvm_ctx_record *rec, struct xkvm_ctx_error *err)
+{
+    const struct xkvm_ctx_altp2m_view *v = rec->body;
+    if (v->nr_access > XKVM_CTX_ALTP2M_MAX_ACCESS || v->nr_remaps > XKVM_CTX_ALTP2M_MAX_REMAPS)
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE, "too many entries");
+    if (rec->length != sizeof(*v) + (v->nr_access + v->nr_remaps) * sizeof(v->entries[0]))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_LENGTH,
+                             "nr_access %" PRIu64 " + nr_remaps %" PRIu32
+                             " do not match length %" PRIu64 " (expected 16 + 16 * both)",
+                             v->nr_access, v->nr_remaps, rec->length);
+    if (!altp2m_access_ok(v->default_access))
+        return xkvm_ctx_fail(err, rec, XKVM_CTX_ERR_BAD_VALUE,
+                             "default_access %u is not n (0), rx (5) or rwx (7)",
+                             v->default_access);
+    int rc = altp2m_entries_check(rec, v->entries, v->nr_access, true, 0, err);
+    if (!rc)
+        rc = altp2m_entries_check(rec, v->entries + v->nr_access, v->nr_remaps, false,
+                                  v->nr_access, err);
+    return rc;
+}
+
 /* ---- FIFO event channels (0x200..) ------------------------------------------- */
 
 static const struct xkvm_ctx_field fifo_array_fields[] = {
@@ -607,6 +678,23 @@ static const struct xkvm_ctx_type_desc builtin_types[] = {
         .type = XKVM_CTX_VCPU_PLATFORM, .name = "VCPU_PLATFORM", PER_VCPU,
         .fixed_size = sizeof(struct xkvm_ctx_vcpu_platform),
         .fields = XKVM_CTX_FIELDS(vcpu_platform_fields),
+    },
+    {
+        .type = XKVM_CTX_ALTP2M, .name = "ALTP2M", .flags = XKVM_CTX_TYPE_ONCE,
+        .fixed_size = sizeof(struct xkvm_ctx_altp2m),
+        .fields = XKVM_CTX_FIELDS(altp2m_fields),
+    },
+    {
+        .type = XKVM_CTX_ALTP2M_VIEW, .name = "ALTP2M_VIEW",
+        .min_instance = 0, .max_instance = XKVM_CTX_ALTP2M_MAX_VIEWS - 1,
+        .fixed_size = sizeof(struct xkvm_ctx_altp2m_view),
+        .elem_size = sizeof(struct xkvm_ctx_altp2m_entry),
+        .max_length = sizeof(struct xkvm_ctx_altp2m_view) +
+                      (uint64_t)(XKVM_CTX_ALTP2M_MAX_ACCESS + XKVM_CTX_ALTP2M_MAX_REMAPS) *
+                      sizeof(struct xkvm_ctx_altp2m_entry),
+        .fields = XKVM_CTX_FIELDS(altp2m_view_fields),
+        .elem_fields = XKVM_CTX_FIELDS(altp2m_entry_fields),
+        .validate = altp2m_view_validate,
     },
     {
         .type = XKVM_CTX_EVTCHN_FIFO_ARRAY, .name = "EVTCHN_FIFO_ARRAY",

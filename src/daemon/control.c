@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/altp2m_command.h"
 #include "daemon/lu_command.h"
 #include "daemon/migrate_job.h"
 #include "hv/domain.h"
@@ -571,6 +572,11 @@ enum {
     CMD_CONNECTION = 1u << 1,   /* a client connection (not there: unknown command) */
 };
 
+static struct json_object *cmd_altp2m(struct request *rq)
+{
+    return altp2m_command(rq->d, rq->req);
+}
+
 static const struct command {
     const char *name;
     struct json_object *(*fn)(struct request *rq);
@@ -598,6 +604,7 @@ static const struct command {
     { "migrate-receive", cmd_receive,       CMD_CONNECTION },
     { "migrate-cancel", cmd_migrate_cancel, CMD_DOMAIN },
     { "live-update",    cmd_live_update,    CMD_CONNECTION },
+    { "altp2m",         cmd_altp2m,         CMD_DOMAIN },
 };
 
 static const struct command *find_command(const char *name, bool connected)

@@ -802,6 +802,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     /* Xen's hvm_domain_initialise: a triple fault reboots unless the toolstack says
      * otherwise (xl never does; a restore or live update brings the source's value). */
     d->hvm_params[HVM_PARAM_TRIPLE_FAULT_REASON] = SHUTDOWN_reboot;
+    d->hvm_params[HVM_PARAM_ALTP2M] = d->cfg.altp2m;   /* xl.cfg's altp2m (docs/altp2m.md) */
     d->shutdown_code = -1;
     d->created_ns = t0;
     d->tsc_khz = host.tsc_khz;  /* a restore may bring another (domain_set_tsc_khz) */
@@ -810,6 +811,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
     pthread_mutex_init(&d->reservation_lock, NULL);
+    pthread_mutex_init(&d->altp2m_lock, NULL);
 
     uint32_t entry = 0, start_info = 0;
     rc = setup_vm(d, err, errlen);
@@ -977,6 +979,34 @@ void domain_hold(struct domain *d)
 {
     pthread_mutex_lock(&d->lock);
     d->pause_count++;
+    pthread_mutex_unlock(&d->lock);
+}
+
+void domain_pause_others(struct domain *d, struct vcpu *self)
+{
+    pthread_mutex_lock(&d->lock);
+    ask_pause_locked(d);
+    while (d->nr_parked + (self != NULL) < d->nr_threads)
+        pthread_cond_wait(&d->cond, &d->lock);
+    pthread_mutex_unlock(&d->lock);
+}
+
+void domain_park_self_briefly(struct domain *d, struct vcpu *self)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 10 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&d->lock);
+    self->parked = true;
+    d->nr_parked++;
+    pthread_cond_broadcast(&d->cond);
+    pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+    d->nr_parked--;
+    self->parked = false;
     pthread_mutex_unlock(&d->lock);
 }
 

@@ -116,9 +116,56 @@ struct domain {
     uint64_t unimpl_seen[DOMAIN_UNIMPL_SLOTS];
     struct ratelimit guest_log; /* log_guest's */
     uint32_t vm_assist;         /* VMASST_TYPE_* bits the guest enabled (hc_sched.c) */
+    /*
+     * altp2m (hc_altp2m.c, altp2m_monitor.c, docs/altp2m.md): the views are p2m.alt
+     * (NULL: off); the monitor holds a lease it renews by polling, and while it holds
+     * one a vCPU whose access a view forbids waits for its answer.
+     */
+    pthread_mutex_t altp2m_lock;    /* one view change at a time (hc_altp2m.c) */
+    uint64_t altp2m_lease_until_ns;
+    uint64_t altp2m_next_seq;
+    uint64_t altp2m_violations;
     uint32_t tsc_khz;           /* the guest's TSC rate: the host's where it was built */
     bool tsc_scaled;            /* KVM scales the guest's TSC to tsc_khz (tsc_rate.c) */
 };
+
+/* ---- altp2m (hc_altp2m.c; docs/altp2m.md) ---- */
+struct xen_hvm_altp2m_op;
+/*
+ * One HVMOP_altp2m sub-op on d, with its arguments in *a (results written back there):
+ * as the guest itself asks (from_guest: HVM_PARAM_ALTP2M's rules) or the toolstack.
+ * set_mem_access_multi's lists come through domain_altp2m_set_access_multi.
+ * 0 or -errno, Xen's codes.
+ */
+int domain_altp2m_op(struct domain *d, struct xen_hvm_altp2m_op *a, bool from_guest,
+                     struct vcpu *self);
+/*
+ * Access for gfns[i] = access[i] in a view, all or none. self: the calling vCPU (its
+ * own thread), NULL from the toolstack. 0 or -errno.
+ */
+int domain_altp2m_set_access_multi(struct domain *d, unsigned view, const uint64_t *gfns,
+                                   const uint8_t *access, unsigned n, struct vcpu *self);
+/* The active view now (0 when altp2m is off). */
+unsigned domain_altp2m_view(struct domain *d);
+
+/* ---- altp2m monitor (altp2m_monitor.c) ---- */
+#define ALTP2M_MONITOR_LEASE_NS (5ull * 1000000000ull)
+enum altp2m_answer { ALTP2M_ANSWER_NONE, ALTP2M_ANSWER_RESUME, ALTP2M_ANSWER_SWITCH };
+/*
+ * On the vCPU thread, after a view forbade its access: report it and wait for the
+ * monitor's answer (parked, as a pause parks it). Returns once the access may be done
+ * once as it is (resume; no monitor: Xen's rule for a ring with no listener) or after a
+ * view switch (the caller checks again). Returns false if the domain is dying.
+ */
+struct vcpu;
+bool altp2m_violation_wait(struct vcpu *v, uint64_t gpa, bool write, bool *recheck);
+/* The monitor polls (renewing its lease): the waiting vCPUs' events as JSON. */
+struct json_object *altp2m_monitor_poll(struct domain *d);
+/* Its answer for a waiting vCPU. 0, -ESRCH (not waiting), -EINVAL. */
+int altp2m_monitor_answer(struct domain *d, unsigned vcpu, enum altp2m_answer ans,
+                          unsigned view);
+/* The monitor said goodbye: its lease ends, waiting vCPUs resume. */
+void altp2m_monitor_detach(struct domain *d);
 
 /* The guest's memory map (as in its hvm_start_info and XENMEM_memory_map). */
 #define DOMAIN_MEMMAP_MAX 5
@@ -237,6 +284,13 @@ void domain_unpause(struct domain *d);
  * hold of xkvmd's is under way (live update takes only domains at rest).
  */
 bool domain_at_rest(struct domain *d);
+/*
+ * Pause every vCPU but self (NULL: all), as Xen's domain_pause_except_self; undone by
+ * domain_unpause. From a vCPU thread, self is that vCPU.
+ */
+void domain_pause_others(struct domain *d, struct vcpu *self);
+/* On self's thread: count as parked for a moment (at most 10 ms), so a pauser can go on. */
+void domain_park_self_briefly(struct domain *d, struct vcpu *self);
 /* domain_pause in two halves, to pause many domains at once: ask, then wait. */
 void domain_pause_begin(struct domain *d);
 void domain_pause_wait(struct domain *d);

@@ -109,6 +109,8 @@ long do_hvm_op(struct hcall *hc)
         return do_set_evtchn_upcall_vector(hc);
     case HVMOP_pagetable_dying:
         return pagetable_dying(hc);
+    case HVMOP_altp2m:
+        return do_altp2m_op(hc);
     default:
         return hc_unimplemented(hc, "hvm_op", (unsigned long)hc->arg[0]);
     }

@@ -73,6 +73,7 @@ long do_console_io(struct hcall *hc);
 long do_xen_version(struct hcall *hc);
 long do_sched_op(struct hcall *hc);
 long do_hvm_op(struct hcall *hc);
+long do_altp2m_op(struct hcall *hc);        /* hc_altp2m.c: HVMOP_altp2m */
 long do_memory_op(struct hcall *hc);
 long do_set_timer_op(struct hcall *hc);     /* hc_vcpu.c: the vCPU's singleshot timer */
 long do_vm_assist(struct hcall *hc);        /* hc_sched.c */

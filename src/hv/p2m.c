@@ -108,6 +108,13 @@ void p2m_fini(struct p2m *p)
     p->sw_dirty = NULL;
     free(p->foreign);
     p->foreign = NULL;
+    if (p->alt) {
+        altp2m_fini(p->alt);
+        free(p->alt);
+        p->alt = NULL;
+    }
+    free(p->kslots);
+    p->kslots = NULL;
     p->nr_foreign = 0;
     p->window = NULL;
     p->gfn_to_mfn1 = NULL;
@@ -187,19 +194,37 @@ static int map_frames(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
 
 /* ---- memslots ---- */
 
-int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr)
+int p2m_kvm_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr,
+                    uint64_t hva_gfn, bool readonly)
 {
-    bool ro = nr && p->slots[slot].readonly;
     struct kvm_userspace_memory_region r = {
         .slot = slot,
         /* KVM refuses dirty logging on a read-only slot; nothing writes it anyway. */
-        .flags = ro ? KVM_MEM_READONLY : p->log_dirty && nr ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+        .flags = readonly && nr ? KVM_MEM_READONLY :
+                 p->log_dirty && nr ? KVM_MEM_LOG_DIRTY_PAGES : 0,
         .guest_phys_addr = gfn << XKVM_PAGE_SHIFT,
         .memory_size = nr << XKVM_PAGE_SHIFT,
-        .userspace_addr = (uint64_t)(uintptr_t)(p->window + (gfn << XKVM_PAGE_SHIFT)),
+        .userspace_addr = (uint64_t)(uintptr_t)(p->window + (hva_gfn << XKVM_PAGE_SHIFT)),
     };
-    if (ioctl(p->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-        return -errno;
+    return ioctl(p->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
+}
+
+int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr)
+{
+    bool ro = nr && p->slots[slot].readonly;
+    if (p->alt_realised) {
+        /* KVM holds a view's layout: change the host's, then realise the view again. */
+        struct p2m_slot was = p->slots[slot];
+        p->slots[slot] = (struct p2m_slot){ .gfn = gfn, .nr = nr, .readonly = ro };
+        int rc = p2m_altp2m_realise(p);
+        p->slots[slot] = was;
+        if (rc)
+            return rc;
+    } else {
+        int rc = p2m_kvm_memslot(p, slot, gfn, nr, gfn, ro);
+        if (rc)
+            return rc;
+    }
     if (!p->slots[slot].nr && nr)
         p->nr_slots++;
     else if (p->slots[slot].nr && !nr)
@@ -473,6 +498,7 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
         goto out;
     plan_commit(p, &pl);
     p2m_mark_dirty(p, gfn, 1);      /* a migration sends the new page, or the hole */
+    p2m_altp2m_host_changed(p, gfn);
     if (was != INVALID_MFN)
         mm_map_put(p->mm, was, 1);
     *old = was;
@@ -522,6 +548,8 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
     plan_commit(p, &pl);
     p2m_mark_dirty(p, from, 1);
     p2m_mark_dirty(p, to, 1);
+    p2m_altp2m_host_changed(p, from);
+    p2m_altp2m_host_changed(p, to);
     mm_map_put(p->mm, mfn, 1);              /* the name `from` held */
     if (was != INVALID_MFN)
         mm_map_put(p->mm, was, 1);
@@ -590,6 +618,7 @@ int p2m_map_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn, bool readonly, ui
     if (!rc) {
         plan_commit(p, &pl);
         p2m_mark_dirty(p, gfn, 1);
+        p2m_altp2m_host_changed(p, gfn);
         if (was != INVALID_MFN)
             mm_map_put(p->mm, was, 1);
         *old = was;
@@ -620,6 +649,7 @@ int p2m_unmap_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn)
         p->nr_foreign--;
         plan_commit(p, &pl);
         p2m_mark_dirty(p, gfn, 1);
+        p2m_altp2m_host_changed(p, gfn);
     }
     pthread_rwlock_unlock(&p->lock);
     return rc;

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hv/altp2m.h"
 #include "hv/gphys.h"
 #include "hv/machine_mem.h"
 
@@ -74,6 +75,18 @@ struct p2m {
      */
     uint64_t *foreign;
     uint64_t nr_foreign;
+
+    /*
+     * altp2m (p2m_altp2m.c, docs/altp2m.md): the domain's views, NULL while altp2m is
+     * off. While the active view restricts or remaps anything, KVM holds the view's
+     * layout (kslots, KVM slot ids P2M_MAX_SLOTS + i) instead of slots[], which stay
+     * the host's layout; every change of slots[] then realises the view again.
+     * Changed only with the lock held exclusive.
+     */
+    struct altp2m *alt;
+    bool alt_realised;
+    struct altp2m_kslot *kslots;
+    unsigned nr_kslots;
 };
 
 int p2m_init(struct p2m *p, int vm_fd, uint16_t domid, struct machine_mem *mm,
@@ -162,8 +175,38 @@ void *p2m_ptr_guest(const struct p2m *p, uint64_t gpa, uint64_t len, bool write)
 void p2m_hold(struct p2m *p);
 void p2m_release(struct p2m *p);
 
-/* (Re)define KVM memslot `slot` as [gfn, gfn + nr); nr 0 deletes it. Lock held. */
+/* KVM memslot `slot` as [gfn, gfn + nr) backed by the window at hva_gfn; nr 0 deletes. */
+int p2m_kvm_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr,
+                    uint64_t hva_gfn, bool readonly);
+/* (Re)define host memslot `slot` as [gfn, gfn + nr); nr 0 deletes it. Lock held. */
 int p2m_set_memslot(struct p2m *p, unsigned slot, uint64_t gfn, uint64_t nr);
+
+/* ---- altp2m (src/hv/p2m_altp2m.c) ---- */
+/*
+ * Put the active view of p->alt into KVM (or the host's layout back where it restricts
+ * nothing). Lock held exclusive. 0, or -ENOMEM (more than ALTP2M_MAX_KSLOTS memslots;
+ * what KVM held before is left), -errno.
+ */
+int p2m_altp2m_realise(struct p2m *p);
+/* The host map changed at gfn (lock held): remaps through it go, the view follows. */
+void p2m_altp2m_host_changed(struct p2m *p, uint64_t gfn);
+/*
+ * A restored domain's views (not running yet): a's remappings are checked against this
+ * p2m (the domain's own RAM at both ends), then a becomes p->alt and is realised.
+ * 0, or -EINVAL/-ENOMEM/-errno with p unchanged (a stays the caller's).
+ */
+int p2m_altp2m_install(struct p2m *p, struct altp2m *a);
+/* Back to the host layout and no views (altp2m off). Lock held exclusive. */
+void p2m_altp2m_off(struct p2m *p);
+/*
+ * A guest access that exited as MMIO, through the active view: the host pointer the
+ * view backs [gpa, gpa + len) with (a remapped gfn's target frame), NULL if not RAM.
+ * *violation: the view forbids it. Lock held shared.
+ */
+void *p2m_ptr_view(const struct p2m *p, uint64_t gpa, uint64_t len, bool write,
+                   bool *violation);
+/* The same, the view's restrictions aside (an access the monitor lets through once). */
+void *p2m_ptr_view_once(const struct p2m *p, uint64_t gpa, uint64_t len, bool write);
 
 /* ---- Log-dirty (src/hv/p2m_logdirty.c) ---- */
 /* Start or stop logging writes to every memslot (manual clear: KVM_CLEAR_DIRTY_LOG). */

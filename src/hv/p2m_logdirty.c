@@ -32,7 +32,14 @@ void p2m_mark_dirty(struct p2m *p, uint64_t gfn, uint64_t nr)
 /* Rewrite every memslot with the current log-dirty flag. p->lock held. */
 static int reflag_slots(struct p2m *p)
 {
-    for (unsigned i = 0; i < P2M_MAX_SLOTS; i++) {
+    for (unsigned i = 0; p->alt_realised && i < p->nr_kslots; i++) {
+        /* A realised altp2m view: KVM holds its memslots (p2m_altp2m.c). */
+        const struct altp2m_kslot *k = &p->kslots[i];
+        int rc = p2m_kvm_memslot(p, k->id, k->gfn, k->nr, k->hva_gfn, k->readonly);
+        if (rc)
+            return rc;
+    }
+    for (unsigned i = 0; !p->alt_realised && i < P2M_MAX_SLOTS; i++) {
         if (!p->slots[i].nr)
             continue;
         int rc = p2m_set_memslot(p, i, p->slots[i].gfn, p->slots[i].nr);
@@ -96,10 +103,18 @@ int64_t p2m_collect_dirty(struct p2m *p, uint64_t *bitmap)
     size_t bm_words = 0;
     int rc = 0;
     pthread_rwlock_rdlock(&p->lock);
-    for (unsigned i = 0; i < P2M_MAX_SLOTS && !rc; i++) {
-        struct p2m_slot s = p->slots[i];
-        if (!s.nr)
-            continue;
+    /* What KVM holds: the host's memslots, or a realised altp2m view's (p2m_altp2m.c). */
+    unsigned nr = p->alt_realised ? p->nr_kslots : P2M_MAX_SLOTS;
+    for (unsigned i = 0; i < nr && !rc; i++) {
+        struct altp2m_kslot s;
+        if (p->alt_realised)
+            s = p->kslots[i];
+        else
+            s = (struct altp2m_kslot){ .gfn = p->slots[i].gfn, .nr = p->slots[i].nr,
+                                       .hva_gfn = p->slots[i].gfn, .id = i,
+                                       .readonly = p->slots[i].readonly };
+        if (!s.nr || s.readonly)
+            continue;       /* a read-only slot logs nothing (and KVM refuses to) */
         size_t words = (s.nr + 63) / 64;
         if (words > bm_words) {
             uint64_t *n = realloc(bm, words * sizeof(uint64_t));
@@ -111,18 +126,19 @@ int64_t p2m_collect_dirty(struct p2m *p, uint64_t *bitmap)
             bm_words = words;
         }
         memset(bm, 0, words * sizeof(uint64_t));
-        struct kvm_dirty_log log = { .slot = i, .dirty_bitmap = bm };
+        struct kvm_dirty_log log = { .slot = s.id, .dirty_bitmap = bm };
         if (ioctl(p->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
             rc = -errno;
             break;
         }
         /* Re-arm before the pages are read: a write after this is logged again. */
-        if ((rc = clear_chunked(p, i, s.nr, bm)))
+        if ((rc = clear_chunked(p, s.id, s.nr, bm)))
             break;
         for (size_t w = 0; w < words; w++) {
             uint64_t v = bm[w];
             while (v) {
-                uint64_t g = s.gfn + w * 64 + (uint64_t)__builtin_ctzll(v);
+                /* A write through a remapped gfn wrote its target's frame. */
+                uint64_t g = s.hva_gfn + w * 64 + (uint64_t)__builtin_ctzll(v);
                 v &= v - 1;
                 if (!(bitmap[g / 64] & (1ull << (g % 64)))) {
                     bitmap[g / 64] |= 1ull << (g % 64);

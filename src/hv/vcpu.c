@@ -270,12 +270,27 @@ static void handle_mmio(struct vcpu *v)
      * So is a write to a read-only grant mapping (its KVM_MEM_READONLY slot exits).
      */
     uint32_t len = run->mmio.len <= sizeof(run->mmio.data) ? run->mmio.len : 0;
+    bool write = run->mmio.is_write, violation = false, once = false;
     p2m_hold(p);
-    uint8_t *ram = len ? p2m_ptr_guest(p, run->mmio.phys_addr, len, run->mmio.is_write) : NULL;
+    /* Through the active altp2m view: an access it forbids is a violation (docs/altp2m.md). */
+    uint8_t *ram = len ? p2m_ptr_view(p, run->mmio.phys_addr, len, write, &violation) : NULL;
+    while (violation && !once) {
+        p2m_release(p);
+        bool recheck;
+        if (!altp2m_violation_wait(v, run->mmio.phys_addr, write, &recheck))
+            return;         /* dying */
+        once = !recheck;    /* resumed: done once; switched: checked under the new view */
+        p2m_hold(p);
+        ram = p2m_ptr_view(p, run->mmio.phys_addr, len, write, &violation);
+        if (violation && once)
+            ram = p2m_ptr_view_once(p, run->mmio.phys_addr, len, write);
+    }
     if (ram && run->mmio.is_write) {
         memcpy(ram, run->mmio.data, len);
-        uint64_t first = run->mmio.phys_addr >> XKVM_PAGE_SHIFT;
-        p2m_mark_dirty(p, first, ((run->mmio.phys_addr + len - 1) >> XKVM_PAGE_SHIFT) - first + 1);
+        /* The frame written: through an altp2m remapping, the target's. */
+        uint64_t at = (uint64_t)(ram - p->window);
+        uint64_t first = at >> XKVM_PAGE_SHIFT;
+        p2m_mark_dirty(p, first, ((at + len - 1) >> XKVM_PAGE_SHIFT) - first + 1);
     } else if (ram) {
         memcpy(run->mmio.data, ram, len);
     } else if (!run->mmio.is_write) {

@@ -36,6 +36,14 @@ struct vcpu {
     /* migrate: VCPU_PLATFORM's intr_state, held from the PV restore to the arch one. */
     uint32_t restore_intr_state;
 
+    /* altp2m_monitor.c: the access a view stopped, waiting for the monitor's answer. */
+    bool alt_waiting;
+    uint64_t alt_seq, alt_gpa, alt_rip;
+    bool alt_write;
+    unsigned alt_view;
+    int alt_answer;             /* enum altp2m_answer */
+    unsigned alt_switch_to;
+
     struct vcpu_event *ev;      /* event.h: vcpu_info, upcall, timers */
 };
 

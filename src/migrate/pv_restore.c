@@ -1,5 +1,6 @@
 /* Apply a domain context image to a domain being restored: see pv_restore.h. */
 #include "migrate/pv_restore.h"
+#include "migrate/pv_altp2m.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -420,6 +421,8 @@ int pv_restore_context(struct domain *d, const void *img, size_t len, uint64_t *
         }
     }
     pthread_mutex_unlock(&ev->lock);
+    if (!rc)
+        rc = pv_restore_altp2m(d, img, len, err, errlen);
     return rc;
 }
 

@@ -1,5 +1,6 @@
 /* Encode a paused domain's PV state as a domain context image (the save half). */
 #include "migrate/pv_save.h"
+#include "migrate/pv_altp2m.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -284,6 +285,8 @@ int pv_save_context(struct domain *d, struct xkvm_ctx_writer *w, char *err, size
     for (unsigned i = 0; i < d->nr_vcpus; i++)
         write_vcpu(d, &d->vcpus[i], w);
     pthread_mutex_unlock(&ev->lock);
+    if ((rc = pv_save_altp2m(d, w, err, errlen)))
+        return rc;
 
     if (xkvm_ctx_write_end(w)) {
         snprintf(err, errlen, "d%u: encoding the context: %s", d->domid, w->err.msg);

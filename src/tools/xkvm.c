@@ -124,6 +124,21 @@ static const char usage_text[] =
 "                                (slower). --inject-fault PHASE (tests): make the new\n"
 "                                binary fail there (startup, bad-image, pass0, crash,\n"
 "                                pass1, pass2, before-unpause) and roll back\n"
+"  altp2m DOMAIN OP [KEY=VALUE...]\n"
+"                                altp2m views (docs/altp2m.md), as xc_altp2m_*: OP is\n"
+"                                mode (mode=mixed|external|limited|disabled),\n"
+"                                set-state on=true|false, create access=rwx|rx|n,\n"
+"                                destroy|switch view=N, set-access view=N gfn=G\n"
+"                                [nr=K] access=A (or gfns=G1,G2,..), get-access view=N\n"
+"                                gfn=G, change-gfn view=N old_gfn=G new_gfn=H|-1,\n"
+"                                set-visibility view=N visible=true, get-p2m-idx\n"
+"                                vcpu=V, status; prints the reply as JSON\n"
+"  altp2m-monitor DOMAIN [--json] [--answer resume|keep] [--count N]\n"
+"                                print the accesses the domain's altp2m views stop\n"
+"                                (vcpu, gfn, offset, access, view, rip) and answer each\n"
+"                                (default resume: done once); --count: exit after N.\n"
+"                                Paused vCPUs resume once no monitor has polled for\n"
+"                                5 s\n"
 "  help                          show this help\n"
 "\n"
 "DOMAIN is a domain id or a domain name.\n"
@@ -1954,6 +1969,172 @@ static int cmd_console(int argc, char **argv)
 
 /* --- main --- */
 
+/* --- altp2m --- */
+
+/* KEY=VALUE as a request member: an integer, true/false, a comma list of integers, or text. */
+static struct json_object *altp2m_value(const char *v)
+{
+    if (!strcmp(v, "true") || !strcmp(v, "false"))
+        return json_object_new_boolean(!strcmp(v, "true"));
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 0);
+    if (*v && !*end && !errno)
+        return json_object_new_int64(n);
+    if (*v && *end == ',') {
+        struct json_object *a = json_object_new_array();
+        const char *p = v;
+        while (*p) {
+            n = strtoll(p, &end, 0);
+            if (end == p || (*end && *end != ','))
+                break;
+            json_object_array_add(a, json_object_new_int64(n));
+            p = *end ? end + 1 : end;
+        }
+        if (!*p)
+            return a;
+        json_object_put(a);
+    }
+    return json_object_new_string(v);
+}
+
+static int cmd_altp2m(int argc, char **argv)
+{
+    if (argc < 3)
+        return usage_error("altp2m: expected DOMAIN OP [KEY=VALUE...]");
+    uint32_t domid;
+    if (resolve_domain(argv[1], &domid))
+        return EXIT_FAILURE;
+    struct json_object *req = new_request("altp2m");
+    add_field(req, "domid", json_object_new_int64(domid));
+    add_field(req, "op", json_object_new_string(argv[2]));
+    for (int i = 3; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq || eq == argv[i]) {
+            json_object_put(req);
+            return usage_error("altp2m: \"%s\" is not KEY=VALUE", argv[i]);
+        }
+        *eq = '\0';
+        add_field(req, argv[i], altp2m_value(eq + 1));
+    }
+    struct json_object *reply;
+    if (call_domain(req, argv[1], &reply) < 0)
+        return EXIT_FAILURE;
+    json_object_object_del(reply, "ok");
+    if (json_object_object_length(reply))
+        printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
+    json_object_put(reply);
+    return 0;
+}
+
+static volatile sig_atomic_t monitor_stop;
+
+static void monitor_on_signal(int sig)
+{
+    (void)sig;
+    monitor_stop = 1;
+}
+
+static void monitor_print(struct json_object *e, bool json)
+{
+    if (json) {
+        printf("%s\n", json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
+    } else {
+        int64_t vcpu = 0, gfn = 0, off = 0, view = 0, rip = 0;
+        get_int_field(e, "vcpu", &vcpu);
+        get_int_field(e, "gfn", &gfn);
+        get_int_field(e, "offset", &off);
+        get_int_field(e, "view", &view);
+        get_int_field(e, "rip", &rip);
+        const char *acc = get_str_field(e, "access");
+        printf("vcpu %" PRId64 ": %s of gfn %#" PRIx64 " offset %#" PRIx64
+               " stopped by view %" PRId64 " at rip %#" PRIx64 "\n", vcpu,
+               acc && !strcmp(acc, "w") ? "write" : "read", (uint64_t)gfn, (uint64_t)off,
+               view, (uint64_t)rip);
+    }
+    fflush(stdout);
+}
+
+/* One monitor request ("monitor-poll", "-answer", "-detach"). 0 or -errno. */
+static int monitor_call(uint32_t domid, const char *op, int64_t vcpu, const char *action,
+                        struct json_object **reply)
+{
+    struct json_object *req = new_request("altp2m");
+    add_field(req, "domid", json_object_new_int64(domid));
+    add_field(req, "op", json_object_new_string(op));
+    if (action) {
+        add_field(req, "vcpu", json_object_new_int64(vcpu));
+        add_field(req, "action", json_object_new_string(action));
+    }
+    struct json_object *r = NULL;
+    int rc = call(req, &r);
+    if (reply)
+        *reply = r;
+    else if (r)
+        json_object_put(r);
+    return rc;
+}
+
+static int cmd_altp2m_monitor(int argc, char **argv)
+{
+    bool json = false;
+    const char *answer = "resume", *domain = NULL;
+    long count = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "--answer") && i + 1 < argc &&
+                   (!strcmp(argv[i + 1], "resume") || !strcmp(argv[i + 1], "keep"))) {
+            answer = argv[++i];
+        } else if (!strcmp(a, "--count") && i + 1 < argc && atol(argv[i + 1]) > 0) {
+            count = atol(argv[++i]);
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (a[0] != '-' && !domain) {
+            domain = a;
+        } else {
+            return usage_error("altp2m-monitor: bad argument \"%s\"", a);
+        }
+    }
+    if (!domain)
+        return usage_error("altp2m-monitor: expected one DOMAIN");
+    uint32_t domid;
+    if (resolve_domain(domain, &domid))
+        return EXIT_FAILURE;
+    signal(SIGINT, monitor_on_signal);
+    signal(SIGTERM, monitor_on_signal);
+    uint64_t last_seq = 0;
+    int rc = 0;
+    while (!monitor_stop && count != 0) {
+        struct json_object *reply = NULL, *evs;
+        if ((rc = monitor_call(domid, "monitor-poll", 0, NULL, &reply)) < 0)
+            break;
+        size_t n = json_object_object_get_ex(reply, "events", &evs) ?
+                   json_object_array_length(evs) : 0;
+        for (size_t i = 0; i < n && count != 0; i++) {
+            struct json_object *e = json_object_array_get_idx(evs, i);
+            int64_t seq = 0, vcpu = 0;
+            get_int_field(e, "seq", &seq);
+            get_int_field(e, "vcpu", &vcpu);
+            if ((uint64_t)seq <= last_seq)
+                continue;
+            last_seq = (uint64_t)seq;
+            monitor_print(e, json);
+            if (strcmp(answer, "keep"))
+                monitor_call(domid, "monitor-answer", vcpu, answer, NULL);
+            if (count > 0)
+                count--;
+        }
+        json_object_put(reply);
+        struct timespec ts = { 0, 100 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    monitor_call(domid, "monitor-detach", 0, NULL, NULL);
+    return rc < 0 ? EXIT_FAILURE : 0;
+}
+
 static int cmd_help(int argc, char **argv)
 {
     fputs(usage_text, stdout);
@@ -1986,6 +2167,8 @@ static const struct command {
     { "migrate-receive", cmd_migrate_receive },
     { "migrate-cancel", cmd_migrate_cancel },
     { "live-update", cmd_live_update },
+    { "altp2m", cmd_altp2m },
+    { "altp2m-monitor", cmd_altp2m_monitor },
     { "help", cmd_help },
 };
 

@@ -23,7 +23,7 @@
 static const char *const handled_keys[] = {
     "name", "type", "builder", "memory", "vcpus", "kernel", "cmdline", "extra", "root",
     "on_poweroff", "on_reboot", "on_crash", "disk", "ramdisk", "maxvcpus", "uuid", "cpus",
-    "bootloader", "maxmem", "vif",
+    "bootloader", "maxmem", "vif", "altp2m",
 };
 
 /* xl keys that xkvm recognises but does not implement yet: warned about, ignored. */
@@ -34,7 +34,7 @@ static const char *const unsupported_keys[] = {
     "init_seclabel", "pool", "cpus_soft", "cpu_weight", "cap", "on_watchdog",
     "on_soft_reset", "bootloader_args", "device_model_version",
     "device_model_override", "device_model_args", "device_model_stubdomain_override",
-    "altp2m", "altp2mhvm", "nestedhvm", "hap", "shadow_memory", "viridian", "acpi",
+    "altp2mhvm", "nestedhvm", "hap", "shadow_memory", "viridian", "acpi",
     "apic", "pae", "hpet", "firmware", "bios", "boot", "localtime", "rtc_timeoffset",
     "tsc_mode", "timer_mode", "max_grant_frames", "max_maptrack_frames",
     "max_event_channels", "max_grant_version", "e820_host", "xen_platform_pci",
@@ -759,6 +759,16 @@ static int read_config(struct reader *rd, XLU_Config *x, const char *basedir,
         (r = get_action(rd, x, "on_crash", &cfg->on_crash)) < 0)
         return r;
 
+    r = get_str(rd, x, "altp2m", &s);      /* Xen 4.17's xl.cfg: docs/altp2m.md */
+    if (r && r != ESRCH)
+        return r;
+    if (!r) {
+        int m = domcfg_altp2m_parse(s);
+        if (m < 0)
+            return fail_key(rd, "altp2m", -EINVAL, "\"%.40s\" is not disabled, mixed, "
+                            "external or limited", s);
+        cfg->altp2m = (unsigned)m;
+    }
     if ((r = get_bootloader(rd, x, cfg)) < 0)
         return r;
     r = get_str(rd, x, "kernel", &s);

@@ -354,6 +354,23 @@ uint64_t domcfg_target_kb(const struct domcfg *c)
     return c->target_kb ? c->target_kb : c->memory_mb * 1024;
 }
 
+static const char *const altp2m_names[DOMCFG_ALTP2M_NR] = {
+    "disabled", "mixed", "external", "limited",
+};
+
+int domcfg_altp2m_parse(const char *s)
+{
+    for (int i = 0; i < DOMCFG_ALTP2M_NR; i++)
+        if (!strcmp(s, altp2m_names[i]))
+            return i;
+    return -EINVAL;
+}
+
+const char *domcfg_altp2m_name(unsigned mode)
+{
+    return mode < DOMCFG_ALTP2M_NR ? altp2m_names[mode] : "?";
+}
+
 unsigned domcfg_max_vcpus(const struct domcfg *c)
 {
     return c->maxvcpus ? c->maxvcpus : c->vcpus;
@@ -404,6 +421,8 @@ static int check_boot_extras(const struct domcfg *c, char *err, size_t errlen)
     if (c->nr_cpus > domcfg_max_vcpus(c))
         return fail(err, errlen, "cpus: %u entries for %u vCPUs", c->nr_cpus,
                     domcfg_max_vcpus(c));
+    if (c->altp2m >= DOMCFG_ALTP2M_NR)
+        return fail(err, errlen, "altp2m: mode %u out of range", c->altp2m);
     for (unsigned i = 0; i < c->nr_cpus; i++)
         if (domcfg_cpuset_empty(&c->cpus[i]))
             return fail(err, errlen, "cpus: entry %u names no CPU", i);
@@ -592,6 +611,9 @@ static int extras_to_json(struct json_object *o, const struct domcfg *c)
         bad |= json_object_object_add(o, "target_kb", json_object_new_int64((int64_t)c->target_kb));
     if (c->uuid[0])
         bad |= json_object_object_add(o, "uuid", json_object_new_string(c->uuid));
+    if (c->altp2m)
+        bad |= json_object_object_add(o, "altp2m",
+                                      json_object_new_string(domcfg_altp2m_name(c->altp2m)));
     if (c->nr_cpus) {
         struct json_object *arr = json_object_new_array();
         bad |= json_object_object_add(o, "cpus", arr);
@@ -667,7 +689,7 @@ struct json_object *domcfg_to_json(const struct domcfg *c)
 static const char *const known_fields[] = {
     "name", "memory_mb", "vcpus", "kernel", "cmdline",
     "on_poweroff", "on_reboot", "on_crash", "disks", "ramdisk", "maxvcpus", "uuid", "cpus",
-    "bootloader", "maxmem_mb", "target_kb", "vifs",
+    "bootloader", "maxmem_mb", "target_kb", "vifs", "altp2m",
 };
 
 /* A string field: its bytes and length (json-c strings may hold NULs). */
@@ -877,6 +899,14 @@ static int get_extras(struct json_object *o, struct domcfg *c, char *err, size_t
                         sizeof(c->ramdisk) - 1);
         memcpy(c->ramdisk, s, len);
         c->ramdisk[len] = '\0';
+    }
+    if ((r = get_string(o, "altp2m", false, &s, &len, err, errlen)) < 0)
+        return r;
+    if (s) {
+        int m = strlen(s) == len ? domcfg_altp2m_parse(s) : -EINVAL;
+        if (m < 0)
+            return fail(err, errlen, "altp2m: not disabled, mixed, external or limited");
+        c->altp2m = (unsigned)m;
     }
     if ((r = get_uint(o, "maxvcpus", &n, &present, err, errlen)) < 0)
         return r;

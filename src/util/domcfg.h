@@ -95,7 +95,14 @@ struct domcfg {
     /* xl's `vif`: network interfaces, handles 0 .. nr_vifs - 1. */
     unsigned nr_vifs;
     struct domcfg_vif vifs[DOMCFG_VIFS_MAX];
+    /* xl's `altp2m`: HVM_PARAM_ALTP2M's mode, DOMCFG_ALTP2M_* (docs/altp2m.md). */
+    unsigned altp2m;
 };
+enum { DOMCFG_ALTP2M_DISABLED, DOMCFG_ALTP2M_MIXED, DOMCFG_ALTP2M_EXTERNAL,
+       DOMCFG_ALTP2M_LIMITED, DOMCFG_ALTP2M_NR };
+/* "disabled", "mixed", "external", "limited" -> DOMCFG_ALTP2M_*; -EINVAL if none. */
+int domcfg_altp2m_parse(const char *s);
+const char *domcfg_altp2m_name(unsigned mode);
 
 /* The most RAM a domain may hold, in MiB: maxmem, or memory where maxmem is 0. */
 uint64_t domcfg_max_mb(const struct domcfg *c);

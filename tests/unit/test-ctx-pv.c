@@ -792,6 +792,50 @@ static void test_hypercall_rules(void)
 
 /* ---- image-level rules ------------------------------------------------------------- */
 
+static void test_altp2m_rules(void)
+{
+    struct xkvm_ctx_altp2m st = { .mode = 1, .state = 1, .active = 9 };
+    BODY_ACCEPT(XKVM_CTX_ALTP2M, 0, &st, sizeof(st));
+    st.active = 10;
+    BODY_REJECT(XKVM_CTX_ALTP2M, 0, &st, sizeof(st), XKVM_CTX_ERR_BAD_VALUE, "'active'");
+    st.active = 0;
+    st.mode = 4;
+    BODY_REJECT(XKVM_CTX_ALTP2M, 0, &st, sizeof(st), XKVM_CTX_ERR_BAD_VALUE, "'mode'");
+
+    alignas(8) uint8_t b[16 + 16 * 4];
+    struct xkvm_ctx_altp2m_view *v = (void *)b;
+    memset(b, 0, sizeof(b));
+    v->default_access = 7;
+    v->visible = 1;
+    v->nr_access = 3;
+    v->nr_remaps = 1;
+    v->entries[0] = (struct xkvm_ctx_altp2m_entry){ 0x10, 5 };
+    v->entries[1] = (struct xkvm_ctx_altp2m_entry){ 0x11, 0 };
+    v->entries[2] = (struct xkvm_ctx_altp2m_entry){ 0x20, 7 };
+    v->entries[3] = (struct xkvm_ctx_altp2m_entry){ 0x11, 0x30 };  /* its own order */
+    BODY_ACCEPT(XKVM_CTX_ALTP2M_VIEW, 9, b, sizeof(b));
+    BODY_REJECT(XKVM_CTX_ALTP2M_VIEW, 10, b, sizeof(b), XKVM_CTX_ERR_INSTANCE, "");
+    BODY_REJECT(XKVM_CTX_ALTP2M_VIEW, 1, b, sizeof(b) - 16, XKVM_CTX_ERR_BAD_LENGTH,
+                "do not match length");
+    v->entries[1].value = 3;        /* rw: an execute restriction KVM cannot hold */
+    BODY_REJECT(XKVM_CTX_ALTP2M_VIEW, 1, b, sizeof(b), XKVM_CTX_ERR_BAD_VALUE,
+                "element 1: access 3");
+    v->entries[1] = (struct xkvm_ctx_altp2m_entry){ 0x10, 0 };
+    BODY_REJECT(XKVM_CTX_ALTP2M_VIEW, 1, b, sizeof(b), XKVM_CTX_ERR_BAD_VALUE,
+                "element 1: gfn 0x10 not above");
+    v->entries[1] = (struct xkvm_ctx_altp2m_entry){ 0x11, 0 };
+    v->entries[3].value = 1ull << 52;
+    BODY_REJECT(XKVM_CTX_ALTP2M_VIEW, 1, b, sizeof(b), XKVM_CTX_ERR_BAD_VALUE,
+                "element 3: gfn beyond 2^52");
+    v->entries[3].value = 0x30;
+    v->default_access = 1;
+    BODY_REJECT(XKVM_CTX_ALTP2M_VIEW, 1, b, sizeof(b), XKVM_CTX_ERR_BAD_VALUE,
+                "default_access 1");
+    v->default_access = 0;
+    v->nr_access = 1ull << 40;      /* a hostile count: refused, never multiplied */
+    BODY_REJECT(XKVM_CTX_ALTP2M_VIEW, 1, b, sizeof(b), XKVM_CTX_ERR_BAD_VALUE, "");
+}
+
 static void test_image_duplicate_instance(void)
 {
     struct domain_spec s;
@@ -1171,6 +1215,7 @@ int main(void)
     RUN_TEST(test_vcpu_platform_rules);
     RUN_TEST(test_platform_roundtrip);
     RUN_TEST(test_hypercall_rules);
+    RUN_TEST(test_altp2m_rules);
     RUN_TEST(test_image_duplicate_instance);
     RUN_TEST(test_image_domain_rules);
     RUN_TEST(test_image_port_rules);

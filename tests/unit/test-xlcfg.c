@@ -440,6 +440,32 @@ static void test_linux_keys(void)
     CHECK(c.ramdisk[0] == '\0' && c.uuid[0] == '\0');
 }
 
+/* altp2m: Xen 4.17's xl.cfg key, the mode by name; through JSON and back. */
+static void test_altp2m_key(void)
+{
+    struct domcfg c, back;
+    char err[1024] = "";
+    char *warn = NULL;
+    CHECK(read_cfg("name='a'\n" KERNEL_REL "altp2m = 'limited'\n", &c, err, sizeof(err),
+                   &warn) == 0);
+    CHECK_EQ(c.altp2m, DOMCFG_ALTP2M_LIMITED);
+    CHECK_MSG(warn && warn[0] == '\0', "unexpected warnings: %s", warn);
+    free(warn);
+    struct json_object *o = domcfg_to_json(&c);
+    REQUIRE(o);
+    CHECK(domcfg_from_json(o, &back, err, sizeof(err)) == 0);
+    CHECK_EQ(back.altp2m, DOMCFG_ALTP2M_LIMITED);
+    json_object_put(o);
+    CHECK(read_cfg("name='a'\n" KERNEL_REL, &c, err, sizeof(err), NULL) == 0);
+    CHECK_EQ(c.altp2m, DOMCFG_ALTP2M_DISABLED);
+    o = domcfg_to_json(&c);
+    REQUIRE(o);
+    CHECK(!json_object_object_get_ex(o, "altp2m", NULL));   /* older peers read it */
+    json_object_put(o);
+    BAD("name='x'\n" KERNEL_REL "altp2m = 'on'\n", "test.cfg:3: altp2m:", "not disabled");
+    BAD("name='x'\n" KERNEL_REL "altp2m = ['mixed']\n", "test.cfg:3: altp2m:", "list");
+}
+
 static void test_bad_linux_keys(void)
 {
     BAD("name='x'\n" KERNEL_REL "memory = 64\nmaxmem = 32\n", "test.cfg:4: maxmem:",
@@ -512,6 +538,7 @@ int main(void)
     RUN_TEST(test_disks);
     RUN_TEST(test_vifs);
     RUN_TEST(test_linux_keys);
+    RUN_TEST(test_altp2m_key);
     RUN_TEST(test_bad_linux_keys);
     RUN_TEST(test_bootloader);
     cleanup();
