@@ -200,3 +200,33 @@ static void test_evtchn_fifo(void)
            (unsigned long)fifo_nr_handled, fifo_nr_pages);
 }
 XTEST("evtchn-fifo", test_evtchn_fifo);
+
+/*
+ * fifo-giveback (run without evtchn=fifo: it switches the domain itself): a page that
+ * becomes the first FIFO event array page, then given back to Xen
+ * (XENMEM_decrease_reservation), as a hostile guest may. Xen allows it (the page stays
+ * referenced); xkvmd then refuses to save, migrate or live-update the domain, whose
+ * event state it could no longer name by gfn, and keeps every domain running
+ * (tests/kvm/evtchn-fifo.sh). The guest then spins, interrupts off, until destroyed.
+ */
+static uint8_t giveback_page[4096] __attribute__((aligned(4096)));
+
+static void test_fifo_giveback(void)
+{
+    pv_init();
+    if (evtchn_fifo)
+        xtest_fail("run fifo-giveback without evtchn=fifo: it switches the domain itself");
+    irq_disable();
+    expect_rc("init_control(vcpu 0)", fifo_init_control(0, gfn_of(fifo_cb(0)), 0), 0);
+    uint64_t gfn = gfn_of(giveback_page);
+    expect_rc("expand_array(the page to give back)", expand_array(gfn), 0);
+    xen_pfn_t list[1] = { gfn };
+    struct xen_memory_reservation r = { .nr_extents = 1, .domid = DOMID_SELF };
+    set_xen_guest_handle(r.extent_start, list);
+    expect_rc("decrease_reservation(an event array page)",
+              HYPERVISOR_memory_op(XENMEM_decrease_reservation, &r), 1);
+    printf("xtest: fifo-giveback: given back gfn %#lx\n", (unsigned long)gfn);
+    for (;;)
+        spin_ns(1000000000ull);
+}
+XTEST("fifo-giveback", test_fifo_giveback);

@@ -135,13 +135,14 @@ struct xen_hvm_altp2m_op;
  * One HVMOP_altp2m sub-op on d, with its arguments in *a (results written back there):
  * as the guest itself asks (from_guest: HVM_PARAM_ALTP2M's rules) or the toolstack.
  * set_mem_access_multi's lists come through domain_altp2m_set_access_multi.
- * 0 or -errno, Xen's codes.
+ * 0 or -errno, Xen's codes; from the guest's own vCPU, 1 when another view change is
+ * under way: re-execute the hypercall (Xen's -ERESTART).
  */
 int domain_altp2m_op(struct domain *d, struct xen_hvm_altp2m_op *a, bool from_guest,
                      struct vcpu *self);
 /*
  * Access for gfns[i] = access[i] in a view, all or none. self: the calling vCPU (its
- * own thread), NULL from the toolstack. 0 or -errno.
+ * own thread: 1 means re-execute, as above), NULL from the toolstack. 0 or -errno.
  */
 int domain_altp2m_set_access_multi(struct domain *d, unsigned view, const uint64_t *gfns,
                                    const uint8_t *access, unsigned n, struct vcpu *self);

@@ -70,6 +70,15 @@ void event_vcpu_kicked(struct vcpu *v);
 /* The whole PV event state of a domain, for `xkvm debug-state`. */
 struct json_object *event_state_json(struct domain *d);
 
+/*
+ * A frame xkvmd holds by reference for the domain's events (a registered vcpu_info, a
+ * FIFO control block or array page) that its gfn no longer maps: the guest gave the
+ * gfn back or moved another page over it. Save, migration and live update carry these
+ * by gfn, so such a domain cannot be carried. The first such gfn, or INVALID_GFN.
+ * Call with the domain paused.
+ */
+uint64_t event_frame_unreachable(struct domain *d);
+
 long do_event_channel_op(struct hcall *hc);
 long do_vcpu_op(struct hcall *hc);
 long do_set_evtchn_upcall_vector(struct hcall *hc);   /* HVMOP_set_evtchn_upcall_vector */

@@ -628,3 +628,30 @@ struct json_object *event_state_json(struct domain *d)
     pthread_mutex_unlock(&ev->lock);
     return o;
 }
+
+/* Does gfn still map mfn, the frame held for it? */
+static bool held_at(struct domain *d, uint64_t gfn, uint64_t mfn)
+{
+    return p2m_lookup(&d->p2m, gfn) == mfn;
+}
+
+uint64_t event_frame_unreachable(struct domain *d)
+{
+    struct event_domain *ev = d->ev;
+    uint64_t bad = INVALID_GFN;
+    pthread_mutex_lock(&ev->lock);
+    for (unsigned i = 0; i < d->nr_vcpus && bad == INVALID_GFN; i++) {
+        struct vcpu_event *e = d->vcpus[i].ev;
+        if (!e)
+            continue;
+        if (e->vcpu_info_gfn != INVALID_GFN && !held_at(d, e->vcpu_info_gfn, e->vcpu_info_mfn))
+            bad = e->vcpu_info_gfn;
+        else if (e->fifo_cb && !held_at(d, e->fifo_cb_gfn, e->fifo_cb_mfn))
+            bad = e->fifo_cb_gfn;
+    }
+    for (unsigned i = 0; i < ev->fifo_nr_pages && bad == INVALID_GFN; i++)
+        if (!held_at(d, ev->fifo_page_gfn[i], ev->fifo_page_mfn[i]))
+            bad = ev->fifo_page_gfn[i];
+    pthread_mutex_unlock(&ev->lock);
+    return bad;
+}

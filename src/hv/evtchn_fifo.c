@@ -119,11 +119,11 @@ void evtchn_fifo_set_pending(struct domain *d, uint32_t port)
     }
     uint16_t vid = ch->notify_vcpu < d->nr_vcpus ? ch->notify_vcpu : 0;
     struct vcpu *v = &d->vcpus[vid];
-    if (!v->ev || !v->ev->fifo_cb)
-        return;
+    /* PENDING first, as Xen: a guest that finds it set unmasks through the hypercall. */
     bool was_pending = __atomic_fetch_or(word, W_PENDING, __ATOMIC_SEQ_CST) & W_PENDING;
     uint32_t w = word_load(word);
-    if (!(w & W_MASKED) && !(w & W_LINKED))
+    /* No control block on that vCPU yet: nowhere to link (Xen drops the link too). */
+    if (!(w & W_MASKED) && !(w & W_LINKED) && v->ev && v->ev->fifo_cb)
         link_port(d, v, port, word);
     if (!was_pending) {
         ev->nr_events++;
@@ -265,9 +265,11 @@ void evtchn_fifo_destroy(struct domain *d)
         e->fifo_cb_offset = 0;
         memset(e->fifo_tail, 0, sizeof(e->fifo_tail));
     }
-    for (unsigned n = 0; n < ev->fifo_nr_pages; n++)
+    /* No reader finds a page from here on (poll reads words without ev->lock). */
+    unsigned nr = ev->fifo_nr_pages;
+    __atomic_store_n(&ev->fifo_nr_pages, 0, __ATOMIC_SEQ_CST);
+    for (unsigned n = 0; n < nr; n++)
         mm_frame_put(host_mm(), ev->fifo_page_mfn[n]);
-    __atomic_store_n(&ev->fifo_nr_pages, 0, __ATOMIC_RELEASE);
     for (uint32_t p = 0; p < EVTCHN_NR_PORTS; p++) {
         ev->ports[p].fifo_held = false;
         ev->ports[p].priority = EVTCHN_FIFO_PRIORITY_DEFAULT;

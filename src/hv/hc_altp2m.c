@@ -117,14 +117,28 @@ static int set_access_locked(struct p2m *p, unsigned view, const uint64_t *gfns,
  * swapped under it (p2m_altp2m.c). A vCPU waiting for another's change counts as
  * parked meanwhile, so two vCPUs changing views never wait for each other.
  */
-static void change_begin(struct domain *d, struct vcpu *self)
+/*
+ * A view change runs alone, with the domain's other vCPUs paused. A vCPU that finds
+ * another change under way does not wait inside its exit (it would hold up a full
+ * pause, which must find every vCPU at an instruction boundary): the hypercall is
+ * re-executed, as Xen's domain_pause_except_self answers -ERESTART. The toolstack and
+ * the monitor's switch (self NULL, or a vCPU already held for its monitor) wait.
+ */
+#define ALTP2M_RESTART 1
+
+static int change_begin(struct domain *d, struct vcpu *self, bool may_restart)
 {
-    if (!self)
+    if (self && may_restart) {
+        if (pthread_mutex_trylock(&d->altp2m_lock))
+            return ALTP2M_RESTART;
+    } else if (!self) {
         pthread_mutex_lock(&d->altp2m_lock);
-    else
+    } else {
         while (pthread_mutex_trylock(&d->altp2m_lock))
             domain_park_self_briefly(d, self);
+    }
     domain_pause_others(d, self);
+    return 0;
 }
 
 static void change_end(struct domain *d)
@@ -137,7 +151,8 @@ int domain_altp2m_set_access_multi(struct domain *d, unsigned view, const uint64
                                    const uint8_t *access, unsigned n, struct vcpu *self)
 {
     struct p2m *p = &d->p2m;
-    change_begin(d, self);
+    if (change_begin(d, self, true))
+        return ALTP2M_RESTART;
     pthread_rwlock_wrlock(&p->lock);
     int rc = !p->alt ? -EOPNOTSUPP : altp2m_check_view(p->alt, view);
     if (!rc)
@@ -288,10 +303,13 @@ int domain_altp2m_op(struct domain *d, struct xen_hvm_altp2m_op *a, bool from_gu
         return rc;
     if ((rc = other_op(d, a)) <= 0)
         return rc;
-    change_begin(d, self);
+    if (change_begin(d, self, from_guest))
+        return ALTP2M_RESTART;
     pthread_rwlock_wrlock(&d->p2m.lock);
     if (a->cmd == HVMOP_altp2m_set_domain_state)
         rc = set_domain_state(d, a->u.domain_state.state != 0);
+    else if (!d->p2m.alt)       /* turned off while this call waited for the lock */
+        rc = -EOPNOTSUPP;
     else
         rc = view_op_locked(d, a, from_guest);
     pthread_rwlock_unlock(&d->p2m.lock);
@@ -330,6 +348,10 @@ static long guest_access_multi(struct hcall *hc, struct xen_hvm_altp2m_op *a)
               hc_copy_from(hc, acc, acc_at, n)))
         return -EFAULT;
     int rc = domain_altp2m_set_access_multi(hc->d, m->view, gfns, acc, n, hc->v);
+    if (rc == ALTP2M_RESTART) {
+        hc->continuation = true;    /* another change runs: the same piece again */
+        return 0;
+    }
     if (rc)
         return rc;
     m->opaque += n;
@@ -363,6 +385,10 @@ long do_altp2m_op(struct hcall *hc)
         return guest_access_multi(hc, &a);
     }
     long rc = domain_altp2m_op(hc->d, &a, true, hc->v);
+    if (rc == ALTP2M_RESTART) {
+        hc->continuation = true;    /* another change runs: the hypercall again */
+        return 0;
+    }
     if (!rc && hc_copy_to(hc, hc->arg[1], &a, sizeof(a)))
         return -EFAULT;
     return rc;

@@ -24,6 +24,7 @@
 #include "hv/event.h"
 #include "hv/event_state.h"
 #include "hv/hv.h"
+#include "hv/physmap.h"
 #include "hv/toolstack_xs.h"
 #include "migrate/lu_internal.h"
 #include "migrate/migrate.h"
@@ -436,6 +437,16 @@ static int refuse_grant_maps(struct lu_run *r)
             snprintf(r->err, r->errlen, "domain %u maps %u grant(s) of other domains "
                      "(GNTTABOP_map_grant_ref), which live update cannot carry: "
                      "try again when they are unmapped", r->doms[i]->domid, maps);
+            return -EBUSY;
+        }
+        /* A held event page its gfn no longer maps: neither binary could restore it,
+         * and the rollback would lose every domain (event.h). */
+        uint64_t gfn = event_frame_unreachable(r->doms[i]);
+        if (gfn != INVALID_GFN) {
+            snprintf(r->err, r->errlen, "domain %u gave back or replaced gfn 0x%llx, which "
+                     "still holds its event state (vcpu_info or a FIFO event page): live "
+                     "update cannot carry it (nor can save or migration); destroy it first",
+                     r->doms[i]->domid, (unsigned long long)gfn);
             return -EBUSY;
         }
     }

@@ -22,6 +22,7 @@
 #include <json-c/json.h>
 
 #include "hv/domain.h"
+#include "hv/event.h"
 #include "hv/event_state.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
@@ -610,6 +611,21 @@ static int refuse_foreign_maps(struct domain *d, char *err, size_t errlen)
     return -EBUSY;
 }
 
+/*
+ * A page the domain's events live in (vcpu_info, FIFO) that its gfn no longer maps
+ * cannot be carried: the stream names it by gfn (docs/migration.md). Checked paused.
+ */
+static int refuse_unreachable_event_frames(struct domain *d, char *err, size_t errlen)
+{
+    uint64_t gfn = event_frame_unreachable(d);
+    if (gfn == INVALID_GFN)
+        return 0;
+    snprintf(err, errlen, "domain %u gave back or replaced gfn 0x%llx, which still holds "
+             "its event state (vcpu_info or a FIFO event page): it cannot be saved or "
+             "migrated", d->domid, (unsigned long long)gfn);
+    return -EBUSY;
+}
+
 int migrate_send(struct domain *d, struct transport *t, const struct migrate_opts *o,
                  migrate_progress_fn progress, void *arg, struct migrate_report *rep,
                  char *err, size_t errlen)
@@ -691,6 +707,8 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
         }
         if (!rc)
             rc = refuse_foreign_maps(d, err, errlen);   /* mapped while it was sent */
+        if (!rc)
+            rc = refuse_unreachable_event_frames(d, err, errlen);
         if (!rc) {
             mark_final_extras(&s);
             uint64_t n = popcount_bm(s.dirty, s.nr_gfns);

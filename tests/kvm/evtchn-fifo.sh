@@ -4,7 +4,8 @@
 # ABI's own checks and hostile inputs (test=evtchn-fifo); an interdomain channel
 # between a FIFO guest and a 2-level one; and a 2-vCPU FIFO soak guest (xenstore,
 # block I/O, IPIs: events in flight) across save/restore, two live migrations and a
-# live update, still FIFO with the same ports after each, passing at the end.
+# live update, still FIFO with the same ports after each, passing at the end; a guest
+# that gives back a FIFO page is refused save and live update, nothing lost.
 source "$(dirname "$0")/lib.sh"
 require_kvm
 BASE=$((20000 + RANDOM % 20000))
@@ -137,3 +138,35 @@ on "$H1"
 XENSTORED_PATH="$H1/xenstored/socket" xenstore-write "/local/domain/$D/data/soak-stop" 1
 res=$(wait_result "$D" soak 120)
 [ "$res" = "xtest: soak: PASS" ] && pass fifo-soak-verdict || fail fifo-soak-verdict "guest said: $res"
+
+on "$H1"
+# A hostile guest gives back the page it made a FIFO event array page: it cannot be
+# saved, migrated or live-updated (its event state has no gfn any more), and a live
+# update refuses before pausing anything, every domain running on; once it is gone,
+# live update works again. (Before: the image was unrestorable, and the rollback lost
+# every domain on the host.)
+make_cfg "$WORK/giveback.cfg" fifo-giveback "test=fifo-giveback" 32 1
+if G=$(xk create "$WORK/giveback.cfg") && wait_line "$G" 'xtest: fifo-giveback: given back' 60 >/dev/null; then
+  pid0=$(info_field pid)
+  if out=$(xk live-update 2>&1); then
+    fail giveback-live-update-refused "live update went through: $out"
+  elif ! grep -q "gave back or replaced gfn" <<< "$out"; then
+    fail giveback-live-update-refused "refused, but not for the page: $out"
+  elif [ "$(dom_field "$G" state)" != running ] || [ "$(info_field pid)" != "$pid0" ]; then
+    fail giveback-live-update-refused "the guest is '$(dom_field "$G" state)', pid $pid0 -> $(info_field pid)"
+  else
+    pass giveback-live-update-refused
+  fi
+  if out=$(xk save "$G" "$WORK/giveback.img" 2>&1); then
+    fail giveback-save-refused "saved: $out"
+  elif ! grep -q "gave back or replaced gfn" <<< "$out" || [ "$(dom_field "$G" state)" != running ]; then
+    fail giveback-save-refused "$out; guest '$(dom_field "$G" state)'"
+  else
+    pass giveback-save-refused
+  fi
+  xk destroy "$G" >/dev/null 2>&1
+  if out=$(xk live-update 2>&1); then pass giveback-live-update-after; else
+    fail giveback-live-update-after "$out"; fi
+else
+  fail giveback-live-update-refused "the guest did not give its page back: $(tail -3 "$(console_log "$G")" 2>/dev/null | tr '\n' ' ')"
+fi

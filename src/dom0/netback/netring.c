@@ -201,6 +201,7 @@ enum nb_verdict nb_tx_gather(const netif_tx_back_ring_t *ring, struct nb_tx_pkt 
             return v;
     }
     uint32_t first_len = p->total;
+    const char *drop = NULL;    /* a bad packet, not a broken ring: Linux drops it */
     for (uint16_t flags = p->slots[0].flags; flags & NETTXF_more_data;) {
         if (p->nr_consumed >= avail)
             return fatal(why, "more_data beyond req_prod");
@@ -210,9 +211,9 @@ enum nb_verdict nb_tx_gather(const netif_tx_back_ring_t *ring, struct nb_tx_pkt 
         copy_slot(ring, ring->req_cons + p->nr_consumed, t, sizeof(*t));
         p->is_extra[p->nr_consumed] = false;
         p->ids[p->nr_consumed++] = t->id;
-        if (t->size > first_len)
-            return fatal(why, "fragments larger than the packet");
-        first_len -= t->size;
+        if (t->size > first_len && !drop)
+            drop = "fragments larger than the packet";
+        first_len -= t->size > first_len ? first_len : t->size;
         if ((uint32_t)t->offset + t->size > NB_PAGE_SIZE)
             return fatal(why, "fragment crosses a page boundary");
         flags = t->flags;
@@ -220,6 +221,10 @@ enum nb_verdict nb_tx_gather(const netif_tx_back_ring_t *ring, struct nb_tx_pkt 
     p->slots[0].size = (uint16_t)first_len;
     if ((uint32_t)p->slots[0].offset + first_len > NB_PAGE_SIZE)
         return fatal(why, "first slot crosses a page boundary");
+    if (drop) {
+        *why = drop;
+        return NB_PKT_DROP;
+    }
     if (p->nr_slots > NB_MAX_SLOTS) {
         *why = "more slots than XEN_NETBK_LEGACY_SLOTS_MAX";
         return NB_PKT_DROP;
