@@ -60,13 +60,6 @@ void *blkfront_buffer(size_t *bytes)
     return data_pages;
 }
 
-static void grant(unsigned ref, void *page, domid_t dom)
-{
-    gt[ref].frame = (uint32_t)((uintptr_t)page >> 12);
-    gt[ref].domid = dom;
-    __atomic_store_n(&gt[ref].flags, (uint16_t)GTF_permit_access, __ATOMIC_RELEASE);
-}
-
 static void path(char *buf, size_t len, const char *base, const char *leaf)
 {
     snprintf(buf, len, "%s/%s", base, leaf);
@@ -92,21 +85,7 @@ static int switch_state(struct blkfront *bf, unsigned state)
  * state, or -errno. Woken by the watch on <backend>/state. */
 static long wait_backend(struct blkfront *bf, unsigned want_mask, uint64_t ms)
 {
-    uint64_t deadline = xen_time_ns() + ms * 1000000ULL, st = 0;
-    struct xs_watch_event ev;
-
-    for (;;) {
-        int rc = read_state(bf->back, &st);
-
-        if (rc == 0 && st < 32 && (want_mask >> st) & 1)
-            return (long)st;
-        if (xen_time_ns() >= deadline) {
-            printf("xkvm-guest: blkfront: backend state %lu (rc %d), want mask %#x\n",
-                   (unsigned long)st, rc, want_mask);
-            return -XEN_ETIMEDOUT;
-        }
-        xs_watch_next("blkfront-be", &ev, 500);
-    }
+    return xenbus_wait_backend(bf->back, "blkfront-be", "blkfront", want_mask, ms);
 }
 
 /* Ring + port + the Initialised transaction. */
@@ -121,7 +100,7 @@ static int publish(struct blkfront *bf)
     SHARED_RING_INIT(sring);
     FRONT_RING_INIT(&fr, sring, PAGE_SIZE);
     bf->ring_ref = GREF_RING;
-    grant(GREF_RING, ring_page, bf->backend_id);
+    gnttab_grant(GREF_RING, ring_page, bf->backend_id, false);
     if (bf->port) {
         evtchn_detach(bf->port);
         evtchn_close(bf->port);
@@ -230,7 +209,7 @@ int blkfront_connect(struct blkfront *bf, unsigned devid)
     path(p, sizeof(p), bf->front, "backend-id");
     bf->backend_id = xs_read_u64(0, p, &v) ? 0 : (domid_t)v;
     for (unsigned i = 0; i < BF_PAGES; i++)
-        grant(GREF_DATA + i, data_pages[i], bf->backend_id);
+        gnttab_grant(GREF_DATA + i, data_pages[i], bf->backend_id, false);
 
     path(p, sizeof(p), bf->back, "state");
     if ((rc = xs_watch(p, "blkfront-be", NULL, NULL)))

@@ -54,3 +54,12 @@ grant_entry_v1_t *gnttab_init(void)
     gnttab_nr_entries = PAGE_SIZE / sizeof(grant_entry_v1_t);
     return gnttab;
 }
+
+void gnttab_grant(unsigned ref, void *page, domid_t dom, bool readonly)
+{
+    gnttab[ref].frame = (uint32_t)((uintptr_t)page >> 12);
+    gnttab[ref].domid = dom;
+    __atomic_store_n(&gnttab[ref].flags,
+                     (uint16_t)(GTF_permit_access | (readonly ? GTF_readonly : 0)),
+                     __ATOMIC_RELEASE);
+}

@@ -41,14 +41,6 @@ static netif_rx_front_ring_t rxr;
 static bool tx_busy[NF_TX];
 static grant_entry_v1_t *gt;
 
-static void grant(unsigned ref, void *page, domid_t dom, bool ro)
-{
-    gt[ref].frame = (uint32_t)((uintptr_t)page >> 12);
-    gt[ref].domid = dom;
-    __atomic_store_n(&gt[ref].flags, (uint16_t)(GTF_permit_access | (ro ? GTF_readonly : 0)),
-                     __ATOMIC_RELEASE);
-}
-
 static int path_u64(const char *base, const char *leaf, uint64_t *v)
 {
     char p[200];
@@ -58,21 +50,7 @@ static int path_u64(const char *base, const char *leaf, uint64_t *v)
 
 static long wait_backend(struct netfront *nf, unsigned want_mask, uint64_t ms)
 {
-    uint64_t deadline = xen_time_ns() + ms * 1000000ULL, st = 0;
-    struct xs_watch_event ev;
-
-    for (;;) {
-        int rc = path_u64(nf->back, "state", &st);
-
-        if (rc == 0 && st < 32 && (want_mask >> st) & 1)
-            return (long)st;
-        if (xen_time_ns() >= deadline) {
-            printf("xkvm-guest: netfront: backend state %lu (rc %d), want mask %#x\n",
-                   (unsigned long)st, rc, want_mask);
-            return -XEN_ETIMEDOUT;
-        }
-        xs_watch_next("netfront-be", &ev, 500);
-    }
+    return xenbus_wait_backend(nf->back, "netfront-be", "netfront", want_mask, ms);
 }
 
 static int parse_mac(const char *s, uint8_t mac[6])
@@ -126,8 +104,8 @@ static int publish(struct netfront *nf)
     SHARED_RING_INIT((netif_rx_sring_t *)rx_ring_page);
     FRONT_RING_INIT(&txr, (netif_tx_sring_t *)tx_ring_page, PAGE_SIZE);
     FRONT_RING_INIT(&rxr, (netif_rx_sring_t *)rx_ring_page, PAGE_SIZE);
-    grant(GREF_TX_RING, tx_ring_page, nf->backend_id, false);
-    grant(GREF_RX_RING, rx_ring_page, nf->backend_id, false);
+    gnttab_grant(GREF_TX_RING, tx_ring_page, nf->backend_id, false);
+    gnttab_grant(GREF_RX_RING, rx_ring_page, nf->backend_id, false);
     if ((rc = alloc_ports(nf)))
         return rc;
     for (unsigned tries = 0;; tries++) {
@@ -205,9 +183,9 @@ int netfront_connect(struct netfront *nf, unsigned handle, bool split)
         return rc;
     nf->backend_id = path_u64(nf->front, "backend-id", &v) ? 0 : (domid_t)v;
     for (unsigned i = 0; i < NF_TX; i++)
-        grant(GREF_TX + i, tx_bufs[i], nf->backend_id, true);
+        gnttab_grant(GREF_TX + i, tx_bufs[i], nf->backend_id, true);
     for (unsigned i = 0; i < NF_RX; i++)
-        grant(GREF_RX + i, rx_bufs[i], nf->backend_id, false);
+        gnttab_grant(GREF_RX + i, rx_bufs[i], nf->backend_id, false);
     snprintf(p, sizeof(p), "%s/state", nf->back);
     if ((rc = xs_watch(p, "netfront-be", NULL, NULL)))
         return rc;

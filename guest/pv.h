@@ -173,6 +173,8 @@ unsigned smp_nr_vcpus(void);
  * Returns the shared entries, or NULL after printing why. */
 grant_entry_v1_t *gnttab_init(void);
 extern unsigned gnttab_nr_entries;
+/* Grant dom access to page as entry ref (after gnttab_init). */
+void gnttab_grant(unsigned ref, void *page, domid_t dom, bool readonly);
 
 /* ---- xenbus.c: xenstore client ---------------------------------------------------- */
 /* Every call returns >= 0 on success or a negative Xen errno: an XS_ERROR reply maps
@@ -211,6 +213,10 @@ void xs_poll(void);
 unsigned xs_dispatch(void);
 /* Take the oldest queued event for token (NULL: any), waiting up to timeout_ms. */
 bool xs_watch_next(const char *token, struct xs_watch_event *ev, uint64_t timeout_ms);
+/* A frontend's wait until <back>/state is in want_mask (a bit per XenbusState), woken by
+ * the watch token on it. Returns the state, or -XEN_ETIMEDOUT after ms (said as who). */
+long xenbus_wait_backend(const char *back, const char *token, const char *who,
+                         unsigned want_mask, uint64_t ms);
 extern uint64_t xs_events_dropped;      /* queue overflow */
 extern uint64_t xs_reconnects;          /* ring reconnections (xenstore-ring.txt) */
 const char *xs_errname(int err);        /* "EAGAIN" for -XEN_EAGAIN, etc. */

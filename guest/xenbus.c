@@ -609,3 +609,25 @@ int xenbus_init(void)
            ring->server_features, ring->connection);
     return 0;
 }
+
+long xenbus_wait_backend(const char *back, const char *token, const char *who,
+                         unsigned want_mask, uint64_t ms)
+{
+    uint64_t deadline = xen_time_ns() + ms * 1000000ULL, st = 0;
+    struct xs_watch_event ev;
+    char p[200];
+
+    snprintf(p, sizeof(p), "%s/state", back);
+    for (;;) {
+        int rc = xs_read_u64(0, p, &st);
+
+        if (rc == 0 && st < 32 && (want_mask >> st) & 1)
+            return (long)st;
+        if (xen_time_ns() >= deadline) {
+            printf("xkvm-guest: %s: backend state %lu (rc %d), want mask %#x\n", who,
+                   (unsigned long)st, rc, want_mask);
+            return -XEN_ETIMEDOUT;
+        }
+        xs_watch_next(token, &ev, 500);
+    }
+}

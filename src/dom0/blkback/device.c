@@ -74,7 +74,7 @@ static void notify(struct blk_dev *d)
 
 static void stop_with(struct blk_dev *d, int why)
 {
-    int none = BLK_STOP_NONE;
+    int none = XB_STOP_NONE;
     atomic_compare_exchange_strong(&d->stop_reason, &none, why);
     uint64_t one = 1;
     if (d->wake_fd >= 0 && write(d->wake_fd, &one, sizeof(one)) < 0)
@@ -93,7 +93,7 @@ static void stats_open(struct blk_dev *d)
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/stats", d->rundir);
     mkdir(path, 0700);
-    snprintf(path, sizeof(path), "%s/stats/vbd-%u-%u", d->rundir, d->domid, d->devid);
+    snprintf(path, sizeof(path), "%s/stats/vbd-%u-%u", d->rundir, d->xb.domid, d->xb.devid);
     d->stats_fd = daemon_open_private(path, O_WRONLY);
     if (d->stats_fd < 0)
         d->stats_fd = -1;       /* statistics only: serve on without */
@@ -120,7 +120,7 @@ static void stats_close(struct blk_dev *d)
     close(d->stats_fd);
     d->stats_fd = -1;
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/stats/vbd-%u-%u", d->rundir, d->domid, d->devid);
+    snprintf(path, sizeof(path), "%s/stats/vbd-%u-%u", d->rundir, d->xb.domid, d->xb.devid);
     unlink(path);
 }
 
@@ -134,7 +134,7 @@ static void *ring_thread(void *arg)
     /* Requests produced while nobody served the ring are served now. */
     bool first = true;
     for (;;) {
-        if (atomic_load(&d->stop_reason) != BLK_STOP_NONE)
+        if (atomic_load(&d->stop_reason) != XB_STOP_NONE)
             return NULL;
         bool kick = first;
         first = false;
@@ -150,19 +150,19 @@ static void *ring_thread(void *arg)
         if (d->ring.rsp_prod_pvt != before)
             stats_write(d, false);
         if (d->ring.rsp_prod_pvt != before)
-            log_debug("blkback: %u/%u: %u served, notify %d", d->domid, d->devid,
+            log_debug("blkback: %u/%u: %u served, notify %d", d->xb.domid, d->xb.devid,
                       (unsigned)(d->ring.rsp_prod_pvt - before), kick);
         if (st == BLK_RING_BROKEN) {
             log_err("blkback: %u/%u: frontend broke the ring (req_prod %u, rsp_prod %u, "
-                    "size %u): halting it", d->domid, d->devid, d->ring.sring->req_prod,
-                    d->ring.rsp_prod_pvt, RING_SIZE(&d->ring));
-            stop_with(d, BLK_STOP_BROKEN);
+                    "size %u): halting it", d->xb.domid, d->xb.devid,
+                    d->ring.sring->req_prod, d->ring.rsp_prod_pvt, RING_SIZE(&d->ring));
+            stop_with(d, XB_STOP_BROKEN);
             return NULL;
         }
         if (st == BLK_RING_LOST) {
             log_warn("blkback: %u/%u: lost the dom0 connection mid-request",
-                     d->domid, d->devid);
-            stop_with(d, BLK_STOP_LOST);
+                     d->xb.domid, d->xb.devid);
+            stop_with(d, XB_STOP_LOST);
             return NULL;
         }
         if (st == BLK_RING_MORE)
@@ -176,33 +176,33 @@ static void *ring_thread(void *arg)
                                 { .fd = dom0_fileno(d->conn), .events = POLLRDHUP } };
         int n = poll(pf, 3, BLK_LIVENESS_MS);
         if (n < 0 && errno != EINTR) {
-            stop_with(d, BLK_STOP_LOST);
+            stop_with(d, XB_STOP_LOST);
             return NULL;
         }
         if (pf[1].revents)
             return NULL;
         if (pf[2].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
             log_info("blkback: %u/%u: xkvmd went away: re-attaching when it is back",
-                     d->domid, d->devid);
-            stop_with(d, BLK_STOP_LOST);
+                     d->xb.domid, d->xb.devid);
+            stop_with(d, XB_STOP_LOST);
             return NULL;
         }
         if (pf[0].revents & POLLIN) {
-            log_debug("blkback: %u/%u: event", d->domid, d->devid);
+            log_debug("blkback: %u/%u: event", d->xb.domid, d->xb.devid);
             uint64_t cnt;
             if (read(d->from_guest, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-                log_warn("blkback: %u/%u: read event: %m", d->domid, d->devid);
+                log_warn("blkback: %u/%u: read event: %m", d->xb.domid, d->xb.devid);
         } else if (n == 0) {
             struct xkvm_dom0_domain_info info;
-            int rc = dom0_domain_info(d->conn, d->domid, false, &info);
+            int rc = dom0_domain_info(d->conn, d->xb.domid, false, &info);
             if (rc == -ESRCH) {
-                stop_with(d, BLK_STOP_GONE);
+                stop_with(d, XB_STOP_GONE);
                 return NULL;
             }
             if (rc) {
-                log_warn("blkback: %u/%u: dom0 connection: %s", d->domid, d->devid,
+                log_warn("blkback: %u/%u: dom0 connection: %s", d->xb.domid, d->xb.devid,
                          strerror(-rc));
-                stop_with(d, BLK_STOP_LOST);
+                stop_with(d, XB_STOP_LOST);
                 return NULL;
             }
         }
@@ -211,32 +211,32 @@ static void *ring_thread(void *arg)
 
 int dev_connect(struct blk_dev *d, const struct blk_ring_params *rp)
 {
-    if (d->connected)
+    if (d->xb.connected)
         return 0;
     int rc;
     d->to_guest = d->from_guest = d->stop_fd = d->stats_fd = -1;
     d->sring = NULL;
-    atomic_store(&d->stop_reason, BLK_STOP_NONE);
+    atomic_store(&d->stop_reason, XB_STOP_NONE);
     d->rp = *rp;
     if (!d->work && !(d->work = calloc(1, sizeof(*d->work))))
         return -ENOMEM;
     char name[32];
-    snprintf(name, sizeof(name), "blkback-%u-%u", d->domid, d->devid);
-    d->fail_step = "connect to xkvmd";
+    snprintf(name, sizeof(name), "blkback-%u-%u", d->xb.domid, d->xb.devid);
+    d->xb.fail_step = "connect to xkvmd";
     d->conn = dom0_connect(d->rundir, name);
     if (!d->conn)
         return -errno;
-    if ((rc = grants_init(&d->grants, d->conn, d->domid, rp->persistent)))
+    if ((rc = grants_init(&d->grants, d->conn, d->xb.domid, rp->persistent)))
         goto fail;
     d->sring = grants_map_ring(&d->grants, rp->refs, rp->nr_pages, d->ring_handles);
     if (!d->sring) {
         rc = -errno;
-        d->fail_step = "map the ring";
+        d->xb.fail_step = "map the ring";
         goto fail;
     }
-    rc = dom0_bind_evtchn(d->conn, d->domid, rp->port, &d->to_guest, &d->from_guest);
+    rc = dom0_bind_evtchn(d->conn, d->xb.domid, rp->port, &d->to_guest, &d->from_guest);
     if (rc) {
-        d->fail_step = "bind the event channel";
+        d->xb.fail_step = "bind the event channel";
         goto fail;
     }
     d->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -256,26 +256,26 @@ int dev_connect(struct blk_dev *d, const struct blk_ring_params *rp)
     if ((rc = -pthread_create(&d->thread, NULL, ring_thread, d)))
         goto fail;
     d->has_thread = true;
-    d->connected = true;
+    d->xb.connected = true;
     log_info("blkback: %u/%u: connected: %u ring page(s) at index %u, port %u, "
-             "%s grants, %llu sectors%s", d->domid, d->devid, rp->nr_pages, at, rp->port,
-             rp->persistent ? "persistent" : "per-request",
+             "%s grants, %llu sectors%s", d->xb.domid, d->xb.devid, rp->nr_pages, at,
+             rp->port, rp->persistent ? "persistent" : "per-request",
              (unsigned long long)d->lim.sectors, d->lim.readonly ? " read-only" : "");
     return 0;
 fail:
-    d->connected = true;    /* let disconnect clean up what there is */
+    d->xb.connected = true;    /* let disconnect clean up what there is */
     dev_disconnect(d);
     return rc;
 }
 
 void dev_disconnect(struct blk_dev *d)
 {
-    if (!d->connected)
+    if (!d->xb.connected)
         return;
     bool served = d->has_thread;
     if (d->has_thread) {
-        int none = BLK_STOP_NONE;
-        atomic_compare_exchange_strong(&d->stop_reason, &none, BLK_STOP_ASKED);
+        int none = XB_STOP_NONE;
+        atomic_compare_exchange_strong(&d->stop_reason, &none, XB_STOP_ASKED);
         uint64_t one = 1;
         if (write(d->stop_fd, &one, sizeof(one)) < 0)
             log_warn("blkback: stop thread: %m");
@@ -285,8 +285,8 @@ void dev_disconnect(struct blk_dev *d)
     stats_close(d);
     if (served)
         log_info("blkback: %u/%u: disconnected (%llu requests, %llu KiB in %llu ms busy, "
-                 "%llu notifies, %llu grant maps, %llu persistent hits)", d->domid,
-                 d->devid, (unsigned long long)d->requests,
+                 "%llu notifies, %llu grant maps, %llu persistent hits)", d->xb.domid,
+                 d->xb.devid, (unsigned long long)d->requests,
                  (unsigned long long)(d->work ? d->work->bytes >> 10 : 0),
                  (unsigned long long)(d->busy_ns / 1000000),
                  (unsigned long long)d->notifies, (unsigned long long)d->grants.maps,
@@ -296,7 +296,7 @@ void dev_disconnect(struct blk_dev *d)
         if (d->sring)
             grants_unmap_ring(&d->grants, d->sring, d->rp.nr_pages, d->ring_handles);
         if (d->to_guest >= 0)
-            dom0_unbind_evtchn(d->conn, d->domid, d->rp.port);
+            dom0_unbind_evtchn(d->conn, d->xb.domid, d->rp.port);
         dom0_close(d->conn);
     }
     d->conn = NULL;
@@ -308,7 +308,7 @@ void dev_disconnect(struct blk_dev *d)
     if (d->stop_fd >= 0)
         close(d->stop_fd);
     d->to_guest = d->from_guest = d->stop_fd = -1;
-    d->connected = false;
+    d->xb.connected = false;
 }
 
 int dev_stop_reason(struct blk_dev *d)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dom0/xenbus_be.h"
 #include "grants.h"
 #include "io.h"
 #include "ring.h"
@@ -23,31 +24,15 @@ struct blk_ring_params {
     bool persistent;
 };
 
-enum blk_dev_stop {
-    BLK_STOP_NONE = 0,
-    BLK_STOP_ASKED,     /* the main thread asked (disconnect) */
-    BLK_STOP_LOST,      /* the dom0 connection failed: reconnect without xenstore */
-    BLK_STOP_GONE,      /* the domain no longer exists */
-    BLK_STOP_BROKEN,    /* the frontend broke the ring protocol: leave it stopped */
-};
-
 struct blk_dev {
-    struct blk_dev *next;
-    uint32_t domid, devid;
-    char be[128], fe[128];          /* backend and frontend xenstore directories */
-    uint32_t fe_domid;
-    int be_state;                   /* last XenbusState we wrote or read */
-    bool seen;                      /* found by the current scan */
+    struct xenbus_be_dev xb;        /* domid/devid, xenstore paths, handshake state */
     bool want_connected;            /* should be serving (retry if not) */
-    bool broken;                    /* stopped for a protocol violation */
-    bool gone;                      /* the domain died */
 
     struct blk_image img;
     struct blk_limits lim;
     const char *rundir;
 
-    /* Connected state. */
-    bool connected;
+    /* Connected state (xb.connected). */
     struct dom0_conn *conn;
     struct blk_grants grants;
     struct blk_ring_params rp;
@@ -59,14 +44,12 @@ struct blk_dev {
     int wake_fd;                    /* the main thread's eventfd (not owned) */
     pthread_t thread;
     bool has_thread;
-    _Atomic int stop_reason;        /* enum blk_dev_stop, set by whoever stops it */
+    _Atomic int stop_reason;        /* enum xenbus_be_stop, set by whoever stops it */
     struct blk_work *work;
     uint64_t requests, notifies;
     uint64_t busy_ns;               /* time spent serving the ring */
     int stats_fd;                   /* RUNDIR/stats/vbd-DOMID-DEVID, or -1 */
     uint64_t stats_at_ns;           /* when it was last written */
-    const char *fail_step;          /* what dev_connect failed to do */
-    int last_fail;                  /* the last failure logged (logged once per kind) */
 };
 
 /* Open the image for the device (mode r: read-only). 0 or -errno. */
@@ -78,7 +61,7 @@ int dev_open_image(struct blk_dev *d, const char *params, bool readonly);
 int dev_connect(struct blk_dev *d, const struct blk_ring_params *rp);
 /* Stop the thread, unmap everything, unbind, close the connection. Idempotent. */
 void dev_disconnect(struct blk_dev *d);
-/* Why the thread stopped (BLK_STOP_NONE while it serves). */
+/* Why the thread stopped (XB_STOP_NONE while it serves). */
 int dev_stop_reason(struct blk_dev *d);
 void dev_free(struct blk_dev *d);
 

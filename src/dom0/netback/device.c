@@ -39,7 +39,7 @@ static void *op_map(void *ctx, grant_ref_t ref, bool ro, uint64_t *cookie)
 {
     struct nb_dev *d = ctx;
     uint32_t handle;
-    void *p = dom0_map_grant(d->conn, d->domid, ref, ro, &handle);
+    void *p = dom0_map_grant(d->conn, d->xb.domid, ref, ro, &handle);
     if (!p) {
         note_failure(d);
         return NULL;
@@ -51,7 +51,7 @@ static void *op_map(void *ctx, grant_ref_t ref, bool ro, uint64_t *cookie)
 static void op_unmap(void *ctx, void *page, uint64_t cookie)
 {
     struct nb_dev *d = ctx;
-    dom0_unmap_grant(d->conn, d->domid, (uint32_t)cookie, page);
+    dom0_unmap_grant(d->conn, d->xb.domid, (uint32_t)cookie, page);
 }
 
 static bool op_lost(void *ctx)
@@ -71,20 +71,21 @@ int dev_open_tap(struct nb_dev *d)
 {
     if (d->tap_fd >= 0)
         return 0;
-    snprintf(d->ifname, sizeof(d->ifname), "vif%u.%u", d->domid, d->handle);
+    snprintf(d->ifname, sizeof(d->ifname), "vif%u.%u", d->xb.domid, d->xb.devid);
     int fd = tap_open(d->ifname);
     if (fd < 0)
         return fd;
     d->tap_fd = fd;
     int rc = tap_up(d->ifname, d->bridge);
     if (rc == -ENODEV && d->bridge[0])
-        log_warn("netback: %u/%u: no bridge %s: %s stays on its own", d->domid,
-                 d->handle, d->bridge, d->ifname);
+        log_warn("netback: %u/%u: no bridge %s: %s stays on its own", d->xb.domid,
+                 d->xb.devid, d->bridge, d->ifname);
     else if (rc)
-        log_warn("netback: %u/%u: bringing %s up: %s", d->domid, d->handle, d->ifname,
+        log_warn("netback: %u/%u: bringing %s up: %s", d->xb.domid, d->xb.devid, d->ifname,
                  strerror(-rc));
-    log_info("netback: %u/%u: TAP device %s%s%s", d->domid, d->handle, d->ifname,
-             d->bridge[0] && !rc ? " on bridge " : "", d->bridge[0] && !rc ? d->bridge : "");
+    log_info("netback: %u/%u: TAP device %s%s%s", d->xb.domid, d->xb.devid, d->ifname,
+             d->bridge[0] && !rc ? " on bridge " : "",
+             d->bridge[0] && !rc ? d->bridge : "");
     return 0;
 }
 
@@ -104,7 +105,7 @@ static void drain(int fd)
 
 static void stop_with(struct nb_dev *d, int why)
 {
-    int none = NB_STOP_NONE;
+    int none = XB_STOP_NONE;
     atomic_compare_exchange_strong(&d->stop_reason, &none, why);
     kick(d->wake_fd);
 }
@@ -151,8 +152,8 @@ out:
     if (ntf_rx && (!ntf_tx || d->rx_to != d->tx_to))
         kick(d->rx_to);
     if (st == NB_RING_BROKEN)
-        log_err("netback: %u/%u: frontend broke the ring: %s: halting it", d->domid,
-                d->handle, why ? why : "?");
+        log_err("netback: %u/%u: frontend broke the ring: %s: halting it", d->xb.domid,
+                d->xb.devid, why ? why : "?");
     return st;
 }
 
@@ -160,14 +161,15 @@ out:
 static bool still_there(struct nb_dev *d)
 {
     struct xkvm_dom0_domain_info info;
-    int rc = dom0_domain_info(d->conn, d->domid, false, &info);
+    int rc = dom0_domain_info(d->conn, d->xb.domid, false, &info);
     if (rc == -ESRCH) {
-        stop_with(d, NB_STOP_GONE);
+        stop_with(d, XB_STOP_GONE);
         return false;
     }
     if (rc) {
-        log_warn("netback: %u/%u: dom0 connection: %s", d->domid, d->handle, strerror(-rc));
-        stop_with(d, NB_STOP_LOST);
+        log_warn("netback: %u/%u: dom0 connection: %s", d->xb.domid, d->xb.devid,
+                 strerror(-rc));
+        stop_with(d, XB_STOP_LOST);
         return false;
     }
     return true;
@@ -202,17 +204,17 @@ static void *packet_thread(void *arg)
     if (d->rx_to != d->tx_to)
         kick(d->rx_to);
     for (;;) {
-        if (atomic_load(&d->stop_reason) != NB_STOP_NONE)
+        if (atomic_load(&d->stop_reason) != XB_STOP_NONE)
             return NULL;
         enum nb_ring_state st = pump(d, &ops, &rx_full, &tx_wait);
         if (st == NB_RING_BROKEN) {
-            stop_with(d, NB_STOP_BROKEN);
+            stop_with(d, XB_STOP_BROKEN);
             return NULL;
         }
         if (st == NB_RING_LOST) {
-            log_warn("netback: %u/%u: lost the dom0 connection mid-packet", d->domid,
-                     d->handle);
-            stop_with(d, NB_STOP_LOST);
+            log_warn("netback: %u/%u: lost the dom0 connection mid-packet", d->xb.domid,
+                     d->xb.devid);
+            stop_with(d, XB_STOP_LOST);
             return NULL;
         }
         int timeout = announce_due(d, &announced, &next_announce);
@@ -236,15 +238,15 @@ static void *packet_thread(void *arg)
         };
         int n = poll(pf, 5, timeout);
         if (n < 0 && errno != EINTR) {
-            stop_with(d, NB_STOP_LOST);
+            stop_with(d, XB_STOP_LOST);
             return NULL;
         }
         if (pf[0].revents)
             return NULL;
         if (pf[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
             log_info("netback: %u/%u: xkvmd went away: re-attaching when it is back",
-                     d->domid, d->handle);
-            stop_with(d, NB_STOP_LOST);
+                     d->xb.domid, d->xb.devid);
+            stop_with(d, XB_STOP_LOST);
             return NULL;
         }
         if (pf[2].revents & POLLIN) {
@@ -262,25 +264,26 @@ static void *packet_thread(void *arg)
 
 static void *map_ring(struct nb_dev *d, grant_ref_t ref, uint32_t *handle)
 {
-    return dom0_map_grant(d->conn, d->domid, ref, false, handle);
+    return dom0_map_grant(d->conn, d->xb.domid, ref, false, handle);
 }
 
-/* Map the rings and bind the port(s); 0 or -errno with d->fail_step. */
+/* Map the rings and bind the port(s); 0 or -errno with d->xb.fail_step. */
 static int attach_rings(struct nb_dev *d, const struct nb_ring_params *rp)
 {
-    d->fail_step = "map the tx ring";
+    d->xb.fail_step = "map the tx ring";
     if (!(d->tx_sring = map_ring(d, rp->tx_ref, &d->tx_handle)))
         return -errno;
-    d->fail_step = "map the rx ring";
+    d->xb.fail_step = "map the rx ring";
     if (!(d->rx_sring = map_ring(d, rp->rx_ref, &d->rx_handle)))
         return -errno;
-    d->fail_step = "bind the event channel";
-    int rc = dom0_bind_evtchn(d->conn, d->domid, rp->tx_port, &d->tx_to, &d->tx_from);
+    d->xb.fail_step = "bind the event channel";
+    int rc = dom0_bind_evtchn(d->conn, d->xb.domid, rp->tx_port, &d->tx_to, &d->tx_from);
     if (rc)
         return rc;
     if (rp->split) {
-        d->fail_step = "bind the rx event channel";
-        if ((rc = dom0_bind_evtchn(d->conn, d->domid, rp->rx_port, &d->rx_to, &d->rx_from)))
+        d->xb.fail_step = "bind the rx event channel";
+        if ((rc = dom0_bind_evtchn(d->conn, d->xb.domid, rp->rx_port, &d->rx_to,
+                                   &d->rx_from)))
             return rc;
     } else {
         d->rx_to = d->tx_to;
@@ -298,7 +301,7 @@ static int attach_rings(struct nb_dev *d, const struct nb_ring_params *rp)
 
 int dev_connect(struct nb_dev *d, const struct nb_ring_params *rp)
 {
-    if (d->connected)
+    if (d->xb.connected)
         return 0;
     int rc;
     d->tx_to = d->tx_from = d->rx_to = d->rx_from = d->stop_fd = -1;
@@ -306,7 +309,7 @@ int dev_connect(struct nb_dev *d, const struct nb_ring_params *rp)
     d->map_lost = false;
     /* A TAP frame read but not yet put in the ring when the connection was lost
      * (xkvmd live-updated) stays pending: it goes in first after re-attaching. */
-    atomic_store(&d->stop_reason, NB_STOP_NONE);
+    atomic_store(&d->stop_reason, XB_STOP_NONE);
     d->rp = *rp;
     if (!d->txbuf && !(d->txbuf = malloc(NB_FRAME_BUF)))
         return -ENOMEM;
@@ -316,15 +319,15 @@ int dev_connect(struct nb_dev *d, const struct nb_ring_params *rp)
         d->rx_pending = 0;
     }
     char name[32];
-    snprintf(name, sizeof(name), "netback-%u-%u", d->domid, d->handle);
-    d->fail_step = "connect to xkvmd";
+    snprintf(name, sizeof(name), "netback-%u-%u", d->xb.domid, d->xb.devid);
+    d->xb.fail_step = "connect to xkvmd";
     d->conn = dom0_connect(d->rundir, name);
     if (!d->conn)
         return -errno;
-    d->connected = true;        /* from here dev_disconnect cleans up what there is */
+    d->xb.connected = true;        /* from here dev_disconnect cleans up what there is */
     if ((rc = attach_rings(d, rp)))
         goto fail;
-    d->fail_step = "set the TAP offloads";
+    d->xb.fail_step = "set the TAP offloads";
     if ((rc = tap_set_offload(d->tap_fd, rp->f.csum, rp->f.gso_tcpv4 && rp->f.sg,
                               rp->f.gso_tcpv6 && rp->f.sg)))
         goto fail;
@@ -337,7 +340,7 @@ int dev_connect(struct nb_dev *d, const struct nb_ring_params *rp)
         goto fail;
     d->has_thread = true;
     log_info("netback: %u/%u: connected: tx at %u, rx at %u, port%s %u/%u, sg %d, "
-             "gso %d/%d, csum %d, rate %llu bytes per %u us", d->domid, d->handle,
+             "gso %d/%d, csum %d, rate %llu bytes per %u us", d->xb.domid, d->xb.devid,
              d->tx.rsp_prod_pvt, d->rx.rsp_prod_pvt, rp->split ? "s" : "", rp->tx_port,
              rp->rx_port, rp->f.sg, rp->f.gso_tcpv4, rp->f.gso_tcpv6, rp->f.csum,
              (unsigned long long)rp->rate_bytes, rp->rate_usec);
@@ -349,12 +352,12 @@ fail:
 
 void dev_disconnect(struct nb_dev *d)
 {
-    if (!d->connected)
+    if (!d->xb.connected)
         return;
     bool served = d->has_thread;
     if (d->has_thread) {
-        int none = NB_STOP_NONE;
-        atomic_compare_exchange_strong(&d->stop_reason, &none, NB_STOP_ASKED);
+        int none = XB_STOP_NONE;
+        atomic_compare_exchange_strong(&d->stop_reason, &none, XB_STOP_ASKED);
         kick(d->stop_fd);
         pthread_join(d->thread, NULL);
         d->has_thread = false;
@@ -362,8 +365,8 @@ void dev_disconnect(struct nb_dev *d)
     if (served)
         log_info("netback: %u/%u: disconnected (tx %llu packets %llu bytes %llu dropped, "
                  "rx %llu packets %llu bytes %llu dropped, %llu announces, %llu rate "
-                 "waits)", d->domid,
-                 d->handle, (unsigned long long)d->stats.tx_packets,
+                 "waits)", d->xb.domid,
+                 d->xb.devid, (unsigned long long)d->stats.tx_packets,
                  (unsigned long long)d->stats.tx_bytes,
                  (unsigned long long)d->stats.tx_dropped,
                  (unsigned long long)d->stats.rx_packets,
@@ -372,13 +375,13 @@ void dev_disconnect(struct nb_dev *d)
                  (unsigned long long)d->credit.waits);
     if (d->conn) {
         if (d->tx_sring)
-            dom0_unmap_grant(d->conn, d->domid, d->tx_handle, d->tx_sring);
+            dom0_unmap_grant(d->conn, d->xb.domid, d->tx_handle, d->tx_sring);
         if (d->rx_sring)
-            dom0_unmap_grant(d->conn, d->domid, d->rx_handle, d->rx_sring);
+            dom0_unmap_grant(d->conn, d->xb.domid, d->rx_handle, d->rx_sring);
         if (d->tx_to >= 0)
-            dom0_unbind_evtchn(d->conn, d->domid, d->rp.tx_port);
+            dom0_unbind_evtchn(d->conn, d->xb.domid, d->rp.tx_port);
         if (d->rp.split && d->rx_to >= 0)
-            dom0_unbind_evtchn(d->conn, d->domid, d->rp.rx_port);
+            dom0_unbind_evtchn(d->conn, d->xb.domid, d->rp.rx_port);
         dom0_close(d->conn);
     }
     d->conn = NULL;
@@ -389,7 +392,7 @@ void dev_disconnect(struct nb_dev *d)
         if (fds[i] >= 0)
             close(fds[i]);
     d->tx_to = d->tx_from = d->rx_to = d->rx_from = d->stop_fd = -1;
-    d->connected = false;
+    d->xb.connected = false;
 }
 
 int dev_stop_reason(struct nb_dev *d)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "dom0/libdom0.h"
+#include "dom0/xenbus_be.h"
 #include "netring.h"
 
 /* What the frontend published: read from xenstore by xenbus.c. */
@@ -24,21 +25,8 @@ struct nb_ring_params {
     uint32_t rate_usec;
 };
 
-enum nb_dev_stop {
-    NB_STOP_NONE = 0,
-    NB_STOP_ASKED,      /* the main thread asked (disconnect) */
-    NB_STOP_LOST,       /* the dom0 connection failed: reconnect without xenstore */
-    NB_STOP_GONE,       /* the domain no longer exists */
-    NB_STOP_BROKEN,     /* the frontend broke the ring protocol: leave it stopped */
-};
-
 struct nb_dev {
-    struct nb_dev *next;
-    uint32_t domid, handle;
-    char be[128], fe[128];          /* backend and frontend xenstore directories */
-    uint32_t fe_domid;
-    int be_state;                   /* last XenbusState we wrote or read */
-    bool seen, broken, gone;
+    struct xenbus_be_dev xb;        /* domid, devid (the handle), xenstore paths... */
     uint8_t mac[6];                 /* the guest's (backend's `mac`), for announcing */
     char bridge[16];
     char ifname[16];                /* vif<domid>.<handle> */
@@ -46,8 +34,7 @@ struct nb_dev {
     const char *rundir;
     int wake_fd;                    /* the main thread's eventfd (not owned) */
 
-    /* Connected state. */
-    bool connected;
+    /* Connected state (xb.connected). */
     struct dom0_conn *conn;
     struct nb_ring_params rp;
     void *tx_sring, *rx_sring;
@@ -58,15 +45,13 @@ struct nb_dev {
     int stop_fd;
     pthread_t thread;
     bool has_thread;
-    _Atomic int stop_reason;        /* enum nb_dev_stop */
+    _Atomic int stop_reason;        /* enum xenbus_be_stop */
     bool map_lost;                  /* a map failed for want of xkvmd or the domain */
     uint8_t *txbuf, *rxbuf;
     size_t rx_pending;              /* a TAP frame in rxbuf waiting for rx buffers */
     struct nb_stats stats;
     struct nb_credit credit;        /* rate=: what the guest may still send */
     uint64_t announces;
-    const char *fail_step;
-    int last_fail;
 };
 
 /* Open the TAP device and bring it up on its bridge, once. 0 or -errno. */
