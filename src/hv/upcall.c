@@ -184,15 +184,30 @@ static void inject_callback(struct vcpu *v, uint8_t vector)
  * vector for that first event was lost for good: the upcall stayed pending, so no
  * later event sent it again, and the guest's clock and SMP bring-up stood still
  * (seen with Debian's kernel in the nested VM). While the upcall stays pending, the
- * vector goes again at most every UPCALL_RESEND_NS: one already in IRR is not
- * doubled, and one in service comes once more, an upcall with nothing new.
+ * vector goes again at most every UPCALL_RESEND_NS, unless the LAPIC holds it (in IRR:
+ * it will be taken; in ISR: the guest's handler runs and reads the pending state). A
+ * resend of a vector in service would be a second upcall with nothing new, which Xen
+ * never makes (seen as a spurious upcall by pv-abi's masked-send check under load).
  */
+static bool lapic_holds_vector(struct vcpu *v, uint8_t vector)
+{
+    struct kvm_lapic_state l;
+    if (ioctl(v->fd, KVM_GET_LAPIC, &l) < 0)
+        return false;
+    unsigned reg = (vector / 32u) * 0x10u, bit = vector % 32u;
+    uint32_t isr, irr;
+    memcpy(&isr, &l.regs[0x100 + reg], sizeof(isr));
+    memcpy(&irr, &l.regs[0x200 + reg], sizeof(irr));
+    return ((isr | irr) >> bit) & 1;
+}
+
 static void resend_lapic_vector(struct vcpu *v, uint8_t vector)
 {
     struct vcpu_event *e = v->ev;
     uint64_t now = host_monotonic_ns();
     if (now - __atomic_load_n(&e->vector_sent_ns, __ATOMIC_RELAXED) >= UPCALL_RESEND_NS) {
-        signal_upcall_vector(v, vector);
+        if (!lapic_holds_vector(v, vector))
+            signal_upcall_vector(v, vector);
         __atomic_store_n(&e->vector_sent_ns, now, __ATOMIC_RELAXED);
     }
     retry_later(v);
