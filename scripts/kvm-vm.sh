@@ -54,13 +54,13 @@ fi
 MEM=${XKVM_VM_MEM:-8G}
 SMP=${XKVM_VM_SMP:-1}
 
-# ---- the initramfs: busybox, the modules for 9p and kvm_amd, an init that mounts
+# ---- the initramfs: busybox, the modules for 9p, kvm_amd and tun (netback), an init that mounts
 # the host's root and runs $OUT/inner.sh in it ----
 INITRD=$OUT/initrd
 mkdir -p "$INITRD"/{bin,proc,sys,dev,newroot,lib/modules}
 cp /bin/busybox "$INITRD/bin/busybox"
 MODS=()
-for m in 9pnet_virtio virtio_pci 9p kvm_amd; do
+for m in 9pnet_virtio virtio_pci 9p kvm_amd tun; do
   while read -r _ path; do
     # 6.12's modules are xz-compressed; busybox's insmod takes plain ELF only.
     name=$(basename "$path" .xz)

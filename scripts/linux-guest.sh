@@ -9,8 +9,8 @@
 #   vmlinux      the ELF inside it, unmodified: the LZ4 payload of the bzImage,
 #                decompressed (the PVH entry point is an ELF note of this file)
 #   initrd.img   a busybox initramfs: tests/linux/init.sh as /init, the kernel's
-#                xen-blkfront.ko (and whatever modules.dep says it needs) and the
-#                xenstore client tests/linux/xs.c, built static here
+#                xen-blkfront.ko and xen-netfront.ko (and whatever modules.dep says
+#                they need) and the xenstore client tests/linux/xs.c, built static here
 #   release      the kernel's release string (uname -r)
 #
 # CACHE is $XKVM_LINUX_CACHE, else /var/cache/xkvm/linux-guest where writable (root,
@@ -86,7 +86,7 @@ PY
   mv "$out.part" "$out"
 }
 
-# build_initrd DIR: busybox, xen-blkfront and its dependencies, xs, init.
+# build_initrd DIR: busybox, xen-blkfront, xen-netfront and their dependencies, xs, init.
 build_initrd() {
   local dir=$1 rel tmp
   rel=$(cat "$dir/release")
@@ -101,6 +101,14 @@ build_initrd() {
     basename "$path" >> "$tmp/lib/modules/load-order"
   done < <(modprobe -d "$dir/tree" -S "$rel" --show-depends xen-blkfront | grep '^insmod ')
   grep -q '^xen-blkfront.ko' "$tmp/lib/modules/load-order" || die "no xen-blkfront.ko in $rel"
+  # xen-netfront and what it needs beyond the disk's modules, loaded on the host's request.
+  : > "$tmp/lib/modules/net-order"
+  while read -r _ path _; do
+    grep -qx "$(basename "$path")" "$tmp/lib/modules/load-order" && continue
+    cp "$path" "$tmp/lib/modules/"
+    basename "$path" >> "$tmp/lib/modules/net-order"
+  done < <(modprobe -d "$dir/tree" -S "$rel" --show-depends xen-netfront | grep '^insmod ')
+  grep -q '^xen-netfront.ko' "$tmp/lib/modules/net-order" || die "no xen-netfront.ko in $rel"
   cp "$ROOT/tests/linux/init.sh" "$tmp/init"
   chmod +x "$tmp/init"
   (cd "$tmp" && find . -mindepth 1 ! -name '.*' | sort | cpio -o -H newc --quiet | gzip -9) > "$dir/initrd.img.part"

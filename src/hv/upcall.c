@@ -205,11 +205,20 @@ static void resend_lapic_vector(struct vcpu *v, uint8_t vector)
 {
     struct vcpu_event *e = v->ev;
     uint64_t now = host_monotonic_ns();
-    if (now - __atomic_load_n(&e->vector_sent_ns, __ATOMIC_RELAXED) >= UPCALL_RESEND_NS) {
-        if (!lapic_holds_vector(v, vector))
-            signal_upcall_vector(v, vector);
-        __atomic_store_n(&e->vector_sent_ns, now, __ATOMIC_RELAXED);
+    if (now - __atomic_load_n(&e->vector_sent_ns, __ATOMIC_RELAXED) < UPCALL_RESEND_NS) {
+        retry_later(v);     /* look again once the vector has had its time */
+        return;
     }
+    __atomic_store_n(&e->vector_sent_ns, now, __ATOMIC_RELAXED);
+    /*
+     * Held by the LAPIC: KVM delivers it when the guest can take it, so neither a
+     * resend nor more kicks are needed. (Suspected, not proven: in the nested VM,
+     * where every entry is slow, a vCPU kicked every millisecond kept Linux from
+     * taking its upcall after a live update, the vector in IRR and IF set.)
+     */
+    if (lapic_holds_vector(v, vector))
+        return;
+    signal_upcall_vector(v, vector);
     retry_later(v);
 }
 

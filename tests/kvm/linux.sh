@@ -16,18 +16,26 @@
 #   xenstore-host   the node the guest wrote reads the same from the host
 #   events-fifo     the kernel uses FIFO event channels (debug-state: ABI fifo,
 #                   control blocks on vCPUs 0 and 1 at least)
+#   net-boot        xen-netfront comes up on the vif and pings the host end of its TAP
+#                   (moved into a network namespace of the suite's own, 10.231.0.1/24)
 #   vcpu-online     xkvm vcpu-set 3, then the guest brings cpu2 online
+#   balloon-out     xkvm mem-set 352: Linux's balloon driver gives back 32 MiB, which
+#                   xkvmd no longer holds; the guest's checks pass; the holes then go
+#                   through the migrations and the live update
 #   migrate-N       live migration to the other host while the guest's disk loop
 #                   runs; after it the guest answers, its checks pass
 #   save-restore    (full form) save, restore, checks pass
 #   live-update     xkvm live-update under the guest: same xkvmd pid, checks pass
+#   net-migrate, net-live-update: the guest pings through the vif again, after the
+#                   migrations (the destination's TAP) and after the live update
+#   balloon-in      xkvm mem-set 384: the balloon driver takes its pages back
 #   dmesg-*         after each step, the kernel log the guest prints shows no Xen
 #                   error or warning
 #   poweroff        the guest powers off: state shutdown, reason poweroff
 #   pygrub-*        (full form) the same kernel booted through bootloader = "pygrub"
 #                   from an ext4 image holding /boot and /boot/grub/grub.cfg
-# Short form (make test): boot, disk, vcpu-online, one migration, one live update,
-# poweroff. Full form (XKVM_SOAK=1, make soak): 6 migrations (there and back 3
+# Short form (make test): boot, disk, network, vcpu-online, balloon, one migration, one
+# live update, poweroff. Full form (XKVM_SOAK=1, make soak): 6 migrations (there and back 3
 # times), save/restore, live update, and the pygrub boot.
 #
 # XKVM_LINUX_BOOT_SECS (900) and XKVM_LINUX_REPLY_SECS (300) bound the waits for the
@@ -68,7 +76,10 @@ keep_logs() {
     done
   done
 }
-trap 'keep_logs; cleanup' EXIT
+# The host end of the guest's vif: its TAP device, moved into a namespace of our own.
+NS=xkvm-linux-$$
+NET_HOST=10.231.0.1
+trap 'keep_logs; ip netns del "$NS" 2>/dev/null; cleanup' EXIT
 
 BASE=$((20000 + RANDOM % 20000))
 P1=$BASE; P2=$((BASE + 1))
@@ -188,6 +199,50 @@ for k in st.get("vcpus_kvm", []):
           e.get("counters", {}).get("timer_events")))
 PY
 }
+# tap_into_ns DOMID: this host's netback made vifDOMID.0 in our namespace (the root
+# one); move it into $NS, once the TAP of a host the guest left is gone from there,
+# and give it $NET_HOST. Says why not on stdout.
+tap_into_ns() {
+  local tap=vif$1.0
+  ip netns list | grep -qw "$NS" || ip netns add "$NS" || { echo "ip netns add $NS failed"; return 1; }
+  local t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt 30 ]; do
+    ip link show "$tap" >/dev/null 2>&1 && ! ip -n "$NS" link show "$tap" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  ip link show "$tap" >/dev/null 2>&1 || { echo "no $tap here after 30 s"; return 1; }
+  ip link set "$tap" netns "$NS" &&
+    ip -n "$NS" addr add "$NET_HOST/24" dev "$tap" && ip -n "$NS" link set "$tap" up ||
+    { echo "cannot move $tap into $NS"; return 1; }
+}
+# net_step NAME DOMID [move]: the guest pings $NET_HOST through its vif.
+net_step() {
+  local why
+  if [ "${3:-}" = move ] && ! why=$(tap_into_ns "$2"); then fail "$1" "$why"; return; fi
+  if ask "$2" net-ping "$NET_HOST"; then
+    pass "$1"; grep -a '^linux-check: net' "$WORK/last-reply" | sed 's/^/# /'
+  else
+    fail "$1" "$(failed_checks)"
+  fi
+}
+# balloon_step NAME DOMID MIB: xkvm mem-set MIB, then wait (up to 300 s) until xkvmd
+# holds within 4 MiB of it; the guest's checks pass.
+balloon_step() {
+  local out kb= want=$(($3 * 1024)) t0=$SECONDS
+  if ! out=$(xk mem-set "$2" "$3" 2>&1); then fail "$1" "xkvm mem-set: $out"; return; fi
+  while [ $((SECONDS - t0)) -lt 300 ]; do
+    kb=$(dom_field "$2" memory_kb)
+    [ "$kb" -le $((want + 4096)) ] 2>/dev/null && [ "$kb" -ge $((want - 4096)) ] && break
+    sleep 3
+  done
+  ask "$2" memory >/dev/null
+  echo "# $1: xkvmd holds $kb KiB after $((SECONDS - t0)) s; $(grep -a -m1 '^linux-info: balloon' "$WORK/last-reply" | tr -d '\r')"
+  if [ "$kb" -le $((want + 4096)) ] 2>/dev/null && [ "$kb" -ge $((want - 4096)) ]; then
+    step_ok "$1" "$2"
+  else
+    fail "$1" "xkvmd holds $kb KiB after 300 s, target $want KiB"
+  fi
+}
 # step_ok NAME DOMID: the guest answers a ping with every check passing.
 step_ok() {
   if ask "$2" ping "$(date +%s)"; then pass "$1"; else fail "$1" "$(failed_checks)"; snap "$1" "$2"; fi
@@ -239,6 +294,7 @@ kernel = "$LG/vmlinux"
 ramdisk = "$LG/initrd.img"
 cmdline = "console=hvc0 linuxcheck.disk=xvda${XKVM_LINUX_CMDLINE_EXTRA:+ $XKVM_LINUX_CMDLINE_EXTRA}"
 disk = [ '$SCRATCH,raw,xvda,rw' ]
+vif = [ 'mac=00:16:3e:4c:69:6e' ]
 on_poweroff = "preserve"
 on_crash = "preserve"
 on_reboot = "preserve"
@@ -280,6 +336,7 @@ want=$(grep -a -o '^linux-check: xenstore: PASS data/linux-check=[^ ]*' "$LOG" |
 got=$(XENSTORED_PATH=$RUNDIR/xenstored/socket xenstore-read "/local/domain/$D/data/linux-check" 2>&1)
 if [ -n "$want" ] && [ "$got" = "$want" ]; then pass xenstore-host; else
   fail xenstore-host "the guest wrote '$want', the host reads '$got'"; fi
+net_step net-boot "$D" move
 dmesg_clean dmesg-boot "$D"
 
 # ---- a vCPU brought online ----
@@ -290,6 +347,10 @@ elif ask "$D" cpu-online 2; then
 else
   fail vcpu-online "$(failed_checks)"
 fi
+
+# ---- the balloon driver gives back 32 MiB (a little: in the nested VM it goes at
+# about 0.5 MiB/s) ----
+balloon_step balloon-out "$D" 352
 
 # ---- live migration, there and back, the disk loop running ----
 SRC=$H1; DST=$H2; DPORT=$P2
@@ -306,6 +367,7 @@ for i in $(seq "$MIGRATIONS"); do
 done
 HERE=$([ -n "$(RUNDIR=$H2 dom_field "$D" state 2>/dev/null)" ] && echo "$H2" || echo "$H1")
 on "$HERE"
+net_step net-migrate "$D" move
 dmesg_clean dmesg-migrate "$D"
 
 # ---- save and restore (full form) ----
@@ -329,8 +391,10 @@ elif [ "$(info_field pid)" != "$pid0" ]; then
   fail live-update "xkvmd's pid changed ($pid0 -> $(info_field pid))"
 else
   step_ok live-update "$D"
+  net_step net-live-update "$D"
   dmesg_clean dmesg-live-update "$D"
 fi
+balloon_step balloon-in "$D" 384
 
 # ---- poweroff ----
 ask "$D" poweroff >/dev/null

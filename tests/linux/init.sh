@@ -14,6 +14,9 @@
 #                   still going and clean
 #   cpu-online N    bring vCPU N online (after the host's xkvm vcpu-set)
 #   dmesg           print the kernel log since the last dmesg as "linux-dmesg: ..." lines
+#   net-ping HOSTIP load xen-netfront (once), give eth0 HOSTIP's /24 with host part .2,
+#                   and ping HOSTIP (the host's end of the vif's TAP device)
+#   memory          print what the balloon driver holds (its current_kb and target_kb)
 #   poweroff        power off
 # Command line (parsed from /proc/cmdline): linuxcheck.disk=DEV, the scratch disk the
 # checks may overwrite (default xvda).
@@ -163,6 +166,38 @@ cpu_online() {
   fi
 }
 
+# ---- the PV network (loaded on the host's first net-ping: it needs the TAP's far end) ----
+NET=0
+load_netfront() {
+  local m
+  for m in $(cat /lib/modules/net-order); do
+    insmod "/lib/modules/$m" || { check netfront FAIL "insmod $m failed"; return 1; }
+  done
+  for _ in $(seq 120); do
+    [ -d /sys/class/net/eth0 ] && { check netfront PASS "eth0 $(cat /sys/class/net/eth0/address)"; return 0; }
+    sleep 0.5
+  done
+  check netfront FAIL "no eth0 after 60 s"
+  return 1
+}
+net_ping() {
+  local host=$1 me=${1%.*}.2 out
+  if [ $NET = 0 ]; then
+    load_netfront || return
+    ip link set eth0 up && ip addr add "$me/24" dev eth0 || { check net-ping FAIL "cannot configure eth0 as $me"; return; }
+    NET=1
+  fi
+  if out=$(ping -c 3 -W 5 "$host" 2>&1); then
+    check net-ping PASS "$(echo "$out" | grep -a 'packets transmitted')"
+  else
+    check net-ping FAIL "$(echo "$out" | tail -2 | tr '\n' ' ')"
+  fi
+}
+balloon_info() {
+  local i=/sys/devices/system/xen_memory/xen_memory0
+  info "balloon current_kb=$(cat $i/info/current_kb 2>/dev/null) target_kb=$(cat $i/target_kb 2>/dev/null)"
+}
+
 # ---- boot checks ----
 check_clocksource
 check_time
@@ -192,6 +227,8 @@ while :; do
         check_clocksource
         if [ $BLK = 1 ]; then verify_pattern disk-pattern; check_disk_loop; fi ;;
       cpu-online) cpu_online "$arg" ;;
+      net-ping) net_ping "$arg" ;;
+      memory) balloon_info ;;
       dmesg) dmesg -c | sed 's/^/linux-dmesg: /' ;;
       poweroff) echo "linux-reply: $seq PASS"; sync; poweroff -f ;;
       *) check request FAIL "unknown request '$req'" ;;
