@@ -212,9 +212,8 @@ static void resend_lapic_vector(struct vcpu *v, uint8_t vector)
     __atomic_store_n(&e->vector_sent_ns, now, __ATOMIC_RELAXED);
     /*
      * Held by the LAPIC: KVM delivers it when the guest can take it, so neither a
-     * resend nor more kicks are needed. (Suspected, not proven: in the nested VM,
-     * where every entry is slow, a vCPU kicked every millisecond kept Linux from
-     * taking its upcall after a live update, the vector in IRR and IF set.)
+     * resend nor more kicks are needed (each kick is a needless exit, and in the
+     * nested VM every exit is slow).
      */
     if (lapic_holds_vector(v, vector))
         return;
