@@ -7,6 +7,7 @@
 #include <linux/if_tun.h>
 #include <linux/virtio_net.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -54,7 +55,19 @@ int tap_up(const char *name, const char *bridge)
     memset(&ifr, 0, sizeof(ifr));
     snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
     int rc = 0;
+    /*
+     * The host end's MAC is fe:ff:ff:ff:ff:ff on every vif, as Linux's netback sets it
+     * (xenvif_alloc): the same on every host, so a guest's ARP entry for its host end
+     * still holds after a migration. Set while the device is down.
+     */
+    struct ifreq hw;
+    memset(&hw, 0, sizeof(hw));
+    snprintf(hw.ifr_name, sizeof(hw.ifr_name), "%s", name);
+    hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    memcpy(hw.ifr_hwaddr.sa_data, "\xfe\xff\xff\xff\xff\xff", 6);
     if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        rc = -errno;
+    if (!rc && !(ifr.ifr_flags & IFF_UP) && ioctl(s, SIOCSIFHWADDR, &hw) < 0)
         rc = -errno;
     if (!rc && !(ifr.ifr_flags & IFF_UP)) {
         ifr.ifr_flags |= IFF_UP;
