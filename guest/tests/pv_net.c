@@ -243,3 +243,105 @@ static void test_net(void)
                    (unsigned long)max_lost);
 }
 XTEST("net", test_net);
+
+/*
+ * net-bench: the guest-side network figure (bench/bench-net-guest.sh,
+ * docs/performance.md). Connects as test=net does (queues= likewise), then per phase
+ * prints `xtest: net-bench: NAME start`, runs seconds= (default 2) and prints
+ * `xtest: net-bench: NAME frames N bytes B ns T`:
+ *   tx-60, tx-1514   frames of that size (broadcast, ethertype 0x88B5, filled once)
+ *                    sent as fast as netfront takes them, round robin over the queues
+ *   rx-60, rx-1514   data/net-bench-rx set to the size (the host then floods the TAP
+ *                    device with such frames); every frame that arrives is counted
+ *                    (netfront copies it out)
+ * then data/net-bench-rx = "done", and passes. First it prints what one frame's guest
+ * work costs: `xtest: net-bench: costs ns memcpy-60 A memcpy-1514 B evtchn-send C`.
+ */
+static void bench_tx(struct netfront *nf, size_t size, uint64_t secs)
+{
+    static uint8_t frame[1536];
+    struct net_job j = { frame, size, 0, 0, nf->mac, 0, false };
+    run_user(fill, (uint64_t)(uintptr_t)&j);
+    printf("xtest: net-bench: tx-%lu start\n", (unsigned long)size);
+    uint64_t n = 0, t0 = xen_time_ns(), end = t0 + secs * 1000000000ULL, t;
+    int rc;
+    do {
+        for (unsigned k = 0; k < 16; k++, n++)
+            if ((rc = netfront_send(nf, (unsigned)(n % nf->nr_queues), frame, size)))
+                xtest_fail("net-bench: send: %s", xs_errname(rc));
+        t = xen_time_ns();
+    } while (t < end);
+    printf("xtest: net-bench: tx-%lu frames %lu bytes %lu ns %lu\n", (unsigned long)size,
+           (unsigned long)n, (unsigned long)(n * size), (unsigned long)(t - t0));
+}
+
+static void bench_rx(struct netfront *nf, size_t size, uint64_t secs)
+{
+    static uint8_t buf[1536];
+    int rc;
+    if ((rc = xs_printf(0, "data/net-bench-rx", "%lu", (unsigned long)size)))
+        xtest_fail("net-bench: write data/net-bench-rx: %s", xs_errname(rc));
+    printf("xtest: net-bench: rx-%lu start\n", (unsigned long)size);
+    /* From the first frame of this size on (the host's flood starts after the node). */
+    uint64_t n = 0, bytes = 0, t0 = 0, end = 0, t = 0, give_up = xen_time_ns() + 10000000000ULL;
+    for (;;) {
+        int len = netfront_recv(nf, buf, sizeof(buf), 100, NULL);
+        t = xen_time_ns();
+        if (len == (int)size && !t0) {
+            t0 = t;
+            end = t0 + secs * 1000000000ULL;
+        }
+        if (t0 && len > 0)
+            n++, bytes += (uint64_t)len;
+        if ((t0 && t >= end) || (!t0 && t >= give_up))
+            break;
+    }
+    printf("xtest: net-bench: rx-%lu frames %lu bytes %lu ns %lu\n", (unsigned long)size,
+           (unsigned long)n, (unsigned long)bytes, (unsigned long)(t0 ? t - t0 : 0));
+}
+
+/*
+ * What one frame's guest work costs here: a copy of 60 and 1514 bytes into a tx buffer
+ * (kernel code: emulated under kvm-pvm), and one event channel send (a hypercall).
+ */
+static void bench_costs(struct netfront *nf)
+{
+    static uint8_t a[1536], b[1536];
+    uint64_t ns[3];
+    for (int k = 0; k < 3; k++) {
+        uint64_t t0 = xen_time_ns();
+        for (int i = 0; i < 100; i++) {
+            if (k < 2)
+                memcpy(b, a, k ? 1514 : 60);
+            else
+                evtchn_send(nf->q[0].tx_port);
+            __asm__ volatile("" : : "r"(b) : "memory");
+        }
+        ns[k] = (xen_time_ns() - t0) / 100;
+    }
+    printf("xtest: net-bench: costs ns memcpy-60 %lu memcpy-1514 %lu evtchn-send %lu\n",
+           (unsigned long)ns[0], (unsigned long)ns[1], (unsigned long)ns[2]);
+}
+
+static void test_net_bench(void)
+{
+    struct netfront nf;
+    int rc;
+
+    XTEST_NEED_XEN();
+    uint64_t secs = cmdline_get_u64("seconds", 2);
+    unsigned queues = (unsigned)cmdline_get_u64("queues", smp_nr_vcpus() >= 2 ? 2 : 0);
+    if ((rc = netfront_connect(&nf, (unsigned)cmdline_get_u64("vif", 0), false, queues)))
+        xtest_fail("netfront_connect: %s", xs_errname(rc));
+    printf("xtest: net-bench: queues %u\n", nf.nr_queues);
+    bench_costs(&nf);
+    bench_tx(&nf, 60, secs);
+    bench_tx(&nf, 1514, secs);
+    bench_rx(&nf, 60, secs);
+    bench_rx(&nf, 1514, secs);
+    xs_write(0, "data/net-bench-rx", "done");
+    if (nf.tx_errors || nf.rx_errors)
+        xtest_fail("net-bench: %lu tx errors, %lu rx errors", (unsigned long)nf.tx_errors,
+                   (unsigned long)nf.rx_errors);
+}
+XTEST("net-bench", test_net_bench);
