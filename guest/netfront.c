@@ -267,7 +267,8 @@ static void tx_collect(struct netfront *nf, unsigned q)
         RING_IDX rp = r->sring->rsp_prod;
         rmb();
         if (rp - r->rsp_cons > RING_SIZE(r))
-            xtest_fail("netfront: queue %u: tx rsp_prod %u rsp_cons %u", q, rp, r->rsp_cons);
+            xtest_fail("netfront: queue %u: tx rsp_prod %u rsp_cons %u", q, rp,
+                       r->rsp_cons);
         while (r->rsp_cons != rp) {
             netif_tx_response_t *rsp = RING_GET_RESPONSE(r, r->rsp_cons++);
             if (rsp->status == NETIF_RSP_NULL)

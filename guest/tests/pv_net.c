@@ -283,7 +283,8 @@ static void bench_rx(struct netfront *nf, size_t size, uint64_t secs)
         xtest_fail("net-bench: write data/net-bench-rx: %s", xs_errname(rc));
     printf("xtest: net-bench: rx-%lu start\n", (unsigned long)size);
     /* From the first frame of this size on (the host's flood starts after the node). */
-    uint64_t n = 0, bytes = 0, t0 = 0, end = 0, t = 0, give_up = xen_time_ns() + 10000000000ULL;
+    uint64_t n = 0, bytes = 0, t0 = 0, end = 0, t = 0;
+    uint64_t give_up = xen_time_ns() + 10000000000ULL;
     for (;;) {
         int len = netfront_recv(nf, buf, sizeof(buf), 100, NULL);
         t = xen_time_ns();

@@ -277,7 +277,8 @@ static void *packet_thread(void *arg)
 {
     struct nb_queue *q = arg;
     struct nb_dev *d = q->d;
-    const struct nb_ops ops = { .ctx = q, .map = op_map, .unmap = op_unmap, .lost = op_lost };
+    const struct nb_ops ops = { .ctx = q, .map = op_map, .unmap = op_unmap,
+                                .lost = op_lost };
     bool rx_full = false, tx_wait = false, liveness;
     unsigned announced = 0;
     uint64_t next_announce = mono_ns() + NB_ANNOUNCE_FIRST_MS * 1000000ull;

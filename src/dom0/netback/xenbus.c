@@ -28,7 +28,8 @@ static struct xenbus_be_dev *nb_alloc(void)
 /*
  * What the vif offers (Linux's netback_probe and connect): written at probe and again
  * with Connected, same values. Up to one queue per online CPU (at most NB_MAX_QUEUES),
- * no ctrl ring, no multicast control. hotplug-status is what libxl's vif-bridge script would write.
+ * no ctrl ring, no multicast control. hotplug-status is what libxl's vif-bridge
+ * script would write.
  */
 static bool nb_write_features(struct xenbus_be *b, struct xenbus_be_dev *d,
                               xs_transaction_t t)
