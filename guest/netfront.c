@@ -143,7 +143,7 @@ static int write_queue(struct netfront *nf, uint32_t tx, const char *dir, unsign
 }
 
 /* Rings, port(s), and the Connected transaction (retried on EAGAIN). */
-static int publish(struct netfront *nf, bool write_num_queues)
+static int publish(struct netfront *nf, unsigned num_queues_node)
 {
     static const char *const flags[][2] = {
         { "request-rx-copy", "1" }, { "feature-rx-notify", "1" }, { "feature-sg", "0" },
@@ -159,9 +159,11 @@ static int publish(struct netfront *nf, bool write_num_queues)
         uint32_t tx;
         if ((rc = xs_transaction_start(&tx)))
             return rc;
-        if (write_num_queues) {
+        rc = 0;
+        /* As Linux's netfront: the node only for more than one queue. */
+        if (num_queues_node > 1) {
             snprintf(p, sizeof(p), "%s/multi-queue-num-queues", nf->front);
-            rc = xs_printf(tx, p, "%u", nf->nr_queues);
+            rc = xs_printf(tx, p, "%u", num_queues_node);
         }
         for (unsigned i = 0; i < nf->nr_queues; i++) {
             if (nf->nr_queues > 1)
@@ -234,12 +236,14 @@ int netfront_connect(struct netfront *nf, unsigned handle, bool split, unsigned 
     if (st < 0)
         return (int)st;
     nf->max_queues = path_u64(nf->back, "multi-queue-max-queues", &v) ? 1 : (unsigned)v;
+    bool unchecked = queues & NETFRONT_QUEUES_UNCHECKED;
+    queues &= ~NETFRONT_QUEUES_UNCHECKED;
     nf->nr_queues = queues < 1 ? 1 : queues;
-    if (nf->nr_queues > nf->max_queues)
+    if (nf->nr_queues > nf->max_queues && !unchecked)
         nf->nr_queues = nf->max_queues ? nf->max_queues : 1;
     if (nf->nr_queues > NF_MAX_QUEUES)
         nf->nr_queues = NF_MAX_QUEUES;
-    if ((rc = publish(nf, queues > 0)))
+    if ((rc = publish(nf, unchecked ? queues : nf->nr_queues)))
         return rc;
     st = wait_backend(nf, 1u << XenbusStateConnected | 1u << XenbusStateClosing |
                       1u << XenbusStateClosed, STATE_TIMEOUT_MS);

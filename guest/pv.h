@@ -280,6 +280,9 @@ struct netfront {
  * an old frontend), rx buffers posted; 0 or -errno.
  */
 int netfront_connect(struct netfront *nf, unsigned handle, bool split, unsigned queues);
+/* queues | NETFRONT_QUEUES_UNCHECKED: ask that many whatever the backend offers (a
+ * hostile frontend: rings for NF_MAX_QUEUES at most; the backend should refuse). */
+#define NETFRONT_QUEUES_UNCHECKED 0x80000000u
 /* Queue one frame (14 .. 4096 bytes) on queue q for the backend; 0 or -errno. */
 int netfront_send(struct netfront *nf, unsigned q, const void *frame, size_t len);
 /*

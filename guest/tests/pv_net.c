@@ -14,6 +14,8 @@
  * loop=N rounds (default 1); loop=0 repeats until the node data/net-stop exists.
  * Passes if nothing was bad and at most max_lost= (default 0) frames were lost in
  * all; prints `xtest: net: total sent S received R lost L bad B` first.
+ * queues_over=1: ask for 9 queues (more than netback ever offers) and pass if the
+ * backend refuses (goes to Closing): `xtest: net: asked 9 queues of M offered: refused`.
  * hostile=1: then break the tx ring (a req_prod beyond the ring's size, notified),
  * print `xtest: net: broke the tx ring`, wait a second and pass (the suite checks
  * that netback halted only this vif).
@@ -212,6 +214,16 @@ static void test_net(void)
     if (size < 60 + UDP_HDR || size > 1514)
         xtest_fail("size=%lu: 88 .. 1514", (unsigned long)size);
     unsigned queues = (unsigned)cmdline_get_u64("queues", smp_nr_vcpus() >= 2 ? 2 : 0);
+    if (cmdline_get_u64("queues_over", 0)) {
+        /* Hostile: one queue more than offered; the backend must go to Closing. */
+        rc = netfront_connect(&nf, vif, split, NETFRONT_QUEUES_UNCHECKED | 9);
+        printf("xtest: net: asked 9 queues of %u offered: %s\n", nf.max_queues,
+               rc == -XEN_EIO ? "refused" : rc ? xs_errname(rc) : "connected");
+        if (rc != -XEN_EIO)
+            xtest_fail("9 queues of %u offered: not refused (%s)", nf.max_queues,
+                       rc ? xs_errname(rc) : "connected");
+        return;
+    }
     if ((rc = netfront_connect(&nf, vif, split, queues)))
         xtest_fail("netfront_connect(%u): %s", vif, xs_errname(rc));
     printf("xtest: net: mac=%02x:%02x:%02x:%02x:%02x:%02x\n", nf.mac[0], nf.mac[1],

@@ -12,6 +12,8 @@
 #   multi-queue   a 2-vCPU guest connects 2 queues (queue-0/, queue-1/ nodes); each
 #                 queue's frames are echoed back on it (the TAP's flow steering), and
 #                 netback counts traffic both ways on both queues
+#   queues-over   a frontend asking 9 queues (more than offered) is refused: the
+#                 backend's error node and Closing, the guest sees Closing
 #   net           test=net: 200 frames out, 200 echoes back, each checked, none lost;
 #                 the responder echoed them
 #   announce      netback announced the guest's MAC (3 RARPs) on the bridge
@@ -29,7 +31,7 @@
 #   hostile       a guest breaking its tx ring (test=net hostile=1): netback halts that
 #                 vif only, stays up (same pid), and another guest's vif still works
 source "$(dirname "$0")/lib.sh"
-CHECKS="layout handshake multi-queue net announce split rate kill9 migrate-1 migrate-2 migrate-3
+CHECKS="layout handshake multi-queue queues-over net announce split rate kill9 migrate-1 migrate-2 migrate-3
         live-update-1 live-update-2 live-update-3 loop-end hostile"
 skip_all() { for c in $CHECKS; do skip "$c" "$1"; done; exit 0; }
 
@@ -177,6 +179,20 @@ fi
 
 # 40 frames of 1400 bytes: more than 25 KB/s on average from any guest that sends
 # 18 frames a second (the credit grows with the time since connecting).
+make_cfg "$WORK/over.cfg" over "test=net queues_over=1" 32 1 "vif = [ 'bridge=xkbr0' ]"
+D=$(xk create "$WORK/over.cfg") || fail queues-over "xkvm create failed"
+res=$(wait_result "$D" net 120)
+BE=/local/domain/0/backend/vif/$D/0
+if [ "$res" = "xtest: net: PASS" ] && [ "$(xsr $BE/state)" = 5 ] &&
+   xsr $BE/error | grep -q "more queues than multi-queue-max-queues" &&
+   grep -q "netback: $D/0: multi-queue-num-queues: more queues" "$RUNDIR/xkvm-netback.log"; then
+  pass queues-over
+else
+  fail queues-over "guest said: $res; backend state $(xsr $BE/state), error '$(xsr $BE/error)'"
+  glog "$D" 4; nlog 4
+fi
+xk destroy "$D" >/dev/null 2>&1
+
 make_cfg "$WORK/rate.cfg" rate "test=net count=40 size=1400 echo_wait=3000" 32 1 "vif = [ 'bridge=xkbr0,rate=200Kb/s' ]"
 D=$(xk create "$WORK/rate.cfg") || fail rate "xkvm create failed"
 res=$(wait_result "$D" net 120)
