@@ -41,7 +41,7 @@ struct job {
     struct domcfg cfg;          /* JOB_BUILT */
     uint64_t store_gfn, console_gfn;
     uint32_t store_port, console_port;
-    bool backends_unlinked;     /* restore: backends name their frontend only later */
+    bool backend_state_later;   /* restore: vbd/vif backends get no state node here */
     char control_node[16];      /* JOB_CONTROL: control/NODE = value, answered on */
     char control_value[16];
     int reply_fd;               /* the client's connection */
@@ -211,15 +211,13 @@ static void write_disk(struct txn *x, const struct job *j, const struct domcfg_d
 
     /* The backend: dom0's, the guest may read it. */
     node(x, be, "", PERM_GUEST_READ, id);
-    /* Restore: empty until write_backend_links (blkback waits), in their usual place. */
-    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, j->backends_unlinked ? "" : fe);
-    snprintf(p, sizeof(p), "%s/frontend-id", be);
-    if (j->backends_unlinked)
-        put(x, p, "");
-    else
-        putf(x, p, "%u", id);
+    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, fe);
+    snprintf(p, sizeof(p), "%s/frontend-id", be);   putf(x, p, "%u", id);
     snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
-    snprintf(p, sizeof(p), "%s/state", be);         put(x, p, "1");
+    /* Restore: the state comes with the stream (or write_missing_backend_state). */
+    snprintf(p, sizeof(p), "%s/state", be);
+    if (!j->backend_state_later)
+        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/params", be);        put(x, p, dk->path);
     snprintf(p, sizeof(p), "%s/type", be);          put(x, p, "phy");
     snprintf(p, sizeof(p), "%s/format", be);        put(x, p, "raw");
@@ -259,15 +257,12 @@ static void write_vif(struct txn *x, const struct job *j, unsigned handle,
     snprintf(lx, sizeof(lx), "/libxl/%u/device/vif/%u", id, handle);
 
     node(x, be, "", PERM_GUEST_READ, id);
-    /* Restore: empty until write_backend_links (netback waits), as for vbds. */
-    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, j->backends_unlinked ? "" : fe);
-    snprintf(p, sizeof(p), "%s/frontend-id", be);
-    if (j->backends_unlinked)
-        put(x, p, "");
-    else
-        putf(x, p, "%u", id);
+    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, fe);
+    snprintf(p, sizeof(p), "%s/frontend-id", be);   putf(x, p, "%u", id);
     snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
-    snprintf(p, sizeof(p), "%s/state", be);         put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/state", be);         /* as for vbds */
+    if (!j->backend_state_later)
+        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/mac", be);           put(x, p, mac);
     snprintf(p, sizeof(p), "%s/bridge", be);        put(x, p, v->bridge);
     snprintf(p, sizeof(p), "%s/handle", be);        putf(x, p, "%u", handle);
@@ -397,28 +392,34 @@ static void write_layout(struct txn *x, const struct job *j, const char *uuid)
 }
 
 /*
- * The last step of a restore: each vbd backend learns its frontend, so blkback takes
- * the device up only once the imported state is in place (blkback waits for these).
+ * Restore, after the import: a vbd or vif backend whose state the stream did not carry
+ * (a stream of an older xkvm) starts at Initialising, as a new device. A device whose
+ * state came with the stream gets no write at all: its backend finds it as the source's
+ * left it and re-attaches (docs/migration.md, "Backends").
  */
-static void write_backend_links(struct txn *x, const struct job *j, const char *uuid)
+static void state_if_missing(struct txn *x, const char *be)
+{
+    char p[192];
+    snprintf(p, sizeof(p), "%s/state", be);
+    unsigned len;
+    char *v = xs_read(x->h, x->t, p, &len);
+    if (!v)
+        put(x, p, "1");
+    free(v);
+}
+
+static void write_missing_backend_state(struct txn *x, const struct job *j, const char *uuid)
 {
     (void)uuid;
+    char be[128];
     for (unsigned i = 0; i < j->cfg.nr_disks && i < DOMCFG_DISKS_MAX; i++) {
-        char be[128], p[192];
-        uint32_t devid = j->cfg.disks[i].devid;
-        snprintf(be, sizeof(be), "/local/domain/0/backend/vbd/%u/%" PRIu32, j->domid, devid);
-        snprintf(p, sizeof(p), "%s/frontend", be);
-        putf(x, p, "/local/domain/%u/device/vbd/%" PRIu32, j->domid, devid);
-        snprintf(p, sizeof(p), "%s/frontend-id", be);
-        putf(x, p, "%u", j->domid);
+        snprintf(be, sizeof(be), "/local/domain/0/backend/vbd/%u/%" PRIu32, j->domid,
+                 j->cfg.disks[i].devid);
+        state_if_missing(x, be);
     }
     for (unsigned i = 0; i < j->cfg.nr_vifs && i < DOMCFG_VIFS_MAX; i++) {
-        char be[128], p[192];
         snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%u/%u", j->domid, i);
-        snprintf(p, sizeof(p), "%s/frontend", be);
-        putf(x, p, "/local/domain/%u/device/vif/%u", j->domid, i);
-        snprintf(p, sizeof(p), "%s/frontend-id", be);
-        putf(x, p, "%u", j->domid);
+        state_if_missing(x, be);
     }
 }
 
@@ -890,8 +891,9 @@ static int import_state(const struct domain *d, const uint8_t *buf, size_t len, 
 /*
  * Restore: the destination's toolstack writes the layout from the local configuration
  * (d->cfg, whose host paths restore.c checked) and d's rings; then the guest's own
- * nodes come from the stream (xenstored applies them as the guest's writes); then the
- * backends are linked to their frontends and the domain is introduced.
+ * nodes and its backends' state come from the stream (xenstored applies them as the
+ * guest's writes); a backend left without a state (an older stream) gets Initialising;
+ * then the domain is introduced.
  */
 bool toolstack_xs_uuid(unsigned domid, char out[37])
 {
@@ -923,7 +925,7 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
         log_warn("d%u: xenstore worker still busy before the import", d->domid);
     pthread_mutex_unlock(&q_lock);
     forget_domain(h, d->domid);
-    struct job j = { .backends_unlinked = true };
+    struct job j = { .backend_state_later = true };
     job_for(&j, d);
     char *uuid = vm_uuids[d->domid];
     config_uuid(&d->cfg, uuid);
@@ -947,8 +949,8 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
                                                                    ? 0 : 7));
         rc = -EPERM;
     }
-    if (!rc && !run_txn(h, &j, uuid, write_backend_links)) {
-        snprintf(err, errlen, "linking the backends of d%u failed", d->domid);
+    if (!rc && !run_txn(h, &j, uuid, write_missing_backend_state)) {
+        snprintf(err, errlen, "writing the backend states of d%u failed", d->domid);
         rc = -EIO;
     }
     if (!rc && !xs_introduce_domain(h, d->domid, d->hvm_params[HVM_PARAM_STORE_PFN],

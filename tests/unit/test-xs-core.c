@@ -935,6 +935,7 @@ static void test_migrate_refusals(void)
         { "/local/domain/5/control/new", "may not write" },   /* parent is dom0's */
         { "/local/domain/5/newdir", "may not write" },
         { "/local/domain/0/backend/vbd/5/768/state", "not a number" },
+        { "/local/domain/0/backend/vif/5/0/hotplug-status", "not a number" },
         { "/local/domain/5/data/a//b", "not a valid path" },
     };
     for (size_t i = 0; i < sizeof(own_bad) / sizeof(*own_bad); i++) {
@@ -995,6 +996,36 @@ static void test_import_classify(void)
                                 sizeof(out)), XS_IMPORT_TOOLSTACK);
     CHECK_EQ(xs_import_classify("/local/domain/0/backend/console/5/0/state", 5, 9, out,
                                 sizeof(out)), XS_IMPORT_TOOLSTACK);
+    /* A vif backend's state and features (netback's), not its mac or bridge. */
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/1/state", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_BACKEND_STATE);
+    CHECK(!strcmp(out, "/local/domain/0/backend/vif/9/1/state"));
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/0/feature-rx-copy", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_BACKEND_STATE);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/0/hotplug-status", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_BACKEND_STATE);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/0/mac", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/0/sectors", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/5/768/feature-rx-copy", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vifx/5/0/state", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    static const struct { const char *path, *val; bool ok; } values[] = {
+        { "/local/domain/0/backend/vif/9/0/state", "4", true },
+        { "/local/domain/0/backend/vif/9/0/hotplug-status", "connected", true },
+        { "/local/domain/0/backend/vif/9/0/hotplug-status", "connectedx", false },
+        { "/local/domain/0/backend/vif/9/0/state", "connected", false },
+        { "/local/domain/0/backend/vbd/9/768/sectors", "2048", true },
+        { "/local/domain/0/backend/vbd/9/768/sectors", "-1", false },
+        { "/local/domain/0/backend/vbd/9/768/state", "", false },
+        { "/local/domain/0/backend/vbd/9/768/params", "1", false },
+        { "/local/domain/9/state", "1", false },
+    };
+    for (size_t i = 0; i < sizeof(values) / sizeof(*values); i++)
+        CHECK_EQ(xs_import_backend_value_ok(values[i].path, (const uint8_t *)values[i].val,
+                                            (uint32_t)strlen(values[i].val)), values[i].ok);
     CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/6/51712/state", 5, 9, out,
                                 sizeof(out)), XS_IMPORT_FOREIGN);
     CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/55", 5, 9, out, sizeof(out)),
