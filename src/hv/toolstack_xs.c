@@ -41,7 +41,7 @@ struct job {
     struct domcfg cfg;          /* JOB_BUILT */
     uint64_t store_gfn, console_gfn;
     uint32_t store_port, console_port;
-    bool backend_state_later;   /* restore: vbd/vif backends get no state node here */
+    bool state_from_stream;     /* restore: no vbd/vif state node here (both ends') */
     char control_node[16];      /* JOB_CONTROL: control/NODE = value, answered on */
     char control_value[16];
     int reply_fd;               /* the client's connection */
@@ -214,9 +214,9 @@ static void write_disk(struct txn *x, const struct job *j, const struct domcfg_d
     snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, fe);
     snprintf(p, sizeof(p), "%s/frontend-id", be);   putf(x, p, "%u", id);
     snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
-    /* Restore: the state comes with the stream (or write_missing_backend_state). */
+    /* Restore: both ends' states come with the stream (or write_missing_state). */
     snprintf(p, sizeof(p), "%s/state", be);
-    if (!j->backend_state_later)
+    if (!j->state_from_stream)
         put(x, p, "1");
     snprintf(p, sizeof(p), "%s/params", be);        put(x, p, dk->path);
     snprintf(p, sizeof(p), "%s/type", be);          put(x, p, "phy");
@@ -231,7 +231,9 @@ static void write_disk(struct txn *x, const struct job *j, const struct domcfg_d
     node(x, fe, "", PERM_FRONTEND, id);
     snprintf(p, sizeof(p), "%s/backend", fe);         put(x, p, be);
     snprintf(p, sizeof(p), "%s/backend-id", fe);      put(x, p, "0");
-    snprintf(p, sizeof(p), "%s/state", fe);           put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/state", fe);
+    if (!j->state_from_stream)
+        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/virtual-device", fe);  putf(x, p, "%" PRIu32, dk->devid);
     snprintf(p, sizeof(p), "%s/device-type", fe);     put(x, p, "disk");
 
@@ -261,7 +263,7 @@ static void write_vif(struct txn *x, const struct job *j, unsigned handle,
     snprintf(p, sizeof(p), "%s/frontend-id", be);   putf(x, p, "%u", id);
     snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/state", be);         /* as for vbds */
-    if (!j->backend_state_later)
+    if (!j->state_from_stream)
         put(x, p, "1");
     snprintf(p, sizeof(p), "%s/mac", be);           put(x, p, mac);
     snprintf(p, sizeof(p), "%s/bridge", be);        put(x, p, v->bridge);
@@ -276,7 +278,9 @@ static void write_vif(struct txn *x, const struct job *j, unsigned handle,
     node(x, fe, "", PERM_FRONTEND, id);
     snprintf(p, sizeof(p), "%s/backend", fe);       put(x, p, be);
     snprintf(p, sizeof(p), "%s/backend-id", fe);    put(x, p, "0");
-    snprintf(p, sizeof(p), "%s/state", fe);         put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/state", fe);
+    if (!j->state_from_stream)
+        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/handle", fe);        putf(x, p, "%u", handle);
     snprintf(p, sizeof(p), "%s/mac", fe);           put(x, p, mac);
     snprintf(p, sizeof(p), "%s/mtu", fe);           put(x, p, "1500");
@@ -392,15 +396,15 @@ static void write_layout(struct txn *x, const struct job *j, const char *uuid)
 }
 
 /*
- * Restore, after the import: a vbd or vif backend whose state the stream did not carry
- * (a stream of an older xkvm) starts at Initialising, as a new device. A device whose
- * state came with the stream gets no write at all: its backend finds it as the source's
+ * Restore, after the import: a vbd or vif end whose state the stream did not carry (a
+ * stream of an older xkvm) starts at Initialising, as a new device's. A device whose
+ * states came with the stream gets no write at all: its backend finds it as the source
  * left it and re-attaches (docs/migration.md, "Backends").
  */
-static void state_if_missing(struct txn *x, const char *be)
+static void state_if_missing(struct txn *x, const char *dir)
 {
     char p[192];
-    snprintf(p, sizeof(p), "%s/state", be);
+    snprintf(p, sizeof(p), "%s/state", dir);
     unsigned len;
     char *v = xs_read(x->h, x->t, p, &len);
     if (!v)
@@ -408,18 +412,22 @@ static void state_if_missing(struct txn *x, const char *be)
     free(v);
 }
 
-static void write_missing_backend_state(struct txn *x, const struct job *j, const char *uuid)
+static void write_missing_state(struct txn *x, const struct job *j, const char *uuid)
 {
     (void)uuid;
-    char be[128];
+    char dir[128];
     for (unsigned i = 0; i < j->cfg.nr_disks && i < DOMCFG_DISKS_MAX; i++) {
-        snprintf(be, sizeof(be), "/local/domain/0/backend/vbd/%u/%" PRIu32, j->domid,
-                 j->cfg.disks[i].devid);
-        state_if_missing(x, be);
+        uint32_t devid = j->cfg.disks[i].devid;
+        snprintf(dir, sizeof(dir), "/local/domain/%u/device/vbd/%" PRIu32, j->domid, devid);
+        state_if_missing(x, dir);
+        snprintf(dir, sizeof(dir), "/local/domain/0/backend/vbd/%u/%" PRIu32, j->domid, devid);
+        state_if_missing(x, dir);
     }
     for (unsigned i = 0; i < j->cfg.nr_vifs && i < DOMCFG_VIFS_MAX; i++) {
-        snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%u/%u", j->domid, i);
-        state_if_missing(x, be);
+        snprintf(dir, sizeof(dir), "/local/domain/%u/device/vif/%u", j->domid, i);
+        state_if_missing(x, dir);
+        snprintf(dir, sizeof(dir), "/local/domain/0/backend/vif/%u/%u", j->domid, i);
+        state_if_missing(x, dir);
     }
 }
 
@@ -892,7 +900,8 @@ static int import_state(const struct domain *d, const uint8_t *buf, size_t len, 
  * Restore: the destination's toolstack writes the layout from the local configuration
  * (d->cfg, whose host paths restore.c checked) and d's rings; then the guest's own
  * nodes and its backends' state come from the stream (xenstored applies them as the
- * guest's writes); a backend left without a state (an older stream) gets Initialising;
+ * guest's writes); a device end left without a state (an older stream) gets
+ * Initialising;
  * then the domain is introduced.
  */
 bool toolstack_xs_uuid(unsigned domid, char out[37])
@@ -925,7 +934,7 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
         log_warn("d%u: xenstore worker still busy before the import", d->domid);
     pthread_mutex_unlock(&q_lock);
     forget_domain(h, d->domid);
-    struct job j = { .backend_state_later = true };
+    struct job j = { .state_from_stream = true };
     job_for(&j, d);
     char *uuid = vm_uuids[d->domid];
     config_uuid(&d->cfg, uuid);
@@ -949,8 +958,8 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
                                                                    ? 0 : 7));
         rc = -EPERM;
     }
-    if (!rc && !run_txn(h, &j, uuid, write_missing_backend_state)) {
-        snprintf(err, errlen, "writing the backend states of d%u failed", d->domid);
+    if (!rc && !run_txn(h, &j, uuid, write_missing_state)) {
+        snprintf(err, errlen, "writing the device states of d%u failed", d->domid);
         rc = -EIO;
     }
     if (!rc && !xs_introduce_domain(h, d->domid, d->hvm_params[HVM_PARAM_STORE_PFN],
