@@ -265,7 +265,7 @@ else
   after=$(vif_tree "$D")
   [ "$before" = "$after" ] || { ok=0; echo "# the vif's xenstore nodes changed"; diff <(echo "$before") <(echo "$after") | head; }
   [ "$(rarp_count $LMAC)" -gt "$r0" ] || { ok=0; echo "# no announce after the restart"; }
-  unwritten "$H1" "$D" "control print: kill9-d$D" || { ok=0; echo "# the restarted netback wrote the above"; }
+  unwritten "$H1" "$D" "control print: kill9-d$D\$" || { ok=0; echo "# the restarted netback wrote the above"; }
   if [ $ok = 1 ]; then
     pass kill9; echo "# kill9: $(lost_on "$H1" "$D") frames lost so far (netback killed twice)"
   else
