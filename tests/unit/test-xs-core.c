@@ -768,6 +768,11 @@ static void dest_layout(struct xs *x, uint32_t domid)
     layout_node(d0, "/local/domain/0/backend/vbd/%u/768/params", domid, "/images/local.img",
                 0, domid);
     layout_node(d0, "/local/domain/0/backend/vbd/%u/768/state", domid, "1", 0, domid);
+    /* A vif as a restore's layout has it: no state node on either end (the stream's). */
+    layout_node(d0, "/local/domain/%u/device/vif/0", domid, "", domid, 0);
+    layout_node(d0, "/local/domain/0/backend/vif/%u/0", domid, "", 0, domid);
+    layout_node(d0, "/local/domain/0/backend/vif/%u/0/mac", domid, "00:16:3e:00:00:07", 0,
+                domid);
     xs_conn_free(d0);
 }
 
@@ -812,6 +817,12 @@ static void test_migrate(void)
     W(c, "/local/domain/0/backend/vbd/5/768/params", "/images/source.img");
     W(c, "/local/domain/0/backend/vbd/5/768/state", "4");
     W(c, "/local/domain/0/backend/vbd/5/768/sectors", "2048");
+    W(c, "/local/domain/5/device/vif/0/state", "4");
+    W(c, "/local/domain/5/device/vif/0/tx-ring-ref", "8");
+    W(c, "/local/domain/0/backend/vif/5/0/state", "4");
+    W(c, "/local/domain/0/backend/vif/5/0/feature-rx-copy", "1");
+    W(c, "/local/domain/0/backend/vif/5/0/hotplug-status", "connected");
+    W(c, "/local/domain/0/backend/vif/5/0/mac", "00:16:3e:00:00:05");
     W(c, "/libxl/5/type", "pvh");
     rq(g, XS_WATCH, 0, "device", "tok", 4);
     rq(g, XS_WATCH, 0, NULL, "/local/domain/5/name\0t2\0" "0\0", 26);
@@ -836,6 +847,17 @@ static void test_migrate(void)
                   "/images/local.img"));
     CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vbd/7/768/state"), "4"));
     CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vbd/7/768/sectors"), "2048"));
+    /* A vif's ends get their state and the backend its features; the mac stays local. */
+    CHECK(!strcmp(val_of(&other, "/local/domain/7/device/vif/0/state"), "4"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/7/device/vif/0/tx-ring-ref"), "8"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vif/7/0/state"), "4"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vif/7/0/feature-rx-copy"), "1"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vif/7/0/hotplug-status"),
+                  "connected"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vif/7/0/mac"),
+                  "00:16:3e:00:00:07"));
+    n = xs_tree_get(other.tree, "/local/domain/0/backend/vif/7/0/state");
+    CHECK(n && n->perms[0].domid == 0);     /* dom0's, as the directory it is in */
     CHECK(!xs_tree_get(other.tree, "/local/domain/5"));
     CHECK(!xs_tree_get(other.tree, "/local/domain/0/backend/vbd/5"));
     CHECK(!xs_tree_get(other.tree, "/libxl"));
