@@ -152,10 +152,14 @@ PID=$(cat "$H/xkvmd.pid")
 [ -n "$BASELINE" ] && echo "$BASELINE" | grep -q " port " && echo "$BASELINE" | grep -q " xs " \
   && pass baseline || fail baseline "no ports or nodes: $BASELINE"
 
-# one_update LABEL [xkvm live-update options]: one update that must carry everything over.
+# one_update LABEL [xkvm live-update options]: one update that must carry everything
+# over, writing no node of the domains' devices (xenstored's request log).
+NUPD=0
 one_update() {
   local label=$1; shift
-  local out
+  local out d w
+  NUPD=$((NUPD + 1))
+  xs_log_mark "$H" "live-update-$NUPD" || { echo "# cannot mark xenstored's log"; return 1; }
   if ! out=$(xk live-update --verify-memory "$@" 2>&1); then
     echo "$out" | sed 's/^/#   /'; return 1
   fi
@@ -169,6 +173,10 @@ one_update() {
   all_counting "${SKIP_COUNT:-}" || return 1
   settled "$BASELINE" || { echo "# ports or xenstore nodes changed (above)"; return 1; }
   no_anomaly || { echo "# a soak reported an anomaly"; return 1; }
+  for d in "${DOMS[@]}"; do
+    w=$(device_writes "$H" "$d" "control print: live-update-$NUPD\$")
+    [ -z "$w" ] || { echo "$w" | head -4 | sed 's/^/#   written: /'; return 1; }
+  done
 }
 
 # ---- N updates in a row ----

@@ -22,10 +22,14 @@
 #                 frames all go, and netback held some back (its rate waits > 0)
 #   kill9         kill -9 of xkvm-netback while the guest loops: xkvmd restarts it, it
 #                 re-attaches (its log says so), the guest's rounds go on, the
-#                 xenstore tree is unchanged, the MAC is announced again
+#                 xenstore tree is unchanged and no node of it was written (xenstored's
+#                 request log), the MAC is announced again
 #   migrate-N     3 live migrations there and back while the guest loops: the rounds
-#                 go on on the destination, its netback announces the MAC
-#   live-update-N 3 live updates while the guest loops (TAP device and netback untouched)
+#                 go on on the destination, its netback announces the MAC, the vif's
+#                 nodes are the source's and none was written on the destination after
+#                 xenstored imported the domain (netback re-attached to Connected rings)
+#   live-update-N 3 live updates while the guest loops (TAP device and netback
+#                 untouched, no node of the vif written)
 #   loop-end      the looping guest (2 vCPUs, 2 queues throughout) stops on
 #                 data/net-stop and passes, with echoes on both queues; losses reported
 #   hostile       a guest breaking its tx ring (test=net hostile=1): netback halts that
@@ -79,6 +83,15 @@ H2=$RUNDIR
 on() { RUNDIR=$1; export XENSTORED_PATH=$1/xenstored/socket; }
 on "$H1"
 for _ in $(seq 100); do [ -S "$XENSTORED_PATH" ] && break; sleep 0.1; done
+# Both xenstoreds log every request: who writes a vif's nodes, and when (device_writes).
+xs_log_on "$H1" && xs_log_on "$H2" || fail layout "cannot turn xenstored's request log on"
+# unwritten HOST D MARK_ERE: no node of D's devices written on HOST since MARK_ERE.
+unwritten() {
+  local w; w=$(device_writes "$1" "$2" "$3")
+  [ -z "$w" ] && return 0
+  echo "$w" | head -6 | sed 's/^/#   written: /'
+  return 1
+}
 xsr() { xenstore-read "$@" 2>/dev/null; }
 nlog() { tail -n "${1:-8}" "$RUNDIR/xkvm-netback.log" 2>/dev/null | sed 's/^/#   netback: /'; }
 glog() { tail -n "${2:-8}" "$(console_log "$1")" 2>/dev/null | sed 's/^/#   guest: /'; }
@@ -226,7 +239,7 @@ rounds_go_on() {
 lost_on() {
   strip_dmesg 2>/dev/null < "$1/dmesg-$2.log" | awk '/xtest: net: round/ { l += $10 } END { print l + 0 }'
 }
-vif_tree() { { xenstore-ls -f "/local/domain/0/backend/vif/$1"; xenstore-ls -f "/local/domain/$1/device/vif"; } 2>&1; }
+vif_tree() { { xenstore-ls -f "/local/domain/0/backend/vif/$1"; xenstore-ls -f "/local/domain/$1/device/vif"; } 2>&1 | LC_ALL=C sort; }
 
 LMAC=00:16:3e:4e:42:02
 LOOP_VCPUS=1; [ "$MAXQ" -ge 2 ] && LOOP_VCPUS=2
@@ -238,6 +251,7 @@ if ! rounds_go_on "$H1" "$D"; then
   fail kill9 "the looping guest does not get going"; glog "$D" 10; nlog 10
 else
   before=$(vif_tree "$D"); pid0=$(netback_pid "$H1"); r0=$(rarp_count $LMAC); ok=1
+  xs_log_mark "$H1" "kill9-d$D"
   for k in 1 2; do
     pid=$(netback_pid "$H1")
     kill -9 "$pid"
@@ -251,6 +265,7 @@ else
   after=$(vif_tree "$D")
   [ "$before" = "$after" ] || { ok=0; echo "# the vif's xenstore nodes changed"; diff <(echo "$before") <(echo "$after") | head; }
   [ "$(rarp_count $LMAC)" -gt "$r0" ] || { ok=0; echo "# no announce after the restart"; }
+  unwritten "$H1" "$D" "control print: kill9-d$D\$" || { ok=0; echo "# the restarted netback wrote the above"; }
   if [ $ok = 1 ]; then
     pass kill9; echo "# kill9: $(lost_on "$H1" "$D") frames lost so far (netback killed twice)"
   else
@@ -262,6 +277,7 @@ fi
 # netback: the source's TAP device goes with the source domain, the destination's
 # appears and joins xkbr0), then three live updates where it ends.
 SRC=$H1; DST=$H2; DPORT=$P2
+tree0=$(vif_tree "$D")
 for i in 1 2 3; do
   r0=$(rarp_count $LMAC)
   on "$SRC"
@@ -272,6 +288,9 @@ for i in 1 2 3; do
   on "$DST"
   going=0; rounds_go_on "$DST" "$D" && rounds_go_on "$DST" "$D" && going=1
   for _ in $(seq 30); do [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ] && break; sleep 0.1; done
+  tree=$(vif_tree "$D")
+  [ "$tree" = "$tree0" ] || { going=0; echo "# the vif's nodes differ on the destination:"; diff <(echo "$tree0") <(echo "$tree") | head -6; }
+  unwritten "$DST" "$D" "CONTROL tx 0 \"import $D " || { going=0; echo "# written on the destination after the import (above)"; }
   if [ $going = 1 ] && [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ]; then
     pass "migrate-$i"
     echo "# migration $i: $(( $(lost_on "$SRC" "$D") - lost_src0 + $(lost_on "$DST" "$D") )) frames lost in the rounds around the move"
@@ -287,10 +306,12 @@ on "$HERE"
 lu_lost0=$(lost_on "$HERE" "$D")
 for i in 1 2 3; do
   pid=$(netback_pid "$HERE")
+  xs_log_mark "$HERE" "live-update-$i-d$D"
   if ! out=$(xk live-update 2>&1); then
     fail "live-update-$i" "$(echo "$out" | tail -2 | tr '\n' ' ')"; continue
   fi
-  if rounds_go_on "$HERE" "$D" && rounds_go_on "$HERE" "$D" && [ "$(netback_pid "$HERE")" = "$pid" ]; then
+  if rounds_go_on "$HERE" "$D" && rounds_go_on "$HERE" "$D" && [ "$(netback_pid "$HERE")" = "$pid" ] &&
+     [ "$(vif_tree "$D")" = "$tree0" ] && unwritten "$HERE" "$D" "control print: live-update-$i-d$D"; then
     pass "live-update-$i"
   else
     fail "live-update-$i" "rounds $(last_round "$HERE" "$D"), netback pid $(netback_pid "$HERE") (was $pid)"
