@@ -26,8 +26,23 @@ static struct xenbus_be_dev *nb_alloc(void)
 }
 
 /*
+ * The queues offered: one per online CPU (at most NB_MAX_QUEUES), as Linux's netback;
+ * $XKVM_NETBACK_MAX_QUEUES (1..NB_MAX_QUEUES) sets it instead, as Linux's
+ * xen_netback.max_queues module parameter does.
+ */
+static unsigned offered_queues(void)
+{
+    const char *env = getenv("XKVM_NETBACK_MAX_QUEUES");
+    char *end;
+    long n = env ? strtol(env, &end, 10) : 0;
+    if (env && *env && !*end && n >= 1 && n <= (long)NB_MAX_QUEUES)
+        return (unsigned)n;
+    return nb_max_queues(sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/*
  * What the vif offers (Linux's netback_probe and connect): written at probe and again
- * with Connected, same values. Up to one queue per online CPU (at most NB_MAX_QUEUES),
+ * with Connected, same values. offered_queues() queues,
  * no ctrl ring, no multicast control. hotplug-status is what libxl's vif-bridge
  * script would write.
  */
@@ -42,7 +57,7 @@ static bool nb_write_features(struct xenbus_be *b, struct xenbus_be_dev *d,
            xenbus_be_write(b, t, d->be, "feature-rx-flip", "0") &&
            xenbus_be_write(b, t, d->be, "feature-split-event-channels", "1") &&
            xenbus_be_write(b, t, d->be, "multi-queue-max-queues", "%u",
-                           nb_max_queues(sysconf(_SC_NPROCESSORS_ONLN))) &&
+                           offered_queues()) &&
            xenbus_be_write(b, t, d->be, "hotplug-status", "connected");
 }
 
@@ -65,8 +80,7 @@ static int read_ring_params(struct xenbus_be *b, struct xenbus_be_dev *d,
                             struct nb_ring_params *rp, const char **why)
 {
     struct fe_reader r = { b, d };
-    int rc = nb_params_read(fe_read_uint, &r, nb_max_queues(sysconf(_SC_NPROCESSORS_ONLN)),
-                            rp, why);
+    int rc = nb_params_read(fe_read_uint, &r, offered_queues(), rp, why);
     if (rc)
         return rc;
     /* The toolstack's rate= (Linux's xen_net_read_rate): "BYTES,USECS"; bad is none. */
