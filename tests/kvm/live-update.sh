@@ -14,7 +14,9 @@
 #                       --verify-memory (every guest frame hashed while paused, before
 #                       and after: identical): same xkvmd pid, every domid, port and
 #                       xenstore node unchanged, dom0 services never restarted, every
-#                       soak counting rounds again, every p2m passing its audit
+#                       soak counting rounds again, every p2m passing its audit, a soak
+#                       printing its round line again (its largest clock-read gap across
+#                       the update is printed beside xkvmd's downtime: the guest's view)
 #   keeps-paused        a domain paused by the toolstack comes out paused
 #   rollback-PHASE      the new binary fails at PHASE (startup, bad-image, pass0, crash,
 #                       pass1, pass2, before-unpause): the old one restores the domains,
@@ -155,14 +157,37 @@ PID=$(cat "$H/xkvmd.pid")
 [ -n "$BASELINE" ] && echo "$BASELINE" | grep -q " port " && echo "$BASELINE" | grep -q " xs " \
   && pass baseline || fail baseline "no ports or nodes: $BASELINE"
 
+# guest_gap DOMID FROM TO: the pause as the soak guest saw it, beside xkvmd's downtime:
+# the largest gap between two of its clock reads in the round lines it printed after
+# console line FROM (before the update) up to the first one after line TO (after it).
+# Each line gives the largest gap since the line before (they come every 50 rounds), so
+# the gap that covers the update is among them. 1 if no line comes after TO (the guest
+# stopped reading its clock).
+guest_gap() {
+  local log gaps=
+  log=$(console_log "$1")
+  for _ in $(seq 600); do
+    tail -n +"$(($3 + 1))" "$log" | strip_dmesg | grep -q "^xtest: soak: round [0-9]* ok" &&
+      gaps=$(tail -n +"$(($2 + 1))" "$log" | strip_dmesg |
+             sed -n 's/^xtest: soak: round [0-9]* ok (.*since the last line \([0-9]*\) us.*/\1/p') &&
+      break
+    sleep 0.1
+  done
+  [ -n "$gaps" ] || { echo "# d$1: no soak round line after the update"; return 1; }
+  echo "#   the guest's view (d$1): largest gap between two of its clock reads across the update $(echo "$gaps" | sort -n | tail -1 | awk '{printf "%.2f", $1/1000}') ms"
+}
+
 # one_update LABEL [xkvm live-update options]: one update that must carry everything over.
 one_update() {
   local label=$1; shift
-  local out
+  local out d0 from
+  for d0 in "${DOMS[@]}"; do case " ${SKIP_COUNT:-} " in *" $d0 "*) ;; *) break ;; esac; done
+  from=$(wc -l < "$(console_log "$d0")")
   if ! out=$(xk live-update --verify-memory "$@" 2>&1); then
     echo "$out" | sed 's/^/#   /'; return 1
   fi
   echo "# $label: $(echo "$out" | tail -1 | sed 's/^ *//')"
+  guest_gap "$d0" "$from" "$(wc -l < "$(console_log "$d0")")" || return 1
   echo "$out" | grep -q "carried over" || { echo "# not carried over: $out"; return 1; }
   echo "$out" | grep -q -- "-> ${LU_TO:-$maj.$min}:" || { echo "# not to version ${LU_TO:-$maj.$min}: $out"; return 1; }
   [ "$(cat "$H/xkvmd.pid")" = "$PID" ] || { echo "# xkvmd pid changed"; return 1; }
