@@ -179,24 +179,19 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
     return rc;
 }
 
-/* Write n consecutive pages of data to machine frames mfn.. (one syscall, no faults). */
-static int write_frames(uint64_t mfn, const uint8_t *data, uint64_t n)
+/*
+ * Where the next data page goes: the frame's bytes in xkvmd's mapping of machine
+ * memory, appended to iov (merged with the previous entry when the frames follow).
+ */
+static void add_frame(struct iovec *iov, int *n, uint64_t mfn)
 {
-    size_t len = (size_t)(n << XKVM_PAGE_SHIFT);
-    off_t off = (off_t)(mfn << XKVM_PAGE_SHIFT);
-    while (len) {
-        ssize_t w = pwrite(host_mm()->fd, data, len, off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -EIO;
-        data += w;
-        len -= (size_t)w;
-        off += w;
+    uint8_t *dst = (uint8_t *)host_mm()->base + (mfn << XKVM_PAGE_SHIFT);
+    if (*n && (uint8_t *)iov[*n - 1].iov_base + iov[*n - 1].iov_len == dst) {
+        iov[*n - 1].iov_len += XKVM_PAGE_SIZE;
+        return;
     }
-    return 0;
+    iov[(*n)++] = (struct iovec){ .iov_base = dst, .iov_len = XKVM_PAGE_SIZE };
 }
-
 /*
  * A page where the domain has a hole: a toolstack page (xenstore or console ring) or
  * ACPI, or RAM the guest populated (ballooned in) after its memory was laid out, up to
@@ -218,15 +213,32 @@ static int place_new_page(struct receiver *r, uint64_t gfn, bool special, uint64
     return 0;
 }
 
-static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
+/* A removed page (XTAB, BROKEN): the domain gives up its frame there, if it has one. */
+static int drop_page(struct receiver *r, uint64_t gfn, uint64_t mfn)
+{
+    if (mfn == INVALID_MFN)
+        return 0;
+    bool ram = mm_frame_type(host_mm(), mfn) == FRAME_RAM;
+    if (physmap_place(r->d, gfn, INVALID_MFN, INVALID_GFN))
+        return fail(r, -EIO, "removing page %#llx", (unsigned long long)gfn);
+    r->ram_held -= ram && r->ram_held;
+    return 0;
+}
+
+/*
+ * PAGE_DATA, one copy: every entry is checked and given its frame first (a page the
+ * domain may not have is refused before any byte of the record lands), then the page
+ * contents are read from the stream straight into those frames.
+ */
+static int on_pages(struct receiver *r, struct xkvm_stream_reader *rd,
+                    const struct xkvm_stream_record *rec)
 {
     int rc;
     struct domain *d = r->d;
     struct xkvm_stream_page_iter it;
     struct xkvm_stream_page pg;
-    /* A run of data pages going to consecutive frames, written at once. */
-    uint64_t run_mfn = 0, run_n = 0;
-    const uint8_t *run_data = NULL;
+    struct iovec iov[XKVM_STREAM_BATCH_MAX];
+    int niov = 0;
     xkvm_stream_page_iter_init(&it, rec);
     while (xkvm_stream_page_next(&it, &pg)) {
         if (pg.pfn >= d->p2m.nr_gfns)
@@ -235,12 +247,8 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
         uint64_t mfn = p2m_lookup(&d->p2m, pg.pfn);
         bool special = guest_gfn_is_special(pg.pfn);
         if (pg.type == XKVM_STREAM_PAGE_XTAB || pg.type == XKVM_STREAM_PAGE_BROKEN) {
-            if (mfn == INVALID_MFN)
-                continue;
-            bool ram = mm_frame_type(host_mm(), mfn) == FRAME_RAM;
-            if (physmap_place(d, pg.pfn, INVALID_MFN, INVALID_GFN))
-                return fail(r, -EIO, "removing page %#llx", (unsigned long long)pg.pfn);
-            r->ram_held -= ram && r->ram_held;
+            if ((rc = drop_page(r, pg.pfn, mfn)))
+                return rc;
             continue;
         }
         if (mfn == INVALID_MFN && (rc = place_new_page(r, pg.pfn, special, &mfn)))
@@ -249,21 +257,11 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
          * XALLOC: a zero page. Frames come zeroed and the sender never sends XALLOC
          * for a page it sent with data before, so there is nothing to write.
          */
-        if (!pg.data)
-            continue;
-        if (run_n && mfn == run_mfn + run_n && (const uint8_t *)pg.data == run_data +
-            (run_n << XKVM_PAGE_SHIFT)) {
-            run_n++;
-            continue;
-        }
-        if (run_n && write_frames(run_mfn, run_data, run_n))
-            return fail(r, -EIO, "writing guest memory: %s", strerror(errno));
-        run_mfn = mfn;
-        run_data = pg.data;
-        run_n = 1;
+        if (pg.type == XKVM_STREAM_PAGE_NORMAL)
+            add_frame(iov, &niov, mfn);
     }
-    if (run_n && write_frames(run_mfn, run_data, run_n))
-        return fail(r, -EIO, "writing guest memory: %s", strerror(errno));
+    if (niov && xkvm_stream_read_pages(rd, iov, niov))
+        return fail(r, -EIO, "stream: %s", rd->err.msg);
     return 0;
 }
 
@@ -327,6 +325,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     struct xkvm_stream_io io = transport_stream_io(t);
     if (xkvm_stream_reader_init_io(&rd, &io, &lim))
         return fail(&r, -ENOMEM, "out of memory");
+    xkvm_stream_reader_defer_pages(&rd, true);     /* one copy: on_pages */
     struct xkvm_stream_record rec;
     int n;
     bool ended = false;
@@ -350,7 +349,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
             break;
         case XKVM_STREAM_REC_PAGE_DATA:
             fault_point("recv-pages");
-            rc = on_pages(&r, &rec);
+            rc = on_pages(&r, &rd, &rec);
             break;
         case XKVM_STREAM_REC_HVM_CONTEXT:
             rc = keep(&r.hvm_ctx, &r.hvm_len, &rec);
