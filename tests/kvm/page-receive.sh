@@ -16,7 +16,7 @@ source "$(dirname "$0")/lib.sh"
 require_kvm
 
 host_start h1 --disk-root "$WORK" || { fail start "xkvmd did not start"; exit 1; }
-make_cfg "$WORK/soak.cfg" soak "test=soak mb=8 cpus=1" 64 1
+make_cfg "$WORK/soak.cfg" soak "test=soak mb=4 cpus=1" 64 1
 D=$(xk create "$WORK/soak.cfg") || { fail create "xkvm create failed"; exit 1; }
 wait_line "$D" "xtest: soak: round 1 ok" 60 >/dev/null || { fail boot "no first round"; exit 1; }
 sleep 0.5
