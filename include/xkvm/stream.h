@@ -245,6 +245,14 @@ void xkvm_stream_reader_defer_pages(struct xkvm_stream_reader *r, bool on);
  * 4096, at most what is pending). 0, or -1 with r->err (TRUNCATED, IO; sticky).
  */
 int xkvm_stream_read_pages(struct xkvm_stream_reader *r, const struct iovec *iov, int iovcnt);
+/*
+ * The same for a caller that moves the bytes itself (restore.c: splice(2) from the
+ * socket into the memfd): move(ctx, n) moves up to n bytes of the stream to where
+ * they go and returns how many, 0 at the end of the stream, -1 with errno. An fd
+ * reader whose io reads the descriptor itself only (no buffering, no TLS). 0 or -1.
+ */
+int xkvm_stream_read_pages_by(struct xkvm_stream_reader *r, size_t len,
+                              ssize_t (*move)(void *ctx, size_t len), void *ctx);
 
 /*
  * Read and check the image and domain headers (done by the first next() if not

@@ -9,10 +9,12 @@
 #include "migrate/migrate.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <json-c/json.h>
@@ -56,6 +58,8 @@ struct receiver {
     size_t hvm_len, dom_len, xs_len;
     char uuid[37];              /* the source's /vm name for the guest, or "" */
     uint64_t ram_held;          /* RAM frames the domain holds: at most its maximum */
+    /* A plain transport's pages go socket -> pipe -> memfd (splice_pages); else -1. */
+    int pipe_rd, pipe_wr, splice_from;
 };
 
 /* Where a stream's host paths may lie (xkvmd --disk-root, --kernel-root). */
@@ -213,6 +217,70 @@ static int place_new_page(struct receiver *r, uint64_t gfn, bool special, uint64
     return 0;
 }
 
+/*
+ * Plain transports: page contents move from the socket (or file) into the memfd with
+ * splice(2), socket -> pipe -> frames: the pipe takes the socket's buffers without a
+ * copy, the memfd copies them into its pages without faulting them in or zeroing
+ * them first (bench-page-recv: the fastest way on hosts measured, docs/performance.md).
+ */
+struct splice_run {
+    const struct receiver *r;
+    loff_t off;                 /* in the memfd */
+};
+
+static ssize_t splice_move(void *arg, size_t len)
+{
+    struct splice_run *s = arg;
+    ssize_t n = splice(s->r->splice_from, NULL, s->r->pipe_wr, NULL, len, SPLICE_F_MOVE);
+    if (n <= 0)
+        return n;
+    for (ssize_t out = 0; out < n;) {
+        ssize_t m = splice(s->r->pipe_rd, NULL, host_mm()->fd, &s->off, (size_t)(n - out),
+                           SPLICE_F_MOVE);
+        if (m < 0 && errno == EINTR)
+            continue;
+        if (m <= 0) {
+            if (m == 0)
+                errno = EIO;
+            return -1;
+        }
+        out += m;
+    }
+    return n;
+}
+
+/* The page contents of a record into the frames iov names (host_mm()'s mapping). */
+static int receive_pages(struct receiver *r, struct xkvm_stream_reader *rd,
+                         const struct iovec *iov, int niov)
+{
+    if (r->splice_from < 0)
+        return xkvm_stream_read_pages(rd, iov, niov);
+    for (int i = 0; i < niov; i++) {
+        struct splice_run s = {
+            .r = r, .off = (loff_t)((uint8_t *)iov[i].iov_base - (uint8_t *)host_mm()->base),
+        };
+        if (xkvm_stream_read_pages_by(rd, iov[i].iov_len, splice_move, &s))
+            return -1;
+    }
+    return 0;
+}
+
+/* Splice when the transport's bytes are its descriptor's and the descriptor can. */
+static void splice_setup(struct receiver *r, const struct transport *t)
+{
+    struct stat st;
+    int p[2];
+    r->pipe_rd = r->pipe_wr = r->splice_from = -1;
+    if (!t->raw || fstat(t->fd, &st) ||
+        !(S_ISSOCK(st.st_mode) || S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode)) ||
+        pipe2(p, O_CLOEXEC))
+        return;
+    fcntl(p[1], F_SETPIPE_SZ, 1 << 20);     /* fewer round trips; the default does too */
+    r->pipe_rd = p[0];
+    r->pipe_wr = p[1];
+    r->splice_from = t->fd;
+}
+
 /* A removed page (XTAB, BROKEN): the domain gives up its frame there, if it has one. */
 static int drop_page(struct receiver *r, uint64_t gfn, uint64_t mfn)
 {
@@ -260,7 +328,7 @@ static int on_pages(struct receiver *r, struct xkvm_stream_reader *rd,
         if (pg.type == XKVM_STREAM_PAGE_NORMAL)
             add_frame(iov, &niov, mfn);
     }
-    if (niov && xkvm_stream_read_pages(rd, iov, niov))
+    if (niov && receive_pages(r, rd, iov, niov))
         return fail(r, -EIO, "stream: %s", rd->err.msg);
     return 0;
 }
@@ -326,6 +394,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     if (xkvm_stream_reader_init_io(&rd, &io, &lim))
         return fail(&r, -ENOMEM, "out of memory");
     xkvm_stream_reader_defer_pages(&rd, true);     /* one copy: on_pages */
+    splice_setup(&r, t);
     struct xkvm_stream_record rec;
     int n;
     bool ended = false;
@@ -380,6 +449,10 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     if (!rc && !ended)
         rc = fail(&r, -EINVAL, "stream: %s", rd.err.msg);
     xkvm_stream_reader_release(&rd);
+    if (r.pipe_rd >= 0) {
+        close(r.pipe_rd);
+        close(r.pipe_wr);
+    }
     free(r.hvm_ctx);
     free(r.dom_ctx);
     free(r.xs_state);

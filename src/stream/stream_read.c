@@ -188,6 +188,17 @@ static int read_into(struct xkvm_stream_reader *r, uint8_t *dst, size_t len)
     return 0;
 }
 
+/* len page bytes may be taken now: a multiple of the page size, no more than pending. */
+static int pages_wanted(struct xkvm_stream_reader *r, uint64_t len)
+{
+    if (len % XKVM_STREAM_PAGE_SIZE == 0 && len <= r->pages_left)
+        return 0;
+    stream_fail(&r->err, r->pos, true, XKVM_STREAM_REC_PAGE_DATA, XKVM_STREAM_ERR_ARG,
+                "asked for %llu page bytes, %llu pending", (unsigned long long)len,
+                (unsigned long long)r->pages_left);
+    return -1;
+}
+
 int xkvm_stream_read_pages(struct xkvm_stream_reader *r, const struct iovec *iov, int iovcnt)
 {
     if (r->failed)
@@ -195,16 +206,48 @@ int xkvm_stream_read_pages(struct xkvm_stream_reader *r, const struct iovec *iov
     uint64_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    if (total % XKVM_STREAM_PAGE_SIZE || total > r->pages_left) {
-        stream_fail(&r->err, r->pos, true, XKVM_STREAM_REC_PAGE_DATA, XKVM_STREAM_ERR_ARG,
-                    "asked for %llu page bytes, %llu pending", (unsigned long long)total,
-                    (unsigned long long)r->pages_left);
+    if (pages_wanted(r, total) < 0)
         return rfail(r);
-    }
     for (int i = 0; i < iovcnt; i++) {
         if (read_into(r, iov[i].iov_base, iov[i].iov_len) < 0)
             return rfail(r);
         r->pages_left -= iov[i].iov_len;
+    }
+    return 0;
+}
+
+int xkvm_stream_read_pages_by(struct xkvm_stream_reader *r, size_t len,
+                              ssize_t (*move)(void *ctx, size_t len), void *ctx)
+{
+    if (r->failed)
+        return -1;
+    if (r->fd < 0) {
+        stream_fail(&r->err, r->pos, true, XKVM_STREAM_REC_PAGE_DATA, XKVM_STREAM_ERR_ARG,
+                    "a buffer reader's pages cannot be moved by the caller");
+        return rfail(r);
+    }
+    if (pages_wanted(r, len) < 0)
+        return rfail(r);
+    for (size_t done = 0; done < len;) {
+        ssize_t n = move(ctx, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r->err.sys_errno = errno;
+            stream_fail(&r->err, r->pos, false, 0, XKVM_STREAM_ERR_IO,
+                        "read failed inside page contents: %s", strerror(errno));
+            return rfail(r);
+        }
+        if (n == 0 || (size_t)n > len - done) {
+            stream_fail(&r->err, r->pos, true, XKVM_STREAM_REC_PAGE_DATA,
+                        XKVM_STREAM_ERR_TRUNCATED,
+                        "stream ends inside page contents (%llu bytes missing)",
+                        (unsigned long long)(r->pages_left));
+            return rfail(r);
+        }
+        done += (size_t)n;
+        r->pos += (uint64_t)n;
+        r->pages_left -= (uint64_t)n;
     }
     return 0;
 }

@@ -377,6 +377,21 @@ static void test_roundtrip_page_refs(void)
  * read before the next record, or asked for beyond the record, are refused; a stream
  * cut inside the page contents is TRUNCATED.
  */
+/* A mover for xkvm_stream_read_pages_by: read(2) from the fd into got, in order. */
+struct mover {
+    int fd;
+    uint8_t *at;
+};
+
+static ssize_t move_read(void *arg, size_t len)
+{
+    struct mover *m = arg;
+    ssize_t n = read(m->fd, m->at, len > 5000 ? 5000 : len);   /* short moves too */
+    if (n > 0)
+        m->at += n;
+    return n;
+}
+
 static void test_deferred_pages(void)
 {
     static uint8_t pages[5][4096], got[5][4096];
@@ -395,11 +410,12 @@ static void test_deferred_pages(void)
     xkvm_stream_writer_release(&w);
     REQUIRE(buf);
     struct xkvm_stream_limits lim = { .max_pfn = 64 };
-    for (int mode = 0; mode < 4; mode++) {
+    for (int mode = 0; mode < 6; mode++) {
         /* 0: all read (two iovecs), 1: next() with pages unread, 2: too many asked,
-         * 3: the stream cut 100 bytes into the page contents */
+         * 3: the stream cut 100 bytes into the page contents; 4, 5: 0 and 3 with the
+         * caller moving the bytes (read_pages_by) */
         int fd = memfd_create("stream", 0);
-        size_t n = mode == 3 ? len - 5 * 4096 + 100 : len;
+        size_t n = mode == 3 || mode == 5 ? len - 5 * 4096 + 100 : len;
         REQUIRE(fd >= 0 && write(fd, buf, n) == (ssize_t)n && lseek(fd, 0, SEEK_SET) == 0);
         struct xkvm_stream_reader r;
         struct xkvm_stream_record rec;
@@ -431,6 +447,15 @@ static void test_deferred_pages(void)
         } else if (mode == 1) {
             CHECK(xkvm_stream_read_pages(&r, iov, 1) == 0);
             CHECK(xkvm_stream_next(&r, &rec) == -1 && r.err.code == XKVM_STREAM_ERR_ARG);
+        } else if (mode >= 4) {
+            struct mover m = { .fd = fd, .at = got[0] };
+            rc = xkvm_stream_read_pages_by(&r, 5 * 4096, move_read, &m);
+            if (mode == 4) {
+                CHECK_MSG(rc == 0 && !memcmp(got, pages, sizeof(got)), "%s", r.err.msg);
+                CHECK(xkvm_stream_next(&r, &rec) == -1 && r.err.offset == len);
+            } else {
+                CHECK_MSG(rc == -1 && r.err.code == XKVM_STREAM_ERR_TRUNCATED, "%s", r.err.msg);
+            }
         } else if (mode == 2) {
             struct iovec big = { got[0], 5 * 4096 + 4096 };
             CHECK(xkvm_stream_read_pages(&r, &big, 1) == -1 && r.err.code == XKVM_STREAM_ERR_ARG);
