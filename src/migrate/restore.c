@@ -58,7 +58,7 @@ struct receiver {
     size_t hvm_len, dom_len, xs_len;
     char uuid[37];              /* the source's /vm name for the guest, or "" */
     uint64_t ram_held;          /* RAM frames the domain holds: at most its maximum */
-    /* A plain transport's pages go socket -> pipe -> memfd (splice_pages); else -1. */
+    /* A plain transport's pages go socket -> pipe -> memfd (splice_move); else -1. */
     int pipe_rd, pipe_wr, splice_from;
 };
 
@@ -196,6 +196,7 @@ static void add_frame(struct iovec *iov, int *n, uint64_t mfn)
     }
     iov[(*n)++] = (struct iovec){ .iov_base = dst, .iov_len = XKVM_PAGE_SIZE };
 }
+
 /*
  * A page where the domain has a hole: a toolstack page (xenstore or console ring) or
  * ACPI, or RAM the guest populated (ballooned in) after its memory was laid out, up to
@@ -384,7 +385,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
                     const struct domcfg *local, uint16_t *domid, char *err, size_t errlen)
 {
     struct receiver r = { .peer = peer, .gate = gate, .local = local, .err = err,
-                          .errlen = errlen };
+                          .errlen = errlen, .pipe_rd = -1, .pipe_wr = -1, .splice_from = -1 };
     struct xkvm_stream_reader rd;
     /* Until a peer's config is admitted, no record may make us buffer more than it. */
     struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS,
