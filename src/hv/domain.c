@@ -394,7 +394,8 @@ static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *er
     int rc = init_p2m(d);
     for (size_t i = 0; !rc && i < a->nr_extents; i++) {
         const struct domain_extent *x = &a->extents[i];
-        rc = mm_claim(&host.mm, x->mfn, x->nr, d->domid, x->type);
+        rc = a->migrating ? mm_bank_adopt(&host.mm, x->mfn, x->nr, d->domid, x->type)
+                          : mm_claim(&host.mm, x->mfn, x->nr, d->domid, x->type);
         if (rc) {
             snprintf(err, errlen, "frames %#llx+%llu: already taken",
                      (unsigned long long)x->mfn, (unsigned long long)x->nr);
@@ -402,7 +403,10 @@ static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *er
         }
         if ((rc = p2m_adopt(&d->p2m, x->gfn, x->mfn, x->nr))) {
             /* Not yet in the p2m: give them back here, domain_free frees the rest. */
-            mm_free_run(&host.mm, x->mfn, x->nr);
+            if (a->migrating)
+                mm_bank_hand_over(&host.mm, x->mfn, x->nr, d->domid);
+            else
+                mm_free_run(&host.mm, x->mfn, x->nr);
             snprintf(err, errlen, "gfns %#llx+%llu: %s", (unsigned long long)x->gfn,
                      (unsigned long long)x->nr, rc == -EEXIST ? "mapped twice" :
                      rc == -EINVAL ? "beyond the domain's memory" : strerror(-rc));
@@ -751,7 +755,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     d->created_ns = t0;
     d->tsc_khz = host.tsc_khz;  /* a restore may bring another (domain_set_tsc_khz) */
     d->restoring = for_restore;
-    d->incoming = for_restore && !adopt;
+    d->incoming = for_restore && (!adopt || adopt->migrating);
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
     pthread_mutex_init(&d->reservation_lock, NULL);
@@ -792,6 +796,9 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     if (!rc && !for_restore && (rc = vcpu_set_pvh_entry(&d->vcpus[0], entry, start_info)))
         snprintf(err, errlen, "setting boot registers: %s", strerror(-rc));
     if (rc) {
+        /* Another xkvmd's memory, which it runs on: never freed (punched) here. */
+        for (size_t i = 0; adopt && adopt->migrating && i < adopt->nr_extents; i++)
+            mm_bank_hand_over(&host.mm, adopt->extents[i].mfn, adopt->extents[i].nr, d->domid);
         domain_free(d);
         return rc;
     }
@@ -856,6 +863,18 @@ int domain_create_for_restore(const struct domcfg *cfg, uint16_t domid, struct d
         return -EINVAL;
     }
     return domain_build(cfg, false, true, NULL, &domid, out, err, errlen);
+}
+
+int domain_create_for_local(const struct domcfg *cfg, uint16_t domid,
+                            const struct domain_adopt *adopt, struct domain **out,
+                            char *err, size_t errlen)
+{
+    if (domid == 0 || domid >= XKVM_DOMID_LIMIT || !adopt->migrating) {
+        snprintf(err, errlen, "domain id %u is not a guest's (1..%u)", domid,
+                 XKVM_DOMID_LIMIT - 1);
+        return -EINVAL;
+    }
+    return domain_build(cfg, false, true, adopt, &domid, out, err, errlen);
 }
 
 int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,

@@ -200,6 +200,12 @@ struct domain_extent {
 struct domain_adopt {
     const struct domain_extent *extents;
     size_t nr_extents;
+    /*
+     * Same-host migration (migrate/local_mem.h): the frames were handed over by
+     * another xkvmd (mm_bank_adopt, not mm_claim), the domain arrives as incoming, and
+     * a build that fails hands them back instead of freeing them.
+     */
+    bool migrating;
 };
 /*
  * As domain_create_for_restore, but the memory is adopted in place (claimed in the
@@ -209,6 +215,10 @@ struct domain_adopt {
 int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,
                                   const struct domain_adopt *adopt, struct domain **out,
                                   char *err, size_t errlen);
+/* As domain_create_for_restore, over RAM adopted in place (adopt->migrating): main thread. */
+int domain_create_for_local(const struct domcfg *cfg, uint16_t domid,
+                            const struct domain_adopt *adopt, struct domain **out,
+                            char *err, size_t errlen);
 /*
  * Who wants to know when domains come and go (the dom0 bridge, the toolstack's
  * xenstore half): each registers itself once, on the main thread, and domain.c calls

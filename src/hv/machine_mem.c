@@ -605,7 +605,12 @@ void mm_bank_hand_over(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16
 
 uint64_t mm_bank_count_handed(struct machine_mem *mm)
 {
-    return mm_count_owner(mm, DOMID_HANDED);
+    uint64_t n = 0;
+    pthread_mutex_lock(&mm->lock);
+    for (uint64_t f = 0; f < mm->nr_frames; f++)
+        n += mm->frames[f].owner == DOMID_HANDED && !frame_is_free(mm, f);
+    pthread_mutex_unlock(&mm->lock);
+    return n;
 }
 
 uint64_t mm_bank_count_adopted(struct machine_mem *mm)

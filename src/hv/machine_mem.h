@@ -202,7 +202,7 @@ int mm_bank_adopt(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t ow
  * DOMID_HANDED, kept intact and out of the allocator (names are dropped as usual).
  */
 void mm_bank_hand_over(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner);
-/* Frames handed over, and frames of banks a domain here owns (live update refuses both). */
+/* Own frames handed over, and bank frames a domain here owns (live update refuses both). */
 uint64_t mm_bank_count_handed(struct machine_mem *mm);
 uint64_t mm_bank_count_adopted(struct machine_mem *mm);
 

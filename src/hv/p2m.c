@@ -136,8 +136,11 @@ void p2m_release(struct p2m *p)
 static int window_map_prot(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr, int prot)
 {
     void *at = p->window + (gfn << XKVM_PAGE_SHIFT);
-    void *m = mmap(at, nr << XKVM_PAGE_SHIFT, prot,
-                   MAP_SHARED | MAP_FIXED, p->mm->fd, (off_t)(mfn << XKVM_PAGE_SHIFT));
+    uint64_t off = 0;
+    int fd = mm_frame_fd(p->mm, mfn, &off);     /* own memory, or a bank (same-host) */
+    if (fd < 0)
+        return -EINVAL;
+    void *m = mmap(at, nr << XKVM_PAGE_SHIFT, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)off);
     return m == MAP_FAILED ? -errno : 0;
 }
 

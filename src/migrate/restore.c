@@ -23,6 +23,7 @@
 #include "hv/physmap.h"
 #include "hv/toolstack_xs.h"
 #include "migrate/arch_state.h"
+#include "migrate/local_mem.h"
 #include "migrate/pv_restore.h"
 #include "util/domcfg.h"
 #include "util/hostpath.h"
@@ -165,7 +166,13 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
     /* Nothing is allocated for the stream before this. */
     if (!rc && r->gate)
         rc = r->gate->admit(r->gate, &c->cfg, r->err, r->errlen);
-    if (!rc) {
+    struct local_mem *lm = r->gate ? r->gate->local_mem : NULL;
+    if (!rc && lm) {
+        /* Same-host: built once LOCAL_MEMORY says where its RAM is (on_local_memory). */
+        lm->cfg = c->cfg;
+        lm->domid = (uint16_t)dr.domid;
+        lm->have_cfg = true;
+    } else if (!rc) {
         c->domid = (uint16_t)dr.domid;
         host_call_main(build_on_main, c);
         if (c->rc)
@@ -267,6 +274,42 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
     return 0;
 }
 
+struct local_build_call {
+    struct local_mem *lm;
+    struct domain *d;
+    int rc;
+    char err[512];
+};
+
+static void build_local_on_main(void *arg)
+{
+    struct local_build_call *c = arg;
+    struct domain_adopt a = { .extents = c->lm->runs, .nr_extents = c->lm->nr_runs,
+                              .migrating = true };
+    c->rc = domain_create_for_local(&c->lm->cfg, c->lm->domid, &a, &c->d, c->err,
+                                    sizeof(c->err));
+    if (!c->rc)
+        domain_job_claim(c->d);
+}
+
+/* Same-host migration: build the domain over its RAM where it is (migrate/local_mem.h). */
+static int on_local_memory(struct receiver *r, const struct xkvm_stream_record *rec)
+{
+    struct local_mem *lm = r->gate ? r->gate->local_mem : NULL;
+    if (!lm || !lm->have_cfg || r->d)
+        return fail(r, -EINVAL, "LOCAL_MEMORY outside a same-host migration");
+    int rc = local_recv_runs(lm, rec, r->err, r->errlen);
+    if (rc)
+        return fail(r, rc, "%s", r->err);
+    struct local_build_call c = { .lm = lm };
+    host_call_main(build_local_on_main, &c);
+    if (c.rc)
+        return fail(r, c.rc, "%s", c.err);
+    r->d = c.d;
+    r->ram_held = mm_count_owner_ram(r->d);
+    return 0;
+}
+
 static int keep(void **dst, size_t *len, const struct xkvm_stream_record *rec)
 {
     free(*dst);
@@ -333,6 +376,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     while (!rc && (n = xkvm_stream_next(&rd, &rec)) > 0) {
         if (!r.d && rec.type != XKVM_STREAM_REC_DOMAIN_CONFIG && rec.type != XKVM_STREAM_REC_END &&
             rec.type != XKVM_STREAM_REC_STATIC_DATA_END && !rec.skipped &&
+            rec.type != XKVM_STREAM_REC_LOCAL_MEMORY &&
             rec.type != XKVM_STREAM_REC_X86_CPUID_POLICY && rec.type != XKVM_STREAM_REC_X86_MSR_POLICY) {
             rc = fail(&r, -EINVAL, "stream has no DOMAIN_CONFIG before its %s record "
                       "(not an xkvm save, or a --compat one)",
@@ -347,6 +391,10 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
             fault_point("recv-config");
             if (!rc && peer && migrate_send_line(t, MIGRATE_MSG_READY))
                 rc = fail(&r, -EPIPE, "source went away");
+            break;
+        case XKVM_STREAM_REC_LOCAL_MEMORY:
+            fault_point("recv-local");
+            rc = on_local_memory(&r, &rec);
             break;
         case XKVM_STREAM_REC_PAGE_DATA:
             fault_point("recv-pages");
@@ -411,6 +459,8 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
             migrate_send_line(t, MIGRATE_MSG_ERROR " %s", err);
         if (r.d) {
             uint16_t id = r.d->domid;
+            if (gate && gate->local_mem)    /* the source runs on over these frames */
+                local_hand_over(gate->local_mem, id);
             host_call_main(destroy_on_main, r.d);
             log_warn("d%u: incoming domain removed: %s", id, err);
         }
@@ -430,6 +480,8 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
         snprintf(err, errlen, "the source went away before it heard RUNNING");
         uint16_t id = d->domid;
         domain_pause(d);
+        if (gate && gate->local_mem)
+            local_hand_over(gate->local_mem, id);
         host_call_main(destroy_on_main, d);
         log_warn("d%u: incoming domain removed: %s", id, err);
         return -EPIPE;
