@@ -387,15 +387,55 @@ static int populate_memory(struct domain *d, char *err, size_t errlen)
     return rc;
 }
 
+/*
+ * Same-host migration, built before the source pauses: memslots over the RAM ranges,
+ * all holes for now (domain_adopt_local fills them), and the gfn table faulted in, so
+ * that the downtime pays for neither.
+ */
+static int prepare_local_memory(struct domain *d, char *err, size_t errlen)
+{
+    int rc = init_p2m(d);
+    if (!rc)
+        memset(d->p2m.gfn_to_mfn1, 0, d->p2m.nr_gfns * sizeof(*d->p2m.gfn_to_mfn1));
+    if (!rc && (rc = for_ram_ranges(d, p2m_cover_ram)))
+        snprintf(err, errlen, "memslots: %s", strerror(-rc));
+    return rc;
+}
+
+int domain_adopt_local(struct domain *d, const struct domain_adopt *a, char *err,
+                       size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < a->nr_extents; i++) {
+        const struct domain_extent *x = &a->extents[i];
+        if ((rc = mm_bank_adopt(&host.mm, x->mfn, x->nr, d->domid, x->type))) {
+            snprintf(err, errlen, "frames %#llx+%llu: not handed over (%s)",
+                     (unsigned long long)x->mfn, (unsigned long long)x->nr, strerror(-rc));
+        } else if ((rc = p2m_adopt(&d->p2m, x->gfn, x->mfn, x->nr))) {
+            snprintf(err, errlen, "gfns %#llx+%llu: %s", (unsigned long long)x->gfn,
+                     (unsigned long long)x->nr, rc == -EEXIST ? "mapped twice" :
+                     rc == -EINVAL ? "beyond the domain's memory" : strerror(-rc));
+        }
+    }
+    /* Outside the RAM ranges (RAM the guest populated elsewhere): slots of their own. */
+    if (!rc && (rc = p2m_build_memslots(&d->p2m)))
+        snprintf(err, errlen, "memslots: %s", strerror(-rc));
+    if (rc)     /* the other xkvmd runs on over them: never freed (punched) here */
+        for (size_t i = 0; i < a->nr_extents; i++)
+            mm_bank_hand_over(&host.mm, a->extents[i].mfn, a->extents[i].nr, d->domid);
+    return rc;
+}
+
 /* Live update: the memory is already there, in the frames the image names. */
 static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *err,
                         size_t errlen)
 {
+    if (a->migrating)
+        return prepare_local_memory(d, err, errlen);
     int rc = init_p2m(d);
     for (size_t i = 0; !rc && i < a->nr_extents; i++) {
         const struct domain_extent *x = &a->extents[i];
-        rc = a->migrating ? mm_bank_adopt(&host.mm, x->mfn, x->nr, d->domid, x->type)
-                          : mm_claim(&host.mm, x->mfn, x->nr, d->domid, x->type);
+        rc = mm_claim(&host.mm, x->mfn, x->nr, d->domid, x->type);
         if (rc) {
             snprintf(err, errlen, "frames %#llx+%llu: already taken",
                      (unsigned long long)x->mfn, (unsigned long long)x->nr);
@@ -403,10 +443,7 @@ static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *er
         }
         if ((rc = p2m_adopt(&d->p2m, x->gfn, x->mfn, x->nr))) {
             /* Not yet in the p2m: give them back here, domain_free frees the rest. */
-            if (a->migrating)
-                mm_bank_hand_over(&host.mm, x->mfn, x->nr, d->domid);
-            else
-                mm_free_run(&host.mm, x->mfn, x->nr);
+            mm_free_run(&host.mm, x->mfn, x->nr);
             snprintf(err, errlen, "gfns %#llx+%llu: %s", (unsigned long long)x->gfn,
                      (unsigned long long)x->nr, rc == -EEXIST ? "mapped twice" :
                      rc == -EINVAL ? "beyond the domain's memory" : strerror(-rc));
@@ -796,9 +833,6 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     if (!rc && !for_restore && (rc = vcpu_set_pvh_entry(&d->vcpus[0], entry, start_info)))
         snprintf(err, errlen, "setting boot registers: %s", strerror(-rc));
     if (rc) {
-        /* Another xkvmd's memory, which it runs on: never freed (punched) here. */
-        for (size_t i = 0; adopt && adopt->migrating && i < adopt->nr_extents; i++)
-            mm_bank_hand_over(&host.mm, adopt->extents[i].mfn, adopt->extents[i].nr, d->domid);
         domain_free(d);
         return rc;
     }
@@ -865,16 +899,16 @@ int domain_create_for_restore(const struct domcfg *cfg, uint16_t domid, struct d
     return domain_build(cfg, false, true, NULL, &domid, out, err, errlen);
 }
 
-int domain_create_for_local(const struct domcfg *cfg, uint16_t domid,
-                            const struct domain_adopt *adopt, struct domain **out,
+int domain_create_for_local(const struct domcfg *cfg, uint16_t domid, struct domain **out,
                             char *err, size_t errlen)
 {
-    if (domid == 0 || domid >= XKVM_DOMID_LIMIT || !adopt->migrating) {
+    if (domid == 0 || domid >= XKVM_DOMID_LIMIT) {
         snprintf(err, errlen, "domain id %u is not a guest's (1..%u)", domid,
                  XKVM_DOMID_LIMIT - 1);
         return -EINVAL;
     }
-    return domain_build(cfg, false, true, adopt, &domid, out, err, errlen);
+    struct domain_adopt none = { .migrating = true };
+    return domain_build(cfg, false, true, &none, &domid, out, err, errlen);
 }
 
 int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,

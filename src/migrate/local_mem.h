@@ -4,8 +4,9 @@
  * source passes its machine-memory memfd (and those of its banks) over the channel
  * (SCM_RIGHTS); the destination takes them as banks (hv/machine_mem.h, mm_bank_*).
  * In the stream, LOCAL_MEMORY replaces PAGE_DATA for RAM: runs of gfns and where the
- * pages are in those memfds. The destination builds the domain over them in place
- * (domain_create_for_local); toolstack pages (rings) still travel as PAGE_DATA, so
+ * pages are in those memfds. The destination builds the domain without RAM before the
+ * source pauses (domain_create_for_local) and adopts the runs in place at LOCAL_MEMORY
+ * (domain_adopt_local); toolstack pages (rings) still travel as PAGE_DATA, so
  * that dom0 services map them from the destination's own memfd. At the hand-over the
  * source marks the frames handed over (never reused, never punched); a destination
  * that fails does the same with what it adopted, and the source runs the guest on.
@@ -26,10 +27,6 @@ struct local_mem {
     uint64_t first[XKVM_STREAM_LOCAL_FDS_MAX];
     uint64_t size[XKVM_STREAM_LOCAL_FDS_MAX];  /* its frames */
     unsigned nr_fds;
-    /* Receiver: the admitted config, built only once LOCAL_MEMORY says where RAM is. */
-    struct domcfg cfg;
-    uint16_t domid;
-    bool have_cfg;
     /* Both: the RAM runs, in this host's mfns (handed over at the end, or on failure). */
     struct domain_extent *runs;
     size_t nr_runs;

@@ -72,6 +72,7 @@ int migrate_allow_root(bool kernel, const char *dir, char *err, size_t errlen)
 struct build_call {
     struct domcfg cfg;
     uint16_t domid;
+    bool same_host;             /* built without RAM (migrate/local_mem.h) */
     struct domain *d;
     int rc;
     char err[512];
@@ -80,7 +81,10 @@ struct build_call {
 static void build_on_main(void *arg)
 {
     struct build_call *c = arg;
-    c->rc = domain_create_for_restore(&c->cfg, c->domid, &c->d, c->err, sizeof(c->err));
+    c->rc = c->same_host ? domain_create_for_local(&c->cfg, c->domid, &c->d, c->err,
+                                                   sizeof(c->err))
+                         : domain_create_for_restore(&c->cfg, c->domid, &c->d, c->err,
+                                                     sizeof(c->err));
     if (!c->rc)
         domain_job_claim(c->d);     /* new, not yet published: cannot fail */
 }
@@ -166,14 +170,10 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
     /* Nothing is allocated for the stream before this. */
     if (!rc && r->gate)
         rc = r->gate->admit(r->gate, &c->cfg, r->err, r->errlen);
-    struct local_mem *lm = r->gate ? r->gate->local_mem : NULL;
-    if (!rc && lm) {
-        /* Same-host: built once LOCAL_MEMORY says where its RAM is (on_local_memory). */
-        lm->cfg = c->cfg;
-        lm->domid = (uint16_t)dr.domid;
-        lm->have_cfg = true;
-    } else if (!rc) {
+    if (!rc) {
         c->domid = (uint16_t)dr.domid;
+        /* Same-host: no RAM yet; LOCAL_MEMORY says where it is (on_local_memory). */
+        c->same_host = r->gate && r->gate->local_mem;
         host_call_main(build_on_main, c);
         if (c->rc)
             rc = fail(r, c->rc, "%s", c->err);
@@ -274,38 +274,20 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
     return 0;
 }
 
-struct local_build_call {
-    struct local_mem *lm;
-    struct domain *d;
-    int rc;
-    char err[512];
-};
-
-static void build_local_on_main(void *arg)
-{
-    struct local_build_call *c = arg;
-    struct domain_adopt a = { .extents = c->lm->runs, .nr_extents = c->lm->nr_runs,
-                              .migrating = true };
-    c->rc = domain_create_for_local(&c->lm->cfg, c->lm->domid, &a, &c->d, c->err,
-                                    sizeof(c->err));
-    if (!c->rc)
-        domain_job_claim(c->d);
-}
-
-/* Same-host migration: build the domain over its RAM where it is (migrate/local_mem.h). */
+/* Same-host migration: the domain's RAM, where it is (migrate/local_mem.h). */
 static int on_local_memory(struct receiver *r, const struct xkvm_stream_record *rec)
 {
     struct local_mem *lm = r->gate ? r->gate->local_mem : NULL;
-    if (!lm || !lm->have_cfg || r->d)
+    if (!lm || !r->d || lm->nr_runs)
         return fail(r, -EINVAL, "LOCAL_MEMORY outside a same-host migration");
-    int rc = local_recv_runs(lm, rec, r->err, r->errlen);
+    char why[512];
+    int rc = local_recv_runs(lm, rec, why, sizeof(why));
+    struct domain_adopt a = { .extents = lm->runs, .nr_extents = lm->nr_runs,
+                              .migrating = true };
+    if (!rc)
+        rc = domain_adopt_local(r->d, &a, why, sizeof(why));
     if (rc)
-        return fail(r, rc, "%s", r->err);
-    struct local_build_call c = { .lm = lm };
-    host_call_main(build_local_on_main, &c);
-    if (c.rc)
-        return fail(r, c.rc, "%s", c.err);
-    r->d = c.d;
+        return fail(r, rc, "%s", why);
     r->ram_held = mm_count_owner_ram(r->d);
     return 0;
 }
@@ -376,7 +358,6 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     while (!rc && (n = xkvm_stream_next(&rd, &rec)) > 0) {
         if (!r.d && rec.type != XKVM_STREAM_REC_DOMAIN_CONFIG && rec.type != XKVM_STREAM_REC_END &&
             rec.type != XKVM_STREAM_REC_STATIC_DATA_END && !rec.skipped &&
-            rec.type != XKVM_STREAM_REC_LOCAL_MEMORY &&
             rec.type != XKVM_STREAM_REC_X86_CPUID_POLICY && rec.type != XKVM_STREAM_REC_X86_MSR_POLICY) {
             rc = fail(&r, -EINVAL, "stream has no DOMAIN_CONFIG before its %s record "
                       "(not an xkvm save, or a --compat one)",
