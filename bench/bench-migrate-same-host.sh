@@ -29,8 +29,9 @@ cleanup() {
 trap cleanup EXIT
 log() { echo "bench-migrate-same-host: $*" >&2; }
 [ -c /dev/kvm ] || { log "no /dev/kvm"; exit 1; }
-"$XKVMD" --rundir "$W/s1" --machine-memory 5G --migrate-listen 127.0.0.1:$PORT --migrate-insecure || exit 1
-"$XKVMD" --rundir "$W/s2" --machine-memory 5G --migrate-listen 127.0.0.1:$((PORT + 1)) --migrate-insecure || exit 1
+LIM=(--machine-memory 5G --migrate-max-memory 5G --migrate-max-total 5G --migrate-insecure)
+"$XKVMD" --rundir "$W/s1" "${LIM[@]}" --migrate-listen 127.0.0.1:$PORT || exit 1
+"$XKVMD" --rundir "$W/s2" "${LIM[@]}" --migrate-listen 127.0.0.1:$((PORT + 1)) || exit 1
 xk() { local h=$1; shift; "$XKVM" --rundir "$W/$h" "$@"; }
 median() {
   python3 -c 'import sys,json; v=sorted((json.loads(l) for l in sys.stdin if l.strip()), key=lambda r: r["total_ms"] or 0); print(json.dumps(v[len(v)//2]))'
