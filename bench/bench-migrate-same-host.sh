@@ -6,9 +6,9 @@
 #
 # Two xkvmd on this machine (5 GiB of machine memory each). Guests of 256 MiB (192 MiB
 # of xorshift64 data at 64 MiB: test=fill) and of 4 GiB (2 GiB of data) are migrated
-# RUNS times (default 3) back and forth, first with `xkvm migrate D local:RUNDIR`
-# (docs/migration.md, "Same-host migration": the memfd is passed, no page is copied),
-# then over loopback TCP (the normal live migration); the median run of each:
+# back and forth over loopback TCP (the normal live migration, RUNS times, default 3),
+# then with `xkvm migrate D local:RUNDIR` (docs/migration.md, "Same-host migration":
+# the memfd is passed, no page is copied; 2 * RUNS times); the median run of each:
 #   {"bench":"migrate-same-host","path":"local"|"tcp","guest":"idle-256m"|"idle-4g",...}
 #   {"bench":"migrate-same-host","ratio":"4g/256m","local_total":...,"tcp_total":...}
 set -uo pipefail
@@ -47,8 +47,12 @@ run_case() {
   grep -q "xtest: fill: ready" "$W/s1/dmesg-$d.log" || { log "$name: guest not ready"; return 1; }
   sleep 1
   src=s1
-  for path in local tcp; do
-    for i in $(seq "$RUNS"); do
+  # TCP first; then an even number of same-host moves, so that the guest ends in its
+  # own host's memory (a host that lent frames keeps them out of its allocator).
+  for path in tcp local; do
+    local n=$RUNS
+    [ $path = local ] && n=$((RUNS * 2))
+    for i in $(seq "$n"); do
       local dst=s2 dport=$((PORT + 1))
       [ $src = s2 ] && { dst=s1; dport=$PORT; }
       local to="127.0.0.1:$dport"

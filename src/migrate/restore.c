@@ -288,7 +288,8 @@ static int on_local_memory(struct receiver *r, const struct xkvm_stream_record *
         rc = domain_adopt_local(r->d, &a, why, sizeof(why));
     if (rc)
         return fail(r, rc, "%s", why);
-    r->ram_held = mm_count_owner_ram(r->d);
+    for (size_t i = 0; i < lm->nr_runs; i++)    /* its RAM: the runs (no walk of it) */
+        r->ram_held += lm->runs[i].nr;
     return 0;
 }
 
