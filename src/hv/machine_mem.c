@@ -571,6 +571,15 @@ static bool adoptable(const struct machine_mem *mm, uint64_t f)
     return fr->owner == DOMID_HANDED || (mm_frame_in_bank(mm, f) && fr->owner == DOMID_NONE);
 }
 
+/* Taken by this migration already: the source maps the frame at two gfns. */
+static bool already_adopted(const struct machine_mem *mm, uint64_t f, uint16_t owner,
+                            enum frame_type type)
+{
+    const struct frame *fr = &mm->frames[f];
+    return !frame_is_free(mm, f) && fr->owner == owner && fr->type == type &&
+           !(fr->flags & FRAME_ORPHAN);
+}
+
 int mm_bank_adopt(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
                   enum frame_type type)
 {
@@ -580,10 +589,11 @@ int mm_bank_adopt(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t ow
     pthread_mutex_lock(&mm->lock);
     int rc = 0;
     for (uint64_t f = mfn; f < mfn + nr && !rc; f++)
-        if (!adoptable(mm, f))
+        if (!already_adopted(mm, f, owner, type) && !adoptable(mm, f))
             rc = mm->frames[f].maps || mm->frames[f].refs ? -EBUSY : -EINVAL;
     for (uint64_t f = mfn; f < mfn + nr && !rc; f++)
-        mm->frames[f] = (struct frame){ .owner = owner, .type = (uint8_t)type };
+        if (!already_adopted(mm, f, owner, type))
+            mm->frames[f] = (struct frame){ .owner = owner, .type = (uint8_t)type };
     pthread_mutex_unlock(&mm->lock);
     return rc;
 }

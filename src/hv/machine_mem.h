@@ -192,7 +192,8 @@ static inline bool mm_frame_in_bank(const struct machine_mem *mm, uint64_t mfn)
 int mm_bank_attach(struct machine_mem *mm, int fd, uint64_t *first);
 /*
  * A migrating domain takes frames [mfn, mfn + nr) in place: each must be handed over
- * (DOMID_HANDED) or an absent frame of a bank, and named by nothing. All or none.
+ * (DOMID_HANDED) or an absent frame of a bank, and named by nothing, or be owner's
+ * already (the source maps it at two gfns; left as it is). All or none.
  * 0, -EINVAL or -EBUSY.
  */
 int mm_bank_adopt(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,

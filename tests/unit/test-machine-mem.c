@@ -202,6 +202,10 @@ static void bank_adopt_hand_over_and_back(void)
     uint64_t bm = first + mfn;
     CHECK_EQ(mm_bank_adopt(&b, bm, 8, 9, FRAME_RAM), 0);    /* absent in B's table */
     CHECK_EQ(mm_bank_adopt(&b, bm, 8, 10, FRAME_RAM), -EINVAL); /* taken now */
+    CHECK_EQ(mm_map_get(&b, bm, 1, 9), 0);                      /* mapped at a gfn */
+    CHECK_EQ(mm_bank_adopt(&b, bm, 1, 9, FRAME_RAM), 0);        /* a second gfn: kept */
+    CHECK_EQ(mm_frame_maps(&b, bm), 1);
+    mm_map_put(&b, bm, 1);
     CHECK(mm_frame_in_bank(&b, bm));
     CHECK_EQ(((uint8_t *)mm_frame_ptr(&b, bm))[5], 0xab);  /* the same memory */
     uint64_t off = 0;
