@@ -19,7 +19,8 @@
 #       idle case against its floor (goal: <= 1.2x); BENCH_MIGRATE_QUICK=1 stops here
 # and xkvm with a guest that keeps dirtying memory (dirty_mb per 100 ms) against the
 # 5 ms downtime target, and one dirtying twice as fast as a slowed link (auto-converge:
-# {"guest":"dirtying-2x-link-8mbs","throttle_pct":...,"stop":...}). Needs /dev/kvm and qemu-system-x86_64 (scripts/deps.sh --bench).
+# {"guest":"dirtying-2x-link-8mbs","throttle_pct":...,"stop":...}), and the same-host
+# case (bench/bench-migrate-same-host.sh: {"bench":"migrate-same-host",...}). Needs /dev/kvm and qemu-system-x86_64 (scripts/deps.sh --bench).
 set -uo pipefail
 BUILD=${1:-build}
 RUNS=${2:-3}
@@ -151,6 +152,9 @@ print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "dirtying-2x-li
                   "throttle_pct": r["throttle_pct"], "est_downtime_ms": round(r["est_downtime_ms"], 3),
                   "downtime_ms": round(r["downtime_ms"], 3), "total_ms": round(r["total_ms"], 2),
                   "iterations": r["iterations"]}))'
+
+# Same-host migration (memfd passed) against TCP, 256 MiB and 4 GiB guests.
+"$ROOT/bench/bench-migrate-same-host.sh" "$BUILD" "$RUNS" || exit 1
 
 # ---- QEMU ----
 if ! command -v "$QEMU" >/dev/null; then

@@ -70,7 +70,26 @@ enum xkvm_stream_rec_type {
     XKVM_STREAM_REC_DOMAIN_CONTEXT      = 0x7F584B01,   /* src/ctx image */
     XKVM_STREAM_REC_XENSTORE_STATE      = 0x7F584B02,   /* designs/xenstore-migration */
     XKVM_STREAM_REC_DOMAIN_CONFIG       = 0x7F584B03,   /* JSON: domid + config (static) */
+    XKVM_STREAM_REC_LOCAL_MEMORY        = 0x7F584B04,   /* same-host: RAM runs in place */
 };
+
+/*
+ * LOCAL_MEMORY (same-host migration only, docs/migration.md "Same-host migration";
+ * docs/stream.md): the domain's RAM stays where it is, in memfds the source passed
+ * beside the stream (SCM_RIGHTS, before the stream's first byte). Body, little-endian:
+ * u32 nr_fds (the memfds passed), u32 nr_runs, then nr_runs runs.
+ */
+struct xkvm_stream_local_run {
+    uint64_t gfn;           /* first gfn of the run */
+    uint64_t frame;         /* its first page in memfd fd_index (offset / 4096) */
+    uint32_t count;         /* pages, > 0 */
+    uint32_t fd_index;      /* < nr_fds */
+};
+#define XKVM_STREAM_LOCAL_FDS_MAX   16
+/* Run i of a validated LOCAL_MEMORY record (i < the record's nr_runs). */
+struct xkvm_stream_record;
+void xkvm_stream_local_run_get(const struct xkvm_stream_record *rec, uint32_t i,
+                               struct xkvm_stream_local_run *run);
 /* Bit 31 set: optional record; a reader that does not know it skips it. */
 #define XKVM_STREAM_REC_OPTIONAL    0x80000000u
 /*

@@ -557,7 +557,10 @@ static struct json_object *cmd_migrate_cancel(struct request *rq)
 /* migrate-receive: an incoming migration through a channel the client passed. */
 static struct json_object *cmd_receive(struct request *rq)
 {
-    return migrate_receive_start(rq->client_fd, rq->file_fd, rq->detached);
+    struct json_object *v;
+    bool same_host = json_object_object_get_ex(rq->req, "local", &v) &&
+                     json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+    return migrate_receive_start(rq->client_fd, rq->file_fd, same_host, rq->detached);
 }
 
 /* live-update: returns only if the update failed (else the new binary answers). */

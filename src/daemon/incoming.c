@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "hv/hv.h"
+#include "migrate/local_mem.h"
 #include "migrate/migrate.h"
 #include "util/control_reply.h"
 #include "util/domcfg.h"
@@ -57,6 +58,7 @@ struct slot {
     bool admitted;
     char cut_off[96];           /* why the watchdog shut it down; "": it did not */
     int reply_fd;               /* migrate-receive: its client's connection; else -1 */
+    bool same_host;             /* migrate-receive "local": memory passed, not copied */
 };
 
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -246,12 +248,18 @@ static void *receive_thread(void *arg)
     struct transport plain, *t = &plain;
     transport_plain(&plain, s->fd);
     int rc = 0;
+    struct local_mem lm = { 0 };
     if (c && !(t = authenticate(s, c, err, sizeof(err)))) {
         rc = -EACCES;
         linger_after_refusal(s->fd);
     }
+    if (!rc && s->same_host) {      /* the source's memfds come first, beside the stream */
+        s->gate.local_mem = &lm;
+        rc = local_recv_fds(s->fd, &lm, err, sizeof(err));
+    }
     if (!rc)
         rc = migrate_receive(t, true, &s->gate, NULL, &domid, err, sizeof(err));
+    local_mem_release(&lm);
     if (t)
         transport_release(t);
     char peer[sizeof(s->peer)], cut_off[sizeof(s->cut_off)];
@@ -307,7 +315,8 @@ static void incoming_sockopts(int fd)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
 }
 
-struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool *detached)
+struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool same_host,
+                                          bool *detached)
 {
     *detached = false;
     int type = 0;
@@ -331,6 +340,7 @@ struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool *det
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     incoming_sockopts(fd);
     s->reply_fd = reply_fd;
+    s->same_host = same_host;
     if (migrate_start_thread(receive_thread, s)) {
         char unused[sizeof(s->cut_off)];
         s->reply_fd = -1;

@@ -20,6 +20,7 @@
 #include "util/control_reply.h"
 #include "hv/domain.h"
 #include "hv/hv.h"
+#include "migrate/local_mem.h"
 #include "migrate/migrate.h"
 #include "util/domcfg.h"
 #include "util/log.h"
@@ -42,6 +43,8 @@ struct job {
     bool has_local;             /* restore: the client sent the host's config for it */
     struct domcfg local;
     struct migrate_cancel cancel;   /* migrate: xkvm migrate-cancel */
+    bool same_host;             /* migrate via local:RUNDIR: memory shared, not copied */
+    struct local_mem lm;
     struct job *next;           /* migrate: in the list of running migrations */
 };
 
@@ -275,9 +278,9 @@ static void *job_thread(void *arg)
         out = j->file_fd;   /* "via": the client's channel to the far end (ssh) */
         migrate_cancel_set_fd(&j->cancel, out);
         transport_plain(&plain, out);
-        plain.name = "ssh";
+        plain.name = j->same_host ? "same-host" : "ssh";
         t = &plain;
-        rc = 0;
+        rc = j->same_host ? local_send_fds(out, err, sizeof(err)) : 0;
         log_info("d%u: migrating through %s", j->d->domid, j->host);
     } else {
         out = connect_to(j->host, j->port, err, sizeof(err));
@@ -322,6 +325,7 @@ static void *job_thread(void *arg)
     control_write_json(j->fd, reply);
 out:
     close(j->fd);
+    local_mem_release(&j->lm);
     free(j);
     __atomic_sub_fetch(&nr_jobs, 1, __ATOMIC_ACQ_REL);
     return NULL;
@@ -474,6 +478,16 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         j->opts.max_iters = (uint32_t)v;
         if (!bad && !get_bool(req, "live", &j->opts.live))
             bad = control_reply_err(EINVAL, "\"live\" must be true or false");
+        if (!bad && !get_bool(req, "local", &j->same_host))
+            bad = control_reply_err(EINVAL, "\"local\" must be true or false");
+        if (!bad && j->same_host && j->file_fd < 0)
+            bad = control_reply_err(EINVAL, "a same-host migration (\"local\") needs \"via\" "
+                                    "and the channel to the other xkvmd");
+        if (!bad && j->same_host) {
+            /* The memory is shared and always current: no pre-copy, pause at once. */
+            j->opts.live = false;
+            j->opts.local_mem = &j->lm;
+        }
         bool converge = true;
         if (!bad && !get_bool(req, "auto_converge", &converge))
             bad = control_reply_err(EINVAL, "\"auto_converge\" must be true or false");

@@ -68,8 +68,11 @@ int migrate_listen(const char *addrport, char *err, size_t errlen);
  * receive on the stream socket the client passed (*file_fd, taken), under the same
  * limits as a network peer; the outcome ({"ok", "domid"} or the error) goes to the
  * client's connection fd, which is dup'ed (*detached). An error reply if it cannot start.
+ * same_host: the source is an xkvmd on this host (xkvm migrate DOMAIN local:RUNDIR),
+ * which passes its memory first (migrate/local_mem.h).
  */
-struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool *detached);
+struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool same_host,
+                                          bool *detached);
 /* The listening socket is readable: take one connection and receive on a thread. */
 void migrate_accept(int listen_fd);
 /* Main loop, at least once a second: shut down peers past their deadlines. */

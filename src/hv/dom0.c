@@ -363,6 +363,11 @@ static int do_map_grant(struct conn *c, const struct dom0_request *r)
                            rc == -EACCES ? "not granted to dom0 (or read-only)" :
                            rc == -EFAULT ? "granted frame is not the domain's memory" :
                                            "gnttab_dom0_map");
+    if (mm_frame_in_bank(host_mm(), mfn)) {     /* services see our own memfd only */
+        gnttab_dom0_unmap(d, gt_handle);
+        return reply_error(c, r->type, r->seq, EXDEV, "granted frame is in another "
+                           "xkvmd's memory (a same-host migration)");
+    }
     *m = (struct mapping){ .used = true, .grant = true, .domid = d->domid,
                            .gt_handle = gt_handle, .mfn = mfn };
     return reply_mapped(c, r, mfn, handle, ro);
@@ -386,6 +391,11 @@ static int do_map_foreign(struct conn *c, const struct dom0_request *r)
                      (1u << FRAME_GRANT);
     if (mfn == INVALID_MFN || mm_frame_get(host_mm(), mfn, d->domid, types))
         return reply_error(c, r->type, r->seq, EFAULT, "gfn not populated");
+    if (mm_frame_in_bank(host_mm(), mfn)) {     /* services see our own memfd only */
+        mm_frame_put(host_mm(), mfn);
+        return reply_error(c, r->type, r->seq, EXDEV, "gfn is in another xkvmd's memory "
+                           "(a same-host migration)");
+    }
     *m = (struct mapping){ .used = true, .domid = d->domid, .mfn = mfn, .gfn = q->gfn,
                            .writable = !ro };
     if (!ro)

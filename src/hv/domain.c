@@ -427,6 +427,54 @@ static int sorted_runs(const struct domain_adopt *a, struct p2m_run **out, char 
 }
 
 /*
+ * Same-host migration, built before the source pauses: memslots over the RAM ranges,
+ * all holes for now (domain_adopt_local fills them), and the gfn table faulted in, so
+ * that the downtime pays for neither.
+ */
+static int cover_ram_empty(struct p2m *p, uint64_t gfn, uint64_t nr)
+{
+    return p2m_cover_ram(p, gfn, nr, NULL, 0);
+}
+
+static int prepare_local_memory(struct domain *d, char *err, size_t errlen)
+{
+    int rc = init_p2m(d);
+    if (!rc)
+        memset(d->p2m.gfn_to_mfn1, 0, d->p2m.nr_gfns * sizeof(*d->p2m.gfn_to_mfn1));
+    if (!rc && (rc = for_ram_ranges(d, cover_ram_empty)))
+        snprintf(err, errlen, "memslots: %s", strerror(-rc));
+    return rc;
+}
+
+int domain_adopt_local(struct domain *d, const struct domain_adopt *a, char *err,
+                       size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < a->nr_extents; i++) {
+        const struct domain_extent *x = &a->extents[i];
+        if ((rc = mm_bank_adopt(&host.mm, x->mfn, x->nr, d->domid, x->type))) {
+            snprintf(err, errlen, "frames %#llx+%llu: not handed over (%s)",
+                     (unsigned long long)x->mfn, (unsigned long long)x->nr, strerror(-rc));
+        } else if ((rc = p2m_adopt_shared(&d->p2m, x->gfn, x->mfn, x->nr))) {
+            snprintf(err, errlen, "gfns %#llx+%llu: %s", (unsigned long long)x->gfn,
+                     (unsigned long long)x->nr, rc == -EEXIST ? "mapped twice" :
+                     rc == -EINVAL ? "beyond the domain's memory" : strerror(-rc));
+        }
+    }
+    /* Outside the RAM ranges (RAM the guest populated elsewhere): slots of their own. */
+    struct p2m_run *runs = NULL;
+    if (!rc && (rc = sorted_runs(a, &runs, err, errlen)) == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    if (!rc && (rc = p2m_build_memslots(&d->p2m, runs, a->nr_extents)))
+        snprintf(err, errlen, "memslots: %s", strerror(-rc));
+    free(runs);
+    if (rc)     /* the other xkvmd runs on over them: never freed (punched) here */
+        for (size_t i = 0; i < a->nr_extents; i++)
+            mm_bank_hand_over(&host.mm, a->extents[i].mfn, a->extents[i].nr, d->domid);
+    return rc;
+}
+
+/*
  * Live update: the memory is already there, in the frames the image names. Each
  * extent's frames are claimed with the p2m's name on them and mapped in one go: no
  * per-frame pass beyond writing the frame table and the gfn table once.
@@ -434,6 +482,8 @@ static int sorted_runs(const struct domain_adopt *a, struct p2m_run **out, char 
 static int adopt_memory(struct domain *d, const struct domain_adopt *a, char *err,
                         size_t errlen)
 {
+    if (a->migrating)
+        return prepare_local_memory(d, err, errlen);
     struct p2m_run *runs = NULL;
     int rc = init_p2m(d);
     if (!rc && (rc = sorted_runs(a, &runs, err, errlen)) == -ENOMEM)
@@ -807,7 +857,7 @@ static int domain_build(const struct domcfg *cfg, bool start_paused, bool for_re
     d->created_ns = t0;
     d->tsc_khz = host.tsc_khz;  /* a restore may bring another (domain_set_tsc_khz) */
     d->restoring = for_restore;
-    d->incoming = for_restore && !adopt;
+    d->incoming = for_restore && (!adopt || adopt->migrating);
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
     pthread_mutex_init(&d->reservation_lock, NULL);
@@ -915,6 +965,18 @@ int domain_create_for_restore(const struct domcfg *cfg, uint16_t domid, struct d
         return -EINVAL;
     }
     return domain_build(cfg, false, true, NULL, &domid, out, err, errlen);
+}
+
+int domain_create_for_local(const struct domcfg *cfg, uint16_t domid, struct domain **out,
+                            char *err, size_t errlen)
+{
+    if (domid == 0 || domid >= XKVM_DOMID_LIMIT) {
+        snprintf(err, errlen, "domain id %u is not a guest's (1..%u)", domid,
+                 XKVM_DOMID_LIMIT - 1);
+        return -EINVAL;
+    }
+    struct domain_adopt none = { .migrating = true };
+    return domain_build(cfg, false, true, &none, &domid, out, err, errlen);
 }
 
 int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,

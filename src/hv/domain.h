@@ -200,6 +200,8 @@ struct domain_extent {
 struct domain_adopt {
     const struct domain_extent *extents;
     size_t nr_extents;
+    /* Same-host migration (migrate/local_mem.h): adopted by domain_adopt_local. */
+    bool migrating;
 };
 /*
  * As domain_create_for_restore, but the memory is adopted in place (claimed in the
@@ -209,6 +211,17 @@ struct domain_adopt {
 int domain_create_for_live_update(const struct domcfg *cfg, uint16_t domid,
                                   const struct domain_adopt *adopt, struct domain **out,
                                   char *err, size_t errlen);
+/*
+ * Same-host migration (migrate/local_mem.h), main thread: as domain_create_for_restore,
+ * but with no RAM yet, only memslots over its ranges (holes), built before the source
+ * pauses. Then domain_adopt_local takes the RAM in place: frames another xkvmd handed
+ * over (mm_bank_adopt), at the gfns the extents say; on failure it hands them back,
+ * never frees them. 0 or -errno with a message.
+ */
+int domain_create_for_local(const struct domcfg *cfg, uint16_t domid, struct domain **out,
+                            char *err, size_t errlen);
+int domain_adopt_local(struct domain *d, const struct domain_adopt *adopt, char *err,
+                       size_t errlen);
 /*
  * Who wants to know when domains come and go (the dom0 bridge, the toolstack's
  * xenstore half): each registers itself once, on the main thread, and domain.c calls

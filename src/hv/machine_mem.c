@@ -13,6 +13,17 @@
 
 #define BITS 64
 
+/* Frames from mfn to the end of its region (own memory, or its bank); 0 if none. */
+static uint64_t mm_region_left(const struct machine_mem *mm, uint64_t mfn)
+{
+    if (mfn < mm->nr_frames)
+        return mm->nr_frames - mfn;
+    for (unsigned b = 0; b < mm->nr_banks; b++)
+        if (mfn >= mm->banks[b].first && mfn < mm->banks[b].first + mm->banks[b].nr)
+            return mm->banks[b].first + mm->banks[b].nr - mfn;
+    return 0;
+}
+
 static inline int frame_is_free(const struct machine_mem *mm, uint64_t mfn)
 {
     return (mm->free_bitmap[mfn / BITS] >> (mfn % BITS)) & 1;
@@ -50,28 +61,56 @@ static void set_lu_region_top(struct machine_mem *mm)
         mm->lu_nr = 0;
 }
 
+/* Anonymous, zeroed, reserved but not committed: room for the banks costs nothing. */
+static void *reserve_zeroed(uint64_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Address space, frame table and bitmap entries for own frames and every bank. */
+static uint64_t capacity_frames(const struct machine_mem *mm)
+{
+    return mm->nr_frames + MM_BANK_VA_FRAMES;
+}
+
+static void unmap_tables(struct machine_mem *mm)
+{
+    uint64_t cap = capacity_frames(mm);
+    if (mm->base)
+        munmap(mm->base, cap << XKVM_PAGE_SHIFT);
+    if (mm->frames)
+        munmap(mm->frames, cap * sizeof(*mm->frames));
+    if (mm->free_bitmap)
+        munmap(mm->free_bitmap, (cap + BITS - 1) / BITS * sizeof(uint64_t));
+    mm->base = NULL;
+    mm->frames = NULL;
+    mm->free_bitmap = NULL;
+}
+
 /*
  * Map mm->fd (mm->nr_frames frames) and start a frame table with every frame free.
+ * The mapping and the tables reserve room for banks after the own frames
+ * (mm_bank_attach), so that mm->base + (mfn << 12) names every frame.
  * 0, or -errno with everything undone but the fd, which is the caller's.
  */
 static int map_all_free(struct machine_mem *mm)
 {
-    uint64_t size = mm->nr_frames << XKVM_PAGE_SHIFT;
-    mm->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                    mm->fd, 0);
-    if (mm->base == MAP_FAILED) {
-        mm->base = NULL;
-        return -errno;
+    uint64_t cap = capacity_frames(mm);
+    void *va = mmap(NULL, cap << XKVM_PAGE_SHIFT, PROT_NONE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    mm->base = va == MAP_FAILED ? NULL : va;
+    if (mm->base && mmap(mm->base, mm->nr_frames << XKVM_PAGE_SHIFT, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_NORESERVE | MAP_FIXED, mm->fd, 0) == MAP_FAILED) {
+        int e = errno;
+        unmap_tables(mm);
+        return -e;
     }
-    mm->frames = calloc(mm->nr_frames, sizeof(*mm->frames));
-    mm->free_bitmap = calloc((mm->nr_frames + BITS - 1) / BITS, sizeof(uint64_t));
-    if (!mm->frames || !mm->free_bitmap) {
-        munmap(mm->base, size);
-        free(mm->frames);
-        free(mm->free_bitmap);
-        mm->base = NULL;
-        mm->frames = NULL;
-        mm->free_bitmap = NULL;
+    mm->frames = reserve_zeroed(cap * sizeof(*mm->frames));
+    mm->free_bitmap = reserve_zeroed((cap + BITS - 1) / BITS * sizeof(uint64_t));
+    if (!mm->base || !mm->frames || !mm->free_bitmap) {
+        unmap_tables(mm);
         return -ENOMEM;
     }
     /*
@@ -81,6 +120,7 @@ static int map_all_free(struct machine_mem *mm)
      */
     mark_range(mm, 0, mm->nr_frames, 1);
     mm->nr_free = mm->nr_frames;
+    mm->nr_total = mm->nr_frames;
     pthread_mutex_init(&mm->lock, NULL);
     return 0;
 }
@@ -109,15 +149,12 @@ int mm_init(struct machine_mem *mm, uint64_t bytes)
 
 void mm_fini(struct machine_mem *mm)
 {
-    if (mm->base)
-        munmap(mm->base, mm->nr_frames << XKVM_PAGE_SHIFT);
+    unmap_tables(mm);
     if (mm->fd >= 0)
         close(mm->fd);
-    free(mm->frames);
-    free(mm->free_bitmap);
-    mm->base = NULL;
-    mm->frames = NULL;
-    mm->free_bitmap = NULL;
+    for (unsigned b = 0; b < mm->nr_banks; b++)
+        close(mm->banks[b].fd);
+    mm->nr_banks = 0;
     mm->fd = -1;
 }
 
@@ -182,9 +219,18 @@ uint64_t mm_alloc_run(struct machine_mem *mm, uint64_t want, uint16_t owner,
 /* Drop the contents of frames so the memory returns to the host and reads as zero. */
 static void discard_frames(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 {
-    if (fallocate(mm->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)(mfn << XKVM_PAGE_SHIFT), (off_t)(nr << XKVM_PAGE_SHIFT)) < 0)
-        memset(mm_frame_ptr(mm, mfn), 0, nr << XKVM_PAGE_SHIFT);
+    while (nr) {
+        uint64_t off = 0, n = mm_region_left(mm, mfn);     /* up to the bank's edge */
+        n = n < nr ? n : nr;
+        int fd = mm_frame_fd(mm, mfn, &off);
+        if (n == 0)
+            return;
+        if (fd < 0 || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                (off_t)off, (off_t)(n << XKVM_PAGE_SHIFT)) < 0)
+            memset(mm_frame_ptr(mm, mfn), 0, n << XKVM_PAGE_SHIFT);
+        mfn += n;
+        nr -= n;
+    }
 }
 
 static inline bool frame_named(const struct frame *fr)
@@ -221,6 +267,11 @@ static void release_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
     if (!mm->lu_only)
         discard_frames(mm, mfn, nr);
     for (uint64_t f = mfn; f < mfn + nr; f++) {
+        if (mm_frame_in_bank(mm, f)) {
+            /* Another xkvmd's memory: absent here once given back, never allocated. */
+            mm->frames[f] = (struct frame){ .owner = DOMID_NONE, .type = FRAME_FREE };
+            continue;
+        }
         mm->frames[f] = (struct frame){ .owner = DOMID_NONE, .type = FRAME_FREE };
         mm->free_bitmap[f / BITS] |= 1ULL << (f % BITS);
         mm->nr_free++;
@@ -250,7 +301,7 @@ static void free_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 
 int mm_frame_get(struct machine_mem *mm, uint64_t mfn, uint16_t owner, unsigned type_mask)
 {
-    if (mfn >= mm->nr_frames)
+    if (mfn >= mm->nr_total)
         return -EINVAL;
     pthread_mutex_lock(&mm->lock);
     struct frame *fr = &mm->frames[mfn];
@@ -266,7 +317,7 @@ int mm_frame_get(struct machine_mem *mm, uint64_t mfn, uint16_t owner, unsigned 
 
 void mm_frame_put(struct machine_mem *mm, uint64_t mfn)
 {
-    if (mfn >= mm->nr_frames)
+    if (mfn >= mm->nr_total)
         return;
     pthread_mutex_lock(&mm->lock);
     struct frame *fr = &mm->frames[mfn];
@@ -277,7 +328,7 @@ void mm_frame_put(struct machine_mem *mm, uint64_t mfn)
 
 int mm_map_get(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner)
 {
-    if (mfn >= mm->nr_frames || nr > mm->nr_frames - mfn)
+    if (mfn >= mm->nr_total || nr > mm->nr_total - mfn)
         return -EINVAL;
     pthread_mutex_lock(&mm->lock);
     int rc = 0;
@@ -296,7 +347,7 @@ int mm_map_get(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner
 
 void mm_map_put(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 {
-    if (mfn >= mm->nr_frames || nr > mm->nr_frames - mfn)
+    if (mfn >= mm->nr_total || nr > mm->nr_total - mfn)
         return;
     pthread_mutex_lock(&mm->lock);
     for (uint64_t f = mfn; f < mfn + nr; f++) {
@@ -313,7 +364,7 @@ void mm_map_put(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 
 unsigned mm_frame_maps(struct machine_mem *mm, uint64_t mfn)
 {
-    if (mfn >= mm->nr_frames)
+    if (mfn >= mm->nr_total)
         return 0;
     pthread_mutex_lock(&mm->lock);
     unsigned n = mm->frames[mfn].maps;
@@ -323,7 +374,7 @@ unsigned mm_frame_maps(struct machine_mem *mm, uint64_t mfn)
 
 void mm_free_run(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 {
-    if (mfn >= mm->nr_frames || nr > mm->nr_frames - mfn)
+    if (mfn >= mm->nr_total || nr > mm->nr_total - mfn)
         return;
     pthread_mutex_lock(&mm->lock);
     free_locked(mm, mfn, nr);
@@ -334,13 +385,13 @@ uint64_t mm_free_owner(struct machine_mem *mm, uint16_t owner)
 {
     uint64_t freed = 0;
     pthread_mutex_lock(&mm->lock);
-    for (uint64_t f = 0; f < mm->nr_frames;) {
+    for (uint64_t f = 0; f < mm->nr_total;) {
         if (mm->frames[f].owner != owner || frame_is_free(mm, f)) {
             f++;
             continue;
         }
         uint64_t run = 1;
-        while (f + run < mm->nr_frames && mm->frames[f + run].owner == owner &&
+        while (f + run < mm->nr_total && mm->frames[f + run].owner == owner &&
                !frame_is_free(mm, f + run))
             run++;
         free_locked(mm, f, run);
@@ -355,7 +406,7 @@ uint64_t mm_count_owner(struct machine_mem *mm, uint16_t owner)
 {
     uint64_t n = 0;
     pthread_mutex_lock(&mm->lock);
-    for (uint64_t f = 0; f < mm->nr_frames; f++)
+    for (uint64_t f = 0; f < mm->nr_total; f++)
         n += mm->frames[f].owner == owner && !frame_is_free(mm, f);
     pthread_mutex_unlock(&mm->lock);
     return n;
@@ -490,4 +541,148 @@ void mm_lu_finish(struct machine_mem *mm)
     mm->lu_only = false;
     mm->search_hint = 0;
     pthread_mutex_unlock(&mm->lock);
+}
+
+/* ---- Banks: same-host migration ---- */
+
+int mm_frame_fd(const struct machine_mem *mm, uint64_t mfn, uint64_t *off)
+{
+    if (mfn < mm->nr_frames) {
+        *off = mfn << XKVM_PAGE_SHIFT;
+        return mm->fd;
+    }
+    for (unsigned b = 0; b < mm->nr_banks; b++) {
+        const struct mm_bank *k = &mm->banks[b];
+        if (mfn >= k->first && mfn < k->first + k->nr) {
+            *off = (mfn - k->first) << XKVM_PAGE_SHIFT;
+            return k->fd;
+        }
+    }
+    return -1;
+}
+
+/* A new bank for memfd fd (st its stat): mapped after the last one. mm->lock held. */
+static int bank_add_locked(struct machine_mem *mm, int fd, const struct stat *st,
+                           uint64_t *first)
+{
+    uint64_t nr = (uint64_t)st->st_size >> XKVM_PAGE_SHIFT;
+    uint64_t at = mm->nr_total;
+    if (mm->nr_banks == MM_BANKS_MAX || nr == 0 ||
+        nr > capacity_frames(mm) - at)
+        return -ENOSPC;
+    if (mmap(mm_frame_ptr(mm, at), nr << XKVM_PAGE_SHIFT, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0) == MAP_FAILED)
+        return -errno;
+    for (uint64_t f = at; f < at + nr; f++)
+        mm->frames[f] = (struct frame){ .owner = DOMID_NONE, .type = FRAME_FREE };
+    mm->banks[mm->nr_banks++] = (struct mm_bank){ .fd = fd, .first = at, .nr = nr,
+                                                  .dev = st->st_dev, .ino = st->st_ino };
+    /* Published last: readers without the lock check mfn < nr_total first. */
+    __atomic_store_n(&mm->nr_total, at + nr, __ATOMIC_RELEASE);
+    *first = at;
+    return 0;
+}
+
+int mm_bank_attach(struct machine_mem *mm, int fd, uint64_t *first)
+{
+    struct stat st, own;
+    if (fstat(fd, &st) < 0 || fstat(mm->fd, &own) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size % XKVM_PAGE_SIZE) {
+        close(fd);
+        return -EINVAL;
+    }
+    if (st.st_dev == own.st_dev && st.st_ino == own.st_ino) {
+        close(fd);
+        *first = 0;     /* our own memory, coming back */
+        return 0;
+    }
+    pthread_mutex_lock(&mm->lock);
+    int rc = -ENOENT;
+    for (unsigned b = 0; b < mm->nr_banks && rc == -ENOENT; b++)
+        if (mm->banks[b].dev == (uint64_t)st.st_dev && mm->banks[b].ino == (uint64_t)st.st_ino) {
+            *first = mm->banks[b].first;
+            rc = (uint64_t)st.st_size >> XKVM_PAGE_SHIFT == mm->banks[b].nr ? 0 : -EINVAL;
+        }
+    bool kept = false;
+    if (rc == -ENOENT)
+        kept = !(rc = bank_add_locked(mm, fd, &st, first));
+    pthread_mutex_unlock(&mm->lock);
+    if (!kept)
+        close(fd);
+    return rc;
+}
+
+/* May a migrating domain take frame f in place? mm->lock held. */
+static bool adoptable(const struct machine_mem *mm, uint64_t f)
+{
+    const struct frame *fr = &mm->frames[f];
+    if (fr->maps || fr->refs || frame_is_free(mm, f))
+        return false;
+    return fr->owner == DOMID_HANDED || (mm_frame_in_bank(mm, f) && fr->owner == DOMID_NONE);
+}
+
+/* Taken by this migration already: the source maps the frame at two gfns. */
+static bool already_adopted(const struct machine_mem *mm, uint64_t f, uint16_t owner,
+                            enum frame_type type)
+{
+    const struct frame *fr = &mm->frames[f];
+    return !frame_is_free(mm, f) && fr->owner == owner && fr->type == type &&
+           !(fr->flags & FRAME_ORPHAN);
+}
+
+int mm_bank_adopt(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+                  enum frame_type type)
+{
+    uint64_t total = __atomic_load_n(&mm->nr_total, __ATOMIC_ACQUIRE);
+    if (nr == 0 || mfn >= total || nr > total - mfn || mm_region_left(mm, mfn) < nr)
+        return -EINVAL;
+    pthread_mutex_lock(&mm->lock);
+    int rc = 0;
+    for (uint64_t f = mfn; f < mfn + nr && !rc; f++)
+        if (!already_adopted(mm, f, owner, type) && !adoptable(mm, f))
+            rc = mm->frames[f].maps || mm->frames[f].refs ? -EBUSY : -EINVAL;
+    for (uint64_t f = mfn; f < mfn + nr && !rc; f++)
+        if (!already_adopted(mm, f, owner, type))
+            mm->frames[f] = (struct frame){ .owner = owner, .type = (uint8_t)type };
+    pthread_mutex_unlock(&mm->lock);
+    return rc;
+}
+
+void mm_bank_hand_over(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner)
+{
+    if (mfn >= mm->nr_total || nr > mm->nr_total - mfn)
+        return;
+    pthread_mutex_lock(&mm->lock);
+    for (uint64_t f = mfn; f < mfn + nr; f++) {
+        struct frame *fr = &mm->frames[f];
+        if (!frame_is_free(mm, f) && fr->owner == owner) {
+            fr->owner = DOMID_HANDED;
+            fr->flags &= (uint8_t)~FRAME_ORPHAN;
+        }
+    }
+    pthread_mutex_unlock(&mm->lock);
+}
+
+uint64_t mm_bank_count_handed(struct machine_mem *mm)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&mm->lock);
+    for (uint64_t f = 0; f < mm->nr_frames; f++)
+        n += mm->frames[f].owner == DOMID_HANDED && !frame_is_free(mm, f);
+    pthread_mutex_unlock(&mm->lock);
+    return n;
+}
+
+uint64_t mm_bank_count_adopted(struct machine_mem *mm)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&mm->lock);
+    for (uint64_t f = mm->nr_frames; f < mm->nr_total; f++)
+        n += mm->frames[f].owner < DOMID_HYPERVISOR;
+    pthread_mutex_unlock(&mm->lock);
+    return n;
 }

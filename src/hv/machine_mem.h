@@ -18,6 +18,12 @@
 #define INVALID_MFN     UINT64_MAX
 #define DOMID_NONE      0xFFFFu     /* owner of a free frame */
 #define DOMID_HYPERVISOR 0x7FF0u    /* owner of frames xkvmd keeps for itself */
+/*
+ * Owner of frames a same-host migration handed to another xkvmd, or took from one and
+ * gave back (docs/migration.md, "Same-host migration"): never allocated, never
+ * punched, until a migration brings them back (mm_bank_adopt).
+ */
+#define DOMID_HANDED    0x7FF1u
 
 enum frame_type {
     FRAME_FREE = 0,
@@ -49,9 +55,26 @@ struct frame {
  */
 #define FRAME_ORPHAN 0x01
 
+/*
+ * A bank: another xkvmd's machine memory (its memfd, passed by a same-host migration),
+ * seen as frames [first, first + nr) after this host's own. Its frames are never
+ * allocated: they are adopted by a migrating domain and, once freed, punched in that
+ * memfd (the memory returns to the host) and marked absent (owner DOMID_NONE, not free).
+ */
+struct mm_bank {
+    int fd;
+    uint64_t first, nr;
+    uint64_t dev, ino;      /* the memfd's identity: one bank per memfd */
+};
+#define MM_BANKS_MAX        8
+#define MM_BANK_VA_FRAMES   (64ULL << 20)   /* 256 GiB of frames for all banks */
+
 struct machine_mem {
     int fd;                 /* the memfd */
-    uint64_t nr_frames;
+    uint64_t nr_frames;     /* this host's own frames: [0, nr_frames) */
+    uint64_t nr_total;      /* own frames and every bank's: valid mfns are below this */
+    struct mm_bank banks[MM_BANKS_MAX];
+    unsigned nr_banks;
     uint64_t nr_free;
     uint8_t *base;          /* xkvmd's own mapping of the whole memfd */
     struct frame *frames;   /* the frame table, nr_frames entries */
@@ -140,13 +163,13 @@ uint64_t mm_count_owner(struct machine_mem *mm, uint16_t owner);
 /* What frame mfn is (FRAME_FREE beyond machine memory); a snapshot, without the lock. */
 static inline enum frame_type mm_frame_type(const struct machine_mem *mm, uint64_t mfn)
 {
-    return mfn < mm->nr_frames ? (enum frame_type)mm->frames[mfn].type : FRAME_FREE;
+    return mfn < mm->nr_total ? (enum frame_type)mm->frames[mfn].type : FRAME_FREE;
 }
 
 /* Whether anything outside the owner's p2m maps frame mfn now (dom0, grants). */
 static inline bool mm_frame_foreign_mapped(const struct machine_mem *mm, uint64_t mfn)
 {
-    return mfn < mm->nr_frames && __atomic_load_n(&mm->frames[mfn].refs, __ATOMIC_RELAXED);
+    return mfn < mm->nr_total && __atomic_load_n(&mm->frames[mfn].refs, __ATOMIC_RELAXED);
 }
 
 static inline void *mm_frame_ptr(const struct machine_mem *mm, uint64_t mfn)
@@ -162,5 +185,39 @@ static inline uint64_t mm_free_frames(struct machine_mem *mm)
     pthread_mutex_unlock(&mm->lock);
     return n;
 }
+
+/* ---- Banks: same-host migration (docs/migration.md, "Same-host migration") ---- */
+/*
+ * The fd behind frame mfn and the frame's offset in it (mfns of a bank are relative to
+ * its first). -1 if mfn is no frame.
+ */
+int mm_frame_fd(const struct machine_mem *mm, uint64_t mfn, uint64_t *off);
+/* Whether mfn is in a bank (another xkvmd's memory), not this host's own. */
+static inline bool mm_frame_in_bank(const struct machine_mem *mm, uint64_t mfn)
+{
+    return mfn >= mm->nr_frames && mfn < mm->nr_total;
+}
+/*
+ * Take memfd fd (another xkvmd's machine memory, or this host's own) as a bank: *first
+ * is the mfn its frame 0 has here (0 for this host's own memfd, the bank's first for
+ * one already attached). fd is consumed (kept or closed). 0 or -errno.
+ */
+int mm_bank_attach(struct machine_mem *mm, int fd, uint64_t *first);
+/*
+ * A migrating domain takes frames [mfn, mfn + nr) in place: each must be handed over
+ * (DOMID_HANDED) or an absent frame of a bank, and named by nothing, or be owner's
+ * already (the source maps it at two gfns; left as it is). All or none.
+ * 0, -EINVAL or -EBUSY.
+ */
+int mm_bank_adopt(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+                  enum frame_type type);
+/*
+ * Frames [mfn, mfn + nr) owned by `owner` now belong to another xkvmd: they become
+ * DOMID_HANDED, kept intact and out of the allocator (names are dropped as usual).
+ */
+void mm_bank_hand_over(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner);
+/* Own frames handed over, and bank frames a domain here owns (live update refuses both). */
+uint64_t mm_bank_count_handed(struct machine_mem *mm);
+uint64_t mm_bank_count_adopted(struct machine_mem *mm);
 
 #endif

@@ -143,8 +143,11 @@ static void change_lock(struct p2m *p)
 static int window_map_prot(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr, int prot)
 {
     void *at = p->window + (gfn << XKVM_PAGE_SHIFT);
-    void *m = mmap(at, nr << XKVM_PAGE_SHIFT, prot,
-                   MAP_SHARED | MAP_FIXED, p->mm->fd, (off_t)(mfn << XKVM_PAGE_SHIFT));
+    uint64_t off = 0;
+    int fd = mm_frame_fd(p->mm, mfn, &off);     /* own memory, or a bank (same-host) */
+    if (fd < 0)
+        return -EINVAL;
+    void *m = mmap(at, nr << XKVM_PAGE_SHIFT, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)off);
     return m == MAP_FAILED ? -errno : 0;
 }
 
@@ -698,6 +701,24 @@ int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
     int rc = window_map(p, gfn, mfn, nr);
     for (uint64_t i = 0; !rc && i < nr; i++)
         p->gfn_to_mfn1[gfn + i] = mfn + i + 1;
+    pthread_rwlock_unlock(&p->lock);
+    return rc;
+}
+
+/*
+ * Same-host migration: map frames taken over from another xkvmd's bank (mm_bank_adopt
+ * left them unnamed), naming each once per gfn as a populate does: a frame the source
+ * mapped at two gfns is named twice. Every gfn must be empty (-EEXIST).
+ */
+int p2m_adopt_shared(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
+{
+    if (gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
+        return -EINVAL;
+    for (uint64_t g = gfn; g < gfn + nr; g++)
+        if (p->gfn_to_mfn1[g])
+            return -EEXIST;
+    change_lock(p);
+    int rc = map_frames(p, gfn, mfn, nr);
     pthread_rwlock_unlock(&p->lock);
     return rc;
 }

@@ -157,6 +157,8 @@ struct p2m_run {
     uint64_t gfn, nr;
 };
 int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr);
+/* Same-host migration: the same for frames of another xkvmd's bank, named here. */
+int p2m_adopt_shared(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr);
 int p2m_cover_ram(struct p2m *p, uint64_t gfn, uint64_t nr, const struct p2m_run *runs,
                   size_t n);
 int p2m_build_memslots(struct p2m *p, const struct p2m_run *runs, size_t n);

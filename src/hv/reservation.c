@@ -47,7 +47,7 @@ int reservation_remove_page(struct reservation *r, uint64_t gfn)
     struct domain *d = r->d;
     struct machine_mem *mm = host_mm();
     uint64_t mfn = p2m_lookup(&d->p2m, gfn);
-    if (mfn == INVALID_MFN || mfn >= mm->nr_frames)
+    if (mfn == INVALID_MFN || mfn >= mm->nr_total)
         return -EINVAL;
     if (mm_frame_type(mm, mfn) != FRAME_RAM)
         return -ENXIO;

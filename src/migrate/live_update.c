@@ -2,6 +2,7 @@
  * Live update, the old binary's half: check the new binary, pause, serialise every
  * domain into the image, and exec. See live_update.h and docs/live-update.md.
  */
+#include "migrate/local_mem.h"
 #include "migrate/live_update.h"
 
 #include <dirent.h>
@@ -475,6 +476,8 @@ static int collect_domains(struct lu_run *r)
 static int check_preconditions(struct lu_run *r)
 {
     int rc = collect_domains(r);
+    if (!rc)
+        rc = local_lu_refusal(r->err, r->errlen);  /* same-host migrations' memory */
     if (rc)
         return rc;
     /* The next binary rebuilds each domain's Xen frames in the region (and a margin). */

@@ -64,6 +64,8 @@ struct migrate_opts {
     bool downtime_strict;       /* live: fail (the guest runs on here) if the rest
                                    does not fit downtime_ms when pre-copy stops */
     enum xkvm_stream_compat compat;
+    /* Same-host migration (migrate/local_mem.h): RAM stays in place; else NULL. */
+    struct local_mem *local_mem;
 };
 #define MIGRATE_DEFAULT_DOWNTIME_MS 5
 #define MIGRATE_DEFAULT_MAX_ITERS   30
@@ -131,8 +133,11 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
  * a local restore, which the toolstack asked for.
  */
 struct domcfg;
+struct local_mem;
 struct migrate_gate {
     int (*admit)(struct migrate_gate *g, const struct domcfg *cfg, char *err, size_t errlen);
+    /* Same-host migration (migrate/local_mem.h): the memfds passed; else NULL. */
+    struct local_mem *local_mem;
 };
 
 /*

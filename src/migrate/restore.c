@@ -25,6 +25,7 @@
 #include "hv/physmap.h"
 #include "hv/toolstack_xs.h"
 #include "migrate/arch_state.h"
+#include "migrate/local_mem.h"
 #include "migrate/pv_restore.h"
 #include "util/domcfg.h"
 #include "util/hostpath.h"
@@ -75,6 +76,7 @@ int migrate_allow_root(bool kernel, const char *dir, char *err, size_t errlen)
 struct build_call {
     struct domcfg cfg;
     uint16_t domid;
+    bool same_host;             /* built without RAM (migrate/local_mem.h) */
     struct domain *d;
     int rc;
     char err[512];
@@ -83,7 +85,10 @@ struct build_call {
 static void build_on_main(void *arg)
 {
     struct build_call *c = arg;
-    c->rc = domain_create_for_restore(&c->cfg, c->domid, &c->d, c->err, sizeof(c->err));
+    c->rc = c->same_host ? domain_create_for_local(&c->cfg, c->domid, &c->d, c->err,
+                                                   sizeof(c->err))
+                         : domain_create_for_restore(&c->cfg, c->domid, &c->d, c->err,
+                                                     sizeof(c->err));
     if (!c->rc)
         domain_job_claim(c->d);     /* new, not yet published: cannot fail */
 }
@@ -171,6 +176,8 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
         rc = r->gate->admit(r->gate, &c->cfg, r->err, r->errlen);
     if (!rc) {
         c->domid = (uint16_t)dr.domid;
+        /* Same-host: no RAM yet; LOCAL_MEMORY says where it is (on_local_memory). */
+        c->same_host = r->gate && r->gate->local_mem;
         host_call_main(build_on_main, c);
         if (c->rc)
             rc = fail(r, c->rc, "%s", c->err);
@@ -334,6 +341,25 @@ static int on_pages(struct receiver *r, struct xkvm_stream_reader *rd,
     return 0;
 }
 
+/* Same-host migration: the domain's RAM, where it is (migrate/local_mem.h). */
+static int on_local_memory(struct receiver *r, const struct xkvm_stream_record *rec)
+{
+    struct local_mem *lm = r->gate ? r->gate->local_mem : NULL;
+    if (!lm || !r->d || lm->nr_runs)
+        return fail(r, -EINVAL, "LOCAL_MEMORY outside a same-host migration");
+    char why[512];
+    int rc = local_recv_runs(lm, rec, why, sizeof(why));
+    struct domain_adopt a = { .extents = lm->runs, .nr_extents = lm->nr_runs,
+                              .migrating = true };
+    if (!rc)
+        rc = domain_adopt_local(r->d, &a, why, sizeof(why));
+    if (rc)
+        return fail(r, rc, "%s", why);
+    for (size_t i = 0; i < lm->nr_runs; i++)    /* its RAM: the runs (no walk of it) */
+        r->ram_held += lm->runs[i].nr;
+    return 0;
+}
+
 static int keep(void **dst, size_t *len, const struct xkvm_stream_record *rec)
 {
     free(*dst);
@@ -417,6 +443,10 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
             if (!rc && peer && migrate_send_line(t, MIGRATE_MSG_READY))
                 rc = fail(&r, -EPIPE, "source went away");
             break;
+        case XKVM_STREAM_REC_LOCAL_MEMORY:
+            fault_point("recv-local");
+            rc = on_local_memory(&r, &rec);
+            break;
         case XKVM_STREAM_REC_PAGE_DATA:
             fault_point("recv-pages");
             rc = on_pages(&r, &rd, &rec);
@@ -484,6 +514,8 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
             migrate_send_line(t, MIGRATE_MSG_ERROR " %s", err);
         if (r.d) {
             uint16_t id = r.d->domid;
+            if (gate && gate->local_mem)    /* the source runs on over these frames */
+                local_hand_over(gate->local_mem, id);
             host_call_main(destroy_on_main, r.d);
             log_warn("d%u: incoming domain removed: %s", id, err);
         }
@@ -503,6 +535,8 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
         snprintf(err, errlen, "the source went away before it heard RUNNING");
         uint16_t id = d->domid;
         domain_pause(d);
+        if (gate && gate->local_mem)
+            local_hand_over(gate->local_mem, id);
         host_call_main(destroy_on_main, d);
         log_warn("d%u: incoming domain removed: %s", id, err);
         return -EPIPE;

@@ -30,6 +30,7 @@
 #include "hv/toolstack_xs.h"
 #include "hv/vcpu.h"
 #include "migrate/arch_state.h"
+#include "migrate/local_mem.h"
 #include "migrate/pv_save.h"
 #include "util/domcfg.h"
 #include "util/log.h"
@@ -186,7 +187,7 @@ static inline bool bit(const uint64_t *bm, uint64_t i)
 static bool sendable(struct domain *d, uint64_t gfn)
 {
     uint64_t mfn = p2m_lookup(&d->p2m, gfn);
-    if (mfn == INVALID_MFN || mfn >= host_mm()->nr_frames || p2m_is_foreign(&d->p2m, gfn))
+    if (mfn == INVALID_MFN || mfn >= host_mm()->nr_total || p2m_is_foreign(&d->p2m, gfn))
         return false;
     uint8_t t = mm_frame_type(host_mm(), mfn);
     return t == FRAME_RAM || t == FRAME_SPECIAL;
@@ -270,7 +271,8 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
                  * pointer until the batch goes out, and the guest may remap the gfn.
                  */
                 const uint8_t *page = mm_frame_ptr(host_mm(), mfn);
-                if (iteration == 0 && s->backed && !bit(s->backed, mfn))
+                if (iteration == 0 && s->backed && mfn < host_mm()->nr_frames &&
+                    !bit(s->backed, mfn))
                     rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XALLOC);
                 else
                     rc = xkvm_stream_add_page(&s->w, g, page);
@@ -652,6 +654,8 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     char line[MIGRATE_MSG_MAX];
     bool paused = false, logging = false;
     int rc = refuse_foreign_maps(d, err, errlen);
+    if (!rc && o->local_mem)
+        rc = local_send_check(d, err, errlen);
     if (!rc)
         rc = send_config(&s, err, errlen);
     if (!rc && o->peer)
@@ -666,6 +670,9 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             if (sendable(d, g) || (in_ram_map(d, g) && p2m_lookup(&d->p2m, g) == INVALID_MFN))
                 s.dirty[g / 64] |= 1ull << (g % 64);
     }
+    /* Same-host (not live: paused now): RAM stays where it is, toolstack pages go. */
+    if (!rc && o->local_mem && !(rc = local_send_memory(d, &s.w, o->local_mem, err, errlen)))
+        local_keep_special(d, s.dirty, s.nr_gfns);
     if (!rc && o->live) {
         logging = true;
         rc = p2m_log_dirty_enable(&d->p2m);
@@ -673,7 +680,7 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             snprintf(err, errlen, "enabling dirty logging: %s", strerror(-rc));
     }
     uint64_t sent;
-    s.backed = rc ? NULL : backed_frames();     /* after logging started: see above */
+    s.backed = rc || o->local_mem ? NULL : backed_frames();  /* after logging started */
     if (!rc && send_marked(&s, 0, !o->live, popcount_bm(s.dirty, s.nr_gfns), &sent)) {
         snprintf(err, errlen, "stream: %s", s.w.err.msg);
         rc = -EPIPE;
@@ -711,6 +718,8 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             rc = refuse_unreachable_event_frames(d, err, errlen);
         if (!rc) {
             mark_final_extras(&s);
+            if (o->local_mem)
+                local_keep_special(d, s.dirty, s.nr_gfns);
             uint64_t n = popcount_bm(s.dirty, s.nr_gfns);
             if (send_marked(&s, rep->iterations + 1, true, n, &sent)) {
                 snprintf(err, errlen, "stream: %s", s.w.err.msg);
@@ -743,6 +752,8 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             log_err("d%u: %s after GO: the guest runs here again", d->domid, err);
         } else {
             uint64_t resumed = strtoull(line + strlen(MIGRATE_MSG_RUNNING), NULL, 10);
+            if (o->local_mem)   /* the destination's now: never reused or punched here */
+                local_hand_over(o->local_mem, d->domid);
             rep->downtime_ms = resumed > t_pause_real ?
                                (double)(resumed - t_pause_real) / 1e6 : 0;
         }

@@ -64,6 +64,8 @@ const char *xkvm_stream_rec_name(uint32_t type)
         return "XENSTORE_STATE";
     if (type == XKVM_STREAM_REC_DOMAIN_CONFIG)
         return "DOMAIN_CONFIG";
+    if (type == XKVM_STREAM_REC_LOCAL_MEMORY)
+        return "LOCAL_MEMORY";
     return NULL;
 }
 

@@ -204,6 +204,38 @@ static int check_domain_config(struct xkvm_stream_state *st, const struct xkvm_s
     return 0;
 }
 
+static int check_local_memory(struct xkvm_stream_state *st, const struct xkvm_stream_record *rec,
+                              struct xkvm_stream_error *err)
+{
+    (void)st;
+    uint32_t nfds = ld_le32(rec->body), n = ld_le32(rec->body + 4);
+    if (nfds == 0 || nfds > XKVM_STREAM_LOCAL_FDS_MAX)
+        return FAIL(XKVM_STREAM_ERR_BAD_VALUE, "%u memfds, must be 1..%u", nfds,
+                    XKVM_STREAM_LOCAL_FDS_MAX);
+    if (rec->length != 8 + 24ull * n)
+        return FAIL(XKVM_STREAM_ERR_BAD_LENGTH, "%u runs need %llu bytes, not %llu", n,
+                    8 + 24ull * n, (unsigned long long)rec->length);
+    for (uint32_t i = 0; i < n; i++) {
+        struct xkvm_stream_local_run r;
+        xkvm_stream_local_run_get(rec, i, &r);
+        if (!r.count || r.fd_index >= nfds || r.gfn + r.count < r.gfn ||
+            r.frame + r.count < r.frame || r.frame >> 40)
+            return FAIL(XKVM_STREAM_ERR_BAD_VALUE, "run %u (gfn 0x%llx, %u pages, memfd %u) "
+                        "is empty, wraps or names no memfd", i, (unsigned long long)r.gfn,
+                        r.count, r.fd_index);
+    }
+    return 0;
+}
+
+void xkvm_stream_local_run_get(const struct xkvm_stream_record *rec, uint32_t i,
+                               struct xkvm_stream_local_run *run)
+{
+    const uint8_t *p = rec->body + 8 + 24ull * i;
+    *run = (struct xkvm_stream_local_run){ .gfn = ld_le64(p), .frame = ld_le64(p + 8),
+                                           .count = ld_le32(p + 16),
+                                           .fd_index = ld_le32(p + 20) };
+}
+
 static const char pv_only[] = "x86 PV record, not valid in an x86 HVM stream";
 static const char no_checkpoint[] = "checkpointed streams (Remus/COLO) are not supported";
 
@@ -239,6 +271,8 @@ static const struct stream_rec_desc hvm_recs[] = {
       NULL, check_xenstore_state },
     { XKVM_STREAM_REC_DOMAIN_CONFIG, RD_ONCE | RD_STATIC | RD_EXT, 2, XKVM_STREAM_CONFIG_MAX,
       NULL, check_domain_config },
+    { XKVM_STREAM_REC_LOCAL_MEMORY, RD_ONCE | RD_DYNAMIC | RD_BEFORE_CTX | RD_EXT, 8,
+      XKVM_STREAM_RECORD_MAX, NULL, check_local_memory },
 };
 _Static_assert(sizeof(hvm_recs) / sizeof(hvm_recs[0]) <= 32, "once_seen bits");
 

@@ -99,7 +99,7 @@ static const char usage_text[] =
 "  restore FILE [CONFIG]         restore a saved domain under its old domid; its disks\n"
 "                                and kernel are CONFIG's (an xl.cfg), else the save's\n"
 "                                if inside an xkvmd --disk-root/--kernel-root\n"
-"  migrate DOMAIN HOST:PORT|ssh://[USER@]HOST[:PORT] [--downtime-ms N] [--max-iters N]\n"
+"  migrate DOMAIN HOST:PORT|ssh://[USER@]HOST[:PORT]|local:RUNDIR [--downtime-ms N] [--max-iters N]\n"
 "          [--non-live] [--no-auto-converge] [--downtime-strict] [--report FILE]\n"
 "          [--tls-hostname NAME] [--ssh-command CMD] [--remote-xkvm PATH]\n"
 "                                live-migrate the domain to the xkvmd listening at\n"
@@ -109,6 +109,8 @@ static const char usage_text[] =
 "                                the destination's certificate must name NAME (default\n"
 "                                HOST). ssh://: through ssh (CMD, default $XKVM_SSH or\n"
 "                                ssh) running `PATH migrate-receive` there (default xkvm).\n"
+"                                local:RUNDIR: to another xkvmd on this host, sharing\n"
+"                                the guest's memory instead of copying it\n"
 "                                A guest that dirties faster than the link is slowed\n"
 "                                (vCPU throttle) until the rest fits --downtime-ms;\n"
 "                                --downtime-strict: fail if it cannot\n"
@@ -1198,6 +1200,37 @@ static int cmd_migrate_receive(int argc, char **argv)
     return r < 0 ? EXIT_FAILURE : 0;
 }
 
+/*
+ * xkvm migrate DOMAIN local:RUNDIR: the destination is another xkvmd on this host. A
+ * child asks it (migrate-receive, "local") to receive on one end of a socket pair; the
+ * source gets the other end, passes its memory over it, then the stream. The child's
+ * pid, or -1; *chan is the source's end.
+ */
+static pid_t spawn_local_receiver(const char *dest_rundir, int *chan)
+{
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp))
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sp[0]);
+        close(sp[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(sp[0]);
+        rundir = dest_rundir;
+        struct json_object *req = new_request("migrate-receive"), *reply = NULL;
+        add_field(req, "local", json_object_new_boolean(true));
+        int r = long_job_fd(req, sp[1], NULL, NULL, &reply, NULL);
+        json_object_put(reply);
+        _exit(r < 0 ? EXIT_FAILURE : 0);
+    }
+    close(sp[1]);
+    *chan = sp[0];
+    return pid;
+}
+
 static int cmd_migrate(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1254,22 +1287,28 @@ static int cmd_migrate(int argc, char **argv)
         return EXIT_FAILURE;
     const char *hp = argv[optind + 1], *colon = strrchr(hp, ':');
     char dest[256], sport[16];
-    bool via_ssh = !strncmp(hp, "ssh://", 6);
+    bool via_ssh = !strncmp(hp, "ssh://", 6), same_host = !strncmp(hp, "local:", 6);
     long port = colon ? strtol(colon + 1, &end, 10) : 0;
     if (via_ssh && parse_ssh_url(hp, dest, sizeof(dest), sport, sizeof(sport)))
         return usage_error("migrate: ssh://[USER@]HOST[:PORT] expected, got '%s'", hp);
-    if (!via_ssh && (!colon || colon == hp || *end || port < 1 || port > 65535))
+    if (same_host && !hp[6])
+        return usage_error("migrate: local:RUNDIR expected (another xkvmd's run directory)");
+    if (!via_ssh && !same_host && (!colon || colon == hp || *end || port < 1 || port > 65535))
         return usage_error("migrate: HOST:PORT expected, got '%s'", hp);
     int chan = -1;
-    pid_t ssh_pid = via_ssh ? spawn_ssh(ssh, dest, sport, remote, &chan) : 0;
+    pid_t ssh_pid = via_ssh ? spawn_ssh(ssh, dest, sport, remote, &chan) :
+                    same_host ? spawn_local_receiver(hp + 6, &chan) : 0;
     if (ssh_pid < 0) {
-        errorf("migrate: cannot start '%s': %s", ssh, strerror(errno));
+        errorf("migrate: cannot start '%s': %s", same_host ? "the receiver" : ssh,
+               strerror(errno));
         return EXIT_FAILURE;
     }
     struct json_object *req = new_request("migrate"), *reply = NULL, *failed = NULL;
     add_field(req, "domid", json_object_new_int((int)domid));
-    if (via_ssh) {
+    if (via_ssh || same_host) {
         add_field(req, "via", json_object_new_string(hp));
+        if (same_host)
+            add_field(req, "local", json_object_new_boolean(true));
     } else {
         add_field(req, "host", json_object_new_string_len(hp, (int)(colon - hp)));
         add_field(req, "port", json_object_new_int((int)port));
@@ -1289,7 +1328,11 @@ static int cmd_migrate(int argc, char **argv)
     int r = long_job_fd(req, chan, show_progress, &mv, &reply, &failed);
     if (mv.tty)
         fputs("\r\033[K", stderr);
-    if (via_ssh) {
+    if (same_host) {
+        close(chan);
+        int st = 0;
+        waitpid(ssh_pid, &st, 0);
+    } else if (via_ssh) {
         close(chan);        /* ssh sees the end of its input and exits */
         int st = 0;
         waitpid(ssh_pid, &st, 0);

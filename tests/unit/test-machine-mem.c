@@ -1,6 +1,7 @@
 /* Machine memory: allocator, frame table, freeing returns frames zeroed. */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "hv/machine_mem.h"
@@ -208,6 +209,77 @@ static void claim_named(void)
     mm_fini(&mm);
 }
 
+/*
+ * Same-host migration: host B takes host A's memfd as a bank and adopts A's frames in
+ * place; A keeps them (handed over) and never reuses them; B's free punches them in
+ * A's memfd; A can take them back.
+ */
+static void bank_adopt_hand_over_and_back(void)
+{
+    struct machine_mem a, b;
+    REQUIRE(mm_init(&a, 1 * MB) == 0);
+    REQUIRE(mm_init(&b, 1 * MB) == 0);
+    uint64_t mfn;
+    REQUIRE(mm_alloc_run(&a, 8, 5, FRAME_RAM, &mfn) == 8);
+    memset(mm_frame_ptr(&a, mfn), 0xab, 8 * XKVM_PAGE_SIZE);
+    CHECK_EQ(mm_map_get(&a, mfn, 8, 5), 0);
+    uint64_t free_a = mm_free_frames(&a);
+
+    uint64_t first = 0;
+    CHECK_EQ(mm_bank_attach(&b, dup(a.fd), &first), 0);
+    CHECK_EQ(first, b.nr_frames);
+    CHECK_EQ(b.nr_total, b.nr_frames + a.nr_frames);
+    uint64_t again = 0;     /* the same memfd again: the same bank */
+    CHECK_EQ(mm_bank_attach(&b, dup(a.fd), &again), 0);
+    CHECK_EQ(again, first);
+    CHECK_EQ(b.nr_banks, 1);
+    uint64_t own = 99;      /* B's own memfd: its own frames */
+    CHECK_EQ(mm_bank_attach(&b, dup(b.fd), &own), 0);
+    CHECK_EQ(own, 0);
+
+    /* A frame A still names cannot be adopted (it is not handed over). */
+    uint64_t bm = first + mfn;
+    CHECK_EQ(mm_bank_adopt(&b, bm, 8, 9, FRAME_RAM), 0);    /* absent in B's table */
+    CHECK_EQ(mm_bank_adopt(&b, bm, 8, 10, FRAME_RAM), -EINVAL); /* taken now */
+    CHECK_EQ(mm_map_get(&b, bm, 1, 9), 0);                      /* mapped at a gfn */
+    CHECK_EQ(mm_bank_adopt(&b, bm, 1, 9, FRAME_RAM), 0);        /* a second gfn: kept */
+    CHECK_EQ(mm_frame_maps(&b, bm), 1);
+    mm_map_put(&b, bm, 1);
+    CHECK(mm_frame_in_bank(&b, bm));
+    CHECK_EQ(((uint8_t *)mm_frame_ptr(&b, bm))[5], 0xab);  /* the same memory */
+    uint64_t off = 0;
+    CHECK_EQ(mm_frame_fd(&b, bm + 1, &off), b.banks[0].fd);
+    CHECK_EQ(off, (mfn + 1) * XKVM_PAGE_SIZE);
+    CHECK_EQ(mm_bank_count_adopted(&b), 8);
+
+    /* A hands them over: kept, not free, not punched, out of the allocator. */
+    mm_bank_hand_over(&a, mfn, 8, 5);
+    mm_map_put(&a, mfn, 8);
+    CHECK_EQ(mm_free_owner(&a, 5), 0);
+    CHECK_EQ(mm_free_frames(&a), free_a);
+    CHECK_EQ(mm_bank_count_handed(&a), 8);
+    CHECK_EQ(((uint8_t *)mm_frame_ptr(&a, mfn))[7], 0xab);
+
+    /* B gives one frame back to A: handed over on B (kept), adopted again on A. */
+    mm_bank_hand_over(&b, bm, 1, 9);
+    CHECK_EQ(mm_bank_adopt(&a, mfn, 1, 5, FRAME_RAM), 0);
+    CHECK_EQ(mm_bank_adopt(&a, mfn, 1, 6, FRAME_RAM), -EINVAL);      /* taken again */
+    CHECK_EQ(((uint8_t *)mm_frame_ptr(&a, mfn))[0], 0xab);
+    CHECK_EQ(mm_bank_count_handed(&a), 7);
+
+    /* B frees the rest: punched in A's memfd (zero for A too), absent in B again. */
+    CHECK_EQ(mm_free_owner(&b, 9), 7);
+    CHECK_EQ(((uint8_t *)mm_frame_ptr(&a, mfn + 3))[0], 0);
+    CHECK_EQ(mm_bank_count_adopted(&b), 0);
+    CHECK_EQ(mm_frame_type(&b, bm + 3), FRAME_FREE);
+    CHECK_EQ(mm_free_frames(&b), b.nr_frames - b.lu_nr);   /* never B's allocator's */
+    CHECK_EQ(mm_bank_adopt(&b, bm + 3, 1, 9, FRAME_RAM), 0); /* absent: adoptable */
+    CHECK_EQ(mm_bank_adopt(&b, b.nr_total, 1, 9, FRAME_RAM), -EINVAL);
+    CHECK_EQ(mm_bank_adopt(&b, first - 1, 2, 9, FRAME_RAM), -EINVAL); /* across an edge */
+    mm_fini(&b);
+    mm_fini(&a);
+}
+
 static void rejects_empty(void)
 {
     struct machine_mem mm;
@@ -224,6 +296,7 @@ int main(void)
     RUN_TEST(map_names_are_bounded);
     RUN_TEST(claims_across_bitmap_words);
     RUN_TEST(claim_named);
+    RUN_TEST(bank_adopt_hand_over_and_back);
     RUN_TEST(rejects_empty);
     HARNESS_EXIT();
 }

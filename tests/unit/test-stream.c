@@ -1172,6 +1172,74 @@ static void test_reject_extensions(void)
     free(r.b);
 }
 
+/* LOCAL_MEMORY body: nfds, then runs (gfn, frame, count, fd index). */
+static uint32_t local_body(uint8_t *b, uint32_t nfds, uint32_t n, const uint64_t (*runs)[4])
+{
+    put_le32(b, nfds);
+    put_le32(b + 4, n);
+    for (uint32_t i = 0; i < n; i++) {
+        put_le64(b + 8 + 24 * i, runs[i][0]);
+        put_le64(b + 16 + 24 * i, runs[i][1]);
+        put_le32(b + 24 + 24 * i, (uint32_t)runs[i][2]);
+        put_le32(b + 28 + 24 * i, (uint32_t)runs[i][3]);
+    }
+    return 8 + 24 * n;
+}
+
+/* LOCAL_MEMORY (same-host migration): dynamic, once, before HVM_CONTEXT, runs checked. */
+static void test_local_memory(void)
+{
+    static const uint64_t good[2][4] = { { 0, 100, 160, 0 }, { 0x100, 7, 3, 1 } };
+    uint8_t b[8 + 24 * 2] __attribute__((aligned(8)));
+    struct raw r;
+    raw_start(&r);
+    raw_rec(&r, XKVM_STREAM_REC_LOCAL_MEMORY, b, local_body(b, 2, 2, good));
+    raw_finish(&r);
+    EXPECT_ACCEPT(&r, NULL);
+    struct xkvm_stream_reader rd;
+    struct xkvm_stream_record rec;
+    struct xkvm_stream_local_run run = { 0 };
+    REQUIRE(xkvm_stream_reader_init_buffer(&rd, r.b, r.len, NULL) == 0);
+    while (xkvm_stream_next(&rd, &rec) > 0)
+        if (rec.type == XKVM_STREAM_REC_LOCAL_MEMORY)
+            xkvm_stream_local_run_get(&rec, 1, &run);
+    CHECK_EQ(run.gfn, 0x100);
+    CHECK_EQ(run.frame, 7);
+    CHECK_EQ(run.count, 3);
+    CHECK_EQ(run.fd_index, 1);
+    xkvm_stream_reader_release(&rd);
+    free(r.b);
+
+    static const struct { uint32_t nfds; uint64_t run[4]; int code; const char *needle; } bad[] = {
+        { 0, { 0, 0, 1, 0 }, XKVM_STREAM_ERR_BAD_VALUE, "memfds" },
+        { XKVM_STREAM_LOCAL_FDS_MAX + 1, { 0, 0, 1, 0 }, XKVM_STREAM_ERR_BAD_VALUE, "memfds" },
+        { 1, { 0, 0, 0, 0 }, XKVM_STREAM_ERR_BAD_VALUE, "empty" },
+        { 1, { 0, 0, 1, 1 }, XKVM_STREAM_ERR_BAD_VALUE, "names no memfd" },
+        { 1, { UINT64_MAX, 0, 2, 0 }, XKVM_STREAM_ERR_BAD_VALUE, "wraps" },
+    };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        raw_start(&r);
+        raw_rec(&r, XKVM_STREAM_REC_LOCAL_MEMORY, b, local_body(b, bad[i].nfds, 1, &bad[i].run));
+        EXPECT_REJECT(&r, NULL, bad[i].code, bad[i].needle);
+        free(r.b);
+    }
+    raw_start(&r);      /* a length that does not match the runs */
+    raw_rec(&r, XKVM_STREAM_REC_LOCAL_MEMORY, b, local_body(b, 1, 2, good) - 8);
+    EXPECT_REJECT(&r, NULL, XKVM_STREAM_ERR_BAD_LENGTH, "runs need");
+    free(r.b);
+    raw_start(&r);      /* twice */
+    raw_rec(&r, XKVM_STREAM_REC_LOCAL_MEMORY, b, local_body(b, 2, 2, good));
+    raw_rec(&r, XKVM_STREAM_REC_LOCAL_MEMORY, b, local_body(b, 2, 2, good));
+    EXPECT_REJECT(&r, NULL, XKVM_STREAM_ERR_DUPLICATE, "only one");
+    free(r.b);
+    raw_start(&r);      /* after HVM_CONTEXT */
+    raw_rec_hvmctx(&r);
+    raw_rec(&r, XKVM_STREAM_REC_LOCAL_MEMORY, b, local_body(b, 2, 2, good));
+    EXPECT_REJECT(&r, NULL, XKVM_STREAM_ERR_ORDER, "HVM_CONTEXT");
+    free(r.b);
+    CHECK_STR_CONTAINS(xkvm_stream_rec_name(XKVM_STREAM_REC_LOCAL_MEMORY), "LOCAL_MEMORY");
+}
+
 /* DOMAIN_CONFIG (static, once, no NUL) and SYNC (optional: skipped, framing checked). */
 static void test_config_and_sync(void)
 {
@@ -1446,6 +1514,7 @@ int main(void)
     RUN_TEST(test_reject_small_records);
     RUN_TEST(test_reject_extensions);
     RUN_TEST(test_config_and_sync);
+    RUN_TEST(test_local_memory);
     RUN_TEST(test_hvmctx);
     RUN_TEST(test_hvmctx_builder);
     RUN_TEST(test_names);
