@@ -202,7 +202,8 @@ static void dev_step(struct xenbus_be *b, struct xenbus_be_dev *d)
         if (d->be_state == XenbusStateClosed) {
             log_info("%s: %u/%u: prepare for reconnect", b->ops->name, d->domid,
                      d->devid);
-            switch_state(b, d, XenbusStateInitWait);
+            /* This host's features: the ones there may have come with a migration. */
+            be_update(b, d, write_features, NULL, XenbusStateInitWait);
         }
         break;
     case XenbusStateInitialised:

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,7 +24,12 @@
 #include "hv/hv.h"
 #include "util/log.h"
 
-#define MAX_CONNS           32
+/*
+ * One connection per service and device, and per queue for a netback vif (up to 8):
+ * hundreds on a full host. Slots are reused; loops stop at conns_end, one past the
+ * highest slot used since start.
+ */
+#define MAX_CONNS           1024
 #define MAX_MAPS_PER_CONN   4096u
 #define MAX_BINDS_PER_CONN  1024u
 #define MAX_FDS_IN          8       /* fds a service sends us are closed unread */
@@ -66,6 +72,7 @@ static int listen_fd = -1;
 static int epoll_fd = -1;
 static char sock_path[PATH_MAX];
 static struct conn conns[MAX_CONNS];
+static int conns_end;
 static int readonly_mem_fd = -1;
 
 static const struct domain_observer dom0_observer = {
@@ -73,11 +80,24 @@ static const struct domain_observer dom0_observer = {
     .freeing = dom0_domain_gone,
 };
 
+/* Every slot free; and room in the fd limit for the connections (soft up to hard). */
+static void init_conns(void)
+{
+    for (int i = 0; i < MAX_CONNS; i++)
+        conns[i] = (struct conn){ .fd = -1, .domains_fd = -1 };
+    __atomic_store_n(&conns_end, 0, __ATOMIC_RELEASE);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max &&
+        rl.rlim_cur < 4 * MAX_CONNS) {
+        rl.rlim_cur = rl.rlim_max < 4 * MAX_CONNS ? rl.rlim_max : 4 * MAX_CONNS;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int dom0_listen(const char *rundir)
 {
     domain_observe(&dom0_observer);
-    for (int i = 0; i < MAX_CONNS; i++)
-        conns[i] = (struct conn){ .fd = -1, .domains_fd = -1 };
+    init_conns();
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", rundir,
                          XKVM_DOM0_SOCKET) >= sizeof(sa.sun_path))
@@ -104,8 +124,7 @@ int dom0_listen(const char *rundir)
 int dom0_listen_inherited(int fd, const char *rundir)
 {
     domain_observe(&dom0_observer);
-    for (int i = 0; i < MAX_CONNS; i++)
-        conns[i] = (struct conn){ .fd = -1, .domains_fd = -1 };
+    init_conns();
     if ((size_t)snprintf(sock_path, sizeof(sock_path), "%s/%s", rundir, XKVM_DOM0_SOCKET) >=
         sizeof(sock_path))
         return -ENAMETOOLONG;
@@ -270,7 +289,7 @@ static void conn_close(struct conn *c)
 
 void dom0_domain_gone(struct domain *d)
 {
-    for (int i = 0; i < MAX_CONNS; i++) {
+    for (int i = 0; i < __atomic_load_n(&conns_end, __ATOMIC_ACQUIRE); i++) {
         struct conn *c = &conns[i];
         if (c->fd < 0)
             continue;
@@ -457,7 +476,7 @@ static int do_watch_domains(struct conn *c, const struct dom0_request *r)
 void dom0_domains_changed(void)
 {
     uint64_t one = 1;
-    for (int i = 0; i < MAX_CONNS; i++)
+    for (int i = 0; i < __atomic_load_n(&conns_end, __ATOMIC_ACQUIRE); i++)
         if (conns[i].fd >= 0 && conns[i].domains_fd >= 0) {
             ssize_t w = write(conns[i].domains_fd, &one, sizeof(one));
             (void)w;
@@ -570,6 +589,8 @@ static void accept_one(void)
      * dom0 is root; an xkvmd run by another user serves that user. Others stay
      * connected only to be told so: closing at once would lose the reason.
      */
+    if (c - conns >= conns_end)
+        __atomic_store_n(&conns_end, (int)(c - conns) + 1, __ATOMIC_RELEASE);
     *c = (struct conn){ .fd = fd, .pid = cred.pid, .domains_fd = -1,
                         .refused = cred.uid != 0 && cred.uid != geteuid() };
     if (c->refused)
@@ -586,7 +607,7 @@ bool dom0_handle_event(int fd, uint32_t events)
         accept_one();
         return true;
     }
-    for (int i = 0; i < MAX_CONNS; i++)
+    for (int i = 0; i < __atomic_load_n(&conns_end, __ATOMIC_ACQUIRE); i++)
         if (conns[i].fd == fd) {
             conn_readable(&conns[i]);
             return true;
@@ -596,7 +617,7 @@ bool dom0_handle_event(int fd, uint32_t events)
 
 void dom0_stop(void)
 {
-    for (int i = 0; i < MAX_CONNS; i++)
+    for (int i = 0; i < __atomic_load_n(&conns_end, __ATOMIC_ACQUIRE); i++)
         if (conns[i].fd >= 0)
             conn_close(&conns[i]);
     if (listen_fd >= 0) {

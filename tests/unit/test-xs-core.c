@@ -1042,6 +1042,10 @@ static void test_import_classify(void)
         { "/local/domain/0/backend/vbd/9/768/sectors", "2048", true },
         { "/local/domain/0/backend/vbd/9/768/sectors", "-1", false },
         { "/local/domain/0/backend/vbd/9/768/state", "", false },
+        { "/local/domain/0/backend/vbd/9/768/state", "3000000000", false },
+        { "/local/domain/0/backend/vbd/9/768/state", "7", false },
+        { "/local/domain/0/backend/vbd/9/768/state", "04", false },
+        { "/local/domain/0/backend/vbd/9/768/sectors", "17179869184", true },
         { "/local/domain/0/backend/vbd/9/768/params", "1", false },
         { "/local/domain/9/state", "1", false },
     };

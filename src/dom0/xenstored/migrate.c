@@ -211,9 +211,15 @@ bool xs_import_backend_value_ok(const char *path, const uint8_t *val, uint32_t v
         return false;
     if (b->word && vlen == strlen(b->word) && !memcmp(val, b->word, vlen))
         return true;
+    /*
+     * A number (sectors need 64 bits); a state is one of XenbusState 1..6, so that no
+     * backend is left comparing its state with a value it cannot parse.
+     */
     bool numeric = vlen >= 1 && vlen <= 20;
     for (uint32_t i = 0; numeric && i < vlen; i++)
         numeric = val[i] >= '0' && val[i] <= '9';
+    if (numeric && !strcmp(key, "state"))
+        numeric = vlen == 1 && val[0] >= '1' && val[0] <= '6';
     return numeric;
 }
 
