@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -248,6 +250,62 @@ static void test_abandon_releases_waiters(void)
     teardown();
 }
 
+/*
+ * What post-copy rests on: a KVM vCPU whose memslot is a registered mapping faults
+ * into the handler on a missing frame and resumes with the installed page (the guest
+ * reads the frame and reports the byte by port I/O). Real mode: emulated on kvm-pvm.
+ */
+static void test_kvm_vcpu_waits_for_frame(void)
+{
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (kvm < 0) {
+        harness_skip("/dev/kvm: %s", strerror(errno));
+        return;
+    }
+    if (!setup()) {
+        close(kvm);
+        return;
+    }
+    static const uint8_t code[] = { 0xa0, 0x00, 0x20,  /* mov al, [0x2000] */
+                                    0xe6, 0x10,        /* out 0x10, al */
+                                    0xf4 };            /* hlt */
+    memcpy(base, code, sizeof(code));
+    CHECK(uffd_pages_mark_missing(&U, 2, 1) == 0);
+    int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    struct kvm_userspace_memory_region slot = {
+        .slot = 0, .guest_phys_addr = 0, .memory_size = NR * PG,
+        .userspace_addr = (uint64_t)(uintptr_t)window,
+    };
+    int vcpu = -1;
+    struct kvm_run *run = MAP_FAILED;
+    long runsz = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (vm >= 0 && !ioctl(vm, KVM_SET_USER_MEMORY_REGION, &slot) &&
+        (vcpu = ioctl(vm, KVM_CREATE_VCPU, 0)) >= 0 && runsz > 0)
+        run = mmap(NULL, (size_t)runsz, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+    REQUIRE(run != MAP_FAILED);
+    struct kvm_sregs sr;
+    REQUIRE(!ioctl(vcpu, KVM_GET_SREGS, &sr));
+    sr.cs.base = sr.ds.base = 0;
+    sr.cs.selector = sr.ds.selector = 0;
+    REQUIRE(!ioctl(vcpu, KVM_SET_SREGS, &sr));
+    struct kvm_regs regs = { .rip = 0, .rflags = 2 };
+    REQUIRE(!ioctl(vcpu, KVM_SET_REGS, &regs));
+    CHECK(ioctl(vcpu, KVM_RUN, 0) == 0);
+    CHECK_EQ(run->exit_reason, KVM_EXIT_IO);
+    if (run->exit_reason == KVM_EXIT_IO) {
+        CHECK_EQ(run->io.port, 0x10);
+        CHECK_EQ(((uint8_t *)run)[run->io.data_offset], content_of(2));
+    }
+    struct uffd_pages_stats s;
+    uffd_pages_get_stats(&U, &s);
+    CHECK(s.requests == 1 && s.installed == 1);
+    munmap(run, (size_t)runsz);
+    close(vcpu);
+    close(vm);
+    close(kvm);
+    teardown();
+}
+
 int main(void)
 {
     RUN_TEST(test_fault_fetches_source_page);
@@ -256,5 +314,6 @@ int main(void)
     RUN_TEST(test_wait_present);
     RUN_TEST(test_rerequest_after_drop);
     RUN_TEST(test_abandon_releases_waiters);
+    RUN_TEST(test_kvm_vcpu_waits_for_frame);
     HARNESS_EXIT();
 }
