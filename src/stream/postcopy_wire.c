@@ -116,7 +116,7 @@ int xkvm_postcopy_request_format(char *buf, size_t len, uint64_t pfn, unsigned c
     return n < 0 || (size_t)n >= len ? -ENOSPC : n;
 }
 
-/* Digits of base 16 or 10 at *s, at most max_digits, no sign, no prefix. */
+/* Digits of base 16 or 10 at *s, at most max_digits, no sign, prefix or leading 0. */
 static int parse_number(const char **s, unsigned base, unsigned max_digits, uint64_t *out)
 {
     uint64_t v = 0;
@@ -133,7 +133,7 @@ static int parse_number(const char **s, unsigned base, unsigned max_digits, uint
             return -EINVAL;
         v = v * base + d;
     }
-    if (!nd)
+    if (!nd || (nd > 1 && **s == '0'))
         return -EINVAL;
     *s += nd;
     *out = v;

@@ -123,11 +123,13 @@ static void test_request_lines(void)
     static const char *const bad[] = {
         "PAGE abc12 0", "PAGE abc12 65", "PAGE abc12", "PAGE  1 1", "PAGE 1 1 ",
         "PAGE -1 1", "PAGE 0x1 1", "PAGE ABC 1", "page 1 1", "PAGE fffff 2",
-        "PAGE 10000000000000 1", "PAGE 1 0001", "",
+        "PAGE 10000000000000 1", "PAGE 1 0001", "PAGE 01 1", "PAGE 1 01", "",
     };
     for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK_MSG(xkvm_postcopy_request_parse(bad[i], 0x100000, &pfn, &count) == -EINVAL,
                   "accepted \"%s\"", bad[i]);
+    CHECK_EQ(xkvm_postcopy_request_parse("PAGE 0 1", 0x100000, &pfn, &count), 0);
+    CHECK(pfn == 0 && count == 1);
     CHECK_EQ(xkvm_postcopy_request_format(line, 8, 0xabc12, 3), -ENOSPC);
 }
 
