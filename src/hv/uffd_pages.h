@@ -15,6 +15,11 @@
  * reads as zeros in a MINOR-only mapping: the wrong failure for a frame not yet sent.)
  * Mappings that cannot be registered (a dom0 service's own mmap of the memfd) must
  * uffd_pages_wait_present() before they are handed out.
+ *
+ * Locking: a thread that faults may hold any lock of its own (a hypercall handler
+ * holds its domain's); so the fault thread's request callback and the receiver that
+ * calls uffd_pages_install() must take none of those, and the page given to install
+ * must not itself be guest memory.
  */
 #ifndef XKVM_HV_UFFD_PAGES_H
 #define XKVM_HV_UFFD_PAGES_H
