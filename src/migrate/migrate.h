@@ -33,6 +33,8 @@ struct xkvm_ctx_hvm_param;
 #define MIGRATE_MSG_GO          "GO"
 #define MIGRATE_MSG_RUNNING     "RUNNING"     /* RUNNING <realtime ns it resumed> */
 #define MIGRATE_MSG_ERROR       "ERROR"       /* ERROR <message> */
+/* POSTCOPY-DONE <faults> <requests> <wait avg us> <wait max us>: all pages in */
+#define MIGRATE_MSG_POSTCOPY_DONE "POSTCOPY-DONE"
 #define MIGRATE_MSG_MAX         512
 
 /*
@@ -64,6 +66,9 @@ struct migrate_opts {
     bool downtime_strict;       /* live: fail (the guest runs on here) if the rest
                                    does not fit downtime_ms when pre-copy stops */
     enum xkvm_stream_compat compat;
+    bool postcopy;              /* live: switch to post-copy (postcopy_save.c) */
+    uint32_t postcopy_after;    /* ...after this many passes (0: at once); also when
+                                   pre-copy stops without converging */
 };
 #define MIGRATE_DEFAULT_DOWNTIME_MS 5
 #define MIGRATE_DEFAULT_MAX_ITERS   30
@@ -89,6 +94,7 @@ typedef void (*migrate_progress_fn)(void *arg, const struct migrate_progress *p)
 enum migrate_outcome {
     MIGRATE_DONE,               /* destination runs it (or the file is complete) */
     MIGRATE_RESUMED,            /* failed: the source runs it again */
+    MIGRATE_POSTCOPY_PAUSED,    /* failed in post-copy: both halves kept, paused */
 };
 
 struct migrate_report {
@@ -111,6 +117,14 @@ struct migrate_report {
     unsigned throttle_pct;
     double est_downtime_ms;
     const char *stop;
+    /*
+     * Post-copy (docs/migration.md "Post-copy"): the pages left at the switch, the
+     * phase from RUNNING to the destination's POSTCOPY-DONE, the pages it asked for,
+     * and (the destination's figures) its faults and how long a fault waited.
+     */
+    bool postcopy;
+    uint64_t postcopy_pages, pages_on_demand, faults_on_demand;
+    double postcopy_ms, fault_wait_ms_avg, fault_wait_ms_max;
 };
 
 /*
