@@ -62,9 +62,7 @@ static void request_frame(void *arg, uint64_t mfn)
     pthread_mutex_lock(&pr->wlock);
     if (pr->live && pr->t)
         migrate_send_line(pr->t, "%s", line);   /* a lost connection: the reader sees it */
-    else if (pr->t)         /* asked again after RUNNING (uffd_pages_rerequest) */
-        log_warn("d%u: post-copy: page %#llx touched before the guest runs", pr->d->domid,
-                 (unsigned long long)e->gfn);
+    /* else: before RUNNING went out; postcopy_restore_running asks again */
     pthread_mutex_unlock(&pr->wlock);
 }
 
@@ -228,8 +226,9 @@ static void lost(struct postcopy_restore *pr)
 {
     struct domain *d = pr->d;
     postcopy_restore_detach(pr);
-    domain_pause(d);            /* vCPUs already waiting on a page stay blocked */
     __atomic_store_n(&d->postcopy_paused, true, __ATOMIC_RELAXED);
+    /* Asked, not waited for: a vCPU blocked on a missing page stays blocked. */
+    domain_pause_begin(d);
     log_err("d%u: post-copy connection lost with %llu pages still at the source: the domain "
             "is paused (postcopy-paused); the source keeps its copy (docs/migration.md "
             "\"Failure during post-copy\")", d->domid,

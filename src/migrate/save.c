@@ -808,8 +808,10 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
                                (double)(resumed - t_pause_real) / 1e6 : 0;
             /* Post-copy: the guest runs there, its missing pages are only here. */
             if (missing && (rc = postcopy_serve(d, &s.w, t, missing, s.nr_gfns, rep, err,
-                                                errlen)))
+                                                errlen))) {
                 rep->outcome = MIGRATE_POSTCOPY_PAUSED;
+                __atomic_store_n(&d->postcopy_paused, true, __ATOMIC_RELAXED);  /* xkvm list */
+            }
         }
     } else if (!rc) {
         rep->downtime_ms = rep->final_ms;
