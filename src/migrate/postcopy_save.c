@@ -37,6 +37,16 @@ bool postcopy_should_switch(const struct migrate_opts *o, unsigned passes, const
     return stop && strcmp(stop, "converged");   /* pre-copy cannot finish by itself */
 }
 
+int postcopy_refuse_split(struct domain *d, char *err, size_t errlen)
+{
+    if (!__atomic_load_n(&d->postcopy_paused, __ATOMIC_RELAXED))
+        return 0;
+    snprintf(err, errlen, "domain %u is postcopy-paused: its post-copy migration lost the "
+             "connection, and this copy is only part of the guest (docs/migration.md "
+             "\"Failure during post-copy\")", d->domid);
+    return -EBUSY;
+}
+
 int postcopy_send_missing(struct xkvm_stream_writer *w, const uint64_t *missing, uint64_t nr,
                           char *err, size_t errlen)
 {

@@ -15,6 +15,9 @@
 /* Switch now, before pass `passes` + 1 (stop: why pre-copy would stop, or NULL)? */
 bool postcopy_should_switch(const struct migrate_opts *o, unsigned passes, const char *stop);
 
+/* A postcopy-paused domain (either half of a split guest) is never saved or sent. */
+int postcopy_refuse_split(struct domain *d, char *err, size_t errlen);
+
 /* POSTCOPY_MISSING for the pfns set in missing (nr bits). 0 or -errno with err. */
 int postcopy_send_missing(struct xkvm_stream_writer *w, const uint64_t *missing, uint64_t nr,
                           char *err, size_t errlen);

@@ -701,6 +701,8 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     bool paused = false, logging = false;
     int rc = refuse_foreign_maps(d, err, errlen);
     if (!rc)
+        rc = postcopy_refuse_split(d, err, errlen);
+    if (!rc)
         rc = send_config(&s, err, errlen);
     if (!rc && o->peer)
         rc = expect(t, MIGRATE_MSG_READY, line, sizeof(line), err, errlen);

@@ -10,7 +10,8 @@
 #   postcopy-cancel-refused  migrate-cancel during post-copy: "too late"
 #   postcopy-killed      the connection killed mid-post-copy: both sides keep their
 #                        copy, paused, listed postcopy-paused; destroying the
-#                        destination's copy works (its blocked vCPUs are released)
+#                        destination's copy works (its blocked vCPUs are released);
+#                        the source's half cannot be migrated again
 source "$(dirname "$0")/lib.sh"
 require_kvm
 PROXY="$(dirname "$0")/tcp-fault-proxy.py"
@@ -108,6 +109,14 @@ if [ $rc != 0 ] && [ "$(report_field "$WORK/killed.json" outcome)" = postcopy-pa
   sed 's/^/#   /' "$WORK/killed.out"
 else
   fail postcopy-killed "rc $rc, source $sa, destination $sb: $(cat "$WORK/killed.out")"
+fi
+# Either half of the split guest is never sent anywhere again.
+out=$(xk migrate "$K" 127.0.0.1:$PB 2>&1)
+if [ $? != 0 ] && echo "$out" | grep -q "is postcopy-paused" &&
+   [ "$(RUNDIR=$A dom_field "$K" state)" = postcopy-paused ]; then
+  pass postcopy-paused-not-sent
+else
+  fail postcopy-paused-not-sent "$out"
 fi
 # The operator's way out (docs/migration.md): destroy the destination's copy (the
 # source's is stale: the guest ran there).
