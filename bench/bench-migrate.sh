@@ -15,6 +15,8 @@
 #   {"bench":"migrate","system":"xkvm-tls-psk",...}      xkvm over TLS 1.3 (PSK)
 #   {"bench":"stream-floor","transport":"plain"|"tls-psk",...}  the floor: the idle
 #       case's bytes through one loopback socket / one TLS session (bench-stream-floor)
+#   {"bench":"migrate","ratio":"xkvm_total/floor","transport":...,"x_floor":...}  the
+#       idle case against its floor (goal: <= 1.2x); BENCH_MIGRATE_QUICK=1 stops here
 # and xkvm with a guest that keeps dirtying memory (dirty_mb per 100 ms) against the
 # 5 ms downtime target, and one dirtying twice as fast as a slowed link (auto-converge:
 # {"guest":"dirtying-2x-link-8mbs","throttle_pct":...,"stop":...}), and the same by
@@ -96,7 +98,21 @@ print(json.dumps({"bench": "migrate", "system": "xkvm-tls-psk", "guest": "idle-1
                   "transport": r.get("transport"), "total_ms": round(r["total_ms"], 2),
                   "downtime_ms": round(r["downtime_ms"], 3), "bytes": r["bytes"],
                   "iterations": r["iterations"], "rate_mbs": round(r["rate_mbs"])}))'
-"$BUILD/bench/bench-stream-floor" "$(echo "$xkvm_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')" || exit 1
+floor=$("$BUILD/bench/bench-stream-floor" "$(echo "$xkvm_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')") || exit 1
+echo "$floor"
+# The goal (issue 19): total time <= 1.2x the floor, plain and TLS each against its own.
+python3 - "$xkvm_json" "$tls_json" "$floor" <<'PY'
+import json, sys
+x, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+f = {r["transport"]: r["ms"] for r in map(json.loads, sys.argv[3].splitlines())}
+for name, r, fl in (("plain", x, f["plain"]), ("tls-psk", t, f["tls-psk"])):
+    print(json.dumps({"bench": "migrate", "ratio": "xkvm_total/floor", "transport": name,
+                      "total_ms": round(r["total_ms"], 2), "floor_ms": fl,
+                      "x_floor": round(r["total_ms"] / fl, 2),
+                      "goal_1_2x_met": r["total_ms"] <= 1.2 * fl}))
+PY
+# BENCH_MIGRATE_QUICK=1: only the idle guest, plain and TLS, and the floors.
+[ "${BENCH_MIGRATE_QUICK:-}" = 1 ] && exit 0
 dirty_json=$(xkvm_case dirty "test=fill mb=256 at=64 dirty_mb=8 period_ms=100" | median) || exit 1
 echo "$dirty_json" | python3 -c '
 import json, sys

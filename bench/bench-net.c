@@ -14,7 +14,7 @@
  * The TAP device lives in a network namespace of the benchmark's own (unshare): no
  * device of the host is touched. Without root or /dev/net/tun the tx figures are
  * skipped with a JSON line saying why. "ratio" is time / reference time. The guest's
- * own figure (test=net through xkvmd) is not measured here yet.
+ * own figure (test=net-bench through xkvmd) is bench/bench-net-guest.sh's.
  *
  *   bench-net [--seconds S]
  */

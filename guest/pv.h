@@ -256,22 +256,41 @@ int blkfront_flush(struct blkfront *bf);        /* 0 also when not supported */
 /* Closing -> Closed, as a frontend does on shutdown (bounded wait). */
 void blkfront_disconnect(struct blkfront *bf);
 
-/* ---- netfront.c: network frontend (one vif) ------------------------------------------- */
+/* ---- netfront.c: network frontend (one vif, up to NF_MAX_QUEUES queues) ------------- */
+#define NF_MAX_QUEUES 2
+struct netfront_queue {
+    uint32_t tx_port, rx_port;
+    uint64_t tx_packets, rx_packets;
+};
 struct netfront {
     unsigned handle;                    /* device/vif/<handle> */
     char front[64], back[160];
     domid_t backend_id;
     bool split;                         /* event-channel-tx/-rx instead of one */
-    uint32_t tx_port, rx_port;
+    unsigned nr_queues;                 /* what was asked and the backend offers */
+    unsigned max_queues;                /* the backend's multi-queue-max-queues */
+    struct netfront_queue q[NF_MAX_QUEUES];
+    volatile uint64_t events;           /* events on any of its ports */
     uint8_t mac[6];
     uint64_t tx_packets, rx_packets, tx_errors, rx_errors, stray;
 };
-/* Handshake up to Connected, rx buffers posted; 0 or -errno. */
-int netfront_connect(struct netfront *nf, unsigned handle, bool split);
-/* Queue one frame (14 .. 4096 bytes) for the backend; 0 or -errno. */
-int netfront_send(struct netfront *nf, const void *frame, size_t len);
-/* The next received frame into buf (truncated to len): its length, 0 on timeout. */
-int netfront_recv(struct netfront *nf, void *buf, size_t len, uint64_t timeout_ms);
+/*
+ * Handshake up to Connected with min(queues, the backend's multi-queue-max-queues,
+ * NF_MAX_QUEUES) queues (queues 0: one, and no multi-queue-num-queues node written, as
+ * an old frontend), rx buffers posted; 0 or -errno.
+ */
+int netfront_connect(struct netfront *nf, unsigned handle, bool split, unsigned queues);
+/* queues | NETFRONT_QUEUES_UNCHECKED: ask that many whatever the backend offers (a
+ * hostile frontend: rings for NF_MAX_QUEUES at most; the backend should refuse). */
+#define NETFRONT_QUEUES_UNCHECKED 0x80000000u
+/* Queue one frame (14 .. 4096 bytes) on queue q for the backend; 0 or -errno. */
+int netfront_send(struct netfront *nf, unsigned q, const void *frame, size_t len);
+/*
+ * The next received frame (any queue, *q says which if q is not NULL) into buf
+ * (truncated to len): its length, 0 on timeout.
+ */
+int netfront_recv(struct netfront *nf, void *buf, size_t len, uint64_t timeout_ms,
+                  unsigned *q);
 /* Hostile (test=net hostile=1): a tx req_prod beyond the ring, and a notification. */
 void netfront_break_tx(struct netfront *nf);
 

@@ -35,4 +35,6 @@ run bench-live-update "$ROOT/bench/bench-live-update.sh" "$BUILD"
 [ -x "$BUILD/bench/bench-blk" ] && run bench-blk "$BUILD/bench/bench-blk" \
   --xkvmd "$BUILD/src/daemon/xkvmd" --xkvm "$BUILD/src/tools/xkvm" --guest "$BUILD/guest/xkvm-guest"
 [ -x "$BUILD/bench/bench-net" ] && run bench-net "$BUILD/bench/bench-net"
+# The guest-side figure; it prints bench-net's lines of its own run again as its references.
+[ -x "$BUILD/bench/bench-net" ] && run bench-net-guest "$ROOT/bench/bench-net-guest.sh" "$BUILD"
 exit $failed

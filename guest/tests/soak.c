@@ -13,7 +13,9 @@
  *     the round and check its own Xen system time (an IPI event channel wakes it);
  * and it keeps a watch on data/soak-ctl. It stops when data/soak-stop exists, or
  * rounds= rounds (0: no limit) were done, and passes if nothing went wrong:
- *     xtest: soak: round N ok (every 50 rounds, and the first)
+ *     xtest: soak: round N ok (every 50 rounds, and the first), with the largest gap
+ *     between two of its clock reads (one a round) since boot, and since the last such
+ *     line: a pause (live update, migration) shows there as the guest saw it
  *     xtest: soak: PASS            or      xtest: soak: FAIL: what went wrong
  */
 #include "../pv.h"
@@ -141,7 +143,7 @@ static void test_soak(void)
     uint64_t last_running = 0, runstate_moves = 0;
 
     struct mem_job mj = { .buf = soak_mem, .words = mb << 17 };
-    uint64_t last_time = xen_time_ns(), max_gap = 0, watch_events = 0;
+    uint64_t last_time = xen_time_ns(), max_gap = 0, line_gap = 0, watch_events = 0;
     char tmp[32];
     for (uint64_t k = 1; !rounds || k <= rounds; k++) {
         if (k > 1) {
@@ -161,6 +163,8 @@ static void test_soak(void)
                        (unsigned long)k, (unsigned long)last_time, (unsigned long)now);
         if (now - last_time > max_gap)
             max_gap = now - last_time;
+        if (now - last_time > line_gap)
+            line_gap = now - last_time;
         last_time = now;
         uint64_t running = __atomic_load_n(&rs_area.time[RUNSTATE_running], __ATOMIC_RELAXED);
         if (running < last_running)
@@ -206,10 +210,12 @@ static void test_soak(void)
         struct xs_watch_event ev;
         while (xs_watch_next("soak", &ev, 0))
             watch_events++;
-        if (k == 1 || k % 50 == 0)
-            printf("xtest: soak: round %lu ok (max gap %lu us, %lu watch events)\n",
-                   (unsigned long)k, (unsigned long)(max_gap / 1000),
-                   (unsigned long)watch_events);
+        if (k == 1 || k % 50 == 0) {
+            printf("xtest: soak: round %lu ok (max gap %lu us, since the last line %lu us, "
+                   "%lu watch events)\n", (unsigned long)k, (unsigned long)(max_gap / 1000),
+                   (unsigned long)(line_gap / 1000), (unsigned long)watch_events);
+            line_gap = 0;
+        }
         if (xs_read(0, "data/soak-stop", tmp, sizeof(tmp)) >= 0)
             break;
     }

@@ -71,6 +71,13 @@ enum xkvm_lu_fd_role {
     XKVM_LU_FD_ROLE_MAX         = 7,
 };
 
+/*
+ * Optional (readers that do not know it skip it): when the old binary prepared the
+ * image before pausing anything, CLOCK_MONOTONIC ns, u64 t_prebuild then u64
+ * t_prebuilt. Instance 0, after HOST, at most once.
+ */
+#define XKVM_LU_REC_TIMES       (XKVM_LU_OPTIONAL | 0x04u)
+
 #define XKVM_LU_HOST_VERIFY_MEMORY  0x1u    /* MEM_CHECKSUM records are present */
 
 struct xkvm_lu_host {
@@ -147,6 +154,7 @@ struct xkvm_lu_image {
     unsigned nr_domains;
     struct xkvm_lu_domain *domains;         /* nr_domains entries, malloc'd */
     bool has_test_next;
+    uint64_t t_prebuild, t_prebuilt;        /* TIMES, or 0 */
 };
 
 /*

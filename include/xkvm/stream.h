@@ -161,6 +161,12 @@ struct xkvm_stream_record {
     uint32_t length;                /* body length, padding excluded */
     const uint8_t *body;            /* 8-byte aligned; valid until the next call */
     bool skipped;                   /* unknown optional record: validated framing only */
+    /*
+     * PAGE_DATA from a reader that defers page contents: the page bytes still to be
+     * read with xkvm_stream_read_pages (body holds the count and the pfns only). 0
+     * otherwise.
+     */
+    uint32_t pages_pending;
 };
 
 /* Bookkeeping the reader (and writer) keeps; also the verify summary. */
@@ -201,6 +207,8 @@ struct xkvm_stream_reader {
     struct xkvm_stream_info info;
     struct xkvm_stream_state *st;
     bool headers_done, ended, failed;
+    bool defer_pages;               /* xkvm_stream_reader_defer_pages */
+    uint64_t pages_left;            /* page bytes of the last PAGE_DATA not yet read */
     struct xkvm_stream_error err;
 };
 
@@ -225,6 +233,28 @@ void xkvm_stream_reader_release(struct xkvm_stream_reader *r);
 void xkvm_stream_reader_set_record_max(struct xkvm_stream_reader *r, uint32_t record_max);
 
 /*
+ * One copy on the receiving side (docs/stream.md, "Reading page data in place"): with
+ * defer on, next() returns a PAGE_DATA record after reading and validating its count
+ * and pfn array only (rec->pages_pending says how many page bytes follow); the caller
+ * decides where each page goes and reads the contents there with
+ * xkvm_stream_read_pages, in stream order, all of them before the next next().
+ */
+void xkvm_stream_reader_defer_pages(struct xkvm_stream_reader *r, bool on);
+/*
+ * Read the next page bytes of the current PAGE_DATA into iov (total a multiple of
+ * 4096, at most what is pending). 0, or -1 with r->err (TRUNCATED, IO; sticky).
+ */
+int xkvm_stream_read_pages(struct xkvm_stream_reader *r, const struct iovec *iov, int iovcnt);
+/*
+ * The same for a caller that moves the bytes itself (restore.c: splice(2) from the
+ * socket into the memfd): move(ctx, n) moves up to n bytes of the stream to where
+ * they go and returns how many, 0 at the end of the stream, -1 with errno. An fd
+ * reader whose io reads the descriptor itself only (no buffering, no TLS). 0 or -1.
+ */
+int xkvm_stream_read_pages_by(struct xkvm_stream_reader *r, size_t len,
+                              ssize_t (*move)(void *ctx, size_t len), void *ctx);
+
+/*
  * Read and check the image and domain headers (done by the first next() if not
  * called). 0 or -1 with r->err.
  */
@@ -245,7 +275,8 @@ int xkvm_stream_verify(const void *buf, size_t size, const struct xkvm_stream_li
 struct xkvm_stream_page {
     uint64_t pfn;
     unsigned type;                  /* enum xkvm_stream_page_type */
-    const void *data;               /* page contents, NULL for types without data */
+    const void *data;               /* page contents, NULL for types without data and
+                                     * for a record whose pages are pending */
 };
 struct xkvm_stream_page_iter {
     const uint8_t *pfns, *data;

@@ -56,15 +56,26 @@ bool xenbus_be_write(struct xenbus_be *b, xs_transaction_t t, const char *dir,
     return true;
 }
 
-/* Is the backend's state node still there, read inside t? */
-static bool be_present(struct xenbus_be *b, struct xenbus_be_dev *d, xs_transaction_t t)
+/*
+ * Is the backend's state node still there, with the value this step was decided on
+ * (d->be_state), read inside t? A state that changed since (a restore's import brought
+ * the source's Connected) is not written over: the change's watch brings a new step.
+ */
+static bool be_state_unchanged(struct xenbus_be *b, struct xenbus_be_dev *d,
+                               xs_transaction_t t)
 {
     char path[256];
     snprintf(path, sizeof(path), "%s/state", d->be);
     unsigned len;
     char *s = xs_read(b->xs, t, path, &len);
+    if (!s)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    bool number = *s && !*end && !errno && v <= INT_MAX;
     free(s);
-    return s != NULL;
+    return (number ? (int)v : XenbusStateUnknown) == d->be_state;
 }
 
 typedef bool (*be_fill_fn)(struct xenbus_be *b, struct xenbus_be_dev *d,
@@ -72,9 +83,10 @@ typedef bool (*be_fill_fn)(struct xenbus_be *b, struct xenbus_be_dev *d,
 
 /*
  * Write the backend's nodes (fill, may be NULL) and its state in one transaction that
- * first checks the state node exists, as Linux's xenbus_switch_state does: a device the
+ * first checks the state node exists, as Linux's xenbus_switch_state does (a device the
  * toolstack removes while we step it is not brought back by our writes, and the next
- * scan forgets it. False if nothing was written.
+ * scan forgets it), and still holds the state this step was decided on. False if
+ * nothing was written.
  */
 static bool be_update(struct xenbus_be *b, struct xenbus_be_dev *d, be_fill_fn fill,
                       const void *arg, int state)
@@ -83,7 +95,7 @@ static bool be_update(struct xenbus_be *b, struct xenbus_be_dev *d, be_fill_fn f
         xs_transaction_t t = xs_transaction_start(b->xs);
         if (t == XBT_NULL)
             return false;
-        bool ok = be_present(b, d, t) && (!fill || fill(b, d, t, arg)) &&
+        bool ok = be_state_unchanged(b, d, t) && (!fill || fill(b, d, t, arg)) &&
                   xenbus_be_write(b, t, d->be, "state", "%d", state);
         if (xs_transaction_end(b->xs, t, !ok)) {
             if (ok && d->be_state != state) {

@@ -20,7 +20,17 @@ static inline int frame_is_free(const struct machine_mem *mm, uint64_t mfn)
 
 static void mark_range(struct machine_mem *mm, uint64_t mfn, uint64_t nr, int free)
 {
-    for (uint64_t f = mfn; f < mfn + nr; f++) {
+    uint64_t f = mfn, end = mfn + nr;
+    for (; f < end && f % BITS; f++) {
+        if (free)
+            mm->free_bitmap[f / BITS] |= 1ULL << (f % BITS);
+        else
+            mm->free_bitmap[f / BITS] &= ~(1ULL << (f % BITS));
+    }
+    /* Whole words at once: start-up marks all of machine memory free. */
+    for (; end - f >= BITS; f += BITS)
+        mm->free_bitmap[f / BITS] = free ? ~0ULL : 0;
+    for (; f < end; f++) {
         if (free)
             mm->free_bitmap[f / BITS] |= 1ULL << (f % BITS);
         else
@@ -64,8 +74,11 @@ static int map_all_free(struct machine_mem *mm)
         mm->free_bitmap = NULL;
         return -ENOMEM;
     }
-    for (uint64_t f = 0; f < mm->nr_frames; f++)
-        mm->frames[f].owner = DOMID_NONE;
+    /*
+     * The table stays as calloc left it (owner 0, FRAME_FREE) until a frame is used:
+     * the free bitmap says what is free, and not touching 8 bytes per frame keeps a
+     * live update's start-up from growing with machine memory.
+     */
     mark_range(mm, 0, mm->nr_frames, 1);
     mm->nr_free = mm->nr_frames;
     pthread_mutex_init(&mm->lock, NULL);
@@ -108,14 +121,20 @@ void mm_fini(struct machine_mem *mm)
     mm->fd = -1;
 }
 
-/* Free frames [mfn, mfn + nr) become owner's, of type. mm->lock held. */
-static void take_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
-                        enum frame_type type)
+/* Free frames [mfn, mfn + nr) become owner's, of type, named `maps` times. mm->lock held. */
+static void take_named_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr,
+                              uint16_t owner, enum frame_type type, uint8_t maps)
 {
     mark_range(mm, mfn, nr, 0);
     for (uint64_t f = mfn; f < mfn + nr; f++)
-        mm->frames[f] = (struct frame){ .owner = owner, .type = (uint8_t)type };
+        mm->frames[f] = (struct frame){ .owner = owner, .type = (uint8_t)type, .maps = maps };
     mm->nr_free -= nr;
+}
+
+static void take_locked(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+                        enum frame_type type)
+{
+    take_named_locked(mm, mfn, nr, owner, type, 0);
 }
 
 /*
@@ -385,20 +404,55 @@ int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
     return 0;
 }
 
-int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
-             enum frame_type type)
+void mm_prefault(void *p, size_t len)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(page - 1), b = ((uintptr_t)p + len) & ~(page - 1);
+    /* Whole pages inside [p, p + len) and the one p starts in; the last part faults. */
+    if (b > a)
+        madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+}
+
+/* Is every frame of [mfn, mfn + nr) free? Whole bitmap words at once. mm->lock held. */
+static bool range_free_locked(const struct machine_mem *mm, uint64_t mfn, uint64_t nr)
+{
+    uint64_t f = mfn, end = mfn + nr;
+    for (; f < end && f % BITS; f++)
+        if (!frame_is_free(mm, f))
+            return false;
+    for (; end - f >= BITS; f += BITS)
+        if (mm->free_bitmap[f / BITS] != ~0ULL)
+            return false;
+    for (; f < end; f++)
+        if (!frame_is_free(mm, f))
+            return false;
+    return true;
+}
+
+static int claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+                 enum frame_type type, uint8_t maps)
 {
     if (mfn >= mm->nr_frames || nr > mm->nr_frames - mfn)
         return -EINVAL;
+    mm_prefault(&mm->frames[mfn], nr * sizeof(mm->frames[0]));
     pthread_mutex_lock(&mm->lock);
-    for (uint64_t f = mfn; f < mfn + nr; f++)
-        if (!frame_is_free(mm, f)) {
-            pthread_mutex_unlock(&mm->lock);
-            return -EEXIST;
-        }
-    take_locked(mm, mfn, nr, owner, type);
+    bool ok = range_free_locked(mm, mfn, nr);
+    if (ok)
+        take_named_locked(mm, mfn, nr, owner, type, maps);
     pthread_mutex_unlock(&mm->lock);
-    return 0;
+    return ok ? 0 : -EEXIST;
+}
+
+int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+             enum frame_type type)
+{
+    return claim(mm, mfn, nr, owner, type, 0);
+}
+
+int mm_claim_named(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+                   enum frame_type type)
+{
+    return claim(mm, mfn, nr, owner, type, 1);
 }
 
 void mm_lu_finish(struct machine_mem *mm)

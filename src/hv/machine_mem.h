@@ -34,7 +34,7 @@ enum frame_type {
  * while named becomes an orphan and is released by whichever drops the last name.
  */
 struct frame {
-    uint16_t owner;     /* domid, or DOMID_NONE when free */
+    uint16_t owner;     /* domid; when free (the bitmap says), DOMID_NONE or 0 */
     uint8_t type : 4;   /* enum frame_type */
     uint8_t flags : 4;  /* FRAME_ORPHAN */
     uint8_t maps;       /* gfns that map it in its owner's p2m */
@@ -81,9 +81,22 @@ void mm_fini(struct machine_mem *mm);
  */
 int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
                       uint64_t lu_mfn, uint64_t lu_nr);
+/*
+ * Fault in, in one call, the pages of [p, p + len) that a loop is about to write (a
+ * table untouched since calloc): where a page fault is costly (a host under kvm-pvm),
+ * thousands of them add up. Best effort, nothing changes but the timing.
+ */
+void mm_prefault(void *p, size_t len);
 /* Mark [mfn, mfn + nr) as owner's, of type (they must be free). 0 or -EEXIST. */
 int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
              enum frame_type type);
+/*
+ * As mm_claim, with one name already taken on each frame (as mm_map_get would): for a
+ * p2m that maps them at once (p2m_adopt). A failed adoption drops it (mm_map_put)
+ * before freeing them.
+ */
+int mm_claim_named(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
+                   enum frame_type type);
 /*
  * The image is consumed: punch every free frame (what the previous xkvmd used and
  * nobody adopted reads as zero again), set aside a new region, allocate anywhere.

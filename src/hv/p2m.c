@@ -130,6 +130,13 @@ void p2m_release(struct p2m *p)
     pthread_rwlock_unlock(&p->lock);
 }
 
+/* The lock held exclusive, for a change to the map. */
+static void change_lock(struct p2m *p)
+{
+    pthread_rwlock_wrlock(&p->lock);
+    p->gen++;
+}
+
 /* ---- the window ---- */
 
 /* Map frames [mfn, mfn + nr) at gfn in the window with `prot` (no names, no table). */
@@ -475,7 +482,7 @@ int p2m_set_frame(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t *old)
     *old = INVALID_MFN;
     if (!valid_gfn(p, gfn) || (mfn != INVALID_MFN && mfn >= p->mm->nr_frames))
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     uint64_t was = p2m_lookup(p, gfn);
     uint64_t e = mfn == INVALID_MFN ? 0 : mfn + 1;
     int slots = mfn == INVALID_MFN ? hole_slot_cost(p, gfn) : slot_of(p, gfn) < 0;
@@ -506,7 +513,7 @@ int p2m_move_frame(struct p2m *p, uint64_t from, uint64_t to, uint64_t expect,
     *old = INVALID_MFN;
     if (!valid_gfn(p, from) || !valid_gfn(p, to))
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     uint64_t mfn = p2m_lookup(p, from), was = p2m_lookup(p, to);
     struct plan pl;
     int rc = 0;
@@ -598,7 +605,7 @@ int p2m_map_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn, bool readonly, ui
     *old = INVALID_MFN;
     if (!valid_gfn(p, gfn) || mfn >= p->mm->nr_frames)
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     uint64_t was = p2m_lookup(p, gfn), e = mfn + 1;
     struct plan pl;
     int rc = foreign_target_ok(p, gfn);
@@ -624,7 +631,7 @@ int p2m_unmap_foreign(struct p2m *p, uint64_t gfn, uint64_t mfn)
 {
     if (!valid_gfn(p, gfn))
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     uint64_t e = 0;
     struct plan pl;
     int rc = 0;
@@ -654,7 +661,7 @@ int p2m_populate_ram(struct p2m *p, uint64_t gfn, uint64_t nr)
 {
     if (gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     int rc = 0;
     uint64_t done = 0;
     while (done < nr) {
@@ -682,11 +689,15 @@ int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
 {
     if (gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
         return -EINVAL;
-    for (uint64_t g = gfn; g < gfn + nr; g++)
-        if (p->gfn_to_mfn1[g])
-            return -EEXIST;
-    pthread_rwlock_wrlock(&p->lock);
-    int rc = map_frames(p, gfn, mfn, nr);
+    /* Its first and last gfns: the caller checked that the runs it adopts are disjoint. */
+    if (nr && (p->gfn_to_mfn1[gfn] || p->gfn_to_mfn1[gfn + nr - 1]))
+        return -EEXIST;
+    mm_prefault(&p->gfn_to_mfn1[gfn], nr * sizeof(uint64_t));
+    change_lock(p);
+    /* The frames carry the p2m's name already (mm_claim_named). */
+    int rc = window_map(p, gfn, mfn, nr);
+    for (uint64_t i = 0; !rc && i < nr; i++)
+        p->gfn_to_mfn1[gfn + i] = mfn + i + 1;
     pthread_rwlock_unlock(&p->lock);
     return rc;
 }
@@ -697,26 +708,51 @@ int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr)
  * inside its RAM stay holes inside a slot, and a populate fills them without a slot of
  * its own); then p2m_build_memslots gives the populated gfns no slot covers one memslot
  * per cluster of runs less than P2M_BUILD_GAP_MAX gfns apart, with holes in the gaps.
+ * Both work from the runs the caller adopted, never by walking the whole window (a 256
+ * MiB domain's spans 4 GiB of gfns): the downtime must not grow with it. The break
+ * count is taken once, at the end of p2m_build_memslots.
  */
 #define P2M_BUILD_GAP_MAX 16
 
-int p2m_cover_ram(struct p2m *p, uint64_t gfn, uint64_t nr)
+/* runs[] ascending, disjoint, each adopted whole. */
+static bool runs_ok(const struct p2m *p, const struct p2m_run *runs, size_t n)
 {
-    if (!nr || gfn > p->nr_gfns || nr > p->nr_gfns - gfn)
+    for (size_t i = 0; i < n; i++)
+        if (!runs[i].nr || runs[i].gfn >= p->nr_gfns || runs[i].nr > p->nr_gfns - runs[i].gfn ||
+            (i && runs[i].gfn < runs[i - 1].gfn + runs[i - 1].nr) ||
+            !p->gfn_to_mfn1[runs[i].gfn] || !p->gfn_to_mfn1[runs[i].gfn + runs[i].nr - 1])
+            return false;
+    return true;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+int p2m_cover_ram(struct p2m *p, uint64_t gfn, uint64_t nr, const struct p2m_run *runs,
+                  size_t n)
+{
+    if (!nr || gfn > p->nr_gfns || nr > p->nr_gfns - gfn || !runs_ok(p, runs, n))
         return -EINVAL;
-    pthread_rwlock_wrlock(&p->lock);
+    change_lock(p);
     int rc = 0;
-    for (uint64_t g = gfn; g < gfn + nr && !rc;) {
-        uint64_t n = 0;
-        while (g + n < gfn + nr && !p->gfn_to_mfn1[g + n])
-            n++;
-        if (n)
-            rc = window_hole_ro(p, g, n);
-        g += n ? n : 1;
+    uint64_t g = gfn, end = gfn + nr;
+    size_t i = 0;
+    while (i < n && runs[i].gfn + runs[i].nr <= gfn)
+        i++;
+    /* The holes between the runs inside [gfn, end). */
+    while (!rc && g < end) {
+        uint64_t next = i < n && runs[i].gfn < end ? (runs[i].gfn > g ? runs[i].gfn : g) : end;
+        if (next > g)
+            rc = window_hole_ro(p, g, next - g);
+        if (next == end)
+            break;
+        g = runs[i].gfn + runs[i].nr;
+        i++;
     }
     if (!rc)
         rc = add_memslot(p, gfn, nr);
-    p->nr_breaks = count_breaks(p);
     pthread_rwlock_unlock(&p->lock);
     return rc;
 }
@@ -731,33 +767,92 @@ static uint64_t next_slot_start(const struct p2m *p, uint64_t gfn)
     return next;
 }
 
-int p2m_build_memslots(struct p2m *p)
+/* What backs gfn inside a memslot, as backing_key says. */
+static uint64_t inside_key(const struct p2m *p, uint64_t gfn)
 {
-    pthread_rwlock_wrlock(&p->lock);
-    int rc = 0;
-    for (uint64_t g = 0; g < p->nr_gfns && !rc;) {
-        if (!p->gfn_to_mfn1[g]) {
-            g++;
-            continue;
+    return p->gfn_to_mfn1[gfn] ? p->gfn_to_mfn1[gfn] : UINT64_MAX;
+}
+
+/*
+ * count_breaks's answer for a map built from runs[] (every populated gfn inside a
+ * memslot, nothing else populated): breaks can only be at a slot's edges and at a run's
+ * edges inside a slot (a run's frames are contiguous, and holes next to each other
+ * share one mapping), so only those are looked at.
+ */
+static uint64_t adopted_breaks(const struct p2m *p, const struct p2m_run *runs, size_t n)
+{
+    static __thread struct slot_sweep w;
+    sweep_init(p, &w);
+    uint64_t breaks = 0;
+    size_t i = 0;
+    for (unsigned k = 0; k < w.n; k++) {
+        uint64_t s0 = w.s[k].gfn, s1 = s0 + w.s[k].nr;
+        bool joined = k > 0 && w.s[k - 1].gfn + w.s[k - 1].nr == s0;
+        if (s0 > 0)
+            breaks += joined ? is_break(inside_key(p, s0 - 1), inside_key(p, s0)) : 1;
+        if (s1 < p->nr_gfns && !(k + 1 < w.n && w.s[k + 1].gfn == s1))
+            breaks++;
+        while (i < n && runs[i].gfn + runs[i].nr <= s0)
+            i++;
+        for (size_t j = i; j < n && runs[j].gfn < s1; j++) {
+            uint64_t a = runs[j].gfn > s0 ? runs[j].gfn : s0;
+            uint64_t b = min_u64(runs[j].gfn + runs[j].nr, s1);
+            if (a > s0)
+                breaks += is_break(inside_key(p, a - 1), inside_key(p, a));
+            if (b < s1 && !(j + 1 < n && runs[j + 1].gfn == b))
+                breaks += is_break(inside_key(p, b - 1), inside_key(p, b));
         }
-        int s = slot_of(p, g);
-        if (s >= 0) {               /* a RAM range p2m_cover_ram covered */
-            g = p->slots[s].gfn + p->slots[s].nr;
-            continue;
-        }
-        uint64_t limit = next_slot_start(p, g);
-        uint64_t end = g + 1;       /* one past the cluster's last populated gfn */
-        for (uint64_t h = end; h < limit && h < end + P2M_BUILD_GAP_MAX; h++)
-            if (p->gfn_to_mfn1[h]) {
-                if (h > end && (rc = window_hole_ro(p, end, h - end)))
-                    break;
-                end = h + 1;
-            }
-        if (!rc)
-            rc = add_memslot(p, g, end - g);
-        g = end;
     }
-    p->nr_breaks = count_breaks(p);
+    return breaks;
+}
+
+/* The next piece of runs[] from *at on that no memslot covers: [*g, *end). false: none. */
+static bool next_uncovered(const struct p2m *p, const struct p2m_run *runs, size_t n,
+                           size_t *i, uint64_t *at, uint64_t *g, uint64_t *end)
+{
+    for (; *i < n; (*i)++) {
+        uint64_t s = *at > runs[*i].gfn ? *at : runs[*i].gfn, e = runs[*i].gfn + runs[*i].nr;
+        while (s < e) {
+            int sl = slot_of(p, s);
+            if (sl < 0)
+                break;
+            s = min_u64(e, p->slots[sl].gfn + p->slots[sl].nr);
+        }
+        if (s < e) {
+            *g = s;
+            *end = min_u64(e, next_slot_start(p, s));
+            *at = *end;
+            return true;
+        }
+    }
+    return false;
+}
+
+int p2m_build_memslots(struct p2m *p, const struct p2m_run *runs, size_t n)
+{
+    if (!runs_ok(p, runs, n))
+        return -EINVAL;
+    change_lock(p);
+    int rc = 0;
+    size_t i = 0;
+    uint64_t at = 0, g, end;
+    bool more = next_uncovered(p, runs, n, &i, &at, &g, &end);
+    while (!rc && more) {
+        uint64_t start = g, limit = next_slot_start(p, g);
+        uint64_t g2, end2;
+        /* The cluster: pieces less than P2M_BUILD_GAP_MAX apart, short of the next slot. */
+        while ((more = next_uncovered(p, runs, n, &i, &at, &g2, &end2)) &&
+               g2 < end + P2M_BUILD_GAP_MAX && g2 < limit) {
+            if (g2 > end && (rc = window_hole_ro(p, end, g2 - end)))
+                break;
+            end = end2;
+        }
+        if (!rc)
+            rc = add_memslot(p, start, end - start);
+        g = g2;
+        end = end2;
+    }
+    p->nr_breaks = rc ? count_breaks(p) : adopted_breaks(p, runs, n);
     pthread_rwlock_unlock(&p->lock);
     return rc;
 }

@@ -53,6 +53,9 @@ struct p2m {
     uint64_t nr_breaks;         /* see P2M_MAX_BREAKS */
     /* Held exclusive by changes to the map and memslots, shared by window copies. */
     pthread_rwlock_t lock;
+    /* Bumped by every change to the map (under the lock held exclusive): what a live
+     * update prepared before the pause is still right while this has not moved. */
+    uint64_t gen;
 
     /*
      * Log-dirty (migration): KVM logs the guest's own writes per memslot; writes xkvmd
@@ -142,14 +145,21 @@ static inline uint64_t p2m_lookup(const struct p2m *p, uint64_t gfn)
 
 /*
  * Live update: map frames the image says are already the domain's at [gfn, gfn + nr)
- * (claimed in machine memory by the caller), without memslots; then one memslot over
+ * (claimed by the caller with mm_claim_named, so already named once; the runs it adopts
+ * must not overlap, which the caller checks), without memslots; then one memslot over
  * each RAM range of the memory map (p2m_cover_ram: its holes stay holes inside the
  * slot, as before the update); then one memslot per cluster of populated gfns that no
- * slot covers yet (p2m_build_memslots). 0 or -errno.
+ * slot covers yet (p2m_build_memslots, last: it counts the mapping breaks). Both take
+ * the runs adopted, in gfn order (-EINVAL if they are not ascending, disjoint and
+ * adopted), and neither walks the whole table. 0 or -errno.
  */
+struct p2m_run {
+    uint64_t gfn, nr;
+};
 int p2m_adopt(struct p2m *p, uint64_t gfn, uint64_t mfn, uint64_t nr);
-int p2m_cover_ram(struct p2m *p, uint64_t gfn, uint64_t nr);
-int p2m_build_memslots(struct p2m *p);
+int p2m_cover_ram(struct p2m *p, uint64_t gfn, uint64_t nr, const struct p2m_run *runs,
+                  size_t n);
+int p2m_build_memslots(struct p2m *p, const struct p2m_run *runs, size_t n);
 
 /*
  * Host pointer to [gpa, gpa + len) if every page of it is populated, else NULL. Valid

@@ -41,7 +41,7 @@ struct job {
     struct domcfg cfg;          /* JOB_BUILT */
     uint64_t store_gfn, console_gfn;
     uint32_t store_port, console_port;
-    bool backends_unlinked;     /* restore: backends name their frontend only later */
+    bool state_from_stream;     /* restore: no vbd/vif state node here (both ends') */
     char control_node[16];      /* JOB_CONTROL: control/NODE = value, answered on */
     char control_value[16];
     int reply_fd;               /* the client's connection */
@@ -211,15 +211,13 @@ static void write_disk(struct txn *x, const struct job *j, const struct domcfg_d
 
     /* The backend: dom0's, the guest may read it. */
     node(x, be, "", PERM_GUEST_READ, id);
-    /* Restore: empty until write_backend_links (blkback waits), in their usual place. */
-    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, j->backends_unlinked ? "" : fe);
-    snprintf(p, sizeof(p), "%s/frontend-id", be);
-    if (j->backends_unlinked)
-        put(x, p, "");
-    else
-        putf(x, p, "%u", id);
+    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, fe);
+    snprintf(p, sizeof(p), "%s/frontend-id", be);   putf(x, p, "%u", id);
     snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
-    snprintf(p, sizeof(p), "%s/state", be);         put(x, p, "1");
+    /* Restore: both ends' states come with the stream (or write_missing_state). */
+    snprintf(p, sizeof(p), "%s/state", be);
+    if (!j->state_from_stream)
+        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/params", be);        put(x, p, dk->path);
     snprintf(p, sizeof(p), "%s/type", be);          put(x, p, "phy");
     snprintf(p, sizeof(p), "%s/format", be);        put(x, p, "raw");
@@ -233,7 +231,9 @@ static void write_disk(struct txn *x, const struct job *j, const struct domcfg_d
     node(x, fe, "", PERM_FRONTEND, id);
     snprintf(p, sizeof(p), "%s/backend", fe);         put(x, p, be);
     snprintf(p, sizeof(p), "%s/backend-id", fe);      put(x, p, "0");
-    snprintf(p, sizeof(p), "%s/state", fe);           put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/state", fe);
+    if (!j->state_from_stream)
+        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/virtual-device", fe);  putf(x, p, "%" PRIu32, dk->devid);
     snprintf(p, sizeof(p), "%s/device-type", fe);     put(x, p, "disk");
 
@@ -259,15 +259,12 @@ static void write_vif(struct txn *x, const struct job *j, unsigned handle,
     snprintf(lx, sizeof(lx), "/libxl/%u/device/vif/%u", id, handle);
 
     node(x, be, "", PERM_GUEST_READ, id);
-    /* Restore: empty until write_backend_links (netback waits), as for vbds. */
-    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, j->backends_unlinked ? "" : fe);
-    snprintf(p, sizeof(p), "%s/frontend-id", be);
-    if (j->backends_unlinked)
-        put(x, p, "");
-    else
-        putf(x, p, "%u", id);
+    snprintf(p, sizeof(p), "%s/frontend", be);      put(x, p, fe);
+    snprintf(p, sizeof(p), "%s/frontend-id", be);   putf(x, p, "%u", id);
     snprintf(p, sizeof(p), "%s/online", be);        put(x, p, "1");
-    snprintf(p, sizeof(p), "%s/state", be);         put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/state", be);         /* as for vbds */
+    if (!j->state_from_stream)
+        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/mac", be);           put(x, p, mac);
     snprintf(p, sizeof(p), "%s/bridge", be);        put(x, p, v->bridge);
     snprintf(p, sizeof(p), "%s/handle", be);        putf(x, p, "%u", handle);
@@ -281,7 +278,9 @@ static void write_vif(struct txn *x, const struct job *j, unsigned handle,
     node(x, fe, "", PERM_FRONTEND, id);
     snprintf(p, sizeof(p), "%s/backend", fe);       put(x, p, be);
     snprintf(p, sizeof(p), "%s/backend-id", fe);    put(x, p, "0");
-    snprintf(p, sizeof(p), "%s/state", fe);         put(x, p, "1");
+    snprintf(p, sizeof(p), "%s/state", fe);
+    if (!j->state_from_stream)
+        put(x, p, "1");
     snprintf(p, sizeof(p), "%s/handle", fe);        putf(x, p, "%u", handle);
     snprintf(p, sizeof(p), "%s/mac", fe);           put(x, p, mac);
     snprintf(p, sizeof(p), "%s/mtu", fe);           put(x, p, "1500");
@@ -397,28 +396,38 @@ static void write_layout(struct txn *x, const struct job *j, const char *uuid)
 }
 
 /*
- * The last step of a restore: each vbd backend learns its frontend, so blkback takes
- * the device up only once the imported state is in place (blkback waits for these).
+ * Restore, after the import: a vbd or vif end whose state the stream did not carry (a
+ * stream of an older xkvm) starts at Initialising, as a new device's. A device whose
+ * states came with the stream gets no write at all: its backend finds it as the source
+ * left it and re-attaches (docs/migration.md, "Backends").
  */
-static void write_backend_links(struct txn *x, const struct job *j, const char *uuid)
+static void state_if_missing(struct txn *x, const char *dir)
+{
+    char p[192];
+    snprintf(p, sizeof(p), "%s/state", dir);
+    unsigned len;
+    char *v = xs_read(x->h, x->t, p, &len);
+    if (!v)
+        put(x, p, "1");
+    free(v);
+}
+
+static void write_missing_state(struct txn *x, const struct job *j, const char *uuid)
 {
     (void)uuid;
+    char dir[128];
     for (unsigned i = 0; i < j->cfg.nr_disks && i < DOMCFG_DISKS_MAX; i++) {
-        char be[128], p[192];
         uint32_t devid = j->cfg.disks[i].devid;
-        snprintf(be, sizeof(be), "/local/domain/0/backend/vbd/%u/%" PRIu32, j->domid, devid);
-        snprintf(p, sizeof(p), "%s/frontend", be);
-        putf(x, p, "/local/domain/%u/device/vbd/%" PRIu32, j->domid, devid);
-        snprintf(p, sizeof(p), "%s/frontend-id", be);
-        putf(x, p, "%u", j->domid);
+        snprintf(dir, sizeof(dir), "/local/domain/%u/device/vbd/%" PRIu32, j->domid, devid);
+        state_if_missing(x, dir);
+        snprintf(dir, sizeof(dir), "/local/domain/0/backend/vbd/%u/%" PRIu32, j->domid, devid);
+        state_if_missing(x, dir);
     }
     for (unsigned i = 0; i < j->cfg.nr_vifs && i < DOMCFG_VIFS_MAX; i++) {
-        char be[128], p[192];
-        snprintf(be, sizeof(be), "/local/domain/0/backend/vif/%u/%u", j->domid, i);
-        snprintf(p, sizeof(p), "%s/frontend", be);
-        putf(x, p, "/local/domain/%u/device/vif/%u", j->domid, i);
-        snprintf(p, sizeof(p), "%s/frontend-id", be);
-        putf(x, p, "%u", j->domid);
+        snprintf(dir, sizeof(dir), "/local/domain/%u/device/vif/%u", j->domid, i);
+        state_if_missing(x, dir);
+        snprintf(dir, sizeof(dir), "/local/domain/0/backend/vif/%u/%u", j->domid, i);
+        state_if_missing(x, dir);
     }
 }
 
@@ -890,8 +899,10 @@ static int import_state(const struct domain *d, const uint8_t *buf, size_t len, 
 /*
  * Restore: the destination's toolstack writes the layout from the local configuration
  * (d->cfg, whose host paths restore.c checked) and d's rings; then the guest's own
- * nodes come from the stream (xenstored applies them as the guest's writes); then the
- * backends are linked to their frontends and the domain is introduced.
+ * nodes and its backends' state come from the stream (xenstored applies them as the
+ * guest's writes); a device end left without a state (an older stream) gets
+ * Initialising;
+ * then the domain is introduced.
  */
 bool toolstack_xs_uuid(unsigned domid, char out[37])
 {
@@ -923,7 +934,7 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
         log_warn("d%u: xenstore worker still busy before the import", d->domid);
     pthread_mutex_unlock(&q_lock);
     forget_domain(h, d->domid);
-    struct job j = { .backends_unlinked = true };
+    struct job j = { .state_from_stream = true };
     job_for(&j, d);
     char *uuid = vm_uuids[d->domid];
     config_uuid(&d->cfg, uuid);
@@ -947,8 +958,8 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
                                                                    ? 0 : 7));
         rc = -EPERM;
     }
-    if (!rc && !run_txn(h, &j, uuid, write_backend_links)) {
-        snprintf(err, errlen, "linking the backends of d%u failed", d->domid);
+    if (!rc && !run_txn(h, &j, uuid, write_missing_state)) {
+        snprintf(err, errlen, "writing the device states of d%u failed", d->domid);
         rc = -EIO;
     }
     if (!rc && !xs_introduce_domain(h, d->domid, d->hvm_params[HVM_PARAM_STORE_PFN],

@@ -37,7 +37,7 @@
 
 #define ACCEPTS_TIMEOUT_MS  10000u
 /* The fds a live update keeps across exec: its FD records and the image. */
-#define LU_KEPT_FDS_MAX 8
+#define LU_KEPT_FDS_MAX 9
 
 static struct lu_daemon daemon_info = { .control_listen_fd = -1, .dom0_listen_fd = -1,
                                         .migrate_listen_fd = -1, .pidfile_fd = -1,
@@ -251,10 +251,25 @@ static int p2m_extents(struct domain *d, struct xkvm_lu_extent **out, size_t *nr
 struct save_job {
     struct domain *d;
     bool verify;
+    /* Prepared before the pause, good while the p2m's generation is still gen. */
+    struct xkvm_lu_extent *x;
+    size_t nx;
+    uint64_t gen;
     struct xkvm_lu_writer w;
     int rc;
     char err[256];
 };
+
+/* Before the pause: the extents, with the generation of the p2m they describe. */
+static void run_prebuild_job(void *arg)
+{
+    struct save_job *j = arg;
+    p2m_hold(&j->d->p2m);
+    j->gen = j->d->p2m.gen;
+    if (p2m_extents(j->d, &j->x, &j->nx))
+        j->x = NULL;            /* the save computes them again */
+    p2m_release(&j->d->p2m);
+}
 
 static int save_domain(struct save_job *j)
 {
@@ -274,13 +289,15 @@ static int save_domain(struct save_job *j)
     xkvm_lu_write(w, XKVM_LU_REC_DOMAIN, d->domid, js, strlen(js));
     free(js);
 
-    struct xkvm_lu_extent *x = NULL;
-    size_t nx = 0;
-    int rc = p2m_extents(d, &x, &nx);
-    if (rc)
-        return rc;
-    xkvm_lu_write(w, XKVM_LU_REC_P2M, d->domid, x, nx * sizeof(*x));
-    free(x);
+    /* Paused: nothing changes the p2m now. Changed since the prebuild: again. */
+    int rc = 0;
+    if (!j->x || d->p2m.gen != j->gen) {
+        free(j->x);
+        j->x = NULL;
+        if ((rc = p2m_extents(d, &j->x, &j->nx)))
+            return rc;
+    }
+    xkvm_lu_write(w, XKVM_LU_REC_P2M, d->domid, j->x, j->nx * sizeof(*j->x));
 
     /*
      * HVM_PARAMS: a copy of DOMAIN_CONTEXT's, which is the one a restore applies;
@@ -397,6 +414,7 @@ struct lu_run {
     struct domain **doms;
     unsigned n;
     struct xkvm_lu_host hr;
+    uint64_t t_prebuild, t_prebuilt;
     struct save_job *jobs;
     int img_fd;
     size_t img_len;
@@ -493,16 +511,28 @@ static void pause_all(struct lu_run *r)
     event_thread_freeze(true);
 }
 
-/* Serialise every domain, in parallel. 0 or -errno with r->err. */
-static int save_all(struct lu_run *r)
+/*
+ * While every guest runs: what the save needs that the pause does not change (each
+ * domain's extents), in parallel. 0 or -ENOMEM with r->err.
+ */
+static int prebuild_all(struct lu_run *r)
 {
     r->jobs = calloc(r->n ? r->n : 1, sizeof(*r->jobs));
     if (!r->jobs) {
         snprintf(r->err, r->errlen, "out of memory");
         return -ENOMEM;
     }
+    r->t_prebuild = host_monotonic_ns();
     for (unsigned i = 0; i < r->n; i++)
         r->jobs[i] = (struct save_job){ .d = r->doms[i], .verify = r->rq->verify_memory };
+    lu_parallel(r->n, sizeof(*r->jobs), r->jobs, run_prebuild_job);
+    r->t_prebuilt = host_monotonic_ns();
+    return 0;
+}
+
+/* Serialise every domain, in parallel. 0 or -errno with r->err. */
+static int save_all(struct lu_run *r)
+{
     lu_parallel(r->n, sizeof(*r->jobs), r->jobs, run_save_job);
     for (unsigned i = 0; i < r->n; i++)
         if (r->jobs[i].rc) {
@@ -566,6 +596,8 @@ static int write_image(struct lu_run *r)
     xkvm_lu_write(&w, XKVM_LU_REC_HOST, 0, &r->hr, sizeof(r->hr));
     write_fd_records(r, &w);
     bool args_ok = write_argv_record(&w);
+    uint64_t times[2] = { r->t_prebuild, r->t_prebuilt };
+    xkvm_lu_write(&w, XKVM_LU_REC_TIMES, 0, times, sizeof(times));
     for (unsigned i = 0; i < r->n; i++)
         xkvm_lu_append_records(&w, &r->jobs[i].w);
 #ifdef XKVM_LU_TEST_NEXT
@@ -589,6 +621,33 @@ static int write_image(struct lu_run *r)
     return rc;
 }
 
+/*
+ * The holder of this address space across the exec (lu_holder.c), given every KVM fd;
+ * its pipe joins the fds kept. -1 if there is none.
+ */
+static int start_holder(struct lu_run *r)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->n; i++)
+        n += 1 + r->doms[i]->nr_vcpus;
+    int *fds = malloc((n ? n : 1) * sizeof(*fds)), wfd = -1;
+    if (!fds)
+        return -1;
+    n = 0;
+    for (unsigned i = 0; i < r->n; i++) {
+        struct domain *d = r->doms[i];
+        if (d->vm_fd >= 0)
+            fds[n++] = d->vm_fd;
+        for (unsigned v = 0; v < d->nr_vcpus; v++)
+            if (d->vcpus[v].fd >= 0)
+                fds[n++] = d->vcpus[v].fd;
+    }
+    if ((wfd = lu_holder_start(fds, n)) >= 0)
+        r->keep[r->nkeep++] = wfd;
+    free(fds);
+    return wfd;
+}
+
 /* exec the next binary with the image. Returns only if that failed: -errno. */
 static int exec_next(struct lu_run *r)
 {
@@ -608,6 +667,7 @@ static int exec_next(struct lu_run *r)
         setenv("XKVM_LU_FAULT", r->rq->inject_fault, 1);
     else
         unsetenv("XKVM_LU_FAULT");
+    int holder = start_holder(r);
     int rc = mark_fds_for_exec(r->keep, r->nkeep);
     if (rc) {
         snprintf(r->err, r->errlen, "keeping the fds across exec: %s", strerror(-rc));
@@ -626,6 +686,10 @@ static int exec_next(struct lu_run *r)
         rc = -errno;
         snprintf(r->err, r->errlen, "exec %s: %s", r->rq->binary, strerror(errno));
         unsetenv("XKVM_LU_FAULT");
+    }
+    if (holder >= 0) {
+        r->nkeep--;
+        lu_holder_cancel(holder);
     }
     free(argv);
     return rc;
@@ -658,11 +722,14 @@ int live_update_run(const struct live_update_request *rq, char *err, size_t errl
         snprintf(err, errlen, "--binary needs an absolute path, got '%s'", rq->binary);
         return -EINVAL;
     }
+    lu_holder_reap_previous();
     if (!(r.doms = calloc(XKVM_DOMID_LIMIT, sizeof(*r.doms)))) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     int rc = check_preconditions(&r);
+    if (!rc && (rc = prebuild_all(&r)))
+        toolstack_xs_start(host.rundir);
     if (rc) {
         free(r.doms);
         return rc;
@@ -670,8 +737,10 @@ int live_update_run(const struct live_update_request *rq, char *err, size_t errl
     pause_all(&r);
     if (!(rc = refuse_grant_maps(&r)) && !(rc = save_all(&r)) && !(rc = write_image(&r)))
         rc = exec_next(&r);
-    for (unsigned i = 0; r.jobs && i < r.n; i++)
+    for (unsigned i = 0; r.jobs && i < r.n; i++) {
         xkvm_lu_writer_release(&r.jobs[i].w);
+        free(r.jobs[i].x);
+    }
     free(r.jobs);
     undo_pause(&r);
     free(r.doms);

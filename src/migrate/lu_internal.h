@@ -21,4 +21,17 @@ int lu_memory_checksum(struct domain *d, const uint64_t *skip, size_t nskip, uin
 /* The gfns of d whose frames a dom0 service maps now, ascending (malloc'd). */
 int lu_dom0_mapped_gfns(struct domain *d, uint64_t **gfns, size_t *n);
 
+/*
+ * The holder of the old address space (lu_holder.c). Old binary, just before exec:
+ * lu_holder_start(the KVM VM and vCPU fds) returns the fd to keep open across exec (or
+ * -1: none, exec frees everything itself); lu_holder_cancel(it) if the exec failed.
+ * New binary (or the rollback), once its domains run: lu_holder_release() lets the
+ * holder go, which frees the old address space, and reaps it on a thread; a thread an
+ * exec may kill, so the next live update reaps it first (lu_holder_reap_previous).
+ */
+int lu_holder_start(const int *kvm_fds, unsigned n);
+void lu_holder_cancel(int wfd);
+void lu_holder_release(void);
+void lu_holder_reap_previous(void);
+
 #endif

@@ -245,7 +245,8 @@ static int run_pass(const char *name, struct lu_dom *doms, unsigned n, void (*fn
 /* ---- the answer to the client that asked ---- */
 
 struct phases {
-    double pause, save, exec_prep, exec, validate, pass0, verify, pass1, pass2, unpause;
+    double prebuild, pause, save, exec_prep, exec, validate, startup, pass0, verify, pass1,
+           pass2, unpause;
 };
 
 static void answer_client(int fd, bool ok, const char *rollback, const char *err,
@@ -273,11 +274,13 @@ static void answer_client(int fd, bool ok, const char *rollback, const char *err
     json_object_object_add(r, "downtime_ms", json_object_new_double(downtime_ms));
     struct json_object *p = json_object_new_object();
     static const struct { const char *name; size_t off; } fields[] = {
+        { "prebuild", offsetof(struct phases, prebuild) },
         { "pause", offsetof(struct phases, pause) },
         { "save", offsetof(struct phases, save) },
         { "exec_prep", offsetof(struct phases, exec_prep) },
         { "exec", offsetof(struct phases, exec) },
         { "validate", offsetof(struct phases, validate) },
+        { "startup", offsetof(struct phases, startup) },
         { "pass0", offsetof(struct phases, pass0) },
         { "verify", offsetof(struct phases, verify) },
         { "pass1", offsetof(struct phases, pass1) },
@@ -451,17 +454,21 @@ static void report_resumed(int client, const char *rollback, const struct xkvm_l
 {
     const struct xkvm_lu_host *h = &img->host;
     struct phases ph = {
+        .prebuild = ms(img->t_prebuild, img->t_prebuilt),
         .pause = ms(h->t_pausing, h->t_paused), .save = ms(h->t_paused, h->t_saved),
         .exec_prep = ms(h->t_saved, h->t_exec), .exec = ms(h->t_exec, t_start),
-        .validate = ms(t_start, t_valid), .pass0 = ms(t[0], t[1]), .verify = ms(t[1], t[2]),
+        .validate = ms(t_start, t_valid), .startup = ms(t_valid, t[0]),
+        .pass0 = ms(t[0], t[1]), .verify = ms(t[1], t[2]),
         .pass1 = ms(t[2], t[3]), .pass2 = ms(t[3], t[4]), .unpause = ms(t_resume, t_resumed),
     };
     double downtime = ms(h->t_paused, t_resume);
     log_info("live update %u.%u -> %u.%u%s: %u domain(s), downtime %.2f ms (pause %.2f, "
-             "save %.2f, exec %.2f, validate %.2f, pass0 %.2f, pass1 %.2f, pass2 %.2f)",
+             "save %.2f, exec %.2f, validate %.2f, start-up %.2f, pass0 %.2f, pass1 %.2f, "
+             "pass2 %.2f); prebuilt before the pause in %.2f ms",
              img->major, img->minor, XKVM_LU_MAJOR, XKVM_LU_MINOR,
              rollback ? " (rolled back)" : "", n, downtime, ph.pause, ph.save,
-             ph.exec_prep + ph.exec, ph.validate, ph.pass0, ph.pass1, ph.pass2);
+             ph.exec_prep + ph.exec, ph.validate, ph.startup, ph.pass0, ph.pass1, ph.pass2,
+             ph.prebuild);
     char msg[700];
     snprintf(msg, sizeof(msg), "the new xkvmd failed: %s; rolled back, every domain runs on "
              "the old xkvmd", rollback ? rollback : "");
@@ -532,6 +539,8 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
         resume_domains(doms, n, &t_resumed);
         report_resumed(client, rollback, &img, n, t_start, t_valid, t, t_resume, t_resumed);
     }
+    /* The guests run (or never will here): the old address space may go now. */
+    lu_holder_release();
     if (client >= 0)
         close(client);
     close(old_binary_fd);

@@ -241,6 +241,7 @@ int postcopy_restore_serve(struct postcopy_restore *pr, struct xkvm_stream_reade
     struct xkvm_stream_record rec;
     int n, rc = 0;
     bool done = false;
+    xkvm_stream_reader_defer_pages(rd, false);  /* pages are installed, not written */
     while (!rc && !done && (n = xkvm_stream_next(rd, &rec)) > 0) {
         if (rec.type == XKVM_STREAM_REC_PAGE_DATA && (rc = install_pages(pr, &rec)))
             snprintf(err, errlen, "post-copy: installing a page: %s", strerror(-rc));

@@ -9,10 +9,12 @@
 #include "migrate/migrate.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <json-c/json.h>
@@ -57,6 +59,8 @@ struct receiver {
     size_t hvm_len, dom_len, xs_len;
     char uuid[37];              /* the source's /vm name for the guest, or "" */
     uint64_t ram_held;          /* RAM frames the domain holds: at most its maximum */
+    /* A plain transport's pages go socket -> pipe -> memfd (splice_move); else -1. */
+    int pipe_rd, pipe_wr, splice_from;
     struct postcopy_restore *postcopy;  /* POSTCOPY_MISSING read: owned by d */
 };
 
@@ -181,22 +185,18 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
     return rc;
 }
 
-/* Write n consecutive pages of data to machine frames mfn.. (one syscall, no faults). */
-static int write_frames(uint64_t mfn, const uint8_t *data, uint64_t n)
+/*
+ * Where the next data page goes: the frame's bytes in xkvmd's mapping of machine
+ * memory, appended to iov (merged with the previous entry when the frames follow).
+ */
+static void add_frame(struct iovec *iov, int *n, uint64_t mfn)
 {
-    size_t len = (size_t)(n << XKVM_PAGE_SHIFT);
-    off_t off = (off_t)(mfn << XKVM_PAGE_SHIFT);
-    while (len) {
-        ssize_t w = pwrite(host_mm()->fd, data, len, off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -EIO;
-        data += w;
-        len -= (size_t)w;
-        off += w;
+    uint8_t *dst = (uint8_t *)host_mm()->base + (mfn << XKVM_PAGE_SHIFT);
+    if (*n && (uint8_t *)iov[*n - 1].iov_base + iov[*n - 1].iov_len == dst) {
+        iov[*n - 1].iov_len += XKVM_PAGE_SIZE;
+        return;
     }
-    return 0;
+    iov[(*n)++] = (struct iovec){ .iov_base = dst, .iov_len = XKVM_PAGE_SIZE };
 }
 
 /*
@@ -220,15 +220,96 @@ static int place_new_page(struct receiver *r, uint64_t gfn, bool special, uint64
     return 0;
 }
 
-static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
+/*
+ * Plain transports: page contents move from the socket (or file) into the memfd with
+ * splice(2), socket -> pipe -> frames: the pipe takes the socket's buffers without a
+ * copy, the memfd copies them into its pages without faulting them in or zeroing
+ * them first (bench-page-recv: the fastest way on hosts measured, docs/performance.md).
+ */
+struct splice_run {
+    const struct receiver *r;
+    loff_t off;                 /* in the memfd */
+};
+
+static ssize_t splice_move(void *arg, size_t len)
+{
+    struct splice_run *s = arg;
+    ssize_t n = splice(s->r->splice_from, NULL, s->r->pipe_wr, NULL, len, SPLICE_F_MOVE);
+    if (n <= 0)
+        return n;
+    for (ssize_t out = 0; out < n;) {
+        ssize_t m = splice(s->r->pipe_rd, NULL, host_mm()->fd, &s->off, (size_t)(n - out),
+                           SPLICE_F_MOVE);
+        if (m < 0 && errno == EINTR)
+            continue;
+        if (m <= 0) {
+            if (m == 0)
+                errno = EIO;
+            return -1;
+        }
+        out += m;
+    }
+    return n;
+}
+
+/* The page contents of a record into the frames iov names (host_mm()'s mapping). */
+static int receive_pages(struct receiver *r, struct xkvm_stream_reader *rd,
+                         const struct iovec *iov, int niov)
+{
+    if (r->splice_from < 0)
+        return xkvm_stream_read_pages(rd, iov, niov);
+    for (int i = 0; i < niov; i++) {
+        struct splice_run s = {
+            .r = r, .off = (loff_t)((uint8_t *)iov[i].iov_base - (uint8_t *)host_mm()->base),
+        };
+        if (xkvm_stream_read_pages_by(rd, iov[i].iov_len, splice_move, &s))
+            return -1;
+    }
+    return 0;
+}
+
+/* Splice when the transport's bytes are its descriptor's and the descriptor can. */
+static void splice_setup(struct receiver *r, const struct transport *t)
+{
+    struct stat st;
+    int p[2];
+    r->pipe_rd = r->pipe_wr = r->splice_from = -1;
+    if (!t->raw || fstat(t->fd, &st) ||
+        !(S_ISSOCK(st.st_mode) || S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode)) ||
+        pipe2(p, O_CLOEXEC))
+        return;
+    fcntl(p[1], F_SETPIPE_SZ, 1 << 20);     /* fewer round trips; the default does too */
+    r->pipe_rd = p[0];
+    r->pipe_wr = p[1];
+    r->splice_from = t->fd;
+}
+
+/* A removed page (XTAB, BROKEN): the domain gives up its frame there, if it has one. */
+static int drop_page(struct receiver *r, uint64_t gfn, uint64_t mfn)
+{
+    if (mfn == INVALID_MFN)
+        return 0;
+    bool ram = mm_frame_type(host_mm(), mfn) == FRAME_RAM;
+    if (physmap_place(r->d, gfn, INVALID_MFN, INVALID_GFN))
+        return fail(r, -EIO, "removing page %#llx", (unsigned long long)gfn);
+    r->ram_held -= ram && r->ram_held;
+    return 0;
+}
+
+/*
+ * PAGE_DATA, one copy: every entry is checked and given its frame first (a page the
+ * domain may not have is refused before any byte of the record lands), then the page
+ * contents are read from the stream straight into those frames.
+ */
+static int on_pages(struct receiver *r, struct xkvm_stream_reader *rd,
+                    const struct xkvm_stream_record *rec)
 {
     int rc;
     struct domain *d = r->d;
     struct xkvm_stream_page_iter it;
     struct xkvm_stream_page pg;
-    /* A run of data pages going to consecutive frames, written at once. */
-    uint64_t run_mfn = 0, run_n = 0;
-    const uint8_t *run_data = NULL;
+    struct iovec iov[XKVM_STREAM_BATCH_MAX];
+    int niov = 0;
     xkvm_stream_page_iter_init(&it, rec);
     while (xkvm_stream_page_next(&it, &pg)) {
         if (pg.pfn >= d->p2m.nr_gfns)
@@ -237,12 +318,8 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
         uint64_t mfn = p2m_lookup(&d->p2m, pg.pfn);
         bool special = guest_gfn_is_special(pg.pfn);
         if (pg.type == XKVM_STREAM_PAGE_XTAB || pg.type == XKVM_STREAM_PAGE_BROKEN) {
-            if (mfn == INVALID_MFN)
-                continue;
-            bool ram = mm_frame_type(host_mm(), mfn) == FRAME_RAM;
-            if (physmap_place(d, pg.pfn, INVALID_MFN, INVALID_GFN))
-                return fail(r, -EIO, "removing page %#llx", (unsigned long long)pg.pfn);
-            r->ram_held -= ram && r->ram_held;
+            if ((rc = drop_page(r, pg.pfn, mfn)))
+                return rc;
             continue;
         }
         if (mfn == INVALID_MFN && (rc = place_new_page(r, pg.pfn, special, &mfn)))
@@ -251,21 +328,11 @@ static int on_pages(struct receiver *r, const struct xkvm_stream_record *rec)
          * XALLOC: a zero page. Frames come zeroed and the sender never sends XALLOC
          * for a page it sent with data before, so there is nothing to write.
          */
-        if (!pg.data)
-            continue;
-        if (run_n && mfn == run_mfn + run_n && (const uint8_t *)pg.data == run_data +
-            (run_n << XKVM_PAGE_SHIFT)) {
-            run_n++;
-            continue;
-        }
-        if (run_n && write_frames(run_mfn, run_data, run_n))
-            return fail(r, -EIO, "writing guest memory: %s", strerror(errno));
-        run_mfn = mfn;
-        run_data = pg.data;
-        run_n = 1;
+        if (pg.type == XKVM_STREAM_PAGE_NORMAL)
+            add_frame(iov, &niov, mfn);
     }
-    if (run_n && write_frames(run_mfn, run_data, run_n))
-        return fail(r, -EIO, "writing guest memory: %s", strerror(errno));
+    if (niov && receive_pages(r, rd, iov, niov))
+        return fail(r, -EIO, "stream: %s", rd->err.msg);
     return 0;
 }
 
@@ -320,7 +387,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
                     const struct domcfg *local, uint16_t *domid, char *err, size_t errlen)
 {
     struct receiver r = { .peer = peer, .gate = gate, .local = local, .err = err,
-                          .errlen = errlen };
+                          .errlen = errlen, .pipe_rd = -1, .pipe_wr = -1, .splice_from = -1 };
     struct xkvm_stream_reader rd;
     /* Until a peer's config is admitted, no record may make us buffer more than it. */
     struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS,
@@ -329,6 +396,8 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     struct xkvm_stream_io io = transport_stream_io(t);
     if (xkvm_stream_reader_init_io(&rd, &io, &lim))
         return fail(&r, -ENOMEM, "out of memory");
+    xkvm_stream_reader_defer_pages(&rd, true);     /* one copy: on_pages */
+    splice_setup(&r, t);
     struct xkvm_stream_record rec;
     int n;
     bool ended = false;
@@ -352,7 +421,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
             break;
         case XKVM_STREAM_REC_PAGE_DATA:
             fault_point("recv-pages");
-            rc = on_pages(&r, &rec);
+            rc = on_pages(&r, &rd, &rec);
             break;
         case XKVM_STREAM_REC_HVM_CONTEXT:
             rc = keep(&r.hvm_ctx, &r.hvm_len, &rec);
@@ -386,6 +455,10 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     }
     if (!rc && !ended)
         rc = fail(&r, -EINVAL, "stream: %s", rd.err.msg);
+    if (r.pipe_rd >= 0) {
+        close(r.pipe_rd);
+        close(r.pipe_wr);
+    }
     free(r.hvm_ctx);
     free(r.dom_ctx);
     free(r.xs_state);

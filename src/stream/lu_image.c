@@ -241,6 +241,20 @@ static int check_argv(struct walk *w, const struct rec *r)
     return rc;
 }
 
+static int check_times(struct walk *w, const struct rec *r)
+{
+    uint64_t t[2];
+    if (!w->host || w->img->nr_domains || r->inst || r->len != sizeof(t) || w->img->t_prebuilt)
+        return bad(w->err, w->errlen, "TIMES record: misplaced, duplicate or %llu bytes",
+                   (unsigned long long)r->len);
+    memcpy(t, r->b, sizeof(t));
+    if (!t[1] || t[0] > t[1])
+        return bad(w->err, w->errlen, "TIMES record: the prebuild ends before it starts");
+    w->img->t_prebuild = t[0];
+    w->img->t_prebuilt = t[1];
+    return 0;
+}
+
 static int check_domain(struct walk *w, const struct rec *r)
 {
     struct xkvm_lu_image *img = w->img;
@@ -361,6 +375,7 @@ static const struct {
     { XKVM_LU_REC_HOST,           check_host },
     { XKVM_LU_REC_FD,             check_fd },
     { XKVM_LU_REC_ARGV,           check_argv },
+    { XKVM_LU_REC_TIMES,          check_times },
     { XKVM_LU_REC_DOMAIN,         check_domain },
     { XKVM_LU_REC_P2M,            check_p2m },
     { XKVM_LU_REC_HVM_PARAMS,     check_hvm_params },

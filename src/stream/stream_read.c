@@ -126,6 +126,132 @@ static int fetch(struct xkvm_stream_reader *r, size_t at, size_t len, const uint
     return 0;
 }
 
+void xkvm_stream_reader_defer_pages(struct xkvm_stream_reader *r, bool on)
+{
+    r->defer_pages = on;
+}
+
+/*
+ * A PAGE_DATA body up to its page contents: count and reserved word, then the pfns if
+ * the count is one the check will accept (else the check refuses it on the first 8
+ * bytes). The record is validated and committed; the page bytes stay in the stream.
+ */
+static int next_pages_deferred(struct xkvm_stream_reader *r, struct xkvm_stream_record *rec,
+                               const struct stream_rec_desc *desc)
+{
+    const uint8_t *p;
+    if (fetch(r, 0, 8, &p, "a PAGE_DATA header") < 0)
+        return -1;
+    uint32_t count = ld_le32(p);
+    size_t head = 8;
+    if (count && count <= XKVM_STREAM_BATCH_MAX && 8 + 8ull * count <= rec->length) {
+        if (fetch(r, 8, 8ull * count, &p, "a PAGE_DATA pfn array") < 0)
+            return -1;
+        head += 8ull * count;
+    }
+    rec->body = r->fd < 0 ? r->buf + r->pos - head : r->rbuf;
+    /* length % 8 == 0: no padding to check (npad is 0) */
+    if (stream_check_record(r->st, desc, rec, rec->body + rec->length, &r->err) < 0)
+        return -1;
+    rec->pages_pending = (uint32_t)(rec->length - head);
+    r->pages_left = rec->pages_pending;
+    return 0;
+}
+
+static int read_into(struct xkvm_stream_reader *r, uint8_t *dst, size_t len)
+{
+    if (r->fd < 0) {
+        const uint8_t *p;
+        if (fetch(r, 0, len, &p, "page contents") < 0)
+            return -1;
+        memcpy(dst, p, len);
+        return 0;
+    }
+    for (size_t got = 0; got < len;) {
+        ssize_t n = r->io.read ? r->io.read(r->io.ctx, dst + got, len - got)
+                               : read(r->fd, dst + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r->err.sys_errno = errno;
+            return stream_fail(&r->err, r->pos, false, 0, XKVM_STREAM_ERR_IO,
+                               "read failed inside page contents: %s", strerror(errno));
+        }
+        if (n == 0)
+            return stream_fail(&r->err, r->pos, true, XKVM_STREAM_REC_PAGE_DATA,
+                               XKVM_STREAM_ERR_TRUNCATED,
+                               "stream ends inside page contents (%llu bytes missing)",
+                               (unsigned long long)(r->pages_left - got));
+        got += (size_t)n;
+        r->pos += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* len page bytes may be taken now: a multiple of the page size, no more than pending. */
+static int pages_wanted(struct xkvm_stream_reader *r, uint64_t len)
+{
+    if (len % XKVM_STREAM_PAGE_SIZE == 0 && len <= r->pages_left)
+        return 0;
+    stream_fail(&r->err, r->pos, true, XKVM_STREAM_REC_PAGE_DATA, XKVM_STREAM_ERR_ARG,
+                "asked for %llu page bytes, %llu pending", (unsigned long long)len,
+                (unsigned long long)r->pages_left);
+    return -1;
+}
+
+int xkvm_stream_read_pages(struct xkvm_stream_reader *r, const struct iovec *iov, int iovcnt)
+{
+    if (r->failed)
+        return -1;
+    uint64_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (pages_wanted(r, total) < 0)
+        return rfail(r);
+    for (int i = 0; i < iovcnt; i++) {
+        if (read_into(r, iov[i].iov_base, iov[i].iov_len) < 0)
+            return rfail(r);
+        r->pages_left -= iov[i].iov_len;
+    }
+    return 0;
+}
+
+int xkvm_stream_read_pages_by(struct xkvm_stream_reader *r, size_t len,
+                              ssize_t (*move)(void *ctx, size_t len), void *ctx)
+{
+    if (r->failed)
+        return -1;
+    if (r->fd < 0) {
+        stream_fail(&r->err, r->pos, true, XKVM_STREAM_REC_PAGE_DATA, XKVM_STREAM_ERR_ARG,
+                    "a buffer reader's pages cannot be moved by the caller");
+        return rfail(r);
+    }
+    if (pages_wanted(r, len) < 0)
+        return rfail(r);
+    for (size_t done = 0; done < len;) {
+        ssize_t n = move(ctx, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r->err.sys_errno = errno;
+            stream_fail(&r->err, r->pos, false, 0, XKVM_STREAM_ERR_IO,
+                        "read failed inside page contents: %s", strerror(errno));
+            return rfail(r);
+        }
+        if (n == 0 || (size_t)n > len - done) {
+            stream_fail(&r->err, r->pos, true, XKVM_STREAM_REC_PAGE_DATA,
+                        XKVM_STREAM_ERR_TRUNCATED,
+                        "stream ends inside page contents (%llu bytes missing)",
+                        (unsigned long long)(r->pages_left));
+            return rfail(r);
+        }
+        done += (size_t)n;
+        r->pos += (uint64_t)n;
+        r->pages_left -= (uint64_t)n;
+    }
+    return 0;
+}
+
 int xkvm_stream_read_headers(struct xkvm_stream_reader *r)
 {
     const uint8_t *p;
@@ -156,6 +282,12 @@ int xkvm_stream_next(struct xkvm_stream_reader *r, struct xkvm_stream_record *re
         return 0;
     if (!r->headers_done && xkvm_stream_read_headers(r) < 0)
         return -1;
+    if (r->pages_left) {
+        stream_fail(&r->err, r->pos, true, XKVM_STREAM_REC_PAGE_DATA, XKVM_STREAM_ERR_ARG,
+                    "%llu bytes of the last PAGE_DATA's pages were not read",
+                    (unsigned long long)r->pages_left);
+        return rfail(r);
+    }
 
     memset(rec, 0, sizeof(*rec));
     rec->offset = r->pos;
@@ -166,6 +298,12 @@ int xkvm_stream_next(struct xkvm_stream_reader *r, struct xkvm_stream_record *re
     if (stream_check_rhdr(r->st, rec->offset, rec->type, rec->length, &desc, &r->err) < 0)
         return rfail(r);
     rec->skipped = desc == NULL;
+    if (r->defer_pages && desc && rec->type == XKVM_STREAM_REC_PAGE_DATA &&
+        rec->length % 8 == 0) {
+        if (next_pages_deferred(r, rec, desc) < 0)
+            return rfail(r);
+        return 1;
+    }
 
     size_t padded = (size_t)stream_padded(rec->length);   /* <= record_max + 7 */
     if (fetch(r, 0, padded, &p, "a record body") < 0) {

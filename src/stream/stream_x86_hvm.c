@@ -283,7 +283,7 @@ void xkvm_stream_page_iter_init(struct xkvm_stream_page_iter *it,
 {
     it->count = ld_le32(rec->body);
     it->pfns = rec->body + 8;
-    it->data = rec->body + 8 + 8ull * it->count;
+    it->data = rec->pages_pending ? NULL : rec->body + 8 + 8ull * it->count;
     it->i = 0;
 }
 
@@ -295,7 +295,7 @@ bool xkvm_stream_page_next(struct xkvm_stream_page_iter *it, struct xkvm_stream_
     pg->pfn = ent & XKVM_STREAM_PFN_MASK;
     pg->type = (unsigned)(ent >> XKVM_STREAM_PFN_TYPE_SHIFT);
     pg->data = NULL;
-    if (pg->type == XKVM_STREAM_PAGE_NORMAL) {
+    if (pg->type == XKVM_STREAM_PAGE_NORMAL && it->data) {
         pg->data = it->data;
         it->data += XKVM_STREAM_PAGE_SIZE;
     }

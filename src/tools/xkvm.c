@@ -1358,14 +1358,15 @@ static void print_phases(struct json_object *r)
     struct json_object *ph;
     if (!json_object_object_get_ex(r, "phases_ms", &ph))
         return;
-    printf("  downtime %.2f ms: save %.2f, exec %.2f, validate %.2f, pass0 %.2f, ",
-           num_field(r, "downtime_ms"), num_field(ph, "save"),
+    printf("  downtime %.2f ms: save %.2f, exec %.2f, validate %.2f, start-up %.2f, "
+           "pass0 %.2f, ", num_field(r, "downtime_ms"), num_field(ph, "save"),
            num_field(ph, "exec_prep") + num_field(ph, "exec"), num_field(ph, "validate"),
-           num_field(ph, "pass0"));
+           num_field(ph, "startup"), num_field(ph, "pass0"));
     if (num_field(ph, "verify") > 0)    /* --verify-memory: its hashing is downtime too */
         printf("memory check %.2f, ", num_field(ph, "verify"));
-    printf("pass1 %.2f, pass2 %.2f (pausing took %.2f)\n", num_field(ph, "pass1"),
-           num_field(ph, "pass2"), num_field(ph, "pause"));
+    printf("pass1 %.2f, pass2 %.2f (pausing took %.2f; prebuilt before it in %.2f)\n",
+           num_field(ph, "pass1"), num_field(ph, "pass2"), num_field(ph, "pause"),
+           num_field(ph, "prebuild"));
 }
 
 static int cmd_live_update(int argc, char **argv)

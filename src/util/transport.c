@@ -23,7 +23,7 @@ static bool plain_pending(struct transport *t)
 void transport_plain(struct transport *t, int fd)
 {
     *t = (struct transport){ .fd = fd, .read = plain_read, .writev = plain_writev,
-                             .pending = plain_pending, .name = "plain" };
+                             .pending = plain_pending, .name = "plain", .raw = true };
 }
 
 ssize_t transport_read(struct transport *t, void *buf, size_t len)

@@ -23,6 +23,8 @@ struct transport {
     /* Free what the transport holds; never closes fd. NULL: nothing to free. */
     void (*release)(struct transport *t);
     const char *name;           /* "plain", "TLS 1.3 x509", ... for logs and reports */
+    bool raw;                   /* the stream's bytes are fd's bytes, unbuffered (plain):
+                                 * a reader may splice(2) from fd */
     char why[200];              /* what made a read or write fail, if the transport knows
                                  * more than errno (the peer's TLS alert); else "" */
 };

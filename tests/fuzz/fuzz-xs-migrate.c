@@ -1,7 +1,7 @@
 /*
  * xenstored's import of a migration stream (designs/xenstore-migration) for domain 7,
  * into a store holding the toolstack's layout of 7 (its own subtree, a control
- * directory the guest may only read, one vbd backend) and another domain, 6.
+ * directory the guest may only read, one vbd and one vif backend) and another domain, 6.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         { "/local/domain/0/backend", 0, 0 }, { "/local/domain/0/backend/vbd", 0, 0 },
         { "/local/domain/0/backend/vbd/7", 0, 7 },
         { "/local/domain/0/backend/vbd/7/768", 0, 7 },
+        { "/local/domain/0/backend/vif", 0, 0 }, { "/local/domain/0/backend/vif/7", 0, 7 },
+        { "/local/domain/0/backend/vif/7/0", 0, 7 },
     };
     struct xs xs;
     xs_init(&xs);

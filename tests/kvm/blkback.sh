@@ -9,7 +9,8 @@
 #   kill9-io          kill -9 of xkvm-blkback while the guest loops over I/O
 #                     (test=blk loop=0): xkvmd restarts it, it re-attaches to the ring
 #                     and the guest's loops go on
-#   kill9-xenstore    the xenstore tree after the restarts equals the one before
+#   kill9-xenstore    the xenstore tree after the restarts equals the one before, and no
+#                     node of the device was written (xenstored's request log)
 #   kill9-data        the guest stops on data/blk-stop and passes; the image holds the
 #                     last loop's pattern
 #   kill9-reattach    blkback's log says it re-attached without a handshake
@@ -191,6 +192,7 @@ if ! wait_loops "$D" 2 120; then
   fail kill9-io "the guest did not loop over I/O"; glog "$D"; blog; exit 0
 fi
 xenstore-ls -f > "$WORK/tree-before" 2>&1
+xs_log_mark "$RUNDIR" "kill9-d$D" || echo "# cannot turn xenstored's request log on"
 PIDFILE=$RUNDIR/services/xkvm-blkback.pid
 restarts_ok=1
 for round in 1 2 3; do
@@ -214,7 +216,11 @@ for round in 1 2 3; do
 done
 [ $restarts_ok = 1 ] && pass kill9-io || fail kill9-io "see the lines above"
 xenstore-ls -f > "$WORK/tree-after" 2>&1
-if diff -u "$WORK/tree-before" "$WORK/tree-after" > "$WORK/tree.diff"; then
+written=$(device_writes "$RUNDIR" "$D" "control print: kill9-d$D\$")
+if [ -n "$written" ]; then
+  fail kill9-xenstore "the restarted blkback wrote nodes of the device"
+  echo "$written" | head -6 | sed 's/^/#   /'
+elif diff -u "$WORK/tree-before" "$WORK/tree-after" > "$WORK/tree.diff"; then
   pass kill9-xenstore
 else
   fail kill9-xenstore "the tree changed: $(grep -c '^[-+][^-+]' "$WORK/tree.diff") lines"

@@ -213,9 +213,57 @@ wait_line() {
   return 1
 }
 
+# xs_control RUNDIR ARG...: one CONTROL request to RUNDIR's xenstored ("log on",
+# "print TEXT"); the request log and printed lines go to RUNDIR/xkvm-xenstored.log.
+xs_control() {
+  python3 - "$1/xenstored/socket" "${@:2}" <<'PY'
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+body = b"".join(a.encode() + b"\0" for a in sys.argv[2:])
+s.sendall(struct.pack("<IIII", 0, 1, 0, len(body)) + body)    # XS_CONTROL
+hdr = b""
+while len(hdr) < 16:
+    chunk = s.recv(16 - len(hdr))
+    if not chunk:
+        sys.exit(1)
+    hdr += chunk
+sys.exit(0 if struct.unpack("<IIII", hdr)[0] == 0 else 1)
+PY
+}
+
+# xs_log_on RUNDIR: turn RUNDIR's xenstored request log on (waiting for xenstored).
+xs_log_on() {
+  for _ in $(seq 100); do xs_control "$1" log on 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+# xs_log_mark RUNDIR MARK: turn RUNDIR's xenstored request log on and put MARK in it.
+xs_log_mark() { xs_log_on "$1" && xs_control "$1" print "$2"; }
+
+# device_writes RUNDIR DOMID MARK_ERE: the requests RUNDIR's xenstored logged after the
+# last line matching MARK_ERE that wrote (WRITE, MKDIR, RM, SET_PERMS) a node of the
+# domain's devices: its backends' directories /local/domain/0/backend/{vbd,vif,
+# console}/DOMID and its frontends' /local/domain/DOMID/device (also as the guest's
+# relative paths). Nothing printed: nothing written.
+device_writes() {
+  local log=$1/xkvm-xenstored.log d=$2
+  [ -s "$log" ] || { echo "no $log"; return; }
+  awk -v mark="$3" -v d="$d" '
+    $0 ~ mark { n = 0; delete w; next }
+    / (WRITE|MKDIR|RM|SET_PERMS) tx / {
+      p = $0; sub(/^[^"]*"/, "", p); sub(/ .*/, "", p)
+      if (p ~ ("^/local/domain/0/backend/(vbd|vif|console)/" d "(/|$)") ||
+          p ~ ("^/local/domain/" d "/device(/|$)") ||
+          ($0 ~ (" dom" d " ") && p ~ /^device(\/|$)/))
+        w[n++] = $0
+    }
+    END { for (i = 0; i < n; i++) print w[i] }' "$log"
+}
+
 # pv_snapshot RUNDIR DOMID: what must not change when a guest moves or its xkvmd is
-# replaced: its event channel ports and its xenstore nodes (the soak's round counter
-# aside).
+# replaced: its event channel ports and its xenstore nodes with their values and
+# permissions (the soak's round counter aside), in path order (a restored node may sit
+# elsewhere among its siblings: xenstore gives no order).
 pv_snapshot() {
   local h=$1 d=$2
   RUNDIR=$h xk debug-state "$d" | python3 -c '
@@ -229,5 +277,5 @@ for p in st["events"]["ports"]:
     for be in $("${xs[@]}" xenstore-list /local/domain/0/backend 2>/dev/null); do
       "${xs[@]}" xenstore-ls -f -p "/local/domain/0/backend/$be/$d" 2>/dev/null
     done
-  } | grep -v "/data/soak-round = " | sed 's/^/xs /'
+  } | grep -v "/data/soak-round = " | LC_ALL=C sort | sed 's/^/xs /'
 }

@@ -18,6 +18,9 @@
 #                   control blocks on vCPUs 0 and 1 at least)
 #   net-boot        xen-netfront comes up on the vif and pings the host end of its TAP
 #                   (moved into a network namespace of the suite's own, 10.231.0.1/24)
+#   net-queues      xen-netfront connected 2 queues (netback offers 2 here:
+#                   XKVM_NETBACK_MAX_QUEUES, the VM has one CPU), each with its rings
+#                   and event channels under queue-N/; still so after the moves
 #   vcpu-online     xkvm vcpu-set 3, then the guest brings cpu2 online
 #   balloon-out     xkvm mem-set 352: Linux's balloon driver gives back 32 MiB, which
 #                   xkvmd no longer holds; the guest's checks pass; the holes then go
@@ -81,6 +84,9 @@ NS=xkvm-linux-$$
 NET_HOST=10.231.0.1
 trap 'keep_logs; ip netns del "$NS" 2>/dev/null; cleanup' EXIT
 
+# Netback offers one queue per CPU of this host, and the nested VM has one: ask for 2,
+# as Linux's xen_netback.max_queues would, so that stock netfront runs multi-queue.
+export XKVM_NETBACK_MAX_QUEUES=2
 BASE=$((20000 + RANDOM % 20000))
 P1=$BASE; P2=$((BASE + 1))
 host_start h1 --migrate-listen 127.0.0.1:$P1 $(migrate_auth) --disk-root "$WORK" --machine-memory 2G ||
@@ -225,6 +231,23 @@ net_step() {
     fail "$1" "$(failed_checks)"
   fi
 }
+# net_queues NAME DOMID: the frontend's vif 0 has 2 queues, each with its ring refs and
+# event channel(s), and both ends are Connected.
+net_queues() {
+  local fe=/local/domain/$2/device/vif/0 n q why=
+  rd() { XENSTORED_PATH=$RUNDIR/xenstored/socket xenstore-read "$1" 2>/dev/null; }
+  n=$(rd "$fe/multi-queue-num-queues")
+  [ "$n" = 2 ] || why="multi-queue-num-queues '$n', want 2 (backend offers '$(rd "$(rd "$fe/backend")/multi-queue-max-queues")')"
+  for q in 0 1; do
+    [ -n "$why" ] && break
+    [ -n "$(rd "$fe/queue-$q/tx-ring-ref")" ] && [ -n "$(rd "$fe/queue-$q/rx-ring-ref")" ] &&
+      { [ -n "$(rd "$fe/queue-$q/event-channel-tx")" ] || [ -n "$(rd "$fe/queue-$q/event-channel")" ]; } ||
+      why="queue-$q lacks its ring refs or event channel"
+  done
+  [ -z "$why" ] && [ "$(rd "$fe/state")" = 4 ] && [ "$(rd "$(rd "$fe/backend")/state")" = 4 ] ||
+    why=${why:-"frontend state '$(rd "$fe/state")', backend '$(rd "$(rd "$fe/backend")/state")'"}
+  if [ -z "$why" ]; then pass "$1"; else fail "$1" "$why"; fi
+}
 # balloon_step NAME DOMID MIB: xkvm mem-set MIB, then wait (up to 300 s) until xkvmd
 # holds within 4 MiB of it; the guest's checks pass.
 balloon_step() {
@@ -337,6 +360,7 @@ got=$(XENSTORED_PATH=$RUNDIR/xenstored/socket xenstore-read "/local/domain/$D/da
 if [ -n "$want" ] && [ "$got" = "$want" ]; then pass xenstore-host; else
   fail xenstore-host "the guest wrote '$want', the host reads '$got'"; fi
 net_step net-boot "$D" move
+net_queues net-queues "$D"
 dmesg_clean dmesg-boot "$D"
 
 # ---- a vCPU brought online ----
@@ -368,6 +392,7 @@ done
 HERE=$([ -n "$(RUNDIR=$H2 dom_field "$D" state 2>/dev/null)" ] && echo "$H2" || echo "$H1")
 on "$HERE"
 net_step net-migrate "$D" move
+net_queues net-queues-migrate "$D"
 dmesg_clean dmesg-migrate "$D"
 
 # ---- save and restore (full form) ----

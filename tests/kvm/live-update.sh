@@ -14,11 +14,16 @@
 #                       --verify-memory (every guest frame hashed while paused, before
 #                       and after: identical): same xkvmd pid, every domid, port and
 #                       xenstore node unchanged, dom0 services never restarted, every
-#                       soak counting rounds again
+#                       soak counting rounds again, every p2m passing its audit, a soak
+#                       printing its round line again (its largest clock-read gap across
+#                       the update is printed beside xkvmd's downtime: the guest's view)
 #   keeps-paused        a domain paused by the toolstack comes out paused
 #   rollback-PHASE      the new binary fails at PHASE (startup, bad-image, pass0, crash,
 #                       pass1, pass2, before-unpause): the old one restores the domains,
 #                       the CLI says what failed, the guests go on
+#   holder              the process holding the old address space across each exec is
+#                       released by the new binary and reaped, also after two updates
+#                       back to back (none left behind, none failed to start)
 #   cross-version       old -> xkvmd-lu-next (minor + 1, a record type and an internal
 #                       structure of its own) -> the same again
 #   refuse-major        an xkvmd of a newer major version hands over to an older one:
@@ -152,14 +157,41 @@ PID=$(cat "$H/xkvmd.pid")
 [ -n "$BASELINE" ] && echo "$BASELINE" | grep -q " port " && echo "$BASELINE" | grep -q " xs " \
   && pass baseline || fail baseline "no ports or nodes: $BASELINE"
 
-# one_update LABEL [xkvm live-update options]: one update that must carry everything over.
+# guest_gap DOMID FROM TO: the pause as the soak guest saw it, beside xkvmd's downtime:
+# the largest gap between two of its clock reads in the round lines it printed after
+# console line FROM (before the update) up to the first one after line TO (after it).
+# Each line gives the largest gap since the line before (they come every 50 rounds), so
+# the gap that covers the update is among them. 1 if no line comes after TO (the guest
+# stopped reading its clock).
+guest_gap() {
+  local log gaps=
+  log=$(console_log "$1")
+  for _ in $(seq 600); do
+    tail -n +"$(($3 + 1))" "$log" | strip_dmesg | grep -q "^xtest: soak: round [0-9]* ok" &&
+      gaps=$(tail -n +"$(($2 + 1))" "$log" | strip_dmesg |
+             sed -n 's/^xtest: soak: round [0-9]* ok (.*since the last line \([0-9]*\) us.*/\1/p') &&
+      break
+    sleep 0.1
+  done
+  [ -n "$gaps" ] || { echo "# d$1: no soak round line after the update"; return 1; }
+  echo "#   the guest's view (d$1): largest gap between two of its clock reads across the update $(echo "$gaps" | sort -n | tail -1 | awk '{printf "%.2f", $1/1000}') ms"
+}
+
+# one_update LABEL [xkvm live-update options]: one update that must carry everything
+# over, writing no node of the domains' devices (xenstored's request log).
+NUPD=0
 one_update() {
   local label=$1; shift
-  local out
+  local out d w d0 from
+  NUPD=$((NUPD + 1))
+  xs_log_mark "$H" "live-update-$NUPD" || { echo "# cannot mark xenstored's log"; return 1; }
+  for d0 in "${DOMS[@]}"; do case " ${SKIP_COUNT:-} " in *" $d0 "*) ;; *) break ;; esac; done
+  from=$(wc -l < "$(console_log "$d0")")
   if ! out=$(xk live-update --verify-memory "$@" 2>&1); then
     echo "$out" | sed 's/^/#   /'; return 1
   fi
   echo "# $label: $(echo "$out" | tail -1 | sed 's/^ *//')"
+  guest_gap "$d0" "$from" "$(wc -l < "$(console_log "$d0")")" || return 1
   echo "$out" | grep -q "carried over" || { echo "# not carried over: $out"; return 1; }
   echo "$out" | grep -q -- "-> ${LU_TO:-$maj.$min}:" || { echo "# not to version ${LU_TO:-$maj.$min}: $out"; return 1; }
   [ "$(cat "$H/xkvmd.pid")" = "$PID" ] || { echo "# xkvmd pid changed"; return 1; }
@@ -169,6 +201,16 @@ one_update() {
   all_counting "${SKIP_COUNT:-}" || return 1
   settled "$BASELINE" || { echo "# ports or xenstore nodes changed (above)"; return 1; }
   no_anomaly || { echo "# a soak reported an anomaly"; return 1; }
+  for d in "${DOMS[@]}"; do
+    w=$(device_writes "$H" "$d" "control print: live-update-$NUPD\$")
+    [ -z "$w" ] || { echo "$w" | head -4 | sed 's/^/#   written: /'; return 1; }
+  done
+  # The rebuilt p2m agrees with machine memory, its memslots and its break count.
+  local a
+  for d in "${DOMS[@]}"; do
+    a=$(xk debug-state "$d" | python3 -c 'import json,sys; print(json.load(sys.stdin)["p2m"]["audit"])')
+    [ "$a" = ok ] || { echo "# d$d: p2m audit: $a"; return 1; }
+  done
 }
 
 # ---- N updates in a row ----
@@ -203,6 +245,24 @@ for phase in startup bad-image pass0 crash pass1 pass2 before-unpause; do
     fail "rollback-$phase" "exit $rc: $(echo "$out" | tr '\n' ' ' | cut -c1-300)"
   fi
 done
+
+# ---- the holder of the old address space (docs/live-update.md, "The holder") ----
+# Every update and rollback above started one; each new binary released it once its
+# guests ran, and it was reaped. Two updates back to back: the second reaps the first's
+# holder even if the exec killed the thread reaping it. Released (not left to its 10 s
+# fallback): gone within 5 s; none failed to start.
+holders() { ps -o stat=,comm= --ppid "$PID" | grep -c ' xkvmd$'; }
+if xk live-update >/dev/null && xk live-update >/dev/null; then
+  n=$(holders)
+  for _ in $(seq 50); do [ "$n" = 0 ] && break; sleep 0.1; n=$(holders); done
+  if [ "$n" = 0 ] && ! grep -q "no holder for the old address space" "$H/xkvmd.log"; then
+    pass holder
+  else
+    fail holder "$n holder(s) left: $(ps -o pid=,stat=,comm= --ppid "$PID" | tr '\n' ' ')"
+  fi
+else
+  fail holder "a live update failed"
+fi
 
 # ---- cross-version: old -> next -> same ----
 if [ ! -x "$NEXT" ]; then

@@ -7,7 +7,10 @@
 # MIGRATIONS times back and forth (make test: 6; make soak: 20) and saved and restored
 # SAVES times (2; soak: 5). After each move: the same domid, the same event channel
 # ports (number, kind, vCPU, remote end) once the backends re-attached, no xenstore
-# node of the domain or its backends changed, and the guest still counts rounds. At
+# node of the domain or its backends changed, none of its devices' nodes (backend
+# directories, frontends' device/) written on the destination after xenstored imported
+# the domain's state (xenstored's request log: blkback re-attaches to the Connected
+# ring without a write), and the guest still counts rounds. At
 # the end it must PASS: no anomaly seen by the guest.
 #
 # Faults, each leaving the guest running on the source: destination domid taken,
@@ -31,6 +34,8 @@ H1=$RUNDIR
 host_start h2 --migrate-listen 127.0.0.1:$P2 $(migrate_auth) --disk-root "$WORK" || { fail start "h2 did not start"; exit 1; }
 H2=$RUNDIR
 on() { RUNDIR=$1; }     # on HOST: the following xk commands go to HOST
+# Both xenstoreds log every request: nothing may write a device node on a destination.
+xs_log_on "$H1" && xs_log_on "$H2" || fail xenstored-log "cannot turn the request log on"
 
 DISK=$WORK/disk.img
 truncate -s 32M "$DISK"
@@ -58,6 +63,32 @@ settled() {
   done
   diff <(echo "$3") <(echo "$now") | head -8 | sed 's/^/#   /'
   return 1
+}
+
+# untouched HOST DOMID: since HOST's xenstored imported the domain's xenstore state, no
+# node of its devices (backends under /local/domain/0/backend/*/DOMID, frontends under
+# device/) was written, by the toolstack or by a backend: they re-attach from the
+# nodes as they are.
+untouched() {
+  local w
+  w=$(device_writes "$1" "$2" "CONTROL tx 0 \"import $2 ")
+  [ -z "$w" ] && return 0
+  echo "$w" | head -8 | sed 's/^/#   written: /'
+  return 1
+}
+
+# console_nodes HOST DOMID: the primary console's backend and frontend nodes are there.
+console_nodes() {
+  local xs=(env XENSTORED_PATH="$1/xenstored/socket") be=/local/domain/0/backend/console/$2/0
+  local fe=/local/domain/$2/console
+  [ "$("${xs[@]}" xenstore-read "$be/frontend" 2>&1)" = "$fe" ] &&
+  [ "$("${xs[@]}" xenstore-read "$be/frontend-id" 2>&1)" = "$2" ] &&
+  [ "$("${xs[@]}" xenstore-read "$be/state" 2>&1)" = 1 ] &&
+  [ "$("${xs[@]}" xenstore-read "$be/protocol" 2>&1)" = vt100 ] &&
+  [ "$("${xs[@]}" xenstore-read "$fe/backend" 2>&1)" = "$be" ] &&
+  [ "$("${xs[@]}" xenstore-read "$fe/type" 2>&1)" = xenconsoled ] &&
+  [ -n "$("${xs[@]}" xenstore-read "$fe/ring-ref" 2>/dev/null)" ] &&
+  [ -n "$("${xs[@]}" xenstore-read "$fe/port" 2>/dev/null)" ]
 }
 
 # rounds HOST DOMID: the last round the guest reported.
@@ -105,6 +136,16 @@ for i in $(seq "$MIGRATIONS"); do
     fail "migrate-$i" "ports or xenstore nodes changed (above)"
     break
   fi
+  if ! untouched "$DST" "$D"; then
+    fail "migrate-$i" "device nodes written on the destination (above)"
+    break
+  fi
+  if [ "$i" = 1 ]; then      # h2 never had this domain: its console nodes come from the move
+    if console_nodes "$DST" "$D"; then pass console-nodes-fresh-destination; else
+      fail console-nodes-fresh-destination "$(XENSTORED_PATH="$DST/xenstored/socket" xenstore-ls -f \
+        "/local/domain/0/backend/console/$D" 2>&1 | head -5 | tr '\n' ';')"
+    fi
+  fi
   echo "# migration $i: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("total %.1f ms, downtime %.2f ms, %d iterations, %d pages" % (r["total_ms"], r["downtime_ms"], r["iterations"], r["pages_sent"]))' "$WORK/report-$i.json")"
   ok=$((ok + 1))
   if [ "$SRC" = "$H1" ]; then SRC=$H2; DST=$H1; DPORT=$P1; else SRC=$H1; DST=$H2; DPORT=$P2; fi
@@ -124,6 +165,7 @@ for i in $(seq "$SAVES"); do
   if ! id=$(xk restore "$img" 2>&1) || [ "$id" != "$D" ]; then fail "restore-$i" "$id"; break; fi
   if ! running_on "$HERE" "$D"; then fail "restore-$i" "not running after restore"; break; fi
   if ! settled "$HERE" "$D" "$BASELINE"; then fail "restore-$i" "ports or nodes changed"; break; fi
+  if ! untouched "$HERE" "$D"; then fail "restore-$i" "device nodes written by the restore"; break; fi
   ok=$((ok + 1))
 done
 [ "$ok" = "$SAVES" ] && pass "save-restore-$SAVES"

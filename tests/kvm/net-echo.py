@@ -2,8 +2,10 @@
 """Echo responder for tests/kvm/netback.sh, run inside the suite's network namespace.
 
 net-echo.py IFACE STATEFILE: on IFACE (the bridge holding the vifs' TAP devices) every
-frame of ethertype 0x88B5 sent to the broadcast address is sent back to its source
-with the addresses swapped (source: 02:00:00:00:00:01), payload untouched; every
+frame of ethertype 0x88B5 sent to the broadcast address, and every IPv4/UDP broadcast
+to port 0x88B5 (the multi-queue guest's frames, one UDP flow per queue), is sent back
+to its source with the MAC addresses swapped (source: 02:00:00:00:00:01), the rest
+untouched; every
 RARP (0x8035) frame is counted per sender MAC. STATEFILE is rewritten after each
 frame: "echoed N" and "rarp MAC COUNT" lines. Exits on SIGTERM.
 """
@@ -38,7 +40,9 @@ def main():
         if addr[2] == PACKET_OUTGOING or len(frame) < 14:
             continue
         etype = frame[12] << 8 | frame[13]
-        if etype == 0x88B5 and frame[:6] == b"\xff" * 6:
+        udp = (etype == 0x0800 and len(frame) >= 42 and frame[23] == 17
+               and frame[36:38] == b"\x88\xb5")
+        if (etype == 0x88B5 or udp) and frame[:6] == b"\xff" * 6:
             s.send(frame[6:12] + PEER + frame[12:])
             echoed += 1
         elif etype == 0x8035:

@@ -5,8 +5,15 @@
 # services, the bridge xkbr0 the vifs join, the responder on that bridge.
 #
 #   layout        libxl's vif nodes (backend mac/bridge/handle/type, frontend mac)
-#   handshake     backend Connected with Linux's features; the TAP device vifD.0 up
-#                 and a port of xkbr0
+#   handshake     backend Connected with Linux's features (multi-queue-max-queues:
+#                 min(online CPUs, 8)); the TAP device vifD.0 up and a port of xkbr0;
+#                 a 1-vCPU guest writes no multi-queue-num-queues and gets the flat
+#                 single-queue layout
+#   multi-queue   a 2-vCPU guest connects 2 queues (queue-0/, queue-1/ nodes); each
+#                 queue's frames are echoed back on it (the TAP's flow steering), and
+#                 netback counts traffic both ways on both queues
+#   queues-over   a frontend asking 9 queues (more than offered) is refused: the
+#                 backend's error node and Closing, the guest sees Closing
 #   net           test=net: 200 frames out, 200 echoes back, each checked, none lost;
 #                 the responder echoed them
 #   announce      netback announced the guest's MAC (3 RARPs) on the bridge
@@ -15,15 +22,20 @@
 #                 frames all go, and netback held some back (its rate waits > 0)
 #   kill9         kill -9 of xkvm-netback while the guest loops: xkvmd restarts it, it
 #                 re-attaches (its log says so), the guest's rounds go on, the
-#                 xenstore tree is unchanged, the MAC is announced again
+#                 xenstore tree is unchanged and no node of it was written (xenstored's
+#                 request log), the MAC is announced again
 #   migrate-N     3 live migrations there and back while the guest loops: the rounds
-#                 go on on the destination, its netback announces the MAC
-#   live-update-N 3 live updates while the guest loops (TAP device and netback untouched)
-#   loop-end      the looping guest stops on data/net-stop and passes; losses reported
+#                 go on on the destination, its netback announces the MAC, the vif's
+#                 nodes are the source's and none was written on the destination after
+#                 xenstored imported the domain (netback re-attached to Connected rings)
+#   live-update-N 3 live updates while the guest loops (TAP device and netback
+#                 untouched, no node of the vif written)
+#   loop-end      the looping guest (2 vCPUs, 2 queues throughout) stops on
+#                 data/net-stop and passes, with echoes on both queues; losses reported
 #   hostile       a guest breaking its tx ring (test=net hostile=1): netback halts that
 #                 vif only, stays up (same pid), and another guest's vif still works
 source "$(dirname "$0")/lib.sh"
-CHECKS="layout handshake net announce split rate kill9 migrate-1 migrate-2 migrate-3
+CHECKS="layout handshake multi-queue queues-over net announce split rate kill9 migrate-1 migrate-2 migrate-3
         live-update-1 live-update-2 live-update-3 loop-end hostile"
 skip_all() { for c in $CHECKS; do skip "$c" "$1"; done; exit 0; }
 
@@ -71,6 +83,15 @@ H2=$RUNDIR
 on() { RUNDIR=$1; export XENSTORED_PATH=$1/xenstored/socket; }
 on "$H1"
 for _ in $(seq 100); do [ -S "$XENSTORED_PATH" ] && break; sleep 0.1; done
+# Both xenstoreds log every request: who writes a vif's nodes, and when (device_writes).
+xs_log_on "$H1" && xs_log_on "$H2" || fail layout "cannot turn xenstored's request log on"
+# unwritten HOST D MARK_ERE: no node of D's devices written on HOST since MARK_ERE.
+unwritten() {
+  local w; w=$(device_writes "$1" "$2" "$3")
+  [ -z "$w" ] && return 0
+  echo "$w" | head -6 | sed 's/^/#   written: /'
+  return 1
+}
 xsr() { xenstore-read "$@" 2>/dev/null; }
 nlog() { tail -n "${1:-8}" "$RUNDIR/xkvm-netback.log" 2>/dev/null | sed 's/^/#   netback: /'; }
 glog() { tail -n "${2:-8}" "$(console_log "$1")" 2>/dev/null | sed 's/^/#   guest: /'; }
@@ -106,12 +127,15 @@ else
   fail net "guest said: $res; responder echoed $(echoed)"
   glog "$D" 12; nlog 12
 fi
+MAXQ=$(nproc); [ "$MAXQ" -gt 8 ] && MAXQ=8
 if [ "$(xsr $BE/state)" = 4 ] && [ "$(xsr $BE/feature-rx-copy)" = 1 ] && [ "$(xsr $BE/feature-sg)" = 1 ] &&
-   [ "$(xsr $BE/feature-split-event-channels)" = 1 ] && [ "$(xsr $BE/multi-queue-max-queues)" = 1 ] &&
+   [ "$(xsr $BE/feature-split-event-channels)" = 1 ] && [ "$(xsr $BE/multi-queue-max-queues)" = "$MAXQ" ] &&
+   [ -z "$(xsr $FE/multi-queue-num-queues)" ] && [ -n "$(xsr $FE/tx-ring-ref)" ] &&
+   grep -q "netback: $D/0: connected: queue 0 of 1:" "$RUNDIR/xkvm-netback.log" &&
    ip -o link show "vif$D.0" | grep -q "master xkbr0" && ip -o link show "vif$D.0" | grep -q ",UP"; then
   pass handshake
 else
-  fail handshake "state $(xsr $BE/state); $(ip -o link show "vif$D.0" 2>&1)"
+  fail handshake "state $(xsr $BE/state), max queues $(xsr $BE/multi-queue-max-queues) (want $MAXQ); $(ip -o link show "vif$D.0" 2>&1)"
 fi
 n=$(rarp_count $MAC)
 if [ "$n" -ge 3 ]; then pass announce; else fail announce "$n RARPs from $MAC seen on xkbr0"; fi
@@ -129,7 +153,60 @@ else
 fi
 xk destroy "$D" >/dev/null 2>&1
 
-make_cfg "$WORK/rate.cfg" rate "test=net count=200" 32 1 "vif = [ 'bridge=xkbr0,rate=200Kb/s' ]"
+# queue_stat D Q FIELD: netback's count for queue Q of vif D/0 at its last disconnect
+# (FIELD: tx or rx packets).
+queue_stat() {
+  grep "netback: $1/0: queue $2: " "$RUNDIR/xkvm-netback.log" | tail -1 |
+    sed -n "s/.*$3 \([0-9]*\) packets.*/\1/p" | grep . || echo 0
+}
+# queues_echoed D: the guest's "queue Q sent S received R same R2" lines all show
+# traffic both ways, each echo back on the queue it left.
+queues_echoed() {
+  strip_dmesg < "$(console_log "$1")" | grep -a "xtest: net: queue" | tail -2 |
+    awk '{ n++; if ($6 > 0 && $8 > 0 && $10 == $8) ok++ } END { exit !(n == 2 && ok == 2) }'
+}
+if [ "$MAXQ" -lt 2 ]; then
+  skip multi-queue "netback offers one queue on a host with $(nproc) CPU"
+else
+  make_cfg "$WORK/mq.cfg" mq "test=net count=200" 32 2 "vif = [ 'bridge=xkbr0' ]"
+  D=$(xk create "$WORK/mq.cfg") || fail multi-queue "xkvm create failed"
+  res=$(wait_result "$D" net 120)
+  FE=/local/domain/$D/device/vif/0
+  nodes_ok=0
+  [ "$(xsr $FE/multi-queue-num-queues)" = 2 ] && [ -n "$(xsr $FE/queue-0/tx-ring-ref)" ] &&
+    [ -n "$(xsr $FE/queue-1/rx-ring-ref)" ] && [ -n "$(xsr $FE/queue-1/event-channel)" ] &&
+    [ -z "$(xsr $FE/tx-ring-ref)" ] && nodes_ok=1
+  xk destroy "$D" >/dev/null 2>&1
+  for _ in $(seq 50); do grep -q "netback: $D/0: disconnected" "$RUNDIR/xkvm-netback.log" && break; sleep 0.1; done
+  stats="tx $(queue_stat $D 0 tx)/$(queue_stat $D 1 tx) rx $(queue_stat $D 0 rx)/$(queue_stat $D 1 rx)"
+  if [ "$res" = "xtest: net: PASS" ] && [ $nodes_ok = 1 ] && queues_echoed "$D" &&
+     grep -q "netback: $D/0: connected: queue 1 of 2:" "$RUNDIR/xkvm-netback.log" &&
+     [ "$(queue_stat $D 0 tx)" -gt 0 ] && [ "$(queue_stat $D 1 tx)" -gt 0 ] &&
+     [ "$(queue_stat $D 0 rx)" -gt 0 ] && [ "$(queue_stat $D 1 rx)" -gt 0 ]; then
+    pass multi-queue; echo "# multi-queue: netback's packets per queue (0/1): $stats"
+  else
+    fail multi-queue "guest said: $res; nodes $nodes_ok; netback per queue: $stats"
+    glog "$D" 8; nlog 8
+  fi
+fi
+
+# 40 frames of 1400 bytes: more than 25 KB/s on average from any guest that sends
+# 18 frames a second (the credit grows with the time since connecting).
+make_cfg "$WORK/over.cfg" over "test=net queues_over=1" 32 1 "vif = [ 'bridge=xkbr0' ]"
+D=$(xk create "$WORK/over.cfg") || fail queues-over "xkvm create failed"
+res=$(wait_result "$D" net 120)
+BE=/local/domain/0/backend/vif/$D/0
+if [ "$res" = "xtest: net: PASS" ] && [ "$(xsr $BE/state)" = 5 ] &&
+   xsr $BE/error | grep -q "more queues than multi-queue-max-queues" &&
+   grep -q "netback: $D/0: multi-queue-num-queues: more queues" "$RUNDIR/xkvm-netback.log"; then
+  pass queues-over
+else
+  fail queues-over "guest said: $res; backend state $(xsr $BE/state), error '$(xsr $BE/error)'"
+  glog "$D" 4; nlog 4
+fi
+xk destroy "$D" >/dev/null 2>&1
+
+make_cfg "$WORK/rate.cfg" rate "test=net count=40 size=1400 echo_wait=3000" 32 1 "vif = [ 'bridge=xkbr0,rate=200Kb/s' ]"
 D=$(xk create "$WORK/rate.cfg") || fail rate "xkvm create failed"
 res=$(wait_result "$D" net 120)
 rate_node=$(xsr /local/domain/0/backend/vif/$D/0/rate)
@@ -162,10 +239,11 @@ rounds_go_on() {
 lost_on() {
   strip_dmesg 2>/dev/null < "$1/dmesg-$2.log" | awk '/xtest: net: round/ { l += $10 } END { print l + 0 }'
 }
-vif_tree() { { xenstore-ls -f "/local/domain/0/backend/vif/$1"; xenstore-ls -f "/local/domain/$1/device/vif"; } 2>&1; }
+vif_tree() { { xenstore-ls -f "/local/domain/0/backend/vif/$1"; xenstore-ls -f "/local/domain/$1/device/vif"; } 2>&1 | LC_ALL=C sort; }
 
 LMAC=00:16:3e:4e:42:02
-make_cfg "$WORK/loop.cfg" loop "test=net loop=0 count=50 echo_wait=300 max_lost=1000000" 32 1 \
+LOOP_VCPUS=1; [ "$MAXQ" -ge 2 ] && LOOP_VCPUS=2
+make_cfg "$WORK/loop.cfg" loop "test=net loop=0 count=50 echo_wait=300 max_lost=1000000" 32 $LOOP_VCPUS \
   "vif = [ 'mac=$LMAC,bridge=xkbr0' ]"
 on "$H1"
 D=$(xk create "$WORK/loop.cfg") || { fail kill9 "xkvm create failed"; exit 1; }
@@ -173,6 +251,7 @@ if ! rounds_go_on "$H1" "$D"; then
   fail kill9 "the looping guest does not get going"; glog "$D" 10; nlog 10
 else
   before=$(vif_tree "$D"); pid0=$(netback_pid "$H1"); r0=$(rarp_count $LMAC); ok=1
+  xs_log_mark "$H1" "kill9-d$D"
   for k in 1 2; do
     pid=$(netback_pid "$H1")
     kill -9 "$pid"
@@ -186,6 +265,7 @@ else
   after=$(vif_tree "$D")
   [ "$before" = "$after" ] || { ok=0; echo "# the vif's xenstore nodes changed"; diff <(echo "$before") <(echo "$after") | head; }
   [ "$(rarp_count $LMAC)" -gt "$r0" ] || { ok=0; echo "# no announce after the restart"; }
+  unwritten "$H1" "$D" "control print: kill9-d$D\$" || { ok=0; echo "# the restarted netback wrote the above"; }
   if [ $ok = 1 ]; then
     pass kill9; echo "# kill9: $(lost_on "$H1" "$D") frames lost so far (netback killed twice)"
   else
@@ -197,6 +277,7 @@ fi
 # netback: the source's TAP device goes with the source domain, the destination's
 # appears and joins xkbr0), then three live updates where it ends.
 SRC=$H1; DST=$H2; DPORT=$P2
+tree0=$(vif_tree "$D")
 for i in 1 2 3; do
   r0=$(rarp_count $LMAC)
   on "$SRC"
@@ -207,6 +288,9 @@ for i in 1 2 3; do
   on "$DST"
   going=0; rounds_go_on "$DST" "$D" && rounds_go_on "$DST" "$D" && going=1
   for _ in $(seq 30); do [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ] && break; sleep 0.1; done
+  tree=$(vif_tree "$D")
+  [ "$tree" = "$tree0" ] || { going=0; echo "# the vif's nodes differ on the destination:"; diff <(echo "$tree0") <(echo "$tree") | head -6; }
+  unwritten "$DST" "$D" "CONTROL tx 0 \"import $D " || { going=0; echo "# written on the destination after the import (above)"; }
   if [ $going = 1 ] && [ "$(rarp_count $LMAC)" -ge $((r0 + 3)) ]; then
     pass "migrate-$i"
     echo "# migration $i: $(( $(lost_on "$SRC" "$D") - lost_src0 + $(lost_on "$DST" "$D") )) frames lost in the rounds around the move"
@@ -222,10 +306,12 @@ on "$HERE"
 lu_lost0=$(lost_on "$HERE" "$D")
 for i in 1 2 3; do
   pid=$(netback_pid "$HERE")
+  xs_log_mark "$HERE" "live-update-$i-d$D"
   if ! out=$(xk live-update 2>&1); then
     fail "live-update-$i" "$(echo "$out" | tail -2 | tr '\n' ' ')"; continue
   fi
-  if rounds_go_on "$HERE" "$D" && rounds_go_on "$HERE" "$D" && [ "$(netback_pid "$HERE")" = "$pid" ]; then
+  if rounds_go_on "$HERE" "$D" && rounds_go_on "$HERE" "$D" && [ "$(netback_pid "$HERE")" = "$pid" ] &&
+     [ "$(vif_tree "$D")" = "$tree0" ] && unwritten "$HERE" "$D" "control print: live-update-$i-d$D"; then
     pass "live-update-$i"
   else
     fail "live-update-$i" "rounds $(last_round "$HERE" "$D"), netback pid $(netback_pid "$HERE") (was $pid)"
@@ -235,8 +321,9 @@ done
 echo "# live updates: $(( $(lost_on "$HERE" "$D") - lu_lost0 )) frames lost in the rounds during and after 3 updates"
 xenstore-write "/local/domain/$D/data/net-stop" 1
 res=$(wait_result "$D" net 60)
-if [ "$res" = "xtest: net: PASS" ]; then
+if [ "$res" = "xtest: net: PASS" ] && { [ $LOOP_VCPUS = 1 ] || queues_echoed "$D"; }; then
   pass loop-end
+  strip_dmesg < "$(console_log "$D")" | grep -a "xtest: net: queue" | tail -2 | sed 's/^/# /' 
   echo "# $(strip_dmesg < "$(console_log "$D")" | grep -a "xtest: net: total" | tail -1) (on the last host)"
 else
   fail loop-end "guest said: $res"; glog "$D" 8

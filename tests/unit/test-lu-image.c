@@ -262,13 +262,66 @@ static void domains(void)
     refused(&w, "domain context");
 }
 
+/* The two-domain image with TIMES {t0, t1}, `copies` of them before the domains. */
+static void build_times(struct xkvm_lu_writer *w, uint64_t t0, uint64_t t1, unsigned copies,
+                        bool after_domains)
+{
+    uint64_t t[2] = { t0, t1 };
+    build(w, two, after_domains ? 2 : 0);
+    for (unsigned i = 0; i < copies; i++)
+        xkvm_lu_write(w, XKVM_LU_REC_TIMES, 0, t, sizeof(t));
+    if (!after_domains) {
+        struct xkvm_lu_host *h = (struct xkvm_lu_host *)(w->buf + XKVM_LU_HDR_SIZE +
+                                                         XKVM_LU_RHDR_SIZE);
+        h->nr_domains = 2;
+        for (unsigned i = 0; i < 2; i++)
+            write_domain(w, &two[i]);
+    }
+    xkvm_lu_finish(w);
+}
+
+/* TIMES (optional): the prebuild's start and end, read when present, checked. */
+static void prebuild_times(void)
+{
+    struct xkvm_lu_writer w;
+    struct xkvm_lu_image img;
+    char err[512] = "";
+    build_times(&w, 100, 250, 1, false);
+    int rc = xkvm_lu_check(w.buf, w.len, &img, err, sizeof(err));
+    CHECK_MSG(rc == 0, "%s", err);
+    REQUIRE(rc == 0);
+    CHECK_EQ(img.t_prebuild, 100);
+    CHECK_EQ(img.t_prebuilt, 250);
+    CHECK_EQ(img.nr_domains, 2);
+    xkvm_lu_image_release(&img);
+    xkvm_lu_writer_release(&w);
+    /* Absent: zero, and the image is good (an older binary's). */
+    build(&w, two, 2);
+    xkvm_lu_finish(&w);
+    REQUIRE(xkvm_lu_check(w.buf, w.len, &img, err, sizeof(err)) == 0);
+    CHECK_EQ(img.t_prebuilt, 0);
+    xkvm_lu_image_release(&img);
+    xkvm_lu_writer_release(&w);
+    build_times(&w, 100, 250, 2, false);
+    refused(&w, "TIMES record: misplaced, duplicate");
+    build_times(&w, 100, 250, 1, true);
+    refused(&w, "TIMES record: misplaced");
+    build_times(&w, 300, 250, 1, false);
+    refused(&w, "ends before it starts");
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 2) {
-        /* The fuzz corpus's seed: test-lu-image tests/fuzz/corpus/lu-image/two.bin */
+    if (argc == 2 || argc == 3) {
+        /* The fuzz corpus's seeds: test-lu-image tests/fuzz/corpus/lu-image/two.bin,
+         * and with "times" (times.bin) the TIMES record too. */
         struct xkvm_lu_writer w;
-        build(&w, two, 2);
-        xkvm_lu_finish(&w);
+        if (argc == 3)
+            build_times(&w, 100, 250, 1, false);
+        else
+            build(&w, two, 2);
+        if (argc == 2)
+            xkvm_lu_finish(&w);
         FILE *f = fopen(argv[1], "wb");
         if (!f || fwrite(w.buf, 1, w.len, f) != w.len || fclose(f))
             return 1;
@@ -279,5 +332,6 @@ int main(int argc, char **argv)
     RUN_TEST(versions);
     RUN_TEST(framing);
     RUN_TEST(domains);
+    RUN_TEST(prebuild_times);
     HARNESS_EXIT();
 }

@@ -104,7 +104,7 @@ static void live_update_takeover(void)
     CHECK_EQ(((uint8_t *)mm_frame_ptr(&mm, xen))[0], 0);   /* nobody adopted it */
     CHECK_EQ(mm.lu_nr, 128);
     for (uint64_t f = mm.lu_mfn; f < mm.lu_mfn + mm.lu_nr; f++)
-        CHECK(mm.frames[f].owner == DOMID_NONE);
+        CHECK((mm.free_bitmap[f / 64] >> (f % 64)) & 1);
     CHECK_EQ(mm_free_frames(&mm), 1024 - 16 - 4 - 128);
     mm.fd = -1;     /* old owns the fd */
     mm_fini(&mm);
@@ -169,6 +169,45 @@ static void map_names_are_bounded(void)
     mm_fini(&mm);
 }
 
+/* Runs that start and end inside a bitmap word and span whole words between. */
+static void claims_across_bitmap_words(void)
+{
+    struct machine_mem mm;
+    REQUIRE(mm_init(&mm, 2 * MB) == 0);         /* 512 frames, 8 words */
+    uint64_t before = mm_free_frames(&mm);
+    REQUIRE(mm_claim(&mm, 60, 200, 4, FRAME_RAM) == 0);
+    for (uint64_t f = 50; f < 270; f++) {
+        bool is_free = (mm.free_bitmap[f / 64] >> (f % 64)) & 1;
+        CHECK_EQ(is_free, f < 60 || f >= 260);
+    }
+    CHECK_EQ(mm_count_owner(&mm, 4), 200);
+    CHECK_EQ(mm_claim(&mm, 259, 2, 5, FRAME_RAM), -EEXIST);
+    mm_free_run(&mm, 60, 200);
+    CHECK_EQ(mm_free_frames(&mm), before);
+    CHECK_EQ(mm_count_owner(&mm, 4), 0);
+    mm_fini(&mm);
+}
+
+/* mm_claim_named: the frames come named once, as if mm_map_get had run. */
+static void claim_named(void)
+{
+    struct machine_mem mm;
+    REQUIRE(mm_init(&mm, 2 * MB) == 0);
+    uint64_t before = mm_free_frames(&mm);
+    REQUIRE(mm_claim_named(&mm, 10, 100, 6, FRAME_RAM) == 0);
+    CHECK_EQ(mm.frames[10].maps, 1);
+    CHECK_EQ(mm.frames[109].maps, 1);
+    CHECK_EQ(mm.frames[110].maps, 0);
+    CHECK_EQ(mm_claim_named(&mm, 109, 2, 6, FRAME_RAM), -EEXIST);
+    CHECK_EQ(mm.frames[110].maps, 0);           /* a refused claim takes nothing */
+    /* Named, freeing keeps them (orphans); the name dropped first, they go. */
+    mm_map_put(&mm, 10, 100);
+    CHECK_EQ(mm.frames[50].maps, 0);
+    mm_free_run(&mm, 10, 100);
+    CHECK_EQ(mm_free_frames(&mm), before);
+    mm_fini(&mm);
+}
+
 static void rejects_empty(void)
 {
     struct machine_mem mm;
@@ -183,6 +222,8 @@ int main(void)
     RUN_TEST(live_update_takeover);
     RUN_TEST(named_frames_outlive_free);
     RUN_TEST(map_names_are_bounded);
+    RUN_TEST(claims_across_bitmap_words);
+    RUN_TEST(claim_named);
     RUN_TEST(rejects_empty);
     HARNESS_EXIT();
 }

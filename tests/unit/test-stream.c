@@ -130,6 +130,30 @@ static void raw_rec_hvmctx(struct raw *r)
 }
 
 /* Verify through the buffer reader and through an fd reader over a memfd. */
+/*
+ * Read all of fd with the pages deferred (the one-copy receive: restore.c's on_pages),
+ * each data page read into a scratch page. 0 at END, -1 with *err.
+ */
+static int read_deferred(int fd, const struct xkvm_stream_limits *lim,
+                         struct xkvm_stream_error *err)
+{
+    static uint8_t scratch[2][4096];
+    struct xkvm_stream_reader rd;
+    struct xkvm_stream_record rec;
+    int rc = xkvm_stream_reader_init_fd(&rd, fd, lim);
+    xkvm_stream_reader_defer_pages(&rd, true);
+    while (rc == 0 && (rc = xkvm_stream_next(&rd, &rec)) > 0) {
+        rc = 0;
+        for (uint32_t i = 0; i < rec.pages_pending / 4096 && !rc; i++) {
+            struct iovec iov = { .iov_base = scratch[i & 1], .iov_len = 4096 };
+            rc = xkvm_stream_read_pages(&rd, &iov, 1);
+        }
+    }
+    *err = rd.err;
+    xkvm_stream_reader_release(&rd);
+    return rc;
+}
+
 static int verify_both(const struct raw *r, const struct xkvm_stream_limits *lim,
                        struct xkvm_stream_error *err_buf, struct xkvm_stream_error *err_fd)
 {
@@ -145,8 +169,13 @@ static int verify_both(const struct raw *r, const struct xkvm_stream_limits *lim
             ;
     *err_fd = rd.err;
     xkvm_stream_reader_release(&rd);
+    /* The same bytes with the pages deferred: the same verdict and error code. */
+    struct xkvm_stream_error e3;
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        abort();
+    int rc3 = read_deferred(fd, lim, &e3);
     close(fd);
-    if (rc1 != rc2)
+    if (rc1 != rc2 || rc1 != rc3 || (rc3 && e3.code != err_fd->code))
         return 99;
     return rc1;
 }
@@ -342,6 +371,103 @@ static void test_roundtrip_page_refs(void)
     CHECK_EQ(seen, 6u);
     xkvm_stream_reader_release(&r);
     close(fds[0]);
+}
+
+/*
+ * Deferred pages: the contents land where the caller says, in stream order; pages not
+ * read before the next record, or asked for beyond the record, are refused; a stream
+ * cut inside the page contents is TRUNCATED.
+ */
+/* A mover for xkvm_stream_read_pages_by: read(2) from the fd into got, in order. */
+struct mover {
+    int fd;
+    uint8_t *at;
+};
+
+static ssize_t move_read(void *arg, size_t len)
+{
+    struct mover *m = arg;
+    ssize_t n = read(m->fd, m->at, len > 5000 ? 5000 : len);   /* short moves too */
+    if (n > 0)
+        m->at += n;
+    return n;
+}
+
+static void test_deferred_pages(void)
+{
+    static uint8_t pages[5][4096], got[5][4096];
+    for (int i = 0; i < 5; i++)
+        memset(pages[i], 0x40 + i, sizeof(pages[i]));
+    struct xkvm_stream_writer w;
+    struct xkvm_stream_writer_opts o = { .batch = 8, .limits = { .max_pfn = 64 } };
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+    int rc = xkvm_stream_write_static_data_end(&w);
+    for (int i = 0; i < 5; i++)
+        rc |= xkvm_stream_add_page(&w, 10 + (unsigned)i, pages[i]);
+    rc |= xkvm_stream_flush_pages(&w);
+    REQUIRE(rc == 0);
+    size_t len;
+    uint8_t *buf = xkvm_stream_writer_take(&w, &len);
+    xkvm_stream_writer_release(&w);
+    REQUIRE(buf);
+    struct xkvm_stream_limits lim = { .max_pfn = 64 };
+    for (int mode = 0; mode < 6; mode++) {
+        /* 0: all read (two iovecs), 1: next() with pages unread, 2: too many asked,
+         * 3: the stream cut 100 bytes into the page contents; 4, 5: 0 and 3 with the
+         * caller moving the bytes (read_pages_by) */
+        int fd = memfd_create("stream", 0);
+        size_t n = mode == 3 || mode == 5 ? len - 5 * 4096 + 100 : len;
+        REQUIRE(fd >= 0 && write(fd, buf, n) == (ssize_t)n && lseek(fd, 0, SEEK_SET) == 0);
+        struct xkvm_stream_reader r;
+        struct xkvm_stream_record rec;
+        REQUIRE(xkvm_stream_reader_init_fd(&r, fd, &lim) == 0);
+        xkvm_stream_reader_defer_pages(&r, true);
+        while ((rc = xkvm_stream_next(&r, &rec)) > 0 && rec.type != XKVM_STREAM_REC_PAGE_DATA)
+            ;
+        REQUIRE(rc == 1);
+        CHECK_EQ(rec.pages_pending, 5u * 4096);
+        struct xkvm_stream_page_iter it;
+        struct xkvm_stream_page pg;
+        xkvm_stream_page_iter_init(&it, &rec);
+        unsigned npfn = 0;
+        while (xkvm_stream_page_next(&it, &pg)) {
+            CHECK(pg.data == NULL && pg.type == XKVM_STREAM_PAGE_NORMAL);
+            CHECK_EQ(pg.pfn, 10u + npfn++);
+        }
+        CHECK_EQ(npfn, 5u);
+        memset(got, 0, sizeof(got));
+        struct iovec iov[2] = { { got[3], 2 * 4096 }, { got[0], 3 * 4096 } };
+        if (mode == 0) {
+            CHECK(xkvm_stream_read_pages(&r, iov, 2) == 0);
+            CHECK(!memcmp(got[3], pages[0], 4096) && !memcmp(got[4], pages[1], 4096));
+            CHECK(!memcmp(got[0], pages[2], 4096) && !memcmp(got[2], pages[4], 4096));
+            /* no END written: the next record header is where the bytes end */
+            CHECK(xkvm_stream_next(&r, &rec) == -1);
+            CHECK_MSG(r.err.code == XKVM_STREAM_ERR_TRUNCATED && r.err.offset == len &&
+                      r.pos == len, "%s", r.err.msg);
+        } else if (mode == 1) {
+            CHECK(xkvm_stream_read_pages(&r, iov, 1) == 0);
+            CHECK(xkvm_stream_next(&r, &rec) == -1 && r.err.code == XKVM_STREAM_ERR_ARG);
+        } else if (mode >= 4) {
+            struct mover m = { .fd = fd, .at = got[0] };
+            rc = xkvm_stream_read_pages_by(&r, 5 * 4096, move_read, &m);
+            if (mode == 4) {
+                CHECK_MSG(rc == 0 && !memcmp(got, pages, sizeof(got)), "%s", r.err.msg);
+                CHECK(xkvm_stream_next(&r, &rec) == -1 && r.err.offset == len);
+            } else {
+                CHECK_MSG(rc == -1 && r.err.code == XKVM_STREAM_ERR_TRUNCATED, "%s", r.err.msg);
+            }
+        } else if (mode == 2) {
+            struct iovec big = { got[0], 5 * 4096 + 4096 };
+            CHECK(xkvm_stream_read_pages(&r, &big, 1) == -1 && r.err.code == XKVM_STREAM_ERR_ARG);
+        } else {
+            CHECK(xkvm_stream_read_pages(&r, iov, 2) == -1);
+            CHECK_MSG(r.err.code == XKVM_STREAM_ERR_TRUNCATED, "%s", r.err.msg);
+        }
+        xkvm_stream_reader_release(&r);
+        close(fd);
+    }
+    free(buf);
 }
 
 static void test_roundtrip_no_skip_zero(void)
@@ -1399,6 +1525,7 @@ int main(void)
     RUN_TEST(test_roundtrip_buffer);
     RUN_TEST(test_roundtrip_no_skip_zero);
     RUN_TEST(test_roundtrip_page_refs);
+    RUN_TEST(test_deferred_pages);
     RUN_TEST(test_roundtrip_fd_incremental);
     RUN_TEST(test_fd_truncated);
     RUN_TEST(test_compat);

@@ -768,6 +768,11 @@ static void dest_layout(struct xs *x, uint32_t domid)
     layout_node(d0, "/local/domain/0/backend/vbd/%u/768/params", domid, "/images/local.img",
                 0, domid);
     layout_node(d0, "/local/domain/0/backend/vbd/%u/768/state", domid, "1", 0, domid);
+    /* A vif as a restore's layout has it: no state node on either end (the stream's). */
+    layout_node(d0, "/local/domain/%u/device/vif/0", domid, "", domid, 0);
+    layout_node(d0, "/local/domain/0/backend/vif/%u/0", domid, "", 0, domid);
+    layout_node(d0, "/local/domain/0/backend/vif/%u/0/mac", domid, "00:16:3e:00:00:07", 0,
+                domid);
     xs_conn_free(d0);
 }
 
@@ -812,6 +817,12 @@ static void test_migrate(void)
     W(c, "/local/domain/0/backend/vbd/5/768/params", "/images/source.img");
     W(c, "/local/domain/0/backend/vbd/5/768/state", "4");
     W(c, "/local/domain/0/backend/vbd/5/768/sectors", "2048");
+    W(c, "/local/domain/5/device/vif/0/state", "4");
+    W(c, "/local/domain/5/device/vif/0/tx-ring-ref", "8");
+    W(c, "/local/domain/0/backend/vif/5/0/state", "4");
+    W(c, "/local/domain/0/backend/vif/5/0/feature-rx-copy", "1");
+    W(c, "/local/domain/0/backend/vif/5/0/hotplug-status", "connected");
+    W(c, "/local/domain/0/backend/vif/5/0/mac", "00:16:3e:00:00:05");
     W(c, "/libxl/5/type", "pvh");
     rq(g, XS_WATCH, 0, "device", "tok", 4);
     rq(g, XS_WATCH, 0, NULL, "/local/domain/5/name\0t2\0" "0\0", 26);
@@ -836,6 +847,17 @@ static void test_migrate(void)
                   "/images/local.img"));
     CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vbd/7/768/state"), "4"));
     CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vbd/7/768/sectors"), "2048"));
+    /* A vif's ends get their state and the backend its features; the mac stays local. */
+    CHECK(!strcmp(val_of(&other, "/local/domain/7/device/vif/0/state"), "4"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/7/device/vif/0/tx-ring-ref"), "8"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vif/7/0/state"), "4"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vif/7/0/feature-rx-copy"), "1"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vif/7/0/hotplug-status"),
+                  "connected"));
+    CHECK(!strcmp(val_of(&other, "/local/domain/0/backend/vif/7/0/mac"),
+                  "00:16:3e:00:00:07"));
+    n = xs_tree_get(other.tree, "/local/domain/0/backend/vif/7/0/state");
+    CHECK(n && n->perms[0].domid == 0);     /* dom0's, as the directory it is in */
     CHECK(!xs_tree_get(other.tree, "/local/domain/5"));
     CHECK(!xs_tree_get(other.tree, "/local/domain/0/backend/vbd/5"));
     CHECK(!xs_tree_get(other.tree, "/libxl"));
@@ -935,6 +957,7 @@ static void test_migrate_refusals(void)
         { "/local/domain/5/control/new", "may not write" },   /* parent is dom0's */
         { "/local/domain/5/newdir", "may not write" },
         { "/local/domain/0/backend/vbd/5/768/state", "not a number" },
+        { "/local/domain/0/backend/vif/5/0/hotplug-status", "not a number" },
         { "/local/domain/5/data/a//b", "not a valid path" },
     };
     for (size_t i = 0; i < sizeof(own_bad) / sizeof(*own_bad); i++) {
@@ -995,6 +1018,36 @@ static void test_import_classify(void)
                                 sizeof(out)), XS_IMPORT_TOOLSTACK);
     CHECK_EQ(xs_import_classify("/local/domain/0/backend/console/5/0/state", 5, 9, out,
                                 sizeof(out)), XS_IMPORT_TOOLSTACK);
+    /* A vif backend's state and features (netback's), not its mac or bridge. */
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/1/state", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_BACKEND_STATE);
+    CHECK(!strcmp(out, "/local/domain/0/backend/vif/9/1/state"));
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/0/feature-rx-copy", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_BACKEND_STATE);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/0/hotplug-status", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_BACKEND_STATE);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/0/mac", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vif/5/0/sectors", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/5/768/feature-rx-copy", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    CHECK_EQ(xs_import_classify("/local/domain/0/backend/vifx/5/0/state", 5, 9, out,
+                                sizeof(out)), XS_IMPORT_TOOLSTACK);
+    static const struct { const char *path, *val; bool ok; } values[] = {
+        { "/local/domain/0/backend/vif/9/0/state", "4", true },
+        { "/local/domain/0/backend/vif/9/0/hotplug-status", "connected", true },
+        { "/local/domain/0/backend/vif/9/0/hotplug-status", "connectedx", false },
+        { "/local/domain/0/backend/vif/9/0/state", "connected", false },
+        { "/local/domain/0/backend/vbd/9/768/sectors", "2048", true },
+        { "/local/domain/0/backend/vbd/9/768/sectors", "-1", false },
+        { "/local/domain/0/backend/vbd/9/768/state", "", false },
+        { "/local/domain/0/backend/vbd/9/768/params", "1", false },
+        { "/local/domain/9/state", "1", false },
+    };
+    for (size_t i = 0; i < sizeof(values) / sizeof(*values); i++)
+        CHECK_EQ(xs_import_backend_value_ok(values[i].path, (const uint8_t *)values[i].val,
+                                            (uint32_t)strlen(values[i].val)), values[i].ok);
     CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/6/51712/state", 5, 9, out,
                                 sizeof(out)), XS_IMPORT_FOREIGN);
     CHECK_EQ(xs_import_classify("/local/domain/0/backend/vbd/55", 5, 9, out, sizeof(out)),

@@ -8,11 +8,29 @@
 #include <linux/virtio_net.h>
 #include <net/if.h>
 #include <net/if_arp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+int tap_claim(const char *name)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -errno;
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    int n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "xkvm-netback/%s", name);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    if (bind(s, (struct sockaddr *)&a, len) < 0) {
+        int e = errno;
+        close(s);
+        return e == EADDRINUSE ? -EBUSY : -e;
+    }
+    return s;
+}
 
 int tap_open(const char *name)
 {
@@ -21,7 +39,7 @@ int tap_open(const char *name)
         return -errno;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
     snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
     int hdr = (int)sizeof(struct virtio_net_hdr);
     if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0 ||

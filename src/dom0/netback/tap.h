@@ -1,7 +1,8 @@
 /*
  * The host side of a vif: a persistent TAP device vif<domid>.<handle> opened with a
  * virtio-net header (IFF_VNET_HDR), brought up and joined to a bridge (docs/netback.md).
- * Persistent so that a restarted netback opens the same device again.
+ * Persistent so that a restarted netback opens the same device again; multi-queue
+ * (IFF_MULTI_QUEUE), one fd per netif queue.
  */
 #ifndef XKVM_NETBACK_TAP_H
 #define XKVM_NETBACK_TAP_H
@@ -9,7 +10,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Open (creating it if need be) the TAP device name, non-blocking. fd or -errno. */
+/*
+ * Hold name in this network namespace (an abstract UNIX socket named after it, freed
+ * when the process dies): a multi-queue TAP device takes any number of openers, so
+ * this is what keeps two netbacks (both hosts of a test in one namespace) off one
+ * device. fd, or -EBUSY if another process holds it.
+ */
+int tap_claim(const char *name);
+/*
+ * Open (creating it if need be) one queue of the multi-queue TAP device name,
+ * non-blocking; each call attaches another queue. fd or -errno.
+ */
 int tap_open(const char *name);
 /* What the kernel may hand us: checksum offload, TSO for IPv4/IPv6. 0 or -errno. */
 int tap_set_offload(int fd, bool csum, bool tso4, bool tso6);

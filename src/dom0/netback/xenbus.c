@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/domcfg.h"
 #include "util/log.h"
@@ -20,15 +21,30 @@ static struct xenbus_be_dev *nb_alloc(void)
     struct nb_dev *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
-    d->tap_fd = -1;
-    d->tx_to = d->tx_from = d->rx_to = d->rx_from = d->stop_fd = -1;
+    dev_init(d);
     return &d->xb;
 }
 
 /*
+ * The queues offered: one per online CPU (at most NB_MAX_QUEUES), as Linux's netback;
+ * $XKVM_NETBACK_MAX_QUEUES (1..NB_MAX_QUEUES) sets it instead, as Linux's
+ * xen_netback.max_queues module parameter does.
+ */
+static unsigned offered_queues(void)
+{
+    const char *env = getenv("XKVM_NETBACK_MAX_QUEUES");
+    char *end;
+    long n = env ? strtol(env, &end, 10) : 0;
+    if (env && *env && !*end && n >= 1 && n <= (long)NB_MAX_QUEUES)
+        return (unsigned)n;
+    return nb_max_queues(sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/*
  * What the vif offers (Linux's netback_probe and connect): written at probe and again
- * with Connected, same values. One queue (multi-queue-max-queues 1), no ctrl ring, no
- * multicast control. hotplug-status is what libxl's vif-bridge script would write.
+ * with Connected, same values. offered_queues() queues,
+ * no ctrl ring, no multicast control. hotplug-status is what libxl's vif-bridge
+ * script would write.
  */
 static bool nb_write_features(struct xenbus_be *b, struct xenbus_be_dev *d,
                               xs_transaction_t t)
@@ -40,57 +56,33 @@ static bool nb_write_features(struct xenbus_be *b, struct xenbus_be_dev *d,
            xenbus_be_write(b, t, d->be, "feature-rx-copy", "1") &&
            xenbus_be_write(b, t, d->be, "feature-rx-flip", "0") &&
            xenbus_be_write(b, t, d->be, "feature-split-event-channels", "1") &&
-           xenbus_be_write(b, t, d->be, "multi-queue-max-queues", "1") &&
+           xenbus_be_write(b, t, d->be, "multi-queue-max-queues", "%u",
+                           offered_queues()) &&
            xenbus_be_write(b, t, d->be, "hotplug-status", "connected");
 }
 
-/* A frontend feature-* flag: absent is 0. */
-static bool fe_flag(struct xenbus_be *b, struct xenbus_be_dev *d, const char *node)
+struct fe_reader {
+    struct xenbus_be *b;
+    struct xenbus_be_dev *d;
+};
+
+static long long fe_read_uint(void *ctx, const char *node, long long dflt)
 {
-    return xenbus_be_read_uint(b, d->fe, node, 0) == 1;
+    struct fe_reader *r = ctx;
+    return xenbus_be_read_uint(r->b, r->d->fe, node, dflt);
 }
 
 /*
- * Linux's connect_data_rings / read_xenbus_vif_flags: the frontend's rings, port(s)
- * and features. 0, or -EINVAL with *why for a frontend error.
+ * Linux's connect / connect_data_rings / read_xenbus_vif_flags: the frontend's queues
+ * (vifparams.c), then the toolstack's rate. 0, or -EINVAL with *why for a frontend error.
  */
 static int read_ring_params(struct xenbus_be *b, struct xenbus_be_dev *d,
                             struct nb_ring_params *rp, const char **why)
 {
-    memset(rp, 0, sizeof(*rp));
-    if (xenbus_be_read_uint(b, d->fe, "multi-queue-num-queues", 1) != 1) {
-        *why = "multi-queue-num-queues: only one queue is offered";
-        return -EINVAL;
-    }
-    if (xenbus_be_read_uint(b, d->fe, "request-rx-copy", 0) != 1) {
-        *why = "frontend does not request rx-copy (flipping is not supported)";
-        return -EINVAL;
-    }
-    long long tx = xenbus_be_read_uint(b, d->fe, "tx-ring-ref", -2);
-    long long rx = xenbus_be_read_uint(b, d->fe, "rx-ring-ref", -2);
-    if (tx < 0 || rx < 0) {
-        *why = "tx-ring-ref or rx-ring-ref missing or malformed";
-        return -EINVAL;
-    }
-    rp->tx_ref = (grant_ref_t)tx;
-    rp->rx_ref = (grant_ref_t)rx;
-    long long port = xenbus_be_read_uint(b, d->fe, "event-channel", -2);
-    long long ptx = xenbus_be_read_uint(b, d->fe, "event-channel-tx", -2);
-    long long prx = xenbus_be_read_uint(b, d->fe, "event-channel-rx", -2);
-    if (port == -2 && ptx >= 0 && prx >= 0) {
-        rp->split = true;
-        rp->tx_port = (uint32_t)ptx;
-        rp->rx_port = (uint32_t)prx;
-    } else if (port >= 0) {
-        rp->tx_port = rp->rx_port = (uint32_t)port;
-    } else {
-        *why = "event-channel (or event-channel-tx and -rx) missing or malformed";
-        return -EINVAL;
-    }
-    rp->f.sg = fe_flag(b, d, "feature-sg");
-    rp->f.gso_tcpv4 = fe_flag(b, d, "feature-gso-tcpv4");
-    rp->f.gso_tcpv6 = fe_flag(b, d, "feature-gso-tcpv6");
-    rp->f.csum = !fe_flag(b, d, "feature-no-csum-offload");
+    struct fe_reader r = { b, d };
+    int rc = nb_params_read(fe_read_uint, &r, offered_queues(), rp, why);
+    if (rc)
+        return rc;
     /* The toolstack's rate= (Linux's xen_net_read_rate): "BYTES,USECS"; bad is none. */
     char *rate = xenbus_be_read(b, d->be, "rate");
     unsigned long long bytes = 0;
@@ -111,7 +103,7 @@ static int read_ring_params(struct xenbus_be *b, struct xenbus_be_dev *d,
 static int nb_open(struct xenbus_be *b, struct xenbus_be_dev *x)
 {
     struct nb_dev *d = nb_dev_of(x);
-    if (d->tap_fd >= 0)
+    if (dev_tap_is_open(d))
         return 0;
     char *mac = xenbus_be_read(b, x->be, "mac");
     char *bridge = xenbus_be_read(b, x->be, "bridge");

@@ -149,16 +149,73 @@ static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
 /*
- * The nodes a backend publishes about itself (blkback's state machine and features):
- * carried so that a Connected frontend finds its backend as it left it. Nothing that
- * names a host resource or another end (params, type, mode, frontend...) is here.
+ * The nodes a backend publishes about itself (its state machine and features), per
+ * device kind: carried so that a Connected frontend finds its backend as it left it
+ * and the destination's backend re-attaches without writing anything. Nothing that
+ * names a host resource or another end (params, type, mode, mac, bridge, frontend...)
+ * is here. Values are decimal numbers, but for the keys with a word of their own.
  */
-static const char *const backend_state_keys[] = {
-    "state", "feature-flush-cache", "feature-barrier", "feature-persistent",
-    "feature-discard", "discard-granularity", "discard-alignment", "discard-secure",
-    "feature-max-indirect-segments", "max-ring-page-order", "sectors", "info",
-    "sector-size", "physical-sector-size",
+struct backend_key {
+    const char *key;
+    const char *word;               /* the one non-numeric value taken, or NULL */
 };
+
+static const struct backend_key vbd_state_keys[] = {
+    { "state", NULL }, { "feature-flush-cache", NULL }, { "feature-barrier", NULL },
+    { "feature-persistent", NULL }, { "feature-discard", NULL },
+    { "discard-granularity", NULL }, { "discard-alignment", NULL },
+    { "discard-secure", NULL }, { "feature-max-indirect-segments", NULL },
+    { "max-ring-page-order", NULL }, { "sectors", NULL }, { "info", NULL },
+    { "sector-size", NULL }, { "physical-sector-size", NULL }, { NULL, NULL },
+};
+
+/* Linux's netback's (drivers/net/xen-netback/xenbus.c) and libxl's hotplug-status. */
+static const struct backend_key vif_state_keys[] = {
+    { "state", NULL }, { "feature-sg", NULL }, { "feature-gso-tcpv4", NULL },
+    { "feature-gso-tcpv6", NULL }, { "feature-ipv6-csum-offload", NULL },
+    { "feature-rx-copy", NULL }, { "feature-rx-flip", NULL },
+    { "feature-multicast-control", NULL }, { "feature-dynamic-multicast-control", NULL },
+    { "feature-split-event-channels", NULL }, { "multi-queue-max-queues", NULL },
+    { "feature-ctrl-ring", NULL }, { "hotplug-status", "connected" }, { NULL, NULL },
+};
+
+static const struct {
+    const char *type;
+    const struct backend_key *keys;
+} backend_kinds[] = { { "vbd", vbd_state_keys }, { "vif", vif_state_keys } };
+
+/* The carried key of backend type (of length tlen) named key, or NULL. */
+static const struct backend_key *backend_state_key(const char *type, size_t tlen,
+                                                   const char *key)
+{
+    for (size_t k = 0; k < sizeof(backend_kinds) / sizeof(*backend_kinds); k++) {
+        if (strlen(backend_kinds[k].type) != tlen || strncmp(type, backend_kinds[k].type, tlen))
+            continue;
+        for (const struct backend_key *b = backend_kinds[k].keys; b->key; b++)
+            if (!strcmp(b->key, key))
+                return b;
+    }
+    return NULL;
+}
+
+bool xs_import_backend_value_ok(const char *path, const uint8_t *val, uint32_t vlen)
+{
+    static const char root[] = "/local/domain/0/backend/";
+    if (strncmp(path, root, sizeof(root) - 1))
+        return false;
+    const char *type = path + sizeof(root) - 1, *tend = strchr(type, '/');
+    const char *key = strrchr(path, '/') + 1;
+    const struct backend_key *b =
+        tend ? backend_state_key(type, (size_t)(tend - type), key) : NULL;
+    if (!b)
+        return false;
+    if (b->word && vlen == strlen(b->word) && !memcmp(val, b->word, vlen))
+        return true;
+    bool numeric = vlen >= 1 && vlen <= 20;
+    for (uint32_t i = 0; numeric && i < vlen; i++)
+        numeric = val[i] >= '0' && val[i] <= '9';
+    return numeric;
+}
 
 /* Does path start with the directory dir (equal to it, or dir + '/')? Rest in *rest. */
 static bool under(const char *path, const char *dir, const char **rest)
@@ -193,16 +250,11 @@ enum xs_import_class xs_import_classify(const char *path, uint32_t src, uint32_t
         char *kend;
         const char *key = *end ? end + 1 : NULL;
         if (key && (devid = strtoul(key, &kend, 10), kend != key) && *kend == '/' &&
-            !strncmp(type, "vbd/", 4) && !strchr(kend + 1, '/')) {
-            for (size_t i = 0; i < sizeof(backend_state_keys) / sizeof(*backend_state_keys);
-                 i++) {
-                if (strcmp(kend + 1, backend_state_keys[i]))
-                    continue;
-                int n = snprintf(out, outsz, "/local/domain/0/backend/vbd/%u/%lu/%s", dst,
-                                 devid, backend_state_keys[i]);
-                return n > 0 && (size_t)n < outsz ? XS_IMPORT_BACKEND_STATE
-                                                  : XS_IMPORT_FOREIGN;
-            }
+            !strchr(kend + 1, '/') &&
+            backend_state_key(type, (size_t)(slash - type), kend + 1)) {
+            int n = snprintf(out, outsz, "/local/domain/0/backend/%.*s/%u/%lu/%s",
+                             (int)(slash - type), type, dst, devid, kend + 1);
+            return n > 0 && (size_t)n < outsz ? XS_IMPORT_BACKEND_STATE : XS_IMPORT_FOREIGN;
         }
         return XS_IMPORT_TOOLSTACK;
     }
@@ -396,10 +448,7 @@ static int parse_stream(struct import *im, const uint8_t *buf, size_t len)
 static int apply_backend_state(struct import *im, struct xs *xs, struct xs_tree *t, bool live,
                                const struct imp_node *n)
 {
-    bool numeric = n->vlen >= 1 && n->vlen <= 20;
-    for (uint32_t i = 0; numeric && i < n->vlen; i++)
-        numeric = n->val[i] >= '0' && n->val[i] <= '9';
-    if (!numeric)
+    if (!xs_import_backend_value_ok(n->path, n->val, n->vlen))
         return refuse(im, EINVAL, "backend node %s: value is not a number", n->path);
     char dir[XENSTORE_ABS_PATH_MAX + 2];
     snprintf(dir, sizeof(dir), "%s", n->path);

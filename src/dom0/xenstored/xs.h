@@ -307,8 +307,8 @@ uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len);
  * the source's /local/domain/SRC are applied to /local/domain/DOMID as the guest's own
  * writes (permissions and quotas as for its requests; nodes it may not write, the
  * toolstack's, keep their value); of the toolstack's directories (its backends, /libxl,
- * /vm) only the backend state nodes blkback publishes are taken, for devices that exist
- * here; any other node refuses the import. The whole stream is tried on a copy of the
+ * /vm) only the backend state nodes blkback and netback publish are taken, for devices
+ * that exist here; any other node refuses the import. The whole stream is tried on a copy of the
  * tree first: a refused import changes nothing. 0, or an errno with a message in err.
  */
 int xs_migrate_import_domain(struct xs *xs, const uint8_t *buf, size_t len, uint32_t domid,
@@ -317,12 +317,18 @@ int xs_migrate_import_domain(struct xs *xs, const uint8_t *buf, size_t len, uint
 /* Where a stream's node goes (xs_migrate_import_domain); out: the rewritten path. */
 enum xs_import_class {
     XS_IMPORT_GUEST,            /* /local/domain/SRC/...: as the guest's own write */
-    XS_IMPORT_BACKEND_STATE,    /* a vbd backend's state or feature node */
+    XS_IMPORT_BACKEND_STATE,    /* a vbd or vif backend's state or feature node */
     XS_IMPORT_TOOLSTACK,        /* the rest of its backends, /libxl, /vm: not taken */
     XS_IMPORT_FOREIGN,          /* anything else: refuses the import */
 };
 enum xs_import_class xs_import_classify(const char *path, uint32_t src, uint32_t dst,
                                         char *out, size_t outsz);
+/*
+ * Is val an acceptable value for the carried backend node path (a destination path
+ * XS_IMPORT_BACKEND_STATE named): a decimal number, or the key's own word
+ * (hotplug-status "connected")?
+ */
+bool xs_import_backend_value_ok(const char *path, const uint8_t *val, uint32_t vlen);
 
 /* core.c: a write or SET_PERMS made for connection c on tree t, with all its checks. */
 int xs_write_as(struct xs_conn *c, struct xs_tree *t, bool fire_watches, const char *path,
