@@ -19,8 +19,10 @@
 #       idle case against its floor (goal: <= 1.2x); BENCH_MIGRATE_QUICK=1 stops here
 # and xkvm with a guest that keeps dirtying memory (dirty_mb per 100 ms) against the
 # 5 ms downtime target, and one dirtying twice as fast as a slowed link (auto-converge:
-# {"guest":"dirtying-2x-link-8mbs","throttle_pct":...,"stop":...}), and the same-host
-# case (bench/bench-migrate-same-host.sh: {"bench":"migrate-same-host",...}). Needs /dev/kvm and qemu-system-x86_64 (scripts/deps.sh --bench).
+# {"guest":"dirtying-2x-link-8mbs","throttle_pct":...,"stop":...}), the same by
+# post-copy ({"system":"xkvm-postcopy",...,"downtime_ms":...,"fault_wait_ms_avg":...}),
+# and the same-host case (bench/bench-migrate-same-host.sh:
+# {"bench":"migrate-same-host",...}). Needs /dev/kvm and qemu-system-x86_64 (scripts/deps.sh --bench).
 set -uo pipefail
 BUILD=${1:-build}
 RUNS=${2:-3}
@@ -125,8 +127,10 @@ print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "dirtying-80mbs
 # Auto-converge: a guest dirtying 2x the link (1 MiB every 64 ms, about 16 MB/s, over a
 # link of 8 MB/s: tests/kvm/tcp-fault-proxy.py rate:N) against the 5 ms target.
 PROXY=$ROOT/tests/kvm/tcp-fault-proxy.py
+# converge_case NAME PORT_OFFSET [MIGRATE OPTIONS]: proxies at PORT + PORT_OFFSET + 1...
 converge_case() {
-  local name=converge d src=h1 dport=$((PORT + 1)) pport=$((PORT + 5))   # PORT + 6...
+  local name=$1 d src=h1 dport=$((PORT + 1)) pport=$((PORT + $2))
+  shift 2
   printf 'name = "%s"\nmemory = 256\nvcpus = 1\nkernel = "%s"\ncmdline = "%s"\n' "$name" \
     "$GUEST" "test=fill mb=1 at=8 dirty_mb=1 period_ms=64" > "$W/$name.cfg"
   d=$(xk h1 create "$W/$name.cfg") || return 1
@@ -135,7 +139,7 @@ converge_case() {
     pport=$((pport + 1)); rm -f "$W/proxy.out"
     python3 "$PROXY" $pport $dport rate:8000000 > "$W/proxy.out" &
     for _ in $(seq 50); do grep -q READY "$W/proxy.out" 2>/dev/null && break; sleep 0.1; done
-    xk $src migrate "$d" 127.0.0.1:$pport --downtime-ms 5 --report "$W/r.json" >/dev/null ||
+    xk $src migrate "$d" 127.0.0.1:$pport --downtime-ms 5 "$@" --report "$W/r.json" >/dev/null ||
       { log "$name: migrate failed"; return 1; }
     wait
     cat "$W/r.json"
@@ -143,7 +147,7 @@ converge_case() {
   done
   xk $src destroy "$d"
 }
-conv_json=$(converge_case | median) || exit 1
+conv_json=$(converge_case converge 5 | median) || exit 1
 echo "$conv_json" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -155,6 +159,18 @@ print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "dirtying-2x-li
 
 # Same-host migration (memfd passed) against TCP, 256 MiB and 4 GiB guests.
 "$ROOT/bench/bench-migrate-same-host.sh" "$BUILD" "$RUNS" || exit 1
+# Post-copy (docs/migration.md "Post-copy"): the same guest and link, switching after
+# the first pass instead of throttling: the downtime does not depend on the dirty rate.
+pc_json=$(converge_case postcopy 25 --postcopy --no-auto-converge | median) || exit 1
+echo "$pc_json" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(json.dumps({"bench": "migrate", "system": "xkvm-postcopy", "guest": "dirtying-2x-link-8mbs",
+                  "downtime_ms": round(r["downtime_ms"], 3), "total_ms": round(r["total_ms"], 2),
+                  "postcopy_ms": round(r["postcopy_ms"], 2), "postcopy_pages": r["postcopy_pages"],
+                  "pages_on_demand": r["pages_on_demand"], "faults_on_demand": r["faults_on_demand"],
+                  "fault_wait_ms_avg": round(r["fault_wait_ms_avg"], 3),
+                  "fault_wait_ms_max": round(r["fault_wait_ms_max"], 3)}))'
 
 # ---- QEMU ----
 if ! command -v "$QEMU" >/dev/null; then

@@ -109,6 +109,11 @@ static const struct field report_fields[] = {
     FIELD(migrate_report, downtime_target_ms, FK_UINT),
     FIELD(migrate_report, throttle_pct, FK_UINT),
     FIELD(migrate_report, est_downtime_ms, FK_DOUBLE), FIELD(migrate_report, stop, FK_STR),
+    FIELD(migrate_report, postcopy, FK_BOOL),
+    FIELD(migrate_report, postcopy_pages, FK_U64), FIELD(migrate_report, pages_on_demand, FK_U64),
+    FIELD(migrate_report, faults_on_demand, FK_U64), FIELD(migrate_report, postcopy_ms, FK_DOUBLE),
+    FIELD(migrate_report, fault_wait_ms_avg, FK_DOUBLE),
+    FIELD(migrate_report, fault_wait_ms_max, FK_DOUBLE),
 };
 
 static struct json_object *fields_json(struct json_object *o, const void *st,
@@ -144,7 +149,7 @@ static void on_progress(void *arg, const struct migrate_progress *p)
 
 static struct json_object *report_json(const struct migrate_report *r, const char *transport)
 {
-    static const char *const names[] = { "done", "resumed" };
+    static const char *const names[] = { "done", "resumed", "postcopy-paused" };
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "outcome", json_object_new_string(names[r->outcome]));
     if (transport)
@@ -494,6 +499,12 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         j->opts.no_auto_converge = !converge;
         if (!bad && !get_bool(req, "downtime_strict", &j->opts.downtime_strict))
             bad = control_reply_err(EINVAL, "\"downtime_strict\" must be true or false");
+        if (!bad && !get_bool(req, "postcopy", &j->opts.postcopy))
+            bad = control_reply_err(EINVAL, "\"postcopy\" must be true or false");
+        v = 1;          /* after the first pass */
+        if (!bad && !get_int(req, "postcopy_after", 0, 1000, &v))
+            bad = control_reply_err(EINVAL, "\"postcopy_after\" must be 0..1000");
+        j->opts.postcopy_after = (uint32_t)v;
         struct json_object *hv;
         if (!bad && json_object_object_get_ex(req, "tls_hostname", &hv) &&
             !get_string(req, "tls_hostname", j->tls_hostname, sizeof(j->tls_hostname)))

@@ -18,6 +18,7 @@
 
 #include "hv/dom0_msg.h"
 #include "hv/domain.h"
+#include "hv/uffd_pages.h"
 #include "hv/event_state.h"
 #include "hv/event.h"
 #include "hv/gnttab.h"
@@ -360,6 +361,18 @@ static bool map_fd_ready(bool readonly)
     return mem_fd(readonly) >= 0;
 }
 
+/*
+ * Post-copy: a service's own mapping of a frame still at the source would see zeros
+ * (and keep the page from ever being installed), so the frame must arrive first
+ * (docs/migration.md "Post-copy", uffd_pages_wait_present). 0 or -errno.
+ */
+#define POSTCOPY_MAP_WAIT_MS 5000u
+static int wait_frame_present(struct domain *d, uint64_t mfn)
+{
+    struct uffd_pages *u = d->postcopy;
+    return u ? uffd_pages_wait_present(u, mfn, POSTCOPY_MAP_WAIT_MS) : 0;
+}
+
 static int do_map_grant(struct conn *c, const struct dom0_request *r)
 {
     const struct xkvm_dom0_map_grant *q = &r->u.map_grant;
@@ -386,6 +399,10 @@ static int do_map_grant(struct conn *c, const struct dom0_request *r)
         gnttab_dom0_unmap(d, gt_handle);
         return reply_error(c, r->type, r->seq, EXDEV, "granted frame is in another "
                            "xkvmd's memory (a same-host migration)");
+    }
+    if (wait_frame_present(d, mfn)) {
+        gnttab_dom0_unmap(d, gt_handle);
+        return reply_error(c, r->type, r->seq, EAGAIN, "post-copy: the page has not arrived");
     }
     *m = (struct mapping){ .used = true, .grant = true, .domid = d->domid,
                            .gt_handle = gt_handle, .mfn = mfn };
@@ -414,6 +431,10 @@ static int do_map_foreign(struct conn *c, const struct dom0_request *r)
         mm_frame_put(host_mm(), mfn);
         return reply_error(c, r->type, r->seq, EXDEV, "gfn is in another xkvmd's memory "
                            "(a same-host migration)");
+    }
+    if (wait_frame_present(d, mfn)) {
+        mm_frame_put(host_mm(), mfn);
+        return reply_error(c, r->type, r->seq, EAGAIN, "post-copy: the page has not arrived");
     }
     *m = (struct mapping){ .used = true, .domid = d->domid, .mfn = mfn, .gfn = q->gfn,
                            .writable = !ro };

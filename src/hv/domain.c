@@ -1,4 +1,5 @@
 #include "hv/domain.h"
+#include "hv/uffd_pages.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -1128,9 +1129,16 @@ void domain_destroy(struct domain *d)
         vcpu_kick(&d->vcpus[i]);
     pthread_cond_broadcast(&d->cond);
     pthread_mutex_unlock(&d->lock);
+    if (d->postcopy)
+        uffd_pages_abandon(d->postcopy);    /* vCPUs blocked on a missing page go */
     for (unsigned i = 0; i < d->nr_vcpus; i++)
         if (d->vcpus[i].thread_started)
             pthread_join(d->vcpus[i].thread, NULL);
+    if (d->postcopy) {
+        uffd_pages_close(d->postcopy);
+        free(d->postcopy);
+        d->postcopy = NULL;
+    }
 
     pthread_mutex_lock(&host.lock);
     host.domains[d->domid] = NULL;
@@ -1260,6 +1268,8 @@ const char *domain_state_name(const struct domain *d)
 {
     if (d->shutdown_code >= 0)
         return "shutdown";
+    if (__atomic_load_n(&d->postcopy_paused, __ATOMIC_RELAXED))
+        return "postcopy-paused";
     if (d->toolstack_pauses > 0)
         return "paused";
     return "running";

@@ -46,6 +46,8 @@ static inline bool guest_gfn_is_special(uint64_t gfn)
 /* A guest's hypervisor-console line is cut here, as Xen's DOMAIN_PBUF_SIZE does. */
 #define DMESG_LINE_MAX          200
 
+struct uffd_pages;
+
 struct domain {
 #ifdef XKVM_LU_TEST_NEXT
     /* The cross-version test's changed internal structure: images never depend on it. */
@@ -94,6 +96,14 @@ struct domain {
 
     bool migrating;             /* saved or migrated now: not destroyed under it */
     bool restoring;             /* being restored: dom0 services do not see it yet */
+    /*
+     * Post-copy (docs/migration.md "Post-copy"): its frames still at the source
+     * (migrate/postcopy_restore.c; the struct is the first member of a malloc'd block
+     * that domain_destroy frees), and whether the connection to the source was lost
+     * (listed "postcopy-paused").
+     */
+    struct uffd_pages *postcopy;
+    bool postcopy_paused;
     /*
      * Arriving (restore, migration) and not yet whole: the toolstack does not see it
      * (not listed, not addressable, not counted) and its name is not taken, until

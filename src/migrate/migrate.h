@@ -33,6 +33,8 @@ struct xkvm_ctx_hvm_param;
 #define MIGRATE_MSG_GO          "GO"
 #define MIGRATE_MSG_RUNNING     "RUNNING"     /* RUNNING <realtime ns it resumed> */
 #define MIGRATE_MSG_ERROR       "ERROR"       /* ERROR <message> */
+/* POSTCOPY-DONE <faults> <requests> <wait avg us> <wait max us>: all pages in */
+#define MIGRATE_MSG_POSTCOPY_DONE "POSTCOPY-DONE"
 #define MIGRATE_MSG_MAX         512
 
 /*
@@ -66,6 +68,9 @@ struct migrate_opts {
     enum xkvm_stream_compat compat;
     /* Same-host migration (migrate/local_mem.h): RAM stays in place; else NULL. */
     struct local_mem *local_mem;
+    bool postcopy;              /* live: switch to post-copy (postcopy_save.c) */
+    uint32_t postcopy_after;    /* ...after this many passes (0: at once); also when
+                                   pre-copy stops without converging */
 };
 #define MIGRATE_DEFAULT_DOWNTIME_MS 5
 #define MIGRATE_DEFAULT_MAX_ITERS   30
@@ -91,6 +96,7 @@ typedef void (*migrate_progress_fn)(void *arg, const struct migrate_progress *p)
 enum migrate_outcome {
     MIGRATE_DONE,               /* destination runs it (or the file is complete) */
     MIGRATE_RESUMED,            /* failed: the source runs it again */
+    MIGRATE_POSTCOPY_PAUSED,    /* failed in post-copy: both halves kept, paused */
 };
 
 struct migrate_report {
@@ -113,6 +119,14 @@ struct migrate_report {
     unsigned throttle_pct;
     double est_downtime_ms;
     const char *stop;
+    /*
+     * Post-copy (docs/migration.md "Post-copy"): the pages left at the switch, the
+     * phase from RUNNING to the destination's POSTCOPY-DONE, the pages it asked for,
+     * and (the destination's figures) its faults and how long a fault waited.
+     */
+    bool postcopy;
+    uint64_t postcopy_pages, pages_on_demand, faults_on_demand;
+    double postcopy_ms, fault_wait_ms_avg, fault_wait_ms_max;
 };
 
 /*

@@ -26,6 +26,7 @@
 #include "hv/toolstack_xs.h"
 #include "migrate/arch_state.h"
 #include "migrate/local_mem.h"
+#include "migrate/postcopy_restore.h"
 #include "migrate/pv_restore.h"
 #include "util/domcfg.h"
 #include "util/hostpath.h"
@@ -61,6 +62,7 @@ struct receiver {
     uint64_t ram_held;          /* RAM frames the domain holds: at most its maximum */
     /* A plain transport's pages go socket -> pipe -> memfd (splice_move); else -1. */
     int pipe_rd, pipe_wr, splice_from;
+    struct postcopy_restore *postcopy;  /* POSTCOPY_MISSING read: owned by d */
 };
 
 /* Where a stream's host paths may lie (xkvmd --disk-root, --kernel-root). */
@@ -425,7 +427,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     struct xkvm_stream_record rec;
     int n;
     bool ended = false;
-    while (!rc && (n = xkvm_stream_next(&rd, &rec)) > 0) {
+    while (!rc && !ended && (n = xkvm_stream_next(&rd, &rec)) > 0) {
         if (!r.d && rec.type != XKVM_STREAM_REC_DOMAIN_CONFIG && rec.type != XKVM_STREAM_REC_END &&
             rec.type != XKVM_STREAM_REC_STATIC_DATA_END && !rec.skipped &&
             rec.type != XKVM_STREAM_REC_X86_CPUID_POLICY && rec.type != XKVM_STREAM_REC_X86_MSR_POLICY) {
@@ -460,6 +462,10 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
         case XKVM_STREAM_REC_XENSTORE_STATE:
             rc = keep(&r.xs_state, &r.xs_len, &rec);
             break;
+        case XKVM_STREAM_REC_POSTCOPY_MISSING:
+            rc = peer ? postcopy_restore_begin(&r.postcopy, r.d, t, &rec, err, errlen) :
+                 fail(&r, -EINVAL, "POSTCOPY_MISSING in a saved image");
+            break;
         case XKVM_STREAM_REC_END:
             fault_point("recv-end");
             ended = true;
@@ -479,7 +485,6 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     }
     if (!rc && !ended)
         rc = fail(&r, -EINVAL, "stream: %s", rd.err.msg);
-    xkvm_stream_reader_release(&rd);
     if (r.pipe_rd >= 0) {
         close(r.pipe_rd);
         close(r.pipe_wr);
@@ -510,6 +515,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
         snprintf(err + l, errlen - l, " (%s)", t->why);   /* what the transport knows */
     }
     if (rc) {
+        xkvm_stream_reader_release(&rd);
         if (peer)
             migrate_send_line(t, MIGRATE_MSG_ERROR " %s", err);
         if (r.d) {
@@ -533,6 +539,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
                                   (unsigned long long)ts.tv_nsec)) {
         /* The source cannot learn that we run it, so it takes the guest back. */
         snprintf(err, errlen, "the source went away before it heard RUNNING");
+        xkvm_stream_reader_release(&rd);
         uint16_t id = d->domid;
         domain_pause(d);
         if (gate && gate->local_mem)
@@ -543,6 +550,12 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     }
     *domid = d->domid;
     log_info("d%u: restored and running", d->domid);
+    if (r.postcopy) {           /* the guest runs; its missing pages come now */
+        postcopy_restore_running(r.postcopy);
+        rc = postcopy_restore_serve(r.postcopy, &rd, err, errlen);
+        postcopy_restore_detach(r.postcopy);
+    }
+    xkvm_stream_reader_release(&rd);
     host_call_main(release_on_main, d);
-    return 0;
+    return rc;
 }

@@ -31,6 +31,7 @@
 #include "hv/vcpu.h"
 #include "migrate/arch_state.h"
 #include "migrate/local_mem.h"
+#include "migrate/postcopy_save.h"
 #include "migrate/pv_save.h"
 #include "util/domcfg.h"
 #include "util/log.h"
@@ -176,6 +177,7 @@ struct sender {
     uint64_t bytes_before;
     unsigned throttle;          /* auto-converge's vCPU throttle now (percent) */
     unsigned at_max_throttle;   /* iterations at the top throttle */
+    bool postcopy;              /* switching to post-copy (postcopy_save.c) */
 };
 
 static inline bool bit(const uint64_t *bm, uint64_t i)
@@ -562,6 +564,10 @@ static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char
         }
         double est_ms = (double)n * 4096 / 1e3 / (rate > 1 ? rate : 1);
         const char *stop = precopy_stop(s, it, (uint64_t)n, est_ms, last_sent);
+        if (postcopy_should_switch(s->o, it, stop)) {
+            s->postcopy = true;
+            stop = stop && strcmp(stop, "converged") ? stop : "postcopy";
+        }
         if (stop) {
             s->rep->stop = stop;
             s->rep->throttle_pct = s->throttle;
@@ -569,7 +575,7 @@ static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char
             log_info("d%u: pre-copy ends after %u iteration(s) (%s): %lld dirty pages, about "
                      "%.2f ms at %.1f MB/s, throttle %u%%", d->domid, it - 1, stop,
                      (long long)n, est_ms, rate, s->throttle);
-            if (strcmp(stop, "converged") && s->o->downtime_strict) {
+            if (strcmp(stop, "converged") && !s->postcopy && s->o->downtime_strict) {
                 snprintf(err, errlen, "the downtime target of %u ms cannot be met (%s, "
                          "throttle %u%%): %lld dirty pages need about %.0f ms at %.1f MB/s "
                          "(--downtime-strict)", s->rep->downtime_target_ms, stop,
@@ -628,6 +634,48 @@ static int refuse_unreachable_event_frames(struct domain *d, char *err, size_t e
     return -EBUSY;
 }
 
+/*
+ * Post-copy's switch: of the last dirty set (s->dirty, extras not yet marked), what
+ * the destination's restore itself touches goes now (mark_final_extras), the rest is
+ * left missing; returns the missing bitmap (NULL: out of memory).
+ */
+static uint64_t *postcopy_split(struct sender *s, bool pass0)
+{
+    size_t words = (size_t)(s->nr_gfns + 63) / 64;
+    uint64_t *missing = calloc(words, sizeof(uint64_t)), *dirty = s->dirty;
+    uint64_t *extras = calloc(words, sizeof(uint64_t));
+    if (!missing || !extras) {
+        free(missing);
+        free(extras);
+        return NULL;
+    }
+    s->dirty = extras;
+    mark_final_extras(s);
+    s->dirty = dirty;
+    /*
+     * Only RAM the destination has a frame for: every page pass 0 sent, or, without
+     * pass 0 (--postcopy-after 0), RAM of the memory map it lays out. Toolstack pages
+     * and RAM populated later go now.
+     */
+    struct hvm_memmap_table_entry map[DOMAIN_MEMMAP_MAX];
+    unsigned nmap = pass0 ? 0 : domain_memmap(s->d, map);
+    for (uint64_t g = 0; g < s->nr_gfns; g++) {
+        if (!bit(dirty, g) || bit(extras, g) || !sendable(s->d, g) ||
+            mm_frame_type(host_mm(), p2m_lookup(&s->d->p2m, g)) != FRAME_RAM)
+            continue;
+        bool laid_out = pass0;
+        for (unsigned i = 0; i < nmap && !laid_out; i++)
+            laid_out = map[i].type == XEN_HVM_MEMMAP_TYPE_RAM && g >= map[i].addr >> 12 &&
+                       g < (map[i].addr + map[i].size) >> 12;
+        if (laid_out) {
+            missing[g / 64] |= 1ull << (g % 64);
+            dirty[g / 64] &= ~(1ull << (g % 64));
+        }
+    }
+    free(extras);
+    return missing;
+}
+
 int migrate_send(struct domain *d, struct transport *t, const struct migrate_opts *o,
                  migrate_progress_fn progress, void *arg, struct migrate_report *rep,
                  char *err, size_t errlen)
@@ -654,8 +702,15 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     char line[MIGRATE_MSG_MAX];
     bool paused = false, logging = false;
     int rc = refuse_foreign_maps(d, err, errlen);
+    if (!rc && o->local_mem && o->postcopy) {
+        snprintf(err, errlen, "--postcopy does not apply to a same-host migration: "
+                 "its memory is not copied");
+        rc = -EINVAL;
+    }
     if (!rc && o->local_mem)
         rc = local_send_check(d, err, errlen);
+    if (!rc)
+        rc = postcopy_refuse_split(d, err, errlen);
     if (!rc)
         rc = send_config(&s, err, errlen);
     if (!rc && o->peer)
@@ -680,13 +735,18 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             snprintf(err, errlen, "enabling dirty logging: %s", strerror(-rc));
     }
     uint64_t sent;
+    s.postcopy = postcopy_should_switch(o, 0, NULL);    /* --postcopy-after 0: no pass 0 */
+    if (s.postcopy)
+        rep->stop = "postcopy";
     s.backed = rc || o->local_mem ? NULL : backed_frames();  /* after logging started */
-    if (!rc && send_marked(&s, 0, !o->live, popcount_bm(s.dirty, s.nr_gfns), &sent)) {
+    if (!rc && !s.postcopy &&
+        send_marked(&s, 0, !o->live, popcount_bm(s.dirty, s.nr_gfns), &sent)) {
         snprintf(err, errlen, "stream: %s", s.w.err.msg);
         rc = -EPIPE;
     }
-    if (!rc && o->live)
+    if (!rc && o->live && !s.postcopy)
         rc = precopy(&s, t, t_start, err, errlen);
+    uint64_t *missing = NULL;
 
     uint64_t t_pause = 0, t_pause_real = 0;
     if (!rc) {
@@ -716,6 +776,10 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             rc = refuse_foreign_maps(d, err, errlen);   /* mapped while it was sent */
         if (!rc)
             rc = refuse_unreachable_event_frames(d, err, errlen);
+        if (!rc && s.postcopy && !(missing = postcopy_split(&s, o->postcopy_after > 0))) {
+            snprintf(err, errlen, "out of memory");
+            rc = -ENOMEM;
+        }
         if (!rc) {
             mark_final_extras(&s);
             if (o->local_mem)
@@ -726,6 +790,10 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
                 rc = -EPIPE;
             }
             rep->final_pages = sent;
+        }
+        if (!rc && missing) {
+            rep->postcopy = true;
+            rc = postcopy_send_missing(&s.w, missing, s.nr_gfns, err, errlen);
         }
         uint64_t t_s = mono_ns();
         if (!rc)
@@ -756,6 +824,12 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
                 local_hand_over(o->local_mem, d->domid);
             rep->downtime_ms = resumed > t_pause_real ?
                                (double)(resumed - t_pause_real) / 1e6 : 0;
+            /* Post-copy: the guest runs there, its missing pages are only here. */
+            if (missing && (rc = postcopy_serve(d, &s.w, t, missing, s.nr_gfns, rep, err,
+                                                errlen))) {
+                rep->outcome = MIGRATE_POSTCOPY_PAUSED;
+                __atomic_store_n(&d->postcopy_paused, true, __ATOMIC_RELAXED);  /* xkvm list */
+            }
         }
     } else if (!rc) {
         rep->downtime_ms = rep->final_ms;
@@ -779,11 +853,16 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
         log_warn("d%u: migration failed (%s): the guest runs here again", d->domid, err);
     } else if (rep->outcome == MIGRATE_RESUMED) {
         log_warn("d%u: migration failed (%s): the guest kept running here", d->domid, err);
+    } else if (rep->outcome == MIGRATE_POSTCOPY_PAUSED) {
+        log_err("d%u: post-copy failed (%s): the guest ran on at the destination; this paused "
+                "copy holds its missing pages and is kept (docs/migration.md \"Failure during "
+                "post-copy\")", d->domid, err);
     }
     rep->bytes = s.w.info.bytes;
     rep->total_ms = (double)(mono_ns() - t_start) / 1e6;
     xkvm_stream_writer_release(&s.w);
     free(s.dirty);
     free(s.backed);
+    free(missing);
     return rc;
 }

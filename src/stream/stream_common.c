@@ -66,6 +66,10 @@ const char *xkvm_stream_rec_name(uint32_t type)
         return "DOMAIN_CONFIG";
     if (type == XKVM_STREAM_REC_LOCAL_MEMORY)
         return "LOCAL_MEMORY";
+    if (type == XKVM_STREAM_REC_POSTCOPY_MISSING)
+        return "POSTCOPY_MISSING";
+    if (type == XKVM_STREAM_REC_POSTCOPY_DONE)
+        return "POSTCOPY_DONE";
     return NULL;
 }
 
@@ -207,8 +211,14 @@ int stream_check_rhdr(struct xkvm_stream_state *st, uint64_t offset, uint32_t ty
     const struct stream_rec_desc *d = lookup(st->ops, type, &idx);
 
     *descp = NULL;
-    if (st->ended)
-        return stream_fail(err, offset, true, type, XKVM_STREAM_ERR_AFTER_END, "record after END");
+    bool tail = st->ended && st->postcopy && !st->postcopy_done &&
+                (type == XKVM_STREAM_REC_PAGE_DATA || type == XKVM_STREAM_REC_POSTCOPY_DONE);
+    if (st->ended && !tail)
+        return stream_fail(err, offset, true, type, XKVM_STREAM_ERR_AFTER_END, st->postcopy ?
+                           "record after END other than post-copy's PAGE_DATA" : "record after END");
+    if (type == XKVM_STREAM_REC_POSTCOPY_DONE && !st->ended)
+        return stream_fail(err, offset, true, type, XKVM_STREAM_ERR_ORDER,
+                           "POSTCOPY_DONE before END or without POSTCOPY_MISSING");
     if (length > st->limits.record_max)
         return stream_fail(err, offset, true, type, XKVM_STREAM_ERR_TOO_LARGE,
                            "body_length %u exceeds the cap of %u", length, st->limits.record_max);
@@ -243,7 +253,7 @@ int stream_check_rhdr(struct xkvm_stream_state *st, uint64_t offset, uint32_t ty
     if ((d->flags & RD_DYNAMIC) && !st->static_done && st->version >= 3)
         return stream_fail(err, offset, true, type, XKVM_STREAM_ERR_ORDER,
                            "before STATIC_DATA_END (required first in a v3 stream)");
-    if ((d->flags & RD_BEFORE_CTX) && st->hvm_context_seen)
+    if ((d->flags & RD_BEFORE_CTX) && st->hvm_context_seen && !tail)
         return stream_fail(err, offset, true, type, XKVM_STREAM_ERR_ORDER,
                            "after HVM_CONTEXT");
     if (type == XKVM_STREAM_REC_END && st->ops->complete &&
@@ -275,6 +285,10 @@ int stream_check_record(struct xkvm_stream_state *st, const struct stream_rec_de
             st->hvm_context_seen = true;
         if (rec->type == XKVM_STREAM_REC_END)
             st->ended = true;
+        if (rec->type == XKVM_STREAM_REC_POSTCOPY_MISSING)
+            st->postcopy = true;
+        if (rec->type == XKVM_STREAM_REC_POSTCOPY_DONE)
+            st->postcopy_done = true;
     }
     if (st->info) {
         st->info->nr_records++;

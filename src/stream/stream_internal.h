@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "xkvm/postcopy.h"
 #include "xkvm/stream.h"
 
 static inline uint16_t ld_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -75,6 +76,8 @@ struct xkvm_stream_state {
     struct xkvm_stream_info *info;
     uint32_t version;
     bool static_done, hvm_context_seen, ended;
+    /* Post-copy (POSTCOPY_MISSING read): after END come PAGE_DATA and POSTCOPY_DONE. */
+    bool postcopy, postcopy_done;
     uint32_t once_seen;                 /* bit per index in ops->recs */
 };
 

@@ -315,7 +315,9 @@ int xkvm_stream_next(struct xkvm_stream_reader *r, struct xkvm_stream_record *re
     rec->body = p;
     if (stream_check_record(r->st, desc, rec, p + rec->length, &r->err) < 0)
         return rfail(r);
-    if (rec->type == XKVM_STREAM_REC_END)
+    /* A post-copy stream goes on after END, up to POSTCOPY_DONE. */
+    if ((rec->type == XKVM_STREAM_REC_END && !r->st->postcopy) ||
+        rec->type == XKVM_STREAM_REC_POSTCOPY_DONE)
         r->ended = true;
     return 1;
 }

@@ -240,8 +240,9 @@ static int write_raw_tail(struct xkvm_stream_writer *w, uint32_t type, const voi
         rc = emit(w, iov, 3);
     }
     free(copy);
-    if (rc == 0 && type == XKVM_STREAM_REC_END)
-        w->ended = true;
+    if (rc == 0 && ((type == XKVM_STREAM_REC_END && !w->st->postcopy) ||
+                    type == XKVM_STREAM_REC_POSTCOPY_DONE))
+        w->ended = true;        /* post-copy: pages go on after END */
     return rc;
 }
 

@@ -88,6 +88,18 @@ static int check_page_data(struct xkvm_stream_state *st, const struct xkvm_strea
     return 0;
 }
 
+/* POSTCOPY_MISSING: every rule of include/xkvm/postcopy.h, pfns below the limit. */
+static int check_postcopy_missing(struct xkvm_stream_state *st, const struct xkvm_stream_record *rec,
+                                  struct xkvm_stream_error *err)
+{
+    const char *why = "";
+    if (xkvm_postcopy_missing_decode(rec->body, rec->length, st->limits.max_pfn, NULL, NULL,
+                                     &why) < 0)
+        return stream_fail(err, rec->offset, true, rec->type, XKVM_STREAM_ERR_BAD_VALUE,
+                           "%s", why);
+    return 0;
+}
+
 static int check_tsc_info(struct xkvm_stream_state *st, const struct xkvm_stream_record *rec,
                           struct xkvm_stream_error *err)
 {
@@ -273,6 +285,9 @@ static const struct stream_rec_desc hvm_recs[] = {
       NULL, check_domain_config },
     { XKVM_STREAM_REC_LOCAL_MEMORY, RD_ONCE | RD_DYNAMIC | RD_BEFORE_CTX | RD_EXT, 8,
       XKVM_STREAM_RECORD_MAX, NULL, check_local_memory },
+    { XKVM_STREAM_REC_POSTCOPY_MISSING, RD_ONCE | RD_DYNAMIC | RD_EXT | RD_BEFORE_CTX, 8,
+      XKVM_STREAM_RECORD_MAX, NULL, check_postcopy_missing },
+    { XKVM_STREAM_REC_POSTCOPY_DONE, RD_ONCE | RD_EXT, 0, 0, NULL, NULL },
 };
 _Static_assert(sizeof(hvm_recs) / sizeof(hvm_recs[0]) <= 32, "once_seen bits");
 

@@ -101,6 +101,7 @@ static const char usage_text[] =
 "                                if inside an xkvmd --disk-root/--kernel-root\n"
 "  migrate DOMAIN HOST:PORT|ssh://[USER@]HOST[:PORT]|local:RUNDIR [--downtime-ms N] [--max-iters N]\n"
 "          [--non-live] [--no-auto-converge] [--downtime-strict] [--report FILE]\n"
+"          [--postcopy] [--postcopy-after N]\n"
 "          [--tls-hostname NAME] [--ssh-command CMD] [--remote-xkvm PATH]\n"
 "                                live-migrate the domain to the xkvmd listening at\n"
 "                                HOST:PORT (xkvmd --migrate-listen); progress on a\n"
@@ -113,7 +114,10 @@ static const char usage_text[] =
 "                                the guest's memory instead of copying it\n"
 "                                A guest that dirties faster than the link is slowed\n"
 "                                (vCPU throttle) until the rest fits --downtime-ms;\n"
-"                                --downtime-strict: fail if it cannot\n"
+"                                --downtime-strict: fail if it cannot. --postcopy: run\n"
+"                                the guest there after N passes (default 1; 0: at\n"
+"                                once) or when pre-copy cannot converge, its missing\n"
+"                                pages fetched on demand (docs/migration.md)\n"
 "  migrate-cancel DOMAIN         stop the domain's running migration before the\n"
 "                                hand-over: it runs on here, the destination cleans up\n"
 "  migrate-receive               receive a migration on stdin/stdout into this host's\n"
@@ -1239,6 +1243,8 @@ static int cmd_migrate(int argc, char **argv)
         { "non-live", no_argument, NULL, 'n' },
         { "no-auto-converge", no_argument, NULL, 'c' },
         { "downtime-strict", no_argument, NULL, 'S' },
+        { "postcopy", no_argument, NULL, 'P' },
+        { "postcopy-after", required_argument, NULL, 'A' },
         { "report", required_argument, NULL, 'r' },
         { "tls-hostname", required_argument, NULL, 't' },
         { "ssh-command", required_argument, NULL, 's' },
@@ -1246,8 +1252,8 @@ static int cmd_migrate(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
-    long downtime = -1, iters = -1;
-    bool live = true, converge = true, strict = false;
+    long downtime = -1, iters = -1, pc_after = -1;
+    bool live = true, converge = true, strict = false, postcopy = false;
     const char *report = NULL, *tls_hostname = NULL, *remote = "xkvm";
     const char *ssh = getenv("XKVM_SSH") && *getenv("XKVM_SSH") ? getenv("XKVM_SSH") : "ssh";
     int o;
@@ -1268,6 +1274,13 @@ static int cmd_migrate(int argc, char **argv)
         case 'n': live = false; break;
         case 'c': converge = false; break;
         case 'S': strict = true; break;
+        case 'P': postcopy = true; break;
+        case 'A':
+            pc_after = strtol(optarg, &end, 10);
+            if (*end || pc_after < 0 || pc_after > 1000)
+                return usage_error("migrate: --postcopy-after takes 0..1000");
+            postcopy = true;
+            break;
         case 'r': report = optarg; break;
         case 't':
             if (!*optarg || strlen(optarg) > 253)
@@ -1322,6 +1335,10 @@ static int cmd_migrate(int argc, char **argv)
         add_field(req, "auto_converge", json_object_new_boolean(false));
     if (strict)
         add_field(req, "downtime_strict", json_object_new_boolean(true));
+    if (postcopy)
+        add_field(req, "postcopy", json_object_new_boolean(true));
+    if (pc_after >= 0)
+        add_field(req, "postcopy_after", json_object_new_int((int)pc_after));
     if (tls_hostname)
         add_field(req, "tls_hostname", json_object_new_string(tls_hostname));
     struct migrate_view mv = { .tty = isatty(STDERR_FILENO) };
@@ -1355,6 +1372,13 @@ static int cmd_migrate(int argc, char **argv)
                num_field(rep, "downtime_ms"), (int)num_field(rep, "downtime_target_ms"),
                (int)num_field(rep, "throttle_pct"),
                stop ? json_object_get_string(stop) : "stopped before pre-copy ended");
+        struct json_object *pc = json_object_object_get(rep, "postcopy");
+        if (pc && json_object_get_boolean(pc))
+            printf("post-copy: %.0f pages in %.1f ms, %.0f on demand (%.0f faults), fault wait "
+                   "avg %.2f ms, max %.2f ms\n", num_field(rep, "postcopy_pages"),
+                   num_field(rep, "postcopy_ms"), num_field(rep, "pages_on_demand"),
+                   num_field(rep, "faults_on_demand"), num_field(rep, "fault_wait_ms_avg"),
+                   num_field(rep, "fault_wait_ms_max"));
         if (report) {
             FILE *f = fopen(report, "w");
             if (f) {

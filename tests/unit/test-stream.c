@@ -16,6 +16,7 @@
 
 #include "harness.h"
 #include "xkvm/ctx.h"
+#include "xkvm/postcopy.h"
 #include "xkvm/stream.h"
 
 HARNESS_MAIN_STATE("stream");
@@ -661,6 +662,100 @@ static void test_writer_rules(void)
     struct xkvm_stream_writer_opts big = { .batch = 1025 };
     CHECK_EQ(xkvm_stream_writer_init_buffer(&w, &big), -1);
     CHECK_EQ(w.err.code, XKVM_STREAM_ERR_ARG);
+    xkvm_stream_writer_release(&w);
+}
+
+/*
+ * Post-copy (docs/stream.md): after POSTCOPY_MISSING the stream goes on past END with
+ * PAGE_DATA only, up to POSTCOPY_DONE; without it, nothing comes after END.
+ */
+static void write_postcopy(struct xkvm_stream_writer *w, bool missing, bool done_early)
+{
+    uint64_t bm = 0x6;      /* pfns 1, 2 */
+    uint8_t body[64];
+    size_t need;
+    long n = xkvm_postcopy_missing_encode(&bm, 8, body, sizeof(body), &need);
+    REQUIRE(n > 0);
+    size_t hn;
+    uint8_t *h = hvmctx_good(&hn);
+    CHECK_EQ(xkvm_stream_write_static_data_end(w), 0);
+    if (missing)
+        CHECK_EQ(xkvm_stream_write_record(w, XKVM_STREAM_REC_POSTCOPY_MISSING, body,
+                                          (uint32_t)n), 0);
+    if (done_early)
+        CHECK_EQ(xkvm_stream_write_record(w, XKVM_STREAM_REC_POSTCOPY_DONE, NULL, 0), -1);
+    else
+        CHECK_EQ(xkvm_stream_write_hvm_context(w, h, (uint32_t)hn), 0);
+    free(h);
+}
+
+static void test_postcopy_tail(void)
+{
+    struct xkvm_stream_writer w;
+    struct xkvm_stream_writer_opts o = { .limits = { .max_pfn = 8 } };
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+    write_postcopy(&w, true, false);
+    CHECK_EQ(xkvm_stream_write_end(&w), 0);
+    CHECK_EQ(xkvm_stream_add_page(&w, 2, page_a), 0);
+    CHECK_EQ(xkvm_stream_add_page(&w, 1, page_a), 0);
+    CHECK_MSG(xkvm_stream_flush_pages(&w) == 0, "%s", w.err.msg);
+    CHECK_EQ(xkvm_stream_write_record(&w, XKVM_STREAM_REC_POSTCOPY_DONE, NULL, 0), 0);
+    CHECK_EQ(xkvm_stream_add_page(&w, 3, page_a), 0);
+    CHECK_EQ(xkvm_stream_flush_pages(&w), -1);              /* nothing after DONE */
+    CHECK_EQ(w.err.code, XKVM_STREAM_ERR_AFTER_END);
+    xkvm_stream_writer_release(&w);
+
+    /* The reader sees END, the pages, DONE, then the end of the stream. */
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+    write_postcopy(&w, true, false);
+    CHECK_EQ(xkvm_stream_write_end(&w), 0);
+    CHECK_EQ(xkvm_stream_add_page(&w, 1, page_a), 0);
+    CHECK_EQ(xkvm_stream_flush_pages(&w), 0);
+    CHECK_EQ(xkvm_stream_write_record(&w, XKVM_STREAM_REC_POSTCOPY_DONE, NULL, 0), 0);
+    size_t len;
+    void *buf = xkvm_stream_writer_take(&w, &len);
+    xkvm_stream_writer_release(&w);
+    struct xkvm_stream_reader r;
+    struct xkvm_stream_limits lim = { .max_pfn = 8 };
+    REQUIRE(xkvm_stream_reader_init_buffer(&r, buf, len, &lim) == 0);
+    struct xkvm_stream_record rec;
+    uint32_t last = 0, after_end = 0;
+    bool ended = false;
+    int rc;
+    while ((rc = xkvm_stream_next(&r, &rec)) > 0) {
+        after_end += ended;
+        ended |= rec.type == XKVM_STREAM_REC_END;
+        last = rec.type;
+    }
+    CHECK_MSG(rc == 0, "%s", r.err.msg);
+    CHECK_EQ(last, XKVM_STREAM_REC_POSTCOPY_DONE);
+    CHECK_EQ(after_end, 2);
+    xkvm_stream_reader_release(&r);
+    free(buf);
+
+    /* Without POSTCOPY_MISSING: END ends it. DONE before END is refused. */
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+    write_postcopy(&w, false, false);
+    CHECK_EQ(xkvm_stream_write_end(&w), 0);
+    CHECK_EQ(xkvm_stream_write_record(&w, XKVM_STREAM_REC_POSTCOPY_DONE, NULL, 0), -1);
+    CHECK_EQ(w.err.code, XKVM_STREAM_ERR_AFTER_END);
+    xkvm_stream_writer_release(&w);
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+    write_postcopy(&w, true, true);
+    CHECK_EQ(w.err.code, XKVM_STREAM_ERR_ORDER);
+    xkvm_stream_writer_release(&w);
+
+    /* A POSTCOPY_MISSING naming a pfn past the limit. */
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+    uint64_t far[2] = { 0, 1 };     /* pfn 64, the limit 8 */
+    uint8_t body[64];
+    size_t need;
+    long n = xkvm_postcopy_missing_encode(far, 128, body, sizeof(body), &need);
+    REQUIRE(n > 0);
+    CHECK_EQ(xkvm_stream_write_static_data_end(&w), 0);
+    CHECK_EQ(xkvm_stream_write_record(&w, XKVM_STREAM_REC_POSTCOPY_MISSING, body,
+                                      (uint32_t)n), -1);
+    CHECK_EQ(w.err.code, XKVM_STREAM_ERR_BAD_VALUE);
     xkvm_stream_writer_release(&w);
 }
 
@@ -1504,6 +1599,7 @@ int main(void)
     RUN_TEST(test_compat);
     RUN_TEST(test_zero_pages);
     RUN_TEST(test_writer_rules);
+    RUN_TEST(test_postcopy_tail);
     RUN_TEST(test_writer_fd_error);
     RUN_TEST(test_reject_image_header);
     RUN_TEST(test_reject_domain_header);

@@ -1,0 +1,227 @@
+/*
+ * Post-copy on the source: see postcopy_save.h and docs/migration.md "Post-copy".
+ *
+ * Two threads share the connection: the caller's writes the pages (PAGE_DATA, then
+ * POSTCOPY_DONE); a reader takes the destination's lines (PAGE requests, then
+ * POSTCOPY-DONE or ERROR) and queues the requests in the schedule, under one lock.
+ */
+#include "migrate/postcopy_save.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "hv/domain.h"
+#include "hv/hv.h"
+#include "migrate/postcopy_sched.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "xkvm/postcopy.h"
+
+#define DONE_TIMEOUT_MS     60000u
+#define LINE_POLL_MS        500u
+#define BACKGROUND_BATCH    32u     /* pages per record while nothing is asked for */
+#define POSTCOPY_NOTSENT_LOWAT (128 * 1024)
+
+bool postcopy_should_switch(const struct migrate_opts *o, unsigned passes, const char *stop)
+{
+    if (!o->postcopy || !o->live || !o->peer)
+        return false;
+    if (passes >= o->postcopy_after)
+        return true;
+    return stop && strcmp(stop, "converged");   /* pre-copy cannot finish by itself */
+}
+
+int postcopy_refuse_split(struct domain *d, char *err, size_t errlen)
+{
+    if (!__atomic_load_n(&d->postcopy_paused, __ATOMIC_RELAXED))
+        return 0;
+    snprintf(err, errlen, "domain %u is postcopy-paused: its post-copy migration lost the "
+             "connection, and this copy is only part of the guest (docs/migration.md "
+             "\"Failure during post-copy\")", d->domid);
+    return -EBUSY;
+}
+
+int postcopy_send_missing(struct xkvm_stream_writer *w, const uint64_t *missing, uint64_t nr,
+                          char *err, size_t errlen)
+{
+    size_t need = 0;
+    long len = xkvm_postcopy_missing_encode(missing, nr, NULL, 0, &need);
+    void *buf = len == -ENOSPC ? calloc(1, need) : NULL;
+    if (buf)
+        len = xkvm_postcopy_missing_encode(missing, nr, buf, need, &need);
+    int rc = 0;
+    if (!buf || len < 0) {
+        snprintf(err, errlen, "POSTCOPY_MISSING: %s", buf ? strerror((int)-len) : "out of memory");
+        rc = buf ? (int)len : -ENOMEM;
+    } else if (xkvm_stream_write_record(w, XKVM_STREAM_REC_POSTCOPY_MISSING, buf, (uint32_t)len)) {
+        snprintf(err, errlen, "stream: %s", w->err.msg);
+        rc = -EPIPE;
+    }
+    free(buf);
+    return rc;
+}
+
+struct serve {
+    struct transport *t;
+    struct postcopy_sched sched;
+    uint64_t nr_pfns;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done, dead, stop;      /* POSTCOPY-DONE read; the connection failed; quit */
+    char why[256];
+    uint64_t faults, requests, wait_avg_us, wait_max_us, asked;
+};
+
+static void back_channel_line(struct serve *v, const char *line)
+{
+    uint64_t pfn;
+    unsigned count;
+    pthread_mutex_lock(&v->lock);
+    if (!xkvm_postcopy_request_parse(line, v->nr_pfns, &pfn, &count)) {
+        postcopy_sched_request(&v->sched, pfn, count);
+        v->asked += count;
+    } else if (!strncmp(line, MIGRATE_MSG_POSTCOPY_DONE, strlen(MIGRATE_MSG_POSTCOPY_DONE))) {
+        unsigned long long f = 0, r = 0, a = 0, m = 0;
+        sscanf(line + strlen(MIGRATE_MSG_POSTCOPY_DONE), "%llu %llu %llu %llu", &f, &r, &a, &m);
+        v->faults = f, v->requests = r, v->wait_avg_us = a, v->wait_max_us = m;
+        v->done = true;
+    } else {
+        v->dead = true;
+        snprintf(v->why, sizeof(v->why), "destination: %.200s", line);
+    }
+    pthread_cond_broadcast(&v->cond);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static void *back_channel_reader(void *arg)
+{
+    struct serve *v = arg;
+    char line[MIGRATE_MSG_MAX];
+    for (;;) {
+        pthread_mutex_lock(&v->lock);
+        bool quit = v->stop || v->done || v->dead;
+        pthread_mutex_unlock(&v->lock);
+        if (quit)
+            return NULL;
+        int rc = migrate_read_line(v->t, line, sizeof(line), LINE_POLL_MS);
+        if (rc == -ETIMEDOUT)
+            continue;
+        if (rc) {
+            pthread_mutex_lock(&v->lock);
+            v->dead = true;
+            snprintf(v->why, sizeof(v->why), "the connection to the destination was lost");
+            pthread_cond_broadcast(&v->cond);
+            pthread_mutex_unlock(&v->lock);
+            return NULL;
+        }
+        back_channel_line(v, line);
+    }
+}
+
+/* Send the schedule's pages until none is left. 0, or -EPIPE (why in err). */
+static int stream_pages(struct serve *v, struct domain *d, struct xkvm_stream_writer *w,
+                        struct migrate_report *rep)
+{
+    unsigned batched = 0;
+    for (;;) {
+        uint64_t pfn;
+        bool urgent, more;
+        pthread_mutex_lock(&v->lock);
+        bool dead = v->dead;
+        more = !dead && postcopy_sched_next(&v->sched, &pfn, &urgent);
+        bool urgent_waiting = v->sched.urgent_len > 0;
+        pthread_mutex_unlock(&v->lock);
+        if (dead)
+            return -EPIPE;
+        if (!more)
+            break;
+        uint64_t mfn = p2m_lookup(&d->p2m, pfn);
+        int rc = mfn == INVALID_MFN || mfn >= host_mm()->nr_frames ?
+                 xkvm_stream_add_pfn(w, pfn, XKVM_STREAM_PAGE_XTAB) :
+                 xkvm_stream_add_page(w, pfn, mm_frame_ptr(host_mm(), mfn));
+        rep->postcopy_pages++;
+        /* An asked-for page goes out at once; the background in small records. */
+        if (!rc && ((urgent && !urgent_waiting) || ++batched >= BACKGROUND_BATCH)) {
+            rc = xkvm_stream_flush_pages(w);
+            batched = 0;
+        }
+        if (rc)
+            return -EPIPE;
+    }
+    return xkvm_stream_flush_pages(w) ? -EPIPE : 0;
+}
+
+int postcopy_serve(struct domain *d, struct xkvm_stream_writer *w, struct transport *t,
+                   const uint64_t *missing, uint64_t nr, struct migrate_report *rep,
+                   char *err, size_t errlen)
+{
+    struct serve *v = calloc(1, sizeof(*v));
+    if (!v || postcopy_sched_init(&v->sched, missing, nr)) {
+        free(v);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    v->t = t;
+    v->nr_pfns = nr;
+    pthread_mutex_init(&v->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&v->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    uint64_t t0 = mono_ns();
+    /*
+     * Keep little unsent in the kernel, so that an asked-for page does not queue behind
+     * megabytes of background pages (TCP only; elsewhere it fails and changes nothing).
+     */
+    int lowat = POSTCOPY_NOTSENT_LOWAT;
+    setsockopt(t->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+    pthread_t reader;
+    int rc = -pthread_create(&reader, NULL, back_channel_reader, v);
+    if (rc) {
+        snprintf(err, errlen, "cannot start the post-copy reader: %s", strerror(-rc));
+    } else {
+        p2m_hold(&d->p2m);      /* paused: nothing changes it; held for the pointers */
+        rc = stream_pages(v, d, w, rep);
+        if (!rc && xkvm_stream_write_record(w, XKVM_STREAM_REC_POSTCOPY_DONE, NULL, 0))
+            rc = -EPIPE;
+        if (rc && w->failed && !v->why[0])
+            snprintf(v->why, sizeof(v->why), "stream: %s", w->err.msg);
+        p2m_release(&d->p2m);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += DONE_TIMEOUT_MS / 1000;
+        pthread_mutex_lock(&v->lock);
+        while (!rc && !v->done && !v->dead &&
+               pthread_cond_timedwait(&v->cond, &v->lock, &until) != ETIMEDOUT)
+            ;
+        if (!rc && !v->done)
+            rc = -EPIPE;
+        if (rc)
+            snprintf(err, errlen, "post-copy: %s", v->why[0] ? v->why :
+                     v->done || v->dead ? "the connection to the destination was lost" :
+                     "the destination did not confirm the last page in time");
+        v->stop = true;
+        pthread_mutex_unlock(&v->lock);
+        pthread_join(reader, NULL);
+    }
+    rep->postcopy_ms = (double)(mono_ns() - t0) / 1e6;
+    rep->pages_on_demand = v->sched.sent_urgent;
+    rep->faults_on_demand = v->faults;
+    rep->fault_wait_ms_avg = (double)v->wait_avg_us / 1e3;
+    rep->fault_wait_ms_max = (double)v->wait_max_us / 1e3;
+    log_info("d%u: post-copy %s: %llu pages (%llu asked for) in %.1f ms", d->domid,
+             rc ? "stopped" : "done", (unsigned long long)rep->postcopy_pages,
+             (unsigned long long)v->sched.sent_urgent, rep->postcopy_ms);
+    postcopy_sched_fini(&v->sched);
+    pthread_mutex_destroy(&v->lock);
+    pthread_cond_destroy(&v->cond);
+    free(v);
+    return rc;
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Post-copy (docs/migration.md "Post-copy"): xkvm migrate --postcopy over a link slowed
+# by tests/kvm/tcp-fault-proxy.py (rate:N), so the guest faults on pages before the
+# background stream has sent them.
+#   postcopy-soak        a test=soak guest (checks its memory pattern every round)
+#                        moves with --postcopy-after 0 (nothing pre-copied): done,
+#                        pages fetched on demand > 0, it counts on there and says PASS
+#   postcopy-fill        a guest dirtying faster than the link completes by post-copy
+#                        after its first pass (no throttle needed)
+#   postcopy-cancel-refused  migrate-cancel during post-copy: "too late"
+#   postcopy-killed      the connection killed mid-post-copy: both sides keep their
+#                        copy, paused, listed postcopy-paused; destroying the
+#                        destination's copy works (its blocked vCPUs are released);
+#                        the source's half cannot be migrated again
+source "$(dirname "$0")/lib.sh"
+require_kvm
+PROXY="$(dirname "$0")/tcp-fault-proxy.py"
+BASE=$((20000 + RANDOM % 20000))
+PB=$BASE; PX=$((BASE + 1))
+
+host_start a $(migrate_auth) || { fail start "a did not start"; exit 1; }
+A=$RUNDIR
+host_start b --migrate-listen 127.0.0.1:$PB $(migrate_auth) || { fail start "b did not start"; exit 1; }
+B=$RUNDIR
+RUNDIR=$A
+
+proxy() {   # proxy PORT TARGET RATE: a slow link (one connection)
+  rm -f "$WORK/proxy-$1.out"
+  python3 "$PROXY" "$1" "$2" rate:$3 > "$WORK/proxy-$1.out" &
+  PROXY_PID=$!
+  for _ in $(seq 50); do grep -q READY "$WORK/proxy-$1.out" 2>/dev/null && break; sleep 0.1; done
+}
+report_field() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print("null" if v is None else v)' "$1" "$2"; }
+
+# A soak guest, nothing pre-copied: every page it touches is fetched on demand.
+make_cfg "$WORK/soak.cfg" soak "test=soak mb=4" 32 1
+D=$(xk create "$WORK/soak.cfg") || { fail create "xkvm create failed"; exit 1; }
+wait_line "$D" "xtest: soak: round 1 ok" 60 >/dev/null || { fail boot "no first round: $(tail -3 "$(console_log "$D")")"; exit 1; }
+proxy $PX $PB 4000000
+xk migrate "$D" 127.0.0.1:$PX --postcopy-after 0 --report "$WORK/soak.json" > "$WORK/soak.out" 2>&1
+rc=$?
+if grep -q "post-copy needs userfaultfd" "$WORK/soak.out"; then
+  skip postcopy "this host's kernel refuses userfaultfd: $(grep -o 'needs userfaultfd.*' "$WORK/soak.out")"
+  exit 0
+fi
+R="$WORK/soak.json"
+od=$(report_field "$R" pages_on_demand); out=$(report_field "$R" outcome)
+if [ $rc = 0 ] && [ "$out" = done ] && [ "${od:-0}" != null ] && [ "${od:-0}" -gt 0 ]; then
+  pass postcopy-soak-migrated
+  sed 's/^/#   /' "$WORK/soak.out"
+else
+  fail postcopy-soak-migrated "rc $rc, outcome $out, on demand $od: $(cat "$WORK/soak.out")"
+fi
+st=$(RUNDIR=$A dom_field "$D" state)
+[ -z "$st" ] && pass postcopy-source-gone || fail postcopy-source-gone "still at the source: $st"
+RUNDIR=$B
+r0=$(grep -a -c "round [0-9]* ok" "$B/dmesg-$D.log" 2>/dev/null)
+XENSTORED_PATH="$B/xenstored/socket" xenstore-write "/local/domain/$D/data/soak-stop" 1
+res=$(wait_result "$D" soak 60)
+[ "$res" = "xtest: soak: PASS" ] && pass postcopy-soak-verdict ||
+  fail postcopy-soak-verdict "guest said: $res ($(tail -3 "$B/dmesg-$D.log"))"
+xk destroy "$D" >/dev/null 2>&1
+RUNDIR=$A
+
+# A guest dirtying 2 GB/s against a 8 MB/s link: post-copy after its first pass.
+make_cfg "$WORK/fill.cfg" fill "test=fill mb=8 at=8 dirty_mb=2 period_ms=1" 32 1
+F=$(xk create "$WORK/fill.cfg") || { fail create "xkvm create fill failed"; exit 1; }
+wait_line "$F" "xtest: fill: ready" 60 >/dev/null || { fail boot "fill did not start"; exit 1; }
+proxy $PX $PB 8000000
+xk migrate "$F" 127.0.0.1:$PX --postcopy --no-auto-converge --report "$WORK/fill.json" \
+  > "$WORK/fill.out" 2>&1
+rc=$?
+if [ $rc = 0 ] && [ "$(report_field "$WORK/fill.json" postcopy)" = True ] &&
+   [ "$(RUNDIR=$B dom_field "$F" state)" = running ]; then
+  pass postcopy-fill
+  sed 's/^/#   /' "$WORK/fill.out"
+else
+  fail postcopy-fill "rc $rc: $(cat "$WORK/fill.out")"
+fi
+RUNDIR=$B xk destroy "$F" >/dev/null 2>&1
+
+# The link killed mid-post-copy (a cancel before that is refused).
+make_cfg "$WORK/big.cfg" big "test=soak mb=4" 64 1
+K=$(xk create "$WORK/big.cfg") || { fail create "xkvm create failed"; exit 1; }
+wait_line "$K" "xtest: soak: round 1 ok" 60 >/dev/null || { fail boot "no first round"; exit 1; }
+proxy $PX $PB 500000
+xk migrate "$K" 127.0.0.1:$PX --postcopy-after 0 --report "$WORK/killed.json" \
+  > "$WORK/killed.out" 2>&1 &
+MIG=$!
+for _ in $(seq 300); do
+  [ "$(RUNDIR=$B dom_field "$K" state)" = running ] && break
+  sleep 0.1
+done
+cancel=$(xk migrate-cancel "$K" 2>&1)
+if echo "$cancel" | grep -q "too late"; then
+  pass postcopy-cancel-refused
+  echo "#   $cancel"
+else
+  fail postcopy-cancel-refused "migrate-cancel said: '$cancel'"
+fi
+sleep 1
+kill "$PROXY_PID" 2>/dev/null
+wait $MIG
+rc=$?
+sa=$(RUNDIR=$A dom_field "$K" state); sb=
+for _ in $(seq 100); do
+  sb=$(RUNDIR=$B dom_field "$K" state); [ "$sb" = postcopy-paused ] && break; sleep 0.1
+done
+if [ $rc != 0 ] && [ "$(report_field "$WORK/killed.json" outcome)" = postcopy-paused ] &&
+   [ "$sa" = postcopy-paused ] && [ "$sb" = postcopy-paused ]; then
+  pass postcopy-killed
+  echo "#   source: $sa, destination: $sb"
+  sed 's/^/#   /' "$WORK/killed.out"
+else
+  fail postcopy-killed "rc $rc, source $sa, destination $sb: $(cat "$WORK/killed.out")"
+fi
+# Either half of the split guest is never sent anywhere again.
+out=$(xk migrate "$K" 127.0.0.1:$PB 2>&1)
+if [ $? != 0 ] && echo "$out" | grep -q "is postcopy-paused" &&
+   [ "$(RUNDIR=$A dom_field "$K" state)" = postcopy-paused ]; then
+  pass postcopy-paused-not-sent
+else
+  fail postcopy-paused-not-sent "$out"
+fi
+# The operator's way out (docs/migration.md): destroy the destination's copy (the
+# source's is stale: the guest ran there).
+if RUNDIR=$B xk destroy "$K" >/dev/null 2>&1 && [ -z "$(RUNDIR=$B dom_field "$K" state)" ]; then
+  pass postcopy-destroy-paused
+else
+  fail postcopy-destroy-paused "destination still lists d$K"
+fi
