@@ -87,7 +87,7 @@ bool dev_tap_is_open(const struct nb_dev *d)
     return d->q[0].tap_fd >= 0;
 }
 
-int dev_open_tap(struct nb_dev *d)
+int dev_open_tap(struct nb_dev *d, unsigned nr_queues)
 {
     if (dev_tap_is_open(d))
         return 0;
@@ -102,6 +102,22 @@ int dev_open_tap(struct nb_dev *d)
     if (fd < 0)
         return fd;
     d->q[0].tap_fd = fd;
+    /*
+     * Every queue a frontend may ask for is opened now, by name, while the device is
+     * surely in our namespace (the toolstack may move it elsewhere): they wait detached.
+     */
+    for (unsigned i = 1; i < nr_queues && i < NB_MAX_QUEUES; i++) {
+        struct nb_queue *q = &d->q[i];
+        if ((q->tap_fd = tap_open(d->ifname)) < 0 || tap_queue_attach(q->tap_fd, false)) {
+            log_warn("netback: %u/%u: %s: opening queue %u: %s", d->xb.domid, d->xb.devid,
+                     d->ifname, i, q->tap_fd < 0 ? strerror(-q->tap_fd) : "detach failed");
+            if (q->tap_fd >= 0)
+                close(q->tap_fd);
+            q->tap_fd = -1;
+            break;
+        }
+        q->tap_detached = true;
+    }
     int rc = tap_up(d->ifname, d->bridge);
     if (rc == -ENODEV && d->bridge[0])
         log_warn("netback: %u/%u: no bridge %s: %s stays on its own", d->xb.domid,
@@ -348,6 +364,20 @@ static int attach_rings(struct nb_queue *q, const struct nb_queue_params *qp)
 }
 
 /* Queues beyond n (a frontend that came back with fewer) give their TAP queue back. */
+/* Queues n.. stay open but get no frame: this connection has fewer. */
+static void detach_tap_queues_from(struct nb_dev *d, unsigned n)
+{
+    for (unsigned i = n ? n : 1; i < NB_MAX_QUEUES; i++) {
+        struct nb_queue *q = &d->q[i];
+        if (q->tap_fd >= 0 && !q->tap_detached && tap_queue_attach(q->tap_fd, false) == 0)
+            q->tap_detached = true;
+        free(q->txbuf);
+        free(q->rxbuf);
+        q->txbuf = q->rxbuf = NULL;
+        q->rx_pending = 0;
+    }
+}
+
 static void close_tap_queues_from(struct nb_dev *d, unsigned n)
 {
     for (unsigned i = n ? n : 1; i < NB_MAX_QUEUES; i++) {
@@ -355,6 +385,7 @@ static void close_tap_queues_from(struct nb_dev *d, unsigned n)
         if (q->tap_fd >= 0)
             close(q->tap_fd);
         q->tap_fd = -1;
+        q->tap_detached = false;
         free(q->txbuf);
         free(q->rxbuf);
         q->txbuf = q->rxbuf = NULL;
@@ -381,6 +412,12 @@ static int queue_connect(struct nb_dev *d, struct nb_queue *q)
         q->rx_pending = 0;
     }
     d->xb.fail_step = "open a TAP queue";
+    if (q->tap_fd >= 0 && q->tap_detached) {
+        int rc = tap_queue_attach(q->tap_fd, true);
+        if (rc)
+            return rc;
+        q->tap_detached = false;
+    }
     if (q->tap_fd < 0 && (q->tap_fd = tap_open(d->ifname)) < 0) {
         int rc = q->tap_fd;
         q->tap_fd = -1;
@@ -424,7 +461,7 @@ int dev_connect(struct nb_dev *d, const struct nb_ring_params *rp)
     d->stop_fd = -1;
     atomic_store(&d->stop_reason, XB_STOP_NONE);
     d->rp = *rp;
-    close_tap_queues_from(d, rp->nr_queues);
+    detach_tap_queues_from(d, rp->nr_queues);
     d->xb.connected = true;        /* from here dev_disconnect cleans up what there is */
     for (unsigned i = 0; i < rp->nr_queues; i++)
         if ((rc = queue_connect(d, &d->q[i])))

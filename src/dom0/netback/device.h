@@ -22,6 +22,7 @@ struct nb_queue {
     struct nb_dev *d;
     unsigned idx;
     int tap_fd;                     /* this queue's TAP fd (IFF_MULTI_QUEUE); -1 */
+    bool tap_detached;              /* open but taken out of the device (TUNSETQUEUE) */
     struct dom0_conn *conn;
     void *tx_sring, *rx_sring;
     uint32_t tx_handle, rx_handle;
@@ -59,10 +60,11 @@ void dev_init(struct nb_dev *d);
 /* Queue 0's TAP fd is open (opened before the handshake). */
 bool dev_tap_is_open(const struct nb_dev *d);
 /*
- * Claim the device name, open queue 0 of the TAP device and bring it up on its bridge,
- * once. 0 or -errno (-EBUSY: another netback holds it).
+ * Claim the device name, open nr_queues queues of the TAP device (the ones past 0
+ * detached until a frontend connects that many) and bring it up on its bridge, once.
+ * 0 or -errno (-EBUSY: another netback holds it).
  */
-int dev_open_tap(struct nb_dev *d);
+int dev_open_tap(struct nb_dev *d, unsigned nr_queues);
 /*
  * Per queue: open its TAP queue, connect to xkvmd, map both rings, bind the event
  * channel(s), start moving packets from the rings' current indexes (rsp_prod) and kick

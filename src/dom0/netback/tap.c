@@ -51,6 +51,14 @@ int tap_open(const char *name)
     return fd;
 }
 
+int tap_queue_attach(int fd, bool on)
+{
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = on ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
+    return ioctl(fd, TUNSETQUEUE, &ifr) < 0 ? -errno : 0;
+}
+
 int tap_set_offload(int fd, bool csum, bool tso4, bool tso6)
 {
     unsigned flags = 0;

@@ -22,6 +22,13 @@ int tap_claim(const char *name);
  * non-blocking; each call attaches another queue. fd or -errno.
  */
 int tap_open(const char *name);
+/*
+ * Take queue fd out of the device (on = false: the kernel steers no frame to it) or put
+ * it back (TUNSETQUEUE). The fd stays bound to its device wherever the device goes,
+ * which opening by name again would not: a device moved to another network namespace
+ * is not found by name from here. 0 or -errno.
+ */
+int tap_queue_attach(int fd, bool on);
 /* What the kernel may hand us: checksum offload, TSO for IPv4/IPv6. 0 or -errno. */
 int tap_set_offload(int fd, bool csum, bool tso4, bool tso6);
 /* Bring the device up and, if bridge is not "", join it. 0, or -errno (-ENODEV: no bridge). */

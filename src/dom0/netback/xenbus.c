@@ -111,7 +111,7 @@ static int nb_open(struct xenbus_be *b, struct xenbus_be_dev *x)
     if (mac && domcfg_mac_parse(mac, d->mac) == 0) {
         snprintf(d->bridge, sizeof(d->bridge), "%s",
                  bridge && domcfg_ifname_valid(bridge) ? bridge : "");
-        rc = dev_open_tap(d);
+        rc = dev_open_tap(d, offered_queues());
         if (rc && rc != x->last_fail)
             log_warn("netback: %u/%u: TAP device vif%u.%u: %s (retrying)", x->domid,
                      x->devid, x->domid, x->devid, strerror(-rc));
