@@ -77,7 +77,12 @@ struct xkvm_dom0_map_foreign {
     uint64_t gfn;
 };
 
-/* mmap(fd, offset = mfn * page_size) gives the frame; the fd is read-only if asked. */
+/*
+ * mmap(fd, offset = mfn * page_size) gives the frame; the fd is read-only if asked. The
+ * fd is xkvmd's machine memory, where mfn is the frame's number; or, for a frame a
+ * same-host migration left in another xkvmd's memory, that memfd, where mfn is the
+ * frame's page in it.
+ */
 struct xkvm_dom0_map_reply {
     uint64_t mfn;
     uint32_t handle;        /* names the mapping in this connection */

@@ -347,12 +347,33 @@ static int do_unbind(struct conn *c, const struct dom0_request *r)
 }
 
 /* The reply to a map: the fd was checked before anything was mapped (map_fd_ready). */
+/*
+ * The fd the frame is in and its page there: this host's machine memory, or for a
+ * frame a same-host migration left in another xkvmd's memfd (a bank), that memfd,
+ * read-only through its own open file when asked.
+ */
 static int reply_mapped(struct conn *c, const struct dom0_request *r, uint64_t mfn,
                          uint32_t handle, bool readonly)
 {
     struct xkvm_dom0_map_reply rep = { .mfn = mfn, .handle = handle };
-    int fd = mem_fd(readonly);
-    return send_reply(c, r->type, r->seq, 0, &rep, sizeof(rep), &fd, 1);
+    if (!mm_frame_in_bank(host_mm(), mfn)) {
+        int fd = mem_fd(readonly);
+        return send_reply(c, r->type, r->seq, 0, &rep, sizeof(rep), &fd, 1);
+    }
+    uint64_t off;
+    int fd = mm_frame_fd(host_mm(), mfn, &off), own = -1;
+    if (fd >= 0 && readonly) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        fd = own = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return reply_error(c, r->type, r->seq, EIO, "the frame's memory cannot be opened");
+    rep.mfn = off >> XKVM_PAGE_SHIFT;
+    int rc = send_reply(c, r->type, r->seq, 0, &rep, sizeof(rep), &fd, 1);
+    if (own >= 0)
+        close(own);
+    return rc;
 }
 
 /* Whether a map can be answered: checked first, so that no mapping outlives a refusal. */
@@ -395,11 +416,6 @@ static int do_map_grant(struct conn *c, const struct dom0_request *r)
                            rc == -EACCES ? "not granted to dom0 (or read-only)" :
                            rc == -EFAULT ? "granted frame is not the domain's memory" :
                                            "gnttab_dom0_map");
-    if (mm_frame_in_bank(host_mm(), mfn)) {     /* services see our own memfd only */
-        gnttab_dom0_unmap(d, gt_handle);
-        return reply_error(c, r->type, r->seq, EXDEV, "granted frame is in another "
-                           "xkvmd's memory (a same-host migration)");
-    }
     if (wait_frame_present(d, mfn)) {
         gnttab_dom0_unmap(d, gt_handle);
         return reply_error(c, r->type, r->seq, EAGAIN, "post-copy: the page has not arrived");
@@ -427,11 +443,6 @@ static int do_map_foreign(struct conn *c, const struct dom0_request *r)
                      (1u << FRAME_GRANT);
     if (mfn == INVALID_MFN || mm_frame_get(host_mm(), mfn, d->domid, types))
         return reply_error(c, r->type, r->seq, EFAULT, "gfn not populated");
-    if (mm_frame_in_bank(host_mm(), mfn)) {     /* services see our own memfd only */
-        mm_frame_put(host_mm(), mfn);
-        return reply_error(c, r->type, r->seq, EXDEV, "gfn is in another xkvmd's memory "
-                           "(a same-host migration)");
-    }
     if (wait_frame_present(d, mfn)) {
         mm_frame_put(host_mm(), mfn);
         return reply_error(c, r->type, r->seq, EAGAIN, "post-copy: the page has not arrived");

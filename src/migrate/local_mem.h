@@ -34,11 +34,6 @@ struct local_mem {
 
 void local_mem_release(struct local_mem *lm);
 
-/*
- * A domain that can move this way: no PV disk or vif (their backends map guest pages
- * through their own xkvmd's memfd only). 0 or -EOPNOTSUPP with a message.
- */
-int local_send_check(struct domain *d, char *err, size_t errlen);
 /* Source: pass this host's memfd and its banks' over channel sock. 0 or -errno. */
 int local_send_fds(int sock, char *err, size_t errlen);
 /*

@@ -20,18 +20,6 @@ void local_mem_release(struct local_mem *lm)
     lm->nr_runs = 0;
 }
 
-int local_send_check(struct domain *d, char *err, size_t errlen)
-{
-    if (d->cfg.nr_disks || d->cfg.nr_vifs) {
-        snprintf(err, errlen, "domain %u has %u PV disk(s) and %u vif(s): their backends "
-                 "map its pages through their own xkvmd's memory, so it cannot move "
-                 "to another xkvmd on this host by sharing memory (use HOST:PORT)",
-                 d->domid, d->cfg.nr_disks, d->cfg.nr_vifs);
-        return -EOPNOTSUPP;
-    }
-    return 0;
-}
-
 int local_send_fds(int sock, char *err, size_t errlen)
 {
     struct machine_mem *mm = host_mm();

@@ -707,8 +707,6 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
                  "its memory is not copied");
         rc = -EINVAL;
     }
-    if (!rc && o->local_mem)
-        rc = local_send_check(d, err, errlen);
     if (!rc)
         rc = postcopy_refuse_split(d, err, errlen);
     if (!rc)
