@@ -31,6 +31,7 @@
 #include "hv/hv.h"
 #include "migrate/local_mem.h"
 #include "migrate/migrate.h"
+#include "migrate/postcopy_restore.h"
 #include "util/control_reply.h"
 #include "util/domcfg.h"
 #include "util/log.h"
@@ -237,6 +238,28 @@ static void linger_after_refusal(int fd)
     }
 }
 
+/*
+ * A post-copy recovery: its one line names a postcopy-paused domain and its token
+ * (postcopy_restore_recover checks both), read within RECOVER_LINE_S. Admitted once
+ * read: it claims no memory, and the watchdog's --migrate-timeout still applies.
+ */
+#define RECOVER_LINE_S 10u
+static int recover_postcopy(struct slot *s, struct transport *t, char *err, size_t errlen)
+{
+    char line[MIGRATE_MSG_MAX];
+    if (migrate_read_line(t, line, sizeof(line), RECOVER_LINE_S * 1000u)) {
+        snprintf(err, errlen, "refused: no recovery request within %u s", RECOVER_LINE_S);
+        return -EACCES;
+    }
+    pthread_mutex_lock(&slots_lock);
+    s->admitted = true;
+    pthread_mutex_unlock(&slots_lock);
+    int rc = postcopy_restore_recover(t, line, err, errlen);
+    if (rc == -EACCES)
+        linger_after_refusal(s->fd);
+    return rc;
+}
+
 static void *receive_thread(void *arg)
 {
     struct slot *s = arg;
@@ -257,8 +280,15 @@ static void *receive_thread(void *arg)
         s->gate.local_mem = &lm;
         rc = local_recv_fds(s->fd, &lm, err, sizeof(err));
     }
-    if (!rc)
-        rc = migrate_receive(t, true, &s->gate, NULL, &domid, err, sizeof(err));
+    struct migrate_first_byte fb;
+    struct transport *in = t;
+    int first = -1;
+    if (!rc && !s->same_host)
+        in = migrate_peek_first(&fb, t, &first);
+    if (!rc && first == 'P')        /* xkvm migrate-recover: docs/migration.md */
+        rc = recover_postcopy(s, in, err, sizeof(err));
+    else if (!rc)
+        rc = migrate_receive(in, true, &s->gate, NULL, &domid, err, sizeof(err));
     local_mem_release(&lm);
     if (t)
         transport_release(t);
