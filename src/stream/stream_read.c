@@ -128,7 +128,7 @@ static int fetch(struct xkvm_stream_reader *r, size_t at, size_t len, const uint
 
 void xkvm_stream_reader_postcopy_tail(struct xkvm_stream_reader *r)
 {
-    r->st->ended = r->st->postcopy = true;
+    r->st->ended = r->st->postcopy = r->st->static_done = true;
 }
 
 void xkvm_stream_reader_defer_pages(struct xkvm_stream_reader *r, bool on)

@@ -67,7 +67,7 @@ int xkvm_stream_writer_init_fd(struct xkvm_stream_writer *w, int fd,
 
 void xkvm_stream_writer_postcopy_tail(struct xkvm_stream_writer *w)
 {
-    w->st->ended = w->st->postcopy = true;
+    w->st->ended = w->st->postcopy = w->st->static_done = true;
 }
 
 int xkvm_stream_writer_init_io(struct xkvm_stream_writer *w, const struct xkvm_stream_io *io,
