@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "hv/domain.h"
 #include "hv/hv.h"
@@ -27,6 +28,7 @@
 #define LINE_POLL_MS        500u
 #define BACKGROUND_BATCH    32u     /* pages per record while nothing is asked for */
 #define POSTCOPY_NOTSENT_LOWAT (128 * 1024)
+#define POSTCOPY_STALL_S    60      /* a write with no progress this long: paused */
 
 bool postcopy_should_switch(const struct migrate_opts *o, unsigned passes, const char *stop)
 {
@@ -190,6 +192,14 @@ int postcopy_serve(struct domain *d, struct xkvm_stream_writer *w, struct transp
      */
     int lowat = POSTCOPY_NOTSENT_LOWAT;
     setsockopt(t->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+    /*
+     * A link that goes silent without an EOF: a write that makes no progress for
+     * POSTCOPY_STALL_S fails, and the domain becomes postcopy-paused (recoverable)
+     * instead of waiting for ever. The destination's reads time out likewise
+     * (incoming.c's socket timeouts).
+     */
+    struct timeval stall = { .tv_sec = POSTCOPY_STALL_S };
+    setsockopt(t->fd, SOL_SOCKET, SO_SNDTIMEO, &stall, sizeof(stall));
     pthread_t reader;
     int rc = -pthread_create(&reader, NULL, back_channel_reader, v);
     if (rc) {
