@@ -15,7 +15,8 @@
 #                        cannot be migrated again
 #   postcopy-recover-wrong-token  a peer naming the paused domain with a wrong token
 #                        is refused, both stay paused
-#   postcopy-recovered   xkvm migrate-recover over a fresh link completes it: the
+#   postcopy-recover-killed  a recovery whose link is killed too: both paused again
+#   postcopy-recovered   a second xkvm migrate-recover over a fresh link completes it: the
 #                        source's copy is gone, the guest says PASS at the destination
 source "$(dirname "$0")/lib.sh"
 require_kvm
@@ -147,6 +148,30 @@ PY
   fi
 else
   echo "SKIP: postcopy-recover-wrong-token: a raw peer cannot speak ${XKVM_MIGRATE_TRANSPORT}"
+fi
+# A recovery whose link dies too: both copies paused again, as before it.
+proxy $PX $PB 200000
+xk migrate-recover "$K" 127.0.0.1:$PX > "$WORK/recover1.out" 2>&1 &
+REC=$!
+for _ in $(seq 100); do
+  [ "$(RUNDIR=$B dom_field "$K" state)" = running ] && break
+  sleep 0.1
+done
+sleep 1
+kill "$PROXY_PID" 2>/dev/null
+wait $REC
+rc=$?
+sa=; sb=
+for _ in $(seq 100); do
+  sa=$(RUNDIR=$A dom_field "$K" state); sb=$(RUNDIR=$B dom_field "$K" state)
+  [ "$sa" = postcopy-paused ] && [ "$sb" = postcopy-paused ] && break
+  sleep 0.1
+done
+if [ $rc != 0 ] && [ "$sa" = postcopy-paused ] && [ "$sb" = postcopy-paused ]; then
+  pass postcopy-recover-killed
+  sed 's/^/#   /' "$WORK/recover1.out"
+else
+  fail postcopy-recover-killed "rc $rc, source $sa, destination $sb: $(cat "$WORK/recover1.out")"
 fi
 # The operator's way out: xkvm migrate-recover over a fresh link. The destination
 # says what it still misses, the paused vCPUs go on as the pages arrive, the source's
