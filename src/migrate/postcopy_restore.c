@@ -36,6 +36,7 @@ struct postcopy_restore {
     uint64_t mm_len;
     char token[33];             /* sent with RUNNING; a recovery must name it */
     bool recovering;            /* a recovery connection serves it now */
+    bool serving;               /* a connection's thread is between running and detach */
 };
 
 static int cmp_m2g(const void *a, const void *b)
@@ -187,7 +188,7 @@ int postcopy_restore_begin(struct postcopy_restore **out, struct domain *d,
 void postcopy_restore_running(struct postcopy_restore *pr)
 {
     pthread_mutex_lock(&pr->wlock);
-    pr->live = true;
+    pr->live = pr->serving = true;
     pthread_mutex_unlock(&pr->wlock);
     uffd_pages_rerequest(&pr->u);       /* faults taken before RUNNING */
 }
@@ -200,7 +201,7 @@ const char *postcopy_restore_token(const struct postcopy_restore *pr)
 void postcopy_restore_detach(struct postcopy_restore *pr)
 {
     pthread_mutex_lock(&pr->wlock);
-    pr->live = false;
+    pr->live = pr->serving = false;
     pr->t = NULL;
     pthread_mutex_unlock(&pr->wlock);
 }
@@ -242,7 +243,9 @@ static void finish(struct postcopy_restore *pr)
 static void lost(struct postcopy_restore *pr)
 {
     struct domain *d = pr->d;
-    postcopy_restore_detach(pr);
+    pthread_mutex_lock(&pr->wlock);
+    pr->live = false;           /* no request on a dead link; the caller detaches */
+    pthread_mutex_unlock(&pr->wlock);
     __atomic_store_n(&d->postcopy_paused, true, __ATOMIC_RELAXED);
     /* Asked, not waited for: a vCPU blocked on a missing page stays blocked. */
     domain_pause_begin(d);
@@ -327,6 +330,17 @@ static int send_missing_lines(struct postcopy_restore *pr, struct transport *t)
     return migrate_send_line(t, MIGRATE_MSG_RECOVER_READY) ? -EPIPE : 0;
 }
 
+/* No other connection serves pr (the failed one has let go, no recovery runs): take it. */
+static bool claim_free(struct postcopy_restore *pr)
+{
+    pthread_mutex_lock(&pr->wlock);
+    bool free_now = !pr->serving && !pr->recovering;
+    if (free_now)
+        pr->recovering = true;
+    pthread_mutex_unlock(&pr->wlock);
+    return free_now;
+}
+
 /* The line names a postcopy-paused domain of ours and its token: claim it. */
 static struct postcopy_restore *claim(const char *line, struct domain **dp, char *err,
                                       size_t errlen)
@@ -345,8 +359,9 @@ static struct postcopy_restore *claim(const char *line, struct domain **dp, char
         /* One answer for all three: a stray peer learns nothing about our domains. */
         snprintf(err, errlen, "no postcopy-paused domain %u with that token here", domid);
         pr = NULL;
-    } else if (__atomic_exchange_n(&pr->recovering, true, __ATOMIC_ACQ_REL)) {
-        snprintf(err, errlen, "domain %u is being recovered already", domid);
+    } else if (!claim_free(pr)) {
+        snprintf(err, errlen, "domain %u is being recovered already, or its last connection "
+                 "is still being closed: try again", domid);
         pr = NULL;
     }
     if (!pr && d)
@@ -388,7 +403,9 @@ int postcopy_restore_recover(struct transport *t, const char *line, char *err, s
     }
     if (rc != -ENOMEM)
         xkvm_stream_reader_release(&rd);
-    __atomic_store_n(&pr->recovering, false, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&pr->wlock);
+    pr->recovering = false;
+    pthread_mutex_unlock(&pr->wlock);
     domain_put(d);
     return rc;
 }
