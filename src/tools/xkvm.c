@@ -102,6 +102,7 @@ static const char usage_text[] =
 "  migrate DOMAIN HOST:PORT|ssh://[USER@]HOST[:PORT] [--downtime-ms N] [--max-iters N]\n"
 "          [--non-live] [--no-auto-converge] [--downtime-strict] [--report FILE]\n"
 "          [--tls-hostname NAME] [--ssh-command CMD] [--remote-xkvm PATH]\n"
+"          [--connections N]\n"
 "                                live-migrate the domain to the xkvmd listening at\n"
 "                                HOST:PORT (xkvmd --migrate-listen); progress on a\n"
 "                                terminal, a JSON report with --report. Over TLS when\n"
@@ -112,6 +113,8 @@ static const char usage_text[] =
 "                                A guest that dirties faster than the link is slowed\n"
 "                                (vCPU throttle) until the rest fits --downtime-ms;\n"
 "                                --downtime-strict: fail if it cannot\n"
+"                                --connections N: pages over N TCP connections (or\n"
+"                                TLS sessions), 1..16, default 1\n"
 "  migrate-cancel DOMAIN         stop the domain's running migration before the\n"
 "                                hand-over: it runs on here, the destination cleans up\n"
 "  migrate-receive               receive a migration on stdin/stdout into this host's\n"
@@ -1210,10 +1213,11 @@ static int cmd_migrate(int argc, char **argv)
         { "tls-hostname", required_argument, NULL, 't' },
         { "ssh-command", required_argument, NULL, 's' },
         { "remote-xkvm", required_argument, NULL, 'x' },
+        { "connections", required_argument, NULL, 'C' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
-    long downtime = -1, iters = -1;
+    long downtime = -1, iters = -1, conns = 0;
     bool live = true, converge = true, strict = false;
     const char *report = NULL, *tls_hostname = NULL, *remote = "xkvm";
     const char *ssh = getenv("XKVM_SSH") && *getenv("XKVM_SSH") ? getenv("XKVM_SSH") : "ssh";
@@ -1243,6 +1247,11 @@ static int cmd_migrate(int argc, char **argv)
             break;
         case 's': ssh = optarg; break;
         case 'x': remote = optarg; break;
+        case 'C':
+            conns = strtol(optarg, &end, 10);
+            if (*end || conns < 1 || conns > 16)
+                return usage_error("migrate: --connections takes 1..16");
+            break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage_error("migrate: bad option");
         }
@@ -1260,6 +1269,8 @@ static int cmd_migrate(int argc, char **argv)
         return usage_error("migrate: ssh://[USER@]HOST[:PORT] expected, got '%s'", hp);
     if (!via_ssh && (!colon || colon == hp || *end || port < 1 || port > 65535))
         return usage_error("migrate: HOST:PORT expected, got '%s'", hp);
+    if (via_ssh && conns > 1)
+        return usage_error("migrate: --connections needs HOST:PORT (ssh:// is one channel)");
     int chan = -1;
     pid_t ssh_pid = via_ssh ? spawn_ssh(ssh, dest, sport, remote, &chan) : 0;
     if (ssh_pid < 0) {
@@ -1285,6 +1296,8 @@ static int cmd_migrate(int argc, char **argv)
         add_field(req, "downtime_strict", json_object_new_boolean(true));
     if (tls_hostname)
         add_field(req, "tls_hostname", json_object_new_string(tls_hostname));
+    if (conns > 0)
+        add_field(req, "connections", json_object_new_int((int)conns));
     struct migrate_view mv = { .tty = isatty(STDERR_FILENO) };
     int r = long_job_fd(req, chan, show_progress, &mv, &reply, &failed);
     if (mv.tty)
