@@ -500,7 +500,7 @@ static int send_config(struct sender *s, char *err, size_t errlen)
 static int sync_peer(struct sender *s, struct transport *t, char *err, size_t errlen)
 {
     char line[MIGRATE_MSG_MAX];
-    uint32_t seq;
+    uint32_t seq = 0;
     if (!s->o->peer)
         return 0;
     if (s->mc.n && multiconn_tx_mark(&s->mc, &seq)) {
