@@ -72,13 +72,17 @@ struct multiconn_rx *multiconn_rx_open(void *receiver, int main_fd,
     return m;
 }
 
-/* The first failure wins; the main receiver learns it at its next read (m->lock held). */
+/*
+ * An extra connection failed: the first failure wins. The main receiver learns it at
+ * its next read (its reading side is shut down: it can still send its ERROR line to
+ * the source), or at once if it waits for the extra connections. m->lock held.
+ */
 static void fail_locked(struct multiconn_rx *m, int rc, const char *msg)
 {
     if (!m->failed) {
         m->failed = rc;
         snprintf(m->err, sizeof(m->err), "%s", msg);
-        shutdown(m->main_fd, SHUT_RDWR);
+        shutdown(m->main_fd, SHUT_RD);
     }
     pthread_cond_broadcast(&m->cond);
 }
@@ -140,8 +144,6 @@ int multiconn_rx_wait(struct multiconn_rx *m, const uint32_t *count, uint32_t se
         rc = m->failed;
         snprintf(err, errlen, "%s", m->err);
     }
-    if (rc)
-        fail_locked(m, rc, err);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }
