@@ -177,6 +177,7 @@ struct sender {
     unsigned throttle;          /* auto-converge's vCPU throttle now (percent) */
     unsigned at_max_throttle;   /* iterations at the top throttle */
     struct multiconn_tx mc;     /* extra connections (multiconn.h), if any */
+    char why[400];              /* stream_why's message */
 };
 
 static inline bool bit(const uint64_t *bm, uint64_t i)
@@ -211,9 +212,13 @@ static uint64_t writer_bytes(const struct sender *s)
 }
 
 /* The stream error behind a failed write: the main stream's or an extra one's. */
-static const char *stream_why(const struct sender *s)
+static const char *stream_why(struct sender *s)
 {
-    return s->mc.failed ? s->mc.failed->err.msg : s->w.err.msg;
+    if (!s->mc.failed)
+        return s->w.err.msg;
+    snprintf(s->why, sizeof(s->why), "extra connection %u: %s",
+             (unsigned)(s->mc.failed - s->mc.w), s->mc.failed->err.msg);
+    return s->why;
 }
 
 /*
