@@ -24,6 +24,9 @@
 # and the same-host case (bench/bench-migrate-same-host.sh:
 # {"bench":"migrate-same-host",...}). Needs /dev/kvm and qemu-system-x86_64 (scripts/deps.sh --bench).
 set -uo pipefail
+# BENCH_MIGRATE_CONNECTIONS=N: the idle cases (plain and TLS) over N connections
+# (xkvm migrate --connections N, docs/migration.md "Several connections").
+CONNS=${BENCH_MIGRATE_CONNECTIONS:-}
 BUILD=${1:-build}
 RUNS=${2:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,7 +78,8 @@ CFG
   grep -q "xtest: fill: ready" "$W/$A/dmesg-$d.log" || { log "$name: guest not ready"; return 1; }
   sleep 1
   for i in $(seq "$RUNS"); do
-    xk $src migrate "$d" 127.0.0.1:$dport --report "$W/r.json" >/dev/null || { log "$name: migrate failed"; return 1; }
+    xk $src migrate "$d" 127.0.0.1:$dport ${CONNS:+--connections $CONNS} --report "$W/r.json" >/dev/null ||
+      { log "$name: migrate failed"; return 1; }
     cat "$W/r.json"
     if [ $src = $A ]; then src=$B; dst=$A; dport=$PA; else src=$A; dst=$B; dport=$PB; fi
     sleep 1
@@ -89,7 +93,8 @@ import json, sys
 r = json.load(sys.stdin)
 print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "idle-1g-256m-random",
                   "total_ms": round(r["total_ms"], 2), "downtime_ms": round(r["downtime_ms"], 3),
-                  "bytes": r["bytes"], "iterations": r["iterations"], "rate_mbs": round(r["rate_mbs"])}))'
+                  "bytes": r["bytes"], "iterations": r["iterations"], "rate_mbs": round(r["rate_mbs"]),
+                  "connections": r.get("connections")}))'
 A=h3 B=h4 PA=$((PORT + 3)) PB=$((PORT + 4))
 tls_json=$(xkvm_case idle-tls "test=fill mb=256 at=64" | median) || exit 1
 A=h1 B=h2 PA=$PORT PB=$((PORT + 1))
@@ -99,7 +104,8 @@ r = json.load(sys.stdin)
 print(json.dumps({"bench": "migrate", "system": "xkvm-tls-psk", "guest": "idle-1g-256m-random",
                   "transport": r.get("transport"), "total_ms": round(r["total_ms"], 2),
                   "downtime_ms": round(r["downtime_ms"], 3), "bytes": r["bytes"],
-                  "iterations": r["iterations"], "rate_mbs": round(r["rate_mbs"])}))'
+                  "iterations": r["iterations"], "rate_mbs": round(r["rate_mbs"]),
+                  "connections": r.get("connections")}))'
 floor=$("$BUILD/bench/bench-stream-floor" "$(echo "$xkvm_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')") || exit 1
 echo "$floor"
 # The goal (issue 19): total time <= 1.2x the floor, plain and TLS each against its own.

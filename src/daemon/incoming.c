@@ -31,6 +31,7 @@
 #include "hv/hv.h"
 #include "migrate/local_mem.h"
 #include "migrate/migrate.h"
+#include "migrate/multiconn.h"
 #include "migrate/postcopy_restore.h"
 #include "util/control_reply.h"
 #include "util/domcfg.h"
@@ -153,8 +154,17 @@ void migrate_incoming_watchdog(void)
     pthread_mutex_unlock(&slots_lock);
 }
 
-/* Give the slot back: its memory claim ends (its domain runs here or is gone). */
+/*
+ * Give the slot back: its memory claim ends (its domain runs here or is gone). The
+ * connection is closed, unless keep_fd (an extra data connection lives on without).
+ */
+static void slot_release_fd(struct slot *s, char *cut_off, size_t len, bool keep_fd);
 static void slot_release(struct slot *s, char *cut_off, size_t len)
+{
+    slot_release_fd(s, cut_off, len, false);
+}
+
+static void slot_release_fd(struct slot *s, char *cut_off, size_t len, bool keep_fd)
 {
     pthread_mutex_lock(&slots_lock);
     snprintf(cut_off, len, "%s", s->cut_off);
@@ -162,7 +172,8 @@ static void slot_release(struct slot *s, char *cut_off, size_t len)
     int fd = s->fd;
     *s = (struct slot){ .fd = -1, .reply_fd = -1 };
     pthread_mutex_unlock(&slots_lock);
-    close(fd);      /* only now: the watchdog must never shut down a reused fd */
+    if (!keep_fd)
+        close(fd);  /* only now: the watchdog must never shut down a reused fd */
     __atomic_sub_fetch(&nr_incoming, 1, __ATOMIC_ACQ_REL);
 }
 
@@ -238,6 +249,46 @@ static void linger_after_refusal(int fd)
     }
 }
 
+/* Milliseconds left of the slot's admission deadline (at least 1). */
+static unsigned admit_ms_left(const struct slot *s)
+{
+    uint64_t now = mono_ns();
+    return s->admit_by_ns > now ? (unsigned)((s->admit_by_ns - now) / 1000000u) + 1 : 1;
+}
+
+/*
+ * A connection that began with 'D': an extra data connection of a migration in
+ * progress (migrate/multiconn.h), refused unless its DATA line names one. It gives
+ * its slot back at once (the migration it joins holds one) and runs here until its
+ * END; a refusal is logged, and said to the peer, as any refused peer's.
+ */
+static void data_connection(struct slot *s, struct transport *t)
+{
+    char line[96] = "D", tok[MULTICONN_TOKEN_LEN + 1], err[900] = "", peer[sizeof(s->peer)];
+    char cut_off[sizeof(s->cut_off)];
+    unsigned index = 0;
+    int rc = migrate_read_line(t, line + 1, sizeof(line) - 1, admit_ms_left(s));
+    if (rc || multiconn_parse_data_line(line, strlen(line), tok, &index)) {
+        rc = -EPROTO;
+        snprintf(err, sizeof(err), "refused: not a migration stream nor a DATA line");
+    }
+    snprintf(peer, sizeof(peer), "%s", s->peer);
+    int fd = s->fd;
+    slot_release_fd(s, cut_off, sizeof(cut_off), true);
+    if (!rc)
+        rc = migrate_receive_data(tok, index, t, err, sizeof(err));
+    if (rc == -EACCES || rc == -EPROTO) {
+        migrate_send_line(t, MIGRATE_MSG_ERROR " %s", err);
+        linger_after_refusal(fd);
+    }
+    transport_release(t);
+    close(fd);
+    if (rc)
+        log_warn("incoming migration from %s failed: %s", peer, err);
+    else
+        log_info("incoming data connection %u from %s done", index, peer);
+}
+
 /*
  * A post-copy recovery: its one line names a postcopy-paused domain and its token
  * (postcopy_restore_recover checks both), read within RECOVER_LINE_S. Admitted once
@@ -280,15 +331,25 @@ static void *receive_thread(void *arg)
         s->gate.local_mem = &lm;
         rc = local_recv_fds(s->fd, &lm, err, sizeof(err));
     }
-    struct migrate_first_byte fb;
-    struct transport *in = t;
-    int first = -1;
-    if (!rc && !s->same_host)
-        in = migrate_peek_first(&fb, t, &first);
-    if (!rc && first == 'P')        /* xkvm migrate-recover: docs/migration.md */
-        rc = recover_postcopy(s, in, err, sizeof(err));
+    /* Its first byte: a stream begins with 0xff, an extra data connection with 'D'. */
+    uint8_t first = 0;
+    if (!rc && (transport_wait_readable(t, admit_ms_left(s)) <= 0 ||
+                transport_read(t, &first, 1) != 1)) {
+        rc = -EPIPE;
+        snprintf(err, sizeof(err), "nothing received%s%s", t->why[0] ? ": " : "", t->why);
+    }
+    if (!rc && first == 'D' && s->reply_fd < 0) {
+        local_mem_release(&lm);
+        data_connection(s, t);
+        return NULL;
+    }
+    struct transport_pushback pb;
+    if (!rc)
+        transport_pushback(&pb, t, first);
+    if (!rc && first == 'P' && !s->same_host)   /* xkvm migrate-recover: migration.md */
+        rc = recover_postcopy(s, &pb.t, err, sizeof(err));
     else if (!rc)
-        rc = migrate_receive(in, true, &s->gate, NULL, &domid, err, sizeof(err));
+        rc = migrate_receive(&pb.t, true, &s->gate, NULL, &domid, err, sizeof(err));
     local_mem_release(&lm);
     if (t)
         transport_release(t);

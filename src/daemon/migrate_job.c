@@ -24,6 +24,7 @@
 #include "migrate/migrate.h"
 #include "util/domcfg.h"
 #include "util/log.h"
+#include "util/multiconn_line.h"
 #include "util/tls.h"
 #include "util/transport.h"
 
@@ -45,6 +46,10 @@ struct job {
     struct migrate_cancel cancel;   /* migrate: xkvm migrate-cancel */
     bool same_host;             /* migrate via local:RUNDIR: memory shared, not copied */
     struct local_mem lm;
+    struct data_conn {              /* migrate: extra connections (migrate/multiconn.h) */
+        int fd;
+        struct transport plain, *t;
+    } data[MULTICONN_MAX];
     struct job *next;           /* migrate: in the list of running migrations */
 };
 
@@ -106,6 +111,7 @@ static const struct field report_fields[] = {
     FIELD(migrate_report, final_ms, FK_DOUBLE), FIELD(migrate_report, pause_ms, FK_DOUBLE),
     FIELD(migrate_report, quiet_ms, FK_DOUBLE), FIELD(migrate_report, state_ms, FK_DOUBLE),
     FIELD(migrate_report, dest_ms, FK_DOUBLE), FIELD(migrate_report, rate_mbs, FK_DOUBLE),
+    FIELD(migrate_report, connections, FK_UINT),
     FIELD(migrate_report, downtime_target_ms, FK_UINT),
     FIELD(migrate_report, throttle_pct, FK_UINT),
     FIELD(migrate_report, est_downtime_ms, FK_DOUBLE), FIELD(migrate_report, stop, FK_STR),
@@ -239,6 +245,36 @@ static struct transport *outgoing_transport(struct job *j, int fd, struct transp
     return t;
 }
 
+/*
+ * An extra connection of the migration (opts.open_data): to the same HOST:PORT,
+ * authenticated as the main one; a stall fails its writes after PEER_IO_TIMEOUT_S.
+ */
+#define PEER_IO_TIMEOUT_S 60
+static struct transport *open_data(void *arg, unsigned index, char *err, size_t errlen)
+{
+    struct job *j = arg;
+    struct data_conn *c = &j->data[index];
+    c->fd = connect_to(j->host, j->port, err, errlen);
+    if (c->fd < 0)
+        return NULL;
+    struct timeval tmo = { .tv_sec = PEER_IO_TIMEOUT_S };
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+    c->t = outgoing_transport(j, c->fd, &c->plain, err, errlen);
+    return c->t;
+}
+
+static void close_data(struct job *j)
+{
+    for (unsigned i = 0; i < MULTICONN_MAX; i++) {
+        if (j->data[i].t)
+            transport_release(j->data[i].t);
+        if (j->data[i].fd >= 0)
+            close(j->data[i].fd);
+        j->data[i] = (struct data_conn){ .fd = -1 };
+    }
+}
+
 /* Jobs running now (live update waits for none, nor for incoming migrations). */
 static unsigned nr_jobs;
 
@@ -308,6 +344,7 @@ static void *job_thread(void *arg)
     }
     char transport_name[400];
     snprintf(transport_name, sizeof(transport_name), "%s", t ? t->name : "none");
+    close_data(j);
     if (t)
         transport_release(t);
     if (out >= 0)
@@ -446,6 +483,8 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
     if (!j)
         return control_reply_err(ENOMEM, "out of memory");
     j->file_fd = -1;
+    for (unsigned i = 0; i < MULTICONN_MAX; i++)
+        j->data[i].fd = -1;
     j->kind = !strcmp(cmd, "save") ? JOB_SAVE : !strcmp(cmd, "restore") ? JOB_RESTORE : JOB_MIGRATE;
     j->opts.live = j->kind == JOB_MIGRATE;
     j->opts.peer = j->kind == JOB_MIGRATE;
@@ -471,6 +510,12 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
             !get_int(req, "port", 1, 65535, &v) || !v)
             bad = control_reply_err(EINVAL, "migrate needs \"host\" and \"port\" (1..65535)");
         j->port = (int)v;
+        v = MIGRATE_DEFAULT_CONNECTIONS;
+        if (!bad && !get_int(req, "connections", 1, MULTICONN_MAX, &v))
+            bad = control_reply_err(EINVAL, "\"connections\" must be 1..%u", MULTICONN_MAX);
+        j->opts.connections = (unsigned)v;
+        j->opts.open_data = open_data;
+        j->opts.open_arg = j;
     }
     if (!bad && j->kind == JOB_MIGRATE) {
         v = MIGRATE_DEFAULT_DOWNTIME_MS;
@@ -501,6 +546,9 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
             bad = control_reply_err(EINVAL, "\"downtime_strict\" must be true or false");
         if (!bad && !get_bool(req, "postcopy_recover", &j->opts.postcopy_recover))
             bad = control_reply_err(EINVAL, "\"postcopy_recover\" must be true or false");
+        if (!bad && j->opts.postcopy_recover && j->opts.connections > 1)
+            bad = control_reply_err(EINVAL, "a post-copy recovery goes over one connection "
+                                    "(no --connections)");
         if (!bad && j->opts.postcopy_recover && j->same_host)
             bad = control_reply_err(EINVAL, "a same-host migration has no post-copy to recover");
         if (!bad && !get_bool(req, "postcopy", &j->opts.postcopy))

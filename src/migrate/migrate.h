@@ -81,7 +81,17 @@ struct migrate_opts {
     bool postcopy_recover;      /* resume a postcopy-paused post-copy (postcopy_save.c) */
     uint32_t postcopy_after;    /* ...after this many passes (0: at once); also when
                                    pre-copy stops without converging */
+    /*
+     * peer: connections to use, the main one included (0 or 1: just it; at most
+     * MULTICONN_MAX), extra ones opened by open_data (connected and authenticated,
+     * NULL with a message if not; they stay the caller's). migrate/multiconn.h.
+     */
+    unsigned connections;
+    struct transport *(*open_data)(void *arg, unsigned index, char *err, size_t errlen);
+    void *open_arg;
 };
+/* Connections when the request names none (docs/performance.md, "Several connections"). */
+#define MIGRATE_DEFAULT_CONNECTIONS 1
 #define MIGRATE_DEFAULT_DOWNTIME_MS 5
 #define MIGRATE_DEFAULT_MAX_ITERS   30
 #define MIGRATE_DEFAULT_MAX_FACTOR  3
@@ -119,6 +129,7 @@ struct migrate_report {
     double quiet_ms, state_ms;      /* parts of final_ms: dom0 quiet wait, state records */
     double dest_ms;                 /* END sent to RESTORED received */
     double rate_mbs;
+    unsigned connections;           /* TCP connections (or TLS sessions) used */
     /*
      * Convergence: the target, the throttle when pre-copy stopped, the final copy's
      * pages at the rate measured then, and why pre-copy stopped: "converged" (the rest

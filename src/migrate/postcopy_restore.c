@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
 
 #include "hv/domain.h"
 #include "hv/hv.h"
@@ -410,49 +409,3 @@ int postcopy_restore_recover(struct transport *t, const char *line, char *err, s
     return rc;
 }
 
-/* The first byte read back to the reader: a transport that hands it out first. */
-static ssize_t first_read(struct transport *t, void *buf, size_t len)
-{
-    struct migrate_first_byte *fb = (struct migrate_first_byte *)t;
-    if (!fb->have)
-        return transport_read(fb->inner, buf, len);
-    if (!len)
-        return 0;
-    *(uint8_t *)buf = fb->byte;
-    fb->have = false;
-    return 1;
-}
-
-static ssize_t first_writev(struct transport *t, const struct iovec *iov, int iovcnt)
-{
-    struct transport *in = ((struct migrate_first_byte *)t)->inner;
-    return in->writev(in, iov, iovcnt);
-}
-
-static bool first_pending(struct transport *t)
-{
-    struct migrate_first_byte *fb = (struct migrate_first_byte *)t;
-    return fb->have || (fb->inner->pending && fb->inner->pending(fb->inner));
-}
-
-struct transport *migrate_peek_first(struct migrate_first_byte *fb, struct transport *t,
-                                     int *first)
-{
-    uint8_t c = 0;
-    *first = -1;
-    if (t->raw) {           /* plain: peek, so that the receiver may still splice */
-        ssize_t n;
-        do
-            n = recv(t->fd, &c, 1, MSG_PEEK);
-        while (n < 0 && errno == EINTR);
-        *first = n == 1 ? c : -1;
-        return t;
-    }
-    if (transport_read(t, &c, 1) != 1)
-        return t;
-    *first = c;
-    *fb = (struct migrate_first_byte){ .inner = t, .byte = c, .have = true };
-    fb->t = (struct transport){ .fd = t->fd, .read = first_read, .writev = first_writev,
-                                .pending = first_pending, .name = t->name };
-    return &fb->t;
-}

@@ -42,20 +42,6 @@ const char *postcopy_restore_token(const struct postcopy_restore *pr);
  */
 int postcopy_restore_recover(struct transport *t, const char *line, char *err, size_t errlen);
 
-/*
- * An incoming connection's first byte, to tell a recovery ('P' of POSTCOPY-RECOVER)
- * from a stream (0xff, the image header's marker), without losing it: *first the
- * byte or -1 (nothing came). Returns the transport to read on (t, or fb over t).
- */
-struct migrate_first_byte {
-    struct transport t;         /* first: the transport handed out */
-    struct transport *inner;
-    uint8_t byte;
-    bool have;
-};
-struct transport *migrate_peek_first(struct migrate_first_byte *fb, struct transport *t,
-                                     int *first);
-
 /* The connection is no longer ours (the caller releases it): no request goes on it. */
 void postcopy_restore_detach(struct postcopy_restore *pr);
 

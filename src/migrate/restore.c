@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include "migrate/arch_state.h"
 #include "migrate/local_mem.h"
 #include "migrate/postcopy_restore.h"
+#include "migrate/multiconn.h"
 #include "migrate/pv_restore.h"
 #include "util/domcfg.h"
 #include "util/hostpath.h"
@@ -63,6 +65,11 @@ struct receiver {
     /* A plain transport's pages go socket -> pipe -> memfd (splice_move); else -1. */
     int pipe_rd, pipe_wr, splice_from;
     struct postcopy_restore *postcopy;  /* POSTCOPY_MISSING read: owned by d */
+    /* Several connections (multiconn.h): an extra connection's receiver names the
+     * main one, whose ram_held it shares under place_lock. */
+    struct receiver *main;
+    pthread_mutex_t place_lock;
+    struct multiconn_rx *mc;
 };
 
 /* Where a stream's host paths may lie (xkvmd --disk-root, --kernel-root). */
@@ -216,14 +223,15 @@ static int place_new_page(struct receiver *r, uint64_t gfn, bool special, uint64
     struct domain *d = r->d;
     bool mmio = gfn >= (GUEST_LOWMEM_END >> XKVM_PAGE_SHIFT) &&
                 gfn < (GUEST_HIGHMEM_START >> XKVM_PAGE_SHIFT);
-    if (!special && (mmio || r->ram_held >= d->max_frames))
+    struct receiver *m = r->main ? r->main : r;
+    if (!special && (mmio || m->ram_held >= d->max_frames))
         return fail(r, -EINVAL, "page %#llx is not in the domain's memory map%s",
                     (unsigned long long)gfn, mmio ? "" : " and past its maximum");
     if (mm_alloc_run(host_mm(), 1, d->domid, special ? FRAME_SPECIAL : FRAME_RAM, mfn) != 1)
         return fail(r, -ENOMEM, "out of memory for page %#llx", (unsigned long long)gfn);
     if (physmap_place(d, gfn, *mfn, INVALID_GFN))
         return fail(r, -EIO, "placing page %#llx", (unsigned long long)gfn);
-    r->ram_held += !special;
+    m->ram_held += !special;
     return 0;
 }
 
@@ -296,10 +304,11 @@ static int drop_page(struct receiver *r, uint64_t gfn, uint64_t mfn)
 {
     if (mfn == INVALID_MFN)
         return 0;
+    struct receiver *m = r->main ? r->main : r;
     bool ram = mm_frame_type(host_mm(), mfn) == FRAME_RAM;
     if (physmap_place(r->d, gfn, INVALID_MFN, INVALID_GFN))
         return fail(r, -EIO, "removing page %#llx", (unsigned long long)gfn);
-    r->ram_held -= ram && r->ram_held;
+    m->ram_held -= ram && m->ram_held;
     return 0;
 }
 
@@ -308,15 +317,32 @@ static int drop_page(struct receiver *r, uint64_t gfn, uint64_t mfn)
  * domain may not have is refused before any byte of the record lands), then the page
  * contents are read from the stream straight into those frames.
  */
+static int place_pages(struct receiver *r, const struct xkvm_stream_record *rec,
+                       struct iovec *iov, int *niov);
+
 static int on_pages(struct receiver *r, struct xkvm_stream_reader *rd,
                     const struct xkvm_stream_record *rec)
+{
+    struct iovec iov[XKVM_STREAM_BATCH_MAX];
+    int niov = 0;
+    /* Extra connections place pages at once (multiconn.h): one at a time. */
+    pthread_mutex_t *lock = &(r->main ? r->main : r)->place_lock;
+    pthread_mutex_lock(lock);
+    int rc = place_pages(r, rec, iov, &niov);
+    pthread_mutex_unlock(lock);
+    if (!rc && niov && receive_pages(r, rd, iov, niov))
+        return fail(r, -EIO, "stream: %s", rd->err.msg);
+    return rc;
+}
+
+/* Every entry checked and given its frame; the frames to fill into iov. */
+static int place_pages(struct receiver *r, const struct xkvm_stream_record *rec,
+                       struct iovec *iov, int *niov)
 {
     int rc;
     struct domain *d = r->d;
     struct xkvm_stream_page_iter it;
     struct xkvm_stream_page pg;
-    struct iovec iov[XKVM_STREAM_BATCH_MAX];
-    int niov = 0;
     xkvm_stream_page_iter_init(&it, rec);
     while (xkvm_stream_page_next(&it, &pg)) {
         if (pg.pfn >= d->p2m.nr_gfns)
@@ -336,10 +362,8 @@ static int on_pages(struct receiver *r, struct xkvm_stream_reader *rd,
          * for a page it sent with data before, so there is nothing to write.
          */
         if (pg.type == XKVM_STREAM_PAGE_NORMAL)
-            add_frame(iov, &niov, mfn);
+            add_frame(iov, niov, mfn);
     }
-    if (niov && receive_pages(r, rd, iov, niov))
-        return fail(r, -EIO, "stream: %s", rd->err.msg);
     return 0;
 }
 
@@ -360,6 +384,95 @@ static int on_local_memory(struct receiver *r, const struct xkvm_stream_record *
     for (size_t i = 0; i < lm->nr_runs; i++)    /* its RAM: the runs (no walk of it) */
         r->ram_held += lm->runs[i].nr;
     return 0;
+}
+
+static void close_splice(struct receiver *r)
+{
+    if (r->pipe_rd >= 0) {
+        close(r->pipe_rd);
+        close(r->pipe_wr);
+    }
+}
+
+static uint32_t le32_at(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Fault injection (tests/kvm/migrate-multiconn.sh): an extra connection drops. */
+static bool data_fault_point(struct transport *t)
+{
+    const char *f = getenv("XKVM_TEST_FAULT");
+    if (!f || strcmp(f, "data-drop"))
+        return false;
+    shutdown(t->fd, SHUT_RDWR);
+    return true;
+}
+
+int restore_data_stream(void *receiver, struct transport *t,
+                        void (*marker)(void *arg, uint32_t seq), void *arg,
+                        char *err, size_t errlen)
+{
+    struct receiver *m = receiver;
+    struct receiver r = { .peer = true, .main = m, .d = m->d, .err = err, .errlen = errlen };
+    struct xkvm_stream_reader rd;
+    struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS };
+    struct xkvm_stream_io io = transport_stream_io(t);
+    if (xkvm_stream_reader_init_io(&rd, &io, &lim))
+        return fail(&r, -ENOMEM, "out of memory");
+    xkvm_stream_reader_defer_pages(&rd, true);
+    splice_setup(&r, t);
+    struct xkvm_stream_record rec;
+    int rc = 0, n;
+    bool ended = false;
+    while (!rc && !ended && (n = xkvm_stream_next(&rd, &rec)) > 0) {
+        if (rec.type == XKVM_STREAM_REC_PAGE_DATA && data_fault_point(t))
+            rc = fail(&r, -EPIPE, "XKVM_TEST_FAULT=data-drop: connection dropped");
+        else if (rec.type == XKVM_STREAM_REC_PAGE_DATA)
+            rc = on_pages(&r, &rd, &rec);
+        else if (rec.type == XKVM_STREAM_REC_SYNC && rec.length == 4 &&
+                 le32_at(rec.body) == MULTICONN_LAST_MARKER)
+            ended = true;
+        else if (rec.type == XKVM_STREAM_REC_SYNC && rec.length == 4)
+            marker(arg, le32_at(rec.body));
+        else if (rec.type != XKVM_STREAM_REC_STATIC_DATA_END)
+            rc = fail(&r, -EPROTO, "an extra connection carries STATIC_DATA_END, PAGE_DATA "
+                      "and SYNC markers only, not %s", xkvm_stream_rec_name(rec.type) ?
+                      xkvm_stream_rec_name(rec.type) : "an unknown record");
+    }
+    if (!rc && !ended)
+        rc = fail(&r, -EPIPE, "stream: %s", rd.err.msg);
+    if (rc && t->why[0] && !strstr(err, t->why)) {
+        size_t l = strlen(err);
+        snprintf(err + l, errlen - l, " (%s)", t->why);
+    }
+    xkvm_stream_reader_release(&rd);
+    close_splice(&r);
+    return rc;
+}
+
+/* SYNC: with several connections (an 8-byte body), wait for the extra ones first. */
+static int on_sync(struct receiver *r, struct transport *t, const struct xkvm_stream_record *rec)
+{
+    if (r->mc && rec->length == 8) {
+        uint32_t count = le32_at(rec->body);
+        int rc = multiconn_rx_wait(r->mc, &count, le32_at(rec->body + 4), false, r->err,
+                                   r->errlen);
+        if (rc)
+            return rc;
+    }
+    if (r->peer && migrate_send_line(t, MIGRATE_MSG_SYNCED))
+        return fail(r, -EPIPE, "source went away");
+    return 0;
+}
+
+/* READY, with a token for extra connections where they can reach us (a network peer). */
+static int say_ready(struct receiver *r, struct transport *t)
+{
+    char token[MULTICONN_TOKEN_LEN + 1];
+    if (r->gate && (r->mc = multiconn_rx_open(r, t->fd, token)))
+        return migrate_send_line(t, MIGRATE_MSG_READY " %s", token);
+    return migrate_send_line(t, MIGRATE_MSG_READY);
 }
 
 static int keep(void **dst, size_t *len, const struct xkvm_stream_record *rec)
@@ -413,7 +526,8 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
                     const struct domcfg *local, uint16_t *domid, char *err, size_t errlen)
 {
     struct receiver r = { .peer = peer, .gate = gate, .local = local, .err = err,
-                          .errlen = errlen, .pipe_rd = -1, .pipe_wr = -1, .splice_from = -1 };
+                          .errlen = errlen, .pipe_rd = -1, .pipe_wr = -1, .splice_from = -1,
+                          .place_lock = PTHREAD_MUTEX_INITIALIZER };
     struct xkvm_stream_reader rd;
     /* Until a peer's config is admitted, no record may make us buffer more than it. */
     struct xkvm_stream_limits lim = { .max_vcpus = XKVM_STREAM_MAX_VCPUS,
@@ -442,7 +556,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
             if (!rc)
                 xkvm_stream_reader_set_record_max(&rd, 0);
             fault_point("recv-config");
-            if (!rc && peer && migrate_send_line(t, MIGRATE_MSG_READY))
+            if (!rc && peer && say_ready(&r, t))
                 rc = fail(&r, -EPIPE, "source went away");
             break;
         case XKVM_STREAM_REC_LOCAL_MEMORY:
@@ -469,11 +583,13 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
         case XKVM_STREAM_REC_END:
             fault_point("recv-end");
             ended = true;
-            rc = finish(&r);
+            if (r.mc)
+                rc = multiconn_rx_wait(r.mc, NULL, 0, true, err, errlen);
+            if (!rc)
+                rc = finish(&r);
             break;
         case XKVM_STREAM_REC_SYNC:
-            if (peer && migrate_send_line(t, MIGRATE_MSG_SYNCED))
-                rc = fail(&r, -EPIPE, "source went away");
+            rc = on_sync(&r, t, &rec);
             break;
         default:
             /* TSC_INFO (time is in DOMAIN_CONTEXT), HVM_PARAMS (a Xen reader's copy of
@@ -485,10 +601,10 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     }
     if (!rc && !ended)
         rc = fail(&r, -EINVAL, "stream: %s", rd.err.msg);
-    if (r.pipe_rd >= 0) {
-        close(r.pipe_rd);
-        close(r.pipe_wr);
-    }
+    if (rc && r.mc)
+        multiconn_rx_failed(r.mc, err, errlen);     /* the cause, if theirs */
+    multiconn_rx_close(r.mc);      /* every extra connection gone: none writes any more */
+    close_splice(&r);
     free(r.hvm_ctx);
     free(r.dom_ctx);
     free(r.xs_state);

@@ -32,6 +32,7 @@
 #include "migrate/arch_state.h"
 #include "migrate/local_mem.h"
 #include "migrate/postcopy_save.h"
+#include "migrate/multiconn.h"
 #include "migrate/pv_save.h"
 #include "util/domcfg.h"
 #include "util/log.h"
@@ -178,6 +179,8 @@ struct sender {
     unsigned throttle;          /* auto-converge's vCPU throttle now (percent) */
     unsigned at_max_throttle;   /* iterations at the top throttle */
     bool postcopy;              /* switching to post-copy (postcopy_save.c) */
+    struct multiconn_tx mc;     /* extra connections (multiconn.h), if any */
+    char why[400];              /* stream_why's message */
 };
 
 static inline bool bit(const uint64_t *bm, uint64_t i)
@@ -208,7 +211,17 @@ static bool in_ram_map(struct domain *d, uint64_t gfn)
 
 static uint64_t writer_bytes(const struct sender *s)
 {
-    return s->w.info.bytes;
+    return s->w.info.bytes + multiconn_tx_bytes(&s->mc);
+}
+
+/* The stream error behind a failed write: the main stream's or an extra one's. */
+static const char *stream_why(struct sender *s)
+{
+    if (!s->mc.failed)
+        return s->w.err.msg;
+    snprintf(s->why, sizeof(s->why), "extra connection %u: %s",
+             (unsigned)(s->mc.failed - s->mc.w), s->mc.failed->err.msg);
+    return s->why;
 }
 
 /*
@@ -263,6 +276,7 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
         if (!v)
             continue;
         s->dirty[w] = 0;
+        struct xkvm_stream_writer *out = multiconn_tx_writer(&s->mc, &s->w, w);
         while (v) {
             uint64_t g = w * 64 + (uint64_t)__builtin_ctzll(v);
             v &= v - 1;
@@ -275,20 +289,22 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
                 const uint8_t *page = mm_frame_ptr(host_mm(), mfn);
                 if (iteration == 0 && s->backed && mfn < host_mm()->nr_frames &&
                     !bit(s->backed, mfn))
-                    rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XALLOC);
+                    rc = xkvm_stream_add_pfn(out, g, XKVM_STREAM_PAGE_XALLOC);
                 else
-                    rc = xkvm_stream_add_page(&s->w, g, page);
+                    rc = xkvm_stream_add_page(out, g, page);
             } else if (p2m_lookup(&d->p2m, g) == INVALID_MFN &&
                        (iteration > 0 || in_ram_map(d, g))) {
                 /* Ballooned out: before pass 0, or since (the p2m marked it dirty). */
-                rc = xkvm_stream_add_pfn(&s->w, g, XKVM_STREAM_PAGE_XTAB);
+                rc = xkvm_stream_add_pfn(out, g, XKVM_STREAM_PAGE_XTAB);
             } else {
                 continue;       /* a Xen frame (shared_info, grants): in DOMAIN_CONTEXT */
             }
-            if (rc)
+            if (rc) {
+                s->mc.failed = out != &s->w ? out : NULL;
                 goto out;
+            }
             if ((++sent % XKVM_STREAM_BATCH_MAX) == 0) {
-                if ((rc = xkvm_stream_flush_pages(&s->w)))
+                if ((rc = xkvm_stream_flush_pages(&s->w)) || (rc = multiconn_tx_flush(&s->mc)))
                     goto out;
                 p2m_release(&d->p2m);
                 p2m_hold(&d->p2m);
@@ -306,7 +322,8 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
             }
         }
     }
-    rc = xkvm_stream_flush_pages(&s->w);
+    if (!(rc = xkvm_stream_flush_pages(&s->w)))
+        rc = multiconn_tx_flush(&s->mc);
 out:
     p2m_release(&d->p2m);
     if (rc)
@@ -484,13 +501,24 @@ static int send_config(struct sender *s, char *err, size_t errlen)
     return 0;
 }
 
-/* SYNC: wait until the destination has read everything sent so far (peer only). */
+/*
+ * SYNC: wait until the destination has read everything sent so far (peer only). With
+ * extra connections each gets a marker first, and the SYNC says how many there are and
+ * which marker (multiconn.h): the destination answers once all delivered it.
+ */
 static int sync_peer(struct sender *s, struct transport *t, char *err, size_t errlen)
 {
     char line[MIGRATE_MSG_MAX];
+    uint32_t seq = 0;
     if (!s->o->peer)
         return 0;
-    if (xkvm_stream_write_record(&s->w, XKVM_STREAM_REC_SYNC, NULL, 0)) {
+    if (s->mc.n && multiconn_tx_mark(&s->mc, &seq)) {
+        snprintf(err, errlen, "stream: %s", stream_why(s));
+        return -EPIPE;
+    }
+    uint8_t b[8] = { (uint8_t)s->mc.n, 0, 0, 0, (uint8_t)seq, (uint8_t)(seq >> 8),
+                     (uint8_t)(seq >> 16), (uint8_t)(seq >> 24) };
+    if (xkvm_stream_write_record(&s->w, XKVM_STREAM_REC_SYNC, b, s->mc.n ? 8 : 0)) {
         snprintf(err, errlen, "stream: %s", s->w.err.msg);
         return -EPIPE;
     }
@@ -586,7 +614,7 @@ static int precopy(struct sender *s, struct transport *t, uint64_t t_start, char
         }
         uint64_t sent, t0 = mono_ns(), b0 = writer_bytes(s);
         if (send_marked(s, it, false, (uint64_t)n, &sent)) {
-            snprintf(err, errlen, "stream: %s", s->w.err.msg);
+            snprintf(err, errlen, "stream: %s", stream_why(s));
             return -EPIPE;
         }
         if ((rc = sync_peer(s, t, err, errlen)))
@@ -704,6 +732,12 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     char line[MIGRATE_MSG_MAX];
     bool paused = false, logging = false;
     int rc = refuse_foreign_maps(d, err, errlen);
+    if (!rc && o->connections > 1 && (o->postcopy || o->local_mem)) {
+        snprintf(err, errlen, "--connections does not apply to %s",
+                 o->local_mem ? "a same-host migration (its memory is not copied)" :
+                 "a post-copy migration (its pages go on one connection)");
+        rc = -EINVAL;
+    }
     if (!rc && o->local_mem && o->postcopy) {
         snprintf(err, errlen, "--postcopy does not apply to a same-host migration: "
                  "its memory is not copied");
@@ -715,6 +749,10 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
         rc = send_config(&s, err, errlen);
     if (!rc && o->peer)
         rc = expect(t, MIGRATE_MSG_READY, line, sizeof(line), err, errlen);
+    /* Extra connections: all there (the destination says SYNCED) before any page. */
+    if (!rc && o->peer && !(rc = multiconn_tx_open(&s.mc, o, d->domid, line, &wo, err, errlen)) &&
+        s.mc.n)
+        rc = sync_peer(&s, t, err, errlen);
     if (!rc && !o->live) {
         domain_pause(d);
         paused = true;
@@ -741,7 +779,7 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     s.backed = rc || o->local_mem ? NULL : backed_frames();  /* after logging started */
     if (!rc && !s.postcopy &&
         send_marked(&s, 0, !o->live, popcount_bm(s.dirty, s.nr_gfns), &sent)) {
-        snprintf(err, errlen, "stream: %s", s.w.err.msg);
+        snprintf(err, errlen, "stream: %s", stream_why(&s));
         rc = -EPIPE;
     }
     if (!rc && o->live && !s.postcopy)
@@ -785,8 +823,9 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             if (o->local_mem)
                 local_keep_special(d, s.dirty, s.nr_gfns);
             uint64_t n = popcount_bm(s.dirty, s.nr_gfns);
-            if (send_marked(&s, rep->iterations + 1, true, n, &sent)) {
-                snprintf(err, errlen, "stream: %s", s.w.err.msg);
+            if (send_marked(&s, rep->iterations + 1, true, n, &sent) ||
+                multiconn_tx_end(&s.mc)) {
+                snprintf(err, errlen, "stream: %s", stream_why(&s));
                 rc = -EPIPE;
             }
             rep->final_pages = sent;
@@ -859,8 +898,10 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
                 "copy holds its missing pages and is kept (docs/migration.md \"Failure during "
                 "post-copy\")", d->domid, err);
     }
-    rep->bytes = s.w.info.bytes;
+    rep->bytes = writer_bytes(&s);
+    rep->connections = s.mc.n + 1;
     rep->total_ms = (double)(mono_ns() - t_start) / 1e6;
+    multiconn_tx_release(&s.mc);
     xkvm_stream_writer_release(&s.w);
     free(s.dirty);
     free(s.backed);

@@ -103,6 +103,7 @@ static const char usage_text[] =
 "          [--non-live] [--no-auto-converge] [--downtime-strict] [--report FILE]\n"
 "          [--postcopy] [--postcopy-after N]\n"
 "          [--tls-hostname NAME] [--ssh-command CMD] [--remote-xkvm PATH]\n"
+"          [--connections N]\n"
 "                                live-migrate the domain to the xkvmd listening at\n"
 "                                HOST:PORT (xkvmd --migrate-listen); progress on a\n"
 "                                terminal, a JSON report with --report. Over TLS when\n"
@@ -118,9 +119,11 @@ static const char usage_text[] =
 "                                the guest there after N passes (default 1; 0: at\n"
 "                                once) or when pre-copy cannot converge, its missing\n"
 "                                pages fetched on demand (docs/migration.md)\n"
+"                                --connections N: pages over N TCP connections (or\n"
+"                                TLS sessions), 1..16, default 1\n"
 "  migrate-recover DOMAIN HOST:PORT|ssh://[USER@]HOST[:PORT]\n"
-"                                 resume a postcopy-paused post-copy migration\n"
-"                                 over a new connection (docs/migration.md)\n"
+"                                resume a postcopy-paused post-copy migration\n"
+"                                over a new connection (docs/migration.md)\n"
 "  migrate-cancel DOMAIN         stop the domain's running migration before the\n"
 "                                hand-over: it runs on here, the destination cleans up\n"
 "  migrate-receive               receive a migration on stdin/stdout into this host's\n"
@@ -1254,10 +1257,11 @@ static int cmd_migrate(int argc, char **argv)
         { "tls-hostname", required_argument, NULL, 't' },
         { "ssh-command", required_argument, NULL, 's' },
         { "remote-xkvm", required_argument, NULL, 'x' },
+        { "connections", required_argument, NULL, 'C' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
-    long downtime = -1, iters = -1, pc_after = -1;
+    long downtime = -1, iters = -1, pc_after = -1, conns = 0;
     bool live = true, converge = true, strict = false, postcopy = false;
     const char *report = NULL, *tls_hostname = NULL, *remote = "xkvm";
     const char *ssh = getenv("XKVM_SSH") && *getenv("XKVM_SSH") ? getenv("XKVM_SSH") : "ssh";
@@ -1294,6 +1298,11 @@ static int cmd_migrate(int argc, char **argv)
             break;
         case 's': ssh = optarg; break;
         case 'x': remote = optarg; break;
+        case 'C':
+            conns = strtol(optarg, &end, 10);
+            if (*end || conns < 1 || conns > 16)
+                return usage_error("migrate: --connections takes 1..16");
+            break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage_error("migrate: bad option");
         }
@@ -1313,6 +1322,8 @@ static int cmd_migrate(int argc, char **argv)
         return usage_error("migrate: local:RUNDIR expected (another xkvmd's run directory)");
     if (!via_ssh && !same_host && (!colon || colon == hp || *end || port < 1 || port > 65535))
         return usage_error("migrate: HOST:PORT expected, got '%s'", hp);
+    if (via_ssh && conns > 1)
+        return usage_error("migrate: --connections needs HOST:PORT (ssh:// is one channel)");
     int chan = -1;
     pid_t ssh_pid = via_ssh ? spawn_ssh(ssh, dest, sport, remote, &chan) :
                     same_host ? spawn_local_receiver(hp + 6, &chan) : 0;
@@ -1348,6 +1359,8 @@ static int cmd_migrate(int argc, char **argv)
         add_field(req, "postcopy_after", json_object_new_int((int)pc_after));
     if (tls_hostname)
         add_field(req, "tls_hostname", json_object_new_string(tls_hostname));
+    if (conns > 0)
+        add_field(req, "connections", json_object_new_int((int)conns));
     struct migrate_view mv = { .tty = isatty(STDERR_FILENO) };
     int r = long_job_fd(req, chan, show_progress, &mv, &reply, &failed);
     if (mv.tty)

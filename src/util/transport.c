@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 #include <unistd.h>
 
 static ssize_t plain_read(struct transport *t, void *buf, size_t len)
@@ -72,6 +73,45 @@ void transport_release(struct transport *t)
     t->release = NULL;
     if (release)
         release(t);     /* a TLS transport frees itself: t is gone after this */
+}
+
+static ssize_t pushback_read(struct transport *t, void *buf, size_t len)
+{
+    struct transport_pushback *p = (struct transport_pushback *)t;
+    if (p->byte >= 0 && len) {
+        *(uint8_t *)buf = (uint8_t)p->byte;
+        p->byte = -1;
+        return 1;
+    }
+    ssize_t n = p->inner->read(p->inner, buf, len);
+    if (n < 0)
+        memcpy(t->why, p->inner->why, sizeof(t->why));
+    return n;
+}
+
+static ssize_t pushback_writev(struct transport *t, const struct iovec *iov, int iovcnt)
+{
+    struct transport_pushback *p = (struct transport_pushback *)t;
+    ssize_t n = p->inner->writev(p->inner, iov, iovcnt);
+    if (n < 0)
+        memcpy(t->why, p->inner->why, sizeof(t->why));
+    return n;
+}
+
+static bool pushback_pending(struct transport *t)
+{
+    struct transport_pushback *p = (struct transport_pushback *)t;
+    return p->byte >= 0 || p->inner->pending(p->inner);
+}
+
+void transport_pushback(struct transport_pushback *p, struct transport *inner, uint8_t byte)
+{
+    /* raw as inner: the byte put back is read (by the stream's header) before any splice */
+    p->t = (struct transport){ .fd = inner->fd, .read = pushback_read,
+                               .writev = pushback_writev, .pending = pushback_pending,
+                               .name = inner->name, .raw = inner->raw };
+    p->inner = inner;
+    p->byte = byte;
 }
 
 static ssize_t io_read(void *ctx, void *buf, size_t len)

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -41,6 +42,18 @@ int transport_write_all(struct transport *t, const void *buf, size_t len);
  */
 int transport_wait_readable(struct transport *t, unsigned timeout_ms);
 void transport_release(struct transport *t);
+
+/*
+ * t with one byte read ahead put back in front (a destination reads a connection's
+ * first byte to tell a migration stream from an extra data connection): reads return
+ * it first, everything else goes to inner. Releasing it releases nothing.
+ */
+struct transport_pushback {
+    struct transport t;
+    struct transport *inner;
+    int byte;                   /* -1: given out */
+};
+void transport_pushback(struct transport_pushback *p, struct transport *inner, uint8_t byte);
 
 /* The stream reader's and writer's view of t (xkvm_stream_*_init_io). */
 struct xkvm_stream_io transport_stream_io(struct transport *t);
