@@ -260,6 +260,12 @@ void xkvm_stream_reader_set_record_max(struct xkvm_stream_reader *r, uint32_t re
  */
 void xkvm_stream_reader_defer_pages(struct xkvm_stream_reader *r, bool on);
 /*
+ * Post-copy recovery (docs/migration.md "Recovering a post-copy"): this new stream
+ * continues a post-copy tail, so after its headers only PAGE_DATA and POSTCOPY_DONE
+ * are accepted, as after END and POSTCOPY_MISSING. Call before the first record.
+ */
+void xkvm_stream_reader_postcopy_tail(struct xkvm_stream_reader *r);
+/*
  * Read the next page bytes of the current PAGE_DATA into iov (total a multiple of
  * 4096, at most what is pending). 0, or -1 with r->err (TRUNCATED, IO; sticky).
  */
@@ -368,6 +374,8 @@ struct xkvm_stream_writer {
 int xkvm_stream_writer_init_fd(struct xkvm_stream_writer *w, int fd,
                                const struct xkvm_stream_writer_opts *opts);
 /* An fd writer whose bytes go through io (a transport), not writev(2). */
+/* The writer's side of xkvm_stream_reader_postcopy_tail. */
+void xkvm_stream_writer_postcopy_tail(struct xkvm_stream_writer *w);
 int xkvm_stream_writer_init_io(struct xkvm_stream_writer *w, const struct xkvm_stream_io *io,
                                const struct xkvm_stream_writer_opts *opts);
 int xkvm_stream_writer_init_buffer(struct xkvm_stream_writer *w,

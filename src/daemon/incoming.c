@@ -32,6 +32,7 @@
 #include "migrate/local_mem.h"
 #include "migrate/migrate.h"
 #include "migrate/multiconn.h"
+#include "migrate/postcopy_restore.h"
 #include "util/control_reply.h"
 #include "util/domcfg.h"
 #include "util/log.h"
@@ -288,6 +289,28 @@ static void data_connection(struct slot *s, struct transport *t)
         log_info("incoming data connection %u from %s done", index, peer);
 }
 
+/*
+ * A post-copy recovery: its one line names a postcopy-paused domain and its token
+ * (postcopy_restore_recover checks both), read within RECOVER_LINE_S. Admitted once
+ * read: it claims no memory, and the watchdog's --migrate-timeout still applies.
+ */
+#define RECOVER_LINE_S 10u
+static int recover_postcopy(struct slot *s, struct transport *t, char *err, size_t errlen)
+{
+    char line[MIGRATE_MSG_MAX];
+    if (migrate_read_line(t, line, sizeof(line), RECOVER_LINE_S * 1000u)) {
+        snprintf(err, errlen, "refused: no recovery request within %u s", RECOVER_LINE_S);
+        return -EACCES;
+    }
+    pthread_mutex_lock(&slots_lock);
+    s->admitted = true;
+    pthread_mutex_unlock(&slots_lock);
+    int rc = postcopy_restore_recover(t, line, err, errlen);
+    if (rc == -EACCES)
+        linger_after_refusal(s->fd);
+    return rc;
+}
+
 static void *receive_thread(void *arg)
 {
     struct slot *s = arg;
@@ -321,10 +344,12 @@ static void *receive_thread(void *arg)
         return NULL;
     }
     struct transport_pushback pb;
-    if (!rc) {
+    if (!rc)
         transport_pushback(&pb, t, first);
+    if (!rc && first == 'P' && !s->same_host)   /* xkvm migrate-recover: migration.md */
+        rc = recover_postcopy(s, &pb.t, err, sizeof(err));
+    else if (!rc)
         rc = migrate_receive(&pb.t, true, &s->gate, NULL, &domid, err, sizeof(err));
-    }
     local_mem_release(&lm);
     if (t)
         transport_release(t);

@@ -544,6 +544,13 @@ struct json_object *migrate_job_start(struct json_object *req, const char *cmd, 
         j->opts.no_auto_converge = !converge;
         if (!bad && !get_bool(req, "downtime_strict", &j->opts.downtime_strict))
             bad = control_reply_err(EINVAL, "\"downtime_strict\" must be true or false");
+        if (!bad && !get_bool(req, "postcopy_recover", &j->opts.postcopy_recover))
+            bad = control_reply_err(EINVAL, "\"postcopy_recover\" must be true or false");
+        if (!bad && j->opts.postcopy_recover && j->opts.connections > 1)
+            bad = control_reply_err(EINVAL, "a post-copy recovery goes over one connection "
+                                    "(no --connections)");
+        if (!bad && j->opts.postcopy_recover && j->same_host)
+            bad = control_reply_err(EINVAL, "a same-host migration has no post-copy to recover");
         if (!bad && !get_bool(req, "postcopy", &j->opts.postcopy))
             bad = control_reply_err(EINVAL, "\"postcopy\" must be true or false");
         v = 1;          /* after the first pass */

@@ -104,6 +104,8 @@ struct domain {
      */
     struct uffd_pages *postcopy;
     bool postcopy_paused;
+    /* The switch's token (RUNNING's): a recovery must name it (postcopy_recover). */
+    char postcopy_token[33];
     /*
      * Arriving (restore, migration) and not yet whole: the toolstack does not see it
      * (not listed, not addressable, not counted) and its name is not taken, until

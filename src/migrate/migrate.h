@@ -35,6 +35,15 @@ struct xkvm_ctx_hvm_param;
 #define MIGRATE_MSG_ERROR       "ERROR"       /* ERROR <message> */
 /* POSTCOPY-DONE <faults> <requests> <wait avg us> <wait max us>: all pages in */
 #define MIGRATE_MSG_POSTCOPY_DONE "POSTCOPY-DONE"
+/*
+ * Post-copy recovery (docs/migration.md "Recovering a post-copy"), on a new
+ * connection: the source's first line POSTCOPY-RECOVER <domid> <token> (the token the
+ * destination sent with RUNNING), then the destination's MISSING <pfn hex> <count>
+ * lines and RECOVER-READY, or ERROR.
+ */
+#define MIGRATE_MSG_POSTCOPY_RECOVER "POSTCOPY-RECOVER"
+#define MIGRATE_MSG_MISSING     "MISSING"
+#define MIGRATE_MSG_RECOVER_READY "RECOVER-READY"
 #define MIGRATE_MSG_MAX         512
 
 /*
@@ -69,6 +78,7 @@ struct migrate_opts {
     /* Same-host migration (migrate/local_mem.h): RAM stays in place; else NULL. */
     struct local_mem *local_mem;
     bool postcopy;              /* live: switch to post-copy (postcopy_save.c) */
+    bool postcopy_recover;      /* resume a postcopy-paused post-copy (postcopy_save.c) */
     uint32_t postcopy_after;    /* ...after this many passes (0: at once); also when
                                    pre-copy stops without converging */
     /*

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "hv/domain.h"
 #include "hv/hv.h"
@@ -32,6 +33,9 @@ struct postcopy_restore {
     uint64_t nr_m2g;
     uint8_t *mm_lo;             /* the registered range of mm->base */
     uint64_t mm_len;
+    char token[33];             /* sent with RUNNING; a recovery must name it */
+    bool recovering;            /* a recovery connection serves it now */
+    bool serving;               /* a connection's thread is between running and detach */
 };
 
 static int cmp_m2g(const void *a, const void *b)
@@ -163,6 +167,14 @@ int postcopy_restore_begin(struct postcopy_restore **out, struct domain *d,
     pr->d = d;
     pr->t = t;
     pthread_mutex_init(&pr->wlock, NULL);
+    uint8_t rnd[16];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        free(pr);
+        snprintf(err, errlen, "post-copy: no random bytes for the recovery token");
+        return -EIO;
+    }
+    for (unsigned i = 0; i < sizeof(rnd); i++)
+        snprintf(pr->token + 2 * i, 3, "%02x", rnd[i]);
     d->postcopy = &pr->u;       /* from here on domain_destroy frees it */
     *out = pr;
     int rc = setup(pr, rec, err, errlen);
@@ -175,15 +187,20 @@ int postcopy_restore_begin(struct postcopy_restore **out, struct domain *d,
 void postcopy_restore_running(struct postcopy_restore *pr)
 {
     pthread_mutex_lock(&pr->wlock);
-    pr->live = true;
+    pr->live = pr->serving = true;
     pthread_mutex_unlock(&pr->wlock);
     uffd_pages_rerequest(&pr->u);       /* faults taken before RUNNING */
+}
+
+const char *postcopy_restore_token(const struct postcopy_restore *pr)
+{
+    return pr->token;
 }
 
 void postcopy_restore_detach(struct postcopy_restore *pr)
 {
     pthread_mutex_lock(&pr->wlock);
-    pr->live = false;
+    pr->live = pr->serving = false;
     pr->t = NULL;
     pthread_mutex_unlock(&pr->wlock);
 }
@@ -225,7 +242,9 @@ static void finish(struct postcopy_restore *pr)
 static void lost(struct postcopy_restore *pr)
 {
     struct domain *d = pr->d;
-    postcopy_restore_detach(pr);
+    pthread_mutex_lock(&pr->wlock);
+    pr->live = false;           /* no request on a dead link; the caller detaches */
+    pthread_mutex_unlock(&pr->wlock);
     __atomic_store_n(&d->postcopy_paused, true, __ATOMIC_RELAXED);
     /* Asked, not waited for: a vCPU blocked on a missing page stays blocked. */
     domain_pause_begin(d);
@@ -279,3 +298,114 @@ int postcopy_restore_serve(struct postcopy_restore *pr, struct xkvm_stream_reade
     /* The source waits for this line before it destroys its copy; ours is whole. */
     return 0;
 }
+
+/* ---- recovery (docs/migration.md "Recovering a post-copy") ---- */
+
+static bool token_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned diff = la != lb;
+    for (size_t i = 0; i < la && i < lb; i++)
+        diff |= (unsigned)(a[i] ^ b[i]);        /* no early exit: no timing oracle */
+    return !diff;
+}
+
+/* MISSING lines for every frame still missing (asked for or not), then RECOVER-READY. */
+static int send_missing_lines(struct postcopy_restore *pr, struct transport *t)
+{
+    uint64_t first = 0, count = 0;
+    for (uint64_t i = 0; i <= pr->nr_m2g; i++) {
+        bool miss = i < pr->nr_m2g && uffd_pages_is_missing(&pr->u, pr->m2g[i].mfn);
+        if (miss && count && pr->m2g[i].gfn == first + count) {
+            count++;
+            continue;
+        }
+        if (count && migrate_send_line(t, MIGRATE_MSG_MISSING " %llx %llu",
+                                       (unsigned long long)first, (unsigned long long)count))
+            return -EPIPE;
+        first = miss ? pr->m2g[i].gfn : 0;
+        count = miss;
+    }
+    return migrate_send_line(t, MIGRATE_MSG_RECOVER_READY) ? -EPIPE : 0;
+}
+
+/* No other connection serves pr (the failed one has let go, no recovery runs): take it. */
+static bool claim_free(struct postcopy_restore *pr)
+{
+    pthread_mutex_lock(&pr->wlock);
+    bool free_now = !pr->serving && !pr->recovering;
+    if (free_now)
+        pr->recovering = true;
+    pthread_mutex_unlock(&pr->wlock);
+    return free_now;
+}
+
+/* The line names a postcopy-paused domain of ours and its token: claim it. */
+static struct postcopy_restore *claim(const char *line, struct domain **dp, char *err,
+                                      size_t errlen)
+{
+    unsigned domid = 0;
+    char token[40] = "";
+    *dp = NULL;
+    if (sscanf(line, MIGRATE_MSG_POSTCOPY_RECOVER " %u %39s", &domid, token) != 2) {
+        snprintf(err, errlen, "malformed recovery request");
+        return NULL;
+    }
+    struct domain *d = domid < XKVM_DOMID_LIMIT ? domain_get(domid) : NULL;
+    struct postcopy_restore *pr = d ? (struct postcopy_restore *)d->postcopy : NULL;
+    if (!pr || !__atomic_load_n(&d->postcopy_paused, __ATOMIC_ACQUIRE) ||
+        !token_equal(pr->token, token)) {
+        /* One answer for all three: a stray peer learns nothing about our domains. */
+        snprintf(err, errlen, "no postcopy-paused domain %u with that token here", domid);
+        pr = NULL;
+    } else if (!claim_free(pr)) {
+        snprintf(err, errlen, "domain %u is being recovered already, or its last connection "
+                 "is still being closed: try again", domid);
+        pr = NULL;
+    }
+    if (!pr && d)
+        domain_put(d);
+    *dp = pr ? d : NULL;
+    return pr;
+}
+
+int postcopy_restore_recover(struct transport *t, const char *line, char *err, size_t errlen)
+{
+    struct domain *d;
+    struct postcopy_restore *pr = claim(line, &d, err, errlen);
+    if (!pr) {
+        migrate_send_line(t, MIGRATE_MSG_ERROR " %s", err);
+        return -EACCES;
+    }
+    struct xkvm_stream_reader rd;
+    struct xkvm_stream_limits lim = { .max_pfn = d->p2m.nr_gfns, .max_vcpus = d->nr_vcpus };
+    struct xkvm_stream_io io = transport_stream_io(t);
+    int rc = xkvm_stream_reader_init_io(&rd, &io, &lim) ? -ENOMEM : 0;
+    if (rc) {
+        snprintf(err, errlen, "out of memory");
+    } else {
+        xkvm_stream_reader_postcopy_tail(&rd);
+        log_info("d%u: post-copy recovery: %llu pages still at the source", d->domid,
+                 (unsigned long long)uffd_pages_nr_missing(&pr->u));
+        if ((rc = send_missing_lines(pr, t)))
+            snprintf(err, errlen, "the source went away during the recovery handshake");
+    }
+    if (!rc) {
+        pthread_mutex_lock(&pr->wlock);
+        pr->t = t;
+        pthread_mutex_unlock(&pr->wlock);
+        __atomic_store_n(&d->postcopy_paused, false, __ATOMIC_RELEASE);
+        domain_unpause(d);      /* the pause lost() asked for; blocked vCPUs wait on */
+        postcopy_restore_running(pr);
+        rc = postcopy_restore_serve(pr, &rd, err, errlen);   /* failing: lost() again */
+        postcopy_restore_detach(pr);
+    }
+    if (rc != -ENOMEM)
+        xkvm_stream_reader_release(&rd);
+    pthread_mutex_lock(&pr->wlock);
+    pr->recovering = false;
+    pthread_mutex_unlock(&pr->wlock);
+    domain_put(d);
+    return rc;
+}
+

@@ -30,6 +30,18 @@ void postcopy_restore_running(struct postcopy_restore *pr);
 int postcopy_restore_serve(struct postcopy_restore *pr, struct xkvm_stream_reader *rd,
                            char *err, size_t errlen);
 
+/* The token RUNNING carries (32 hex digits): the source names it to recover. */
+const char *postcopy_restore_token(const struct postcopy_restore *pr);
+
+/*
+ * A recovery connection (its first line, POSTCOPY-RECOVER, in line): claim the
+ * postcopy-paused domain it names if the token matches, send what is still missing,
+ * resume the domain and serve the pages as postcopy_restore_serve does. 0: all in;
+ * -EACCES (refused: ERROR sent, nothing changed) or another -errno with err (the
+ * domain is postcopy-paused again).
+ */
+int postcopy_restore_recover(struct transport *t, const char *line, char *err, size_t errlen);
+
 /* The connection is no longer ours (the caller releases it): no request goes on it. */
 void postcopy_restore_detach(struct postcopy_restore *pr);
 

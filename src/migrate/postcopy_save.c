@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "hv/domain.h"
 #include "hv/hv.h"
@@ -27,6 +28,7 @@
 #define LINE_POLL_MS        500u
 #define BACKGROUND_BATCH    32u     /* pages per record while nothing is asked for */
 #define POSTCOPY_NOTSENT_LOWAT (128 * 1024)
+#define POSTCOPY_STALL_S    60      /* a write with no progress this long: paused */
 
 bool postcopy_should_switch(const struct migrate_opts *o, unsigned passes, const char *stop)
 {
@@ -65,6 +67,14 @@ int postcopy_send_missing(struct xkvm_stream_writer *w, const uint64_t *missing,
     }
     free(buf);
     return rc;
+}
+
+static uint64_t popcount_missing(const uint64_t *bm, uint64_t nr)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < (nr + 63) / 64; i++)
+        n += (uint64_t)__builtin_popcountll(bm[i]);
+    return n;
 }
 
 struct serve {
@@ -182,6 +192,14 @@ int postcopy_serve(struct domain *d, struct xkvm_stream_writer *w, struct transp
      */
     int lowat = POSTCOPY_NOTSENT_LOWAT;
     setsockopt(t->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+    /*
+     * A link that goes silent without an EOF: a write that makes no progress for
+     * POSTCOPY_STALL_S fails, and the domain becomes postcopy-paused (recoverable)
+     * instead of waiting for ever. The destination's reads time out likewise
+     * (incoming.c's socket timeouts).
+     */
+    struct timeval stall = { .tv_sec = POSTCOPY_STALL_S };
+    setsockopt(t->fd, SOL_SOCKET, SO_SNDTIMEO, &stall, sizeof(stall));
     pthread_t reader;
     int rc = -pthread_create(&reader, NULL, back_channel_reader, v);
     if (rc) {
@@ -223,5 +241,112 @@ int postcopy_serve(struct domain *d, struct xkvm_stream_writer *w, struct transp
     pthread_mutex_destroy(&v->lock);
     pthread_cond_destroy(&v->cond);
     free(v);
+    return rc;
+}
+
+void postcopy_take_token(struct domain *d, const char *running_line)
+{
+    char tok[sizeof(d->postcopy_token)] = "";
+    unsigned long long ns;
+    if (sscanf(running_line, MIGRATE_MSG_RUNNING " %llu %32s", &ns, tok) != 2)
+        tok[0] = '\0';      /* an older destination: no recovery possible */
+    memcpy(d->postcopy_token, tok, sizeof(tok));
+}
+
+#define RECOVER_LINE_TIMEOUT_MS 30000u
+
+/* One MISSING line into the bitmap. 0, or -EPROTO. */
+static int take_missing_line(const char *line, uint64_t *missing, uint64_t nr)
+{
+    char *end;
+    const char *p = line + strlen(MIGRATE_MSG_MISSING);
+    if (*p != ' ')
+        return -EPROTO;
+    uint64_t pfn = strtoull(p + 1, &end, 16);
+    if (*end != ' ')
+        return -EPROTO;
+    uint64_t count = strtoull(end + 1, &end, 10);
+    if (*end || !count || pfn >= nr || count > nr - pfn)
+        return -EPROTO;
+    for (uint64_t g = pfn; g < pfn + count; g++)
+        missing[g / 64] |= 1ull << (g % 64);
+    return 0;
+}
+
+/* Name the domain and its token; read what the destination still misses. */
+static int recover_handshake(struct domain *d, struct transport *t, uint64_t *missing,
+                             uint64_t nr, char *err, size_t errlen)
+{
+    char line[MIGRATE_MSG_MAX];
+    if (migrate_send_line(t, MIGRATE_MSG_POSTCOPY_RECOVER " %u %s", d->domid,
+                          d->postcopy_token)) {
+        snprintf(err, errlen, "the connection to the destination was lost");
+        return -EPIPE;
+    }
+    for (;;) {
+        int rc = migrate_read_line(t, line, sizeof(line), RECOVER_LINE_TIMEOUT_MS);
+        if (rc) {
+            snprintf(err, errlen, "recovery: %s", rc == -ETIMEDOUT ? "the destination did "
+                     "not answer" : "the connection to the destination was lost");
+            return rc;
+        }
+        if (!strcmp(line, MIGRATE_MSG_RECOVER_READY))
+            return 0;
+        if (!strncmp(line, MIGRATE_MSG_ERROR " ", 6)) {
+            snprintf(err, errlen, "recovery refused by the destination: %.300s", line + 6);
+            return -ECONNREFUSED;
+        }
+        if (strncmp(line, MIGRATE_MSG_MISSING, strlen(MIGRATE_MSG_MISSING)) ||
+            take_missing_line(line, missing, nr)) {
+            snprintf(err, errlen, "recovery: unexpected line from the destination: %.200s",
+                     line);
+            return -EPROTO;
+        }
+    }
+}
+
+int postcopy_recover_send(struct domain *d, struct transport *t, struct migrate_report *rep,
+                          char *err, size_t errlen)
+{
+    memset(rep, 0, sizeof(*rep));
+    rep->outcome = MIGRATE_POSTCOPY_PAUSED;
+    rep->postcopy = true;
+    rep->stop = "postcopy";
+    if (!__atomic_load_n(&d->postcopy_paused, __ATOMIC_RELAXED) || !d->postcopy_token[0]) {
+        snprintf(err, errlen, "domain %u is not the source of a postcopy-paused migration: "
+                 "nothing to recover", d->domid);
+        rep->outcome = MIGRATE_RESUMED;
+        return -EINVAL;
+    }
+    uint64_t t0 = mono_ns(), nr = d->p2m.nr_gfns;
+    uint64_t *missing = calloc((nr + 63) / 64, sizeof(uint64_t));
+    struct xkvm_stream_writer w;
+    struct xkvm_stream_writer_opts wo = { .skip_zero = true, .reference_pages = true,
+                                          .limits = { .max_pfn = nr,
+                                                      .max_vcpus = d->nr_vcpus } };
+    struct xkvm_stream_io io = transport_stream_io(t);
+    if (!missing || xkvm_stream_writer_init_io(&w, &io, &wo)) {
+        free(missing);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    xkvm_stream_writer_postcopy_tail(&w);
+    int rc = recover_handshake(d, t, missing, nr, err, errlen);
+    if (!rc) {
+        log_info("d%u: post-copy recovery: the destination still misses %llu pages",
+                 d->domid, (unsigned long long)popcount_missing(missing, nr));
+        __atomic_store_n(&d->postcopy_paused, false, __ATOMIC_RELAXED);
+        rc = postcopy_serve(d, &w, t, missing, nr, rep, err, errlen);
+        __atomic_store_n(&d->postcopy_paused, rc != 0, __ATOMIC_RELAXED);
+    }
+    if (!rc)
+        rep->outcome = MIGRATE_DONE;
+    else
+        log_err("d%u: post-copy recovery failed (%s): this copy stays postcopy-paused; "
+                "xkvm migrate-recover may be tried again", d->domid, err);
+    rep->bytes = w.info.bytes;
+    rep->total_ms = (double)(mono_ns() - t0) / 1e6;
+    xkvm_stream_writer_release(&w);
+    free(missing);
     return rc;
 }

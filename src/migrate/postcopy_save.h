@@ -32,4 +32,16 @@ int postcopy_serve(struct domain *d, struct xkvm_stream_writer *w, struct transp
                    const uint64_t *missing, uint64_t nr, struct migrate_report *rep,
                    char *err, size_t errlen);
 
+/* RUNNING <ns> <token>: keep the token for a recovery (none from an older peer). */
+void postcopy_take_token(struct domain *d, const char *running_line);
+
+/*
+ * xkvm migrate-recover, on a new connection t to the destination: name d and its
+ * token, read the pages still missing there, then serve them as postcopy_serve does.
+ * 0: the destination has every page (the caller destroys d, as after a migration);
+ * else -errno with err, d stays postcopy-paused (rep->outcome) and may be retried.
+ */
+int postcopy_recover_send(struct domain *d, struct transport *t, struct migrate_report *rep,
+                          char *err, size_t errlen);
+
 #endif

@@ -650,9 +650,10 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
     domain_unpause(d);          /* the hold domain_create_for_restore took */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (peer && migrate_send_line(t, MIGRATE_MSG_RUNNING " %llu",
+    if (peer && migrate_send_line(t, MIGRATE_MSG_RUNNING " %llu%s%s",
                                   (unsigned long long)ts.tv_sec * 1000000000ull +
-                                  (unsigned long long)ts.tv_nsec)) {
+                                  (unsigned long long)ts.tv_nsec, r.postcopy ? " " : "",
+                                  r.postcopy ? postcopy_restore_token(r.postcopy) : "")) {
         /* The source cannot learn that we run it, so it takes the guest back. */
         snprintf(err, errlen, "the source went away before it heard RUNNING");
         xkvm_stream_reader_release(&rd);

@@ -708,6 +708,8 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
                  migrate_progress_fn progress, void *arg, struct migrate_report *rep,
                  char *err, size_t errlen)
 {
+    if (o->postcopy_recover)    /* xkvm migrate-recover: a paused post-copy goes on */
+        return postcopy_recover_send(d, t, rep, err, errlen);
     memset(rep, 0, sizeof(*rep));
     rep->outcome = MIGRATE_RESUMED;
     rep->downtime_target_ms = o->downtime_ms ? o->downtime_ms : MIGRATE_DEFAULT_DOWNTIME_MS;
@@ -857,6 +859,7 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             log_err("d%u: %s after GO: the guest runs here again", d->domid, err);
         } else {
             uint64_t resumed = strtoull(line + strlen(MIGRATE_MSG_RUNNING), NULL, 10);
+            postcopy_take_token(d, line);
             if (o->local_mem)   /* the destination's now: never reused or punched here */
                 local_hand_over(o->local_mem, d->domid);
             rep->downtime_ms = resumed > t_pause_real ?

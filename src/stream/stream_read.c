@@ -126,6 +126,11 @@ static int fetch(struct xkvm_stream_reader *r, size_t at, size_t len, const uint
     return 0;
 }
 
+void xkvm_stream_reader_postcopy_tail(struct xkvm_stream_reader *r)
+{
+    r->st->ended = r->st->postcopy = r->st->static_done = true;
+}
+
 void xkvm_stream_reader_defer_pages(struct xkvm_stream_reader *r, bool on)
 {
     r->defer_pages = on;

@@ -65,6 +65,11 @@ int xkvm_stream_writer_init_fd(struct xkvm_stream_writer *w, int fd,
     return writer_init(w, fd, opts);
 }
 
+void xkvm_stream_writer_postcopy_tail(struct xkvm_stream_writer *w)
+{
+    w->st->ended = w->st->postcopy = w->st->static_done = true;
+}
+
 int xkvm_stream_writer_init_io(struct xkvm_stream_writer *w, const struct xkvm_stream_io *io,
                                const struct xkvm_stream_writer_opts *opts)
 {

@@ -121,6 +121,9 @@ static const char usage_text[] =
 "                                pages fetched on demand (docs/migration.md)\n"
 "                                --connections N: pages over N TCP connections (or\n"
 "                                TLS sessions), 1..16, default 1\n"
+"  migrate-recover DOMAIN HOST:PORT|ssh://[USER@]HOST[:PORT]\n"
+"                                resume a postcopy-paused post-copy migration\n"
+"                                over a new connection (docs/migration.md)\n"
 "  migrate-cancel DOMAIN         stop the domain's running migration before the\n"
 "                                hand-over: it runs on here, the destination cleans up\n"
 "  migrate-receive               receive a migration on stdin/stdout into this host's\n"
@@ -1238,6 +1241,8 @@ static pid_t spawn_local_receiver(const char *dest_rundir, int *chan)
     return pid;
 }
 
+static bool migrate_recover_mode;       /* cmd_migrate for migrate-recover */
+
 static int cmd_migrate(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1338,6 +1343,8 @@ static int cmd_migrate(int argc, char **argv)
         add_field(req, "port", json_object_new_int((int)port));
     }
     add_field(req, "live", json_object_new_boolean(live));
+    if (migrate_recover_mode)
+        add_field(req, "postcopy_recover", json_object_new_boolean(true));
     if (downtime > 0)
         add_field(req, "downtime_ms", json_object_new_int((int)downtime));
     if (iters >= 0)
@@ -1487,6 +1494,13 @@ static int cmd_live_update(int argc, char **argv)
 static int cmd_pause(int argc, char **argv)   { return simple_domain_cmd("pause", argc, argv); }
 static int cmd_unpause(int argc, char **argv) { return simple_domain_cmd("unpause", argc, argv); }
 static int cmd_destroy(int argc, char **argv) { return simple_domain_cmd("destroy", argc, argv); }
+/* xkvm migrate-recover DOMAIN HOST:PORT|ssh://...: a migrate that resumes a paused post-copy. */
+static int cmd_migrate_recover(int argc, char **argv)
+{
+    migrate_recover_mode = true;
+    return cmd_migrate(argc, argv);
+}
+
 static int cmd_migrate_cancel(int argc, char **argv)
 {
     return simple_domain_cmd("migrate-cancel", argc, argv);
@@ -2246,6 +2260,7 @@ static const struct command {
     { "migrate", cmd_migrate },
     { "migrate-receive", cmd_migrate_receive },
     { "migrate-cancel", cmd_migrate_cancel },
+    { "migrate-recover", cmd_migrate_recover },
     { "live-update", cmd_live_update },
     { "altp2m", cmd_altp2m },
     { "altp2m-monitor", cmd_altp2m_monitor },

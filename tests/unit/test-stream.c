@@ -759,6 +759,52 @@ static void test_postcopy_tail(void)
     xkvm_stream_writer_release(&w);
 }
 
+/*
+ * A recovery's stream (docs/stream.md "Post-copy recovery"): headers, then only the
+ * post-copy tail: PAGE_DATA and POSTCOPY_DONE; a state record is refused on both sides.
+ */
+static void test_postcopy_recovery_tail(void)
+{
+    struct xkvm_stream_writer w;
+    struct xkvm_stream_writer_opts o = { .limits = { .max_pfn = 8 } };
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+    xkvm_stream_writer_postcopy_tail(&w);
+    CHECK_EQ(xkvm_stream_add_page(&w, 5, page_a), 0);
+    CHECK_MSG(xkvm_stream_flush_pages(&w) == 0, "%s", w.err.msg);
+    CHECK_EQ(xkvm_stream_write_record(&w, XKVM_STREAM_REC_POSTCOPY_DONE, NULL, 0), 0);
+    size_t len;
+    void *buf = xkvm_stream_writer_take(&w, &len);
+    xkvm_stream_writer_release(&w);
+    struct xkvm_stream_limits lim = { .max_pfn = 8 };
+    struct xkvm_stream_reader r;
+    struct xkvm_stream_record rec;
+    uint32_t types[4] = { 0 };
+    unsigned n = 0;
+    int rc;
+    REQUIRE(xkvm_stream_reader_init_buffer(&r, buf, len, &lim) == 0);
+    xkvm_stream_reader_postcopy_tail(&r);
+    while ((rc = xkvm_stream_next(&r, &rec)) > 0 && n < 4)
+        types[n++] = rec.type;
+    CHECK_MSG(rc == 0, "%s", r.err.msg);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(types[0], XKVM_STREAM_REC_PAGE_DATA);
+    CHECK_EQ(types[1], XKVM_STREAM_REC_POSTCOPY_DONE);
+    xkvm_stream_reader_release(&r);
+    /* The same bytes without the tail mark: PAGE_DATA first is out of order. */
+    REQUIRE(xkvm_stream_reader_init_buffer(&r, buf, len, &lim) == 0);
+    while ((rc = xkvm_stream_next(&r, &rec)) > 0)
+        ;
+    CHECK_EQ(rc, -1);
+    xkvm_stream_reader_release(&r);
+    free(buf);
+    /* The writer refuses anything but the tail. */
+    REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+    xkvm_stream_writer_postcopy_tail(&w);
+    CHECK_EQ(xkvm_stream_write_end(&w), -1);
+    CHECK_EQ(w.err.code, XKVM_STREAM_ERR_AFTER_END);
+    xkvm_stream_writer_release(&w);
+}
+
 static void test_writer_fd_error(void)
 {
     struct xkvm_stream_writer w;
@@ -1600,6 +1646,7 @@ int main(void)
     RUN_TEST(test_zero_pages);
     RUN_TEST(test_writer_rules);
     RUN_TEST(test_postcopy_tail);
+    RUN_TEST(test_postcopy_recovery_tail);
     RUN_TEST(test_writer_fd_error);
     RUN_TEST(test_reject_image_header);
     RUN_TEST(test_reject_domain_header);
