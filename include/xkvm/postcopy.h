@@ -67,4 +67,12 @@ int xkvm_postcopy_request_format(char *buf, size_t len, uint64_t pfn, unsigned c
 int xkvm_postcopy_request_parse(const char *line, uint64_t pfn_limit, uint64_t *pfn,
                                 unsigned *count);
 
+/*
+ * Recovery (docs/migration.md, "Recovering a post-copy"): the destination names the
+ * pages it still misses, one "MISSING <first pfn hex> <count decimal>" line per range,
+ * count >= 1, the range inside the domain. Parse one (no newline): 0, or -EINVAL.
+ */
+int xkvm_postcopy_missing_line_parse(const char *line, uint64_t pfn_limit, uint64_t *pfn,
+                                     uint64_t *count);
+
 #endif

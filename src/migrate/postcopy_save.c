@@ -255,18 +255,11 @@ void postcopy_take_token(struct domain *d, const char *running_line)
 
 #define RECOVER_LINE_TIMEOUT_MS 30000u
 
-/* One MISSING line into the bitmap. 0, or -EPROTO. */
+/* One MISSING line into the bitmap (postcopy_wire.c parses it). 0, or -EPROTO. */
 static int take_missing_line(const char *line, uint64_t *missing, uint64_t nr)
 {
-    char *end;
-    const char *p = line + strlen(MIGRATE_MSG_MISSING);
-    if (*p != ' ')
-        return -EPROTO;
-    uint64_t pfn = strtoull(p + 1, &end, 16);
-    if (*end != ' ')
-        return -EPROTO;
-    uint64_t count = strtoull(end + 1, &end, 10);
-    if (*end || !count || pfn >= nr || count > nr - pfn)
+    uint64_t pfn, count;
+    if (xkvm_postcopy_missing_line_parse(line, nr, &pfn, &count))
         return -EPROTO;
     for (uint64_t g = pfn; g < pfn + count; g++)
         missing[g / 64] |= 1ull << (g % 64);

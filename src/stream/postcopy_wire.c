@@ -155,3 +155,19 @@ int xkvm_postcopy_request_parse(const char *line, uint64_t pfn_limit, uint64_t *
     *count = (unsigned)c;
     return 0;
 }
+
+int xkvm_postcopy_missing_line_parse(const char *line, uint64_t pfn_limit, uint64_t *pfn,
+                                     uint64_t *count)
+{
+    if (strncmp(line, "MISSING ", 8))
+        return -EINVAL;
+    const char *s = line + 8;
+    uint64_t p, c;
+    if (parse_number(&s, 16, 13, &p) || *s++ != ' ' || parse_number(&s, 10, 16, &c) || *s)
+        return -EINVAL;
+    if (!c || p >= pfn_limit || c > pfn_limit - p)
+        return -EINVAL;
+    *pfn = p;
+    *count = c;
+    return 0;
+}

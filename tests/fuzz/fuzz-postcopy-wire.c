@@ -1,10 +1,12 @@
 /*
  * Post-copy's wire format (src/stream/postcopy_wire.c) against a hostile peer: the
- * input's first byte picks a POSTCOPY_MISSING body (the source's) or a page request
- * line (the destination's). An accepted body's ranges, set in a bitmap and encoded
+ * input's first byte picks a POSTCOPY_MISSING body (the source's), a page request
+ * line or a recovery's MISSING line (the destination's). An accepted body's ranges, set in a bitmap and encoded
  * again, give back the same bytes; an accepted request stays inside the limit.
  */
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,12 +59,32 @@ static void fuzz_request(const uint8_t *data, size_t size)
         abort();
 }
 
+static void fuzz_missing_line(const uint8_t *data, size_t size)
+{
+    char line[128];
+    if (size >= sizeof(line))
+        size = sizeof(line) - 1;
+    memcpy(line, data, size);
+    line[size] = '\0';
+    uint64_t pfn, count;
+    if (xkvm_postcopy_missing_line_parse(line, LIMIT, &pfn, &count))
+        return;
+    if (!count || pfn >= LIMIT || count > LIMIT - pfn)
+        abort();
+    char again[64];
+    snprintf(again, sizeof(again), "MISSING %" PRIx64 " %" PRIu64, pfn, count);
+    if (strcmp(again, line))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!size)
         return 0;
-    if (data[0] & 1)
+    if (data[0] % 3 == 1)
         fuzz_request(data + 1, size - 1);
+    else if (data[0] % 3 == 2)
+        fuzz_missing_line(data + 1, size - 1);
     else
         fuzz_missing(data + 1, size - 1);
     return 0;

@@ -133,6 +133,25 @@ static void test_request_lines(void)
     CHECK_EQ(xkvm_postcopy_request_format(line, 8, 0xabc12, 3), -ENOSPC);
 }
 
+/* A recovery's MISSING lines: strict numbers, a non-empty range inside the domain. */
+static void test_missing_lines(void)
+{
+    uint64_t pfn = 0, count = 0;
+    CHECK_EQ(xkvm_postcopy_missing_line_parse("MISSING abc12 300", 0x100000, &pfn, &count), 0);
+    CHECK(pfn == 0xabc12 && count == 300);
+    CHECK_EQ(xkvm_postcopy_missing_line_parse("MISSING 0 1048576", 0x100000, &pfn, &count), 0);
+    CHECK(pfn == 0 && count == 0x100000);
+    static const char *const bad[] = {
+        "MISSING abc12 0", "MISSING 0 1048577", "MISSING fffff 2", "MISSING 100000 1",
+        "MISSING -1 1", "MISSING 1 -1", "MISSING 0x1 1", "MISSING 01 1", "MISSING 1 01",
+        "MISSING  1 1", "MISSING 1 1 ", "MISSING 1", "missing 1 1", "PAGE 1 1", "",
+        "MISSING 1 99999999999999999999",
+    };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_MSG(xkvm_postcopy_missing_line_parse(bad[i], 0x100000, &pfn, &count) == -EINVAL,
+                  "accepted \"%s\"", bad[i]);
+}
+
 int main(void)
 {
     RUN_TEST(test_encode_decode_roundtrip);
@@ -140,5 +159,6 @@ int main(void)
     RUN_TEST(test_decode_refuses);
     RUN_TEST(test_decode_callback_error_stops);
     RUN_TEST(test_request_lines);
+    RUN_TEST(test_missing_lines);
     HARNESS_EXIT();
 }
