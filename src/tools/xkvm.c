@@ -567,7 +567,7 @@ static struct json_object *top_row(struct json_object *d, const struct top_sampl
         json_object_new_double(top_rate(now.exits, before->exits, secs)));
     json_object_object_add(o, "disk_bytes_per_s",
         json_object_new_double(top_rate(now.disk_bytes, before->disk_bytes, secs)));
-    /* No network backend yet (issue 17): null, "-" in the table. */
+    /* netback counts in its log only, not here yet: null, "-" in the table. */
     json_object_object_add(o, "net_bytes_per_s", NULL);
     return o;
 }
