@@ -107,31 +107,34 @@ static struct json_object *cmd_create(struct request *rq)
 }
 
 /*
- * A domain's disk I/O so far, as its blkback devices count it (RUNDIR/stats/vbd-D-N,
- * "BYTES REQUESTS" each): summed over its devices; 0 where there are none.
+ * A domain's I/O so far, as its backends count it: RUNDIR/stats/KIND-DOMID-DEV per
+ * device (blkback's vbd-: "BYTES REQUESTS"; netback's vif-: "TX_BYTES RX_BYTES
+ * TX_PACKETS RX_PACKETS"), each of the n numbers summed over the domain's devices of
+ * that kind into v[]; 0 where there are none.
  */
-static void disk_stats(unsigned domid, uint64_t *bytes, uint64_t *requests)
+static void backend_stats(const char *kind, unsigned domid, uint64_t *v, unsigned n)
 {
-    *bytes = *requests = 0;
+    memset(v, 0, n * sizeof(*v));
     char dir[PATH_MAX + 8], prefix[32];
     snprintf(dir, sizeof(dir), "%s/stats", host.rundir);
-    int n = snprintf(prefix, sizeof(prefix), "vbd-%u-", domid);
+    int plen = snprintf(prefix, sizeof(prefix), "%s-%u-", kind, domid);
     DIR *dp = opendir(dir);
     if (!dp)
         return;
     for (struct dirent *e; (e = readdir(dp));) {
-        if (strncmp(e->d_name, prefix, (size_t)n))
+        if (strncmp(e->d_name, prefix, (size_t)plen))
             continue;
         int fd = openat(dirfd(dp), e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        char line[64] = "";
+        char line[128] = "";
         ssize_t got = fd >= 0 ? read(fd, line, sizeof(line) - 1) : -1;
         if (fd >= 0)
             close(fd);
-        unsigned long long b, r;
-        if (got > 0 && sscanf(line, "%llu %llu", &b, &r) == 2) {
-            *bytes += b;
-            *requests += r;
-        }
+        unsigned long long x[4];
+        if (got <= 0 || n > 4 || sscanf(line, "%llu %llu %llu %llu", &x[0], &x[1], &x[2],
+                                        &x[3]) < (int)n)
+            continue;
+        for (unsigned i = 0; i < n; i++)
+            v[i] += x[i];
     }
     closedir(dp);
 }
@@ -182,10 +185,15 @@ static struct json_object *domain_json(struct domain *d)
     json_object_object_add(o, "create_to_first_run_us",
         json_object_new_int64(first > d->created_ns ? (int64_t)(first - d->created_ns) / 1000 : 0));
     json_object_object_add(o, "hypercalls", json_object_new_int64((int64_t)hcalls));
-    uint64_t disk_bytes, disk_requests;
-    disk_stats(d->domid, &disk_bytes, &disk_requests);
-    json_object_object_add(o, "disk_bytes", json_object_new_int64((int64_t)disk_bytes));
-    json_object_object_add(o, "disk_requests", json_object_new_int64((int64_t)disk_requests));
+    uint64_t disk[2], net[4];
+    backend_stats("vbd", d->domid, disk, 2);
+    json_object_object_add(o, "disk_bytes", json_object_new_int64((int64_t)disk[0]));
+    json_object_object_add(o, "disk_requests", json_object_new_int64((int64_t)disk[1]));
+    backend_stats("vif", d->domid, net, 4);
+    json_object_object_add(o, "net_tx_bytes", json_object_new_int64((int64_t)net[0]));
+    json_object_object_add(o, "net_rx_bytes", json_object_new_int64((int64_t)net[1]));
+    json_object_object_add(o, "net_tx_packets", json_object_new_int64((int64_t)net[2]));
+    json_object_object_add(o, "net_rx_packets", json_object_new_int64((int64_t)net[3]));
     /* For `xkvm top`: counters since the domain was built here; rates are the CLI's. */
     uint64_t cpu_ns = 0, upcalls = 0;
     for (unsigned i = 0; i < d->nr_vcpus; i++) {

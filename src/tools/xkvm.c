@@ -491,7 +491,7 @@ static int cmd_info(int argc, char **argv)
 
 /* One domain's counters from a list reply. */
 struct top_sample {
-    int64_t domid, cpu_ns, events, hypercalls, exits, disk_bytes;
+    int64_t domid, cpu_ns, events, hypercalls, exits, disk_bytes, net_tx, net_rx;
 };
 
 static struct top_sample top_sample_of(struct json_object *d)
@@ -503,6 +503,8 @@ static struct top_sample top_sample_of(struct json_object *d)
     get_int_field(d, "hypercalls", &t.hypercalls);
     get_int_field(d, "exits", &t.exits);
     get_int_field(d, "disk_bytes", &t.disk_bytes);
+    get_int_field(d, "net_tx_bytes", &t.net_tx);
+    get_int_field(d, "net_rx_bytes", &t.net_rx);
     return t;
 }
 
@@ -567,8 +569,12 @@ static struct json_object *top_row(struct json_object *d, const struct top_sampl
         json_object_new_double(top_rate(now.exits, before->exits, secs)));
     json_object_object_add(o, "disk_bytes_per_s",
         json_object_new_double(top_rate(now.disk_bytes, before->disk_bytes, secs)));
-    /* netback counts in its log only, not here yet: null, "-" in the table. */
-    json_object_object_add(o, "net_bytes_per_s", NULL);
+    /* As xl top's NETTX/NETRX: what the guest sent and received through its vifs. */
+    double tx = top_rate(now.net_tx, before->net_tx, secs);
+    double rx = top_rate(now.net_rx, before->net_rx, secs);
+    json_object_object_add(o, "net_tx_bytes_per_s", json_object_new_double(tx));
+    json_object_object_add(o, "net_rx_bytes_per_s", json_object_new_double(rx));
+    json_object_object_add(o, "net_bytes_per_s", json_object_new_double(tx + rx));
     return o;
 }
 
@@ -581,8 +587,9 @@ static void top_print_table(struct json_object *rows, double secs, bool tty)
     localtime_r(&t, &tm);
     printf("xkvm top - %02d:%02d:%02d  %zu domains, interval %.1fs\n", tm.tm_hour, tm.tm_min,
            tm.tm_sec, json_object_array_length(rows), secs);
-    printf("%-20s %5s %-9s %7s %9s %5s %10s %10s %10s %8s %8s\n", "NAME", "ID", "STATE",
-           "CPU(%)", "MEM(MiB)", "VCPUS", "EVENTS/s", "HCALLS/s", "EXITS/s", "DISK/s", "NET");
+    printf("%-20s %5s %-9s %7s %9s %5s %10s %10s %10s %8s %8s %8s\n", "NAME", "ID", "STATE",
+           "CPU(%)", "MEM(MiB)", "VCPUS", "EVENTS/s", "HCALLS/s", "EXITS/s", "DISK/s", "NETTX/s",
+           "NETRX/s");
     for (size_t i = 0; i < json_object_array_length(rows); i++) {
         struct json_object *r = json_object_array_get_idx(rows, i), *v;
         int64_t id = 0, mem = 0, vcpus = 0;
@@ -595,11 +602,16 @@ static void top_print_table(struct json_object *rows, double secs, bool tty)
         if (json_object_object_get_ex(r, "hypercalls_per_s", &v)) hc = json_object_get_double(v);
         if (json_object_object_get_ex(r, "exits_per_s", &v)) ex = json_object_get_double(v);
         if (json_object_object_get_ex(r, "disk_bytes_per_s", &v)) disk = json_object_get_double(v);
-        char dcol[16];
+        double tx = 0, rx = 0;
+        if (json_object_object_get_ex(r, "net_tx_bytes_per_s", &v)) tx = json_object_get_double(v);
+        if (json_object_object_get_ex(r, "net_rx_bytes_per_s", &v)) rx = json_object_get_double(v);
+        char dcol[16], tcol[16], rcol[16];
         snprintf(dcol, sizeof(dcol), "%.0fK", disk / 1024);
+        snprintf(tcol, sizeof(tcol), "%.0fK", tx / 1024);
+        snprintf(rcol, sizeof(rcol), "%.0fK", rx / 1024);
         printf("%-20.20s %5" PRId64 " %-9s %7.1f %9" PRId64 " %5" PRId64 " %10.0f %10.0f %10.0f "
-               "%8s %8s\n", get_str_field(r, "name"), id, get_str_field(r, "state"), cpu,
-               mem / 1024, vcpus, ev, hc, ex, dcol, "-");
+               "%8s %8s %8s\n", get_str_field(r, "name"), id, get_str_field(r, "state"), cpu,
+               mem / 1024, vcpus, ev, hc, ex, dcol, tcol, rcol);
     }
     fflush(stdout);
 }

@@ -20,6 +20,9 @@
 #   split         the same with split event channels (event-channel-tx/-rx)
 #   rate          rate=200Kb/s: the backend's rate node as libxl writes it; the guest's
 #                 frames all go, and netback held some back (its rate waits > 0)
+#   top-net       the looping guest's traffic in `xkvm list` (net_tx_bytes,
+#                 net_rx_bytes) and `xkvm top` (NETTX/s, NETRX/s), from netback's
+#                 RUNDIR/stats/vif-D-H
 #   kill9         kill -9 of xkvm-netback while the guest loops: xkvmd restarts it, it
 #                 re-attaches (its log says so), the guest's rounds go on, the
 #                 xenstore tree is unchanged and no node of it was written (xenstored's
@@ -250,6 +253,22 @@ D=$(xk create "$WORK/loop.cfg") || { fail kill9 "xkvm create failed"; exit 1; }
 if ! rounds_go_on "$H1" "$D"; then
   fail kill9 "the looping guest does not get going"; glog "$D" 10; nlog 10
 else
+  # What netback counts reaches `xkvm list` and `xkvm top` (its stats file, rewritten
+  # at most once a second: top samples over 3 s).
+  net_counted() { [ "$(dom_field "$D" net_tx_bytes)" -gt 0 ] 2>/dev/null &&
+                  [ "$(dom_field "$D" net_rx_bytes)" -gt 0 ] 2>/dev/null; }
+  for _ in $(seq 50); do net_counted && break; sleep 0.1; done
+  if net_counted && xk top --json -d 3 | python3 -c '
+import json, sys
+d = [d for d in json.load(sys.stdin)["domains"] if d["domid"] == int(sys.argv[1])][0]
+assert d["net_tx_bytes_per_s"] > 0 and d["net_rx_bytes_per_s"] > 0, d
+assert d["net_bytes_per_s"] == d["net_tx_bytes_per_s"] + d["net_rx_bytes_per_s"], d
+print("# top-net: tx %.0f B/s, rx %.0f B/s" % (d["net_tx_bytes_per_s"], d["net_rx_bytes_per_s"]))
+' "$D" >"$WORK/topnet.out" 2>&1; then
+    pass top-net; cat "$WORK/topnet.out"
+  else
+    fail top-net "list: tx $(dom_field "$D" net_tx_bytes), rx $(dom_field "$D" net_rx_bytes); top: $(tail -2 "$WORK/topnet.out" | tr '\n' ' ')"
+  fi
   before=$(vif_tree "$D"); pid0=$(netback_pid "$H1"); r0=$(rarp_count $LMAC); ok=1
   xs_log_mark "$H1" "kill9-d$D"
   for k in 1 2; do

@@ -53,6 +53,8 @@ struct nb_dev {
     int stop_fd;                    /* one for every queue's thread */
     _Atomic int stop_reason;        /* enum xenbus_be_stop: the first queue's reason */
     uint64_t announces;
+    int stats_fd;                   /* RUNDIR/stats/vif-D-H, for xkvm top; -1 */
+    uint64_t stats_at_ns;
 };
 
 /* Fresh device: nothing open. */
