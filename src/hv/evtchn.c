@@ -19,6 +19,7 @@
 #include "hv/hv.h"
 #include "hv/physmap.h"
 #include "hv/vcpu.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* Xen's per-vCPU VIRQs; every other one is global (bound on vCPU 0). */
@@ -453,11 +454,7 @@ int event_vcpu_init(struct vcpu *v)
     e->timer_slot = -1;
     e->fifo_cb_gfn = INVALID_GFN;
     e->fifo_cb_mfn = INVALID_MFN;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&e->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_monotonic(&e->wake);
     e->initialised = e->up = v->id == 0;
     e->time_dirty = true;
     v->ev = e;

@@ -64,11 +64,7 @@ int uffd_pages_open(struct uffd_pages *u, int memfd, uint8_t *base, uint64_t nr_
     u->request = request;
     u->arg = arg;
     pthread_mutex_init(&u->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&u->arrived, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_monotonic(&u->arrived);
     return 0;
 }
 
@@ -216,14 +212,7 @@ int uffd_pages_wait_present(struct uffd_pages *u, uint64_t mfn, unsigned timeout
 {
     if (mfn >= u->nr_frames)
         return -EINVAL;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000l;
-    if (until.tv_nsec >= 1000000000l) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000l;
-    }
+    struct timespec until = ns_timespec(mono_ns() + (uint64_t)timeout_ms * 1000000ull);
     pthread_mutex_lock(&u->lock);
     if (bit_get(u->missing, mfn) && claim_request(u, mfn)) {
         pthread_mutex_unlock(&u->lock);

@@ -27,6 +27,7 @@
 #include "hv/hv.h"
 #include "hv/hypercall.h"
 #include "hv/vcpu.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* A callback that cannot be injected yet is retried: soon at first, then every 1 ms. */
@@ -354,8 +355,7 @@ long event_sched_poll(struct hcall *hc)
             break;
         uint64_t left = timeout - now;
         uint64_t at = host_monotonic_ns() + (left < 10000000000ull ? left : 10000000000ull);
-        struct timespec ts = { .tv_sec = (time_t)(at / 1000000000ull),
-                               .tv_nsec = (long)(at % 1000000000ull) };
+        struct timespec ts = ns_timespec(at);
         pthread_cond_timedwait(&e->wake, &d->lock, &ts);
     }
     e->polling = false;

@@ -60,11 +60,7 @@ struct multiconn_rx *multiconn_rx_open(void *receiver, int main_fd,
     for (unsigned i = 0; i < MULTICONN_MAX; i++)
         m->fd[i] = -1;
     pthread_mutex_init(&m->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_monotonic(&m->cond);
     pthread_mutex_lock(&sessions_lock);
     m->next = sessions;
     sessions = m;
@@ -136,8 +132,7 @@ int multiconn_rx_wait(struct multiconn_rx *m, const uint32_t *count, uint32_t se
             break;
         }
         uint64_t wake = now + 200000000ull < until ? now + 200000000ull : until;
-        struct timespec ts = { .tv_sec = (time_t)(wake / 1000000000ull),
-                               .tv_nsec = (long)(wake % 1000000000ull) };
+        struct timespec ts = ns_timespec(wake);
         pthread_cond_timedwait(&m->cond, &m->lock, &ts);
     }
     if (!rc && m->failed) {

@@ -180,11 +180,7 @@ int postcopy_serve(struct domain *d, struct xkvm_stream_writer *w, struct transp
     v->t = t;
     v->nr_pfns = nr;
     pthread_mutex_init(&v->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&v->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_monotonic(&v->cond);
     uint64_t t0 = mono_ns();
     /*
      * Keep little unsent in the kernel, so that an asked-for page does not queue behind
@@ -212,9 +208,7 @@ int postcopy_serve(struct domain *d, struct xkvm_stream_writer *w, struct transp
         if (rc && w->failed && !v->why[0])
             snprintf(v->why, sizeof(v->why), "stream: %s", w->err.msg);
         p2m_release(&d->p2m);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += DONE_TIMEOUT_MS / 1000;
+        struct timespec until = ns_timespec(mono_ns() + DONE_TIMEOUT_MS * 1000000ull);
         pthread_mutex_lock(&v->lock);
         while (!rc && !v->done && !v->dead &&
                pthread_cond_timedwait(&v->cond, &v->lock, &until) != ETIMEDOUT)
