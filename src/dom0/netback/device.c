@@ -428,28 +428,21 @@ static int attach_rings(struct nb_queue *q, const struct nb_queue_params *qp)
 }
 
 /* Queues beyond n (a frontend that came back with fewer) give their TAP queue back. */
-/* Queues n.. stay open but get no frame: this connection has fewer. */
-static void detach_tap_queues_from(struct nb_dev *d, unsigned n)
+/*
+ * Queues n.. (never queue 0) lose their buffers; their TAP queue is closed (close_fd),
+ * or stays open but detached, getting no frame, for a connection with fewer queues.
+ */
+static void drop_tap_queues_from(struct nb_dev *d, unsigned n, bool close_fd)
 {
     for (unsigned i = n ? n : 1; i < NB_MAX_QUEUES; i++) {
         struct nb_queue *q = &d->q[i];
-        if (q->tap_fd >= 0 && !q->tap_detached && tap_queue_attach(q->tap_fd, false) == 0)
-            q->tap_detached = true;
-        free(q->txbuf);
-        free(q->rxbuf);
-        q->txbuf = q->rxbuf = NULL;
-        q->rx_pending = 0;
-    }
-}
-
-static void close_tap_queues_from(struct nb_dev *d, unsigned n)
-{
-    for (unsigned i = n ? n : 1; i < NB_MAX_QUEUES; i++) {
-        struct nb_queue *q = &d->q[i];
-        if (q->tap_fd >= 0)
+        if (close_fd && q->tap_fd >= 0) {
             close(q->tap_fd);
-        q->tap_fd = -1;
-        q->tap_detached = false;
+            q->tap_fd = -1;
+            q->tap_detached = false;
+        } else if (q->tap_fd >= 0 && !q->tap_detached) {
+            q->tap_detached = tap_queue_attach(q->tap_fd, false) == 0;
+        }
         free(q->txbuf);
         free(q->rxbuf);
         q->txbuf = q->rxbuf = NULL;
@@ -525,7 +518,7 @@ int dev_connect(struct nb_dev *d, const struct nb_ring_params *rp)
     d->stop_fd = -1;
     atomic_store(&d->stop_reason, XB_STOP_NONE);
     d->rp = *rp;
-    detach_tap_queues_from(d, rp->nr_queues);
+    drop_tap_queues_from(d, rp->nr_queues, false);
     d->xb.connected = true;        /* from here dev_disconnect cleans up what there is */
     for (unsigned i = 0; i < rp->nr_queues; i++)
         if ((rc = queue_connect(d, &d->q[i])))
@@ -647,7 +640,7 @@ int dev_stop_reason(struct nb_dev *d)
 void dev_free(struct nb_dev *d, bool remove)
 {
     dev_disconnect(d);
-    close_tap_queues_from(d, 1);
+    drop_tap_queues_from(d, 1, true);
     if (remove)
         tap_destroy(d->q[0].tap_fd);
     else if (d->q[0].tap_fd >= 0)
