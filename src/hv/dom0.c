@@ -81,6 +81,12 @@ static const struct domain_observer dom0_observer = {
     .freeing = dom0_domain_gone,
 };
 
+/* Slots below this may be in use (the others never were). */
+static int conns_in_use(void)
+{
+    return __atomic_load_n(&conns_end, __ATOMIC_ACQUIRE);
+}
+
 /* Every slot free; and room in the fd limit for the connections (soft up to hard). */
 static void init_conns(void)
 {
@@ -290,7 +296,7 @@ static void conn_close(struct conn *c)
 
 void dom0_domain_gone(struct domain *d)
 {
-    for (int i = 0; i < __atomic_load_n(&conns_end, __ATOMIC_ACQUIRE); i++) {
+    for (int i = 0; i < conns_in_use(); i++) {
         struct conn *c = &conns[i];
         if (c->fd < 0)
             continue;
@@ -346,42 +352,6 @@ static int do_unbind(struct conn *c, const struct dom0_request *r)
     return send_reply(c, r->type, r->seq, 0, NULL, 0, NULL, 0);
 }
 
-/* The reply to a map: the fd was checked before anything was mapped (map_fd_ready). */
-/*
- * The fd the frame is in and its page there: this host's machine memory, or for a
- * frame a same-host migration left in another xkvmd's memfd (a bank), that memfd,
- * read-only through its own open file when asked.
- */
-static int reply_mapped(struct conn *c, const struct dom0_request *r, uint64_t mfn,
-                         uint32_t handle, bool readonly)
-{
-    struct xkvm_dom0_map_reply rep = { .mfn = mfn, .handle = handle };
-    if (!mm_frame_in_bank(host_mm(), mfn)) {
-        int fd = mem_fd(readonly);
-        return send_reply(c, r->type, r->seq, 0, &rep, sizeof(rep), &fd, 1);
-    }
-    uint64_t off;
-    int fd = mm_frame_fd(host_mm(), mfn, &off), own = -1;
-    if (fd >= 0 && readonly) {
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        fd = own = open(path, O_RDONLY | O_CLOEXEC);
-    }
-    if (fd < 0)
-        return reply_error(c, r->type, r->seq, EIO, "the frame's memory cannot be opened");
-    rep.mfn = off >> XKVM_PAGE_SHIFT;
-    int rc = send_reply(c, r->type, r->seq, 0, &rep, sizeof(rep), &fd, 1);
-    if (own >= 0)
-        close(own);
-    return rc;
-}
-
-/* Whether a map can be answered: checked first, so that no mapping outlives a refusal. */
-static bool map_fd_ready(bool readonly)
-{
-    return mem_fd(readonly) >= 0;
-}
-
 /*
  * Post-copy: a service's own mapping of a frame still at the source would see zeros
  * (and keep the page from ever being installed), so the frame must arrive first
@@ -394,6 +364,57 @@ static int wait_frame_present(struct domain *d, uint64_t mfn)
     return u ? uffd_pages_wait_present(u, mfn, POSTCOPY_MAP_WAIT_MS) : 0;
 }
 
+/*
+ * Where a service maps a frame from: an fd and the frame's page in it. This host's
+ * machine memory (page: the mfn), or for a frame a same-host migration left in another
+ * xkvmd's memfd (a bank) that memfd; read-only through an open file of its own when
+ * asked (own: opened for this reply, closed after it).
+ */
+struct map_source {
+    int fd, own;
+    uint64_t page;
+};
+
+/*
+ * Whether frame mfn can be handed to a service now, and from where; decided before a
+ * mapping is recorded, so that none outlives a refusal. 0, or an errno with *why.
+ */
+static int map_source_of(struct domain *d, uint64_t mfn, bool readonly,
+                         struct map_source *src, const char **why)
+{
+    *src = (struct map_source){ .fd = -1, .own = -1, .page = mfn };
+    if (wait_frame_present(d, mfn)) {
+        *why = "post-copy: the page has not arrived";
+        return EAGAIN;
+    }
+    if (!mm_frame_in_bank(host_mm(), mfn)) {
+        src->fd = mem_fd(readonly);
+        *why = "no read-only machine-memory fd";
+        return src->fd >= 0 ? 0 : EIO;
+    }
+    uint64_t off;
+    src->fd = mm_frame_fd(host_mm(), mfn, &off);
+    src->page = off >> XKVM_PAGE_SHIFT;
+    if (src->fd >= 0 && readonly) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", src->fd);
+        src->fd = src->own = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    *why = "the frame's memory cannot be opened";
+    return src->fd >= 0 ? 0 : EIO;
+}
+
+static int reply_mapped(struct conn *c, const struct dom0_request *r,
+                        const struct map_source *src, uint32_t handle)
+{
+    struct xkvm_dom0_map_reply rep = { .mfn = src->page, .handle = handle };
+    int fd = src->fd;
+    int rc = send_reply(c, r->type, r->seq, 0, &rep, sizeof(rep), &fd, 1);
+    if (src->own >= 0)
+        close(src->own);
+    return rc;
+}
+
 static int do_map_grant(struct conn *c, const struct dom0_request *r)
 {
     const struct xkvm_dom0_map_grant *q = &r->u.map_grant;
@@ -401,8 +422,6 @@ static int do_map_grant(struct conn *c, const struct dom0_request *r)
     if (!d || !d->gt)
         return reply_error(c, r->type, r->seq, ESRCH, "no such domain");
     bool ro = q->flags & XKVM_DOM0_MAP_READONLY;
-    if (!map_fd_ready(ro))
-        return reply_error(c, r->type, r->seq, EIO, "no read-only machine-memory fd");
     uint32_t handle;
     struct mapping *m = new_mapping(c, &handle);
     if (!m)
@@ -416,13 +435,15 @@ static int do_map_grant(struct conn *c, const struct dom0_request *r)
                            rc == -EACCES ? "not granted to dom0 (or read-only)" :
                            rc == -EFAULT ? "granted frame is not the domain's memory" :
                                            "gnttab_dom0_map");
-    if (wait_frame_present(d, mfn)) {
+    struct map_source src;
+    const char *why;
+    if ((rc = map_source_of(d, mfn, ro, &src, &why))) {
         gnttab_dom0_unmap(d, gt_handle);
-        return reply_error(c, r->type, r->seq, EAGAIN, "post-copy: the page has not arrived");
+        return reply_error(c, r->type, r->seq, rc, why);
     }
     *m = (struct mapping){ .used = true, .grant = true, .domid = d->domid,
                            .gt_handle = gt_handle, .mfn = mfn };
-    return reply_mapped(c, r, mfn, handle, ro);
+    return reply_mapped(c, r, &src, handle);
 }
 
 static int do_map_foreign(struct conn *c, const struct dom0_request *r)
@@ -432,8 +453,6 @@ static int do_map_foreign(struct conn *c, const struct dom0_request *r)
     if (!d)
         return reply_error(c, r->type, r->seq, ESRCH, "no such domain");
     bool ro = q->flags & XKVM_DOM0_MAP_READONLY;
-    if (!map_fd_ready(ro))
-        return reply_error(c, r->type, r->seq, EIO, "no read-only machine-memory fd");
     uint32_t handle;
     struct mapping *m = new_mapping(c, &handle);
     if (!m)
@@ -443,15 +462,18 @@ static int do_map_foreign(struct conn *c, const struct dom0_request *r)
                      (1u << FRAME_GRANT);
     if (mfn == INVALID_MFN || mm_frame_get(host_mm(), mfn, d->domid, types))
         return reply_error(c, r->type, r->seq, EFAULT, "gfn not populated");
-    if (wait_frame_present(d, mfn)) {
+    struct map_source src;
+    const char *why;
+    int rc = map_source_of(d, mfn, ro, &src, &why);
+    if (rc) {
         mm_frame_put(host_mm(), mfn);
-        return reply_error(c, r->type, r->seq, EAGAIN, "post-copy: the page has not arrived");
+        return reply_error(c, r->type, r->seq, rc, why);
     }
     *m = (struct mapping){ .used = true, .domid = d->domid, .mfn = mfn, .gfn = q->gfn,
                            .writable = !ro };
     if (!ro)
         p2m_mark_dirty(&d->p2m, q->gfn, 1);
-    return reply_mapped(c, r, mfn, handle, ro);
+    return reply_mapped(c, r, &src, handle);
 }
 
 static int do_unmap(struct conn *c, const struct dom0_request *r, bool grant)
@@ -508,7 +530,7 @@ static int do_watch_domains(struct conn *c, const struct dom0_request *r)
 void dom0_domains_changed(void)
 {
     uint64_t one = 1;
-    for (int i = 0; i < __atomic_load_n(&conns_end, __ATOMIC_ACQUIRE); i++)
+    for (int i = 0; i < conns_in_use(); i++)
         if (conns[i].fd >= 0 && conns[i].domains_fd >= 0) {
             ssize_t w = write(conns[i].domains_fd, &one, sizeof(one));
             (void)w;
@@ -639,7 +661,7 @@ bool dom0_handle_event(int fd, uint32_t events)
         accept_one();
         return true;
     }
-    for (int i = 0; i < __atomic_load_n(&conns_end, __ATOMIC_ACQUIRE); i++)
+    for (int i = 0; i < conns_in_use(); i++)
         if (conns[i].fd == fd) {
             conn_readable(&conns[i]);
             return true;
@@ -649,7 +671,7 @@ bool dom0_handle_event(int fd, uint32_t events)
 
 void dom0_stop(void)
 {
-    for (int i = 0; i < __atomic_load_n(&conns_end, __ATOMIC_ACQUIRE); i++)
+    for (int i = 0; i < conns_in_use(); i++)
         if (conns[i].fd >= 0)
             conn_close(&conns[i]);
     if (listen_fd >= 0) {
