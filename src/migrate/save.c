@@ -786,7 +786,7 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
         rc = precopy(&s, t, t_start, err, errlen);
     uint64_t *missing = NULL;
 
-    uint64_t t_pause = 0, t_pause_real = 0;
+    uint64_t t_pause = 0, t_pause_real = 0, b_pause = writer_bytes(&s);
     if (!rc) {
         if (!paused) {
             t_pause = mono_ns();
@@ -839,6 +839,7 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             rc = send_state(&s, err, errlen);
         rep->state_ms = (double)(mono_ns() - t_s) / 1e6;
         rep->final_ms = (double)(mono_ns() - t_pause) / 1e6;
+        rep->final_bytes = writer_bytes(&s) - b_pause;
     }
     uint64_t t_wait = mono_ns();
     if (!rc && o->peer)
