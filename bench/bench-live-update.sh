@@ -7,8 +7,10 @@
 # Cases: 1, 8 and 32 domains of 256 MiB (each with 16 MiB of random data written by
 # test=fill), and one domain of 4 GiB (256 MiB of random data). Each case boots its
 # domains on a fresh host, live-updates it RUNS times (default 5; the same binary) and
-# reports the median run by downtime, with its phases:
-#   {"bench":"live-update","domains":8,"mem_mb":256,"downtime_ms":...,"phases_ms":{...}}
+# reports the median run by downtime, with its phases; then the same with --beside (the
+# new xkvmd started beside the old one, the VMs built before the pause):
+#   {"bench":"live-update","mode":"exec","domains":8,"mem_mb":256,"downtime_ms":...,"phases_ms":{...}}
+#   {"bench":"live-update","mode":"beside",...}
 # then saves every domain to a file and restores it (xkvm save / xkvm restore, one after
 # the other) as the reference: the time each domain was gone, and the whole job:
 #   {"bench":"live-update-reference","domains":8,...,"per_domain_ms":...,"total_ms":...}
@@ -37,6 +39,29 @@ trap cleanup EXIT
 log() { echo "bench-live-update: $*" >&2; }
 [ -c /dev/kvm ] || { log "no /dev/kvm"; exit 1; }
 
+# updates NDOMS MEM_MB FILL_MB MODE [OPTIONS]: RUNS live updates (xk of the case's host);
+# the median run by downtime as one line.
+updates() {
+  local n=$1 mem=$2 fill=$3 mode=$4 i
+  shift 4
+  : > "$W/runs"
+  for i in $(seq "$RUNS"); do
+    xk live-update --json "$@" >> "$W/runs" || { log "live update ($mode) failed"; return 1; }
+    sleep 0.5
+  done
+  python3 - "$W/runs" "$n" "$mem" "$fill" "$mode" <<'PY'
+import json, sys
+runs = sorted((json.loads(l) for l in open(sys.argv[1]) if l.strip()), key=lambda r: r["downtime_ms"])
+r = runs[len(runs) // 2]
+print(json.dumps({"bench": "live-update", "mode": sys.argv[5], "domains": int(sys.argv[2]),
+                  "mem_mb": int(sys.argv[3]), "random_mb": int(sys.argv[4]),
+                  "downtime_ms": round(r["downtime_ms"], 3),
+                  "downtime_min_ms": round(runs[0]["downtime_ms"], 3),
+                  "downtime_max_ms": round(runs[-1]["downtime_ms"], 3),
+                  "phases_ms": {k: round(v, 3) for k, v in r["phases_ms"].items()}}))
+PY
+}
+
 # case NDOMS MEM_MB FILL_MB MACHINE_MEMORY
 run_case() {
   local n=$1 mem=$2 fill=$3 mm=$4 h=$W/h$1-$2 ids=() d i
@@ -58,21 +83,8 @@ CFG
     grep -q "xtest: fill: ready" "$h/dmesg-$d.log" || { log "d$d not ready"; return 1; }
   done
   sleep 1
-  : > "$W/runs"
-  for i in $(seq "$RUNS"); do
-    xk live-update --json >> "$W/runs" || { log "live update failed"; return 1; }
-    sleep 0.5
-  done
-  python3 - "$W/runs" "$n" "$mem" "$fill" <<'PY'
-import json, sys
-runs = sorted((json.loads(l) for l in open(sys.argv[1]) if l.strip()), key=lambda r: r["downtime_ms"])
-r = runs[len(runs) // 2]
-print(json.dumps({"bench": "live-update", "domains": int(sys.argv[2]), "mem_mb": int(sys.argv[3]),
-                  "random_mb": int(sys.argv[4]), "downtime_ms": round(r["downtime_ms"], 3),
-                  "downtime_min_ms": round(runs[0]["downtime_ms"], 3),
-                  "downtime_max_ms": round(runs[-1]["downtime_ms"], 3),
-                  "phases_ms": {k: round(v, 3) for k, v in r["phases_ms"].items()}}))
-PY
+  updates "$n" "$mem" "$fill" exec || return 1
+  updates "$n" "$mem" "$fill" beside --beside || return 1
   # The reference: each domain saved to a file and restored, one after the other.
   local t0 t1 t2 worst=0 sum=0 save=0 start end gone
   start=$(date +%s%N)

@@ -21,6 +21,7 @@
 # 5 ms downtime target, and one dirtying twice as fast as a slowed link (auto-converge:
 # {"guest":"dirtying-2x-link-8mbs","throttle_pct":...,"stop":...}), the same by
 # post-copy ({"system":"xkvm-postcopy",...,"downtime_ms":...,"fault_wait_ms_avg":...}),
+# both again over a 40 MB/s link ({"guest":"dirtying-2x-link-40mbs",...,"goal_5ms_met":...}),
 # and the same-host case (bench/bench-migrate-same-host.sh:
 # {"bench":"migrate-same-host",...}). Needs /dev/kvm and qemu-system-x86_64 (scripts/deps.sh --bench).
 set -uo pipefail
@@ -134,16 +135,19 @@ print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "dirtying-80mbs
 # link of 8 MB/s: tests/kvm/tcp-fault-proxy.py rate:N) against the 5 ms target.
 PROXY=$ROOT/tests/kvm/tcp-fault-proxy.py
 # converge_case NAME PORT_OFFSET [MIGRATE OPTIONS]: proxies at PORT + PORT_OFFSET + 1...
+# The link and the guest: LINK_RATE bytes a second (default 8 MB/s) and DIRTY, the
+# guest's fill arguments (default 1 MiB every 64 ms, about 16 MB/s).
+LINK_RATE=8000000 DIRTY="mb=1 at=8 dirty_mb=1 period_ms=64"
 converge_case() {
   local name=$1 d src=h1 dport=$((PORT + 1)) pport=$((PORT + $2))
   shift 2
   printf 'name = "%s"\nmemory = 256\nvcpus = 1\nkernel = "%s"\ncmdline = "%s"\n' "$name" \
-    "$GUEST" "test=fill mb=1 at=8 dirty_mb=1 period_ms=64" > "$W/$name.cfg"
+    "$GUEST" "test=fill $DIRTY" > "$W/$name.cfg"
   d=$(xk h1 create "$W/$name.cfg") || return 1
   for _ in $(seq 600); do grep -q "xtest: fill: ready" "$W/h1/dmesg-$d.log" 2>/dev/null && break; sleep 0.1; done
   for i in $(seq "$RUNS"); do
     pport=$((pport + 1)); rm -f "$W/proxy.out"
-    python3 "$PROXY" $pport $dport rate:8000000 > "$W/proxy.out" &
+    python3 "$PROXY" $pport $dport rate:$LINK_RATE > "$W/proxy.out" &
     for _ in $(seq 50); do grep -q READY "$W/proxy.out" 2>/dev/null && break; sleep 0.1; done
     xk $src migrate "$d" 127.0.0.1:$pport --downtime-ms 5 "$@" --report "$W/r.json" >/dev/null ||
       { log "$name: migrate failed"; return 1; }
@@ -167,6 +171,22 @@ print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "dirtying-2x-li
 "$ROOT/bench/bench-migrate-same-host.sh" "$BUILD" "$RUNS" || exit 1
 # Post-copy (docs/migration.md "Post-copy"): the same guest and link, switching after
 # the first pass instead of throttling: the downtime does not depend on the dirty rate.
+# conv_line SYSTEM GUEST: an auto-converge or post-copy case's median run as one line.
+conv_line() {
+  python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+line = {"bench": "migrate", "system": sys.argv[1], "guest": sys.argv[2],
+        "downtime_target_ms": r["downtime_target_ms"], "stop": r["stop"],
+        "throttle_pct": r["throttle_pct"], "downtime_ms": round(r["downtime_ms"], 3),
+        "final_bytes": r["final_bytes"], "dest_ms": round(r["dest_ms"], 3),
+        "total_ms": round(r["total_ms"], 2), "iterations": r["iterations"]}
+if r.get("postcopy"):
+    line.update({k: r[k] for k in ("postcopy_ms", "postcopy_pages", "pages_on_demand",
+                                   "faults_on_demand", "fault_wait_ms_avg", "fault_wait_ms_max")})
+line["goal_5ms_met"] = r["downtime_ms"] < 5
+print(json.dumps(line))' "$1" "$2"
+}
 pc_json=$(converge_case postcopy 25 --postcopy --no-auto-converge | median) || exit 1
 echo "$pc_json" | python3 -c '
 import json, sys
@@ -177,6 +197,13 @@ print(json.dumps({"bench": "migrate", "system": "xkvm-postcopy", "guest": "dirty
                   "pages_on_demand": r["pages_on_demand"], "faults_on_demand": r["faults_on_demand"],
                   "fault_wait_ms_avg": round(r["fault_wait_ms_avg"], 3),
                   "fault_wait_ms_max": round(r["fault_wait_ms_max"], 3)}))'
+
+# The same two ways over a faster link: 40 MB/s, the guest dirtying 8 MiB every 100 ms
+# (about 80 MB/s, still twice the link), where the state's bytes weigh less.
+LINK_RATE=40000000 DIRTY="mb=8 at=8 dirty_mb=8 period_ms=100"
+converge_case converge40 45 | median | conv_line xkvm dirtying-2x-link-40mbs || exit 1
+converge_case postcopy40 65 --postcopy --no-auto-converge | median |
+  conv_line xkvm-postcopy dirtying-2x-link-40mbs || exit 1
 
 # ---- QEMU ----
 if ! command -v "$QEMU" >/dev/null; then

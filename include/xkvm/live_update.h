@@ -79,6 +79,12 @@ enum xkvm_lu_fd_role {
 #define XKVM_LU_REC_TIMES       (XKVM_LU_OPTIONAL | 0x04u)
 
 #define XKVM_LU_HOST_VERIFY_MEMORY  0x1u    /* MEM_CHECKSUM records are present */
+/*
+ * A prebuild image (docs/live-update.md, "Beside"): written while every guest runs, for
+ * a new xkvmd started beside this one to build the VMs from. Per domain only DOMAIN
+ * and P2M; the HOST times are 0. The image written in the pause follows it.
+ */
+#define XKVM_LU_HOST_PREBUILD       0x2u
 
 struct xkvm_lu_host {
     uint64_t nr_frames;         /* machine memory size in 4 KiB frames */

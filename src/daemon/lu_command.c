@@ -17,6 +17,8 @@ struct json_object *lu_command(struct json_object *req, int client_fd)
         rq.binary = json_object_get_string(v);
     if (json_object_object_get_ex(req, "verify_memory", &v))
         rq.verify_memory = json_object_get_boolean(v);
+    if (json_object_object_get_ex(req, "beside", &v))
+        rq.beside = json_object_get_boolean(v);
     if (json_object_object_get_ex(req, "inject_fault", &v) &&
         json_object_is_type(v, json_type_string))
         rq.inject_fault = json_object_get_string(v);

@@ -504,7 +504,7 @@ static int check_listener(void)
 struct xkvmd_options {
     uint64_t machine_memory;
     struct migrate_incoming_limits incoming;
-    const char *lu_resume, *lu_rollback;
+    const char *lu_resume, *lu_rollback, *lu_beside;
 };
 
 static const struct option own_options[] = {
@@ -522,6 +522,7 @@ static const struct option own_options[] = {
     { "lu-accepts", required_argument, NULL, 'A' },
     { "lu-resume", required_argument, NULL, 'R' },
     { "lu-rollback", required_argument, NULL, 'B' },
+    { "lu-beside", required_argument, NULL, 'W' },
     { "log-max-size", required_argument, NULL, 'L' }, { "log-keep", required_argument, NULL, 'G' },
     { "hypercall-transport", required_argument, NULL, 'H' },
     { "bootloader-user", required_argument, NULL, 'U' },
@@ -571,6 +572,7 @@ static int own_option(int opt, const char *arg, void *ctx)
     case 'A': return live_update_accepts_main(arg);
     case 'R': o->lu_resume = arg; break;
     case 'B': o->lu_rollback = arg; break;
+    case 'W': o->lu_beside = arg; break;
     case 'L': case 'G':     /* through the environment to our logs and the services' */
         if (opt == 'L' ? logrot_parse_size(arg, &(uint64_t){0}) : logrot_parse_keep(arg, &(unsigned){0})) {
             fprintf(stderr, "xkvmd: bad --log-%s '%s'\n", opt == 'L' ? "max-size" : "keep", arg);
@@ -656,7 +658,7 @@ static int run(int argc, char **argv, struct lu_daemon *lu)
     if ((st = check_listener()))
         return st;
     migrate_incoming_configure(&o.incoming);
-    if (o.lu_resume)
+    if (o.lu_resume || o.lu_beside)
         return resume_after_live_update(&dm, &o, argc, argv, lu);
 
     char err[512];
@@ -702,12 +704,13 @@ static int resume_after_live_update(struct daemon *dm, const struct xkvmd_option
     daemon_open_log(dm);
     install_signals();
     self_binary(lu);
-    int rc = live_update_resume(o->lu_resume, o->lu_rollback, absdir, argc, argv, lu);
+    int rc = o->lu_beside ? live_update_beside(o->lu_beside, absdir, argc, argv, lu) :
+             live_update_resume(o->lu_resume, o->lu_rollback, absdir, argc, argv, lu);
     if (rc) {
         log_err("live update: giving up (%s)", strerror(-rc));
         return 1;
     }
-    fcntl(lu->pidfile_fd, F_SETFD, FD_CLOEXEC);     /* same pid: the file stays as it is */
+    fcntl(lu->pidfile_fd, F_SETFD, FD_CLOEXEC);     /* (beside wrote its pid in it) */
     dom0_listen_inherited(lu->dom0_listen_fd, absdir);
     migrate_fd = lu->migrate_listen_fd;
     if ((rc = toolstack_xs_start(absdir)))

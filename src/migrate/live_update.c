@@ -37,6 +37,9 @@
 #include "xkvm/live_update.h"
 
 #define ACCEPTS_TIMEOUT_MS  10000u
+/* Beside: how long the new xkvmd may take to build the VMs, and to run them. */
+#define BESIDE_PREBUILD_TIMEOUT_MS  120000u
+#define BESIDE_RUNNING_TIMEOUT_MS   60000u
 /* The fds a live update keeps across exec: its FD records and the image. */
 #define LU_KEPT_FDS_MAX 9
 
@@ -272,11 +275,9 @@ static void run_prebuild_job(void *arg)
     p2m_release(&j->d->p2m);
 }
 
-static int save_domain(struct save_job *j)
+/* DOMAIN: the config, and how it stands (paused by the toolstack, shut down). */
+static int write_domain_record(struct domain *d, struct xkvm_lu_writer *w)
 {
-    struct domain *d = j->d;
-    struct xkvm_lu_writer *w = &j->w;
-    /* DOMAIN: the config, and how it stands (paused by the toolstack, shut down). */
     struct domrec dr = { .members = DOMREC_CONFIG | DOMREC_PAUSED | DOMREC_SHUTDOWN,
                          .cfg = &d->cfg };
     pthread_mutex_lock(&d->lock);
@@ -289,9 +290,17 @@ static int save_domain(struct save_job *j)
         return -ENOMEM;
     xkvm_lu_write(w, XKVM_LU_REC_DOMAIN, d->domid, js, strlen(js));
     free(js);
+    return 0;
+}
 
+static int save_domain(struct save_job *j)
+{
+    struct domain *d = j->d;
+    struct xkvm_lu_writer *w = &j->w;
+    int rc = write_domain_record(d, w);
+    if (rc)
+        return rc;
     /* Paused: nothing changes the p2m now. Changed since the prebuild: again. */
-    int rc = 0;
     if (!j->x || d->p2m.gen != j->gen) {
         free(j->x);
         j->x = NULL;
@@ -563,7 +572,6 @@ static void write_fd_records(struct lu_run *r, struct xkvm_lu_writer *w)
             xkvm_lu_write(w, XKVM_LU_REC_FD, fds[i].role, &f, sizeof(f));
             r->keep[r->nkeep++] = fds[i].fd;
         }
-    r->keep[r->nkeep++] = r->img_fd;
 }
 
 /* xkvmd's own arguments, NUL-separated, for the next binary. false if out of memory. */
@@ -581,45 +589,68 @@ static bool write_argv_record(struct xkvm_lu_writer *w)
     return args != NULL;
 }
 
-/* The image (HOST, the fds, our arguments, the domains, END) in a memfd. */
-static int write_image(struct lu_run *r)
+/* A prebuild image's domain: DOMAIN and P2M, as they stand while the guests run. */
+static int write_prebuilt_domain(struct save_job *j, struct xkvm_lu_writer *w)
 {
-    r->img_fd = memfd_create("xkvm-live-update", 0);
-    if (r->img_fd < 0) {
+    int rc = write_domain_record(j->d, w);
+    if (!rc && !j->x)
+        rc = -ENOMEM;   /* the prebuild could not walk it: no beside without it */
+    if (!rc)
+        xkvm_lu_write(w, XKVM_LU_REC_P2M, j->d->domid, j->x, j->nx * sizeof(*j->x));
+    return rc;
+}
+
+/*
+ * The image (HOST, the fds, our arguments, the domains, END) in a new memfd, *fd. The
+ * prebuild image (beside, written while the guests run) has each domain's DOMAIN and
+ * P2M only.
+ */
+static int write_image(struct lu_run *r, bool prebuild, int *fd)
+{
+    *fd = memfd_create(prebuild ? "xkvm-live-update-prebuild" : "xkvm-live-update",
+                       MFD_CLOEXEC);
+    if (*fd < 0) {
         snprintf(r->err, r->errlen, "memfd: %s", strerror(errno));
         return -errno;
     }
     struct xkvm_lu_writer w;
     xkvm_lu_writer_init(&w, 0);
-    r->hr.nr_frames = host.mm.nr_frames;
-    r->hr.lu_region_mfn = host.mm.lu_mfn;
-    r->hr.lu_region_nr = host.mm.lu_nr;
-    r->hr.nr_domains = r->n;
-    r->hr.flags = r->rq->verify_memory ? XKVM_LU_HOST_VERIFY_MEMORY : 0;
-    xkvm_lu_write(&w, XKVM_LU_REC_HOST, 0, &r->hr, sizeof(r->hr));
+    struct xkvm_lu_host hr = r->hr;
+    hr.nr_frames = host.mm.nr_frames;
+    hr.lu_region_mfn = host.mm.lu_mfn;
+    hr.lu_region_nr = host.mm.lu_nr;
+    hr.nr_domains = r->n;
+    hr.flags = prebuild ? XKVM_LU_HOST_PREBUILD :
+               r->rq->verify_memory ? XKVM_LU_HOST_VERIFY_MEMORY : 0;
+    xkvm_lu_write(&w, XKVM_LU_REC_HOST, 0, &hr, sizeof(hr));
+    r->nkeep = 0;
     write_fd_records(r, &w);
     bool args_ok = write_argv_record(&w);
     uint64_t times[2] = { r->t_prebuild, r->t_prebuilt };
     xkvm_lu_write(&w, XKVM_LU_REC_TIMES, 0, times, sizeof(times));
-    for (unsigned i = 0; i < r->n; i++)
-        xkvm_lu_append_records(&w, &r->jobs[i].w);
+    int rc = 0;
+    for (unsigned i = 0; i < r->n && !rc; i++)
+        if (prebuild)
+            rc = write_prebuilt_domain(&r->jobs[i], &w);
+        else
+            xkvm_lu_append_records(&w, &r->jobs[i].w);
 #ifdef XKVM_LU_TEST_NEXT
     uint64_t next[2] = { 0x4e455854u, r->n };
     xkvm_lu_write(&w, XKVM_LU_REC_TEST_NEXT, 0, next, sizeof(next));
 #endif
-    int rc = 0;
-    if (!args_ok || xkvm_lu_finish(&w)) {
+    if (rc || !args_ok || xkvm_lu_finish(&w)) {
         rc = -ENOMEM;
         snprintf(r->err, r->errlen, "out of memory for the image");
     }
-    if (!rc) {
+    if (!rc && !prebuild) {
         r->hr.t_saved = host_monotonic_ns();       /* in place in HOST, the first record */
         memcpy(w.buf + XKVM_LU_HDR_SIZE + XKVM_LU_RHDR_SIZE +
                offsetof(struct xkvm_lu_host, t_saved), &r->hr.t_saved, sizeof(r->hr.t_saved));
-        if ((rc = write_all(r->img_fd, w.buf, w.len)))
-            snprintf(r->err, r->errlen, "writing the image: %s", strerror(-rc));
     }
-    r->img_len = w.len;
+    if (!rc && (rc = write_all(*fd, w.buf, w.len)))
+        snprintf(r->err, r->errlen, "writing the image: %s", strerror(-rc));
+    if (!prebuild)
+        r->img_len = w.len;
     xkvm_lu_writer_release(&w);
     return rc;
 }
@@ -670,6 +701,7 @@ static int exec_next(struct lu_run *r)
         setenv("XKVM_LU_FAULT", r->rq->inject_fault, 1);
     else
         unsetenv("XKVM_LU_FAULT");
+    r->keep[r->nkeep++] = r->img_fd;
     int holder = start_holder(r);
     int rc = mark_fds_for_exec(r->keep, r->nkeep);
     if (rc) {
@@ -696,6 +728,66 @@ static int exec_next(struct lu_run *r)
     }
     free(argv);
     return rc;
+}
+
+/*
+ * Beside, while every guest runs: start the new xkvmd next to this one with the
+ * prebuild image and wait until it has built every VM. 0, or -errno with r->err (the
+ * new one is gone again; nothing was paused).
+ */
+static int beside_prebuild(struct lu_run *r, struct lu_beside *b)
+{
+    int pre_fd = -1;
+    int rc = write_image(r, true, &pre_fd);
+    if (!rc) {
+        r->keep[r->nkeep++] = pre_fd;
+        if (r->rq->inject_fault)
+            setenv("XKVM_LU_FAULT", r->rq->inject_fault, 1);
+        rc = lu_beside_spawn(r->rq->binary, daemon_info.argv, daemon_info.argc, r->keep,
+                             r->nkeep, pre_fd, b, r->err, r->errlen);
+        unsetenv("XKVM_LU_FAULT");
+    }
+    if (pre_fd >= 0)
+        close(pre_fd);
+    if (!rc) {
+        log_info("live update: started %s beside this xkvmd (pid %d), building %u domain(s)",
+                 r->rq->binary, (int)b->pid, r->n);
+        char why[512] = "";
+        if ((rc = lu_beside_wait(b, "PREBUILT", BESIDE_PREBUILD_TIMEOUT_MS, why, sizeof(why))))
+            snprintf(r->err, r->errlen, "the new xkvmd failed while it built the VMs: %s "
+                     "(nothing was paused)", why);
+    }
+    if (rc)
+        lu_beside_abort(b);
+    return rc;
+}
+
+/*
+ * Beside, in the pause: hand the new xkvmd the image and wait for RUNNING; then this
+ * process exits, touching nothing more. Returns only if the new one failed (-errno with
+ * r->err): it is gone, and the caller unpauses every domain here.
+ */
+static int beside_hand_over(struct lu_run *r, struct lu_beside *b)
+{
+    uint64_t t_exec = host_monotonic_ns();      /* the hand-over: "exec" in the phases */
+    (void)!pwrite(r->img_fd, &t_exec, sizeof(t_exec), XKVM_LU_HDR_SIZE + XKVM_LU_RHDR_SIZE +
+                  offsetof(struct xkvm_lu_host, t_exec));
+    char why[512] = "";
+    int rc = lu_beside_send_final(b, r->img_fd, why, sizeof(why));
+    if (!rc)
+        rc = lu_beside_wait(b, "RUNNING", BESIDE_RUNNING_TIMEOUT_MS, why, sizeof(why));
+    if (rc) {
+        lu_beside_abort(b);
+        snprintf(r->err, r->errlen, "the new xkvmd failed: %s; rolled back, every domain runs "
+                 "on the old xkvmd", why);
+        return rc;
+    }
+    /* Under systemd the new process is the service now; it says READY=1 itself. */
+    notify_sendf("MAINPID=%d\nSTATUS=live update: handed over to pid %d", (int)b->pid,
+                 (int)b->pid);
+    log_info("live update: every domain runs in the new xkvmd (pid %d); this one exits",
+             (int)b->pid);
+    _exit(0);
 }
 
 /* Still here after the pause: nothing was handed over. Everything runs on as before. */
@@ -730,16 +822,22 @@ int live_update_run(const struct live_update_request *rq, char *err, size_t errl
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    struct lu_beside b = { .pid = -1, .sock = -1 };
     int rc = check_preconditions(&r);
-    if (!rc && (rc = prebuild_all(&r)))
+    if (!rc && ((rc = prebuild_all(&r)) || (rq->beside && (rc = beside_prebuild(&r, &b)))))
         toolstack_xs_start(host.rundir);
     if (rc) {
+        for (unsigned i = 0; r.jobs && i < r.n; i++)
+            free(r.jobs[i].x);
+        free(r.jobs);
         free(r.doms);
         return rc;
     }
     pause_all(&r);
-    if (!(rc = refuse_grant_maps(&r)) && !(rc = save_all(&r)) && !(rc = write_image(&r)))
-        rc = exec_next(&r);
+    if (!(rc = refuse_grant_maps(&r)) && !(rc = save_all(&r)) &&
+        !(rc = write_image(&r, false, &r.img_fd)))
+        rc = rq->beside ? beside_hand_over(&r, &b) : exec_next(&r);
+    lu_beside_abort(&b);
     for (unsigned i = 0; r.jobs && i < r.n; i++) {
         xkvm_lu_writer_release(&r.jobs[i].w);
         free(r.jobs[i].x);

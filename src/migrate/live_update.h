@@ -48,6 +48,7 @@ struct live_update_request {
     const char *binary;         /* absolute path of the next xkvmd */
     bool verify_memory;         /* hash every guest frame before and after */
     const char *inject_fault;   /* tests: the phase the new binary fails at, or NULL */
+    bool beside;                /* start the new xkvmd beside this one (docs: "Beside") */
     int client_fd;              /* the client's connection: the new xkvmd answers there */
 };
 
@@ -73,5 +74,16 @@ int live_update_accepts_main(const char *version);
  */
 int live_update_resume(const char *fds, const char *rollback_reason, const char *rundir,
                        int argc, char **argv, struct lu_daemon *dm);
+
+/*
+ * xkvmd --lu-beside SOCKET_FD,PREBUILD_IMAGE_FD: started by a live update --beside next
+ * to the old xkvmd (docs/live-update.md, "Beside"). Builds every VM from the prebuild
+ * image while the old one runs the guests, then takes them over from the image it
+ * sends in the pause. Returns 0 with *dm's fds filled once the domains run here (the
+ * daemon then serves); on any failure before that it says why to the old xkvmd, which
+ * keeps the domains, and exits.
+ */
+int live_update_beside(const char *spec, const char *rundir, int argc, char **argv,
+                       struct lu_daemon *dm);
 
 #endif

@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,12 +29,16 @@
 #include "migrate/lu_internal.h"
 #include "migrate/pv_restore.h"
 #include "util/domcfg.h"
+#include "util/clock.h"
+#include "util/daemon.h"
 #include "util/log.h"
 #include "xkvm/live_update.h"
 
 extern char **environ;
 
 /* ---- rollback: exec the old binary with the same image ---- */
+
+static int old_binary_fd_of(const struct xkvm_lu_image *img);
 
 static int old_binary_fd = -1;
 static char **rollback_argv;
@@ -83,8 +89,16 @@ static void crash_handlers(bool on)
         sigaction(crash_signals[i], &sa, NULL);
 }
 
+/* Beside (lu_beside.c): the socket to the old xkvmd, which rolls back by itself. */
+static int beside_sock = -1;
+
 static void __attribute__((noreturn)) roll_back(const char *why)
 {
+    if (beside_sock >= 0) {
+        log_err("live update: %s: the old xkvmd keeps the domains", why);
+        lu_beside_say(beside_sock, "ERROR %s", why);
+        _exit(70);
+    }
     snprintf(rollback_reason, sizeof(rollback_reason), "%s", why);
     log_err("live update: %s: rolling back to the old xkvmd", why);
     exec_old_binary();
@@ -308,6 +322,12 @@ static int image_fd(const struct xkvm_lu_image *img, unsigned role)
     return fd >= 0 && fcntl(fd, F_GETFD) >= 0 ? fd : -1;
 }
 
+/* Beside: the old binary's fd came along too; nothing execs it here. */
+static int old_binary_fd_of(const struct xkvm_lu_image *img)
+{
+    return image_fd(img, XKVM_LU_FD_OLD_BINARY);
+}
+
 /*
  * A failure before any domain ran again: the first time, exec the old binary (does not
  * return); already the rollback, say why and return rc.
@@ -437,7 +457,6 @@ static void resume_domains(struct lu_dom *doms, unsigned n, uint64_t *t_resumed)
         domain_unpause(doms[i].d);      /* the hold domain_build took */
     }
     *t_resumed = host_monotonic_ns();
-    mm_lu_finish(&host.mm);
     /* New domids go on after the restored ones, as they would have. */
     for (unsigned i = 0; i < n; i++)
         if (doms[i].rec->domid >= host.next_domid)
@@ -537,6 +556,7 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
         crash_handlers(false);
         uint64_t t_resume = host_monotonic_ns(), t_resumed;
         resume_domains(doms, n, &t_resumed);
+        mm_lu_finish(&host.mm);
         report_resumed(client, rollback, &img, n, t_start, t_valid, t, t_resume, t_resumed);
     }
     /* The guests run (or never will here): the old address space may go now. */
@@ -548,6 +568,182 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     free(doms);
     xkvm_lu_image_release(&img);
     munmap(buf, len);
+    close(img_fd);
+    return 0;
+}
+
+/* ---- beside: started next to the old xkvmd (docs/live-update.md, "Beside") ---- */
+
+/* The final image's domain i is the prebuilt one: the same DOMAIN record and extents. */
+static bool prebuilt_matches(const struct xkvm_lu_domain *pre, const struct xkvm_lu_domain *fin)
+{
+    return pre->domid == fin->domid && pre->config_len == fin->config_len &&
+           !memcmp(pre->config_json, fin->config_json, fin->config_len) &&
+           pre->nr_extents == fin->nr_extents &&
+           !memcmp(pre->extents, fin->extents, fin->nr_extents * sizeof(fin->extents[0]));
+}
+
+/*
+ * Take over the prebuilt domains for the final image's records: 0, or -EAGAIN with why
+ * when a domain changed between the two (its p2m, its configuration or its state):
+ * the old xkvmd then keeps the domains, and the update can be tried again.
+ */
+static int adopt_prebuilt(struct lu_dom *doms, const struct xkvm_lu_image *pre,
+                          const struct xkvm_lu_image *fin, char *why, size_t whylen)
+{
+    if (pre->nr_domains != fin->nr_domains) {
+        snprintf(why, whylen, "the domains changed during the update (%u, then %u): try "
+                 "again", pre->nr_domains, fin->nr_domains);
+        return -EAGAIN;
+    }
+    for (unsigned i = 0; i < fin->nr_domains; i++) {
+        if (!prebuilt_matches(&pre->domains[i], &fin->domains[i])) {
+            snprintf(why, whylen, "d%u changed while it was built (its memory map, "
+                     "configuration or state): try again", fin->domains[i].domid);
+            return -EAGAIN;
+        }
+        doms[i].rec = &fin->domains[i];
+    }
+    return 0;
+}
+
+/* Pass 0 once more, in the pause: only the final DOMAIN record's state is read. */
+static void pass0_final(void *arg)
+{
+    struct lu_dom *ld = arg;
+    parse_domain(ld);
+}
+
+static int beside_image(int fd, uint8_t **buf, size_t *len, struct xkvm_lu_image *img,
+                        bool prebuild, char *why, size_t whylen)
+{
+    int rc = read_image(fd, buf, len, img, why, whylen);
+    if (!rc && !(img->host.flags & XKVM_LU_HOST_PREBUILD) != !prebuild) {
+        snprintf(why, whylen, "the %s image is%s a prebuild image", prebuild ? "first" : "final",
+                 prebuild ? " not" : "");
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
+/* Build every VM while the old xkvmd runs the guests; PREBUILT when done. */
+static int beside_prebuild(int pre_fd, const char *rundir, struct lu_daemon *dm,
+                           struct xkvm_lu_image *pre, uint8_t **pbuf, size_t *plen,
+                           struct lu_dom **out, uint64_t *t_built)
+{
+    char why[640] = "", err[512] = "";
+    int memfd = -1, rc = beside_image(pre_fd, pbuf, plen, pre, true, why, sizeof(why));
+    if (!rc && (rc = take_fds(pre, dm, &memfd)))
+        snprintf(why, sizeof(why), "an fd the image names was not passed on");
+    if (!rc)
+        rc = start_host(rundir, memfd, pre, why, sizeof(why));
+    if (rc)
+        roll_back(why);
+    unsigned n = pre->nr_domains;
+    struct lu_dom *doms = calloc(n ? n : 1, sizeof(*doms));
+    if (!doms)
+        roll_back("out of memory");
+    for (unsigned i = 0; i < n; i++)
+        doms[i] = (struct lu_dom){ .rec = &pre->domains[i], .shutdown_code = -1 };
+    if ((rc = run_pass("pass 0 (VM, p2m, vCPUs)", doms, n, pass0, err, sizeof(err))))
+        roll_back(err);
+    *t_built = host_monotonic_ns();
+    log_info("live update beside: %u domain(s) built while the guests run", n);
+    if (lu_beside_say(beside_sock, "PREBUILT"))
+        _exit(0);       /* the old xkvmd gave up: nothing here was ever used */
+    *out = doms;
+    return 0;
+}
+
+int live_update_beside(const char *spec, const char *rundir, int argc, char **argv,
+                       struct lu_daemon *dm)
+{
+    (void)argc;
+    (void)argv;
+    uint64_t t_begin = host_monotonic_ns();
+    int pre_fd = -1;
+    char tail;
+    if (sscanf(spec, "%d,%d%c", &beside_sock, &pre_fd, &tail) != 2 || beside_sock < 0 ||
+        pre_fd < 0) {
+        log_err("--lu-beside %s: expected SOCKET_FD,IMAGE_FD", spec);
+        return -EINVAL;
+    }
+    fcntl(beside_sock, F_SETFD, FD_CLOEXEC);
+    const char *f = getenv("XKVM_LU_FAULT");
+    fault = f && *f ? strdup(f) : NULL;
+    unsetenv("XKVM_LU_FAULT");
+    fault_point("startup");
+    fault_point("startup-crash");
+
+    struct xkvm_lu_image pre, img;
+    uint8_t *pbuf, *buf;
+    size_t plen = 0, len = 0;
+    struct lu_dom *doms;
+    uint64_t t_built;
+    beside_prebuild(pre_fd, rundir, dm, &pre, &pbuf, &plen, &doms, &t_built);
+    close(pre_fd);
+
+    /* The old xkvmd pauses every domain and sends the image; or gives up (EOF). */
+    int img_fd = lu_beside_take_final(beside_sock);
+    if (img_fd < 0) {
+        log_info("live update beside: the old xkvmd keeps the domains; exiting");
+        _exit(0);
+    }
+    uint64_t t_start = host_monotonic_ns();
+    char why[640] = "", err[512] = "";
+    int rc = beside_image(img_fd, &buf, &len, &img, false, why, sizeof(why));
+    if (rc)
+        roll_back(why);
+    uint64_t t_valid = host_monotonic_ns();
+    if ((rc = adopt_prebuilt(doms, &pre, &img, why, sizeof(why))))
+        roll_back(why);
+    unsigned n = img.nr_domains;
+    uint64_t t[5];
+    t[0] = host_monotonic_ns();
+    rc = run_pass("pass 0 (the final state)", doms, n, pass0_final, err, sizeof(err));
+    fault_point("pass0");
+    t[1] = host_monotonic_ns();
+    if (!rc && (img.host.flags & XKVM_LU_HOST_VERIFY_MEMORY))
+        rc = run_pass("memory check", doms, n, verify_memory, err, sizeof(err));
+    t[2] = host_monotonic_ns();
+    if (!rc)
+        rc = run_pass("pass 1 (Xen frames, event channels, grants)", doms, n, pass1, err,
+                      sizeof(err));
+    t[3] = host_monotonic_ns();
+    if (!rc)
+        rc = run_pass("pass 2 (vCPU and interrupt state)", doms, n, pass2, err, sizeof(err));
+    t[4] = host_monotonic_ns();
+    if (rc)
+        roll_back(err);
+    fault_point("before-unpause");
+
+    uint64_t t_resume = host_monotonic_ns(), t_resumed;
+    resume_domains(doms, n, &t_resumed);
+    /* From here the guests are ours, whatever the old xkvmd does. */
+    if (lu_beside_say(beside_sock, "RUNNING"))
+        log_warn("live update beside: the old xkvmd went away before it heard RUNNING");
+    daemon_write_pid(dm->pidfile_fd);      /* before anyone hears of the new pid */
+    /* It exits now: once it has (EOF), it has told systemd that this pid is the service. */
+    struct pollfd p = { .fd = beside_sock, .events = POLLIN };
+    for (uint64_t until = mono_ms() + 5000; mono_ms() < until;)
+        if (poll(&p, 1, 100) > 0 && recv(beside_sock, &tail, 1, MSG_DONTWAIT) <= 0)
+            break;
+    close(beside_sock);
+    beside_sock = -1;
+    mm_lu_finish(&host.mm);     /* the old xkvmd's own frames: it is gone */
+
+    int client = image_fd(&img, XKVM_LU_FD_CLIENT);
+    img.t_prebuild = img.t_prebuild ? img.t_prebuild : t_begin;
+    img.t_prebuilt = t_built;       /* prebuild: from the first walk to the VMs built */
+    report_resumed(client, NULL, &img, n, t_start, t_valid, t, t_resume, t_resumed);
+    if (client >= 0)
+        close(client);
+    close(old_binary_fd_of(&img));
+    free(doms);
+    xkvm_lu_image_release(&img);
+    xkvm_lu_image_release(&pre);
+    munmap(buf, len);
+    munmap(pbuf, plen);
     close(img_fd);
     return 0;
 }

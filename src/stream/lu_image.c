@@ -171,6 +171,8 @@ static const uint32_t domain_order[] = {
     XKVM_LU_REC_DOMAIN_CONTEXT,
 };
 #define DOMAIN_RECS (sizeof(domain_order) / sizeof(domain_order[0]))
+/* In a prebuild image (XKVM_LU_HOST_PREBUILD) each domain has the first two only. */
+#define PREBUILD_DOMAIN_RECS 2u
 
 /* ---- the checker: one function per record type, in a table ---- */
 
@@ -205,7 +207,8 @@ static int check_host(struct walk *w, const struct rec *r)
         return bad(w->err, w->errlen, "HOST: machine memory or live-update region out of range");
     if (img->host.nr_domains > XKVM_LU_MAX_DOMAINS)
         return bad(w->err, w->errlen, "HOST: %u domains", img->host.nr_domains);
-    if (img->host.flags & ~XKVM_LU_HOST_VERIFY_MEMORY)
+    if (img->host.flags & ~(XKVM_LU_HOST_VERIFY_MEMORY | XKVM_LU_HOST_PREBUILD) ||
+        (img->host.flags & XKVM_LU_HOST_VERIFY_MEMORY && img->host.flags & XKVM_LU_HOST_PREBUILD))
         return bad(w->err, w->errlen, "HOST: unknown flags %#x", img->host.flags);
     if (!(img->domains = calloc(img->host.nr_domains + 1, sizeof(*img->domains))))
         return -ENOMEM;
@@ -520,7 +523,8 @@ int xkvm_lu_check(const void *buf, size_t len, struct xkvm_lu_image *img,
         if ((rc = check_place(&w, &r, per_domain)) || (rc = check_record(&w, &r)))
             break;
         if (per_domain) {
-            w.step = (w.step + 1) % DOMAIN_RECS;
+            w.step = (w.step + 1) % (img->host.flags & XKVM_LU_HOST_PREBUILD ?
+                                     PREBUILD_DOMAIN_RECS : DOMAIN_RECS);
             if (w.step && r.inst != w.cur->domid)
                 rc = bad(err, errlen, "record %#x for domain %u inside domain %u's", r.type,
                          r.inst, w.cur->domid);

@@ -128,10 +128,13 @@ static const char usage_text[] =
 "                                hand-over: it runs on here, the destination cleans up\n"
 "  migrate-receive               receive a migration on stdin/stdout into this host's\n"
 "                                xkvmd (what xkvm migrate ssh:// runs at the far end)\n"
-"  live-update [--binary PATH] [--verify-memory]\n"
+"  live-update [--binary PATH] [--verify-memory] [--beside]\n"
 "                                replace the running xkvmd with PATH (default: the\n"
 "                                binary it was started from) while every domain stays\n"
 "                                alive; prints the downtime and its phases.\n"
+"                                --beside: start PATH as a new process beside the old\n"
+"                                one, which builds the VMs while the guests run (the\n"
+"                                pid changes; docs/live-update.md \"Beside\").\n"
 "                                --verify-memory: check that no guest frame changed\n"
 "                                (slower). --inject-fault PHASE (tests): make the new\n"
 "                                binary fail there (startup, bad-image, pass0, crash,\n"
@@ -1450,12 +1453,13 @@ static int cmd_live_update(int argc, char **argv)
         { "binary", required_argument, NULL, 'b' },
         { "verify-memory", no_argument, NULL, 'v' },
         { "inject-fault", required_argument, NULL, 'f' },
+        { "beside", no_argument, NULL, 's' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     const char *binary = NULL, *fault = NULL;
-    bool verify = false, as_json = false;
+    bool verify = false, as_json = false, beside = false;
     int o;
     optind = 0;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1463,6 +1467,7 @@ static int cmd_live_update(int argc, char **argv)
         case 'b': binary = optarg; break;
         case 'v': verify = true; break;
         case 'f': fault = optarg; break;
+        case 's': beside = true; break;
         case 'j': as_json = true; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage_error("live-update: bad option");
@@ -1482,6 +1487,8 @@ static int cmd_live_update(int argc, char **argv)
         add_field(req, "verify_memory", json_object_new_boolean(true));
     if (fault)
         add_field(req, "inject_fault", json_object_new_string(fault));
+    if (beside)
+        add_field(req, "beside", json_object_new_boolean(true));
     int r = long_job(req, NULL, NULL, &reply, &failed);
     struct json_object *res = r < 0 ? failed : reply;
     if (res && as_json)

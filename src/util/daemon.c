@@ -226,7 +226,8 @@ void daemon_write_pid(int fd)
 {
     char pid[32];
     int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) == n)
+    /* Over the old one, then cut: a reader never finds the file empty. */
+    if (pwrite(fd, pid, (size_t)n, 0) == n && ftruncate(fd, n) == 0)
         return;
 }
 

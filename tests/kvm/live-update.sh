@@ -26,6 +26,15 @@
 #                       back to back (none left behind, none failed to start)
 #   cross-version       old -> xkvmd-lu-next (minor + 1, a record type and an internal
 #                       structure of its own) -> the same again
+#   beside-updates-3    3 updates with --beside (a new process started beside the old one
+#                       builds the VMs while the guests run): as updates-N, but the CLI,
+#                       the pid file and systemd get the new pid and the old one exits
+#   beside-keeps-paused as keeps-paused, beside
+#   beside-rollback-PHASE  the new process fails at PHASE (startup, bad-image, pass0 while
+#                       it builds the VMs; crash, pass1, pass2, before-unpause in the
+#                       pause): the old one keeps the domains and its pid, the new one is
+#                       gone, the guests go on
+#   beside-cross-version  beside to xkvmd-lu-next and back to this build
 #   refuse-major        an xkvmd of a newer major version hands over to an older one:
 #                       refused before anything is paused
 #   soak-verdict        every guest says PASS at the end: no anomaly
@@ -194,6 +203,16 @@ one_update() {
   guest_gap "$d0" "$from" "$(wc -l < "$(console_log "$d0")")" || return 1
   echo "$out" | grep -q "carried over" || { echo "# not carried over: $out"; return 1; }
   echo "$out" | grep -q -- "-> ${LU_TO:-$maj.$min}:" || { echo "# not to version ${LU_TO:-$maj.$min}: $out"; return 1; }
+  if [ -n "${BESIDE:-}" ]; then
+    # A new process: the CLI names it, the pid file holds it, the old one is gone.
+    local np
+    np=$(echo "$out" | sed -n 's/.*xkvmd pid \([0-9]*\).*/\1/p')
+    [ -n "$np" ] && [ "$np" != "$PID" ] || { echo "# beside: pid '$np' (was $PID)"; return 1; }
+    [ "$(cat "$H/xkvmd.pid")" = "$np" ] || { echo "# pid file: $(cat "$H/xkvmd.pid"), not $np"; return 1; }
+    for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$PID" 2>/dev/null && { echo "# the old xkvmd ($PID) is still there"; return 1; }
+    PID=$np
+  fi
   [ "$(cat "$H/xkvmd.pid")" = "$PID" ] || { echo "# xkvmd pid changed"; return 1; }
   kill -0 "$PID" 2>/dev/null || { echo "# xkvmd is gone"; return 1; }
   [ "$(cat "$H"/services/*.pid 2>/dev/null | sort | tr '\n' ' ')" = "$SERVICES" ] ||
@@ -262,6 +281,52 @@ if xk live-update >/dev/null && xk live-update >/dev/null; then
   fi
 else
   fail holder "a live update failed"
+fi
+
+# ---- beside (docs/live-update.md, "Beside"): a new process, VMs built before the pause ----
+ok=0
+for i in 1 2 3; do
+  BESIDE=1 one_update "beside $i" --beside || { fail beside-updates-3 "update $i (see above)"; break; }
+  ok=$((ok + 1))
+done
+[ $ok = 3 ] && pass beside-updates-3
+P=${DOMS[0]}
+xk pause "$P"
+if BESIDE=1 SKIP_COUNT=$P one_update "beside with d$P paused" --beside &&
+   [ "$(dom_field "$P" state)" = paused ] && xk unpause "$P" && all_counting; then
+  pass beside-keeps-paused
+else
+  fail beside-keeps-paused "state $(dom_field "$P" state) after the update"
+  xk unpause "$P" >/dev/null 2>&1
+fi
+# The new process fails, before the pause (startup, bad-image, pass0: while it builds
+# the VMs) or in it: the old one keeps (or unpauses) every domain, same pid.
+for phase in startup bad-image pass0 crash pass1 pass2 before-unpause; do
+  out=$(xk live-update --beside --verify-memory --inject-fault "$phase" 2>&1)
+  rc=$?
+  why=
+  if [ $rc = 0 ] || ! echo "$out" | grep -q "the new xkvmd failed"; then why="not refused"
+  elif [ "$(cat "$H/xkvmd.pid")" != "$PID" ] || ! kill -0 "$PID" 2>/dev/null; then
+    why="xkvmd pid $(cat "$H/xkvmd.pid"), not $PID"
+  elif pgrep -P "$PID" -f -- "--lu-beside" >/dev/null; then why="the new xkvmd is still there"
+  elif ! all_counting; then why="a guest stopped"
+  elif ! settled "$BASELINE"; then why="ports or nodes changed"
+  elif ! no_anomaly; then why="a soak anomaly"
+  fi
+  if [ -z "$why" ]; then
+    pass "beside-rollback-$phase"
+    echo "# beside $phase: $(echo "$out" | grep -o 'failed: .*' | head -1 | cut -c1-150)"
+  else
+    fail "beside-rollback-$phase" "$why: exit $rc: $(echo "$out" | tr '\n' ' ' | cut -c1-300)"
+  fi
+done
+if [ ! -x "$NEXT" ]; then
+  skip beside-cross-version "no $NEXT in this build"
+elif BESIDE=1 LU_TO=$maj.$((min + 1)) one_update "beside to xkvmd-lu-next" --beside --binary "$NEXT" &&
+     BESIDE=1 LU_TO=$maj.$((min + 1)) one_update "beside, next again (the default binary now)" --beside; then
+  pass beside-cross-version
+else
+  fail beside-cross-version "see above"
 fi
 
 # ---- cross-version: old -> next -> same ----

@@ -310,6 +310,53 @@ static void prebuild_times(void)
     refused(&w, "ends before it starts");
 }
 
+/* The prebuild image (XKVM_LU_HOST_PREBUILD): DOMAIN and P2M per domain, nothing else. */
+static void build_prebuild(struct xkvm_lu_writer *w, bool with_context, uint32_t flags)
+{
+    xkvm_lu_writer_init(w, 0);
+    struct xkvm_lu_host h = { .nr_frames = 4096, .lu_region_mfn = 3968, .lu_region_nr = 128,
+                              .nr_domains = 2, .flags = flags };
+    xkvm_lu_write(w, XKVM_LU_REC_HOST, 0, &h, sizeof(h));
+    int32_t fd = 5;
+    xkvm_lu_write(w, XKVM_LU_REC_FD, XKVM_LU_FD_MACHINE_MEMORY, &fd, sizeof(fd));
+    static const char cfg[] = "{\"config\":{},\"paused\":false,\"shutdown_code\":-1}";
+    for (unsigned i = 0; i < 2; i++) {
+        xkvm_lu_write(w, XKVM_LU_REC_DOMAIN, two[i].domid, cfg, sizeof(cfg) - 1);
+        xkvm_lu_write(w, XKVM_LU_REC_P2M, two[i].domid, two[i].ext,
+                      two[i].next * sizeof(two[i].ext[0]));
+        if (with_context) {
+            struct xkvm_lu_hvm_param p = { .index = 1, .value = 0xF3 };
+            xkvm_lu_write(w, XKVM_LU_REC_HVM_PARAMS, two[i].domid, &p, sizeof(p));
+        }
+    }
+    xkvm_lu_finish(w);
+}
+
+static void prebuild_image(void)
+{
+    struct xkvm_lu_writer w;
+    struct xkvm_lu_image img;
+    char err[512] = "";
+    build_prebuild(&w, false, XKVM_LU_HOST_PREBUILD);
+    int rc = xkvm_lu_check(w.buf, w.len, &img, err, sizeof(err));
+    CHECK_MSG(rc == 0, "%s", err);
+    REQUIRE(rc == 0);
+    CHECK_EQ(img.nr_domains, 2);
+    CHECK_EQ(img.domains[1].extents[0].mfn, 2048);
+    CHECK(img.domains[0].hvm_ctx == NULL && img.domains[0].dom_ctx == NULL);
+    xkvm_lu_image_release(&img);
+    xkvm_lu_writer_release(&w);
+    /* Anything past P2M is a full image's: refused in a prebuild one. */
+    build_prebuild(&w, true, XKVM_LU_HOST_PREBUILD);
+    refused(&w, "outside a domain's records");
+    /* The same short domains without the flag: records missing. */
+    build_prebuild(&w, false, 0);
+    refused(&w, "where");
+    /* A prebuild image has no memory to verify. */
+    build_prebuild(&w, false, XKVM_LU_HOST_PREBUILD | XKVM_LU_HOST_VERIFY_MEMORY);
+    refused(&w, "unknown flags");
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 || argc == 3) {
@@ -333,5 +380,6 @@ int main(int argc, char **argv)
     RUN_TEST(framing);
     RUN_TEST(domains);
     RUN_TEST(prebuild_times);
+    RUN_TEST(prebuild_image);
     HARNESS_EXIT();
 }

@@ -1,0 +1,209 @@
+/*
+ * Live update beside (docs/live-update.md, "Beside"): the channel between the old
+ * xkvmd and the new one it starts next to itself. The old side spawns the new binary
+ * with the prebuild image and one end of a socketpair, then the two exchange short
+ * messages on it (SOCK_SEQPACKET, one message each):
+ *
+ *   new -> old   PREBUILT                  every VM, memslot and vCPU is built
+ *   old -> new   FINAL + the image's fd    every domain is paused; the image is whole
+ *   new -> old   RUNNING                   the domains run in the new xkvmd
+ *   new -> old   ERROR <why>               the new xkvmd gives up (at any point)
+ *
+ * Until RUNNING the old xkvmd owns the guests: on ERROR, on the new one's death or on
+ * a timeout it kills the new one and unpauses its own domains. See lu_internal.h.
+ */
+#include "migrate/lu_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+
+#define BESIDE_MSG_MAX 640
+
+/* The child: close-on-exec every fd but keep[] and the socket, then exec. */
+static void __attribute__((noreturn)) exec_child(const char *binary, char **argv,
+                                                 const int *keep, unsigned nkeep, int sock)
+{
+    close_range(STDERR_FILENO + 1, ~0u, CLOSE_RANGE_CLOEXEC);
+    for (unsigned i = 0; i < nkeep; i++)
+        fcntl(keep[i], F_SETFD, 0);
+    fcntl(sock, F_SETFD, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execv(binary, argv);
+    _exit(127);
+}
+
+int lu_beside_spawn(const char *binary, char *const *argv, int argc, const int *keep,
+                    unsigned nkeep, int prebuild_fd, struct lu_beside *b, char *err,
+                    size_t errlen)
+{
+    int sv[2];
+    b->pid = -1;
+    b->sock = -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+        snprintf(err, errlen, "socketpair: %s", strerror(errno));
+        return -errno;
+    }
+    char spec[48];
+    snprintf(spec, sizeof(spec), "%d,%d", sv[1], prebuild_fd);
+    char **args = calloc((size_t)argc + 3, sizeof(*args));
+    if (!args) {
+        close(sv[0]);
+        close(sv[1]);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (int i = 0; i < argc; i++)
+        args[i] = argv[i];
+    args[0] = (char *)binary;
+    args[argc] = "--lu-beside";
+    args[argc + 1] = spec;
+    pid_t pid = fork();
+    if (pid == 0)
+        exec_child(binary, args, keep, nkeep, sv[1]);
+    int e = errno;
+    free(args);
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        snprintf(err, errlen, "fork: %s", strerror(e));
+        return -e;
+    }
+    b->pid = pid;
+    b->sock = sv[0];
+    return 0;
+}
+
+/* Why the new xkvmd went away, from its exit status (it is reaped here). */
+static void reap_reason(struct lu_beside *b, char *err, size_t errlen)
+{
+    int st = 0;
+    pid_t r = waitpid(b->pid, &st, 0);
+    if (r == b->pid)
+        b->pid = -1;
+    if (r == b->pid || r < 0)
+        snprintf(err, errlen, "the new xkvmd went away");
+    else if (WIFSIGNALED(st))
+        snprintf(err, errlen, "the new xkvmd died (signal %d)", WTERMSIG(st));
+    else
+        snprintf(err, errlen, "the new xkvmd exited (status %d)", WEXITSTATUS(st));
+}
+
+int lu_beside_wait(struct lu_beside *b, const char *want, unsigned timeout_ms, char *err,
+                   size_t errlen)
+{
+    uint64_t deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        uint64_t now = mono_ms();
+        if (now >= deadline) {
+            snprintf(err, errlen, "the new xkvmd did not say %s within %u ms", want,
+                     timeout_ms);
+            return -ETIMEDOUT;
+        }
+        struct pollfd p = { .fd = b->sock, .events = POLLIN };
+        int n = poll(&p, 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            continue;
+        char msg[BESIDE_MSG_MAX + 1];
+        ssize_t got = recv(b->sock, msg, BESIDE_MSG_MAX, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            reap_reason(b, err, errlen);
+            return -EPIPE;
+        }
+        msg[got] = '\0';
+        if (!strcmp(msg, want))
+            return 0;
+        if (!strncmp(msg, "ERROR ", 6)) {
+            snprintf(err, errlen, "%s", msg + 6);
+            return -EIO;
+        }
+        snprintf(err, errlen, "the new xkvmd said '%.64s', not %s", msg, want);
+        return -EPROTO;
+    }
+}
+
+int lu_beside_send_final(struct lu_beside *b, int image_fd, char *err, size_t errlen)
+{
+    static const char word[] = "FINAL";
+    char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+    struct iovec iov = { .iov_base = (void *)word, .iov_len = sizeof(word) - 1 };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                         .msg_controllen = sizeof(ctl) };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &image_fd, sizeof(int));
+    if (sendmsg(b->sock, &mh, MSG_NOSIGNAL) < 0) {
+        snprintf(err, errlen, "handing the image to the new xkvmd: %s", strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+void lu_beside_abort(struct lu_beside *b)
+{
+    if (b->pid > 0) {
+        kill(b->pid, SIGKILL);
+        while (waitpid(b->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (b->sock >= 0)
+        close(b->sock);
+    b->pid = -1;
+    b->sock = -1;
+}
+
+/* ---- the new xkvmd's end ---- */
+
+int lu_beside_say(int sock, const char *fmt, ...)
+{
+    char msg[BESIDE_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    size_t len = (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1;
+    return send(sock, msg, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -EPIPE;
+}
+
+int lu_beside_take_final(int sock)
+{
+    for (;;) {
+        char word[16];
+        char ctl[CMSG_SPACE(sizeof(int))];
+        struct iovec iov = { .iov_base = word, .iov_len = sizeof(word) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                             .msg_controllen = sizeof(ctl) };
+        ssize_t got = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got != 5 || memcmp(word, "FINAL", 5))
+            return -EPIPE;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len != CMSG_LEN(sizeof(int)))
+            return -EPROTO;
+        int fd;
+        memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+        return fd;
+    }
+}
