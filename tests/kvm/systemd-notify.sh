@@ -14,6 +14,9 @@
 #                       (it is gone from xkvmd); start restores it and it runs on
 #   stopping            SIGTERM: STOPPING=1 from the same pid, xkvmd exits 0
 #   services-outlive    the dom0 services run on after xkvmd stopped (KillMode=process)
+#   beside              live-update --beside under a second xkvmd: MAINPID=<new pid> from
+#                       the old pid before READY=1 from the new one (xkvm info answered),
+#                       the old one exits 0, the guest runs on, SIGTERM stops the new one
 source "$(dirname "$0")/lib.sh"
 
 # ---- the units (no KVM) ----
@@ -185,5 +188,43 @@ if [ -n "$SERVICES" ] && [ "$alive" = "$(echo "$SERVICES" | wc -w)" ]; then
 else
   fail services-outlive "services '$SERVICES', $alive alive after xkvmd stopped"
 fi
+# ---- live update --beside: the service's main pid changes ----
+# A new xkvmd under the same fake manager (the services above are adopted), a guest,
+# and an update with --beside: the old process says MAINPID=<new pid> before it exits,
+# then READY=1 comes from the new pid (NotifyAccess=main accepts it only then), with
+# xkvm info answered; the guest runs on; SIGTERM to the new pid stops it.
+n0=$(msgs_with READY=1 | wc -l)
+NOTIFY_SOCKET=$NOTIFY "$XKVMD" --rundir "$RUNDIR" --machine-memory 1G --foreground \
+  2>>"$WORK/xkvmd.log" &
+XPID=$!
+if ! wait_msgs READY=1 $((n0 + 1)) 30; then
+  fail beside "the second xkvmd did not say READY=1"
+elif ! D=$(xk create "$WORK/g.cfg") || ! wait_line "$D" "xtest: soak: round 1 ok" 90 >/dev/null; then
+  fail beside "the guest did not boot"
+elif ! out=$(xk live-update --beside 2>&1); then
+  fail beside "xkvm live-update --beside: $out"
+else
+  NP=$(echo "$out" | sed -n 's/.*xkvmd pid \([0-9]*\).*/\1/p')
+  wait_msgs READY=1 $((n0 + 2)) 30
+  wait "$XPID"; st=$?
+  main=$(grep -n "^pid=$XPID .*MAINPID=$NP" "$MSGS" | head -1 | cut -d: -f1)
+  ready=$(grep -n "^pid=$NP info=ok .*READY=1" "$MSGS" | head -1 | cut -d: -f1)
+  if [ -z "$NP" ] || [ "$NP" = "$XPID" ] || [ "$st" != 0 ]; then
+    fail beside "new pid '$NP' (old $XPID, which exited with $st): $out"
+  elif [ -z "$main" ] || [ -z "$ready" ] || [ "$main" -ge "$ready" ]; then
+    fail beside "MAINPID=$NP from $XPID (line '$main') not before READY=1 from $NP (line '$ready'): $(tail -4 "$MSGS" | tr '\n' ' ')"
+  elif [ "$(cat "$RUNDIR/xkvmd.pid")" != "$NP" ] || [ "$(dom_field "$D" state)" != running ]; then
+    fail beside "pid file $(cat "$RUNDIR/xkvmd.pid"), domain $D '$(dom_field "$D" state)'"
+  else
+    kill -TERM "$NP"
+    for _ in $(seq 100); do kill -0 "$NP" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$NP" 2>/dev/null || ! grep -q "^pid=$NP .*STOPPING=1" "$MSGS"; then
+      fail beside "the new xkvmd ($NP) did not stop on SIGTERM, or said no STOPPING=1"
+    else
+      pass beside
+    fi
+  fi
+fi
+
 echo "# notify messages:"
 sed 's/^/#   /' "$MSGS"
