@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,8 +42,6 @@
 #define MAX_INCOMING 4
 /* A peer must have its domain admitted this soon, whatever --migrate-timeout says. */
 #define ADMIT_DEADLINE_S 30u
-/* A peer that sends nothing for this long is given up on even before its deadline. */
-#define READ_TIMEOUT_S 60
 
 /*
  * One incoming migration. The gate comes first: restore.c sees only it. fd, the
@@ -396,14 +393,16 @@ static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen
     return s;
 }
 
-/* Socket timeouts and no Nagle, as for every incoming connection. */
+/*
+ * No Nagle, and the stall timeout (--migrate-stall-timeout) on reads and writes, as for
+ * every incoming connection: a peer that sends nothing for that long is given up on
+ * even before its deadline, and a post-copy whose link goes silent is paused.
+ */
 static void incoming_sockopts(int fd)
 {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct timeval tmo = { .tv_sec = READ_TIMEOUT_S };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+    migrate_stall_sockopts(fd);
 }
 
 struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool same_host,
