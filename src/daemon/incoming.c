@@ -292,7 +292,8 @@ static void data_connection(struct slot *s, struct transport *t)
  * read: it claims no memory, and the watchdog's --migrate-timeout still applies.
  */
 #define RECOVER_LINE_S 10u
-static int recover_postcopy(struct slot *s, struct transport *t, char *err, size_t errlen)
+static int recover_postcopy(struct slot *s, struct transport *t, uint16_t *domid, char *err,
+                            size_t errlen)
 {
     char line[MIGRATE_MSG_MAX];
     if (migrate_read_line(t, line, sizeof(line), RECOVER_LINE_S * 1000u)) {
@@ -305,6 +306,8 @@ static int recover_postcopy(struct slot *s, struct transport *t, char *err, size
     int rc = postcopy_restore_recover(t, line, err, errlen);
     if (rc == -EACCES)
         linger_after_refusal(s->fd);
+    else if (!rc)       /* the domain it named, for migrate-receive's answer */
+        sscanf(line, MIGRATE_MSG_POSTCOPY_RECOVER " %hu", domid);
     return rc;
 }
 
@@ -344,7 +347,7 @@ static void *receive_thread(void *arg)
     if (!rc)
         transport_pushback(&pb, t, first);
     if (!rc && first == 'P' && !s->same_host)   /* xkvm migrate-recover: migration.md */
-        rc = recover_postcopy(s, &pb.t, err, sizeof(err));
+        rc = recover_postcopy(s, &pb.t, &domid, err, sizeof(err));
     else if (!rc)
         rc = migrate_receive(&pb.t, true, &s->gate, NULL, &domid, err, sizeof(err));
     local_mem_release(&lm);
