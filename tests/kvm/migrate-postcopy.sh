@@ -18,6 +18,17 @@
 #   postcopy-recover-killed  a recovery whose link is killed too: both paused again
 #   postcopy-recovered   a second xkvm migrate-recover over a fresh link completes it: the
 #                        source's copy is gone, the guest says PASS at the destination
+#   postcopy-ssh-killed  a post-copy over ssh:// (tests/kvm/fake-ssh, slowed) whose ssh
+#                        is killed mid-way: both copies postcopy-paused
+#   postcopy-ssh-recovered  xkvm migrate-recover DOMAIN ssh://... completes it (a second
+#                        migrate-receive at the far end); the guest says PASS there
+# A silent link (tcp-fault-proxy.py stall:N: forwards N bytes, then nothing either way,
+# closing nothing), hosts with --migrate-stall-timeout 3 (docs/migration.md "A silent link"):
+#   precopy-stalled      silent 1 MB into a 24 MB first pass: the source's write times
+#                        out, the guest runs on there, nothing left at the destination
+#   postcopy-stalled     silent 2 MB into a post-copy: both copies postcopy-paused, each
+#                        side by its own timeout, both xkvmds alive
+#   postcopy-stalled-recovered  xkvm migrate-recover over a direct link completes it
 source "$(dirname "$0")/lib.sh"
 require_kvm
 PROXY="$(dirname "$0")/tcp-fault-proxy.py"
