@@ -220,7 +220,7 @@ int migrate_read_line(struct transport *t, char *buf, size_t len, unsigned timeo
  * has failed. It bounds every wait on a peer: a write that makes no progress and a
  * read that gets nothing (the socket timeouts migrate_stall_sockopts sets, on both
  * sides, extra data connections included), and each wait for the peer's next line
- * (READY, RESTORED, GO, RUNNING, POSTCOPY-DONE) or for an extra connection's pages.
+ * (READY, SYNCED, RESTORED, GO, RUNNING, POSTCOPY-DONE) or an extra connection's pages.
  * Process-wide, set once at start-up; 0 restores the default.
  */
 #define MIGRATE_DEFAULT_STALL_S 60u

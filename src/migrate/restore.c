@@ -34,7 +34,6 @@
 #include "util/hostpath.h"
 #include "util/log.h"
 
-
 /*
  * Fault injection for the test suite (tests/kvm/migrate.sh): with XKVM_TEST_FAULT set
  * to a phase name, the receiving xkvmd dies there, as a crash would.
