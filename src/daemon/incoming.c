@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,8 +42,6 @@
 #define MAX_INCOMING 4
 /* A peer must have its domain admitted this soon, whatever --migrate-timeout says. */
 #define ADMIT_DEADLINE_S 30u
-/* A peer that sends nothing for this long is given up on even before its deadline. */
-#define READ_TIMEOUT_S 60
 
 /*
  * One incoming migration. The gate comes first: restore.c sees only it. fd, the
@@ -295,7 +292,8 @@ static void data_connection(struct slot *s, struct transport *t)
  * read: it claims no memory, and the watchdog's --migrate-timeout still applies.
  */
 #define RECOVER_LINE_S 10u
-static int recover_postcopy(struct slot *s, struct transport *t, char *err, size_t errlen)
+static int recover_postcopy(struct slot *s, struct transport *t, uint16_t *domid, char *err,
+                            size_t errlen)
 {
     char line[MIGRATE_MSG_MAX];
     if (migrate_read_line(t, line, sizeof(line), RECOVER_LINE_S * 1000u)) {
@@ -308,6 +306,8 @@ static int recover_postcopy(struct slot *s, struct transport *t, char *err, size
     int rc = postcopy_restore_recover(t, line, err, errlen);
     if (rc == -EACCES)
         linger_after_refusal(s->fd);
+    else if (!rc)       /* the domain it named, for migrate-receive's answer */
+        sscanf(line, MIGRATE_MSG_POSTCOPY_RECOVER " %hu", domid);
     return rc;
 }
 
@@ -347,7 +347,7 @@ static void *receive_thread(void *arg)
     if (!rc)
         transport_pushback(&pb, t, first);
     if (!rc && first == 'P' && !s->same_host)   /* xkvm migrate-recover: migration.md */
-        rc = recover_postcopy(s, &pb.t, err, sizeof(err));
+        rc = recover_postcopy(s, &pb.t, &domid, err, sizeof(err));
     else if (!rc)
         rc = migrate_receive(&pb.t, true, &s->gate, NULL, &domid, err, sizeof(err));
     local_mem_release(&lm);
@@ -396,14 +396,16 @@ static struct slot *slot_take(int fd, const struct sockaddr_storage *sa, socklen
     return s;
 }
 
-/* Socket timeouts and no Nagle, as for every incoming connection. */
+/*
+ * No Nagle, and the stall timeout (--migrate-stall-timeout) on reads and writes, as for
+ * every incoming connection: a peer that sends nothing for that long is given up on
+ * even before its deadline, and a post-copy whose link goes silent is paused.
+ */
 static void incoming_sockopts(int fd)
 {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct timeval tmo = { .tv_sec = READ_TIMEOUT_S };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+    migrate_stall_sockopts(fd);
 }
 
 struct json_object *migrate_receive_start(int client_fd, int *file_fd, bool same_host,

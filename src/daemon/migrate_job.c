@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "util/control_reply.h"
@@ -210,6 +209,7 @@ static int connect_to(const char *hostname, int port, char *err, size_t errlen)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    migrate_stall_sockopts(fd);     /* a silent link fails the migration (migrate.h) */
     return fd;
 }
 
@@ -248,9 +248,8 @@ static struct transport *outgoing_transport(struct job *j, int fd, struct transp
 
 /*
  * An extra connection of the migration (opts.open_data): to the same HOST:PORT,
- * authenticated as the main one; a stall fails its writes after PEER_IO_TIMEOUT_S.
+ * authenticated as the main one; a stall fails it, as the main one (connect_to).
  */
-#define PEER_IO_TIMEOUT_S 60
 static struct transport *open_data(void *arg, unsigned index, char *err, size_t errlen)
 {
     struct job *j = arg;
@@ -258,9 +257,6 @@ static struct transport *open_data(void *arg, unsigned index, char *err, size_t 
     c->fd = connect_to(j->host, j->port, err, errlen);
     if (c->fd < 0)
         return NULL;
-    struct timeval tmo = { .tv_sec = PEER_IO_TIMEOUT_S };
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
     c->t = outgoing_transport(j, c->fd, &c->plain, err, errlen);
     return c->t;
 }
@@ -318,6 +314,7 @@ static void *job_thread(void *arg)
         rc = 0;
     } else if (j->file_fd >= 0) {
         out = j->file_fd;   /* "via": the client's channel to the far end (ssh) */
+        migrate_stall_sockopts(out);
         migrate_cancel_set_fd(&j->cancel, out);
         transport_plain(&plain, out);
         plain.name = j->same_host ? "same-host" : "ssh";

@@ -80,17 +80,25 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/* A whole number of seconds, 1 to max. 0 or -EINVAL. */
+static int parse_seconds(const char *s, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < 1 || v > max)
+        return -EINVAL;
+    *out = (unsigned)v;
+    return 0;
+}
+
 static int parse_incoming_limit(int opt, const char *arg, struct migrate_incoming_limits *l)
 {
     if (opt == 'T') {
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(arg, &end, 10);
-        if (errno || end == arg || *end || v < 1 || v > 7 * 86400) {
+        if (parse_seconds(arg, 7 * 86400, &l->timeout_s)) {
             fprintf(stderr, "xkvmd: bad --migrate-timeout '%s' (1 to 604800 seconds)\n", arg);
             return -1;
         }
-        l->timeout_s = (unsigned)v;
         return 0;
     }
     uint64_t bytes;
@@ -392,8 +400,9 @@ static void usage(FILE *f)
         "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--foreground] [--log FILE]\n"
         "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
         "             [--migrate-tls-dir DIR | --migrate-psk FILE | --migrate-insecure]\n"
-        "             [--migrate-timeout SECONDS] [--migrate-max-memory SIZE]\n"
-        "             [--migrate-max-total SIZE] [--disk-root DIR]... [--kernel-root DIR]...\n"
+        "             [--migrate-timeout SECONDS] [--migrate-stall-timeout SECONDS]\n"
+        "             [--migrate-max-memory SIZE] [--migrate-max-total SIZE]\n"
+        "             [--disk-root DIR]... [--kernel-root DIR]...\n"
         "             [--log-max-size SIZE] [--log-keep N] [--hypercall-transport auto|port-io]\n"
         "             [--bootloader-user USER]\n"
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
@@ -419,6 +428,10 @@ static void usage(FILE *f)
         "                        anyone who can reach ADDR:PORT\n"
         "  --migrate-timeout SECONDS   an incoming migration must be done within this\n"
         "                        (default %u)\n"
+        "  --migrate-stall-timeout SECONDS  a migration connection, in or out, on which\n"
+        "                        nothing moves for this long has failed: before the\n"
+        "                        hand-over the guest runs on at the source, in post-copy\n"
+        "                        both halves become postcopy-paused (1 to %u, default %u)\n"
         "  --migrate-max-memory SIZE   memory one incoming domain may have (default: the\n"
         "                        total)\n"
         "  --migrate-max-total SIZE    memory all incoming domains may hold at once\n"
@@ -431,7 +444,8 @@ static void usage(FILE *f)
         "                        " BOOTLOADER_USER_DEFAULT "); it must be able to read the disk\n"
         "  --lu-accepts MAJOR.MINOR    say whether this binary takes a live-update image\n"
         "                        of that version (exit status 0: yes)\n",
-        MIGRATE_DEFAULT_TIMEOUT_S, MIGRATE_DEFAULT_TOTAL_PERCENT);
+        MIGRATE_DEFAULT_TIMEOUT_S, MIGRATE_MAX_STALL_S, MIGRATE_DEFAULT_STALL_S,
+        MIGRATE_DEFAULT_TOTAL_PERCENT);
 }
 
 /* Where this binary was started from ("xkvm live-update" without --binary). */
@@ -504,6 +518,7 @@ static int check_listener(void)
 struct xkvmd_options {
     uint64_t machine_memory;
     struct migrate_incoming_limits incoming;
+    unsigned stall_s;           /* --migrate-stall-timeout; 0: the default */
     const char *lu_resume, *lu_rollback, *lu_beside;
 };
 
@@ -515,6 +530,7 @@ static const struct option own_options[] = {
     { "migrate-psk", required_argument, NULL, 'P' },
     { "migrate-insecure", no_argument, NULL, 'I' },
     { "migrate-timeout", required_argument, NULL, 'T' },
+    { "migrate-stall-timeout", required_argument, NULL, 'W' },
     { "migrate-max-memory", required_argument, NULL, 'X' },
     { "migrate-max-total", required_argument, NULL, 'Y' },
     { "disk-root", required_argument, NULL, 'D' },
@@ -522,7 +538,7 @@ static const struct option own_options[] = {
     { "lu-accepts", required_argument, NULL, 'A' },
     { "lu-resume", required_argument, NULL, 'R' },
     { "lu-rollback", required_argument, NULL, 'B' },
-    { "lu-beside", required_argument, NULL, 'W' },
+    { "lu-beside", required_argument, NULL, 'E' },
     { "log-max-size", required_argument, NULL, 'L' }, { "log-keep", required_argument, NULL, 'G' },
     { "hypercall-transport", required_argument, NULL, 'H' },
     { "bootloader-user", required_argument, NULL, 'U' },
@@ -550,6 +566,13 @@ static int own_option(int opt, const char *arg, void *ctx)
         if (parse_incoming_limit(opt, arg, &o->incoming))
             return 2;
         break;
+    case 'W':
+        if (parse_seconds(arg, MIGRATE_MAX_STALL_S, &o->stall_s)) {
+            fprintf(stderr, "xkvmd: bad --migrate-stall-timeout '%s' (1 to %u seconds)\n",
+                    arg, MIGRATE_MAX_STALL_S);
+            return 2;
+        }
+        break;
     case 'D': case 'K':
         if (migrate_allow_root(opt == 'K', arg, err, sizeof(err))) {
             fprintf(stderr, "xkvmd: --%s-root %s\n", opt == 'K' ? "kernel" : "disk", err);
@@ -572,7 +595,7 @@ static int own_option(int opt, const char *arg, void *ctx)
     case 'A': return live_update_accepts_main(arg);
     case 'R': o->lu_resume = arg; break;
     case 'B': o->lu_rollback = arg; break;
-    case 'W': o->lu_beside = arg; break;
+    case 'E': o->lu_beside = arg; break;
     case 'L': case 'G':     /* through the environment to our logs and the services' */
         if (opt == 'L' ? logrot_parse_size(arg, &(uint64_t){0}) : logrot_parse_keep(arg, &(unsigned){0})) {
             fprintf(stderr, "xkvmd: bad --log-%s '%s'\n", opt == 'L' ? "max-size" : "keep", arg);
@@ -658,6 +681,7 @@ static int run(int argc, char **argv, struct lu_daemon *lu)
     if ((st = check_listener()))
         return st;
     migrate_incoming_configure(&o.incoming);
+    migrate_set_stall_timeout(o.stall_s);
     if (o.lu_resume || o.lu_beside)
         return resume_after_live_update(&dm, &o, argc, argv, lu);
 

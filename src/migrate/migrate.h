@@ -215,4 +215,20 @@ int migrate_send_line(struct transport *t, const char *fmt, ...)
 /* One line without its newline; timeout_ms 0: none. 0, -ETIMEDOUT, -EPIPE (closed). */
 int migrate_read_line(struct transport *t, char *buf, size_t len, unsigned timeout_ms);
 
+/*
+ * The stall timeout (xkvmd --migrate-stall-timeout; docs/migration.md "A silent
+ * link"): a migration connection on which nothing moves for this long, either way,
+ * has failed. It bounds every wait on a peer: a write that makes no progress and a
+ * read that gets nothing (the socket timeouts migrate_stall_sockopts sets, on both
+ * sides, extra data connections included), and each wait for the peer's next line
+ * (READY, SYNCED, RESTORED, GO, RUNNING, POSTCOPY-DONE) or an extra connection's pages.
+ * Process-wide, set once at start-up; 0 restores the default.
+ */
+#define MIGRATE_DEFAULT_STALL_S 60u
+#define MIGRATE_MAX_STALL_S     3600u
+void migrate_set_stall_timeout(unsigned seconds);
+unsigned migrate_stall_timeout_ms(void);
+/* SO_SNDTIMEO and SO_RCVTIMEO of the socket fd: the stall timeout (else: no effect). */
+void migrate_stall_sockopts(int fd);
+
 #endif

@@ -18,10 +18,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "migrate/migrate.h"
 #include "util/clock.h"
-
-/* An extra connection silent for this long fails the migration (as a stalled main). */
-#define DATA_WAIT_MS 60000u
 
 struct multiconn_rx {
     char token[MULTICONN_TOKEN_LEN + 1];
@@ -107,7 +105,8 @@ int multiconn_rx_wait(struct multiconn_rx *m, const uint32_t *count, uint32_t se
                       char *err, size_t errlen)
 {
     int rc = 0;
-    uint64_t until = mono_ns() + DATA_WAIT_MS * 1000000ull;
+    /* An extra connection silent for the stall timeout fails it, as a main one would. */
+    uint64_t until = mono_ns() + migrate_stall_timeout_ms() * 1000000ull;
     pthread_mutex_lock(&m->lock);
     if (count && (*count >= MULTICONN_MAX ||
                   (m->count != UINT32_MAX && m->count != *count))) {
@@ -128,7 +127,7 @@ int multiconn_rx_wait(struct multiconn_rx *m, const uint32_t *count, uint32_t se
             rc = now >= until ? -ETIMEDOUT : -EPIPE;
             snprintf(err, errlen, now >= until ? "an extra data connection did not deliver "
                      "its pages within %u s" : "the main connection ended while waiting for "
-                     "the extra data connections", DATA_WAIT_MS / 1000);
+                     "the extra data connections", migrate_stall_timeout_ms() / 1000);
             break;
         }
         uint64_t wake = now + 200000000ull < until ? now + 200000000ull : until;

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include "hv/domain.h"
 #include "hv/hv.h"
@@ -24,11 +23,9 @@
 #include "util/log.h"
 #include "xkvm/postcopy.h"
 
-#define DONE_TIMEOUT_MS     60000u
 #define LINE_POLL_MS        500u
 #define BACKGROUND_BATCH    32u     /* pages per record while nothing is asked for */
 #define POSTCOPY_NOTSENT_LOWAT (128 * 1024)
-#define POSTCOPY_STALL_S    60      /* a write with no progress this long: paused */
 
 bool postcopy_should_switch(const struct migrate_opts *o, unsigned passes, const char *stop)
 {
@@ -189,13 +186,12 @@ int postcopy_serve(struct domain *d, struct xkvm_stream_writer *w, struct transp
     int lowat = POSTCOPY_NOTSENT_LOWAT;
     setsockopt(t->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
     /*
-     * A link that goes silent without an EOF: a write that makes no progress for
-     * POSTCOPY_STALL_S fails, and the domain becomes postcopy-paused (recoverable)
+     * A link that goes silent without an EOF: a write that makes no progress for the
+     * stall timeout fails, and the domain becomes postcopy-paused (recoverable)
      * instead of waiting for ever. The destination's reads time out likewise
-     * (incoming.c's socket timeouts).
+     * (incoming.c sets the same socket timeouts).
      */
-    struct timeval stall = { .tv_sec = POSTCOPY_STALL_S };
-    setsockopt(t->fd, SOL_SOCKET, SO_SNDTIMEO, &stall, sizeof(stall));
+    migrate_stall_sockopts(t->fd);
     pthread_t reader;
     int rc = -pthread_create(&reader, NULL, back_channel_reader, v);
     if (rc) {
@@ -208,7 +204,8 @@ int postcopy_serve(struct domain *d, struct xkvm_stream_writer *w, struct transp
         if (rc && w->failed && !v->why[0])
             snprintf(v->why, sizeof(v->why), "stream: %s", w->err.msg);
         p2m_release(&d->p2m);
-        struct timespec until = ns_timespec(mono_ns() + DONE_TIMEOUT_MS * 1000000ull);
+        /* POSTCOPY-DONE, within the stall timeout of the last page. */
+        struct timespec until = ns_timespec(mono_ns() + migrate_stall_timeout_ms() * 1000000ull);
         pthread_mutex_lock(&v->lock);
         while (!rc && !v->done && !v->dead &&
                pthread_cond_timedwait(&v->cond, &v->lock, &until) != ETIMEDOUT)

@@ -34,8 +34,6 @@
 #include "util/hostpath.h"
 #include "util/log.h"
 
-#define GO_TIMEOUT_MS 60000u
-
 /*
  * Fault injection for the test suite (tests/kvm/migrate.sh): with XKVM_TEST_FAULT set
  * to a phase name, the receiving xkvmd dies there, as a crash would.
@@ -615,7 +613,7 @@ int migrate_receive(struct transport *t, bool peer, struct migrate_gate *gate,
             rc = fail(&r, -EPIPE, "source went away before the hand-over");
         } else {
             fault_point("recv-restored");
-            if (migrate_read_line(t, line, sizeof(line), GO_TIMEOUT_MS) ||
+            if (migrate_read_line(t, line, sizeof(line), migrate_stall_timeout_ms()) ||
                 strcmp(line, MIGRATE_MSG_GO))
                 rc = fail(&r, -EPIPE, "source did not hand the guest over");
         }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <json-c/json.h>
@@ -41,7 +42,6 @@
 /* dom0 services quiet for this long before the last copy (migrate_wait_dom0_quiet). */
 #define DOM0_QUIET_NS       (2 * 1000 * 1000ull)
 #define DOM0_QUIET_MAX_NS   (200 * 1000 * 1000ull)
-#define PEER_TIMEOUT_MS     60000u
 
 static uint64_t real_ns(void)
 {
@@ -93,6 +93,27 @@ int migrate_read_line(struct transport *t, char *buf, size_t len, unsigned timeo
     }
     buf[n] = '\0';
     return 0;
+}
+
+static unsigned stall_s = MIGRATE_DEFAULT_STALL_S;
+
+void migrate_set_stall_timeout(unsigned seconds)
+{
+    if (!seconds || seconds > MIGRATE_MAX_STALL_S)
+        seconds = MIGRATE_DEFAULT_STALL_S;
+    __atomic_store_n(&stall_s, seconds, __ATOMIC_RELAXED);
+}
+
+unsigned migrate_stall_timeout_ms(void)
+{
+    return __atomic_load_n(&stall_s, __ATOMIC_RELAXED) * 1000u;
+}
+
+void migrate_stall_sockopts(int fd)
+{
+    struct timeval tmo = { .tv_sec = __atomic_load_n(&stall_s, __ATOMIC_RELAXED) };
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
 }
 
 void migrate_cancel_init(struct migrate_cancel *c)
@@ -149,7 +170,7 @@ static bool was_cancelled(struct migrate_cancel *c)
 static int expect(struct transport *t, const char *want, char *line, size_t linelen,
                   char *err, size_t errlen)
 {
-    int rc = migrate_read_line(t, line, linelen, PEER_TIMEOUT_MS);
+    int rc = migrate_read_line(t, line, linelen, migrate_stall_timeout_ms());
     if (rc) {
         snprintf(err, errlen, "destination %s before %s", rc == -ETIMEDOUT ?
                  "did not answer in time" : "closed the connection", want);

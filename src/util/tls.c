@@ -353,13 +353,18 @@ static ssize_t tls_read(struct transport *t, void *buf, size_t len)
     return tls_errno(tt, g);
 }
 
-/* Send what is corked; 0 or -1 with errno. */
+/*
+ * Send what is corked; 0 or -1 with errno. The socket blocks: GNUTLS_E_AGAIN is its
+ * SO_SNDTIMEO running out (a link silent for the stall timeout), which fails the
+ * write (ETIMEDOUT) rather than waiting again, for ever on a dead link; so not
+ * GNUTLS_RECORD_WAIT, which retries it.
+ */
 static int tls_uncork(struct tls_transport *tt)
 {
     ssize_t g;
     do
-        g = gnutls_record_uncork(tt->s, GNUTLS_RECORD_WAIT);
-    while (g == GNUTLS_E_INTERRUPTED || g == GNUTLS_E_AGAIN);
+        g = gnutls_record_uncork(tt->s, 0);
+    while (g == GNUTLS_E_INTERRUPTED);
     return g < 0 ? (int)tls_errno(tt, g) : 0;
 }
 
@@ -373,8 +378,8 @@ static ssize_t tls_writev(struct transport *t, const struct iovec *iov, int iovc
         const char *p = iov[i].iov_base;
         for (size_t left = iov[i].iov_len; left;) {
             ssize_t g = gnutls_record_send(tt->s, p, left);
-            if (g == GNUTLS_E_INTERRUPTED || g == GNUTLS_E_AGAIN)
-                continue;
+            if (g == GNUTLS_E_INTERRUPTED)
+                continue;       /* GNUTLS_E_AGAIN: the send timeout, as in tls_uncork */
             if (g < 0) {
                 return tls_errno(tt, g);    /* the session is dead: deinit drops the rest */
             }

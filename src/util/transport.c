@@ -6,14 +6,22 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The fds are blocking: EAGAIN means SO_RCVTIMEO/SO_SNDTIMEO ran out (as tls.c says). */
+static ssize_t timed_out(ssize_t n)
+{
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        errno = ETIMEDOUT;
+    return n;
+}
+
 static ssize_t plain_read(struct transport *t, void *buf, size_t len)
 {
-    return read(t->fd, buf, len);
+    return timed_out(read(t->fd, buf, len));
 }
 
 static ssize_t plain_writev(struct transport *t, const struct iovec *iov, int iovcnt)
 {
-    return writev(t->fd, iov, iovcnt);
+    return timed_out(writev(t->fd, iov, iovcnt));
 }
 
 static bool plain_pending(struct transport *t)

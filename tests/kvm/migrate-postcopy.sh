@@ -18,6 +18,17 @@
 #   postcopy-recover-killed  a recovery whose link is killed too: both paused again
 #   postcopy-recovered   a second xkvm migrate-recover over a fresh link completes it: the
 #                        source's copy is gone, the guest says PASS at the destination
+#   postcopy-ssh-killed  a post-copy over ssh:// (tests/kvm/fake-ssh, slowed) whose ssh
+#                        is killed mid-way: both copies postcopy-paused
+#   postcopy-ssh-recovered  xkvm migrate-recover DOMAIN ssh://... completes it (a second
+#                        migrate-receive at the far end); the guest says PASS there
+# A silent link (tcp-fault-proxy.py stall:N: forwards N bytes, then nothing either way,
+# closing nothing), hosts with --migrate-stall-timeout 3 (docs/migration.md "A silent link"):
+#   precopy-stalled      silent 1 MB into a 24 MB first pass: the source's write times
+#                        out, the guest runs on there, nothing left at the destination
+#   postcopy-stalled     silent 2 MB into a post-copy: both copies postcopy-paused, each
+#                        side by its own timeout, both xkvmds alive
+#   postcopy-stalled-recovered  xkvm migrate-recover over a direct link completes it
 source "$(dirname "$0")/lib.sh"
 require_kvm
 PROXY="$(dirname "$0")/tcp-fault-proxy.py"
@@ -193,3 +204,147 @@ res=$(RUNDIR=$B wait_result "$K" soak 60)
 [ "$res" = "xtest: soak: PASS" ] && pass postcopy-recovered-verdict ||
   fail postcopy-recovered-verdict "guest said: $res ($(tail -3 "$B/dmesg-$K.log"))"
 RUNDIR=$B xk destroy "$K" >/dev/null 2>&1
+
+# ---- post-copy through ssh (tests/kvm/fake-ssh stands in for ssh: see migrate-tls.sh) ----
+FAKE="$(cd "$(dirname "$0")" && pwd)/fake-ssh"
+via_ssh() {    # SUBCOMMAND DOMID [options]: xkvm SUBCOMMAND DOMID ssh://..., from A to B
+  local sub=$1 dom=$2; shift 2
+  FAKE_SSH_RUNDIR=$B FAKE_SSH_LOG=$WORK/ssh.log RUNDIR=$A \
+    xk "$sub" "$dom" ssh://root@far.example:2222 --ssh-command "$FAKE" --remote-xkvm "$XKVM" "$@"
+}
+# both_paused SRC DST DOMID: wait (at most 30 s) until both list it postcopy-paused.
+both_paused() {
+  for _ in $(seq 300); do
+    [ "$(RUNDIR=$1 dom_field "$3" state)" = postcopy-paused ] &&
+      [ "$(RUNDIR=$2 dom_field "$3" state)" = postcopy-paused ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+RUNDIR=$A
+make_cfg "$WORK/ssh.cfg" sshg "test=soak mb=4" 64 1
+S=$(xk create "$WORK/ssh.cfg") || { fail create "xkvm create failed"; exit 1; }
+wait_line "$S" "xtest: soak: round 1 ok" 60 >/dev/null || { fail boot "no first round"; exit 1; }
+rm -f "$WORK/ssh.pid" "$WORK/ssh.log"
+FAKE_SSH_RATE=500000 FAKE_SSH_PIDFILE=$WORK/ssh.pid via_ssh migrate "$S" --postcopy-after 0 \
+  --report "$WORK/ssh-killed.json" > "$WORK/ssh-killed.out" 2>&1 &
+MIG=$!
+for _ in $(seq 300); do
+  [ "$(RUNDIR=$B dom_field "$S" state)" = running ] && break
+  sleep 0.1
+done
+sleep 1
+[ -s "$WORK/ssh.pid" ] && kill "$(cat "$WORK/ssh.pid")" 2>/dev/null     # ssh dies
+wait $MIG
+rc=$?
+if [ $rc != 0 ] && [ "$(report_field "$WORK/ssh-killed.json" outcome)" = postcopy-paused ] &&
+   [ "$(report_field "$WORK/ssh-killed.json" transport)" = ssh ] && both_paused "$A" "$B" "$S"; then
+  pass postcopy-ssh-killed
+  sed 's/^/#   /' "$WORK/ssh-killed.out"
+else
+  fail postcopy-ssh-killed "rc $rc, source $(RUNDIR=$A dom_field "$S" state), destination $(RUNDIR=$B dom_field "$S" state): $(cat "$WORK/ssh-killed.out")"
+fi
+via_ssh migrate-recover "$S" --report "$WORK/ssh-recover.json" > "$WORK/ssh-recover.out" 2>&1
+rc=$?
+sb=$(RUNDIR=$B dom_field "$S" state); sa=$(RUNDIR=$A dom_field "$S" state)
+if [ $rc = 0 ] && [ "$(report_field "$WORK/ssh-recover.json" outcome)" = done ] &&
+   [ "$(report_field "$WORK/ssh-recover.json" transport)" = ssh ] &&
+   [ "$sb" = running ] && [ -z "$sa" ] &&
+   [ "$(grep -c -- "-p 2222 root@far.example $XKVM migrate-receive" "$WORK/ssh.log")" = 2 ]; then
+  pass postcopy-ssh-recovered
+  sed 's/^/#   /' "$WORK/ssh-recover.out"
+else
+  fail postcopy-ssh-recovered "rc $rc, destination $sb, source '$sa', ssh run as: $(cat "$WORK/ssh.log"): $(cat "$WORK/ssh-recover.out")"
+fi
+XENSTORED_PATH="$B/xenstored/socket" xenstore-write "/local/domain/$S/data/soak-stop" 1
+res=$(RUNDIR=$B wait_result "$S" soak 60)
+[ "$res" = "xtest: soak: PASS" ] && pass postcopy-ssh-recovered-verdict ||
+  fail postcopy-ssh-recovered-verdict "guest said: $res ($(tail -3 "$B/dmesg-$S.log"))"
+RUNDIR=$B xk destroy "$S" >/dev/null 2>&1
+
+# ---- a silent link: the proxy stops moving bytes either way and keeps both ends open ----
+# Hosts whose migration connections fail after $STALL s of silence (--migrate-stall-timeout).
+STALL=3
+PC=$((BASE + 2)); PY=$((BASE + 3))
+host_start c --migrate-stall-timeout $STALL $(migrate_auth) || { fail start "c did not start"; exit 1; }
+C=$RUNDIR
+host_start d --migrate-listen 127.0.0.1:$PC --migrate-stall-timeout $STALL $(migrate_auth) ||
+  { fail start "d did not start"; exit 1; }
+DD=$RUNDIR
+RUNDIR=$C
+stall_proxy() {   # PORT TARGET N: forward N bytes, then nothing either way
+  rm -f "$WORK/proxy-$1.out"
+  python3 "$PROXY" "$1" "$2" stall:$3 > "$WORK/proxy-$1.out" &
+  PROXY_PID=$!
+  for _ in $(seq 50); do grep -q READY "$WORK/proxy-$1.out" 2>/dev/null && break; sleep 0.1; done
+}
+ndoms() { RUNDIR=$1 xk list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d.get("domains", d) if isinstance(d, dict) else d))'; }
+alive() { kill -0 "$(cat "$C/xkvmd.pid")" 2>/dev/null && kill -0 "$(cat "$DD/xkvmd.pid")" 2>/dev/null; }
+
+# Pre-copy: the link goes silent 1 MB into the first pass of a guest with 24 MB of
+# random data (more than the sockets between can hold), so the source's write blocks:
+# it fails after the stall timeout and the guest runs on there; the destination's read
+# fails likewise and it removes what it built.
+cpu_ns() { RUNDIR=$1 dom_field "$2" cpu_ns; }
+make_cfg "$WORK/pre.cfg" pre "test=fill mb=24 at=8 dirty_mb=1 period_ms=100" 64 1
+G=$(xk create "$WORK/pre.cfg") || { fail create "xkvm create failed"; exit 1; }
+wait_line "$G" "xtest: fill: ready" 60 >/dev/null || { fail boot "fill did not start"; exit 1; }
+stall_proxy $PY $PC 1000000
+out=$(timeout 30 "$XKVM" --rundir "$C" migrate "$G" 127.0.0.1:$PY --report "$WORK/pre.json" 2>&1)
+rc=$?
+nd=1
+for _ in $(seq 100); do nd=$(ndoms "$DD"); [ "$nd" = 0 ] && break; sleep 0.1; done
+e0=$(cpu_ns "$C" "$G"); sleep 1; e1=$(cpu_ns "$C" "$G")
+if [ $rc = 124 ]; then
+  fail precopy-stalled "xkvm migrate still waiting after 30 s on a link silent for $STALL s"
+elif [ $rc = 0 ] || [ "$(report_field "$WORK/pre.json" outcome)" != resumed ] ||
+     ! grep -q STALLED "$WORK/proxy-$PY.out"; then
+  fail precopy-stalled "rc $rc: $out"
+elif [ "$nd" != 0 ]; then
+  fail precopy-stalled "the destination still lists $nd domain(s): $(RUNDIR=$DD xk list 2>&1)"
+elif [ "$(dom_field "$G" state)" != running ] || ! [ "${e1:-0}" -gt "${e0:-0}" ] || ! alive; then
+  fail precopy-stalled "the guest does not run on at the source (state $(dom_field "$G" state), cpu_ns $e0 -> $e1)"
+else
+  pass precopy-stalled
+  echo "$out" | sed 's/^/#   /'
+  grep -a "incoming migration from" "$DD/xkvmd.log" | tail -1 | sed 's/^/#   destination: /'
+fi
+kill "$PROXY_PID" 2>/dev/null
+xk destroy "$G" >/dev/null 2>&1
+
+# Post-copy: the link goes silent 2 MB in (after the switch: nothing is pre-copied, and
+# before the end: the soak guest's pages are some 4.6 MB). Each side gives up on its
+# own (the proxy closes neither), both copies paused; a fresh direct link recovers it.
+make_cfg "$WORK/stall.cfg" stall "test=soak mb=4" 64 1
+H=$(xk create "$WORK/stall.cfg") || { fail create "xkvm create failed"; exit 1; }
+wait_line "$H" "xtest: soak: round 1 ok" 60 >/dev/null || { fail boot "no first round"; exit 1; }
+stall_proxy $PY $PC 2000000
+timeout 30 "$XKVM" --rundir "$C" migrate "$H" 127.0.0.1:$PY --postcopy-after 0 \
+  --report "$WORK/stall.json" > "$WORK/stall.out" 2>&1
+rc=$?
+if [ $rc != 124 ] && [ $rc != 0 ] && [ "$(report_field "$WORK/stall.json" outcome)" = postcopy-paused ] &&
+   both_paused "$C" "$DD" "$H" && alive; then
+  pass postcopy-stalled
+  sed 's/^/#   /' "$WORK/stall.out"
+  grep -a "d$H: post-copy connection lost" "$DD/xkvmd.log" | tail -1 | sed 's/^/#   destination: /'
+else
+  fail postcopy-stalled "rc $rc, source $(RUNDIR=$C dom_field "$H" state), destination $(RUNDIR=$DD dom_field "$H" state): $(cat "$WORK/stall.out")"
+fi
+# The silent link stays open (the proxy lives on): the recovery goes around it.
+RUNDIR=$C xk migrate-recover "$H" 127.0.0.1:$PC --report "$WORK/stall-recover.json" \
+  > "$WORK/stall-recover.out" 2>&1
+rc=$?
+sb=$(RUNDIR=$DD dom_field "$H" state); sa=$(RUNDIR=$C dom_field "$H" state)
+if [ $rc = 0 ] && [ "$(report_field "$WORK/stall-recover.json" outcome)" = done ] &&
+   [ "$sb" = running ] && [ -z "$sa" ]; then
+  pass postcopy-stalled-recovered
+  sed 's/^/#   /' "$WORK/stall-recover.out"
+else
+  fail postcopy-stalled-recovered "rc $rc, destination $sb, source '$sa': $(cat "$WORK/stall-recover.out")"
+fi
+kill "$PROXY_PID" 2>/dev/null
+XENSTORED_PATH="$DD/xenstored/socket" xenstore-write "/local/domain/$H/data/soak-stop" 1
+res=$(RUNDIR=$DD wait_result "$H" soak 60)
+[ "$res" = "xtest: soak: PASS" ] && pass postcopy-stalled-verdict ||
+  fail postcopy-stalled-verdict "guest said: $res ($(tail -3 "$DD/dmesg-$H.log"))"
+RUNDIR=$DD xk destroy "$H" >/dev/null 2>&1

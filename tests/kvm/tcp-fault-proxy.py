@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """A TCP proxy for migration fault tests: listen on PORT, forward one connection to
 TARGET_PORT on 127.0.0.1, and in the source->destination direction either close both
-sides after N bytes (drop:N), flip the byte at offset N (flip:N), or pass at most N
-bytes a second (rate:N, a slow link). Prints READY."""
+sides after N bytes (drop:N), flip the byte at offset N (flip:N), pass at most N
+bytes a second (rate:N, a slow link), or go silent after N bytes (stall:N: nothing
+more is forwarded either way, nor read, and both connections stay open until the
+proxy is killed: a link that dies without an EOF). Prints READY."""
 import socket, sys, threading, time
 
 port, target, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -23,16 +25,26 @@ b = socket.create_connection(('127.0.0.1', target))
 # records at the end of a stream would otherwise wait for a delayed ACK, 40 ms).
 for s in (a, b):
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+stalled = threading.Event()
+
+def silent():
+    """stall: hold both connections open, moving nothing, until killed."""
+    while True:
+        time.sleep(3600)
 
 def back():
     try:
-        while True:
+        while not stalled.is_set():
             d = b.recv(65536)
             if not d:
+                break
+            if stalled.is_set():
                 break
             a.sendall(d)
     except OSError:
         pass
+    if stalled.is_set():
+        return
     for s in (a, b):
         try:
             s.shutdown(socket.SHUT_RDWR)
@@ -46,6 +58,11 @@ try:
         d = a.recv(65536)
         if not d:
             break
+        if kind == 'stall' and seen + len(d) >= n:
+            stalled.set()
+            b.sendall(d[:n - seen])
+            print('STALLED', flush=True)
+            silent()
         if kind == 'drop' and seen + len(d) >= n:
             b.sendall(d[:n - seen])
             break

@@ -2,7 +2,8 @@
  * The migration transport (util/transport.h, util/tls.h): the PSK file's parser, and
  * a TLS 1.3 PSK session over a socketpair carrying a stream writer's pages to a
  * stream reader (xkvm_stream_*_init_io) and a line back, the key checked: a different key, or an
- * identity the server does not know, fails the handshake on both ends.
+ * identity the server does not know, fails the handshake on both ends. A peer that
+ * stops reading fails a write once SO_SNDTIMEO runs out, TLS and plain alike.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -81,6 +83,8 @@ struct server {
     /* what the reader saw */
     int records;
     uint64_t pages;
+    bool silent;            /* after the handshake, read nothing until hold_fd is */
+    int hold_fd;
 };
 
 /* The destination's side: handshake, read the stream send_stream sends, answer. */
@@ -90,6 +94,11 @@ static void *server_thread(void *arg)
     s->t = tls_open(s->c, s->fd, true, NULL, 5000, s->err, sizeof(s->err));
     if (!s->t)
         return NULL;
+    if (s->silent) {
+        char b;
+        (void)!read(s->hold_fd, &b, 1);
+        return NULL;
+    }
     struct xkvm_stream_io io = transport_stream_io(s->t);
     struct xkvm_stream_reader r;
     struct xkvm_stream_record rec;
@@ -208,6 +217,51 @@ static void test_psk_refused(void)
     tls_creds_free(sc);
 }
 
+/*
+ * A peer that stops reading (the link gone silent): a write fails once the socket's
+ * SO_SNDTIMEO runs out, with ETIMEDOUT, over TLS (GnuTLS's E_AGAIN, not retried) and
+ * plain (EAGAIN) alike, instead of waiting for ever.
+ */
+static void test_send_timeout(void)
+{
+    struct tls_creds *sc = psk_creds("server3.psk", "xkvm:" KEY32 "\n");
+    struct tls_creds *cc = psk_creds("client3.psk", "xkvm:" KEY32 "\n");
+    int hold[2];
+    REQUIRE(sc && cc && !pipe(hold));
+    struct server s = { .c = sc, .silent = true, .hold_fd = hold[0] };
+    pthread_t th;
+    int cfd;
+    char err[1024] = "";
+    struct transport *t = pair_up(&s, cc, &th, &cfd, err, sizeof(err));
+    CHECK_MSG(t, "client handshake: %s", err);
+    static uint8_t big[8 << 20];        /* far more than the socketpair holds */
+    struct timeval tmo = { .tv_sec = 1 };
+    setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+    struct transport plain;
+    transport_plain(&plain, cfd);
+    for (int tls = 1; tls >= 0; tls--) {
+        struct transport *w = tls ? t : &plain;
+        if (!w)
+            continue;
+        errno = 0;
+        CHECK_MSG(transport_write_all(w, big, sizeof(big)) < 0,
+                  "%s: 8 MiB went to a peer that reads nothing", tls ? "TLS" : "plain");
+        CHECK_EQ(errno, ETIMEDOUT);
+    }
+    (void)!write(hold[1], "x", 1);
+    pthread_join(th, NULL);
+    if (s.t)
+        transport_release(s.t);
+    if (t)
+        transport_release(t);
+    close(cfd);
+    close(s.fd);
+    close(hold[0]);
+    close(hold[1]);
+    tls_creds_free(cc);
+    tls_creds_free(sc);
+}
+
 /* A PSK file others can read, or an x509 directory without its CA, is refused. */
 static void test_creds_refused(void)
 {
@@ -229,6 +283,7 @@ int main(void)
     RUN_TEST(test_psk_parse);
     RUN_TEST(test_psk_session);
     RUN_TEST(test_psk_refused);
+    RUN_TEST(test_send_timeout);
     RUN_TEST(test_creds_refused);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
