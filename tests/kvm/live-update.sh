@@ -30,6 +30,8 @@
 #                       builds the VMs while the guests run): as updates-N, but the CLI,
 #                       the pid file and systemd get the new pid and the old one exits
 #   beside-keeps-paused as keeps-paused, beside
+#   beside-rebuilt      a domain taken for changed between the build and the pause
+#                       (XKVM_LU_FAULT=changed) is built again in the pause: as updates-N
 #   beside-rollback-PHASE  the new process fails at PHASE (startup, bad-image, pass0 while
 #                       it builds the VMs; crash, pass1, pass2, before-unpause in the
 #                       pause): the old one keeps the domains and its pid, the new one is
@@ -298,6 +300,14 @@ if BESIDE=1 SKIP_COUNT=$P one_update "beside with d$P paused" --beside &&
 else
   fail beside-keeps-paused "state $(dom_field "$P" state) after the update"
   xk unpause "$P" >/dev/null 2>&1
+fi
+# A domain that changed between the build and the pause is built again in the pause
+# (XKVM_LU_FAULT=changed makes the new process take the first one for changed).
+if BESIDE=1 one_update "beside, d${DOMS[0]} built again in the pause" --beside --inject-fault changed &&
+   grep -q "d${DOMS[0]} changed while it was built: built again" "$H/xkvmd.log"; then
+  pass beside-rebuilt
+else
+  fail beside-rebuilt "see above"
 fi
 # The new process fails, before the pause (startup, bad-image, pass0: while it builds
 # the VMs) or in it: the old one keeps (or unpauses) every domain, same pid.
