@@ -741,11 +741,8 @@ static int beside_prebuild(struct lu_run *r, struct lu_beside *b)
     int rc = write_image(r, true, &pre_fd);
     if (!rc) {
         r->keep[r->nkeep++] = pre_fd;
-        if (r->rq->inject_fault)
-            setenv("XKVM_LU_FAULT", r->rq->inject_fault, 1);
         rc = lu_beside_spawn(r->rq->binary, daemon_info.argv, daemon_info.argc, r->keep,
-                             r->nkeep, pre_fd, b, r->err, r->errlen);
-        unsetenv("XKVM_LU_FAULT");
+                             r->nkeep, pre_fd, r->rq->inject_fault, b, r->err, r->errlen);
     }
     if (pre_fd >= 0)
         close(pre_fd);
@@ -763,9 +760,10 @@ static int beside_prebuild(struct lu_run *r, struct lu_beside *b)
 }
 
 /*
- * Beside, in the pause: hand the new xkvmd the image and wait for RUNNING; then this
- * process exits, touching nothing more. Returns only if the new one failed (-errno with
- * r->err): it is gone, and the caller unpauses every domain here.
+ * Beside, in the pause: hand the new xkvmd the image and wait until it has restored
+ * every domain (READY, still paused); then commit (GO) and exit, touching nothing
+ * more. Returns only if the new one failed before GO (-errno with r->err): it is gone
+ * (killed and reaped), and the caller unpauses every domain here.
  */
 static int beside_hand_over(struct lu_run *r, struct lu_beside *b)
 {
@@ -775,16 +773,24 @@ static int beside_hand_over(struct lu_run *r, struct lu_beside *b)
     char why[512] = "";
     int rc = lu_beside_send_final(b, r->img_fd, why, sizeof(why));
     if (!rc)
-        rc = lu_beside_wait(b, "RUNNING", BESIDE_RUNNING_TIMEOUT_MS, why, sizeof(why));
+        rc = lu_beside_wait(b, "READY", BESIDE_RUNNING_TIMEOUT_MS, why, sizeof(why));
+    if (!rc) {
+        /* Under systemd the new process is the service from now on; it says READY=1
+         * itself. The barrier: the manager has the new pid before this one exits. */
+        notify_sendf("MAINPID=%d\nSTATUS=live update: handed over to pid %d", (int)b->pid,
+                     (int)b->pid);
+        notify_barrier(5000);
+        if ((rc = lu_beside_send(b, "GO")))
+            snprintf(why, sizeof(why), "it went away before the commit");
+    }
     if (rc) {
         lu_beside_abort(b);
         snprintf(r->err, r->errlen, "the new xkvmd failed: %s; rolled back, every domain runs "
                  "on the old xkvmd", why);
+        if (notify_enabled())
+            notify_sendf("MAINPID=%d", (int)getpid());
         return rc;
     }
-    /* Under systemd the new process is the service now; it says READY=1 itself. */
-    notify_sendf("MAINPID=%d\nSTATUS=live update: handed over to pid %d", (int)b->pid,
-                 (int)b->pid);
     log_info("live update: every domain runs in the new xkvmd (pid %d); this one exits",
              (int)b->pid);
     _exit(0);

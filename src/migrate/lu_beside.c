@@ -6,11 +6,15 @@
  *
  *   new -> old   PREBUILT                  every VM, memslot and vCPU is built
  *   old -> new   FINAL + the image's fd    every domain is paused; the image is whole
- *   new -> old   RUNNING                   the domains run in the new xkvmd
- *   new -> old   ERROR <why>               the new xkvmd gives up (at any point)
+ *   new -> old   READY                     every domain is restored, still paused
+ *   old -> new   GO                        the commit: the old xkvmd exits, never
+ *                                          unpausing anything again
+ *   new -> old   ERROR <why>               the new xkvmd gives up (before READY)
  *
- * Until RUNNING the old xkvmd owns the guests: on ERROR, on the new one's death or on
- * a timeout it kills the new one and unpauses its own domains. See lu_internal.h.
+ * A two-phase commit: until it sends GO the old xkvmd owns the guests (on ERROR, on the
+ * new one's death or on a timeout it kills and reaps the new one, and only then
+ * unpauses its own domains); the new one unpauses only on GO, or on the old one's death
+ * after READY (EOF: nobody else can run them then). See lu_internal.h.
  */
 #include "migrate/lu_internal.h"
 
@@ -30,24 +34,48 @@
 
 #define BESIDE_MSG_MAX 640
 
-/* The child: close-on-exec every fd but keep[] and the socket, then exec. */
-static void __attribute__((noreturn)) exec_child(const char *binary, char **argv,
+/*
+ * The child (async-signal-safe calls only): close-on-exec every fd but keep[] and the
+ * socket, then exec. 126: the fds could not be sorted (close_range needs Linux 5.11).
+ */
+static void __attribute__((noreturn)) exec_child(const char *binary, char **argv, char **envp,
                                                  const int *keep, unsigned nkeep, int sock)
 {
-    close_range(STDERR_FILENO + 1, ~0u, CLOSE_RANGE_CLOEXEC);
+    if (close_range(STDERR_FILENO + 1, ~0u, CLOSE_RANGE_CLOEXEC))
+        _exit(126);
     for (unsigned i = 0; i < nkeep; i++)
         fcntl(keep[i], F_SETFD, 0);
     fcntl(sock, F_SETFD, 0);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    execv(binary, argv);
+    execve(binary, argv, envp);
     _exit(127);
 }
 
+/* Our environment, without XKVM_LU_FAULT, plus XKVM_LU_FAULT=fault if any (malloc'd). */
+static char **child_environment(const char *fault, char **fault_var)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 2, sizeof(*envp));
+    if (!envp)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "XKVM_LU_FAULT=", 14))
+            envp[k++] = environ[i];
+    *fault_var = NULL;
+    if (fault && asprintf(fault_var, "XKVM_LU_FAULT=%s", fault) > 0)
+        envp[k++] = *fault_var;
+    return envp;
+}
+
 int lu_beside_spawn(const char *binary, char *const *argv, int argc, const int *keep,
-                    unsigned nkeep, int prebuild_fd, struct lu_beside *b, char *err,
-                    size_t errlen)
+                    unsigned nkeep, int prebuild_fd, const char *fault, struct lu_beside *b,
+                    char *err, size_t errlen)
 {
     int sv[2];
     b->pid = -1;
@@ -58,8 +86,10 @@ int lu_beside_spawn(const char *binary, char *const *argv, int argc, const int *
     }
     char spec[48];
     snprintf(spec, sizeof(spec), "%d,%d", sv[1], prebuild_fd);
-    char **args = calloc((size_t)argc + 3, sizeof(*args));
-    if (!args) {
+    char **args = calloc((size_t)argc + 3, sizeof(*args)), *fault_var = NULL;
+    char **envp = args ? child_environment(fault, &fault_var) : NULL;
+    if (!envp) {
+        free(args);
         close(sv[0]);
         close(sv[1]);
         snprintf(err, errlen, "out of memory");
@@ -72,9 +102,11 @@ int lu_beside_spawn(const char *binary, char *const *argv, int argc, const int *
     args[argc + 1] = spec;
     pid_t pid = fork();
     if (pid == 0)
-        exec_child(binary, args, keep, nkeep, sv[1]);
+        exec_child(binary, args, envp, keep, nkeep, sv[1]);
     int e = errno;
     free(args);
+    free(envp);
+    free(fault_var);
     close(sv[1]);
     if (pid < 0) {
         close(sv[0]);
@@ -107,22 +139,25 @@ int lu_beside_wait(struct lu_beside *b, const char *want, unsigned timeout_ms, c
     uint64_t deadline = mono_ms() + timeout_ms;
     for (;;) {
         uint64_t now = mono_ms();
-        if (now >= deadline) {
+        /* At the deadline, one last look: an answer already there still counts. */
+        struct pollfd p = { .fd = b->sock, .events = POLLIN };
+        int n = poll(&p, 1, now >= deadline ? 0 : (int)(deadline - now));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 && now >= deadline) {
             snprintf(err, errlen, "the new xkvmd did not say %s within %u ms", want,
                      timeout_ms);
             return -ETIMEDOUT;
         }
-        struct pollfd p = { .fd = b->sock, .events = POLLIN };
-        int n = poll(&p, 1, (int)(deadline - now));
-        if (n < 0 && errno == EINTR)
-            continue;
         if (n <= 0)
             continue;
         char msg[BESIDE_MSG_MAX + 1];
-        ssize_t got = recv(b->sock, msg, BESIDE_MSG_MAX, 0);
-        if (got < 0 && errno == EINTR)
+        ssize_t got = recv(b->sock, msg, BESIDE_MSG_MAX, MSG_DONTWAIT);
+        if (got < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (got <= 0) {
+            if (got < 0 && b->pid > 0)
+                kill(b->pid, SIGKILL);      /* the socket failed: it may still live */
             reap_reason(b, err, errlen);
             return -EPIPE;
         }
@@ -155,6 +190,11 @@ int lu_beside_send_final(struct lu_beside *b, int image_fd, char *err, size_t er
         return -errno;
     }
     return 0;
+}
+
+int lu_beside_send(struct lu_beside *b, const char *word)
+{
+    return send(b->sock, word, strlen(word), MSG_NOSIGNAL) == (ssize_t)strlen(word) ? 0 : -EPIPE;
 }
 
 void lu_beside_abort(struct lu_beside *b)
@@ -198,6 +238,8 @@ int lu_beside_take_final(int sock)
             continue;
         if (got != 5 || memcmp(word, "FINAL", 5))
             return -EPIPE;
+        if (mh.msg_flags & MSG_CTRUNC)
+            return -EMFILE;         /* the image's fd did not arrive */
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
         if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
             c->cmsg_len != CMSG_LEN(sizeof(int)))
@@ -205,5 +247,18 @@ int lu_beside_take_final(int sock)
         int fd;
         memcpy(&fd, CMSG_DATA(c), sizeof(fd));
         return fd;
+    }
+}
+
+int lu_beside_await_go(int sock)
+{
+    for (;;) {
+        char word[8];
+        ssize_t got = recv(sock, word, sizeof(word), 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got == 2 && !memcmp(word, "GO", 2))
+            return 0;
+        return got == 0 ? 1 : -EPROTO;
     }
 }

@@ -37,25 +37,29 @@ void lu_holder_reap_previous(void);
 
 /*
  * Beside (lu_beside.c): the old xkvmd starts the new one next to itself and hands the
- * guests over on a socketpair. Old side: lu_beside_spawn (fork, exec BINARY with argv
- * plus `--lu-beside SOCK,PREBUILD_FD`, every fd but keep[] and the socket
- * close-on-exec), lu_beside_wait for a message (PREBUILT, RUNNING; ERROR, the new
- * one's death or the timeout fail with why), lu_beside_send_final (the image's fd),
- * lu_beside_abort (kill and reap it). New side: lu_beside_say a message,
- * lu_beside_take_final (the image's fd, or -errno when the old one gave up).
+ * guests over on a socketpair, in a two-phase commit. Old side: lu_beside_spawn (fork,
+ * exec BINARY with argv plus `--lu-beside SOCK,PREBUILD_FD` and XKVM_LU_FAULT=fault if
+ * any, every fd but keep[] and the socket close-on-exec), lu_beside_wait for a message
+ * (PREBUILT, READY; ERROR, the new one's death or the timeout fail with why),
+ * lu_beside_send_final (the image's fd), lu_beside_send (GO), lu_beside_abort (kill and
+ * reap it, then close). New side: lu_beside_say a message, lu_beside_take_final (the
+ * image's fd, or -errno when the old one gave up), lu_beside_await_go (0 on GO, 1 when
+ * the old one is gone, -EPROTO otherwise).
  */
 struct lu_beside {
     pid_t pid;
     int sock;
 };
 int lu_beside_spawn(const char *binary, char *const *argv, int argc, const int *keep,
-                    unsigned nkeep, int prebuild_fd, struct lu_beside *b, char *err,
-                    size_t errlen);
+                    unsigned nkeep, int prebuild_fd, const char *fault, struct lu_beside *b,
+                    char *err, size_t errlen);
 int lu_beside_wait(struct lu_beside *b, const char *want, unsigned timeout_ms, char *err,
                    size_t errlen);
 int lu_beside_send_final(struct lu_beside *b, int image_fd, char *err, size_t errlen);
+int lu_beside_send(struct lu_beside *b, const char *word);
 void lu_beside_abort(struct lu_beside *b);
 int lu_beside_say(int sock, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int lu_beside_take_final(int sock);
+int lu_beside_await_go(int sock);
 
 #endif

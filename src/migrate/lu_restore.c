@@ -531,6 +531,9 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     struct xkvm_lu_image img;
     if ((rc = read_image(img_fd, &buf, &len, &img, why, sizeof(why))))
         return resume_failed(rollback, rc, why);
+    if (img.host.flags & XKVM_LU_HOST_PREBUILD)
+        return resume_failed(rollback, -EINVAL, "a prebuild image (--lu-beside's) given to "
+                             "--lu-resume");
     uint64_t t_valid = host_monotonic_ns();
     int client = image_fd(&img, XKVM_LU_FD_CLIENT);
     if ((rc = take_fds(&img, dm, &memfd)))
@@ -701,6 +704,8 @@ int live_update_beside(const char *spec, const char *rundir, int argc, char **ar
 
     /* The old xkvmd pauses every domain and sends the image; or gives up (EOF). */
     int img_fd = lu_beside_take_final(beside_sock);
+    if (img_fd == -EMFILE || img_fd == -EPROTO)
+        roll_back("the image's fd did not arrive");
     if (img_fd < 0) {
         log_info("live update beside: the old xkvmd keeps the domains; exiting");
         _exit(0);
@@ -708,6 +713,13 @@ int live_update_beside(const char *spec, const char *rundir, int argc, char **ar
     uint64_t t_start = host_monotonic_ns();
     char why[640] = "", err[512] = "";
     int rc = beside_image(img_fd, &buf, &len, &img, false, why, sizeof(why));
+    if (!rc && (img.host.nr_frames != pre.host.nr_frames ||
+                img.host.lu_region_mfn != pre.host.lu_region_mfn ||
+                img.host.lu_region_nr != pre.host.lu_region_nr)) {
+        snprintf(why, sizeof(why), "the final image's machine memory or live-update region "
+                 "is not the prebuild image's");
+        rc = -EINVAL;
+    }
     if (rc)
         roll_back(why);
     uint64_t t_valid = host_monotonic_ns();
@@ -734,11 +746,16 @@ int live_update_beside(const char *spec, const char *rundir, int argc, char **ar
         roll_back(err);
     fault_point("before-unpause");
 
+    /* The commit is the old xkvmd's: GO, or its death after READY (nobody else can). */
+    if (lu_beside_say(beside_sock, "READY"))
+        log_warn("live update beside: the old xkvmd went away before it heard READY");
+    int go = lu_beside_await_go(beside_sock);
+    if (go < 0)
+        roll_back("the old xkvmd answered READY with something else than GO");
+    if (go > 0)
+        log_warn("live update beside: the old xkvmd is gone without GO: the domains run here");
     uint64_t t_resume = host_monotonic_ns(), t_resumed;
     resume_domains(doms, n, &t_resumed);
-    /* From here the guests are ours, whatever the old xkvmd does. */
-    if (lu_beside_say(beside_sock, "RUNNING"))
-        log_warn("live update beside: the old xkvmd went away before it heard RUNNING");
     daemon_write_pid(dm->pidfile_fd);      /* before anyone hears of the new pid */
     /* It exits now: once it has (EOF), it has told systemd that this pid is the service. */
     struct pollfd p = { .fd = beside_sock, .events = POLLIN };

@@ -2,6 +2,8 @@
 #include "util/notify.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,4 +97,56 @@ int notify_sendf(const char *fmt, ...)
     if ((size_t)n >= sizeof(buf))
         buf[sizeof(buf) - 1] = '\0';
     return notify_send(buf);
+}
+
+/* BARRIER=1 with the write end of a pipe: the manager closes it once it got that far. */
+static int __attribute__((unused)) barrier_raw(unsigned timeout_ms)
+{
+    const char *v = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa;
+    socklen_t len;
+    int rc = notify_socket_addr(v, &sa, &len), p[2] = { -1, -1 };
+    if (rc)
+        return rc;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || pipe2(p, O_CLOEXEC)) {
+        rc = -errno;
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    static const char msg[] = "BARRIER=1";
+    char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+    struct iovec iov = { .iov_base = (void *)msg, .iov_len = sizeof(msg) - 1 };
+    struct msghdr mh = { .msg_name = &sa, .msg_namelen = len, .msg_iov = &iov,
+                         .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &p[1], sizeof(int));
+    rc = sendmsg(fd, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+    close(fd);
+    close(p[1]);
+    if (!rc) {
+        struct pollfd pf = { .fd = p[0], .events = POLLIN };
+        int n;
+        do
+            n = poll(&pf, 1, (int)timeout_ms);
+        while (n < 0 && errno == EINTR);
+        rc = n > 0 ? 0 : n == 0 ? -ETIMEDOUT : -errno;
+    }
+    close(p[0]);
+    return rc;
+}
+
+int notify_barrier(unsigned timeout_ms)
+{
+    if (!notify_enabled())
+        return 0;
+#ifdef HAVE_LIBSYSTEMD
+    return sd_notify_barrier(0, (uint64_t)timeout_ms * 1000);
+#else
+    return barrier_raw(timeout_ms);
+#endif
 }

@@ -33,6 +33,13 @@ int notify_send(const char *msg);
 /* printf-style, one message (truncated at 1 KiB); each value must be one line. */
 int notify_sendf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * Wait (at most timeout_ms) until the service manager has processed every message sent
+ * before (BARRIER=1, as sd_notify_barrier): e.g. MAINPID= before the process exits.
+ * 0, or -errno (-ETIMEDOUT); 0 at once without NOTIFY_SOCKET.
+ */
+int notify_barrier(unsigned timeout_ms);
+
 /* Whether a service manager listens ($NOTIFY_SOCKET set). */
 bool notify_enabled(void);
 
