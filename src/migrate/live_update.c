@@ -545,7 +545,7 @@ static int prebuild_all(struct lu_run *r)
 /* Serialise every domain, in parallel. 0 or -errno with r->err. */
 static int save_all(struct lu_run *r)
 {
-    lu_parallel(r->n, sizeof(*r->jobs), r->jobs, run_save_job);
+    lu_parallel_on(r->n, sizeof(*r->jobs), r->jobs, run_save_job, false);   /* computes */
     for (unsigned i = 0; i < r->n; i++)
         if (r->jobs[i].rc) {
             snprintf(r->err, r->errlen, "d%u: %s", r->doms[i]->domid, r->jobs[i].err);

@@ -2,6 +2,7 @@
 #ifndef XKVM_MIGRATE_LU_INTERNAL_H
 #define XKVM_MIGRATE_LU_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -11,6 +12,12 @@
  * are CPUs (at most n); returns when all are done.
  */
 void lu_parallel(unsigned n, size_t size, void *items, void (*fn)(void *item));
+/*
+ * The same, on one thread per CPU (at most n) unless waits: work that computes rather
+ * than waits gains nothing from more threads, and each costs its creation.
+ */
+void lu_parallel_on(unsigned n, size_t size, void *items, void (*fn)(void *item),
+                    bool waits);
 
 /*
  * A 64-bit hash of a domain's RAM and toolstack pages (--verify-memory), leaving out

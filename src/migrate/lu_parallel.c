@@ -5,6 +5,7 @@
 #include "migrate/lu_internal.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -34,11 +35,14 @@ static void *worker(void *arg)
     }
 }
 
-void lu_parallel(unsigned n, size_t size, void *items, void (*fn)(void *item))
+void lu_parallel_on(unsigned n, size_t size, void *items, void (*fn)(void *item),
+                    bool waits)
 {
     struct pool p = { .n = n, .size = size, .items = items, .fn = fn };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned nt = cpus > LU_THREADS_MIN ? (unsigned)cpus : LU_THREADS_MIN;
+    unsigned nt = cpus < 1 ? 1 : (unsigned)cpus;
+    if (waits && nt < LU_THREADS_MIN)
+        nt = LU_THREADS_MIN;
     if (nt > n)
         nt = n;
     pthread_t *t = nt > 1 ? calloc(nt - 1, sizeof(*t)) : NULL;
@@ -50,4 +54,9 @@ void lu_parallel(unsigned n, size_t size, void *items, void (*fn)(void *item))
     for (unsigned i = 0; i < started; i++)
         pthread_join(t[i], NULL);
     free(t);
+}
+
+void lu_parallel(unsigned n, size_t size, void *items, void (*fn)(void *item))
+{
+    lu_parallel_on(n, size, items, fn, true);
 }

@@ -243,11 +243,20 @@ static void pass2(void *arg)
     fault_point("pass2");
 }
 
+static void pass0_rebuild(void *arg);
+
+/* Beside, in the pause, for a domain built before it: the final DOMAIN record's state. */
+static void pass0_final(void *arg)
+{
+    parse_domain(arg);
+}
+
 /* Run one pass over every domain; the first failure (by domid order) wins. */
 static int run_pass(const char *name, struct lu_dom *doms, unsigned n, void (*fn)(void *),
                     char *err, size_t errlen)
 {
-    lu_parallel(n, sizeof(*doms), doms, fn);
+    /* Only building VMs (pass 0) mostly waits in the kernel; the other passes compute. */
+    lu_parallel_on(n, sizeof(*doms), doms, fn, fn == pass0 || fn == pass0_rebuild);
     for (unsigned i = 0; i < n; i++)
         if (doms[i].rc) {
             snprintf(err, errlen, "%s, d%u: %s", name, doms[i].rec->domid, doms[i].err);
@@ -624,7 +633,7 @@ static int adopt_prebuilt(struct lu_dom *doms, const struct xkvm_lu_image *pre,
 }
 
 /* Pass 0 once more, in the pause: the final DOMAIN record's state; a changed domain whole. */
-static void pass0_final(void *arg)
+static void pass0_rebuild(void *arg)
 {
     struct lu_dom *ld = arg;
     if (ld->d)
@@ -729,7 +738,8 @@ int live_update_beside(const char *spec, const char *rundir, int argc, char **ar
     unsigned n = img.nr_domains;
     uint64_t t[5];
     t[0] = host_monotonic_ns();
-    rc = run_pass("pass 0 (the final state)", doms, n, pass0_final, err, sizeof(err));
+    rc = run_pass("pass 0 (the final state)", doms, n, rebuilt ? pass0_rebuild : pass0_final,
+                  err, sizeof(err));
     fault_point("pass0");
     t[1] = host_monotonic_ns();
     if (!rc && (img.host.flags & XKVM_LU_HOST_VERIFY_MEMORY))
