@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "daemon/migrate_job.h"
 #include "migrate/live_update.h"
@@ -17,8 +18,15 @@ struct json_object *lu_command(struct json_object *req, int client_fd)
         rq.binary = json_object_get_string(v);
     if (json_object_object_get_ex(req, "verify_memory", &v))
         rq.verify_memory = json_object_get_boolean(v);
-    if (json_object_object_get_ex(req, "beside", &v))
-        rq.beside = json_object_get_boolean(v);
+    if (json_object_object_get_ex(req, "mode", &v)) {
+        const char *m = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        if (!strcmp(m, "beside"))
+            rq.mode = LU_MODE_BESIDE;
+        else if (!strcmp(m, "exec"))
+            rq.mode = LU_MODE_EXEC;
+        else if (strcmp(m, "auto"))
+            return control_reply_err(EINVAL, "mode: 'auto', 'beside' or 'exec', not '%s'", m);
+    }
     if (json_object_object_get_ex(req, "inject_fault", &v) &&
         json_object_is_type(v, json_type_string))
         rq.inject_fault = json_object_get_string(v);

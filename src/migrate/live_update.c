@@ -66,7 +66,8 @@ int live_update_accepts_main(const char *version)
         return 2;
     }
     bool ok = xkvm_lu_accepts(major, minor, why, sizeof(why));
-    printf("%s: %s\n", ok ? "yes" : "no", why);
+    /* "beside": this binary can be started with --lu-beside (docs/live-update.md). */
+    printf("%s: %s%s\n", ok ? "yes" : "no", why, ok ? "; beside" : "");
     return ok ? 0 : 1;
 }
 
@@ -74,8 +75,9 @@ int live_update_accepts_main(const char *version)
  * Run `binary --lu-accepts M.m` and wait for its verdict (bounded). 0 if it accepts;
  * otherwise -errno with its answer in err.
  */
-static int ask_binary(const char *binary, char *err, size_t errlen)
+static int ask_binary(const char *binary, bool *can_beside, char *err, size_t errlen)
 {
+    *can_beside = false;
     if (access(binary, X_OK) < 0) {
         snprintf(err, errlen, "%s: %s", binary, strerror(errno));
         return -errno;
@@ -123,8 +125,10 @@ static int ask_binary(const char *binary, char *err, size_t errlen)
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        *can_beside = strstr(answer, "; beside") != NULL;
         return 0;
+    }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
         snprintf(err, errlen, "%s cannot be run", binary);
     else
@@ -421,6 +425,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 /* The domains of a live update: every one, each at rest. */
 struct lu_run {
     const struct live_update_request *rq;
+    bool beside;                /* the mode chosen: beside, or exec */
     struct domain **doms;
     unsigned n;
     struct xkvm_lu_host hr;
@@ -497,11 +502,19 @@ static int check_preconditions(struct lu_run *r)
                  (unsigned long long)need);
         return -ENOSPC;
     }
-    if ((rc = ask_binary(r->rq->binary, r->err, r->errlen))) {
+    bool can_beside;
+    if ((rc = ask_binary(r->rq->binary, &can_beside, r->err, r->errlen))) {
         log_warn("live update refused: %s", r->err);
         return rc;
     }
-    log_info("live update to %s: %u domain(s)", r->rq->binary, r->n);
+    if (r->rq->mode == LU_MODE_BESIDE && !can_beside) {
+        snprintf(r->err, r->errlen, "%s cannot be started beside this xkvmd (an older "
+                 "xkvmd): use --exec", r->rq->binary);
+        return -ENOTSUP;
+    }
+    r->beside = r->rq->mode == LU_MODE_BESIDE || (r->rq->mode == LU_MODE_AUTO && can_beside);
+    log_info("live update to %s (%s): %u domain(s)", r->rq->binary,
+             r->beside ? "beside" : "exec", r->n);
     /* The worker finishes what it has queued: it must not die halfway in xenstored. */
     if (!toolstack_xs_stop()) {
         snprintf(r->err, r->errlen, "the xenstore worker is busy: try again");
@@ -830,7 +843,7 @@ int live_update_run(const struct live_update_request *rq, char *err, size_t errl
     }
     struct lu_beside b = { .pid = -1, .sock = -1 };
     int rc = check_preconditions(&r);
-    if (!rc && ((rc = prebuild_all(&r)) || (rq->beside && (rc = beside_prebuild(&r, &b)))))
+    if (!rc && ((rc = prebuild_all(&r)) || (r.beside && (rc = beside_prebuild(&r, &b)))))
         toolstack_xs_start(host.rundir);
     if (rc) {
         for (unsigned i = 0; r.jobs && i < r.n; i++)
@@ -842,7 +855,7 @@ int live_update_run(const struct live_update_request *rq, char *err, size_t errl
     pause_all(&r);
     if (!(rc = refuse_grant_maps(&r)) && !(rc = save_all(&r)) &&
         !(rc = write_image(&r, false, &r.img_fd)))
-        rc = rq->beside ? beside_hand_over(&r, &b) : exec_next(&r);
+        rc = r.beside ? beside_hand_over(&r, &b) : exec_next(&r);
     lu_beside_abort(&b);
     for (unsigned i = 0; r.jobs && i < r.n; i++) {
         xkvm_lu_writer_release(&r.jobs[i].w);

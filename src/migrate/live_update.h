@@ -48,7 +48,12 @@ struct live_update_request {
     const char *binary;         /* absolute path of the next xkvmd */
     bool verify_memory;         /* hash every guest frame before and after */
     const char *inject_fault;   /* tests: the phase the new binary fails at, or NULL */
-    bool beside;                /* start the new xkvmd beside this one (docs: "Beside") */
+    /*
+     * How (docs/live-update.md): LU_MODE_AUTO starts the new xkvmd beside this one when
+     * it can (its --lu-accepts answer says so), else exec's it; LU_MODE_BESIDE insists
+     * on beside, LU_MODE_EXEC on the exec.
+     */
+    enum { LU_MODE_AUTO, LU_MODE_BESIDE, LU_MODE_EXEC } mode;
     int client_fd;              /* the client's connection: the new xkvmd answers there */
 };
 

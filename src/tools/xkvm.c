@@ -128,13 +128,15 @@ static const char usage_text[] =
 "                                hand-over: it runs on here, the destination cleans up\n"
 "  migrate-receive               receive a migration on stdin/stdout into this host's\n"
 "                                xkvmd (what xkvm migrate ssh:// runs at the far end)\n"
-"  live-update [--binary PATH] [--verify-memory] [--beside]\n"
+"  live-update [--binary PATH] [--verify-memory] [--beside|--exec]\n"
 "                                replace the running xkvmd with PATH (default: the\n"
 "                                binary it was started from) while every domain stays\n"
 "                                alive; prints the downtime and its phases.\n"
-"                                --beside: start PATH as a new process beside the old\n"
-"                                one, which builds the VMs while the guests run (the\n"
-"                                pid changes; docs/live-update.md \"Beside\").\n"
+"                                By default PATH starts as a new process beside the\n"
+"                                old one and builds the VMs while the guests run (the\n"
+"                                pid changes), if it can (else as --exec); --beside\n"
+"                                insists on it, --exec replaces the process in place\n"
+"                                (same pid, VMs built in the pause)\n"
 "                                --verify-memory: check that no guest frame changed\n"
 "                                (slower). --inject-fault PHASE (tests): make the new\n"
 "                                binary fail there (startup, bad-image, pass0, crash,\n"
@@ -1454,12 +1456,14 @@ static int cmd_live_update(int argc, char **argv)
         { "verify-memory", no_argument, NULL, 'v' },
         { "inject-fault", required_argument, NULL, 'f' },
         { "beside", no_argument, NULL, 's' },
+        { "exec", no_argument, NULL, 'e' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     const char *binary = NULL, *fault = NULL;
-    bool verify = false, as_json = false, beside = false;
+    bool verify = false, as_json = false;
+    const char *mode = NULL;
     int o;
     optind = 0;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1467,7 +1471,8 @@ static int cmd_live_update(int argc, char **argv)
         case 'b': binary = optarg; break;
         case 'v': verify = true; break;
         case 'f': fault = optarg; break;
-        case 's': beside = true; break;
+        case 's': mode = "beside"; break;
+        case 'e': mode = "exec"; break;
         case 'j': as_json = true; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return usage_error("live-update: bad option");
@@ -1487,8 +1492,8 @@ static int cmd_live_update(int argc, char **argv)
         add_field(req, "verify_memory", json_object_new_boolean(true));
     if (fault)
         add_field(req, "inject_fault", json_object_new_string(fault));
-    if (beside)
-        add_field(req, "beside", json_object_new_boolean(true));
+    if (mode)
+        add_field(req, "mode", json_object_new_string(mode));
     int r = long_job(req, NULL, NULL, &reply, &failed);
     struct json_object *res = r < 0 ? failed : reply;
     if (res && as_json)

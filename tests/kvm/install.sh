@@ -167,11 +167,10 @@ else
   RUNDIR=$H1
 fi
 
-pid=$(cat "$RUNDIR/xkvmd.pid")
 if ! out=$(xk live-update 2>&1); then
   fail live-update "xkvm live-update: $out"
-elif [ "$(cat "$RUNDIR/xkvmd.pid")" != "$pid" ] || [ "$(readlink /proc/$pid/exe)" != "$XKVMD" ]; then
-  fail live-update "xkvmd is now pid $(cat "$RUNDIR/xkvmd.pid") running $(readlink /proc/$pid/exe)"
+elif pid=$(cat "$RUNDIR/xkvmd.pid") && [ "$(readlink /proc/$pid/exe)" != "$XKVMD" ]; then
+  fail live-update "xkvmd is now pid $pid running $(readlink /proc/$pid/exe)"
 elif [ "$(dom_field "$D1" state)" != running ]; then
   fail live-update "the domain is $(dom_field "$D1" state)"
 else

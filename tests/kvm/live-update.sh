@@ -30,6 +30,8 @@
 #                       builds the VMs while the guests run): as updates-N, but the CLI,
 #                       the pid file and systemd get the new pid and the old one exits
 #   beside-keeps-paused as keeps-paused, beside
+#   default-is-beside   "xkvm live-update" with no option goes beside (the new binary's
+#                       --lu-accepts answer says it can)
 #   beside-rebuilt      a domain taken for changed between the build and the pause
 #                       (XKVM_LU_FAULT=changed) is built again in the pause: as updates-N
 #   beside-rollback-PHASE  the new process fails at PHASE (startup, bad-image, pass0 while
@@ -198,7 +200,9 @@ one_update() {
   xs_log_mark "$H" "live-update-$NUPD" || { echo "# cannot mark xenstored's log"; return 1; }
   for d0 in "${DOMS[@]}"; do case " ${SKIP_COUNT:-} " in *" $d0 "*) ;; *) break ;; esac; done
   from=$(wc -l < "$(console_log "$d0")")
-  if ! out=$(xk live-update --verify-memory "$@" 2>&1); then
+  local mode=--exec      # the exec's checks; beside's callers say --beside
+  [ -n "${BESIDE:-}" ] && mode=
+  if ! out=$(xk live-update --verify-memory $mode "$@" 2>&1); then
     echo "$out" | sed 's/^/#   /'; return 1
   fi
   echo "# $label: $(echo "$out" | tail -1 | sed 's/^ *//')"
@@ -255,7 +259,7 @@ fi
 
 # ---- rollback from every phase of the new binary ----
 for phase in startup bad-image pass0 crash pass1 pass2 before-unpause; do
-  out=$(xk live-update --verify-memory --inject-fault "$phase" 2>&1)
+  out=$(xk live-update --exec --verify-memory --inject-fault "$phase" 2>&1)
   rc=$?
   if [ $rc != 0 ] && echo "$out" | grep -q "rolled back" &&
      [ "$(cat "$H/xkvmd.pid")" = "$PID" ] && kill -0 "$PID" 2>/dev/null &&
@@ -273,7 +277,7 @@ done
 # holder even if the exec killed the thread reaping it. Released (not left to its 10 s
 # fallback): gone within 5 s; none failed to start.
 holders() { ps -o stat=,comm= --ppid "$PID" | grep -c ' xkvmd$'; }
-if xk live-update >/dev/null && xk live-update >/dev/null; then
+if xk live-update --exec >/dev/null && xk live-update --exec >/dev/null; then
   n=$(holders)
   for _ in $(seq 50); do [ "$n" = 0 ] && break; sleep 0.1; n=$(holders); done
   if [ "$n" = 0 ] && ! grep -q "no holder for the old address space" "$H/xkvmd.log"; then
@@ -300,6 +304,12 @@ if BESIDE=1 SKIP_COUNT=$P one_update "beside with d$P paused" --beside &&
 else
   fail beside-keeps-paused "state $(dom_field "$P" state) after the update"
   xk unpause "$P" >/dev/null 2>&1
+fi
+# The default, with no option: beside (the binary says it can).
+if BESIDE=1 one_update "default (no option)"; then
+  pass default-is-beside
+else
+  fail default-is-beside "see above"
 fi
 # A domain that changed between the build and the pause is built again in the pause
 # (XKVM_LU_FAULT=changed makes the new process take the first one for changed).

@@ -6,7 +6,7 @@
 #   units-verify        systemd-analyze verify accepts the built units (SKIP without it)
 #   ready-when-serving  READY=1 comes from xkvmd's pid, names it as MAINPID, and at
 #                       that moment "xkvm info" is answered
-#   live-update         with a guest running, "xkvm live-update": RELOADING=1, then
+#   live-update         with a guest running, "xkvm live-update --exec": RELOADING=1, then
 #                       READY=1 again, both from the same pid (the exec keeps the pid
 #                       and NOTIFY_SOCKET); xkvm info answered then; the guest runs on
 #   only-main           every message came from xkvmd's pid (not a dom0 service)
@@ -109,8 +109,8 @@ make_cfg "$WORK/g.cfg" g1 "test=soak mb=2" 48 1
 D=$(xk create "$WORK/g.cfg") || { fail live-update "xkvm create failed"; exit 1; }
 wait_line "$D" "xtest: soak: round 1 ok" 90 >/dev/null || { fail live-update "the guest did not boot"; exit 1; }
 
-if ! out=$(xk live-update 2>&1); then
-  fail live-update "xkvm live-update: $out"
+if ! out=$(xk live-update --exec 2>&1); then
+  fail live-update "xkvm live-update --exec: $out"
 elif ! wait_msgs READY=1 2 30; then
   fail live-update "no second READY=1: $(tr '\n' ' ' < "$MSGS")"
 else
