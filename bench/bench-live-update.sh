@@ -7,7 +7,7 @@
 # Cases: 1, 8 and 32 domains of 256 MiB (each with 16 MiB of random data written by
 # test=fill), and one domain of 4 GiB (256 MiB of random data). Each case boots its
 # domains on a fresh host, live-updates it RUNS times (default 5; the same binary) and
-# reports the median run by downtime, with its phases; then the same with --beside (the
+# reports the median run by downtime, with its phases, first with --exec, then with --beside (the
 # new xkvmd started beside the old one, the VMs built before the pause):
 #   {"bench":"live-update","mode":"exec","domains":8,"mem_mb":256,"downtime_ms":...,"phases_ms":{...}}
 #   {"bench":"live-update","mode":"beside",...}
@@ -83,7 +83,7 @@ CFG
     grep -q "xtest: fill: ready" "$h/dmesg-$d.log" || { log "d$d not ready"; return 1; }
   done
   sleep 1
-  updates "$n" "$mem" "$fill" exec || return 1
+  updates "$n" "$mem" "$fill" exec --exec || return 1
   updates "$n" "$mem" "$fill" beside --beside || return 1
   # The reference: each domain saved to a file and restored, one after the other.
   local t0 t1 t2 worst=0 sum=0 save=0 start end gone
