@@ -785,6 +785,10 @@ static int beside_hand_over(struct lu_run *r, struct lu_beside *b)
                   offsetof(struct xkvm_lu_host, t_exec));
     char why[512] = "";
     int rc = lu_beside_send_final(b, r->img_fd, why, sizeof(why));
+    if (!rc && r->rq->inject_fault && !strcmp(r->rq->inject_fault, "old-gone")) {
+        log_err("live update: injected fault old-gone: this xkvmd exits after FINAL");
+        _exit(70);      /* tests: the old one dies in the pause; the new one must go on */
+    }
     if (!rc)
         rc = lu_beside_wait(b, "READY", BESIDE_RUNNING_TIMEOUT_MS, why, sizeof(why));
     if (!rc) {

@@ -10,13 +10,16 @@
 #                       instead of looping
 #   boot                NDOMS domains run test=soak (memory pattern, block I/O with
 #                       verification, a xenstore watch, events, time checks)
-#   updates-N           N live updates in a row (make test: 3; make soak: 20), each with
+#   updates-N           N live updates in a row (make test: 3; make soak: 20), the default
+#                       way (beside: a new xkvmd pid each time, in the pid file, the old
+#                       one gone), each with
 #                       --verify-memory (every guest frame hashed while paused, before
-#                       and after: identical): same xkvmd pid, every domid, port and
+#                       and after: identical): every domid, port and
 #                       xenstore node unchanged, dom0 services never restarted, every
 #                       soak counting rounds again, every p2m passing its audit, a soak
 #                       printing its round line again (its largest clock-read gap across
 #                       the update is printed beside xkvmd's downtime: the guest's view)
+#   exec-updates-3      3 more with --exec: as updates-N, and the same xkvmd pid
 #   keeps-paused        a domain paused by the toolstack comes out paused
 #   rollback-PHASE      the new binary fails at PHASE (startup, bad-image, pass0, crash,
 #                       pass1, pass2, before-unpause): the old one restores the domains,
@@ -38,6 +41,9 @@
 #                       it builds the VMs; crash, pass1, pass2, before-unpause in the
 #                       pause): the old one keeps the domains and its pid, the new one is
 #                       gone, the guests go on
+#   beside-old-gone     the old xkvmd dies in the pause after handing over the image
+#                       (XKVM_LU_FAULT=old-gone): the new one runs the guests, pid file
+#                       and guests carry on
 #   beside-cross-version  beside to xkvmd-lu-next and back to this build
 #   refuse-major        an xkvmd of a newer major version hands over to an older one:
 #                       refused before anything is paused
@@ -239,12 +245,19 @@ one_update() {
 }
 
 # ---- N updates in a row ----
+# The default (beside: a new pid each time), then the exec's (same pid).
 ok=0
 for i in $(seq "$UPDATES"); do
-  one_update "update $i" || { fail "updates-$UPDATES" "update $i (see above)"; break; }
+  BESIDE=1 one_update "update $i" || { fail "updates-$UPDATES" "update $i (see above)"; break; }
   ok=$((ok + 1))
 done
 [ $ok = "$UPDATES" ] && pass "updates-$UPDATES"
+ok=0
+for i in 1 2 3; do
+  one_update "exec update $i" || { fail exec-updates-3 "update $i (see above)"; break; }
+  ok=$((ok + 1))
+done
+[ $ok = 3 ] && pass exec-updates-3
 
 # ---- a paused domain stays paused ----
 P=${DOMS[0]}
@@ -340,6 +353,21 @@ for phase in startup bad-image pass0 crash pass1 pass2 before-unpause; do
     fail "beside-rollback-$phase" "$why: exit $rc: $(echo "$out" | tr '\n' ' ' | cut -c1-300)"
   fi
 done
+# The old xkvmd dies in the pause, after handing over the image (XKVM_LU_FAULT=old-gone
+# in the old one): the new one, READY with nobody to say GO, runs the guests itself.
+old=$PID
+out=$(xk live-update --beside --inject-fault old-gone 2>&1)
+np=$(cat "$H/xkvmd.pid")
+for _ in $(seq 50); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+if [ "$np" != "$old" ] && kill -0 "$np" 2>/dev/null && ! kill -0 "$old" 2>/dev/null &&
+   grep -q "is gone without GO: the domains run here" "$H/xkvmd.log" &&
+   all_counting && settled "$BASELINE" && no_anomaly; then
+  pass beside-old-gone
+  PID=$np
+else
+  fail beside-old-gone "pid $old -> $np; $(echo "$out" | tr '\n' ' ' | cut -c1-200)"
+  PID=$np
+fi
 if [ ! -x "$NEXT" ]; then
   skip beside-cross-version "no $NEXT in this build"
 elif BESIDE=1 LU_TO=$maj.$((min + 1)) one_update "beside to xkvmd-lu-next" --beside --binary "$NEXT" &&
