@@ -259,6 +259,9 @@ int lu_beside_await_go(int sock)
             continue;
         if (got == 2 && !memcmp(word, "GO", 2))
             return 0;
-        return got == 0 ? 1 : -EPROTO;
+        /* Gone: EOF, or a reset when it died with our READY unread. */
+        if (got == 0 || (got < 0 && (errno == ECONNRESET || errno == EPIPE)))
+            return 1;
+        return -EPROTO;
     }
 }
