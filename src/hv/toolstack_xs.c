@@ -59,6 +59,23 @@ static char socket_path[PATH_MAX + 32];
 static struct xs_handle *xsh;
 static bool warned_absent;
 static char vm_uuids[XKVM_DOMID_LIMIT][37];     /* /vm/<uuid> of each domain written */
+/*
+ * Restore: the layout toolstack_xs_prepare wrote, kept by the thread restoring that
+ * domid (one at a time): which domain (created_ns; 0: none) and the rings it named.
+ */
+static struct prepared_layout {
+    uint64_t created_ns;
+    uint64_t store_gfn, console_gfn;
+    uint32_t store_port, console_port;
+} prepared[XKVM_DOMID_LIMIT];
+
+static struct prepared_layout layout_of(const struct job *j)
+{
+    return (struct prepared_layout){ .created_ns = j->created_ns, .store_gfn = j->store_gfn,
+                                     .console_gfn = j->console_gfn,
+                                     .store_port = j->store_port,
+                                     .console_port = j->console_port };
+}
 
 static void sleep_ms(unsigned ms)
 {
@@ -300,6 +317,21 @@ static void write_vcpus(struct txn *x, const struct job *j, const char *uuid)
     }
 }
 
+/* The xenstore and console rings: page and port, as the domain's HVM params name them. */
+static void write_rings(struct txn *x, const struct job *j, const char *uuid)
+{
+    (void)uuid;
+    char p[96];
+    snprintf(p, sizeof(p), "/local/domain/%u/store/port", j->domid);
+    putf(x, p, "%" PRIu32, j->store_port);
+    snprintf(p, sizeof(p), "/local/domain/%u/store/ring-ref", j->domid);
+    putf(x, p, "%" PRIu64, j->store_gfn);
+    snprintf(p, sizeof(p), "/local/domain/%u/console/ring-ref", j->domid);
+    putf(x, p, "%" PRIu64, j->console_gfn);
+    snprintf(p, sizeof(p), "/local/domain/%u/console/port", j->domid);
+    putf(x, p, "%" PRIu32, j->console_port);
+}
+
 static void write_layout(struct txn *x, const struct job *j, const char *uuid)
 {
     unsigned id = j->domid;
@@ -341,16 +373,13 @@ static void write_layout(struct txn *x, const struct job *j, const char *uuid)
     snprintf(p, sizeof(p), "%s/memory/videoram", dom);   put(x, p, "0");
     write_vcpus(x, j, uuid);
 
-    snprintf(p, sizeof(p), "%s/store/port", dom);     putf(x, p, "%" PRIu32, j->store_port);
-    snprintf(p, sizeof(p), "%s/store/ring-ref", dom); putf(x, p, "%" PRIu64, j->store_gfn);
+    write_rings(x, j, uuid);
 
     /* The primary console (console.txt), served by xkvm-consoled. */
     char cbe[96];
     snprintf(cbe, sizeof(cbe), "/local/domain/0/backend/console/%u/0", id);
     snprintf(p, sizeof(p), "%s/console/backend", dom);    put(x, p, cbe);
     snprintf(p, sizeof(p), "%s/console/backend-id", dom); put(x, p, "0");
-    snprintf(p, sizeof(p), "%s/console/ring-ref", dom);   putf(x, p, "%" PRIu64, j->console_gfn);
-    snprintf(p, sizeof(p), "%s/console/port", dom);       putf(x, p, "%" PRIu32, j->console_port);
     snprintf(p, sizeof(p), "%s/console/limit", dom);      put(x, p, "1048576");
     snprintf(p, sizeof(p), "%s/console/type", dom);       put(x, p, "xenconsoled");
     snprintf(p, sizeof(p), "%s/console/output", dom);     put(x, p, "pty");
@@ -807,17 +836,13 @@ bool toolstack_xs_stop(void)
 /* ---- Migration: a domain's xenstore state out of and into xenstored ---------- */
 
 /*
- * One CONTROL request on a connection of our own (xenstored reads/writes the file);
- * xenstored's reply text, if wanted, in reply.
+ * One CONTROL request on h (xenstored reads/writes the file); xenstored's reply text,
+ * if wanted, in reply.
  */
-static int xs_control_file(const char *cmd, const char *arg1, const char *path,
-                           char *reply, size_t replylen, char *err, size_t errlen)
+static int xs_control_on(struct xs_handle *h, const char *cmd, const char *arg1,
+                         const char *path, char *reply, size_t replylen, char *err,
+                         size_t errlen)
 {
-    struct xs_handle *h = xs_open(0);
-    if (!h) {
-        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
-        return -EIO;
-    }
     char data[PATH_MAX + 64];
     size_t n = 0;
     if (arg1) {
@@ -831,6 +856,19 @@ static int xs_control_file(const char *cmd, const char *arg1, const char *path,
     else if (reply)
         snprintf(reply, replylen, "%s", r);
     free(r);
+    return rc;
+}
+
+/* The same on a connection of its own. */
+static int xs_control_file(const char *cmd, const char *arg1, const char *path,
+                           char *reply, size_t replylen, char *err, size_t errlen)
+{
+    struct xs_handle *h = xs_open(0);
+    if (!h) {
+        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
+        return -EIO;
+    }
+    int rc = xs_control_on(h, cmd, arg1, path, reply, replylen, err, errlen);
     xs_close(h);
     return rc;
 }
@@ -872,12 +910,13 @@ static void forget_domain(struct xs_handle *h, unsigned domid)
     struct job j = { .domid = (uint16_t)domid };
     run_txn(h, &j, vm_uuids[domid], write_removal);
     vm_uuids[domid][0] = '\0';
+    prepared[domid].created_ns = 0;
     xs_release_domain(h, domid);
 }
 
 /* Hand xenstored the stream for domain d: "" if it took it, else why not (in why). */
-static int import_state(const struct domain *d, const uint8_t *buf, size_t len, char *why,
-                        size_t whylen, char *err, size_t errlen)
+static int import_state(struct xs_handle *h, const struct domain *d, const uint8_t *buf,
+                        size_t len, char *why, size_t whylen, char *err, size_t errlen)
 {
     char path[PATH_MAX + 64], id[16], reply[1024] = "";
     snprintf(path, sizeof(path), "%s/xenstored/import-%u.xsm", host.rundir, d->domid);
@@ -890,20 +929,12 @@ static int import_state(const struct domain *d, const uint8_t *buf, size_t len, 
         return -EIO;
     }
     close(fd);
-    int rc = xs_control_file("import", id, path, reply, sizeof(reply), err, errlen);
+    int rc = xs_control_on(h, "import", id, path, reply, sizeof(reply), err, errlen);
     unlink(path);
     snprintf(why, whylen, "%s", strcmp(reply, "OK") && !rc ? reply : "");
     return rc;
 }
 
-/*
- * Restore: the destination's toolstack writes the layout from the local configuration
- * (d->cfg, whose host paths restore.c checked) and d's rings; then the guest's own
- * nodes and its backends' state come from the stream (xenstored applies them as the
- * guest's writes); a device end left without a state (an older stream) gets
- * Initialising;
- * then the domain is introduced.
- */
 bool toolstack_xs_uuid(unsigned domid, char out[37])
 {
     if (domid >= XKVM_DOMID_LIMIT)
@@ -919,19 +950,24 @@ bool toolstack_xs_uuid(unsigned domid, char out[37])
     return domrec_uuid_valid(out);
 }
 
-int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *buf, size_t len,
-                        char *err, size_t errlen)
+/*
+ * Restore: the destination's toolstack writes the layout from the local configuration
+ * (d->cfg, whose host paths restore.c checked) and d's rings as soon as d is built;
+ * in the pause the guest's own nodes and its backends' state come from the stream
+ * (xenstored applies them as the guest's writes); a device end left without a state
+ * (an older stream) gets Initialising; then the domain is introduced.
+ *
+ * The restore's layout of d: whatever xenstored holds for its domid goes, then the
+ * layout from d's configuration and rings, under the source's uuid where it is free.
+ */
+static int write_restore_layout(struct xs_handle *h, struct domain *d, const char *src_uuid,
+                                char *err, size_t errlen)
 {
-    struct xs_handle *h = xs_open(0);
-    if (!h) {
-        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
-        return -EIO;
-    }
     /* A removal still queued for this domid (the saved domain, destroyed just before
      * a restore on this host) must not run over the layout written here. */
     pthread_mutex_lock(&q_lock);
     if (started && !wait_idle_locked())
-        log_warn("d%u: xenstore worker still busy before the import", d->domid);
+        log_warn("d%u: xenstore worker still busy before the restore's layout", d->domid);
     pthread_mutex_unlock(&q_lock);
     forget_domain(h, d->domid);
     struct job j = { .state_from_stream = true };
@@ -947,18 +983,64 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
             snprintf(uuid, sizeof(vm_uuids[0]), "%s", src_uuid);
         free(taken);
     }
-    char why[1024] = "";
-    int rc = run_txn(h, &j, uuid, write_layout) ? 0 : -EIO;
-    if (rc)
+    if (!run_txn(h, &j, uuid, write_layout)) {
         snprintf(err, errlen, "writing the xenstore layout of d%u failed", d->domid);
+        return -EIO;
+    }
+    prepared[d->domid] = layout_of(&j);
+    return 0;
+}
+
+int toolstack_xs_prepare(struct domain *d, const char *src_uuid, char *err, size_t errlen)
+{
+    struct xs_handle *h = xs_open(0);
+    if (!h) {
+        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
+        return -EIO;
+    }
+    int rc = write_restore_layout(h, d, src_uuid, err, errlen);
+    xs_close(h);
+    return rc;
+}
+
+/* The prepared layout's rings, if the stream's HVM params moved them. */
+static int rewrite_rings(struct xs_handle *h, struct domain *d, const struct job *now,
+                         char *err, size_t errlen)
+{
+    struct prepared_layout was = prepared[d->domid], is = layout_of(now);
+    if (!memcmp(&was, &is, sizeof(is)))
+        return 0;
+    if (!run_txn(h, now, vm_uuids[d->domid], write_rings)) {
+        snprintf(err, errlen, "writing the xenstore rings of d%u failed", d->domid);
+        return -EIO;
+    }
+    return 0;
+}
+
+int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *buf, size_t len,
+                        char *err, size_t errlen)
+{
+    struct xs_handle *h = xs_open(0);
+    if (!h) {
+        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
+        return -EIO;
+    }
+    struct job j = { .state_from_stream = true };
+    job_for(&j, d);
+    bool laid_out = prepared[d->domid].created_ns == d->created_ns && d->created_ns;
+    int rc = laid_out ? rewrite_rings(h, d, &j, err, errlen)
+                      : write_restore_layout(h, d, src_uuid, err, errlen);
+    char why[1024] = "";
     if (!rc)
-        rc = import_state(d, buf, len, why, sizeof(why), err, errlen);
+        rc = import_state(h, d, buf, len, why, sizeof(why), err, errlen);
     if (!rc && why[0]) {
         snprintf(err, errlen, "XENSTORE_STATE refused: %s", why + (strncmp(why, "ERROR: ", 7)
                                                                    ? 0 : 7));
         rc = -EPERM;
     }
-    if (!rc && !run_txn(h, &j, uuid, write_missing_state)) {
+    /* No device, no state to look for: not even an empty transaction in the pause. */
+    if (!rc && (j.cfg.nr_disks || j.cfg.nr_vifs) &&
+        !run_txn(h, &j, vm_uuids[d->domid], write_missing_state)) {
         snprintf(err, errlen, "writing the device states of d%u failed", d->domid);
         rc = -EIO;
     }
@@ -969,6 +1051,7 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
     }
     if (rc)
         forget_domain(h, d->domid);
+    prepared[d->domid].created_ns = 0;
     xs_close(h);
     return rc;
 }

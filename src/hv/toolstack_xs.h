@@ -32,10 +32,18 @@ bool toolstack_xs_stop(void);
  * format, from xenstored's export; and into xenstored, then INTRODUCE on its ring. */
 int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, size_t errlen);
 /*
- * The import writes d's layout from d->cfg (whose host paths the caller checked) and
- * d's rings, then has xenstored apply the stream as the guest's own writes, then
- * links the backends and introduces d. uuid: the source's /vm name for the guest, kept
- * unless malformed or taken here (NULL: a new one). A refusal leaves nothing behind.
+ * Restore, as soon as d is built (while the source's pages still stream in): write
+ * d's layout from d->cfg (whose host paths the caller checked) and d's rings, with no
+ * device state node on either end, so that no backend steps it yet. uuid: the source's
+ * /vm name for the guest, kept unless malformed or taken here (NULL: a new one). Left
+ * in place if the restore fails: destroying d removes it, as any domain's.
+ */
+int toolstack_xs_prepare(struct domain *d, const char *uuid, char *err, size_t errlen);
+/*
+ * The import, in the pause: the layout if toolstack_xs_prepare did not write it (and
+ * the rings' nodes again if the stream moved them), then xenstored applies the stream
+ * as the guest's own writes, a device end the stream left without a state gets
+ * Initialising, and d is introduced. A refusal leaves nothing behind.
  */
 int toolstack_xs_import(struct domain *d, const char *uuid, const uint8_t *buf, size_t len,
                         char *err, size_t errlen);

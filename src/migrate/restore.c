@@ -193,6 +193,10 @@ static int on_config(struct receiver *r, const struct xkvm_stream_record *rec)
         if (r->d)
             r->ram_held = mm_count_owner_ram(r->d);     /* its RAM, as laid out */
     }
+    /* The xenstore layout now, while the pages come: only the import is left for the
+     * pause (docs/migration.md, "Backends"). */
+    if (!rc && r->d)
+        rc = toolstack_xs_prepare(r->d, r->uuid[0] ? r->uuid : NULL, r->err, r->errlen);
     free(c);
     return rc;
 }
