@@ -71,7 +71,22 @@ enum xkvm_stream_rec_type {
     XKVM_STREAM_REC_XENSTORE_STATE      = 0x7F584B02,   /* designs/xenstore-migration */
     XKVM_STREAM_REC_DOMAIN_CONFIG       = 0x7F584B03,   /* JSON: domid + config (static) */
     XKVM_STREAM_REC_LOCAL_MEMORY        = 0x7F584B04,   /* same-host: RAM runs in place */
+    /* 0x7F584B05, 0x7F584B06: POSTCOPY_MISSING, POSTCOPY_DONE (xkvm/postcopy.h) */
+    XKVM_STREAM_REC_COMPRESSED          = 0x7F584B07,   /* a state record, compressed */
 };
+
+/*
+ * COMPRESSED (live migration to a destination that offers it, docs/stream.md
+ * "COMPRESSED"): one of the state records the source writes in the pause
+ * (HVM_CONTEXT, DOMAIN_CONTEXT, XENSTORE_STATE), its body compressed. Body,
+ * little-endian: u32 type (the record it holds), u32 length (that record's body
+ * length), u8 method, u8 reserved[3] = 0, then the compressed bytes to the body's end.
+ * A reader hands out the record it holds, checked as if it had come plain.
+ */
+#define XKVM_STREAM_COMPRESSED_HDR      12u
+#define XKVM_STREAM_COMPRESS_LZ4        1u      /* one LZ4 block (liblz4's format) */
+/* Whether a record of this type may travel compressed. */
+bool xkvm_stream_compressible(uint32_t type);
 
 /*
  * LOCAL_MEMORY (same-host migration only, docs/migration.md "Same-host migration";
@@ -180,6 +195,7 @@ struct xkvm_stream_record {
     uint32_t length;                /* body length, padding excluded */
     const uint8_t *body;            /* 8-byte aligned; valid until the next call */
     bool skipped;                   /* unknown optional record: validated framing only */
+    uint32_t compressed_length;     /* came in a COMPRESSED record of this body length; 0: plain */
     /*
      * PAGE_DATA from a reader that defers page contents: the page bytes still to be
      * read with xkvm_stream_read_pages (body holds the count and the pfns only). 0
@@ -221,6 +237,7 @@ struct xkvm_stream_reader {
     struct xkvm_stream_io io;       /* fd reader: NULL members: read(2) on fd */
     uint8_t *rbuf;                  /* fd reader: current record */
     size_t rcap;
+    uint8_t *zbuf;                  /* the record a COMPRESSED one held */
     uint64_t pos;                   /* stream offset of the next byte */
     struct xkvm_stream_limits limits;
     struct xkvm_stream_info info;
@@ -350,6 +367,12 @@ struct xkvm_stream_writer_opts {
      * record is written is what goes out (live migration resends what changes).
      */
     bool reference_pages;
+    /*
+     * The state records (xkvm_stream_compressible) go as COMPRESSED where that is
+     * smaller. Only for a reader that said it reads them (migrate.h, READY's
+     * MIGRATE_FEATURE_LZ4): an older xkvm refuses the record. Not with a compat mode.
+     */
+    bool compress_state;
     struct xkvm_stream_limits limits; /* what the records are checked against */
 };
 

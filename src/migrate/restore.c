@@ -468,13 +468,16 @@ static int on_sync(struct receiver *r, struct transport *t, const struct xkvm_st
     return 0;
 }
 
-/* READY, with a token for extra connections where they can reach us (a network peer). */
+/*
+ * READY, with a token for extra connections where they can reach us (a network peer),
+ * then what this reader offers: compressed state records.
+ */
 static int say_ready(struct receiver *r, struct transport *t)
 {
     char token[MULTICONN_TOKEN_LEN + 1];
     if (r->gate && (r->mc = multiconn_rx_open(r, t->fd, token)))
-        return migrate_send_line(t, MIGRATE_MSG_READY " %s", token);
-    return migrate_send_line(t, MIGRATE_MSG_READY);
+        return migrate_send_line(t, MIGRATE_MSG_READY " %s " MIGRATE_FEATURE_LZ4, token);
+    return migrate_send_line(t, MIGRATE_MSG_READY " " MIGRATE_FEATURE_LZ4);
 }
 
 static int keep(void **dst, size_t *len, const struct xkvm_stream_record *rec)

@@ -770,6 +770,10 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
         rc = send_config(&s, err, errlen);
     if (!rc && o->peer)
         rc = expect(t, MIGRATE_MSG_READY, line, sizeof(line), err, errlen);
+    /* The state in the pause goes compressed where the destination reads it so. */
+    if (!rc && o->peer && o->compat == XKVM_STREAM_COMPAT_NONE &&
+        multiconn_ready_offers(line + strlen(MIGRATE_MSG_READY), MIGRATE_FEATURE_LZ4))
+        s.w.opts.compress_state = true;
     /* Extra connections: all there (the destination says SYNCED) before any page. */
     if (!rc && o->peer && !(rc = multiconn_tx_open(&s.mc, o, d->domid, line, &wo, err, errlen)) &&
         s.mc.n)

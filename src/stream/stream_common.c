@@ -70,7 +70,31 @@ const char *xkvm_stream_rec_name(uint32_t type)
         return "POSTCOPY_MISSING";
     if (type == XKVM_STREAM_REC_POSTCOPY_DONE)
         return "POSTCOPY_DONE";
+    if (type == XKVM_STREAM_REC_COMPRESSED)
+        return "COMPRESSED";
     return NULL;
+}
+
+bool xkvm_stream_compressible(uint32_t type)
+{
+    return type == XKVM_STREAM_REC_HVM_CONTEXT || type == XKVM_STREAM_REC_DOMAIN_CONTEXT ||
+           type == XKVM_STREAM_REC_XENSTORE_STATE;
+}
+
+int stream_check_held(struct xkvm_stream_state *st, const struct xkvm_stream_record *outer,
+                      const struct xkvm_stream_record *held, struct xkvm_stream_error *err)
+{
+    static const uint8_t zeros[8];
+    const struct stream_rec_desc *d;
+    struct xkvm_stream_info saved = st->info ? *st->info : (struct xkvm_stream_info){ 0 };
+    if (stream_check_rhdr(st, outer->offset, held->type, held->length, &d, err) < 0 ||
+        stream_check_record(st, d, held, zeros, err) < 0)
+        return -1;
+    if (st->info) {         /* the stream's bytes and records are the ones on the wire */
+        st->info->bytes = saved.bytes;
+        st->info->nr_records = saved.nr_records;
+    }
+    return 0;
 }
 
 int stream_vfail(struct xkvm_stream_error *err, uint64_t offset, bool type_known, uint32_t type,

@@ -97,5 +97,12 @@ int stream_check_rhdr(struct xkvm_stream_state *st, uint64_t offset, uint32_t ty
 int stream_check_record(struct xkvm_stream_state *st, const struct stream_rec_desc *desc,
                         const struct xkvm_stream_record *rec, const uint8_t *padding,
                         struct xkvm_stream_error *err);
+/*
+ * The record a COMPRESSED one (outer, already checked) held, uncompressed: checked
+ * and committed as if it had come plain at outer's offset; the stream's byte and
+ * record counts stay the wire's.
+ */
+int stream_check_held(struct xkvm_stream_state *st, const struct xkvm_stream_record *outer,
+                      const struct xkvm_stream_record *held, struct xkvm_stream_error *err);
 
 #endif

@@ -4,6 +4,7 @@
  * checks each record header before it allocates or reads the body.
  */
 #include <errno.h>
+#include <lz4.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -62,8 +63,10 @@ int xkvm_stream_reader_init_io(struct xkvm_stream_reader *r, const struct xkvm_s
 void xkvm_stream_reader_release(struct xkvm_stream_reader *r)
 {
     free(r->rbuf);
+    free(r->zbuf);
     free(r->st);
     r->rbuf = NULL;
+    r->zbuf = NULL;
     r->st = NULL;
     r->rcap = 0;
 }
@@ -276,6 +279,31 @@ int xkvm_stream_read_headers(struct xkvm_stream_reader *r)
     return 0;
 }
 
+/* A COMPRESSED record (its header checked): the record it holds, uncompressed and checked. */
+static int unwrap(struct xkvm_stream_reader *r, struct xkvm_stream_record *rec)
+{
+    struct xkvm_stream_record held = { .offset = rec->offset, .type = ld_le32(rec->body),
+                                       .length = ld_le32(rec->body + 4),
+                                       .compressed_length = rec->length };
+    free(r->zbuf);
+    r->zbuf = malloc(held.length ? held.length : 1);       /* 8-byte aligned */
+    if (!r->zbuf)
+        return stream_fail(&r->err, rec->offset, true, rec->type, XKVM_STREAM_ERR_NOMEM,
+                           "out of memory for the %u bytes it holds", held.length);
+    int n = LZ4_decompress_safe((const char *)rec->body + XKVM_STREAM_COMPRESSED_HDR,
+                                (char *)r->zbuf, (int)(rec->length - XKVM_STREAM_COMPRESSED_HDR),
+                                (int)held.length);
+    if (n < 0 || (uint32_t)n != held.length)
+        return stream_fail(&r->err, rec->offset, true, rec->type, XKVM_STREAM_ERR_BAD_VALUE,
+                           "its LZ4 bytes do not uncompress to the %u bytes it announces",
+                           held.length);
+    held.body = r->zbuf;
+    if (stream_check_held(r->st, rec, &held, &r->err) < 0)
+        return -1;
+    *rec = held;
+    return 0;
+}
+
 int xkvm_stream_next(struct xkvm_stream_reader *r, struct xkvm_stream_record *rec)
 {
     const struct stream_rec_desc *desc;
@@ -319,6 +347,8 @@ int xkvm_stream_next(struct xkvm_stream_reader *r, struct xkvm_stream_record *re
     }
     rec->body = p;
     if (stream_check_record(r->st, desc, rec, p + rec->length, &r->err) < 0)
+        return rfail(r);
+    if (desc && rec->type == XKVM_STREAM_REC_COMPRESSED && unwrap(r, rec) < 0)
         return rfail(r);
     /* A post-copy stream goes on after END, up to POSTCOPY_DONE. */
     if ((rec->type == XKVM_STREAM_REC_END && !r->st->postcopy) ||

@@ -207,6 +207,26 @@ static int check_xenstore_state(struct xkvm_stream_state *st, const struct xkvm_
     return 0;
 }
 
+/* The COMPRESSED header; the bytes are checked by uncompressing them (stream_read.c). */
+static int check_compressed(struct xkvm_stream_state *st, const struct xkvm_stream_record *rec,
+                            struct xkvm_stream_error *err)
+{
+    uint32_t type = ld_le32(rec->body), length = ld_le32(rec->body + 4);
+    uint8_t method = rec->body[8];
+    if (!xkvm_stream_compressible(type))
+        return FAIL(XKVM_STREAM_ERR_BAD_VALUE, "holds a record of type 0x%08x: only "
+                    "HVM_CONTEXT, DOMAIN_CONTEXT and XENSTORE_STATE travel compressed", type);
+    if (method != XKVM_STREAM_COMPRESS_LZ4)
+        return FAIL(XKVM_STREAM_ERR_UNSUPPORTED, "compression method %u, only 1 (LZ4) is read",
+                    method);
+    if (rec->body[9] || rec->body[10] || rec->body[11])
+        return FAIL(XKVM_STREAM_ERR_RESERVED, "reserved bytes not zero");
+    if (length > st->limits.record_max)
+        return FAIL(XKVM_STREAM_ERR_TOO_LARGE, "holds %u bytes, more than the cap of %u",
+                    length, st->limits.record_max);
+    return 0;
+}
+
 /* JSON text from the toolstack: no NUL bytes (its parser takes the rest as untrusted). */
 static int check_domain_config(struct xkvm_stream_state *st, const struct xkvm_stream_record *rec,
                                struct xkvm_stream_error *err)
@@ -288,6 +308,8 @@ static const struct stream_rec_desc hvm_recs[] = {
     { XKVM_STREAM_REC_POSTCOPY_MISSING, RD_ONCE | RD_DYNAMIC | RD_EXT | RD_BEFORE_CTX, 8,
       XKVM_STREAM_RECORD_MAX, NULL, check_postcopy_missing },
     { XKVM_STREAM_REC_POSTCOPY_DONE, RD_ONCE | RD_EXT, 0, 0, NULL, NULL },
+    { XKVM_STREAM_REC_COMPRESSED, RD_DYNAMIC | RD_EXT, XKVM_STREAM_COMPRESSED_HDR + 1,
+      XKVM_STREAM_RECORD_MAX, NULL, check_compressed },
 };
 _Static_assert(sizeof(hvm_recs) / sizeof(hvm_recs[0]) <= 32, "once_seen bits");
 

@@ -1,6 +1,7 @@
 /* The DATA line and READY token of extra migration connections: multiconn_line.h. */
 #include "util/multiconn_line.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 void multiconn_token_format(const uint8_t bytes[MULTICONN_TOKEN_BYTES], char *out)
@@ -28,9 +29,21 @@ static int token_at(const char *p, size_t len, char out[MULTICONN_TOKEN_LEN + 1]
 int multiconn_ready_token(const char *arg, char out[MULTICONN_TOKEN_LEN + 1])
 {
     size_t len = strlen(arg);
-    if (len != 1 + MULTICONN_TOKEN_LEN || arg[0] != ' ')
+    if (len < 1 + MULTICONN_TOKEN_LEN || arg[0] != ' ' ||
+        (len > 1 + MULTICONN_TOKEN_LEN && arg[1 + MULTICONN_TOKEN_LEN] != ' '))
         return -1;
-    return token_at(arg + 1, len - 1, out);
+    return token_at(arg + 1, MULTICONN_TOKEN_LEN, out);
+}
+
+bool multiconn_ready_offers(const char *arg, const char *word)
+{
+    size_t wl = strlen(word);
+    for (const char *p = arg; wl && (p = strchr(p, ' ')); ) {
+        p++;
+        if (!strncmp(p, word, wl) && (p[wl] == ' ' || p[wl] == '\0'))
+            return true;
+    }
+    return false;
 }
 
 int multiconn_parse_data_line(const char *line, size_t len,

@@ -8,6 +8,7 @@
 #ifndef XKVM_UTIL_MULTICONN_LINE_H
 #define XKVM_UTIL_MULTICONN_LINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,11 +23,18 @@
 void multiconn_token_format(const uint8_t bytes[MULTICONN_TOKEN_BYTES], char *out);
 
 /*
- * The token in a READY line's argument ("READY <token>": arg points after "READY"):
- * 0 and out filled, or -1 if arg is not exactly " " and a token (an older destination
- * says just "READY": it takes no extra connections).
+ * A READY line's argument (arg points after "READY"): " <token>" where the destination
+ * takes extra connections, then " <feature>" for each feature it offers (an older
+ * destination says just "READY", or "READY <token>"; an older source that wants extra
+ * connections takes a READY with features for one without a token, and uses one).
+ * multiconn_ready_token: 0 and out filled, or -1 if arg does not begin with a token.
  */
 int multiconn_ready_token(const char *arg, char out[MULTICONN_TOKEN_LEN + 1]);
+/* Whether arg offers word (one of its space-separated words after the first space). */
+bool multiconn_ready_offers(const char *arg, const char *word);
+/* The features: the state records may come COMPRESSED (docs/stream.md). */
+#define MIGRATE_FEATURE_LZ4     "lz4"
+
 
 /*
  * An extra connection's first line, without its newline: "DATA <token> <index>", the

@@ -60,8 +60,17 @@ static void ready_and_format(void)
     CHECK_EQ(multiconn_ready_token(line, back), 0);
     CHECK(!strcmp(back, t));
     CHECK_EQ(multiconn_ready_token("", back), -1);      /* an older destination */
-    CHECK_EQ(multiconn_ready_token(" " TOK " x", back), -1);
+    CHECK_EQ(multiconn_ready_token(" " TOK " lz4", back), 0);  /* then its features */
+    CHECK_EQ(multiconn_ready_token(" " TOK "x", back), -1);
+    CHECK_EQ(multiconn_ready_token(" lz4", back), -1);
     CHECK_EQ(multiconn_ready_token(TOK, back), -1);
+    CHECK(multiconn_ready_offers(" " TOK " lz4", MIGRATE_FEATURE_LZ4));
+    CHECK(multiconn_ready_offers(" lz4", MIGRATE_FEATURE_LZ4));
+    CHECK(multiconn_ready_offers(" x lz4 y", MIGRATE_FEATURE_LZ4));
+    CHECK(!multiconn_ready_offers("", MIGRATE_FEATURE_LZ4));
+    CHECK(!multiconn_ready_offers(" lz4x", MIGRATE_FEATURE_LZ4));
+    CHECK(!multiconn_ready_offers(" " TOK, MIGRATE_FEATURE_LZ4));
+    CHECK(!multiconn_ready_offers("lz4", MIGRATE_FEATURE_LZ4));  /* not after a space */
     char data[80];
     unsigned idx;
     snprintf(data, sizeof(data), "DATA %s 3", t);
