@@ -2,8 +2,10 @@
  * libFuzzer target for the migration stream reader (buffer source) and the HVM
  * context walker. Every input is read as a stream and as an HVM context blob.
  * Every accepted v3 stream is written again through the writer, record by record,
- * and must come out byte for byte the same.
+ * and must come out byte for byte the same (unless a record came COMPRESSED: the
+ * writer, without compress_state, writes it back plain).
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +32,10 @@ static void roundtrip(const uint8_t *in, size_t size)
         o.xen_minor = 0xffffffff;       /* 0/0 means "default"; skip compare */
     if (xkvm_stream_writer_init_buffer(&w, &o) < 0)
         abort();
+    bool exact = true;      /* a COMPRESSED record comes back plain: other bytes */
     while ((rc = xkvm_stream_next(&r, &rec)) > 0) {
+        if (rec.compressed_length)
+            exact = false;
         if (rec.type == XKVM_STREAM_REC_PAGE_DATA) {
             struct xkvm_stream_page_iter it;
             struct xkvm_stream_page pg;
@@ -52,7 +57,7 @@ static void roundtrip(const uint8_t *in, size_t size)
         if (xkvm_stream_write_record(&w, rec.type, rec.body, rec.length) < 0)
             abort();            /* the reader accepted it: the writer must too */
     }
-    if (rc == 0) {
+    if (rc == 0 && exact) {
         size_t len;
         const uint8_t *out = xkvm_stream_writer_data(&w, &len);
         if (len != r.info.bytes)

@@ -5,6 +5,7 @@
  * buffer reader and the fd reader (they share the checks).
  */
 #include <errno.h>
+#include <lz4.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1313,6 +1314,132 @@ static void test_reject_extensions(void)
     free(r.b);
 }
 
+/* ---- COMPRESSED --------------------------------------------------------------- */
+
+/* A XENSTORE_STATE body of n bytes: a valid header, then zeros and a marker. */
+static uint8_t *xs_body(uint32_t n)
+{
+    uint8_t *b = calloc(1, n);
+    if (!b)
+        abort();
+    memcpy(b, xs_good, 16);
+    b[n - 1] = 0x5a;
+    return b;
+}
+
+/* A COMPRESSED body holding (type, held_len), its LZ4 bytes made from src. */
+static uint32_t compressed_body(uint8_t *out, size_t cap, uint32_t type, uint32_t held_len,
+                                uint8_t method, const void *src, uint32_t srclen)
+{
+    put_le32(out, type);
+    put_le32(out + 4, held_len);
+    memset(out + 8, 0, 4);
+    out[8] = method;
+    int n = LZ4_compress_default(src, (char *)out + 12, (int)srclen, (int)(cap - 12));
+    if (n <= 0)
+        abort();
+    return 12 + (uint32_t)n;
+}
+
+/* The writer compresses the state records where it is smaller; the readers give them back. */
+static void test_compressed_roundtrip(void)
+{
+    for (int compat = 0; compat < 2; compat++) {
+        struct xkvm_stream_writer w;
+        struct xkvm_stream_writer_opts o = { .compress_state = true,
+                                             .compat = compat ? XKVM_STREAM_COMPAT_XEN_4_17
+                                                              : XKVM_STREAM_COMPAT_NONE };
+        REQUIRE(xkvm_stream_writer_init_buffer(&w, &o) == 0);
+        size_t hn;
+        uint8_t *h = hvmctx_good(&hn), *xs = xs_body(4096);
+        CHECK(xkvm_stream_write_static_data_end(&w) == 0);
+        CHECK(xkvm_stream_write_hvm_context(&w, h, (uint32_t)hn) == 0);
+        if (!compat)
+            CHECK_MSG(xkvm_stream_write_xenstore_state(&w, xs, 4096) == 0, "%s", w.err.msg);
+        CHECK(xkvm_stream_write_end(&w) == 0);
+        size_t len;
+        const uint8_t *out = xkvm_stream_writer_data(&w, &len);
+        CHECK(compat ? len < 4096 : len < 4096 + hn);
+        struct xkvm_stream_reader r;
+        struct xkvm_stream_record rec;
+        REQUIRE(xkvm_stream_reader_init_buffer(&r, out, len, NULL) == 0);
+        unsigned seen = 0;
+        int rc;
+        while ((rc = xkvm_stream_next(&r, &rec)) > 0) {
+            CHECK(rec.type != XKVM_STREAM_REC_COMPRESSED);
+            if (rec.type == XKVM_STREAM_REC_XENSTORE_STATE) {
+                seen++;
+                CHECK_EQ(rec.length, 4096u);
+                CHECK(rec.compressed_length > 0 && rec.compressed_length < 200);
+                CHECK(!memcmp(rec.body, xs, 4096));
+            }
+            if (rec.type == XKVM_STREAM_REC_HVM_CONTEXT)
+                CHECK(rec.length == hn && !memcmp(rec.body, h, hn));
+        }
+        CHECK_MSG(rc == 0, "%s", r.err.msg);
+        CHECK_EQ(seen, compat ? 0u : 1u);
+        CHECK_EQ(r.info.bytes, (uint64_t)len);     /* the wire's bytes, not the held ones */
+        /* Nothing compressed in a compat stream: a Xen reader would refuse it. */
+        if (compat)
+            CHECK(memmem(out, len, "\x07\x4b\x58\x7f", 4) == NULL);
+        xkvm_stream_reader_release(&r);
+        xkvm_stream_writer_release(&w);
+        free(h);
+        free(xs);
+    }
+}
+
+/* What a COMPRESSED record may not be: each refused, by both readers, with why. */
+static void test_compressed_reject(void)
+{
+    uint8_t *xs = xs_body(4096), z[4096 + 64] __attribute__((aligned(8)));
+    struct raw r;
+    uint32_t n;
+    struct { uint32_t type, held; uint8_t method; int flip; enum xkvm_stream_errcode code;
+             const char *needle; } bad[] = {
+        { XKVM_STREAM_REC_XENSTORE_STATE, 4096, 2, -1, XKVM_STREAM_ERR_UNSUPPORTED, "method 2" },
+        { XKVM_STREAM_REC_PAGE_DATA, 4096, 1, -1, XKVM_STREAM_ERR_BAD_VALUE, "travel compressed" },
+        { XKVM_STREAM_REC_XENSTORE_STATE, 4096, 1, 9, XKVM_STREAM_ERR_RESERVED, "reserved" },
+        { XKVM_STREAM_REC_XENSTORE_STATE, 4097, 1, -1, XKVM_STREAM_ERR_BAD_VALUE, "uncompress" },
+        { XKVM_STREAM_REC_XENSTORE_STATE, 4095, 1, -1, XKVM_STREAM_ERR_BAD_VALUE, "uncompress" },
+        { XKVM_STREAM_REC_XENSTORE_STATE, 4096, 1, 12, XKVM_STREAM_ERR_BAD_VALUE, "" },
+        { XKVM_STREAM_REC_XENSTORE_STATE, 1u << 30, 1, -1, XKVM_STREAM_ERR_TOO_LARGE, "cap" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = compressed_body(z, sizeof(z), bad[i].type, bad[i].held, bad[i].method, xs, 4096);
+        if (bad[i].flip >= 0)
+            z[bad[i].flip] ^= 0xff;
+        raw_start(&r);
+        raw_rec(&r, XKVM_STREAM_REC_COMPRESSED, z, n);
+        raw_finish(&r);
+        EXPECT_REJECT(&r, NULL, bad[i].code, bad[i].needle);
+        free(r.b);
+    }
+    /* The record it holds is checked as a plain one: a bad ident, a second copy. */
+    xs[0] = 'X';
+    n = compressed_body(z, sizeof(z), XKVM_STREAM_REC_XENSTORE_STATE, 4096, 1, xs, 4096);
+    raw_start(&r);
+    raw_rec(&r, XKVM_STREAM_REC_COMPRESSED, z, n);
+    raw_finish(&r);
+    EXPECT_REJECT(&r, NULL, XKVM_STREAM_ERR_BAD_VALUE, "ident");
+    free(r.b);
+    xs[0] = 'x';
+    n = compressed_body(z, sizeof(z), XKVM_STREAM_REC_XENSTORE_STATE, 4096, 1, xs, 4096);
+    raw_start(&r);
+    raw_rec(&r, XKVM_STREAM_REC_COMPRESSED, z, n);
+    raw_rec(&r, XKVM_STREAM_REC_XENSTORE_STATE, xs, 4096);
+    raw_finish(&r);
+    EXPECT_REJECT(&r, NULL, XKVM_STREAM_ERR_DUPLICATE, "only one");
+    free(r.b);
+    /* And a good one is taken. */
+    raw_start(&r);
+    raw_rec(&r, XKVM_STREAM_REC_COMPRESSED, z, n);
+    raw_finish(&r);
+    EXPECT_ACCEPT(&r, NULL);
+    free(r.b);
+    free(xs);
+}
+
 /* LOCAL_MEMORY body: nfds, then runs (gfn, frame, count, fd index). */
 static uint32_t local_body(uint8_t *b, uint32_t nfds, uint32_t n, const uint64_t (*runs)[4])
 {
@@ -1656,6 +1783,8 @@ int main(void)
     RUN_TEST(test_reject_page_data);
     RUN_TEST(test_reject_small_records);
     RUN_TEST(test_reject_extensions);
+    RUN_TEST(test_compressed_roundtrip);
+    RUN_TEST(test_compressed_reject);
     RUN_TEST(test_config_and_sync);
     RUN_TEST(test_local_memory);
     RUN_TEST(test_hvmctx);
