@@ -214,6 +214,7 @@ struct xkvm_stream_info {
     uint64_t nr_pages_data;         /* entries that carried page contents */
     uint64_t nr_pages_zero;         /* XALLOC entries */
     uint64_t bytes;                 /* stream bytes consumed (END included) */
+    uint32_t nr_compressed;         /* records that came (or went) COMPRESSED */
 };
 
 struct xkvm_stream_state;           /* order rules, shared by reader and writer */

@@ -106,6 +106,7 @@ static const struct field progress_fields[] = {
 static const struct field report_fields[] = {
     FIELD(migrate_report, iterations, FK_UINT), FIELD(migrate_report, pages_sent, FK_U64),
     FIELD(migrate_report, final_pages, FK_U64), FIELD(migrate_report, final_bytes, FK_U64),
+    FIELD(migrate_report, state_compressed, FK_UINT),
     FIELD(migrate_report, bytes, FK_U64),
     FIELD(migrate_report, total_ms, FK_DOUBLE), FIELD(migrate_report, downtime_ms, FK_DOUBLE),
     FIELD(migrate_report, final_ms, FK_DOUBLE), FIELD(migrate_report, pause_ms, FK_DOUBLE),

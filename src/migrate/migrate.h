@@ -125,6 +125,7 @@ struct migrate_report {
     uint64_t pages_sent, zero_pages, bytes;
     uint64_t final_pages;
     uint64_t final_bytes;           /* written between the pause and RESTORED */
+    unsigned state_compressed;      /* state records that went COMPRESSED (docs/stream.md) */
     double total_ms, downtime_ms, final_ms;
     double pause_ms;                /* parking the vCPUs (part of final_ms) */
     double quiet_ms, state_ms;      /* parts of final_ms: dom0 quiet wait, state records */

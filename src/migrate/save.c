@@ -865,6 +865,7 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
         rep->state_ms = (double)(mono_ns() - t_s) / 1e6;
         rep->final_ms = (double)(mono_ns() - t_pause) / 1e6;
         rep->final_bytes = writer_bytes(&s) - b_pause;
+        rep->state_compressed = s.w.info.nr_compressed;
     }
     uint64_t t_wait = mono_ns();
     if (!rc && o->peer)

@@ -93,6 +93,7 @@ int stream_check_held(struct xkvm_stream_state *st, const struct xkvm_stream_rec
     if (st->info) {         /* the stream's bytes and records are the ones on the wire */
         st->info->bytes = saved.bytes;
         st->info->nr_records = saved.nr_records;
+        st->info->nr_compressed++;
     }
     return 0;
 }
