@@ -184,11 +184,6 @@ int lu_beside_send_final(struct lu_beside *b, int image_fd, char *err, size_t er
     return 0;
 }
 
-int lu_beside_send(struct lu_beside *b, const char *word)
-{
-    return send(b->sock, word, strlen(word), MSG_NOSIGNAL) == (ssize_t)strlen(word) ? 0 : -EPIPE;
-}
-
 void lu_beside_abort(struct lu_beside *b)
 {
     if (b->pid > 0) {
@@ -202,8 +197,7 @@ void lu_beside_abort(struct lu_beside *b)
     b->sock = -1;
 }
 
-/* ---- the new xkvmd's end ---- */
-
+/* One message, either way: GO from the old side, the new side's words. */
 int lu_beside_say(int sock, const char *fmt, ...)
 {
     char msg[BESIDE_MSG_MAX];
@@ -216,6 +210,8 @@ int lu_beside_say(int sock, const char *fmt, ...)
     size_t len = (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1;
     return send(sock, msg, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -EPIPE;
 }
+
+/* ---- the new xkvmd's end ---- */
 
 int lu_beside_take_final(int sock)
 {
