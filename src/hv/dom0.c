@@ -23,6 +23,7 @@
 #include "hv/event.h"
 #include "hv/gnttab.h"
 #include "hv/hv.h"
+#include "util/fdpass.h"
 #include "util/log.h"
 
 /*
@@ -170,24 +171,9 @@ static int send_reply(struct conn *c, uint32_t type, uint32_t seq, int error,
     memcpy(buf, &h, sizeof(h));
     if (!error && blen)
         memcpy(buf + sizeof(h), body, blen);
-    struct iovec iov = { .iov_base = buf, .iov_len = h.len };
-    union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (!error && nfds) {
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
-    }
     /* A service that does not read its replies loses its connection. */
-    if (sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)h.len)
+    if (fdpass_send(c->fd, buf, h.len, fds, error ? 0 : nfds, MSG_DONTWAIT, NULL, 0) ==
+        (ssize_t)h.len)
         return 0;
     c->closing = true;
     return -1;

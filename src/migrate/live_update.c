@@ -797,7 +797,7 @@ static int beside_hand_over(struct lu_run *r, struct lu_beside *b)
         notify_sendf("MAINPID=%d\nSTATUS=live update: handed over to pid %d", (int)b->pid,
                      (int)b->pid);
         notify_barrier(5000);
-        if ((rc = lu_beside_send(b, "GO")))
+        if ((rc = lu_beside_say(b->sock, "GO")))
             snprintf(why, sizeof(why), "it went away before the commit");
     }
     if (rc) {

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/fdpass.h"
 
 #define BESIDE_MSG_MAX 640
 
@@ -176,25 +177,11 @@ int lu_beside_wait(struct lu_beside *b, const char *want, unsigned timeout_ms, c
 int lu_beside_send_final(struct lu_beside *b, int image_fd, char *err, size_t errlen)
 {
     static const char word[] = "FINAL";
-    char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
-    struct iovec iov = { .iov_base = (void *)word, .iov_len = sizeof(word) - 1 };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
-                         .msg_controllen = sizeof(ctl) };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &image_fd, sizeof(int));
-    if (sendmsg(b->sock, &mh, MSG_NOSIGNAL) < 0) {
+    if (fdpass_send(b->sock, word, sizeof(word) - 1, &image_fd, 1, 0, NULL, 0) < 0) {
         snprintf(err, errlen, "handing the image to the new xkvmd: %s", strerror(errno));
         return -errno;
     }
     return 0;
-}
-
-int lu_beside_send(struct lu_beside *b, const char *word)
-{
-    return send(b->sock, word, strlen(word), MSG_NOSIGNAL) == (ssize_t)strlen(word) ? 0 : -EPIPE;
 }
 
 void lu_beside_abort(struct lu_beside *b)
@@ -210,8 +197,7 @@ void lu_beside_abort(struct lu_beside *b)
     b->sock = -1;
 }
 
-/* ---- the new xkvmd's end ---- */
-
+/* One message, either way: GO from the old side, the new side's words. */
 int lu_beside_say(int sock, const char *fmt, ...)
 {
     char msg[BESIDE_MSG_MAX];
@@ -225,14 +211,19 @@ int lu_beside_say(int sock, const char *fmt, ...)
     return send(sock, msg, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -EPIPE;
 }
 
+/* ---- the new xkvmd's end ---- */
+
 int lu_beside_take_final(int sock)
 {
     for (;;) {
         char word[16];
-        char ctl[CMSG_SPACE(sizeof(int))];
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;       /* CMSG_FIRSTHDR's alignment */
+        } ctl;
         struct iovec iov = { .iov_base = word, .iov_len = sizeof(word) };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
-                             .msg_controllen = sizeof(ctl) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                             .msg_controllen = sizeof(ctl.buf) };
         ssize_t got = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
         if (got < 0 && errno == EINTR)
             continue;

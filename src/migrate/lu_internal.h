@@ -48,10 +48,11 @@ void lu_holder_reap_previous(void);
  * exec BINARY with argv plus `--lu-beside SOCK,PREBUILD_FD` and XKVM_LU_FAULT=fault if
  * any, every fd but keep[] and the socket close-on-exec), lu_beside_wait for a message
  * (PREBUILT, READY; ERROR, the new one's death or the timeout fail with why),
- * lu_beside_send_final (the image's fd), lu_beside_send (GO), lu_beside_abort (kill and
- * reap it, then close). New side: lu_beside_say a message, lu_beside_take_final (the
- * image's fd, or -errno when the old one gave up), lu_beside_await_go (0 on GO, 1 when
- * the old one is gone, -EPROTO otherwise).
+ * lu_beside_send_final (the image's fd), lu_beside_abort (kill and reap it, then close).
+ * New side: lu_beside_take_final (the image's fd, or -errno when the old one gave up),
+ * lu_beside_await_go (0 on GO, 1 when the old one is gone, -EPROTO otherwise). Either
+ * side: lu_beside_say a message (GO on b->sock; PREBUILT, READY, ERROR <why>), 0 or
+ * -EPIPE.
  */
 struct lu_beside {
     pid_t pid;
@@ -63,7 +64,6 @@ int lu_beside_spawn(const char *binary, char *const *argv, int argc, const int *
 int lu_beside_wait(struct lu_beside *b, const char *want, unsigned timeout_ms, char *err,
                    size_t errlen);
 int lu_beside_send_final(struct lu_beside *b, int image_fd, char *err, size_t errlen);
-int lu_beside_send(struct lu_beside *b, const char *word);
 void lu_beside_abort(struct lu_beside *b);
 int lu_beside_say(int sock, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int lu_beside_take_final(int sock);

@@ -432,12 +432,21 @@ static int start_host(const char *rundir, int memfd, const struct xkvm_lu_image 
     return rc;
 }
 
-/* Passes 0, (memory check,) 1 and 2 over every domain, timed into t[0..4]. */
+/*
+ * Passes 0, (memory check,) 1 and 2 over every domain, timed into t[0..4]. Pass 0 is
+ * first: pass0 after an exec; beside, pass0_final or pass0_rebuild, in the pause, over
+ * the VMs built before it. Only a rollback (the old binary, after an exec) goes on
+ * past a failed memory check.
+ */
 static int run_passes(struct lu_dom *doms, unsigned n, const struct xkvm_lu_image *img,
-                      const char *rollback, uint64_t t[5], char *err, size_t errlen)
+                      const char *rollback, void (*first)(void *), uint64_t t[5], char *err,
+                      size_t errlen)
 {
     t[0] = host_monotonic_ns();
-    int rc = run_pass("pass 0 (VM, p2m, vCPUs)", doms, n, pass0, err, errlen);
+    int rc = run_pass(first == pass0 ? "pass 0 (VM, p2m, vCPUs)" : "pass 0 (the final state)",
+                      doms, n, first, err, errlen);
+    if (first != pass0)
+        fault_point("pass0");       /* pass0 calls it itself, per domain */
     t[1] = host_monotonic_ns();
     if (!rc && (img->host.flags & XKVM_LU_HOST_VERIFY_MEMORY)) {
         rc = run_pass("memory check", doms, n, verify_memory, err, errlen);
@@ -519,6 +528,22 @@ static void report_unrestorable(int client, const char *rollback, const char *er
     answer_client(client, false, rollback, msg, img, &ph, 0, n);
 }
 
+/*
+ * Done, the domains restored or not: close the client (answered) and the old binary's
+ * fd, free the domains' table, release and unmap the image, close its fd.
+ */
+static void drop_image(int client, int old_binary, struct lu_dom *doms,
+                       struct xkvm_lu_image *img, uint8_t *buf, size_t len, int img_fd)
+{
+    if (client >= 0)
+        close(client);
+    close(old_binary);
+    free(doms);
+    xkvm_lu_image_release(img);
+    munmap(buf, len);
+    close(img_fd);
+}
+
 int live_update_resume(const char *fdspec, const char *rollback, const char *rundir,
                        int argc, char **argv, struct lu_daemon *dm)
 {
@@ -558,7 +583,7 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
 
     uint64_t t[5];
     char err[512] = "";
-    if ((rc = run_passes(doms, n, &img, rollback, t, err, sizeof(err)))) {
+    if ((rc = run_passes(doms, n, &img, rollback, pass0, t, err, sizeof(err)))) {
         if (!rollback)
             roll_back(err);
         crash_handlers(false);
@@ -573,14 +598,8 @@ int live_update_resume(const char *fdspec, const char *rollback, const char *run
     }
     /* The guests run (or never will here): the old address space may go now. */
     lu_holder_release();
-    if (client >= 0)
-        close(client);
-    close(old_binary_fd);
+    drop_image(client, old_binary_fd, doms, &img, buf, len, img_fd);
     old_binary_fd = -1;
-    free(doms);
-    xkvm_lu_image_release(&img);
-    munmap(buf, len);
-    close(img_fd);
     return 0;
 }
 
@@ -599,7 +618,7 @@ static bool prebuilt_matches(const struct xkvm_lu_domain *pre, const struct xkvm
  * Take over the prebuilt domains for the final image's records. A domain that changed
  * between the two (its p2m, its configuration or its state) is destroyed here (its
  * frames freed in the region's allocator, never punched: the old xkvmd may still need
- * them) and built again by pass0_final, in the pause. 0, or -EAGAIN with why when the
+ * them) and built again by pass0_rebuild, in the pause. 0, or -EAGAIN with why when the
  * set of domains itself changed (the old xkvmd then keeps them).
  */
 static int adopt_prebuilt(struct lu_dom *doms, const struct xkvm_lu_image *pre,
@@ -737,22 +756,8 @@ int live_update_beside(const char *spec, const char *rundir, int argc, char **ar
         roll_back(why);
     unsigned n = img.nr_domains;
     uint64_t t[5];
-    t[0] = host_monotonic_ns();
-    rc = run_pass("pass 0 (the final state)", doms, n, rebuilt ? pass0_rebuild : pass0_final,
-                  err, sizeof(err));
-    fault_point("pass0");
-    t[1] = host_monotonic_ns();
-    if (!rc && (img.host.flags & XKVM_LU_HOST_VERIFY_MEMORY))
-        rc = run_pass("memory check", doms, n, verify_memory, err, sizeof(err));
-    t[2] = host_monotonic_ns();
-    if (!rc)
-        rc = run_pass("pass 1 (Xen frames, event channels, grants)", doms, n, pass1, err,
-                      sizeof(err));
-    t[3] = host_monotonic_ns();
-    if (!rc)
-        rc = run_pass("pass 2 (vCPU and interrupt state)", doms, n, pass2, err, sizeof(err));
-    t[4] = host_monotonic_ns();
-    if (rc)
+    if (run_passes(doms, n, &img, NULL, rebuilt ? pass0_rebuild : pass0_final, t, err,
+                   sizeof(err)))
         roll_back(err);
     fault_point("before-unpause");
 
@@ -780,14 +785,8 @@ int live_update_beside(const char *spec, const char *rundir, int argc, char **ar
     img.t_prebuild = img.t_prebuild ? img.t_prebuild : t_begin;
     img.t_prebuilt = t_built;       /* prebuild: from the first walk to the VMs built */
     report_resumed(client, NULL, &img, n, t_start, t_valid, t, t_resume, t_resumed);
-    if (client >= 0)
-        close(client);
-    close(old_binary_fd_of(&img));
-    free(doms);
-    xkvm_lu_image_release(&img);
+    drop_image(client, old_binary_fd_of(&img), doms, &img, buf, len, img_fd);
     xkvm_lu_image_release(&pre);
-    munmap(buf, len);
     munmap(pbuf, plen);
-    close(img_fd);
     return 0;
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/fdpass.h"
+
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
@@ -116,16 +118,8 @@ static int __attribute__((unused)) barrier_raw(unsigned timeout_ms)
         return rc;
     }
     static const char msg[] = "BARRIER=1";
-    char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
-    struct iovec iov = { .iov_base = (void *)msg, .iov_len = sizeof(msg) - 1 };
-    struct msghdr mh = { .msg_name = &sa, .msg_namelen = len, .msg_iov = &iov,
-                         .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl) };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &p[1], sizeof(int));
-    rc = sendmsg(fd, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+    rc = fdpass_send(fd, msg, sizeof(msg) - 1, &p[1], 1, 0, (struct sockaddr *)&sa, len) < 0 ?
+         -errno : 0;
     close(fd);
     close(p[1]);
     if (!rc) {

@@ -1,7 +1,7 @@
 /*
  * The readiness protocol (util/notify.h): $NOTIFY_SOCKET parsed into an address, and
  * messages arriving on a fake service manager's datagram socket, both through our own
- * sender and through libsystemd's sd_notify when the build has it.
+ * sender and through libsystemd's sd_notify when the build has it; BARRIER=1 likewise.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -101,6 +102,32 @@ static void test_abstract_socket(void)
     over(name);
 }
 
+/*
+ * BARRIER=1 carries a pipe's write end: passed once the manager has closed it (a recv
+ * without room for descriptors closes them), -ETIMEDOUT while nobody reads.
+ */
+static void test_barrier(void)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "@xkvm-notify-barrier-%d", (int)getpid());
+    int fd = listener(name);
+    REQUIRE(fd >= 0);
+    setenv("NOTIFY_SOCKET", name, 1);
+    char buf[64];
+    CHECK_EQ(notify_barrier(100), -ETIMEDOUT);
+    CHECK(receive(fd, buf, sizeof(buf)) > 0 && !strcmp(buf, "BARRIER=1"));
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0)
+        _exit(receive(fd, buf, sizeof(buf)) > 0 && !strcmp(buf, "BARRIER=1") ? 0 : 1);
+    CHECK(notify_barrier(2000) >= 0);     /* sd_notify_barrier says 1 */
+    int st = -1;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    unsetenv("NOTIFY_SOCKET");
+    close(fd);
+}
+
 static void test_not_under_systemd(void)
 {
     unsetenv("NOTIFY_SOCKET");
@@ -120,6 +147,7 @@ int main(void)
     RUN_TEST(test_addr);
     RUN_TEST(test_path_socket);
     RUN_TEST(test_abstract_socket);
+    RUN_TEST(test_barrier);
     RUN_TEST(test_not_under_systemd);
     HARNESS_EXIT();
 }

@@ -1,0 +1,26 @@
+/*
+ * Passing file descriptors over an AF_UNIX socket (SCM_RIGHTS, unix(7)): one message
+ * with its descriptors, the control buffer laid out and aligned once, here. Used by
+ * xkvmd's dom0 replies (hv/dom0.c), the live update's FINAL (migrate/lu_beside.c) and
+ * BARRIER=1 to the service manager (util/notify.c). Unit-tested: tests/unit/test-fdpass.c.
+ */
+#ifndef XKVM_UTIL_FDPASS_H
+#define XKVM_UTIL_FDPASS_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/* The most descriptors one fdpass_send carries. */
+#define FDPASS_MAX 4
+
+/*
+ * One sendmsg of LEN bytes at BUF with fds[0..nfds) (none when nfds is 0), to TO
+ * (TOLEN bytes; a datagram socket's peer) or, with TO NULL, on a connected socket.
+ * FLAGS go to sendmsg with MSG_NOSIGNAL added; no retry on EINTR. What sendmsg
+ * returns (-1 with errno; EINVAL for more than FDPASS_MAX descriptors).
+ */
+ssize_t fdpass_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds,
+                    int flags, const struct sockaddr *to, socklen_t tolen);
+
+#endif
