@@ -17,6 +17,7 @@
 #       case's bytes through one loopback socket / one TLS session (bench-stream-floor)
 #   {"bench":"migrate","ratio":"xkvm_total/floor","transport":...,"x_floor":...}  the
 #       idle case against its floor (goal: <= 1.2x); BENCH_MIGRATE_QUICK=1 stops here
+#   (BENCH_MIGRATE_CONVERGE=1 runs only the four slowed-link cases below)
 # and xkvm with a guest that keeps dirtying memory (dirty_mb per 100 ms) against the
 # 5 ms downtime target, and one dirtying twice as fast as a slowed link (auto-converge:
 # {"guest":"dirtying-2x-link-8mbs","throttle_pct":...,"stop":...}), the same by
@@ -48,9 +49,14 @@ trap cleanup EXIT
 log() { echo "bench-migrate: $*" >&2; }
 [ -c /dev/kvm ] || { log "no /dev/kvm"; exit 1; }
 
-# median: of JSON lines, the one with the median total_ms.
+# median [KEY]: of JSON lines, the one with the median KEY (default total_ms), with the
+# KEY's min and max over the runs added ("KEY_min", "KEY_max").
 median() {
-  python3 -c 'import sys,json; v=sorted((json.loads(l) for l in sys.stdin if l.strip()), key=lambda r: r["total_ms"] or 0); print(json.dumps(v[len(v)//2]))'
+  python3 -c 'import sys,json
+k = sys.argv[1] if len(sys.argv) > 1 else "total_ms"
+v = sorted((json.loads(l) for l in sys.stdin if l.strip()), key=lambda r: r[k] or 0)
+m = v[len(v)//2]; m[k + "_min"] = v[0][k]; m[k + "_max"] = v[-1][k]
+print(json.dumps(m))' "$@"
 }
 
 # ---- xkvm ----
@@ -88,6 +94,10 @@ CFG
   xk $src destroy "$d"
 }
 
+# BENCH_MIGRATE_CONVERGE=1: only the four slowed-link cases (auto-converge and post-copy,
+# 8 and 40 MB/s) below, skipping the idle, dirtying, same-host and QEMU cases.
+CONVERGE_ONLY=${BENCH_MIGRATE_CONVERGE:-}
+if [ "$CONVERGE_ONLY" != 1 ]; then
 xkvm_json=$(xkvm_case idle "test=fill mb=256 at=64" | median) || exit 1
 echo "$xkvm_json" | python3 -c '
 import json, sys
@@ -130,6 +140,7 @@ print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "dirtying-80mbs
                   "downtime_target_ms": 5, "total_ms": round(r["total_ms"], 2),
                   "downtime_ms": round(r["downtime_ms"], 3), "bytes": r["bytes"],
                   "iterations": r["iterations"], "final_pages": r["final_pages"]}))'
+fi
 
 # Auto-converge: a guest dirtying 2x the link (1 MiB every 64 ms, about 16 MB/s, over a
 # link of 8 MB/s: tests/kvm/tcp-fault-proxy.py rate:N) against the 5 ms target.
@@ -157,21 +168,8 @@ converge_case() {
   done
   xk $src destroy "$d"
 }
-conv_json=$(converge_case converge 5 | median) || exit 1
-echo "$conv_json" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-print(json.dumps({"bench": "migrate", "system": "xkvm", "guest": "dirtying-2x-link-8mbs",
-                  "downtime_target_ms": r["downtime_target_ms"], "stop": r["stop"],
-                  "throttle_pct": r["throttle_pct"], "est_downtime_ms": round(r["est_downtime_ms"], 3),
-                  "downtime_ms": round(r["downtime_ms"], 3), "total_ms": round(r["total_ms"], 2),
-                  "iterations": r["iterations"]}))'
-
-# Same-host migration (memfd passed) against TCP, 256 MiB and 4 GiB guests.
-"$ROOT/bench/bench-migrate-same-host.sh" "$BUILD" "$RUNS" || exit 1
-# Post-copy (docs/migration.md "Post-copy"): the same guest and link, switching after
-# the first pass instead of throttling: the downtime does not depend on the dirty rate.
-# conv_line SYSTEM GUEST: an auto-converge or post-copy case's median run as one line.
+# conv_line SYSTEM GUEST: an auto-converge or post-copy case's run of median downtime
+# (with the min and max over the runs) as one line.
 conv_line() {
   python3 -c '
 import json, sys
@@ -179,7 +177,10 @@ r = json.load(sys.stdin)
 line = {"bench": "migrate", "system": sys.argv[1], "guest": sys.argv[2],
         "downtime_target_ms": r["downtime_target_ms"], "stop": r["stop"],
         "throttle_pct": r["throttle_pct"], "downtime_ms": round(r["downtime_ms"], 3),
-        "final_bytes": r["final_bytes"], "dest_ms": round(r["dest_ms"], 3),
+        "downtime_ms_min": round(r["downtime_ms_min"], 3),
+        "downtime_ms_max": round(r["downtime_ms_max"], 3),
+        "est_downtime_ms": round(r["est_downtime_ms"], 3), "final_bytes": r["final_bytes"],
+        "state_compressed": r.get("state_compressed"), "dest_ms": round(r["dest_ms"], 3),
         "total_ms": round(r["total_ms"], 2), "iterations": r["iterations"]}
 if r.get("postcopy"):
     line.update({k: r[k] for k in ("postcopy_ms", "postcopy_pages", "pages_on_demand",
@@ -187,23 +188,23 @@ if r.get("postcopy"):
 line["goal_5ms_met"] = r["downtime_ms"] < 5
 print(json.dumps(line))' "$1" "$2"
 }
-pc_json=$(converge_case postcopy 25 --postcopy --no-auto-converge | median) || exit 1
-echo "$pc_json" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-print(json.dumps({"bench": "migrate", "system": "xkvm-postcopy", "guest": "dirtying-2x-link-8mbs",
-                  "downtime_ms": round(r["downtime_ms"], 3), "total_ms": round(r["total_ms"], 2),
-                  "postcopy_ms": round(r["postcopy_ms"], 2), "postcopy_pages": r["postcopy_pages"],
-                  "pages_on_demand": r["pages_on_demand"], "faults_on_demand": r["faults_on_demand"],
-                  "fault_wait_ms_avg": round(r["fault_wait_ms_avg"], 3),
-                  "fault_wait_ms_max": round(r["fault_wait_ms_max"], 3)}))'
+converge_case converge 5 | median downtime_ms | conv_line xkvm dirtying-2x-link-8mbs || exit 1
+
+# Same-host migration (memfd passed) against TCP, 256 MiB and 4 GiB guests.
+[ "$CONVERGE_ONLY" = 1 ] || "$ROOT/bench/bench-migrate-same-host.sh" "$BUILD" "$RUNS" || exit 1
+# Post-copy (docs/migration.md "Post-copy"): the same guest and link, switching after
+# the first pass instead of throttling: the downtime does not depend on the dirty rate.
+converge_case postcopy 25 --postcopy --no-auto-converge | median downtime_ms |
+  conv_line xkvm-postcopy dirtying-2x-link-8mbs || exit 1
 
 # The same two ways over a faster link: 40 MB/s, the guest dirtying 8 MiB every 100 ms
 # (about 80 MB/s, still twice the link), where the state's bytes weigh less.
 LINK_RATE=40000000 DIRTY="mb=8 at=8 dirty_mb=8 period_ms=100"
-converge_case converge40 45 | median | conv_line xkvm dirtying-2x-link-40mbs || exit 1
-converge_case postcopy40 65 --postcopy --no-auto-converge | median |
+converge_case converge40 45 | median downtime_ms | conv_line xkvm dirtying-2x-link-40mbs || exit 1
+converge_case postcopy40 65 --postcopy --no-auto-converge | median downtime_ms |
   conv_line xkvm-postcopy dirtying-2x-link-40mbs || exit 1
+
+[ "$CONVERGE_ONLY" = 1 ] && exit 0
 
 # ---- QEMU ----
 if ! command -v "$QEMU" >/dev/null; then
