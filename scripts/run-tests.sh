@@ -156,7 +156,7 @@ for t in "$ROOT"/tests/interop/*.sh; do
 done
 
 # report_times: the slowest suites, then the phases (the nested suite ran beside the
-# first one; "waited" is how long the KVM suites waited for it).
+# first one; "waiting" is how long the KVM suites waited for it).
 report_times() {
   local now=$EPOCHSECONDS nested=
   echo
