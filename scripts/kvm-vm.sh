@@ -44,6 +44,20 @@ KERNEL=/boot/vmlinuz-$KVER
 OUT=$(mktemp -d /tmp/xkvm-vm.XXXXXX)
 TIMEOUT=${XKVM_VM_TIMEOUT:-5400}
 
+# Told to end (TERM, HUP; INT where not ignored: make test runs this in the background
+# and ends it with TERM), end the VM too: timeout puts qemu in a process group of its
+# own, which neither a terminal's Ctrl-C nor a signal to ours reaches. The children are
+# found by parent pid: the VM's timeout (also one just started), or the step under way.
+# shellcheck disable=SC2317  # called from the traps
+stop_vm() {
+  pkill -TERM -P $$
+  wait
+  exit "$1"
+}
+trap 'stop_vm 143' TERM
+trap 'stop_vm 129' HUP
+trap 'stop_vm 130' INT
+
 # The Linux suite's stock kernel and initramfs: prepared here (the VM has no network
 # and sees this root read-only); the suite inside finds them through XKVM_LINUX_GUEST.
 LINUX_GUEST=
@@ -118,13 +132,16 @@ echo o > /proc/sysrq-trigger
 sleep 10
 INNER
 
+# In the background and waited for, so that the traps above run at once. Its stdin is
+# not the terminal, which -nographic would otherwise take over (raw mode).
 timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
   -smp "$SMP" -m "$MEM" -nographic -no-reboot -kernel "$KERNEL" -initrd "$OUT/initrd.gz" \
   -append "console=ttyS0 panic=-1 quiet" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$OUT",mount_tag=out,security_model=none \
   -virtfs local,path="$ROOT",mount_tag=repo,security_model=none,readonly=on \
-  > "$OUT/console.log" 2>&1
+  < /dev/null > "$OUT/console.log" 2>&1 &
+wait $!
 vm_rc=$?
 
 rc=0
