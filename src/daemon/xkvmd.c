@@ -397,7 +397,8 @@ static int serve(int listen_fd)
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--foreground] [--log FILE]\n"
+        "usage: xkvmd [--rundir DIR] [--machine-memory SIZE] [--machine-memory-prealloc]\n"
+        "             [--foreground] [--log FILE]\n"
         "             [--verbose] [--no-dom0-services] [--migrate-listen ADDR:PORT]\n"
         "             [--migrate-tls-dir DIR | --migrate-psk FILE | --migrate-insecure]\n"
         "             [--migrate-timeout SECONDS] [--migrate-stall-timeout SECONDS]\n"
@@ -408,6 +409,8 @@ static void usage(FILE *f)
         "  --rundir DIR          run directory (default $" XKVM_RUNDIR_ENV " or "
         XKVM_RUNDIR_DEFAULT ")\n"
         "  --machine-memory SIZE machine memory for all guests, e.g. 2G (default 4G)\n"
+        "  --machine-memory-prealloc  make all of it resident at start and keep it so\n"
+        "                        (a freed frame is zeroed, not returned to the host)\n"
         "  --foreground          stay in the foreground, log to stderr\n"
         "  --log FILE            log to FILE (default RUNDIR/" XKVM_LOGFILE " when detached)\n"
         "  --verbose             debug logging\n"
@@ -524,6 +527,7 @@ struct xkvmd_options {
 
 static const struct option own_options[] = {
     { "machine-memory", required_argument, NULL, 'm' },
+    { "machine-memory-prealloc", no_argument, NULL, 'F' },
     { "no-dom0-services", no_argument, NULL, 'S' },
     { "migrate-listen", required_argument, NULL, 'M' },
     { "migrate-tls-dir", required_argument, NULL, 'C' },
@@ -558,6 +562,7 @@ static int own_option(int opt, const char *arg, void *ctx)
         }
         break;
     case 'S': start_services = false; break;
+    case 'F': host.memory_prealloc = true; break;
     case 'M': migrate_addr = arg; break;
     case 'C': case 'P':
         return set_credentials(opt, arg);

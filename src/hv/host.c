@@ -143,9 +143,12 @@ int host_init(const char *rundir, uint64_t machine_memory, char *err, size_t err
 
     /* 0: live update, which takes over the previous xkvmd's machine memory. */
     int rc = machine_memory ? mm_init(&host.mm, machine_memory) : 0;
+    if (!rc && machine_memory && host.memory_prealloc && (rc = mm_prealloc(&host.mm)))
+        mm_fini(&host.mm);
     if (rc) {
-        snprintf(err, errlen, "machine memory of %llu MiB: %s",
-                 (unsigned long long)(machine_memory >> 20), strerror(-rc));
+        snprintf(err, errlen, "machine memory of %llu MiB%s: %s",
+                 (unsigned long long)(machine_memory >> 20),
+                 host.memory_prealloc ? ", preallocated" : "", strerror(-rc));
         return rc;
     }
     host.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

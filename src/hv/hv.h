@@ -41,6 +41,7 @@ struct host {
     bool has_tsc_control;           /* KVM can scale a guest's TSC (KVM_SET_TSC_KHZ) */
     enum hcall_transport transport;  /* chosen by host_init */
     bool transport_port_io_only;    /* set before host_init: never the intercept */
+    bool memory_prealloc;           /* set before host_init: --machine-memory-prealloc */
     bool native_vmmcall;            /* AMD/Hygon: VMMCALL is the native instruction */
 
     struct machine_mem mm;

@@ -216,7 +216,10 @@ uint64_t mm_alloc_run(struct machine_mem *mm, uint64_t want, uint16_t owner,
     return got;
 }
 
-/* Drop the contents of frames so the memory returns to the host and reads as zero. */
+/*
+ * Drop the contents of frames so the memory returns to the host and reads as zero
+ * (preallocated own frames: zeroed, and kept).
+ */
 static void discard_frames(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
 {
     while (nr) {
@@ -225,8 +228,9 @@ static void discard_frames(struct machine_mem *mm, uint64_t mfn, uint64_t nr)
         int fd = mm_frame_fd(mm, mfn, &off);
         if (n == 0)
             return;
-        if (fd < 0 || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                (off_t)off, (off_t)(n << XKVM_PAGE_SHIFT)) < 0)
+        bool keep = mm->prealloc && mfn < mm->nr_frames;
+        if (keep || fd < 0 || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                        (off_t)off, (off_t)(n << XKVM_PAGE_SHIFT)) < 0)
             memset(mm_frame_ptr(mm, mfn), 0, n << XKVM_PAGE_SHIFT);
         mfn += n;
         nr -= n;
@@ -452,6 +456,14 @@ int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
     /* Whatever a failed restore wrote there, the region must read as zero. */
     if (lu_nr)
         discard_frames(mm, lu_mfn, lu_nr);
+    return 0;
+}
+
+int mm_prealloc(struct machine_mem *mm)
+{
+    if (madvise(mm->base, mm->nr_frames << XKVM_PAGE_SHIFT, MADV_POPULATE_WRITE) < 0)
+        return -errno;
+    mm->prealloc = true;
     return 0;
 }
 

@@ -87,6 +87,11 @@ struct machine_mem {
      */
     uint64_t lu_mfn, lu_nr;
     bool lu_only;
+    /*
+     * xkvmd --machine-memory-prealloc (QEMU's -mem-prealloc): the own frames are all
+     * resident from the start and stay so; a freed frame is zeroed, not punched.
+     */
+    bool prealloc;
     pthread_mutex_t lock;
 };
 
@@ -110,6 +115,8 @@ int mm_init_inherited(struct machine_mem *mm, int fd, uint64_t nr_frames,
  * thousands of them add up. Best effort, nothing changes but the timing.
  */
 void mm_prefault(void *p, size_t len);
+/* Make every own frame resident now and keep them so (mm->prealloc). 0 or -errno. */
+int mm_prealloc(struct machine_mem *mm);
 /* Mark [mfn, mfn + nr) as owner's, of type (they must be free). 0 or -EEXIST. */
 int mm_claim(struct machine_mem *mm, uint64_t mfn, uint64_t nr, uint16_t owner,
              enum frame_type type);

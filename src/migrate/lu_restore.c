@@ -427,6 +427,9 @@ static int start_host(const char *rundir, int memfd, const struct xkvm_lu_image 
     if (!rc && (rc = mm_init_inherited(&host.mm, memfd, img->host.nr_frames,
                                        img->host.lu_region_mfn, img->host.lu_region_nr)))
         snprintf(err, sizeof(err), "machine memory: %s", strerror(-rc));
+    /* The memory is the old xkvmd's, already resident: only the rule for freed frames. */
+    if (!rc)
+        host.mm.prealloc = host.memory_prealloc;
     if (rc)
         snprintf(why, whylen, "start-up: %s", err);
     return rc;
