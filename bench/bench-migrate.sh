@@ -17,7 +17,8 @@
 #       case's bytes through one loopback socket / one TLS session (bench-stream-floor)
 #   {"bench":"migrate","ratio":"xkvm_total/floor","transport":...,"x_floor":...}  the
 #       idle case against its floor (goal: <= 1.2x); BENCH_MIGRATE_QUICK=1 stops here
-#   (BENCH_MIGRATE_CONVERGE=1 runs only the four slowed-link cases below)
+#   (BENCH_MIGRATE_CONVERGE=1 runs only the four slowed-link cases below;
+#   BENCH_MIGRATE_PREALLOC=1 starts every xkvmd with --machine-memory-prealloc)
 # and xkvm with a guest that keeps dirtying memory (dirty_mb per 100 ms) against the
 # 5 ms downtime target, and one dirtying twice as fast as a slowed link (auto-converge:
 # {"guest":"dirtying-2x-link-8mbs","throttle_pct":...,"stop":...}), the same by
@@ -60,12 +61,16 @@ print(json.dumps(m))' "$@"
 }
 
 # ---- xkvm ----
-"$XKVMD" --rundir "$W/h1" --machine-memory 2G --migrate-listen 127.0.0.1:$PORT --migrate-insecure || exit 1
-"$XKVMD" --rundir "$W/h2" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 1)) --migrate-insecure || exit 1
+# BENCH_MIGRATE_PREALLOC=1: every xkvmd with --machine-memory-prealloc (the destination
+# places pages in frames already resident, as the floor reads into a resident buffer).
+PREALLOC=()
+[ "${BENCH_MIGRATE_PREALLOC:-}" = 1 ] && PREALLOC=(--machine-memory-prealloc)
+"$XKVMD" --rundir "$W/h1" --machine-memory 2G "${PREALLOC[@]}" --migrate-listen 127.0.0.1:$PORT --migrate-insecure || exit 1
+"$XKVMD" --rundir "$W/h2" --machine-memory 2G "${PREALLOC[@]}" --migrate-listen 127.0.0.1:$((PORT + 1)) --migrate-insecure || exit 1
 # The same over TLS 1.3 with a pre-shared key (docs/migration.md, "Transport").
 (umask 077; psktool -u bench -p "$W/migrate.psk" >/dev/null) || exit 1
-"$XKVMD" --rundir "$W/h3" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 3)) --migrate-psk "$W/migrate.psk" || exit 1
-"$XKVMD" --rundir "$W/h4" --machine-memory 2G --migrate-listen 127.0.0.1:$((PORT + 4)) --migrate-psk "$W/migrate.psk" || exit 1
+"$XKVMD" --rundir "$W/h3" --machine-memory 2G "${PREALLOC[@]}" --migrate-listen 127.0.0.1:$((PORT + 3)) --migrate-psk "$W/migrate.psk" || exit 1
+"$XKVMD" --rundir "$W/h4" --machine-memory 2G "${PREALLOC[@]}" --migrate-listen 127.0.0.1:$((PORT + 4)) --migrate-psk "$W/migrate.psk" || exit 1
 xk() { local h=$1; shift; "$XKVM" --rundir "$W/$h" "$@"; }
 # The hosts a case migrates between, and their ports: plain by default.
 A=h1 B=h2 PA=$PORT PB=$((PORT + 1))
@@ -120,14 +125,15 @@ print(json.dumps({"bench": "migrate", "system": "xkvm-tls-psk", "guest": "idle-1
 floor=$("$BUILD/bench/bench-stream-floor" "$(echo "$xkvm_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')") || exit 1
 echo "$floor"
 # The goal (issue 19): total time <= 1.2x the floor, plain and TLS each against its own.
-python3 - "$xkvm_json" "$tls_json" "$floor" <<'PY'
+python3 - "$xkvm_json" "$tls_json" "$floor" "${BENCH_MIGRATE_PREALLOC:-0}" <<'PY'
 import json, sys
 x, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+prealloc = sys.argv[4] == "1"
 f = {r["transport"]: r["ms"] for r in map(json.loads, sys.argv[3].splitlines())}
 for name, r, fl in (("plain", x, f["plain"]), ("tls-psk", t, f["tls-psk"])):
     print(json.dumps({"bench": "migrate", "ratio": "xkvm_total/floor", "transport": name,
                       "total_ms": round(r["total_ms"], 2), "floor_ms": fl,
-                      "x_floor": round(r["total_ms"] / fl, 2),
+                      "x_floor": round(r["total_ms"] / fl, 2), "prealloc": prealloc,
                       "goal_1_2x_met": r["total_ms"] <= 1.2 * fl}))
 PY
 # BENCH_MIGRATE_QUICK=1: only the idle guest, plain and TLS, and the floors.
