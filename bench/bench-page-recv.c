@@ -3,10 +3,13 @@
  * BYTES (default 256 MiB) sent through one loopback TCP connection in 4 MiB records
  * and placed in a fresh memfd of machine memory, each way the destination could do it:
  *   buffer-pwrite   read into a 4 MiB buffer, pwrite to the memfd (xkvm before issue 19)
- *   direct          read straight into the memfd's mapping (xkvm now: restore.c on_pages)
+ *   direct          read straight into the memfd's mapping (xkvm over TLS)
  *   populate-direct MADV_POPULATE_WRITE on the record's frames, then read into them
- *   splice          socket -> pipe -> memfd with splice(2) (plain TCP only)
+ *   splice          socket -> pipe -> memfd with splice(2) (xkvm over plain TCP)
  *   floor           read into the same 4 MiB buffer, placed nowhere (bench-stream-floor)
+ *   resident-direct the memfd made resident before the clock starts, then direct
+ *                   (xkvmd --machine-memory-prealloc, any transport)
+ *   resident-splice the same, then splice
  * One JSON line each: {"bench":"page-recv","mode":M,"bytes":N,"ms":T,"mbs":R}
  */
 #include <fcntl.h>
@@ -25,9 +28,11 @@
 #endif
 #define RECORD (4u << 20)
 
-enum mode { BUFFER_PWRITE, DIRECT, POPULATE_DIRECT, SPLICE, FLOOR, NR_MODES };
+enum mode { BUFFER_PWRITE, DIRECT, POPULATE_DIRECT, SPLICE, FLOOR, RESIDENT_DIRECT,
+            RESIDENT_SPLICE, NR_MODES };
 static const char *const mode_names[NR_MODES] = {
-    "buffer-pwrite", "direct", "populate-direct", "splice", "floor",
+    "buffer-pwrite", "direct", "populate-direct", "splice", "floor", "resident-direct",
+    "resident-splice",
 };
 
 struct sender {
@@ -111,8 +116,10 @@ static int receive_record(enum mode m, int sock, int mfd, char *base, char *buf,
             return -1;
         /* fall through */
     case DIRECT:
+    case RESIDENT_DIRECT:
         return read_full(sock, base + off, RECORD);
     case SPLICE:
+    case RESIDENT_SPLICE:
         return splice_full(sock, pipefd, mfd, off, RECORD);
     default:
         return read_full(sock, buf, RECORD);
@@ -148,6 +155,9 @@ static int run(enum mode m, unsigned long long bytes)
         return -1;
     struct sender s = { .fd = tx, .bytes = bytes };
     pthread_t th;
+    if ((m == RESIDENT_DIRECT || m == RESIDENT_SPLICE) &&
+        madvise(base, bytes, MADV_POPULATE_WRITE))
+        return -1;
     double t0 = now_ms();
     pthread_create(&th, NULL, send_all, &s);
     int rc = 0;

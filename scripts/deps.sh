@@ -13,6 +13,8 @@ pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
 pkgs+=(lz4 busybox-static cpio kmod libc6-dev e2fsprogs)
 # tests/kvm/netback.sh: its network namespace, bridge and TAP devices (ip).
 pkgs+=(iproute2)
+# scripts/run-tests.sh and kvm-vm.sh: pkill, to end the nested VM's suite when interrupted.
+pkgs+=(procps)
 # --nested-vm: what scripts/kvm-vm.sh boots (a Debian kernel with kvm_amd, busybox).
 # Debian 12's 6.12 kernel: its KVM has the Xen intercept (CONFIG_KVM_XEN), which the
 # 6.1 kernels lack and stock Linux guests need (docs/testing.md).

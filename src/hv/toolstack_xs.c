@@ -1003,6 +1003,25 @@ int toolstack_xs_prepare(struct domain *d, const char *src_uuid, char *err, size
     return rc;
 }
 
+/*
+ * Is the layout toolstack_xs_prepare wrote for d still there? A removal of an earlier
+ * domain of that id still queued then (the worker busy past its bound) would have
+ * taken it away since: the pause writes it again.
+ */
+static bool prepared_layout_there(struct xs_handle *h, const struct domain *d)
+{
+    if (prepared[d->domid].created_ns != d->created_ns || !d->created_ns)
+        return false;
+    char p[64], want[64];
+    unsigned len = 0;
+    snprintf(p, sizeof(p), "/local/domain/%u/vm", d->domid);
+    snprintf(want, sizeof(want), "/vm/%s", vm_uuids[d->domid]);
+    char *vm = xs_read(h, XBT_NULL, p, &len);
+    bool there = vm && vm_uuids[d->domid][0] && !strcmp(vm, want);
+    free(vm);
+    return there;
+}
+
 /* The prepared layout's rings, if the stream's HVM params moved them. */
 static int rewrite_rings(struct xs_handle *h, struct domain *d, const struct job *now,
                          char *err, size_t errlen)
@@ -1027,7 +1046,10 @@ int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *b
     }
     struct job j = { .state_from_stream = true };
     job_for(&j, d);
-    bool laid_out = prepared[d->domid].created_ns == d->created_ns && d->created_ns;
+    bool laid_out = prepared_layout_there(h, d);
+    if (!laid_out && prepared[d->domid].created_ns == d->created_ns && d->created_ns)
+        log_warn("d%u: the xenstore layout written for the restore went away: written again",
+                 d->domid);
     int rc = laid_out ? rewrite_rings(h, d, &j, err, errlen)
                       : write_restore_layout(h, d, src_uuid, err, errlen);
     char why[1024] = "";

@@ -285,13 +285,18 @@ static int receive_pages(struct receiver *r, struct xkvm_stream_reader *rd,
     return 0;
 }
 
-/* Splice when the transport's bytes are its descriptor's and the descriptor can. */
+/*
+ * Splice when the transport's bytes are its descriptor's and the descriptor can, and
+ * the frames are not resident already: preallocated machine memory (xkvmd
+ * --machine-memory-prealloc) is read into in place, which is faster there
+ * (bench-page-recv's resident-direct against resident-splice).
+ */
 static void splice_setup(struct receiver *r, const struct transport *t)
 {
     struct stat st;
     int p[2];
     r->pipe_rd = r->pipe_wr = r->splice_from = -1;
-    if (!t->raw || fstat(t->fd, &st) ||
+    if (!t->raw || host_mm()->prealloc || fstat(t->fd, &st) ||
         !(S_ISSOCK(st.st_mode) || S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode)) ||
         pipe2(p, O_CLOEXEC))
         return;

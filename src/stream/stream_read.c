@@ -285,7 +285,6 @@ static int unwrap(struct xkvm_stream_reader *r, struct xkvm_stream_record *rec)
     struct xkvm_stream_record held = { .offset = rec->offset, .type = ld_le32(rec->body),
                                        .length = ld_le32(rec->body + 4),
                                        .compressed_length = rec->length };
-    free(r->zbuf);
     r->zbuf = malloc(held.length ? held.length : 1);       /* 8-byte aligned */
     if (!r->zbuf)
         return stream_fail(&r->err, rec->offset, true, rec->type, XKVM_STREAM_ERR_NOMEM,
@@ -322,6 +321,8 @@ int xkvm_stream_next(struct xkvm_stream_reader *r, struct xkvm_stream_record *re
         return rfail(r);
     }
 
+    free(r->zbuf);              /* the last COMPRESSED record's, handed out already */
+    r->zbuf = NULL;
     memset(rec, 0, sizeof(*rec));
     rec->offset = r->pos;
     if (fetch(r, 0, XKVM_STREAM_RHDR_SIZE, &p, "a record header") < 0)

@@ -224,6 +224,11 @@ static int check_compressed(struct xkvm_stream_state *st, const struct xkvm_stre
     if (length > st->limits.record_max)
         return FAIL(XKVM_STREAM_ERR_TOO_LARGE, "holds %u bytes, more than the cap of %u",
                     length, st->limits.record_max);
+    /* LZ4 never packs more than 255 bytes into one: no buffer for more is made. */
+    uint64_t packed = rec->length - XKVM_STREAM_COMPRESSED_HDR;
+    if (length > packed * 255 + 16)
+        return FAIL(XKVM_STREAM_ERR_BAD_VALUE, "%llu bytes of LZ4 cannot hold %u",
+                    (unsigned long long)packed, length);
     return 0;
 }
 

@@ -1404,6 +1404,7 @@ static void test_compressed_reject(void)
         { XKVM_STREAM_REC_XENSTORE_STATE, 4095, 1, -1, XKVM_STREAM_ERR_BAD_VALUE, "uncompress" },
         { XKVM_STREAM_REC_XENSTORE_STATE, 4096, 1, 12, XKVM_STREAM_ERR_BAD_VALUE, "" },
         { XKVM_STREAM_REC_XENSTORE_STATE, 1u << 30, 1, -1, XKVM_STREAM_ERR_TOO_LARGE, "cap" },
+        { XKVM_STREAM_REC_XENSTORE_STATE, 1u << 20, 1, -1, XKVM_STREAM_ERR_BAD_VALUE, "cannot hold" },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         n = compressed_body(z, sizeof(z), bad[i].type, bad[i].held, bad[i].method, xs, 4096);
