@@ -708,17 +708,21 @@ static uint64_t *postcopy_split(struct sender *s, bool pass0)
      */
     struct hvm_memmap_table_entry map[DOMAIN_MEMMAP_MAX];
     unsigned nmap = pass0 ? 0 : domain_memmap(s->d, map);
-    for (uint64_t g = 0; g < s->nr_gfns; g++) {
-        if (!bit(dirty, g) || bit(extras, g) || !sendable(s->d, g) ||
-            mm_frame_type(host_mm(), p2m_lookup(&s->d->p2m, g)) != FRAME_RAM)
-            continue;
-        bool laid_out = pass0;
-        for (unsigned i = 0; i < nmap && !laid_out; i++)
-            laid_out = map[i].type == XEN_HVM_MEMMAP_TYPE_RAM && g >= map[i].addr >> 12 &&
-                       g < (map[i].addr + map[i].size) >> 12;
-        if (laid_out) {
-            missing[g / 64] |= 1ull << (g % 64);
-            dirty[g / 64] &= ~(1ull << (g % 64));
+    /* The dirty pages only: the gfn space reaches the special pages near 4 GiB. */
+    for (size_t w = 0; w < words; w++) {
+        for (uint64_t v = dirty[w] & ~extras[w]; v; v &= v - 1) {
+            uint64_t g = w * 64 + (uint64_t)__builtin_ctzll(v);
+            if (g >= s->nr_gfns || !sendable(s->d, g) ||
+                mm_frame_type(host_mm(), p2m_lookup(&s->d->p2m, g)) != FRAME_RAM)
+                continue;
+            bool laid_out = pass0;
+            for (unsigned i = 0; i < nmap && !laid_out; i++)
+                laid_out = map[i].type == XEN_HVM_MEMMAP_TYPE_RAM &&
+                           g >= map[i].addr >> 12 && g < (map[i].addr + map[i].size) >> 12;
+            if (laid_out) {
+                missing[w] |= 1ull << (g % 64);
+                dirty[w] &= ~(1ull << (g % 64));
+            }
         }
     }
     free(extras);
