@@ -219,10 +219,9 @@ static bool sendable(struct domain *d, uint64_t gfn)
     return t == FRAME_RAM || t == FRAME_SPECIAL;
 }
 
-static bool in_ram_map(struct domain *d, uint64_t gfn)
+/* Is gfn RAM in the memory map (domain_memmap's, taken once per pass by the caller)? */
+static bool in_ram_map(const struct hvm_memmap_table_entry *map, unsigned n, uint64_t gfn)
 {
-    struct hvm_memmap_table_entry map[DOMAIN_MEMMAP_MAX];
-    unsigned n = domain_memmap(d, map);
     for (unsigned i = 0; i < n; i++)
         if (map[i].type == XEN_HVM_MEMMAP_TYPE_RAM && gfn >= map[i].addr >> 12 &&
             gfn < (map[i].addr + map[i].size) >> 12)
@@ -291,6 +290,8 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
     struct domain *d = s->d;
     uint64_t sent = 0, t0 = mono_ns(), b0 = writer_bytes(s);
     int rc = 0;
+    struct hvm_memmap_table_entry map[DOMAIN_MEMMAP_MAX];
+    unsigned nmap = domain_memmap(d, map);
     p2m_hold(&d->p2m);
     for (uint64_t w = 0; w < (s->nr_gfns + 63) / 64; w++) {
         uint64_t v = s->dirty[w];
@@ -314,7 +315,7 @@ static int send_marked(struct sender *s, unsigned iteration, bool final, uint64_
                 else
                     rc = xkvm_stream_add_page(out, g, page);
             } else if (p2m_lookup(&d->p2m, g) == INVALID_MFN &&
-                       (iteration > 0 || in_ram_map(d, g))) {
+                       (iteration > 0 || in_ram_map(map, nmap, g))) {
                 /* Ballooned out: before pass 0, or since (the p2m marked it dirty). */
                 rc = xkvm_stream_add_pfn(out, g, XKVM_STREAM_PAGE_XTAB);
             } else {
@@ -715,11 +716,7 @@ static uint64_t *postcopy_split(struct sender *s, bool pass0)
             if (g >= s->nr_gfns || !sendable(s->d, g) ||
                 mm_frame_type(host_mm(), p2m_lookup(&s->d->p2m, g)) != FRAME_RAM)
                 continue;
-            bool laid_out = pass0;
-            for (unsigned i = 0; i < nmap && !laid_out; i++)
-                laid_out = map[i].type == XEN_HVM_MEMMAP_TYPE_RAM &&
-                           g >= map[i].addr >> 12 && g < (map[i].addr + map[i].size) >> 12;
-            if (laid_out) {
+            if (pass0 || in_ram_map(map, nmap, g)) {
                 missing[w] |= 1ull << (g % 64);
                 dirty[w] &= ~(1ull << (g % 64));
             }
@@ -788,8 +785,11 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     }
     /* Pass 0: every page the domain has. */
     if (!rc) {
+        struct hvm_memmap_table_entry map[DOMAIN_MEMMAP_MAX];
+        unsigned nmap = domain_memmap(d, map);
         for (uint64_t g = 0; g < s.nr_gfns; g++)
-            if (sendable(d, g) || (in_ram_map(d, g) && p2m_lookup(&d->p2m, g) == INVALID_MFN))
+            if (sendable(d, g) ||
+                (in_ram_map(map, nmap, g) && p2m_lookup(&d->p2m, g) == INVALID_MFN))
                 s.dirty[g / 64] |= 1ull << (g % 64);
     }
     /* Same-host (not live: paused now): RAM stays where it is, toolstack pages go. */
