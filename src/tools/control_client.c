@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "util/fdpass.h"
 #include "xkvm/control.h"
 
 int control_errno_from_name(const char *name)
@@ -91,21 +92,8 @@ static int send_all(int fd, const char *p, size_t len)
 /* The request's first byte with the descriptor to pass (the rest goes by send_all). */
 static int send_with_fd(int fd, const char *p, int pass_fd)
 {
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof(ctl));
-    struct iovec iov = { .iov_base = (void *)p, .iov_len = 1 };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space,
-                          .msg_controllen = sizeof(ctl.space) };
-    struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(h), &pass_fd, sizeof(int));
     ssize_t n;
-    while ((n = sendmsg(fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+    while ((n = fdpass_send(fd, p, 1, &pass_fd, 1, 0, NULL, 0)) < 0 && errno == EINTR)
         ;
     return n == 1 ? 0 : n < 0 ? -errno : -EIO;
 }
