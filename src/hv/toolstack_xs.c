@@ -83,28 +83,34 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-/* A handle on xenstored, waiting up to wait_ms for it to come up; NULL if none. */
+/*
+ * A new connection to our xenstored, waiting up to wait_ms for it to come up; NULL if
+ * none. Only our socket: libxenstore would fall back to a real Xen's xenbus device.
+ */
+static struct xs_handle *xs_connect(unsigned wait_ms)
+{
+    uint64_t deadline = mono_ms() + wait_ms;
+    for (;;) {
+        struct stat st;
+        struct xs_handle *h = stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode) ?
+                              xs_open(0) : NULL;
+        if (h || mono_ms() >= deadline)
+            return h;
+        sleep_ms(XS_RETRY_MS);
+    }
+}
+
+/* The worker's handle on xenstored, waiting up to wait_ms for it; NULL if none. */
 static struct xs_handle *xs_get(unsigned wait_ms)
 {
     if (xsh)
         return xsh;
-    uint64_t deadline = mono_ms() + wait_ms;
-    for (;;) {
-        struct stat st;
-        /* Only our socket: libxenstore would fall back to a real Xen's xenbus device. */
-        if (stat(socket_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-            xsh = xs_open(0);
-            if (xsh) {
-                if (warned_absent)
-                    log_info("xenstored at %s is up: writing domains to xenstore",
-                             socket_path);
-                warned_absent = false;
-                return xsh;
-            }
-        }
-        if (mono_ms() >= deadline)
-            break;
-        sleep_ms(XS_RETRY_MS);
+    xsh = xs_connect(wait_ms);
+    if (xsh) {
+        if (warned_absent)
+            log_info("xenstored at %s is up: writing domains to xenstore", socket_path);
+        warned_absent = false;
+        return xsh;
     }
     if (!warned_absent)
         log_warn("no xenstored answering at %s: domains run without xenstore",
@@ -836,6 +842,21 @@ bool toolstack_xs_stop(void)
 /* ---- Migration: a domain's xenstore state out of and into xenstored ---------- */
 
 /*
+ * A connection of our own to xenstored, or NULL with why in err. A supervised one
+ * still coming up is waited for, as a new domain's layout waits (a migration may
+ * arrive as soon as xkvmd serves).
+ */
+static struct xs_handle *xs_reach(char *err, size_t errlen)
+{
+    bool expected = __atomic_load_n(&xenstored_expected, __ATOMIC_ACQUIRE);
+    struct xs_handle *h = xs_connect(expected ? XS_WAIT_MS : 0);
+    if (!h)
+        snprintf(err, errlen, "cannot reach xenstored at %s: %s", socket_path,
+                 strerror(errno ? errno : ENOENT));
+    return h;
+}
+
+/*
  * One CONTROL request on h (xenstored reads/writes the file); xenstored's reply text,
  * if wanted, in reply.
  */
@@ -863,11 +884,9 @@ static int xs_control_on(struct xs_handle *h, const char *cmd, const char *arg1,
 static int xs_control_file(const char *cmd, const char *arg1, const char *path,
                            char *reply, size_t replylen, char *err, size_t errlen)
 {
-    struct xs_handle *h = xs_open(0);
-    if (!h) {
-        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
+    struct xs_handle *h = xs_reach(err, errlen);
+    if (!h)
         return -EIO;
-    }
     int rc = xs_control_on(h, cmd, arg1, path, reply, replylen, err, errlen);
     xs_close(h);
     return rc;
@@ -993,14 +1012,18 @@ static int write_restore_layout(struct xs_handle *h, struct domain *d, const cha
 
 int toolstack_xs_prepare(struct domain *d, const char *src_uuid, char *err, size_t errlen)
 {
-    struct xs_handle *h = xs_open(0);
-    if (!h) {
-        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
+    struct xs_handle *h = xs_reach(err, errlen);
+    if (!h)
         return -EIO;
-    }
     int rc = write_restore_layout(h, d, src_uuid, err, errlen);
     xs_close(h);
     return rc;
+}
+
+/* Did toolstack_xs_prepare write a layout for this domain (not an earlier one of its id)? */
+static bool prepared_for(const struct domain *d)
+{
+    return d->created_ns && prepared[d->domid].created_ns == d->created_ns;
 }
 
 /*
@@ -1010,7 +1033,7 @@ int toolstack_xs_prepare(struct domain *d, const char *src_uuid, char *err, size
  */
 static bool prepared_layout_there(struct xs_handle *h, const struct domain *d)
 {
-    if (prepared[d->domid].created_ns != d->created_ns || !d->created_ns)
+    if (!prepared_for(d))
         return false;
     char p[64], want[64];
     unsigned len = 0;
@@ -1039,15 +1062,13 @@ static int rewrite_rings(struct xs_handle *h, struct domain *d, const struct job
 int toolstack_xs_import(struct domain *d, const char *src_uuid, const uint8_t *buf, size_t len,
                         char *err, size_t errlen)
 {
-    struct xs_handle *h = xs_open(0);
-    if (!h) {
-        snprintf(err, errlen, "cannot reach xenstored: %s", strerror(errno));
+    struct xs_handle *h = xs_reach(err, errlen);
+    if (!h)
         return -EIO;
-    }
     struct job j = { .state_from_stream = true };
     job_for(&j, d);
     bool laid_out = prepared_layout_there(h, d);
-    if (!laid_out && prepared[d->domid].created_ns == d->created_ns && d->created_ns)
+    if (!laid_out && prepared_for(d))
         log_warn("d%u: the xenstore layout written for the restore went away: written again",
                  d->domid);
     int rc = laid_out ? rewrite_rings(h, d, &j, err, errlen)
