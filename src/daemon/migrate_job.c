@@ -111,6 +111,7 @@ static const struct field report_fields[] = {
     FIELD(migrate_report, total_ms, FK_DOUBLE), FIELD(migrate_report, downtime_ms, FK_DOUBLE),
     FIELD(migrate_report, final_ms, FK_DOUBLE), FIELD(migrate_report, pause_ms, FK_DOUBLE),
     FIELD(migrate_report, quiet_ms, FK_DOUBLE), FIELD(migrate_report, state_ms, FK_DOUBLE),
+    FIELD(migrate_report, xenstore_ms, FK_DOUBLE),
     FIELD(migrate_report, dest_ms, FK_DOUBLE), FIELD(migrate_report, rate_mbs, FK_DOUBLE),
     FIELD(migrate_report, connections, FK_UINT),
     FIELD(migrate_report, downtime_target_ms, FK_UINT),

@@ -861,8 +861,8 @@ static struct xs_handle *xs_reach(char *err, size_t errlen)
  * if wanted, in reply.
  */
 static int xs_control_on(struct xs_handle *h, const char *cmd, const char *arg1,
-                         const char *path, char *reply, size_t replylen, char *err,
-                         size_t errlen)
+                         const char *path, const char *arg3, char *reply, size_t replylen,
+                         char *err, size_t errlen)
 {
     char data[PATH_MAX + 64];
     size_t n = 0;
@@ -870,6 +870,12 @@ static int xs_control_on(struct xs_handle *h, const char *cmd, const char *arg1,
         n = (size_t)snprintf(data, sizeof(data), "%s", arg1) + 1;
     }
     n += (size_t)snprintf(data + n, sizeof(data) - n, "%s", path) + 1;
+    if (arg3 && n < sizeof(data))
+        n += (size_t)snprintf(data + n, sizeof(data) - n, "%s", arg3) + 1;
+    if (n > sizeof(data)) {
+        snprintf(err, errlen, "xenstored %s: arguments too long", cmd);
+        return -ENAMETOOLONG;
+    }
     char *r = xs_control_command(h, cmd, data, (unsigned)n);
     int rc = r ? 0 : -errno;
     if (!r)
@@ -882,12 +888,12 @@ static int xs_control_on(struct xs_handle *h, const char *cmd, const char *arg1,
 
 /* The same on a connection of its own. */
 static int xs_control_file(const char *cmd, const char *arg1, const char *path,
-                           char *reply, size_t replylen, char *err, size_t errlen)
+                           const char *arg3, char *err, size_t errlen)
 {
     struct xs_handle *h = xs_reach(err, errlen);
     if (!h)
         return -EIO;
-    int rc = xs_control_on(h, cmd, arg1, path, reply, replylen, err, errlen);
+    int rc = xs_control_on(h, cmd, arg1, path, arg3, NULL, 0, err, errlen);
     xs_close(h);
     return rc;
 }
@@ -897,7 +903,7 @@ int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, s
     char path[PATH_MAX + 64], id[16];
     snprintf(path, sizeof(path), "%s/xenstored/export-%u.xsm", host.rundir, domid);
     snprintf(id, sizeof(id), "%u", domid);
-    int rc = xs_control_file("export", id, path, NULL, 0, err, errlen);
+    int rc = xs_control_file("export", id, path, "quiesce", err, errlen);
     if (rc)
         return rc;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -917,6 +923,14 @@ int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, s
     *buf = b;
     *len = (size_t)st.st_size;
     return 0;
+}
+
+void toolstack_xs_resume(unsigned domid)
+{
+    char id[16], err[256];
+    snprintf(id, sizeof(id), "%u", domid);
+    if (xs_control_file("resume", NULL, id, NULL, err, sizeof(err)))
+        log_warn("d%u: xenstored did not take up the ring again: %s", domid, err);
 }
 
 /*
@@ -948,7 +962,7 @@ static int import_state(struct xs_handle *h, const struct domain *d, const uint8
         return -EIO;
     }
     close(fd);
-    int rc = xs_control_on(h, "import", id, path, reply, sizeof(reply), err, errlen);
+    int rc = xs_control_on(h, "import", id, path, NULL, reply, sizeof(reply), err, errlen);
     unlink(path);
     snprintf(why, whylen, "%s", strcmp(reply, "OK") && !rc ? reply : "");
     return rc;

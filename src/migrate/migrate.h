@@ -129,6 +129,7 @@ struct migrate_report {
     double total_ms, downtime_ms, final_ms;
     double pause_ms;                /* parking the vCPUs (part of final_ms) */
     double quiet_ms, state_ms;      /* parts of final_ms: dom0 quiet wait, state records */
+    double xenstore_ms;             /* ...and xenstored's quiesce and export */
     double dest_ms;                 /* END sent to RESTORED received */
     double rate_mbs;
     unsigned connections;           /* TCP connections (or TLS sessions) used */

@@ -200,6 +200,9 @@ struct sender {
     unsigned throttle;          /* auto-converge's vCPU throttle now (percent) */
     unsigned at_max_throttle;   /* iterations at the top throttle */
     bool postcopy;              /* switching to post-copy (postcopy_save.c) */
+    bool xs_quiesced;           /* xenstored leaves the ring alone (toolstack_xs_export) */
+    uint8_t *xs;                /* ...and its export, taken before the last copy */
+    size_t xslen;
     struct multiconn_tx mc;     /* extra connections (multiconn.h), if any */
     char why[400];              /* stream_why's message */
 };
@@ -462,14 +465,9 @@ static int send_state(struct sender *s, char *err, size_t errlen)
 
     struct xkvm_ctx_writer cw;
     xkvm_ctx_writer_init_buffer(&cw);
-    uint8_t *xs = NULL;
-    size_t xslen = 0;
     bool ext = s->o->compat == XKVM_STREAM_COMPAT_NONE;
-    if (ext) {
+    if (ext)
         rc = pv_save_context(d, &cw, err, errlen);
-        if (!rc)
-            rc = toolstack_xs_export(d->domid, &xs, &xslen, err, errlen);
-    }
     if (!rc) {
         size_t clen = 0;
         const uint8_t *img = ext ? xkvm_ctx_writer_data(&cw, &clen) : NULL;
@@ -477,16 +475,30 @@ static int send_state(struct sender *s, char *err, size_t errlen)
             xkvm_stream_write_hvm_params(&s->w, params, np) ||
             xkvm_stream_write_hvm_context(&s->w, hvm, (uint32_t)hlen) ||
             (ext && xkvm_stream_write_domain_context(&s->w, img, (uint32_t)clen)) ||
-            (ext && xkvm_stream_write_xenstore_state(&s->w, xs, (uint32_t)xslen)) ||
+            (ext && xkvm_stream_write_xenstore_state(&s->w, s->xs, (uint32_t)s->xslen)) ||
             xkvm_stream_write_end(&s->w)) {
             snprintf(err, errlen, "stream: %s", s->w.err.msg);
             rc = s->w.err.code == XKVM_STREAM_ERR_IO ? -EPIPE : -EINVAL;
         }
     }
     xkvm_ctx_writer_release(&cw);
-    free(xs);
     free(hvm);
     return rc;
+}
+
+/*
+ * xenstored's part of the pause, before the last copy of memory: it stops touching the
+ * ring (every request it took is answered by then, in the ring or in the export), so
+ * the ring page that copy takes and the export agree. Taken after, a request xenstored
+ * took from the ring before the copy and answered after it would be lost: the guest's
+ * xenbus would wait for its reply forever.
+ */
+static int export_xenstore(struct sender *s, char *err, size_t errlen)
+{
+    if (s->o->compat != XKVM_STREAM_COMPAT_NONE)
+        return 0;               /* a Xen-compatible stream carries no xenstore state */
+    s->xs_quiesced = true;
+    return toolstack_xs_export(s->d->domid, &s->xs, &s->xslen, err, errlen);
 }
 
 static int send_config(struct sender *s, char *err, size_t errlen)
@@ -843,6 +855,10 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
             rc = refuse_foreign_maps(d, err, errlen);   /* mapped while it was sent */
         if (!rc)
             rc = refuse_unreachable_event_frames(d, err, errlen);
+        uint64_t t_x = mono_ns();
+        if (!rc)
+            rc = export_xenstore(&s, err, errlen);
+        rep->xenstore_ms = (double)(mono_ns() - t_x) / 1e6;
         if (!rc && s.postcopy && !(missing = postcopy_split(&s, o->postcopy_after > 0))) {
             snprintf(err, errlen, "out of memory");
             rc = -ENOMEM;
@@ -917,6 +933,9 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
         size_t l = strlen(err);
         snprintf(err + l, errlen - l, " (%s)", t->why);   /* what the transport knows */
     }
+    /* The guest runs on here (a failure, or a save it outlives): so does its ring. */
+    if (s.xs_quiesced && (rc ? rep->outcome == MIGRATE_RESUMED : !o->peer))
+        toolstack_xs_resume(d->domid);
     if (!rc) {
         rep->outcome = MIGRATE_DONE;
     } else if (rep->outcome == MIGRATE_RESUMED && paused) {
@@ -936,6 +955,7 @@ int migrate_send(struct domain *d, struct transport *t, const struct migrate_opt
     xkvm_stream_writer_release(&s.w);
     free(s.dirty);
     free(s.backed);
+    free(s.xs);
     free(missing);
     return rc;
 }

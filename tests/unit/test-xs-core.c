@@ -709,6 +709,26 @@ static void xsm_start(struct xsm *m, uint16_t src, uint16_t target)
     xsm_rec(m, 2, c, 20);
 }
 
+/* A version 2 CONNECTION record with bytes in flight (in, then out; resp: out-resp-len). */
+static void xsm_start_bytes(struct xsm *m, uint16_t src, const void *in, uint16_t inlen,
+                            const void *out, uint32_t outlen, uint16_t resp)
+{
+    m->len = 0;
+    xsm_put(m, "xenstore\0\0\0\2\0\0\0\0", 16);
+    uint8_t c[24 + 512] = { 1, 0, 0, 0, 0, 0, 0, 0 };
+    uint16_t target = 0x7FF4;
+    memcpy(c + 8, &src, 2);
+    memcpy(c + 10, &target, 2);
+    memcpy(c + 16, &inlen, 2);
+    memcpy(c + 18, &resp, 2);
+    memcpy(c + 20, &outlen, 4);
+    if (inlen)
+        memcpy(c + 24, in, inlen);
+    if (outlen)
+        memcpy(c + 24 + inlen, out, outlen);
+    xsm_rec(m, 2, c, 24u + inlen + outlen);
+}
+
 /* perms: "n0" style, one entry. */
 static void xsm_node(struct xsm *m, const char *path, const char *val, char perm, uint16_t id)
 {
@@ -828,7 +848,7 @@ static void test_migrate(void)
     rq(g, XS_WATCH, 0, NULL, "/local/domain/5/name\0t2\0" "0\0", 26);
     xs_domain_find(&xs, 5)->target = 6;
     size_t len;
-    uint8_t *s = xs_migrate_export(&xs, 5, &len);
+    uint8_t *s = xs_migrate_export(&xs, 5, NULL, &len);
     REQUIRE(s);
     CHECK(!memcmp(s, "xenstore\0\0\0\2\0\0\0\0", 16));
 
@@ -886,6 +906,97 @@ static void test_migrate(void)
     CHECK(!xs_domain_find(&other, 7));
     free(s);
     xs_fini(&other);
+}
+
+static int import_crafted(const struct xsm *m, struct xs *dst, char *err, size_t errlen);
+
+/*
+ * A request the source took from the ring (part of one: the rest is still in it) and
+ * output it had not put in the ring (the end of one response, then a whole one) go
+ * with the domain, and come out of the destination's export as they went in.
+ */
+static void test_migrate_in_flight(void)
+{
+    struct xsd_sockmsg req = { .type = XS_READ, .req_id = 3, .len = 10 };
+    struct xsd_sockmsg rsp = { .type = XS_READ, .req_id = 2, .len = 3 };
+    uint8_t in[XS_HDR_SIZE + 4], out[5 + XS_HDR_SIZE + 3];
+    memcpy(in, &req, XS_HDR_SIZE);
+    memcpy(in + XS_HDR_SIZE, "data", 4);
+    memcpy(out, "tail\0", 5);
+    memcpy(out + 5, &rsp, XS_HDR_SIZE);
+    memcpy(out + 5 + XS_HDR_SIZE, "abc", 3);
+    CHECK(xs_conn_out_ok(out, sizeof(out), 5));
+    CHECK(!xs_conn_out_ok(out, sizeof(out), 4));        /* a header cut in two */
+    CHECK(!xs_conn_out_ok(out, sizeof(out) - 1, 5));    /* a response cut short */
+    CHECK(!xs_conn_out_ok(out, 4, 5));                  /* resp beyond the data */
+
+    setup();
+    struct xs_conn *c = dom0();
+    REQUIRE(guest(c, 5, &sinks[1]));
+    struct xs_conn_bytes pb = { in, sizeof(in), out, sizeof(out), 5 };
+    size_t len;
+    uint8_t *s = xs_migrate_export(&xs, 5, &pb, &len);
+    REQUIRE(s);
+    struct xs other;
+    char err[256];
+    xs_init(&other);
+    dest_layout(&other, 7);
+    CHECK_MSG(xs_migrate_import_domain(&other, s, len, 7, err, sizeof(err)) == 0, "%s", err);
+    struct xs_domain *d = xs_domain_find(&other, 7);
+    REQUIRE(d && d->carried);
+    CHECK_EQ(d->carried_in, sizeof(in));
+    CHECK_EQ(d->carried_out, sizeof(out));
+    CHECK_EQ(d->carried_resp, 5);
+    CHECK(!memcmp(d->carried, in, sizeof(in)) &&
+          !memcmp(d->carried + sizeof(in), out, sizeof(out)));
+    /* Exported again as it came (the CONNECTION record is the stream's first). */
+    struct xs_conn_bytes back = { d->carried, d->carried_in, d->carried + d->carried_in,
+                                  d->carried_out, d->carried_resp };
+    size_t len2;
+    uint8_t *s2 = xs_migrate_export(&other, 7, &back, &len2);
+    REQUIRE(s2);
+    CHECK(!memcmp(s + 16, s2 + 16, 8));                 /* CONNECTION, same length */
+    CHECK(!memcmp(s + 16 + 8 + 16, s2 + 16 + 8 + 16, 8 + sizeof(in) + sizeof(out)));
+    free(s2);
+    free(s);
+    xs_fini(&other);
+
+    /* Refused: a whole request left unanswered, output not whole responses, overruns. */
+    static struct xsm m;
+    struct xs dst;
+    xs_init(&dst);
+    struct xsd_sockmsg whole = { .type = XS_READ, .req_id = 1, .len = 2 };
+    uint8_t w[XS_HDR_SIZE + 2];
+    memcpy(w, &whole, XS_HDR_SIZE);
+    memcpy(w + XS_HDR_SIZE, "x", 2);
+    xsm_start_bytes(&m, 5, w, sizeof(w), NULL, 0, 0);
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), EINVAL);
+    CHECK_STR_CONTAINS(err, "not part of one request");
+    struct xsd_sockmsg big = { .type = XS_READ, .req_id = 1, .len = XENSTORE_PAYLOAD_MAX + 1 };
+    xsm_start_bytes(&m, 5, &big, XS_HDR_SIZE, NULL, 0, 0);
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), EINVAL);
+    xsm_start_bytes(&m, 5, NULL, 0, out, sizeof(out) - 1, 5);
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), EINVAL);
+    CHECK_STR_CONTAINS(err, "not whole responses");
+    xsm_start_bytes(&m, 5, NULL, 0, out, sizeof(out), 6);
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), EINVAL);
+    /* A length beyond the record. */
+    xsm_start_bytes(&m, 5, in, sizeof(in), NULL, 0, 0);
+    uint16_t over = 200;
+    memcpy(m.b + 16 + 8 + 16, &over, 2);
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), EINVAL);
+    CHECK_STR_CONTAINS(err, "overruns");
+    /* And a good one is kept. */
+    xsm_start_bytes(&m, 5, in, sizeof(in), out, sizeof(out), 5);
+    xsm_end(&m);
+    CHECK_EQ(import_crafted(&m, &dst, err, sizeof(err)), 0);
+    CHECK_EQ(xs_domain_find(&dst, 7)->carried_out, sizeof(out));
+    xs_fini(&dst);
 }
 
 /* Import one crafted stream into a fresh destination: its error, the tree unchanged if so. */
@@ -1083,6 +1194,7 @@ int main(void)
     RUN_TEST(test_txn_no_copy);
     RUN_TEST(test_migrate);
     RUN_TEST(test_migrate_refusals);
+    RUN_TEST(test_migrate_in_flight);
     RUN_TEST(test_import_classify);
     xs_fini(&xs);
     HARNESS_EXIT();

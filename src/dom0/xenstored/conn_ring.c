@@ -24,7 +24,9 @@ struct ring {
     size_t inlen;
     uint8_t *out;
     size_t outlen, outoff, outcap;
+    size_t resp_left;           /* bytes at outoff that end a response partly in the ring */
     bool broken;
+    bool quiesced;              /* a migration's stop: neither ring is touched */
 };
 
 #define RD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
@@ -47,7 +49,7 @@ static void ring_break(struct ring *r, uint32_t why)
     r->broken = true;
     WR(r->intf->error, why);
     r->inlen = 0;
-    r->outlen = r->outoff = 0;
+    r->outlen = r->outoff = r->resp_left = 0;
     xs_conn_reset(r->d->conn, false);
     notify(r);
 }
@@ -59,6 +61,8 @@ static void ring_send(struct xs_conn *c, const struct xsd_sockmsg *h, const void
     if (!r || r->broken)
         return;
     size_t need = r->outlen + XS_HDR_SIZE + h->len;
+    if (need - r->outoff > c->xs->quota.outstanding && r->quiesced)
+        return;     /* a watch event after the export: dropped, the ring untouched */
     if (need - r->outoff > c->xs->quota.outstanding) {
         xsd_log("dom%u: %zu bytes of output not read: connection stopped", c->domid,
                 need - r->outoff);
@@ -88,8 +92,32 @@ static void ring_send(struct xs_conn *c, const struct xsd_sockmsg *h, const void
         memcpy(r->out + r->outlen + XS_HDR_SIZE, body, h->len);
     r->outlen += XS_HDR_SIZE + h->len;
     /* A watch event for a guest whose requests are not being handled: push it now. */
-    if (r != current && push_out(r))
+    if (r != current && !r->quiesced && push_out(r))
         notify(r);
+}
+
+/* n more bytes went into the ring from outoff: where does the response they end stop? */
+static void count_sent(struct ring *r, size_t n)
+{
+    size_t at = r->outoff, take = r->resp_left < n ? r->resp_left : n;
+    r->resp_left -= take;
+    at += take;
+    n -= take;
+    while (n) {
+        struct xsd_sockmsg h;
+        if (r->outlen - at < XS_HDR_SIZE) {     /* never: whole responses are queued */
+            r->resp_left = 0;
+            return;
+        }
+        memcpy(&h, r->out + at, XS_HDR_SIZE);
+        size_t msg = XS_HDR_SIZE + (size_t)h.len;
+        if (msg > n) {
+            r->resp_left = msg - n;
+            return;
+        }
+        at += msg;
+        n -= msg;
+    }
 }
 
 /* Copy pending output into the rsp ring: true if anything moved. */
@@ -115,12 +143,29 @@ static bool push_out(struct ring *r)
         memcpy((char *)i->rsp + idx, r->out + r->outoff, chunk);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         WR(i->rsp_prod, prod + chunk);
+        count_sent(r, chunk);
         r->outoff += chunk;
         moved = true;
     }
     if (r->outoff == r->outlen)
-        r->outoff = r->outlen = 0;
+        r->outoff = r->outlen = r->resp_left = 0;
     return moved;
+}
+
+/*
+ * Fault injection for the test suite (tests/kvm/migrate-xenstore.sh): with
+ * XKVM_TEST_FAULT=xenstored-slow-reply in its environment, xenstored answers a guest's
+ * request 20 ms after taking it from the ring, as a loaded host may.
+ */
+static void slow_reply_fault(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *f = getenv("XKVM_TEST_FAULT");
+        on = f && !strcmp(f, "xenstored-slow-reply");
+    }
+    if (on)
+        usleep(20 * 1000);
 }
 
 /* Take request bytes from the req ring: true if anything was consumed. */
@@ -170,6 +215,7 @@ static bool pull_in(struct ring *r)
         const uint8_t *body;
         size_t used;
         if (xs_wire_parse(r->in, r->inlen, &h, &body, &used) == 1) {
+            slow_reply_fault();
             current = r;
             xs_handle(r->d->conn, &h, body);
             current = NULL;
@@ -187,13 +233,13 @@ static bool pull_in(struct ring *r)
 void xsd_ring_kick(struct xs_domain *d)
 {
     struct ring *r = d->ring;
-    if (!r)
+    if (!r || r->quiesced)
         return;
     volatile struct xenstore_domain_interface *i = r->intf;
     if (RD(i->connection) == XENSTORE_RECONNECT) {
         xs_conn_reset(d->conn, true);
         r->inlen = 0;
-        r->outlen = r->outoff = 0;
+        r->outlen = r->outoff = r->resp_left = 0;
         r->broken = false;
         WR(i->req_cons, 0);
         WR(i->req_prod, 0);
@@ -231,6 +277,28 @@ static void ring_ev(struct xsd_ev *e, uint32_t events)
         xsd_ring_kick(r->d);
 }
 
+/* A migration's bytes in flight (xs_migrate_import_domain): the ring goes on with them. */
+static void take_carried(struct ring *r, struct xs_domain *d)
+{
+    if (!d->carried)
+        return;
+    memcpy(r->in, d->carried, d->carried_in);       /* checked: within one request */
+    r->inlen = d->carried_in;
+    if (d->carried_out) {
+        r->out = malloc(d->carried_out);
+        if (!r->out)
+            abort();
+        memcpy(r->out, d->carried + d->carried_in, d->carried_out);
+        r->outlen = r->outcap = d->carried_out;
+        r->resp_left = d->carried_resp;
+    }
+    xsd_log("dom%u: ring goes on with %zu request and %zu response bytes the migration carried",
+            d->domid, d->carried_in, d->carried_out);
+    free(d->carried);
+    d->carried = NULL;
+    d->carried_in = d->carried_out = d->carried_resp = 0;
+}
+
 int xsd_ring_attach(struct xs_domain *d)
 {
     if (!xsd.dom0)
@@ -260,6 +328,7 @@ int xsd_ring_attach(struct xs_domain *d)
     r->ev.fd = from_guest;
     r->ev.fn = ring_ev;
     r->ev.arg = r;
+    take_carried(r, d);
     d->ring = r;
     d->conn->send = ring_send;
     xsd_ev_add(&r->ev, EPOLLIN);
@@ -295,4 +364,35 @@ void xsd_ring_detach(struct xs_domain *d, bool unbind)
     free(r->out);
     r->d = NULL;
     xsd_defer_free(r);
+}
+
+/*
+ * A migration's stop (before its last copy of memory): leave both rings as they are
+ * now, whatever comes; replies and watch events queue. Every request already taken
+ * was answered (this runs between requests), so the ring and xsd_ring_in_flight are
+ * all there is.
+ */
+void xsd_ring_quiesce(struct xs_domain *d, bool quiesced)
+{
+    struct ring *r = d->ring;
+    if (!r || r->quiesced == quiesced)
+        return;
+    r->quiesced = quiesced;
+    if (!quiesced) {            /* the migration failed: the guest runs on here */
+        xsd_ring_kick(d);
+        notify(r);
+    }
+}
+
+void xsd_ring_in_flight(struct xs_domain *d, struct xs_conn_bytes *b)
+{
+    struct ring *r = d->ring;
+    *b = (struct xs_conn_bytes){ 0 };
+    if (!r || r->broken)
+        return;
+    b->in = r->in;
+    b->inlen = r->inlen;
+    b->outlen = r->outlen - r->outoff;
+    b->out = b->outlen ? r->out + r->outoff : NULL;
+    b->out_resp = r->resp_left < b->outlen ? r->resp_left : b->outlen;
 }

@@ -30,6 +30,7 @@ void xs_fini(struct xs *xs)
         struct xs_domain *d = xs->domains;
         xs->domains = d->next;
         xs_conn_free(d->conn);
+        free(d->carried);
         free(d);
     }
     while (xs->conns)
@@ -177,6 +178,7 @@ void xs_domain_gone(struct xs *xs, struct xs_domain *d, bool fire)
     d->conn = NULL;
     if (xs->ops.domain_changed)
         xs->ops.domain_changed(xs, d, true);
+    free(d->carried);
     free(d);
     revoke_perms(xs, domid);
     if (fire)
@@ -838,6 +840,7 @@ static int do_introduce(struct xs_conn *c, const struct xsd_sockmsg *req, const 
                         break;
                     }
                 xs_conn_free(d->conn);
+                free(d->carried);
                 free(d);
             }
             return err;
@@ -884,7 +887,7 @@ static int do_control(struct xs_conn *c, const struct xsd_sockmsg *req, const ch
         return 0;
     }
     if (!strcmp(v[0], "help")) {
-        reply_str(c, req, "check\nlog\nprint\nquota\nhelp\nexport\nimport\n");
+        reply_str(c, req, "check\nlog\nprint\nquota\nhelp\nexport\nimport\nresume\n");
         return 0;
     }
     if (!strcmp(v[0], "quota")) {

@@ -92,16 +92,38 @@ static int ctl_file(const char *path, uint8_t **buf, size_t *len)
     return 0;
 }
 
-/* CONTROL export|DOMID|FILE and import|FILE: the file is written/read by the daemon. */
+/*
+ * CONTROL export|DOMID|FILE[|quiesce], import|DOMID|FILE and resume|DOMID: the file is
+ * written/read by the daemon. quiesce: a migration's stop; the domain's ring stays as
+ * it is from now on (its bytes in flight are in the export) until resume, should the
+ * migration fail.
+ */
 static int control(struct xs *xs, struct xs_conn *c, const char **v, int n, char *out,
                    size_t outsz, size_t *outlen)
 {
+    if (!strcmp(v[0], "resume")) {
+        unsigned long domid;
+        if (n < 2 || !xs_parse_uint(v[1], XS_MAX_DOMID, &domid))
+            return EINVAL;
+        struct xs_domain *d = xs_domain_find(xs, (uint32_t)domid);
+        if (d)
+            xsd_ring_quiesce(d, false);
+        *outlen = (size_t)snprintf(out, outsz, "OK") + 1;
+        return d ? 0 : ENOENT;
+    }
     if (!strcmp(v[0], "export")) {
         unsigned long domid;
-        if (n < 3 || !xs_parse_uint(v[1], XS_MAX_DOMID, &domid) || v[2][0] != '/')
+        if (n < 3 || !xs_parse_uint(v[1], XS_MAX_DOMID, &domid) || v[2][0] != '/' ||
+            (n > 3 && strcmp(v[3], "quiesce")))
             return EINVAL;
+        struct xs_domain *d = xs_domain_find(xs, (uint32_t)domid);
+        struct xs_conn_bytes pending = { 0 };
+        if (d && n > 3)
+            xsd_ring_quiesce(d, true);
+        if (d)
+            xsd_ring_in_flight(d, &pending);
         size_t len;
-        uint8_t *b = xs_migrate_export(xs, (uint32_t)domid, &len);
+        uint8_t *b = xs_migrate_export(xs, (uint32_t)domid, &pending, &len);
         if (!b)
             return ENOENT;
         int fd = open(v[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -1,7 +1,8 @@
 /*
  * One domain's xenstore state in Xen's migration stream format
  * (docs/designs/xenstore-migration.md, version 2, little endian): a CONNECTION_DATA
- * record for the domain's ring, WATCH_DATA_EXTENDED for its watches, NODE_DATA for the
+ * record for the domain's ring with the bytes it has in flight (a request partly read,
+ * responses not yet in the ring), WATCH_DATA_EXTENDED for its watches, NODE_DATA for the
  * nodes under /local/domain/DOMID (committed ones: conn-id 0), END. The export also
  * carries the toolstack's directories of the domain; the import takes none of them but
  * the backends' own state (docs/xenstored.md, "Migration").
@@ -71,7 +72,24 @@ static void node_cb(void *ctx, const struct xs_node *n)
     rec_finish(o, s);
 }
 
-uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len)
+bool xs_conn_out_ok(const uint8_t *b, size_t len, size_t out_resp)
+{
+    if (out_resp > len || out_resp > XS_HDR_SIZE + XENSTORE_PAYLOAD_MAX)
+        return false;
+    for (size_t at = out_resp; at < len;) {
+        struct xsd_sockmsg h;
+        if (len - at < XS_HDR_SIZE)
+            return false;
+        memcpy(&h, b + at, XS_HDR_SIZE);
+        if (h.len > XENSTORE_PAYLOAD_MAX || h.len > len - at - XS_HDR_SIZE)
+            return false;
+        at += XS_HDR_SIZE + h.len;
+    }
+    return true;
+}
+
+uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, const struct xs_conn_bytes *pending,
+                           size_t *len)
 {
     struct out o = { 0 };
     static const uint8_t ident[8] = { 'x', 'e', 'n', 's', 't', 'o', 'r', 'e' };
@@ -92,9 +110,15 @@ uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len)
     put16(&o, (uint16_t)domid);
     put16(&o, (uint16_t)(!d || d->target == XS_NO_TARGET ? 0x7FF4 : d->target));
     put32(&o, d ? d->port : 0);
-    put16(&o, 0);                               /* in-data-len */
-    put16(&o, 0);                               /* out-resp-len */
-    put32(&o, 0);                               /* out-data-len */
+    static const struct xs_conn_bytes none;
+    const struct xs_conn_bytes *pb = pending ? pending : &none;
+    put16(&o, (uint16_t)pb->inlen);             /* in-data-len */
+    put16(&o, (uint16_t)pb->out_resp);          /* out-resp-len */
+    put32(&o, (uint32_t)pb->outlen);            /* out-data-len */
+    if (pb->inlen)
+        put(&o, pb->in, pb->inlen);
+    if (pb->outlen)
+        put(&o, pb->out, pb->outlen);
     rec_finish(&o, s);
     if (d) {
         for (struct xs_watch *w = d->conn->watches; w; w = w->next) {
@@ -287,6 +311,7 @@ struct imp_watch {
 struct import {
     uint32_t src, dst;
     bool have_conn;
+    struct xs_conn_bytes bytes;                 /* CONNECTION_DATA's data, in the stream */
     struct imp_node *nodes;
     struct imp_watch *watches;
     size_t nnodes, nwatches, cap_nodes, cap_watches;
@@ -324,7 +349,12 @@ static void import_free(struct import *im)
     free(im->watches);
 }
 
-/* CONNECTION_DATA: only the stream's name for the domain is taken from it. */
+/*
+ * CONNECTION_DATA: the stream's name for the domain, and the bytes in flight: a
+ * partial request (never a whole one, which the source would have answered) and
+ * whole responses after the end of one partly sent. A version 1 stream, or a short
+ * record, has none.
+ */
 static int parse_conn(struct import *im, const uint8_t *b, uint32_t len)
 {
     if (len < 16 || get16(b + 4) != 0)
@@ -336,7 +366,43 @@ static int parse_conn(struct import *im, const uint8_t *b, uint32_t len)
         return refuse(im, EINVAL, "CONNECTION record names domain %u", domid);
     im->src = domid;
     im->have_conn = true;
+    if (len < 24)
+        return 0;
+    struct xs_conn_bytes *cb = &im->bytes;
+    cb->inlen = get16(b + 16);
+    cb->out_resp = get16(b + 18);
+    cb->outlen = get32(b + 20);
+    if (cb->inlen + cb->outlen > len - 24)
+        return refuse(im, EINVAL, "CONNECTION record's data overruns it");
+    cb->in = b + 24;
+    cb->out = b + 24 + cb->inlen;
+    struct xsd_sockmsg h;
+    if (cb->inlen >= XS_HDR_SIZE)
+        memcpy(&h, cb->in, XS_HDR_SIZE);
+    if (cb->inlen >= XS_HDR_SIZE &&
+        (h.len > XENSTORE_PAYLOAD_MAX || cb->inlen >= XS_HDR_SIZE + h.len))
+        return refuse(im, EINVAL, "CONNECTION record's input is not part of one request");
+    if (cb->outlen > (size_t)4 << 20 || !xs_conn_out_ok(cb->out, cb->outlen, cb->out_resp))
+        return refuse(im, EINVAL, "CONNECTION record's output is not whole responses");
     return 0;
+}
+
+/* Keep the bytes in flight in d until its ring is attached. */
+static void carry_bytes(struct xs_domain *d, const struct xs_conn_bytes *cb)
+{
+    free(d->carried);
+    d->carried = NULL;
+    d->carried_in = d->carried_out = d->carried_resp = 0;
+    if (!cb->inlen && !cb->outlen)
+        return;
+    d->carried = malloc(cb->inlen + cb->outlen);
+    if (!d->carried)
+        abort();
+    memcpy(d->carried, cb->in, cb->inlen);
+    memcpy(d->carried + cb->inlen, cb->out, cb->outlen);
+    d->carried_in = cb->inlen;
+    d->carried_out = cb->outlen;
+    d->carried_resp = cb->out_resp;
 }
 
 static int parse_watch(struct import *im, uint32_t type, const uint8_t *b, uint32_t len)
@@ -563,6 +629,8 @@ int xs_migrate_import_domain(struct xs *xs, const uint8_t *buf, size_t len, uint
         if (xs->ops.domain_changed)
             xs->ops.domain_changed(xs, d, false);
         rc = apply_all(&im, xs, d->conn, xs->tree, true);
+        if (!rc)
+            carry_bytes(d, &im.bytes);
     }
     import_free(&im);
     return rc;

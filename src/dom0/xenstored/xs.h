@@ -234,7 +234,28 @@ struct xs_domain {
     bool introduced;            /* false: known from an import only */
     struct xs_conn *conn;       /* always there: holds the domain's watches */
     void *ring;                 /* conn_ring.c's state while the ring is connected */
+    /*
+     * An import's bytes of the connection, until the ring is attached: carried_in
+     * request bytes taken from the ring before the migration, then carried_out output
+     * the source had not put in the ring yet (struct xs_conn_bytes).
+     */
+    uint8_t *carried;
+    size_t carried_in, carried_out, carried_resp;
     struct xs_domain *next;
+};
+
+/*
+ * What a ring connection holds outside the ring and the store (CONNECTION_DATA's
+ * data): request bytes taken from the ring that do not yet make a whole request (in),
+ * and output not yet in the ring (out), of which the first out_resp bytes end a
+ * response whose start already went in. A migration carries them, so that a request
+ * the source took from the ring is answered on the destination.
+ */
+struct xs_conn_bytes {
+    const uint8_t *in;
+    size_t inlen;
+    const uint8_t *out;
+    size_t outlen, out_resp;
 };
 
 /* Hooks to the outside world; any may be NULL (unit tests, the fuzzer). */
@@ -298,9 +319,14 @@ bool xs_conn_priv(const struct xs_conn *c);
 uint32_t xs_conn_target(const struct xs_conn *c);
 
 /* ---- migrate.c: designs/xenstore-migration ---- */
-/* Export a domain's nodes (under /local/domain/DOMID), perms and watches. Returns a
- * malloc'd stream and its size, or NULL. */
-uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len);
+/* Export a domain's nodes (under /local/domain/DOMID), perms, watches and its ring's
+ * bytes in flight (pending, or NULL for none). Returns a malloc'd stream and its size,
+ * or NULL. */
+uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, const struct xs_conn_bytes *pending,
+                           size_t *len);
+/* Is b a connection's output as a stream may carry it: out_resp bytes ending a
+ * response, then whole responses? */
+bool xs_conn_out_ok(const uint8_t *b, size_t len, size_t out_resp);
 /*
  * Import such a stream for domain DOMID (the restored domain; the stream's CONNECTION
  * record only names the source's id for it). The stream is the guest's data: nodes of
@@ -308,7 +334,8 @@ uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, size_t *len);
  * writes (permissions and quotas as for its requests; nodes it may not write, the
  * toolstack's, keep their value); of the toolstack's directories (its backends, /libxl,
  * /vm) only the backend state nodes blkback and netback publish are taken, for devices
- * that exist here; any other node refuses the import. The whole stream is tried on a copy of the
+ * that exist here; any other node refuses the import. The connection's bytes in flight
+ * are kept in the domain (carried) for its ring. The whole stream is tried on a copy of the
  * tree first: a refused import changes nothing. 0, or an errno with a message in err.
  */
 int xs_migrate_import_domain(struct xs *xs, const uint8_t *buf, size_t len, uint32_t domid,

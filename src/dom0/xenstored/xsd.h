@@ -44,6 +44,10 @@ bool xsd_socket_still_ours(void);
 int xsd_ring_attach(struct xs_domain *d);
 void xsd_ring_detach(struct xs_domain *d, bool unbind);
 void xsd_ring_kick(struct xs_domain *d);
+/* Stop touching d's ring (a migration's last copy is taken) or go on. */
+void xsd_ring_quiesce(struct xs_domain *d, bool quiesced);
+/* d's bytes outside the ring (pointers into the ring's state, valid until it moves). */
+void xsd_ring_in_flight(struct xs_domain *d, struct xs_conn_bytes *b);
 /* domain.c */
 void xsd_domain_init(void);
 int xsd_domain_introduce(struct xs *xs, struct xs_domain *d);
