@@ -872,6 +872,8 @@ static int xs_control_on(struct xs_handle *h, const char *cmd, const char *arg1,
     n += (size_t)snprintf(data + n, sizeof(data) - n, "%s", path) + 1;
     if (arg3 && n < sizeof(data))
         n += (size_t)snprintf(data + n, sizeof(data) - n, "%s", arg3) + 1;
+    else if (arg3)
+        n = sizeof(data) + 1;
     if (n > sizeof(data)) {
         snprintf(err, errlen, "xenstored %s: arguments too long", cmd);
         return -ENAMETOOLONG;
@@ -888,24 +890,29 @@ static int xs_control_on(struct xs_handle *h, const char *cmd, const char *arg1,
 
 /* The same on a connection of its own. */
 static int xs_control_file(const char *cmd, const char *arg1, const char *path,
-                           const char *arg3, char *err, size_t errlen)
+                           const char *arg3, char *reply, size_t replylen, char *err,
+                           size_t errlen)
 {
     struct xs_handle *h = xs_reach(err, errlen);
     if (!h)
         return -EIO;
-    int rc = xs_control_on(h, cmd, arg1, path, arg3, NULL, 0, err, errlen);
+    int rc = xs_control_on(h, cmd, arg1, path, arg3, reply, replylen, err, errlen);
     xs_close(h);
     return rc;
 }
 
-int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, size_t errlen)
+int toolstack_xs_export(unsigned domid, bool *quiesced, uint8_t **buf, size_t *len,
+                        char *err, size_t errlen)
 {
-    char path[PATH_MAX + 64], id[16];
+    char path[PATH_MAX + 64], id[16], reply[64] = "";
     snprintf(path, sizeof(path), "%s/xenstored/export-%u.xsm", host.rundir, domid);
     snprintf(id, sizeof(id), "%u", domid);
-    int rc = xs_control_file("export", id, path, "quiesce", err, errlen);
+    int rc = xs_control_file("export", id, path, quiesced ? "quiesce" : NULL, reply,
+                             sizeof(reply), err, errlen);
     if (rc)
         return rc;
+    if (quiesced)
+        *quiesced = !strcmp(reply, "OK quiesced");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     rc = fd < 0 || fstat(fd, &st) < 0 ? -errno : 0;
@@ -929,7 +936,7 @@ void toolstack_xs_resume(unsigned domid)
 {
     char id[16], err[256];
     snprintf(id, sizeof(id), "%u", domid);
-    if (xs_control_file("resume", NULL, id, NULL, err, sizeof(err)))
+    if (xs_control_file("resume", NULL, id, NULL, NULL, 0, err, sizeof(err)))
         log_warn("d%u: xenstored did not take up the ring again: %s", domid, err);
 }
 

@@ -31,11 +31,14 @@ bool toolstack_xs_stop(void);
 /*
  * Migration (any thread): a domain's xenstore state in designs/xenstore-migration's
  * format, from xenstored's export; and into xenstored, then INTRODUCE on its ring.
- * The export quiesces the domain's ring: from then on xenstored leaves it as it is
- * (the bytes it holds outside it are in the export), so the last copy of memory and
- * the export agree. toolstack_xs_resume undoes that when the guest runs on here.
+ * With quiesced, the export quiesces the domain's ring: from then on xenstored leaves
+ * it as it is (the bytes it holds outside it are in the export), so the last copy of
+ * memory and the export agree; *quiesced says whether it did (an older xenstored,
+ * adopted across a live update, does not know the word). toolstack_xs_resume undoes
+ * that when the guest runs on here.
  */
-int toolstack_xs_export(unsigned domid, uint8_t **buf, size_t *len, char *err, size_t errlen);
+int toolstack_xs_export(unsigned domid, bool *quiesced, uint8_t **buf, size_t *len,
+                        char *err, size_t errlen);
 void toolstack_xs_resume(unsigned domid);
 /*
  * Restore, as soon as d is built (while the source's pages still stream in): write

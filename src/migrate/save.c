@@ -468,6 +468,8 @@ static int send_state(struct sender *s, char *err, size_t errlen)
     bool ext = s->o->compat == XKVM_STREAM_COMPAT_NONE;
     if (ext)
         rc = pv_save_context(d, &cw, err, errlen);
+    if (ext && !rc && !s->xs)       /* an older xenstored: export_xenstore */
+        rc = toolstack_xs_export(d->domid, NULL, &s->xs, &s->xslen, err, errlen);
     if (!rc) {
         size_t clen = 0;
         const uint8_t *img = ext ? xkvm_ctx_writer_data(&cw, &clen) : NULL;
@@ -497,8 +499,21 @@ static int export_xenstore(struct sender *s, char *err, size_t errlen)
 {
     if (s->o->compat != XKVM_STREAM_COMPAT_NONE)
         return 0;               /* a Xen-compatible stream carries no xenstore state */
-    s->xs_quiesced = true;
-    return toolstack_xs_export(s->d->domid, &s->xs, &s->xslen, err, errlen);
+    bool quiesced = false;
+    s->xs_quiesced = true;      /* until it says otherwise: a failed export may have */
+    int rc = toolstack_xs_export(s->d->domid, &quiesced, &s->xs, &s->xslen, err, errlen);
+    if (!rc && !quiesced) {
+        /* An xenstored older than xkvmd, kept across a live update, ignored the word:
+         * its ring runs on, so its export is taken after the last copy, as it was. */
+        log_warn("d%u: xenstored cannot quiesce the ring (older than this xkvmd): its "
+                 "state is taken after the last copy; restart xkvm-xenstored to update it",
+                 s->d->domid);
+        s->xs_quiesced = false;
+        free(s->xs);
+        s->xs = NULL;
+        s->xslen = 0;
+    }
+    return rc;
 }
 
 static int send_config(struct sender *s, char *err, size_t errlen)

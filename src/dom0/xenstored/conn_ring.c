@@ -26,7 +26,7 @@ struct ring {
     size_t outlen, outoff, outcap;
     size_t resp_left;           /* bytes at outoff that end a response partly in the ring */
     bool broken;
-    bool quiesced;              /* a migration's stop: neither ring is touched */
+    bool dropped;               /* a watch event was dropped while quiesced (logged once) */
 };
 
 #define RD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
@@ -61,8 +61,14 @@ static void ring_send(struct xs_conn *c, const struct xsd_sockmsg *h, const void
     if (!r || r->broken)
         return;
     size_t need = r->outlen + XS_HDR_SIZE + h->len;
-    if (need - r->outoff > c->xs->quota.outstanding && r->quiesced)
-        return;     /* a watch event after the export: dropped, the ring untouched */
+    if (need - r->outoff > c->xs->quota.outstanding && d->quiesced) {
+        /* A watch event after the export: dropped, the ring untouched. */
+        if (!r->dropped)
+            xsd_log("dom%u: quiesced for a migration with %zu bytes of output queued: "
+                    "dropping watch events", c->domid, need - r->outoff);
+        r->dropped = true;
+        return;
+    }
     if (need - r->outoff > c->xs->quota.outstanding) {
         xsd_log("dom%u: %zu bytes of output not read: connection stopped", c->domid,
                 need - r->outoff);
@@ -92,7 +98,7 @@ static void ring_send(struct xs_conn *c, const struct xsd_sockmsg *h, const void
         memcpy(r->out + r->outlen + XS_HDR_SIZE, body, h->len);
     r->outlen += XS_HDR_SIZE + h->len;
     /* A watch event for a guest whose requests are not being handled: push it now. */
-    if (r != current && !r->quiesced && push_out(r))
+    if (r != current && !d->quiesced && push_out(r))
         notify(r);
 }
 
@@ -233,7 +239,7 @@ static bool pull_in(struct ring *r)
 void xsd_ring_kick(struct xs_domain *d)
 {
     struct ring *r = d->ring;
-    if (!r || r->quiesced)
+    if (!r || d->quiesced)
         return;
     volatile struct xenstore_domain_interface *i = r->intf;
     if (RD(i->connection) == XENSTORE_RECONNECT) {
@@ -334,10 +340,12 @@ int xsd_ring_attach(struct xs_domain *d)
     xsd_ev_add(&r->ev, EPOLLIN);
     WR(r->intf->server_features,
        XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR | 4u);
-    xsd_log("dom%u: ring connected (gfn %#llx port %u)", d->domid,
-            (unsigned long long)d->gfn, d->port);
-    xsd_ring_kick(d);
-    notify(r);
+    xsd_log("dom%u: ring connected (gfn %#llx port %u)%s", d->domid,
+            (unsigned long long)d->gfn, d->port, d->quiesced ? ", quiesced" : "");
+    if (!d->quiesced) {
+        xsd_ring_kick(d);
+        notify(r);
+    }
     return 0;
 }
 
@@ -375,10 +383,11 @@ void xsd_ring_detach(struct xs_domain *d, bool unbind)
 void xsd_ring_quiesce(struct xs_domain *d, bool quiesced)
 {
     struct ring *r = d->ring;
-    if (!r || r->quiesced == quiesced)
+    if (d->quiesced == quiesced)
         return;
-    r->quiesced = quiesced;
-    if (!quiesced) {            /* the migration failed: the guest runs on here */
+    d->quiesced = quiesced;     /* kept in d: a ring attached meanwhile stays alone too */
+    if (r && !quiesced) {       /* the migration failed: the guest runs on here */
+        r->dropped = false;
         xsd_ring_kick(d);
         notify(r);
     }
@@ -388,7 +397,8 @@ void xsd_ring_in_flight(struct xs_domain *d, struct xs_conn_bytes *b)
 {
     struct ring *r = d->ring;
     *b = (struct xs_conn_bytes){ 0 };
-    if (!r || r->broken)
+    /* On a ring still running the bytes may be taken again from it: only when quiesced. */
+    if (!r || r->broken || !d->quiesced)
         return;
     b->in = r->in;
     b->inlen = r->inlen;

@@ -118,7 +118,8 @@ static int control(struct xs *xs, struct xs_conn *c, const char **v, int n, char
             return EINVAL;
         struct xs_domain *d = xs_domain_find(xs, (uint32_t)domid);
         struct xs_conn_bytes pending = { 0 };
-        if (d && n > 3)
+        bool quiesce = n > 3;
+        if (d && quiesce)
             xsd_ring_quiesce(d, true);
         if (d)
             xsd_ring_in_flight(d, &pending);
@@ -133,8 +134,10 @@ static int control(struct xs *xs, struct xs_conn *c, const char **v, int n, char
         if (fd >= 0)
             close(fd);
         free(b);
+        /* "OK quiesced" tells the toolstack this xenstored knows the word (an older one
+         * ignores it and says "OK"). */
         if (!err)
-            *outlen = (size_t)snprintf(out, outsz, "OK") + 1;
+            *outlen = (size_t)snprintf(out, outsz, quiesce ? "OK quiesced" : "OK") + 1;
         return err;
     }
     if (!strcmp(v[0], "import")) {

@@ -620,6 +620,9 @@ int xs_migrate_import_domain(struct xs *xs, const uint8_t *buf, size_t len, uint
     if (d && d->introduced)
         return refuse(&im, EEXIST, "domain %u is already connected to xenstored", domid);
     int rc = parse_stream(&im, buf, len);
+    if (!rc && im.bytes.outlen > xs->quota.outstanding)
+        rc = refuse(&im, E2BIG, "CONNECTION record carries %zu bytes of output: over the "
+                    "quota of %u", im.bytes.outlen, xs->quota.outstanding);
     if (!rc)
         rc = trial_run(&im, xs);
     if (!rc) {

@@ -232,6 +232,7 @@ struct xs_domain {
     uint32_t target;            /* XS_NO_TARGET or the domain it may act for */
     bool shutdown;              /* @releaseDomain already sent for its shutdown */
     bool introduced;            /* false: known from an import only */
+    bool quiesced;              /* a migration's stop: its ring is left alone (conn_ring.c) */
     struct xs_conn *conn;       /* always there: holds the domain's watches */
     void *ring;                 /* conn_ring.c's state while the ring is connected */
     /*
