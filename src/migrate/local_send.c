@@ -12,6 +12,7 @@
 
 #include "hv/hv.h"
 #include "hv/p2m.h"
+#include "util/fdpass.h"
 
 void local_mem_release(struct local_mem *lm)
 {
@@ -28,21 +29,9 @@ int local_send_fds(int sock, char *err, size_t errlen)
     fds[n++] = mm->fd;
     for (unsigned b = 0; b < mm->nr_banks && n < XKVM_STREAM_LOCAL_FDS_MAX; b++)
         fds[n++] = mm->banks[b].fd;
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(fds))];
-    } u;
-    memset(&u, 0, sizeof(u));
+    _Static_assert(XKVM_STREAM_LOCAL_FDS_MAX <= FDPASS_MAX, "one message carries them all");
     char tag = 'L';
-    struct iovec iov = { .iov_base = &tag, .iov_len = 1 };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                          .msg_controllen = CMSG_SPACE(n * sizeof(int)) };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(n * sizeof(int));
-    memcpy(CMSG_DATA(c), fds, n * sizeof(int));
-    if (sendmsg(sock, &msg, MSG_NOSIGNAL) != 1) {
+    if (fdpass_send(sock, &tag, 1, fds, n, 0, NULL, 0) != 1) {
         int e = errno;
         snprintf(err, errlen, "passing the machine memory to the destination: %s",
                  strerror(e));

@@ -1,8 +1,9 @@
 /*
  * Passing file descriptors over an AF_UNIX socket (SCM_RIGHTS, unix(7)): one message
  * with its descriptors, the control buffer laid out and aligned once, here. Used by
- * xkvmd's dom0 replies (hv/dom0.c), the live update's FINAL (migrate/lu_beside.c) and
- * BARRIER=1 to the service manager (util/notify.c). Unit-tested: tests/unit/test-fdpass.c.
+ * xkvmd's dom0 replies (hv/dom0.c), the live update's FINAL (migrate/lu_beside.c),
+ * a same-host migration's memfds (migrate/local_send.c) and BARRIER=1 to the service
+ * manager (util/notify.c). Unit-tested: tests/unit/test-fdpass.c.
  */
 #ifndef XKVM_UTIL_FDPASS_H
 #define XKVM_UTIL_FDPASS_H
@@ -11,8 +12,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-/* The most descriptors one fdpass_send carries. */
-#define FDPASS_MAX 4
+/* The most descriptors one fdpass_send carries (a same-host migration's memfds: 16). */
+#define FDPASS_MAX 16
 
 /*
  * One sendmsg of LEN bytes at BUF with fds[0..nfds) (none when nfds is 0), to TO

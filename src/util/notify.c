@@ -139,7 +139,8 @@ int notify_barrier(unsigned timeout_ms)
     if (!notify_enabled())
         return 0;
 #ifdef HAVE_LIBSYSTEMD
-    return sd_notify_barrier(0, (uint64_t)timeout_ms * 1000);
+    int rc = sd_notify_barrier(0, (uint64_t)timeout_ms * 1000);
+    return rc < 0 ? rc : 0;     /* it says 1 once the manager got that far */
 #else
     return barrier_raw(timeout_ms);
 #endif

@@ -283,7 +283,8 @@ static void ring_ev(struct xsd_ev *e, uint32_t events)
         xsd_ring_kick(r->d);
 }
 
-/* A migration's bytes in flight (xs_migrate_import_domain): the ring goes on with them. */
+/* Bytes in flight kept for the ring (a migration's import, or a detach while the
+ * domain lived on): the ring goes on with them. */
 static void take_carried(struct ring *r, struct xs_domain *d)
 {
     if (!d->carried)
@@ -298,7 +299,7 @@ static void take_carried(struct ring *r, struct xs_domain *d)
         r->outlen = r->outcap = d->carried_out;
         r->resp_left = d->carried_resp;
     }
-    xsd_log("dom%u: ring goes on with %zu request and %zu response bytes the migration carried",
+    xsd_log("dom%u: ring goes on with %zu request and %zu response bytes kept for it",
             d->domid, d->carried_in, d->carried_out);
     free(d->carried);
     d->carried = NULL;
@@ -353,11 +354,34 @@ static void nosend(struct xs_conn *c, const struct xsd_sockmsg *h, const void *b
 {
 }
 
+/*
+ * The ring goes while its domain lives on (xkvmd went away: a live update): what it
+ * holds outside the ring waits in d, as a migration's bytes do, for the next attach.
+ */
+static void stash_carried(struct ring *r, struct xs_domain *d)
+{
+    size_t out = r->outlen - r->outoff;
+    if (r->broken || (!r->inlen && !out))
+        return;
+    free(d->carried);
+    d->carried = malloc(r->inlen + out);
+    if (!d->carried)
+        abort();
+    memcpy(d->carried, r->in, r->inlen);
+    if (out)
+        memcpy(d->carried + r->inlen, r->out + r->outoff, out);
+    d->carried_in = r->inlen;
+    d->carried_out = out;
+    d->carried_resp = r->resp_left < out ? r->resp_left : out;
+}
+
 void xsd_ring_detach(struct xs_domain *d, bool unbind)
 {
     struct ring *r = d->ring;
     if (!r)
         return;
+    if (!unbind)
+        stash_carried(r, d);
     d->ring = NULL;
     d->conn->send = nosend;
     xsd_ev_del(&r->ev);

@@ -236,9 +236,10 @@ struct xs_domain {
     struct xs_conn *conn;       /* always there: holds the domain's watches */
     void *ring;                 /* conn_ring.c's state while the ring is connected */
     /*
-     * An import's bytes of the connection, until the ring is attached: carried_in
-     * request bytes taken from the ring before the migration, then carried_out output
-     * the source had not put in the ring yet (struct xs_conn_bytes).
+     * The connection's bytes outside the ring while no ring is attached (an import's,
+     * or those of a ring detached while the domain lived on), until one is: carried_in
+     * request bytes already taken from the ring, then carried_out output not yet put
+     * in it (struct xs_conn_bytes).
      */
     uint8_t *carried;
     size_t carried_in, carried_out, carried_resp;
