@@ -27,6 +27,7 @@
 #include "util/bootloader.h"
 #include "util/clock.h"
 #include "util/daemon.h"
+#include "util/fdpass.h"
 #include "util/log.h"
 #include "util/logrot.h"
 #include "util/notify.h"
@@ -204,31 +205,13 @@ static void client_process(struct client *c)
  */
 static ssize_t client_recv(struct client *c, char *buf, size_t len)
 {
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(4 * sizeof(int))];
-    } ctl;
-    struct iovec iov = { .iov_base = buf, .iov_len = len };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space,
-                          .msg_controllen = sizeof(ctl.space) };
-    ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
-    bool got = false;
-    for (struct cmsghdr *h = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; h; h = CMSG_NXTHDR(&msg, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfds = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t k = 0; k < nfds; k++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof(fd));
-            if (got) {
-                close(fd);
-                continue;
-            }
-            if (c->passed_fd >= 0)
-                close(c->passed_fd);
-            c->passed_fd = fd;
-            got = true;
-        }
+    int fd;
+    unsigned nfds;
+    ssize_t n = fdpass_recv(c->fd, buf, len, 0, &fd, 1, &nfds, NULL);
+    if (nfds) {             /* the last one passed is the one a request means */
+        if (c->passed_fd >= 0)
+            close(c->passed_fd);
+        c->passed_fd = fd;
     }
     return n;
 }

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "util/fdpass.h"
 #include "xkvm/control.h"
 
 struct dom0_conn {
@@ -38,30 +39,10 @@ static int exchange(struct dom0_conn *c, uint32_t type, const void *body, size_t
     /* A refused peer may find the connection closed, with xkvmd's reason queued. */
     bool sent = send(c->fd, out, h.len, MSG_NOSIGNAL) == (ssize_t)h.len;
     int send_errno = errno;
-    union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = { .iov_base = in, .iov_len = sizeof(in) };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-                         .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
-    ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | (sent ? 0 : MSG_DONTWAIT));
+    ssize_t n = fdpass_recv(c->fd, in, sizeof(in), sent ? 0 : MSG_DONTWAIT, r->fds, 2,
+                            &r->nfds, NULL);
     if (n < 0 || (!sent && n == 0))
         return sent ? -errno : -send_errno;
-    r->nfds = 0;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfd; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            if (r->nfds < 2)
-                r->fds[r->nfds++] = fd;
-            else
-                close(fd);
-        }
-    }
     struct xkvm_dom0_hdr rh;
     if (n < (ssize_t)sizeof(rh))
         goto bad;

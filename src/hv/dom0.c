@@ -34,7 +34,6 @@
 #define MAX_CONNS           1024
 #define MAX_MAPS_PER_CONN   4096u
 #define MAX_BINDS_PER_CONN  1024u
-#define MAX_FDS_IN          8       /* fds a service sends us are closed unread */
 
 /* A frame a service maps: a pinned grant, or a foreign frame by gfn. */
 struct mapping {
@@ -561,14 +560,10 @@ static int handle_request(struct conn *c, const struct dom0_request *r)
 static void conn_readable(struct conn *c)
 {
     uint8_t buf[XKVM_DOM0_MAX_MSG];
-    union {
-        char buf[CMSG_SPACE(MAX_FDS_IN * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-                         .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
-    ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    unsigned nfds;
+    int flags;
+    /* No request carries descriptors: any that come are closed. */
+    ssize_t n = fdpass_recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT, NULL, 0, &nfds, &flags);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     /* 0 is also an empty packet, which no request is: either way the peer is done. */
@@ -576,16 +571,9 @@ static void conn_readable(struct conn *c)
         conn_close(c);
         return;
     }
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-            for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-                close(fd);
-            }
     struct dom0_request req;
     char why[160];
-    int e = (mh.msg_flags & MSG_TRUNC)
+    int e = (flags & MSG_TRUNC)
         ? (snprintf(why, sizeof(why), "message longer than %u bytes", XKVM_DOM0_MAX_MSG), EMSGSIZE)
         : dom0_msg_parse(buf, (size_t)n, &req, why, sizeof(why));
     if (!e && c->refused) {

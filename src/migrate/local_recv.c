@@ -12,33 +12,15 @@
 #include <unistd.h>
 
 #include "hv/hv.h"
+#include "util/fdpass.h"
 
 int local_recv_fds(int sock, struct local_mem *lm, char *err, size_t errlen)
 {
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(XKVM_STREAM_LOCAL_FDS_MAX * sizeof(int))];
-    } u;
     char tag = 0;
-    struct iovec iov = { .iov_base = &tag, .iov_len = 1 };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                          .msg_controllen = sizeof(u.buf) };
-    ssize_t got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    int fds[XKVM_STREAM_LOCAL_FDS_MAX];
+    int fds[XKVM_STREAM_LOCAL_FDS_MAX], flags = 0;
     unsigned n = 0;
-    for (struct cmsghdr *c = got == 1 ? CMSG_FIRSTHDR(&msg) : NULL; c; c = CMSG_NXTHDR(&msg, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            unsigned k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (unsigned i = 0; i < k; i++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                if (n < XKVM_STREAM_LOCAL_FDS_MAX)
-                    fds[n++] = fd;
-                else
-                    close(fd);
-            }
-        }
-    if (got != 1 || tag != 'L' || n == 0 || (msg.msg_flags & MSG_CTRUNC)) {
+    ssize_t got = fdpass_recv(sock, &tag, 1, 0, fds, XKVM_STREAM_LOCAL_FDS_MAX, &n, &flags);
+    if (got != 1 || tag != 'L' || n == 0 || (flags & MSG_CTRUNC)) {
         for (unsigned i = 0; i < n; i++)
             close(fds[i]);
         snprintf(err, errlen, "same-host migration: the source passed no machine memory "

@@ -217,26 +217,18 @@ int lu_beside_take_final(int sock)
 {
     for (;;) {
         char word[16];
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;       /* CMSG_FIRSTHDR's alignment */
-        } ctl;
-        struct iovec iov = { .iov_base = word, .iov_len = sizeof(word) };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                             .msg_controllen = sizeof(ctl.buf) };
-        ssize_t got = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        int fd, flags;
+        unsigned nfds;
+        ssize_t got = fdpass_recv(sock, word, sizeof(word), 0, &fd, 1, &nfds, &flags);
         if (got < 0 && errno == EINTR)
             continue;
-        if (got != 5 || memcmp(word, "FINAL", 5))
-            return -EPIPE;
-        if (mh.msg_flags & MSG_CTRUNC)
-            return -EMFILE;         /* the image's fd did not arrive */
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-            c->cmsg_len != CMSG_LEN(sizeof(int)))
-            return -EPROTO;
-        int fd;
-        memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+        if (got != 5 || memcmp(word, "FINAL", 5) || !nfds) {
+            if (nfds)
+                close(fd);
+            return got != 5 || memcmp(word, "FINAL", 5) ? -EPIPE :
+                   flags & MSG_CTRUNC ? -EMFILE :      /* the image's fd did not arrive */
+                   -EPROTO;
+        }
         return fd;
     }
 }

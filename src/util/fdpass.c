@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 ssize_t fdpass_send(int sock, const void *buf, size_t len, const int *fds, unsigned nfds,
                     int flags, const struct sockaddr *to, socklen_t tolen)
@@ -30,4 +31,36 @@ ssize_t fdpass_send(int sock, const void *buf, size_t len, const int *fds, unsig
         memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
     }
     return sendmsg(sock, &mh, flags | MSG_NOSIGNAL);
+}
+
+ssize_t fdpass_recv(int sock, void *buf, size_t len, int flags, int *fds, unsigned maxfds,
+                    unsigned *nfds, int *msg_flags)
+{
+    union {
+        char buf[CMSG_SPACE(FDPASS_MAX * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf) };
+    ssize_t n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
+    *nfds = 0;
+    if (msg_flags)
+        *msg_flags = n < 0 ? 0 : mh.msg_flags;
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+            if (*nfds < maxfds && *nfds < FDPASS_MAX)
+                fds[(*nfds)++] = fd;
+            else
+                close(fd);
+        }
+    }
+    return n;
 }

@@ -1,7 +1,8 @@
 /*
  * Passing descriptors (util/fdpass.h): over a socketpair, one and two descriptors
  * arrive as descriptors of the same files (st_ino), none when none are sent, and a
- * datagram to an address carries them too.
+ * datagram to an address carries them too; a receiver keeping fewer closes the rest,
+ * and a message truncated is said so.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,25 +21,12 @@
 
 HARNESS_MAIN_STATE("fdpass");
 
-/* One message into buf; its descriptors (at most FDPASS_MAX) into fds. How many. */
+/* One message into buf with fdpass_recv; its descriptors (all it keeps) into fds. */
 static int receive(int sock, char *buf, size_t len, ssize_t *got, int *fds)
 {
-    union {
-        char buf[CMSG_SPACE(FDPASS_MAX * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = { .iov_base = buf, .iov_len = len };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                         .msg_controllen = sizeof(ctl.buf) };
-    *got = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    int n = 0;
-    for (struct cmsghdr *c = *got >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            memcpy(fds + n, CMSG_DATA(c), (size_t)k * sizeof(int));
-            n += k;
-        }
-    return n;
+    unsigned n = 0;
+    *got = fdpass_recv(sock, buf, len, 0, fds, FDPASS_MAX, &n, NULL);
+    return (int)n;
 }
 
 static bool same_file(int a, int b)
@@ -94,6 +82,40 @@ static void test_too_many(void)
     close(sv[1]);
 }
 
+/*
+ * The receiver keeps one of two: the other (a pipe's write end) is closed, so once the
+ * sender closes its own, the pipe reads EOF. A short buffer says MSG_TRUNC.
+ */
+static void test_keep_fewer(void)
+{
+    int sv[2], p[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+    int fds[2] = { p[0], p[1] };
+    CHECK_EQ(fdpass_send(sv[0], "HELLO", 5, fds, 2, 0, NULL, 0), 5);
+    char buf[2];
+    int kept = -1, flags = 0;
+    unsigned n = 9;
+    CHECK_EQ(fdpass_recv(sv[1], buf, sizeof(buf), 0, &kept, 1, &n, &flags), 2);
+    CHECK_EQ(n, 1);
+    CHECK(flags & MSG_TRUNC);
+    CHECK(kept >= 0 && same_file(kept, p[0]));
+    CHECK(fcntl(kept, F_GETFD) & FD_CLOEXEC);
+    close(p[1]);            /* the only write end left, if the extra one was closed */
+    char c;
+    CHECK_EQ(read(kept, &c, 1), 0);
+    close(kept);
+    close(p[0]);
+    /* None wanted: all closed; an error leaves none. */
+    CHECK_EQ(fdpass_send(sv[0], "X", 1, &sv[0], 1, 0, NULL, 0), 1);
+    CHECK_EQ(fdpass_recv(sv[1], buf, sizeof(buf), 0, NULL, 0, &n, NULL), 1);
+    CHECK_EQ(n, 0);
+    CHECK_EQ(fdpass_recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT, &kept, 1, &n, &flags), -1);
+    CHECK_EQ(n, 0);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* As BARRIER=1 goes to the service manager: a datagram to an (abstract) address. */
 static void test_to_address(void)
 {
@@ -126,6 +148,7 @@ int main(void)
     RUN_TEST(test_one_fd);
     RUN_TEST(test_two_fds);
     RUN_TEST(test_too_many);
+    RUN_TEST(test_keep_fewer);
     RUN_TEST(test_to_address);
     HARNESS_EXIT();
 }

@@ -27,6 +27,7 @@
 #include "dom0/libdom0.h"
 #include "util/clock.h"
 #include "util/daemon.h"
+#include "util/fdpass.h"
 #include "util/log.h"
 #include "util/logrot.h"
 #include "xkvm/control.h"
@@ -265,28 +266,16 @@ static int watch_request(uint32_t type, uint32_t seq, const void *body, size_t b
         memcpy(msg + sizeof(h), body, blen);
     if (send(watch_conn, msg, h.len, MSG_NOSIGNAL) != (ssize_t)h.len)
         return -errno;
-    union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = { .iov_base = msg, .iov_len = sizeof(msg) };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                         .msg_controllen = sizeof(ctl.buf) };
-    ssize_t n = recvmsg(watch_conn, &mh, MSG_CMSG_CLOEXEC);
-    if (n < (ssize_t)sizeof(h))
-        return n < 0 ? -errno : -EPROTO;
-    *fd = -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-            int got;
-            memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            if (*fd < 0)
-                *fd = got;
-            else
-                close(got);
-        }
+    unsigned nfds;
+    ssize_t n = fdpass_recv(watch_conn, msg, sizeof(msg), 0, fd, 1, &nfds, NULL);
+    if (!nfds)
+        *fd = -1;
+    if (n < (ssize_t)sizeof(h)) {
+        int e = n < 0 ? -errno : -EPROTO;
+        if (*fd >= 0)
+            close(*fd);
+        *fd = -1;
+        return e;
     }
     struct xkvm_dom0_hdr rh;
     memcpy(&rh, msg, sizeof(rh));

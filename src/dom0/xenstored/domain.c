@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include "xsd.h"
 #include "dom0/libdom0.h"
+#include "util/fdpass.h"
 
 /* WATCH_DOMAINS on a connection of our own (libdom0 has no call for it). */
 static int watch_connect(int *efd)
@@ -40,21 +41,15 @@ static int watch_connect(int *efd)
     struct xkvm_dom0_hdr w = { XKVM_DOM0_WATCH_DOMAINS, sizeof(w), 2, 0 };
     if (send(fd, &w, sizeof(w), MSG_NOSIGNAL) != sizeof(w))
         goto fail;
-    char cbuf[CMSG_SPACE(sizeof(int) * 2)];
-    struct iovec iov = { rep, sizeof(rep) };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                         .msg_controllen = sizeof(cbuf) };
-    n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-    if (n < (ssize_t)sizeof(struct xkvm_dom0_hdr) || ((struct xkvm_dom0_hdr *)rep)->error)
-        goto fail;
-    *efd = -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-            memcpy(efd, CMSG_DATA(cm), sizeof(int));
-    if (*efd < 0)
-        goto fail;
-    return fd;
+    unsigned nfds;
+    n = fdpass_recv(fd, rep, sizeof(rep), 0, efd, 1, &nfds, NULL);
+    if (nfds && n >= (ssize_t)sizeof(struct xkvm_dom0_hdr) &&
+        !((struct xkvm_dom0_hdr *)rep)->error)
+        return fd;
+    if (nfds)
+        close(*efd);
 fail:
+    *efd = -1;
     close(fd);
     return -EIO;
 }
