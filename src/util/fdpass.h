@@ -1,10 +1,12 @@
 /*
  * Passing file descriptors over an AF_UNIX socket (SCM_RIGHTS, unix(7)): one message
  * with its descriptors, sent or received, the control buffer laid out and aligned
- * once, here. Used by
- * xkvmd's dom0 replies (hv/dom0.c), the live update's FINAL (migrate/lu_beside.c),
- * a same-host migration's memfds (migrate/local_send.c) and BARRIER=1 to the service
- * manager (util/notify.c). Unit-tested: tests/unit/test-fdpass.c.
+ * once, here. Every descriptor xkvm passes goes through it: xkvmd's dom0 replies
+ * (hv/dom0.c) and their reader (dom0/libdom0.c, the services' watch connections),
+ * the live update's FINAL (migrate/lu_beside.c), a same-host migration's memfds
+ * (migrate/local_send.c, local_recv.c), a client's file to xkvmd (tools, daemon) and
+ * BARRIER=1 to the service manager (util/notify.c). Unit-tested:
+ * tests/unit/test-fdpass.c.
  */
 #ifndef XKVM_UTIL_FDPASS_H
 #define XKVM_UTIL_FDPASS_H
