@@ -6,9 +6,12 @@
 # guest has just sent is taken from the ring before the copy and answered after it.
 # The guest (test=soak: a xenstore write and read every round) moves MOVES times back
 # and forth and must go on counting rounds at each destination: a reply lost in a
-# move leaves its xenbus waiting for ever (told never to resend, as Linux's). Then a migration whose destination dies
-# after the source's END: the guest runs on at the source, its ring taken up again
-# (CONTROL resume), and finally says PASS.
+# move leaves its xenbus waiting for ever (told never to resend, as Linux's). Then a
+# migration whose destination dies after the source's END: the guest runs on at the
+# source, its ring taken up again
+# (CONTROL resume). Then it moves there and back through a host whose xenstored acts as
+# one older than `quiesce` (XKVM_TEST_FAULT=xenstored-no-quiesce): its xkvmd warns and
+# exports after the last copy. Finally the guest says PASS.
 source "$(dirname "$0")/lib.sh"
 require_kvm
 MOVES=${MOVES:-6}
@@ -71,6 +74,28 @@ elif counting "$HERE"; then
   pass resumed
 else
   fail resumed "after the failed migration ($out) the guest counts no rounds at the source"
+fi
+
+# A source whose xenstored is older than its xkvmd (adopted across a live update)
+# ignores `quiesce`: xkvmd says so and takes the export after the last copy, as before.
+PO=$((BASE + 3))
+XKVM_TEST_FAULT=xenstored-no-quiesce host_start o --migrate-listen 127.0.0.1:$PO $(migrate_auth) >/dev/null 2>&1
+O=$RUNDIR
+HOME_PORT=$([ "$HERE" = "$A" ] && echo "$PA" || echo "$PB")
+RUNDIR=$HERE
+if ! out=$(xk migrate "$D" "127.0.0.1:$PO" 2>&1) || ! counting "$O"; then
+  fail older-xenstored "the move to the host with the older xenstored: ${out:-the guest counts no rounds there}"
+else
+  RUNDIR=$O
+  if ! out=$(xk migrate "$D" "127.0.0.1:$HOME_PORT" 2>&1); then
+    fail older-xenstored "the migration from it failed: $out"
+  elif ! grep -q "xenstored cannot quiesce the ring" "$O/xkvmd.log"; then
+    fail older-xenstored "its xkvmd did not say the ring was not quiesced: $(grep "d$D" "$O/xkvmd.log" | tail -2)"
+  elif ! counting "$HERE"; then
+    fail older-xenstored "the guest counts no rounds back at $HERE"
+  else
+    pass older-xenstored
+  fi
 fi
 
 RUNDIR=$HERE
