@@ -208,7 +208,7 @@ static ssize_t client_recv(struct client *c, char *buf, size_t len)
     int fd;
     unsigned nfds;
     ssize_t n = fdpass_recv(c->fd, buf, len, 0, &fd, 1, &nfds, NULL);
-    if (nfds) {             /* the last one passed is the one a request means */
+    if (nfds) {     /* a message's first descriptor replaces one an earlier message passed */
         if (c->passed_fd >= 0)
             close(c->passed_fd);
         c->passed_fd = fd;

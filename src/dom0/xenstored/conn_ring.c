@@ -354,25 +354,27 @@ static void nosend(struct xs_conn *c, const struct xsd_sockmsg *h, const void *b
 {
 }
 
+/* What r holds outside the ring (pointers into r, valid until it moves). */
+static void ring_bytes(const struct ring *r, struct xs_conn_bytes *b)
+{
+    b->in = r->in;
+    b->inlen = r->inlen;
+    b->outlen = r->outlen - r->outoff;
+    b->out = b->outlen ? r->out + r->outoff : NULL;
+    b->out_resp = r->resp_left < b->outlen ? r->resp_left : b->outlen;
+}
+
 /*
  * The ring goes while its domain lives on (xkvmd went away: a live update): what it
  * holds outside the ring waits in d, as a migration's bytes do, for the next attach.
  */
 static void stash_carried(struct ring *r, struct xs_domain *d)
 {
-    size_t out = r->outlen - r->outoff;
-    if (r->broken || (!r->inlen && !out))
+    struct xs_conn_bytes b;
+    if (r->broken)
         return;
-    free(d->carried);
-    d->carried = malloc(r->inlen + out);
-    if (!d->carried)
-        abort();
-    memcpy(d->carried, r->in, r->inlen);
-    if (out)
-        memcpy(d->carried + r->inlen, r->out + r->outoff, out);
-    d->carried_in = r->inlen;
-    d->carried_out = out;
-    d->carried_resp = r->resp_left < out ? r->resp_left : out;
+    ring_bytes(r, &b);
+    xs_domain_carry(d, &b);
 }
 
 void xsd_ring_detach(struct xs_domain *d, bool unbind)
@@ -422,11 +424,6 @@ void xsd_ring_in_flight(struct xs_domain *d, struct xs_conn_bytes *b)
     struct ring *r = d->ring;
     *b = (struct xs_conn_bytes){ 0 };
     /* On a ring still running the bytes may be taken again from it: only when quiesced. */
-    if (!r || r->broken || !d->quiesced)
-        return;
-    b->in = r->in;
-    b->inlen = r->inlen;
-    b->outlen = r->outlen - r->outoff;
-    b->out = b->outlen ? r->out + r->outoff : NULL;
-    b->out_resp = r->resp_left < b->outlen ? r->resp_left : b->outlen;
+    if (r && !r->broken && d->quiesced)
+        ring_bytes(r, b);
 }

@@ -387,8 +387,7 @@ static int parse_conn(struct import *im, const uint8_t *b, uint32_t len)
     return 0;
 }
 
-/* Keep the bytes in flight in d until its ring is attached. */
-static void carry_bytes(struct xs_domain *d, const struct xs_conn_bytes *cb)
+void xs_domain_carry(struct xs_domain *d, const struct xs_conn_bytes *cb)
 {
     free(d->carried);
     d->carried = NULL;
@@ -398,8 +397,10 @@ static void carry_bytes(struct xs_domain *d, const struct xs_conn_bytes *cb)
     d->carried = malloc(cb->inlen + cb->outlen);
     if (!d->carried)
         abort();
-    memcpy(d->carried, cb->in, cb->inlen);
-    memcpy(d->carried + cb->inlen, cb->out, cb->outlen);
+    if (cb->inlen)
+        memcpy(d->carried, cb->in, cb->inlen);
+    if (cb->outlen)
+        memcpy(d->carried + cb->inlen, cb->out, cb->outlen);
     d->carried_in = cb->inlen;
     d->carried_out = cb->outlen;
     d->carried_resp = cb->out_resp;
@@ -633,7 +634,7 @@ int xs_migrate_import_domain(struct xs *xs, const uint8_t *buf, size_t len, uint
             xs->ops.domain_changed(xs, d, false);
         rc = apply_all(&im, xs, d->conn, xs->tree, true);
         if (!rc)
-            carry_bytes(d, &im.bytes);
+            xs_domain_carry(d, &im.bytes);
     }
     import_free(&im);
     return rc;

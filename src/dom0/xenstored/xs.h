@@ -326,6 +326,8 @@ uint32_t xs_conn_target(const struct xs_conn *c);
  * or NULL. */
 uint8_t *xs_migrate_export(struct xs *xs, uint32_t domid, const struct xs_conn_bytes *pending,
                            size_t *len);
+/* Keep a copy of cb in d (carried), for its next ring; what d kept before goes. */
+void xs_domain_carry(struct xs_domain *d, const struct xs_conn_bytes *cb);
 /* Is b a connection's output as a stream may carry it: out_resp bytes ending a
  * response, then whole responses? */
 bool xs_conn_out_ok(const uint8_t *b, size_t len, size_t out_resp);
